@@ -1,0 +1,147 @@
+"""Settings: one pydantic-settings tree, env prefix ``INHOUSE_`` (nested with ``__``), optional TOML file.
+
+Every field has a default and a description; ``docs/settings.md`` is generated from this module
+(``python -m inhouse.config``) and a test keeps the two in sync. This module imports nothing from the package.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+def default_data_dir() -> Path:
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
+    return base / "inhouse"
+
+
+class ServerSettings(BaseModel):
+    host: str = Field("127.0.0.1", description="Address to bind. Loopback unless you mean to expose it.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port of the HTTP server.")
+    allow_unauthenticated: bool = Field(
+        False, description="Serve without API keys. Refused unless `host` is a loopback address."
+    )
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest accepted request body, in bytes.")
+    max_messages: int = Field(512, ge=1, description="Most messages accepted in one chat request.")
+    metrics_public: bool = Field(
+        False, description="Serve /metrics without an API key (only do this behind a private network)."
+    )
+
+
+class EngineSettings(BaseModel):
+    n_ctx: int = Field(8192, ge=256, description="KV-cache cells shared by all sequences of a loaded model.")
+    max_running: int = Field(16, ge=1, le=64, description="Sequences decoded together in one batch.")
+    n_cache_slots: int = Field(
+        4, ge=0, le=64, description="Extra idle sequences kept for the prefix cache beyond `max_running`."
+    )
+    max_waiting: int = Field(64, ge=0, description="Requests allowed to wait; more are answered 429 at once.")
+    step_token_budget: int = Field(512, ge=16, description="Most tokens fed to llama.cpp in one decode step.")
+    prefill_chunk: int = Field(
+        64, ge=8, description="Most prompt tokens prefilled per step while other sequences are decoding."
+    )
+    n_threads: int = Field(0, ge=0, description="Threads for decoding; 0 means the number of physical cores.")
+    n_threads_batch: int = Field(0, ge=0, description="Threads for prompt processing; 0 means physical cores.")
+    n_ubatch: int = Field(512, ge=8, description="llama.cpp micro-batch size in tokens.")
+    flash_attn: bool = Field(False, description="Use flash attention in llama.cpp.")
+    kv_type: str = Field("f16", pattern="^(f16|q8_0)$", description="KV-cache element type: f16 or q8_0.")
+    max_tokens_cap: int = Field(4096, ge=1, description="Largest `max_tokens` a request may ask for.")
+    default_max_tokens: int = Field(
+        1024, ge=1, description="`max_tokens` used when a request gives none (capped by the context)."
+    )
+    retry_after_s: float = Field(2.0, gt=0, description="Retry-After sent with 429 when the queue is full.")
+
+
+class ModelSettings(BaseModel):
+    default: str = Field("smollm2-135m", description="Model served when `inhouse serve` is given no --model.")
+    preload: list[str] = Field(
+        default_factory=list, description="Models loaded at start-up besides the default."
+    )
+    ram_budget_mb: int = Field(
+        16_000, ge=64, description="Loaded models are unloaded (least recently used first) above this."
+    )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="INHOUSE_", env_nested_delimiter="__", extra="forbid", toml_file=None
+    )
+
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Holds the SQLite database, the model cache and tuned profiles.",
+    )
+    server: ServerSettings = Field(default_factory=ServerSettings, description="HTTP server.")
+    engine: EngineSettings = Field(default_factory=EngineSettings, description="Inference engine.")
+    models: ModelSettings = Field(default_factory=ModelSettings, description="Model registry.")
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "inhouse.db"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml = os.environ.get("INHOUSE_CONFIG")
+        if toml:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml)))
+        return tuple(sources)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from defaults < TOML file (``INHOUSE_CONFIG``) < environment < ``overrides``."""
+    return Settings(**overrides)
+
+
+def render_settings_doc() -> str:
+    """Markdown table of every setting, generated from the models above."""
+    lines = [
+        "# Settings",
+        "",
+        "Generated by `python -m inhouse.config`; do not edit by hand (a test compares).",
+        "Set them in a TOML file named by `INHOUSE_CONFIG`, or as environment variables",
+        "`INHOUSE_<SECTION>__<FIELD>` (e.g. `INHOUSE_ENGINE__N_CTX=4096`).",
+        "",
+        "| setting | environment | default | description |",
+        "|---|---|---|---|",
+    ]
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            ann = field.annotation
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                walk(ann, f"{prefix}{name}.")
+                continue
+            if field.default_factory is not None:
+                default = "(computed)" if name == "data_dir" else repr(field.default_factory())  # type: ignore[call-arg]
+            else:
+                default = repr(field.default)
+            env = "INHOUSE_" + (prefix + name).replace(".", "__").upper()
+            lines.append(f"| `{prefix}{name}` | `{env}` | `{default}` | {field.description or ''} |")
+
+    walk(Settings, "")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(render_settings_doc(), end="")

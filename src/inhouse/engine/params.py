@@ -1,0 +1,107 @@
+"""What a caller asks the engine for, and what comes back, independent of HTTP and of llama.cpp."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+from inhouse.errors import InvalidRequest
+
+FinishReason = Literal["stop", "length", "tool_calls", "abort", "error"]
+
+MAX_STOP_STRINGS = 16
+MAX_STOP_CHARS = 256
+MAX_LOGIT_BIAS = 300
+LOGIT_BIAS_RANGE = 100.0
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Per-request sampling. ``validate`` enforces the bounds; the backend trusts a validated object."""
+
+    max_tokens: int = 256
+    temperature: float = 0.8
+    top_p: float = 0.95
+    top_k: int = 40
+    min_p: float = 0.05
+    repeat_penalty: float = 1.0
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    penalty_last_n: int = 64
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    logit_bias: tuple[tuple[int, float], ...] = ()
+    # A GBNF grammar the output must follow (json_object / json_schema are converted before this point
+    # by the backend, which owns the llama.cpp grammar tooling).
+    grammar: str | None = None
+    json_schema: str | None = None  # JSON text of a schema, converted to a grammar by the backend
+    json_object: bool = False
+    ignore_eos: bool = False
+
+    def validate(self, *, max_tokens_cap: int) -> SamplingParams:
+        def finite(name: str, value: float, lo: float, hi: float) -> None:
+            if not isinstance(value, (int, float)) or math.isnan(value) or not (lo <= value <= hi):
+                raise InvalidRequest(f"'{name}' must be a number between {lo} and {hi}, got {value!r}.",
+                                     param=name)
+
+        if not isinstance(self.max_tokens, int) or self.max_tokens < 1:
+            raise InvalidRequest("'max_tokens' must be a positive integer.", param="max_tokens")
+        if self.max_tokens > max_tokens_cap:
+            raise InvalidRequest(
+                f"'max_tokens' is {self.max_tokens}, above this server's limit of {max_tokens_cap}.",
+                param="max_tokens",
+            )
+        finite("temperature", self.temperature, 0.0, 2.0)
+        finite("top_p", self.top_p, 0.0, 1.0)
+        finite("min_p", self.min_p, 0.0, 1.0)
+        finite("repeat_penalty", self.repeat_penalty, 0.0, 10.0)
+        finite("frequency_penalty", self.frequency_penalty, -2.0, 2.0)
+        finite("presence_penalty", self.presence_penalty, -2.0, 2.0)
+        if not isinstance(self.top_k, int) or self.top_k < 0:
+            raise InvalidRequest("'top_k' must be a non-negative integer.", param="top_k")
+        if not isinstance(self.penalty_last_n, int) or not (0 <= self.penalty_last_n <= 4096):
+            raise InvalidRequest("'penalty_last_n' must be between 0 and 4096.", param="penalty_last_n")
+        if self.seed is not None and (not isinstance(self.seed, int) or not (0 <= self.seed < 2**32)):
+            raise InvalidRequest("'seed' must be an integer between 0 and 2**32-1.", param="seed")
+        if len(self.stop) > MAX_STOP_STRINGS:
+            raise InvalidRequest(f"At most {MAX_STOP_STRINGS} stop strings are allowed, got {len(self.stop)}.",
+                                 param="stop")
+        for s in self.stop:
+            if not isinstance(s, str) or not s or len(s) > MAX_STOP_CHARS:
+                raise InvalidRequest(f"Each stop string must have 1 to {MAX_STOP_CHARS} characters.",
+                                     param="stop")
+        if len(self.logit_bias) > MAX_LOGIT_BIAS:
+            raise InvalidRequest(f"At most {MAX_LOGIT_BIAS} logit_bias entries are allowed.", param="logit_bias")
+        for tok, bias in self.logit_bias:
+            if not isinstance(tok, int) or tok < 0:
+                raise InvalidRequest("logit_bias keys must be token ids (non-negative integers).",
+                                     param="logit_bias")
+            finite("logit_bias", bias, -LOGIT_BIAS_RANGE, LOGIT_BIAS_RANGE)
+        if sum(x is not None and x is not False for x in (self.grammar, self.json_schema)) + int(self.json_object) > 1:
+            raise InvalidRequest("Use only one of grammar, json_schema and json_object.", param="response_format")
+        return self
+
+
+@dataclass
+class GenerationRequest:
+    """One generation: a prompt already rendered and tokenized, plus sampling."""
+
+    request_id: str
+    prompt_tokens: list[int]
+    params: SamplingParams
+    arrival_s: float = 0.0
+
+
+@dataclass
+class Delta:
+    """A piece of output. ``text`` may be empty (e.g. a token that completes no UTF-8 character)."""
+
+    request_id: str
+    text: str = ""
+    token_ids: list[int] = field(default_factory=list)
+    finish_reason: FinishReason | None = None
+    n_prompt_tokens: int = 0
+    n_generated_tokens: int = 0
+    n_cached_tokens: int = 0
+    error: str | None = None
