@@ -80,9 +80,9 @@ class Settings(BaseSettings):
         default_factory=default_data_dir,
         description="Holds the SQLite database, the model cache and tuned profiles.",
     )
-    server: ServerSettings = Field(default_factory=ServerSettings, description="HTTP server.")
-    engine: EngineSettings = Field(default_factory=EngineSettings, description="Inference engine.")
-    models: ModelSettings = Field(default_factory=ModelSettings, description="Model registry.")
+    server: ServerSettings = Field(default_factory=lambda: ServerSettings(), description="HTTP server.")
+    engine: EngineSettings = Field(default_factory=lambda: EngineSettings(), description="Inference engine.")
+    models: ModelSettings = Field(default_factory=lambda: ModelSettings(), description="Model registry.")
 
     @property
     def db_path(self) -> Path:

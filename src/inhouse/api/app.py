@@ -1,0 +1,60 @@
+"""The HTTP app: ``build_app(services)`` wires routes, auth, error handlers, limits and metrics.
+
+The app holds no globals: everything comes from ``services`` (built by ``inhouse.bootstrap``), reachable
+from handlers through closures and ``app.state.services``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Protocol
+
+from fastapi import FastAPI
+
+from inhouse.api.errors import install_error_handlers
+from inhouse.api.metrics import Metrics
+from inhouse.api.middleware import BodyLimitMiddleware, EdgeMiddleware
+from inhouse.api.openai_routes import add_openai_routes
+from inhouse.api.system_routes import add_system_routes
+
+if TYPE_CHECKING:
+    from inhouse.config import Settings
+    from inhouse.engine.protocol import EngineClient
+    from inhouse.governance.identity import KeyStore
+    from inhouse.models.chat import ChatService
+    from inhouse.models.registry import ModelRegistry
+
+log = logging.getLogger(__name__)
+
+
+class ServicesLike(Protocol):
+    """What the app needs of ``inhouse.bootstrap.Services`` (any object with these attributes)."""
+
+    settings: Settings
+    keys: KeyStore
+    registry: ModelRegistry
+    chat: ChatService
+
+
+def loaded_engines(registry: ModelRegistry) -> Iterator[EngineClient]:
+    for name in registry.loaded():
+        try:
+            yield registry.get_engine(name)
+        except Exception:  # unloaded between the two calls: skip it this scrape
+            log.debug("engine %s went away during a scrape", name)
+
+
+def build_app(services: ServicesLike) -> FastAPI:
+    # No /docs or /openapi.json: every route must declare a permission, and these would not.
+    app = FastAPI(title="inhouse", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.services = services
+    metrics = Metrics(lambda: list(loaded_engines(services.registry)))
+    app.state.metrics = metrics
+    install_error_handlers(app)
+    add_system_routes(app.router, services, metrics)
+    add_openai_routes(app.router, services, metrics)
+    # Added last = outermost: the edge counts even the 413s of the body limit.
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=services.settings.server.max_body_bytes)
+    app.add_middleware(EdgeMiddleware, metrics=metrics)
+    return app

@@ -1,0 +1,136 @@
+"""Authentication (API key → Actor) and per-route permissions.
+
+Every route declares the action it performs with ``Depends(require("…"))`` (or ``public("…")``); the
+dependency carries its action so ``route_actions(app)`` can list them and a meta-test can fail on a route
+that declares none. Roles: ``member`` may use models; ``admin`` may do everything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.routing import APIRoute
+
+from inhouse.errors import AuthenticationFailed, PermissionDenied
+from inhouse.types import ANONYMOUS_ADMIN, Actor
+
+if TYPE_CHECKING:
+    from fastapi.dependencies.models import Dependant
+
+Need = Literal["public", "member", "admin"]
+
+# The catalogue of actions. A route may only declare an action listed here.
+ACTIONS: dict[str, Need] = {
+    "health:read": "public",
+    "models:read": "member",
+    "chat:create": "member",
+    "completions:create": "member",
+    # Metrics carry no content, only counts; a scraper gets a member key (or metrics_public).
+    "metrics:read": "member",
+    "keys:manage": "admin",
+}
+
+_MAX_HEADER_CHARS = 512
+
+
+def key_from_headers(request: Request) -> str | None:
+    auth = request.headers.get("authorization")
+    if auth:
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()[: _MAX_HEADER_CHARS + 1]
+        raise AuthenticationFailed("Use 'Authorization: Bearer <key>'.")
+    key = request.headers.get("x-api-key")
+    return key.strip()[: _MAX_HEADER_CHARS + 1] if key else None
+
+
+def authenticate_request(request: Request) -> Actor:
+    """The caller's actor; cached on ``request.state``."""
+    cached = getattr(request.state, "actor", None)
+    if isinstance(cached, Actor):
+        return cached
+    services = request.app.state.services
+    if services.settings.server.allow_unauthenticated:
+        # Loopback-only mode (enforced by the CLI): every caller is the anonymous admin, whatever key
+        # a client library insists on sending.
+        actor = ANONYMOUS_ADMIN
+    else:
+        secret = key_from_headers(request)
+        if secret is None:
+            raise AuthenticationFailed("Missing API key. Pass it as 'Authorization: Bearer <key>'.")
+        actor = services.keys.authenticate(secret)
+    request.state.actor = actor
+    return actor
+
+
+def allowed(actor: Actor, need: Need) -> bool:
+    return need != "admin" or actor.is_admin
+
+
+class _Permission:
+    """A FastAPI dependency that knows its action (so routes can be audited)."""
+
+    def __init__(self, action: str, check: Callable[[Request], Awaitable[Actor | None]]) -> None:
+        self.action = action
+        self._check = check
+
+    async def __call__(self, request: Request) -> Actor | None:
+        return await self._check(request)
+
+
+def require(action: str) -> Any:
+    """Dependency: authenticate the caller and check it may perform ``action``. Returns the Actor."""
+    need = ACTIONS[action]  # KeyError: an undeclared action is a programming error
+
+    async def check(request: Request) -> Actor | None:
+        if need == "public":
+            return None
+        actor = authenticate_request(request)
+        if not allowed(actor, need):
+            raise PermissionDenied(f"Your key may not perform '{action}' (needs role {need}).")
+        return actor
+
+    return _Permission(action, check)
+
+
+def public(action: str) -> Any:
+    """Dependency for routes anyone may call (liveness). Still declares an action."""
+    if ACTIONS[action] != "public":
+        raise ValueError(f"action {action!r} is not public")
+
+    async def check(_: Request) -> None:
+        return None
+
+    return _Permission(action, check)
+
+
+def metrics_permission(metrics_public: bool) -> Any:
+    if metrics_public:
+
+        async def check(_: Request) -> None:
+            return None
+
+        return _Permission("metrics:read", check)
+    return require("metrics:read")
+
+
+def _actions_of(dependant: Dependant) -> list[str]:
+    found: list[str] = []
+    for dep in dependant.dependencies:
+        if isinstance(dep.call, _Permission):
+            found.append(dep.call.action)
+        found.extend(_actions_of(dep))
+    return found
+
+
+def route_actions(app: FastAPI) -> dict[tuple[str, str], list[str]]:
+    """``(method, path) → declared actions`` for every API route of ``app``."""
+    table: dict[tuple[str, str], list[str]] = {}
+    for route in app.routes:
+        if isinstance(route, APIRoute):
+            acts = _actions_of(route.dependant)
+            for method in sorted(route.methods or ()):
+                table[(method, route.path)] = acts
+    return table

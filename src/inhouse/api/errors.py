@@ -1,0 +1,123 @@
+"""The one JSON error shape on the wire, and the handlers that produce it.
+
+Every error response is ``{"error": {"message", "type", "code", "param"}}`` (OpenAI's shape). Cores raise
+``inhouse.errors``; this module alone maps them to HTTP statuses. A meta-test sends bad requests of every
+kind and checks each answer has exactly this shape.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from inhouse import errors
+
+log = logging.getLogger(__name__)
+
+# Most specific first: ContextLengthExceeded is an InvalidRequest, ModelNotFound a NotFound.
+_STATUS: tuple[tuple[type[errors.InhouseError], int], ...] = (
+    (errors.InvalidRequest, 400),
+    (errors.AuthenticationFailed, 401),
+    (errors.PermissionDenied, 403),
+    (errors.NotFound, 404),
+    (errors.Conflict, 409),
+    (errors.Overloaded, 429),
+    (errors.Unavailable, 503),
+    (errors.EngineFailure, 500),
+)
+_MAX_MESSAGE_CHARS = 300
+_HTTP_CODES = {
+    404: ("not_found", "invalid_request_error", "No such route."),
+    405: ("method_not_allowed", "invalid_request_error", "Method not allowed on this route."),
+    413: ("request_too_large", "invalid_request_error", "The request body is too large."),
+}
+
+
+def error_body(message: str, type_: str, code: str, param: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "code": code, "param": param}}
+
+
+def error_response(status: int, message: str, type_: str, code: str, param: str | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(message, type_, code, param), status_code=status, headers=headers)
+
+
+def status_of(exc: errors.InhouseError) -> int:
+    for cls, status in _STATUS:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def inhouse_error_response(exc: errors.InhouseError) -> JSONResponse:
+    status = status_of(exc)
+    headers: dict[str, str] = {}
+    message = exc.message
+    if isinstance(exc, errors.AuthenticationFailed):
+        headers["WWW-Authenticate"] = 'Bearer realm="inhouse"'
+    elif isinstance(exc, errors.Overloaded):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+    elif status == 500:
+        # The details (llama.cpp messages, paths) go to the log, not to the caller.
+        log.error("engine failure: %s", exc.message)
+        message = "The inference engine failed while serving this request."
+    return error_response(status, message, exc.type, exc.code, exc.param, headers or None)
+
+
+def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts)
+
+
+def validation_error_response(exc: RequestValidationError) -> JSONResponse:
+    errs = exc.errors()
+    first = errs[0] if errs else {}
+    if first.get("type") == "json_invalid":
+        return error_response(400, "The request body is not valid JSON.", "invalid_request_error",
+                              "invalid_json")
+    field = _field_name(first.get("loc", ()))
+    # pydantic's `msg` describes the constraint; `input` (possibly megabytes) is never echoed.
+    msg = str(first.get("msg", "invalid value"))[:_MAX_MESSAGE_CHARS]
+    more = f" (and {len(errs) - 1} more errors)" if len(errs) > 1 else ""
+    text = f"Invalid '{field}': {msg}{more}." if field else f"Invalid request: {msg}{more}."
+    top = field.split(".")[0] if field else None
+    return error_response(400, text, "invalid_request_error", "invalid_request", top)
+
+
+def http_error_response(exc: StarletteHTTPException) -> JSONResponse:
+    code, type_, default = _HTTP_CODES.get(
+        exc.status_code, ("http_error", "invalid_request_error" if exc.status_code < 500 else "server_error",
+                          "HTTP error.")
+    )
+    detail = exc.detail if isinstance(exc.detail, str) and exc.status_code not in _HTTP_CODES else default
+    return error_response(exc.status_code, detail[:_MAX_MESSAGE_CHARS], type_, code,
+                          headers=dict(exc.headers) if exc.headers else None)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_inhouse(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, errors.InhouseError)
+        return inhouse_error_response(exc)
+
+    async def on_validation(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return validation_error_response(exc)
+
+    async def on_http(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        return http_error_response(exc)
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return error_response(500, "Internal server error.", "server_error", "internal_error")
+
+    app.add_exception_handler(errors.InhouseError, on_inhouse)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_unexpected)

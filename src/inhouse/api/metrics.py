@@ -1,0 +1,131 @@
+"""Prometheus metrics of one app: a private ``CollectorRegistry`` (never the global default one, so two
+apps in one process — tests — do not collide).
+
+Latencies are measured at the edge, where the client feels them; engine counters are read from
+``EngineClient.stats()`` at scrape time by a custom collector, so the engine keeps no Prometheus objects.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from inhouse.engine.params import Delta
+    from inhouse.engine.protocol import EngineClient, EngineStats
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 60.0)
+_ITL_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0)
+
+# (metric name, help, EngineStats attribute); counters get the `_total` suffix from prometheus_client.
+_ENGINE_GAUGES = (
+    ("inhouse_queue_depth", "Requests waiting for a sequence slot.", "waiting"),
+    ("inhouse_running_sequences", "Sequences in the running batch.", "running"),
+)
+_ENGINE_COUNTERS = (
+    ("inhouse_engine_steps", "Decode steps run.", "steps"),
+    ("inhouse_engine_multi_sequence_steps", "Steps whose batch held more than one sequence.",
+     "multi_sequence_steps"),
+    ("inhouse_prefix_cache_hits", "Requests that reused a cached prompt prefix.", "prefix_cache_hits"),
+    ("inhouse_prefix_cache_queries", "Prefix cache look-ups.", "prefix_cache_queries"),
+    ("inhouse_prefix_cache_hit_tokens", "Prompt tokens not recomputed thanks to the prefix cache.",
+     "prefix_cache_hit_tokens"),
+    ("inhouse_engine_aborted", "Requests aborted inside the engine.", "aborted"),
+    ("inhouse_engine_preempted", "Sequences preempted to free KV cache.", "preempted"),
+    ("inhouse_queue_rejected", "Requests refused because the queue was full.", "rejected_queue_full"),
+)
+
+
+class EngineStatsCollector(Collector):
+    def __init__(self, engines: Callable[[], Iterable[EngineClient]]) -> None:
+        self._engines = engines
+
+    def collect(self) -> Iterator[Metric]:
+        stats: list[EngineStats] = []
+        try:
+            for engine in self._engines():
+                stats.append(engine.stats())
+        except Exception:  # a scrape must never fail because a model is unloading
+            log.exception("could not read engine stats")
+        for name, help_, attr in _ENGINE_GAUGES:
+            g = GaugeMetricFamily(name, help_, labels=["model"])
+            for s in stats:
+                g.add_metric([s.model], float(getattr(s, attr)))
+            yield g
+        for name, help_, attr in _ENGINE_COUNTERS:
+            c = CounterMetricFamily(name, help_, labels=["model"])
+            for s in stats:
+                c.add_metric([s.model], float(getattr(s, attr)))
+            yield c
+
+
+class Metrics:
+    """The app's metric objects. ``engines`` lists the loaded engines at scrape time."""
+
+    def __init__(self, engines: Callable[[], Iterable[EngineClient]]) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.ttft = Histogram("inhouse_time_to_first_token_seconds",
+                              "From request arrival to the first generated token, seen at the edge.",
+                              ["model"], buckets=_TTFT_BUCKETS, registry=r)
+        self.itl = Histogram("inhouse_inter_token_latency_seconds",
+                             "Time between two generated tokens of one request, seen at the edge.",
+                             ["model"], buckets=_ITL_BUCKETS, registry=r)
+        self.requests_total = Counter("inhouse_requests", "HTTP requests by route template and status.",
+                                      ["route", "status"], registry=r)
+        self.generated_tokens = Counter("inhouse_generated_tokens", "Tokens generated.", ["model"],
+                                        registry=r)
+        self.prompt_tokens = Counter("inhouse_prompt_tokens", "Prompt tokens received.", ["model"],
+                                     registry=r)
+        self.requests_aborted = Counter("inhouse_requests_aborted",
+                                        "Requests abandoned by their client before the end.", ["model"],
+                                        registry=r)
+        r.register(EngineStatsCollector(engines))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def track(self, model: str, start_s: float) -> GenerationTimer:
+        return GenerationTimer(self, model, start_s)
+
+
+class GenerationTimer:
+    """Edge timings of one request: call ``on_delta`` for every delta, ``finish`` once at the end."""
+
+    def __init__(self, metrics: Metrics, model: str, start_s: float) -> None:
+        self._m = metrics
+        self._model = model
+        self._start = start_s
+        self._last: float | None = None
+        self._done = False
+
+    def on_delta(self, delta: Delta) -> None:
+        if not delta.token_ids:
+            return
+        now = time.perf_counter()
+        if self._last is None:
+            self._m.ttft.labels(self._model).observe(now - self._start)
+        else:
+            # Several tokens in one delta: spread the gap evenly (the engine emits one per step normally).
+            gap = (now - self._last) / len(delta.token_ids)
+            for _ in delta.token_ids:
+                self._m.itl.labels(self._model).observe(gap)
+        self._last = now
+
+    def finish(self, *, n_prompt: int, n_generated: int, aborted: bool = False) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._m.prompt_tokens.labels(self._model).inc(n_prompt)
+        self._m.generated_tokens.labels(self._model).inc(n_generated)
+        if aborted:
+            self._m.requests_aborted.labels(self._model).inc()

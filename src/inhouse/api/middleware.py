@@ -1,0 +1,125 @@
+"""Pure ASGI middlewares: body size limit, request counting, and the last-resort 500.
+
+Pure ASGI (not ``BaseHTTPMiddleware``) so streaming responses and client disconnects pass through
+untouched and the body limit applies while the body is still arriving.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING
+
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from inhouse.api.errors import error_body
+
+if TYPE_CHECKING:
+    from inhouse.api.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+class BodyTooLarge(StarletteHTTPException):
+    """Raised from ``receive`` once the body passes the limit. An HTTPException so FastAPI's body
+    parsing re-raises it unchanged (it wraps other exceptions into a 400)."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=413, detail="The request body is too large.")
+
+
+async def send_json_error(send: Send, status: int, message: str, type_: str, code: str) -> None:
+    body = json.dumps(error_body(message, type_, code)).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+class BodyLimitMiddleware:
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_body_bytes
+        too_large = f"The request body is larger than this server's limit of {limit} bytes."
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    await send_json_error(send, 400, "Invalid Content-Length header.",
+                                          "invalid_request_error", "invalid_request")
+                    return
+                if declared > limit:
+                    # Refused before reading a byte of it.
+                    await send_json_error(send, 413, too_large, "invalid_request_error", "request_too_large")
+                    return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:  # chunked body or a lying Content-Length
+                    raise BodyTooLarge()
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except BodyTooLarge:
+            if started:
+                raise
+            await send_json_error(send, 413, too_large, "invalid_request_error", "request_too_large")
+
+
+class EdgeMiddleware:
+    """Counts requests by route template and status; turns any escaped exception into a 500 in the one
+    error shape (logged once here, not re-raised to the server)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 0
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except (ClientDisconnect, OSError):
+            # The client went away; nothing to answer and nothing wrong on our side.
+            log.debug("client disconnected on %s %s", scope.get("method"), scope.get("path"))
+        except Exception:
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if status == 0:
+                status = 500
+                await send_json_error(send, 500, "Internal server error.", "server_error", "internal_error")
+        finally:
+            route = scope.get("route")
+            # The route template, never the raw path: unknown paths must not create label values.
+            label = getattr(route, "path", None) or "unmatched"
+            self.metrics.requests_total.labels(route=label, status=str(status or 499)).inc()

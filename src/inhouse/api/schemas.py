@@ -1,0 +1,81 @@
+"""Request bodies of the OpenAI-compatible routes.
+
+Bounded everywhere (list sizes, string lengths) so a hostile body costs little to refuse; NaN/inf are
+rejected; unknown fields are ignored because OpenAI clients send extras. Semantics (roles, content
+parts, tool shapes, the max_tokens cap) are checked by the core in ``models/chat.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from inhouse.engine.params import MAX_LOGIT_BIAS, MAX_STOP_CHARS, MAX_STOP_STRINGS
+
+# Absolute ceiling; the configured `server.max_messages` (usually lower) is checked by the route.
+HARD_MAX_MESSAGES = 10_000
+MAX_TOOLS = 128
+MAX_PROMPT_TOKENS_LIST = 1_000_000
+
+StopString = Annotated[str, StringConstraints(min_length=1, max_length=MAX_STOP_CHARS)]
+ModelName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
+
+class StreamOptions(_Body):
+    include_usage: bool = False
+
+
+class ChatMessage(_Body):
+    # The role is a free string here so that a wrong one gets the core's message naming the index.
+    role: Annotated[str, StringConstraints(max_length=32)]
+    content: str | list[dict[str, Any]] | None = None
+    name: Annotated[str, StringConstraints(max_length=256)] | None = None
+    tool_calls: Annotated[list[dict[str, Any]], Field(max_length=MAX_TOOLS)] | None = None
+    tool_call_id: Annotated[str, StringConstraints(max_length=256)] | None = None
+
+
+class _Sampling(_Body):
+    model: ModelName
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
+    top_p: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    top_k: Annotated[int, Field(ge=0)] | None = None
+    min_p: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    repeat_penalty: Annotated[float, Field(ge=0.0, le=10.0)] | None = None
+    frequency_penalty: Annotated[float, Field(ge=-2.0, le=2.0)] | None = None
+    presence_penalty: Annotated[float, Field(ge=-2.0, le=2.0)] | None = None
+    seed: int | None = None
+    stop: StopString | Annotated[list[StopString], Field(max_length=MAX_STOP_STRINGS)] | None = None
+    logit_bias: Annotated[dict[str, Annotated[float, Field(ge=-100.0, le=100.0)]],
+                          Field(max_length=MAX_LOGIT_BIAS)] | None = None
+    n: Annotated[int, Field(ge=1, le=16)] | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    user: Annotated[str, StringConstraints(max_length=256)] | None = None
+
+
+class ChatCompletionRequest(_Sampling):
+    messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=HARD_MAX_MESSAGES)]
+    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    tools: Annotated[list[dict[str, Any]], Field(max_length=MAX_TOOLS)] | None = None
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+
+
+class CompletionRequest(_Sampling):
+    prompt: (
+        Annotated[str, StringConstraints(min_length=1)]
+        | Annotated[list[str], Field(min_length=1, max_length=1)]
+        | Annotated[list[int], Field(min_length=1, max_length=MAX_PROMPT_TOKENS_LIST)]
+    )
+    echo: bool | None = None
+    suffix: str | None = None
+    logprobs: int | None = None
+    best_of: int | None = None

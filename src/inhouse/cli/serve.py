@@ -1,0 +1,76 @@
+"""`inhouse serve`: start the OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from pathlib import Path
+
+import typer
+
+from inhouse.cli.common import DataDirOption, console, err_console, fail, open_services, settings_from, translate_errors
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def serve(
+        model: str = typer.Option(None, "--model", "-m", help="Model to load at start (default: settings)."),
+        host: str = typer.Option(None, "--host", help="Bind address (default 127.0.0.1)."),
+        port: int = typer.Option(None, "--port", "-p", help="Port (default 8000)."),
+        allow_unauthenticated: bool = typer.Option(
+            False, "--allow-unauthenticated", help="Serve without API keys; only on a loopback address."
+        ),
+        data_dir: Path = DataDirOption,
+        log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+    ) -> None:
+        """Start the server. On an empty data directory an admin API key is created and printed once."""
+        import uvicorn
+
+        from inhouse.api.app import build_app
+
+        logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        settings = settings_from(data_dir, host=host, port=port)
+        if allow_unauthenticated:
+            settings.server.allow_unauthenticated = True
+        if model:
+            settings.models.default = model
+        if settings.server.allow_unauthenticated and not is_loopback(settings.server.host):
+            fail(f"--allow-unauthenticated is only allowed on a loopback address, not {settings.server.host}.")
+        with translate_errors():
+            services = open_services(settings)
+            secret = services.keys.ensure_admin_key()
+            if secret:
+                console.print(
+                    "[bold]Created the first admin API key. It is shown only this once; store it now:[/]\n"
+                    f"  {secret}\n"
+                    "Create more with `inhouse keys create --name NAME`.",
+                    highlight=False,
+                )
+            name = settings.models.default
+            spec = services.registry.resolve(name)
+            t0 = time.perf_counter()
+            with console.status(f"Loading {spec.name} ({spec.size_bytes / 1e6:.0f} MB, {spec.quantization})…"):
+                services.registry.get_engine(name)
+                for extra in settings.models.preload:
+                    services.registry.get_engine(extra)
+            console.print(f"Loaded {spec.name} in {time.perf_counter() - t0:.1f} s.")
+        auth = "OFF (loopback only)" if settings.server.allow_unauthenticated else "API key required"
+        url = f"http://{settings.server.host}:{settings.server.port}"
+        console.print(f"Serving OpenAI-compatible API at {url}/v1 (auth: {auth}); data in {settings.data_dir}")
+        app_ = build_app(services)
+        try:
+            uvicorn.run(app_, host=settings.server.host, port=settings.server.port, log_level=log_level.lower(),
+                        timeout_graceful_shutdown=5)
+        finally:
+            services.close()
+            err_console.print("stopped")

@@ -1,0 +1,295 @@
+"""The step loop: schedule → execute → update, on one thread per loaded model.
+
+Callers (the API's event loop) talk to the engine through ``generate``/``abort``; the step thread owns the
+backend. A lock guards the scheduler and the table of live requests, never the forward pass itself, so a
+request that arrives while llama.cpp decodes is admitted at the next step (continuous batching).
+
+Stop strings, EOS and ``max_tokens`` are decided here, on text, because the scheduler only knows tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from inhouse.config import EngineSettings
+from inhouse.engine.params import Delta, FinishReason, GenerationRequest
+from inhouse.engine.protocol import Backend, EngineStats, StepPlan
+from inhouse.engine.scheduler import Scheduler, SchedulerConfig
+from inhouse.errors import EngineFailure, InhouseError, Unavailable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Live:
+    """Per-request state on the engine side: where to deliver deltas and how to turn tokens into text."""
+
+    request: GenerationRequest
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[Delta]
+    decoder: codecs.IncrementalDecoder = field(
+        default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace")
+    )
+    pending: str = ""  # decoded text held back because it may be the start of a stop string
+    n_generated: int = 0
+    done: bool = False
+
+    @property
+    def holdback(self) -> int:
+        stops = self.request.params.stop
+        return max((len(s) for s in stops), default=1) - 1
+
+
+class Engine:
+    """Continuous-batching engine over one ``Backend``. Implements ``EngineClient``."""
+
+    def __init__(self, model_name: str, backend: Backend, settings: EngineSettings) -> None:
+        self._model_name = model_name
+        self._backend = backend
+        self._settings = settings
+        self._scheduler = Scheduler(
+            SchedulerConfig(
+                n_slots=backend.n_slots,
+                n_ctx=backend.n_ctx,
+                max_running=min(settings.max_running, backend.n_slots),
+                max_waiting=settings.max_waiting,
+                step_token_budget=settings.step_token_budget,
+                prefill_chunk=settings.prefill_chunk,
+                retry_after_s=settings.retry_after_s,
+            )
+        )
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._live: dict[str, _Live] = {}
+        # Samplers are freed on the step thread only, after the step that may still use them.
+        self._to_end: set[str] = set()
+        self._closed = False
+        self._healthy = True
+        self._steps = 0
+        self._multi_steps = 0
+        self._prompt_tokens = 0
+        self._generated_tokens = 0
+        self._aborted = 0
+        self.last_step_s = 0.0
+        self._thread = threading.Thread(target=self._run, name=f"engine-{model_name}", daemon=True)
+        self._thread.start()
+
+    # -- EngineClient -------------------------------------------------------------------------------
+
+    @property
+    def model_name(self) -> str:
+        return self._model_name
+
+    @property
+    def n_ctx(self) -> int:
+        return self._backend.n_ctx
+
+    @property
+    def backend(self) -> Backend:
+        return self._backend
+
+    def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> list[int]:
+        return self._backend.tokenize(text, add_special=add_special, parse_special=parse_special)
+
+    def healthy(self) -> bool:
+        return self._healthy and not self._closed and self._thread.is_alive()
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        rid = request.request_id
+        live = _Live(request=request, loop=asyncio.get_running_loop(), queue=asyncio.Queue())
+        if self._closed:
+            raise Unavailable(f"The model '{self._model_name}' is unloading; retry.")
+        self._backend.start_request(rid, request.params)  # a bad grammar raises InvalidRequest here
+        with self._lock:
+            try:
+                self._scheduler.add(rid, request.prompt_tokens, request.params.max_tokens)
+            except InhouseError:
+                self._to_end.add(rid)
+                self._wake.notify()
+                raise
+            self._live[rid] = live
+            self._prompt_tokens += len(request.prompt_tokens)
+            self._wake.notify()
+        try:
+            while True:
+                delta = await live.queue.get()
+                yield delta
+                if delta.finish_reason is not None:
+                    return
+        finally:
+            if not live.done:
+                self.abort(rid)
+
+    def abort(self, request_id: str) -> None:
+        with self._lock:
+            live = self._live.pop(request_id, None)
+            if live is None:
+                return
+            live.done = True
+            self._aborted += 1
+            self._scheduler.abort(request_id)
+            self._to_end.add(request_id)
+            self._wake.notify()
+
+    def stats(self) -> EngineStats:
+        with self._lock:
+            s = self._scheduler.stats()
+            return EngineStats(
+                model=self._model_name,
+                waiting=self._scheduler.n_waiting,
+                running=self._scheduler.n_running,
+                steps=self._steps,
+                multi_sequence_steps=self._multi_steps,
+                prompt_tokens=self._prompt_tokens,
+                generated_tokens=self._generated_tokens,
+                prefix_cache_queries=s.prefix_cache_queries,
+                prefix_cache_hits=s.prefix_cache_hits,
+                prefix_cache_hit_tokens=s.prefix_cache_hit_tokens,
+                aborted=self._aborted,
+                preempted=s.preempted,
+                rejected_queue_full=s.rejected_queue_full,
+            )
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Stop the step thread, fail what is still live, free the backend. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._wake.notify_all()
+        self._thread.join(timeout_s)
+        with self._lock:
+            for rid, live in list(self._live.items()):
+                self._deliver(live, Delta(rid, finish_reason="error", error="The model was unloaded."))
+            self._live.clear()
+        self._backend.close()
+
+    # -- step thread --------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._closed and not self._scheduler.has_work() and not self._to_end:
+                    self._wake.wait()
+                if self._closed:
+                    break
+                plan = self._scheduler.schedule()
+            if plan.items or plan.kv_ops:
+                self._step(plan)
+            self._end_finished_samplers()
+        self._end_finished_samplers()
+
+    def _end_finished_samplers(self) -> None:
+        with self._lock:
+            ended, self._to_end = self._to_end, set()
+        for rid in ended:
+            self._backend.end_request(rid)
+
+    def _step(self, plan: StepPlan) -> None:
+        t0 = time.perf_counter()
+        try:
+            sampled = self._backend.execute(plan)
+        except Exception as exc:  # the backend failed: fail the requests of this step, keep serving others
+            log.exception("engine step failed")
+            message = exc.message if isinstance(exc, EngineFailure) else "The inference backend failed."
+            with self._lock:
+                for item in plan.items:
+                    self._fail(item.request_id, message)
+            return
+        self.last_step_s = time.perf_counter() - t0
+        with self._lock:
+            self._steps += 1
+            if len({i.request_id for i in plan.items}) > 1:
+                self._multi_steps += 1
+            self._scheduler.update(sampled)
+            for rid, token in sampled.items():
+                live = self._live.get(rid)
+                if live is None or live.done:
+                    continue
+                self._on_token(live, token)
+
+    def _on_token(self, live: _Live, token: int) -> None:
+        """Called with the lock held."""
+        rid = live.request.request_id
+        params = live.request.params
+        live.n_generated += 1
+        self._generated_tokens += 1
+        if self._backend.is_eog(token) and not params.ignore_eos:
+            self._finish(live, "stop", [token])
+            return
+        text = live.pending + live.decoder.decode(self._backend.token_piece(token))
+        cut = _find_stop(text, params.stop)
+        if cut is not None:
+            live.pending = ""
+            self._emit(live, text[:cut], [token])
+            self._finish(live, "stop", [])
+            return
+        keep = live.holdback
+        if keep and len(text) > keep:
+            out, live.pending = text[:-keep], text[-keep:]
+        elif keep:
+            out, live.pending = "", text
+        else:
+            out, live.pending = text, ""
+        limit = live.n_generated >= params.max_tokens or self._scheduler.at_context_limit(rid)
+        if limit:
+            self._emit(live, out, [token])
+            self._finish(live, "length", [])
+        else:
+            # One delta per token even when it completes no character: the edge counts tokens and latency.
+            self._emit(live, out, [token])
+
+    def _emit(self, live: _Live, text: str, tokens: list[int]) -> None:
+        if not text and not tokens:
+            return
+        self._deliver(live, Delta(live.request.request_id, text=text, token_ids=tokens,
+                                  n_generated_tokens=live.n_generated))
+
+    def _finish(self, live: _Live, reason: FinishReason, tokens: list[int]) -> None:
+        rid = live.request.request_id
+        tail = live.pending + live.decoder.decode(b"", final=True)
+        if reason == "stop" and live.request.params.stop:
+            cut = _find_stop(tail, live.request.params.stop)
+            if cut is not None:
+                tail = tail[:cut]
+        live.pending = ""
+        live.done = True
+        self._live.pop(rid, None)
+        self._scheduler.finish(rid)
+        self._to_end.add(rid)
+        self._deliver(live, Delta(
+            rid, text=tail, token_ids=tokens, finish_reason=reason,
+            n_prompt_tokens=len(live.request.prompt_tokens), n_generated_tokens=live.n_generated,
+        ))
+
+    def _fail(self, rid: str, message: str) -> None:
+        live = self._live.pop(rid, None)
+        self._scheduler.abort(rid)
+        self._to_end.add(rid)
+        if live is not None:
+            live.done = True
+            self._deliver(live, Delta(rid, finish_reason="error", error=message,
+                                      n_prompt_tokens=len(live.request.prompt_tokens),
+                                      n_generated_tokens=live.n_generated))
+
+    def _deliver(self, live: _Live, delta: Delta) -> None:
+        # The caller's event loop may be gone (client process ended): then abort instead of leaking.
+        with contextlib.suppress(RuntimeError):
+            live.loop.call_soon_threadsafe(live.queue.put_nowait, delta)
+
+
+def _find_stop(text: str, stops: tuple[str, ...]) -> int | None:
+    best: int | None = None
+    for s in stops:
+        i = text.find(s)
+        if i != -1 and (best is None or i < best):
+            best = i
+    return best
+

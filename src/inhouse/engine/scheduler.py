@@ -1,0 +1,427 @@
+"""The continuous-batching scheduler: a pure state machine (no model, no threads, no I/O, no clock).
+
+Like vLLM v1's scheduler, every request has ``tokens`` (prompt + generated so far) and ``n_computed``, how
+many of them sit in its slot's KV cache at positions ``0 .. n_computed-1``. Prefill and decode are the same
+operation: feed ``tokens[n_computed:]``; decoding is the case of one token left. An item samples only when
+its chunk reaches the end of ``tokens``.
+
+One ``schedule()`` builds one ``StepPlan`` (one ``llama_decode``):
+
+1. pending aborts free their slots (``rm`` at position 0);
+2. running requests, oldest admission first: every decoding request gets its token, then prefilling requests
+   get chunks — at most ``step_token_budget`` tokens in all, and at most ``prefill_chunk`` prompt tokens
+   whenever somebody decodes (chunked prefill keeps other streams flowing);
+3. waiting requests are admitted FIFO into a slot chosen by the prefix cache (longest common prefix with
+   the KV of idle slots, kept after a request finishes, or of running slots, shared by ``cp``);
+4. KV cells are counted conservatively (a cell shared by two sequences counts twice), so the plan always
+   fits in ``n_ctx``; room is made by evicting idle slots (least recently used first), then by shortening
+   a prefill chunk, and only when not one token fits by preempting running requests (newest admission
+   first) back to the front of the waiting queue, to be recomputed later.
+
+``update()`` applies what the backend computed; ``finish()`` turns a request's slot into an idle prefix-cache
+entry. All state changes happen in these calls, from one thread (the engine's lock guards them).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from inhouse.engine.protocol import BatchItem, KvOp, StepPlan
+from inhouse.errors import ContextLengthExceeded, InvalidRequest, Overloaded
+
+_LCP_BLOCK = 256
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    n_slots: int  # sequence ids 0..n_slots-1 available in the backend (llama.cpp seq ids)
+    n_ctx: int  # total KV cells shared by all sequences (unified KV cache)
+    max_running: int  # most requests running at once (<= n_slots)
+    max_waiting: int  # bounded admission: a full waiting queue rejects at once
+    step_token_budget: int  # most tokens in one step (one llama_decode call)
+    prefill_chunk: int  # most prompt tokens per step (summed over requests) while any request decodes
+    retry_after_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.n_slots < 1 or self.n_ctx < 2 or self.step_token_budget < 1 or self.prefill_chunk < 1:
+            raise ValueError(f"invalid scheduler config: {self}")
+        if not 1 <= self.max_running <= self.n_slots:
+            raise ValueError(f"max_running must be in 1..{self.n_slots} (n_slots), got {self.max_running}")
+        if self.max_waiting < 0:
+            raise ValueError(f"max_waiting must be >= 0, got {self.max_waiting}")
+
+
+@dataclass
+class SchedulerStats:
+    prefix_cache_queries: int = 0
+    prefix_cache_hits: int = 0
+    prefix_cache_hit_tokens: int = 0
+    preempted: int = 0
+    aborted: int = 0
+    rejected_queue_full: int = 0
+    kv_cells_used: int = 0
+
+
+@dataclass(eq=False)
+class _Request:
+    request_id: str
+    tokens: list[int]
+    max_new_tokens: int
+    n_computed: int = 0
+    slot: int = -1
+    admitted: int = -1  # admission order: higher is newer; preemption picks the highest
+
+
+@dataclass
+class _Idle:
+    """A finished request's slot, kept as a prefix-cache entry."""
+
+    tokens: list[int]  # never mutated once idle
+    last_used: int  # step counter, for LRU eviction
+
+
+@dataclass
+class _Build:
+    """What one ``schedule()`` call has put in its plan so far."""
+
+    rm_ops: list[KvOp]
+    cp_ops: list[KvOp]
+    items: dict[str, BatchItem]
+    decodes: set[str]
+    cleared: set[int]  # slots with an rm(slot, 0) in this plan
+    budget_left: int
+    prefill_used: int = 0
+    preempted_any: bool = False
+
+    @property
+    def planned_tokens(self) -> int:
+        return sum(len(i.tokens) for i in self.items.values())
+
+
+def _lcp(a: list[int], b: list[int], limit: int) -> int:
+    """Length of the common prefix of ``a`` and ``b``, at most ``limit``. Compares blocks with C-speed
+    slice equality first: prompts of thousands of tokens are matched against every slot at admission."""
+    n = min(len(a), len(b), limit)
+    i = 0
+    while i + _LCP_BLOCK <= n and a[i : i + _LCP_BLOCK] == b[i : i + _LCP_BLOCK]:
+        i += _LCP_BLOCK
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class Scheduler:
+    """Decides, step by step, which tokens of which requests llama.cpp decodes together."""
+
+    def __init__(self, config: SchedulerConfig) -> None:
+        self._cfg = config
+        self._waiting: deque[_Request] = deque()
+        self._running: dict[str, _Request] = {}  # insertion order = admission order
+        self._by_id: dict[str, _Request] = {}  # waiting and running
+        self._slot_owner: list[str | None] = [None] * config.n_slots
+        self._idle: dict[int, _Idle] = {}
+        self._pending_aborts: dict[str, None] = {}  # ordered set of running requests to drop next step
+        self._inflight: list[BatchItem] = []  # items of the last plan, until update()
+        self._step = 0
+        self._admissions = 0
+        self._stats = SchedulerStats()
+
+    # -- requests ------------------------------------------------------------------------------------
+
+    def add(self, request_id: str, prompt_tokens: Sequence[int], max_new_tokens: int) -> None:
+        cfg = self._cfg
+        if not prompt_tokens:
+            raise InvalidRequest("The prompt is empty.", param="messages")
+        if request_id in self._by_id:
+            raise InvalidRequest(f"Request id '{request_id}' is already in use.")
+        if max_new_tokens < 1:
+            raise InvalidRequest("'max_tokens' must be at least 1.", param="max_tokens")
+        if len(prompt_tokens) + 1 > cfg.n_ctx:
+            raise ContextLengthExceeded(len(prompt_tokens), cfg.n_ctx, max_tokens=max_new_tokens)
+        # Requests that the next step will admit into a free running seat are not "waiting" in the sense of
+        # the bound: max_waiting counts requests queued beyond the running capacity.
+        free_seats = max(0, cfg.max_running - len(self._running))
+        if len(self._waiting) >= cfg.max_waiting + free_seats:
+            self._stats.rejected_queue_full += 1
+            raise Overloaded(
+                f"The server is busy: {len(self._waiting)} requests are waiting. Retry shortly.",
+                retry_after_s=cfg.retry_after_s,
+            )
+        req = _Request(request_id, list(prompt_tokens), max_new_tokens)
+        self._waiting.append(req)
+        self._by_id[request_id] = req
+
+    def abort(self, request_id: str) -> None:
+        req = self._by_id.get(request_id)
+        if req is None or request_id in self._pending_aborts:
+            return
+        self._stats.aborted += 1
+        if request_id in self._running:
+            self._pending_aborts[request_id] = None  # its KV is freed by the next plan
+        else:
+            self._waiting.remove(req)
+            del self._by_id[request_id]
+
+    def finish(self, request_id: str) -> None:
+        req = self._by_id.pop(request_id, None)
+        if req is None:
+            return
+        self._pending_aborts.pop(request_id, None)  # the request ended anyway; its KV is still valid
+        if request_id not in self._running:
+            self._waiting.remove(req)
+            return
+        del self._running[request_id]
+        self._slot_owner[req.slot] = None
+        if req.n_computed > 0:
+            # The last sampled token was never fed back, so the KV holds tokens[:n_computed] only.
+            self._idle[req.slot] = _Idle(req.tokens[: req.n_computed], self._step)
+
+    def at_context_limit(self, request_id: str) -> bool:
+        """True when the request cannot grow any more: the engine must finish it with "length"."""
+        req = self._by_id.get(request_id)
+        return req is not None and len(req.tokens) >= self._cfg.n_ctx
+
+    # -- introspection -------------------------------------------------------------------------------
+
+    @property
+    def n_waiting(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def n_running(self) -> int:
+        return len(self._running) - len(self._pending_aborts)
+
+    def has_work(self) -> bool:
+        return bool(self._waiting or self._running)
+
+    def stats(self) -> SchedulerStats:
+        s = self._stats
+        return SchedulerStats(
+            prefix_cache_queries=s.prefix_cache_queries,
+            prefix_cache_hits=s.prefix_cache_hits,
+            prefix_cache_hit_tokens=s.prefix_cache_hit_tokens,
+            preempted=s.preempted,
+            aborted=s.aborted,
+            rejected_queue_full=s.rejected_queue_full,
+            kv_cells_used=self._kv_cells(),
+        )
+
+    # -- the step ------------------------------------------------------------------------------------
+
+    def schedule(self) -> StepPlan:
+        # A plan never followed by update() (the backend failed) is treated as not executed.
+        self._inflight = []
+        self._step += 1
+        plan = StepPlan()
+        b = _Build(
+            rm_ops=[],
+            cp_ops=[],
+            items={},
+            decodes=set(),
+            cleared=set(),
+            budget_left=self._cfg.step_token_budget,
+        )
+        self._emit_aborts(plan, b)
+        self._schedule_running(plan, b)
+        if not b.preempted_any:  # re-admitting what was just preempted would only thrash
+            while self._waiting and self._try_admit(self._waiting[0], b):
+                self._waiting.popleft()
+        plan.kv_ops = b.rm_ops + b.cp_ops  # removals first: a cp target must be empty
+        plan.items = list(b.items.values())
+        assert self._kv_cells() + b.planned_tokens <= self._cfg.n_ctx, "KV accounting broke"
+        self._inflight = plan.items
+        return plan
+
+    def update(self, sampled: Mapping[str, int]) -> None:
+        inflight, self._inflight = self._inflight, []
+        for item in inflight:
+            req = self._running.get(item.request_id)
+            if req is None or req.slot != item.slot or req.n_computed != item.pos0:
+                continue
+            req.n_computed += len(item.tokens)
+            if item.sample:
+                token = sampled.get(item.request_id)
+                if token is not None:
+                    req.tokens.append(token)
+                # Without a token the request has nothing left to feed; _schedule_running rewinds it.
+
+    # -- internals -----------------------------------------------------------------------------------
+
+    def _kv_cells(self) -> int:
+        return sum(r.n_computed for r in self._running.values()) + sum(
+            len(i.tokens) for i in self._idle.values()
+        )
+
+    def _free_cells(self, b: _Build) -> int:
+        return self._cfg.n_ctx - self._kv_cells() - b.planned_tokens
+
+    def _clear_slot(self, slot: int, b: _Build) -> None:
+        if slot not in b.cleared:
+            b.rm_ops.append(KvOp("rm", slot, p0=0))
+            b.cleared.add(slot)
+
+    def _emit_aborts(self, plan: StepPlan, b: _Build) -> None:
+        for rid in self._pending_aborts:
+            req = self._running.pop(rid)
+            del self._by_id[rid]
+            self._slot_owner[req.slot] = None
+            self._clear_slot(req.slot, b)
+            plan.aborted.append(rid)
+        self._pending_aborts.clear()
+
+    def _evict_lru_idle(self, b: _Build) -> bool:
+        if not self._idle:
+            return False
+        slot = min(self._idle, key=lambda s: (self._idle[s].last_used, s))
+        del self._idle[slot]
+        self._clear_slot(slot, b)
+        return True
+
+    def _preempt(self, req: _Request, plan: StepPlan, b: _Build) -> None:
+        del self._running[req.request_id]
+        b.items.pop(req.request_id, None)
+        b.decodes.discard(req.request_id)
+        self._slot_owner[req.slot] = None
+        self._clear_slot(req.slot, b)
+        req.slot = -1
+        req.n_computed = 0
+        # In front of the queue; preempting newest first and pushing each to the front keeps older ones first.
+        self._waiting.appendleft(req)
+        plan.preempted.append(req.request_id)
+        b.preempted_any = True
+        self._stats.preempted += 1
+
+    def _make_room(self, req: _Request, want: int, plan: StepPlan, b: _Build) -> int:
+        """Free cells for ``want`` new tokens of running ``req``; return how many fit (maybe fewer, or 0).
+
+        Idle prefix-cache entries go first until the whole chunk fits. Running requests newer than ``req``
+        are preempted only while not even one token fits: a shorter prefill chunk costs nothing, while a
+        preempted request must recompute its whole KV later.
+        """
+        while self._free_cells(b) < want and self._evict_lru_idle(b):
+            pass
+        while self._free_cells(b) < 1:
+            newer = [r for r in self._running.values() if r is not req and r.admitted > req.admitted]
+            if not newer:
+                break
+            self._preempt(max(newer, key=lambda r: r.admitted), plan, b)
+        return max(0, min(want, self._free_cells(b)))
+
+    def _add_item(self, req: _Request, n: int, b: _Build, *, decode: bool) -> None:
+        start = req.n_computed
+        b.items[req.request_id] = BatchItem(
+            request_id=req.request_id,
+            slot=req.slot,
+            tokens=tuple(req.tokens[start : start + n]),
+            pos0=start,
+            sample=start + n == len(req.tokens),
+        )
+        b.budget_left -= n
+        if decode:
+            b.decodes.add(req.request_id)
+        else:
+            b.prefill_used += n
+
+    def _prefill_room(self, b: _Build) -> int:
+        if b.decodes:
+            return min(b.budget_left, self._cfg.prefill_chunk - b.prefill_used)
+        return b.budget_left
+
+    def _schedule_running(self, plan: StepPlan, b: _Build) -> None:
+        for req in list(self._running.values()):
+            if req.n_computed >= len(req.tokens):
+                # update() got no token for it (a backend that broke its contract): re-feed the last token.
+                req.n_computed = len(req.tokens) - 1
+                b.rm_ops.append(KvOp("rm", req.slot, p0=req.n_computed))
+        order = list(self._running.values())
+        for decoding in (True, False):
+            for req in order:
+                if req.request_id not in self._running or req.request_id in b.items:
+                    continue  # preempted meanwhile, or already served
+                left = len(req.tokens) - req.n_computed
+                if (left == 1) != decoding:
+                    continue
+                want = min(1, b.budget_left) if decoding else min(left, self._prefill_room(b))
+                if want <= 0:
+                    continue
+                n = self._make_room(req, want, plan, b)
+                if n >= 1:
+                    self._add_item(req, n, b, decode=decoding)
+                elif len(self._running) > 1:
+                    # Nothing newer is left to preempt: this request is the newest, so it yields.
+                    self._preempt(req, plan, b)
+                # else: the only running request cannot fit at all; add() and at_context_limit() keep
+                # this from happening when the engine honours them.
+
+    def _try_admit(self, req: _Request, b: _Build) -> bool:
+        cfg = self._cfg
+        if len(self._running) >= cfg.max_running:
+            return False
+        desired = min(len(req.tokens), self._prefill_room(b))
+        if desired <= 0:
+            return False
+        cap = len(req.tokens) - 1  # at least one token must be fed to get logits
+        # Prefix cache: the longest common prefix with any slot's KV. Ties prefer an idle slot (no copy, and
+        # its cells are reused rather than duplicated), then the most recently used one, then the lowest slot.
+        best: tuple[int, int, int, int] = (0, 0, 0, 0)  # (lcp, is_idle, recency, -slot)
+        for slot, idle in self._idle.items():
+            best = max(best, (_lcp(idle.tokens, req.tokens, cap), 1, idle.last_used, -slot))
+        for r in self._running.values():
+            best = max(best, (_lcp(r.tokens, req.tokens, min(cap, r.n_computed)), 0, 0, -r.slot))
+        lcp, from_idle, src = best[0], best[1] == 1, -best[3]
+        cells = self._kv_cells() + b.planned_tokens
+        if lcp > 0 and from_idle:
+            target = src
+            cells -= len(self._idle[target].tokens) - lcp
+        else:
+            empty = [s for s in range(cfg.n_slots) if self._slot_owner[s] is None and s not in self._idle]
+            if empty:
+                target = empty[0]
+            elif self._idle:
+                target = min(self._idle, key=lambda s: (self._idle[s].last_used, s))
+                cells -= len(self._idle[target].tokens)
+            else:
+                return False
+            cells += lcp
+        remaining = len(req.tokens) - lcp
+        desired = min(desired, remaining)
+        # Admission never preempts, and waits until the whole rest of the prompt plus the first sampled
+        # token fit: admitting into the last few cells would only get the request preempted again at once.
+        # Dropping prefix-cache entries to make that room is cheap.
+        need = remaining + 1
+        evict: list[int] = []
+        for s in sorted((s for s in self._idle if s != target), key=lambda s: (self._idle[s].last_used, s)):
+            if cfg.n_ctx - cells >= need:
+                break
+            evict.append(s)
+            cells -= len(self._idle[s].tokens)
+        if cfg.n_ctx - cells < need:
+            return False
+        n = desired
+        # Commit.
+        for s in evict:
+            del self._idle[s]
+            self._clear_slot(s, b)
+        if lcp > 0 and from_idle:
+            del self._idle[target]
+            b.rm_ops.append(KvOp("rm", target, p0=lcp))
+        else:
+            self._idle.pop(target, None)
+            # Cleared even when believed empty: cheap, and safe if a failed step left stale cells behind.
+            self._clear_slot(target, b)
+            if lcp > 0:
+                b.cp_ops.append(KvOp("cp", target, p1=lcp, src=src))
+        self._stats.prefix_cache_queries += 1
+        if lcp > 0:
+            self._stats.prefix_cache_hits += 1
+            self._stats.prefix_cache_hit_tokens += lcp
+        req.slot = target
+        req.n_computed = lcp
+        self._admissions += 1
+        req.admitted = self._admissions
+        self._slot_owner[target] = req.request_id
+        self._running[req.request_id] = req
+        self._add_item(req, n, b, decode=False)
+        return True

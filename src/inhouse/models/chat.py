@@ -1,0 +1,415 @@
+"""Chat and text completions, independent of HTTP.
+
+``ChatService`` turns an OpenAI-shaped request (a plain mapping or any pydantic model) into a
+``GenerationRequest`` for the right engine: resolve the model, render its chat template, tokenize, check
+the context, build validated ``SamplingParams``. ``stream`` yields engine deltas; ``complete`` collects
+them into text + usage, and parses tool calls when tools were offered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import secrets
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from inhouse.config import EngineSettings
+from inhouse.engine.params import Delta, FinishReason, GenerationRequest, SamplingParams
+from inhouse.errors import ContextLengthExceeded, EngineFailure, InvalidModelFile, InvalidRequest
+from inhouse.models.chat_template import ChatTemplate
+from inhouse.models.tool_calls import ToolCall, parse_tool_calls
+
+if TYPE_CHECKING:
+    from inhouse.engine.protocol import EngineClient
+    from inhouse.models.registry import ModelRegistry
+    from inhouse.models.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["chat", "completion"]
+_ROLES = ("system", "developer", "user", "assistant", "tool")
+# Request fields we refuse instead of silently ignoring: the caller would get something other than asked.
+_UNSUPPORTED = {"logprobs": "logprobs", "top_logprobs": "logprobs", "echo": "echo", "suffix": "suffix"}
+
+
+def new_request_id() -> str:
+    return f"req_{secrets.token_hex(12)}"
+
+
+@dataclass
+class PreparedGeneration:
+    """Everything needed to run one request; built by ``prepare_chat`` / ``prepare_completion``."""
+
+    kind: Kind
+    model: str
+    engine: EngineClient
+    request: GenerationRequest
+    parse_tools: bool = False
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    @property
+    def request_id(self) -> str:
+        return self.request.request_id
+
+    @property
+    def n_prompt_tokens(self) -> int:
+        return len(self.request.prompt_tokens)
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+        if self.cached_tokens:
+            out["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        return out
+
+
+@dataclass
+class CompletionResult:
+    request_id: str
+    model: str
+    text: str  # the content (tool-call markup removed when tools were parsed)
+    finish_reason: FinishReason
+    usage: Usage
+    tool_calls: list[ToolCall] = field(default_factory=list)
+
+
+class OutputAccumulator:
+    """Collects deltas of one request. Shared by ``complete`` and the streaming edge."""
+
+    def __init__(self, prepared: PreparedGeneration) -> None:
+        self.prepared = prepared
+        self._parts: list[str] = []
+        self.n_generated = 0
+        self.n_cached = 0
+        self.finish_reason: FinishReason | None = None
+        self.error: str | None = None
+
+    def add(self, delta: Delta) -> None:
+        if delta.text:
+            self._parts.append(delta.text)
+        self.n_generated = max(self.n_generated + len(delta.token_ids), delta.n_generated_tokens)
+        self.n_cached = max(self.n_cached, delta.n_cached_tokens)
+        if delta.finish_reason is not None:
+            self.finish_reason = delta.finish_reason
+            self.error = delta.error
+            if delta.n_generated_tokens:
+                self.n_generated = delta.n_generated_tokens
+
+    @property
+    def text(self) -> str:
+        return "".join(self._parts)
+
+    def usage(self) -> Usage:
+        return Usage(self.prepared.n_prompt_tokens, self.n_generated, self.n_cached)
+
+    def result(self) -> CompletionResult:
+        """The final result. Raises EngineFailure when the engine ended the request with an error."""
+        if self.finish_reason == "error":
+            raise EngineFailure(self.error or "The inference backend failed.")
+        reason: FinishReason = self.finish_reason or "abort"
+        text, calls = self.text, list[ToolCall]()
+        if self.prepared.parse_tools:
+            text, calls = parse_tool_calls(text)
+            if calls:
+                reason = "tool_calls"
+        p = self.prepared
+        return CompletionResult(p.request_id, p.model, text, reason, self.usage(), calls)
+
+
+class ChatService:
+    """Renders, tokenizes and validates requests; runs them on the registry's engines."""
+
+    def __init__(self, registry: ModelRegistry, settings: EngineSettings, *,
+                 special_tokens: Callable[[ModelSpec], tuple[str, str]] | None = None) -> None:
+        self._registry = registry
+        self._settings = settings
+        # (bos, eos) strings of a model for its template; read from the GGUF header unless given (tests).
+        self._special_tokens = special_tokens or (lambda spec: read_special_tokens(spec.path))
+        self._templates: dict[tuple[str, str | None, str | None], ChatTemplate] = {}
+        self._templates_lock = threading.Lock()
+
+    # -- preparation (blocking: may load a model; call it off the event loop) ------------------------
+
+    def prepare_chat(self, body: Any) -> PreparedGeneration:
+        req = _as_mapping(body)
+        spec = self._registry.resolve(_model_name(req))
+        _refuse_unsupported(req)
+        messages = _normalize_messages(req.get("messages"))
+        tools = _normalize_tools(req.get("tools"))
+        tool_choice = req.get("tool_choice")
+        offer_tools = bool(tools) and tool_choice != "none"
+        template = self._template_for(spec)
+        prompt = template.render(messages, tools=tools if offer_tools else None, add_generation_prompt=True)
+        engine = self._registry.get_engine(spec.name)
+        bos = template_bos(template)
+        # A template that already writes BOS must not get a second one from the tokenizer.
+        add_special = not (bos and prompt.startswith(bos))
+        tokens = engine.tokenize(prompt, add_special=add_special, parse_special=True)
+        return self._prepared("chat", spec.name, engine, tokens, req, parse_tools=offer_tools)
+
+    def prepare_completion(self, body: Any) -> PreparedGeneration:
+        req = _as_mapping(body)
+        spec = self._registry.resolve(_model_name(req))
+        _refuse_unsupported(req)
+        prompt = req.get("prompt")
+        if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+            prompt = prompt[0]
+        engine = self._registry.get_engine(spec.name)
+        if isinstance(prompt, str):
+            if not prompt:
+                raise InvalidRequest("'prompt' must not be empty.", param="prompt")
+            # Raw prompts are the caller's text: special-token syntax in it stays plain text.
+            tokens = engine.tokenize(prompt, add_special=True, parse_special=False)
+        elif isinstance(prompt, list) and prompt and all(type(t) is int for t in prompt):
+            tokens = list(prompt)
+            if any(t < 0 for t in tokens):
+                raise InvalidRequest("Token ids in 'prompt' must be non-negative.", param="prompt")
+        else:
+            raise InvalidRequest("'prompt' must be a non-empty string (or one list of token ids).",
+                                 param="prompt")
+        return self._prepared("completion", spec.name, engine, tokens, req, parse_tools=False)
+
+    def _prepared(self, kind: Kind, model: str, engine: EngineClient, tokens: list[int],
+                  req: Mapping[str, Any], *, parse_tools: bool) -> PreparedGeneration:
+        n_ctx = engine.n_ctx
+        n_prompt = len(tokens)
+        if n_prompt + 1 > n_ctx:
+            raise _context_error(n_prompt, n_ctx)
+        params = build_sampling_params(req, n_prompt=n_prompt, n_ctx=n_ctx, settings=self._settings)
+        request = GenerationRequest(new_request_id(), tokens, params, arrival_s=time.monotonic())
+        return PreparedGeneration(kind, model, engine, request, parse_tools=parse_tools)
+
+    def _template_for(self, spec: ModelSpec) -> ChatTemplate:
+        path = str(spec.path) if getattr(spec, "path", None) else None
+        key = (spec.name, path, spec.chat_template)
+        with self._templates_lock:
+            cached = self._templates.get(key)
+        if cached is not None:
+            return cached
+        if spec.chat_template:
+            bos, eos = self._special_tokens(spec)
+            template = ChatTemplate(spec.chat_template, bos_token=bos, eos_token=eos)
+        else:
+            # No template in the file: ChatML, the format of most small instruct models.
+            template = ChatTemplate.chatml()
+        with self._templates_lock:
+            self._templates[key] = template
+        return template
+
+    # -- running --------------------------------------------------------------------------------------
+
+    async def stream(self, prepared: PreparedGeneration) -> AsyncIterator[Delta]:
+        """Deltas of the request. Raises Overloaded / ContextLengthExceeded before the first one; closing
+        this generator early (client gone) closes the engine's, which aborts the request."""
+        agen = prepared.engine.generate(prepared.request)
+        try:
+            async for delta in agen:
+                yield delta
+        finally:
+            await agen.aclose()  # type: ignore[attr-defined]
+
+    async def complete(self, prepared: PreparedGeneration) -> CompletionResult:
+        acc = OutputAccumulator(prepared)
+        stream = self.stream(prepared)
+        try:
+            async for delta in stream:
+                acc.add(delta)
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+        return acc.result()
+
+
+# -- request translation --------------------------------------------------------------------------------
+
+
+def _as_mapping(body: Any) -> Mapping[str, Any]:
+    if hasattr(body, "model_dump"):
+        dumped: Mapping[str, Any] = body.model_dump(exclude_none=True)
+        return dumped
+    if isinstance(body, Mapping):
+        return body
+    raise InvalidRequest("The request body must be a JSON object.")
+
+
+def _model_name(req: Mapping[str, Any]) -> str:
+    name = req.get("model")
+    if not isinstance(name, str) or not name:
+        raise InvalidRequest("'model' is required.", param="model")
+    return name
+
+
+def _refuse_unsupported(req: Mapping[str, Any]) -> None:
+    for key, param in _UNSUPPORTED.items():
+        value = req.get(key)
+        if value not in (None, False, 0, ""):
+            raise InvalidRequest(f"'{key}' is not supported by this server.", param=param)
+    n = req.get("n")
+    if n not in (None, 1):
+        raise InvalidRequest("Only n=1 is supported.", param="n")
+    best_of = req.get("best_of")
+    if best_of not in (None, 1):
+        raise InvalidRequest("Only best_of=1 is supported.", param="best_of")
+
+
+def _context_error(n_prompt: int, n_ctx: int) -> InvalidRequest:
+    return ContextLengthExceeded(n_prompt, n_ctx, max_tokens=1)
+
+
+def _text_content(content: Any, where: str) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts: list[str] = []
+        for part in content:
+            text = part.get("text") if isinstance(part, Mapping) else None
+            if not isinstance(part, Mapping) or part.get("type") != "text" or not isinstance(text, str):
+                raise InvalidRequest(f"{where}: only text content parts are supported.", param="messages")
+            parts.append(text)
+        return "".join(parts)
+    raise InvalidRequest(f"{where}: 'content' must be a string or a list of text parts.", param="messages")
+
+
+def _normalize_messages(raw: Any) -> list[dict[str, Any]]:
+    """OpenAI messages → the plain dicts Hugging Face-style templates expect."""
+    if not isinstance(raw, Sequence) or isinstance(raw, str) or not raw:
+        raise InvalidRequest("'messages' must be a non-empty list.", param="messages")
+    out: list[dict[str, Any]] = []
+    for i, m in enumerate(raw):
+        where = f"messages[{i}]"
+        if not isinstance(m, Mapping):
+            raise InvalidRequest(f"{where} must be an object.", param="messages")
+        role = m.get("role")
+        if role not in _ROLES:
+            raise InvalidRequest(f"{where}: 'role' must be one of {', '.join(_ROLES)}.", param="messages")
+        msg: dict[str, Any] = {"role": "system" if role == "developer" else role,
+                               "content": _text_content(m.get("content"), where)}
+        if role == "assistant" and m.get("tool_calls"):
+            msg["tool_calls"] = [_normalize_call(c, where) for c in m["tool_calls"]]
+        if role == "tool" and m.get("tool_call_id") is not None:
+            msg["tool_call_id"] = str(m["tool_call_id"])
+        if isinstance(m.get("name"), str):
+            msg["name"] = m["name"]
+        out.append(msg)
+    return out
+
+
+def _normalize_call(call: Any, where: str) -> dict[str, Any]:
+    if not isinstance(call, Mapping) or not isinstance(call.get("function"), Mapping):
+        raise InvalidRequest(f"{where}: each tool call needs a 'function'.", param="messages")
+    fn = call["function"]
+    args: Any = fn.get("arguments", {})
+    if isinstance(args, str):
+        # Templates render arguments with `tojson`; give them the object, not a JSON string of it.
+        with contextlib.suppress(json.JSONDecodeError):
+            args = json.loads(args) if args.strip() else {}
+    return {"id": str(call.get("id", "")), "type": "function",
+            "function": {"name": str(fn.get("name", "")), "arguments": args}}
+
+
+def _normalize_tools(raw: Any) -> list[dict[str, Any]] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Sequence) or isinstance(raw, str):
+        raise InvalidRequest("'tools' must be a list.", param="tools")
+    tools: list[dict[str, Any]] = []
+    for i, t in enumerate(raw):
+        fn = t.get("function") if isinstance(t, Mapping) else None
+        if not isinstance(fn, Mapping) or not isinstance(fn.get("name"), str) or not fn["name"]:
+            raise InvalidRequest(f"tools[{i}] must be {{'type': 'function', 'function': {{'name': …}}}}.",
+                                 param="tools")
+        tools.append({"type": "function", "function": dict(fn)})
+    return tools or None
+
+
+def build_sampling_params(req: Mapping[str, Any], *, n_prompt: int, n_ctx: int,
+                          settings: EngineSettings) -> SamplingParams:
+    """OpenAI fields (plus llama.cpp's top_k/min_p/repeat_penalty) → validated SamplingParams."""
+    kw: dict[str, Any] = {}
+    max_tokens = req.get("max_completion_tokens")
+    if max_tokens is None:
+        max_tokens = req.get("max_tokens")
+    if max_tokens is None:
+        max_tokens = max(1, min(settings.default_max_tokens, settings.max_tokens_cap, n_ctx - n_prompt))
+    kw["max_tokens"] = max_tokens
+    for name in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "frequency_penalty",
+                 "presence_penalty", "seed"):
+        if req.get(name) is not None:
+            kw[name] = req[name]
+    stop = req.get("stop")
+    if isinstance(stop, str):
+        kw["stop"] = (stop,)
+    elif stop is not None:
+        if not isinstance(stop, Sequence):
+            raise InvalidRequest("'stop' must be a string or a list of strings.", param="stop")
+        kw["stop"] = tuple(stop)
+    bias = req.get("logit_bias")
+    if bias:
+        if not isinstance(bias, Mapping):
+            raise InvalidRequest("'logit_bias' must map token ids to numbers.", param="logit_bias")
+        try:
+            kw["logit_bias"] = tuple((int(k), float(v)) for k, v in bias.items())
+        except (TypeError, ValueError):
+            raise InvalidRequest("'logit_bias' must map token ids to numbers.", param="logit_bias") from None
+    kw.update(_response_format(req.get("response_format")))
+    return SamplingParams(**kw).validate(max_tokens_cap=settings.max_tokens_cap)
+
+
+def _response_format(fmt: Any) -> dict[str, Any]:
+    if fmt is None:
+        return {}
+    if not isinstance(fmt, Mapping):
+        raise InvalidRequest("'response_format' must be an object.", param="response_format")
+    kind = fmt.get("type")
+    if kind in (None, "text"):
+        return {}
+    if kind == "json_object":
+        return {"json_object": True}
+    if kind == "json_schema":
+        js = fmt.get("json_schema")
+        schema = js.get("schema") if isinstance(js, Mapping) else None
+        if not isinstance(schema, Mapping):
+            raise InvalidRequest("response_format.json_schema.schema must be a JSON Schema object.",
+                                 param="response_format")
+        return {"json_schema": json.dumps(schema)}
+    raise InvalidRequest("response_format.type must be 'text', 'json_object' or 'json_schema'.",
+                         param="response_format")
+
+
+def read_special_tokens(path: Path | str | None) -> tuple[str, str]:
+    """BOS/EOS strings for the template, read from the GGUF header (empty when unavailable)."""
+    if not path or not Path(path).is_file():
+        return "", ""
+    from inhouse.models.gguf import read_gguf_header
+
+    try:
+        header = read_gguf_header(Path(path))
+    except (OSError, InvalidModelFile) as exc:
+        log.warning("could not read special tokens from %s: %s", path, exc)
+        return "", ""
+    return header.bos_token or "", header.eos_token or ""
+
+
+def template_bos(template: ChatTemplate) -> str:
+    return str(getattr(template, "bos_token", "") or "")

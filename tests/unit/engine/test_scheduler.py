@@ -1,0 +1,501 @@
+"""The scheduler as a pure state machine: example tests for each rule, then hypothesis drives random
+sequences of add/abort/step/finish against a model of llama.cpp's KV memory and checks every plan."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+
+import pytest
+from hypothesis import HealthCheck, event, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from inhouse.engine.protocol import KvOp, StepPlan
+from inhouse.engine.scheduler import Scheduler, SchedulerConfig
+from inhouse.errors import ContextLengthExceeded, InvalidRequest, Overloaded
+
+
+class Harness:
+    """Runs a scheduler against a model of the backend and checks every plan it produces.
+
+    The KV model holds the tokens of each slot (cells are counted per sequence, which is what the scheduler
+    promises: a conservative bound on llama.cpp's shared cells). It also tracks what the test knows of each
+    request, independently of the scheduler's own bookkeeping.
+    """
+
+    def __init__(self, cfg: SchedulerConfig) -> None:
+        self.cfg = cfg
+        self.s = Scheduler(cfg)
+        self.kv: list[list[int]] = [[] for _ in range(cfg.n_slots)]
+        self.tokens: dict[str, list[int]] = {}
+        self.max_new: dict[str, int] = {}
+        self.n_generated: dict[str, int] = {}
+        self.slot_of: dict[str, int] = {}  # running requests, as the plans reveal them
+        self.computed: dict[str, int] = {}  # tokens of a running request in its slot's KV
+        self.aborted: set[str] = set()
+        self.finished: set[str] = set()
+        self.preempted: list[str] = []
+        self.plans: list[StepPlan] = []
+
+    # -- driving ---------------------------------------------------------------------------------
+
+    def add(self, rid: str, prompt: Sequence[int], max_new: int = 8) -> None:
+        self.s.add(rid, prompt, max_new)
+        self.tokens[rid] = list(prompt)
+        self.max_new[rid] = max_new
+        self.n_generated[rid] = 0
+
+    def abort(self, rid: str) -> None:
+        self.s.abort(rid)
+        if rid in self.tokens and rid not in self.finished:
+            self.aborted.add(rid)
+
+    @property
+    def gone(self) -> set[str]:
+        return self.aborted | self.finished
+
+    def step(
+        self,
+        sample: Callable[[str], int] = lambda rid: 7,
+        stop: Callable[[str], bool] = lambda rid: False,
+    ) -> StepPlan:
+        plan = self.s.schedule()
+        self.check_and_apply(plan)
+        sampled = {i.request_id: sample(i.request_id) for i in plan.items if i.sample}
+        self.s.update(sampled)
+        for rid, tok in sampled.items():
+            self.tokens[rid].append(tok)
+            self.n_generated[rid] += 1
+            # The engine's rules: EOS/stop, max_tokens, or the context is full.
+            if self.n_generated[rid] >= self.max_new[rid] or self.s.at_context_limit(rid) or stop(rid):
+                self.s.finish(rid)
+                self.finished.add(rid)
+                del self.slot_of[rid]
+                del self.computed[rid]
+        for i in plan.items:
+            if i.request_id in self.computed:
+                self.computed[i.request_id] = len(self.kv[i.slot])
+        assert self.s.stats().kv_cells_used == sum(len(k) for k in self.kv)
+        self.plans.append(plan)
+        return plan
+
+    def drain(self, max_steps: int = 10_000, **kw: Callable[[str], object]) -> int:
+        for n in range(max_steps):
+            if not self.s.has_work():
+                return n
+            self.step(**kw)  # type: ignore[arg-type]
+        raise AssertionError(f"still busy after {max_steps} steps: liveness broken")
+
+    # -- the invariants of one plan ----------------------------------------------------------------
+
+    def check_and_apply(self, plan: StepPlan) -> None:
+        cfg = self.cfg
+        assert plan.n_tokens <= cfg.step_token_budget
+        for rid in plan.aborted:
+            assert rid in self.aborted
+            self.slot_of.pop(rid)
+            self.computed.pop(rid)
+        for rid in plan.preempted:
+            assert rid not in self.gone
+            self.slot_of.pop(rid)
+            self.computed.pop(rid)
+            self.preempted.append(rid)
+        assert not set(plan.aborted) & set(plan.preempted)
+        # KV ops: removals before copies; a copy lands in an empty slot and copies cells that exist.
+        seen_cp = False
+        for op in plan.kv_ops:
+            assert 0 <= op.slot < cfg.n_slots
+            if op.kind == "rm":
+                assert not seen_cp, "rm after cp"
+                del self.kv[op.slot][op.p0 :]
+            else:
+                seen_cp = True
+                assert 0 <= op.src < cfg.n_slots and op.src != op.slot
+                assert self.kv[op.slot] == [], "cp into a slot that holds tokens"
+                assert 0 < op.p1 <= len(self.kv[op.src])
+                self.kv[op.slot] = list(self.kv[op.src][: op.p1])
+        # Running requests that stay (with or without an item) still have their KV intact.
+        for rid, slot in self.slot_of.items():
+            assert self.kv[slot] == self.tokens[rid][: self.computed[rid]], f"KV of {rid} damaged"
+        running_before = dict(self.slot_of)
+        ids = [i.request_id for i in plan.items]
+        slots = [i.slot for i in plan.items]
+        assert len(set(ids)) == len(ids) and len(set(slots)) == len(slots)
+        decode_ids: set[str] = set()
+        for item in plan.items:
+            rid = item.request_id
+            assert rid not in self.gone, f"{rid} came back after it ended"
+            assert rid in self.tokens
+            assert 0 <= item.slot < cfg.n_slots and item.tokens
+            if rid in running_before:
+                assert item.slot == running_before[rid], "a running request changed slot"
+                assert item.pos0 == self.computed[rid], "positions not contiguous"
+                if len(self.tokens[rid]) - self.computed[rid] == 1:
+                    decode_ids.add(rid)
+            else:
+                assert item.slot not in running_before.values(), "slot shared by two requests"
+                self.slot_of[rid] = item.slot
+            # The slot holds exactly the request's tokens before pos0 (prefix cache included).
+            assert self.kv[item.slot] == self.tokens[rid][: item.pos0]
+            end = item.pos0 + len(item.tokens)
+            assert list(item.tokens) == self.tokens[rid][item.pos0 : end]
+            assert item.sample == (end == len(self.tokens[rid]))
+        assert len(set(self.slot_of.values())) == len(self.slot_of), "a slot holds two requests"
+        if decode_ids:
+            prefill = sum(len(i.tokens) for i in plan.items if i.request_id not in decode_ids)
+            assert prefill <= cfg.prefill_chunk
+        assert sum(len(k) for k in self.kv) + plan.n_tokens <= cfg.n_ctx, "KV overflow"
+        for item in plan.items:
+            self.kv[item.slot].extend(item.tokens)
+            self.computed[item.request_id] = item.pos0  # advanced after update()
+
+
+def config(**kw: int | float) -> SchedulerConfig:
+    base: dict[str, int | float] = dict(
+        n_slots=4, n_ctx=4096, max_running=4, max_waiting=8, step_token_budget=512, prefill_chunk=64
+    )
+    base.update(kw)
+    return SchedulerConfig(**base)  # type: ignore[arg-type]
+
+
+def ids_of(plan: StepPlan) -> list[str]:
+    return [i.request_id for i in plan.items]
+
+
+# -- add() -----------------------------------------------------------------------------------------
+
+
+def test_add_rejects_bad_requests() -> None:
+    s = Scheduler(config(n_ctx=16))
+    with pytest.raises(InvalidRequest):
+        s.add("a", [], 4)
+    with pytest.raises(ContextLengthExceeded) as exc:
+        s.add("a", list(range(16)), 4)  # 16 + 1 > 16: no room to generate anything
+    assert (exc.value.n_prompt, exc.value.n_ctx) == (16, 16)
+    s.add("a", list(range(15)), 4)
+    with pytest.raises(InvalidRequest):
+        s.add("a", [1], 4)
+    assert s.n_waiting == 1
+
+
+def test_full_queue_rejects_at_once() -> None:
+    s = Scheduler(config(max_running=1, n_slots=1, max_waiting=2, retry_after_s=3.0))
+    s.add("a", [1], 4)  # will take the free running seat
+    s.add("b", [1], 4)
+    s.add("c", [1], 4)
+    with pytest.raises(Overloaded) as exc:
+        s.add("d", [1], 4)
+    assert exc.value.retry_after_s == 3.0
+    assert s.stats().rejected_queue_full == 1
+    s.schedule()
+    assert (s.n_running, s.n_waiting) == (1, 2)
+    with pytest.raises(Overloaded):
+        s.add("d", [1], 4)
+
+
+def test_config_is_validated() -> None:
+    with pytest.raises(ValueError):
+        config(max_running=5)  # more than n_slots
+
+
+# -- budget, decodes first, chunked prefill ------------------------------------------------------
+
+
+def test_prefill_uses_whole_budget_when_nobody_decodes() -> None:
+    h = Harness(config())
+    h.add("a", list(range(1500)))
+    sizes = [h.step().n_tokens for _ in range(3)]
+    assert sizes == [512, 512, 476]
+    assert h.plans[-1].items[0].sample and not h.plans[0].items[0].sample
+
+
+def test_long_prompt_is_chunked_while_another_request_decodes() -> None:
+    h = Harness(config())
+    h.add("a", [5] * 10, max_new=1000)
+    h.step()  # a: whole prompt, samples its first token
+    h.add("b", list(range(1500)), max_new=4)
+    steps = 0
+    while h.n_generated["b"] == 0:
+        plan = h.step()
+        steps += 1
+        # a decodes in every step, first; b's prompt never takes more than prefill_chunk.
+        assert plan.items[0].request_id == "a" and len(plan.items[0].tokens) == 1
+        b_tokens = sum(len(i.tokens) for i in plan.items if i.request_id == "b")
+        assert 0 < b_tokens <= 64
+    assert steps == -(-1500 // 64)
+
+
+def test_decodes_are_never_starved_by_a_prefill() -> None:
+    h = Harness(config(step_token_budget=3, prefill_chunk=3))
+    for rid in ("a", "b", "c"):
+        h.add(rid, [1], max_new=6)
+    h.step()
+    h.add("p", list(range(100)), max_new=2)
+    for _ in range(4):
+        plan = h.step()
+        # The budget barely covers the three decodes: each gets its token, the prompt waits.
+        assert [(i.request_id, len(i.tokens)) for i in plan.items] == [("a", 1), ("b", 1), ("c", 1)]
+    h.drain()
+    assert h.finished == {"a", "b", "c", "p"}
+
+
+# -- prefix cache ----------------------------------------------------------------------------------
+
+
+def test_prefix_cache_reuses_an_idle_slot() -> None:
+    h = Harness(config())
+    prompt = list(range(100, 120))
+    h.add("a", prompt, max_new=3)
+    h.drain()
+    slot_a = h.plans[0].items[0].slot
+    assert h.kv[slot_a] == [*prompt, 7, 7]  # the final sampled token was never fed
+    h.add("b", [*prompt[:15], 1, 2, 3])
+    plan = h.step()
+    assert KvOp("rm", slot_a, p0=15) in plan.kv_ops
+    (item,) = plan.items
+    assert (item.slot, item.pos0, item.tokens) == (slot_a, 15, (1, 2, 3))
+    st_ = h.s.stats()
+    assert (st_.prefix_cache_queries, st_.prefix_cache_hits, st_.prefix_cache_hit_tokens) == (2, 1, 15)
+
+
+@pytest.mark.parametrize("shared", [1, 255, 256, 257, 700])
+def test_long_prefixes_are_matched_exactly(shared: int) -> None:
+    h = Harness(config(step_token_budget=2048))
+    prompt = [i % 50 for i in range(1000)]
+    h.add("a", prompt, max_new=1)
+    h.drain()
+    h.add("b", [*prompt[:shared], 99, 98])
+    plan = h.step()
+    assert plan.items[0].pos0 == shared
+    assert h.s.stats().prefix_cache_hit_tokens == shared
+
+
+def test_follow_up_turn_reuses_the_whole_conversation() -> None:
+    h = Harness(config())
+    h.add("a", [9] * 30, max_new=4)
+    h.drain()
+    history = h.tokens["a"]  # prompt + 4 generated
+    h.add("b", [*history, 1, 2])
+    plan = h.step()
+    (item,) = plan.items
+    assert item.pos0 == 33 and item.tokens == (7, 1, 2)  # only the last reply token and the new turn
+
+
+def test_prefix_cache_copies_from_a_running_slot() -> None:
+    h = Harness(config())
+    system = list(range(200, 212))
+    h.add("a", [*system, 1, 1], max_new=100)
+    h.step()
+    h.add("b", [*system, 2, 2, 2], max_new=100)
+    plan = h.step()
+    slot_a = h.slot_of["a"]
+    slot_b = h.slot_of["b"]
+    assert slot_a != slot_b
+    cp = [op for op in plan.kv_ops if op.kind == "cp"]
+    assert cp == [KvOp("cp", slot_b, p1=12, src=slot_a)]
+    item_b = next(i for i in plan.items if i.request_id == "b")
+    assert (item_b.pos0, item_b.tokens) == (12, (2, 2, 2))
+
+
+def test_prefix_is_capped_so_one_token_is_fed() -> None:
+    h = Harness(config())
+    h.add("a", [4] * 10, max_new=2)
+    h.drain()
+    slot = h.plans[0].items[0].slot
+    kv = list(h.kv[slot])  # 11 tokens: prompt + first reply token
+    h.add("b", kv)
+    plan = h.step()
+    (item,) = plan.items
+    assert KvOp("rm", slot, p0=10) in plan.kv_ops
+    assert (item.slot, item.pos0, item.tokens, item.sample) == (slot, 10, (kv[-1],), True)
+
+
+def test_least_recently_used_idle_slot_is_evicted() -> None:
+    h = Harness(config(n_slots=2, max_running=1))
+    for rid, tok in (("a", 1), ("b", 2)):
+        h.add(rid, [tok] * 5, max_new=1)
+        h.drain()
+    slot_a = h.plans[0].items[0].slot
+    h.add("c", [3] * 5, max_new=1)
+    plan = h.step()
+    assert plan.kv_ops[0] == KvOp("rm", slot_a, p0=0)
+    assert plan.items[0].slot == slot_a
+
+
+# -- abort -----------------------------------------------------------------------------------------
+
+
+def test_abort_waiting_request_disappears() -> None:
+    h = Harness(config(n_slots=1, max_running=1))
+    h.add("a", [1, 2], max_new=5)
+    h.add("b", [3, 4])
+    h.step()
+    h.abort("b")
+    h.abort("b")  # idempotent
+    h.abort("nobody")
+    assert h.s.n_waiting == 0
+    h.drain()
+    assert "b" not in {rid for p in h.plans for rid in ids_of(p)}
+    assert all("b" not in p.aborted for p in h.plans)
+    assert h.s.stats().aborted == 1
+
+
+def test_abort_running_request_frees_its_slot_in_the_next_step() -> None:
+    h = Harness(config())
+    h.add("a", [1, 2, 3], max_new=50)
+    h.add("b", [4, 5, 6], max_new=50)
+    h.step()
+    slot_a = h.slot_of["a"]
+    h.abort("a")
+    assert h.s.n_running == 1
+    plan = h.step()
+    assert plan.aborted == ["a"]
+    assert KvOp("rm", slot_a, p0=0) in plan.kv_ops
+    assert ids_of(plan) == ["b"]
+    h.drain()
+    assert all("a" not in ids_of(p) for p in h.plans[1:])
+    assert h.kv[slot_a] == []
+
+
+def test_plan_without_update_counts_as_not_executed() -> None:
+    s = Scheduler(config())
+    s.add("a", [1, 2, 3], 5)
+    first = s.schedule()  # the backend failed: the engine calls no update()
+    again = s.schedule()
+    assert again.items == first.items  # the same tokens again, from the same position
+    s.update({"a": 9})
+    assert s.schedule().items[0].tokens == (9,)
+
+
+# -- KV pressure: preemption -----------------------------------------------------------------------
+
+
+def test_newest_request_is_preempted_and_readmitted() -> None:
+    h = Harness(config(n_ctx=32, n_slots=2, max_running=2))
+    h.add("old", [1] * 10, max_new=15)
+    h.add("new", [2] * 10, max_new=15)
+    while not h.preempted:
+        plan = h.step()
+    assert h.preempted == ["new"]
+    assert "old" in ids_of(plan) and "new" not in ids_of(plan)
+    assert h.s.n_waiting == 1
+    generated_before = len(h.tokens["new"]) - 10
+    assert generated_before > 0
+    h.drain()
+    assert h.finished == {"old", "new"}
+    assert h.n_generated["new"] == 15  # kept its generated tokens across the preemption
+    assert h.s.stats().preempted == 1
+    assert h.s.stats().prefix_cache_queries == 3  # the re-admission is a query too
+
+
+def test_only_running_request_is_never_preempted() -> None:
+    h = Harness(config(n_ctx=12, n_slots=1, max_running=1))
+    h.add("a", [1] * 6, max_new=100)
+    h.drain()
+    assert not h.preempted
+    assert len(h.tokens["a"]) == 12  # stopped by at_context_limit()
+    assert h.s.at_context_limit("a") is False  # finished: unknown now
+
+
+# -- hypothesis: random workloads --------------------------------------------------------------------
+
+
+class SchedulerMachine(RuleBasedStateMachine):
+    h: Harness
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.n = 0
+        self.rejected: set[str] = set()
+
+    @initialize(
+        n_slots=st.integers(1, 5),
+        running_frac=st.floats(0, 1),
+        n_ctx=st.integers(8, 64),
+        max_waiting=st.integers(0, 4),
+        budget=st.integers(1, 40),
+        chunk=st.integers(1, 16),
+    )
+    def setup(
+        self, n_slots: int, running_frac: float, n_ctx: int, max_waiting: int, budget: int, chunk: int
+    ) -> None:
+        max_running = 1 + round(running_frac * (n_slots - 1))
+        self.h = Harness(
+            SchedulerConfig(
+                n_slots=n_slots,
+                n_ctx=n_ctx,
+                max_running=max_running,
+                max_waiting=max_waiting,
+                step_token_budget=budget,
+                prefill_chunk=chunk,
+            )
+        )
+
+    # A small vocabulary makes shared prefixes (and so prefix-cache hits) common.
+    @rule(prompt=st.lists(st.integers(0, 3), min_size=0, max_size=20), max_new=st.integers(1, 24))
+    def add(self, prompt: list[int], max_new: int) -> None:
+        self._add(prompt, max_new)
+
+    @rule(data=st.data(), suffix=st.lists(st.integers(0, 3), max_size=5), max_new=st.integers(1, 24))
+    def add_follow_up(self, data: st.DataObject, suffix: list[int], max_new: int) -> None:
+        """A next turn: an earlier request's tokens (finished or not) plus a few more."""
+        base = data.draw(st.sampled_from(sorted(self.h.tokens) or [""]))
+        self._add(self.h.tokens.get(base, []) + suffix, max_new)
+
+    def _add(self, prompt: list[int], max_new: int) -> None:
+        h = self.h
+        rid = f"r{self.n}"
+        self.n += 1
+        free_seats = max(0, h.cfg.max_running - len(h.slot_of))  # seats held by pending aborts count
+        try:
+            h.add(rid, prompt, max_new)
+        except ContextLengthExceeded:
+            assert len(prompt) + 1 > h.cfg.n_ctx
+            self.rejected.add(rid)
+        except InvalidRequest:
+            assert not prompt
+            self.rejected.add(rid)
+        except Overloaded:
+            assert h.s.n_waiting >= h.cfg.max_waiting + free_seats
+            self.rejected.add(rid)
+        else:
+            assert prompt and len(prompt) + 1 <= h.cfg.n_ctx
+
+    @rule(data=st.data())
+    def abort(self, data: st.DataObject) -> None:
+        self.h.abort(data.draw(st.sampled_from([*sorted(self.h.tokens), "unknown"])))
+
+    @rule(seed=st.integers(0, 2**16), n=st.integers(1, 4))
+    def step(self, seed: int, n: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(n):
+            self.h.step(sample=lambda rid: rng.randrange(4), stop=lambda rid: rng.random() < 0.05)
+
+    @invariant()
+    def counts_agree(self) -> None:
+        h = self.h
+        live = set(h.tokens) - h.gone
+        assert h.s.n_waiting + h.s.n_running == len(live)
+        assert h.s.n_running <= h.cfg.max_running
+
+    def teardown(self) -> None:
+        h = getattr(self, "h", None)
+        if h is None:
+            return
+        rng = random.Random(0)
+        h.drain(sample=lambda rid: rng.randrange(4), stop=lambda rid: rng.random() < 0.05)
+        stats = h.s.stats()
+        # Shown by --hypothesis-show-statistics: the workloads do reach the interesting paths.
+        event(f"preempted: {bool(stats.preempted)}")
+        event(f"prefix cache hit: {bool(stats.prefix_cache_hits)}")
+        event(f"copy from running slot: {any(op.kind == 'cp' for p in h.plans for op in p.kv_ops)}")
+        event(f"running request aborted: {any(p.aborted for p in h.plans)}")
+        assert h.gone == set(h.tokens), "a request neither finished nor was aborted"
+        assert h.s.n_waiting == h.s.n_running == 0
+
+
+TestSchedulerMachine = SchedulerMachine.TestCase
+TestSchedulerMachine.settings = settings(
+    max_examples=300, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)

