@@ -88,18 +88,14 @@ def resolve_model(arg: str, data_dir: Path, say: Callable[[str], None] = print) 
         name = f"bench-{stem}"
         proc = _inhouse(["models", "add", str(candidate.resolve()), "--name", name], data_dir)
         if proc.returncode != 0 and "exist" not in (proc.stdout + proc.stderr).lower():
-            raise ModelResolveError(
-                f"`inhouse models add` failed: {(proc.stdout + proc.stderr).strip()[-800:]}"
-            )
+            raise ModelResolveError(f"`inhouse models add` failed: {(proc.stdout + proc.stderr).strip()[-800:]}")
         return ModelRef(serve_name=name, path=candidate.resolve(), label=stem)
     path, present = _registry_lookup(arg, data_dir)
     if not present:
         say(f"[model] {arg} is not present in {data_dir}; running `inhouse models pull {arg}` …")
         proc = _inhouse(["models", "pull", arg], data_dir)
         if proc.returncode != 0:
-            raise ModelResolveError(
-                f"`inhouse models pull {arg}` failed: {(proc.stdout + proc.stderr)[-800:]}"
-            )
+            raise ModelResolveError(f"`inhouse models pull {arg}` failed: {(proc.stdout + proc.stderr)[-800:]}")
         path, present = _registry_lookup(arg, data_dir)
     if path is None or not present:
         raise ModelResolveError(f"{arg} has no model file after pulling")

@@ -17,6 +17,13 @@ def _med(runs: list[dict[str, Any]] | None, key: str = "decode_tok_s") -> float 
     return median([r[key] for r in runs or [] if r.get(key)])
 
 
+def _best(runs: list[dict[str, Any]] | None, key: str = "decode_tok_s") -> float | None:
+    """Best of N, the same rule for every side: on a shared 2-core machine the noise is interference,
+    which only ever slows a run down."""
+    values = [r[key] for r in runs or [] if r.get(key)]
+    return max(values) if values else None
+
+
 def _target(
     name: str,
     value: float | None,
@@ -60,14 +67,12 @@ def compute_targets(res: dict[str, Any]) -> list[dict[str, Any]]:
     targets: list[dict[str, Any]] = []
     dec = res.get("decode")
     if dec:
-        ours, inproc = _med(dec.get("ours_runs")), _med(dec.get("inproc_runs"))
+        ours, inproc = _best(dec.get("ours_runs")), _best(dec.get("inproc_runs"))
         bw = max((b["best_gb_s"] for b in res.get("bandwidth", [])), default=None)
         size = res["meta"]["model_bytes"]
-        dec["ours_tok_s"], dec["inproc_tok_s"], dec["theirs_tok_s"] = (
-            ours,
-            inproc,
-            _med(dec.get("theirs_runs")),
-        )
+        dec["ours_tok_s"], dec["inproc_tok_s"], dec["theirs_tok_s"] = ours, inproc, _best(dec.get("theirs_runs"))
+        for side in ("ours", "inproc", "theirs"):
+            dec[f"{side}_tok_s_median"] = _med(dec.get(f"{side}_runs"))
         dec["bandwidth_gb_s_used"] = bw
         dec["roofline_tok_s"] = bw * 1e9 / size if bw else None
         targets.append(_target("decode: ours ÷ in-process Llama", _ratio(ours, inproc), ">=", 0.95))
@@ -90,9 +95,7 @@ def compute_targets(res: dict[str, Any]) -> list[dict[str, Any]]:
         k = 8 if _at_load(ours_loads, 8) else max(load["clients"] for load in ours_loads)
         one, many = _at_load(ours_loads, 1), _at_load(ours_loads, k)
         scaling = _ratio(many["aggregate_tok_s"] if many else None, one["aggregate_tok_s"] if one else None)
-        targets.append(
-            _target(f"concurrency: ours {k} clients ÷ 1 client (aggregate)", scaling, ">=", 1.25, floor=1.0)
-        )
+        targets.append(_target(f"concurrency: ours {k} clients ÷ 1 client (aggregate)", scaling, ">=", 1.25, floor=1.0))
         theirs = _at_load(conc.get(THEIRS), k)
         if theirs and many:
             targets.append(
@@ -117,9 +120,7 @@ def compute_targets(res: dict[str, Any]) -> list[dict[str, Any]]:
         note = "" if ours_pre.get("a_overlapped_b_prefill") else "stream A ended before B's first token"
         theirs_pre = pre.get(THEIRS) or {}
         if theirs_pre.get("b_ttft_s") is not None:
-            note = (
-                note + "; " if note else ""
-            ) + f"theirs: B waited {theirs_pre['b_ttft_s']:.2f} s for its 1st token"
+            note = (note + "; " if note else "") + f"theirs: B waited {theirs_pre['b_ttft_s']:.2f} s for its 1st token"
         targets.append(
             _target(
                 "chunked prefill: longest gap of stream A",
@@ -134,17 +135,11 @@ def compute_targets(res: dict[str, Any]) -> list[dict[str, Any]]:
     if pfx and pfx.get(OURS):
         p = pfx[OURS]
         hit = p.get("hit_rate")
-        note = (
-            f"hit rate {hit:.0%} ({p.get('hit_rate_basis')})" if hit is not None else "no prefix-cache metric"
-        )
-        targets.append(
-            _target("prefix cache: cold TTFT ÷ warm TTFT", p.get("cold_over_warm"), ">=", 40.0, note=note)
-        )
+        note = f"hit rate {hit:.0%} ({p.get('hit_rate_basis')})" if hit is not None else "no prefix-cache metric"
+        targets.append(_target("prefix cache: cold TTFT ÷ warm TTFT", p.get("cold_over_warm"), ">=", 40.0, note=note))
         if "1.5b" in res["meta"]["model"].lower():
             targets.append(
-                _target(
-                    "prefix cache: warm TTFT (Qwen 1.5B)", p.get("warm_ttft_median_s"), "<=", 0.35, unit="s"
-                )
+                _target("prefix cache: warm TTFT (Qwen 1.5B)", p.get("warm_ttft_median_s"), "<=", 0.35, unit="s")
             )
     _flag_contention(targets, res.get("contention", []))
     return targets
@@ -162,7 +157,7 @@ def _flag_contention(targets: list[dict[str, Any]], contention: list[dict[str, A
     """A target measured while other processes took CPU gets a note: its verdict may be the machine's."""
     for t in targets:
         step = _STEP_OF_TARGET.get(t["name"].split(":", 1)[0])
-        loads = [c["foreign_cores"] for c in contention if step and c["step"].startswith(step)]
+        loads = [c["foreign_cores"] for c in contention if step and c["step"].startswith(step) and c.get("kept", True)]
         if loads and max(loads) > CONTENDED_CORES:
             msg = f"CONTENDED: other processes took up to {max(loads):.2f} cores"
             t["note"] = f"{msg}; {t['note']}" if t["note"] else msg
@@ -192,19 +187,17 @@ def render_table(res: dict[str, Any]) -> str:
     dec = res.get("decode")
     if dec:
         lines.append("")
-        lines.append(
-            "single-stream decode (tok/s, median)   in-process Llama | inhouse | llama_cpp.server | roofline"
-        )
-        lines.append(
-            f"  {'':38s}{_fmt(dec.get('inproc_tok_s'), 1):>16s} | {_fmt(dec.get('ours_tok_s'), 1):>7s} | "
-            f"{_fmt(dec.get('theirs_tok_s'), 1):>16s} | {_fmt(dec.get('roofline_tok_s'), 0):>8s}"
-        )
+        lines.append("single-stream decode tok/s             in-process Llama | inhouse | llama_cpp.server | roofline")
+        for label, suffix in (("best of N", ""), ("median", "_median")):
+            lines.append(
+                f"  {label:38s}{_fmt(dec.get('inproc_tok_s' + suffix), 1):>16s} | "
+                f"{_fmt(dec.get('ours_tok_s' + suffix), 1):>7s} | "
+                f"{_fmt(dec.get('theirs_tok_s' + suffix), 1):>16s} | {_fmt(dec.get('roofline_tok_s'), 0):>8s}"
+            )
     conc = res.get("concurrency")
     if conc:
         lines.append("")
-        lines.append(
-            "concurrency   server            clients  agg tok/s  TTFT p50  TTFT p95  ITL p50  ITL p95 errors"
-        )
+        lines.append("concurrency   server            clients  agg tok/s  TTFT p50  TTFT p95  ITL p50  ITL p95 errors")
         for side, label in ((OURS, "inhouse"), (THEIRS, "llama_cpp.server")):
             for load in conc.get(side) or []:
                 lines.append(
@@ -216,9 +209,7 @@ def render_table(res: dict[str, Any]) -> str:
     pre = res.get("prefill")
     if pre:
         lines.append("")
-        lines.append(
-            "chunked prefill   server            B prompt  B TTFT  A gap before  A max gap during B prefill"
-        )
+        lines.append("chunked prefill   server            B prompt  B TTFT  A gap before  A max gap during B prefill")
         for side, label in ((OURS, "inhouse"), (THEIRS, "llama_cpp.server")):
             p = pre.get(side)
             if p:
@@ -242,7 +233,7 @@ def render_table(res: dict[str, Any]) -> str:
                     f"  {_fmt(p['warm_ttft_median_s'], 3):>9s}  {_fmt(p['cold_over_warm'], 1):>9s}"
                     f"  {'—' if hr is None else f'{hr:.0%}':>8s}"
                 )
-    busy = [c for c in res.get("contention", []) if c["foreign_cores"] > CONTENDED_CORES]
+    busy = [c for c in res.get("contention", []) if c["foreign_cores"] > CONTENDED_CORES and c.get("kept", True)]
     if busy:
         lines.append("")
         lines.append(f"contention: other processes used > {CONTENDED_CORES} cores during (numbers suspect):")
@@ -373,7 +364,7 @@ def write_chart(res: dict[str, Any], path: Path) -> None:
         ax.bar([i + 0.2 for i in idx], warm, width=0.4, label="warm (same prefix)", color="tab:green")
         ax.set_xticks(list(idx), xs_labels)
         ax.set_yscale("log")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper center")
     ax.set_title("prefix cache: TTFT of a RAG request")
     ax.set_ylabel("s")
 

@@ -110,9 +110,7 @@ async def one_load(client: httpx.AsyncClient, target: ChatTarget, cfg: BenchConf
     """``n`` clients start together, each with a distinct short prompt and one streaming request."""
     results = await asyncio.gather(
         *(
-            stream_chat(
-                client, target, concurrency_messages(i), cfg.concurrency_tokens, logit_bias=cfg.logit_bias
-            )
+            stream_chat(client, target, concurrency_messages(i), cfg.concurrency_tokens, logit_bias=cfg.logit_bias)
             for i in range(n)
         )
     )

@@ -91,9 +91,7 @@ async def _stream_completion(req: dict[str, Any], script: FakeServerScript, send
             script.misses += 1
             script.seen_prefixes.add(system)
         first = (len(system) + user_chars) * script.prefill_s_per_char
-    await send(
-        {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]}
-    )
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
     await asyncio.sleep(first)
     n = int(req["max_tokens"])
     for i in range(n):
@@ -186,9 +184,7 @@ def check_harness(tmp_dir: Path) -> dict[str, Any]:
         assert run["n_tokens"] == cfg.decode_tokens and run["tokens_source"] == "usage", run
         _between(run["decode_tok_s"], 0.25 * rate, 1.05 * rate, "decode tok/s")
     one, four = raw["loads"]
-    assert (
-        one["total_tokens"] == cfg.concurrency_tokens and four["total_tokens"] == 4 * cfg.concurrency_tokens
-    )
+    assert one["total_tokens"] == cfg.concurrency_tokens and four["total_tokens"] == 4 * cfg.concurrency_tokens
     assert not one["errors"] and not four["errors"], (one["errors"], four["errors"])
     # The fake decodes streams in parallel, so 4 clients must produce clearly more than 1.
     assert four["aggregate_tok_s"] > 2 * one["aggregate_tok_s"], (one, four)

@@ -173,9 +173,7 @@ def _wait_ready(proc: subprocess.Popen[bytes], server: RunningServer, timeout_s:
             except httpx.HTTPError:
                 pass
             time.sleep(0.25)
-    raise ServerStartError(
-        f"{server.spec.label} not ready after {timeout_s:.0f} s:\n{_tail(server.log_path)}"
-    )
+    raise ServerStartError(f"{server.spec.label} not ready after {timeout_s:.0f} s:\n{_tail(server.log_path)}")
 
 
 def process_cpu_s(pid: int) -> float:

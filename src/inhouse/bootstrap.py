@@ -9,11 +9,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from inhouse.config import Settings
 from inhouse.engine.protocol import EngineClient
+from inhouse.governance.audit import MODEL_LOADED, AuditLog
+from inhouse.governance.directory import UserDirectory
+from inhouse.governance.egress import ExternalProviderClient
+from inhouse.governance.events import AuditSink
 from inhouse.governance.identity import KeyStore
+from inhouse.governance.quotas import QuotaService
+from inhouse.governance.routing import EgressRouter, build_egress_router
+from inhouse.kb.service import KnowledgeBase, build_knowledge_base
 from inhouse.models.chat import ChatService
+from inhouse.models.hardware import detect_cpu
+from inhouse.models.profile import ProfileStore, tuned_settings
 from inhouse.models.registry import ModelRegistry
 from inhouse.models.spec import ModelSpec
 from inhouse.store.db import Database
@@ -28,39 +38,65 @@ class Services:
     settings: Settings
     db: Database
     keys: KeyStore
+    directory: UserDirectory
+    quotas: QuotaService
     registry: ModelRegistry
     chat: ChatService
+    egress: EgressRouter  # where each chat request may run (external providers, PII redaction)
+    external: ExternalProviderClient
+    audit: AuditLog  # the tamper-evident log (<data_dir>/audit.db): security events and one record per request
+    kb: KnowledgeBase | None = None  # company knowledge: index store (<data_dir>/kb.db), embedder, retrieval
+    profiles: ProfileStore | None = None  # tuned profiles (<data_dir>/profiles), applied when a model loads
 
     def close(self) -> None:
+        if self.kb is not None:
+            self.kb.close()
         self.registry.close()
         self.db.close()
+        self.audit.close()
 
 
-def build_llama_engine_factory(settings: Settings) -> EngineFactory:
-    """Load a model into llama.cpp (lazily imported: `inhouse --help` must not pay for it)."""
+def build_llama_engine_factory(settings: Settings, profiles: ProfileStore | None = None,
+                               variant_path: Callable[[str, str], Path] | None = None) -> EngineFactory:
+    """Load a model into llama.cpp (lazily imported: `inhouse --help` must not pay for it), with its tuned
+    profile applied when one matches this CPU (``variant_path`` resolves a profile's re-quantized weights)."""
 
     def load(spec: ModelSpec) -> EngineClient:
-        from inhouse.engine.backends.llama_cpp import LlamaCppBackend
-        from inhouse.engine.engine import Engine
+        from inhouse.engine.build import build_llama_engine
 
-        es = settings.engine
         assert spec.path is not None, "the registry only loads present models"
+        es, path = settings.engine, spec.path
+        if profiles is not None:
+            es, path = tuned_settings(profiles.match(spec.sha256), es, path, variant_path)
         n_ctx = es.n_ctx if not spec.context_length else min(es.n_ctx, spec.context_length)
-        log.info("loading model %s from %s (n_ctx=%d)", spec.name, spec.path, n_ctx)
-        backend = LlamaCppBackend(
-            spec.path,
-            n_ctx=n_ctx,
-            n_slots=es.max_running + es.n_cache_slots,
-            n_batch=es.step_token_budget,
-            n_ubatch=min(es.n_ubatch, es.step_token_budget),
-            n_threads=es.n_threads,
-            n_threads_batch=es.n_threads_batch,
-            flash_attn=es.flash_attn,
-            kv_type=es.kv_type,
-        )
-        return Engine(spec.name, backend, es)
+        log.info("loading model %s from %s (n_ctx=%d)", spec.name, path, n_ctx)
+        return build_llama_engine(spec.name, path, es, n_ctx=n_ctx)
 
     return load
+
+
+def audited_loads(load: EngineFactory, audit: AuditLog) -> EngineFactory:
+    """Record every model load (name, pinned sha256, source). A load that cannot be recorded fails."""
+
+    def load_and_record(spec: ModelSpec) -> EngineClient:
+        details = {"sha256": spec.sha256, "source": spec.source, "size_bytes": spec.size_bytes}
+        try:
+            engine = load(spec)
+        except Exception as exc:
+            audit.append(kind="security", action=MODEL_LOADED, resource=spec.name, model=spec.name,
+                         location="local", outcome="failure", reason=type(exc).__name__, details=details)
+            raise
+        try:
+            audit.append(kind="security", action=MODEL_LOADED, resource=spec.name, model=spec.name,
+                         location="local", outcome="success", details=details)
+        except BaseException:
+            close = getattr(engine, "close", None)
+            if close is not None:
+                close()
+            raise
+        return engine
+
+    return load_and_record
 
 
 def build_services(settings: Settings, *, load_engine: EngineFactory | None = None) -> Services:
@@ -69,11 +105,34 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
     settings.model_cache_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.db_path)
     db.migrate()
-    keys = KeyStore(db)
+    # Every security action (users, groups, memberships, keys, egress decisions, model loads) is recorded
+    # here; a failed write makes the action fail.
+    audit = AuditLog(settings.data_dir / "audit.db")
+    audit_sink: AuditSink = audit
+    gs = settings.governance
+    keys = KeyStore(db, audit=audit_sink, max_keys_per_user=gs.max_keys_per_user)
+    directory = UserDirectory(db, audit=audit_sink)
+    quotas = QuotaService(db, default_rpm=gs.default_rpm, default_tokens_per_day=gs.default_tokens_per_day)
+    profiles = ProfileStore(settings.data_dir / "profiles", lambda: detect_cpu().signature)
+    registry: ModelRegistry | None = None
+
+    def variant_path(name: str, sha256: str) -> Path:
+        assert registry is not None
+        return registry.verified_path(name, sha256)
+
     registry = ModelRegistry(
         cache_dir=settings.model_cache_dir,
-        load_engine=load_engine or build_llama_engine_factory(settings),
+        load_engine=audited_loads(load_engine or build_llama_engine_factory(settings, profiles, variant_path), audit),
         ram_budget_mb=settings.models.ram_budget_mb,
     )
     chat = ChatService(registry, settings.engine)
-    return Services(settings=settings, db=db, keys=keys, registry=registry, chat=chat)
+    egress = build_egress_router(
+        gs, settings.data_dir, audit_sink, is_local=lambda name: name in registry.names(),
+        local_model=lambda: settings.models.default,
+        names=lambda: [u.display_name for u in directory.list_users()],
+    )
+    # The index opens in milliseconds and the embedder maps its weights lazily, so the CLI can afford it.
+    kb = build_knowledge_base(settings, chat=chat)
+    return Services(settings=settings, db=db, keys=keys, directory=directory, quotas=quotas, registry=registry,
+                    chat=chat, egress=egress, external=ExternalProviderClient(), audit=audit, kb=kb,
+                    profiles=profiles)

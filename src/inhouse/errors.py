@@ -6,7 +6,8 @@ codes. Each class names the OpenAI-style ``type`` and a stable machine ``code`` 
     InhouseError
      ├── InvalidRequest             bad input from a caller            (type invalid_request_error)
      │    ├── ContextLengthExceeded  prompt + max_tokens do not fit
-     │    └── InvalidModelFile       GGUF header or chat template refused
+     │    ├── InvalidModelFile       GGUF header or chat template refused
+     │    └── DocumentRejected       a file that cannot be parsed safely; carries ``filename`` + ``reason``
      ├── AuthenticationFailed       no key, bad key, expired, revoked  (type authentication_error)
      ├── PermissionDenied           authenticated but not allowed      (type permission_error)
      ├── NotFound                   unknown id (also used to hide ids of others)
@@ -14,6 +15,7 @@ codes. Each class names the OpenAI-style ``type`` and a stable machine ``code`` 
      ├── Conflict                   the resource already exists / is in another state
      ├── Overloaded                 queue full or quota exceeded; carries ``retry_after_s``
      ├── Unavailable                the engine is loading, stopping or failed
+     │    └── AuditUnavailable       the audit record could not be written: the action must not happen
      └── EngineFailure              llama.cpp returned an error we could not recover from
 
 This module imports nothing from the package.
@@ -61,6 +63,17 @@ class InvalidModelFile(InvalidRequest):
     code = "invalid_model_file"
 
 
+class DocumentRejected(InvalidRequest):
+    """One file refused by a parser (empty, encrypted, too big, zip bomb, unsupported...); the batch goes on."""
+
+    code = "document_rejected"
+
+    def __init__(self, filename: str, reason: str) -> None:
+        super().__init__(f"{filename}: {reason}", param="file")
+        self.filename = filename
+        self.reason = reason
+
+
 class AuthenticationFailed(InhouseError):
     type = "authentication_error"
     code = "invalid_api_key"
@@ -103,6 +116,13 @@ class Overloaded(InhouseError):
 class Unavailable(InhouseError):
     type = "server_error"
     code = "unavailable"
+
+
+class AuditUnavailable(Unavailable):
+    """The audit log could not record an action (write failed, or the log no longer matches its signed
+    head). The action it was meant to record must fail: nothing happens unaudited."""
+
+    code = "audit_unavailable"
 
 
 class EngineFailure(InhouseError):

@@ -21,7 +21,10 @@ from inhouse.api.app import build_app
 from inhouse.config import Settings
 from inhouse.engine.backends.fake import EOS_ID, ScriptInput, encode_text
 from inhouse.engine.engine import Engine
+from inhouse.governance.directory import UserDirectory
+from inhouse.governance.events import NullAuditSink
 from inhouse.governance.identity import KeyStore
+from inhouse.governance.quotas import QuotaService
 from inhouse.models.chat import ChatService
 from inhouse.models.registry import ModelRegistry
 from inhouse.store.db import Database
@@ -98,6 +101,9 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         services = type("Services", (), {})()
         services.settings, services.db, services.keys, services.registry = settings, db, keys, registry
         services.chat = ChatService(registry, settings.engine)
+        services.directory = UserDirectory(db, audit=NullAuditSink())
+        services.quotas = QuotaService(db, default_rpm=settings.governance.default_rpm,
+                                       default_tokens_per_day=settings.governance.default_tokens_per_day)
         app = build_app(services)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

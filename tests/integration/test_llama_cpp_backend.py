@@ -163,6 +163,13 @@ def test_missing_model_file_is_reported(tmp_path: Path) -> None:
         LlamaCppBackend(tmp_path / "nope.gguf", n_ctx=256, n_slots=1, n_batch=64)
 
 
+def test_a_file_that_is_not_gguf_is_an_invalid_model_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + b"\x00" * 64)
+    with pytest.raises(InvalidModelFile, match="could not load"):
+        LlamaCppBackend(bad, n_ctx=256, n_slots=1, n_batch=64)
+
+
 @needs_model
 def test_quantized_kv_needs_flash_attention() -> None:
     with pytest.raises(InvalidRequest, match="flash_attn"):

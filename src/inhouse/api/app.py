@@ -12,7 +12,12 @@ from typing import TYPE_CHECKING, Protocol
 
 from fastapi import FastAPI
 
+from inhouse.api.admin_routes import add_admin_routes
+from inhouse.api.audit_routes import add_audit_routes
+from inhouse.api.audit_trail import AuditMiddleware
+from inhouse.api.embedding_routes import add_embedding_routes
 from inhouse.api.errors import install_error_handlers
+from inhouse.api.kb_routes import add_kb_routes, upload_limit
 from inhouse.api.metrics import Metrics
 from inhouse.api.middleware import BodyLimitMiddleware, EdgeMiddleware
 from inhouse.api.openai_routes import add_openai_routes
@@ -21,7 +26,9 @@ from inhouse.api.system_routes import add_system_routes
 if TYPE_CHECKING:
     from inhouse.config import Settings
     from inhouse.engine.protocol import EngineClient
+    from inhouse.governance.directory import UserDirectory
     from inhouse.governance.identity import KeyStore
+    from inhouse.governance.quotas import QuotaService
     from inhouse.models.chat import ChatService
     from inhouse.models.registry import ModelRegistry
 
@@ -33,6 +40,8 @@ class ServicesLike(Protocol):
 
     settings: Settings
     keys: KeyStore
+    directory: UserDirectory
+    quotas: QuotaService
     registry: ModelRegistry
     chat: ChatService
 
@@ -54,7 +63,16 @@ def build_app(services: ServicesLike) -> FastAPI:
     install_error_handlers(app)
     add_system_routes(app.router, services, metrics)
     add_openai_routes(app.router, services, metrics)
+    add_admin_routes(app.router, services)
+    add_audit_routes(app.router, services)
+    kb = getattr(services, "kb", None)  # absent in minimal wirings (tests of other parts)
+    if kb is not None:
+        add_kb_routes(app.router, kb)
+        add_embedding_routes(app.router, kb.embedder)
+    # Innermost of ours: one audit record per request, written before a complete response is released.
+    app.add_middleware(AuditMiddleware)
     # Added last = outermost: the edge counts even the 413s of the body limit.
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=services.settings.server.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=services.settings.server.max_body_bytes,
+                       limit_for_path=upload_limit(services.settings) if kb is not None else None)
     app.add_middleware(EdgeMiddleware, metrics=metrics)
     return app

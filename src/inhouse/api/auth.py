@@ -2,35 +2,29 @@
 
 Every route declares the action it performs with ``Depends(require("…"))`` (or ``public("…")``); the
 dependency carries its action so ``route_actions(app)`` can list them and a meta-test can fail on a route
-that declares none. Roles: ``member`` may use models; ``admin`` may do everything.
+that declares none. The decision itself is ``inhouse.governance.acl.allowed`` (the one check; the action
+catalogue lives there too). Metered actions (model use) also pass the per-key quotas.
+
+A refused request on a route that names a resource in its path (``/v1/admin/users/{user_id}``) answers
+404, not 403, whatever the id: a caller who may not act there cannot learn which ids exist.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.routing import APIRoute
 
-from inhouse.errors import AuthenticationFailed, PermissionDenied
+from inhouse.errors import AuthenticationFailed, NotFound, PermissionDenied
+from inhouse.governance.acl import ACTIONS, METERED_ACTIONS, Need, allowed
 from inhouse.types import ANONYMOUS_ADMIN, Actor
 
 if TYPE_CHECKING:
     from fastapi.dependencies.models import Dependant
 
-Need = Literal["public", "member", "admin"]
-
-# The catalogue of actions. A route may only declare an action listed here.
-ACTIONS: dict[str, Need] = {
-    "health:read": "public",
-    "models:read": "member",
-    "chat:create": "member",
-    "completions:create": "member",
-    # Metrics carry no content, only counts; a scraper gets a member key (or metrics_public).
-    "metrics:read": "member",
-    "keys:manage": "admin",
-}
+__all__ = ["ACTIONS", "Need", "authenticate_request", "public", "require", "route_actions"]
 
 _MAX_HEADER_CHARS = 512
 
@@ -65,10 +59,6 @@ def authenticate_request(request: Request) -> Actor:
     return actor
 
 
-def allowed(actor: Actor, need: Need) -> bool:
-    return need != "admin" or actor.is_admin
-
-
 class _Permission:
     """A FastAPI dependency that knows its action (so routes can be audited)."""
 
@@ -77,7 +67,11 @@ class _Permission:
         self._check = check
 
     async def __call__(self, request: Request) -> Actor | None:
-        return await self._check(request)
+        actor = await self._check(request)
+        # Remembered so that check_route_permission does not check (and meter) the same request twice.
+        passed: set[str] = getattr(request.state, "permissions_passed", set())
+        request.state.permissions_passed = passed | {self.action}
+        return actor
 
 
 def require(action: str) -> Any:
@@ -88,8 +82,12 @@ def require(action: str) -> Any:
         if need == "public":
             return None
         actor = authenticate_request(request)
-        if not allowed(actor, need):
+        if not allowed(actor, action):
+            if request.path_params:
+                raise NotFound("Not found, or not yours.")
             raise PermissionDenied(f"Your key may not perform '{action}' (needs role {need}).")
+        if action in METERED_ACTIONS:
+            request.app.state.services.quotas.check(actor.key_id)
         return actor
 
     return _Permission(action, check)
@@ -114,6 +112,25 @@ def metrics_permission(metrics_public: bool) -> Any:
 
         return _Permission("metrics:read", check)
     return require("metrics:read")
+
+
+async def check_route_permission(request: Request) -> None:
+    """Run the permission checks the matched route declares (for handlers that run before its dependencies)."""
+    route = request.scope.get("route")
+    if isinstance(route, APIRoute):
+        passed: set[str] = getattr(request.state, "permissions_passed", set())
+        for perm in _permissions_of(route.dependant):
+            if perm.action not in passed:
+                await perm(request)
+
+
+def _permissions_of(dependant: Dependant) -> list[_Permission]:
+    found: list[_Permission] = []
+    for dep in dependant.dependencies:
+        if isinstance(dep.call, _Permission):
+            found.append(dep.call)
+        found.extend(_permissions_of(dep))
+    return found
 
 
 def _actions_of(dependant: Dependant) -> list[str]:

@@ -105,8 +105,16 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, errors.InhouseError)
         return inhouse_error_response(exc)
 
-    async def on_validation(_: Request, exc: Exception) -> JSONResponse:
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
+        # FastAPI decodes a JSON body before it runs the permission dependency: check the caller first, so
+        # that a request without a valid key gets its 401 (403/404) and learns nothing about body parsing.
+        from inhouse.api.auth import check_route_permission
+
+        try:
+            await check_route_permission(request)
+        except errors.InhouseError as denied:
+            return inhouse_error_response(denied)
         return validation_error_response(exc)
 
     async def on_http(_: Request, exc: Exception) -> JSONResponse:

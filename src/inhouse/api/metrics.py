@@ -89,6 +89,10 @@ class Metrics:
         self.requests_aborted = Counter("inhouse_requests_aborted",
                                         "Requests abandoned by their client before the end.", ["model"],
                                         registry=r)
+        # Where chat requests ran ('local' or a configured provider: a bounded set), for the admin charts.
+        self.requests_by_destination = Counter("inhouse_requests_by_destination",
+                                               "Chat requests by where the egress policy ran them.",
+                                               ["destination"], registry=r)
         r.register(EngineStatsCollector(engines))
 
     def render(self) -> bytes:
@@ -107,6 +111,8 @@ class GenerationTimer:
         self._start = start_s
         self._last: float | None = None
         self._done = False
+        # Called once by ``finish`` with (prompt tokens, generated tokens): quota accounting hooks here.
+        self.on_finish: list[Callable[[int, int], None]] = []
 
     def on_delta(self, delta: Delta) -> None:
         if not delta.token_ids:
@@ -129,3 +135,8 @@ class GenerationTimer:
         self._m.generated_tokens.labels(self._model).inc(n_generated)
         if aborted:
             self._m.requests_aborted.labels(self._model).inc()
+        for hook in self.on_finish:
+            try:
+                hook(n_prompt, n_generated)
+            except Exception:  # finish runs in finally blocks: a failing hook must not mask the response
+                log.exception("a generation finish hook failed")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -40,15 +41,19 @@ async def send_json_error(send: Send, status: int, message: str, type_: str, cod
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int,
+                 limit_for_path: Callable[[str], int | None] | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        # Routes that take files (document upload) have their own, larger limit; everything else the default.
+        self.limit_for_path = limit_for_path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.max_body_bytes
+        override = self.limit_for_path(scope.get("path", "")) if self.limit_for_path else None
+        limit = override or self.max_body_bytes
         too_large = f"The request body is larger than this server's limit of {limit} bytes."
         for name, value in scope.get("headers", ()):
             if name == b"content-length":

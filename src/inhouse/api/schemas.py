@@ -67,6 +67,13 @@ class ChatCompletionRequest(_Sampling):
     response_format: dict[str, Any] | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = None
+    # OpenAI's request metadata (string values); `metadata.label` declares the conversation's sensitivity.
+    metadata: Annotated[dict[str, Annotated[str, StringConstraints(max_length=512)]],
+                        Field(max_length=16)] | None = None
+    # Our extension: {"label": …, "documents": [{"name": …, "label": …}]} (see governance/routing.py).
+    inhouse: dict[str, Any] | None = None
+    # Our extension: answer from company documents, {"collections": [...], "top_k": n} (see api/kb_routes.py).
+    knowledge: dict[str, Any] | None = None
 
 
 class CompletionRequest(_Sampling):

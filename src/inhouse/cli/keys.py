@@ -16,40 +16,87 @@ app = typer.Typer(no_args_is_help=True)
 @app.command("create")
 def create(
     name: str = typer.Option(..., "--name", "-n", help="Who or what the key is for."),
-    role: str = typer.Option("member", "--role", help="admin or member."),
+    role: str = typer.Option(None, "--role", help="admin or member (default: the user's role, else member).",
+                             show_default=False),
+    user: str = typer.Option(None, "--user", "-u", help="Bind the key to this user (name or id).",
+                             show_default=False),
     expires_days: int = typer.Option(0, "--expires-days", help="Expire after N days (0: never)."),
+    rpm: int = typer.Option(None, "--rpm", help="Requests per minute (0: unlimited; default: the setting).",
+                            show_default=False),
+    tokens_per_day: int = typer.Option(None, "--tokens-per-day", help="Tokens per UTC day (0: unlimited).",
+                                       show_default=False),
     data_dir: Path = DataDirOption,
 ) -> None:
     """Create a key and print its secret once."""
-    if role not in ("admin", "member"):
+    if role not in (None, "admin", "member"):
         fail(f"--role must be admin or member, not {role!r}.")
     if expires_days < 0:
         fail("--expires-days must be 0 or more.")
     with translate_errors():
         services = open_services(settings_from(data_dir))
         try:
+            user_id = services.directory.find_user(user).id if user else None
             expires = datetime.now(UTC) + timedelta(days=expires_days) if expires_days else None
-            record, secret = services.keys.create_key(name, role=role, expires_at=expires)  # type: ignore[arg-type]
+            record, secret = services.keys.create_key(
+                name, role=role, expires_at=expires, user_id=user_id,  # type: ignore[arg-type]
+                rpm_limit=rpm, tokens_per_day_limit=tokens_per_day,
+            )
         finally:
             services.close()
-    console.print(f"Created {record.id} ({record.role}) for {record.name!r}. Secret (shown only now):")
+    owner = f" of user {user}" if user else ""
+    console.print(f"Created {record.id} ({record.role}) for {record.name!r}{owner}. Secret (shown only now):",
+                  highlight=False)
     console.print(secret, highlight=False, soft_wrap=True)
 
 
 @app.command("list")
-def list_(data_dir: Path = DataDirOption) -> None:
+def list_(
+    user: str = typer.Option(None, "--user", "-u", help="Only this user's keys.", show_default=False),
+    data_dir: Path = DataDirOption,
+) -> None:
     """List keys (never their secrets)."""
     with translate_errors():
         services = open_services(settings_from(data_dir))
         try:
-            records = services.keys.list_keys()
+            user_id = services.directory.find_user(user).id if user else None
+            records = services.keys.list_keys(user_id=user_id)
+            names = {u.id: u.name for u in services.directory.list_users()}
         finally:
             services.close()
-    table = Table("id", "name", "role", "prefix", "created", "expires", "revoked")
+    table = Table("id", "name", "user", "role", "prefix", "created", "expires", "revoked")
     for r in records:
-        table.add_row(r.id, r.name, r.role, r.prefix, str(r.created_at)[:19], str(r.expires_at or "")[:19],
-                      str(r.revoked_at or "")[:19])
+        table.add_row(r.id, r.name, names.get(r.user_id or "", r.user_id or ""), r.role, r.prefix,
+                      _when(r.created_at), _when(r.expires_at), _when(r.revoked_at))
     console.print(table)
+
+
+def _when(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M") if ts else ""
+
+
+@app.command("set-limits")
+def set_limits(
+    key_id: str = typer.Argument(..., help="The key id (key_…)."),
+    rpm: int = typer.Option(None, "--rpm", help="Requests per minute (0: unlimited).", show_default=False),
+    tokens_per_day: int = typer.Option(None, "--tokens-per-day", help="Tokens per UTC day (0: unlimited).",
+                                       show_default=False),
+    default: bool = typer.Option(False, "--default", help="Return both limits to the governance defaults."),
+    data_dir: Path = DataDirOption,
+) -> None:
+    """Set a key's quotas; a limit not given keeps its current value."""
+    with translate_errors():
+        services = open_services(settings_from(data_dir))
+        try:
+            current = services.keys.get(key_id)
+            new_rpm = None if default else (rpm if rpm is not None else current.rpm_limit)
+            new_tpd = None if default else (tokens_per_day if tokens_per_day is not None
+                                            else current.tokens_per_day_limit)
+            record = services.keys.set_limits(key_id, rpm_limit=new_rpm, tokens_per_day_limit=new_tpd)
+        finally:
+            services.close()
+    console.print(f"{record.id}: rpm={record.rpm_limit if record.rpm_limit is not None else 'default'}, "
+                  f"tokens/day={record.tokens_per_day_limit if record.tokens_per_day_limit is not None else 'default'}",
+                  highlight=False)
 
 
 @app.command("revoke")

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import typer
 
+from inhouse.cli import audit as audit_cli
 from inhouse.cli import chat, keys, models, serve
+from inhouse.cli import groups as groups_cli
+from inhouse.cli import kb as kb_cli
+from inhouse.cli import tune as tune_cli
+from inhouse.cli import users as users_cli
 
 app = typer.Typer(
     name="inhouse",
@@ -16,8 +21,13 @@ app = typer.Typer(
 )
 serve.register(app)
 chat.register(app)
+kb_cli.register(app)
+tune_cli.register(app)
 app.add_typer(models.app, name="models", help="List, pull and register models.")
 app.add_typer(keys.app, name="keys", help="Create, list and revoke API keys.")
+app.add_typer(users_cli.app, name="users", help="Add, list, change and remove users.")
+app.add_typer(groups_cli.app, name="groups", help="Groups (departments) and their members.")
+app.add_typer(audit_cli.app, name="audit", help="Verify, export and report on the tamper-evident audit log.")
 
 
 def main() -> None:

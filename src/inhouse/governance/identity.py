@@ -1,9 +1,14 @@
-"""API keys: created once, shown once, stored only as a SHA-256 hash.
+"""API keys: created once, shown once, stored only as a SHA-256 hash; bound to a user or standalone.
 
 A secret reads ``ih_<suffix>_<random>``; the key's id is ``key_<suffix>``, so authentication is one
 primary-key lookup followed by a constant-time hash comparison (no scan, no timing oracle on the
 table). SHA-256 rather than a slow KDF is right here: the random part has 256 bits of entropy, so there
 is nothing to brute-force, and every request pays the hash.
+
+A key bound to a user acts with the narrower of its own role and its user's role, and with the user's
+groups. Both are read on every request, so demoting, disabling or deleting a user, or removing them
+from a group, takes effect on their next request. Keys created without a user work as before.
+Creating, changing and revoking keys records one ``SecurityEvent`` inside the same transaction.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, cast
 
-from inhouse.errors import AuthenticationFailed, InvalidRequest, NotFound
+from inhouse.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound
+from inhouse.governance import events
+from inhouse.governance.events import AuditSink, NullAuditSink, security_event
 from inhouse.types import Actor, Role
 
 if TYPE_CHECKING:
@@ -36,6 +43,8 @@ _SECRET_RE = re.compile(r"ih_([0-9a-f]{16})_([A-Za-z0-9_-]{32,128})")
 # last_used_at is bookkeeping, not security: write it at most once a minute per key.
 _LAST_USED_RESOLUTION_S = 60.0
 _ROLES = ("admin", "member")
+_RANK = {"member": 0, "admin": 1}
+_DEFAULT_MAX_KEYS_PER_USER = 50
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,18 @@ class KeyRecord:
     expires_at: float | None
     revoked_at: float | None
     last_used_at: float | None
+    # Quota overrides: None takes the governance default, 0 means unlimited.
+    rpm_limit: int | None = None
+    tokens_per_day_limit: int | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        """The public view of a key (never its hash)."""
+        return {
+            "id": self.id, "object": "api_key", "name": self.name, "prefix": self.prefix, "role": self.role,
+            "user_id": self.user_id, "created_at": self.created_at, "expires_at": self.expires_at,
+            "revoked_at": self.revoked_at, "last_used_at": self.last_used_at,
+            "rpm_limit": self.rpm_limit, "tokens_per_day_limit": self.tokens_per_day_limit,
+        }
 
     def active(self, now: float) -> bool:
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
@@ -69,51 +90,118 @@ def _row_to_record(row: sqlite3.Row) -> KeyRecord:
         expires_at=row["expires_at"],
         revoked_at=row["revoked_at"],
         last_used_at=row["last_used_at"],
+        rpm_limit=row["rpm_limit"],
+        tokens_per_day_limit=row["tokens_per_day_limit"],
     )
+
+
+def narrower(a: Role, b: Role) -> Role:
+    return a if _RANK[a] <= _RANK[b] else b
+
+
+def _check_limit(value: int | None, param: str) -> int | None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+        raise InvalidRequest(f"'{param}' must be a whole number >= 0 (0: unlimited) or null.", param=param)
+    return value
 
 
 class KeyStore:
     """Create, list, revoke and check API keys. Thread-safe through ``Database``."""
 
-    def __init__(self, db: Database, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, db: Database, *, clock: Callable[[], float] = time.time, audit: AuditSink | None = None,
+                 max_keys_per_user: int = _DEFAULT_MAX_KEYS_PER_USER) -> None:
         self._db = db
         self._clock = clock
+        self._audit: AuditSink = audit if audit is not None else NullAuditSink()
+        self._max_keys_per_user = max_keys_per_user
 
     def create_key(
-        self, name: str, *, role: Role = "member", expires_at: float | datetime | None = None
+        self,
+        name: str,
+        *,
+        role: Role | None = None,
+        expires_at: float | datetime | None = None,
+        user_id: str | None = None,
+        rpm_limit: int | None = None,
+        tokens_per_day_limit: int | None = None,
+        by: Actor | None = None,
     ) -> tuple[KeyRecord, str]:
-        """Create a key; return its record and the secret, which is not stored and cannot be shown again."""
+        """Create a key; return its record and the secret, which is not stored and cannot be shown again.
+
+        ``role`` defaults to the user's role (``member`` for a key without a user) and may not exceed it.
+        """
+        with self._db.transaction() as conn:
+            record, secret = self._insert_key(conn, name, role=role, expires_at=expires_at, user_id=user_id,
+                                              rpm_limit=rpm_limit, tokens_per_day_limit=tokens_per_day_limit)
+            self._record(events.KEY_CREATED, by, record.id, {
+                "name": record.name, "role": record.role, "user_id": record.user_id,
+                "expires_at": record.expires_at, "rpm_limit": rpm_limit,
+                "tokens_per_day_limit": tokens_per_day_limit,
+            })
+        return record, secret
+
+    def _insert_key(
+        self, conn: sqlite3.Connection, name: str, *, role: Role | None, expires_at: float | datetime | None,
+        user_id: str | None, rpm_limit: int | None, tokens_per_day_limit: int | None,
+    ) -> tuple[KeyRecord, str]:
         name = name.strip()
-        if not name or len(name) > 200:
-            raise InvalidRequest("A key name must have 1 to 200 characters.", param="name")
-        if role not in _ROLES:
+        if not name or len(name) > 200 or not name.isprintable():
+            raise InvalidRequest("A key name must have 1 to 200 printable characters.", param="name")
+        if role is not None and role not in _ROLES:
             raise InvalidRequest(f"Unknown role {role!r}; use 'admin' or 'member'.", param="role")
+        _check_limit(rpm_limit, "rpm_limit")
+        _check_limit(tokens_per_day_limit, "tokens_per_day_limit")
         exp = expires_at.timestamp() if isinstance(expires_at, datetime) else expires_at
         now = self._clock()
         if exp is not None and exp <= now:
             raise InvalidRequest("'expires_at' is in the past.", param="expires_at")
+        if user_id is not None:
+            user = conn.execute("SELECT role, disabled FROM users WHERE id = ?", (user_id,)).fetchone()
+            if user is None:
+                raise NotFound(f"No user with id '{user_id}'.", param="user_id")
+            if user["disabled"]:
+                raise InvalidRequest("This user is disabled; enable them before creating keys.", param="user_id")
+            if role is None:
+                role = cast(Role, user["role"])
+            elif _RANK[role] > _RANK[user["role"]]:
+                raise InvalidRequest("A key cannot have a higher role than its user.", param="role")
+            n_active = conn.execute(
+                "SELECT count(*) FROM api_keys WHERE user_id = ? AND revoked_at IS NULL"
+                " AND (expires_at IS NULL OR expires_at > ?)", (user_id, now)).fetchone()[0]
+            if n_active >= self._max_keys_per_user:
+                raise Conflict(f"This user already has {n_active} active keys (the most allowed); revoke one first.")
+        role = role or "member"
         suffix = secrets.token_hex(_SUFFIX_BYTES)
         secret = f"{SECRET_PREFIX}{suffix}_{secrets.token_urlsafe(_RANDOM_BYTES)}"
         record = KeyRecord(
-            id=f"key_{suffix}", name=name, prefix=f"{SECRET_PREFIX}{suffix}", role=role, user_id=None,
+            id=f"key_{suffix}", name=name, prefix=f"{SECRET_PREFIX}{suffix}", role=role, user_id=user_id,
             created_at=now, expires_at=exp, revoked_at=None, last_used_at=None,
+            rpm_limit=rpm_limit, tokens_per_day_limit=tokens_per_day_limit,
         )
-        self._db.execute(
-            "INSERT INTO api_keys (id, name, prefix, secret_hash, role, user_id, created_at, expires_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (record.id, record.name, record.prefix, hash_secret(secret), role, None, now, exp),
+        conn.execute(
+            "INSERT INTO api_keys (id, name, prefix, secret_hash, role, user_id, created_at, expires_at,"
+            " rpm_limit, tokens_per_day_limit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (record.id, record.name, record.prefix, hash_secret(secret), role, user_id, now, exp,
+             rpm_limit, tokens_per_day_limit),
         )
         return record, secret
 
     def authenticate(self, secret: object) -> Actor:
-        """The actor of a valid, unrevoked, unexpired key. Anything else raises AuthenticationFailed."""
+        """The actor of a valid, unrevoked, unexpired key of an enabled user (or of no user).
+
+        Anything else raises AuthenticationFailed. The user's role and groups are read now, not cached.
+        """
         fail = AuthenticationFailed("Invalid API key. Pass a valid key as 'Authorization: Bearer <key>'.")
         if not isinstance(secret, str) or len(secret) > MAX_SECRET_CHARS:
             raise fail
         m = _SECRET_RE.fullmatch(secret)
         if m is None:
             raise fail
-        row = self._db.query_one("SELECT * FROM api_keys WHERE id = ?", (f"key_{m.group(1)}",))
+        row = self._db.query_one(
+            "SELECT k.*, u.id AS u_id, u.role AS u_role, u.disabled AS u_disabled"
+            " FROM api_keys k LEFT JOIN users u ON u.id = k.user_id WHERE k.id = ?",
+            (f"key_{m.group(1)}",),
+        )
         # Hash even when the id is unknown so both failures take the same time.
         presented = hash_secret(secret)
         stored = row["secret_hash"] if row is not None else "0" * 64
@@ -125,9 +213,20 @@ class KeyStore:
             raise AuthenticationFailed("This API key has been revoked.", code="revoked_api_key")
         if record.expires_at is not None and record.expires_at <= now:
             raise AuthenticationFailed("This API key has expired.", code="expired_api_key")
+        role = record.role
+        groups: frozenset[str] = frozenset()
+        if record.user_id is not None:
+            if row["u_id"] is None:  # deleted users have their keys revoked; this is belt and braces
+                raise AuthenticationFailed("The user of this API key no longer exists.", code="revoked_api_key")
+            if row["u_disabled"]:
+                raise AuthenticationFailed("The user of this API key is disabled.", code="user_disabled")
+            role = narrower(record.role, cast(Role, row["u_role"]))
+            groups = frozenset(r[0] for r in self._db.query(
+                "SELECT g.name FROM group_members m JOIN user_groups g ON g.id = m.group_id WHERE m.user_id = ?",
+                (record.user_id,)))
         if record.last_used_at is None or now - record.last_used_at >= _LAST_USED_RESOLUTION_S:
             self._db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (now, record.id))
-        return Actor(key_id=record.id, name=record.name, role=record.role, user_id=record.user_id)
+        return Actor(key_id=record.id, name=record.name, role=role, user_id=record.user_id, groups=groups)
 
     def get(self, key_id: str) -> KeyRecord:
         row = self._db.query_one("SELECT * FROM api_keys WHERE id = ?", (key_id,))
@@ -135,18 +234,47 @@ class KeyStore:
             raise NotFound(f"No API key with id '{key_id}'.", param="key_id")
         return _row_to_record(row)
 
-    def list_keys(self, *, include_revoked: bool = True) -> list[KeyRecord]:
-        sql = "SELECT * FROM api_keys"
+    def list_keys(self, *, include_revoked: bool = True, user_id: str | None = None) -> list[KeyRecord]:
+        """All keys, or those of one user."""
+        where, params = [], []
         if not include_revoked:
-            sql += " WHERE revoked_at IS NULL"
-        return [_row_to_record(r) for r in self._db.query(sql + " ORDER BY created_at, id")]
+            where.append("revoked_at IS NULL")
+        if user_id is not None:
+            where.append("user_id = ?")
+            params.append(user_id)
+        sql = "SELECT * FROM api_keys" + (" WHERE " + " AND ".join(where) if where else "")
+        return [_row_to_record(r) for r in self._db.query(sql + " ORDER BY created_at, id", params)]
 
-    def revoke(self, key_id: str) -> KeyRecord:
-        """Revoke a key (idempotent: revoking twice keeps the first time). Unknown id → NotFound."""
-        self._db.execute(
-            "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (self._clock(), key_id)
-        )
-        return self.get(key_id)
+    def revoke(self, key_id: str, *, by: Actor | None = None) -> KeyRecord:
+        """Revoke a key (idempotent: revoking twice keeps the first time and records one event).
+
+        Unknown id → NotFound."""
+        with self._db.transaction() as conn:
+            self.get(key_id)
+            changed = conn.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (self._clock(), key_id)
+            ).rowcount
+            record = self.get(key_id)
+            if changed:
+                self._record(events.KEY_REVOKED, by, key_id, {"name": record.name, "user_id": record.user_id})
+        return record
+
+    def set_limits(self, key_id: str, *, rpm_limit: int | None, tokens_per_day_limit: int | None,
+                   by: Actor | None = None) -> KeyRecord:
+        """Set a key's quota overrides (None: the governance default, 0: unlimited)."""
+        _check_limit(rpm_limit, "rpm_limit")
+        _check_limit(tokens_per_day_limit, "tokens_per_day_limit")
+        with self._db.transaction() as conn:
+            before = self.get(key_id)
+            if (before.rpm_limit, before.tokens_per_day_limit) == (rpm_limit, tokens_per_day_limit):
+                return before
+            conn.execute("UPDATE api_keys SET rpm_limit = ?, tokens_per_day_limit = ? WHERE id = ?",
+                         (rpm_limit, tokens_per_day_limit, key_id))
+            self._record(events.KEY_UPDATED, by, key_id, {
+                "rpm_limit": {"before": before.rpm_limit, "after": rpm_limit},
+                "tokens_per_day_limit": {"before": before.tokens_per_day_limit, "after": tokens_per_day_limit},
+            })
+            return self.get(key_id)
 
     def count(self, *, active_only: bool = False) -> int:
         if not active_only:
@@ -164,5 +292,12 @@ class KeyStore:
             # Inside the write transaction so two servers starting together create only one key.
             if conn.execute("SELECT count(*) FROM api_keys").fetchone()[0]:
                 return None
-            _, secret = self.create_key(name, role="admin")
+            record, secret = self._insert_key(conn, name, role="admin", expires_at=None, user_id=None,
+                                              rpm_limit=None, tokens_per_day_limit=None)
+            self._record(events.KEY_CREATED, None, record.id,
+                         {"name": record.name, "role": record.role, "user_id": None, "initial": True})
             return secret
+
+    def _record(self, action: str, by: Actor | None, resource: str, details: dict[str, object]) -> None:
+        # Inside the transaction, before the commit: a sink that raises undoes the action.
+        self._audit.record(security_event(action, by, resource, dict(details), at=self._clock()))

@@ -42,7 +42,7 @@ from inhouse.models.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")  # "@": tuned variants, e.g. smollm2-135m@q8_0
 REGISTRY_FILE = "registry.json"
 Installer = Callable[..., None]  # pip_install's signature: (packages, *, progress=..., extra_args=...)
 Locator = Callable[[str], Path | None]
@@ -236,7 +236,7 @@ class ModelRegistry:
         """Register a local GGUF file under ``name``: header validated, sha256 computed and pinned."""
         if not NAME_RE.match(name):
             raise InvalidRequest(
-                f"Invalid model name '{name}': use 1-64 letters, digits, '.', '_', ':' or '-'.", param="name"
+                f"Invalid model name '{name}': use 1-64 letters, digits, '.', '_', ':', '@' or '-'.", param="name"
             )
         path = Path(path).expanduser().resolve()
         with self._load_lock:
@@ -341,6 +341,16 @@ class ModelRegistry:
         if digest != sha256:
             raise InvalidModelFile(f"Model '{name}': sha256 of {path} is {digest}, expected {sha256}; "
                                    "the file changed since it was pinned.")
+
+    def verified_path(self, name: str, sha256: str) -> Path:
+        """The file of registered model ``name``, checked against ``sha256`` (a tuned profile's pin of a
+        re-quantized variant): ``InvalidModelFile`` when it differs, ``ModelNotFound`` when unregistered."""
+        spec = self.resolve(name, require_present=True)
+        assert spec.path is not None
+        if spec.sha256 != sha256:
+            raise InvalidModelFile(f"Model '{name}' is pinned to sha256 {spec.sha256}, not {sha256}.")
+        self._verify(name, spec.path, sha256, spec.size_bytes or None)
+        return spec.path
 
     # -- engines -----------------------------------------------------------------------------------------
 

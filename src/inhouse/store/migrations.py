@@ -42,6 +42,59 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX api_keys_user ON api_keys (user_id);
         """,
     ),
+    Migration(
+        2,
+        "users_groups_quotas",
+        """
+        CREATE TABLE users (
+            id           TEXT PRIMARY KEY,          -- 'usr_…'
+            name         TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            display_name TEXT NOT NULL,
+            role         TEXT NOT NULL CHECK (role IN ('admin', 'member')),
+            disabled     INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1)),
+            created_at   REAL NOT NULL
+        );
+        CREATE TABLE user_groups (                  -- not 'groups': GROUPS is an SQL keyword
+            id           TEXT PRIMARY KEY,          -- 'grp_…'
+            name         TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            created_at   REAL NOT NULL
+        );
+        CREATE TABLE group_members (
+            group_id     TEXT NOT NULL REFERENCES user_groups (id) ON DELETE CASCADE,
+            user_id      TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+            added_at     REAL NOT NULL,
+            PRIMARY KEY (group_id, user_id)
+        );
+        CREATE INDEX group_members_user ON group_members (user_id);
+        -- Per-key quota overrides: NULL takes the governance default, 0 means unlimited.
+        -- (SQLite cannot add a foreign key to api_keys.user_id here, the identity code checks it.)
+        ALTER TABLE api_keys ADD COLUMN rpm_limit INTEGER NULL;
+        ALTER TABLE api_keys ADD COLUMN tokens_per_day_limit INTEGER NULL;
+        CREATE TABLE key_usage (                    -- tokens used per key and UTC day (days since the epoch)
+            key_id       TEXT NOT NULL,
+            day          INTEGER NOT NULL,
+            tokens       INTEGER NOT NULL DEFAULT 0,
+            requests     INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (key_id, day)
+        );
+        """,
+    ),
+    Migration(
+        3,
+        "conversations",
+        """
+        CREATE TABLE conversations (                -- chat history of the web UI (store/conversations.py)
+            id           TEXT PRIMARY KEY,          -- 'conv_…'
+            owner        TEXT NOT NULL,             -- 'user:<usr_…>' or 'key:<key_…>' (a key bound to no user)
+            title        TEXT NOT NULL,
+            model        TEXT NULL,
+            messages     TEXT NOT NULL,             -- JSON list of {role, content, citations?}
+            created_at   REAL NOT NULL,
+            updated_at   REAL NOT NULL
+        );
+        CREATE INDEX conversations_owner ON conversations (owner, updated_at);
+        """,
+    ),
 )
 
 

@@ -19,7 +19,10 @@ from inhouse.api.app import build_app
 from inhouse.config import Settings
 from inhouse.engine.protocol import EngineClient
 from inhouse.errors import ModelNotFound
+from inhouse.governance.directory import UserDirectory
+from inhouse.governance.events import MemoryAuditSink
 from inhouse.governance.identity import KeyStore
+from inhouse.governance.quotas import QuotaService
 from inhouse.models.chat import ChatService
 from inhouse.models.spec import ModelSpec
 from inhouse.store.db import Database
@@ -67,6 +70,9 @@ class ServicesStandIn:
     keys: KeyStore
     registry: Any
     chat: ChatService
+    directory: UserDirectory
+    quotas: QuotaService
+    audit_sink: MemoryAuditSink
     admin_key: str = ""
     member_key: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -84,18 +90,23 @@ def make_services(tmp_path: Path) -> Iterator[ServicesFactory]:
     made: list[ServicesStandIn] = []
 
     def make(server: dict[str, Any] | None = None, engine: dict[str, Any] | None = None,
-             fake: dict[str, Any] | None = None, registry: Any = None) -> ServicesStandIn:
+             fake: dict[str, Any] | None = None, registry: Any = None,
+             governance: dict[str, Any] | None = None) -> ServicesStandIn:
         settings = Settings(data_dir=tmp_path / f"data{len(made)}", server=server or {}, engine=engine or {},
-                            models={"default": MODEL})
+                            models={"default": MODEL}, governance=governance or {})
         db = Database(settings.db_path)
         db.migrate()
-        keys = KeyStore(db)
+        sink = MemoryAuditSink()
+        keys = KeyStore(db, audit=sink)
+        directory = UserDirectory(db, audit=sink)
+        gs = settings.governance
+        quotas = QuotaService(db, default_rpm=gs.default_rpm, default_tokens_per_day=gs.default_tokens_per_day)
         _, admin = keys.create_key("admin", role="admin")
         _, member = keys.create_key("member")
         if registry is None:
             registry = RegistryStandIn({MODEL: build_fake_engine(MODEL, **(engine or {}), **(fake or {}))})
         chat = ChatService(registry, settings.engine)
-        s = ServicesStandIn(settings, db, keys, registry, chat, admin, member)
+        s = ServicesStandIn(settings, db, keys, registry, chat, directory, quotas, sink, admin, member)
         made.append(s)
         return s
 

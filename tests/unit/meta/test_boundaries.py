@@ -15,6 +15,11 @@ OWNED = {
     "starlette": ("api/", "web/"),
     "uvicorn": ("api/", "web/", "cli/"),
     "typer": ("cli/",),
+    "presidio_analyzer": ("governance/pii_recognizers.py",),
+    "presidio_anonymizer": ("governance/pii_recognizers.py",),
+    "spacy": ("governance/pii_recognizers.py",),
+    "tldextract": ("governance/pii_recognizers.py",),
+    "phonenumbers": ("governance/pii_recognizers.py", "governance/pii_corpus.py"),
 }
 LEAF = ("errors.py", "types.py", "config.py")
 

@@ -122,6 +122,38 @@ def _import_llama_cpp() -> Any:
     return llama_cpp
 
 
+# Weight formats `quantize_model` writes (llama_ftype names without the LLAMA_FTYPE_MOSTLY_ prefix).
+QUANT_FTYPES = ("q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0", "f16")
+
+
+def quantize_model(src: str | Path, dst: str | Path, ftype: str, *, n_threads: int = 0) -> None:
+    """Write ``src`` (a GGUF) re-quantized to ``ftype`` at ``dst`` with llama.cpp's ``llama_model_quantize``.
+
+    Requantizing an already quantized file is allowed (it goes through f32): the result can be faster on
+    this CPU, never more accurate than the source. ``dst`` is written to a temporary name first so a failed
+    or interrupted run never leaves a half-written model behind.
+    """
+    if ftype not in QUANT_FTYPES:
+        raise InvalidRequest(f"Unknown weight format {ftype!r}; use one of {', '.join(QUANT_FTYPES)}.")
+    src, dst = Path(src), Path(dst)
+    if not src.is_file():
+        raise InvalidModelFile(f"The model file {src} does not exist.", param="model")
+    L = _import_llama_cpp()
+    router = _init_process(L)
+    params = L.llama_model_quantize_default_params()
+    params.nthread = n_threads or physical_cores()
+    params.ftype = getattr(L, f"LLAMA_FTYPE_MOSTLY_{ftype.upper()}")
+    params.allow_requantize = True
+    tmp = dst.with_name(dst.name + ".tmp")
+    mark = router.n_errors
+    rc = L.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
+    if rc != 0 or not tmp.is_file():
+        tmp.unlink(missing_ok=True)
+        errors = " ".join(router.errors_since(mark)) or "no details from llama.cpp"
+        raise EngineFailure(f"llama.cpp could not quantize {src.name} to {ftype} (code {rc}): {errors}")
+    os.replace(tmp, dst)
+
+
 class LlamaCppBackend:
     """Implements ``Backend`` over llama.cpp. Call ``close()`` to free the model; there is no ``__del__``."""
 
@@ -165,9 +197,10 @@ class LlamaCppBackend:
         mparams = L.llama_model_default_params()
         mparams.n_gpu_layers = 0
         mparams.load_mode = L.LLAMA_LOAD_MODE_MMAP if use_mmap else L.LLAMA_LOAD_MODE_NONE
+        mark = self._log.n_errors
         self._model = L.llama_model_load_from_file(str(path).encode(), mparams)
         if not self._model:
-            raise InvalidModelFile(f"llama.cpp could not load {path}: {self._last_errors(0)}", param="model")
+            raise InvalidModelFile(f"llama.cpp could not load {path}: {self._last_errors(mark)}", param="model")
         try:
             self._vocab = L.llama_model_get_vocab(self._model)
             self._n_vocab = int(L.llama_vocab_n_tokens(self._vocab))
@@ -309,13 +342,9 @@ class LlamaCppBackend:
 
     def execute(self, plan: StepPlan) -> dict[str, int]:
         self._check_open()
+        samplers = self._check_plan(plan)  # before any change: a refused plan leaves the cache as it was
         L = self._L
-        n_total = plan.n_tokens
-        if n_total > self._n_batch:
-            raise EngineFailure(f"The batch has {n_total} tokens, above n_batch={self._n_batch}.")
         for op in plan.kv_ops:
-            if not 0 <= op.slot < self._n_slots or (op.kind == "cp" and not 0 <= op.src < self._n_slots):
-                raise EngineFailure(f"KV op {op} names a slot out of range (n_slots={self._n_slots}).")
             if op.kind == "rm":
                 if not L.llama_memory_seq_rm(self._mem, op.slot, op.p0, -1):
                     raise EngineFailure(f"llama.cpp could not remove positions {op.p0}.. of slot {op.slot}.")
@@ -324,35 +353,25 @@ class LlamaCppBackend:
         if not plan.items:
             return {}
 
-        to_sample: list[tuple[str, Any, int]] = []  # (request id, sampler, batch index)
-        seen: set[int] = set()
+        to_sample: list[tuple[str, Any, int]] = []  # (request id, sampler, batch index of its last token)
         off = 0
         seq = self._seq_id
         c_int32 = ctypes.c_int32
         memmove = ctypes.memmove
-        for item in plan.items:
+        for item, smpl in zip(plan.items, samplers, strict=True):
             n = len(item.tokens)
             slot = item.slot
-            if not 0 <= slot < self._n_slots or slot in seen:
-                raise EngineFailure(f"Slot {slot} is out of range or appears twice in one batch.")
-            if n == 0:
-                raise EngineFailure(f"Request {item.request_id}: a batch item without tokens.")
-            seen.add(slot)
             memmove(self._tok_addr + 4 * off, (c_int32 * n)(*item.tokens), 4 * n)
             memmove(self._pos_addr + 4 * off, (c_int32 * n)(*range(item.pos0, item.pos0 + n)), 4 * n)
             for i in range(off, off + n):
                 seq[i][0] = slot
             off += n
-            if item.sample:
-                smpl = self._samplers.get(item.request_id)
-                if not smpl:
-                    raise EngineFailure(
-                        f"Request {item.request_id} has no sampler (start_request was not called)."
-                    )
+            if smpl is not None:
                 to_sample.append((item.request_id, smpl, off - 1))
         ctypes.memset(self._logits_addr, 0, off)
+        logits = self._logits
         for _, _, idx in to_sample:
-            self._logits[idx] = 1
+            logits[idx] = 1
         self._batch.n_tokens = off
 
         rc = self._decode(self._ctx, self._batch)
@@ -361,6 +380,32 @@ class LlamaCppBackend:
         sample = self._sample
         ctx = self._ctx
         return {rid: sample(smpl, ctx, idx) for rid, smpl, idx in to_sample}
+
+    def _check_plan(self, plan: StepPlan) -> list[Any]:
+        """Refuse what would corrupt memory or crash llama.cpp; return each item's sampler (or None)."""
+        n_slots = self._n_slots
+        if plan.n_tokens > self._n_batch:
+            raise EngineFailure(f"The batch has {plan.n_tokens} tokens, above n_batch={self._n_batch}.")
+        for op in plan.kv_ops:
+            if not 0 <= op.slot < n_slots or (op.kind == "cp" and not 0 <= op.src < n_slots):
+                raise EngineFailure(f"KV op {op} names a slot out of range (n_slots={n_slots}).")
+        samplers: list[Any] = []
+        seen: set[int] = set()
+        for item in plan.items:
+            if not 0 <= item.slot < n_slots or item.slot in seen:
+                raise EngineFailure(f"Slot {item.slot} is out of range or appears twice in one batch.")
+            seen.add(item.slot)
+            if not item.tokens:
+                raise EngineFailure(f"Request {item.request_id}: a batch item without tokens.")
+            smpl = None
+            if item.sample:
+                smpl = self._samplers.get(item.request_id)
+                if not smpl:
+                    raise EngineFailure(
+                        f"Request {item.request_id} has no sampler (start_request was not called)."
+                    )
+            samplers.append(smpl)
+        return samplers
 
     def close(self) -> None:
         """Free samplers, batch, context and model. Idempotent."""

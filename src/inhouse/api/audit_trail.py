@@ -1,0 +1,235 @@
+"""One audit record per API request, written when it ends; a write-ahead record before any generation.
+
+``AuditMiddleware`` (pure ASGI, inside the edge middleware) gives every request a ``RequestAudit`` on
+``request.state.audit``; routes fill in what only they know (model, request id, where it ran, label,
+documents, redactions, token counts). When the request ends the middleware writes the record.
+
+"If the audit write fails, the action fails":
+
+* A non-streaming response is held back until its record is written; if the write fails the caller gets
+  503 ``audit_unavailable`` instead of the answer.
+* A generation (chat / completion) first writes a ``started`` record (``begin_generation``): if that
+  fails the request is refused with 503 before a token is generated. A stream's final record is written
+  after its last byte; if that write fails, the ``started`` record and the server log remain.
+
+Routes that only declare ``health:read`` or ``metrics:read`` (probes, scrapes: no content) are not recorded;
+neither are paths that match no route.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from inhouse.api.auth import route_actions
+from inhouse.api.middleware import send_json_error
+from inhouse.errors import AuditUnavailable
+from inhouse.governance.audit import STARTED
+
+if TYPE_CHECKING:
+    from inhouse.governance.audit import AuditLog
+    from inhouse.governance.routing import RoutedRequest
+    from inhouse.models.chat import PreparedGeneration
+    from inhouse.types import Actor
+
+log = logging.getLogger(__name__)
+
+# web:read = the web UI's page shells and static files: no data in them (the sign-in form IS recorded).
+UNAUDITED_ACTIONS = frozenset({"health:read", "metrics:read", "web:read"})
+_MAX_ERROR_BODY = 4096
+
+
+@dataclass
+class RequestAudit:
+    """What the routes learn about a request, for its audit record."""
+
+    request_id: str | None = None
+    model: str | None = None
+    location: str | None = None  # 'local' or a provider name; None for requests that use no model
+    label: str | None = None
+    documents: list[str] = field(default_factory=list)
+    redactions: dict[str, int] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def audit_log_of(request_or_app: Any) -> AuditLog | None:
+    """The app's audit log (None in minimal test wirings without one)."""
+    app = getattr(request_or_app, "app", request_or_app)
+    return getattr(app.state.services, "audit", None)
+
+
+def request_audit(request: Request) -> RequestAudit:
+    ctx = getattr(request.state, "audit", None)
+    if not isinstance(ctx, RequestAudit):
+        ctx = RequestAudit()
+        request.state.audit = ctx
+    return ctx
+
+
+def note(request: Request, *, request_id: str | None = None, model: str | None = None,
+         location: str | None = None, label: str | None = None, documents: Sequence[str] = (),
+         redactions: Mapping[str, int] | None = None, **details: Any) -> None:
+    """Add what a route knows to this request's audit record (only the arguments given)."""
+    ctx = request_audit(request)
+    for name, value in (("request_id", request_id), ("model", model), ("location", location), ("label", label)):
+        if value is not None:
+            setattr(ctx, name, value)
+    ctx.documents.extend(documents)
+    ctx.redactions.update(redactions or {})
+    ctx.details.update(details)
+
+
+def note_route(request: Request, routed: RoutedRequest | None) -> None:
+    """What the egress policy decided: where the request runs, its effective label, what was redacted."""
+    if routed is None:
+        return
+    d = routed.decision
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.requests_by_destination.labels(d.destination).inc()
+    note(request, location=d.destination, label=d.label.value if d.label else None,
+         redactions=routed.session.report(), egress=d.egress)
+
+
+def _actor_ids(actor: Actor | None) -> tuple[str | None, str | None]:
+    return (actor.key_id, actor.user_id) if actor is not None else (None, None)
+
+
+async def begin_generation(request: Request, prepared: PreparedGeneration) -> Callable[[int, int], None]:
+    """Write the ``started`` record of a local generation (raises ``AuditUnavailable`` → 503, nothing is
+    generated). Returns a hook for ``GenerationTimer.on_finish`` that notes the token counts."""
+    ctx = request_audit(request)
+    note(request, request_id=prepared.request_id, model=prepared.model, location=ctx.location or "local")
+    audit = audit_log_of(request)
+    if audit is not None:
+        key_id, user_id = _actor_ids(getattr(request.state, "actor", None))
+        route = request.scope.get("route")
+        await anyio.to_thread.run_sync(lambda: audit.record_request(
+            action=_action_of(request.scope) or "generation", outcome=STARTED, request_id=ctx.request_id,
+            actor_key_id=key_id, user_id=user_id, resource=_resource(request.scope, route), model=ctx.model,
+            location=ctx.location, label=ctx.label, documents=ctx.documents, redactions=ctx.redactions,
+        ))
+
+    def on_finish(n_prompt: int, n_generated: int) -> None:
+        ctx.details.update(prompt_tokens=n_prompt, completion_tokens=n_generated)
+
+    return on_finish
+
+
+def _resource(scope: Scope, route: Any) -> str:
+    # The concrete path (it carries the ids acted on) of a matched route only: it is bounded by the route.
+    return f"{scope.get('method', '')} {scope.get('path', '')}"[:300] if route is not None else ""
+
+
+def _action_of(scope: Scope) -> str | None:
+    route, app = scope.get("route"), scope.get("app")
+    if route is None or app is None:
+        return None
+    table: dict[tuple[str, str], list[str]] | None = getattr(app.state, "audit_route_actions", None)
+    key = (scope.get("method", ""), getattr(route, "path", ""))
+    if table is None or key not in table:
+        table = route_actions(app)  # routes may be added after the app is built (tests do)
+        app.state.audit_route_actions = table
+    actions = table.get(key) or []
+    return actions[0] if actions else None
+
+
+def outcome_of(status: int) -> str:
+    if 0 < status < 400:
+        return "success"
+    if status in (401, 403):
+        return "denied"
+    if status in (0, 499):
+        return "aborted"
+    return "failure" if status < 500 else "error"
+
+
+def _error_code(body: bytes) -> str | None:
+    if not body or len(body) > _MAX_ERROR_BODY:
+        return None
+    try:
+        err = json.loads(body).get("error")
+        return str(err.get("code"))[:100] if isinstance(err, dict) else None
+    except (ValueError, AttributeError):
+        return None
+
+
+class AuditMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        ctx = RequestAudit()
+        scope.setdefault("state", {})["audit"] = ctx
+        status = 0
+        held: Message | None = None
+        written = replaced = False
+
+        async def write(status: int, body: bytes = b"") -> None:
+            nonlocal written
+            written = True
+            audit = audit_log_of(scope["app"])
+            action = _action_of(scope)
+            if audit is None or action is None or action in UNAUDITED_ACTIONS:
+                return
+            actor = scope.get("state", {}).get("actor")
+            key_id, user_id = _actor_ids(actor)
+            details = {"status": status, **ctx.details}
+            reason = _error_code(body) if status >= 400 else None
+            await anyio.to_thread.run_sync(lambda: audit.record_request(
+                action=action, outcome=outcome_of(status), request_id=ctx.request_id, actor_key_id=key_id,
+                user_id=user_id, resource=_resource(scope, scope.get("route")), model=ctx.model,
+                location=ctx.location, label=ctx.label, documents=ctx.documents, redactions=ctx.redactions,
+                reason=reason, details=details,
+            ))
+
+        async def audit_send(message: Message) -> None:
+            nonlocal status, held, replaced
+            if replaced:
+                return
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                held = message  # not sent until the record is written (or the response turns out to stream)
+                return
+            if message["type"] == "http.response.body" and held is not None:
+                start, held = held, None
+                if not message.get("more_body", False):  # a complete response: record it first
+                    try:
+                        await write(status, message.get("body", b""))
+                    except AuditUnavailable as exc:
+                        replaced = True
+                        log.error("audit record not written, answering 503 instead: %s", exc.message)
+                        await send_json_error(send, 503, f"The request was not completed: {exc.message}",
+                                              exc.type, exc.code)
+                        return
+                await send(start)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, audit_send)
+        except BaseException:
+            if not written:
+                await self._write_quietly(write, 500)
+            raise
+        if held is not None:  # a start without a body (should not happen): send it anyway
+            await send(held)
+        if not written:
+            await self._write_quietly(write, status or 499)
+
+    @staticmethod
+    async def _write_quietly(write: Callable[..., Any], status: int) -> None:
+        # Only for what can no longer be refused: a finished stream, a disconnect, a crash.
+        try:
+            await write(status)
+        except Exception:
+            log.critical("the audit record of a finished request could not be written", exc_info=True)

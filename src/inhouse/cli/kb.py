@@ -1,0 +1,211 @@
+"""`inhouse ingest`, `ask`, `search`, `collections …` and `kb eval`: company knowledge from the command line.
+
+The CLI works on the local data directory directly, as the local administrator (like `inhouse keys`); pass
+`--key` to `ask`/`search` to act as an API key instead (its groups and access apply, as over HTTP).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from inhouse.cli.common import DataDirOption, console, err_console, open_services, settings_from, translate_errors
+from inhouse.types import Actor
+
+if TYPE_CHECKING:
+    from inhouse.bootstrap import Services
+    from inhouse.kb.service import KnowledgeBase
+
+CLI_ACTOR = Actor(key_id="key_cli", name="command line (local admin)", role="admin")
+
+collections_app = typer.Typer(no_args_is_help=True)
+kb_app = typer.Typer(no_args_is_help=True)
+
+
+def _kb(services: Services) -> KnowledgeBase:
+    assert services.kb is not None, "bootstrap builds the knowledge base"
+    return services.kb
+
+
+def _actor(services: Services, key: str | None) -> Actor:
+    return services.keys.authenticate(key) if key else CLI_ACTOR
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ingest")(ingest)
+    app.command("ask")(ask)
+    app.command("search")(search)
+    app.add_typer(collections_app, name="collections", help="List, create, show and delete knowledge collections.")
+    app.add_typer(kb_app, name="kb", help="Knowledge base tools (evaluation).")
+
+
+def ingest(
+    paths: list[Path] = typer.Argument(..., help="Files and directories (walked recursively)."),
+    collection: str = typer.Option(..., "--collection", "-c", help="Collection name or id."),
+    label: str = typer.Option(None, "--label", "-l", help="public, internal, confidential or restricted "
+                              "(none: treated as confidential)."),
+    group: list[str] = typer.Option([], "--group", "-g", help="Group allowed to read. Creates the collection "
+                                    "for these groups if it does not exist; otherwise narrows these documents."),
+    data_dir: Path = DataDirOption,
+) -> None:
+    """Ingest files into a collection: parse, chunk, embed, index. Unchanged files are skipped."""
+    with translate_errors():
+        services = open_services(settings_from(data_dir))
+        try:
+            kb = _kb(services)
+            created = False
+            try:
+                kb.collection(CLI_ACTOR, collection)
+            except Exception:
+                kb.create_collection(CLI_ACTOR, collection, groups=group)
+                created = True
+                console.print(f"Created collection {collection!r} for groups {group or '(admins only)'}.")
+            with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                          TextColumn("files · {task.fields[chunks]} chunks · {task.fields[rate]:.1f} chunks/s"),
+                          TimeElapsedColumn(), console=err_console, transient=False) as bar:
+                task = bar.add_task("ingesting", total=None, chunks=0, rate=0.0)
+
+                def on_progress(p: object) -> None:
+                    from inhouse.kb.ingest import IngestProgress
+
+                    assert isinstance(p, IngestProgress)
+                    bar.update(task, total=p.files_total, completed=p.files_done, chunks=p.chunks_done,
+                               rate=p.chunks_per_s)
+
+                report = kb.ingest_paths(CLI_ACTOR, collection, paths, label=label,
+                                         groups=None if created else (group or None), progress=on_progress)
+        finally:
+            services.close()
+    for e in report.errors:
+        err_console.print(f"[yellow]skipped[/] {e.source_path}: {e.error}", highlight=False)
+    console.print(
+        f"{report.files} files ({report.count('added')} added, {report.count('replaced')} replaced, "
+        f"{report.count('unchanged')} unchanged, {len(report.errors)} errors), {report.chunks} chunks in "
+        f"{report.seconds:.1f} s = {report.chunks_per_s:.1f} chunks/s"
+    )
+    if report.errors and report.files == len(report.errors):
+        raise typer.Exit(1)
+
+
+def ask(
+    question: str = typer.Argument(..., help="The question."),
+    collection: list[str] = typer.Option([], "--collection", "-c", help="Limit to these collections."),
+    model: str = typer.Option(None, "--model", "-m", help="Model (default: kb.answer_model or models.default)."),
+    key: str = typer.Option(None, "--key", envvar="INHOUSE_API_KEY", help="Act as this API key."),
+    data_dir: Path = DataDirOption,
+) -> None:
+    """Answer from the documents, with numbered citations."""
+    with translate_errors():
+        services = open_services(settings_from(data_dir))
+        try:
+            kb = _kb(services)
+            name = model or services.settings.kb.answer_model or services.settings.models.default
+            answer = asyncio.run(kb.answerer.answer(_actor(services, key), question, collection or None, model=name))
+        finally:
+            services.close()
+    console.print(answer.text, highlight=False)
+    for c in answer.citations:
+        where = c.title + (f" > {c.section}" if c.section else "") + (f", page {c.page_start}" if c.page_start else "")
+        console.print(f"[dim][{c.n}] {where} ({c.document_id})[/]", highlight=False)
+
+
+def search(
+    query: str = typer.Argument(..., help="What to look for."),
+    collection: list[str] = typer.Option([], "--collection", "-c", help="Limit to these collections."),
+    top_k: int = typer.Option(5, "--top-k", "-k", min=1, max=50),
+    key: str = typer.Option(None, "--key", envvar="INHOUSE_API_KEY", help="Act as this API key."),
+    data_dir: Path = DataDirOption,
+) -> None:
+    """Show the best matching chunks (hybrid keyword + vector search)."""
+    with translate_errors():
+        services = open_services(settings_from(data_dir))
+        try:
+            hits = _kb(services).search(_actor(services, key), query, collections=collection or None, top_k=top_k)
+        finally:
+            services.close()
+    for i, h in enumerate(hits, start=1):
+        c = h.chunk
+        console.print(f"[bold]{i}. {c.title}[/] [dim]{c.source_path} {c.section} score={h.score:.4f}[/]",
+                      highlight=False)
+        console.print("   " + c.content[:300].replace("\n", " "), highlight=False)
+
+
+@collections_app.command("list")
+def collections_list(data_dir: Path = DataDirOption) -> None:
+    """List collections with their access lists."""
+    with translate_errors():
+        services = open_services(settings_from(data_dir))
+        try:
+            cols = _kb(services).list_collections(CLI_ACTOR)
+        finally:
+            services.close()
+    table = Table("id", "name", "documents", "groups", "keys")
+    for c in cols:
+        table.add_row(c.id, c.name, str(c.document_count), ", ".join(sorted(c.acl.groups)),
+                      ", ".join(sorted(c.acl.keys)))
+    console.print(table)
+
+
+@collections_app.command("create")
+def collections_create(
+    name: str = typer.Argument(...),
+    group: list[str] = typer.Option([], "--group", "-g", help="Group allowed to read and write."),
+    key: list[str] = typer.Option([], "--key-id", help="API key id (key_…) allowed."),
+    description: str = typer.Option("", "--description"),
+    data_dir: Path = DataDirOption,
+) -> None:
+    """Create a collection (admins always have access)."""
+    with translate_errors():
+        services = open_services(settings_from(data_dir))
+        try:
+            col = _kb(services).create_collection(CLI_ACTOR, name, groups=group, keys=key, description=description)
+        finally:
+            services.close()
+    console.print(f"Created {col.id} ({col.name}).")
+
+
+@collections_app.command("show")
+def collections_show(name: str = typer.Argument(...), data_dir: Path = DataDirOption) -> None:
+    """A collection's documents."""
+    with translate_errors():
+        services = open_services(settings_from(data_dir))
+        try:
+            kb = _kb(services)
+            docs = kb.list_documents(CLI_ACTOR, name, limit=1000)
+        finally:
+            services.close()
+    table = Table("id", "source", "label", "chunks", "version", "title")
+    for d in docs:
+        table.add_row(d.id, d.source_path, d.label.value, str(d.chunk_count), str(d.version), d.title[:60])
+    console.print(table)
+
+
+@collections_app.command("delete")
+def collections_delete(name: str = typer.Argument(...), data_dir: Path = DataDirOption) -> None:
+    """Delete a collection and every trace of its documents."""
+    with translate_errors():
+        services = open_services(settings_from(data_dir))
+        try:
+            _kb(services).delete_collection(CLI_ACTOR, name)
+        finally:
+            services.close()
+    console.print(f"Deleted {name}.")
+
+
+@kb_app.command("eval")
+def kb_eval(
+    corpus: Path = typer.Option(Path("/work/shared/corpus"), "--corpus"),
+    model: str = typer.Option(None, "--model", "-m", help="Also answer with this model (accuracy)."),
+    limit: int = typer.Option(0, "--limit", help="Only the first N questions (0: all)."),
+) -> None:
+    """Recall@5, answer accuracy and not-covered rate on <corpus>/qa.jsonl (in a temporary data directory)."""
+    from inhouse.kb.evaluate import main as evaluate_main
+
+    argv = ["--corpus", str(corpus)] + (["--model", model] if model else [])
+    argv += ["--limit", str(limit)] if limit else []
+    raise typer.Exit(evaluate_main(argv))

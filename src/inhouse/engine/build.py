@@ -1,0 +1,36 @@
+"""Build a continuous-batching engine over llama.cpp from ``EngineSettings``.
+
+One function used by both ``inhouse serve`` (through ``bootstrap``) and ``inhouse tune``: the tuner must
+measure exactly the engine that serve will run, so the mapping from settings to llama.cpp parameters lives
+in one place.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from inhouse.config import EngineSettings
+from inhouse.engine.engine import Engine
+
+
+def build_llama_engine(name: str, path: Path, settings: EngineSettings, *, n_ctx: int) -> Engine:
+    """Load ``path`` into llama.cpp (lazily imported) and start an engine named ``name`` over it."""
+    from inhouse.engine.backends.llama_cpp import LlamaCppBackend
+
+    es = settings
+    backend = LlamaCppBackend(
+        path,
+        n_ctx=n_ctx,
+        n_slots=es.max_running + es.n_cache_slots,
+        n_batch=es.step_token_budget,
+        n_ubatch=min(es.n_ubatch, es.step_token_budget),
+        n_threads=es.n_threads,
+        n_threads_batch=es.n_threads_batch,
+        flash_attn=es.flash_attn,
+        kv_type=es.kv_type,
+    )
+    try:
+        return Engine(name, backend, es)
+    except BaseException:
+        backend.close()
+        raise

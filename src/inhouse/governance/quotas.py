@@ -1,0 +1,102 @@
+"""Per-key quotas on model use: requests per minute and tokens per UTC day.
+
+* **Requests per minute** is a sliding 60-second window kept in memory (a deque of admission times per
+  key): it is checked on every metered request and costs no database write. A restart forgets it, which
+  at worst lets a key make one extra minute's worth of requests; several server processes on one
+  database each keep their own window.
+* **Tokens per day** is counted in SQLite (``key_usage``: key, UTC day, tokens, requests) after each
+  request completes, so a restart does not reset the daily budget. Because the count is known only at
+  the end, a request admitted under the budget may finish over it; the next one is refused.
+
+Limits come from the key (``api_keys.rpm_limit`` / ``tokens_per_day_limit``) or, when the key has none
+(NULL), from the governance settings; 0 means unlimited. Exceeding either raises ``Overloaded`` with
+``retry_after_s`` computed from the window (the oldest request leaving it, or the next UTC midnight).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from inhouse.errors import Overloaded
+
+if TYPE_CHECKING:
+    from inhouse.store.db import Database
+
+WINDOW_S = 60.0
+DAY_S = 86_400
+
+
+@dataclass(frozen=True)
+class QuotaStatus:
+    rpm_limit: int  # 0: unlimited
+    tokens_per_day_limit: int  # 0: unlimited
+    tokens_used_today: int
+    requests_today: int
+
+    def to_dict(self) -> dict[str, int]:
+        return {"rpm_limit": self.rpm_limit, "tokens_per_day_limit": self.tokens_per_day_limit,
+                "tokens_used_today": self.tokens_used_today, "requests_today": self.requests_today}
+
+
+class QuotaService:
+    def __init__(self, db: Database, *, default_rpm: int = 0, default_tokens_per_day: int = 0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._db = db
+        self._default_rpm = default_rpm
+        self._default_tpd = default_tokens_per_day
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._windows: dict[str, deque[float]] = {}
+
+    def limits(self, key_id: str) -> tuple[int, int]:
+        """(requests per minute, tokens per day) for the key; 0 is unlimited. Unknown keys: unlimited."""
+        row = self._db.query_one("SELECT rpm_limit, tokens_per_day_limit FROM api_keys WHERE id = ?", (key_id,))
+        if row is None:  # the anonymous loopback actor has no key row and no quota
+            return 0, 0
+        rpm = row["rpm_limit"] if row["rpm_limit"] is not None else self._default_rpm
+        tpd = row["tokens_per_day_limit"] if row["tokens_per_day_limit"] is not None else self._default_tpd
+        return int(rpm), int(tpd)
+
+    def check(self, key_id: str) -> None:
+        """Admit one metered request for ``key_id`` or raise Overloaded. An admitted request counts."""
+        rpm, tpd = self.limits(key_id)
+        now = self._clock()
+        if tpd:
+            day = int(now // DAY_S)
+            used = self._db.scalar("SELECT tokens FROM key_usage WHERE key_id = ? AND day = ?", (key_id, day)) or 0
+            if used >= tpd:
+                raise Overloaded(
+                    f"This API key has used its {tpd} tokens for today (UTC); the budget renews at midnight UTC.",
+                    retry_after_s=(day + 1) * DAY_S - now, code="quota_exceeded",
+                )
+        if rpm:
+            with self._lock:
+                window = self._windows.setdefault(key_id, deque())
+                while window and window[0] <= now - WINDOW_S:
+                    window.popleft()
+                if len(window) >= rpm:
+                    raise Overloaded(
+                        f"This API key is limited to {rpm} requests per minute.",
+                        retry_after_s=window[0] + WINDOW_S - now, code="rate_limit_exceeded",
+                    )
+                window.append(now)
+
+    def record_usage(self, key_id: str, tokens: int) -> None:
+        """Add a finished request's tokens (prompt + generated) to today's count."""
+        day = int(self._clock() // DAY_S)
+        self._db.execute(
+            "INSERT INTO key_usage (key_id, day, tokens, requests) VALUES (?, ?, ?, 1)"
+            " ON CONFLICT (key_id, day) DO UPDATE SET tokens = tokens + excluded.tokens, requests = requests + 1",
+            (key_id, day, max(0, int(tokens))),
+        )
+
+    def status(self, key_id: str) -> QuotaStatus:
+        rpm, tpd = self.limits(key_id)
+        row = self._db.query_one("SELECT tokens, requests FROM key_usage WHERE key_id = ? AND day = ?",
+                                 (key_id, int(self._clock() // DAY_S)))
+        return QuotaStatus(rpm, tpd, int(row["tokens"]) if row else 0, int(row["requests"]) if row else 0)

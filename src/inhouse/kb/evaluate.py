@@ -1,0 +1,187 @@
+"""Evaluation over a QA set (``/work/shared/corpus/qa.jsonl`` layout): ``python -m inhouse.kb.evaluate``.
+
+Measures, as an admin (so access rules do not hide anything):
+
+- **recall@5**: answerable questions whose source file is among the top 5 retrieved chunks' documents;
+- **answer accuracy** (with ``--model``): answerable questions whose answer contains the key fact (compared
+  after removing spaces, commas and case);
+- **not-covered rate**: unanswerable questions answered "The documents do not cover this." (gate or model);
+- the best cosine similarity of every question, to choose ``kb.min_similarity``.
+
+Each top-level folder of the corpus becomes a collection of the same name (files sit under ``folder/…``,
+which is how ``qa.jsonl`` names sources).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from inhouse.kb.answer import is_not_covered
+from inhouse.kb.service import KnowledgeBase
+from inhouse.types import Actor
+
+EVAL_ACTOR = Actor(key_id="key_evaluation", name="evaluation", role="admin")
+_SKIP = (".gold.json",)
+
+
+@dataclass
+class QuestionResult:
+    id: str
+    answerable: bool
+    source: str
+    retrieved: list[str]
+    similarity: float
+    answer: str | None = None
+    correct: bool | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class EvalReport:
+    results: list[QuestionResult] = field(default_factory=list)
+    ingest: dict[str, Any] = field(default_factory=dict)
+
+    def _answerable(self) -> list[QuestionResult]:
+        return [r for r in self.results if r.answerable]
+
+    @property
+    def recall_at_5(self) -> float:
+        a = self._answerable()
+        return sum(r.source in r.retrieved[:5] for r in a) / len(a) if a else 0.0
+
+    @property
+    def answer_accuracy(self) -> float | None:
+        a = [r for r in self._answerable() if r.correct is not None]
+        return sum(bool(r.correct) for r in a) / len(a) if a else None
+
+    @property
+    def not_covered_rate(self) -> float | None:
+        u = [r for r in self.results if not r.answerable and r.answer is not None]
+        return sum(is_not_covered(r.answer or "") for r in u) / len(u) if u else None
+
+    def summary(self) -> dict[str, Any]:
+        sims_a = sorted(r.similarity for r in self.results if r.answerable)
+        sims_u = sorted(r.similarity for r in self.results if not r.answerable)
+        answered = [r for r in self.results if r.answer is not None]
+        return {
+            "questions": len(self.results), "answerable": len(self._answerable()),
+            "recall_at_5": round(self.recall_at_5, 3),
+            "answer_accuracy": None if self.answer_accuracy is None else round(self.answer_accuracy, 3),
+            "not_covered_rate": None if self.not_covered_rate is None else round(self.not_covered_rate, 3),
+            "similarity_answerable_min": round(sims_a[0], 4) if sims_a else None,
+            "similarity_unanswerable_max": round(sims_u[-1], 4) if sims_u else None,
+            "answer_seconds_p50": round(sorted(r.seconds for r in answered)[len(answered) // 2], 2)
+            if answered else None,
+            "misses": [r.id for r in self._answerable() if r.source not in r.retrieved[:5]],
+            "wrong": [r.id for r in self.results if r.answerable and r.correct is False],
+            "ingest": self.ingest,
+        }
+
+
+def normalize(text: str) -> str:
+    return re.sub(r"[\s,，]+", "", text).lower()
+
+
+def key_fact_present(answer: str, fact: str) -> bool:
+    return normalize(fact) in normalize(answer)
+
+
+def ingest_corpus(kb: KnowledgeBase, corpus: Path) -> dict[str, Any]:
+    start = time.perf_counter()
+    files = chunks = 0
+    errors: list[str] = []
+    for folder in sorted(p for p in corpus.iterdir() if p.is_dir()):
+        try:
+            kb.collection(EVAL_ACTOR, folder.name)
+        except Exception:
+            kb.create_collection(EVAL_ACTOR, folder.name, groups=[folder.name])
+        paths = [p for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.endswith(_SKIP)]
+        col = kb.collection(EVAL_ACTOR, folder.name)
+        from inhouse.kb.ingest import FileSource
+
+        sources = [FileSource(f"{folder.name}/{p.relative_to(folder).as_posix()}", p.read_bytes, p.name)
+                   for p in paths]
+        report = kb.ingestor.ingest(col.id, sources)
+        files += report.files
+        chunks += report.chunks
+        errors += [f"{e.source_path}: {e.error}" for e in report.errors]
+    seconds = time.perf_counter() - start
+    return {"files": files, "chunks": chunks, "seconds": round(seconds, 2),
+            "chunks_per_s": round(chunks / seconds, 1) if seconds else 0.0, "errors": errors}
+
+
+def load_questions(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return rows[:limit] if limit else rows
+
+
+def evaluate(kb: KnowledgeBase, questions: list[dict[str, Any]], *, model: str | None = None,
+             progress: Any = None) -> EvalReport:
+    report = EvalReport()
+    for q in questions:
+        start = time.perf_counter()
+        g = kb.answerer.ground(EVAL_ACTOR, q["question"], top_k=5)
+        hits, sim = kb.retriever.retrieve_scored(EVAL_ACTOR, q["question"], None, 5)
+        r = QuestionResult(q["id"], bool(q["answerable"]), q.get("source", ""),
+                           [h.chunk.source_path for h in hits], sim)
+        if model is not None:
+            ans = asyncio.run(kb.answerer.complete(g, model=model))
+            r.answer = ans.text
+            if r.answerable:
+                r.correct = key_fact_present(ans.text, q["answer"])
+        r.seconds = time.perf_counter() - start
+        report.results.append(r)
+        if progress:
+            progress(r)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m inhouse.kb.evaluate", description=__doc__.split("\n")[0])
+    ap.add_argument("--corpus", type=Path, default=Path("/work/shared/corpus"))
+    ap.add_argument("--qa", type=Path, default=None, help="QA file (default: <corpus>/qa.jsonl)")
+    ap.add_argument("--model", default=None, help="Model for answers (e.g. qwen2.5-coder-1.5b); none: retrieval only")
+    ap.add_argument("--data-dir", type=Path, default=None, help="Data directory (default: a temporary one)")
+    ap.add_argument("--limit", type=int, default=None, help="Only the first N questions")
+    ap.add_argument("--embedder", default="e5", choices=["e5", "fake"])
+    ap.add_argument("--json", action="store_true", help="Print the summary as JSON")
+    args = ap.parse_args(argv)
+    from inhouse.bootstrap import build_services
+    from inhouse.config import load_settings
+
+    with tempfile.TemporaryDirectory(prefix="inhouse-eval-") as tmp:
+        settings = load_settings(data_dir=args.data_dir or Path(tmp))
+        settings.kb.embedder = args.embedder
+        services = build_services(settings)
+        try:
+            kb = services.kb
+            assert kb is not None
+            ingest = ingest_corpus(kb, args.corpus)
+            questions = load_questions(args.qa or args.corpus / "qa.jsonl", args.limit)
+
+            def show(r: QuestionResult) -> None:
+                if not args.json:
+                    mark = "" if r.correct is None else (" ok" if r.correct else " WRONG")
+                    hit = "hit " if r.source in r.retrieved[:5] else ("miss" if r.answerable else "n/a ")
+                    print(f"{r.id} {hit} sim={r.similarity:.3f} {r.seconds:5.1f}s{mark} {(r.answer or '')[:90]!r}",
+                          file=sys.stderr)
+
+            report = evaluate(kb, questions, model=args.model, progress=show)
+            report.ingest = ingest
+        finally:
+            services.close()
+    print(json.dumps(report.summary(), ensure_ascii=False, indent=None if args.json else 2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Index stores: documents, chunks, keyword index and vectors behind ``IndexStore`` (``protocol.py``)."""

@@ -1,0 +1,183 @@
+"""The ``IndexStore`` protocol and the records it deals in. No SQL here: ``sqlite.py`` holds all of it (a
+PostgreSQL + pgvector store will implement the same protocol and pass ``inhouse.testing.index_contract``).
+
+Every read that returns content takes an ``AccessScope`` and applies the rule of ``kb.access`` inside the query,
+so a store can never be asked for "everything" by accident.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from inhouse.governance.labels import Label
+from inhouse.kb.access import AccessScope, Acl
+from inhouse.kb.document import Chunk
+
+PutStatus = Literal["added", "replaced", "unchanged"]
+
+
+@dataclass(frozen=True)
+class Collection:
+    id: str  # col_…
+    name: str
+    description: str
+    acl: Acl
+    created_at: float
+    document_count: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "object": "collection", "name": self.name, "description": self.description,
+                "access": self.acl.to_dict(), "created_at": self.created_at, "document_count": self.document_count}
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    id: str  # doc_…
+    collection_id: str
+    source_path: str
+    sha256: str
+    label: Label
+    acl: Acl | None  # None: the collection's list applies unchanged
+    title: str
+    filename: str
+    mime: str
+    metadata: dict[str, str]
+    version: int
+    created_at: float
+    size_bytes: int
+    chunk_count: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "object": "document", "collection_id": self.collection_id,
+                "source_path": self.source_path, "sha256": self.sha256, "label": self.label.value,
+                "access": self.acl.to_dict() if self.acl is not None else None, "title": self.title,
+                "filename": self.filename, "mime": self.mime, "metadata": self.metadata, "version": self.version,
+                "created_at": self.created_at, "size_bytes": self.size_bytes, "chunk_count": self.chunk_count}
+
+
+@dataclass(frozen=True)
+class NewDocument:
+    """A parsed, chunked and embedded file, ready to commit."""
+
+    collection_id: str
+    source_path: str
+    sha256: str
+    label: Label
+    acl: Acl | None
+    title: str
+    filename: str
+    mime: str
+    data: bytes
+    chunks: Sequence[Chunk]
+    vectors: np.ndarray  # (len(chunks), dim) float32
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PutResult:
+    status: PutStatus
+    document: DocumentRecord
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    """A chunk with what a citation needs of its document."""
+
+    id: str  # chk_…
+    document_id: str
+    collection_id: str
+    ordinal: int
+    text: str
+    content: str
+    section: str
+    page_start: int | None
+    page_end: int | None
+    title: str
+    source_path: str
+    label: Label
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    """Metadata filters ANDed with the access rule. Empty means no restriction."""
+
+    collection_ids: frozenset[str] | None = None
+    document_ids: frozenset[str] | None = None
+    labels: frozenset[Label] | None = None
+    source_prefix: str | None = None
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any] | None) -> SearchFilters:
+        from inhouse.errors import InvalidRequest
+        from inhouse.governance.labels import parse_label
+
+        raw = dict(raw or {})
+        unknown = set(raw) - {"document_ids", "labels", "source_prefix"}
+        if unknown:
+            raise InvalidRequest(f"Unknown filter(s): {', '.join(sorted(unknown))}.", param="filters")
+        docs = raw.get("document_ids")
+        labels = raw.get("labels")
+        prefix = raw.get("source_prefix")
+        if prefix is not None and not isinstance(prefix, str):
+            raise InvalidRequest("'source_prefix' must be a string.", param="filters")
+        return cls(
+            document_ids=frozenset(str(d) for d in docs) if docs is not None else None,
+            labels=frozenset(parse_label(x, param="filters") for x in labels) if labels is not None else None,
+            source_prefix=prefix,
+        )
+
+
+@dataclass(frozen=True)
+class Scored:
+    chunk_id: str
+    score: float  # keyword: -bm25 (higher is better); vector: cosine similarity
+
+
+class IndexStore(Protocol):
+    """Collections, documents, chunks, keyword index and vectors, with the access rule applied inside reads."""
+
+    dim: int
+
+    # -- collections -------------------------------------------------------------------------------
+    def create_collection(self, name: str, *, acl: Acl, description: str = "") -> Collection: ...
+    def get_collection(self, ref: str) -> Collection:
+        """By id or name; NotFound when absent."""
+        ...
+    def list_collections(self) -> list[Collection]: ...
+    def update_collection(self, collection_id: str, *, acl: Acl | None = None,
+                          description: str | None = None) -> Collection: ...
+    def delete_collection(self, collection_id: str) -> None: ...
+
+    # -- documents ----------------------------------------------------------------------------------
+    def find_document(self, collection_id: str, *, source_path: str | None = None,
+                      sha256: str | None = None) -> DocumentRecord | None: ...
+    def put_document(self, doc: NewDocument) -> PutResult:
+        """Add, or replace the document at the same source path, or do nothing when a document of the collection
+        already has these bytes. One transaction: readers see the old version or the new one, never both."""
+        ...
+    def get_document(self, document_id: str) -> DocumentRecord: ...
+    def document_data(self, document_id: str) -> bytes: ...
+    def list_documents(self, collection_id: str, *, limit: int = 100, offset: int = 0) -> list[DocumentRecord]: ...
+    def relabel(self, document_id: str, *, label: Label | None = None, acl: Acl | None = None,
+                clear_acl: bool = False) -> DocumentRecord: ...
+    def delete_document(self, document_id: str) -> None: ...
+    def document_chunks(self, document_id: str) -> list[StoredChunk]: ...
+
+    # -- reads with the access rule -----------------------------------------------------------------
+    def keyword_search(self, scope: AccessScope, query: str, filters: SearchFilters, limit: int) -> list[Scored]: ...
+    def vector_search(self, scope: AccessScope, vector: np.ndarray, filters: SearchFilters,
+                      limit: int) -> list[Scored]: ...
+    def get_chunks(self, scope: AccessScope, chunk_ids: Sequence[str]) -> list[StoredChunk]:
+        """Chunks by id, in the given order, silently dropping those ``scope`` may not see."""
+        ...
+    def visible_document(self, scope: AccessScope, document_id: str) -> bool: ...
+
+    # -- housekeeping --------------------------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        """Row counts and orphan counts (``orphan_*`` must all be 0)."""
+        ...
+    def close(self) -> None: ...

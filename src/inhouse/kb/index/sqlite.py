@@ -1,0 +1,583 @@
+"""``SqliteIndexStore``: the embedded index, one SQLite file (``<data_dir>/kb.db``) in WAL mode.
+
+It holds collections, access lists, documents (with their original bytes, for download), chunks, an FTS5 keyword
+index (``trigram`` tokenizer) and vectors (``sqlite-vec`` ``vec0``, cosine). A document with its chunks, keyword
+rows, vectors and bytes commits in one transaction, so readers see a version whole or not at all and a killed
+process leaves no orphans.
+
+Why ``apsw``: the stdlib ``sqlite3`` of this Python cannot load extensions, and ``sqlite-vec`` is one. All SQL of
+the knowledge base lives in this module.
+
+Keyword search: the trigram tokenizer indexes every 3-character window, which suits Chinese (no word splitting)
+and substrings of part numbers alike, but cannot match a query term shorter than 3 characters. Query terms are
+split into Latin words (>= 3 chars, minus English stop words) and CJK runs (cut into overlapping trigrams), ORed
+and ranked by BM25. A query with only 1-2 character terms (``加班``, ``P3``) falls back to a ``LIKE`` scan over the
+chunks the caller may see, ranked by how many of the terms each chunk contains.
+
+Vector search: ``vec0`` KNN is an exact scan; the access rule is pushed into it as ``rowid IN (allowed chunks)``,
+so the ``k`` nearest are taken among what the caller may see and ``top_k`` is always filled when enough exists.
+
+Deletion: ``secure_delete`` zeroes freed pages, vectors are overwritten with zeros before their row is deleted
+(vec0 reuses its blocks rather than freeing them), and the FTS index is optimized after a delete so no posting
+of the removed text remains.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inhouse.errors import Conflict, InvalidRequest, NotFound
+from inhouse.governance.labels import Label
+from inhouse.kb.access import AccessScope, Acl
+from inhouse.kb.index.protocol import (
+    Collection,
+    DocumentRecord,
+    NewDocument,
+    PutResult,
+    Scored,
+    SearchFilters,
+    StoredChunk,
+)
+
+_SCHEMA_VERSION = 1
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_LABEL_RANK = {label: label.rank for label in Label}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS kb_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS kb_collections (
+    pk          INTEGER PRIMARY KEY,
+    id          TEXT NOT NULL UNIQUE,               -- col_…
+    name        TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    description TEXT NOT NULL DEFAULT '',
+    created_at  REAL NOT NULL
+);
+-- One table for the access lists of collections and documents: owner is a col_… or doc_… id.
+CREATE TABLE IF NOT EXISTS kb_acl (
+    owner      TEXT NOT NULL,
+    kind       TEXT NOT NULL CHECK (kind IN ('group', 'key')),
+    principal  TEXT NOT NULL,
+    PRIMARY KEY (owner, kind, principal)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS kb_documents (
+    pk             INTEGER PRIMARY KEY,
+    id             TEXT NOT NULL UNIQUE,            -- doc_…, stable across versions
+    collection_pk  INTEGER NOT NULL REFERENCES kb_collections (pk),
+    source_path    TEXT NOT NULL,
+    sha256         TEXT NOT NULL,
+    label_rank     INTEGER NOT NULL,                -- Label.rank: filtered in SQL
+    has_acl        INTEGER NOT NULL DEFAULT 0,      -- 1: kb_acl rows owned by this document narrow access
+    title          TEXT NOT NULL,
+    filename       TEXT NOT NULL,
+    mime           TEXT NOT NULL,
+    metadata       TEXT NOT NULL DEFAULT '{}',
+    version        INTEGER NOT NULL DEFAULT 1,
+    created_at     REAL NOT NULL,
+    size_bytes     INTEGER NOT NULL,
+    chunk_count    INTEGER NOT NULL,
+    UNIQUE (collection_pk, source_path)
+);
+CREATE INDEX IF NOT EXISTS kb_documents_sha ON kb_documents (collection_pk, sha256);
+CREATE TABLE IF NOT EXISTS kb_files (
+    document_pk INTEGER PRIMARY KEY REFERENCES kb_documents (pk),
+    data        BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS kb_chunks (
+    pk           INTEGER PRIMARY KEY,               -- also the rowid in kb_fts and kb_vec
+    id           TEXT NOT NULL UNIQUE,              -- chk_…
+    document_pk  INTEGER NOT NULL REFERENCES kb_documents (pk),
+    ordinal      INTEGER NOT NULL,
+    content      TEXT NOT NULL,
+    section      TEXT NOT NULL DEFAULT '',
+    page_start   INTEGER NULL,
+    page_end     INTEGER NULL,
+    token_count  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS kb_chunks_doc ON kb_chunks (document_pk, ordinal);
+CREATE VIRTUAL TABLE IF NOT EXISTS kb_fts USING fts5 (text, tokenize = 'trigram');
+"""
+
+_STOP = frozenset({
+    "the", "and", "for", "are", "was", "were", "what", "which", "who", "whom", "whose", "when", "where", "why",
+    "how", "many", "much", "does", "did", "done", "with", "that", "this", "these", "those", "from", "into", "onto",
+    "over", "per", "get", "gets", "has", "have", "had", "its", "our", "your", "their", "there", "here", "about",
+    "any", "all", "not", "but", "you", "can", "could", "may", "might", "must", "should", "would", "will", "shall",
+    "being", "been", "than", "then", "them", "they", "she", "his", "her", "him", "also", "some", "such", "only",
+    "own", "same", "very", "just", "one", "two", "company",
+})
+_TOKEN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+|[^\W_][\w.\-]*", re.UNICODE)
+_CJK_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_MAX_TERMS = 48
+
+
+def keyword_terms(query: str) -> tuple[list[str], list[str]]:
+    """(terms of >= 3 characters for the trigram index, shorter terms for the LIKE fallback)."""
+    long: list[str] = []
+    short: list[str] = []
+    for tok in _TOKEN_RE.findall(query.lower()):
+        tok = tok.strip(".-")
+        if not tok:
+            continue
+        if _CJK_RE.match(tok):
+            if len(tok) < 3:
+                short.append(tok)
+            else:
+                long.extend(tok[i:i + 3] for i in range(len(tok) - 2))
+        elif len(tok) >= 3:
+            if tok not in _STOP:
+                long.append(tok)
+        elif tok.isalnum() and not tok.isalpha():
+            short.append(tok)  # "p3", "q3": short codes carry meaning; short English words rarely do
+    return list(dict.fromkeys(long))[:_MAX_TERMS], list(dict.fromkeys(short))[:_MAX_TERMS]
+
+
+def _fts_expr(terms: list[str]) -> str:
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(10)}"
+
+
+def _like_escape(term: str) -> str:
+    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class SqliteIndexStore:
+    """The embedded ``IndexStore``. Thread-safe: one writer connection and one reader connection, each behind a
+    lock (WAL lets searches run while an ingestion commits)."""
+
+    def __init__(self, path: Path | str, *, dim: int, busy_timeout_ms: int = 10_000,
+                 clock: Any = time.time) -> None:
+        import apsw
+        import sqlite_vec
+
+        self.path = str(path)
+        self.dim = int(dim)
+        self._clock = clock
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._apsw = apsw
+        self._w = self._open(apsw, sqlite_vec, busy_timeout_ms)
+        self._wlock = threading.RLock()
+        self._init_schema()
+        # :memory: databases are private to their connection, so tests on :memory: share the writer.
+        self._r = self._w if self.path == ":memory:" else self._open(apsw, sqlite_vec, busy_timeout_ms)
+        self._rlock = self._wlock if self._r is self._w else threading.RLock()
+        self._closed = False
+
+    def _open(self, apsw: Any, sqlite_vec: Any, busy_timeout_ms: int) -> Any:
+        conn = apsw.Connection(self.path)
+        conn.enable_load_extension(True)
+        conn.load_extension(sqlite_vec.loadable_path())
+        conn.enable_load_extension(False)
+        conn.set_busy_timeout(busy_timeout_ms)
+        for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON", "secure_delete = ON"):
+            conn.execute(f"PRAGMA {pragma}").fetchall()
+        return conn
+
+    def _init_schema(self) -> None:
+        with self._tx() as c:
+            c.execute(_SCHEMA)
+            c.execute(
+                "CREATE VIRTUAL TABLE IF NOT EXISTS kb_vec USING vec0"
+                f" (embedding float[{self.dim}] distance_metric=cosine)"
+            )
+            row = c.execute("SELECT value FROM kb_meta WHERE key = 'dim'").fetchone()
+            if row is None:
+                c.execute("INSERT INTO kb_meta VALUES ('dim', ?), ('schema', ?)", (str(self.dim), str(_SCHEMA_VERSION)))
+            elif int(row[0]) != self.dim:
+                raise InvalidRequest(
+                    f"The index at {self.path} holds {row[0]}-d vectors but the embedder makes {self.dim}-d ones; "
+                    "use the embedder it was built with or re-ingest into a new data directory."
+                )
+
+    def vec_version(self) -> str:
+        with self._rlock:
+            return str(self._r.execute("SELECT vec_version()").fetchone()[0])
+
+    @contextmanager
+    def _tx(self) -> Iterator[Any]:
+        with self._wlock:
+            self._w.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._w
+            except BaseException:
+                self._w.execute("ROLLBACK")
+                raise
+            self._w.execute("COMMIT")
+
+    def _read(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
+        with self._rlock:
+            return list(self._r.execute(sql, params))
+
+    # -- collections ------------------------------------------------------------------------------------
+
+    def create_collection(self, name: str, *, acl: Acl, description: str = "") -> Collection:
+        if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or name.startswith("col_"):
+            raise InvalidRequest("A collection name has 1 to 64 letters, digits, '.', '_' or '-' (not 'col_…').",
+                                 param="name")
+        cid = _new_id("col")
+        with self._tx() as c:
+            if c.execute("SELECT 1 FROM kb_collections WHERE name = ?", (name,)).fetchone():
+                raise Conflict(f"A collection named '{name}' already exists.", param="name")
+            c.execute("INSERT INTO kb_collections (id, name, description, created_at) VALUES (?, ?, ?, ?)",
+                      (cid, name, description[:2000], self._clock()))
+            self._write_acl(c, cid, acl)
+        return self.get_collection(cid)
+
+    def _write_acl(self, c: Any, owner: str, acl: Acl | None) -> None:
+        c.execute("DELETE FROM kb_acl WHERE owner = ?", (owner,))
+        if acl is None:
+            return
+        rows = [(owner, "group", g) for g in acl.groups] + [(owner, "key", k) for k in acl.keys]
+        c.executemany("INSERT INTO kb_acl (owner, kind, principal) VALUES (?, ?, ?)", rows)
+
+    def _acl_of(self, owner: str) -> Acl:
+        rows = self._read("SELECT kind, principal FROM kb_acl WHERE owner = ?", (owner,))
+        return Acl(groups=frozenset(p for k, p in rows if k == "group"),
+                   keys=frozenset(p for k, p in rows if k == "key"))
+
+    _COL_SQL = ("SELECT c.id, c.name, c.description, c.created_at,"
+                " (SELECT count(*) FROM kb_documents d WHERE d.collection_pk = c.pk) FROM kb_collections c")
+
+    def _collection(self, row: tuple[Any, ...]) -> Collection:
+        return Collection(id=row[0], name=row[1], description=row[2], acl=self._acl_of(row[0]),
+                          created_at=row[3], document_count=row[4])
+
+    def get_collection(self, ref: str) -> Collection:
+        rows = self._read(self._COL_SQL + " WHERE c.id = ? OR c.name = ?", (ref, ref))
+        if not rows:
+            raise NotFound(f"No collection '{ref}'.", param="collection")
+        return self._collection(rows[0])
+
+    def list_collections(self) -> list[Collection]:
+        return [self._collection(r) for r in self._read(self._COL_SQL + " ORDER BY c.name")]
+
+    def update_collection(self, collection_id: str, *, acl: Acl | None = None,
+                          description: str | None = None) -> Collection:
+        with self._tx() as c:
+            if not c.execute("SELECT 1 FROM kb_collections WHERE id = ?", (collection_id,)).fetchone():
+                raise NotFound(f"No collection '{collection_id}'.", param="collection")
+            if description is not None:
+                c.execute("UPDATE kb_collections SET description = ? WHERE id = ?", (description[:2000], collection_id))
+            if acl is not None:
+                self._write_acl(c, collection_id, acl)
+        return self.get_collection(collection_id)
+
+    def delete_collection(self, collection_id: str) -> None:
+        col = self.get_collection(collection_id)
+        for doc in self.list_documents(col.id, limit=1_000_000):
+            self._delete_document(doc.id, optimize=False)
+        with self._tx() as c:
+            c.execute("DELETE FROM kb_acl WHERE owner = ?", (col.id,))
+            c.execute("DELETE FROM kb_collections WHERE id = ?", (col.id,))
+        self._optimize_fts()
+
+    # -- documents --------------------------------------------------------------------------------------
+
+    _DOC_COLS = ("d.id, c.id, d.source_path, d.sha256, d.label_rank, d.has_acl, d.title, d.filename, d.mime,"
+                 " d.metadata, d.version, d.created_at, d.size_bytes, d.chunk_count")
+    _DOC_FROM = " FROM kb_documents d JOIN kb_collections c ON c.pk = d.collection_pk"
+
+    def _document(self, row: tuple[Any, ...]) -> DocumentRecord:
+        return DocumentRecord(
+            id=row[0], collection_id=row[1], source_path=row[2], sha256=row[3], label=list(Label)[row[4]],
+            acl=self._acl_of(row[0]) if row[5] else None, title=row[6], filename=row[7], mime=row[8],
+            metadata=json.loads(row[9]), version=row[10], created_at=row[11], size_bytes=row[12],
+            chunk_count=row[13],
+        )
+
+    def find_document(self, collection_id: str, *, source_path: str | None = None,
+                      sha256: str | None = None) -> DocumentRecord | None:
+        conds, params = ["c.id = ?"], [collection_id]
+        if source_path is not None:
+            conds.append("d.source_path = ?")
+            params.append(source_path)
+        if sha256 is not None:
+            conds.append("d.sha256 = ?")
+            params.append(sha256)
+        rows = self._read("SELECT " + self._DOC_COLS + self._DOC_FROM + " WHERE " + " AND ".join(conds)
+                          + " ORDER BY d.pk LIMIT 1", params)
+        return self._document(rows[0]) if rows else None
+
+    def get_document(self, document_id: str) -> DocumentRecord:
+        rows = self._read("SELECT " + self._DOC_COLS + self._DOC_FROM + " WHERE d.id = ?", (document_id,))
+        if not rows:
+            raise NotFound(f"No document '{document_id}'.", param="document_id")
+        return self._document(rows[0])
+
+    def document_data(self, document_id: str) -> bytes:
+        rows = self._read("SELECT f.data FROM kb_files f JOIN kb_documents d ON d.pk = f.document_pk WHERE d.id = ?",
+                          (document_id,))
+        if not rows:
+            raise NotFound(f"No document '{document_id}'.", param="document_id")
+        return bytes(rows[0][0])
+
+    def list_documents(self, collection_id: str, *, limit: int = 100, offset: int = 0) -> list[DocumentRecord]:
+        rows = self._read("SELECT " + self._DOC_COLS + self._DOC_FROM + " WHERE c.id = ? ORDER BY d.source_path"
+                          " LIMIT ? OFFSET ?", (collection_id, int(limit), int(offset)))
+        return [self._document(r) for r in rows]
+
+    def put_document(self, doc: NewDocument) -> PutResult:
+        vectors = np.ascontiguousarray(doc.vectors, dtype=np.float32)
+        if vectors.shape != (len(doc.chunks), self.dim):
+            raise ValueError(f"vectors {vectors.shape} do not match {len(doc.chunks)} chunks of dim {self.dim}")
+        if len(hashlib.sha256(b"").hexdigest()) != len(doc.sha256):
+            raise ValueError("sha256 must be a hex digest")
+        now = self._clock()
+        with self._tx() as c:
+            col = c.execute("SELECT pk FROM kb_collections WHERE id = ?", (doc.collection_id,)).fetchone()
+            if col is None:
+                raise NotFound(f"No collection '{doc.collection_id}'.", param="collection")
+            col_pk = col[0]
+            # Checked inside the write transaction: two ingestions of the same bytes cannot both add them.
+            same = c.execute("SELECT id FROM kb_documents WHERE collection_pk = ? AND sha256 = ? LIMIT 1",
+                             (col_pk, doc.sha256)).fetchone()
+            if same is not None:
+                status, doc_id = "unchanged", same[0]
+            else:
+                old = c.execute("SELECT pk, id, version FROM kb_documents WHERE collection_pk = ? AND source_path = ?",
+                                (col_pk, doc.source_path)).fetchone()
+                meta = json.dumps(dict(doc.metadata), ensure_ascii=False, sort_keys=True)
+                values = (doc.sha256, doc.label.rank, int(doc.acl is not None), doc.title[:500], doc.filename[:255],
+                          doc.mime[:100], meta, len(doc.data), len(doc.chunks))
+                if old is None:
+                    status, doc_id = "added", _new_id("doc")
+                    c.execute("INSERT INTO kb_documents (id, collection_pk, source_path, sha256, label_rank, has_acl,"
+                              " title, filename, mime, metadata, size_bytes, chunk_count, created_at, version)"
+                              " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+                              (doc_id, col_pk, doc.source_path, *values, now))
+                    doc_pk = c.last_insert_rowid()
+                else:
+                    status, doc_id = "replaced", old[1]
+                    doc_pk = old[0]
+                    self._purge_content(c, doc_pk)
+                    c.execute("UPDATE kb_documents SET sha256 = ?, label_rank = ?, has_acl = ?, title = ?,"
+                              " filename = ?, mime = ?, metadata = ?, size_bytes = ?, chunk_count = ?,"
+                              " created_at = ?, version = version + 1 WHERE pk = ?", (*values, now, doc_pk))
+                self._write_acl(c, doc_id, doc.acl)
+                c.execute("INSERT INTO kb_files (document_pk, data) VALUES (?, ?)", (doc_pk, doc.data))
+                self._insert_chunks(c, doc_pk, doc, vectors)
+        return PutResult(status, self.get_document(doc_id))  # type: ignore[arg-type]
+
+    def _insert_chunks(self, c: Any, doc_pk: int, doc: NewDocument, vectors: np.ndarray) -> None:
+        for i, ch in enumerate(doc.chunks):
+            c.execute("INSERT INTO kb_chunks (id, document_pk, ordinal, content, section, page_start, page_end,"
+                      " token_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                      (_new_id("chk"), doc_pk, i, ch.content, ch.section, ch.page_start, ch.page_end,
+                       ch.token_count))
+            pk = c.last_insert_rowid()
+            # The title is indexed with each chunk: questions often name the document ("the X200 manual").
+            fts_text = doc.title.replace("\n", " ") + "\n" + ch.text
+            c.execute("INSERT INTO kb_fts (rowid, text) VALUES (?, ?)", (pk, fts_text))
+            c.execute("INSERT INTO kb_vec (rowid, embedding) VALUES (?, ?)", (pk, vectors[i].tobytes()))
+
+    def _purge_content(self, c: Any, doc_pk: int) -> None:
+        """Chunks, keyword rows, vectors and bytes of one document (inside the caller's transaction)."""
+        zero = np.zeros(self.dim, dtype=np.float32).tobytes()
+        pks = [r[0] for r in c.execute("SELECT pk FROM kb_chunks WHERE document_pk = ?", (doc_pk,))]
+        for pk in pks:
+            c.execute("DELETE FROM kb_fts WHERE rowid = ?", (pk,))
+            c.execute("UPDATE kb_vec SET embedding = ? WHERE rowid = ?", (zero, pk))
+            c.execute("DELETE FROM kb_vec WHERE rowid = ?", (pk,))
+        c.execute("DELETE FROM kb_chunks WHERE document_pk = ?", (doc_pk,))
+        c.execute("DELETE FROM kb_files WHERE document_pk = ?", (doc_pk,))
+
+    def relabel(self, document_id: str, *, label: Label | None = None, acl: Acl | None = None,
+                clear_acl: bool = False) -> DocumentRecord:
+        with self._tx() as c:
+            if not c.execute("SELECT 1 FROM kb_documents WHERE id = ?", (document_id,)).fetchone():
+                raise NotFound(f"No document '{document_id}'.", param="document_id")
+            if label is not None:
+                c.execute("UPDATE kb_documents SET label_rank = ? WHERE id = ?", (label.rank, document_id))
+            if acl is not None or clear_acl:
+                self._write_acl(c, document_id, None if clear_acl else acl)
+                c.execute("UPDATE kb_documents SET has_acl = ? WHERE id = ?", (int(not clear_acl), document_id))
+        return self.get_document(document_id)
+
+    def delete_document(self, document_id: str) -> None:
+        self._delete_document(document_id, optimize=True)
+
+    def _delete_document(self, document_id: str, *, optimize: bool) -> None:
+        with self._tx() as c:
+            row = c.execute("SELECT pk FROM kb_documents WHERE id = ?", (document_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"No document '{document_id}'.", param="document_id")
+            self._purge_content(c, row[0])
+            c.execute("DELETE FROM kb_acl WHERE owner = ?", (document_id,))
+            c.execute("DELETE FROM kb_documents WHERE pk = ?", (row[0],))
+        if optimize:
+            self._optimize_fts()
+
+    def _optimize_fts(self) -> None:
+        # Merges the index segments, dropping postings of deleted rows (secure_delete zeroes the freed pages).
+        with self._tx() as c:
+            c.execute("INSERT INTO kb_fts (kb_fts) VALUES ('optimize')")
+
+    _CHUNK_COLS = ("k.id, d.id, c.id, k.ordinal, k.content, k.section, k.page_start, k.page_end, d.title,"
+                   " d.source_path, d.label_rank, f.text")
+    _CHUNK_FROM = (" FROM kb_chunks k JOIN kb_documents d ON d.pk = k.document_pk"
+                   " JOIN kb_collections c ON c.pk = d.collection_pk JOIN kb_fts f ON f.rowid = k.pk")
+
+    @staticmethod
+    def _chunk(row: tuple[Any, ...]) -> StoredChunk:
+        text = row[11]
+        # kb_fts holds "title\nchunk text": the chunk text is what follows the first line.
+        text = text.split("\n", 1)[1] if "\n" in text else text
+        return StoredChunk(id=row[0], document_id=row[1], collection_id=row[2], ordinal=row[3], text=text,
+                           content=row[4], section=row[5], page_start=row[6], page_end=row[7], title=row[8],
+                           source_path=row[9], label=list(Label)[row[10]])
+
+    def document_chunks(self, document_id: str) -> list[StoredChunk]:
+        rows = self._read("SELECT " + self._CHUNK_COLS + self._CHUNK_FROM + " WHERE d.id = ? ORDER BY k.ordinal",
+                          (document_id,))
+        return [self._chunk(r) for r in rows]
+
+    # -- reads with the access rule ----------------------------------------------------------------------
+
+    @staticmethod
+    def _allowed_docs(scope: AccessScope, filters: SearchFilters) -> tuple[str, dict[str, Any]]:
+        """SQL selecting the pks of documents ``scope`` may see (``kb.access.may_see``), ANDed with ``filters``."""
+        params: dict[str, Any] = {
+            "admin": int(scope.is_admin), "key": scope.key_id, "groups": json.dumps(sorted(scope.groups)),
+            "clear": scope.clearance.rank,
+        }
+        named = ("(a.kind = 'key' AND a.principal = :key) OR (a.kind = 'group' AND a.principal IN"
+                 " (SELECT value FROM json_each(:groups)))")
+        doc_named = f"EXISTS (SELECT 1 FROM kb_acl a WHERE a.owner = d.id AND ({named}))"
+        sql = (
+            "SELECT d.pk FROM kb_documents d JOIN kb_collections c ON c.pk = d.collection_pk WHERE (:admin = 1 OR ("
+            f" EXISTS (SELECT 1 FROM kb_acl a WHERE a.owner = c.id AND ({named}))"
+            f" AND (d.has_acl = 0 OR {doc_named})"
+            f" AND (d.label_rank <= :clear OR (d.has_acl = 1 AND {doc_named}))))"
+        )
+        if filters.collection_ids is not None:
+            params["cols"] = json.dumps(sorted(filters.collection_ids))
+            sql += " AND c.id IN (SELECT value FROM json_each(:cols))"
+        if filters.document_ids is not None:
+            params["docs"] = json.dumps(sorted(filters.document_ids))
+            sql += " AND d.id IN (SELECT value FROM json_each(:docs))"
+        if filters.labels is not None:
+            params["labels"] = json.dumps(sorted(label.rank for label in filters.labels))
+            sql += " AND d.label_rank IN (SELECT value FROM json_each(:labels))"
+        if filters.source_prefix:
+            params["prefix"] = _like_escape(filters.source_prefix) + "%"
+            sql += " AND d.source_path LIKE :prefix ESCAPE '\\'"
+        return sql, params
+
+    def _allowed_chunks(self, scope: AccessScope, filters: SearchFilters) -> tuple[str, dict[str, Any]]:
+        docs, params = self._allowed_docs(scope, filters)
+        return f"SELECT k.pk FROM kb_chunks k WHERE k.document_pk IN ({docs})", params
+
+    def _ids(self, pks: Sequence[int]) -> dict[int, str]:
+        if not pks:
+            return {}
+        rows = self._read("SELECT pk, id FROM kb_chunks WHERE pk IN (SELECT value FROM json_each(?))",
+                          (json.dumps(list(pks)),))
+        return {int(pk): str(cid) for pk, cid in rows}
+
+    def keyword_search(self, scope: AccessScope, query: str, filters: SearchFilters, limit: int) -> list[Scored]:
+        long, short = keyword_terms(query)
+        allowed, params = self._allowed_chunks(scope, filters)
+        params["limit"] = int(limit)
+        if long:
+            params["q"] = _fts_expr(long)
+            rows = self._read(f"SELECT rowid, bm25(kb_fts) FROM kb_fts WHERE kb_fts MATCH :q AND rowid IN ({allowed})"
+                              " ORDER BY bm25(kb_fts) LIMIT :limit", params)
+            found = [(int(pk), -float(score)) for pk, score in rows]
+        elif short:
+            hits = []
+            for i, term in enumerate(short):
+                params[f"t{i}"] = "%" + _like_escape(term) + "%"
+                hits.append(f"(f.text LIKE :t{i} ESCAPE '\\')")
+            rows = self._read(f"SELECT f.rowid, ({' + '.join(hits)}) AS n FROM kb_fts f"
+                              f" WHERE f.rowid IN ({allowed}) AND n > 0 ORDER BY n DESC, f.rowid LIMIT :limit", params)
+            found = [(int(pk), float(n)) for pk, n in rows]
+        else:
+            return []
+        ids = self._ids([pk for pk, _ in found])
+        return [Scored(ids[pk], score) for pk, score in found if pk in ids]
+
+    def vector_search(self, scope: AccessScope, vector: np.ndarray, filters: SearchFilters,
+                      limit: int) -> list[Scored]:
+        v = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
+        if v.shape[0] != self.dim:
+            raise InvalidRequest(f"query vector has {v.shape[0]} dimensions, the index {self.dim}.")
+        allowed, params = self._allowed_chunks(scope, filters)
+        params.update(v=v.tobytes(), k=int(limit))
+        # The access rule runs inside vec0's scan (rowid IN …): k nearest among the allowed rows only.
+        rows = self._read(f"SELECT rowid, distance FROM kb_vec WHERE embedding MATCH :v AND k = :k"
+                          f" AND rowid IN ({allowed}) ORDER BY distance", params)
+        ids = self._ids([int(pk) for pk, _ in rows])
+        return [Scored(ids[int(pk)], 1.0 - float(dist)) for pk, dist in rows if int(pk) in ids]
+
+    def get_chunks(self, scope: AccessScope, chunk_ids: Sequence[str]) -> list[StoredChunk]:
+        if not chunk_ids:
+            return []
+        docs, params = self._allowed_docs(scope, SearchFilters())
+        params["ids"] = json.dumps(list(chunk_ids))
+        rows = self._read("SELECT " + self._CHUNK_COLS + self._CHUNK_FROM
+                          + f" WHERE k.id IN (SELECT value FROM json_each(:ids)) AND d.pk IN ({docs})", params)
+        by_id = {r[0]: self._chunk(r) for r in rows}
+        return [by_id[i] for i in chunk_ids if i in by_id]
+
+    def visible_document(self, scope: AccessScope, document_id: str) -> bool:
+        docs, params = self._allowed_docs(scope, SearchFilters(document_ids=frozenset({document_id})))
+        return bool(self._read(docs + " LIMIT 1", params))
+
+    # -- housekeeping --------------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        q = {
+            "collections": "SELECT count(*) FROM kb_collections",
+            "documents": "SELECT count(*) FROM kb_documents",
+            "chunks": "SELECT count(*) FROM kb_chunks",
+            "fts_rows": "SELECT count(*) FROM kb_fts",
+            "vectors": "SELECT count(*) FROM kb_vec",
+            "files": "SELECT count(*) FROM kb_files",
+            "orphan_chunks": "SELECT count(*) FROM kb_chunks WHERE document_pk NOT IN (SELECT pk FROM kb_documents)",
+            "orphan_fts": "SELECT count(*) FROM kb_fts WHERE rowid NOT IN (SELECT pk FROM kb_chunks)",
+            "orphan_vectors": "SELECT count(*) FROM kb_vec WHERE rowid NOT IN (SELECT pk FROM kb_chunks)",
+            "orphan_files": "SELECT count(*) FROM kb_files WHERE document_pk NOT IN (SELECT pk FROM kb_documents)",
+            "chunks_without_vector": "SELECT count(*) FROM kb_chunks WHERE pk NOT IN (SELECT rowid FROM kb_vec)",
+            "chunks_without_fts": "SELECT count(*) FROM kb_chunks WHERE pk NOT IN (SELECT rowid FROM kb_fts)",
+            "documents_without_file": "SELECT count(*) FROM kb_documents WHERE pk NOT IN (SELECT document_pk"
+                                      " FROM kb_files)",
+            "duplicate_documents": "SELECT count(*) FROM (SELECT 1 FROM kb_documents GROUP BY collection_pk, sha256"
+                                   " HAVING count(*) > 1)",
+        }
+        return {name: int(self._read(sql)[0][0]) for name, sql in q.items()}
+
+    def raw_dump(self) -> bytes:
+        """Every byte of the database file and its WAL (tests look for traces of deleted content)."""
+        with self._wlock:
+            self._w.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        out = b""
+        for suffix in ("", "-wal"):
+            p = Path(self.path + suffix)
+            if p.exists():
+                out += p.read_bytes()
+        return out
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with self._rlock:
+            if self._r is not self._w:
+                self._r.close()
+        with self._wlock:
+            self._w.close()
+

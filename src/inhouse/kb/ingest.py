@@ -1,0 +1,271 @@
+"""Ingestion: files → parse → chunk → embed (batched) → one transaction per document.
+
+- **Idempotent.** A file whose sha256 is already in the collection is skipped before it is parsed or embedded.
+- **Replacement.** Changed bytes under the same source path replace the old version inside one transaction
+  (``IndexStore.put_document``): a reader sees the old version or the new one, never both or neither.
+- **Crash-safe.** Nothing is written until a document is complete; a process killed mid-batch leaves every
+  document either fully committed or absent, and re-running finishes the rest (the committed ones are skipped).
+- **Per-file errors.** A file that cannot be read or parsed is reported (``FileOutcome.error``) and skipped.
+- **Batched embedding.** Chunks of consecutive files are embedded together in batches of ``embed_batch``, the
+  slow part; each document still commits on its own as soon as its vectors exist.
+
+Source paths: a file given directly is known by its base name; a file found under a directory ``D`` by
+``D.name/relative/path``. Re-ingesting the same tree therefore finds the same documents.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from inhouse.errors import DocumentRejected, InhouseError
+from inhouse.governance.labels import Label, label_of_item
+from inhouse.kb.access import Acl
+from inhouse.kb.index.protocol import IndexStore, NewDocument
+
+if TYPE_CHECKING:
+    from inhouse.kb.document import Chunk, ParsedDocument
+    from inhouse.kb.embed import Embedder
+
+log = logging.getLogger(__name__)
+
+Status = Literal["added", "replaced", "unchanged", "error"]
+ParseFn = Callable[[bytes, str], "ParsedDocument"]
+ChunkFn = Callable[["ParsedDocument"], "Sequence[Chunk]"]
+_HIDDEN = (".", "~$")
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    source_path: str
+    status: Status
+    document_id: str | None = None
+    chunks: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class IngestProgress:
+    files_done: int
+    files_total: int
+    chunks_done: int
+    elapsed_s: float
+    current: str = ""
+
+    @property
+    def chunks_per_s(self) -> float:
+        return self.chunks_done / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+@dataclass
+class IngestReport:
+    outcomes: list[FileOutcome] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def files(self) -> int:
+        return len(self.outcomes)
+
+    @property
+    def chunks(self) -> int:
+        """Chunks embedded and written in this run."""
+        return sum(o.chunks for o in self.outcomes if o.status in ("added", "replaced"))
+
+    @property
+    def chunks_per_s(self) -> float:
+        return self.chunks / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def errors(self) -> list[FileOutcome]:
+        return [o for o in self.outcomes if o.status == "error"]
+
+    def count(self, status: Status) -> int:
+        return sum(1 for o in self.outcomes if o.status == status)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"files": self.files, "chunks": self.chunks, "seconds": round(self.seconds, 3),
+                "chunks_per_s": round(self.chunks_per_s, 1),
+                "added": self.count("added"), "replaced": self.count("replaced"),
+                "unchanged": self.count("unchanged"), "errors": [
+                    {"source_path": o.source_path, "error": o.error} for o in self.errors]}
+
+
+@dataclass(frozen=True)
+class FileSource:
+    """One file to ingest: its bytes are read lazily (a 50 MB file is not held while others wait)."""
+
+    source_path: str
+    read: Callable[[], bytes]
+    filename: str
+
+
+@dataclass
+class _Pending:
+    source: FileSource
+    data: bytes
+    sha: str
+    parsed: ParsedDocument
+    chunks: list[Chunk]
+
+
+def _default_parse(max_file_mb: float) -> ParseFn:
+    def parse(data: bytes, filename: str) -> ParsedDocument:
+        from inhouse.kb.parse import ParseLimits, parse_file
+
+        return parse_file(data, filename, limits=ParseLimits.from_mb(max_file_mb))
+
+    return parse
+
+
+def _default_chunk(max_tokens: int, overlap_tokens: int) -> ChunkFn:
+    def chunk(doc: ParsedDocument) -> Sequence[Chunk]:
+        from inhouse.kb.chunk import chunk_document
+
+        return chunk_document(doc, max_tokens=max_tokens, overlap_tokens=overlap_tokens)
+
+    return chunk
+
+
+def iter_sources(paths: Iterable[str | os.PathLike[str]]) -> Iterator[FileSource]:
+    """Files named by ``paths`` (directories walked in sorted order; hidden files and symlinks skipped)."""
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                rel = f.relative_to(p)
+                if any(part.startswith(_HIDDEN) for part in rel.parts) or f.is_symlink() or not f.is_file():
+                    continue
+                yield FileSource(f"{p.resolve().name}/{rel.as_posix()}", _reader(f), f.name)
+        else:
+            yield FileSource(p.name, _reader(p), p.name)
+
+
+def _reader(path: Path) -> Callable[[], bytes]:
+    return path.read_bytes
+
+
+class Ingestor:
+    """Adds, replaces and deletes documents of an ``IndexStore``."""
+
+    def __init__(self, store: IndexStore, embedder: Embedder, *, parse: ParseFn | None = None,
+                 chunk: ChunkFn | None = None, embed_batch: int = 32, max_tokens: int = 256,
+                 overlap_tokens: int = 32, max_file_mb: float = 50.0,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.store = store
+        self.embedder = embedder
+        self._parse = parse or _default_parse(max_file_mb)
+        self._chunk = chunk or _default_chunk(max_tokens, overlap_tokens)
+        self._batch = max(1, embed_batch)
+        self._max_bytes = int(max_file_mb * 1024 * 1024)
+        self._clock = clock
+
+    def ingest_bytes(self, collection_id: str, data: bytes, filename: str, *, source_path: str | None = None,
+                     label: Label | str | None = None, acl: Acl | None = None,
+                     metadata: Mapping[str, str] | None = None) -> FileOutcome:
+        """One file (an upload). Rejections are returned as an ``error`` outcome, like in a batch."""
+        src = FileSource(source_path or filename, lambda: data, filename)
+        report = self.ingest(collection_id, [src], label=label, acl=acl, metadata=metadata)
+        return report.outcomes[0]
+
+    def ingest_paths(self, collection_id: str, paths: Iterable[str | os.PathLike[str]], **kw: object) -> IngestReport:
+        return self.ingest(collection_id, list(iter_sources(paths)), **kw)  # type: ignore[arg-type]
+
+    def ingest(self, collection_id: str, sources: Sequence[FileSource], *, label: Label | str | None = None,
+               acl: Acl | None = None, metadata: Mapping[str, str] | None = None,
+               progress: Callable[[IngestProgress], None] | None = None) -> IngestReport:
+        # An unknown collection or label fails the whole batch at once, before any file is read.
+        collection = self.store.get_collection(collection_id)
+        doc_label = label_of_item(label)
+        report = IngestReport()
+        start = self._clock()
+        chunks_done = 0
+        pending: list[_Pending] = []
+
+        def tick(current: str = "") -> None:
+            if progress is not None:
+                progress(IngestProgress(len(report.outcomes), len(sources), chunks_done, self._clock() - start,
+                                        current))
+
+        def flush() -> None:
+            nonlocal chunks_done
+            if not pending:
+                return
+            texts = [c.text for p in pending for c in p.chunks]
+            vectors = self._embed(texts)
+            at = 0
+            for p in pending:
+                n = len(p.chunks)
+                outcome = self._commit(collection.id, p, vectors[at:at + n], doc_label, acl, metadata)
+                at += n
+                report.outcomes.append(outcome)
+                if outcome.status in ("added", "replaced"):
+                    chunks_done += outcome.chunks
+                tick(p.source.source_path)
+            pending.clear()
+
+        tick()
+        for src in sources:
+            outcome, item = self._prepare(collection.id, src)
+            if outcome is not None:
+                report.outcomes.append(outcome)
+                tick(src.source_path)
+                continue
+            assert item is not None
+            pending.append(item)
+            if sum(len(p.chunks) for p in pending) >= self._batch:
+                flush()
+        flush()
+        report.seconds = self._clock() - start
+        return report
+
+    def _prepare(self, collection_id: str, src: FileSource) -> tuple[FileOutcome | None, _Pending | None]:
+        try:
+            data = src.read()
+        except OSError as exc:
+            return FileOutcome(src.source_path, "error", error=f"cannot read: {exc.strerror or exc}"), None
+        sha = hashlib.sha256(data).hexdigest()
+        existing = self.store.find_document(collection_id, sha256=sha)
+        if existing is not None:
+            return FileOutcome(src.source_path, "unchanged", existing.id, existing.chunk_count), None
+        try:
+            if len(data) > self._max_bytes:
+                raise DocumentRejected(src.filename, f"larger than {self._max_bytes // (1024 * 1024)} MB")
+            parsed = self._parse(data, src.filename)
+            chunks = [c for c in self._chunk(parsed) if c.text.strip()]
+        except InhouseError as exc:
+            return FileOutcome(src.source_path, "error", error=exc.message), None
+        if not chunks:
+            return FileOutcome(src.source_path, "error", error=f"{src.filename}: no text to index"), None
+        return None, _Pending(src, data, sha, parsed, chunks)
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        parts = [self.embedder.embed_passages(texts[i:i + self._batch]) for i in range(0, len(texts), self._batch)]
+        if not parts:
+            return np.zeros((0, self.embedder.dim), dtype=np.float32)
+        return np.vstack(parts)
+
+    def _commit(self, collection_id: str, p: _Pending, vectors: np.ndarray, label: Label, acl: Acl | None,
+                metadata: Mapping[str, str] | None) -> FileOutcome:
+        meta = {**p.parsed.metadata, **(metadata or {})}
+        doc = NewDocument(
+            collection_id=collection_id, source_path=p.source.source_path, sha256=p.sha, label=label, acl=acl,
+            title=p.parsed.title or p.source.filename, filename=p.parsed.filename or p.source.filename,
+            mime=p.parsed.mime, data=p.data, chunks=p.chunks, vectors=vectors, metadata=meta,
+        )
+        try:
+            result = self.store.put_document(doc)
+        except InhouseError as exc:
+            return FileOutcome(p.source.source_path, "error", error=exc.message)
+        chunks = result.document.chunk_count if result.status != "unchanged" else 0
+        return FileOutcome(p.source.source_path, result.status, result.document.id, chunks)
+
+    def delete(self, document_id: str) -> None:
+        self.store.delete_document(document_id)

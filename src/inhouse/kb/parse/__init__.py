@@ -1,0 +1,185 @@
+"""Parse one file into a :class:`~inhouse.kb.document.ParsedDocument`; reject anything unsafe or unreadable.
+
+``parse_file`` is the only entry point. It never raises anything but :class:`~inhouse.errors.DocumentRejected`
+(library exceptions are wrapped), so an ingestion batch can report the file and carry on.
+
+Format detection: magic bytes decide for binary formats (``%PDF``, ZIP containers told apart by their entries,
+legacy OLE2 Office files refused); for text formats the extension decides (.md, .html, .csv/.tsv, .eml, .txt),
+and a text file without a known extension is sniffed (HTML, e-mail headers) or read as plain text. Anything else
+is rejected as "unsupported file type".
+
+The filename is only metadata: it is sanitised to a base name and never used to open or write anything.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from inhouse.errors import DocumentRejected
+from inhouse.kb.document import ParsedDocument
+from inhouse.kb.parse.safety import MB, ParseLimits, check_size, open_zip_checked, sanitize_filename
+
+__all__ = ["SUPPORTED_EXTENSIONS", "ParseLimits", "detect_format", "parse_file", "sanitize_filename"]
+
+Format = str  # one of FORMATS
+FORMATS = ("pdf", "docx", "pptx", "xlsx", "csv", "html", "markdown", "text", "eml")
+_EXTENSIONS: dict[str, Format] = {
+    ".pdf": "pdf", ".docx": "docx", ".docm": "docx", ".pptx": "pptx", ".pptm": "pptx", ".xlsx": "xlsx",
+    ".xlsm": "xlsx", ".csv": "csv", ".tsv": "csv", ".html": "html", ".htm": "html", ".xhtml": "html",
+    ".md": "markdown", ".markdown": "markdown", ".mdown": "markdown", ".txt": "text", ".text": "text",
+    ".log": "text", ".rst": "text", ".eml": "eml",
+}
+SUPPORTED_EXTENSIONS = frozenset(_EXTENSIONS)
+_ZIP_MARKERS = (("word/document.xml", "docx"), ("ppt/presentation.xml", "pptx"), ("xl/workbook.xml", "xlsx"))
+_BINARY_MAGIC = (
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "legacy Office (.doc/.xls/.ppt) or password-protected Office file; "
+                                          "save it as .docx/.xlsx/.pptx without a password"),
+    (b"\x89PNG", "image (PNG)"), (b"\xff\xd8\xff", "image (JPEG)"), (b"GIF8", "image (GIF)"),
+    (b"\x1f\x8b", "gzip archive"), (b"7z\xbc\xaf", "7z archive"), (b"Rar!", "RAR archive"),
+    (b"\x7fELF", "executable"), (b"{\\rtf", "RTF document"),
+)
+_EMAIL_HEADERS = (b"from:", b"received:", b"return-path:", b"mime-version:", b"message-id:", b"delivered-to:")
+
+
+def parse_file(
+    source: bytes | str | os.PathLike[str],
+    filename: str | None = None,
+    *,
+    limits: ParseLimits | None = None,
+    _depth: int = 0,
+) -> ParsedDocument:
+    """Parse bytes, or the file at a path, into a document.
+
+    ``filename`` names the file in messages and metadata (and picks the parser for text formats); it defaults to
+    the path's base name. ``limits`` bounds size, archives and tables (see :class:`ParseLimits`).
+    """
+    limits = limits or ParseLimits()
+    if isinstance(source, bytes | bytearray | memoryview):
+        data = bytes(source)
+        name = sanitize_filename(filename)
+    else:
+        path = Path(source)
+        name = sanitize_filename(filename if filename is not None else path.name)
+        data = _read_bounded(path, name, limits)
+    check_size(data, name, limits)
+    if _depth > limits.max_depth:
+        raise DocumentRejected(name, f"nested deeper than {limits.max_depth} levels (attachments in attachments)")
+    fmt = detect_format(data, name, limits)
+    try:
+        return _PARSERS[fmt](data, name, limits, _depth)
+    except DocumentRejected:
+        raise
+    except RecursionError:
+        raise DocumentRejected(name, f"{fmt} structure nested too deeply to parse") from None
+    except MemoryError:
+        raise DocumentRejected(name, f"{fmt} file needs too much memory to parse") from None
+    except Exception as exc:  # any library failure is this file's problem, never the batch's
+        raise DocumentRejected(name, f"could not parse {fmt} file ({type(exc).__name__}: {exc})"[:500]) from None
+
+
+def detect_format(data: bytes, filename: str, limits: ParseLimits | None = None) -> Format:
+    """The parser for these bytes, or DocumentRejected("unsupported file type ...")."""
+    ext = os.path.splitext(filename.lower())[1]
+    head = data[:1024]
+    if head.startswith(b"%PDF") or b"%PDF-" in head:
+        return "pdf"
+    if head.startswith(b"PK\x03\x04"):
+        names = set(open_zip_checked(data, filename, limits or ParseLimits()))
+        for marker, fmt in _ZIP_MARKERS:
+            if marker in names:
+                return fmt
+        if "EncryptedPackage" in names:
+            raise DocumentRejected(filename, "password-protected Office file; remove the password first")
+        raise DocumentRejected(filename, "unsupported file type (a ZIP archive that is not .docx/.pptx/.xlsx)")
+    for magic, what in _BINARY_MAGIC:
+        if head.startswith(magic):
+            raise DocumentRejected(filename, f"unsupported file type ({what})")
+    if ext in (".pdf", ".docx", ".docm", ".pptx", ".pptm", ".xlsx", ".xlsm"):
+        raise DocumentRejected(filename, f"not a valid {ext} file (its content does not match the extension)")
+    if ext in _EXTENSIONS:
+        return _EXTENSIONS[ext]
+    if ext:
+        raise DocumentRejected(filename, f"unsupported file type ({ext})")
+    sniff = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if sniff.startswith((b"<!doctype html", b"<html")):
+        return "html"
+    if sniff.startswith(_EMAIL_HEADERS):
+        return "eml"
+    return "text"
+
+
+def _read_bounded(path: Path, name: str, limits: ParseLimits) -> bytes:
+    """Read at most max_file_bytes + 1 bytes, so an oversized file is refused without loading it."""
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(limits.max_file_bytes + 1)
+    except OSError as exc:
+        raise DocumentRejected(name, f"cannot read file ({exc.strerror or exc})") from None
+    if len(data) > limits.max_file_bytes:
+        raise DocumentRejected(name, f"file is larger than the {limits.max_file_bytes / MB:.0f} MB limit")
+    return data
+
+
+def _pdf(data: bytes, name: str, limits: ParseLimits, depth: int) -> ParsedDocument:
+    from inhouse.kb.parse import pdf
+
+    return pdf.parse(data, name, limits)
+
+
+def _docx(data: bytes, name: str, limits: ParseLimits, depth: int) -> ParsedDocument:
+    from inhouse.kb.parse import docx
+
+    return docx.parse(data, name, limits)
+
+
+def _pptx(data: bytes, name: str, limits: ParseLimits, depth: int) -> ParsedDocument:
+    from inhouse.kb.parse import pptx
+
+    return pptx.parse(data, name, limits)
+
+
+def _xlsx(data: bytes, name: str, limits: ParseLimits, depth: int) -> ParsedDocument:
+    from inhouse.kb.parse import xlsx
+
+    return xlsx.parse(data, name, limits)
+
+
+def _csv(data: bytes, name: str, limits: ParseLimits, depth: int) -> ParsedDocument:
+    from inhouse.kb.parse import csvfile
+
+    return csvfile.parse(data, name, limits)
+
+
+def _html(data: bytes, name: str, limits: ParseLimits, depth: int) -> ParsedDocument:
+    from inhouse.kb.parse import html
+
+    return html.parse(data, name, limits)
+
+
+def _markdown(data: bytes, name: str, limits: ParseLimits, depth: int) -> ParsedDocument:
+    from inhouse.kb.parse import markdown
+
+    return markdown.parse(data, name, limits)
+
+
+def _text(data: bytes, name: str, limits: ParseLimits, depth: int) -> ParsedDocument:
+    from inhouse.kb.parse import text
+
+    return text.parse(data, name)
+
+
+def _eml(data: bytes, name: str, limits: ParseLimits, depth: int) -> ParsedDocument:
+    from inhouse.kb.parse import eml
+
+    def nested(payload: bytes, filename: str) -> ParsedDocument:
+        return parse_file(payload, filename, limits=limits, _depth=depth + 1)
+
+    return eml.parse(data, name, limits, nested)
+
+
+_PARSERS: dict[Format, Callable[[bytes, str, ParseLimits, int], ParsedDocument]] = {
+    "pdf": _pdf, "docx": _docx, "pptx": _pptx, "xlsx": _xlsx, "csv": _csv, "html": _html,
+    "markdown": _markdown, "text": _text, "eml": _eml,
+}

@@ -1,0 +1,106 @@
+"""Word (.docx) via python-docx: headings by style (or outline level), paragraphs, lists, tables kept whole.
+
+Body paragraphs and tables are read in document order. A paragraph is a heading when its style is "Title",
+"Heading N" (also the Chinese "标题 N") or carries an outline level; consecutive list paragraphs (a "List" style
+or Word numbering) become one list block. Tables become ``a | b`` rows, merged cells counted once. Headers,
+footers, comments and text boxes are not read (boilerplate or rarely content).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from typing import Any
+
+from inhouse.kb.document import ParsedDocument
+from inhouse.kb.parse.blocks import BlockList, clean_inline, format_table, guess_language, meaningful, pick_title
+from inhouse.kb.parse.safety import ParseLimits, open_zip_checked
+
+_HEADING_STYLE = re.compile(r"^(?:heading|标题)\s*(\d)$", re.I)
+_W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+
+
+def parse(data: bytes, filename: str, limits: ParseLimits) -> ParsedDocument:
+    open_zip_checked(data, filename, limits)
+    import docx  # lazy: only Word files need it
+    from docx.text.paragraph import Paragraph
+
+    document = docx.Document(io.BytesIO(data))
+    out = BlockList()
+    pending_list: list[str] = []
+
+    def flush_list() -> None:
+        out.add("list", "\n".join(pending_list))
+        pending_list.clear()
+
+    for item in document.iter_inner_content():
+        if not isinstance(item, Paragraph):
+            flush_list()
+            out.add("table", format_table(_table_rows(item, limits)))
+            continue
+        text = clean_inline(item.text)
+        if not text:
+            continue
+        level = _heading_level(item)
+        if level:
+            flush_list()
+            out.heading(text, level)
+        elif _is_list_item(item):
+            pending_list.append(text if text.startswith(("-", "•", "*")) else f"- {text}")
+        else:
+            flush_list()
+            out.add("paragraph", text)
+    flush_list()
+
+    props = document.core_properties
+    metadata = {k: v for k, v in (("author", meaningful(props.author)),
+                                  ("subject", meaningful(props.subject)),
+                                  ("date", props.created.isoformat() if props.created else None)) if v}
+    return ParsedDocument(
+        title=pick_title([props.title], out.blocks, filename),
+        blocks=tuple(out.blocks),
+        language=guess_language("\n".join(b.text for b in out.blocks)),
+        filename=filename,
+        mime="application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        metadata=metadata,
+    )
+
+
+def _heading_level(paragraph: Any) -> int:
+    name = (paragraph.style.name if paragraph.style is not None else "") or ""
+    if name.lower() == "title":
+        return 1
+    match = _HEADING_STYLE.match(name.strip())
+    if match:
+        return int(match.group(1))
+    ppr = paragraph._p.pPr
+    outline = ppr.find(f"{_W}outlineLvl") if ppr is not None else None
+    if outline is not None:
+        value = outline.get(f"{_W}val", "9")
+        if value.isdigit() and int(value) < 9:
+            return int(value) + 1
+    return 0
+
+
+def _is_list_item(paragraph: Any) -> bool:
+    name = (paragraph.style.name if paragraph.style is not None else "") or ""
+    if "list" in name.lower() or "列表" in name:
+        return True
+    ppr = paragraph._p.pPr
+    return ppr is not None and ppr.find(f"{_W}numPr") is not None
+
+
+def _table_rows(table: Any, limits: ParseLimits) -> list[list[str]]:
+    rows: list[list[str]] = []
+    for row in table.rows:
+        if len(rows) >= limits.max_table_rows:
+            break
+        cells: list[str] = []
+        last = None
+        for cell in row.cells:
+            if cell._tc is last:  # a horizontally merged cell is repeated once per grid column
+                continue
+            last = cell._tc
+            cells.append(cell.text)
+        rows.append(cells[: limits.max_table_cols])
+    return rows

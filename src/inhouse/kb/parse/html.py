@@ -1,0 +1,201 @@
+"""HTML main content via selectolax (Lexbor): navigation, headers, footers, asides, scripts and styles removed.
+
+A small readability-style pass: drop the elements that are never content (by tag, ARIA role and the usual
+class/id names of menus, sidebars, breadcrumbs and cookie banners), then take ``<main>`` (or ``[role=main]``, or
+the single ``<article>``) as the root when the page has one, else ``<body>``. Headings, paragraphs, lists,
+tables, ``<pre>`` and ``<blockquote>`` become blocks in document order; loose inline text becomes paragraphs.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from typing import Any
+
+from inhouse.kb.document import ParsedDocument
+from inhouse.kb.parse.blocks import (
+    BlockList,
+    clean_inline,
+    clean_text,
+    format_table,
+    guess_language,
+    meaningful,
+    pick_title,
+)
+from inhouse.kb.parse.safety import ParseLimits
+from inhouse.kb.parse.text import decode_text
+
+_NEVER_CONTENT = (
+    "script, style, noscript, template, nav, aside, footer, form, iframe, svg, canvas, button, select, "
+    "[role=navigation], [role=banner], [role=contentinfo], [role=complementary], [role=search], "
+    "[aria-hidden=true], [hidden]"
+)
+_BOILERPLATE = re.compile(
+    r"\b(nav|navbar|navigation|menu|sidebar|breadcrumbs?|footer|cookies?|consent|banner|advert|ads|social|share|"
+    r"related|skip-link)\b",
+    re.I,
+)
+_KEEP = {"html", "body", "main", "article"}
+_HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
+_BLOCK_CONTAINERS = {
+    "body", "main", "article", "section", "div", "header", "figure", "figcaption", "details", "summary", "center",
+    "address", "fieldset", "dd", "dt", "li", "td", "th", "hgroup", "font",
+}
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_\-]+)""", re.I)
+
+
+def decode_html(data: bytes, filename: str) -> tuple[str, str]:
+    """A declared ``<meta charset>`` wins (with replacement: the web is messy); else the plain-text policy."""
+    if not data.startswith((codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        match = _META_CHARSET.search(data[:4096])
+        if match:
+            label = match.group(1).decode("ascii").lower()
+            label = "gb18030" if label in ("gbk", "gb2312", "x-gbk") else label
+            try:
+                return data.decode(label, errors="replace"), label
+            except LookupError:
+                pass
+    return decode_text(data, filename)
+
+
+def parse(data: bytes, filename: str, limits: ParseLimits) -> ParsedDocument:
+    text, encoding = decode_html(data, filename)
+    return parse_str(text, filename, limits, metadata={"encoding": encoding})
+
+
+def parse_str(html: str, filename: str, limits: ParseLimits, *, metadata: dict[str, str]) -> ParsedDocument:
+    from selectolax.lexbor import LexborHTMLParser  # lazy: only HTML needs it
+
+    tree = LexborHTMLParser(html)
+    title_node = tree.css_first("title")
+    page_title = title_node.text() if title_node else None
+    for name, key in (("author", "author"), ("description", "subject"), ("date", "date")):
+        node = tree.css_first(f'meta[name="{name}"]')
+        value = meaningful(node.attributes.get("content")) if node else None
+        if value:
+            metadata[key] = value
+    html_node = tree.css_first("html")
+    if html_node is not None and html_node.attributes.get("lang"):
+        metadata["lang"] = str(html_node.attributes["lang"])
+
+    for node in tree.css(_NEVER_CONTENT):
+        node.decompose()
+    for node in tree.css("header"):
+        if not _inside(node, ("article", "main")):
+            node.decompose()
+    for node in tree.css("[class], [id]"):
+        if node.tag not in _KEEP and _BOILERPLATE.search(f"{node.attributes.get('class') or ''} "
+                                                          f"{node.attributes.get('id') or ''}"):
+            node.decompose()
+
+    articles = tree.css("article")
+    root = tree.css_first("main") or tree.css_first("[role=main]") or (articles[0] if len(articles) == 1 else None)
+    root = root or tree.body or tree.root
+    out = BlockList()
+    if root is not None:
+        _Walker(out, limits).walk(root)
+    return ParsedDocument(
+        title=pick_title([page_title], out.blocks, filename),
+        blocks=tuple(out.blocks),
+        language=guess_language("\n".join(b.text for b in out.blocks)),
+        filename=filename,
+        mime="text/html",
+        metadata=metadata,
+    )
+
+
+def _inside(node: Any, tags: tuple[str, ...]) -> bool:
+    parent = node.parent
+    while parent is not None:
+        if parent.tag in tags:
+            return True
+        parent = parent.parent
+    return False
+
+
+def _text(node: Any) -> str:
+    return clean_inline(node.text(deep=True, separator=""))
+
+
+class _Walker:
+    """Depth-first walk emitting blocks; inline runs are buffered and flushed as one paragraph.
+
+    Iterative (an explicit stack), so pages nested thousands of ``<div>`` deep cannot exhaust Python's stack.
+    """
+
+    def __init__(self, out: BlockList, limits: ParseLimits) -> None:
+        self.out = out
+        self.limits = limits
+        self.inline: list[str] = []
+        self.stack: list[tuple[str, Any]] = []
+
+    def walk(self, root: Any) -> None:
+        self._children(root)
+        while self.stack:
+            op, node = self.stack.pop()
+            if op == "flush":
+                self._flush()
+            else:
+                self._node(node)
+        self._flush()
+
+    def _flush(self) -> None:
+        text = clean_text("".join(self.inline))
+        self.inline = []
+        if text:
+            self.out.add("paragraph", "\n".join(clean_inline(line) for line in text.split("\n")))
+
+    def _children(self, node: Any, *, flush_after: bool = False) -> None:
+        """Schedule ``node``'s children (then a paragraph break when ``flush_after``) before anything pending."""
+        if flush_after:
+            self.stack.append(("flush", None))
+        self.stack.extend(("node", child) for child in reversed(list(node.iter(include_text=True))))
+
+    def _node(self, node: Any) -> None:
+        tag = node.tag
+        if tag == "-text":
+            self.inline.append(node.text(deep=False))
+            return
+        if tag == "br":
+            self.inline.append("\n")
+            return
+        if tag in _HEADINGS:
+            self._flush()
+            self.out.heading(_text(node), _HEADINGS[tag])
+        elif tag == "p" or tag in _BLOCK_CONTAINERS:
+            self._flush()
+            self._children(node, flush_after=True)
+        elif tag in ("ul", "ol"):
+            self._flush()
+            self.out.add("list", self._list(node, ordered=tag == "ol"))
+        elif tag == "table":
+            self._flush()
+            self.out.add("table", self._table(node))
+        elif tag == "pre":
+            self._flush()
+            self.out.add("code", node.text(deep=True).strip("\n"))
+        elif tag == "blockquote":
+            self._flush()
+            self.out.add("quote", _text(node))
+        elif tag == "hr":
+            self._flush()
+        elif tag not in ("img", "input", "link", "meta", "head", "title", "-comment"):
+            self._children(node)  # inline element: its text joins the current paragraph
+
+    def _list(self, node: Any, *, ordered: bool) -> str:
+        items = [child for child in node.iter() if child.tag == "li"]
+        lines = []
+        for n, item in enumerate(items, 1):
+            text = _text(item)
+            if text:
+                lines.append(f"{n}. {text}" if ordered else f"- {text}")
+        return "\n".join(lines)
+
+    def _table(self, node: Any) -> str:
+        rows: list[list[str]] = []
+        for tr in node.css("tr"):
+            if len(rows) >= self.limits.max_table_rows:
+                break
+            cells = [_text(c) for c in tr.iter() if c.tag in ("td", "th")]
+            rows.append(cells[: self.limits.max_table_cols])
+        return format_table(rows)

@@ -1,0 +1,94 @@
+"""Limits every parser runs under, checked before any third-party library sees the bytes.
+
+Office files are ZIP containers, and a ZIP can declare gigabytes of content in a few kilobytes. We read the
+central directory ourselves (stdlib ``zipfile``, no decompression) and refuse archives whose declared total size,
+entry count or per-entry compression ratio is out of bounds. Declared sizes are binding: Python's ``zipfile``
+(used by python-docx, python-pptx and openpyxl) stops at an entry's declared size and fails its CRC check if the
+stream holds more, so a lying header cannot smuggle extra bytes past this check.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import unicodedata
+import zipfile
+from dataclasses import dataclass
+
+from inhouse.errors import DocumentRejected
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ParseLimits:
+    """Bounds for one file. ``max_file_bytes`` mirrors the setting ``kb.max_file_mb``."""
+
+    max_file_bytes: int = 50 * MB
+    max_unzipped_bytes: int = 200 * MB
+    max_zip_entries: int = 10_000
+    max_zip_ratio: float = 100.0  # uncompressed / compressed, for entries above ``zip_ratio_min_bytes``
+    zip_ratio_min_bytes: int = 1 * MB
+    max_table_rows: int = 5_000  # per sheet / CSV file / HTML or DOCX table; the rest is dropped and noted
+    max_table_cols: int = 64
+    max_pages: int = 5_000
+    max_depth: int = 3  # e-mail attachments inside e-mail attachments...
+
+    @classmethod
+    def from_mb(cls, max_file_mb: float) -> ParseLimits:
+        return cls(max_file_bytes=int(max_file_mb * MB))
+
+
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def sanitize_filename(name: object) -> str:
+    """A display-only base name: no directories, no control characters or NUL, at most 200 characters.
+
+    The result is metadata. Nothing in parsing ever opens or writes a path built from it.
+    """
+    text = unicodedata.normalize("NFC", str(name or ""))
+    text = _UNSAFE.sub("", text).replace("\\", "/")
+    base = text.rstrip("/").rsplit("/", 1)[-1].strip()
+    base = base.lstrip(".") if set(base) <= {"."} else base  # "." and ".." name nothing
+    if len(base) > 200:
+        stem, dot, ext = base.rpartition(".")
+        base = (stem[: 200 - len(ext) - 1] + dot + ext) if dot and len(ext) <= 10 else base[:200]
+    return base or "unnamed"
+
+
+def check_size(data: bytes, filename: str, limits: ParseLimits) -> None:
+    if not data:
+        raise DocumentRejected(filename, "empty file (0 bytes)")
+    if len(data) > limits.max_file_bytes:
+        raise DocumentRejected(
+            filename, f"file is {len(data) / MB:.1f} MB, above the {limits.max_file_bytes / MB:.0f} MB limit"
+        )
+
+
+def open_zip_checked(data: bytes, filename: str, limits: ParseLimits) -> list[str]:
+    """Validate a ZIP container's directory and return its entry names; raise DocumentRejected on a bomb."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+        raise DocumentRejected(filename, f"corrupt ZIP container ({exc})") from None
+    if len(infos) > limits.max_zip_entries:
+        raise DocumentRejected(filename, f"ZIP has {len(infos)} entries, above the limit of {limits.max_zip_entries}")
+    total = 0
+    for info in infos:
+        total += info.file_size
+        if total > limits.max_unzipped_bytes:
+            raise DocumentRejected(
+                filename,
+                f"ZIP expands to more than {limits.max_unzipped_bytes / MB:.0f} MB (possible zip bomb)",
+            )
+        if info.file_size >= limits.zip_ratio_min_bytes:
+            ratio = info.file_size / max(info.compress_size, 1)
+            if ratio > limits.max_zip_ratio:
+                raise DocumentRejected(
+                    filename,
+                    f"ZIP entry {sanitize_filename(info.filename)!r} has compression ratio {ratio:.0f}:1, "
+                    f"above {limits.max_zip_ratio:.0f}:1 (possible zip bomb)",
+                )
+    return [info.filename for info in infos]

@@ -1,0 +1,176 @@
+"""``KnowledgeBase``: the one object the edges (API, CLI) use for company knowledge.
+
+Every method that reads or changes a collection or document takes the actor and checks it here, in the core:
+a collection or document the actor may not see is reported exactly like one that does not exist (``NotFound``),
+so ids of other departments cannot be probed. Creating collections and changing their access lists is for
+admins; adding, relabelling and deleting documents needs access to the collection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from inhouse.errors import InvalidRequest, NotFound, PermissionDenied
+from inhouse.governance.labels import Label, parse_label
+from inhouse.kb.access import AccessScope, Acl, may_access_collection
+from inhouse.kb.answer import Answerer
+from inhouse.kb.index.protocol import Collection, DocumentRecord, IndexStore, StoredChunk
+from inhouse.kb.ingest import FileOutcome, FileSource, Ingestor, IngestProgress, IngestReport, iter_sources
+from inhouse.kb.retrieve import Hit, Retriever
+from inhouse.types import Actor
+
+if TYPE_CHECKING:
+    import os
+
+    from inhouse.config import KbSettings
+    from inhouse.kb.embed import Embedder
+    from inhouse.models.chat import ChatService
+
+
+def acl_from(groups: Iterable[str] | None = None, keys: Iterable[str] | None = None) -> Acl:
+    def clean(values: Iterable[str] | None, what: str) -> frozenset[str]:
+        out = set()
+        for v in values or ():
+            if not isinstance(v, str) or not v.strip() or len(v) > 128:
+                raise InvalidRequest(f"Each {what} must be a non-empty string of at most 128 characters.",
+                                     param="access")
+            out.add(v.strip())
+        return frozenset(out)
+
+    return Acl(groups=clean(groups, "group"), keys=clean(keys, "key id"))
+
+
+class KnowledgeBase:
+    def __init__(self, store: IndexStore, embedder: Embedder, *, chat: ChatService | None = None,
+                 settings: KbSettings | None = None) -> None:
+        from inhouse.config import KbSettings
+
+        s = settings or KbSettings()
+        self.settings = s
+        self.store = store
+        self.embedder = embedder
+        self.ingestor = Ingestor(store, embedder, embed_batch=s.embed_batch, max_tokens=s.chunk_max_tokens,
+                                 overlap_tokens=s.chunk_overlap_tokens, max_file_mb=s.max_file_mb)
+        self.retriever = Retriever(store, embedder, rrf_k=s.rrf_k)
+        self.answerer = Answerer(self.retriever, chat, top_k=s.top_k, min_similarity=s.min_similarity,
+                                 max_tokens=s.answer_max_tokens)
+
+    # -- collections ------------------------------------------------------------------------------------
+
+    def create_collection(self, actor: Actor, name: str, *, groups: Iterable[str] = (), keys: Iterable[str] = (),
+                          description: str = "") -> Collection:
+        _admin(actor, "create collections")
+        return self.store.create_collection(name, acl=acl_from(groups, keys), description=description)
+
+    def collection(self, actor: Actor, ref: str) -> Collection:
+        try:
+            col = self.store.get_collection(ref)
+        except NotFound:
+            col = None
+        if col is None or not may_access_collection(AccessScope.of(actor), col.acl):
+            raise NotFound(f"No collection '{ref}'.", param="collection")
+        return col
+
+    def list_collections(self, actor: Actor) -> list[Collection]:
+        scope = AccessScope.of(actor)
+        return [c for c in self.store.list_collections() if may_access_collection(scope, c.acl)]
+
+    def update_collection(self, actor: Actor, ref: str, *, groups: Iterable[str] | None = None,
+                          keys: Iterable[str] | None = None, description: str | None = None) -> Collection:
+        col = self.collection(actor, ref)
+        _admin(actor, "change collections")
+        acl = None
+        if groups is not None or keys is not None:
+            acl = acl_from(col.acl.groups if groups is None else groups, col.acl.keys if keys is None else keys)
+        return self.store.update_collection(col.id, acl=acl, description=description)
+
+    def delete_collection(self, actor: Actor, ref: str) -> None:
+        col = self.collection(actor, ref)
+        _admin(actor, "delete collections")
+        self.store.delete_collection(col.id)
+
+    # -- documents --------------------------------------------------------------------------------------
+
+    def document(self, actor: Actor, document_id: str) -> DocumentRecord:
+        scope = AccessScope.of(actor)
+        try:
+            doc = self.store.get_document(document_id)
+        except NotFound:
+            doc = None
+        if doc is None or not self.store.visible_document(scope, document_id):
+            raise NotFound(f"No document '{document_id}'.", param="document_id")
+        return doc
+
+    def document_data(self, actor: Actor, document_id: str) -> tuple[DocumentRecord, bytes]:
+        doc = self.document(actor, document_id)
+        return doc, self.store.document_data(doc.id)
+
+    def document_chunks(self, actor: Actor, document_id: str) -> list[StoredChunk]:
+        return self.store.document_chunks(self.document(actor, document_id).id)
+
+    def list_documents(self, actor: Actor, collection: str, *, limit: int = 100,
+                       offset: int = 0) -> list[DocumentRecord]:
+        col = self.collection(actor, collection)
+        scope = AccessScope.of(actor)
+        docs = self.store.list_documents(col.id, limit=limit, offset=offset)
+        return [d for d in docs if scope.is_admin or self.store.visible_document(scope, d.id)]
+
+    def add_document(self, actor: Actor, collection: str, data: bytes, filename: str, *,
+                     label: str | None = None, groups: Iterable[str] | None = None,
+                     keys: Iterable[str] | None = None, metadata: Mapping[str, str] | None = None) -> FileOutcome:
+        col = self.collection(actor, collection)
+        acl = acl_from(groups, keys) if (groups or keys) else None
+        return self.ingestor.ingest_bytes(col.id, data, filename, label=_label(label), acl=acl, metadata=metadata)
+
+    def ingest_paths(self, actor: Actor, collection: str, paths: Sequence[str | os.PathLike[str]], *,
+                     label: str | None = None, groups: Iterable[str] | None = None,
+                     progress: Callable[[IngestProgress], None] | None = None) -> IngestReport:
+        col = self.collection(actor, collection)
+        acl = acl_from(groups) if groups else None
+        sources: list[FileSource] = list(iter_sources(paths))
+        return self.ingestor.ingest(col.id, sources, label=_label(label), acl=acl, progress=progress)
+
+    def relabel(self, actor: Actor, document_id: str, *, label: str | None = None,
+                groups: Iterable[str] | None = None, keys: Iterable[str] | None = None,
+                clear_access: bool = False) -> DocumentRecord:
+        doc = self.document(actor, document_id)
+        acl = acl_from(groups, keys) if (groups is not None or keys is not None) else None
+        if not actor.is_admin and (clear_access or acl is not None):
+            # A member narrowing or widening a document's list could lock others out or let others in.
+            raise PermissionDenied("Only admins may change a document's access list.")
+        return self.store.relabel(doc.id, label=_label(label) if label is not None else None, acl=acl,
+                                  clear_acl=clear_access)
+
+    def delete_document(self, actor: Actor, document_id: str) -> None:
+        self.ingestor.delete(self.document(actor, document_id).id)
+
+    # -- reading ---------------------------------------------------------------------------------------
+
+    def search(self, actor: Actor, query: str, *, collections: Sequence[str] | None = None, top_k: int = 5,
+               filters: Mapping[str, Any] | None = None) -> list[Hit]:
+        return self.retriever.retrieve(actor, query, collections, top_k, filters)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def _admin(actor: Actor, what: str) -> None:
+    if not actor.is_admin:
+        raise PermissionDenied(f"Only admins may {what}.")
+
+
+def _label(value: str | None) -> Label | None:
+    return None if value is None or value == "" else parse_label(value)
+
+
+def build_knowledge_base(settings: Any, *, chat: ChatService | None = None,
+                         embedder: Embedder | None = None) -> KnowledgeBase:
+    """From ``Settings``: the SQLite store at ``<data_dir>/kb.db`` and the configured embedder."""
+    from inhouse.kb.embed import build_embedder
+    from inhouse.kb.index.sqlite import SqliteIndexStore
+
+    ks = settings.kb
+    emb = embedder or build_embedder(ks.embedder, n_threads=ks.embed_threads, batch_size=ks.embed_batch)
+    store = SqliteIndexStore(settings.kb_path, dim=emb.dim)
+    return KnowledgeBase(store, emb, chat=chat, settings=ks)

@@ -1,0 +1,173 @@
+"""What this machine is, as far as CPU inference cares: the CPU (model, cores, SMT, NUMA, caches, the SIMD
+flags llama.cpp's kernels dispatch on) and the memory read bandwidth that bounds decoding.
+
+Everything is read from ``/proc/cpuinfo`` and ``/sys`` (Linux); a missing file degrades to "unknown" rather
+than failing, because containers hide parts of sysfs. ``CpuInfo.signature`` names the hardware a tuned
+profile was measured on: the same signature means the profile's numbers still describe this machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+# The flags that change which llama.cpp kernels run (and so what the best settings are). A kernel update
+# that adds an unrelated flag must not invalidate every profile, so only these enter the signature.
+RELEVANT_FLAGS: tuple[str, ...] = (
+    "avx", "avx2", "fma", "f16c",
+    "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni", "avx512_bf16", "avx_vnni",
+    "amx_tile", "amx_int8", "amx_bf16",
+)
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    model_name: str
+    logical_cpus: int  # CPUs this process may run on (affinity)
+    physical_cores: int  # of those, distinct cores (SMT siblings count once)
+    smt: bool  # more than one hardware thread per core
+    numa_nodes: int
+    cache_bytes: dict[str, int] = field(default_factory=dict)  # "L1d", "L2", "L3" per instance
+    flags: tuple[str, ...] = ()  # the RELEVANT_FLAGS present, in that order
+
+    @property
+    def signature(self) -> str:
+        """Stable id of this hardware for tuned profiles: model name + relevant flags + core counts."""
+        text = "|".join([self.model_name, ",".join(self.flags), str(self.physical_cores), str(self.logical_cpus)])
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def has(self, flag: str) -> bool:
+        return flag in self.flags
+
+    def summary(self) -> str:
+        simd = ", ".join(self.flags) or "no AVX"
+        smt = "SMT" if self.smt else "no SMT"
+        return (f"{self.model_name}: {self.physical_cores} cores / {self.logical_cpus} CPUs ({smt}), "
+                f"{self.numa_nodes} NUMA node(s); {simd}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "flags": list(self.flags), "signature": self.signature}
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+def _parse_size(text: str) -> int | None:
+    """sysfs cache sizes: '32K', '2048K', '32M'."""
+    text = text.strip().upper()
+    mult = {"K": 1024, "M": 1024**2, "G": 1024**3}.get(text[-1:], 1)
+    digits = text[:-1] if text[-1:] in "KMG" else text
+    return int(digits) * mult if digits.isdigit() else None
+
+
+def _cpuinfo_fields(text: str) -> tuple[str, set[str]]:
+    model = "unknown CPU"
+    flags: set[str] = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and model == "unknown CPU":
+            model = " ".join(value.split())
+        elif key == "flags" and not flags:
+            flags = set(value.split())
+    return model, flags
+
+
+def detect_cpu(root: Path = Path("/")) -> CpuInfo:
+    """Read the CPU description; ``root`` lets tests point at a fake ``/proc`` + ``/sys`` tree."""
+    model, all_flags = _cpuinfo_fields(_read(root / "proc/cpuinfo") or "")
+    cpu_dir = root / "sys/devices/system/cpu"
+    cpus = sorted(os.sched_getaffinity(0)) if root == Path("/") else _online_cpus(cpu_dir)
+    cores: set[str] = set()
+    smt = False
+    for cpu in cpus:
+        siblings = _read(cpu_dir / f"cpu{cpu}/topology/thread_siblings_list")
+        if siblings is None:
+            cores.add(str(cpu))
+            continue
+        siblings = siblings.strip()
+        cores.add(siblings)
+        smt = smt or ("," in siblings or "-" in siblings)
+    nodes = [p for p in (root / "sys/devices/system/node").glob("node[0-9]*")]
+    caches: dict[str, int] = {}
+    first = cpus[0] if cpus else 0
+    for index in sorted((cpu_dir / f"cpu{first}/cache").glob("index[0-9]*")):
+        level = (_read(index / "level") or "").strip()
+        kind = (_read(index / "type") or "").strip()
+        size = _parse_size(_read(index / "size") or "")
+        if not level or size is None or kind == "Instruction":
+            continue
+        caches[f"L{level}d" if kind == "Data" else f"L{level}"] = size
+    return CpuInfo(
+        model_name=model,
+        logical_cpus=max(1, len(cpus)),
+        physical_cores=max(1, len(cores)),
+        smt=smt,
+        numa_nodes=max(1, len(nodes)),
+        cache_bytes=caches,
+        flags=tuple(f for f in RELEVANT_FLAGS if f in all_flags),
+    )
+
+
+def _online_cpus(cpu_dir: Path) -> list[int]:
+    text = (_read(cpu_dir / "online") or "0").strip()
+    out: list[int] = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        if lo.isdigit():
+            out.extend(range(int(lo), int(hi) + 1 if hi.isdigit() else int(lo) + 1))
+    return out or [0]
+
+
+@dataclass(frozen=True)
+class Bandwidth:
+    gb_s: float  # best of the runs, 1e9 bytes/s
+    array_bytes: int
+    threads: int
+    runs: int
+
+
+def measure_bandwidth(size_bytes: int = 512 * 2**20, runs: int = 5, threads: int = 0,
+                      clock: Callable[[], float] = time.perf_counter) -> Bandwidth:
+    """Memory read bandwidth: numpy sums a float32 array of ``size_bytes`` (≥ 512 MB: far above the L3),
+    one slice per thread (numpy releases the GIL), best of ``runs``. Decoding reads every weight once per
+    token, so this is the roofline decode speed is compared with."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    threads = threads or len(os.sched_getaffinity(0))
+    n = size_bytes // 4
+    arr = np.ones(n, dtype=np.float32)  # touching every page now keeps page faults out of the timing
+    slices = [arr[i * n // threads : (i + 1) * n // threads] for i in range(threads)]
+    best = 0.0
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        list(pool.map(lambda s: s.sum(), slices))  # warm-up
+        for _ in range(runs):
+            t0 = clock()
+            list(pool.map(lambda s: s.sum(), slices))
+            dt = clock() - t0
+            if dt > 0:
+                best = max(best, arr.nbytes / dt / 1e9)
+    del arr, slices
+    return Bandwidth(gb_s=best, array_bytes=n * 4, threads=threads, runs=runs)
+
+
+def process_rss_bytes(status: Path = Path("/proc/self/status")) -> int:
+    """Resident set size of this process (``VmRSS``), 0 where /proc is not available."""
+    text = _read(status) or ""
+    for line in text.splitlines():
+        if line.startswith("VmRSS:"):
+            parts = line.split()
+            if len(parts) >= 2 and parts[1].isdigit():
+                return int(parts[1]) * 1024
+    return 0

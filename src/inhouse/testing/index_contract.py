@@ -1,0 +1,171 @@
+"""``IndexStoreContract``: the conformance suite every ``IndexStore`` passes (haystack's ``DocumentStoreBaseTests``
+idea). Subclass it in a test module and provide the ``store`` fixture::
+
+    class TestSqliteIndexStore(IndexStoreContract):
+        @pytest.fixture
+        def store(self, tmp_path):
+            s = SqliteIndexStore(tmp_path / "kb.db", dim=DIM)
+            yield s
+            s.close()
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+
+from inhouse.errors import Conflict, NotFound
+from inhouse.governance.labels import Label
+from inhouse.kb.access import AccessScope, Acl
+from inhouse.kb.document import Chunk
+from inhouse.kb.index.protocol import IndexStore, NewDocument, SearchFilters
+from inhouse.testing.fake_embedder import FakeEmbedder
+from inhouse.types import Actor
+
+DIM = 64
+EMBED = FakeEmbedder(DIM)
+ADMIN = AccessScope.of(Actor("key_admin", "admin", role="admin"))
+HR = AccessScope.of(Actor("key_hr", "hr member", groups=frozenset({"hr"})))
+FIN = AccessScope.of(Actor("key_fin", "finance member", groups=frozenset({"finance"})))
+NOBODY = AccessScope.of(Actor("key_none", "no groups"))
+
+
+def make_doc(collection_id: str, source: str, texts: Sequence[str], *, label: Label = Label.INTERNAL,
+             acl: Acl | None = None, salt: str = "", title: str = "Doc") -> NewDocument:
+    data = ("\n".join(texts) + salt).encode()
+    chunks = [Chunk(index=i, text=t, content=t, token_count=len(t.split()), kind="paragraph", section="S",
+                    page_start=1, page_end=1) for i, t in enumerate(texts)]
+    return NewDocument(collection_id, source, hashlib.sha256(data).hexdigest(), label, acl, title, source,
+                       "text/plain", data, chunks, EMBED.embed_passages(list(texts)))
+
+
+class IndexStoreContract:
+    """Behaviour every store must have. The ``store`` fixture gives an empty store of dimension ``DIM``."""
+
+    @pytest.fixture
+    def store(self, tmp_path: Any) -> IndexStore:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _cols(self, store: IndexStore) -> tuple[str, str]:
+        hr = store.create_collection("hr", acl=Acl(groups=frozenset({"hr"})))
+        fin = store.create_collection("finance", acl=Acl(groups=frozenset({"finance"})))
+        return hr.id, fin.id
+
+    def test_collections(self, store: IndexStore) -> None:
+        hr, _ = self._cols(store)
+        assert store.get_collection("hr").id == hr
+        assert store.get_collection(hr).name == "hr"
+        assert [c.name for c in store.list_collections()] == ["finance", "hr"]
+        with pytest.raises(Conflict):
+            store.create_collection("hr", acl=Acl())
+        with pytest.raises(NotFound):
+            store.get_collection("nope")
+        col = store.update_collection(hr, acl=Acl(groups=frozenset({"hr", "it"})))
+        assert col.acl.groups == {"hr", "it"}
+
+    def test_put_is_idempotent_and_replaces(self, store: IndexStore) -> None:
+        hr, _ = self._cols(store)
+        first = store.put_document(make_doc(hr, "a.txt", ["annual leave is 18 days", "carry over 5 days"]))
+        assert first.status == "added" and first.document.chunk_count == 2
+        again = store.put_document(make_doc(hr, "a.txt", ["annual leave is 18 days", "carry over 5 days"]))
+        assert again.status == "unchanged" and again.document.id == first.document.id
+        new = store.put_document(make_doc(hr, "a.txt", ["annual leave is 20 days"]))
+        assert new.status == "replaced" and new.document.id == first.document.id and new.document.version == 2
+        chunks = store.document_chunks(first.document.id)
+        assert [c.content for c in chunks] == ["annual leave is 20 days"]
+        counts = store.counts()
+        assert counts["documents"] == 1 and counts["chunks"] == 1 and counts["vectors"] == 1
+        assert all(v == 0 for k, v in counts.items() if k.startswith(("orphan", "duplicate")) or "without" in k)
+
+    def test_delete_removes_everything(self, store: IndexStore) -> None:
+        hr, _ = self._cols(store)
+        doc = store.put_document(make_doc(hr, "a.txt", ["secret zebra fact", "another zebra line"])).document
+        store.put_document(make_doc(hr, "b.txt", ["unrelated text"]))
+        store.delete_document(doc.id)
+        with pytest.raises(NotFound):
+            store.get_document(doc.id)
+        with pytest.raises(NotFound):
+            store.document_data(doc.id)
+        assert store.keyword_search(ADMIN, "zebra", SearchFilters(), 10) == []
+        c = store.counts()
+        assert (c["documents"], c["chunks"], c["fts_rows"], c["vectors"], c["files"]) == (1, 1, 1, 1, 1)
+        assert all(v == 0 for k, v in c.items() if k.startswith("orphan"))
+
+    def test_keyword_search_english_and_chinese(self, store: IndexStore) -> None:
+        hr, _ = self._cols(store)
+        store.put_document(make_doc(hr, "a.txt", ["Annual leave: 18 days after 3 years.", "VPN port 51820",
+                                                  "工作日加班按 1.5 倍工资计算。", "P3 band salary"]))
+        top = lambda q: store.keyword_search(HR, q, SearchFilters(), 3)  # noqa: E731
+        contents = lambda q: [c.content for c in store.get_chunks(HR, [s.chunk_id for s in top(q)])]  # noqa: E731
+        assert contents("annual leave days")[0].startswith("Annual leave")
+        assert contents("工作日加班多少倍")[0].startswith("工作日")
+        assert contents("加班")[0].startswith("工作日")  # 2 characters: below the trigram size
+        assert contents("P3")[0].startswith("P3")
+
+    def test_access_rule_inside_both_searches(self, store: IndexStore) -> None:
+        hr, fin = self._cols(store)
+        store.put_document(make_doc(hr, "leave.txt", ["leave days policy"] * 1 + ["leave carry over"]))
+        store.put_document(make_doc(fin, "rev.txt", [f"revenue leave figure {i}" for i in range(10)],
+                                    label=Label.CONFIDENTIAL))
+        q = EMBED.embed_query("revenue leave figure")
+        for scope, allowed in ((HR, {"leave.txt"}), (FIN, {"rev.txt"}), (NOBODY, set()),
+                               (ADMIN, {"leave.txt", "rev.txt"})):
+            kw = store.keyword_search(scope, "revenue leave", SearchFilters(), 50)
+            vec = store.vector_search(scope, q, SearchFilters(), 50)
+            seen = {c.source_path for c in store.get_chunks(ADMIN, [s.chunk_id for s in kw + vec])}
+            assert seen == allowed, (scope, seen)
+        # top_k is filled from what the caller may see even when others' chunks are nearer.
+        assert len(store.vector_search(HR, q, SearchFilters(), 2)) == 2
+        assert store.get_chunks(HR, [s.chunk_id for s in store.vector_search(FIN, q, SearchFilters(), 3)]) == []
+
+    def test_document_acl_and_label_clearance(self, store: IndexStore) -> None:
+        hr, _ = self._cols(store)
+        hr_lead = AccessScope.of(Actor("key_lead", "lead", groups=frozenset({"hr", "hr-leads"})))
+        narrowed = store.put_document(make_doc(hr, "n.txt", ["narrowed doc"],
+                                               acl=Acl(groups=frozenset({"hr-leads"})))).document
+        restricted = store.put_document(make_doc(hr, "r.txt", ["restricted doc"], label=Label.RESTRICTED)).document
+        named = store.put_document(make_doc(hr, "rn.txt", ["restricted named"], label=Label.RESTRICTED,
+                                            acl=Acl(keys=frozenset({"key_hr"})))).document
+        assert not store.visible_document(HR, narrowed.id) and store.visible_document(hr_lead, narrowed.id)
+        assert not store.visible_document(HR, restricted.id) and store.visible_document(ADMIN, restricted.id)
+        assert store.visible_document(HR, named.id) and not store.visible_document(hr_lead, named.id)
+        relabelled = store.relabel(restricted.id, label=Label.INTERNAL)
+        assert relabelled.label is Label.INTERNAL and store.visible_document(HR, restricted.id)
+
+    def test_filters(self, store: IndexStore) -> None:
+        hr, _ = self._cols(store)
+        a = store.put_document(make_doc(hr, "x/a.txt", ["alpha policy text"])).document
+        store.put_document(make_doc(hr, "y/b.txt", ["alpha policy words"], label=Label.PUBLIC))
+        q = EMBED.embed_query("alpha policy")
+        only_a = store.vector_search(ADMIN, q, SearchFilters(document_ids=frozenset({a.id})), 10)
+        assert {c.document_id for c in store.get_chunks(ADMIN, [s.chunk_id for s in only_a])} == {a.id}
+        pub = store.keyword_search(ADMIN, "alpha", SearchFilters(labels=frozenset({Label.PUBLIC})), 10)
+        assert {c.source_path for c in store.get_chunks(ADMIN, [s.chunk_id for s in pub])} == {"y/b.txt"}
+        pre = store.keyword_search(ADMIN, "alpha", SearchFilters(source_prefix="x/"), 10)
+        assert {c.source_path for c in store.get_chunks(ADMIN, [s.chunk_id for s in pre])} == {"x/a.txt"}
+
+    def test_same_bytes_elsewhere_in_collection_is_unchanged(self, store: IndexStore) -> None:
+        hr, fin = self._cols(store)
+        a = store.put_document(make_doc(hr, "a.txt", ["same bytes"]))
+        assert store.put_document(make_doc(hr, "copy.txt", ["same bytes"])).status == "unchanged"
+        # Another collection is another access list: the same file may live there too.
+        assert store.put_document(make_doc(fin, "a.txt", ["same bytes"])).status == "added"
+        assert store.find_document(hr, sha256=a.document.sha256) is not None
+
+    def test_delete_collection(self, store: IndexStore) -> None:
+        hr, _ = self._cols(store)
+        store.put_document(make_doc(hr, "a.txt", ["one", "two"]))
+        store.delete_collection(hr)
+        c = store.counts()
+        assert c["collections"] == 1 and c["documents"] == 0 and c["chunks"] == 0 and c["vectors"] == 0
+
+    def test_vectors_are_unit_and_similarity_ordered(self, store: IndexStore) -> None:
+        hr, _ = self._cols(store)
+        store.put_document(make_doc(hr, "a.txt", ["the cat sat on the mat", "quarterly revenue report"]))
+        res = store.vector_search(ADMIN, EMBED.embed_query("the cat sat on the mat"), SearchFilters(), 2)
+        assert res[0].score == pytest.approx(1.0, abs=1e-4) and res[0].score >= res[1].score
+        assert np.isfinite([r.score for r in res]).all()

@@ -1,0 +1,318 @@
+"""Egress end to end: inhouse (production wiring, fake local model) in front of a REAL local HTTP server
+standing in for a cloud provider, which records every byte it receives.
+
+A mixed workload checks that public chats go out, chats with PII go out redacted (no raw value in the
+recorded bytes, placeholders restored in the answers, streamed or not), and confidential content (the
+``CANARY-FIN-…`` strings of ``../shared/corpus/finance/``, read at test time) never goes out. Fault
+injection (redactor raises, policy file corrupt, label missing) must make 0 external calls.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from live_server import LiveServer, run_live_server
+
+from inhouse.engine.backends.fake import DEFAULT_REPLY
+from inhouse.governance.checksums import luhn_check_digit, prc_id_check_char
+from inhouse.testing.network_guard import deny_external_connections
+
+CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
+CLOUD_MODEL = "cloud-model"
+STRICT_MODEL = "strict-model"
+KEY_ENV = "INHOUSE_TEST_CLOUD_KEY"
+CLOUD_KEY = "sk-test-cloud-0123456789abcdef"
+_PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*_\d+>")
+
+ID_NUMBER = "44030519900101123" + prc_id_check_char("44030519900101123")
+CARD = "622202123456789" + luhn_check_digit("622202123456789")
+PII_VALUES = ["alice.wang@qinglan.com.cn", "13812345678", ID_NUMBER, CARD, "10.20.30.40",
+              "sk-live-Zx8Kq2Lm9Np4Rt7Vw1Yb3Cd6", "Alice Wang"]
+PII_PROMPT = (f"Alice Wang (alice.wang@qinglan.com.cn, 手机 13812345678, 身份证 {ID_NUMBER}) paid with card {CARD} "
+              "from 10.20.30.40 using key sk-live-Zx8Kq2Lm9Np4Rt7Vw1Yb3Cd6. Write Alice Wang a short thank-you note.")
+
+
+@dataclass
+class FakeCloud:
+    """An OpenAI-compatible /chat/completions on 127.0.0.1 that records every request byte for byte."""
+
+    url: str
+    received: list[bytes] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def calls(self) -> int:
+        with self.lock:
+            return len(self.received)
+
+    def all_bytes(self) -> bytes:
+        with self.lock:
+            return b"\n".join(self.received)
+
+
+def answer_for(body: dict[str, Any]) -> str:
+    """Echo the placeholders the provider saw (in order, once each), so restoring can be checked."""
+    seen: list[str] = []
+    for m in body.get("messages", []):
+        for p in _PLACEHOLDER.findall(json.dumps(m, ensure_ascii=False)):
+            if p not in seen:
+                seen.append(p)
+    return "Noted: " + (" ".join(seen) if seen else "nothing") + "."
+
+
+@pytest.fixture(scope="module")
+def cloud() -> Iterator[FakeCloud]:
+    state: dict[str, FakeCloud] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            return None
+
+        def do_POST(self) -> None:
+            raw = self.rfile.read(int(self.headers.get("content-length", "0")))
+            fake = state["cloud"]
+            with fake.lock:
+                fake.received.append(str(self.requestline).encode() + b"\n" + bytes(self.headers) + raw)
+            if self.path != "/v1/chat/completions" or self.headers.get("authorization") != f"Bearer {CLOUD_KEY}":
+                self.send_response(401)
+                self.end_headers()
+                return
+            body = json.loads(raw)
+            text = answer_for(body)
+            base = {"id": "chatcmpl-fake", "created": 1, "model": body["model"]}
+            if not body.get("stream"):
+                out = json.dumps({**base, "object": "chat.completion", "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+                return
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.end_headers()
+            # 3-character chunks: placeholders arrive split across chunk boundaries.
+            pieces = [text[i:i + 3] for i in range(0, len(text), 3)]
+            for i, piece in enumerate(pieces):
+                chunk = {**base, "object": "chat.completion.chunk", "choices": [
+                    {"index": 0, "delta": {"content": piece}, "finish_reason": "stop" if i == len(pieces) - 1
+                     else None}]}
+                self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+            self.wfile.write(b"data: [DONE]\n\n")
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state["cloud"] = FakeCloud(f"http://127.0.0.1:{server.server_address[1]}/v1")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state["cloud"]
+    server.shutdown()
+    server.server_close()
+
+
+def policy_toml(cloud_url: str) -> str:
+    return f"""
+[defaults]
+conversation_label = "public"
+pii_label = "internal"
+
+[[markers]]
+pattern = "(?i)\\\\bconfidential\\\\b|机密"
+label = "confidential"
+
+[[providers]]
+name = "fakecloud"
+base_url = "{cloud_url}"
+api_key_env = "{KEY_ENV}"
+models = ["{CLOUD_MODEL}"]
+max_label = "public"
+max_label_after_redaction = "internal"
+on_refusal = "local"
+
+[[providers]]
+name = "strictcloud"
+base_url = "{cloud_url}"
+api_key_env = "{KEY_ENV}"
+models = ["{STRICT_MODEL}"]
+max_label = "public"
+on_refusal = "refuse"
+"""
+
+
+@dataclass
+class World:
+    server: LiveServer
+    cloud: FakeCloud
+    policy: Path
+    http: httpx.Client
+    client: openai.OpenAI
+
+
+@pytest.fixture(scope="module")
+def world(cloud: FakeCloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    data_dir = tmp_path_factory.mktemp("egress")
+    policy = data_dir.parent / f"{data_dir.name}-policy.toml"
+    policy.write_text(policy_toml(cloud.url))
+    old = os.environ.get(KEY_ENV)
+    os.environ[KEY_ENV] = CLOUD_KEY
+    try:
+        with deny_external_connections() as attempts, \
+                run_live_server(data_dir, settings={"governance": {"policy_file": policy}}) as server:
+            headers = {"Authorization": f"Bearer {server.admin_key}"}
+            with httpx.Client(base_url=server.url, headers=headers, timeout=20) as http:
+                # A directory user: her display name is redacted like any structured value.
+                user = http.post("/v1/admin/users", json={"name": "alice", "display_name": "Alice Wang"})
+                assert user.status_code == 201, user.text
+                client = openai.OpenAI(base_url=server.url + "/v1", api_key=server.admin_key, max_retries=0,
+                                       timeout=20)
+                yield World(server, cloud, policy, http, client)
+            assert attempts == [], f"something tried to leave the machine: {attempts}"
+    finally:
+        if old is None:
+            os.environ.pop(KEY_ENV, None)
+        else:
+            os.environ[KEY_ENV] = old
+
+
+def canaries() -> tuple[list[str], str]:
+    docs = sorted((CORPUS / "finance").glob("*.md"))
+    if not docs:
+        pytest.skip(f"the shared corpus is not at {CORPUS}")
+    text = "\n".join(d.read_text(encoding="utf-8") for d in docs)
+    found = sorted(set(re.findall(r"CANARY-FIN-[A-Z0-9]+(?:-[A-Z0-9]+)*", text)))
+    assert found, "no canaries in the finance documents"
+    return found, text
+
+
+def chat(world: World, content: str, model: str = CLOUD_MODEL, **extra: Any) -> httpx.Response:
+    body = {"model": model, "messages": [{"role": "user", "content": content}], **extra}
+    return world.http.post("/v1/chat/completions", json=body)
+
+
+def test_external_models_are_listed_with_their_provider(world: World) -> None:
+    models = {m["id"]: m for m in world.http.get("/v1/models").json()["data"]}
+    assert models[CLOUD_MODEL]["owned_by"] == "fakecloud" and models[CLOUD_MODEL]["external"] is True
+    assert models[CLOUD_MODEL]["max_label"] == "public"
+    assert models["fake-model"]["owned_by"] == "inhouse"
+
+
+def test_mixed_workload(world: World) -> None:
+    cloud = world.cloud
+    start_calls = cloud.calls
+    finance_canaries, finance_text = canaries()
+
+    # 1. Nothing sensitive: goes out as is.
+    r = chat(world, "What is the boiling point of water at sea level?")
+    assert r.status_code == 200, r.text
+    assert r.headers["x-inhouse-destination"] == "fakecloud" and r.json()["inhouse"]["egress"] == "sent"
+    assert r.json()["choices"][0]["message"]["content"] == "Noted: nothing."
+    assert cloud.calls == start_calls + 1
+    assert b"boiling point" in cloud.all_bytes()
+    assert f"Bearer {CLOUD_KEY}".encode() in cloud.all_bytes()
+
+    # 2. PII: goes out redacted; the answer comes back with the values restored.
+    r = chat(world, PII_PROMPT)
+    assert r.status_code == 200, r.text
+    ext = r.json()["inhouse"]
+    assert ext["egress"] == "sent_redacted" and ext["destination"] == "fakecloud" and ext["label"] == "internal"
+    assert ext["redactions"] == {"BANK_CARD": 1, "CN_ID": 1, "EMAIL": 1, "IP": 1, "PERSON": 2, "PHONE": 1,
+                                 "SECRET": 1}
+    answer = r.json()["choices"][0]["message"]["content"]
+    assert answer == ("Noted: Alice Wang alice.wang@qinglan.com.cn 13812345678 " + ID_NUMBER + " " + CARD
+                      + " 10.20.30.40 sk-live-Zx8Kq2Lm9Np4Rt7Vw1Yb3Cd6.")
+    assert cloud.calls == start_calls + 2
+
+    # 3. The same through the openai client, streamed: placeholders split across chunks are restored.
+    stream = world.client.chat.completions.create(
+        model=CLOUD_MODEL, messages=[{"role": "user", "content": PII_PROMPT}], stream=True)
+    streamed = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert streamed == answer
+    assert cloud.calls == start_calls + 3
+
+    # 4. Confidential content never goes out: declared, detected by a marker, or attached without a label.
+    kept = [
+        chat(world, finance_text, metadata={"label": "confidential"}),
+        chat(world, "Summarise this:\n" + finance_text),  # no declared label: the CONFIDENTIAL marker
+        chat(world, "Summarise the attached document.",
+             inhouse={"documents": [{"name": "salary-bands-2027.md"}]}),  # a document without a label
+        chat(world, "Reference code " + finance_canaries[0], inhouse={"label": "restricted"}),
+    ]
+    for r in kept:
+        assert r.status_code == 200, r.text
+        assert r.headers["x-inhouse-destination"] == "local" and r.json()["inhouse"]["egress"] == "kept_local"
+        assert r.json()["choices"][0]["message"]["content"] == DEFAULT_REPLY  # the local (fake) model
+    r = chat(world, finance_text, model=STRICT_MODEL, metadata={"label": "confidential"})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "egress_refused"
+    assert "confidential" in r.json()["error"]["message"]
+    streamed_local = world.client.chat.completions.create(
+        model=CLOUD_MODEL, messages=[{"role": "user", "content": finance_text}], stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in streamed_local if c.choices) == DEFAULT_REPLY
+    assert cloud.calls == start_calls + 3
+
+    # What the provider received, byte for byte: no raw PII value, no canary.
+    received = cloud.all_bytes().decode("utf-8", errors="replace")
+    received_json_unescaped = json.dumps(received, ensure_ascii=False)
+    for value in PII_VALUES:
+        assert value not in received and value not in received_json_unescaped, value
+    for canary in finance_canaries:
+        assert canary not in received, canary
+    assert "<EMAIL_1>" in received and "<CN_ID_1>" in received
+
+
+def test_fault_injection_makes_no_external_call(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    cloud = world.cloud
+    before = cloud.calls
+
+    # The redactor raises (in the scan and in the redaction): refused, as governance.on_policy_failure says.
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("presidio is broken")
+
+    redactor = world.server.services.egress.redactor
+    with monkeypatch.context() as mp:
+        mp.setattr(redactor, "scan", boom)
+        r = chat(world, "Hello there")
+        assert r.status_code == 403 and r.json()["error"]["code"] == "egress_refused"
+        assert "nothing was sent" in r.json()["error"]["message"]
+    with monkeypatch.context() as mp:
+        mp.setattr(redactor, "redact_messages", boom)
+        assert chat(world, PII_PROMPT).status_code == 403
+
+    # A label is missing on an attached document: confidential, kept local.
+    r = chat(world, "hi", inhouse={"documents": [{"name": "x.md", "label": None}]})
+    assert r.status_code == 200 and r.json()["inhouse"]["egress"] == "kept_local"
+
+    # The policy file is corrupt: nothing goes out, for any non-local model name.
+    good = world.policy.read_text()
+    try:
+        world.policy.write_text(good + "\n[[providers]\nname = ")
+        t = time.time() + 5
+        os.utime(world.policy, (t, t))
+        for model in (CLOUD_MODEL, STRICT_MODEL):
+            r = chat(world, "What is the boiling point of water?", model=model)
+            assert r.status_code == 403 and r.json()["error"]["code"] == "egress_refused", r.text
+            assert "policy" in r.json()["error"]["message"]
+        ids = [m["id"] for m in world.http.get("/v1/models").json()["data"]]
+        assert CLOUD_MODEL not in ids
+        # Local models keep working while the policy is broken.
+        assert chat(world, "hi", model="fake-model").status_code == 200
+    finally:
+        world.policy.write_text(good)
+        t = time.time() + 10
+        os.utime(world.policy, (t, t))
+    assert cloud.calls == before
+    # And once repaired, egress resumes.
+    assert chat(world, "What is the boiling point of water?").json()["inhouse"]["egress"] == "sent"
+    assert cloud.calls == before + 1

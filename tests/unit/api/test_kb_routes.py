@@ -1,0 +1,153 @@
+"""The knowledge routes in-process: collections CRUD, upload, list, get, download, relabel, delete, search,
+embeddings, and the chat extension (citations, "not covered")."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from inhouse.api.app import build_app
+from inhouse.api.auth import ACTIONS, route_actions
+from inhouse.config import KbSettings
+from inhouse.kb.answer import NOT_COVERED
+from inhouse.kb.index.sqlite import SqliteIndexStore
+from inhouse.kb.service import KnowledgeBase
+from inhouse.testing.fake_embedder import FakeEmbedder
+
+LEAVE = b"# Leave policy\n\nEmployees with 3 years of service get 18 days of annual leave.\n"
+
+
+@pytest.fixture
+def kb_services(make_services: Any) -> Iterator[Any]:
+    s = make_services()
+    store = SqliteIndexStore(s.settings.data_dir / "kb.db", dim=384)
+    s.kb = KnowledgeBase(store, FakeEmbedder(), chat=s.chat, settings=KbSettings(embedder="fake", min_similarity=0.3))
+    yield s
+    s.kb.close()
+
+
+@pytest.fixture
+def admin(kb_services: Any) -> Iterator[TestClient]:
+    with TestClient(build_app(kb_services), headers={"Authorization": f"Bearer {kb_services.admin_key}"}) as c:
+        yield c
+
+
+def member_headers(s: Any) -> dict[str, str]:
+    return {"Authorization": f"Bearer {s.member_key}"}
+
+
+def test_every_kb_route_declares_a_known_action(kb_services: Any) -> None:
+    table = route_actions(build_app(kb_services))
+    kb_routes = {k: v for k, v in table.items() if k[1].startswith(("/v1/collections", "/v1/search", "/v1/emb"))}
+    assert len(kb_routes) == 13
+    for (method, path), actions in kb_routes.items():
+        assert len(actions) == 1 and actions[0] in ACTIONS, (method, path)
+    assert table[("POST", "/v1/collections")] == ["kb:manage"]
+    assert table[("POST", "/v1/collections/{collection_id}/documents")] == ["kb:write"]
+
+
+def test_collection_and_document_lifecycle(admin: TestClient, kb_services: Any) -> None:
+    r = admin.post("/v1/collections", json={"name": "hr", "access": {"groups": ["hr"]}})
+    assert r.status_code == 201, r.text
+    col = r.json()
+    assert col["access"] == {"groups": ["hr"], "keys": []}
+    assert admin.post("/v1/collections", json={"name": "hr"}).status_code == 409
+    up = admin.post(f"/v1/collections/{col['id']}/documents", files={"file": ("leave.md", LEAVE, "text/markdown")},
+                    data={"label": "internal"})
+    assert up.status_code == 201, up.text
+    doc = up.json()
+    assert doc["status"] == "added" and doc["label"] == "internal" and doc["chunk_count"] >= 1
+    again = admin.post(f"/v1/collections/{col['id']}/documents", files={"file": ("leave.md", LEAVE)})
+    assert again.status_code == 200 and again.json()["status"] == "unchanged"
+    base = f"/v1/collections/{col['id']}/documents"
+    assert [d["id"] for d in admin.get(base).json()["data"]] == [doc["id"]]
+    assert admin.get(f"{base}/{doc['id']}").json()["title"]
+    dl = admin.get(f"{base}/{doc['id']}/content")
+    assert dl.content == LEAVE and "attachment" in dl.headers["content-disposition"]
+    rel = admin.patch(f"{base}/{doc['id']}", json={"label": "public", "access": {"groups": ["leads"]}})
+    assert rel.json()["label"] == "public" and rel.json()["access"]["groups"] == ["leads"]
+    hits = admin.post("/v1/search", json={"query": "annual leave days", "collections": ["hr"]}).json()["data"]
+    assert hits and hits[0]["document_id"] == doc["id"] and "18 days" in hits[0]["text"]
+    assert admin.delete(f"{base}/{doc['id']}").json()["deleted"] is True
+    assert admin.get(f"{base}/{doc['id']}").status_code == 404
+    assert admin.post("/v1/search", json={"query": "annual leave days"}).json()["data"] == []
+    assert admin.delete(f"/v1/collections/{col['id']}").status_code == 200
+    assert admin.get("/v1/collections").json()["data"] == []
+
+
+def test_rejected_upload_is_a_400_and_the_server_keeps_serving(admin: TestClient) -> None:
+    cid = admin.post("/v1/collections", json={"name": "hr"}).json()["id"]
+    for name, data in (("empty.txt", b""), ("x.pdf", b""), ("bomb.docx", b"PK\x03\x04garbage"),
+                       ("../../../etc/passwd", b"\x7fELF\x01\x01")):
+        r = admin.post(f"/v1/collections/{cid}/documents", files={"file": (name, data)})
+        assert r.status_code == 400, (name, r.text)
+        assert r.json()["error"]["code"] == "document_rejected"
+    assert admin.get("/v1/collections").status_code == 200
+
+
+def test_members_need_access_and_cannot_manage(admin: TestClient, kb_services: Any) -> None:
+    cid = admin.post("/v1/collections", json={"name": "finance", "access": {"groups": ["finance"]}}).json()["id"]
+    doc = admin.post(f"/v1/collections/{cid}/documents", files={"file": ("r.md", b"# R\n\nrevenue 412.6\n")}).json()
+    with TestClient(build_app(kb_services), headers=member_headers(kb_services)) as m:
+        assert m.get("/v1/collections").json()["data"] == []
+        assert m.post("/v1/collections", json={"name": "mine"}).status_code == 403
+        for url in (f"/v1/collections/{cid}", f"/v1/collections/{cid}/documents",
+                    f"/v1/collections/{cid}/documents/{doc['id']}/content"):
+            assert m.get(url).status_code == 404, url
+        assert m.post(f"/v1/collections/{cid}/documents", files={"file": ("x.md", b"# x\n\ny\n")}).status_code == 404
+        assert m.post("/v1/search", json={"query": "revenue"}).json()["data"] == []
+    # Granting the member's key access opens it on the next request.
+    member_id = kb_services.keys.authenticate(kb_services.member_key).key_id
+    admin.patch(f"/v1/collections/{cid}", json={"access": {"groups": ["finance"], "keys": [member_id]}})
+    with TestClient(build_app(kb_services), headers=member_headers(kb_services)) as m:
+        assert "412.6" in m.post("/v1/search", json={"query": "revenue"}).text
+        assert m.get(f"/v1/collections/{cid}/documents/{doc['id']}/content").status_code == 200
+        # Members may relabel but not change a document's access list.
+        url = f"/v1/collections/{cid}/documents/{doc['id']}"
+        assert m.patch(url, json={"access": {"groups": ["x"]}}).status_code == 403
+
+
+def test_embeddings_openai_shape(admin: TestClient) -> None:
+    r = admin.post("/v1/embeddings", json={"model": "e5", "input": ["hello", "world"]})
+    body = r.json()
+    assert r.status_code == 200 and body["object"] == "list" and len(body["data"]) == 2
+    assert len(body["data"][0]["embedding"]) == 384 and body["usage"]["prompt_tokens"] > 0
+    b64 = admin.post("/v1/embeddings", json={"input": "hello", "encoding_format": "base64"}).json()
+    vec = np.frombuffer(base64.b64decode(b64["data"][0]["embedding"]), dtype="<f4")
+    assert vec.shape == (384,) and abs(float(np.linalg.norm(vec)) - 1) < 1e-4
+    assert admin.post("/v1/embeddings", json={"input": []}).status_code == 400
+
+
+def test_chat_with_knowledge_cites_and_says_not_covered(admin: TestClient, kb_services: Any) -> None:
+    cid = admin.post("/v1/collections", json={"name": "hr"}).json()["id"]
+    admin.post(f"/v1/collections/{cid}/documents", files={"file": ("leave.md", LEAVE)})
+    body = {"model": "fake-model", "messages": [{"role": "user", "content": "How many annual leave days after "
+                                                                           "3 years of service?"}],
+            "knowledge": {"collections": ["hr"]}}
+    r = admin.post("/v1/chat/completions", json=body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert "citations" in out and isinstance(out["citations"], list)
+    far = {**body, "messages": [{"role": "user", "content": "zzz qqq xxx"}]}
+    nc = admin.post("/v1/chat/completions", json=far).json()
+    assert nc["choices"][0]["message"]["content"] == NOT_COVERED and nc["citations"] == []
+    stream = admin.post("/v1/chat/completions", json={**far, "stream": True})
+    events = [json.loads(line[6:]) for line in stream.text.splitlines() if line.startswith("data: {")]
+    assert events[0]["choices"][0]["delta"]["content"] == NOT_COVERED and stream.text.endswith("data: [DONE]\n\n")
+    s2 = admin.post("/v1/chat/completions", json={**body, "stream": True})
+    last = [json.loads(line[6:]) for line in s2.text.splitlines() if line.startswith("data: {")][-1]
+    assert "citations" in last
+
+
+def test_upload_limit_is_larger_than_the_body_limit_only_for_uploads(admin: TestClient, kb_services: Any) -> None:
+    cid = admin.post("/v1/collections", json={"name": "big"}).json()["id"]
+    text = b"# Big\n\n" + (b"x" * 99 + b"\n") * 11_000  # 1.1 MB > server.max_body_bytes (1 MB)
+    assert admin.post(f"/v1/collections/{cid}/documents", files={"file": ("big.md", text)}).status_code == 201
+    assert admin.post("/v1/search", content=b"{" + b" " * 1_100_000 + b"}",
+                      headers={"content-type": "application/json"}).status_code == 413

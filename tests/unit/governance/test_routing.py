@@ -1,0 +1,204 @@
+"""EgressRouter: the effective label, the decision, redaction, audit, and failing closed."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from inhouse.errors import InvalidRequest, PermissionDenied, Unavailable
+from inhouse.governance.events import MemoryAuditSink
+from inhouse.governance.pii import RedactionSession, Redactor
+from inhouse.governance.policy import PolicyStore
+from inhouse.governance.routing import EGRESS_DECISION, EgressRouter, LabelSource
+from inhouse.testing.network_guard import deny_external_connections
+from inhouse.types import Actor
+
+LOCAL = "local-model"
+ACTOR = Actor(key_id="key_1", name="tester", user_id="usr_1")
+
+
+def policy_text(on_refusal: str = "local", after: str = "internal") -> str:
+    return f"""
+[defaults]
+conversation_label = "public"
+pii_label = "internal"
+
+[[markers]]
+pattern = "(?i)\\\\bconfidential\\\\b"
+label = "confidential"
+
+[[providers]]
+name = "cloud"
+base_url = "http://127.0.0.1:9/v1"
+api_key_env = "CLOUD_KEY"
+models = ["cloud-model"]
+max_label = "public"
+max_label_after_redaction = "{after}"
+on_refusal = "{on_refusal}"
+"""
+
+
+class ExplodingRedactor(Redactor):
+    def __init__(self, where: str, inner: Redactor) -> None:
+        super().__init__()
+        self.where = where
+        self.inner = inner
+
+    def scan(self, texts: Any) -> dict[str, int]:
+        if self.where == "scan":
+            raise RuntimeError("presidio broke")
+        return self.inner.scan(texts)
+
+    def redact_messages(self, messages: Any, session: RedactionSession) -> list[dict[str, Any]]:
+        raise RuntimeError("anonymizer broke")
+
+
+@pytest.fixture(scope="module")
+def redactor() -> Iterator[Redactor]:
+    with deny_external_connections() as attempts:
+        r = Redactor(names=["Alice Wang"])
+        r.warm_up()
+        yield r
+    assert attempts == []
+
+
+@pytest.fixture
+def policy_file(tmp_path: Path) -> Path:
+    path = tmp_path / "policy.toml"
+    path.write_text(policy_text())
+    return path
+
+
+def make_router(policy_file: Path, redactor: Redactor, *, audit: MemoryAuditSink | None = None,
+                on_failure: str = "refuse", sources: tuple[LabelSource, ...] = ()) -> EgressRouter:
+    return EgressRouter(PolicyStore(policy_file), redactor, audit or MemoryAuditSink(),
+                        is_local=lambda name: name == LOCAL, local_model=lambda: LOCAL, on_failure=on_failure,
+                        label_sources=sources)
+
+
+def body(text: str, **extra: Any) -> dict[str, Any]:
+    return {"model": "cloud-model", "messages": [{"role": "user", "content": text}], **extra}
+
+
+def test_local_models_and_unknown_names_are_not_routed(policy_file: Path, redactor: Redactor) -> None:
+    router = make_router(policy_file, redactor)
+    assert router.route({"model": LOCAL, "messages": []}, ACTOR) is None
+    assert router.route(body("hi", model="nobody-serves-this"), ACTOR) is None
+    assert [m["id"] for m in router.external_models()] == ["cloud-model"]
+
+
+@pytest.mark.parametrize(("text", "extra", "labels", "egress", "label"), [
+    ("What is 2+2?", {}, (), "sent", "public"),
+    ("Mail alice@example.com the answer", {}, (), "sent_redacted", "internal"),
+    ("hi", {"metadata": {"label": "internal"}}, (), "sent_redacted", "internal"),
+    ("hi", {"metadata": {"label": "confidential"}}, (), "kept_local", "confidential"),
+    ("hi", {"inhouse": {"label": "restricted"}}, (), "kept_local", "restricted"),
+    ("hi", {"inhouse": {"documents": [{"name": "a.md", "label": "public"}]}}, (), "sent", "public"),
+    ("hi", {"inhouse": {"documents": [{"name": "a.md"}]}}, (), "kept_local", "confidential"),  # missing label
+    ("hi", {}, ("public", "internal"), "sent_redacted", "internal"),
+    ("hi", {}, (None,), "kept_local", "confidential"),  # a retrieved chunk without a label
+    ("Q3 results: DRAFT, CONFIDENTIAL", {}, (), "kept_local", "confidential"),  # content marker
+])
+def test_effective_label_and_decision(policy_file: Path, redactor: Redactor, text: str, extra: dict[str, Any],
+                                      labels: tuple[Any, ...], egress: str, label: str) -> None:
+    audit = MemoryAuditSink()
+    routed = make_router(policy_file, redactor, audit=audit).route(body(text, **extra), ACTOR,
+                                                                   extra_labels=labels)
+    assert routed is not None
+    assert routed.decision.egress == egress and routed.decision.label is not None
+    assert routed.decision.label.value == label
+    [event] = audit.events
+    assert event.action == EGRESS_DECISION and event.actor_key_id == "key_1" and event.resource == "cloud-model"
+    assert event.details["egress"] == egress and event.details["label"] == label
+    assert event.outcome == ("success" if routed.goes_out else "denied")
+    if egress == "kept_local":
+        assert routed.body["model"] == LOCAL and routed.body["messages"][0]["content"] == text
+    else:
+        assert set(routed.body) == {"model", "messages"}  # our extensions and metadata stay here
+
+
+def test_redacted_body_and_audit_hold_no_values(policy_file: Path, redactor: Redactor) -> None:
+    audit = MemoryAuditSink()
+    request = body("Alice Wang (alice@example.com, 13812345678) asks", user="alice", metadata={"k": "v"})
+    routed = make_router(policy_file, redactor, audit=audit).route(request, ACTOR)
+    assert routed is not None and routed.decision.egress == "sent_redacted"
+    sent = repr(routed.body)
+    for value in ("Alice Wang", "alice@example.com", "13812345678"):
+        assert value not in sent and value not in repr(audit.events)
+    assert "user" not in routed.body and "metadata" not in routed.body
+    assert routed.extension()["redactions"] == {"EMAIL": 1, "PERSON": 1, "PHONE": 1}
+    assert routed.session.restore("<PERSON_1>") == "Alice Wang"
+    assert request["messages"][0]["content"].startswith("Alice Wang")  # the caller's body is not mutated
+
+
+def test_refusal_raises_permission_denied(tmp_path: Path, redactor: Redactor) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text(policy_text(on_refusal="refuse"))
+    audit = MemoryAuditSink()
+    with pytest.raises(PermissionDenied) as info:
+        make_router(path, redactor, audit=audit).route(body("hi", metadata={"label": "confidential"}), ACTOR)
+    assert info.value.code == "egress_refused" and "confidential" in info.value.message
+    assert [e.details["egress"] for e in audit.events] == ["refused"]
+
+
+def test_unknown_label_is_a_bad_request(policy_file: Path, redactor: Redactor) -> None:
+    with pytest.raises(InvalidRequest):
+        make_router(policy_file, redactor).route(body("hi", metadata={"label": "top-secret"}), ACTOR)
+
+
+def _failing_source(_: Mapping[str, Any]) -> list[object]:
+    raise RuntimeError("labeller down")
+
+
+@pytest.mark.parametrize("fault", ["scan", "redact", "labeller", "corrupt policy", "unreadable policy"])
+@pytest.mark.parametrize("on_failure", ["refuse", "local"])
+def test_faults_fail_closed(policy_file: Path, redactor: Redactor, fault: str, on_failure: str) -> None:
+    r: Redactor = redactor
+    sources: tuple[LabelSource, ...] = ()
+    if fault in ("scan", "redact"):
+        r = ExplodingRedactor(fault, redactor)
+    if fault == "labeller":
+        sources = (_failing_source,)
+    if fault == "corrupt policy":
+        policy_file.write_text("[[providers]\nname = ")
+    if fault == "unreadable policy":
+        policy_file.unlink()
+        policy_file.mkdir()
+    audit = MemoryAuditSink()
+    router = make_router(policy_file, r, audit=audit, on_failure=on_failure, sources=sources)
+    # The PII in the message makes the redaction path run (sent_redacted would be the normal outcome).
+    request = body("mail alice@example.com")
+    if on_failure == "refuse":
+        with pytest.raises(PermissionDenied) as info:
+            router.route(request, ACTOR)
+        assert info.value.code == "egress_refused" and "nothing was sent" in info.value.message
+    else:
+        routed = router.route(request, ACTOR)
+        assert routed is not None and not routed.goes_out and routed.decision.egress == "kept_local"
+        assert routed.body["model"] == LOCAL
+    [event] = audit.events
+    assert event.outcome == "denied" and "nothing was sent" in event.details["reason"]
+
+
+def test_audit_failure_stops_the_request(policy_file: Path, redactor: Redactor) -> None:
+    audit = MemoryAuditSink()
+    audit.fail_with = OSError("disk full")
+    with pytest.raises(Unavailable) as info:
+        make_router(policy_file, redactor, audit=audit).route(body("What is 2+2?"), ACTOR)
+    assert info.value.code == "audit_unavailable"
+
+
+def test_policy_edits_apply_to_the_next_request(policy_file: Path, redactor: Redactor) -> None:
+    router = make_router(policy_file, redactor)
+    routed = router.route(body("hi", metadata={"label": "internal"}), ACTOR)
+    assert routed is not None and routed.decision.egress == "sent_redacted"
+    policy_file.write_text(policy_text(after="public"))
+    t = time.time() + 5
+    os.utime(policy_file, (t, t))
+    routed = router.route(body("hi", metadata={"label": "internal"}), ACTOR)
+    assert routed is not None and routed.decision.egress == "kept_local"

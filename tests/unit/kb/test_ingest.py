@@ -1,0 +1,214 @@
+"""Ingestion with the FakeEmbedder: idempotency, replacement, deletion, per-file errors, batching, progress,
+and crash safety (a subprocess killed mid-ingest, then re-run)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from inhouse.governance.labels import Label
+from inhouse.kb.access import Acl
+from inhouse.kb.index.sqlite import SqliteIndexStore
+from inhouse.kb.ingest import Ingestor, IngestProgress
+from inhouse.testing.fake_embedder import FakeEmbedder
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteIndexStore]:
+    s = SqliteIndexStore(tmp_path / "kb.db", dim=384)
+    yield s
+    s.close()
+
+
+def write(root: Path, name: str, text: str) -> Path:
+    p = root / name
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def test_same_bytes_twice_change_nothing(store: SqliteIndexStore, tmp_path: Path) -> None:
+    col = store.create_collection("hr", acl=Acl(groups=frozenset({"hr"})))
+    docs = tmp_path / "docs"
+    write(docs, "leave.md", "# Leave\n\nEmployees get 18 days of annual leave.\n")
+    write(docs, "sub/travel.md", "# Travel\n\nHotel limit in Shanghai is 1,200 CNY per night.\n")
+    emb = FakeEmbedder()
+    ing = Ingestor(store, emb)
+    first = ing.ingest_paths(col.id, [docs])
+    assert first.count("added") == 2 and first.chunks >= 2 and not first.errors
+    assert {o.source_path for o in first.outcomes} == {"docs/leave.md", "docs/sub/travel.md"}
+    before, embedded = store.counts(), emb.passages_embedded
+    second = ing.ingest_paths(col.id, [docs])
+    assert second.count("unchanged") == 2 and second.chunks == 0
+    assert store.counts() == before and emb.passages_embedded == embedded  # not even re-embedded
+
+
+def test_changed_bytes_replace_in_place(store: SqliteIndexStore, tmp_path: Path) -> None:
+    col = store.create_collection("hr", acl=Acl())
+    f = write(tmp_path, "leave.md", "# Leave\n\nEmployees get 18 days.\n")
+    ing = Ingestor(store, FakeEmbedder())
+    doc_id = ing.ingest_paths(col.id, [f]).outcomes[0].document_id
+    write(tmp_path, "leave.md", "# Leave\n\nEmployees get 20 days.\n")
+    out = ing.ingest_paths(col.id, [f]).outcomes[0]
+    assert out.status == "replaced" and out.document_id == doc_id
+    doc = store.get_document(doc_id)
+    assert doc.version == 2 and store.counts()["documents"] == 1
+    assert all("20 days" in c.content for c in store.document_chunks(doc_id) if "days" in c.content)
+    assert b"20 days" in store.document_data(doc_id)
+
+
+def test_replacement_is_atomic_for_readers(store: SqliteIndexStore, tmp_path: Path) -> None:
+    """While one thread replaces a document over and over, readers always see exactly one version."""
+    col = store.create_collection("hr", acl=Acl())
+    ing = Ingestor(store, FakeEmbedder())
+    text = lambda v: "# Policy\n\n" + "\n\n".join(f"Paragraph {i} of version {v}." for i in range(6))  # noqa: E731
+    doc_id = ing.ingest_bytes(col.id, text(0).encode(), "p.md").document_id
+    assert doc_id
+    stop = threading.Event()
+    bad: list[str] = []
+
+    def reader() -> None:
+        while not stop.is_set():
+            chunks = store.document_chunks(doc_id)
+            versions = {w for c in chunks for w in c.content.split() if w.startswith("v")}
+            joined = " ".join(c.content for c in chunks)
+            found = {v for v in range(20) if f"version {v}." in joined}
+            if len(found) != 1:
+                bad.append(f"{found} {versions}")
+
+    t = threading.Thread(target=reader)
+    t.start()
+    for v in range(1, 15):
+        assert ing.ingest_bytes(col.id, text(v).encode(), "p.md").status == "replaced"
+    stop.set()
+    t.join()
+    assert not bad, bad[:3]
+
+
+def test_per_file_errors_are_reported_and_skipped(store: SqliteIndexStore, tmp_path: Path) -> None:
+    col = store.create_collection("hr", acl=Acl())
+    d = tmp_path / "mix"
+    write(d, "good.md", "# Good\n\nSome text.\n")
+    (d / "empty.txt").write_bytes(b"")
+    (d / "zero.pdf").write_bytes(b"")
+    (d / "broken.pdf").write_bytes(b"%PDF-1.4 this is not a pdf")
+    (d / "bad.bin").write_bytes(b"\x7fELF\x00\x00binary")
+    (d / "latin.txt").write_bytes(b"caf\xe9 cr\xe8me \xff\xfe invalid utf-8 but text")
+    report = Ingestor(store, FakeEmbedder()).ingest_paths(col.id, [d])
+    status = {o.source_path.split("/")[-1]: o.status for o in report.outcomes}
+    assert status["good.md"] == "added"
+    assert status["empty.txt"] == status["zero.pdf"] == status["broken.pdf"] == status["bad.bin"] == "error"
+    assert all(o.error for o in report.errors)
+    c = store.counts()
+    assert c["documents"] == sum(1 for s in status.values() if s == "added")
+
+
+def test_too_big_file_is_rejected_before_parsing(store: SqliteIndexStore) -> None:
+    col = store.create_collection("hr", acl=Acl())
+    out = Ingestor(store, FakeEmbedder(), max_file_mb=0.001).ingest_bytes(col.id, b"x " * 2000, "big.txt")
+    assert out.status == "error" and "larger than" in (out.error or "")
+
+
+def test_path_traversal_filename_is_only_metadata(store: SqliteIndexStore, tmp_path: Path) -> None:
+    col = store.create_collection("hr", acl=Acl())
+    before = set(tmp_path.parent.iterdir())
+    out = Ingestor(store, FakeEmbedder()).ingest_bytes(col.id, b"# Hi\n\nhello\n", "../../etc/passwd.md")
+    assert out.status == "added"
+    doc = store.get_document(out.document_id or "")
+    assert "/" not in doc.filename and ".." not in doc.filename
+    assert set(tmp_path.parent.iterdir()) == before
+
+
+def test_embedding_is_batched_across_files_and_progress_reports(store: SqliteIndexStore, tmp_path: Path) -> None:
+    col = store.create_collection("hr", acl=Acl())
+    d = tmp_path / "many"
+    for i in range(12):
+        write(d, f"f{i:02}.md", f"# File {i}\n\nLine about topic {i}.\n")
+    emb = FakeEmbedder()
+    seen: list[IngestProgress] = []
+    report = Ingestor(store, emb, embed_batch=8).ingest_paths(col.id, [d], progress=seen.append)
+    assert report.count("added") == 12
+    assert emb.calls <= 3  # 12+ chunks in batches of 8, not one call per file
+    assert seen[-1].files_done == 12 and seen[-1].files_total == 12 and seen[-1].chunks_done == report.chunks
+    assert [p.files_done for p in seen] == sorted(p.files_done for p in seen)
+
+
+def test_labels_and_acl_are_stored(store: SqliteIndexStore) -> None:
+    col = store.create_collection("hr", acl=Acl())
+    ing = Ingestor(store, FakeEmbedder())
+    a = ing.ingest_bytes(col.id, b"# A\n\nalpha\n", "a.md")
+    b = ing.ingest_bytes(col.id, b"# B\n\nbeta\n", "b.md", label="public", acl=Acl(groups=frozenset({"x"})))
+    assert store.get_document(a.document_id or "").label is Label.CONFIDENTIAL  # missing label
+    rec = store.get_document(b.document_id or "")
+    assert rec.label is Label.PUBLIC and rec.acl == Acl(groups=frozenset({"x"}))
+
+
+CRASH_SCRIPT = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from inhouse.kb.access import Acl
+    from inhouse.kb.index.sqlite import SqliteIndexStore
+    from inhouse.kb.ingest import Ingestor
+    from inhouse.testing.fake_embedder import FakeEmbedder
+
+    class SlowEmbedder(FakeEmbedder):
+        def embed_passages(self, texts):
+            time.sleep(0.05)
+            return super().embed_passages(texts)
+
+    store = SqliteIndexStore(sys.argv[1], dim=384)
+    try:
+        col = store.get_collection("hr")
+    except Exception:
+        col = store.create_collection("hr", acl=Acl())
+    def progress(p):
+        print(p.files_done, flush=True)
+    Ingestor(store, SlowEmbedder(), embed_batch=4).ingest_paths(col.id, [sys.argv[2]], progress=progress)
+    print("done", flush=True)
+""")
+
+
+def test_killed_ingestion_restarts_without_duplicates_or_orphans(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    for i in range(40):
+        write(docs, f"f{i:02}.md", f"# File {i}\n\n" + "\n\n".join(f"Fact {j} of file {i}." for j in range(6)))
+    script = tmp_path / "ingest.py"
+    script.write_text(CRASH_SCRIPT)
+    db = tmp_path / "kb.db"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3] / "src")}
+    proc = subprocess.Popen([sys.executable, str(script), str(db), str(docs)], stdout=subprocess.PIPE, text=True,
+                            env=env)
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # kill it once some, but not all, files are in
+        line = proc.stdout.readline()
+        if line.strip().isdigit() and 3 <= int(line) < 30:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    s = SqliteIndexStore(db, dim=384)
+    try:
+        partial = s.counts()["documents"]
+        assert 0 < partial < 40
+    finally:
+        s.close()
+    done = subprocess.run([sys.executable, str(script), str(db), str(docs)], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 0 and "done" in done.stdout, done.stderr[-2000:]
+    s = SqliteIndexStore(db, dim=384)
+    try:
+        c = s.counts()
+        assert c["documents"] == 40 and c["duplicate_documents"] == 0
+        assert all(v == 0 for k, v in c.items() if k.startswith("orphan") or "without" in k), c
+        assert c["chunks"] == c["vectors"] == c["fts_rows"]
+    finally:
+        s.close()

@@ -1,0 +1,226 @@
+"""Every supported format round-trips through parse_file: structure, pages, metadata, Chinese intact."""
+
+from __future__ import annotations
+
+import codecs
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from docfactory import make_docx, make_pdf, make_pptx, make_xlsx
+
+from inhouse.errors import DocumentRejected
+from inhouse.kb.parse import ParseLimits, detect_format, parse_file
+
+DATA = Path(__file__).parent / "data"
+
+
+def kinds(doc) -> list[str]:  # type: ignore[no-untyped-def]
+    return [b.kind for b in doc.blocks]
+
+
+def test_pdf_headings_by_font_size_pages_and_metadata() -> None:
+    pdf = make_pdf(
+        [[(18, "Guide"), (11, "Intro text here."), (14, "Part one"), (11, "Body line one.")],
+         [(11, "Second page text.")]],
+        info_title="guide.md",
+    )
+    doc = parse_file(pdf, "guide.pdf")
+    assert doc.title == "Guide"  # the Info title looks like a file name, so the first heading wins
+    assert doc.mime == "application/pdf" and doc.page_count == 2
+    assert doc.metadata == {"author": "Jane Doe", "date": "2026-01-02T03:04:05+00:00"}
+    assert [(b.kind, b.level, b.page) for b in doc.blocks] == [
+        ("heading", 1, 1), ("paragraph", 0, 1), ("heading", 2, 1), ("paragraph", 0, 1), ("paragraph", 0, 2)]
+    assert doc.blocks[-1].section == ("Guide", "Part one")
+
+
+def test_chinese_pdf_text_intact_and_lines_joined() -> None:
+    doc = parse_file(DATA / "zh-handbook.pdf")
+    assert doc.language == "zh" and doc.filename == "zh-handbook.pdf"
+    assert "每位员工每年享有 3000 元的外部培训预算。" in doc.text
+    # a sentence wrapped over two lines is re-joined without a space between Han characters
+    assert "工作日加班按 1.5 倍工资计算,休息日加班优先安排调休" in doc.text
+    assert [b.text for b in doc.blocks if b.kind == "heading"][1:3] == ["一、工作时间", "二、加班"]
+    assert {b.page for b in doc.blocks} == {1}
+
+
+def test_docx_headings_tables_lists_metadata() -> None:
+    doc = parse_file(make_docx(), "rules.docx")
+    assert doc.title == "Travel Rules" and doc.metadata["author"] == "Li Wei"
+    assert kinds(doc) == ["heading", "paragraph", "heading", "table", "heading", "list", "heading", "paragraph"]
+    table = next(b for b in doc.blocks if b.kind == "table")
+    assert table.text == "City | Limit\nShanghai | 1200 CNY\nOther | 500 CNY"
+    assert table.section == ("Travel Rules", "Hotels")
+    assert doc.blocks[-1].text == "员工出差须提前三天申请。" and doc.language == "mixed"
+
+
+def test_pptx_slide_is_page_with_title_bullets_table_notes() -> None:
+    doc = parse_file(make_pptx(), "review.pptx")
+    assert doc.title == "Q3 Review" and doc.page_count == 2
+    assert [(b.kind, b.page) for b in doc.blocks] == [
+        ("heading", 1), ("list", 1), ("paragraph", 1), ("heading", 2), ("table", 2)]
+    assert doc.blocks[1].text == "- Revenue grew 12%\n- Margin stable"
+    assert doc.blocks[2].text == "Notes: Mention the new plant."
+    assert doc.blocks[4].section == ("Regions",)
+
+
+def test_xlsx_sheets_become_tables_with_bounded_rows() -> None:
+    doc = parse_file(make_xlsx(), "prices.xlsx")
+    assert [(b.kind, b.text.split("\n")[0], b.page) for b in doc.blocks] == [
+        ("heading", "Prices", 1), ("table", "Item | Price", 1), ("heading", "人员", 2), ("table", "姓名 | 部门", 2)]
+    assert "item-2 | 12" in doc.blocks[1].text and "张三 | 财务部" in doc.text
+    assert "author" not in doc.metadata  # "openpyxl" is a placeholder, not an author
+    small = parse_file(make_xlsx(rows=10), "prices.xlsx", limits=ParseLimits(max_table_rows=4))
+    assert small.blocks[1].text.count("\n") == 3 and "Prices" in small.metadata["truncated"]
+
+
+def test_csv_gbk_semicolons_and_tsv() -> None:
+    data = "姓名;部门;电话\n张三;财务部;7001\n李四;人事部;7002\n".encode("gbk")
+    doc = parse_file(data, "staff.csv")
+    assert doc.blocks[0].text == "姓名 | 部门 | 电话\n张三 | 财务部 | 7001\n李四 | 人事部 | 7002"
+    assert doc.metadata["encoding"] == "gb18030" and doc.language == "zh"
+    tsv = parse_file(b"a\tb\n1\t2\n", "x.tsv")
+    assert tsv.blocks[0].text == "a | b\n1 | 2"
+
+
+HTML = """<!DOCTYPE html><html lang="zh"><head><meta charset="gbk"><title>入职指南</title>
+<meta name="author" content="HR"><style>p {color: red}</style><script>var x = "secret script";</script></head>
+<body><header><a href="/">Home</a> | Intranet</header><nav><ul><li>Menu item</li></ul></nav>
+<div class="cookie-banner">We use cookies</div>
+<main><h1>入职指南</h1><p>欢迎加入<strong>青岚</strong>。第一天请到前台报到。</p>
+<h2>Checklist</h2><ul><li>Laptop</li><li>Badge <em>photo</em></li></ul>
+<table><tr><th>Day</th><th>Task</th></tr><tr><td>1</td><td>IT setup</td></tr></table>
+<pre>ssh  user@host</pre><blockquote>Ask questions.</blockquote><div>Loose <b>text</b> here</div></main>
+<aside>Related links</aside><footer>Copyright 2026</footer></body></html>"""
+
+
+def test_html_main_content_only() -> None:
+    doc = parse_file(HTML.encode("gbk"), "onboarding.html")
+    text = doc.text
+    for junk in ("Home", "Menu item", "cookies", "secret script", "color", "Related links", "Copyright"):
+        assert junk not in text
+    assert kinds(doc) == ["heading", "paragraph", "heading", "list", "table", "code", "quote", "paragraph"]
+    assert doc.blocks[1].text == "欢迎加入青岚。第一天请到前台报到。"
+    assert doc.blocks[3].text == "- Laptop\n- Badge photo"
+    assert doc.blocks[4].text == "Day | Task\n1 | IT setup"
+    assert doc.blocks[5].text == "ssh  user@host"
+    assert doc.blocks[-1].text == "Loose text here"
+    assert doc.title == "入职指南" and doc.metadata["author"] == "HR" and doc.metadata["encoding"] == "gb18030"
+
+
+MARKDOWN = """---
+title: Security Policy
+author: IT
+---
+# Security
+
+Intro paragraph.
+
+## Passwords
+
+- at least 12 characters
+- rotate yearly
+
+| Rule | Value |
+| --- | --- |
+| MFA | required |
+
+```bash
+echo hi
+```
+
+> Quoted note.
+
+Setext heading
+--------------
+Text under setext.
+"""
+
+
+def test_markdown_structure_and_front_matter() -> None:
+    doc = parse_file(MARKDOWN.encode(), "sec.md")
+    assert doc.title == "Security Policy" and doc.metadata["author"] == "IT"
+    assert [(b.kind, b.level) for b in doc.blocks] == [
+        ("heading", 1), ("paragraph", 0), ("heading", 2), ("list", 0), ("table", 0), ("code", 0), ("quote", 0),
+        ("heading", 2), ("paragraph", 0)]
+    assert doc.blocks[4].text == "Rule | Value\nMFA | required"
+    assert doc.blocks[5].text == "```bash\necho hi\n```"
+    assert doc.blocks[6].text == "Quoted note."
+    assert doc.blocks[-1].section == ("Security", "Setext heading")
+
+
+@pytest.mark.parametrize(
+    ("data", "encoding"),
+    [
+        ("第一段。\n\n第二段 second.".encode(), "utf-8"),
+        (codecs.BOM_UTF8 + "第一段。\n\n第二段 second.".encode(), "utf-8"),
+        ("第一段。\n\n第二段 second.".encode("gb18030"), "gb18030"),
+        (codecs.BOM_UTF16_LE + "第一段。\n\n第二段 second.".encode("utf-16-le"), "utf-16-le"),
+    ],
+)
+def test_plain_text_encodings(data: bytes, encoding: str) -> None:
+    doc = parse_file(data, "notes.txt")
+    assert [b.text for b in doc.blocks] == ["第一段。", "第二段 second."]
+    assert doc.metadata["encoding"] == encoding and doc.language in ("zh", "mixed")
+
+
+def test_almost_valid_utf8_is_repaired_and_said_so() -> None:
+    data = ("中文内容。" * 400).encode() + b"\xff" + b" end"
+    doc = parse_file(data, "notes.txt")
+    assert "\ufffd" in doc.text and doc.metadata["encoding"].startswith("utf-8 (1 invalid")
+
+
+def _email(attachments: list[tuple[bytes, str, str, str]], *, html: bool = False) -> bytes:
+    msg = EmailMessage()
+    msg["Subject"] = "Quarterly numbers 季度数据"
+    msg["From"] = "Zhang San <zhang@example.com>"
+    msg["To"] = "team@example.com"
+    msg["Date"] = "Tue, 14 Oct 2026 09:30:00 +0800"
+    if html:
+        msg.set_content("<html><body><nav>menu</nav><p>See the <b>attached</b> file.</p></body></html>", "html")
+    else:
+        msg.set_content("Hi team,\n\nSee the attached file.\n")
+    for data, maintype, subtype, name in attachments:
+        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
+    return msg.as_bytes()
+
+
+def test_eml_headers_body_and_attachments_parsed_recursively() -> None:
+    raw = _email([
+        (make_docx(), "application", "vnd.openxmlformats-officedocument.wordprocessingml.document", "rules.docx"),
+        (b"\x89PNG\r\n\x1a\nxxxx", "image", "png", "logo.png"),
+        (b"# Notes\n\nAttached markdown.", "text", "markdown", "../../etc/notes.md"),
+    ])
+    doc = parse_file(raw, "mail.eml")
+    assert doc.title == "Quarterly numbers 季度数据" and doc.mime == "message/rfc822"
+    assert doc.metadata["from"] == "Zhang San <zhang@example.com>"
+    assert doc.metadata["date"] == "2026-10-14T09:30:00+08:00"
+    assert doc.blocks[0].text == "Hi team," and doc.blocks[1].text == "See the attached file."
+    headings = [b.text for b in doc.blocks if b.kind == "heading" and b.level == 1]
+    assert headings == ["Attachment: rules.docx", "Attachment: notes.md"]
+    table = next(b for b in doc.blocks if b.kind == "table")
+    assert table.section == ("Attachment: rules.docx", "Travel Rules", "Hotels")
+    assert "logo.png: unsupported file type (image (PNG))" in doc.metadata["skipped_attachments"]
+
+
+def test_eml_html_body_and_nested_depth_bound() -> None:
+    doc = parse_file(_email([], html=True), "m.eml")
+    assert doc.text == "See the attached file."
+    inner = _email([])
+    for _ in range(5):  # e-mail attached to e-mail attached to e-mail...
+        inner = _email([(inner, "application", "octet-stream", "fwd.eml")])
+    deep = parse_file(inner, "deep.eml")
+    assert deep.text.count("Attachment: fwd.eml") == 3  # depth 1, 2, 3 parsed; depth 4 refused and reported
+    assert deep.metadata["skipped_attachments"] == (
+        "fwd.eml > fwd.eml > fwd.eml > fwd.eml: nested deeper than 3 levels (attachments in attachments)")
+
+
+def test_detect_format_by_magic_and_extension() -> None:
+    assert detect_format(b"%PDF-1.7 ...", "report.bin") == "pdf"
+    assert detect_format(make_docx(), "no-extension") == "docx"
+    assert detect_format(make_xlsx(), "misnamed.docx") == "xlsx"  # content wins for containers
+    assert detect_format(b"<!DOCTYPE html><p>x", "page") == "html"
+    assert detect_format(b"From: a@b.c\nSubject: x\n\nbody", "message") == "eml"
+    assert detect_format(b"just words", "README") == "text"
+    with pytest.raises(DocumentRejected, match="unsupported file type"):
+        detect_format(b"{}", "data.json")
