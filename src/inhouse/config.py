@@ -69,6 +69,17 @@ class ModelSettings(BaseModel):
     ram_budget_mb: int = Field(
         16_000, ge=64, description="Loaded models are unloaded (least recently used first) above this."
     )
+    idle_release_s: float = Field(
+        0.0, ge=0, description="Unload every model after this many seconds without work, giving memory and "
+        "cores back; the next request reloads it (0: never). `inhouse serve --idle-release-s`."
+    )
+    prewarm: list[str] = Field(
+        default_factory=list, description="Weekly times to load the default and preloaded models, e.g. "
+        "[\"mon-fri 08:30\"] (DAYS HH:MM, server local time; days: mon..sun, a range, a list or daily)."
+    )
+    release: list[str] = Field(
+        default_factory=list, description="Weekly times to unload every model, e.g. [\"mon-fri 19:00\"]."
+    )
 
 
 class GovernanceSettings(BaseModel):
@@ -119,6 +130,44 @@ class KbSettings(BaseModel):
     rerank: bool = Field(False, description="Rerank the top hits with a yes/no relevance prompt on the model.")
 
 
+class AppsSettings(BaseModel):
+    model: str = Field("qwen2.5-coder-1.5b", description="Model the assistants (minutes, outline, …) run on.")
+    minutes_window_tokens: int = Field(
+        1500, ge=100, le=100_000,
+        description="Transcript tokens (estimated) sent to the model per window; longer meetings are split into "
+        "overlapping windows (halved automatically when a window does not fit the context).",
+    )
+    minutes_max_windows: int = Field(
+        64, ge=1, le=10_000, description="Most windows one transcript may take (a longer one is refused)."
+    )
+    max_upload_mb: float = Field(
+        100.0, gt=0, description="Largest transcript, audio or document accepted by the assistants, in MB."
+    )
+    whisper_threads: int = Field(0, ge=0, description="Threads for audio transcription; 0 means the number of cores.")
+    max_audio_s: float = Field(
+        4 * 3600.0, gt=0, description="Longest audio accepted for transcription, in seconds."
+    )
+    timezone: str = Field("UTC", description="IANA time zone of users who name none (schedule assistant).")
+    work_start: str = Field("09:00", pattern=r"^\d{2}:\d{2}$", description="Start of working hours (HH:MM, local).")
+    work_end: str = Field("18:00", pattern=r"^\d{2}:\d{2}$", description="End of working hours (HH:MM, local).")
+    schedule_tool_rounds: int = Field(
+        4, ge=1, le=16, description="Most model → tool → model rounds of one schedule chat message."
+    )
+    support_collections: list[str] = Field(
+        default_factory=lambda: ["support"],
+        description="Collections a support session answers from when the caller names none.",
+    )
+    support_write_tools: list[str] = Field(
+        default_factory=list,
+        description="Support tools that change something and the operator allows (default: read-only tools only).",
+    )
+    widget_origins: list[str] = Field(
+        default_factory=list,
+        description="Web origins (e.g. https://www.example.com) allowed to call the support API from the "
+        "embeddable widget (CORS allow-list; empty: same origin only).",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="INHOUSE_", env_nested_delimiter="__", extra="forbid", toml_file=None
@@ -135,6 +184,7 @@ class Settings(BaseSettings):
         default_factory=lambda: GovernanceSettings(), description="Users, keys, quotas, policy and audit."
     )
     kb: KbSettings = Field(default_factory=lambda: KbSettings(), description="Company knowledge.")
+    apps: AppsSettings = Field(default_factory=lambda: AppsSettings(), description="Assistants.")
 
     @property
     def db_path(self) -> Path:

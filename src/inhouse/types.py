@@ -17,6 +17,8 @@ class Actor:
     role: Role = "member"
     user_id: str | None = None
     groups: frozenset[str] = field(default_factory=frozenset)
+    # The actions a scoped key is limited to (e.g. {"apps:support"} for an embedded widget); None: no limit.
+    scopes: frozenset[str] | None = None
 
     @property
     def is_admin(self) -> bool:

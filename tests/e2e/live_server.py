@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +31,10 @@ class LiveServer:
 
 
 @contextmanager
-def run_live_server(data_dir: Path, *, settings: dict[str, Any] | None = None) -> Iterator[LiveServer]:
-    """Start the whole app on 127.0.0.1:<free port>; stop it and close the services on exit."""
+def run_live_server(data_dir: Path, *, settings: dict[str, Any] | None = None,
+                    load_engine: Callable[[Any], Any] | None = None) -> Iterator[LiveServer]:
+    """Start the whole app on 127.0.0.1:<free port>; stop it and close the services on exit.
+    ``load_engine`` replaces the plain fake engine (e.g. one with a scripted reply)."""
     import uvicorn
 
     from inhouse.api.app import build_app
@@ -42,7 +44,7 @@ def run_live_server(data_dir: Path, *, settings: dict[str, Any] | None = None) -
     from inhouse.testing.gguf_writer import tiny_model_kv, tiny_model_tensors, write_gguf
 
     cfg = Settings(data_dir=data_dir, **{"models": {"default": FAKE_MODEL}, **(settings or {})})
-    services = build_services(cfg, load_engine=lambda spec: build_fake_engine(spec.name))
+    services = build_services(cfg, load_engine=load_engine or (lambda spec: build_fake_engine(spec.name)))
     try:
         services.registry.add(write_gguf(data_dir / "fake.gguf", tiny_model_kv(), tiny_model_tensors()),
                               FAKE_MODEL)

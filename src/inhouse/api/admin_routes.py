@@ -53,6 +53,8 @@ class KeyCreate(_Body):
     expires_at: float | None = Field(None, description="Unix seconds.")
     rpm_limit: int | None = Field(None, ge=0)
     tokens_per_day_limit: int | None = Field(None, ge=0)
+    scopes: list[str] | None = Field(None, max_length=8, description="Limit the key to these actions, e.g. "
+                                     "[\"apps:support\"] for an embedded widget.")
 
 
 class KeyPatch(_Body):
@@ -64,6 +66,7 @@ class OwnKeyCreate(_Body):
     name: str = Field(max_length=200)
     role: RoleName | None = Field(None, description="At most the calling key's role (the default).")
     expires_at: float | None = Field(None, description="Unix seconds.")
+    scopes: list[str] | None = Field(None, max_length=8, description="Limit the key to these actions.")
 
 
 def _deleted(id_: str, obj: str) -> dict[str, Any]:
@@ -154,7 +157,8 @@ def add_admin_routes(router: APIRouter, services: ServicesLike) -> None:
     def create_key(body: KeyCreate, actor: Actor = Depends(require("keys:manage"))) -> dict[str, Any]:
         record, secret = keys.create_key(
             body.name, role=body.role, expires_at=body.expires_at, user_id=body.user_id,
-            rpm_limit=body.rpm_limit, tokens_per_day_limit=body.tokens_per_day_limit, by=actor,
+            rpm_limit=body.rpm_limit, tokens_per_day_limit=body.tokens_per_day_limit, scopes=body.scopes,
+            by=actor,
         )
         return _key_created(record, secret)
 
@@ -219,7 +223,7 @@ def add_admin_routes(router: APIRouter, services: ServicesLike) -> None:
             # The calling key's role, not the user's: a member key of an admin may not mint an admin key.
             raise PermissionDenied("A new key may not have a higher role than the key creating it.")
         record, secret = keys.create_key(body.name, role=role, expires_at=body.expires_at, user_id=actor.user_id,
-                                         by=actor)
+                                         scopes=body.scopes, by=actor)
         return _key_created(record, secret)
 
     @router.get("/v1/keys/{key_id}")

@@ -88,12 +88,12 @@ def note(request: Request, *, request_id: str | None = None, model: str | None =
 
 def note_route(request: Request, routed: RoutedRequest | None) -> None:
     """What the egress policy decided: where the request runs, its effective label, what was redacted."""
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:  # None = a local model (the admin page charts requests by destination)
+        metrics.requests_by_destination.labels(routed.decision.destination if routed else "local").inc()
     if routed is None:
         return
     d = routed.decision
-    metrics = getattr(request.app.state, "metrics", None)
-    if metrics is not None:
-        metrics.requests_by_destination.labels(d.destination).inc()
     note(request, location=d.destination, label=d.label.value if d.label else None,
          redactions=routed.session.report(), egress=d.egress)
 

@@ -202,8 +202,10 @@ async def ground_chat(kb: KnowledgeBase, actor: Actor, raw: dict[str, Any], know
     question = _text(messages[last].get("content"))[:_MAX_TEXT]
     history = [{"role": m["role"], "content": _text(m.get("content"))} for m in messages[:last]
                if m.get("role") in ("user", "assistant")]
-    return await run_in_threadpool(lambda: kb.answerer.ground(actor, question, opts.collections, top_k=opts.top_k,
-                                                              history=history))
+    g = await run_in_threadpool(lambda: kb.answerer.ground(actor, question, opts.collections, top_k=opts.top_k,
+                                                           history=history))
+    # The optional relevance judge (kb.rerank) runs on the requested model, like the answer.
+    return await kb.answerer.judge(g, model=str(raw.get("model", "")))
 
 
 def citations_for(text: str, g: Grounding) -> list[dict[str, Any]]:
@@ -274,8 +276,12 @@ def attach_citations(response: Response, g: Grounding | None) -> Response:
 def upload_limit(settings: Any) -> Any:
     """Body limit for document uploads: the largest accepted file plus room for the multipart envelope."""
     limit = int(settings.kb.max_file_mb * 1024 * 1024) + 64 * 1024
+    # Transcripts, recordings and documents sent to the assistants (minutes, outline).
+    apps_limit = int(settings.apps.max_upload_mb * 1024 * 1024) + 64 * 1024
 
     def for_path(path: str) -> int | None:
+        if path.rstrip("/") in ("/v1/apps/minutes", "/v1/apps/outline"):
+            return apps_limit
         return limit if path.startswith("/v1/collections/") and path.rstrip("/").endswith("/documents") else None
 
     return for_path

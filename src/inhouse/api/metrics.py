@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 60.0)
+_WAKE_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 _ITL_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0)
 
 # (metric name, help, EngineStats attribute); counters get the `_total` suffix from prometheus_client.
@@ -89,6 +90,9 @@ class Metrics:
         self.requests_aborted = Counter("inhouse_requests_aborted",
                                         "Requests abandoned by their client before the end.", ["model"],
                                         registry=r)
+        self.model_wake = Histogram("inhouse_model_wake_seconds",
+                                    "Time a request waited for its model to load (after idle release or a cold "
+                                    "start).", ["model"], buckets=_WAKE_BUCKETS, registry=r)
         # Where chat requests ran ('local' or a configured provider: a bounded set), for the admin charts.
         self.requests_by_destination = Counter("inhouse_requests_by_destination",
                                                "Chat requests by where the egress policy ran them.",

@@ -17,6 +17,7 @@ from inhouse.api.egress import external_model_entries, serve_external, with_exte
 from inhouse.api.kb_routes import attach_citations, ground_chat, not_covered_response
 from inhouse.api.metrics import Metrics
 from inhouse.api.schemas import ChatCompletionRequest, CompletionRequest
+from inhouse.api.status_routes import WakeWatch
 from inhouse.api.streaming import (
     SSEResponse,
     openai_events,
@@ -48,7 +49,9 @@ def add_openai_routes(router: APIRouter, services: ServicesLike, metrics: Metric
         specs, loaded = await run_in_threadpool(lambda: (services.registry.list_models(),
                                                          set(services.registry.loaded())))
         external_entries = await run_in_threadpool(external_model_entries, egress)
-        return {"object": "list", "data": [_model_entry(s, s.name in loaded) for s in specs] + external_entries}
+        tuned = await run_in_threadpool(lambda: {s.name: _tuned_profile(services, s) for s in specs})
+        return {"object": "list", "data": [{**_model_entry(s, s.name in loaded), "tuned_profile": tuned[s.name]}
+                                           for s in specs] + external_entries}
 
     @router.post("/v1/chat/completions", dependencies=[Depends(require("chat:create"))])
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
@@ -76,15 +79,20 @@ def add_openai_routes(router: APIRouter, services: ServicesLike, metrics: Metric
         if routed is not None and routed.goes_out:
             return attach_citations(await serve_external(external, routed, request, body.stream), grounding)
         # Rendering, tokenizing and maybe loading the model block: keep them off the event loop.
-        prepared = await run_in_threadpool(chat.prepare_chat, routed.body if routed else raw)
-        return attach_citations(await _run(prepared, body.stream, body.stream_options, request, start, routed),
-                                grounding)
+        target = routed.body if routed else raw
+        wake = WakeWatch(services, target.get("model"))  # the model may have been released while idle
+        prepared = await run_in_threadpool(chat.prepare_chat, target)
+        wake.done(metrics)
+        return wake.tag(attach_citations(
+            await _run(prepared, body.stream, body.stream_options, request, start, routed), grounding))
 
     @router.post("/v1/completions", dependencies=[Depends(require("completions:create"))])
     async def completions(body: CompletionRequest, request: Request) -> Response:
         start = time.perf_counter()
+        wake = WakeWatch(services, body.model)
         prepared = await run_in_threadpool(chat.prepare_completion, body.model_dump(exclude_unset=True))
-        return await _run(prepared, body.stream, body.stream_options, request, start)
+        wake.done(metrics)
+        return wake.tag(await _run(prepared, body.stream, body.stream_options, request, start))
 
     async def _run(prepared: PreparedGeneration, stream: bool, stream_options: Any, request: Request,
                    start: float, routed: RoutedRequest | None = None) -> Response:
@@ -128,6 +136,12 @@ def add_openai_routes(router: APIRouter, services: ServicesLike, metrics: Metric
                          aborted=acc.finish_reason is None)
         return JSONResponse(with_extension(_chat_body(prepared, result), routed) if prepared.kind == "chat"
                             else _completion_body(prepared, result), headers=routed.headers() if routed else None)
+
+
+def _tuned_profile(services: ServicesLike, spec: ModelSpec) -> dict[str, Any] | None:
+    """The model's tuned profile as ``inhouse serve`` treats it (applied / other CPU / invalid), or None."""
+    profiles = getattr(services, "profiles", None)
+    return None if profiles is None else profiles.match(spec.sha256).to_dict()
 
 
 def _model_entry(spec: ModelSpec, loaded: bool) -> dict[str, Any]:

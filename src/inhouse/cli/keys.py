@@ -25,6 +25,8 @@ def create(
                             show_default=False),
     tokens_per_day: int = typer.Option(None, "--tokens-per-day", help="Tokens per UTC day (0: unlimited).",
                                        show_default=False),
+    scope: list[str] = typer.Option(None, "--scope", help="Limit the key to this action (repeatable), e.g. "
+                                    "apps:support for the support widget.", show_default=False),
     data_dir: Path = DataDirOption,
 ) -> None:
     """Create a key and print its secret once."""
@@ -39,7 +41,7 @@ def create(
             expires = datetime.now(UTC) + timedelta(days=expires_days) if expires_days else None
             record, secret = services.keys.create_key(
                 name, role=role, expires_at=expires, user_id=user_id,  # type: ignore[arg-type]
-                rpm_limit=rpm, tokens_per_day_limit=tokens_per_day,
+                rpm_limit=rpm, tokens_per_day_limit=tokens_per_day, scopes=scope or None,
             )
         finally:
             services.close()

@@ -8,7 +8,13 @@ import typer
 from inhouse.cli import audit as audit_cli
 from inhouse.cli import chat, keys, models, serve
 from inhouse.cli import groups as groups_cli
+from inhouse.cli import image as image_cli
 from inhouse.cli import kb as kb_cli
+from inhouse.cli import minutes as minutes_cli
+from inhouse.cli import outline as outline_cli
+from inhouse.cli import schedule as schedule_cli
+from inhouse.cli import status as status_cli
+from inhouse.cli import support as support_cli
 from inhouse.cli import tune as tune_cli
 from inhouse.cli import users as users_cli
 
@@ -23,11 +29,17 @@ serve.register(app)
 chat.register(app)
 kb_cli.register(app)
 tune_cli.register(app)
+status_cli.register(app)
+support_cli.register(app)
+minutes_cli.register(app)
+outline_cli.register(app)
 app.add_typer(models.app, name="models", help="List, pull and register models.")
 app.add_typer(keys.app, name="keys", help="Create, list and revoke API keys.")
+app.add_typer(image_cli.app, name="image", help="Build, verify and install air-gapped bundles.")
 app.add_typer(users_cli.app, name="users", help="Add, list, change and remove users.")
 app.add_typer(groups_cli.app, name="groups", help="Groups (departments) and their members.")
 app.add_typer(audit_cli.app, name="audit", help="Verify, export and report on the tamper-evident audit log.")
+app.add_typer(schedule_cli.app, name="schedule", help="Your calendar: events, free slots, trips, .ics, chat.")
 
 
 def main() -> None:

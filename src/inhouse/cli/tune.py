@@ -26,6 +26,9 @@ def register(app: typer.Typer) -> None:
                                     "'' for none). q4_0 is faster on some CPUs but loses precision."),
         repeats: int = typer.Option(2, "--repeats", min=1, max=10, help="Runs per measurement (best kept)."),
         check: bool = typer.Option(False, "--check", help="Only validate the existing profiles and exit."),
+        quiet_wait_s: float = typer.Option(
+            20.0, "--quiet-wait-s", min=0,
+            help="Before each measurement wait up to this long for other processes to go quiet."),
         data_dir: Path = DataDirOption,
     ) -> None:
         """Detect the CPU, measure memory bandwidth, sweep threads / batch sizes / KV cache / attention /
@@ -38,7 +41,7 @@ def register(app: typer.Typer) -> None:
         if not model:
             fail("Name the model to tune, e.g. `inhouse tune smollm2-135m` (or pass --check).")
         from inhouse.engine.backends.llama_cpp import QUANT_FTYPES, quantize_model
-        from inhouse.models.hardware import detect_cpu, measure_bandwidth
+        from inhouse.models.hardware import detect_cpu, measure_bandwidth, wait_for_quiet
         from inhouse.models.measure import measure_engine
         from inhouse.models.tuning import Trial, TuneOptions, Tuner
 
@@ -61,7 +64,8 @@ def register(app: typer.Typer) -> None:
                               f"{concurrency} concurrent streams, budget {budget_s:.0f} s.")
                 assert services.profiles is not None
                 tuner = Tuner(services.registry, services.profiles, settings.engine, measure=measure_engine,
-                              quantize=lambda src, dst, fmt: quantize_model(src, dst, fmt))
+                              quantize=lambda src, dst, fmt: quantize_model(src, dst, fmt),
+                              wait_quiet=lambda: wait_for_quiet(max_wait_s=quiet_wait_s))
                 with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                               TimeElapsedColumn(), console=console, transient=True) as bar:
                     task = bar.add_task("starting", total=budget_s)
@@ -76,7 +80,8 @@ def register(app: typer.Typer) -> None:
                         bar.console.print(
                             f"  {trial.axis:>20}: {trial.candidate.label()}\n{'':>24}aggregate "
                             f"{m.aggregate_tok_s:6.1f} tok/s  decode {m.decode_tok_s:6.1f}  prefill "
-                            f"{m.prefill_tok_s:7.1f}  ITL p95 {m.itl_p95_ms:5.1f} ms  {mark}", highlight=False)
+                            f"{m.prefill_tok_s:7.1f}  ITL p95 {m.itl_p95_ms:5.1f} ms  other load "
+                            f"{m.foreign_load_cores:.2f} cores  {mark}", highlight=False)
                         measured.append(trial)
                         bar.update(task, completed=min(trial.elapsed_s, budget_s),
                                    description=f"{trial.axis}: {len(measured)} settings measured")

@@ -51,10 +51,19 @@ ACTIONS: dict[str, Need] = {
     "web:signin": "public",  # the no-JavaScript sign-in form: checks a key and says what is wrong with it
     "conversations:read": "member",  # the caller's own chat history
     "conversations:write": "member",
+    # Assistants (minutes, outline, support, schedule): each runs the model as the caller, with their rights.
+    "apps:use": "member",
+    # The customer-service assistant alone: what a widget's scoped key (scopes ["apps:support"]) may call.
+    "apps:support": "member",
 }
 
+# Scopes a key may be limited to (``KeyStore.create_key(scopes=…)``): action names of the catalogue.
+KEY_SCOPES: frozenset[str] = frozenset({"apps:support"})
+
 # Actions that use a model and therefore count against the per-key quotas (requests/minute, tokens/day).
-METERED_ACTIONS: frozenset[str] = frozenset({"chat:create", "completions:create", "embeddings:create"})
+METERED_ACTIONS: frozenset[str] = frozenset({
+    "chat:create", "completions:create", "embeddings:create", "apps:use", "apps:support",
+})
 
 _RANK: dict[Need, int] = {"public": 0, "member": 1, "admin": 2}
 
@@ -78,6 +87,8 @@ def role_allows(actor: Actor | None, action: str) -> bool:
         return True
     if actor is None:
         return False
+    if actor.scopes is not None and action not in actor.scopes:
+        return False  # a scoped key (a widget's) may call only the actions it was issued for
     return _RANK[actor.role] >= _RANK[need]
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 import secrets
 import time
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, cast
 
 from inhouse.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound
 from inhouse.governance import events
+from inhouse.governance.acl import KEY_SCOPES
 from inhouse.governance.events import AuditSink, NullAuditSink, security_event
 from inhouse.types import Actor, Role
 
@@ -61,6 +63,7 @@ class KeyRecord:
     # Quota overrides: None takes the governance default, 0 means unlimited.
     rpm_limit: int | None = None
     tokens_per_day_limit: int | None = None
+    scopes: tuple[str, ...] | None = None  # the only actions this key may perform (None: any its role allows)
 
     def to_dict(self) -> dict[str, object]:
         """The public view of a key (never its hash)."""
@@ -69,6 +72,7 @@ class KeyRecord:
             "user_id": self.user_id, "created_at": self.created_at, "expires_at": self.expires_at,
             "revoked_at": self.revoked_at, "last_used_at": self.last_used_at,
             "rpm_limit": self.rpm_limit, "tokens_per_day_limit": self.tokens_per_day_limit,
+            "scopes": None if self.scopes is None else list(self.scopes),
         }
 
     def active(self, now: float) -> bool:
@@ -92,7 +96,21 @@ def _row_to_record(row: sqlite3.Row) -> KeyRecord:
         last_used_at=row["last_used_at"],
         rpm_limit=row["rpm_limit"],
         tokens_per_day_limit=row["tokens_per_day_limit"],
+        scopes=_scopes_from(row["scopes"]),
     )
+
+
+def _scopes_from(raw: str | None) -> tuple[str, ...] | None:
+    return None if raw is None else tuple(json.loads(raw))
+
+
+def _check_scopes(scopes: list[str] | tuple[str, ...] | None) -> tuple[str, ...] | None:
+    if scopes is None:
+        return None
+    if isinstance(scopes, str) or not scopes or any(s not in KEY_SCOPES for s in scopes):
+        raise InvalidRequest(f"'scopes' must be a non-empty list of: {', '.join(sorted(KEY_SCOPES))}.",
+                             param="scopes")
+    return tuple(sorted(set(scopes)))
 
 
 def narrower(a: Role, b: Role) -> Role:
@@ -124,6 +142,7 @@ class KeyStore:
         user_id: str | None = None,
         rpm_limit: int | None = None,
         tokens_per_day_limit: int | None = None,
+        scopes: list[str] | tuple[str, ...] | None = None,
         by: Actor | None = None,
     ) -> tuple[KeyRecord, str]:
         """Create a key; return its record and the secret, which is not stored and cannot be shown again.
@@ -132,17 +151,20 @@ class KeyStore:
         """
         with self._db.transaction() as conn:
             record, secret = self._insert_key(conn, name, role=role, expires_at=expires_at, user_id=user_id,
-                                              rpm_limit=rpm_limit, tokens_per_day_limit=tokens_per_day_limit)
+                                              rpm_limit=rpm_limit, tokens_per_day_limit=tokens_per_day_limit,
+                                              scopes=scopes)
             self._record(events.KEY_CREATED, by, record.id, {
                 "name": record.name, "role": record.role, "user_id": record.user_id,
                 "expires_at": record.expires_at, "rpm_limit": rpm_limit,
                 "tokens_per_day_limit": tokens_per_day_limit,
+                **({"scopes": list(record.scopes)} if record.scopes is not None else {}),
             })
         return record, secret
 
     def _insert_key(
         self, conn: sqlite3.Connection, name: str, *, role: Role | None, expires_at: float | datetime | None,
         user_id: str | None, rpm_limit: int | None, tokens_per_day_limit: int | None,
+        scopes: list[str] | tuple[str, ...] | None = None,
     ) -> tuple[KeyRecord, str]:
         name = name.strip()
         if not name or len(name) > 200 or not name.isprintable():
@@ -151,6 +173,7 @@ class KeyStore:
             raise InvalidRequest(f"Unknown role {role!r}; use 'admin' or 'member'.", param="role")
         _check_limit(rpm_limit, "rpm_limit")
         _check_limit(tokens_per_day_limit, "tokens_per_day_limit")
+        key_scopes = _check_scopes(scopes)
         exp = expires_at.timestamp() if isinstance(expires_at, datetime) else expires_at
         now = self._clock()
         if exp is not None and exp <= now:
@@ -176,13 +199,13 @@ class KeyStore:
         record = KeyRecord(
             id=f"key_{suffix}", name=name, prefix=f"{SECRET_PREFIX}{suffix}", role=role, user_id=user_id,
             created_at=now, expires_at=exp, revoked_at=None, last_used_at=None,
-            rpm_limit=rpm_limit, tokens_per_day_limit=tokens_per_day_limit,
+            rpm_limit=rpm_limit, tokens_per_day_limit=tokens_per_day_limit, scopes=key_scopes,
         )
         conn.execute(
             "INSERT INTO api_keys (id, name, prefix, secret_hash, role, user_id, created_at, expires_at,"
-            " rpm_limit, tokens_per_day_limit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " rpm_limit, tokens_per_day_limit, scopes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (record.id, record.name, record.prefix, hash_secret(secret), role, user_id, now, exp,
-             rpm_limit, tokens_per_day_limit),
+             rpm_limit, tokens_per_day_limit, None if key_scopes is None else json.dumps(list(key_scopes))),
         )
         return record, secret
 
@@ -226,7 +249,9 @@ class KeyStore:
                 (record.user_id,)))
         if record.last_used_at is None or now - record.last_used_at >= _LAST_USED_RESOLUTION_S:
             self._db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (now, record.id))
-        return Actor(key_id=record.id, name=record.name, role=role, user_id=record.user_id, groups=groups)
+        scopes = None if record.scopes is None else frozenset(record.scopes)
+        return Actor(key_id=record.id, name=record.name, role=role, user_id=record.user_id, groups=groups,
+                     scopes=scopes)
 
     def get(self, key_id: str) -> KeyRecord:
         row = self._db.query_one("SELECT * FROM api_keys WHERE id = ?", (key_id,))

@@ -92,7 +92,17 @@ def normalize(text: str) -> str:
 
 
 def key_fact_present(answer: str, fact: str) -> bool:
-    return normalize(fact) in normalize(answer)
+    """The fact verbatim (spaces, commas and case aside), or else every number and word of it in the answer:
+    "5 unused leave days" states the fact "5 days" too."""
+    if is_not_covered(answer):
+        return False  # "The documents do not cover this" contains "no" and "not", never a fact
+    if len(fact) <= 3 and fact.isalpha():  # yes/no facts: a whole word, not a substring of "not"
+        return re.search(rf"\b{re.escape(fact.lower())}\b", answer.lower()) is not None
+    if normalize(fact) in normalize(answer):
+        return True
+    a = normalize(answer)
+    parts = re.findall(r"\d+(?:[.:]\d+)?|[^\W\d_]+", fact.replace(",", "").lower())
+    return bool(parts) and all(p in a for p in parts)
 
 
 def ingest_corpus(kb: KnowledgeBase, corpus: Path) -> dict[str, Any]:
@@ -153,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-dir", type=Path, default=None, help="Data directory (default: a temporary one)")
     ap.add_argument("--limit", type=int, default=None, help="Only the first N questions")
     ap.add_argument("--embedder", default="e5", choices=["e5", "fake"])
+    ap.add_argument("--rerank", action="store_true", help="Judge passages with the model before answering")
     ap.add_argument("--json", action="store_true", help="Print the summary as JSON")
     args = ap.parse_args(argv)
     from inhouse.bootstrap import build_services
@@ -161,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="inhouse-eval-") as tmp:
         settings = load_settings(data_dir=args.data_dir or Path(tmp))
         settings.kb.embedder = args.embedder
+        settings.kb.rerank = args.rerank
         services = build_services(settings)
         try:
             kb = services.kb

@@ -171,3 +171,83 @@ def process_rss_bytes(status: Path = Path("/proc/self/status")) -> int:
             if len(parts) >= 2 and parts[1].isdigit():
                 return int(parts[1]) * 1024
     return 0
+
+
+def return_free_heap() -> bool:
+    """Ask glibc to hand freed heap pages back to the kernel (``malloc_trim(0)``); False where unavailable.
+    After a model is freed its KV cache and compute buffers are free *to malloc*; this makes them free to
+    the machine."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        return bool(libc.malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
+
+
+def drop_file_cache(path: Path) -> bool:
+    """Tell the kernel the page cache of ``path`` is no longer needed (``POSIX_FADV_DONTNEED``). A freed
+    model's weights are unmapped from the process already; this also gives their cached pages back, so
+    the memory is really available to other work (the next load reads the file again)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        return True
+    except (OSError, AttributeError):
+        return False
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    at_s: float
+    busy_ticks: int  # all CPUs: everything but idle and iowait
+    own_ticks: int  # this process (all its threads)
+
+
+def cpu_sample() -> CpuSample:
+    """A point for ``foreign_load``: how busy the machine and this process have been since boot."""
+    busy = own = 0
+    text = _read(Path("/proc/stat")) or ""
+    for line in text.splitlines():
+        if line.startswith("cpu "):
+            v = [int(x) for x in line.split()[1:]]
+            busy = sum(v) - v[3] - (v[4] if len(v) > 4 else 0)
+            break
+    stat = _read(Path("/proc/self/stat")) or ""
+    fields = stat.rsplit(")", 1)[-1].split()
+    if len(fields) > 12:
+        own = int(fields[11]) + int(fields[12])
+    return CpuSample(at_s=time.monotonic(), busy_ticks=busy, own_ticks=own)
+
+
+def foreign_load(a: CpuSample, b: CpuSample) -> float:
+    """Cores used by other processes between two samples (1.0 = one core fully taken). On a small machine
+    llama.cpp's threads meet at a barrier after every layer, so even a fraction of a core taken by someone
+    else slows a measurement down several times: tuning records this next to every figure."""
+    wall = b.at_s - a.at_s
+    if wall <= 0:
+        return 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    return max(0.0, ((b.busy_ticks - a.busy_ticks) - (b.own_ticks - a.own_ticks)) / ticks / wall)
+
+
+def wait_for_quiet(threshold_cores: float = 0.3, max_wait_s: float = 20.0, window_s: float = 1.0) -> float:
+    """Wait (at most ``max_wait_s``) until other processes use less than ``threshold_cores`` for one
+    ``window_s``; returns the last load seen."""
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        a = cpu_sample()
+        time.sleep(window_s)
+        load = foreign_load(a, cpu_sample())
+        if load < threshold_cores or time.monotonic() >= deadline:
+            return load

@@ -55,6 +55,7 @@ class Measurement:
     aggregate_itl_p95_ms: float  # under the aggregate load
     load_s: float
     concurrency: int
+    foreign_load_cores: float = 0.0  # CPU other processes took while this was measured (see hardware.py)
 
     def to_dict(self) -> dict[str, float]:
         return {k: float(v) for k, v in asdict(self).items()}
@@ -121,6 +122,7 @@ async def run_workload(engine: Any, work: Workload, serials: itertools.count[int
 def measure_engine(name: str, path: Path, settings: EngineSettings, n_ctx: int, work: Workload) -> Measurement:
     """Load ``path`` with ``settings``, warm it up, run the workloads ``work.repeats`` times, keep the best."""
     from inhouse.engine.build import build_llama_engine
+    from inhouse.models.hardware import cpu_sample, foreign_load
 
     t0 = time.perf_counter()
     engine = build_llama_engine(name, path, settings, n_ctx=n_ctx)
@@ -131,7 +133,9 @@ def measure_engine(name: str, path: Path, settings: EngineSettings, n_ctx: int, 
             await _run_one(engine, "warm", prompt_tokens(engine, 16, next(serials)), 4)  # page the weights in
             return [await run_workload(engine, work, serials) for _ in range(max(1, work.repeats))]
 
+        before = cpu_sample()
         runs = asyncio.run(session())
+        load = foreign_load(before, cpu_sample())
     finally:
         engine.close()
     return Measurement(
@@ -142,4 +146,5 @@ def measure_engine(name: str, path: Path, settings: EngineSettings, n_ctx: int, 
         aggregate_itl_p95_ms=min(r["aggregate_itl_p95_ms"] for r in runs),
         load_s=load_s,
         concurrency=work.concurrency,
+        foreign_load_cores=load,
     )

@@ -169,7 +169,8 @@ class ProfileMatch:
         """The ``tuned_profile`` entry of ``/v1/models`` (None when there is no profile)."""
         if self.status == "none":
             return None
-        out: dict[str, Any] = {"status": self.status, "message": self.message}
+        # No file paths or messages on the wire (they may be private): the status says what happened.
+        out: dict[str, Any] = {"status": self.status}
         if self.profile is not None:
             p = self.profile
             out.update(id=p.id, created_at=p.created_at, cpu_signature=p.cpu_signature, engine=dict(p.engine),

@@ -120,7 +120,12 @@ class ModelRegistry:
             return self._cache_dir / entry.filename
         part = entry.parts[0]
         pkg = self._locate(part.import_name)
-        return pkg / part.relpath if pkg is not None else None
+        if pkg is not None and (pkg / part.relpath).is_file():
+            return pkg / part.relpath
+        # An air-gapped install (`inhouse image install`) places the file in the cache instead of
+        # installing its package; the pinned digest is checked all the same.
+        cached = self._cache_dir / entry.filename
+        return cached if cached.is_file() or pkg is None else pkg / part.relpath
 
     def _catalog_spec(self, entry: CatalogEntry) -> ModelSpec:
         path = self._catalog_path(entry)
@@ -400,6 +405,11 @@ class ModelRegistry:
         for victim, _ in victims:
             log.info("unloading model %s to stay within the RAM budget", victim)
         return victims
+
+    def loaded_engines(self) -> list[tuple[str, EngineClient]]:
+        """The loaded engines, least recently used first; never loads anything (unlike ``get_engine``)."""
+        with self._lock:
+            return [(name, engine) for name, (engine, _) in self._engines.items()]
 
     def loaded(self) -> list[str]:
         """Names of loaded models, least recently used first."""

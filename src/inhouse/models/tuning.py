@@ -160,13 +160,15 @@ class Tuner:
 
     def __init__(self, registry: ModelRegistry, profiles: ProfileStore, settings: EngineSettings, *,
                  measure: Measure, quantize: Callable[[Path, Path, str], None],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 wait_quiet: Callable[[], float] = lambda: 0.0) -> None:
         self._registry = registry
         self._profiles = profiles
         self._settings = settings
         self._measure = measure
         self._quantize = quantize
         self._clock = clock
+        self._wait_quiet = wait_quiet  # before each measurement: other work on a shared machine skews it
         self._variants: dict[str, tuple[ModelSpec, Path]] = {}
 
     def variant(self, spec: ModelSpec, fmt: str, progress: Progress = _quiet) -> tuple[ModelSpec, Path]:
@@ -203,6 +205,7 @@ class Tuner:
             name = vspec.name
         assert path is not None
         es = EngineSettings.model_validate({**self._settings.model_dump(), **cand.engine})
+        self._wait_quiet()
         return self._measure(name, path, es, self._n_ctx(spec), work)
 
     def tune(self, name: str, cpu: CpuInfo, bandwidth: Bandwidth, options: TuneOptions,
@@ -225,7 +228,9 @@ class Tuner:
                 cand = _with(best, change)
                 if cand == best or any(t.candidate == cand for t in trials):
                     continue
-                if self._clock() - start > options.budget_s:
+                # Keep room for the two confirmation runs at the end (about two trials' time).
+                elapsed = self._clock() - start
+                if elapsed + 2 * elapsed / len(trials) > options.budget_s:
                     exhausted = True
                     break
                 m = self._run(spec, cand, work, progress)
@@ -297,7 +302,7 @@ def _best_of(a: Measurement, b: Measurement) -> Measurement:
         decode_tok_s=max(a.decode_tok_s, b.decode_tok_s), prefill_tok_s=max(a.prefill_tok_s, b.prefill_tok_s),
         aggregate_tok_s=max(a.aggregate_tok_s, b.aggregate_tok_s), itl_p95_ms=min(a.itl_p95_ms, b.itl_p95_ms),
         aggregate_itl_p95_ms=min(a.aggregate_itl_p95_ms, b.aggregate_itl_p95_ms), load_s=min(a.load_s, b.load_s),
-        concurrency=a.concurrency,
+        concurrency=a.concurrency, foreign_load_cores=max(a.foreign_load_cores, b.foreign_load_cores),
     )
 
 
@@ -354,11 +359,15 @@ def report_markdown(data: dict[str, Any]) -> str:
             dv, tv = dv / 1e6, tv / 1e6
         ratio = f"{r[key]:.2f}×" if key in r and math.isfinite(r[key]) else ""
         lines.append(f"| {label} | {fmt.format(dv)} | {fmt.format(tv)} | {ratio} |")
-    lines += ["", "## Sweep", "", "| axis | settings | aggregate tok/s | decode tok/s | ITL p95 ms | kept |",
-              "|---|---|---:|---:|---:|---|"]
+    lines += ["", "## Sweep", "",
+              "| axis | settings | aggregate tok/s | decode tok/s | ITL p95 ms | foreign load (cores) | kept |",
+              "|---|---|---:|---:|---:|---:|---|"]
     for tr in data["trials"]:
         lines.append(f"| {tr['axis']} | {tr['candidate']} | {tr['aggregate_tok_s']:.1f} | "
-                     f"{tr['decode_tok_s']:.1f} | {tr['itl_p95_ms']:.1f} | {'yes' if tr['kept'] else ''} |")
+                     f"{tr['decode_tok_s']:.1f} | {tr['itl_p95_ms']:.1f} | {tr['foreign_load_cores']:.2f} | "
+                     f"{'yes' if tr['kept'] else ''} |")
     lines += ["", "Figures are the best of short repeated runs on a machine that may be shared; the default "
-              "and tuned columns were re-measured back to back at the end of the sweep."]
+              "and tuned columns were re-measured back to back at the end of the sweep. Foreign load is the CPU "
+              "other processes used during a measurement: above ~0.3 cores on a 2-core machine the figures of "
+              "that row are unreliable (llama.cpp's threads wait for each other at every layer)."]
     return "\n".join(lines) + "\n"

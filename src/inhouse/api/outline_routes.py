@@ -1,0 +1,53 @@
+"""Outline extraction over HTTP (action ``apps:use``): ``POST /v1/apps/outline``.
+
+JSON (``{"text": "...", "filename"?: "notes.md", "key_points"?: true}``) or a multipart upload (``file`` = any
+document the knowledge base parses). Answers the outline as JSON, or Markdown with ``?format=md``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, StringConstraints
+from starlette.responses import JSONResponse, Response
+
+from inhouse.api.auth import require
+from inhouse.api.minutes_routes import read_json, read_upload
+from inhouse.api.support_routes import app_context
+from inhouse.apps.outline import OutlineInput, OutlineOptions, run, to_markdown
+from inhouse.errors import InvalidRequest
+from inhouse.types import Actor
+
+if TYPE_CHECKING:
+    from inhouse.api.app import ServicesLike
+
+
+class OutlineRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: Annotated[str, StringConstraints(max_length=20_000_000)]
+    filename: Annotated[str, StringConstraints(min_length=1, max_length=255)] = "document.md"
+    key_points: bool = True
+
+
+def add_outline_routes(router: APIRouter, services: ServicesLike) -> None:
+    max_bytes = int(services.settings.apps.max_upload_mb * 1024 * 1024)
+    options = OutlineOptions(max_file_bytes=max_bytes)
+
+    @router.post("/v1/apps/outline")
+    async def create_outline(request: Request, format: str = "json",
+                             actor: Actor = Depends(require("apps:use"))) -> Response:
+        if format not in ("json", "md"):
+            raise InvalidRequest("format must be json or md.", param="format")
+        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+            data, fields = await read_upload(request, max_bytes)
+            points = (fields.get("key_points") or "true").strip().lower() not in ("false", "0", "no")
+            inp = OutlineInput(data=data, filename=fields["filename"][:255], key_points=points)
+        else:
+            body: OutlineRequest = await read_json(request, OutlineRequest)
+            inp = OutlineInput(data=body.text.encode("utf-8"), filename=body.filename, key_points=body.key_points)
+        outline = await run(app_context(services, actor), inp, options)
+        if format == "md":
+            return Response(to_markdown(outline), media_type="text/markdown; charset=utf-8")
+        return JSONResponse(outline.to_dict())

@@ -1,0 +1,191 @@
+"""The schedule assistant over HTTP (action ``apps:use``). The caller's time zone comes from the ``timezone`` field
+or query parameter (an IANA name), else ``apps.timezone``.
+
+* ``GET/POST /v1/apps/schedule/events``, ``GET/PATCH/DELETE /v1/apps/schedule/events/{event_id}``
+* ``POST /v1/apps/schedule/free-slots``: slots when every attendee is free within working hours
+* ``POST /v1/apps/schedule/trips``: an itinerary applying the travel policy the caller may read
+* ``POST /v1/apps/schedule/chat``: natural language → tool calls → a reply and the ``actions`` taken
+* ``GET /v1/apps/schedule/export.ics`` and ``POST /v1/apps/schedule/import`` (the body is the .ics file)
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from inhouse.api.auth import require
+from inhouse.api.support_routes import app_context
+from inhouse.apps.schedule.assistant import chat
+from inhouse.apps.schedule.dates import parse_duration_minutes
+from inhouse.apps.schedule.service import AttendeeSpec, ScheduleService, build_schedule_service
+from inhouse.errors import InvalidRequest
+from inhouse.types import Actor
+
+if TYPE_CHECKING:
+    from inhouse.api.app import ServicesLike
+
+Text = Annotated[str, StringConstraints(max_length=300)]
+When = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+Zone = Annotated[str, StringConstraints(max_length=64)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    timezone: Zone | None = None
+
+
+class EventCreate(_Body):
+    title: Annotated[str, StringConstraints(min_length=1, max_length=300)]
+    start: When
+    end: When | None = None
+    duration_minutes: int | str | None = None
+    attendees: Annotated[list[Text], Field(max_length=200)] = Field(default_factory=list)
+    location: Text = ""
+    description: Annotated[str, StringConstraints(max_length=8000)] = ""
+
+    @field_validator("duration_minutes")
+    @classmethod
+    def _minutes(cls, v: int | str | None) -> int | None:
+        return None if v is None else parse_duration_minutes(v)
+
+
+class EventPatch(_Body):
+    title: Annotated[str, StringConstraints(min_length=1, max_length=300)] | None = None
+    start: When | None = None
+    end: When | None = None
+    location: Text | None = None
+    description: Annotated[str, StringConstraints(max_length=8000)] | None = None
+    attendees: Annotated[list[Text], Field(max_length=200)] | None = None
+    status: Literal["confirmed", "cancelled"] | None = None
+
+
+class AttendeeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    timezone: Zone | None = None
+    work_start: Annotated[str, StringConstraints(pattern=r"^\d{2}:\d{2}$")] | None = None
+    work_end: Annotated[str, StringConstraints(pattern=r"^\d{2}:\d{2}$")] | None = None
+
+
+class FreeSlotsRequest(_Body):
+    attendees: Annotated[list[AttendeeBody | Annotated[str, StringConstraints(min_length=1, max_length=200)]],
+                         Field(max_length=50)] = Field(default_factory=list)
+    duration_minutes: int | str = 60
+    start: When | None = None
+    end: When | None = None
+    limit: int = Field(5, ge=1, le=200)
+    step_minutes: int = Field(15, ge=5, le=240)
+
+    @field_validator("duration_minutes")
+    @classmethod
+    def _minutes(cls, v: int | str) -> int:
+        return parse_duration_minutes(v)
+
+
+class TripRequest(_Body):
+    destination: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    depart_date: When
+    return_date: When
+    purpose: Text = ""
+    international: bool | None = None
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["user", "assistant"]
+    content: Annotated[str, StringConstraints(max_length=4000)]
+
+
+class ChatRequest(_Body):
+    message: Annotated[str, StringConstraints(min_length=1, max_length=4000)]
+    history: Annotated[list[ChatMessage], Field(max_length=20)] = Field(default_factory=list)
+    model: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+
+
+def add_schedule_routes(router: APIRouter, services: ServicesLike,
+                        service: ScheduleService | None = None) -> ScheduleService:
+    schedule = service or build_schedule_service(services.settings, services.db,  # type: ignore[attr-defined]
+                                                 services.directory)
+    rounds = services.settings.apps.schedule_tool_rounds
+
+    def ctx_for(actor: Actor, tz: str | None, model: str | None = None) -> Any:
+        return app_context(services, actor, timezone=tz, model=model)
+
+    @router.get("/v1/apps/schedule/events")
+    def list_events(start: str | None = None, end: str | None = None, timezone: str | None = None,
+                    actor: Actor = Depends(require("apps:use"))) -> dict[str, Any]:
+        out = schedule.list_events(ctx_for(actor, timezone), start, end)
+        return {"object": "list", "data": out["events"], "from": out["from"], "to": out["to"]}
+
+    @router.post("/v1/apps/schedule/events", status_code=201)
+    def create_event(body: EventCreate, actor: Actor = Depends(require("apps:use"))) -> dict[str, Any]:
+        ctx = ctx_for(actor, body.timezone)
+        interval = schedule.span(ctx, body.start, body.end, body.duration_minutes)  # type: ignore[arg-type]
+        return schedule.create_event(ctx, body.title, interval, location=body.location,
+                                     description=body.description, attendees=body.attendees)
+
+    @router.get("/v1/apps/schedule/events/{event_id}")
+    def get_event(event_id: str, actor: Actor = Depends(require("apps:use"))) -> dict[str, Any]:
+        return schedule.events.get(actor, event_id).to_dict()
+
+    @router.patch("/v1/apps/schedule/events/{event_id}")
+    def patch_event(event_id: str, body: EventPatch, actor: Actor = Depends(require("apps:use"))) -> dict[str, Any]:
+        ctx = ctx_for(actor, body.timezone)
+        event = schedule.events.own(actor, event_id)
+        conflicts: list[dict[str, Any]] = []
+        interval = None
+        if body.start is not None or body.end is not None:
+            minutes = int((event.end - event.start) / timedelta(minutes=1))
+            start = body.start or event.start
+            interval = schedule.span(ctx, start, body.end, None if body.end else minutes)
+            conflicts = schedule.clashes(ctx, interval, ignore=event.id)
+        updated = schedule.events.update(actor, event.id, title=body.title, interval=interval,
+                                         location=body.location, description=body.description,
+                                         attendees=body.attendees, status=body.status)
+        return {"event": updated.to_dict(), "conflicts": conflicts}
+
+    @router.delete("/v1/apps/schedule/events/{event_id}")
+    def delete_event(event_id: str, actor: Actor = Depends(require("apps:use"))) -> dict[str, Any]:
+        schedule.events.delete(actor, event_id)
+        return {"id": event_id, "object": "schedule.event", "deleted": True}
+
+    @router.post("/v1/apps/schedule/free-slots")
+    def free_slots(body: FreeSlotsRequest, actor: Actor = Depends(require("apps:use"))) -> dict[str, Any]:
+        people = [AttendeeSpec(a) if isinstance(a, str) else AttendeeSpec(a.name, a.timezone, a.work_start, a.work_end)
+                  for a in body.attendees]
+        return schedule.free_slots(ctx_for(actor, body.timezone), people, body.duration_minutes,  # type: ignore[arg-type]
+                                   start=body.start, end=body.end, limit=body.limit, step_minutes=body.step_minutes)
+
+    @router.post("/v1/apps/schedule/trips")
+    async def plan_trip(body: TripRequest, actor: Actor = Depends(require("apps:use"))) -> dict[str, Any]:
+        return await schedule.plan_trip(ctx_for(actor, body.timezone), body.destination, body.depart_date,
+                                        body.return_date, purpose=body.purpose, international=body.international)
+
+    @router.post("/v1/apps/schedule/chat")
+    async def schedule_chat(body: ChatRequest, actor: Actor = Depends(require("apps:use"))) -> dict[str, Any]:
+        ctx = ctx_for(actor, body.timezone, body.model)
+        reply = await chat(schedule, ctx, body.message, history=[m.model_dump() for m in body.history],
+                           max_rounds=rounds)
+        return reply.to_dict()
+
+    @router.get("/v1/apps/schedule/export.ics")
+    def export_ics(timezone: str | None = None, actor: Actor = Depends(require("apps:use"))) -> Response:
+        text = schedule.export_ics(ctx_for(actor, timezone))
+        return Response(text.encode("utf-8"), media_type="text/calendar; charset=utf-8",
+                        headers={"Content-Disposition": 'attachment; filename="calendar.ics"'})
+
+    @router.post("/v1/apps/schedule/import")
+    async def import_ics(request: Request, timezone: str | None = None,
+                         actor: Actor = Depends(require("apps:use"))) -> dict[str, Any]:
+        data = await request.body()
+        if not data:
+            raise InvalidRequest("Send the .ics file as the request body (Content-Type: text/calendar).",
+                                 param="file")
+        return await run_in_threadpool(schedule.import_ics, ctx_for(actor, timezone), data)
+
+    return schedule

@@ -1,0 +1,100 @@
+"""``AppContext``: everything an assistant needs for one call, passed explicitly (no globals).
+
+``complete_json`` is the one way assistants ask the model for structured output: the JSON schema is sent as
+``response_format`` (enforced by a grammar while decoding, so even a small model returns valid JSON); output that
+still does not parse (truncated at ``max_tokens``, or a backend without grammars) is retried once, then refused
+with ``EngineFailure``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC as _UTC_TZ
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from inhouse.errors import EngineFailure, InvalidRequest
+from inhouse.types import Actor
+
+if TYPE_CHECKING:
+    from inhouse.governance.events import AuditSink
+    from inhouse.kb.service import KnowledgeBase
+    from inhouse.models.chat import ChatService, CompletionResult
+
+log = logging.getLogger(__name__)
+
+UTC = ZoneInfo("UTC")
+
+
+def utc_now() -> datetime:
+    return datetime.now(_UTC_TZ)
+
+
+def parse_tz(name: str | None) -> ZoneInfo:
+    """An IANA zone name (``Europe/Paris``, ``Asia/Shanghai``); empty means UTC. Unknown → InvalidRequest."""
+    if not name:
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (KeyError, ValueError, OSError):
+        raise InvalidRequest(f"Unknown time zone '{name}'. Use an IANA name such as 'Europe/Berlin'.",
+                             param="timezone") from None
+
+
+@dataclass
+class AppContext:
+    """One assistant call: the caller, the model and the clock. ``kb`` is None when knowledge is not wired;
+    retrieval through it always runs AS ``actor`` (never with more rights than the caller)."""
+
+    actor: Actor
+    chat: ChatService
+    model: str
+    now: Callable[[], datetime] = utc_now  # aware datetimes; tests pass a fixed clock
+    tz: ZoneInfo = field(default_factory=lambda: UTC)  # the caller's zone: "tomorrow" is resolved in it
+    audit: AuditSink | None = None
+    kb: KnowledgeBase | None = None
+    max_tokens: int = 1024
+
+    def local_now(self) -> datetime:
+        return self.now().astimezone(self.tz)
+
+
+async def complete_text(ctx: AppContext, messages: Sequence[Mapping[str, Any]], **body: Any) -> CompletionResult:
+    """One chat completion on ``ctx.model`` (preparation may load a model: it runs off the event loop)."""
+    request: dict[str, Any] = {"model": ctx.model, "messages": [dict(m) for m in messages],
+                               "temperature": 0.0, "max_tokens": ctx.max_tokens, **body}
+    prepared = await asyncio.to_thread(ctx.chat.prepare_chat, request)
+    return await ctx.chat.complete(prepared)
+
+
+async def complete_json(ctx: AppContext, messages: Sequence[Mapping[str, Any]], schema: Mapping[str, Any], *,
+                        name: str = "output", retries: int = 1, **body: Any) -> dict[str, Any]:
+    """Ask for a JSON object that follows ``schema`` and return it parsed.
+
+    Invalid JSON (or a non-object) is retried ``retries`` times, then raises ``EngineFailure`` naming what came
+    back; a bad request (context too long, unknown model) raises as the chat service does, without retrying.
+    """
+    if not isinstance(schema, Mapping) or not schema:
+        raise InvalidRequest("complete_json needs a JSON schema object.")
+    fmt = {"type": "json_schema", "json_schema": {"name": name, "schema": dict(schema), "strict": True}}
+    last = ""
+    for attempt in range(retries + 1):
+        result = await complete_text(ctx, messages, response_format=fmt, **body)
+        last = result.text
+        try:
+            parsed = json.loads(last)
+        except json.JSONDecodeError as exc:
+            log.info("model returned invalid JSON (attempt %d, finish=%s): %s", attempt + 1,
+                     result.finish_reason, exc)
+            continue
+        if isinstance(parsed, dict):
+            return parsed
+        log.info("model returned JSON that is not an object (attempt %d)", attempt + 1)
+    snippet = last[:200].replace("\n", " ")
+    raise EngineFailure(f"The model did not return valid JSON after {retries + 1} attempts: {snippet!r}",
+                        code="invalid_model_output")

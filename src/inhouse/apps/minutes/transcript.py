@@ -1,0 +1,292 @@
+"""Transcripts in, numbered lines out: plain text (with or without speakers and timestamps), WebVTT and SRT.
+
+Every utterance becomes one ``TranscriptLine`` numbered from 1; the model cites these numbers as evidence, and
+``source_line`` keeps the line of the original file for people. Header lines (``Meeting:``, ``Date:``,
+``Attendees:``, ``会议:``, ``日期:``, ``参会人:`` …) are read as metadata and are not numbered. The meeting date comes
+from an explicit parameter, else the header, else a ``YYYY-MM-DD`` in the filename; attendees are the header's
+names plus everyone who speaks.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date
+
+from inhouse.apps.minutes.dates import parse_date_text
+from inhouse.errors import InvalidRequest
+
+MAX_LINE_CHARS = 5000  # a longer "line" is split: one evidence line must stay quotable
+
+
+@dataclass(frozen=True)
+class TranscriptLine:
+    number: int  # 1-based utterance number: what the model cites
+    text: str
+    speaker: str | None = None
+    timestamp: str | None = None  # as written ("00:01:02", "[00:45]" → "00:45")
+    source_line: int | None = None  # line in the input file (1-based), when the input was a file
+
+    def render(self) -> str:
+        """How the model sees the line: ``L12 [08:10] Wang Jun: text``."""
+        stamp = f" [{self.timestamp}]" if self.timestamp else ""
+        who = f" {self.speaker}:" if self.speaker else ""
+        return f"L{self.number}{stamp}{who} {self.text}"
+
+
+@dataclass
+class Transcript:
+    lines: list[TranscriptLine]
+    title: str = ""
+    meeting_date: date | None = None
+    date_source: str = "none"  # parameter | header | filename | none
+    attendees: list[str] = field(default_factory=list)
+    format: str = "text"  # text | webvtt | srt | audio
+
+    def line(self, number: int) -> TranscriptLine | None:
+        if 1 <= number <= len(self.lines):
+            return self.lines[number - 1]
+        return None
+
+    @property
+    def speakers(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for ln in self.lines:
+            if ln.speaker:
+                seen.setdefault(ln.speaker, None)
+        return list(seen)
+
+
+# -- headers ---------------------------------------------------------------------------------------------
+
+_COLON = r"\s*[:：]\s*"
+_HEADER_KEYS: dict[str, tuple[str, ...]] = {
+    "title": ("meeting", "title", "subject", "topic", "会议", "会议名称", "主题", "会议主题"),
+    "date": ("date", "meeting date", "日期", "会议日期", "时间", "会议时间"),
+    "attendees": ("attendees", "participants", "present", "attendance", "参会人", "参会人员", "与会人员",
+                  "出席", "出席人员", "参与人"),
+}
+_HEADER_RE = re.compile(r"^\s*(?P<key>[A-Za-z][A-Za-z ]{1,20}|[\u4e00-\u9fff]{2,5})" + _COLON + r"(?P<value>.+)$")
+
+# -- utterances ------------------------------------------------------------------------------------------
+
+_TS = r"(?:\d{1,2}:)?\d{1,2}:\d{2}(?:[.,]\d{1,3})?"
+_LEAD_TS_RE = re.compile(rf"^\s*(?:[\[(](?P<b>{_TS})[\])]|(?P<p>{_TS})(?=\s))\s*[-–—]?\s*")
+# A speaker label: a short name then a colon. Names may be "Mei Lin", "Dr. O'Neil", "张伟", "Speaker 1".
+_SPEAKER_RE = re.compile(
+    r"^(?P<name>[\u4e00-\u9fff·]{1,8}|[A-Z][\w.'’-]*(?:\s+[A-Za-z][\w.'’-]*){0,3}(?:\s+\d{1,2})?)" + _COLON
+    + r"(?P<text>.*)$"
+)
+# Words that look like a label but open a sentence ("Decision: …", "Note: …") rather than name a speaker.
+_NOT_SPEAKERS = frozenset({"note", "notes", "decision", "decisions", "action", "action item", "todo", "agenda",
+                           "question", "update", "summary", "re", "fyi", "ps", "http", "https", "next",
+                           *(k for keys in _HEADER_KEYS.values() for k in keys)})
+
+_SPEAKER_ONLY_RE = re.compile(_SPEAKER_RE.pattern.replace("(?P<text>.*)$", "$"))
+
+_CUE_TIME_RE = re.compile(rf"^\s*(?P<start>{_TS})\s*-->\s*(?P<end>{_TS})")
+_VOICE_RE = re.compile(r"<v(?:\.[\w.-]+)?\s+(?P<name>[^>]+)>")
+_TAG_RE = re.compile(r"</?[a-zA-Z][^>]*>")
+
+
+def parse_transcript(text: str, *, filename: str | None = None, meeting_date: date | None = None,
+                     attendees: list[str] | None = None) -> Transcript:
+    """Parse a transcript in any supported text format. Raises InvalidRequest when it holds no utterance."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").lstrip("\ufeff")
+    head = text.lstrip()[:10].upper()
+    if head.startswith("WEBVTT"):
+        tr = _parse_cues(text, "webvtt")
+    elif _looks_like_srt(text):
+        tr = _parse_cues(text, "srt")
+    else:
+        tr = _parse_plain(text)
+    if not tr.lines:
+        raise InvalidRequest("The transcript is empty: no spoken lines were found.", param="file")
+    apply_filename(tr, filename, meeting_date)
+    names = list(tr.attendees) + list(attendees or []) + tr.speakers
+    tr.attendees = _unique(n for n in names if n)
+    return tr
+
+
+def apply_filename(tr: Transcript, filename: str | None, meeting_date: date | None = None) -> None:
+    """An explicit date wins; else a ``YYYY-MM-DD`` in the filename fills a missing date, its stem a missing title."""
+    if meeting_date is not None:
+        tr.meeting_date, tr.date_source = meeting_date, "parameter"
+    elif tr.meeting_date is None and filename:
+        found = re.search(r"(\d{4})[-_.](\d{2})[-_.](\d{2})", filename)
+        if found:
+            try:
+                tr.meeting_date = date(int(found[1]), int(found[2]), int(found[3]))
+                tr.date_source = "filename"
+            except ValueError:
+                pass
+    if not tr.title and filename:
+        stem = re.sub(r"\.[A-Za-z0-9]{2,4}$", "", filename.rsplit("/", 1)[-1])
+        stem = re.sub(r"^\d{4}[-_.]\d{2}[-_.]\d{2}[-_ ]*", "", stem)
+        tr.title = re.sub(r"[-_]+", " ", re.sub(r"\.zh$|\.en$", "", stem)).strip()
+
+
+def _unique(names: object) -> list[str]:
+    out: dict[str, str] = {}
+    for n in names:  # type: ignore[attr-defined]
+        out.setdefault(str(n).strip().casefold(), str(n).strip())
+    return [v for v in out.values() if v]
+
+
+def split_attendees(value: str) -> list[str]:
+    """``"Mei Lin (PM, chair), Daniel Okafor"`` / ``"赵敏(运营总监)、陈浩"`` → names (roles in brackets dropped)."""
+    value = re.sub(r"[(（][^)）]*[)）]", "", value)
+    parts = re.split(r"\s*(?:[,，、;；/]|\band\b|和|及)\s*", value)
+    return [p.strip(" .。") for p in parts if p.strip(" .。") and len(p.strip()) <= 60]
+
+
+def _header(line: str) -> tuple[str, str] | None:
+    m = _HEADER_RE.match(line)
+    if not m:
+        return None
+    key = m["key"].strip().casefold()
+    for kind, keys in _HEADER_KEYS.items():
+        if key in keys:
+            return kind, m["value"].strip()
+    return None
+
+
+def _speaker(rest: str) -> tuple[str | None, str]:
+    m = _SPEAKER_RE.match(rest)
+    if not m:
+        return None, rest
+    name = m["name"].strip()
+    if name.casefold() in _NOT_SPEAKERS or not m["text"].strip():
+        return None, rest
+    return name, m["text"].strip()
+
+
+def _parse_plain(text: str) -> Transcript:
+    tr = Transcript(lines=[])
+    in_header = True
+    last_speaker: str | None = None
+    for i, raw in enumerate(text.split("\n"), 1):
+        line = raw.strip()
+        if not line:
+            last_speaker = None  # a blank line ends a speaker's paragraph
+            continue
+        if in_header:
+            hdr = _header(line)
+            if hdr is not None:
+                _apply_header(tr, *hdr)
+                continue
+        stamp: str | None = None
+        m = _LEAD_TS_RE.match(line)
+        if m:
+            stamp = m["b"] or m["p"]
+            line = line[m.end():]
+        speaker, body = _speaker(line)
+        label = _SPEAKER_ONLY_RE.match(line)
+        if label and speaker is None and label["name"].casefold() not in _NOT_SPEAKERS:
+            last_speaker, in_header = label["name"].strip(), False  # "Alice:" alone: her lines follow
+            continue
+        if in_header and speaker is None and stamp is None and not tr.lines and _is_title_line(line, tr):
+            tr.title = line.strip("# ").strip()
+            continue
+        in_header = False
+        if speaker is None and stamp is None:
+            speaker = last_speaker  # a continuation paragraph of the previous speaker
+        last_speaker = speaker
+        if not body.strip():
+            continue
+        _add(tr, body, speaker, stamp, i)
+    return tr
+
+
+def _is_title_line(line: str, tr: Transcript) -> bool:
+    return not tr.title and line.startswith("#")
+
+
+def _apply_header(tr: Transcript, kind: str, value: str) -> None:
+    if kind == "title" and not tr.title:
+        tr.title = value
+    elif kind == "date" and tr.meeting_date is None:
+        found = parse_date_text(value)
+        if found is not None:
+            tr.meeting_date, tr.date_source = found, "header"
+    elif kind == "attendees":
+        tr.attendees.extend(split_attendees(value))
+
+
+def _add(tr: Transcript, text: str, speaker: str | None, stamp: str | None, source_line: int | None) -> None:
+    text = re.sub(r"\s+", " ", text).strip()
+    while text:
+        piece, text = text[:MAX_LINE_CHARS], text[MAX_LINE_CHARS:]
+        tr.lines.append(TranscriptLine(len(tr.lines) + 1, piece, speaker, stamp, source_line))
+
+
+def _looks_like_srt(text: str) -> bool:
+    first = [ln.strip() for ln in text.strip().split("\n")[:3]]
+    return len(first) >= 2 and first[0].isdigit() and bool(_CUE_TIME_RE.match(first[1]))
+
+
+def _parse_cues(text: str, fmt: str) -> Transcript:
+    """WebVTT or SRT: blocks separated by blank lines; a block with a ``-->`` timing line is a cue."""
+    tr = Transcript(lines=[], format=fmt)
+    raw_lines = text.split("\n")
+    block: list[tuple[int, str]] = []
+    for i, raw in enumerate([*raw_lines, ""], 1):
+        if raw.strip():
+            block.append((i, raw.strip()))
+            continue
+        if block:
+            _cue(tr, block, fmt)
+            block = []
+    return tr
+
+
+def _cue(tr: Transcript, block: list[tuple[int, str]], fmt: str) -> None:
+    first = block[0][1]
+    if fmt == "webvtt" and (first.startswith("WEBVTT") or first.startswith(("NOTE", "STYLE", "REGION"))):
+        for _, ln in block[1:]:  # "NOTE Date: 2026-10-14" style metadata is honoured, other notes ignored
+            hdr = _header(ln)
+            if hdr:
+                _apply_header(tr, *hdr)
+        hdr = _header(first.removeprefix("NOTE").strip())
+        if hdr:
+            _apply_header(tr, *hdr)
+        return
+    timing = next((k for k, (_, ln) in enumerate(block) if "-->" in ln), None)
+    if timing is None:
+        return
+    m = _CUE_TIME_RE.match(block[timing][1])
+    stamp = _short_stamp(m["start"]) if m else None
+    body_lines = block[timing + 1:]
+    if not body_lines:
+        return
+    joined = " ".join(ln for _, ln in body_lines)
+    voice = _VOICE_RE.search(joined)
+    speaker: str | None = voice["name"].strip() if voice else None
+    body = _TAG_RE.sub("", joined).strip()
+    if speaker is None:
+        speaker, body = _speaker(body)
+    elif body.startswith(f"{speaker}:"):
+        body = body[len(speaker) + 1:].strip()
+    if body:
+        _add(tr, body, speaker, stamp, body_lines[0][0])
+
+
+def _short_stamp(stamp: str) -> str:
+    """``00:01:02.500`` → ``00:01:02``: milliseconds add nothing for a reader of minutes."""
+    return re.split(r"[.,]", stamp)[0]
+
+
+def transcript_from_segments(segments: list[tuple[float, str]], *, meeting_date: date | None = None,
+                             filename: str | None = None, attendees: list[str] | None = None) -> Transcript:
+    """A transcript from timed text segments (speech recognition): no speakers, one line per segment."""
+    tr = Transcript(lines=[], format="audio", attendees=list(attendees or []))
+    for start, text in segments:
+        stamp = f"{int(start // 3600):02d}:{int(start % 3600 // 60):02d}:{int(start % 60):02d}"
+        speaker, body = _speaker(text.strip())
+        if body.strip():
+            _add(tr, body, speaker, stamp, None)
+    if not tr.lines:
+        raise InvalidRequest("No speech was recognised in the audio.", param="file")
+    apply_filename(tr, filename, meeting_date)
+    tr.attendees = _unique([*tr.attendees, *tr.speakers])
+    return tr

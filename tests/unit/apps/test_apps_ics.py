@@ -1,0 +1,90 @@
+"""The .ics writer and reader: CRLF, folding at 75 octets on character boundaries, escaping, UTC/TZID/floating
+times, all-day values, DURATION, nested VALARM, and clear errors on what is not a calendar."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from inhouse.apps.ics import IcsItem, escape_text, fold_line, read_ics, unescape_text, unfold, write_ics
+from inhouse.errors import InvalidRequest
+
+PARIS = ZoneInfo("Europe/Paris")
+STAMP = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_write_is_crlf_folded_and_escaped() -> None:
+    item = IcsItem("Budget; Q3, review\nwith 李伟 " + "预算" * 40, datetime(2026, 1, 30, 9, tzinfo=PARIS),
+                   datetime(2026, 1, 30, 10, tzinfo=PARIS), uid="u1@test", attendees=["li@example.com", "Li Wei"])
+    text = write_ics([item], dtstamp=STAMP)
+    assert text.endswith("\r\n") and "\n" not in text.replace("\r\n", "")
+    for line in text.split("\r\n"):
+        assert len(line.encode("utf-8")) <= 75
+    assert "DTSTART:20260130T080000Z" in text  # aware times in UTC
+    assert "SUMMARY:Budget\\; Q3\\, review\\nwith" in text
+    assert "ATTENDEE:mailto:li@example.com" in text and 'CN="Li Wei"' in text
+    back = read_ics(text)[0]
+    assert back.summary == item.summary and back.uid == "u1@test"
+    assert back.start == item.start and back.end == item.end
+    assert back.attendees == ["li@example.com", "Li Wei"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(min_size=0, max_size=300))
+def test_text_round_trips_through_escape_and_fold(value: str) -> None:
+    value = value.replace("\r", "")
+    line = fold_line("SUMMARY:" + escape_text(value))
+    assert all(len(p.encode("utf-8")) <= 75 for p in line.split("\r\n"))
+    assert unescape_text(unfold(line)[0][len("SUMMARY:"):]) == value
+
+
+def test_read_tzid_floating_all_day_duration_and_todo() -> None:
+    text = (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\n"
+        "BEGIN:VEVENT\r\nUID:a\r\nDTSTART;TZID=Asia/Shanghai:20260203T150000\r\nDURATION:PT1H30M\r\n"
+        "SUMMARY:Long line folded \r\n over two lines\r\n"
+        "BEGIN:VALARM\r\nTRIGGER:-PT15M\r\nSUMMARY:not the event\r\nEND:VALARM\r\nEND:VEVENT\r\n"
+        "BEGIN:VEVENT\r\nUID:b\r\nDTSTART;VALUE=DATE:20260210\r\nSUMMARY:Holiday\r\nEND:VEVENT\r\n"
+        "BEGIN:VEVENT\r\nUID:c\r\nDTSTART:20260211T090000\r\nDTEND:20260211T100000\r\nSUMMARY:Floating\r\n"
+        "END:VEVENT\r\n"
+        "BEGIN:VEVENT\r\nUID:d\r\nDTSTART;TZID=Mars/Olympus:20260211T090000\r\nSUMMARY:Odd zone\r\nEND:VEVENT\r\n"
+        "BEGIN:VTODO\r\nUID:e\r\nDUE;VALUE=DATE:20260220\r\nSUMMARY:Send slides\r\nEND:VTODO\r\n"
+        "END:VCALENDAR\r\n"
+    )
+    a, b, c, d, e = read_ics(text, default_tz=PARIS)
+    sh = ZoneInfo("Asia/Shanghai")
+    assert a.summary == "Long line folded over two lines"
+    assert a.start == datetime(2026, 2, 3, 15, tzinfo=sh) and a.end == a.start + timedelta(minutes=90)
+    assert b.start == date(2026, 2, 10) and b.end == date(2026, 2, 11)  # one day by default
+    assert c.start == datetime(2026, 2, 11, 9, tzinfo=PARIS)  # floating → the default zone
+    assert d.warnings and d.start == datetime(2026, 2, 11, 9, tzinfo=PARIS)
+    assert e.kind == "VTODO" and e.due == date(2026, 2, 20)
+    assert read_ics(text)[2].start == datetime(2026, 2, 11, 9)  # no default zone: stays floating
+
+
+def test_write_todo_and_all_day() -> None:
+    text = write_ics([IcsItem("Send slides", kind="VTODO", due=date(2026, 2, 20), uid="t"),
+                      IcsItem("Off", date(2026, 2, 10), date(2026, 2, 11), uid="o")], dtstamp=STAMP)
+    assert "BEGIN:VTODO" in text and "DUE;VALUE=DATE:20260220" in text
+    assert "DTSTART;VALUE=DATE:20260210" in text
+    assert [i.kind for i in read_ics(text)] == ["VTODO", "VEVENT"]
+
+
+def test_missing_uid_gets_a_stable_one() -> None:
+    text = "BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART:20260211T090000Z\nSUMMARY:x\nEND:VEVENT\nEND:VCALENDAR\n"
+    assert read_ics(text)[0].uid == read_ics(text)[0].uid != ""
+
+
+@pytest.mark.parametrize("bad", [
+    b"", b"hello", b"\xff\xfe\x00", "BEGIN:VCALENDAR\nBEGIN:VEVENT\nSUMMARY:x\n",
+    "BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART:2026-02-11\nEND:VEVENT\nEND:VCALENDAR",
+    "BEGIN:VCALENDAR\nBEGIN:VEVENT\nno colon here\nEND:VEVENT\nEND:VCALENDAR",
+    "BEGIN:VCALENDAR\nEND:VEVENT\nEND:VCALENDAR",
+])
+def test_bad_calendars_are_clear_errors(bad: str | bytes) -> None:
+    with pytest.raises(InvalidRequest):
+        read_ics(bad)

@@ -1,0 +1,110 @@
+"""Bundles: build (with a stand-in for pip), verify every hash, refuse altered bundles, install."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from inhouse.errors import Conflict, InvalidRequest
+from inhouse.models.image import build_image, install_image, verify_image
+from inhouse.models.profile import ProfileStore, TunedProfile
+from inhouse.models.registry import ModelRegistry
+from inhouse.testing.gguf_writer import write_tiny_model
+
+
+def fake_wheels(dest: Path, progress: object, extra: tuple[str, ...]) -> list[str]:
+    dest.mkdir(parents=True)
+    (dest / "inhouse-0.1.0-py3-none-any.whl").write_bytes(b"PK fake wheel")
+    (dest.parent / "requirements.txt").write_text("inhouse\n")
+    return ["dep==1.0"]
+
+
+def make_registry(root: Path) -> ModelRegistry:
+    return ModelRegistry(root / "cache", lambda spec: None, 1000, catalog=())  # type: ignore[arg-type, return-value]
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> tuple[ModelRegistry, ProfileStore]:
+    reg = make_registry(tmp_path / "src")
+    spec = reg.add(write_tiny_model(tmp_path / "tiny.gguf"), "tiny")
+    profiles = ProfileStore(tmp_path / "src" / "profiles", lambda: "cpu1")
+    assert spec.sha256 is not None
+    profiles.save(TunedProfile(model="tiny", model_sha256=spec.sha256, cpu_signature="cpu1", created_at="t",
+                               engine={"n_threads": 1}))
+    return reg, profiles
+
+
+def test_build_verify_install(source: tuple[ModelRegistry, ProfileStore], tmp_path: Path) -> None:
+    reg, profiles = source
+    out = tmp_path / "bundle"
+    info = build_image(reg, profiles, "tiny", out, wheels=fake_wheels)
+    names = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert {"install.sh", "config.toml", "bundle.json", "MANIFEST.sha256", "model/tiny.gguf",
+            "wheels/inhouse-0.1.0-py3-none-any.whl", "requirements.txt"} <= names
+    assert any(n.startswith("profiles/") for n in names)
+    assert verify_image(out) == info.files == len(names) - 1
+    meta = json.loads((out / "bundle.json").read_text())
+    assert meta["model"] == "tiny" and meta["models"][0]["sha256"] == reg.resolve("tiny").sha256
+
+    target = make_registry(tmp_path / "dst")
+    installed = install_image(out, target, tmp_path / "dst" / "profiles", tmp_path / "dst" / "config.toml")
+    assert installed == ["tiny"]
+    assert target.resolve("tiny").present and target.resolve("tiny").sha256 == reg.resolve("tiny").sha256
+    assert ProfileStore(tmp_path / "dst" / "profiles", lambda: "cpu1").match(reg.resolve("tiny").sha256).applies
+    assert "default = \"tiny\"" in (tmp_path / "dst" / "config.toml").read_text()
+
+
+def test_one_altered_byte_is_named(source: tuple[ModelRegistry, ProfileStore], tmp_path: Path) -> None:
+    reg, profiles = source
+    out = tmp_path / "bundle"
+    build_image(reg, profiles, "tiny", out, wheels=fake_wheels)
+    model = out / "model" / "tiny.gguf"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    model.write_bytes(bytes(data))
+    with pytest.raises(InvalidRequest, match=r"model/tiny\.gguf does not match MANIFEST") as err:
+        verify_image(out)
+    assert err.value.code == "image_corrupt"
+    with pytest.raises(InvalidRequest, match=r"model/tiny\.gguf"):
+        install_image(out, make_registry(tmp_path / "dst"), tmp_path / "p", tmp_path / "c.toml")
+
+
+def test_extra_and_missing_files_are_refused(source: tuple[ModelRegistry, ProfileStore], tmp_path: Path) -> None:
+    reg, profiles = source
+    out = tmp_path / "bundle"
+    build_image(reg, profiles, "tiny", out, wheels=fake_wheels)
+    (out / "wheels" / "evil-1.0-py3-none-any.whl").write_bytes(b"x")
+    with pytest.raises(InvalidRequest, match=r"evil-1\.0-py3-none-any\.whl is not listed"):
+        verify_image(out)
+    (out / "wheels" / "evil-1.0-py3-none-any.whl").unlink()
+    (out / "config.toml").unlink()
+    with pytest.raises(InvalidRequest, match=r"config\.toml is listed in MANIFEST\.sha256 but missing"):
+        verify_image(out)
+    with pytest.raises(InvalidRequest, match="not an inhouse bundle"):
+        verify_image(tmp_path)  # a directory without a manifest
+    with pytest.raises(Conflict):
+        build_image(reg, profiles, "tiny", out, wheels=fake_wheels)
+
+
+def test_tar_bundle(source: tuple[ModelRegistry, ProfileStore], tmp_path: Path) -> None:
+    reg, profiles = source
+    out = tmp_path / "bundle.tar"
+    info = build_image(reg, profiles, "tiny", out, wheels=fake_wheels)
+    assert out.is_file() and verify_image(out) == info.files
+    # one byte altered inside the tar
+    unpacked = tmp_path / "x"
+    with tarfile.open(out) as tar:
+        tar.extractall(unpacked, filter="data")
+    cfg = unpacked / "config.toml"
+    cfg.write_text(cfg.read_text().replace("8000", "8001"))
+    bad = tmp_path / "bad.tar"
+    with tarfile.open(bad, "w") as tar:
+        tar.add(unpacked, arcname=".")
+    with pytest.raises(InvalidRequest, match=r"config\.toml does not match"):
+        verify_image(bad)
+    (tmp_path / "junk.tar").write_bytes(b"not a tar at all")
+    with pytest.raises(InvalidRequest, match="not a bundle directory or a readable tar"):
+        verify_image(tmp_path / "junk.tar")
