@@ -14,6 +14,7 @@ is recorded: none may leave the test server's origin. Screenshots go to docs/scr
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -48,6 +49,15 @@ XSS_REPLY = (
 )
 KNOWLEDGE_REPLY = "The daily meal allowance on business trips is **180 CNY** [1]."
 PLAIN_REPLY = "Hello! I am a *local* model.\n\n- private\n- fast\n\n```\ncode stays code\n```"
+# The minutes assistant's window prompt ("Transcript lines L1-L3:") gets canned minutes that verify against
+# MINUTES_TRANSCRIPT (the right lines, an attendee as owner, the deadline words as spoken).
+MINUTES_TRANSCRIPT = ("Alice: Decision: the beta ships with the new installer.\nBob: Sounds good.\n"
+                      "Alice: I will send the report by Friday.\n")
+MINUTES_REPLY = json.dumps({
+    "title": "Beta review", "summary": "The beta ships with the new installer; Alice sends the report.",
+    "decisions": [{"line": 1, "decision": "The beta ships with the new installer."}],
+    "action_items": [{"line": 3, "owner": "Alice", "task": "Send the report", "due": "by Friday"}],
+    "open_questions": [], "next_meeting": None})
 
 
 def scripted(inp: ScriptInput) -> int:
@@ -55,7 +65,9 @@ def scripted(inp: ScriptInput) -> int:
     n = len(inp.generated)
     if "forever" in prompt:
         return encode_text("ab")[n % 2]
-    if "Context passages:" in prompt:
+    if "Transcript lines" in prompt:
+        reply = MINUTES_REPLY
+    elif "Context passages:" in prompt:
         reply = KNOWLEDGE_REPLY
     elif "XSS" in prompt:
         reply = XSS_REPLY
@@ -86,7 +98,8 @@ class Site:
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     tmp = tmp_path_factory.mktemp("web")
     # min_similarity 0: every knowledge question reaches the (scripted) model with the passages it may see.
-    settings = {"kb": {"embedder": "fake", "min_similarity": 0}}
+    # The assistants run on the scripted fake model.
+    settings = {"kb": {"embedder": "fake", "min_similarity": 0}, "apps": {"model": "fake-model"}}
     with run_live_server(tmp / "data", settings=settings,
                          load_engine=lambda spec: build_fake_engine(spec.name, n_ctx=4096, script=scripted,
                                                                     delay_s=0.004)) as server:
@@ -386,6 +399,26 @@ def test_assistants_page_lists_the_assistants(ui: UI) -> None:
     assert cards.count() == 4
     assert "Meeting minutes" in ui.page.inner_text("#assistant-minutes")
     ui.shot("assistants")
+
+
+def test_minutes_page_shows_action_items(ui: UI) -> None:
+    ui.sign_in(ui.site.finance)
+    ui.go("/assistants")
+    ui.page.wait_for_selector("#minutes-form")
+    ui.page.fill("#minutes-text", MINUTES_TRANSCRIPT)
+    ui.page.fill("#minutes-date", "2026-10-14")  # a Wednesday: "by Friday" is 2026-10-16
+    ui.page.click("#minutes-go")
+    row = ui.page.locator("#minutes-actions tbody tr")
+    row.first.wait_for()
+    assert row.count() == 1
+    cells = [c.strip() for c in row.first.locator("td").all_inner_texts()]
+    assert cells == ["Alice", "Send the report", "2026-10-16", "L3"]
+    assert "new installer" in ui.page.inner_text("#minutes-decisions")
+    assert ui.page.inner_text("#minutes-summary").startswith("The beta ships")
+    assert ui.page.is_visible("#minutes-md") and ui.page.is_visible("#minutes-ics")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    ui.page.set_viewport_size({"width": 1280, "height": 1200})  # the whole card, action items included
+    ui.page.locator("#assistant-minutes").screenshot(path=str(SCREENSHOTS / "minutes.png"))
 
 
 def chat_traffic(site: Site, stop: threading.Event) -> None:
