@@ -6,7 +6,6 @@ from handlers through closures and ``app.state.services``.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Protocol
 
@@ -36,7 +35,6 @@ if TYPE_CHECKING:
     from inhouse.models.chat import ChatService
     from inhouse.models.registry import ModelRegistry
 
-log = logging.getLogger(__name__)
 
 
 class ServicesLike(Protocol):
@@ -51,15 +49,8 @@ class ServicesLike(Protocol):
 
 
 def loaded_engines(registry: ModelRegistry) -> Iterator[EngineClient]:
-    listing = getattr(registry, "loaded_engines", None)
-    if listing is not None:  # never loads: a scrape must not wake a model that idle release unloaded
-        yield from (engine for _, engine in listing())
-        return
-    for name in registry.loaded():
-        try:
-            yield registry.get_engine(name)
-        except Exception:  # unloaded between the two calls: skip it this scrape
-            log.debug("engine %s went away during a scrape", name)
+    # Never loads: a scrape must not wake a model that idle release unloaded.
+    yield from (engine for _, engine in registry.loaded_engines())
 
 
 def build_app(services: ServicesLike) -> FastAPI:

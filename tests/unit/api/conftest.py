@@ -58,6 +58,9 @@ class RegistryStandIn:
     def loaded(self) -> list[str]:
         return list(self.engines)
 
+    def loaded_engines(self) -> list[tuple[str, EngineClient]]:
+        return list(self.engines.items())
+
     def close(self) -> None:
         for e in self.engines.values():
             e.close()  # type: ignore[attr-defined]

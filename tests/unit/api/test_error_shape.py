@@ -142,6 +142,9 @@ def test_unexpected_exception_is_a_500_in_shape(make_services: Any) -> None:
         def loaded(self) -> list[str]:
             return []
 
+        def loaded_engines(self) -> list[Any]:
+            return []
+
         def close(self) -> None:
             pass
 
@@ -160,6 +163,9 @@ def test_overloaded_has_retry_after(make_services: Any) -> None:
             raise Overloaded("busy", retry_after_s=2.2)
 
         def loaded(self) -> list[str]:
+            return []
+
+        def loaded_engines(self) -> list[Any]:
             return []
 
         def close(self) -> None:
