@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from inhouse.errors import Conflict, InvalidRequest, NotFound
@@ -14,14 +11,6 @@ from inhouse.governance.events import MemoryAuditSink
 from inhouse.governance.identity import KeyStore
 from inhouse.store.db import Database
 from inhouse.types import Actor
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    d = Database(tmp_path / "d.db")
-    d.migrate()
-    yield d
-    d.close()
 
 
 @pytest.fixture

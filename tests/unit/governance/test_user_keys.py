@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from inhouse.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound
@@ -20,14 +17,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    d = Database(tmp_path / "k.db")
-    d.migrate()
-    yield d
-    d.close()
 
 
 @pytest.fixture
