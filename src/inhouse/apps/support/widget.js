@@ -2,7 +2,10 @@
  *   <script src="https://ai.example.com/widget.js" data-key="ih_…(a key with scopes [apps:support])"
  *           data-collections="support" data-title="Help" async></script>
  * Plain JavaScript, no dependencies. Model text is only ever put into the page with textContent (never as HTML),
- * so an answer cannot inject markup. The key must be a scoped key: it is visible to every visitor of the page. */
+ * so an answer cannot inject markup. The key must be a scoped key: it is visible to every visitor of the page.
+ * Styles go in through a constructed stylesheet where the browser has one, so a page whose Content-Security-Policy
+ * forbids inline styles can embed it. Each reply is also dispatched on `window` as an "inhouse-support:reply" event
+ * (detail: the reply, with `handoff`), so the host page can react to a handoff. */
 (function () {
   "use strict";
   var script = document.currentScript;
@@ -34,7 +37,14 @@
     "#ih-support form{display:flex;border-top:1px solid #ccd}#ih-support input{flex:1;border:0;padding:8px}" +
     "#ih-support button{border:0;background:#1a56db;color:#fff;padding:8px 12px;cursor:pointer}" +
     "#ih-support .ih-toggle{border-radius:20px;margin-top:8px;float:right}";
-  var style = el("style", {}, css);
+  var sheet = null;  // a constructed stylesheet (not an inline <style>): allowed under style-src 'self'
+  try {
+    if (window.CSSStyleSheet && "adoptedStyleSheets" in document) {
+      sheet = new CSSStyleSheet();
+      sheet.replaceSync(css);
+    }
+  } catch (e) { sheet = null; }
+  var style = sheet ? null : el("style", {}, css);
   var root = el("div", { id: "ih-support" });
   var panel = el("div", { "class": "ih-panel", role: "dialog", "aria-label": title });
   var header = el("div", { "class": "ih-msg ih-bot" }, title);
@@ -99,6 +109,9 @@
       node.setAttribute("data-handoff", "true");
       add("ih-note", "A human agent will take over this conversation.");
     }
+    try {
+      window.dispatchEvent(new CustomEvent("inhouse-support:reply", { detail: reply }));
+    } catch (e) { /* an old browser: no event */ }
   }
 
   function submit(text) {
@@ -131,16 +144,24 @@
     input.value = "";
     submit(text);
   });
+  var focusOnOpen = true;
   toggle.addEventListener("click", function () {
     var open = root.classList.toggle("ih-open");
     toggle.setAttribute("aria-expanded", open ? "true" : "false");
-    if (open) { input.focus(); }
+    if (open && focusOnOpen) { input.focus(); }
   });
 
   function mount() {
-    document.head.appendChild(style);
+    if (sheet) { document.adoptedStyleSheets = document.adoptedStyleSheets.concat([sheet]); }
+    else { document.head.appendChild(style); }
     document.body.appendChild(root);
   }
   if (document.body) { mount(); } else { document.addEventListener("DOMContentLoaded", mount); }
-  window.InhouseSupport = { send: submit, open: function () { if (!root.classList.contains("ih-open")) { toggle.click(); } } };
+  // open({focus: false}) opens the panel without moving the keyboard focus into it (e.g. a preview on load).
+  window.InhouseSupport = { send: submit, open: function (opts) {
+    if (root.classList.contains("ih-open")) { return; }
+    focusOnOpen = !(opts && opts.focus === false);
+    toggle.click();
+    focusOnOpen = true;
+  } };
 })();
