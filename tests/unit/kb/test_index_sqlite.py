@@ -10,14 +10,25 @@ import pytest
 
 from inhouse.errors import InvalidRequest
 from inhouse.kb.access import Acl
-from inhouse.kb.index.sqlite import SqliteIndexStore, keyword_terms
-from inhouse.testing.index_contract import ADMIN, DIM, IndexStoreContract, make_doc
+from inhouse.kb.index.protocol import SearchFilters
+from inhouse.kb.index.sqlite import _SCHEMA, SqliteIndexStore, keyword_terms
+from inhouse.testing.index_contract import ADMIN, DIM, EMBED, HR, IndexStoreContract, make_doc
 
 
 class TestSqliteIndexStore(IndexStoreContract):
     @pytest.fixture
     def store(self, tmp_path: Path) -> Iterator[SqliteIndexStore]:
         s = SqliteIndexStore(tmp_path / "kb.db", dim=DIM)
+        yield s
+        s.close()
+
+
+class TestSqliteIndexStoreVec0(IndexStoreContract):
+    """The same store with vector search as a ``vec0`` scan (no resident copy)."""
+
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[SqliteIndexStore]:
+        s = SqliteIndexStore(tmp_path / "kb.db", dim=DIM, resident_vectors=False)
         yield s
         s.close()
 
@@ -77,3 +88,90 @@ def test_fts_syntax_in_queries_is_inert(tmp_path: Path) -> None:
         assert s.counts()["chunks"] == 1
     finally:
         s.close()
+
+
+def _objects(path: Path) -> set[tuple[str, str]]:
+    import apsw
+
+    c = apsw.Connection(str(path))
+    try:
+        return {(t, n) for t, n in c.execute("SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite%'")}
+    finally:
+        c.close()
+
+
+def _downgrade_to_v1(path: Path) -> None:
+    """Turn a file into the layout of schema version 1 (before ``kb_vec_log``): exactly what migration 2 adds is
+    removed, as it was absent from files written by the previous release."""
+    import apsw
+
+    c = apsw.Connection(str(path))
+    try:
+        c.execute("BEGIN")
+        for trigger in ("kb_chunks_logi", "kb_chunks_logd", "kb_chunks_logu"):
+            c.execute(f"DROP TRIGGER {trigger}")
+        c.execute("DROP TABLE kb_vec_log")
+        c.execute("DROP INDEX kb_chunks_pk_doc")
+        c.execute("DELETE FROM sqlite_sequence WHERE name = 'kb_vec_log'")
+        c.execute("DELETE FROM kb_meta WHERE key = 'vec_log_pruned'")
+        c.execute("UPDATE kb_meta SET value = '1' WHERE key = 'schema'")
+        c.execute("COMMIT")
+    finally:
+        c.close()
+
+
+def test_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
+    db = tmp_path / "kb.db"
+    s = SqliteIndexStore(db, dim=DIM)
+    hr = s.create_collection("hr", acl=Acl(groups=frozenset({"hr"}))).id
+    old = s.put_document(make_doc(hr, "leave.txt", ["annual leave is 18 days", "carry over 5 days"])).document
+    s.close()
+    _downgrade_to_v1(db)
+    # What is left is the version-1 layout: the same objects as a file made from the version-1 DDL alone.
+    import apsw
+    import sqlite_vec
+
+    v1 = apsw.Connection(str(tmp_path / "v1.db"))
+    v1.enable_load_extension(True)
+    v1.load_extension(sqlite_vec.loadable_path())
+    v1.execute(_SCHEMA)
+    v1.execute(f"CREATE VIRTUAL TABLE kb_vec USING vec0 (embedding float[{DIM}] distance_metric=cosine)")
+    v1.close()
+    assert _objects(db) == _objects(tmp_path / "v1.db")
+
+    s = SqliteIndexStore(db, dim=DIM)
+    try:
+        assert s.schema_version() == 2
+        objects = _objects(db)
+        assert {("trigger", "kb_chunks_logi"), ("table", "kb_vec_log"), ("index", "kb_chunks_pk_doc")} <= objects
+        q = EMBED.embed_query("annual leave is 18 days")
+        top = s.vector_search(HR, q, SearchFilters(), 1)[0]  # vectors written before the upgrade are searched
+        assert top.score == pytest.approx(1.0, abs=1e-4)
+        assert s.get_chunks(HR, [top.chunk_id])[0].document_id == old.id
+        assert [x.chunk_id for x in s.keyword_search(HR, "carry over", SearchFilters(), 1)] == \
+            [c.id for c in s.document_chunks(old.id) if c.ordinal == 1]
+        new = s.put_document(make_doc(hr, "vpn.txt", ["vpn profiles last 180 days"])).document
+        hit = s.vector_search(HR, EMBED.embed_query("vpn profiles last 180 days"), SearchFilters(), 1)[0]
+        assert s.get_chunks(HR, [hit.chunk_id])[0].document_id == new.id
+        s.delete_document(old.id)
+        assert all(s.get_chunks(ADMIN, [x.chunk_id])[0].document_id == new.id
+                   for x in s.vector_search(HR, q, SearchFilters(), 5))
+        assert all(v == 0 for k, v in s.counts().items() if k.startswith("orphan"))
+    finally:
+        s.close()
+    s = SqliteIndexStore(db, dim=DIM)  # opening an upgraded file again changes nothing
+    try:
+        assert s.schema_version() == 2
+    finally:
+        s.close()
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    import apsw
+
+    SqliteIndexStore(tmp_path / "kb.db", dim=DIM).close()
+    c = apsw.Connection(str(tmp_path / "kb.db"))
+    c.execute("UPDATE kb_meta SET value = '99' WHERE key = 'schema'")
+    c.close()
+    with pytest.raises(InvalidRequest, match="schema version 99"):
+        SqliteIndexStore(tmp_path / "kb.db", dim=DIM)

@@ -15,11 +15,18 @@ and ranked by BM25. A query with only 1-2 character terms (``加班``, ``P3``) f
 chunks the caller may see, ranked by how many of the terms each chunk contains. The FTS match is materialized
 and then filtered by the access rule before ``ORDER BY … LIMIT``, so the limit is filled from allowed rows only
 (``rowid IN`` inside the MATCH made FTS5 re-run the match per allowed row: 800 ms instead of 1 ms at 5k chunks).
+Each match's document is read from the covering index ``kb_chunks_pk_doc`` and tested against the list of allowed
+documents, so the filter costs per match, not per chunk the caller may see (that set was 50k rows at 100k chunks).
 BM25's term statistics are those of the whole index, as with any shared inverted index; no text, score or count
 of a row the caller may not see leaves the query.
 
-Vector search: ``vec0`` KNN is an exact scan; the access rule is pushed into it as ``rowid IN (allowed chunks)``,
-so the ``k`` nearest are taken among what the caller may see and ``top_k`` is always filled when enough exists.
+Vector search: an exact cosine scan of a resident float32 copy of the vectors (``kb.index.resident``) in which
+only the rows of documents the caller may see are multiplied, so the ``k`` nearest are taken among what the
+caller may see and ``top_k`` is always filled when enough exists. The copy follows the database through
+``kb_vec_log`` (triggers on ``kb_chunks``), replayed in the same read transaction as the access query. With
+``resident_vectors=False`` the search is a ``vec0`` KNN with the rule pushed in as ``rowid IN (allowed chunks)``.
+
+Schema: version 1 is ``_SCHEMA``; ``_MIGRATIONS`` upgrades older files in place when they are opened.
 
 Deletion: ``secure_delete`` zeroes freed pages, vectors are overwritten with zeros before their row is deleted
 (vec0 reuses its blocks rather than freeing them), and the FTS index is optimized after a delete so no posting
@@ -53,8 +60,9 @@ from inhouse.kb.index.protocol import (
     SearchFilters,
     StoredChunk,
 )
+from inhouse.kb.index.resident import DocRows, ResidentVectors
 
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _LABEL_RANK = {label: label.rank for label in Label}
 
@@ -112,6 +120,35 @@ CREATE INDEX IF NOT EXISTS kb_chunks_doc ON kb_chunks (document_pk, ordinal);
 CREATE VIRTUAL TABLE IF NOT EXISTS kb_fts USING fts5 (text, tokenize = 'trigram');
 """
 
+# Ordered upgrades from the schema above (version 1). Append only: a database records the version it is at in
+# kb_meta ('schema') and runs the missing steps, in one transaction with the version bump, when it is opened.
+_MIGRATIONS: tuple[tuple[int, str], ...] = (
+    # 2: a change log of chunk rows (by document), written by triggers so that every writer, including one that
+    # predates the log, leaves a trace; searchers replay it to keep their resident copy of the vectors current.
+    # AUTOINCREMENT: a sequence number is never reused, even after the log is pruned. Existing databases need no
+    # backfill: a searcher with no copy loads every vector once. And a covering index chunk -> document, so the
+    # access rule on keyword matches reads 2.5 MB of index instead of the chunk rows (or every allowed chunk).
+    (2, """
+CREATE INDEX IF NOT EXISTS kb_chunks_pk_doc ON kb_chunks (pk, document_pk);
+CREATE TABLE IF NOT EXISTS kb_vec_log (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    document_pk  INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS kb_chunks_logi AFTER INSERT ON kb_chunks BEGIN
+    INSERT INTO kb_vec_log (document_pk) VALUES (new.document_pk);
+END;
+CREATE TRIGGER IF NOT EXISTS kb_chunks_logd AFTER DELETE ON kb_chunks BEGIN
+    INSERT INTO kb_vec_log (document_pk) VALUES (old.document_pk);
+END;
+CREATE TRIGGER IF NOT EXISTS kb_chunks_logu AFTER UPDATE ON kb_chunks BEGIN
+    INSERT INTO kb_vec_log (document_pk) VALUES (old.document_pk), (new.document_pk);
+END;
+INSERT OR IGNORE INTO kb_meta (key, value) VALUES ('vec_log_pruned', '0');
+"""),
+)
+# The log keeps its newest entries; a searcher that fell further behind reloads every vector.
+_LOG_KEEP = 200_000
+
 _STOP = frozenset({
     "the", "and", "for", "are", "was", "were", "what", "which", "who", "whom", "whose", "when", "where", "why",
     "how", "many", "much", "does", "did", "done", "with", "that", "this", "these", "those", "from", "into", "onto",
@@ -160,10 +197,14 @@ def _like_escape(term: str) -> str:
 
 class SqliteIndexStore:
     """The embedded ``IndexStore``. Thread-safe: one writer connection and one reader connection, each behind a
-    lock (WAL lets searches run while an ingestion commits)."""
+    lock (WAL lets searches run while an ingestion commits).
+
+    ``resident_vectors`` (default): vector search scans a copy of the vectors in RAM (``ResidentVectors``,
+    1.5 KB per 384-d chunk), loaded on the first search and kept current from ``kb_vec_log``. Off: every search
+    is a ``vec0`` scan on disk (the reference the resident path is tested against; no extra memory)."""
 
     def __init__(self, path: Path | str, *, dim: int, busy_timeout_ms: int = 10_000,
-                 clock: Any = time.time) -> None:
+                 clock: Any = time.time, resident_vectors: bool = True) -> None:
         import apsw
         import sqlite_vec
 
@@ -179,6 +220,10 @@ class SqliteIndexStore:
         # :memory: databases are private to their connection, so tests on :memory: share the writer.
         self._r = self._w if self.path == ":memory:" else self._open(apsw, sqlite_vec, busy_timeout_ms)
         self._rlock = self._wlock if self._r is self._w else threading.RLock()
+        if self._r is not self._w:
+            # Searches read FTS segments and chunk rows at random: map the file rather than copy pages.
+            self._r.execute("PRAGMA mmap_size = 1073741824").fetchall()
+        self._resident = ResidentVectors(self.dim) if resident_vectors else None
         self._closed = False
 
     def _open(self, apsw: Any, sqlite_vec: Any, busy_timeout_ms: int) -> Any:
@@ -200,12 +245,26 @@ class SqliteIndexStore:
             )
             row = c.execute("SELECT value FROM kb_meta WHERE key = 'dim'").fetchone()
             if row is None:
-                c.execute("INSERT INTO kb_meta VALUES ('dim', ?), ('schema', ?)", (str(self.dim), str(_SCHEMA_VERSION)))
+                c.execute("INSERT INTO kb_meta VALUES ('dim', ?), ('schema', '1')", (str(self.dim),))
             elif int(row[0]) != self.dim:
                 raise InvalidRequest(
                     f"The index at {self.path} holds {row[0]}-d vectors but the embedder makes {self.dim}-d ones; "
                     "use the embedder it was built with or re-ingest into a new data directory."
                 )
+            # Checked and applied inside the write transaction: two processes opening an old file migrate it once.
+            version = int(c.execute("SELECT value FROM kb_meta WHERE key = 'schema'").fetchone()[0])
+            if version > _SCHEMA_VERSION:
+                raise InvalidRequest(
+                    f"The index at {self.path} has schema version {version}, newer than this version of inhouse "
+                    f"understands ({_SCHEMA_VERSION}); upgrade inhouse to open it."
+                )
+            for target, sql in _MIGRATIONS:
+                if target > version:
+                    c.execute(sql)
+                    c.execute("UPDATE kb_meta SET value = ? WHERE key = 'schema'", (str(target),))
+
+    def schema_version(self) -> int:
+        return int(self._read("SELECT value FROM kb_meta WHERE key = 'schema'")[0][0])
 
     def vec_version(self) -> str:
         with self._rlock:
@@ -225,6 +284,13 @@ class SqliteIndexStore:
     def _read(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
         with self._rlock:
             return list(self._r.execute(sql, params))
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[Any]:
+        """The reader connection inside one read transaction: every statement sees the same committed state (the
+        resident vectors, the access rule and the chunk ids of one search agree)."""
+        with self._rlock, self._r:
+            yield self._r
 
     # -- collections ------------------------------------------------------------------------------------
 
@@ -374,6 +440,7 @@ class SqliteIndexStore:
                 self._write_acl(c, doc_id, doc.acl)
                 c.execute("INSERT INTO kb_files (document_pk, data) VALUES (?, ?)", (doc_pk, doc.data))
                 self._insert_chunks(c, doc_pk, doc, vectors)
+                self._prune_log(c)
         return PutResult(status, self.get_document(doc_id))  # type: ignore[arg-type]
 
     def _insert_chunks(self, c: Any, doc_pk: int, doc: NewDocument, vectors: np.ndarray) -> None:
@@ -387,6 +454,19 @@ class SqliteIndexStore:
             fts_text = doc.title.replace("\n", " ") + "\n" + ch.text
             c.execute("INSERT INTO kb_fts (rowid, text) VALUES (?, ?)", (pk, fts_text))
             c.execute("INSERT INTO kb_vec (rowid, embedding) VALUES (?, ?)", (pk, vectors[i].tobytes()))
+
+    @staticmethod
+    def _prune_log(c: Any, keep: int | None = None) -> None:
+        """Drop all but the newest ``keep`` entries of ``kb_vec_log`` once it holds twice that many, and record
+        how far it was cut (a searcher behind that point reloads every vector instead of replaying)."""
+        keep = _LOG_KEEP if keep is None else keep
+        head = int(c.execute("SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'kb_vec_log'), 0)")
+                   .fetchone()[0])
+        pruned = int(c.execute("SELECT value FROM kb_meta WHERE key = 'vec_log_pruned'").fetchone()[0])
+        if head - pruned > 2 * keep:
+            cut = head - keep
+            c.execute("DELETE FROM kb_vec_log WHERE seq <= ?", (cut,))
+            c.execute("UPDATE kb_meta SET value = ? WHERE key = 'vec_log_pruned'", (str(cut),))
 
     def _purge_content(self, c: Any, doc_pk: int) -> None:
         """Chunks, keyword rows, vectors and bytes of one document (inside the caller's transaction)."""
@@ -422,6 +502,7 @@ class SqliteIndexStore:
             self._purge_content(c, row[0])
             c.execute("DELETE FROM kb_acl WHERE owner = ?", (document_id,))
             c.execute("DELETE FROM kb_documents WHERE pk = ?", (row[0],))
+            self._prune_log(c)
         if optimize:
             self._optimize_fts()
 
@@ -452,8 +533,9 @@ class SqliteIndexStore:
     # -- reads with the access rule ----------------------------------------------------------------------
 
     @staticmethod
-    def _allowed_docs(scope: AccessScope, filters: SearchFilters) -> tuple[str, dict[str, Any]]:
-        """SQL selecting the pks of documents ``scope`` may see (``kb.access.may_see``), ANDed with ``filters``."""
+    def _allowed_docs(scope: AccessScope, filters: SearchFilters, columns: str = "d.pk") -> tuple[str, dict[str, Any]]:
+        """SQL selecting (``columns`` of) the documents ``scope`` may see (``kb.access.may_see``), ANDed with
+        ``filters``."""
         params: dict[str, Any] = {
             "admin": int(scope.is_admin), "key": scope.key_id, "groups": json.dumps(sorted(scope.groups)),
             "clear": scope.clearance.rank,
@@ -462,7 +544,8 @@ class SqliteIndexStore:
                  " (SELECT value FROM json_each(:groups)))")
         doc_named = f"EXISTS (SELECT 1 FROM kb_acl a WHERE a.owner = d.id AND ({named}))"
         sql = (
-            "SELECT d.pk FROM kb_documents d JOIN kb_collections c ON c.pk = d.collection_pk WHERE (:admin = 1 OR ("
+            f"SELECT {columns} FROM kb_documents d JOIN kb_collections c ON c.pk = d.collection_pk"
+            " WHERE (:admin = 1 OR ("
             f" EXISTS (SELECT 1 FROM kb_acl a WHERE a.owner = c.id AND ({named}))"
             f" AND (d.has_acl = 0 OR {doc_named})"
             f" AND (d.label_rank <= :clear OR (d.has_acl = 1 AND {doc_named}))))"
@@ -503,24 +586,33 @@ class SqliteIndexStore:
         params["limit"] = int(limit)
         if long:
             params["q"] = _fts_expr(long)
-            # The match is materialized first, then filtered by the access rule, then ranked and cut: FTS5 would
-            # otherwise run the MATCH once per allowed rowid (``rowid IN`` is pushed into the virtual table).
-            where = "" if self._unrestricted(scope, filters) else f"WHERE pk IN ({allowed})"
-            rows = self._read(f"WITH m AS MATERIALIZED (SELECT rowid AS pk, bm25(kb_fts) AS score FROM kb_fts"
-                              f" WHERE kb_fts MATCH :q) SELECT pk, score FROM m {where}"
-                              " ORDER BY score LIMIT :limit", params)
-            found = [(int(pk), -float(score)) for pk, score in rows]
+            if self._unrestricted(scope, filters):
+                sql = ("SELECT m.pk, m.score FROM (SELECT rowid AS pk, bm25(kb_fts) AS score FROM kb_fts"
+                       " WHERE kb_fts MATCH :q ORDER BY score LIMIT :limit) m ORDER BY m.score")
+            else:
+                # The match is materialized first, then filtered by the access rule, then ranked and cut: FTS5
+                # would otherwise run the MATCH once per allowed rowid (``rowid IN`` is pushed into the table).
+                # Each match's document comes from the covering index (cost follows the matches, not the number
+                # of chunks the caller may see); the allowed documents are one list, built once per query.
+                docs, _ = self._allowed_docs(scope, filters)
+                sql = ("WITH m AS MATERIALIZED (SELECT rowid AS pk, bm25(kb_fts) AS score FROM kb_fts"
+                       " WHERE kb_fts MATCH :q) SELECT m.pk, m.score FROM m WHERE (SELECT k.document_pk"
+                       f" FROM kb_chunks k INDEXED BY kb_chunks_pk_doc WHERE k.pk = m.pk) IN ({docs})"
+                       " ORDER BY m.score LIMIT :limit")
+            sign = -1.0
         elif short:
             hits = []
             for i, term in enumerate(short):
                 params[f"t{i}"] = "%" + _like_escape(term) + "%"
                 hits.append(f"(f.text LIKE :t{i} ESCAPE '\\')")
-            rows = self._read(f"SELECT f.rowid, ({' + '.join(hits)}) AS n FROM kb_fts f"
-                              f" WHERE f.rowid IN ({allowed}) AND n > 0 ORDER BY n DESC, f.rowid LIMIT :limit", params)
-            found = [(int(pk), float(n)) for pk, n in rows]
+            sql = (f"SELECT f.rowid, ({' + '.join(hits)}) AS n FROM kb_fts f"
+                   f" WHERE f.rowid IN ({allowed}) AND n > 0 ORDER BY n DESC, f.rowid LIMIT :limit")
+            sign = 1.0
         else:
             return []
-        ids = self._ids([pk for pk, _ in found])
+        with self._snapshot() as r:
+            found = [(int(pk), sign * float(score)) for pk, score in r.execute(sql, params)]
+            ids = self._ids([pk for pk, _ in found])
         return [Scored(ids[pk], score) for pk, score in found if pk in ids]
 
     def vector_search(self, scope: AccessScope, vector: np.ndarray, filters: SearchFilters,
@@ -528,14 +620,82 @@ class SqliteIndexStore:
         v = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
         if v.shape[0] != self.dim:
             raise InvalidRequest(f"query vector has {v.shape[0]} dimensions, the index {self.dim}.")
+        if limit <= 0:
+            return []
+        if self._resident is None:
+            return self._vec0_search(scope, v, filters, limit)
+        with self._snapshot() as r:
+            vectors = self._sync_vectors()
+            visible: dict[int, set[int]] | None = None
+            if not self._unrestricted(scope, filters):
+                # The access rule decides which rows are scored: only the visible documents' rows are multiplied.
+                docs, params = self._allowed_docs(scope, filters, columns="d.collection_pk, d.pk")
+                visible = {}
+                for col, doc in r.execute(docs, params):
+                    visible.setdefault(int(col), set()).add(int(doc))
+            pks, sims = vectors.search(v, int(limit), visible)
+            ids = self._ids(pks.tolist())
+        return [Scored(ids[pk], float(sim)) for pk, sim in zip(pks.tolist(), sims.tolist(), strict=True) if pk in ids]
+
+    def _vec0_search(self, scope: AccessScope, v: np.ndarray, filters: SearchFilters, limit: int) -> list[Scored]:
         allowed, params = self._allowed_chunks(scope, filters)
         params.update(v=v.tobytes(), k=int(limit))
         # The access rule runs inside vec0's scan (rowid IN …): k nearest among the allowed rows only.
         where = "" if self._unrestricted(scope, filters) else f" AND rowid IN ({allowed})"
-        rows = self._read(f"SELECT rowid, distance FROM kb_vec WHERE embedding MATCH :v AND k = :k{where}"
-                          " ORDER BY distance", params)
-        ids = self._ids([int(pk) for pk, _ in rows])
+        with self._snapshot() as r:
+            rows = list(r.execute(f"SELECT rowid, distance FROM kb_vec WHERE embedding MATCH :v AND k = :k{where}"
+                                  " ORDER BY distance", params))
+            ids = self._ids([int(pk) for pk, _ in rows])
         return [Scored(ids[int(pk)], 1.0 - float(dist)) for pk, dist in rows if int(pk) in ids]
+
+    def _sync_vectors(self) -> ResidentVectors:
+        """The resident vectors brought up to the reader's snapshot (call inside ``_snapshot``): the documents
+        named in ``kb_vec_log`` since the last sync are reloaded, or everything when the log no longer reaches
+        back that far (first use, pruned log, a replaced file)."""
+        res = self._resident
+        assert res is not None
+        head, pruned = self._r.execute(
+            "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'kb_vec_log'), 0),"
+            " (SELECT value FROM kb_meta WHERE key = 'vec_log_pruned')").fetchone()
+        head, pruned = int(head), int(pruned)
+        try:
+            if res.seq < 0 or res.seq < pruned or head < res.seq:
+                res.load(self._doc_rows(None), head)
+            elif head > res.seq:
+                changed = [int(d) for (d,) in self._r.execute(
+                    "SELECT DISTINCT document_pk FROM kb_vec_log WHERE seq > ?", (res.seq,))]
+                res.update(changed, self._doc_rows(changed), head)
+        except BaseException:
+            res.reset()  # never search a half-applied copy
+            raise
+        return res
+
+    def _doc_rows(self, documents: Sequence[int] | None) -> Iterator[DocRows]:
+        """The vectors of ``documents`` (None: all), one ``DocRows`` per document that has chunks."""
+        # Rows of one document arrive together: kb_chunks is read in (document_pk, ordinal) index order, then each
+        # vector is a vec0 point lookup (CROSS JOIN fixes that order; with vec0 outside, SQLite sorted the blobs).
+        sql = ("SELECT k.document_pk, d.collection_pk, k.pk, v.embedding FROM kb_chunks k INDEXED BY kb_chunks_doc"
+               " CROSS JOIN kb_documents d ON d.pk = k.document_pk CROSS JOIN kb_vec v ON v.rowid = k.pk")
+        params: tuple[Any, ...] = ()
+        if documents is not None:
+            sql += " WHERE k.document_pk IN (SELECT value FROM json_each(?))"
+            params = (json.dumps(list(documents)),)
+        sql += " ORDER BY k.document_pk, k.ordinal"
+        doc, col = -1, -1
+        pks: list[int] = []
+        blobs: list[bytes] = []
+        for d, c, pk, blob in self._r.execute(sql, params):
+            if d != doc and pks:
+                yield DocRows(doc, col, np.array(pks, dtype=np.int64), self._matrix(blobs))
+                pks, blobs = [], []
+            doc, col = d, c
+            pks.append(pk)
+            blobs.append(blob)
+        if pks:
+            yield DocRows(doc, col, np.array(pks, dtype=np.int64), self._matrix(blobs))
+
+    def _matrix(self, blobs: list[bytes]) -> np.ndarray:
+        return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), self.dim)
 
     def get_chunks(self, scope: AccessScope, chunk_ids: Sequence[str]) -> list[StoredChunk]:
         if not chunk_ids:
@@ -589,6 +749,9 @@ class SqliteIndexStore:
         if self._closed:
             return
         self._closed = True
+        if self._resident is not None:
+            with self._rlock:
+                self._resident.reset()  # free the copy now, not when the last reference goes
         with self._rlock:
             if self._r is not self._w:
                 self._r.close()
