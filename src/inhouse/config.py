@@ -128,6 +128,10 @@ class KbSettings(BaseModel):
     answer_model: str = Field("", description="Model for `inhouse ask` and evaluation; empty: `models.default`.")
     answer_max_tokens: int = Field(256, ge=16, le=4096, description="Largest grounded answer, in tokens.")
     rerank: bool = Field(False, description="Rerank the top hits with a yes/no relevance prompt on the model.")
+    coverage_check: bool = Field(
+        True, description="Before answering, ask the model (yes/no, on the same cached prompt prefix as the answer) "
+        "whether the passages answer the exact question; `no` gives the not-covered answer instead of a guess.",
+    )
 
 
 class AppsSettings(BaseModel):

@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, Response
 from inhouse.api.auth import require
 from inhouse.api.streaming import DONE, SSEResponse, encode_event
 from inhouse.errors import InvalidRequest
-from inhouse.kb.answer import NOT_COVERED, Grounding, cited, is_not_covered
+from inhouse.kb.answer import Grounding, cited, is_not_covered, not_covered_text
 from inhouse.models.chat import new_request_id
 from inhouse.types import Actor
 
@@ -204,7 +204,7 @@ async def ground_chat(kb: KnowledgeBase, actor: Actor, raw: dict[str, Any], know
                if m.get("role") in ("user", "assistant")]
     g = await run_in_threadpool(lambda: kb.answerer.ground(actor, question, opts.collections, top_k=opts.top_k,
                                                            history=history))
-    # The optional relevance judge (kb.rerank) runs on the requested model, like the answer.
+    # The coverage check and the optional relevance judge (kb.rerank) run on the requested model, like the answer.
     return await kb.answerer.judge(g, model=str(raw.get("model", "")))
 
 
@@ -212,20 +212,21 @@ def citations_for(text: str, g: Grounding) -> list[dict[str, Any]]:
     return [] if is_not_covered(text) else [c.to_dict() for c in cited(text, g.hits)]
 
 
-def not_covered_response(model: str, stream: bool) -> Response:
-    """The answer when retrieval found nothing relevant: no model call, nothing invented."""
+def not_covered_response(model: str, stream: bool, question: str = "") -> Response:
+    """The answer when retrieval found nothing relevant: no answer generated, nothing invented."""
     rid, created = new_request_id(), int(time.time())
+    text = not_covered_text(question)
     if not stream:
         return JSONResponse({
             "id": rid, "object": "chat.completion", "created": created, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": NOT_COVERED}, "logprobs": None,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
                          "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}, "citations": [],
         })
 
     async def events() -> AsyncIterator[bytes]:
         base = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model}
-        yield encode_event({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": NOT_COVERED},
+        yield encode_event({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": text},
                                                  "finish_reason": None}]})
         yield encode_event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
                             "citations": []})

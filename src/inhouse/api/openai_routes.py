@@ -70,7 +70,7 @@ def add_openai_routes(router: APIRouter, services: ServicesLike, metrics: Metric
                 raise InvalidRequest("This server has no knowledge base.", param="knowledge")
             grounding = await ground_chat(kb, actor, raw, knowledge)
             if not grounding.covered:
-                return not_covered_response(raw["model"], body.stream)
+                return not_covered_response(raw["model"], body.stream, grounding.question)
             raw["messages"] = grounding.messages
         labels = grounding.labels if grounding is not None else ()
         routed = None if egress is None else await run_in_threadpool(

@@ -4,9 +4,13 @@ Prompt order is fixed instructions first (the same bytes on every request, so th
 their KV), then the numbered context passages, then the question. Context is kept tight (``top_k`` passages of
 at most ``snippet_chars`` characters): prefill on 2 cores runs at ~100 tokens/s, so every passage costs time.
 
-Relevance gate: when the best cosine similarity between the question and any chunk the caller may see is below
-``min_similarity``, no model is asked and the answer is ``NOT_COVERED``. The model is also told to answer exactly
-that when the passages do not contain the answer; ``is_not_covered`` recognises both.
+Relevance gate, three layers: (1) when the best cosine similarity between the question and any chunk the caller
+may see is below ``min_similarity``, no model is asked and the answer is ``NOT_COVERED``; (2) the coverage check
+asks the model one yes/no question — do these passages answer this exact question? — whose prompt is the answer
+prompt plus one sentence, so the answer that follows reuses its KV from the prefix cache and the check costs a
+few prompt tokens and one decoded token; "no" gives ``NOT_COVERED`` (this catches a near miss such as a question
+about the X900 answered from the X300's data sheet); (3) the model is told to say the documents do not cover the
+question when they don't; ``is_not_covered`` recognises all of these.
 """
 
 from __future__ import annotations
@@ -36,6 +40,19 @@ INSTRUCTIONS = (
     "passages do not answer the question, say that the documents do not cover it."
 )
 JUDGE_INSTRUCTIONS = "You judge whether a passage answers a question. Reply with one word: yes or no."
+# Appended to the answer prompt's user message (so everything before it is a cached prefix of the answer prompt).
+# Wording measured on the QA set with Qwen2.5-Coder-1.5B (docs/knowledge.md): asking whether the passages "state the
+# answer to this exact question (same product, …)" gave 7 false "no" out of 28 answerable questions; this wording
+# gave none except on questions that are themselves yes/no questions, where the model answers the question instead
+# ("May confidential data be pasted…?" → "No."). So polar questions skip the check.
+COVERAGE_QUESTION = "\n\nIs the answer to this question written in the passages above? Reply yes or no."
+_CJK_RE = re.compile(r"[\u3400-\u9fff]")
+_NEGATIVE_RE = re.compile(r"no\b|否|不是|没有|不[。.！!]?$")
+_POLAR_RE = re.compile(
+    r"^\s*(is|are|was|were|do|does|did|can|could|may|might|must|shall|should|will|would|has|have|had)\b|"
+    r"[吗么][？?]?\s*$|是否|能否|可否|可不可以|能不能|是不是|有没有|要不要",
+    re.IGNORECASE,
+)
 _CITE_RE = re.compile(r"\[(\d{1,2})\]")
 _NOT_COVERED_RE = re.compile(
     r"(documents?|passages?|context)\s+(do|does)\s+not\s+(cover|contain|mention)|"
@@ -106,6 +123,9 @@ def build_messages(question: str, hits: Sequence[Hit], *, snippet_chars: int = 9
                    history: Sequence[Mapping[str, Any]] = ()) -> list[dict[str, Any]]:
     """System instructions (fixed) → earlier turns → context passages → question."""
     user = f"Context passages:\n\n{context_block(hits, snippet_chars=snippet_chars)}\n\nQuestion: {question}"
+    if _CJK_RE.search(question):
+        # The small models follow "answer in the language of the question" in the system prompt only loosely.
+        user += "\n（请用中文回答。）"
     return [{"role": "system", "content": INSTRUCTIONS}, *[dict(m) for m in history],
             {"role": "user", "content": user}]
 
@@ -125,17 +145,36 @@ def cited(text: str, hits: Sequence[Hit], *, snippet_chars: int = 300) -> list[C
     return out
 
 
+def not_covered_text(question: str) -> str:
+    """The not-covered answer in the language of the question."""
+    return NOT_COVERED_ZH if _CJK_RE.search(question) else NOT_COVERED
+
+
+def is_polar(question: str) -> bool:
+    """A yes/no question ("Is …?", "May …?", "…吗？")."""
+    return bool(_POLAR_RE.search(question))
+
+
+def is_negative(verdict: str) -> bool:
+    """A yes/no verdict that is a clear no (anything unclear counts as yes: the answer prompt still tells the
+    model to say when the passages do not cover the question)."""
+    v = verdict.strip().lower().lstrip("*\"'")
+    return bool(_NEGATIVE_RE.match(v))
+
+
 def is_not_covered(text: str) -> bool:
     t = text.strip()
-    return not t or NOT_COVERED.lower().rstrip(".") in t.lower() or bool(_NOT_COVERED_RE.search(t))
+    return (not t or NOT_COVERED.lower().rstrip(".") in t.lower() or NOT_COVERED_ZH in t
+            or bool(_NOT_COVERED_RE.search(t)))
 
 
 class Answerer:
     def __init__(self, retriever: Retriever, chat: ChatService | None, *, top_k: int = 5,
                  min_similarity: float = 0.83, max_tokens: int = 256, snippet_chars: int = 900,
-                 rerank: bool = False, rerank_top: int = 3) -> None:
+                 rerank: bool = False, rerank_top: int = 3, coverage_check: bool = False) -> None:
         self.retriever = retriever
         self.chat = chat
+        self.coverage_check = coverage_check
         self.rerank = rerank
         self.rerank_top = rerank_top
         self.top_k = top_k
@@ -158,22 +197,45 @@ class Answerer:
         g = await asyncio.to_thread(self.ground, actor, question, collections, top_k=top_k)
         return await self.complete(g, model=model, **sampling)
 
+    async def _verdict(self, model: str, messages: list[dict[str, Any]]) -> str:
+        if self.chat is None:
+            raise RuntimeError("no chat service: the relevance judge needs a model")
+        body = {"model": model, "temperature": 0.0, "max_tokens": 2, "messages": messages}
+        prepared = await asyncio.to_thread(self.chat.prepare_chat, body)
+        return (await self.chat.complete(prepared)).text
+
     async def judge(self, g: Grounding, *, model: str) -> Grounding:
+        """The model's checks before it answers: the coverage check (on by default), then the optional rerank.
+        Only on a local model: the passages must not reach an external one before the egress policy saw them."""
+        if self.chat is None or not self.chat.serves(model):
+            return g
+        g = await self.check_coverage(g, model=model)
+        return await self.rerank_passages(g, model=model)
+
+    async def check_coverage(self, g: Grounding, *, model: str) -> Grounding:
+        """Ask whether the passages answer the exact question, on the answer prompt plus one sentence (see the
+        module docstring); a clear "no" → not covered."""
+        if not (self.coverage_check and g.covered and g.messages) or is_polar(g.question):
+            return g
+        last = g.messages[-1]
+        check = {**last, "content": last["content"] + COVERAGE_QUESTION}
+        verdict = await self._verdict(model, [*g.messages[:-1], check])
+        if is_negative(verdict):
+            return Grounding(g.question, [], g.similarity, False)
+        return g
+
+    async def rerank_passages(self, g: Grounding, *, model: str) -> Grounding:
         """The optional rerank: ask the model, passage by passage (the top ``rerank_top``), whether it answers the
         question; keep those it says yes to, in retrieval order. None → not covered. Off unless ``rerank``."""
         if not (self.rerank and g.covered):
             return g
-        if self.chat is None:
-            raise RuntimeError("no chat service: the relevance judge needs a model")
         kept = []
         for h in g.hits[: self.rerank_top]:
             user = (f"Passage:\n{h.chunk.content[: self.snippet_chars]}\n\nQuestion: {g.question}\n\n"
                     "Does the passage answer this exact question (the same product, person or topic)? yes or no")
-            body = {"model": model, "temperature": 0.0, "max_tokens": 2, "messages": [
-                {"role": "system", "content": JUDGE_INSTRUCTIONS}, {"role": "user", "content": user}]}
-            prepared = await asyncio.to_thread(self.chat.prepare_chat, body)
-            verdict = (await self.chat.complete(prepared)).text.strip().lower()
-            if verdict.startswith("yes") or verdict.startswith("是"):
+            verdict = await self._verdict(model, [{"role": "system", "content": JUDGE_INSTRUCTIONS},
+                                                  {"role": "user", "content": user}])
+            if verdict.strip().lower().startswith(("yes", "是")):
                 kept.append(h)
         history = g.messages[1:-1]
         judged = Grounding(g.question, kept, g.similarity, bool(kept))
@@ -184,7 +246,7 @@ class Answerer:
     async def complete(self, g: Grounding, *, model: str, **sampling: Any) -> GroundedAnswer:
         g = await self.judge(g, model=model)
         if not g.covered:
-            return GroundedAnswer(NOT_COVERED, [], g, model)
+            return GroundedAnswer(not_covered_text(g.question), [], g, model)
         if self.chat is None:
             raise RuntimeError("no chat service: grounded answers need a model")
         body = {"model": model, "messages": g.messages, "temperature": 0.0,

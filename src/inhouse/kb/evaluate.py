@@ -164,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="Only the first N questions")
     ap.add_argument("--embedder", default="e5", choices=["e5", "fake"])
     ap.add_argument("--rerank", action="store_true", help="Judge passages with the model before answering")
+    ap.add_argument("--no-coverage-check", action="store_true", help="Skip the model's yes/no coverage check")
     ap.add_argument("--json", action="store_true", help="Print the summary as JSON")
     args = ap.parse_args(argv)
     from inhouse.bootstrap import build_services
@@ -171,8 +172,15 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="inhouse-eval-") as tmp:
         settings = load_settings(data_dir=args.data_dir or Path(tmp))
+        if args.data_dir is None:
+            # A fresh database, but the models (and tuned profiles) already pulled into the default data dir.
+            default = load_settings()
+            for sub in (default.model_cache_dir, default.data_dir / "profiles"):
+                if sub.is_dir():
+                    (Path(tmp) / sub.name).symlink_to(sub, target_is_directory=True)
         settings.kb.embedder = args.embedder
         settings.kb.rerank = args.rerank
+        settings.kb.coverage_check = not args.no_coverage_check
         services = build_services(settings)
         try:
             kb = services.kb

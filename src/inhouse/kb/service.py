@@ -54,7 +54,8 @@ class KnowledgeBase:
                                  overlap_tokens=s.chunk_overlap_tokens, max_file_mb=s.max_file_mb)
         self.retriever = Retriever(store, embedder, rrf_k=s.rrf_k)
         self.answerer = Answerer(self.retriever, chat, top_k=s.top_k, min_similarity=s.min_similarity,
-                                 max_tokens=s.answer_max_tokens, rerank=s.rerank)
+                                 max_tokens=s.answer_max_tokens, rerank=s.rerank,
+                                 coverage_check=s.coverage_check)
 
     # -- collections ------------------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from inhouse.config import EngineSettings
 from inhouse.engine.params import Delta, FinishReason, GenerationRequest, SamplingParams
-from inhouse.errors import ContextLengthExceeded, EngineFailure, InvalidModelFile, InvalidRequest
+from inhouse.errors import ContextLengthExceeded, EngineFailure, InvalidModelFile, InvalidRequest, ModelNotFound
 from inhouse.models.chat_template import ChatTemplate
 from inhouse.models.tool_calls import ToolCall, parse_tool_calls
 
@@ -147,6 +147,13 @@ class ChatService:
         self._special_tokens = special_tokens or (lambda spec: read_special_tokens(spec.path))
         self._templates: dict[tuple[str, str | None, str | None], ChatTemplate] = {}
         self._templates_lock = threading.Lock()
+
+    def serves(self, model: str) -> bool:
+        """Whether ``model`` is a local model present on this machine (not an external one)."""
+        try:
+            return self._registry.resolve(model).present
+        except ModelNotFound:
+            return False
 
     # -- preparation (blocking: may load a model; call it off the event loop) ------------------------
 

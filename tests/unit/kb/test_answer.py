@@ -3,14 +3,55 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 from inhouse.governance.labels import Label
-from inhouse.kb.answer import INSTRUCTIONS, NOT_COVERED, Answerer, build_messages, cited, is_not_covered
+from inhouse.kb.answer import (
+    COVERAGE_QUESTION,
+    INSTRUCTIONS,
+    NOT_COVERED,
+    NOT_COVERED_ZH,
+    Answerer,
+    Grounding,
+    build_messages,
+    cited,
+    is_negative,
+    is_not_covered,
+    is_polar,
+)
 from inhouse.kb.index.protocol import StoredChunk
 from inhouse.kb.index.sqlite import SqliteIndexStore
 from inhouse.kb.retrieve import Hit, Retriever
 from inhouse.testing.fake_embedder import FakeEmbedder
 from inhouse.types import Actor
+
+
+class ScriptedChat:
+    """Duck-typed ChatService: records each prompt's last message, replies from a script (check, then answer)."""
+
+    def __init__(self, replies: list[str], *, local: bool = True) -> None:
+        self.replies, self.local, self.prompts = list(replies), local, []  # type: ignore[var-annotated]
+
+    def serves(self, model: str) -> bool:
+        return self.local
+
+    def prepare_chat(self, body: dict) -> dict:  # type: ignore[type-arg]
+        self.prompts.append(body["messages"][-1]["content"])
+        return body
+
+    async def complete(self, prepared: dict) -> SimpleNamespace:  # type: ignore[type-arg]
+        return SimpleNamespace(text=self.replies.pop(0), model=prepared["model"], usage=None)
+
+
+def grounding(question: str) -> Grounding:
+    hits = [hit(1, "The X300 accepts 48 V input.")]
+    return Grounding(question, hits, 0.9, True, build_messages(question, hits))
+
+
+def run(chat: ScriptedChat, question: str) -> str:
+    answerer = Answerer(Retriever(SqliteIndexStore(":memory:", dim=384), FakeEmbedder()), chat,  # type: ignore[arg-type]
+                        coverage_check=True)
+    return asyncio.run(answerer.complete(grounding(question), model="m")).text
 
 
 def hit(n: int, text: str) -> Hit:
@@ -62,3 +103,34 @@ def test_key_fact_scoring() -> None:
     assert not key_fact_present("The documents do not cover this.", "no")
     assert not key_fact_present("It is 18 days", "20 weeks")
     assert key_fact_present("工作日加班按 1.5 倍工资计算。[1]", "1.5 倍")
+
+
+def test_coverage_check_no_gives_not_covered_in_the_language_of_the_question() -> None:
+    chat = ScriptedChat(["No."])
+    assert run(chat, "What is the maximum input voltage of the X900?") == NOT_COVERED
+    # One model call: the answer prompt plus the check sentence (so the answer would reuse its cached prefix).
+    assert len(chat.prompts) == 1 and chat.prompts[0].endswith(COVERAGE_QUESTION)
+    assert run(ScriptedChat(["否"]), "X900 的最大输入电压是多少?") == NOT_COVERED_ZH
+
+
+def test_coverage_check_yes_then_the_answer_shares_the_prompt_prefix() -> None:
+    chat = ScriptedChat(["Yes. The", "It accepts 48 V [1]."])
+    assert run(chat, "What input does the X300 accept?") == "It accepts 48 V [1]."
+    check, answer = chat.prompts
+    assert check == answer + COVERAGE_QUESTION
+
+
+def test_coverage_check_skipped_for_yes_no_questions_and_external_models() -> None:
+    chat = ScriptedChat(["No, it may not [1]."])
+    assert run(chat, "May confidential data be pasted into a public chatbot?") == "No, it may not [1]."
+    assert len(chat.prompts) == 1 and not chat.prompts[0].endswith(COVERAGE_QUESTION)
+    external = ScriptedChat(["It accepts 48 V [1]."], local=False)
+    run(external, "What input does the X300 accept?")
+    assert not any(p.endswith(COVERAGE_QUESTION) for p in external.prompts)
+
+
+def test_polar_and_negative_verdicts() -> None:
+    assert is_polar("Is the VPN mandatory?") and is_polar("可以带狗来办公室吗？") and is_polar("是否需要审批")
+    assert not is_polar("How long is a VPN profile valid?") and not is_polar("公司食堂的午餐价格是多少?")
+    assert is_negative("No.") and is_negative(" no") and is_negative("否") and is_negative("**No**")
+    assert not is_negative("Yes. The") and not is_negative("") and not is_negative("Not sure")  # unclear → answer
