@@ -107,6 +107,18 @@ def test_non_streaming_chat(server: LiveServer) -> None:
     assert reply.usage is not None and reply.usage.prompt_tokens > 5 and 0 < reply.usage.completion_tokens <= 16
 
 
+def test_repeated_prefix_is_reported_as_cached_tokens(server: LiveServer) -> None:
+    client = server.openai()
+    system = {"role": "system", "content": "You are a terse assistant for the inhouse test suite. " * 8}
+    usages = [client.chat.completions.create(model=SMOL, messages=[system, {"role": "user", "content": q}],  # type: ignore[list-item]
+                                             max_tokens=4, temperature=0).usage for q in ("Say one.", "Say two.")]
+    first, second = usages
+    assert first is not None and second is not None
+    details = second.prompt_tokens_details
+    # The second request shares the whole system message with the first: its KV comes from the prefix cache.
+    assert details is not None and 60 < (details.cached_tokens or 0) < second.prompt_tokens
+
+
 def test_streaming_chat_matches_non_streaming(server: LiveServer) -> None:
     client = server.openai()
     messages = [{"role": "user", "content": "Count from one to five in words."}]

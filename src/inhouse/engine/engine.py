@@ -262,11 +262,13 @@ class Engine:
         live.pending = ""
         live.done = True
         self._live.pop(rid, None)
+        cached = self._scheduler.cached_tokens(rid)
         self._scheduler.finish(rid)
         self._to_end.add(rid)
         self._deliver(live, Delta(
             rid, text=tail, token_ids=tokens, finish_reason=reason,
             n_prompt_tokens=len(live.request.prompt_tokens), n_generated_tokens=live.n_generated,
+            n_cached_tokens=cached,
         ))
 
     def _fail(self, rid: str, message: str) -> None:

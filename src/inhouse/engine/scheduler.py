@@ -72,6 +72,7 @@ class _Request:
     n_computed: int = 0
     slot: int = -1
     admitted: int = -1  # admission order: higher is newer; preemption picks the highest
+    n_cached: int = 0  # prompt tokens taken from the prefix cache at the first admission (usage reporting)
 
 
 @dataclass
@@ -182,6 +183,11 @@ class Scheduler:
         """True when the request cannot grow any more: the engine must finish it with "length"."""
         req = self._by_id.get(request_id)
         return req is not None and len(req.tokens) >= self._cfg.n_ctx
+
+    def cached_tokens(self, request_id: str) -> int:
+        """Prompt tokens the request took from the prefix cache instead of computing them."""
+        req = self._by_id.get(request_id)
+        return req.n_cached if req is not None else 0
 
     # -- introspection -------------------------------------------------------------------------------
 
@@ -419,6 +425,8 @@ class Scheduler:
             self._stats.prefix_cache_hit_tokens += lcp
         req.slot = target
         req.n_computed = lcp
+        if req.admitted < 0:  # a preempted request's re-admission reuses its own KV: not a cache hit for usage
+            req.n_cached = min(lcp, len(req.tokens))
         self._admissions += 1
         req.admitted = self._admissions
         self._slot_owner[target] = req.request_id

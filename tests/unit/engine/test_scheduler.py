@@ -257,6 +257,7 @@ def test_prefix_cache_reuses_an_idle_slot() -> None:
     assert (item.slot, item.pos0, item.tokens) == (slot_a, 15, (1, 2, 3))
     st_ = h.s.stats()
     assert (st_.prefix_cache_queries, st_.prefix_cache_hits, st_.prefix_cache_hit_tokens) == (2, 1, 15)
+    assert (h.s.cached_tokens("b"), h.s.cached_tokens("a")) == (15, 0)  # reported per request in usage
 
 
 @pytest.mark.parametrize("shared", [1, 255, 256, 257, 700])
