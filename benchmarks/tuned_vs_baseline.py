@@ -5,8 +5,9 @@
 The inhouse side is the engine `inhouse serve` would run: the model's tuned profile applied when one matches
 this CPU (``inhouse tune MODEL`` writes it), in-process, no HTTP. The baseline is
 ``benchmarks/baseline_transformers.py`` (transformers + torch FP32 on the same GGUF) in its own process and
-virtualenv (``--baseline-python``, default ``.venv-bench/bin/python``). The two sides run one after the
-other, each after waiting for the machine to be quiet; the foreign CPU load each ran under is recorded.
+virtualenv (``--baseline-python``, default ``.venv-bench/bin/python``, created with the pinned packages when
+missing). The two sides run one after the other, each after waiting for the machine to be quiet; the foreign
+CPU load each ran under is recorded.
 Prints the ratios tuned ÷ baseline (target: ≥ 4× decode) and writes JSON under ``benchmarks/results/``.
 """
 
@@ -109,12 +110,31 @@ def measure_baseline(python: str, job: dict[str, Any], timeout_s: float) -> dict
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
+BENCH_VENV = ROOT.parent / ".venv-bench"
+# Exactly the CPU build of torch (an unpinned install pulls a multi-GB CUDA build); the rest as the extra lists.
+BENCH_PACKAGES = ("torch==2.13.0", "transformers", "gguf", "accelerate", "numpy")
+
+
+def ensure_bench_venv(venv: Path = BENCH_VENV) -> Path:
+    """The baseline's own virtualenv (torch is never an inhouse dependency), created on first use."""
+    python = venv / "bin" / "python"
+    check = [str(python), "-c", "import torch, transformers, gguf, accelerate"]
+    if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
+        return python
+    print(f"creating {venv} for the PyTorch baseline (one time; torch==2.13.0 CPU build, ~1 min from the pip "
+          "cache) …", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", *BENCH_PACKAGES], check=True)
+    return python
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--data-dir", type=Path, default=None, help="inhouse data dir (profiles, model cache)")
-    default_py = ROOT.parent / ".venv-bench" / "bin" / "python"
-    ap.add_argument("--baseline-python", default=str(default_py) if default_py.exists() else sys.executable)
+    ap.add_argument("--baseline-python", default=None,
+                    help="Python with torch==2.13.0 + transformers + gguf + accelerate (default: .venv-bench, "
+                    "created with them on first use)")
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--decode-tokens", type=int, default=64)
     ap.add_argument("--aggregate-tokens", type=int, default=32)
@@ -123,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
 
+    baseline_python = args.baseline_python or str(ensure_bench_venv())
     texts = prompts(args.concurrency)
     say = print
     sides: dict[str, dict[str, Any]] = {}
@@ -137,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             job = {"gguf": gguf, **texts, "decode_tokens": args.decode_tokens,
                    "aggregate_tokens": args.aggregate_tokens, "repeats": args.repeats, "threads": 0}
-            result = measure_baseline(args.baseline_python, job, timeout_s=1800)
+            result = measure_baseline(baseline_python, job, timeout_s=1800)
         result["foreign_load_cores"] = round(foreign_cores(a, snapshot()), 2)
         sides[side] = result
 
