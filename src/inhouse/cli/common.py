@@ -76,6 +76,17 @@ def open_services(settings: Settings) -> Services:
     return build_services(settings)
 
 
+@contextlib.contextmanager
+def services_for(data_dir: Path | None) -> Iterator[Services]:
+    """The services of a data directory for one command: errors become one red line, and they are closed."""
+    with translate_errors():
+        services = open_services(settings_from(data_dir))
+        try:
+            yield services
+        finally:
+            services.close()
+
+
 DataDirOption = typer.Option(
     None, "--data-dir", envvar="INHOUSE_DATA_DIR", help="Data directory (database, model cache).",
     show_default=False,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from inhouse.cli.common import DataDirOption, console, open_services, settings_from, translate_errors
+from inhouse.cli.common import DataDirOption, console, open_services, services_for, settings_from, translate_errors
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -21,15 +21,11 @@ def build(model: str = typer.Argument(..., help="The model to bundle."),
     install script, with a manifest of every file's sha256."""
     from inhouse.models.image import build_image
 
-    with translate_errors():
-        services = open_services(settings_from(data_dir))
-        try:
-            assert services.profiles is not None
-            with console.status("building") as status:
-                info = build_image(services.registry, services.profiles, model, out.resolve(),
-                                   progress=lambda m: status.update(m), extra=tuple(extra))
-        finally:
-            services.close()
+    with services_for(data_dir) as services:
+        assert services.profiles is not None
+        with console.status("building") as status:
+            info = build_image(services.registry, services.profiles, model, out.resolve(),
+                               progress=lambda m: status.update(m), extra=tuple(extra))
     console.print(f"Wrote {info.path}: {info.model}, {info.files} files, {info.bytes / 1e6:,.0f} MB.\n"
                   f"Check it with `inhouse image verify {info.path}`; install with `sh install.sh` inside it.")
 

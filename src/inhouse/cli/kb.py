@@ -14,7 +14,12 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from inhouse.cli.common import DataDirOption, console, err_console, open_services, settings_from, translate_errors
+from inhouse.cli.common import (
+    DataDirOption,
+    console,
+    err_console,
+    services_for,
+)
 from inhouse.types import Actor
 
 if TYPE_CHECKING:
@@ -54,33 +59,29 @@ def ingest(
     data_dir: Path = DataDirOption,
 ) -> None:
     """Ingest files into a collection: parse, chunk, embed, index. Unchanged files are skipped."""
-    with translate_errors():
-        services = open_services(settings_from(data_dir))
+    with services_for(data_dir) as services:
+        kb = _kb(services)
+        created = False
         try:
-            kb = _kb(services)
-            created = False
-            try:
-                kb.collection(CLI_ACTOR, collection)
-            except Exception:
-                kb.create_collection(CLI_ACTOR, collection, groups=group)
-                created = True
-                console.print(f"Created collection {collection!r} for groups {group or '(admins only)'}.")
-            with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                          TextColumn("files · {task.fields[chunks]} chunks · {task.fields[rate]:.1f} chunks/s"),
-                          TimeElapsedColumn(), console=err_console, transient=False) as bar:
-                task = bar.add_task("ingesting", total=None, chunks=0, rate=0.0)
+            kb.collection(CLI_ACTOR, collection)
+        except Exception:
+            kb.create_collection(CLI_ACTOR, collection, groups=group)
+            created = True
+            console.print(f"Created collection {collection!r} for groups {group or '(admins only)'}.")
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("files · {task.fields[chunks]} chunks · {task.fields[rate]:.1f} chunks/s"),
+                      TimeElapsedColumn(), console=err_console, transient=False) as bar:
+            task = bar.add_task("ingesting", total=None, chunks=0, rate=0.0)
 
-                def on_progress(p: object) -> None:
-                    from inhouse.kb.ingest import IngestProgress
+            def on_progress(p: object) -> None:
+                from inhouse.kb.ingest import IngestProgress
 
-                    assert isinstance(p, IngestProgress)
-                    bar.update(task, total=p.files_total, completed=p.files_done, chunks=p.chunks_done,
-                               rate=p.chunks_per_s)
+                assert isinstance(p, IngestProgress)
+                bar.update(task, total=p.files_total, completed=p.files_done, chunks=p.chunks_done,
+                           rate=p.chunks_per_s)
 
-                report = kb.ingest_paths(CLI_ACTOR, collection, paths, label=label,
-                                         groups=None if created else (group or None), progress=on_progress)
-        finally:
-            services.close()
+            report = kb.ingest_paths(CLI_ACTOR, collection, paths, label=label,
+                                     groups=None if created else (group or None), progress=on_progress)
     for e in report.errors:
         err_console.print(f"[yellow]skipped[/] {e.source_path}: {e.error}", highlight=False)
     console.print(
@@ -100,14 +101,10 @@ def ask(
     data_dir: Path = DataDirOption,
 ) -> None:
     """Answer from the documents, with numbered citations."""
-    with translate_errors():
-        services = open_services(settings_from(data_dir))
-        try:
-            kb = _kb(services)
-            name = model or services.settings.kb.answer_model or services.settings.models.default
-            answer = asyncio.run(kb.answerer.answer(_actor(services, key), question, collection or None, model=name))
-        finally:
-            services.close()
+    with services_for(data_dir) as services:
+        kb = _kb(services)
+        name = model or services.settings.kb.answer_model or services.settings.models.default
+        answer = asyncio.run(kb.answerer.answer(_actor(services, key), question, collection or None, model=name))
     console.print(answer.text, highlight=False)
     for c in answer.citations:
         where = c.title + (f" > {c.section}" if c.section else "") + (f", page {c.page_start}" if c.page_start else "")
@@ -122,12 +119,8 @@ def search(
     data_dir: Path = DataDirOption,
 ) -> None:
     """Show the best matching chunks (hybrid keyword + vector search)."""
-    with translate_errors():
-        services = open_services(settings_from(data_dir))
-        try:
-            hits = _kb(services).search(_actor(services, key), query, collections=collection or None, top_k=top_k)
-        finally:
-            services.close()
+    with services_for(data_dir) as services:
+        hits = _kb(services).search(_actor(services, key), query, collections=collection or None, top_k=top_k)
     for i, h in enumerate(hits, start=1):
         c = h.chunk
         console.print(f"[bold]{i}. {c.title}[/] [dim]{c.source_path} {c.section} score={h.score:.4f}[/]",
@@ -138,12 +131,8 @@ def search(
 @collections_app.command("list")
 def collections_list(data_dir: Path = DataDirOption) -> None:
     """List collections with their access lists."""
-    with translate_errors():
-        services = open_services(settings_from(data_dir))
-        try:
-            cols = _kb(services).list_collections(CLI_ACTOR)
-        finally:
-            services.close()
+    with services_for(data_dir) as services:
+        cols = _kb(services).list_collections(CLI_ACTOR)
     table = Table("id", "name", "documents", "groups", "keys")
     for c in cols:
         table.add_row(c.id, c.name, str(c.document_count), ", ".join(sorted(c.acl.groups)),
@@ -160,25 +149,17 @@ def collections_create(
     data_dir: Path = DataDirOption,
 ) -> None:
     """Create a collection (admins always have access)."""
-    with translate_errors():
-        services = open_services(settings_from(data_dir))
-        try:
-            col = _kb(services).create_collection(CLI_ACTOR, name, groups=group, keys=key, description=description)
-        finally:
-            services.close()
+    with services_for(data_dir) as services:
+        col = _kb(services).create_collection(CLI_ACTOR, name, groups=group, keys=key, description=description)
     console.print(f"Created {col.id} ({col.name}).")
 
 
 @collections_app.command("show")
 def collections_show(name: str = typer.Argument(...), data_dir: Path = DataDirOption) -> None:
     """A collection's documents."""
-    with translate_errors():
-        services = open_services(settings_from(data_dir))
-        try:
-            kb = _kb(services)
-            docs = kb.list_documents(CLI_ACTOR, name, limit=1000)
-        finally:
-            services.close()
+    with services_for(data_dir) as services:
+        kb = _kb(services)
+        docs = kb.list_documents(CLI_ACTOR, name, limit=1000)
     table = Table("id", "source", "label", "chunks", "version", "title")
     for d in docs:
         table.add_row(d.id, d.source_path, d.label.value, str(d.chunk_count), str(d.version), d.title[:60])
@@ -188,12 +169,8 @@ def collections_show(name: str = typer.Argument(...), data_dir: Path = DataDirOp
 @collections_app.command("delete")
 def collections_delete(name: str = typer.Argument(...), data_dir: Path = DataDirOption) -> None:
     """Delete a collection and every trace of its documents."""
-    with translate_errors():
-        services = open_services(settings_from(data_dir))
-        try:
-            _kb(services).delete_collection(CLI_ACTOR, name)
-        finally:
-            services.close()
+    with services_for(data_dir) as services:
+        _kb(services).delete_collection(CLI_ACTOR, name)
     console.print(f"Deleted {name}.")
 
 

@@ -8,7 +8,12 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from inhouse.cli.common import DataDirOption, console, fail, open_services, settings_from, translate_errors
+from inhouse.cli.common import (
+    DataDirOption,
+    console,
+    fail,
+    services_for,
+)
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -34,17 +39,13 @@ def create(
         fail(f"--role must be admin or member, not {role!r}.")
     if expires_days < 0:
         fail("--expires-days must be 0 or more.")
-    with translate_errors():
-        services = open_services(settings_from(data_dir))
-        try:
-            user_id = services.directory.find_user(user).id if user else None
-            expires = datetime.now(UTC) + timedelta(days=expires_days) if expires_days else None
-            record, secret = services.keys.create_key(
-                name, role=role, expires_at=expires, user_id=user_id,  # type: ignore[arg-type]
-                rpm_limit=rpm, tokens_per_day_limit=tokens_per_day, scopes=scope or None,
-            )
-        finally:
-            services.close()
+    with services_for(data_dir) as services:
+        user_id = services.directory.find_user(user).id if user else None
+        expires = datetime.now(UTC) + timedelta(days=expires_days) if expires_days else None
+        record, secret = services.keys.create_key(
+            name, role=role, expires_at=expires, user_id=user_id,  # type: ignore[arg-type]
+            rpm_limit=rpm, tokens_per_day_limit=tokens_per_day, scopes=scope or None,
+        )
     owner = f" of user {user}" if user else ""
     console.print(f"Created {record.id} ({record.role}) for {record.name!r}{owner}. Secret (shown only now):",
                   highlight=False)
@@ -57,14 +58,10 @@ def list_(
     data_dir: Path = DataDirOption,
 ) -> None:
     """List keys (never their secrets)."""
-    with translate_errors():
-        services = open_services(settings_from(data_dir))
-        try:
-            user_id = services.directory.find_user(user).id if user else None
-            records = services.keys.list_keys(user_id=user_id)
-            names = {u.id: u.name for u in services.directory.list_users()}
-        finally:
-            services.close()
+    with services_for(data_dir) as services:
+        user_id = services.directory.find_user(user).id if user else None
+        records = services.keys.list_keys(user_id=user_id)
+        names = {u.id: u.name for u in services.directory.list_users()}
     table = Table("id", "name", "user", "role", "prefix", "created", "expires", "revoked")
     for r in records:
         table.add_row(r.id, r.name, names.get(r.user_id or "", r.user_id or ""), r.role, r.prefix,
@@ -86,16 +83,12 @@ def set_limits(
     data_dir: Path = DataDirOption,
 ) -> None:
     """Set a key's quotas; a limit not given keeps its current value."""
-    with translate_errors():
-        services = open_services(settings_from(data_dir))
-        try:
-            current = services.keys.get(key_id)
-            new_rpm = None if default else (rpm if rpm is not None else current.rpm_limit)
-            new_tpd = None if default else (tokens_per_day if tokens_per_day is not None
-                                            else current.tokens_per_day_limit)
-            record = services.keys.set_limits(key_id, rpm_limit=new_rpm, tokens_per_day_limit=new_tpd)
-        finally:
-            services.close()
+    with services_for(data_dir) as services:
+        current = services.keys.get(key_id)
+        new_rpm = None if default else (rpm if rpm is not None else current.rpm_limit)
+        new_tpd = None if default else (tokens_per_day if tokens_per_day is not None
+                                        else current.tokens_per_day_limit)
+        record = services.keys.set_limits(key_id, rpm_limit=new_rpm, tokens_per_day_limit=new_tpd)
     console.print(f"{record.id}: rpm={record.rpm_limit if record.rpm_limit is not None else 'default'}, "
                   f"tokens/day={record.tokens_per_day_limit if record.tokens_per_day_limit is not None else 'default'}",
                   highlight=False)
@@ -104,10 +97,6 @@ def set_limits(
 @app.command("revoke")
 def revoke(key_id: str = typer.Argument(..., help="The key id (key_…)."), data_dir: Path = DataDirOption) -> None:
     """Revoke a key; it stops working on the next request."""
-    with translate_errors():
-        services = open_services(settings_from(data_dir))
-        try:
-            services.keys.revoke(key_id)
-        finally:
-            services.close()
+    with services_for(data_dir) as services:
+        services.keys.revoke(key_id)
     console.print(f"Revoked {key_id}.")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from inhouse.cli.common import DataDirOption, console, open_services, settings_from, translate_errors
+from inhouse.cli.common import DataDirOption, console, services_for
 from inhouse.types import Actor
 
 if TYPE_CHECKING:
@@ -30,16 +30,12 @@ def _session(data_dir: Path | None, key: str | None, tz: str | None,
     from inhouse.apps.context import AppContext, parse_tz
     from inhouse.apps.schedule.service import build_schedule_service
 
-    with translate_errors():
-        services = open_services(settings_from(data_dir))
-        try:
-            s = services.settings
-            actor = services.keys.authenticate(key) if key else CLI_ACTOR
-            ctx = AppContext(actor=actor, chat=services.chat, model=model or s.apps.model or s.models.default,
-                             tz=parse_tz(tz or s.apps.timezone), kb=services.kb)
-            yield build_schedule_service(s, services.db, services.directory), ctx
-        finally:
-            services.close()
+    with services_for(data_dir) as services:
+        s = services.settings
+        actor = services.keys.authenticate(key) if key else CLI_ACTOR
+        ctx = AppContext(actor=actor, chat=services.chat, model=model or s.apps.model or s.models.default,
+                         tz=parse_tz(tz or s.apps.timezone), kb=services.kb)
+        yield build_schedule_service(s, services.db, services.directory), ctx
 
 
 def _show(out: dict[str, Any]) -> None:

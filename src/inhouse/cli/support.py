@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from inhouse.cli.common import DataDirOption, console, open_services, settings_from, translate_errors
+from inhouse.cli.common import DataDirOption, console, services_for
 from inhouse.types import Actor
 
 CLI_ACTOR = Actor(key_id="key_cli", name="command line (local admin)", role="admin")
@@ -28,29 +28,25 @@ def support(
     from inhouse.apps.context import AppContext, parse_tz
     from inhouse.apps.support.assistant import build_support_assistant
 
-    with translate_errors():
-        services = open_services(settings_from(data_dir))
-        try:
-            s = services.settings
-            actor = services.keys.authenticate(key) if key else CLI_ACTOR
-            ctx = AppContext(actor=actor, chat=services.chat, model=model or s.apps.model or s.models.default,
-                             tz=parse_tz(s.apps.timezone), kb=services.kb)
-            assistant = build_support_assistant(s, services.db)
-            session = assistant.open_session(ctx, collection or None)
-            console.print(f"[dim]session {session.id} · collections {', '.join(session.collections)}[/]",
-                          highlight=False)
-            while True:
-                try:
-                    text = input("you> ").strip()
-                except EOFError:
-                    break
-                if not text:
-                    break
-                reply = asyncio.run(assistant.send(ctx, session.id, text))
-                console.print(reply.text, highlight=False, markup=False)
-                for c in reply.citations:
-                    console.print(f"[dim][{c['index']}] {c['title']}[/]", highlight=False)
-                if reply.handoff:
-                    console.print(f"[yellow]handed over ({reply.reason}): {reply.summary}[/]", highlight=False)
-        finally:
-            services.close()
+    with services_for(data_dir) as services:
+        s = services.settings
+        actor = services.keys.authenticate(key) if key else CLI_ACTOR
+        ctx = AppContext(actor=actor, chat=services.chat, model=model or s.apps.model or s.models.default,
+                         tz=parse_tz(s.apps.timezone), kb=services.kb)
+        assistant = build_support_assistant(s, services.db)
+        session = assistant.open_session(ctx, collection or None)
+        console.print(f"[dim]session {session.id} · collections {', '.join(session.collections)}[/]",
+                      highlight=False)
+        while True:
+            try:
+                text = input("you> ").strip()
+            except EOFError:
+                break
+            if not text:
+                break
+            reply = asyncio.run(assistant.send(ctx, session.id, text))
+            console.print(reply.text, highlight=False, markup=False)
+            for c in reply.citations:
+                console.print(f"[dim][{c['index']}] {c['title']}[/]", highlight=False)
+            if reply.handoff:
+                console.print(f"[yellow]handed over ({reply.reason}): {reply.summary}[/]", highlight=False)

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from inhouse.cli.common import DataDirOption, console, open_services, settings_from, translate_errors
+from inhouse.cli.common import DataDirOption, console, services_for
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -25,25 +25,17 @@ def add(
     data_dir: Path = DataDirOption,
 ) -> None:
     """Create a user. Then: `inhouse keys create --user NAME`."""
-    with translate_errors():
-        services = open_services(settings_from(data_dir))
-        try:
-            user = services.directory.create_user(name, display_name=display_name, role=role)
-        finally:
-            services.close()
+    with services_for(data_dir) as services:
+        user = services.directory.create_user(name, display_name=display_name, role=role)
     console.print(f"Created user {user.id} {user.name!r} ({user.role}).", highlight=False)
 
 
 @app.command("list")
 def list_(data_dir: Path = DataDirOption) -> None:
     """List users with their groups."""
-    with translate_errors():
-        services = open_services(settings_from(data_dir))
-        try:
-            rows = [(u, [g.name for g in services.directory.groups_of(u.id)])
-                    for u in services.directory.list_users()]
-        finally:
-            services.close()
+    with services_for(data_dir) as services:
+        rows = [(u, [g.name for g in services.directory.groups_of(u.id)])
+                for u in services.directory.list_users()]
     table = Table("id", "name", "display name", "role", "disabled", "groups", "created")
     for u, groups in rows:
         table.add_row(u.id, u.name, u.display_name, u.role, "yes" if u.disabled else "", ", ".join(groups),
@@ -58,13 +50,9 @@ def set_role(
     data_dir: Path = DataDirOption,
 ) -> None:
     """Change a user's role (their keys follow on the next request, never above their own role)."""
-    with translate_errors():
-        services = open_services(settings_from(data_dir))
-        try:
-            record = services.directory.find_user(user)
-            updated = services.directory.update_user(record.id, role=role)
-        finally:
-            services.close()
+    with services_for(data_dir) as services:
+        record = services.directory.find_user(user)
+        updated = services.directory.update_user(record.id, role=role)
     console.print(f"{updated.name} is now {updated.role}.", highlight=False)
 
 
@@ -75,13 +63,9 @@ def disable(
     data_dir: Path = DataDirOption,
 ) -> None:
     """Disable a user: all their keys stop working on the next request (reversible with --enable)."""
-    with translate_errors():
-        services = open_services(settings_from(data_dir))
-        try:
-            record = services.directory.find_user(user)
-            updated = services.directory.update_user(record.id, disabled=not enable)
-        finally:
-            services.close()
+    with services_for(data_dir) as services:
+        record = services.directory.find_user(user)
+        updated = services.directory.update_user(record.id, disabled=not enable)
     console.print(f"{updated.name} is {'disabled' if updated.disabled else 'enabled'}.", highlight=False)
 
 
@@ -92,13 +76,9 @@ def remove(
     data_dir: Path = DataDirOption,
 ) -> None:
     """Delete a user, their group memberships, and revoke all their keys."""
-    with translate_errors():
-        services = open_services(settings_from(data_dir))
-        try:
-            record = services.directory.find_user(user)
-            if not yes and not typer.confirm(f"Delete {record.name} ({record.id}) and revoke their keys?"):
-                raise typer.Exit(1)
-            services.directory.delete_user(record.id)
-        finally:
-            services.close()
+    with services_for(data_dir) as services:
+        record = services.directory.find_user(user)
+        if not yes and not typer.confirm(f"Delete {record.name} ({record.id}) and revoke their keys?"):
+            raise typer.Exit(1)
+        services.directory.delete_user(record.id)
     console.print(f"Removed {record.name}; their keys are revoked.", highlight=False)
