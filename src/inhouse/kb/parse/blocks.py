@@ -6,6 +6,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from inhouse.kb.document import Block, BlockKind, Language
 
@@ -107,6 +108,15 @@ def meaningful(value: object) -> str | None:
         return None
     text = clean_inline(str(value))
     return None if text.lower() in _PLACEHOLDERS else text
+
+
+def office_metadata(props: Any) -> dict[str, str]:
+    """Author, subject and creation date of an Office file's core properties (python-docx, python-pptx), when set."""
+    created = getattr(props, "created", None)
+    pairs = (("author", meaningful(getattr(props, "author", None))),
+             ("subject", meaningful(getattr(props, "subject", None))),
+             ("date", created.isoformat() if created else None))
+    return {k: v for k, v in pairs if v}
 
 
 def pick_title(candidates: Iterable[object], blocks: Sequence[Block], filename: str) -> str:

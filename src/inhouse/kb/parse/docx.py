@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from inhouse.kb.document import ParsedDocument
-from inhouse.kb.parse.blocks import BlockList, clean_inline, format_table, guess_language, meaningful, pick_title
+from inhouse.kb.parse.blocks import BlockList, clean_inline, format_table, guess_language, office_metadata, pick_title
 from inhouse.kb.parse.safety import ParseLimits, open_zip_checked
 
 _HEADING_STYLE = re.compile(r"^(?:heading|标题)\s*(\d)$", re.I)
@@ -53,9 +53,7 @@ def parse(data: bytes, filename: str, limits: ParseLimits) -> ParsedDocument:
     flush_list()
 
     props = document.core_properties
-    metadata = {k: v for k, v in (("author", meaningful(props.author)),
-                                  ("subject", meaningful(props.subject)),
-                                  ("date", props.created.isoformat() if props.created else None)) if v}
+    metadata = office_metadata(props)
     return ParsedDocument(
         title=pick_title([props.title], out.blocks, filename),
         blocks=tuple(out.blocks),

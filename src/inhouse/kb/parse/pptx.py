@@ -11,7 +11,7 @@ from typing import Any
 
 from inhouse.errors import DocumentRejected
 from inhouse.kb.document import ParsedDocument
-from inhouse.kb.parse.blocks import BlockList, clean_inline, format_table, guess_language, meaningful, pick_title
+from inhouse.kb.parse.blocks import BlockList, clean_inline, format_table, guess_language, office_metadata, pick_title
 from inhouse.kb.parse.safety import ParseLimits, open_zip_checked
 
 
@@ -39,9 +39,7 @@ def parse(data: bytes, filename: str, limits: ParseLimits) -> ParsedDocument:
                 out.add("paragraph", "Notes: " + clean_inline(notes.text))
 
     props = prs.core_properties
-    metadata = {k: v for k, v in (("author", meaningful(props.author)),
-                                  ("subject", meaningful(props.subject)),
-                                  ("date", props.created.isoformat() if props.created else None)) if v}
+    metadata = office_metadata(props)
     return ParsedDocument(
         title=pick_title([props.title], out.blocks, filename),
         blocks=tuple(out.blocks),
