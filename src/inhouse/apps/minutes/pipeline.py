@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from inhouse.apps.context import AppContext
 from inhouse.apps.minutes.dates import resolve_date, resolve_time
@@ -43,6 +43,7 @@ from inhouse.apps.minutes.verify import addressed_attendee, evidence_text, find_
 from inhouse.errors import EngineFailure, InvalidRequest, Unavailable
 
 log = logging.getLogger(__name__)
+_Stated = TypeVar("_Stated", Decision, OpenQuestion)
 
 AUDIO_EXTENSIONS = (".wav", ".mp3", ".m4a", ".ogg", ".flac", ".webm", ".aac", ".opus")
 _AUDIO_MAGIC = (b"RIFF", b"ID3", b"\xff\xfb", b"\xff\xf3", b"\xff\xf2", b"OggS", b"fLaC", b"\x1aE\xdf\xa3")
@@ -211,6 +212,23 @@ def _dates_in(text: str, ref: date) -> list[date]:
     return list(found)
 
 
+def _add_supported(raws: Sequence[dict[str, Any]], field: str, make: type[_Stated], into: list[_Stated],
+                   tr: Transcript, window: list[int], rejected: list[Rejected]) -> None:
+    """Keep each proposed decision / open question that a transcript line supports and that is not a repeat
+    (similar text, or the same supporting line); record the rest as rejected."""
+    kind = "decision" if field == "decision" else "open_question"
+    for raw in raws:
+        text = str(raw.get(field) or "").strip()
+        if not text:
+            continue
+        line = find_evidence(text, _int(raw.get("line")), tr, window)
+        if line is None:
+            rejected.append(Rejected(kind=kind, text=text, reason="no transcript line supports it",
+                                     line=_int(raw.get("line")) or None))
+        elif not any(_similar(text, x.text) or x.evidence[0].line == line.number for x in into):
+            into.append(make(text=text, evidence=[_evidence(line)]))
+
+
 def assemble(tr: Transcript, proposals: Sequence[Proposals]) -> Minutes:
     ref = tr.meeting_date
     assert ref is not None
@@ -221,32 +239,14 @@ def assemble(tr: Transcript, proposals: Sequence[Proposals]) -> Minutes:
     next_meeting: NextMeeting | None = None
     for p in proposals:
         window = list(p.window.numbers)
-        for raw in p.decisions:
-            text = str(raw.get("decision") or "").strip()
-            if not text:
-                continue
-            line = find_evidence(text, _int(raw.get("line")), tr, window)
-            if line is None:
-                rejected.append(Rejected(kind="decision", text=text, reason="no transcript line supports it",
-                                         line=_int(raw.get("line")) or None))
-            elif not any(_similar(text, d.text) or d.evidence[0].line == line.number for d in decisions):
-                decisions.append(Decision(text=text, evidence=[_evidence(line)]))
+        _add_supported(p.decisions, "decision", Decision, decisions, tr, window, rejected)
         for raw in p.action_items:
             item = _action(raw, tr, window, ref, rejected)
             if item is not None and not any(_same_action(item, a) for a in actions):
                 actions.append(item)
             elif item is not None:
                 _enrich(next(a for a in actions if _same_action(item, a)), item)
-        for raw in p.open_questions:
-            text = str(raw.get("question") or "").strip()
-            if not text:
-                continue
-            line = find_evidence(text, _int(raw.get("line")), tr, window)
-            if line is None:
-                rejected.append(Rejected(kind="open_question", text=text, reason="no transcript line supports it",
-                                         line=_int(raw.get("line")) or None))
-            elif not any(_similar(text, q.text) or q.evidence[0].line == line.number for q in questions):
-                questions.append(OpenQuestion(text=text, evidence=[_evidence(line)]))
+        _add_supported(p.open_questions, "question", OpenQuestion, questions, tr, window, rejected)
         if p.next_meeting:
             found = _next_meeting(p.next_meeting, tr, ref, rejected)
             if found is not None and (next_meeting is None or found.date is not None):
