@@ -54,7 +54,7 @@ def app_context(services: ServicesLike, actor: Actor, *, timezone: str | None = 
     apps = settings.apps
     return AppContext(actor=actor, chat=services.chat, model=model or apps.model or settings.models.default,
                       tz=parse_tz(timezone or apps.timezone), kb=getattr(services, "kb", None),
-                      audit=None)
+                      audit=None, record_usage=lambda n: services.quotas.record_usage(actor.key_id, n))
 
 
 def widget_script() -> bytes:

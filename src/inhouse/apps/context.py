@@ -24,7 +24,7 @@ from inhouse.types import Actor
 if TYPE_CHECKING:
     from inhouse.governance.events import AuditSink
     from inhouse.kb.service import KnowledgeBase
-    from inhouse.models.chat import ChatService, CompletionResult
+    from inhouse.models.chat import ChatService, CompletionResult, Usage
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,13 @@ class AppContext:
     audit: AuditSink | None = None
     kb: KnowledgeBase | None = None
     max_tokens: int = 1024
+    # Called with the tokens (prompt + generated) of every model call made for this caller: the server charges
+    # them to the key's daily quota, like a chat completion. None (CLI, evaluation): not metered.
+    record_usage: Callable[[int], None] | None = None
+
+    def charge(self, usage: Usage | None) -> None:
+        if usage is not None and self.record_usage is not None:
+            self.record_usage(usage.total_tokens)
 
     def local_now(self) -> datetime:
         return self.now().astimezone(self.tz)
@@ -69,7 +76,9 @@ async def complete_text(ctx: AppContext, messages: Sequence[Mapping[str, Any]], 
     request: dict[str, Any] = {"model": ctx.model, "messages": [dict(m) for m in messages],
                                "temperature": 0.0, "max_tokens": ctx.max_tokens, **body}
     prepared = await asyncio.to_thread(ctx.chat.prepare_chat, request)
-    return await ctx.chat.complete(prepared)
+    result = await ctx.chat.complete(prepared)
+    ctx.charge(result.usage)
+    return result
 
 
 async def complete_json(ctx: AppContext, messages: Sequence[Mapping[str, Any]], schema: Mapping[str, Any], *,

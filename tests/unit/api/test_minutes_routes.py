@@ -72,6 +72,18 @@ def test_json_body_returns_verified_minutes(api: tuple[TestClient, Any]) -> None
     assert [d["text"] for d in data["decisions"]] == ["The launch moves to December 2."]
 
 
+def test_assistant_tokens_count_against_the_daily_quota(api: tuple[TestClient, Any]) -> None:
+    client, services = api
+    rec, secret = services.keys.create_key("metered", tokens_per_day_limit=1_000_000)
+    r = client.post("/v1/apps/minutes", json={"text": TRANSCRIPT}, headers={"Authorization": f"Bearer {secret}"})
+    assert r.status_code == 200, r.text
+    used = services.quotas.status(rec.id).tokens_used_today
+    assert used > len(TRANSCRIPT) // 8  # every model call of the pipeline: the prompt holds the whole transcript
+    services.keys.set_limits(rec.id, rpm_limit=None, tokens_per_day_limit=used)
+    r = client.post("/v1/apps/minutes", json={"text": TRANSCRIPT}, headers={"Authorization": f"Bearer {secret}"})
+    assert r.status_code == 429 and r.json()["error"]["code"] == "quota_exceeded"
+
+
 def test_multipart_upload_and_formats(api: tuple[TestClient, Any]) -> None:
     client, _ = api
     files = {"file": ("2026-10-28-sync.vtt", b"WEBVTT\n\n00:00:10.000 --> 00:00:12.000\n" + TRANSCRIPT.split(

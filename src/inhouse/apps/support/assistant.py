@@ -190,6 +190,7 @@ class SupportAssistant:
         answer_text, citations = "", []
         if grounding.covered:
             answer = await self._kb(ctx).answerer.complete(grounding, model=ctx.model)
+            ctx.charge(answer.usage)
             answer_text, citations = answer.text, [c.to_dict() for c in answer.citations]
         if not grounding.covered or is_not_covered(answer_text):
             session.misses += 1
