@@ -129,6 +129,16 @@ def ingest_corpus(kb: KnowledgeBase, corpus: Path) -> dict[str, Any]:
             "chunks_per_s": round(chunks / seconds, 1) if seconds else 0.0, "errors": errors}
 
 
+def link_default_models(data_dir: Path) -> None:
+    """Let a fresh data directory use the models (and tuned profiles) already pulled into the default one."""
+    from inhouse.config import load_settings
+
+    default = load_settings()
+    for sub in (default.model_cache_dir, default.data_dir / "profiles"):
+        if sub.is_dir() and not (data_dir / sub.name).exists():
+            (data_dir / sub.name).symlink_to(sub, target_is_directory=True)
+
+
 def load_questions(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     return rows[:limit] if limit else rows
@@ -173,11 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="inhouse-eval-") as tmp:
         settings = load_settings(data_dir=args.data_dir or Path(tmp))
         if args.data_dir is None:
-            # A fresh database, but the models (and tuned profiles) already pulled into the default data dir.
-            default = load_settings()
-            for sub in (default.model_cache_dir, default.data_dir / "profiles"):
-                if sub.is_dir():
-                    (Path(tmp) / sub.name).symlink_to(sub, target_is_directory=True)
+            link_default_models(Path(tmp))
         settings.kb.embedder = args.embedder
         settings.kb.rerank = args.rerank
         settings.kb.coverage_check = not args.no_coverage_check
