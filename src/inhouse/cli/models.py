@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich import box
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -22,13 +23,15 @@ def list_(data_dir: Path = DataDirOption) -> None:
         specs = services.registry.list_models()
         profiles = services.profiles
         tuned = {s.name: profiles.match(s.sha256).status if profiles else "none" for s in specs}
-    table = Table()
-    for col in ("name", "size", "quant", "context", "source", "present", "tuned"):
-        table.add_column(col, no_wrap=col in ("name", "source"))
+    # No vertical rules, so the table fits an 80-column terminal; every column but the source keeps its width
+    # (the long source wraps) instead of the short columns being squeezed to nothing.
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, collapse_padding=True, show_edge=False)
+    for col in ("name", "size", "quant", "context", "present", "tuned", "source"):
+        table.add_column(col, no_wrap=col != "source", overflow="fold", min_width=10 if col == "source" else None)
     for s in specs:
         size = f"{s.size_bytes / 1e6:,.0f} MB" if s.size_bytes else "?"
-        table.add_row(s.name, size, s.quantization or "?", str(s.context_length or "?"), s.source,
-                      "yes" if s.present else "no", _TUNED_LABELS[tuned[s.name]])
+        table.add_row(s.name, size, s.quantization or "?", str(s.context_length or "?"),
+                      "yes" if s.present else "no", _TUNED_LABELS[tuned[s.name]], s.source)
     console.print(table)
 
 
