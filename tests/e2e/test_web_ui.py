@@ -595,6 +595,7 @@ def test_widget_preview_answers_and_shows_the_handoff(ui: UI) -> None:
     frame.click("#ih-support button[type=submit]")
     reply = frame.wait_for_selector("#ih-support [data-role=reply]")
     assert "180 CNY" in reply.inner_text() and "Travel policy" in reply.inner_text()
+    assert "**" not in reply.inner_text() and reply.query_selector("strong").inner_text() == "180 CNY"  # type: ignore[union-attr]
     ui.page.wait_for_selector("#support-state[data-state='open']")
     # Asking for a person: the backend hands the session over, and the page says so.
     frame.fill("#ih-support input", "I want to talk to a human, please")

@@ -98,8 +98,24 @@
       });
   }
 
+  // The answers are Markdown; the widget renders only **bold** and `code` (as elements holding text), the
+  // rest stays plain text: enough for short support answers, and still nothing is ever parsed as HTML.
+  function appendInline(node, text) {
+    String(text).split(/(\*\*[^*\n]+\*\*|`[^`\n]+`)/).forEach(function (part) {
+      if (!part) { return; }
+      if (part.length > 4 && part.slice(0, 2) === "**" && part.slice(-2) === "**") {
+        node.appendChild(el("strong", {}, part.slice(2, -2)));
+      } else if (part.length > 2 && part.charAt(0) === "`" && part.charAt(part.length - 1) === "`") {
+        node.appendChild(el("code", {}, part.slice(1, -1)));
+      } else {
+        node.appendChild(document.createTextNode(part));
+      }
+    });
+  }
+
   function showReply(reply) {
-    var node = add("ih-bot", reply.reply || "");
+    var node = add("ih-bot", "");
+    appendInline(node, reply.reply || "");
     node.setAttribute("data-role", "reply");
     (reply.citations || []).forEach(function (c) {
       var where = c.title + (c.section ? " > " + c.section : "") + (c.page_start ? " (p. " + c.page_start + ")" : "");
