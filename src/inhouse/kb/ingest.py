@@ -69,6 +69,8 @@ class IngestProgress:
 class IngestReport:
     outcomes: list[FileOutcome] = field(default_factory=list)
     seconds: float = 0.0
+    load_seconds: float = 0.0  # loading the embedding model (first use in this process)
+    embed_seconds: float = 0.0  # inside the embedder
 
     @property
     def files(self) -> int:
@@ -84,6 +86,10 @@ class IngestReport:
         return self.chunks / self.seconds if self.seconds > 0 else 0.0
 
     @property
+    def embed_chunks_per_s(self) -> float:
+        return self.chunks / self.embed_seconds if self.embed_seconds > 0 else 0.0
+
+    @property
     def errors(self) -> list[FileOutcome]:
         return [o for o in self.outcomes if o.status == "error"]
 
@@ -92,7 +98,8 @@ class IngestReport:
 
     def to_dict(self) -> dict[str, object]:
         return {"files": self.files, "chunks": self.chunks, "seconds": round(self.seconds, 3),
-                "chunks_per_s": round(self.chunks_per_s, 1),
+                "chunks_per_s": round(self.chunks_per_s, 1), "embed_chunks_per_s": round(self.embed_chunks_per_s, 1),
+                "load_seconds": round(self.load_seconds, 3),
                 "added": self.count("added"), "replaced": self.count("replaced"),
                 "unchanged": self.count("unchanged"), "errors": [
                     {"source_path": o.source_path, "error": o.error} for o in self.errors]}
@@ -199,7 +206,14 @@ class Ingestor:
             if not pending:
                 return
             texts = [c.text for p in pending for c in p.chunks]
+            t0 = self._clock()
+            prepare = getattr(self.embedder, "prepare", None)
+            if callable(prepare) and not report.load_seconds:
+                prepare()  # a lazy model loads here, timed apart from embedding
+                report.load_seconds = max(self._clock() - t0, 1e-9)
+            t1 = self._clock()
             vectors = self._embed(texts)
+            report.embed_seconds += self._clock() - t1
             at = 0
             for p in pending:
                 n = len(p.chunks)

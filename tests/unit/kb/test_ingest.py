@@ -212,3 +212,33 @@ def test_killed_ingestion_restarts_without_duplicates_or_orphans(tmp_path: Path)
         assert c["chunks"] == c["vectors"] == c["fts_rows"]
     finally:
         s.close()
+
+
+class LazyEmbedder(FakeEmbedder):
+    """A FakeEmbedder whose model "loads" in ``prepare()`` (like the llama.cpp engine), on a scripted clock."""
+
+    def __init__(self, clock: list[float]) -> None:
+        super().__init__()
+        self.clock = clock
+        self.prepared = 0
+
+    def prepare(self) -> None:
+        self.prepared += 1
+        self.clock[0] += 0.5
+
+    def embed_passages(self, texts):  # type: ignore[no-untyped-def]
+        self.clock[0] += 0.01 * len(texts)
+        return super().embed_passages(texts)
+
+
+def test_report_separates_model_load_from_embedding(store: SqliteIndexStore, tmp_path: Path) -> None:
+    col = store.create_collection("hr", acl=Acl())
+    for i in range(3):
+        write(tmp_path / "d", f"f{i}.md", f"# Doc {i}\n\nParagraph {i} about leave and travel.\n")
+    now = [0.0]
+    emb = LazyEmbedder(now)
+    report = Ingestor(store, emb, embed_batch=1, clock=lambda: now[0]).ingest_paths(col.id, [tmp_path / "d"])
+    assert emb.prepared == 1 and report.chunks == 3  # loaded once per run, before the first batch
+    assert report.load_seconds == pytest.approx(0.5) and report.embed_seconds == pytest.approx(0.03)
+    assert report.embed_chunks_per_s == pytest.approx(100.0) and report.chunks_per_s < 10
+    assert report.to_dict()["embed_chunks_per_s"] == 100.0
