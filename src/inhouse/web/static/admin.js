@@ -7,7 +7,7 @@
   if (!I || !I.signedIn) return;
   const t = I.t;
   const el = I.el;
-  const $ = function (id) { return document.getElementById(id); };
+  const $ = I.byId;
   const POLL_MS = 3000;
 
   if (!I.isAdmin()) { $("admin-denied").hidden = false; return; }

@@ -42,6 +42,8 @@
     return node;
   };
 
+  I.byId = function (id) { return document.getElementById(id); };
+
   I.clear = function (node) {
     while (node.firstChild) node.removeChild(node.firstChild);
     return node;

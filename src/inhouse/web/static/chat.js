@@ -7,7 +7,7 @@
   if (!I || !I.signedIn) return;
   const t = I.t;
   const el = I.el;
-  const $ = function (id) { return document.getElementById(id); };
+  const $ = I.byId;
 
   const state = {
     conv: null, // {id, title} once saved

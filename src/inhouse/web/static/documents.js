@@ -7,7 +7,7 @@
   if (!I || !I.signedIn) return;
   const t = I.t;
   const el = I.el;
-  const $ = function (id) { return document.getElementById(id); };
+  const $ = I.byId;
   const state = { collections: [], current: null, docs: [], editing: null, queue: [], uploading: false };
 
   function groupsOf(text) {
