@@ -16,13 +16,11 @@ import pytest
 from inhouse.apps.context import AppContext
 from inhouse.apps.minutes import MinutesInput, run
 from inhouse.apps.minutes.audio import WhisperTranscriber, ensure_whisper, whisper_present
-from inhouse.config import EngineSettings, load_settings
+from inhouse.config import load_settings
 from inhouse.engine.backends.fake import EOS_ID, ScriptInput, decode_tokens, encode_text
 from inhouse.errors import InvalidRequest
 from inhouse.models.assemble import locate_package_dir
-from inhouse.models.chat import ChatService
-from inhouse.models.spec import ModelSpec
-from inhouse.testing.fakes import build_fake_engine
+from inhouse.testing.fakes import build_fake_chat, build_fake_engine
 from inhouse.types import Actor
 
 pytestmark = [
@@ -52,18 +50,6 @@ def speak(text: str, path: Path) -> bytes:
     return path.read_bytes()
 
 
-class OneModel:
-    def __init__(self, engine: object) -> None:
-        self.engine = engine
-
-    def resolve(self, name: str) -> ModelSpec:
-        return ModelSpec(name=name, path=None, sha256=None, size_bytes=0, quantization=None, context_length=None,
-                         architecture=None, source="test", present=True)
-
-    def get_engine(self, name: str) -> object:
-        return self.engine
-
-
 def test_spoken_meeting_becomes_minutes(transcriber: WhisperTranscriber, tmp_path: Path) -> None:
     audio = speak(SPEECH, tmp_path / "meeting.wav")
     segments = transcriber.transcribe(audio, "meeting.wav", "en")
@@ -87,7 +73,7 @@ def test_spoken_meeting_becomes_minutes(transcriber: WhisperTranscriber, tmp_pat
 
     engine = build_fake_engine("fake-model", n_ctx=8192, script=script)
     try:
-        chat = ChatService(OneModel(engine), EngineSettings())  # type: ignore[arg-type]
+        chat = build_fake_chat(engine)
         ctx = AppContext(actor=Actor(key_id="key_t", name="t"), chat=chat, model="fake-model",
                          now=lambda: datetime(2026, 10, 28, tzinfo=UTC))
         minutes = asyncio.run(run(ctx, MinutesInput(data=audio, filename="2026-10-28-launch.wav", language="en",

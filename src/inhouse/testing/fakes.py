@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inhouse.config import EngineSettings
 from inhouse.engine.backends.fake import FakeBackend, Script
 from inhouse.engine.engine import Engine
+from inhouse.models.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from inhouse.engine.protocol import EngineClient
+    from inhouse.models.chat import ChatService
 
 
 def build_fake_engine(
@@ -31,3 +36,25 @@ def build_fake_engine(
         delay_s=delay_s,
     )
     return Engine(model_name, backend, settings)
+
+
+class OneModelRegistry:
+    """The part of ``ModelRegistry`` that ``ChatService`` uses, serving one engine under any name (no file)."""
+
+    def __init__(self, engine: EngineClient) -> None:
+        self.engine = engine
+
+    def resolve(self, name: str, *, require_present: bool = False) -> ModelSpec:
+        return ModelSpec(name=name, path=None, sha256=None, size_bytes=0, quantization=None, context_length=None,
+                         architecture=None, source="test", present=True)
+
+    def get_engine(self, name: str) -> EngineClient:
+        return self.engine
+
+
+def build_fake_chat(engine: EngineClient) -> ChatService:
+    """A real ``ChatService`` (templates, tokenization, validation) over one engine, e.g. ``build_fake_engine()``
+    or a real llama.cpp engine in an integration test."""
+    from inhouse.models.chat import ChatService
+
+    return ChatService(OneModelRegistry(engine), EngineSettings())  # type: ignore[arg-type]

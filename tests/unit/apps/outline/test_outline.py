@@ -12,12 +12,9 @@ import pytest
 
 from inhouse.apps.context import AppContext
 from inhouse.apps.outline import OutlineInput, OutlineOptions, run, to_markdown
-from inhouse.config import EngineSettings
 from inhouse.engine.backends.fake import EOS_ID, ScriptInput, decode_tokens, encode_text
 from inhouse.errors import DocumentRejected, InvalidRequest
-from inhouse.models.chat import ChatService
-from inhouse.models.spec import ModelSpec
-from inhouse.testing.fakes import build_fake_engine
+from inhouse.testing.fakes import build_fake_chat, build_fake_engine
 from inhouse.types import Actor
 
 DOC = """# Travel policy
@@ -38,18 +35,6 @@ The per diem is 200 CNY per day.
 """
 
 
-class OneModel:
-    def __init__(self, engine: object) -> None:
-        self.engine = engine
-
-    def resolve(self, name: str) -> ModelSpec:
-        return ModelSpec(name=name, path=None, sha256=None, size_bytes=0, quantization=None, context_length=None,
-                         architecture=None, source="test", present=True)
-
-    def get_engine(self, name: str) -> object:
-        return self.engine
-
-
 @pytest.fixture
 def outline_of() -> Callable[..., object]:
     engines: list[object] = []
@@ -68,7 +53,7 @@ def outline_of() -> Callable[..., object]:
 
         engine = build_fake_engine("fake-model", n_ctx=8192, script=script)
         engines.append(engine)
-        ctx = AppContext(actor=Actor(key_id="key_t", name="t"), chat=ChatService(OneModel(engine), EngineSettings()),  # type: ignore[arg-type]
+        ctx = AppContext(actor=Actor(key_id="key_t", name="t"), chat=build_fake_chat(engine),
                          model="fake-model", now=lambda: datetime(2026, 1, 1, tzinfo=UTC))
         raw = data.encode() if isinstance(data, str) else data
         return asyncio.run(run(ctx, OutlineInput(data=raw, filename=filename, **kw),  # type: ignore[arg-type]
