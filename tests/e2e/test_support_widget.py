@@ -9,23 +9,16 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
+from browser import BROWSER_MARKS, chromium
 from live_server import LiveServer, run_live_server
 
 from inhouse.testing.fakes import build_fake_engine
 from inhouse.types import Actor
 
-CHROMIUM = Path("/usr/bin/chromium")
-playwright_api = pytest.importorskip("playwright.sync_api")
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed (scripts/test.sh installs it)"),
-]
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-               "--disable-component-update"]
+pytestmark = BROWSER_MARKS
 ANSWER = "Standard delivery takes 3 to 5 working days [1]. <img src=x onerror=alert(1)>"
 FAQ = b"# Customer FAQ\n\n## Delivery\n\nStandard delivery within mainland China takes 3 to 5 working days.\n"
 
@@ -85,10 +78,8 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def test_widget_completes_one_exchange_cross_origin(shop: Shop, browser: Any) -> None:

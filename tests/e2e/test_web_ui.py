@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 import pytest
+from browser import BROWSER_MARKS, chromium
 from live_server import LiveServer, run_live_server
 
 from inhouse.apps.minutes.audio import whisper_dir, whisper_present
@@ -38,14 +39,7 @@ from inhouse.models.assemble import locate_package_dir
 from inhouse.testing.fakes import build_fake_engine
 from inhouse.types import Actor
 
-CHROMIUM = Path("/usr/bin/chromium")
-playwright_api = pytest.importorskip("playwright.sync_api")
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed (scripts/test.sh installs it)"),
-]
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+pytestmark = BROWSER_MARKS
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 TIMEOUT_MS = 10_000
 
@@ -149,10 +143,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 @dataclass
