@@ -195,6 +195,7 @@ class Ingestor:
         start = self._clock()
         chunks_done = 0
         pending: list[_Pending] = []
+        prepared = False  # the embedder is prepared (its model loaded) once per run, before its first batch
 
         def tick(current: str = "") -> None:
             if progress is not None:
@@ -202,15 +203,17 @@ class Ingestor:
                                         current))
 
         def flush() -> None:
-            nonlocal chunks_done
+            nonlocal chunks_done, prepared
             if not pending:
                 return
             texts = [c.text for p in pending for c in p.chunks]
-            t0 = self._clock()
-            prepare = getattr(self.embedder, "prepare", None)
-            if callable(prepare) and not report.load_seconds:
-                prepare()  # a lazy model loads here, timed apart from embedding
-                report.load_seconds = max(self._clock() - t0, 1e-9)
+            if not prepared:
+                prepared = True
+                t0 = self._clock()
+                prepare = getattr(self.embedder, "prepare", None)
+                if callable(prepare):
+                    prepare()  # a lazy model loads here, timed apart from embedding
+                report.load_seconds = self._clock() - t0
             t1 = self._clock()
             vectors = self._embed(texts)
             report.embed_seconds += self._clock() - t1
