@@ -46,7 +46,7 @@ def measure_inhouse(model: str, data_dir: Path | None, texts: dict[str, Any], de
     from inhouse.config import load_settings
     from inhouse.engine.build import build_llama_engine
     from inhouse.engine.params import GenerationRequest, SamplingParams
-    from inhouse.models.profile import tuned_settings
+    from inhouse.models.tuning.profile import tuned_settings
 
     settings = load_settings(**({"data_dir": data_dir} if data_dir else {}))
     services = build_services(settings)

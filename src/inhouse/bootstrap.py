@@ -11,23 +11,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from inhouse.chat.service import ChatService
 from inhouse.config import Settings
 from inhouse.engine.protocol import EngineClient
 from inhouse.governance.audit import MODEL_LOADED, AuditLog
 from inhouse.governance.directory import UserDirectory
-from inhouse.governance.egress import ExternalProviderClient
+from inhouse.governance.egress.client import ExternalProviderClient
+from inhouse.governance.egress.router import EgressRouter, build_egress_router
 from inhouse.governance.events import AuditSink
 from inhouse.governance.identity import KeyStore
 from inhouse.governance.quotas import QuotaService
-from inhouse.governance.routing import EgressRouter, build_egress_router
+from inhouse.hardware.cpu import detect_cpu
 from inhouse.kb.service import KnowledgeBase, build_knowledge_base
-from inhouse.models.chat import ChatService
-from inhouse.models.hardware import detect_cpu
-from inhouse.models.profile import ProfileStore, tuned_settings
 from inhouse.models.registry import ModelRegistry
 from inhouse.models.residency import ModelResidency
-from inhouse.models.schedule import Schedule
 from inhouse.models.spec import ModelSpec
+from inhouse.models.timetable import Timetable
+from inhouse.models.tuning.profile import ProfileStore, tuned_settings
 from inhouse.store.conversations import ConversationStore
 from inhouse.store.db import Database
 
@@ -109,7 +109,7 @@ def audited_loads(load: EngineFactory, audit: AuditLog) -> EngineFactory:
 def build_services(settings: Settings, *, load_engine: EngineFactory | None = None) -> Services:
     """Open (and migrate) the database, the key store, the model registry and the chat service."""
     ms = settings.models
-    schedule = Schedule.parse(ms.prewarm, ms.release)  # a bad entry fails here, before anything is opened
+    timetable = Timetable.parse(ms.prewarm, ms.release)  # a bad entry fails here, before anything is opened
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.model_cache_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.db_path)
@@ -136,7 +136,7 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
         ram_budget_mb=settings.models.ram_budget_mb,
     )
     chat = ChatService(registry, settings.engine)
-    residency = ModelResidency(registry, idle_release_s=ms.idle_release_s, schedule=schedule,
+    residency = ModelResidency(registry, idle_release_s=ms.idle_release_s, timetable=timetable,
                                prewarm_models=lambda: list(dict.fromkeys([ms.default, *ms.preload])))
     egress = build_egress_router(
         gs, settings.data_dir, audit_sink, is_local=lambda name: name in registry.names(),

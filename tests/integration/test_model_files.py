@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from inhouse.chat.template import ChatTemplate
+from inhouse.chat.tool_calls import parse_tool_calls
 from inhouse.config import Settings
 from inhouse.errors import InvalidModelFile
 from inhouse.models.assemble import locate_package_dir, pip_install
 from inhouse.models.catalog import catalog_by_name
-from inhouse.models.chat_template import ChatTemplate
-from inhouse.models.gguf import GgufArray, read_gguf_header
+from inhouse.models.gguf.read import GgufArray, read_gguf_header
 from inhouse.models.registry import ModelRegistry
-from inhouse.models.tool_calls import parse_tool_calls
 
 pytestmark = pytest.mark.integration
 

@@ -27,12 +27,12 @@ from inhouse.api.system_routes import add_system_routes
 from inhouse.web.routes import add_web_routes
 
 if TYPE_CHECKING:
+    from inhouse.chat.service import ChatService
     from inhouse.config import Settings
     from inhouse.engine.protocol import EngineClient
     from inhouse.governance.directory import UserDirectory
     from inhouse.governance.identity import KeyStore
     from inhouse.governance.quotas import QuotaService
-    from inhouse.models.chat import ChatService
     from inhouse.models.registry import ModelRegistry
 
 

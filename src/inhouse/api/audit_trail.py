@@ -34,9 +34,9 @@ from inhouse.errors import AuditUnavailable
 from inhouse.governance.audit import STARTED
 
 if TYPE_CHECKING:
+    from inhouse.chat.service import PreparedGeneration
     from inhouse.governance.audit import AuditLog
-    from inhouse.governance.routing import RoutedRequest
-    from inhouse.models.chat import PreparedGeneration
+    from inhouse.governance.egress.router import RoutedRequest
     from inhouse.types import Actor
 
 log = logging.getLogger(__name__)

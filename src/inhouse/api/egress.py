@@ -1,6 +1,6 @@
 """HTTP side of egress: answer a request the policy sent to an external provider, and list external models.
 
-The decision itself is made in ``governance/routing.py``; this module only relays the provider's answer
+The decision itself is made in ``governance/egress/router.py``; this module only relays the provider's answer
 (placeholders already restored by ``ExternalProviderClient``) in the OpenAI wire format, adding the
 ``inhouse`` extension field and the ``X-Inhouse-Destination`` / ``X-Inhouse-Egress`` headers.
 """
@@ -19,8 +19,8 @@ from inhouse.api.streaming import DONE, SSEResponse, encode_event, error_event, 
 from inhouse.errors import InhouseError, Unavailable
 
 if TYPE_CHECKING:
-    from inhouse.governance.egress import ExternalProviderClient
-    from inhouse.governance.routing import EgressRouter, RoutedRequest
+    from inhouse.governance.egress.client import ExternalProviderClient
+    from inhouse.governance.egress.router import EgressRouter, RoutedRequest
 
 log = logging.getLogger(__name__)
 

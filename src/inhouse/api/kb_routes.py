@@ -24,9 +24,9 @@ from starlette.responses import JSONResponse, Response
 
 from inhouse.api.auth import require
 from inhouse.api.streaming import DONE, SSEResponse, encode_event
+from inhouse.chat.service import new_request_id
 from inhouse.errors import InvalidRequest
 from inhouse.kb.answer import Grounding, cited, is_not_covered, not_covered_text
-from inhouse.models.chat import new_request_id
 from inhouse.types import Actor
 
 if TYPE_CHECKING:

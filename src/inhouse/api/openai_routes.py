@@ -25,12 +25,12 @@ from inhouse.api.streaming import (
     run_until_disconnect,
     tool_call_dicts,
 )
+from inhouse.chat.service import CompletionResult, OutputAccumulator, PreparedGeneration
 from inhouse.errors import InvalidRequest
-from inhouse.models.chat import CompletionResult, OutputAccumulator, PreparedGeneration
 
 if TYPE_CHECKING:
     from inhouse.api.app import ServicesLike
-    from inhouse.governance.routing import RoutedRequest
+    from inhouse.governance.egress.router import RoutedRequest
     from inhouse.models.spec import ModelSpec
 
 

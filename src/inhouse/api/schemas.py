@@ -2,7 +2,7 @@
 
 Bounded everywhere (list sizes, string lengths) so a hostile body costs little to refuse; NaN/inf are
 rejected; unknown fields are ignored because OpenAI clients send extras. Semantics (roles, content
-parts, tool shapes, the max_tokens cap) are checked by the core in ``models/chat.py``.
+parts, tool shapes, the max_tokens cap) are checked by the core in ``chat/service.py``.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class ChatCompletionRequest(_Sampling):
     # OpenAI's request metadata (string values); `metadata.label` declares the conversation's sensitivity.
     metadata: Annotated[dict[str, Annotated[str, StringConstraints(max_length=512)]],
                         Field(max_length=16)] | None = None
-    # Our extension: {"label": …, "documents": [{"name": …, "label": …}]} (see governance/routing.py).
+    # Our extension: {"label": …, "documents": [{"name": …, "label": …}]} (see governance/egress/router.py).
     inhouse: dict[str, Any] | None = None
     # Our extension: answer from company documents, {"collections": [...], "top_k": n} (see api/kb_routes.py).
     knowledge: dict[str, Any] | None = None

@@ -23,8 +23,8 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from inhouse.api.metrics import GenerationTimer
+from inhouse.chat.service import OutputAccumulator, PreparedGeneration
 from inhouse.engine.params import Delta
-from inhouse.models.chat import OutputAccumulator, PreparedGeneration
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

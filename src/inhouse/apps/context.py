@@ -22,9 +22,9 @@ from inhouse.errors import EngineFailure, InvalidRequest
 from inhouse.types import Actor
 
 if TYPE_CHECKING:
+    from inhouse.chat.service import ChatService, CompletionResult, Usage
     from inhouse.governance.events import AuditSink
     from inhouse.kb.service import KnowledgeBase
-    from inhouse.models.chat import ChatService, CompletionResult, Usage
 
 log = logging.getLogger(__name__)
 

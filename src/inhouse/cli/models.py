@@ -12,7 +12,7 @@ from rich.table import Table
 from inhouse.cli.common import DataDirOption, console, services_for, settings_from, translate_errors
 
 app = typer.Typer(no_args_is_help=True)
-# How `inhouse serve` treats each model's tuned profile (see models/profile.py).
+# How `inhouse serve` treats each model's tuned profile (see models/tuning/profile.py).
 _TUNED_LABELS = {"none": "", "applied": "yes", "other_cpu": "other CPU (ignored)", "invalid": "INVALID (ignored)"}
 
 

@@ -92,7 +92,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _print_tuning(services: Services, sha256: str | None) -> None:
-    """Say whether a tuned profile is in effect (the log has the details: see models/profile.py)."""
+    """Say whether a tuned profile is in effect (the log has the details: see models/tuning/profile.py)."""
     if services.profiles is None:
         return
     match = services.profiles.match(sha256)

@@ -40,10 +40,10 @@ def register(app: typer.Typer) -> None:
             return
         if not model:
             fail("Name the model to tune, e.g. `inhouse tune smollm2-135m` (or pass --check).")
-        from inhouse.engine.backends.llama_cpp import QUANT_FTYPES, quantize_model
-        from inhouse.models.hardware import detect_cpu, measure_bandwidth, wait_for_quiet
-        from inhouse.models.measure import measure_engine
-        from inhouse.models.tuning import Trial, TuneOptions, Tuner
+        from inhouse.engine.backends.llama_cpp.quantize import QUANT_FTYPES, quantize_model
+        from inhouse.hardware.cpu import detect_cpu, measure_bandwidth, wait_for_quiet
+        from inhouse.models.tuning.measure import measure_engine
+        from inhouse.models.tuning.sweep import Trial, TuneOptions, Tuner
 
         fmts = tuple(f.strip().lower() for f in formats.split(",") if f.strip())
         bad = [f for f in fmts if f not in QUANT_FTYPES]
@@ -95,7 +95,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _print_report(result: object) -> None:
-    from inhouse.models.tuning import TuneResult
+    from inhouse.models.tuning.sweep import TuneResult
 
     assert isinstance(result, TuneResult)
     d, t = result.default, result.tuned
@@ -116,8 +116,8 @@ def _print_report(result: object) -> None:
 
 
 def _check(data_dir: Path) -> None:
-    from inhouse.models.hardware import detect_cpu
-    from inhouse.models.profile import ProfileStore
+    from inhouse.hardware.cpu import detect_cpu
+    from inhouse.models.tuning.profile import ProfileStore
 
     store = ProfileStore(data_dir / "profiles", lambda: detect_cpu().signature)
     results = store.check_all()

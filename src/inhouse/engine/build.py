@@ -15,7 +15,7 @@ from inhouse.engine.engine import Engine
 
 def build_llama_engine(name: str, path: Path, settings: EngineSettings, *, n_ctx: int) -> Engine:
     """Load ``path`` into llama.cpp (lazily imported) and start an engine named ``name`` over it."""
-    from inhouse.engine.backends.llama_cpp import LlamaCppBackend
+    from inhouse.engine.backends.llama_cpp.backend import LlamaCppBackend
 
     es = settings
     backend = LlamaCppBackend(

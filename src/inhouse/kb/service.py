@@ -23,9 +23,9 @@ from inhouse.types import Actor
 if TYPE_CHECKING:
     import os
 
+    from inhouse.chat.service import ChatService
     from inhouse.config import KbSettings
     from inhouse.kb.embed import Embedder
-    from inhouse.models.chat import ChatService
 
 
 def acl_from(groups: Iterable[str] | None = None, keys: Iterable[str] | None = None) -> Acl:

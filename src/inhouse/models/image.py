@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from inhouse.errors import Conflict, InvalidRequest, Unavailable
-from inhouse.models.profile import ProfileStore, dump_toml
 from inhouse.models.registry import ModelRegistry
+from inhouse.models.tuning.profile import ProfileStore, dump_toml
 
 MANIFEST = "MANIFEST.sha256"
 BUNDLE_JSON = "bundle.json"

@@ -37,7 +37,7 @@ from inhouse.models.assemble import (
     pip_install,
 )
 from inhouse.models.catalog import CATALOG, CatalogEntry
-from inhouse.models.gguf import GgufInfo, read_gguf_header
+from inhouse.models.gguf.read import GgufInfo, read_gguf_header
 from inhouse.models.spec import ModelSpec
 
 log = logging.getLogger(__name__)

@@ -27,9 +27,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from inhouse.models.hardware import drop_file_cache, process_rss_bytes, return_free_heap
+from inhouse.hardware.cpu import drop_file_cache, process_rss_bytes, return_free_heap
 from inhouse.models.registry import ModelRegistry
-from inhouse.models.schedule import Schedule
+from inhouse.models.timetable import Timetable
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class ModelResidency:
         registry: ModelRegistry,
         *,
         idle_release_s: float = 0.0,
-        schedule: Schedule | None = None,
+        timetable: Timetable | None = None,
         prewarm_models: Callable[[], list[str]] = list,
         clock: Callable[[], dt.datetime] = local_now,
         monotonic: Callable[[], float] = time.monotonic,
@@ -70,7 +70,7 @@ class ModelResidency:
     ) -> None:
         self._registry = registry
         self.idle_release_s = idle_release_s
-        self._schedule = schedule or Schedule()
+        self._timetable = timetable or Timetable()
         self._prewarm_models = prewarm_models
         self._clock = clock
         self._mono = monotonic
@@ -80,8 +80,8 @@ class ModelResidency:
         self._last_activity = monotonic()
         self._snapshot: dict[str, tuple[int, ...]] = {}
         now = clock()
-        self._next_prewarm = self._schedule.next_prewarm(now)
-        self._next_release = self._schedule.next_release(now)
+        self._next_prewarm = self._timetable.next_prewarm(now)
+        self._next_release = self._timetable.next_release(now)
         self.last_release: ReleaseRecord | None = None
         self.last_wake: WakeRecord | None = None
         self.wakes = 0
@@ -124,8 +124,8 @@ class ModelResidency:
                 "idle_release_in_s": None if release_in is None else round(release_in, 1),
                 "next_prewarm": _iso(self._next_prewarm),
                 "next_release": _iso(self._next_release),
-                "prewarm": [t.text for t in self._schedule.prewarm],
-                "release": [t.text for t in self._schedule.release],
+                "prewarm": [t.text for t in self._timetable.prewarm],
+                "release": [t.text for t in self._timetable.release],
                 "last_release": asdict(self.last_release) if self.last_release else None,
                 "last_wake": asdict(self.last_wake) if self.last_wake else None,
                 "wakes": self.wakes,
@@ -151,8 +151,8 @@ class ModelResidency:
                     self.release("schedule")
                 done.append(kind)
             if due:
-                self._next_prewarm = self._schedule.next_prewarm(now)
-                self._next_release = self._schedule.next_release(now)
+                self._next_prewarm = self._timetable.next_prewarm(now)
+                self._next_release = self._timetable.next_release(now)
             idle = self._mono() - self._last_activity
             if self.idle_release_s and self._registry.loaded() and idle >= self.idle_release_s:
                 self.release("idle")

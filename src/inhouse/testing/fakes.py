@@ -11,8 +11,8 @@ from inhouse.engine.engine import Engine
 from inhouse.models.spec import ModelSpec
 
 if TYPE_CHECKING:
+    from inhouse.chat.service import ChatService
     from inhouse.engine.protocol import EngineClient
-    from inhouse.models.chat import ChatService
 
 
 def build_fake_engine(
@@ -55,6 +55,6 @@ class OneModelRegistry:
 def build_fake_chat(engine: EngineClient) -> ChatService:
     """A real ``ChatService`` (templates, tokenization, validation) over one engine, e.g. ``build_fake_engine()``
     or a real llama.cpp engine in an integration test."""
-    from inhouse.models.chat import ChatService
+    from inhouse.chat.service import ChatService
 
     return ChatService(OneModelRegistry(engine), EngineSettings())  # type: ignore[arg-type]

@@ -3,7 +3,7 @@
     write_gguf(path, {"general.architecture": "llama", "llama.context_length": Typed(UINT32, 2048)},
                {"token_embd.weight": ((64, 8), "Q8_0")})
 
-The writer itself lives in ``inhouse.models.gguf_writer`` (production code: the e5 converter uses it); this
+The writer itself lives in ``inhouse.models.gguf.write`` (production code: the e5 converter uses it); this
 module re-exports it and adds the tiny-model fixtures.
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from inhouse.models import gguf as g
-from inhouse.models.gguf_writer import TensorSpec, Typed, build_gguf, iter_gguf, write_gguf
+from inhouse.models.gguf import read as g
+from inhouse.models.gguf.write import TensorSpec, Typed, build_gguf, iter_gguf, write_gguf
 
 __all__ = ["TensorSpec", "Typed", "build_gguf", "iter_gguf", "tiny_model_kv", "tiny_model_tensors", "write_gguf",
            "write_tiny_model"]

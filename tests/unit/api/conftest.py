@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from inhouse.api.app import build_app
+from inhouse.chat.service import ChatService
 from inhouse.config import Settings
 from inhouse.engine.protocol import EngineClient
 from inhouse.errors import ModelNotFound
@@ -23,7 +24,6 @@ from inhouse.governance.directory import UserDirectory
 from inhouse.governance.events import MemoryAuditSink
 from inhouse.governance.identity import KeyStore
 from inhouse.governance.quotas import QuotaService
-from inhouse.models.chat import ChatService
 from inhouse.models.spec import ModelSpec
 from inhouse.store.db import Database
 from inhouse.testing.fakes import build_fake_engine

@@ -8,9 +8,9 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from inhouse.api.app import build_app
-from inhouse.models.profile import ProfileStore, TunedProfile
 from inhouse.models.registry import ModelRegistry
 from inhouse.models.residency import ModelResidency
+from inhouse.models.tuning.profile import ProfileStore, TunedProfile
 from inhouse.testing.fakes import build_fake_engine
 from inhouse.testing.gguf_writer import write_tiny_model
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from inhouse.cli.main import app
-from inhouse.models.hardware import detect_cpu
-from inhouse.models.profile import ProfileStore, TunedProfile
+from inhouse.hardware.cpu import detect_cpu
+from inhouse.models.tuning.profile import ProfileStore, TunedProfile
 
 runner = CliRunner()
 

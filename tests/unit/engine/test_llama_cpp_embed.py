@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inhouse.engine.backends.llama_cpp_embed import LlamaCppEncoder, _Stream
+from inhouse.engine.backends.llama_cpp.embed import LlamaCppEncoder, _Stream
 from inhouse.errors import EngineFailure, InvalidModelFile, InvalidRequest
-from inhouse.models.e5_gguf import convert_e5s1
-from inhouse.models.e5s1 import read_e5s1
+from inhouse.models.e5.convert import convert_e5s1
+from inhouse.models.e5.s1 import read_e5s1
 from inhouse.testing.e5s1 import reference_forward, write_e5s1
 
 MAXP = 32

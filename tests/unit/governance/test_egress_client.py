@@ -10,11 +10,11 @@ import httpx
 import pytest
 
 from inhouse.errors import PermissionDenied, Unavailable
-from inhouse.governance.egress import ChunkRestorer, ExternalProviderClient
+from inhouse.governance.egress.client import ChunkRestorer, ExternalProviderClient
+from inhouse.governance.egress.router import RoutedRequest
 from inhouse.governance.labels import Label
-from inhouse.governance.pii import RedactionSession
+from inhouse.governance.pii.redact import RedactionSession
 from inhouse.governance.policy import Decision, Provider
-from inhouse.governance.routing import RoutedRequest
 
 PROVIDER = Provider("cloud", "http://cloud.invalid/v1", "INHOUSE_TEST_KEY", ("m",), Label.PUBLIC, Label.INTERNAL)
 

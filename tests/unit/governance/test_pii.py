@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inhouse.governance.checksums import (
+from inhouse.governance.pii.checksums import (
     iban_check_digits,
     iban_valid,
     luhn_check_digit,
@@ -21,9 +21,9 @@ from inhouse.governance.checksums import (
     prc_id_check_char,
     prc_id_valid,
 )
-from inhouse.governance.pii import RedactionSession, Redactor, message_texts
-from inhouse.governance.pii_corpus import NAMES, generate_corpus
-from inhouse.governance.pii_eval import evaluate, format_report
+from inhouse.governance.pii.corpus import NAMES, generate_corpus
+from inhouse.governance.pii.evaluate import evaluate, format_report
+from inhouse.governance.pii.redact import RedactionSession, Redactor, message_texts
 from inhouse.testing.network_guard import NetworkAttempt, deny_external_connections
 
 ID_BODY = "11010519491231002"

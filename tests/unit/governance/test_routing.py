@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from inhouse.errors import InvalidRequest, PermissionDenied, Unavailable
+from inhouse.governance.egress.router import EGRESS_DECISION, EgressRouter, LabelSource
 from inhouse.governance.events import MemoryAuditSink
-from inhouse.governance.pii import RedactionSession, Redactor
+from inhouse.governance.pii.redact import RedactionSession, Redactor
 from inhouse.governance.policy import PolicyStore
-from inhouse.governance.routing import EGRESS_DECISION, EgressRouter, LabelSource
 from inhouse.testing.network_guard import deny_external_connections
 from inhouse.types import Actor
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from inhouse.errors import InvalidModelFile
-from inhouse.models.e5_gguf import convert_e5s1, ensure_e5_gguf, file_sha256
-from inhouse.models.e5s1 import read_e5s1
-from inhouse.models.gguf import read_gguf_header
+from inhouse.models.e5.convert import convert_e5s1, ensure_e5_gguf, file_sha256
+from inhouse.models.e5.s1 import read_e5s1
+from inhouse.models.gguf.read import read_gguf_header
 from inhouse.testing.e5s1 import TOY_PIECES, write_e5s1
 
 LAYER = ("attn_q", "attn_k", "attn_v", "attn_output", "attn_output_norm", "ffn_up", "ffn_down", "layer_output_norm")
@@ -135,7 +135,7 @@ def test_no_temporary_files_are_left_behind(source: Path, tmp_path: Path) -> Non
 
 def test_the_converted_file_is_the_same_model(source: Path, tmp_path: Path) -> None:
     """llama.cpp runs both layouts of the converted tiny model like a float64 numpy BERT forward."""
-    from inhouse.engine.backends.llama_cpp_embed import LlamaCppEncoder
+    from inhouse.engine.backends.llama_cpp.embed import LlamaCppEncoder
     from inhouse.testing.e5s1 import reference_forward
 
     full, enc = tmp_path / "full.gguf", tmp_path / "enc.gguf"

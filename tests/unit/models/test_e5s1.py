@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from inhouse.errors import InvalidModelFile, InvalidRequest
-from inhouse.models.e5s1 import DTYPE_F32, DTYPE_Q4_0, read_e5s1, read_e5s1_dims
+from inhouse.models.e5.s1 import DTYPE_F32, DTYPE_Q4_0, read_e5s1, read_e5s1_dims
 from inhouse.testing.e5s1 import TOY_NORM, TOY_PIECES, build_e5s1, write_e5s1
 
 

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from inhouse.errors import InvalidModelFile
-from inhouse.models import gguf as g
-from inhouse.models.gguf import GgufArray, parse_gguf_bytes, read_gguf_header
+from inhouse.models.gguf import read as g
+from inhouse.models.gguf.read import GgufArray, parse_gguf_bytes, read_gguf_header
 from inhouse.testing.gguf_writer import (
     Typed,
     build_gguf,

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inhouse.models import gguf as g
-from inhouse.models.gguf import parse_gguf_bytes, read_gguf_header
-from inhouse.models.gguf_writer import Typed, build_gguf, iter_gguf, write_gguf
+from inhouse.models.gguf import read as g
+from inhouse.models.gguf.read import parse_gguf_bytes, read_gguf_header
+from inhouse.models.gguf.write import Typed, build_gguf, iter_gguf, write_gguf
 
 
 def test_streamed_tensor_data_lands_at_the_offsets_the_header_names(tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ import pytest
 
 from inhouse.errors import Conflict, InvalidRequest
 from inhouse.models.image import build_image, install_image, verify_image
-from inhouse.models.profile import ProfileStore, TunedProfile
 from inhouse.models.registry import ModelRegistry
+from inhouse.models.tuning.profile import ProfileStore, TunedProfile
 from inhouse.testing.gguf_writer import write_tiny_model
 
 

@@ -9,7 +9,14 @@ import pytest
 
 from inhouse.config import EngineSettings
 from inhouse.errors import InvalidModelFile, InvalidRequest
-from inhouse.models.profile import ProfileStore, TunedProfile, WeightsVariant, dump_toml, parse_profile, tuned_settings
+from inhouse.models.tuning.profile import (
+    ProfileStore,
+    TunedProfile,
+    WeightsVariant,
+    dump_toml,
+    parse_profile,
+    tuned_settings,
+)
 
 SHA = "a" * 64
 VSHA = "b" * 64

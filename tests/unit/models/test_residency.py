@@ -11,7 +11,7 @@ import pytest
 from inhouse.engine.params import GenerationRequest, SamplingParams
 from inhouse.models.registry import ModelRegistry
 from inhouse.models.residency import ModelResidency
-from inhouse.models.schedule import Schedule
+from inhouse.models.timetable import Timetable
 from inhouse.testing.fakes import build_fake_engine
 from inhouse.testing.gguf_writer import write_tiny_model
 
@@ -82,7 +82,7 @@ def test_no_idle_release_when_off(registry: ModelRegistry) -> None:
 
 def test_schedule_prewarms_and_releases_on_time(registry: ModelRegistry) -> None:
     clocks = Clocks()
-    r = residency(registry, clocks, schedule=Schedule.parse(["mon-fri 08:30"], ["mon-fri 19:00"]))
+    r = residency(registry, clocks, timetable=Timetable.parse(["mon-fri 08:30"], ["mon-fri 19:00"]))
     assert r.status()["next_release"].startswith("2026-11-25T19:00")
     clocks.advance(59 * 60)
     assert r.tick() == []

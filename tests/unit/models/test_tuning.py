@@ -11,11 +11,11 @@ import pytest
 
 from inhouse.config import EngineSettings
 from inhouse.errors import InvalidRequest, ModelNotFound, Unavailable
-from inhouse.models.hardware import Bandwidth, CpuInfo
-from inhouse.models.measure import Measurement, Workload, p95
-from inhouse.models.profile import ProfileStore
+from inhouse.hardware.cpu import Bandwidth, CpuInfo
 from inhouse.models.registry import ModelRegistry
-from inhouse.models.tuning import TuneOptions, Tuner, roofline_fraction, score
+from inhouse.models.tuning.measure import Measurement, Workload, p95
+from inhouse.models.tuning.profile import ProfileStore
+from inhouse.models.tuning.sweep import TuneOptions, Tuner, roofline_fraction, score
 from inhouse.testing.gguf_writer import write_tiny_model
 
 CPU = CpuInfo(model_name="Synthetic", logical_cpus=2, physical_cores=2, smt=False, numa_nodes=1,

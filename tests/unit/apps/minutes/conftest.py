@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 import pytest
 
 from inhouse.apps.context import AppContext
+from inhouse.chat.service import ChatService
 from inhouse.config import EngineSettings
 from inhouse.engine.backends.fake import EOS_ID, ScriptInput, decode_tokens, encode_text
 from inhouse.engine.engine import Engine
 from inhouse.errors import ModelNotFound
-from inhouse.models.chat import ChatService
 from inhouse.models.spec import ModelSpec
 from inhouse.testing.fakes import build_fake_engine
 from inhouse.types import Actor

@@ -14,7 +14,7 @@ import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from inhouse.governance.checksums import iban_check_digits, luhn_check_digit, prc_id_check_char
+from inhouse.governance.pii.checksums import iban_check_digits, luhn_check_digit, prc_id_check_char
 
 NAMES_EN = ("Alice Wang", "Robert Miller", "Priya Natarajan", "Jonas Becker", "Maria Gonzalez", "Chen Jie")
 NAMES_ZH = ("张伟", "王芳", "李娜", "刘洋", "陈静", "欧阳明辉")

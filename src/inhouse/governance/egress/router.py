@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from inhouse.errors import InvalidRequest, PermissionDenied, Unavailable
 from inhouse.governance.events import AuditSink, SecurityEvent
 from inhouse.governance.labels import Label, label_of_item, max_label, parse_label
-from inhouse.governance.pii import RedactionSession, Redactor, message_texts
+from inhouse.governance.pii.redact import RedactionSession, Redactor, message_texts
 from inhouse.governance.policy import Decision, Policy, PolicyStore, decide, failure_decision
 from inhouse.types import Actor
 

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
+from inhouse.chat.service import ChatService, build_sampling_params
 from inhouse.config import EngineSettings
 from inhouse.engine.backends.fake import BOS_ID, EOS_ID, ScriptInput, decode_tokens, encode_text
 from inhouse.engine.engine import Engine
 from inhouse.errors import ContextLengthExceeded, InvalidRequest, ModelNotFound, Overloaded
-from inhouse.models.chat import ChatService, build_sampling_params
 from inhouse.models.spec import ModelSpec
 from inhouse.testing.fakes import build_fake_engine
 
@@ -161,7 +161,7 @@ def test_completion_raw_prompt(service: ChatService) -> None:
 
 
 def test_tool_calls_parsed(engine: Engine) -> None:
-    from inhouse.models.tool_calls import parse_tool_calls
+    from inhouse.chat.tool_calls import parse_tool_calls
 
     call = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>'
     content, calls = parse_tool_calls(call)

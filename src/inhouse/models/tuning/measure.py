@@ -122,7 +122,7 @@ async def run_workload(engine: Any, work: Workload, serials: itertools.count[int
 def measure_engine(name: str, path: Path, settings: EngineSettings, n_ctx: int, work: Workload) -> Measurement:
     """Load ``path`` with ``settings``, warm it up, run the workloads ``work.repeats`` times, keep the best."""
     from inhouse.engine.build import build_llama_engine
-    from inhouse.models.hardware import cpu_sample, foreign_load
+    from inhouse.hardware.cpu import cpu_sample, foreign_load
 
     t0 = time.perf_counter()
     engine = build_llama_engine(name, path, settings, n_ctx=n_ctx)

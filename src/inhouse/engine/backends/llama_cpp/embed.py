@@ -1,10 +1,10 @@
 """A llama.cpp text encoder: token-id sequences in, one mean-pooled vector per sequence out.
 
 For non-causal embedding models (architecture ``bert``: multilingual-e5-small converted by
-``models/e5_gguf.py``). Tokenization is the caller's (it owns the exact tokenizer of the model), so this
+``models/e5/convert.py``). Tokenization is the caller's (it owns the exact tokenizer of the model), so this
 module only packs sequences into passes and runs them.
 
-llama.cpp comes through ``engine/backends/llama_cpp.py`` (``_import_llama_cpp`` / ``_init_process``): that
+llama.cpp comes through ``_library.py`` (``load_library`` / ``init_process``): that
 module stays the only one that imports ``llama_cpp``, and the process-wide state it keeps (backend init, the
 one log callback) is shared, not set up twice.
 
@@ -50,8 +50,9 @@ from typing import Any
 
 import numpy as np
 
-from inhouse.engine.backends.llama_cpp import _import_llama_cpp, _init_process, physical_cores
+from inhouse.engine.backends.llama_cpp._library import init_process, load_library
 from inhouse.errors import EngineFailure, InvalidModelFile, InvalidRequest
+from inhouse.hardware.cpu import physical_cores
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ class _Worker:
         if enc._input_embeddings is None:
             b.token = self._tokens.ctypes.data_as(int_p)
             b.embd = ctypes.POINTER(ctypes.c_float)()
-        else:  # the caller looks token vectors up itself (see models/e5_gguf.py: one-row vocabulary)
+        else:  # the caller looks token vectors up itself (see models/e5/convert.py: one-row vocabulary)
             self._embd = np.zeros((n, enc.n_embd), dtype=np.float32)
             b.token = int_p()
             b.embd = self._embd.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
@@ -204,9 +205,9 @@ class LlamaCppEncoder:
         path = Path(model_path)
         if not path.is_file():
             raise InvalidModelFile(f"The embedding model file {path} does not exist.", param="model")
-        L = _import_llama_cpp()
+        L = load_library()
         self._L = L
-        self._log = _init_process(L)
+        self._log = init_process(L)
         if not 1 <= n_seq_max <= L.llama_max_parallel_sequences():
             raise InvalidRequest(f"n_seq_max must be 1..{L.llama_max_parallel_sequences()}, got {n_seq_max}.")
         self.n_threads = n_threads or physical_cores()
@@ -223,7 +224,7 @@ class LlamaCppEncoder:
         mparams.load_mode = L.LLAMA_LOAD_MODE_MMAP if use_mmap else L.LLAMA_LOAD_MODE_NONE
         mark = self._log.n_errors
         quiet = _DropVocabNotice()
-        backend_log = logging.getLogger(_import_llama_cpp.__module__)
+        backend_log = logging.getLogger(load_library.__module__)
         backend_log.addFilter(quiet)
         try:
             self._model = L.llama_model_load_from_file(str(path).encode(), mparams)

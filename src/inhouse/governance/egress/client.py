@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 
 from inhouse.errors import PermissionDenied, Unavailable
-from inhouse.governance.pii import RedactionSession, StreamRestorer
-from inhouse.governance.routing import RoutedRequest
+from inhouse.governance.egress.router import RoutedRequest
+from inhouse.governance.pii.redact import RedactionSession, StreamRestorer
 
 log = logging.getLogger(__name__)
 

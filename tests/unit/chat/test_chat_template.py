@@ -6,8 +6,8 @@ import datetime
 
 import pytest
 
+from inhouse.chat.template import ChatTemplate
 from inhouse.errors import InvalidModelFile, InvalidRequest
-from inhouse.models.chat_template import ChatTemplate
 
 MSGS = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi 你好"}]
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Météo",

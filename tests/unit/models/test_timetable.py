@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from inhouse.errors import InvalidRequest
-from inhouse.models.schedule import Schedule, parse_weekly
+from inhouse.models.timetable import Timetable, parse_weekly
 
 WED_NOON = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)  # a Wednesday
 
@@ -25,12 +25,12 @@ def test_valid_entries(entry: str, days: set[int]) -> None:
                                    "mon,tue-fri 08:00", ""])
 def test_invalid_entries_name_the_entry(entry: str) -> None:
     with pytest.raises(InvalidRequest) as err:
-        Schedule.parse([entry], [])
+        Timetable.parse([entry], [])
     assert f"'{entry}'" in err.value.message and "models.prewarm" in err.value.message
 
 
 def test_next_occurrences() -> None:
-    s = Schedule.parse(["mon-fri 08:30"], ["mon-fri 19:00", "sat 12:00"])
+    s = Timetable.parse(["mon-fri 08:30"], ["mon-fri 19:00", "sat 12:00"])
     assert s.next_prewarm(WED_NOON) == dt.datetime(2026, 11, 26, 8, 30, tzinfo=dt.UTC)
     assert s.next_release(WED_NOON) == dt.datetime(2026, 11, 25, 19, 0, tzinfo=dt.UTC)
     friday_night = dt.datetime(2026, 11, 27, 20, 0, tzinfo=dt.UTC)
@@ -38,4 +38,4 @@ def test_next_occurrences() -> None:
     assert s.next_release(friday_night) == dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
     at = dt.datetime(2026, 11, 25, 19, 0, tzinfo=dt.UTC)
     assert s.next_release(at) == dt.datetime(2026, 11, 26, 19, 0, tzinfo=dt.UTC)  # strictly after
-    assert Schedule().next_prewarm(WED_NOON) is None
+    assert Timetable().next_prewarm(WED_NOON) is None

@@ -1,6 +1,6 @@
 """Precision and recall of the PII redactor on the generated corpus.
 
-    python -m inhouse.governance.pii_eval [--n 2000] [--seed 7]
+    python -m inhouse.governance.pii.evaluate [--n 2000] [--seed 7]
 
 * recall of a kind: share of its values covered by a finding of the same kind;
 * precision of a kind: share of its findings that overlap a value of the same kind;
@@ -16,8 +16,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from inhouse.governance.pii import KINDS, STRUCTURED_KINDS, RedactionSession, Redactor
-from inhouse.governance.pii_corpus import NAMES, Sample, generate_corpus
+from inhouse.governance.pii.corpus import NAMES, Sample, generate_corpus
+from inhouse.governance.pii.redact import KINDS, STRUCTURED_KINDS, RedactionSession, Redactor
 
 
 @dataclass

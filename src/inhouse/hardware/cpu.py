@@ -118,6 +118,23 @@ def detect_cpu(root: Path = Path("/")) -> CpuInfo:
     )
 
 
+def physical_cores() -> int:
+    """Physical cores this process may run on (SMT siblings count once).
+
+    llama.cpp's matrix kernels saturate a core's SIMD units with one thread; a second hyper-thread on the
+    same core only adds contention, so thread counts default to physical cores.
+    """
+    cpus = os.sched_getaffinity(0)
+    cores: set[str] = set()
+    for cpu in cpus:
+        try:
+            siblings = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list").read_text()
+        except OSError:  # no sysfs topology (containers on some kernels): assume no SMT
+            return max(1, len(cpus))
+        cores.add(siblings.strip())
+    return max(1, len(cores))
+
+
 def _online_cpus(cpu_dir: Path) -> list[int]:
     text = (_read(cpu_dir / "online") or "0").strip()
     out: list[int] = []

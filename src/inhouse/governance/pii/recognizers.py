@@ -34,7 +34,7 @@ from presidio_anonymizer import AnonymizerEngine
 from presidio_anonymizer.entities import OperatorConfig
 from presidio_anonymizer.entities import RecognizerResult as AnonymizerResult
 
-from inhouse.governance.checksums import iban_valid, luhn_valid, prc_id_valid
+from inhouse.governance.pii.checksums import iban_valid, luhn_valid, prc_id_valid
 
 LANGUAGE = "en"
 # Case-sensitive on purpose (Presidio defaults to IGNORECASE): IBAN country codes and AKIA keys are upper case.

@@ -125,7 +125,7 @@ class Redactor:
     def _analyzer(self) -> Any:
         with self._lock:
             if self._engine is None:
-                from inhouse.governance.pii_recognizers import build_analyzer
+                from inhouse.governance.pii.recognizers import build_analyzer
 
                 self._engine = build_analyzer(self._names)
             return self._engine
@@ -133,7 +133,7 @@ class Redactor:
     def _anonymizer_engine(self) -> Any:
         with self._lock:
             if self._anonymizer is None:
-                from inhouse.governance.pii_recognizers import build_anonymizer
+                from inhouse.governance.pii.recognizers import build_anonymizer
 
                 self._anonymizer = build_anonymizer()
             return self._anonymizer
@@ -147,7 +147,7 @@ class Redactor:
         span) wins: an IBAN is not also a card, an ID number not also a phone."""
         if not text:
             return []
-        from inhouse.governance.pii_recognizers import analyze
+        from inhouse.governance.pii.recognizers import analyze
 
         raw = analyze(self._analyzer(), text, threshold=self._threshold)
         ranked = sorted(raw, key=lambda r: (-r.score, -(r.end - r.start), r.start))
@@ -168,7 +168,7 @@ class Redactor:
         findings = self.analyze(text)
         if not findings:
             return text
-        from inhouse.governance.pii_recognizers import anonymize
+        from inhouse.governance.pii.recognizers import anonymize
 
         # Placeholders are assigned first, in text order, so <EMAIL_1> is the conversation's first address.
         for f in findings:

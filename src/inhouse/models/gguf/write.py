@@ -9,7 +9,7 @@ choose the GGUF type exactly (for a list: the item type). Tensor data is zero by
 is any bytes-like object (``bytes``, ``memoryview`` of a mapped file) and is streamed to the file, never
 concatenated in memory, so converting a model costs no more RAM than its metadata.
 
-Used in production by the e5 converter (``models/e5_gguf.py``) and by tests to make small model files
+Used in production by the e5 converter (``models/e5/convert.py``) and by tests to make small model files
 (``inhouse.testing.gguf_writer`` adds the tiny-model fixtures).
 """
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from inhouse.models import gguf as g
+from inhouse.models.gguf import read as g
 
 TensorSpec = tuple[tuple[int, ...], str | int] | tuple[tuple[int, ...], str | int, Any]
 

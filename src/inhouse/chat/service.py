@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from inhouse.chat.template import ChatTemplate
+from inhouse.chat.tool_calls import ToolCall, parse_tool_calls
 from inhouse.config import EngineSettings
 from inhouse.engine.params import Delta, FinishReason, GenerationRequest, SamplingParams
 from inhouse.errors import ContextLengthExceeded, EngineFailure, InvalidModelFile, InvalidRequest, ModelNotFound
-from inhouse.models.chat_template import ChatTemplate
-from inhouse.models.tool_calls import ToolCall, parse_tool_calls
 
 if TYPE_CHECKING:
     from inhouse.engine.protocol import EngineClient
@@ -408,7 +408,7 @@ def read_special_tokens(path: Path | str | None) -> tuple[str, str]:
     """BOS/EOS strings for the template, read from the GGUF header (empty when unavailable)."""
     if not path or not Path(path).is_file():
         return "", ""
-    from inhouse.models.gguf import read_gguf_header
+    from inhouse.models.gguf.read import read_gguf_header
 
     try:
         header = read_gguf_header(Path(path))

@@ -74,12 +74,12 @@ def parse_weekly(entry: str, setting: str = "schedule") -> WeeklyTime:
 
 
 @dataclass(frozen=True)
-class Schedule:
+class Timetable:
     prewarm: tuple[WeeklyTime, ...] = ()
     release: tuple[WeeklyTime, ...] = ()
 
     @classmethod
-    def parse(cls, prewarm: Sequence[str], release: Sequence[str]) -> Schedule:
+    def parse(cls, prewarm: Sequence[str], release: Sequence[str]) -> Timetable:
         return cls(prewarm=tuple(parse_weekly(e, "models.prewarm") for e in prewarm),
                    release=tuple(parse_weekly(e, "models.release") for e in release))
 

@@ -1,8 +1,8 @@
 """The llama.cpp ``Backend``: one model, one context, many sequences decoded in one batch.
 
-This is the only module that imports ``llama_cpp`` (llama-cpp-python 0.3.36, low-level ctypes API; the
-high-level ``Llama`` class serialises requests and copies full logits to numpy every token, which is what
-we are avoiding). The import is lazy so that importing this module, e.g. for ``physical_cores``, is cheap.
+llama.cpp is reached through ``_library`` (the only module importing ``llama_cpp``; llama-cpp-python
+0.3.36, low-level ctypes API; the high-level ``Llama`` class serialises requests and copies full logits to
+numpy every token, which is what we are avoiding). The import is lazy so that importing this module is cheap.
 
 Design notes:
 
@@ -21,137 +21,28 @@ Design notes:
 
 from __future__ import annotations
 
-import collections
 import ctypes
 import logging
 import math
-import os
-import threading
 from pathlib import Path
 from typing import Any
 
+from inhouse.engine.backends.llama_cpp._library import (
+    address,
+    init_process,
+    json_object_gbnf,
+    json_schema_gbnf,
+    load_library,
+)
 from inhouse.engine.params import SamplingParams
 from inhouse.engine.protocol import StepPlan
 from inhouse.errors import EngineFailure, InvalidModelFile, InvalidRequest
+from inhouse.hardware.cpu import physical_cores
 
 log = logging.getLogger(__name__)
 
 KV_TYPES = ("f16", "q8_0", "q4_0")
 _SCHEMA_CACHE_SIZE = 64
-
-
-def physical_cores() -> int:
-    """Physical cores this process may run on (SMT siblings count once).
-
-    llama.cpp's matrix kernels saturate a core's SIMD units with one thread; a second hyper-thread on the
-    same core only adds contention, so thread counts default to physical cores.
-    """
-    cpus = os.sched_getaffinity(0)
-    cores: set[str] = set()
-    for cpu in cpus:
-        try:
-            siblings = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list").read_text()
-        except OSError:  # no sysfs topology (containers on some kernels): assume no SMT
-            return max(1, len(cpus))
-        cores.add(siblings.strip())
-    return max(1, len(cores))
-
-
-# ggml_log_level: NONE=0, DEBUG=1, INFO=2, WARN=3, ERROR=4, CONT=5 (continues the previous message).
-_GGML_LEVELS = {0: logging.DEBUG, 1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
-_GGML_CONT = 5
-
-
-class _LogRouter:
-    """Routes llama.cpp's log to python logging (warnings and errors only; the rest is load-time spam) and
-    remembers recent error lines so that failures (a grammar that does not parse) can say why."""
-
-    def __init__(self, lib: Any) -> None:
-        self._last_level = logging.DEBUG
-        self.errors: collections.deque[str] = collections.deque(maxlen=16)
-        self.n_errors = 0
-        self.callback = lib.llama_log_callback(self._on_log)
-
-    def _on_log(self, level: int, text: bytes | None, _user_data: Any) -> None:
-        py_level = self._last_level if level == _GGML_CONT else _GGML_LEVELS.get(level, logging.DEBUG)
-        self._last_level = py_level
-        if py_level < logging.WARNING or not text:
-            return
-        message = text.decode("utf-8", errors="replace").rstrip()
-        if not message:
-            return
-        if py_level >= logging.ERROR:
-            self.errors.append(message)
-            self.n_errors += 1
-        log.log(py_level, "llama.cpp: %s", message)
-
-    def errors_since(self, mark: int) -> list[str]:
-        n = min(self.n_errors - mark, len(self.errors))
-        return list(self.errors)[len(self.errors) - n :] if n > 0 else []
-
-
-# The only module-level state in inhouse, because it mirrors process-wide state inside the C library:
-# llama_backend_init must run once per process, and llama_log_set installs ONE C callback for the whole
-# process that must outlive every model (if the callback object were owned by a backend instance and
-# garbage-collected after close, the next log line from llama.cpp would call freed memory).
-_process_lock = threading.Lock()
-_process_log: _LogRouter | None = None
-
-
-def _init_process(lib: Any) -> _LogRouter:
-    global _process_log
-    with _process_lock:
-        if _process_log is None:
-            router = _LogRouter(lib)
-            lib.llama_log_set(router.callback, ctypes.c_void_p(0))
-            lib.llama_backend_init()
-            _process_log = router
-        return _process_log
-
-
-def _address(pointer: Any) -> int:
-    value = ctypes.cast(pointer, ctypes.c_void_p).value
-    if not value:
-        raise EngineFailure("llama.cpp returned a NULL buffer.")
-    return value
-
-
-def _import_llama_cpp() -> Any:
-    import llama_cpp
-
-    return llama_cpp
-
-
-# Weight formats `quantize_model` writes (llama_ftype names without the LLAMA_FTYPE_MOSTLY_ prefix).
-QUANT_FTYPES = ("q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0", "f16")
-
-
-def quantize_model(src: str | Path, dst: str | Path, ftype: str, *, n_threads: int = 0) -> None:
-    """Write ``src`` (a GGUF) re-quantized to ``ftype`` at ``dst`` with llama.cpp's ``llama_model_quantize``.
-
-    Requantizing an already quantized file is allowed (it goes through f32): the result can be faster on
-    this CPU, never more accurate than the source. ``dst`` is written to a temporary name first so a failed
-    or interrupted run never leaves a half-written model behind.
-    """
-    if ftype not in QUANT_FTYPES:
-        raise InvalidRequest(f"Unknown weight format {ftype!r}; use one of {', '.join(QUANT_FTYPES)}.")
-    src, dst = Path(src), Path(dst)
-    if not src.is_file():
-        raise InvalidModelFile(f"The model file {src} does not exist.", param="model")
-    L = _import_llama_cpp()
-    router = _init_process(L)
-    params = L.llama_model_quantize_default_params()
-    params.nthread = n_threads or physical_cores()
-    params.ftype = getattr(L, f"LLAMA_FTYPE_MOSTLY_{ftype.upper()}")
-    params.allow_requantize = True
-    tmp = dst.with_name(dst.name + ".tmp")
-    mark = router.n_errors
-    rc = L.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
-    if rc != 0 or not tmp.is_file():
-        tmp.unlink(missing_ok=True)
-        errors = " ".join(router.errors_since(mark)) or "no details from llama.cpp"
-        raise EngineFailure(f"llama.cpp could not quantize {src.name} to {ftype} (code {rc}): {errors}")
-    os.replace(tmp, dst)
 
 
 class LlamaCppBackend:
@@ -181,9 +72,9 @@ class LlamaCppBackend:
             raise InvalidRequest(f"kv_type={kv_type!r} needs flash_attn=True.")
         if n_ctx < 1 or n_slots < 1 or n_batch < 1 or n_ubatch < 1:
             raise InvalidRequest("n_ctx, n_slots, n_batch and n_ubatch must be positive.")
-        L = _import_llama_cpp()
+        L = load_library()
         self._L = L
-        self._log = _init_process(L)
+        self._log = init_process(L)
         if n_slots > L.llama_max_parallel_sequences():
             raise InvalidRequest(f"n_slots={n_slots} is above llama.cpp's limit of "
                                  f"{L.llama_max_parallel_sequences()} sequences.")
@@ -435,14 +326,14 @@ class LlamaCppBackend:
 
     def _init_batch_views(self) -> None:
         b = self._batch
-        self._tok_addr = _address(b.token)
-        self._pos_addr = _address(b.pos)
-        self._logits_addr = _address(b.logits)
+        self._tok_addr = address(b.token)
+        self._pos_addr = address(b.pos)
+        self._logits_addr = address(b.logits)
         self._logits = b.logits
         self._seq_id = b.seq_id
         # Every token belongs to exactly one sequence: set n_seq_id once for the whole batch.
         ones = (ctypes.c_int32 * self._n_batch)(*([1] * self._n_batch))
-        ctypes.memmove(_address(b.n_seq_id), ones, 4 * self._n_batch)
+        ctypes.memmove(address(b.n_seq_id), ones, 4 * self._n_batch)
 
     def _bind_hot_functions(self) -> None:
         self._decode = self._L.llama_decode
@@ -475,17 +366,13 @@ class LlamaCppBackend:
         if params.grammar is not None:
             return params.grammar
         if params.json_object:
-            from llama_cpp.llama_grammar import JSON_GBNF
-
-            return str(JSON_GBNF)
+            return json_object_gbnf()
         if params.json_schema is not None:
             cached = self._schema_grammars.get(params.json_schema)
             if cached is not None:
                 return cached
-            from llama_cpp.llama_grammar import json_schema_to_gbnf
-
             try:
-                gbnf = str(json_schema_to_gbnf(params.json_schema))
+                gbnf = json_schema_gbnf(params.json_schema)
             except Exception as exc:  # the converter raises assorted errors on bad user input
                 raise InvalidRequest(f"The JSON schema could not be turned into a grammar: {exc}",
                                      param="response_format") from exc

@@ -49,9 +49,9 @@ from pathlib import Path
 from typing import Any
 
 from inhouse.errors import InvalidModelFile
-from inhouse.models import gguf as g
-from inhouse.models.e5s1 import DTYPE_F32, DTYPE_Q4_0, Q4_0_BLOCK_BYTES, QK, E5S1Model, read_e5s1
-from inhouse.models.gguf_writer import Typed, write_gguf
+from inhouse.models.e5.s1 import DTYPE_F32, DTYPE_Q4_0, Q4_0_BLOCK_BYTES, QK, E5S1Model, read_e5s1
+from inhouse.models.gguf import read as g
+from inhouse.models.gguf.write import Typed, write_gguf
 
 log = logging.getLogger(__name__)
 

@@ -27,11 +27,11 @@ from typing import Any
 
 from inhouse.config import EngineSettings
 from inhouse.errors import InvalidRequest
-from inhouse.models.hardware import Bandwidth, CpuInfo
-from inhouse.models.measure import Measure, Measurement, Workload
-from inhouse.models.profile import ProfileStore, TunedProfile, WeightsVariant
+from inhouse.hardware.cpu import Bandwidth, CpuInfo
 from inhouse.models.registry import ModelRegistry
 from inhouse.models.spec import ModelSpec
+from inhouse.models.tuning.measure import Measure, Measurement, Workload
+from inhouse.models.tuning.profile import ProfileStore, TunedProfile, WeightsVariant
 
 # Formats offered by default: as precise as any packaged model's weights (Q4_x → Q8_0 loses nothing that
 # the source still had), and often faster per token in a batch. Lower-precision formats are opt-in.

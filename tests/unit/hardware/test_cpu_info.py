@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from inhouse.models.hardware import detect_cpu, measure_bandwidth, process_rss_bytes
+from inhouse.hardware.cpu import detect_cpu, measure_bandwidth, process_rss_bytes
 
 CPUINFO = """processor : 0
 model name : Test CPU 9000
@@ -81,7 +81,7 @@ def test_measure_bandwidth_small() -> None:
 
 
 def test_foreign_load_sampling() -> None:
-    from inhouse.models.hardware import CpuSample, cpu_sample, foreign_load
+    from inhouse.hardware.cpu import CpuSample, cpu_sample, foreign_load
 
     a = cpu_sample()
     assert a.busy_ticks > 0 and a.own_ticks >= 0
