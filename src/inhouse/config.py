@@ -125,6 +125,17 @@ class KbSettings(BaseModel):
     max_file_mb: float = Field(50.0, gt=0, description="Largest file accepted for ingestion, in MB.")
     top_k: int = Field(5, ge=1, le=50, description="Chunks retrieved for a grounded answer.")
     rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant.")
+    document_share: float = Field(
+        0.4, gt=0.0, le=1.0,
+        description="Largest share of the top_k results one document may hold (2 of 5 at 0.4); the rest of the "
+        "slots go to other documents when there are any.",
+    )
+    translate_questions: bool = Field(
+        True,
+        description="Before a grounded answer, translate the question between Chinese and English with the "
+        "answering model (local models only) and search both wordings: trigram keyword search cannot match "
+        "across languages and the embeddings rank same-language chunks first. Costs one short generation.",
+    )
     min_similarity: float = Field(
         0.83, ge=0.0, le=1.0,
         description="Cosine similarity the best vector hit needs for an answer to be attempted; below it the "

@@ -202,10 +202,12 @@ async def ground_chat(kb: KnowledgeBase, actor: Actor, raw: dict[str, Any], know
     question = _text(messages[last].get("content"))[:_MAX_TEXT]
     history = [{"role": m["role"], "content": _text(m.get("content"))} for m in messages[:last]
                if m.get("role") in ("user", "assistant")]
-    g = await run_in_threadpool(lambda: kb.answerer.ground(actor, question, opts.collections, top_k=opts.top_k,
-                                                           history=history))
-    # The coverage check and the optional relevance judge (kb.rerank) run on the requested model, like the answer.
-    return await kb.answerer.judge(g, model=str(raw.get("model", "")))
+    # The question's translation, the coverage check and the optional relevance judge (kb.rerank) run on the
+    # requested model, like the answer.
+    model = str(raw.get("model", ""))
+    g = await kb.answerer.ground_async(actor, question, opts.collections, model=model, top_k=opts.top_k,
+                                       history=history)
+    return await kb.answerer.judge(g, model=model)
 
 
 def citations_for(text: str, g: Grounding) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from inhouse.cli.common import (
@@ -56,6 +56,8 @@ def ingest(
                               "(none: treated as confidential)."),
     group: list[str] = typer.Option([], "--group", "-g", help="Group allowed to read. Creates the collection "
                                     "for these groups if it does not exist; otherwise narrows these documents."),
+    sync: bool = typer.Option(False, "--sync", help="The paths are directories the collection mirrors: add new "
+                              "and changed files, keep unchanged ones, remove documents of files that are gone."),
     data_dir: Path = DataDirOption,
 ) -> None:
     """Ingest files into a collection: parse, chunk, embed, index. Unchanged files are skipped."""
@@ -68,31 +70,48 @@ def ingest(
             kb.create_collection(CLI_ACTOR, collection, groups=group)
             created = True
             console.print(f"Created collection {collection!r} for groups {group or '(admins only)'}.")
-        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("files · {task.fields[chunks]} chunks · {task.fields[rate]:.1f} chunks/s"),
-                      TimeElapsedColumn(), console=err_console, transient=False) as bar:
-            task = bar.add_task("ingesting", total=None, chunks=0, rate=0.0)
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[files]} files"),
+                      TextColumn("· {task.fields[chunks]} chunks · {task.fields[rate]:.1f} chunks/s"),
+                      TimeElapsedColumn(), TextColumn("· ETA {task.fields[eta]}"), console=err_console,
+                      transient=False) as bar:
+            task = bar.add_task("syncing" if sync else "ingesting", total=None, files="0/?", chunks=0, rate=0.0,
+                                eta="…")
 
             def on_progress(p: object) -> None:
                 from inhouse.kb.ingest import IngestProgress
 
                 assert isinstance(p, IngestProgress)
-                bar.update(task, total=p.files_total, completed=p.files_done, chunks=p.chunks_done,
-                           rate=p.chunks_per_s)
+                # The bar and the ETA follow bytes (a 5 MB manual page is not one small text file's worth of work).
+                total, done = (p.bytes_total, p.bytes_done) if p.bytes_total else (p.files_total, p.files_done)
+                bar.update(task, total=total, completed=done, files=f"{p.files_done}/{p.files_total}",
+                           chunks=p.chunks_done, rate=p.chunks_per_s, eta=format_eta(p.eta_s))
 
             report = kb.ingest_paths(CLI_ACTOR, collection, paths, label=label,
-                                     groups=None if created else (group or None), progress=on_progress)
+                                     groups=None if created else (group or None), progress=on_progress, sync=sync)
     for e in report.errors:
         err_console.print(f"[yellow]skipped[/] {e.source_path}: {e.error}", highlight=False)
+    removed = [o for o in report.outcomes if o.status == "removed"]
+    for o in removed[:20]:
+        console.print(f"removed {o.source_path} ({o.chunks} chunks)", highlight=False)
+    if len(removed) > 20:
+        console.print(f"… and {len(removed) - 20} more removed", highlight=False)
     console.print(
         f"{report.files} files ({report.count('added')} added, {report.count('replaced')} replaced, "
-        f"{report.count('unchanged')} unchanged, {len(report.errors)} errors), {report.chunks} chunks in "
+        f"{report.count('unchanged')} unchanged, {len(report.errors)} errors"
+        + (f", {len(removed)} removed" if sync else "") + f"), {report.chunks} chunks in "
         f"{report.seconds:.1f} s = {report.chunks_per_s:.1f} chunks/s"
         + (f" (embedding {report.embed_chunks_per_s:.1f} chunks/s; {report.load_seconds:.1f} s loading the model)"
            if report.embed_seconds > 0 else "")
     )
     if report.errors and report.files == len(report.errors):
         raise typer.Exit(1)
+
+
+def format_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "…"
+    s = round(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
 def ask(
@@ -181,10 +200,19 @@ def kb_eval(
     corpus: Path = typer.Option(Path("/work/shared/corpus"), "--corpus"),
     model: str = typer.Option(None, "--model", "-m", help="Also answer with this model (accuracy)."),
     limit: int = typer.Option(0, "--limit", help="Only the first N questions (0: all)."),
+    qa: list[Path] = typer.Option([], "--qa", help="QA file(s) over the corpus (default: <corpus>/qa.jsonl); e.g. "
+                                  "benchmarks/data/qa-crosslingual.jsonl for the cross-lingual questions."),
+    translate_with: str = typer.Option(None, "--translate-with", help="Model that translates questions for "
+                                       "retrieval (default: --model)."),
+    no_translate: bool = typer.Option(False, "--no-translate", help="Search the questions as asked only."),
 ) -> None:
     """Recall@5, answer accuracy and not-covered rate on <corpus>/qa.jsonl (in a temporary data directory)."""
     from inhouse.kb.evaluate import main as evaluate_main
 
     argv = ["--corpus", str(corpus)] + (["--model", model] if model else [])
     argv += ["--limit", str(limit)] if limit else []
+    for path in qa:
+        argv += ["--qa", str(path)]
+    argv += ["--translate-with", translate_with] if translate_with else []
+    argv += ["--no-translate"] if no_translate else []
     raise typer.Exit(evaluate_main(argv))

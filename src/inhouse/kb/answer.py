@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from inhouse.kb.retrieve import Hit, Retriever
+from inhouse.kb.translate import QueryTranslator
 from inhouse.types import Actor
 
 if TYPE_CHECKING:
@@ -88,6 +89,8 @@ class Grounding:
     similarity: float
     covered: bool
     messages: list[dict[str, Any]] = field(default_factory=list)
+    translation: str | None = None  # the question in the other language, searched beside it
+    retrieved: list[Hit] = field(default_factory=list)  # what retrieval found, before the gate (evaluation)
 
     @property
     def labels(self) -> list[str]:
@@ -126,6 +129,9 @@ def build_messages(question: str, hits: Sequence[Hit], *, snippet_chars: int = 9
     if _CJK_RE.search(question):
         # The small models follow "answer in the language of the question" in the system prompt only loosely.
         user += "\n（请用中文回答。）"
+    elif any(_CJK_RE.search(h.chunk.content) for h in hits):
+        # Chinese passages pull the answer into Chinese: an English question gets an English answer.
+        user += "\n(Answer in English.)"
     return [{"role": "system", "content": INSTRUCTIONS}, *[dict(m) for m in history],
             {"role": "user", "content": user}]
 
@@ -171,9 +177,11 @@ def is_not_covered(text: str) -> bool:
 class Answerer:
     def __init__(self, retriever: Retriever, chat: ChatService | None, *, top_k: int = 5,
                  min_similarity: float = 0.83, max_tokens: int = 256, snippet_chars: int = 900,
-                 rerank: bool = False, rerank_top: int = 3, coverage_check: bool = False) -> None:
+                 rerank: bool = False, rerank_top: int = 3, coverage_check: bool = False,
+                 translate: bool = False) -> None:
         self.retriever = retriever
         self.chat = chat
+        self.translator = QueryTranslator(chat) if (translate and chat is not None) else None
         self.coverage_check = coverage_check
         self.rerank = rerank
         self.rerank_top = rerank_top
@@ -183,18 +191,33 @@ class Answerer:
         self.snippet_chars = snippet_chars
 
     def ground(self, actor: Actor, question: str, collections: Sequence[str] | None = None, *,
-               top_k: int | None = None, history: Sequence[Mapping[str, Any]] = ()) -> Grounding:
-        """Blocking (embedding + SQL): call it off the event loop."""
-        hits, similarity = self.retriever.retrieve_scored(actor, question, collections, top_k or self.top_k)
+               top_k: int | None = None, history: Sequence[Mapping[str, Any]] = (),
+               translation: str | None = None) -> Grounding:
+        """Blocking (embedding + SQL): call it off the event loop. ``translation`` (the question in the other
+        language) is searched beside the question; ``ground_async`` makes one with the model."""
+        hits, similarity = self.retriever.retrieve_scored(actor, question, collections, top_k or self.top_k,
+                                                          alternates=[translation] if translation else ())
         covered = bool(hits) and similarity >= self.min_similarity
-        g = Grounding(question, hits if covered else [], similarity, covered)
+        g = Grounding(question, hits if covered else [], similarity, covered, translation=translation,
+                      retrieved=hits)
         if covered:
             g.messages = build_messages(question, g.hits, snippet_chars=self.snippet_chars, history=history)
         return g
 
+    async def ground_async(self, actor: Actor, question: str, collections: Sequence[str] | None = None, *,
+                           model: str | None = None, top_k: int | None = None,
+                           history: Sequence[Mapping[str, Any]] = ()) -> Grounding:
+        """``ground`` with the question also translated by ``model`` (when ``kb.translate_questions`` is on and the
+        model runs here), so an English question finds Chinese passages and the other way round."""
+        translation = None
+        if self.translator is not None and model:
+            translation = await self.translator.translate(question, model=model)
+        return await asyncio.to_thread(self.ground, actor, question, collections, top_k=top_k, history=history,
+                                       translation=translation)
+
     async def answer(self, actor: Actor, question: str, collections: Sequence[str] | None = None, *,
                      model: str, top_k: int | None = None, **sampling: Any) -> GroundedAnswer:
-        g = await asyncio.to_thread(self.ground, actor, question, collections, top_k=top_k)
+        g = await self.ground_async(actor, question, collections, model=model, top_k=top_k)
         return await self.complete(g, model=model, **sampling)
 
     async def _verdict(self, model: str, messages: list[dict[str, Any]]) -> str:
@@ -221,7 +244,7 @@ class Answerer:
         check = {**last, "content": last["content"] + COVERAGE_QUESTION}
         verdict = await self._verdict(model, [*g.messages[:-1], check])
         if is_negative(verdict):
-            return Grounding(g.question, [], g.similarity, False)
+            return Grounding(g.question, [], g.similarity, False, translation=g.translation, retrieved=g.retrieved)
         return g
 
     async def rerank_passages(self, g: Grounding, *, model: str) -> Grounding:
@@ -238,7 +261,8 @@ class Answerer:
             if verdict.strip().lower().startswith(("yes", "是")):
                 kept.append(h)
         history = g.messages[1:-1]
-        judged = Grounding(g.question, kept, g.similarity, bool(kept))
+        judged = Grounding(g.question, kept, g.similarity, bool(kept), translation=g.translation,
+                           retrieved=g.retrieved)
         if kept:
             judged.messages = build_messages(g.question, kept, snippet_chars=self.snippet_chars, history=history)
         return judged

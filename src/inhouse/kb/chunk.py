@@ -19,6 +19,13 @@ Rules, in the order they apply:
   header already gives a table piece its context).
 - Headings with no content of their own (followed by a sibling or nothing) become a one-line content unit, so a
   slide deck of titles still yields chunks.
+- **Entries.** A definition-list term (``term`` block: a function's signature on a reference page, a configuration
+  parameter) opens a section like a heading, and a chunk never holds two entries: an entry's definition is its own
+  unit of retrieval, with the term as the last element of its path (an answer sitting in one entry of a page of
+  hundreds must be found as that entry, not as a slice of its neighbours).
+- **Titles.** When the document title begins with the first heading (``"os — … — Python 3.11 documentation"``
+  over the heading ``"os — …"``), the prefix starts at the heading: the repeated title would take a third of the
+  prefix budget in every chunk.
 
 Token counts default to :func:`count_tokens_approx` (Han character = 1 token, other word ≈ 1.3 tokens), which
 needs no model and over-estimates a real multilingual tokenizer slightly; pass ``count_tokens`` to use a real one.
@@ -72,6 +79,7 @@ class _Unit:
     tokens: int
     page: int | None
     section: tuple[str, ...]
+    entry: tuple[str, ...] | None = None  # the path of the definition-list entry the unit belongs to, if any
 
 
 def chunk_document(
@@ -80,17 +88,22 @@ def chunk_document(
     max_tokens: int = 256,
     overlap_tokens: int = 32,
     count_tokens: TokenCounter = count_tokens_approx,
+    small_entry_tokens: int = 0,
 ) -> list[Chunk]:
-    """Split ``doc`` into chunks (see the module docstring for the rules)."""
+    """Split ``doc`` into chunks (see the module docstring for the rules). Definition-list entries smaller than
+    ``small_entry_tokens`` may share a chunk with neighbouring small entries (0: every entry on its own)."""
     if max_tokens < 16:
         raise ValueError("max_tokens must be at least 16")
     overlap_tokens = max(0, min(overlap_tokens, max_tokens // 4))
-    return _Packer(doc, max_tokens, overlap_tokens, count_tokens).run()
+    return _Packer(doc, max_tokens, overlap_tokens, count_tokens, small_entry_tokens).run()
 
 
 class _Packer:
-    def __init__(self, doc: ParsedDocument, max_tokens: int, overlap: int, count: TokenCounter) -> None:
+    def __init__(self, doc: ParsedDocument, max_tokens: int, overlap: int, count: TokenCounter,
+                 small_entry: int = 0) -> None:
         self.doc = doc
+        self.small_entry = small_entry
+        self.entry_tokens: dict[tuple[str, ...], int] = {}
         self.max_tokens = max_tokens
         self.overlap = overlap
         self.count = count
@@ -98,8 +111,9 @@ class _Packer:
         self.current: list[_Unit] = []
         # "Top-level" is the first heading level at which the document branches: under a single H1 title,
         # the H2 sections are the ones never merged.
-        sections = [b.section for b in doc.blocks if b.kind != "heading"]
+        sections = [b.section for b in doc.blocks if b.kind not in ("heading", "term")]
         self.trunk = len(_common_prefix(sections)) if sections else 0
+        self.entries: set[tuple[str, ...]] = set()  # section paths opened by terms
 
     # ---- public flow -------------------------------------------------------------------------------------
     def run(self) -> list[Chunk]:
@@ -115,14 +129,35 @@ class _Packer:
         for i, block in enumerate(blocks):
             if not block.text.strip():
                 continue
-            if block.kind == "heading":
-                own = (*block.section, block.text)
+            if block.kind in ("heading", "term"):
                 nxt = blocks[i + 1] if i + 1 < len(blocks) else None
-                if nxt is None or nxt.section[: len(own)] != own:
+                opens = nxt is not None and _opens(block, nxt)
+                own = (*block.section, nxt.section[len(block.section)] if nxt is not None and opens else block.text)
+                if block.kind == "term":
+                    self.entries.add(own)
+                if not opens:
+                    units.extend(self._split(Block("paragraph", block.text, page=block.page, section=own)))
+                elif block.kind == "term" and own[-1] != block.text:
+                    # The path carries a shortened label: the whole signature opens the entry's content.
                     units.extend(self._split(Block("paragraph", block.text, page=block.page, section=own)))
                 continue
             units.extend(self._split(block))
+        if not self.entries:
+            return units
+        units = [_Unit(u.kind, u.text, u.tokens, u.page, u.section, self._entry(u.section)) for u in units]
+        for u in units:
+            if u.entry is not None:
+                self.entry_tokens[u.entry] = self.entry_tokens.get(u.entry, 0) + u.tokens
         return units
+
+    def _small(self, entry: tuple[str, ...] | None) -> bool:
+        return entry is not None and self.entry_tokens.get(entry, 0) < self.small_entry
+
+    def _entry(self, section: tuple[str, ...]) -> tuple[str, ...] | None:
+        for n in range(len(section), 0, -1):
+            if section[:n] in self.entries:
+                return section[:n]
+        return None
 
     def _budget(self, section: tuple[str, ...]) -> int:
         return self.max_tokens - self.count(self._prefix(section)) - 1
@@ -205,7 +240,9 @@ class _Packer:
         if self.current:
             top = self.trunk + 1
             same_top = self.current[0].section[:top] == unit.section[:top]
-            if same_top and self._fits([*self.current, unit]):
+            same_entry = all(u.entry == unit.entry for u in self.current) or (
+                self._small(unit.entry) and all(self._small(u.entry) for u in self.current))
+            if same_top and same_entry and self._fits([*self.current, unit]):
                 self.current.append(unit)
                 return
             previous = self.current
@@ -213,7 +250,7 @@ class _Packer:
             if previous[-1].section == unit.section and "table" not in (previous[-1].kind, unit.kind):
                 tail = self._overlap_tail(previous[-1])
                 if tail:
-                    candidate = _Unit(unit.kind, tail + unit.text, 0, unit.page, unit.section)
+                    candidate = _Unit(unit.kind, tail + unit.text, 0, unit.page, unit.section, unit.entry)
                     if self._fits([candidate]):
                         unit = candidate
         self.current = [unit]
@@ -251,9 +288,12 @@ class _Packer:
 
     def _prefix(self, section: tuple[str, ...]) -> str:
         title = self.doc.title.strip()
-        path = section if (not title or section[:1] == (title,)) else (title, *section)
-        text = SECTION_SEPARATOR.join(path)
+        path = section if (not title or (section and title.startswith(section[0]))) else (title, *section)
         limit = self.max_tokens // 3  # a runaway heading path must leave room for content
+        text = SECTION_SEPARATOR.join(path)
+        while len(path) > 2 and self.count(text) > limit:  # the document and the most specific part matter most
+            path = (path[0], *path[2:])
+            text = SECTION_SEPARATOR.join(path)
         while text and self.count(text) > limit:
             text = text[: int(len(text) * 0.8)]
         return text
@@ -281,6 +321,13 @@ class _Packer:
                 page_end=max(pages) if pages else None,
             )
         )
+
+
+def _opens(block: Block, nxt: Block) -> bool:
+    """Whether ``nxt`` lies inside the section that the heading or term ``block`` opens."""
+    return (len(nxt.section) > len(block.section)
+            and nxt.section[: len(block.section)] == block.section
+            and (nxt.section[len(block.section)] == block.text or block.kind == "term"))
 
 
 def _common_prefix(paths: Sequence[tuple[str, ...]]) -> tuple[str, ...]:

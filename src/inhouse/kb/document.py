@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-BlockKind = Literal["heading", "paragraph", "table", "list", "code", "quote"]
+BlockKind = Literal["heading", "term", "paragraph", "table", "list", "code", "quote"]
 Language = Literal["zh", "en", "mixed"]
 
 # Separator used to join a section path into one string (``Chunk.section``) and in the chunk text prefix.
@@ -24,6 +24,9 @@ class Block:
     ``page`` is 1-based for paged formats (PDF page, PPTX slide, XLSX sheet index) and ``None`` otherwise.
     ``section`` is the path of heading titles *enclosing* this block (for a heading: its parents, not itself).
     Tables are Markdown-ish text: one row per line, cells separated by `` | ``, the first line the header row.
+    A ``term`` is the label of a definition-list entry (a function's signature on a reference page, a configuration
+    parameter's name): like a heading it opens a section — the blocks of its definition carry it at the end of their
+    ``section`` — but it is not part of the document's outline.
     """
 
     kind: BlockKind

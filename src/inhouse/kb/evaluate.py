@@ -21,6 +21,7 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,9 @@ class QuestionResult:
     source: str
     retrieved: list[str]
     similarity: float
+    lang: str = ""
+    source_lang: str = ""  # the language of the source document (default: the question's)
+    translation: str | None = None  # the question as searched in the other language
     answer: str | None = None
     correct: bool | None = None
     seconds: float = 0.0
@@ -68,6 +72,21 @@ class EvalReport:
         u = [r for r in self.results if not r.answerable and r.answer is not None]
         return sum(is_not_covered(r.answer or "") for r in u) / len(u) if u else None
 
+    def recall_by_direction(self) -> dict[str, float]:
+        """recall@5 per (question language → source language), e.g. ``en→zh`` for English questions whose answer
+        is in a Chinese document."""
+        groups: dict[str, list[QuestionResult]] = {}
+        for r in self._answerable():
+            groups.setdefault(f"{r.lang or '?'}→{r.source_lang or r.lang or '?'}", []).append(r)
+        return {k: round(sum(r.source in r.retrieved[:5] for r in v) / len(v), 3) for k, v in sorted(groups.items())}
+
+    def not_covered_by_lang(self) -> dict[str, float]:
+        groups: dict[str, list[QuestionResult]] = {}
+        for r in self.results:
+            if not r.answerable and r.answer is not None:
+                groups.setdefault(r.lang or "?", []).append(r)
+        return {k: round(sum(is_not_covered(r.answer or "") for r in v) / len(v), 3) for k, v in sorted(groups.items())}
+
     def summary(self) -> dict[str, Any]:
         sims_a = sorted(r.similarity for r in self.results if r.answerable)
         sims_u = sorted(r.similarity for r in self.results if not r.answerable)
@@ -75,8 +94,10 @@ class EvalReport:
         return {
             "questions": len(self.results), "answerable": len(self._answerable()),
             "recall_at_5": round(self.recall_at_5, 3),
+            "recall_at_5_by_direction": self.recall_by_direction(),
             "answer_accuracy": None if self.answer_accuracy is None else round(self.answer_accuracy, 3),
             "not_covered_rate": None if self.not_covered_rate is None else round(self.not_covered_rate, 3),
+            "not_covered_by_lang": self.not_covered_by_lang(),
             "similarity_answerable_min": round(sims_a[0], 4) if sims_a else None,
             "similarity_unanswerable_max": round(sims_u[-1], 4) if sims_u else None,
             "answer_seconds_p50": round(sorted(r.seconds for r in answered)[len(answered) // 2], 2)
@@ -91,13 +112,45 @@ def normalize(text: str) -> str:
     return re.sub(r"[\s,，]+", "", text).lower()
 
 
-def key_fact_present(answer: str, fact: str) -> bool:
+# Scripts written without spaces between words (Thai, Lao, Myanmar, Khmer, kana, Han): no word boundary can be
+# seen there, so a short fact in or next to them is found as a substring.
+_UNSPACED = re.compile(r"[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff"
+                       r"\uf900-\ufaff\U00020000-\U0002ffff]")
+
+
+def _spaced_letter(ch: str) -> bool:
+    """A letter of a script that separates words with spaces (Latin, Cyrillic, Greek, Hangul, …)."""
+    return ch.isalpha() and not _UNSPACED.match(ch)
+
+
+def whole_word_present(text: str, word: str) -> bool:
+    """``word`` in ``text`` without a letter of a spaced script right before or after it: "no" is in "No, never"
+    and in "答案是no。" but not in "not". A word of an unspaced script (调休) is a plain substring: ``\\b`` never
+    matches between two Han characters, so the old check missed 调休 in the middle of a Chinese sentence."""
+    t, w = text.lower(), word.lower()
+    if not w:
+        return False
+    if _UNSPACED.search(w):
+        return w in t
+    at = t.find(w)
+    while at >= 0:
+        end = at + len(w)
+        if not (at > 0 and _spaced_letter(t[at - 1])) and not (end < len(t) and _spaced_letter(t[end])):
+            return True
+        at = t.find(w, at + 1)
+    return False
+
+
+def key_fact_present(answer: str, fact: str | Sequence[str]) -> bool:
     """The fact verbatim (spaces, commas and case aside), or else every number and word of it in the answer:
-    "5 unused leave days" states the fact "5 days" too."""
+    "5 unused leave days" states the fact "5 days" too. A list of facts: any one of them (the same fact as a
+    question in another language may be answered: "2 倍", "twice", "double")."""
+    if not isinstance(fact, str):
+        return any(key_fact_present(answer, f) for f in fact)
     if is_not_covered(answer):
         return False  # "The documents do not cover this" contains "no" and "not", never a fact
-    if len(fact) <= 3 and fact.isalpha():  # yes/no facts: a whole word, not a substring of "not"
-        return re.search(rf"\b{re.escape(fact.lower())}\b", answer.lower()) is not None
+    if len(fact) <= 3 and fact.isalpha():  # yes/no facts and short words: a whole word, not a substring of "not"
+        return whole_word_present(answer, fact)
     if normalize(fact) in normalize(answer):
         return True
     a = normalize(answer)
@@ -139,20 +192,32 @@ def link_default_models(data_dir: Path) -> None:
             (data_dir / sub.name).symlink_to(sub, target_is_directory=True)
 
 
-def load_questions(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+def load_questions(paths: Path | Sequence[Path], limit: int | None = None) -> list[dict[str, Any]]:
+    """The questions of one or more QA files, in order; ids must be unique across them."""
+    rows: list[dict[str, Any]] = []
+    for path in [paths] if isinstance(paths, Path) else paths:
+        rows += [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    seen: set[str] = set()
+    for row in rows:
+        if row["id"] in seen:
+            raise ValueError(f"question id {row['id']!r} appears twice")
+        seen.add(row["id"])
     return rows[:limit] if limit else rows
 
 
 def evaluate(kb: KnowledgeBase, questions: list[dict[str, Any]], *, model: str | None = None,
-             progress: Any = None) -> EvalReport:
+             translate_model: str | None = None, progress: Any = None) -> EvalReport:
+    """Retrieve (and with ``model``, answer) every question as an admin. The question is translated for retrieval
+    by ``translate_model`` or else ``model`` when ``kb.translate_questions`` is on; recall is measured on what the
+    answer would see (the hits before the similarity gate)."""
     report = EvalReport()
     for q in questions:
         start = time.perf_counter()
-        g = kb.answerer.ground(EVAL_ACTOR, q["question"], top_k=5)
-        hits, sim = kb.retriever.retrieve_scored(EVAL_ACTOR, q["question"], None, 5)
+        g = asyncio.run(kb.answerer.ground_async(EVAL_ACTOR, q["question"], top_k=5,
+                                                 model=translate_model or model))
         r = QuestionResult(q["id"], bool(q["answerable"]), q.get("source", ""),
-                           [h.chunk.source_path for h in hits], sim)
+                           [h.chunk.source_path for h in g.retrieved], g.similarity, lang=q.get("lang", ""),
+                           source_lang=q.get("source_lang") or q.get("lang", ""), translation=g.translation)
         if model is not None:
             ans = asyncio.run(kb.answerer.complete(g, model=model))
             r.answer = ans.text
@@ -168,8 +233,12 @@ def evaluate(kb: KnowledgeBase, questions: list[dict[str, Any]], *, model: str |
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m inhouse.kb.evaluate", description=__doc__.split("\n")[0])
     ap.add_argument("--corpus", type=Path, default=Path("/work/shared/corpus"))
-    ap.add_argument("--qa", type=Path, default=None, help="QA file (default: <corpus>/qa.jsonl)")
+    ap.add_argument("--qa", type=Path, action="append", default=None,
+                    help="QA file; repeat for several (default: <corpus>/qa.jsonl)")
     ap.add_argument("--model", default=None, help="Model for answers (e.g. qwen2.5-coder-1.5b); none: retrieval only")
+    ap.add_argument("--translate-with", default=None, metavar="MODEL",
+                    help="Model that translates the questions for retrieval (default: --model)")
+    ap.add_argument("--no-translate", action="store_true", help="Search the questions as asked only")
     ap.add_argument("--data-dir", type=Path, default=None, help="Data directory (default: a temporary one)")
     ap.add_argument("--limit", type=int, default=None, help="Only the first N questions")
     ap.add_argument("--embedder", default="e5", choices=["e5", "fake"])
@@ -187,21 +256,22 @@ def main(argv: list[str] | None = None) -> int:
         settings.kb.embedder = args.embedder
         settings.kb.rerank = args.rerank
         settings.kb.coverage_check = not args.no_coverage_check
+        settings.kb.translate_questions = not args.no_translate
         services = build_services(settings)
         try:
             kb = services.kb
             assert kb is not None
             ingest = ingest_corpus(kb, args.corpus)
-            questions = load_questions(args.qa or args.corpus / "qa.jsonl", args.limit)
+            questions = load_questions(args.qa or [args.corpus / "qa.jsonl"], args.limit)
 
             def show(r: QuestionResult) -> None:
                 if not args.json:
                     mark = "" if r.correct is None else (" ok" if r.correct else " WRONG")
                     hit = "hit " if r.source in r.retrieved[:5] else ("miss" if r.answerable else "n/a ")
-                    print(f"{r.id} {hit} sim={r.similarity:.3f} {r.seconds:5.1f}s{mark} {(r.answer or '')[:90]!r}",
-                          file=sys.stderr)
+                    print(f"{r.id} {hit} sim={r.similarity:.3f} {r.seconds:5.1f}s{mark} {(r.answer or '')[:90]!r}"
+                          + (f" [searched also: {r.translation!r}]" if r.translation else ""), file=sys.stderr)
 
-            report = evaluate(kb, questions, model=args.model, progress=show)
+            report = evaluate(kb, questions, model=args.model, translate_model=args.translate_with, progress=show)
             report.ingest = ingest
         finally:
             services.close()

@@ -8,6 +8,12 @@
 - **Per-file errors.** A file that cannot be read or parsed is reported (``FileOutcome.error``) and skipped.
 - **Batched embedding.** Chunks of consecutive files are embedded together in batches of ``embed_batch``, the
   slow part; each document still commits on its own as soon as its vectors exist.
+- **Sync.** With ``remove_missing`` (``inhouse ingest --sync DIR``), documents whose source path lies under one of
+  the given prefixes but that are not among the sources any more are deleted (chunks, keyword rows, vectors and
+  bytes; searchers drop them from their resident copies through the index's change log) before anything is
+  ingested. Deleting first matters: ingestion skips bytes the collection already holds, so a renamed file would
+  otherwise be "unchanged" under its old document and then deleted with it. A file that changed but can no longer
+  be parsed is reported and its previous version kept.
 
 Source paths: a file given directly is known by its base name; a file found under a directory ``D`` by
 ``D.name/relative/path``. Re-ingesting the same tree therefore finds the same documents.
@@ -37,7 +43,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Status = Literal["added", "replaced", "unchanged", "error"]
+Status = Literal["added", "replaced", "unchanged", "removed", "error"]
 ParseFn = Callable[[bytes, str], "ParsedDocument"]
 ChunkFn = Callable[["ParsedDocument"], "Sequence[Chunk]"]
 _HIDDEN = (".", "~$")
@@ -59,10 +65,20 @@ class IngestProgress:
     chunks_done: int
     elapsed_s: float
     current: str = ""
+    bytes_done: int = 0  # of the sources handled so far (added, replaced, unchanged or failed)
+    bytes_total: int = 0  # of all sources whose size is known up front (0: unknown)
 
     @property
     def chunks_per_s(self) -> float:
         return self.chunks_done / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds left, extrapolated from the bytes handled so far (files when sizes are unknown)."""
+        done, total = (self.bytes_done, self.bytes_total) if self.bytes_total else (self.files_done, self.files_total)
+        if done <= 0 or self.elapsed_s <= 0 or total <= done:
+            return None if done <= 0 else 0.0
+        return self.elapsed_s * (total - done) / done
 
 
 @dataclass
@@ -74,7 +90,8 @@ class IngestReport:
 
     @property
     def files(self) -> int:
-        return len(self.outcomes)
+        """Files handled (documents removed by a sync are not files of this run)."""
+        return sum(o.status != "removed" for o in self.outcomes)
 
     @property
     def chunks(self) -> int:
@@ -101,7 +118,7 @@ class IngestReport:
                 "chunks_per_s": round(self.chunks_per_s, 1), "embed_chunks_per_s": round(self.embed_chunks_per_s, 1),
                 "load_seconds": round(self.load_seconds, 3),
                 "added": self.count("added"), "replaced": self.count("replaced"),
-                "unchanged": self.count("unchanged"), "errors": [
+                "unchanged": self.count("unchanged"), "removed": self.count("removed"), "errors": [
                     {"source_path": o.source_path, "error": o.error} for o in self.errors]}
 
 
@@ -112,6 +129,7 @@ class FileSource:
     source_path: str
     read: Callable[[], bytes]
     filename: str
+    size: int | None = None  # bytes, when known without reading (progress and ETA)
 
 
 @dataclass
@@ -150,9 +168,21 @@ def iter_sources(paths: Iterable[str | os.PathLike[str]]) -> Iterator[FileSource
                 rel = f.relative_to(p)
                 if any(part.startswith(_HIDDEN) for part in rel.parts) or f.is_symlink() or not f.is_file():
                     continue
-                yield FileSource(f"{p.resolve().name}/{rel.as_posix()}", _reader(f), f.name)
+                yield FileSource(f"{p.resolve().name}/{rel.as_posix()}", _reader(f), f.name, _size(f))
         else:
-            yield FileSource(p.name, _reader(p), p.name)
+            yield FileSource(p.name, _reader(p), p.name, _size(p))
+
+
+def sync_prefix(directory: str | os.PathLike[str]) -> str:
+    """The source-path prefix of the files ``iter_sources`` finds under ``directory`` (``"docs/"``)."""
+    return f"{Path(directory).resolve().name}/"
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
 
 
 def _reader(path: Path) -> Callable[[], bytes]:
@@ -187,7 +217,10 @@ class Ingestor:
 
     def ingest(self, collection_id: str, sources: Sequence[FileSource], *, label: Label | str | None = None,
                acl: Acl | None = None, metadata: Mapping[str, str] | None = None,
-               progress: Callable[[IngestProgress], None] | None = None) -> IngestReport:
+               progress: Callable[[IngestProgress], None] | None = None,
+               remove_missing: Sequence[str] = ()) -> IngestReport:
+        """Add or replace ``sources``. ``remove_missing``: source-path prefixes (``"docs/"``) under which documents
+        of the collection that are not among ``sources`` are deleted first (a sync of those folders)."""
         # An unknown collection or label fails the whole batch at once, before any file is read.
         collection = self.store.get_collection(collection_id)
         doc_label = label_of_item(label)
@@ -196,14 +229,20 @@ class Ingestor:
         chunks_done = 0
         pending: list[_Pending] = []
         prepared = False  # the embedder is prepared (its model loaded) once per run, before its first batch
+        bytes_total = sum(s.size or 0 for s in sources)
+        bytes_done = 0
 
         def tick(current: str = "") -> None:
             if progress is not None:
-                progress(IngestProgress(len(report.outcomes), len(sources), chunks_done, self._clock() - start,
-                                        current))
+                files = sum(o.status != "removed" for o in report.outcomes)
+                progress(IngestProgress(files, len(sources), chunks_done, self._clock() - start, current,
+                                        bytes_done, bytes_total))
+
+        if remove_missing:
+            report.outcomes += self._remove_missing(collection.id, sources, remove_missing)
 
         def flush() -> None:
-            nonlocal chunks_done, prepared
+            nonlocal chunks_done, prepared, bytes_done
             if not pending:
                 return
             texts = [c.text for p in pending for c in p.chunks]
@@ -225,6 +264,7 @@ class Ingestor:
                 report.outcomes.append(outcome)
                 if outcome.status in ("added", "replaced"):
                     chunks_done += outcome.chunks
+                bytes_done += p.source.size if p.source.size is not None else len(p.data)
                 tick(p.source.source_path)
             pending.clear()
 
@@ -233,6 +273,7 @@ class Ingestor:
             outcome, item = self._prepare(collection.id, src)
             if outcome is not None:
                 report.outcomes.append(outcome)
+                bytes_done += src.size or 0
                 tick(src.source_path)
                 continue
             assert item is not None
@@ -242,6 +283,23 @@ class Ingestor:
         flush()
         report.seconds = self._clock() - start
         return report
+
+    def _remove_missing(self, collection_id: str, sources: Sequence[FileSource],
+                        prefixes: Sequence[str]) -> list[FileOutcome]:
+        present = {s.source_path for s in sources}
+        gone: list[FileOutcome] = []
+        offset, page = 0, 500
+        while True:
+            docs = self.store.list_documents(collection_id, limit=page, offset=offset)
+            gone += [FileOutcome(d.source_path, "removed", d.id, d.chunk_count) for d in docs
+                     if d.source_path.startswith(tuple(prefixes)) and d.source_path not in present]
+            if len(docs) < page:
+                break
+            offset += page
+        for outcome in gone:  # listed first, deleted after: deleting would shift the pages
+            assert outcome.document_id is not None
+            self.delete(outcome.document_id)
+        return gone
 
     def _prepare(self, collection_id: str, src: FileSource) -> tuple[FileOutcome | None, _Pending | None]:
         try:

@@ -2,13 +2,25 @@
 
 ``Retriever.retrieve(actor, query, …)``: the actor is required. It becomes an ``AccessScope`` that the store
 turns into SQL inside the keyword (BM25) query and the vector (KNN) query, before ranking, so each list is the
-best of what the caller may see and nothing else is ever scored. The two lists are fused by reciprocal rank
-fusion (``score = Σ 1 / (k + rank)``, k = 60, as in haystack's ``DocumentJoiner``), and ``top_k`` is cut from the
-fused list.
+best of what the caller may see and nothing else is ever scored. The lists are fused by reciprocal rank
+fusion (``score = Σ 1 / (k + rank)``, k = 60, as in haystack's ``DocumentJoiner``).
+
+**Alternates.** A caller may pass other wordings of the query (``alternates``: the question translated into the
+other language of the corpus, see ``kb.translate``); each gets its own keyword and vector list, fused with the
+original's. Trigram keyword search cannot match across languages and e5-small ranks every same-language chunk
+above the right other-language one, so this is what makes an English question find a Chinese passage.
+
+**Diversity.** ``top_k`` is cut from the fused list so that no document holds more than ``per_document`` of the
+slots (``ceil(top_k × share)``, 2 of 5 by default) and a chunk whose text nearly repeats a chosen one (character
+5-gram Jaccard ≥ 0.8: the same passage in two files or two versions) is left out. Slots that stay empty are filled
+from what was passed over (documents over their share first, duplicates last), so ``top_k`` is filled whenever
+enough chunks exist. Hits are the stored chunks themselves: citations point at the exact passage.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -23,6 +35,8 @@ if TYPE_CHECKING:
 
 MAX_QUERY_CHARS = 2000
 MAX_TOP_K = 50
+NEAR_DUPLICATE = 0.8  # Jaccard similarity of character 5-grams above which two chunks count as one passage
+_SPACES = re.compile(r"\s+")
 
 
 @dataclass(frozen=True)
@@ -57,12 +71,64 @@ def rrf(lists: Sequence[Sequence[Scored]], *, k: int = 60) -> list[tuple[str, fl
     return [(cid, scores[cid], ranks[cid]) for cid in order]
 
 
+def shingles(text: str, n: int = 5) -> frozenset[int]:
+    """Hashed character ``n``-grams of ``text`` (case and runs of white space ignored; the first 4,000 characters)."""
+    t = _SPACES.sub(" ", text[:4000].lower()).strip()
+    if len(t) <= n:
+        return frozenset({hash(t)})
+    return frozenset(hash(t[i:i + n]) for i in range(len(t) - n + 1))
+
+
+def near_duplicate(a: frozenset[int], b: frozenset[int], threshold: float = NEAR_DUPLICATE) -> bool:
+    if not a or not b:
+        return False
+    small, large = (a, b) if len(a) <= len(b) else (b, a)
+    if len(small) < threshold * len(large):  # the Jaccard index cannot reach the threshold
+        return False
+    inter = len(small & large)
+    return inter / (len(a) + len(b) - inter) >= threshold
+
+
+def diversify(chunks: Sequence[StoredChunk], top_k: int, per_document: int) -> list[int]:
+    """Indices into ``chunks`` (in fused order) of the ``top_k`` to keep: at most ``per_document`` of one document
+    and no near-duplicate of a kept chunk; then, if slots remain, the passed-over chunks in order (documents over
+    their share first, near-duplicates last), so that ``top_k`` is filled whenever ``chunks`` has that many."""
+    kept: list[int] = []
+    kept_shingles: list[frozenset[int]] = []
+    per_doc: dict[str, int] = {}
+    over_share: list[int] = []
+    duplicates: list[int] = []
+    for i, c in enumerate(chunks):
+        if len(kept) >= top_k:
+            break
+        sh = shingles(c.content)
+        if any(near_duplicate(sh, k) for k in kept_shingles):
+            duplicates.append(i)
+        elif per_doc.get(c.document_id, 0) >= per_document:
+            over_share.append(i)
+        else:
+            kept.append(i)
+            kept_shingles.append(sh)
+            per_doc[c.document_id] = per_doc.get(c.document_id, 0) + 1
+    for i in over_share + duplicates:
+        if len(kept) >= top_k:
+            break
+        kept.append(i)
+    return kept
+
+
 class Retriever:
-    def __init__(self, store: IndexStore, embedder: Embedder, *, rrf_k: int = 60, candidates: int = 40) -> None:
+    def __init__(self, store: IndexStore, embedder: Embedder, *, rrf_k: int = 60, candidates: int = 40,
+                 document_share: float = 0.4) -> None:
         self.store = store
         self.embedder = embedder
         self.rrf_k = rrf_k
         self.candidates = candidates
+        self.document_share = document_share
+
+    def per_document(self, top_k: int) -> int:
+        """The most slots of ``top_k`` one document may hold (``ceil(top_k × document_share)``, at least 1)."""
+        return max(1, math.ceil(top_k * self.document_share))
 
     def collection_ids(self, actor: Actor, collections: Sequence[str] | None) -> frozenset[str] | None:
         """Resolve names or ids. One the actor may not access is reported exactly like one that does not exist."""
@@ -85,9 +151,11 @@ class Retriever:
         return self.retrieve_scored(actor, query, collections, top_k, filters)[0]
 
     def retrieve_scored(self, actor: Actor, query: str, collections: Sequence[str] | None = None, top_k: int = 5,
-                        filters: SearchFilters | Mapping[str, Any] | None = None) -> tuple[list[Hit], float]:
-        """The hits and the best cosine similarity among all chunks the actor may see (the relevance gate of
-        grounded answers: keyword hits alone say little about whether the question is covered)."""
+                        filters: SearchFilters | Mapping[str, Any] | None = None, *,
+                        alternates: Sequence[str] = ()) -> tuple[list[Hit], float]:
+        """The hits and the best cosine similarity among all chunks the actor may see, for the query or any of
+        its ``alternates`` (the relevance gate of grounded answers: keyword hits alone say little about whether
+        the question is covered)."""
         scope = AccessScope.of(actor)  # raises on a missing actor: there is no "anyone" retrieval
         query = (query or "").strip()
         if not query:
@@ -101,14 +169,48 @@ class Retriever:
         if col_ids is not None:
             f = replace(f, collection_ids=col_ids if f.collection_ids is None else f.collection_ids & col_ids)
         n = max(self.candidates, top_k * 4)
-        qvec = self.embedder.embed_query(query)
-        keyword = self.store.keyword_search(scope, query, f, n)
-        vector = self.store.vector_search(scope, qvec, f, n)
-        fused = rrf([keyword, vector], k=self.rrf_k)[:top_k]
-        sims = {s.chunk_id: s.score for s in vector}
-        chunks = {c.id: c for c in self.store.get_chunks(scope, [cid for cid, _, _ in fused])}
+        queries = [query, *dict.fromkeys(a.strip()[:MAX_QUERY_CHARS] for a in alternates
+                                         if a.strip() and a.strip() != query)]
+        lists: list[list[Scored]] = []
+        sims: dict[str, float] = {}
+        best = 0.0
+        for q in queries:
+            vector = self.store.vector_search(scope, self.embedder.embed_query(q), f, n)
+            lists += [self.store.keyword_search(scope, q, f, n), vector]
+            for s in vector:
+                sims[s.chunk_id] = max(sims.get(s.chunk_id, -1.0), s.score)
+            best = max(best, vector[0].score if vector else 0.0)
+        fused = rrf(lists, k=self.rrf_k)
+        hits = self._select(scope, fused, top_k, sims)
+        return hits, best
+
+    def _select(self, scope: AccessScope, fused: list[tuple[str, float, list[int | None]]], top_k: int,
+                sims: Mapping[str, float]) -> list[Hit]:
+        """The top ``top_k`` of the fused list after the diversity rule. Chunks are read in windows of the fused
+        list until the rule has enough to choose from (usually the first ``3 × top_k``)."""
+        window = 3 * top_k
+        cap = self.per_document(top_k)
+        chunks: list[StoredChunk] = []
+        ranks: list[tuple[float, list[int | None]]] = []
+        at = 0
+        while at < len(fused):
+            part = fused[at:at + window]
+            at += len(part)
+            found = {c.id: c for c in self.store.get_chunks(scope, [cid for cid, _, _ in part])}
+            for cid, score, rank in part:
+                if cid in found:  # a chunk deleted between the searches and this read is dropped
+                    chunks.append(found[cid])
+                    ranks.append((score, rank))
+            per_doc: dict[str, int] = {}
+            for c in chunks:
+                per_doc[c.document_id] = per_doc.get(c.document_id, 0) + 1
+            if sum(min(n, cap) for n in per_doc.values()) >= top_k:
+                break
+        chosen = diversify(chunks, top_k, cap)
         hits = []
-        for cid, score, (kr, vr) in fused:
-            if cid in chunks:  # a chunk deleted between the searches and this read is dropped
-                hits.append(Hit(chunks[cid], score, kr, vr, sims.get(cid)))
-        return hits, (vector[0].score if vector else 0.0)
+        for i in chosen:
+            score, rank = ranks[i]
+            kr = next((r for r in rank[0::2] if r is not None), None)  # keyword lists are the even ones
+            vr = next((r for r in rank[1::2] if r is not None), None)
+            hits.append(Hit(chunks[i], score, kr, vr, sims.get(chunks[i].id)))
+        return hits

@@ -16,7 +16,15 @@ from inhouse.governance.labels import Label, parse_label
 from inhouse.kb.access import AccessScope, Acl, may_access_collection
 from inhouse.kb.answer import Answerer
 from inhouse.kb.index.protocol import Collection, DocumentRecord, IndexStore, StoredChunk
-from inhouse.kb.ingest import FileOutcome, FileSource, Ingestor, IngestProgress, IngestReport, iter_sources
+from inhouse.kb.ingest import (
+    FileOutcome,
+    FileSource,
+    Ingestor,
+    IngestProgress,
+    IngestReport,
+    iter_sources,
+    sync_prefix,
+)
 from inhouse.kb.retrieve import Hit, Retriever
 from inhouse.types import Actor
 
@@ -52,10 +60,10 @@ class KnowledgeBase:
         self.embedder = embedder
         self.ingestor = Ingestor(store, embedder, embed_batch=s.embed_batch, max_tokens=s.chunk_max_tokens,
                                  overlap_tokens=s.chunk_overlap_tokens, max_file_mb=s.max_file_mb)
-        self.retriever = Retriever(store, embedder, rrf_k=s.rrf_k)
+        self.retriever = Retriever(store, embedder, rrf_k=s.rrf_k, document_share=s.document_share)
         self.answerer = Answerer(self.retriever, chat, top_k=s.top_k, min_similarity=s.min_similarity,
                                  max_tokens=s.answer_max_tokens, rerank=s.rerank,
-                                 coverage_check=s.coverage_check)
+                                 coverage_check=s.coverage_check, translate=s.translate_questions)
 
     # -- collections ------------------------------------------------------------------------------------
 
@@ -126,11 +134,20 @@ class KnowledgeBase:
 
     def ingest_paths(self, actor: Actor, collection: str, paths: Sequence[str | os.PathLike[str]], *,
                      label: str | None = None, groups: Iterable[str] | None = None,
-                     progress: Callable[[IngestProgress], None] | None = None) -> IngestReport:
+                     progress: Callable[[IngestProgress], None] | None = None, sync: bool = False) -> IngestReport:
+        """Ingest files and directories. ``sync``: ``paths`` are directories whose documents in the collection
+        mirror them — new and changed files are ingested, unchanged ones kept, and documents of files no longer
+        there are deleted."""
+        from pathlib import Path
+
         col = self.collection(actor, collection)
         acl = acl_from(groups) if groups else None
+        if sync and not all(Path(p).is_dir() for p in paths):
+            raise InvalidRequest("--sync takes directories: a single file has nothing to remove.", param="paths")
         sources: list[FileSource] = list(iter_sources(paths))
-        return self.ingestor.ingest(col.id, sources, label=_label(label), acl=acl, progress=progress)
+        prefixes = [sync_prefix(p) for p in paths] if sync else []
+        return self.ingestor.ingest(col.id, sources, label=_label(label), acl=acl, progress=progress,
+                                    remove_missing=prefixes)
 
     def relabel(self, actor: Actor, document_id: str, *, label: str | None = None,
                 groups: Iterable[str] | None = None, keys: Iterable[str] | None = None,

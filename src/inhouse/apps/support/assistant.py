@@ -185,8 +185,8 @@ class SupportAssistant:
         triggered = check_message(text, rules)
         if triggered is not None:
             return self._hand_over(session, triggered, zh)
-        grounding: Grounding = await asyncio.to_thread(
-            self._kb(ctx).answerer.ground, ctx.actor, text, session.collections, history=history)
+        grounding: Grounding = await self._kb(ctx).answerer.ground_async(
+            ctx.actor, text, session.collections, model=ctx.model, history=history)
         answer_text, citations = "", []
         if grounding.covered:
             answer = await self._kb(ctx).answerer.complete(grounding, model=ctx.model)

@@ -50,6 +50,22 @@ class BlockList:
         self.blocks.append(Block("heading", text, level=level, page=self.page, section=self.section))
         self._path.append((level, text))
 
+    def enter_term(self, text: str) -> int | None:
+        """A definition-list term: the blocks of its definition sit under it, one level below the enclosing heading
+        or term. Returns the depth to pass to ``leave_term`` (None: an empty term, nothing entered)."""
+        text = clean_inline(text)
+        if not text:
+            return None
+        depth = len(self._path)
+        self.blocks.append(Block("term", text, page=self.page, section=self.section))
+        # Levels are only compared: a term may sit below an h6 (a heading met inside the definition closes it).
+        self._path.append(((self._path[-1][0] if self._path else 0) + 1, _short_label(text)))
+        return depth
+
+    def leave_term(self, depth: int) -> None:
+        """Close the term entered at ``depth`` (and anything opened inside its definition)."""
+        del self._path[depth:]
+
     def add(self, kind: BlockKind, text: str) -> None:
         text = text.strip("\n") if kind in ("code", "table") else text.strip()
         if text.strip():
@@ -57,6 +73,11 @@ class BlockList:
 
     def reset_sections(self) -> None:
         self._path.clear()
+
+
+def _short_label(text: str, limit: int = 90) -> str:
+    """A term as a section label: a long signature is cut after ``limit`` characters (its block keeps it whole)."""
+    return text if len(text) <= limit else text[:limit].rstrip() + "…"
 
 
 def clean_inline(text: str) -> str:

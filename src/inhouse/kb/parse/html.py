@@ -4,6 +4,11 @@ A small readability-style pass: drop the elements that are never content (by tag
 class/id names of menus, sidebars, breadcrumbs and cookie banners), then take ``<main>`` (or ``[role=main]``, or
 the single ``<article>``) as the root when the page has one, else ``<body>``. Headings, paragraphs, lists,
 tables, ``<pre>`` and ``<blockquote>`` become blocks in document order; loose inline text becomes paragraphs.
+
+Reference pages keep their entries apart: each ``<dt>`` of a definition list (a function's signature in Sphinx or
+javadoc output, a configuration parameter, a glossary term) becomes a ``term`` block and its ``<dd>`` is walked
+under it, so the entry's blocks carry the term in their section path and the chunker cuts at entries. Permalink
+anchors (``a.headerlink``, a trailing ¶) are dropped from headings and terms.
 """
 
 from __future__ import annotations
@@ -41,6 +46,9 @@ _BLOCK_CONTAINERS = {
     "body", "main", "article", "section", "div", "header", "figure", "figcaption", "details", "summary", "center",
     "address", "fieldset", "dd", "dt", "li", "td", "th", "hgroup", "font",
 }
+_PERMALINK = "a.headerlink, a.anchorjs-link, a.hash-link, a.header-anchor"
+_PILCROW = re.compile(r"\s*[¶§#]\s*$")
+_MAX_TERM_CHARS = 300  # a longer <dt> is not a label: its text is kept as a paragraph
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_\-]+)""", re.I)
 
 
@@ -78,7 +86,7 @@ def parse_str(html: str, filename: str, limits: ParseLimits, *, metadata: dict[s
     if html_node is not None and html_node.attributes.get("lang"):
         metadata["lang"] = str(html_node.attributes["lang"])
 
-    for node in tree.css(_NEVER_CONTENT):
+    for node in tree.css(f"{_NEVER_CONTENT}, {_PERMALINK}"):
         node.decompose()
     for node in tree.css("header"):
         if not _inside(node, ("article", "main")):
@@ -117,6 +125,11 @@ def _text(node: Any) -> str:
     return clean_inline(node.text(deep=True, separator=""))
 
 
+def _label(node: Any) -> str:
+    """A heading's or term's text without a trailing permalink mark."""
+    return _PILCROW.sub("", _text(node))
+
+
 class _Walker:
     """Depth-first walk emitting blocks; inline runs are buffered and flushed as one paragraph.
 
@@ -128,6 +141,7 @@ class _Walker:
         self.limits = limits
         self.inline: list[str] = []
         self.stack: list[tuple[str, Any]] = []
+        self.terms: list[int] = []  # depths of the open definition-list terms
 
     def walk(self, root: Any) -> None:
         self._children(root)
@@ -135,6 +149,18 @@ class _Walker:
             op, node = self.stack.pop()
             if op == "flush":
                 self._flush()
+            elif op == "term":
+                self._flush()
+                depth = self.out.enter_term(node)
+                self.terms.append(-1 if depth is None else depth)
+            elif op == "leave":
+                self._flush()
+                depth = self.terms.pop()
+                if depth >= 0:
+                    self.out.leave_term(depth)
+            elif op == "text":
+                self._flush()
+                self.out.add("paragraph", node)
             else:
                 self._node(node)
         self._flush()
@@ -161,7 +187,10 @@ class _Walker:
             return
         if tag in _HEADINGS:
             self._flush()
-            self.out.heading(_text(node), _HEADINGS[tag])
+            self.out.heading(_label(node), _HEADINGS[tag])
+        elif tag == "dl":
+            self._flush()
+            self._definitions(node)
         elif tag == "p" or tag in _BLOCK_CONTAINERS:
             self._flush()
             self._children(node, flush_after=True)
@@ -181,6 +210,29 @@ class _Walker:
             self._flush()
         elif tag not in ("img", "input", "link", "meta", "head", "title", "-comment"):
             self._children(node)  # inline element: its text joins the current paragraph
+
+    def _definitions(self, node: Any) -> None:
+        """Schedule a definition list: per entry, its term (consecutive ``<dt>`` joined with " / "), the walk of
+        its ``<dd>`` under it, then the term's end. A ``<dd>`` with no term is plain content; a term too long to be
+        a label, or one with no definition, is a paragraph."""
+        ops: list[tuple[str, Any]] = []
+        terms: list[str] = []
+        for child in node.iter():
+            if child.tag == "dt":
+                terms.append(_label(child))
+            elif child.tag == "dd":
+                label = " / ".join(t for t in terms if t)
+                terms = []
+                entry = bool(label) and len(label) <= _MAX_TERM_CHARS
+                if entry:
+                    ops.append(("term", label))
+                elif label:
+                    ops.append(("text", label))
+                ops += [("node", c) for c in child.iter(include_text=True)]
+                ops.append(("leave", None) if entry else ("flush", None))
+        if any(terms):
+            ops.append(("text", " / ".join(t for t in terms if t)))
+        self.stack.extend(reversed(ops))
 
     def _list(self, node: Any, *, ordered: bool) -> str:
         items = [child for child in node.iter() if child.tag == "li"]

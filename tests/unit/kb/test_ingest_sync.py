@@ -1,0 +1,122 @@
+"""``ingest --sync``: new and changed files in, unchanged kept, deleted files' chunks gone everywhere; progress ETA."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from inhouse.kb.access import AccessScope, Acl
+from inhouse.kb.index.protocol import SearchFilters
+from inhouse.kb.index.sqlite import SqliteIndexStore
+from inhouse.kb.ingest import Ingestor, IngestProgress, iter_sources, sync_prefix
+from inhouse.testing.fake_embedder import FakeEmbedder
+from inhouse.types import Actor
+
+ADMIN = AccessScope.of(Actor("key_admin", "admin", role="admin"))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteIndexStore]:
+    s = SqliteIndexStore(tmp_path / "kb.db", dim=384)
+    yield s
+    s.close()
+
+
+def write(root: Path, name: str, text: str) -> None:
+    p = root / name
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(text, encoding="utf-8")
+
+
+def sync(ing: Ingestor, col: str, d: Path) -> dict[str, list[str]]:
+    report = ing.ingest(col, list(iter_sources([d])), remove_missing=[sync_prefix(d)])
+    out: dict[str, list[str]] = {}
+    for o in report.outcomes:
+        out.setdefault(o.status, []).append(o.source_path)
+    return out
+
+
+def test_sync_adds_replaces_keeps_and_removes_idempotently(store: SqliteIndexStore, tmp_path: Path) -> None:
+    col = store.create_collection("docs", acl=Acl()).id
+    d = tmp_path / "docs"
+    write(d, "keep.md", "# Keep\n\nThe VPN port is 51820.\n")
+    write(d, "change.md", "# Change\n\nHotel limit is 1,200 CNY.\n")
+    write(d, "gone.md", "# Gone\n\nThe canteen serves zebra sandwiches on Fridays.\n")
+    emb = FakeEmbedder()
+    ing = Ingestor(store, emb)
+    ing.ingest_bytes(col, b"# Other\n\nnot under docs/\n", "other.md")  # outside the synced folder: left alone
+    assert sorted(sync(ing, col, d)["added"]) == ["docs/change.md", "docs/gone.md", "docs/keep.md"]
+    (d / "gone.md").unlink()
+    write(d, "change.md", "# Change\n\nHotel limit is 1,500 CNY.\n")
+    write(d, "new.md", "# New\n\nParental leave is 20 weeks.\n")
+    second = sync(ing, col, d)
+    assert second == {"removed": ["docs/gone.md"], "replaced": ["docs/change.md"], "added": ["docs/new.md"],
+                      "unchanged": ["docs/keep.md"]}
+    before = store.counts()
+    embedded = emb.passages_embedded
+    assert sync(ing, col, d) == {"unchanged": ["docs/change.md", "docs/keep.md", "docs/new.md"]}
+    assert store.counts() == before and emb.passages_embedded == embedded  # a second sync changes nothing
+    assert sorted(doc.source_path for doc in store.list_documents(col)) == [
+        "docs/change.md", "docs/keep.md", "docs/new.md", "other.md"]
+    assert all(v == 0 for k, v in store.counts().items() if k.startswith("orphan"))
+
+
+def test_a_removed_file_leaves_no_trace_in_keyword_vector_or_resident_copies(store: SqliteIndexStore,
+                                                                             tmp_path: Path) -> None:
+    col = store.create_collection("docs", acl=Acl()).id
+    d = tmp_path / "docs"
+    secret = "zebra sandwiches canteen fridays"
+    write(d, "gone.md", f"# Gone\n\nThe {secret}.\n")
+    write(d, "stay.md", "# Stay\n\nThe VPN port is 51820.\n")
+    emb = FakeEmbedder()
+    ing = Ingestor(store, emb)
+    sync(ing, col, d)
+    # Another process searches, so it holds its own resident copy of the vectors.
+    reader = SqliteIndexStore(store.path, dim=384)
+    try:
+        q = emb.embed_query(secret)
+        best = reader.vector_search(ADMIN, q, SearchFilters(), 1)
+        assert reader.get_chunks(ADMIN, [best[0].chunk_id])[0].source_path == "docs/gone.md"
+        (d / "gone.md").unlink()
+        assert sync(ing, col, d)["removed"] == ["docs/gone.md"]
+        top = reader.vector_search(ADMIN, q, SearchFilters(), 5)
+        chunks = reader.get_chunks(ADMIN, [s.chunk_id for s in top])
+        assert chunks and all(c.source_path == "docs/stay.md" for c in chunks)
+        assert reader.keyword_search(ADMIN, "zebra sandwiches", SearchFilters(), 5) == []
+    finally:
+        reader.close()
+    assert b"zebra sandwiches" not in store.raw_dump()
+
+
+def test_a_renamed_file_keeps_its_content(store: SqliteIndexStore, tmp_path: Path) -> None:
+    col = store.create_collection("docs", acl=Acl()).id
+    d = tmp_path / "docs"
+    write(d, "old-name.md", "# Leave\n\nEmployees get 18 days.\n")
+    ing = Ingestor(store, FakeEmbedder())
+    sync(ing, col, d)
+    (d / "old-name.md").rename(d / "new-name.md")
+    assert sync(ing, col, d) == {"removed": ["docs/old-name.md"], "added": ["docs/new-name.md"]}
+    assert [doc.source_path for doc in store.list_documents(col)] == ["docs/new-name.md"]
+
+
+def test_progress_carries_bytes_and_an_eta(store: SqliteIndexStore, tmp_path: Path) -> None:
+    col = store.create_collection("docs", acl=Acl()).id
+    d = tmp_path / "docs"
+    for i in range(6):
+        write(d, f"f{i}.md", f"# File {i}\n\n" + "word " * (20 * (i + 1)) + "\n")
+    now = [0.0]
+    seen: list[IngestProgress] = []
+
+    def tick(p: IngestProgress) -> None:
+        seen.append(p)
+        now[0] += 1.0
+
+    Ingestor(store, FakeEmbedder(), embed_batch=1, clock=lambda: now[0]).ingest_paths(col, [d], progress=tick)
+    total = sum(f.stat().st_size for f in d.iterdir())
+    assert seen[0].bytes_done == 0 and seen[0].eta_s is None and seen[-1].bytes_total == total
+    assert seen[-1].bytes_done == total and seen[-1].eta_s == 0.0
+    mid = next(p for p in seen if 0 < p.bytes_done < total)
+    assert mid.eta_s == pytest.approx(mid.elapsed_s * (total - mid.bytes_done) / mid.bytes_done)
+    assert IngestProgress(1, 4, 0, 10.0).eta_s == pytest.approx(30.0)  # sizes unknown: by files

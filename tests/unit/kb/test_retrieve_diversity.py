@@ -1,0 +1,82 @@
+"""Result diversity (a document's share of the top k, near-duplicates) and alternate wordings of a query."""
+
+from __future__ import annotations
+
+from tinyindex import put_texts
+
+from inhouse.governance.labels import Label
+from inhouse.kb.access import Acl
+from inhouse.kb.index.protocol import StoredChunk
+from inhouse.kb.index.sqlite import SqliteIndexStore
+from inhouse.kb.retrieve import Retriever, diversify, near_duplicate, shingles
+from inhouse.testing.fake_embedder import FakeEmbedder
+from inhouse.types import Actor
+
+ADMIN = Actor("key_admin", "admin", role="admin")
+EMB = FakeEmbedder(64)
+
+
+def chunk(n: int, doc: str, text: str) -> StoredChunk:
+    return StoredChunk(f"chk_{n}", doc, "col_x", n, text, text, "", None, None, doc, f"{doc}.md", Label.INTERNAL)
+
+
+def test_no_document_takes_more_than_its_share() -> None:
+    cands = [chunk(i, "big", f"passage number {i} about leave") for i in range(6)]
+    cands += [chunk(10, "b", "carry over rules"), chunk(11, "c", "sick leave rules")]
+    kept = diversify(cands, 5, 2)
+    docs = [cands[i].document_id for i in kept]
+    assert docs.count("big") == 2 + 1  # 2 by share, then one more to fill the fifth slot: only 3 documents exist
+    assert {"b", "c"} <= set(docs) and len(kept) == 5
+    assert kept[:4] == [0, 1, 6, 7]  # fused order among the chunks within their share
+
+
+def test_near_duplicates_collapse_to_the_better_ranked_one() -> None:
+    text = "Employees may carry over at most 5 unused days into the next year. Carried-over days expire on 31 March."
+    cands = [chunk(1, "a", text), chunk(2, "copy", text + " "), chunk(3, "b", "Parental leave is 20 weeks."),
+             chunk(4, "c", "Sick leave is 10 days.")]
+    assert [cands[i].id for i in diversify(cands, 3, 2)] == ["chk_1", "chk_3", "chk_4"]
+    # …but a duplicate still fills a slot nothing else can
+    assert [cands[i].id for i in diversify(cands, 4, 2)] == ["chk_1", "chk_3", "chk_4", "chk_2"]
+
+
+def test_shingle_similarity() -> None:
+    a = shingles("The VPN uses WireGuard on port 51820.")
+    assert near_duplicate(a, shingles("the vpn  uses wireguard on port 51820."))  # case and spaces aside
+    assert not near_duplicate(a, shingles("Profiles expire after 180 days; request a new one."))
+    zh = "员工每年享有 3000 元的外部培训预算"
+    assert near_duplicate(shingles(zh + "。"), shingles(zh))
+
+
+def _put(store: SqliteIndexStore, col: str, path: str, texts: list[str]) -> None:
+    put_texts(store, col, path, texts, EMB)
+
+
+def test_retrieval_spreads_the_top_k_over_documents() -> None:
+    store = SqliteIndexStore(":memory:", dim=EMB.dim)
+    try:
+        col = store.create_collection("c", acl=Acl()).id
+        _put(store, col, "long.html", [f"leave policy section {i}: annual leave days rule {i}" for i in range(12)])
+        _put(store, col, "a.md", ["annual leave days for new staff"])
+        _put(store, col, "b.md", ["leave days carried over"])
+        hits = Retriever(store, EMB).retrieve(ADMIN, "annual leave days", top_k=5)
+        paths = [h.chunk.source_path for h in hits]
+        assert len(hits) == 5 and paths.count("long.html") == 3 and {"a.md", "b.md"} <= set(paths)
+        assert len(Retriever(store, EMB, document_share=1.0).retrieve(ADMIN, "annual leave days", top_k=5)) == 5
+    finally:
+        store.close()
+
+
+def test_an_alternate_wording_finds_what_the_question_cannot() -> None:
+    store = SqliteIndexStore(":memory:", dim=EMB.dim)
+    try:
+        col = store.create_collection("c", acl=Acl()).id
+        _put(store, col, "handbook.zh.md", ["工作日加班按 1.5 倍工资计算"])
+        _put(store, col, "travel.md", [f"travel rule {i}: hotels and flights" for i in range(8)])
+        r = Retriever(store, EMB)
+        plain, sim_plain = r.retrieve_scored(ADMIN, "overtime pay on workdays", top_k=1)
+        both, sim_both = r.retrieve_scored(ADMIN, "overtime pay on workdays", top_k=1, alternates=["工作日加班工资"])
+        assert plain[0].chunk.source_path == "travel.md"
+        assert both[0].chunk.source_path == "handbook.zh.md" and both[0].keyword_rank == 1
+        assert sim_both > sim_plain  # the gate sees the best similarity of any wording
+    finally:
+        store.close()
