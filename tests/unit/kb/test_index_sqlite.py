@@ -101,13 +101,15 @@ def _objects(path: Path) -> set[tuple[str, str]]:
 
 
 def _downgrade_to_v1(path: Path) -> None:
-    """Turn a file into the layout of schema version 1 (before ``kb_vec_log``): exactly what migration 2 adds is
-    removed, as it was absent from files written by the previous release."""
+    """Turn a file into the layout of schema version 1 (before ``kb_vec_log``): exactly what migrations 2 and 3
+    add is removed, as it was absent from files written by the release before them."""
     import apsw
 
     c = apsw.Connection(str(path))
     try:
         c.execute("BEGIN")
+        c.execute("DROP TABLE kb_words_vocab")
+        c.execute("DROP TABLE kb_words")
         for trigger in ("kb_chunks_logi", "kb_chunks_logd", "kb_chunks_logu"):
             c.execute(f"DROP TRIGGER {trigger}")
         c.execute("DROP TABLE kb_vec_log")
@@ -141,9 +143,10 @@ def test_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
 
     s = SqliteIndexStore(db, dim=DIM)
     try:
-        assert s.schema_version() == 2
+        assert s.schema_version() == 3
         objects = _objects(db)
-        assert {("trigger", "kb_chunks_logi"), ("table", "kb_vec_log"), ("index", "kb_chunks_pk_doc")} <= objects
+        assert {("trigger", "kb_chunks_logi"), ("table", "kb_vec_log"), ("index", "kb_chunks_pk_doc"),
+                ("table", "kb_words")} <= objects
         q = EMBED.embed_query("annual leave is 18 days")
         top = s.vector_search(HR, q, SearchFilters(), 1)[0]  # vectors written before the upgrade are searched
         assert top.score == pytest.approx(1.0, abs=1e-4)
@@ -161,7 +164,7 @@ def test_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
         s.close()
     s = SqliteIndexStore(db, dim=DIM)  # opening an upgraded file again changes nothing
     try:
-        assert s.schema_version() == 2
+        assert s.schema_version() == 3
     finally:
         s.close()
 

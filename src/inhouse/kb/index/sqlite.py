@@ -62,7 +62,7 @@ from inhouse.kb.index.protocol import (
 )
 from inhouse.kb.index.resident import DocRows, ResidentVectors
 
-_SCHEMA_VERSION = 2
+_SCHEMA_VERSION = 3
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _LABEL_RANK = {label: label.rank for label in Label}
 
@@ -145,6 +145,18 @@ CREATE TRIGGER IF NOT EXISTS kb_chunks_logu AFTER UPDATE ON kb_chunks BEGIN
 END;
 INSERT OR IGNORE INTO kb_meta (key, value) VALUES ('vec_log_pruned', '0');
 """),
+    # 3: a word index beside the trigram one. Latin-script query words are matched as whole words with column
+    # weights (document title, section path, text), and words found in most chunks are left out of the query
+    # (their document frequencies come from the vocabulary table): a trigram phrase of a common word ("function":
+    # 6 trigrams, "ion" in most chunks) costs the posting lists of every trigram. Contentless (the text lives in
+    # kb_chunks) with deletes, so a removed chunk's words leave with it. Backfilled from the chunk rows.
+    (3, """
+CREATE VIRTUAL TABLE IF NOT EXISTS kb_words USING fts5 (title, section, body, content = '', contentless_delete = 1,
+                                                        tokenize = 'unicode61 remove_diacritics 2');
+CREATE VIRTUAL TABLE IF NOT EXISTS kb_words_vocab USING fts5vocab (kb_words, 'row');
+INSERT INTO kb_words (rowid, title, section, body)
+    SELECT k.pk, d.title, k.section, k.content FROM kb_chunks k JOIN kb_documents d ON d.pk = k.document_pk;
+"""),
 )
 # The log keeps its newest entries; a searcher that fell further behind reloads every vector.
 _LOG_KEEP = 200_000
@@ -181,6 +193,38 @@ def keyword_terms(query: str) -> tuple[list[str], list[str]]:
         elif tok.isalnum() and not tok.isalpha():
             short.append(tok)  # "p3", "q3": short codes carry meaning; short English words rarely do
     return list(dict.fromkeys(long))[:_MAX_TERMS], list(dict.fromkeys(short))[:_MAX_TERMS]
+
+
+# Words in more than this share of all chunks are left out of a keyword query; column weights of the word index
+# (title, section path, text): a question naming a page's or an entry's subject matches its title or heading.
+_FREQUENT = 0.3
+_WEIGHTS = "3.0, 2.0, 1.0"
+_WORD_RE = re.compile(r"[^\W_]+", re.ASCII)
+_STOP_SHORT = frozenset({
+    "a", "an", "as", "at", "be", "by", "do", "if", "in", "is", "it", "me", "my", "no", "of", "on", "or", "so", "to",
+    "up", "us", "we", "i",
+})
+
+
+def word_terms(query: str) -> list[str]:
+    """Latin-script words of a query for the word index: runs of ASCII letters and digits of 2+ characters, minus
+    stop words; a term joined by ``.``/``_``/``-`` (``os.chmod``, ``file_range``) becomes a phrase of its parts."""
+    out: list[str] = []
+    for tok in re.findall(r"[A-Za-z0-9][A-Za-z0-9._\-]*", query.lower()):
+        parts = _WORD_RE.findall(tok)
+        if len(parts) > 1:
+            out.append(" ".join(parts))
+        elif parts and len(parts[0]) >= 2 and parts[0] not in _STOP and parts[0] not in _STOP_SHORT:
+            out.append(parts[0])
+    return list(dict.fromkeys(out))[:_MAX_TERMS]
+
+
+def _fuse(lists: list[list[tuple[int, float]]], limit: int, k: int = 60) -> list[tuple[int, float]]:
+    scores: dict[int, float] = {}
+    for items in lists:
+        for rank, (pk, _) in enumerate(items, start=1):
+            scores[pk] = scores.get(pk, 0.0) + 1.0 / (k + rank)
+    return sorted(scores.items(), key=lambda kv: -kv[1])[:limit]
 
 
 def _fts_expr(terms: list[str]) -> str:
@@ -453,6 +497,8 @@ class SqliteIndexStore:
             # The title is indexed with each chunk: questions often name the document ("the X200 manual").
             fts_text = doc.title.replace("\n", " ") + "\n" + ch.text
             c.execute("INSERT INTO kb_fts (rowid, text) VALUES (?, ?)", (pk, fts_text))
+            c.execute("INSERT INTO kb_words (rowid, title, section, body) VALUES (?, ?, ?, ?)",
+                      (pk, doc.title, ch.section, ch.content))
             c.execute("INSERT INTO kb_vec (rowid, embedding) VALUES (?, ?)", (pk, vectors[i].tobytes()))
 
     @staticmethod
@@ -474,6 +520,7 @@ class SqliteIndexStore:
         pks = [r[0] for r in c.execute("SELECT pk FROM kb_chunks WHERE document_pk = ?", (doc_pk,))]
         for pk in pks:
             c.execute("DELETE FROM kb_fts WHERE rowid = ?", (pk,))
+            c.execute("DELETE FROM kb_words WHERE rowid = ?", (pk,))
             c.execute("UPDATE kb_vec SET embedding = ? WHERE rowid = ?", (zero, pk))
             c.execute("DELETE FROM kb_vec WHERE rowid = ?", (pk,))
         c.execute("DELETE FROM kb_chunks WHERE document_pk = ?", (doc_pk,))
@@ -510,6 +557,7 @@ class SqliteIndexStore:
         # Merges the index segments, dropping postings of deleted rows (secure_delete zeroes the freed pages).
         with self._tx() as c:
             c.execute("INSERT INTO kb_fts (kb_fts) VALUES ('optimize')")
+            c.execute("INSERT INTO kb_words (kb_words) VALUES ('optimize')")
 
     _CHUNK_COLS = ("k.id, d.id, c.id, k.ordinal, k.content, k.section, k.page_start, k.page_end, d.title,"
                    " d.source_path, d.label_rank, f.text")
@@ -581,39 +629,70 @@ class SqliteIndexStore:
         return {int(pk): str(cid) for pk, cid in rows}
 
     def keyword_search(self, scope: AccessScope, query: str, filters: SearchFilters, limit: int) -> list[Scored]:
+        """Latin-script words in the word index (whole words, title and section weighted, words in most chunks
+        left out), CJK trigrams in the trigram index; both lists fused by rank when the query has both. A query of
+        1-2 character terms only falls back to a LIKE scan."""
         long, short = keyword_terms(query)
-        allowed, params = self._allowed_chunks(scope, filters)
-        params["limit"] = int(limit)
-        if long:
-            params["q"] = _fts_expr(long)
-            if self._unrestricted(scope, filters):
-                sql = ("SELECT m.pk, m.score FROM (SELECT rowid AS pk, bm25(kb_fts) AS score FROM kb_fts"
-                       " WHERE kb_fts MATCH :q ORDER BY score LIMIT :limit) m ORDER BY m.score")
-            else:
-                # The match is materialized first, then filtered by the access rule, then ranked and cut: FTS5
-                # would otherwise run the MATCH once per allowed rowid (``rowid IN`` is pushed into the table).
-                # Each match's document comes from the covering index (cost follows the matches, not the number
-                # of chunks the caller may see); the allowed documents are one list, built once per query.
-                docs, _ = self._allowed_docs(scope, filters)
-                sql = ("WITH m AS MATERIALIZED (SELECT rowid AS pk, bm25(kb_fts) AS score FROM kb_fts"
-                       " WHERE kb_fts MATCH :q) SELECT m.pk, m.score FROM m WHERE (SELECT k.document_pk"
-                       f" FROM kb_chunks k INDEXED BY kb_chunks_pk_doc WHERE k.pk = m.pk) IN ({docs})"
-                       " ORDER BY m.score LIMIT :limit")
-            sign = -1.0
-        elif short:
-            hits = []
-            for i, term in enumerate(short):
-                params[f"t{i}"] = "%" + _like_escape(term) + "%"
-                hits.append(f"(f.text LIKE :t{i} ESCAPE '\\')")
-            sql = (f"SELECT f.rowid, ({' + '.join(hits)}) AS n FROM kb_fts f"
-                   f" WHERE f.rowid IN ({allowed}) AND n > 0 ORDER BY n DESC, f.rowid LIMIT :limit")
-            sign = 1.0
-        else:
-            return []
+        cjk = [t for t in long if _CJK_RE.match(t)]
         with self._snapshot() as r:
-            found = [(int(pk), sign * float(score)) for pk, score in r.execute(sql, params)]
+            words = self._frequent_words_dropped(r, word_terms(query))
+            lists: list[list[tuple[int, float]]] = []
+            if words:
+                lists.append(self._fts(r, "kb_words", f"bm25(kb_words, {_WEIGHTS})", _fts_expr(words), scope,
+                                       filters, limit))
+            if cjk or (long and not words):
+                lists.append(self._fts(r, "kb_fts", "bm25(kb_fts)", _fts_expr(cjk or long), scope, filters, limit))
+            if not lists and short:
+                lists.append(self._like(r, short, scope, filters, limit))
+            found = lists[0] if len(lists) == 1 else _fuse(lists, limit)
             ids = self._ids([pk for pk, _ in found])
         return [Scored(ids[pk], score) for pk, score in found if pk in ids]
+
+    def _frequent_words_dropped(self, r: Any, words: list[str]) -> list[str]:
+        """``words`` without those in more than ``_FREQUENT`` of all chunks (their BM25 weight is ~0 and their
+        posting lists are the longest); the rarest one is kept when all are frequent. Phrases ("os.chmod") stay."""
+        single = [w for w in words if " " not in w]
+        if not single:
+            return words
+        df = dict(r.execute("SELECT term, doc FROM kb_words_vocab WHERE term IN (SELECT value FROM json_each(?))",
+                            (json.dumps(single),)))
+        n = self._resident.rows if self._resident is not None and self._resident.rows else 0
+        n = n or int(r.execute("SELECT count(*) FROM kb_chunks").fetchone()[0])
+        kept = [w for w in words if " " in w or df.get(w, 0) <= _FREQUENT * n]
+        if kept:
+            return kept
+        return [min(single, key=lambda w: df.get(w, 0))]
+
+    def _fts(self, r: Any, table: str, rank: str, match: str, scope: AccessScope, filters: SearchFilters,
+             limit: int) -> list[tuple[int, float]]:
+        params: dict[str, Any] = {"q": match, "limit": int(limit)}
+        if self._unrestricted(scope, filters):
+            sql = (f"SELECT m.pk, m.score FROM (SELECT rowid AS pk, {rank} AS score FROM {table}"
+                   f" WHERE {table} MATCH :q ORDER BY score LIMIT :limit) m ORDER BY m.score")
+        else:
+            # The match is materialized first, then filtered by the access rule, then ranked and cut: FTS5 would
+            # otherwise run the MATCH once per allowed rowid (``rowid IN`` is pushed into the table). Each match's
+            # document comes from the covering index (cost follows the matches, not the number of chunks the
+            # caller may see); the allowed documents are one list, built once per query.
+            docs, access = self._allowed_docs(scope, filters)
+            params.update(access)
+            sql = (f"WITH m AS MATERIALIZED (SELECT rowid AS pk, {rank} AS score FROM {table}"
+                   f" WHERE {table} MATCH :q) SELECT m.pk, m.score FROM m WHERE (SELECT k.document_pk"
+                   f" FROM kb_chunks k INDEXED BY kb_chunks_pk_doc WHERE k.pk = m.pk) IN ({docs})"
+                   " ORDER BY m.score LIMIT :limit")
+        return [(int(pk), -float(score)) for pk, score in r.execute(sql, params)]
+
+    def _like(self, r: Any, short: list[str], scope: AccessScope, filters: SearchFilters,
+              limit: int) -> list[tuple[int, float]]:
+        allowed, params = self._allowed_chunks(scope, filters)
+        params["limit"] = int(limit)
+        hits = []
+        for i, term in enumerate(short):
+            params[f"t{i}"] = "%" + _like_escape(term) + "%"
+            hits.append(f"(f.text LIKE :t{i} ESCAPE '\\')")
+        sql = (f"SELECT f.rowid, ({' + '.join(hits)}) AS n FROM kb_fts f"
+               f" WHERE f.rowid IN ({allowed}) AND n > 0 ORDER BY n DESC, f.rowid LIMIT :limit")
+        return [(int(pk), float(n)) for pk, n in r.execute(sql, params)]
 
     def vector_search(self, scope: AccessScope, vector: np.ndarray, filters: SearchFilters,
                       limit: int) -> list[Scored]:
@@ -723,6 +802,7 @@ class SqliteIndexStore:
             "files": "SELECT count(*) FROM kb_files",
             "orphan_chunks": "SELECT count(*) FROM kb_chunks WHERE document_pk NOT IN (SELECT pk FROM kb_documents)",
             "orphan_fts": "SELECT count(*) FROM kb_fts WHERE rowid NOT IN (SELECT pk FROM kb_chunks)",
+            "orphan_words": "SELECT count(*) FROM kb_words WHERE rowid NOT IN (SELECT pk FROM kb_chunks)",
             "orphan_vectors": "SELECT count(*) FROM kb_vec WHERE rowid NOT IN (SELECT pk FROM kb_chunks)",
             "orphan_files": "SELECT count(*) FROM kb_files WHERE document_pk NOT IN (SELECT pk FROM kb_documents)",
             "chunks_without_vector": "SELECT count(*) FROM kb_chunks WHERE pk NOT IN (SELECT rowid FROM kb_vec)",

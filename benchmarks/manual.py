@@ -1,0 +1,255 @@
+"""``python -m benchmarks.manual``: the knowledge base on a real manual — the Python documentation of Debian's
+``python3-doc`` package (526 HTML pages, ~67 MB, the reference pages full of definition lists).
+
+Three measurements, each printed and written as JSON under ``benchmarks/results/``:
+
+1. **recall** — recall@5 of the right page on ``benchmarks/data/python-manual-questions.jsonl``: 56 questions
+   written the way users ask, naming the goal rather than the function ("a scratch folder that disappears on its
+   own"), each with the page(s) that answer it. Also the mean reciprocal rank and every miss with its top 5.
+2. **latency** — ``POST /v1/search`` p50/p95 over HTTP against a real ``inhouse serve`` on the ingested manual
+   (API key, top_k 5), with the questions and with queries made of the manual's most common words ("python
+   function module object return value"); then the same queries in-process with each part timed (query
+   embedding, keyword search, vector search, fusion and chunk reads) to show where the time goes.
+3. **ingest** — the whole manual ingested twice into fresh data directories in the same run: with today's
+   settings as the baseline and with the current ones; tokens/s of each (the e5 tokens of the manual's text,
+   counted once) and their ratio.
+
+The manual is found under ``/usr/share/doc/python3*/html`` (``--manual`` to point elsewhere); ``--install`` runs
+``apt-get install -y python3-doc`` when it is missing (root). Not part of CI: a run takes tens of minutes.
+Run it under the shared lock: ``flock /tmp/inhouse-heavy.lock .venv/bin/python -m benchmarks.manual``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.contention import foreign_cores, snapshot, wait_for_quiet
+from benchmarks.retrieval import percentile
+
+RESULTS = Path(__file__).parent / "results"
+QUESTIONS = Path(__file__).parent / "data" / "python-manual-questions.jsonl"
+COLLECTION = "python-manual"
+# Queries of the manual's most frequent words: every term matches thousands of chunks (the slow case of BM25).
+COMMON_QUERIES = [
+    "python function", "the module", "return value of the function", "object class method", "python server",
+    "string type", "file object", "the default value", "module function return", "python object type",
+    "how to use the function", "class instance attribute", "list of values", "new in version", "error exception",
+    "the python interpreter", "method returns a new object", "data type string", "function argument value",
+    "the standard library module",
+]
+
+
+def find_manual(explicit: Path | None = None, *, install: bool = False) -> Path:
+    """The HTML root of the Python documentation (installing python3-doc first when asked)."""
+    if explicit is not None:
+        if not (explicit / "index.html").is_file():
+            raise SystemExit(f"{explicit} is not a documentation root (no index.html)")
+        return explicit
+    for attempt in range(2):
+        found = sorted(glob.glob("/usr/share/doc/python3*-doc/html/index.html"))
+        if found:
+            return Path(found[-1]).parent
+        if attempt or not install:
+            break
+        subprocess.run(["apt-get", "install", "-y", "python3-doc"], check=True)
+    raise SystemExit("The Python documentation is not installed: apt-get install -y python3-doc (or --install)")
+
+
+def manual_files(root: Path) -> list[Path]:
+    """Every HTML page of the manual (the ``_static``/``_sources``/… support folders left out)."""
+    return [p for p in sorted(root.rglob("*.html"))
+            if not any(part.startswith("_") for part in p.relative_to(root).parts)]
+
+
+def manual_sources(root: Path) -> list[Any]:
+    from inhouse.kb.ingest import FileSource
+
+    return [FileSource(p.relative_to(root).as_posix(), p.read_bytes, p.name, p.stat().st_size)
+            for p in manual_files(root)]
+
+
+def load_manual_questions(path: Path = QUESTIONS) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def open_kb(data_dir: Path, kb: dict[str, Any] | None = None) -> Any:
+    """Services over ``data_dir`` (models linked from the default data directory), with ``kb`` settings."""
+    from inhouse.bootstrap import build_services
+    from inhouse.config import load_settings
+    from inhouse.kb.evaluate import link_default_models
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    link_default_models(data_dir)
+    settings = load_settings(data_dir=data_dir)
+    for key, value in (kb or {}).items():
+        setattr(settings.kb, key, value)
+    return build_services(settings)
+
+
+def ensure_ingested(services: Any, root: Path) -> dict[str, Any]:
+    """Ingest the manual into the collection unless it is there already (unchanged pages are skipped)."""
+    from inhouse.kb.evaluate import EVAL_ACTOR
+
+    kb = services.kb
+    try:
+        kb.collection(EVAL_ACTOR, COLLECTION)
+    except Exception:
+        kb.create_collection(EVAL_ACTOR, COLLECTION, groups=["docs"])
+    col = kb.collection(EVAL_ACTOR, COLLECTION)
+    t0 = time.perf_counter()
+    report = kb.ingestor.ingest(col.id, manual_sources(root))
+    return {**report.to_dict(), "errors": len(report.errors), "wall_s": round(time.perf_counter() - t0, 1),
+            "chunks_in_index": kb.store.counts()["chunks"]}
+
+
+def bench_recall(services: Any, questions: list[dict[str, Any]], top_k: int = 5) -> dict[str, Any]:
+    from inhouse.kb.evaluate import EVAL_ACTOR
+
+    kb = services.kb
+    hits, rr, misses = 0, 0.0, []
+    times = []
+    for q in questions:
+        t0 = time.perf_counter()
+        found = kb.search(EVAL_ACTOR, q["question"], top_k=top_k)
+        times.append((time.perf_counter() - t0) * 1000)
+        pages = [h.chunk.source_path for h in found]
+        rank = next((i for i, p in enumerate(pages, 1) if p in q["sources"]), None)
+        hits += rank is not None
+        rr += 1.0 / rank if rank else 0.0
+        if rank is None:
+            misses.append({"id": q["id"], "question": q["question"], "expected": q["sources"], "top": pages})
+    out = {"questions": len(questions), "recall_at_5": round(hits / len(questions), 3),
+           "mrr": round(rr / len(questions), 3), "search_p50_ms": round(statistics.median(times), 1),
+           "misses": misses}
+    print(f"recall@{top_k}: {out['recall_at_5']} (MRR {out['mrr']}), misses {[m['id'] for m in misses]}",
+          flush=True)
+    return out
+
+
+def _queries(questions: list[dict[str, Any]]) -> list[str]:
+    return [q["question"] for q in questions] + COMMON_QUERIES
+
+
+def bench_http(data_dir: Path, queries: list[str], rounds: int = 2) -> dict[str, Any]:
+    """``POST /v1/search`` against ``inhouse serve`` on ``data_dir``, with an admin key, one request at a time."""
+    import httpx
+
+    from benchmarks.servers import ServerSpec, inhouse_env, running_server
+
+    services = open_kb(data_dir)
+    try:
+        _, key = services.keys.create_key(name="benchmark", role="admin")
+    finally:
+        services.close()
+    import sys
+
+    argv = [sys.executable, "-m", "inhouse.cli.main", "serve", "--host", "127.0.0.1", "--port", "{port}",
+            "--data-dir", str(data_dir), "--log-level", "warning"]
+    spec = ServerSpec(label="inhouse", argv=argv, model="", api_key=key, env=inhouse_env())
+    with running_server(spec, data_dir / "logs") as server, httpx.Client(timeout=30.0) as client:
+        headers = {"Authorization": f"Bearer {key}"}
+
+        def search(q: str) -> float:
+            t0 = time.perf_counter()
+            r = client.post(f"{server.base_url}/v1/search", json={"query": q, "top_k": 5}, headers=headers)
+            r.raise_for_status()
+            return (time.perf_counter() - t0) * 1000
+
+        for q in queries[:10]:  # loads the embedder and the resident vectors, warms the page cache
+            search(q)
+        wait_for_quiet(max_wait_s=60)
+        a = snapshot()
+        times = {"questions": [], "common_words": []}  # type: dict[str, list[float]]
+        for _ in range(rounds):
+            for q in queries:
+                times["common_words" if q in COMMON_QUERIES else "questions"].append(search(q))
+        load = foreign_cores(a, snapshot())
+    every = times["questions"] + times["common_words"]
+    out = {kind: {"n": len(t), "p50_ms": round(statistics.median(t), 1), "p95_ms": round(percentile(t, 95), 1),
+                  "max_ms": round(max(t), 1)} for kind, t in {**times, "all": every}.items()}
+    out["foreign_load_cores"] = round(load, 2)
+    print(f"HTTP /v1/search: {out}", flush=True)
+    return out
+
+
+def bench_parts(services: Any, queries: list[str], rounds: int = 2) -> dict[str, Any]:
+    """Each part of a search timed on its own, in-process, as the server runs it."""
+    from inhouse.kb.access import AccessScope
+    from inhouse.kb.evaluate import EVAL_ACTOR
+    from inhouse.kb.index.protocol import SearchFilters
+    from inhouse.kb.retrieve import rrf
+
+    kb = services.kb
+    scope, f, n = AccessScope.of(EVAL_ACTOR), SearchFilters(), kb.retriever.candidates
+    parts: dict[str, list[float]] = {"embed": [], "keyword": [], "vector": [], "fuse_and_read": [], "total": []}
+    for _ in range(rounds):
+        for q in queries:
+            t0 = time.perf_counter()
+            v = kb.embedder.embed_query(q)
+            t1 = time.perf_counter()
+            kw = kb.store.keyword_search(scope, q, f, n)
+            t2 = time.perf_counter()
+            vec = kb.store.vector_search(scope, v, f, n)
+            t3 = time.perf_counter()
+            kb.retriever._select(scope, rrf([kw, vec], k=kb.retriever.rrf_k), 5, {})
+            t4 = time.perf_counter()
+            for name, dt in (("embed", t1 - t0), ("keyword", t2 - t1), ("vector", t3 - t2),
+                             ("fuse_and_read", t4 - t3), ("total", t4 - t0)):
+                parts[name].append(dt * 1000)
+    out = {k: {"p50_ms": round(statistics.median(v), 2), "p95_ms": round(percentile(v, 95), 2)}
+           for k, v in parts.items()}
+    print(f"search parts (in-process): {out}", flush=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.manual", description=__doc__.split("\n")[0])
+    ap.add_argument("--manual", type=Path, default=None, help="HTML root of the manual (default: python3-doc's)")
+    ap.add_argument("--install", action="store_true", help="apt-get install python3-doc when it is missing")
+    ap.add_argument("--data-dir", type=Path, default=None,
+                    help="Keep (and reuse) the ingested manual here (default: a temporary directory)")
+    ap.add_argument("--only", choices=["recall", "latency", "ingest"], action="append", default=None)
+    ap.add_argument("--rounds", type=int, default=2, help="Passes over the latency queries")
+    args = ap.parse_args(argv)
+    root = find_manual(args.manual, install=args.install)
+    only = set(args.only or ["recall", "latency", "ingest"])
+    result: dict[str, Any] = {"at": time.strftime("%Y-%m-%dT%H:%M:%S"), "manual": str(root),
+                              "pages": len(manual_files(root))}
+    questions = load_manual_questions()
+    with tempfile.TemporaryDirectory(prefix="inhouse-manual-") as tmp:
+        data_dir = args.data_dir or Path(tmp) / "data"
+        if only & {"recall", "latency"}:
+            services = open_kb(data_dir)
+            try:
+                result["index"] = ensure_ingested(services, root)
+                print(f"index: {result['index']}", flush=True)
+                if "recall" in only:
+                    result["recall"] = bench_recall(services, questions)
+                if "latency" in only:
+                    result["parts"] = bench_parts(services, _queries(questions), args.rounds)
+            finally:
+                services.close()
+            if "latency" in only:
+                result["http"] = bench_http(data_dir, _queries(questions), args.rounds)
+        if "ingest" in only:
+            from benchmarks.manual_ingest import bench_ingest
+
+            result["ingest"] = bench_ingest(root, Path(tmp))
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"manual-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    print(json.dumps({k: v for k, v in result.items() if k != "recall"}, indent=2, ensure_ascii=False))
+    print(f"written {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
