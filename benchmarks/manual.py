@@ -26,6 +26,7 @@ import glob
 import json
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -149,8 +150,6 @@ def bench_http(data_dir: Path, queries: list[str], rounds: int = 2) -> dict[str,
         _, key = services.keys.create_key(name="benchmark", role="admin")
     finally:
         services.close()
-    import sys
-
     argv = [sys.executable, "-m", "inhouse.cli.main", "serve", "--host", "127.0.0.1", "--port", "{port}",
             "--data-dir", str(data_dir), "--log-level", "warning"]
     spec = ServerSpec(label="inhouse", argv=argv, model="", api_key=key, env=inhouse_env())

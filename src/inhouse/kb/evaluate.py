@@ -72,13 +72,25 @@ class EvalReport:
         u = [r for r in self.results if not r.answerable and r.answer is not None]
         return sum(is_not_covered(r.answer or "") for r in u) / len(u) if u else None
 
-    def recall_by_direction(self) -> dict[str, float]:
-        """recall@5 per (question language → source language), e.g. ``en→zh`` for English questions whose answer
-        is in a Chinese document."""
+    def _by_direction(self) -> dict[str, list[QuestionResult]]:
         groups: dict[str, list[QuestionResult]] = {}
         for r in self._answerable():
             groups.setdefault(f"{r.lang or '?'}→{r.source_lang or r.lang or '?'}", []).append(r)
-        return {k: round(sum(r.source in r.retrieved[:5] for r in v) / len(v), 3) for k, v in sorted(groups.items())}
+        return dict(sorted(groups.items()))
+
+    def recall_by_direction(self) -> dict[str, float]:
+        """recall@5 per (question language → source language), e.g. ``en→zh`` for English questions whose answer
+        is in a Chinese document."""
+        return {k: round(sum(r.source in r.retrieved[:5] for r in v) / len(v), 3)
+                for k, v in self._by_direction().items()}
+
+    def accuracy_by_direction(self) -> dict[str, float]:
+        out = {}
+        for k, v in self._by_direction().items():
+            judged = [r for r in v if r.correct is not None]
+            if judged:
+                out[k] = round(sum(bool(r.correct) for r in judged) / len(judged), 3)
+        return out
 
     def not_covered_by_lang(self) -> dict[str, float]:
         groups: dict[str, list[QuestionResult]] = {}
@@ -96,6 +108,7 @@ class EvalReport:
             "recall_at_5": round(self.recall_at_5, 3),
             "recall_at_5_by_direction": self.recall_by_direction(),
             "answer_accuracy": None if self.answer_accuracy is None else round(self.answer_accuracy, 3),
+            "answer_accuracy_by_direction": self.accuracy_by_direction(),
             "not_covered_rate": None if self.not_covered_rate is None else round(self.not_covered_rate, 3),
             "not_covered_by_lang": self.not_covered_by_lang(),
             "similarity_answerable_min": round(sims_a[0], 4) if sims_a else None,

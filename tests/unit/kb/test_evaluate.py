@@ -39,3 +39,21 @@ def test_whole_word_edges() -> None:
     assert whole_word_present("no", "no") and not whole_word_present("", "no") and not whole_word_present("no", "")
     assert whole_word_present("x no", "NO")  # case-insensitive
     assert not whole_word_present("nono", "no")
+
+
+def test_summary_by_direction_and_language() -> None:
+    from inhouse.kb.evaluate import EvalReport, QuestionResult
+
+    rep = EvalReport([
+        QuestionResult("a", True, "zh/h.pdf", ["zh/h.pdf"], 0.9, lang="en", source_lang="zh", answer="1.5",
+                       correct=True),
+        QuestionResult("b", True, "hr/l.md", ["x.md"], 0.9, lang="zh", source_lang="en", answer="?", correct=False),
+        QuestionResult("c", True, "hr/l.md", ["hr/l.md"], 0.9, lang="en"),
+        QuestionResult("u", False, "", [], 0.8, lang="zh", answer="文档中没有涉及这个问题。"),
+        QuestionResult("v", False, "", [], 0.8, lang="en", answer="It is 5."),
+    ])
+    s = rep.summary()
+    assert s["recall_at_5_by_direction"] == {"en→en": 1.0, "en→zh": 1.0, "zh→en": 0.0}
+    assert s["answer_accuracy_by_direction"] == {"en→zh": 1.0, "zh→en": 0.0}
+    assert s["not_covered_by_lang"] == {"en": 0.0, "zh": 1.0}
+    assert s["misses"] == ["b"] and s["wrong"] == ["b"]
