@@ -6,9 +6,10 @@ best of what the caller may see and nothing else is ever scored. The lists are f
 fusion (``score = Σ 1 / (k + rank)``, k = 60, as in haystack's ``DocumentJoiner``).
 
 **Alternates.** A caller may pass other wordings of the query (``alternates``: the question translated into the
-other language of the corpus, see ``kb.translate``); each gets its own keyword and vector list, fused with the
-original's. Trigram keyword search cannot match across languages and e5-small ranks every same-language chunk
-above the right other-language one, so this is what makes an English question find a Chinese passage.
+other language of the corpus, see ``kb.translate``); each gets its own keyword and vector list, fused into its own
+ranking, and the rankings are fused again with equal weight (``fuse_wordings``). Trigram keyword search cannot
+match across languages and e5-small ranks every same-language chunk above the right other-language one, so this is
+what makes an English question find a Chinese passage.
 
 **Diversity.** ``top_k`` is cut from the fused list so that no document holds more than ``per_document`` of the
 slots (``ceil(top_k × share)``, 2 of 5 by default) and a chunk whose text nearly repeats a chosen one (character
@@ -69,6 +70,23 @@ def rrf(lists: Sequence[Sequence[Scored]], *, k: int = 60) -> list[tuple[str, fl
             ranks.setdefault(item.chunk_id, [None] * len(lists))[li] = rank
     order = sorted(scores, key=lambda cid: -scores[cid])
     return [(cid, scores[cid], ranks[cid]) for cid in order]
+
+
+def fuse_wordings(rankings: Sequence[list[tuple[str, float, list[int | None]]]], *,
+                  k: int = 60) -> list[tuple[str, float, list[int | None]]]:
+    """One fused ranking per wording of the query (its keyword and vector lists), fused again by rank, so every
+    wording has the same say. A translation whose keyword list is empty (its words are not in the other
+    language's trigram index) would otherwise weigh half as much as the question with both its lists. One wording:
+    its ranking unchanged. The ranks returned are (keyword, vector) of the first wording that found the chunk."""
+    if len(rankings) == 1:
+        return rankings[0]
+    scores: dict[str, float] = {}
+    ranks: dict[str, list[int | None]] = {}
+    for ranking in rankings:
+        for rank, (cid, _, lr) in enumerate(ranking, start=1):
+            scores[cid] = scores.get(cid, 0.0) + 1.0 / (k + rank)
+            ranks.setdefault(cid, lr)
+    return [(cid, scores[cid], ranks[cid]) for cid in sorted(scores, key=lambda c: -scores[c])]
 
 
 def shingles(text: str, n: int = 5) -> frozenset[int]:
@@ -171,17 +189,16 @@ class Retriever:
         n = max(self.candidates, top_k * 4)
         queries = [query, *dict.fromkeys(a.strip()[:MAX_QUERY_CHARS] for a in alternates
                                          if a.strip() and a.strip() != query)]
-        lists: list[list[Scored]] = []
+        per_wording: list[list[tuple[str, float, list[int | None]]]] = []
         sims: dict[str, float] = {}
         best = 0.0
         for q in queries:
             vector = self.store.vector_search(scope, self.embedder.embed_query(q), f, n)
-            lists += [self.store.keyword_search(scope, q, f, n), vector]
+            per_wording.append(rrf([self.store.keyword_search(scope, q, f, n), vector], k=self.rrf_k))
             for s in vector:
                 sims[s.chunk_id] = max(sims.get(s.chunk_id, -1.0), s.score)
             best = max(best, vector[0].score if vector else 0.0)
-        fused = rrf(lists, k=self.rrf_k)
-        hits = self._select(scope, fused, top_k, sims)
+        hits = self._select(scope, fuse_wordings(per_wording, k=self.rrf_k), top_k, sims)
         return hits, best
 
     def _select(self, scope: AccessScope, fused: list[tuple[str, float, list[int | None]]], top_k: int,
@@ -210,7 +227,5 @@ class Retriever:
         hits = []
         for i in chosen:
             score, rank = ranks[i]
-            kr = next((r for r in rank[0::2] if r is not None), None)  # keyword lists are the even ones
-            vr = next((r for r in rank[1::2] if r is not None), None)
-            hits.append(Hit(chunks[i], score, kr, vr, sims.get(chunks[i].id)))
+            hits.append(Hit(chunks[i], score, rank[0], rank[1], sims.get(chunks[i].id)))
         return hits

@@ -72,11 +72,21 @@ def test_an_alternate_wording_finds_what_the_question_cannot() -> None:
         col = store.create_collection("c", acl=Acl()).id
         _put(store, col, "handbook.zh.md", ["工作日加班按 1.5 倍工资计算"])
         _put(store, col, "travel.md", [f"travel rule {i}: hotels and flights" for i in range(8)])
-        r = Retriever(store, EMB)
-        plain, sim_plain = r.retrieve_scored(ADMIN, "overtime pay on workdays", top_k=1)
-        both, sim_both = r.retrieve_scored(ADMIN, "overtime pay on workdays", top_k=1, alternates=["工作日加班工资"])
-        assert plain[0].chunk.source_path == "travel.md"
-        assert both[0].chunk.source_path == "handbook.zh.md" and both[0].keyword_rank == 1
+        r = Retriever(store, EMB, document_share=1.0)  # no diversity rule: the wordings alone decide
+        plain, sim_plain = r.retrieve_scored(ADMIN, "overtime pay on workdays", top_k=2)
+        both, sim_both = r.retrieve_scored(ADMIN, "overtime pay on workdays", top_k=2, alternates=["工作日加班工资"])
+        assert [h.chunk.source_path for h in plain] == ["travel.md", "travel.md"]
+        # each wording's best shares the top: the translation's (the handbook) beside the question's
+        assert sorted(h.chunk.source_path for h in both) == ["handbook.zh.md", "travel.md"]
         assert sim_both > sim_plain  # the gate sees the best similarity of any wording
     finally:
         store.close()
+
+
+def test_each_wording_has_the_same_say() -> None:
+    from inhouse.kb.retrieve import fuse_wordings
+
+    question = [("en1", 0.03, [1, 1]), ("en2", 0.02, [2, 2]), ("en3", 0.01, [3, 3])]
+    translation = [("zh1", 0.016, [None, 1]), ("zh2", 0.015, [None, 2])]  # its keyword list found nothing
+    assert [cid for cid, _, _ in fuse_wordings([question, translation])][:4] == ["en1", "zh1", "en2", "zh2"]
+    assert fuse_wordings([question]) == question
