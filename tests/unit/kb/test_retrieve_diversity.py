@@ -86,7 +86,9 @@ def test_an_alternate_wording_finds_what_the_question_cannot() -> None:
 def test_each_wording_has_the_same_say() -> None:
     from inhouse.kb.retrieve import fuse_wordings
 
-    question = [("en1", 0.03, [1, 1]), ("en2", 0.02, [2, 2]), ("en3", 0.01, [3, 3])]
-    translation = [("zh1", 0.016, [None, 1]), ("zh2", 0.015, [None, 2])]  # its keyword list found nothing
-    assert [cid for cid, _, _ in fuse_wordings([question, translation])][:4] == ["en1", "zh1", "en2", "zh2"]
+    question = [("en1", 0.03, [1, 1]), ("en2", 0.02, [2, 2]), ("shared", 0.01, [3, 3])]
+    translation = [("zh1", 0.016, [None, 1]), ("shared", 0.015, [None, 2]), ("zh2", 0.014, [None, 3])]
+    fused = fuse_wordings([question, translation])
+    assert [cid for cid, _, _ in fused] == ["en1", "zh1", "en2", "shared", "zh2"]  # interleaved, best rank counts
+    assert fused[3][1] == 1.0 / 62 and fused[3][2] == [None, 2]
     assert fuse_wordings([question]) == question
