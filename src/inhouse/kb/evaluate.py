@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -258,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rerank", action="store_true", help="Judge passages with the model before answering")
     ap.add_argument("--no-coverage-check", action="store_true", help="Skip the model's yes/no coverage check")
     ap.add_argument("--json", action="store_true", help="Print the summary as JSON")
+    ap.add_argument("--details", type=Path, default=None,
+                    help="Write every question's result (retrieved sources, answer, verdict) here as JSON lines")
     args = ap.parse_args(argv)
     from inhouse.bootstrap import build_services
     from inhouse.config import load_settings
@@ -286,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
 
             report = evaluate(kb, questions, model=args.model, translate_model=args.translate_with, progress=show)
             report.ingest = ingest
+            if args.details is not None:
+                args.details.write_text("".join(json.dumps(asdict(r), ensure_ascii=False) + "\n"
+                                                for r in report.results), encoding="utf-8")
         finally:
             services.close()
     print(json.dumps(report.summary(), ensure_ascii=False, indent=None if args.json else 2))
