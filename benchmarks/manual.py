@@ -38,6 +38,7 @@ from benchmarks.retrieval import percentile
 RESULTS = Path(__file__).parent / "results"
 QUESTIONS = Path(__file__).parent / "data" / "python-manual-questions.jsonl"
 COLLECTION = "python-manual"
+DIM_E5 = 384
 # Queries of the manual's most frequent words: every term matches thousands of chunks (the slow case of BM25).
 COMMON_QUERIES = [
     "python function", "the module", "return value of the function", "object class method", "python server",
@@ -166,14 +167,15 @@ def bench_http(data_dir: Path, queries: list[str], rounds: int = 2) -> dict[str,
             search(q)
         wait_for_quiet(max_wait_s=60)
         a = snapshot()
-        times = {"questions": [], "common_words": []}  # type: dict[str, list[float]]
+        times: dict[str, list[float]] = {"questions": [], "common_words": []}
         for _ in range(rounds):
             for q in queries:
                 times["common_words" if q in COMMON_QUERIES else "questions"].append(search(q))
         load = foreign_cores(a, snapshot())
     every = times["questions"] + times["common_words"]
-    out = {kind: {"n": len(t), "p50_ms": round(statistics.median(t), 1), "p95_ms": round(percentile(t, 95), 1),
-                  "max_ms": round(max(t), 1)} for kind, t in {**times, "all": every}.items()}
+    out: dict[str, Any] = {kind: {"n": len(t), "p50_ms": round(statistics.median(t), 1),
+                                  "p95_ms": round(percentile(t, 95), 1), "max_ms": round(max(t), 1)}
+                           for kind, t in {**times, "all": every}.items()}
     out["foreign_load_cores"] = round(load, 2)
     print(f"HTTP /v1/search: {out}", flush=True)
     return out
@@ -209,6 +211,52 @@ def bench_parts(services: Any, queries: list[str], rounds: int = 2) -> dict[str,
     return out
 
 
+def replicate_index(src: Path, dst: Path, copies: int) -> int:
+    """A bigger index of real text without embedding again: every document of ``src`` (its chunks, texts and
+    vectors, read straight from the file) written ``copies`` times under ``copy<i>/`` paths into ``dst/kb.db``.
+    Returns the number of chunks written."""
+    import hashlib
+
+    import apsw
+    import numpy as np
+    import sqlite_vec
+
+    from inhouse.governance.labels import Label
+    from inhouse.kb.access import Acl
+    from inhouse.kb.document import Chunk
+    from inhouse.kb.index.protocol import NewDocument
+    from inhouse.kb.index.sqlite import SqliteIndexStore
+
+    con = apsw.Connection(str(src / "kb.db"), flags=apsw.SQLITE_OPEN_READONLY)
+    con.enable_load_extension(True)
+    con.load_extension(sqlite_vec.loadable_path())
+    docs: dict[int, tuple[str, str, list[tuple[Chunk, bytes]]]] = {}
+    sql = ("SELECT d.pk, d.title, d.source_path, k.ordinal, k.content, k.section, k.token_count, f.text, v.embedding"
+           " FROM kb_chunks k JOIN kb_documents d ON d.pk = k.document_pk JOIN kb_fts f ON f.rowid = k.pk"
+           " JOIN kb_vec v ON v.rowid = k.pk ORDER BY d.pk, k.ordinal")
+    for pk, title, path, ordinal, content, section, tokens, text, blob in con.execute(sql):
+        body = text.split("\n", 1)[1] if "\n" in text else text
+        chunk = Chunk(index=ordinal, text=body, content=content, token_count=tokens, kind="paragraph",
+                      section=section)
+        docs.setdefault(pk, (title, path, []))[2].append((chunk, blob))
+    con.close()
+    store = SqliteIndexStore(dst / "kb.db", dim=DIM_E5)
+    written = 0
+    try:
+        col = store.create_collection(COLLECTION, acl=Acl(groups=frozenset({"docs"}))).id
+        for i in range(copies):
+            for title, path, rows in docs.values():
+                data = f"copy {i} of {path}".encode()
+                vectors = np.frombuffer(b"".join(b for _, b in rows), dtype=np.float32).reshape(len(rows), -1)
+                store.put_document(NewDocument(col, f"copy{i}/{path}", hashlib.sha256(data).hexdigest(),
+                                               Label.INTERNAL, None, title, Path(path).name, "text/html", data,
+                                               [c for c, _ in rows], vectors))
+                written += len(rows)
+    finally:
+        store.close()
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.manual", description=__doc__.split("\n")[0])
     ap.add_argument("--manual", type=Path, default=None, help="HTML root of the manual (default: python3-doc's)")
@@ -217,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="Keep (and reuse) the ingested manual here (default: a temporary directory)")
     ap.add_argument("--only", choices=["recall", "latency", "ingest"], action="append", default=None)
     ap.add_argument("--rounds", type=int, default=2, help="Passes over the latency queries")
+    ap.add_argument("--replicate", type=int, default=0, metavar="N",
+                    help="Latency also on an index of N copies of the manual (real text at ~N×20k chunks)")
     args = ap.parse_args(argv)
     root = find_manual(args.manual, install=args.install)
     only = set(args.only or ["recall", "latency", "ingest"])
@@ -238,6 +288,18 @@ def main(argv: list[str] | None = None) -> int:
                 services.close()
             if "latency" in only:
                 result["http"] = bench_http(data_dir, _queries(questions), args.rounds)
+            if "latency" in only and args.replicate > 1:
+                big = Path(tmp) / f"x{args.replicate}"
+                big.mkdir(parents=True, exist_ok=True)
+                chunks = replicate_index(data_dir, big, args.replicate)
+                print(f"replicated: {chunks} chunks in {big}", flush=True)
+                services = open_kb(big)
+                try:
+                    result[f"parts_x{args.replicate}"] = {"chunks": chunks,
+                                                          **bench_parts(services, _queries(questions), args.rounds)}
+                finally:
+                    services.close()
+                result[f"http_x{args.replicate}"] = bench_http(big, _queries(questions), args.rounds)
         if "ingest" in only:
             from benchmarks.manual_ingest import bench_ingest
 
