@@ -178,10 +178,11 @@ class Answerer:
     def __init__(self, retriever: Retriever, chat: ChatService | None, *, top_k: int = 5,
                  min_similarity: float = 0.83, max_tokens: int = 256, snippet_chars: int = 900,
                  rerank: bool = False, rerank_top: int = 3, coverage_check: bool = False,
-                 translate: bool = False) -> None:
+                 translate: bool = False, document_share: float | None = None) -> None:
         self.retriever = retriever
         self.chat = chat
         self.translator = QueryTranslator(chat) if (translate and chat is not None) else None
+        self.document_share = document_share  # None: the retriever's (search results')
         self.coverage_check = coverage_check
         self.rerank = rerank
         self.rerank_top = rerank_top
@@ -196,7 +197,8 @@ class Answerer:
         """Blocking (embedding + SQL): call it off the event loop. ``translation`` (the question in the other
         language) is searched beside the question; ``ground_async`` makes one with the model."""
         hits, similarity = self.retriever.retrieve_scored(actor, question, collections, top_k or self.top_k,
-                                                          alternates=[translation] if translation else ())
+                                                          alternates=[translation] if translation else (),
+                                                          document_share=self.document_share)
         covered = bool(hits) and similarity >= self.min_similarity
         g = Grounding(question, hits if covered else [], similarity, covered, translation=translation,
                       retrieved=hits)

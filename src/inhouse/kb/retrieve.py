@@ -149,9 +149,9 @@ class Retriever:
         self.candidates = candidates
         self.document_share = document_share
 
-    def per_document(self, top_k: int) -> int:
+    def per_document(self, top_k: int, share: float | None = None) -> int:
         """The most slots of ``top_k`` one document may hold (``ceil(top_k × document_share)``, at least 1)."""
-        return max(1, math.ceil(top_k * self.document_share))
+        return max(1, math.ceil(top_k * (self.document_share if share is None else share)))
 
     def collection_ids(self, actor: Actor, collections: Sequence[str] | None) -> frozenset[str] | None:
         """Resolve names or ids. One the actor may not access is reported exactly like one that does not exist."""
@@ -175,7 +175,7 @@ class Retriever:
 
     def retrieve_scored(self, actor: Actor, query: str, collections: Sequence[str] | None = None, top_k: int = 5,
                         filters: SearchFilters | Mapping[str, Any] | None = None, *,
-                        alternates: Sequence[str] = ()) -> tuple[list[Hit], float]:
+                        alternates: Sequence[str] = (), document_share: float | None = None) -> tuple[list[Hit], float]:
         """The hits and the best cosine similarity among all chunks the actor may see, for the query or any of
         its ``alternates`` (the relevance gate of grounded answers: keyword hits alone say little about whether
         the question is covered)."""
@@ -203,15 +203,16 @@ class Retriever:
             for s in vector:
                 sims[s.chunk_id] = max(sims.get(s.chunk_id, -1.0), s.score)
             best = max(best, vector[0].score if vector else 0.0)
-        hits = self._select(scope, fuse_wordings(per_wording, k=self.rrf_k), top_k, sims)
+        share = self.document_share if document_share is None else document_share
+        hits = self._select(scope, fuse_wordings(per_wording, k=self.rrf_k), top_k, sims, share)
         return hits, best
 
     def _select(self, scope: AccessScope, fused: list[tuple[str, float, list[int | None]]], top_k: int,
-                sims: Mapping[str, float]) -> list[Hit]:
+                sims: Mapping[str, float], share: float | None = None) -> list[Hit]:
         """The top ``top_k`` of the fused list after the diversity rule. Chunks are read in windows of the fused
         list until the rule has enough to choose from (usually the first ``3 × top_k``)."""
         window = 3 * top_k
-        cap = self.per_document(top_k)
+        cap = self.per_document(top_k, share)
         chunks: list[StoredChunk] = []
         ranks: list[tuple[float, list[int | None]]] = []
         at = 0

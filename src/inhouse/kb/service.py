@@ -63,7 +63,8 @@ class KnowledgeBase:
         self.retriever = Retriever(store, embedder, rrf_k=s.rrf_k, document_share=s.document_share)
         self.answerer = Answerer(self.retriever, chat, top_k=s.top_k, min_similarity=s.min_similarity,
                                  max_tokens=s.answer_max_tokens, rerank=s.rerank,
-                                 coverage_check=s.coverage_check, translate=s.translate_questions)
+                                 coverage_check=s.coverage_check, translate=s.translate_questions,
+                                 document_share=s.answer_document_share)
 
     # -- collections ------------------------------------------------------------------------------------
 
