@@ -204,6 +204,8 @@ def kb_eval(
                                   "benchmarks/data/qa-crosslingual.jsonl for the cross-lingual questions."),
     translate_with: str = typer.Option(None, "--translate-with", help="Model that translates questions for "
                                        "retrieval (default: --model)."),
+    translate: bool = typer.Option(False, "--translate", help="Translate the questions for retrieval "
+                                   "(kb.translate_questions; implied by --translate-with)."),
     no_translate: bool = typer.Option(False, "--no-translate", help="Search the questions as asked only."),
 ) -> None:
     """Recall@5, answer accuracy and not-covered rate on <corpus>/qa.jsonl (in a temporary data directory)."""
@@ -214,5 +216,6 @@ def kb_eval(
     for path in qa:
         argv += ["--qa", str(path)]
     argv += ["--translate-with", translate_with] if translate_with else []
+    argv += ["--translate"] if translate else []
     argv += ["--no-translate"] if no_translate else []
     raise typer.Exit(evaluate_main(argv))

@@ -251,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=None, help="Model for answers (e.g. qwen2.5-coder-1.5b); none: retrieval only")
     ap.add_argument("--translate-with", default=None, metavar="MODEL",
                     help="Model that translates the questions for retrieval (default: --model)")
+    ap.add_argument("--translate", action="store_true",
+                    help="Translate the questions for retrieval (kb.translate_questions; on with --translate-with)")
     ap.add_argument("--no-translate", action="store_true", help="Search the questions as asked only")
     ap.add_argument("--data-dir", type=Path, default=None, help="Data directory (default: a temporary one)")
     ap.add_argument("--limit", type=int, default=None, help="Only the first N questions")
@@ -271,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         settings.kb.embedder = args.embedder
         settings.kb.rerank = args.rerank
         settings.kb.coverage_check = not args.no_coverage_check
-        settings.kb.translate_questions = not args.no_translate
+        if args.no_translate or args.translate or args.translate_with:
+            settings.kb.translate_questions = not args.no_translate
         services = build_services(settings)
         try:
             kb = services.kb
