@@ -142,6 +142,11 @@ class KbSettings(BaseModel):
         "language (cross-lingual recall@5 0.00/0.43 -> 1.00/0.95 measured). Off by default: the extra passages "
         "made the coverage check answer near misses (X900, stock options) that it refuses without them.",
     )
+    min_similarity: float = Field(
+        0.83, ge=0.0, le=1.0,
+        description="Cosine similarity the best vector hit needs for an answer to be attempted; below it the "
+        "answer is that the documents do not cover the question (chosen on the QA set, see docs).",
+    )
     answer_model: str = Field("", description="Model for `inhouse ask` and evaluation; empty: `models.default`.")
     answer_max_tokens: int = Field(256, ge=16, le=4096, description="Largest grounded answer, in tokens.")
     rerank: bool = Field(False, description="Rerank the top hits with a yes/no relevance prompt on the model.")
