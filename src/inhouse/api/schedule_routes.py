@@ -20,8 +20,8 @@ from starlette.responses import Response
 
 from inhouse.api.auth import require
 from inhouse.api.support_routes import app_context
+from inhouse.apps.dates import parse_duration_minutes
 from inhouse.apps.schedule.assistant import chat
-from inhouse.apps.schedule.dates import parse_duration_minutes
 from inhouse.apps.schedule.service import AttendeeSpec, ScheduleService, build_schedule_service
 from inhouse.errors import InvalidRequest
 from inhouse.types import Actor

@@ -146,6 +146,23 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX schedule_events_owner ON schedule_events (owner, start_utc);
         """,
     ),
+    Migration(
+        7,
+        "schedule_events_four_digit_years",
+        """
+        -- Releases up to 6c87c30 wrote years below 1000 with fewer than four digits ('999-06-01T10:00:00Z'),
+        -- which their own reader refused (every read of that calendar failed) and which sorted wrongly as text.
+        -- Pad them to the stored form, 'YYYY-MM-DDTHH:MM:SSZ' (20 characters), keeping the instant: the events
+        -- become readable again and can be shown, moved or deleted. New writes are checked against the
+        -- supported range (apps/dates.py) before they are stored.
+        UPDATE schedule_events SET start_utc = substr('000' || start_utc, -20)
+         WHERE length(start_utc) BETWEEN 17 AND 19
+           AND start_utc GLOB '[0-9]*-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z';
+        UPDATE schedule_events SET end_utc = substr('000' || end_utc, -20)
+         WHERE length(end_utc) BETWEEN 17 AND 19
+           AND end_utc GLOB '[0-9]*-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z'
+        """,
+    ),
 )
 
 
