@@ -179,12 +179,13 @@ Handler = Callable[[re.Match[str], "date | None"], "date | None"]
 @dataclass(frozen=True)
 class _Rule:
     pattern: re.Pattern[str]
-    resolve: Handler
-    relative: bool  # needs today
+    resolve: Handler  # None when the words need a reference day and there is none
     prose: bool = True  # also searched for in prose (find_date)
 
 
 def _relative(fn: Callable[[re.Match[str], date], date]) -> Handler:
+    """A handler for words that only mean a date relative to today."""
+
     def handler(m: re.Match[str], today: date | None) -> date | None:
         return None if today is None else fn(m, today)
 
@@ -229,50 +230,50 @@ _DAY_WORDS = {"the day after tomorrow": 2, "day after tomorrow": 2, "tomorrow": 
 RULES: tuple[_Rule, ...] = (
     # Explicit dates first: in prose they win over any relative phrase beside them.
     _Rule(re.compile(r"(?<!\d)(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?!\d)"),
-          lambda m, t: date(int(m[1]), int(m[2]), int(m[3])), False),
+          lambda m, t: date(int(m[1]), int(m[2]), int(m[3]))),
     _Rule(re.compile(r"(?<!\d)(\d{4})\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*[日号]?"),
-          lambda m, t: date(int(m[1]), int(m[2]), int(m[3])), False),
+          lambda m, t: date(int(m[1]), int(m[2]), int(m[3]))),
     _Rule(re.compile(rf"\b({_MON})\.?\s+(\d{{1,2}}){_ORD}\b(?:,?\s*(\d{{4}})\b)?", re.I),
-          lambda m, t: _month_day(t, MONTHS[m[1].lower()], int(m[2]), m[3]), False),
+          lambda m, t: _month_day(t, MONTHS[m[1].lower()], int(m[2]), m[3])),
     _Rule(re.compile(rf"\b(?:the\s+)?(\d{{1,2}}){_ORD}\s+(?:of\s+)?({_MON})\b\.?(?:,?\s*(\d{{4}})\b)?", re.I),
-          lambda m, t: _month_day(t, MONTHS[m[2].lower()], int(m[1]), m[3]), False),
+          lambda m, t: _month_day(t, MONTHS[m[2].lower()], int(m[1]), m[3])),
     _Rule(re.compile(r"(?<!\d)(\d{1,2})\s*月\s*(\d{1,2})(?:\s*[日号])?(?!\d)"),
-          lambda m, t: _month_day(t, int(m[1]), int(m[2]), None), False),
+          lambda m, t: _month_day(t, int(m[1]), int(m[2]), None)),
     # Weekdays.
-    _Rule(_en_weekday_pattern(_PROSE_WEEKDAYS), _relative(_en_weekday), True),
-    _Rule(_en_weekday_pattern(WEEKDAYS), _relative(_en_weekday), True, prose=False),
+    _Rule(_en_weekday_pattern(_PROSE_WEEKDAYS), _relative(_en_weekday)),
+    _Rule(_en_weekday_pattern(WEEKDAYS), _relative(_en_weekday), prose=False),
     _Rule(re.compile(r"(?<!上)(下下|下个|下|这个|这|本)?\s*(?:周|星期|礼拜)([一二三四五六日天])"),
-          _relative(_zh_weekday), True),
+          _relative(_zh_weekday)),
     # Weeks.
     _Rule(re.compile(r"周末前|本周内|\b(?:the\s+)?end\s+of\s+(?:the\s+|this\s+)?week\b", re.I),
-          _relative(lambda m, t: weekday_on(t, 4, "this")), True),
+          _relative(lambda m, t: weekday_on(t, 4, "this"))),
     _Rule(re.compile(r"\b(?:the\s+)?end\s+of\s+(?:the\s+)?next\s+week\b", re.I),
-          _relative(lambda m, t: weekday_on(t, 4, "next")), True),
-    _Rule(re.compile(r"下周末"), _relative(lambda m, t: week_start(t) + timedelta(days=13)), True),
-    _Rule(re.compile(r"(?<!下)(?:本|这)?周末"), _relative(lambda m, t: week_start(t) + timedelta(days=6)), True),
+          _relative(lambda m, t: weekday_on(t, 4, "next"))),
+    _Rule(re.compile(r"下周末"), _relative(lambda m, t: week_start(t) + timedelta(days=13))),
+    _Rule(re.compile(r"(?<!下)(?:本|这)?周末"), _relative(lambda m, t: week_start(t) + timedelta(days=6))),
     # Days.
     _Rule(re.compile("|".join(rf"\b{re.escape(w)}\b" if w.isascii() else re.escape(w)
                               for w in sorted(_DAY_WORDS, key=len, reverse=True)), re.I),
-          _relative(lambda m, t: t + timedelta(days=_DAY_WORDS[" ".join(m[0].lower().split())])), True),
+          _relative(lambda m, t: t + timedelta(days=_DAY_WORDS[" ".join(m[0].lower().split())]))),
     # Months and years.
     _Rule(re.compile(r"\b(?:the\s+)?end\s+of\s+(?:the\s+)?next\s+month\b|下个?月底|下个?月末", re.I),
-          _relative(lambda m, t: month_end(add_months(t.replace(day=1), 1))), True),
+          _relative(lambda m, t: month_end(add_months(t.replace(day=1), 1)))),
     _Rule(re.compile(r"\b(?:the\s+)?end\s+of\s+(?:the\s+|this\s+)?month\b|\bmonth[- ]end\b|月底|月末", re.I),
-          _relative(lambda m, t: month_end(t)), True),
+          _relative(lambda m, t: month_end(t))),
     _Rule(re.compile(r"\b(?:the\s+)?(?:beginning|start)\s+of\s+(?:the\s+)?next\s+month\b|下个?月初", re.I),
-          _relative(lambda m, t: add_months(t.replace(day=1), 1)), True),
+          _relative(lambda m, t: add_months(t.replace(day=1), 1))),
     _Rule(re.compile(r"\b(?:the\s+)?end\s+of\s+(?:the\s+|this\s+)?year\b|\byear[- ]end\b|年底|年末", re.I),
-          _relative(lambda m, t: date(t.year, 12, 31)), True),
+          _relative(lambda m, t: date(t.year, 12, 31))),
     _Rule(re.compile(r"\bnext\s+week\b|下周|下星期|下礼拜", re.I),
-          _relative(lambda m, t: week_start(t) + timedelta(days=7)), True),
+          _relative(lambda m, t: week_start(t) + timedelta(days=7))),
     # Counts of days, weeks, months.
     _Rule(re.compile(rf"\bin\s+(\d{{1,5}}|{_alternatives(_NUMBER_WORDS)})\s+(day|week|month)s?\b", re.I),
-          _relative(_in_n), True),
+          _relative(_in_n)),
     _Rule(re.compile(rf"({_ZH_NUM}{{1,5}})\s*(天|日|周|个星期|星期|个月)(?:之内|以内|之后|以后|内|后)"),
-          _relative(_in_n), True),
+          _relative(_in_n)),
     # A day of the month.
     _Rule(re.compile(r"\b(?:the\s+)(\d{1,2})(?:st|nd|rd|th)\b|(?<![月\d])(\d{1,2})\s*[日号]", re.I),
-          _relative(lambda m, t: _day_of_month(t, int(m[1] or m[2]))), True),
+          _relative(lambda m, t: _day_of_month(t, int(m[1] or m[2])))),
 )
 
 
@@ -291,7 +292,7 @@ def find_date(text: str, today: date | None) -> date | None:
     if not text or not text.strip():
         return None
     for rule in RULES:
-        if not rule.prose or (rule.relative and today is None):
+        if not rule.prose:
             continue
         for m in rule.pattern.finditer(text):
             found = _apply(rule, m, today)
