@@ -94,6 +94,8 @@ def test_unrepresentable_dates_are_refused_and_never_stored(api: tuple[TestClien
     out_of_range(c.post("/v1/apps/schedule/free-slots", json={"start": "9999-12-31"}), "start")
     out_of_range(c.post("/v1/apps/schedule/free-slots", json={"start": "0001-01-01", "end": "9999-12-31",
                                                               "step_minutes": 5}), "start")
+    out_of_range(c.post("/v1/apps/schedule/trips", json={"destination": "Shanghai", "depart_date": "9999-12-31",
+                                                         "return_date": "9999-12-31"}), "depart_date")
     # Only the good event was ever stored, in the four-digit form, and the calendar still works.
     assert stored_times(s) == [("2030-03-04T02:00:00Z", "2030-03-04T03:00:00Z")]
     export = c.get("/v1/apps/schedule/export.ics")
