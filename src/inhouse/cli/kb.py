@@ -23,8 +23,8 @@ from inhouse.cli.common import (
 from inhouse.types import Actor
 
 if TYPE_CHECKING:
-    from inhouse.bootstrap import Services
     from inhouse.kb.service import KnowledgeBase
+    from inhouse.services import Services
 
 CLI_ACTOR = Actor(key_id="key_cli", name="command line (local admin)", role="admin")
 
@@ -33,7 +33,6 @@ kb_app = typer.Typer(no_args_is_help=True)
 
 
 def _kb(services: Services) -> KnowledgeBase:
-    assert services.kb is not None, "bootstrap builds the knowledge base"
     return services.kb
 
 
