@@ -155,16 +155,20 @@ class Serving:
         return generation
 
     def _finish_hooks(self, call: GenerationCall, timer: GenerationTimer,
-                     request: Request) -> Sequence[Callable[[Usage, bool], None]]:
-        """Step 8: what runs once when a generation ends, with its usage and whether it was aborted."""
+                      request: Request) -> Sequence[Callable[[Usage, bool], None]]:
+        """Step 8: what runs, in this order, once a generation ends (with its usage, and whether it was aborted)."""
         quotas = self._services.quotas
-        return (
-            lambda usage, aborted: timer.finish(n_prompt=usage.prompt_tokens, n_generated=usage.completion_tokens,
-                                                aborted=aborted),  # metrics: token and abort counters
-            lambda usage, _: note(request, prompt_tokens=usage.prompt_tokens,
-                                  completion_tokens=usage.completion_tokens),  # the final audit record
-            lambda usage, _: quotas.record_usage(call.actor.key_id, usage.total_tokens),  # tokens/day quota
-        )
+
+        def count(usage: Usage, aborted: bool) -> None:  # metrics: prompt/generated tokens, aborted requests
+            timer.finish(n_prompt=usage.prompt_tokens, n_generated=usage.completion_tokens, aborted=aborted)
+
+        def audit(usage: Usage, _: bool) -> None:  # the token counts of the request's final audit record
+            note(request, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens)
+
+        def charge(usage: Usage, _: bool) -> None:  # the key's daily token quota
+            quotas.record_usage(call.actor.key_id, usage.total_tokens)
+
+        return (count, audit, charge)
 
 
 class LocalGeneration:
