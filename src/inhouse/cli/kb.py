@@ -18,6 +18,7 @@ from inhouse.cli.common import (
     DataDirOption,
     console,
     err_console,
+    open_services,
     services_for,
 )
 from inhouse.types import Actor
@@ -186,4 +187,4 @@ def kb_eval(
 
     argv = ["--corpus", str(corpus)] + (["--model", model] if model else [])
     argv += ["--limit", str(limit)] if limit else []
-    raise typer.Exit(evaluate_main(argv))
+    raise typer.Exit(evaluate_main(argv, open_services=open_services))
