@@ -100,3 +100,13 @@ def test_benchmark_results_are_written_with_repository_relative_paths(tmp_path: 
                        "command": "python -m benchmarks.run --data-dir .../bench-dd --url http://127.0.0.1:8000/v1",
                        "nested": [{"gguf": ".../m.gguf"}], "ratio": "200/200 tok/s", "n": 3}
     assert not machine_paths(out.read_text(encoding="utf-8"))
+
+
+def test_only_one_module_locates_the_shared_corpus() -> None:
+    """Code and tests take the corpus from ``inhouse.eval_corpus`` (tests: the ``eval_corpus`` fixture), so the
+    rule (option, variable, ``../shared/corpus``) lives in one place; only it and its own tests spell the path."""
+    allowed = {"src/inhouse/eval_corpus.py", "tests/unit/test_eval_corpus.py", "tests/e2e/test_eval_corpus_layout.py",
+               "tests/unit/meta/test_no_machine_paths.py"}
+    spelled = {p.relative_to(REPO).as_posix() for p in _text_files() if p.suffix == ".py"
+               and re.search(r"[\"']shared[\"']\s*/|shared/corpus[\"']", p.read_text(encoding="utf-8"))}
+    assert spelled <= allowed, sorted(spelled - allowed)
