@@ -108,6 +108,11 @@ class GovernanceSettings(BaseModel):
         default_factory=list,
         description="Person names redacted before egress, besides the display names of directory users.",
     )
+    internal_domains: list[str] = Field(
+        default_factory=list,
+        description="The company's own DNS domains (e.g. qinglan.com.cn): host names and URLs under them are "
+        "redacted before egress like those under .internal, .corp, .local, .lan or private IP addresses.",
+    )
 
 
 class KbSettings(BaseModel):
