@@ -54,6 +54,7 @@ from inhouse.kb.access import AccessScope, Acl
 from inhouse.kb.index.protocol import (
     Collection,
     DocumentRecord,
+    IndexCheck,
     NewDocument,
     PutResult,
     Scored,
@@ -731,8 +732,21 @@ class SqliteIndexStore:
                                       " FROM kb_files)",
             "duplicate_documents": "SELECT count(*) FROM (SELECT 1 FROM kb_documents GROUP BY collection_pk, sha256"
                                    " HAVING count(*) > 1)",
+            "chunk_count_mismatch": "SELECT count(*) FROM kb_documents d WHERE d.chunk_count != (SELECT count(*)"
+                                    " FROM kb_chunks k WHERE k.document_pk = d.pk)",
         }
         return {name: int(self._read(sql)[0][0]) for name, sql in q.items()}
+
+    def check(self) -> IndexCheck:
+        """``PRAGMA integrity_check``, FTS5's own integrity check (index against content), and ``counts``."""
+        integrity = [str(r[0]) for r in self._read("PRAGMA integrity_check")]
+        try:
+            with self._tx() as c:
+                c.execute("INSERT INTO kb_fts (kb_fts) VALUES ('integrity-check')")
+            fts = "ok"
+        except self._apsw.Error as exc:
+            fts = str(exc)
+        return IndexCheck(integrity, fts, self.counts())
 
     def raw_dump(self) -> bytes:
         """Every byte of the database file and its WAL (tests look for traces of deleted content)."""

@@ -1,0 +1,142 @@
+"""Crash harness: run a real ``inhouse`` command, kill it with SIGKILL at a random moment, repeat, then check
+that nothing was lost, duplicated or left half-written.
+
+Shared by the CI tests (``tests/e2e/test_crash.py``: a few cycles) and the benchmark command
+(``python -m benchmarks.crash``: 50 and more). Only ever runs processes on this machine, on a data directory it
+is given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def inhouse_argv(*args: str) -> list[str]:
+    """The ``inhouse`` console script of the running interpreter's environment."""
+    script = Path(sys.executable).with_name("inhouse")
+    return [str(script), *args] if script.exists() else [sys.executable, "-m", "inhouse.cli.main", *args]
+
+
+@dataclass(frozen=True)
+class Kill:
+    delay_s: float  # when SIGKILL was sent, after the start
+    killed: bool  # False: the command had already finished
+    returncode: int | None
+
+
+def run_and_kill(argv: Sequence[str], *, env: dict[str, str], delay_s: float, timeout_s: float = 120.0) -> Kill:
+    """Start ``argv``; SIGKILL it after ``delay_s`` unless it finished first."""
+    proc = subprocess.Popen(list(argv), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        proc.wait(delay_s)
+        return Kill(delay_s, False, proc.returncode)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout_s)
+        return Kill(delay_s, True, proc.returncode)
+
+
+def write_corpus(root: Path, n_files: int, rng: random.Random) -> None:
+    """``n_files`` Markdown files of a few chunks each under ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n_files):
+        rewrite_file(root / f"doc{i:04d}.md", rng)
+
+
+def rewrite_file(path: Path, rng: random.Random) -> None:
+    words = ("leave", "travel", "budget", "server", "contract", "invoice", "policy", "holiday", "release", "audit")
+    paragraphs = [" ".join(rng.choice(words) for _ in range(60)) for _ in range(rng.randint(2, 6))]
+    path.write_text(f"# {path.stem} v{rng.randint(0, 10**9)}\n\n" + "\n\n".join(paragraphs) + "\n")
+
+
+@dataclass
+class IngestCrashReport:
+    cycles: int
+    kills: list[Kill] = field(default_factory=list)
+    documents_after_each: list[int] = field(default_factory=list)
+    files: int = 0
+    final_returncode: int | None = None
+    check: dict[str, Any] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)  # files not indexed, or indexed with old bytes
+    duplicates: int = 0
+    extra: list[str] = field(default_factory=list)  # documents no file stands for
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return (self.final_returncode == 0 and bool(self.check.get("ok")) and not self.missing
+                and not self.duplicates and not self.extra)
+
+    def to_dict(self) -> dict[str, Any]:
+        killed = [k for k in self.kills if k.killed]
+        return {"ok": self.ok, "cycles": self.cycles, "killed_mid_run": len(killed),
+                "finished_before_kill": self.cycles - len(killed), "files": self.files,
+                "documents_after_each_kill": self.documents_after_each, "missing": self.missing[:20],
+                "duplicates": self.duplicates, "extra": self.extra[:20], "check": self.check,
+                "seconds": round(self.seconds, 1)}
+
+
+def ingest_crash_cycles(workdir: Path, *, cycles: int, seed: int = 0, n_files: int = 80,
+                        rewrite: float = 0.8) -> IngestCrashReport:
+    """One timed complete run of ``inhouse ingest`` (T); then ``cycles`` times: rewrite a share ``rewrite`` of the
+    files (so every run has work: replacements), start ``inhouse ingest`` and SIGKILL it after a random delay in
+    [0.1 T, 1.1 T] (start-up, parsing, embedding, commits). Then one complete run and the checks: every file
+    indexed exactly once with its current bytes, no orphan, ``inhouse kb check`` consistent."""
+    rng = random.Random(seed)
+    docs, data = workdir / "docs", workdir / "data"
+    write_corpus(docs, n_files, rng)
+    env = {**os.environ, "INHOUSE_DATA_DIR": str(data), "INHOUSE_KB__EMBEDDER": "fake"}
+    argv = inhouse_argv("ingest", str(docs), "--collection", "crash", "--label", "internal")
+    report = IngestCrashReport(cycles=cycles, files=n_files)
+    start = time.monotonic()
+    subprocess.run(argv, env=env, capture_output=True, timeout=600, check=True)
+    full_s = time.monotonic() - start
+    files = sorted(docs.iterdir())
+    for _ in range(cycles):
+        for path in rng.sample(files, max(1, int(rewrite * len(files)))):
+            rewrite_file(path, rng)
+        report.kills.append(run_and_kill(argv, env=env, delay_s=rng.uniform(0.1 * full_s, 1.1 * full_s)))
+        report.documents_after_each.append(_count_documents(data / "kb.db"))
+    final = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    report.final_returncode = final.returncode
+    checked = subprocess.run(inhouse_argv("kb", "check", "--json"), env=env, capture_output=True, text=True,
+                             timeout=300)
+    report.check = json.loads(checked.stdout) if checked.stdout.strip().startswith("{") else {"error": checked.stderr}
+    indexed = _documents(data / "kb.db")
+    expected = {f"{docs.name}/{p.name}": hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+    paths = [path for path, _ in indexed]
+    report.duplicates = len(paths) - len(set(paths))
+    have = dict(indexed)
+    report.missing = sorted(p for p, sha in expected.items() if have.get(p) != sha)
+    report.extra = sorted(set(have) - set(expected))
+    report.seconds = time.monotonic() - start
+    return report
+
+
+def _documents(path: Path) -> list[tuple[str, str]]:
+    import sqlite3
+
+    if not path.exists():
+        return []
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return [(str(a), str(b)) for a, b in conn.execute("SELECT source_path, sha256 FROM kb_documents")]
+    except sqlite3.OperationalError:
+        return []  # killed before the schema was created
+    finally:
+        conn.close()
+
+
+def _count_documents(path: Path) -> int:
+    return len(_documents(path))
