@@ -57,6 +57,11 @@ def register(app: typer.Typer) -> None:
             fail(f"--allow-unauthenticated is only allowed on a loopback address, not {settings.server.host}.")
         with translate_errors():
             services = open_services(settings)
+            # Requests of an earlier process that never ended (a crash, a kill): their final record says so.
+            interrupted = services.audit.close_interrupted()
+            if interrupted:
+                err_console.print(f"{len(interrupted)} request(s) of the previous run were interrupted; "
+                                  "recorded as such in the audit log.")
             secret = services.keys.ensure_admin_key()
             if secret:
                 console.print(

@@ -140,3 +140,95 @@ def _documents(path: Path) -> list[tuple[str, str]]:
 
 def _count_documents(path: Path) -> int:
     return len(_documents(path))
+
+
+@dataclass
+class ServerCrashReport:
+    cycles: int
+    streams_started: int = 0
+    streams_completed: int = 0  # finished before the kill
+    streams_cut: int = 0  # broken by the kill (expected)
+    restarts_ok: int = 0  # restarted and answered a chat completion
+    interrupted_closed: int = 0  # 'started' records given their 'interrupted' final record on restart
+    verify: dict[str, Any] = field(default_factory=dict)
+    unfinished_after: int = -1
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return (self.restarts_ok == self.cycles and bool(self.verify.get("ok")) and self.verify.get("reseals") == 0
+                and self.unfinished_after == 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "cycles": self.cycles, "streams_started": self.streams_started,
+                "streams_completed": self.streams_completed, "streams_cut": self.streams_cut,
+                "restarts_ok": self.restarts_ok, "interrupted_closed": self.interrupted_closed,
+                "verify": self.verify, "unfinished_after": self.unfinished_after, "seconds": round(self.seconds, 1)}
+
+
+def server_crash_cycles(workdir: Path, *, cycles: int, model: str = "smollm2-135m", streams: int = 6,
+                        seed: int = 0, window_s: tuple[float, float] = (0.3, 2.0)) -> ServerCrashReport:
+    """``cycles`` times: start ``inhouse serve``, run ``streams`` streaming chats, SIGKILL the server after a random
+    delay while they run; restart it and check it answers. Finally ``inhouse audit verify`` must pass with no
+    reseal, and every request the kills cut off must have its final record, outcome ``interrupted``."""
+    import threading
+
+    import httpx
+
+    from inhouse.testing.server_process import ServerProcess, create_admin_key
+
+    rng = random.Random(seed)
+    data = workdir / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    key = create_admin_key(data)
+    headers = {"Authorization": f"Bearer {key}"}
+    report = ServerCrashReport(cycles=cycles)
+    start = time.monotonic()
+    lock = threading.Lock()
+
+    def stream(url: str, i: int) -> None:
+        body = {"model": model, "stream": True, "max_tokens": 400, "temperature": 0.7, "seed": i,
+                "messages": [{"role": "user", "content": f"Tell a long story about lighthouse number {i}."}]}
+        done = False
+        try:
+            with httpx.stream("POST", url + "/v1/chat/completions", json=body, headers=headers, timeout=60) as r:
+                for line in r.iter_lines():
+                    if line.strip() == "data: [DONE]":
+                        done = True
+        except httpx.HTTPError:
+            pass
+        with lock:
+            report.streams_started += 1
+            report.streams_completed += done
+            report.streams_cut += not done
+
+    server = ServerProcess(data, model)
+    for _ in range(cycles):
+        server.start()
+        threads = [threading.Thread(target=stream, args=(server.url, rng.randint(0, 10**6))) for _ in range(streams)]
+        for t in threads:
+            t.start()
+        time.sleep(rng.uniform(*window_s))
+        server.kill()
+        for t in threads:
+            t.join(60)
+        server.start()  # the restart closes the cut-off requests as interrupted
+        chat = httpx.post(server.url + "/v1/chat/completions", headers=headers, timeout=120,
+                          json={"model": model, "max_tokens": 4, "messages": [{"role": "user", "content": "Hi"}]})
+        report.restarts_ok += chat.status_code == 200
+        server.stop()
+    env = {**os.environ, "INHOUSE_DATA_DIR": str(data)}
+    verified = subprocess.run(inhouse_argv("audit", "verify", "--json"), env=env, capture_output=True, text=True,
+                              timeout=300)
+    report.verify = json.loads(verified.stdout) if verified.stdout.strip().startswith("{") else {
+        "error": verified.stderr[-2000:]}
+    from inhouse.governance.audit import INTERRUPTED, AuditLog
+
+    log = AuditLog(data / "audit.db")
+    try:
+        report.interrupted_closed = sum(1 for r in log.iter_records(kind="request") if r.outcome == INTERRUPTED)
+        report.unfinished_after = len(log.unfinished())
+    finally:
+        log.close()
+    report.seconds = time.monotonic() - start
+    return report
