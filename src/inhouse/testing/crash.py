@@ -232,3 +232,117 @@ def server_crash_cycles(workdir: Path, *, cycles: int, model: str = "smollm2-135
         log.close()
     report.seconds = time.monotonic() - start
     return report
+
+
+# Runs administrative changes in a loop until killed: users (create, role, disable, group membership, delete),
+# keys (create, limits, revoke) and knowledge documents (add, delete).
+_ADMIN_WORKER = """
+import sys, time
+from pathlib import Path
+from inhouse.bootstrap import build_services
+from inhouse.config import Settings
+from inhouse.types import Actor
+
+actor = Actor(key_id="key_cli", name="crash test", role="admin")
+s = build_services(Settings(data_dir=Path(sys.argv[1]), kb={"embedder": "fake"}))
+kb = s.kb
+try:
+    kb.collection(actor, "crash")
+except Exception:
+    kb.create_collection(actor, "crash")
+try:
+    group = s.directory.find_group("staff")
+except Exception:
+    group = s.directory.create_group("staff")
+i = int(time.time() * 1000) % 10**9
+while True:
+    i += 1
+    user = s.directory.create_user(f"u{i}", display_name=f"User {i}")
+    s.directory.add_member(group.id, user.id)
+    record, _ = s.keys.create_key(f"k{i}", user_id=user.id, rpm_limit=60)
+    s.keys.set_limits(record.id, rpm_limit=120, tokens_per_day_limit=1000)
+    s.directory.update_user(user.id, role="admin")
+    s.directory.update_user(user.id, disabled=True)
+    doc = kb.add_document(actor, "crash", (f"# Note {i}\\n\\n" + "text of the note " * 50).encode(), f"n{i}.md")
+    if i % 2:
+        kb.delete_document(actor, doc.document_id)
+        s.keys.revoke(record.id)
+        s.directory.remove_member(group.id, user.id)
+    if i % 3 == 0:
+        s.directory.delete_user(user.id)
+"""
+
+
+@dataclass
+class AdminCrashReport:
+    cycles: int
+    kills: list[Kill] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    users: int = 0
+    keys: int = 0
+    documents: int = 0
+    audited_not_applied: int = 0  # audit records of changes the crash rolled back (recorded first, by design)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "cycles": self.cycles, "killed_mid_run": sum(k.killed for k in self.kills),
+                "problems": self.problems[:20], "users": self.users, "keys": self.keys, "documents": self.documents,
+                "audited_not_applied": self.audited_not_applied, "seconds": round(self.seconds, 1)}
+
+
+def admin_crash_cycles(workdir: Path, *, cycles: int, seed: int = 0,
+                       window_s: tuple[float, float] = (1.5, 4.0)) -> AdminCrashReport:
+    """``cycles`` times: run administrative changes in a loop and SIGKILL the process at a random moment; after
+    each kill open the data directory and check that nothing is half-applied (``check_admin_state``)."""
+    rng = random.Random(seed)
+    data = workdir / "data"
+    report = AdminCrashReport(cycles=cycles)
+    start = time.monotonic()
+    for cycle in range(cycles):
+        report.kills.append(run_and_kill([sys.executable, "-c", _ADMIN_WORKER, str(data)], env=dict(os.environ),
+                                         delay_s=rng.uniform(*window_s)))
+        report.problems += [f"cycle {cycle}: {p}" for p in check_admin_state(data, report)]
+    report.seconds = time.monotonic() - start
+    return report
+
+
+def check_admin_state(data: Path, report: AdminCrashReport | None = None) -> list[str]:
+    """What a crash may not leave behind: a broken database, a key or user that was never audited, a key whose user
+    is gone, a group member that does not exist, an inconsistent knowledge index, an audit chain that needs an
+    operator."""
+    from inhouse.bootstrap import build_services
+    from inhouse.config import Settings
+
+    problems: list[str] = []
+    s = build_services(Settings(data_dir=data, kb={"embedder": "fake"}))
+    try:
+        if (v := s.audit.verify()).ok is False or v.reseals:
+            problems.append(f"audit: {v.message}")
+        if (ic := s.db.query("PRAGMA integrity_check")[0][0]) != "ok":
+            problems.append(f"inhouse.db integrity: {ic}")
+        if fk := s.db.query("PRAGMA foreign_key_check"):
+            problems.append(f"foreign keys: {len(fk)} rows")
+        if n := s.db.scalar("SELECT count(*) FROM api_keys k WHERE k.user_id IS NOT NULL AND k.revoked_at IS NULL"
+                            " AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = k.user_id)"):
+            problems.append(f"{n} active keys of users that do not exist")
+        created = {(r.action, r.resource) for r in s.audit.iter_records(kind="security")}
+        users = [r["id"] for r in s.db.query("SELECT id FROM users")]
+        keys = [r["id"] for r in s.db.query("SELECT id FROM api_keys")]
+        problems += [f"user {u} exists without its audit record" for u in users if ("user.created", u) not in created]
+        problems += [f"key {k} exists without its audit record" for k in keys if ("key.created", k) not in created]
+        assert s.kb is not None
+        check = s.kb.store.check()
+        if not check.ok:
+            problems.append(f"kb check: {check.to_dict()}")
+        if report is not None:
+            report.users, report.keys, report.documents = len(users), len(keys), check.counts["documents"]
+            deleted = {res for a, res in created if a == "user.deleted"}
+            report.audited_not_applied = sum(1 for a, res in created if a == "user.created" and res not in users
+                                             and res not in deleted)
+    finally:
+        s.close()
+    return problems
