@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from inhouse.errors import Conflict, InvalidRequest, NotFound
+from inhouse.errors import Conflict, InvalidRequest, NotFound, is_storage_full, storage_full
 from inhouse.governance.labels import Label
 from inhouse.kb.access import AccessScope, Acl
 from inhouse.kb.index.protocol import (
@@ -274,13 +274,19 @@ class SqliteIndexStore:
     @contextmanager
     def _tx(self) -> Iterator[Any]:
         with self._wlock:
-            self._w.execute("BEGIN IMMEDIATE")
             try:
-                yield self._w
-            except BaseException:
-                self._w.execute("ROLLBACK")
+                self._w.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._w
+                    self._w.execute("COMMIT")
+                except BaseException:
+                    if not self._w.getautocommit():  # a failed COMMIT (disk full) leaves the transaction open
+                        self._w.execute("ROLLBACK")
+                    raise
+            except self._apsw.Error as exc:
+                if is_storage_full(exc):
+                    raise storage_full("Could not write to the knowledge index", exc) from exc
                 raise
-            self._w.execute("COMMIT")
 
     def _read(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
         with self._rlock:
