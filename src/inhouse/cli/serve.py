@@ -44,6 +44,7 @@ def register(app: typer.Typer) -> None:
         import uvicorn
 
         from inhouse.api.app import build_app
+        from inhouse.api.connections import http_protocol
 
         logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         settings = settings_from(data_dir, host=host, port=port)
@@ -90,7 +91,8 @@ def register(app: typer.Typer) -> None:
                               "without requests and reloaded on the next one.")
         try:
             uvicorn.run(app_, host=settings.server.host, port=settings.server.port, log_level=log_level.lower(),
-                        timeout_graceful_shutdown=5)
+                        timeout_graceful_shutdown=5, timeout_keep_alive=int(max(1, settings.server.keep_alive_s)),
+                        http=http_protocol(settings.server))
         finally:
             services.close()
             err_console.print("stopped")
