@@ -241,3 +241,12 @@ def test_company_corpus_nothing_leaves(redactor: Redactor) -> None:
     assert scores.recall(("EMAIL", "HOST", "URL", "IP", "SECRET", "PHONE")) >= 0.99, report
     assert scores.precision(("EMAIL", "HOST", "URL", "IP", "SECRET", "PHONE")) >= 0.98, report
     assert 0 < scores.kept_back < scores.n_samples, report
+
+
+def test_company_domains_are_internal(no_network: list[str]) -> None:
+    """`governance.internal_domains`: hosts and URLs under the company's own public domain are redacted too."""
+    r = Redactor(internal_domains=["qinglan.com.cn"])
+    text = "push to git.qinglan.com.cn, see https://oa.qinglan.com.cn/flow/12, mail alice@qinglan.com.cn, not www.qq.com"
+    assert kinds(r, text) == [("HOST", "git.qinglan.com.cn"), ("URL", "https://oa.qinglan.com.cn/flow/12"),
+                              ("EMAIL", "alice@qinglan.com.cn")]
+    assert kinds(Redactor(), "push to git.qinglan.com.cn") == []  # without the setting it is a public name
