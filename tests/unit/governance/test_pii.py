@@ -246,7 +246,8 @@ def test_company_corpus_nothing_leaves(redactor: Redactor) -> None:
 def test_company_domains_are_internal(no_network: list[str]) -> None:
     """`governance.internal_domains`: hosts and URLs under the company's own public domain are redacted too."""
     r = Redactor(internal_domains=["qinglan.com.cn"])
-    text = "push to git.qinglan.com.cn, see https://oa.qinglan.com.cn/flow/12, mail alice@qinglan.com.cn, not www.qq.com"
+    text = ("push to git.qinglan.com.cn, see https://oa.qinglan.com.cn/flow/12, mail alice@qinglan.com.cn, "
+            "not www.qq.com")
     assert kinds(r, text) == [("HOST", "git.qinglan.com.cn"), ("URL", "https://oa.qinglan.com.cn/flow/12"),
                               ("EMAIL", "alice@qinglan.com.cn")]
     assert kinds(Redactor(), "push to git.qinglan.com.cn") == []  # without the setting it is a public name
