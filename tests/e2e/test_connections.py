@@ -105,13 +105,16 @@ def test_a_client_that_stops_reading_is_dropped_and_its_generation_aborted(long_
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and engine.stats().running:
         time.sleep(0.1)
-    assert engine.stats().running == 0  # the stalled stream's generation was aborted, not left running
-    received = b""
+    stats = engine.stats()
+    assert stats.running == 0 and stats.aborted >= 1, stats  # the stalled stream's generation was aborted
+    received, reset = b"", False
     sock.settimeout(5)
     try:
         while chunk := sock.recv(65536):
             received += chunk
-    except (TimeoutError, ConnectionResetError):
+    except ConnectionResetError:
+        reset = True  # dropped with a reset: what was still unread is discarded by the kernel
+    except TimeoutError:
         pass
     sock.close()
-    assert received.startswith(b"HTTP/1.1 200") and b"data: [DONE]" not in received  # cut off by the server
+    assert reset or (received.startswith(b"HTTP/1.1 200") and b"data: [DONE]" not in received), received[-300:]
