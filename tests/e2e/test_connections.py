@@ -77,8 +77,9 @@ LONG_REPLY = "All work and no play makes a long answer. " * 150  # ~6,000 one-by
 @pytest.fixture
 def long_server(tmp_path: Path) -> Iterator[LiveServer]:
     def load(spec: object) -> object:
+        # 2 ms a step: the 4,096-token answer takes ~8 s, so the stalled client is dropped mid-generation.
         return build_fake_engine(FAKE_MODEL, n_ctx=16384, script=reply_script({"everything": LONG_REPLY}),
-                                 max_tokens_cap=8192)
+                                 delay_s=0.002, max_tokens_cap=8192)
 
     with run_live_server(tmp_path, settings=LIMITS, load_engine=load, send_buffer_bytes=4096) as live:
         yield live
