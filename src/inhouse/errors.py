@@ -26,6 +26,8 @@ This module imports nothing from the package.
 from __future__ import annotations
 
 import errno
+import os
+import shutil
 
 
 class InhouseError(Exception):
@@ -142,13 +144,25 @@ class AuditStorageFull(AuditUnavailable, StorageFull):
     code = "storage_full"
 
 
-def is_storage_full(exc: BaseException) -> bool:
-    """Whether ``exc`` (from the OS, the stdlib sqlite3 or apsw) means the disk is full."""
+def is_storage_full(exc: BaseException, path: str | os.PathLike[str] | None = None) -> bool:
+    """Whether ``exc`` (from the OS, the stdlib sqlite3 or apsw) means the disk is full. With ``path``, also any
+    error while the filesystem holding ``path`` has (almost) no space left: an SQLite extension may report a
+    failed write in its own words (sqlite-vec: "could not write vector blob")."""
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
     if getattr(exc, "sqlite_errorcode", None) == 13 or type(exc).__name__ == "FullError":  # SQLITE_FULL
         return True
-    return "database or disk is full" in str(exc)
+    if "database or disk is full" in str(exc):
+        return True
+    if path is None:
+        return False
+    try:
+        return shutil.disk_usage(path).free < _NEARLY_FULL_BYTES
+    except OSError:
+        return False
+
+
+_NEARLY_FULL_BYTES = 1 << 20
 
 
 def storage_full(what: str, exc: BaseException) -> StorageFull:

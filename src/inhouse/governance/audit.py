@@ -404,7 +404,7 @@ class AuditLog:
                 # head file is written by one process at a time.
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
-                raise _write_failed("The audit log cannot be written", exc) from exc
+                raise _write_failed("The audit log cannot be written", exc, self.path.parent) from exc
             old_head: Head | None = None
             try:
                 tail = conn.execute("SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1").fetchone()
@@ -433,7 +433,7 @@ class AuditLog:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.Error | OSError):
-                    raise _write_failed("The audit record could not be written", exc) from exc
+                    raise _write_failed("The audit record could not be written", exc, self.path.parent) from exc
                 raise
             try:
                 conn.execute("COMMIT")
@@ -446,7 +446,7 @@ class AuditLog:
                         self._write_head(old_head)
                     elif check_head:
                         self.head_path.unlink(missing_ok=True)
-                raise _write_failed("The audit record could not be committed", exc) from exc
+                raise _write_failed("The audit record could not be committed", exc, self.path.parent) from exc
             return _row_to_record(row)
 
     # -- key and head -----------------------------------------------------------------------------------
@@ -625,8 +625,8 @@ class AuditLog:
                 self._conn.close()
 
 
-def _write_failed(what: str, exc: BaseException) -> AuditUnavailable:
-    if is_storage_full(exc):
+def _write_failed(what: str, exc: BaseException, directory: Path) -> AuditUnavailable:
+    if is_storage_full(exc, directory):
         return AuditStorageFull(f"{what}: the disk is full (nothing was recorded, so nothing was done; retry when "
                                 "space is freed).")
     return AuditUnavailable(f"{what}: {exc}")

@@ -25,7 +25,7 @@ def _full_disk(path: str) -> Iterator[None]:
     try:
         yield
     except sqlite3.Error as exc:
-        if is_storage_full(exc):
+        if is_storage_full(exc, None if path == ":memory:" else Path(path).parent):
             raise storage_full(f"Could not write to {Path(path).name}", exc) from exc
         raise
 

@@ -284,7 +284,7 @@ class SqliteIndexStore:
                         self._w.execute("ROLLBACK")
                     raise
             except self._apsw.Error as exc:
-                if is_storage_full(exc):
+                if is_storage_full(exc, None if self.path == ":memory:" else Path(self.path).parent):
                     raise storage_full("Could not write to the knowledge index", exc) from exc
                 raise
 
