@@ -14,9 +14,10 @@ file is deleted (``--keep`` keeps it). Run it under the shared lock: ``flock /tm
 
 ``--profile tuned`` runs ``inhouse tune`` first with a reduced candidate set (the model's own weights only,
 one repeat: threads, attention/KV, batch and prefill chunk within ``--tune-budget-s``; docs/capacity.md
-says why) and serves with the profile; ``both`` measures defaults and tuned in the same run. ``--amx
-on,off`` measures both AMX weight-buffer states where the CPU has AMX (``INHOUSE_ENGINE__AMX``); elsewhere
-it is recorded as not available.
+says why) and serves with the profile; ``both`` measures defaults and tuned in the same run.
+``--weight-buffers amx,repack`` measures AMX on and off (the hardware probe's ``engine.weight_buffers``)
+where the CPU has AMX; elsewhere ``amx`` is recorded as not available and skipped (``repack,plain``
+measures llama.cpp's CPU weight repacking on and off on any CPU).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from benchmarks.servers import inhouse_env, inhouse_spec, running_server
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SHAPES_DIR = Path.home() / ".cache" / "inhouse-bench" / "shapes"
-AMX_ENV = "INHOUSE_ENGINE__AMX"  # the hardware probe's AMX weight-buffer setting
+WEIGHT_BUFFERS_ENV = "INHOUSE_ENGINE__WEIGHT_BUFFERS"  # the hardware probe's setting: auto|amx|repack|plain
 
 
 def tree_pids(root: int) -> list[int]:
@@ -306,10 +307,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--shapes-dir", type=Path, default=SHAPES_DIR, help="where shape files and data dirs go")
     p.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
     p.add_argument("--keep", action="store_true", help="keep the shape file (deleted after measuring otherwise)")
+    p.add_argument("--keep-q8", action="store_true",
+                   help="keep the Q8_0 file a Q4 file is made from (for the next quantization's run)")
     p.add_argument("--generate-only", action="store_true", help="make the file and stop")
     p.add_argument("--profile", choices=["default", "tuned", "both"], default="default")
     p.add_argument("--tune-budget-s", type=float, default=900.0)
-    p.add_argument("--amx", default="auto", help="'auto' (current state), or 'on,off' to measure both where AMX exists")
+    p.add_argument("--weight-buffers", default="auto",
+                   help="comma list of engine.weight_buffers states to measure: auto, amx, repack, plain")
     p.add_argument("--no-baseline", action="store_true", help="skip the in-process llama-cpp-python baseline")
     p.add_argument("--clients", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4, 8])
     p.add_argument("--decode-tokens", type=int, default=64)
@@ -333,7 +337,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     started = dt.datetime.now()
     stamp = started.strftime("%Y%m%d-%H%M%S")
     t0 = time.perf_counter()
-    path = shapegen.build_shape(shape, args.quant, args.shapes_dir, threads=N_THREADS, say=say)
+    path = shapegen.build_shape(shape, args.quant, args.shapes_dir, threads=N_THREADS, keep_q8=args.keep_q8, say=say)
     generate_s = time.perf_counter() - t0
     say(f"{path.name}: {path.stat().st_size / 1e9:.2f} GB")
     if args.generate_only:
@@ -353,11 +357,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     cpu = detect_cpu()
     res["meta"]["cpu"] = cpu.summary()
-    amx_states = [s.strip() for s in args.amx.split(",")] if args.amx != "auto" else ["auto"]
-    if amx_states != ["auto"] and not cpu.has("amx_int8"):
-        res["meta"]["amx"] = f"not available on this CPU ({cpu.model_name}); measured the default state only"
+    states = [x.strip() for x in args.weight_buffers.split(",") if x.strip()] or ["auto"]
+    if "amx" in states and not cpu.has("amx_int8"):
+        res["meta"]["amx"] = f"not available on this CPU ({cpu.model_name}): the amx state was skipped"
         say(res["meta"]["amx"])
-        amx_states = ["auto"]
+        states = [x for x in states if x != "amx"] or ["auto"]
     engine_env: dict[str, str] = {}
     if args.n_ctx:
         engine_env["INHOUSE_ENGINE__N_CTX"] = str(args.n_ctx)
@@ -375,11 +379,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for label in labels:
             if label == "tuned":
                 run.tune(name, data_dirs["tuned"])
-            for amx in amx_states:
+            for state in states:
                 env = dict(engine_env)
-                if amx != "auto":
-                    env[AMX_ENV] = "true" if amx == "on" else "false"
-                run.server_block(label if amx == "auto" else f"{label}-amx-{amx}", data_dirs[label], env)
+                if state != "auto":
+                    env[WEIGHT_BUFFERS_ENV] = state
+                run.server_block(label if state == "auto" else f"{label}-{state}", data_dirs[label], env)
         run.runner.bandwidth("after")
     finally:
         run.runner.kill_children()
