@@ -167,3 +167,18 @@ def for_isa(cal: Calibration, flags: Iterable[str]) -> Calibration:
     if "avx512f" not in flags and "avx2" in flags:
         return replace(cal, prefill_gflops_per_core={k: v / 2 for k, v in cal.prefill_gflops_per_core.items()})
     return cal
+
+
+# Measured on this project's box (2-core AMD EPYC Zen 5, AVX-512 VNNI/BF16, 41-47 GB/s read): docs/capacity.md
+# says which runs. Other instruction sets go through ``for_isa``.
+CALIBRATION = Calibration(
+    bandwidth_efficiency=0.85,
+    prefill_gflops_per_core={"Q4_0": 230.0, "Q4_K_M": 230.0, "Q8_0": 230.0},
+    batch_efficiency=0.4,
+)
+
+
+def describe_row(row: CapacityRow, per_user_tok_s: float = 10.0) -> str:
+    """One line for ``inhouse doctor``: "7B Q4_K_M ≈ 9.8 tok/s, 0 users at 10 tok/s (RAM 8.6 GB)"."""
+    return (f"{row.model} ≈ {row.decode_tok_s:.1f} tok/s, {row.users} users at {per_user_tok_s:g} tok/s "
+            f"(RAM {row.ram_bytes / GB:.1f} GB at n_ctx 8192)")
