@@ -1,7 +1,9 @@
 """``python -m benchmarks.capacity_check [RESULT.json …]``: the capacity model against measured shapes.
 
 For every result of ``benchmarks.shapes`` (default: all ``benchmarks/results/shapes-*.json``), predict
-single-stream decode, prefill and the aggregate at each measured client count from the model's bytes and
+single-stream decode, prefill and the per-stream rate at each measured client count (1 / the decode step
+time, against 1 / the measured inter-token p50: the aggregates also hold the clients' prefills) from the
+model's bytes and
 parameters, the bandwidth measured in that run, the cores it ran on and the calibration in
 ``inhouse.hardware.capacity`` — and print them next to what was measured (docs/capacity.md).
 """
@@ -13,7 +15,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from inhouse.hardware.capacity import CALIBRATION, Machine, ModelSize, decode_tok_s, prefill_tok_s, step_s
+from inhouse.hardware.capacity import (
+    CALIBRATION,
+    MACHINE_CLASSES,
+    REFERENCE_MODELS,
+    Machine,
+    ModelSize,
+    capacity_row,
+    decode_tok_s,
+    prefill_tok_s,
+    step_s,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -36,9 +48,10 @@ def check(res: dict[str, Any], cores: int = 2) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"model": model.name, "run": label, "bandwidth_gb_s": box.bandwidth_gb_s}
         pairs = [("decode", decode_tok_s(model, box, CALIBRATION, context=64), m.get("decode_tok_s")),
                  ("prefill", prefill_tok_s(model, box, CALIBRATION), m.get("prefill_tok_s"))]
-        for n, measured in (m.get("aggregate_by_clients") or {}).items():
+        for n, itl in (m.get("itl_p50_by_clients") or {}).items():
             b = int(n)
-            pairs.append((f"aggregate@{b}", b / step_s(model, box, CALIBRATION, b, context=64), measured))
+            pairs.append((f"per-stream@{b}", 1 / step_s(model, box, CALIBRATION, b, context=64),
+                          1 / itl if itl else None))
         for name, predicted, measured in pairs:
             row[name] = {"predicted": predicted, "measured": measured,
                          "error": (predicted / measured - 1) if measured else None}
@@ -46,8 +59,25 @@ def check(res: dict[str, Any], cores: int = 2) -> list[dict[str, Any]]:
     return rows
 
 
+def table() -> str:
+    """docs/capacity.md's table: every reference model on every machine class."""
+    lines = ["| model | RAM (n_ctx 8192) | " + " | ".join(m.label for m in MACHINE_CLASSES) + " |",
+             "|---|---|" + "---|" * len(MACHINE_CLASSES)]
+    for model in REFERENCE_MODELS:
+        cells = []
+        for m in MACHINE_CLASSES:
+            row = capacity_row(model, m, CALIBRATION)
+            cells.append(f"{row.decode_tok_s:.1f} tok/s · {row.users} users · {row.prefill_tok_s:.0f} pp")
+        ram = capacity_row(model, MACHINE_CLASSES[0], CALIBRATION).ram_bytes / 1e9
+        lines.append(f"| {model.name} | {ram:.1f} GB | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = argv if argv is not None else sys.argv[1:]
+    if args == ["--table"]:
+        print(table())
+        return []
     paths = [Path(a) for a in args] or sorted(RESULTS.glob("shapes-*.json"))
     out = []
     for path in paths:

@@ -300,3 +300,45 @@ def build_shape(s: Shape, quant: str, out_dir: Path, *, vocab_dir: Path | None =
     if made_q8 and not keep_q8:
         q8.unlink()
     return target
+
+
+# -- file sizes without writing the files ------------------------------------------------------------------
+
+# bytes per weight of the ggml types llama.cpp's quantizer picks here
+_BPW = {"Q4_0": 18 / 32, "Q5_0": 22 / 32, "Q8_0": 34 / 32, "Q4_K": 144 / 256, "Q5_K": 176 / 256, "Q6_K": 210 / 256}
+_FALLBACK = {"Q4_K": "Q5_0", "Q5_K": "Q5_0", "Q6_K": "Q8_0"}  # rows not a multiple of 256 (llama-quant.cpp)
+
+
+def _more_bits(i: int, n: int) -> bool:
+    return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
+
+
+def tensor_type(s: Shape, name: str, shape: tuple[int, ...], quant: str) -> str:
+    """The type llama.cpp 0.3.36's ``llama_model_quantize`` gives a weight of ``s`` for ``quant`` (without an
+    imatrix): the rules of src/llama-quant.cpp that apply to these four architectures."""
+    if quant == "q8_0":
+        return "Q8_0"
+    base = {"q4_0": "Q4_0", "q4_k_m": "Q4_K"}[quant]
+    kind = name.split(".")[-2]
+    layer = int(name.split(".")[1]) if name.startswith("blk.") else -1
+    if kind == "output" or (quant == "q4_k_m" and kind in ("attn_v", "ffn_down") and _more_bits(layer, s.n_layer)):
+        t = "Q6_K"
+    elif quant == "q4_k_m" and kind == "attn_qkv":
+        t = "Q5_K"
+    else:
+        t = base
+    return _FALLBACK[t] if t in _FALLBACK and shape[1] % 256 else t
+
+
+def estimated_bytes(s: Shape, quant: str) -> dict[str, int]:
+    """Tensor bytes of the ``quant`` file of ``s`` (weights, what a decode step reads, params) without making
+    it; equal to the generated files' bytes (tests/unit/bench checks the rule on the files measured)."""
+    total = read = 0
+    for name, shape, kind in tensor_plan(s):
+        n = _n_elements(shape)
+        size = int(n * _BPW[tensor_type(s, name, shape, quant)]) if kind == "weight" else n * 4
+        total += size
+        if name != "token_embd.weight":
+            read += size
+    return {"weight_bytes": total, "read_bytes": read, "params": s.n_params,
+            "kv_bytes_per_token": s.n_layer * 2 * s.n_head_kv * s.head_dim * 2}

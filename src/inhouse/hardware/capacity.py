@@ -172,9 +172,10 @@ def for_isa(cal: Calibration, flags: Iterable[str]) -> Calibration:
 # Measured on this project's box (2-core AMD EPYC Zen 5, AVX-512 VNNI/BF16, 41-47 GB/s read): docs/capacity.md
 # says which runs. Other instruction sets go through ``for_isa``.
 CALIBRATION = Calibration(
-    bandwidth_efficiency=0.85,
-    prefill_gflops_per_core={"Q4_0": 230.0, "Q4_K_M": 230.0, "Q8_0": 230.0},
-    batch_efficiency=0.4,
+    bandwidth_efficiency=0.92,  # Llama-2-7B shape, Q8_0: 0.94 of the numpy read bandwidth
+    prefill_gflops_per_core={"Q4_0": 232.0, "Q4_K_M": 150.0, "Q8_0": 103.0},  # Llama-2-7B shape prefill
+    decode_gb_s_per_core={"Q4_0": 19.1},  # Llama-2-7B shape, Q4_0: 10.2 tok/s × 3.75 GB read on 2 cores
+    batch_efficiency=1.0,  # Llama-2-7B shape: each extra stream in a step costs ~2 × params / prefill rate
 )
 
 
@@ -182,3 +183,38 @@ def describe_row(row: CapacityRow, per_user_tok_s: float = 10.0) -> str:
     """One line for ``inhouse doctor``: "7B Q4_K_M ≈ 9.8 tok/s, 0 users at 10 tok/s (RAM 8.6 GB)"."""
     return (f"{row.model} ≈ {row.decode_tok_s:.1f} tok/s, {row.users} users at {per_user_tok_s:g} tok/s "
             f"(RAM {row.ram_bytes / GB:.1f} GB at n_ctx 8192)")
+
+
+# The seed's models in the quantizations benchmarks/shapes.py measures: parameters, tensor bytes, bytes a
+# decode step reads and f16 KV bytes per token, from benchmarks/shapegen.py (``estimated_bytes``: llama.cpp's
+# own type rules; tests/unit/bench keeps these equal to it and to the generated files).
+REFERENCE_MODELS: tuple[ModelSize, ...] = (
+    ModelSize("Llama-2-7B", "Q4_0", 6_738_415_616, 3_825_065_984, 3_751_337_984, 524_288),
+    ModelSize("Llama-2-7B", "Q4_K_M", 6_738_415_616, 4_080_263_168, 4_006_535_168, 524_288),
+    ModelSize("Llama-2-7B", "Q8_0", 6_738_415_616, 7_160_348_672, 7_021_084_672, 524_288),
+    ModelSize("Llama-2-13B", "Q4_0", 13_015_864_320, 7_365_089_280, 7_272_929_280, 819_200),
+    ModelSize("Llama-2-13B", "Q4_K_M", 13_015_864_320, 7_865_210_880, 7_773_050_880, 819_200),
+    ModelSize("Llama-2-13B", "Q8_0", 13_015_864_320, 13_830_574_080, 13_656_494_080, 819_200),
+    ModelSize("ChatGLM2-6B", "Q4_0", 6_243_584_000, 3_581_927_424, 3_432_112_128, 28_672),
+    ModelSize("ChatGLM2-6B", "Q4_K_M", 6_243_584_000, 4_138_852_352, 3_989_037_056, 28_672),
+    ModelSize("ChatGLM2-6B", "Q8_0", 6_243_584_000, 6_634_872_832, 6_351_888_384, 28_672),
+    ModelSize("Qwen2.5-7B", "Q4_0", 7_615_616_512, 4_425_437_184, 4_118_876_160, 57_344),
+    ModelSize("Qwen2.5-7B", "Q4_K_M", 7_615_616_512, 4_677_120_000, 4_370_558_976, 57_344),
+    ModelSize("Qwen2.5-7B", "Q8_0", 7_615_616_512, 8_092_571_648, 7_513_511_936, 57_344),
+)
+
+# Machine classes of docs/capacity.md's table (physical cores, measured read bandwidth).
+MACHINE_CLASSES: tuple[Machine, ...] = (
+    Machine(2, 45.0, "2 cores, 45 GB/s (this box)"),
+    Machine(8, 60.0, "8 cores, 60 GB/s (desktop, 2-ch DDR5)"),
+    Machine(16, 89.0, "16 cores, 89 GB/s (Xeon VM of issue 16)"),
+    Machine(32, 250.0, "32 cores, 250 GB/s (8-ch DDR5 server)"),
+    Machine(64, 400.0, "64 cores, 400 GB/s (12-ch DDR5 server)"),
+)
+
+
+def reference_model(label: str, quant: str) -> ModelSize:
+    for m in REFERENCE_MODELS:
+        if m.label == label and m.quant == quant.upper():
+            return m
+    raise KeyError(f"no reference model {label} {quant}")
