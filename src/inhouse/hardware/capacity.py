@@ -179,12 +179,6 @@ CALIBRATION = Calibration(
 )
 
 
-def describe_row(row: CapacityRow, per_user_tok_s: float = 10.0) -> str:
-    """One line for ``inhouse doctor``: "7B Q4_K_M ≈ 9.8 tok/s, 0 users at 10 tok/s (RAM 8.6 GB)"."""
-    return (f"{row.model} ≈ {row.decode_tok_s:.1f} tok/s, {row.users} users at {per_user_tok_s:g} tok/s "
-            f"(RAM {row.ram_bytes / GB:.1f} GB at n_ctx 8192)")
-
-
 # The seed's models in the quantizations benchmarks/shapes.py measures: parameters, tensor bytes, bytes a
 # decode step reads and f16 KV bytes per token, from benchmarks/shapegen.py (``estimated_bytes``: llama.cpp's
 # own type rules; tests/unit/bench keeps these equal to it and to the generated files).
@@ -218,3 +212,15 @@ def reference_model(label: str, quant: str) -> ModelSize:
         if m.label == label and m.quant == quant.upper():
             return m
     raise KeyError(f"no reference model {label} {quant}")
+
+
+def this_machine_line(cores: int, bandwidth_gb_s: float, flags: Iterable[str], *, label: str = "Llama-2-7B",
+                      quant: str = "Q4_K_M", per_user_tok_s: float = 10.0) -> str:
+    """The capacity row ``inhouse doctor`` prints for the machine it runs on, e.g.
+    "on this machine: 7B Q4_K_M ≈ 10.0 tok/s, 0 users at 10 tok/s (RAM 9.4 GB at n_ctx 8192)"."""
+    model = reference_model(label, quant)
+    row = capacity_row(model, Machine(cores, bandwidth_gb_s), for_isa(CALIBRATION, flags),
+                       per_user_tok_s=per_user_tok_s)
+    size = label.rsplit("-", 1)[-1]
+    return (f"on this machine: {size} {model.quant} ≈ {row.decode_tok_s:.1f} tok/s, {row.users} users at "
+            f"{per_user_tok_s:g} tok/s (RAM {row.ram_bytes / GB:.1f} GB at n_ctx 8192)")

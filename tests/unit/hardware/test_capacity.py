@@ -81,3 +81,15 @@ def test_isa_adjusts_prefill_not_bandwidth() -> None:
     assert for_isa(CAL, ["avx2", "avx512f"]) == CAL
     box = Machine(16, 89.0)
     assert decode_tok_s(SEVEN_B, box, amx) == pytest.approx(decode_tok_s(SEVEN_B, box, CAL))
+
+
+def test_this_machine_line_names_size_quant_rate_and_users() -> None:
+    from inhouse.hardware.capacity import this_machine_line
+
+    here = this_machine_line(2, 45.0, ["avx2", "avx512f"])
+    assert here.startswith("on this machine: 7B Q4_K_M ≈ ") and "users at 10 tok/s" in here
+    big = this_machine_line(32, 250.0, ["avx2", "avx512f"])
+    users = lambda line: int(line.split("tok/s, ")[1].split(" users")[0])  # noqa: E731
+    assert users(big) > users(here)
+    with pytest.raises(KeyError):
+        this_machine_line(2, 45.0, [], label="Llama-2-70B")
