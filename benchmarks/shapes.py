@@ -29,6 +29,7 @@ import datetime as dt
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -359,6 +360,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     log_dir.mkdir(parents=True, exist_ok=True)
     run = ShapeRun(args, model, data_dirs, log_dir)
     res = run.res
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        # Unwind through every ``finally``: the server is stopped and the shape file deleted, not orphaned.
+        run.runner.kill_children()
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     res["facts"] = header_facts(path)
     res["meta"] = {"model": name, "shape": shape.title, "quant": args.quant, "started": started.isoformat(),
                    "command": "python -m benchmarks.shapes " + " ".join(argv if argv is not None else sys.argv[1:]),
