@@ -55,6 +55,10 @@ class Calibration:
     prefill_gflops_per_core: Mapping[str, float] = field(default_factory=dict)  # by quant, matrix-matrix
     decode_gb_s_per_core: Mapping[str, float] = field(default_factory=dict)  # by quant; absent = no ceiling
     batch_efficiency: float = 0.4  # e_b
+    batch_efficiency_by_quant: Mapping[str, float] = field(default_factory=dict)  # overrides e_b per quant
+
+    def batch(self, quant: str) -> float:
+        return self.batch_efficiency_by_quant.get(quant.upper(), self.batch_efficiency)
 
     def prefill_flops(self, quant: str, cores: int) -> float:
         per_core = self.prefill_gflops_per_core.get(quant.upper())
@@ -100,7 +104,7 @@ def step_s(model: ModelSize, m: Machine, cal: Calibration, batch: int, context: 
     if batch < 1:
         raise ValueError("batch must be at least 1")
     t1, _ = first_token_s(model, m, cal)
-    extra = (batch - 1) * 2 * model.params / (cal.batch_efficiency * cal.prefill_flops(model.quant, m.cores))
+    extra = (batch - 1) * 2 * model.params / (cal.batch(model.quant) * cal.prefill_flops(model.quant, m.cores))
     kv = batch * context * model.kv_bytes_per_token / _mem_rate(m, cal)
     return t1 + extra + kv
 
@@ -172,10 +176,15 @@ def for_isa(cal: Calibration, flags: Iterable[str]) -> Calibration:
 # Measured on this project's box (2-core AMD EPYC Zen 5, AVX-512 VNNI/BF16, 41-47 GB/s read): docs/capacity.md
 # says which runs. Other instruction sets go through ``for_isa``.
 CALIBRATION = Calibration(
-    bandwidth_efficiency=0.92,  # Llama-2-7B shape, Q8_0: 0.94 of the numpy read bandwidth
-    prefill_gflops_per_core={"Q4_0": 232.0, "Q4_K_M": 150.0, "Q8_0": 103.0},  # Llama-2-7B shape prefill
-    decode_gb_s_per_core={"Q4_0": 19.1},  # Llama-2-7B shape, Q4_0: 10.2 tok/s × 3.75 GB read on 2 cores
-    batch_efficiency=1.0,  # Llama-2-7B shape: each extra stream in a step costs ~2 × params / prefill rate
+    # Llama-2-7B shape, Q8_0: 6.24 tok/s × 7.02 GB read ÷ 46.5 GB/s = 0.94 of the numpy read bandwidth
+    bandwidth_efficiency=0.92,
+    # prefill of a 1.5k-token prompt: Q4_0 and Q8_0 on the 7B shape, Q4_K_M on the 13B shape (14.3 tok/s)
+    prefill_gflops_per_core={"Q4_0": 232.0, "Q4_K_M": 186.0, "Q8_0": 103.0},
+    # Llama-2-7B shape, Q4_0: 10.2 tok/s × 3.75 GB read on 2 cores (below the bandwidth: the cores decide)
+    decode_gb_s_per_core={"Q4_0": 19.1},
+    # inter-token p50 at 1, 4 and 8 clients: each extra stream costs 2 × params ÷ (e_b × prefill rate)
+    batch_efficiency=1.0,
+    batch_efficiency_by_quant={"Q4_0": 0.94, "Q8_0": 1.0, "Q4_K_M": 0.72},
 )
 
 
