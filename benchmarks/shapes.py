@@ -207,7 +207,9 @@ class ShapeRun:
                     f"{block['memory_after_load']['rss_bytes'] / 2**30:.2f} GiB")
                 target = ChatTarget(server.base_url, self.model.serve_name)
                 block.update(asyncio.run(self.scenarios(target, label, server.pid)))
-                block["log_tail"] = server.log_path.read_text(errors="replace")[-2000:]
+                # The first serve on an empty data dir prints an admin key: never into a committed result.
+                tail = server.log_path.read_text(errors="replace")[-2000:]
+                block["log_tail"] = re.sub(r"ih_[A-Za-z0-9_]+", "ih_…", tail)
         except Exception as exc:  # partial numbers beat none; the JSON says what failed
             self.runner._record_failure(f"server {label}", exc)
             block = {"error": str(exc)}
