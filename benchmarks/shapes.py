@@ -40,10 +40,10 @@ from benchmarks import scenarios, shapegen
 from benchmarks.client import ChatTarget, build_client
 from benchmarks.modelref import ModelRef
 from benchmarks.prompts import RAG_QUESTIONS
+from benchmarks.results import RESULTS_DIR, write_results
 from benchmarks.run import N_THREADS, QuietPolicy, Runner, run_inproc, say
 from benchmarks.servers import inhouse_env, inhouse_spec, running_server
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SHAPES_DIR = Path.home() / ".cache" / "inhouse-bench" / "shapes"
 WEIGHT_BUFFERS_ENV = "INHOUSE_ENGINE__WEIGHT_BUFFERS"  # the hardware probe's setting: auto|amx|repack|plain
 
@@ -413,9 +413,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             say(f"deleted {path}")
     res["summary"] = summarize(res)
     res["meta"]["duration_s"] = time.perf_counter() - t0
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    out = args.out_dir / f"shapes-{name}-{stamp}.json"
-    out.write_text(json.dumps(res, indent=1, default=str))
+    out = write_results(res, args.out_dir / f"shapes-{name}-{stamp}.json", indent=1)
     print(json.dumps(res["summary"], indent=1, default=str))
     say(f"wrote {out} ({res['meta']['duration_s']:.0f} s)")
     return res
