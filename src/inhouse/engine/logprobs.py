@@ -8,7 +8,8 @@ A request that does not ask is never registered: its decode step does not touch 
 Prompt positions: the row of position ``q`` predicts the token at ``q + 1``. Within one batch item the first
 ``n - 1`` rows predict the item's own tokens; its last row predicts either the sampled token (the last prompt
 chunk) or the first token of the next chunk, so its log-softmax is kept until then. A preempted request is
-recomputed from position 0: positions already reported are skipped.
+recomputed from position 0: positions already reported are skipped. The first prompt token has nothing before it:
+its entry carries its piece and a log-probability of 0.0 (shown as null on the wire).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def token_logprob(lp: np.ndarray, token: int, k: int, piece: Callable[[int], byt
 class _Wish:
     sampled_k: int | None
     prompt_k: int | None
-    next_pos: int = 1  # the next prompt position to report (position 0 has nothing before it)
+    next_pos: int = 0  # the next prompt position to report
     pending: np.ndarray | None = None  # log-softmax of the last row of the previous prompt chunk
     prompt_done: bool = False  # the first token was sampled: the rest are generated tokens
     out: StepLogprobs = field(default_factory=StepLogprobs)
@@ -90,6 +91,10 @@ class LogprobRecorder:
         last: np.ndarray | None = None
         if w.prompt_k is not None and not w.prompt_done:
             k = w.prompt_k
+            if item.pos0 == 0 and w.next_pos == 0:  # nothing predicts the first token: its piece, logprob 0.0
+                first = item.tokens[0]
+                w.out.prompt.append(TokenLogprob(first, self._piece(first), 0.0))
+                w.next_pos = 1
             if w.pending is not None and item.pos0 == w.next_pos:
                 w.out.prompt.append(token_logprob(w.pending, item.tokens[0], k, self._piece))
                 w.next_pos += 1

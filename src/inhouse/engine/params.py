@@ -130,5 +130,5 @@ class Delta:
     # text (none for the end-of-generation token).
     logprobs: list[TokenLogprob] | None = None
     # When the request asked (``SamplingParams.prompt_logprobs``), on its first delta: one entry per prompt token
-    # after the first (the first has nothing before it to be predicted from).
+    # (the first has nothing before it to be predicted from: logprob 0.0, no alternatives).
     prompt_logprobs: list[TokenLogprob] | None = None

@@ -303,8 +303,9 @@ class BackendContract:
         finally:
             backend.end_request("req_plp")
         entries = first + rest.prompt
-        assert [e.token for e in entries] == list(prompt[1:]), "one entry per prompt token after the first"
-        assert all(e.logprob <= 0 and len(e.top) == 2 for e in entries)
+        assert [e.token for e in entries] == list(prompt), "one entry per prompt token"
+        assert (entries[0].logprob, entries[0].top) == (0.0, ()), "nothing predicts the first"
+        assert all(e.logprob <= 0 and len(e.top) == 2 for e in entries[1:])
         assert rest.sampled is not None and rest.sampled.token == token and rest.sampled.top == ()
 
     # -- lifecycle -----------------------------------------------------------------------------------
