@@ -119,7 +119,8 @@ def test_echo_of_token_ids_spells_the_prompt(client: TestClient) -> None:
 def test_completion_logprobs_stream_with_running_offsets(client: TestClient) -> None:
     events = sse(client.post("/v1/completions", json={"model": MODEL, "prompt": "x", "logprobs": 0,
                                                        "max_tokens": 5, "stream": True}).text)
-    offsets = [o for e in events[:-1] if e["choices"][0]["logprobs"] for o in e["choices"][0]["logprobs"]["text_offset"]]
+    logprobs = [e["choices"][0]["logprobs"] for e in events[:-1]]
+    offsets = [o for lp in logprobs if lp for o in lp["text_offset"]]
     assert offsets == [0, 1, 2, 3, 4]
 
 

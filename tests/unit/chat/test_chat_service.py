@@ -130,7 +130,8 @@ def test_sampling_translation() -> None:
 
 @pytest.mark.parametrize("bad", [
     {"messages": []}, {"messages": "hi"}, {"messages": [{"role": "robot", "content": "x"}]},
-    {"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, {"n": 9}, {"top_logprobs": 3}, {"logprobs": True, "top_logprobs": 21},
+    {"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, {"n": 9},
+    {"top_logprobs": 3}, {"logprobs": True, "top_logprobs": 21},
     {"tools": [{"type": "function", "function": {}}]}, {"model": ""},
 ])
 def test_invalid_chat_requests(service: ChatService, bad: dict[str, Any]) -> None:
