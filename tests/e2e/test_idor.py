@@ -55,8 +55,9 @@ ROUTES: dict[tuple[str, str], dict[str, Any]] = {
     ("PATCH", "/v1/apps/schedule/events/{event_id}"): {"json": {"title": "pwned", "status": "cancelled"}},
     ("DELETE", "/v1/apps/schedule/events/{event_id}"): NO_BODY,
 }
-# Path parameters that name no resource (the web UI's static files).
-NOT_IDS = ("/static/{name}",)
+# Path parameters that name no one's resource: the web UI's static files, and the model catalogue (every caller
+# allowed models:read sees all of it; an unknown id is the same 404 for everyone).
+NOT_IDS = ("/static/{name}", "/v1/models/{model_id:path}")
 # Resources of one person (chat history): not even an admin reaches another person's.
 PERSONAL = ("{conversation_id}", "{event_id}")
 # Resources the victim's department shares with the whole group: a colleague from the same department may

@@ -164,3 +164,11 @@ def test_overloaded_has_retry_after(make_services: Any, monkeypatch: pytest.Monk
         resp = c.get("/v1/models")
         assert_error_shape(resp, 429)
         assert resp.headers["retry-after"] == "3"
+
+
+def test_union_members_are_not_named_as_fields() -> None:
+    from inhouse.api.errors import _field_name
+
+    assert _field_name(("body", "prompt", "constrained-str")) == "prompt"
+    assert _field_name(("body", "stop", "list[constrained-str]", 3)) == "stop.3"
+    assert _field_name(("body", "messages", 0, "content", "str")) == "messages.0.content"

@@ -105,15 +105,56 @@ def test_members_need_access_and_cannot_manage(admin: TestClient, kb_services: A
         assert m.patch(url, json={"access": {"groups": ["x"]}}).status_code == 403
 
 
+EMBED = "fake-trigram"  # the FakeEmbedder's name, as multilingual-e5-small is the real one's
+
+
 def test_embeddings_openai_shape(admin: TestClient) -> None:
-    r = admin.post("/v1/embeddings", json={"model": "e5", "input": ["hello", "world"]})
+    r = admin.post("/v1/embeddings", json={"model": EMBED, "input": ["hello", "world"]})
     body = r.json()
     assert r.status_code == 200 and body["object"] == "list" and len(body["data"]) == 2
+    assert body["model"] == EMBED
     assert len(body["data"][0]["embedding"]) == 384 and body["usage"]["prompt_tokens"] > 0
-    b64 = admin.post("/v1/embeddings", json={"input": "hello", "encoding_format": "base64"}).json()
+    b64 = admin.post("/v1/embeddings", json={"model": EMBED, "input": "hello", "encoding_format": "base64"}).json()
     vec = np.frombuffer(base64.b64decode(b64["data"][0]["embedding"]), dtype="<f4")
     assert vec.shape == (384,) and abs(float(np.linalg.norm(vec)) - 1) < 1e-4
-    assert admin.post("/v1/embeddings", json={"input": []}).status_code == 400
+    assert admin.post("/v1/embeddings", json={"model": EMBED, "input": []}).status_code == 400
+
+
+def test_embedding_models_are_listed_and_others_refused(admin: TestClient) -> None:
+    listed = {m["id"]: m for m in admin.get("/v1/models").json()["data"]}
+    assert listed[EMBED]["input_type"] == "passage" and listed[EMBED + ":query"]["input_type"] == "query"
+    assert admin.get(f"/v1/models/{EMBED}:query").json()["type"] == "embedding"
+    for model in ("text-embedding-3-small", EMBED + ":other", "fake-model"):
+        r = admin.post("/v1/embeddings", json={"model": model, "input": "x"})
+        assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+        assert EMBED + ":query" in r.json()["error"]["message"], "the message lists what exists"
+
+
+def test_query_and_passage_embeddings_by_model_id(admin: TestClient, kb_services: Any) -> None:
+    def vec(model: str, **kw: Any) -> list[float]:
+        return admin.post("/v1/embeddings", json={"model": model, "input": "annual leave", **kw}).json()[
+            "data"][0]["embedding"]
+
+    calls = kb_services.kb.embedder.calls
+    vec(EMBED)
+    vec(EMBED + ":passage")
+    assert kb_services.kb.embedder.calls == calls + 2, "passages go through embed_passages"
+    vec(EMBED + ":query")
+    vec(EMBED, input_type="query")
+    assert kb_services.kb.embedder.calls == calls + 2, "queries through embed_query"
+
+
+def test_token_id_input_is_embedded_as_its_text(admin: TestClient) -> None:
+    by_text = admin.post("/v1/embeddings", json={"model": EMBED, "input": ["hello", "world"]}).json()
+    by_ids = admin.post("/v1/embeddings", json={"model": EMBED, "input": [list(b"hello"), list(b"world")]}).json()
+    assert [d["embedding"] for d in by_ids["data"]] == [d["embedding"] for d in by_text["data"]]
+    one = admin.post("/v1/embeddings", json={"model": EMBED, "input": list(b"hello")}).json()
+    assert one["data"][0]["embedding"] == by_text["data"][0]["embedding"]
+    for bad in ([[100000, 3]], [["a"]], [1, "a"], [[]], [{"x": 1}]):
+        r = admin.post("/v1/embeddings", json={"model": EMBED, "input": bad})
+        assert r.status_code == 400, bad
+        message = r.json()["error"]["message"]
+        assert "constrained" not in message and message.startswith(("'input' must", "These token ids")), message
 
 
 def test_chat_with_knowledge_cites_and_says_not_covered(admin: TestClient, kb_services: Any) -> None:
