@@ -1,4 +1,5 @@
-"""OpenAI-compatible routes: ``/v1/models`` (and ``/v1/models/{id}``), ``/v1/chat/completions``, ``/v1/completions``.
+"""OpenAI-compatible routes: ``/v1/models`` (and ``/v1/models/{id}``), ``/v1/chat/completions``, ``/v1/completions``,
+``/v1/responses`` (and a stored response's ``GET``/``DELETE``).
 
 Thin: a route authenticates (its permission dependency gives the actor), turns the validated body into a
 ``GenerationCall``, lets ``serving.py`` run the request and ``wire.py`` shape the answer.
@@ -6,6 +7,7 @@ Thin: a route authenticates (its permission dependency gives the actor), turns t
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -14,13 +16,16 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from inhouse.api.auth import require
-from inhouse.api.openai import wire
+from inhouse.api.openai import responses_wire, wire
 from inhouse.api.openai.relay import Relayed, external_model_entries
+from inhouse.api.openai.responses import ResponseRequest, answer_messages, build_turn
 from inhouse.api.openai.serving import GenerationCall, NotCovered, Serving
 from inhouse.api.schemas import ChatCompletionRequest, CompletionRequest
-from inhouse.errors import ModelNotFound
+from inhouse.errors import InhouseError, ModelNotFound, NotFound
 from inhouse.kb.embed import embedding_model_ids
 from inhouse.types import Actor
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from inhouse.api.metrics import Metrics
@@ -66,6 +71,41 @@ def add_openai_routes(router: APIRouter, services: Services, metrics: Metrics) -
                           actor: Actor = Depends(require("completions:create"))) -> Response:
         call = GenerationCall("completion", body.model_dump(exclude_unset=True), actor, stream=body.stream)
         return await _respond(call, request, body.stream_options)
+
+    @router.post("/v1/responses")
+    async def create_response(body: ResponseRequest, request: Request,
+                              actor: Actor = Depends(require("responses:create"))) -> Response:
+        previous = None
+        if body.previous_response_id:
+            try:
+                previous = await run_in_threadpool(services.responses.get, actor, body.previous_response_id)
+            except NotFound as exc:
+                raise NotFound(exc.message, param="previous_response_id") from None
+        turn = build_turn(body, previous)
+        outcome = await serving.start(GenerationCall("chat", turn.chat_body, actor, stream=body.stream), request)
+
+        async def store(obj: dict[str, Any], text: str, tool_calls: list[dict[str, Any]]) -> None:
+            if not body.store:
+                return
+            conversation = turn.conversation(answer_messages(text, tool_calls))
+            try:
+                await run_in_threadpool(lambda: services.responses.save(
+                    actor, response_id=turn.id, model=body.model, previous_id=body.previous_response_id,
+                    messages=conversation, input_items=turn.input_items, body=obj))
+            except InhouseError as exc:  # the answer is not lost for it; continuing from it will say not found
+                log.warning("response %s was not stored: %s", turn.id, exc.message)
+
+        return await responses_wire.respond(outcome, turn, store)
+
+    @router.get("/v1/responses/{response_id}")
+    async def get_response(response_id: str, actor: Actor = Depends(require("responses:read"))) -> dict[str, Any]:
+        return (await run_in_threadpool(services.responses.get, actor, response_id)).body
+
+    @router.delete("/v1/responses/{response_id}")
+    async def delete_response(response_id: str,
+                              actor: Actor = Depends(require("responses:write"))) -> dict[str, Any]:
+        await run_in_threadpool(services.responses.delete, actor, response_id)
+        return {"id": response_id, "object": "response", "deleted": True}
 
     async def _respond(call: GenerationCall, request: Request, stream_options: StreamOptions | None) -> Response:
         outcome = await serving.start(call, request)

@@ -51,11 +51,11 @@ def json_response(gen: LocalGeneration, done: Completed) -> JSONResponse:
             add_citations(body, gen.grounding)
     else:
         body = completion_body(p, done)
-    return JSONResponse(body, headers=_headers(gen))
+    return JSONResponse(body, headers=local_headers(gen))
 
 
 def stream_response(gen: LocalGeneration, *, include_usage: bool) -> SSEResponse:
-    return SSEResponse(_chunks(gen, include_usage), headers=_headers(gen))
+    return SSEResponse(_chunks(gen, include_usage), headers=local_headers(gen))
 
 
 def chat_message(result: CompletionResult) -> dict[str, Any]:
@@ -173,7 +173,7 @@ async def _chunks(gen: LocalGeneration, include_usage: bool) -> AsyncIterator[by
         await events.aclose()  # type: ignore[attr-defined]
 
 
-def _headers(gen: LocalGeneration) -> dict[str, str] | None:
+def local_headers(gen: LocalGeneration) -> dict[str, str] | None:
     headers = gen.routed.headers() if gen.routed is not None else {}
     if gen.wake_s is not None:
         headers[WAKE_HEADER] = f"{gen.wake_s * 1000:.0f}"
