@@ -123,9 +123,12 @@ def response_object(turn: Turn, final: Final | None, *, status: str | None = Non
         "store": b.store, "temperature": 1.0 if b.temperature is None else b.temperature, "text": format_of(b),
         "tool_choice": b.tool_choice or "auto", "tools": b.tools or [], "top_p": 1.0 if b.top_p is None else b.top_p,
         "top_logprobs": b.top_logprobs, "truncation": b.truncation or "disabled",
-        "usage": final.usage if final is not None and status in ("completed", "incomplete") else None,
-        "user": b.user, "metadata": b.metadata or {},
+        "metadata": b.metadata or {},
     }
+    if b.user is not None:
+        obj["user"] = b.user
+    if final is not None and status in ("completed", "incomplete"):
+        obj["usage"] = final.usage  # absent until then: the description does not allow null
     if final is not None and final.citations is not None:
         obj["citations"] = final.citations
     return obj

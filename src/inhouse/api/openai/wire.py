@@ -59,7 +59,7 @@ def stream_response(gen: LocalGeneration, *, include_usage: bool) -> SSEResponse
 
 
 def chat_message(result: CompletionResult) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": result.text}
+    message: dict[str, Any] = {"role": "assistant", "content": result.text, "refusal": None}
     if result.tool_calls:
         message["content"] = result.text or None
         calls = tool_call_dicts(result.tool_calls)
@@ -122,7 +122,7 @@ async def _chunks(gen: LocalGeneration, include_usage: bool) -> AsyncIterator[by
         key = "delta" if chat else "text"
         choice = {"index": index, key: delta_or_text, "logprobs": logprobs, "finish_reason": finish}
         body = {**base, "choices": [choice]}
-        if include_usage:
+        if include_usage and chat:
             body["usage"] = None
         return emit(body)
 
@@ -190,7 +190,8 @@ def not_covered_response(answer: NotCovered, *, stream: bool) -> Response:
     if not stream:
         return JSONResponse({
             "id": rid, "object": "chat.completion", "created": created, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
+                         "logprobs": None,
                          "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}, "citations": [],
         })
