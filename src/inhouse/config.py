@@ -36,6 +36,18 @@ class ServerSettings(BaseModel):
     metrics_public: bool = Field(
         False, description="Serve /metrics without an API key (only do this behind a private network)."
     )
+    max_connections: int = Field(
+        1000, ge=1, description="Open HTTP connections at most; beyond, a new one gets 503 with Retry-After."
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="A request's head must arrive within this many seconds of the connection opening "
+        "(or of the previous response), else the connection is closed (idle and slowloris connections)."
+    )
+    write_timeout_s: float = Field(
+        30.0, gt=0, description="A client that reads nothing of its response for this long is disconnected and "
+        "its generation aborted."
+    )
+    keep_alive_s: float = Field(5.0, gt=0, description="Idle time after which a kept-alive connection is closed.")
 
 
 class EngineSettings(BaseModel):
@@ -111,6 +123,11 @@ class GovernanceSettings(BaseModel):
     redact_names: list[str] = Field(
         default_factory=list,
         description="Person names redacted before egress, besides the display names of directory users.",
+    )
+    internal_domains: list[str] = Field(
+        default_factory=list,
+        description="The company's own DNS domains (e.g. qinglan.com.cn): host names and URLs under them are "
+        "redacted before egress like those under .internal, .corp, .local, .lan or private IP addresses.",
     )
 
 
