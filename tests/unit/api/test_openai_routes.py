@@ -52,7 +52,7 @@ def test_chat_non_streaming(client: TestClient) -> None:
     body = resp.json()
     assert body["object"] == "chat.completion" and body["model"] == MODEL
     choice = body["choices"][0]
-    assert choice["message"] == {"role": "assistant", "content": REPLY}
+    assert choice["message"] == {"role": "assistant", "content": REPLY, "refusal": None}
     assert choice["finish_reason"] == "stop"
     usage = body["usage"]
     assert usage["prompt_tokens"] > 0 and usage["completion_tokens"] == len(REPLY) + 1  # + EOS
