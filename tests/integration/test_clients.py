@@ -231,6 +231,11 @@ def test_langchain_chat_openai(server: Server) -> None:
     city = structured.invoke("Paris is the capital of France. Give the city and its country.")
     assert isinstance(city, City) and city.name
 
+    responses = ChatOpenAI(model=SMOL, base_url=server.base, api_key=server.key, temperature=0, max_tokens=16,  # type: ignore[arg-type]
+                           http_client=server.http(), max_retries=0, use_responses_api=True)
+    assert "paris" in responses.invoke("What is the capital of France? One word.").text.lower()
+    assert "".join(c.text for c in responses.stream("Count to three.")).strip()
+
     tooled = ChatOpenAI(model=QWEN, base_url=server.base, api_key=server.key, temperature=0, max_tokens=64,  # type: ignore[arg-type]
                         http_client=server.http(), max_retries=0).bind_tools([WEATHER])
     msg = tooled.invoke("What is the weather in Paris right now?")
