@@ -178,6 +178,36 @@ def test_chat_with_knowledge_cites_and_says_not_covered(admin: TestClient, kb_se
     assert "citations" in last
 
 
+def test_responses_with_knowledge_cite_and_say_not_covered(admin: TestClient, kb_services: Any) -> None:
+    from inhouse.testing.openapi import OpenAISpec
+
+    spec = OpenAISpec.load()
+    cid = admin.post("/v1/collections", json={"name": "hr"}).json()["id"]
+    admin.post(f"/v1/collections/{cid}/documents", files={"file": ("leave.md", LEAVE)})
+    body = {"model": "fake-model", "input": "How many annual leave days after 3 years of service?",
+            "knowledge": {"collections": ["hr"]}}
+    out = admin.post("/v1/responses", json=body).json()
+    assert isinstance(out["citations"], list)
+    spec.check("POST", "/responses", out)
+    far = {**body, "input": "zzz qqq xxx"}
+    nc = admin.post("/v1/responses", json=far).json()
+    assert nc["output"][0]["content"][0]["text"] == NOT_COVERED and nc["citations"] == []
+    spec.check("POST", "/responses", nc)
+    events = [json.loads(line[6:]) for line in admin.post("/v1/responses", json={**body, "stream": True}).text
+              .splitlines() if line.startswith("data: ")]
+    assert isinstance(events[-1]["response"]["citations"], list)
+    assert spec.check_stream("POST", "/responses", events) == len(events)
+    # The chat answers of the same two cases, whole and streamed.
+    chat = {"model": "fake-model", "knowledge": {"collections": ["hr"]}}
+    for question in (body["input"], far["input"]):
+        msgs = [{"role": "user", "content": question}]
+        spec.check("POST", "/chat/completions", admin.post("/v1/chat/completions", json={**chat, "messages": msgs})
+                   .json())
+        streamed = admin.post("/v1/chat/completions", json={**chat, "messages": msgs, "stream": True}).text
+        spec.check_stream("POST", "/chat/completions", [json.loads(line[6:]) for line in streamed.splitlines()
+                                                         if line.startswith("data: {")])
+
+
 def test_upload_limit_is_larger_than_the_body_limit_only_for_uploads(admin: TestClient, kb_services: Any) -> None:
     cid = admin.post("/v1/collections", json={"name": "big"}).json()["id"]
     text = b"# Big\n\n" + (b"x" * 99 + b"\n") * 11_000  # 1.1 MB > server.max_body_bytes (1 MB)
