@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
+from served import BIN, serve
 
 from inhouse.testing.openapi import OpenAISpec
 
@@ -30,18 +27,11 @@ pytestmark = pytest.mark.integration
 SMOL = "smollm2-135m"
 QWEN = "qwen2.5-coder-0.5b"
 E5 = "multilingual-e5-small"
-BIN = Path(sys.executable).parent / "inhouse"
 LEAVE = ("# Leave policy\n\nEvery employee of Example Corp gets 25 days of paid annual leave per calendar year. "
          "Unused leave days may be carried over until the end of March.\n")
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "Get the current weather for a city.",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Validated:
@@ -106,15 +96,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
     cli("models", "pull", QWEN)
     key = cli("keys", "create", "--name", "clients", "--role", "admin").strip().splitlines()[-1].strip()
-    port = free_port()
-    proc = subprocess.Popen([str(BIN), "serve", "--port", str(port), "--model", SMOL], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while not _ready(url):
-            assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.3)
+    with serve(env, SMOL) as url:
         srv = Server(url, key, Validated(OpenAISpec.load()))
         h = {"Authorization": f"Bearer {key}"}
         made = httpx.post(url + "/v1/collections", json={"name": "hr"}, headers=h, timeout=60)
@@ -123,19 +105,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
                         files={"file": ("leave.md", LEAVE.encode(), "text/markdown")})
         assert up.status_code == 201, up.text
         yield srv
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(url + "/ready", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 # -- the openai SDK ------------------------------------------------------------------------------------------
