@@ -66,6 +66,26 @@ class ResponseRequest(BaseModel):
     inhouse: dict[str, Any] | None = None
 
 
+class ResponseObject(BaseModel):
+    """OpenAI's ``response`` object (the fields every answer has; the rest ride along), for the API description."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    object: Literal["response"] = "response"
+    created_at: int
+    status: Literal["completed", "failed", "in_progress", "incomplete"]
+    model: str
+    output: list[dict[str, Any]]
+    usage: dict[str, Any] | None = None
+
+
+class ResponseDeleted(BaseModel):
+    id: str
+    object: Literal["response"] = "response"
+    deleted: bool = True
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(12)}"
 

@@ -18,7 +18,13 @@ from starlette.responses import Response
 from inhouse.api.auth import require
 from inhouse.api.openai import responses_wire, wire
 from inhouse.api.openai.relay import Relayed, external_model_entries
-from inhouse.api.openai.responses import ResponseRequest, answer_messages, build_turn
+from inhouse.api.openai.responses import (
+    ResponseDeleted,
+    ResponseObject,
+    ResponseRequest,
+    answer_messages,
+    build_turn,
+)
 from inhouse.api.openai.serving import GenerationCall, NotCovered, Serving
 from inhouse.api.schemas import ChatCompletionRequest, CompletionRequest
 from inhouse.errors import InhouseError, ModelNotFound, NotFound
@@ -72,7 +78,8 @@ def add_openai_routes(router: APIRouter, services: Services, metrics: Metrics) -
         call = GenerationCall("completion", body.model_dump(exclude_unset=True), actor, stream=body.stream)
         return await _respond(call, request, body.stream_options)
 
-    @router.post("/v1/responses")
+    @router.post("/v1/responses", responses={200: {"model": ResponseObject, "description": "A response object, or "
+                                                  "its typed server-sent events when 'stream' is true."}})
     async def create_response(body: ResponseRequest, request: Request,
                               actor: Actor = Depends(require("responses:create"))) -> Response:
         previous = None
@@ -98,14 +105,14 @@ def add_openai_routes(router: APIRouter, services: Services, metrics: Metrics) -
         return await responses_wire.respond(outcome, turn, store)
 
     @router.get("/v1/responses/{response_id}")
-    async def get_response(response_id: str, actor: Actor = Depends(require("responses:read"))) -> dict[str, Any]:
-        return (await run_in_threadpool(services.responses.get, actor, response_id)).body
+    async def get_response(response_id: str, actor: Actor = Depends(require("responses:read"))) -> ResponseObject:
+        return ResponseObject.model_validate((await run_in_threadpool(services.responses.get, actor, response_id)).body)
 
     @router.delete("/v1/responses/{response_id}")
     async def delete_response(response_id: str,
-                              actor: Actor = Depends(require("responses:write"))) -> dict[str, Any]:
+                              actor: Actor = Depends(require("responses:write"))) -> ResponseDeleted:
         await run_in_threadpool(services.responses.delete, actor, response_id)
-        return {"id": response_id, "object": "response", "deleted": True}
+        return ResponseDeleted(id=response_id)
 
     async def _respond(call: GenerationCall, request: Request, stream_options: StreamOptions | None) -> Response:
         outcome = await serving.start(call, request)
