@@ -50,6 +50,7 @@ ROUTES: dict[tuple[str, str], dict[str, Any]] = {
     ("PUT", "/v1/conversations/{conversation_id}"): {"json": {"title": "pwned"}},
     ("DELETE", "/v1/conversations/{conversation_id}"): NO_BODY,
     ("GET", "/v1/responses/{response_id}"): NO_BODY,
+    ("GET", "/v1/responses/{response_id}/input_items"): NO_BODY,
     ("DELETE", "/v1/responses/{response_id}"): NO_BODY,
     ("GET", "/v1/apps/support/sessions/{session_id}"): NO_BODY,
     ("POST", "/v1/apps/support/sessions/{session_id}/messages"): {"json": {"content": "I want a human"}},

@@ -84,6 +84,19 @@ def test_responses(api: TestClient, spec: OpenAISpec, extra: dict[str, Any]) -> 
 def test_stored_response_models_and_embeddings(api: TestClient, spec: OpenAISpec) -> None:
     made = api.post("/v1/responses", json={"model": MODEL, "input": "Hi"}).json()
     spec.check("GET", "/responses/{response_id}", api.get(f"/v1/responses/{made['id']}").json())
+    items = [{"role": "system", "content": "Be brief."}, {"role": "assistant", "content": "Earlier."},
+             {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": "{}"},
+             {"type": "function_call_output", "call_id": "c1", "output": "sunny"},
+             {"role": "user", "content": [{"type": "input_text", "text": "And now?"}]}]
+    made = api.post("/v1/responses", json={"model": MODEL, "input": items}).json()
+    listed = api.get(f"/v1/responses/{made['id']}/input_items").json()
+    spec.check("GET", "/responses/{response_id}/input_items", listed)
+    assert [i["type"] for i in listed["data"]] == ["message", "function_call_output", "function_call", "message",
+                                                   "message"], "newest first, as OpenAI lists them"
+    page = api.get(f"/v1/responses/{made['id']}/input_items", params={"order": "asc", "limit": 2}).json()
+    rest = api.get(f"/v1/responses/{made['id']}/input_items",
+                   params={"order": "asc", "after": page["last_id"]}).json()
+    assert page["has_more"] and len(page["data"]) + len(rest["data"]) == 5 and not rest["has_more"]
     spec.check("GET", "/models", api.get("/v1/models").json())
     for mid in (MODEL, "fake-trigram:query"):
         spec.check("GET", "/models/{model}", api.get(f"/v1/models/{mid}").json())

@@ -123,3 +123,25 @@ def test_unsupported_input_is_refused_in_the_one_shape(client: TestClient) -> No
         assert r.status_code == 400, bad
         assert set(r.json()["error"]) == {"message", "type", "code", "param"}
     assert client.post("/v1/responses", json={"model": "nope", "input": "x"}).status_code == 404
+
+
+def test_engine_failure_mid_stream_is_response_failed(make_services: Any) -> None:
+    from inhouse.engine.backends.fake import ScriptInput, encode_text
+    from inhouse.testing.openapi import OpenAISpec
+
+    def breaks(inp: ScriptInput) -> int:
+        if len(inp.generated) >= 3:
+            raise RuntimeError("llama.cpp said something private")
+        return encode_text("a")[0]
+
+    s = make_services(fake={"script": breaks})
+    with TestClient(build_app(s), headers={"Authorization": f"Bearer {s.member_key}"}) as c:
+        events = typed_events(c.post("/v1/responses", json={"model": MODEL, "input": "Hi", "stream": True}).text)
+        assert events[-1]["type"] == "response.failed" and "private" not in json.dumps(events)
+        failed = events[-1]["response"]
+        assert failed["status"] == "failed" and failed["error"]["code"] == "server_error"
+        assert "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta") == "aaa"
+        OpenAISpec.load().check_stream("POST", "/responses", events)
+        whole = c.post("/v1/responses", json={"model": MODEL, "input": "Hi"})
+        assert whole.status_code == 500 and "private" not in whole.text
+        assert c.get(f"/v1/responses/{failed['id']}").status_code == 404, "a failed response is not stored"

@@ -80,6 +80,14 @@ class ResponseObject(BaseModel):
     usage: dict[str, Any] | None = None
 
 
+class ItemList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[dict[str, Any]]
+    has_more: bool
+    first_id: str | None
+    last_id: str | None
+
+
 class ResponseDeleted(BaseModel):
     id: str
     object: Literal["response"] = "response"
@@ -235,6 +243,31 @@ def format_of(body: ResponseRequest) -> dict[str, Any]:
     """The ``text`` field of the response object: what was asked, ``{"format": {"type": "text"}}`` by default."""
     fmt = (body.text or {}).get("format")
     return {"format": dict(fmt) if isinstance(fmt, Mapping) else {"type": "text"}}
+
+
+def item_resources(response_id: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Stored input items as OpenAI's item resources (``GET /v1/responses/{id}/input_items``), each with a stable id."""
+    out = []
+    for i, item in enumerate(items):
+        kind, ref = item.get("type", "message"), f"{response_id.removeprefix('resp_')}_{i}"
+        if kind == "message":
+            content = item.get("content")
+            texts = [content] if isinstance(content, str) else [p.get("text", "") for p in content or []
+                                                                  if isinstance(p, Mapping)]
+            role = item.get("role", "user")
+            part_type = "output_text" if role == "assistant" else "input_text"
+            extra: dict[str, Any] = {"annotations": [], "logprobs": []} if role == "assistant" else {}
+            parts = [{"type": part_type, "text": t, **extra} for t in texts]
+            out.append({"id": f"msg_{ref}", "type": "message", "role": role, "status": "completed", "content": parts})
+        elif kind == "function_call":
+            out.append({"id": f"fc_{ref}", "type": "function_call", "status": "completed", "call_id": item["call_id"],
+                        "name": item["name"], "arguments": item["arguments"]})
+        elif kind == "function_call_output":
+            output = item.get("output")
+            text = output if isinstance(output, str) else json.dumps(output)
+            out.append({"id": f"fco_{ref}", "type": "function_call_output", "status": "completed",
+                        "call_id": item["call_id"], "output": text})
+    return out
 
 
 def answer_messages(text: str, tool_calls: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -8,9 +8,9 @@ Thin: a route authenticates (its permission dependency gives the actor), turns t
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
@@ -19,11 +19,13 @@ from inhouse.api.auth import require
 from inhouse.api.openai import responses_wire, wire
 from inhouse.api.openai.relay import Relayed, external_model_entries
 from inhouse.api.openai.responses import (
+    ItemList,
     ResponseDeleted,
     ResponseObject,
     ResponseRequest,
     answer_messages,
     build_turn,
+    item_resources,
 )
 from inhouse.api.openai.serving import GenerationCall, NotCovered, Serving
 from inhouse.api.schemas import ChatCompletionRequest, CompletionRequest
@@ -107,6 +109,21 @@ def add_openai_routes(router: APIRouter, services: Services, metrics: Metrics) -
     @router.get("/v1/responses/{response_id}")
     async def get_response(response_id: str, actor: Actor = Depends(require("responses:read"))) -> ResponseObject:
         return ResponseObject.model_validate((await run_in_threadpool(services.responses.get, actor, response_id)).body)
+
+    @router.get("/v1/responses/{response_id}/input_items")
+    async def list_input_items(response_id: str, order: Literal["asc", "desc"] = "desc",
+                               limit: Annotated[int, Query(ge=1, le=100)] = 20, after: str | None = None,
+                               actor: Actor = Depends(require("responses:read"))) -> ItemList:
+        stored = await run_in_threadpool(services.responses.get, actor, response_id)
+        items = item_resources(response_id, stored.input_items)
+        if order == "desc":
+            items.reverse()
+        if after is not None:
+            ids = [i["id"] for i in items]
+            items = items[ids.index(after) + 1:] if after in ids else []
+        page = items[:limit]
+        return ItemList(data=page, has_more=len(items) > limit, first_id=page[0]["id"] if page else None,
+                        last_id=page[-1]["id"] if page else None)
 
     @router.delete("/v1/responses/{response_id}")
     async def delete_response(response_id: str,
