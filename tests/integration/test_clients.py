@@ -170,6 +170,15 @@ def test_openai_sdk_tools_in_chat_and_responses(server: Server) -> None:
     assert "21" in answer.output_text or "sunny" in answer.output_text.lower()
 
 
+def test_openai_sdk_fill_in_the_middle(server: Server) -> None:
+    client = server.openai()
+    middle = client.completions.create(model=QWEN, prompt="def add(a, b):\n    return ", max_tokens=12,
+                                       suffix="\n\nprint(add(1, 2))\n", temperature=0).choices[0].text
+    assert middle.replace(" ", "").startswith("a+b"), middle  # the middle, not a continuation of the whole file
+    with pytest.raises(openai.BadRequestError, match="fill-in-the-middle"):
+        client.completions.create(model=SMOL, prompt="def f(", suffix=")", max_tokens=4)
+
+
 def test_openai_sdk_embeddings(server: Server) -> None:
     client = server.openai()
     passage = client.embeddings.create(model=E5, input=["annual leave is 25 days"]).data[0].embedding
