@@ -42,6 +42,7 @@ from inhouse.models.tuning.profile import ProfileStore, tuned_settings
 from inhouse.services import Assistants, Services
 from inhouse.store.conversations import ConversationStore
 from inhouse.store.db import Database
+from inhouse.store.responses import ResponseStore
 
 log = logging.getLogger(__name__)
 
@@ -183,4 +184,5 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
     return Services(settings=settings, db=db, audit=audit, keys=keys, directory=directory, quotas=quotas,
                     profiles=profiles, registry=registry, residency=residency, chat=chat, egress=egress,
                     external=ExternalProviderClient(), kb=kb, conversations=ConversationStore(db),
+                    responses=ResponseStore(db),
                     assistants=assistants)

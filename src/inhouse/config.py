@@ -71,6 +71,10 @@ class EngineSettings(BaseModel):
         1024, ge=1, description="`max_tokens` used when a request gives none (capped by the context)."
     )
     retry_after_s: float = Field(2.0, gt=0, description="Retry-After sent with 429 when the queue is full.")
+    max_choices: int = Field(
+        8, ge=1, le=64, description="Most sequences one request may generate: `n` choices × the prompts of a "
+        "completions request. Choices of one prompt share its prefill (the prefix cache copies it).",
+    )
 
 
 class ModelSettings(BaseModel):

@@ -358,3 +358,29 @@ def test_fault_injection_makes_no_external_call(world: World, monkeypatch: pytes
     # And once repaired, egress resumes.
     assert chat(world, "What is the boiling point of water?").json()["inhouse"]["egress"] == "sent"
     assert cloud.calls == before + 1
+
+
+def test_responses_api_takes_the_same_egress_path(world: World) -> None:
+    """/v1/responses is translated onto the chat path: an external model answers it redacted and restored, whole
+    and streamed, and a secret keeps it local, exactly as for chat completions."""
+    from inhouse.testing.openapi import OpenAISpec
+
+    spec = OpenAISpec.load()
+    before = world.cloud.calls
+    r = world.http.post("/v1/responses", json={"model": CLOUD_MODEL, "input": PII_PROMPT})
+    assert r.status_code == 200, r.text
+    assert r.headers["x-inhouse-destination"] == "fakecloud"
+    text = r.json()["output"][0]["content"][0]["text"]
+    assert text.startswith("Noted: Alice Wang alice.wang@qinglan.com.cn") and "<EMAIL_1>" not in text
+    spec.check("POST", "/responses", r.json())
+    streamed = world.client.responses.create(model=CLOUD_MODEL, input=PII_PROMPT, stream=True)
+    deltas = "".join(e.delta for e in streamed if e.type == "response.output_text.delta")
+    assert deltas == text
+    assert world.cloud.calls == before + 2
+    prompt, _, secret = SECRET_CASES[0]
+    kept = world.http.post("/v1/responses", json={"model": CLOUD_MODEL, "input": prompt})
+    assert kept.status_code == 200 and kept.headers["x-inhouse-destination"] == "local"
+    assert kept.json()["output"][0]["content"][0]["text"] == DEFAULT_REPLY and secret not in kept.text
+    assert world.cloud.calls == before + 2
+    received = world.cloud.all_bytes().decode("utf-8", errors="replace")
+    assert "alice.wang@qinglan.com.cn" not in received

@@ -163,6 +163,23 @@ MIGRATIONS: tuple[Migration, ...] = (
            AND end_utc GLOB '[0-9]*-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z'
         """,
     ),
+    Migration(
+        8,
+        "responses",
+        """
+        CREATE TABLE responses (                    -- stored Responses API answers (store/responses.py)
+            id           TEXT PRIMARY KEY,          -- 'resp_…'
+            owner        TEXT NOT NULL,             -- as conversations.owner
+            model        TEXT NOT NULL,
+            previous_id  TEXT NULL,                 -- the response this one continued
+            messages     TEXT NOT NULL,             -- JSON: the conversation so far as chat messages, answer included
+            input_items  TEXT NOT NULL,             -- JSON: this request's input items
+            body         TEXT NOT NULL,             -- JSON: the response object as it was returned
+            created_at   REAL NOT NULL
+        );
+        CREATE INDEX responses_owner ON responses (owner, created_at);
+        """,
+    ),
 )
 
 

