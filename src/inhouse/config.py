@@ -36,6 +36,18 @@ class ServerSettings(BaseModel):
     metrics_public: bool = Field(
         False, description="Serve /metrics without an API key (only do this behind a private network)."
     )
+    max_connections: int = Field(
+        1000, ge=1, description="Open HTTP connections at most; beyond, a new one gets 503 with Retry-After."
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="A request's head must arrive within this many seconds of the connection opening "
+        "(or of the previous response), else the connection is closed (idle and slowloris connections)."
+    )
+    write_timeout_s: float = Field(
+        30.0, gt=0, description="A client that reads nothing of its response for this long is disconnected and "
+        "its generation aborted."
+    )
+    keep_alive_s: float = Field(5.0, gt=0, description="Idle time after which a kept-alive connection is closed.")
 
 
 class EngineSettings(BaseModel):
@@ -59,6 +71,10 @@ class EngineSettings(BaseModel):
         1024, ge=1, description="`max_tokens` used when a request gives none (capped by the context)."
     )
     retry_after_s: float = Field(2.0, gt=0, description="Retry-After sent with 429 when the queue is full.")
+    max_choices: int = Field(
+        8, ge=1, le=64, description="Most sequences one request may generate: `n` choices × the prompts of a "
+        "completions request. Choices of one prompt share its prefill (the prefix cache copies it).",
+    )
 
 
 class ModelSettings(BaseModel):
@@ -67,7 +83,17 @@ class ModelSettings(BaseModel):
         default_factory=list, description="Models loaded at start-up besides the default."
     )
     ram_budget_mb: int = Field(
-        16_000, ge=64, description="Loaded models are unloaded (least recently used first) above this."
+        16_000, ge=64, description="Memory loaded models may take together (weights + KV cache at their context + "
+        "compute buffer, estimated from the GGUF header before anything is mapped)."
+    )
+    on_ram_full: str = Field(
+        "evict", pattern="^(evict|refuse)$",
+        description="A model that does not fit next to the loaded ones: unload the least recently used first "
+        "(`evict`) or refuse the load, naming the numbers (`refuse`).",
+    )
+    allow_synthetic: bool = Field(
+        False, description="Load models whose GGUF is marked `inhouse.synthetic` (benchmark shapes with "
+        "synthetic weights, made by `benchmarks/shapes.py`). They answer noise: never for real use."
     )
     idle_release_s: float = Field(
         0.0, ge=0, description="Unload every model after this many seconds without work, giving memory and "
@@ -107,6 +133,11 @@ class GovernanceSettings(BaseModel):
     redact_names: list[str] = Field(
         default_factory=list,
         description="Person names redacted before egress, besides the display names of directory users.",
+    )
+    internal_domains: list[str] = Field(
+        default_factory=list,
+        description="The company's own DNS domains (e.g. qinglan.com.cn): host names and URLs under them are "
+        "redacted before egress like those under .internal, .corp, .local, .lan or private IP addresses.",
     )
 
 

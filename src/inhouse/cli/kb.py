@@ -18,13 +18,15 @@ from inhouse.cli.common import (
     DataDirOption,
     console,
     err_console,
+    open_services,
     services_for,
+    translate_errors,
 )
 from inhouse.types import Actor
 
 if TYPE_CHECKING:
-    from inhouse.bootstrap import Services
     from inhouse.kb.service import KnowledgeBase
+    from inhouse.services import Services
 
 CLI_ACTOR = Actor(key_id="key_cli", name="command line (local admin)", role="admin")
 
@@ -33,7 +35,6 @@ kb_app = typer.Typer(no_args_is_help=True)
 
 
 def _kb(services: Services) -> KnowledgeBase:
-    assert services.kb is not None, "bootstrap builds the knowledge base"
     return services.kb
 
 
@@ -46,7 +47,7 @@ def register(app: typer.Typer) -> None:
     app.command("ask")(ask)
     app.command("search")(search)
     app.add_typer(collections_app, name="collections", help="List, create, show and delete knowledge collections.")
-    app.add_typer(kb_app, name="kb", help="Knowledge base tools (evaluation).")
+    app.add_typer(kb_app, name="kb", help="Knowledge base tools (consistency check, evaluation).")
 
 
 def ingest(
@@ -195,9 +196,36 @@ def collections_delete(name: str = typer.Argument(...), data_dir: Path = DataDir
     console.print(f"Deleted {name}.")
 
 
+@kb_app.command("check")
+def kb_check(
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    data_dir: Path = DataDirOption,
+) -> None:
+    """Check the knowledge index: the database's integrity check and the consistency of documents, chunks, the
+    keyword index and the vectors. Exit 0 when consistent, 1 otherwise."""
+    import json
+
+    with services_for(data_dir) as services:
+        result = _kb(services).store.check()
+    if json_out:
+        console.print_json(json.dumps(result.to_dict()))
+    else:
+        c = result.counts
+        console.print(f"{c['documents']} documents, {c['chunks']} chunks, {c['fts_rows']} keyword rows, "
+                      f"{c['vectors']} vectors; integrity: {'; '.join(result.integrity)[:500]}; keyword index: "
+                      f"{result.fts_integrity[:200]}", highlight=False)
+        for name, n in result.problems.items():
+            err_console.print(f"[bold red]problem:[/] {name} = {n}", highlight=False)
+        console.print("[green]consistent[/]" if result.ok else "[bold red]NOT consistent[/]")
+    if not result.ok:
+        raise typer.Exit(1)
+
+
 @kb_app.command("eval")
 def kb_eval(
-    corpus: Path = typer.Option(Path("/work/shared/corpus"), "--corpus"),
+    corpus: Path = typer.Option(None, "--corpus", show_default=False,
+                                help="Corpus folder (default: $INHOUSE_EVAL_CORPUS, else ../shared/corpus beside "
+                                "the repository)."),
     model: str = typer.Option(None, "--model", "-m", help="Also answer with this model (accuracy)."),
     limit: int = typer.Option(0, "--limit", help="Only the first N questions (0: all)."),
     qa: list[Path] = typer.Option([], "--qa", help="QA file(s) over the corpus (default: <corpus>/qa.jsonl); e.g. "
@@ -209,13 +237,16 @@ def kb_eval(
     no_translate: bool = typer.Option(False, "--no-translate", help="Search the questions as asked only."),
 ) -> None:
     """Recall@5, answer accuracy and not-covered rate on <corpus>/qa.jsonl (in a temporary data directory)."""
+    from inhouse.eval_corpus import find_eval_corpus
     from inhouse.kb.evaluate import main as evaluate_main
 
-    argv = ["--corpus", str(corpus)] + (["--model", model] if model else [])
+    with translate_errors():
+        found = find_eval_corpus(corpus)
+    argv = ["--corpus", str(found)] + (["--model", model] if model else [])
     argv += ["--limit", str(limit)] if limit else []
     for path in qa:
         argv += ["--qa", str(path)]
     argv += ["--translate-with", translate_with] if translate_with else []
     argv += ["--translate"] if translate else []
     argv += ["--no-translate"] if no_translate else []
-    raise typer.Exit(evaluate_main(argv))
+    raise typer.Exit(evaluate_main(argv, open_services=open_services))

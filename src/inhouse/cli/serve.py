@@ -13,7 +13,7 @@ import typer
 from inhouse.cli.common import DataDirOption, console, err_console, fail, open_services, settings_from, translate_errors
 
 if TYPE_CHECKING:
-    from inhouse.bootstrap import Services
+    from inhouse.services import Services
 
 
 def is_loopback(host: str) -> bool:
@@ -44,6 +44,7 @@ def register(app: typer.Typer) -> None:
         import uvicorn
 
         from inhouse.api.app import build_app
+        from inhouse.api.connections import http_protocol
 
         logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         settings = settings_from(data_dir, host=host, port=port)
@@ -57,6 +58,11 @@ def register(app: typer.Typer) -> None:
             fail(f"--allow-unauthenticated is only allowed on a loopback address, not {settings.server.host}.")
         with translate_errors():
             services = open_services(settings)
+            # Requests of an earlier process that never ended (a crash, a kill): their final record says so.
+            interrupted = services.audit.close_interrupted()
+            if interrupted:
+                err_console.print(f"{len(interrupted)} request(s) of the previous run were interrupted; "
+                                  "recorded as such in the audit log.")
             secret = services.keys.ensure_admin_key()
             if secret:
                 console.print(
@@ -78,14 +84,14 @@ def register(app: typer.Typer) -> None:
         url = f"http://{settings.server.host}:{settings.server.port}"
         console.print(f"Serving OpenAI-compatible API at {url}/v1 (auth: {auth}); data in {settings.data_dir}")
         app_ = build_app(services)
-        if services.residency is not None:
-            services.residency.start()
-            if settings.models.idle_release_s:
-                console.print(f"Idle release: models are unloaded after {settings.models.idle_release_s:g} s "
-                              "without requests and reloaded on the next one.")
+        services.residency.start()
+        if settings.models.idle_release_s:
+            console.print(f"Idle release: models are unloaded after {settings.models.idle_release_s:g} s "
+                          "without requests and reloaded on the next one.")
         try:
             uvicorn.run(app_, host=settings.server.host, port=settings.server.port, log_level=log_level.lower(),
-                        timeout_graceful_shutdown=5)
+                        timeout_graceful_shutdown=5, timeout_keep_alive=int(max(1, settings.server.keep_alive_s)),
+                        http=http_protocol(settings.server))
         finally:
             services.close()
             err_console.print("stopped")
@@ -93,8 +99,6 @@ def register(app: typer.Typer) -> None:
 
 def _print_tuning(services: Services, sha256: str | None) -> None:
     """Say whether a tuned profile is in effect (the log has the details: see models/tuning/profile.py)."""
-    if services.profiles is None:
-        return
     match = services.profiles.match(sha256)
     if match.applies:
         console.print(f"Applied {match.message}.", highlight=False)

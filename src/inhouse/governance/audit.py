@@ -11,8 +11,9 @@ Writes are serialised (a lock in the process, SQLite's write lock across process
 transaction with ``synchronous=FULL``. The head file is replaced (atomically) inside that transaction,
 before the commit: if either write fails, the record is rolled back and ``AuditUnavailable`` is raised,
 so the caller's action fails. Before appending, the current tail is compared with the signed head; if
-they differ (truncation, forged appends, a crash between head write and commit) every further append is
-refused until an operator runs ``reseal`` (which is itself recorded). See docs/governance.md.
+they differ (truncation, forged appends) every further append is refused until an operator runs ``reseal``
+(which is itself recorded). The one ordinary mismatch, a process killed between the head write and the commit,
+needs no operator: the head file carries its record, and ``recover`` finishes the append. See docs/governance.md.
 
 The hash covers the stored column values exactly (the JSON columns as their canonical text), so a third
 party can check an export without the key: re-serialise ``documents``/``redactions``/``details`` with
@@ -25,6 +26,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import logging
 import os
 import re
 import secrets
@@ -37,8 +39,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from inhouse.errors import AuditUnavailable, InvalidRequest
+from inhouse.errors import AuditStorageFull, AuditUnavailable, InvalidRequest, is_storage_full
 from inhouse.governance.events import SecurityEvent
+
+log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
 Kind = Literal["request", "security"]
@@ -49,6 +53,8 @@ RESEALED = "audit.resealed"
 MODEL_LOADED = "model.loaded"
 # Outcome of the write-ahead record of a generation request (its final record follows when it ends).
 STARTED = "started"
+# Outcome of the final record written for a request whose process stopped before it ended (see close_interrupted).
+INTERRUPTED = "interrupted"
 
 # Hashed, in this order of columns (the order does not matter for the hash: keys are sorted).
 FIELDS = ("seq", "ts", "kind", "action", "request_id", "actor_key_id", "user_id", "resource", "model",
@@ -89,6 +95,7 @@ CREATE TABLE IF NOT EXISTS audit_records (
 CREATE INDEX IF NOT EXISTS audit_records_ts ON audit_records (ts);
 CREATE INDEX IF NOT EXISTS audit_records_action ON audit_records (action);
 CREATE INDEX IF NOT EXISTS audit_records_actor ON audit_records (actor_key_id);
+CREATE INDEX IF NOT EXISTS audit_records_request ON audit_records (request_id);
 -- Our own code never updates or deletes; these make a bug (or a careless tool) fail loudly. They are no
 -- protection against someone who can write the file: the chain and the signed head are.
 CREATE TRIGGER IF NOT EXISTS audit_records_no_update BEFORE UPDATE ON audit_records
@@ -201,6 +208,7 @@ class _HeadState:
     head: Head | None = None
     problem: str | None = None  # why the head file cannot be trusted
     missing: bool = False
+    record: dict[str, Any] | None = None  # the head's record itself (written before its commit: see _recover)
 
 
 def _check_text(name: str, value: str | None) -> str | None:
@@ -255,6 +263,10 @@ class AuditLog:
             self._conn.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise AuditUnavailable(f"The audit log {self.path} cannot be opened: {exc}") from exc
+        try:
+            self.recover()
+        except (AuditUnavailable, sqlite3.Error, OSError) as exc:
+            log.warning("audit log recovery postponed to the next append: %s", exc)
 
     def _connect(self, *, readonly: bool = False) -> sqlite3.Connection:
         if readonly:
@@ -344,6 +356,44 @@ class AuditLog:
         }
         return self._write(fields, check_head=False)
 
+    def recover(self) -> bool:
+        """Finish the append a crash interrupted, if any (also done before every append). True if it did.
+
+        The signed head holds its record, written (fsync, rename) before the record's commit. A process killed
+        between the two leaves a head one record past the tail; that record is in the head file, signed, and
+        follows the tail exactly, so it is inserted now: the log reads as if the commit had happened, and no
+        operator step is needed after an ordinary crash. Anything else that does not match stays refused."""
+        with self._lock:
+            if self._closed:
+                raise AuditUnavailable("The audit log is closed.")
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                tail = conn.execute("SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1").fetchone()
+                done = self._roll_forward(conn, self._read_head(), Head(tail["seq"], tail["hash"]) if tail else None)
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return done
+
+    @staticmethod
+    def _roll_forward(conn: sqlite3.Connection, state: _HeadState, tail: Head | None) -> bool:
+        """Insert the head's own record when it is exactly the one missing after ``tail`` (inside the caller's
+        write transaction). False, changing nothing, in every other case."""
+        rec, head = state.record, state.head
+        if state.problem or rec is None or head is None or head == tail:
+            return False
+        if (head.seq != (tail.seq if tail else 0) + 1 or rec.get("seq") != head.seq
+                or rec.get("prev_hash") != (tail.hash if tail else GENESIS) or record_hash(rec) != head.hash):
+            return False
+        conn.execute(f"INSERT INTO audit_records ({', '.join((*FIELDS, 'hash'))})"
+                     f" VALUES ({', '.join('?' * (len(FIELDS) + 1))})", [rec[n] for n in FIELDS] + [head.hash])
+        log.warning("audit record %d was signed but not committed (the process stopped in between); "
+                    "restored from the signed head", head.seq)
+        return True
+
     def _write(self, fields: dict[str, Any], *, check_head: bool) -> AuditRecord:
         with self._lock:
             if self._closed:
@@ -354,13 +404,15 @@ class AuditLog:
                 # head file is written by one process at a time.
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
-                raise AuditUnavailable(f"The audit log cannot be written: {exc}") from exc
+                raise _write_failed("The audit log cannot be written", exc, self.path.parent) from exc
             old_head: Head | None = None
             try:
                 tail = conn.execute("SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1").fetchone()
                 tail_head = Head(tail["seq"], tail["hash"]) if tail else None
                 if check_head:
                     state = self._read_head()
+                    if self._roll_forward(conn, state, tail_head):
+                        tail_head = state.head
                     if state.problem or state.head != tail_head:
                         raise AuditUnavailable(
                             "The audit log does not match its signed head "
@@ -376,12 +428,12 @@ class AuditLog:
                     f" VALUES ({', '.join('?' * (len(FIELDS) + 1))})",
                     [row[name] for name in (*FIELDS, "hash")],
                 )
-                self._write_head(Head(row["seq"], row["hash"]))
+                self._write_head(Head(row["seq"], row["hash"]), row)
             except BaseException as exc:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.Error | OSError):
-                    raise AuditUnavailable(f"The audit record could not be written: {exc}") from exc
+                    raise _write_failed("The audit record could not be written", exc, self.path.parent) from exc
                 raise
             try:
                 conn.execute("COMMIT")
@@ -394,7 +446,7 @@ class AuditLog:
                         self._write_head(old_head)
                     elif check_head:
                         self.head_path.unlink(missing_ok=True)
-                raise AuditUnavailable(f"The audit record could not be committed: {exc}") from exc
+                raise _write_failed("The audit record could not be committed", exc, self.path.parent) from exc
             return _row_to_record(row)
 
     # -- key and head -----------------------------------------------------------------------------------
@@ -433,19 +485,27 @@ class AuditLog:
             data = json.loads(raw)
             head = Head(int(data["seq"]), str(data["hash"]))
             mac = str(data["mac"])
-        except (ValueError, KeyError, TypeError):
+            record = data.get("record")
+            if record is not None and (not isinstance(record, dict) or set(record) != set(FIELDS)):
+                record = None  # not ours: never inserted (and its hash would not match anyway)
+        except (ValueError, KeyError, TypeError, AttributeError):
             return _HeadState(problem="the head file is not a valid signed head")
         key = self._key(create=False)
         if key is None:
             return _HeadState(head=head, problem="the audit key is missing or unreadable")
         if not hmac.compare_digest(mac, self._mac(key, head)):
             return _HeadState(head=head, problem="the head signature is invalid")
-        return _HeadState(head=head)
+        return _HeadState(head=head, record=record)
 
-    def _write_head(self, head: Head) -> None:
+    def _write_head(self, head: Head, record: Mapping[str, Any] | None = None) -> None:
+        """The signed head; with ``record`` (the head's own record, hashed into ``head.hash``) so a crash before
+        the commit can be finished by ``recover`` instead of needing a reseal."""
         key = self._key(create=True)
         assert key is not None
-        body = json.dumps({"seq": head.seq, "hash": head.hash, "mac": self._mac(key, head)}) + "\n"
+        signed: dict[str, Any] = {"seq": head.seq, "hash": head.hash, "mac": self._mac(key, head)}
+        if record is not None:
+            signed["record"] = {name: record[name] for name in FIELDS}
+        body = json.dumps(signed, ensure_ascii=False) + "\n"
         tmp = self.head_path.with_name(f".{self.head_path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
         try:
             with open(tmp, "w") as f:
@@ -510,6 +570,24 @@ class AuditLog:
             for row in conn.execute(sql, params):
                 yield _row_to_record(row)
 
+    def unfinished(self) -> list[AuditRecord]:
+        """``started`` records with no final record of the same request after them: requests that were running
+        when the process stopped (or are running now, in a server sharing this log)."""
+        sql = ("SELECT * FROM audit_records s WHERE s.kind = 'request' AND s.outcome = ? AND s.request_id IS NOT NULL"
+               " AND NOT EXISTS (SELECT 1 FROM audit_records f WHERE f.request_id = s.request_id AND f.seq > s.seq"
+               " AND f.kind = 'request' AND f.outcome != ?) ORDER BY s.seq")
+        with self._reader() as conn:
+            return [_row_to_record(r) for r in conn.execute(sql, (STARTED, STARTED))]
+
+    def close_interrupted(self, reason: str = "the server stopped before the request finished") -> list[AuditRecord]:
+        """Give every unfinished request its final record, outcome ``interrupted`` (``inhouse serve`` does this
+        when it starts, before it serves: nothing of an earlier process can still be running then)."""
+        return [self.record_request(action=rec.action, outcome=INTERRUPTED, request_id=rec.request_id,
+                                    actor_key_id=rec.actor_key_id, user_id=rec.user_id, resource=rec.resource,
+                                    model=rec.model, location=rec.location, label=rec.label,
+                                    documents=rec.documents, reason=reason, details={"started_seq": rec.seq})
+                for rec in self.unfinished()]
+
     def export(self, since: str | None = None) -> Iterator[dict[str, Any]]:
         """Records as JSON-ready dicts, oldest first (``inhouse audit export`` writes one per line)."""
         for rec in self.iter_records(since=since):
@@ -545,6 +623,13 @@ class AuditLog:
             if not self._closed:
                 self._closed = True
                 self._conn.close()
+
+
+def _write_failed(what: str, exc: BaseException, directory: Path) -> AuditUnavailable:
+    if is_storage_full(exc, directory):
+        return AuditStorageFull(f"{what}: the disk is full (nothing was recorded, so nothing was done; retry when "
+                                "space is freed).")
+    return AuditUnavailable(f"{what}: {exc}")
 
 
 def _show(head: Head | None) -> str:
@@ -636,6 +721,6 @@ def check_chain(rows: Iterable[Mapping[str, Any]], *, total: int, head_state: An
 
 
 __all__ = [
-    "GENESIS", "MODEL_LOADED", "RESEALED", "STARTED", "AuditLog", "AuditRecord", "Head", "VerifyReport",
+    "GENESIS", "INTERRUPTED", "MODEL_LOADED", "RESEALED", "STARTED", "AuditLog", "AuditRecord", "Head", "VerifyReport",
     "canonical_json", "check_chain", "format_ts", "parse_since", "record_hash",
 ]

@@ -1,4 +1,7 @@
-"""Evaluation over a QA set (``/work/shared/corpus/qa.jsonl`` layout): ``python -m inhouse.kb.evaluate``.
+"""Evaluation over a QA set (``<corpus>/qa.jsonl``): ``python -m inhouse.kb.evaluate [--corpus DIR]``.
+
+The corpus is ``--corpus``, else ``INHOUSE_EVAL_CORPUS``, else ``../shared/corpus`` beside the repository
+(``inhouse.eval_corpus``); when none exists the command says so and exits 2.
 
 Measures, as an admin (so access rules do not hide anything):
 
@@ -21,14 +24,19 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from inhouse.errors import InvalidRequest
+from inhouse.eval_corpus import find_eval_corpus
 from inhouse.kb.answer import is_not_covered
 from inhouse.kb.service import KnowledgeBase
 from inhouse.types import Actor
+
+if TYPE_CHECKING:
+    from inhouse.config import Settings
 
 EVAL_ACTOR = Actor(key_id="key_evaluation", name="evaluation", role="admin")
 _SKIP = (".gold.json",)
@@ -243,9 +251,19 @@ def evaluate(kb: KnowledgeBase, questions: list[dict[str, Any]], *, model: str |
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
+class EvaluationServices(Protocol):
+    """What a run needs of the services (``bootstrap.build_services`` makes them; core code does not)."""
+
+    @property
+    def kb(self) -> KnowledgeBase: ...
+
+    def close(self) -> None: ...
+
+
+def main(argv: list[str] | None = None, *, open_services: Callable[[Settings], EvaluationServices]) -> int:
     ap = argparse.ArgumentParser(prog="python -m inhouse.kb.evaluate", description=__doc__.split("\n")[0])
-    ap.add_argument("--corpus", type=Path, default=Path("/work/shared/corpus"))
+    ap.add_argument("--corpus", type=Path, default=None,
+                    help="Corpus folder (default: $INHOUSE_EVAL_CORPUS, else ../shared/corpus beside the repository)")
     ap.add_argument("--qa", type=Path, action="append", default=None,
                     help="QA file; repeat for several (default: <corpus>/qa.jsonl)")
     ap.add_argument("--model", default=None, help="Model for answers (e.g. qwen2.5-coder-1.5b); none: retrieval only")
@@ -263,7 +281,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--details", type=Path, default=None,
                     help="Write every question's result (retrieved sources, answer, verdict) here as JSON lines")
     args = ap.parse_args(argv)
-    from inhouse.bootstrap import build_services
+    try:
+        corpus = find_eval_corpus(args.corpus)
+    except InvalidRequest as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
     from inhouse.config import load_settings
 
     with tempfile.TemporaryDirectory(prefix="inhouse-eval-") as tmp:
@@ -275,12 +297,11 @@ def main(argv: list[str] | None = None) -> int:
         settings.kb.coverage_check = not args.no_coverage_check
         if args.no_translate or args.translate or args.translate_with:
             settings.kb.translate_questions = not args.no_translate
-        services = build_services(settings)
+        services = open_services(settings)
         try:
             kb = services.kb
-            assert kb is not None
-            ingest = ingest_corpus(kb, args.corpus)
-            questions = load_questions(args.qa or [args.corpus / "qa.jsonl"], args.limit)
+            ingest = ingest_corpus(kb, corpus)
+            questions = load_questions(args.qa or [corpus / "qa.jsonl"], args.limit)
 
             def show(r: QuestionResult) -> None:
                 if not args.json:
@@ -301,4 +322,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # A script's entry point is an edge: it wires the services; everything above takes them as arguments.
+    from inhouse.bootstrap import build_services
+
+    raise SystemExit(main(open_services=build_services))

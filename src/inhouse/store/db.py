@@ -14,7 +14,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from inhouse.errors import is_storage_full, storage_full
+
 Params = Sequence[Any] | dict[str, Any]
+
+
+@contextmanager
+def _full_disk(path: str) -> Iterator[None]:
+    """A write that failed because the disk is full becomes ``StorageFull`` (HTTP 507, CLI exit 6)."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        if is_storage_full(exc, None if path == ":memory:" else Path(path).parent):
+            raise storage_full(f"Could not write to {Path(path).name}", exc) from exc
+        raise
 
 
 class Database:
@@ -37,7 +50,7 @@ class Database:
 
     def execute(self, sql: str, params: Params = ()) -> int:
         """Run one statement (autocommit unless inside ``transaction``); return the rows changed."""
-        with self._lock:
+        with self._lock, _full_disk(self.path):
             cur = self._conn.execute(sql, params)
             return cur.rowcount
 
@@ -57,14 +70,15 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """Hold the lock and a write transaction; commit on success, roll back on any exception."""
-        with self._lock:
+        with self._lock, _full_disk(self.path):
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
+                self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:  # a failed COMMIT (disk full) leaves the transaction open
+                    self._conn.execute("ROLLBACK")
                 raise
-            self._conn.execute("COMMIT")
 
     def pragma(self, name: str) -> Any:
         if not name.replace("_", "").isalnum():

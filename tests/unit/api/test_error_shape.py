@@ -64,8 +64,14 @@ BAD_REQUESTS: list[tuple[str, str, str, dict[str, Any], int]] = [
      {"json": chat(logit_bias={"abc": 1})}, 400),
     ("logit bias out of vocab", "POST", "/v1/chat/completions",
      {"json": chat(logit_bias={"999999": 1})}, 400),
-    ("n=2", "POST", "/v1/chat/completions", {"json": chat(n=2)}, 400),
-    ("logprobs", "POST", "/v1/chat/completions", {"json": chat(logprobs=True)}, 400),
+    ("n above engine.max_choices", "POST", "/v1/chat/completions", {"json": chat(n=9)}, 400),
+    ("top_logprobs without logprobs", "POST", "/v1/chat/completions", {"json": chat(top_logprobs=2)}, 400),
+    ("top_logprobs above 20", "POST", "/v1/chat/completions", {"json": chat(logprobs=True, top_logprobs=21)}, 400),
+    ("best_of", "POST", "/v1/completions", {"json": {"model": MODEL, "prompt": "x", "best_of": 3}}, 400),
+    ("suffix on a model without FIM tokens", "POST", "/v1/completions",
+     {"json": {"model": MODEL, "prompt": "def f(", "suffix": "return x"}}, 400),
+    ("prompts × n above engine.max_choices", "POST", "/v1/completions",
+     {"json": {"model": MODEL, "prompt": ["a", "b", "c"], "n": 3}}, 400),
     ("bad response_format", "POST", "/v1/chat/completions", {"json": chat(response_format={"type": "xml"})},
      400),
     ("bad tools", "POST", "/v1/chat/completions", {"json": chat(tools=[{"type": "function"}])}, 400),
@@ -134,45 +140,35 @@ def test_chunked_body_over_limit(client: TestClient) -> None:
     assert_error_shape(resp, 413)
 
 
-def test_unexpected_exception_is_a_500_in_shape(make_services: Any) -> None:
-    class Broken:
-        def list_models(self) -> list[Any]:
-            raise RuntimeError("secret internal detail")
+def test_unexpected_exception_is_a_500_in_shape(make_services: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    def list_models() -> list[Any]:
+        raise RuntimeError("secret internal detail")
 
-        def loaded(self) -> list[str]:
-            return []
-
-        def loaded_engines(self) -> list[Any]:
-            return []
-
-        def close(self) -> None:
-            pass
-
-    s = make_services(registry=Broken())
+    s = make_services()
+    monkeypatch.setattr(s.registry, "list_models", list_models)  # the real registry, failing
     with TestClient(build_app(s), headers={"Authorization": f"Bearer {s.member_key}"}) as c:
         err = assert_error_shape(c.get("/v1/models"), 500)
         assert "secret" not in err["message"]
         assert c.get("/health").status_code == 200
 
 
-def test_overloaded_has_retry_after(make_services: Any) -> None:
+def test_overloaded_has_retry_after(make_services: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from inhouse.errors import Overloaded
 
-    class Full:
-        def list_models(self) -> list[Any]:
-            raise Overloaded("busy", retry_after_s=2.2)
+    def list_models() -> list[Any]:
+        raise Overloaded("busy", retry_after_s=2.2)
 
-        def loaded(self) -> list[str]:
-            return []
-
-        def loaded_engines(self) -> list[Any]:
-            return []
-
-        def close(self) -> None:
-            pass
-
-    s = make_services(registry=Full())
+    s = make_services()
+    monkeypatch.setattr(s.registry, "list_models", list_models)
     with TestClient(build_app(s), headers={"Authorization": f"Bearer {s.member_key}"}) as c:
         resp = c.get("/v1/models")
         assert_error_shape(resp, 429)
         assert resp.headers["retry-after"] == "3"
+
+
+def test_union_members_are_not_named_as_fields() -> None:
+    from inhouse.api.errors import _field_name
+
+    assert _field_name(("body", "prompt", "constrained-str")) == "prompt"
+    assert _field_name(("body", "stop", "list[constrained-str]", 3)) == "stop.3"
+    assert _field_name(("body", "messages", 0, "content", "str")) == "messages.0.content"

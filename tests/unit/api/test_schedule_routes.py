@@ -17,10 +17,6 @@ from inhouse.apps.context import AppContext
 from inhouse.apps.ics import read_ics
 from inhouse.apps.schedule.service import ScheduleService
 from inhouse.apps.schedule.tools import run_tool, tool_definitions
-from inhouse.config import KbSettings
-from inhouse.kb.index.sqlite import SqliteIndexStore
-from inhouse.kb.service import KnowledgeBase
-from inhouse.testing.fake_embedder import FakeEmbedder
 from inhouse.types import Actor
 
 MODEL = "fake-model"
@@ -48,8 +44,6 @@ def svc(make_services: Any) -> Iterator[Any]:
     s = make_services(fake={"n_ctx": 16384, "script": SCRIPT})
     s.settings.apps.model = MODEL
     s.settings.apps.timezone = "Asia/Shanghai"
-    store = SqliteIndexStore(s.settings.data_dir / "kb.db", dim=384)
-    s.kb = KnowledgeBase(store, FakeEmbedder(), chat=s.chat, settings=KbSettings(embedder="fake"))
     root = Actor("key_setup", "setup", role="admin")
     s.kb.create_collection(root, "hr", groups=["staff"])
     s.kb.add_document(root, "hr", POLICY, "travel-policy.md", label="internal")
@@ -62,7 +56,6 @@ def svc(make_services: Any) -> Iterator[Any]:
     s.extra["li"] = s.keys.create_key("li", user_id=li.id)[1]
     s.extra["eve"] = s.keys.create_key("eve", user_id=eve.id)[1]
     yield s
-    s.kb.close()
 
 
 def client(svc: Any, who: str) -> TestClient:
@@ -121,8 +114,10 @@ def test_tool_definitions_and_argument_validation(svc: Any) -> None:
                                               "duration_minutes": "forever"})["error"]
     assert "'start'" in run("create_event", {"title": "x", "start": "2026-02-30 10:00"})["error"]
     ok = run("create_event", {"title": "Sync", "start": "next Friday 10:00", "duration_minutes": "30 min"})
-    assert ok["event"]["start"] == "2026-01-30T10:00:00+01:00" and ok["conflicts"] == []
-    clash = run("create_event", {"title": "Other", "start": "2026-01-30 10:15", "end": "2026-01-30 11:00"})
+    # CONVENTION (docs/dates.md): "next Friday" said on Wednesday 28 January is the Friday of next week, like
+    # 下周五 (this test asserted 30 January, the old schedule resolver's rule; the clash below moved with it).
+    assert ok["event"]["start"] == "2026-02-06T10:00:00+01:00" and ok["conflicts"] == []
+    clash = run("create_event", {"title": "Other", "start": "2026-02-06 10:15", "end": "2026-02-06 11:00"})
     assert [e["title"] for e in clash["conflicts"]] == ["Sync"]
     moved = run("move_event", {"event": "Sync", "new_start": "next Monday 9:00"})
     assert moved["event"]["start"] == "2026-02-02T09:00:00+01:00" and moved["event"]["end"].endswith("09:30:00+01:00")

@@ -15,15 +15,10 @@ from fastapi.testclient import TestClient
 
 from inhouse.api.app import build_app
 from inhouse.api.auth import route_actions
-from inhouse.config import KbSettings
-from inhouse.kb.index.sqlite import SqliteIndexStore
-from inhouse.kb.service import KnowledgeBase
-from inhouse.testing.fake_embedder import FakeEmbedder
 from inhouse.types import Actor
 
 MODEL = "fake-model"  # the conftest's
 
-CORPUS = Path("/work/shared/corpus")
 FAQ = b"""# Customer Support FAQ
 
 ## Orders and delivery
@@ -41,16 +36,13 @@ ORIGIN = "https://shop.example.com"
 
 @pytest.fixture
 def svc(make_services: Any) -> Iterator[Any]:
-    s = make_services(fake={"n_ctx": 8192, "script": {"Context passages:": ANSWER}})
+    s = make_services(fake={"n_ctx": 8192, "script": {"Context passages:": ANSWER}}, kb={"min_similarity": 0.3})
     s.settings.apps.model = MODEL
     s.settings.apps.widget_origins = [ORIGIN]
-    store = SqliteIndexStore(s.settings.data_dir / "kb.db", dim=384)
-    s.kb = KnowledgeBase(store, FakeEmbedder(), chat=s.chat, settings=KbSettings(embedder="fake", min_similarity=0.3))
     root = Actor("key_setup", "setup", role="admin")
     s.kb.create_collection(root, "support", groups=["support", "everyone"])
     s.kb.add_document(root, "support", FAQ, "customer-faq.md", label="public")
     yield s
-    s.kb.close()
 
 
 def headers(secret: str) -> dict[str, str]:
@@ -195,12 +187,11 @@ def test_widget_script_and_cors_allow_list(api: TestClient) -> None:
     assert "access-control-allow-origin" not in other.headers
 
 
-@pytest.mark.skipif(not CORPUS.exists(), reason="the shared corpus is not present")
-def test_rules_read_from_the_real_support_documents() -> None:
+def test_rules_read_from_the_real_support_documents(eval_corpus: Path) -> None:
     from inhouse.apps.support.rules import check_message, parse_rules
 
-    en = (CORPUS / "support" / "customer-faq.md").read_text(encoding="utf-8")
-    zh = (CORPUS / "zh" / "customer-service-kb.md").read_text(encoding="utf-8")
+    en = (eval_corpus / "support" / "customer-faq.md").read_text(encoding="utf-8")
+    zh = (eval_corpus / "zh" / "customer-service-kb.md").read_text(encoding="utf-8")
     for docs in ([("en", en)], [("zh", zh)]):
         rules = parse_rules(docs)
         assert rules.refund_threshold is not None and rules.currency == "CNY"

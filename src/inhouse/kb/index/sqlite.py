@@ -48,12 +48,13 @@ from typing import Any
 
 import numpy as np
 
-from inhouse.errors import Conflict, InvalidRequest, NotFound
+from inhouse.errors import Conflict, InvalidRequest, NotFound, is_storage_full, storage_full
 from inhouse.governance.labels import Label
 from inhouse.kb.access import AccessScope, Acl
 from inhouse.kb.index.protocol import (
     Collection,
     DocumentRecord,
+    IndexCheck,
     NewDocument,
     PutResult,
     Scored,
@@ -317,13 +318,19 @@ class SqliteIndexStore:
     @contextmanager
     def _tx(self) -> Iterator[Any]:
         with self._wlock:
-            self._w.execute("BEGIN IMMEDIATE")
             try:
-                yield self._w
-            except BaseException:
-                self._w.execute("ROLLBACK")
+                self._w.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._w
+                    self._w.execute("COMMIT")
+                except BaseException:
+                    if not self._w.getautocommit():  # a failed COMMIT (disk full) leaves the transaction open
+                        self._w.execute("ROLLBACK")
+                    raise
+            except self._apsw.Error as exc:
+                if is_storage_full(exc, None if self.path == ":memory:" else Path(self.path).parent):
+                    raise storage_full("Could not write to the knowledge index", exc) from exc
                 raise
-            self._w.execute("COMMIT")
 
     def _read(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
         with self._rlock:
@@ -811,8 +818,21 @@ class SqliteIndexStore:
                                       " FROM kb_files)",
             "duplicate_documents": "SELECT count(*) FROM (SELECT 1 FROM kb_documents GROUP BY collection_pk, sha256"
                                    " HAVING count(*) > 1)",
+            "chunk_count_mismatch": "SELECT count(*) FROM kb_documents d WHERE d.chunk_count != (SELECT count(*)"
+                                    " FROM kb_chunks k WHERE k.document_pk = d.pk)",
         }
         return {name: int(self._read(sql)[0][0]) for name, sql in q.items()}
+
+    def check(self) -> IndexCheck:
+        """``PRAGMA integrity_check``, FTS5's own integrity check (index against content), and ``counts``."""
+        integrity = [str(r[0]) for r in self._read("PRAGMA integrity_check")]
+        try:
+            with self._tx() as c:
+                c.execute("INSERT INTO kb_fts (kb_fts) VALUES ('integrity-check')")
+            fts = "ok"
+        except self._apsw.Error as exc:
+            fts = str(exc)
+        return IndexCheck(integrity, fts, self.counts())
 
     def raw_dump(self) -> bytes:
         """Every byte of the database file and its WAL (tests look for traces of deleted content)."""
@@ -838,3 +858,24 @@ class SqliteIndexStore:
         with self._wlock:
             self._w.close()
 
+
+
+def backup_index(source: Path, dest: Path) -> None:
+    """A consistent copy of the index file ``source`` into ``dest`` by SQLite's online backup API, while writers may
+    be busy; then checked (integrity) and made one self-contained file. Through apsw, the library every other
+    connection to this file uses: two SQLite libraries in one process do not see each other's POSIX locks."""
+    import apsw
+
+    src = apsw.Connection(str(source), flags=apsw.SQLITE_OPEN_READONLY)
+    out = apsw.Connection(str(dest))
+    try:
+        src.set_busy_timeout(30_000)
+        with out.backup("main", src, "main") as b:
+            b.step(-1)
+        out.execute("PRAGMA journal_mode = DELETE").fetchall()
+        result = out.execute("PRAGMA integrity_check").fetchall()
+        if result != [("ok",)]:
+            raise InvalidRequest(f"The copy of {source.name} fails its integrity check: {result[:3]}")
+    finally:
+        out.close()
+        src.close()
