@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.contention import foreign_cores, snapshot, wait_for_quiet
+from benchmarks.results import RESULTS_DIR, write_results
 from benchmarks.retrieval import percentile
 
-RESULTS = Path(__file__).parent / "results"
 QUESTIONS = Path(__file__).parent / "data" / "python-manual-questions.jsonl"
 COLLECTION = "python-manual"
 DIM_E5 = 384
@@ -304,9 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             from benchmarks.manual_ingest import bench_ingest
 
             result["ingest"] = bench_ingest(root, Path(tmp))
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"manual-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    out = write_results(result, RESULTS_DIR / f"manual-{time.strftime('%Y%m%d-%H%M%S')}.json")
     print(json.dumps({k: v for k, v in result.items() if k != "recall"}, indent=2, ensure_ascii=False))
     print(f"written {out}")
     return 0
