@@ -29,7 +29,11 @@ from inhouse.models.spec import ModelSpec
 from inhouse.models.timetable import Timetable
 from inhouse.models.tuning.profile import ProfileStore, tuned_settings
 from inhouse.store.conversations import ConversationStore
-from inhouse.store.db import Database
+from inhouse.store.sqlite.audit import open_sqlite_audit_log
+from inhouse.store.sqlite.conversations import SqliteConversationStore
+from inhouse.store.sqlite.database import Database
+from inhouse.store.sqlite.governance import SqliteGovernanceStore
+from inhouse.store.sqlite.inhouse_db import open_inhouse_db
 
 log = logging.getLogger(__name__)
 
@@ -112,16 +116,16 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
     timetable = Timetable.parse(ms.prewarm, ms.release)  # a bad entry fails here, before anything is opened
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.model_cache_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.db_path)
-    db.migrate()
+    db = open_inhouse_db(settings.db_path)
+    governance = SqliteGovernanceStore(db)
     # Every security action (users, groups, memberships, keys, egress decisions, model loads) is recorded
     # here; a failed write makes the action fail.
-    audit = AuditLog(settings.data_dir / "audit.db")
+    audit = open_sqlite_audit_log(settings.data_dir / "audit.db")
     audit_sink: AuditSink = audit
     gs = settings.governance
-    keys = KeyStore(db, audit=audit_sink, max_keys_per_user=gs.max_keys_per_user)
-    directory = UserDirectory(db, audit=audit_sink)
-    quotas = QuotaService(db, default_rpm=gs.default_rpm, default_tokens_per_day=gs.default_tokens_per_day)
+    keys = KeyStore(governance, audit=audit_sink, max_keys_per_user=gs.max_keys_per_user)
+    directory = UserDirectory(governance, audit=audit_sink)
+    quotas = QuotaService(governance, default_rpm=gs.default_rpm, default_tokens_per_day=gs.default_tokens_per_day)
     profiles = ProfileStore(settings.data_dir / "profiles", lambda: detect_cpu().signature)
     registry: ModelRegistry | None = None
 
@@ -147,4 +151,4 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
     kb = build_knowledge_base(settings, chat=chat)
     return Services(settings=settings, db=db, keys=keys, directory=directory, quotas=quotas, registry=registry,
                     chat=chat, egress=egress, external=ExternalProviderClient(), audit=audit, kb=kb,
-                    profiles=profiles, residency=residency, conversations=ConversationStore(db))
+                    profiles=profiles, residency=residency, conversations=SqliteConversationStore(db))

@@ -27,7 +27,9 @@ from inhouse.governance.events import NullAuditSink
 from inhouse.governance.identity import KeyStore
 from inhouse.governance.quotas import QuotaService
 from inhouse.models.registry import ModelRegistry
-from inhouse.store.db import Database
+from inhouse.store.sqlite.database import Database
+from inhouse.store.sqlite.governance import SqliteGovernanceStore
+from inhouse.store.sqlite.inhouse_db import open_inhouse_db
 from inhouse.testing.fakes import build_fake_engine
 from inhouse.testing.gguf_writer import tiny_model_kv, tiny_model_tensors, write_gguf
 
@@ -90,9 +92,8 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
               server: dict[str, Any] | None = None) -> Server:
         settings = Settings(data_dir=tmp_path / f"d{len(running)}", server=server or {}, engine=engine or {},
                             models={"default": MODEL})
-        db = Database(settings.db_path)
-        db.migrate()
-        keys = KeyStore(db)
+        db = open_inhouse_db(settings.db_path)
+        keys = KeyStore(SqliteGovernanceStore(db))
         secret = keys.ensure_admin_key()
         assert secret is not None
         registry = build_registry(tmp_path / f"m{len(running)}", engine or {}, fake or {})
@@ -101,8 +102,8 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         services = type("Services", (), {})()
         services.settings, services.db, services.keys, services.registry = settings, db, keys, registry
         services.chat = ChatService(registry, settings.engine)
-        services.directory = UserDirectory(db, audit=NullAuditSink())
-        services.quotas = QuotaService(db, default_rpm=settings.governance.default_rpm,
+        services.directory = UserDirectory(SqliteGovernanceStore(db), audit=NullAuditSink())
+        services.quotas = QuotaService(SqliteGovernanceStore(db), default_rpm=settings.governance.default_rpm,
                                        default_tokens_per_day=settings.governance.default_tokens_per_day)
         app = build_app(services)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -12,7 +12,7 @@ from inhouse.api.audit_trail import audit_log_of
 from inhouse.api.auth import require
 from inhouse.errors import AuditUnavailable
 from inhouse.governance.audit import parse_since
-from inhouse.governance.audit_report import build_report
+from inhouse.governance.audit.report import build_report
 
 if TYPE_CHECKING:
     from inhouse.api.app import ServicesLike

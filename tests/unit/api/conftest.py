@@ -25,7 +25,9 @@ from inhouse.governance.events import MemoryAuditSink
 from inhouse.governance.identity import KeyStore
 from inhouse.governance.quotas import QuotaService
 from inhouse.models.spec import ModelSpec
-from inhouse.store.db import Database
+from inhouse.store.sqlite.database import Database
+from inhouse.store.sqlite.governance import SqliteGovernanceStore
+from inhouse.store.sqlite.inhouse_db import open_inhouse_db
 from inhouse.testing.fakes import build_fake_engine
 
 MODEL = "fake-model"
@@ -97,13 +99,13 @@ def make_services(tmp_path: Path) -> Iterator[ServicesFactory]:
              governance: dict[str, Any] | None = None) -> ServicesStandIn:
         settings = Settings(data_dir=tmp_path / f"data{len(made)}", server=server or {}, engine=engine or {},
                             models={"default": MODEL}, governance=governance or {})
-        db = Database(settings.db_path)
-        db.migrate()
+        db = open_inhouse_db(settings.db_path)
         sink = MemoryAuditSink()
-        keys = KeyStore(db, audit=sink)
-        directory = UserDirectory(db, audit=sink)
+        governance = SqliteGovernanceStore(db)
+        keys = KeyStore(governance, audit=sink)
+        directory = UserDirectory(governance, audit=sink)
         gs = settings.governance
-        quotas = QuotaService(db, default_rpm=gs.default_rpm, default_tokens_per_day=gs.default_tokens_per_day)
+        quotas = QuotaService(governance, default_rpm=gs.default_rpm, default_tokens_per_day=gs.default_tokens_per_day)
         _, admin = keys.create_key("admin", role="admin")
         _, member = keys.create_key("member")
         if registry is None:

@@ -18,6 +18,8 @@ from inhouse.governance.audit import MODEL_LOADED, STARTED, AuditLog
 from inhouse.governance.directory import UserDirectory
 from inhouse.governance.identity import KeyStore
 from inhouse.models.spec import ModelSpec
+from inhouse.store.sqlite.audit import open_sqlite_audit_log
+from inhouse.store.sqlite.governance import SqliteGovernanceStore
 
 MODEL = "fake-model"  # the conftest's model
 ServicesStandIn = Any  # tests/unit/api/conftest.py
@@ -28,11 +30,11 @@ MSG = [{"role": "user", "content": "Hi"}]
 @pytest.fixture
 def audited(make_services: ServicesFactory) -> Iterator[ServicesStandIn]:
     s = make_services()
-    audit = AuditLog(s.settings.data_dir / "audit.db")
+    audit = open_sqlite_audit_log(s.settings.data_dir / "audit.db")
     s.audit = audit  # type: ignore[attr-defined]
     # Security actions go to the real log, as build_services wires them.
-    s.keys = KeyStore(s.db, audit=audit)
-    s.directory = UserDirectory(s.db, audit=audit)
+    s.keys = KeyStore(SqliteGovernanceStore(s.db), audit=audit)
+    s.directory = UserDirectory(SqliteGovernanceStore(s.db), audit=audit)
     yield s
     audit.close()
 
@@ -114,7 +116,7 @@ def test_each_security_action_gives_exactly_one_security_record(audited: Service
 
 
 def _break_writes(audit: AuditLog) -> None:
-    audit._conn.execute("PRAGMA query_only = ON")
+    audit.store.connection.execute("PRAGMA query_only = ON")
 
 
 def test_no_generation_and_no_answer_without_an_audit_record(audited: ServicesStandIn, admin: TestClient) -> None:
@@ -133,14 +135,14 @@ def test_no_generation_and_no_answer_without_an_audit_record(audited: ServicesSt
     resp = admin.post("/v1/admin/users", json={"name": "ghost"})
     assert resp.status_code == 503
     assert all(u.name != "ghost" for u in audited.directory.list_users())
-    log_of(audited)._conn.execute("PRAGMA query_only = OFF")
+    log_of(audited).store.connection.execute("PRAGMA query_only = OFF")
     assert log_of(audited).count() == 0
 
 
 def test_a_tampered_log_refuses_every_action(audited: ServicesStandIn, admin: TestClient) -> None:
     for _ in range(3):
         admin.get("/v1/models")
-    conn = sqlite3.connect(log_of(audited).path)
+    conn = sqlite3.connect(log_of(audited).store.path)
     conn.execute("DROP TRIGGER audit_records_no_delete")
     conn.execute("DELETE FROM audit_records WHERE seq = 3")
     conn.commit()
@@ -179,7 +181,7 @@ def fake_spec(name: str) -> ModelSpec:
 
 
 def test_model_loads_are_recorded(tmp_path: Any) -> None:
-    audit = AuditLog(tmp_path / "audit.db")
+    audit = open_sqlite_audit_log(tmp_path / "audit.db")
     closed: list[str] = []
 
     class Engine:
@@ -200,7 +202,7 @@ def test_model_loads_are_recorded(tmp_path: Any) -> None:
     assert (ok.action, ok.model, ok.outcome, ok.location) == (MODEL_LOADED, "m1", "success", "local")
     assert ok.details == {"sha256": None, "source": "test", "size_bytes": 1234}
     assert (failed.outcome, failed.reason) == ("failure", "RuntimeError")
-    audit._conn.execute("PRAGMA query_only = ON")
+    audit.store.connection.execute("PRAGMA query_only = ON")
     with pytest.raises(AuditUnavailable):
         loader(spec)
     assert closed == ["closed"]  # the engine that could not be recorded is not kept

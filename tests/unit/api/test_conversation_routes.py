@@ -8,11 +8,11 @@ from fastapi.testclient import TestClient
 
 from inhouse.api.app import build_app
 from inhouse.api.auth import route_actions
-from inhouse.store.conversations import ConversationStore
+from inhouse.store.sqlite.conversations import SqliteConversationStore
 
 
 def _app(services: Any) -> Any:
-    services.conversations = ConversationStore(services.db)
+    services.conversations = SqliteConversationStore(services.db)
     return build_app(services)
 
 

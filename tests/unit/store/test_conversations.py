@@ -9,7 +9,8 @@ import pytest
 
 from inhouse.errors import InvalidRequest, NotFound
 from inhouse.store.conversations import MAX_MESSAGES, ConversationStore, owner_of
-from inhouse.store.db import Database
+from inhouse.store.sqlite.conversations import SqliteConversationStore
+from inhouse.store.sqlite.inhouse_db import open_inhouse_db
 from inhouse.types import Actor
 
 ANN = Actor("key_a1", "ann laptop", user_id="usr_ann")
@@ -20,10 +21,9 @@ ROBOT = Actor("key_r1", "robot")  # a key bound to no user
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[ConversationStore]:
-    db = Database(tmp_path / "c.db")
-    db.migrate()
+    db = open_inhouse_db(tmp_path / "c.db")
     clock = iter(float(t) for t in range(1000, 2000))
-    yield ConversationStore(db, clock=lambda: next(clock))
+    yield SqliteConversationStore(db, clock=lambda: next(clock))
     db.close()
 
 

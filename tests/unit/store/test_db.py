@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from inhouse.store.db import Database
-from inhouse.store.migrations import MIGRATIONS, Migration, apply_migrations, current_version
+from inhouse.store.sqlite.database import Database, Migration, apply_migrations, current_version
+from inhouse.store.sqlite.inhouse_db import MIGRATIONS, migrate
 
 
 @pytest.fixture
@@ -28,8 +28,8 @@ def test_pragmas(db: Database) -> None:
 
 def test_migrate_is_idempotent(db: Database) -> None:
     assert current_version(db) == 0
-    assert db.migrate() == [m.version for m in MIGRATIONS]
-    assert db.migrate() == []
+    assert migrate(db) == [m.version for m in MIGRATIONS]
+    assert migrate(db) == []
     assert current_version(db) == MIGRATIONS[-1].version
     cols = {r["name"] for r in db.query("PRAGMA table_info(api_keys)")}
     assert {"id", "name", "prefix", "secret_hash", "role", "user_id", "created_at", "expires_at",
@@ -38,15 +38,15 @@ def test_migrate_is_idempotent(db: Database) -> None:
 
 def test_migrations_persist_across_reopen(tmp_path: Path) -> None:
     d1 = Database(tmp_path / "x.db")
-    d1.migrate()
+    migrate(d1)
     d1.close()
     d2 = Database(tmp_path / "x.db")
-    assert d2.migrate() == []
+    assert migrate(d2) == []
     d2.close()
 
 
 def test_failed_migration_rolls_back(db: Database) -> None:
-    db.migrate()
+    migrate(db)
     bad = (*MIGRATIONS, Migration(99, "broken", "CREATE TABLE ok_table (x INTEGER); CREATE TABLE nope ("))
     with pytest.raises(Exception):  # noqa: B017 - sqlite3.OperationalError
         apply_migrations(db, bad)

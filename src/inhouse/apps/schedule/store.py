@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from inhouse.apps.schedule.calendar import Interval
 from inhouse.errors import Conflict, InvalidRequest, NotFound
 from inhouse.store.conversations import owner_of
-from inhouse.store.db import Database
+from inhouse.store.sqlite.database import Database
 from inhouse.types import Actor
 
 MAX_EVENTS_PER_OWNER = 20_000

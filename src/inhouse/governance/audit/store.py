@@ -1,0 +1,89 @@
+"""``AuditStore``: where the chain's rows and its signed head are kept. ``AuditLog`` (``log.py``) holds the rules.
+
+A store keeps the stored column values of ``chain.FIELDS`` plus ``hash``, append-only, and the head as text. It
+knows nothing of hashing or keys. What it must guarantee:
+
+* ``appending()`` is one append: serialised with every other writer of the same chain (threads, processes,
+  nodes), so the tail it shows is the tail the new row extends; the row and the head commit together or not at
+  all. An exception inside the block rolls both back; a failure to begin, write or commit raises
+  ``AuditUnavailable`` (a head already replaced for a commit that then failed is put back).
+* ``snapshot()`` shows the rows and their count as of one moment. Where the head is written apart from the rows
+  (a file), a head read inside the snapshot may already name a record that is being committed: ``verify`` then
+  calls ``wait_for_writers()`` and looks again.
+
+``inhouse.testing.audit_contract`` is the conformance suite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from inhouse.governance.audit.chain import Head
+
+Row = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class RecordQuery:
+    """Filters ANDed together (``since``/``until`` in the ``ts`` format)."""
+
+    since: str | None = None
+    until: str | None = None
+    action: str | None = None
+    actor: str | None = None
+    kind: str | None = None
+    after_seq: int = 0
+    limit: int | None = None
+    newest_first: bool = False
+
+
+class AuditAppend(Protocol):
+    """The inside of one append (see ``AuditStore.appending``)."""
+
+    def tail(self) -> Head | None:
+        """``(seq, hash)`` of the last row; None when the chain is empty."""
+        ...
+
+    def read_head(self) -> str | None:
+        """The stored head text; None when there is none. ``OSError`` when it cannot be read."""
+        ...
+
+    def insert(self, row: Row) -> None: ...
+
+    def write_head(self, text: str) -> None: ...
+
+
+class ChainSnapshot(Protocol):
+    total: int  # rows in the snapshot
+    last_seq: int  # the highest seq (0: empty)
+
+    def read_head(self) -> str | None:
+        """The stored head text (``OSError`` when it cannot be read)."""
+        ...
+
+    def rows(self) -> Iterator[Row]:
+        """Every row, ordered by seq."""
+        ...
+
+
+class AuditStore(Protocol):
+    def appending(self) -> AbstractContextManager[AuditAppend]: ...
+
+    def snapshot(self) -> AbstractContextManager[ChainSnapshot]: ...
+
+    def wait_for_writers(self) -> None:
+        """Return once every append in flight when called has committed or rolled back."""
+        ...
+
+    def read_head(self) -> str | None:
+        """The stored head text, outside any append (``OSError`` when it cannot be read)."""
+        ...
+
+    def count(self) -> int: ...
+
+    def rows(self, query: RecordQuery) -> Iterator[Row]: ...
+
+    def close(self) -> None: ...
