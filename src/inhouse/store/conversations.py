@@ -77,9 +77,11 @@ def new_conversation_id() -> str:
     return "conv_" + secrets.token_hex(8)
 
 
-def too_many() -> InvalidRequest:
-    return InvalidRequest(f"At most {MAX_CONVERSATIONS_PER_OWNER} conversations are kept; delete some.",
-                          code="too_many_conversations")
+def check_room(count: int) -> None:
+    """Before adding a conversation to an owner who has ``count`` (checked in the insert's transaction)."""
+    if count >= MAX_CONVERSATIONS_PER_OWNER:
+        raise InvalidRequest(f"At most {MAX_CONVERSATIONS_PER_OWNER} conversations are kept; delete some.",
+                             code="too_many_conversations")
 
 
 def merged(current: Conversation, *, title: str | None, model: str | None,

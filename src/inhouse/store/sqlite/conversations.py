@@ -9,15 +9,14 @@ from typing import Any
 
 from inhouse.errors import NotFound
 from inhouse.store.conversations import (
-    MAX_CONVERSATIONS_PER_OWNER,
     Conversation,
+    check_room,
     clean_title,
     conversation_from_row,
     encode_messages,
     merged,
     new_conversation_id,
     owner_of,
-    too_many,
 )
 from inhouse.store.sqlite.database import Database
 from inhouse.types import Actor
@@ -47,8 +46,7 @@ class SqliteConversationStore:
         cid = new_conversation_id()
         with self._db.transaction() as conn:
             count = conn.execute("SELECT count(*) FROM conversations WHERE owner = ?", (owner,)).fetchone()[0]
-            if count >= MAX_CONVERSATIONS_PER_OWNER:
-                raise too_many()
+            check_room(count)
             conn.execute("INSERT INTO conversations (id, owner, title, model, messages, created_at, updated_at)"
                          " VALUES (?, ?, ?, ?, ?, ?, ?)", (cid, owner, clean_title(title), model, blob, now, now))
         return self.get(actor, cid)
