@@ -6,7 +6,6 @@ transaction, so governance changes are serialised with every other writer of the
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,31 +13,9 @@ from typing import Any, cast
 
 from inhouse.errors import Conflict
 from inhouse.governance.store import GroupRecord, KeyRecord, StoredKey, UserRecord
+from inhouse.store.rows import group_from_row, key_from_row, scopes_text, user_from_row
 from inhouse.store.sqlite.database import Database
 from inhouse.types import Role
-
-
-def key_from_row(row: Any) -> KeyRecord:
-    return KeyRecord(
-        id=row["id"], name=row["name"], prefix=row["prefix"], role=cast(Role, row["role"]), user_id=row["user_id"],
-        created_at=row["created_at"], expires_at=row["expires_at"], revoked_at=row["revoked_at"],
-        last_used_at=row["last_used_at"], rpm_limit=row["rpm_limit"],
-        tokens_per_day_limit=row["tokens_per_day_limit"],
-        scopes=None if row["scopes"] is None else tuple(json.loads(row["scopes"])),
-    )
-
-
-def user_from_row(row: Any) -> UserRecord:
-    return UserRecord(id=row["id"], name=row["name"], display_name=row["display_name"],
-                      role=cast(Role, row["role"]), disabled=bool(row["disabled"]), created_at=row["created_at"])
-
-
-def group_from_row(row: Any) -> GroupRecord:
-    return GroupRecord(id=row["id"], name=row["name"], created_at=row["created_at"])
-
-
-def scopes_text(key: KeyRecord) -> str | None:
-    return None if key.scopes is None else json.dumps(list(key.scopes))
 
 
 class SqliteGovernanceStore:
