@@ -4,7 +4,10 @@ Query terms are split into Latin words (>= 3 characters, minus English stop word
 overlapping 3-character windows, which is what a trigram index holds: Chinese needs no word splitting, and part
 numbers match as substrings). Terms of 1-2 characters cannot match a trigram index; short codes among them
 (``P3``, ``Q3``, and 1-2 character CJK words such as ``加班``) are returned apart so a store can fall back to a
-substring scan. ``like_pattern`` escapes a term for ``LIKE … ESCAPE '\\'`` (SQLite and PostgreSQL alike).
+substring scan. ``like_escape`` escapes a term for ``LIKE … ESCAPE '\\'`` (SQLite and PostgreSQL alike).
+
+A store whose keyword index holds words rather than every 3-character window (PostgreSQL's ``tsvector``) indexes
+``index_terms`` of each chunk: the same Latin words and CJK windows the query side makes, in text order.
 """
 
 from __future__ import annotations
@@ -24,11 +27,10 @@ _CJK_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _MAX_TERMS = 48
 
 
-def keyword_terms(query: str) -> tuple[list[str], list[str]]:
-    """(terms of >= 3 characters for the trigram index, shorter terms for the LIKE fallback)."""
+def _terms(text: str) -> tuple[list[str], list[str]]:
     long: list[str] = []
     short: list[str] = []
-    for tok in _TOKEN_RE.findall(query.lower()):
+    for tok in _TOKEN_RE.findall(text.lower()):
         tok = tok.strip(".-")
         if not tok:
             continue
@@ -42,6 +44,17 @@ def keyword_terms(query: str) -> tuple[list[str], list[str]]:
                 long.append(tok)
         elif tok.isalnum() and not tok.isalpha():
             short.append(tok)  # "p3", "q3": short codes carry meaning; short English words rarely do
+    return long, short
+
+
+def index_terms(text: str) -> list[str]:
+    """The terms of a chunk, in order, repeats kept: what a word index holds for ``keyword_terms`` to find."""
+    return _terms(text)[0]
+
+
+def keyword_terms(query: str) -> tuple[list[str], list[str]]:
+    """(terms of >= 3 characters for the trigram index, shorter terms for the LIKE fallback)."""
+    long, short = _terms(query)
     return list(dict.fromkeys(long))[:_MAX_TERMS], list(dict.fromkeys(short))[:_MAX_TERMS]
 
 

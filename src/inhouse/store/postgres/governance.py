@@ -143,7 +143,7 @@ class PostgresGovernanceStore:
         return None if row is None else user_from_row(row)
 
     def list_users(self) -> list[UserRecord]:
-        return [user_from_row(r) for r in self._all("SELECT * FROM users ORDER BY lower(name)")]
+        return [user_from_row(r) for r in self._all("SELECT * FROM users ORDER BY lower(name) COLLATE \"C\"")]
 
     def update_user(self, user: UserRecord) -> None:
         self._run("UPDATE users SET role = %s, disabled = %s, display_name = %s WHERE id = %s",
@@ -167,7 +167,7 @@ class PostgresGovernanceStore:
         return None if row is None else group_from_row(row)
 
     def list_groups(self) -> list[GroupRecord]:
-        return [group_from_row(r) for r in self._all("SELECT * FROM user_groups ORDER BY lower(name)")]
+        return [group_from_row(r) for r in self._all("SELECT * FROM user_groups ORDER BY lower(name) COLLATE \"C\"")]
 
     def delete_group(self, group_id: str) -> None:
         self._run("DELETE FROM user_groups WHERE id = %s", (group_id,))  # memberships cascade
@@ -183,12 +183,12 @@ class PostgresGovernanceStore:
     def members(self, group_id: str) -> list[UserRecord]:
         return [user_from_row(r) for r in self._all(
             "SELECT u.* FROM group_members m JOIN users u ON u.id = m.user_id WHERE m.group_id = %s"
-            " ORDER BY lower(u.name)", (group_id,))]
+            " ORDER BY lower(u.name) COLLATE \"C\"", (group_id,))]
 
     def groups_of(self, user_id: str) -> list[GroupRecord]:
         return [group_from_row(r) for r in self._all(
             "SELECT g.* FROM group_members m JOIN user_groups g ON g.id = m.group_id WHERE m.user_id = %s"
-            " ORDER BY lower(g.name)", (user_id,))]
+            " ORDER BY lower(g.name) COLLATE \"C\"", (user_id,))]
 
     # -- token usage -----------------------------------------------------------------------------------------
 
