@@ -339,12 +339,12 @@ class PostgresIndexStore:
         nearest = ("WITH nn AS MATERIALIZED (SELECT k.id, k.embedding <=> %(v)s::vector AS d FROM kb_chunks k"
                    f" WHERE {where} ORDER BY d LIMIT %(k)s) SELECT id, d FROM nn ORDER BY d")
         rows = self._db.query(nearest, params)
-        if len(rows) < limit:
-            # The index scan gave up before finding k allowed rows: count them, and scan them exactly if more exist.
-            # (Adding 0 to the distance keeps the planner off the index.)
-            if int(self._db.scalar(f"SELECT count(*) FROM kb_chunks k WHERE {where}", params)) > len(rows):
-                rows = self._db.query(f"SELECT k.id, (k.embedding <=> %(v)s::vector) + 0 AS d FROM kb_chunks k"
-                                      f" WHERE {where} ORDER BY d, k.pk LIMIT %(k)s", params)
+        # Fewer than k: the index scan may have given up before finding k allowed rows. If more are allowed, scan
+        # them exactly (adding 0 to the distance keeps the planner off the index).
+        if len(rows) < limit and int(self._db.scalar(f"SELECT count(*) FROM kb_chunks k WHERE {where}",
+                                                     params)) > len(rows):
+            rows = self._db.query(f"SELECT k.id, (k.embedding <=> %(v)s::vector) + 0 AS d FROM kb_chunks k"
+                                  f" WHERE {where} ORDER BY d, k.pk LIMIT %(k)s", params)
         return [Scored(r["id"], 1.0 - float(r["d"])) for r in rows]
 
     def get_chunks(self, scope: AccessScope, chunk_ids: Sequence[str]) -> list[StoredChunk]:
