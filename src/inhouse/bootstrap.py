@@ -28,11 +28,9 @@ from inhouse.models.residency import ModelResidency
 from inhouse.models.spec import ModelSpec
 from inhouse.models.timetable import Timetable
 from inhouse.models.tuning.profile import ProfileStore, tuned_settings
+from inhouse.store.build import Stores, build_stores
 from inhouse.store.conversations import ConversationStore
-from inhouse.store.sqlite.audit import open_sqlite_audit_log
-from inhouse.store.sqlite.conversations import SqliteConversationStore
 from inhouse.store.sqlite.database import Database
-from inhouse.store.sqlite.governance import SqliteGovernanceStore
 from inhouse.store.sqlite.inhouse_db import open_inhouse_db
 
 log = logging.getLogger(__name__)
@@ -51,11 +49,12 @@ class Services:
     chat: ChatService
     egress: EgressRouter  # where each chat request may run (external providers, PII redaction)
     external: ExternalProviderClient
-    audit: AuditLog  # the tamper-evident log (<data_dir>/audit.db): security events and one record per request
+    audit: AuditLog  # the tamper-evident log (audit.db, or PostgreSQL): security events and one record per request
     kb: KnowledgeBase | None = None  # company knowledge: index store (<data_dir>/kb.db), embedder, retrieval
     profiles: ProfileStore | None = None  # tuned profiles (<data_dir>/profiles), applied when a model loads
     residency: ModelResidency | None = None  # idle release and the prewarm/release schedule (serve starts it)
     conversations: ConversationStore | None = None  # chat history of the web UI (same database)
+    stores: Stores | None = None  # what store.url chose; closed with the services
 
     def close(self) -> None:
         if self.residency is not None:
@@ -63,6 +62,8 @@ class Services:
         if self.kb is not None:
             self.kb.close()
         self.registry.close()
+        if self.stores is not None:
+            self.stores.close()
         self.db.close()
         self.audit.close()
 
@@ -116,11 +117,13 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
     timetable = Timetable.parse(ms.prewarm, ms.release)  # a bad entry fails here, before anything is opened
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.model_cache_dir.mkdir(parents=True, exist_ok=True)
+    # inhouse.db holds the assistants' tables, and governance and conversations unless store.url names PostgreSQL.
     db = open_inhouse_db(settings.db_path)
-    governance = SqliteGovernanceStore(db)
+    stores = build_stores(settings, db)
+    governance = stores.governance
     # Every security action (users, groups, memberships, keys, egress decisions, model loads) is recorded
     # here; a failed write makes the action fail.
-    audit = open_sqlite_audit_log(settings.data_dir / "audit.db")
+    audit = stores.audit
     audit_sink: AuditSink = audit
     gs = settings.governance
     keys = KeyStore(governance, audit=audit_sink, max_keys_per_user=gs.max_keys_per_user)
@@ -151,4 +154,4 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
     kb = build_knowledge_base(settings, chat=chat)
     return Services(settings=settings, db=db, keys=keys, directory=directory, quotas=quotas, registry=registry,
                     chat=chat, egress=egress, external=ExternalProviderClient(), audit=audit, kb=kb,
-                    profiles=profiles, residency=residency, conversations=SqliteConversationStore(db))
+                    profiles=profiles, residency=residency, conversations=stores.conversations, stores=stores)

@@ -177,6 +177,17 @@ class AppsSettings(BaseModel):
     )
 
 
+class StoreSettings(BaseModel):
+    url: str = Field(
+        "", pattern=r"^$|^postgres(ql)?://",
+        description="Where users, keys, quotas, conversations, the audit chain and the knowledge index are kept: "
+        "empty for the embedded SQLite files in `data_dir`, or a PostgreSQL URL shared by several nodes "
+        "(`postgresql://inhouse@db.internal:5432/inhouse?sslmode=verify-full`). Keep the password out of it: "
+        "libpq reads `PGPASSWORD` or `~/.pgpass`. `inhouse store migrate --to URL` copies an embedded install there.",
+    )
+    pool_size: int = Field(8, ge=1, le=100, description="Connections each inhouse process keeps per PostgreSQL store.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="INHOUSE_", env_nested_delimiter="__", extra="forbid", toml_file=None
@@ -194,6 +205,7 @@ class Settings(BaseSettings):
     )
     kb: KbSettings = Field(default_factory=lambda: KbSettings(), description="Company knowledge.")
     apps: AppsSettings = Field(default_factory=lambda: AppsSettings(), description="Assistants.")
+    store: StoreSettings = Field(default_factory=lambda: StoreSettings(), description="Where data is kept.")
 
     @property
     def db_path(self) -> Path:

@@ -21,13 +21,14 @@ SinceOption = typer.Option(None, "--since", help="7d, 12h, 30m or an ISO date/ti
 
 
 def _open(data_dir: Path | None) -> AuditLog:
-    from inhouse.store.sqlite.audit import open_sqlite_audit_log
+    from inhouse.store.build import open_audit_log
 
     settings = settings_from(data_dir)
-    path = settings.data_dir / "audit.db"
-    if not path.exists():
-        fail(f"No audit log at {path}.", 1)
-    return open_sqlite_audit_log(path)
+    log = open_audit_log(settings)
+    if log is None:
+        fail(f"No audit log at {settings.data_dir / 'audit.db'}.", 1)
+    assert log is not None
+    return log
 
 
 def _since(text: str | None) -> str | None:

@@ -170,12 +170,13 @@ def _label(value: str | None) -> Label | None:
 
 def build_knowledge_base(settings: Any, *, chat: ChatService | None = None,
                          embedder: Embedder | None = None) -> KnowledgeBase:
-    """From ``Settings``: the SQLite store at ``<data_dir>/kb.db`` and the configured embedder."""
+    """From ``Settings``: the index store ``store.url`` names (``<data_dir>/kb.db`` by default) and the configured
+    embedder."""
     from inhouse.kb.embed import build_embedder
-    from inhouse.kb.index.sqlite import SqliteIndexStore
+    from inhouse.store.build import build_index_store
 
     ks = settings.kb
     emb = embedder or build_embedder(ks.embedder, engine=ks.embed_engine, cache_dir=settings.model_cache_dir,
                                      n_threads=ks.embed_threads, batch_size=ks.embed_batch)
-    store = SqliteIndexStore(settings.kb_path, dim=emb.dim)
+    store = build_index_store(settings, dim=emb.dim)
     return KnowledgeBase(store, emb, chat=chat, settings=ks)

@@ -8,7 +8,6 @@ Import them in a ``conftest.py``: ``from inhouse.testing.postgres import postgre
 from __future__ import annotations
 
 import importlib.util
-import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -42,28 +41,9 @@ def postgres_server() -> Iterator[LocalPostgres]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def create_database(server: LocalPostgres) -> str:
-    """A new empty database on ``server``; its URL."""
-    import psycopg
-
-    name = "t_" + secrets.token_hex(6)
-    with psycopg.connect(server.url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return server.url_for(name)
-
-
-def drop_database(server: LocalPostgres, url: str) -> None:
-    import psycopg
-    from psycopg.conninfo import conninfo_to_dict
-
-    name = conninfo_to_dict(url)["dbname"]
-    with psycopg.connect(server.url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture
 def postgres_url(postgres_server: LocalPostgres) -> Iterator[str]:
     """The URL of a fresh, empty database, dropped after the test."""
-    url = create_database(postgres_server)
+    url = postgres_server.create_database()
     yield url
-    drop_database(postgres_server, url)
+    postgres_server.drop_database(url)

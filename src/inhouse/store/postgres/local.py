@@ -90,6 +90,25 @@ class LocalPostgres:
             time.sleep(0.05)
         return self.url
 
+    def create_database(self) -> str:
+        """A new empty database on this server; its URL."""
+        import secrets
+
+        import psycopg
+
+        name = "t_" + secrets.token_hex(6)
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url_for(name)
+
+    def drop_database(self, url: str) -> None:
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+
+        name = str(conninfo_to_dict(url)["dbname"])
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
     def _durability(self) -> list[str]:
         if self.durable:
             return []
