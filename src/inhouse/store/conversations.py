@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from inhouse.errors import InvalidRequest
+from inhouse.errors import InvalidRequest, NotFound
 
 if TYPE_CHECKING:
     from inhouse.types import Actor
@@ -109,3 +111,61 @@ def encode_messages(messages: Sequence[dict[str, Any]]) -> str:
 def conversation_from_row(r: Any) -> Conversation:
     return Conversation(id=r["id"], owner=r["owner"], title=r["title"], model=r["model"],
                         messages=json.loads(r["messages"]), created_at=r["created_at"], updated_at=r["updated_at"])
+
+
+class SqlConversationStore:
+    """The ``ConversationStore`` over a SQL database: one implementation for SQLite and PostgreSQL, which differ
+    in the parameter placeholder and in how the transaction of a create is serialised (``owner_transaction``)."""
+
+    placeholder = "?"
+
+    def __init__(self, db: Any, *, clock: Callable[[], float] = time.time) -> None:
+        self._db = db  # query / query_one / execute, as both database helpers offer them
+        self._clock = clock
+
+    def owner_transaction(self, owner: str) -> AbstractContextManager[Any]:
+        """A write transaction in which no other create for ``owner`` runs."""
+        raise NotImplementedError
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", self.placeholder)
+
+    def list(self, actor: Actor, *, limit: int = 200) -> list[Conversation]:
+        rows = self._db.query(self._sql("SELECT * FROM conversations WHERE owner = ? ORDER BY updated_at DESC, id"
+                                        " LIMIT ?"), (owner_of(actor), limit))
+        return [conversation_from_row(r) for r in rows]
+
+    def get(self, actor: Actor, conversation_id: str) -> Conversation:
+        row = self._db.query_one(self._sql("SELECT * FROM conversations WHERE id = ? AND owner = ?"),
+                                 (conversation_id, owner_of(actor)))
+        if row is None:
+            raise NotFound(f"No conversation '{conversation_id}'.", param="conversation_id")
+        return conversation_from_row(row)
+
+    def create(self, actor: Actor, *, title: str, model: str | None = None,
+               messages: Sequence[dict[str, Any]] = ()) -> Conversation:
+        owner, now = owner_of(actor), self._clock()
+        blob = encode_messages(messages)
+        cid = new_conversation_id()
+        with self.owner_transaction(owner) as conn:
+            check_room(int(conn.execute(self._sql("SELECT count(*) AS n FROM conversations WHERE owner = ?"),
+                                        (owner,)).fetchone()["n"]))
+            conn.execute(self._sql("INSERT INTO conversations (id, owner, title, model, messages, created_at,"
+                                   " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"),
+                         (cid, owner, clean_title(title), model, blob, now, now))
+        return self.get(actor, cid)
+
+    def update(self, actor: Actor, conversation_id: str, *, title: str | None = None, model: str | None = None,
+               messages: Sequence[dict[str, Any]] | None = None) -> Conversation:
+        current = self.get(actor, conversation_id)
+        self._db.execute(
+            self._sql("UPDATE conversations SET title = ?, model = ?, messages = ?, updated_at = ?"
+                      " WHERE id = ? AND owner = ?"),
+            (*merged(current, title=title, model=model, messages=messages), self._clock(), current.id,
+             current.owner))
+        return self.get(actor, conversation_id)
+
+    def delete(self, actor: Actor, conversation_id: str) -> None:
+        if not self._db.execute(self._sql("DELETE FROM conversations WHERE id = ? AND owner = ?"),
+                                (conversation_id, owner_of(actor))):
+            raise NotFound(f"No conversation '{conversation_id}'.", param="conversation_id")

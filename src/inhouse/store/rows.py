@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, cast
 
-from inhouse.governance.store import GroupRecord, KeyRecord, UserRecord
+from inhouse.governance.store import GroupRecord, KeyRecord, StoredKey, UserRecord
 from inhouse.types import Role
 
 
@@ -30,3 +30,16 @@ def group_from_row(row: Any) -> GroupRecord:
 
 def scopes_text(key: KeyRecord) -> str | None:
     return None if key.scopes is None else json.dumps(list(key.scopes))
+
+
+# A key with its user's columns prefixed ``u_`` (``LEFT JOIN users``): what ``stored_key`` selects.
+STORED_KEY_SQL = ("SELECT k.*, u.id AS u_id, u.name AS u_name, u.display_name AS u_display_name, u.role AS u_role,"
+                  " u.disabled AS u_disabled, u.created_at AS u_created_at"
+                  " FROM api_keys k LEFT JOIN users u ON u.id = k.user_id WHERE k.id = {p}")
+
+
+def stored_key_from_row(row: Any) -> StoredKey:
+    user = None if row["u_id"] is None else UserRecord(
+        id=row["u_id"], name=row["u_name"], display_name=row["u_display_name"], role=cast(Role, row["u_role"]),
+        disabled=bool(row["u_disabled"]), created_at=row["u_created_at"])
+    return StoredKey(key_from_row(row), row["secret_hash"], user)

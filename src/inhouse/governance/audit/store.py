@@ -39,6 +39,21 @@ class RecordQuery:
     limit: int | None = None
     newest_first: bool = False
 
+    def sql(self, placeholder: str) -> tuple[str, list[Any]]:
+        """``SELECT * FROM audit_records …`` for these filters, with ``placeholder`` (``?`` or ``%s``) for values."""
+        where: list[str] = [f"seq > {placeholder}"]
+        params: list[Any] = [self.after_seq]
+        for column, op, value in (("ts", ">=", self.since), ("ts", "<", self.until), ("action", "=", self.action),
+                                  ("actor_key_id", "=", self.actor), ("kind", "=", self.kind)):
+            if value is not None:
+                where.append(f"{column} {op} {placeholder}")
+                params.append(value)
+        sql = (f"SELECT * FROM audit_records WHERE {' AND '.join(where)}"
+               f" ORDER BY seq {'DESC' if self.newest_first else 'ASC'}")
+        if self.limit is not None:
+            sql += f" LIMIT {int(self.limit)}"
+        return sql, params
+
 
 class AuditAppend(Protocol):
     """The inside of one append (see ``AuditStore.appending``)."""

@@ -106,17 +106,7 @@ class PostgresAuditStore:
         return int(self._db.scalar("SELECT count(*) FROM audit_records"))
 
     def rows(self, query: RecordQuery) -> Iterator[Row]:
-        where: list[str] = ["seq > %s"]
-        params: list[Any] = [query.after_seq]
-        for column, op, value in (("ts", ">=", query.since), ("ts", "<", query.until), ("action", "=", query.action),
-                                  ("actor_key_id", "=", query.actor), ("kind", "=", query.kind)):
-            if value is not None:
-                where.append(f"{column} {op} %s")
-                params.append(value)
-        sql = (f"SELECT * FROM audit_records WHERE {' AND '.join(where)}"
-               f" ORDER BY seq {'DESC' if query.newest_first else 'ASC'}")
-        if query.limit is not None:
-            sql += f" LIMIT {int(query.limit)}"
+        sql, params = query.sql("%s")
         with self._db.transaction(isolation="REPEATABLE READ READ ONLY") as conn, \
                 conn.cursor(name="audit_rows") as cur:
             cur.itersize = _BATCH

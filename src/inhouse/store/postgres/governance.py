@@ -10,13 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import Any
 
 from inhouse.errors import Conflict
 from inhouse.governance.store import GroupRecord, KeyRecord, StoredKey, UserRecord
 from inhouse.store.postgres.database import Params, PostgresDatabase, lock_id
-from inhouse.store.rows import group_from_row, key_from_row, scopes_text, user_from_row
-from inhouse.types import Role
+from inhouse.store.rows import (
+    STORED_KEY_SQL,
+    group_from_row,
+    key_from_row,
+    scopes_text,
+    stored_key_from_row,
+    user_from_row,
+)
 
 GOVERNANCE_LOCK = lock_id("governance")
 
@@ -76,16 +82,8 @@ class PostgresGovernanceStore:
         return None if row is None else key_from_row(row)
 
     def stored_key(self, key_id: str) -> StoredKey | None:
-        row = self._one(
-            "SELECT k.*, u.id AS u_id, u.name AS u_name, u.display_name AS u_display_name, u.role AS u_role,"
-            " u.disabled AS u_disabled, u.created_at AS u_created_at"
-            " FROM api_keys k LEFT JOIN users u ON u.id = k.user_id WHERE k.id = %s", (key_id,))
-        if row is None:
-            return None
-        user = None if row["u_id"] is None else UserRecord(
-            id=row["u_id"], name=row["u_name"], display_name=row["u_display_name"], role=cast(Role, row["u_role"]),
-            disabled=bool(row["u_disabled"]), created_at=row["u_created_at"])
-        return StoredKey(key_from_row(row), row["secret_hash"], user)
+        row = self._one(STORED_KEY_SQL.format(p="%s"), (key_id,))
+        return None if row is None else stored_key_from_row(row)
 
     def list_keys(self, *, include_revoked: bool = True, user_id: str | None = None) -> list[KeyRecord]:
         where, params = [], []

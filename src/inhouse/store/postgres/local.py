@@ -62,6 +62,9 @@ class LocalPostgres:
         bin_dir = binaries()
         self.directory.mkdir(parents=True, exist_ok=True)
         if self._as:
+            if not _reachable_by_others(self.directory.parent):
+                raise Unavailable(f"{self.directory.parent} is closed to other users, and the local PostgreSQL runs "
+                                  "as 'nobody' under root: put its directory elsewhere (e.g. under /tmp).")
             os.chown(self.directory, *_ids("nobody", "nogroup"))
             if not _reachable_by_others(bin_dir):
                 copy = self.directory / "pginstall"
@@ -69,9 +72,11 @@ class LocalPostgres:
                     shutil.copytree(bin_dir.parent, copy, symlinks=True)
                 bin_dir = copy / "bin"
         if not (self.data / "PG_VERSION").exists():
-            subprocess.run([str(bin_dir / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
-                            "--encoding=UTF8", "--locale=C", "--no-sync"], check=True, capture_output=True,
-                           timeout=timeout_s, **self._as)
+            done = subprocess.run([str(bin_dir / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
+                                   "--encoding=UTF8", "--locale=C", "--no-sync"], capture_output=True,
+                                  timeout=timeout_s, **self._as)
+            if done.returncode:
+                raise Unavailable(f"initdb failed: {done.stderr.decode(errors='replace')[-1000:]}")
         listen = ["-h", "127.0.0.1", "-p", str(self.port)] if self.port is not None else ["-h", ""]
         log = open(self.directory / "postgres.log", "ab")  # noqa: SIM115 - handed to the child process
         try:

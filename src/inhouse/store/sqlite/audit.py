@@ -209,17 +209,7 @@ class SqliteAuditStore:
             return int(conn.execute("SELECT count(*) FROM audit_records").fetchone()[0])
 
     def rows(self, query: RecordQuery) -> Iterator[Row]:
-        where: list[str] = ["seq > ?"]
-        params: list[Any] = [query.after_seq]
-        for column, op, value in (("ts", ">=", query.since), ("ts", "<", query.until), ("action", "=", query.action),
-                                  ("actor_key_id", "=", query.actor), ("kind", "=", query.kind)):
-            if value is not None:
-                where.append(f"{column} {op} ?")
-                params.append(value)
-        sql = (f"SELECT * FROM audit_records WHERE {' AND '.join(where)}"
-               f" ORDER BY seq {'DESC' if query.newest_first else 'ASC'}")
-        if query.limit is not None:
-            sql += f" LIMIT {int(query.limit)}"
+        sql, params = query.sql("?")
         with self._reader() as conn:
             for row in conn.execute(sql, params):
                 yield dict(row)

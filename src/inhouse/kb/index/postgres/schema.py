@@ -53,6 +53,13 @@ CREATE TABLE kb_files (
 """
 
 
+# Built after a bulk load rather than row by row (``load.py``): the same definitions either way.
+SEARCH_INDEXES = (
+    "CREATE INDEX kb_chunks_tsv ON kb_chunks USING gin (tsv)",
+    "CREATE INDEX kb_chunks_embedding ON kb_chunks USING hnsw (embedding vector_cosine_ops)",
+)
+
+
 def migrations(dim: int) -> tuple[PgMigration, ...]:
     def v1(conn: Any) -> None:
         conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
@@ -72,9 +79,9 @@ CREATE TABLE kb_chunks (
     tsv          tsvector NOT NULL,
     embedding    vector({int(dim)}) NOT NULL
 );
-CREATE INDEX kb_chunks_doc ON kb_chunks (document_pk, ordinal);
-CREATE INDEX kb_chunks_tsv ON kb_chunks USING gin (tsv);
-CREATE INDEX kb_chunks_embedding ON kb_chunks USING hnsw (embedding vector_cosine_ops)""")
+CREATE INDEX kb_chunks_doc ON kb_chunks (document_pk, ordinal)""")
+        for ddl in SEARCH_INDEXES:
+            conn.execute(ddl)
 
     return (PgMigration(1, "collections_documents_chunks_vectors", v1),)
 
