@@ -32,10 +32,10 @@ def scopes_text(key: KeyRecord) -> str | None:
     return None if key.scopes is None else json.dumps(list(key.scopes))
 
 
-# A key with its user's columns prefixed ``u_`` (``LEFT JOIN users``): what ``stored_key`` selects.
+# A key with its user's columns prefixed ``u_`` (``LEFT JOIN users``): what ``stored_key`` selects (``?``: the key id).
 STORED_KEY_SQL = ("SELECT k.*, u.id AS u_id, u.name AS u_name, u.display_name AS u_display_name, u.role AS u_role,"
                   " u.disabled AS u_disabled, u.created_at AS u_created_at"
-                  " FROM api_keys k LEFT JOIN users u ON u.id = k.user_id WHERE k.id = {p}")
+                  " FROM api_keys k LEFT JOIN users u ON u.id = k.user_id WHERE k.id = ?")
 
 
 def stored_key_from_row(row: Any) -> StoredKey:
