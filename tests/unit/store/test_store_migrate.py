@@ -56,8 +56,8 @@ def embedded_install(data_dir: Path) -> dict[str, Any]:
         s.close()
 
 
-def run(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, list(args))
+def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args), env=env)
     return result.exit_code, result.output
 
 
@@ -100,6 +100,9 @@ def test_an_embedded_install_moves_to_postgresql_whole(tmp_path: Path, postgres_
 
     code, out = run("store", "migrate", "--to", postgres_url, "--data-dir", str(data))
     assert code == 1 and "already holds inhouse data" in " ".join(out.split())
+    # `inhouse audit verify` reads the chain where store.url says.
+    code, out = run("audit", "verify", "--data-dir", str(data), env={"INHOUSE_STORE__URL": postgres_url})
+    assert code == 0 and f"ok: {facts['records'] + 2} records" in out
 
 
 def test_a_source_chain_that_does_not_verify_is_refused(tmp_path: Path, postgres_url: str) -> None:
