@@ -47,7 +47,8 @@ class LocalPostgres:
         self.process: subprocess.Popen[bytes] | None = None
         self._as: dict[str, Any] = {}
         if os.geteuid() == 0:
-            self._as = {"user": "nobody", "group": "nogroup", "extra_groups": []}
+            uid, gid = _nobody()
+            self._as = {"user": uid, "group": gid, "extra_groups": []}
 
     @property
     def url(self) -> str:
@@ -65,7 +66,7 @@ class LocalPostgres:
             if not _reachable_by_others(self.directory.parent):
                 raise Unavailable(f"{self.directory.parent} is closed to other users, and the local PostgreSQL runs "
                                   "as 'nobody' under root: put its directory elsewhere (e.g. under /tmp).")
-            os.chown(self.directory, *_ids("nobody", "nogroup"))
+            os.chown(self.directory, *_nobody())
             if not _reachable_by_others(bin_dir):
                 copy = self.directory / "pginstall"
                 if not copy.exists():
@@ -144,11 +145,12 @@ class LocalPostgres:
             proc.wait(timeout_s)
 
 
-def _ids(user: str, group: str) -> tuple[int, int]:
-    import grp
+def _nobody() -> tuple[int, int]:
+    """uid and primary gid of ``nobody`` (its group is ``nogroup`` on Debian, ``nobody`` elsewhere)."""
     import pwd
 
-    return pwd.getpwnam(user).pw_uid, grp.getgrnam(group).gr_gid
+    entry = pwd.getpwnam("nobody")
+    return entry.pw_uid, entry.pw_gid
 
 
 def _reachable_by_others(path: Path) -> bool:
