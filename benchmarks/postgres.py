@@ -41,29 +41,42 @@ ACTORS = {"admin": Actor("key_admin", "admin", role="admin"),
 
 
 @contextmanager
-def postgres(url: str | None) -> Iterator[str]:
-    """An empty database: a fresh one on ``url``'s server, or on a local server started for this run."""
+def postgres(url: str | None, keep: Path | None = None, name: str = "") -> Iterator[str]:
+    """A database: ``url`` itself; or on a local server started for this run, a fresh one, or with ``keep`` (the
+    server's directory, kept between runs) the database ``name`` there, created when missing."""
     from inhouse.store.postgres.local import LocalPostgres
 
     if url:
         yield url
         return
     with tempfile.TemporaryDirectory(prefix="inhouse-bench-pg-") as d:
-        server = LocalPostgres(Path(d), durable=True)
+        server = LocalPostgres(keep or Path(d), durable=True)
         server.start()
         try:
-            yield server.create_database()
+            yield _database(server, name) if keep and name else server.create_database()
         finally:
             server.stop()
 
 
+def _database(server: Any, name: str) -> str:
+    import psycopg
+
+    with psycopg.connect(server.url, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+    return str(server.url_for(name))
+
+
 def copy_index(sqlite_store: Any, url: str) -> tuple[Any, float]:
-    """The SQLite index loaded into PostgreSQL (the migrate loader), analysed; and the seconds it took."""
+    """The SQLite index loaded into PostgreSQL (the migrate loader), analysed; and the seconds it took (0: it was
+    there already, from a previous run with ``--pg-dir``)."""
     from inhouse.kb.index.postgres import PostgresIndexStore
     from inhouse.kb.index.postgres.load import load_index
     from inhouse.kb.index.sqlite.export import export_index
 
     pg = PostgresIndexStore(url, dim=sqlite_store.dim)
+    if pg.counts()["chunks"] == sqlite_store.counts()["chunks"]:
+        return pg, 0.0
     t0 = time.perf_counter()
     with export_index(sqlite_store) as export, pg._db.transaction() as conn:
         load_index(conn, export)
@@ -114,7 +127,8 @@ def queries_per_s(store: IndexStore, embedder: Any, queries: list[str], threads:
     return round(per * threads / (time.perf_counter() - t0), 1)
 
 
-def bench_retrieval_pg(n_chunks: int, n_queries: int, data_dir: Path | None, pg_url: str | None) -> dict[str, Any]:
+def bench_retrieval_pg(n_chunks: int, n_queries: int, data_dir: Path | None, pg_url: str | None,
+                       pg_dir: Path | None = None) -> dict[str, Any]:
     from benchmarks.retrieval import DIM, TableEmbedder, build_index, vocabulary
     from inhouse.kb.index.sqlite import SqliteIndexStore
 
@@ -128,7 +142,7 @@ def bench_retrieval_pg(n_chunks: int, n_queries: int, data_dir: Path | None, pg_
     qv /= np.linalg.norm(qv, axis=1, keepdims=True)
     embedder = TableEmbedder(dict(zip(queries, qv, strict=True)))
     out: dict[str, Any] = {"chunks": store.counts()["chunks"]}
-    with postgres(pg_url) as url:
+    with postgres(pg_url, pg_dir, "retrieval") as url:
         pg, load_s = copy_index(store, url)
         out["load_s"] = round(load_s, 1)
         print(f"loaded {out['chunks']} chunks into PostgreSQL in {load_s:.0f} s", flush=True)
@@ -242,12 +256,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--data-dir", type=Path, default=None, help="Keep (and reuse) the synthetic SQLite index here.")
     ap.add_argument("--pg-url", default=None, help="Measure this PostgreSQL server (a fresh database is not made).")
+    ap.add_argument("--pg-dir", type=Path, default=None,
+                    help="Keep the local server's data here and reuse the loaded index on the next run.")
     ap.add_argument("--seconds", type=float, default=10.0, help="How long the audit writers append.")
     ap.add_argument("--only", choices=["retrieval", "capacity"], default=None)
     args = ap.parse_args(argv)
     result: dict[str, Any] = {"at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     if args.only != "capacity":
-        result["retrieval"] = bench_retrieval_pg(args.chunks, args.queries, args.data_dir, args.pg_url)
+        result["retrieval"] = bench_retrieval_pg(args.chunks, args.queries, args.data_dir, args.pg_url, args.pg_dir)
     if args.only != "retrieval":
         result["capacity"] = bench_capacity(args.pg_url, args.seconds)
     RESULTS.mkdir(exist_ok=True)
