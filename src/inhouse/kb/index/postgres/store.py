@@ -303,10 +303,11 @@ class PostgresIndexStore:
 
     # -- reads with the access rule ----------------------------------------------------------------------
 
-    def _where(self, scope: AccessScope, filters: SearchFilters) -> tuple[str, dict[str, Any]]:
+    def _where(self, scope: AccessScope, filters: SearchFilters, *,
+               by_document_index: bool = True) -> tuple[str, dict[str, Any]]:
         if unrestricted(scope, filters):
             return "true", {}
-        return chunk_filter(scope, filters)
+        return chunk_filter(scope, filters, by_document_index=by_document_index)
 
     def keyword_search(self, scope: AccessScope, query: str, filters: SearchFilters, limit: int) -> list[Scored]:
         long, short = keyword_terms(query)
@@ -334,10 +335,11 @@ class PostgresIndexStore:
             raise InvalidRequest(f"query vector has {v.shape[0]} dimensions, the index {self.dim}.")
         if limit <= 0:
             return []
-        where, params = self._where(scope, filters)
+        hnsw_where, params = self._where(scope, filters, by_document_index=False)
+        where, _ = self._where(scope, filters)
         params.update(v=vector_literal(v), k=int(limit))
         nearest = ("WITH nn AS MATERIALIZED (SELECT k.id, k.embedding <=> %(v)s::vector AS d FROM kb_chunks k"
-                   f" WHERE {where} ORDER BY d LIMIT %(k)s) SELECT id, d FROM nn ORDER BY d")
+                   f" WHERE {hnsw_where} ORDER BY d LIMIT %(k)s) SELECT id, d FROM nn ORDER BY d")
         rows = self._db.query(nearest, params)
         # Fewer than k: the index scan may have given up before finding k allowed rows. If more are allowed, scan
         # them exactly (adding 0 to the distance keeps the planner off the index).
