@@ -311,7 +311,10 @@ class PostgresIndexStore:
 
     def keyword_search(self, scope: AccessScope, query: str, filters: SearchFilters, limit: int) -> list[Scored]:
         long, short = keyword_terms(query)
-        where, params = self._where(scope, filters)
+        # Word matches go through the GIN index and the access condition filters them (hidden from the btree on
+        # document_pk, which the planner would otherwise walk for every allowed chunk); the short-term scan goes
+        # through the allowed chunks.
+        where, params = self._where(scope, filters, by_document_index=not long)
         params["limit"] = int(limit)
         if long:
             params["q"] = tsquery_literal(long)
