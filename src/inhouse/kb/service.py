@@ -168,15 +168,10 @@ def _label(value: str | None) -> Label | None:
     return None if value is None or value == "" else parse_label(value)
 
 
-def build_knowledge_base(settings: Any, *, chat: ChatService | None = None,
-                         embedder: Embedder | None = None) -> KnowledgeBase:
-    """From ``Settings``: the index store ``store.url`` names (``<data_dir>/kb.db`` by default) and the configured
-    embedder."""
-    from inhouse.kb.embed import build_embedder
+def build_knowledge_base(settings: Any, embedder: Embedder, *, chat: ChatService | None = None) -> KnowledgeBase:
+    """From ``Settings``: the index store ``store.url`` names (``<data_dir>/kb.db`` by default) over ``embedder``
+    (the composition root's choice)."""
     from inhouse.store.build import build_index_store
 
-    ks = settings.kb
-    emb = embedder or build_embedder(ks.embedder, engine=ks.embed_engine, cache_dir=settings.model_cache_dir,
-                                     n_threads=ks.embed_threads, batch_size=ks.embed_batch)
-    store = build_index_store(settings, dim=emb.dim)
-    return KnowledgeBase(store, emb, chat=chat, settings=ks)
+    store = build_index_store(settings, dim=embedder.dim)
+    return KnowledgeBase(store, embedder, chat=chat, settings=settings.kb)
