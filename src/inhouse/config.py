@@ -36,6 +36,18 @@ class ServerSettings(BaseModel):
     metrics_public: bool = Field(
         False, description="Serve /metrics without an API key (only do this behind a private network)."
     )
+    max_connections: int = Field(
+        1000, ge=1, description="Open HTTP connections at most; beyond, a new one gets 503 with Retry-After."
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="A request's head must arrive within this many seconds of the connection opening "
+        "(or of the previous response), else the connection is closed (idle and slowloris connections)."
+    )
+    write_timeout_s: float = Field(
+        30.0, gt=0, description="A client that reads nothing of its response for this long is disconnected and "
+        "its generation aborted."
+    )
+    keep_alive_s: float = Field(5.0, gt=0, description="Idle time after which a kept-alive connection is closed.")
 
 
 class EngineSettings(BaseModel):
@@ -107,6 +119,11 @@ class GovernanceSettings(BaseModel):
     redact_names: list[str] = Field(
         default_factory=list,
         description="Person names redacted before egress, besides the display names of directory users.",
+    )
+    internal_domains: list[str] = Field(
+        default_factory=list,
+        description="The company's own DNS domains (e.g. qinglan.com.cn): host names and URLs under them are "
+        "redacted before egress like those under .internal, .corp, .local, .lan or private IP addresses.",
     )
 
 
@@ -186,6 +203,12 @@ class StoreSettings(BaseModel):
         "libpq reads `PGPASSWORD` or `~/.pgpass`. `inhouse store migrate --to URL` copies an embedded install there.",
     )
     pool_size: int = Field(8, ge=1, le=100, description="Connections each inhouse process keeps per PostgreSQL store.")
+    node: str = Field(
+        "", max_length=200,
+        description="This node's name in the shared audit chain (PostgreSQL only): the write-ahead records of its "
+        "requests carry it, and when it restarts it closes only its own unfinished requests as interrupted, never "
+        "those another node is serving. Empty: the host name. Give each node a name that survives its restarts.",
+    )
 
 
 class Settings(BaseSettings):

@@ -15,13 +15,19 @@ codes. Each class names the OpenAI-style ``type`` and a stable machine ``code`` 
      ├── Conflict                   the resource already exists / is in another state
      ├── Overloaded                 queue full or quota exceeded; carries ``retry_after_s``
      ├── Unavailable                the engine is loading, stopping or failed
-     │    └── AuditUnavailable       the audit record could not be written: the action must not happen
+     │    ├── AuditUnavailable       the audit record could not be written: the action must not happen
+     │    ├── StorageFull            the disk is full: nothing was written; retry once space is back
+     │    └── AuditStorageFull       (both of the above) the audit record could not be written: disk full
      └── EngineFailure              llama.cpp returned an error we could not recover from
 
 This module imports nothing from the package.
 """
 
 from __future__ import annotations
+
+import errno
+import os
+import shutil
 
 
 class InhouseError(Exception):
@@ -123,6 +129,46 @@ class AuditUnavailable(Unavailable):
     head). The action it was meant to record must fail: nothing happens unaudited."""
 
     code = "audit_unavailable"
+
+
+class StorageFull(Unavailable):
+    """A write failed because the filesystem holding the data is full (or over quota). The write was rolled back
+    or never renamed into place, so nothing is half-written; the same request succeeds once space returns."""
+
+    code = "storage_full"
+
+
+class AuditStorageFull(AuditUnavailable, StorageFull):
+    """The audit record could not be written because the disk is full (so the action does not happen: 507)."""
+
+    code = "storage_full"
+
+
+def is_storage_full(exc: BaseException, path: str | os.PathLike[str] | None = None) -> bool:
+    """Whether ``exc`` (from the OS, the stdlib sqlite3, apsw or psycopg) means the disk is full. With ``path``,
+    also any error while the filesystem holding ``path`` has (almost) no space left: an SQLite extension may report
+    a failed write in its own words (sqlite-vec: "could not write vector blob")."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if getattr(exc, "sqlite_errorcode", None) == 13 or type(exc).__name__ == "FullError":  # SQLITE_FULL
+        return True
+    if getattr(exc, "sqlstate", None) == "53100":  # PostgreSQL disk_full (on the database server)
+        return True
+    if "database or disk is full" in str(exc):
+        return True
+    if path is None:
+        return False
+    try:
+        return shutil.disk_usage(path).free < _NEARLY_FULL_BYTES
+    except OSError:
+        return False
+
+
+_NEARLY_FULL_BYTES = 1 << 20
+
+
+def storage_full(what: str, exc: BaseException) -> StorageFull:
+    return StorageFull(f"{what}: the disk is full (nothing was written; retry when space is freed).")
 
 
 class EngineFailure(InhouseError):

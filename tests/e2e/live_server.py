@@ -32,12 +32,15 @@ class LiveServer:
 
 @contextmanager
 def run_live_server(data_dir: Path, *, settings: dict[str, Any] | None = None,
-                    load_engine: Callable[[Any], Any] | None = None) -> Iterator[LiveServer]:
+                    load_engine: Callable[[Any], Any] | None = None,
+                    send_buffer_bytes: int | None = None) -> Iterator[LiveServer]:
     """Start the whole app on 127.0.0.1:<free port>; stop it and close the services on exit.
-    ``load_engine`` replaces the plain fake engine (e.g. one with a scripted reply)."""
+    ``load_engine`` replaces the plain fake engine (e.g. one with a scripted reply); ``send_buffer_bytes`` shrinks
+    the kernel's send buffer of accepted connections (a client that stops reading then blocks the server soon)."""
     import uvicorn
 
     from inhouse.api.app import build_app
+    from inhouse.api.connections import http_protocol
     from inhouse.bootstrap import build_services
     from inhouse.config import Settings
     from inhouse.testing.fakes import build_fake_engine
@@ -55,10 +58,13 @@ def run_live_server(data_dir: Path, *, settings: dict[str, Any] | None = None,
         # Accepted sockets inherit this on Linux; without it h11's separate head/body writes meet the
         # client's delayed ACK and every request takes ~40 ms.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if send_buffer_bytes is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer_bytes)
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
         app = build_app(services)
-        server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning", timeout_graceful_shutdown=1))
+        server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning", timeout_graceful_shutdown=1,
+                                               http=http_protocol(cfg.server)))
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
         thread.start()
         deadline = time.monotonic() + 10

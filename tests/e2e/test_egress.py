@@ -38,10 +38,23 @@ _PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*_\d+>")
 
 ID_NUMBER = "44030519900101123" + prc_id_check_char("44030519900101123")
 CARD = "622202123456789" + luhn_check_digit("622202123456789")
-PII_VALUES = ["alice.wang@qinglan.com.cn", "13812345678", ID_NUMBER, CARD, "10.20.30.40",
-              "sk-live-Zx8Kq2Lm9Np4Rt7Vw1Yb3Cd6", "Alice Wang"]
+PII_VALUES = ["alice.wang@qinglan.com.cn", "13812345678", ID_NUMBER, CARD, "10.20.30.40", "Alice Wang",
+              "zhang.wei@qinglan-components.example", "li.na@hr.qinglan.local", "db01.qinglan.corp",
+              "https://wiki.qinglan.internal/x/OPS"]
 PII_PROMPT = (f"Alice Wang (alice.wang@qinglan.com.cn, 手机 13812345678, 身份证 {ID_NUMBER}) paid with card {CARD} "
-              "from 10.20.30.40 using key sk-live-Zx8Kq2Lm9Np4Rt7Vw1Yb3Cd6. Write Alice Wang a short thank-you note.")
+              "from 10.20.30.40; cc zhang.wei@qinglan-components.example and li.na@hr.qinglan.local, the receipt is "
+              "on db01.qinglan.corp and https://wiki.qinglan.internal/x/OPS. Write Alice Wang a short thank-you note.")
+# Secrets never go out, whatever the label allows: (prompt, the kind the audit record must name, the secret).
+SECRET_CASES = [
+    ("Why is my key rejected? sk-live-Zx8Kq2Lm9Np4Rt7Vw1Yb3Cd6", "api_token", "Zx8Kq2Lm9Np4Rt7Vw1Yb3Cd6"),
+    ("Fix this: DATABASE_URL=postgres://erp:Qinglan@2026@db01.qinglan.internal:5432/erp", "connection_string",
+     "Qinglan@2026"),
+    ("数据库密码是 Hengtai#2025x9，帮我写一封通知邮件", "password", "Hengtai#2025x9"),
+    ("Is this key valid?\n-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU\n"
+     "-----END OPENSSH PRIVATE KEY-----", "private_key", "b3BlbnNzaC1rZXktdjEAAAAABG5vbmU"),
+    ("My inhouse key ih_0123456789abcdef_Zx8Kq2Lm9Np4Rt7Vw1Yb3Cd6Ef0Gh2Ij4Kl6Mn8Op stopped working", "inhouse_key",
+     "Zx8Kq2Lm9Np4Rt7Vw1Yb3Cd6Ef0Gh2Ij4Kl6Mn8Op"),
+]
 
 
 @dataclass
@@ -228,11 +241,12 @@ def test_mixed_workload(world: World) -> None:
     assert r.status_code == 200, r.text
     ext = r.json()["inhouse"]
     assert ext["egress"] == "sent_redacted" and ext["destination"] == "fakecloud" and ext["label"] == "internal"
-    assert ext["redactions"] == {"BANK_CARD": 1, "CN_ID": 1, "EMAIL": 1, "IP": 1, "PERSON": 2, "PHONE": 1,
-                                 "SECRET": 1}
+    assert ext["redactions"] == {"BANK_CARD": 1, "CN_ID": 1, "EMAIL": 3, "HOST": 1, "IP": 1, "PERSON": 2,
+                                 "PHONE": 1, "URL": 1}
     answer = r.json()["choices"][0]["message"]["content"]
     assert answer == ("Noted: Alice Wang alice.wang@qinglan.com.cn 13812345678 " + ID_NUMBER + " " + CARD
-                      + " 10.20.30.40 sk-live-Zx8Kq2Lm9Np4Rt7Vw1Yb3Cd6.")
+                      + " 10.20.30.40 zhang.wei@qinglan-components.example li.na@hr.qinglan.local db01.qinglan.corp "
+                      "https://wiki.qinglan.internal/x/OPS.")
     assert cloud.calls == start_calls + 2
 
     # 3. The same through the openai client, streamed: placeholders split across chunks are restored.
@@ -272,6 +286,36 @@ def test_mixed_workload(world: World) -> None:
     assert "<EMAIL_1>" in received and "<CN_ID_1>" in received
 
 
+def test_secrets_never_leave_whatever_the_label(world: World) -> None:
+    """The issue's secret cases: the label (public, or internal after redaction) would let them out, but a
+    secret is never sent. Kept local (fakecloud's on_refusal) or refused (strictcloud), streamed or not; the
+    audit record names the kind of secret and holds no value; the fake cloud receives nothing."""
+    before = world.cloud.calls
+    for prompt, kind, secret in SECRET_CASES:
+        for label in ("public", "internal"):
+            r = chat(world, prompt, metadata={"label": label})
+            assert r.status_code == 200, r.text
+            assert r.headers["x-inhouse-destination"] == "local" and r.json()["inhouse"]["egress"] == "kept_local"
+            assert kind in r.json()["inhouse"]["reason"] and secret not in r.text
+            assert r.json()["choices"][0]["message"]["content"] == DEFAULT_REPLY
+        refused = chat(world, prompt, model=STRICT_MODEL)
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "egress_refused"
+        assert kind in refused.json()["error"]["message"] and secret not in refused.text
+        streamed = world.client.chat.completions.create(
+            model=CLOUD_MODEL, messages=[{"role": "user", "content": prompt}], stream=True)
+        assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == DEFAULT_REPLY
+    assert world.cloud.calls == before
+    assert all(secret not in world.cloud.all_bytes().decode("utf-8", "replace") for _, _, secret in SECRET_CASES)
+    decisions = [r for r in world.server.services.audit.records(action="egress.decision")
+                 if r.details.get("secrets_found")]
+    assert len(decisions) == 4 * len(SECRET_CASES)
+    assert {k["kind"] for r in decisions for k in r.details["secrets_found"]} == {k for _, k, _ in SECRET_CASES}
+    assert {r.outcome for r in decisions} == {"denied"}
+    exported = "\n".join(json.dumps(r.to_dict(), ensure_ascii=False) for r in world.server.services.audit.records())
+    for _, _, secret in SECRET_CASES:
+        assert secret not in exported
+
+
 def test_fault_injection_makes_no_external_call(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     cloud = world.cloud
     before = cloud.calls
@@ -282,7 +326,7 @@ def test_fault_injection_makes_no_external_call(world: World, monkeypatch: pytes
 
     redactor = world.server.services.egress.redactor
     with monkeypatch.context() as mp:
-        mp.setattr(redactor, "scan", boom)
+        mp.setattr(redactor, "inspect", boom)
         r = chat(world, "Hello there")
         assert r.status_code == 403 and r.json()["error"]["code"] == "egress_refused"
         assert "nothing was sent" in r.json()["error"]["message"]

@@ -28,6 +28,7 @@ _STATUS: tuple[tuple[type[errors.InhouseError], int], ...] = (
     (errors.NotFound, 404),
     (errors.Conflict, 409),
     (errors.Overloaded, 429),
+    (errors.StorageFull, 507),  # Insufficient Storage: retry once space is freed
     (errors.Unavailable, 503),
     (errors.EngineFailure, 500),
 )

@@ -19,6 +19,7 @@ from inhouse.errors import (
     NotFound,
     Overloaded,
     PermissionDenied,
+    StorageFull,
     Unavailable,
 )
 
@@ -28,8 +29,10 @@ if TYPE_CHECKING:
 console = Console()
 err_console = Console(stderr=True)
 
-# Exit codes: 1 generic failure, 2 usage/bad input (typer's own convention), 3 not found, 4 auth, 5 busy/unavailable.
+# Exit codes: 1 generic failure, 2 usage/bad input (typer's own convention), 3 not found, 4 auth, 5 busy/unavailable,
+# 6 disk full.
 _EXIT_CODES: list[tuple[type[InhouseError], int]] = [
+    (StorageFull, 6),
     (NotFound, 3),
     (AuthenticationFailed, 4),
     (PermissionDenied, 4),

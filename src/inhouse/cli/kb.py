@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
     app.command("ask")(ask)
     app.command("search")(search)
     app.add_typer(collections_app, name="collections", help="List, create, show and delete knowledge collections.")
-    app.add_typer(kb_app, name="kb", help="Knowledge base tools (evaluation).")
+    app.add_typer(kb_app, name="kb", help="Knowledge base tools (consistency check, evaluation).")
 
 
 def ingest(
@@ -174,6 +174,31 @@ def collections_delete(name: str = typer.Argument(...), data_dir: Path = DataDir
     with services_for(data_dir) as services:
         _kb(services).delete_collection(CLI_ACTOR, name)
     console.print(f"Deleted {name}.")
+
+
+@kb_app.command("check")
+def kb_check(
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    data_dir: Path = DataDirOption,
+) -> None:
+    """Check the knowledge index: the database's integrity check and the consistency of documents, chunks, the
+    keyword index and the vectors. Exit 0 when consistent, 1 otherwise."""
+    import json
+
+    with services_for(data_dir) as services:
+        result = _kb(services).store.check()
+    if json_out:
+        console.print_json(json.dumps(result.to_dict()))
+    else:
+        c = result.counts
+        console.print(f"{c['documents']} documents, {c['chunks']} chunks, {c['fts_rows']} keyword rows, "
+                      f"{c['vectors']} vectors; integrity: {'; '.join(result.integrity)[:500]}; keyword index: "
+                      f"{result.fts_integrity[:200]}", highlight=False)
+        for name, n in result.problems.items():
+            err_console.print(f"[bold red]problem:[/] {name} = {n}", highlight=False)
+        console.print("[green]consistent[/]" if result.ok else "[bold red]NOT consistent[/]")
+    if not result.ok:
+        raise typer.Exit(1)
 
 
 @kb_app.command("eval")

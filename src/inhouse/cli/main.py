@@ -6,6 +6,7 @@ from __future__ import annotations
 import typer
 
 from inhouse.cli import audit as audit_cli
+from inhouse.cli import backup as backup_cli
 from inhouse.cli import chat, keys, models, serve
 from inhouse.cli import groups as groups_cli
 from inhouse.cli import image as image_cli
@@ -34,6 +35,7 @@ status_cli.register(app)
 support_cli.register(app)
 minutes_cli.register(app)
 outline_cli.register(app)
+backup_cli.register(app)
 app.add_typer(models.app, name="models", help="List, pull and register models.")
 app.add_typer(keys.app, name="keys", help="Create, list and revoke API keys.")
 app.add_typer(image_cli.app, name="image", help="Build, verify and install air-gapped bundles.")

@@ -44,6 +44,7 @@ def register(app: typer.Typer) -> None:
         import uvicorn
 
         from inhouse.api.app import build_app
+        from inhouse.api.connections import http_protocol
 
         logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         settings = settings_from(data_dir, host=host, port=port)
@@ -57,6 +58,11 @@ def register(app: typer.Typer) -> None:
             fail(f"--allow-unauthenticated is only allowed on a loopback address, not {settings.server.host}.")
         with translate_errors():
             services = open_services(settings)
+            # Requests of an earlier process that never ended (a crash, a kill): their final record says so.
+            interrupted = services.audit.close_interrupted()
+            if interrupted:
+                err_console.print(f"{len(interrupted)} request(s) of the previous run were interrupted; "
+                                  "recorded as such in the audit log.")
             secret = services.keys.ensure_admin_key()
             if secret:
                 console.print(
@@ -84,7 +90,8 @@ def register(app: typer.Typer) -> None:
                           "without requests and reloaded on the next one.")
         try:
             uvicorn.run(app_, host=settings.server.host, port=settings.server.port, log_level=log_level.lower(),
-                        timeout_graceful_shutdown=5)
+                        timeout_graceful_shutdown=5, timeout_keep_alive=int(max(1, settings.server.keep_alive_s)),
+                        http=http_protocol(settings.server))
         finally:
             services.close()
             err_console.print("stopped")

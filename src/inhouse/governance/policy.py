@@ -5,6 +5,8 @@ Loaded from a TOML file (``governance.policy_file``, default ``<data_dir>/policy
     [defaults]
     conversation_label = "public"   # a chat that declares no label
     pii_label = "internal"          # found PII raises the effective label to at least this
+    on_secret = "refuse"            # a secret in the messages: refuse (403) or "local"; default: the provider's
+                                    # on_refusal. Secrets never go out, whatever the label allows.
 
     [[markers]]                     # content rules: text matching ``pattern`` is at least ``label``
     pattern = "(?i)\\bconfidential\\b|机密"
@@ -73,6 +75,7 @@ class Policy:
     conversation_label: Label = Label.PUBLIC
     pii_label: Label = Label.INTERNAL
     markers: tuple[Marker, ...] = ()
+    on_secret: OnRefusal | None = None  # None: the provider's on_refusal
     _by_model: dict[str, Provider] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -132,6 +135,17 @@ def decide(provider: Provider, label: Label) -> Decision:
     return Decision("local", "refused", reason, label, provider)
 
 
+def decide_secrets(provider: Provider, label: Label, secrets: Mapping[str, int],
+                   on_secret: OnRefusal | None = None) -> Decision:
+    """Messages holding secrets never go out, whatever the label allows: refused, or answered locally.
+    The reason names the kinds of secret (``password``, ``private_key``…), never a value."""
+    kinds = ", ".join(sorted(secrets)) or "secret"
+    reason = f"the messages contain secrets ({kinds}), which are never sent to {provider.name}"
+    if (on_secret or provider.on_refusal) == "local":
+        return Decision("local", "kept_local", reason + "; answered by a local model", label, provider)
+    return Decision("local", "refused", reason, label, provider)
+
+
 def failure_decision(provider_name: str, what: str, on_failure: str) -> Decision:
     """Fail closed: nothing goes out; answer locally or refuse, as configured."""
     reason = f"{what}; nothing was sent to {provider_name or 'an external provider'}"
@@ -149,7 +163,10 @@ def parse_policy(data: Mapping[str, Any]) -> Policy:
     if unknown:
         raise PolicyError(f"unknown top-level keys: {', '.join(sorted(unknown))}")
     defaults = _table(data.get("defaults", {}), "defaults")
-    _only(defaults, {"conversation_label", "pii_label"}, "defaults")
+    _only(defaults, {"conversation_label", "pii_label", "on_secret"}, "defaults")
+    on_secret = defaults.get("on_secret")
+    if on_secret is not None and on_secret not in ("local", "refuse"):
+        raise PolicyError("defaults.on_secret must be 'local' or 'refuse'")
     markers = []
     for i, m in enumerate(_list(data.get("markers", []), "markers")):
         m = _table(m, f"markers[{i}]")
@@ -168,6 +185,7 @@ def parse_policy(data: Mapping[str, Any]) -> Policy:
         conversation_label=_label(defaults.get("conversation_label", "public"), "defaults.conversation_label"),
         pii_label=_label(defaults.get("pii_label", "internal"), "defaults.pii_label"),
         markers=tuple(markers),
+        on_secret=on_secret,
     )
 
 

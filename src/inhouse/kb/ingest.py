@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from inhouse.errors import DocumentRejected, InhouseError
+from inhouse.errors import DocumentRejected, InhouseError, StorageFull
 from inhouse.governance.labels import Label, label_of_item
 from inhouse.kb.access import Acl
 from inhouse.kb.index.protocol import IndexStore, NewDocument
@@ -279,6 +279,8 @@ class Ingestor:
         )
         try:
             result = self.store.put_document(doc)
+        except StorageFull:
+            raise  # not this file's fault: the whole batch stops (what is committed stays; a re-run resumes)
         except InhouseError as exc:
             return FileOutcome(p.source.source_path, "error", error=exc.message)
         chunks = result.document.chunk_count if result.status != "unchanged" else 0

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from inhouse.errors import InvalidModelFile, Unavailable
+from inhouse.errors import InvalidModelFile, Unavailable, is_storage_full, storage_full
 
 # progress(done, total, message): bytes (or packages) done of total; total 0 when unknown.
 Progress = Callable[[int, int, str], None]
@@ -155,9 +155,11 @@ def assemble_parts(
                 f"{dest.name}: sha256 of the joined parts is {digest}, expected {expected_sha256}."
             )
         os.replace(tmp, dest)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if is_storage_full(exc):
+            raise storage_full(f"Could not write {dest.name} to {dest.parent}", exc) from exc
         raise
     write_sidecar(dest, digest)
     return dest

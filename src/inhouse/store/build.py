@@ -40,6 +40,13 @@ def uses_postgres(settings: Settings) -> bool:
     return bool(settings.store.url)
 
 
+def node_name(settings: Settings) -> str:
+    """This node's name in a chain shared by several nodes (``store.node``, else the host name)."""
+    import socket
+
+    return settings.store.node or socket.gethostname()
+
+
 def build_stores(settings: Settings, db: Database) -> Stores:
     """The governance, conversation and audit stores. ``db``: the embedded ``inhouse.db`` (used when ``store.url``
     is empty; its owner closes it)."""
@@ -64,8 +71,12 @@ def build_stores(settings: Settings, db: Database) -> Stores:
     except BaseException:
         pg.close()
         raise
-    return Stores(PostgresGovernanceStore(pg), PostgresConversationStore(pg),
-                  AuditLog(PostgresAuditStore(pg), key_path=key_path), "postgresql", [pg.close])
+    try:
+        audit = AuditLog(PostgresAuditStore(pg), key_path=key_path, node=node_name(settings))
+    except BaseException:
+        pg.close()
+        raise
+    return Stores(PostgresGovernanceStore(pg), PostgresConversationStore(pg), audit, "postgresql", [pg.close])
 
 
 def open_audit_log(settings: Settings) -> AuditLog | None:
@@ -86,7 +97,7 @@ def open_audit_log(settings: Settings) -> AuditLog | None:
     except BaseException:
         pg.close()
         raise
-    return AuditLog(PostgresAuditStore(pg, owns_db=True), key_path=key_path)
+    return AuditLog(PostgresAuditStore(pg, owns_db=True), key_path=key_path, node=node_name(settings))
 
 
 def build_index_store(settings: Settings, *, dim: int) -> IndexStore:

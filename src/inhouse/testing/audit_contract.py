@@ -18,7 +18,7 @@ import pytest
 
 from inhouse.errors import AuditUnavailable, InvalidRequest
 from inhouse.governance.audit.chain import GENESIS, RESEALED, canonical_json, record_hash
-from inhouse.governance.audit.log import AuditLog
+from inhouse.governance.audit.log import INTERRUPTED, STARTED, AuditLog
 from inhouse.governance.events import SecurityEvent
 
 OpenLog = Callable[[], AuditLog]
@@ -143,6 +143,52 @@ class AuditStoreContract:
         log.record_request(action="chat:create", outcome="success")
         report = log.verify()
         assert report.ok and report.reseals == 1 and report.records == 9
+
+    def test_the_last_record_comes_back_from_the_signed_head(self, open_log: OpenLog) -> None:
+        """The head holds its record (signed): a last record that is missing (a crash between head write and commit
+        where the head is a file; a deletion anywhere) is put back when the log is opened, or before an append."""
+        log = open_log()
+        try:
+            fill(log, 6)
+            original = log.records()[-1]
+            self.delete_rows(log, 6, 6)
+            assert log.count() == 5
+            log.record_request(action="chat:create", outcome="success")  # finished first, then appended
+            assert [r.seq for r in log.records()][-2:] == [6, 7] and log.records()[5] == original
+            self.delete_rows(log, 7, 7)
+        finally:
+            log.close()
+        again = open_log()  # opening finishes it too
+        try:
+            report = again.verify()
+            assert report.ok and report.records == 7 and report.reseals == 0, report
+        finally:
+            again.close()
+
+    def test_unfinished_requests_are_closed_as_interrupted_once(self, log: AuditLog) -> None:
+        for rid in ("req_a", "req_b", "req_c"):
+            log.record_request(action="chat:create", outcome=STARTED, request_id=rid, model="m", location="local")
+        log.record_request(action="chat:create", outcome="success", request_id="req_b", model="m", location="local")
+        assert [r.request_id for r in log.unfinished()] == ["req_a", "req_c"]
+        closed = log.close_interrupted()
+        assert [(r.request_id, r.outcome, r.details["started_seq"]) for r in closed] == [
+            ("req_a", INTERRUPTED, 1), ("req_c", INTERRUPTED, 3)]
+        assert log.unfinished() == [] and log.close_interrupted() == [] and log.verify().ok
+
+    def test_a_node_closes_only_its_own_unfinished_requests(self, open_log: OpenLog) -> None:
+        """Several nodes share one chain: a node that restarts must not end requests another node is serving."""
+        a, b = open_log(), open_log()
+        a.node, b.node = "node-a", "node-b"
+        try:
+            a.record_request(action="chat:create", outcome=STARTED, request_id="req_a")
+            b.record_request(action="chat:create", outcome=STARTED, request_id="req_b")
+            assert a.records()[0].details == {"node": "node-a"}
+            assert [r.request_id for r in a.close_interrupted()] == ["req_a"]
+            assert [r.request_id for r in a.unfinished()] == ["req_b"]
+            assert [r.request_id for r in b.close_interrupted()] == ["req_b"] and a.unfinished() == []
+        finally:
+            a.close()
+            b.close()
 
     def test_closed_log_refuses(self, open_log: OpenLog) -> None:
         log = open_log()

@@ -40,7 +40,8 @@ def test_clean_report(log: AuditLog) -> None:
     assert report["integrity"]["ok"] is True
     assert report["records"] == 6 and report["records_by_kind"] == {"request": 5, "security": 1}
     assert report["requests"] == {"total": 4, "by_destination": {"cloud": 2, "local": 1}, "without_model": 1,
-                                  "external_by_label": {"internal": 1, "public": 1}}
+                                  "external_by_label": {"internal": 1, "public": 1}, "interrupted": 0,
+                                  "unfinished": 0}
     assert report["by_action"]["chat:create"] == {"started": 1, "success": 4}
     assert report["by_action"]["egress.decision"] == {"denied": 1}
     assert report["confidential_sent_out"] == {"count": 0, "items": []}

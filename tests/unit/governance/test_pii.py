@@ -21,6 +21,7 @@ from inhouse.governance.pii.checksums import (
     prc_id_check_char,
     prc_id_valid,
 )
+from inhouse.governance.pii.company_corpus import TEMPLATES, generate_company_corpus
 from inhouse.governance.pii.corpus import NAMES, generate_corpus
 from inhouse.governance.pii.evaluate import evaluate, format_report
 from inhouse.governance.pii.redact import RedactionSession, Redactor, message_texts
@@ -75,7 +76,21 @@ def test_checksums() -> None:
 @pytest.mark.parametrize(("text", "expected"), [
     ("mail alice@example.com now", [("EMAIL", "alice@example.com")]),
     ("邮箱bob.li@qinglan.com.cn请回复", [("EMAIL", "bob.li@qinglan.com.cn")]),
-    ("not an address: a@b.notatld", []),
+    ("any domain is an address: a@b.notatld", [("EMAIL", "a@b.notatld")]),
+    # The issue's case: internal domains that no public-suffix list knows.
+    ("zhang.wei@qinglan-components.example, li.na@hr.qinglan.local",
+     [("EMAIL", "zhang.wei@qinglan-components.example"), ("EMAIL", "li.na@hr.qinglan.local")]),
+    ("ops@corp.internal ops@x.corp ops@y.lan ops@z.test ops@nas.home.arpa",
+     [("EMAIL", "ops@corp.internal"), ("EMAIL", "ops@x.corp"), ("EMAIL", "ops@y.lan"), ("EMAIL", "ops@z.test"),
+      ("EMAIL", "ops@nas.home.arpa")]),
+    ("images icon@2x.png and lodash@4.17.21 are not addresses", []),
+    ("ssh db01.qinglan.corp; 主机app01.qinglan.lan宕机",
+     [("HOST", "db01.qinglan.corp"), ("HOST", "app01.qinglan.lan")]),
+    ("see https://jira.qinglan.internal/browse/OPS-12 and https://docs.python.org/3/",
+     [("URL", "https://jira.qinglan.internal/browse/OPS-12")]),
+    ("admin at http://10.0.3.7:8080/admin or http://wiki/Home, share \\\\fs01\\finance\\2026",
+     [("URL", "http://10.0.3.7:8080/admin"), ("URL", "http://wiki/Home"), ("URL", "\\\\fs01\\finance\\2026")]),
+    ("files config.py, README.md and example.com are public names", []),
     ("手机号13812345678，", [("PHONE", "13812345678")]),
     ("call 139-1234-5678 today", [("PHONE", "139-1234-5678")]),
     ("电话 +86 138 1234 5678", [("PHONE", "+86 138 1234 5678")]),
@@ -99,6 +114,20 @@ def test_checksums() -> None:
     ("gh ghp_" + "a1B2" * 9, [("SECRET", "ghp_" + "a1B2" * 9)]),
     ("ours ih_0123456789abcdef_" + "Ab1_" * 10, [("SECRET", "ih_0123456789abcdef_" + "Ab1_" * 10)]),
     ("password: hunter2hunter2", [("SECRET", "hunter2hunter2")]),
+    ("数据库密码是 Qinglan@2026", [("SECRET", "Qinglan@2026")]),
+    ("postgres://app:S3cr3t@db.qinglan.internal:5432/erp",
+     [("SECRET", "postgres://app:S3cr3t@db.qinglan.internal:5432/erp")]),
+    ("Server=db01;User Id=sa;Password=P@ssw0rd;", [("SECRET", "P@ssw0rd")]),
+    ("AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE", [("SECRET", "AKIAIOSFODNN7EXAMPLE")]),
+    ("aliyun LTAI5tFzq8xYwVbN3mKpR2sQ", [("SECRET", "LTAI5tFzq8xYwVbN3mKpR2sQ")]),
+    ("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.dozjgNryP4J3jVmNHl0w5N_XgL0n3",
+     [("SECRET", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.dozjgNryP4J3jVmNHl0w5N_XgL0n3")]),
+    ("Authorization: Basic YWRtaW46UzNjcjN0IQ==", [("SECRET", "YWRtaW46UzNjcjN0IQ==")]),
+    ("-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBvQ\n-----END EC PRIVATE KEY-----",
+     [("SECRET", "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBvQ\n-----END EC PRIVATE KEY-----")]),
+    # Settings, placeholders and prose are not secrets: a false secret refuses the whole request.
+    ("max_tokens: 100000, auth: required, token: expired, the password is incorrect", []),
+    ('password = "${DB_PASSWORD}", secret: <your-secret-here>, api_key: xxxxxxxx', []),
     ("random Zx8Kq2Lm9Np4Rt7Vw1Yb3Cd6Fg5Hj0", [("SECRET", "Zx8Kq2Lm9Np4Rt7Vw1Yb3Cd6Fg5Hj0")]),
     ("uuid 550e8400-e29b-41d4-a716-446655440000, commit 9fceb02d0ae598e95dc970b74767f19372d61af8", []),
     ("Alice Wang approved; alice wang too", [("PERSON", "Alice Wang"), ("PERSON", "alice wang")]),
@@ -201,3 +230,24 @@ def test_corpus_recall_and_precision(redactor: Redactor) -> None:
     assert scores.recall(structured) >= 0.99, report
     assert scores.precision(structured) >= 0.95, report
     assert scores.leaked == 0, report
+
+
+def test_company_corpus_nothing_leaves(redactor: Redactor) -> None:
+    """Config files, e-mail threads, tickets and chat logs (EN + ZH): every template twice over. Nothing labelled
+    may go out (a secret keeps the prompt back; everything else is redacted) and few findings are false."""
+    scores = evaluate(Redactor(names=NAMES), generate_company_corpus(4 * len(TEMPLATES), seed=5))
+    report = format_report(scores)
+    assert scores.leaked_out == 0 and scores.leaked == 0, report
+    assert scores.recall(("EMAIL", "HOST", "URL", "IP", "SECRET", "PHONE")) >= 0.99, report
+    assert scores.precision(("EMAIL", "HOST", "URL", "IP", "SECRET", "PHONE")) >= 0.98, report
+    assert 0 < scores.kept_back < scores.n_samples, report
+
+
+def test_company_domains_are_internal(no_network: list[str]) -> None:
+    """`governance.internal_domains`: hosts and URLs under the company's own public domain are redacted too."""
+    r = Redactor(internal_domains=["qinglan.com.cn"])
+    text = ("push to git.qinglan.com.cn, see https://oa.qinglan.com.cn/flow/12, mail alice@qinglan.com.cn, "
+            "not www.qq.com")
+    assert kinds(r, text) == [("HOST", "git.qinglan.com.cn"), ("URL", "https://oa.qinglan.com.cn/flow/12"),
+                              ("EMAIL", "alice@qinglan.com.cn")]
+    assert kinds(Redactor(), "push to git.qinglan.com.cn") == []  # without the setting it is a public name

@@ -89,6 +89,7 @@ def test_parse_policy() -> None:
                     {"name": "b", "base_url": "https://y", "api_key_env": "K", "models": ["m"]}]}, "two providers"),
     ({"markers": [{"pattern": "(", "label": "internal"}]}, "markers[0].pattern"),
     ({"surprise": 1}, "unknown top-level"),
+    ({"defaults": {"on_secret": "send"}}, "defaults.on_secret"),
 ])
 def test_invalid_policies_say_where(data: dict[str, object], where: str) -> None:
     with pytest.raises(PolicyError) as info:

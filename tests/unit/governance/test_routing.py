@@ -13,7 +13,7 @@ import pytest
 from inhouse.errors import InvalidRequest, PermissionDenied, Unavailable
 from inhouse.governance.egress.router import EGRESS_DECISION, EgressRouter, LabelSource
 from inhouse.governance.events import MemoryAuditSink
-from inhouse.governance.pii.redact import RedactionSession, Redactor
+from inhouse.governance.pii.redact import RedactionSession, Redactor, ScanResult
 from inhouse.governance.policy import PolicyStore
 from inhouse.testing.network_guard import deny_external_connections
 from inhouse.types import Actor
@@ -49,10 +49,10 @@ class ExplodingRedactor(Redactor):
         self.where = where
         self.inner = inner
 
-    def scan(self, texts: Any) -> dict[str, int]:
+    def inspect(self, texts: Any) -> ScanResult:
         if self.where == "scan":
             raise RuntimeError("presidio broke")
-        return self.inner.scan(texts)
+        return self.inner.inspect(texts)
 
     def redact_messages(self, messages: Any, session: RedactionSession) -> list[dict[str, Any]]:
         raise RuntimeError("anonymizer broke")
@@ -202,3 +202,50 @@ def test_policy_edits_apply_to_the_next_request(policy_file: Path, redactor: Red
     os.utime(policy_file, (t, t))
     routed = router.route(body("hi", metadata={"label": "internal"}), ACTOR)
     assert routed is not None and routed.decision.egress == "kept_local"
+
+
+SECRET_PROMPTS = [
+    ("Why does this fail? password: Winter2026!corp", "password"),
+    ("DATABASE_URL=postgres://app:S3cr3t@db.qinglan.internal:5432/erp", "connection_string"),
+    ("-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----", "private_key"),
+    ("our key ih_0123456789abcdef_" + "Ab1_" * 10 + " stopped working", "inhouse_key"),
+    ("AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE", "cloud_key"),
+]
+
+
+@pytest.mark.parametrize(("text", "kind"), SECRET_PROMPTS)
+@pytest.mark.parametrize("declared", ["public", "internal"])
+def test_secrets_never_go_out_whatever_the_label(policy_file: Path, redactor: Redactor, text: str, kind: str,
+                                                 declared: str) -> None:
+    """The provider could take this label (as is or redacted), but a secret is never sent: kept local (the
+    provider's on_refusal) with an audit record naming the kind of secret, never its value."""
+    audit = MemoryAuditSink()
+    routed = make_router(policy_file, redactor, audit=audit).route(body(text, metadata={"label": declared}), ACTOR)
+    assert routed is not None and not routed.goes_out and routed.decision.egress == "kept_local"
+    assert routed.body["model"] == LOCAL and kind in routed.decision.reason
+    [event] = audit.events
+    assert event.outcome == "denied" and {"kind": kind, "count": 1} in event.details["secrets_found"]
+    assert {"kind": "SECRET", "count": 1} in event.details["pii_found"]
+    secret_part = text.split(":", 1)[-1].split("=", 1)[-1].strip()
+    assert secret_part[:12] not in repr(audit.events)
+
+
+def test_on_secret_refuse_overrides_the_providers_local_answer(tmp_path: Path, redactor: Redactor) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text(policy_text().replace('pii_label = "internal"', 'pii_label = "internal"\non_secret = "refuse"'))
+    audit = MemoryAuditSink()
+    with pytest.raises(PermissionDenied) as info:
+        make_router(path, redactor, audit=audit).route(body("token = ghp_" + "a1B2" * 9), ACTOR)
+    assert info.value.code == "egress_refused" and "api_token" in info.value.message
+    assert "ghp_" not in info.value.message and [e.details["egress"] for e in audit.events] == ["refused"]
+
+
+def test_internal_addresses_go_out_redacted(policy_file: Path, redactor: Redactor) -> None:
+    text = ("Ask zhang.wei@qinglan-components.example and li.na@hr.qinglan.local why "
+            "https://jira.qinglan.internal/browse/OPS-7 on db01.qinglan.corp (10.1.2.3) is down.")
+    routed = make_router(policy_file, redactor).route(body(text), ACTOR)
+    assert routed is not None and routed.decision.egress == "sent_redacted"
+    sent = routed.body["messages"][0]["content"]
+    for value in ("qinglan", "10.1.2.3"):
+        assert value not in sent
+    assert routed.extension()["redactions"] == {"EMAIL": 2, "HOST": 1, "IP": 1, "URL": 1}

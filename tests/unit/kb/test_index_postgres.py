@@ -53,3 +53,50 @@ def test_k_rows_even_when_the_caller_sees_a_sliver(postgres_url: str) -> None:
         assert len(s.vector_search(few, q, SearchFilters(), 50)) == 7  # all there is
     finally:
         s.close()
+
+
+@pytest.mark.parametrize(("breakage", "problem"), [
+    ("UPDATE kb_documents SET chunk_count = chunk_count + 1", "chunk_count_mismatch"),
+    ("INSERT INTO kb_chunks (id, document_pk, ordinal, content, token_count, text, tsv, embedding) SELECT 'chk_x',"
+     " 999999, 0, 'x', 1, 'x', ''::tsvector, embedding FROM kb_chunks LIMIT 1", "orphan_chunks"),
+    ("DELETE FROM kb_files", "documents_without_file"),
+])
+def test_check_finds_inconsistencies(postgres_url: str, breakage: str, problem: str) -> None:
+    """`inhouse kb check` on PostgreSQL: consistent after ordinary writes; each kind of damage is named."""
+    s = PostgresIndexStore(postgres_url, dim=DIM)
+    try:
+        col = s.create_collection("hr", acl=Acl())
+        s.put_document(make_doc(col.id, "a.txt", ["first chunk", "second chunk"]))
+        assert s.check().ok
+        with s._db.transaction() as c:  # damage the tables behind the store's back
+            c.execute("ALTER TABLE kb_chunks DROP CONSTRAINT kb_chunks_document_pk_fkey")
+            c.execute("ALTER TABLE kb_files DROP CONSTRAINT kb_files_document_pk_fkey")
+            c.execute(breakage)
+        broken = s.check()
+        assert not broken.ok and set(broken.problems) == {problem}, broken.to_dict()
+    finally:
+        s.close()
+
+
+def test_check_finds_keyword_terms_that_do_not_match_the_text(postgres_url: str) -> None:
+    s = PostgresIndexStore(postgres_url, dim=DIM)
+    try:
+        col = s.create_collection("hr", acl=Acl())
+        s.put_document(make_doc(col.id, "a.txt", ["annual leave policy", "travel budget"]))
+        s._db.execute("UPDATE kb_chunks SET tsv = 'forged'::tsvector WHERE ordinal = 0")
+        result = s.check()
+        assert not result.ok and result.problems == {} and result.integrity == ["ok"], result.to_dict()
+        assert result.fts_integrity == "1 chunks whose keyword terms (tsv) do not match their text"
+    finally:
+        s.close()
+
+
+def test_check_reports_an_invalid_index(postgres_url: str) -> None:
+    s = PostgresIndexStore(postgres_url, dim=DIM)
+    try:
+        s._db.execute("UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'kb_chunks_doc'::regclass")
+        result = s.check()
+        assert not result.ok and any("kb_chunks_doc is not valid" in i for i in result.integrity), result.to_dict()
+    finally:
+        s.close()
+

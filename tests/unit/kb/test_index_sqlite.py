@@ -179,3 +179,28 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     c.close()
     with pytest.raises(InvalidRequest, match="schema version 99"):
         SqliteIndexStore(tmp_path / "kb.db", dim=DIM)
+
+
+@pytest.mark.parametrize(("breakage", "problem"), [
+    ("DELETE FROM kb_vec WHERE rowid = (SELECT min(pk) FROM kb_chunks)", "chunks_without_vector"),
+    ("DELETE FROM kb_fts WHERE rowid = (SELECT min(pk) FROM kb_chunks)", "chunks_without_fts"),
+    ("UPDATE kb_documents SET chunk_count = chunk_count + 1", "chunk_count_mismatch"),
+    ("INSERT INTO kb_vec (rowid, embedding) VALUES (999999, zeroblob(4 * 64))", "orphan_vectors"),
+])
+def test_check_finds_inconsistencies(tmp_path: Path, breakage: str, problem: str) -> None:
+    """`inhouse kb check`: consistent after ordinary writes and deletes; each kind of damage is named."""
+    s = SqliteIndexStore(tmp_path / "kb.db", dim=DIM)
+    try:
+        col = s.create_collection("hr", acl=Acl())
+        keep = s.put_document(make_doc(col.id, "a.txt", ["first chunk", "second chunk"])).document
+        gone = s.put_document(make_doc(col.id, "b.txt", ["to be deleted"])).document
+        s.delete_document(gone.id)
+        result = s.check()
+        assert result.ok and result.integrity == ["ok"] and result.problems == {}, result.to_dict()
+        assert result.counts["documents"] == 1 and result.counts["chunks"] == keep.chunk_count == 2
+        with s._tx() as c:  # damage the file behind the store's back
+            c.execute(breakage)
+        broken = s.check()
+        assert not broken.ok and set(broken.problems) == {problem}, broken.to_dict()
+    finally:
+        s.close()

@@ -23,6 +23,7 @@ from inhouse.kb.access import AccessScope
 from inhouse.kb.document import Chunk
 from inhouse.kb.index.protocol import NewDocument, SearchFilters
 from inhouse.kb.index.sqlite import SqliteIndexStore
+from inhouse.store.sqlite.audit import MIGRATIONS as AUDIT_MIGRATIONS
 from inhouse.store.sqlite.audit import open_sqlite_audit_log
 from inhouse.store.sqlite.conversations import SqliteConversationStore
 from inhouse.store.sqlite.database import Database, current_version
@@ -86,7 +87,9 @@ def test_audit_db_opens_verifies_and_appends(old: tuple[Path, dict[str, Any]]) -
         log.close()
     db = Database(d / "audit.db")
     try:
-        assert current_version(db) == 1
+        # Adopted at version 1 (the table without a marker), then the steps after it: the request-id index.
+        assert current_version(db) == AUDIT_MIGRATIONS[-1].version == 2
+        assert [r[0] for r in db.query("SELECT version FROM schema_migrations ORDER BY version")] == [1, 2]
     finally:
         db.close()
     log = open_sqlite_audit_log(d / "audit.db")  # reopening changes nothing

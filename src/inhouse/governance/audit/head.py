@@ -1,11 +1,15 @@
 """The signed head of the audit chain: ``(seq, hash)`` of the last record, authenticated with HMAC-SHA256.
 
 The chain alone cannot show that records were cut from its end, or that it was recomputed from some point on by
-whoever can write the database. So every append also stores the head ``{"seq", "hash", "mac"}`` (JSON text),
-``mac = HMAC-SHA256(key, b"inhouse-audit-head-v1\\n<seq>\\n<hash>")`` as lowercase hex, under a key kept in a
-file of its own (``<data_dir>/audit.key``, 64 hex characters, mode 0600, created on first use). The store keeps
+whoever can write the database. So every append also stores the head ``{"seq", "hash", "mac", "record"}`` (JSON
+text), ``mac = HMAC-SHA256(key, b"inhouse-audit-head-v1\\n<seq>\\n<hash>")`` as lowercase hex, under a key kept in
+a file of its own (``<data_dir>/audit.key``, 64 hex characters, mode 0600, created on first use). The store keeps
 the head text where it keeps the chain's companion data (a file beside ``audit.db``, a row in PostgreSQL); every
 node writing one chain holds the same key.
+
+``record`` is the head's own record (its ``FIELDS``; their hash is ``hash``, which the MAC covers). Where the head
+is written before the row commits (the SQLite store's file), a process killed in between leaves a head one record
+past the tail: ``AuditLog.recover`` inserts that record, and no operator is needed after an ordinary crash.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ import hmac
 import json
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from inhouse.governance.audit.chain import Head
+from inhouse.governance.audit.chain import FIELDS, Head
 
 _HEAD_MAC_CONTEXT = b"inhouse-audit-head-v1"
 
@@ -30,6 +36,7 @@ class HeadState:
     head: Head | None = None
     problem: str | None = None
     missing: bool = False
+    record: dict[str, Any] | None = None  # the head's own record, as signed (see ``AuditLog.recover``)
 
 
 def show(head: Head | None) -> str:
@@ -66,11 +73,14 @@ class HeadSigner:
         msg = _HEAD_MAC_CONTEXT + f"\n{head.seq}\n{head.hash}".encode()
         return hmac.new(key, msg, hashlib.sha256).hexdigest()
 
-    def sign(self, head: Head) -> str:
-        """The head's stored text (creates the key when there is none)."""
+    def sign(self, head: Head, record: Mapping[str, Any] | None = None) -> str:
+        """The head's stored text (creates the key when there is none), with ``record``: the head's own record."""
         key = self.key(create=True)
         assert key is not None
-        return json.dumps({"seq": head.seq, "hash": head.hash, "mac": self.mac(key, head)}) + "\n"
+        signed: dict[str, Any] = {"seq": head.seq, "hash": head.hash, "mac": self.mac(key, head)}
+        if record is not None:
+            signed["record"] = {name: record[name] for name in FIELDS}
+        return json.dumps(signed, ensure_ascii=False) + "\n"
 
     def check(self, text: str | None) -> HeadState:
         """What a stored head text says, and whether it can be trusted."""
@@ -80,11 +90,14 @@ class HeadSigner:
             data = json.loads(text)
             head = Head(int(data["seq"]), str(data["hash"]))
             mac = str(data["mac"])
-        except (ValueError, KeyError, TypeError):
+            record = data.get("record")
+            if record is not None and (not isinstance(record, dict) or set(record) != set(FIELDS)):
+                record = None  # not ours: never inserted (and its hash would not match anyway)
+        except (ValueError, KeyError, TypeError, AttributeError):
             return HeadState(problem="the head file is not a valid signed head")
         key = self.key(create=False)
         if key is None:
             return HeadState(head=head, problem="the audit key is missing or unreadable")
         if not hmac.compare_digest(mac, self.mac(key, head)):
             return HeadState(head=head, problem="the head signature is invalid")
-        return HeadState(head=head)
+        return HeadState(head=head, record=record)

@@ -9,10 +9,12 @@ authenticated with HMAC-SHA256 under a key kept in ``audit.key`` (0600). ``verif
 from the first record and compares its end with the signed head.
 
 Writes are serialised by the store and each is one transaction in which the head is replaced before the
-commit: if either write fails, the record is rolled back and ``AuditUnavailable`` is raised, so the caller's
-action fails. Before appending, the current tail is compared with the signed head; if they differ
-(truncation, forged appends, a crash between head write and commit) every further append is refused until an
-operator runs ``reseal`` (which is itself recorded). See docs/governance.md.
+commit: if either write fails, the record is rolled back and ``AuditUnavailable`` is raised (``AuditStorageFull``
+when the disk is full), so the caller's action fails. Before appending, the current tail is compared with the
+signed head; if they differ (truncation, forged appends) every further append is refused until an operator runs
+``reseal`` (which is itself recorded). The one ordinary mismatch, a process killed between the head write and the
+commit (possible where the head is a file), needs no operator: the head carries its record, and ``recover`` (run
+when the log is opened and before every append) finishes the append. See docs/governance.md.
 
 The hash covers the stored column values exactly (the JSON columns as their canonical text), so a third
 party can check an export without the key: see ``chain.py``.
@@ -20,6 +22,7 @@ party can check an export without the key: see ``chain.py``.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -44,12 +47,16 @@ from inhouse.governance.audit.chain import (
     record_hash,
 )
 from inhouse.governance.audit.head import HeadSigner, HeadState, show
-from inhouse.governance.audit.store import AuditStore, RecordQuery
+from inhouse.governance.audit.store import AuditAppend, AuditStore, RecordQuery
 from inhouse.governance.events import SecurityEvent
+
+log = logging.getLogger(__name__)
 
 MODEL_LOADED = "model.loaded"
 # Outcome of the write-ahead record of a generation request (its final record follows when it ends).
 STARTED = "started"
+# Outcome of the final record written for a request whose process stopped before it ended (see close_interrupted).
+INTERRUPTED = "interrupted"
 
 # Keys of ``SecurityEvent.details`` that have a column of their own: lifted out of ``details`` into it
 # (``destination`` is the egress policy's word for ``location``).
@@ -119,15 +126,25 @@ def _redactions(value: Mapping[str, int] | None) -> dict[str, int]:
 class AuditLog:
     """The audit log of one installation. Implements ``AuditSink`` (``record``) for security events and
     ``record_request`` for API requests. Thread-safe; several processes (and, on PostgreSQL, several nodes) may
-    append to the same chain."""
+    append to the same chain.
 
-    def __init__(self, store: AuditStore, *, key_path: Path, clock: Callable[[], float] = time.time) -> None:
+    ``node``: this process's node name where several nodes share the chain. Its ``started`` records carry it
+    (``details.node``), and ``close_interrupted`` then closes only this node's requests, never those another node
+    is still serving. None (the embedded install): one server per chain, every unfinished request is its own."""
+
+    def __init__(self, store: AuditStore, *, key_path: Path, clock: Callable[[], float] = time.time,
+                 node: str | None = None) -> None:
         self.store = store
         self.key_path = key_path
+        self.node = node or None
         self._signer = HeadSigner(key_path)
         self._clock = clock
         self._lock = threading.Lock()
         self._closed = False
+        try:
+            self.recover()
+        except AuditUnavailable as exc:
+            log.warning("audit log recovery postponed to the next append: %s", exc)
 
     # -- writing ----------------------------------------------------------------------------------------
 
@@ -149,6 +166,8 @@ class AuditLog:
         details: Mapping[str, Any] | None = None, at: float | None = None,
     ) -> AuditRecord:
         """One request-level record (``outcome`` 'started' for the write-ahead record of a generation)."""
+        if outcome == STARTED and self.node is not None:
+            details = {**(details or {}), "node": self.node}
         return self.append(
             kind="request", action=action, outcome=outcome, request_id=request_id, actor_key_id=actor_key_id,
             user_id=user_id, resource=resource, model=model, location=location, label=label,
@@ -203,6 +222,33 @@ class AuditLog:
         }
         return self._write(fields, check_head=False)
 
+    def recover(self) -> bool:
+        """Finish the append a crash interrupted, if any (also done before every append). True if it did.
+
+        The signed head holds its record. Where the head is written before the record commits (a file), a process
+        killed between the two leaves a head one record past the tail; that record is in the head, signed, and
+        follows the tail exactly, so it is inserted now: the log reads as if the commit had happened, and no
+        operator step is needed after an ordinary crash. Anything else that does not match stays refused."""
+        if self._closed:
+            raise AuditUnavailable("The audit log is closed.")
+        with self.store.appending() as tx:
+            return self._roll_forward(tx, self._head_state(tx.read_head), tx.tail())
+
+    @staticmethod
+    def _roll_forward(tx: AuditAppend, state: HeadState, tail: Head | None) -> bool:
+        """Insert the head's own record when it is exactly the one missing after ``tail`` (inside the append
+        ``tx``). False, changing nothing, in every other case."""
+        rec, head = state.record, state.head
+        if state.problem or rec is None or head is None or head == tail:
+            return False
+        if (head.seq != (tail.seq if tail else 0) + 1 or rec.get("seq") != head.seq
+                or rec.get("prev_hash") != (tail.hash if tail else GENESIS) or record_hash(rec) != head.hash):
+            return False
+        tx.insert({**{name: rec[name] for name in FIELDS}, "hash": head.hash})
+        log.warning("audit record %d was signed but not committed (the process stopped in between); "
+                    "restored from the signed head", head.seq)
+        return True
+
     def _write(self, fields: dict[str, Any], *, check_head: bool) -> AuditRecord:
         if self._closed:
             raise AuditUnavailable("The audit log is closed.")
@@ -210,6 +256,8 @@ class AuditLog:
             tail = tx.tail()
             if check_head:
                 state = self._head_state(tx.read_head)
+                if self._roll_forward(tx, state, tail):
+                    tail = state.head
                 if state.problem or state.head != tail:
                     raise AuditUnavailable(
                         "The audit log does not match its signed head "
@@ -219,7 +267,7 @@ class AuditLog:
             row = {"seq": tail.seq + 1 if tail else 1, "prev_hash": tail.hash if tail else GENESIS, **fields}
             row["hash"] = record_hash(row)
             tx.insert(row)
-            tx.write_head(self._signer.sign(Head(row["seq"], row["hash"])))
+            tx.write_head(self._signer.sign(Head(row["seq"], row["hash"]), row))
         return record_from_row(row)
 
     # -- the head ---------------------------------------------------------------------------------------
@@ -260,6 +308,23 @@ class AuditLog:
         for row in self.store.rows(query):
             yield record_from_row(row)
 
+    def unfinished(self) -> list[AuditRecord]:
+        """``started`` records with no final record of the same request after them: requests that were running
+        when their process stopped (or are running now, in a server sharing this log)."""
+        return [record_from_row(row) for row in self.store.rows(RecordQuery(unfinished=STARTED))]
+
+    def close_interrupted(self, reason: str = "the server stopped before the request finished") -> list[AuditRecord]:
+        """Give every unfinished request of this node its final record, outcome ``interrupted`` (``inhouse serve``
+        does this when it starts, before it serves: nothing this node started earlier can still be running then).
+        With a ``node`` name, another node's requests are left alone: they may still be running."""
+        mine = [rec for rec in self.unfinished()
+                if self.node is None or rec.details.get("node") in (None, self.node)]
+        return [self.record_request(action=rec.action, outcome=INTERRUPTED, request_id=rec.request_id,
+                                    actor_key_id=rec.actor_key_id, user_id=rec.user_id, resource=rec.resource,
+                                    model=rec.model, location=rec.location, label=rec.label,
+                                    documents=rec.documents, reason=reason, details={"started_seq": rec.seq})
+                for rec in mine]
+
     def export(self, since: str | None = None) -> Iterator[dict[str, Any]]:
         """Records as JSON-ready dicts, oldest first (``inhouse audit export`` writes one per line)."""
         for rec in self.iter_records(since=since):
@@ -284,4 +349,4 @@ class AuditLog:
                 self.store.close()
 
 
-__all__ = ["FIELDS", "LIFTED_DETAILS", "MODEL_LOADED", "STARTED", "AuditLog", "parse_since"]
+__all__ = ["FIELDS", "INTERRUPTED", "LIFTED_DETAILS", "MODEL_LOADED", "STARTED", "AuditLog", "parse_since"]

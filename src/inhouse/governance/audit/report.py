@@ -15,7 +15,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from inhouse.governance.audit.chain import AuditRecord, format_ts
-from inhouse.governance.audit.log import STARTED, AuditLog
+from inhouse.governance.audit.log import INTERRUPTED, STARTED, AuditLog
 
 SENSITIVE_LABELS = frozenset({"confidential", "restricted"})
 LOCAL = "local"
@@ -35,7 +35,7 @@ def build_report(log: AuditLog, *, since: str | None = None, now: float | None =
     by_action: dict[str, Counter[str]] = defaultdict(Counter)
     by_kind: Counter[str] = Counter()
     sent_items: dict[str, list[int]] = {}
-    requests = without_model = records = 0
+    requests = without_model = records = interrupted = 0
     first_ts = last_ts = None
     for rec in log.iter_records(since=since):
         records += 1
@@ -45,6 +45,7 @@ def build_report(log: AuditLog, *, since: str | None = None, now: float | None =
         by_action[rec.action][rec.outcome] += 1
         if rec.kind == "request" and rec.outcome != STARTED:
             requests += 1
+            interrupted += rec.outcome == INTERRUPTED
             if rec.location is None:
                 without_model += 1
             else:
@@ -65,6 +66,9 @@ def build_report(log: AuditLog, *, since: str | None = None, now: float | None =
             "total": requests,
             "by_destination": dict(sorted(by_destination.items())),
             "without_model": without_model,
+            # Running when the server stopped (crash, kill); closed by the next start. Started, not lost.
+            "interrupted": interrupted,
+            "unfinished": len(log.unfinished()),
             "external_by_label": dict(sorted(external_by_label.items())),
         },
         "by_action": {a: dict(sorted(c.items())) for a, c in sorted(by_action.items())},

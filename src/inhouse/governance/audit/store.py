@@ -6,7 +6,8 @@ knows nothing of hashing or keys. What it must guarantee:
 * ``appending()`` is one append: serialised with every other writer of the same chain (threads, processes,
   nodes), so the tail it shows is the tail the new row extends; the row and the head commit together or not at
   all. An exception inside the block rolls both back; a failure to begin, write or commit raises
-  ``AuditUnavailable`` (a head already replaced for a commit that then failed is put back).
+  ``AuditUnavailable`` (``append_failed``: ``AuditStorageFull`` when the disk is full; a head already replaced
+  for a commit that then failed is put back).
 * ``snapshot()`` shows the rows and their count as of one moment. Where the head is written apart from the rows
   (a file), a head read inside the snapshot may already name a record that is being committed: ``verify`` then
   calls ``wait_for_writers()`` and looks again.
@@ -19,8 +20,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
+from inhouse.errors import AuditStorageFull, AuditUnavailable, StorageFull, is_storage_full
 from inhouse.governance.audit.chain import Head
 
 Row = Mapping[str, Any]
@@ -38,6 +41,9 @@ class RecordQuery:
     after_seq: int = 0
     limit: int | None = None
     newest_first: bool = False
+    # The outcome of write-ahead records ('started'): only request records with it and no later request record of
+    # the same request_id with another outcome (requests that never ended).
+    unfinished: str | None = None
 
     def sql(self, placeholder: str) -> tuple[str, list[Any]]:
         """``SELECT * FROM audit_records …`` for these filters, with ``placeholder`` (``?`` or ``%s``) for values."""
@@ -48,7 +54,12 @@ class RecordQuery:
             if value is not None:
                 where.append(f"{column} {op} {placeholder}")
                 params.append(value)
-        sql = (f"SELECT * FROM audit_records WHERE {' AND '.join(where)}"
+        if self.unfinished is not None:
+            where.append(f"s.kind = 'request' AND s.outcome = {placeholder} AND s.request_id IS NOT NULL"
+                         " AND NOT EXISTS (SELECT 1 FROM audit_records f WHERE f.request_id = s.request_id"
+                         f" AND f.seq > s.seq AND f.kind = 'request' AND f.outcome != {placeholder})")
+            params += [self.unfinished, self.unfinished]
+        sql = (f"SELECT * FROM audit_records s WHERE {' AND '.join(where)}"
                f" ORDER BY seq {'DESC' if self.newest_first else 'ASC'}")
         if self.limit is not None:
             sql += f" LIMIT {int(self.limit)}"
@@ -102,3 +113,12 @@ class AuditStore(Protocol):
     def rows(self, query: RecordQuery) -> Iterator[Row]: ...
 
     def close(self) -> None: ...
+
+
+def append_failed(what: str, exc: BaseException, directory: Path | None = None) -> AuditUnavailable:
+    """The error an append raises when the store could not write: ``AuditStorageFull`` when the disk (``directory``'s,
+    or the database server's) is full, ``AuditUnavailable`` otherwise. Either way nothing was recorded."""
+    if isinstance(exc, StorageFull) or is_storage_full(exc, directory):
+        return AuditStorageFull(f"{what}: the disk is full (nothing was recorded, so nothing was done; retry when "
+                                "space is freed).")
+    return AuditUnavailable(f"{what}: {exc}")

@@ -14,6 +14,10 @@ The effective label is the maximum of:
 * the policy's content markers matching the messages, and any ``LabelSource`` given at construction;
 * ``pii_label`` when the PII scan finds anything.
 
+Secrets (passwords, keys, tokens, private keys, connection strings: ``pii/credentials.py``) are never sent
+out, whatever the label allows: the request is refused or answered locally (``defaults.on_secret``, else the
+provider's ``on_refusal``), and the audit record names the kinds of secret found, never a value.
+
 Fail closed: if the policy file, a label source, the scan or the redaction fails, the decision is
 ``refused`` (or ``kept_local`` when ``governance.on_policy_failure = "local"``) and nothing goes out. If
 the audit record cannot be written, the request fails.
@@ -30,8 +34,8 @@ from typing import TYPE_CHECKING, Any
 from inhouse.errors import InvalidRequest, PermissionDenied, Unavailable
 from inhouse.governance.events import AuditSink, SecurityEvent
 from inhouse.governance.labels import Label, label_of_item, max_label, parse_label
-from inhouse.governance.pii.redact import RedactionSession, Redactor, message_texts
-from inhouse.governance.policy import Decision, Policy, PolicyStore, decide, failure_decision
+from inhouse.governance.pii.redact import RedactionSession, Redactor, ScanResult, message_texts
+from inhouse.governance.policy import Decision, Policy, PolicyStore, decide, decide_secrets, failure_decision
 from inhouse.types import Actor
 
 if TYPE_CHECKING:
@@ -57,6 +61,7 @@ class RoutedRequest:
     body: dict[str, Any]  # kept_local: the request for the local model; sent: the body for the provider
     session: RedactionSession = field(default_factory=RedactionSession)
     pii_found: dict[str, int] = field(default_factory=dict)
+    secrets_found: dict[str, int] = field(default_factory=dict)  # by kind of secret (never the values)
 
     @property
     def goes_out(self) -> bool:
@@ -118,8 +123,11 @@ class EgressRouter:
             raise InvalidRequest("'messages' must be a non-empty list.", param="messages")
         session = RedactionSession()
         try:
-            label, pii = self._effective_label(policy, body, messages, extra_labels)
-            decision = decide(provider, label)
+            label, scan = self._effective_label(policy, body, messages, extra_labels)
+            if scan.never_sent:
+                decision = decide_secrets(provider, label, scan.secrets, policy.on_secret)
+            else:
+                decision = decide(provider, label)
             outgoing = messages
             if decision.redact:
                 outgoing = self._redactor.redact_messages(messages, session)
@@ -133,10 +141,10 @@ class EgressRouter:
         routed_body: dict[str, Any] = {k: body[k] for k in _FORWARDED if k in body}
         routed_body["messages"] = outgoing
         routed_body["model"] = model
-        return self._finish(model, decision, body, actor, routed_body, session, pii)
+        return self._finish(model, decision, body, actor, routed_body, session, scan)
 
     def _effective_label(self, policy: Policy, body: Mapping[str, Any], messages: list[Any],
-                         extra_labels: Sequence[object]) -> tuple[Label, dict[str, int]]:
+                         extra_labels: Sequence[object]) -> tuple[Label, ScanResult]:
         labels = [conversation_label(body, policy.conversation_label)]
         labels += document_labels(body)
         labels += [label_of_item(x, param="labels") for x in extra_labels]
@@ -144,21 +152,22 @@ class EgressRouter:
         labels += policy.marker_labels(texts)
         for source in self._label_sources:
             labels += [label_of_item(x) for x in source(body)]
-        pii = self._redactor.scan(texts)
-        if pii:
+        scan = self._redactor.inspect(texts)
+        if scan.kinds:
             labels.append(policy.pii_label)
-        return max_label(labels), pii
+        return max_label(labels), scan
 
     def _finish(self, model: str, decision: Decision, body: Mapping[str, Any], actor: Actor | None,
                 routed_body: dict[str, Any] | None = None, session: RedactionSession | None = None,
-                pii: Mapping[str, int] | None = None) -> RoutedRequest:
+                scan: ScanResult | None = None) -> RoutedRequest:
         session = session or RedactionSession()
         if not decision.goes_out:
             local = dict(body)
             local["model"] = self._local_model()
             routed_body = local
         assert routed_body is not None
-        routed = RoutedRequest(model, decision, routed_body, session, dict(pii or {}))
+        routed = RoutedRequest(model, decision, routed_body, session, dict(scan.kinds) if scan else {},
+                               dict(scan.secrets) if scan else {})
         self._record(routed, actor)
         if decision.egress == "refused":
             raise PermissionDenied(f"The request for '{model}' was refused: {decision.reason}.",
@@ -177,7 +186,8 @@ class EgressRouter:
                      if d.provider else None, "label": d.label.value if d.label else None, "reason": d.reason,
                      "redactions": routed.session.report(),
                      # A list, not a map: kind names such as SECRET must not look like detail keys.
-                     "pii_found": [{"kind": k, "count": n} for k, n in sorted(routed.pii_found.items())]},
+                     "pii_found": [{"kind": k, "count": n} for k, n in sorted(routed.pii_found.items())],
+                     "secrets_found": [{"kind": k, "count": n} for k, n in sorted(routed.secrets_found.items())]},
         )
         try:
             self._audit.record(event)
@@ -219,7 +229,8 @@ def build_egress_router(settings: GovernanceSettings, data_dir: Path, audit: Aud
                         label_sources: Sequence[LabelSource] = ()) -> EgressRouter:
     """The router from the governance settings; ``names`` yields directory names to redact."""
     configured = tuple(settings.redact_names)
-    redactor = Redactor(names=lambda: (*configured, *names()), score_threshold=settings.pii_score_threshold)
+    redactor = Redactor(names=lambda: (*configured, *names()), score_threshold=settings.pii_score_threshold,
+                        internal_domains=settings.internal_domains)
     policies = PolicyStore(settings.policy_file or data_dir / "policy.toml")
     return EgressRouter(policies, redactor, audit, is_local=is_local, local_model=local_model,
                         on_failure=settings.on_policy_failure, label_sources=label_sources)

@@ -17,9 +17,7 @@ corpus generator, ``phonenumbers``); ``pii.py`` imports it lazily so that ``inho
 from __future__ import annotations
 
 import ipaddress
-import math
 import re
-from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -34,12 +32,16 @@ from presidio_anonymizer import AnonymizerEngine
 from presidio_anonymizer.entities import OperatorConfig
 from presidio_anonymizer.entities import RecognizerResult as AnonymizerResult
 
+from inhouse.governance.pii.addresses import InternalNames, email_domain_ok, host_pattern, url_pattern
 from inhouse.governance.pii.checksums import iban_valid, luhn_valid, prc_id_valid
+from inhouse.governance.pii.credentials import DETECTORS, MatchValidator
 
 LANGUAGE = "en"
 # Case-sensitive on purpose (Presidio defaults to IGNORECASE): IBAN country codes and AKIA keys are upper case.
 _FLAGS = re.DOTALL | re.MULTILINE
 Validator = Callable[[str], "bool | None"]
+# Secret recognisers are named after the kind of secret they find; audit records name that kind.
+SECRET_RECOGNIZER_PREFIX = "inhouse_secret_"
 
 
 class BlankSpacyNlpEngine(SpacyNlpEngine):
@@ -71,10 +73,12 @@ class RegexRecognizer(LocalRecognizer):
     """
 
     def __init__(self, kind: str, patterns: Sequence[tuple[str, float]], *, validate: Validator | None = None,
-                 validated_score: float = 1.0, context: Iterable[str] = (), negative_context: Iterable[str] = (),
-                 window: int = 24, name: str | None = None) -> None:
+                 validate_match: MatchValidator | None = None, validated_score: float = 1.0,
+                 context: Iterable[str] = (), negative_context: Iterable[str] = (), window: int = 24,
+                 name: str | None = None) -> None:
         self._patterns = [(re.compile(rx, _FLAGS), score) for rx, score in patterns]
         self._validate = validate
+        self._validate_match = validate_match
         self._validated_score = validated_score
         self._context = tuple(w.lower() for w in context)
         self._negative = tuple(w.lower() for w in negative_context)
@@ -97,7 +101,10 @@ class RegexRecognizer(LocalRecognizer):
                 start, end = m.span(group)
                 if start == end:
                     continue
-                verdict = self._validate(text[start:end]) if self._validate else None
+                if self._validate_match is not None:
+                    verdict = self._validate_match(m)
+                else:
+                    verdict = self._validate(text[start:end]) if self._validate else None
                 if verdict is False:
                     continue
                 score = self._validated_score if verdict else self._contextual(text, start, end, base)
@@ -116,7 +123,8 @@ class RegexRecognizer(LocalRecognizer):
 
 
 class OfflineEmailRecognizer(EmailRecognizer):
-    """Presidio's e-mail recogniser with an ASCII-bounded pattern and an offline domain check."""
+    """Presidio's e-mail recogniser with an ASCII-bounded pattern and an offline domain check that accepts
+    internal domains too (``li.na@hr.qinglan.local``): see ``addresses.email_domain_ok``."""
 
     def __init__(self, extractor: tldextract.TLDExtract) -> None:
         self._extract = extractor
@@ -127,8 +135,9 @@ class OfflineEmailRecognizer(EmailRecognizer):
         self.global_regex_flags = _FLAGS
 
     def validate_result(self, pattern_text: str) -> bool:
-        # A known public suffix (from the bundled snapshot) makes it an address, not 'a@b.version'.
-        return self._extract(pattern_text.rpartition("@")[2]).suffix != ""
+        domain = pattern_text.rpartition("@")[2]
+        # The public-suffix check reads the snapshot bundled with tldextract (never the network).
+        return email_domain_ok(domain, public_suffix=self._extract(domain).suffix != "")
 
 
 def _pattern(name: str, regex: str, score: float) -> Any:
@@ -234,18 +243,6 @@ def valid_ipv6(value: str) -> bool:
     return True
 
 
-def shannon_bits(value: str) -> float:
-    counts = Counter(value)
-    n = len(value)
-    return -sum(c / n * math.log2(c / n) for c in counts.values())
-
-
-def looks_random(value: str) -> bool:
-    """A long token mixing upper case, lower case and digits with high entropy: a key, not a word."""
-    classes = (any(c.isupper() for c in value), any(c.islower() for c in value), any(c.isdigit() for c in value))
-    return all(classes) and shannon_bits(value) >= 4.0
-
-
 # -- the recogniser set ----------------------------------------------------------------------------------
 
 _NOT_ALNUM_BEFORE = r"(?<![0-9A-Za-z])"
@@ -253,22 +250,9 @@ _NOT_ALNUM_AFTER = r"(?![0-9A-Za-z])"
 _PHONE_CONTEXT = ("手机", "电话", "联系", "致电", "号码", "微信", "phone", "mobile", "tel", "call", "cell",
                   "whatsapp", "contact")
 _PHONE_NEGATIVE = ("订单", "单号", "发票", "编号", "运单", "order", "invoice", "tracking", "ref")
-_SECRET_PREFIXES = [
-    r"sk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}",
-    r"gh[pousr]_[A-Za-z0-9]{30,}",
-    r"github_pat_[A-Za-z0-9_]{22,}",
-    r"(?:AKIA|ASIA)[0-9A-Z]{16}",
-    r"ih_[0-9a-f]{16}_[A-Za-z0-9_-]{32,128}",
-    r"xox[abprs]-[A-Za-z0-9-]{10,}",
-    r"AIza[0-9A-Za-z_-]{35}",
-    r"glpat-[A-Za-z0-9_-]{20,}",
-]
-_PRIVATE_KEY = r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----.+?-----END (?:[A-Z]+ )?PRIVATE KEY-----"
-_ASSIGNED_SECRET = (r"(?i:password|passwd|pwd|secret|token|api[_-]?key|密码|口令)\s*(?:[:=：]|\s+is\s+|是)\s*"
-                    r"(?P<v>[^\s,;，。；'\"]{8,})")
-
-
-def build_recognizers(names: Callable[[], Iterable[str]]) -> list[EntityRecognizer]:
+def build_recognizers(names: Callable[[], Iterable[str]], internal_domains: Iterable[str] = (),
+                      ) -> list[EntityRecognizer]:
+    internal = InternalNames(internal_domains)
     extractor = tldextract.TLDExtract(cache_dir=None, suffix_list_urls=(), fallback_to_snapshot=True)
     octet = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
     return [
@@ -291,23 +275,20 @@ def build_recognizers(names: Callable[[], Iterable[str]]) -> list[EntityRecogniz
         RegexRecognizer("IP", [
             (rf"(?<![\d.vV]){octet}(?:\.{octet}){{3}}(?!\.?\d)", 0.6),
             (r"(?<![0-9A-Za-z_:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?"
-             r"(?![0-9A-Za-z_:])", 0.3),
+             r"(?<![^:]:)(?![0-9A-Za-z_]|:[0-9A-Fa-f:])", 0.3),  # "from fd00::1: …": the colon is prose
         ], validate=lambda v: valid_ipv6(v) if ":" in v else None),
-        RegexRecognizer("SECRET", [
-            (r"(?<![A-Za-z0-9_-])(?:" + "|".join(_SECRET_PREFIXES) + r")(?![A-Za-z0-9_-])", 0.95),
-            (_PRIVATE_KEY, 1.0),
-            (_ASSIGNED_SECRET, 0.7),
-        ], name="inhouse_secret_known"),
-        RegexRecognizer("SECRET", [(r"(?<![A-Za-z0-9+/_=-])[A-Za-z0-9+/_=-]{24,}(?![A-Za-z0-9+/_=-])", 0.3)],
-                        validate=lambda v: True if looks_random(v) else False,  # noqa: SIM210 (tri-state)
-                        validated_score=0.8, name="inhouse_secret_entropy"),
+        RegexRecognizer("HOST", [(host_pattern(internal.domains), 0.9)], name="inhouse_host"),
+        RegexRecognizer("URL", [(url_pattern(), 0.3)], validate=lambda v: internal.is_internal_url(v) or False,
+                        validated_score=0.95, name="inhouse_url"),
+        *(RegexRecognizer("SECRET", d.patterns, validate_match=d.validate, validated_score=d.validated_score,
+                          name=SECRET_RECOGNIZER_PREFIX + d.name) for d in DETECTORS),
         NameRecognizer(names),
     ]
 
 
-def build_analyzer(names: Callable[[], Iterable[str]]) -> AnalyzerEngine:
+def build_analyzer(names: Callable[[], Iterable[str]], internal_domains: Iterable[str] = ()) -> AnalyzerEngine:
     """An AnalyzerEngine with only our recognisers over the blank spaCy engine (no model, no network)."""
-    registry = RecognizerRegistry(recognizers=build_recognizers(names), global_regex_flags=_FLAGS,
+    registry = RecognizerRegistry(recognizers=build_recognizers(names, internal_domains), global_regex_flags=_FLAGS,
                                   supported_languages=[LANGUAGE])
     return AnalyzerEngine(registry=registry, nlp_engine=BlankSpacyNlpEngine(), supported_languages=[LANGUAGE])
 

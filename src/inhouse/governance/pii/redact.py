@@ -1,7 +1,8 @@
 """PII redaction before egress, and re-identification of the answer.
 
-``Redactor`` finds e-mail addresses, phone numbers (CN mobile and ``+CC``), PRC resident ID numbers,
-bank cards, IBANs, IP addresses, secrets and directory names with Microsoft Presidio (pattern recognisers
+``Redactor`` finds e-mail addresses (any domain, internal ones included), phone numbers (CN mobile and
+``+CC``), PRC resident ID numbers, bank cards, IBANs, IP addresses, internal host names and URLs, secrets
+(by kind: ``credentials.py``) and directory names with Microsoft Presidio (pattern recognisers
 only, over a blank spaCy pipeline: see ``pii_recognizers``), and replaces each value with a placeholder
 such as ``<EMAIL_1>``. The placeholders belong to one ``RedactionSession`` (one request): the same value
 gets the same placeholder in every message, and ``restore`` maps placeholders in the provider's answer
@@ -20,9 +21,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = ("EMAIL", "PHONE", "CN_ID", "BANK_CARD", "IBAN", "IP", "SECRET", "PERSON")
+KINDS = ("EMAIL", "PHONE", "CN_ID", "BANK_CARD", "IBAN", "IP", "HOST", "URL", "SECRET", "PERSON")
 # Everything but PERSON has a fixed format; the ≥ 0.99 recall target is about these.
 STRUCTURED_KINDS = KINDS[:-1]
+# Kinds that are never sent out, whatever the label allows (refused or answered locally: see the router).
+NEVER_SENT_KINDS = frozenset({"SECRET"})
+_SECRET_PREFIX = "inhouse_secret_"
 _PLACEHOLDER = re.compile(r"<([A-Z][A-Z_]*)_(\d+)>")
 # The longest placeholder we mint ("<BANK_CARD_99999>"); a held-back stream tail is never longer.
 MAX_PLACEHOLDER_CHARS = 24
@@ -36,6 +40,19 @@ class Finding:
     start: int
     end: int
     score: float
+    detail: str | None = None  # for SECRET: which kind of secret (``password``, ``private_key``…)
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """What a scan found, as counts (never values): by kind, and the SECRET findings by kind of secret."""
+
+    kinds: dict[str, int]
+    secrets: dict[str, int]
+
+    @property
+    def never_sent(self) -> bool:
+        return any(k in NEVER_SENT_KINDS for k in self.kinds)
 
 
 @dataclass
@@ -111,13 +128,14 @@ class Redactor:
     """Find and replace PII. Thread-safe; build once (Presidio's set-up takes about a second)."""
 
     def __init__(self, *, names: Callable[[], Iterable[str]] | Iterable[str] = (),
-                 score_threshold: float = 0.4) -> None:
+                 score_threshold: float = 0.4, internal_domains: Iterable[str] = ()) -> None:
         if callable(names):
             self._names: Callable[[], Iterable[str]] = names
         else:
             fixed = tuple(names)
             self._names = lambda: fixed
         self._threshold = score_threshold
+        self._internal_domains = tuple(internal_domains)
         self._engine: Any = None  # presidio's AnalyzerEngine, built on first use
         self._anonymizer: Any = None
         self._lock = threading.Lock()
@@ -127,7 +145,7 @@ class Redactor:
             if self._engine is None:
                 from inhouse.governance.pii.recognizers import build_analyzer
 
-                self._engine = build_analyzer(self._names)
+                self._engine = build_analyzer(self._names, self._internal_domains)
             return self._engine
 
     def _anonymizer_engine(self) -> Any:
@@ -154,15 +172,25 @@ class Redactor:
         kept: list[Finding] = []
         for r in ranked:
             if all(r.end <= k.start or r.start >= k.end for k in kept):
-                kept.append(Finding(r.entity_type, r.start, r.end, r.score))
+                name = str((r.recognition_metadata or {}).get("recognizer_name", ""))
+                detail = name[len(_SECRET_PREFIX):] if name.startswith(_SECRET_PREFIX) else None
+                kept.append(Finding(r.entity_type, r.start, r.end, r.score, detail))
         return sorted(kept, key=lambda f: f.start)
+
+    def inspect(self, texts: Iterable[str]) -> ScanResult:
+        """Counts of findings by kind, and of secrets by kind of secret, over ``texts`` (never the values)."""
+        kinds: Counter[str] = Counter()
+        secrets: Counter[str] = Counter()
+        for text in texts:
+            for f in self.analyze(text):
+                kinds[f.kind] += 1
+                if f.kind == "SECRET":
+                    secrets[f.detail or "secret"] += 1
+        return ScanResult(dict(sorted(kinds.items())), dict(sorted(secrets.items())))
 
     def scan(self, texts: Iterable[str]) -> dict[str, int]:
         """Counts of findings by kind over ``texts`` (values are not returned)."""
-        counts: Counter[str] = Counter()
-        for text in texts:
-            counts.update(f.kind for f in self.analyze(text))
-        return dict(sorted(counts.items()))
+        return self.inspect(texts).kinds
 
     def redact(self, text: str, session: RedactionSession) -> str:
         findings = self.analyze(text)

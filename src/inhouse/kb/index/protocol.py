@@ -23,6 +23,31 @@ from inhouse.kb.document import Chunk
 
 PutStatus = Literal["added", "replaced", "unchanged"]
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# Counts that must be 0 in a consistent index (see ``IndexStore.counts``).
+PROBLEM_COUNTS = ("orphan_chunks", "orphan_fts", "orphan_vectors", "orphan_files", "chunks_without_vector",
+                  "chunks_without_fts", "documents_without_file", "duplicate_documents", "chunk_count_mismatch")
+
+
+@dataclass(frozen=True)
+class IndexCheck:
+    """``inhouse kb check``: the database's integrity check and the cross-checks between rows, keyword index and
+    vectors. ``ok`` when the integrity checks pass and every problem count is 0."""
+
+    integrity: list[str]  # the database's own check ('ok', or what it found)
+    fts_integrity: str  # the keyword index against its content ('ok' or the error)
+    counts: dict[str, int]
+
+    @property
+    def problems(self) -> dict[str, int]:
+        return {k: self.counts.get(k, 0) for k in PROBLEM_COUNTS if self.counts.get(k, 0)}
+
+    @property
+    def ok(self) -> bool:
+        return self.integrity == ["ok"] and self.fts_integrity == "ok" and not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "integrity": self.integrity, "fts_integrity": self.fts_integrity,
+                "problems": self.problems, "counts": self.counts}
 
 
 @dataclass(frozen=True)
@@ -183,6 +208,9 @@ class IndexStore(Protocol):
     # -- housekeeping --------------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
         """Row counts and orphan counts (``orphan_*`` must all be 0)."""
+        ...
+    def check(self) -> IndexCheck:
+        """The store's own integrity check plus the consistency of rows, keyword index and vectors."""
         ...
     def close(self) -> None: ...
 

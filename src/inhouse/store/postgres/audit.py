@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from inhouse.errors import AuditUnavailable
+from inhouse.errors import AuditUnavailable, StorageFull
 from inhouse.governance.audit.chain import FIELDS, Head
-from inhouse.governance.audit.store import RecordQuery, Row
+from inhouse.governance.audit.store import RecordQuery, Row, append_failed
 from inhouse.store.postgres.database import PostgresDatabase, lock_id
 
 AUDIT_LOCK = lock_id("audit-chain")
@@ -84,10 +84,10 @@ class PostgresAuditStore:
                 stage = "write"
                 yield _Append(conn)
                 stage = "commit"
-        except self._db.errors as exc:
+        except (self._db.errors, StorageFull) as exc:
             message = {"begin": "The audit log cannot be written", "write": "The audit record could not be written",
                        "commit": "The audit record could not be committed"}[stage]
-            raise AuditUnavailable(f"{message}: {exc}") from exc
+            raise append_failed(message, exc) from exc
 
     def wait_for_writers(self) -> None:
         with self._db.transaction(lock=AUDIT_LOCK):  # granted once the appends in flight have ended

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from inhouse.errors import InvalidRequest, Unavailable
+from inhouse.errors import InvalidRequest, Unavailable, is_storage_full, storage_full
 
 Params = Sequence[Any] | dict[str, Any] | None
 
@@ -76,15 +76,26 @@ class PostgresDatabase:
         return self._errors
 
     @contextmanager
+    def _full_disk(self) -> Iterator[None]:
+        """The server's ``disk_full`` (SQLSTATE 53100) becomes ``StorageFull`` (HTTP 507, CLI exit 6); PostgreSQL
+        has rolled the statement's transaction back."""
+        try:
+            yield
+        except self._errors as exc:
+            if is_storage_full(exc):
+                raise storage_full("Could not write to the PostgreSQL database", exc) from exc
+            raise
+
+    @contextmanager
     def connection(self) -> Iterator[Any]:
         """A pooled connection in autocommit mode."""
-        with self._pool.connection() as conn:
+        with self._full_disk(), self._pool.connection() as conn:
             yield conn
 
     @contextmanager
     def transaction(self, *, lock: int | None = None, isolation: str | None = None) -> Iterator[Any]:
         """One transaction on one connection; ``lock``: an advisory lock held until it ends."""
-        with self._pool.connection() as conn, conn.transaction():
+        with self._full_disk(), self._pool.connection() as conn, conn.transaction():
             if isolation is not None:
                 conn.execute(f"SET TRANSACTION ISOLATION LEVEL {isolation}")
             if lock is not None:

@@ -114,4 +114,6 @@ CREATE TRIGGER audit_records_no_update BEFORE UPDATE OR DELETE ON audit_records
 CREATE TRIGGER audit_records_no_truncate BEFORE TRUNCATE ON audit_records
     FOR EACH STATEMENT EXECUTE FUNCTION audit_records_append_only();
 """),
+    # The requests that never ended (``AuditLog.unfinished``) are found by request id.
+    PgMigration(2, "audit_records_request", "CREATE INDEX audit_records_request ON audit_records (request_id)"),
 )

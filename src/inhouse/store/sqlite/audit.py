@@ -24,7 +24,7 @@ from typing import Any
 from inhouse.errors import AuditUnavailable
 from inhouse.governance.audit.chain import FIELDS, Head
 from inhouse.governance.audit.log import AuditLog
-from inhouse.governance.audit.store import RecordQuery, Row
+from inhouse.governance.audit.store import RecordQuery, Row, append_failed
 from inhouse.store.sqlite.database import (
     Database,
     Migration,
@@ -66,7 +66,13 @@ CREATE TRIGGER IF NOT EXISTS audit_records_no_delete BEFORE DELETE ON audit_reco
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 """
 
-MIGRATIONS = (Migration(1, "audit_records", _V1),)
+MIGRATIONS = (
+    Migration(1, "audit_records", _V1),
+    # The requests that never ended (``AuditLog.unfinished``) are found by request id. IF NOT EXISTS: files written
+    # by the release before migrations have the index already.
+    Migration(2, "audit_records_request",
+              "CREATE INDEX IF NOT EXISTS audit_records_request ON audit_records (request_id)"),
+)
 _INSERT = (f"INSERT INTO audit_records ({', '.join((*FIELDS, 'hash'))})"
            f" VALUES ({', '.join('?' * (len(FIELDS) + 1))})")
 _FAILED = {"begin": "The audit log cannot be written", "write": "The audit record could not be written",
@@ -150,7 +156,7 @@ class SqliteAuditStore:
             except (sqlite3.Error, OSError) as exc:
                 if stage == "commit" and tx.head_written:
                     self._restore_head(tx.previous_head)
-                raise AuditUnavailable(f"{_FAILED[stage]}: {exc}") from exc
+                raise append_failed(_FAILED[stage], exc, self.path.parent) from exc
 
     def wait_for_writers(self) -> None:
         with self._db.lock, contextlib.suppress(sqlite3.Error):

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from inhouse.errors import InvalidRequest
+from inhouse.errors import InvalidRequest, is_storage_full, storage_full
 
 Params = Sequence[Any] | dict[str, Any]
 Synchronous = Literal["OFF", "NORMAL", "FULL"]
@@ -95,20 +95,47 @@ def _rollback(conn: Any) -> None:
         conn.execute("ROLLBACK")
 
 
+def driver_errors(conn: Any) -> tuple[type[Exception], ...]:
+    """The base error classes of ``conn``'s driver (stdlib ``sqlite3``, or ``apsw`` for the index)."""
+    if type(conn).__module__.split(".")[0] == "apsw":
+        import apsw
+
+        return (apsw.Error,)
+    return (sqlite3.Error,)
+
+
+@contextmanager
+def full_disk_guard(path: str, what: str, errors: tuple[type[Exception], ...]) -> Iterator[None]:
+    """A driver error that means the disk is full becomes ``StorageFull`` (HTTP 507, CLI exit 6); other errors pass
+    unchanged. The transaction it happened in has been rolled back by then (``write_transaction``)."""
+    try:
+        yield
+    except errors as exc:
+        if is_storage_full(exc, None if path == ":memory:" else Path(path).parent):
+            raise storage_full(what, exc) from exc
+        raise
+
+
 class Database:
     """A connection usable from any thread: one re-entrant lock around every statement and transaction.
 
     Calls made by the thread inside ``transaction()`` join that transaction (the lock is re-entrant and a nested
-    ``transaction()`` does not begin a second one)."""
+    ``transaction()`` does not begin a second one). A write that fails because the disk is full raises
+    ``StorageFull`` (``what`` names the file in its message)."""
 
     def __init__(self, path: Path | str, *, conn: Any = None, busy_timeout_ms: int = 5000,
-                 synchronous: Synchronous = "NORMAL") -> None:
+                 synchronous: Synchronous = "NORMAL", what: str | None = None) -> None:
         self.path = str(path)
         self._conn: Any = conn if conn is not None else connect(path, busy_timeout_ms=busy_timeout_ms,
                                                                 synchronous=synchronous)
         self._lock = threading.RLock()
         self._depth = 0
         self._closed = False
+        self._what = f"Could not write to {what or Path(self.path).name}"
+        self._errors = driver_errors(self._conn)
+
+    def _guard(self) -> Any:
+        return full_disk_guard(self.path, self._what, self._errors)
 
     @property
     def connection(self) -> Any:
@@ -118,9 +145,14 @@ class Database:
     def lock(self) -> threading.RLock:
         return self._lock
 
+    @property
+    def errors(self) -> tuple[type[Exception], ...]:
+        """The driver's base error classes."""
+        return self._errors
+
     def execute(self, sql: str, params: Params = ()) -> int:
         """Run one statement (autocommit unless inside ``transaction``); return the rows changed."""
-        with self._lock:
+        with self._lock, self._guard():
             cur = self._conn.execute(sql, params)
             rowcount = getattr(cur, "rowcount", None)
             return int(rowcount if rowcount is not None else self._conn.changes())
@@ -139,8 +171,9 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[Any]:
-        """Hold the lock and a write transaction; commit on success, roll back on any exception."""
-        with self._lock:
+        """Hold the lock and a write transaction; commit on success, roll back on any exception (a failed
+        ``COMMIT`` included: a full disk leaves nothing half-written)."""
+        with self._lock, self._guard():
             if self._depth:
                 self._depth += 1
                 try:

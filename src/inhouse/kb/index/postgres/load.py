@@ -11,7 +11,7 @@ from itertools import islice
 from typing import Any
 
 from inhouse.kb.index.postgres.schema import SEARCH_INDEXES
-from inhouse.kb.index.postgres.store import tsvector_literal, vector_literal
+from inhouse.kb.index.postgres.terms import tsvector_literal, vector_literal
 from inhouse.kb.index.sqlite.export import IndexExport
 
 _BATCH = 500

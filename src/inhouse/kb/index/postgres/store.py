@@ -32,12 +32,15 @@ import numpy as np
 from inhouse.errors import Conflict, InvalidRequest, NotFound
 from inhouse.governance.labels import Label
 from inhouse.kb.access import AccessScope, Acl
-from inhouse.kb.index.keywords import index_terms, keyword_terms, like_escape
+from inhouse.kb.index.keywords import keyword_terms, like_escape
 from inhouse.kb.index.postgres.access import allowed_docs, chunk_filter
+from inhouse.kb.index.postgres.check import check_index, count_rows
 from inhouse.kb.index.postgres.schema import migrate_index
+from inhouse.kb.index.postgres.terms import tsquery_literal, tsvector_literal, vector_literal
 from inhouse.kb.index.protocol import (
     Collection,
     DocumentRecord,
+    IndexCheck,
     NewDocument,
     PutResult,
     Scored,
@@ -50,30 +53,8 @@ from inhouse.kb.index.protocol import (
 )
 from inhouse.store.postgres.database import PostgresDatabase, lock_id, schema_version
 
-_MAX_POSITION = 16383  # tsvector positions stop here
 _LABELS = list(Label)
-
-
-def vector_literal(v: np.ndarray) -> str:
-    return "[" + ",".join(map(repr, v.astype(np.float32).tolist())) + "]"
-
-
-def _quote(term: str) -> str:
-    return "'" + term.replace("\\", "\\\\").replace("'", "''") + "'"
-
-
-def tsvector_literal(text: str) -> str:
-    """The ``tsvector`` of a chunk's terms with their positions (so ``ts_rank`` counts repeats)."""
-    positions: dict[str, list[int]] = {}
-    for i, term in enumerate(index_terms(text)[:_MAX_POSITION], start=1):
-        positions.setdefault(term, []).append(i)
-    return " ".join(f"{_quote(t)}:{','.join(map(str, p[:256]))}" for t, p in positions.items())
-
-
-def tsquery_literal(terms: list[str]) -> str:
-    """Any of ``terms``; Latin words also match as prefixes (``leave`` finds ``leaves``, as a substring index
-    would), CJK windows exactly."""
-    return " | ".join(_quote(t) + ("" if "\u3400" <= t[0] <= "\ufaff" else ":*") for t in terms)
+__all__ = ["PostgresIndexStore", "tsquery_literal", "tsvector_literal", "vector_literal"]
 
 
 class PostgresIndexStore:
@@ -368,26 +349,12 @@ class PostgresIndexStore:
     # -- housekeeping --------------------------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:
-        """The SQLite store's counts. Keyword terms and vectors live in the chunk row here, so an orphan of
-        either cannot exist; they are counted as chunks lacking them."""
-        row = self._db.query_one(
-            "SELECT (SELECT count(*) FROM kb_collections) AS collections,"
-            " (SELECT count(*) FROM kb_documents) AS documents, (SELECT count(*) FROM kb_chunks) AS chunks,"
-            " (SELECT count(*) FROM kb_chunks WHERE tsv IS NOT NULL) AS fts_rows,"
-            " (SELECT count(*) FROM kb_chunks WHERE embedding IS NOT NULL) AS vectors,"
-            " (SELECT count(*) FROM kb_files) AS files,"
-            " (SELECT count(*) FROM kb_chunks WHERE document_pk NOT IN (SELECT pk FROM kb_documents))"
-            "   AS orphan_chunks,"
-            " 0 AS orphan_fts, 0 AS orphan_vectors,"
-            " (SELECT count(*) FROM kb_files WHERE document_pk NOT IN (SELECT pk FROM kb_documents)) AS orphan_files,"
-            " (SELECT count(*) FROM kb_chunks WHERE embedding IS NULL) AS chunks_without_vector,"
-            " (SELECT count(*) FROM kb_chunks WHERE tsv IS NULL) AS chunks_without_fts,"
-            " (SELECT count(*) FROM kb_documents WHERE pk NOT IN (SELECT document_pk FROM kb_files))"
-            "   AS documents_without_file,"
-            " (SELECT count(*) FROM (SELECT 1 FROM kb_documents GROUP BY collection_pk, sha256"
-            "   HAVING count(*) > 1) x) AS duplicate_documents")
-        assert row is not None
-        return {k: int(v) for k, v in row.items()}
+        return count_rows(self._db)
+
+    def check(self) -> IndexCheck:
+        """What PostgreSQL can tell of its pages and indexes, the keyword terms against the text, and ``counts``
+        (``check.py``)."""
+        return check_index(self._db)
 
     def close(self) -> None:
         self._db.close()

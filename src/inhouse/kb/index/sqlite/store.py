@@ -51,6 +51,7 @@ from inhouse.kb.index.keywords import keyword_terms, like_escape
 from inhouse.kb.index.protocol import (
     Collection,
     DocumentRecord,
+    IndexCheck,
     NewDocument,
     PutResult,
     Scored,
@@ -89,7 +90,7 @@ class SqliteIndexStore:
         self._clock = clock
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._w = Database(self.path, conn=self._open(busy_timeout_ms))
+        self._w = Database(self.path, conn=self._open(busy_timeout_ms), what="the knowledge index")
         migrate_index(self._w, self.dim)
         # :memory: databases are private to their connection, so tests on :memory: share the writer.
         self._r = self._w if self.path == ":memory:" else Database(self.path, conn=self._open(busy_timeout_ms))
@@ -521,8 +522,21 @@ class SqliteIndexStore:
                                       " FROM kb_files)",
             "duplicate_documents": "SELECT count(*) FROM (SELECT 1 FROM kb_documents GROUP BY collection_pk, sha256"
                                    " HAVING count(*) > 1)",
+            "chunk_count_mismatch": "SELECT count(*) FROM kb_documents d WHERE d.chunk_count != (SELECT count(*)"
+                                    " FROM kb_chunks k WHERE k.document_pk = d.pk)",
         }
         return {name: int(self._read(sql)[0][0]) for name, sql in q.items()}
+
+    def check(self) -> IndexCheck:
+        """``PRAGMA integrity_check``, FTS5's own integrity check (index against content), and ``counts``."""
+        integrity = [str(r[0]) for r in self._read("PRAGMA integrity_check")]
+        try:
+            with self._tx() as c:
+                c.execute("INSERT INTO kb_fts (kb_fts) VALUES ('integrity-check')")
+            fts = "ok"
+        except self._w.errors as exc:
+            fts = str(exc)
+        return IndexCheck(integrity, fts, self.counts())
 
     def raw_dump(self) -> bytes:
         """Every byte of the database file and its WAL (tests look for traces of deleted content)."""
@@ -544,4 +558,3 @@ class SqliteIndexStore:
         if self._r is not self._w:
             self._r.close()
         self._w.close()
-

@@ -1,0 +1,78 @@
+"""Soak: 64 concurrent streaming clients against one `inhouse serve` (SmolLM2) for 30 minutes, with the server's
+RSS, open files and threads sampled over time and drawn as a chart.
+
+    flock /tmp/inhouse-heavy.lock .venv/bin/python -m benchmarks.soak --minutes 30
+
+Writes ``benchmarks/results/soak-<timestamp>.json`` and ``.png``. Exit 1 when a goal is missed: any 5xx, broken
+stream or connection error, a 429 without Retry-After, the server unhealthy afterwards, or RSS growing by more
+than 200 MB after the first minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from inhouse.testing.load import LoadReport, healthy, run_load
+from inhouse.testing.server_process import ServerProcess, create_admin_key
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def chart(report: LoadReport, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = [s.t_s / 60 for s in report.samples]
+    fig, axes = plt.subplots(3, 1, figsize=(9, 7), sharex=True)
+    for ax, values, label in ((axes[0], [s.rss_mb for s in report.samples], "RSS (MB)"),
+                              (axes[1], [s.open_files for s in report.samples], "open files"),
+                              (axes[2], [s.threads for s in report.samples], "threads")):
+        ax.plot(t, values, linewidth=1.2)
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_title(title)
+    axes[2].set_xlabel("minutes")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--max-tokens", type=int, default=64)
+    args = parser.parse_args(argv)
+    load = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="inhouse-soak-") as tmp:
+        data = Path(tmp)
+        key = create_admin_key(data)
+        with ServerProcess(data, args.model) as server:
+            report = run_load(server.url, key, model=args.model, clients=args.clients, duration_s=args.minutes * 60,
+                              max_tokens=args.max_tokens, pid=server.pid, sample_every_s=5.0)
+            ok_after = healthy(server.url, key, args.model)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    result = {"benchmark": "soak", "model": args.model, "minutes": args.minutes, "loadavg_at_start": load,
+              "loadavg_at_end": os.getloadavg(), "healthy_after": ok_after, **report.to_dict(warmup_s=60),
+              "samples": [vars(s) for s in report.samples]}
+    goals = report.ok and ok_after and abs(report.rss_growth_mb(warmup_s=60)) <= 200
+    result["goals_met"] = goals
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"soak-{stamp}.json").write_text(json.dumps(result, indent=2) + "\n")
+    chart(report, RESULTS / f"soak-{stamp}.png",
+          f"soak: {args.clients} streaming clients, {args.model}, {args.minutes:g} min")
+    print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=2))
+    print(f"written {RESULTS / f'soak-{stamp}.json'} and .png")
+    return 0 if goals else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,167 @@
+"""Secret detectors: what a credential looks like in prompts, config files, tickets and chat logs.
+
+Each detector has a name (the kind of secret an audit record names: ``password``, ``private_key``…, never the
+value), patterns and an optional validator. ``recognizers.py`` turns each into a Presidio recogniser of the
+entity ``SECRET`` named ``inhouse_secret_<name>``. Pure regular expressions here; no Presidio.
+
+Why our own patterns and not a secrets scanner from PyPI: we tried ``detect-secrets`` 1.5.0 (Yelp; its last
+release is May 2024). It is offline, but it scans source *lines*: it reports values without offsets (and some
+only partly: ``ghp`` for a GitHub token), needs quotes around values for its keyword detector (``password:
+Winter2026!corp`` in prose is not found), knows no Chinese keywords and, in ad-hoc mode, flags every word as a
+high-entropy string. A false positive here refuses the whole request, so precision matters as much as recall.
+See docs/governance.md for the evaluation.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+# A match → True (certainly a secret), False (not one), None (keep the pattern's own score).
+MatchValidator = Callable[["re.Match[str]"], "bool | None"]
+
+_NOT_TOKEN_BEFORE = r"(?<![A-Za-z0-9_/+-])"
+_NOT_TOKEN_AFTER = r"(?![A-Za-z0-9_-])"
+
+
+@dataclass(frozen=True)
+class SecretDetector:
+    name: str
+    patterns: tuple[tuple[str, float], ...]
+    validate: MatchValidator | None = None
+    validated_score: float = 0.85
+
+
+def shannon_bits(value: str) -> float:
+    counts = Counter(value)
+    n = len(value)
+    return -sum(c / n * math.log2(c / n) for c in counts.values())
+
+
+def looks_random(value: str) -> bool:
+    """A long token mixing upper case, lower case and digits with high entropy: a key, not a word."""
+    classes = (any(c.isupper() for c in value), any(c.islower() for c in value), any(c.isdigit() for c in value))
+    return all(classes) and shannon_bits(value) >= 4.0
+
+
+def _token(*alternatives: str) -> str:
+    return _NOT_TOKEN_BEFORE + "(?:" + "|".join(alternatives) + ")" + _NOT_TOKEN_AFTER
+
+
+# Keys issued by cloud providers and SaaS vendors, recognisable by their fixed prefix.
+_PROVIDER_KEYS = (
+    r"sk-(?:proj-|ant-(?:api\d\d-)?|live-|svcacct-)?[A-Za-z0-9_-]{20,}",  # OpenAI, Anthropic and look-alikes
+    r"gh[pousr]_[A-Za-z0-9]{30,}", r"github_pat_[A-Za-z0-9_]{22,}",  # GitHub
+    r"glpat-[A-Za-z0-9_-]{20,}",  # GitLab
+    r"xox[abprs]-[A-Za-z0-9-]{10,}",  # Slack
+    r"(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}",  # Stripe
+    r"hf_[A-Za-z0-9]{30,}",  # Hugging Face
+    r"npm_[A-Za-z0-9]{36}",  # npm
+    r"pypi-AgE[A-Za-z0-9_-]{50,}",  # PyPI
+    r"SG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}",  # SendGrid
+    r"\d{8,10}:AA[A-Za-z0-9_-]{33}",  # Telegram bot
+)
+# Cloud access keys: AWS (and STS), Google, Alibaba Cloud, Tencent Cloud, Google OAuth access tokens.
+_CLOUD_KEYS = (
+    r"(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}",
+    r"AIza[0-9A-Za-z_-]{35}",
+    r"LTAI[A-Za-z0-9]{12,28}",
+    r"AKID[A-Za-z0-9]{13,40}",
+    r"ya29\.[0-9A-Za-z_-]{20,}",
+)
+# Incoming-webhook URLs carry their credential in the path or query.
+_WEBHOOKS = (
+    r"https://hooks\.slack\.com/services/[A-Za-z0-9/_-]+",
+    r"https://(?:oapi\.dingtalk\.com|open\.feishu\.cn|open\.larksuite\.com|qyapi\.weixin\.qq\.com)/[^\s\"'<>]+",
+    r"https://[A-Za-z0-9.-]+\.webhook\.office\.com/[^\s\"'<>]+",
+)
+_PEM = (r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"
+        r".*?(?:-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|\Z)")  # a key pasted without its end goes too
+_PUTTY = r"PuTTY-User-Key-File-\d: .*?Private-MAC: [0-9a-f]+"
+_JWT = _NOT_TOKEN_BEFORE + r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}" + _NOT_TOKEN_AFTER
+# scheme://user:password@host… — the whole string goes (the host is as telling as the password).
+_CONNECTION = (r"(?<![A-Za-z0-9+.-])(?i:[a-z][a-z0-9+.-]{1,30})://[^\s:/@'\"<>]*:[^\s@/'\"<>]+@"
+               r"[^\s/'\"<>?#]+(?:[/?#][^\s'\"<>]*)?")
+# key = value / key: value / "key": "value" / 密码是…: the value is the secret.
+_PASSWORD_WORDS = r"pass(?:word|wd|phrase)?|pwd|密码|口令"
+_KEY_WORDS = (r"secret|token|api[_-]?key|apikey|access[_-]?key|account[_-]?key|shared[_-]?access[_-]?key|"
+              r"private[_-]?key|credentials?|auth|密钥|秘钥|令牌")
+
+
+def _assigned(words: str) -> str:
+    return (r"(?i:(?P<k>[A-Za-z0-9_.-]*?(?:" + words + r")(?!s\b)[A-Za-z0-9_.-]*))"
+            r"[\"']?\s*(?P<s>[:=：]|=>|\s+(?:is|was)\s+|是|为)\s*[\"']?(?P<v>[^\s,;，。；'\"&<>`)\]}]{6,})")
+
+
+_BEARER = r"(?i:\b(?:bearer|token)\s+)(?P<v>[A-Za-z0-9._~+/-]{16,}=*)"
+_BASIC = r"(?i:\bbasic\s+)(?P<v>[A-Za-z0-9+/]{12,}={0,2})"
+_SAS = r"[?&](?i:sig|signature|x-amz-signature|access_token|api_key|apikey|key|token)=(?P<v>[A-Za-z0-9%+/=._-]{16,})"
+_ENTROPY = r"(?<![A-Za-z0-9+/_=-])[A-Za-z0-9+/_=-]{24,}(?![A-Za-z0-9+/_=-])"
+
+# Values of ``key = value`` that are not secrets: placeholders, references to elsewhere, switches.
+_NOT_A_VALUE = re.compile(
+    r"(?i)(?:true|false|null|none|nil|yes|no|on|off|required|optional|string|example|bearer|basic|digest|"
+    r"redacted|hidden|masked|unset|empty|undefined|\*+|x{3,}|\.{3,}|-+|<[^>]*>?|\$\{?[A-Za-z_][\w.]*\}?.*|"
+    r"\{\{.*|%\(.*|env\(.*|os\.environ.*|process\.env.*|vault:.*|secret(?:s)?manager.*)"
+)
+_PASSWORD_KEY = re.compile(_PASSWORD_WORDS, re.IGNORECASE)
+
+
+def assigned_value_ok(key: str, value: str, separator: str = "=") -> bool:
+    """A value assigned to a secret-sounding key is a secret unless it is a placeholder or a plain word."""
+    value = value.strip("\"'")
+    if len(value) < 6 or _NOT_A_VALUE.fullmatch(value):
+        return False
+    if separator.strip() not in ("=", ":", "：", "=>") and (value.isalpha() and (value.islower() or value.istitle())):
+        return False  # prose: "the password is incorrect", "密码是 错误" — a credential has digits, symbols or CaSe
+    if value.isdigit():
+        return bool(_PASSWORD_KEY.search(key))  # a numeric password, but `max_tokens: 100000` is a setting
+    # `auth: required`, `token: expired`: words, not credentials
+    return not (value.isalpha() and value.islower() and not _PASSWORD_KEY.search(key))
+
+
+def _value(m: re.Match[str]) -> str:
+    return m.group("v") if "v" in m.re.groupindex else m.group(0)
+
+
+def _assigned_ok(m: re.Match[str]) -> bool:
+    return assigned_value_ok(m.group("k"), m.group("v"), m.group("s"))
+
+
+def _basic_ok(m: re.Match[str]) -> bool:
+    value = _value(m)
+    try:
+        decoded = base64.b64decode(value + "=" * (-len(value) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return b":" in decoded
+
+
+def _bearer_ok(m: re.Match[str]) -> bool:
+    value = _value(m)
+    return any(c.isdigit() for c in value) or (any(c.isupper() for c in value) and any(c.islower() for c in value))
+
+
+# The detectors, most specific first (a finding's score decides overlaps: see Redactor.analyze).
+DETECTORS: tuple[SecretDetector, ...] = (
+    SecretDetector("private_key", ((_PEM, 1.0), (_PUTTY, 1.0))),
+    SecretDetector("inhouse_key", ((_token(r"ih_[0-9a-f]{16}_[A-Za-z0-9_-]{32,128}"), 1.0),)),
+    SecretDetector("connection_string", ((_CONNECTION, 1.0),)),  # beats the e-mail inside it
+    SecretDetector("webhook_url", ((_token(*_WEBHOOKS), 0.97),)),
+    SecretDetector("cloud_key", ((_token(*_CLOUD_KEYS), 0.96),)),
+    SecretDetector("api_token", ((_token(*_PROVIDER_KEYS), 0.95),)),
+    SecretDetector("jwt", ((_JWT, 0.95),)),
+    SecretDetector("password", ((_assigned(_PASSWORD_WORDS), 0.3),), validate=_assigned_ok),
+    SecretDetector("assigned_key", ((_assigned(_KEY_WORDS), 0.3),), validate=_assigned_ok),
+    SecretDetector("bearer_token", ((_BEARER, 0.3),), validate=_bearer_ok),
+    SecretDetector("basic_auth", ((_BASIC, 0.3),), validate=_basic_ok),
+    SecretDetector("url_credential", ((_SAS, 0.85),)),
+    SecretDetector("high_entropy", ((_ENTROPY, 0.3),), validate=lambda m: looks_random(m.group(0)),
+                   validated_score=0.8),
+)
+SECRET_KINDS = tuple(d.name for d in DETECTORS)

@@ -1,0 +1,229 @@
+"""Online backup and restore of a data directory: every database, the audit key and head, the egress policy,
+tuned profiles and the list of registered models, with a manifest of sha256 hashes.
+
+**Consistent while the server serves.** Each SQLite file is copied with SQLite's online backup API, which gives
+a consistent snapshot of that file however many writers are busy. Across files the order matters:
+
+1. ``kb.db`` and ``inhouse.db`` first;
+2. then the audit log, last: its write lock is taken (``BEGIN IMMEDIATE``) and held while ``audit.db``, the
+   signed head and the key are copied, so the copied head names exactly the copied tail.
+
+Every security action is recorded in the audit log *before* its own database commits, so an audit snapshot taken
+after the other databases holds a record of everything they contain (it may hold a few more: actions in flight).
+
+**Embedded installs only.** With ``store.url`` naming PostgreSQL, users, keys, conversations, the audit chain and
+the index live in the database server, which has its own consistent online backup (``pg_dump``); a copy of the
+data directory alone would miss them, and one of them taken apart from the other would not agree. So ``inhouse
+backup`` and ``restore`` refuse there (``require_embedded``), and docs/operations.md says what to keep instead.
+
+**Nothing half-written.** The backup is written to ``DIR.partial`` and renamed to ``DIR`` when complete; restore
+stages its files in the data directory and renames each into place, after every hash has been checked. Model
+weights are not copied (they come from packages or files you still have): the manifest lists the registered
+models, and ``inhouse models pull`` / ``add`` bring them back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from inhouse.errors import Conflict, InvalidRequest
+
+FORMAT = "inhouse-backup-1"
+MANIFEST = "MANIFEST.json"
+DATABASES = ("kb.db", "inhouse.db")  # copied first; audit.db last, under its write lock
+AUDIT_FILES = ("audit.db", "audit.head", "audit.key")
+_SECRET_FILES = frozenset({"audit.key"})
+
+
+@dataclass
+class BackupResult:
+    path: Path
+    files: list[dict[str, Any]] = field(default_factory=list)
+    audit_head: dict[str, Any] | None = None
+    seconds: float = 0.0
+
+    @property
+    def bytes(self) -> int:
+        return sum(int(f["bytes"]) for f in self.files)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _copy_db(conn: sqlite3.Connection, dest: Path) -> None:
+    """SQLite's online backup of ``conn``'s database into ``dest``, checked and fsynced."""
+    out = sqlite3.connect(dest)
+    try:
+        conn.backup(out)
+        out.execute("PRAGMA journal_mode = DELETE")  # one self-contained file, no -wal beside it
+        result = out.execute("PRAGMA integrity_check").fetchone()[0]
+        if result != "ok":
+            raise InvalidRequest(f"The copy of {dest.name} fails its integrity check: {result}")
+    finally:
+        out.close()
+    _fsync(dest)
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+    conn.execute("PRAGMA busy_timeout = 30000")
+    return conn
+
+
+@contextlib.contextmanager
+def _audit_locked(path: Path) -> Iterator[sqlite3.Connection | None]:
+    """A reader of the audit database while a second connection holds its write lock (no append, no head write)
+    for as long as the block runs. (SQLite's backup cannot read through the connection that holds the lock.)"""
+    if not path.exists():
+        yield None
+        return
+    lock, reader = _open(path), _open(path)
+    try:
+        lock.execute("BEGIN IMMEDIATE")
+        try:
+            yield reader
+        finally:
+            lock.execute("ROLLBACK")
+    finally:
+        reader.close()
+        lock.close()
+
+
+def require_embedded(store_url: str, command: str) -> None:
+    """Refuse ``command`` (``backup``/``restore``) on an install whose shared data is in PostgreSQL."""
+    if store_url:
+        raise InvalidRequest(
+            f"`inhouse {command}` copies the SQLite files of an embedded install, but store.url names PostgreSQL: "
+            "users, keys, conversations, the audit chain and the knowledge index are in that database. Back it up "
+            "with pg_dump (pg_dump --format=custom --file=inhouse.dump URL; restore with pg_restore into an empty "
+            "database), and keep audit.key, policy.toml and profiles/ of each node's data directory with it. See "
+            "docs/operations.md.", param="store.url")
+
+
+def backup_data_dir(data_dir: Path, dest: Path, *, policy_file: Path | None = None) -> BackupResult:
+    """Write a backup of ``data_dir`` to ``dest`` (which must not exist yet)."""
+    start = time.monotonic()
+    if dest.exists() and any(dest.iterdir()):
+        raise Conflict(f"{dest} exists and is not empty; back up into a new directory.", param="dir")
+    if not (data_dir / "inhouse.db").exists():
+        raise InvalidRequest(f"{data_dir} holds no inhouse data (no inhouse.db).", param="data_dir")
+    partial = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    result = BackupResult(dest)
+    if (data_dir / "kb.db").exists():
+        from inhouse.kb.index.sqlite.backup import backup_index  # through the knowledge index's own SQLite library
+
+        backup_index(data_dir / "kb.db", partial / "kb.db")
+        _fsync(partial / "kb.db")
+    conn = _open(data_dir / "inhouse.db")
+    try:
+        _copy_db(conn, partial / "inhouse.db")
+    finally:
+        conn.close()
+    with _audit_locked(data_dir / "audit.db") as audit:
+        if audit is not None:
+            _copy_db(audit, partial / "audit.db")
+        for name in ("audit.head", "audit.key"):
+            if (data_dir / name).exists():
+                shutil.copy2(data_dir / name, partial / name)
+    head_file = partial / "audit.head"
+    if head_file.exists():
+        head = json.loads(head_file.read_text())
+        result.audit_head = {"seq": head.get("seq"), "hash": head.get("hash")}
+    policy = policy_file or data_dir / "policy.toml"
+    if policy.is_file():
+        shutil.copy2(policy, partial / "policy.toml")
+    if (data_dir / "profiles").is_dir():
+        shutil.copytree(data_dir / "profiles", partial / "profiles")
+    registry = data_dir / "models" / "registry.json"
+    if registry.is_file():
+        (partial / "models").mkdir()
+        shutil.copy2(registry, partial / "models" / "registry.json")
+    for path in sorted(p for p in partial.rglob("*") if p.is_file()):
+        if path.name in _SECRET_FILES:
+            path.chmod(0o600)
+        result.files.append({"path": path.relative_to(partial).as_posix(), "sha256": sha256_file(path),
+                             "bytes": path.stat().st_size})
+    manifest = {"format": FORMAT, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "source": str(data_dir), "policy_source": str(policy) if policy.is_file() else None,
+                "audit_head": result.audit_head, "files": result.files}
+    (partial / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    _fsync(partial / MANIFEST)
+    if dest.exists():
+        dest.rmdir()
+    os.replace(partial, dest)
+    _fsync(dest.parent)
+    result.seconds = time.monotonic() - start
+    return result
+
+
+def read_manifest(backup: Path) -> dict[str, Any]:
+    """The manifest, with every file's size and sha256 checked; raises InvalidRequest naming the first bad one."""
+    try:
+        manifest = json.loads((backup / MANIFEST).read_text())
+    except (OSError, ValueError) as exc:
+        raise InvalidRequest(f"{backup} is not an inhouse backup (no readable {MANIFEST}: {exc}).") from None
+    if manifest.get("format") != FORMAT:
+        raise InvalidRequest(f"{backup}: unknown backup format {manifest.get('format')!r}.")
+    for entry in manifest.get("files", []):
+        path = backup / entry["path"]
+        if not path.is_file() or path.stat().st_size != entry["bytes"] or sha256_file(path) != entry["sha256"]:
+            raise InvalidRequest(f"{backup}: {entry['path']} is missing or does not match its hash; "
+                                 "the backup is damaged.")
+    return manifest
+
+
+def restore_data_dir(backup: Path, data_dir: Path) -> dict[str, Any]:
+    """Bring ``backup`` back into ``data_dir``, which must hold no inhouse data yet. Returns the manifest."""
+    manifest = read_manifest(backup)
+    present = [n for n in (*DATABASES, *AUDIT_FILES, "policy.toml") if (data_dir / n).exists()]
+    if present:
+        raise Conflict(f"{data_dir} already holds inhouse data ({', '.join(present)}); restore into a new, empty "
+                       "data directory (move the current one aside first).", param="data_dir")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    staging = data_dir / ".restore-staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        for entry in manifest["files"]:
+            target = staging / entry["path"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(backup / entry["path"], target)
+            if target.name in _SECRET_FILES:
+                target.chmod(0o600)
+            _fsync(target)
+        # Databases and the audit files go in last, the audit head after its database.
+        order = sorted(manifest["files"], key=lambda e: (e["path"] in (*DATABASES, *AUDIT_FILES),
+                                                         e["path"] == "audit.head"))
+        for entry in order:
+            target = data_dir / entry["path"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / entry["path"], target)
+        _fsync(data_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return manifest
