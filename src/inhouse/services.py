@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from inhouse.models.tuning.profile import ProfileStore
     from inhouse.store.build import Stores
     from inhouse.store.conversations import ConversationStore
+    from inhouse.store.responses import ResponseStore
     from inhouse.store.sqlite.database import Database
 
 
@@ -64,6 +65,7 @@ class Services:
     external: ExternalProviderClient  # the HTTP client of external providers (used only when the policy sends)
     kb: KnowledgeBase  # <data_dir>/kb.db: collections, documents, retrieval, grounded answers
     conversations: ConversationStore  # the web UI's chat history (inhouse.db)
+    responses: ResponseStore  # stored Responses API answers, for previous_response_id (inhouse.db)
     assistants: Assistants
     stores: Stores  # what store.url chose (governance, conversations, audit); closed with the services
 

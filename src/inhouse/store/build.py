@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from inhouse.governance.store import GovernanceStore
     from inhouse.kb.index.protocol import IndexStore
     from inhouse.store.conversations import ConversationStore
+    from inhouse.store.responses import ResponseStore
     from inhouse.store.sqlite.database import Database
 
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 class Stores:
     governance: GovernanceStore
     conversations: ConversationStore
+    responses: ResponseStore  # stored Responses API answers (previous_response_id)
     audit: AuditLog  # the log over its store: every security action and request is recorded here
     kind: str  # "sqlite" or "postgresql"
     _closers: list[Callable[[], None]] = field(default_factory=list)
@@ -48,20 +50,22 @@ def node_name(settings: Settings) -> str:
 
 
 def build_stores(settings: Settings, db: Database) -> Stores:
-    """The governance, conversation and audit stores. ``db``: the embedded ``inhouse.db`` (used when ``store.url``
-    is empty; its owner closes it)."""
+    """The governance, conversation, response and audit stores. ``db``: the embedded ``inhouse.db`` (used when
+    ``store.url`` is empty; its owner closes it)."""
     key_path = settings.data_dir / "audit.key"
     if not uses_postgres(settings):
         from inhouse.store.sqlite.audit import open_sqlite_audit_log
         from inhouse.store.sqlite.conversations import SqliteConversationStore
         from inhouse.store.sqlite.governance import SqliteGovernanceStore
+        from inhouse.store.sqlite.responses import SqliteResponseStore
 
-        return Stores(SqliteGovernanceStore(db), SqliteConversationStore(db),
+        return Stores(SqliteGovernanceStore(db), SqliteConversationStore(db), SqliteResponseStore(db),
                       open_sqlite_audit_log(settings.data_dir / "audit.db", key_path=key_path), "sqlite")
     from inhouse.store.postgres.audit import PostgresAuditStore
     from inhouse.store.postgres.conversations import PostgresConversationStore
     from inhouse.store.postgres.database import PostgresDatabase, migrate
     from inhouse.store.postgres.governance import PostgresGovernanceStore
+    from inhouse.store.postgres.responses import PostgresResponseStore
     from inhouse.store.postgres.schema import AUDIT, INHOUSE
 
     pg = PostgresDatabase(settings.store.url, max_size=settings.store.pool_size)
@@ -76,7 +80,8 @@ def build_stores(settings: Settings, db: Database) -> Stores:
     except BaseException:
         pg.close()
         raise
-    return Stores(PostgresGovernanceStore(pg), PostgresConversationStore(pg), audit, "postgresql", [pg.close])
+    return Stores(PostgresGovernanceStore(pg), PostgresConversationStore(pg), PostgresResponseStore(pg), audit,
+                  "postgresql", [pg.close])
 
 
 def open_audit_log(settings: Settings) -> AuditLog | None:

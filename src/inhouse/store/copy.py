@@ -1,8 +1,8 @@
 """``inhouse store migrate --to postgresql://…``: copy an embedded install into an empty PostgreSQL database.
 
 What is copied, values unchanged (ids, times, JSON text, hashes): users, groups, memberships, API keys (their
-hashes), token usage and conversations from ``inhouse.db``; every audit record and the signed head from
-``audit.db``/``audit.head``; collections, access lists, documents with their bytes, chunks and vectors from
+hashes), token usage, conversations and stored responses from ``inhouse.db``; every audit record and the signed
+head from ``audit.db``/``audit.head``; collections, access lists, documents with their bytes, chunks and vectors from
 ``kb.db``. All of it in one PostgreSQL transaction: the target gets everything or nothing. The assistants' tables
 (support sessions, calendar events) stay in ``inhouse.db``, which the nodes keep using for them.
 
@@ -36,6 +36,7 @@ _INHOUSE = {
                  "last_used_at", "rpm_limit", "tokens_per_day_limit", "scopes"),
     "key_usage": ("key_id", "day", "tokens", "requests"),
     "conversations": ("id", "owner", "title", "model", "messages", "created_at", "updated_at"),
+    "responses": ("id", "owner", "model", "previous_id", "messages", "input_items", "body", "created_at"),
 }
 _AUDIT_COLUMNS = (*FIELDS, "hash")
 _TARGET_TABLES = (*_INHOUSE, "audit_records", "kb_collections", "kb_documents")
@@ -59,9 +60,13 @@ def copy_to_postgres(settings: Settings, url: str, *, say: Callable[[str], None]
     from inhouse.store.postgres.database import PostgresDatabase, migrate, redact_url
     from inhouse.store.postgres.schema import AUDIT, INHOUSE
     from inhouse.store.sqlite.audit import open_sqlite_audit_log
+    from inhouse.store.sqlite.inhouse_db import open_inhouse_db
 
     if not settings.db_path.exists():
         raise InvalidRequest(f"No embedded install at {settings.data_dir} (no inhouse.db).", param="data_dir")
+    # A file written by an older release gets its pending steps first, so every table copied exists (as a server
+    # start would do; the server is stopped).
+    open_inhouse_db(settings.db_path).close()
     audit_path = settings.data_dir / "audit.db"
     key_path = settings.data_dir / "audit.key"
     source_log = open_sqlite_audit_log(audit_path, key_path=key_path) if audit_path.exists() else None

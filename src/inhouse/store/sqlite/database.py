@@ -22,6 +22,7 @@ cursor with ``fetchone``/``fetchall``. ``WAL`` lets readers proceed while one wr
 from __future__ import annotations
 
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -96,12 +97,11 @@ def _rollback(conn: Any) -> None:
 
 
 def driver_errors(conn: Any) -> tuple[type[Exception], ...]:
-    """The base error classes of ``conn``'s driver (stdlib ``sqlite3``, or ``apsw`` for the index)."""
-    if type(conn).__module__.split(".")[0] == "apsw":
-        import apsw
-
-        return (apsw.Error,)
-    return (sqlite3.Error,)
+    """The base error classes of ``conn``'s driver: the ``Error`` of the module that defines its class (stdlib
+    ``sqlite3``, or ``apsw`` for the index, which this module never imports: it belongs to ``kb/index/sqlite/``)."""
+    driver = sys.modules.get(type(conn).__module__.split(".")[0])
+    error = getattr(driver, "Error", None)
+    return (error,) if isinstance(error, type) and issubclass(error, Exception) else (sqlite3.Error,)
 
 
 @contextmanager

@@ -1,8 +1,8 @@
 """Writes a data directory as release 6c87c30 left it (``legacy-6c87c30.tar.gz`` was made by this script).
 
 It imports modules of that release (``inhouse.store.db``, ``inhouse.governance.audit`` as one module), so run it
-with that tree first on the path, e.g. ``git worktree add /tmp/old 6c87c30`` then
-``PYTHONPATH=/tmp/old/src python tests/unit/store/data/make_legacy.py OUT_DIR`` and
+with that tree first on the path, e.g. ``git worktree add OLD 6c87c30`` (OLD: any empty directory) then
+``PYTHONPATH=OLD/src python tests/unit/store/data/make_legacy.py OUT_DIR`` and
 ``tar czf legacy-6c87c30.tar.gz -C OUT_DIR .``.
 """
 
