@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from inhouse.errors import InvalidRequest
 from inhouse.store.sqlite.database import Database, Migration, apply_migrations, current_version
 from inhouse.store.sqlite.inhouse_db import MIGRATIONS, migrate
 
@@ -86,3 +87,20 @@ def test_usable_from_many_threads(db: Database) -> None:
         t.join()
     assert not errors
     assert db.scalar("SELECT count(*) FROM t") == 400
+
+
+def test_a_file_whose_old_marker_is_newer_is_refused_unchanged(tmp_path: Path) -> None:
+    """A file of a newer inhouse from before ``schema_migrations`` (its version in its own marker) is refused before
+    anything is written: the newer release that owns it finds it as it left it."""
+    db = Database(tmp_path / "old.db")
+    try:
+        db.execute("CREATE TABLE meta (version INTEGER)")
+        db.execute("INSERT INTO meta VALUES (3)")
+        steps = (Migration(1, "one", "CREATE TABLE t1 (x)"), Migration(2, "two", "CREATE TABLE t2 (x)"))
+        with pytest.raises(InvalidRequest, match="schema version 3, newer"):
+            apply_migrations(db, steps, legacy_version=lambda conn: conn.execute("SELECT version FROM meta")
+                             .fetchone()[0])
+        tables = {r[0] for r in db.query("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert tables == {"meta"} and current_version(db) == 0
+    finally:
+        db.close()

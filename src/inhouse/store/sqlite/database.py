@@ -271,15 +271,16 @@ def apply_migrations(db: Database, migrations: Sequence[Migration], *, what: str
     with db.transaction() as conn:
         if not _has_table(conn, "schema_migrations"):
             adopted = legacy_version(conn) if legacy_version is not None else 0
+            if adopted > latest:  # refused before anything is written: the newer inhouse keeps its file as it was
+                raise InvalidRequest(
+                    f"The {what} at {db.path} has schema version {adopted}, newer than this version of inhouse "
+                    f"understands ({latest}); upgrade inhouse to open it.")
             conn.execute(_CREATE_TABLE)
             now = time.time()
             for m in migrations:
                 if m.version <= adopted:  # the older marker says these are in the file already
                     conn.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
                                  (m.version, m.name, now))
-            if adopted > latest:
-                conn.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                             (adopted, "unknown (newer inhouse)", now))
         found = int(conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()[0])
     if found > latest:
         raise InvalidRequest(
