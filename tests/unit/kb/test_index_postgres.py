@@ -100,3 +100,28 @@ def test_check_reports_an_invalid_index(postgres_url: str) -> None:
     finally:
         s.close()
 
+
+def test_the_most_frequent_keyword_terms_are_left_out_of_a_large_index(postgres_url: str) -> None:
+    """Matching and ranking a term found in every chunk costs a read of every chunk and says nothing: past
+    ``keyword_match_rows`` such terms leave the query (their share comes from ANALYZE's statistics)."""
+    s = PostgresIndexStore(postgres_url, dim=DIM)
+    small = PostgresIndexStore(postgres_url, dim=DIM, keyword_match_rows=10)
+    try:
+        col = s.create_collection("hr", acl=Acl()).id
+        for d in range(4):
+            lines = [f"everywhere line {d} {i}" for i in range(10)] + (["everywhere needle"] if d == 0 else [])
+            s.put_document(make_doc(col, f"d{d}.txt", lines))
+        s._db.execute("ANALYZE kb_chunks")
+        for store in (s, small):
+            store.term_shares.refresh()
+        assert small.term_shares.share("everywhere") == pytest.approx(1.0)
+        assert small.term_shares.share("everyw") == pytest.approx(1.0)  # as a prefix
+        assert small.term_shares.rows == 41
+        few = small.keyword_search(ADMIN, "everywhere needle", SearchFilters(), 10)
+        assert [c.text for c in small.get_chunks(ADMIN, [h.chunk_id for h in few])] == ["everywhere needle"]
+        assert len(s.keyword_search(ADMIN, "everywhere needle", SearchFilters(), 10)) == 10  # small: all terms
+        # Every term frequent: the rarest one stays.
+        assert len(small.keyword_search(ADMIN, "everywhere", SearchFilters(), 10)) == 10
+    finally:
+        small.close()
+        s.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from inhouse.kb.index.keywords import index_terms, keyword_terms, like_escape
+from inhouse.kb.index.keywords import index_terms, keyword_terms, like_escape, rarest_terms
 from inhouse.kb.index.postgres.store import tsquery_literal, tsvector_literal
 
 
@@ -22,3 +22,16 @@ def test_literals_quote_what_could_break_them() -> None:
     assert tsquery_literal(["leave", "工作日"]) == "'leave':* | '工作日'"
     assert tsquery_literal(["o'neil"]) == "'o''neil':*"
     assert like_escape("50%_off\\") == "50\\%\\_off\\\\"
+
+
+def test_rarest_terms_leave_out_the_most_frequent_within_a_budget() -> None:
+    shares = {"common": 0.9, "often": 0.04, "sometimes": 0.02, "seldom": 0.01}
+    share = shares.get  # None: too rare to be counted
+    terms = ["common", "needle", "often", "sometimes", "seldom", "工作日"]
+    # Rarest first while the known shares add up to 0.05; unknown terms always stay; the order is kept.
+    assert rarest_terms(terms, share, 0.05) == ["needle", "sometimes", "seldom", "工作日"]
+    assert rarest_terms(terms, share, 0.1) == ["needle", "often", "sometimes", "seldom", "工作日"]
+    assert rarest_terms(terms, share, 1.0) == terms
+    # Every term frequent: the rarest one alone, even above the budget.
+    assert rarest_terms(["common", "often"], share, 0.01) == ["often"]
+    assert rarest_terms([], share, 0.05) == []

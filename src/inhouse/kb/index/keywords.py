@@ -5,6 +5,7 @@ overlapping 3-character windows, which is what a trigram index holds: Chinese ne
 numbers match as substrings). Terms of 1-2 characters cannot match a trigram index; short codes among them
 (``P3``, ``Q3``, and 1-2 character CJK words such as ``加班``) are returned apart so a store can fall back to a
 substring scan. ``like_escape`` escapes a term for ``LIKE … ESCAPE '\\'`` (SQLite and PostgreSQL alike).
+``rarest_terms`` leaves out the terms found in the most chunks when matching them all would cost too much.
 
 A store whose keyword index holds words rather than every 3-character window (PostgreSQL's ``tsvector``) indexes
 ``index_terms`` of each chunk: the same Latin words and CJK windows the query side makes, in text order.
@@ -13,6 +14,7 @@ A store whose keyword index holds words rather than every 3-character window (Po
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 _STOP = frozenset({
     "the", "and", "for", "are", "was", "were", "what", "which", "who", "whom", "whose", "when", "where", "why",
@@ -58,6 +60,22 @@ def keyword_terms(query: str) -> tuple[list[str], list[str]]:
     return list(dict.fromkeys(long))[:_MAX_TERMS], list(dict.fromkeys(short))[:_MAX_TERMS]
 
 
+
+def rarest_terms(terms: list[str], share: Callable[[str], float | None], budget: float) -> list[str]:
+    """``terms`` without the most frequent ones: rarest first, a term with a known ``share`` of chunks is kept while
+    the shares kept add up to at most ``budget``; terms of unknown share (too rare for the statistics) always stay,
+    and so does the rarest term. Order kept.
+
+    A term in a large share of the chunks tells little about which chunk answers (BM25 weighs it near 0) and is
+    the most expensive to match: its posting list and, where ranking reads the rows (PostgreSQL), its rows."""
+    known = {t: s for t in terms if (s := share(t)) is not None}
+    kept = {t for t in terms if t not in known}
+    total = 0.0
+    for t in sorted(known, key=lambda t: known[t]):
+        if total + known[t] <= budget or not (kept or total):
+            kept.add(t)
+            total += known[t]
+    return [t for t in terms if t in kept]
 
 
 def like_escape(term: str) -> str:

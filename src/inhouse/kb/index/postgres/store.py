@@ -32,10 +32,11 @@ import numpy as np
 from inhouse.errors import Conflict, InvalidRequest, NotFound
 from inhouse.governance.labels import Label
 from inhouse.kb.access import AccessScope, Acl
-from inhouse.kb.index.keywords import keyword_terms, like_escape
+from inhouse.kb.index.keywords import keyword_terms, like_escape, rarest_terms
 from inhouse.kb.index.postgres.access import allowed_docs, chunk_filter
 from inhouse.kb.index.postgres.check import check_index, count_rows
 from inhouse.kb.index.postgres.schema import migrate_index
+from inhouse.kb.index.postgres.stats import TermShares
 from inhouse.kb.index.postgres.terms import tsquery_literal, tsvector_literal, vector_literal
 from inhouse.kb.index.protocol import (
     Collection,
@@ -54,21 +55,27 @@ from inhouse.kb.index.protocol import (
 from inhouse.store.postgres.database import PostgresDatabase, lock_id, schema_version
 
 _LABELS = list(Label)
+# A keyword query matches at most about this share of the chunks (or ``keyword_match_rows``), leaving out its most
+# frequent terms (``kb.index.keywords.rarest_terms``): ranking reads every matched row from the table, about one
+# page per row (docs/performance.md: 5 % against 2 % at 100k chunks).
+_MATCH_SHARE = 0.02
 __all__ = ["PostgresIndexStore", "tsquery_literal", "tsvector_literal", "vector_literal"]
 
 
 class PostgresIndexStore:
     """The ``IndexStore`` on PostgreSQL. ``url``: a PostgreSQL URL; the store keeps a pool of its own.
-    ``session``: settings for each of its connections, over ``SESSION`` (e.g. ``hnsw.ef_search``)."""
+    ``session``: settings for each of its connections, over ``SESSION`` (e.g. ``hnsw.ef_search``).
+    ``keyword_match_rows``: below this many chunks matched (estimated), no keyword term is left out."""
 
     SESSION: Mapping[str, str] = {"hnsw.iterative_scan": "relaxed_order", "hnsw.ef_search": "100"}
 
     def __init__(self, url: str, *, dim: int, clock: Any = None, pool_size: int = 8,
-                 session: Mapping[str, str] | None = None) -> None:
+                 session: Mapping[str, str] | None = None, keyword_match_rows: int = 2000) -> None:
         import time
 
         self.dim = int(dim)
         self._clock = clock or time.time
+        self._match_rows = keyword_match_rows
         settings = {**self.SESSION, **(session or {})}
 
         def configure(conn: Any) -> None:
@@ -81,6 +88,7 @@ class PostgresIndexStore:
         except BaseException:
             self._db.close()
             raise
+        self.term_shares = TermShares(self._db)
 
     def schema_version(self) -> int:
         return schema_version(self._db, "kb")
@@ -292,6 +300,9 @@ class PostgresIndexStore:
 
     def keyword_search(self, scope: AccessScope, query: str, filters: SearchFilters, limit: int) -> list[Scored]:
         long, short = keyword_terms(query)
+        if long:
+            shares = self.term_shares.current()
+            long = rarest_terms(long, shares.share, max(_MATCH_SHARE, self._match_rows / max(shares.rows, 1.0)))
         # Word matches go through the GIN index and the access condition filters them (hidden from the btree on
         # document_pk, which the planner would otherwise walk for every allowed chunk); the short-term scan goes
         # through the allowed chunks.
