@@ -148,14 +148,24 @@ def bench_retrieval_pg(n_chunks: int, n_queries: int, data_dir: Path | None, pg_
         print(f"loaded {out['chunks']} chunks into PostgreSQL in {load_s:.0f} s", flush=True)
         out["sqlite"] = time_retrieval(store, embedder, queries, "sqlite")
         out["postgresql"] = time_retrieval(pg, embedder, queries, "postgresql")
+        # The same store matching every keyword term (before frequent terms were left out), in the same run.
+        from inhouse.kb.index.postgres import PostgresIndexStore
+
+        every_term = PostgresIndexStore(url, dim=store.dim, keyword_match_rows=10**12)
+        out["postgresql_every_term"] = time_retrieval(every_term, embedder, queries, "postgresql every term")
+        every_term.close()
         out["p95_ratio_pg_over_sqlite"] = {k: round(out["postgresql"][k]["p95_ms"] / max(out["sqlite"][k]["p95_ms"],
                                                                                          1e-9), 2) for k in ACTORS}
+        out["p95_ratio_pg_every_term_over_sqlite"] = {
+            k: round(out["postgresql_every_term"][k]["p95_ms"] / max(out["sqlite"][k]["p95_ms"], 1e-9), 2)
+            for k in ACTORS}
         out["queries_per_s_4_threads"] = {"sqlite": queries_per_s(store, embedder, queries),
                                           "postgresql": queries_per_s(pg, embedder, queries)}
         pg.close()
     store.close()
     tmp.cleanup()
-    print(f"retrieval p95 PostgreSQL ÷ SQLite: {out['p95_ratio_pg_over_sqlite']} (target ≤ 1.5); "
+    print(f"retrieval p95 PostgreSQL ÷ SQLite: {out['p95_ratio_pg_over_sqlite']} (target ≤ 1.5; every keyword term: "
+          f"{out['p95_ratio_pg_every_term_over_sqlite']}); "
           f"queries/s with 4 threads: {out['queries_per_s_4_threads']}", flush=True)
     return out
 
