@@ -43,6 +43,16 @@ def make_doc(collection_id: str, source: str, texts: Sequence[str], *, label: La
                        "text/plain", data, chunks, EMBED.embed_passages(list(texts)))
 
 
+def make_sections(collection_id: str, title: str, sections: Sequence[tuple[str, str]]) -> NewDocument:
+    """A document titled ``title`` whose chunks are (section path, text), written as the chunker writes them (the
+    section path on the chunk text's first line)."""
+    data = f"{title}{list(sections)}".encode()
+    chunks = [Chunk(index=i, text=f"{sec}\n{body}", content=body, token_count=len(body.split()), kind="paragraph",
+                    section=sec) for i, (sec, body) in enumerate(sections)]
+    return NewDocument(collection_id, f"{title}.html", hashlib.sha256(data).hexdigest(), Label.INTERNAL, None, title,
+                       f"{title}.html", "text/html", data, chunks, EMBED.embed_passages([c.text for c in chunks]))
+
+
 class IndexStoreContract:
     """Behaviour every store must have. The ``store`` fixture gives an empty store of dimension ``DIM``."""
 
@@ -105,6 +115,27 @@ class IndexStoreContract:
         assert contents("工作日加班多少倍")[0].startswith("工作日")
         assert contents("加班")[0].startswith("工作日")  # 2 characters: below the trigram size
         assert contents("P3")[0].startswith("P3")
+
+    def test_keyword_title_and_section_outweigh_the_text(self, store: IndexStore) -> None:
+        """A question naming a page's subject or an entry's name finds the page titled so, or the entry headed so,
+        before chunks that only mention the word in their text (even several times); a dotted name (``os.chmod``)
+        is found as a whole."""
+        hr, _ = self._cols(store)
+        titled = store.put_document(make_sections(hr, "subprocess", [("Running", "Run a command and wait for it.")]))
+        headed = store.put_document(make_sections(hr, "os", [("Files > os.chmod(path, mode)", "Change the mode.")]))
+        mention = store.put_document(make_sections(hr, "shutil", [
+            ("Copying", "A subprocess, or several subprocess calls: subprocess helpers copy trees."),
+            ("Modes", "Permission bits: chmod semantics, as chmod does, apply to each copy made by chmod.")]))
+        store.put_document(make_sections(hr, "other", [(f"Part {i}", f"unrelated text number {i}") for i in range(12)]))
+
+        def first(q: str) -> list[Any]:
+            return store.get_chunks(HR, [s.chunk_id for s in store.keyword_search(HR, q, SearchFilters(), 5)])
+
+        found = first("How do I start a subprocess?")
+        assert [c.document_id for c in found[:2]] == [titled.document.id, mention.document.id]
+        found = first("what does os.chmod do")
+        assert found[0].document_id == headed.document.id
+        assert first("chmod")[0].document_id == headed.document.id  # the heading beats three mentions in the text
 
     def test_access_rule_inside_both_searches(self, store: IndexStore) -> None:
         hr, fin = self._cols(store)
@@ -169,3 +200,14 @@ class IndexStoreContract:
         res = store.vector_search(ADMIN, EMBED.embed_query("the cat sat on the mat"), SearchFilters(), 2)
         assert res[0].score == pytest.approx(1.0, abs=1e-4) and res[0].score >= res[1].score
         assert np.isfinite([r.score for r in res]).all()
+
+    def test_check_is_consistent_after_writes_replacements_and_deletes(self, store: IndexStore) -> None:
+        hr, fin = self._cols(store)
+        keep = store.put_document(make_doc(hr, "a.txt", ["first chunk", "second chunk 年假"])).document
+        store.put_document(make_doc(hr, "a.txt", ["first chunk, replaced", "second", "third"]))
+        gone = store.put_document(make_doc(fin, "b.txt", ["to be deleted"])).document
+        store.delete_document(gone.id)
+        result = store.check()
+        assert result.ok and result.integrity == ["ok"] and result.fts_integrity == "ok", result.to_dict()
+        assert result.problems == {} and result.counts["documents"] == 1 and result.counts["chunks"] == 3
+        assert store.get_document(keep.id).chunk_count == 3

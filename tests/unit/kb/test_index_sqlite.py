@@ -10,8 +10,10 @@ import pytest
 
 from inhouse.errors import InvalidRequest
 from inhouse.kb.access import Acl
+from inhouse.kb.index.keywords import keyword_terms
 from inhouse.kb.index.protocol import SearchFilters
-from inhouse.kb.index.sqlite import _SCHEMA, SqliteIndexStore, keyword_terms
+from inhouse.kb.index.sqlite import SqliteIndexStore
+from inhouse.kb.index.sqlite.schema import _SCHEMA
 from inhouse.testing.index_contract import ADMIN, DIM, EMBED, HR, IndexStoreContract, make_doc
 
 
@@ -116,7 +118,9 @@ def _downgrade_to_v1(path: Path) -> None:
         c.execute("DROP INDEX kb_chunks_pk_doc")
         c.execute("DELETE FROM sqlite_sequence WHERE name = 'kb_vec_log'")
         c.execute("DELETE FROM kb_meta WHERE key = 'vec_log_pruned'")
-        c.execute("UPDATE kb_meta SET value = '1' WHERE key = 'schema'")
+        # The previous release recorded its version in kb_meta, not in schema_migrations.
+        c.execute("DROP TABLE schema_migrations")
+        c.execute("INSERT OR REPLACE INTO kb_meta (key, value) VALUES ('schema', '1')")
         c.execute("COMMIT")
     finally:
         c.close()
@@ -174,7 +178,7 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
 
     SqliteIndexStore(tmp_path / "kb.db", dim=DIM).close()
     c = apsw.Connection(str(tmp_path / "kb.db"))
-    c.execute("UPDATE kb_meta SET value = '99' WHERE key = 'schema'")
+    c.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (99, 'from the future', 0)")
     c.close()
     with pytest.raises(InvalidRequest, match="schema version 99"):
         SqliteIndexStore(tmp_path / "kb.db", dim=DIM)
@@ -183,6 +187,8 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("breakage", "problem"), [
     ("DELETE FROM kb_vec WHERE rowid = (SELECT min(pk) FROM kb_chunks)", "chunks_without_vector"),
     ("DELETE FROM kb_fts WHERE rowid = (SELECT min(pk) FROM kb_chunks)", "chunks_without_fts"),
+    ("DELETE FROM kb_words WHERE rowid = (SELECT min(pk) FROM kb_chunks)", "chunks_without_words"),
+    ("INSERT INTO kb_words (rowid, title, section, body) VALUES (999999, 't', 's', 'stray words')", "orphan_words"),
     ("UPDATE kb_documents SET chunk_count = chunk_count + 1", "chunk_count_mismatch"),
     ("INSERT INTO kb_vec (rowid, embedding) VALUES (999999, zeroblob(4 * 64))", "orphan_vectors"),
 ])
@@ -201,5 +207,40 @@ def test_check_finds_inconsistencies(tmp_path: Path, breakage: str, problem: str
             c.execute(breakage)
         broken = s.check()
         assert not broken.ok and set(broken.problems) == {problem}, broken.to_dict()
+    finally:
+        s.close()
+
+
+def test_word_index_of_a_version_2_file_is_backfilled_and_a_marked_version_3_file_adopted(tmp_path: Path) -> None:
+    """Migration 3 builds the word index from the chunk rows of a file written before it; a file whose ``kb_meta``
+    says 3 (written by the release that introduced the word index, before ``schema_migrations``) is taken as it is:
+    its word index is not built a second time."""
+    import apsw
+
+    db = tmp_path / "kb.db"
+    s = SqliteIndexStore(db, dim=DIM)
+    hr = s.create_collection("hr", acl=Acl(groups=frozenset({"hr"}))).id
+    chunks = s.document_chunks(s.put_document(make_doc(hr, "vpn.txt", ["the wireguard gateway", "other"])).document.id)
+    s.close()
+    c = apsw.Connection(str(db))
+    c.execute("BEGIN; DROP TABLE kb_words_vocab; DROP TABLE kb_words; DROP TABLE schema_migrations;"
+              " INSERT OR REPLACE INTO kb_meta (key, value) VALUES ('schema', '2'); COMMIT")
+    c.close()
+    s = SqliteIndexStore(db, dim=DIM)
+    try:
+        assert s.schema_version() == 3
+        assert [h.chunk_id for h in s.keyword_search(HR, "wireguard", SearchFilters(), 5)] == [chunks[0].id]
+        assert s.check().ok
+    finally:
+        s.close()
+    c = apsw.Connection(str(db))
+    c.execute("BEGIN; DROP TABLE schema_migrations; INSERT OR REPLACE INTO kb_meta (key, value) VALUES ('schema', '3');"
+              " COMMIT")
+    c.close()
+    s = SqliteIndexStore(db, dim=DIM)
+    try:
+        assert s.schema_version() == 3 and s.counts()["chunks"] == 2
+        assert s.check().ok  # one word row per chunk: the backfill did not run again
+        assert [h.chunk_id for h in s.keyword_search(HR, "wireguard", SearchFilters(), 5)] == [chunks[0].id]
     finally:
         s.close()

@@ -1,4 +1,5 @@
-"""The word index: whole Latin words with title and heading weights, common words left out, CJK by trigrams."""
+"""SQLite's word index (``kb.index.sqlite.keyword``): whole Latin words with title and heading weights, common words
+left out, CJK by trigrams. (``word_terms`` is tested in test_keywords.py; the weights also in the conformance suite.)"""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from inhouse.governance.labels import Label
 from inhouse.kb.access import AccessScope, Acl
 from inhouse.kb.document import Chunk
 from inhouse.kb.index.protocol import NewDocument, SearchFilters
-from inhouse.kb.index.sqlite import SqliteIndexStore, word_terms
+from inhouse.kb.index.sqlite import SqliteIndexStore
 from inhouse.testing.fake_embedder import FakeEmbedder
 from inhouse.types import Actor
 
@@ -24,12 +25,6 @@ def put(store: SqliteIndexStore, col: str, title: str, chunks: list[tuple[str, s
     doc = store.put_document(NewDocument(col, title, hashlib.sha256(data).hexdigest(), Label.INTERNAL, None, title,
                                          title, "text/html", data, cs, EMB.embed_passages([c.text for c in cs])))
     return [c.id for c in store.document_chunks(doc.document.id)]
-
-
-def test_word_terms() -> None:
-    assert word_terms("How do I use os.chmod in the subprocess module?") == ["use", "os chmod", "subprocess", "module"]
-    assert word_terms("X200 保修多久") == ["x200"]
-    assert word_terms('"quoted" OR NEAR(') == ["quoted", "near"]
 
 
 def test_title_and_heading_outrank_the_body_and_common_words_are_dropped() -> None:

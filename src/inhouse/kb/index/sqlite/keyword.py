@@ -1,0 +1,124 @@
+"""Keyword search on ``kb.db``: two FTS5 indexes over every chunk, queried inside the caller's read transaction.
+
+* ``kb_words`` (``unicode61``, contentless with deletes; schema 3): the document title, the section path and the
+  text as three columns. Latin-script query words (``keywords.word_terms``) are matched here as whole words and
+  ranked by ``bm25(kb_words, 3, 2, 1)``: a question naming a page's subject or an entry's name finds it in the title
+  or the heading before the pages that mention it in passing. Words in more than ``FREQUENT`` of all chunks are left
+  out of the query (document frequencies from the ``fts5vocab`` table, one indexed lookup; when all are that common
+  the rarest one stays): their BM25 weight is ~0 and their posting lists are the longest. A trigram phrase of a
+  common word (``function``: six trigrams, ``ion`` in most chunks) made FTS5 walk the longest posting lists of the
+  index: that was the slow tail of keyword search on a real manual.
+* ``kb_fts`` (``trigram``): every 3-character window of "title, section path, text". Chinese needs no word
+  splitting there, and part numbers match as substrings. CJK query runs (``keywords.keyword_terms``) are searched
+  here, and so are Latin terms when none of them is a word the word index can take.
+
+A query with both (``wireguard 工作日加班``) searches both indexes and fuses the two lists by rank. A query of only
+1-2 character terms (``加班``, ``P3``) falls back to a ``LIKE`` scan over the chunks the caller may see.
+
+The FTS match is materialized and then filtered by the access rule before ``ORDER BY … LIMIT``, so the limit is
+filled from allowed rows only (``rowid IN`` inside the MATCH made FTS5 re-run the match per allowed row: 800 ms
+instead of 1 ms at 5k chunks). Each match's document is read from the covering index ``kb_chunks_pk_doc`` and
+tested against the list of allowed documents, so the filter costs per match, not per chunk the caller may see.
+BM25's term statistics are those of the whole index, as with any shared inverted index; no text, score or count of
+a row the caller may not see leaves the query.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from inhouse.kb.access import AccessScope
+from inhouse.kb.index.keywords import keyword_terms, like_escape, word_terms
+from inhouse.kb.index.protocol import SearchFilters, unrestricted
+from inhouse.kb.index.sqlite.access import allowed_chunks, allowed_docs
+
+# Words in more than this share of all chunks are left out of a keyword query; column weights of the word index
+# (title, section path, text).
+FREQUENT = 0.3
+WEIGHTS = "3.0, 2.0, 1.0"
+_CJK_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
+def fts_expr(terms: list[str]) -> str:
+    """Any of ``terms``, each quoted (a phrase when it has several words)."""
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+
+
+def fuse(lists: list[list[tuple[int, float]]], limit: int, k: int = 60) -> list[tuple[int, float]]:
+    """Reciprocal rank fusion of ``(pk, score)`` lists."""
+    scores: dict[int, float] = {}
+    for items in lists:
+        for rank, (pk, _) in enumerate(items, start=1):
+            scores[pk] = scores.get(pk, 0.0) + 1.0 / (k + rank)
+    return sorted(scores.items(), key=lambda kv: -kv[1])[:limit]
+
+
+def keyword_matches(r: Any, query: str, scope: AccessScope, filters: SearchFilters, limit: int,
+                    chunk_count: int) -> list[tuple[int, float]]:
+    """``(chunk pk, score)`` of the best keyword matches the caller may see, best first, read through ``r`` (a
+    connection inside a read transaction). ``chunk_count`` is the number of chunks (0: counted here)."""
+    long, short = keyword_terms(query)
+    cjk = [t for t in long if _CJK_RE.match(t)]
+    words = frequent_words_dropped(r, word_terms(query), chunk_count)
+    lists: list[list[tuple[int, float]]] = []
+    if words:
+        lists.append(fts_matches(r, "kb_words", f"bm25(kb_words, {WEIGHTS})", fts_expr(words), scope, filters,
+                                 limit))
+    if cjk or (long and not words):
+        lists.append(fts_matches(r, "kb_fts", "bm25(kb_fts)", fts_expr(cjk or long), scope, filters, limit))
+    if not lists and short:
+        lists.append(like_matches(r, short, scope, filters, limit))
+    if not lists:
+        return []
+    return lists[0] if len(lists) == 1 else fuse(lists, limit)
+
+
+def frequent_words_dropped(r: Any, words: list[str], chunk_count: int) -> list[str]:
+    """``words`` without those in more than ``FREQUENT`` of all chunks; the rarest one is kept when all are
+    frequent. Phrases (``os chmod``) stay."""
+    single = [w for w in words if " " not in w]
+    if not single:
+        return words
+    df = dict(r.execute("SELECT term, doc FROM kb_words_vocab WHERE term IN (SELECT value FROM json_each(?))",
+                        (json.dumps(single),)).fetchall())
+    n = chunk_count or int(r.execute("SELECT count(*) FROM kb_chunks").fetchone()[0])
+    kept = [w for w in words if " " in w or df.get(w, 0) <= FREQUENT * n]
+    if kept:
+        return kept
+    return [min(single, key=lambda w: df.get(w, 0))]
+
+
+def fts_matches(r: Any, table: str, rank: str, match: str, scope: AccessScope, filters: SearchFilters,
+                limit: int) -> list[tuple[int, float]]:
+    params: dict[str, Any] = {"q": match, "limit": int(limit)}
+    if unrestricted(scope, filters):
+        sql = (f"SELECT m.pk, m.score FROM (SELECT rowid AS pk, {rank} AS score FROM {table}"
+               f" WHERE {table} MATCH :q ORDER BY score LIMIT :limit) m ORDER BY m.score")
+    else:
+        # The match is materialized first, then filtered by the access rule, then ranked and cut: FTS5 would
+        # otherwise run the MATCH once per allowed rowid (``rowid IN`` is pushed into the table). Each match's
+        # document comes from the covering index (cost follows the matches, not the number of chunks the caller
+        # may see); the allowed documents are one list, built once per query.
+        docs, access = allowed_docs(scope, filters)
+        params.update(access)
+        sql = (f"WITH m AS MATERIALIZED (SELECT rowid AS pk, {rank} AS score FROM {table}"
+               f" WHERE {table} MATCH :q) SELECT m.pk, m.score FROM m WHERE (SELECT k.document_pk"
+               f" FROM kb_chunks k INDEXED BY kb_chunks_pk_doc WHERE k.pk = m.pk) IN ({docs})"
+               " ORDER BY m.score LIMIT :limit")
+    return [(int(pk), -float(score)) for pk, score in r.execute(sql, params)]
+
+
+def like_matches(r: Any, short: list[str], scope: AccessScope, filters: SearchFilters,
+                 limit: int) -> list[tuple[int, float]]:
+    """Chunks containing any of ``short`` (1-2 character terms), ranked by how many of them each contains."""
+    allowed, params = allowed_chunks(scope, filters)
+    params["limit"] = int(limit)
+    hits = []
+    for i, term in enumerate(short):
+        params[f"t{i}"] = "%" + like_escape(term) + "%"
+        hits.append(f"(f.text LIKE :t{i} ESCAPE '\\')")
+    sql = (f"SELECT f.rowid, ({' + '.join(hits)}) AS n FROM kb_fts f"
+           f" WHERE f.rowid IN ({allowed}) AND n > 0 ORDER BY n DESC, f.rowid LIMIT :limit")
+    return [(int(pk), float(n)) for pk, n in r.execute(sql, params)]
