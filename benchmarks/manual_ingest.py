@@ -109,14 +109,16 @@ def _run(src: Path, root: Path, data_dir: Path, sample: int = 1) -> dict[str, An
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def bench_ingest(root: Path, tmp: Path, commit: str = BASELINE_COMMIT, sample: int = 1) -> dict[str, Any]:
+def bench_ingest(root: Path, tmp: Path, commit: str = BASELINE_COMMIT, sample: int = 1,
+                 current_first: bool = False) -> dict[str, Any]:
     from benchmarks.contention import foreign_cores, snapshot, wait_for_quiet
 
     tokens = manual_tokens(root, sample)
     runs: dict[str, Any] = {"manual_tokens": tokens, "baseline_commit": commit, "sample": sample,
-                            "pages": len(sampled_files(root, sample))}
+                            "pages": len(sampled_files(root, sample)), "current_first": current_first}
     base_src = baseline_tree(tmp / "baseline-tree", commit)
-    for label, src in (("baseline", base_src), ("current", REPO / "src")):
+    order = [("baseline", base_src), ("current", REPO / "src")]
+    for label, src in (order[::-1] if current_first else order):
         wait_for_quiet(max_wait_s=120)
         a = snapshot()
         r = _run(src, root, tmp / f"ingest-{label}", sample)
@@ -137,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-dir", type=Path, default=None)
     ap.add_argument("--commit", default=BASELINE_COMMIT, help="Baseline commit (default: %(default)s)")
     ap.add_argument("--sample", type=int, default=1, metavar="N", help="Every N-th page only (default: all)")
+    ap.add_argument("--current-first", action="store_true",
+                    help="Run the current code first (a second run in the other order evens out drifting load)")
     args = ap.parse_args(argv)
     from benchmarks.manual import find_manual
 
@@ -146,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_child(root, args.data_dir, args.sample)))
         return 0
     with tempfile.TemporaryDirectory(prefix="inhouse-ingest-") as tmp:
-        result = bench_ingest(root, Path(tmp), args.commit, args.sample)
+        result = bench_ingest(root, Path(tmp), args.commit, args.sample, args.current_first)
     print(json.dumps(result, indent=2))
     out = write_results({"at": time.strftime("%Y-%m-%dT%H:%M:%S"), "ingest": result},
                         RESULTS_DIR / f"manual-ingest-{time.strftime('%Y%m%d-%H%M%S')}.json")
