@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from inhouse.chat.service import ChatService
@@ -22,7 +22,10 @@ from inhouse.governance.events import AuditSink
 from inhouse.governance.identity import KeyStore
 from inhouse.governance.quotas import QuotaService
 from inhouse.hardware.cpu import detect_cpu
+from inhouse.hardware.probe import HardwareProbe
+from inhouse.hardware.weights import WeightChoice, resolve_engine_settings
 from inhouse.kb.service import KnowledgeBase, build_knowledge_base
+from inhouse.models.recommend import ModelRecommendation, recommend_model
 from inhouse.models.registry import ModelRegistry
 from inhouse.models.residency import ModelResidency
 from inhouse.models.spec import ModelSpec
@@ -52,6 +55,10 @@ class Services:
     profiles: ProfileStore | None = None  # tuned profiles (<data_dir>/profiles), applied when a model loads
     residency: ModelResidency | None = None  # idle release and the prewarm/release schedule (serve starts it)
     conversations: ConversationStore | None = None  # chat history of the web UI (same database)
+    probe: HardwareProbe | None = None  # the hardware probe (<data_dir>/hardware): what this machine runs
+    # The weight path each model was last loaded with, and why (filled by the llama engine factory).
+    weight_choices: dict[str, WeightChoice] = field(default_factory=dict)
+    default_model: ModelRecommendation | None = None  # how models.default was chosen when it was "auto"
 
     def close(self) -> None:
         if self.residency is not None:
@@ -63,20 +70,38 @@ class Services:
         self.audit.close()
 
 
+def build_probe(settings: Settings) -> HardwareProbe:
+    """The hardware probe of this data directory (its answers are cached in ``<data_dir>/hardware``)."""
+    return HardwareProbe(settings.data_dir / "hardware")
+
+
 def build_llama_engine_factory(settings: Settings, profiles: ProfileStore | None = None,
-                               variant_path: Callable[[str, str], Path] | None = None) -> EngineFactory:
+                               variant_path: Callable[[str, str], Path] | None = None,
+                               probe: HardwareProbe | None = None,
+                               choices: dict[str, WeightChoice] | None = None) -> EngineFactory:
     """Load a model into llama.cpp (lazily imported: `inhouse --help` must not pay for it), with its tuned
-    profile applied when one matches this CPU (``variant_path`` resolves a profile's re-quantized weights)."""
+    profile applied when one matches this CPU (``variant_path`` resolves a profile's re-quantized weights) and
+    ``engine.weight_buffers`` resolved against the hardware probe (run on the first load if never run on this
+    machine and build). The resolved settings are what ``build_llama_engine`` receives, whole."""
+    probe = probe or build_probe(settings)
 
     def load(spec: ModelSpec) -> EngineClient:
         from inhouse.engine.build import build_llama_engine
 
         assert spec.path is not None, "the registry only loads present models"
         es, path = settings.engine, spec.path
+        from_profile = False
         if profiles is not None:
-            es, path = tuned_settings(profiles.match(spec.sha256), es, path, variant_path)
+            match = profiles.match(spec.sha256)
+            es, path = tuned_settings(match, es, path, variant_path)
+            from_profile = es is not settings.engine and match.profile is not None and \
+                "weight_buffers" in match.profile.engine
+        es, choice = resolve_engine_settings(es, probe.current(), from_profile=from_profile)
+        if choices is not None:
+            choices[spec.name] = choice
         n_ctx = es.n_ctx if not spec.context_length else min(es.n_ctx, spec.context_length)
-        log.info("loading model %s from %s (n_ctx=%d)", spec.name, path, n_ctx)
+        log.info("loading model %s from %s (n_ctx=%d); weight buffers %s: %s", spec.name, path, n_ctx,
+                 choice.value, choice.reason)
         return build_llama_engine(spec.name, path, es, n_ctx=n_ctx)
 
     return load
@@ -123,6 +148,13 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
     directory = UserDirectory(db, audit=audit_sink)
     quotas = QuotaService(db, default_rpm=gs.default_rpm, default_tokens_per_day=gs.default_tokens_per_day)
     profiles = ProfileStore(settings.data_dir / "profiles", lambda: detect_cpu().signature)
+    probe = build_probe(settings)
+    default_model = None
+    if ms.default == "auto":  # resolved once, here, from the cached probe answer (serve probes before this)
+        default_model = recommend_model(probe.cached())
+        ms.default = default_model.name
+        log.info("default model %s: %s", default_model.name, default_model.reason)
+    weight_choices: dict[str, WeightChoice] = {}
     registry: ModelRegistry | None = None
 
     def variant_path(name: str, sha256: str) -> Path:
@@ -131,8 +163,8 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
 
     registry = ModelRegistry(
         cache_dir=settings.model_cache_dir,
-        load_engine=audited_loads(load_engine or build_llama_engine_factory(settings, profiles, variant_path),
-                                  audit),
+        load_engine=audited_loads(load_engine or build_llama_engine_factory(settings, profiles, variant_path,
+                                                                            probe, weight_choices), audit),
         ram_budget_mb=settings.models.ram_budget_mb,
     )
     chat = ChatService(registry, settings.engine)
@@ -147,4 +179,5 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
     kb = build_knowledge_base(settings, chat=chat)
     return Services(settings=settings, db=db, keys=keys, directory=directory, quotas=quotas, registry=registry,
                     chat=chat, egress=egress, external=ExternalProviderClient(), audit=audit, kb=kb,
-                    profiles=profiles, residency=residency, conversations=ConversationStore(db))
+                    profiles=profiles, residency=residency, conversations=ConversationStore(db), probe=probe,
+                    weight_choices=weight_choices, default_model=default_model)

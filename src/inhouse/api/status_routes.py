@@ -31,7 +31,24 @@ def _status(services: ServicesLike) -> dict[str, Any]:
         body: dict[str, Any] = residency.status()
     else:  # minimal wirings (tests) have no residency: report what the registry knows
         body = {"loaded": [{"model": n} for n in services.registry.loaded()]}
-    return {"object": "status", "default_model": services.settings.models.default, **body}
+    return {"object": "status", "default_model": services.settings.models.default, **body,
+            "hardware": hardware_status(services)}
+
+
+def hardware_status(services: ServicesLike) -> dict[str, Any]:
+    """The probe's summary and the weight path each loaded model uses, with the reason (never probes: a
+    status request must not take seconds; ``serve`` probes before it starts)."""
+    probe = getattr(services, "probe", None)
+    report = probe.cached() if probe is not None else None
+    choices = getattr(services, "weight_choices", {})
+    out: dict[str, Any] = {"probed": report is not None,
+                           "weight_buffers": {name: c.to_dict() for name, c in choices.items()}}
+    if report is not None:
+        out.update(report.summary())
+    how = getattr(services, "default_model", None)
+    if how is not None:
+        out["default_model_reason"] = how.reason
+    return out
 
 
 class WakeWatch:
