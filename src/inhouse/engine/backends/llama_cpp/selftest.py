@@ -133,8 +133,10 @@ def _phase(name: str) -> None:
     print(f"phase={name}", file=sys.stderr, flush=True)
 
 
-def run_selftest(model_path: Path, weight_buffers: str, n_threads: int) -> dict[str, Any]:
-    """Load ``model_path`` with ``weight_buffers``, prefill ``PROMPT_TOKENS`` tokens, decode one; report."""
+def run_selftest(model_path: Path, weight_buffers: str, n_threads: int, steps: int = 1) -> dict[str, Any]:
+    """Load ``model_path`` with ``weight_buffers``, prefill ``PROMPT_TOKENS`` tokens, decode ``steps`` greedy
+    tokens; report the greedy tokens and the logits of the prefill and of the last step. Any model with a
+    vocabulary of at least 512 tokens works (the integration test compares AMX on a real model)."""
     L = load_library()
     init_process(L)
     t0 = time.perf_counter()
@@ -157,7 +159,8 @@ def run_selftest(model_path: Path, weight_buffers: str, n_threads: int) -> dict[
     if not ctx:
         raise RuntimeError("llama.cpp could not create a context")
     batch = L.llama_batch_init(64, 0, 1)
-    prompt = [int(t) for t in np.random.default_rng(_SEED + 1).integers(0, N_VOCAB, PROMPT_TOKENS)]
+    n_vocab = int(L.llama_vocab_n_tokens(L.llama_model_get_vocab(loaded.model)))
+    prompt = [int(t) for t in np.random.default_rng(_SEED + 1).integers(0, min(n_vocab, N_VOCAB), PROMPT_TOKENS)]
 
     def step(tokens: list[int], pos0: int) -> list[float]:
         batch.n_tokens = len(tokens)
@@ -169,15 +172,18 @@ def run_selftest(model_path: Path, weight_buffers: str, n_threads: int) -> dict[
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc}")
         row = L.llama_get_logits_ith(ctx, -1)
-        return [float(row[i]) for i in range(N_VOCAB)]
+        return np.ctypeslib.as_array(row, shape=(n_vocab,)).astype(float).tolist()
 
     try:
         _phase("prefill")  # AMX: the tile path (M = 48 rows)
         t1 = time.perf_counter()
         first = step(prompt, 0)
         _phase("decode")  # AMX: the VNNI path (M = 1)
-        tok1 = int(np.argmax(first))
-        second = step([tok1], PROMPT_TOKENS)
+        tokens = [int(np.argmax(first))]
+        last = first
+        for i in range(steps):
+            last = step([tokens[-1]], PROMPT_TOKENS + i)
+            tokens.append(int(np.argmax(last)))
         t2 = time.perf_counter()
     finally:
         L.llama_batch_free(batch)
@@ -189,8 +195,8 @@ def run_selftest(model_path: Path, weight_buffers: str, n_threads: int) -> dict[
         "placed": loaded.weight_buffers,
         "extra_buffer_types": extra_buffer_types(L),
         "system_info": system_info(L),
-        "tokens": [tok1, int(np.argmax(second))],
-        "logits": [first, second],
+        "tokens": tokens,
+        "logits": [first, last],
         "load_s": t1 - t0,
         "run_s": t2 - t1,
         "n_threads": n_threads,
@@ -202,10 +208,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weight-buffers", choices=WEIGHT_BUFFERS, required=True)
     parser.add_argument("--model", type=Path, required=True, help="The self-test GGUF (written when missing).")
     parser.add_argument("--threads", type=int, default=0, help="Threads (default: physical cores).")
+    parser.add_argument("--steps", type=int, default=1, help="Greedy tokens decoded after the prompt.")
     args = parser.parse_args(argv)
     from inhouse.hardware.cpu import physical_cores
 
-    result = run_selftest(args.model, args.weight_buffers, args.threads or physical_cores())
+    result = run_selftest(args.model, args.weight_buffers, args.threads or physical_cores(), max(1, args.steps))
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
     return 0
