@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from inhouse.chat.service import ChatService
-from inhouse.config import Settings
+from inhouse.config import EngineSettings, Settings
 from inhouse.engine.protocol import EngineClient
 from inhouse.governance.audit import MODEL_LOADED, AuditLog
 from inhouse.governance.directory import UserDirectory
@@ -88,15 +88,7 @@ def build_llama_engine_factory(settings: Settings, profiles: ProfileStore | None
     def load(spec: ModelSpec) -> EngineClient:
         from inhouse.engine.build import build_llama_engine
 
-        assert spec.path is not None, "the registry only loads present models"
-        es, path = settings.engine, spec.path
-        from_profile = False
-        if profiles is not None:
-            match = profiles.match(spec.sha256)
-            es, path = tuned_settings(match, es, path, variant_path)
-            from_profile = es is not settings.engine and match.profile is not None and \
-                "weight_buffers" in match.profile.engine
-        es, choice = resolve_engine_settings(es, probe.current(), from_profile=from_profile)
+        es, path, choice = engine_settings_for(spec, settings, probe, profiles, variant_path)
         if choices is not None:
             choices[spec.name] = choice
         n_ctx = es.n_ctx if not spec.context_length else min(es.n_ctx, spec.context_length)
@@ -105,6 +97,25 @@ def build_llama_engine_factory(settings: Settings, profiles: ProfileStore | None
         return build_llama_engine(spec.name, path, es, n_ctx=n_ctx)
 
     return load
+
+
+def engine_settings_for(spec: ModelSpec, settings: Settings, probe: HardwareProbe,
+                        profiles: ProfileStore | None = None,
+                        variant_path: Callable[[str, str], Path] | None = None,
+                        ) -> tuple[EngineSettings, Path, WeightChoice]:
+    """What a model is loaded with: the engine settings with its tuned profile applied (and the profile's
+    weights file), ``weight_buffers`` resolved against the probe, and why. Serving and the benchmarks use
+    this one function, so they measure exactly what serve runs."""
+    assert spec.path is not None, "the registry only loads present models"
+    es, path = settings.engine, spec.path
+    from_profile = False
+    if profiles is not None:
+        match = profiles.match(spec.sha256)
+        es, path = tuned_settings(match, es, path, variant_path)
+        from_profile = (es is not settings.engine and match.profile is not None
+                        and "weight_buffers" in match.profile.engine)
+    es, choice = resolve_engine_settings(es, probe.current(), from_profile=from_profile)
+    return es, path, choice
 
 
 def audited_loads(load: EngineFactory, audit: AuditLog) -> EngineFactory:
