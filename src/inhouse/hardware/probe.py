@@ -369,14 +369,23 @@ class HardwareProbe:
         self._cpu_signature = cpu_signature or (lambda: detect_cpu().signature)
         self._lock = threading.Lock()
         self._memo: tuple[Path, ProbeReport] | None = None
+        self._key: tuple[str, str, str] | None = None  # (cpu signature, build id, version), found once
 
     @property
     def directory(self) -> Path:
         return self._dir
 
+    def _identity(self) -> tuple[str, str, str]:
+        """This machine and the llama.cpp build, hashed once per probe object (the library a process has
+        loaded does not change under it)."""
+        if self._key is None:
+            build, version = self._build_id()
+            self._key = (self._cpu_signature(), build, version)
+        return self._key
+
     def cache_path(self) -> Path:
-        build, _ = self._build_id()
-        return self._dir / f"probe-{self._cpu_signature()}-{build}.json"
+        cpu, build, _ = self._identity()
+        return self._dir / f"probe-{cpu}-{build}.json"
 
     def cached(self) -> ProbeReport | None:
         """The answer for this machine and this llama.cpp build, if one was recorded (never probes)."""
@@ -403,6 +412,7 @@ class HardwareProbe:
                 report = self.cached()
                 if report is not None:
                     return report
+            self._key = None  # a refresh also re-reads which build is installed
             report = self.run()
             path = self.cache_path()
             self._dir.mkdir(parents=True, exist_ok=True)
@@ -418,7 +428,7 @@ class HardwareProbe:
         vendor, isa = read_isa()
         total, available = read_memory()
         permission = tile_permission()
-        build, version = self._build_id()
+        _, build, version = self._identity()
         model = self._dir / f"selftest-{build}.gguf"
         self._dir.mkdir(parents=True, exist_ok=True)
         # The plain path first: it also writes the self-test model the others load; then the two others at
