@@ -28,10 +28,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paths", default="", help="Comma-separated (default: every path the probe proved).")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--quiet-wait-s", type=float, default=20.0,
+                        help="Before each measurement wait up to this long for other processes to go quiet.")
     args = parser.parse_args(argv)
 
     from inhouse.bootstrap import build_services
     from inhouse.config import load_settings
+    from inhouse.hardware.cpu import wait_for_quiet
     from inhouse.hardware.weights import proven_paths, resolve_engine_settings
     from inhouse.models.tuning.measure import Workload, measure_engine
 
@@ -50,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(args.rounds):
         for p in paths:
             es, _ = resolve_engine_settings(settings.engine.model_copy(update={"weight_buffers": p}), report)
+            wait_for_quiet(max_wait_s=args.quiet_wait_s)
             m = measure_engine(spec.name, spec.path, es, n_ctx, work)
             runs[p].append(m.to_dict())
             print(f"{p:>6}: decode {m.decode_tok_s:7.1f}  prefill {m.prefill_tok_s:8.1f}  aggregate "
