@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from inhouse.apps.context import AppContexts
@@ -29,11 +30,14 @@ from inhouse.governance.events import AuditSink
 from inhouse.governance.identity import KeyStore
 from inhouse.governance.quotas import QuotaService
 from inhouse.hardware.cpu import available_memory_bytes, detect_cpu
+from inhouse.hardware.probe import HardwareProbe
+from inhouse.hardware.weights import WeightChoice, resolve_engine_settings
 from inhouse.kb.embed import Embedder, build_embedder
 from inhouse.kb.service import build_knowledge_base
 from inhouse.models.catalog import CATALOG, CatalogEntry
 from inhouse.models.footprint import Footprint, estimate_footprint, model_shape
 from inhouse.models.gguf.read import read_gguf_header
+from inhouse.models.recommend import ModelRecommendation, recommend_model
 from inhouse.models.registry import ModelRegistry
 from inhouse.models.residency import ModelResidency
 from inhouse.models.spec import ModelSpec
@@ -49,43 +53,75 @@ log = logging.getLogger(__name__)
 EngineFactory = Callable[[ModelSpec], EngineClient]
 
 
-def _effective(settings: Settings, profiles: ProfileStore | None,
-               variant_path: Callable[[str, str], Path] | None, spec: ModelSpec) -> tuple[EngineSettings, Path, int]:
-    """The engine settings, weight file and context a spec loads with: its tuned profile applied when one
-    matches this CPU (``variant_path`` resolves a profile's re-quantized weights)."""
+@dataclass(frozen=True)
+class EffectiveLoad:
+    """What one model is loaded with: engine settings (tuned profile applied, ``weight_buffers`` resolved
+    against the probe), the weights file, the context, and the weight path with its reason."""
+
+    settings: EngineSettings
+    path: Path
+    n_ctx: int
+    weights: WeightChoice
+
+
+def engine_settings_for(spec: ModelSpec, settings: Settings, probe: HardwareProbe,
+                        profiles: ProfileStore | None = None,
+                        variant_path: Callable[[str, str], Path] | None = None) -> EffectiveLoad:
+    """The one computation of what a spec loads with: its tuned profile applied when one matches this CPU
+    (``variant_path`` resolves a profile's re-quantized weights), ``weight_buffers`` resolved against the
+    hardware probe (run on the first call if never run on this machine and build), and the context capped
+    by the model's. Serving, the memory footprint estimate and the benchmarks all use it, so they agree."""
     assert spec.path is not None, "the registry only loads present models"
     es, path = settings.engine, spec.path
+    from_profile = False
     if profiles is not None:
-        es, path = tuned_settings(profiles.match(spec.sha256), es, path, variant_path)
+        match = profiles.match(spec.sha256)
+        es, path = tuned_settings(match, es, path, variant_path)
+        from_profile = (es is not settings.engine and match.profile is not None
+                        and "weight_buffers" in match.profile.engine)
+    es, choice = resolve_engine_settings(es, probe.current(), from_profile=from_profile)
     n_ctx = es.n_ctx if not spec.context_length else min(es.n_ctx, spec.context_length)
-    return es, path, n_ctx
+    return EffectiveLoad(es, path, n_ctx, choice)
+
+
+def build_probe(settings: Settings) -> HardwareProbe:
+    """The hardware probe of this data directory (its answers are cached in ``<data_dir>/hardware``)."""
+    return HardwareProbe(settings.data_dir / "hardware")
 
 
 def build_llama_engine_factory(settings: Settings, profiles: ProfileStore | None = None,
-                               variant_path: Callable[[str, str], Path] | None = None) -> EngineFactory:
+                               variant_path: Callable[[str, str], Path] | None = None,
+                               probe: HardwareProbe | None = None,
+                               choices: dict[str, WeightChoice] | None = None) -> EngineFactory:
     """Load a model into llama.cpp (lazily imported: `inhouse --help` must not pay for it), with its tuned
-    profile applied when one matches this CPU."""
+    profile applied and ``engine.weight_buffers`` resolved against the hardware probe (``engine_settings_for``).
+    ``choices`` records each model's weight path and why (``/v1/status``, ``inhouse models list``)."""
+    probe = probe or build_probe(settings)
 
     def load(spec: ModelSpec) -> EngineClient:
         from inhouse.engine.build import build_llama_engine
 
-        es, path, n_ctx = _effective(settings, profiles, variant_path, spec)
-        log.info("loading model %s from %s (n_ctx=%d)", spec.name, path, n_ctx)
-        return build_llama_engine(spec.name, path, es, n_ctx=n_ctx)
+        eff = engine_settings_for(spec, settings, probe, profiles, variant_path)
+        if choices is not None:
+            choices[spec.name] = eff.weights
+        log.info("loading model %s from %s (n_ctx=%d); weight buffers %s: %s", spec.name, eff.path, eff.n_ctx,
+                 eff.weights.value, eff.weights.reason)
+        return build_llama_engine(spec.name, eff.path, eff.settings, n_ctx=eff.n_ctx)
 
     return load
 
 
-def build_footprint_estimator(settings: Settings, profiles: ProfileStore | None = None,
+def build_footprint_estimator(settings: Settings, probe: HardwareProbe, profiles: ProfileStore | None = None,
                               variant_path: Callable[[str, str], Path] | None = None
                               ) -> Callable[[ModelSpec], Footprint]:
     """What a spec will take in memory with the settings (and tuned profile) it loads with, from the GGUF
     header of the file that will be loaded; nothing is mapped."""
 
     def estimate(spec: ModelSpec) -> Footprint:
-        es, path, n_ctx = _effective(settings, profiles, variant_path, spec)
-        shape = model_shape(read_gguf_header(path))
-        return estimate_footprint(shape, n_ctx=n_ctx, kv_type=es.kv_type,
+        eff = engine_settings_for(spec, settings, probe, profiles, variant_path)
+        es = eff.settings
+        shape = model_shape(read_gguf_header(eff.path))
+        return estimate_footprint(shape, n_ctx=eff.n_ctx, kv_type=es.kv_type,
                                   n_ubatch=min(es.n_ubatch, es.step_token_budget), flash_attn=es.flash_attn)
 
     return estimate
@@ -146,6 +182,13 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
     directory = UserDirectory(db, audit=audit_sink)
     quotas = QuotaService(db, default_rpm=gs.default_rpm, default_tokens_per_day=gs.default_tokens_per_day)
     profiles = ProfileStore(settings.data_dir / "profiles", lambda: detect_cpu().signature)
+    probe = build_probe(settings)
+    default_model: ModelRecommendation | None = None
+    if ms.default == "auto":  # resolved once, here, from the cached probe answer (serve probes before this)
+        default_model = recommend_model(probe.cached(), tuple(catalog))
+        ms.default = default_model.name
+        log.info("default model %s: %s", default_model.name, default_model.reason)
+    weight_choices: dict[str, WeightChoice] = {}
     registry: ModelRegistry | None = None
 
     def variant_path(name: str, sha256: str) -> Path:
@@ -154,12 +197,13 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
 
     registry = ModelRegistry(
         cache_dir=settings.model_cache_dir,
-        load_engine=audited_loads(load_engine or build_llama_engine_factory(settings, profiles, variant_path),
-                                  audit),
+        load_engine=audited_loads(load_engine or build_llama_engine_factory(settings, profiles, variant_path,
+                                                                            probe, weight_choices), audit),
         ram_budget_mb=ms.ram_budget_mb,
         catalog=catalog,
         # A custom engine factory (tests, fakes) loads no llama.cpp context: its memory is the file alone.
-        footprint=None if load_engine is not None else build_footprint_estimator(settings, profiles, variant_path),
+        footprint=None if load_engine is not None
+        else build_footprint_estimator(settings, probe, profiles, variant_path),
         available_memory=None if load_engine is not None else available_memory_bytes,
         on_ram_full=ms.on_ram_full,
         allow_synthetic=ms.allow_synthetic,
@@ -184,5 +228,5 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
     return Services(settings=settings, db=db, audit=audit, keys=keys, directory=directory, quotas=quotas,
                     profiles=profiles, registry=registry, residency=residency, chat=chat, egress=egress,
                     external=ExternalProviderClient(), kb=kb, conversations=ConversationStore(db),
-                    responses=ResponseStore(db),
-                    assistants=assistants)
+                    responses=ResponseStore(db), probe=probe, weight_choices=weight_choices,
+                    default_model=default_model, assistants=assistants)
