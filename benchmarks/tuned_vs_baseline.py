@@ -44,8 +44,8 @@ def measure_inhouse(model: str, data_dir: Path | None, texts: dict[str, Any], de
                     aggregate_tokens: int, repeats: int) -> dict[str, Any]:
     from inhouse.bootstrap import build_services
     from inhouse.config import load_settings
-    from inhouse.engine.build import build_llama_engine
     from inhouse.engine.params import GenerationRequest, SamplingParams
+    from inhouse.engine.process import EngineRecipe, start_engine
     from inhouse.models.tuning.profile import tuned_settings
 
     settings = load_settings(**({"data_dir": data_dir} if data_dir else {}))
@@ -58,7 +58,7 @@ def measure_inhouse(model: str, data_dir: Path | None, texts: dict[str, Any], de
                                   lambda n, s: services.registry.verified_path(n, s))
         n_ctx = min(es.n_ctx, spec.context_length or es.n_ctx)
         t0 = time.perf_counter()
-        engine = build_llama_engine(model, path, es, n_ctx=n_ctx)
+        engine = start_engine(EngineRecipe(model, path, es, n_ctx))  # where serve runs it
         load_s = time.perf_counter() - t0
     finally:
         services.close()

@@ -7,14 +7,15 @@ HTTP app receive a ``Services`` object.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from inhouse.chat.service import ChatService
 from inhouse.config import Settings
+from inhouse.engine.process import CrashHook, EngineCrash, EngineRecipe, RestartHook, start_engine
 from inhouse.engine.protocol import EngineClient
-from inhouse.governance.audit import MODEL_LOADED, AuditLog
+from inhouse.governance.audit import ENGINE_CRASHED, MODEL_LOADED, AuditLog
 from inhouse.governance.directory import UserDirectory
 from inhouse.governance.egress.client import ExternalProviderClient
 from inhouse.governance.egress.router import EgressRouter, build_egress_router
@@ -64,22 +65,43 @@ class Services:
 
 
 def build_llama_engine_factory(settings: Settings, profiles: ProfileStore | None = None,
-                               variant_path: Callable[[str, str], Path] | None = None) -> EngineFactory:
+                               variant_path: Callable[[str, str], Path] | None = None, *,
+                               on_crash: Sequence[CrashHook] = (),
+                               before_restart: RestartHook | None = None) -> EngineFactory:
     """Load a model into llama.cpp (lazily imported: `inhouse --help` must not pay for it), with its tuned
-    profile applied when one matches this CPU (``variant_path`` resolves a profile's re-quantized weights)."""
+    profile applied when one matches this CPU (``variant_path`` resolves a profile's re-quantized weights).
+
+    With ``engine.isolation = "process"`` (the default) the engine runs in a supervised child process
+    (engine/process.py): ``on_crash`` hooks hear of every crash (the audit record), and ``before_restart`` may
+    return another recipe for the restart (the safe fallback of the hardware probe)."""
 
     def load(spec: ModelSpec) -> EngineClient:
-        from inhouse.engine.build import build_llama_engine
-
         assert spec.path is not None, "the registry only loads present models"
         es, path = settings.engine, spec.path
         if profiles is not None:
             es, path = tuned_settings(profiles.match(spec.sha256), es, path, variant_path)
         n_ctx = es.n_ctx if not spec.context_length else min(es.n_ctx, spec.context_length)
-        log.info("loading model %s from %s (n_ctx=%d)", spec.name, path, n_ctx)
-        return build_llama_engine(spec.name, path, es, n_ctx=n_ctx)
+        log.info("loading model %s from %s (n_ctx=%d, %s)", spec.name, path, n_ctx,
+                 "child process" if es.isolation == "process" else "in-process")
+        engine: EngineClient = start_engine(EngineRecipe(spec.name, path, es, n_ctx), on_crash=on_crash,
+                                            before_restart=before_restart)
+        return engine
 
     return load
+
+
+def audit_crashes(audit: AuditLog) -> CrashHook:
+    """One security record per engine crash: the model, the signal, what happened to the requests in flight and
+    whether the engine restarts (with a fallback recipe or not)."""
+
+    def record(crash: EngineCrash) -> None:
+        audit.append(kind="security", action=ENGINE_CRASHED, resource=crash.model, model=crash.model,
+                     location="local", outcome="failure", reason=crash.reason,
+                     details={"pid": crash.pid, "returncode": crash.returncode, "in_flight": crash.in_flight,
+                              "crashes_in_window": crash.crashes_in_window, "restarting": crash.restarting,
+                              "fallback": crash.fallback is not None})
+
+    return record
 
 
 def audited_loads(load: EngineFactory, audit: AuditLog) -> EngineFactory:
@@ -131,8 +153,8 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
 
     registry = ModelRegistry(
         cache_dir=settings.model_cache_dir,
-        load_engine=audited_loads(load_engine or build_llama_engine_factory(settings, profiles, variant_path),
-                                  audit),
+        load_engine=audited_loads(load_engine or build_llama_engine_factory(
+            settings, profiles, variant_path, on_crash=[audit_crashes(audit)]), audit),
         ram_budget_mb=settings.models.ram_budget_mb,
     )
     chat = ChatService(registry, settings.engine)

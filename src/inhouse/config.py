@@ -59,6 +59,17 @@ class EngineSettings(BaseModel):
         1024, ge=1, description="`max_tokens` used when a request gives none (capped by the context)."
     )
     retry_after_s: float = Field(2.0, gt=0, description="Retry-After sent with 429 when the queue is full.")
+    isolation: str = Field(
+        "process", pattern="^(process|thread)$",
+        description="Where a loaded model's engine runs: `process` (a supervised child process; a crash in "
+        "llama.cpp fails the requests in flight, the engine restarts, the server stays up) or `thread` (inside "
+        "the server process, as before: a crash there stops the server).",
+    )
+    max_crashes: int = Field(
+        5, ge=0, description="Engine crashes within `crash_window_s` after which it is not restarted again and "
+        "reports unhealthy until the model is reloaded.",
+    )
+    crash_window_s: float = Field(600.0, gt=0, description="The window in which `max_crashes` counts crashes.")
 
 
 class ModelSettings(BaseModel):

@@ -15,7 +15,8 @@ codes. Each class names the OpenAI-style ``type`` and a stable machine ``code`` 
      ├── Conflict                   the resource already exists / is in another state
      ├── Overloaded                 queue full or quota exceeded; carries ``retry_after_s``
      ├── Unavailable                the engine is loading, stopping or failed
-     │    └── AuditUnavailable       the audit record could not be written: the action must not happen
+     │    ├── AuditUnavailable       the audit record could not be written: the action must not happen
+     │    └── EngineCrashed          the engine's process died; it is being restarted
      └── EngineFailure              llama.cpp returned an error we could not recover from
 
 This module imports nothing from the package.
@@ -123,6 +124,13 @@ class AuditUnavailable(Unavailable):
     head). The action it was meant to record must fail: nothing happens unaudited."""
 
     code = "audit_unavailable"
+
+
+class EngineCrashed(Unavailable):
+    """The child process running a model's engine died (a signal, e.g. SIGSEGV in native code). In-flight
+    requests end with this; the supervisor restarts the engine, so a retry is the right answer."""
+
+    code = "engine_crashed"
 
 
 class EngineFailure(InhouseError):

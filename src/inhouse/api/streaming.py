@@ -168,7 +168,9 @@ async def openai_events(
             if delta.finish_reason == "error":
                 finished = True
                 log.error("request %s failed mid-stream: %s", prepared.request_id, delta.error)
-                yield error_event(_GENERIC_STREAM_ERROR)
+                # A coded error (engine crashed / unloaded: retry) is meant for the client; others stay in the log.
+                yield (error_event(delta.error or _GENERIC_STREAM_ERROR, code=delta.error_code)
+                       if delta.error_code else error_event(_GENERIC_STREAM_ERROR))
                 return
             if delta.text and not hold:
                 yield chunk({"content": delta.text} if chat else delta.text, None)

@@ -23,7 +23,14 @@ from inhouse.chat.template import ChatTemplate
 from inhouse.chat.tool_calls import ToolCall, parse_tool_calls
 from inhouse.config import EngineSettings
 from inhouse.engine.params import Delta, FinishReason, GenerationRequest, SamplingParams
-from inhouse.errors import ContextLengthExceeded, EngineFailure, InvalidModelFile, InvalidRequest, ModelNotFound
+from inhouse.errors import (
+    ContextLengthExceeded,
+    EngineFailure,
+    InvalidModelFile,
+    InvalidRequest,
+    ModelNotFound,
+    Unavailable,
+)
 
 if TYPE_CHECKING:
     from inhouse.engine.protocol import EngineClient
@@ -103,6 +110,7 @@ class OutputAccumulator:
         self.n_cached = 0
         self.finish_reason: FinishReason | None = None
         self.error: str | None = None
+        self.error_code: str | None = None
 
     def add(self, delta: Delta) -> None:
         if delta.text:
@@ -112,6 +120,7 @@ class OutputAccumulator:
         if delta.finish_reason is not None:
             self.finish_reason = delta.finish_reason
             self.error = delta.error
+            self.error_code = delta.error_code
             if delta.n_generated_tokens:
                 self.n_generated = delta.n_generated_tokens
 
@@ -123,8 +132,11 @@ class OutputAccumulator:
         return Usage(self.prepared.n_prompt_tokens, self.n_generated, self.n_cached)
 
     def result(self) -> CompletionResult:
-        """The final result. Raises EngineFailure when the engine ended the request with an error."""
+        """The final result. Raises when the engine ended the request with an error: Unavailable (503) when
+        it says the caller may retry (the engine crashed or was unloaded), EngineFailure otherwise."""
         if self.finish_reason == "error":
+            if self.error_code is not None:
+                raise Unavailable(self.error or "The model is unavailable; retry.", code=self.error_code)
             raise EngineFailure(self.error or "The inference backend failed.")
         reason: FinishReason = self.finish_reason or "abort"
         text, calls = self.text, list[ToolCall]()

@@ -105,3 +105,7 @@ class Delta:
     n_generated_tokens: int = 0
     n_cached_tokens: int = 0
     error: str | None = None
+    # With ``finish_reason="error"``: an ``InhouseError`` code when ``error`` is meant for the client (the
+    # engine crashed or was unloaded: retry, HTTP 503); None for an internal failure whose details stay in
+    # the log (HTTP 500 with a generic message).
+    error_code: str | None = None

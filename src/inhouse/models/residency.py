@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from inhouse.hardware.cpu import drop_file_cache, process_rss_bytes, return_free_heap
+from inhouse.hardware.cpu import drop_file_cache, process_tree_rss_bytes, return_free_heap
 from inhouse.models.registry import ModelRegistry
 from inhouse.models.timetable import Timetable
 
@@ -65,7 +65,7 @@ class ModelResidency:
         prewarm_models: Callable[[], list[str]] = list,
         clock: Callable[[], dt.datetime] = local_now,
         monotonic: Callable[[], float] = time.monotonic,
-        rss: Callable[[], int] = process_rss_bytes,
+        rss: Callable[[], int] = process_tree_rss_bytes,
         drop_cache: bool = True,
     ) -> None:
         self._registry = registry
@@ -234,7 +234,8 @@ class ModelResidency:
 
 
 def _model_path(engine: Any) -> Path | None:
-    path = getattr(getattr(engine, "backend", None), "model_path", None)
+    # An engine in a child process knows its path; an in-process one through its backend.
+    path = getattr(engine, "model_path", None) or getattr(getattr(engine, "backend", None), "model_path", None)
     return path if isinstance(path, Path) else None
 
 

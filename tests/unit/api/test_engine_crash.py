@@ -1,0 +1,92 @@
+"""What a client sees when a model's engine process dies: a 503 in the one error shape (non-streamed), a final
+SSE error event (streamed), ``/ready`` false until the engine is back, the next request served, and the crash
+counted in ``/metrics``. The engine is a real ``ProcessEngine`` whose fake model segfaults on a marker."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from inhouse.api.app import build_app
+from inhouse.config import EngineSettings
+from inhouse.engine.process import EngineRecipe, ProcessEngine, RestartPolicy
+from inhouse.models.registry import ModelRegistry
+from inhouse.models.spec import ModelSpec
+from inhouse.testing.fakes import build_fake_engine_in_child
+from inhouse.testing.gguf_writer import write_tiny_model
+
+pytestmark = pytest.mark.timeout(60)
+MODEL = "tiny"
+
+
+def load(spec: ModelSpec) -> ProcessEngine:
+    # A restart slow enough (backoff) that /ready is seen false, short enough for a unit test.
+    return ProcessEngine(EngineRecipe(spec.name, spec.path, EngineSettings(), 2048,
+                                      {"reply": "fine, thanks", "crash_marker": "CRASH", "delay_s": 0.01},
+                                      build=build_fake_engine_in_child),
+                         policy=RestartPolicy(backoff_s=0.4, wait_s=20))
+
+
+@pytest.fixture
+def crashy(make_services: Any, tmp_path: Path) -> Iterator[TestClient]:
+    registry = ModelRegistry(tmp_path / "cache", load, 1000, catalog=())
+    registry.add(write_tiny_model(tmp_path / "t.gguf", chat_template="{% for m in messages %}{{ m.content }}\n"
+                                  "{% endfor %}"), MODEL)
+    services = make_services(registry=registry)
+    services.settings.models.default = MODEL
+    with TestClient(build_app(services), headers={"Authorization": f"Bearer {services.admin_key}"}) as c:
+        yield c
+
+
+def chat(content: str, **extra: object) -> dict[str, object]:
+    return {"model": MODEL, "messages": [{"role": "user", "content": content}], "max_tokens": 32, **extra}
+
+
+def wait_ready(client: TestClient, want: int) -> None:
+    deadline = time.monotonic() + 20
+    while client.get("/ready").status_code != want:
+        assert time.monotonic() < deadline, f"/ready never answered {want}"
+        time.sleep(0.02)
+
+
+def crash_count(client: TestClient) -> float:
+    text = client.get("/metrics").text
+    line = next((x for x in text.splitlines()
+                 if x.startswith(f'inhouse_engine_crashes_total{{model="{MODEL}",signal="SIGSEGV"}}')), None)
+    return float(line.split()[-1]) if line else 0.0
+
+
+def test_a_non_streamed_request_gets_503_in_the_error_shape_and_the_next_one_is_served(crashy: TestClient) -> None:
+    assert crashy.post("/v1/chat/completions", json=chat("hello")).status_code == 200
+    resp = crashy.post("/v1/chat/completions", json=chat("please CRASH"))
+    assert resp.status_code == 503
+    error = resp.json()["error"]
+    assert set(error) == {"message", "type", "code", "param"}
+    assert (error["type"], error["code"]) == ("server_error", "engine_crashed") and "SIGSEGV" in error["message"]
+    wait_ready(crashy, 503)
+    wait_ready(crashy, 200)
+    again = crashy.post("/v1/chat/completions", json=chat("hello again"))
+    assert again.status_code == 200 and again.json()["choices"][0]["message"]["content"] == "fine, thanks"
+    assert crash_count(crashy) == 1
+    assert f'inhouse_engine_healthy{{model="{MODEL}"}} 1.0' in crashy.get("/metrics").text
+
+
+def test_a_stream_ends_with_an_error_event(crashy: TestClient) -> None:
+    with crashy.stream("POST", "/v1/chat/completions", json=chat("CRASH me", stream=True)) as resp:
+        assert resp.status_code == 200
+        events = [line.removeprefix("data: ") for line in resp.iter_lines() if line.startswith("data: ")]
+    last = json.loads(events[-1])
+    assert last["error"]["code"] == "engine_crashed" and "Retry" in last["error"]["message"]
+    assert "[DONE]" not in events
+    wait_ready(crashy, 200)
+    with crashy.stream("POST", "/v1/chat/completions", json=chat("and now", stream=True)) as resp:
+        text = "".join(json.loads(e)["choices"][0]["delta"].get("content", "")
+                       for e in (line.removeprefix("data: ") for line in resp.iter_lines() if line.startswith("data: "))
+                       if e != "[DONE]")
+    assert text == "fine, thanks"
