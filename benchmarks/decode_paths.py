@@ -9,8 +9,8 @@ AMX the server decoded at 0.16× raw ``Llama``). Every path decodes the same gre
 * ``http-thread`` / ``http-process``: ``inhouse serve`` with ``engine.isolation`` thread / process, and an SSE
   client streaming the tokens (the server's event loop, SSE writer, audit and metrics all run meanwhile);
 
-each under ``OMP_WAIT_POLICY`` unset (libgomp spins ~300k iterations before sleeping), ``passive`` and
-``active``, and with 1 and 2 threads. Each point is a fresh process (OpenMP reads its environment when
+each under ``OMP_WAIT_POLICY`` unset (libgomp spins ~300k iterations before sleeping), ``passive``, ``active``
+and ``GOMP_SPINCOUNT=20000``, and with 1 and 2 threads. Each point is a fresh process (OpenMP reads its environment when
 llama.cpp loads), runs wait for a quiet machine, rounds interleave the points and the best round counts.
 
     flock /tmp/inhouse-heavy.lock .venv/bin/python -m benchmarks.decode_paths --model smollm2-135m
@@ -36,7 +36,10 @@ from benchmarks.engine_process import DECODE_TEXT, RESULTS, decode_rate
 from benchmarks.modelref import resolve_model
 
 PATHS = ("raw", "inproc", "child", "http-thread", "http-process")
-OMP = {"default": None, "passive": "passive", "active": "active"}
+# OpenMP environment of each point: unset (libgomp spins ~300k iterations at a barrier or between parallel
+# regions before it sleeps), passive (sleep at once), active (spin forever), or a short spin.
+OMP: dict[str, dict[str, str]] = {"default": {}, "passive": {"OMP_WAIT_POLICY": "passive"},
+                                  "active": {"OMP_WAIT_POLICY": "active"}, "spin20k": {"GOMP_SPINCOUNT": "20000"}}
 
 
 def raw_rates(model_path: Path, threads: int, n: int, runs: int) -> list[float]:
@@ -141,9 +144,7 @@ def worker(args: argparse.Namespace) -> int:
 
 
 def run_point(path: str, omp: str, threads: int, ref: Any, data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMP_", "GOMP_"))}
-    if OMP[omp]:
-        env["OMP_WAIT_POLICY"] = OMP[omp]  # type: ignore[assignment]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMP_", "GOMP_"))} | OMP[omp]
     cmd = [sys.executable, "-m", "benchmarks.decode_paths", "worker", "--path", path, "--model-path", str(ref.path),
            "--serve-name", ref.serve_name, "--data-dir", str(data_dir), "--threads", str(threads),
            "--tokens", str(args.tokens), "--runs", str(args.runs)]
@@ -193,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             res = run_point(p, o, t, ref, data_dir, args)
             res["round"] = r
             results.append(res)
-            print(f"round {r} {p:12s} OMP_WAIT_POLICY={o:7s} threads={t}: "
+            print(f"round {r} {p:12s} omp={o:7s} threads={t}: "
                   f"{' '.join(f'{x:6.1f}' for x in res['rates'])} tok/s  (foreign {res['foreign_cores']:.2f})",
                   flush=True)
     best: dict[tuple[str, str, int], float] = {}
@@ -202,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         best[key] = max(best.get(key, 0.0), res["best"])
     paths = args.paths.split(",")
     print(f"\n{ref.serve_name}: best decode tok/s (÷ raw in the same row)")
-    print(f"{'OMP_WAIT_POLICY':16s} {'threads':>7s} " + " ".join(f"{p:>18s}" for p in paths))
+    print(f"{'omp':16s} {'threads':>7s} " + " ".join(f"{p:>18s}" for p in paths))
     for o in args.omp.split(","):
         for t in map(int, args.threads.split(",")):
             raw = best.get(("raw", o, t))
