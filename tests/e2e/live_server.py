@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from inhouse.bootstrap import Services
+    from inhouse.services import Services
 
 FAKE_MODEL = "fake-model"
 

@@ -17,9 +17,10 @@ import uvicorn
 from typer.testing import CliRunner
 
 from inhouse.api.app import build_app
-from inhouse.bootstrap import Services, build_services
+from inhouse.bootstrap import build_services
 from inhouse.cli.main import app as cli
 from inhouse.config import Settings
+from inhouse.services import Services
 from inhouse.testing.fakes import build_fake_engine
 from inhouse.testing.gguf_writer import tiny_model_kv, tiny_model_tensors, write_gguf
 

@@ -18,18 +18,12 @@ import pytest
 import uvicorn
 
 from inhouse.api.app import build_app
-from inhouse.chat.service import ChatService
 from inhouse.config import Settings
 from inhouse.engine.backends.fake import EOS_ID, ScriptInput, encode_text
 from inhouse.engine.engine import Engine
-from inhouse.governance.directory import UserDirectory
-from inhouse.governance.events import NullAuditSink
-from inhouse.governance.identity import KeyStore
-from inhouse.governance.quotas import QuotaService
-from inhouse.models.registry import ModelRegistry
-from inhouse.store.db import Database
+from inhouse.services import Services
 from inhouse.testing.fakes import build_fake_engine
-from inhouse.testing.gguf_writer import tiny_model_kv, tiny_model_tensors, write_gguf
+from inhouse.testing.services import build_fake_services
 
 MODEL = "fake-model"
 REPLY = "Hello from the fake backend."
@@ -44,19 +38,6 @@ def endless(inp: ScriptInput) -> int:
 TEMPLATED = "templated-model"
 # A model whose GGUF carries its own chat template, writing BOS itself: the prompt must get one BOS only.
 BOS_TEMPLATE = "{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}"
-
-
-def build_registry(tmp: Path, engine: dict[str, Any], fake: dict[str, Any]) -> ModelRegistry:
-    """The real ModelRegistry over two tiny GGUF files, loading engines on the FakeBackend."""
-    tmp.mkdir(parents=True, exist_ok=True)
-    registry = ModelRegistry(tmp / "models", lambda spec: build_fake_engine(spec.name, **engine, **fake),
-                             ram_budget_mb=64, catalog=())
-    plain = write_gguf(tmp / "plain.gguf", tiny_model_kv(), tiny_model_tensors())
-    templated = write_gguf(tmp / "templated.gguf", tiny_model_kv(chat_template=BOS_TEMPLATE),
-                           tiny_model_tensors())
-    registry.add(plain, MODEL)
-    registry.add(templated, TEMPLATED)
-    return registry
 
 
 @dataclass
@@ -84,26 +65,20 @@ class Server:
 
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
-    running: list[tuple[uvicorn.Server, threading.Thread, ModelRegistry, Database]] = []
+    running: list[tuple[uvicorn.Server, threading.Thread, Services]] = []
 
     def start(*, engine: dict[str, Any] | None = None, fake: dict[str, Any] | None = None,
               server: dict[str, Any] | None = None) -> Server:
-        settings = Settings(data_dir=tmp_path / f"d{len(running)}", server=server or {}, engine=engine or {},
-                            models={"default": MODEL})
-        db = Database(settings.db_path)
-        db.migrate()
-        keys = KeyStore(db)
-        secret = keys.ensure_admin_key()
+        # The production wiring; the models are two tiny GGUF files whose engines run on the FakeBackend.
+        services = build_fake_services(
+            tmp_path / f"d{len(running)}", settings={"server": server or {}, "engine": engine or {}},
+            load_engine=lambda spec: build_fake_engine(spec.name, **(engine or {}), **(fake or {})),
+            models={MODEL: None, TEMPLATED: BOS_TEMPLATE})
+        settings = services.settings
+        secret = services.keys.ensure_admin_key()
         assert secret is not None
-        registry = build_registry(tmp_path / f"m{len(running)}", engine or {}, fake or {})
-        fake_engine = registry.get_engine(MODEL)  # preloaded, like `inhouse serve` does
+        fake_engine = services.registry.get_engine(MODEL)  # preloaded, like `inhouse serve` does
         assert isinstance(fake_engine, Engine)
-        services = type("Services", (), {})()
-        services.settings, services.db, services.keys, services.registry = settings, db, keys, registry
-        services.chat = ChatService(registry, settings.engine)
-        services.directory = UserDirectory(db, audit=NullAuditSink())
-        services.quotas = QuotaService(db, default_rpm=settings.governance.default_rpm,
-                                       default_tokens_per_day=settings.governance.default_tokens_per_day)
         app = build_app(services)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -113,7 +88,7 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         srv = uvicorn.Server(config)
         thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
         thread.start()
-        running.append((srv, thread, registry, db))
+        running.append((srv, thread, services))
         deadline = time.monotonic() + 5
         while not srv.started:
             assert time.monotonic() < deadline, "server did not start"
@@ -121,11 +96,10 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         return Server(f"http://127.0.0.1:{port}", secret, fake_engine, settings)
 
     yield start
-    for srv, thread, registry, db in running:
+    for srv, thread, services in running:
         srv.should_exit = True
         thread.join(5)
-        registry.close()
-        db.close()
+        services.close()
 
 
 @pytest.fixture

@@ -18,10 +18,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from inhouse.api.app import build_app
-from inhouse.bootstrap import Services, build_services
+from inhouse.bootstrap import build_services
 from inhouse.config import Settings
 from inhouse.engine.backends.fake import EOS_ID, ScriptInput, decode_tokens, encode_text
 from inhouse.kb.service import KnowledgeBase
+from inhouse.services import Services
 from inhouse.testing.fakes import build_fake_engine
 from inhouse.testing.gguf_writer import tiny_model_kv, tiny_model_tensors, write_gguf
 from inhouse.types import Actor

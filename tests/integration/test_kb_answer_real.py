@@ -9,9 +9,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from inhouse.api.app import build_app
-from inhouse.bootstrap import Services, build_services
+from inhouse.bootstrap import build_services
 from inhouse.config import Settings
 from inhouse.kb.answer import NOT_COVERED
+from inhouse.services import Services
 from inhouse.types import Actor
 
 pytestmark = pytest.mark.integration

@@ -20,7 +20,7 @@ from inhouse.governance.identity import KeyRecord
 from inhouse.types import Actor
 
 if TYPE_CHECKING:
-    from inhouse.api.app import ServicesLike
+    from inhouse.services import Services
 
 RoleName = Literal["admin", "member"]
 _RANK = {"member": 0, "admin": 1}
@@ -77,7 +77,7 @@ def _key_created(record: KeyRecord, secret: str) -> dict[str, Any]:
     return {**record.to_dict(), "secret": secret}
 
 
-def add_admin_routes(router: APIRouter, services: ServicesLike) -> None:
+def add_admin_routes(router: APIRouter, services: Services) -> None:
     directory, keys, quotas = services.directory, services.keys, services.quotas
 
     def user_view(user_id: str) -> dict[str, Any]:

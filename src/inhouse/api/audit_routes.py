@@ -5,34 +5,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from starlette.concurrency import run_in_threadpool
 
-from inhouse.api.audit_trail import audit_log_of
 from inhouse.api.auth import require
-from inhouse.errors import AuditUnavailable
 from inhouse.governance.audit import parse_since
 from inhouse.governance.audit_report import build_report
 
 if TYPE_CHECKING:
-    from inhouse.api.app import ServicesLike
-    from inhouse.governance.audit import AuditLog
+    from inhouse.services import Services
 
 MAX_LIMIT = 1000
 
 
-def _log(request: Request) -> AuditLog:
-    audit = audit_log_of(request)
-    if audit is None:
-        raise AuditUnavailable("This server has no audit log configured.")
-    return audit
-
-
-def add_audit_routes(router: APIRouter, services: ServicesLike) -> None:
+def add_audit_routes(router: APIRouter, services: Services) -> None:
 
     @router.get("/v1/admin/audit", dependencies=[Depends(require("audit:read"))])
     async def list_audit(
-        request: Request,
         since: str | None = Query(None, max_length=64, description="7d, 12h, 30m or an ISO date/time"),
         action: str | None = Query(None, max_length=200),
         actor: str | None = Query(None, max_length=200, description="an actor key id (key_…)"),
@@ -40,7 +29,7 @@ def add_audit_routes(router: APIRouter, services: ServicesLike) -> None:
         after_seq: int = Query(0, ge=0, description="records after this seq (paging, oldest first)"),
         limit: int = Query(100, ge=1, le=MAX_LIMIT),
     ) -> dict[str, Any]:
-        audit = _log(request)
+        audit = services.audit
         since_ts = parse_since(since) if since else None
         records = await run_in_threadpool(lambda: audit.records(
             since=since_ts, action=action, actor=actor, kind=kind, after_seq=after_seq, limit=limit))
@@ -49,15 +38,11 @@ def add_audit_routes(router: APIRouter, services: ServicesLike) -> None:
                 "next_after_seq": data[-1]["seq"] if len(data) == limit else None}
 
     @router.post("/v1/admin/audit/verify", dependencies=[Depends(require("audit:read"))])
-    async def verify_audit(request: Request) -> dict[str, Any]:
-        audit = _log(request)
-        report = await run_in_threadpool(audit.verify)
+    async def verify_audit() -> dict[str, Any]:
+        report = await run_in_threadpool(services.audit.verify)
         return report.to_dict()
 
     @router.get("/v1/admin/audit/report", dependencies=[Depends(require("audit:read"))])
-    async def audit_report(
-        request: Request, since: str | None = Query(None, max_length=64),
-    ) -> dict[str, Any]:
-        audit = _log(request)
+    async def audit_report(since: str | None = Query(None, max_length=64)) -> dict[str, Any]:
         since_ts = parse_since(since) if since else None
-        return await run_in_threadpool(lambda: build_report(audit, since=since_ts))
+        return await run_in_threadpool(lambda: build_report(services.audit, since=since_ts))

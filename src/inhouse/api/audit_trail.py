@@ -8,7 +8,7 @@ documents, redactions, token counts). When the request ends the middleware write
 
 * A non-streaming response is held back until its record is written; if the write fails the caller gets
   503 ``audit_unavailable`` instead of the answer.
-* A generation (chat / completion) first writes a ``started`` record (``begin_generation``): if that
+* A generation (chat / completion) first writes a ``started`` record (``write_started``): if that
   fails the request is refused with 503 before a token is generated. A stream's final record is written
   after its last byte; if that write fails, the ``started`` record and the server log remain.
 
@@ -25,10 +25,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inhouse.api.auth import route_actions
+from inhouse.api.deps import services_of
 from inhouse.api.middleware import send_json_error
 from inhouse.errors import AuditUnavailable
 from inhouse.governance.audit import STARTED
@@ -59,10 +60,8 @@ class RequestAudit:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def audit_log_of(request_or_app: Any) -> AuditLog | None:
-    """The app's audit log (None in minimal test wirings without one)."""
-    app = getattr(request_or_app, "app", request_or_app)
-    return getattr(app.state.services, "audit", None)
+def audit_log_of(conn: HTTPConnection) -> AuditLog:
+    return services_of(conn).audit
 
 
 def request_audit(request: Request) -> RequestAudit:
@@ -88,10 +87,7 @@ def note(request: Request, *, request_id: str | None = None, model: str | None =
 
 def note_route(request: Request, routed: RoutedRequest | None) -> None:
     """What the egress policy decided: where the request runs, its effective label, what was redacted."""
-    metrics = getattr(request.app.state, "metrics", None)
-    if metrics is not None:  # None = a local model (the admin page charts requests by destination)
-        metrics.requests_by_destination.labels(routed.decision.destination if routed else "local").inc()
-    if routed is None:
+    if routed is None:  # a local model
         return
     d = routed.decision
     note(request, location=d.destination, label=d.label.value if d.label else None,
@@ -102,25 +98,19 @@ def _actor_ids(actor: Actor | None) -> tuple[str | None, str | None]:
     return (actor.key_id, actor.user_id) if actor is not None else (None, None)
 
 
-async def begin_generation(request: Request, prepared: PreparedGeneration) -> Callable[[int, int], None]:
-    """Write the ``started`` record of a local generation (raises ``AuditUnavailable`` → 503, nothing is
-    generated). Returns a hook for ``GenerationTimer.on_finish`` that notes the token counts."""
+async def write_started(request: Request, prepared: PreparedGeneration) -> None:
+    """Write the ``started`` record of a local generation (raises ``AuditUnavailable`` → 503: nothing is
+    generated). The token counts are noted when it finishes (``serving.py``)."""
     ctx = request_audit(request)
     note(request, request_id=prepared.request_id, model=prepared.model, location=ctx.location or "local")
     audit = audit_log_of(request)
-    if audit is not None:
-        key_id, user_id = _actor_ids(getattr(request.state, "actor", None))
-        route = request.scope.get("route")
-        await anyio.to_thread.run_sync(lambda: audit.record_request(
-            action=_action_of(request.scope) or "generation", outcome=STARTED, request_id=ctx.request_id,
-            actor_key_id=key_id, user_id=user_id, resource=_resource(request.scope, route), model=ctx.model,
-            location=ctx.location, label=ctx.label, documents=ctx.documents, redactions=ctx.redactions,
-        ))
-
-    def on_finish(n_prompt: int, n_generated: int) -> None:
-        ctx.details.update(prompt_tokens=n_prompt, completion_tokens=n_generated)
-
-    return on_finish
+    key_id, user_id = _actor_ids(getattr(request.state, "actor", None))
+    route = request.scope.get("route")
+    await anyio.to_thread.run_sync(lambda: audit.record_request(
+        action=_action_of(request.scope) or "generation", outcome=STARTED, request_id=ctx.request_id,
+        actor_key_id=key_id, user_id=user_id, resource=_resource(request.scope, route), model=ctx.model,
+        location=ctx.location, label=ctx.label, documents=ctx.documents, redactions=ctx.redactions,
+    ))
 
 
 def _resource(scope: Scope, route: Any) -> str:
@@ -178,10 +168,10 @@ class AuditMiddleware:
         async def write(status: int, body: bytes = b"") -> None:
             nonlocal written
             written = True
-            audit = audit_log_of(scope["app"])
             action = _action_of(scope)
-            if audit is None or action is None or action in UNAUDITED_ACTIONS:
+            if action is None or action in UNAUDITED_ACTIONS:
                 return
+            audit = services_of(HTTPConnection(scope)).audit
             actor = scope.get("state", {}).get("actor")
             key_id, user_id = _actor_ids(actor)
             details = {"status": status, **ctx.details}

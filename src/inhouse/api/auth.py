@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Request
 from fastapi.routing import APIRoute
 
+from inhouse.api.deps import services_of
 from inhouse.errors import AuthenticationFailed, NotFound, PermissionDenied
 from inhouse.governance.acl import ACTIONS, METERED_ACTIONS, Need, allowed
 from inhouse.types import ANONYMOUS_ADMIN, Actor
@@ -45,7 +46,7 @@ def authenticate_request(request: Request) -> Actor:
     cached = getattr(request.state, "actor", None)
     if isinstance(cached, Actor):
         return cached
-    services = request.app.state.services
+    services = services_of(request)
     if services.settings.server.allow_unauthenticated:
         # Loopback-only mode (enforced by the CLI): every caller is the anonymous admin, whatever key
         # a client library insists on sending.
@@ -87,7 +88,7 @@ def require(action: str) -> Any:
                 raise NotFound("Not found, or not yours.")
             raise PermissionDenied(f"Your key may not perform '{action}' (needs role {need}).")
         if action in METERED_ACTIONS:
-            request.app.state.services.quotas.check(actor.key_id)
+            services_of(request).quotas.check(actor.key_id)
         return actor
 
     return _Permission(action, check)

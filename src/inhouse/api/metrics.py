@@ -120,7 +120,8 @@ class Metrics:
 
 
 class GenerationTimer:
-    """Edge timings of one request: call ``on_delta`` for every delta, ``finish`` once at the end."""
+    """Edge timings and token counts of one generation: ``on_delta`` for every delta, ``finish`` once at the end.
+    It only measures; what else happens when a generation ends is ``openai/serving.py``'s finish step."""
 
     def __init__(self, metrics: Metrics, model: str, start_s: float) -> None:
         self._m = metrics
@@ -128,8 +129,6 @@ class GenerationTimer:
         self._start = start_s
         self._last: float | None = None
         self._done = False
-        # Called once by ``finish`` with (prompt tokens, generated tokens): quota accounting hooks here.
-        self.on_finish: list[Callable[[int, int], None]] = []
 
     def on_delta(self, delta: Delta) -> None:
         if not delta.token_ids:
@@ -152,8 +151,3 @@ class GenerationTimer:
         self._m.generated_tokens.labels(self._model).inc(n_generated)
         if aborted:
             self._m.requests_aborted.labels(self._model).inc()
-        for hook in self.on_finish:
-            try:
-                hook(n_prompt, n_generated)
-            except Exception:  # finish runs in finally blocks: a failing hook must not mask the response
-                log.exception("a generation finish hook failed")

@@ -19,6 +19,7 @@ from inhouse.api.errors import error_body
 
 if TYPE_CHECKING:
     from inhouse.api.metrics import Metrics
+    from inhouse.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -128,3 +129,17 @@ class EdgeMiddleware:
             # The route template, never the raw path: unknown paths must not create label values.
             label = getattr(route, "path", None) or "unmatched"
             self.metrics.requests_total.labels(route=label, status=str(status or 499)).inc()
+
+
+def upload_limits(settings: Settings) -> Callable[[str], int | None]:
+    """The larger body limits of the routes that take files: document uploads (the largest accepted file plus
+    room for the multipart envelope) and the assistants' transcripts, recordings and documents."""
+    limit = int(settings.kb.max_file_mb * 1024 * 1024) + 64 * 1024
+    apps_limit = int(settings.apps.max_upload_mb * 1024 * 1024) + 64 * 1024
+
+    def for_path(path: str) -> int | None:
+        if path.rstrip("/") in ("/v1/apps/minutes", "/v1/apps/outline"):
+            return apps_limit
+        return limit if path.startswith("/v1/collections/") and path.rstrip("/").endswith("/documents") else None
+
+    return for_path

@@ -13,14 +13,13 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 from starlette.responses import JSONResponse, Response
 
 from inhouse.api.auth import require
-from inhouse.api.minutes_routes import read_json, read_upload
-from inhouse.api.support_routes import app_context
-from inhouse.apps.outline import OutlineInput, OutlineOptions, run, to_markdown
+from inhouse.api.deps import is_multipart, read_json, read_upload
+from inhouse.apps.outline import OutlineInput, to_markdown
 from inhouse.errors import InvalidRequest
 from inhouse.types import Actor
 
 if TYPE_CHECKING:
-    from inhouse.api.app import ServicesLike
+    from inhouse.services import Services
 
 
 class OutlineRequest(BaseModel):
@@ -31,23 +30,23 @@ class OutlineRequest(BaseModel):
     key_points: bool = True
 
 
-def add_outline_routes(router: APIRouter, services: ServicesLike) -> None:
+def add_outline_routes(router: APIRouter, services: Services) -> None:
+    outline_assistant, contexts = services.assistants.outline, services.assistants.contexts
     max_bytes = int(services.settings.apps.max_upload_mb * 1024 * 1024)
-    options = OutlineOptions(max_file_bytes=max_bytes)
 
     @router.post("/v1/apps/outline")
     async def create_outline(request: Request, format: str = "json",
                              actor: Actor = Depends(require("apps:use"))) -> Response:
         if format not in ("json", "md"):
             raise InvalidRequest("format must be json or md.", param="format")
-        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        if is_multipart(request):
             data, fields = await read_upload(request, max_bytes)
             points = (fields.get("key_points") or "true").strip().lower() not in ("false", "0", "no")
             inp = OutlineInput(data=data, filename=fields["filename"][:255], key_points=points)
         else:
             body: OutlineRequest = await read_json(request, OutlineRequest)
             inp = OutlineInput(data=body.text.encode("utf-8"), filename=body.filename, key_points=body.key_points)
-        outline = await run(app_context(services, actor), inp, options)
+        outline = await outline_assistant.run(contexts.for_actor(actor), inp)
         if format == "md":
             return Response(to_markdown(outline), media_type="text/markdown; charset=utf-8")
         return JSONResponse(outline.to_dict())

@@ -19,15 +19,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from inhouse.api.auth import require
-from inhouse.api.support_routes import app_context
 from inhouse.apps.schedule.assistant import chat
 from inhouse.apps.schedule.dates import parse_duration_minutes
-from inhouse.apps.schedule.service import AttendeeSpec, ScheduleService, build_schedule_service
+from inhouse.apps.schedule.service import AttendeeSpec
 from inhouse.errors import InvalidRequest
 from inhouse.types import Actor
 
 if TYPE_CHECKING:
-    from inhouse.api.app import ServicesLike
+    from inhouse.apps.context import AppContext
+    from inhouse.services import Services
 
 Text = Annotated[str, StringConstraints(max_length=300)]
 When = Annotated[str, StringConstraints(min_length=1, max_length=100)]
@@ -107,14 +107,12 @@ class ChatRequest(_Body):
     model: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
 
 
-def add_schedule_routes(router: APIRouter, services: ServicesLike,
-                        service: ScheduleService | None = None) -> ScheduleService:
-    schedule = service or build_schedule_service(services.settings, services.db,  # type: ignore[attr-defined]
-                                                 services.directory)
+def add_schedule_routes(router: APIRouter, services: Services) -> None:
+    schedule, contexts = services.assistants.schedule, services.assistants.contexts
     rounds = services.settings.apps.schedule_tool_rounds
 
-    def ctx_for(actor: Actor, tz: str | None, model: str | None = None) -> Any:
-        return app_context(services, actor, timezone=tz, model=model)
+    def ctx_for(actor: Actor, tz: str | None, model: str | None = None) -> AppContext:
+        return contexts.for_actor(actor, timezone=tz, model=model)
 
     @router.get("/v1/apps/schedule/events")
     def list_events(start: str | None = None, end: str | None = None, timezone: str | None = None,
@@ -187,5 +185,3 @@ def add_schedule_routes(router: APIRouter, services: ServicesLike,
             raise InvalidRequest("Send the .ics file as the request body (Content-Type: text/calendar).",
                                  param="file")
         return await run_in_threadpool(schedule.import_ics, ctx_for(actor, timezone), data)
-
-    return schedule

@@ -72,7 +72,7 @@ class ChatCompletionRequest(_Sampling):
                         Field(max_length=16)] | None = None
     # Our extension: {"label": …, "documents": [{"name": …, "label": …}]} (see governance/egress/router.py).
     inhouse: dict[str, Any] | None = None
-    # Our extension: answer from company documents, {"collections": [...], "top_k": n} (see api/kb_routes.py).
+    # Our extension: answer from company documents, {"collections": [...], "top_k": n} (see api/openai/knowledge.py).
     knowledge: dict[str, Any] | None = None
 
 

@@ -1,4 +1,4 @@
-"""Server-sent events in OpenAI's chunk format, and cancellation when the client goes away.
+"""Server-sent events, and cancellation when the client goes away (the OpenAI chunk shapes: ``openai/wire.py``).
 
 A disconnect must abort the engine request within one step. Two mechanisms:
 
@@ -22,15 +22,10 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from inhouse.api.metrics import GenerationTimer
-from inhouse.chat.service import OutputAccumulator, PreparedGeneration
-from inhouse.engine.params import Delta
-
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DONE = b"data: [DONE]\n\n"
-_GENERIC_STREAM_ERROR = "The inference engine failed while serving this request."
 
 
 def encode_event(payload: Mapping[str, Any]) -> bytes:
@@ -95,104 +90,3 @@ class SSEResponse(Response):
                 with anyio.CancelScope(shield=True):
                     await self.events.aclose()  # type: ignore[attr-defined]
                 tg.cancel_scope.cancel()
-
-
-async def prime(deltas: AsyncIterator[Delta]) -> Delta | None:
-    """The first delta. Errors raised before it (queue full, context) propagate as real HTTP errors."""
-    try:
-        return await deltas.__anext__()
-    except StopAsyncIteration:
-        return None
-    except BaseException:
-        await deltas.aclose()  # type: ignore[attr-defined]
-        raise
-
-
-async def _with_first(first: Delta | None, rest: AsyncIterator[Delta]) -> AsyncIterator[Delta]:
-    if first is not None:
-        yield first
-        if first.finish_reason is not None:
-            return
-    async for d in rest:
-        yield d
-
-
-def tool_call_dicts(acc_calls: list[Any]) -> list[dict[str, Any]]:
-    out = []
-    for i, call in enumerate(acc_calls):
-        args = call.arguments if isinstance(call.arguments, str) else json.dumps(call.arguments)
-        out.append({"index": i, "id": call.id, "type": "function",
-                    "function": {"name": call.name, "arguments": args}})
-    return out
-
-
-async def openai_events(
-    prepared: PreparedGeneration,
-    first: Delta | None,
-    deltas: AsyncIterator[Delta],
-    timer: GenerationTimer,
-    *,
-    include_usage: bool,
-) -> AsyncIterator[bytes]:
-    """SSE chunks for a chat (``chat.completion.chunk``) or text (``text_completion``) stream."""
-    chat = prepared.kind == "chat"
-    base: dict[str, Any] = {
-        "id": prepared.request_id,
-        "object": "chat.completion.chunk" if chat else "text_completion",
-        "created": prepared.created,
-        "model": prepared.model,
-    }
-
-    def chunk(delta_or_text: Any, finish: str | None) -> bytes:
-        if chat:
-            choice = {"index": 0, "delta": delta_or_text, "logprobs": None, "finish_reason": finish}
-        else:
-            choice = {"index": 0, "text": delta_or_text, "logprobs": None, "finish_reason": finish}
-        body = {**base, "choices": [choice]}
-        if include_usage:
-            body["usage"] = None
-        return encode_event(body)
-
-    acc = OutputAccumulator(prepared)
-    # With tools offered the text may turn out to be a tool call: hold it back and send the parsed
-    # result at the end (content and/or one tool_calls delta).
-    hold = prepared.parse_tools
-    finished = False
-    source = _with_first(first, deltas)
-    try:
-        if chat:
-            yield chunk({"role": "assistant", "content": ""}, None)
-        async for delta in source:
-            timer.on_delta(delta)
-            acc.add(delta)
-            if delta.finish_reason == "error":
-                finished = True
-                log.error("request %s failed mid-stream: %s", prepared.request_id, delta.error)
-                # A coded error (engine crashed / unloaded: retry) is meant for the client; others stay in the log.
-                yield (error_event(delta.error or _GENERIC_STREAM_ERROR, code=delta.error_code)
-                       if delta.error_code else error_event(_GENERIC_STREAM_ERROR))
-                return
-            if delta.text and not hold:
-                yield chunk({"content": delta.text} if chat else delta.text, None)
-            if delta.finish_reason is not None:
-                break
-        finished = acc.finish_reason is not None
-        result = acc.result()
-        if hold and chat:
-            if result.text:
-                yield chunk({"content": result.text}, None)
-            if result.tool_calls:
-                yield chunk({"tool_calls": tool_call_dicts(result.tool_calls)}, None)
-        yield chunk({} if chat else "", result.finish_reason)
-        if include_usage:
-            yield encode_event({**base, "choices": [], "usage": result.usage.to_dict()})
-        yield DONE
-    except Exception:
-        # The status line is already sent: report in-band, in the one error shape.
-        log.exception("stream of %s failed", prepared.request_id)
-        yield error_event(_GENERIC_STREAM_ERROR)
-    finally:
-        await source.aclose()  # type: ignore[attr-defined]
-        await deltas.aclose()  # type: ignore[attr-defined]
-        usage = acc.usage()
-        timer.finish(n_prompt=usage.prompt_tokens, n_generated=usage.completion_tokens, aborted=not finished)

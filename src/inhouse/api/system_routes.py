@@ -15,10 +15,10 @@ from inhouse.api.metrics import CONTENT_TYPE, Metrics
 from inhouse.errors import InhouseError, Unavailable
 
 if TYPE_CHECKING:
-    from inhouse.api.app import ServicesLike
+    from inhouse.services import Services
 
 
-def add_system_routes(router: APIRouter, services: ServicesLike, metrics: Metrics) -> None:
+def add_system_routes(router: APIRouter, services: Services, metrics: Metrics) -> None:
 
     @router.get("/health", dependencies=[Depends(public("health:read"))])
     async def health() -> dict[str, str]:
@@ -42,7 +42,7 @@ def add_system_routes(router: APIRouter, services: ServicesLike, metrics: Metric
         return Response(data, media_type=CONTENT_TYPE)
 
 
-def _readiness(services: ServicesLike) -> dict[str, Any]:
+def _readiness(services: Services) -> dict[str, Any]:
     default = services.settings.models.default
     registry = services.registry
     if default in registry.loaded():

@@ -23,6 +23,7 @@ from inhouse.types import Actor
 
 if TYPE_CHECKING:
     from inhouse.chat.service import ChatService, CompletionResult, Usage
+    from inhouse.config import Settings
     from inhouse.governance.events import AuditSink
     from inhouse.kb.service import KnowledgeBase
 
@@ -69,6 +70,29 @@ class AppContext:
 
     def local_now(self) -> datetime:
         return self.now().astimezone(self.tz)
+
+
+class AppContexts:
+    """Builds the ``AppContext`` of each assistant call. The settings are read at call time, so the assistants'
+    model, default model and time zone are whatever the settings say then (built once in ``bootstrap.py``)."""
+
+    def __init__(self, settings: Settings, chat: ChatService, kb: KnowledgeBase | None = None, *,
+                 record_usage: Callable[[str, int], None] | None = None) -> None:
+        self._settings = settings
+        self._chat = chat
+        self._kb = kb
+        self._record_usage = record_usage  # (key id, tokens): the daily token quota
+
+    def for_actor(self, actor: Actor, *, timezone: str | None = None, model: str | None = None,
+                  metered: bool = True) -> AppContext:
+        """The context of one call as ``actor``: ``timezone`` (IANA) else ``apps.timezone``, ``model`` else
+        ``apps.model`` else ``models.default``. ``metered`` calls charge their tokens to the actor's key (the HTTP
+        routes); the command line is not metered."""
+        s = self._settings
+        record = self._record_usage if metered else None
+        charge = None if record is None else (lambda n: record(actor.key_id, n))
+        return AppContext(actor=actor, chat=self._chat, model=model or s.apps.model or s.models.default,
+                          tz=parse_tz(timezone or s.apps.timezone), kb=self._kb, record_usage=charge)
 
 
 async def complete_text(ctx: AppContext, messages: Sequence[Mapping[str, Any]], **body: Any) -> CompletionResult:

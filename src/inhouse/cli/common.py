@@ -23,7 +23,7 @@ from inhouse.errors import (
 )
 
 if TYPE_CHECKING:
-    from inhouse.bootstrap import Services
+    from inhouse.services import Services
 
 console = Console()
 err_console = Console(stderr=True)

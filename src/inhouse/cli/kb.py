@@ -18,13 +18,14 @@ from inhouse.cli.common import (
     DataDirOption,
     console,
     err_console,
+    open_services,
     services_for,
 )
 from inhouse.types import Actor
 
 if TYPE_CHECKING:
-    from inhouse.bootstrap import Services
     from inhouse.kb.service import KnowledgeBase
+    from inhouse.services import Services
 
 CLI_ACTOR = Actor(key_id="key_cli", name="command line (local admin)", role="admin")
 
@@ -33,7 +34,6 @@ kb_app = typer.Typer(no_args_is_help=True)
 
 
 def _kb(services: Services) -> KnowledgeBase:
-    assert services.kb is not None, "bootstrap builds the knowledge base"
     return services.kb
 
 
@@ -187,4 +187,4 @@ def kb_eval(
 
     argv = ["--corpus", str(corpus)] + (["--model", model] if model else [])
     argv += ["--limit", str(limit)] if limit else []
-    raise typer.Exit(evaluate_main(argv))
+    raise typer.Exit(evaluate_main(argv, open_services=open_services))

@@ -30,9 +30,7 @@ def minutes(
     data_dir: Path = DataDirOption,
 ) -> None:
     """Title, summary, decisions, action items (owner, due date, evidence line), open questions, next meeting."""
-    from inhouse.apps.context import AppContext, parse_tz
-    from inhouse.apps.minutes import MinutesInput, MinutesOptions, run
-    from inhouse.apps.minutes.audio import WhisperTranscriber, ensure_whisper
+    from inhouse.apps.minutes import MinutesInput
     from inhouse.apps.minutes.export import FORMATS, render
 
     if fmt not in FORMATS:
@@ -53,15 +51,11 @@ def minutes(
             fail(f"{file.name} is larger than {apps.max_upload_mb:.0f} MB (apps.max_upload_mb).")
         services = open_services(settings)
         try:
-            ctx = AppContext(actor=CLI_ACTOR, chat=services.chat, model=model or apps.model,
-                             tz=parse_tz(timezone or apps.timezone))
-            transcriber = WhisperTranscriber(lambda: ensure_whisper(settings.model_cache_dir),
-                                             threads=apps.whisper_threads, max_audio_s=apps.max_audio_s)
+            ctx = services.assistants.contexts.for_actor(CLI_ACTOR, timezone=timezone, model=model, metered=False)
             inp = MinutesInput(data=data, filename=file.name, meeting_date=meeting_date, language=language,
                                attendees=[a.strip() for a in attendees.split(",") if a.strip()])
-            options = MinutesOptions(window_tokens=apps.minutes_window_tokens, max_windows=apps.minutes_max_windows)
             with err_console.status(f"Writing minutes of {file.name} with {ctx.model}…"):
-                result = asyncio.run(run(ctx, inp, options=options, transcriber=transcriber))
+                result = asyncio.run(services.assistants.minutes.run(ctx, inp))
             text = render(result, fmt, tz=ctx.tz)
         finally:
             services.close()

@@ -26,8 +26,7 @@ def outline(
     """Hierarchical outline: the document's own headings, and up to five key points per section."""
     import json
 
-    from inhouse.apps.context import AppContext
-    from inhouse.apps.outline import OutlineInput, OutlineOptions, run, to_markdown
+    from inhouse.apps.outline import OutlineInput, to_markdown
 
     if fmt not in ("md", "json"):
         fail("--format must be md or json.")
@@ -41,10 +40,10 @@ def outline(
             fail(f"{file.name} is larger than {settings.apps.max_upload_mb:.0f} MB (apps.max_upload_mb).")
         services = open_services(settings)
         try:
-            ctx = AppContext(actor=CLI_ACTOR, chat=services.chat, model=model or settings.apps.model)
+            ctx = services.assistants.contexts.for_actor(CLI_ACTOR, model=model, metered=False)
             inp = OutlineInput(data=data, filename=file.name, key_points=key_points)
             with err_console.status(f"Outlining {file.name}…"):
-                result = asyncio.run(run(ctx, inp, OutlineOptions(max_file_bytes=max_bytes)))
+                result = asyncio.run(services.assistants.outline.run(ctx, inp))
         finally:
             services.close()
     text = to_markdown(result) if fmt == "md" else json.dumps(result.to_dict(), ensure_ascii=False, indent=2) + "\n"

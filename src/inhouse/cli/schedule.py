@@ -27,15 +27,10 @@ TzOption = typer.Option(None, "--tz", help="Your IANA time zone (default: apps.t
 @contextmanager
 def _session(data_dir: Path | None, key: str | None, tz: str | None,
              model: str | None = None) -> Iterator[tuple[ScheduleService, AppContext]]:
-    from inhouse.apps.context import AppContext, parse_tz
-    from inhouse.apps.schedule.service import build_schedule_service
-
     with services_for(data_dir) as services:
-        s = services.settings
         actor = services.keys.authenticate(key) if key else CLI_ACTOR
-        ctx = AppContext(actor=actor, chat=services.chat, model=model or s.apps.model or s.models.default,
-                         tz=parse_tz(tz or s.apps.timezone), kb=services.kb)
-        yield build_schedule_service(s, services.db, services.directory), ctx
+        assistants = services.assistants
+        yield assistants.schedule, assistants.contexts.for_actor(actor, timezone=tz, model=model, metered=False)
 
 
 def _show(out: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ import typer
 from inhouse.cli.common import DataDirOption, console, err_console, fail, open_services, settings_from, translate_errors
 
 if TYPE_CHECKING:
-    from inhouse.bootstrap import Services
+    from inhouse.services import Services
 
 
 def is_loopback(host: str) -> bool:
@@ -78,11 +78,10 @@ def register(app: typer.Typer) -> None:
         url = f"http://{settings.server.host}:{settings.server.port}"
         console.print(f"Serving OpenAI-compatible API at {url}/v1 (auth: {auth}); data in {settings.data_dir}")
         app_ = build_app(services)
-        if services.residency is not None:
-            services.residency.start()
-            if settings.models.idle_release_s:
-                console.print(f"Idle release: models are unloaded after {settings.models.idle_release_s:g} s "
-                              "without requests and reloaded on the next one.")
+        services.residency.start()
+        if settings.models.idle_release_s:
+            console.print(f"Idle release: models are unloaded after {settings.models.idle_release_s:g} s "
+                          "without requests and reloaded on the next one.")
         try:
             uvicorn.run(app_, host=settings.server.host, port=settings.server.port, log_level=log_level.lower(),
                         timeout_graceful_shutdown=5)
@@ -93,8 +92,6 @@ def register(app: typer.Typer) -> None:
 
 def _print_tuning(services: Services, sha256: str | None) -> None:
     """Say whether a tuned profile is in effect (the log has the details: see models/tuning/profile.py)."""
-    if services.profiles is None:
-        return
     match = services.profiles.match(sha256)
     if match.applies:
         console.print(f"Applied {match.message}.", highlight=False)

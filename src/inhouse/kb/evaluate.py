@@ -21,13 +21,17 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from inhouse.kb.answer import is_not_covered
 from inhouse.kb.service import KnowledgeBase
 from inhouse.types import Actor
+
+if TYPE_CHECKING:
+    from inhouse.config import Settings
 
 EVAL_ACTOR = Actor(key_id="key_evaluation", name="evaluation", role="admin")
 _SKIP = (".gold.json",)
@@ -165,7 +169,16 @@ def evaluate(kb: KnowledgeBase, questions: list[dict[str, Any]], *, model: str |
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
+class EvaluationServices(Protocol):
+    """What a run needs of the services (``bootstrap.build_services`` makes them; core code does not)."""
+
+    @property
+    def kb(self) -> KnowledgeBase: ...
+
+    def close(self) -> None: ...
+
+
+def main(argv: list[str] | None = None, *, open_services: Callable[[Settings], EvaluationServices]) -> int:
     ap = argparse.ArgumentParser(prog="python -m inhouse.kb.evaluate", description=__doc__.split("\n")[0])
     ap.add_argument("--corpus", type=Path, default=Path("/work/shared/corpus"))
     ap.add_argument("--qa", type=Path, default=None, help="QA file (default: <corpus>/qa.jsonl)")
@@ -177,7 +190,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-coverage-check", action="store_true", help="Skip the model's yes/no coverage check")
     ap.add_argument("--json", action="store_true", help="Print the summary as JSON")
     args = ap.parse_args(argv)
-    from inhouse.bootstrap import build_services
     from inhouse.config import load_settings
 
     with tempfile.TemporaryDirectory(prefix="inhouse-eval-") as tmp:
@@ -187,10 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         settings.kb.embedder = args.embedder
         settings.kb.rerank = args.rerank
         settings.kb.coverage_check = not args.no_coverage_check
-        services = build_services(settings)
+        services = open_services(settings)
         try:
             kb = services.kb
-            assert kb is not None
             ingest = ingest_corpus(kb, args.corpus)
             questions = load_questions(args.qa or args.corpus / "qa.jsonl", args.limit)
 
@@ -210,4 +221,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # A script's entry point is an edge: it wires the services; everything above takes them as arguments.
+    from inhouse.bootstrap import build_services
+
+    raise SystemExit(main(open_services=build_services))

@@ -168,14 +168,10 @@ def _label(value: str | None) -> Label | None:
     return None if value is None or value == "" else parse_label(value)
 
 
-def build_knowledge_base(settings: Any, *, chat: ChatService | None = None,
-                         embedder: Embedder | None = None) -> KnowledgeBase:
-    """From ``Settings``: the SQLite store at ``<data_dir>/kb.db`` and the configured embedder."""
-    from inhouse.kb.embed import build_embedder
+def build_knowledge_base(settings: Any, embedder: Embedder, *, chat: ChatService | None = None) -> KnowledgeBase:
+    """From ``Settings``: the SQLite store at ``<data_dir>/kb.db`` over ``embedder`` (the composition root's
+    choice)."""
     from inhouse.kb.index.sqlite import SqliteIndexStore
 
-    ks = settings.kb
-    emb = embedder or build_embedder(ks.embedder, engine=ks.embed_engine, cache_dir=settings.model_cache_dir,
-                                     n_threads=ks.embed_threads, batch_size=ks.embed_batch)
-    store = SqliteIndexStore(settings.kb_path, dim=emb.dim)
-    return KnowledgeBase(store, emb, chat=chat, settings=ks)
+    store = SqliteIndexStore(settings.kb_path, dim=embedder.dim)
+    return KnowledgeBase(store, embedder, chat=chat, settings=settings.kb)

@@ -31,7 +31,7 @@ from inhouse.errors import AuthenticationFailed, NotFound
 from inhouse.types import ANONYMOUS_ADMIN, Actor
 
 if TYPE_CHECKING:
-    from inhouse.api.app import ServicesLike
+    from inhouse.services import Services
 
 HERE = Path(__file__).parent
 LANGS = ("en", "zh")
@@ -109,7 +109,7 @@ def _json_for_script(value: Any) -> str:
 
 
 class WebUI:
-    def __init__(self, services: ServicesLike) -> None:
+    def __init__(self, services: Services) -> None:
         self.services = services
         self.assets = load_assets(HERE / "static")
         self.strings = load_strings(HERE / "i18n.json")
@@ -144,7 +144,7 @@ class WebUI:
                 "user": user}
 
 
-def add_web_routes(router: APIRouter, services: ServicesLike) -> None:
+def add_web_routes(router: APIRouter, services: Services) -> None:
     ui = WebUI(services)
     read = [Depends(public("web:read"))]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from inhouse.governance.identity import KeyStore
 from inhouse.models.spec import ModelSpec
 
 MODEL = "fake-model"  # the conftest's model
-ServicesStandIn = Any  # tests/unit/api/conftest.py
+ServicesStandIn = Any  # tests/unit/conftest.py: the services build_services made
 ServicesFactory = Any
 MSG = [{"role": "user", "content": "Hi"}]
 
@@ -28,12 +29,10 @@ MSG = [{"role": "user", "content": "Hi"}]
 @pytest.fixture
 def audited(make_services: ServicesFactory) -> Iterator[ServicesStandIn]:
     s = make_services()
-    audit = AuditLog(s.settings.data_dir / "audit.db")
-    s.audit = audit  # type: ignore[attr-defined]
-    # Security actions go to the real log, as build_services wires them.
-    s.keys = KeyStore(s.db, audit=audit)
-    s.directory = UserDirectory(s.db, audit=audit)
-    yield s
+    # A log that starts empty: the setup's own records (the test keys, the model load) stay in the first one.
+    # Security actions go to it, as build_services wires them.
+    audit = AuditLog(s.settings.data_dir / "under-test" / "audit.db")
+    yield replace(s, audit=audit, keys=KeyStore(s.db, audit=audit), directory=UserDirectory(s.db, audit=audit))
     audit.close()
 
 
@@ -119,7 +118,7 @@ def _break_writes(audit: AuditLog) -> None:
 
 def test_no_generation_and_no_answer_without_an_audit_record(audited: ServicesStandIn, admin: TestClient) -> None:
     _break_writes(log_of(audited))
-    engine = audited.registry.engines[MODEL]
+    engine = audited.registry.get_engine(MODEL)  # loaded by the fixture
     before = engine.stats().prompt_tokens
     for stream in (False, True):
         resp = admin.post("/v1/chat/completions", json={"model": MODEL, "messages": MSG, "stream": stream})

@@ -8,12 +8,10 @@ from fastapi.testclient import TestClient
 
 from inhouse.api.app import build_app
 from inhouse.api.auth import route_actions
-from inhouse.store.conversations import ConversationStore
 
 
 def _app(services: Any) -> Any:
-    services.conversations = ConversationStore(services.db)
-    return build_app(services)
+    return build_app(services)  # build_services gives every app a ConversationStore
 
 
 def test_routes_declare_their_actions(services: Any) -> None:

@@ -1,6 +1,7 @@
 """What a client sees when a model's engine process dies: a 503 in the one error shape (non-streamed), a final
 SSE error event (streamed), ``/ready`` false until the engine is back, the next request served, and the crash
-counted in ``/metrics``. The engine is a real ``ProcessEngine`` whose fake model segfaults on a marker."""
+counted in ``/metrics`` and recorded in the audit log. The real wiring (``build_services``) over a real
+``ProcessEngine`` whose fake model segfaults on a marker; the crash hook is bootstrap's ``audit_crashes``."""
 
 from __future__ import annotations
 
@@ -14,34 +15,44 @@ import pytest
 from fastapi.testclient import TestClient
 
 from inhouse.api.app import build_app
+from inhouse.bootstrap import audit_crashes
 from inhouse.config import EngineSettings
-from inhouse.engine.process import EngineRecipe, ProcessEngine, RestartPolicy
-from inhouse.models.registry import ModelRegistry
+from inhouse.engine.process import EngineCrash, EngineRecipe, ProcessEngine, RestartPolicy
+from inhouse.governance.audit import ENGINE_CRASHED
 from inhouse.models.spec import ModelSpec
 from inhouse.testing.fakes import build_fake_engine_in_child
-from inhouse.testing.gguf_writer import write_tiny_model
+from inhouse.testing.services import FAKE_MODEL, build_fake_services
 
 pytestmark = pytest.mark.timeout(60)
-MODEL = "tiny"
-
-
-def load(spec: ModelSpec) -> ProcessEngine:
-    # A restart slow enough (backoff) that /ready is seen false, short enough for a unit test.
-    return ProcessEngine(EngineRecipe(spec.name, spec.path, EngineSettings(), 2048,
-                                      {"reply": "fine, thanks", "crash_marker": "CRASH", "delay_s": 0.01},
-                                      build=build_fake_engine_in_child),
-                         policy=RestartPolicy(backoff_s=0.4, wait_s=20))
+MODEL = FAKE_MODEL
 
 
 @pytest.fixture
-def crashy(make_services: Any, tmp_path: Path) -> Iterator[TestClient]:
-    registry = ModelRegistry(tmp_path / "cache", load, 1000, catalog=())
-    registry.add(write_tiny_model(tmp_path / "t.gguf", chat_template="{% for m in messages %}{{ m.content }}\n"
-                                  "{% endfor %}"), MODEL)
-    services = make_services(registry=registry)
-    services.settings.models.default = MODEL
-    with TestClient(build_app(services), headers={"Authorization": f"Bearer {services.admin_key}"}) as c:
-        yield c
+def wired(tmp_path: Path) -> Iterator[tuple[TestClient, Any]]:
+    holder: dict[str, Any] = {}
+
+    def record(crash: EngineCrash) -> None:
+        audit_crashes(holder["services"].audit)(crash)
+
+    def load(spec: ModelSpec) -> ProcessEngine:
+        # A restart slow enough (backoff) that /ready is seen false, short enough for a unit test.
+        return ProcessEngine(EngineRecipe(spec.name, spec.path, EngineSettings(), 2048,
+                                          {"reply": "fine, thanks", "crash_marker": "CRASH", "delay_s": 0.01},
+                                          build=build_fake_engine_in_child),
+                             policy=RestartPolicy(backoff_s=0.4, wait_s=20), on_crash=[record])
+
+    services = holder["services"] = build_fake_services(tmp_path, load_engine=load)
+    try:
+        _, key = services.keys.create_key("admin", role="admin")
+        with TestClient(build_app(services), headers={"Authorization": f"Bearer {key}"}) as c:
+            yield c, services
+    finally:
+        services.close()
+
+
+@pytest.fixture
+def crashy(wired: tuple[TestClient, Any]) -> TestClient:
+    return wired[0]
 
 
 def chat(content: str, **extra: object) -> dict[str, object]:
@@ -75,6 +86,16 @@ def test_a_non_streamed_request_gets_503_in_the_error_shape_and_the_next_one_is_
     assert again.status_code == 200 and again.json()["choices"][0]["message"]["content"] == "fine, thanks"
     assert crash_count(crashy) == 1
     assert f'inhouse_engine_healthy{{model="{MODEL}"}} 1.0' in crashy.get("/metrics").text
+
+
+def test_the_crash_is_audited_and_the_log_still_verifies(wired: tuple[TestClient, Any]) -> None:
+    client, services = wired
+    assert client.post("/v1/chat/completions", json=chat("CRASH")).status_code == 503
+    wait_ready(client, 200)
+    [record] = services.audit.records(action=ENGINE_CRASHED)
+    assert (record.kind, record.model, record.outcome, record.reason) == ("security", MODEL, "failure", "SIGSEGV")
+    assert record.details["in_flight"] == 1 and record.details["restarting"] is True
+    assert services.audit.verify().ok
 
 
 def test_a_stream_ends_with_an_error_event(crashy: TestClient) -> None:

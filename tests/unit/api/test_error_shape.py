@@ -134,44 +134,26 @@ def test_chunked_body_over_limit(client: TestClient) -> None:
     assert_error_shape(resp, 413)
 
 
-def test_unexpected_exception_is_a_500_in_shape(make_services: Any) -> None:
-    class Broken:
-        def list_models(self) -> list[Any]:
-            raise RuntimeError("secret internal detail")
+def test_unexpected_exception_is_a_500_in_shape(make_services: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    def list_models() -> list[Any]:
+        raise RuntimeError("secret internal detail")
 
-        def loaded(self) -> list[str]:
-            return []
-
-        def loaded_engines(self) -> list[Any]:
-            return []
-
-        def close(self) -> None:
-            pass
-
-    s = make_services(registry=Broken())
+    s = make_services()
+    monkeypatch.setattr(s.registry, "list_models", list_models)  # the real registry, failing
     with TestClient(build_app(s), headers={"Authorization": f"Bearer {s.member_key}"}) as c:
         err = assert_error_shape(c.get("/v1/models"), 500)
         assert "secret" not in err["message"]
         assert c.get("/health").status_code == 200
 
 
-def test_overloaded_has_retry_after(make_services: Any) -> None:
+def test_overloaded_has_retry_after(make_services: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from inhouse.errors import Overloaded
 
-    class Full:
-        def list_models(self) -> list[Any]:
-            raise Overloaded("busy", retry_after_s=2.2)
+    def list_models() -> list[Any]:
+        raise Overloaded("busy", retry_after_s=2.2)
 
-        def loaded(self) -> list[str]:
-            return []
-
-        def loaded_engines(self) -> list[Any]:
-            return []
-
-        def close(self) -> None:
-            pass
-
-    s = make_services(registry=Full())
+    s = make_services()
+    monkeypatch.setattr(s.registry, "list_models", list_models)
     with TestClient(build_app(s), headers={"Authorization": f"Bearer {s.member_key}"}) as c:
         resp = c.get("/v1/models")
         assert_error_shape(resp, 429)

@@ -14,22 +14,14 @@ from fastapi.testclient import TestClient
 
 from inhouse.api.app import build_app
 from inhouse.api.auth import ACTIONS, route_actions
-from inhouse.config import KbSettings
 from inhouse.kb.answer import NOT_COVERED
-from inhouse.kb.index.sqlite import SqliteIndexStore
-from inhouse.kb.service import KnowledgeBase
-from inhouse.testing.fake_embedder import FakeEmbedder
 
 LEAVE = b"# Leave policy\n\nEmployees with 3 years of service get 18 days of annual leave.\n"
 
 
 @pytest.fixture
-def kb_services(make_services: Any) -> Iterator[Any]:
-    s = make_services()
-    store = SqliteIndexStore(s.settings.data_dir / "kb.db", dim=384)
-    s.kb = KnowledgeBase(store, FakeEmbedder(), chat=s.chat, settings=KbSettings(embedder="fake", min_similarity=0.3))
-    yield s
-    s.kb.close()
+def kb_services(make_services: Any) -> Any:
+    return make_services(kb={"min_similarity": 0.3})
 
 
 @pytest.fixture

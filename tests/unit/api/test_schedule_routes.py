@@ -17,10 +17,6 @@ from inhouse.apps.context import AppContext
 from inhouse.apps.ics import read_ics
 from inhouse.apps.schedule.service import ScheduleService
 from inhouse.apps.schedule.tools import run_tool, tool_definitions
-from inhouse.config import KbSettings
-from inhouse.kb.index.sqlite import SqliteIndexStore
-from inhouse.kb.service import KnowledgeBase
-from inhouse.testing.fake_embedder import FakeEmbedder
 from inhouse.types import Actor
 
 MODEL = "fake-model"
@@ -48,8 +44,6 @@ def svc(make_services: Any) -> Iterator[Any]:
     s = make_services(fake={"n_ctx": 16384, "script": SCRIPT})
     s.settings.apps.model = MODEL
     s.settings.apps.timezone = "Asia/Shanghai"
-    store = SqliteIndexStore(s.settings.data_dir / "kb.db", dim=384)
-    s.kb = KnowledgeBase(store, FakeEmbedder(), chat=s.chat, settings=KbSettings(embedder="fake"))
     root = Actor("key_setup", "setup", role="admin")
     s.kb.create_collection(root, "hr", groups=["staff"])
     s.kb.add_document(root, "hr", POLICY, "travel-policy.md", label="internal")
@@ -62,7 +56,6 @@ def svc(make_services: Any) -> Iterator[Any]:
     s.extra["li"] = s.keys.create_key("li", user_id=li.id)[1]
     s.extra["eve"] = s.keys.create_key("eve", user_id=eve.id)[1]
     yield s
-    s.kb.close()
 
 
 def client(svc: Any, who: str) -> TestClient:

@@ -2,35 +2,26 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
 
 from inhouse.api.app import build_app
-from inhouse.models.registry import ModelRegistry
-from inhouse.models.residency import ModelResidency
-from inhouse.models.tuning.profile import ProfileStore, TunedProfile
-from inhouse.testing.fakes import build_fake_engine
-from inhouse.testing.gguf_writer import write_tiny_model
+from inhouse.models.tuning.profile import TunedProfile
 
 ServicesFactory = Any
 
 TEMPLATE = "{% for m in messages %}{{ m.content }}\n{% endfor %}"
 
 
-def test_status_wake_and_tuned_profile(make_services: ServicesFactory, tmp_path: Path) -> None:
-    registry = ModelRegistry(tmp_path / "cache", lambda spec: build_fake_engine(spec.name), 1000, catalog=())
-    spec = registry.add(write_tiny_model(tmp_path / "t.gguf", chat_template=TEMPLATE), "tiny")
-    services = make_services(registry=registry)
-    services.settings.models.default = "tiny"
-    profiles = ProfileStore(tmp_path / "profiles", lambda: "cpu1")
+def test_status_wake_and_tuned_profile(make_services: ServicesFactory) -> None:
+    services = make_services(settings={"models": {"default": "tiny", "idle_release_s": 300}},
+                             models={"tiny": TEMPLATE}, preload=False)
+    spec = services.registry.resolve("tiny")
+    profiles, residency = services.profiles, services.residency
     assert spec.sha256 is not None
-    profiles.save(TunedProfile(model="tiny", model_sha256=spec.sha256, cpu_signature="cpu1", created_at="t",
-                               engine={"max_running": 4}))
-    residency = ModelResidency(registry, idle_release_s=300, drop_cache=False)
-    services.profiles = profiles  # type: ignore[attr-defined]
-    services.residency = residency  # type: ignore[attr-defined]
+    profiles.save(TunedProfile(model="tiny", model_sha256=spec.sha256, cpu_signature=profiles.cpu_signature,
+                               created_at="t", engine={"max_running": 4}))
     with TestClient(build_app(services), headers={"Authorization": f"Bearer {services.member_key}"}) as client:
         body = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
         first = client.post("/v1/chat/completions", json=body)

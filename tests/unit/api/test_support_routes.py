@@ -15,10 +15,6 @@ from fastapi.testclient import TestClient
 
 from inhouse.api.app import build_app
 from inhouse.api.auth import route_actions
-from inhouse.config import KbSettings
-from inhouse.kb.index.sqlite import SqliteIndexStore
-from inhouse.kb.service import KnowledgeBase
-from inhouse.testing.fake_embedder import FakeEmbedder
 from inhouse.types import Actor
 
 MODEL = "fake-model"  # the conftest's
@@ -41,16 +37,13 @@ ORIGIN = "https://shop.example.com"
 
 @pytest.fixture
 def svc(make_services: Any) -> Iterator[Any]:
-    s = make_services(fake={"n_ctx": 8192, "script": {"Context passages:": ANSWER}})
+    s = make_services(fake={"n_ctx": 8192, "script": {"Context passages:": ANSWER}}, kb={"min_similarity": 0.3})
     s.settings.apps.model = MODEL
     s.settings.apps.widget_origins = [ORIGIN]
-    store = SqliteIndexStore(s.settings.data_dir / "kb.db", dim=384)
-    s.kb = KnowledgeBase(store, FakeEmbedder(), chat=s.chat, settings=KbSettings(embedder="fake", min_similarity=0.3))
     root = Actor("key_setup", "setup", role="admin")
     s.kb.create_collection(root, "support", groups=["support", "everyone"])
     s.kb.add_document(root, "support", FAQ, "customer-faq.md", label="public")
     yield s
-    s.kb.close()
 
 
 def headers(secret: str) -> dict[str, str]:

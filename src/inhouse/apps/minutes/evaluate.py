@@ -19,15 +19,20 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from inhouse.apps.context import AppContext
 from inhouse.apps.minutes.pipeline import MinutesOptions, run
 from inhouse.apps.minutes.schema import Minutes, MinutesInput
 from inhouse.apps.minutes.verify import supports, terms
 from inhouse.types import Actor
+
+if TYPE_CHECKING:
+    from inhouse.chat.service import ChatService
+    from inhouse.config import Settings
 
 EVAL_ACTOR = Actor(key_id="key_eval", name="minutes evaluation (local)", role="admin")
 DEFAULT_CORPUS = Path("/work/shared/corpus/meetings")
@@ -139,7 +144,16 @@ def evidence_text_of(ev: Any) -> str:
     return f"{ev.speaker or ''}: {ev.text}"
 
 
-def main(argv: list[str] | None = None) -> int:
+class EvaluationServices(Protocol):
+    """What a run needs of the services (``bootstrap.build_services`` makes them; core code does not)."""
+
+    @property
+    def chat(self) -> ChatService: ...
+
+    def close(self) -> None: ...
+
+
+def main(argv: list[str] | None = None, *, open_services: Callable[[Settings], EvaluationServices]) -> int:
     ap = argparse.ArgumentParser(prog="python -m inhouse.apps.minutes.evaluate", description=__doc__.split("\n")[0])
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="Folder of NAME.txt + NAME.gold.json")
     ap.add_argument("--model", default=None, help="Model (default: the apps.model setting)")
@@ -150,11 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.corpus.is_dir():
         print(f"error: no corpus at {args.corpus}", file=sys.stderr)
         return 2
-    from inhouse.bootstrap import build_services
     from inhouse.config import load_settings
 
     settings = load_settings(**({"data_dir": args.data_dir} if args.data_dir else {}))
-    services = build_services(settings)
+    services = open_services(settings)
     model = args.model or settings.apps.model
     try:
         ctx = AppContext(actor=EVAL_ACTOR, chat=services.chat, model=model)
@@ -168,4 +181,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # A script's entry point is an edge: it wires the services; everything above takes them as arguments.
+    from inhouse.bootstrap import build_services
+
+    raise SystemExit(main(open_services=build_services))

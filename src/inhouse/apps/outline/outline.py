@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,6 +21,9 @@ from inhouse.apps.context import AppContext, complete_json
 from inhouse.apps.minutes.verify import supports
 from inhouse.errors import ContextLengthExceeded, EngineFailure, InvalidRequest
 from inhouse.kb.document import Block, ParsedDocument
+
+if TYPE_CHECKING:
+    from inhouse.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +196,21 @@ async def run(ctx: AppContext, inp: OutlineInput, options: OutlineOptions | None
                    source={"format": doc.mime, "sections": len(nodes), "model": ctx.model if inp.key_points else None,
                            "sections_with_points": min(len(nodes), options.max_sections) if inp.key_points else 0,
                            "failed_sections": failed, "language": doc.language})
+
+
+@dataclass(frozen=True)
+class OutlineAssistant:
+    """``run`` with the configured options, built once by the composition root (``bootstrap.py``)."""
+
+    options: OutlineOptions = field(default_factory=OutlineOptions)
+
+    async def run(self, ctx: AppContext, inp: OutlineInput) -> Outline:
+        return await run(ctx, inp, self.options)
+
+
+def build_outline_assistant(settings: Settings) -> OutlineAssistant:
+    """From ``Settings``: documents up to ``apps.max_upload_mb``."""
+    return OutlineAssistant(OutlineOptions(max_file_bytes=int(settings.apps.max_upload_mb * 1024 * 1024)))
 
 
 def to_markdown(outline: Outline) -> str:

@@ -1,0 +1,218 @@
+"""OpenAI's wire shapes: ``chat.completion`` / ``text_completion`` JSON bodies and their streamed chunks as
+server-sent events, for each outcome of ``serving.py`` (a local generation, "not covered", a provider's answer).
+
+Our additions ride on the same shapes: ``citations`` (the knowledge extension: in the body, or in one extra chunk
+before ``[DONE]``), ``inhouse`` (what the egress policy did) and the ``X-Inhouse-*`` headers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from fastapi.responses import JSONResponse
+from starlette.responses import Response
+
+from inhouse.api.openai.knowledge import StreamCitations, add_citations
+from inhouse.api.openai.serving import Failed, Finished, Text
+from inhouse.api.streaming import DONE, SSEResponse, encode_event, error_event
+from inhouse.chat.service import new_request_id
+from inhouse.errors import InhouseError
+from inhouse.kb.answer import not_covered_text
+
+if TYPE_CHECKING:
+    from inhouse.api.openai.relay import Relayed
+    from inhouse.api.openai.serving import LocalGeneration, NotCovered
+    from inhouse.chat.service import CompletionResult, PreparedGeneration
+    from inhouse.chat.tool_calls import ToolCall
+    from inhouse.kb.answer import Grounding
+
+log = logging.getLogger(__name__)
+
+WAKE_HEADER = "X-Inhouse-Wake-Ms"
+_GENERIC_STREAM_ERROR = "The inference engine failed while serving this request."
+
+
+# -- a local generation ------------------------------------------------------------------------------------
+
+
+def json_response(gen: LocalGeneration, result: CompletionResult) -> JSONResponse:
+    p = gen.prepared
+    if p.kind == "chat":
+        body = chat_body(p, result)
+        if gen.routed is not None:
+            body["inhouse"] = gen.routed.extension()
+        if gen.grounding is not None:
+            add_citations(body, gen.grounding)
+    else:
+        body = completion_body(p, result)
+    return JSONResponse(body, headers=_headers(gen))
+
+
+def stream_response(gen: LocalGeneration, *, include_usage: bool) -> SSEResponse:
+    return SSEResponse(_chunks(gen, include_usage), headers=_headers(gen))
+
+
+def chat_body(prepared: PreparedGeneration, result: CompletionResult) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": result.text}
+    if result.tool_calls:
+        message["content"] = result.text or None
+        calls = tool_call_dicts(result.tool_calls)
+        message["tool_calls"] = [{k: v for k, v in c.items() if k != "index"} for c in calls]
+    return {
+        "id": prepared.request_id,
+        "object": "chat.completion",
+        "created": prepared.created,
+        "model": prepared.model,
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": result.finish_reason}],
+        "usage": result.usage.to_dict(),
+    }
+
+
+def completion_body(prepared: PreparedGeneration, result: CompletionResult) -> dict[str, Any]:
+    return {
+        "id": prepared.request_id,
+        "object": "text_completion",
+        "created": prepared.created,
+        "model": prepared.model,
+        "choices": [{"index": 0, "text": result.text, "logprobs": None, "finish_reason": result.finish_reason}],
+        "usage": result.usage.to_dict(),
+    }
+
+
+def tool_call_dicts(calls: list[ToolCall]) -> list[dict[str, Any]]:
+    out = []
+    for i, call in enumerate(calls):
+        args = call.arguments if isinstance(call.arguments, str) else json.dumps(call.arguments)
+        out.append({"index": i, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": args}})
+    return out
+
+
+async def _chunks(gen: LocalGeneration, include_usage: bool) -> AsyncIterator[bytes]:
+    """``chat.completion.chunk`` (or ``text_completion``) events, ``[DONE]`` at the end; a failure after the
+    status line was sent is reported in-band, in the one error shape."""
+    p = gen.prepared
+    chat = p.kind == "chat"
+    base: dict[str, Any] = {"id": p.request_id, "object": "chat.completion.chunk" if chat else "text_completion",
+                            "created": p.created, "model": p.model}
+    citations = StreamCitations(gen.grounding) if gen.grounding is not None else None
+
+    def emit(payload: dict[str, Any]) -> bytes:
+        if citations is not None:
+            citations.see(payload)
+        return encode_event(payload)
+
+    def chunk(delta_or_text: Any, finish: str | None) -> bytes:
+        if chat:
+            choice = {"index": 0, "delta": delta_or_text, "logprobs": None, "finish_reason": finish}
+        else:
+            choice = {"index": 0, "text": delta_or_text, "logprobs": None, "finish_reason": finish}
+        body = {**base, "choices": [choice]}
+        if include_usage:
+            body["usage"] = None
+        return emit(body)
+
+    events = gen.events()
+    try:
+        if chat:
+            yield chunk({"role": "assistant", "content": ""}, None)
+        async for event in events:
+            if isinstance(event, Text):
+                yield chunk({"content": event.text} if chat else event.text, None)
+            elif isinstance(event, Failed):
+                # A coded failure (engine crashed / unloaded: retry) is meant for the client; others stay in the log.
+                yield (error_event(event.error or _GENERIC_STREAM_ERROR, code=event.code) if event.code
+                       else error_event(_GENERIC_STREAM_ERROR))
+                return
+            elif isinstance(event, Finished):
+                result = event.result
+                if event.held and chat:
+                    if result.text:
+                        yield chunk({"content": result.text}, None)
+                    if result.tool_calls:
+                        yield chunk({"tool_calls": tool_call_dicts(result.tool_calls)}, None)
+                yield chunk({} if chat else "", result.finish_reason)
+                if include_usage:
+                    yield emit({**base, "choices": [], "usage": result.usage.to_dict()})
+                if citations is not None:
+                    yield encode_event(citations.chunk())
+                yield DONE
+    except Exception:
+        log.exception("stream of %s failed", p.request_id)
+        yield error_event(_GENERIC_STREAM_ERROR)
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+
+
+def _headers(gen: LocalGeneration) -> dict[str, str] | None:
+    headers = gen.routed.headers() if gen.routed is not None else {}
+    if gen.wake_s is not None:
+        headers[WAKE_HEADER] = f"{gen.wake_s * 1000:.0f}"
+    return headers or None
+
+
+# -- nothing relevant in the documents ---------------------------------------------------------------------
+
+
+def not_covered_response(answer: NotCovered, *, stream: bool) -> Response:
+    """The fixed answer when retrieval found nothing relevant: nothing generated, nothing invented."""
+    rid, created, model = new_request_id(), int(time.time()), answer.model
+    text = not_covered_text(answer.question)
+    if not stream:
+        return JSONResponse({
+            "id": rid, "object": "chat.completion", "created": created, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}, "citations": [],
+        })
+
+    async def events() -> AsyncIterator[bytes]:
+        base = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model}
+        yield encode_event({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": text},
+                                                 "finish_reason": None}]})
+        yield encode_event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                            "citations": []})
+        yield DONE
+
+    return SSEResponse(events())
+
+
+# -- an external provider's answer ------------------------------------------------------------------------
+
+
+def relayed_response(r: Relayed) -> Response:
+    ext = r.routed.extension()
+    if r.body is not None:
+        body = {**r.body, "inhouse": ext}
+        if r.grounding is not None:
+            add_citations(body, r.grounding)
+        return JSONResponse(body, headers=r.routed.headers())
+    assert r.rest is not None, "a streamed answer has the rest of its chunks"
+    return SSEResponse(_relayed_chunks(r.first, r.rest, ext, r.grounding), headers=r.routed.headers())
+
+
+async def _relayed_chunks(first: dict[str, Any] | None, rest: AsyncIterator[dict[str, Any]], ext: dict[str, Any],
+                          grounding: Grounding | None) -> AsyncIterator[bytes]:
+    citations = StreamCitations(grounding) if grounding is not None else None
+
+    def emit(payload: dict[str, Any]) -> bytes:
+        if citations is not None:
+            citations.see(payload)
+        return encode_event(payload)
+
+    try:
+        if first is not None:
+            yield emit({**first, "inhouse": ext})
+        async for chunk in rest:
+            yield emit(chunk)
+        if citations is not None:
+            yield encode_event(citations.chunk())
+        yield DONE
+    except InhouseError as exc:
+        log.warning("external stream failed: %s", exc.message)
+        yield error_event(exc.message, exc.type, exc.code)
+    finally:
+        await rest.aclose()  # type: ignore[attr-defined]

@@ -1,0 +1,72 @@
+"""``Services``: every long-lived object of one process, typed, built once by ``bootstrap.build_services``.
+
+The HTTP app (``api.app.build_app``), the web UI and every CLI command receive this one object and take what
+they need from it; nothing else constructs a database, a registry, an engine or an assistant. Every field is
+always present: tests wire the same ``build_services`` with fakes (a FakeBackend engine factory, the
+FakeEmbedder, a temporary data directory) instead of leaving services out.
+
+This module only declares the shape; importing it builds nothing (the imports below are for type checking).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from inhouse.apps.context import AppContexts
+    from inhouse.apps.minutes.assistant import MinutesAssistant
+    from inhouse.apps.outline.outline import OutlineAssistant
+    from inhouse.apps.schedule.service import ScheduleService
+    from inhouse.apps.support.assistant import SupportAssistant
+    from inhouse.chat.service import ChatService
+    from inhouse.config import Settings
+    from inhouse.governance.audit import AuditLog
+    from inhouse.governance.directory import UserDirectory
+    from inhouse.governance.egress.client import ExternalProviderClient
+    from inhouse.governance.egress.router import EgressRouter
+    from inhouse.governance.identity import KeyStore
+    from inhouse.governance.quotas import QuotaService
+    from inhouse.kb.service import KnowledgeBase
+    from inhouse.models.registry import ModelRegistry
+    from inhouse.models.residency import ModelResidency
+    from inhouse.models.tuning.profile import ProfileStore
+    from inhouse.store.conversations import ConversationStore
+    from inhouse.store.db import Database
+
+
+@dataclass(frozen=True)
+class Assistants:
+    """The assistants (``apps/``) and the per-call context they run in."""
+
+    contexts: AppContexts  # the AppContext of one call: actor, chat service, model, time zone, knowledge, quota
+    support: SupportAssistant  # customer service with human handoff; sessions in inhouse.db
+    schedule: ScheduleService  # calendar, free slots, trips; events in inhouse.db
+    minutes: MinutesAssistant  # meeting minutes from a transcript or a recording (Whisper)
+    outline: OutlineAssistant  # a document's headings and key points
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    db: Database  # <data_dir>/inhouse.db: keys, users, groups, quotas, conversations, assistants' data
+    audit: AuditLog  # <data_dir>/audit.db: the tamper-evident log (security events, one record per request)
+    keys: KeyStore  # API keys (hashed); authenticate() on every request
+    directory: UserDirectory  # users, groups, memberships
+    quotas: QuotaService  # requests/minute (in memory) and tokens/day (inhouse.db) per key
+    profiles: ProfileStore  # <data_dir>/profiles: tuned engine settings, applied when a model loads
+    registry: ModelRegistry  # which models exist (catalog + <data_dir>/models/registry.json), which are loaded
+    residency: ModelResidency  # idle release and the prewarm/release timetable (``serve`` starts it)
+    chat: ChatService  # OpenAI request → template → tokens → validated sampling params → engine
+    egress: EgressRouter  # where a chat request may run (external providers, PII redaction)
+    external: ExternalProviderClient  # the HTTP client of external providers (used only when the policy sends)
+    kb: KnowledgeBase  # <data_dir>/kb.db: collections, documents, retrieval, grounded answers
+    conversations: ConversationStore  # the web UI's chat history (inhouse.db)
+    assistants: Assistants
+
+    def close(self) -> None:
+        self.residency.stop()
+        self.kb.close()
+        self.registry.close()
+        self.db.close()
+        self.audit.close()
