@@ -45,8 +45,8 @@ def measure_inhouse(model: str, data_dir: Path | None, texts: dict[str, Any], de
                     aggregate_tokens: int, repeats: int) -> dict[str, Any]:
     from inhouse.bootstrap import build_services, engine_settings_for
     from inhouse.config import load_settings
-    from inhouse.engine.build import build_llama_engine
     from inhouse.engine.params import GenerationRequest, SamplingParams
+    from inhouse.engine.process import EngineRecipe, start_engine
 
     settings = load_settings(**({"data_dir": data_dir} if data_dir else {}))
     services = build_services(settings)
@@ -59,7 +59,7 @@ def measure_inhouse(model: str, data_dir: Path | None, texts: dict[str, Any], de
         es, path, choice, n_ctx = eff.settings, eff.path, eff.weights, eff.n_ctx
         print(f"inhouse: weight buffers {choice.value} ({choice.reason})", file=sys.stderr)
         t0 = time.perf_counter()
-        engine = build_llama_engine(model, path, es, n_ctx=n_ctx)
+        engine = start_engine(EngineRecipe(model, path, es, n_ctx))  # where serve runs it
         load_s = time.perf_counter() - t0
     finally:
         services.close()

@@ -10,9 +10,10 @@ resolved here, so ``kb/`` never imports ``inhouse.testing``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from inhouse.apps.context import AppContexts
 from inhouse.apps.minutes.assistant import build_minutes_assistant
@@ -21,8 +22,10 @@ from inhouse.apps.schedule.service import build_schedule_service
 from inhouse.apps.support.assistant import build_support_assistant
 from inhouse.chat.service import ChatService
 from inhouse.config import EngineSettings, Settings
+from inhouse.engine.build import build_llama_engine
+from inhouse.engine.process import CrashHook, EngineCrash, EngineRecipe, start_engine
 from inhouse.engine.protocol import EngineClient
-from inhouse.governance.audit import MODEL_LOADED, AuditLog
+from inhouse.governance.audit import ENGINE_CRASHED, MODEL_LOADED, AuditLog
 from inhouse.governance.directory import UserDirectory
 from inhouse.governance.egress.client import ExternalProviderClient
 from inhouse.governance.egress.router import build_egress_router
@@ -31,7 +34,7 @@ from inhouse.governance.identity import KeyStore
 from inhouse.governance.quotas import QuotaService
 from inhouse.hardware.cpu import available_memory_bytes, detect_cpu
 from inhouse.hardware.probe import HardwareProbe
-from inhouse.hardware.weights import WeightChoice, resolve_engine_settings
+from inhouse.hardware.weights import NATIVE_CRASHES, WeightChoice, WeightDemotions, resolve_engine_settings
 from inhouse.kb.embed import Embedder, build_embedder
 from inhouse.kb.service import build_knowledge_base
 from inhouse.models.catalog import CATALOG, CatalogEntry
@@ -66,11 +69,13 @@ class EffectiveLoad:
 
 def engine_settings_for(spec: ModelSpec, settings: Settings, probe: HardwareProbe,
                         profiles: ProfileStore | None = None,
-                        variant_path: Callable[[str, str], Path] | None = None) -> EffectiveLoad:
+                        variant_path: Callable[[str, str], Path] | None = None, *,
+                        demotions: WeightDemotions | None = None) -> EffectiveLoad:
     """The one computation of what a spec loads with: its tuned profile applied when one matches this CPU
     (``variant_path`` resolves a profile's re-quantized weights), ``weight_buffers`` resolved against the
     hardware probe (run on the first call if never run on this machine and build), and the context capped
-    by the model's. Serving, the memory footprint estimate and the benchmarks all use it, so they agree."""
+    by the model's. Serving, the memory footprint estimate and the benchmarks all use it, so they agree.
+    ``demotions``: weight paths this model's served engine crashed on count as refuted by the probe."""
     assert spec.path is not None, "the registry only loads present models"
     es, path = settings.engine, spec.path
     from_profile = False
@@ -79,7 +84,10 @@ def engine_settings_for(spec: ModelSpec, settings: Settings, probe: HardwareProb
         es, path = tuned_settings(match, es, path, variant_path)
         from_profile = (es is not settings.engine and match.profile is not None
                         and "weight_buffers" in match.profile.engine)
-    es, choice = resolve_engine_settings(es, probe.current(), from_profile=from_profile)
+    report = probe.current()
+    if demotions is not None:
+        report = demotions.apply(spec.name, report)
+    es, choice = resolve_engine_settings(es, report, from_profile=from_profile)
     n_ctx = es.n_ctx if not spec.context_length else min(es.n_ctx, spec.context_length)
     return EffectiveLoad(es, path, n_ctx, choice)
 
@@ -92,21 +100,49 @@ def build_probe(settings: Settings) -> HardwareProbe:
 def build_llama_engine_factory(settings: Settings, profiles: ProfileStore | None = None,
                                variant_path: Callable[[str, str], Path] | None = None,
                                probe: HardwareProbe | None = None,
-                               choices: dict[str, WeightChoice] | None = None) -> EngineFactory:
+                               choices: dict[str, WeightChoice] | None = None, *,
+                               on_crash: Sequence[CrashHook] = (),
+                               child_build: Callable[..., Any] = build_llama_engine,
+                               child_options: Mapping[str, Any] | None = None) -> EngineFactory:
     """Load a model into llama.cpp (lazily imported: `inhouse --help` must not pay for it), with its tuned
     profile applied and ``engine.weight_buffers`` resolved against the hardware probe (``engine_settings_for``).
-    ``choices`` records each model's weight path and why (``/v1/status``, ``inhouse models list``)."""
+    ``choices`` records each model's weight path and why (``/v1/status``, ``inhouse models list``).
+
+    With ``engine.isolation = "process"`` (the default) the engine runs in a supervised child process
+    (engine/process.py) that receives the resolved settings whole: the probe's verdict decides which weight
+    buffers the child's llama.cpp uses. ``on_crash`` hooks hear of every crash (the audit record). Before each
+    restart the weight path is resolved again (``restart_recipe``): a native crash on an automatically chosen
+    accelerated path demotes it for that model, and the child restarts on the next proven path.
+    ``child_build`` / ``child_options`` are what the child builds (tests: a fake engine in the child)."""
     probe = probe or build_probe(settings)
+    choices = choices if choices is not None else {}
+    demotions = WeightDemotions()
 
     def load(spec: ModelSpec) -> EngineClient:
-        from inhouse.engine.build import build_llama_engine
+        eff = engine_settings_for(spec, settings, probe, profiles, variant_path, demotions=demotions)
+        choices[spec.name] = eff.weights
+        es = eff.settings
+        log.info("loading model %s from %s (n_ctx=%d, %s); weight buffers %s: %s", spec.name, eff.path, eff.n_ctx,
+                 "child process" if es.isolation == "process" else "in-process", eff.weights.value,
+                 eff.weights.reason)
 
-        eff = engine_settings_for(spec, settings, probe, profiles, variant_path)
-        if choices is not None:
-            choices[spec.name] = eff.weights
-        log.info("loading model %s from %s (n_ctx=%d); weight buffers %s: %s", spec.name, eff.path, eff.n_ctx,
-                 eff.weights.value, eff.weights.reason)
-        return build_llama_engine(spec.name, eff.path, eff.settings, n_ctx=eff.n_ctx)
+        def restart_recipe(crash: EngineCrash) -> EngineRecipe | None:
+            ran = crash.recipe.settings.weight_buffers
+            chosen = settings.engine.weight_buffers == "auto" and not settings.engine.force_weight_buffers
+            if chosen and crash.reason in NATIVE_CRASHES and demotions.demote(
+                    spec.name, ran, f"the served engine of {spec.name} crashed ({crash.reason}) on this path"):
+                log.warning("demoting weight path %s of %s after a native crash (%s)", ran, spec.name, crash.reason)
+            again = engine_settings_for(spec, settings, probe, profiles, variant_path, demotions=demotions)
+            choices[spec.name] = again.weights
+            if again.settings == crash.recipe.settings and again.path == crash.recipe.path:
+                return None
+            log.warning("restarting %s with weight buffers %s: %s", spec.name, again.weights.value,
+                        again.weights.reason)
+            return replace(crash.recipe, path=again.path, settings=again.settings, n_ctx=again.n_ctx)
+
+        recipe = EngineRecipe(spec.name, eff.path, es, eff.n_ctx, dict(child_options or {}), build=child_build)
+        engine: EngineClient = start_engine(recipe, on_crash=on_crash, before_restart=restart_recipe)
+        return engine
 
     return load
 
@@ -125,6 +161,23 @@ def build_footprint_estimator(settings: Settings, probe: HardwareProbe, profiles
                                   n_ubatch=min(es.n_ubatch, es.step_token_budget), flash_attn=es.flash_attn)
 
     return estimate
+
+
+def audit_crashes(audit: AuditLog) -> CrashHook:
+    """One security record per engine crash: the model, the signal, what happened to the requests in flight,
+    whether the engine restarts, and the weight path it ran and restarts on (a fallback after a demotion)."""
+
+    def record(crash: EngineCrash) -> None:
+        audit.append(kind="security", action=ENGINE_CRASHED, resource=crash.model, model=crash.model,
+                     location="local", outcome="failure", reason=crash.reason,
+                     details={"pid": crash.pid, "returncode": crash.returncode, "in_flight": crash.in_flight,
+                              "crashes_in_window": crash.crashes_in_window, "restarting": crash.restarting,
+                              "fallback": crash.fallback is not None,
+                              "weight_buffers": crash.recipe.settings.weight_buffers,
+                              "restart_weight_buffers": (crash.fallback or crash.recipe).settings.weight_buffers
+                              if crash.restarting else None})
+
+    return record
 
 
 def audited_loads(load: EngineFactory, audit: AuditLog) -> EngineFactory:
@@ -197,8 +250,8 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
 
     registry = ModelRegistry(
         cache_dir=settings.model_cache_dir,
-        load_engine=audited_loads(load_engine or build_llama_engine_factory(settings, profiles, variant_path,
-                                                                            probe, weight_choices), audit),
+        load_engine=audited_loads(load_engine or build_llama_engine_factory(
+            settings, profiles, variant_path, probe, weight_choices, on_crash=[audit_crashes(audit)]), audit),
         ram_budget_mb=ms.ram_budget_mb,
         catalog=catalog,
         # A custom engine factory (tests, fakes) loads no llama.cpp context: its memory is the file alone.

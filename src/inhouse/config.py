@@ -85,6 +85,17 @@ class EngineSettings(BaseModel):
         False, description="Use `weight_buffers` even where the hardware probe saw that path crash or compute "
         "wrong results (debugging only).",
     )
+    isolation: str = Field(
+        "process", pattern="^(process|thread)$",
+        description="Where a loaded model's engine runs: `process` (a supervised child process; a crash in "
+        "llama.cpp fails the requests in flight, the engine restarts, the server stays up) or `thread` (inside "
+        "the server process, as before: a crash there stops the server).",
+    )
+    max_crashes: int = Field(
+        5, ge=0, description="Engine crashes within `crash_window_s` after which it is not restarted again and "
+        "reports unhealthy until the model is reloaded.",
+    )
+    crash_window_s: float = Field(600.0, gt=0, description="The window in which `max_crashes` counts crashes.")
 
 
 class ModelSettings(BaseModel):

@@ -47,11 +47,11 @@ def _mb(n: Any) -> str:
 
 def print_status(body: dict[str, Any]) -> None:
     table = Table(title="loaded models")
-    for col in ("model", "weights", "running", "waiting"):
+    for col in ("model", "weights", "running", "waiting", "engine", "crashes"):
         table.add_column(col)
     for m in body.get("loaded", []):
         table.add_row(m.get("model", "?"), _mb(m.get("weights_bytes")), str(m.get("running", "")),
-                      str(m.get("waiting", "")))
+                      str(m.get("waiting", "")), str(m.get("engine", "")), str(m.get("crashes", "")))
     if body.get("loaded"):
         console.print(table)
     else:

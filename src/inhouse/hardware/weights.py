@@ -14,11 +14,11 @@ and ``inhouse status``, and on the admin page.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from inhouse.config import EngineSettings
 from inhouse.errors import EngineFailure, InvalidRequest
-from inhouse.hardware.probe import ProbeReport
+from inhouse.hardware.probe import PathResult, ProbeReport
 
 CHOICES = ("auto", "amx", "repack", "plain")
 
@@ -105,3 +105,47 @@ def proven_paths(report: ProbeReport) -> tuple[str, ...]:
     out = ["amx"] if report.amx_in_use else []
     out += [p for p in ("repack", "plain") if report.works(p)]
     return tuple(out)
+
+
+# A served engine that dies of one of these signals died in native code: on an accelerated weight path that
+# is what issue 11's AMX miscompile looked like. SIGKILL (the OOM killer, an operator) and exits say nothing
+# about the path and demote nothing.
+NATIVE_CRASHES = ("SIGSEGV", "SIGILL", "SIGBUS", "SIGFPE")
+# The paths a crash on one path rules out too: the AMX path carries the CPU repack buffers as well.
+_RULED_OUT = {"amx": ("amx",), "repack": ("repack", "amx"), "plain": ()}
+
+
+class WeightDemotions:
+    """Weight paths a served model's engine crashed on in this server process, per model.
+
+    The probe proves a path on a tiny model with a one-token decode; a real model can still reach a kernel the
+    probe did not. When the engine child dies in native code on ``amx`` or ``repack`` and the path was chosen
+    automatically, that path (and the AMX path with the repack) counts as refuted for that model from then on:
+    the restart and every later load of the model in this process resolve ``weight_buffers`` as if the probe
+    had seen it crash, and the reason says so. Nothing is written to the probe's cache (``inhouse doctor
+    --refresh`` still re-tests the build); an explicitly set path is never demoted (the operator asked for it).
+    """
+
+    def __init__(self) -> None:
+        self._by_model: dict[str, dict[str, str]] = {}
+
+    def demote(self, model: str, path: str, why: str) -> bool:
+        """Record a crash of ``model``'s engine on ``path``; False when there is nothing to demote (plain)."""
+        ruled_out = _RULED_OUT.get(path, ())
+        seen = self._by_model.setdefault(model, {})
+        for p in ruled_out:
+            seen.setdefault(p, why)
+        return bool(ruled_out)
+
+    def demoted(self, model: str) -> dict[str, str]:
+        return dict(self._by_model.get(model, {}))
+
+    def apply(self, model: str, report: ProbeReport) -> ProbeReport:
+        """``report`` with this model's demoted paths marked crashed (the report itself is unchanged)."""
+        seen = self._by_model.get(model)
+        if not seen:
+            return report
+        paths = dict(report.paths)
+        for p, why in seen.items():
+            paths[p] = PathResult(p, "crashed", why)
+        return replace(report, paths=paths)
