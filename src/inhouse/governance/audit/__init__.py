@@ -21,9 +21,9 @@ from inhouse.governance.audit.chain import (
     format_ts,
     record_hash,
 )
-from inhouse.governance.audit.log import INTERRUPTED, MODEL_LOADED, STARTED, AuditLog, parse_since
+from inhouse.governance.audit.log import ENGINE_CRASHED, INTERRUPTED, MODEL_LOADED, STARTED, AuditLog, parse_since
 
 __all__ = [
-    "FIELDS", "GENESIS", "INTERRUPTED", "MODEL_LOADED", "RESEALED", "STARTED", "AuditLog", "AuditRecord", "Head",
-    "VerifyReport", "canonical_json", "check_chain", "format_ts", "parse_since", "record_hash",
+    "ENGINE_CRASHED", "FIELDS", "GENESIS", "INTERRUPTED", "MODEL_LOADED", "RESEALED", "STARTED", "AuditLog",
+    "AuditRecord", "Head", "VerifyReport", "canonical_json", "check_chain", "format_ts", "parse_since", "record_hash",
 ]

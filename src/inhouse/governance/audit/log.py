@@ -53,6 +53,7 @@ from inhouse.governance.events import SecurityEvent
 log = logging.getLogger(__name__)
 
 MODEL_LOADED = "model.loaded"
+ENGINE_CRASHED = "engine.crashed"  # a model's engine process died (reason: the signal); details say what followed
 # Outcome of the write-ahead record of a generation request (its final record follows when it ends).
 STARTED = "started"
 # Outcome of the final record written for a request whose process stopped before it ended (see close_interrupted).
@@ -349,4 +350,5 @@ class AuditLog:
                 self.store.close()
 
 
-__all__ = ["FIELDS", "INTERRUPTED", "LIFTED_DETAILS", "MODEL_LOADED", "STARTED", "AuditLog", "parse_since"]
+__all__ = ["ENGINE_CRASHED", "FIELDS", "INTERRUPTED", "LIFTED_DETAILS", "MODEL_LOADED", "STARTED", "AuditLog",
+           "parse_since"]
