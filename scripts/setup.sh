@@ -11,7 +11,7 @@ if [ ! -x .venv/bin/python ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
 fi
 echo "==> installing inhouse and its dependencies (first run compiles llama.cpp: ~10 min)"
-.venv/bin/python -m pip install --progress-bar on -e ".[test,bench]" 2>&1 | grep -vE "^(Requirement already|WARNING: Location)" || true
-.venv/bin/python -c "import llama_cpp, inhouse" || { echo "setup failed: see pip output above" >&2; exit 1; }
+.venv/bin/python -m pip install --progress-bar on -e ".[test,bench,cluster]" 2>&1 | grep -vE "^(Requirement already|WARNING: Location)" || true
+.venv/bin/python -c "import llama_cpp, inhouse, ray.serve" || { echo "setup failed: see pip output above" >&2; exit 1; }
 echo "==> fetching the bundled default model"
 .venv/bin/inhouse models pull "${INHOUSE_SETUP_MODEL:-smollm2-135m}"

