@@ -9,9 +9,9 @@ Security defaults: Ray's token authentication is on (``RAY_AUTH_MODE=token``): `
 Ray's ports listen on every interface; the token is what keeps strangers out, and the HTTP API still binds
 ``server.host`` (127.0.0.1 unless told otherwise).
 
-Machine facts baked in: no usage statistics; no rewriting of 127.0.0.1 to an outbound address
-(``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``); on one machine a node joins and a driver connects through
-``127.0.0.2:PORT`` with node address 127.0.0.1, because Ray replaces a 127.0.0.1 address by the outbound one.
+Machine facts baked in: no usage statistics; on one machine a node joins and a driver connects through
+``127.0.0.2:PORT`` with node address 127.0.0.1, because Ray replaces a 127.0.0.1 address by the outbound one (and
+``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, which stops that in a one-process cluster, refuses a second node here).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from inhouse.cluster.app import INGRESS_RESOURCE, NODE_RESOURCE
-from inhouse.cluster.local import RAY_ENV, free_port
+from inhouse.cluster.local import free_port
 from inhouse.cluster.processes import alive, stop_tree
 from inhouse.errors import Conflict, InvalidRequest, NotFound, Unavailable
 
@@ -67,8 +67,9 @@ def ensure_token(path: Path) -> Path:
 
 
 def ray_env(token_file: Path | None) -> dict[str, str]:
-    """The variables every Ray process of ours (node or driver) runs with."""
-    env = dict(RAY_ENV)
+    """The variables every Ray process of ours (node or driver) of a ``ray start`` cluster runs with (not
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``: that one refuses a second node; addresses are given explicitly)."""
+    env = {"RAY_USAGE_STATS_ENABLED": "0"}
     if token_file is not None:
         env.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file)})
     return env
@@ -103,12 +104,12 @@ def start_node(data_dir: Path, *, head: bool, address: str | None = None, port: 
         raise NotFound(f"No token file at {token_file}; copy the head's {default_token_file(data_dir).name}.")
     resources = {NODE_RESOURCE: 1.0, **({INGRESS_RESOURCE: 1.0} if head else {})}
     cmd = [str(Path(sys.executable).parent / "ray"), "start", "--block", f"--node-ip-address={node_ip}",
-           "--disable-usage-stats", "--include-dashboard=false", f"--resources={json.dumps(resources)}",
+           "--disable-usage-stats", f"--resources={json.dumps(resources)}",
            f"--temp-dir={_temp_dir(data_dir)}"]
     if num_cpus is not None:
         cmd.append(f"--num-cpus={num_cpus}")
     if head:
-        cmd += ["--head", f"--port={port}", f"--dashboard-port={free_port()}"]
+        cmd += ["--head", f"--port={port}", "--include-dashboard=false", f"--dashboard-port={free_port()}"]
     else:
         cmd.append(f"--address={address}")
     log_file = folder / "ray-start.log"
