@@ -43,6 +43,7 @@ class ModelDeployment:
     fake_delay_s: float = 0.0
     fake_reply: str | None = None
     autoscaling: dict[str, Any] = field(default_factory=dict)  # over ``autoscaling_config`` (e.g. min_replicas)
+    routing: str | None = None  # over ``cluster.routing`` (the benchmark compares both on one cluster)
 
 
 def deployment_name(model: str) -> str:
@@ -86,7 +87,7 @@ def build_application(settings: Settings, models: Sequence[ModelDeployment], *, 
             ray_actor_options={"num_cpus": 0, "resources": {NODE_RESOURCE: 0.001}},
             request_router_config=RequestRouterConfig(
                 request_router_class=AffinityRouter,  # type: ignore[arg-type]  # a class or its import path
-                request_router_kwargs={"policy": settings.cluster.routing}),
+                request_router_kwargs={"policy": m.routing or settings.cluster.routing}),
             health_check_period_s=2.0,
             health_check_timeout_s=30.0,
             graceful_shutdown_timeout_s=5.0,
