@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from inhouse.cluster.ingress import Ingress
 from inhouse.cluster.model_server import ModelServer
 from inhouse.config import Settings
+from inhouse.errors import InvalidRequest, Unavailable
 
 if TYPE_CHECKING:
     from ray.serve import Application
@@ -75,7 +76,7 @@ def build_application(settings: Settings, models: Sequence[ModelDeployment], *, 
     from inhouse.cluster.router import AffinityRouter
 
     if not models:
-        raise ValueError("a cluster app needs at least one model")
+        raise InvalidRequest("A cluster app needs at least one model.")
     handles: dict[str, Any] = {}
     for m in models:
         capacity = int(m.engine_overrides.get("max_running", settings.engine.max_running))
@@ -118,6 +119,18 @@ def deploy(settings: Settings, models: Sequence[ModelDeployment]) -> None:
 
     n_nodes = count_nodes()
     if n_nodes == 0:
-        raise RuntimeError(f"no machine in this cluster offers the '{NODE_RESOURCE}' resource")
+        raise Unavailable(f"No machine in this cluster offers the '{NODE_RESOURCE}' resource: start them with "
+                          "`inhouse cluster up` / `join`.")
     serve.start(http_options={"host": settings.server.host, "port": settings.server.port, "location": "HeadOnly"})
     serve.run(build_application(settings, models, n_nodes=n_nodes), name=APP_NAME, route_prefix="/")
+
+
+def app_builder(args: dict[str, Any]) -> Application:
+    """For Serve config files (``import_path: inhouse.cluster.app:app_builder``, KubeRay's RayService): the settings
+    come from the head's ``INHOUSE_*`` environment and ``INHOUSE_CONFIG``; ``args.models`` lists the models
+    (default: ``models.default`` and ``models.preload``); ``args.machines`` caps replicas per model (default: the
+    machines offering ``inhouse_node`` when the app is built)."""
+    settings = Settings()
+    names = args.get("models") or [settings.models.default, *settings.models.preload]
+    machines = int(args.get("machines") or count_nodes() or 1)
+    return build_application(settings, [ModelDeployment(str(n)) for n in dict.fromkeys(names)], n_nodes=machines)

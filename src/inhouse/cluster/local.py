@@ -15,6 +15,7 @@ from typing import Any
 
 from inhouse.cluster.app import INGRESS_RESOURCE, NODE_RESOURCE
 from inhouse.cluster.processes import descendants, stop_pids
+from inhouse.errors import InvalidRequest
 
 # Ray in a sandbox: no telemetry, and no rewriting of 127.0.0.1 to an outbound address that cannot be reached.
 RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
@@ -41,7 +42,7 @@ class LocalCluster:
 
     def __init__(self, data_dirs: list[Path], *, object_store_mb: int = 80) -> None:
         if not data_dirs:
-            raise ValueError("a cluster needs at least one node")
+            raise InvalidRequest("A cluster needs at least one node.")
         self._dirs = data_dirs
         self._store_mb = object_store_mb
         self._cluster: Any = None

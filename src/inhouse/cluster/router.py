@@ -18,6 +18,7 @@ from typing import Any
 from ray.serve.request_router import PendingRequest, RequestRouter, RunningReplica
 
 from inhouse.cluster.routing import POLICIES, Policy, preference
+from inhouse.errors import InvalidRequest
 
 
 class AffinityRouter(RequestRouter):
@@ -26,7 +27,7 @@ class AffinityRouter(RequestRouter):
     def initialize_state(self, **kwargs: Any) -> None:
         policy = kwargs.get("policy", "affinity")
         if policy not in POLICIES:
-            raise ValueError(f"unknown routing policy {policy!r}; one of {', '.join(POLICIES)}")
+            raise InvalidRequest(f"Unknown routing policy {policy!r}; one of {', '.join(POLICIES)}.")
         self._policy: Policy = policy
         self._rng = random.Random()
 

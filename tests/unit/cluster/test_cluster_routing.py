@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from inhouse.cluster.routing import preference
+from inhouse.errors import InvalidRequest
 
 REPLICAS = ["r-a", "r-b", "r-c"]
 
@@ -89,5 +90,5 @@ def test_a_call_for_one_replica_goes_there_or_nowhere() -> None:
 
 
 def test_the_router_refuses_an_unknown_policy() -> None:
-    with pytest.raises(ValueError, match="unknown routing policy"):
+    with pytest.raises(InvalidRequest, match="Unknown routing policy"):
         _router("round-robin")
