@@ -3,8 +3,9 @@
 Two simulated machines in one process tree (``inhouse.cluster.local.LocalCluster``), the whole API through Ray
 Serve's HTTP proxy, SmolLM2 replicas. Run it under the heavy lock; each ``--part`` takes a few minutes:
 
-* ``decode``: single-stream decode tok/s through the cluster ÷ a direct ``inhouse serve`` on the same machine,
-  alternating, ``--repeats`` times each (target ≥ 0.9).
+* ``decode``: single-stream decode tok/s through the cluster ÷ a direct ``inhouse serve`` on the same machine:
+  direct alone, then the cluster alone (Ray's idle background is part of its cost), then direct again, ``--repeats``
+  streams each; medians (target ≥ 0.9).
 * ``routing``: time to first token (p95) of returning conversations (turn 2+ of conversations whose first turn is
   in some replica's prefix cache) with prefix-affinity routing ÷ random routing, interleaved on two deployments of
   the same model with two replicas each (target ≤ 0.3); then the cold start: time to first token of a request that
@@ -83,26 +84,36 @@ async def _decode_once(target: ChatTarget, tokens: int) -> float:
     return rate
 
 
+def _direct_rates(base: Path, repeats: int, tokens: int, label: str) -> list[float]:
+    spec = inhouse_spec(MODEL, base / f"direct-{label}", extra_env={"INHOUSE_ENGINE__N_CTX": "4096"})
+    with running_server(spec, base / "logs") as server:
+        direct = ChatTarget(server.base_url, MODEL)
+        asyncio.run(_decode_once(direct, 16))  # warm
+        return [asyncio.run(_decode_once(direct, tokens)) for _ in range(repeats)]
+
+
 def part_decode(base: Path, repeats: int, tokens: int) -> dict[str, Any]:
+    """Direct ``inhouse serve`` alone, then the cluster alone (its idle background included: it is part of the
+    cost), then direct again: the two direct phases bracket the machine's drift."""
     from inhouse.cluster.app import ModelDeployment
 
+    rates: dict[str, list[float]] = {"direct_before": _direct_rates(base, repeats, tokens, "before")}
+    load = {"direct_before": os.getloadavg()[0]}
     one = {"min_replicas": 1, "max_replicas": 1, "initial_replicas": 1}
     local, ray_target = _start(base / "ray", [ModelDeployment(MODEL, engine_overrides=ENGINE, autoscaling=one)], [])
     try:
-        with running_server(inhouse_spec(MODEL, base / "direct", extra_env={"INHOUSE_ENGINE__N_CTX": "4096"}),
-                            base / "logs") as server:
-            direct = ChatTarget(server.base_url, MODEL)
-            asyncio.run(_decode_once(direct, 16))  # warm both paths
-            asyncio.run(_decode_once(ray_target, 16))
-            rates: dict[str, list[float]] = {"direct": [], "cluster": []}
-            for _ in range(repeats):
-                rates["direct"].append(asyncio.run(_decode_once(direct, tokens)))
-                rates["cluster"].append(asyncio.run(_decode_once(ray_target, tokens)))
+        asyncio.run(_decode_once(ray_target, 16))  # warm
+        rates["cluster"] = [asyncio.run(_decode_once(ray_target, tokens)) for _ in range(repeats)]
+        load["cluster"] = os.getloadavg()[0]
     finally:
         local.stop()
-    med = {k: statistics.median(v) for k, v in rates.items()}
-    return {"decode_tok_s": rates, "median_tok_s": med, "ratio_cluster_over_direct": med["cluster"] / med["direct"],
-            "target": ">= 0.9", "tokens": tokens, "repeats": repeats}
+    rates["direct_after"] = _direct_rates(base, repeats, tokens, "after")
+    load["direct_after"] = os.getloadavg()[0]
+    direct = statistics.median(rates["direct_before"] + rates["direct_after"])
+    cluster = statistics.median(rates["cluster"])
+    return {"decode_tok_s": rates, "median_tok_s": {"direct": direct, "cluster": cluster},
+            "ratio_cluster_over_direct": cluster / direct, "target": ">= 0.9", "tokens": tokens, "repeats": repeats,
+            "load_avg_1m_after_phase": load}
 
 
 def _conversation(i: int) -> list[dict[str, str]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -96,6 +97,21 @@ def test_a_conversation_sticks_to_its_replica(cluster: dict[str, Any]) -> None:
     assert sorted(delta.values()) == [0, 4], delta  # every turn on one replica
     home = next(r for r, n in delta.items() if n == 4)
     assert after[home]["prefix_cache_hits"] - before[home]["prefix_cache_hits"] >= 3  # turns 2-4 reuse the prefix
+
+
+def test_metrics_at_the_ingress_sum_the_replicas(cluster: dict[str, Any]) -> None:
+    chat(cluster, FAKE, [{"role": "user", "content": "counted twice"}])
+    chat(cluster, FAKE, [{"role": "user", "content": "counted twice"}])
+    expected = sum(s["prefix_cache_hits"] for s in stats(FAKE).values())
+    pattern = re.compile(r'^inhouse_prefix_cache_hits_total\{model="fake-a"\} (\S+)$', re.M)
+    deadline, seen = time.monotonic() + 20, None
+    while time.monotonic() < deadline:  # the sums are refreshed in the background, at most every 2 s
+        found = pattern.search(httpx.get(cluster["url"] + "/metrics", headers=cluster["headers"], timeout=30).text)
+        seen = float(found[1]) if found else None
+        if seen == expected:
+            break
+        time.sleep(0.5)
+    assert seen == expected > 0, (seen, expected)
 
 
 async def _stream(cluster: dict[str, Any], model: str, messages: list[dict[str, str]], max_tokens: int
