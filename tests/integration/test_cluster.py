@@ -27,6 +27,7 @@ FAKE = "fake-a"  # two replicas (one per machine), 2 requests each at most
 ZERO = "fake-z"  # scales to zero after a second idle
 REAL = "smollm2-135m"
 LONG_REPLY = "lorem ipsum dolor sit amet " * 60
+IDLE_RELEASE_S = 8.0
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     services.close()
     port = free_port()
     settings = fake_settings(dirs[0], {"server": {"port": port}, "cluster": {"initial_replicas": 2}})
-    local = LocalCluster(dirs).start()
+    # Each machine's own settings: idle release inside a kept replica after a few idle seconds.
+    local = LocalCluster(dirs, env={"INHOUSE_MODELS__IDLE_RELEASE_S": str(IDLE_RELEASE_S)}).start()
     try:
         deploy(settings, [
             ModelDeployment(FAKE, engine="fake", engine_overrides={"max_running": 2}, fake_delay_s=0.02,
@@ -61,7 +63,7 @@ def stats(model: str) -> dict[str, dict[str, Any]]:
 
     name = deployment_name(model)
     return {s["replica"]: s for s in replica_stats(serve.get_deployment_handle(name, APP_NAME), APP_NAME, name,
-                                                   timeout_s=10)}
+                                                   timeout_s=30)}
 
 
 def chat(cluster: dict[str, Any], model: str, messages: list[dict[str, str]], **extra: Any) -> dict[str, Any]:
@@ -154,6 +156,18 @@ def test_the_real_model_answers_through_the_cluster(cluster: dict[str, Any]) -> 
                    for x in lines[:-1] if json.loads(x[6:])["choices"])
     assert text.strip()
     assert sum(s["prefix_cache_hits"] for s in stats(REAL).values()) > hits  # the second turn reused the first
+
+
+def test_idle_release_inside_a_kept_replica(cluster: dict[str, Any]) -> None:
+    chat(cluster, REAL, [{"role": "user", "content": "Hello"}])
+    (replica,) = stats(REAL)
+    deadline = time.monotonic() + IDLE_RELEASE_S + 20
+    while stats(REAL)[replica]["loaded"] and time.monotonic() < deadline:
+        time.sleep(1)
+    now = stats(REAL)
+    assert list(now) == [replica] and not now[replica]["loaded"], "the engine was not released"  # same replica
+    assert chat(cluster, REAL, [{"role": "user", "content": "Hello again"}])["usage"]["completion_tokens"] > 0
+    assert stats(REAL)[replica]["loaded"]  # the request reloaded it
 
 
 def test_scale_to_zero_and_back(cluster: dict[str, Any]) -> None:

@@ -27,24 +27,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def node_args(data_dir: Path, *, head: bool, object_store_mb: int) -> dict[str, Any]:
+def node_args(data_dir: Path, *, head: bool, object_store_mb: int, env: dict[str, str] | None = None
+              ) -> dict[str, Any]:
     resources = {NODE_RESOURCE: 1.0, **({INGRESS_RESOURCE: 1.0} if head else {})}
     args: dict[str, Any] = {"node_ip_address": "127.0.0.1", "num_cpus": 1, "resources": resources,
                             "object_store_memory": object_store_mb * 1024 * 1024, "include_dashboard": False,
-                            "env_vars": {"INHOUSE_DATA_DIR": str(data_dir), **RAY_ENV}}
+                            "env_vars": {**(env or {}), "INHOUSE_DATA_DIR": str(data_dir), **RAY_ENV}}
     if head:  # Ray still starts a minimal dashboard process (state API): not on its fixed default port
         args["dashboard_port"] = free_port()
     return args
 
 
 class LocalCluster:
-    """``start()`` brings up one node per data directory (the first is the head) and connects this process."""
+    """``start()`` brings up one node per data directory (the first is the head) and connects this process. ``env``:
+    variables of every node's processes (``INHOUSE_*`` settings of the machines, e.g. idle release)."""
 
-    def __init__(self, data_dirs: list[Path], *, object_store_mb: int = 80) -> None:
+    def __init__(self, data_dirs: list[Path], *, object_store_mb: int = 80, env: dict[str, str] | None = None
+                 ) -> None:
         if not data_dirs:
             raise InvalidRequest("A cluster needs at least one node.")
         self._dirs = data_dirs
         self._store_mb = object_store_mb
+        self._env = env
         self._cluster: Any = None
         self._before: set[int] = set()
         self.nodes: list[Any] = []
@@ -60,10 +64,12 @@ class LocalCluster:
 
         self._before = set(descendants(os.getpid()))
         self._cluster = Cluster(initialize_head=True,
-                                head_node_args=node_args(self._dirs[0], head=True, object_store_mb=self._store_mb))
+                                head_node_args=node_args(self._dirs[0], head=True, object_store_mb=self._store_mb,
+                                                         env=self._env))
         self.nodes = [self._cluster.head_node]
         for d in self._dirs[1:]:
-            self.nodes.append(self._cluster.add_node(**node_args(d, head=False, object_store_mb=self._store_mb)))
+            self.nodes.append(self._cluster.add_node(**node_args(d, head=False, object_store_mb=self._store_mb,
+                                                                 env=self._env)))
         self._cluster.wait_for_nodes()
         ray.init(address=self._cluster.address, logging_level=logging.WARNING, log_to_driver=False)
         return self
