@@ -36,6 +36,11 @@ class ModelServer:
         import ray
         from ray import serve
 
+        # Ray sets OMP_NUM_THREADS=1 in actors that reserve no CPU; the engine sizes its own threads (engine.n_threads,
+        # the tuned profile), as under `inhouse serve`, so OpenMP in llama.cpp (and an engine child process) must not
+        # inherit that cap. Before llama.cpp is imported: OpenMP reads it once.
+        if os.environ.get("OMP_NUM_THREADS") == "1":
+            del os.environ["OMP_NUM_THREADS"]
         settings = Settings()  # this machine's: its INHOUSE_DATA_DIR, INHOUSE_CONFIG, INHOUSE_* variables
         if engine_overrides:
             settings.engine = settings.engine.model_copy(update=engine_overrides)
