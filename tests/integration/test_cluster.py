@@ -1,6 +1,7 @@
 """Cluster mode on two simulated machines in one process tree (``LocalCluster``): the whole API through Ray Serve,
 fake-engine replicas on both machines plus one real SmolLM2 replica, prefix-affinity routing, spill-over, scale to
-zero and back, and a replica killed mid-stream. About a minute and ~1.5 GB on 2 cores."""
+zero and back, idle release inside a kept replica, the summed metrics, and a replica killed mid-stream. About a
+minute on a quiet 2-core box."""
 
 from __future__ import annotations
 
