@@ -17,7 +17,8 @@ codes. Each class names the OpenAI-style ``type`` and a stable machine ``code`` 
      ├── Unavailable                the engine is loading, stopping or failed
      │    ├── AuditUnavailable       the audit record could not be written: the action must not happen
      │    ├── StorageFull            the disk is full: nothing was written; retry once space is back
-     │    └── AuditStorageFull       (both of the above) the audit record could not be written: disk full
+     │    ├── AuditStorageFull       (both of the above) the audit record could not be written: disk full
+     │    └── EngineCrashed          the engine's process died; it is being restarted
      └── EngineFailure              llama.cpp returned an error we could not recover from
 
 This module imports nothing from the package.
@@ -167,6 +168,13 @@ _NEARLY_FULL_BYTES = 1 << 20
 
 def storage_full(what: str, exc: BaseException) -> StorageFull:
     return StorageFull(f"{what}: the disk is full (nothing was written; retry when space is freed).")
+
+
+class EngineCrashed(Unavailable):
+    """The child process running a model's engine died (a signal, e.g. SIGSEGV in native code). In-flight
+    requests end with this; the supervisor restarts the engine, so a retry is the right answer."""
+
+    code = "engine_crashed"
 
 
 class EngineFailure(InhouseError):

@@ -27,7 +27,10 @@ if TYPE_CHECKING:
     from inhouse.governance.egress.router import EgressRouter
     from inhouse.governance.identity import KeyStore
     from inhouse.governance.quotas import QuotaService
+    from inhouse.hardware.probe import HardwareProbe
+    from inhouse.hardware.weights import WeightChoice
     from inhouse.kb.service import KnowledgeBase
+    from inhouse.models.recommend import ModelRecommendation
     from inhouse.models.registry import ModelRegistry
     from inhouse.models.residency import ModelResidency
     from inhouse.models.tuning.profile import ProfileStore
@@ -64,6 +67,11 @@ class Services:
     kb: KnowledgeBase  # <data_dir>/kb.db: collections, documents, retrieval, grounded answers
     conversations: ConversationStore  # the web UI's chat history (inhouse.db)
     responses: ResponseStore  # stored Responses API answers, for previous_response_id (inhouse.db)
+    probe: HardwareProbe  # <data_dir>/hardware: what this machine and llama.cpp build run (``inhouse doctor``)
+    # The weight path each model was last loaded with, and why (filled by the llama engine factory; the dict
+    # is shared and mutated, the field itself never changes).
+    weight_choices: dict[str, WeightChoice]
+    default_model: ModelRecommendation | None  # how models.default was chosen when it was "auto"
     assistants: Assistants
 
     def close(self) -> None:

@@ -63,7 +63,8 @@ def test_up_join_serve_status_down(machines: tuple[Path, Path, dict[str, str]]) 
     assert refused.returncode == 7, refused.stderr[-500:]
 
     port = free_port()
-    served = run("serve", "--cluster", address[1], "--data-dir", str(head), "--port", str(port), env=env)
+    served = run("serve", "--cluster", address[1], "--model", "smollm2-135m", "--data-dir", str(head), "--port",
+                 str(port), env=env)
     assert served.returncode == 0, served.stdout + served.stderr
     key = re.search(r"(ih_\S+)", served.stdout)
     assert key, served.stdout

@@ -9,6 +9,7 @@ from inhouse.cli import audit as audit_cli
 from inhouse.cli import backup as backup_cli
 from inhouse.cli import chat, keys, models, serve
 from inhouse.cli import cluster as cluster_cli
+from inhouse.cli import doctor as doctor_cli
 from inhouse.cli import groups as groups_cli
 from inhouse.cli import image as image_cli
 from inhouse.cli import kb as kb_cli
@@ -32,6 +33,7 @@ chat.register(app)
 kb_cli.register(app)
 tune_cli.register(app)
 status_cli.register(app)
+doctor_cli.register(app)
 support_cli.register(app)
 minutes_cli.register(app)
 outline_cli.register(app)

@@ -9,8 +9,9 @@ Failures at the boundary:
 
 * an ``inhouse.errors`` error raised by the replica before the first delta comes back as the same kind of error
   (``wire.ErrorRecord``), so a full engine is still a 429 and a long prompt a 400;
-* a replica that dies (its machine, its process) before the first delta is ``Unavailable`` (503); after it, the
-  stream ends with an ``error`` delta, which ``serving.py`` turns into the SSE error event. Nothing waits forever:
+* a replica that dies (its machine, its process) before the first delta is ``EngineCrashed`` (503, retry); after
+  it, the stream ends with an ``error`` delta coded ``engine_crashed``, which ``serving.py`` turns into the SSE error
+  event. Nothing waits forever:
   Ray reports the dead actor to the waiting stream, and the router stops choosing it.
 """
 
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any, cast
 from inhouse.cluster.wire import ErrorRecord, ReplicaInfo, error_from
 from inhouse.engine.params import Delta, GenerationRequest
 from inhouse.engine.protocol import EngineStats
-from inhouse.errors import EngineFailure, InhouseError, Unavailable
+from inhouse.errors import EngineCrashed, EngineFailure, InhouseError, Unavailable
 
 if TYPE_CHECKING:
     from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REPLICA_PREFIX = "SERVE_REPLICA::"
-_STATS_FIELDS = tuple(f.name for f in fields(EngineStats) if f.name != "model")
+_STATS_FIELDS = tuple(f.name for f in fields(EngineStats) if f.name not in ("model", "crashes"))
 
 
 def _lost(exc: BaseException) -> bool:
@@ -115,8 +116,13 @@ class RemoteEngine:
             what = "went away" if lost else f"failed ({type(_unwrapped(exc)).__name__})"
             log.error("request %s: the replica of %s %s: %s", request.request_id, self._model, what, exc)
             if not started:
-                raise (Unavailable if lost else EngineFailure)(f"The replica of {self._model} {what}; retry.") from exc
-            yield Delta(request.request_id, finish_reason="error", error=f"the model replica {what}")
+                kind = EngineCrashed if lost else EngineFailure
+                raise kind(f"The replica of {self._model} {what}; retry.") from exc
+            # A lost replica is a crashed engine to the client (a coded SSE error event: retry); another failure
+            # stays internal (its details are in the log).
+            yield Delta(request.request_id, finish_reason="error",
+                        error=f"The model replica serving this request {what}; retry." if lost else None,
+                        error_code=EngineCrashed.code if lost else None)
         finally:
             stream.cancel()  # a no-op once the stream ended; otherwise the replica's generator is closed
 
@@ -157,7 +163,14 @@ class RemoteEngine:
 
 
 def sum_stats(model: str, per_replica: list[dict[str, Any]]) -> EngineStats:
-    return EngineStats(model, **{f: sum(int(s.get(f, 0)) for s in per_replica) for f in _STATS_FIELDS})
+    """The counters summed; the engine processes' crashes summed by cause."""
+    total = EngineStats(model)
+    for name in _STATS_FIELDS:
+        setattr(total, name, sum(int(s.get(name, 0)) for s in per_replica))
+    for s in per_replica:
+        for cause, n in (s.get("crashes") or {}).items():
+            total.crashes[cause] = total.crashes.get(cause, 0) + int(n)
+    return total
 
 
 def replica_ids(app_name: str, deployment: str) -> list[str]:

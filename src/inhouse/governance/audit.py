@@ -51,6 +51,7 @@ BreakKind = Literal[
 ]
 RESEALED = "audit.resealed"
 MODEL_LOADED = "model.loaded"
+ENGINE_CRASHED = "engine.crashed"  # a model's engine process died (reason: the signal); details say what followed
 # Outcome of the write-ahead record of a generation request (its final record follows when it ends).
 STARTED = "started"
 # Outcome of the final record written for a request whose process stopped before it ended (see close_interrupted).

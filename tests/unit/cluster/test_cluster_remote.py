@@ -103,7 +103,7 @@ def test_an_error_before_the_first_delta_keeps_its_kind() -> None:
 def test_a_replica_lost_before_the_first_delta_is_unavailable() -> None:
     engine = RemoteEngine("m", FakeHandle([], ActorDiedError()), app_name="a",  # type: ignore[arg-type]
                           call_timeout_s=5)
-    with pytest.raises(errors.Unavailable):
+    with pytest.raises(errors.EngineCrashed):
         asyncio.run(_collect(engine))
 
 
@@ -112,7 +112,7 @@ def test_a_replica_lost_mid_stream_ends_the_stream_with_an_error_delta() -> None
     engine = RemoteEngine("m", handle, app_name="a", call_timeout_s=5)  # type: ignore[arg-type]
     got = asyncio.run(_collect(engine))
     assert [d.text for d in got] == ["Hel", ""]
-    assert got[-1].finish_reason == "error" and got[-1].error
+    assert got[-1].finish_reason == "error" and got[-1].error and got[-1].error_code == "engine_crashed"
     assert handle.streams[0].cancelled
 
 

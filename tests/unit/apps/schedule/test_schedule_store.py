@@ -80,7 +80,7 @@ def test_migration_7_repairs_rows_written_with_short_years(db: Database) -> None
         db.execute("INSERT INTO schedule_events (id, owner, uid, title, start_utc, end_utc, tz, status, created_at,"
                    " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'confirmed', 0, 0)",
                    (eid, owner, eid, eid, start, end, tz))
-    assert db.migrate() == [7]
+    assert db.migrate() == [m.version for m in MIGRATIONS[6:]] and MIGRATIONS[6].version == 7  # 7 and later
     stored = {r["id"]: (r["start_utc"], r["end_utc"]) for r in db.query("SELECT * FROM schedule_events")}
     assert stored == {"evt_a": ("0999-06-01T02:00:00Z", "0999-06-01T03:00:00Z"),
                       "evt_b": ("0001-01-01T10:29:20Z", "0001-01-01T11:29:20Z"),
