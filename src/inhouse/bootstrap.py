@@ -47,9 +47,8 @@ from inhouse.models.spec import ModelSpec
 from inhouse.models.timetable import Timetable
 from inhouse.models.tuning.profile import ProfileStore, tuned_settings
 from inhouse.services import Assistants, Services
-from inhouse.store.conversations import ConversationStore
-from inhouse.store.db import Database
-from inhouse.store.responses import ResponseStore
+from inhouse.store.build import build_stores
+from inhouse.store.sqlite.inhouse_db import open_inhouse_db
 
 log = logging.getLogger(__name__)
 
@@ -224,16 +223,18 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
     timetable = Timetable.parse(ms.prewarm, ms.release)  # a bad entry fails here, before anything is opened
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.model_cache_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.db_path)
-    db.migrate()
+    # inhouse.db holds the assistants' tables, and governance and conversations unless store.url names PostgreSQL.
+    db = open_inhouse_db(settings.db_path)
+    stores = build_stores(settings, db)
+    governance = stores.governance
     # Every security action (users, groups, memberships, keys, egress decisions, model loads) is recorded
     # here; a failed write makes the action fail.
-    audit = AuditLog(settings.data_dir / "audit.db")
+    audit = stores.audit
     audit_sink: AuditSink = audit
     gs = settings.governance
-    keys = KeyStore(db, audit=audit_sink, max_keys_per_user=gs.max_keys_per_user)
-    directory = UserDirectory(db, audit=audit_sink)
-    quotas = QuotaService(db, default_rpm=gs.default_rpm, default_tokens_per_day=gs.default_tokens_per_day)
+    keys = KeyStore(governance, audit=audit_sink, max_keys_per_user=gs.max_keys_per_user)
+    directory = UserDirectory(governance, audit=audit_sink)
+    quotas = QuotaService(governance, default_rpm=gs.default_rpm, default_tokens_per_day=gs.default_tokens_per_day)
     profiles = ProfileStore(settings.data_dir / "profiles", lambda: detect_cpu().signature)
     probe = build_probe(settings)
     default_model: ModelRecommendation | None = None
@@ -280,9 +281,9 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
     )
     return Services(settings=settings, db=db, audit=audit, keys=keys, directory=directory, quotas=quotas,
                     profiles=profiles, registry=registry, residency=residency, chat=chat, egress=egress,
-                    external=ExternalProviderClient(), kb=kb, conversations=ConversationStore(db),
-                    responses=ResponseStore(db), probe=probe, weight_choices=weight_choices,
-                    default_model=default_model, assistants=assistants)
+                    external=ExternalProviderClient(), kb=kb, conversations=stores.conversations,
+                    responses=stores.responses, probe=probe, weight_choices=weight_choices,
+                    default_model=default_model, assistants=assistants, stores=stores)
 
 
 def build_model_host(settings: Settings, *, catalog: Sequence[CatalogEntry] = CATALOG

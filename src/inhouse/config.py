@@ -256,6 +256,23 @@ class ClusterSettings(BaseModel):
         "cold start from zero replicas included.")
 
 
+class StoreSettings(BaseModel):
+    url: str = Field(
+        "", pattern=r"^$|^postgres(ql)?://",
+        description="Where users, keys, quotas, conversations, the audit chain and the knowledge index are kept: "
+        "empty for the embedded SQLite files in `data_dir`, or a PostgreSQL URL shared by several nodes "
+        "(`postgresql://inhouse@db.internal:5432/inhouse?sslmode=verify-full`). Keep the password out of it: "
+        "libpq reads `PGPASSWORD` or `~/.pgpass`. `inhouse store migrate --to URL` copies an embedded install there.",
+    )
+    pool_size: int = Field(8, ge=1, le=100, description="Connections each inhouse process keeps per PostgreSQL store.")
+    node: str = Field(
+        "", max_length=200,
+        description="This node's name in the shared audit chain (PostgreSQL only): the write-ahead records of its "
+        "requests carry it, and when it restarts it closes only its own unfinished requests as interrupted, never "
+        "those another node is serving. Empty: the host name. Give each node a name that survives its restarts.",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="INHOUSE_", env_nested_delimiter="__", extra="forbid", toml_file=None
@@ -275,6 +292,7 @@ class Settings(BaseSettings):
     apps: AppsSettings = Field(default_factory=lambda: AppsSettings(), description="Assistants.")
     cluster: ClusterSettings = Field(
         default_factory=lambda: ClusterSettings(), description="Cluster mode (Ray Serve): replicas and routing.")
+    store: StoreSettings = Field(default_factory=lambda: StoreSettings(), description="Where data is kept.")
 
     @property
     def db_path(self) -> Path:

@@ -146,12 +146,14 @@ class AuditStorageFull(AuditUnavailable, StorageFull):
 
 
 def is_storage_full(exc: BaseException, path: str | os.PathLike[str] | None = None) -> bool:
-    """Whether ``exc`` (from the OS, the stdlib sqlite3 or apsw) means the disk is full. With ``path``, also any
-    error while the filesystem holding ``path`` has (almost) no space left: an SQLite extension may report a
-    failed write in its own words (sqlite-vec: "could not write vector blob")."""
+    """Whether ``exc`` (from the OS, the stdlib sqlite3, apsw or psycopg) means the disk is full. With ``path``,
+    also any error while the filesystem holding ``path`` has (almost) no space left: an SQLite extension may report
+    a failed write in its own words (sqlite-vec: "could not write vector blob")."""
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
     if getattr(exc, "sqlite_errorcode", None) == 13 or type(exc).__name__ == "FullError":  # SQLITE_FULL
+        return True
+    if getattr(exc, "sqlstate", None) == "53100":  # PostgreSQL disk_full (on the database server)
         return True
     if "database or disk is full" in str(exc):
         return True

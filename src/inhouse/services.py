@@ -34,9 +34,10 @@ if TYPE_CHECKING:
     from inhouse.models.registry import ModelRegistry
     from inhouse.models.residency import ModelResidency
     from inhouse.models.tuning.profile import ProfileStore
+    from inhouse.store.build import Stores
     from inhouse.store.conversations import ConversationStore
-    from inhouse.store.db import Database
     from inhouse.store.responses import ResponseStore
+    from inhouse.store.sqlite.database import Database
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,9 @@ class Assistants:
 @dataclass(frozen=True)
 class Services:
     settings: Settings
-    db: Database  # <data_dir>/inhouse.db: keys, users, groups, quotas, conversations, assistants' data
-    audit: AuditLog  # <data_dir>/audit.db: the tamper-evident log (security events, one record per request)
+    db: Database  # <data_dir>/inhouse.db: the assistants' data; keys, users, groups, quotas, conversations too
+    # unless store.url names PostgreSQL (docs/storage.md)
+    audit: AuditLog  # audit.db (or PostgreSQL): the tamper-evident log (security events, one record per request)
     keys: KeyStore  # API keys (hashed); authenticate() on every request
     directory: UserDirectory  # users, groups, memberships
     quotas: QuotaService  # requests/minute (in memory) and tokens/day (inhouse.db) per key
@@ -73,10 +75,12 @@ class Services:
     weight_choices: dict[str, WeightChoice]
     default_model: ModelRecommendation | None  # how models.default was chosen when it was "auto"
     assistants: Assistants
+    stores: Stores  # what store.url chose (governance, conversations, audit); closed with the services
 
     def close(self) -> None:
         self.residency.stop()
         self.kb.close()
         self.registry.close()
+        self.stores.close()
         self.db.close()
         self.audit.close()

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from inhouse.api.auth import require
 from inhouse.governance.audit import parse_since
-from inhouse.governance.audit_report import build_report
+from inhouse.governance.audit.report import build_report
 
 if TYPE_CHECKING:
     from inhouse.services import Services
