@@ -3,7 +3,7 @@
 Placement: every machine started by ``inhouse cluster up``/``join`` offers the custom resource ``inhouse_node``;
 model replicas ask for a sliver of it and ``max_replicas_per_node=1``, so each model has at most one replica per
 machine, and its engine's threads are its own business (``num_cpus=0``: Ray does not count cores for it). The head
-also offers ``inhouse_ingress``, where the one ingress replica runs (its SQLite data directory is there).
+also offers ``inhouse_ingress``, where the one ingress replica runs (its data directory is there: docs/scale-out.md).
 
 Autoscaling: each model from ``cluster.min_replicas`` (0: its machines go back to other work) up to one per
 machine, with the delays of ``cluster.upscale_delay_s`` / ``downscale_delay_s`` instead of Ray's 30 s / 600 s.

@@ -2,8 +2,9 @@
 replica, its models reached through ``RemoteEngine`` handles instead of llama.cpp.
 
 It is ``bootstrap.build_services`` with one seam changed (the engine factory) and ``api.app.build_app`` on top,
-served by Serve's HTTP proxy. Until the PostgreSQL store lands it keeps the SQLite databases of its data
-directory, so there is one ingress replica, on the head machine (resource ``inhouse_ingress``).
+served by Serve's HTTP proxy. Its stores are those of its settings: the SQLite files of its data directory, or
+PostgreSQL with ``store.url``. There is one ingress replica, on the head machine (resource ``inhouse_ingress``):
+the assistants' tables and the requests/minute windows are still per node (docs/scale-out.md).
 """
 
 from __future__ import annotations
