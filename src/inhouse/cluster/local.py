@@ -58,9 +58,15 @@ class LocalCluster:
         return str(self._cluster.address)
 
     def start(self) -> LocalCluster:
-        os.environ.update(RAY_ENV)  # before Ray is imported: it reads them once, at import
+        os.environ.update(RAY_ENV)  # for the nodes' processes, and for this one if Ray is not imported yet
         import ray
+        import ray._private.ray_constants as ray_constants
         from ray.cluster_utils import Cluster
+
+        # Ray reads RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER once, when first imported; in a process that imported it
+        # earlier (a test session) 127.0.0.1 would still be rewritten to the unreachable outbound address and the
+        # driver would wait for its GCS forever. The constant is looked up at call time, so set it here too.
+        ray_constants.ENABLE_RAY_CLUSTER = False
 
         self._before = set(descendants(os.getpid()))
         self._cluster = Cluster(initialize_head=True,
