@@ -69,15 +69,19 @@ class LocalCluster:
         ray_constants.ENABLE_RAY_CLUSTER = False
 
         self._before = set(descendants(os.getpid()))
-        self._cluster = Cluster(initialize_head=True,
-                                head_node_args=node_args(self._dirs[0], head=True, object_store_mb=self._store_mb,
-                                                         env=self._env))
-        self.nodes = [self._cluster.head_node]
-        for d in self._dirs[1:]:
-            self.nodes.append(self._cluster.add_node(**node_args(d, head=False, object_store_mb=self._store_mb,
-                                                                 env=self._env)))
-        self._cluster.wait_for_nodes()
-        ray.init(address=self._cluster.address, logging_level=logging.WARNING, log_to_driver=False)
+        try:
+            self._cluster = Cluster(initialize_head=True,
+                                    head_node_args=node_args(self._dirs[0], head=True, object_store_mb=self._store_mb,
+                                                             env=self._env))
+            self.nodes = [self._cluster.head_node]
+            for d in self._dirs[1:]:
+                self.nodes.append(self._cluster.add_node(**node_args(d, head=False, object_store_mb=self._store_mb,
+                                                                     env=self._env)))
+            self._cluster.wait_for_nodes()
+            ray.init(address=self._cluster.address, logging_level=logging.WARNING, log_to_driver=False)
+        except BaseException:  # a node or the driver did not come up: nothing of ours is left running
+            self.stop()
+            raise
         return self
 
     def node_id(self, index: int) -> str:
