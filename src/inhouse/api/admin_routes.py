@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from inhouse.api.auth import require
+from inhouse.api.bounds import Count, UnixSeconds
 from inhouse.errors import NotFound, PermissionDenied
 from inhouse.governance.acl import Resource, allowed
 from inhouse.governance.identity import KeyRecord
@@ -50,22 +51,22 @@ class KeyCreate(_Body):
     name: str = Field(max_length=200)
     user_id: str | None = Field(None, max_length=100, description="Bind the key to this user (recommended).")
     role: RoleName | None = Field(None, description="Defaults to the user's role; may not exceed it.")
-    expires_at: float | None = Field(None, description="Unix seconds.")
-    rpm_limit: int | None = Field(None, ge=0)
-    tokens_per_day_limit: int | None = Field(None, ge=0)
+    expires_at: UnixSeconds | None = Field(None, description="Unix seconds.")
+    rpm_limit: Count | None = None
+    tokens_per_day_limit: Count | None = None
     scopes: list[str] | None = Field(None, max_length=8, description="Limit the key to these actions, e.g. "
                                      "[\"apps:support\"] for an embedded widget.")
 
 
 class KeyPatch(_Body):
-    rpm_limit: int | None = Field(None, ge=0)
-    tokens_per_day_limit: int | None = Field(None, ge=0)
+    rpm_limit: Count | None = None
+    tokens_per_day_limit: Count | None = None
 
 
 class OwnKeyCreate(_Body):
     name: str = Field(max_length=200)
     role: RoleName | None = Field(None, description="At most the calling key's role (the default).")
-    expires_at: float | None = Field(None, description="Unix seconds.")
+    expires_at: UnixSeconds | None = Field(None, description="Unix seconds.")
     scopes: list[str] | None = Field(None, max_length=8, description="Limit the key to these actions.")
 
 

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from inhouse.api.admin_routes import add_admin_routes
 from inhouse.api.audit_routes import add_audit_routes
 from inhouse.api.audit_trail import AuditMiddleware
+from inhouse.api.auth import AuthFirstRoute
 from inhouse.api.conversation_routes import add_conversation_routes
 from inhouse.api.cors import WidgetCorsMiddleware
 from inhouse.api.embedding_routes import add_embedding_routes
@@ -46,6 +47,8 @@ def build_app(services: Services) -> FastAPI:
     # No /docs or /openapi.json: every route must declare a permission, and these would not.
     app = FastAPI(title="inhouse", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.services = services
+    # Every route authenticates and checks its permission before its body is read (api/auth.py).
+    app.router.route_class = AuthFirstRoute
     metrics = Metrics(lambda: list(loaded_engines(services.registry)))
     install_error_handlers(app)
     add_system_routes(app.router, services, metrics)

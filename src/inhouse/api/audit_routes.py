@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from starlette.concurrency import run_in_threadpool
 
 from inhouse.api.auth import require
+from inhouse.api.bounds import MAX_INT64
 from inhouse.governance.audit import parse_since
 from inhouse.governance.audit_report import build_report
 
@@ -26,7 +27,7 @@ def add_audit_routes(router: APIRouter, services: Services) -> None:
         action: str | None = Query(None, max_length=200),
         actor: str | None = Query(None, max_length=200, description="an actor key id (key_…)"),
         kind: str | None = Query(None, pattern="^(request|security)$"),
-        after_seq: int = Query(0, ge=0, description="records after this seq (paging, oldest first)"),
+        after_seq: int = Query(0, ge=0, le=MAX_INT64, description="records after this seq (paging, oldest first)"),
         limit: int = Query(100, ge=1, le=MAX_LIMIT),
     ) -> dict[str, Any]:
         audit = services.audit

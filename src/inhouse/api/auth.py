@@ -11,11 +11,12 @@ A refused request on a route that names a resource in its path (``/v1/admin/user
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.routing import APIRoute
+from starlette.responses import Response
 
 from inhouse.api.deps import services_of
 from inhouse.errors import AuthenticationFailed, NotFound, PermissionDenied
@@ -25,7 +26,7 @@ from inhouse.types import ANONYMOUS_ADMIN, Actor
 if TYPE_CHECKING:
     from fastapi.dependencies.models import Dependant
 
-__all__ = ["ACTIONS", "Need", "authenticate_request", "public", "require", "route_actions"]
+__all__ = ["ACTIONS", "AuthFirstRoute", "Need", "authenticate_request", "public", "require", "route_actions"]
 
 _MAX_HEADER_CHARS = 512
 
@@ -68,10 +69,13 @@ class _Permission:
         self._check = check
 
     async def __call__(self, request: Request) -> Actor | None:
+        # Checked once per request: AuthFirstRoute runs it before the body is read, the dependency then finds
+        # it passed (a metered action must not be counted twice).
+        passed: dict[str, Actor | None] = getattr(request.state, "permissions_passed", {})
+        if self.action in passed:
+            return passed[self.action]
         actor = await self._check(request)
-        # Remembered so that check_route_permission does not check (and meter) the same request twice.
-        passed: set[str] = getattr(request.state, "permissions_passed", set())
-        request.state.permissions_passed = passed | {self.action}
+        request.state.permissions_passed = {**passed, self.action: actor}
         return actor
 
 
@@ -115,14 +119,24 @@ def metrics_permission(metrics_public: bool) -> Any:
     return require("metrics:read")
 
 
-async def check_route_permission(request: Request) -> None:
-    """Run the permission checks the matched route declares (for handlers that run before its dependencies)."""
-    route = request.scope.get("route")
-    if isinstance(route, APIRoute):
-        passed: set[str] = getattr(request.state, "permissions_passed", set())
-        for perm in _permissions_of(route.dependant):
-            if perm.action not in passed:
+class AuthFirstRoute(APIRoute):
+    """The route class of the app: the route's permission runs before FastAPI reads the body.
+
+    FastAPI parses a JSON or form body before it solves dependencies, so an unreadable body (invalid UTF-8, a multipart
+    request without a boundary) would be answered 400 before the caller was identified. Here the caller without a
+    valid key gets 401, and one who may not use the route gets its 403/404, whatever the body holds.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        permissions = _permissions_of(self.dependant)
+
+        async def authenticated_first(request: Request) -> Response:
+            for perm in permissions:
                 await perm(request)
+            return await handler(request)
+
+        return authenticated_first
 
 
 def _permissions_of(dependant: Dependant) -> list[_Permission]:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.concurrency import run_in_threadpool
 
 from inhouse.api.auth import require
+from inhouse.api.bounds import PositiveCount
 from inhouse.errors import InvalidRequest
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ class EmbeddingRequest(BaseModel):
                         Field(min_length=1, max_length=MAX_INPUTS)])
     encoding_format: Literal["float", "base64"] = "float"
     input_type: Literal["query", "passage", "document"] | None = None
-    dimensions: int | None = None
+    dimensions: PositiveCount | None = None
     user: str | None = None
 
 

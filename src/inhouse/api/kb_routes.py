@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
 from inhouse.api.auth import require
+from inhouse.api.bounds import MAX_INT64
 from inhouse.errors import InvalidRequest, NotFound
 from inhouse.types import Actor
 
@@ -111,10 +112,9 @@ def add_kb_routes(router: APIRouter, kb: KnowledgeBase) -> None:
         return JSONResponse({**doc.to_dict(), "status": outcome.status}, status_code=status)
 
     @router.get("/v1/collections/{collection_id}/documents")
-    async def list_documents(collection_id: str, limit: int = 100, offset: int = 0,
+    async def list_documents(collection_id: str, limit: int = Query(100, ge=1, le=1000),
+                             offset: int = Query(0, ge=0, le=MAX_INT64),
                              actor: Actor = Depends(require("kb:read"))) -> dict[str, Any]:
-        if not (1 <= limit <= 1000 and offset >= 0):
-            raise InvalidRequest("limit must be 1..1000 and offset >= 0.", param="limit")
         docs = await run(lambda: kb.list_documents(actor, collection_id, limit=limit, offset=offset))
         return {"object": "list", "data": [d.to_dict() for d in docs]}
 

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 Text = Annotated[str, StringConstraints(max_length=300)]
 When = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 Zone = Annotated[str, StringConstraints(max_length=64)]
+# Minutes as a number or as text ('45 min', '1.5 hours', '半小时'); parse_duration_minutes checks 1..1440 either way.
+Minutes = Annotated[int, Field(ge=1, le=24 * 60)] | Annotated[str, StringConstraints(min_length=1, max_length=40)]
 
 
 class _Body(BaseModel):
@@ -43,7 +45,7 @@ class EventCreate(_Body):
     title: Annotated[str, StringConstraints(min_length=1, max_length=300)]
     start: When
     end: When | None = None
-    duration_minutes: int | str | None = None
+    duration_minutes: Minutes | None = None
     attendees: Annotated[list[Text], Field(max_length=200)] = Field(default_factory=list)
     location: Text = ""
     description: Annotated[str, StringConstraints(max_length=8000)] = ""
@@ -75,7 +77,7 @@ class AttendeeBody(BaseModel):
 class FreeSlotsRequest(_Body):
     attendees: Annotated[list[AttendeeBody | Annotated[str, StringConstraints(min_length=1, max_length=200)]],
                          Field(max_length=50)] = Field(default_factory=list)
-    duration_minutes: int | str = 60
+    duration_minutes: Minutes = 60
     start: When | None = None
     end: When | None = None
     limit: int = Field(5, ge=1, le=200)
