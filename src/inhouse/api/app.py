@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
+from inhouse import __version__
 from inhouse.api.admin_routes import add_admin_routes
 from inhouse.api.audit_routes import add_audit_routes
 from inhouse.api.audit_trail import AuditMiddleware
@@ -44,8 +45,9 @@ def loaded_engines(registry: ModelRegistry) -> Iterator[EngineClient]:
 
 
 def build_app(services: Services) -> FastAPI:
-    # No /docs or /openapi.json: every route must declare a permission, and these would not.
-    app = FastAPI(title="inhouse", docs_url=None, redoc_url=None, openapi_url=None)
+    # FastAPI's own /docs and /openapi.json would declare no permission: /openapi.json is a route of ours
+    # (api/system_routes.py, described by api/openapi.py) and there is no interactive page.
+    app = FastAPI(title="inhouse", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.services = services
     # Every route authenticates and checks its permission before its body is read (api/auth.py).
     app.router.route_class = AuthFirstRoute

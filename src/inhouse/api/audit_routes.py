@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from inhouse.api.auth import require
 from inhouse.api.bounds import MAX_INT64
+from inhouse.api.responses import AuditList
 from inhouse.governance.audit import parse_since
 from inhouse.governance.audit_report import build_report
 
@@ -21,7 +22,7 @@ MAX_LIMIT = 1000
 
 def add_audit_routes(router: APIRouter, services: Services) -> None:
 
-    @router.get("/v1/admin/audit", dependencies=[Depends(require("audit:read"))])
+    @router.get("/v1/admin/audit", dependencies=[Depends(require("audit:read"))], responses={200: {"model": AuditList}})
     async def list_audit(
         since: str | None = Query(None, max_length=64, description="7d, 12h, 30m or an ISO date/time"),
         action: str | None = Query(None, max_length=200),

@@ -64,8 +64,9 @@ def authenticate_request(request: Request) -> Actor:
 class _Permission:
     """A FastAPI dependency that knows its action (so routes can be audited)."""
 
-    def __init__(self, action: str, check: Callable[[Request], Awaitable[Actor | None]]) -> None:
+    def __init__(self, action: str, check: Callable[[Request], Awaitable[Actor | None]], *, open: bool = False) -> None:
         self.action = action
+        self.open = open  # anyone may call (no key): the OpenAPI description says so
         self._check = check
 
     async def __call__(self, request: Request) -> Actor | None:
@@ -95,7 +96,7 @@ def require(action: str) -> Any:
             services_of(request).quotas.check(actor.key_id)
         return actor
 
-    return _Permission(action, check)
+    return _Permission(action, check, open=need == "public")
 
 
 def public(action: str) -> Any:
@@ -106,17 +107,19 @@ def public(action: str) -> Any:
     async def check(_: Request) -> None:
         return None
 
-    return _Permission(action, check)
+    return _Permission(action, check, open=True)
 
 
-def metrics_permission(metrics_public: bool) -> Any:
-    if metrics_public:
+def open_to_all(action: str, is_open: bool) -> Any:
+    """``require(action)``, or no check at all when a setting opens the route (``server.metrics_public``,
+    ``server.openapi_public``): still declares ``action``."""
+    if not is_open:
+        return require(action)
 
-        async def check(_: Request) -> None:
-            return None
+    async def check(_: Request) -> None:
+        return None
 
-        return _Permission("metrics:read", check)
-    return require("metrics:read")
+    return _Permission(action, check, open=True)
 
 
 class AuthFirstRoute(APIRoute):
@@ -129,7 +132,7 @@ class AuthFirstRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
-        permissions = _permissions_of(self.dependant)
+        permissions = permissions_of(self.dependant)
 
         async def authenticated_first(request: Request) -> Response:
             for perm in permissions:
@@ -139,21 +142,13 @@ class AuthFirstRoute(APIRoute):
         return authenticated_first
 
 
-def _permissions_of(dependant: Dependant) -> list[_Permission]:
+def permissions_of(dependant: Dependant) -> list[_Permission]:
+    """The permission dependencies a route declares (at any depth)."""
     found: list[_Permission] = []
     for dep in dependant.dependencies:
         if isinstance(dep.call, _Permission):
             found.append(dep.call)
-        found.extend(_permissions_of(dep))
-    return found
-
-
-def _actions_of(dependant: Dependant) -> list[str]:
-    found: list[str] = []
-    for dep in dependant.dependencies:
-        if isinstance(dep.call, _Permission):
-            found.append(dep.call.action)
-        found.extend(_actions_of(dep))
+        found.extend(permissions_of(dep))
     return found
 
 
@@ -162,7 +157,7 @@ def route_actions(app: FastAPI) -> dict[tuple[str, str], list[str]]:
     table: dict[tuple[str, str], list[str]] = {}
     for route in app.routes:
         if isinstance(route, APIRoute):
-            acts = _actions_of(route.dependant)
+            acts = [p.action for p in permissions_of(route.dependant)]
             for method in sorted(route.methods or ()):
                 table[(method, route.path)] = acts
     return table

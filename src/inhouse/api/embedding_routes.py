@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from inhouse.api.auth import require
 from inhouse.api.bounds import PositiveCount
+from inhouse.api.responses import EmbeddingList
 from inhouse.errors import InvalidRequest
 
 if TYPE_CHECKING:
@@ -39,7 +40,8 @@ class EmbeddingRequest(BaseModel):
 
 
 def add_embedding_routes(router: APIRouter, embedder: Embedder) -> None:
-    @router.post("/v1/embeddings", dependencies=[Depends(require("embeddings:create"))])
+    @router.post("/v1/embeddings", dependencies=[Depends(require("embeddings:create"))],
+                 responses={200: {"model": EmbeddingList}})
     async def embeddings(body: EmbeddingRequest) -> dict[str, Any]:
         texts = [body.input] if isinstance(body.input, str) else list(body.input)
         if body.dimensions is not None and body.dimensions != embedder.dim:

@@ -16,6 +16,8 @@ from inhouse.api.auth import require
 from inhouse.api.openai import wire
 from inhouse.api.openai.relay import Relayed, external_model_entries
 from inhouse.api.openai.serving import GenerationCall, NotCovered, Serving
+from inhouse.api.openapi import errors
+from inhouse.api.responses import ChatCompletion, Completion, ModelList
 from inhouse.api.schemas import ChatCompletionRequest, CompletionRequest
 from inhouse.types import Actor
 
@@ -26,13 +28,17 @@ if TYPE_CHECKING:
     from inhouse.services import Services
 
 
+# With "stream": true the answer is server-sent events: JSON chunks, then `data: [DONE]`.
+STREAM = {"content": {"text/event-stream": {"schema": {"type": "string"}}}}
+
+
 def add_openai_routes(router: APIRouter, services: Services, metrics: Metrics) -> None:
     # Routes are added to the app's own router (not include_router): FastAPI versions differ in how
     # included routers appear in `app.routes`, and the permission meta-test walks that list.
     serving = Serving(services, metrics)
     registry, profiles = services.registry, services.profiles
 
-    @router.get("/v1/models", dependencies=[Depends(require("models:read"))])
+    @router.get("/v1/models", dependencies=[Depends(require("models:read"))], responses={200: {"model": ModelList}})
     async def list_models() -> dict[str, Any]:
         specs, loaded = await run_in_threadpool(lambda: (registry.list_models(), set(registry.loaded())))
         external = await run_in_threadpool(external_model_entries, services.egress)
@@ -40,13 +46,15 @@ def add_openai_routes(router: APIRouter, services: Services, metrics: Metrics) -
         return {"object": "list", "data": [{**_model_entry(s, s.name in loaded), "tuned_profile": tuned[s.name]}
                                            for s in specs] + external}
 
-    @router.post("/v1/chat/completions")
+    @router.post("/v1/chat/completions", responses={200: {"model": ChatCompletion, **STREAM}, **errors(
+        404, why={404: "No such model, or a `knowledge` collection that does not exist or is not the caller's."})})
     async def chat_completions(body: ChatCompletionRequest, request: Request,
                                actor: Actor = Depends(require("chat:create"))) -> Response:
         call = GenerationCall("chat", body.model_dump(exclude_unset=True), actor, stream=body.stream)
         return await _respond(call, request, body.stream_options)
 
-    @router.post("/v1/completions")
+    @router.post("/v1/completions", responses={200: {"model": Completion, **STREAM}, **errors(
+        404, why={404: "No such model."})})
     async def completions(body: CompletionRequest, request: Request,
                           actor: Actor = Depends(require("completions:create"))) -> Response:
         call = GenerationCall("completion", body.model_dump(exclude_unset=True), actor, stream=body.stream)
