@@ -46,7 +46,8 @@ DESCRIPTIONS: dict[int, str] = {
          "`param` name it).",
     401: "No API key, or an unknown, revoked or expired one.",
     403: "The key may not perform this route's action (its role or its scopes).",
-    404: "Not found, or not the caller's to see: the two answers are the same.",
+    404: "Not found, or not the caller's to see (the two answers are the same); on routes that run a model, also "
+         "a model that is not registered.",
     409: "Conflict: it exists already, or it is in a state that does not allow this.",
     413: "The request body is larger than this server's limit.",
     429: "Too many requests: the key's quota or the engine's queue is full; `Retry-After` says when to retry.",
@@ -142,7 +143,7 @@ def _document_errors(route: APIRoute, method: str, op: dict[str, Any]) -> None:
         # A refusal on a route with an id in its path is a 404 (api/auth.py): ids are never confirmed.
         auto |= {401, 404 if route.dependant.path_params else 403}
         if any(p.action in METERED_ACTIONS for p in perms):
-            auto.add(429)
+            auto |= {404, 429}  # the model it runs on (named, or configured) may not be registered
         if method in WRITING_METHODS:
             auto.add(507)
     if "requestBody" in op:
