@@ -20,19 +20,20 @@ import argparse
 import asyncio
 import dataclasses
 import datetime as dt
-import json
 import secrets
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from benchmarks.contention import foreign_cores, snapshot, wait_for_quiet
+from benchmarks.results import RESULTS_DIR, write_results
+from inhouse.errors import InvalidRequest
+from inhouse.eval_corpus import find_eval_corpus
 from inhouse.kb.answer import Grounding
 from inhouse.kb.evaluate import EVAL_ACTOR, ingest_corpus, link_default_models, load_questions
-
-RESULTS = Path(__file__).parent / "results"
 
 
 async def generate(chat: Any, model: str, messages: list[dict[str, Any]], tokens: int) -> dict[str, float]:
@@ -100,11 +101,17 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.answer", description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="qwen2.5-coder-1.5b")
-    ap.add_argument("--corpus", type=Path, default=Path("/work/shared/corpus"))
+    ap.add_argument("--corpus", type=Path, default=None,
+                    help="Corpus folder (default: $INHOUSE_EVAL_CORPUS, else ../shared/corpus beside the repository)")
     ap.add_argument("--questions", type=int, default=12, help="First N answerable questions")
     ap.add_argument("--tokens", type=int, default=128, help="Answer length (EOS ignored)")
     ap.add_argument("--max-wait-quiet", type=float, default=60.0)
     args = ap.parse_args(argv)
+    try:
+        corpus = find_eval_corpus(args.corpus)
+    except InvalidRequest as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
 
     from inhouse.bootstrap import build_services
     from inhouse.config import load_settings
@@ -116,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
             kb = services.kb
             assert kb is not None
             print("ingesting the corpus …", flush=True)
-            ingest_corpus(kb, args.corpus)
-            qs = [q for q in load_questions(args.corpus / "qa.jsonl") if q["answerable"]][: args.questions]
+            ingest_corpus(kb, corpus)
+            qs = [q for q in load_questions(corpus / "qa.jsonl") if q["answerable"]][: args.questions]
             print(f"loading {args.model} and warming the instructions prefix …", flush=True)
             asyncio.run(ours(kb, args.model, qs[0]["question"], 4))
             sides: dict[str, list[dict[str, Any]]] = {"inhouse": [], "baseline": []}
@@ -152,9 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     verdict = "MET" if a["e2e_p50_s"] <= 8.0 else "NOT MET"
     print(f"baseline ÷ inhouse p50: {ratio:.2f}×; target p50 ≤ 8 s: {verdict}; "
           f"foreign load max {result['foreign_cores_max']:.2f} cores")
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"answer-{args.model}-{dt.datetime.now():%Y%m%d-%H%M%S}.json"
-    out.write_text(json.dumps(result, indent=1))
+    out = write_results(result, RESULTS_DIR / f"answer-{args.model}-{dt.datetime.now():%Y%m%d-%H%M%S}.json")
     print(f"wrote {out}")
     return 0
 

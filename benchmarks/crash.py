@@ -20,9 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.results import RESULTS_DIR, write_results
 from inhouse.testing.crash import admin_crash_cycles, ingest_crash_cycles, server_crash_cycles
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,9 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         ok = ok and report.ok
         shown = {k: v for k, v in report.to_dict().items() if k not in ("check", "documents_after_each_kill")}
         print(f"== {name}: {json.dumps(shown)}", flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"crash-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = write_results(result, RESULTS_DIR / f"crash-{time.strftime('%Y%m%d-%H%M%S')}.json")
     print(f"{'all consistent' if ok else 'PROBLEMS FOUND'}; written {out}")
     return 0 if ok else 1
 

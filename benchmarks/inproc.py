@@ -8,14 +8,22 @@ Jobs:
       -> {"eos_ids": [...], "token_counts": {name: n}}  (vocab only, fast)
   {"op": "decode", "model_path": P, "messages": [...], "max_tokens": N, "repeats": R,
    "n_ctx": C, "n_threads": T, "logit_bias": {id: bias} | null}
-      -> {"runs": [{"n_tokens", "decode_tok_s", "ttft_s", "text_head"}], "load_s": s}
+      -> {"runs": [{"n_tokens", "decode_tok_s", "ttft_s", "text_head"}], "load_s": s, "rss_peak_bytes": n}
+  {"op": "prefill", "model_path": P, "messages": [...], "n_ctx": C, "n_threads": T}
+      -> {"ttft_s": s, "prompt_tokens": n, "load_s": s, "rss_peak_bytes": n}   (after a short warm-up)
+  {"op": "memory", "model_path": P, "n_ctx": C, "kv_types": ["f16", "q8_0"]}
+      -> {"f16": {"kv_mib": x, "compute_mib": y}, ...}   (llama.cpp's own accounting, flash attention on)
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import re
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 # Special tokens that end a chat turn in the catalog's model families (ChatML, Llama 3, plain EOS).
@@ -84,12 +92,58 @@ def _decode(job: dict[str, Any]) -> dict[str, Any]:
                 "text_head": "".join(pieces)[:200],
             }
         )
-    return {"runs": runs, "load_s": load_s}
+    return {"runs": runs, "load_s": load_s, "rss_peak_bytes": _rss_peak()}
+
+
+def _rss_peak() -> int:
+    """Peak resident memory of this process (VmHWM), bytes."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _prefill(job: dict[str, Any]) -> dict[str, Any]:
+    from llama_cpp import Llama
+
+    threads = int(job.get("n_threads", 2))
+    t0 = time.perf_counter()
+    llm = Llama(job["model_path"], n_threads=threads, n_threads_batch=threads, n_ctx=int(job.get("n_ctx", 4096)),
+                verbose=False)
+    load_s = time.perf_counter() - t0
+    llm.create_chat_completion([{"role": "user", "content": "Say hello."}], max_tokens=2, temperature=0.0)
+    llm.reset()
+    sent = time.perf_counter()
+    out = llm.create_chat_completion(job["messages"], max_tokens=1, temperature=0.0)
+    ttft = time.perf_counter() - sent
+    return {"ttft_s": ttft, "prompt_tokens": out["usage"]["prompt_tokens"], "load_s": load_s,  # type: ignore[index]
+            "rss_peak_bytes": _rss_peak()}
+
+
+def _memory(job: dict[str, Any]) -> dict[str, Any]:
+    """KV cache and compute buffer sizes as llama.cpp itself reports them when a context is created."""
+    import llama_cpp
+    from llama_cpp import Llama
+
+    out: dict[str, Any] = {}
+    for kv in job.get("kv_types", ["f16", "q8_0"]):
+        ggml_type = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0}[kv]
+        log = io.StringIO()
+        with contextlib.redirect_stderr(log):
+            llm = Llama(job["model_path"], n_ctx=int(job["n_ctx"]), n_threads=1, flash_attn=True,
+                        type_k=ggml_type, type_v=ggml_type, verbose=True)
+            del llm
+        text = log.getvalue()
+        kv_mib = re.findall(r"llama_kv_cache: size = *([\d.]+) MiB", text)
+        compute = re.findall(r"CPU compute buffer size = *([\d.]+) MiB", text)
+        out[kv] = {"kv_mib": float(kv_mib[0]) if kv_mib else None,
+                   "compute_mib": float(compute[0]) if compute else None}
+    return out
 
 
 def main() -> None:
     job = json.loads(sys.stdin.read())
-    ops = {"info": _info, "decode": _decode}
+    ops = {"info": _info, "decode": _decode, "prefill": _prefill, "memory": _memory}
     out = ops[job["op"]](job)
     sys.stdout.write(json.dumps(out) + "\n")
 

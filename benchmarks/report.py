@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.client import median
+from benchmarks.results import write_results
 
 OURS, THEIRS = "ours", "theirs"
 CONTENDED_CORES = 0.15  # foreign load above which a step's numbers are flagged
@@ -252,8 +253,7 @@ def render_table(res: dict[str, Any]) -> str:
 
 
 def write_json(res: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(res, indent=2, default=str) + "\n")
+    write_results(res, path)
 
 
 def write_chart(res: dict[str, Any], path: Path) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.contention import foreign_cores, snapshot, wait_for_quiet
+from benchmarks.results import RESULTS_DIR, write_results
 from inhouse.governance.labels import Label
 from inhouse.kb.access import Acl
 from inhouse.kb.document import Chunk
@@ -36,7 +37,6 @@ from inhouse.kb.retrieve import Retriever
 from inhouse.types import Actor
 
 DIM = 384
-RESULTS = Path(__file__).parent / "results"
 
 
 class TableEmbedder:
@@ -261,9 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         batch = args.batch or load_settings().kb.embed_batch
         result["embedding"] = bench_embedding(args.embed_chunks, args.threads, batch, args.engine, args.repeats,
                                               not args.no_baseline, args.embed_corpus)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"kb-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(result, indent=2))
+    out = write_results(result, RESULTS_DIR / f"kb-{time.strftime('%Y%m%d-%H%M%S')}.json")
     print(json.dumps(result, indent=2))
     print(f"written {out}")
     return 0

@@ -33,6 +33,7 @@ from benchmarks.contention import foreign_cores, snapshot, wait_for_quiet
 from benchmarks.modelref import ModelRef, resolve_model
 from benchmarks.prompts import DECODE_MESSAGES, filler_document, rag_system_prompt
 from benchmarks.report import OURS, THEIRS, compute_targets, render_table, write_chart, write_json
+from benchmarks.results import RESULTS_DIR
 from benchmarks.servers import (
     ServerSpec,
     idle_cpu_pct,
@@ -43,7 +44,6 @@ from benchmarks.servers import (
 )
 
 SCENARIOS = ("decode", "concurrency", "prefill", "prefix")
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 N_THREADS = 2
 
 

@@ -17,10 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.results import RESULTS_DIR, write_results
 from inhouse.testing.load import LoadReport, healthy, run_load
 from inhouse.testing.server_process import ServerProcess, create_admin_key
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def chart(report: LoadReport, path: Path, title: str) -> None:
@@ -65,12 +64,11 @@ def main(argv: list[str] | None = None) -> int:
               "samples": [vars(s) for s in report.samples]}
     goals = report.ok and ok_after and abs(report.rss_growth_mb(warmup_s=60)) <= 200
     result["goals_met"] = goals
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"soak-{stamp}.json").write_text(json.dumps(result, indent=2) + "\n")
-    chart(report, RESULTS / f"soak-{stamp}.png",
+    write_results(result, RESULTS_DIR / f"soak-{stamp}.json")
+    chart(report, RESULTS_DIR / f"soak-{stamp}.png",
           f"soak: {args.clients} streaming clients, {args.model}, {args.minutes:g} min")
     print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=2))
-    print(f"written {RESULTS / f'soak-{stamp}.json'} and .png")
+    print(f"written {RESULTS_DIR / f'soak-{stamp}.json'} and .png")
     return 0 if goals else 1
 
 

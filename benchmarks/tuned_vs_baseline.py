@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.contention import foreign_cores, snapshot, wait_for_quiet
+from benchmarks.results import RESULTS_DIR, write_results
 
 ROOT = Path(__file__).resolve().parent
 TEXT = ("The quarterly report covers sales, hiring and the new warehouse. Our team reviewed the contracts, "
@@ -177,11 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"target: decode >= 4x baseline: {verdict}; foreign load inhouse "
           f"{sides['inhouse']['foreign_load_cores']} / baseline {sides['baseline']['foreign_load_cores']} cores")
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = args.out or ROOT / "results" / f"tuned_vs_baseline-{args.model}-{stamp}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"model": args.model, "concurrency": args.concurrency, "inhouse": sides["inhouse"],
-                               "baseline": sides["baseline"], "ratios": ratios, "decode_target_4x": verdict},
-                              indent=2))
+    out = write_results({"model": args.model, "concurrency": args.concurrency, "inhouse": sides["inhouse"],
+                         "baseline": sides["baseline"], "ratios": ratios, "decode_target_4x": verdict},
+                        args.out or RESULTS_DIR / f"tuned_vs_baseline-{args.model}-{stamp}.json")
     print(f"wrote {out}")
     return 0
 

@@ -19,7 +19,7 @@ from inhouse.apps.outline.outline import build_outline_assistant
 from inhouse.apps.schedule.service import build_schedule_service
 from inhouse.apps.support.assistant import build_support_assistant
 from inhouse.chat.service import ChatService
-from inhouse.config import Settings
+from inhouse.config import EngineSettings, Settings
 from inhouse.engine.protocol import EngineClient
 from inhouse.governance.audit import MODEL_LOADED, AuditLog
 from inhouse.governance.directory import UserDirectory
@@ -28,10 +28,12 @@ from inhouse.governance.egress.router import build_egress_router
 from inhouse.governance.events import AuditSink
 from inhouse.governance.identity import KeyStore
 from inhouse.governance.quotas import QuotaService
-from inhouse.hardware.cpu import detect_cpu
+from inhouse.hardware.cpu import available_memory_bytes, detect_cpu
 from inhouse.kb.embed import Embedder, build_embedder
 from inhouse.kb.service import build_knowledge_base
 from inhouse.models.catalog import CATALOG, CatalogEntry
+from inhouse.models.footprint import Footprint, estimate_footprint, model_shape
+from inhouse.models.gguf.read import read_gguf_header
 from inhouse.models.registry import ModelRegistry
 from inhouse.models.residency import ModelResidency
 from inhouse.models.spec import ModelSpec
@@ -40,29 +42,53 @@ from inhouse.models.tuning.profile import ProfileStore, tuned_settings
 from inhouse.services import Assistants, Services
 from inhouse.store.conversations import ConversationStore
 from inhouse.store.db import Database
+from inhouse.store.responses import ResponseStore
 
 log = logging.getLogger(__name__)
 
 EngineFactory = Callable[[ModelSpec], EngineClient]
 
 
+def _effective(settings: Settings, profiles: ProfileStore | None,
+               variant_path: Callable[[str, str], Path] | None, spec: ModelSpec) -> tuple[EngineSettings, Path, int]:
+    """The engine settings, weight file and context a spec loads with: its tuned profile applied when one
+    matches this CPU (``variant_path`` resolves a profile's re-quantized weights)."""
+    assert spec.path is not None, "the registry only loads present models"
+    es, path = settings.engine, spec.path
+    if profiles is not None:
+        es, path = tuned_settings(profiles.match(spec.sha256), es, path, variant_path)
+    n_ctx = es.n_ctx if not spec.context_length else min(es.n_ctx, spec.context_length)
+    return es, path, n_ctx
+
+
 def build_llama_engine_factory(settings: Settings, profiles: ProfileStore | None = None,
                                variant_path: Callable[[str, str], Path] | None = None) -> EngineFactory:
     """Load a model into llama.cpp (lazily imported: `inhouse --help` must not pay for it), with its tuned
-    profile applied when one matches this CPU (``variant_path`` resolves a profile's re-quantized weights)."""
+    profile applied when one matches this CPU."""
 
     def load(spec: ModelSpec) -> EngineClient:
         from inhouse.engine.build import build_llama_engine
 
-        assert spec.path is not None, "the registry only loads present models"
-        es, path = settings.engine, spec.path
-        if profiles is not None:
-            es, path = tuned_settings(profiles.match(spec.sha256), es, path, variant_path)
-        n_ctx = es.n_ctx if not spec.context_length else min(es.n_ctx, spec.context_length)
+        es, path, n_ctx = _effective(settings, profiles, variant_path, spec)
         log.info("loading model %s from %s (n_ctx=%d)", spec.name, path, n_ctx)
         return build_llama_engine(spec.name, path, es, n_ctx=n_ctx)
 
     return load
+
+
+def build_footprint_estimator(settings: Settings, profiles: ProfileStore | None = None,
+                              variant_path: Callable[[str, str], Path] | None = None
+                              ) -> Callable[[ModelSpec], Footprint]:
+    """What a spec will take in memory with the settings (and tuned profile) it loads with, from the GGUF
+    header of the file that will be loaded; nothing is mapped."""
+
+    def estimate(spec: ModelSpec) -> Footprint:
+        es, path, n_ctx = _effective(settings, profiles, variant_path, spec)
+        shape = model_shape(read_gguf_header(path))
+        return estimate_footprint(shape, n_ctx=n_ctx, kv_type=es.kv_type,
+                                  n_ubatch=min(es.n_ubatch, es.step_token_budget), flash_attn=es.flash_attn)
+
+    return estimate
 
 
 def audited_loads(load: EngineFactory, audit: AuditLog) -> EngineFactory:
@@ -130,8 +156,13 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
         cache_dir=settings.model_cache_dir,
         load_engine=audited_loads(load_engine or build_llama_engine_factory(settings, profiles, variant_path),
                                   audit),
-        ram_budget_mb=settings.models.ram_budget_mb,
+        ram_budget_mb=ms.ram_budget_mb,
         catalog=catalog,
+        # A custom engine factory (tests, fakes) loads no llama.cpp context: its memory is the file alone.
+        footprint=None if load_engine is not None else build_footprint_estimator(settings, profiles, variant_path),
+        available_memory=None if load_engine is not None else available_memory_bytes,
+        on_ram_full=ms.on_ram_full,
+        allow_synthetic=ms.allow_synthetic,
     )
     chat = ChatService(registry, settings.engine)
     residency = ModelResidency(registry, idle_release_s=ms.idle_release_s, timetable=timetable,
@@ -153,4 +184,5 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
     return Services(settings=settings, db=db, audit=audit, keys=keys, directory=directory, quotas=quotas,
                     profiles=profiles, registry=registry, residency=residency, chat=chat, egress=egress,
                     external=ExternalProviderClient(), kb=kb, conversations=ConversationStore(db),
+                    responses=ResponseStore(db),
                     assistants=assistants)

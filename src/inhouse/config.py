@@ -75,6 +75,10 @@ class EngineSettings(BaseModel):
         1024, ge=1, description="`max_tokens` used when a request gives none (capped by the context)."
     )
     retry_after_s: float = Field(2.0, gt=0, description="Retry-After sent with 429 when the queue is full.")
+    max_choices: int = Field(
+        8, ge=1, le=64, description="Most sequences one request may generate: `n` choices × the prompts of a "
+        "completions request. Choices of one prompt share its prefill (the prefix cache copies it).",
+    )
 
 
 class ModelSettings(BaseModel):
@@ -83,7 +87,17 @@ class ModelSettings(BaseModel):
         default_factory=list, description="Models loaded at start-up besides the default."
     )
     ram_budget_mb: int = Field(
-        16_000, ge=64, description="Loaded models are unloaded (least recently used first) above this."
+        16_000, ge=64, description="Memory loaded models may take together (weights + KV cache at their context + "
+        "compute buffer, estimated from the GGUF header before anything is mapped)."
+    )
+    on_ram_full: str = Field(
+        "evict", pattern="^(evict|refuse)$",
+        description="A model that does not fit next to the loaded ones: unload the least recently used first "
+        "(`evict`) or refuse the load, naming the numbers (`refuse`).",
+    )
+    allow_synthetic: bool = Field(
+        False, description="Load models whose GGUF is marked `inhouse.synthetic` (benchmark shapes with "
+        "synthetic weights, made by `benchmarks/shapes.py`). They answer noise: never for real use."
     )
     idle_release_s: float = Field(
         0.0, ge=0, description="Unload every model after this many seconds without work, giving memory and "

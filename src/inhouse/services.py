@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from inhouse.models.tuning.profile import ProfileStore
     from inhouse.store.conversations import ConversationStore
     from inhouse.store.db import Database
+    from inhouse.store.responses import ResponseStore
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class Services:
     external: ExternalProviderClient  # the HTTP client of external providers (used only when the policy sends)
     kb: KnowledgeBase  # <data_dir>/kb.db: collections, documents, retrieval, grounded answers
     conversations: ConversationStore  # the web UI's chat history (inhouse.db)
+    responses: ResponseStore  # stored Responses API answers, for previous_response_id (inhouse.db)
     assistants: Assistants
 
     def close(self) -> None:

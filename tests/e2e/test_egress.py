@@ -3,7 +3,7 @@ standing in for a cloud provider, which records every byte it receives.
 
 A mixed workload checks that public chats go out, chats with PII go out redacted (no raw value in the
 recorded bytes, placeholders restored in the answers, streamed or not), and confidential content (the
-``CANARY-FIN-…`` strings of ``../shared/corpus/finance/``, read at test time) never goes out. Fault
+``CANARY-FIN-…`` strings of the evaluation corpus's ``finance/``, read at test time) never goes out. Fault
 injection (redactor raises, policy file corrupt, label missing) must make 0 external calls.
 """
 
@@ -29,7 +29,6 @@ from inhouse.engine.backends.fake import DEFAULT_REPLY
 from inhouse.governance.pii.checksums import luhn_check_digit, prc_id_check_char
 from inhouse.testing.network_guard import deny_external_connections
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
 CLOUD_MODEL = "cloud-model"
 STRICT_MODEL = "strict-model"
 KEY_ENV = "INHOUSE_TEST_CLOUD_KEY"
@@ -200,10 +199,9 @@ def world(cloud: FakeCloud, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             os.environ[KEY_ENV] = old
 
 
-def canaries() -> tuple[list[str], str]:
-    docs = sorted((CORPUS / "finance").glob("*.md"))
-    if not docs:
-        pytest.skip(f"the shared corpus is not at {CORPUS}")
+def canaries(corpus: Path) -> tuple[list[str], str]:
+    docs = sorted((corpus / "finance").glob("*.md"))
+    assert docs, f"no finance documents in {corpus}"
     text = "\n".join(d.read_text(encoding="utf-8") for d in docs)
     found = sorted(set(re.findall(r"CANARY-FIN-[A-Z0-9]+(?:-[A-Z0-9]+)*", text)))
     assert found, "no canaries in the finance documents"
@@ -222,10 +220,10 @@ def test_external_models_are_listed_with_their_provider(world: World) -> None:
     assert models["fake-model"]["owned_by"] == "inhouse"
 
 
-def test_mixed_workload(world: World) -> None:
+def test_mixed_workload(world: World, eval_corpus: Path) -> None:
     cloud = world.cloud
     start_calls = cloud.calls
-    finance_canaries, finance_text = canaries()
+    finance_canaries, finance_text = canaries(eval_corpus)
 
     # 1. Nothing sensitive: goes out as is.
     r = chat(world, "What is the boiling point of water at sea level?")
@@ -360,3 +358,29 @@ def test_fault_injection_makes_no_external_call(world: World, monkeypatch: pytes
     # And once repaired, egress resumes.
     assert chat(world, "What is the boiling point of water?").json()["inhouse"]["egress"] == "sent"
     assert cloud.calls == before + 1
+
+
+def test_responses_api_takes_the_same_egress_path(world: World) -> None:
+    """/v1/responses is translated onto the chat path: an external model answers it redacted and restored, whole
+    and streamed, and a secret keeps it local, exactly as for chat completions."""
+    from inhouse.testing.openapi import OpenAISpec
+
+    spec = OpenAISpec.load()
+    before = world.cloud.calls
+    r = world.http.post("/v1/responses", json={"model": CLOUD_MODEL, "input": PII_PROMPT})
+    assert r.status_code == 200, r.text
+    assert r.headers["x-inhouse-destination"] == "fakecloud"
+    text = r.json()["output"][0]["content"][0]["text"]
+    assert text.startswith("Noted: Alice Wang alice.wang@qinglan.com.cn") and "<EMAIL_1>" not in text
+    spec.check("POST", "/responses", r.json())
+    streamed = world.client.responses.create(model=CLOUD_MODEL, input=PII_PROMPT, stream=True)
+    deltas = "".join(e.delta for e in streamed if e.type == "response.output_text.delta")
+    assert deltas == text
+    assert world.cloud.calls == before + 2
+    prompt, _, secret = SECRET_CASES[0]
+    kept = world.http.post("/v1/responses", json={"model": CLOUD_MODEL, "input": prompt})
+    assert kept.status_code == 200 and kept.headers["x-inhouse-destination"] == "local"
+    assert kept.json()["output"][0]["content"][0]["text"] == DEFAULT_REPLY and secret not in kept.text
+    assert world.cloud.calls == before + 2
+    received = world.cloud.all_bytes().decode("utf-8", errors="replace")
+    assert "alice.wang@qinglan.com.cn" not in received

@@ -137,7 +137,8 @@ def test_openai_client_chat(server: Server) -> None:
     assert comp.choices[0].text == REPLY[:5] and comp.choices[0].finish_reason == "length"
 
     models = client.models.list()
-    assert sorted(m.id for m in models.data) == sorted([MODEL, TEMPLATED])
+    assert sorted(m.id for m in models.data) == sorted([MODEL, TEMPLATED, "fake-trigram", "fake-trigram:query"])
+    assert client.models.retrieve(MODEL).id == MODEL
     entry = next(m for m in models.data if m.id == MODEL).model_dump()
     assert entry["loaded"] is True and entry["present"] is True and entry["quantization"]
 

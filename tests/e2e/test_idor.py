@@ -49,21 +49,25 @@ ROUTES: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/v1/conversations/{conversation_id}"): NO_BODY,
     ("PUT", "/v1/conversations/{conversation_id}"): {"json": {"title": "pwned"}},
     ("DELETE", "/v1/conversations/{conversation_id}"): NO_BODY,
+    ("GET", "/v1/responses/{response_id}"): NO_BODY,
+    ("GET", "/v1/responses/{response_id}/input_items"): NO_BODY,
+    ("DELETE", "/v1/responses/{response_id}"): NO_BODY,
     ("GET", "/v1/apps/support/sessions/{session_id}"): NO_BODY,
     ("POST", "/v1/apps/support/sessions/{session_id}/messages"): {"json": {"content": "I want a human"}},
     ("GET", "/v1/apps/schedule/events/{event_id}"): NO_BODY,
     ("PATCH", "/v1/apps/schedule/events/{event_id}"): {"json": {"title": "pwned", "status": "cancelled"}},
     ("DELETE", "/v1/apps/schedule/events/{event_id}"): NO_BODY,
 }
-# Path parameters that name no resource (the web UI's static files).
-NOT_IDS = ("/static/{name}",)
+# Path parameters that name no one's resource: the web UI's static files, and the model catalogue (every caller
+# allowed models:read sees all of it; an unknown id is the same 404 for everyone).
+NOT_IDS = ("/static/{name}", "/v1/models/{model_id:path}")
 # Resources of one person (chat history): not even an admin reaches another person's.
-PERSONAL = ("{conversation_id}", "{event_id}")
+PERSONAL = ("{conversation_id}", "{event_id}", "{response_id}")
 # Resources the victim's department shares with the whole group: a colleague from the same department may
 # legitimately reach them, so only the other department is tested there.
 DEPARTMENTAL = ("{collection_id}",)
 PARAMS = ("user_id", "group_id", "key_id", "collection_id", "document_id", "conversation_id", "session_id",
-          "event_id")
+          "event_id", "response_id")
 # Ids an attacker might try that exist nowhere, or try to break out of the lookup.
 ODD_IDS = ["usr_0000000000000000", "' OR 1=1 --", "%00", "key_%25", "x" * 300]
 
@@ -114,6 +118,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                            json={"title": f"{person}'s chat", "messages": [{"role": "user", "content": "hi"}]})
             assert r.status_code == 201, r.text
             ids[person]["conversation_id"] = r.json()["id"]
+            r = httpx.post(f"{server.url}/v1/responses", headers={"Authorization": f"Bearer {secrets[person]}"},
+                           json={"model": "fake-model", "input": f"{person} asks"})
+            assert r.status_code == 200, r.text
+            ids[person]["response_id"] = r.json()["id"]
             mine = {"Authorization": f"Bearer {secrets[person]}"}
             r = httpx.post(f"{server.url}/v1/apps/support/sessions", headers=mine,
                            json={"collections": [f"{'finance' if person in ('alice', 'bob') else 'legal'}-docs"]})
@@ -215,6 +223,7 @@ def test_the_same_routes_work_for_their_rightful_callers(world: World) -> None:
     with world.client(world.attacker_key) as own:
         assert own.get(f"/v1/keys/{world.attacker['key_id']}").status_code == 200
         assert own.get(fill("/v1/conversations/{conversation_id}", world.attacker)).status_code == 200
+        assert own.get(fill("/v1/responses/{response_id}", world.attacker)).status_code == 200
         assert own.get(fill("/v1/apps/support/sessions/{session_id}", world.attacker)).status_code == 200
         assert own.get(fill("/v1/apps/schedule/events/{event_id}", world.attacker)).status_code == 200
         for path in ("/v1/collections/{collection_id}", "/v1/collections/{collection_id}/documents/{document_id}"):

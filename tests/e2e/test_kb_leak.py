@@ -2,7 +2,8 @@
 
 The whole app is wired by ``bootstrap.build_services`` (real key store, directory, index store, parsers, chunker),
 with the FakeEmbedder and a fake engine whose "model" echoes the context passages it was given: whatever
-retrieval lets through would show up in the answer. The corpus is read from /work/shared/corpus at test time.
+retrieval lets through would show up in the answer. The corpus is the evaluation corpus (the ``eval_corpus``
+fixture of tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -27,9 +28,7 @@ from inhouse.testing.fakes import build_fake_engine
 from inhouse.testing.gguf_writer import tiny_model_kv, tiny_model_tensors, write_gguf
 from inhouse.types import Actor
 
-CORPUS = Path("/work/shared/corpus")
 MODEL = "echo-model"
-pytestmark = pytest.mark.skipif(not (CORPUS / "finance").is_dir(), reason="evaluation corpus not present")
 
 # What must never reach an outsider: the canaries and the figures of the two finance documents.
 FORBIDDEN = re.compile(r"CANARY-FIN-|ALBATROSS|HERON|KESTREL|412\.6|241\.3|97\.8|73\.5|38\.9|156 million|"
@@ -70,13 +69,14 @@ class World:
     hr_col: str
     finance_docs: list[str]
     hr_docs: list[str]
+    corpus: Path
 
     def h(self, key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {key}"}
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(tmp_path_factory: pytest.TempPathFactory, eval_corpus: Path) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("leak")
     # min_similarity 0: the gate never answers "not covered", so every question reaches the (echoing) model.
     settings = Settings(data_dir=tmp / "data", models={"default": MODEL}, kb={"embedder": "fake", "min_similarity": 0})
@@ -95,7 +95,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     _, finance = services.keys.create_key("fiona", user_id=fin_user.id)
     _, outsider = services.keys.create_key("oscar", user_id=out_user.id)
     cols = {}
-    for folder in sorted(p for p in CORPUS.iterdir() if p.is_dir()):
+    for folder in sorted(p for p in eval_corpus.iterdir() if p.is_dir()):
         cols[folder.name] = kb.create_collection(root, folder.name, groups=[folder.name if folder.name != "zh"
                                                                            else "hr"])
         label = "confidential" if folder.name == "finance" else "internal"
@@ -104,12 +104,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     docs = lambda name: [x.id for x in kb.list_documents(root, name)]  # noqa: E731
     with TestClient(build_app(services)) as client:
         yield World(services, kb, client, admin, finance, outsider, fin_user.id, fin_group.id,
-                    cols["finance"].id, cols["hr"].id, docs("finance"), docs("hr"))
+                    cols["finance"].id, cols["hr"].id, docs("finance"), docs("hr"), eval_corpus)
     services.close()
 
 
-def questions() -> list[str]:
-    qa = [json.loads(line)["question"] for line in (CORPUS / "qa.jsonl").read_text().splitlines() if line.strip()]
+def questions(corpus: Path) -> list[str]:
+    qa = [json.loads(line)["question"] for line in (corpus / "qa.jsonl").read_text().splitlines() if line.strip()]
     return qa + CANARY_QUESTIONS
 
 
@@ -120,7 +120,7 @@ def clean(text: str) -> bool:
 def test_outsider_never_receives_finance_content(world: World) -> None:
     c, h = world.client, world.h(world.outsider)
     assert world.finance_docs, "finance documents were ingested"
-    for q in questions():
+    for q in questions(world.corpus):
         r = c.post("/v1/search", json={"query": q, "top_k": 20}, headers=h)
         assert r.status_code == 200 and clean(r.text), (q, r.text[:500])
         chat = c.post("/v1/chat/completions", headers=h, json={

@@ -16,27 +16,26 @@ from inhouse.services import Services
 from inhouse.types import Actor
 
 pytestmark = pytest.mark.integration
-CORPUS = Path("/work/shared/corpus")
 MODEL = "smollm2-135m"
 
 
 @pytest.fixture(scope="module")
-def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+def services(tmp_path_factory: pytest.TempPathFactory, eval_corpus: Path) -> Iterator[Services]:
     s = build_services(Settings(data_dir=tmp_path_factory.mktemp("kbreal"), models={"default": MODEL},
                                 engine={"n_ctx": 4096, "max_running": 2}))
-    if not s.registry.resolve(MODEL).present or not CORPUS.is_dir():
+    if not s.registry.resolve(MODEL).present:
         s.close()
-        pytest.skip(f"{MODEL} or the corpus is not installed")
+        pytest.skip(f"{MODEL} is not installed")
     yield s
     s.close()
 
 
-def test_grounded_chat_with_real_models(services: Services) -> None:
+def test_grounded_chat_with_real_models(services: Services, eval_corpus: Path) -> None:
     kb = services.kb
     assert kb is not None
     admin = Actor("key_admin", "admin", role="admin")
     kb.create_collection(admin, "hr")
-    assert kb.ingest_paths(admin, "hr", [CORPUS / "hr" / "leave-policy.md"]).count("added") == 1
+    assert kb.ingest_paths(admin, "hr", [eval_corpus / "hr" / "leave-policy.md"]).count("added") == 1
     _, key = services.keys.create_key("admin", role="admin")
     with TestClient(build_app(services), headers={"Authorization": f"Bearer {key}"}) as c:
         r = c.post("/v1/chat/completions", json={

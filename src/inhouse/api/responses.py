@@ -44,17 +44,6 @@ class Deleted(_Out):
 # -- the OpenAI-compatible routes ------------------------------------------------------------------------------
 
 
-class Model(_Out):
-    id: str
-    object: Literal["model"]
-    owned_by: str
-
-
-class ModelList(_Out):
-    object: Literal["list"]
-    data: list[Model]
-
-
 class Usage(_Out):
     prompt_tokens: int
     completion_tokens: int
@@ -107,19 +96,6 @@ class Completion(_Out):
     model: str
     choices: list[CompletionChoice]
     usage: Usage | None = None
-
-
-class Embedding(_Out):
-    object: Literal["embedding"]
-    index: int
-    embedding: list[float] | str  # floats, or base64 of little-endian float32
-
-
-class EmbeddingList(_Out):
-    object: Literal["list"]
-    data: list[Embedding]
-    model: str
-    usage: Usage | dict[str, int]
 
 
 # -- identity --------------------------------------------------------------------------------------------------

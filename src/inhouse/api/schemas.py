@@ -11,13 +11,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from inhouse.api.bounds import MAX_INT32, MAX_UINT32, Count, PositiveCount
-from inhouse.engine.params import MAX_LOGIT_BIAS, MAX_STOP_CHARS, MAX_STOP_STRINGS
+from inhouse.api.bounds import MAX_INT32, MAX_UINT32, PositiveCount
+from inhouse.engine.params import MAX_LOGIT_BIAS, MAX_LOGPROBS, MAX_STOP_CHARS, MAX_STOP_STRINGS
 
 # Absolute ceiling; the configured `server.max_messages` (usually lower) is checked by the route.
 HARD_MAX_MESSAGES = 10_000
 MAX_TOOLS = 128
 MAX_PROMPT_TOKENS_LIST = 1_000_000
+MAX_PROMPTS = 64
 
 StopString = Annotated[str, StringConstraints(min_length=1, max_length=MAX_STOP_CHARS)]
 ModelName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
@@ -79,7 +80,7 @@ class ChatCompletionRequest(_Sampling):
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
     logprobs: bool | None = None
-    top_logprobs: Count | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=MAX_LOGPROBS)] | None = None
     # OpenAI's request metadata (string values); `metadata.label` declares the conversation's sensitivity.
     metadata: Annotated[dict[str, Annotated[str, StringConstraints(max_length=512)]],
                         Field(max_length=16)] | None = None
@@ -90,12 +91,15 @@ class ChatCompletionRequest(_Sampling):
 
 
 class CompletionRequest(_Sampling):
+    # A string, token ids, or a list of either (one choice set per prompt; engine.max_choices bounds prompts × n).
     prompt: (
-        Annotated[str, StringConstraints(min_length=1)]
-        | Annotated[list[str], Field(min_length=1, max_length=1)]
+        str
         | Annotated[list[TokenId], Field(min_length=1, max_length=MAX_PROMPT_TOKENS_LIST)]
+        | Annotated[list[str], Field(min_length=1, max_length=MAX_PROMPTS)]
+        | Annotated[list[Annotated[list[TokenId], Field(min_length=1, max_length=MAX_PROMPT_TOKENS_LIST)]],
+                    Field(min_length=1, max_length=MAX_PROMPTS)]
     )
     echo: bool | None = None
-    suffix: str | None = None
-    logprobs: Count | None = None
+    suffix: str | None = None  # fill in the middle, on models with FIM tokens (chat/completion.py)
+    logprobs: Annotated[int, Field(ge=0, le=MAX_LOGPROBS)] | None = None
     best_of: PositiveCount | None = None

@@ -80,13 +80,18 @@ def fold_line(line: str) -> str:
     return "\r\n ".join(out)
 
 
+def _ymd(value: date) -> str:
+    # Not strftime("%Y"): it writes year 999 as "999", which no reader accepts.
+    return f"{value.year:04d}{value.month:02d}{value.day:02d}"
+
+
 def format_when(value: When) -> tuple[str, str]:
     """``(parameters, value)`` of a DATE or DATE-TIME property value."""
     if isinstance(value, datetime):
-        if value.tzinfo is None:
-            return "", value.strftime("%Y%m%dT%H%M%S")
-        return "", value.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return ";VALUE=DATE", value.strftime("%Y%m%d")
+        utc = value if value.tzinfo is None else value.astimezone(UTC)
+        text = f"{_ymd(utc)}T{utc.hour:02d}{utc.minute:02d}{utc.second:02d}"
+        return "", text if value.tzinfo is None else text + "Z"
+    return ";VALUE=DATE", _ymd(value)
 
 
 def _prop(name: str, value: str, params: str = "") -> str:
@@ -282,8 +287,11 @@ def parse_duration(value: str) -> timedelta:
     m = _DURATION_RE.match(value.strip().upper())
     if not m or value.strip().upper() in ("P", "PT", "-P", "+P"):
         raise InvalidRequest(f"Bad DURATION value {value[:40]!r}.", param="file")
-    weeks, days, hours, minutes, seconds = (int(g) if g else 0 for g in m.groups()[1:])
-    delta = timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
+    try:
+        weeks, days, hours, minutes, seconds = (int(g) if g else 0 for g in m.groups()[1:])
+        delta = timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
+    except (ValueError, OverflowError):  # more digits than int() reads, or beyond 999,999,999 days
+        raise InvalidRequest(f"DURATION value {value[:40]!r} is too long.", param="file") from None
     return -delta if m[1] == "-" else delta
 
 
@@ -391,11 +399,15 @@ def _finish(item: IcsItem, duration: timedelta | None) -> None:
         # RFC 5545 requires a UID; derive a stable one so re-importing the same file stays idempotent.
         basis = f"{item.kind}|{item.summary}|{item.start}|{item.end}|{item.due}"
         item.uid = hashlib.sha256(basis.encode()).hexdigest()[:24] + "@imported"
-    if duration is not None and item.start is not None:
-        if item.kind == "VEVENT" and item.end is None:
-            item.end = item.start + duration
-        elif item.kind == "VTODO" and item.due is None:
-            item.due = item.start + duration
-    if item.kind == "VEVENT" and item.end is None and item.start is not None:
-        # RFC 5545 3.6.1: no DTEND/DURATION → a DATE lasts one day, a DATE-TIME is an instant.
-        item.end = item.start + timedelta(days=1) if not isinstance(item.start, datetime) else item.start
+    try:
+        if duration is not None and item.start is not None:
+            if item.kind == "VEVENT" and item.end is None:
+                item.end = item.start + duration
+            elif item.kind == "VTODO" and item.due is None:
+                item.due = item.start + duration
+        if item.kind == "VEVENT" and item.end is None and item.start is not None:
+            # RFC 5545 3.6.1: no DTEND/DURATION → a DATE lasts one day, a DATE-TIME is an instant.
+            item.end = item.start + timedelta(days=1) if not isinstance(item.start, datetime) else item.start
+    except OverflowError:
+        raise InvalidRequest(f"{item.kind} {item.uid[:80]!r}: DTSTART {item.start} plus its duration is past the "
+                             "last representable date (9999-12-31).", param="file") from None

@@ -9,21 +9,28 @@ them into text + usage, and parses tool calls when tools were offered.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
+from inhouse.chat.completion import completion_prompts
+from inhouse.chat.output import (
+    CompletionResult,
+    Kind,
+    OutputAccumulator,
+    PreparedGeneration,
+    Usage,
+)
 from inhouse.chat.template import ChatTemplate
-from inhouse.chat.tool_calls import ToolCall, parse_tool_calls
 from inhouse.config import EngineSettings
-from inhouse.engine.params import Delta, FinishReason, GenerationRequest, SamplingParams
-from inhouse.errors import ContextLengthExceeded, EngineFailure, InvalidModelFile, InvalidRequest, ModelNotFound
+from inhouse.engine.params import MAX_LOGPROBS, Delta, GenerationRequest, SamplingParams
+from inhouse.errors import ContextLengthExceeded, InvalidModelFile, InvalidRequest, ModelNotFound
 
 if TYPE_CHECKING:
     from inhouse.engine.protocol import EngineClient
@@ -32,108 +39,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["chat", "completion"]
+__all__ = ["ChatService", "CompletionResult", "Kind", "OutputAccumulator", "PreparedGeneration", "Usage"]
+
 _ROLES = ("system", "developer", "user", "assistant", "tool")
-# Request fields we refuse instead of silently ignoring: the caller would get something other than asked.
-_UNSUPPORTED = {"logprobs": "logprobs", "top_logprobs": "logprobs", "echo": "echo", "suffix": "suffix"}
 
 
 def new_request_id() -> str:
     return f"req_{secrets.token_hex(12)}"
-
-
-@dataclass
-class PreparedGeneration:
-    """Everything needed to run one request; built by ``prepare_chat`` / ``prepare_completion``."""
-
-    kind: Kind
-    model: str
-    engine: EngineClient
-    request: GenerationRequest
-    parse_tools: bool = False
-    created: int = field(default_factory=lambda: int(time.time()))
-
-    @property
-    def request_id(self) -> str:
-        return self.request.request_id
-
-    @property
-    def n_prompt_tokens(self) -> int:
-        return len(self.request.prompt_tokens)
-
-
-@dataclass
-class Usage:
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int = 0
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": self.total_tokens,
-        }
-        if self.cached_tokens:
-            out["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
-        return out
-
-
-@dataclass
-class CompletionResult:
-    request_id: str
-    model: str
-    text: str  # the content (tool-call markup removed when tools were parsed)
-    finish_reason: FinishReason
-    usage: Usage
-    tool_calls: list[ToolCall] = field(default_factory=list)
-
-
-class OutputAccumulator:
-    """Collects deltas of one request. Shared by ``complete`` and the streaming edge."""
-
-    def __init__(self, prepared: PreparedGeneration) -> None:
-        self.prepared = prepared
-        self._parts: list[str] = []
-        self.n_generated = 0
-        self.n_cached = 0
-        self.finish_reason: FinishReason | None = None
-        self.error: str | None = None
-
-    def add(self, delta: Delta) -> None:
-        if delta.text:
-            self._parts.append(delta.text)
-        self.n_generated = max(self.n_generated + len(delta.token_ids), delta.n_generated_tokens)
-        self.n_cached = max(self.n_cached, delta.n_cached_tokens)
-        if delta.finish_reason is not None:
-            self.finish_reason = delta.finish_reason
-            self.error = delta.error
-            if delta.n_generated_tokens:
-                self.n_generated = delta.n_generated_tokens
-
-    @property
-    def text(self) -> str:
-        return "".join(self._parts)
-
-    def usage(self) -> Usage:
-        return Usage(self.prepared.n_prompt_tokens, self.n_generated, self.n_cached)
-
-    def result(self) -> CompletionResult:
-        """The final result. Raises EngineFailure when the engine ended the request with an error."""
-        if self.finish_reason == "error":
-            raise EngineFailure(self.error or "The inference backend failed.")
-        reason: FinishReason = self.finish_reason or "abort"
-        text, calls = self.text, list[ToolCall]()
-        if self.prepared.parse_tools:
-            text, calls = parse_tool_calls(text)
-            if calls:
-                reason = "tool_calls"
-        p = self.prepared
-        return CompletionResult(p.request_id, p.model, text, reason, self.usage(), calls)
 
 
 class ChatService:
@@ -172,39 +84,43 @@ class ChatService:
         # A template that already writes BOS must not get a second one from the tokenizer.
         add_special = not (bos and prompt.startswith(bos))
         tokens = engine.tokenize(prompt, add_special=add_special, parse_special=True)
-        return self._prepared("chat", spec.name, engine, tokens, req, parse_tools=offer_tools)
+        return self._prepared("chat", spec.name, engine, [tokens], req, parse_tools=offer_tools)
 
     def prepare_completion(self, body: Any) -> PreparedGeneration:
         req = _as_mapping(body)
         spec = self._registry.resolve(_model_name(req))
         _refuse_unsupported(req)
-        prompt = req.get("prompt")
-        if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
-            prompt = prompt[0]
         engine = self._registry.get_engine(spec.name)
-        if isinstance(prompt, str):
-            if not prompt:
-                raise InvalidRequest("'prompt' must not be empty.", param="prompt")
-            # Raw prompts are the caller's text: special-token syntax in it stays plain text.
-            tokens = engine.tokenize(prompt, add_special=True, parse_special=False)
-        elif isinstance(prompt, list) and prompt and all(type(t) is int for t in prompt):
-            tokens = list(prompt)
-            if any(t < 0 for t in tokens):
-                raise InvalidRequest("Token ids in 'prompt' must be non-negative.", param="prompt")
-        else:
-            raise InvalidRequest("'prompt' must be a non-empty string (or one list of token ids).",
-                                 param="prompt")
-        return self._prepared("completion", spec.name, engine, tokens, req, parse_tools=False)
+        prompts = completion_prompts(req, engine, spec.name)
+        echo = [p.text for p in prompts] if req.get("echo") else None
+        return self._prepared("completion", spec.name, engine, [p.tokens for p in prompts], req, parse_tools=False,
+                              echo=echo)
 
-    def _prepared(self, kind: Kind, model: str, engine: EngineClient, tokens: list[int],
-                  req: Mapping[str, Any], *, parse_tools: bool) -> PreparedGeneration:
+    def _prepared(self, kind: Kind, model: str, engine: EngineClient, prompts: list[list[int]],
+                  req: Mapping[str, Any], *, parse_tools: bool, echo: list[str | None] | None = None
+                  ) -> PreparedGeneration:
+        """One engine request per choice: ``n`` per prompt, sharing its tokens (the scheduler shares its KV)."""
         n_ctx = engine.n_ctx
-        n_prompt = len(tokens)
-        if n_prompt + 1 > n_ctx:
-            raise _context_error(n_prompt, n_ctx)
-        params = build_sampling_params(req, n_prompt=n_prompt, n_ctx=n_ctx, settings=self._settings)
-        request = GenerationRequest(new_request_id(), tokens, params, arrival_s=time.monotonic())
-        return PreparedGeneration(kind, model, engine, request, parse_tools=parse_tools)
+        n = _choices(req, len(prompts), self._settings.max_choices)
+        logprobs = _logprobs_asked(kind, req)
+        rid, now = new_request_id(), time.monotonic()
+        requests: list[GenerationRequest] = []
+        for p, tokens in enumerate(prompts):
+            if len(tokens) + 1 > n_ctx:
+                raise _context_error(len(tokens), n_ctx)
+            params = build_sampling_params(req, n_prompt=len(tokens), n_ctx=n_ctx, settings=self._settings)
+            # echo with logprobs scores the prompt too; a token-id prompt's echo is spelled from its pieces.
+            prompt_lp = None
+            if echo is not None and (logprobs is not None or echo[p] is None):
+                prompt_lp = logprobs or 0
+            params = dataclasses.replace(params, logprobs=logprobs, prompt_logprobs=prompt_lp)
+            for j in range(n):
+                i = p * n + j
+                seed = params.seed if params.seed is None else (params.seed + i) % 2**32  # choices differ
+                requests.append(GenerationRequest(rid if i == 0 else f"{rid}-{i}", tokens,
+                                                  dataclasses.replace(params, seed=seed), arrival_s=now))
+        return PreparedGeneration(kind, model, engine, requests, parse_tools=parse_tools, n=n, echo=echo,
+                                  logprobs=logprobs)
 
     def _template_for(self, spec: ModelSpec) -> ChatTemplate:
         path = str(spec.path) if getattr(spec, "path", None) else None
@@ -225,10 +141,10 @@ class ChatService:
 
     # -- running --------------------------------------------------------------------------------------
 
-    async def stream(self, prepared: PreparedGeneration) -> AsyncIterator[Delta]:
-        """Deltas of the request. Raises Overloaded / ContextLengthExceeded before the first one; closing
+    async def stream(self, prepared: PreparedGeneration, index: int = 0) -> AsyncIterator[Delta]:
+        """Deltas of choice ``index``. Raises Overloaded / ContextLengthExceeded before the first one; closing
         this generator early (client gone) closes the engine's, which aborts the request."""
-        agen = prepared.engine.generate(prepared.request)
+        agen = prepared.engine.generate(prepared.requests[index])
         try:
             async for delta in agen:
                 yield delta
@@ -236,6 +152,7 @@ class ChatService:
             await agen.aclose()  # type: ignore[attr-defined]
 
     async def complete(self, prepared: PreparedGeneration) -> CompletionResult:
+        """The first choice, whole (for callers inside inhouse, which ask for one)."""
         acc = OutputAccumulator(prepared)
         stream = self.stream(prepared)
         try:
@@ -266,16 +183,46 @@ def _model_name(req: Mapping[str, Any]) -> str:
 
 
 def _refuse_unsupported(req: Mapping[str, Any]) -> None:
-    for key, param in _UNSUPPORTED.items():
-        value = req.get(key)
-        if value not in (None, False, 0, ""):
-            raise InvalidRequest(f"'{key}' is not supported by this server.", param=param)
-    n = req.get("n")
-    if n not in (None, 1):
-        raise InvalidRequest("Only n=1 is supported.", param="n")
     best_of = req.get("best_of")
     if best_of not in (None, 1):
-        raise InvalidRequest("Only best_of=1 is supported.", param="best_of")
+        raise InvalidRequest("'best_of' above 1 is not supported (it would rank hidden choices by log-probability); "
+                             "ask for 'n' choices instead.", param="best_of")
+
+
+def _choices(req: Mapping[str, Any], n_prompts: int, most: int) -> int:
+    """``n``, checked against ``engine.max_choices`` (sequences per request: choices × prompts)."""
+    n = req.get("n")
+    n = 1 if n is None else n
+    if not isinstance(n, int) or n < 1:
+        raise InvalidRequest("'n' must be a positive integer.", param="n")
+    if n * n_prompts > most:
+        what = f"n={n}" if n_prompts == 1 else f"n={n} × {n_prompts} prompts"
+        raise InvalidRequest(f"{what} asks for {n * n_prompts} sequences; this server generates at most {most} per "
+                             "request (setting engine.max_choices).", param="n" if n > 1 else "prompt")
+    return n
+
+
+def _logprobs_asked(kind: Kind, req: Mapping[str, Any]) -> int | None:
+    """The alternatives per token the answer shows, or None: chat's ``logprobs`` + ``top_logprobs``, completions'
+    ``logprobs`` (a count)."""
+    lp, top = req.get("logprobs"), req.get("top_logprobs")
+    if kind == "completion":
+        if lp is None or lp is False:
+            return None
+        if isinstance(lp, bool) or not isinstance(lp, int):
+            raise InvalidRequest("'logprobs' of a completion is the number of alternatives per token (0 to "
+                                 f"{MAX_LOGPROBS}).", param="logprobs")
+        k = lp
+    else:
+        if top is not None and not lp:
+            raise InvalidRequest("'top_logprobs' needs 'logprobs': true.", param="top_logprobs")
+        if not lp:
+            return None
+        k = 0 if top is None else top
+    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= MAX_LOGPROBS:
+        raise InvalidRequest(f"'top_logprobs' must be between 0 and {MAX_LOGPROBS}.",
+                             param="logprobs" if kind == "completion" else "top_logprobs")
+    return k
 
 
 def _context_error(n_prompt: int, n_ctx: int) -> InvalidRequest:

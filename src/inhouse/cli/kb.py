@@ -20,6 +20,7 @@ from inhouse.cli.common import (
     err_console,
     open_services,
     services_for,
+    translate_errors,
 )
 from inhouse.types import Actor
 
@@ -203,13 +204,18 @@ def kb_check(
 
 @kb_app.command("eval")
 def kb_eval(
-    corpus: Path = typer.Option(Path("/work/shared/corpus"), "--corpus"),
+    corpus: Path = typer.Option(None, "--corpus", show_default=False,
+                                help="Corpus folder (default: $INHOUSE_EVAL_CORPUS, else ../shared/corpus beside "
+                                "the repository)."),
     model: str = typer.Option(None, "--model", "-m", help="Also answer with this model (accuracy)."),
     limit: int = typer.Option(0, "--limit", help="Only the first N questions (0: all)."),
 ) -> None:
     """Recall@5, answer accuracy and not-covered rate on <corpus>/qa.jsonl (in a temporary data directory)."""
+    from inhouse.eval_corpus import find_eval_corpus
     from inhouse.kb.evaluate import main as evaluate_main
 
-    argv = ["--corpus", str(corpus)] + (["--model", model] if model else [])
+    with translate_errors():
+        found = find_eval_corpus(corpus)
+    argv = ["--corpus", str(found)] + (["--model", model] if model else [])
     argv += ["--limit", str(limit)] if limit else []
     raise typer.Exit(evaluate_main(argv, open_services=open_services))

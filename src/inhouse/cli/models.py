@@ -31,7 +31,8 @@ def list_(data_dir: Path = DataDirOption) -> None:
     for s in specs:
         size = f"{s.size_bytes / 1e6:,.0f} MB" if s.size_bytes else "?"
         table.add_row(s.name, size, s.quantization or "?", str(s.context_length or "?"),
-                      "yes" if s.present else "no", _TUNED_LABELS[tuned[s.name]], s.source)
+                      "yes" if s.present else "no", _TUNED_LABELS[tuned[s.name]],
+                      f"{s.source} (SYNTHETIC weights: benchmark only)" if s.synthetic else s.source)
     console.print(table)
 
 

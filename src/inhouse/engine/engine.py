@@ -19,8 +19,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from inhouse.config import EngineSettings
-from inhouse.engine.params import Delta, FinishReason, GenerationRequest
-from inhouse.engine.protocol import Backend, EngineStats, StepPlan
+from inhouse.engine.params import Delta, FinishReason, GenerationRequest, TokenLogprob
+from inhouse.engine.protocol import Backend, EngineStats, StepLogprobs, StepPlan
 from inhouse.engine.scheduler import Scheduler, SchedulerConfig
 from inhouse.errors import EngineFailure, InhouseError, Unavailable
 
@@ -40,6 +40,8 @@ class _Live:
     pending: str = ""  # decoded text held back because it may be the start of a stop string
     n_generated: int = 0
     done: bool = False
+    # Prompt log-probabilities (asked with ``prompt_logprobs``), collected until the first delta carries them.
+    prompt_logprobs: list[TokenLogprob] | None = None
 
     @property
     def holdback(self) -> int:
@@ -109,7 +111,9 @@ class Engine:
         self._backend.start_request(rid, request.params)  # a bad grammar raises InvalidRequest here
         with self._lock:
             try:
-                self._scheduler.add(rid, request.prompt_tokens, request.params.max_tokens)
+                # Prompt log-probabilities need the logits of every prompt position: no prefix from the cache.
+                self._scheduler.add(rid, request.prompt_tokens, request.params.max_tokens,
+                                    reuse_prefix=request.params.prompt_logprobs is None)
             except InhouseError:
                 self._to_end.add(rid)
                 self._wake.notify()
@@ -196,6 +200,7 @@ class Engine:
         t0 = time.perf_counter()
         try:
             sampled = self._backend.execute(plan)
+            logprobs = self._backend.logprobs()  # empty unless a request asked
         except Exception as exc:  # the backend failed: fail the requests of this step, keep serving others
             log.exception("engine step failed")
             message = exc.message if isinstance(exc, EngineFailure) else "The inference backend failed."
@@ -209,26 +214,31 @@ class Engine:
             if len({i.request_id for i in plan.items}) > 1:
                 self._multi_steps += 1
             self._scheduler.update(sampled)
+            for rid, step_lp in logprobs.items():
+                live = self._live.get(rid)
+                if live is not None and step_lp.prompt:
+                    live.prompt_logprobs = (live.prompt_logprobs or []) + step_lp.prompt
             for rid, token in sampled.items():
                 live = self._live.get(rid)
                 if live is None or live.done:
                     continue
-                self._on_token(live, token)
+                self._on_token(live, token, logprobs.get(rid))
 
-    def _on_token(self, live: _Live, token: int) -> None:
+    def _on_token(self, live: _Live, token: int, step_lp: StepLogprobs | None = None) -> None:
         """Called with the lock held."""
         rid = live.request.request_id
         params = live.request.params
         live.n_generated += 1
         self._generated_tokens += 1
         if self._backend.is_eog(token) and not params.ignore_eos:
-            self._finish(live, "stop", [token])
+            self._finish(live, "stop", [token])  # the end-of-generation token is not part of the text: no logprob
             return
+        lps = [step_lp.sampled] if step_lp is not None and step_lp.sampled is not None else None
         text = live.pending + live.decoder.decode(self._backend.token_piece(token))
         cut = _find_stop(text, params.stop)
         if cut is not None:
             live.pending = ""
-            self._emit(live, text[:cut], [token])
+            self._emit(live, text[:cut], [token], lps)
             self._finish(live, "stop", [])
             return
         keep = live.holdback
@@ -240,17 +250,19 @@ class Engine:
             out, live.pending = text, ""
         limit = live.n_generated >= params.max_tokens or self._scheduler.at_context_limit(rid)
         if limit:
-            self._emit(live, out, [token])
+            self._emit(live, out, [token], lps)
             self._finish(live, "length", [])
         else:
             # One delta per token even when it completes no character: the edge counts tokens and latency.
-            self._emit(live, out, [token])
+            self._emit(live, out, [token], lps)
 
-    def _emit(self, live: _Live, text: str, tokens: list[int]) -> None:
+    def _emit(self, live: _Live, text: str, tokens: list[int], logprobs: list[TokenLogprob] | None = None) -> None:
         if not text and not tokens:
             return
+        prompt_lps, live.prompt_logprobs = live.prompt_logprobs, None
         self._deliver(live, Delta(live.request.request_id, text=text, token_ids=tokens,
-                                  n_generated_tokens=live.n_generated))
+                                  n_generated_tokens=live.n_generated, logprobs=logprobs,
+                                  prompt_logprobs=prompt_lps))
 
     def _finish(self, live: _Live, reason: FinishReason, tokens: list[int]) -> None:
         rid = live.request.request_id
@@ -265,10 +277,11 @@ class Engine:
         cached = self._scheduler.cached_tokens(rid)
         self._scheduler.finish(rid)
         self._to_end.add(rid)
+        prompt_lps, live.prompt_logprobs = live.prompt_logprobs, None
         self._deliver(live, Delta(
             rid, text=tail, token_ids=tokens, finish_reason=reason,
             n_prompt_tokens=len(live.request.prompt_tokens), n_generated_tokens=live.n_generated,
-            n_cached_tokens=cached,
+            n_cached_tokens=cached, prompt_logprobs=prompt_lps,
         ))
 
     def _fail(self, rid: str, message: str) -> None:

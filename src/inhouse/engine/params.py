@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from inhouse.errors import InvalidRequest
 
@@ -14,6 +14,7 @@ MAX_STOP_STRINGS = 16
 MAX_STOP_CHARS = 256
 MAX_LOGIT_BIAS = 300
 LOGIT_BIAS_RANGE = 100.0
+MAX_LOGPROBS = 20  # most alternatives per token (OpenAI's top_logprobs limit)
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,12 @@ class SamplingParams:
     json_schema: str | None = None  # JSON text of a schema, converted to a grammar by the backend
     json_object: bool = False
     ignore_eos: bool = False
+    # Log-probabilities (of the model's raw distribution, before sampling settings): None = not computed (no cost);
+    # k >= 0 = the chosen token's and the k most likely alternatives. ``prompt_logprobs`` does the same for every
+    # prompt token after the first (completions ``echo``); it turns the prefix cache off for the request, since
+    # cached positions have no logits.
+    logprobs: int | None = None
+    prompt_logprobs: int | None = None
 
     def validate(self, *, max_tokens_cap: int) -> SamplingParams:
         def finite(name: str, value: float, lo: float, hi: float) -> None:
@@ -78,6 +85,10 @@ class SamplingParams:
                 raise InvalidRequest("logit_bias keys must be token ids (non-negative integers).",
                                      param="logit_bias")
             finite("logit_bias", bias, -LOGIT_BIAS_RANGE, LOGIT_BIAS_RANGE)
+        for name in ("logprobs", "prompt_logprobs"):
+            k = getattr(self, name)
+            if k is not None and (not isinstance(k, int) or not 0 <= k <= MAX_LOGPROBS):
+                raise InvalidRequest(f"'{name}' must be an integer between 0 and {MAX_LOGPROBS}.", param=name)
         if sum(x is not None and x is not False for x in (self.grammar, self.json_schema)) + int(self.json_object) > 1:
             raise InvalidRequest("Use only one of grammar, json_schema and json_object.", param="response_format")
         return self
@@ -93,6 +104,16 @@ class GenerationRequest:
     arrival_s: float = 0.0
 
 
+class TokenLogprob(NamedTuple):
+    """One token's log-probability and, when asked, its most likely alternatives ``(token, piece, logprob)``
+    (most likely first). A plain tuple so that it pickles cheaply across the engine process boundary."""
+
+    token: int
+    piece: bytes  # the token's bytes (may be part of a UTF-8 character; empty for control tokens)
+    logprob: float
+    top: tuple[tuple[int, bytes, float], ...] = ()
+
+
 @dataclass
 class Delta:
     """A piece of output. ``text`` may be empty (e.g. a token that completes no UTF-8 character)."""
@@ -105,3 +126,9 @@ class Delta:
     n_generated_tokens: int = 0
     n_cached_tokens: int = 0
     error: str | None = None
+    # When the request asked (``SamplingParams.logprobs``): one entry per id in ``token_ids`` that is part of the
+    # text (none for the end-of-generation token).
+    logprobs: list[TokenLogprob] | None = None
+    # When the request asked (``SamplingParams.prompt_logprobs``), on its first delta: one entry per prompt token
+    # (the first has nothing before it to be predicted from: logprob 0.0, no alternatives).
+    prompt_logprobs: list[TokenLogprob] | None = None

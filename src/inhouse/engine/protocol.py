@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from inhouse.engine.params import Delta, GenerationRequest, SamplingParams
+from inhouse.engine.params import Delta, GenerationRequest, SamplingParams, TokenLogprob
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,16 @@ class StepPlan:
         return not self.items and not self.kv_ops
 
 
+@dataclass
+class StepLogprobs:
+    """What one ``execute`` computed for a request that asked for log-probabilities."""
+
+    # Prompt tokens decoded in this step, each as predicted by the position before it (``prompt_logprobs``).
+    prompt: list[TokenLogprob] = field(default_factory=list)
+    # The token sampled in this step (``logprobs``), or None.
+    sampled: TokenLogprob | None = None
+
+
 class Backend(Protocol):
     """One loaded model in llama.cpp (or a fake). Called from the engine's single step thread only."""
 
@@ -87,6 +97,11 @@ class Backend(Protocol):
     def execute(self, plan: StepPlan) -> dict[str, int]:
         """Apply ``plan.kv_ops``, decode ``plan.items`` in one batch, and return the sampled token of every
         item with ``sample=True``, keyed by request id."""
+        ...
+
+    def logprobs(self) -> dict[str, StepLogprobs]:
+        """The log-probabilities the last ``execute`` computed, for the requests whose ``SamplingParams`` asked
+        (``logprobs`` / ``prompt_logprobs``); empty when none did. Nothing is computed for the others."""
         ...
 
     def close(self) -> None: ...

@@ -12,7 +12,10 @@ One ``schedule()`` builds one ``StepPlan`` (one ``llama_decode``):
    get chunks — at most ``step_token_budget`` tokens in all, and at most ``prefill_chunk`` prompt tokens
    whenever somebody decodes (chunked prefill keeps other streams flowing);
 3. waiting requests are admitted FIFO into a slot chosen by the prefix cache (longest common prefix with
-   the KV of idle slots, kept after a request finishes, or of running slots, shared by ``cp``);
+   the KV of idle slots, kept after a request finishes, or of running slots, shared by ``cp``); a request whose
+   prompt shares a prefix that a running request is still prefilling waits for it (its whole prompt, as for
+   the ``n`` choices of one request, or at least ``SHARE_MIN_TOKENS``), then takes it by ``cp`` instead of
+   computing it a second time; the requests behind it are not held up;
 4. KV cells are counted conservatively (a cell shared by two sequences counts twice), so the plan always
    fits in ``n_ctx``; room is made by evicting idle slots (least recently used first), then by shortening
    a prefill chunk, and only when not one token fits by preempting running requests (newest admission
@@ -32,6 +35,7 @@ from inhouse.engine.protocol import BatchItem, KvOp, StepPlan
 from inhouse.errors import ContextLengthExceeded, InvalidRequest, Overloaded
 
 _LCP_BLOCK = 256
+SHARE_MIN_TOKENS = 32  # a prefix still being prefilled by another request that is worth waiting for
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,7 @@ class _Request:
     slot: int = -1
     admitted: int = -1  # admission order: higher is newer; preemption picks the highest
     n_cached: int = 0  # prompt tokens taken from the prefix cache at the first admission (usage reporting)
+    reuse_prefix: bool = True  # False: every position is computed (prompt log-probabilities need their logits)
 
 
 @dataclass
@@ -131,7 +136,8 @@ class Scheduler:
 
     # -- requests ------------------------------------------------------------------------------------
 
-    def add(self, request_id: str, prompt_tokens: Sequence[int], max_new_tokens: int) -> None:
+    def add(self, request_id: str, prompt_tokens: Sequence[int], max_new_tokens: int, *,
+            reuse_prefix: bool = True) -> None:
         cfg = self._cfg
         if not prompt_tokens:
             raise InvalidRequest("The prompt is empty.", param="messages")
@@ -150,7 +156,7 @@ class Scheduler:
                 f"The server is busy: {len(self._waiting)} requests are waiting. Retry shortly.",
                 retry_after_s=cfg.retry_after_s,
             )
-        req = _Request(request_id, list(prompt_tokens), max_new_tokens)
+        req = _Request(request_id, list(prompt_tokens), max_new_tokens, reuse_prefix=reuse_prefix)
         self._waiting.append(req)
         self._by_id[request_id] = req
 
@@ -232,8 +238,7 @@ class Scheduler:
         self._emit_aborts(plan, b)
         self._schedule_running(plan, b)
         if not b.preempted_any:  # re-admitting what was just preempted would only thrash
-            while self._waiting and self._try_admit(self._waiting[0], b):
-                self._waiting.popleft()
+            self._admit_waiting(b)
         plan.kv_ops = b.rm_ops + b.cp_ops  # removals first: a cp target must be empty
         plan.items = list(b.items.values())
         assert self._kv_cells() + b.planned_tokens <= self._cfg.n_ctx, "KV accounting broke"
@@ -361,6 +366,32 @@ class Scheduler:
                 # else: the only running request cannot fit at all; add() and at_context_limit() keep
                 # this from happening when the engine honours them.
 
+    def _admit_waiting(self, b: _Build) -> None:
+        """Admit FIFO until one does not fit; requests waiting for a shared prefix are stepped over."""
+        deferred: list[_Request] = []
+        while self._waiting:
+            req = self._waiting[0]
+            if self._prefix_in_progress(req):
+                deferred.append(self._waiting.popleft())
+                continue
+            if not self._try_admit(req, b):
+                break
+            self._waiting.popleft()
+        self._waiting.extendleft(reversed(deferred))
+
+    def _prefix_in_progress(self, req: _Request) -> bool:
+        """Whether a running request is still prefilling a prefix of ``req``'s prompt worth waiting for."""
+        if not req.reuse_prefix or req.admitted >= 0:  # a preempted request is not held back again
+            return False
+        cap = len(req.tokens) - 1
+        for r in self._running.values():
+            if r.request_id in self._pending_aborts or r.n_computed >= cap:
+                continue
+            shared = _lcp(r.tokens, req.tokens, cap)
+            if shared > r.n_computed and (shared == cap or shared - r.n_computed >= SHARE_MIN_TOKENS):
+                return True
+        return False
+
     def _try_admit(self, req: _Request, b: _Build) -> bool:
         cfg = self._cfg
         if len(self._running) >= cfg.max_running:
@@ -372,10 +403,11 @@ class Scheduler:
         # Prefix cache: the longest common prefix with any slot's KV. Ties prefer an idle slot (no copy, and
         # its cells are reused rather than duplicated), then the most recently used one, then the lowest slot.
         best: tuple[int, int, int, int] = (0, 0, 0, 0)  # (lcp, is_idle, recency, -slot)
-        for slot, idle in self._idle.items():
-            best = max(best, (_lcp(idle.tokens, req.tokens, cap), 1, idle.last_used, -slot))
-        for r in self._running.values():
-            best = max(best, (_lcp(r.tokens, req.tokens, min(cap, r.n_computed)), 0, 0, -r.slot))
+        if req.reuse_prefix:
+            for slot, idle in self._idle.items():
+                best = max(best, (_lcp(idle.tokens, req.tokens, cap), 1, idle.last_used, -slot))
+            for r in self._running.values():
+                best = max(best, (_lcp(r.tokens, req.tokens, min(cap, r.n_computed)), 0, 0, -r.slot))
         lcp, from_idle, src = best[0], best[1] == 1, -best[3]
         cells = self._kv_cells() + b.planned_tokens
         if lcp > 0 and from_idle:

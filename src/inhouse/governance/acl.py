@@ -29,6 +29,9 @@ ACTIONS: dict[str, Need] = {
     "models:read": "member",
     "chat:create": "member",
     "completions:create": "member",
+    "responses:create": "member",  # the Responses API (runs like chat:create)
+    "responses:read": "member",  # the caller's own stored responses
+    "responses:write": "member",  # delete them
     # Metrics carry no content, only counts; a scraper gets a member key (or metrics_public).
     "metrics:read": "member",
     "me:read": "member",  # who am I, my groups, my quota
@@ -63,7 +66,7 @@ KEY_SCOPES: frozenset[str] = frozenset({"apps:support"})
 
 # Actions that use a model and therefore count against the per-key quotas (requests/minute, tokens/day).
 METERED_ACTIONS: frozenset[str] = frozenset({
-    "chat:create", "completions:create", "embeddings:create", "apps:use", "apps:support",
+    "chat:create", "completions:create", "responses:create", "embeddings:create", "apps:use", "apps:support",
 })
 
 _RANK: dict[Need, int] = {"public": 0, "member": 1, "admin": 2}

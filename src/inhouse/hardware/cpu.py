@@ -179,6 +179,17 @@ def measure_bandwidth(size_bytes: int = 512 * 2**20, runs: int = 5, threads: int
     return Bandwidth(gb_s=best, array_bytes=n * 4, threads=threads, runs=runs)
 
 
+def available_memory_bytes(meminfo: Path = Path("/proc/meminfo")) -> int | None:
+    """Memory the kernel can still give without swapping (``MemAvailable``: free + reclaimable cache),
+    None where /proc is not available."""
+    for line in (_read(meminfo) or "").splitlines():
+        if line.startswith("MemAvailable:"):
+            parts = line.split()
+            if len(parts) >= 2 and parts[1].isdigit():
+                return int(parts[1]) * 1024
+    return None
+
+
 def process_rss_bytes(status: Path = Path("/proc/self/status")) -> int:
     """Resident set size of this process (``VmRSS``), 0 where /proc is not available."""
     text = _read(status) or ""

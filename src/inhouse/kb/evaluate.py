@@ -1,4 +1,7 @@
-"""Evaluation over a QA set (``/work/shared/corpus/qa.jsonl`` layout): ``python -m inhouse.kb.evaluate``.
+"""Evaluation over a QA set (``<corpus>/qa.jsonl``): ``python -m inhouse.kb.evaluate [--corpus DIR]``.
+
+The corpus is ``--corpus``, else ``INHOUSE_EVAL_CORPUS``, else ``../shared/corpus`` beside the repository
+(``inhouse.eval_corpus``); when none exists the command says so and exits 2.
 
 Measures, as an admin (so access rules do not hide anything):
 
@@ -26,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from inhouse.errors import InvalidRequest
+from inhouse.eval_corpus import find_eval_corpus
 from inhouse.kb.answer import is_not_covered
 from inhouse.kb.service import KnowledgeBase
 from inhouse.types import Actor
@@ -180,7 +185,8 @@ class EvaluationServices(Protocol):
 
 def main(argv: list[str] | None = None, *, open_services: Callable[[Settings], EvaluationServices]) -> int:
     ap = argparse.ArgumentParser(prog="python -m inhouse.kb.evaluate", description=__doc__.split("\n")[0])
-    ap.add_argument("--corpus", type=Path, default=Path("/work/shared/corpus"))
+    ap.add_argument("--corpus", type=Path, default=None,
+                    help="Corpus folder (default: $INHOUSE_EVAL_CORPUS, else ../shared/corpus beside the repository)")
     ap.add_argument("--qa", type=Path, default=None, help="QA file (default: <corpus>/qa.jsonl)")
     ap.add_argument("--model", default=None, help="Model for answers (e.g. qwen2.5-coder-1.5b); none: retrieval only")
     ap.add_argument("--data-dir", type=Path, default=None, help="Data directory (default: a temporary one)")
@@ -190,6 +196,11 @@ def main(argv: list[str] | None = None, *, open_services: Callable[[Settings], E
     ap.add_argument("--no-coverage-check", action="store_true", help="Skip the model's yes/no coverage check")
     ap.add_argument("--json", action="store_true", help="Print the summary as JSON")
     args = ap.parse_args(argv)
+    try:
+        corpus = find_eval_corpus(args.corpus)
+    except InvalidRequest as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
     from inhouse.config import load_settings
 
     with tempfile.TemporaryDirectory(prefix="inhouse-eval-") as tmp:
@@ -202,8 +213,8 @@ def main(argv: list[str] | None = None, *, open_services: Callable[[Settings], E
         services = open_services(settings)
         try:
             kb = services.kb
-            ingest = ingest_corpus(kb, args.corpus)
-            questions = load_questions(args.qa or args.corpus / "qa.jsonl", args.limit)
+            ingest = ingest_corpus(kb, corpus)
+            questions = load_questions(args.qa or corpus / "qa.jsonl", args.limit)
 
             def show(r: QuestionResult) -> None:
                 if not args.json:

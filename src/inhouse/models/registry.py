@@ -1,6 +1,13 @@
 """The model registry: which models exist (the packaged catalog + files users added), whether their files
 are present, and which are loaded — under a RAM budget, least recently used unloaded first.
 
+Memory is decided before anything is mapped: a model's footprint (weights + KV cache at the context it will
+run with + llama.cpp's compute buffer, from its GGUF header: ``models/footprint.py``) is compared with the
+budget left next to the loaded models, and with the memory the machine still has. Over the budget, the
+least recently used models are unloaded first (``on_ram_full="evict"``) or the load is refused
+(``"refuse"``); a model that cannot fit even alone, or that the machine cannot hold, is refused with the
+numbers. Files marked ``inhouse.synthetic`` (benchmark shapes) load only with ``allow_synthetic``.
+
 A file is loaded only after its GGUF header validates and its sha256 matches the pin (the catalog's, or
 the digest recorded when a user added it). User-added models live in ``cache_dir/registry.json``, written
 atomically and re-read when another process (the CLI) changed it.
@@ -37,6 +44,7 @@ from inhouse.models.assemble import (
     pip_install,
 )
 from inhouse.models.catalog import CATALOG, CatalogEntry
+from inhouse.models.footprint import MIB, Footprint
 from inhouse.models.gguf.read import GgufInfo, read_gguf_header
 from inhouse.models.spec import ModelSpec
 
@@ -46,6 +54,9 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")  # "@": tuned varia
 REGISTRY_FILE = "registry.json"
 Installer = Callable[..., None]  # pip_install's signature: (packages, *, progress=..., extra_args=...)
 Locator = Callable[[str], Path | None]
+FootprintOf = Callable[[ModelSpec], Footprint]
+SYNTHETIC_KEY = "inhouse.synthetic"  # set by benchmarks/shapegen.py: weights that are not a model
+ON_RAM_FULL = ("evict", "refuse")
 
 
 def _noop(done: int, total: int, message: str = "") -> None:
@@ -57,8 +68,9 @@ class ModelRegistry:
 
     ``load_engine`` builds an engine for a verified, present spec. ``installer`` and ``locate`` are the
     pip and package-lookup seams (tests pass fakes; ``pip_args`` adds e.g. ``--find-links`` for offline
-    installs). Thread-safe: loads are serialized (RAM is the scarce thing), lookups of loaded engines are not
-    blocked by a load in progress.
+    installs). ``footprint`` estimates a spec's memory as it will be loaded (default: its file size);
+    ``available_memory`` says what the machine can still give (default: not checked). Thread-safe: loads are
+    serialized (RAM is the scarce thing), lookups of loaded engines are not blocked by a load in progress.
     """
 
     def __init__(
@@ -71,8 +83,18 @@ class ModelRegistry:
         installer: Installer = pip_install,
         locate: Locator = locate_package_dir,
         pip_args: Sequence[str] = (),
+        footprint: FootprintOf | None = None,
+        available_memory: Callable[[], int | None] | None = None,
+        on_ram_full: str = "evict",
+        allow_synthetic: bool = False,
     ) -> None:
+        if on_ram_full not in ON_RAM_FULL:
+            raise ValueError(f"on_ram_full must be one of {', '.join(ON_RAM_FULL)}, not {on_ram_full!r}")
         self._cache_dir = Path(cache_dir)
+        self._footprint = footprint
+        self._available_memory = available_memory
+        self._on_ram_full = on_ram_full
+        self._allow_synthetic = allow_synthetic
         self._load_engine = load_engine
         self._ram_budget_bytes = ram_budget_mb * 1024 * 1024
         self._catalog = {e.name: e for e in catalog}
@@ -178,8 +200,14 @@ class ModelRegistry:
             # Listed as present; loading it will refuse with the same message.
             log.warning("model %s: %s", spec.name, exc.message)
             return spec
+        synthetic = info.metadata.get(SYNTHETIC_KEY) is True
+        description = spec.description
+        if synthetic and not description.startswith("Synthetic"):
+            description = f"Synthetic weights (benchmark only). {description}"
         return replace(
             spec,
+            synthetic=synthetic,
+            description=description,
             chat_template=info.chat_template,
             context_length=info.context_length or spec.context_length,
             architecture=info.architecture or spec.architecture,
@@ -375,14 +403,14 @@ class ModelRegistry:
                     return hit[0]
             assert spec.path is not None
             self._verify(name, spec.path, spec.sha256, spec.size_bytes or None)
-            size = spec.path.stat().st_size
-            if size > self._ram_budget_bytes:
+            if spec.synthetic and not self._allow_synthetic:
                 raise Unavailable(
-                    f"Model '{name}' needs {size / 2**20:,.0f} MB, more than the RAM budget of "
-                    f"{self._ram_budget_bytes / 2**20:,.0f} MB (setting models.ram_budget_mb).",
-                    code="ram_budget_exceeded",
-                )
-            self._close_all(self._evict_for(size))
+                    f"Model '{name}' has synthetic weights (a benchmark shape from benchmarks/shapes.py): it "
+                    "answers noise and is never served as a real model. Set models.allow_synthetic to load it "
+                    "for a benchmark.", code="synthetic_model")
+            need = self._estimate(spec)
+            size = need.total
+            self._close_all(self._make_room(name, need))
             log.info("loading model %s (%.0f MB)", name, size / 2**20)
             try:
                 engine = self._load_engine(spec)
@@ -394,17 +422,63 @@ class ModelRegistry:
                 self._engines[name] = (engine, size)
             return engine
 
-    def _evict_for(self, size: int) -> list[tuple[str, EngineClient]]:
-        victims: list[tuple[str, EngineClient]] = []
+    def _estimate(self, spec: ModelSpec) -> Footprint:
+        assert spec.path is not None
+        if self._footprint is None:
+            return Footprint(weights=spec.path.stat().st_size, kv=0, compute=0, n_ctx=0, kv_type="f16")
+        try:
+            return self._footprint(spec)
+        except ValueError as exc:  # a header without the keys the estimate needs: weights alone
+            log.warning("model %s: no memory estimate beyond its weights (%s)", spec.name, exc)
+            return Footprint(weights=spec.path.stat().st_size, kv=0, compute=0, n_ctx=0, kv_type="f16")
+
+    def _make_room(self, name: str, need: Footprint) -> list[tuple[str, EngineClient]]:
+        """Decide, before anything is mapped, whether ``need`` fits; unload least recently used models to
+        make room (``on_ram_full="evict"``) or refuse. Returns the engines taken out (to be closed)."""
+        budget = self._ram_budget_bytes
+        if need.total > budget:
+            raise Unavailable(
+                f"Model '{name}' needs {need.describe()}: more than the RAM budget of {budget / MIB:,.0f} MB "
+                "(setting models.ram_budget_mb). Lower engine.n_ctx, use engine.kv_type=q8_0 with "
+                "engine.flash_attn, or a smaller quantization.", code="ram_budget_exceeded")
         with self._lock:
-            used = sum(s for _, s in self._engines.values())
-            while self._engines and used + size > self._ram_budget_bytes:
-                victim, (engine, vsize) = self._engines.popitem(last=False)
-                used -= vsize
-                victims.append((victim, engine))
-        for victim, _ in victims:
+            loaded = list(self._engines.items())  # least recently used first
+        used = sum(size for _, (_, size) in loaded)
+        victims: list[str] = []
+        freed = 0
+        for victim, (_, vsize) in loaded:
+            if used - freed + need.total <= budget:
+                break
+            victims.append(victim)
+            freed += vsize
+        if victims and self._on_ram_full == "refuse":
+            listing = ", ".join(f"{n} {s / MIB:,.0f} MB" for n, (_, s) in loaded)
+            raise Unavailable(
+                f"Model '{name}' needs {need.describe()}, but {used / MIB:,.0f} MB of the RAM budget of "
+                f"{budget / MIB:,.0f} MB is taken by {listing}; unload one first (models.on_ram_full=refuse).",
+                code="ram_budget_exceeded")
+        available = self._available_memory() if self._available_memory is not None else None
+        if available is not None and need.total > available + freed:
+            raise Unavailable(
+                f"Model '{name}' needs {need.describe()}, but this machine has only {available / MIB:,.0f} MB "
+                f"of memory available" + (f" (+ {freed / MIB:,.0f} MB from unloading {', '.join(victims)})"
+                                          if victims else "")
+                + ". Loading it would swap or be killed; free memory or lower engine.n_ctx.",
+                code="insufficient_memory")
+        out: list[tuple[str, EngineClient]] = []
+        with self._lock:
+            for victim in victims:
+                hit = self._engines.pop(victim, None)
+                if hit is not None:
+                    out.append((victim, hit[0]))
+        for victim, _ in out:
             log.info("unloading model %s to stay within the RAM budget", victim)
-        return victims
+        return out
+
+    def footprints(self) -> dict[str, int]:
+        """Loaded models and the memory each was admitted with (bytes), least recently used first."""
+        with self._lock:
+            return {name: size for name, (_, size) in self._engines.items()}
 
     def loaded_engines(self) -> list[tuple[str, EngineClient]]:
         """The loaded engines, least recently used first; never loads anything (unlike ``get_engine``)."""

@@ -36,6 +36,7 @@ class ModelSpec:
     languages: tuple[str, ...] = ()
     supports_tools: bool = False
     origin: Origin = "catalog"
+    synthetic: bool = False  # the GGUF says ``inhouse.synthetic``: a benchmark shape, not a model
 
     def info(self, *, loaded: bool = False) -> ModelInfo:
         return ModelInfo(

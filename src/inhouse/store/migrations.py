@@ -146,6 +146,40 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX schedule_events_owner ON schedule_events (owner, start_utc);
         """,
     ),
+    Migration(
+        7,
+        "schedule_events_four_digit_years",
+        """
+        -- Releases up to 6c87c30 wrote years below 1000 with fewer than four digits ('999-06-01T10:00:00Z'),
+        -- which their own reader refused (every read of that calendar failed) and which sorted wrongly as text.
+        -- Pad them to the stored form, 'YYYY-MM-DDTHH:MM:SSZ' (20 characters), keeping the instant: the events
+        -- become readable again and can be shown, moved or deleted. New writes are checked against the
+        -- supported range (apps/dates.py) before they are stored.
+        UPDATE schedule_events SET start_utc = substr('000' || start_utc, -20)
+         WHERE length(start_utc) BETWEEN 17 AND 19
+           AND start_utc GLOB '[0-9]*-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z';
+        UPDATE schedule_events SET end_utc = substr('000' || end_utc, -20)
+         WHERE length(end_utc) BETWEEN 17 AND 19
+           AND end_utc GLOB '[0-9]*-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z'
+        """,
+    ),
+    Migration(
+        8,
+        "responses",
+        """
+        CREATE TABLE responses (                    -- stored Responses API answers (store/responses.py)
+            id           TEXT PRIMARY KEY,          -- 'resp_…'
+            owner        TEXT NOT NULL,             -- as conversations.owner
+            model        TEXT NOT NULL,
+            previous_id  TEXT NULL,                 -- the response this one continued
+            messages     TEXT NOT NULL,             -- JSON: the conversation so far as chat messages, answer included
+            input_items  TEXT NOT NULL,             -- JSON: this request's input items
+            body         TEXT NOT NULL,             -- JSON: the response object as it was returned
+            created_at   REAL NOT NULL
+        );
+        CREATE INDEX responses_owner ON responses (owner, created_at);
+        """,
+    ),
 )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Iterator, Sequence
 
 import pytest
@@ -261,6 +262,51 @@ class BackendContract:
     def test_logit_bias_outside_the_vocabulary_is_an_invalid_request(self, backend: Backend) -> None:
         with pytest.raises(InvalidRequest):
             backend.start_request("req_bias", SamplingParams(logit_bias=((10**7, 1.0),)))
+
+    # -- log-probabilities ---------------------------------------------------------------------------
+
+    def test_no_logprobs_unless_asked(self, backend: Backend) -> None:
+        generate(backend, self.chat(backend, self.prompt_a), max_new=2)
+        assert backend.logprobs() == {}
+
+    def test_sampled_logprobs_rank_the_greedy_choice_first(self, backend: Backend) -> None:
+        params = dataclasses.replace(GREEDY, logprobs=5)
+        clear_slot(backend, 0)
+        backend.start_request("req_lp", params)
+        try:
+            prompt = self.chat(backend, self.prompt_a)
+            token = feed(backend, "req_lp", 0, prompt, 0)
+            step = backend.logprobs()["req_lp"]
+            assert backend.logprobs() == {}, "taken once"
+        finally:
+            backend.end_request("req_lp")
+        lp = step.sampled
+        assert lp is not None and lp.token == token and step.prompt == []
+        assert lp.piece == backend.token_piece(token)
+        assert len(lp.top) == 5 and lp.top[0][0] == token, "greedy picks the most likely token"
+        values = [v for _, _, v in lp.top]
+        assert values == sorted(values, reverse=True) and all(v <= 0 for v in values)
+        assert abs(lp.logprob - values[0]) < 1e-6 and sum(math.exp(v) for v in values) <= 1 + 1e-5
+        assert all(piece == backend.token_piece(t) for t, piece, _ in lp.top)
+
+    def test_prompt_logprobs_cover_every_prompt_token_across_chunks(self, backend: Backend) -> None:
+        prompt = self.chat(backend, self.prompt_b)
+        params = dataclasses.replace(GREEDY, logprobs=0, prompt_logprobs=2)
+        clear_slot(backend, 0)
+        backend.start_request("req_plp", params)
+        try:
+            half = len(prompt) // 2
+            assert feed(backend, "req_plp", 0, prompt[:half], 0, sample=False) is None
+            first = backend.logprobs()["req_plp"].prompt
+            token = feed(backend, "req_plp", 0, prompt[half:], half)
+            rest = backend.logprobs()["req_plp"]
+        finally:
+            backend.end_request("req_plp")
+        entries = first + rest.prompt
+        assert [e.token for e in entries] == list(prompt), "one entry per prompt token"
+        assert (entries[0].logprob, entries[0].top) == (0.0, ()), "nothing predicts the first"
+        assert all(e.logprob <= 0 and len(e.top) == 2 for e in entries[1:])
+        assert rest.sampled is not None and rest.sampled.token == token and rest.sampled.top == ()
 
     # -- lifecycle -----------------------------------------------------------------------------------
 

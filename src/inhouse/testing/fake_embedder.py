@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from inhouse.errors import InvalidRequest
+
 
 class FakeEmbedder:
     name = "fake-trigram"
@@ -49,3 +51,10 @@ class FakeEmbedder:
 
     def count_tokens(self, text: str) -> int:
         return max(1, len(text.split()))
+
+    def text_of_tokens(self, ids: Sequence[int]) -> str:
+        """The fake vocabulary is UTF-8 bytes: ids 0-255."""
+        if any(not 0 <= t < 256 for t in ids):
+            raise InvalidRequest("These token ids are not in the fake embedder's vocabulary (bytes 0-255).",
+                                 param="input")
+        return bytes(ids).decode("utf-8", errors="replace")

@@ -64,8 +64,14 @@ BAD_REQUESTS: list[tuple[str, str, str, dict[str, Any], int]] = [
      {"json": chat(logit_bias={"abc": 1})}, 400),
     ("logit bias out of vocab", "POST", "/v1/chat/completions",
      {"json": chat(logit_bias={"999999": 1})}, 400),
-    ("n=2", "POST", "/v1/chat/completions", {"json": chat(n=2)}, 400),
-    ("logprobs", "POST", "/v1/chat/completions", {"json": chat(logprobs=True)}, 400),
+    ("n above engine.max_choices", "POST", "/v1/chat/completions", {"json": chat(n=9)}, 400),
+    ("top_logprobs without logprobs", "POST", "/v1/chat/completions", {"json": chat(top_logprobs=2)}, 400),
+    ("top_logprobs above 20", "POST", "/v1/chat/completions", {"json": chat(logprobs=True, top_logprobs=21)}, 400),
+    ("best_of", "POST", "/v1/completions", {"json": {"model": MODEL, "prompt": "x", "best_of": 3}}, 400),
+    ("suffix on a model without FIM tokens", "POST", "/v1/completions",
+     {"json": {"model": MODEL, "prompt": "def f(", "suffix": "return x"}}, 400),
+    ("prompts × n above engine.max_choices", "POST", "/v1/completions",
+     {"json": {"model": MODEL, "prompt": ["a", "b", "c"], "n": 3}}, 400),
     ("bad response_format", "POST", "/v1/chat/completions", {"json": chat(response_format={"type": "xml"})},
      400),
     ("bad tools", "POST", "/v1/chat/completions", {"json": chat(tools=[{"type": "function"}])}, 400),
@@ -158,3 +164,11 @@ def test_overloaded_has_retry_after(make_services: Any, monkeypatch: pytest.Monk
         resp = c.get("/v1/models")
         assert_error_shape(resp, 429)
         assert resp.headers["retry-after"] == "3"
+
+
+def test_union_members_are_not_named_as_fields() -> None:
+    from inhouse.api.errors import _field_name
+
+    assert _field_name(("body", "prompt", "constrained-str")) == "prompt"
+    assert _field_name(("body", "stop", "list[constrained-str]", 3)) == "stop.3"
+    assert _field_name(("body", "messages", 0, "content", "str")) == "messages.0.content"

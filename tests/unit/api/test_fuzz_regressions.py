@@ -45,7 +45,9 @@ def test_integers_beyond_int64_are_400_not_500(admin: TestClient) -> None:
         ("POST", "/v1/chat/completions", {"model": "fake-model", "messages": MSG, "top_k": BIG}, "top_k"),
         ("POST", "/v1/chat/completions", {"model": "fake-model", "messages": MSG, "max_tokens": BIG}, "max_tokens"),
         ("POST", "/v1/completions", {"model": "fake-model", "prompt": [BIG]}, "prompt"),
-        ("POST", "/v1/embeddings", {"input": "x", "dimensions": BIG}, "dimensions"),
+        ("POST", "/v1/responses", {"model": "fake-model", "input": "x", "max_output_tokens": BIG},
+         "max_output_tokens"),
+        ("POST", "/v1/embeddings", {"model": "multilingual-e5-small", "input": "x", "dimensions": BIG}, "dimensions"),
     ]
     for method, path, body, param in cases:
         err = assert_error_shape(admin.request(method, path, json=body), 400)

@@ -105,15 +105,56 @@ def test_members_need_access_and_cannot_manage(admin: TestClient, kb_services: A
         assert m.patch(url, json={"access": {"groups": ["x"]}}).status_code == 403
 
 
+EMBED = "fake-trigram"  # the FakeEmbedder's name, as multilingual-e5-small is the real one's
+
+
 def test_embeddings_openai_shape(admin: TestClient) -> None:
-    r = admin.post("/v1/embeddings", json={"model": "e5", "input": ["hello", "world"]})
+    r = admin.post("/v1/embeddings", json={"model": EMBED, "input": ["hello", "world"]})
     body = r.json()
     assert r.status_code == 200 and body["object"] == "list" and len(body["data"]) == 2
+    assert body["model"] == EMBED
     assert len(body["data"][0]["embedding"]) == 384 and body["usage"]["prompt_tokens"] > 0
-    b64 = admin.post("/v1/embeddings", json={"input": "hello", "encoding_format": "base64"}).json()
+    b64 = admin.post("/v1/embeddings", json={"model": EMBED, "input": "hello", "encoding_format": "base64"}).json()
     vec = np.frombuffer(base64.b64decode(b64["data"][0]["embedding"]), dtype="<f4")
     assert vec.shape == (384,) and abs(float(np.linalg.norm(vec)) - 1) < 1e-4
-    assert admin.post("/v1/embeddings", json={"input": []}).status_code == 400
+    assert admin.post("/v1/embeddings", json={"model": EMBED, "input": []}).status_code == 400
+
+
+def test_embedding_models_are_listed_and_others_refused(admin: TestClient) -> None:
+    listed = {m["id"]: m for m in admin.get("/v1/models").json()["data"]}
+    assert listed[EMBED]["input_type"] == "passage" and listed[EMBED + ":query"]["input_type"] == "query"
+    assert admin.get(f"/v1/models/{EMBED}:query").json()["type"] == "embedding"
+    for model in ("text-embedding-3-small", EMBED + ":other", "fake-model"):
+        r = admin.post("/v1/embeddings", json={"model": model, "input": "x"})
+        assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+        assert EMBED + ":query" in r.json()["error"]["message"], "the message lists what exists"
+
+
+def test_query_and_passage_embeddings_by_model_id(admin: TestClient, kb_services: Any) -> None:
+    def vec(model: str, **kw: Any) -> list[float]:
+        return admin.post("/v1/embeddings", json={"model": model, "input": "annual leave", **kw}).json()[
+            "data"][0]["embedding"]
+
+    calls = kb_services.kb.embedder.calls
+    vec(EMBED)
+    vec(EMBED + ":passage")
+    assert kb_services.kb.embedder.calls == calls + 2, "passages go through embed_passages"
+    vec(EMBED + ":query")
+    vec(EMBED, input_type="query")
+    assert kb_services.kb.embedder.calls == calls + 2, "queries through embed_query"
+
+
+def test_token_id_input_is_embedded_as_its_text(admin: TestClient) -> None:
+    by_text = admin.post("/v1/embeddings", json={"model": EMBED, "input": ["hello", "world"]}).json()
+    by_ids = admin.post("/v1/embeddings", json={"model": EMBED, "input": [list(b"hello"), list(b"world")]}).json()
+    assert [d["embedding"] for d in by_ids["data"]] == [d["embedding"] for d in by_text["data"]]
+    one = admin.post("/v1/embeddings", json={"model": EMBED, "input": list(b"hello")}).json()
+    assert one["data"][0]["embedding"] == by_text["data"][0]["embedding"]
+    for bad in ([[100000, 3]], [["a"]], [1, "a"], [[]], [{"x": 1}]):
+        r = admin.post("/v1/embeddings", json={"model": EMBED, "input": bad})
+        assert r.status_code == 400, bad
+        message = r.json()["error"]["message"]
+        assert "constrained" not in message and message.startswith(("'input' must", "These token ids")), message
 
 
 def test_chat_with_knowledge_cites_and_says_not_covered(admin: TestClient, kb_services: Any) -> None:
@@ -135,6 +176,36 @@ def test_chat_with_knowledge_cites_and_says_not_covered(admin: TestClient, kb_se
     s2 = admin.post("/v1/chat/completions", json={**body, "stream": True})
     last = [json.loads(line[6:]) for line in s2.text.splitlines() if line.startswith("data: {")][-1]
     assert "citations" in last
+
+
+def test_responses_with_knowledge_cite_and_say_not_covered(admin: TestClient, kb_services: Any) -> None:
+    from inhouse.testing.openapi import OpenAISpec
+
+    spec = OpenAISpec.load()
+    cid = admin.post("/v1/collections", json={"name": "hr"}).json()["id"]
+    admin.post(f"/v1/collections/{cid}/documents", files={"file": ("leave.md", LEAVE)})
+    body = {"model": "fake-model", "input": "How many annual leave days after 3 years of service?",
+            "knowledge": {"collections": ["hr"]}}
+    out = admin.post("/v1/responses", json=body).json()
+    assert isinstance(out["citations"], list)
+    spec.check("POST", "/responses", out)
+    far = {**body, "input": "zzz qqq xxx"}
+    nc = admin.post("/v1/responses", json=far).json()
+    assert nc["output"][0]["content"][0]["text"] == NOT_COVERED and nc["citations"] == []
+    spec.check("POST", "/responses", nc)
+    events = [json.loads(line[6:]) for line in admin.post("/v1/responses", json={**body, "stream": True}).text
+              .splitlines() if line.startswith("data: ")]
+    assert isinstance(events[-1]["response"]["citations"], list)
+    assert spec.check_stream("POST", "/responses", events) == len(events)
+    # The chat answers of the same two cases, whole and streamed.
+    chat = {"model": "fake-model", "knowledge": {"collections": ["hr"]}}
+    for question in (body["input"], far["input"]):
+        msgs = [{"role": "user", "content": question}]
+        spec.check("POST", "/chat/completions", admin.post("/v1/chat/completions", json={**chat, "messages": msgs})
+                   .json())
+        streamed = admin.post("/v1/chat/completions", json={**chat, "messages": msgs, "stream": True}).text
+        spec.check_stream("POST", "/chat/completions", [json.loads(line[6:]) for line in streamed.splitlines()
+                                                         if line.startswith("data: {")])
 
 
 def test_upload_limit_is_larger_than_the_body_limit_only_for_uploads(admin: TestClient, kb_services: Any) -> None:

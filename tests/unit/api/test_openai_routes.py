@@ -28,10 +28,18 @@ def sse_events(text: str) -> list[Any]:
     return events
 
 
+def test_model_retrieve_and_unknown_model(client: TestClient) -> None:
+    entry = client.get(f"/v1/models/{MODEL}").json()
+    assert (entry["id"], entry["object"], entry["owned_by"]) == (MODEL, "model", "inhouse")
+    r = client.get("/v1/models/no-such-model")
+    assert r.status_code == 404
+    assert r.json()["error"]["code"] == "model_not_found" and MODEL in r.json()["error"]["message"]
+
+
 def test_models_list(client: TestClient) -> None:
     body = client.get("/v1/models").json()
     assert body["object"] == "list"
-    (entry,) = body["data"]
+    (entry,) = [m for m in body["data"] if m.get("type") != "embedding"]
     assert entry["id"] == MODEL and entry["object"] == "model"
     for key in ("size_bytes", "quantization", "context_length", "loaded", "present"):
         assert key in entry
@@ -44,7 +52,7 @@ def test_chat_non_streaming(client: TestClient) -> None:
     body = resp.json()
     assert body["object"] == "chat.completion" and body["model"] == MODEL
     choice = body["choices"][0]
-    assert choice["message"] == {"role": "assistant", "content": REPLY}
+    assert choice["message"] == {"role": "assistant", "content": REPLY, "refusal": None}
     assert choice["finish_reason"] == "stop"
     usage = body["usage"]
     assert usage["prompt_tokens"] > 0 and usage["completion_tokens"] == len(REPLY) + 1  # + EOS

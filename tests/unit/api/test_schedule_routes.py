@@ -114,8 +114,10 @@ def test_tool_definitions_and_argument_validation(svc: Any) -> None:
                                               "duration_minutes": "forever"})["error"]
     assert "'start'" in run("create_event", {"title": "x", "start": "2026-02-30 10:00"})["error"]
     ok = run("create_event", {"title": "Sync", "start": "next Friday 10:00", "duration_minutes": "30 min"})
-    assert ok["event"]["start"] == "2026-01-30T10:00:00+01:00" and ok["conflicts"] == []
-    clash = run("create_event", {"title": "Other", "start": "2026-01-30 10:15", "end": "2026-01-30 11:00"})
+    # CONVENTION (docs/dates.md): "next Friday" said on Wednesday 28 January is the Friday of next week, like
+    # 下周五 (this test asserted 30 January, the old schedule resolver's rule; the clash below moved with it).
+    assert ok["event"]["start"] == "2026-02-06T10:00:00+01:00" and ok["conflicts"] == []
+    clash = run("create_event", {"title": "Other", "start": "2026-02-06 10:15", "end": "2026-02-06 11:00"})
     assert [e["title"] for e in clash["conflicts"]] == ["Sync"]
     moved = run("move_event", {"event": "Sync", "new_start": "next Monday 9:00"})
     assert moved["event"]["start"] == "2026-02-02T09:00:00+01:00" and moved["event"]["end"].endswith("09:30:00+01:00")

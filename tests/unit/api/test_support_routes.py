@@ -19,7 +19,6 @@ from inhouse.types import Actor
 
 MODEL = "fake-model"  # the conftest's
 
-CORPUS = Path("/work/shared/corpus")
 FAQ = b"""# Customer Support FAQ
 
 ## Orders and delivery
@@ -188,12 +187,11 @@ def test_widget_script_and_cors_allow_list(api: TestClient) -> None:
     assert "access-control-allow-origin" not in other.headers
 
 
-@pytest.mark.skipif(not CORPUS.exists(), reason="the shared corpus is not present")
-def test_rules_read_from_the_real_support_documents() -> None:
+def test_rules_read_from_the_real_support_documents(eval_corpus: Path) -> None:
     from inhouse.apps.support.rules import check_message, parse_rules
 
-    en = (CORPUS / "support" / "customer-faq.md").read_text(encoding="utf-8")
-    zh = (CORPUS / "zh" / "customer-service-kb.md").read_text(encoding="utf-8")
+    en = (eval_corpus / "support" / "customer-faq.md").read_text(encoding="utf-8")
+    zh = (eval_corpus / "zh" / "customer-service-kb.md").read_text(encoding="utf-8")
     for docs in ([("en", en)], [("zh", zh)]):
         rules = parse_rules(docs)
         assert rules.refund_threshold is not None and rules.currency == "CNY"

@@ -88,3 +88,26 @@ def test_missing_uid_gets_a_stable_one() -> None:
 def test_bad_calendars_are_clear_errors(bad: str | bytes) -> None:
     with pytest.raises(InvalidRequest):
         read_ics(bad)
+
+
+def test_years_below_1000_are_written_with_four_digits() -> None:
+    # strftime("%Y") writes year 999 as "999", which no reader (ours included) accepts.
+    item = IcsItem("old", datetime(999, 6, 1, 10, tzinfo=UTC), datetime(999, 6, 1, 11, tzinfo=UTC), uid="u@old")
+    todo = IcsItem("due", kind="VTODO", due=date(1, 1, 1), uid="t@old")
+    text = write_ics([item, todo], dtstamp=STAMP)
+    assert "DTSTART:09990601T100000Z" in text and "DUE;VALUE=DATE:00010101" in text
+    back = read_ics(text)
+    assert back[0].start == item.start and back[1].due == date(1, 1, 1)
+
+
+@pytest.mark.parametrize("lines", [
+    "DTSTART:99991231T233000Z\r\nDURATION:PT2H",  # DTSTART + DURATION past the last representable instant
+    "DTSTART;VALUE=DATE:99991231",  # an all-day event lasts a day: into year 10000
+    "DTSTART:20300101T100000Z\r\nDURATION:P999999999W",  # beyond timedelta
+    "DTSTART:20300101T100000Z\r\nDURATION:P" + "9" * 5000 + "D",  # more digits than int() reads
+])
+def test_dates_that_cannot_be_computed_are_clear_errors(lines: str) -> None:
+    text = f"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:x\r\n{lines}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    with pytest.raises(InvalidRequest) as exc:
+        read_ics(text)
+    assert exc.value.param == "file"

@@ -130,7 +130,8 @@ def test_sampling_translation() -> None:
 
 @pytest.mark.parametrize("bad", [
     {"messages": []}, {"messages": "hi"}, {"messages": [{"role": "robot", "content": "x"}]},
-    {"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, {"n": 3}, {"logprobs": True},
+    {"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, {"n": 9},
+    {"top_logprobs": 3}, {"logprobs": True, "top_logprobs": 21},
     {"tools": [{"type": "function", "function": {}}]}, {"model": ""},
 ])
 def test_invalid_chat_requests(service: ChatService, bad: dict[str, Any]) -> None:
@@ -156,8 +157,9 @@ def test_completion_raw_prompt(service: ChatService) -> None:
     assert p.request.prompt_tokens == [BOS_ID, 70, 71]
     result = asyncio.run(service.complete(p))
     assert result.finish_reason == "stop" and result.text == REPLY
-    with pytest.raises(InvalidRequest):
-        service.prepare_completion({"model": MODEL, "prompt": ["a", "b"]})
+    for bad in ([], [[]], [-1], [""], [["a"]]):
+        with pytest.raises(InvalidRequest):
+            service.prepare_completion({"model": MODEL, "prompt": bad})
 
 
 def test_tool_calls_parsed(engine: Engine) -> None:

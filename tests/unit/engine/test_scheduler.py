@@ -500,3 +500,49 @@ TestSchedulerMachine = SchedulerMachine.TestCase
 TestSchedulerMachine.settings = settings(
     max_examples=300, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
+
+
+# -- a prefix another request is still computing ----------------------------------------------------
+
+
+def test_identical_prompts_wait_for_the_first_and_copy_its_prompt() -> None:
+    # The n choices of one request: one prefill, the others share its KV.
+    h = Harness(config(prefill_chunk=64, step_token_budget=64))
+    prompt = list(range(10, 150))  # three steps of prefill
+    for rid in ("a", "b", "c"):
+        h.add(rid, prompt, max_new=4)
+    h.add("other", [5] * 20, max_new=4)
+    first = h.step()
+    assert ids_of(first) == ["a"], "b and c wait for a's prefill; 'other' (64 tokens of budget used) waits its turn"
+    while len(h.tokens["a"]) == len(prompt):
+        plan = h.step()
+        assert not {"b", "c"} & set(ids_of(plan))
+        assert "other" in ids_of(plan) or h.s.n_waiting == 3
+    admit = h.step()
+    cps = [op for op in admit.kv_ops if op.kind == "cp"]
+    assert sorted(op.p1 for op in cps) == [len(prompt) - 1] * 2, "each copies all but the last prompt token"
+    for rid in ("b", "c"):
+        item = next(i for i in admit.items if i.request_id == rid)
+        assert (item.pos0, item.tokens, item.sample) == (len(prompt) - 1, (prompt[-1],), True)
+    assert h.s.stats().prefix_cache_hit_tokens == 2 * (len(prompt) - 1)
+    h.drain()
+
+
+def test_a_short_shared_start_is_not_waited_for() -> None:
+    h = Harness(config(prefill_chunk=64, step_token_budget=512))
+    h.add("a", [*range(10, 20), *([1] * 100)], max_new=2)
+    h.add("b", [*range(10, 20), *([2] * 100)], max_new=2)  # 10 shared tokens: below SHARE_MIN_TOKENS
+    assert sorted(ids_of(h.step())) == ["a", "b"]
+
+
+def test_prompt_logprob_requests_never_take_a_cached_prefix() -> None:
+    h = Harness(config())
+    prompt = list(range(10, 60))
+    h.add("a", prompt, max_new=2)
+    h.drain()
+    h.s.add("b", prompt, 2, reuse_prefix=False)
+    h.tokens["b"], h.max_new["b"], h.n_generated["b"] = list(prompt), 2, 0
+    plan = h.step()
+    (item,) = plan.items
+    assert item.pos0 == 0 and not [op for op in plan.kv_ops if op.kind == "cp"]
+    assert h.s.stats().prefix_cache_hits == 0

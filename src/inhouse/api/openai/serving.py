@@ -30,6 +30,7 @@ itself is reached through ``ChatService`` → ``EngineClient``, local or not.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -42,15 +43,15 @@ from inhouse.api.audit_trail import note, note_route, write_started
 from inhouse.api.openai.knowledge import ground_chat
 from inhouse.api.openai.relay import Relayed, relay
 from inhouse.api.streaming import run_until_disconnect
-from inhouse.chat.service import OutputAccumulator, Usage
+from inhouse.chat.output import OutputAccumulator, Usage, total_usage
 from inhouse.errors import EngineFailure, InvalidRequest
 
 if TYPE_CHECKING:
     from starlette.requests import Request
 
     from inhouse.api.metrics import GenerationTimer, Metrics
-    from inhouse.chat.service import CompletionResult, Kind, PreparedGeneration
-    from inhouse.engine.params import Delta
+    from inhouse.chat.output import CompletionResult, Kind, PreparedGeneration
+    from inhouse.engine.params import Delta, TokenLogprob
     from inhouse.governance.egress.router import RoutedRequest
     from inhouse.kb.answer import Grounding
     from inhouse.models.registry import ModelRegistry
@@ -82,17 +83,29 @@ class NotCovered:
 
 @dataclass(frozen=True)
 class Text:
-    """A piece of the answer, as generated (held back instead while tool calls may be coming)."""
+    """A piece of choice ``index``'s answer, as generated (held back instead while tool calls may be coming), with
+    its tokens' log-probabilities when asked (then a token that completes no character still comes, text "")."""
 
     text: str
+    index: int = 0
+    logprobs: list[TokenLogprob] | None = None
+    prompt_logprobs: list[TokenLogprob] | None = None  # on a choice's first piece, when ``echo`` scored the prompt
 
 
 @dataclass(frozen=True)
 class Finished:
-    """The end of a generation: the whole text, parsed tool calls, the finish reason and the token usage."""
+    """The end of one choice: the whole text, parsed tool calls, the finish reason and its token usage."""
 
     result: CompletionResult
     held: bool  # the text was held back (tools were offered): it has not been sent as ``Text`` events
+
+
+@dataclass(frozen=True)
+class Completed:
+    """Every choice has finished: their results in choice order and the request's usage (each prompt once)."""
+
+    results: list[CompletionResult]
+    usage: Usage
 
 
 @dataclass(frozen=True)
@@ -102,7 +115,7 @@ class Failed:
     error: str | None
 
 
-Event = Text | Finished | Failed
+Event = Text | Finished | Completed | Failed
 
 
 class Serving:
@@ -148,7 +161,8 @@ class Serving:
         await write_started(request, prepared)
         # 6. The first token.
         timer = self._metrics.track(prepared.model, call.received_s)
-        generation = LocalGeneration(prepared, services.chat.stream(prepared), request, timer=timer,
+        deltas = [services.chat.stream(prepared, i) for i in range(len(prepared.requests))]
+        generation = LocalGeneration(prepared, deltas, request, timer=timer,
                                      hooks=self._finish_hooks(call, timer, request), routed=routed,
                                      grounding=grounding, wake_s=wake_s)
         await generation.first_token()
@@ -172,66 +186,69 @@ class Serving:
 
 
 class LocalGeneration:
-    """A request running on a local model: steps 6-8."""
+    """A request running on a local model: steps 6-8, for each of its choices (one engine sequence each)."""
 
-    def __init__(self, prepared: PreparedGeneration, deltas: AsyncIterator[Delta], request: Request, *,
+    def __init__(self, prepared: PreparedGeneration, deltas: list[AsyncIterator[Delta]], request: Request, *,
                  timer: GenerationTimer, hooks: Sequence[Callable[[Usage, bool], None]],
                  routed: RoutedRequest | None, grounding: Grounding | None, wake_s: float | None) -> None:
         self.prepared = prepared
         self.routed = routed  # the egress decision of a request kept local (its headers go out), else None
         self.grounding = grounding
         self.wake_s = wake_s  # seconds this request waited for its model to load; None: it was loaded
-        self._deltas = deltas  # the engine's: closing it aborts the request in the engine
+        self._deltas = deltas  # the engine's, one per choice: closing one aborts that sequence in the engine
         self._request = request
         self._timer = timer
         self._hooks = hooks
-        self._first: Delta | None = None
+        self._firsts: list[Delta | None] = []
         self._finished = False
 
     async def first_token(self) -> None:
-        """Step 6. Errors raised before the first delta (queue full, context) propagate as real HTTP errors."""
+        """Step 6: every choice is admitted and has its first delta. Errors raised before that (queue full,
+        context) propagate as real HTTP errors, and the other choices are aborted."""
         try:
-            self._first = await run_until_disconnect(self._request, _first_of(self._deltas))
+            self._firsts = await run_until_disconnect(self._request, _firsts_of(self._deltas))
         except BaseException:
             self._finish(Usage(self.prepared.n_prompt_tokens, 0), aborted=True)
             raise
 
     async def events(self) -> AsyncIterator[Event]:
         """Step 7: the answer as events; step 8 runs when this generator ends or is closed."""
-        acc = OutputAccumulator(self.prepared)
+        p = self.prepared
+        accs = [OutputAccumulator(p, i) for i in range(len(p.requests))]
         # With tools offered the text may turn out to be a tool call: it is held back and sent, parsed, at the end.
-        hold = self.prepared.parse_tools
-        done = False
-        source = _with_first(self._first, self._deltas)
+        hold = p.parse_tools
+        results: dict[int, CompletionResult] = {}
+        source = _merged(self._firsts, self._deltas)
         try:
-            async for delta in source:
+            async for i, delta in source:
                 self._timer.on_delta(delta)
-                acc.add(delta)
+                accs[i].add(delta)
                 if delta.finish_reason == "error":
-                    done = True
-                    log.error("request %s failed mid-stream: %s", self.prepared.request_id, delta.error)
+                    log.error("request %s failed mid-stream: %s", p.request_id, delta.error)
                     yield Failed(delta.error)
                     return
-                if delta.text and not hold:
-                    yield Text(delta.text)
-                if delta.finish_reason is not None:
-                    break
-            done = acc.finish_reason is not None
-            yield Finished(acc.result(), held=hold)
+                if not hold and (delta.text or delta.logprobs or delta.prompt_logprobs):
+                    yield Text(delta.text, i, delta.logprobs, delta.prompt_logprobs)
+                if delta.finish_reason is not None and i not in results:
+                    results[i] = accs[i].result()
+                    yield Finished(results[i], held=hold)
+            if len(results) == len(accs):
+                yield Completed([results[i] for i in range(len(accs))], self._usage(accs))
         finally:
             await source.aclose()  # type: ignore[attr-defined]
-            await self._deltas.aclose()  # type: ignore[attr-defined]
-            self._finish(acc.usage(), aborted=not done)
+            for deltas in self._deltas:
+                await deltas.aclose()  # type: ignore[attr-defined]
+            self._finish(self._usage(accs), aborted=len(results) < len(accs))
 
-    async def result(self) -> CompletionResult:
+    async def result(self) -> Completed:
         """Steps 7-8 for an answer sent whole: collect the events (cancelled if the client goes away)."""
 
-        async def collect() -> CompletionResult:
+        async def collect() -> Completed:
             events = self.events()
             try:
                 async for event in events:
-                    if isinstance(event, Finished):
-                        return event.result
+                    if isinstance(event, Completed):
+                        return event
                     if isinstance(event, Failed):
                         raise EngineFailure(event.error or "The inference backend failed.")
             finally:
@@ -239,6 +256,9 @@ class LocalGeneration:
             raise EngineFailure("The generation ended without a result.")  # events() always ends with one
 
         return await run_until_disconnect(self._request, collect())
+
+    def _usage(self, accs: list[OutputAccumulator]) -> Usage:
+        return total_usage(self.prepared, [a.usage() for a in accs])
 
     def _finish(self, usage: Usage, *, aborted: bool) -> None:
         """Step 8, once. A failing hook is logged and does not stop the others (this runs in finally blocks)."""
@@ -262,6 +282,22 @@ async def _first_of(deltas: AsyncIterator[Delta]) -> Delta | None:
         raise
 
 
+async def _firsts_of(streams: list[AsyncIterator[Delta]]) -> list[Delta | None]:
+    """The first delta of every stream; if one fails, the others are cancelled (closing them aborts them)."""
+    if len(streams) == 1:
+        return [await _first_of(streams[0])]
+    tasks = [asyncio.ensure_future(_first_of(s)) for s in streams]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for s in streams:
+            await s.aclose()  # type: ignore[attr-defined]
+        raise
+
+
 async def _with_first(first: Delta | None, rest: AsyncIterator[Delta]) -> AsyncIterator[Delta]:
     if first is not None:
         yield first
@@ -269,6 +305,40 @@ async def _with_first(first: Delta | None, rest: AsyncIterator[Delta]) -> AsyncI
             return
     async for d in rest:
         yield d
+
+
+async def _merged(firsts: list[Delta | None], streams: list[AsyncIterator[Delta]]) -> AsyncIterator[tuple[int, Delta]]:
+    """``(choice, delta)`` from every stream as they come (one stream: no tasks, no queue)."""
+    if len(streams) == 1:
+        async for d in _with_first(firsts[0], streams[0]):
+            yield 0, d
+        return
+    queue: asyncio.Queue[tuple[int, Delta | BaseException | None]] = asyncio.Queue()
+
+    async def pump(i: int) -> None:
+        try:
+            async for d in _with_first(firsts[i], streams[i]):
+                await queue.put((i, d))
+        except Exception as exc:
+            await queue.put((i, exc))
+        finally:
+            queue.put_nowait((i, None))
+
+    tasks = [asyncio.ensure_future(pump(i)) for i in range(len(streams))]
+    try:
+        running = len(tasks)
+        while running:
+            i, item = await queue.get()
+            if item is None:
+                running -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield i, item
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class WakeWatch:

@@ -17,8 +17,10 @@ from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
 from inhouse.api.openai.knowledge import StreamCitations, add_citations
-from inhouse.api.openai.serving import Failed, Finished, Text
+from inhouse.api.openai.logprobs import CompletionLogprobs, chat_logprobs
+from inhouse.api.openai.serving import Completed, Failed, Finished, Text
 from inhouse.api.streaming import DONE, SSEResponse, encode_event, error_event
+from inhouse.chat.output import echo_text
 from inhouse.chat.service import new_request_id
 from inhouse.errors import InhouseError
 from inhouse.kb.answer import not_covered_text
@@ -26,7 +28,7 @@ from inhouse.kb.answer import not_covered_text
 if TYPE_CHECKING:
     from inhouse.api.openai.relay import Relayed
     from inhouse.api.openai.serving import LocalGeneration, NotCovered
-    from inhouse.chat.service import CompletionResult, PreparedGeneration
+    from inhouse.chat.output import CompletionResult, PreparedGeneration
     from inhouse.chat.tool_calls import ToolCall
     from inhouse.kb.answer import Grounding
 
@@ -39,48 +41,56 @@ _GENERIC_STREAM_ERROR = "The inference engine failed while serving this request.
 # -- a local generation ------------------------------------------------------------------------------------
 
 
-def json_response(gen: LocalGeneration, result: CompletionResult) -> JSONResponse:
+def json_response(gen: LocalGeneration, done: Completed) -> JSONResponse:
     p = gen.prepared
     if p.kind == "chat":
-        body = chat_body(p, result)
+        body = chat_body(p, done)
         if gen.routed is not None:
             body["inhouse"] = gen.routed.extension()
         if gen.grounding is not None:
             add_citations(body, gen.grounding)
     else:
-        body = completion_body(p, result)
-    return JSONResponse(body, headers=_headers(gen))
+        body = completion_body(p, done)
+    return JSONResponse(body, headers=local_headers(gen))
 
 
 def stream_response(gen: LocalGeneration, *, include_usage: bool) -> SSEResponse:
-    return SSEResponse(_chunks(gen, include_usage), headers=_headers(gen))
+    return SSEResponse(_chunks(gen, include_usage), headers=local_headers(gen))
 
 
-def chat_body(prepared: PreparedGeneration, result: CompletionResult) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": result.text}
+def chat_message(result: CompletionResult) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": result.text, "refusal": None}
     if result.tool_calls:
         message["content"] = result.text or None
         calls = tool_call_dicts(result.tool_calls)
         message["tool_calls"] = [{k: v for k, v in c.items() if k != "index"} for c in calls]
+    return message
+
+
+def chat_body(prepared: PreparedGeneration, done: Completed) -> dict[str, Any]:
     return {
         "id": prepared.request_id,
         "object": "chat.completion",
         "created": prepared.created,
         "model": prepared.model,
-        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": result.finish_reason}],
-        "usage": result.usage.to_dict(),
+        "choices": [{"index": r.index, "message": chat_message(r), "logprobs": chat_logprobs(r.logprobs),
+                     "finish_reason": r.finish_reason} for r in done.results],
+        "usage": done.usage.to_dict(),
     }
 
 
-def completion_body(prepared: PreparedGeneration, result: CompletionResult) -> dict[str, Any]:
-    return {
-        "id": prepared.request_id,
-        "object": "text_completion",
-        "created": prepared.created,
-        "model": prepared.model,
-        "choices": [{"index": 0, "text": result.text, "logprobs": None, "finish_reason": result.finish_reason}],
-        "usage": result.usage.to_dict(),
-    }
+def completion_body(prepared: PreparedGeneration, done: Completed) -> dict[str, Any]:
+    choices = []
+    for r in done.results:
+        echo = echo_text(prepared, r.index, r.prompt_logprobs)
+        logprobs = None
+        if prepared.logprobs is not None:
+            entries = [*(r.prompt_logprobs or ()), *(r.logprobs or ())] if prepared.echo is not None else r.logprobs
+            logprobs = CompletionLogprobs().build(entries or (), first_is_prompt_start=prepared.echo is not None)
+        choices.append({"index": r.index, "text": echo + r.text, "logprobs": logprobs,
+                        "finish_reason": r.finish_reason})
+    return {"id": prepared.request_id, "object": "text_completion", "created": prepared.created,
+            "model": prepared.model, "choices": choices, "usage": done.usage.to_dict()}
 
 
 def tool_call_dicts(calls: list[ToolCall]) -> list[dict[str, Any]]:
@@ -99,42 +109,60 @@ async def _chunks(gen: LocalGeneration, include_usage: bool) -> AsyncIterator[by
     base: dict[str, Any] = {"id": p.request_id, "object": "chat.completion.chunk" if chat else "text_completion",
                             "created": p.created, "model": p.model}
     citations = StreamCitations(gen.grounding) if gen.grounding is not None else None
+    # Completions: per choice, the legacy logprobs builder (its running text offset) and whether echo was sent.
+    offsets = [CompletionLogprobs() for _ in p.requests]
+    echoed: set[int] = set()
 
     def emit(payload: dict[str, Any]) -> bytes:
         if citations is not None:
             citations.see(payload)
         return encode_event(payload)
 
-    def chunk(delta_or_text: Any, finish: str | None) -> bytes:
-        if chat:
-            choice = {"index": 0, "delta": delta_or_text, "logprobs": None, "finish_reason": finish}
-        else:
-            choice = {"index": 0, "text": delta_or_text, "logprobs": None, "finish_reason": finish}
+    def chunk(index: int, delta_or_text: Any, finish: str | None, logprobs: Any = None) -> bytes:
+        key = "delta" if chat else "text"
+        choice = {"index": index, key: delta_or_text, "logprobs": logprobs, "finish_reason": finish}
         body = {**base, "choices": [choice]}
-        if include_usage:
+        if include_usage and chat:
             body["usage"] = None
         return emit(body)
+
+    def text_chunk(event: Text) -> bytes:
+        if chat:
+            return chunk(event.index, {"content": event.text}, None, chat_logprobs(event.logprobs))
+        text, entries = event.text, event.logprobs
+        first = event.index not in echoed
+        if first and p.echo is not None:
+            echoed.add(event.index)
+            text = echo_text(p, event.index, event.prompt_logprobs) + text
+            entries = [*(event.prompt_logprobs or ()), *(entries or ())]
+        logprobs = (offsets[event.index].build(entries or (), first_is_prompt_start=first and p.echo is not None)
+                    if p.logprobs is not None else None)
+        return chunk(event.index, text, None, logprobs)
 
     events = gen.events()
     try:
         if chat:
-            yield chunk({"role": "assistant", "content": ""}, None)
+            for i in range(len(p.requests)):
+                yield chunk(i, {"role": "assistant", "content": ""}, None)
         async for event in events:
             if isinstance(event, Text):
-                yield chunk({"content": event.text} if chat else event.text, None)
+                yield text_chunk(event)
             elif isinstance(event, Failed):
                 yield error_event(_GENERIC_STREAM_ERROR)
                 return
             elif isinstance(event, Finished):
                 result = event.result
                 if event.held and chat:
-                    if result.text:
-                        yield chunk({"content": result.text}, None)
+                    if result.text or result.logprobs:
+                        yield chunk(result.index, {"content": result.text}, None, chat_logprobs(result.logprobs))
                     if result.tool_calls:
-                        yield chunk({"tool_calls": tool_call_dicts(result.tool_calls)}, None)
-                yield chunk({} if chat else "", result.finish_reason)
+                        yield chunk(result.index, {"tool_calls": tool_call_dicts(result.tool_calls)}, None)
+                if not chat and p.echo is not None and result.index not in echoed:  # nothing was generated
+                    yield text_chunk(Text("", result.index, [], result.prompt_logprobs))
+                yield chunk(result.index, {} if chat else "", result.finish_reason)
+            elif isinstance(event, Completed):
                 if include_usage:
-                    yield emit({**base, "choices": [], "usage": result.usage.to_dict()})
+                    yield emit({**base, "choices": [], "usage": event.usage.to_dict()})
                 if citations is not None:
                     yield encode_event(citations.chunk())
                 yield DONE
@@ -145,7 +173,7 @@ async def _chunks(gen: LocalGeneration, include_usage: bool) -> AsyncIterator[by
         await events.aclose()  # type: ignore[attr-defined]
 
 
-def _headers(gen: LocalGeneration) -> dict[str, str] | None:
+def local_headers(gen: LocalGeneration) -> dict[str, str] | None:
     headers = gen.routed.headers() if gen.routed is not None else {}
     if gen.wake_s is not None:
         headers[WAKE_HEADER] = f"{gen.wake_s * 1000:.0f}"
@@ -162,7 +190,8 @@ def not_covered_response(answer: NotCovered, *, stream: bool) -> Response:
     if not stream:
         return JSONResponse({
             "id": rid, "object": "chat.completion", "created": created, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
+                         "logprobs": None,
                          "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}, "citations": [],
         })

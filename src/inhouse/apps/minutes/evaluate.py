@@ -10,6 +10,9 @@ The corpus holds ``NAME.txt`` transcripts beside ``NAME.gold.json`` (``decisions
   exists and passes the lexical support check. The pipeline drops items that fail that same check, so this
   measures that nothing unsupported slipped through, not how good the paraphrases are;
 * also reported: action-item precision (produced items matching a gold item), next-meeting accuracy, time.
+
+``--corpus`` names the folder of meetings itself; without it the meetings are ``meetings/`` of the evaluation
+corpus (``INHOUSE_EVAL_CORPUS``, else ``../shared/corpus`` beside the repository: ``inhouse.eval_corpus``).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from inhouse.apps.context import AppContext
 from inhouse.apps.minutes.pipeline import MinutesOptions, run
 from inhouse.apps.minutes.schema import Minutes, MinutesInput
 from inhouse.apps.minutes.verify import supports, terms
+from inhouse.errors import InvalidRequest
+from inhouse.eval_corpus import find_eval_corpus
 from inhouse.types import Actor
 
 if TYPE_CHECKING:
@@ -35,7 +40,6 @@ if TYPE_CHECKING:
     from inhouse.config import Settings
 
 EVAL_ACTOR = Actor(key_id="key_eval", name="minutes evaluation (local)", role="admin")
-DEFAULT_CORPUS = Path("/work/shared/corpus/meetings")
 
 
 @dataclass
@@ -155,14 +159,19 @@ class EvaluationServices(Protocol):
 
 def main(argv: list[str] | None = None, *, open_services: Callable[[Settings], EvaluationServices]) -> int:
     ap = argparse.ArgumentParser(prog="python -m inhouse.apps.minutes.evaluate", description=__doc__.split("\n")[0])
-    ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="Folder of NAME.txt + NAME.gold.json")
+    ap.add_argument("--corpus", type=Path, default=None,
+                    help="Folder of NAME.txt + NAME.gold.json (default: meetings/ of the evaluation corpus)")
     ap.add_argument("--model", default=None, help="Model (default: the apps.model setting)")
     ap.add_argument("--data-dir", type=Path, default=None, help="Data directory holding the models")
     ap.add_argument("--only", default=None, help="Only transcripts whose name contains this")
     ap.add_argument("--json", action="store_true", help="Print the summary as one JSON line")
     args = ap.parse_args(argv)
-    if not args.corpus.is_dir():
-        print(f"error: no corpus at {args.corpus}", file=sys.stderr)
+    try:
+        meetings = args.corpus if args.corpus is not None else find_eval_corpus() / "meetings"
+        if not meetings.is_dir():
+            raise InvalidRequest(f"No meetings folder at {meetings}.", code="corpus_not_found", param="corpus")
+    except InvalidRequest as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
         return 2
     from inhouse.config import load_settings
 
@@ -173,7 +182,7 @@ def main(argv: list[str] | None = None, *, open_services: Callable[[Settings], E
         ctx = AppContext(actor=EVAL_ACTOR, chat=services.chat, model=model)
         options = MinutesOptions(window_tokens=settings.apps.minutes_window_tokens,
                                  max_windows=settings.apps.minutes_max_windows)
-        results = asyncio.run(evaluate(ctx, args.corpus, options, args.only))
+        results = asyncio.run(evaluate(ctx, meetings, options, args.only))
     finally:
         services.close()
     print(json.dumps(summarize(results, model), ensure_ascii=False, indent=None if args.json else 2))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inhouse.apps.context import AppContext, complete_json
-from inhouse.apps.minutes.dates import resolve_date
+from inhouse.apps.dates import find_date
 from inhouse.apps.minutes.schema import SUMMARY_SCHEMA, WINDOW_SCHEMA
 from inhouse.apps.minutes.transcript import Transcript, TranscriptLine
 from inhouse.errors import ContextLengthExceeded, InvalidRequest
@@ -143,7 +143,7 @@ def cue_lines(tr: Transcript, window: Window) -> list[int]:
     """Lines that name a date or sound like a commitment: a hint that keeps a small model from stopping early."""
     out = []
     for ln in tr.lines[window.first - 1: window.last]:
-        if _CUE_RE.search(ln.text) or resolve_date(ln.text, tr.meeting_date) is not None:
+        if _CUE_RE.search(ln.text) or find_date(ln.text, tr.meeting_date) is not None:
             out.append(ln.number)
     return out
 
@@ -200,7 +200,7 @@ def dated_lines(tr: Transcript, window: Window) -> list[int]:
     """Lines that name a deadline (a date resolvable against the meeting day) or a first-person commitment."""
     out = []
     for ln in tr.lines[window.first - 1: window.last]:
-        if resolve_date(ln.text, tr.meeting_date) is not None or _COMMIT_RE.search(ln.text):
+        if find_date(ln.text, tr.meeting_date) is not None or _COMMIT_RE.search(ln.text):
             out.append(ln.number)
     return out
 

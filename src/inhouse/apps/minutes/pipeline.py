@@ -17,7 +17,7 @@ from datetime import date
 from typing import Any, Protocol, TypeVar
 
 from inhouse.apps.context import AppContext
-from inhouse.apps.minutes.dates import resolve_date, resolve_time
+from inhouse.apps.dates import find_date, find_time
 from inhouse.apps.minutes.extract import (
     MAX_LOOKS_PER_WINDOW,
     Proposals,
@@ -206,7 +206,7 @@ def _dates_in(text: str, ref: date) -> list[date]:
     """Distinct dates named in the clauses of a line ("Friday, October 16" names one date)."""
     found: dict[date, None] = {}
     for clause in re.split(r"[;；。!?！？]|,\s+(?:and|but|so)\b|\bbut\b", text):
-        d = resolve_date(clause, ref)
+        d = find_date(clause, ref)
         if d is not None:
             found.setdefault(d, None)
     return list(found)
@@ -311,7 +311,7 @@ def _action(raw: dict[str, Any], tr: Transcript, window: list[int], ref: date,
 def _ground_due(due_text: str, line: TranscriptLine, tr: Transcript, ref: date) -> tuple[date | None, str]:
     """The due date, only when the transcript says it: the quoted words must name a date that the evidence line
     (or a neighbour) names too; otherwise the one date the evidence line names; otherwise none."""
-    quoted = resolve_date(due_text, ref) if due_text else None
+    quoted = find_date(due_text, ref) if due_text else None
     in_line = _dates_in(evidence_text(line), ref)
     nearby = set(in_line)
     for n in (line.number - 1, line.number + 1):
@@ -346,12 +346,12 @@ def _next_meeting(raw: dict[str, Any], tr: Transcript, ref: date, rejected: list
     if not when:
         return None
     line = tr.line(cited)
-    if line is None or not (terms(when) & terms(line.text) or resolve_date(line.text, ref)):
+    if line is None or not (terms(when) & terms(line.text) or find_date(line.text, ref)):
         rejected.append(Rejected(kind="next_meeting", text=when, line=cited or None,
                                  reason="the cited line does not exist or does not mention it"))
         return None
-    day = resolve_date(when, ref) or resolve_date(line.text, ref)
+    day = find_date(when, ref) or find_date(line.text, ref)
     if day is not None and day <= ref:
         day = None  # the next meeting comes after this one: a date before it was misread
-    return NextMeeting(text=when, date=day, time=resolve_time(when) or resolve_time(line.text),
-                       evidence=[_evidence(line)])
+    at = find_time(when) or find_time(line.text)
+    return NextMeeting(text=when, date=day, time=at.strftime("%H:%M") if at else None, evidence=[_evidence(line)])

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date
 
-from inhouse.apps.minutes.dates import parse_date_text
+from inhouse.apps.dates import find_date
 from inhouse.errors import InvalidRequest
 
 MAX_LINE_CHARS = 5000  # a longer "line" is split: one evidence line must stay quotable
@@ -206,7 +206,7 @@ def _apply_header(tr: Transcript, kind: str, value: str) -> None:
     if kind == "title" and not tr.title:
         tr.title = value
     elif kind == "date" and tr.meeting_date is None:
-        found = parse_date_text(value)
+        found = find_date(value, None)
         if found is not None:
             tr.meeting_date, tr.date_source = found, "header"
     elif kind == "attendees":

@@ -155,7 +155,8 @@ class Attendee:
     hours: WorkingHours = field(default_factory=WorkingHours)
 
 
-def _check_window(window: Interval) -> None:
+def check_window(window: Interval) -> None:
+    """Refuse a search longer than ``MAX_WINDOW``: with the slot limit, this bounds the work of a search."""
     if window.duration > MAX_WINDOW:
         raise InvalidRequest(f"Search at most {MAX_WINDOW.days} days at a time.", param="to")
 
@@ -165,7 +166,7 @@ def free_windows(attendees: Sequence[Attendee], window: Interval, *,
     """Maximal intervals inside ``window`` when every attendee works and none is busy, at least ``min_duration``."""
     if not attendees:
         raise InvalidRequest("Name at least one attendee.", param="attendees")
-    _check_window(window)
+    check_window(window)
     common = [window.to_utc()]
     busy: list[Interval] = []
     for a in attendees:

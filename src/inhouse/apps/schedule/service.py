@@ -19,9 +19,16 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from inhouse.apps.context import AppContext, parse_tz
+from inhouse.apps.dates import check_day, check_instant, resolve_date, resolve_datetime
 from inhouse.apps.ics import IcsItem, read_ics, write_ics
-from inhouse.apps.schedule.calendar import Attendee, Interval, WorkingHours, conflicts, propose_slots
-from inhouse.apps.schedule.dates import resolve_date, resolve_datetime
+from inhouse.apps.schedule.calendar import (
+    Attendee,
+    Interval,
+    WorkingHours,
+    check_window,
+    conflicts,
+    propose_slots,
+)
 from inhouse.apps.schedule.store import Event, EventStore
 from inhouse.apps.schedule.trip import POLICY_QUERY, parse_policy, plan_itinerary
 from inhouse.errors import InvalidRequest, NotFound
@@ -65,15 +72,17 @@ class ScheduleService:
     # -- time words → instants ----------------------------------------------------------------------------
 
     def when(self, ctx: AppContext, value: str | datetime, param: str = "start") -> datetime:
+        """An instant from words or a ``datetime``, in the supported range (``apps/dates.py``): everything after
+        this (a week's window, a duration, a zone) stays representable."""
         if isinstance(value, datetime):
-            return value.replace(tzinfo=ctx.tz) if value.tzinfo is None else value
+            return check_instant(value.replace(tzinfo=ctx.tz) if value.tzinfo is None else value, param)
         if not isinstance(value, str) or not value.strip():
             raise InvalidRequest(f"'{param}' is required (a date and time such as '2026-12-04 15:00' or "
                                  "'next Friday 3pm').", param=param)
         try:
             return resolve_datetime(value, ctx.local_now())
         except InvalidRequest as exc:
-            raise InvalidRequest(f"'{param}': {exc.message}", param=param) from None
+            raise InvalidRequest(f"'{param}': {exc.message}", code=exc.code, param=param) from None
 
     def span(self, ctx: AppContext, start: str | datetime, end: str | datetime | None = None,
              duration_minutes: int | None = None) -> Interval:
@@ -186,6 +195,7 @@ class ScheduleService:
         if e <= s:
             raise InvalidRequest("The end must be after the start.", param="end")
         window = Interval(s, e)
+        check_window(window)  # before any work: the search is bounded by the window and the slot limit
         people = list(attendees) or [AttendeeSpec("me")]
         if not any(self._owner_for(ctx, p.name) == owner_of(ctx.actor) for p in people):
             people.append(AttendeeSpec("me"))  # the caller attends the meetings they plan
@@ -213,7 +223,7 @@ class ScheduleService:
         try:
             return resolve_date(value, today)
         except InvalidRequest as exc:
-            raise InvalidRequest(f"'{param}': {exc.message}", param=param) from None
+            raise InvalidRequest(f"'{param}': {exc.message}", code=exc.code, param=param) from None
 
     # -- iCalendar ----------------------------------------------------------------------------------------
 
@@ -263,8 +273,15 @@ class ScheduleService:
 
     @staticmethod
     def _item_interval(tz: ZoneInfo, item: IcsItem) -> tuple[Interval, bool]:
+        """The event's interval; ``InvalidRequest`` (the item is skipped) when a date is outside the supported
+        range, checked before any arithmetic on it."""
         start, end = item.start, item.end or item.start
         assert start is not None and end is not None
+        for value, param in ((start, "start"), (end, "end")):
+            if isinstance(value, datetime):
+                check_instant(value, param)
+            else:
+                check_day(value, param)
         if not isinstance(start, datetime):  # all-day: midnight to midnight in the caller's zone
             s = datetime.combine(start, time(0), tz)
             e_day = end if not isinstance(end, datetime) else end.date()

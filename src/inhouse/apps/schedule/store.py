@@ -3,13 +3,20 @@
 The owner is derived from the caller's ``Actor`` and is part of every query: another owner's event id is
 indistinguishable from an unknown one (``NotFound``). A calendar is personal, like the chat history: not even an
 admin reads another person's events by id (free/busy times reach colleagues through ``ScheduleService``, never
-titles). Instants are stored in UTC as ISO text (``…Z``), which sorts correctly as text; the zone the event was
-created in is kept for display.
+titles). Instants are stored in UTC as ISO text (``YYYY-MM-DDTHH:MM:SSZ``, always four year digits), which sorts
+correctly as text; the zone the event was created in is kept for display.
+
+Every write checks, inside its transaction and before the row is written, that both instants lie in the supported
+range (``apps/dates.py``: UTC dates 1900-01-01..2999-12-31) and that the stored
+text reads back as the same instant: a row that could not be read back is never stored. Rows written before that
+rule (years below 1000 stored with three digits or fewer) are made readable by migration 7 and are still shown,
+moved and deleted; reading accepts one to four year digits.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import sqlite3
 import time
@@ -19,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from inhouse.apps.dates import check_instant
 from inhouse.apps.schedule.calendar import Interval
 from inhouse.errors import Conflict, InvalidRequest, NotFound
 from inhouse.store.conversations import owner_of
@@ -36,11 +44,41 @@ def new_event_id() -> str:
 
 
 def iso_utc(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The stored form of an instant: UTC, seconds, four year digits (``strftime("%Y")`` drops the zeros of 999)."""
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
+
+
+_STORED = re.compile(r"(\d{1,4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})Z")
 
 
 def parse_utc(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    """A stored instant; one to four year digits, as rows written before four were enforced have them."""
+    m = _STORED.fullmatch(text)
+    if m is None:
+        raise ValueError(f"not a stored instant: {text!r}")
+    y, mo, d, h, mi, sec = (int(g) for g in m.groups())
+    return datetime(y, mo, d, h, mi, sec, tzinfo=UTC)
+
+
+def stored_interval(interval: Interval) -> tuple[str, str]:
+    """The stored text of an interval's instants, after checking both are in the supported range and read back
+    as the same instants. ``InvalidRequest`` otherwise: nothing unreadable is ever written."""
+    out: list[str] = []
+    for value, param in ((interval.start, "start"), (interval.end, "end")):
+        check_instant(value, param)
+        text = iso_utc(value)
+        if parse_utc(text) != value:
+            raise InvalidRequest(f"'{param}' {value.isoformat()} cannot be stored exactly.", param=param)
+        out.append(text)
+    return out[0], out[1]
+
+
+def _local_iso(value: datetime, zone: ZoneInfo) -> str:
+    """``value`` in ``zone`` for display; in UTC when the zone cannot represent it (an old row near year 1)."""
+    try:
+        return value.astimezone(zone).isoformat()
+    except OverflowError:
+        return value.isoformat()
 
 
 @dataclass(frozen=True)
@@ -68,7 +106,7 @@ class Event:
         zone = ZoneInfo(self.tz)
         return {
             "id": self.id, "object": "schedule.event", "uid": self.uid, "title": self.title,
-            "start": self.start.astimezone(zone).isoformat(), "end": self.end.astimezone(zone).isoformat(),
+            "start": _local_iso(self.start, zone), "end": _local_iso(self.end, zone),
             "timezone": self.tz, "all_day": self.all_day, "location": self.location,
             "description": self.description, "attendees": list(self.attendees), "status": self.status,
             "created_at": self.created_at, "updated_at": self.updated_at,
@@ -120,11 +158,13 @@ class EventStore:
                all_day: bool = False) -> Event:
         owner, now = owner_of(actor), self._clock()
         event_id = new_event_id()
-        values = (event_id, owner, uid or f"{event_id}@inhouse", _clean_text(title, "title", MAX_TITLE, required=True),
-                  iso_utc(interval.start), iso_utc(interval.end), _zone_name(tz), int(all_day),
-                  _clean_text(location, "location", MAX_TITLE), _clean_text(description, "description", MAX_TEXT),
-                  json.dumps(_clean_attendees(attendees), ensure_ascii=False), "confirmed", now, now)
+        clean = (_clean_text(title, "title", MAX_TITLE, required=True), _clean_text(location, "location", MAX_TITLE),
+                 _clean_text(description, "description", MAX_TEXT),
+                 json.dumps(_clean_attendees(attendees), ensure_ascii=False))
         with self._db.transaction() as conn:
+            start_utc, end_utc = stored_interval(interval)
+            values = (event_id, owner, uid or f"{event_id}@inhouse", clean[0], start_utc, end_utc, _zone_name(tz),
+                      int(all_day), clean[1], clean[2], clean[3], "confirmed", now, now)
             n = conn.execute("SELECT count(*) FROM schedule_events WHERE owner = ?", (owner,)).fetchone()[0]
             if n >= MAX_EVENTS_PER_OWNER:
                 raise Conflict(f"This calendar already holds {n} events (the most allowed).")
@@ -177,12 +217,9 @@ class EventStore:
                location: str | None = None, description: str | None = None,
                attendees: Sequence[str] | None = None, tz: ZoneInfo | str | None = None,
                status: str | None = None) -> Event:
-        event = self.own(actor, event_id)
         sets: dict[str, Any] = {}
         if title is not None:
             sets["title"] = _clean_text(title, "title", MAX_TITLE, required=True)
-        if interval is not None:
-            sets["start_utc"], sets["end_utc"] = iso_utc(interval.start), iso_utc(interval.end)
         if location is not None:
             sets["location"] = _clean_text(location, "location", MAX_TITLE)
         if description is not None:
@@ -195,11 +232,15 @@ class EventStore:
             if status not in ("confirmed", "cancelled"):
                 raise InvalidRequest("'status' must be 'confirmed' or 'cancelled'.", param="status")
             sets["status"] = status
-        if not sets:
-            return event
-        sets["updated_at"] = self._clock()
-        cols = ", ".join(f"{k} = ?" for k in sets)
-        self._db.execute(f"UPDATE schedule_events SET {cols} WHERE id = ? AND owner = ?",
+        with self._db.transaction() as conn:
+            event = self.own(actor, event_id)
+            if interval is not None:
+                sets["start_utc"], sets["end_utc"] = stored_interval(interval)
+            if not sets:
+                return event
+            sets["updated_at"] = self._clock()
+            cols = ", ".join(f"{k} = ?" for k in sets)
+            conn.execute(f"UPDATE schedule_events SET {cols} WHERE id = ? AND owner = ?",
                          [*sets.values(), event.id, event.owner])
         return self.get(actor, event.id)
 

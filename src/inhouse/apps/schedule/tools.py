@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from inhouse.apps.context import AppContext
-from inhouse.apps.schedule.dates import parse_duration_minutes
+from inhouse.apps.dates import parse_duration_minutes
 from inhouse.apps.schedule.service import AttendeeSpec, ScheduleService
 from inhouse.errors import InhouseError
 

@@ -11,6 +11,10 @@ so that scheduler and engine bugs fail loudly in unit tests:
 Vocabulary: byte-level. Token ``BYTE_OFFSET + b`` is the byte ``b``; ``BOS_ID``/``EOS_ID`` are special and
 render as no text, like control tokens of the real backend. A ``Script`` picks the next token from what
 the "model" sees; the default replies ``DEFAULT_REPLY`` and then EOS.
+
+Logits, for the requests that ask for log-probabilities: a sampled position scores the script's token 10 and every
+other token 0, plus the request's logit bias; a prompt position scores every token 0 (a uniform guess). So the
+numbers are deterministic and easy to check: the chosen token has ``10 - log(e**10 + N_VOCAB - 1)``.
 """
 
 from __future__ import annotations
@@ -23,8 +27,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
+from inhouse.engine.logprobs import LogprobRecorder
 from inhouse.engine.params import SamplingParams
-from inhouse.engine.protocol import KvOp, StepPlan
+from inhouse.engine.protocol import KvOp, StepLogprobs, StepPlan
 from inhouse.errors import EngineFailure, InvalidRequest
 
 PAD_ID = 0
@@ -152,6 +159,7 @@ class _Request:
     params: SamplingParams
     bias: dict[int, float]
     generated: list[int] = field(default_factory=list)
+    choice: int = EOS_ID  # the script's pick at the last sampled position (before the logit bias)
 
 
 class FakeBackend:
@@ -186,6 +194,7 @@ class FakeBackend:
         self.steps: list[tuple[int, int]] = []
         self.plans: list[StepPlan] = []
         self.closed = False
+        self._logprobs = LogprobRecorder(self.token_piece)
 
     # -- Backend -------------------------------------------------------------------------------------
 
@@ -231,9 +240,14 @@ class FakeBackend:
                                      f"(size {N_VOCAB}).", param="logit_bias")
             bias[tok] = bias.get(tok, 0.0) + value
         self._requests[request_id] = _Request(params, bias)
+        self._logprobs.start(request_id, params)
 
     def end_request(self, request_id: str) -> None:
         self._requests.pop(request_id, None)
+        self._logprobs.end(request_id)
+
+    def logprobs(self) -> dict[str, StepLogprobs]:
+        return self._logprobs.take()
 
     def execute(self, plan: StepPlan) -> dict[str, int]:
         self._check_open()
@@ -265,6 +279,8 @@ class FakeBackend:
         for item in plan.items:
             if item.sample:
                 out[item.request_id] = self._sample(item.request_id, item.slot)
+            if self._logprobs.active:
+                self._record_logprobs(item, out.get(item.request_id))
         self.steps.append((len(plan.items), plan.n_tokens))
         self.plans.append(plan)
         if self.delay_s > 0 and plan.items:
@@ -343,9 +359,26 @@ class FakeBackend:
     def _sample(self, request_id: str, slot: int) -> int:
         req = self._requests[request_id]
         choice = self._script(ScriptInput(request_id, self.kv_tokens(slot), tuple(req.generated), req.params))
+        req.choice = choice
         token = _biased(choice, req.bias) if req.bias else choice
         req.generated.append(token)
         return token
+
+    def _record_logprobs(self, item: Any, sampled: int | None) -> None:
+        req = self._requests.get(item.request_id)
+        if req is None:
+            return
+        last = len(item.tokens) - 1
+
+        def row(j: int) -> np.ndarray:
+            logits = np.zeros(N_VOCAB, dtype=np.float32)
+            if j == last and sampled is not None:
+                logits[req.choice] = 10.0
+                for tok, value in req.bias.items():
+                    logits[tok] += value
+            return logits
+
+        self._logprobs.record(item, row, sampled)
 
 
 def _biased(choice: int, bias: dict[int, float]) -> int:

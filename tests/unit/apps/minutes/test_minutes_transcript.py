@@ -8,10 +8,6 @@ import pytest
 from inhouse.apps.minutes.transcript import parse_transcript, split_attendees, transcript_from_segments
 from inhouse.errors import InvalidRequest
 
-CORPUS = Path(__file__).resolve().parents[5] / "shared" / "corpus" / "meetings"
-if not CORPUS.is_dir():
-    CORPUS = Path("/work/shared/corpus/meetings")
-
 
 def test_plain_text_with_header_timestamps_and_speakers() -> None:
     text = ("Meeting: Budget review\nDate: 2026-03-04 (Wednesday)\nAttendees: Ann Lee (chair, finance), Bo Chen\n\n"
@@ -84,9 +80,10 @@ def test_segments_from_speech() -> None:
         transcript_from_segments([(0.0, "  ")])
 
 
-@pytest.mark.skipif(not CORPUS.is_dir(), reason="the shared meetings corpus is not beside the repository")
-def test_corpus_transcripts_parse() -> None:
-    for path in sorted(CORPUS.glob("*.txt")):
+def test_corpus_transcripts_parse(eval_corpus: Path) -> None:
+    paths = sorted((eval_corpus / "meetings").glob("*.txt"))
+    assert paths
+    for path in paths:
         tr = parse_transcript(path.read_text(encoding="utf-8"), filename=path.name)
         assert tr.meeting_date is not None and tr.date_source == "header", path.name
         assert len(tr.attendees) >= 3 and all(ln.speaker in tr.attendees for ln in tr.lines), path.name

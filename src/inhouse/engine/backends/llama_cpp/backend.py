@@ -27,6 +27,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from inhouse.engine.backends.llama_cpp._library import (
     address,
     init_process,
@@ -34,8 +36,9 @@ from inhouse.engine.backends.llama_cpp._library import (
     json_schema_gbnf,
     load_library,
 )
+from inhouse.engine.logprobs import LogprobRecorder
 from inhouse.engine.params import SamplingParams
-from inhouse.engine.protocol import StepPlan
+from inhouse.engine.protocol import StepLogprobs, StepPlan
 from inhouse.errors import EngineFailure, InvalidModelFile, InvalidRequest
 from inhouse.hardware.cpu import physical_cores
 
@@ -83,6 +86,7 @@ class LlamaCppBackend:
         self._ctx: Any = None
         self._batch: Any = None
         self._samplers: dict[str, Any] = {}  # request id -> llama_sampler chain pointer
+        self._logprobs = LogprobRecorder(self.token_piece)  # only requests that ask are registered
         self._closed = False
         self._schema_grammars: dict[str, str] = {}
 
@@ -230,8 +234,10 @@ class LlamaCppBackend:
         if old:
             self._L.llama_sampler_free(old)
         self._samplers[request_id] = chain
+        self._logprobs.start(request_id, params)
 
     def end_request(self, request_id: str) -> None:
+        self._logprobs.end(request_id)
         smpl = self._samplers.pop(request_id, None)
         if smpl and not self._closed:
             self._L.llama_sampler_free(smpl)
@@ -268,6 +274,9 @@ class LlamaCppBackend:
         logits = self._logits
         for _, _, idx in to_sample:
             logits[idx] = 1
+        recording = self._logprobs.active  # False unless a live request asked: then nothing more is done
+        if recording:
+            self._want_prompt_rows(plan)
         self._batch.n_tokens = off
 
         rc = self._decode(self._ctx, self._batch)
@@ -275,7 +284,36 @@ class LlamaCppBackend:
             raise EngineFailure(self._decode_error(rc))
         sample = self._sample
         ctx = self._ctx
-        return {rid: sample(smpl, ctx, idx) for rid, smpl, idx in to_sample}
+        sampled = {rid: sample(smpl, ctx, idx) for rid, smpl, idx in to_sample}
+        if recording:
+            self._record_logprobs(plan, sampled)
+        return sampled
+
+    def logprobs(self) -> dict[str, StepLogprobs]:
+        return self._logprobs.take()
+
+    def _want_prompt_rows(self, plan: StepPlan) -> None:
+        """Logits for every token of the items whose request wants prompt log-probabilities."""
+        off = 0
+        for item in plan.items:
+            n = len(item.tokens)
+            if self._logprobs.all_rows(item.request_id):
+                ctypes.memset(self._logits_addr + off, 1, n)
+            off += n
+
+    def _record_logprobs(self, plan: StepPlan, sampled: dict[str, int]) -> None:
+        get_row, ctx, n_vocab = self._L.llama_get_logits_ith, self._ctx, self._n_vocab
+        off = 0
+        for item in plan.items:
+            start = off
+            off += len(item.tokens)
+            if not self._logprobs.wanted(item.request_id):
+                continue
+
+            def row(j: int, start: int = start) -> np.ndarray:
+                return np.ctypeslib.as_array(get_row(ctx, start + j), shape=(n_vocab,))
+
+            self._logprobs.record(item, row, sampled.get(item.request_id))
 
     def _check_plan(self, plan: StepPlan) -> list[Any]:
         """Refuse what would corrupt memory or crash llama.cpp; return each item's sampler (or None)."""

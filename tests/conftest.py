@@ -1,0 +1,48 @@
+"""Fixtures every suite shares: the evaluation corpus, found exactly as the evaluation commands find it.
+
+``eval_corpus`` is ``INHOUSE_EVAL_CORPUS`` when set, else ``<repo>/../shared/corpus`` (``inhouse.eval_corpus``).
+A test that needs it is skipped only when the corpus truly cannot be there: no variable and no ``../shared``
+directory at all beside the repository (a checkout outside the project layout). When the variable names a
+missing directory, or ``../shared`` exists without ``corpus/`` (the CI layout, broken), the test fails instead:
+a corpus that should be there and is not must not pass as a skip.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from inhouse.errors import InvalidRequest
+from inhouse.eval_corpus import ENV_VAR, default_corpus, find_eval_corpus
+
+
+def _locate_eval_corpus() -> Path | None:
+    try:
+        return find_eval_corpus()
+    except InvalidRequest as exc:
+        default = default_corpus()
+        if os.environ.get(ENV_VAR) or (default is not None and default.parent.is_dir()):
+            pytest.fail(exc.message, pytrace=False)
+        return None
+
+
+def _skip_reason() -> str:
+    default = default_corpus()
+    where = f"no {default.parent}" if default is not None else "not running from a repository checkout"
+    return f"evaluation corpus unavailable: {ENV_VAR} is not set and there is {where} (outside the project layout)"
+
+
+@pytest.fixture(scope="session")
+def optional_eval_corpus() -> Path | None:
+    """The corpus, or None outside the project layout (for tests that also run on built-in examples)."""
+    return _locate_eval_corpus()
+
+
+@pytest.fixture(scope="session")
+def eval_corpus(optional_eval_corpus: Path | None) -> Path:
+    """The corpus; skipped (with the reason) only outside the project layout."""
+    if optional_eval_corpus is None:
+        pytest.skip(_skip_reason())
+    return optional_eval_corpus
