@@ -7,12 +7,13 @@ in-process over ASGI, through every middleware, which is several times faster pe
 
 How it goes, per role:
 
-1. **Seed** through the API itself (``httpx`` over ASGI): a member user in a group, that user's key, and per
-   refresh new users, groups, keys, a collection with a document, a conversation, a calendar event and a support
-   session, owned by the caller where a caller owns things. Path parameters get these ids (``key_id`` never the
-   caller's own key, so the run cannot lock itself out); one case in eight keeps its generated value instead
-   (an unknown id: 404). Operations that write anything refresh the pool before the next operation, so a
-   deleted id does not starve the operations after it.
+1. **Seed** through the API itself (``httpx``): a member user in a group, that user's key, and per refresh new
+   users, groups, keys, a collection with a document, a conversation, a calendar event, a support session and a
+   stored response, owned by the caller where a caller owns things; the model ids are the served ones. Path
+   parameters get these ids (``key_id`` never the caller's own key, so the run cannot lock itself out); one case
+   in eight keeps its generated value instead (an unknown id: 404). A write whose path names ids may have deleted
+   or revoked them: those kinds are made anew before the next operation, so the operations after it still reach
+   real resources.
 2. **Generate** positive (schema-valid) and negative (schema-violating) cases for each operation, half each.
 3. **Check** every answer: no 5xx; no 422 (FastAPI's own validation answer: ours are 400s in the one shape); no
    traceback, neither in a body nor logged by the server while the case ran; every error in the one shape; a
@@ -53,6 +54,7 @@ UNPROCESSABLE = "status_422"
 _TRACEBACK_MARKS = ("Traceback (most recent call last)", 'File "/', "site-packages/")
 KEEP_GENERATED_ONE_IN = 8
 _MODEL = "fake-model"
+EMBEDDING_MODEL = "multilingual-e5-small"
 
 
 @dataclass
@@ -150,7 +152,8 @@ class Seeder:
         keys per user, conversations, sessions per key) keeps its previous ids too."""
         self._n += 1
         n, admin, caller = self._n, self.keys.admin, self.caller
-        out: dict[str, list[str]] = {"name": static_names(), **(previous or {})}
+        out: dict[str, list[str]] = {"name": static_names(), "model_id": [_MODEL, EMBEDDING_MODEL],
+                                     **(previous or {})}
         wanted = set(KINDS if kinds is None or not previous else kinds)
         wanted |= {inner for kind in list(wanted) for inner in INSIDE.get(kind, ())}
 
@@ -209,9 +212,13 @@ class Seeder:
             return [(await self._call(caller, "POST", "/v1/apps/support/sessions", json={
                 "collections": [self._collection_name]}))["id"]]
 
+        async def responses() -> list[str]:
+            return [(await self._call(caller, "POST", "/v1/responses", json={
+                "model": _MODEL, "input": f"fuzz {n}", "max_output_tokens": 8, "store": True}))["id"]]
+
         makers = {"user_id": users, "group_id": groups, "key_id": keys, "collection_id": collections,
                   "document_id": documents, "conversation_id": conversations, "event_id": events,
-                  "session_id": sessions}
+                  "session_id": sessions, "response_id": responses}
         for name in KINDS:  # in this order: groups take a user, documents and sessions a collection
             if name in wanted:
                 await fresh(name, makers[name])
@@ -220,7 +227,7 @@ class Seeder:
 
 # The kinds of resource the path parameters name, in the order they are made; and what lives inside a kind.
 KINDS = ("user_id", "group_id", "key_id", "collection_id", "document_id", "conversation_id", "event_id",
-         "session_id")
+         "session_id", "response_id")
 INSIDE = {"collection_id": ("document_id", "session_id")}
 
 
