@@ -67,6 +67,14 @@ class ChatService:
         except ModelNotFound:
             return False
 
+    def judges_coverage(self, model: str) -> bool:
+        """Whether the knowledge answer's coverage check may trust this local model's yes/no (measured per
+        catalog model; see ``CatalogEntry.judges_coverage``)."""
+        try:
+            return self._registry.resolve(model).judges_coverage
+        except ModelNotFound:
+            return False
+
     # -- preparation (blocking: may load a model; call it off the event loop) ------------------------
 
     def prepare_chat(self, body: Any) -> PreparedGeneration:

@@ -217,6 +217,8 @@ class Answerer:
         module docstring); a clear "no" → not covered."""
         if not (self.coverage_check and g.covered and g.messages) or is_polar(g.question):
             return g
+        if self.chat is not None and not self.chat.judges_coverage(model):
+            return g  # a model whose "no" was measured unreliable: the similarity gate decides alone
         last = g.messages[-1]
         check = {**last, "content": last["content"] + COVERAGE_QUESTION}
         verdict = await self._verdict(model, [*g.messages[:-1], check])

@@ -167,6 +167,7 @@ class ModelRegistry:
             family=entry.family,
             languages=entry.languages,
             supports_tools=entry.supports_tools,
+            judges_coverage=entry.judges_coverage,
             origin="catalog",
         )
         return self._with_header(spec)

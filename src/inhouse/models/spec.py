@@ -35,6 +35,7 @@ class ModelSpec:
     family: str | None = None
     languages: tuple[str, ...] = ()
     supports_tools: bool = False
+    judges_coverage: bool = True  # the coverage check may trust its yes/no (catalog, measured; added models: yes)
     origin: Origin = "catalog"
     synthetic: bool = False  # the GGUF says ``inhouse.synthetic``: a benchmark shape, not a model
 

@@ -29,11 +29,15 @@ from inhouse.types import Actor
 class ScriptedChat:
     """Duck-typed ChatService: records each prompt's last message, replies from a script (check, then answer)."""
 
-    def __init__(self, replies: list[str], *, local: bool = True) -> None:
+    def __init__(self, replies: list[str], *, local: bool = True, judges: bool = True) -> None:
         self.replies, self.local, self.prompts = list(replies), local, []  # type: ignore[var-annotated]
+        self.judges = judges
 
     def serves(self, model: str) -> bool:
         return self.local
+
+    def judges_coverage(self, model: str) -> bool:
+        return self.judges
 
     def prepare_chat(self, body: dict) -> dict:  # type: ignore[type-arg]
         self.prompts.append(body["messages"][-1]["content"])
@@ -127,6 +131,25 @@ def test_coverage_check_skipped_for_yes_no_questions_and_external_models() -> No
     external = ScriptedChat(["It accepts 48 V [1]."], local=False)
     run(external, "What input does the X300 accept?")
     assert not any(p.endswith(COVERAGE_QUESTION) for p in external.prompts)
+
+
+def test_coverage_check_skipped_for_a_model_whose_no_is_unreliable() -> None:
+    # Qwen2.5-Coder-0.5B said "no" to 25 of 28 answerable questions: its check is skipped, the model answers.
+    chat = ScriptedChat(["It accepts 48 V [1]."], judges=False)
+    assert run(chat, "What input does the X300 accept?") == "It accepts 48 V [1]."
+    assert len(chat.prompts) == 1 and not chat.prompts[0].endswith(COVERAGE_QUESTION)
+
+
+def test_catalog_says_which_models_judge_coverage(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from inhouse.chat.service import ChatService
+    from inhouse.config import EngineSettings
+    from inhouse.models.registry import ModelRegistry
+
+    registry = ModelRegistry(tmp_path, lambda spec: None, 1000)  # type: ignore[arg-type,return-value]
+    chat = ChatService(registry, EngineSettings())
+    assert not chat.judges_coverage("qwen2.5-coder-0.5b")
+    assert chat.judges_coverage("qwen2.5-coder-1.5b") and chat.judges_coverage("smollm2-135m")
+    assert not chat.judges_coverage("no-such-model")
 
 
 def test_polar_and_negative_verdicts() -> None:
