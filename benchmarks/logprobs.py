@@ -15,7 +15,7 @@ import statistics
 import time
 from dataclasses import replace
 
-from inhouse.config import EngineSettings
+from benchmarks.engine_process import served_settings
 from inhouse.engine.build import build_llama_engine
 from inhouse.engine.params import GenerationRequest, SamplingParams
 
@@ -47,7 +47,7 @@ def main() -> None:
         spec = services.registry.resolve(args.model)
     finally:
         services.close()
-    engine = build_llama_engine(args.model, spec.path, EngineSettings(), n_ctx=2048)  # type: ignore[arg-type]
+    engine = build_llama_engine(args.model, spec.path, served_settings(), n_ctx=2048)  # type: ignore[arg-type]
     prompt = engine.tokenize("Write a long story about a lighthouse keeper.", add_special=True)
     base = SamplingParams(max_tokens=args.tokens, temperature=0.0, ignore_eos=True, top_k=0, top_p=1.0, min_p=0.0)
     variants = {"none": base, "logprobs=0": replace(base, logprobs=0), "top_logprobs=20": replace(base, logprobs=20)}

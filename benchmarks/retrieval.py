@@ -251,9 +251,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="Embed the chunks of this corpus (e.g. ../shared/corpus) instead of synthetic passages.")
     ap.add_argument("--data-dir", type=Path, default=None, help="Keep (and reuse) the synthetic index here.")
     ap.add_argument("--only", choices=["retrieval", "embedding"], default=None)
+    ap.add_argument("--store", choices=["sqlite", "postgresql"], default="sqlite",
+                    help="postgresql: the same index copied into a local PostgreSQL, p95 ÷ the SQLite path "
+                         "(benchmarks.postgres).")
     args = ap.parse_args(argv)
     result: dict[str, Any] = {"at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    if args.only != "embedding":
+    if args.only != "embedding" and args.store == "postgresql":
+        from benchmarks.postgres import bench_retrieval_pg
+
+        result["retrieval_postgresql"] = bench_retrieval_pg(args.chunks, args.queries, args.data_dir, None)
+    elif args.only != "embedding":
         result["retrieval"] = bench_retrieval(args.chunks, args.queries, args.data_dir)
     if args.only != "retrieval":
         from inhouse.config import load_settings

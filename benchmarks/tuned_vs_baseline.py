@@ -43,23 +43,23 @@ def prompts(concurrency: int) -> dict[str, Any]:
 
 def measure_inhouse(model: str, data_dir: Path | None, texts: dict[str, Any], decode_tokens: int,
                     aggregate_tokens: int, repeats: int) -> dict[str, Any]:
-    from inhouse.bootstrap import build_services
+    from inhouse.bootstrap import build_services, engine_settings_for
     from inhouse.config import load_settings
-    from inhouse.engine.build import build_llama_engine
     from inhouse.engine.params import GenerationRequest, SamplingParams
-    from inhouse.models.tuning.profile import tuned_settings
+    from inhouse.engine.process import EngineRecipe, start_engine
 
     settings = load_settings(**({"data_dir": data_dir} if data_dir else {}))
     services = build_services(settings)
     try:
         spec = services.registry.resolve(model, require_present=True)
-        assert spec.path is not None and services.profiles is not None
+        assert spec.path is not None
         match = services.profiles.match(spec.sha256)
-        es, path = tuned_settings(match, settings.engine, spec.path,
+        eff = engine_settings_for(spec, settings, services.probe, services.profiles,
                                   lambda n, s: services.registry.verified_path(n, s))
-        n_ctx = min(es.n_ctx, spec.context_length or es.n_ctx)
+        es, path, choice, n_ctx = eff.settings, eff.path, eff.weights, eff.n_ctx
+        print(f"inhouse: weight buffers {choice.value} ({choice.reason})", file=sys.stderr)
         t0 = time.perf_counter()
-        engine = build_llama_engine(model, path, es, n_ctx=n_ctx)
+        engine = start_engine(EngineRecipe(model, path, es, n_ctx))  # where serve runs it
         load_s = time.perf_counter() - t0
     finally:
         services.close()
@@ -96,7 +96,8 @@ def measure_inhouse(model: str, data_dir: Path | None, texts: dict[str, Any], de
         out = asyncio.run(session())
     finally:
         engine.close()
-    return {**out, "load_s": load_s, "weights": path.name, "tuned_profile": match.status,
+    return {**out, "load_s": load_s, "weights": path.name, "weight_buffers": choice.to_dict(),
+            "tuned_profile": match.status,
             "profile": match.profile.describe() if match.applies and match.profile else None,
             "gguf": str(spec.path)}
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Set up a development/serving environment in ./.venv: inhouse, its dependencies (llama-cpp-python is
-# compiled from source the first time, ~10 minutes on 2 cores; pip caches the wheel) and the bundled
-# default model. Idempotent: re-running only installs what is missing.
+# Set up a development/serving environment in ./.venv: llama-cpp-python (compiled from source once per machine
+# with inhouse's AMX fix, ~10 minutes on 2 cores, then cached: scripts/build_llama.sh), inhouse and its
+# dependencies, the hardware probe (`inhouse doctor`) and the model `inhouse serve` will serve (chosen from the
+# probe; INHOUSE_SETUP_MODEL names another). Idempotent: re-running only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3.11}"
@@ -10,8 +11,11 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
   .venv/bin/python -m pip install --quiet --upgrade pip
 fi
-echo "==> installing inhouse and its dependencies (first run compiles llama.cpp: ~10 min)"
-.venv/bin/python -m pip install --progress-bar on -e ".[test,bench]" 2>&1 | grep -vE "^(Requirement already|WARNING: Location)" || true
+bash scripts/build_llama.sh .venv/bin/python
+echo "==> installing inhouse and its dependencies"
+.venv/bin/python -m pip install --progress-bar on -e ".[test,bench,postgres]" 2>&1 | grep -vE "^(Requirement already|WARNING: Location)" || true
 .venv/bin/python -c "import llama_cpp, inhouse" || { echo "setup failed: see pip output above" >&2; exit 1; }
-echo "==> fetching the bundled default model"
-.venv/bin/inhouse models pull "${INHOUSE_SETUP_MODEL:-smollm2-135m}"
+echo "==> probing this machine (cached per machine and llama.cpp build)"
+.venv/bin/inhouse doctor
+echo "==> fetching the model to serve"
+.venv/bin/inhouse models pull ${INHOUSE_SETUP_MODEL:+"$INHOUSE_SETUP_MODEL"}

@@ -2,7 +2,8 @@
 # README command 2 (and CI): set up, then lint, type-check and run every test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+# Tests and CI run on SmolLM2 (they name their models); setup would otherwise pull the model serve picks.
+INHOUSE_SETUP_MODEL="${INHOUSE_SETUP_MODEL:-smollm2-135m}" bash scripts/setup.sh
 # The tool-call tests need a Qwen model (its chat template has tools); 0.5B keeps CI small.
 .venv/bin/inhouse models pull qwen2.5-coder-0.5b
 # The web UI tests drive Debian's Chromium through Playwright (never `playwright install`: no browser downloads).

@@ -1,4 +1,5 @@
-"""Fixtures every suite shares: the evaluation corpus, found exactly as the evaluation commands find it.
+"""Fixtures every suite shares: the evaluation corpus, found exactly as the evaluation commands find it, and a
+local PostgreSQL per session for the PostgreSQL stores (``inhouse.testing.postgres``).
 
 ``eval_corpus`` is ``INHOUSE_EVAL_CORPUS`` when set, else ``<repo>/../shared/corpus`` (``inhouse.eval_corpus``).
 A test that needs it is skipped only when the corpus truly cannot be there: no variable and no ``../shared``
@@ -16,6 +17,9 @@ import pytest
 
 from inhouse.errors import InvalidRequest
 from inhouse.eval_corpus import ENV_VAR, default_corpus, find_eval_corpus
+from inhouse.testing.postgres import postgres_server, postgres_url
+
+__all__ = ["eval_corpus", "optional_eval_corpus", "postgres_server", "postgres_url"]
 
 
 def _locate_eval_corpus() -> Path | None:

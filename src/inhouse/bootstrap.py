@@ -10,8 +10,10 @@ resolved here, so ``kb/`` never imports ``inhouse.testing``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from inhouse.apps.context import AppContexts
 from inhouse.apps.minutes.assistant import build_minutes_assistant
@@ -20,8 +22,10 @@ from inhouse.apps.schedule.service import build_schedule_service
 from inhouse.apps.support.assistant import build_support_assistant
 from inhouse.chat.service import ChatService
 from inhouse.config import EngineSettings, Settings
+from inhouse.engine.build import build_llama_engine
+from inhouse.engine.process import CrashHook, EngineCrash, EngineRecipe, start_engine
 from inhouse.engine.protocol import EngineClient
-from inhouse.governance.audit import MODEL_LOADED, AuditLog
+from inhouse.governance.audit import ENGINE_CRASHED, MODEL_LOADED, AuditLog
 from inhouse.governance.directory import UserDirectory
 from inhouse.governance.egress.client import ExternalProviderClient
 from inhouse.governance.egress.router import build_egress_router
@@ -29,66 +33,150 @@ from inhouse.governance.events import AuditSink
 from inhouse.governance.identity import KeyStore
 from inhouse.governance.quotas import QuotaService
 from inhouse.hardware.cpu import available_memory_bytes, detect_cpu
+from inhouse.hardware.probe import HardwareProbe
+from inhouse.hardware.weights import NATIVE_CRASHES, WeightChoice, WeightDemotions, resolve_engine_settings
 from inhouse.kb.embed import Embedder, build_embedder
 from inhouse.kb.service import build_knowledge_base
 from inhouse.models.catalog import CATALOG, CatalogEntry
 from inhouse.models.footprint import Footprint, estimate_footprint, model_shape
 from inhouse.models.gguf.read import read_gguf_header
+from inhouse.models.recommend import ModelRecommendation, recommend_model
 from inhouse.models.registry import ModelRegistry
 from inhouse.models.residency import ModelResidency
 from inhouse.models.spec import ModelSpec
 from inhouse.models.timetable import Timetable
 from inhouse.models.tuning.profile import ProfileStore, tuned_settings
 from inhouse.services import Assistants, Services
-from inhouse.store.conversations import ConversationStore
-from inhouse.store.db import Database
-from inhouse.store.responses import ResponseStore
+from inhouse.store.build import build_stores
+from inhouse.store.sqlite.inhouse_db import open_inhouse_db
 
 log = logging.getLogger(__name__)
 
 EngineFactory = Callable[[ModelSpec], EngineClient]
 
 
-def _effective(settings: Settings, profiles: ProfileStore | None,
-               variant_path: Callable[[str, str], Path] | None, spec: ModelSpec) -> tuple[EngineSettings, Path, int]:
-    """The engine settings, weight file and context a spec loads with: its tuned profile applied when one
-    matches this CPU (``variant_path`` resolves a profile's re-quantized weights)."""
+@dataclass(frozen=True)
+class EffectiveLoad:
+    """What one model is loaded with: engine settings (tuned profile applied, ``weight_buffers`` resolved
+    against the probe), the weights file, the context, and the weight path with its reason."""
+
+    settings: EngineSettings
+    path: Path
+    n_ctx: int
+    weights: WeightChoice
+
+
+def engine_settings_for(spec: ModelSpec, settings: Settings, probe: HardwareProbe,
+                        profiles: ProfileStore | None = None,
+                        variant_path: Callable[[str, str], Path] | None = None, *,
+                        demotions: WeightDemotions | None = None) -> EffectiveLoad:
+    """The one computation of what a spec loads with: its tuned profile applied when one matches this CPU
+    (``variant_path`` resolves a profile's re-quantized weights), ``weight_buffers`` resolved against the
+    hardware probe (run on the first call if never run on this machine and build), and the context capped
+    by the model's. Serving, the memory footprint estimate and the benchmarks all use it, so they agree.
+    ``demotions``: weight paths this model's served engine crashed on count as refuted by the probe."""
     assert spec.path is not None, "the registry only loads present models"
     es, path = settings.engine, spec.path
+    from_profile = False
     if profiles is not None:
-        es, path = tuned_settings(profiles.match(spec.sha256), es, path, variant_path)
+        match = profiles.match(spec.sha256)
+        es, path = tuned_settings(match, es, path, variant_path)
+        from_profile = (es is not settings.engine and match.profile is not None
+                        and "weight_buffers" in match.profile.engine)
+    report = probe.current()
+    if demotions is not None:
+        report = demotions.apply(spec.name, report)
+    es, choice = resolve_engine_settings(es, report, from_profile=from_profile)
     n_ctx = es.n_ctx if not spec.context_length else min(es.n_ctx, spec.context_length)
-    return es, path, n_ctx
+    return EffectiveLoad(es, path, n_ctx, choice)
+
+
+def build_probe(settings: Settings) -> HardwareProbe:
+    """The hardware probe of this data directory (its answers are cached in ``<data_dir>/hardware``)."""
+    return HardwareProbe(settings.data_dir / "hardware")
 
 
 def build_llama_engine_factory(settings: Settings, profiles: ProfileStore | None = None,
-                               variant_path: Callable[[str, str], Path] | None = None) -> EngineFactory:
+                               variant_path: Callable[[str, str], Path] | None = None,
+                               probe: HardwareProbe | None = None,
+                               choices: dict[str, WeightChoice] | None = None, *,
+                               on_crash: Sequence[CrashHook] = (),
+                               child_build: Callable[..., Any] = build_llama_engine,
+                               child_options: Mapping[str, Any] | None = None) -> EngineFactory:
     """Load a model into llama.cpp (lazily imported: `inhouse --help` must not pay for it), with its tuned
-    profile applied when one matches this CPU."""
+    profile applied and ``engine.weight_buffers`` resolved against the hardware probe (``engine_settings_for``).
+    ``choices`` records each model's weight path and why (``/v1/status``, ``inhouse models list``).
+
+    With ``engine.isolation = "process"`` (the default) the engine runs in a supervised child process
+    (engine/process.py) that receives the resolved settings whole: the probe's verdict decides which weight
+    buffers the child's llama.cpp uses. ``on_crash`` hooks hear of every crash (the audit record). Before each
+    restart the weight path is resolved again (``restart_recipe``): a native crash on an automatically chosen
+    accelerated path demotes it for that model, and the child restarts on the next proven path.
+    ``child_build`` / ``child_options`` are what the child builds (tests: a fake engine in the child)."""
+    probe = probe or build_probe(settings)
+    choices = choices if choices is not None else {}
+    demotions = WeightDemotions()
 
     def load(spec: ModelSpec) -> EngineClient:
-        from inhouse.engine.build import build_llama_engine
+        eff = engine_settings_for(spec, settings, probe, profiles, variant_path, demotions=demotions)
+        choices[spec.name] = eff.weights
+        es = eff.settings
+        log.info("loading model %s from %s (n_ctx=%d, %s); weight buffers %s: %s", spec.name, eff.path, eff.n_ctx,
+                 "child process" if es.isolation == "process" else "in-process", eff.weights.value,
+                 eff.weights.reason)
 
-        es, path, n_ctx = _effective(settings, profiles, variant_path, spec)
-        log.info("loading model %s from %s (n_ctx=%d)", spec.name, path, n_ctx)
-        return build_llama_engine(spec.name, path, es, n_ctx=n_ctx)
+        def restart_recipe(crash: EngineCrash) -> EngineRecipe | None:
+            ran = crash.recipe.settings.weight_buffers
+            chosen = settings.engine.weight_buffers == "auto" and not settings.engine.force_weight_buffers
+            if chosen and crash.reason in NATIVE_CRASHES and demotions.demote(
+                    spec.name, ran, f"the served engine of {spec.name} crashed ({crash.reason}) on this path"):
+                log.warning("demoting weight path %s of %s after a native crash (%s)", ran, spec.name, crash.reason)
+            again = engine_settings_for(spec, settings, probe, profiles, variant_path, demotions=demotions)
+            choices[spec.name] = again.weights
+            if again.settings == crash.recipe.settings and again.path == crash.recipe.path:
+                return None
+            log.warning("restarting %s with weight buffers %s: %s", spec.name, again.weights.value,
+                        again.weights.reason)
+            return replace(crash.recipe, path=again.path, settings=again.settings, n_ctx=again.n_ctx)
+
+        recipe = EngineRecipe(spec.name, eff.path, es, eff.n_ctx, dict(child_options or {}), build=child_build)
+        engine: EngineClient = start_engine(recipe, on_crash=on_crash, before_restart=restart_recipe)
+        return engine
 
     return load
 
 
-def build_footprint_estimator(settings: Settings, profiles: ProfileStore | None = None,
+def build_footprint_estimator(settings: Settings, probe: HardwareProbe, profiles: ProfileStore | None = None,
                               variant_path: Callable[[str, str], Path] | None = None
                               ) -> Callable[[ModelSpec], Footprint]:
     """What a spec will take in memory with the settings (and tuned profile) it loads with, from the GGUF
     header of the file that will be loaded; nothing is mapped."""
 
     def estimate(spec: ModelSpec) -> Footprint:
-        es, path, n_ctx = _effective(settings, profiles, variant_path, spec)
-        shape = model_shape(read_gguf_header(path))
-        return estimate_footprint(shape, n_ctx=n_ctx, kv_type=es.kv_type,
+        eff = engine_settings_for(spec, settings, probe, profiles, variant_path)
+        es = eff.settings
+        shape = model_shape(read_gguf_header(eff.path))
+        return estimate_footprint(shape, n_ctx=eff.n_ctx, kv_type=es.kv_type,
                                   n_ubatch=min(es.n_ubatch, es.step_token_budget), flash_attn=es.flash_attn)
 
     return estimate
+
+
+def audit_crashes(audit: AuditLog) -> CrashHook:
+    """One security record per engine crash: the model, the signal, what happened to the requests in flight,
+    whether the engine restarts, and the weight path it ran and restarts on (a fallback after a demotion)."""
+
+    def record(crash: EngineCrash) -> None:
+        audit.append(kind="security", action=ENGINE_CRASHED, resource=crash.model, model=crash.model,
+                     location="local", outcome="failure", reason=crash.reason,
+                     details={"pid": crash.pid, "returncode": crash.returncode, "in_flight": crash.in_flight,
+                              "crashes_in_window": crash.crashes_in_window, "restarting": crash.restarting,
+                              "fallback": crash.fallback is not None,
+                              "weight_buffers": crash.recipe.settings.weight_buffers,
+                              "restart_weight_buffers": (crash.fallback or crash.recipe).settings.weight_buffers
+                              if crash.restarting else None})
+
+    return record
 
 
 def audited_loads(load: EngineFactory, audit: AuditLog) -> EngineFactory:
@@ -135,17 +223,26 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
     timetable = Timetable.parse(ms.prewarm, ms.release)  # a bad entry fails here, before anything is opened
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.model_cache_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.db_path)
-    db.migrate()
+    # inhouse.db holds the assistants' tables, and governance and conversations unless store.url names PostgreSQL.
+    db = open_inhouse_db(settings.db_path)
+    stores = build_stores(settings, db)
+    governance = stores.governance
     # Every security action (users, groups, memberships, keys, egress decisions, model loads) is recorded
     # here; a failed write makes the action fail.
-    audit = AuditLog(settings.data_dir / "audit.db")
+    audit = stores.audit
     audit_sink: AuditSink = audit
     gs = settings.governance
-    keys = KeyStore(db, audit=audit_sink, max_keys_per_user=gs.max_keys_per_user)
-    directory = UserDirectory(db, audit=audit_sink)
-    quotas = QuotaService(db, default_rpm=gs.default_rpm, default_tokens_per_day=gs.default_tokens_per_day)
+    keys = KeyStore(governance, audit=audit_sink, max_keys_per_user=gs.max_keys_per_user)
+    directory = UserDirectory(governance, audit=audit_sink)
+    quotas = QuotaService(governance, default_rpm=gs.default_rpm, default_tokens_per_day=gs.default_tokens_per_day)
     profiles = ProfileStore(settings.data_dir / "profiles", lambda: detect_cpu().signature)
+    probe = build_probe(settings)
+    default_model: ModelRecommendation | None = None
+    if ms.default == "auto":  # resolved once, here, from the cached probe answer (serve probes before this)
+        default_model = recommend_model(probe.cached(), tuple(catalog))
+        ms.default = default_model.name
+        log.info("default model %s: %s", default_model.name, default_model.reason)
+    weight_choices: dict[str, WeightChoice] = {}
     registry: ModelRegistry | None = None
 
     def variant_path(name: str, sha256: str) -> Path:
@@ -154,12 +251,13 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
 
     registry = ModelRegistry(
         cache_dir=settings.model_cache_dir,
-        load_engine=audited_loads(load_engine or build_llama_engine_factory(settings, profiles, variant_path),
-                                  audit),
+        load_engine=audited_loads(load_engine or build_llama_engine_factory(
+            settings, profiles, variant_path, probe, weight_choices, on_crash=[audit_crashes(audit)]), audit),
         ram_budget_mb=ms.ram_budget_mb,
         catalog=catalog,
         # A custom engine factory (tests, fakes) loads no llama.cpp context: its memory is the file alone.
-        footprint=None if load_engine is not None else build_footprint_estimator(settings, profiles, variant_path),
+        footprint=None if load_engine is not None
+        else build_footprint_estimator(settings, probe, profiles, variant_path),
         available_memory=None if load_engine is not None else available_memory_bytes,
         on_ram_full=ms.on_ram_full,
         allow_synthetic=ms.allow_synthetic,
@@ -183,6 +281,6 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
     )
     return Services(settings=settings, db=db, audit=audit, keys=keys, directory=directory, quotas=quotas,
                     profiles=profiles, registry=registry, residency=residency, chat=chat, egress=egress,
-                    external=ExternalProviderClient(), kb=kb, conversations=ConversationStore(db),
-                    responses=ResponseStore(db),
-                    assistants=assistants)
+                    external=ExternalProviderClient(), kb=kb, conversations=stores.conversations,
+                    responses=stores.responses, probe=probe, weight_choices=weight_choices,
+                    default_model=default_model, assistants=assistants, stores=stores)

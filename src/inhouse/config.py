@@ -79,10 +79,34 @@ class EngineSettings(BaseModel):
         8, ge=1, le=64, description="Most sequences one request may generate: `n` choices × the prompts of a "
         "completions request. Choices of one prompt share its prefill (the prefix cache copies it).",
     )
+    weight_buffers: str = Field(
+        "auto", pattern="^(auto|amx|repack|plain)$",
+        description="Where llama.cpp re-lays weights out for faster kernels: `auto` (the fastest path the hardware "
+        "probe proved: AMX, else the CPU repack, else none), `amx` (AMX and the CPU repack), `repack` (the CPU "
+        "repack without AMX) or `plain` (none). A value the probe refuted is refused (docs/hardware.md).",
+    )
+    force_weight_buffers: bool = Field(
+        False, description="Use `weight_buffers` even where the hardware probe saw that path crash or compute "
+        "wrong results (debugging only).",
+    )
+    isolation: str = Field(
+        "process", pattern="^(process|thread)$",
+        description="Where a loaded model's engine runs: `process` (a supervised child process; a crash in "
+        "llama.cpp fails the requests in flight, the engine restarts, the server stays up) or `thread` (inside "
+        "the server process, as before: a crash there stops the server).",
+    )
+    max_crashes: int = Field(
+        5, ge=0, description="Engine crashes within `crash_window_s` after which it is not restarted again and "
+        "reports unhealthy until the model is reloaded.",
+    )
+    crash_window_s: float = Field(600.0, gt=0, description="The window in which `max_crashes` counts crashes.")
 
 
 class ModelSettings(BaseModel):
-    default: str = Field("smollm2-135m", description="Model served when `inhouse serve` is given no --model.")
+    default: str = Field(
+        "auto", description="Model served when `inhouse serve` is given no --model. `auto`: the best packaged model "
+        "this machine runs well, chosen from the hardware probe (memory, bandwidth); see docs/hardware.md.",
+    )
     preload: list[str] = Field(
         default_factory=list, description="Models loaded at start-up besides the default."
     )
@@ -212,6 +236,23 @@ class AppsSettings(BaseModel):
     )
 
 
+class StoreSettings(BaseModel):
+    url: str = Field(
+        "", pattern=r"^$|^postgres(ql)?://",
+        description="Where users, keys, quotas, conversations, the audit chain and the knowledge index are kept: "
+        "empty for the embedded SQLite files in `data_dir`, or a PostgreSQL URL shared by several nodes "
+        "(`postgresql://inhouse@db.internal:5432/inhouse?sslmode=verify-full`). Keep the password out of it: "
+        "libpq reads `PGPASSWORD` or `~/.pgpass`. `inhouse store migrate --to URL` copies an embedded install there.",
+    )
+    pool_size: int = Field(8, ge=1, le=100, description="Connections each inhouse process keeps per PostgreSQL store.")
+    node: str = Field(
+        "", max_length=200,
+        description="This node's name in the shared audit chain (PostgreSQL only): the write-ahead records of its "
+        "requests carry it, and when it restarts it closes only its own unfinished requests as interrupted, never "
+        "those another node is serving. Empty: the host name. Give each node a name that survives its restarts.",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="INHOUSE_", env_nested_delimiter="__", extra="forbid", toml_file=None
@@ -229,6 +270,7 @@ class Settings(BaseSettings):
     )
     kb: KbSettings = Field(default_factory=lambda: KbSettings(), description="Company knowledge.")
     apps: AppsSettings = Field(default_factory=lambda: AppsSettings(), description="Assistants.")
+    store: StoreSettings = Field(default_factory=lambda: StoreSettings(), description="Where data is kept.")
 
     @property
     def db_path(self) -> Path:

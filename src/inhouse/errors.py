@@ -17,7 +17,8 @@ codes. Each class names the OpenAI-style ``type`` and a stable machine ``code`` 
      ├── Unavailable                the engine is loading, stopping or failed
      │    ├── AuditUnavailable       the audit record could not be written: the action must not happen
      │    ├── StorageFull            the disk is full: nothing was written; retry once space is back
-     │    └── AuditStorageFull       (both of the above) the audit record could not be written: disk full
+     │    ├── AuditStorageFull       (both of the above) the audit record could not be written: disk full
+     │    └── EngineCrashed          the engine's process died; it is being restarted
      └── EngineFailure              llama.cpp returned an error we could not recover from
 
 This module imports nothing from the package.
@@ -152,12 +153,14 @@ def shown(value: object, limit: int = 60) -> str:
 
 
 def is_storage_full(exc: BaseException, path: str | os.PathLike[str] | None = None) -> bool:
-    """Whether ``exc`` (from the OS, the stdlib sqlite3 or apsw) means the disk is full. With ``path``, also any
-    error while the filesystem holding ``path`` has (almost) no space left: an SQLite extension may report a
-    failed write in its own words (sqlite-vec: "could not write vector blob")."""
+    """Whether ``exc`` (from the OS, the stdlib sqlite3, apsw or psycopg) means the disk is full. With ``path``,
+    also any error while the filesystem holding ``path`` has (almost) no space left: an SQLite extension may report
+    a failed write in its own words (sqlite-vec: "could not write vector blob")."""
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
     if getattr(exc, "sqlite_errorcode", None) == 13 or type(exc).__name__ == "FullError":  # SQLITE_FULL
+        return True
+    if getattr(exc, "sqlstate", None) == "53100":  # PostgreSQL disk_full (on the database server)
         return True
     if "database or disk is full" in str(exc):
         return True
@@ -174,6 +177,13 @@ _NEARLY_FULL_BYTES = 1 << 20
 
 def storage_full(what: str, exc: BaseException) -> StorageFull:
     return StorageFull(f"{what}: the disk is full (nothing was written; retry when space is freed).")
+
+
+class EngineCrashed(Unavailable):
+    """The child process running a model's engine died (a signal, e.g. SIGSEGV in native code). In-flight
+    requests end with this; the supervisor restarts the engine, so a retry is the right answer."""
+
+    code = "engine_crashed"
 
 
 class EngineFailure(InhouseError):

@@ -27,13 +27,17 @@ if TYPE_CHECKING:
     from inhouse.governance.egress.router import EgressRouter
     from inhouse.governance.identity import KeyStore
     from inhouse.governance.quotas import QuotaService
+    from inhouse.hardware.probe import HardwareProbe
+    from inhouse.hardware.weights import WeightChoice
     from inhouse.kb.service import KnowledgeBase
+    from inhouse.models.recommend import ModelRecommendation
     from inhouse.models.registry import ModelRegistry
     from inhouse.models.residency import ModelResidency
     from inhouse.models.tuning.profile import ProfileStore
+    from inhouse.store.build import Stores
     from inhouse.store.conversations import ConversationStore
-    from inhouse.store.db import Database
     from inhouse.store.responses import ResponseStore
+    from inhouse.store.sqlite.database import Database
 
 
 @dataclass(frozen=True)
@@ -50,8 +54,9 @@ class Assistants:
 @dataclass(frozen=True)
 class Services:
     settings: Settings
-    db: Database  # <data_dir>/inhouse.db: keys, users, groups, quotas, conversations, assistants' data
-    audit: AuditLog  # <data_dir>/audit.db: the tamper-evident log (security events, one record per request)
+    db: Database  # <data_dir>/inhouse.db: the assistants' data; keys, users, groups, quotas, conversations too
+    # unless store.url names PostgreSQL (docs/storage.md)
+    audit: AuditLog  # audit.db (or PostgreSQL): the tamper-evident log (security events, one record per request)
     keys: KeyStore  # API keys (hashed); authenticate() on every request
     directory: UserDirectory  # users, groups, memberships
     quotas: QuotaService  # requests/minute (in memory) and tokens/day (inhouse.db) per key
@@ -64,11 +69,18 @@ class Services:
     kb: KnowledgeBase  # <data_dir>/kb.db: collections, documents, retrieval, grounded answers
     conversations: ConversationStore  # the web UI's chat history (inhouse.db)
     responses: ResponseStore  # stored Responses API answers, for previous_response_id (inhouse.db)
+    probe: HardwareProbe  # <data_dir>/hardware: what this machine and llama.cpp build run (``inhouse doctor``)
+    # The weight path each model was last loaded with, and why (filled by the llama engine factory; the dict
+    # is shared and mutated, the field itself never changes).
+    weight_choices: dict[str, WeightChoice]
+    default_model: ModelRecommendation | None  # how models.default was chosen when it was "auto"
     assistants: Assistants
+    stores: Stores  # what store.url chose (governance, conversations, audit); closed with the services
 
     def close(self) -> None:
         self.residency.stop()
         self.kb.close()
         self.registry.close()
+        self.stores.close()
         self.db.close()
         self.audit.close()

@@ -678,7 +678,20 @@ def chat_traffic(site: Site, stop: threading.Event) -> None:
                 {"role": "user", "content": "Say hello"}]})
 
 
+def _probed(services: Any) -> None:
+    """A probe answer for the admin page's hardware line: a Xeon whose AMX path crashed (faked)."""
+    from inhouse.hardware.weights import resolve_weight_buffers
+    from inhouse.testing.probe import fake_report
+
+    report = fake_report("amx_crashes")
+    path = services.probe.cache_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report.to_dict()))
+    services.weight_choices["fake-model"] = resolve_weight_buffers("auto", report)
+
+
 def test_admin_page_shows_live_charts_keys_and_audit(ui: UI) -> None:
+    _probed(ui.site.server.services)
     ui.sign_in(ui.site.admin)
     stop = threading.Event()
     traffic = threading.Thread(target=chat_traffic, args=(ui.site, stop), daemon=True)
@@ -698,6 +711,8 @@ def test_admin_page_shows_live_charts_keys_and_audit(ui: UI) -> None:
         assert drawn > 100, chart
     assert ui.page.inner_text("#value-dest") != "—"
     assert "fake-model" in ui.page.inner_text("#model-rows")
+    hardware = ui.page.inner_text("#hardware-note")
+    assert "AMX advertised but unusable here" in hardware and "fake-model: repack" in hardware
     ui.shot("admin")
     # Keys: a new key's secret is shown once.
     ui.page.click("#tab-keys")

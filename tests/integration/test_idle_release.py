@@ -14,7 +14,7 @@ import pytest
 from inhouse.bootstrap import build_llama_engine_factory
 from inhouse.config import Settings, load_settings
 from inhouse.engine.params import GenerationRequest, SamplingParams
-from inhouse.hardware.cpu import process_rss_bytes
+from inhouse.hardware.cpu import process_tree_rss_bytes
 from inhouse.models.assemble import locate_package_dir
 from inhouse.models.catalog import catalog_by_name
 from inhouse.models.registry import ModelRegistry
@@ -58,9 +58,9 @@ def test_release_frees_at_least_the_model_and_the_next_request_reloads(tmp_path:
     residency = ModelResidency(registry, idle_release_s=1)
     try:
         assert answer(registry, Q05.name, "r1") == 8  # every weight page is touched by a decode
-        loaded_rss = process_rss_bytes()
+        loaded_rss = process_tree_rss_bytes()  # the engine runs in a child process
         record = residency.release("manual")
-        released_rss = process_rss_bytes()
+        released_rss = process_tree_rss_bytes()
         assert record is not None and registry.loaded() == []
         freed = loaded_rss - released_rss
         print(f"RSS loaded {loaded_rss / 2**20:.0f} MB, released {released_rss / 2**20:.0f} MB, freed "

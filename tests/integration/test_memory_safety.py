@@ -71,7 +71,8 @@ def test_model_that_fits_loads_and_is_admitted_with_its_footprint(tmp_path: Path
 
 @needs_smol
 def test_serve_refuses_at_start_with_the_numbers(tmp_path: Path) -> None:
-    env = {**os.environ, "INHOUSE_ENGINE__N_CTX": "8192", "INHOUSE_MODELS__RAM_BUDGET_MB": "200"}
+    env = {**os.environ, "INHOUSE_ENGINE__N_CTX": "8192", "INHOUSE_MODELS__RAM_BUDGET_MB": "200",
+           "INHOUSE_MODELS__DEFAULT": "smollm2-135m"}  # tests name their model (models.default is "auto")
     proc = subprocess.run([sys.executable, "-m", "inhouse.cli.main", "serve", "--data-dir", str(tmp_path),
                            "--port", "0", "--allow-unauthenticated"], capture_output=True, text=True, env=env,
                           timeout=120, stdin=subprocess.DEVNULL, check=False)

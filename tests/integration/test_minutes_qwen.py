@@ -36,6 +36,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
+@pytest.mark.timeout(1300)  # two CLI runs of up to 600 s each (their own timeouts); ~1 min each when quiet
 def test_minutes_cli_on_qwen(data_dir: Path, tmp_path: Path) -> None:
     src = tmp_path / "website.txt"
     src.write_text(MEETING, encoding="utf-8")

@@ -12,7 +12,7 @@ from inhouse.api.auth import require
 from inhouse.api.bounds import MAX_INT64
 from inhouse.api.responses import AuditList
 from inhouse.governance.audit import parse_since
-from inhouse.governance.audit_report import build_report
+from inhouse.governance.audit.report import build_report
 
 if TYPE_CHECKING:
     from inhouse.services import Services

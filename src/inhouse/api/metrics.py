@@ -52,11 +52,24 @@ class EngineStatsCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         stats: list[EngineStats] = []
+        up: list[tuple[str, bool]] = []
         try:
             for engine in self._engines():
                 stats.append(engine.stats())
+                up.append((engine.model_name, engine.healthy()))
         except Exception:  # a scrape must never fail because a model is unloading
             log.exception("could not read engine stats")
+        healthy = GaugeMetricFamily("inhouse_engine_healthy", "1 while the model's engine serves, 0 while it "
+                                    "restarts after a crash or stays down.", labels=["model"])
+        for model, ok in up:
+            healthy.add_metric([model], 1.0 if ok else 0.0)
+        yield healthy
+        crashes = CounterMetricFamily("inhouse_engine_crashes", "Deaths of a model's engine process, by signal "
+                                      "(or 'exit N').", labels=["model", "signal"])
+        for s in stats:
+            for reason, n in sorted(s.crashes.items()):
+                crashes.add_metric([s.model, reason], float(n))
+        yield crashes
         for name, help_, attr in _ENGINE_GAUGES:
             g = GaugeMetricFamily(name, help_, labels=["model"])
             for s in stats:

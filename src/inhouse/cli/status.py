@@ -47,11 +47,11 @@ def _mb(n: Any) -> str:
 
 def print_status(body: dict[str, Any]) -> None:
     table = Table(title="loaded models")
-    for col in ("model", "weights", "running", "waiting"):
+    for col in ("model", "weights", "running", "waiting", "engine", "crashes"):
         table.add_column(col)
     for m in body.get("loaded", []):
         table.add_row(m.get("model", "?"), _mb(m.get("weights_bytes")), str(m.get("running", "")),
-                      str(m.get("waiting", "")))
+                      str(m.get("waiting", "")), str(m.get("engine", "")), str(m.get("crashes", "")))
     if body.get("loaded"):
         console.print(table)
     else:
@@ -69,6 +69,14 @@ def print_status(body: dict[str, Any]) -> None:
     if last:
         console.print(f"Last release: {last['at']} ({last['reason']}): RSS {_mb(last['rss_before_bytes'])} → "
                       f"{_mb(last['rss_after_bytes'])}")
+    hw = body.get("hardware") or {}
+    if hw.get("probed"):
+        console.print(f"Hardware: {hw.get('cpu')}, {hw.get('cores')} cores, {hw.get('bandwidth_gb_s')} GB/s; "
+                      f"{hw.get('amx')}", highlight=False)
+    for model, choice in (hw.get("weight_buffers") or {}).items():
+        console.print(f"Weight buffers of {model}: {choice.get('value')} ({choice.get('reason')})", highlight=False)
+    if hw.get("default_model_reason"):
+        console.print(f"Default model {body.get('default_model')}: {hw['default_model_reason']}", highlight=False)
     wake = body.get("last_wake")
     if wake:
         console.print(f"Last wake-up: {wake['at']}, {wake['model']} in {wake['seconds'] * 1000:.0f} ms "

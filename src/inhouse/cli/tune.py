@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from inhouse.cli.common import DataDirOption, console, err_console, fail, open_services, settings_from, translate_errors
+from inhouse.cli.common import (
+    DataDirOption,
+    console,
+    current_probe,
+    err_console,
+    fail,
+    open_services,
+    settings_from,
+    translate_errors,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -42,6 +50,7 @@ def register(app: typer.Typer) -> None:
             fail("Name the model to tune, e.g. `inhouse tune smollm2-135m` (or pass --check).")
         from inhouse.engine.backends.llama_cpp.quantize import QUANT_FTYPES, quantize_model
         from inhouse.hardware.cpu import detect_cpu, measure_bandwidth, wait_for_quiet
+        from inhouse.hardware.weights import proven_paths, resolve_engine_settings
         from inhouse.models.tuning.measure import measure_engine
         from inhouse.models.tuning.sweep import Trial, TuneOptions, Tuner
 
@@ -50,11 +59,17 @@ def register(app: typer.Typer) -> None:
         if bad:
             fail(f"Unknown weight format(s) {', '.join(bad)}; use {', '.join(QUANT_FTYPES)}.")
         with translate_errors():
-            options = TuneOptions(concurrency=concurrency, budget_s=budget_s, itl_p95_bound_ms=itl_p95_bound_ms,
-                                  formats=fmts, repeats=repeats)
             services = open_services(settings)
             try:
                 spec = services.registry.resolve(model, require_present=True)
+                report = current_probe(services.probe)
+                engine_settings, choice = resolve_engine_settings(settings.engine, report)
+                paths = proven_paths(report)
+                console.print(f"[bold]Weight buffers[/] {choice.value} ({choice.reason}); candidates: "
+                              f"{', '.join(paths)}", highlight=False)
+                options = TuneOptions(concurrency=concurrency, budget_s=budget_s,
+                                      itl_p95_bound_ms=itl_p95_bound_ms, formats=fmts, repeats=repeats,
+                                      weight_paths=paths)
                 cpu = detect_cpu()
                 console.print(f"[bold]CPU[/] {cpu.summary()}  (signature {cpu.signature})", highlight=False)
                 with console.status("Measuring memory read bandwidth (512 MB, best of 5)…"):
@@ -63,7 +78,7 @@ def register(app: typer.Typer) -> None:
                 console.print(f"Tuning {spec.name} ({spec.size_bytes / 1e6:.0f} MB {spec.quantization}) for "
                               f"{concurrency} concurrent streams, budget {budget_s:.0f} s.")
                 assert services.profiles is not None
-                tuner = Tuner(services.registry, services.profiles, settings.engine, measure=measure_engine,
+                tuner = Tuner(services.registry, services.profiles, engine_settings, measure=measure_engine,
                               quantize=lambda src, dst, fmt: quantize_model(src, dst, fmt),
                               wait_quiet=lambda: wait_for_quiet(max_wait_s=quiet_wait_s))
                 with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
@@ -75,8 +90,8 @@ def register(app: typer.Typer) -> None:
                             bar.update(task, description=message)
                             return
                         m = trial.measurement
-                        mark = "[green]kept[/]" if trial.kept else ("[red]ITL bound[/]" if not
-                                                                     math.isfinite(trial.score) else "")
+                        mark = "[green]kept[/]" if trial.kept else (f"[red]refused: {trial.refused}[/]"
+                                                                     if trial.refused else "")
                         bar.console.print(
                             f"  {trial.axis:>20}: {trial.candidate.label()}\n{'':>24}aggregate "
                             f"{m.aggregate_tok_s:6.1f} tok/s  decode {m.decode_tok_s:6.1f}  prefill "
@@ -110,6 +125,7 @@ def _print_report(result: object) -> None:
         table.add_row(label, f"{a:.1f}", f"{b:.1f}", f"{b / a:.2f}×" if a else "")
     console.print(table)
     console.print(f"Chosen: {result.chosen.label()}", highlight=False)
+    console.print(f"Why: {result.profile.reason}", highlight=False)
     console.print(f"Profile: {result.profile_path}\nReport: {', '.join(str(p) for p in result.report_paths)}")
     if result.budget_exhausted:
         err_console.print("note: the time budget ran out before every setting was tried.")

@@ -11,13 +11,21 @@ from pathlib import Path
 
 from inhouse.config import EngineSettings
 from inhouse.engine.engine import Engine
+from inhouse.errors import InvalidRequest
 
 
 def build_llama_engine(name: str, path: Path, settings: EngineSettings, *, n_ctx: int) -> Engine:
-    """Load ``path`` into llama.cpp (lazily imported) and start an engine named ``name`` over it."""
+    """Load ``path`` into llama.cpp (lazily imported) and start an engine named ``name`` over it.
+
+    ``settings.weight_buffers`` must already be resolved against the hardware probe
+    (``hardware.weights.resolve_engine_settings``): this function runs wherever the engine lives and must not
+    decide anything about the machine itself."""
     from inhouse.engine.backends.llama_cpp.backend import LlamaCppBackend
 
     es = settings
+    if es.weight_buffers == "auto":
+        raise InvalidRequest("engine.weight_buffers='auto' reached the engine unresolved; resolve it with "
+                             "hardware.weights.resolve_engine_settings first.")
     backend = LlamaCppBackend(
         path,
         n_ctx=n_ctx,
@@ -28,6 +36,7 @@ def build_llama_engine(name: str, path: Path, settings: EngineSettings, *, n_ctx
         n_threads_batch=es.n_threads_batch,
         flash_attn=es.flash_attn,
         kv_type=es.kv_type,
+        weight_buffers=es.weight_buffers,
     )
     try:
         return Engine(name, backend, es)

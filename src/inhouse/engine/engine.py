@@ -1,8 +1,10 @@
 """The step loop: schedule → execute → update, on one thread per loaded model.
 
 Callers (the API's event loop) talk to the engine through ``generate``/``abort``; the step thread owns the
-backend. A lock guards the scheduler and the table of live requests, never the forward pass itself, so a
-request that arrives while llama.cpp decodes is admitted at the next step (continuous batching).
+backend. ``submit`` is the layer under ``generate``: it admits a request whose deltas go to a plain callable,
+which is how the engine's child process (engine/worker.py) forwards them without an event loop. A lock
+guards the scheduler and the table of live requests, never the forward pass itself, so a request that
+arrives while llama.cpp decodes is admitted at the next step (continuous batching).
 
 Stop strings, EOS and ``max_tokens`` are decided here, on text, because the scheduler only knows tokens.
 """
@@ -15,7 +17,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from inhouse.config import EngineSettings
@@ -26,14 +28,17 @@ from inhouse.errors import EngineFailure, InhouseError, Unavailable
 
 log = logging.getLogger(__name__)
 
+# Receives the deltas of one request, on the step thread with the engine's lock held: it must not block and
+# must not call back into the engine.
+DeltaSink = Callable[[Delta], None]
+
 
 @dataclass
 class _Live:
     """Per-request state on the engine side: where to deliver deltas and how to turn tokens into text."""
 
     request: GenerationRequest
-    loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue[Delta]
+    deliver: DeltaSink
     decoder: codecs.IncrementalDecoder = field(
         default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace")
     )
@@ -80,6 +85,9 @@ class Engine:
         self._generated_tokens = 0
         self._aborted = 0
         self.last_step_s = 0.0
+        # Called on the step thread after every step (outside the lock): the child process flushes the
+        # deltas of the step to its parent here, in one frame.
+        self.on_step_end: Callable[[], None] | None = None
         self._thread = threading.Thread(target=self._run, name=f"engine-{model_name}", daemon=True)
         self._thread.start()
 
@@ -104,8 +112,31 @@ class Engine:
         return self._healthy and not self._closed and self._thread.is_alive()
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Delta] = asyncio.Queue()
+
+        def deliver(delta: Delta) -> None:
+            # The caller's event loop may be gone (client process ended): the request is aborted below.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(queue.put_nowait, delta)
+
+        self.submit(request, deliver)
+        finished = False
+        try:
+            while True:
+                delta = await queue.get()
+                yield delta
+                if delta.finish_reason is not None:
+                    finished = True
+                    return
+        finally:
+            if not finished:
+                self.abort(request.request_id)
+
+    def submit(self, request: GenerationRequest, deliver: DeltaSink) -> None:
+        """Admit ``request``; its deltas go to ``deliver`` (the last one carries ``finish_reason``). Raises
+        before admitting: Unavailable (closing), InvalidRequest (bad grammar), Overloaded, ContextLengthExceeded."""
         rid = request.request_id
-        live = _Live(request=request, loop=asyncio.get_running_loop(), queue=asyncio.Queue())
         if self._closed:
             raise Unavailable(f"The model '{self._model_name}' is unloading; retry.")
         self._backend.start_request(rid, request.params)  # a bad grammar raises InvalidRequest here
@@ -118,18 +149,9 @@ class Engine:
                 self._to_end.add(rid)
                 self._wake.notify()
                 raise
-            self._live[rid] = live
+            self._live[rid] = _Live(request=request, deliver=deliver)
             self._prompt_tokens += len(request.prompt_tokens)
             self._wake.notify()
-        try:
-            while True:
-                delta = await live.queue.get()
-                yield delta
-                if delta.finish_reason is not None:
-                    return
-        finally:
-            if not live.done:
-                self.abort(rid)
 
     def abort(self, request_id: str) -> None:
         with self._lock:
@@ -171,7 +193,8 @@ class Engine:
         self._thread.join(timeout_s)
         with self._lock:
             for rid, live in list(self._live.items()):
-                self._deliver(live, Delta(rid, finish_reason="error", error="The model was unloaded."))
+                self._deliver(live, Delta(rid, finish_reason="error", error="The model was unloaded; retry.",
+                                          error_code="model_unloaded"))
             self._live.clear()
         self._backend.close()
 
@@ -187,6 +210,8 @@ class Engine:
                 plan = self._scheduler.schedule()
             if plan.items or plan.kv_ops:
                 self._step(plan)
+                if self.on_step_end is not None:
+                    self.on_step_end()
             self._end_finished_samplers()
         self._end_finished_samplers()
 
@@ -294,10 +319,9 @@ class Engine:
                                       n_prompt_tokens=len(live.request.prompt_tokens),
                                       n_generated_tokens=live.n_generated))
 
-    def _deliver(self, live: _Live, delta: Delta) -> None:
-        # The caller's event loop may be gone (client process ended): then abort instead of leaking.
-        with contextlib.suppress(RuntimeError):
-            live.loop.call_soon_threadsafe(live.queue.put_nowait, delta)
+    @staticmethod
+    def _deliver(live: _Live, delta: Delta) -> None:
+        live.deliver(delta)
 
 
 def _find_stop(text: str, stops: tuple[str, ...]) -> int | None:

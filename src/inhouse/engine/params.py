@@ -132,3 +132,7 @@ class Delta:
     # When the request asked (``SamplingParams.prompt_logprobs``), on its first delta: one entry per prompt token
     # (the first has nothing before it to be predicted from: logprob 0.0, no alternatives).
     prompt_logprobs: list[TokenLogprob] | None = None
+    # With ``finish_reason="error"``: an ``InhouseError`` code when ``error`` is meant for the client (the
+    # engine crashed or was unloaded: retry, HTTP 503); None for an internal failure whose details stay in
+    # the log (HTTP 500 with a generic message).
+    error_code: str | None = None

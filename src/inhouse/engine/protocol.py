@@ -122,6 +122,8 @@ class EngineStats:
     aborted: int = 0
     preempted: int = 0
     rejected_queue_full: int = 0
+    # Deaths of the engine's child process, by signal name ("SIGSEGV") or "exit N" (engine/process.py).
+    crashes: dict[str, int] = field(default_factory=dict)
 
 
 class EngineClient(Protocol):

@@ -15,25 +15,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, cast
 
 from inhouse.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound
 from inhouse.governance import events
 from inhouse.governance.acl import KEY_SCOPES
 from inhouse.governance.events import AuditSink, NullAuditSink, security_event
+from inhouse.governance.store import GovernanceStore, KeyRecord
 from inhouse.types import Actor, Role
-
-if TYPE_CHECKING:
-    import sqlite3
-
-    from inhouse.store.db import Database
 
 SECRET_PREFIX = "ih_"
 _SUFFIX_BYTES = 8  # 16 hex characters
@@ -49,59 +42,8 @@ _RANK = {"member": 0, "admin": 1}
 _DEFAULT_MAX_KEYS_PER_USER = 50
 
 
-@dataclass(frozen=True)
-class KeyRecord:
-    id: str
-    name: str
-    prefix: str
-    role: Role
-    user_id: str | None
-    created_at: float
-    expires_at: float | None
-    revoked_at: float | None
-    last_used_at: float | None
-    # Quota overrides: None takes the governance default, 0 means unlimited.
-    rpm_limit: int | None = None
-    tokens_per_day_limit: int | None = None
-    scopes: tuple[str, ...] | None = None  # the only actions this key may perform (None: any its role allows)
-
-    def to_dict(self) -> dict[str, object]:
-        """The public view of a key (never its hash)."""
-        return {
-            "id": self.id, "object": "api_key", "name": self.name, "prefix": self.prefix, "role": self.role,
-            "user_id": self.user_id, "created_at": self.created_at, "expires_at": self.expires_at,
-            "revoked_at": self.revoked_at, "last_used_at": self.last_used_at,
-            "rpm_limit": self.rpm_limit, "tokens_per_day_limit": self.tokens_per_day_limit,
-            "scopes": None if self.scopes is None else list(self.scopes),
-        }
-
-    def active(self, now: float) -> bool:
-        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
-
-
 def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode("ascii")).hexdigest()
-
-
-def _row_to_record(row: sqlite3.Row) -> KeyRecord:
-    return KeyRecord(
-        id=row["id"],
-        name=row["name"],
-        prefix=row["prefix"],
-        role=cast(Role, row["role"]),
-        user_id=row["user_id"],
-        created_at=row["created_at"],
-        expires_at=row["expires_at"],
-        revoked_at=row["revoked_at"],
-        last_used_at=row["last_used_at"],
-        rpm_limit=row["rpm_limit"],
-        tokens_per_day_limit=row["tokens_per_day_limit"],
-        scopes=_scopes_from(row["scopes"]),
-    )
-
-
-def _scopes_from(raw: str | None) -> tuple[str, ...] | None:
-    return None if raw is None else tuple(json.loads(raw))
 
 
 def _check_scopes(scopes: list[str] | tuple[str, ...] | None) -> tuple[str, ...] | None:
@@ -124,11 +66,11 @@ def _check_limit(value: int | None, param: str) -> int | None:
 
 
 class KeyStore:
-    """Create, list, revoke and check API keys. Thread-safe through ``Database``."""
+    """Create, list, revoke and check API keys, over a ``GovernanceStore``. Thread-safe."""
 
-    def __init__(self, db: Database, *, clock: Callable[[], float] = time.time, audit: AuditSink | None = None,
-                 max_keys_per_user: int = _DEFAULT_MAX_KEYS_PER_USER) -> None:
-        self._db = db
+    def __init__(self, store: GovernanceStore, *, clock: Callable[[], float] = time.time,
+                 audit: AuditSink | None = None, max_keys_per_user: int = _DEFAULT_MAX_KEYS_PER_USER) -> None:
+        self._store = store
         self._clock = clock
         self._audit: AuditSink = audit if audit is not None else NullAuditSink()
         self._max_keys_per_user = max_keys_per_user
@@ -149,8 +91,8 @@ class KeyStore:
 
         ``role`` defaults to the user's role (``member`` for a key without a user) and may not exceed it.
         """
-        with self._db.transaction() as conn:
-            record, secret = self._insert_key(conn, name, role=role, expires_at=expires_at, user_id=user_id,
+        with self._store.transaction() as tx:
+            record, secret = self._insert_key(tx, name, role=role, expires_at=expires_at, user_id=user_id,
                                               rpm_limit=rpm_limit, tokens_per_day_limit=tokens_per_day_limit,
                                               scopes=scopes)
             self._record(events.KEY_CREATED, by, record.id, {
@@ -162,7 +104,7 @@ class KeyStore:
         return record, secret
 
     def _insert_key(
-        self, conn: sqlite3.Connection, name: str, *, role: Role | None, expires_at: float | datetime | None,
+        self, tx: GovernanceStore, name: str, *, role: Role | None, expires_at: float | datetime | None,
         user_id: str | None, rpm_limit: int | None, tokens_per_day_limit: int | None,
         scopes: list[str] | tuple[str, ...] | None = None,
     ) -> tuple[KeyRecord, str]:
@@ -179,18 +121,16 @@ class KeyStore:
         if exp is not None and exp <= now:
             raise InvalidRequest("'expires_at' is in the past.", param="expires_at")
         if user_id is not None:
-            user = conn.execute("SELECT role, disabled FROM users WHERE id = ?", (user_id,)).fetchone()
+            user = tx.get_user(user_id)
             if user is None:
                 raise NotFound(f"No user with id '{user_id}'.", param="user_id")
-            if user["disabled"]:
+            if user.disabled:
                 raise InvalidRequest("This user is disabled; enable them before creating keys.", param="user_id")
             if role is None:
-                role = cast(Role, user["role"])
-            elif _RANK[role] > _RANK[user["role"]]:
+                role = user.role
+            elif _RANK[role] > _RANK[user.role]:
                 raise InvalidRequest("A key cannot have a higher role than its user.", param="role")
-            n_active = conn.execute(
-                "SELECT count(*) FROM api_keys WHERE user_id = ? AND revoked_at IS NULL"
-                " AND (expires_at IS NULL OR expires_at > ?)", (user_id, now)).fetchone()[0]
+            n_active = tx.count_keys(active_at=now, user_id=user_id)
             if n_active >= self._max_keys_per_user:
                 raise Conflict(f"This user already has {n_active} active keys (the most allowed); revoke one first.")
         role = role or "member"
@@ -201,12 +141,7 @@ class KeyStore:
             created_at=now, expires_at=exp, revoked_at=None, last_used_at=None,
             rpm_limit=rpm_limit, tokens_per_day_limit=tokens_per_day_limit, scopes=key_scopes,
         )
-        conn.execute(
-            "INSERT INTO api_keys (id, name, prefix, secret_hash, role, user_id, created_at, expires_at,"
-            " rpm_limit, tokens_per_day_limit, scopes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (record.id, record.name, record.prefix, hash_secret(secret), role, user_id, now, exp,
-             rpm_limit, tokens_per_day_limit, None if key_scopes is None else json.dumps(list(key_scopes))),
-        )
+        tx.insert_key(record, hash_secret(secret))
         return record, secret
 
     def authenticate(self, secret: object) -> Actor:
@@ -220,17 +155,13 @@ class KeyStore:
         m = _SECRET_RE.fullmatch(secret)
         if m is None:
             raise fail
-        row = self._db.query_one(
-            "SELECT k.*, u.id AS u_id, u.role AS u_role, u.disabled AS u_disabled"
-            " FROM api_keys k LEFT JOIN users u ON u.id = k.user_id WHERE k.id = ?",
-            (f"key_{m.group(1)}",),
-        )
+        stored_key = self._store.stored_key(f"key_{m.group(1)}")
         # Hash even when the id is unknown so both failures take the same time.
         presented = hash_secret(secret)
-        stored = row["secret_hash"] if row is not None else "0" * 64
-        if not hmac.compare_digest(presented, stored) or row is None:
+        stored = stored_key.secret_hash if stored_key is not None else "0" * 64
+        if not hmac.compare_digest(presented, stored) or stored_key is None:
             raise fail
-        record = _row_to_record(row)
+        record, user = stored_key.key, stored_key.user
         now = self._clock()
         if record.revoked_at is not None:
             raise AuthenticationFailed("This API key has been revoked.", code="revoked_api_key")
@@ -239,47 +170,40 @@ class KeyStore:
         role = record.role
         groups: frozenset[str] = frozenset()
         if record.user_id is not None:
-            if row["u_id"] is None:  # deleted users have their keys revoked; this is belt and braces
+            if user is None:  # deleted users have their keys revoked; this is belt and braces
                 raise AuthenticationFailed("The user of this API key no longer exists.", code="revoked_api_key")
-            if row["u_disabled"]:
+            if user.disabled:
                 raise AuthenticationFailed("The user of this API key is disabled.", code="user_disabled")
-            role = narrower(record.role, cast(Role, row["u_role"]))
-            groups = frozenset(r[0] for r in self._db.query(
-                "SELECT g.name FROM group_members m JOIN user_groups g ON g.id = m.group_id WHERE m.user_id = ?",
-                (record.user_id,)))
+            role = narrower(record.role, user.role)
+            groups = frozenset(g.name for g in self._store.groups_of(record.user_id))
         if record.last_used_at is None or now - record.last_used_at >= _LAST_USED_RESOLUTION_S:
-            self._db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (now, record.id))
+            self._store.touch_key(record.id, now)
         scopes = None if record.scopes is None else frozenset(record.scopes)
         return Actor(key_id=record.id, name=record.name, role=role, user_id=record.user_id, groups=groups,
                      scopes=scopes)
 
     def get(self, key_id: str) -> KeyRecord:
-        row = self._db.query_one("SELECT * FROM api_keys WHERE id = ?", (key_id,))
-        if row is None:
+        return self._get(self._store, key_id)
+
+    @staticmethod
+    def _get(store: GovernanceStore, key_id: str) -> KeyRecord:
+        record = store.get_key(key_id)
+        if record is None:
             raise NotFound(f"No API key with id '{key_id}'.", param="key_id")
-        return _row_to_record(row)
+        return record
 
     def list_keys(self, *, include_revoked: bool = True, user_id: str | None = None) -> list[KeyRecord]:
         """All keys, or those of one user."""
-        where, params = [], []
-        if not include_revoked:
-            where.append("revoked_at IS NULL")
-        if user_id is not None:
-            where.append("user_id = ?")
-            params.append(user_id)
-        sql = "SELECT * FROM api_keys" + (" WHERE " + " AND ".join(where) if where else "")
-        return [_row_to_record(r) for r in self._db.query(sql + " ORDER BY created_at, id", params)]
+        return self._store.list_keys(include_revoked=include_revoked, user_id=user_id)
 
     def revoke(self, key_id: str, *, by: Actor | None = None) -> KeyRecord:
         """Revoke a key (idempotent: revoking twice keeps the first time and records one event).
 
         Unknown id → NotFound."""
-        with self._db.transaction() as conn:
-            self.get(key_id)
-            changed = conn.execute(
-                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (self._clock(), key_id)
-            ).rowcount
-            record = self.get(key_id)
+        with self._store.transaction() as tx:
+            self._get(tx, key_id)
+            changed = tx.revoke_key(key_id, self._clock())
+            record = self._get(tx, key_id)
             if changed:
                 self._record(events.KEY_REVOKED, by, key_id, {"name": record.name, "user_id": record.user_id})
         return record
@@ -289,35 +213,27 @@ class KeyStore:
         """Set a key's quota overrides (None: the governance default, 0: unlimited)."""
         _check_limit(rpm_limit, "rpm_limit")
         _check_limit(tokens_per_day_limit, "tokens_per_day_limit")
-        with self._db.transaction() as conn:
-            before = self.get(key_id)
+        with self._store.transaction() as tx:
+            before = self._get(tx, key_id)
             if (before.rpm_limit, before.tokens_per_day_limit) == (rpm_limit, tokens_per_day_limit):
                 return before
-            conn.execute("UPDATE api_keys SET rpm_limit = ?, tokens_per_day_limit = ? WHERE id = ?",
-                         (rpm_limit, tokens_per_day_limit, key_id))
+            tx.set_key_limits(key_id, rpm_limit, tokens_per_day_limit)
             self._record(events.KEY_UPDATED, by, key_id, {
                 "rpm_limit": {"before": before.rpm_limit, "after": rpm_limit},
                 "tokens_per_day_limit": {"before": before.tokens_per_day_limit, "after": tokens_per_day_limit},
             })
-            return self.get(key_id)
+            return self._get(tx, key_id)
 
     def count(self, *, active_only: bool = False) -> int:
-        if not active_only:
-            return int(self._db.scalar("SELECT count(*) FROM api_keys"))
-        now = self._clock()
-        return int(self._db.scalar(
-            "SELECT count(*) FROM api_keys"
-            " WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)",
-            (now,),
-        ))
+        return self._store.count_keys(active_at=self._clock() if active_only else None)
 
     def ensure_admin_key(self, name: str = "initial admin") -> str | None:
         """On first start (no key at all) create an admin key and return its secret; else None."""
-        with self._db.transaction() as conn:
+        with self._store.transaction() as tx:
             # Inside the write transaction so two servers starting together create only one key.
-            if conn.execute("SELECT count(*) FROM api_keys").fetchone()[0]:
+            if tx.count_keys():
                 return None
-            record, secret = self._insert_key(conn, name, role="admin", expires_at=None, user_id=None,
+            record, secret = self._insert_key(tx, name, role="admin", expires_at=None, user_id=None,
                                               rpm_limit=None, tokens_per_day_limit=None)
             self._record(events.KEY_CREATED, None, record.id,
                          {"name": record.name, "role": record.role, "user_id": None, "initial": True})
@@ -326,3 +242,6 @@ class KeyStore:
     def _record(self, action: str, by: Actor | None, resource: str, details: dict[str, object]) -> None:
         # Inside the transaction, before the commit: a sink that raises undoes the action.
         self._audit.record(security_event(action, by, resource, dict(details), at=self._clock()))
+
+
+__all__ = ["SECRET_PREFIX", "KeyRecord", "KeyStore", "hash_secret", "narrower"]

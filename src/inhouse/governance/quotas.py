@@ -4,7 +4,7 @@
   key): it is checked on every metered request and costs no database write. A restart forgets it, which
   at worst lets a key make one extra minute's worth of requests; several server processes on one
   database each keep their own window.
-* **Tokens per day** is counted in SQLite (``key_usage``: key, UTC day, tokens, requests) after each
+* **Tokens per day** is counted in the governance store (``key_usage``: key, UTC day, tokens, requests) after each
   request completes, so a restart does not reset the daily budget. Because the count is known only at
   the end, a request admitted under the budget may finish over it; the next one is refused.
 
@@ -20,12 +20,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from inhouse.errors import Overloaded
-
-if TYPE_CHECKING:
-    from inhouse.store.db import Database
+from inhouse.governance.store import GovernanceStore
 
 WINDOW_S = 60.0
 DAY_S = 86_400
@@ -44,9 +41,9 @@ class QuotaStatus:
 
 
 class QuotaService:
-    def __init__(self, db: Database, *, default_rpm: int = 0, default_tokens_per_day: int = 0,
+    def __init__(self, store: GovernanceStore, *, default_rpm: int = 0, default_tokens_per_day: int = 0,
                  clock: Callable[[], float] = time.time) -> None:
-        self._db = db
+        self._store = store
         self._default_rpm = default_rpm
         self._default_tpd = default_tokens_per_day
         self._clock = clock
@@ -55,11 +52,11 @@ class QuotaService:
 
     def limits(self, key_id: str) -> tuple[int, int]:
         """(requests per minute, tokens per day) for the key; 0 is unlimited. Unknown keys: unlimited."""
-        row = self._db.query_one("SELECT rpm_limit, tokens_per_day_limit FROM api_keys WHERE id = ?", (key_id,))
-        if row is None:  # the anonymous loopback actor has no key row and no quota
+        key = self._store.get_key(key_id)
+        if key is None:  # the anonymous loopback actor has no key row and no quota
             return 0, 0
-        rpm = row["rpm_limit"] if row["rpm_limit"] is not None else self._default_rpm
-        tpd = row["tokens_per_day_limit"] if row["tokens_per_day_limit"] is not None else self._default_tpd
+        rpm = key.rpm_limit if key.rpm_limit is not None else self._default_rpm
+        tpd = key.tokens_per_day_limit if key.tokens_per_day_limit is not None else self._default_tpd
         return int(rpm), int(tpd)
 
     def check(self, key_id: str) -> None:
@@ -68,7 +65,7 @@ class QuotaService:
         now = self._clock()
         if tpd:
             day = int(now // DAY_S)
-            used = self._db.scalar("SELECT tokens FROM key_usage WHERE key_id = ? AND day = ?", (key_id, day)) or 0
+            used, _ = self._store.usage(key_id, day)
             if used >= tpd:
                 raise Overloaded(
                     f"This API key has used its {tpd} tokens for today (UTC); the budget renews at midnight UTC.",
@@ -89,14 +86,9 @@ class QuotaService:
     def record_usage(self, key_id: str, tokens: int) -> None:
         """Add a finished request's tokens (prompt + generated) to today's count."""
         day = int(self._clock() // DAY_S)
-        self._db.execute(
-            "INSERT INTO key_usage (key_id, day, tokens, requests) VALUES (?, ?, ?, 1)"
-            " ON CONFLICT (key_id, day) DO UPDATE SET tokens = tokens + excluded.tokens, requests = requests + 1",
-            (key_id, day, max(0, int(tokens))),
-        )
+        self._store.add_usage(key_id, day, max(0, int(tokens)))
 
     def status(self, key_id: str) -> QuotaStatus:
         rpm, tpd = self.limits(key_id)
-        row = self._db.query_one("SELECT tokens, requests FROM key_usage WHERE key_id = ? AND day = ?",
-                                 (key_id, int(self._clock() // DAY_S)))
-        return QuotaStatus(rpm, tpd, int(row["tokens"]) if row else 0, int(row["requests"]) if row else 0)
+        tokens, requests = self._store.usage(key_id, int(self._clock() // DAY_S))
+        return QuotaStatus(rpm, tpd, tokens, requests)

@@ -201,6 +201,25 @@ def process_rss_bytes(status: Path = Path("/proc/self/status")) -> int:
     return 0
 
 
+def descendant_pids(pid: int | str = "self", proc: Path = Path("/proc")) -> list[int]:
+    """Every live descendant of ``pid`` (children first), from ``/proc/PID/task/*/children``; [] without /proc."""
+    out: list[int] = []
+    todo = [str(pid)]
+    while todo:
+        current = todo.pop()
+        for task in (proc / current / "task").glob("*"):
+            for child in (_read(task / "children") or "").split():
+                if child.isdigit() and int(child) not in out:
+                    out.append(int(child))
+                    todo.append(child)
+    return out
+
+
+def process_tree_rss_bytes() -> int:
+    """RSS of this process and its descendants (the engines' child processes hold the models)."""
+    return process_rss_bytes() + sum(process_rss_bytes(Path(f"/proc/{pid}/status")) for pid in descendant_pids())
+
+
 def return_free_heap() -> bool:
     """Ask glibc to hand freed heap pages back to the kernel (``malloc_trim(0)``); False where unavailable.
     After a model is freed its KV cache and compute buffers are free *to malloc*; this makes them free to
@@ -239,11 +258,19 @@ def drop_file_cache(path: Path) -> bool:
 class CpuSample:
     at_s: float
     busy_ticks: int  # all CPUs: everything but idle and iowait
-    own_ticks: int  # this process (all its threads)
+    own_ticks: int  # this process (all its threads) and its children (the engine processes), live or reaped
+
+
+def _own_ticks(stat: str, *, with_reaped: bool) -> int:
+    fields = stat.rsplit(")", 1)[-1].split()
+    if len(fields) <= 14:
+        return 0
+    ticks = int(fields[11]) + int(fields[12])
+    return ticks + int(fields[13]) + int(fields[14]) if with_reaped else ticks
 
 
 def cpu_sample() -> CpuSample:
-    """A point for ``foreign_load``: how busy the machine and this process have been since boot."""
+    """A point for ``foreign_load``: how busy the machine and this process (with its children) have been."""
     busy = own = 0
     text = _read(Path("/proc/stat")) or ""
     for line in text.splitlines():
@@ -251,10 +278,9 @@ def cpu_sample() -> CpuSample:
             v = [int(x) for x in line.split()[1:]]
             busy = sum(v) - v[3] - (v[4] if len(v) > 4 else 0)
             break
-    stat = _read(Path("/proc/self/stat")) or ""
-    fields = stat.rsplit(")", 1)[-1].split()
-    if len(fields) > 12:
-        own = int(fields[11]) + int(fields[12])
+    own = _own_ticks(_read(Path("/proc/self/stat")) or "", with_reaped=True)
+    for pid in descendant_pids():
+        own += _own_ticks(_read(Path(f"/proc/{pid}/stat")) or "", with_reaped=False)
     return CpuSample(at_s=time.monotonic(), busy_ticks=busy, own_ticks=own)
 
 

@@ -169,9 +169,9 @@ def _label(value: str | None) -> Label | None:
 
 
 def build_knowledge_base(settings: Any, embedder: Embedder, *, chat: ChatService | None = None) -> KnowledgeBase:
-    """From ``Settings``: the SQLite store at ``<data_dir>/kb.db`` over ``embedder`` (the composition root's
-    choice)."""
-    from inhouse.kb.index.sqlite import SqliteIndexStore
+    """From ``Settings``: the index store ``store.url`` names (``<data_dir>/kb.db`` by default) over ``embedder``
+    (the composition root's choice)."""
+    from inhouse.store.build import build_index_store
 
-    store = SqliteIndexStore(settings.kb_path, dim=embedder.dim)
+    store = build_index_store(settings, dim=embedder.dim)
     return KnowledgeBase(store, embedder, chat=chat, settings=settings.kb)

@@ -125,9 +125,21 @@ def collect_wheels(dest: Path, progress: Progress = _quiet, extra: tuple[str, ..
             if name in extra:
                 raise InvalidRequest(f"--extra {name}: that package is not installed here.") from None
     pins = runtime_requirements(requires + extras)
-    _pip(["wheel", "--no-deps", "--wheel-dir", str(dest), *pins], progress)
+    links = [arg for d in local_wheel_dirs() for arg in ("--find-links", d)]
+    _pip(["wheel", "--no-deps", *links, "--wheel-dir", str(dest), *pins], progress)
     (dest.parent / "requirements.txt").write_text("\n".join(["inhouse", *extras]) + "\n", encoding="utf-8")
     return pins
+
+
+def local_wheel_dirs(prefix: Path = Path(sys.prefix)) -> list[str]:
+    """Where wheels built here (not on PyPI) are: the patched llama-cpp-python ``scripts/build_llama.sh``
+    installed, whose build key it records in the venv (``0.3.36+inhouse.<patch>`` exists nowhere else)."""
+    try:
+        key = (prefix / ".inhouse-llama-build").read_text(encoding="utf-8").strip()
+    except OSError:
+        return []
+    cache = Path(os.environ.get("INHOUSE_WHEEL_CACHE") or Path.home() / ".cache" / "inhouse" / "wheels")
+    return [str(d) for d in sorted(cache.glob(f"llama-cpp-python-*-{key}")) if key and d.is_dir()]
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from inhouse.hardware.cpu import drop_file_cache, process_rss_bytes, return_free_heap
+from inhouse.hardware.cpu import drop_file_cache, process_tree_rss_bytes, return_free_heap
 from inhouse.models.registry import ModelRegistry
 from inhouse.models.timetable import Timetable
 
@@ -65,7 +65,7 @@ class ModelResidency:
         prewarm_models: Callable[[], list[str]] = list,
         clock: Callable[[], dt.datetime] = local_now,
         monotonic: Callable[[], float] = time.monotonic,
-        rss: Callable[[], int] = process_rss_bytes,
+        rss: Callable[[], int] = process_tree_rss_bytes,
         drop_cache: bool = True,
     ) -> None:
         self._registry = registry
@@ -111,7 +111,8 @@ class ModelResidency:
                 path = _model_path(engine)
                 size = path.stat().st_size if path is not None and path.exists() else 0
                 loaded.append({"model": name, "weights_bytes": size, "running": stats.running,
-                               "waiting": stats.waiting})
+                               "waiting": stats.waiting, "engine": _engine_state(engine),
+                               "crashes": sum(stats.crashes.values())})
             idle_for = max(0.0, self._mono() - self._last_activity)
             release_in = None
             if self.idle_release_s and loaded:
@@ -234,8 +235,19 @@ class ModelResidency:
 
 
 def _model_path(engine: Any) -> Path | None:
-    path = getattr(getattr(engine, "backend", None), "model_path", None)
+    # An engine in a child process knows its path; an in-process one through its backend.
+    path = getattr(engine, "model_path", None) or getattr(getattr(engine, "backend", None), "model_path", None)
     return path if isinstance(path, Path) else None
+
+
+def _engine_state(engine: Any) -> str:
+    """"process 1234" (a child process serving), its state while it is not ("restarting", "failed"), or
+    "in-process"."""
+    pid = getattr(engine, "pid", None)
+    if pid is not None:
+        return f"process {pid}"
+    state = getattr(engine, "state", None)
+    return state if isinstance(state, str) else "in-process"
 
 
 def _iso(value: dt.datetime | None) -> str | None:

@@ -11,6 +11,11 @@ a consistent snapshot of that file however many writers are busy. Across files t
 Every security action is recorded in the audit log *before* its own database commits, so an audit snapshot taken
 after the other databases holds a record of everything they contain (it may hold a few more: actions in flight).
 
+**Embedded installs only.** With ``store.url`` naming PostgreSQL, users, keys, conversations, the audit chain and
+the index live in the database server, which has its own consistent online backup (``pg_dump``); a copy of the
+data directory alone would miss them, and one of them taken apart from the other would not agree. So ``inhouse
+backup`` and ``restore`` refuse there (``require_embedded``), and docs/operations.md says what to keep instead.
+
 **Nothing half-written.** The backup is written to ``DIR.partial`` and renamed to ``DIR`` when complete; restore
 stages its files in the data directory and renames each into place, after every hash has been checked. Model
 weights are not copied (they come from packages or files you still have): the manifest lists the registered
@@ -107,6 +112,17 @@ def _audit_locked(path: Path) -> Iterator[sqlite3.Connection | None]:
         lock.close()
 
 
+def require_embedded(store_url: str, command: str) -> None:
+    """Refuse ``command`` (``backup``/``restore``) on an install whose shared data is in PostgreSQL."""
+    if store_url:
+        raise InvalidRequest(
+            f"`inhouse {command}` copies the SQLite files of an embedded install, but store.url names PostgreSQL: "
+            "users, keys, conversations, the audit chain and the knowledge index are in that database. Back it up "
+            "with pg_dump (pg_dump --format=custom --file=inhouse.dump URL; restore with pg_restore into an empty "
+            "database), and keep audit.key, policy.toml and profiles/ of each node's data directory with it. See "
+            "docs/operations.md.", param="store.url")
+
+
 def backup_data_dir(data_dir: Path, dest: Path, *, policy_file: Path | None = None) -> BackupResult:
     """Write a backup of ``data_dir`` to ``dest`` (which must not exist yet)."""
     start = time.monotonic()
@@ -119,7 +135,7 @@ def backup_data_dir(data_dir: Path, dest: Path, *, policy_file: Path | None = No
     partial.mkdir(parents=True)
     result = BackupResult(dest)
     if (data_dir / "kb.db").exists():
-        from inhouse.kb.index.sqlite import backup_index  # through the knowledge index's own SQLite library
+        from inhouse.kb.index.sqlite.backup import backup_index  # through the knowledge index's own SQLite library
 
         backup_index(data_dir / "kb.db", partial / "kb.db")
         _fsync(partial / "kb.db")

@@ -222,9 +222,10 @@ def server_crash_cycles(workdir: Path, *, cycles: int, model: str = "smollm2-135
                               timeout=300)
     report.verify = json.loads(verified.stdout) if verified.stdout.strip().startswith("{") else {
         "error": verified.stderr[-2000:]}
-    from inhouse.governance.audit import INTERRUPTED, AuditLog
+    from inhouse.governance.audit import INTERRUPTED
+    from inhouse.store.sqlite.audit import open_sqlite_audit_log
 
-    log = AuditLog(data / "audit.db")
+    log = open_sqlite_audit_log(data / "audit.db")
     try:
         report.interrupted_closed = sum(1 for r in log.iter_records(kind="request") if r.outcome == INTERRUPTED)
         report.unfinished_after = len(log.unfinished())

@@ -169,3 +169,14 @@ class IndexStoreContract:
         res = store.vector_search(ADMIN, EMBED.embed_query("the cat sat on the mat"), SearchFilters(), 2)
         assert res[0].score == pytest.approx(1.0, abs=1e-4) and res[0].score >= res[1].score
         assert np.isfinite([r.score for r in res]).all()
+
+    def test_check_is_consistent_after_writes_replacements_and_deletes(self, store: IndexStore) -> None:
+        hr, fin = self._cols(store)
+        keep = store.put_document(make_doc(hr, "a.txt", ["first chunk", "second chunk 年假"])).document
+        store.put_document(make_doc(hr, "a.txt", ["first chunk, replaced", "second", "third"]))
+        gone = store.put_document(make_doc(fin, "b.txt", ["to be deleted"])).document
+        store.delete_document(gone.id)
+        result = store.check()
+        assert result.ok and result.integrity == ["ok"] and result.fts_integrity == "ok", result.to_dict()
+        assert result.problems == {} and result.counts["documents"] == 1 and result.counts["chunks"] == 3
+        assert store.get_document(keep.id).chunk_count == 3

@@ -19,6 +19,8 @@ from inhouse.governance.audit import MODEL_LOADED, STARTED, AuditLog
 from inhouse.governance.directory import UserDirectory
 from inhouse.governance.identity import KeyStore
 from inhouse.models.spec import ModelSpec
+from inhouse.store.sqlite.audit import open_sqlite_audit_log
+from inhouse.store.sqlite.governance import SqliteGovernanceStore
 
 MODEL = "fake-model"  # the conftest's model
 ServicesStandIn = Any  # tests/unit/conftest.py: the services build_services made
@@ -31,8 +33,10 @@ def audited(make_services: ServicesFactory) -> Iterator[ServicesStandIn]:
     s = make_services()
     # A log that starts empty: the setup's own records (the test keys, the model load) stay in the first one.
     # Security actions go to it, as build_services wires them.
-    audit = AuditLog(s.settings.data_dir / "under-test" / "audit.db")
-    yield replace(s, audit=audit, keys=KeyStore(s.db, audit=audit), directory=UserDirectory(s.db, audit=audit))
+    audit = open_sqlite_audit_log(s.settings.data_dir / "under-test" / "audit.db")
+    governance = SqliteGovernanceStore(s.db)
+    yield replace(s, audit=audit, keys=KeyStore(governance, audit=audit),
+                  directory=UserDirectory(governance, audit=audit))
     audit.close()
 
 
@@ -113,7 +117,7 @@ def test_each_security_action_gives_exactly_one_security_record(audited: Service
 
 
 def _break_writes(audit: AuditLog) -> None:
-    audit._conn.execute("PRAGMA query_only = ON")
+    audit.store.connection.execute("PRAGMA query_only = ON")
 
 
 def test_no_generation_and_no_answer_without_an_audit_record(audited: ServicesStandIn, admin: TestClient) -> None:
@@ -132,14 +136,14 @@ def test_no_generation_and_no_answer_without_an_audit_record(audited: ServicesSt
     resp = admin.post("/v1/admin/users", json={"name": "ghost"})
     assert resp.status_code == 503
     assert all(u.name != "ghost" for u in audited.directory.list_users())
-    log_of(audited)._conn.execute("PRAGMA query_only = OFF")
+    log_of(audited).store.connection.execute("PRAGMA query_only = OFF")
     assert log_of(audited).count() == 0
 
 
 def test_a_tampered_log_refuses_every_action(audited: ServicesStandIn, admin: TestClient) -> None:
     for _ in range(3):
         admin.get("/v1/models")
-    conn = sqlite3.connect(log_of(audited).path)
+    conn = sqlite3.connect(log_of(audited).store.path)
     conn.execute("DROP TRIGGER audit_records_no_delete")
     # Two records cut off the end (the last one alone would come back: the signed head holds it).
     conn.execute("DELETE FROM audit_records WHERE seq >= 2")
@@ -179,7 +183,7 @@ def fake_spec(name: str) -> ModelSpec:
 
 
 def test_model_loads_are_recorded(tmp_path: Any) -> None:
-    audit = AuditLog(tmp_path / "audit.db")
+    audit = open_sqlite_audit_log(tmp_path / "audit.db")
     closed: list[str] = []
 
     class Engine:
@@ -200,7 +204,7 @@ def test_model_loads_are_recorded(tmp_path: Any) -> None:
     assert (ok.action, ok.model, ok.outcome, ok.location) == (MODEL_LOADED, "m1", "success", "local")
     assert ok.details == {"sha256": None, "source": "test", "size_bytes": 1234}
     assert (failed.outcome, failed.reason) == ("failure", "RuntimeError")
-    audit._conn.execute("PRAGMA query_only = ON")
+    audit.store.connection.execute("PRAGMA query_only = ON")
     with pytest.raises(AuditUnavailable):
         loader(spec)
     assert closed == ["closed"]  # the engine that could not be recorded is not kept

@@ -21,8 +21,8 @@ from fastapi.testclient import TestClient
 from inhouse.api.app import build_app
 from inhouse.apps.ics import read_ics
 from inhouse.config import Settings
-from inhouse.store.db import Database
-from inhouse.store.migrations import MIGRATIONS, apply_migrations, current_version
+from inhouse.store.sqlite.database import Database, apply_migrations, current_version
+from inhouse.store.sqlite.inhouse_db import MIGRATIONS
 
 EVENTS = "/v1/apps/schedule/events"
 

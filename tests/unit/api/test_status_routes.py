@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -43,3 +44,30 @@ def test_status_wake_and_tuned_profile(make_services: ServicesFactory) -> None:
         assert models["tiny"]["tuned_profile"]["status"] == "applied"
         assert models["tiny"]["tuned_profile"]["engine"] == {"max_running": 4}
         assert client.get("/v1/status", headers={"Authorization": "Bearer nope"}).status_code == 401
+
+
+def test_status_reports_the_probe_and_each_model_s_weight_path(services: Any, tmp_path: Path) -> None:
+    import dataclasses
+    import json
+
+    from inhouse.hardware.probe import HardwareProbe
+    from inhouse.hardware.weights import resolve_weight_buffers
+    from inhouse.testing.probe import fake_report
+
+    probe = HardwareProbe(tmp_path / "hw", build_id=lambda: ("b1", "0.3.36"), cpu_signature=lambda: "cpu1")
+    report = fake_report("amx_crashes")
+    probe.cache_path().parent.mkdir(parents=True)
+    probe.cache_path().write_text(json.dumps(report.to_dict()))
+    services = dataclasses.replace(services, probe=probe)  # Services is frozen: a copy wired with this probe
+    services.weight_choices["tiny"] = resolve_weight_buffers("auto", report)
+    with TestClient(build_app(services), headers={"Authorization": f"Bearer {services.member_key}"}) as client:
+        hw = client.get("/v1/status").json()["hardware"]
+    assert hw["probed"] and hw["paths"] == {"amx": "crashed", "repack": "ok", "plain": "ok"}
+    assert hw["amx"].startswith("AMX advertised but unusable here: general protection fault")
+    assert hw["weight_buffers"]["tiny"]["value"] == "repack"
+    assert "unusable here" in hw["weight_buffers"]["tiny"]["reason"]
+
+
+def test_status_without_a_probe_says_so(services: Any) -> None:
+    with TestClient(build_app(services), headers={"Authorization": f"Bearer {services.member_key}"}) as client:
+        assert client.get("/v1/status").json()["hardware"] == {"probed": False, "weight_buffers": {}}

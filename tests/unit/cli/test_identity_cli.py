@@ -12,7 +12,8 @@ from inhouse.cli.main import app
 from inhouse.governance.directory import UserDirectory
 from inhouse.governance.events import NullAuditSink
 from inhouse.governance.identity import KeyStore
-from inhouse.store.db import Database
+from inhouse.store.sqlite.database import Database
+from inhouse.store.sqlite.governance import SqliteGovernanceStore
 
 
 @pytest.fixture
@@ -45,7 +46,8 @@ def test_users_groups_and_keys(run: Callable[..., tuple[int, str]], tmp_path: Pa
 
     db = Database(tmp_path / "inhouse.db")
     try:
-        keys, directory = KeyStore(db), UserDirectory(db, audit=NullAuditSink())
+        store = SqliteGovernanceStore(db)
+        keys, directory = KeyStore(store), UserDirectory(store, audit=NullAuditSink())
         actor = keys.authenticate(secret)
         # The key was created as a member key (alice's role then); promoting alice does not widen it.
         assert (actor.role, actor.groups) == ("member", frozenset({"finance"}))

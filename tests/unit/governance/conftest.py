@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from inhouse.store.db import Database
+from inhouse.store.sqlite.database import Database
+from inhouse.store.sqlite.inhouse_db import open_inhouse_db
 
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Database]:
     """A migrated, empty inhouse database."""
-    d = Database(tmp_path / "inhouse.db")
-    d.migrate()
+    d = open_inhouse_db(tmp_path / "inhouse.db")
     yield d
     d.close()

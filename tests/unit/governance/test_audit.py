@@ -29,6 +29,7 @@ from inhouse.governance.audit import (
     record_hash,
 )
 from inhouse.governance.events import KEY_CREATED, SecurityEvent
+from inhouse.store.sqlite.audit import open_sqlite_audit_log
 
 N = 50
 
@@ -51,7 +52,7 @@ def fill(log: AuditLog, n: int, start: int = 0) -> None:
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 50-record log, built once; every tamper case works on a copy."""
     d = tmp_path_factory.mktemp("audit-template")
-    log = AuditLog(d / "audit.db")
+    log = open_sqlite_audit_log(d / "audit.db")
     fill(log, N)
     log.close()  # checkpoints the WAL into audit.db
     return d
@@ -66,7 +67,7 @@ def copy_of(template: Path, dest: Path) -> Path:
 
 @pytest.fixture
 def log(tmp_path: Path) -> Iterator[AuditLog]:
-    a = AuditLog(tmp_path / "audit.db")
+    a = open_sqlite_audit_log(tmp_path / "audit.db")
     yield a
     a.close()
 
@@ -169,7 +170,7 @@ def rehash_from(d: Path, k: int, *, only_one: bool = False) -> None:
 
 
 def verify(d: Path) -> Any:
-    a = AuditLog(d / "audit.db")
+    a = open_sqlite_audit_log(d / "audit.db")
     try:
         return a.verify()
     finally:
@@ -270,7 +271,7 @@ def test_an_older_signed_head_over_an_intact_log(template: Path, tmp_path: Path)
     """Restoring an earlier (genuinely signed) head: the records after it show as unsigned inserts."""
     d = tmp_path / "grow"
     d.mkdir()
-    log = AuditLog(d / "audit.db")
+    log = open_sqlite_audit_log(d / "audit.db")
     fill(log, 10)
     old_head = (d / "audit.head").read_text()
     fill(log, 5, start=10)
@@ -295,7 +296,7 @@ def test_change_the_key(template: Path, tmp_path: Path) -> None:
 def test_appends_are_refused_once_the_tail_does_not_match_the_head(template: Path, tmp_path: Path) -> None:
     d = copy_of(template, tmp_path / "t")
     truncate(d, 40)
-    log = AuditLog(d / "audit.db")
+    log = open_sqlite_audit_log(d / "audit.db")
     try:
         # Appending would re-sign the cut chain and erase the evidence: refuse instead.
         with pytest.raises(AuditUnavailable, match="signed head"):
@@ -315,7 +316,7 @@ def test_appends_are_refused_once_the_tail_does_not_match_the_head(template: Pat
 
 def test_triggers_block_update_and_delete_through_the_api_connection(log: AuditLog) -> None:
     fill(log, 3)
-    conn = sqlite3.connect(log.path)
+    conn = sqlite3.connect(log.store.path)
     try:
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
             conn.execute("UPDATE audit_records SET outcome = 'x' WHERE seq = 1")
@@ -328,10 +329,10 @@ def test_triggers_block_update_and_delete_through_the_api_connection(log: AuditL
 
 def test_a_failing_database_write_raises_and_records_nothing(log: AuditLog) -> None:
     fill(log, 2)
-    log._conn.execute("PRAGMA query_only = ON")  # every write now fails inside SQLite
+    log.store.connection.execute("PRAGMA query_only = ON")  # every write now fails inside SQLite
     with pytest.raises(AuditUnavailable):
         log.record(SecurityEvent(KEY_CREATED, None, None, "key_x"))
-    log._conn.execute("PRAGMA query_only = OFF")
+    log.store.connection.execute("PRAGMA query_only = OFF")
     assert log.count() == 2 and log.verify().ok
     log.record(SecurityEvent(KEY_CREATED, None, None, "key_y"))
     assert log.count() == 3 and log.verify().ok
@@ -340,7 +341,7 @@ def test_a_failing_database_write_raises_and_records_nothing(log: AuditLog) -> N
 def test_a_failing_head_write_rolls_the_record_back(tmp_path: Path) -> None:
     d = tmp_path / "h"
     d.mkdir()
-    log = AuditLog(d / "audit.db", head_path=d / "head-dir")
+    log = open_sqlite_audit_log(d / "audit.db", head_path=d / "head-dir")
     try:
         (d / "head-dir").mkdir()  # os.replace onto a directory fails: the head cannot be written
         with pytest.raises(AuditUnavailable):
@@ -364,10 +365,10 @@ def test_files_pragmas_and_key_mode(log: AuditLog) -> None:
     assert not log.key_path.exists()  # created on first use
     log.record_request(action="models:read", outcome="success")
     assert stat.S_IMODE(log.key_path.stat().st_mode) == 0o600
-    head = json.loads(log.head_path.read_text())
+    head = json.loads(log.store.head_path.read_text())
     assert head["seq"] == 1 and len(head["mac"]) == 64
-    assert log._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert log._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert log.store.connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert log.store.connection.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
 
 
 def test_chain_links_and_security_event_mapping(log: AuditLog) -> None:
@@ -421,7 +422,7 @@ def test_filters_export_and_third_party_verification(log: AuditLog) -> None:
 
 def test_concurrent_appends_from_threads_and_two_instances(tmp_path: Path) -> None:
     # Two AuditLog objects on the same files stand in for the server and a CLI command appending together.
-    a, b = AuditLog(tmp_path / "audit.db"), AuditLog(tmp_path / "audit.db")
+    a, b = open_sqlite_audit_log(tmp_path / "audit.db"), open_sqlite_audit_log(tmp_path / "audit.db")
     try:
         def work(log: AuditLog, tag: str) -> None:
             for i in range(15):

@@ -8,7 +8,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from inhouse.governance.audit import INTERRUPTED, STARTED, AuditLog
+from inhouse.governance.audit import INTERRUPTED, STARTED
+from inhouse.store.sqlite.audit import open_sqlite_audit_log
 
 SRC = str(Path(__file__).resolve().parents[3] / "src")
 
@@ -16,15 +17,15 @@ SRC = str(Path(__file__).resolve().parents[3] / "src")
 # commit: the narrowest crash window of an append.
 KILL_BETWEEN_HEAD_AND_COMMIT = textwrap.dedent("""
     import os, signal, sys
-    from inhouse.governance.audit import AuditLog
-    log = AuditLog(sys.argv[1])
+    from inhouse.store.sqlite.audit import SqliteAuditStore, open_sqlite_audit_log
+    log = open_sqlite_audit_log(sys.argv[1])
     for i in range(3):
         log.append(kind="security", action="key.created", resource=f"key_{i}", outcome="success")
-    original = AuditLog._write_head
-    def write_then_die(self, head, record=None):
-        original(self, head, record)
+    original = SqliteAuditStore.replace_head
+    def write_then_die(self, text):
+        original(self, text)
         os.kill(os.getpid(), signal.SIGKILL)
-    AuditLog._write_head = write_then_die
+    SqliteAuditStore.replace_head = write_then_die
     log.append(kind="security", action="user.created", resource="usr_x", outcome="success")
 """)
 
@@ -34,7 +35,7 @@ def test_a_crash_between_head_write_and_commit_needs_no_reseal(tmp_path: Path) -
     proc = subprocess.run([sys.executable, "-c", KILL_BETWEEN_HEAD_AND_COMMIT, str(db)],
                           env={**os.environ, "PYTHONPATH": SRC}, capture_output=True, text=True, timeout=60)
     assert proc.returncode == -9, proc.stderr
-    log = AuditLog(db)  # opening finishes the interrupted append
+    log = open_sqlite_audit_log(db)  # opening finishes the interrupted append
     try:
         report = log.verify()
         assert report.ok and report.records == 4 and report.reseals == 0, report
@@ -46,7 +47,7 @@ def test_a_crash_between_head_write_and_commit_needs_no_reseal(tmp_path: Path) -
 
 
 def test_unfinished_requests_are_closed_as_interrupted(tmp_path: Path) -> None:
-    log = AuditLog(tmp_path / "audit.db")
+    log = open_sqlite_audit_log(tmp_path / "audit.db")
     try:
         for rid in ("req_a", "req_b", "req_c"):
             log.record_request(action="chat:create", outcome=STARTED, request_id=rid, model="m", location="local")

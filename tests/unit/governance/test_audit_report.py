@@ -8,15 +8,16 @@ from pathlib import Path
 import pytest
 
 from inhouse.governance.audit import STARTED, AuditLog
-from inhouse.governance.audit_report import build_report
+from inhouse.governance.audit.report import build_report
 from inhouse.governance.events import SecurityEvent
+from inhouse.store.sqlite.audit import open_sqlite_audit_log
 
 T0 = 1_700_000_000.0
 
 
 @pytest.fixture
 def log(tmp_path: Path) -> Iterator[AuditLog]:
-    a = AuditLog(tmp_path / "audit.db")
+    a = open_sqlite_audit_log(tmp_path / "audit.db")
     yield a
     a.close()
 

@@ -9,7 +9,8 @@ from inhouse.governance import events
 from inhouse.governance.directory import UserDirectory
 from inhouse.governance.events import MemoryAuditSink
 from inhouse.governance.identity import KeyStore
-from inhouse.store.db import Database
+from inhouse.store.sqlite.database import Database
+from inhouse.store.sqlite.governance import SqliteGovernanceStore
 from inhouse.types import Actor
 
 
@@ -20,12 +21,12 @@ def sink() -> MemoryAuditSink:
 
 @pytest.fixture
 def directory(db: Database, sink: MemoryAuditSink) -> UserDirectory:
-    return UserDirectory(db, audit=sink, clock=lambda: 1000.0)
+    return UserDirectory(SqliteGovernanceStore(db), audit=sink, clock=lambda: 1000.0)
 
 
 @pytest.fixture
 def keys(db: Database, sink: MemoryAuditSink) -> KeyStore:
-    return KeyStore(db, audit=sink, clock=lambda: 1000.0)
+    return KeyStore(SqliteGovernanceStore(db), audit=sink, clock=lambda: 1000.0)
 
 
 ADMIN = Actor(key_id="key_admin", name="admin", role="admin", user_id="usr_admin")

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from inhouse.errors import AuthenticationFailed, InvalidRequest, NotFound
 from inhouse.governance.identity import KeyStore
-from inhouse.store.db import Database
+from inhouse.store.sqlite.database import Database
+from inhouse.store.sqlite.governance import SqliteGovernanceStore
 
 
 class Clock:
@@ -27,7 +28,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def keys(db: Database, clock: Clock) -> KeyStore:
-    return KeyStore(db, clock=clock)
+    return KeyStore(SqliteGovernanceStore(db), clock=clock)
 
 
 def test_create_and_authenticate(keys: KeyStore) -> None:

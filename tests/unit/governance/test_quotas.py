@@ -7,7 +7,8 @@ import pytest
 from inhouse.errors import Overloaded
 from inhouse.governance.identity import KeyStore
 from inhouse.governance.quotas import DAY_S, QuotaService
-from inhouse.store.db import Database
+from inhouse.store.sqlite.database import Database
+from inhouse.store.sqlite.governance import SqliteGovernanceStore
 
 
 class Clock:
@@ -23,8 +24,8 @@ def clock() -> Clock:
 
 
 def test_requests_per_minute_sliding_window(db: Database, clock: Clock) -> None:
-    rec, _ = KeyStore(db).create_key("k", rpm_limit=3)
-    q = QuotaService(db, clock=clock)
+    rec, _ = KeyStore(SqliteGovernanceStore(db)).create_key("k", rpm_limit=3)
+    q = QuotaService(SqliteGovernanceStore(db), clock=clock)
     start = clock.now
     for t in (0.0, 10.0, 20.0):
         clock.now = start + t
@@ -40,8 +41,8 @@ def test_requests_per_minute_sliding_window(db: Database, clock: Clock) -> None:
 
 
 def test_refused_requests_do_not_count(db: Database, clock: Clock) -> None:
-    rec, _ = KeyStore(db).create_key("k", rpm_limit=1)
-    q = QuotaService(db, clock=clock)
+    rec, _ = KeyStore(SqliteGovernanceStore(db)).create_key("k", rpm_limit=1)
+    q = QuotaService(SqliteGovernanceStore(db), clock=clock)
     q.check(rec.id)
     for _ in range(5):
         clock.now += 1
@@ -52,14 +53,14 @@ def test_refused_requests_do_not_count(db: Database, clock: Clock) -> None:
 
 
 def test_tokens_per_day_persist_and_renew_at_midnight(db: Database, clock: Clock) -> None:
-    rec, _ = KeyStore(db).create_key("k", tokens_per_day_limit=100)
-    q = QuotaService(db, clock=clock)
+    rec, _ = KeyStore(SqliteGovernanceStore(db)).create_key("k", tokens_per_day_limit=100)
+    q = QuotaService(SqliteGovernanceStore(db), clock=clock)
     q.check(rec.id)
     q.record_usage(rec.id, 60)
     q.check(rec.id)
     q.record_usage(rec.id, 60)  # admitted under budget, finished over it
     # A restart (new service, same database) keeps the count.
-    q2 = QuotaService(db, clock=clock)
+    q2 = QuotaService(SqliteGovernanceStore(db), clock=clock)
     with pytest.raises(Overloaded) as e:
         q2.check(rec.id)
     assert e.value.code == "quota_exceeded"
@@ -72,10 +73,10 @@ def test_tokens_per_day_persist_and_renew_at_midnight(db: Database, clock: Clock
 
 
 def test_defaults_overrides_and_unlimited(db: Database, clock: Clock) -> None:
-    keys = KeyStore(db)
+    keys = KeyStore(SqliteGovernanceStore(db))
     default, _ = keys.create_key("default")
     unlimited, _ = keys.create_key("unlimited", rpm_limit=0, tokens_per_day_limit=0)
-    q = QuotaService(db, default_rpm=2, default_tokens_per_day=10, clock=clock)
+    q = QuotaService(SqliteGovernanceStore(db), default_rpm=2, default_tokens_per_day=10, clock=clock)
     assert q.limits(default.id) == (2, 10) and q.limits(unlimited.id) == (0, 0)
     assert q.limits("key_anonymous") == (0, 0)
     for _ in range(50):

@@ -9,7 +9,8 @@ from inhouse.governance import events
 from inhouse.governance.directory import UserDirectory
 from inhouse.governance.events import MemoryAuditSink
 from inhouse.governance.identity import KeyStore
-from inhouse.store.db import Database
+from inhouse.store.sqlite.database import Database
+from inhouse.store.sqlite.governance import SqliteGovernanceStore
 
 
 class Clock:
@@ -31,12 +32,12 @@ def clock() -> Clock:
 
 @pytest.fixture
 def keys(db: Database, sink: MemoryAuditSink, clock: Clock) -> KeyStore:
-    return KeyStore(db, audit=sink, clock=clock, max_keys_per_user=3)
+    return KeyStore(SqliteGovernanceStore(db), audit=sink, clock=clock, max_keys_per_user=3)
 
 
 @pytest.fixture
 def directory(db: Database, sink: MemoryAuditSink, clock: Clock) -> UserDirectory:
-    return UserDirectory(db, audit=sink, clock=clock)
+    return UserDirectory(SqliteGovernanceStore(db), audit=sink, clock=clock)
 
 
 def test_key_of_a_user_carries_user_and_groups(keys: KeyStore, directory: UserDirectory) -> None:

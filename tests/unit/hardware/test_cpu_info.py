@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
-from inhouse.hardware.cpu import detect_cpu, measure_bandwidth, process_rss_bytes
+from inhouse.hardware.cpu import (
+    descendant_pids,
+    detect_cpu,
+    measure_bandwidth,
+    process_rss_bytes,
+    process_tree_rss_bytes,
+)
 
 CPUINFO = """processor : 0
 model name : Test CPU 9000
@@ -73,6 +81,20 @@ def test_process_rss(tmp_path: Path) -> None:
     assert process_rss_bytes(status) == 123456 * 1024
     assert process_rss_bytes(tmp_path / "missing") == 0
     assert process_rss_bytes() > 0
+
+
+def test_descendants_are_found_and_their_memory_and_cpu_count_as_ours() -> None:
+    script = "import sys, time; x = bytearray(64 * 2**20); print('ready', flush=True); time.sleep(30)"
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        assert child.pid in descendant_pids()
+        # The child's 64 MB are touched (bytearray zero-fills): the tree holds them, this process alone does not.
+        assert process_tree_rss_bytes() - process_rss_bytes() >= 64 * 2**20
+    finally:
+        child.kill()
+        child.wait()
+    assert child.pid not in descendant_pids()
 
 
 def test_measure_bandwidth_small() -> None:

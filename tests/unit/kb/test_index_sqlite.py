@@ -10,8 +10,10 @@ import pytest
 
 from inhouse.errors import InvalidRequest
 from inhouse.kb.access import Acl
+from inhouse.kb.index.keywords import keyword_terms
 from inhouse.kb.index.protocol import SearchFilters
-from inhouse.kb.index.sqlite import _SCHEMA, SqliteIndexStore, keyword_terms
+from inhouse.kb.index.sqlite import SqliteIndexStore
+from inhouse.kb.index.sqlite.schema import _SCHEMA
 from inhouse.testing.index_contract import ADMIN, DIM, EMBED, HR, IndexStoreContract, make_doc
 
 
@@ -114,7 +116,9 @@ def _downgrade_to_v1(path: Path) -> None:
         c.execute("DROP INDEX kb_chunks_pk_doc")
         c.execute("DELETE FROM sqlite_sequence WHERE name = 'kb_vec_log'")
         c.execute("DELETE FROM kb_meta WHERE key = 'vec_log_pruned'")
-        c.execute("UPDATE kb_meta SET value = '1' WHERE key = 'schema'")
+        # The previous release recorded its version in kb_meta, not in schema_migrations.
+        c.execute("DROP TABLE schema_migrations")
+        c.execute("INSERT OR REPLACE INTO kb_meta (key, value) VALUES ('schema', '1')")
         c.execute("COMMIT")
     finally:
         c.close()
@@ -171,7 +175,7 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
 
     SqliteIndexStore(tmp_path / "kb.db", dim=DIM).close()
     c = apsw.Connection(str(tmp_path / "kb.db"))
-    c.execute("UPDATE kb_meta SET value = '99' WHERE key = 'schema'")
+    c.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (99, 'from the future', 0)")
     c.close()
     with pytest.raises(InvalidRequest, match="schema version 99"):
         SqliteIndexStore(tmp_path / "kb.db", dim=DIM)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import inhouse.kb.index.resident as resident_mod
-import inhouse.kb.index.sqlite as sqlite_mod
+import inhouse.kb.index.sqlite.store as sqlite_mod
 from inhouse.governance.labels import Label
 from inhouse.kb.access import AccessScope, Acl
 from inhouse.kb.document import Chunk

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -14,7 +15,7 @@ from inhouse.errors import InvalidRequest, NotFound
 from inhouse.governance.labels import Label
 from inhouse.kb.access import AccessScope, Acl, may_see
 from inhouse.kb.document import Chunk
-from inhouse.kb.index.protocol import NewDocument, Scored
+from inhouse.kb.index.protocol import IndexStore, NewDocument, Scored
 from inhouse.kb.index.sqlite import SqliteIndexStore
 from inhouse.kb.retrieve import Retriever, rrf
 from inhouse.testing.fake_embedder import FakeEmbedder
@@ -58,12 +59,34 @@ def tmp_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield tmp_path_factory.mktemp("acl")
 
 
+Stores = tuple[Callable[[], IndexStore], Callable[[IndexStore], None]]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def stores(request: pytest.FixtureRequest) -> Iterator[Stores]:
+    """(a new empty store, its release) for every example: SQLite in memory, or one PostgreSQL store emptied."""
+    if request.param == "sqlite":
+        yield (lambda: SqliteIndexStore(":memory:", dim=EMB.dim)), (lambda s: s.close())
+        return
+    from inhouse.kb.index.postgres import PostgresIndexStore
+
+    pg = PostgresIndexStore(request.getfixturevalue("postgres_url"), dim=EMB.dim)
+
+    def empty() -> Any:
+        pg._db.execute("TRUNCATE kb_chunks, kb_files, kb_documents, kb_acl, kb_collections")
+        return pg
+
+    yield empty, (lambda s: None)
+    pg.close()
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(corpus=corpora(), actor=actors, query=st.lists(st.sampled_from(WORDS), min_size=1, max_size=3),
        top_k=st.integers(1, 8))
-def test_actor_never_sees_a_forbidden_chunk_and_top_k_is_filled(tmp_db: Path, corpus: list, actor: Actor,
+def test_actor_never_sees_a_forbidden_chunk_and_top_k_is_filled(stores: Stores, corpus: list, actor: Actor,
                                                                 query: list[str], top_k: int) -> None:
-    store = SqliteIndexStore(":memory:", dim=EMB.dim)
+    new_store, release = stores
+    store = new_store()
     try:
         visible_chunks: set[str] = set()
         n = 0
@@ -85,7 +108,7 @@ def test_actor_never_sees_a_forbidden_chunk_and_top_k_is_filled(tmp_db: Path, co
         # Every visible chunk is a vector candidate, so top_k is filled whenever enough are visible.
         assert len(hits) == min(top_k, len(visible_chunks))
     finally:
-        store.close()
+        release(store)
 
 
 def test_actor_is_required_and_query_bounded() -> None:

@@ -108,3 +108,15 @@ def test_tar_bundle(source: tuple[ModelRegistry, ProfileStore], tmp_path: Path) 
     (tmp_path / "junk.tar").write_bytes(b"not a tar at all")
     with pytest.raises(InvalidRequest, match="not a bundle directory or a readable tar"):
         verify_image(tmp_path / "junk.tar")
+
+
+def test_the_patched_llama_wheel_is_found_by_its_build_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from inhouse.models.image import local_wheel_dirs
+
+    cache = tmp_path / "wheels"
+    (cache / "llama-cpp-python-0.3.36-abc123").mkdir(parents=True)
+    (cache / "llama-cpp-python-0.3.36-other").mkdir()
+    monkeypatch.setenv("INHOUSE_WHEEL_CACHE", str(cache))
+    assert local_wheel_dirs(tmp_path) == []  # no marker: a venv without the patched build
+    (tmp_path / ".inhouse-llama-build").write_text("abc123\n")
+    assert local_wheel_dirs(tmp_path) == [str(cache / "llama-cpp-python-0.3.36-abc123")]

@@ -15,7 +15,7 @@ from inhouse.hardware.cpu import Bandwidth, CpuInfo
 from inhouse.models.registry import ModelRegistry
 from inhouse.models.tuning.measure import Measurement, Workload, p95
 from inhouse.models.tuning.profile import ProfileStore
-from inhouse.models.tuning.sweep import TuneOptions, Tuner, roofline_fraction, score
+from inhouse.models.tuning.sweep import TuneOptions, Tuner, guard, roofline_fraction, score
 from inhouse.testing.gguf_writer import write_tiny_model
 
 CPU = CpuInfo(model_name="Synthetic", logical_cpus=2, physical_cores=2, smt=False, numa_nodes=1,
@@ -117,3 +117,47 @@ def test_objective_and_helpers() -> None:
     assert score(m, 50) == 50 and score(m, 30) == -math.inf
     assert roofline_fraction(10**9, 20, 40.0) == pytest.approx(0.5)
     assert p95([1.0] * 19 + [10.0]) == 1.0 and p95([1.0] * 18 + [10.0, 10.0]) == 10.0
+
+
+class TradeOffMachine(SyntheticMachine):
+    """Flash attention lifts aggregate 30 % but costs 20 % of prefill; the plain weight path lifts aggregate
+    10 % over the repack without costing anything."""
+
+    def __call__(self, name: str, path: Path, es: EngineSettings, n_ctx: int, work: Workload) -> Measurement:
+        m = super().__call__(name, path, es, n_ctx, work)
+        agg = 100.0 * (1.3 if es.flash_attn else 1.0) * (1.1 if es.weight_buffers == "plain" else 1.0)
+        prefill = 400.0 * (0.8 if es.flash_attn else 1.0)
+        return Measurement(decode_tok_s=50.0, prefill_tok_s=prefill, aggregate_tok_s=agg, itl_p95_ms=m.itl_p95_ms,
+                           aggregate_itl_p95_ms=m.aggregate_itl_p95_ms, load_s=0.1, concurrency=work.concurrency)
+
+
+def test_aggregate_is_never_bought_with_prefill(registry: ModelRegistry, tmp_path: Path) -> None:
+    t = Tuner(registry, ProfileStore(tmp_path / "profiles", lambda: CPU.signature),
+              EngineSettings(weight_buffers="repack"), measure=TradeOffMachine(), quantize=fake_quantize)
+    result = t.tune("tiny", CPU, BW, TuneOptions(formats=(), weight_paths=("repack", "plain")))
+    assert result.chosen.engine["flash_attn"] is False
+    refused = [tr for tr in result.trials if tr.refused.startswith("prefill")]
+    assert refused and all(tr.refused.startswith("prefill 0.80× the default") for tr in refused)
+    assert all(tr.candidate.engine["flash_attn"] for tr in refused)
+    assert result.tuned.prefill_tok_s >= 0.95 * result.default.prefill_tok_s
+
+
+def test_weight_paths_are_swept_and_the_reason_is_recorded(registry: ModelRegistry, tmp_path: Path) -> None:
+    t = Tuner(registry, ProfileStore(tmp_path / "profiles", lambda: CPU.signature),
+              EngineSettings(weight_buffers="repack"), measure=TradeOffMachine(), quantize=fake_quantize)
+    result = t.save(t.tune("tiny", CPU, BW, TuneOptions(formats=(), weight_paths=("repack", "plain"))))
+    assert result.trials[1].axis == "weight buffers"  # first after the default
+    assert result.chosen.engine["weight_buffers"] == "plain"
+    profile = ProfileStore(tmp_path / "profiles", lambda: CPU.signature).match(registry.resolve("tiny").sha256)
+    assert profile.profile is not None and profile.profile.engine["weight_buffers"] == "plain"
+    assert "weight buffers: weight_buffers=plain (aggregate 1.10x" in profile.profile.reason
+    assert "weight paths the hardware probe proved: repack, plain" in profile.profile.reason
+    md = result.report_paths[0].read_text()
+    assert "- Why: weight buffers: weight_buffers=plain" in md and "refused: prefill" in md
+
+
+def test_guard_names_what_a_candidate_would_lose() -> None:
+    default = Measurement(50, 400, 100, 20, 40, 0.1, 8)
+    assert guard(Measurement(48, 390, 120, 20, 40, 0.1, 8), default, 30, 0.05) == ""  # within 5 %
+    assert guard(Measurement(45, 400, 120, 20, 40, 0.1, 8), default, 30, 0.05).startswith("decode 0.90×")
+    assert guard(Measurement(50, 400, 120, 40, 40, 0.1, 8), default, 30, 0.05).startswith("ITL p95")

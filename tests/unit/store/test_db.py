@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from inhouse.store.db import Database
-from inhouse.store.migrations import MIGRATIONS, Migration, apply_migrations, current_version
+from inhouse.errors import InvalidRequest
+from inhouse.store.sqlite.database import Database, Migration, apply_migrations, current_version
+from inhouse.store.sqlite.inhouse_db import MIGRATIONS, migrate
 
 
 @pytest.fixture
@@ -28,8 +29,8 @@ def test_pragmas(db: Database) -> None:
 
 def test_migrate_is_idempotent(db: Database) -> None:
     assert current_version(db) == 0
-    assert db.migrate() == [m.version for m in MIGRATIONS]
-    assert db.migrate() == []
+    assert migrate(db) == [m.version for m in MIGRATIONS]
+    assert migrate(db) == []
     assert current_version(db) == MIGRATIONS[-1].version
     cols = {r["name"] for r in db.query("PRAGMA table_info(api_keys)")}
     assert {"id", "name", "prefix", "secret_hash", "role", "user_id", "created_at", "expires_at",
@@ -38,15 +39,15 @@ def test_migrate_is_idempotent(db: Database) -> None:
 
 def test_migrations_persist_across_reopen(tmp_path: Path) -> None:
     d1 = Database(tmp_path / "x.db")
-    d1.migrate()
+    migrate(d1)
     d1.close()
     d2 = Database(tmp_path / "x.db")
-    assert d2.migrate() == []
+    assert migrate(d2) == []
     d2.close()
 
 
 def test_failed_migration_rolls_back(db: Database) -> None:
-    db.migrate()
+    migrate(db)
     bad = (*MIGRATIONS, Migration(99, "broken", "CREATE TABLE ok_table (x INTEGER); CREATE TABLE nope ("))
     with pytest.raises(Exception):  # noqa: B017 - sqlite3.OperationalError
         apply_migrations(db, bad)
@@ -86,3 +87,20 @@ def test_usable_from_many_threads(db: Database) -> None:
         t.join()
     assert not errors
     assert db.scalar("SELECT count(*) FROM t") == 400
+
+
+def test_a_file_whose_old_marker_is_newer_is_refused_unchanged(tmp_path: Path) -> None:
+    """A file of a newer inhouse from before ``schema_migrations`` (its version in its own marker) is refused before
+    anything is written: the newer release that owns it finds it as it left it."""
+    db = Database(tmp_path / "old.db")
+    try:
+        db.execute("CREATE TABLE meta (version INTEGER)")
+        db.execute("INSERT INTO meta VALUES (3)")
+        steps = (Migration(1, "one", "CREATE TABLE t1 (x)"), Migration(2, "two", "CREATE TABLE t2 (x)"))
+        with pytest.raises(InvalidRequest, match="schema version 3, newer"):
+            apply_migrations(db, steps, legacy_version=lambda conn: conn.execute("SELECT version FROM meta")
+                             .fetchone()[0])
+        tables = {r[0] for r in db.query("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert tables == {"meta"} and current_version(db) == 0
+    finally:
+        db.close()

@@ -33,7 +33,7 @@ from inhouse.api.openai.responses import arguments_text, format_of, new_id
 from inhouse.api.openai.serving import Completed, Failed, Finished, LocalGeneration, NotCovered, Text
 from inhouse.api.openai.wire import local_headers
 from inhouse.api.streaming import SSEResponse
-from inhouse.errors import EngineFailure
+from inhouse.errors import EngineFailure, Unavailable
 from inhouse.kb.answer import not_covered_text
 
 if TYPE_CHECKING:
@@ -66,6 +66,7 @@ class Final:
 @dataclass(frozen=True)
 class Failure:
     message: str
+    code: str | None = None  # set when the message is for the client (the engine crashed or was unloaded: retry)
 
 
 Step = Piece | Final | Failure
@@ -84,6 +85,8 @@ async def _json(turn: Turn, steps: AsyncIterator[Step], store: Store, headers: d
     try:
         async for step in steps:
             if isinstance(step, Failure):
+                if step.code:  # the engine crashed or was unloaded: 503, retry
+                    raise Unavailable(step.message, code=step.code)
                 raise EngineFailure(step.message)
             if isinstance(step, Final):
                 final = step
@@ -194,8 +197,9 @@ async def _events(turn: Turn, steps: AsyncIterator[Step], store: Store) -> Async
                 lps.extend(entries)
                 yield event("response.output_text.delta", **loc, delta=step.text, logprobs=entries)
             elif isinstance(step, Failure):
-                yield event("response.failed", response=response_object(
-                    turn, None, status="failed", error={"code": "server_error", "message": _GENERIC_ERROR}))
+                error = ({"code": step.code, "message": step.message} if step.code
+                         else {"code": "server_error", "message": _GENERIC_ERROR})
+                yield event("response.failed", response=response_object(turn, None, status="failed", error=error))
                 return
             else:
                 final = step
@@ -261,7 +265,8 @@ async def _local_steps(gen: LocalGeneration) -> AsyncIterator[Step]:
             if isinstance(event, Text):
                 yield Piece(event.text, event.logprobs)
             elif isinstance(event, Failed):
-                yield Failure(event.error or _GENERIC_ERROR)
+                yield (Failure(event.error or "The model is unavailable; retry.", event.code) if event.code
+                       else Failure(_GENERIC_ERROR))
                 return
             elif isinstance(event, Finished):
                 result = event.result

@@ -44,7 +44,7 @@ from inhouse.api.openai.knowledge import ground_chat
 from inhouse.api.openai.relay import Relayed, relay
 from inhouse.api.streaming import run_until_disconnect
 from inhouse.chat.output import OutputAccumulator, Usage, total_usage
-from inhouse.errors import EngineFailure, InvalidRequest
+from inhouse.errors import EngineFailure, InvalidRequest, Unavailable
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -110,9 +110,11 @@ class Completed:
 
 @dataclass(frozen=True)
 class Failed:
-    """The engine failed after the first token (the details are logged, never sent)."""
+    """The engine failed after the first token. Without ``code`` the details are logged, never sent; with one
+    (``engine_crashed``, ``model_unloaded``: the caller may retry) ``error`` is a message for the client."""
 
     error: str | None
+    code: str | None = None
 
 
 Event = Text | Finished | Completed | Failed
@@ -225,7 +227,7 @@ class LocalGeneration:
                 accs[i].add(delta)
                 if delta.finish_reason == "error":
                     log.error("request %s failed mid-stream: %s", p.request_id, delta.error)
-                    yield Failed(delta.error)
+                    yield Failed(delta.error, delta.error_code)
                     return
                 if not hold and (delta.text or delta.logprobs or delta.prompt_logprobs):
                     yield Text(delta.text, i, delta.logprobs, delta.prompt_logprobs)
@@ -250,6 +252,8 @@ class LocalGeneration:
                     if isinstance(event, Completed):
                         return event
                     if isinstance(event, Failed):
+                        if event.code:  # the engine crashed or was unloaded: 503, retry
+                            raise Unavailable(event.error or "The model is unavailable; retry.", code=event.code)
                         raise EngineFailure(event.error or "The inference backend failed.")
             finally:
                 await events.aclose()  # type: ignore[attr-defined]

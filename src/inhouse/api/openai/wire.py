@@ -148,7 +148,9 @@ async def _chunks(gen: LocalGeneration, include_usage: bool) -> AsyncIterator[by
             if isinstance(event, Text):
                 yield text_chunk(event)
             elif isinstance(event, Failed):
-                yield error_event(_GENERIC_STREAM_ERROR)
+                # A coded failure (engine crashed / unloaded: retry) is meant for the client; others stay in the log.
+                yield (error_event(event.error or _GENERIC_STREAM_ERROR, code=event.code) if event.code
+                       else error_event(_GENERIC_STREAM_ERROR))
                 return
             elif isinstance(event, Finished):
                 result = event.result

@@ -36,7 +36,7 @@ from inhouse.store.conversations import owner_of
 
 if TYPE_CHECKING:
     from inhouse.governance.directory import UserDirectory
-    from inhouse.store.db import Database
+    from inhouse.store.sqlite.database import Database
 
 DEFAULT_DURATION = timedelta(minutes=60)
 MAX_IMPORT = 5000

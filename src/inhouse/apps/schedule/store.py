@@ -30,7 +30,7 @@ from inhouse.apps.dates import check_instant
 from inhouse.apps.schedule.calendar import Interval
 from inhouse.errors import Conflict, InvalidRequest, NotFound
 from inhouse.store.conversations import owner_of
-from inhouse.store.db import Database
+from inhouse.store.sqlite.database import Database
 from inhouse.types import Actor
 
 MAX_EVENTS_PER_OWNER = 20_000

@@ -18,7 +18,7 @@ from typing import Any
 
 from inhouse.errors import Conflict, InvalidRequest, NotFound
 from inhouse.store.conversations import owner_of
-from inhouse.store.db import Database
+from inhouse.store.sqlite.database import Database
 from inhouse.types import Actor
 
 MAX_MESSAGES = 400  # per session; a longer conversation must start a new session

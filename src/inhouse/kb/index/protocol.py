@@ -1,5 +1,6 @@
-"""The ``IndexStore`` protocol and the records it deals in. No SQL here: ``sqlite.py`` holds all of it (a
-PostgreSQL + pgvector store will implement the same protocol and pass ``inhouse.testing.index_contract``).
+"""The ``IndexStore`` protocol, the records it deals in, and the checks every implementation makes alike. No SQL
+here: ``sqlite/`` (SQLite + FTS5 + sqlite-vec) and ``postgres/`` (PostgreSQL + pg_trgm + pgvector) hold it, and
+both pass ``inhouse.testing.index_contract``.
 
 Every read that returns content takes an ``AccessScope`` and applies the rule of ``kb.access`` inside the query,
 so a store can never be asked for "everything" by accident.
@@ -7,17 +8,21 @@ so a store can never be asked for "everything" by accident.
 
 from __future__ import annotations
 
+import re
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from inhouse.errors import InvalidRequest
 from inhouse.governance.labels import Label
 from inhouse.kb.access import AccessScope, Acl
 from inhouse.kb.document import Chunk
 
 PutStatus = Literal["added", "replaced", "unchanged"]
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # Counts that must be 0 in a consistent index (see ``IndexStore.counts``).
 PROBLEM_COUNTS = ("orphan_chunks", "orphan_fts", "orphan_vectors", "orphan_files", "chunks_without_vector",
                   "chunks_without_fts", "documents_without_file", "duplicate_documents", "chunk_count_mismatch")
@@ -137,7 +142,6 @@ class SearchFilters:
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any] | None) -> SearchFilters:
-        from inhouse.errors import InvalidRequest
         from inhouse.governance.labels import parse_label
 
         raw = dict(raw or {})
@@ -209,3 +213,33 @@ class IndexStore(Protocol):
         """The store's own integrity check plus the consistency of rows, keyword index and vectors."""
         ...
     def close(self) -> None: ...
+
+
+# -- what every store checks the same way ----------------------------------------------------------------------
+
+
+def new_id(prefix: str) -> str:
+    """``col_…``, ``doc_…``, ``chk_…``: 80 random bits."""
+    return f"{prefix}_{secrets.token_hex(10)}"
+
+
+def check_collection_name(name: str) -> None:
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or name.startswith("col_"):
+        raise InvalidRequest("A collection name has 1 to 64 letters, digits, '.', '_' or '-' (not 'col_…').",
+                             param="name")
+
+
+def prepared_vectors(doc: NewDocument, dim: int) -> np.ndarray:
+    """The document's vectors as a contiguous float32 matrix; ``ValueError`` (a programming error) when they do
+    not match its chunks or the sha256 is not a hex digest."""
+    vectors = np.ascontiguousarray(doc.vectors, dtype=np.float32)
+    if vectors.shape != (len(doc.chunks), dim):
+        raise ValueError(f"vectors {vectors.shape} do not match {len(doc.chunks)} chunks of dim {dim}")
+    if len(doc.sha256) != 64:
+        raise ValueError("sha256 must be a hex digest")
+    return vectors
+
+
+def unrestricted(scope: AccessScope, filters: SearchFilters) -> bool:
+    """An admin with no filters may see every row: an allowed-set subquery would only cost time."""
+    return scope.is_admin and filters == SearchFilters()

@@ -121,11 +121,12 @@ async def run_workload(engine: Any, work: Workload, serials: itertools.count[int
 
 def measure_engine(name: str, path: Path, settings: EngineSettings, n_ctx: int, work: Workload) -> Measurement:
     """Load ``path`` with ``settings``, warm it up, run the workloads ``work.repeats`` times, keep the best."""
-    from inhouse.engine.build import build_llama_engine
+    from inhouse.engine.process import EngineRecipe, start_engine
     from inhouse.hardware.cpu import cpu_sample, foreign_load
 
     t0 = time.perf_counter()
-    engine = build_llama_engine(name, path, settings, n_ctx=n_ctx)
+    # Where `serve` runs it (a child process unless engine.isolation = "thread"): tune measures what serve runs.
+    engine = start_engine(EngineRecipe(name, path, settings, n_ctx))
     load_s = time.perf_counter() - t0
     serials = itertools.count(int(time.time() * 1000) % 1_000_000)
     try:

@@ -11,7 +11,7 @@ Format (version 1)::
     format = 1
     model = "smollm2-135m"          model_sha256 = "…"      cpu_signature = "…"      created_at = "…"
     [engine]   overrides of EngineSettings (n_threads, n_threads_batch, step_token_budget, n_ubatch,
-               prefill_chunk, max_running, flash_attn, kv_type)
+               prefill_chunk, max_running, flash_attn, kv_type, weight_buffers); reason = why they won
     [weights]  variant = "smollm2-135m@q8_0", sha256 = "…", format = "q8_0"   (only when a requantized
                file won; serve then loads that file, verified against this digest)
     [measured.default] / [measured.tuned]   the figures of the before/after report
@@ -39,7 +39,7 @@ PROFILE_FORMAT = 1
 # The engine settings a profile may set; anything else in [engine] is refused (a typo must not pass silently).
 ENGINE_KEYS: tuple[str, ...] = (
     "n_threads", "n_threads_batch", "step_token_budget", "n_ubatch", "prefill_chunk", "max_running",
-    "flash_attn", "kv_type",
+    "flash_attn", "kv_type", "weight_buffers",
 )
 _SHA_LEN = 64
 
@@ -69,6 +69,7 @@ class TunedProfile:
     cpu: str = ""
     objective: str = ""
     measured: dict[str, dict[str, float]] = field(default_factory=dict)
+    reason: str = ""  # why the sweep kept what it kept (axis, change, ratios), and the proven weight paths
 
     @property
     def id(self) -> str:
@@ -93,6 +94,7 @@ class TunedProfile:
             "cpu": self.cpu,
             "created_at": self.created_at,
             "objective": self.objective,
+            "reason": self.reason,
             "engine": dict(self.engine),
         }
         if self.weights is not None:
@@ -145,7 +147,7 @@ def parse_profile(path: Path, text: str) -> TunedProfile:
     return TunedProfile(
         model=doc["model"], model_sha256=doc["model_sha256"], cpu_signature=doc["cpu_signature"],
         created_at=doc["created_at"], engine=dict(engine), weights=weights, cpu=str(doc.get("cpu", "")),
-        objective=str(doc.get("objective", "")), measured=measured,
+        objective=str(doc.get("objective", "")), measured=measured, reason=str(doc.get("reason", "")),
     )
 
 

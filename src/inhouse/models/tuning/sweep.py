@@ -8,7 +8,14 @@ so noise on a shared machine does not wander the settings away from the defaults
 
 **Objective** (default): the highest aggregate tokens/s at the expected concurrency, among settings whose
 single-stream inter-token latency p95 stays under a bound (``--itl-p95-bound-ms``; by default 1.5 × the
-p95 of the default settings, so tuning for throughput never makes one user's stream much choppier).
+p95 of the default settings, so tuning for throughput never makes one user's stream much choppier) and that
+lose no more than ``max_loss`` (5 %) of the default's single-stream decode or prefill tokens/s: aggregate is
+never bought with what one user waits for (a prompt's first token, a stream's pace). 5 % is above the
+run-to-run noise of best-of-two measurements here (2-4 %) and below any change worth having.
+
+**Weight paths** come first: every path the hardware probe proved (``amx`` where AMX executes, ``repack``,
+``plain``; see docs/hardware.md) is measured, starting from the one ``auto`` resolves to, and the profile
+records which won and why (``reason``).
 
 The final before/after figures are measured again at the end, default and tuned alternately, so both sides
 see the same machine state.
@@ -46,6 +53,8 @@ class TuneOptions:
     formats: tuple[str, ...] = DEFAULT_FORMATS
     repeats: int = 2
     min_gain: float = 0.03
+    max_loss: float = 0.05  # of the default's decode or prefill tok/s a candidate may lose
+    weight_paths: tuple[str, ...] = ()  # the weight paths the probe proved (empty: keep the default's)
 
     def __post_init__(self) -> None:
         if not 1 <= self.concurrency <= 64:
@@ -64,7 +73,8 @@ class Candidate:
     def label(self) -> str:
         w = self.weights or "original"
         e = self.engine
-        return (f"weights={w} threads={e['n_threads']}/{e['n_threads_batch']} "
+        buffers = f"buffers={e['weight_buffers']} " if "weight_buffers" in e else ""
+        return (f"{buffers}weights={w} threads={e['n_threads']}/{e['n_threads_batch']} "
                 f"batch={e['step_token_budget']}/{e['n_ubatch']} chunk={e['prefill_chunk']} "
                 f"running={e['max_running']} fa={'on' if e['flash_attn'] else 'off'} kv={e['kv_type']}")
 
@@ -77,6 +87,7 @@ class Trial:
     score: float
     kept: bool
     elapsed_s: float
+    refused: str = ""  # why a candidate was not allowed (ITL bound, decode or prefill loss)
 
 
 @dataclass
@@ -114,6 +125,7 @@ def default_candidate(settings: EngineSettings, physical_cores: int) -> Candidat
         "max_running": settings.max_running,
         "flash_attn": settings.flash_attn,
         "kv_type": settings.kv_type,
+        "weight_buffers": settings.weight_buffers,
     })
 
 
@@ -123,7 +135,9 @@ def axes(cpu: CpuInfo, options: TuneOptions, base: Candidate) -> list[tuple[str,
     if cpu.smt:
         threads.append(cpu.logical_cpus)  # measured, not assumed: SMT rarely helps matrix kernels
     c = options.concurrency
+    paths = [p for p in options.weight_paths if p != base.engine.get("weight_buffers")]
     return [
+        ("weight buffers", [{"weight_buffers": p} for p in paths]),
         ("weights", [{"weights": None}] + [{"weights": f} for f in options.formats]),
         ("decode threads", [{"n_threads": t} for t in threads]),
         ("prefill threads", [{"n_threads_batch": t} for t in threads]),
@@ -148,6 +162,18 @@ def score(m: Measurement, itl_bound_ms: float) -> float:
     if not math.isfinite(m.itl_p95_ms) or m.itl_p95_ms > itl_bound_ms:
         return -math.inf
     return m.aggregate_tok_s
+
+
+def guard(m: Measurement, default: Measurement, itl_bound_ms: float, max_loss: float) -> str:
+    """Why ``m`` may not be chosen over the default ('' when it may): the ITL bound, or single-stream
+    decode or prefill more than ``max_loss`` below the default's."""
+    if not math.isfinite(m.itl_p95_ms) or m.itl_p95_ms > itl_bound_ms:
+        return f"ITL p95 {m.itl_p95_ms:.1f} ms > {itl_bound_ms:.1f} ms"
+    for label, got, ref in (("decode", m.decode_tok_s, default.decode_tok_s),
+                            ("prefill", m.prefill_tok_s, default.prefill_tok_s)):
+        if ref > 0 and got < (1 - max_loss) * ref:
+            return f"{label} {got / ref:.2f}× the default (more than {max_loss:.0%} lost)"
+    return ""
 
 
 def roofline_fraction(weight_bytes: int, decode_tok_s: float, bandwidth_gb_s: float) -> float:
@@ -221,6 +247,7 @@ class Tuner:
         bound = options.itl_p95_bound_ms or 1.5 * default_m.itl_p95_ms
         best, best_m, best_score = base, default_m, score(default_m, bound)
         trials = [Trial("default", base, default_m, best_score, True, self._clock() - start)]
+        reasons: list[str] = []
         progress("default", trials[0])
         exhausted = False
         for axis, values in axes(cpu, options, base):
@@ -234,12 +261,14 @@ class Tuner:
                     exhausted = True
                     break
                 m = self._run(spec, cand, work, progress)
-                s = score(m, bound)
+                refused = guard(m, default_m, bound, options.max_loss)
+                s = -math.inf if refused else score(m, bound)
                 kept = s > best_score * (1 + options.min_gain) if math.isfinite(best_score) else s > best_score
-                trial = Trial(axis, cand, m, s, kept, self._clock() - start)
+                trial = Trial(axis, cand, m, s, kept, self._clock() - start, refused)
                 trials.append(trial)
                 progress(axis, trial)
                 if kept:
+                    reasons.append(_why(axis, change, m, best_m, default_m))
                     best, best_m, best_score = cand, m, s
             if exhausted:
                 progress(f"budget of {options.budget_s:.0f} s used up; keeping the best found so far", None)
@@ -251,13 +280,21 @@ class Tuner:
             a1 = self._run(spec, base, work, progress)
             b1 = self._run(spec, best, work, progress)
             final_default, final_tuned = _best_of(a1, default_m), _best_of(b1, best_m)
-        profile = self._profile(spec, cpu, options, bound, best, final_default, final_tuned)
+            refused = guard(final_tuned, final_default, bound, options.max_loss)
+            if refused:  # the back-to-back confirmation overrules the sweep: keep the default
+                reasons = [f"the sweep's best ({best.label()}) was refused on confirmation: {refused}"]
+                best, final_tuned = base, final_default
+        if not reasons:
+            reasons = ["no candidate beat the default by the minimum gain without losing decode or prefill"]
+        if options.weight_paths:
+            reasons.append(f"weight paths the hardware probe proved: {', '.join(options.weight_paths)}")
+        profile = self._profile(spec, cpu, options, bound, best, final_default, final_tuned, "; ".join(reasons))
         return TuneResult(spec=spec, cpu=cpu, bandwidth=bandwidth, options=options, itl_bound_ms=bound,
                           default=final_default, tuned=final_tuned, chosen=best, profile=profile, trials=trials,
                           budget_exhausted=exhausted, elapsed_s=self._clock() - start)
 
     def _profile(self, spec: ModelSpec, cpu: CpuInfo, options: TuneOptions, bound: float, best: Candidate,
-                 default_m: Measurement, tuned_m: Measurement) -> TunedProfile:
+                 default_m: Measurement, tuned_m: Measurement, reason: str = "") -> TunedProfile:
         weights = None
         if best.weights is not None:
             vspec, _ = self._variants[best.weights]
@@ -269,8 +306,8 @@ class Tuner:
             created_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             engine=dict(best.engine), weights=weights,
             objective=(f"max aggregate tok/s at concurrency {options.concurrency} with single-stream "
-                       f"ITL p95 <= {bound:.1f} ms"),
-            measured={"default": default_m.to_dict(), "tuned": tuned_m.to_dict()},
+                       f"ITL p95 <= {bound:.1f} ms and decode, prefill >= {1 - options.max_loss:.2f}x the default"),
+            measured={"default": default_m.to_dict(), "tuned": tuned_m.to_dict()}, reason=reason,
         )
 
     def save(self, result: TuneResult) -> TuneResult:
@@ -297,6 +334,17 @@ class Tuner:
         return default_bytes, tuned_bytes
 
 
+def _why(axis: str, change: dict[str, Any], m: Measurement, incumbent: Measurement, default: Measurement) -> str:
+    what = ", ".join(f"{k}={v}" for k, v in change.items())
+    return (f"{axis}: {what} (aggregate {m.aggregate_tok_s / incumbent.aggregate_tok_s:.2f}x the incumbent; "
+            f"decode {_ratio(m.decode_tok_s, default.decode_tok_s)}, prefill "
+            f"{_ratio(m.prefill_tok_s, default.prefill_tok_s)} the default)")
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b else "n/a"
+
+
 def _best_of(a: Measurement, b: Measurement) -> Measurement:
     return Measurement(
         decode_tok_s=max(a.decode_tok_s, b.decode_tok_s), prefill_tok_s=max(a.prefill_tok_s, b.prefill_tok_s),
@@ -319,13 +367,14 @@ def report_dict(result: TuneResult, weight_bytes: tuple[int, int]) -> dict[str, 
     return {
         "model": result.spec.name, "model_sha256": result.spec.sha256, "cpu": result.cpu.to_dict(),
         "bandwidth_gb_s": bw, "concurrency": result.options.concurrency, "itl_p95_bound_ms": result.itl_bound_ms,
-        "objective": result.profile.objective, "chosen": result.chosen.label(),
+        "objective": result.profile.objective, "chosen": result.chosen.label(), "reason": result.profile.reason,
         "profile_engine": result.profile.engine,
         "weights_variant": result.profile.weights.name if result.profile.weights else None,
         "default": d, "tuned": t, "tuned_over_default": ratios,
         "budget_exhausted": result.budget_exhausted, "elapsed_s": result.elapsed_s,
         "trials": [{"axis": tr.axis, "candidate": tr.candidate.label(), "score": tr.score if
-                    math.isfinite(tr.score) else None, "kept": tr.kept, "elapsed_s": tr.elapsed_s,
+                    math.isfinite(tr.score) else None, "kept": tr.kept, "refused": tr.refused,
+                    "elapsed_s": tr.elapsed_s,
                     **tr.measurement.to_dict()} for tr in result.trials],
     }
 
@@ -349,6 +398,7 @@ def report_markdown(data: dict[str, Any]) -> str:
         f"- Memory read bandwidth: {data['bandwidth_gb_s']:.1f} GB/s",
         f"- Objective: {data['objective']}",
         f"- Chosen: {data['chosen']}",
+        f"- Why: {data.get('reason', '')}",
         f"- Sweep: {len(data['trials'])} settings measured in {data['elapsed_s']:.0f} s"
         + (" (budget used up)" if data["budget_exhausted"] else ""), "",
         "| | default | tuned | tuned ÷ default |", "|---|---:|---:|---:|",
@@ -360,12 +410,14 @@ def report_markdown(data: dict[str, Any]) -> str:
         ratio = f"{r[key]:.2f}×" if key in r and math.isfinite(r[key]) else ""
         lines.append(f"| {label} | {fmt.format(dv)} | {fmt.format(tv)} | {ratio} |")
     lines += ["", "## Sweep", "",
-              "| axis | settings | aggregate tok/s | decode tok/s | ITL p95 ms | foreign load (cores) | kept |",
-              "|---|---|---:|---:|---:|---:|---|"]
+              "| axis | settings | aggregate tok/s | decode tok/s | prefill tok/s | ITL p95 ms | "
+              "foreign load (cores) | kept |",
+              "|---|---|---:|---:|---:|---:|---:|---|"]
     for tr in data["trials"]:
+        kept = "yes" if tr["kept"] else (f"refused: {tr['refused']}" if tr.get("refused") else "")
         lines.append(f"| {tr['axis']} | {tr['candidate']} | {tr['aggregate_tok_s']:.1f} | "
-                     f"{tr['decode_tok_s']:.1f} | {tr['itl_p95_ms']:.1f} | {tr['foreign_load_cores']:.2f} | "
-                     f"{'yes' if tr['kept'] else ''} |")
+                     f"{tr['decode_tok_s']:.1f} | {tr['prefill_tok_s']:.1f} | {tr['itl_p95_ms']:.1f} | "
+                     f"{tr['foreign_load_cores']:.2f} | {kept} |")
     lines += ["", "Figures are the best of short repeated runs on a machine that may be shared; the default "
               "and tuned columns were re-measured back to back at the end of the sweep. Foreign load is the CPU "
               "other processes used during a measurement: above ~0.3 cores on a 2-core machine the figures of "

@@ -103,7 +103,22 @@
         el("td", {}, state), cell(m.size_bytes ? I.fmtBytes(m.size_bytes) : null, "nowrap"), cell(m.quantization),
         el("td", { class: "small" }, profileText(m.tuned_profile)), el("td", { class: "small" }, idleText(m, status))));
       }
+      hardwareText(status);
     });
+  }
+
+  // /v1/status: what the hardware probe proved and the weight path of each loaded model, with the reason.
+  function hardwareText(status) {
+    const note = I.clear($("hardware-note"));
+    const hw = status && status.hardware;
+    if (!hw) return;
+    if (!hw.probed) { note.append(t("admin.hardware_not_probed")); return; }
+    note.append(el("div", {}, el("strong", {}, t("admin.hardware") + ": "),
+      hw.cpu + " · " + hw.cores + " · " + hw.bandwidth_gb_s + " GB/s · " + hw.amx));
+    for (const [model, c] of Object.entries(hw.weight_buffers || {})) {
+      note.append(el("div", { "data-weight-buffers": model }, el("strong", {}, t("admin.weight_buffers") + " · " + model + ": "),
+        c.value + " — " + c.reason));
+    }
   }
 
   // /v1/models says whether a tuned profile applies (or why not).

@@ -14,8 +14,8 @@ from inhouse.apps.schedule.calendar import Interval
 from inhouse.apps.schedule.store import EventStore, iso_utc, parse_utc, stored_interval
 from inhouse.errors import InvalidRequest
 from inhouse.store.conversations import owner_of
-from inhouse.store.db import Database
-from inhouse.store.migrations import MIGRATIONS, apply_migrations
+from inhouse.store.sqlite.database import Database, apply_migrations
+from inhouse.store.sqlite.inhouse_db import MIGRATIONS, migrate
 from inhouse.types import Actor
 
 ANA = Actor("key_ana", "ana", role="member")
@@ -50,7 +50,7 @@ def test_stored_text_has_four_year_digits_and_reads_back() -> None:
 ])
 def test_out_of_range_events_are_refused_inside_the_transaction(db: Database, start: datetime, end: datetime,
                                                                  param: str) -> None:
-    db.migrate()
+    migrate(db)
     with pytest.raises(InvalidRequest) as exc:
         EventStore(db).create(ANA, "x", Interval(start, end), tz="UTC")
     assert exc.value.code == "date_out_of_range" and exc.value.param == param
@@ -58,7 +58,7 @@ def test_out_of_range_events_are_refused_inside_the_transaction(db: Database, st
 
 
 def test_a_refused_move_leaves_the_event_unchanged(db: Database) -> None:
-    db.migrate()
+    migrate(db)
     store = EventStore(db)
     event = store.create(ANA, "kept", Interval(at(2030, 3, 4, 10), at(2030, 3, 4, 11)), tz="UTC")
     with pytest.raises(InvalidRequest):
@@ -80,7 +80,7 @@ def test_migration_7_repairs_rows_written_with_short_years(db: Database) -> None
         db.execute("INSERT INTO schedule_events (id, owner, uid, title, start_utc, end_utc, tz, status, created_at,"
                    " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'confirmed', 0, 0)",
                    (eid, owner, eid, eid, start, end, tz))
-    assert db.migrate() == [7]
+    assert apply_migrations(db, MIGRATIONS[:7]) == [7]
     stored = {r["id"]: (r["start_utc"], r["end_utc"]) for r in db.query("SELECT * FROM schedule_events")}
     assert stored == {"evt_a": ("0999-06-01T02:00:00Z", "0999-06-01T03:00:00Z"),
                       "evt_b": ("0001-01-01T10:29:20Z", "0001-01-01T11:29:20Z"),

@@ -30,11 +30,13 @@ from typing import Any
 import numpy as np
 
 from inhouse.engine.backends.llama_cpp._library import (
+    WEIGHT_BUFFERS,
     address,
     init_process,
     json_object_gbnf,
     json_schema_gbnf,
     load_library,
+    load_model,
 )
 from inhouse.engine.logprobs import LogprobRecorder
 from inhouse.engine.params import SamplingParams
@@ -64,7 +66,12 @@ class LlamaCppBackend:
         flash_attn: bool = False,
         kv_type: str = "f16",
         use_mmap: bool = True,
+        weight_buffers: str = "amx",
     ) -> None:
+        """``weight_buffers``: where llama.cpp may re-lay the weights out for faster kernels (see
+        ``_library.load_model``): ``amx`` (every extra buffer type of this build: llama.cpp's own default),
+        ``repack`` (the CPU repack without AMX) or ``plain`` (none). Serving resolves it from the hardware
+        probe (``hardware/probe.py``); it is never guessed here."""
         path = Path(model_path)
         if not path.is_file():
             raise InvalidModelFile(f"The model file {path} does not exist.", param="model")
@@ -73,6 +80,8 @@ class LlamaCppBackend:
         if kv_type != "f16" and not flash_attn:
             # llama.cpp refuses a quantized V cache without flash attention; say so before it does.
             raise InvalidRequest(f"kv_type={kv_type!r} needs flash_attn=True.")
+        if weight_buffers not in WEIGHT_BUFFERS:
+            raise InvalidRequest(f"weight_buffers must be one of {', '.join(WEIGHT_BUFFERS)}, got {weight_buffers!r}.")
         if n_ctx < 1 or n_slots < 1 or n_batch < 1 or n_ubatch < 1:
             raise InvalidRequest("n_ctx, n_slots, n_batch and n_ubatch must be positive.")
         L = load_library()
@@ -94,7 +103,10 @@ class LlamaCppBackend:
         mparams.n_gpu_layers = 0
         mparams.load_mode = L.LLAMA_LOAD_MODE_MMAP if use_mmap else L.LLAMA_LOAD_MODE_NONE
         mark = self._log.n_errors
-        self._model = L.llama_model_load_from_file(str(path).encode(), mparams)
+        loaded = load_model(L, path, mparams, weight_buffers)
+        self._model = loaded.model
+        self.weight_buffers = weight_buffers
+        self.placed_buffers = loaded.weight_buffers  # buffer type → MiB, as llama.cpp reported the load
         if not self._model:
             raise InvalidModelFile(f"llama.cpp could not load {path}: {self._last_errors(mark)}", param="model")
         try:
@@ -136,9 +148,10 @@ class LlamaCppBackend:
         except BaseException:
             self.close()
             raise
-        log.info("loaded %s (%s, %d params) n_ctx=%d n_slots=%d n_batch=%d threads=%s kv=%s flash_attn=%s",
-                 path.name, self.description, self.n_params, self._n_ctx, n_slots, self._n_batch,
-                 self._threads, kv_type, flash_attn)
+        log.info("loaded %s (%s, %d params) n_ctx=%d n_slots=%d n_batch=%d threads=%s kv=%s flash_attn=%s "
+                 "weight_buffers=%s (%s)", path.name, self.description, self.n_params, self._n_ctx, n_slots,
+                 self._n_batch, self._threads, kv_type, flash_attn, weight_buffers,
+                 ", ".join(f"{k} {v:.0f} MiB" for k, v in self.placed_buffers.items()))
 
     # -- read-only facts -----------------------------------------------------------------------------
 

@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from inhouse.engine.backends.llama_cpp._library import init_process, load_library
+from inhouse.engine.backends.llama_cpp._library import init_process, load_library, load_model
 from inhouse.errors import EngineFailure, InvalidModelFile, InvalidRequest
 from inhouse.hardware.cpu import physical_cores
 
@@ -227,7 +227,7 @@ class LlamaCppEncoder:
         backend_log = logging.getLogger(load_library.__module__)
         backend_log.addFilter(quiet)
         try:
-            self._model = L.llama_model_load_from_file(str(path).encode(), mparams)
+            self._model = load_model(L, Path(path), mparams).model
         finally:
             backend_log.removeFilter(quiet)
         if not self._model:

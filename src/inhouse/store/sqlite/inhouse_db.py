@@ -1,25 +1,14 @@
-"""Ordered schema migrations. Append only: never edit a migration that has shipped.
+"""``inhouse.db``: governance (keys, users, groups, usage), conversations and the assistants' tables.
 
-Each migration runs in its own transaction together with the row that records it in
-``schema_migrations``, so a crash leaves the database either before or after a version, never between.
+Its ordered migrations (``inhouse.store.sqlite.database`` applies them). Append only: never edit a migration that has
+shipped. This file has always used ``schema_migrations``, so it needs no legacy marker.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
 
-if TYPE_CHECKING:
-    from inhouse.store.db import Database
-
-
-@dataclass(frozen=True)
-class Migration:
-    version: int
-    name: str
-    sql: str
-
+from inhouse.store.sqlite.database import Database, Migration, apply_migrations
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -183,38 +172,17 @@ MIGRATIONS: tuple[Migration, ...] = (
 )
 
 
-def _split(sql: str) -> list[str]:
-    # Our migrations contain no semicolons inside literals or triggers, so a plain split is exact;
-    # executescript() would commit implicitly and break the one-transaction-per-version rule.
-    return [s.strip() for s in sql.split(";") if s.strip()]
+def migrate(db: Database) -> list[int]:
+    """Apply pending migrations of ``inhouse.db``; return the versions applied now (empty when up to date)."""
+    return apply_migrations(db, MIGRATIONS, what="database")
 
 
-def apply_migrations(db: Database, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[int]:
-    versions = [m.version for m in migrations]
-    if versions != sorted(set(versions)):
-        raise ValueError("migration versions must be unique and increasing")
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations ("
-        " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
-    )
-    applied: list[int] = []
-    for m in migrations:
-        with db.transaction() as conn:
-            # Checked inside the write transaction: two processes migrating at once cannot both apply it.
-            if conn.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (m.version,)).fetchone():
-                continue
-            for stmt in _split(m.sql):
-                conn.execute(stmt)
-            conn.execute(
-                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                (m.version, m.name, time.time()),
-            )
-        applied.append(m.version)
-    return applied
-
-
-def current_version(db: Database) -> int:
-    exists = db.scalar("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='schema_migrations'")
-    if not exists:
-        return 0
-    return int(db.scalar("SELECT coalesce(max(version), 0) FROM schema_migrations"))
+def open_inhouse_db(path: Path | str, *, busy_timeout_ms: int = 5000) -> Database:
+    """Open (creating if needed) and migrate ``inhouse.db``."""
+    db = Database(path, busy_timeout_ms=busy_timeout_ms)
+    try:
+        migrate(db)
+    except BaseException:
+        db.close()
+        raise
+    return db

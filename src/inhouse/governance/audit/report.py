@@ -14,7 +14,8 @@ import time
 from collections import Counter, defaultdict
 from typing import Any
 
-from inhouse.governance.audit import INTERRUPTED, STARTED, AuditLog, AuditRecord, format_ts
+from inhouse.governance.audit.chain import AuditRecord, format_ts
+from inhouse.governance.audit.log import INTERRUPTED, STARTED, AuditLog
 
 SENSITIVE_LABELS = frozenset({"confidential", "restricted"})
 LOCAL = "local"

@@ -5,20 +5,20 @@ index (``trigram`` tokenizer) and vectors (``sqlite-vec`` ``vec0``, cosine). A d
 rows, vectors and bytes commits in one transaction, so readers see a version whole or not at all and a killed
 process leaves no orphans.
 
-Why ``apsw``: the stdlib ``sqlite3`` of this Python cannot load extensions, and ``sqlite-vec`` is one. All SQL of
-the knowledge base lives in this module.
+Why ``apsw``: the stdlib ``sqlite3`` of this Python cannot load extensions, and ``sqlite-vec`` is one. The SQL of
+the knowledge base lives in this package: ``schema.py`` (tables and migrations), ``access.py`` (the access rule
+as SQL) and this module (the store); transactions and migrations go through ``inhouse.store.sqlite.database``.
 
-Keyword search: the trigram tokenizer indexes every 3-character window, which suits Chinese (no word splitting)
-and substrings of part numbers alike, but cannot match a query term shorter than 3 characters. Query terms are
-split into Latin words (>= 3 chars, minus English stop words) and CJK runs (cut into overlapping trigrams), ORed
-and ranked by BM25. A query with only 1-2 character terms (``加班``, ``P3``) falls back to a ``LIKE`` scan over the
-chunks the caller may see, ranked by how many of the terms each chunk contains. The FTS match is materialized
-and then filtered by the access rule before ``ORDER BY … LIMIT``, so the limit is filled from allowed rows only
-(``rowid IN`` inside the MATCH made FTS5 re-run the match per allowed row: 800 ms instead of 1 ms at 5k chunks).
-Each match's document is read from the covering index ``kb_chunks_pk_doc`` and tested against the list of allowed
-documents, so the filter costs per match, not per chunk the caller may see (that set was 50k rows at 100k chunks).
-BM25's term statistics are those of the whole index, as with any shared inverted index; no text, score or count
-of a row the caller may not see leaves the query.
+Keyword search: the trigram tokenizer indexes every 3-character window, which suits Chinese (no word splitting) and
+substrings of part numbers alike, but cannot match a query term shorter than 3 characters. Query terms come from
+``kb.index.keywords`` (Latin words and CJK trigrams), ORed and ranked by BM25. A query with only 1-2 character terms
+(``加班``, ``P3``) falls back to a ``LIKE`` scan over the chunks the caller may see, ranked by how many of the terms
+each chunk contains. The FTS match is materialized and then filtered by the access rule before ``ORDER BY … LIMIT``,
+so the limit is filled from allowed rows only (``rowid IN`` inside the MATCH made FTS5 re-run the match per allowed
+row: 800 ms instead of 1 ms at 5k chunks). Each match's document is read from the covering index
+``kb_chunks_pk_doc`` and tested against the list of allowed documents, so the filter costs per match, not per chunk
+the caller may see (that set was 50k rows at 100k chunks). BM25's term statistics are those of the whole index, as
+with any shared inverted index; no text, score or count of a row the caller may not see leaves the query.
 
 Vector search: an exact cosine scan of a resident float32 copy of the vectors (``kb.index.resident``) in which
 only the rows of documents the caller may see are multiplied, so the ``k`` nearest are taken among what the
@@ -26,7 +26,7 @@ caller may see and ``top_k`` is always filled when enough exists. The copy follo
 ``kb_vec_log`` (triggers on ``kb_chunks``), replayed in the same read transaction as the access query. With
 ``resident_vectors=False`` the search is a ``vec0`` KNN with the rule pushed in as ``rowid IN (allowed chunks)``.
 
-Schema: version 1 is ``_SCHEMA``; ``_MIGRATIONS`` upgrades older files in place when they are opened.
+Schema: ``schema.py``; older files are upgraded in place when they are opened.
 
 Deletion: ``secure_delete`` zeroes freed pages, vectors are overwritten with zeros before their row is deleted
 (vec0 reuses its blocks rather than freeing them), and the FTS index is optimized after a delete so no posting
@@ -35,11 +35,7 @@ of the removed text remains.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
-import secrets
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -48,9 +44,10 @@ from typing import Any
 
 import numpy as np
 
-from inhouse.errors import Conflict, InvalidRequest, NotFound, is_storage_full, storage_full
+from inhouse.errors import Conflict, InvalidRequest, NotFound
 from inhouse.governance.labels import Label
 from inhouse.kb.access import AccessScope, Acl
+from inhouse.kb.index.keywords import keyword_terms, like_escape
 from inhouse.kb.index.protocol import (
     Collection,
     DocumentRecord,
@@ -60,140 +57,22 @@ from inhouse.kb.index.protocol import (
     Scored,
     SearchFilters,
     StoredChunk,
+    check_collection_name,
+    new_id,
+    prepared_vectors,
+    unrestricted,
 )
 from inhouse.kb.index.resident import DocRows, ResidentVectors
+from inhouse.kb.index.sqlite.access import allowed_chunks, allowed_docs
+from inhouse.kb.index.sqlite.schema import migrate_index
+from inhouse.kb.index.sqlite.schema import schema_version as recorded_version
+from inhouse.store.sqlite.database import Database, configure
 
-_SCHEMA_VERSION = 2
-_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_LABEL_RANK = {label: label.rank for label in Label}
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS kb_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS kb_collections (
-    pk          INTEGER PRIMARY KEY,
-    id          TEXT NOT NULL UNIQUE,               -- col_…
-    name        TEXT NOT NULL UNIQUE COLLATE NOCASE,
-    description TEXT NOT NULL DEFAULT '',
-    created_at  REAL NOT NULL
-);
--- One table for the access lists of collections and documents: owner is a col_… or doc_… id.
-CREATE TABLE IF NOT EXISTS kb_acl (
-    owner      TEXT NOT NULL,
-    kind       TEXT NOT NULL CHECK (kind IN ('group', 'key')),
-    principal  TEXT NOT NULL,
-    PRIMARY KEY (owner, kind, principal)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS kb_documents (
-    pk             INTEGER PRIMARY KEY,
-    id             TEXT NOT NULL UNIQUE,            -- doc_…, stable across versions
-    collection_pk  INTEGER NOT NULL REFERENCES kb_collections (pk),
-    source_path    TEXT NOT NULL,
-    sha256         TEXT NOT NULL,
-    label_rank     INTEGER NOT NULL,                -- Label.rank: filtered in SQL
-    has_acl        INTEGER NOT NULL DEFAULT 0,      -- 1: kb_acl rows owned by this document narrow access
-    title          TEXT NOT NULL,
-    filename       TEXT NOT NULL,
-    mime           TEXT NOT NULL,
-    metadata       TEXT NOT NULL DEFAULT '{}',
-    version        INTEGER NOT NULL DEFAULT 1,
-    created_at     REAL NOT NULL,
-    size_bytes     INTEGER NOT NULL,
-    chunk_count    INTEGER NOT NULL,
-    UNIQUE (collection_pk, source_path)
-);
-CREATE INDEX IF NOT EXISTS kb_documents_sha ON kb_documents (collection_pk, sha256);
-CREATE TABLE IF NOT EXISTS kb_files (
-    document_pk INTEGER PRIMARY KEY REFERENCES kb_documents (pk),
-    data        BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS kb_chunks (
-    pk           INTEGER PRIMARY KEY,               -- also the rowid in kb_fts and kb_vec
-    id           TEXT NOT NULL UNIQUE,              -- chk_…
-    document_pk  INTEGER NOT NULL REFERENCES kb_documents (pk),
-    ordinal      INTEGER NOT NULL,
-    content      TEXT NOT NULL,
-    section      TEXT NOT NULL DEFAULT '',
-    page_start   INTEGER NULL,
-    page_end     INTEGER NULL,
-    token_count  INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS kb_chunks_doc ON kb_chunks (document_pk, ordinal);
-CREATE VIRTUAL TABLE IF NOT EXISTS kb_fts USING fts5 (text, tokenize = 'trigram');
-"""
-
-# Ordered upgrades from the schema above (version 1). Append only: a database records the version it is at in
-# kb_meta ('schema') and runs the missing steps, in one transaction with the version bump, when it is opened.
-_MIGRATIONS: tuple[tuple[int, str], ...] = (
-    # 2: a change log of chunk rows (by document), written by triggers so that every writer, including one that
-    # predates the log, leaves a trace; searchers replay it to keep their resident copy of the vectors current.
-    # AUTOINCREMENT: a sequence number is never reused, even after the log is pruned. Existing databases need no
-    # backfill: a searcher with no copy loads every vector once. And a covering index chunk -> document, so the
-    # access rule on keyword matches reads 2.5 MB of index instead of the chunk rows (or every allowed chunk).
-    (2, """
-CREATE INDEX IF NOT EXISTS kb_chunks_pk_doc ON kb_chunks (pk, document_pk);
-CREATE TABLE IF NOT EXISTS kb_vec_log (
-    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
-    document_pk  INTEGER NOT NULL
-);
-CREATE TRIGGER IF NOT EXISTS kb_chunks_logi AFTER INSERT ON kb_chunks BEGIN
-    INSERT INTO kb_vec_log (document_pk) VALUES (new.document_pk);
-END;
-CREATE TRIGGER IF NOT EXISTS kb_chunks_logd AFTER DELETE ON kb_chunks BEGIN
-    INSERT INTO kb_vec_log (document_pk) VALUES (old.document_pk);
-END;
-CREATE TRIGGER IF NOT EXISTS kb_chunks_logu AFTER UPDATE ON kb_chunks BEGIN
-    INSERT INTO kb_vec_log (document_pk) VALUES (old.document_pk), (new.document_pk);
-END;
-INSERT OR IGNORE INTO kb_meta (key, value) VALUES ('vec_log_pruned', '0');
-"""),
-)
 # The log keeps its newest entries; a searcher that fell further behind reloads every vector.
 _LOG_KEEP = 200_000
 
-_STOP = frozenset({
-    "the", "and", "for", "are", "was", "were", "what", "which", "who", "whom", "whose", "when", "where", "why",
-    "how", "many", "much", "does", "did", "done", "with", "that", "this", "these", "those", "from", "into", "onto",
-    "over", "per", "get", "gets", "has", "have", "had", "its", "our", "your", "their", "there", "here", "about",
-    "any", "all", "not", "but", "you", "can", "could", "may", "might", "must", "should", "would", "will", "shall",
-    "being", "been", "than", "then", "them", "they", "she", "his", "her", "him", "also", "some", "such", "only",
-    "own", "same", "very", "just", "one", "two", "company",
-})
-_TOKEN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+|[^\W_][\w.\-]*", re.UNICODE)
-_CJK_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_MAX_TERMS = 48
-
-
-def keyword_terms(query: str) -> tuple[list[str], list[str]]:
-    """(terms of >= 3 characters for the trigram index, shorter terms for the LIKE fallback)."""
-    long: list[str] = []
-    short: list[str] = []
-    for tok in _TOKEN_RE.findall(query.lower()):
-        tok = tok.strip(".-")
-        if not tok:
-            continue
-        if _CJK_RE.match(tok):
-            if len(tok) < 3:
-                short.append(tok)
-            else:
-                long.extend(tok[i:i + 3] for i in range(len(tok) - 2))
-        elif len(tok) >= 3:
-            if tok not in _STOP:
-                long.append(tok)
-        elif tok.isalnum() and not tok.isalpha():
-            short.append(tok)  # "p3", "q3": short codes carry meaning; short English words rarely do
-    return list(dict.fromkeys(long))[:_MAX_TERMS], list(dict.fromkeys(short))[:_MAX_TERMS]
-
-
 def _fts_expr(terms: list[str]) -> str:
     return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
-
-
-def _new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(10)}"
-
-
-def _like_escape(term: str) -> str:
-    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 class SqliteIndexStore:
@@ -206,106 +85,56 @@ class SqliteIndexStore:
 
     def __init__(self, path: Path | str, *, dim: int, busy_timeout_ms: int = 10_000,
                  clock: Any = time.time, resident_vectors: bool = True) -> None:
-        import apsw
-        import sqlite_vec
-
         self.path = str(path)
         self.dim = int(dim)
         self._clock = clock
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._apsw = apsw
-        self._w = self._open(apsw, sqlite_vec, busy_timeout_ms)
-        self._wlock = threading.RLock()
-        self._init_schema()
+        self._w = Database(self.path, conn=self._open(busy_timeout_ms), what="the knowledge index")
+        migrate_index(self._w, self.dim)
         # :memory: databases are private to their connection, so tests on :memory: share the writer.
-        self._r = self._w if self.path == ":memory:" else self._open(apsw, sqlite_vec, busy_timeout_ms)
-        self._rlock = self._wlock if self._r is self._w else threading.RLock()
+        self._r = self._w if self.path == ":memory:" else Database(self.path, conn=self._open(busy_timeout_ms))
         if self._r is not self._w:
             # Searches read FTS segments and chunk rows at random: map the file rather than copy pages.
-            self._r.execute("PRAGMA mmap_size = 1073741824").fetchall()
+            self._r.query("PRAGMA mmap_size = 1073741824")
         self._resident = ResidentVectors(self.dim) if resident_vectors else None
         self._closed = False
 
-    def _open(self, apsw: Any, sqlite_vec: Any, busy_timeout_ms: int) -> Any:
+    def _open(self, busy_timeout_ms: int) -> Any:
+        import apsw
+        import sqlite_vec
+
         conn = apsw.Connection(self.path)
         conn.enable_load_extension(True)
         conn.load_extension(sqlite_vec.loadable_path())
         conn.enable_load_extension(False)
-        conn.set_busy_timeout(busy_timeout_ms)
-        for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON", "secure_delete = ON"):
-            conn.execute(f"PRAGMA {pragma}").fetchall()
+        configure(conn, busy_timeout_ms=busy_timeout_ms, secure_delete=True)
         return conn
 
-    def _init_schema(self) -> None:
-        with self._tx() as c:
-            c.execute(_SCHEMA)
-            c.execute(
-                "CREATE VIRTUAL TABLE IF NOT EXISTS kb_vec USING vec0"
-                f" (embedding float[{self.dim}] distance_metric=cosine)"
-            )
-            row = c.execute("SELECT value FROM kb_meta WHERE key = 'dim'").fetchone()
-            if row is None:
-                c.execute("INSERT INTO kb_meta VALUES ('dim', ?), ('schema', '1')", (str(self.dim),))
-            elif int(row[0]) != self.dim:
-                raise InvalidRequest(
-                    f"The index at {self.path} holds {row[0]}-d vectors but the embedder makes {self.dim}-d ones; "
-                    "use the embedder it was built with or re-ingest into a new data directory."
-                )
-            # Checked and applied inside the write transaction: two processes opening an old file migrate it once.
-            version = int(c.execute("SELECT value FROM kb_meta WHERE key = 'schema'").fetchone()[0])
-            if version > _SCHEMA_VERSION:
-                raise InvalidRequest(
-                    f"The index at {self.path} has schema version {version}, newer than this version of inhouse "
-                    f"understands ({_SCHEMA_VERSION}); upgrade inhouse to open it."
-                )
-            for target, sql in _MIGRATIONS:
-                if target > version:
-                    c.execute(sql)
-                    c.execute("UPDATE kb_meta SET value = ? WHERE key = 'schema'", (str(target),))
-
     def schema_version(self) -> int:
-        return int(self._read("SELECT value FROM kb_meta WHERE key = 'schema'")[0][0])
+        return recorded_version(self._r)
 
     def vec_version(self) -> str:
-        with self._rlock:
-            return str(self._r.execute("SELECT vec_version()").fetchone()[0])
+        return str(self._r.scalar("SELECT vec_version()"))
 
-    @contextmanager
-    def _tx(self) -> Iterator[Any]:
-        with self._wlock:
-            try:
-                self._w.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._w
-                    self._w.execute("COMMIT")
-                except BaseException:
-                    if not self._w.getautocommit():  # a failed COMMIT (disk full) leaves the transaction open
-                        self._w.execute("ROLLBACK")
-                    raise
-            except self._apsw.Error as exc:
-                if is_storage_full(exc, None if self.path == ":memory:" else Path(self.path).parent):
-                    raise storage_full("Could not write to the knowledge index", exc) from exc
-                raise
+    def _tx(self) -> Any:
+        return self._w.transaction()
 
     def _read(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
-        with self._rlock:
-            return list(self._r.execute(sql, params))
+        return self._r.query(sql, params)
 
     @contextmanager
     def _snapshot(self) -> Iterator[Any]:
         """The reader connection inside one read transaction: every statement sees the same committed state (the
         resident vectors, the access rule and the chunk ids of one search agree)."""
-        with self._rlock, self._r:
-            yield self._r
+        with self._r.snapshot() as r:
+            yield r
 
     # -- collections ------------------------------------------------------------------------------------
 
     def create_collection(self, name: str, *, acl: Acl, description: str = "") -> Collection:
-        if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or name.startswith("col_"):
-            raise InvalidRequest("A collection name has 1 to 64 letters, digits, '.', '_' or '-' (not 'col_…').",
-                                 param="name")
-        cid = _new_id("col")
+        check_collection_name(name)
+        cid = new_id("col")
         with self._tx() as c:
             if c.execute("SELECT 1 FROM kb_collections WHERE name = ?", (name,)).fetchone():
                 raise Conflict(f"A collection named '{name}' already exists.", param="name")
@@ -408,11 +237,7 @@ class SqliteIndexStore:
         return [self._document(r) for r in rows]
 
     def put_document(self, doc: NewDocument) -> PutResult:
-        vectors = np.ascontiguousarray(doc.vectors, dtype=np.float32)
-        if vectors.shape != (len(doc.chunks), self.dim):
-            raise ValueError(f"vectors {vectors.shape} do not match {len(doc.chunks)} chunks of dim {self.dim}")
-        if len(hashlib.sha256(b"").hexdigest()) != len(doc.sha256):
-            raise ValueError("sha256 must be a hex digest")
+        vectors = prepared_vectors(doc, self.dim)
         now = self._clock()
         with self._tx() as c:
             col = c.execute("SELECT pk FROM kb_collections WHERE id = ?", (doc.collection_id,)).fetchone()
@@ -431,7 +256,7 @@ class SqliteIndexStore:
                 values = (doc.sha256, doc.label.rank, int(doc.acl is not None), doc.title[:500], doc.filename[:255],
                           doc.mime[:100], meta, len(doc.data), len(doc.chunks))
                 if old is None:
-                    status, doc_id = "added", _new_id("doc")
+                    status, doc_id = "added", new_id("doc")
                     c.execute("INSERT INTO kb_documents (id, collection_pk, source_path, sha256, label_rank, has_acl,"
                               " title, filename, mime, metadata, size_bytes, chunk_count, created_at, version)"
                               " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
@@ -454,7 +279,7 @@ class SqliteIndexStore:
         for i, ch in enumerate(doc.chunks):
             c.execute("INSERT INTO kb_chunks (id, document_pk, ordinal, content, section, page_start, page_end,"
                       " token_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                      (_new_id("chk"), doc_pk, i, ch.content, ch.section, ch.page_start, ch.page_end,
+                      (new_id("chk"), doc_pk, i, ch.content, ch.section, ch.page_start, ch.page_end,
                        ch.token_count))
             pk = c.last_insert_rowid()
             # The title is indexed with each chunk: questions often name the document ("the X200 manual").
@@ -539,47 +364,6 @@ class SqliteIndexStore:
 
     # -- reads with the access rule ----------------------------------------------------------------------
 
-    @staticmethod
-    def _allowed_docs(scope: AccessScope, filters: SearchFilters, columns: str = "d.pk") -> tuple[str, dict[str, Any]]:
-        """SQL selecting (``columns`` of) the documents ``scope`` may see (``kb.access.may_see``), ANDed with
-        ``filters``."""
-        params: dict[str, Any] = {
-            "admin": int(scope.is_admin), "key": scope.key_id, "groups": json.dumps(sorted(scope.groups)),
-            "clear": scope.clearance.rank,
-        }
-        named = ("(a.kind = 'key' AND a.principal = :key) OR (a.kind = 'group' AND a.principal IN"
-                 " (SELECT value FROM json_each(:groups)))")
-        doc_named = f"EXISTS (SELECT 1 FROM kb_acl a WHERE a.owner = d.id AND ({named}))"
-        sql = (
-            f"SELECT {columns} FROM kb_documents d JOIN kb_collections c ON c.pk = d.collection_pk"
-            " WHERE (:admin = 1 OR ("
-            f" EXISTS (SELECT 1 FROM kb_acl a WHERE a.owner = c.id AND ({named}))"
-            f" AND (d.has_acl = 0 OR {doc_named})"
-            f" AND (d.label_rank <= :clear OR (d.has_acl = 1 AND {doc_named}))))"
-        )
-        if filters.collection_ids is not None:
-            params["cols"] = json.dumps(sorted(filters.collection_ids))
-            sql += " AND c.id IN (SELECT value FROM json_each(:cols))"
-        if filters.document_ids is not None:
-            params["docs"] = json.dumps(sorted(filters.document_ids))
-            sql += " AND d.id IN (SELECT value FROM json_each(:docs))"
-        if filters.labels is not None:
-            params["labels"] = json.dumps(sorted(label.rank for label in filters.labels))
-            sql += " AND d.label_rank IN (SELECT value FROM json_each(:labels))"
-        if filters.source_prefix:
-            params["prefix"] = _like_escape(filters.source_prefix) + "%"
-            sql += " AND d.source_path LIKE :prefix ESCAPE '\\'"
-        return sql, params
-
-    def _allowed_chunks(self, scope: AccessScope, filters: SearchFilters) -> tuple[str, dict[str, Any]]:
-        docs, params = self._allowed_docs(scope, filters)
-        return f"SELECT k.pk FROM kb_chunks k WHERE k.document_pk IN ({docs})", params
-
-    @staticmethod
-    def _unrestricted(scope: AccessScope, filters: SearchFilters) -> bool:
-        """An admin with no filters may see every row: the allowed-set subquery would only cost time."""
-        return scope.is_admin and filters == SearchFilters()
-
     def _ids(self, pks: Sequence[int]) -> dict[int, str]:
         if not pks:
             return {}
@@ -589,11 +373,11 @@ class SqliteIndexStore:
 
     def keyword_search(self, scope: AccessScope, query: str, filters: SearchFilters, limit: int) -> list[Scored]:
         long, short = keyword_terms(query)
-        allowed, params = self._allowed_chunks(scope, filters)
+        allowed, params = allowed_chunks(scope, filters)
         params["limit"] = int(limit)
         if long:
             params["q"] = _fts_expr(long)
-            if self._unrestricted(scope, filters):
+            if unrestricted(scope, filters):
                 sql = ("SELECT m.pk, m.score FROM (SELECT rowid AS pk, bm25(kb_fts) AS score FROM kb_fts"
                        " WHERE kb_fts MATCH :q ORDER BY score LIMIT :limit) m ORDER BY m.score")
             else:
@@ -601,7 +385,7 @@ class SqliteIndexStore:
                 # would otherwise run the MATCH once per allowed rowid (``rowid IN`` is pushed into the table).
                 # Each match's document comes from the covering index (cost follows the matches, not the number
                 # of chunks the caller may see); the allowed documents are one list, built once per query.
-                docs, _ = self._allowed_docs(scope, filters)
+                docs, _ = allowed_docs(scope, filters)
                 sql = ("WITH m AS MATERIALIZED (SELECT rowid AS pk, bm25(kb_fts) AS score FROM kb_fts"
                        " WHERE kb_fts MATCH :q) SELECT m.pk, m.score FROM m WHERE (SELECT k.document_pk"
                        f" FROM kb_chunks k INDEXED BY kb_chunks_pk_doc WHERE k.pk = m.pk) IN ({docs})"
@@ -610,7 +394,7 @@ class SqliteIndexStore:
         elif short:
             hits = []
             for i, term in enumerate(short):
-                params[f"t{i}"] = "%" + _like_escape(term) + "%"
+                params[f"t{i}"] = "%" + like_escape(term) + "%"
                 hits.append(f"(f.text LIKE :t{i} ESCAPE '\\')")
             sql = (f"SELECT f.rowid, ({' + '.join(hits)}) AS n FROM kb_fts f"
                    f" WHERE f.rowid IN ({allowed}) AND n > 0 ORDER BY n DESC, f.rowid LIMIT :limit")
@@ -632,11 +416,11 @@ class SqliteIndexStore:
         if self._resident is None:
             return self._vec0_search(scope, v, filters, limit)
         with self._snapshot() as r:
-            vectors = self._sync_vectors()
+            vectors = self._sync_vectors(r)
             visible: dict[int, set[int]] | None = None
-            if not self._unrestricted(scope, filters):
+            if not unrestricted(scope, filters):
                 # The access rule decides which rows are scored: only the visible documents' rows are multiplied.
-                docs, params = self._allowed_docs(scope, filters, columns="d.collection_pk, d.pk")
+                docs, params = allowed_docs(scope, filters, columns="d.collection_pk, d.pk")
                 visible = {}
                 for col, doc in r.execute(docs, params):
                     visible.setdefault(int(col), set()).add(int(doc))
@@ -645,39 +429,39 @@ class SqliteIndexStore:
         return [Scored(ids[pk], float(sim)) for pk, sim in zip(pks.tolist(), sims.tolist(), strict=True) if pk in ids]
 
     def _vec0_search(self, scope: AccessScope, v: np.ndarray, filters: SearchFilters, limit: int) -> list[Scored]:
-        allowed, params = self._allowed_chunks(scope, filters)
+        allowed, params = allowed_chunks(scope, filters)
         params.update(v=v.tobytes(), k=int(limit))
         # The access rule runs inside vec0's scan (rowid IN …): k nearest among the allowed rows only.
-        where = "" if self._unrestricted(scope, filters) else f" AND rowid IN ({allowed})"
+        where = "" if unrestricted(scope, filters) else f" AND rowid IN ({allowed})"
         with self._snapshot() as r:
             rows = list(r.execute(f"SELECT rowid, distance FROM kb_vec WHERE embedding MATCH :v AND k = :k{where}"
                                   " ORDER BY distance", params))
             ids = self._ids([int(pk) for pk, _ in rows])
         return [Scored(ids[int(pk)], 1.0 - float(dist)) for pk, dist in rows if int(pk) in ids]
 
-    def _sync_vectors(self) -> ResidentVectors:
+    def _sync_vectors(self, r: Any) -> ResidentVectors:
         """The resident vectors brought up to the reader's snapshot (call inside ``_snapshot``): the documents
         named in ``kb_vec_log`` since the last sync are reloaded, or everything when the log no longer reaches
         back that far (first use, pruned log, a replaced file)."""
         res = self._resident
         assert res is not None
-        head, pruned = self._r.execute(
+        head, pruned = r.execute(
             "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'kb_vec_log'), 0),"
             " (SELECT value FROM kb_meta WHERE key = 'vec_log_pruned')").fetchone()
         head, pruned = int(head), int(pruned)
         try:
             if res.seq < 0 or res.seq < pruned or head < res.seq:
-                res.load(self._doc_rows(None), head)
+                res.load(self._doc_rows(r, None), head)
             elif head > res.seq:
-                changed = [int(d) for (d,) in self._r.execute(
+                changed = [int(d) for (d,) in r.execute(
                     "SELECT DISTINCT document_pk FROM kb_vec_log WHERE seq > ?", (res.seq,))]
-                res.update(changed, self._doc_rows(changed), head)
+                res.update(changed, self._doc_rows(r, changed), head)
         except BaseException:
             res.reset()  # never search a half-applied copy
             raise
         return res
 
-    def _doc_rows(self, documents: Sequence[int] | None) -> Iterator[DocRows]:
+    def _doc_rows(self, r: Any, documents: Sequence[int] | None) -> Iterator[DocRows]:
         """The vectors of ``documents`` (None: all), one ``DocRows`` per document that has chunks."""
         # Rows of one document arrive together: kb_chunks is read in (document_pk, ordinal) index order, then each
         # vector is a vec0 point lookup (CROSS JOIN fixes that order; with vec0 outside, SQLite sorted the blobs).
@@ -691,7 +475,7 @@ class SqliteIndexStore:
         doc, col = -1, -1
         pks: list[int] = []
         blobs: list[bytes] = []
-        for d, c, pk, blob in self._r.execute(sql, params):
+        for d, c, pk, blob in r.execute(sql, params):
             if d != doc and pks:
                 yield DocRows(doc, col, np.array(pks, dtype=np.int64), self._matrix(blobs))
                 pks, blobs = [], []
@@ -707,7 +491,7 @@ class SqliteIndexStore:
     def get_chunks(self, scope: AccessScope, chunk_ids: Sequence[str]) -> list[StoredChunk]:
         if not chunk_ids:
             return []
-        docs, params = self._allowed_docs(scope, SearchFilters())
+        docs, params = allowed_docs(scope, SearchFilters())
         params["ids"] = json.dumps(list(chunk_ids))
         rows = self._read("SELECT " + self._CHUNK_COLS + self._CHUNK_FROM
                           + f" WHERE k.id IN (SELECT value FROM json_each(:ids)) AND d.pk IN ({docs})", params)
@@ -715,7 +499,7 @@ class SqliteIndexStore:
         return [by_id[i] for i in chunk_ids if i in by_id]
 
     def visible_document(self, scope: AccessScope, document_id: str) -> bool:
-        docs, params = self._allowed_docs(scope, SearchFilters(document_ids=frozenset({document_id})))
+        docs, params = allowed_docs(scope, SearchFilters(document_ids=frozenset({document_id})))
         return bool(self._read(docs + " LIMIT 1", params))
 
     # -- housekeeping --------------------------------------------------------------------------------
@@ -750,14 +534,13 @@ class SqliteIndexStore:
             with self._tx() as c:
                 c.execute("INSERT INTO kb_fts (kb_fts) VALUES ('integrity-check')")
             fts = "ok"
-        except self._apsw.Error as exc:
+        except self._w.errors as exc:
             fts = str(exc)
         return IndexCheck(integrity, fts, self.counts())
 
     def raw_dump(self) -> bytes:
         """Every byte of the database file and its WAL (tests look for traces of deleted content)."""
-        with self._wlock:
-            self._w.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        self._w.query("PRAGMA wal_checkpoint(TRUNCATE)")
         out = b""
         for suffix in ("", "-wal"):
             p = Path(self.path + suffix)
@@ -770,32 +553,8 @@ class SqliteIndexStore:
             return
         self._closed = True
         if self._resident is not None:
-            with self._rlock:
+            with self._r.lock:
                 self._resident.reset()  # free the copy now, not when the last reference goes
-        with self._rlock:
-            if self._r is not self._w:
-                self._r.close()
-        with self._wlock:
-            self._w.close()
-
-
-
-def backup_index(source: Path, dest: Path) -> None:
-    """A consistent copy of the index file ``source`` into ``dest`` by SQLite's online backup API, while writers may
-    be busy; then checked (integrity) and made one self-contained file. Through apsw, the library every other
-    connection to this file uses: two SQLite libraries in one process do not see each other's POSIX locks."""
-    import apsw
-
-    src = apsw.Connection(str(source), flags=apsw.SQLITE_OPEN_READONLY)
-    out = apsw.Connection(str(dest))
-    try:
-        src.set_busy_timeout(30_000)
-        with out.backup("main", src, "main") as b:
-            b.step(-1)
-        out.execute("PRAGMA journal_mode = DELETE").fetchall()
-        result = out.execute("PRAGMA integrity_check").fetchall()
-        if result != [("ok",)]:
-            raise InvalidRequest(f"The copy of {source.name} fails its integrity check: {result[:3]}")
-    finally:
-        out.close()
-        src.close()
+        if self._r is not self._w:
+            self._r.close()
+        self._w.close()

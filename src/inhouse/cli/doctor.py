@@ -1,0 +1,95 @@
+"""`inhouse doctor`: what this machine is and which of llama.cpp's weight paths run on it (hardware/probe.py)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich import box
+from rich.table import Table
+
+from inhouse.cli.common import DataDirOption, console, current_probe, settings_from, translate_errors
+
+if TYPE_CHECKING:
+    from inhouse.hardware.probe import ProbeReport
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def doctor(
+        refresh: bool = typer.Option(False, "--refresh", help="Probe again instead of using the cached answer."),
+        timing: bool = typer.Option(False, "--timing", help="Say how long the probe (or reading its cache) took."),
+        as_json: bool = typer.Option(False, "--json", help="Print the whole answer as JSON."),
+        data_dir: Path = DataDirOption,
+    ) -> None:
+        """Probe the CPU, memory, bandwidth, the ISA llama.cpp can use, AMX tile permission, and whether each
+        accelerated weight path really executes (each in a child process: a crash there is an answer).
+        Cached per machine and llama.cpp build; the engine uses only what this proved."""
+        from inhouse.bootstrap import build_probe
+        from inhouse.hardware.weights import resolve_weight_buffers
+        from inhouse.models.recommend import recommend_model
+
+        settings = settings_from(data_dir)
+        probe = build_probe(settings)
+        with translate_errors():
+            t0 = time.perf_counter()
+            was_cached = not refresh and probe.cached() is not None
+            report = current_probe(probe, refresh=refresh)
+            elapsed = time.perf_counter() - t0
+            if as_json:
+                console.print_json(json.dumps(report.to_dict()))
+            else:
+                _print(report)
+                es = settings.engine
+                choice = resolve_weight_buffers(es.weight_buffers, report, force=es.force_weight_buffers)
+                console.print(f"[bold]Weight buffers[/] (engine.weight_buffers={es.weight_buffers}): "
+                              f"[bold]{choice.value}[/] — {choice.reason}", highlight=False)
+                if settings.models.default == "auto":
+                    rec = recommend_model(report)
+                    console.print(f"[bold]Default model[/] {rec.name} — {rec.reason}", highlight=False)
+                console.print("[bold]Capacity[/] " + capacity_line(report), highlight=False)
+        if timing:
+            what = ("read the cached answer" if was_cached
+                    else f"probed (children + bandwidth: {report.probe_seconds:.1f} s)")
+            console.print(f"doctor: {what} in {elapsed:.3f} s; cache {probe.cache_path()}", highlight=False)
+        if not report.works("plain"):
+            raise typer.Exit(1)
+
+
+def capacity_line(report: ProbeReport) -> str:
+    """The capacity model's row for this machine (docs/capacity.md): its cores, its measured bandwidth and the
+    instruction sets it has. AMX counts only where the probe saw llama.cpp's AMX path run: an advertised AMX
+    that crashes here gives no AMX prefill rate."""
+    from inhouse.hardware.capacity import this_machine_line
+
+    flags = [k for k, v in report.isa.items() if v and (report.amx_in_use or not k.startswith("amx"))]
+    return this_machine_line(report.physical_cores, report.bandwidth_gb_s, flags)
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.1f} GB"
+
+
+def _print(r: ProbeReport) -> None:
+    console.print(f"[bold]CPU[/] {r.cpu_vendor} {r.cpu_model}: {r.physical_cores} cores / {r.logical_cpus} CPUs "
+                  f"(signature {r.cpu_signature})", highlight=False)
+    console.print(f"[bold]Memory[/] {_gb(r.memory_total_bytes)} total, {_gb(r.memory_available_bytes)} available; "
+                  f"read bandwidth {r.bandwidth_gb_s:.1f} GB/s (measured)", highlight=False)
+    flags = "  ".join(f"{k} {'[green]yes[/]' if v else '[dim]no[/]'}" for k, v in r.isa.items())
+    console.print(f"[bold]ISA[/] {flags}")
+    console.print(f"[bold]AMX tile state[/] {r.amx_os.status}: {r.amx_os.detail}", highlight=False)
+    console.print(f"[bold]llama.cpp[/] llama-cpp-python {r.build_version} (build {r.build_id}); compiled with: "
+                  f"{r.system_info.removeprefix('CPU : ') or 'unknown'}", highlight=False)
+    table = Table(box=box.SIMPLE_HEAD, title="weight paths (each run in a child process)", title_justify="left")
+    for col in ("path", "result", "weights placed in", "vs plain", "detail"):
+        table.add_column(col, overflow="fold")
+    for name, p in r.paths.items():
+        colour = "green" if p.ok else "red"
+        placed = ", ".join(f"{k} {v:.1f} MiB" for k, v in p.placed.items()) or "-"
+        err = f"{p.rel_error:.1%}" if p.rel_error is not None else "-"
+        table.add_row(name, f"[{colour}]{p.status}[/]", placed, err, p.detail or f"{p.seconds:.2f} s")
+    console.print(table)
+    console.print(f"[bold]AMX[/] {r.amx_verdict()}", highlight=False)

@@ -1,0 +1,137 @@
+"""What crosses the boundary between the server and an engine's child process, and how.
+
+One Unix stream socket (a ``socketpair``) per child. A frame is a 4-byte little-endian length and a pickled
+tuple whose first item names the message. Pickle is safe here: both ends are this package, and the socket
+exists only between a parent and the child it started. Per token the cost is a tuple of primitives (about 1 µs
+to pickle and unpickle; a ``Delta`` dataclass would cost several times that), and the child sends one frame per
+engine step whatever the number of streams in it.
+
+Parent → child::
+
+    ("start", recipe)                      first frame: build the engine (EngineRecipe, pickled whole)
+    ("submit", request_id, prompt_tokens, params, arrival_s)
+    ("abort", request_id)
+    ("call", call_id, method, kwargs)      tokenize / stats
+    ("close",)                             unload: fail what is live, free the model, exit 0
+
+Child → parent::
+
+    ("ready", info)                        the engine is built: {"n_ctx", "pid", "model_path"}
+    ("load_failed", error)                 building it raised (a bad file): not a crash, no restart
+    ("deltas", [delta, ...])               every delta of one step (see ``delta_to_wire``)
+    ("refused", request_id, error)         ``submit`` raised (queue full, bad grammar): no delta follows
+    ("reply", call_id, ok, value_or_error)
+"""
+
+from __future__ import annotations
+
+import pickle
+import socket
+import struct
+from typing import Any
+
+from inhouse import errors
+from inhouse.engine.params import Delta
+from inhouse.errors import EngineFailure, InhouseError
+
+_HEADER = struct.Struct("<I")
+MAX_FRAME_BYTES = 256 * 2**20  # a tokenized book is ~1 MB; anything near this is a bug
+_RECV_BYTES = 1 << 16
+
+WireDelta = tuple[Any, ...]  # the fields of Delta, in order
+WireError = tuple[str, tuple[Any, ...], dict[str, Any]]
+
+
+def encode(message: tuple[Any, ...]) -> bytes:
+    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    if len(body) > MAX_FRAME_BYTES:
+        raise EngineFailure(f"An engine message of {len(body)} bytes is above the {MAX_FRAME_BYTES} limit.")
+    return _HEADER.pack(len(body)) + body
+
+
+class FrameReader:
+    """Reads frames from a blocking socket. ``read`` returns every frame already received (at least one), so a
+    reader that fell behind handles a backlog in one go; None at end of stream (the other side exited)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buf = bytearray()
+
+    def read(self) -> list[Any] | None:
+        while True:
+            frames = self._parse()
+            if frames:
+                return frames
+            try:
+                chunk = self._sock.recv(_RECV_BYTES)
+            except OSError:  # reset / closed under us: the same as the other side going away
+                return None
+            if not chunk:
+                return None
+            self._buf += chunk
+
+    def _parse(self) -> list[Any]:
+        buf = self._buf
+        out: list[Any] = []
+        off = 0
+        size = _HEADER.size
+        while len(buf) - off >= size:
+            (n,) = _HEADER.unpack_from(buf, off)
+            if n > MAX_FRAME_BYTES:
+                raise EngineFailure(f"An engine frame claims {n} bytes; the stream is corrupt.")
+            if len(buf) - off - size < n:
+                break
+            out.append(pickle.loads(memoryview(buf)[off + size : off + size + n]))
+            off += size + n
+        if off:
+            del buf[:off]
+        return out
+
+
+def delta_to_wire(d: Delta) -> WireDelta:
+    """A delta as a tuple in ``Delta``'s field order (``delta_from_wire`` is ``Delta(*t)``): every field, so a
+    field added to ``Delta`` must be added here (a test compares the two)."""
+    return (d.request_id, d.text, d.token_ids, d.finish_reason, d.n_prompt_tokens, d.n_generated_tokens,
+            d.n_cached_tokens, d.error, d.logprobs, d.prompt_logprobs, d.error_code)
+
+
+def delta_from_wire(t: WireDelta) -> Delta:
+    return Delta(*t)
+
+
+def merge_deltas(deltas: list[Delta]) -> Delta:
+    """Several deltas of one request received together, as one (text, tokens and their log-probabilities
+    joined; counts and the finish from the last; the prompt's log-probabilities from the one that has them).
+    The edge spreads the time of a delta over its tokens, so nothing is lost."""
+    if len(deltas) == 1:
+        return deltas[0]
+    last = deltas[-1]
+    logprobs = ([e for d in deltas for e in (d.logprobs or ())]
+                if any(d.logprobs is not None for d in deltas) else None)
+    prompt_logprobs = next((d.prompt_logprobs for d in deltas if d.prompt_logprobs is not None), None)
+    return Delta(last.request_id, text="".join(d.text for d in deltas),
+                 token_ids=[t for d in deltas for t in d.token_ids], finish_reason=last.finish_reason,
+                 n_prompt_tokens=last.n_prompt_tokens, n_generated_tokens=last.n_generated_tokens,
+                 n_cached_tokens=last.n_cached_tokens, error=last.error, logprobs=logprobs,
+                 prompt_logprobs=prompt_logprobs, error_code=last.error_code)
+
+
+def error_to_wire(exc: BaseException) -> WireError:
+    """An exception raised in the child, as data. ``InhouseError`` subclasses keep their class and attributes
+    (``retry_after_s``, ``param``, ``n_ctx`` …): pickling them directly would call ``__init__`` with the
+    wrong arguments. Anything else becomes an ``EngineFailure`` naming its type."""
+    if isinstance(exc, InhouseError) and getattr(errors, type(exc).__name__, None) is type(exc):
+        state = {k: v for k, v in vars(exc).items() if isinstance(v, (str, int, float, bool, type(None)))}
+        return (type(exc).__name__, tuple(str(a) for a in exc.args), state)
+    return ("EngineFailure", (f"{type(exc).__name__}: {exc}",), {"message": f"{type(exc).__name__}: {exc}"})
+
+
+def error_from_wire(wire: WireError) -> InhouseError:
+    name, args, state = wire
+    cls = getattr(errors, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, InhouseError)):
+        return EngineFailure(f"{name}: {' '.join(args)}")
+    exc = cls.__new__(cls)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc

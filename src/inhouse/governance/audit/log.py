@@ -1,0 +1,354 @@
+"""The tamper-evident audit log: an append-only hash chain (``chain.py``) with a signed head (``head.py``), kept
+by an ``AuditStore`` (``store.py``: SQLite in the embedded install, PostgreSQL for several nodes).
+
+Every record holds ``prev_hash`` (the ``hash`` of the record before it; 64 zeros for the first) and
+``hash = sha256(canonical JSON of its fields + prev_hash)``. Changing, removing, inserting or reordering
+records breaks the chain where it happened. A chain can still be cut at the end, or recomputed from some
+point on, by whoever can write the database; so the head ``(seq, hash)`` is also stored apart from the rows,
+authenticated with HMAC-SHA256 under a key kept in ``audit.key`` (0600). ``verify()`` recomputes the chain
+from the first record and compares its end with the signed head.
+
+Writes are serialised by the store and each is one transaction in which the head is replaced before the
+commit: if either write fails, the record is rolled back and ``AuditUnavailable`` is raised (``AuditStorageFull``
+when the disk is full), so the caller's action fails. Before appending, the current tail is compared with the
+signed head; if they differ (truncation, forged appends) every further append is refused until an operator runs
+``reseal`` (which is itself recorded). The one ordinary mismatch, a process killed between the head write and the
+commit (possible where the head is a file), needs no operator: the head carries its record, and ``recover`` (run
+when the log is opened and before every append) finishes the append. See docs/governance.md.
+
+The hash covers the stored column values exactly (the JSON columns as their canonical text), so a third
+party can check an export without the key: see ``chain.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from inhouse.errors import AuditUnavailable, InvalidRequest
+from inhouse.governance.audit.chain import (
+    FIELDS,
+    GENESIS,
+    RESEALED,
+    AuditRecord,
+    Head,
+    Kind,
+    VerifyReport,
+    canonical_json,
+    check_chain,
+    format_ts,
+    record_from_row,
+    record_hash,
+)
+from inhouse.governance.audit.head import HeadSigner, HeadState, show
+from inhouse.governance.audit.store import AuditAppend, AuditStore, RecordQuery
+from inhouse.governance.events import SecurityEvent
+
+log = logging.getLogger(__name__)
+
+MODEL_LOADED = "model.loaded"
+ENGINE_CRASHED = "engine.crashed"  # a model's engine process died (reason: the signal); details say what followed
+# Outcome of the write-ahead record of a generation request (its final record follows when it ends).
+STARTED = "started"
+# Outcome of the final record written for a request whose process stopped before it ended (see close_interrupted).
+INTERRUPTED = "interrupted"
+
+# Keys of ``SecurityEvent.details`` that have a column of their own: lifted out of ``details`` into it
+# (``destination`` is the egress policy's word for ``location``).
+LIFTED_DETAILS = {"request_id": "request_id", "model": "model", "location": "location", "destination": "location",
+                  "label": "label", "documents": "documents", "redactions": "redactions", "reason": "reason"}
+# Defence in depth: whatever a caller puts in ``details``, these never reach the log.
+_FORBIDDEN_DETAIL_KEYS = frozenset({"secret", "password", "api_key", "token", "secret_hash", "key_secret"})
+_REDACTION_KIND_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
+_MAX_DETAILS_CHARS = 64_000
+_MAX_TEXT = 500
+
+
+_RELATIVE_RE = re.compile(r"(\d{1,6})\s*([smhdw])")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_since(text: str, *, now: float | None = None) -> str:
+    """'7d', '12h', '30m' (relative to now) or an ISO date/time (UTC if no zone) → the ``ts`` format."""
+    text = text.strip()
+    m = _RELATIVE_RE.fullmatch(text)
+    now_s = time.time() if now is None else now
+    if m:
+        return format_ts(now_s - int(m.group(1)) * _UNIT_S[m.group(2)])
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidRequest(f"'since' must be like 7d, 12h, 30m or an ISO date, not {text[:40]!r}.",
+                             param="since") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return format_ts(when.timestamp())
+
+
+def _check_text(name: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"audit field {name} must be a string")
+    return value[:_MAX_TEXT]
+
+
+def _check_details(value: Any, path: str = "details") -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise TypeError(f"{path}: keys must be strings")
+            if k.lower() in _FORBIDDEN_DETAIL_KEYS:
+                raise ValueError(f"{path}.{k}: secrets must never be written to the audit log")
+            _check_details(v, f"{path}.{k}")
+    elif isinstance(value, list | tuple):
+        for v in value:
+            _check_details(v, path)
+
+
+def _redactions(value: Mapping[str, int] | None) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for kind, count in (value or {}).items():
+        # Counts by kind only: a kind that looks like data (an address, a number) is refused.
+        if not isinstance(kind, str) or not _REDACTION_KIND_RE.fullmatch(kind):
+            raise ValueError("redaction kinds must be short names such as 'EMAIL' (never values)")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise ValueError(f"redaction count for {kind!r} must be a non-negative integer")
+        out[kind] = count
+    return out
+
+
+class AuditLog:
+    """The audit log of one installation. Implements ``AuditSink`` (``record``) for security events and
+    ``record_request`` for API requests. Thread-safe; several processes (and, on PostgreSQL, several nodes) may
+    append to the same chain.
+
+    ``node``: this process's node name where several nodes share the chain. Its ``started`` records carry it
+    (``details.node``), and ``close_interrupted`` then closes only this node's requests, never those another node
+    is still serving. None (the embedded install): one server per chain, every unfinished request is its own."""
+
+    def __init__(self, store: AuditStore, *, key_path: Path, clock: Callable[[], float] = time.time,
+                 node: str | None = None) -> None:
+        self.store = store
+        self.key_path = key_path
+        self.node = node or None
+        self._signer = HeadSigner(key_path)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._closed = False
+        try:
+            self.recover()
+        except AuditUnavailable as exc:
+            log.warning("audit log recovery postponed to the next append: %s", exc)
+
+    # -- writing ----------------------------------------------------------------------------------------
+
+    def record(self, event: SecurityEvent) -> None:
+        """``AuditSink``: one security record. Raises ``AuditUnavailable`` if it cannot be written."""
+        details = dict(event.details)
+        lifted = {LIFTED_DETAILS[k]: details.pop(k) for k in list(details) if k in LIFTED_DETAILS}
+        self.append(
+            kind="security", action=event.action, actor_key_id=event.actor_key_id,
+            user_id=event.actor_user_id, resource=event.resource, outcome=event.outcome, details=details,
+            at=event.at, **lifted,
+        )
+
+    def record_request(
+        self, *, action: str, outcome: str, request_id: str | None = None, actor_key_id: str | None = None,
+        user_id: str | None = None, resource: str | None = None, model: str | None = None,
+        location: str | None = None, label: str | None = None, documents: Sequence[str] = (),
+        redactions: Mapping[str, int] | None = None, reason: str | None = None,
+        details: Mapping[str, Any] | None = None, at: float | None = None,
+    ) -> AuditRecord:
+        """One request-level record (``outcome`` 'started' for the write-ahead record of a generation)."""
+        if outcome == STARTED and self.node is not None:
+            details = {**(details or {}), "node": self.node}
+        return self.append(
+            kind="request", action=action, outcome=outcome, request_id=request_id, actor_key_id=actor_key_id,
+            user_id=user_id, resource=resource, model=model, location=location, label=label,
+            documents=documents, redactions=redactions, reason=reason, details=details, at=at,
+        )
+
+    def append(
+        self, *, kind: Kind, action: str, outcome: str, request_id: str | None = None,
+        actor_key_id: str | None = None, user_id: str | None = None, resource: str | None = None,
+        model: str | None = None, location: str | None = None, label: str | None = None,
+        documents: Sequence[str] = (), redactions: Mapping[str, int] | None = None, reason: str | None = None,
+        details: Mapping[str, Any] | None = None, at: float | None = None,
+    ) -> AuditRecord:
+        """Append one record and re-sign the head, in one transaction. Bad arguments (a programming error)
+        raise ``ValueError``/``TypeError``; a failed write raises ``AuditUnavailable``."""
+        if kind not in ("request", "security"):
+            raise ValueError(f"unknown audit record kind {kind!r}")
+        if not action or not isinstance(action, str):
+            raise ValueError("an audit record needs an action")
+        docs = [str(d)[:_MAX_TEXT] for d in documents]
+        detail_map = dict(details or {})
+        _check_details(detail_map)
+        fields: dict[str, Any] = {
+            "ts": format_ts(self._clock() if at is None else at), "kind": kind, "action": action[:200],
+            "request_id": _check_text("request_id", request_id),
+            "actor_key_id": _check_text("actor_key_id", actor_key_id),
+            "user_id": _check_text("user_id", user_id), "resource": _check_text("resource", resource),
+            "model": _check_text("model", model), "location": _check_text("location", location),
+            "label": _check_text("label", label), "documents": canonical_json(docs),
+            "redactions": canonical_json(_redactions(redactions)), "outcome": str(outcome)[:100],
+            "reason": _check_text("reason", reason), "details": canonical_json(detail_map),
+        }
+        if len(fields["details"]) > _MAX_DETAILS_CHARS:
+            raise ValueError(f"audit details are larger than {_MAX_DETAILS_CHARS} characters")
+        return self._write(fields, check_head=True)
+
+    def reseal(self, reason: str, *, actor_key_id: str | None = None) -> AuditRecord:
+        """Re-anchor the signed head on the current tail after an operator has examined a mismatch (a crash
+        between the head write and the commit, or a tampering already reported). The old and new head go
+        into a security record, so a reseal is itself evidence. Creates a key if there is none."""
+        if not reason.strip():
+            raise InvalidRequest("A reseal needs a reason.", param="reason")
+        state = self._head_state(self.store.read_head)
+        previous = None if state.head is None else {"seq": state.head.seq, "hash": state.head.hash}
+        details = {"previous_head": previous, "previous_head_problem": state.problem,
+                   "key_created": not self.key_path.exists()}
+        fields = {
+            "ts": format_ts(self._clock()), "kind": "security", "action": RESEALED, "request_id": None,
+            "actor_key_id": actor_key_id, "user_id": None, "resource": "audit", "model": None, "location": None,
+            "label": None, "documents": "[]", "redactions": "{}", "outcome": "success",
+            "reason": reason.strip()[:_MAX_TEXT], "details": canonical_json(details),
+        }
+        return self._write(fields, check_head=False)
+
+    def recover(self) -> bool:
+        """Finish the append a crash interrupted, if any (also done before every append). True if it did.
+
+        The signed head holds its record. Where the head is written before the record commits (a file), a process
+        killed between the two leaves a head one record past the tail; that record is in the head, signed, and
+        follows the tail exactly, so it is inserted now: the log reads as if the commit had happened, and no
+        operator step is needed after an ordinary crash. Anything else that does not match stays refused."""
+        if self._closed:
+            raise AuditUnavailable("The audit log is closed.")
+        with self.store.appending() as tx:
+            return self._roll_forward(tx, self._head_state(tx.read_head), tx.tail())
+
+    @staticmethod
+    def _roll_forward(tx: AuditAppend, state: HeadState, tail: Head | None) -> bool:
+        """Insert the head's own record when it is exactly the one missing after ``tail`` (inside the append
+        ``tx``). False, changing nothing, in every other case."""
+        rec, head = state.record, state.head
+        if state.problem or rec is None or head is None or head == tail:
+            return False
+        if (head.seq != (tail.seq if tail else 0) + 1 or rec.get("seq") != head.seq
+                or rec.get("prev_hash") != (tail.hash if tail else GENESIS) or record_hash(rec) != head.hash):
+            return False
+        tx.insert({**{name: rec[name] for name in FIELDS}, "hash": head.hash})
+        log.warning("audit record %d was signed but not committed (the process stopped in between); "
+                    "restored from the signed head", head.seq)
+        return True
+
+    def _write(self, fields: dict[str, Any], *, check_head: bool) -> AuditRecord:
+        if self._closed:
+            raise AuditUnavailable("The audit log is closed.")
+        with self.store.appending() as tx:
+            tail = tx.tail()
+            if check_head:
+                state = self._head_state(tx.read_head)
+                if self._roll_forward(tx, state, tail):
+                    tail = state.head
+                if state.problem or state.head != tail:
+                    raise AuditUnavailable(
+                        "The audit log does not match its signed head "
+                        f"({state.problem or 'head ' + show(state.head) + ', tail ' + show(tail)}). "
+                        "Nothing can be recorded, so nothing is allowed: run `inhouse audit verify`, "
+                        "then `inhouse audit reseal` once the cause is understood.")
+            row = {"seq": tail.seq + 1 if tail else 1, "prev_hash": tail.hash if tail else GENESIS, **fields}
+            row["hash"] = record_hash(row)
+            tx.insert(row)
+            tx.write_head(self._signer.sign(Head(row["seq"], row["hash"]), row))
+        return record_from_row(row)
+
+    # -- the head ---------------------------------------------------------------------------------------
+
+    def _head_state(self, read: Callable[[], str | None]) -> HeadState:
+        try:
+            text = read()
+        except OSError as exc:
+            return HeadState(problem=f"the head file cannot be read: {exc}")
+        return self._signer.check(text)
+
+    def head(self) -> Head | None:
+        """The signed head, if present and valid."""
+        state = self._head_state(self.store.read_head)
+        return None if state.problem else state.head
+
+    # -- reading ----------------------------------------------------------------------------------------
+
+    def count(self) -> int:
+        return self.store.count()
+
+    def records(
+        self, *, since: str | None = None, until: str | None = None, action: str | None = None,
+        actor: str | None = None, kind: str | None = None, after_seq: int = 0, limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[AuditRecord]:
+        """Records matching every given filter (``since``/``until`` in the ``ts`` format, see ``parse_since``)."""
+        return list(self.iter_records(since=since, until=until, action=action, actor=actor, kind=kind,
+                                      after_seq=after_seq, limit=limit, newest_first=newest_first))
+
+    def iter_records(
+        self, *, since: str | None = None, until: str | None = None, action: str | None = None,
+        actor: str | None = None, kind: str | None = None, after_seq: int = 0, limit: int | None = None,
+        newest_first: bool = False,
+    ) -> Iterator[AuditRecord]:
+        query = RecordQuery(since=since, until=until, action=action, actor=actor, kind=kind, after_seq=after_seq,
+                            limit=None if limit is None else max(0, int(limit)), newest_first=newest_first)
+        for row in self.store.rows(query):
+            yield record_from_row(row)
+
+    def unfinished(self) -> list[AuditRecord]:
+        """``started`` records with no final record of the same request after them: requests that were running
+        when their process stopped (or are running now, in a server sharing this log)."""
+        return [record_from_row(row) for row in self.store.rows(RecordQuery(unfinished=STARTED))]
+
+    def close_interrupted(self, reason: str = "the server stopped before the request finished") -> list[AuditRecord]:
+        """Give every unfinished request of this node its final record, outcome ``interrupted`` (``inhouse serve``
+        does this when it starts, before it serves: nothing this node started earlier can still be running then).
+        With a ``node`` name, another node's requests are left alone: they may still be running."""
+        mine = [rec for rec in self.unfinished()
+                if self.node is None or rec.details.get("node") in (None, self.node)]
+        return [self.record_request(action=rec.action, outcome=INTERRUPTED, request_id=rec.request_id,
+                                    actor_key_id=rec.actor_key_id, user_id=rec.user_id, resource=rec.resource,
+                                    model=rec.model, location=rec.location, label=rec.label,
+                                    documents=rec.documents, reason=reason, details={"started_seq": rec.seq})
+                for rec in mine]
+
+    def export(self, since: str | None = None) -> Iterator[dict[str, Any]]:
+        """Records as JSON-ready dicts, oldest first (``inhouse audit export`` writes one per line)."""
+        for rec in self.iter_records(since=since):
+            yield rec.to_dict()
+
+    def verify(self) -> VerifyReport:
+        """Recompute the chain from genesis and compare its end with the signed head."""
+        for attempt in range(2):
+            with self.store.snapshot() as snap:
+                state = self._head_state(snap.read_head)
+                # A writer may sign the head just before it commits: a head ahead of our snapshot may be a
+                # commit in flight. Wait for any writer, then look again (once).
+                if state.head is None or state.head.seq <= snap.last_seq or attempt == 1:
+                    return check_chain(snap.rows(), total=snap.total, head=state.head, head_problem=state.problem)
+            self.store.wait_for_writers()
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self.store.close()
+
+
+__all__ = ["ENGINE_CRASHED", "FIELDS", "INTERRUPTED", "LIFTED_DETAILS", "MODEL_LOADED", "STARTED", "AuditLog",
+           "parse_since"]

@@ -1,0 +1,124 @@
+"""``AuditStore``: where the chain's rows and its signed head are kept. ``AuditLog`` (``log.py``) holds the rules.
+
+A store keeps the stored column values of ``chain.FIELDS`` plus ``hash``, append-only, and the head as text. It
+knows nothing of hashing or keys. What it must guarantee:
+
+* ``appending()`` is one append: serialised with every other writer of the same chain (threads, processes,
+  nodes), so the tail it shows is the tail the new row extends; the row and the head commit together or not at
+  all. An exception inside the block rolls both back; a failure to begin, write or commit raises
+  ``AuditUnavailable`` (``append_failed``: ``AuditStorageFull`` when the disk is full; a head already replaced
+  for a commit that then failed is put back).
+* ``snapshot()`` shows the rows and their count as of one moment. Where the head is written apart from the rows
+  (a file), a head read inside the snapshot may already name a record that is being committed: ``verify`` then
+  calls ``wait_for_writers()`` and looks again.
+
+``inhouse.testing.audit_contract`` is the conformance suite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from inhouse.errors import AuditStorageFull, AuditUnavailable, StorageFull, is_storage_full
+from inhouse.governance.audit.chain import Head
+
+Row = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class RecordQuery:
+    """Filters ANDed together (``since``/``until`` in the ``ts`` format)."""
+
+    since: str | None = None
+    until: str | None = None
+    action: str | None = None
+    actor: str | None = None
+    kind: str | None = None
+    after_seq: int = 0
+    limit: int | None = None
+    newest_first: bool = False
+    # The outcome of write-ahead records ('started'): only request records with it and no later request record of
+    # the same request_id with another outcome (requests that never ended).
+    unfinished: str | None = None
+
+    def sql(self, placeholder: str) -> tuple[str, list[Any]]:
+        """``SELECT * FROM audit_records …`` for these filters, with ``placeholder`` (``?`` or ``%s``) for values."""
+        where: list[str] = [f"seq > {placeholder}"]
+        params: list[Any] = [self.after_seq]
+        for column, op, value in (("ts", ">=", self.since), ("ts", "<", self.until), ("action", "=", self.action),
+                                  ("actor_key_id", "=", self.actor), ("kind", "=", self.kind)):
+            if value is not None:
+                where.append(f"{column} {op} {placeholder}")
+                params.append(value)
+        if self.unfinished is not None:
+            where.append(f"s.kind = 'request' AND s.outcome = {placeholder} AND s.request_id IS NOT NULL"
+                         " AND NOT EXISTS (SELECT 1 FROM audit_records f WHERE f.request_id = s.request_id"
+                         f" AND f.seq > s.seq AND f.kind = 'request' AND f.outcome != {placeholder})")
+            params += [self.unfinished, self.unfinished]
+        sql = (f"SELECT * FROM audit_records s WHERE {' AND '.join(where)}"
+               f" ORDER BY seq {'DESC' if self.newest_first else 'ASC'}")
+        if self.limit is not None:
+            sql += f" LIMIT {int(self.limit)}"
+        return sql, params
+
+
+class AuditAppend(Protocol):
+    """The inside of one append (see ``AuditStore.appending``)."""
+
+    def tail(self) -> Head | None:
+        """``(seq, hash)`` of the last row; None when the chain is empty."""
+        ...
+
+    def read_head(self) -> str | None:
+        """The stored head text; None when there is none. ``OSError`` when it cannot be read."""
+        ...
+
+    def insert(self, row: Row) -> None: ...
+
+    def write_head(self, text: str) -> None: ...
+
+
+class ChainSnapshot(Protocol):
+    total: int  # rows in the snapshot
+    last_seq: int  # the highest seq (0: empty)
+
+    def read_head(self) -> str | None:
+        """The stored head text (``OSError`` when it cannot be read)."""
+        ...
+
+    def rows(self) -> Iterator[Row]:
+        """Every row, ordered by seq."""
+        ...
+
+
+class AuditStore(Protocol):
+    def appending(self) -> AbstractContextManager[AuditAppend]: ...
+
+    def snapshot(self) -> AbstractContextManager[ChainSnapshot]: ...
+
+    def wait_for_writers(self) -> None:
+        """Return once every append in flight when called has committed or rolled back."""
+        ...
+
+    def read_head(self) -> str | None:
+        """The stored head text, outside any append (``OSError`` when it cannot be read)."""
+        ...
+
+    def count(self) -> int: ...
+
+    def rows(self, query: RecordQuery) -> Iterator[Row]: ...
+
+    def close(self) -> None: ...
+
+
+def append_failed(what: str, exc: BaseException, directory: Path | None = None) -> AuditUnavailable:
+    """The error an append raises when the store could not write: ``AuditStorageFull`` when the disk (``directory``'s,
+    or the database server's) is full, ``AuditUnavailable`` otherwise. Either way nothing was recorded."""
+    if isinstance(exc, StorageFull) or is_storage_full(exc, directory):
+        return AuditStorageFull(f"{what}: the disk is full (nothing was recorded, so nothing was done; retry when "
+                                "space is freed).")
+    return AuditUnavailable(f"{what}: {exc}")

@@ -1,0 +1,371 @@
+"""``PostgresIndexStore``: the knowledge index shared by several inhouse nodes, on PostgreSQL with pgvector.
+
+One row per chunk holds its text, its keyword terms (``tsv``) and its vector (``embedding``). A document with its
+chunks and bytes commits in one transaction, under an advisory lock of its collection, so two nodes ingesting the
+same bytes add them once; readers see a version whole or not at all.
+
+Vector search: pgvector's HNSW index (cosine) with ``hnsw.iterative_scan = relaxed_order``. The access rule is a
+condition of the same statement (``document_pk = ANY(ARRAY(allowed documents))``): when it rejects the nearest rows
+the scan goes on until ``k`` allowed rows are found. pgvector stops after ``hnsw.max_scan_tuples``; should that
+leave fewer than ``k`` rows while more are allowed (a caller who sees a sliver of a large index), the same query runs
+again as an exact scan of the allowed rows. So ``top_k`` is always filled when enough exists, as on SQLite. HNSW is
+approximate where SQLite's scan is exact: a near-tie can rank differently (``hnsw.ef_search`` = 100 here).
+
+Keyword search: ``tsv @@ query`` over the terms of ``kb.index.keywords`` (Latin words as prefixes, CJK 3-character
+windows), ranked by ``ts_rank`` normalised by length. ``ts_rank`` is not BM25: it has no inverse document
+frequency, so a rare term does not outweigh a common one as it does on SQLite; fused with the vector ranks
+(RRF) the difference is small. Queries of only 1-2 character terms fall back to ``ILIKE`` over the allowed
+chunks, ranked by how many terms each contains, as on SQLite.
+
+Deletion removes the rows in one transaction; PostgreSQL keeps dead row versions until ``VACUUM`` (autovacuum)
+reclaims them, unlike SQLite's ``secure_delete``: run ``VACUUM`` after deleting sensitive documents.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from inhouse.errors import Conflict, InvalidRequest, NotFound
+from inhouse.governance.labels import Label
+from inhouse.kb.access import AccessScope, Acl
+from inhouse.kb.index.keywords import keyword_terms, like_escape, rarest_terms
+from inhouse.kb.index.postgres.access import allowed_docs, chunk_filter
+from inhouse.kb.index.postgres.check import check_index, count_rows
+from inhouse.kb.index.postgres.schema import migrate_index
+from inhouse.kb.index.postgres.stats import TermShares
+from inhouse.kb.index.postgres.terms import tsquery_literal, tsvector_literal, vector_literal
+from inhouse.kb.index.protocol import (
+    Collection,
+    DocumentRecord,
+    IndexCheck,
+    NewDocument,
+    PutResult,
+    Scored,
+    SearchFilters,
+    StoredChunk,
+    check_collection_name,
+    new_id,
+    prepared_vectors,
+    unrestricted,
+)
+from inhouse.store.postgres.database import PostgresDatabase, lock_id, schema_version
+
+_LABELS = list(Label)
+# A keyword query matches at most about this share of the chunks (or ``keyword_match_rows``), leaving out its most
+# frequent terms (``kb.index.keywords.rarest_terms``): ranking reads every matched row from the table, about one
+# page per row (docs/performance.md: 5 % against 2 % at 100k chunks).
+_MATCH_SHARE = 0.02
+__all__ = ["PostgresIndexStore", "tsquery_literal", "tsvector_literal", "vector_literal"]
+
+
+class PostgresIndexStore:
+    """The ``IndexStore`` on PostgreSQL. ``url``: a PostgreSQL URL; the store keeps a pool of its own.
+    ``session``: settings for each of its connections, over ``SESSION`` (e.g. ``hnsw.ef_search``).
+    ``keyword_match_rows``: below this many chunks matched (estimated), no keyword term is left out."""
+
+    SESSION: Mapping[str, str] = {"hnsw.iterative_scan": "relaxed_order", "hnsw.ef_search": "100"}
+
+    def __init__(self, url: str, *, dim: int, clock: Any = None, pool_size: int = 8,
+                 session: Mapping[str, str] | None = None, keyword_match_rows: int = 2000) -> None:
+        import time
+
+        self.dim = int(dim)
+        self._clock = clock or time.time
+        self._match_rows = keyword_match_rows
+        settings = {**self.SESSION, **(session or {})}
+
+        def configure(conn: Any) -> None:
+            for name, value in settings.items():
+                conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+
+        self._db = PostgresDatabase(url, max_size=pool_size, configure=configure)
+        try:
+            migrate_index(self._db, self.dim)
+        except BaseException:
+            self._db.close()
+            raise
+        self.term_shares = TermShares(self._db)
+
+    def schema_version(self) -> int:
+        return schema_version(self._db, "kb")
+
+    # -- collections ------------------------------------------------------------------------------------
+
+    def create_collection(self, name: str, *, acl: Acl, description: str = "") -> Collection:
+        check_collection_name(name)
+        cid = new_id("col")
+        with self._db.transaction(lock=lock_id("kb-collections")) as c:
+            if c.execute("SELECT 1 FROM kb_collections WHERE lower(name) = lower(%s)", (name,)).fetchone():
+                raise Conflict(f"A collection named '{name}' already exists.", param="name")
+            c.execute("INSERT INTO kb_collections (id, name, description, created_at) VALUES (%s, %s, %s, %s)",
+                      (cid, name, description[:2000], self._clock()))
+            self._write_acl(c, cid, acl)
+        return self.get_collection(cid)
+
+    @staticmethod
+    def _write_acl(c: Any, owner: str, acl: Acl | None) -> None:
+        c.execute("DELETE FROM kb_acl WHERE owner = %s", (owner,))
+        if acl is None:
+            return
+        rows = [(owner, "group", g) for g in sorted(acl.groups)] + [(owner, "key", k) for k in sorted(acl.keys)]
+        if rows:
+            c.cursor().executemany("INSERT INTO kb_acl (owner, kind, principal) VALUES (%s, %s, %s)", rows)
+
+    def _acls(self, owners: Sequence[str]) -> dict[str, Acl]:
+        rows = self._db.query("SELECT owner, kind, principal FROM kb_acl WHERE owner = ANY(%s::text[])",
+                              (list(owners),))
+        found: dict[str, tuple[set[str], set[str]]] = {o: (set(), set()) for o in owners}
+        for r in rows:
+            found[r["owner"]][0 if r["kind"] == "group" else 1].add(r["principal"])
+        return {o: Acl(groups=frozenset(g), keys=frozenset(k)) for o, (g, k) in found.items()}
+
+    _COL_SQL = ("SELECT c.id, c.name, c.description, c.created_at,"
+                " (SELECT count(*) FROM kb_documents d WHERE d.collection_pk = c.pk) AS n FROM kb_collections c")
+
+    def _collections(self, rows: list[dict[str, Any]]) -> list[Collection]:
+        acls = self._acls([r["id"] for r in rows])
+        return [Collection(id=r["id"], name=r["name"], description=r["description"], acl=acls[r["id"]],
+                           created_at=r["created_at"], document_count=int(r["n"])) for r in rows]
+
+    def get_collection(self, ref: str) -> Collection:
+        rows = self._db.query(self._COL_SQL + " WHERE c.id = %s OR lower(c.name) = lower(%s)", (ref, ref))
+        if not rows:
+            raise NotFound(f"No collection '{ref}'.", param="collection")
+        return self._collections(rows[:1])[0]
+
+    def list_collections(self) -> list[Collection]:
+        return self._collections(self._db.query(self._COL_SQL + ' ORDER BY lower(c.name) COLLATE "C"'))
+
+    def update_collection(self, collection_id: str, *, acl: Acl | None = None,
+                          description: str | None = None) -> Collection:
+        with self._db.transaction() as c:
+            if not c.execute("SELECT 1 FROM kb_collections WHERE id = %s", (collection_id,)).fetchone():
+                raise NotFound(f"No collection '{collection_id}'.", param="collection")
+            if description is not None:
+                c.execute("UPDATE kb_collections SET description = %s WHERE id = %s",
+                          (description[:2000], collection_id))
+            if acl is not None:
+                self._write_acl(c, collection_id, acl)
+        return self.get_collection(collection_id)
+
+    def delete_collection(self, collection_id: str) -> None:
+        col = self.get_collection(collection_id)
+        with self._db.transaction(lock=lock_id(f"kb:{col.id}")) as c:
+            c.execute("DELETE FROM kb_acl WHERE owner IN (SELECT d.id FROM kb_documents d JOIN kb_collections k"
+                      " ON k.pk = d.collection_pk WHERE k.id = %s)", (col.id,))
+            c.execute("DELETE FROM kb_documents WHERE collection_pk = (SELECT pk FROM kb_collections WHERE id = %s)",
+                      (col.id,))
+            c.execute("DELETE FROM kb_acl WHERE owner = %s", (col.id,))
+            c.execute("DELETE FROM kb_collections WHERE id = %s", (col.id,))
+
+    # -- documents --------------------------------------------------------------------------------------
+
+    _DOC_SQL = ("SELECT d.id, c.id AS collection_id, d.source_path, d.sha256, d.label_rank, d.has_acl, d.title,"
+                " d.filename, d.mime, d.metadata, d.version, d.created_at, d.size_bytes, d.chunk_count"
+                " FROM kb_documents d JOIN kb_collections c ON c.pk = d.collection_pk")
+
+    def _documents(self, rows: list[dict[str, Any]]) -> list[DocumentRecord]:
+        acls = self._acls([r["id"] for r in rows if r["has_acl"]])
+        return [DocumentRecord(
+            id=r["id"], collection_id=r["collection_id"], source_path=r["source_path"], sha256=r["sha256"],
+            label=_LABELS[r["label_rank"]], acl=acls.get(r["id"]) if r["has_acl"] else None, title=r["title"],
+            filename=r["filename"], mime=r["mime"], metadata=json.loads(r["metadata"]), version=r["version"],
+            created_at=r["created_at"], size_bytes=int(r["size_bytes"]), chunk_count=r["chunk_count"],
+        ) for r in rows]
+
+    def find_document(self, collection_id: str, *, source_path: str | None = None,
+                      sha256: str | None = None) -> DocumentRecord | None:
+        conds, params = ["c.id = %s"], [collection_id]
+        if source_path is not None:
+            conds.append("d.source_path = %s")
+            params.append(source_path)
+        if sha256 is not None:
+            conds.append("d.sha256 = %s")
+            params.append(sha256)
+        rows = self._db.query(self._DOC_SQL + " WHERE " + " AND ".join(conds) + " ORDER BY d.pk LIMIT 1", params)
+        return self._documents(rows)[0] if rows else None
+
+    def get_document(self, document_id: str) -> DocumentRecord:
+        rows = self._db.query(self._DOC_SQL + " WHERE d.id = %s", (document_id,))
+        if not rows:
+            raise NotFound(f"No document '{document_id}'.", param="document_id")
+        return self._documents(rows)[0]
+
+    def document_data(self, document_id: str) -> bytes:
+        row = self._db.query_one("SELECT f.data FROM kb_files f JOIN kb_documents d ON d.pk = f.document_pk"
+                                 " WHERE d.id = %s", (document_id,))
+        if row is None:
+            raise NotFound(f"No document '{document_id}'.", param="document_id")
+        return bytes(row["data"])
+
+    def list_documents(self, collection_id: str, *, limit: int = 100, offset: int = 0) -> list[DocumentRecord]:
+        return self._documents(self._db.query(
+            self._DOC_SQL + ' WHERE c.id = %s ORDER BY d.source_path COLLATE "C" LIMIT %s OFFSET %s',
+            (collection_id, int(limit), int(offset))))
+
+    def put_document(self, doc: NewDocument) -> PutResult:
+        vectors = prepared_vectors(doc, self.dim)
+        now = self._clock()
+        with self._db.transaction(lock=lock_id(f"kb:{doc.collection_id}")) as c:
+            col = c.execute("SELECT pk FROM kb_collections WHERE id = %s", (doc.collection_id,)).fetchone()
+            if col is None:
+                raise NotFound(f"No collection '{doc.collection_id}'.", param="collection")
+            # Checked under the collection's lock: two ingestions of the same bytes cannot both add them.
+            same = c.execute("SELECT id FROM kb_documents WHERE collection_pk = %s AND sha256 = %s LIMIT 1",
+                             (col["pk"], doc.sha256)).fetchone()
+            if same is not None:
+                status, doc_id = "unchanged", same["id"]
+            else:
+                old = c.execute("SELECT pk, id FROM kb_documents WHERE collection_pk = %s AND source_path = %s",
+                                (col["pk"], doc.source_path)).fetchone()
+                meta = json.dumps(dict(doc.metadata), ensure_ascii=False, sort_keys=True)
+                values = (doc.sha256, doc.label.rank, doc.acl is not None, doc.title[:500], doc.filename[:255],
+                          doc.mime[:100], meta, len(doc.data), len(doc.chunks))
+                if old is None:
+                    status, doc_id = "added", new_id("doc")
+                    doc_pk = c.execute(
+                        "INSERT INTO kb_documents (id, collection_pk, source_path, sha256, label_rank, has_acl, title,"
+                        " filename, mime, metadata, size_bytes, chunk_count, created_at, version)"
+                        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 1) RETURNING pk",
+                        (doc_id, col["pk"], doc.source_path, *values, now)).fetchone()["pk"]
+                else:
+                    status, doc_id, doc_pk = "replaced", old["id"], old["pk"]
+                    c.execute("DELETE FROM kb_chunks WHERE document_pk = %s", (doc_pk,))
+                    c.execute("DELETE FROM kb_files WHERE document_pk = %s", (doc_pk,))
+                    c.execute("UPDATE kb_documents SET sha256 = %s, label_rank = %s, has_acl = %s, title = %s,"
+                              " filename = %s, mime = %s, metadata = %s, size_bytes = %s, chunk_count = %s,"
+                              " created_at = %s, version = version + 1 WHERE pk = %s", (*values, now, doc_pk))
+                self._write_acl(c, doc_id, doc.acl)
+                c.execute("INSERT INTO kb_files (document_pk, data) VALUES (%s, %s)", (doc_pk, doc.data))
+                self._insert_chunks(c, doc_pk, doc, vectors)
+        return PutResult(status, self.get_document(doc_id))  # type: ignore[arg-type]
+
+    @staticmethod
+    def _insert_chunks(c: Any, doc_pk: int, doc: NewDocument, vectors: np.ndarray) -> None:
+        rows = []
+        for i, ch in enumerate(doc.chunks):
+            # The title is indexed with each chunk: questions often name the document ("the X200 manual").
+            text = doc.title.replace("\n", " ") + "\n" + ch.text
+            rows.append((new_id("chk"), doc_pk, i, ch.content, ch.section, ch.page_start, ch.page_end, ch.token_count,
+                         text, tsvector_literal(text), vector_literal(vectors[i])))
+        c.cursor().executemany(
+            "INSERT INTO kb_chunks (id, document_pk, ordinal, content, section, page_start, page_end, token_count,"
+            " text, tsv, embedding) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::tsvector, %s::vector)", rows)
+
+    def relabel(self, document_id: str, *, label: Label | None = None, acl: Acl | None = None,
+                clear_acl: bool = False) -> DocumentRecord:
+        with self._db.transaction() as c:
+            if not c.execute("SELECT 1 FROM kb_documents WHERE id = %s", (document_id,)).fetchone():
+                raise NotFound(f"No document '{document_id}'.", param="document_id")
+            if label is not None:
+                c.execute("UPDATE kb_documents SET label_rank = %s WHERE id = %s", (label.rank, document_id))
+            if acl is not None or clear_acl:
+                self._write_acl(c, document_id, None if clear_acl else acl)
+                c.execute("UPDATE kb_documents SET has_acl = %s WHERE id = %s", (not clear_acl, document_id))
+        return self.get_document(document_id)
+
+    def delete_document(self, document_id: str) -> None:
+        with self._db.transaction() as c:
+            if not c.execute("DELETE FROM kb_documents WHERE id = %s", (document_id,)).rowcount:
+                raise NotFound(f"No document '{document_id}'.", param="document_id")
+            c.execute("DELETE FROM kb_acl WHERE owner = %s", (document_id,))  # chunks and bytes cascade
+
+    _CHUNK_SQL = ("SELECT k.id, d.id AS document_id, c.id AS collection_id, k.ordinal, k.content, k.section,"
+                  " k.page_start, k.page_end, d.title, d.source_path, d.label_rank, k.text FROM kb_chunks k"
+                  " JOIN kb_documents d ON d.pk = k.document_pk JOIN kb_collections c ON c.pk = d.collection_pk")
+
+    @staticmethod
+    def _chunk(r: dict[str, Any]) -> StoredChunk:
+        text = r["text"].split("\n", 1)[1] if "\n" in r["text"] else r["text"]  # "title\nchunk text"
+        return StoredChunk(id=r["id"], document_id=r["document_id"], collection_id=r["collection_id"],
+                           ordinal=r["ordinal"], text=text, content=r["content"], section=r["section"],
+                           page_start=r["page_start"], page_end=r["page_end"], title=r["title"],
+                           source_path=r["source_path"], label=_LABELS[r["label_rank"]])
+
+    def document_chunks(self, document_id: str) -> list[StoredChunk]:
+        return [self._chunk(r) for r in self._db.query(self._CHUNK_SQL + " WHERE d.id = %s ORDER BY k.ordinal",
+                                                       (document_id,))]
+
+    # -- reads with the access rule ----------------------------------------------------------------------
+
+    def _where(self, scope: AccessScope, filters: SearchFilters, *,
+               by_document_index: bool = True) -> tuple[str, dict[str, Any]]:
+        if unrestricted(scope, filters):
+            return "true", {}
+        return chunk_filter(scope, filters, by_document_index=by_document_index)
+
+    def keyword_search(self, scope: AccessScope, query: str, filters: SearchFilters, limit: int) -> list[Scored]:
+        long, short = keyword_terms(query)
+        if long:
+            shares = self.term_shares.current()
+            long = rarest_terms(long, shares.share, max(_MATCH_SHARE, self._match_rows / max(shares.rows, 1.0)))
+        # Word matches go through the GIN index and the access condition filters them (hidden from the btree on
+        # document_pk, which the planner would otherwise walk for every allowed chunk); the short-term scan goes
+        # through the allowed chunks.
+        where, params = self._where(scope, filters, by_document_index=not long)
+        params["limit"] = int(limit)
+        if long:
+            params["q"] = tsquery_literal(long)
+            sql = ("SELECT k.id, ts_rank(k.tsv, %(q)s::tsquery, 1) AS score FROM kb_chunks k"
+                   f" WHERE k.tsv @@ %(q)s::tsquery AND {where} ORDER BY score DESC, k.pk LIMIT %(limit)s")
+        elif short:
+            hits = []
+            for i, term in enumerate(short):
+                params[f"t{i}"] = "%" + like_escape(term) + "%"
+                hits.append(f"(k.text ILIKE %(t{i})s ESCAPE '\\')")
+            sql = (f"SELECT k.id, ({' + '.join(h + '::int' for h in hits)}) AS score FROM kb_chunks k"
+                   f" WHERE ({' OR '.join(hits)}) AND {where} ORDER BY score DESC, k.pk LIMIT %(limit)s")
+        else:
+            return []
+        return [Scored(r["id"], float(r["score"])) for r in self._db.query(sql, params)]
+
+    def vector_search(self, scope: AccessScope, vector: np.ndarray, filters: SearchFilters,
+                      limit: int) -> list[Scored]:
+        v = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
+        if v.shape[0] != self.dim:
+            raise InvalidRequest(f"query vector has {v.shape[0]} dimensions, the index {self.dim}.")
+        if limit <= 0:
+            return []
+        hnsw_where, params = self._where(scope, filters, by_document_index=False)
+        where, _ = self._where(scope, filters)
+        params.update(v=vector_literal(v), k=int(limit))
+        nearest = ("WITH nn AS MATERIALIZED (SELECT k.id, k.embedding <=> %(v)s::vector AS d FROM kb_chunks k"
+                   f" WHERE {hnsw_where} ORDER BY d LIMIT %(k)s) SELECT id, d FROM nn ORDER BY d")
+        rows = self._db.query(nearest, params)
+        # Fewer than k: the index scan may have given up before finding k allowed rows. If more are allowed, scan
+        # them exactly (adding 0 to the distance keeps the planner off the index).
+        if len(rows) < limit and int(self._db.scalar(f"SELECT count(*) FROM kb_chunks k WHERE {where}",
+                                                     params)) > len(rows):
+            rows = self._db.query(f"SELECT k.id, (k.embedding <=> %(v)s::vector) + 0 AS d FROM kb_chunks k"
+                                  f" WHERE {where} ORDER BY d, k.pk LIMIT %(k)s", params)
+        return [Scored(r["id"], 1.0 - float(r["d"])) for r in rows]
+
+    def get_chunks(self, scope: AccessScope, chunk_ids: Sequence[str]) -> list[StoredChunk]:
+        if not chunk_ids:
+            return []
+        where, params = self._where(scope, SearchFilters())
+        params["ids"] = list(chunk_ids)
+        rows = self._db.query(self._CHUNK_SQL + f" WHERE k.id = ANY(%(ids)s::text[]) AND {where}", params)
+        by_id = {r["id"]: self._chunk(r) for r in rows}
+        return [by_id[i] for i in chunk_ids if i in by_id]
+
+    def visible_document(self, scope: AccessScope, document_id: str) -> bool:
+        docs, params = allowed_docs(scope, SearchFilters(document_ids=frozenset({document_id})))
+        return bool(self._db.query(docs + " LIMIT 1", params))
+
+    # -- housekeeping --------------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        return count_rows(self._db)
+
+    def check(self) -> IndexCheck:
+        """What PostgreSQL can tell of its pages and indexes, the keyword terms against the text, and ``counts``
+        (``check.py``)."""
+        return check_index(self._db)
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,128 @@
+"""The schema of ``kb.db`` and its ordered migrations (applied by ``inhouse.store.sqlite.database``).
+
+Version 1 is ``_SCHEMA`` plus the ``vec0`` table, whose dimension comes from the embedder (so step 1 is a function
+of the connection, not a script). Append only: never edit a step that has shipped.
+
+Files from before ``schema_migrations`` recorded their version in ``kb_meta`` (key ``schema``); ``_legacy_version``
+reads it once, the steps up to it are recorded as applied, and the ``kb_meta`` row is left as it was (nothing reads
+it any more).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inhouse.errors import InvalidRequest
+from inhouse.store.sqlite.database import Database, Migration, apply_migrations, run_step
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS kb_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS kb_collections (
+    pk          INTEGER PRIMARY KEY,
+    id          TEXT NOT NULL UNIQUE,               -- col_…
+    name        TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    description TEXT NOT NULL DEFAULT '',
+    created_at  REAL NOT NULL
+);
+-- One table for the access lists of collections and documents: owner is a col_… or doc_… id.
+CREATE TABLE IF NOT EXISTS kb_acl (
+    owner      TEXT NOT NULL,
+    kind       TEXT NOT NULL CHECK (kind IN ('group', 'key')),
+    principal  TEXT NOT NULL,
+    PRIMARY KEY (owner, kind, principal)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS kb_documents (
+    pk             INTEGER PRIMARY KEY,
+    id             TEXT NOT NULL UNIQUE,            -- doc_…, stable across versions
+    collection_pk  INTEGER NOT NULL REFERENCES kb_collections (pk),
+    source_path    TEXT NOT NULL,
+    sha256         TEXT NOT NULL,
+    label_rank     INTEGER NOT NULL,                -- Label.rank: filtered in SQL
+    has_acl        INTEGER NOT NULL DEFAULT 0,      -- 1: kb_acl rows owned by this document narrow access
+    title          TEXT NOT NULL,
+    filename       TEXT NOT NULL,
+    mime           TEXT NOT NULL,
+    metadata       TEXT NOT NULL DEFAULT '{}',
+    version        INTEGER NOT NULL DEFAULT 1,
+    created_at     REAL NOT NULL,
+    size_bytes     INTEGER NOT NULL,
+    chunk_count    INTEGER NOT NULL,
+    UNIQUE (collection_pk, source_path)
+);
+CREATE INDEX IF NOT EXISTS kb_documents_sha ON kb_documents (collection_pk, sha256);
+CREATE TABLE IF NOT EXISTS kb_files (
+    document_pk INTEGER PRIMARY KEY REFERENCES kb_documents (pk),
+    data        BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS kb_chunks (
+    pk           INTEGER PRIMARY KEY,               -- also the rowid in kb_fts and kb_vec
+    id           TEXT NOT NULL UNIQUE,              -- chk_…
+    document_pk  INTEGER NOT NULL REFERENCES kb_documents (pk),
+    ordinal      INTEGER NOT NULL,
+    content      TEXT NOT NULL,
+    section      TEXT NOT NULL DEFAULT '',
+    page_start   INTEGER NULL,
+    page_end     INTEGER NULL,
+    token_count  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS kb_chunks_doc ON kb_chunks (document_pk, ordinal);
+CREATE VIRTUAL TABLE IF NOT EXISTS kb_fts USING fts5 (text, tokenize = 'trigram');
+"""
+
+# 2: a change log of chunk rows (by document), written by triggers so that every writer, including one that
+# predates the log, leaves a trace; searchers replay it to keep their resident copy of the vectors current.
+# AUTOINCREMENT: a sequence number is never reused, even after the log is pruned. Existing databases need no
+# backfill: a searcher with no copy loads every vector once. And a covering index chunk -> document, so the
+# access rule on keyword matches reads 2.5 MB of index instead of the chunk rows (or every allowed chunk).
+_V2 = """
+CREATE INDEX IF NOT EXISTS kb_chunks_pk_doc ON kb_chunks (pk, document_pk);
+CREATE TABLE IF NOT EXISTS kb_vec_log (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    document_pk  INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS kb_chunks_logi AFTER INSERT ON kb_chunks BEGIN
+    INSERT INTO kb_vec_log (document_pk) VALUES (new.document_pk);
+END;
+CREATE TRIGGER IF NOT EXISTS kb_chunks_logd AFTER DELETE ON kb_chunks BEGIN
+    INSERT INTO kb_vec_log (document_pk) VALUES (old.document_pk);
+END;
+CREATE TRIGGER IF NOT EXISTS kb_chunks_logu AFTER UPDATE ON kb_chunks BEGIN
+    INSERT INTO kb_vec_log (document_pk) VALUES (old.document_pk), (new.document_pk);
+END;
+INSERT OR IGNORE INTO kb_meta (key, value) VALUES ('vec_log_pruned', '0');
+"""
+
+
+def migrations(dim: int) -> tuple[Migration, ...]:
+    def v1(conn: Any) -> None:
+        run_step(conn, _SCHEMA)
+        conn.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS kb_vec USING vec0 (embedding float[{int(dim)}]"
+                     " distance_metric=cosine)")
+
+    return (Migration(1, "collections_documents_chunks_fts_vec", v1), Migration(2, "vec_log_and_chunk_doc_index", _V2))
+
+
+def _legacy_version(conn: Any) -> int:
+    has_meta = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'kb_meta'").fetchone()
+    if not has_meta:
+        return 0
+    row = conn.execute("SELECT value FROM kb_meta WHERE key = 'schema'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def migrate_index(db: Database, dim: int) -> None:
+    """Bring ``kb.db`` to the newest schema, then check (or record) the dimension of its vectors."""
+    apply_migrations(db, migrations(dim), what="index", legacy_version=_legacy_version)
+    with db.transaction() as c:
+        row = c.execute("SELECT value FROM kb_meta WHERE key = 'dim'").fetchone()
+        if row is None:
+            c.execute("INSERT INTO kb_meta (key, value) VALUES ('dim', ?)", (str(dim),))
+        elif int(row[0]) != dim:
+            raise InvalidRequest(
+                f"The index at {db.path} holds {row[0]}-d vectors but the embedder makes {dim}-d ones; "
+                "use the embedder it was built with or re-ingest into a new data directory."
+            )
+
+
+def schema_version(db: Database) -> int:
+    return int(db.scalar("SELECT coalesce(max(version), 0) FROM schema_migrations"))

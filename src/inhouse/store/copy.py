@@ -1,0 +1,192 @@
+"""``inhouse store migrate --to postgresql://…``: copy an embedded install into an empty PostgreSQL database.
+
+What is copied, values unchanged (ids, times, JSON text, hashes): users, groups, memberships, API keys (their
+hashes), token usage, conversations and stored responses from ``inhouse.db``; every audit record and the signed
+head from ``audit.db``/``audit.head``; collections, access lists, documents with their bytes, chunks and vectors from
+``kb.db``. All of it in one PostgreSQL transaction: the target gets everything or nothing. The assistants' tables
+(support sessions, calendar events) stay in ``inhouse.db``, which the nodes keep using for them.
+
+Refusals, before anything is written: a target that already holds inhouse data (the copy never merges), and a
+source audit chain that does not verify (its break would be carried over silently). Afterwards the chain is
+verified again, read back from PostgreSQL with the same key (``audit.key``, which every node needs), and every
+table's row count is compared with the source.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import TYPE_CHECKING, Any
+
+from inhouse.errors import Conflict, InvalidRequest
+from inhouse.governance.audit.chain import FIELDS, VerifyReport
+from inhouse.store.sqlite.database import connect
+
+if TYPE_CHECKING:
+    from inhouse.config import Settings
+
+# inhouse.db tables copied, with their columns (the PostgreSQL tables have the same ones).
+_INHOUSE = {
+    "users": ("id", "name", "display_name", "role", "disabled", "created_at"),
+    "user_groups": ("id", "name", "created_at"),
+    "group_members": ("group_id", "user_id", "added_at"),
+    "api_keys": ("id", "name", "prefix", "secret_hash", "role", "user_id", "created_at", "expires_at", "revoked_at",
+                 "last_used_at", "rpm_limit", "tokens_per_day_limit", "scopes"),
+    "key_usage": ("key_id", "day", "tokens", "requests"),
+    "conversations": ("id", "owner", "title", "model", "messages", "created_at", "updated_at"),
+    "responses": ("id", "owner", "model", "previous_id", "messages", "input_items", "body", "created_at"),
+}
+_AUDIT_COLUMNS = (*FIELDS, "hash")
+_TARGET_TABLES = (*_INHOUSE, "audit_records", "kb_collections", "kb_documents")
+
+
+@dataclass
+class CopyReport:
+    copied: dict[str, int] = field(default_factory=dict)
+    target_counts: dict[str, int] = field(default_factory=dict)
+    audit: VerifyReport | None = None
+    left_behind: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return (self.audit is not None and self.audit.ok
+                and all(self.target_counts.get(t) == n for t, n in self.copied.items()))
+
+
+def copy_to_postgres(settings: Settings, url: str, *, say: Callable[[str], None] = lambda _: None) -> CopyReport:
+    """Copy the embedded install of ``settings.data_dir`` into the empty PostgreSQL database at ``url``."""
+    from inhouse.store.postgres.database import PostgresDatabase, migrate, redact_url
+    from inhouse.store.postgres.schema import AUDIT, INHOUSE
+    from inhouse.store.sqlite.audit import open_sqlite_audit_log
+    from inhouse.store.sqlite.inhouse_db import open_inhouse_db
+
+    if not settings.db_path.exists():
+        raise InvalidRequest(f"No embedded install at {settings.data_dir} (no inhouse.db).", param="data_dir")
+    # A file written by an older release gets its pending steps first, so every table copied exists (as a server
+    # start would do; the server is stopped).
+    open_inhouse_db(settings.db_path).close()
+    audit_path = settings.data_dir / "audit.db"
+    key_path = settings.data_dir / "audit.key"
+    source_log = open_sqlite_audit_log(audit_path, key_path=key_path) if audit_path.exists() else None
+    try:
+        if source_log is not None:
+            before = source_log.verify()
+            if not before.ok:
+                raise Conflict(f"The audit chain of {audit_path} does not verify ({before.kind} at record "
+                               f"{before.first_broken_seq}: {before.message}); run `inhouse audit verify` and resolve "
+                               "it first: a copy would carry the break over.")
+            say(f"source audit chain verified: {before.records} records")
+        pg = PostgresDatabase(url, max_size=2)
+        try:
+            migrate(pg, "inhouse", INHOUSE)
+            migrate(pg, "audit", AUDIT)
+            report = _copy(settings, pg, source_log, say)
+            report.target_counts = _counts(pg, report.copied)
+            from inhouse.governance.audit.log import AuditLog
+            from inhouse.store.postgres.audit import PostgresAuditStore
+
+            report.audit = AuditLog(PostgresAuditStore(pg), key_path=key_path).verify()
+        finally:
+            pg.close()
+    finally:
+        if source_log is not None:
+            source_log.close()
+    say(f"copied into {redact_url(url)}")
+    return report
+
+
+def _copy(settings: Settings, pg: Any, source_log: Any, say: Callable[[str], None]) -> CopyReport:
+    from inhouse.kb.index.postgres.schema import migrate_index
+
+    report = CopyReport(left_behind=["support_sessions", "schedule_events"])
+    kb = _open_index(settings)
+    try:
+        if kb is not None:
+            migrate_index(pg, kb.dim)
+        with pg.transaction() as conn:
+            _refuse_non_empty(conn, pg.url)
+            src = connect(settings.db_path, readonly=True)
+            try:
+                for table, cols in _INHOUSE.items():
+                    rows = (tuple(bool(r[c]) if c == "disabled" else r[c] for c in cols)
+                            for r in src.execute(f"SELECT {', '.join(cols)} FROM {table}"))
+                    report.copied[table] = _insert(conn, table, cols, rows)
+                    say(f"{table}: {report.copied[table]}")
+            finally:
+                src.close()
+            if source_log is not None:
+                _copy_audit(conn, source_log, report)
+                say(f"audit_records: {report.copied['audit_records']}")
+            if kb is not None:
+                from inhouse.kb.index.postgres.load import load_index
+                from inhouse.kb.index.sqlite.export import export_index
+
+                with export_index(kb) as export:
+                    for table, n in load_index(conn, export).items():
+                        report.copied[table] = n
+                        say(f"{table}: {n}")
+    finally:
+        if kb is not None:
+            kb.close()
+    return report
+
+
+def _open_index(settings: Settings) -> Any:
+    if not settings.kb_path.exists():
+        return None
+    from inhouse.kb.index.sqlite import SqliteIndexStore
+
+    conn = sqlite3.connect(f"file:{settings.kb_path}?mode=ro", uri=True)
+    try:
+        dim = int(conn.execute("SELECT value FROM kb_meta WHERE key = 'dim'").fetchone()[0])
+    finally:
+        conn.close()
+    return SqliteIndexStore(settings.kb_path, dim=dim, resident_vectors=False)
+
+
+def _refuse_non_empty(conn: Any, url: str) -> None:
+    from inhouse.store.postgres.database import redact_url
+
+    held = {}
+    for table in _TARGET_TABLES:
+        exists = conn.execute("SELECT to_regclass(%s) AS t", (table,)).fetchone()["t"]
+        if exists is not None:
+            n = int(conn.execute(f"SELECT count(*) AS n FROM {table}").fetchone()["n"])
+            if n:
+                held[table] = n
+    if held:
+        listed = ", ".join(f"{n} {t}" for t, n in held.items())
+        raise Conflict(f"The database at {redact_url(url)} already holds inhouse data ({listed}). `inhouse store "
+                       "migrate` copies into an empty database only; it never merges two installs.")
+
+
+def _insert(conn: Any, table: str, cols: tuple[str, ...], rows: Iterable[tuple[Any, ...]]) -> int:
+    """Insert in batches; the number of rows."""
+    sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})"
+    n = 0
+    it = iter(rows)
+    while batch := list(islice(it, 1000)):
+        conn.cursor().executemany(sql, batch)
+        n += len(batch)
+    return n
+
+
+def _copy_audit(conn: Any, source_log: Any, report: CopyReport) -> None:
+    """Records verbatim (the hashes cover their stored text), then the signed head as it was."""
+    rows = (tuple(r[c] for c in _AUDIT_COLUMNS) for r in source_log.store.rows(_all_records()))
+    report.copied["audit_records"] = _insert(conn, "audit_records", _AUDIT_COLUMNS, rows)
+    head = source_log.store.read_head()
+    if head is not None:
+        conn.execute("INSERT INTO audit_head (id, head) VALUES (1, %s)", (head,))
+
+
+def _all_records() -> Any:
+    from inhouse.governance.audit.store import RecordQuery
+
+    return RecordQuery()
+
+
+def _counts(pg: Any, tables: dict[str, int]) -> dict[str, int]:
+    return {t: int(pg.scalar(f"SELECT count(*) FROM {t}")) for t in tables}

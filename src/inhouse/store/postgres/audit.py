@@ -1,0 +1,119 @@
+"""``PostgresAuditStore``: one audit chain appended by several inhouse nodes.
+
+An append is one transaction holding ``pg_advisory_xact_lock`` of the chain: the tail it reads is the tail it
+extends, on whichever node it runs. The signed head is a row (``audit_head``) written in that same transaction, so
+the record and the head commit together; unlike the SQLite store's head file there is nothing to put back after a
+failed commit. A snapshot is a ``REPEATABLE READ`` transaction: rows, count and head from one moment. The HMAC key
+stays a file on each node (``<data_dir>/audit.key``): every node writing the chain needs the same key, and the
+database alone cannot forge a head.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from inhouse.errors import AuditUnavailable, StorageFull
+from inhouse.governance.audit.chain import FIELDS, Head
+from inhouse.governance.audit.store import RecordQuery, Row, append_failed
+from inhouse.store.postgres.database import PostgresDatabase, lock_id
+
+AUDIT_LOCK = lock_id("audit-chain")
+_INSERT = (f"INSERT INTO audit_records ({', '.join((*FIELDS, 'hash'))})"
+           f" VALUES ({', '.join(['%s'] * (len(FIELDS) + 1))})")
+_BATCH = 2000
+
+
+def _head(conn: Any) -> str | None:
+    row = conn.execute("SELECT head FROM audit_head WHERE id = 1").fetchone()
+    return None if row is None else str(row["head"])
+
+
+class _Append:
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def tail(self) -> Head | None:
+        row = self._conn.execute("SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1").fetchone()
+        return Head(int(row["seq"]), row["hash"]) if row else None
+
+    def read_head(self) -> str | None:
+        return _head(self._conn)
+
+    def insert(self, row: Row) -> None:
+        self._conn.execute(_INSERT, [row[name] for name in (*FIELDS, "hash")])
+
+    def write_head(self, text: str) -> None:
+        self._conn.execute("INSERT INTO audit_head (id, head) VALUES (1, %s)"
+                           " ON CONFLICT (id) DO UPDATE SET head = excluded.head", (text,))
+
+
+class _Snapshot:
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        row = conn.execute("SELECT count(*) AS n, coalesce(max(seq), 0) AS last FROM audit_records").fetchone()
+        self.total, self.last_seq = int(row["n"]), int(row["last"])
+
+    def read_head(self) -> str | None:
+        return _head(self._conn)
+
+    def rows(self) -> Iterator[Row]:
+        # A server-side cursor: a chain of millions of records is walked without holding it in memory.
+        with self._conn.cursor(name="audit_verify") as cur:
+            cur.itersize = _BATCH
+            cur.execute("SELECT * FROM audit_records ORDER BY seq")
+            yield from cur
+
+
+class PostgresAuditStore:
+    """``owns_db``: closing the store closes the pool too (a CLI command that opened it for the log alone)."""
+
+    def __init__(self, db: PostgresDatabase, *, owns_db: bool = False) -> None:
+        self._db = db
+        self._owns_db = owns_db
+        self._closed = False
+
+    @contextmanager
+    def appending(self) -> Iterator[_Append]:
+        if self._closed:
+            raise AuditUnavailable("The audit log is closed.")
+        stage = "begin"
+        try:
+            with self._db.transaction(lock=AUDIT_LOCK) as conn:
+                stage = "write"
+                yield _Append(conn)
+                stage = "commit"
+        except (self._db.errors, StorageFull) as exc:
+            message = {"begin": "The audit log cannot be written", "write": "The audit record could not be written",
+                       "commit": "The audit record could not be committed"}[stage]
+            raise append_failed(message, exc) from exc
+
+    def wait_for_writers(self) -> None:
+        with self._db.transaction(lock=AUDIT_LOCK):  # granted once the appends in flight have ended
+            pass
+
+    def read_head(self) -> str | None:
+        with self._db.connection() as conn:
+            return _head(conn)
+
+    @contextmanager
+    def snapshot(self) -> Iterator[_Snapshot]:
+        with self._db.transaction(isolation="REPEATABLE READ READ ONLY") as conn:
+            yield _Snapshot(conn)
+
+    def count(self) -> int:
+        return int(self._db.scalar("SELECT count(*) FROM audit_records"))
+
+    def rows(self, query: RecordQuery) -> Iterator[Row]:
+        sql, params = query.sql("%s")
+        with self._db.transaction(isolation="REPEATABLE READ READ ONLY") as conn, \
+                conn.cursor(name="audit_rows") as cur:
+            cur.itersize = _BATCH
+            cur.execute(sql, params)
+            yield from cur
+
+    def close(self) -> None:
+        if not self._closed and self._owns_db:
+            self._db.close()
+        self._closed = True

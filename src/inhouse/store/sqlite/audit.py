@@ -1,0 +1,231 @@
+"""``SqliteAuditStore``: the ``AuditStore`` of the embedded install: ``audit.db`` beside its head file ``audit.head``.
+
+Writes go through one connection with ``synchronous=FULL`` (a committed record survives a power cut); SQLite's
+write lock serialises appends across processes (a lock in the process, too). The head file is replaced atomically
+inside the write transaction, before the commit; if the commit then fails, the previous head text is put back.
+Readers (verify, export, reports) use read-only connections of their own, so a long verify never holds up writers.
+
+Migrations: version 1 is the table as the first release wrote it (files from before this scheme have
+``audit_records`` and no ``schema_migrations``: they are at version 1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from inhouse.errors import AuditUnavailable
+from inhouse.governance.audit.chain import FIELDS, Head
+from inhouse.governance.audit.log import AuditLog
+from inhouse.governance.audit.store import RecordQuery, Row, append_failed
+from inhouse.store.sqlite.database import (
+    Database,
+    Migration,
+    apply_migrations,
+    connect,
+    read_transaction,
+    write_transaction,
+)
+
+_V1 = """
+CREATE TABLE IF NOT EXISTS audit_records (
+    seq          INTEGER PRIMARY KEY,   -- 1, 2, 3 … with no gaps
+    ts           TEXT NOT NULL,         -- UTC, '2026-01-31T12:00:00.000000Z' (sorts as text)
+    kind         TEXT NOT NULL,         -- 'request' | 'security'
+    action       TEXT NOT NULL,         -- 'chat:create', 'key.created', 'model.loaded', …
+    request_id   TEXT,
+    actor_key_id TEXT,
+    user_id      TEXT,
+    resource     TEXT,
+    model        TEXT,
+    location     TEXT,                  -- where it ran: 'local' or an external provider's name
+    label        TEXT,                  -- effective sensitivity label of the data involved
+    documents    TEXT NOT NULL,         -- JSON list of document / chunk ids
+    redactions   TEXT NOT NULL,         -- JSON {kind: count}; never the values
+    outcome      TEXT NOT NULL,
+    reason       TEXT,
+    details      TEXT NOT NULL,         -- JSON object
+    prev_hash    TEXT NOT NULL,
+    hash         TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_records_ts ON audit_records (ts);
+CREATE INDEX IF NOT EXISTS audit_records_action ON audit_records (action);
+CREATE INDEX IF NOT EXISTS audit_records_actor ON audit_records (actor_key_id);
+-- Our own code never updates or deletes; these make a bug (or a careless tool) fail loudly. They are no
+-- protection against someone who can write the file: the chain and the signed head are.
+CREATE TRIGGER IF NOT EXISTS audit_records_no_update BEFORE UPDATE ON audit_records
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_records_no_delete BEFORE DELETE ON audit_records
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"""
+
+MIGRATIONS = (
+    Migration(1, "audit_records", _V1),
+    # The requests that never ended (``AuditLog.unfinished``) are found by request id. IF NOT EXISTS: files written
+    # by the release before migrations have the index already.
+    Migration(2, "audit_records_request",
+              "CREATE INDEX IF NOT EXISTS audit_records_request ON audit_records (request_id)"),
+)
+_INSERT = (f"INSERT INTO audit_records ({', '.join((*FIELDS, 'hash'))})"
+           f" VALUES ({', '.join('?' * (len(FIELDS) + 1))})")
+_FAILED = {"begin": "The audit log cannot be written", "write": "The audit record could not be written",
+           "commit": "The audit record could not be committed"}
+
+
+def _legacy_version(conn: Any) -> int:
+    found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_records'").fetchone()
+    return 1 if found else 0
+
+
+class _Append:
+    def __init__(self, conn: sqlite3.Connection, store: SqliteAuditStore) -> None:
+        self._conn = conn
+        self._store = store
+        self.previous_head: str | None = None
+        self.head_written = False
+
+    def tail(self) -> Head | None:
+        row = self._conn.execute("SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1").fetchone()
+        return Head(row["seq"], row["hash"]) if row else None
+
+    def read_head(self) -> str | None:
+        return self._store.read_head()
+
+    def insert(self, row: Row) -> None:
+        self._conn.execute(_INSERT, [row[name] for name in (*FIELDS, "hash")])
+
+    def write_head(self, text: str) -> None:
+        with contextlib.suppress(OSError):
+            self.previous_head = self._store.read_head()
+        self._store.replace_head(text)
+        self.head_written = True
+
+
+class _Snapshot:
+    def __init__(self, conn: sqlite3.Connection, store: SqliteAuditStore) -> None:
+        self._conn = conn
+        self._store = store
+        total, last = conn.execute("SELECT count(*), coalesce(max(seq), 0) FROM audit_records").fetchone()
+        self.total, self.last_seq = int(total), int(last)
+
+    def read_head(self) -> str | None:
+        return self._store.read_head()
+
+    def rows(self) -> Iterator[Row]:
+        return (dict(r) for r in self._conn.execute("SELECT * FROM audit_records ORDER BY seq"))
+
+
+class SqliteAuditStore:
+    def __init__(self, path: Path | str, *, head_path: Path | None = None, busy_timeout_ms: int = 10_000) -> None:
+        self.path = Path(path)
+        self.head_path = head_path or self.path.parent / "audit.head"
+        self._busy_timeout_ms = busy_timeout_ms
+        try:
+            self._db = Database(self.path, busy_timeout_ms=busy_timeout_ms, synchronous="FULL")
+            apply_migrations(self._db, MIGRATIONS, what="audit log", legacy_version=_legacy_version)
+        except sqlite3.Error as exc:
+            raise AuditUnavailable(f"The audit log {self.path} cannot be opened: {exc}") from exc
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The writer connection (tests make it fail on purpose)."""
+        conn: sqlite3.Connection = self._db.connection
+        return conn
+
+    # -- writing ----------------------------------------------------------------------------------------------
+
+    @contextmanager
+    def appending(self) -> Iterator[_Append]:
+        with self._db.lock:
+            if self._db.closed:
+                raise AuditUnavailable("The audit log is closed.")
+            tx = _Append(self._db.connection, self)
+            stage = "begin"
+            try:
+                with write_transaction(self._db.connection):
+                    stage = "write"
+                    yield tx
+                    stage = "commit"
+            except (sqlite3.Error, OSError) as exc:
+                if stage == "commit" and tx.head_written:
+                    self._restore_head(tx.previous_head)
+                raise append_failed(_FAILED[stage], exc, self.path.parent) from exc
+
+    def wait_for_writers(self) -> None:
+        with self._db.lock, contextlib.suppress(sqlite3.Error):
+            if not self._db.closed:
+                with write_transaction(self._db.connection):  # blocks (busy_timeout) while another writer commits
+                    pass
+
+    # -- the head file ----------------------------------------------------------------------------------------
+
+    def read_head(self) -> str | None:
+        try:
+            return self.head_path.read_text()
+        except FileNotFoundError:
+            return None
+
+    def replace_head(self, text: str) -> None:
+        tmp = self.head_path.with_name(f".{self.head_path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        try:
+            with open(tmp, "w") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.head_path)  # atomic: a reader sees the old head or the new one
+        finally:
+            tmp.unlink(missing_ok=True)
+        dir_fd = os.open(self.head_path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # the rename itself must survive a power cut
+        finally:
+            os.close(dir_fd)
+
+    def _restore_head(self, previous: str | None) -> None:
+        with contextlib.suppress(OSError):
+            if previous is None:
+                self.head_path.unlink(missing_ok=True)
+            else:
+                self.replace_head(previous)
+
+    # -- reading ----------------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        conn = connect(self.path, readonly=True, busy_timeout_ms=self._busy_timeout_ms)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    @contextmanager
+    def snapshot(self) -> Iterator[_Snapshot]:
+        with self._reader() as conn, read_transaction(conn):
+            yield _Snapshot(conn, self)
+
+    def count(self) -> int:
+        with self._reader() as conn:
+            return int(conn.execute("SELECT count(*) FROM audit_records").fetchone()[0])
+
+    def rows(self, query: RecordQuery) -> Iterator[Row]:
+        sql, params = query.sql("?")
+        with self._reader() as conn:
+            for row in conn.execute(sql, params):
+                yield dict(row)
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def open_sqlite_audit_log(path: Path | str, *, key_path: Path | None = None, head_path: Path | None = None,
+                          clock: Callable[[], float] = time.time) -> AuditLog:
+    """The audit log of an embedded install: ``audit.db``, with ``audit.head`` and ``audit.key`` beside it."""
+    store = SqliteAuditStore(path, head_path=head_path)
+    return AuditLog(store, key_path=key_path or Path(path).parent / "audit.key", clock=clock)

@@ -1,0 +1,306 @@
+"""The one SQLite helper: connection set-up, transactions and ordered migrations, for every SQLite file.
+
+inhouse keeps three SQLite files in its data directory: ``inhouse.db`` (governance, conversations, the assistants'
+tables), ``kb.db`` (the knowledge index, opened through ``apsw`` because it loads ``sqlite-vec``) and ``audit.db``
+(the hash-chained audit log). All three go through this module:
+
+* ``configure`` sets the pragmas (WAL, busy timeout, synchronous, foreign keys) on a connection of either driver;
+  ``connect`` opens a stdlib ``sqlite3`` connection with them.
+* ``write_transaction`` / ``read_transaction`` are the one copy of ``BEGIN IMMEDIATE`` / ``COMMIT`` / ``ROLLBACK``.
+  ``Database`` wraps a connection with a lock, so it is usable from any thread.
+* ``Migration`` + ``apply_migrations``: numbered steps per database, recorded in ``schema_migrations``
+  (version, name, applied_at), each applied in its own write transaction together with its row, so a crash
+  leaves a file before or after a version, never between. Steps are append-only: never edit one that shipped.
+  A file written before a database joined this scheme carries an older marker; ``legacy_version`` reads it once
+  and the steps it stands for are recorded as applied (see each database's migrations).
+
+The stdlib ``sqlite3`` and ``apsw`` connections share what is used here: ``execute(sql, params)`` returning a
+cursor with ``fetchone``/``fetchall``. ``WAL`` lets readers proceed while one writer commits;
+``synchronous=NORMAL`` is durable across process crashes in WAL mode (the audit log asks for ``FULL``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from inhouse.errors import InvalidRequest, is_storage_full, storage_full
+
+Params = Sequence[Any] | dict[str, Any]
+Synchronous = Literal["OFF", "NORMAL", "FULL"]
+_SYNC_LEVEL = {"OFF": 0, "NORMAL": 1, "FULL": 2}
+
+
+def configure(conn: Any, *, busy_timeout_ms: int = 5000, synchronous: Synchronous = "NORMAL",
+              readonly: bool = False, foreign_keys: bool = True, secure_delete: bool = False) -> None:
+    """The pragmas every inhouse connection runs with (either driver). A read-only connection only waits."""
+    pragmas = [f"busy_timeout = {int(busy_timeout_ms)}"]
+    if not readonly:
+        pragmas += ["journal_mode = WAL", f"synchronous = {_SYNC_LEVEL[synchronous]}"]
+    if foreign_keys:
+        pragmas.append("foreign_keys = ON")
+    if secure_delete:
+        pragmas.append("secure_delete = ON")
+    for pragma in pragmas:
+        conn.execute(f"PRAGMA {pragma}").fetchall()
+
+
+def connect(path: Path | str, *, readonly: bool = False, busy_timeout_ms: int = 5000,
+            synchronous: Synchronous = "NORMAL", foreign_keys: bool = True) -> sqlite3.Connection:
+    """A stdlib connection with rows as ``sqlite3.Row``, autocommit (transactions are ours), usable by any thread
+    (callers serialise: ``Database`` holds a lock)."""
+    if str(path) != ":memory:" and not readonly:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    configure(conn, busy_timeout_ms=busy_timeout_ms, synchronous=synchronous, readonly=readonly,
+              foreign_keys=foreign_keys)
+    return conn
+
+
+@contextmanager
+def write_transaction(conn: Any) -> Iterator[Any]:
+    """``BEGIN IMMEDIATE`` (take the write lock now, so what is read is what is changed), ``COMMIT`` on success,
+    ``ROLLBACK`` on any exception, including a failed ``COMMIT``."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
+
+
+@contextmanager
+def read_transaction(conn: Any) -> Iterator[Any]:
+    """A read snapshot: every statement inside sees the same committed state."""
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        _rollback(conn)  # nothing was written: ending the read is all a rollback does here
+
+
+def _rollback(conn: Any) -> None:
+    with suppress(Exception):  # no transaction left: SQLite ended it itself after the error
+        conn.execute("ROLLBACK")
+
+
+def driver_errors(conn: Any) -> tuple[type[Exception], ...]:
+    """The base error classes of ``conn``'s driver: the ``Error`` of the module that defines its class (stdlib
+    ``sqlite3``, or ``apsw`` for the index, which this module never imports: it belongs to ``kb/index/sqlite/``)."""
+    driver = sys.modules.get(type(conn).__module__.split(".")[0])
+    error = getattr(driver, "Error", None)
+    return (error,) if isinstance(error, type) and issubclass(error, Exception) else (sqlite3.Error,)
+
+
+@contextmanager
+def full_disk_guard(path: str, what: str, errors: tuple[type[Exception], ...]) -> Iterator[None]:
+    """A driver error that means the disk is full becomes ``StorageFull`` (HTTP 507, CLI exit 6); other errors pass
+    unchanged. The transaction it happened in has been rolled back by then (``write_transaction``)."""
+    try:
+        yield
+    except errors as exc:
+        if is_storage_full(exc, None if path == ":memory:" else Path(path).parent):
+            raise storage_full(what, exc) from exc
+        raise
+
+
+class Database:
+    """A connection usable from any thread: one re-entrant lock around every statement and transaction.
+
+    Calls made by the thread inside ``transaction()`` join that transaction (the lock is re-entrant and a nested
+    ``transaction()`` does not begin a second one). A write that fails because the disk is full raises
+    ``StorageFull`` (``what`` names the file in its message)."""
+
+    def __init__(self, path: Path | str, *, conn: Any = None, busy_timeout_ms: int = 5000,
+                 synchronous: Synchronous = "NORMAL", what: str | None = None) -> None:
+        self.path = str(path)
+        self._conn: Any = conn if conn is not None else connect(path, busy_timeout_ms=busy_timeout_ms,
+                                                                synchronous=synchronous)
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._closed = False
+        self._what = f"Could not write to {what or Path(self.path).name}"
+        self._errors = driver_errors(self._conn)
+
+    def _guard(self) -> Any:
+        return full_disk_guard(self.path, self._what, self._errors)
+
+    @property
+    def connection(self) -> Any:
+        return self._conn
+
+    @property
+    def lock(self) -> threading.RLock:
+        return self._lock
+
+    @property
+    def errors(self) -> tuple[type[Exception], ...]:
+        """The driver's base error classes."""
+        return self._errors
+
+    def execute(self, sql: str, params: Params = ()) -> int:
+        """Run one statement (autocommit unless inside ``transaction``); return the rows changed."""
+        with self._lock, self._guard():
+            cur = self._conn.execute(sql, params)
+            rowcount = getattr(cur, "rowcount", None)
+            return int(rowcount if rowcount is not None else self._conn.changes())
+
+    def query(self, sql: str, params: Params = ()) -> list[Any]:
+        with self._lock:
+            return list(self._conn.execute(sql, params).fetchall())
+
+    def query_one(self, sql: str, params: Params = ()) -> Any:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchone()
+
+    def scalar(self, sql: str, params: Params = ()) -> Any:
+        row = self.query_one(sql, params)
+        return None if row is None else row[0]
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """Hold the lock and a write transaction; commit on success, roll back on any exception (a failed
+        ``COMMIT`` included: a full disk leaves nothing half-written)."""
+        with self._lock, self._guard():
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield self._conn
+                finally:
+                    self._depth -= 1
+                return
+            with write_transaction(self._conn) as conn:
+                self._depth = 1
+                try:
+                    yield conn
+                finally:
+                    self._depth = 0
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Any]:
+        """Hold the lock and a read transaction (one consistent view for several statements)."""
+        with self._lock, read_transaction(self._conn) as conn:
+            yield conn
+
+    def pragma(self, name: str) -> Any:
+        if not name.replace("_", "").isalnum():
+            raise ValueError(f"not a pragma name: {name!r}")
+        return self.scalar(f"PRAGMA {name}")
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._conn.close()
+
+
+# -- migrations ------------------------------------------------------------------------------------------------
+
+Step = str | Callable[[Any], None]
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One numbered step: SQL (one or more statements) or a function of the connection (for DDL that depends on
+    a runtime value, such as the vector dimension)."""
+
+    version: int
+    name: str
+    sql: Step
+
+
+def statements(sql: str) -> list[str]:
+    """Split a script into complete statements (trigger bodies and string literals keep their semicolons).
+    ``executescript`` is not used: it commits on its own and would break one-transaction-per-version."""
+    out: list[str] = []
+    buf = ""
+    for piece in sql.split(";"):
+        buf += piece + ";"
+        if sqlite3.complete_statement(buf):
+            if buf.strip(" \t\r\n;"):
+                out.append(buf.strip())
+            buf = ""
+    if buf.strip(" \t\r\n;"):
+        out.append(buf.strip().rstrip(";"))
+    return out
+
+
+def run_step(conn: Any, step: Step) -> None:
+    if callable(step):
+        step(conn)
+        return
+    for stmt in statements(step):
+        conn.execute(stmt)
+
+
+_CREATE_TABLE = ("CREATE TABLE IF NOT EXISTS schema_migrations ("
+                 " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)")
+
+
+def _has_table(conn: Any, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+
+
+def apply_migrations(db: Database, migrations: Sequence[Migration], *, what: str = "database",
+                     legacy_version: Callable[[Any], int] | None = None) -> list[int]:
+    """Apply the steps ``db`` has not recorded, in order; return the versions applied now (empty: up to date).
+
+    Each step runs in its own write transaction with the row that records it; the check is made inside that
+    transaction, so two processes opening the same file apply a step once. A file that records a version newer
+    than the last step is refused (``InvalidRequest``): it was written by a newer inhouse."""
+    versions = [m.version for m in migrations]
+    if versions != sorted(set(versions)):
+        raise ValueError("migration versions must be unique and increasing")
+    latest = versions[-1] if versions else 0
+    with db.transaction() as conn:
+        if not _has_table(conn, "schema_migrations"):
+            adopted = legacy_version(conn) if legacy_version is not None else 0
+            if adopted > latest:  # refused before anything is written: the newer inhouse keeps its file as it was
+                raise InvalidRequest(
+                    f"The {what} at {db.path} has schema version {adopted}, newer than this version of inhouse "
+                    f"understands ({latest}); upgrade inhouse to open it.")
+            conn.execute(_CREATE_TABLE)
+            now = time.time()
+            for m in migrations:
+                if m.version <= adopted:  # the older marker says these are in the file already
+                    conn.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                                 (m.version, m.name, now))
+        found = int(conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()[0])
+    if found > latest:
+        raise InvalidRequest(
+            f"The {what} at {db.path} has schema version {found}, newer than this version of inhouse "
+            f"understands ({latest}); upgrade inhouse to open it.")
+    applied: list[int] = []
+    for m in migrations:
+        with db.transaction() as conn:
+            if conn.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (m.version,)).fetchone():
+                continue
+            run_step(conn, m.sql)
+            conn.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                         (m.version, m.name, time.time()))
+        applied.append(m.version)
+    return applied
+
+
+def current_version(db: Database) -> int:
+    """The newest version recorded in ``db`` (0: no migration yet)."""
+    with db.snapshot() as conn:
+        if not _has_table(conn, "schema_migrations"):
+            return 0
+        return int(conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()[0])

