@@ -1,5 +1,5 @@
-"""Soak: 64 concurrent streaming clients against one `inhouse serve` (SmolLM2) for 30 minutes, with the server's
-RSS, open files and threads sampled over time and drawn as a chart.
+"""Soak: 64 concurrent streaming clients against one `inhouse serve` (SmolLM2) for 30 minutes, with the RSS, open
+files and threads of the server and its engine processes (summed) sampled over time and drawn as a chart.
 
     flock /tmp/inhouse-heavy.lock .venv/bin/python -m benchmarks.soak --minutes 30
 
