@@ -13,8 +13,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 bash scripts/build_llama.sh .venv/bin/python
 echo "==> installing inhouse and its dependencies"
-.venv/bin/python -m pip install --progress-bar on -e ".[test,bench,postgres]" 2>&1 | grep -vE "^(Requirement already|WARNING: Location)" || true
-.venv/bin/python -c "import llama_cpp, inhouse" || { echo "setup failed: see pip output above" >&2; exit 1; }
+.venv/bin/python -m pip install --progress-bar on -e ".[test,bench,postgres,cluster]" 2>&1 | grep -vE "^(Requirement already|WARNING: Location)" || true
+.venv/bin/python -c "import llama_cpp, inhouse, ray.serve" || { echo "setup failed: see pip output above" >&2; exit 1; }
 echo "==> probing this machine (cached per machine and llama.cpp build)"
 .venv/bin/inhouse doctor
 echo "==> fetching the model to serve"

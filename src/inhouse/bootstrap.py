@@ -284,3 +284,30 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
                     external=ExternalProviderClient(), kb=kb, conversations=stores.conversations,
                     responses=stores.responses, probe=probe, weight_choices=weight_choices,
                     default_model=default_model, assistants=assistants, stores=stores)
+
+
+def build_model_host(settings: Settings, *, catalog: Sequence[CatalogEntry] = CATALOG
+                     ) -> tuple[ModelRegistry, ProfileStore]:
+    """What a cluster's model replica (``inhouse.cluster``) needs on its machine: the registry of this machine's
+    model cache, loading through llama.cpp with the tuned profile matching this machine's CPU, and no database (the
+    requests are authenticated, metered and audited at the ingress). Model loads are logged by the replica."""
+    profiles = ProfileStore(settings.data_dir / "profiles", lambda: detect_cpu().signature)
+    probe = build_probe(settings)  # this machine's: its weight paths are its own
+    settings.model_cache_dir.mkdir(parents=True, exist_ok=True)
+    registry: ModelRegistry | None = None
+
+    def variant_path(name: str, sha256: str) -> Path:
+        assert registry is not None
+        return registry.verified_path(name, sha256)
+
+    registry = ModelRegistry(
+        cache_dir=settings.model_cache_dir,
+        load_engine=build_llama_engine_factory(settings, profiles, variant_path, probe),
+        ram_budget_mb=settings.models.ram_budget_mb,
+        catalog=catalog,
+        footprint=build_footprint_estimator(settings, probe, profiles, variant_path),
+        available_memory=available_memory_bytes,
+        on_ram_full=settings.models.on_ram_full,
+        allow_synthetic=settings.models.allow_synthetic,
+    )
+    return registry, profiles

@@ -236,6 +236,30 @@ class AppsSettings(BaseModel):
     )
 
 
+class ClusterSettings(BaseModel):
+    min_replicas: int = Field(
+        0, ge=0, description="Fewest replicas of each model in a cluster; 0 lets an idle model's machines go back "
+        "to other work.")
+    max_replicas: int = Field(
+        0, ge=0, description="Most replicas of each model (at most one per machine); 0 means one per machine.")
+    initial_replicas: int = Field(
+        1, ge=0, description="Replicas of each model started when the app is deployed (then autoscaling decides).")
+    upscale_delay_s: float = Field(
+        1.0, ge=0, description="Seconds of sustained demand before a model gets another replica (Ray's default: 30).")
+    downscale_delay_s: float = Field(
+        60.0, ge=0, description="Seconds of low demand before a model loses a replica, down to zero (Ray's default: "
+        "600).")
+    target_ongoing_requests: float = Field(
+        0.0, ge=0, description="Requests per replica autoscaling aims for; 0 means half of engine.max_running.")
+    routing: str = Field(
+        "affinity", pattern="^(affinity|random)$",
+        description="How requests pick a model replica: affinity (a conversation stays on the replica holding its "
+        "prefix cache, spilling over when it is full) or random (for comparison).")
+    call_timeout_s: float = Field(
+        300.0, gt=0, description="Longest wait for a model replica to answer a short call (tokenize, describe), a "
+        "cold start from zero replicas included.")
+
+
 class StoreSettings(BaseModel):
     url: str = Field(
         "", pattern=r"^$|^postgres(ql)?://",
@@ -270,6 +294,8 @@ class Settings(BaseSettings):
     )
     kb: KbSettings = Field(default_factory=lambda: KbSettings(), description="Company knowledge.")
     apps: AppsSettings = Field(default_factory=lambda: AppsSettings(), description="Assistants.")
+    cluster: ClusterSettings = Field(
+        default_factory=lambda: ClusterSettings(), description="Cluster mode (Ray Serve): replicas and routing.")
     store: StoreSettings = Field(default_factory=lambda: StoreSettings(), description="Where data is kept.")
 
     @property

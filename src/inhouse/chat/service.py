@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from inhouse.chat.affinity import chat_affinity_key, completion_affinity_key
 from inhouse.chat.completion import completion_prompts
 from inhouse.chat.output import (
     CompletionResult,
@@ -92,7 +93,8 @@ class ChatService:
         # A template that already writes BOS must not get a second one from the tokenizer.
         add_special = not (bos and prompt.startswith(bos))
         tokens = engine.tokenize(prompt, add_special=add_special, parse_special=True)
-        return self._prepared("chat", spec.name, engine, [tokens], req, parse_tools=offer_tools)
+        return self._prepared("chat", spec.name, engine, [tokens], req, parse_tools=offer_tools,
+                              affinity=chat_affinity_key(spec.name, messages))
 
     def prepare_completion(self, body: Any) -> PreparedGeneration:
         req = _as_mapping(body)
@@ -105,8 +107,8 @@ class ChatService:
                               echo=echo)
 
     def _prepared(self, kind: Kind, model: str, engine: EngineClient, prompts: list[list[int]],
-                  req: Mapping[str, Any], *, parse_tools: bool, echo: list[str | None] | None = None
-                  ) -> PreparedGeneration:
+                  req: Mapping[str, Any], *, parse_tools: bool, echo: list[str | None] | None = None,
+                  affinity: str | None = None) -> PreparedGeneration:
         """One engine request per choice: ``n`` per prompt, sharing its tokens (the scheduler shares its KV)."""
         n_ctx = engine.n_ctx
         n = _choices(req, len(prompts), self._settings.max_choices)
@@ -114,6 +116,7 @@ class ChatService:
         rid, now = new_request_id(), time.monotonic()
         requests: list[GenerationRequest] = []
         for p, tokens in enumerate(prompts):
+            key = affinity or completion_affinity_key(model, tokens)
             if len(tokens) + 1 > n_ctx:
                 raise _context_error(len(tokens), n_ctx)
             params = build_sampling_params(req, n_prompt=len(tokens), n_ctx=n_ctx, settings=self._settings)
@@ -126,7 +129,8 @@ class ChatService:
                 i = p * n + j
                 seed = params.seed if params.seed is None else (params.seed + i) % 2**32  # choices differ
                 requests.append(GenerationRequest(rid if i == 0 else f"{rid}-{i}", tokens,
-                                                  dataclasses.replace(params, seed=seed), arrival_s=now))
+                                                  dataclasses.replace(params, seed=seed), arrival_s=now,
+                                                  affinity_key=key))
         return PreparedGeneration(kind, model, engine, requests, parse_tools=parse_tools, n=n, echo=echo,
                                   logprobs=logprobs)
 

@@ -8,6 +8,7 @@ import typer
 from inhouse.cli import audit as audit_cli
 from inhouse.cli import backup as backup_cli
 from inhouse.cli import chat, keys, models, serve
+from inhouse.cli import cluster as cluster_cli
 from inhouse.cli import doctor as doctor_cli
 from inhouse.cli import groups as groups_cli
 from inhouse.cli import image as image_cli
@@ -44,6 +45,7 @@ app.add_typer(image_cli.app, name="image", help="Build, verify and install air-g
 app.add_typer(users_cli.app, name="users", help="Add, list, change and remove users.")
 app.add_typer(groups_cli.app, name="groups", help="Groups (departments) and their members.")
 app.add_typer(audit_cli.app, name="audit", help="Verify, export and report on the tamper-evident audit log.")
+app.add_typer(cluster_cli.app, name="cluster", help="Cluster mode: start, join, inspect and stop Ray nodes.")
 app.add_typer(schedule_cli.app, name="schedule", help="Your calendar: events, free slots, trips, .ics, chat.")
 app.add_typer(store_cli.app, name="store", help="Where data is kept: copy an embedded install into PostgreSQL.")
 

@@ -22,6 +22,7 @@ from inhouse.cli.common import (
 )
 
 if TYPE_CHECKING:
+    from inhouse.config import Settings
     from inhouse.services import Services
 
 
@@ -48,6 +49,11 @@ def register(app: typer.Typer) -> None:
         idle_release_s: float = typer.Option(
             None, "--idle-release-s", min=0,
             help="Unload models after this many idle seconds (memory and cores back); reload on the next request."),
+        cluster: str = typer.Option(
+            None, "--cluster", metavar="ADDRESS",
+            help="Deploy the app to the Ray cluster at ADDRESS (`inhouse cluster up`) instead of serving here: the "
+            "ingress on the head, one replica of each model (--model, models.preload) per machine."),
+        node_ip: str = typer.Option("127.0.0.1", "--node-ip", help="With --cluster: this machine's address."),
     ) -> None:
         """Start the server. On an empty data directory an admin API key is created and printed once."""
         import uvicorn
@@ -65,6 +71,9 @@ def register(app: typer.Typer) -> None:
             settings.models.idle_release_s = idle_release_s
         if settings.server.allow_unauthenticated and not is_loopback(settings.server.host):
             fail(f"--allow-unauthenticated is only allowed on a loopback address, not {settings.server.host}.")
+        if cluster is not None:
+            _serve_on_cluster(settings, cluster, node_ip)
+            return
         with translate_errors():
             from inhouse.bootstrap import build_probe
 
@@ -116,6 +125,34 @@ def register(app: typer.Typer) -> None:
         finally:
             services.close()
             err_console.print("stopped")
+
+
+def _serve_on_cluster(settings: Settings, address: str, node_ip: str) -> None:
+    """Deploy the ingress and the model replicas to a cluster; the app keeps running there after this returns."""
+    from inhouse.cli.cluster import connect_from_cli
+    from inhouse.cluster.app import ModelDeployment, deploy
+
+    with translate_errors():
+        if settings.models.default == "auto":  # chosen from this (the head's) machine; replicas probe their own
+            from inhouse.bootstrap import build_probe
+
+            current_probe(build_probe(settings))
+        services = open_services(settings)  # the ingress's data directory: migrated, first admin key
+        try:
+            secret = services.keys.ensure_admin_key()
+            for name in dict.fromkeys([settings.models.default, *settings.models.preload]):
+                services.registry.resolve(name, require_present=True)  # the ingress needs its template
+        finally:
+            services.close()
+        if secret:
+            console.print(f"[bold]Created the first admin API key (shown only this once):[/]\n  {secret}",
+                          highlight=False)
+        connect_from_cli(settings.data_dir, address, node_ip)
+        models = [ModelDeployment(m) for m in dict.fromkeys([settings.models.default, *settings.models.preload])]
+        with console.status(f"Deploying {', '.join(m.model for m in models)} to {address}…"):
+            deploy(settings, models)
+    console.print(f"Serving at http://{settings.server.host}:{settings.server.port}/v1 through the cluster at "
+                  f"{address}; `inhouse cluster status` shows the replicas.", highlight=False)
 
 
 def _print_tuning(services: Services, sha256: str | None) -> None:

@@ -102,6 +102,9 @@ class GenerationRequest:
     prompt_tokens: list[int]
     params: SamplingParams
     arrival_s: float = 0.0
+    # Which conversation this continues (a digest of model | system prompt | first user turn, chat/affinity.py):
+    # a cluster routes equal keys to the same replica so its prefix cache is reused. A local engine ignores it.
+    affinity_key: str | None = None
 
 
 class TokenLogprob(NamedTuple):

@@ -43,6 +43,7 @@ OWNED = {
     "psycopg": ("store/postgres/",),
     "psycopg_pool": ("store/postgres/database.py",),
     "langchain_core": ("integrations/langchain.py",),
+    "ray": ("cluster/",),
     "langchain_openai": ("integrations/langchain.py",),
 }
 LEAF = ("errors.py", "types.py", "config.py")

@@ -1,0 +1,128 @@
+"""`inhouse cluster up | join | status | down`: machines of a Ray Serve cluster (cluster mode, docs/scale-out.md).
+
+`up` starts the head on this machine, `join ADDRESS` adds this machine, `down` stops this machine's node (our own
+processes, by PID; never `ray stop`). `status` connects as a driver and shows the machines and each model's
+replicas. The app itself is deployed by `inhouse serve --cluster ADDRESS`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from inhouse.cli.common import DataDirOption, console, settings_from, translate_errors
+
+app = typer.Typer(no_args_is_help=True)
+
+NodeIpOption = typer.Option("127.0.0.1", "--node-ip", help="This machine's address as the other machines reach it.")
+TokenOption = typer.Option(
+    None, "--token-file", help="Ray auth token file (default: <data-dir>/cluster/auth_token, written by `up`).")
+
+
+def _token(data_dir: Path, token_file: Path | None, *, create: bool = False) -> Path:
+    from inhouse.cluster.nodes import default_token_file, ensure_token
+
+    path = token_file or default_token_file(data_dir)
+    return ensure_token(path) if create else path
+
+
+@app.command()
+def up(
+    port: int = typer.Option(6379, "--port", min=1, max=65535, help="Port of the head's Ray control service."),
+    node_ip: str = NodeIpOption,
+    num_cpus: int = typer.Option(None, "--num-cpus", min=0, help="Cores Ray may schedule here (default: all)."),
+    token_file: Path = TokenOption,
+    data_dir: Path = DataDirOption,
+) -> None:
+    """Start the head of a cluster on this machine (Ray token authentication on)."""
+    from inhouse.cluster.nodes import start_node
+
+    settings = settings_from(data_dir)
+    with translate_errors():
+        token = _token(settings.data_dir, token_file, create=True)
+        record = start_node(settings.data_dir, head=True, port=port, node_ip=node_ip, num_cpus=num_cpus,
+                            token_file=token)
+    console.print(f"Head started (pid {record.pid}) at {record.address}; token in {token} (mode 0600).\n"
+                  f"  Other machines: copy the token, then `inhouse cluster join {record.address} --token-file FILE`\n"
+                  f"  Deploy the app: `inhouse serve --cluster {record.address}`", highlight=False)
+
+
+@app.command()
+def join(
+    address: str = typer.Argument(..., help="The head's address (host:port), as `inhouse cluster up` printed it."),
+    node_ip: str = NodeIpOption,
+    num_cpus: int = typer.Option(None, "--num-cpus", min=0, help="Cores Ray may schedule here (default: all)."),
+    token_file: Path = TokenOption,
+    data_dir: Path = DataDirOption,
+) -> None:
+    """Add this machine to a cluster (its model replicas use this machine's model cache and tuned profiles)."""
+    from inhouse.cluster.nodes import start_node
+
+    settings = settings_from(data_dir)
+    with translate_errors():
+        record = start_node(settings.data_dir, head=False, address=address, node_ip=node_ip, num_cpus=num_cpus,
+                            token_file=_token(settings.data_dir, token_file))
+    console.print(f"Joined {address} (pid {record.pid}).", highlight=False)
+
+
+@app.command()
+def down(data_dir: Path = DataDirOption) -> None:
+    """Stop this machine's node: the processes `up` or `join` started, by PID."""
+    from inhouse.cluster.nodes import stop_node
+
+    settings = settings_from(data_dir)
+    with translate_errors():
+        record = stop_node(settings.data_dir)
+    console.print(f"Stopped the {record.role} node (pid {record.pid}).", highlight=False)
+
+
+@app.command()
+def status(
+    address: str = typer.Option(None, "--address", help="The cluster (default: the node started from this data dir)."),
+    node_ip: str = NodeIpOption,
+    token_file: Path = TokenOption,
+    data_dir: Path = DataDirOption,
+) -> None:
+    """Machines, replicas per model (where, how busy, prefix-cache hit rate, tuned profile) and queue depth."""
+    from inhouse.cluster.status import hit_rate, read_status
+
+    settings = settings_from(data_dir)
+    with translate_errors():
+        _connect(settings.data_dir, address, node_ip, token_file)
+        view = read_status()
+    nodes = Table("node", "address", "alive", "role", "CPUs")
+    for n in view.nodes:
+        nodes.add_row(n.node_id[:12], n.address, "yes" if n.alive else "no", "head" if n.head else "worker",
+                      f"{n.cpus:g}")
+    console.print(nodes)
+    console.print(f"app: {view.app_status}")
+    replicas = Table("model", "replica", "node", "running", "waiting", "served", "prefix hits", "profile")
+    for m in view.models:
+        states = ", ".join(f"{k.lower()} {v}" for k, v in sorted(m.replicas.items())) or "0 replicas"
+        console.print(f"{m.model}: {m.status}, {states}, queue depth {m.queue_depth}", highlight=False)
+        for r in m.per_replica:
+            replicas.add_row(m.model, str(r["replica"]), str(r["node_id"])[:12], str(r["running"]), str(r["waiting"]),
+                             str(r["served"]), f"{hit_rate(r):.0%}", str(r["profile"])[:40])
+    console.print(replicas)
+
+
+def _connect(data_dir: Path, address: str | None, node_ip: str, token_file: Path | None) -> None:
+    """Connect to ``address`` or to the cluster of this data directory's node, with its token."""
+    from inhouse.cluster.nodes import connect, read_record
+    from inhouse.errors import NotFound
+
+    record = read_record(data_dir)
+    if address is None:
+        if record is None:
+            raise NotFound("No cluster address given and no node was started from this data directory.")
+        address = record.address
+    token = token_file or (Path(record.token_file) if record and record.token_file else _token(data_dir, None))
+    connect(address, node_ip=node_ip, token_file=token)
+
+
+def connect_from_cli(data_dir: Path, address: str, node_ip: str = "127.0.0.1", token_file: Path | None = None
+                     ) -> None:
+    """For `inhouse serve --cluster`."""
+    _connect(data_dir, address, node_ip, token_file)

@@ -1,0 +1,136 @@
+"""The cluster application: one ``ModelServer`` deployment per model and the ``Ingress``, deployed with Serve.
+
+Placement: every machine started by ``inhouse cluster up``/``join`` offers the custom resource ``inhouse_node``;
+model replicas ask for a sliver of it and ``max_replicas_per_node=1``, so each model has at most one replica per
+machine, and its engine's threads are its own business (``num_cpus=0``: Ray does not count cores for it). The head
+also offers ``inhouse_ingress``, where the one ingress replica runs (its data directory is there: docs/scale-out.md).
+
+Autoscaling: each model from ``cluster.min_replicas`` (0: its machines go back to other work) up to one per
+machine, with the delays of ``cluster.upscale_delay_s`` / ``downscale_delay_s`` instead of Ray's 30 s / 600 s.
+``max_ongoing_requests`` of a replica is its engine's ``max_running``: a replica at that many requests is full and
+the router spills to the next choice (``cluster/router.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from inhouse.cluster.ingress import Ingress
+from inhouse.cluster.model_server import ModelServer
+from inhouse.config import Settings
+from inhouse.errors import InvalidRequest, Unavailable
+
+if TYPE_CHECKING:
+    from ray.serve import Application
+
+APP_NAME = "inhouse"
+NODE_RESOURCE = "inhouse_node"
+INGRESS_RESOURCE = "inhouse_ingress"
+INGRESS_DEPLOYMENT = "ingress"
+# Autoscaling looks at the last few seconds of load, reported every second (Ray's defaults: 30 s and 10 s).
+METRICS_INTERVAL_S = 1.0
+LOOK_BACK_PERIOD_S = 5.0
+
+
+@dataclass(frozen=True)
+class ModelDeployment:
+    """One model to deploy. ``engine="fake"`` runs the scripted fake engine (tests, demos)."""
+
+    model: str
+    engine: str = "llama"
+    engine_overrides: dict[str, Any] = field(default_factory=dict)
+    fake_delay_s: float = 0.0
+    fake_reply: str | None = None
+    autoscaling: dict[str, Any] = field(default_factory=dict)  # over ``autoscaling_config`` (e.g. min_replicas)
+    routing: str | None = None  # over ``cluster.routing`` (the benchmark compares both on one cluster)
+
+
+def deployment_name(model: str) -> str:
+    return f"model-{model}"
+
+
+def autoscaling_config(settings: Settings, capacity: int, n_nodes: int) -> dict[str, Any]:
+    cs = settings.cluster
+    most = max(1, min(cs.max_replicas or n_nodes, n_nodes))
+    least = min(cs.min_replicas, most)
+    return {
+        "min_replicas": least,
+        "max_replicas": most,
+        "initial_replicas": max(least, min(cs.initial_replicas, most)),
+        "target_ongoing_requests": cs.target_ongoing_requests or max(1.0, capacity / 2),
+        "upscale_delay_s": cs.upscale_delay_s,
+        "downscale_delay_s": cs.downscale_delay_s,
+        "downscale_to_zero_delay_s": cs.downscale_delay_s,
+        "metrics_interval_s": METRICS_INTERVAL_S,
+        "look_back_period_s": LOOK_BACK_PERIOD_S,
+    }
+
+
+def build_application(settings: Settings, models: Sequence[ModelDeployment], *, n_nodes: int) -> Application:
+    """The Serve application (not yet running): the ingress bound to a handle per model."""
+    from ray import serve
+    from ray.serve.config import RequestRouterConfig
+
+    from inhouse.cluster.router import AffinityRouter
+
+    if not models:
+        raise InvalidRequest("A cluster app needs at least one model.")
+    handles: dict[str, Any] = {}
+    for m in models:
+        capacity = int(m.engine_overrides.get("max_running", settings.engine.max_running))
+        deployment = serve.deployment(
+            name=deployment_name(m.model),
+            max_ongoing_requests=capacity,
+            max_replicas_per_node=1,
+            autoscaling_config={**autoscaling_config(settings, capacity, n_nodes), **m.autoscaling},
+            ray_actor_options={"num_cpus": 0, "resources": {NODE_RESOURCE: 0.001}},
+            request_router_config=RequestRouterConfig(
+                request_router_class=AffinityRouter,  # type: ignore[arg-type]  # a class or its import path
+                request_router_kwargs={"policy": m.routing or settings.cluster.routing}),
+            health_check_period_s=2.0,
+            health_check_timeout_s=30.0,
+            graceful_shutdown_timeout_s=5.0,
+        )(ModelServer)
+        handles[m.model] = deployment.bind(m.model, engine=m.engine, engine_overrides=dict(m.engine_overrides),
+                                           fake_delay_s=m.fake_delay_s, fake_reply=m.fake_reply)
+    ingress = serve.deployment(
+        name=INGRESS_DEPLOYMENT,
+        num_replicas=1,
+        max_ongoing_requests=max(100, settings.server.max_connections),
+        ray_actor_options={"num_cpus": 0, "resources": {INGRESS_RESOURCE: 0.001}},
+        graceful_shutdown_timeout_s=5.0,
+    )(serve.ingress()(Ingress))
+    return ingress.bind(settings.model_dump(mode="json"), handles, APP_NAME)
+
+
+def count_nodes() -> int:
+    """Alive machines that offer model replicas (``inhouse_node``)."""
+    import ray
+
+    return sum(1 for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get(NODE_RESOURCE))
+
+
+def deploy(settings: Settings, models: Sequence[ModelDeployment]) -> None:
+    """Start Serve's HTTP proxy on the head (``server.host``:``server.port``) and deploy the app; returns once the
+    ingress and the initial replicas are up. Needs a connected driver (``cluster/nodes.connect``)."""
+    from ray import serve
+
+    n_nodes = count_nodes()
+    if n_nodes == 0:
+        raise Unavailable(f"No machine in this cluster offers the '{NODE_RESOURCE}' resource: start them with "
+                          "`inhouse cluster up` / `join`.")
+    serve.start(http_options={"host": settings.server.host, "port": settings.server.port, "location": "HeadOnly"})
+    serve.run(build_application(settings, models, n_nodes=n_nodes), name=APP_NAME, route_prefix="/")
+
+
+def app_builder(args: dict[str, Any]) -> Application:
+    """For Serve config files (``import_path: inhouse.cluster.app:app_builder``, KubeRay's RayService): the settings
+    come from the head's ``INHOUSE_*`` environment and ``INHOUSE_CONFIG``; ``args.models`` lists the models
+    (default: ``models.default`` and ``models.preload``); ``args.machines`` caps replicas per model (default: the
+    machines offering ``inhouse_node`` when the app is built)."""
+    settings = Settings()
+    names = args.get("models") or [settings.models.default, *settings.models.preload]
+    machines = int(args.get("machines") or count_nodes() or 1)
+    return build_application(settings, [ModelDeployment(str(n)) for n in dict.fromkeys(names)], n_nodes=machines)

@@ -1,0 +1,153 @@
+"""Machines joining and leaving the cluster: ``inhouse cluster up`` / ``join`` / ``down``, and connecting a driver.
+
+A node is one ``ray start --block`` process of ours, started in its own session; its PID (and the address, the
+token file and the log) are kept in ``<data_dir>/cluster/node.json`` and ``down`` stops that process and its
+descendants by PID (``processes.stop_tree``), never with ``ray stop``.
+
+Security defaults: Ray's token authentication is on (``RAY_AUTH_MODE=token``): ``up`` writes a random token to
+``<data_dir>/cluster/auth_token`` (mode 0600) and every node and driver must present it (``join --token-file``).
+Ray's ports listen on every interface; the token is what keeps strangers out, and the HTTP API still binds
+``server.host`` (127.0.0.1 unless told otherwise).
+
+Machine facts baked in: no usage statistics; on one machine a node joins and a driver connects through
+``127.0.0.2:PORT`` with node address 127.0.0.1, because Ray replaces a 127.0.0.1 address by the outbound one (and
+``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, which stops that in a one-process cluster, refuses a second node here).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from inhouse.cluster.app import INGRESS_RESOURCE, NODE_RESOURCE
+from inhouse.cluster.local import free_port
+from inhouse.cluster.processes import alive, stop_tree
+from inhouse.errors import Conflict, InvalidRequest, NotFound, Unavailable
+
+READY_LINE = "Ray runtime started"
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    """What ``up``/``join`` leave in ``node.json`` for ``status`` and ``down``."""
+
+    role: str  # head | worker
+    pid: int  # the ray start --block process; the node's daemons are its descendants
+    address: str  # the cluster's address as drivers and other nodes use it
+    node_ip: str
+    token_file: str | None
+    log_file: str
+
+
+def cluster_dir(data_dir: Path) -> Path:
+    return data_dir / "cluster"
+
+
+def default_token_file(data_dir: Path) -> Path:
+    return cluster_dir(data_dir) / "auth_token"
+
+
+def ensure_token(path: Path) -> Path:
+    """A random token in ``path`` (mode 0600), created once."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    return path
+
+
+def ray_env(token_file: Path | None) -> dict[str, str]:
+    """The variables every Ray process of ours (node or driver) of a ``ray start`` cluster runs with (not
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``: that one refuses a second node; addresses are given explicitly)."""
+    env = {"RAY_USAGE_STATS_ENABLED": "0"}
+    if token_file is not None:
+        env.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file)})
+    return env
+
+
+def read_record(data_dir: Path) -> NodeRecord | None:
+    path = cluster_dir(data_dir) / "node.json"
+    if not path.exists():
+        return None
+    return NodeRecord(**json.loads(path.read_text(encoding="utf-8")))
+
+
+def _temp_dir(data_dir: Path) -> Path:
+    # Ray puts Unix sockets under its temp dir: keep the path short (a socket path has at most 107 bytes).
+    digest = hashlib.blake2b(str(data_dir.resolve()).encode(), digest_size=4).hexdigest()
+    return Path(tempfile.gettempdir()) / f"inhouse-ray-{os.getuid()}-{digest}"
+
+
+def start_node(data_dir: Path, *, head: bool, address: str | None = None, port: int = 6379,
+               node_ip: str = "127.0.0.1", num_cpus: int | None = None, token_file: Path | None = None,
+               ready_timeout_s: float = 120.0) -> NodeRecord:
+    """Start this machine's Ray node (the head, or a worker joining ``address``) in the background."""
+    existing = read_record(data_dir)
+    if existing is not None and alive(existing.pid):
+        raise Conflict(f"A {existing.role} node of this data directory is already running (pid {existing.pid}); "
+                       "run `inhouse cluster down` first.")
+    if not head and not address:
+        raise InvalidRequest("Joining needs the head's ADDRESS (host:port).")
+    folder = cluster_dir(data_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    if token_file is not None and not token_file.is_file():
+        raise NotFound(f"No token file at {token_file}; copy the head's {default_token_file(data_dir).name}.")
+    resources = {NODE_RESOURCE: 1.0, **({INGRESS_RESOURCE: 1.0} if head else {})}
+    cmd = [str(Path(sys.executable).parent / "ray"), "start", "--block", f"--node-ip-address={node_ip}",
+           "--disable-usage-stats", f"--resources={json.dumps(resources)}",
+           f"--temp-dir={_temp_dir(data_dir)}"]
+    if num_cpus is not None:
+        cmd.append(f"--num-cpus={num_cpus}")
+    if head:
+        cmd += ["--head", f"--port={port}", "--include-dashboard=false", f"--dashboard-port={free_port()}"]
+    else:
+        cmd.append(f"--address={address}")
+    log_file = folder / "ray-start.log"
+    env = {**os.environ, **ray_env(token_file), "INHOUSE_DATA_DIR": str(data_dir)}
+    with open(log_file, "w") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + ready_timeout_s
+    while READY_LINE not in log_file.read_text(errors="replace"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            if proc.poll() is None:
+                stop_tree(proc.pid)
+            tail = log_file.read_text(errors="replace")[-1500:]
+            raise Unavailable(f"The Ray node did not start (log {log_file}):\n{tail}")
+        time.sleep(0.3)
+    advertised = address or f"{'127.0.0.2' if node_ip == '127.0.0.1' else node_ip}:{port}"
+    record = NodeRecord("head" if head else "worker", proc.pid, advertised, node_ip,
+                        str(token_file) if token_file else None, str(log_file))
+    (folder / "node.json").write_text(json.dumps(asdict(record), indent=2), encoding="utf-8")
+    return record
+
+
+def stop_node(data_dir: Path) -> NodeRecord:
+    """Stop this data directory's node: our ``ray start`` process and its descendants, by PID."""
+    record = read_record(data_dir)
+    if record is None:
+        raise NotFound(f"No node was started from {data_dir} (no {cluster_dir(data_dir) / 'node.json'}).")
+    if alive(record.pid):
+        stop_tree(record.pid, timeout_s=15.0)
+    (cluster_dir(data_dir) / "node.json").unlink()
+    return record
+
+
+def connect(address: str, *, node_ip: str = "127.0.0.1", token_file: Path | None = None) -> None:
+    """Connect this process to the cluster as a driver (``serve --cluster``, ``cluster status``)."""
+    os.environ.update(ray_env(token_file))  # before Ray is imported: it reads them once, at import
+    import ray
+
+    try:
+        ray.init(address=address, _node_ip_address=node_ip, logging_level=logging.WARNING, log_to_driver=False)
+    except (ConnectionError, RuntimeError) as exc:
+        raise Unavailable(f"Cannot reach the cluster at {address}: {exc}") from exc

@@ -1,0 +1,90 @@
+"""`inhouse cluster up | join | status | down` and `inhouse serve --cluster` with real `ray start` nodes (two on
+this machine), the real SmolLM2 replica, Ray token authentication, and every process gone after `down`."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from inhouse.cluster.local import free_port
+from inhouse.cluster.nodes import read_record
+from inhouse.cluster.processes import alive, descendants
+
+pytestmark = [pytest.mark.integration, pytest.mark.cluster, pytest.mark.timeout(600)]
+
+BIN = str(Path(sys.executable).parent / "inhouse")
+
+
+def run(*args: str, env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([BIN, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def machines(tmp_path: Path) -> Iterator[tuple[Path, Path, dict[str, str]]]:
+    head, worker = tmp_path / "head", tmp_path / "worker"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("INHOUSE_", "RAY_"))}
+    env["COLUMNS"] = "200"
+    yield head, worker, env
+    for d in (worker, head):  # whatever the test did: our nodes, by PID
+        record = read_record(d)
+        if record is not None and alive(record.pid):
+            run("cluster", "down", "--data-dir", str(d), env=env)
+
+
+def test_up_join_serve_status_down(machines: tuple[Path, Path, dict[str, str]]) -> None:
+    head, worker, env = machines
+    assert run("cluster", "down", "--data-dir", str(head), env=env).returncode == 3  # nothing started yet
+    up = run("cluster", "up", "--data-dir", str(head), "--port", str(free_port()), "--num-cpus", "1", env=env)
+    assert up.returncode == 0, up.stdout + up.stderr
+    address = re.search(r"at (127\.0\.0\.2:\d+)", up.stdout)
+    assert address, up.stdout
+    token = head / "cluster" / "auth_token"
+    assert token.stat().st_mode & 0o777 == 0o600
+    again = run("cluster", "up", "--data-dir", str(head), env=env)
+    assert again.returncode != 0 and "already running" in again.stderr
+    joined = run("cluster", "join", address[1], "--token-file", str(token), "--data-dir", str(worker),
+                 "--num-cpus", "1", env=env)
+    assert joined.returncode == 0, joined.stdout + joined.stderr
+
+    # Without the token a driver is refused.
+    refused = subprocess.run([sys.executable, "-c", (
+        "import ray, sys\n"
+        f"try: ray.init(address='{address[1]}', _node_ip_address='127.0.0.1')\n"
+        "except ConnectionError: sys.exit(7)\n")], env={**env, "RAY_USAGE_STATS_ENABLED": "0"},
+        capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 7, refused.stderr[-500:]
+
+    port = free_port()
+    served = run("serve", "--cluster", address[1], "--model", "smollm2-135m", "--data-dir", str(head), "--port",
+                 str(port), env=env)
+    assert served.returncode == 0, served.stdout + served.stderr
+    key = re.search(r"(ih_\S+)", served.stdout)
+    assert key, served.stdout
+    r = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", headers={"Authorization": f"Bearer {key[1]}"},
+                   json={"model": "smollm2-135m", "messages": [{"role": "user", "content": "Say hi"}],
+                         "max_tokens": 6}, timeout=180)
+    assert r.status_code == 200, r.text
+    assert r.json()["usage"]["completion_tokens"] > 0
+    assert httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json={}, timeout=30).status_code == 401
+
+    status = run("cluster", "status", "--data-dir", str(head), env=env)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert status.stdout.count("yes") == 2  # two machines alive
+    assert "app: RUNNING" in status.stdout and re.search(r"smollm2-135m: HEALTHY, running 1", status.stdout)
+
+    pids = {d: [read_record(d).pid, *descendants(read_record(d).pid)] for d in (head, worker)}  # type: ignore[union-attr]
+    for d in (worker, head):
+        down = run("cluster", "down", "--data-dir", str(d), env=env)
+        assert down.returncode == 0, down.stdout + down.stderr
+    deadline = time.monotonic() + 20
+    while any(alive(p) for ps in pids.values() for p in ps) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [p for ps in pids.values() for p in ps if alive(p)], "processes left after down"
