@@ -1,11 +1,13 @@
-"""Soak: 64 concurrent streaming clients against one `inhouse serve` (SmolLM2) for 30 minutes, with the server's
-RSS, open files and threads sampled over time and drawn as a chart.
+"""Soak: 64 concurrent streaming clients against one `inhouse serve` (SmolLM2) for 30 minutes, with the RSS, open
+files and threads of the server and its engine processes (summed) sampled over time and drawn as a chart.
 
     flock /tmp/inhouse-heavy.lock .venv/bin/python -m benchmarks.soak --minutes 30
 
 Writes ``benchmarks/results/soak-<timestamp>.json`` and ``.png``. Exit 1 when a goal is missed: any 5xx, broken
 stream or connection error, a 429 without Retry-After, the server unhealthy afterwards, or RSS growing by more
-than 200 MB after the first minute.
+than 200 MB after the first minute. Each client finishes its last stream after the time is up, which takes
+minutes on a loaded machine; a SIGTERM (``timeout 900 …``) stops the run and still writes what was measured, marked
+``interrupted``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -54,15 +57,23 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="inhouse-soak-") as tmp:
         data = Path(tmp)
         key = create_admin_key(data)
-        with ServerProcess(data, args.model) as server:
-            report = run_load(server.url, key, model=args.model, clients=args.clients, duration_s=args.minutes * 60,
-                              max_tokens=args.max_tokens, pid=server.pid, sample_every_s=5.0)
-            ok_after = healthy(server.url, key, args.model)
+        report = LoadReport(args.clients, args.minutes * 60)
+        # A SIGTERM (a time limit around the run) stops the clients and the server and still writes what was
+        # measured so far, marked interrupted (and the goals not met).
+        signal.signal(signal.SIGTERM, _interrupt)
+        interrupted, ok_after = False, False
+        try:
+            with ServerProcess(data, args.model) as server:
+                run_load(server.url, key, model=args.model, clients=args.clients, duration_s=args.minutes * 60,
+                         max_tokens=args.max_tokens, pid=server.pid, sample_every_s=5.0, report=report)
+                ok_after = healthy(server.url, key, args.model)
+        except KeyboardInterrupt:
+            interrupted = True
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    result = {"benchmark": "soak", "model": args.model, "minutes": args.minutes, "loadavg_at_start": load,
-              "loadavg_at_end": os.getloadavg(), "healthy_after": ok_after, **report.to_dict(warmup_s=60),
-              "samples": [vars(s) for s in report.samples]}
-    goals = report.ok and ok_after and abs(report.rss_growth_mb(warmup_s=60)) <= 200
+    result = {"benchmark": "soak", "model": args.model, "minutes": args.minutes, "interrupted": interrupted,
+              "loadavg_at_start": load, "loadavg_at_end": os.getloadavg(), "healthy_after": ok_after,
+              **report.to_dict(warmup_s=60), "samples": [vars(s) for s in report.samples]}
+    goals = not interrupted and report.ok and ok_after and abs(report.rss_growth_mb(warmup_s=60)) <= 200
     result["goals_met"] = goals
     write_results(result, RESULTS_DIR / f"soak-{stamp}.json")
     chart(report, RESULTS_DIR / f"soak-{stamp}.png",
@@ -70,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=2))
     print(f"written {RESULTS_DIR / f'soak-{stamp}.json'} and .png")
     return 0 if goals else 1
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -36,6 +36,10 @@ class ServerSettings(BaseModel):
     metrics_public: bool = Field(
         False, description="Serve /metrics without an API key (only do this behind a private network)."
     )
+    openapi_public: bool = Field(
+        False, description="Serve the API description /openapi.json without an API key (by default any key may "
+        "read it)."
+    )
     max_connections: int = Field(
         1000, ge=1, description="Open HTTP connections at most; beyond, a new one gets 503 with Retry-After."
     )

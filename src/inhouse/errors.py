@@ -145,6 +145,13 @@ class AuditStorageFull(AuditUnavailable, StorageFull):
     code = "storage_full"
 
 
+def shown(value: object, limit: int = 60) -> str:
+    """``value`` as an error message may quote it: its ``repr``, cut to ``limit`` characters. Messages go back to
+    the caller, so input must never come back whole (a 100,000-character label would)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
 def is_storage_full(exc: BaseException, path: str | os.PathLike[str] | None = None) -> bool:
     """Whether ``exc`` (from the OS, the stdlib sqlite3, apsw or psycopg) means the disk is full. With ``path``,
     also any error while the filesystem holding ``path`` has (almost) no space left: an SQLite extension may report

@@ -47,10 +47,16 @@ def test_idle_and_slowloris_connections_are_closed_without_stalling_others(serve
     t = time.monotonic()
     assert httpx.get(server.url + "/health", timeout=5).status_code == 200
     assert time.monotonic() - t < 1.0  # served at once despite 31 idle connections
+    closed_early = False
     for _ in range(3):  # a byte now and then does not keep a head-less connection alive
         time.sleep(0.4)
-        slow.sendall(b"X")
-    assert all(closed_by_server(s, 3.0) for s in [*idle, slow])
+        try:
+            slow.sendall(b"X")
+        except (BrokenPipeError, ConnectionResetError):  # closed already (a slow, loaded run): the outcome sought
+            closed_early = True
+            break
+    assert all(closed_by_server(s, 3.0) for s in idle)
+    assert closed_early or closed_by_server(slow, 3.0)
 
 
 def test_too_many_connections_get_503_in_the_error_shape(server: LiveServer) -> None:

@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
+from inhouse import __version__
 from inhouse.api.admin_routes import add_admin_routes
 from inhouse.api.audit_routes import add_audit_routes
 from inhouse.api.audit_trail import AuditMiddleware
+from inhouse.api.auth import AuthFirstRoute
 from inhouse.api.conversation_routes import add_conversation_routes
 from inhouse.api.cors import WidgetCorsMiddleware
 from inhouse.api.embedding_routes import add_embedding_routes
@@ -43,9 +45,12 @@ def loaded_engines(registry: ModelRegistry) -> Iterator[EngineClient]:
 
 
 def build_app(services: Services) -> FastAPI:
-    # No /docs or /openapi.json: every route must declare a permission, and these would not.
-    app = FastAPI(title="inhouse", docs_url=None, redoc_url=None, openapi_url=None)
+    # FastAPI's own /docs and /openapi.json would declare no permission: /openapi.json is a route of ours
+    # (api/system_routes.py, described by api/openapi.py) and there is no interactive page.
+    app = FastAPI(title="inhouse", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.services = services
+    # Every route authenticates and checks its permission before its body is read (api/auth.py).
+    app.router.route_class = AuthFirstRoute
     metrics = Metrics(lambda: list(loaded_engines(services.registry)))
     install_error_handlers(app)
     add_system_routes(app.router, services, metrics)

@@ -9,6 +9,8 @@ from fastapi import APIRouter, Depends, Query
 from starlette.concurrency import run_in_threadpool
 
 from inhouse.api.auth import require
+from inhouse.api.bounds import MAX_INT64
+from inhouse.api.responses import AuditList
 from inhouse.governance.audit import parse_since
 from inhouse.governance.audit.report import build_report
 
@@ -20,13 +22,13 @@ MAX_LIMIT = 1000
 
 def add_audit_routes(router: APIRouter, services: Services) -> None:
 
-    @router.get("/v1/admin/audit", dependencies=[Depends(require("audit:read"))])
+    @router.get("/v1/admin/audit", dependencies=[Depends(require("audit:read"))], responses={200: {"model": AuditList}})
     async def list_audit(
         since: str | None = Query(None, max_length=64, description="7d, 12h, 30m or an ISO date/time"),
         action: str | None = Query(None, max_length=200),
         actor: str | None = Query(None, max_length=200, description="an actor key id (key_…)"),
         kind: str | None = Query(None, pattern="^(request|security)$"),
-        after_seq: int = Query(0, ge=0, description="records after this seq (paging, oldest first)"),
+        after_seq: int = Query(0, ge=0, le=MAX_INT64, description="records after this seq (paging, oldest first)"),
         limit: int = Query(100, ge=1, le=MAX_LIMIT),
     ) -> dict[str, Any]:
         audit = services.audit

@@ -11,11 +11,12 @@ A refused request on a route that names a resource in its path (``/v1/admin/user
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.routing import APIRoute
+from starlette.responses import Response
 
 from inhouse.api.deps import services_of
 from inhouse.errors import AuthenticationFailed, NotFound, PermissionDenied
@@ -25,7 +26,7 @@ from inhouse.types import ANONYMOUS_ADMIN, Actor
 if TYPE_CHECKING:
     from fastapi.dependencies.models import Dependant
 
-__all__ = ["ACTIONS", "Need", "authenticate_request", "public", "require", "route_actions"]
+__all__ = ["ACTIONS", "AuthFirstRoute", "Need", "authenticate_request", "public", "require", "route_actions"]
 
 _MAX_HEADER_CHARS = 512
 # HTTP's optional whitespace only: str.strip() would also drop control characters such as \x1f, so a key with
@@ -66,15 +67,19 @@ def authenticate_request(request: Request) -> Actor:
 class _Permission:
     """A FastAPI dependency that knows its action (so routes can be audited)."""
 
-    def __init__(self, action: str, check: Callable[[Request], Awaitable[Actor | None]]) -> None:
+    def __init__(self, action: str, check: Callable[[Request], Awaitable[Actor | None]], *, open: bool = False) -> None:
         self.action = action
+        self.open = open  # anyone may call (no key): the OpenAPI description says so
         self._check = check
 
     async def __call__(self, request: Request) -> Actor | None:
+        # Checked once per request: AuthFirstRoute runs it before the body is read, the dependency then finds
+        # it passed (a metered action must not be counted twice).
+        passed: dict[str, Actor | None] = getattr(request.state, "permissions_passed", {})
+        if self.action in passed:
+            return passed[self.action]
         actor = await self._check(request)
-        # Remembered so that check_route_permission does not check (and meter) the same request twice.
-        passed: set[str] = getattr(request.state, "permissions_passed", set())
-        request.state.permissions_passed = passed | {self.action}
+        request.state.permissions_passed = {**passed, self.action: actor}
         return actor
 
 
@@ -94,7 +99,7 @@ def require(action: str) -> Any:
             services_of(request).quotas.check(actor.key_id)
         return actor
 
-    return _Permission(action, check)
+    return _Permission(action, check, open=need == "public")
 
 
 def public(action: str) -> Any:
@@ -105,44 +110,48 @@ def public(action: str) -> Any:
     async def check(_: Request) -> None:
         return None
 
-    return _Permission(action, check)
+    return _Permission(action, check, open=True)
 
 
-def metrics_permission(metrics_public: bool) -> Any:
-    if metrics_public:
+def open_to_all(action: str, is_open: bool) -> Any:
+    """``require(action)``, or no check at all when a setting opens the route (``server.metrics_public``,
+    ``server.openapi_public``): still declares ``action``."""
+    if not is_open:
+        return require(action)
 
-        async def check(_: Request) -> None:
-            return None
+    async def check(_: Request) -> None:
+        return None
 
-        return _Permission("metrics:read", check)
-    return require("metrics:read")
+    return _Permission(action, check, open=True)
 
 
-async def check_route_permission(request: Request) -> None:
-    """Run the permission checks the matched route declares (for handlers that run before its dependencies)."""
-    route = request.scope.get("route")
-    if isinstance(route, APIRoute):
-        passed: set[str] = getattr(request.state, "permissions_passed", set())
-        for perm in _permissions_of(route.dependant):
-            if perm.action not in passed:
+class AuthFirstRoute(APIRoute):
+    """The route class of the app: the route's permission runs before FastAPI reads the body.
+
+    FastAPI parses a JSON or form body before it solves dependencies, so an unreadable body (invalid UTF-8, a multipart
+    request without a boundary) would be answered 400 before the caller was identified. Here the caller without a
+    valid key gets 401, and one who may not use the route gets its 403/404, whatever the body holds.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        permissions = permissions_of(self.dependant)
+
+        async def authenticated_first(request: Request) -> Response:
+            for perm in permissions:
                 await perm(request)
+            return await handler(request)
+
+        return authenticated_first
 
 
-def _permissions_of(dependant: Dependant) -> list[_Permission]:
+def permissions_of(dependant: Dependant) -> list[_Permission]:
+    """The permission dependencies a route declares (at any depth)."""
     found: list[_Permission] = []
     for dep in dependant.dependencies:
         if isinstance(dep.call, _Permission):
             found.append(dep.call)
-        found.extend(_permissions_of(dep))
-    return found
-
-
-def _actions_of(dependant: Dependant) -> list[str]:
-    found: list[str] = []
-    for dep in dependant.dependencies:
-        if isinstance(dep.call, _Permission):
-            found.append(dep.call.action)
-        found.extend(_actions_of(dep))
+        found.extend(permissions_of(dep))
     return found
 
 
@@ -151,7 +160,7 @@ def route_actions(app: FastAPI) -> dict[tuple[str, str], list[str]]:
     table: dict[tuple[str, str], list[str]] = {}
     for route in app.routes:
         if isinstance(route, APIRoute):
-            acts = _actions_of(route.dependant)
+            acts = [p.action for p in permissions_of(route.dependant)]
             for method in sorted(route.methods or ()):
                 table[(method, route.path)] = acts
     return table

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
 from inhouse.api.auth import require
+from inhouse.api.responses import Conversation, ConversationList, Deleted
 from inhouse.store.conversations import MAX_MESSAGES, MAX_TITLE_CHARS
 from inhouse.types import Actor
 
@@ -45,31 +46,31 @@ def _messages(body: ConversationBody) -> list[dict[str, Any]] | None:
 def add_conversation_routes(router: APIRouter, store: ConversationStore) -> None:
     run = run_in_threadpool
 
-    @router.get("/v1/conversations")
+    @router.get("/v1/conversations", responses={200: {"model": ConversationList}})
     async def list_conversations(actor: Actor = Depends(require("conversations:read"))) -> dict[str, Any]:
         convs = await run(store.list, actor)
         return {"object": "list", "data": [c.summary() for c in convs]}
 
-    @router.post("/v1/conversations", status_code=201)
+    @router.post("/v1/conversations", status_code=201, responses={201: {"model": Conversation}})
     async def create_conversation(body: ConversationBody,
                                   actor: Actor = Depends(require("conversations:write"))) -> Any:
         conv = await run(lambda: store.create(actor, title=body.title or "", model=body.model,
                                               messages=_messages(body) or []))
         return JSONResponse(conv.to_dict(), status_code=201)
 
-    @router.get("/v1/conversations/{conversation_id}")
+    @router.get("/v1/conversations/{conversation_id}", responses={200: {"model": Conversation}})
     async def get_conversation(conversation_id: str,
                                actor: Actor = Depends(require("conversations:read"))) -> dict[str, Any]:
         return (await run(store.get, actor, conversation_id)).to_dict()
 
-    @router.put("/v1/conversations/{conversation_id}")
+    @router.put("/v1/conversations/{conversation_id}", responses={200: {"model": Conversation}})
     async def replace_conversation(conversation_id: str, body: ConversationBody,
                                    actor: Actor = Depends(require("conversations:write"))) -> dict[str, Any]:
         conv = await run(lambda: store.update(actor, conversation_id, title=body.title, model=body.model,
                                               messages=_messages(body)))
         return conv.to_dict()
 
-    @router.delete("/v1/conversations/{conversation_id}")
+    @router.delete("/v1/conversations/{conversation_id}", responses={200: {"model": Deleted}})
     async def delete_conversation(conversation_id: str,
                                   actor: Actor = Depends(require("conversations:write"))) -> dict[str, Any]:
         await run(store.delete, actor, conversation_id)

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.requests import HTTPConnection, Request
 
+from inhouse.api.errors import validation_message
 from inhouse.errors import InvalidRequest
 
 if TYPE_CHECKING:
@@ -54,7 +55,6 @@ async def read_json(request: Request, model: type[BaseModel]) -> Any:
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        errs = exc.errors()
-        where = ".".join(str(p) for p in errs[0]["loc"]) if errs else ""
-        msg = errs[0]["msg"] if errs else "bad value"
-        raise InvalidRequest(f"Invalid request: {where}: {msg}.", param=where or None) from None
+        # The same message as FastAPI's own validation (api/errors.py), bounded the same way.
+        message, param = validation_message(exc.errors())
+        raise InvalidRequest(message, param=param) from None

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.concurrency import run_in_threadpool
 
 from inhouse.api.auth import require
+from inhouse.api.bounds import PositiveCount
 from inhouse.errors import InvalidRequest
 from inhouse.kb.embed import is_query_model
 
@@ -43,7 +44,7 @@ class EmbeddingRequest(BaseModel):
     input: str | Annotated[list[Any], Field(min_length=1, max_length=MAX_INPUTS)]
     encoding_format: Literal["float", "base64"] = "float"
     input_type: Literal["query", "passage", "document"] | None = None
-    dimensions: int | None = None
+    dimensions: PositiveCount | None = None
     user: Annotated[str, StringConstraints(max_length=256)] | None = None
 
 

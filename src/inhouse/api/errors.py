@@ -3,12 +3,16 @@
 Every error response is ``{"error": {"message", "type", "code", "param"}}`` (OpenAI's shape). Cores raise
 ``inhouse.errors``; this module alone maps them to HTTP statuses. A meta-test sends bad requests of every
 kind and checks each answer has exactly this shape.
+
+Messages are bounded here, whatever raised them: at most ``MAX_MESSAGE_CHARS`` characters (``param`` at most
+``MAX_PARAM_CHARS``), so no input comes back whole; pydantic's own ``input`` is never quoted.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -32,16 +36,26 @@ _STATUS: tuple[tuple[type[errors.InhouseError], int], ...] = (
     (errors.Unavailable, 503),
     (errors.EngineFailure, 500),
 )
-_MAX_MESSAGE_CHARS = 300
-_HTTP_CODES = {
+MAX_MESSAGE_CHARS = 500
+MAX_PARAM_CHARS = 100
+_MAX_CONSTRAINT_CHARS = 200  # pydantic's description of the constraint a value missed
+# The HTTP errors Starlette and FastAPI raise themselves: their code, type and message (None: keep their detail,
+# e.g. "Missing boundary in multipart.").
+_HTTP_CODES: dict[int, tuple[str, str, str | None]] = {
+    400: ("invalid_body", "invalid_request_error", None),
     404: ("not_found", "invalid_request_error", "No such route."),
     405: ("method_not_allowed", "invalid_request_error", "Method not allowed on this route."),
     413: ("request_too_large", "invalid_request_error", "The request body is too large."),
 }
 
 
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def error_body(message: str, type_: str, code: str, param: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": type_, "code": code, "param": param}}
+    return {"error": {"message": clip(message, MAX_MESSAGE_CHARS), "type": type_, "code": code,
+                      "param": None if param is None else clip(param, MAX_PARAM_CHARS)}}
 
 
 def error_response(status: int, message: str, type_: str, code: str, param: str | None = None,
@@ -86,29 +100,32 @@ def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts)
 
 
-def validation_error_response(exc: RequestValidationError) -> JSONResponse:
-    errs = exc.errors()
+def validation_message(errs: Sequence[Any]) -> tuple[str, str | None]:
+    """The message and ``param`` of a failed validation (FastAPI's, or a body a route validates itself)."""
     first = errs[0] if errs else {}
-    if first.get("type") == "json_invalid":
-        return error_response(400, "The request body is not valid JSON.", "invalid_request_error",
-                              "invalid_json")
-    field = _field_name(first.get("loc", ()))
+    field = clip(_field_name(first.get("loc", ())), MAX_PARAM_CHARS)
     # pydantic's `msg` describes the constraint; `input` (possibly megabytes) is never echoed.
-    msg = str(first.get("msg", "invalid value"))[:_MAX_MESSAGE_CHARS]
+    msg = clip(str(first.get("msg", "invalid value")), _MAX_CONSTRAINT_CHARS)
     more = f" (and {len(errs) - 1} more errors)" if len(errs) > 1 else ""
     text = f"Invalid '{field}': {msg}{more}." if field else f"Invalid request: {msg}{more}."
-    top = field.split(".")[0] if field else None
-    return error_response(400, text, "invalid_request_error", "invalid_request", top)
+    return text, field.split(".")[0] if field else None
+
+
+def validation_error_response(exc: RequestValidationError) -> JSONResponse:
+    errs = exc.errors()
+    if errs and errs[0].get("type") == "json_invalid":
+        return error_response(400, "The request body is not valid JSON.", "invalid_request_error",
+                              "invalid_json")
+    text, param = validation_message(errs)
+    return error_response(400, text, "invalid_request_error", "invalid_request", param)
 
 
 def http_error_response(exc: StarletteHTTPException) -> JSONResponse:
     code, type_, default = _HTTP_CODES.get(
-        exc.status_code, ("http_error", "invalid_request_error" if exc.status_code < 500 else "server_error",
-                          "HTTP error.")
+        exc.status_code, ("http_error", "invalid_request_error" if exc.status_code < 500 else "server_error", None)
     )
-    detail = exc.detail if isinstance(exc.detail, str) and exc.status_code not in _HTTP_CODES else default
-    return error_response(exc.status_code, detail[:_MAX_MESSAGE_CHARS], type_, code,
-                          headers=dict(exc.headers) if exc.headers else None)
+    detail = exc.detail if isinstance(exc.detail, str) and default is None else default or "HTTP error."
+    return error_response(exc.status_code, detail, type_, code, headers=dict(exc.headers) if exc.headers else None)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -116,16 +133,9 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, errors.InhouseError)
         return inhouse_error_response(exc)
 
-    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+    async def on_validation(_: Request, exc: Exception) -> JSONResponse:
+        # The caller passed the route's permission already (api/auth.AuthFirstRoute runs it before the body).
         assert isinstance(exc, RequestValidationError)
-        # FastAPI decodes a JSON body before it runs the permission dependency: check the caller first, so
-        # that a request without a valid key gets its 401 (403/404) and learns nothing about body parsing.
-        from inhouse.api.auth import check_route_permission
-
-        try:
-            await check_route_permission(request)
-        except errors.InhouseError as denied:
-            return inhouse_error_response(denied)
         return validation_error_response(exc)
 
     async def on_http(_: Request, exc: Exception) -> JSONResponse:

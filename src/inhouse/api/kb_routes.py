@@ -10,12 +10,23 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
 from inhouse.api.auth import require
+from inhouse.api.bounds import MAX_INT64
+from inhouse.api.openapi import errors, media
+from inhouse.api.responses import (
+    Collection,
+    CollectionList,
+    Deleted,
+    Document,
+    DocumentList,
+    SearchResults,
+    UploadedDocument,
+)
 from inhouse.errors import InvalidRequest, NotFound
 from inhouse.types import Actor
 
@@ -67,22 +78,22 @@ def _split(value: str | None) -> list[str] | None:
 def add_kb_routes(router: APIRouter, kb: KnowledgeBase) -> None:
     run = run_in_threadpool
 
-    @router.get("/v1/collections")
+    @router.get("/v1/collections", responses={200: {"model": CollectionList}})
     async def list_collections(actor: Actor = Depends(require("kb:read"))) -> dict[str, Any]:
         cols = await run(kb.list_collections, actor)
         return {"object": "list", "data": [c.to_dict() for c in cols]}
 
-    @router.post("/v1/collections", status_code=201)
+    @router.post("/v1/collections", status_code=201, responses={201: {"model": Collection}, **errors(409)})
     async def create_collection(body: CollectionCreate, actor: Actor = Depends(require("kb:manage"))) -> Any:
         col = await run(lambda: kb.create_collection(actor, body.name, groups=body.access.groups or (),
                                                      keys=body.access.keys or (), description=body.description))
         return JSONResponse(col.to_dict(), status_code=201)
 
-    @router.get("/v1/collections/{collection_id}")
+    @router.get("/v1/collections/{collection_id}", responses={200: {"model": Collection}})
     async def get_collection(collection_id: str, actor: Actor = Depends(require("kb:read"))) -> dict[str, Any]:
         return (await run(kb.collection, actor, collection_id)).to_dict()
 
-    @router.patch("/v1/collections/{collection_id}")
+    @router.patch("/v1/collections/{collection_id}", responses={200: {"model": Collection}})
     async def update_collection(collection_id: str, body: CollectionUpdate,
                                 actor: Actor = Depends(require("kb:manage"))) -> dict[str, Any]:
         acc = body.access
@@ -90,12 +101,15 @@ def add_kb_routes(router: APIRouter, kb: KnowledgeBase) -> None:
                                                      keys=acc.keys if acc else None, description=body.description))
         return col.to_dict()
 
-    @router.delete("/v1/collections/{collection_id}")
+    @router.delete("/v1/collections/{collection_id}", responses={200: {"model": Deleted}})
     async def delete_collection(collection_id: str, actor: Actor = Depends(require("kb:manage"))) -> dict[str, Any]:
         await run(kb.delete_collection, actor, collection_id)
         return {"id": collection_id, "object": "collection", "deleted": True}
 
-    @router.post("/v1/collections/{collection_id}/documents", status_code=201)
+    @router.post("/v1/collections/{collection_id}/documents", status_code=201, responses={
+        201: {"model": UploadedDocument, "description": "Added or replaced."},
+        200: {"model": UploadedDocument, "description": "The same bytes were there already."},
+        **errors(403, why={403: "Only admins may set a document's own access list."})})
     async def upload_document(collection_id: str, file: UploadFile = File(...),
                               label: str | None = Form(None), groups: str | None = Form(None),
                               keys: str | None = Form(None),
@@ -110,11 +124,10 @@ def add_kb_routes(router: APIRouter, kb: KnowledgeBase) -> None:
         status = 201 if outcome.status in ("added", "replaced") else 200
         return JSONResponse({**doc.to_dict(), "status": outcome.status}, status_code=status)
 
-    @router.get("/v1/collections/{collection_id}/documents")
-    async def list_documents(collection_id: str, limit: int = 100, offset: int = 0,
+    @router.get("/v1/collections/{collection_id}/documents", responses={200: {"model": DocumentList}})
+    async def list_documents(collection_id: str, limit: int = Query(100, ge=1, le=1000),
+                             offset: int = Query(0, ge=0, le=MAX_INT64),
                              actor: Actor = Depends(require("kb:read"))) -> dict[str, Any]:
-        if not (1 <= limit <= 1000 and offset >= 0):
-            raise InvalidRequest("limit must be 1..1000 and offset >= 0.", param="limit")
         docs = await run(lambda: kb.list_documents(actor, collection_id, limit=limit, offset=offset))
         return {"object": "list", "data": [d.to_dict() for d in docs]}
 
@@ -125,12 +138,13 @@ def add_kb_routes(router: APIRouter, kb: KnowledgeBase) -> None:
             raise NotFound(f"No document '{document_id}'.", param="document_id")
         return doc
 
-    @router.get("/v1/collections/{collection_id}/documents/{document_id}")
+    @router.get("/v1/collections/{collection_id}/documents/{document_id}", responses={200: {"model": Document}})
     async def get_document(collection_id: str, document_id: str,
                            actor: Actor = Depends(require("kb:read"))) -> dict[str, Any]:
         return (await run(_doc_in, actor, collection_id, document_id)).to_dict()
 
-    @router.get("/v1/collections/{collection_id}/documents/{document_id}/content")
+    @router.get("/v1/collections/{collection_id}/documents/{document_id}/content", response_class=Response,
+                responses={200: media("*/*", description="The document's bytes, with its own media type.")})
     async def download_document(collection_id: str, document_id: str,
                                 actor: Actor = Depends(require("kb:read"))) -> Response:
         doc = await run(_doc_in, actor, collection_id, document_id)
@@ -139,7 +153,8 @@ def add_kb_routes(router: APIRouter, kb: KnowledgeBase) -> None:
         return Response(data, media_type=doc.mime or "application/octet-stream",
                         headers={"Content-Disposition": disposition, "X-Content-Type-Options": "nosniff"})
 
-    @router.patch("/v1/collections/{collection_id}/documents/{document_id}")
+    @router.patch("/v1/collections/{collection_id}/documents/{document_id}", responses={
+        200: {"model": Document}, **errors(403, why={403: "Only admins may change a document's access list."})})
     async def relabel_document(collection_id: str, document_id: str, body: DocumentUpdate,
                                actor: Actor = Depends(require("kb:write"))) -> dict[str, Any]:
         await run(_doc_in, actor, collection_id, document_id)
@@ -149,14 +164,15 @@ def add_kb_routes(router: APIRouter, kb: KnowledgeBase) -> None:
                                            clear_access=body.clear_access))
         return doc.to_dict()
 
-    @router.delete("/v1/collections/{collection_id}/documents/{document_id}")
+    @router.delete("/v1/collections/{collection_id}/documents/{document_id}", responses={200: {"model": Deleted}})
     async def delete_document(collection_id: str, document_id: str,
                               actor: Actor = Depends(require("kb:write"))) -> dict[str, Any]:
         await run(_doc_in, actor, collection_id, document_id)
         await run(kb.delete_document, actor, document_id)
         return {"id": document_id, "object": "document", "deleted": True}
 
-    @router.post("/v1/search")
+    @router.post("/v1/search", responses={200: {"model": SearchResults}, **errors(
+        404, why={404: "A collection named in `collections` does not exist or is not the caller's to see."})})
     async def search(body: SearchRequest, actor: Actor = Depends(require("kb:read"))) -> dict[str, Any]:
         hits = await run(lambda: kb.search(actor, body.query, collections=body.collections, top_k=body.top_k,
                                            filters=body.filters))

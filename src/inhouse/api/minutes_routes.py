@@ -8,7 +8,7 @@ minutes as JSON; ``?format=md`` gives Markdown and ``?format=ics`` an iCalendar 
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -16,8 +16,9 @@ from starlette.responses import JSONResponse, Response
 
 from inhouse.api.auth import require
 from inhouse.api.deps import is_multipart, read_json, read_upload
+from inhouse.api.openapi import BINARY, media, request_body
 from inhouse.apps.minutes import MinutesInput
-from inhouse.apps.minutes.export import FORMATS, MEDIA_TYPES, render
+from inhouse.apps.minutes.export import MEDIA_TYPES, render
 from inhouse.errors import InvalidRequest
 from inhouse.types import Actor
 
@@ -37,20 +38,20 @@ class MinutesRequest(BaseModel):
     timezone: Annotated[str, StringConstraints(max_length=64)] | None = None
 
 
-def check_format(fmt: str) -> str:
-    if fmt not in FORMATS:
-        raise InvalidRequest(f"format must be one of {', '.join(FORMATS)}.", param="format")
-    return fmt
-
-
 def add_minutes_routes(router: APIRouter, services: Services) -> None:
     minutes_assistant, contexts = services.assistants.minutes, services.assistants.contexts
     max_bytes = int(services.settings.apps.max_upload_mb * 1024 * 1024)
 
-    @router.post("/v1/apps/minutes")
-    async def create_minutes(request: Request, format: str = "json",
+    @router.post("/v1/apps/minutes", openapi_extra=request_body(json=MinutesRequest, multipart={
+        "file": BINARY, "filename": {"type": "string"}, "meeting_date": {"type": "string", "format": "date"},
+        "attendees": {"type": "string", "description": "Comma-separated names."}, "timezone": {"type": "string"},
+        "language": {"type": "string", "description": "The recording's language, e.g. zh or en."}},
+        description="A transcript as JSON, or a transcript or recording as a multipart upload."),
+        responses={200: media("text/markdown", "text/calendar",
+                              description="The minutes: JSON, Markdown (?format=md) or iCalendar (?format=ics).")})
+    async def create_minutes(request: Request, format: Literal["json", "md", "ics"] = "json",
                              actor: Actor = Depends(require("apps:use"))) -> Response:
-        fmt = check_format(format)
+        fmt = format  # one of export.FORMATS
         if is_multipart(request):
             data, fields = await read_upload(request, max_bytes)
             meeting_date = _date(fields.get("meeting_date"))

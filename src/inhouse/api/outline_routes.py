@@ -6,7 +6,7 @@ document the knowledge base parses). Answers the outline as JSON, or Markdown wi
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, StringConstraints
@@ -14,8 +14,8 @@ from starlette.responses import JSONResponse, Response
 
 from inhouse.api.auth import require
 from inhouse.api.deps import is_multipart, read_json, read_upload
+from inhouse.api.openapi import BINARY, media, request_body
 from inhouse.apps.outline import OutlineInput, to_markdown
-from inhouse.errors import InvalidRequest
 from inhouse.types import Actor
 
 if TYPE_CHECKING:
@@ -34,11 +34,12 @@ def add_outline_routes(router: APIRouter, services: Services) -> None:
     outline_assistant, contexts = services.assistants.outline, services.assistants.contexts
     max_bytes = int(services.settings.apps.max_upload_mb * 1024 * 1024)
 
-    @router.post("/v1/apps/outline")
-    async def create_outline(request: Request, format: str = "json",
+    @router.post("/v1/apps/outline", openapi_extra=request_body(json=OutlineRequest, multipart={
+        "file": BINARY, "filename": {"type": "string"}, "key_points": {"type": "boolean"}},
+        description="Text as JSON, or any document the knowledge base parses as a multipart upload."),
+        responses={200: media("text/markdown", description="The outline: JSON, or Markdown (?format=md).")})
+    async def create_outline(request: Request, format: Literal["json", "md"] = "json",
                              actor: Actor = Depends(require("apps:use"))) -> Response:
-        if format not in ("json", "md"):
-            raise InvalidRequest("format must be json or md.", param="format")
         if is_multipart(request):
             data, fields = await read_upload(request, max_bytes)
             points = (fields.get("key_points") or "true").strip().lower() not in ("false", "0", "no")

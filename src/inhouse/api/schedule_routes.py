@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from inhouse.api.auth import require
+from inhouse.api.openapi import errors, media, request_body
 from inhouse.apps.dates import parse_duration_minutes
 from inhouse.apps.schedule.assistant import chat
 from inhouse.apps.schedule.service import AttendeeSpec
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 Text = Annotated[str, StringConstraints(max_length=300)]
 When = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 Zone = Annotated[str, StringConstraints(max_length=64)]
+# Minutes as a number or as text ('45 min', '1.5 hours', '半小时'); parse_duration_minutes checks 1..1440 either way.
+Minutes = Annotated[int, Field(ge=1, le=24 * 60)] | Annotated[str, StringConstraints(min_length=1, max_length=40)]
 
 
 class _Body(BaseModel):
@@ -43,7 +46,7 @@ class EventCreate(_Body):
     title: Annotated[str, StringConstraints(min_length=1, max_length=300)]
     start: When
     end: When | None = None
-    duration_minutes: int | str | None = None
+    duration_minutes: Minutes | None = None
     attendees: Annotated[list[Text], Field(max_length=200)] = Field(default_factory=list)
     location: Text = ""
     description: Annotated[str, StringConstraints(max_length=8000)] = ""
@@ -75,7 +78,7 @@ class AttendeeBody(BaseModel):
 class FreeSlotsRequest(_Body):
     attendees: Annotated[list[AttendeeBody | Annotated[str, StringConstraints(min_length=1, max_length=200)]],
                          Field(max_length=50)] = Field(default_factory=list)
-    duration_minutes: int | str = 60
+    duration_minutes: Minutes = 60
     start: When | None = None
     end: When | None = None
     limit: int = Field(5, ge=1, le=200)
@@ -107,6 +110,10 @@ class ChatRequest(_Body):
     model: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
 
 
+_WHY = {404: "An attendee who is not a user whose calendar the caller may see.",
+        409: "The calendar holds the most events allowed."}
+
+
 def add_schedule_routes(router: APIRouter, services: Services) -> None:
     schedule, contexts = services.assistants.schedule, services.assistants.contexts
     rounds = services.settings.apps.schedule_tool_rounds
@@ -120,7 +127,7 @@ def add_schedule_routes(router: APIRouter, services: Services) -> None:
         out = schedule.list_events(ctx_for(actor, timezone), start, end)
         return {"object": "list", "data": out["events"], "from": out["from"], "to": out["to"]}
 
-    @router.post("/v1/apps/schedule/events", status_code=201)
+    @router.post("/v1/apps/schedule/events", status_code=201, responses=errors(404, 409, why=_WHY))
     def create_event(body: EventCreate, actor: Actor = Depends(require("apps:use"))) -> dict[str, Any]:
         ctx = ctx_for(actor, body.timezone)
         interval = schedule.span(ctx, body.start, body.end, body.duration_minutes)  # type: ignore[arg-type]
@@ -131,7 +138,7 @@ def add_schedule_routes(router: APIRouter, services: Services) -> None:
     def get_event(event_id: str, actor: Actor = Depends(require("apps:use"))) -> dict[str, Any]:
         return schedule.events.get(actor, event_id).to_dict()
 
-    @router.patch("/v1/apps/schedule/events/{event_id}")
+    @router.patch("/v1/apps/schedule/events/{event_id}", responses=errors(409, why=_WHY))
     def patch_event(event_id: str, body: EventPatch, actor: Actor = Depends(require("apps:use"))) -> dict[str, Any]:
         ctx = ctx_for(actor, body.timezone)
         event = schedule.events.own(actor, event_id)
@@ -152,7 +159,7 @@ def add_schedule_routes(router: APIRouter, services: Services) -> None:
         schedule.events.delete(actor, event_id)
         return {"id": event_id, "object": "schedule.event", "deleted": True}
 
-    @router.post("/v1/apps/schedule/free-slots")
+    @router.post("/v1/apps/schedule/free-slots", responses=errors(404, why=_WHY))
     def free_slots(body: FreeSlotsRequest, actor: Actor = Depends(require("apps:use"))) -> dict[str, Any]:
         people = [AttendeeSpec(a) if isinstance(a, str) else AttendeeSpec(a.name, a.timezone, a.work_start, a.work_end)
                   for a in body.attendees]
@@ -164,20 +171,21 @@ def add_schedule_routes(router: APIRouter, services: Services) -> None:
         return await schedule.plan_trip(ctx_for(actor, body.timezone), body.destination, body.depart_date,
                                         body.return_date, purpose=body.purpose, international=body.international)
 
-    @router.post("/v1/apps/schedule/chat")
+    @router.post("/v1/apps/schedule/chat", responses=errors(404, why={404: "No such model."}))
     async def schedule_chat(body: ChatRequest, actor: Actor = Depends(require("apps:use"))) -> dict[str, Any]:
         ctx = ctx_for(actor, body.timezone, body.model)
         reply = await chat(schedule, ctx, body.message, history=[m.model_dump() for m in body.history],
                            max_rounds=rounds)
         return reply.to_dict()
 
-    @router.get("/v1/apps/schedule/export.ics")
+    @router.get("/v1/apps/schedule/export.ics", response_class=Response, responses={200: media("text/calendar")})
     def export_ics(timezone: str | None = None, actor: Actor = Depends(require("apps:use"))) -> Response:
         text = schedule.export_ics(ctx_for(actor, timezone))
         return Response(text.encode("utf-8"), media_type="text/calendar; charset=utf-8",
                         headers={"Content-Disposition": 'attachment; filename="calendar.ics"'})
 
-    @router.post("/v1/apps/schedule/import")
+    @router.post("/v1/apps/schedule/import", openapi_extra=request_body(raw="text/calendar", description=(
+        "An iCalendar file (.ics); its events are added to the caller's calendar.")), responses=errors(409, why=_WHY))
     async def import_ics(request: Request, timezone: str | None = None,
                          actor: Actor = Depends(require("apps:use"))) -> dict[str, Any]:
         data = await request.body()

@@ -23,6 +23,7 @@ from starlette.responses import Response
 
 from inhouse.api.auth import public, require
 from inhouse.api.cors import WIDGET_PATH
+from inhouse.api.openapi import errors, media
 from inhouse.types import Actor
 
 if TYPE_CHECKING:
@@ -49,7 +50,8 @@ def add_support_routes(router: APIRouter, services: Services) -> None:
     support, contexts = services.assistants.support, services.assistants.contexts
     script = widget_script()
 
-    @router.post("/v1/apps/support/sessions", status_code=201)
+    @router.post("/v1/apps/support/sessions", status_code=201, responses=errors(404, 409, why={
+        404: "A collection that does not exist or is not the caller's.", 409: "Too many sessions for this key."}))
     async def create_session(body: SessionCreate | None = None,
                              actor: Actor = Depends(require("apps:support"))) -> dict[str, Any]:
         ctx = contexts.for_actor(actor)
@@ -66,7 +68,7 @@ def add_support_routes(router: APIRouter, services: Services) -> None:
         reply = await support.send(contexts.for_actor(actor), session_id, body.content)
         return reply.to_dict()
 
-    @router.get(WIDGET_PATH)
+    @router.get(WIDGET_PATH, response_class=Response, responses={200: media("text/javascript")})
     async def widget(_: None = Depends(public("web:read"))) -> Response:
         return Response(script, media_type="text/javascript; charset=utf-8",
                         headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"})

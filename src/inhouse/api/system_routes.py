@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Depends
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from inhouse.api.auth import metrics_permission, public
+from inhouse.api.auth import open_to_all, public
 from inhouse.api.errors import inhouse_error_response
 from inhouse.api.metrics import CONTENT_TYPE, Metrics
+from inhouse.api.openapi import openapi_of
 from inhouse.errors import InhouseError, Unavailable
 
 if TYPE_CHECKING:
@@ -34,12 +35,20 @@ def add_system_routes(router: APIRouter, services: Services, metrics: Metrics) -
             return inhouse_error_response(wrapped)
         return JSONResponse(body)
 
-    metrics_dep = metrics_permission(services.settings.server.metrics_public)
+    metrics_dep = open_to_all("metrics:read", services.settings.server.metrics_public)
 
-    @router.get("/metrics", dependencies=[Depends(metrics_dep)], response_model=None)
+    @router.get("/metrics", dependencies=[Depends(metrics_dep)], response_model=None,
+                response_class=PlainTextResponse, responses={200: {"description": "Prometheus text format."}})
     async def prometheus_metrics() -> Response:
         data = await run_in_threadpool(metrics.render)
         return Response(data, media_type=CONTENT_TYPE)
+
+    openapi_dep = open_to_all("openapi:read", services.settings.server.openapi_public)
+
+    @router.get("/openapi.json", dependencies=[Depends(openapi_dep)], response_model=None,
+                responses={200: {"description": "This description (OpenAPI 3.1)."}})
+    async def openapi_json(request: Request) -> JSONResponse:
+        return JSONResponse(await run_in_threadpool(openapi_of, request.app))
 
 
 def _readiness(services: Services) -> dict[str, Any]:

@@ -35,6 +35,7 @@ ACTIONS: dict[str, Need] = {
     # Metrics carry no content, only counts; a scraper gets a member key (or metrics_public).
     "metrics:read": "member",
     "me:read": "member",  # who am I, my groups, my quota
+    "openapi:read": "member",  # the API description (/openapi.json): routes and shapes, no data
     "own_keys:read": "member",  # list the caller's own keys
     "own_keys:manage": "member",  # create / revoke the caller's own keys
     "users:read": "admin",

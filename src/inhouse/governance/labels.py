@@ -11,7 +11,7 @@ import enum
 from collections.abc import Iterable
 from functools import total_ordering
 
-from inhouse.errors import InvalidRequest
+from inhouse.errors import InvalidRequest, shown
 
 
 @total_ordering
@@ -54,7 +54,7 @@ def parse_label(value: object, *, param: str = "label") -> Label:
         if key in _ALIASES:
             return _ALIASES[key]
     names = ", ".join(label.value for label in Label)
-    raise InvalidRequest(f"Unknown sensitivity label {value!r}; use one of {names}.", param=param)
+    raise InvalidRequest(f"Unknown sensitivity label {shown(value)}; use one of {names}.", param=param)
 
 
 def label_of_item(value: object, *, param: str = "label") -> Label:

@@ -35,9 +35,16 @@ class Kill:
     returncode: int | None
 
 
-def run_and_kill(argv: Sequence[str], *, env: dict[str, str], delay_s: float, timeout_s: float = 120.0) -> Kill:
-    """Start ``argv``; SIGKILL it after ``delay_s`` unless it finished first."""
-    proc = subprocess.Popen(list(argv), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def run_and_kill(argv: Sequence[str], *, env: dict[str, str], delay_s: float, timeout_s: float = 120.0,
+                 after_line: bytes | None = None) -> Kill:
+    """Start ``argv``; SIGKILL it after ``delay_s`` unless it finished first. With ``after_line``, the delay counts
+    from the moment the process prints that line (its start-up done), however long the start-up took."""
+    proc = subprocess.Popen(list(argv), env=env, stderr=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE if after_line else subprocess.DEVNULL)
+    if after_line and proc.stdout is not None:
+        for line in proc.stdout:  # ends early when the process dies before printing it
+            if line.strip() == after_line:
+                break
     try:
         proc.wait(delay_s)
         return Kill(delay_s, False, proc.returncode)
@@ -152,29 +159,35 @@ class ServerCrashReport:
     interrupted_closed: int = 0  # 'started' records given their 'interrupted' final record on restart
     verify: dict[str, Any] = field(default_factory=dict)
     unfinished_after: int = -1
+    engine_processes_killed_with: int = 0  # the killed servers' engine processes, each of which must end too
+    orphans: int = 0  # engine processes still running 10 s after their server was killed
     seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
         return (self.restarts_ok == self.cycles and bool(self.verify.get("ok")) and self.verify.get("reseals") == 0
-                and self.unfinished_after == 0)
+                and self.unfinished_after == 0 and self.orphans == 0)
 
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "cycles": self.cycles, "streams_started": self.streams_started,
                 "streams_completed": self.streams_completed, "streams_cut": self.streams_cut,
                 "restarts_ok": self.restarts_ok, "interrupted_closed": self.interrupted_closed,
-                "verify": self.verify, "unfinished_after": self.unfinished_after, "seconds": round(self.seconds, 1)}
+                "verify": self.verify, "unfinished_after": self.unfinished_after,
+                "engine_processes_killed_with": self.engine_processes_killed_with, "orphans": self.orphans,
+                "seconds": round(self.seconds, 1)}
 
 
 def server_crash_cycles(workdir: Path, *, cycles: int, model: str = "smollm2-135m", streams: int = 6,
                         seed: int = 0, window_s: tuple[float, float] = (0.3, 2.0)) -> ServerCrashReport:
     """``cycles`` times: start ``inhouse serve``, run ``streams`` streaming chats, SIGKILL the server after a random
     delay while they run; restart it and check it answers. Finally ``inhouse audit verify`` must pass with no
-    reseal, and every request the kills cut off must have its final record, outcome ``interrupted``."""
+    reseal, every request the kills cut off must have its final record, outcome ``interrupted``, and no engine
+    process of a killed server may still run 10 s after it (an orphan would hold its model's memory)."""
     import threading
 
     import httpx
 
+    from inhouse.hardware.cpu import descendant_pids
     from inhouse.testing.server_process import ServerProcess, create_admin_key
 
     rng = random.Random(seed)
@@ -209,7 +222,10 @@ def server_crash_cycles(workdir: Path, *, cycles: int, model: str = "smollm2-135
         for t in threads:
             t.start()
         time.sleep(rng.uniform(*window_s))
+        engines = descendant_pids(server.pid)
         server.kill()
+        report.engine_processes_killed_with += len(engines)
+        report.orphans += len(still_running(engines, wait_s=10.0))
         for t in threads:
             t.join(60)
         server.start()  # the restart closes the cut-off requests as interrupted
@@ -255,6 +271,7 @@ try:
     group = s.directory.find_group("staff")
 except Exception:
     group = s.directory.create_group("staff")
+print("ready", flush=True)
 i = int(time.time() * 1000) % 10**9
 while True:
     i += 1
@@ -295,17 +312,37 @@ class AdminCrashReport:
                 "audited_not_applied": self.audited_not_applied, "seconds": round(self.seconds, 1)}
 
 
+def still_running(pids: list[int], *, wait_s: float) -> list[int]:
+    """Those of ``pids`` still running (neither gone nor a zombie) after up to ``wait_s`` seconds."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        alive = [pid for pid in pids if _running(pid)]
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.1)
+
+
+def _running(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
 def admin_crash_cycles(workdir: Path, *, cycles: int, seed: int = 0,
-                       window_s: tuple[float, float] = (1.5, 4.0)) -> AdminCrashReport:
-    """``cycles`` times: run administrative changes in a loop and SIGKILL the process at a random moment; after
-    each kill open the data directory and check that nothing is half-applied (``check_admin_state``)."""
+                       window_s: tuple[float, float] = (0.05, 2.5)) -> AdminCrashReport:
+    """``cycles`` times: run administrative changes in a loop and SIGKILL the process at a random moment of them
+    (``window_s`` after its start-up is done: start-up takes from under one to several seconds with the machine's
+    load, and a kill there tests nothing); after each kill open the data directory and check that nothing is
+    half-applied (``check_admin_state``)."""
     rng = random.Random(seed)
     data = workdir / "data"
     report = AdminCrashReport(cycles=cycles)
     start = time.monotonic()
     for cycle in range(cycles):
         report.kills.append(run_and_kill([sys.executable, "-c", _ADMIN_WORKER, str(data)], env=dict(os.environ),
-                                         delay_s=rng.uniform(*window_s)))
+                                         delay_s=rng.uniform(*window_s), after_line=b"ready"))
         report.problems += [f"cycle {cycle}: {p}" for p in check_admin_state(data, report)]
     report.seconds = time.monotonic() - start
     return report

@@ -115,9 +115,11 @@ async def _client(http: httpx.AsyncClient, i: int, model: str, deadline: float, 
 
 
 def run_load(url: str, key: str, *, model: str, clients: int = 64, duration_s: float = 20.0, max_tokens: int = 48,
-             pid: int | None = None, sample_every_s: float = 1.0, timeout_s: float = 120.0) -> LoadReport:
-    """``clients`` streaming clients for ``duration_s`` (each finishes its last stream); samples ``pid``."""
-    report = LoadReport(clients, duration_s)
+             pid: int | None = None, sample_every_s: float = 1.0, timeout_s: float = 120.0,
+             report: LoadReport | None = None) -> LoadReport:
+    """``clients`` streaming clients for ``duration_s`` (each finishes its last stream); samples ``pid``. Counts
+    into ``report`` when given, so a caller that is interrupted still has what was counted so far."""
+    report = report if report is not None else LoadReport(clients, duration_s)
     stop = threading.Event()
     t0 = time.monotonic()
 

@@ -42,17 +42,31 @@ class ProcSample:
     rss_mb: float
     open_files: int
     threads: int
+    processes: int = 1  # the server and its engine processes counted in the figures
 
 
 def sample_process(pid: int, t_s: float = 0.0) -> ProcSample:
-    """RSS (MB), open file descriptors and threads of ``pid`` from /proc (Linux)."""
-    rss_kb = threads = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss_kb = int(line.split()[1])
-        elif line.startswith("Threads:"):
-            threads = int(line.split()[1])
-    return ProcSample(t_s, rss_kb / 1024, len(os.listdir(f"/proc/{pid}/fd")), threads)
+    """RSS (MB), open file descriptors and threads of ``pid`` and its descendants (the engines' child processes,
+    which hold the models), from /proc (Linux). A descendant that ends while it is read is left out."""
+    from inhouse.hardware.cpu import descendant_pids
+
+    rss_kb = threads = fds = counted = 0
+    for n, proc in enumerate([pid, *descendant_pids(pid)]):
+        try:
+            status = Path(f"/proc/{proc}/status").read_text()
+            proc_fds = len(os.listdir(f"/proc/{proc}/fd"))
+        except OSError:
+            if n == 0:
+                raise
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                rss_kb += int(line.split()[1])
+            elif line.startswith("Threads:"):
+                threads += int(line.split()[1])
+        fds += proc_fds
+        counted += 1
+    return ProcSample(t_s, rss_kb / 1024, fds, threads, counted)
 
 
 @dataclass

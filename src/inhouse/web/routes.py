@@ -27,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from inhouse.api.auth import public
+from inhouse.api.openapi import errors, media
 from inhouse.errors import AuthenticationFailed, NotFound
 from inhouse.types import ANONYMOUS_ADMIN, Actor
 
@@ -55,6 +56,8 @@ PREVIEW_PATH = "/assistants/widget-preview"
 PAGES = {"/": "chat", "/documents": "documents", "/assistants": "assistants", "/admin": "admin"}
 _SIGNIN_ERRORS = {"revoked_api_key": "signin.revoked", "expired_api_key": "signin.expired"}
 _MAX_KEY_CHARS = 512
+SIGNIN_JSON = {"type": "object", "required": ["ok"], "properties": {
+    "ok": {"type": "boolean"}, "message": {"type": ["string", "null"]}, "actor": {"type": "object"}}}
 
 
 @dataclass(frozen=True)
@@ -157,19 +160,21 @@ def add_web_routes(router: APIRouter, services: Services) -> None:
 
     for path, name in PAGES.items():
         router.add_api_route(path, page(name), methods=["GET"], dependencies=read, response_class=HTMLResponse,
-                             include_in_schema=False)
+                             tags=["web"])
 
-    @router.get(PREVIEW_PATH, dependencies=read, response_class=HTMLResponse, include_in_schema=False)
+    @router.get(PREVIEW_PATH, dependencies=read, response_class=HTMLResponse, tags=["web"])
     async def widget_preview(request: Request) -> HTMLResponse:
         # A shell like the others: the key, the collections and the title come from the framing page's script.
         return ui.render(request, "widget_preview.html", page="widget-preview", headers=PREVIEW_HEADERS)
 
-    @router.get("/signin", dependencies=read, response_class=HTMLResponse, include_in_schema=False)
+    @router.get("/signin", dependencies=read, response_class=HTMLResponse, tags=["web"])
     async def signin_page(request: Request) -> HTMLResponse:
         return ui.render(request, "signin.html", page="signin")
 
-    @router.post("/signin", dependencies=[Depends(public("web:signin"))], include_in_schema=False,
-                 response_model=None)
+    @router.post("/signin", dependencies=[Depends(public("web:signin"))], response_class=HTMLResponse, tags=["web"],
+                 response_model=None, responses={200: {"description": "The page again, or with `Accept: "
+                                                       "application/json` whether the key is good.",
+                                                       "content": {"application/json": {"schema": SIGNIN_JSON}}}})
     async def signin(request: Request, key: str = Form("", max_length=_MAX_KEY_CHARS)) -> Response:
         """Check a key. Scripts ask for JSON (200 either way, so a typo is not a console error); the plain
         form gets the page again with the message. The key is never stored or echoed back."""
@@ -193,7 +198,9 @@ def add_web_routes(router: APIRouter, services: Services) -> None:
             return ui.render(request, "signin.html", page="signin", error=error)
         return ui.render(request, "signin.html", page="signin", notice=strings["signin.needs_js"])
 
-    @router.get("/static/{name}", dependencies=read, include_in_schema=False, response_model=None)
+    @router.get("/static/{name}", dependencies=read, response_class=Response, tags=["web"], response_model=None,
+                responses={200: media("*/*", description="A file of the UI."), 304: {"description": "Not modified."},
+                           **errors(404, why={404: "No such file."})})
     async def static(name: str, request: Request) -> Response:
         asset = ui.assets.get(name)
         if asset is None:

