@@ -7,7 +7,7 @@
 * ``inhouse serve`` on SmolLM2 during streams (``--server-cycles``, default 20): it restarts and serves, audit
   verify passes, every cut-off request is recorded as interrupted.
 
-    flock /tmp/inhouse-heavy.lock .venv/bin/python -m benchmarks.crash
+    .venv/bin/python -m benchmarks.crash
 
 Writes ``benchmarks/results/crash-<timestamp>.json``; exit 1 when anything was lost, duplicated or inconsistent.
 """

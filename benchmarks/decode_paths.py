@@ -13,7 +13,7 @@ each under ``OMP_WAIT_POLICY`` unset (libgomp spins ~300k iterations before slee
 and ``GOMP_SPINCOUNT=20000``, and with 1 and 2 threads. Each point is a fresh process (OpenMP reads its environment when
 llama.cpp loads), runs wait for a quiet machine, rounds interleave the points and the best round counts.
 
-    flock /tmp/inhouse-heavy.lock .venv/bin/python -m benchmarks.decode_paths --model smollm2-135m
+    .venv/bin/python -m benchmarks.decode_paths --model smollm2-135m
 
 Writes ``benchmarks/results/decode-paths-<model>-<time>.json``; the reading is in docs/performance.md.
 """

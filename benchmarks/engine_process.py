@@ -1,7 +1,7 @@
 """The cost of the process boundary: the engine in a child process (``engine.isolation = "process"``, what
 ``inhouse serve`` runs) against the same engine in this process (``"thread"``), in one run.
 
-    flock /tmp/inhouse-heavy.lock .venv/bin/python -m benchmarks.engine_process --model smollm2-135m
+    .venv/bin/python -m benchmarks.engine_process --model smollm2-135m
 
 Both sides are driven the same way, through ``EngineClient`` from an asyncio loop in this process (as
 ``inhouse tune`` does; no HTTP, so only the boundary differs): single-stream greedy decode of ``--tokens``

@@ -16,7 +16,7 @@ Three measurements, each printed and written as JSON under ``benchmarks/results/
 
 The manual is found under ``/usr/share/doc/python3*/html`` (``--manual`` to point elsewhere); ``--install`` runs
 ``apt-get install -y python3-doc`` when it is missing (root). Not part of CI: a run takes tens of minutes.
-Run it under the shared lock: ``flock /tmp/inhouse-heavy.lock .venv/bin/python -m benchmarks.manual``.
+Run it alone on the machine: ``.venv/bin/python -m benchmarks.manual``.
 """
 
 from __future__ import annotations

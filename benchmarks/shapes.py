@@ -10,7 +10,7 @@ it with ``inhouse models add`` in the run's own data dir → measure read bandwi
 serve`` (load time and RSS, a 1.5k-token RAG prompt cold and warm, decode, 1/4/8 concurrent clients, the
 longest stall of a decoding stream while another prompt prefills) → KV cache per 1k tokens in f16 and q8_0
 (formula from the header and llama.cpp's own accounting) → JSON in ``benchmarks/results/`` → the shape
-file is deleted (``--keep`` keeps it). Run it under the shared lock: ``flock /tmp/inhouse-heavy.lock …``.
+file is deleted (``--keep`` keeps it). Run it alone on the machine (foreign load skews every figure).
 
 ``--profile tuned`` runs ``inhouse tune`` first with a reduced candidate set (the model's own weights only,
 one repeat: threads, attention/KV, batch and prefill chunk within ``--tune-budget-s``; docs/capacity.md

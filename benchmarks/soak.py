@@ -1,7 +1,7 @@
 """Soak: 64 concurrent streaming clients against one `inhouse serve` (SmolLM2) for 30 minutes, with the RSS, open
 files and threads of the server and its engine processes (summed) sampled over time and drawn as a chart.
 
-    flock /tmp/inhouse-heavy.lock .venv/bin/python -m benchmarks.soak --minutes 30
+    .venv/bin/python -m benchmarks.soak --minutes 30
 
 Writes ``benchmarks/results/soak-<timestamp>.json`` and ``.png``. Exit 1 when a goal is missed: any 5xx, broken
 stream or connection error, a 429 without Retry-After, the server unhealthy afterwards, or RSS growing by more

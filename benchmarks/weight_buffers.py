@@ -1,7 +1,7 @@
 """Which weight path is fastest here: the engine `inhouse serve` runs, loaded with each weight path the hardware
 probe proved (``amx`` where AMX executes, ``repack``, ``plain``), measured alternately.
 
-    flock /tmp/inhouse-heavy.lock .venv/bin/python -m benchmarks.weight_buffers --model qwen2.5-coder-0.5b
+    .venv/bin/python -m benchmarks.weight_buffers --model qwen2.5-coder-0.5b
 
 Each round measures every path once with ``inhouse tune``'s workloads (``models/tuning/measure.py``: one stream
 decoding 64 tokens, one 256-token prefill, 8 streams at once), best of ``--repeats`` runs inside a round;

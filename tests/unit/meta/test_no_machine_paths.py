@@ -11,8 +11,7 @@ machine-specific when it lies where only one machine's users, checkouts or scrat
 
 Locations the operating system defines the same on every machine are allowed: ``/proc/cpuinfo``, ``/sys/…``,
 ``/dev/shm``, ``/usr/bin/chromium``, ``/etc/…``, ``/bin/sh``. So is ``~/…`` (a user's own home, wherever it is).
-``ALLOWED_EVERYWHERE`` and ``ALLOWED`` name the few exceptions, each with its reason (and its file): a path
-that is a project convention rather than one machine's location, or made-up text that only looks like a path.
+``ALLOWED`` names the few exceptions, each with its file and reason: made-up text that only looks like a path.
 Code finds the repository from its own location and data in the data directory; tests use ``tmp_path``; the
 evaluation corpus comes from ``inhouse.eval_corpus``; benchmark results record repository-relative paths
 (``benchmarks/results.py``). Binary files (images, PDFs, models) are not read.
@@ -31,10 +30,6 @@ REPO = Path(__file__).resolve().parents[3]
 SCANNED = ("src", "tests", "benchmarks")
 SKIPPED_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".hypothesis"}
 # path → why it is not a path of a machine, in any file
-ALLOWED_EVERYWHERE = {
-    "/tmp/inhouse-heavy.lock": "the project's lock for heavy jobs (tools/HELPERS.md): one agreed name wherever the "
-    "project's rules apply, shown in the benchmarks' command lines",
-}
 # (file, path) → why it is not a path of a machine
 ALLOWED = {
     ("src/inhouse/governance/pii/company_corpus.py", "/srv/app"): "a made-up server path inside generated ticket "
@@ -91,8 +86,7 @@ def test_no_file_names_a_machine_path() -> None:
     bad = [f"{p.relative_to(REPO)}:{n}: {hit}" for p in files
            for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1)
            for hit in machine_paths(line)
-           if p.resolve() != Path(__file__).resolve() and hit not in ALLOWED_EVERYWHERE
-           and (p.relative_to(REPO).as_posix(), hit) not in ALLOWED]
+           if p.resolve() != Path(__file__).resolve() and (p.relative_to(REPO).as_posix(), hit) not in ALLOWED]
     assert not bad, "absolute paths of a machine:\n" + "\n".join(bad)
 
 
