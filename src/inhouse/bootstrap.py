@@ -243,25 +243,9 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
         ms.default = default_model.name
         log.info("default model %s: %s", default_model.name, default_model.reason)
     weight_choices: dict[str, WeightChoice] = {}
-    registry: ModelRegistry | None = None
-
-    def variant_path(name: str, sha256: str) -> Path:
-        assert registry is not None
-        return registry.verified_path(name, sha256)
-
-    registry = ModelRegistry(
-        cache_dir=settings.model_cache_dir,
-        load_engine=audited_loads(load_engine or build_llama_engine_factory(
-            settings, profiles, variant_path, probe, weight_choices, on_crash=[audit_crashes(audit)]), audit),
-        ram_budget_mb=ms.ram_budget_mb,
-        catalog=catalog,
-        # A custom engine factory (tests, fakes) loads no llama.cpp context: its memory is the file alone.
-        footprint=None if load_engine is not None
-        else build_footprint_estimator(settings, probe, profiles, variant_path),
-        available_memory=None if load_engine is not None else available_memory_bytes,
-        on_ram_full=ms.on_ram_full,
-        allow_synthetic=ms.allow_synthetic,
-    )
+    registry = build_model_registry(settings, profiles, probe, catalog=catalog, load_engine=load_engine,
+                                    wrap_loads=lambda load: audited_loads(load, audit),
+                                    weight_choices=weight_choices, on_crash=[audit_crashes(audit)])
     chat = ChatService(registry, settings.engine)
     residency = ModelResidency(registry, idle_release_s=ms.idle_release_s, timetable=timetable,
                                prewarm_models=lambda: list(dict.fromkeys([ms.default, *ms.preload])))
@@ -294,20 +278,36 @@ def build_model_host(settings: Settings, *, catalog: Sequence[CatalogEntry] = CA
     profiles = ProfileStore(settings.data_dir / "profiles", lambda: detect_cpu().signature)
     probe = build_probe(settings)  # this machine's: its weight paths are its own
     settings.model_cache_dir.mkdir(parents=True, exist_ok=True)
+    return build_model_registry(settings, profiles, probe, catalog=catalog), profiles
+
+
+def build_model_registry(settings: Settings, profiles: ProfileStore, probe: HardwareProbe, *,
+                         catalog: Sequence[CatalogEntry] = CATALOG, load_engine: EngineFactory | None = None,
+                         wrap_loads: Callable[[EngineFactory], EngineFactory] | None = None,
+                         weight_choices: dict[str, WeightChoice] | None = None,
+                         on_crash: Sequence[CrashHook] = ()) -> ModelRegistry:
+    """The model registry of this machine's cache, loading through llama.cpp with the tuned profile and the
+    probe's weight path (or through ``load_engine``: tests, fakes), admitted by its memory footprint.
+    ``wrap_loads`` wraps the factory (the audit record of each load)."""
     registry: ModelRegistry | None = None
 
     def variant_path(name: str, sha256: str) -> Path:
         assert registry is not None
         return registry.verified_path(name, sha256)
 
+    load = load_engine or build_llama_engine_factory(settings, profiles, variant_path, probe, weight_choices,
+                                                     on_crash=on_crash)
+    ms = settings.models
+    # A custom engine factory (tests, fakes) loads no llama.cpp context: its memory is the file alone.
+    real = load_engine is None
     registry = ModelRegistry(
         cache_dir=settings.model_cache_dir,
-        load_engine=build_llama_engine_factory(settings, profiles, variant_path, probe),
-        ram_budget_mb=settings.models.ram_budget_mb,
+        load_engine=wrap_loads(load) if wrap_loads is not None else load,
+        ram_budget_mb=ms.ram_budget_mb,
         catalog=catalog,
-        footprint=build_footprint_estimator(settings, probe, profiles, variant_path),
-        available_memory=available_memory_bytes,
-        on_ram_full=settings.models.on_ram_full,
-        allow_synthetic=settings.models.allow_synthetic,
+        footprint=build_footprint_estimator(settings, probe, profiles, variant_path) if real else None,
+        available_memory=available_memory_bytes if real else None,
+        on_ram_full=ms.on_ram_full,
+        allow_synthetic=ms.allow_synthetic,
     )
-    return registry, profiles
+    return registry
