@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from served import BIN, free_port
+from served import serving
 from test_real_server import SMOL, cli
 
 from inhouse.hardware.cpu import descendant_pids
@@ -44,32 +44,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     made = cli(data_dir, "keys", "create", "--name", "tests", "--role", "admin")
     assert made.returncode == 0, made.stderr
     key = made.stdout.strip().splitlines()[-1].strip()
-    port = free_port()
     env = {**os.environ, "INHOUSE_DATA_DIR": str(data_dir)}
-    log = (data_dir / "serve.log").open("w")  # a file, not a pipe nobody reads: crashes print stacks
-    proc = subprocess.Popen([str(BIN), "serve", "--port", str(port), "--model", SMOL], env=env,
-                            stdout=log, stderr=subprocess.STDOUT, text=True)
-    srv = Server(proc, f"http://127.0.0.1:{port}", key, data_dir)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, (data_dir / "serve.log").read_text()
-            try:
-                if srv.ready() == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.2)
-        yield srv
-    finally:
-        proc.terminate()
+    with (data_dir / "serve.log").open("w") as log, serving(env, SMOL, log=log) as (proc, url):
+        srv = Server(proc, url, key, data_dir)
         try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        srv.http.close()
-        log.close()
+            yield srv
+        finally:
+            srv.http.close()
 
 
 def chat(content: str, **extra: object) -> dict[str, object]:
