@@ -17,6 +17,7 @@ from inhouse.cli.common import DataDirOption, console, settings_from, translate_
 app = typer.Typer(no_args_is_help=True)
 
 NodeIpOption = typer.Option("127.0.0.1", "--node-ip", help="This machine's address as the other machines reach it.")
+NumCpusOption = typer.Option(None, "--num-cpus", min=0, help="Cores Ray may schedule here (default: all).")
 TokenOption = typer.Option(
     None, "--token-file", help="Ray auth token file (default: <data-dir>/cluster/auth_token, written by `up`).")
 
@@ -32,7 +33,7 @@ def _token(data_dir: Path, token_file: Path | None, *, create: bool = False) -> 
 def up(
     port: int = typer.Option(6379, "--port", min=1, max=65535, help="Port of the head's Ray control service."),
     node_ip: str = NodeIpOption,
-    num_cpus: int = typer.Option(None, "--num-cpus", min=0, help="Cores Ray may schedule here (default: all)."),
+    num_cpus: int = NumCpusOption,
     token_file: Path = TokenOption,
     data_dir: Path = DataDirOption,
 ) -> None:
@@ -53,7 +54,7 @@ def up(
 def join(
     address: str = typer.Argument(..., help="The head's address (host:port), as `inhouse cluster up` printed it."),
     node_ip: str = NodeIpOption,
-    num_cpus: int = typer.Option(None, "--num-cpus", min=0, help="Cores Ray may schedule here (default: all)."),
+    num_cpus: int = NumCpusOption,
     token_file: Path = TokenOption,
     data_dir: Path = DataDirOption,
 ) -> None:
