@@ -8,7 +8,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-from inhouse.governance.audit import INTERRUPTED, STARTED
 from inhouse.store.sqlite.audit import open_sqlite_audit_log
 
 SRC = str(Path(__file__).resolve().parents[3] / "src")
@@ -42,21 +41,5 @@ def test_a_crash_between_head_write_and_commit_needs_no_reseal(tmp_path: Path) -
         assert [r.action for r in log.records()][-1] == "user.created"
         log.append(kind="security", action="key.revoked", resource="key_0", outcome="success")  # no reseal needed
         assert log.verify().ok and log.count() == 5
-    finally:
-        log.close()
-
-
-def test_unfinished_requests_are_closed_as_interrupted(tmp_path: Path) -> None:
-    log = open_sqlite_audit_log(tmp_path / "audit.db")
-    try:
-        for rid in ("req_a", "req_b", "req_c"):
-            log.record_request(action="chat:create", outcome=STARTED, request_id=rid, model="m", location="local")
-        log.record_request(action="chat:create", outcome="success", request_id="req_b", model="m", location="local")
-        assert [r.request_id for r in log.unfinished()] == ["req_a", "req_c"]
-        closed = log.close_interrupted()
-        assert [(r.request_id, r.outcome, r.details["started_seq"]) for r in closed] == [
-            ("req_a", INTERRUPTED, 1), ("req_c", INTERRUPTED, 3)]
-        assert log.unfinished() == [] and log.close_interrupted() == []  # once only
-        assert log.verify().ok
     finally:
         log.close()
