@@ -182,14 +182,9 @@ def test_tool_calls(make_services: Any) -> None:
 
 
 def test_engine_failure_mid_stream_is_an_error_event(make_services: Any) -> None:
-    from inhouse.engine.backends.fake import ScriptInput, encode_text
+    from inhouse.engine.backends.fake import failing_script
 
-    def breaks(inp: ScriptInput) -> int:
-        if len(inp.generated) >= 3:
-            raise RuntimeError("llama.cpp said something private")
-        return encode_text("a")[0]
-
-    s = make_services(fake={"script": breaks})
+    s = make_services(fake={"script": failing_script(3, "llama.cpp said something private")})
     with TestClient(build_app(s), headers={"Authorization": f"Bearer {s.member_key}"}) as c:
         with c.stream("POST", "/v1/chat/completions", json=chat(stream=True)) as r:
             assert r.status_code == 200

@@ -126,15 +126,10 @@ def test_unsupported_input_is_refused_in_the_one_shape(client: TestClient) -> No
 
 
 def test_engine_failure_mid_stream_is_response_failed(make_services: Any) -> None:
-    from inhouse.engine.backends.fake import ScriptInput, encode_text
+    from inhouse.engine.backends.fake import failing_script
     from inhouse.testing.openapi import OpenAISpec
 
-    def breaks(inp: ScriptInput) -> int:
-        if len(inp.generated) >= 3:
-            raise RuntimeError("llama.cpp said something private")
-        return encode_text("a")[0]
-
-    s = make_services(fake={"script": breaks})
+    s = make_services(fake={"script": failing_script(3, "llama.cpp said something private")})
     with TestClient(build_app(s), headers={"Authorization": f"Bearer {s.member_key}"}) as c:
         events = typed_events(c.post("/v1/responses", json={"model": MODEL, "input": "Hi", "stream": True}).text)
         assert events[-1]["type"] == "response.failed" and "private" not in json.dumps(events)

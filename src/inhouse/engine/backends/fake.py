@@ -87,6 +87,18 @@ def reply_script(reply: str | Mapping[str, str] = DEFAULT_REPLY, *, default: str
     return script
 
 
+def failing_script(after: int, message: str) -> Script:
+    """A script that generates ``after`` tokens, then fails as a native engine error would (``message`` is what
+    the engine said: tests check it never reaches the client)."""
+
+    def script(inp: ScriptInput) -> int:
+        if len(inp.generated) >= after:
+            raise RuntimeError(message)
+        return encode_text("a")[0]
+
+    return script
+
+
 def _nth_token(text: str, n: int) -> int:
     tokens = encode_text(text)
     return tokens[n] if n < len(tokens) else EOS_ID
