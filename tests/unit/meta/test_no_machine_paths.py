@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -95,7 +96,7 @@ def test_benchmark_results_are_written_with_repository_relative_paths(tmp_path: 
     assert spec is not None and spec.loader is not None
     results = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(results)  # standard library only: no need for benchmarks on sys.path
-    data_dir = tmp_path / "bench-dd"
+    data_dir = Path(tempfile.gettempdir()) / "bench-dd"  # outside the checkout even when pytest's --basetemp is in it
     raw = {"argv": [str(REPO / ".venv" / "bin" / "python"), "--data-dir", str(data_dir)],
            "log": REPO / "benchmarks" / "results" / "logs" / "x.log",
            "command": f"python -m benchmarks.run --data-dir {data_dir} --url http://127.0.0.1:8000/v1",
