@@ -11,10 +11,14 @@ from times the caller passes in (no clock of its own, so tests inject time); the
   new request would have drained to what can be admitted within the bound, and at least the time one request
   takes to leave (``1 / rate``), so a client that honours it comes back when it can be served.
 
-The rate counts finished requests over the last ``window_s`` seconds, divided by the time since the oldest of
-them: when the engine stalls, the rate falls with time instead of keeping its last value. Before
-``min_samples`` finishes the rate is unknown (None): nothing is refused on an estimate, and a refusal's
-Retry-After is the configured fallback (``engine.retry_after_s``). Design: docs/reliability.md#overload.
+The rate counts the requests that left over the last ``window_s`` seconds and divides by the time the engine was
+busy in that window: ``min(window_s, now - busy_since)``, where ``busy_since`` is when it last went from idle to
+working (``busy``, which also forgets the departures before the idle time). Not by the time since the oldest
+departure: requests admitted together leave together, and a burst of 16 departures within a second is not 16
+requests a second (the first soak with the bound measured exactly that overestimate). When the engine stalls,
+the rate falls with time instead of keeping its last value. Before ``min_samples`` departures the rate is unknown
+(None): nothing is refused on an estimate, and a refusal's Retry-After is the configured fallback
+(``engine.retry_after_s``). Design: docs/reliability.md#overload.
 """
 
 from __future__ import annotations
@@ -31,6 +35,13 @@ class DrainRate:
         self._window_s = window_s
         self._min_samples = min_samples
         self._times: deque[float] = deque()
+        self._busy_since: float | None = None
+
+    def busy(self, now: float) -> None:
+        """The engine went from idle to working at ``now``: the rate counts from here (idle time is no
+        throughput, and departures before it say nothing of the rate since)."""
+        self._busy_since = now
+        self._times.clear()
 
     def record(self, now: float) -> None:
         """One request left the running batch (finished, failed or aborted) at ``now``."""
@@ -42,7 +53,8 @@ class DrainRate:
         self._prune(now)
         if len(self._times) < self._min_samples:
             return None
-        span = max(now - self._times[0], 1e-3)
+        since = self._busy_since if self._busy_since is not None else self._times[0]
+        span = max(min(self._window_s, now - since), 1e-3)
         return len(self._times) / span
 
     def wait_s(self, ahead: int, now: float) -> float | None:

@@ -157,6 +157,8 @@ class Engine:
         with self._lock:
             try:
                 now = self._clock()
+                if not self._scheduler.has_work():
+                    self._drain.busy(now)
                 self._refuse_on_estimate(now)
                 # Prompt log-probabilities need the logits of every prompt position: no prefix from the cache.
                 try:

@@ -84,6 +84,19 @@ def test_drain_rate_is_unknown_until_enough_requests_left() -> None:
     assert d.wait_s(4, 3.0) == pytest.approx(5.0)
 
 
+def test_drain_rate_counts_from_when_the_engine_became_busy_not_from_a_burst_of_departures() -> None:
+    d = DrainRate(window_s=60.0, min_samples=3)
+    d.busy(0.0)  # 16 requests admitted together at 0 ...
+    for i in range(16):
+        d.record(8.0 + i / 100)  # ... leave together 8 s later
+    assert d.rate(8.5) == pytest.approx(16 / 8.5)  # not 16 in 0.15 s
+    for t in range(9, 101):
+        d.record(float(t))
+    assert d.rate(100.0) == pytest.approx(61 / 60)  # busy for longer than the window: the window's departures
+    d.busy(200.0)  # idle, then busy again: what came before says nothing of the rate since
+    assert d.rate(200.5) is None
+
+
 def test_drain_rate_falls_when_the_engine_stalls_and_forgets_old_departures() -> None:
     d = DrainRate(window_s=60.0, min_samples=3)
     for t in (0.0, 1.0, 2.0, 3.0):
@@ -120,8 +133,19 @@ class Clock:
 
 
 def engine_with_clock(clock: Callable[[], float], **settings: float) -> Engine:
-    return build_fake_engine(script={"long": "x" * 400, "short": "ok"}, delay_s=0.005, clock=clock,
-                             max_running=1, n_cache_slots=0, **settings)
+    return build_fake_engine(script={"long": "x" * 1500, "short": "ok"}, delay_s=0.005, clock=clock,
+                             n_cache_slots=0, n_ctx=4096, **{"max_running": 1, **settings})
+
+
+async def warm_up(engine: Engine, clock: Clock, departures: tuple[float, ...]) -> AsyncIterator[Delta]:
+    """Keep one seat busy with a long request from ``clock.now`` on (the engine never goes idle), and run one
+    short request to its end at each time of ``departures`` on the other seat. Returns the long stream."""
+    anchor = engine.generate(request(engine, "req_anchor", "long", 1500))
+    await first(anchor)
+    for i, t in enumerate(departures):
+        clock.set(t)
+        assert [d async for d in engine.generate(request(engine, f"req_{i}", "short", 4))][-1].finish_reason
+    return anchor
 
 
 def request(engine: Engine, rid: str, text: str, max_tokens: int) -> GenerationRequest:
@@ -137,7 +161,7 @@ def test_a_request_not_admitted_in_time_is_refused_before_its_first_delta() -> N
     engine = engine_with_clock(clock, max_queue_wait_s=10.0, retry_after_s=3.0)
     try:
         async def go() -> None:
-            running = engine.generate(request(engine, "req_long", "long", 400))
+            running = engine.generate(request(engine, "req_long", "long", 1500))
             await first(running)  # it holds the only seat for hundreds of steps
             queued = engine.generate(request(engine, "req_queued", "short", 4))
             waiting = asyncio.ensure_future(first(queued))
@@ -159,31 +183,30 @@ def test_a_request_not_admitted_in_time_is_refused_before_its_first_delta() -> N
 
 def test_a_request_whose_estimated_wait_exceeds_the_bound_is_refused_at_once() -> None:
     clock = Clock()
-    engine = engine_with_clock(clock, max_queue_wait_s=2.5, max_waiting=8)
+    engine = engine_with_clock(clock, max_queue_wait_s=3.5, max_waiting=8, max_running=2)
     try:
         async def go() -> None:
-            for i, t in enumerate((1001.0, 1002.0, 1003.0)):  # three departures, one a second
-                clock.set(t)
-                assert [d async for d in engine.generate(request(engine, f"req_{i}", "short", 4))][-1].finish_reason
-            clock.set(1004.0)  # 3 departures in 3 s: 1 request a second
-            running = engine.generate(request(engine, "req_long", "long", 400))
-            await first(running)
+            anchor = await warm_up(engine, clock, (1001.0, 1002.0, 1003.0))
+            clock.set(1004.0)  # busy since 1000, 3 departures: 0.75 requests a second
+            running = engine.generate(request(engine, "req_long", "long", 1500))
+            await first(running)  # both seats taken
             queued = [engine.generate(request(engine, f"req_q{i}", "short", 4)) for i in range(2)]
-            waits = [asyncio.ensure_future(first(q)) for q in queued]  # estimated waits 1 s and 2 s: queued
+            waits = [asyncio.ensure_future(first(q)) for q in queued]  # estimated waits 1.3 s and 2.7 s: queued
             await asyncio.sleep(0.05)
             assert not any(w.done() for w in waits) and engine.stats().waiting == 2
-            assert engine.stats().queue_wait_estimate_s == pytest.approx(3.0)
+            assert engine.stats().queue_wait_estimate_s == pytest.approx(4.0)
             third = engine.generate(request(engine, "req_q2", "short", 4))
             t0 = time.monotonic()
-            with pytest.raises(Overloaded) as refused:  # 3 s estimated, above 2.5 s: at once
+            with pytest.raises(Overloaded) as refused:  # 4 s estimated, above 3.5 s: at once
                 await first(third)
             assert time.monotonic() - t0 < 1.0
             assert refused.value.code == "queue_wait_estimate"
-            assert refused.value.retry_after_s == pytest.approx(1.0)  # one departure (3 s - 2.5 s is less)
+            assert refused.value.retry_after_s == pytest.approx(4 / 3)  # one departure (4 s - 3.5 s is less)
             for w in waits:
                 w.cancel()  # closes their streams: aborted in the engine
             await asyncio.gather(*waits, return_exceptions=True)
             await running.aclose()  # type: ignore[attr-defined]
+            await anchor.aclose()  # type: ignore[attr-defined]
 
         asyncio.run(go())
         stats = engine.stats()
@@ -194,14 +217,13 @@ def test_a_request_whose_estimated_wait_exceeds_the_bound_is_refused_at_once() -
 
 def test_a_full_queue_answers_with_a_retry_after_from_the_throughput() -> None:
     clock = Clock()
-    engine = engine_with_clock(clock, max_queue_wait_s=0.0, max_waiting=1)  # no time bound: the count only
+    # No time bound: the count only.
+    engine = engine_with_clock(clock, max_queue_wait_s=0.0, max_waiting=1, max_running=2)
     try:
         async def go() -> None:
-            for i in range(4):  # four departures, one every 2 s
-                clock.set(1000.0 + 2 * (i + 1))
-                assert [d async for d in engine.generate(request(engine, f"req_{i}", "short", 4))]
-            clock.set(1010.0)  # 4 in 8 s: 0.5 a second
-            running = engine.generate(request(engine, "req_long", "long", 400))
+            anchor = await warm_up(engine, clock, (1002.0, 1004.0, 1006.0, 1008.0))
+            clock.set(1010.0)  # busy since 1000, 4 departures: 0.4 a second
+            running = engine.generate(request(engine, "req_long", "long", 1500))
             await first(running)
             queued = engine.generate(request(engine, "req_q", "short", 4))
             waiting = asyncio.ensure_future(first(queued))
@@ -209,10 +231,11 @@ def test_a_full_queue_answers_with_a_retry_after_from_the_throughput() -> None:
             with pytest.raises(Overloaded) as refused:
                 await first(engine.generate(request(engine, "req_full", "short", 4)))
             assert refused.value.code == "overloaded"
-            assert refused.value.retry_after_s == pytest.approx(4.0)  # 2 ahead (the waiting one, then itself)
+            assert refused.value.retry_after_s == pytest.approx(5.0)  # 2 ahead (the waiting one, then itself)
             waiting.cancel()
             await asyncio.gather(waiting, return_exceptions=True)
             await running.aclose()  # type: ignore[attr-defined]
+            await anchor.aclose()  # type: ignore[attr-defined]
 
         asyncio.run(go())
     finally:
