@@ -22,5 +22,7 @@ def test_64_streaming_clients(tmp_path: Path) -> None:
         summary = report.to_dict(warmup_s=5)
         assert report.ok, summary
         assert report.server_errors == 0 and report.completed >= 64, summary
+        # Refusals only from the engine's queue (full, waited engine.max_queue_wait_s, or estimated to): 429.
+        assert set(report.refusal_codes) <= {"overloaded", "queue_timeout", "queue_wait_estimate"}, summary
         assert healthy(server.url, key, SMOL), server.log_tail()
         assert abs(report.rss_growth_mb(warmup_s=5)) < 200, summary
