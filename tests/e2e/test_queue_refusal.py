@@ -70,6 +70,9 @@ def test_a_request_queued_past_the_bound_gets_429_with_retry_after_not_a_stream(
     metrics = httpx.get(server.url + "/metrics", headers=headers, timeout=10).text
     assert f'inhouse_queue_timeouts_total{{model="{FAKE_MODEL}"}} 2.0' in metrics
     assert f'inhouse_queue_wait_refused_total{{model="{FAKE_MODEL}"}} 0.0' in metrics
+    # A refusal is neither a request its client abandoned nor tokens served (the key's quota is not charged).
+    assert f'inhouse_requests_aborted_total{{model="{FAKE_MODEL}"}}' not in metrics
+    assert 'inhouse_requests_total{route="/v1/chat/completions",status="429"} 2.0' in metrics
     after = httpx.post(server.url + "/v1/chat/completions", headers=headers, timeout=30,
                        json=chat("still there?", stream=False))
     assert after.status_code == 200
