@@ -3,6 +3,10 @@ files and threads of the server and its engine processes (summed) sampled over t
 
     .venv/bin/python -m benchmarks.soak --minutes 30
 
+A request the engine cannot admit within ``engine.max_queue_wait_s`` (or whose estimated wait exceeds it) is
+answered 429 with Retry-After (docs/reliability.md#overload); the clients wait that long and go on, and the JSON
+counts the refusals by code with the spread of their Retry-After.
+
 Writes ``benchmarks/results/soak-<timestamp>.json`` and ``.png``. Exit 1 when a goal is missed: any 5xx, broken
 stream or connection error, a 429 without Retry-After, the server unhealthy afterwards, or RSS growing by more
 than 200 MB after the first minute. Each client finishes its last stream after the time is up, which takes

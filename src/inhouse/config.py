@@ -61,6 +61,11 @@ class EngineSettings(BaseModel):
         4, ge=0, le=64, description="Extra idle sequences kept for the prefix cache beyond `max_running`."
     )
     max_waiting: int = Field(64, ge=0, description="Requests allowed to wait; more are answered 429 at once.")
+    max_queue_wait_s: float = Field(
+        30.0, ge=0, description="Longest a request waits in the engine's queue for a running seat before it is "
+        "answered 429 with Retry-After (before any byte of its response; streams too). A request whose estimated "
+        "wait (from the recent throughput) already exceeds it is refused at once. 0: wait without limit.",
+    )
     step_token_budget: int = Field(512, ge=16, description="Most tokens fed to llama.cpp in one decode step.")
     prefill_chunk: int = Field(
         64, ge=8, description="Most prompt tokens prefilled per step while other sequences are decoding."
@@ -74,7 +79,10 @@ class EngineSettings(BaseModel):
     default_max_tokens: int = Field(
         1024, ge=1, description="`max_tokens` used when a request gives none (capped by the context)."
     )
-    retry_after_s: float = Field(2.0, gt=0, description="Retry-After sent with 429 when the queue is full.")
+    retry_after_s: float = Field(
+        2.0, gt=0, description="Retry-After of a 429 from the engine's queue until the engine has measured its "
+        "throughput (the first few finished requests); after that it is estimated from the throughput.",
+    )
     max_choices: int = Field(
         8, ge=1, le=64, description="Most sequences one request may generate: `n` choices × the prompts of a "
         "completions request. Choices of one prompt share its prefill (the prefix cache copies it).",

@@ -21,6 +21,12 @@ def test_64_streaming_clients(tmp_path: Path) -> None:
         report = run_load(server.url, key, model=SMOL, clients=64, duration_s=8, max_tokens=16, pid=server.pid)
         summary = report.to_dict(warmup_s=5)
         assert report.ok, summary
-        assert report.server_errors == 0 and report.completed >= 64, summary
+        # Every client was answered: served, or refused with 429 + Retry-After when its wait would have exceeded
+        # engine.max_queue_wait_s (on a loaded machine a round of 16 streams takes long enough for that); at least
+        # the first round (engine.max_running = 16) is served.
+        assert report.server_errors == 0 and report.completed >= 16, summary
+        assert report.completed + report.statuses[429] >= 64, summary
+        # Refusals only from the engine's queue (full, waited engine.max_queue_wait_s, or estimated to): 429.
+        assert set(report.refusal_codes) <= {"overloaded", "queue_timeout", "queue_wait_estimate"}, summary
         assert healthy(server.url, key, SMOL), server.log_tail()
         assert abs(report.rss_growth_mb(warmup_s=5)) < 200, summary

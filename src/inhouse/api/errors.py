@@ -78,6 +78,9 @@ def inhouse_error_response(exc: errors.InhouseError) -> JSONResponse:
         headers["WWW-Authenticate"] = 'Bearer realm="inhouse"'
     elif isinstance(exc, errors.Overloaded):
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+        # The client is told to come back later: keeping its connection would only hold a socket meanwhile, and a
+        # client that retries after exactly the keep-alive time would race the server closing it.
+        headers["Connection"] = "close"
     elif status == 500:
         # The details (llama.cpp messages, paths) go to the log, not to the caller.
         log.error("engine failure: %s", exc.message)

@@ -31,6 +31,8 @@ _ITL_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1
 _ENGINE_GAUGES = (
     ("inhouse_queue_depth", "Requests waiting for a sequence slot.", "waiting"),
     ("inhouse_running_sequences", "Sequences in the running batch.", "running"),
+    ("inhouse_queue_wait_estimate_seconds", "The queue wait a new request would have now, estimated from the recent "
+     "throughput (0 while a seat is free or nothing has been measured yet).", "queue_wait_estimate_s"),
 )
 _ENGINE_COUNTERS = (
     ("inhouse_engine_steps", "Decode steps run.", "steps"),
@@ -43,6 +45,10 @@ _ENGINE_COUNTERS = (
     ("inhouse_engine_aborted", "Requests aborted inside the engine.", "aborted"),
     ("inhouse_engine_preempted", "Sequences preempted to free KV cache.", "preempted"),
     ("inhouse_queue_rejected", "Requests refused because the queue was full.", "rejected_queue_full"),
+    ("inhouse_queue_timeouts", "Requests answered 429 because they were not admitted within engine.max_queue_wait_s.",
+     "rejected_queue_timeout"),
+    ("inhouse_queue_wait_refused", "Requests answered 429 at once because their estimated queue wait exceeded "
+     "engine.max_queue_wait_s.", "rejected_wait_estimate"),
 )
 
 

@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REPLICA_PREFIX = "SERVE_REPLICA::"
-_STATS_FIELDS = tuple(f.name for f in fields(EngineStats) if f.name not in ("model", "crashes"))
+_STATS_FIELDS = tuple(f.name for f in fields(EngineStats)
+                      if f.name not in ("model", "crashes", "queue_wait_estimate_s"))
 
 
 def _lost(exc: BaseException) -> bool:
@@ -163,10 +164,12 @@ class RemoteEngine:
 
 
 def sum_stats(model: str, per_replica: list[dict[str, Any]]) -> EngineStats:
-    """The counters summed; the engine processes' crashes summed by cause."""
+    """The counters summed; the engine processes' crashes summed by cause; the queue-wait estimate of the replica
+    that would serve a new request soonest."""
     total = EngineStats(model)
     for name in _STATS_FIELDS:
         setattr(total, name, sum(int(s.get(name, 0)) for s in per_replica))
+    total.queue_wait_estimate_s = min((float(s.get("queue_wait_estimate_s", 0.0)) for s in per_replica), default=0.0)
     for s in per_replica:
         for cause, n in (s.get("crashes") or {}).items():
             total.crashes[cause] = total.crashes.get(cause, 0) + int(n)

@@ -7,6 +7,11 @@ guards the scheduler and the table of live requests, never the forward pass itse
 arrives while llama.cpp decodes is admitted at the next step (continuous batching).
 
 Stop strings, EOS and ``max_tokens`` are decided here, on text, because the scheduler only knows tokens.
+
+The queue is bounded in length (``max_waiting``: 429 at once) and in time (``max_queue_wait_s``): a request that
+is not admitted within the bound is taken out of the queue and answered with a refusal delta (``Delta.refusal``,
+raised by ``generate`` as ``Overloaded``: HTTP 429 before any byte of the response), and a request whose wait,
+estimated from the recent throughput (engine/drain.py), already exceeds the bound is refused at once.
 """
 
 from __future__ import annotations
@@ -21,10 +26,11 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from inhouse.config import EngineSettings
+from inhouse.engine.drain import DrainRate
 from inhouse.engine.params import Delta, FinishReason, GenerationRequest, TokenLogprob
 from inhouse.engine.protocol import Backend, EngineStats, StepLogprobs, StepPlan
 from inhouse.engine.scheduler import Scheduler, SchedulerConfig
-from inhouse.errors import EngineFailure, InhouseError, Unavailable
+from inhouse.errors import EngineFailure, InhouseError, Overloaded, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +63,12 @@ class _Live:
 class Engine:
     """Continuous-batching engine over one ``Backend``. Implements ``EngineClient``."""
 
-    def __init__(self, model_name: str, backend: Backend, settings: EngineSettings) -> None:
+    def __init__(self, model_name: str, backend: Backend, settings: EngineSettings, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._model_name = model_name
+        self._clock = clock  # queue waits and the drain rate (tests inject one)
+        self._drain = DrainRate()
+        self._rejected_wait_estimate = 0
         self._backend = backend
         self._settings = settings
         self._scheduler = Scheduler(
@@ -125,6 +135,10 @@ class Engine:
         try:
             while True:
                 delta = await queue.get()
+                refusal = delta.refusal()
+                if refusal is not None:  # never admitted: a 429, not a stream
+                    finished = True
+                    raise refusal
                 yield delta
                 if delta.finish_reason is not None:
                     finished = True
@@ -142,9 +156,17 @@ class Engine:
         self._backend.start_request(rid, request.params)  # a bad grammar raises InvalidRequest here
         with self._lock:
             try:
+                now = self._clock()
+                if not self._scheduler.has_work():
+                    self._drain.busy(now)
+                self._refuse_on_estimate(now)
                 # Prompt log-probabilities need the logits of every prompt position: no prefix from the cache.
-                self._scheduler.add(rid, request.prompt_tokens, request.params.max_tokens,
-                                    reuse_prefix=request.params.prompt_logprobs is None)
+                try:
+                    self._scheduler.add(rid, request.prompt_tokens, request.params.max_tokens,
+                                        reuse_prefix=request.params.prompt_logprobs is None, now=now)
+                except Overloaded as full:  # the queue is full: retry when it has drained
+                    full.retry_after_s = self._retry_after_s(now)
+                    raise
             except InhouseError:
                 self._to_end.add(rid)
                 self._wake.notify()
@@ -181,6 +203,9 @@ class Engine:
                 aborted=self._aborted,
                 preempted=s.preempted,
                 rejected_queue_full=s.rejected_queue_full,
+                rejected_queue_timeout=s.rejected_queue_timeout,
+                rejected_wait_estimate=self._rejected_wait_estimate,
+                queue_wait_estimate_s=self._estimated_wait_s(self._clock()) or 0.0,
             )
 
     def close(self, timeout_s: float = 10.0) -> None:
@@ -208,12 +233,53 @@ class Engine:
                 if self._closed:
                     break
                 plan = self._scheduler.schedule()
+                expired = self._expire_waiting()
             if plan.items or plan.kv_ops:
                 self._step(plan)
-                if self.on_step_end is not None:
-                    self.on_step_end()
+            if (plan.items or plan.kv_ops or expired) and self.on_step_end is not None:
+                self.on_step_end()
             self._end_finished_samplers()
         self._end_finished_samplers()
+
+    # -- the queue-wait bound (called with the lock held) ----------------------------------------------
+
+    def _estimated_wait_s(self, now: float) -> float | None:
+        """The queue wait a new request would have: 0 when a running seat is free, None while unknown."""
+        ahead = self._scheduler.queue_ahead
+        return 0.0 if ahead < 0 else self._drain.wait_s(ahead, now)
+
+    def _retry_after_s(self, now: float) -> float:
+        return self._drain.retry_after_s(max(0, self._scheduler.queue_ahead), now,
+                                         max_wait_s=self._settings.max_queue_wait_s,
+                                         fallback_s=self._settings.retry_after_s)
+
+    def _refuse_on_estimate(self, now: float) -> None:
+        bound = self._settings.max_queue_wait_s
+        wait = self._estimated_wait_s(now)
+        if bound > 0 and wait is not None and wait > bound:
+            self._rejected_wait_estimate += 1
+            raise Overloaded(f"The server is busy: the estimated wait ({wait:.0f} s) exceeds the queue limit "
+                             f"({bound:g} s). Retry later.", retry_after_s=self._retry_after_s(now),
+                             code="queue_wait_estimate")
+
+    def _expire_waiting(self) -> list[str]:
+        """Refuse the requests that were not admitted within ``max_queue_wait_s`` (a delta ``generate`` raises)."""
+        now = self._clock()
+        expired = self._scheduler.expire_waiting(now, self._settings.max_queue_wait_s)
+        if not expired:
+            return expired
+        retry_after = self._retry_after_s(now)
+        message = (f"The server is busy: the request was not admitted within {self._settings.max_queue_wait_s:g} s. "
+                   "Retry later.")
+        for rid in expired:
+            self._to_end.add(rid)
+            live = self._live.pop(rid, None)
+            if live is not None:
+                live.done = True
+                self._deliver(live, Delta(rid, finish_reason="error", error=message, error_code="queue_timeout",
+                                          n_prompt_tokens=len(live.request.prompt_tokens),
+                                          retry_after_s=retry_after))
+        return expired
 
     def _end_finished_samplers(self) -> None:
         with self._lock:
@@ -299,6 +365,7 @@ class Engine:
         live.pending = ""
         live.done = True
         self._live.pop(rid, None)
+        self._drain.record(self._clock())
         cached = self._scheduler.cached_tokens(rid)
         self._scheduler.finish(rid)
         self._to_end.add(rid)
@@ -311,6 +378,7 @@ class Engine:
 
     def _fail(self, rid: str, message: str) -> None:
         live = self._live.pop(rid, None)
+        self._drain.record(self._clock())
         self._scheduler.abort(rid)
         self._to_end.add(rid)
         if live is not None:

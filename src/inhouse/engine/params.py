@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
-from inhouse.errors import InvalidRequest
+from inhouse.errors import InvalidRequest, Overloaded
 
 FinishReason = Literal["stop", "length", "tool_calls", "abort", "error"]
 
@@ -139,3 +139,14 @@ class Delta:
     # engine crashed or was unloaded: retry, HTTP 503); None for an internal failure whose details stay in
     # the log (HTTP 500 with a generic message).
     error_code: str | None = None
+    # Set on the only delta of a request the engine refused after queueing it (it was never admitted within
+    # ``engine.max_queue_wait_s``): when to retry. ``generate`` raises it as ``Overloaded`` (see ``refusal``).
+    retry_after_s: float | None = None
+
+    def refusal(self) -> Overloaded | None:
+        """The ``Overloaded`` this delta stands for: a queued request refused before its first token (HTTP 429
+        with Retry-After, never a stream), or None for any other delta."""
+        if self.retry_after_s is None or self.finish_reason != "error":
+            return None
+        return Overloaded(self.error or "The server is busy. Retry later.", retry_after_s=self.retry_after_s,
+                          code=self.error_code)

@@ -56,7 +56,7 @@ from inhouse.errors import EngineCrashed, InhouseError, Unavailable
 
 log = logging.getLogger(__name__)
 
-_GAUGES = ("model", "waiting", "running", "crashes")
+_GAUGES = ("model", "waiting", "running", "queue_wait_estimate_s", "crashes")
 
 
 @dataclass(frozen=True)
@@ -241,6 +241,10 @@ class ProcessEngine:
                 if isinstance(item, BaseException):
                     finished = True
                     raise item
+                refusal = item.refusal()
+                if refusal is not None:  # never admitted within the queue-wait bound: a 429, not a stream
+                    finished = True
+                    raise refusal
                 yield item
                 if item.finish_reason is not None:
                     finished = True
@@ -272,6 +276,7 @@ class ProcessEngine:
                 self._base)
             if current is None:
                 out.waiting = out.running = 0
+                out.queue_wait_estimate_s = 0.0
             out.crashes = dict(self._crashes)
             return out
 
@@ -564,7 +569,7 @@ def start_engine(recipe: EngineRecipe, *, on_crash: Sequence[CrashHook] = (),
 
 def _add_counters(a: EngineStats, b: EngineStats) -> EngineStats:
     """``a`` + ``b`` for every counter; the gauges (waiting, running) of ``b``."""
-    out = dataclasses.replace(a, waiting=b.waiting, running=b.running)
+    out = dataclasses.replace(a, waiting=b.waiting, running=b.running, queue_wait_estimate_s=b.queue_wait_estimate_s)
     for f in dataclasses.fields(EngineStats):
         if f.name not in _GAUGES:
             setattr(out, f.name, getattr(a, f.name) + getattr(b, f.name))

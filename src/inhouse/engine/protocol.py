@@ -122,6 +122,9 @@ class EngineStats:
     aborted: int = 0
     preempted: int = 0
     rejected_queue_full: int = 0
+    rejected_queue_timeout: int = 0  # not admitted within ``max_queue_wait_s``: 429 after waiting
+    rejected_wait_estimate: int = 0  # estimated wait above ``max_queue_wait_s``: 429 at once
+    queue_wait_estimate_s: float = 0.0  # a gauge: the wait a new request would have now (0 while unknown)
     # Deaths of the engine's child process, by signal name ("SIGSEGV") or "exit N" (engine/process.py).
     crashes: dict[str, int] = field(default_factory=dict)
 
@@ -138,8 +141,9 @@ class EngineClient(Protocol):
     def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> list[int]: ...
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
-        """Stream deltas; the last one carries ``finish_reason``. Raises Overloaded (queue full) or
-        ContextLengthExceeded before the first delta. Cancelling the iterator aborts the request."""
+        """Stream deltas; the last one carries ``finish_reason``. Raises Overloaded (queue full, or not admitted
+        within ``max_queue_wait_s``) or ContextLengthExceeded before the first delta. Cancelling the iterator
+        aborts the request."""
         ...
 
     def abort(self, request_id: str) -> None: ...

@@ -22,7 +22,9 @@ One ``schedule()`` builds one ``StepPlan`` (one ``llama_decode``):
    first) back to the front of the waiting queue, to be recomputed later.
 
 ``update()`` applies what the backend computed; ``finish()`` turns a request's slot into an idle prefix-cache
-entry. All state changes happen in these calls, from one thread (the engine's lock guards them).
+entry. ``expire_waiting(now, max_wait_s)`` removes the requests that were never admitted and have waited longer
+than the bound (the engine answers them 429). Time is passed in, never read: the scheduler keeps no clock. All
+state changes happen in these calls, from one thread (the engine's lock guards them).
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class SchedulerStats:
     preempted: int = 0
     aborted: int = 0
     rejected_queue_full: int = 0
+    rejected_queue_timeout: int = 0  # never admitted within the queue-wait bound (expire_waiting)
     kv_cells_used: int = 0
 
 
@@ -78,6 +81,7 @@ class _Request:
     admitted: int = -1  # admission order: higher is newer; preemption picks the highest
     n_cached: int = 0  # prompt tokens taken from the prefix cache at the first admission (usage reporting)
     reuse_prefix: bool = True  # False: every position is computed (prompt log-probabilities need their logits)
+    queued_s: float = 0.0  # when add() queued it (the caller's clock), for the queue-wait bound
 
 
 @dataclass
@@ -137,7 +141,7 @@ class Scheduler:
     # -- requests ------------------------------------------------------------------------------------
 
     def add(self, request_id: str, prompt_tokens: Sequence[int], max_new_tokens: int, *,
-            reuse_prefix: bool = True) -> None:
+            reuse_prefix: bool = True, now: float = 0.0) -> None:
         cfg = self._cfg
         if not prompt_tokens:
             raise InvalidRequest("The prompt is empty.", param="messages")
@@ -156,9 +160,21 @@ class Scheduler:
                 f"The server is busy: {len(self._waiting)} requests are waiting. Retry shortly.",
                 retry_after_s=cfg.retry_after_s,
             )
-        req = _Request(request_id, list(prompt_tokens), max_new_tokens, reuse_prefix=reuse_prefix)
+        req = _Request(request_id, list(prompt_tokens), max_new_tokens, reuse_prefix=reuse_prefix, queued_s=now)
         self._waiting.append(req)
         self._by_id[request_id] = req
+
+    def expire_waiting(self, now: float, max_wait_s: float) -> list[str]:
+        """Remove and return the requests queued at ``now - max_wait_s`` or earlier that were never admitted (a
+        preempted request has streamed already: it is never expired). ``max_wait_s`` <= 0: none expire."""
+        if max_wait_s <= 0 or not self._waiting:
+            return []
+        expired = [r for r in self._waiting if r.admitted < 0 and now - r.queued_s >= max_wait_s]
+        for req in expired:
+            self._waiting.remove(req)
+            del self._by_id[req.request_id]
+        self._stats.rejected_queue_timeout += len(expired)
+        return [r.request_id for r in expired]
 
     def abort(self, request_id: str) -> None:
         req = self._by_id.get(request_id)
@@ -202,6 +218,11 @@ class Scheduler:
         return len(self._waiting)
 
     @property
+    def queue_ahead(self) -> int:
+        """How many waiting requests a new one would queue behind; negative: a running seat is free for it."""
+        return len(self._waiting) - max(0, self._cfg.max_running - len(self._running))
+
+    @property
     def n_running(self) -> int:
         return len(self._running) - len(self._pending_aborts)
 
@@ -217,6 +238,7 @@ class Scheduler:
             preempted=s.preempted,
             aborted=s.aborted,
             rejected_queue_full=s.rejected_queue_full,
+            rejected_queue_timeout=s.rejected_queue_timeout,
             kv_cells_used=self._kv_cells(),
         )
 

@@ -92,7 +92,7 @@ def delta_to_wire(d: Delta) -> WireDelta:
     """A delta as a tuple in ``Delta``'s field order (``delta_from_wire`` is ``Delta(*t)``): every field, so a
     field added to ``Delta`` must be added here (a test compares the two)."""
     return (d.request_id, d.text, d.token_ids, d.finish_reason, d.n_prompt_tokens, d.n_generated_tokens,
-            d.n_cached_tokens, d.error, d.logprobs, d.prompt_logprobs, d.error_code)
+            d.n_cached_tokens, d.error, d.logprobs, d.prompt_logprobs, d.error_code, d.retry_after_s)
 
 
 def delta_from_wire(t: WireDelta) -> Delta:
@@ -113,7 +113,7 @@ def merge_deltas(deltas: list[Delta]) -> Delta:
                  token_ids=[t for d in deltas for t in d.token_ids], finish_reason=last.finish_reason,
                  n_prompt_tokens=last.n_prompt_tokens, n_generated_tokens=last.n_generated_tokens,
                  n_cached_tokens=last.n_cached_tokens, error=last.error, logprobs=logprobs,
-                 prompt_logprobs=prompt_logprobs, error_code=last.error_code)
+                 prompt_logprobs=prompt_logprobs, error_code=last.error_code, retry_after_s=last.retry_after_s)
 
 
 def error_to_wire(exc: BaseException) -> WireError:

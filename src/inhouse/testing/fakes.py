@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from inhouse.config import EngineSettings
@@ -21,11 +21,13 @@ def build_fake_engine(
     n_ctx: int = 2048,
     script: Script | Mapping[str, str] | None = None,
     delay_s: float = 0.0,
+    clock: Callable[[], float] | None = None,
     **engine_settings: Any,
 ) -> Engine:
     """An engine with the real scheduler and step loop over a deterministic fake model.
 
-    ``engine_settings`` override fields of ``EngineSettings`` (e.g. ``max_waiting=1``).
+    ``engine_settings`` override fields of ``EngineSettings`` (e.g. ``max_waiting=1``); ``clock`` replaces the
+    engine's monotonic clock (queue waits and the drain rate: tests move time instead of sleeping).
     """
     settings = EngineSettings(**engine_settings)
     backend = FakeBackend(
@@ -35,6 +37,8 @@ def build_fake_engine(
         script=script,
         delay_s=delay_s,
     )
+    if clock is not None:
+        return Engine(model_name, backend, settings, clock=clock)
     return Engine(model_name, backend, settings)
 
 

@@ -7,7 +7,8 @@ Used by the CI load test (``tests/integration/test_load.py``, seconds) and the s
 What counts:
 
 * a **5xx** or any status other than 200 and 429 is a failure;
-* a **429** must carry ``Retry-After``; the client waits that long and goes on (a refusal, not a failure);
+* a **429** must carry ``Retry-After``; the client waits that long (at most until the run's end) and goes on (a
+  refusal, not a failure); the Retry-After values are kept (``retry_after_s``);
 * a **broken stream** is a 200 whose event stream ends without ``data: [DONE]`` or breaks off;
 * a **connection error** is any transport error (refused, reset, timeout).
 """
@@ -38,6 +39,8 @@ class LoadReport:
     completed: int = 0
     statuses: Counter[int] = field(default_factory=Counter)
     refusals_without_retry_after: int = 0
+    retry_after_s: list[float] = field(default_factory=list)
+    refusal_codes: Counter[str] = field(default_factory=Counter)
     broken_streams: int = 0
     connection_errors: int = 0
     tokens: int = 0
@@ -68,6 +71,8 @@ class LoadReport:
                 "statuses": dict(sorted(self.statuses.items())), "server_errors": self.server_errors,
                 "refused_429": self.statuses.get(429, 0),
                 "refusals_without_retry_after": self.refusals_without_retry_after,
+                "refusal_codes": dict(sorted(self.refusal_codes.items())),
+                "retry_after_s": _spread(self.retry_after_s),
                 "broken_streams": self.broken_streams, "connection_errors": self.connection_errors,
                 "tokens": self.tokens, "rss_mb_first": round(rss[0], 1) if rss else None,
                 "rss_mb_max": round(max(rss), 1) if rss else None, "rss_mb_last": round(rss[-1], 1) if rss else None,
@@ -92,8 +97,10 @@ async def _client(http: httpx.AsyncClient, i: int, model: str, deadline: float, 
                     retry = r.headers.get("retry-after")
                     if retry is None:
                         report.refusals_without_retry_after += 1
-                    await r.aread()
-                    await asyncio.sleep(min(5.0, float(retry or 1)))
+                    else:
+                        report.retry_after_s.append(float(retry))
+                    report.refusal_codes[_error_code(await r.aread())] += 1
+                    await asyncio.sleep(max(0.0, min(float(retry or 1), deadline - time.monotonic())))
                     continue
                 if r.status_code != 200:
                     report.errors.append(f"{r.status_code}: {(await r.aread())[:200]!r}")
@@ -112,6 +119,20 @@ async def _client(http: httpx.AsyncClient, i: int, model: str, deadline: float, 
         except httpx.HTTPError as exc:
             report.connection_errors += 1
             report.errors.append(f"{type(exc).__name__}: {exc}"[:200])
+
+
+def _error_code(body: bytes) -> str:
+    try:
+        return str(json.loads(body)["error"]["code"])
+    except (ValueError, KeyError, TypeError):
+        return "?"
+
+
+def _spread(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return {"min": ordered[0], "median": ordered[len(ordered) // 2], "max": ordered[-1]}
 
 
 def run_load(url: str, key: str, *, model: str, clients: int = 64, duration_s: float = 20.0, max_tokens: int = 48,

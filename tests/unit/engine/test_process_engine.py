@@ -142,6 +142,27 @@ def test_errors_before_the_first_token_keep_their_type(start: Factory) -> None:
     assert engine.healthy()
 
 
+def test_a_request_not_admitted_in_time_is_refused_across_the_process_boundary(start: Factory) -> None:
+    # The refusal happens in the child's step thread, after submit returned: it crosses as a delta and is
+    # raised as Overloaded (a 429), never yielded (the wait itself is real here, kept short).
+    engine = start(settings=EngineSettings(max_running=1, n_cache_slots=0, max_queue_wait_s=0.3,
+                                           retry_after_s=7.0), reply="x" * 400, delay_s=0.01)
+
+    async def go() -> None:
+        running = engine.generate(GenerationRequest("req_long", engine.tokenize("a"), SamplingParams(max_tokens=400)))
+        await running.__anext__()
+        queued = engine.generate(GenerationRequest("req_late", engine.tokenize("b"), SamplingParams(max_tokens=4)))
+        with pytest.raises(Overloaded) as refused:
+            await queued.__anext__()
+        assert (refused.value.code, refused.value.retry_after_s) == ("queue_timeout", 7.0)
+        assert "0.3 s" in refused.value.message
+        await running.aclose()  # type: ignore[attr-defined]
+
+    asyncio.run(asyncio.wait_for(go(), 30))
+    wait_until(lambda: engine.stats().rejected_queue_timeout == 1 and engine.stats().running == 0)
+    assert engine.healthy()
+
+
 def test_closing_the_stream_aborts_the_request_in_the_child(start: Factory) -> None:
     engine = start(reply="z" * 500, delay_s=0.01)
 

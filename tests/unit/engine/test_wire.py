@@ -57,7 +57,8 @@ def test_delta_round_trip_keeps_every_field() -> None:
     lp = [TokenLogprob(5, b"h", -0.1, ((5, b"h", -0.1), (9, b"x", -2.5))), TokenLogprob(6, b"\xc3\xa9", -0.7)]
     d = Delta("req_1", text="hé", token_ids=[5, 6], finish_reason="error", n_prompt_tokens=3,
               n_generated_tokens=2, n_cached_tokens=1, error="boom", logprobs=lp,
-              prompt_logprobs=[TokenLogprob(1, b"<s>", 0.0)], error_code="engine_crashed")
+              prompt_logprobs=[TokenLogprob(1, b"<s>", 0.0)], error_code="engine_crashed",
+              retry_after_s=4.5)
     # Every field set to something other than its default, so a field the wire forgets (or puts in another
     # field's place) shows here.
     defaults = Delta("req_1")

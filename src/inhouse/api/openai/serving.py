@@ -44,7 +44,7 @@ from inhouse.api.openai.knowledge import ground_chat
 from inhouse.api.openai.relay import Relayed, relay
 from inhouse.api.streaming import run_until_disconnect
 from inhouse.chat.output import OutputAccumulator, Usage, total_usage
-from inhouse.errors import EngineFailure, InvalidRequest, Unavailable
+from inhouse.errors import EngineFailure, InvalidRequest, Overloaded, Unavailable
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -209,6 +209,11 @@ class LocalGeneration:
         context) propagate as real HTTP errors, and the other choices are aborted."""
         try:
             self._firsts = await run_until_disconnect(self._request, _firsts_of(self._deltas))
+        except Overloaded:
+            # Refused by the engine's queue (full, or not admitted in time): nothing was served, so nothing is
+            # charged to the key's token quota, and the client did not abandon it (no "aborted" count).
+            self._finish(Usage(0, 0), aborted=False)
+            raise
         except BaseException:
             self._finish(Usage(self.prepared.n_prompt_tokens, 0), aborted=True)
             raise
