@@ -6,7 +6,8 @@ of every request). In-process that kills the server; here it kills one child, an
 * ``ProcessEngine`` starts ``python -m inhouse.engine.worker`` with one end of a socketpair, sends it the
   ``EngineRecipe`` (name, path, the ``EngineSettings`` and every extra build option, pickled whole) and waits for
   ``ready``. Requests, aborts, ``tokenize`` and ``stats`` go over the socket (engine/wire.py); a reader thread
-  per child routes the deltas back to each request's event loop, all deltas of one step in one frame.
+  per child routes the deltas back to each request's event loop, all deltas of one step in one frame, with one
+  wake-up of a loop for everything that arrived before it ran (engine/delivery.py).
 * A supervisor thread per engine starts the child and waits for it. When the child dies unasked, every request in
   flight ends with ``EngineCrashed`` (a final error delta: 503 / an SSE error event), ``healthy()`` turns false
   (``/ready`` answers 503), ``on_crash`` callbacks run (an audit record), ``before_restart`` may return another
@@ -43,15 +44,10 @@ from typing import Any
 
 from inhouse.config import EngineSettings
 from inhouse.engine.build import build_llama_engine
+from inhouse.engine.delivery import Inbox, Item, LoopMailbox, Mailboxes, batches
 from inhouse.engine.params import Delta, GenerationRequest
 from inhouse.engine.protocol import EngineStats
-from inhouse.engine.wire import (
-    FrameReader,
-    delta_from_wire,
-    encode,
-    error_from_wire,
-    merge_deltas,
-)
+from inhouse.engine.wire import FrameReader, delta_from_wire, encode, error_from_wire
 from inhouse.errors import EngineCrashed, InhouseError, Unavailable
 
 log = logging.getLogger(__name__)
@@ -142,14 +138,9 @@ class _Child:
 @dataclass(eq=False)
 class _Waiter:
     request_id: str
-    loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue[Delta | BaseException]
+    mailbox: LoopMailbox  # of the loop the request's generator runs on
+    inbox: Inbox
     child: _Child
-
-
-def _put_all(items: list[tuple[asyncio.Queue[Delta | BaseException], Delta | BaseException]]) -> None:
-    for queue, item in items:
-        queue.put_nowait(item)
 
 
 class ProcessEngine:
@@ -170,6 +161,7 @@ class ProcessEngine:
         self._failure: InhouseError | None = None
         self._info: dict[str, Any] = {}
         self._pending: dict[str, _Waiter] = {}
+        self._mailboxes = Mailboxes()
         self._calls: dict[int, tuple[Future[Any], _Child]] = {}
         self._call_ids = itertools.count(1)
         self._crash_times: collections.deque[float] = collections.deque()
@@ -224,27 +216,28 @@ class ProcessEngine:
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         rid = request.request_id
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Delta | BaseException] = asyncio.Queue()
+        inbox = Inbox()
         child = self._running_child()
         if child is None:  # restarting: wait off the event loop
             child = await loop.run_in_executor(None, self._wait_running)
         with self._cond:
             if self._child is not child or self._state != "running":  # it died in between
                 raise EngineCrashed(f"The engine of '{self._name}' stopped; retry.")
-            self._pending[rid] = _Waiter(rid, loop, queue, child)
+            self._pending[rid] = _Waiter(rid, self._mailboxes.of(loop), inbox, child)
         with contextlib.suppress(OSError):  # a dead child: its supervisor fails the waiter
             child.send(("submit", rid, request.prompt_tokens, request.params, request.arrival_s))
         finished = False
         try:
             while True:
-                item = await queue.get()
-                if isinstance(item, BaseException):
-                    finished = True
-                    raise item
-                yield item
-                if item.finish_reason is not None:
-                    finished = True
-                    return
+                # Everything that arrived since the last look, consecutive deltas as one (engine/delivery.py).
+                for item in batches(await inbox.take()):
+                    if isinstance(item, BaseException):
+                        finished = True
+                        raise item
+                    yield item
+                    if item.finish_reason is not None:
+                        finished = True
+                        return
         finally:
             if not finished:
                 self.abort(rid)
@@ -358,14 +351,14 @@ class ProcessEngine:
             child.started.set()
 
     def _dispatch(self, child: _Child, frames: list[Any]) -> None:
-        deltas: dict[str, list[Delta]] = {}
-        out: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+        """Route every frame read in one go; the deltas go to their loops' mailboxes, one post per loop (the
+        request's generator merges what it finds: engine/delivery.py)."""
+        deltas: list[Delta] = []
+        out: dict[LoopMailbox, list[tuple[Inbox, Item]]] = {}
         for frame in frames:
             kind = frame[0]
             if kind == "deltas":
-                for wire in frame[1]:
-                    d = delta_from_wire(wire)
-                    deltas.setdefault(d.request_id, []).append(d)
+                deltas.extend(delta_from_wire(wire) for wire in frame[1])
             elif kind == "reply":
                 _, call_id, ok, value = frame
                 with self._cond:
@@ -379,7 +372,7 @@ class ProcessEngine:
                 with self._cond:
                     waiter = self._pending.pop(frame[1], None)
                 if waiter is not None:
-                    out.setdefault(waiter.loop, []).append((waiter.queue, error_from_wire(frame[2])))
+                    out.setdefault(waiter.mailbox, []).append((waiter.inbox, error_from_wire(frame[2])))
             elif kind == "ready":
                 child.info = frame[1]
                 child.started.set()
@@ -388,17 +381,15 @@ class ProcessEngine:
                 child.started.set()
         if deltas:
             with self._cond:
-                for rid, ds in deltas.items():
-                    waiter = self._pending.get(rid)
+                for d in deltas:
+                    waiter = self._pending.get(d.request_id)
                     if waiter is None:  # aborted meanwhile
                         continue
-                    merged = merge_deltas(ds)
-                    if merged.finish_reason is not None:
-                        del self._pending[rid]
-                    out.setdefault(waiter.loop, []).append((waiter.queue, merged))
-        for loop, items in out.items():
-            with contextlib.suppress(RuntimeError):  # the caller's loop is closed: nothing to tell
-                loop.call_soon_threadsafe(_put_all, items)
+                    if d.finish_reason is not None:
+                        del self._pending[d.request_id]
+                    out.setdefault(waiter.mailbox, []).append((waiter.inbox, d))
+        for mailbox, items in out.items():
+            mailbox.post(items)
 
     # -- the supervisor thread ----------------------------------------------------------------------------
 
@@ -538,13 +529,12 @@ class ProcessEngine:
 
     @staticmethod
     def _fail_waiting(waiters: list[_Waiter], calls: list[Future[Any]], error: InhouseError) -> None:
-        out: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+        out: dict[LoopMailbox, list[tuple[Inbox, Item]]] = {}
         for w in waiters:
-            out.setdefault(w.loop, []).append((w.queue, Delta(w.request_id, finish_reason="error",
-                                                              error=error.message, error_code=error.code)))
-        for loop, items in out.items():
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_put_all, items)
+            out.setdefault(w.mailbox, []).append((w.inbox, Delta(w.request_id, finish_reason="error",
+                                                                 error=error.message, error_code=error.code)))
+        for mailbox, items in out.items():
+            mailbox.post(items)
         for future in calls:
             if not future.done():
                 future.set_exception(error)

@@ -99,23 +99,6 @@ def delta_from_wire(t: WireDelta) -> Delta:
     return Delta(*t)
 
 
-def merge_deltas(deltas: list[Delta]) -> Delta:
-    """Several deltas of one request received together, as one (text, tokens and their log-probabilities
-    joined; counts and the finish from the last; the prompt's log-probabilities from the one that has them).
-    The edge spreads the time of a delta over its tokens, so nothing is lost."""
-    if len(deltas) == 1:
-        return deltas[0]
-    last = deltas[-1]
-    logprobs = ([e for d in deltas for e in (d.logprobs or ())]
-                if any(d.logprobs is not None for d in deltas) else None)
-    prompt_logprobs = next((d.prompt_logprobs for d in deltas if d.prompt_logprobs is not None), None)
-    return Delta(last.request_id, text="".join(d.text for d in deltas),
-                 token_ids=[t for d in deltas for t in d.token_ids], finish_reason=last.finish_reason,
-                 n_prompt_tokens=last.n_prompt_tokens, n_generated_tokens=last.n_generated_tokens,
-                 n_cached_tokens=last.n_cached_tokens, error=last.error, logprobs=logprobs,
-                 prompt_logprobs=prompt_logprobs, error_code=last.error_code)
-
-
 def error_to_wire(exc: BaseException) -> WireError:
     """An exception raised in the child, as data. ``InhouseError`` subclasses keep their class and attributes
     (``retry_after_s``, ``param``, ``n_ctx`` …): pickling them directly would call ``__init__`` with the

@@ -304,3 +304,23 @@ def test_log_probabilities_cross_the_boundary_as_the_engine_computed_them(start:
     assert sampled(through) and sampled(through) == sampled(local)
     assert prompt(through) and prompt(through) == prompt(local)
     assert all(len(e.top) == 2 for e in sampled(through))
+
+
+def test_a_consumer_that_falls_behind_gets_what_arrived_from_the_child_as_one_delta(start: Factory) -> None:
+    """Frames read while the loop was busy ride on one wake-up and come out merged (engine/delivery.py): the
+    text whole, every token counted, the finish last."""
+    engine = start(reply="abcdefghijklmnop", delay_s=0.01)
+
+    async def go() -> list[Delta]:
+        request = GenerationRequest("req_lag", engine.tokenize("go"), SamplingParams(max_tokens=64, temperature=0))
+        out = []
+        async for d in engine.generate(request):
+            out.append(d)
+            if len(out) == 1:
+                time.sleep(0.5)  # block the loop: the child finishes the answer meanwhile
+        return out
+
+    deltas = asyncio.run(asyncio.wait_for(go(), 30))
+    assert "".join(d.text for d in deltas) == "abcdefghijklmnop"
+    assert len(deltas) == 2 and deltas[-1].finish_reason == "stop"
+    assert sum(len(d.token_ids) for d in deltas) == deltas[-1].n_generated_tokens

@@ -15,7 +15,6 @@ from inhouse.engine.wire import (
     encode,
     error_from_wire,
     error_to_wire,
-    merge_deltas,
 )
 from inhouse.errors import ContextLengthExceeded, EngineFailure, InvalidRequest, Overloaded
 
@@ -73,27 +72,6 @@ def encode_decode(t: tuple[object, ...]) -> tuple[object, ...]:
         a.sendall(encode(("deltas", [t])))
         [(_, [back])] = FrameReader(b).read() or []
         return back  # type: ignore[no-any-return]
-
-
-def test_merged_deltas_keep_log_probabilities() -> None:
-    one, two = TokenLogprob(1, b"a", -0.5), TokenLogprob(2, b"b", -1.0)
-    prompt = [TokenLogprob(7, b"p", 0.0)]
-    m = merge_deltas([Delta("r", text="a", token_ids=[1], logprobs=[one], prompt_logprobs=prompt),
-                      Delta("r", text="b", token_ids=[2], logprobs=[two], finish_reason="stop")])
-    assert m.logprobs == [one, two] and m.prompt_logprobs == prompt
-    plain = merge_deltas([Delta("r", text="a"), Delta("r", text="b")])
-    assert plain.logprobs is None and plain.prompt_logprobs is None
-
-
-def test_merged_deltas_join_text_and_tokens_and_keep_the_finish() -> None:
-    ds = [Delta("r", text="a", token_ids=[1], n_generated_tokens=1),
-          Delta("r", text="", token_ids=[2], n_generated_tokens=2),
-          Delta("r", text="c", token_ids=[3], finish_reason="stop", n_prompt_tokens=4, n_generated_tokens=3,
-                n_cached_tokens=2)]
-    m = merge_deltas(ds)
-    assert (m.text, m.token_ids, m.finish_reason, m.n_prompt_tokens, m.n_generated_tokens, m.n_cached_tokens) == (
-        "ac", [1, 2, 3], "stop", 4, 3, 2)
-    assert merge_deltas(ds[:1]) is ds[0]
 
 
 @pytest.mark.parametrize("exc", [
