@@ -120,13 +120,20 @@ def describe_exit(returncode: int) -> str:
 @dataclass(eq=False)
 class _Child:
     proc: subprocess.Popen[bytes]
-    sock: socket.socket
+    sock: socket.socket  # control: read by the reader thread
+    deltas: socket.socket  # the deltas of every step, non-blocking: read by the event loops of the requests
     send_lock: threading.Lock = field(default_factory=threading.Lock)
     started: threading.Event = field(default_factory=threading.Event)
     info: dict[str, Any] | None = None
     load_error: InhouseError | None = None
     reader: threading.Thread | None = None
     reason: str | None = None  # set when we killed it (start timeout)
+    delta_lock: threading.Lock = field(default_factory=threading.Lock)  # reading ``deltas``, and the two below
+    watchers: set[asyncio.AbstractEventLoop] = field(default_factory=set)  # loops with a reader on ``deltas``
+    deltas_done: bool = False  # end of stream seen, or the supervisor took the rest: nobody reads any more
+
+    def __post_init__(self) -> None:
+        self.delta_reader = FrameReader(self.deltas)
 
     def send(self, message: tuple[Any, ...]) -> None:
         """Raises OSError when the child is gone (its supervisor then fails what waits on it)."""
@@ -224,6 +231,7 @@ class ProcessEngine:
             if self._child is not child or self._state != "running":  # it died in between
                 raise EngineCrashed(f"The engine of '{self._name}' stopped; retry.")
             self._pending[rid] = _Waiter(rid, self._mailboxes.of(loop), inbox, child)
+        self._watch(child, loop)
         with contextlib.suppress(OSError):  # a dead child: its supervisor fails the waiter
             child.send(("submit", rid, request.prompt_tokens, request.params, request.arrival_s))
         finished = False
@@ -351,15 +359,10 @@ class ProcessEngine:
             child.started.set()
 
     def _dispatch(self, child: _Child, frames: list[Any]) -> None:
-        """Route every frame read in one go; the deltas go to their loops' mailboxes, one post per loop (the
-        request's generator merges what it finds: engine/delivery.py)."""
-        deltas: list[Delta] = []
-        out: dict[LoopMailbox, list[tuple[Inbox, Item]]] = {}
+        """Frames of the control socket (the deltas come on the other one: ``_read_deltas``)."""
         for frame in frames:
             kind = frame[0]
-            if kind == "deltas":
-                deltas.extend(delta_from_wire(wire) for wire in frame[1])
-            elif kind == "reply":
+            if kind == "reply":
                 _, call_id, ok, value = frame
                 with self._cond:
                     entry = self._calls.pop(call_id, None)
@@ -372,41 +375,121 @@ class ProcessEngine:
                 with self._cond:
                     waiter = self._pending.pop(frame[1], None)
                 if waiter is not None:
-                    out.setdefault(waiter.mailbox, []).append((waiter.inbox, error_from_wire(frame[2])))
+                    waiter.mailbox.post([(waiter.inbox, error_from_wire(frame[2]))])
             elif kind == "ready":
                 child.info = frame[1]
                 child.started.set()
             elif kind == "load_failed":
                 child.load_error = error_from_wire(frame[1])
                 child.started.set()
-        if deltas:
-            with self._cond:
-                for d in deltas:
+
+    # -- the delta socket, read by the event loops ---------------------------------------------------------
+
+    def _watch(self, child: _Child, loop: asyncio.AbstractEventLoop) -> None:
+        """Have ``loop`` (a request's, running this) read the child's delta socket, unless it already does. The
+        deltas then reach a request on this loop with no thread in between: the loop wakes once per step. Several
+        loops may read (tests, tools): reads are serialised, and each request's deltas go to its own loop."""
+        with child.delta_lock:
+            for gone in [lp for lp in child.watchers if lp.is_closed()]:
+                child.watchers.discard(gone)
+            if child.deltas_done or loop in child.watchers:
+                return
+            loop.add_reader(child.deltas.fileno(), self._read_deltas, child, loop)
+            child.watchers.add(loop)
+
+    def _read_deltas(self, child: _Child, loop: asyncio.AbstractEventLoop) -> None:
+        """The loop's reader callback: every frame that can be read now, routed."""
+        try:
+            with child.delta_lock:
+                frames: list[Any] = []
+                if child.deltas_done:
+                    ended = True
+                else:
+                    frames, ended = child.delta_reader.read_nowait()
+                if ended:  # the child exited: stop watching (the supervisor closes the socket)
+                    child.deltas_done = True
+                    child.watchers.discard(loop)
+                    loop.remove_reader(child.deltas.fileno())
+        except Exception:  # a corrupt stream: kill the child, the supervisor restarts it
+            log.exception("the delta stream from the engine of %s is broken", self._name)
+            with child.delta_lock:
+                child.deltas_done = True
+                child.watchers.discard(loop)
+                loop.remove_reader(child.deltas.fileno())
+            with contextlib.suppress(ProcessLookupError):
+                child.proc.kill()
+            return
+        self._route_deltas(frames, here=loop)
+
+    def _route_deltas(self, frames: list[Any], *, here: asyncio.AbstractEventLoop | None) -> None:
+        """Hand the deltas of ``frames`` to their requests: directly into the inbox of a request on ``here`` (the
+        loop running this), through the mailbox (one wake-up) to a request on another loop."""
+        out: dict[LoopMailbox, list[tuple[Inbox, Item]]] = {}
+        with self._cond:
+            for frame in frames:
+                for wire in frame[1]:
+                    d = delta_from_wire(wire)
                     waiter = self._pending.get(d.request_id)
                     if waiter is None:  # aborted meanwhile
                         continue
                     if d.finish_reason is not None:
                         del self._pending[d.request_id]
-                    out.setdefault(waiter.mailbox, []).append((waiter.inbox, d))
+                    if waiter.mailbox.loop is here:
+                        waiter.inbox.put(d)
+                    else:
+                        out.setdefault(waiter.mailbox, []).append((waiter.inbox, d))
         for mailbox, items in out.items():
             mailbox.post(items)
+
+    def _retire_deltas(self, child: _Child) -> None:
+        """The child has exited (supervisor thread): route what it sent last, stop the loops reading its delta
+        socket, then close it. Before the requests in flight are failed, so they see every delta first."""
+        with child.delta_lock:
+            frames: list[Any] = []
+            if not child.deltas_done:
+                with contextlib.suppress(Exception):  # a corrupt tail: the requests still get their error
+                    frames, _ = child.delta_reader.read_nowait()
+            child.deltas_done = True
+            watchers = [lp for lp in child.watchers if not lp.is_closed()]
+            child.watchers.clear()
+        self._route_deltas(frames, here=None)
+        fd = child.deltas.fileno()
+        for loop in watchers:  # the reader must go before the fd is closed (a new socket may reuse its number)
+            removed = threading.Event()
+
+            def unwatch(loop: asyncio.AbstractEventLoop = loop, removed: threading.Event = removed) -> None:
+                loop.remove_reader(fd)
+                removed.set()
+
+            try:
+                loop.call_soon_threadsafe(unwatch)
+            except RuntimeError:  # closed meanwhile: its selector is gone
+                continue
+            removed.wait(self._policy.stop_timeout_s)
+        child.deltas.close()
 
     # -- the supervisor thread ----------------------------------------------------------------------------
 
     def _spawn(self, recipe: EngineRecipe) -> _Child:
         """Start a child from the supervisor thread: PR_SET_PDEATHSIG ties the child to this thread."""
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        deltas_end, child_deltas_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         level = logging.getLevelName(logging.getLogger("inhouse").getEffectiveLevel())
         cmd = [sys.executable, "-m", "inhouse.engine.worker", "--fd", str(child_end.fileno()),
-               "--parent-pid", str(os.getpid()), "--log-level", str(level)]
+               "--delta-fd", str(child_deltas_end.fileno()), "--parent-pid", str(os.getpid()),
+               "--log-level", str(level)]
         try:
-            proc = subprocess.Popen(cmd, pass_fds=(child_end.fileno(),), env={**os.environ, **recipe.env})
+            proc = subprocess.Popen(cmd, pass_fds=(child_end.fileno(), child_deltas_end.fileno()),
+                                    env={**os.environ, **recipe.env})
         except BaseException:
             parent_end.close()
+            deltas_end.close()
             raise
         finally:
             child_end.close()
-        child = _Child(proc, parent_end)
+            child_deltas_end.close()
+        deltas_end.setblocking(False)
+        child = _Child(proc, parent_end, deltas_end)
         with contextlib.suppress(OSError):  # a child dead at birth shows as end-of-stream
             child.send(("start", recipe))
         child.reader = threading.Thread(target=self._read, args=(child,), name=f"engine-reader-{self._name}",
@@ -445,6 +528,7 @@ class ProcessEngine:
             returncode = child.proc.wait()
             if child.reader is not None:
                 child.reader.join()  # everything the child sent before dying is delivered first
+            self._retire_deltas(child)
             child.sock.close()
             if self._closing:
                 break

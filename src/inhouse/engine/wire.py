@@ -1,7 +1,9 @@
 """What crosses the boundary between the server and an engine's child process, and how.
 
-One Unix stream socket (a ``socketpair``) per child. A frame is a 4-byte little-endian length and a pickled
-tuple whose first item names the message. Pickle is safe here: both ends are this package, and the socket
+Two Unix stream sockets (``socketpair``) per child: the control socket carries everything but the deltas, the
+delta socket only the ``deltas`` frames, so that the event loop streaming them reads that socket itself (no
+thread between the child and the loop: engine/process.py). A frame is a 4-byte little-endian length and a
+pickled tuple whose first item names the message. Pickle is safe here: both ends are this package, and the socket
 exists only between a parent and the child it started. Per token the cost is a tuple of primitives (about 1 µs
 to pickle and unpickle; a ``Delta`` dataclass would cost several times that), and the child sends one frame per
 engine step whatever the number of streams in it.
@@ -18,7 +20,7 @@ Child → parent::
 
     ("ready", info)                        the engine is built: {"n_ctx", "pid", "model_path"}
     ("load_failed", error)                 building it raised (a bad file): not a crash, no restart
-    ("deltas", [delta, ...])               every delta of one step (see ``delta_to_wire``)
+    ("deltas", [delta, ...])               every delta of one step (see ``delta_to_wire``): the delta socket
     ("refused", request_id, error)         ``submit`` raised (queue full, bad grammar): no delta follows
     ("reply", call_id, ok, value_or_error)
 """
@@ -68,6 +70,20 @@ class FrameReader:
                 return None
             if not chunk:
                 return None
+            self._buf += chunk
+
+    def read_nowait(self) -> tuple[list[Any], bool]:
+        """For a non-blocking socket: every whole frame that can be read now, and whether the stream ended (the
+        other side exited, or the socket was reset)."""
+        while True:
+            try:
+                chunk = self._sock.recv(_RECV_BYTES)
+            except BlockingIOError:
+                return self._parse(), False
+            except OSError:
+                return self._parse(), True
+            if not chunk:
+                return self._parse(), True
             self._buf += chunk
 
     def _parse(self) -> list[Any]:
