@@ -448,7 +448,7 @@ class ProcessEngine:
             frames: list[Any] = []
             if not child.deltas_done:
                 with contextlib.suppress(Exception):  # a corrupt tail: the requests still get their error
-                    frames, _ = child.delta_reader.read_nowait()
+                    frames, _ = child.delta_reader.read_nowait(drain=True)
             child.deltas_done = True
             watchers = [lp for lp in child.watchers if not lp.is_closed()]
             child.watchers.clear()

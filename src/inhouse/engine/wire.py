@@ -72,9 +72,11 @@ class FrameReader:
                 return None
             self._buf += chunk
 
-    def read_nowait(self) -> tuple[list[Any], bool]:
-        """For a non-blocking socket: every whole frame that can be read now, and whether the stream ended (the
-        other side exited, or the socket was reset)."""
+    def read_nowait(self, *, drain: bool = False) -> tuple[list[Any], bool]:
+        """For a non-blocking socket: the whole frames of one ``recv`` (of everything that can be read now with
+        ``drain``), and whether the stream ended (the other side exited, or the socket was reset). Without
+        ``drain`` a full buffer is read again, and the caller's level-triggered watch brings it back for a rest:
+        the usual case, one frame per engine step, costs one system call."""
         while True:
             try:
                 chunk = self._sock.recv(_RECV_BYTES)
@@ -85,6 +87,8 @@ class FrameReader:
             if not chunk:
                 return self._parse(), True
             self._buf += chunk
+            if not drain and len(chunk) < _RECV_BYTES:
+                return self._parse(), False
 
     def _parse(self) -> list[Any]:
         buf = self._buf

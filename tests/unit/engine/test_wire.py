@@ -89,3 +89,21 @@ def test_domain_errors_cross_with_their_class_and_attributes(exc: Exception) -> 
 def test_other_errors_become_an_engine_failure_naming_their_type() -> None:
     back = error_from_wire(error_to_wire(ValueError("no")))
     assert isinstance(back, EngineFailure) and "ValueError: no" in back.message
+
+
+def test_read_nowait_returns_whole_frames_as_they_come_and_tells_the_end() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        b.setblocking(False)
+        reader = FrameReader(b)
+        assert reader.read_nowait() == ([], False)  # nothing yet: no wait, no end
+        data = encode(("deltas", [("r", "x")])) + encode(("deltas", [("r", "y")]))
+        a.sendall(data[:7])
+        assert reader.read_nowait() == ([], False)  # half a frame stays buffered
+        a.sendall(data[7:])
+        assert reader.read_nowait() == ([("deltas", [("r", "x")]), ("deltas", [("r", "y")])], False)
+        big = [("deltas", [("r", "z" * 25_000)]) for _ in range(4)]  # more than one recv holds
+        a.sendall(b"".join(encode(m) for m in big))
+        a.close()
+        frames, ended = reader.read_nowait(drain=True)
+        assert frames == big and ended
