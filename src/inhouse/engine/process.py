@@ -453,20 +453,31 @@ class ProcessEngine:
             watchers = [lp for lp in child.watchers if not lp.is_closed()]
             child.watchers.clear()
         self._route_deltas(frames, here=None)
-        fd = child.deltas.fileno()
-        for loop in watchers:  # the reader must go before the fd is closed (a new socket may reuse its number)
-            removed = threading.Event()
+        # Each loop removes its reader on its own thread, and the last one closes the socket: closing it first
+        # would leave a stale registration in a loop's selector for a number a restarted child's socket may get.
+        # No waiting here: ``close()`` may run on one of those loops, waiting for this thread.
+        fd, sock = child.deltas.fileno(), child.deltas
+        left = [len(watchers)]
+        lock = threading.Lock()
 
-            def unwatch(loop: asyncio.AbstractEventLoop = loop, removed: threading.Event = removed) -> None:
-                loop.remove_reader(fd)
-                removed.set()
+        def one_done() -> None:
+            with lock:
+                left[0] -= 1
+                last = left[0] == 0
+            if last:
+                sock.close()
 
+        def unwatch(loop: asyncio.AbstractEventLoop) -> None:
+            loop.remove_reader(fd)
+            one_done()
+
+        if not watchers:
+            sock.close()
+        for loop in watchers:
             try:
-                loop.call_soon_threadsafe(unwatch)
-            except RuntimeError:  # closed meanwhile: its selector is gone
-                continue
-            removed.wait(self._policy.stop_timeout_s)
-        child.deltas.close()
+                loop.call_soon_threadsafe(unwatch, loop)
+            except RuntimeError:  # closed meanwhile: its selector is gone with it
+                one_done()
 
     # -- the supervisor thread ----------------------------------------------------------------------------
 
