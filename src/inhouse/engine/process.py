@@ -5,9 +5,10 @@ of every request). In-process that kills the server; here it kills one child, an
 
 * ``ProcessEngine`` starts ``python -m inhouse.engine.worker`` with one end of a socketpair, sends it the
   ``EngineRecipe`` (name, path, the ``EngineSettings`` and every extra build option, pickled whole) and waits for
-  ``ready``. Requests, aborts, ``tokenize`` and ``stats`` go over the socket (engine/wire.py); a reader thread
-  per child routes the deltas back to each request's event loop, all deltas of one step in one frame, with one
-  wake-up of a loop for everything that arrived before it ran (engine/delivery.py).
+  ``ready``. Requests, aborts, ``tokenize`` and ``stats`` go over the control socket (engine/wire.py), read by a
+  reader thread per child; the deltas, all deltas of one step in one frame, come on the delta socket, which the
+  event loop of each request reads itself (engine/delta_socket.py) and hands to each request's inbox
+  (engine/delivery.py): one wake-up of the loop per engine step, no thread in between.
 * A supervisor thread per engine starts the child and waits for it. When the child dies unasked, every request in
   flight ends with ``EngineCrashed`` (a final error delta: 503 / an SSE error event), ``healthy()`` turns false
   (``/ready`` answers 503), ``on_crash`` callbacks run (an audit record), ``before_restart`` may return another
@@ -45,6 +46,7 @@ from typing import Any
 from inhouse.config import EngineSettings
 from inhouse.engine.build import build_llama_engine
 from inhouse.engine.delivery import Inbox, Item, LoopMailbox, Mailboxes, batches
+from inhouse.engine.delta_socket import DeltaSocket
 from inhouse.engine.params import Delta, GenerationRequest
 from inhouse.engine.protocol import EngineStats
 from inhouse.engine.wire import FrameReader, delta_from_wire, encode, error_from_wire
@@ -121,19 +123,13 @@ def describe_exit(returncode: int) -> str:
 class _Child:
     proc: subprocess.Popen[bytes]
     sock: socket.socket  # control: read by the reader thread
-    deltas: socket.socket  # the deltas of every step, non-blocking: read by the event loops of the requests
+    deltas: DeltaSocket  # the deltas of every step: read by the event loops of the requests
     send_lock: threading.Lock = field(default_factory=threading.Lock)
     started: threading.Event = field(default_factory=threading.Event)
     info: dict[str, Any] | None = None
     load_error: InhouseError | None = None
     reader: threading.Thread | None = None
     reason: str | None = None  # set when we killed it (start timeout)
-    delta_lock: threading.Lock = field(default_factory=threading.Lock)  # reading ``deltas``, and the two below
-    watchers: set[asyncio.AbstractEventLoop] = field(default_factory=set)  # loops with a reader on ``deltas``
-    deltas_done: bool = False  # end of stream seen, or the supervisor took the rest: nobody reads any more
-
-    def __post_init__(self) -> None:
-        self.delta_reader = FrameReader(self.deltas)
 
     def send(self, message: tuple[Any, ...]) -> None:
         """Raises OSError when the child is gone (its supervisor then fails what waits on it)."""
@@ -231,7 +227,7 @@ class ProcessEngine:
             if self._child is not child or self._state != "running":  # it died in between
                 raise EngineCrashed(f"The engine of '{self._name}' stopped; retry.")
             self._pending[rid] = _Waiter(rid, self._mailboxes.of(loop), inbox, child)
-        self._watch(child, loop)
+        child.deltas.watch(loop)
         with contextlib.suppress(OSError):  # a dead child: its supervisor fails the waiter
             child.send(("submit", rid, request.prompt_tokens, request.params, request.arrival_s))
         finished = False
@@ -359,7 +355,7 @@ class ProcessEngine:
             child.started.set()
 
     def _dispatch(self, child: _Child, frames: list[Any]) -> None:
-        """Frames of the control socket (the deltas come on the other one: ``_read_deltas``)."""
+        """Frames of the control socket (the deltas come on the other one: engine/delta_socket.py)."""
         for frame in frames:
             kind = frame[0]
             if kind == "reply":
@@ -383,45 +379,9 @@ class ProcessEngine:
                 child.load_error = error_from_wire(frame[1])
                 child.started.set()
 
-    # -- the delta socket, read by the event loops ---------------------------------------------------------
+    # -- the delta socket, read by the event loops (engine/delta_socket.py) --------------------------------
 
-    def _watch(self, child: _Child, loop: asyncio.AbstractEventLoop) -> None:
-        """Have ``loop`` (a request's, running this) read the child's delta socket, unless it already does. The
-        deltas then reach a request on this loop with no thread in between: the loop wakes once per step. Several
-        loops may read (tests, tools): reads are serialised, and each request's deltas go to its own loop."""
-        with child.delta_lock:
-            for gone in [lp for lp in child.watchers if lp.is_closed()]:
-                child.watchers.discard(gone)
-            if child.deltas_done or loop in child.watchers:
-                return
-            loop.add_reader(child.deltas.fileno(), self._read_deltas, child, loop)
-            child.watchers.add(loop)
-
-    def _read_deltas(self, child: _Child, loop: asyncio.AbstractEventLoop) -> None:
-        """The loop's reader callback: every frame that can be read now, routed."""
-        try:
-            with child.delta_lock:
-                frames: list[Any] = []
-                if child.deltas_done:
-                    ended = True
-                else:
-                    frames, ended = child.delta_reader.read_nowait()
-                if ended:  # the child exited: stop watching (the supervisor closes the socket)
-                    child.deltas_done = True
-                    child.watchers.discard(loop)
-                    loop.remove_reader(child.deltas.fileno())
-        except Exception:  # a corrupt stream: kill the child, the supervisor restarts it
-            log.exception("the delta stream from the engine of %s is broken", self._name)
-            with child.delta_lock:
-                child.deltas_done = True
-                child.watchers.discard(loop)
-                loop.remove_reader(child.deltas.fileno())
-            with contextlib.suppress(ProcessLookupError):
-                child.proc.kill()
-            return
-        self._route_deltas(frames, here=loop)
-
-    def _route_deltas(self, frames: list[Any], *, here: asyncio.AbstractEventLoop | None) -> None:
+    def _route_deltas(self, frames: list[Any], here: asyncio.AbstractEventLoop | None) -> None:
         """Hand the deltas of ``frames`` to their requests: directly into the inbox of a request on ``here`` (the
         loop running this), through the mailbox (one wake-up) to a request on another loop."""
         out: dict[LoopMailbox, list[tuple[Inbox, Item]]] = {}
@@ -440,44 +400,6 @@ class ProcessEngine:
                         out.setdefault(waiter.mailbox, []).append((waiter.inbox, d))
         for mailbox, items in out.items():
             mailbox.post(items)
-
-    def _retire_deltas(self, child: _Child) -> None:
-        """The child has exited (supervisor thread): route what it sent last, stop the loops reading its delta
-        socket, then close it. Before the requests in flight are failed, so they see every delta first."""
-        with child.delta_lock:
-            frames: list[Any] = []
-            if not child.deltas_done:
-                with contextlib.suppress(Exception):  # a corrupt tail: the requests still get their error
-                    frames, _ = child.delta_reader.read_nowait(drain=True)
-            child.deltas_done = True
-            watchers = [lp for lp in child.watchers if not lp.is_closed()]
-            child.watchers.clear()
-        self._route_deltas(frames, here=None)
-        # Each loop removes its reader on its own thread, and the last one closes the socket: closing it first
-        # would leave a stale registration in a loop's selector for a number a restarted child's socket may get.
-        # No waiting here: ``close()`` may run on one of those loops, waiting for this thread.
-        fd, sock = child.deltas.fileno(), child.deltas
-        left = [len(watchers)]
-        lock = threading.Lock()
-
-        def one_done() -> None:
-            with lock:
-                left[0] -= 1
-                last = left[0] == 0
-            if last:
-                sock.close()
-
-        def unwatch(loop: asyncio.AbstractEventLoop) -> None:
-            loop.remove_reader(fd)
-            one_done()
-
-        if not watchers:
-            sock.close()
-        for loop in watchers:
-            try:
-                loop.call_soon_threadsafe(unwatch, loop)
-            except RuntimeError:  # closed meanwhile: its selector is gone with it
-                one_done()
 
     # -- the supervisor thread ----------------------------------------------------------------------------
 
@@ -499,8 +421,8 @@ class ProcessEngine:
         finally:
             child_end.close()
             child_deltas_end.close()
-        deltas_end.setblocking(False)
-        child = _Child(proc, parent_end, deltas_end)
+        child = _Child(proc, parent_end, DeltaSocket(deltas_end, self._route_deltas,
+                                                     on_corrupt=lambda: _kill(proc)))
         with contextlib.suppress(OSError):  # a child dead at birth shows as end-of-stream
             child.send(("start", recipe))
         child.reader = threading.Thread(target=self._read, args=(child,), name=f"engine-reader-{self._name}",
@@ -539,7 +461,7 @@ class ProcessEngine:
             returncode = child.proc.wait()
             if child.reader is not None:
                 child.reader.join()  # everything the child sent before dying is delivered first
-            self._retire_deltas(child)
+            child.deltas.retire()
             child.sock.close()
             if self._closing:
                 break
@@ -645,6 +567,11 @@ def start_engine(recipe: EngineRecipe, *, on_crash: Sequence[CrashHook] = (),
         return recipe.build_engine()
     return ProcessEngine(recipe, policy=RestartPolicy(max_crashes=es.max_crashes, window_s=es.crash_window_s),
                          on_crash=on_crash, before_restart=before_restart)
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
 
 
 def _add_counters(a: EngineStats, b: EngineStats) -> EngineStats:
