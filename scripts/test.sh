@@ -19,5 +19,13 @@ echo "==> ruff"
 .venv/bin/ruff check src tests benchmarks
 echo "==> mypy"
 .venv/bin/mypy
+# A full run needs a few GB of temp space (data dirs with models, an image bundle): say so up front when the disk
+# is short, instead of leaving hundreds of ENOSPC errors to be read.
+tmp_dir="${TMPDIR:-/tmp}"
+free_kb=$(df -Pk "$tmp_dir" | awk 'NR==2 {print $4}')
+echo "==> disk: $((free_kb / 1024 / 1024)) GB free in $tmp_dir"
+if [ "$free_kb" -lt $((6 * 1024 * 1024)) ]; then
+  echo "warning: less than 6 GB free in $tmp_dir; the tests that serve models may fail with 'No space left'" >&2
+fi
 echo "==> pytest"
 .venv/bin/python -m pytest -q "$@"

@@ -1,5 +1,6 @@
 """Fixtures every suite shares: the evaluation corpus, found exactly as the evaluation commands find it, and a
-local PostgreSQL per session for the PostgreSQL stores (``inhouse.testing.postgres``).
+local PostgreSQL per session for the PostgreSQL stores (``inhouse.testing.postgres``), and packaged models
+joined once per session (``seed_pulled_model``).
 
 ``eval_corpus`` is ``INHOUSE_EVAL_CORPUS`` when set, else ``<repo>/../shared/corpus`` (``inhouse.eval_corpus``).
 A test that needs it is skipped only when the corpus truly cannot be there: no variable and no ``../shared``
@@ -11,15 +12,19 @@ a corpus that should be there and is not must not pass as a skip.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from inhouse.errors import InvalidRequest
 from inhouse.eval_corpus import ENV_VAR, default_corpus, find_eval_corpus
+from inhouse.models.catalog import catalog_by_name
 from inhouse.testing.postgres import postgres_server, postgres_url
 
-__all__ = ["eval_corpus", "optional_eval_corpus", "postgres_server", "postgres_url"]
+__all__ = ["eval_corpus", "optional_eval_corpus", "postgres_server", "postgres_url", "seed_pulled_model"]
 
 
 def _locate_eval_corpus() -> Path | None:
@@ -50,3 +55,27 @@ def eval_corpus(optional_eval_corpus: Path | None) -> Path:
     if optional_eval_corpus is None:
         pytest.skip(_skip_reason())
     return optional_eval_corpus
+
+
+@pytest.fixture(scope="session")
+def seed_pulled_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, Path], None]:
+    """``seed(name, data_dir)``: put the joined file of catalog model ``name`` into ``data_dir``'s model cache as
+    a hard link of one copy pulled (``inhouse models pull``) once per session, so the tests that serve it do not
+    each join their own ~0.5 GB copy (the CI shares its disk). A later ``models pull`` in ``data_dir`` then
+    verifies the link like any present file. Tests that check the joining itself do not use this."""
+    shared = tmp_path_factory.mktemp("models-shared")
+    inhouse = Path(sys.executable).with_name("inhouse")
+
+    def seed(name: str, data_dir: Path) -> None:
+        entry = catalog_by_name()[name]
+        source = shared / "models" / entry.filename
+        if not source.is_file():
+            pulled = subprocess.run([str(inhouse), "models", "pull", name, "--data-dir", str(shared)],
+                                    capture_output=True, text=True, timeout=900)
+            assert pulled.returncode == 0, pulled.stderr + pulled.stdout
+        dest = data_dir / "models" / entry.filename
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if not dest.exists():
+            os.link(source, dest)
+
+    return seed

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -84,8 +85,10 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(tmp_path_factory: pytest.TempPathFactory,
+           seed_pulled_model: Callable[[str, Path], None]) -> Iterator[Server]:
     data = tmp_path_factory.mktemp("clients")
+    seed_pulled_model(QWEN, data)
     env = {**os.environ, "INHOUSE_DATA_DIR": str(data), "INHOUSE_KB__MIN_SIMILARITY": "0.5",
            "INHOUSE_KB__COVERAGE_CHECK": "false", "COLUMNS": "200"}
 

@@ -7,15 +7,15 @@ of a test process's RSS.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from inhouse.bootstrap import build_llama_engine_factory
-from inhouse.config import Settings, load_settings
+from inhouse.config import Settings
 from inhouse.engine.params import GenerationRequest, SamplingParams
 from inhouse.hardware.cpu import process_tree_rss_bytes
-from inhouse.models.assemble import locate_package_dir
 from inhouse.models.catalog import catalog_by_name
 from inhouse.models.registry import ModelRegistry
 from inhouse.models.residency import ModelResidency
@@ -23,12 +23,6 @@ from inhouse.models.residency import ModelResidency
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 Q05 = catalog_by_name()["qwen2.5-coder-0.5b"]
-# `inhouse models pull` installs the part packages on a fresh machine; on one where the joined file is already in
-# the default cache it skips that, so either source will do.
-PULLED_Q05 = load_settings().model_cache_dir / Q05.filename
-PARTS_Q05 = all(locate_package_dir(n) is not None for n in Q05.import_names)
-needs_q05 = pytest.mark.skipif(not PARTS_Q05 and not PULLED_Q05.is_file(),
-                               reason="qwen2.5-coder-0.5b is not pulled (inhouse models pull qwen2.5-coder-0.5b)")
 
 
 def answer(registry: ModelRegistry, name: str, rid: str) -> int:
@@ -46,14 +40,11 @@ def answer(registry: ModelRegistry, name: str, rid: str) -> int:
     return asyncio.run(run())
 
 
-@needs_q05
-def test_release_frees_at_least_the_model_and_the_next_request_reloads(tmp_path: Path) -> None:
+def test_release_frees_at_least_the_model_and_the_next_request_reloads(
+        tmp_path: Path, seed_pulled_model: Callable[[str, Path], None]) -> None:
     settings = Settings(data_dir=tmp_path)
     registry = ModelRegistry(tmp_path / "models", build_llama_engine_factory(settings), 16_000)
-    if not PARTS_Q05:  # reuse the pulled file (and its verified-hash sidecar) instead of joining the parts
-        (tmp_path / "models").mkdir(exist_ok=True)
-        for name in (Q05.filename, Q05.filename + ".sha256"):
-            (tmp_path / "models" / name).symlink_to(PULLED_Q05.parent / name)
+    seed_pulled_model(Q05.name, tmp_path)
     spec = registry.pull(Q05.name)
     residency = ModelResidency(registry, idle_release_s=1)
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,8 +29,9 @@ Attendees: Anna Berg, Tom Li
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def data_dir(tmp_path_factory: pytest.TempPathFactory, seed_pulled_model: Callable[[str, Path], None]) -> Path:
     d = tmp_path_factory.mktemp("minutes-qwen")
+    seed_pulled_model(QWEN, d)
     pulled = subprocess.run([str(BIN), "models", "pull", QWEN, "--data-dir", str(d)], capture_output=True,
                             text=True, timeout=900)
     assert pulled.returncode == 0, pulled.stderr + pulled.stdout

@@ -9,7 +9,7 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,7 +118,8 @@ def test_json_schema_output_validates(server: LiveServer) -> None:
     assert isinstance(data["name"], str) and isinstance(data["age"], int)
 
 
-def test_tool_call_from_qwen(server: LiveServer) -> None:
+def test_tool_call_from_qwen(server: LiveServer, seed_pulled_model: Callable[[str, Path], None]) -> None:
+    seed_pulled_model(QWEN, server.data_dir)
     pulled = cli(server.data_dir, "models", "pull", QWEN)
     assert pulled.returncode == 0, pulled.stderr + pulled.stdout
     tools = [{

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,11 +26,13 @@ BIN = Path(sys.executable).with_name("inhouse")
 
 
 @pytest.fixture(scope="module")
-def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def services(tmp_path_factory: pytest.TempPathFactory,
+             seed_pulled_model: Callable[[str, Path], None]) -> Iterator[Any]:
     from inhouse.bootstrap import build_services
     from inhouse.config import Settings
 
     data_dir = tmp_path_factory.mktemp("schedule-qwen")
+    seed_pulled_model(QWEN, data_dir)
     pulled = subprocess.run([str(BIN), "models", "pull", QWEN, "--data-dir", str(data_dir)], capture_output=True,
                             text=True, timeout=900)
     assert pulled.returncode == 0, pulled.stderr + pulled.stdout
