@@ -132,6 +132,7 @@ class GenerationTimer:
     def __init__(self, metrics: Metrics, model: str, start_s: float) -> None:
         self._m = metrics
         self._model = model
+        self._itl = metrics.itl.labels(model)  # looked up once: ``on_delta`` runs for every token
         self._start = start_s
         self._last: float | None = None
         self._done = False
@@ -146,7 +147,7 @@ class GenerationTimer:
             # Several tokens in one delta: spread the gap evenly (the engine emits one per step normally).
             gap = (now - self._last) / len(delta.token_ids)
             for _ in delta.token_ids:
-                self._m.itl.labels(self._model).observe(gap)
+                self._itl.observe(gap)
         self._last = now
 
     def finish(self, *, n_prompt: int, n_generated: int, aborted: bool = False) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import contextlib
 import logging
 import threading
 import time
@@ -26,6 +25,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from inhouse.config import EngineSettings
+from inhouse.engine.delivery import Inbox, Mailboxes, batches
 from inhouse.engine.drain import DrainRate
 from inhouse.engine.params import Delta, FinishReason, GenerationRequest, TokenLogprob
 from inhouse.engine.protocol import Backend, EngineStats, StepLogprobs, StepPlan
@@ -98,6 +98,7 @@ class Engine:
         # Called on the step thread after every step (outside the lock): the child process flushes the
         # deltas of the step to its parent here, in one frame.
         self.on_step_end: Callable[[], None] | None = None
+        self._mailboxes = Mailboxes()
         self._thread = threading.Thread(target=self._run, name=f"engine-{model_name}", daemon=True)
         self._thread.start()
 
@@ -122,27 +123,28 @@ class Engine:
         return self._healthy and not self._closed and self._thread.is_alive()
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Delta] = asyncio.Queue()
+        # The deltas of one step ride on one wake-up of the loop; what arrived since the generator last looked
+        # is handed out as one delta (engine/delivery.py). A closed loop drops them: the request is aborted below.
+        mailbox = self._mailboxes.of(asyncio.get_running_loop())
+        inbox = Inbox()
 
         def deliver(delta: Delta) -> None:
-            # The caller's event loop may be gone (client process ended): the request is aborted below.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(queue.put_nowait, delta)
+            mailbox.post(((inbox, delta),))
 
         self.submit(request, deliver)
         finished = False
         try:
             while True:
-                delta = await queue.get()
-                refusal = delta.refusal()
-                if refusal is not None:  # never admitted: a 429, not a stream
-                    finished = True
-                    raise refusal
-                yield delta
-                if delta.finish_reason is not None:
-                    finished = True
-                    return
+                for delta in batches(await inbox.take()):
+                    assert isinstance(delta, Delta), "the step thread delivers deltas only"
+                    refusal = delta.refusal()
+                    if refusal is not None:  # never admitted: a 429, not a stream
+                        finished = True
+                        raise refusal
+                    yield delta
+                    if delta.finish_reason is not None:
+                        finished = True
+                        return
         finally:
             if not finished:
                 self.abort(request.request_id)

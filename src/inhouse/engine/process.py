@@ -5,8 +5,10 @@ of every request). In-process that kills the server; here it kills one child, an
 
 * ``ProcessEngine`` starts ``python -m inhouse.engine.worker`` with one end of a socketpair, sends it the
   ``EngineRecipe`` (name, path, the ``EngineSettings`` and every extra build option, pickled whole) and waits for
-  ``ready``. Requests, aborts, ``tokenize`` and ``stats`` go over the socket (engine/wire.py); a reader thread
-  per child routes the deltas back to each request's event loop, all deltas of one step in one frame.
+  ``ready``. Requests, aborts, ``tokenize`` and ``stats`` go over the control socket (engine/wire.py), read by a
+  reader thread per child; the deltas, all deltas of one step in one frame, come on the delta socket, which the
+  event loop of each request reads itself (engine/delta_socket.py) and hands to each request's inbox
+  (engine/delivery.py): one wake-up of the loop per engine step, no thread in between.
 * A supervisor thread per engine starts the child and waits for it. When the child dies unasked, every request in
   flight ends with ``EngineCrashed`` (a final error delta: 503 / an SSE error event), ``healthy()`` turns false
   (``/ready`` answers 503), ``on_crash`` callbacks run (an audit record), ``before_restart`` may return another
@@ -43,15 +45,11 @@ from typing import Any
 
 from inhouse.config import EngineSettings
 from inhouse.engine.build import build_llama_engine
+from inhouse.engine.delivery import Inbox, Item, LoopMailbox, Mailboxes, batches
+from inhouse.engine.delta_socket import DeltaSocket
 from inhouse.engine.params import Delta, GenerationRequest
 from inhouse.engine.protocol import EngineStats
-from inhouse.engine.wire import (
-    FrameReader,
-    delta_from_wire,
-    encode,
-    error_from_wire,
-    merge_deltas,
-)
+from inhouse.engine.wire import FrameReader, delta_from_wire, encode, error_from_wire
 from inhouse.errors import EngineCrashed, InhouseError, Unavailable
 
 log = logging.getLogger(__name__)
@@ -124,7 +122,8 @@ def describe_exit(returncode: int) -> str:
 @dataclass(eq=False)
 class _Child:
     proc: subprocess.Popen[bytes]
-    sock: socket.socket
+    sock: socket.socket  # control: read by the reader thread
+    deltas: DeltaSocket  # the deltas of every step: read by the event loops of the requests
     send_lock: threading.Lock = field(default_factory=threading.Lock)
     started: threading.Event = field(default_factory=threading.Event)
     info: dict[str, Any] | None = None
@@ -142,14 +141,9 @@ class _Child:
 @dataclass(eq=False)
 class _Waiter:
     request_id: str
-    loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue[Delta | BaseException]
+    mailbox: LoopMailbox  # of the loop the request's generator runs on
+    inbox: Inbox
     child: _Child
-
-
-def _put_all(items: list[tuple[asyncio.Queue[Delta | BaseException], Delta | BaseException]]) -> None:
-    for queue, item in items:
-        queue.put_nowait(item)
 
 
 class ProcessEngine:
@@ -170,6 +164,7 @@ class ProcessEngine:
         self._failure: InhouseError | None = None
         self._info: dict[str, Any] = {}
         self._pending: dict[str, _Waiter] = {}
+        self._mailboxes = Mailboxes()
         self._calls: dict[int, tuple[Future[Any], _Child]] = {}
         self._call_ids = itertools.count(1)
         self._crash_times: collections.deque[float] = collections.deque()
@@ -224,31 +219,33 @@ class ProcessEngine:
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         rid = request.request_id
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Delta | BaseException] = asyncio.Queue()
+        inbox = Inbox()
         child = self._running_child()
         if child is None:  # restarting: wait off the event loop
             child = await loop.run_in_executor(None, self._wait_running)
         with self._cond:
             if self._child is not child or self._state != "running":  # it died in between
                 raise EngineCrashed(f"The engine of '{self._name}' stopped; retry.")
-            self._pending[rid] = _Waiter(rid, loop, queue, child)
+            self._pending[rid] = _Waiter(rid, self._mailboxes.of(loop), inbox, child)
+        child.deltas.watch(loop)
         with contextlib.suppress(OSError):  # a dead child: its supervisor fails the waiter
             child.send(("submit", rid, request.prompt_tokens, request.params, request.arrival_s))
         finished = False
         try:
             while True:
-                item = await queue.get()
-                if isinstance(item, BaseException):
-                    finished = True
-                    raise item
-                refusal = item.refusal()
-                if refusal is not None:  # never admitted within the queue-wait bound: a 429, not a stream
-                    finished = True
-                    raise refusal
-                yield item
-                if item.finish_reason is not None:
-                    finished = True
-                    return
+                # Everything that arrived since the last look, consecutive deltas as one (engine/delivery.py).
+                for item in batches(await inbox.take()):
+                    if isinstance(item, BaseException):
+                        finished = True
+                        raise item
+                    refusal = item.refusal()
+                    if refusal is not None:  # never admitted within the queue-wait bound: a 429, not a stream
+                        finished = True
+                        raise refusal
+                    yield item
+                    if item.finish_reason is not None:
+                        finished = True
+                        return
         finally:
             if not finished:
                 self.abort(rid)
@@ -363,15 +360,10 @@ class ProcessEngine:
             child.started.set()
 
     def _dispatch(self, child: _Child, frames: list[Any]) -> None:
-        deltas: dict[str, list[Delta]] = {}
-        out: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+        """Frames of the control socket (the deltas come on the other one: engine/delta_socket.py)."""
         for frame in frames:
             kind = frame[0]
-            if kind == "deltas":
-                for wire in frame[1]:
-                    d = delta_from_wire(wire)
-                    deltas.setdefault(d.request_id, []).append(d)
-            elif kind == "reply":
+            if kind == "reply":
                 _, call_id, ok, value = frame
                 with self._cond:
                     entry = self._calls.pop(call_id, None)
@@ -384,43 +376,58 @@ class ProcessEngine:
                 with self._cond:
                     waiter = self._pending.pop(frame[1], None)
                 if waiter is not None:
-                    out.setdefault(waiter.loop, []).append((waiter.queue, error_from_wire(frame[2])))
+                    waiter.mailbox.post([(waiter.inbox, error_from_wire(frame[2]))])
             elif kind == "ready":
                 child.info = frame[1]
                 child.started.set()
             elif kind == "load_failed":
                 child.load_error = error_from_wire(frame[1])
                 child.started.set()
-        if deltas:
-            with self._cond:
-                for rid, ds in deltas.items():
-                    waiter = self._pending.get(rid)
+
+    # -- the delta socket, read by the event loops (engine/delta_socket.py) --------------------------------
+
+    def _route_deltas(self, frames: list[Any], here: asyncio.AbstractEventLoop | None) -> None:
+        """Hand the deltas of ``frames`` to their requests: directly into the inbox of a request on ``here`` (the
+        loop running this), through the mailbox (one wake-up) to a request on another loop."""
+        out: dict[LoopMailbox, list[tuple[Inbox, Item]]] = {}
+        with self._cond:
+            for frame in frames:
+                for wire in frame[1]:
+                    d = delta_from_wire(wire)
+                    waiter = self._pending.get(d.request_id)
                     if waiter is None:  # aborted meanwhile
                         continue
-                    merged = merge_deltas(ds)
-                    if merged.finish_reason is not None:
-                        del self._pending[rid]
-                    out.setdefault(waiter.loop, []).append((waiter.queue, merged))
-        for loop, items in out.items():
-            with contextlib.suppress(RuntimeError):  # the caller's loop is closed: nothing to tell
-                loop.call_soon_threadsafe(_put_all, items)
+                    if d.finish_reason is not None:
+                        del self._pending[d.request_id]
+                    if waiter.mailbox.loop is here:
+                        waiter.inbox.put(d)
+                    else:
+                        out.setdefault(waiter.mailbox, []).append((waiter.inbox, d))
+        for mailbox, items in out.items():
+            mailbox.post(items)
 
     # -- the supervisor thread ----------------------------------------------------------------------------
 
     def _spawn(self, recipe: EngineRecipe) -> _Child:
         """Start a child from the supervisor thread: PR_SET_PDEATHSIG ties the child to this thread."""
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        deltas_end, child_deltas_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         level = logging.getLevelName(logging.getLogger("inhouse").getEffectiveLevel())
         cmd = [sys.executable, "-m", "inhouse.engine.worker", "--fd", str(child_end.fileno()),
-               "--parent-pid", str(os.getpid()), "--log-level", str(level)]
+               "--delta-fd", str(child_deltas_end.fileno()), "--parent-pid", str(os.getpid()),
+               "--log-level", str(level)]
         try:
-            proc = subprocess.Popen(cmd, pass_fds=(child_end.fileno(),), env={**os.environ, **recipe.env})
+            proc = subprocess.Popen(cmd, pass_fds=(child_end.fileno(), child_deltas_end.fileno()),
+                                    env={**os.environ, **recipe.env})
         except BaseException:
             parent_end.close()
+            deltas_end.close()
             raise
         finally:
             child_end.close()
-        child = _Child(proc, parent_end)
+            child_deltas_end.close()
+        child = _Child(proc, parent_end, DeltaSocket(deltas_end, self._route_deltas,
+                                                     on_corrupt=lambda: _kill(proc)))
         with contextlib.suppress(OSError):  # a child dead at birth shows as end-of-stream
             child.send(("start", recipe))
         child.reader = threading.Thread(target=self._read, args=(child,), name=f"engine-reader-{self._name}",
@@ -459,6 +466,7 @@ class ProcessEngine:
             returncode = child.proc.wait()
             if child.reader is not None:
                 child.reader.join()  # everything the child sent before dying is delivered first
+            child.deltas.retire()
             child.sock.close()
             if self._closing:
                 break
@@ -543,13 +551,12 @@ class ProcessEngine:
 
     @staticmethod
     def _fail_waiting(waiters: list[_Waiter], calls: list[Future[Any]], error: InhouseError) -> None:
-        out: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+        out: dict[LoopMailbox, list[tuple[Inbox, Item]]] = {}
         for w in waiters:
-            out.setdefault(w.loop, []).append((w.queue, Delta(w.request_id, finish_reason="error",
-                                                              error=error.message, error_code=error.code)))
-        for loop, items in out.items():
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_put_all, items)
+            out.setdefault(w.mailbox, []).append((w.inbox, Delta(w.request_id, finish_reason="error",
+                                                                 error=error.message, error_code=error.code)))
+        for mailbox, items in out.items():
+            mailbox.post(items)
         for future in calls:
             if not future.done():
                 future.set_exception(error)
@@ -565,6 +572,11 @@ def start_engine(recipe: EngineRecipe, *, on_crash: Sequence[CrashHook] = (),
         return recipe.build_engine()
     return ProcessEngine(recipe, policy=RestartPolicy(max_crashes=es.max_crashes, window_s=es.crash_window_s),
                          on_crash=on_crash, before_restart=before_restart)
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
 
 
 def _add_counters(a: EngineStats, b: EngineStats) -> EngineStats:

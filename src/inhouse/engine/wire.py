@@ -1,7 +1,9 @@
 """What crosses the boundary between the server and an engine's child process, and how.
 
-One Unix stream socket (a ``socketpair``) per child. A frame is a 4-byte little-endian length and a pickled
-tuple whose first item names the message. Pickle is safe here: both ends are this package, and the socket
+Two Unix stream sockets (``socketpair``) per child: the control socket carries everything but the deltas, the
+delta socket only the ``deltas`` frames, so that the event loop streaming them reads that socket itself (no
+thread between the child and the loop: engine/process.py). A frame is a 4-byte little-endian length and a
+pickled tuple whose first item names the message. Pickle is safe here: both ends are this package, and the socket
 exists only between a parent and the child it started. Per token the cost is a tuple of primitives (about 1 µs
 to pickle and unpickle; a ``Delta`` dataclass would cost several times that), and the child sends one frame per
 engine step whatever the number of streams in it.
@@ -18,7 +20,7 @@ Child → parent::
 
     ("ready", info)                        the engine is built: {"n_ctx", "pid", "model_path"}
     ("load_failed", error)                 building it raised (a bad file): not a crash, no restart
-    ("deltas", [delta, ...])               every delta of one step (see ``delta_to_wire``)
+    ("deltas", [delta, ...])               every delta of one step (see ``delta_to_wire``): the delta socket
     ("refused", request_id, error)         ``submit`` raised (queue full, bad grammar): no delta follows
     ("reply", call_id, ok, value_or_error)
 """
@@ -70,6 +72,24 @@ class FrameReader:
                 return None
             self._buf += chunk
 
+    def read_nowait(self, *, drain: bool = False) -> tuple[list[Any], bool]:
+        """For a non-blocking socket: the whole frames of one ``recv`` (of everything that can be read now with
+        ``drain``), and whether the stream ended (the other side exited, or the socket was reset). Without
+        ``drain`` a full buffer is read again, and the caller's level-triggered watch brings it back for a rest:
+        the usual case, one frame per engine step, costs one system call."""
+        while True:
+            try:
+                chunk = self._sock.recv(_RECV_BYTES)
+            except BlockingIOError:
+                return self._parse(), False
+            except OSError:
+                return self._parse(), True
+            if not chunk:
+                return self._parse(), True
+            self._buf += chunk
+            if not drain and len(chunk) < _RECV_BYTES:
+                return self._parse(), False
+
     def _parse(self) -> list[Any]:
         buf = self._buf
         out: list[Any] = []
@@ -97,23 +117,6 @@ def delta_to_wire(d: Delta) -> WireDelta:
 
 def delta_from_wire(t: WireDelta) -> Delta:
     return Delta(*t)
-
-
-def merge_deltas(deltas: list[Delta]) -> Delta:
-    """Several deltas of one request received together, as one (text, tokens and their log-probabilities
-    joined; counts and the finish from the last; the prompt's log-probabilities from the one that has them).
-    The edge spreads the time of a delta over its tokens, so nothing is lost."""
-    if len(deltas) == 1:
-        return deltas[0]
-    last = deltas[-1]
-    logprobs = ([e for d in deltas for e in (d.logprobs or ())]
-                if any(d.logprobs is not None for d in deltas) else None)
-    prompt_logprobs = next((d.prompt_logprobs for d in deltas if d.prompt_logprobs is not None), None)
-    return Delta(last.request_id, text="".join(d.text for d in deltas),
-                 token_ids=[t for d in deltas for t in d.token_ids], finish_reason=last.finish_reason,
-                 n_prompt_tokens=last.n_prompt_tokens, n_generated_tokens=last.n_generated_tokens,
-                 n_cached_tokens=last.n_cached_tokens, error=last.error, logprobs=logprobs,
-                 prompt_logprobs=prompt_logprobs, error_code=last.error_code, retry_after_s=last.retry_after_s)
 
 
 def error_to_wire(exc: BaseException) -> WireError:

@@ -1,12 +1,15 @@
-"""The main of an engine's child process: ``python -m inhouse.engine.worker --fd N --parent-pid P``.
+"""The main of an engine's child process:
+``python -m inhouse.engine.worker --fd N --delta-fd D --parent-pid P``.
 
-The parent (engine/process.py) passes one end of a socketpair as fd N and sends the ``EngineRecipe`` as the
-first frame. The child builds the engine exactly as an in-process server would (``recipe.build``, normally
-``build_llama_engine``), answers ``ready``, then serves the socket on its main thread:
+The parent (engine/process.py) passes one end of two socketpairs, the control socket as fd N and the delta socket
+as fd D, and sends the ``EngineRecipe`` as the first frame on the control socket. The child builds the engine
+exactly as an in-process server would (``recipe.build``, normally ``build_llama_engine``), answers ``ready``, then
+serves the control socket on its main thread:
 
 * requests are admitted with ``Engine.submit``; their deltas are collected by the step thread and sent as one
-  frame at the end of each step (``Engine.on_step_end``), so no Python thread wakes per token besides the step
-  thread itself, and the server's event loop, SSE writers, audit and metrics never hold this process's GIL;
+  frame on the delta socket at the end of each step (``Engine.on_step_end``), so no Python thread wakes per token
+  besides the step thread itself, and the server's event loop, SSE writers, audit and metrics never hold this
+  process's GIL;
 * ``tokenize`` and ``stats`` are answered on the main thread, next to the step thread, as in-process.
 
 The child never outlives the server: ``PR_SET_PDEATHSIG`` (SIGKILL when the thread that started it ends, i.e.
@@ -49,12 +52,15 @@ def die_with_parent(parent_pid: int) -> None:
 
 
 class WorkerServer:
-    """Serves one engine over ``sock``. Only ``send`` writes to the socket (under a lock)."""
+    """Serves one engine over ``sock`` (control) and ``deltas``. Only ``send`` writes to the control socket and only
+    ``flush`` to the delta socket (each under its lock)."""
 
-    def __init__(self, engine: Any, sock: socket.socket) -> None:
+    def __init__(self, engine: Any, sock: socket.socket, deltas: socket.socket) -> None:
         self._engine = engine
         self._sock = sock
+        self._deltas = deltas
         self._send_lock = threading.Lock()
+        self._deltas_lock = threading.Lock()
         self._outbox: list[Any] = []
         self._outbox_lock = threading.Lock()
         engine.on_step_end = self.flush
@@ -73,8 +79,9 @@ class WorkerServer:
         with self._outbox_lock:
             batch, self._outbox = self._outbox, []
         if batch:
-            with contextlib.suppress(OSError):  # the parent is gone; the main thread sees end-of-stream
-                self.send(("deltas", batch))
+            frame = encode(("deltas", batch))
+            with contextlib.suppress(OSError), self._deltas_lock:  # the parent is gone: the main thread sees it
+                self._deltas.sendall(frame)
 
     def serve(self, reader: FrameReader, frames: list[Any] | None = None) -> None:
         """Handle ``frames``, then frames from ``reader`` until ``close`` (returns) or end of stream (the parent
@@ -116,7 +123,7 @@ class WorkerServer:
             log.error("unknown frame %r from the server", kind)
 
 
-def run(fd: int, parent_pid: int) -> int:
+def run(fd: int, delta_fd: int, parent_pid: int) -> int:
     die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     faulthandler.enable()  # a native crash prints the Python stack to the server's log before the child dies
@@ -132,7 +139,7 @@ def run(fd: int, parent_pid: int) -> int:
         log.exception("building the engine of %s failed", recipe.name)
         sock.sendall(encode(("load_failed", error_to_wire(exc))))
         return 0
-    server = WorkerServer(engine, sock)
+    server = WorkerServer(engine, sock, socket.socket(fileno=delta_fd))
     backend = getattr(engine, "backend", None)
     info = {"n_ctx": engine.n_ctx, "pid": os.getpid(),
             "model_path": str(getattr(backend, "model_path", "") or "")}
@@ -144,12 +151,13 @@ def run(fd: int, parent_pid: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="inhouse.engine.worker")
     parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--delta-fd", type=int, required=True)
     parser.add_argument("--parent-pid", type=int, required=True)
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format=f"%(asctime)s %(levelname)s engine[{os.getpid()}] %(name)s: %(message)s")
-    return run(args.fd, args.parent_pid)
+    return run(args.fd, args.delta_fd, args.parent_pid)
 
 
 if __name__ == "__main__":

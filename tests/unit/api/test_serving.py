@@ -3,6 +3,7 @@ generation, and one that fails neither stops the others nor the answer."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -38,3 +39,27 @@ def test_a_failing_finish_hook_does_not_stop_the_others(make_services: Any, monk
     assert s.quotas.status(rec.id).tokens_used_today == total > 0
     final = [r for r in s.audit.records(kind="request") if r.action == "chat:create"][-1]
     assert final.outcome == "success" and final.details["prompt_tokens"] + final.details["completion_tokens"] == total
+
+
+def test_a_delta_carrying_the_last_tokens_and_an_engine_failure_sends_the_text_then_the_error(
+        make_services: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine's deltas come merged when the stream fell behind (engine/delivery.py), so the end may arrive
+    together with text: the text still goes out, then the error event, and the details stay in the log."""
+    from collections.abc import AsyncIterator
+
+    from inhouse.chat.service import ChatService
+    from inhouse.engine.params import Delta
+
+    async def merged(self: Any, prepared: Any, index: int = 0) -> AsyncIterator[Delta]:
+        yield Delta(prepared.requests[index].request_id, text="abc", token_ids=[1, 2, 3], finish_reason="error",
+                    error="llama.cpp said something private", n_generated_tokens=3)
+
+    monkeypatch.setattr(ChatService, "stream", merged)
+    s = make_services()
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "stream": True}
+    with TestClient(build_app(s), headers={"Authorization": f"Bearer {s.member_key}"}) as c:
+        resp = c.post("/v1/chat/completions", json=body)
+    assert resp.status_code == 200 and "private" not in resp.text and "[DONE]" not in resp.text
+    lines = [json.loads(line[6:]) for line in resp.text.splitlines() if line.startswith("data: {")]
+    assert "".join(e["choices"][0]["delta"].get("content", "") for e in lines[:-1]) == "abc"
+    assert lines[-1]["error"]["code"] == "engine_failure"

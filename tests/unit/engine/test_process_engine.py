@@ -325,3 +325,72 @@ def test_log_probabilities_cross_the_boundary_as_the_engine_computed_them(start:
     assert sampled(through) and sampled(through) == sampled(local)
     assert prompt(through) and prompt(through) == prompt(local)
     assert all(len(e.top) == 2 for e in sampled(through))
+
+
+def test_a_consumer_that_falls_behind_gets_what_arrived_from_the_child_as_one_delta(start: Factory) -> None:
+    """Frames read while the loop was busy ride on one wake-up and come out merged (engine/delivery.py): the
+    text whole, every token counted, the finish last."""
+    engine = start(reply="abcdefghijklmnop", delay_s=0.01)
+
+    async def go() -> list[Delta]:
+        request = GenerationRequest("req_lag", engine.tokenize("go"), SamplingParams(max_tokens=64, temperature=0))
+        out = []
+        async for d in engine.generate(request):
+            out.append(d)
+            if len(out) == 1:
+                time.sleep(0.5)  # block the loop: the child finishes the answer meanwhile
+        return out
+
+    deltas = asyncio.run(asyncio.wait_for(go(), 30))
+    assert "".join(d.text for d in deltas) == "abcdefghijklmnop"
+    assert len(deltas) == 2 and deltas[-1].finish_reason == "stop"
+    assert sum(len(d.token_ids) for d in deltas) == deltas[-1].n_generated_tokens
+
+
+def test_requests_on_two_event_loops_at_once_each_get_their_answer(start: Factory) -> None:
+    """Both loops read the one delta socket (serialised); a delta read by the other loop reaches its request
+    through its own loop's mailbox."""
+    import threading
+
+    engine = start(reply={"apple": "APPLES! " * 8, "pear": "pears. " * 8}, delay_s=0.005)
+    answers: dict[str, str] = {}
+
+    def on_own_loop(word: str) -> None:
+        async def go() -> str:
+            request = GenerationRequest(f"req_{word}", engine.tokenize(f"tell me about {word}"),
+                                        SamplingParams(max_tokens=64, temperature=0))
+            return "".join([d.text async for d in engine.generate(request)])
+
+        answers[word] = asyncio.run(asyncio.wait_for(go(), 30))
+
+    threads = [threading.Thread(target=on_own_loop, args=(w,)) for w in ("apple", "pear")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(40)
+    assert answers == {"apple": "APPLES! " * 8, "pear": "pears. " * 8}
+
+
+def test_what_the_child_sent_before_it_died_reaches_the_stream_before_the_error(start: Factory) -> None:
+    """The loop is busy while the child streams and is killed: the supervisor reads the rest of the delta socket
+    and hands it over before the crash error, so no token the child sent is lost."""
+    import threading
+
+    engine = start(reply="slow " * 100, delay_s=0.01)
+    pid = engine.pid
+    assert pid is not None
+
+    async def go() -> list[Delta]:
+        request = GenerationRequest("req_d", engine.tokenize("x"), SamplingParams(max_tokens=400, temperature=0))
+        out = []
+        async for d in engine.generate(request):
+            out.append(d)
+            if len(out) == 1:
+                threading.Timer(0.3, os.kill, (pid, signal.SIGKILL)).start()
+                time.sleep(1.0)  # the loop reads nothing meanwhile: the child streams, dies, is retired
+        return out
+
+    deltas = asyncio.run(asyncio.wait_for(go(), 30))
+    assert deltas[-1].error_code == EngineCrashed.code
+    streamed = "".join(d.text for d in deltas)
+    assert ("slow " * 100).startswith(streamed) and len(streamed) > 10  # ~30 one-byte tokens in 0.3 s

@@ -15,7 +15,6 @@ from inhouse.engine.wire import (
     encode,
     error_from_wire,
     error_to_wire,
-    merge_deltas,
 )
 from inhouse.errors import ContextLengthExceeded, EngineFailure, InvalidRequest, Overloaded
 
@@ -76,27 +75,6 @@ def encode_decode(t: tuple[object, ...]) -> tuple[object, ...]:
         return back  # type: ignore[no-any-return]
 
 
-def test_merged_deltas_keep_log_probabilities() -> None:
-    one, two = TokenLogprob(1, b"a", -0.5), TokenLogprob(2, b"b", -1.0)
-    prompt = [TokenLogprob(7, b"p", 0.0)]
-    m = merge_deltas([Delta("r", text="a", token_ids=[1], logprobs=[one], prompt_logprobs=prompt),
-                      Delta("r", text="b", token_ids=[2], logprobs=[two], finish_reason="stop")])
-    assert m.logprobs == [one, two] and m.prompt_logprobs == prompt
-    plain = merge_deltas([Delta("r", text="a"), Delta("r", text="b")])
-    assert plain.logprobs is None and plain.prompt_logprobs is None
-
-
-def test_merged_deltas_join_text_and_tokens_and_keep_the_finish() -> None:
-    ds = [Delta("r", text="a", token_ids=[1], n_generated_tokens=1),
-          Delta("r", text="", token_ids=[2], n_generated_tokens=2),
-          Delta("r", text="c", token_ids=[3], finish_reason="stop", n_prompt_tokens=4, n_generated_tokens=3,
-                n_cached_tokens=2)]
-    m = merge_deltas(ds)
-    assert (m.text, m.token_ids, m.finish_reason, m.n_prompt_tokens, m.n_generated_tokens, m.n_cached_tokens) == (
-        "ac", [1, 2, 3], "stop", 4, 3, 2)
-    assert merge_deltas(ds[:1]) is ds[0]
-
-
 @pytest.mark.parametrize("exc", [
     Overloaded("queue full", retry_after_s=7.0),
     ContextLengthExceeded(5000, 2048, max_tokens=1),
@@ -112,3 +90,21 @@ def test_domain_errors_cross_with_their_class_and_attributes(exc: Exception) -> 
 def test_other_errors_become_an_engine_failure_naming_their_type() -> None:
     back = error_from_wire(error_to_wire(ValueError("no")))
     assert isinstance(back, EngineFailure) and "ValueError: no" in back.message
+
+
+def test_read_nowait_returns_whole_frames_as_they_come_and_tells_the_end() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        b.setblocking(False)
+        reader = FrameReader(b)
+        assert reader.read_nowait() == ([], False)  # nothing yet: no wait, no end
+        data = encode(("deltas", [("r", "x")])) + encode(("deltas", [("r", "y")]))
+        a.sendall(data[:7])
+        assert reader.read_nowait() == ([], False)  # half a frame stays buffered
+        a.sendall(data[7:])
+        assert reader.read_nowait() == ([("deltas", [("r", "x")]), ("deltas", [("r", "y")])], False)
+        big = [("deltas", [("r", "z" * 25_000)]) for _ in range(4)]  # more than one recv holds
+        a.sendall(b"".join(encode(m) for m in big))
+        a.close()
+        frames, ended = reader.read_nowait(drain=True)
+        assert frames == big and ended

@@ -230,12 +230,14 @@ class LocalGeneration:
             async for i, delta in source:
                 self._timer.on_delta(delta)
                 accs[i].add(delta)
+                # Text first: a delta may carry the last tokens and the end together (engine/delivery.py merges
+                # what arrived while the stream was busy), also when the end is an engine failure.
+                if not hold and (delta.text or delta.logprobs or delta.prompt_logprobs):
+                    yield Text(delta.text, i, delta.logprobs, delta.prompt_logprobs)
                 if delta.finish_reason == "error":
                     log.error("request %s failed mid-stream: %s", p.request_id, delta.error)
                     yield Failed(delta.error, delta.error_code)
                     return
-                if not hold and (delta.text or delta.logprobs or delta.prompt_logprobs):
-                    yield Text(delta.text, i, delta.logprobs, delta.prompt_logprobs)
                 if delta.finish_reason is not None and i not in results:
                     results[i] = accs[i].result()
                     yield Finished(results[i], held=hold)
