@@ -275,6 +275,10 @@ class ClusterSettings(BaseModel):
     call_timeout_s: float = Field(
         300.0, gt=0, description="Longest wait for a model replica to answer a short call (tokenize, describe), a "
         "cold start from zero replicas included.")
+    ingress_replicas: int = Field(
+        1, ge=1, le=64, description="Ingress replicas (the HTTP app: auth, quotas, retrieval, audit) on the machines "
+        "offering the inhouse_ingress resource (the head). More than 1 needs store.url (PostgreSQL): their "
+        "stores, request windows and audit chain must be shared.")
 
 
 class StoreSettings(BaseModel):
