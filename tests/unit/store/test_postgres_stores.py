@@ -163,3 +163,16 @@ def test_a_writer_killed_before_its_commit_leaves_a_chain_that_needs_no_reseal(
         assert log.verify().ok and log.count() == 4
     finally:
         log.close()
+
+
+def test_text_with_a_nul_character_is_a_bad_request_not_a_server_error(pg: PostgresDatabase) -> None:
+    """PostgreSQL text cannot hold U+0000 (SQLite can): storing or looking one up is ``InvalidRequest``."""
+    from inhouse.errors import InvalidRequest
+    from inhouse.testing.conversation_contract import ANN
+
+    store = PostgresConversationStore(pg)
+    for call in (lambda: store.create(ANN, title="a\x00b"), lambda: store.get(ANN, "conv_\x00")):
+        with pytest.raises(InvalidRequest) as err:
+            call()
+        assert err.value.code == "nul_character"
+    assert store.list(ANN) == []
