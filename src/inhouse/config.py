@@ -284,7 +284,8 @@ class ClusterSettings(BaseModel):
 class StoreSettings(BaseModel):
     url: str = Field(
         "", pattern=r"^$|^postgres(ql)?://",
-        description="Where users, keys, quotas, conversations, the audit chain and the knowledge index are kept: "
+        description="Where users, keys, quotas, conversations, the assistants' data, the audit chain and the "
+        "knowledge index are kept: "
         "empty for the embedded SQLite files in `data_dir`, or a PostgreSQL URL shared by several nodes "
         "(`postgresql://inhouse@db.internal:5432/inhouse?sslmode=verify-full`). Keep the password out of it: "
         "libpq reads `PGPASSWORD` or `~/.pgpass`. `inhouse store migrate --to URL` copies an embedded install there.",

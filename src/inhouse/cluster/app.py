@@ -131,6 +131,7 @@ def deploy(settings: Settings, models: Sequence[ModelDeployment]) -> None:
     ingress and the initial replicas are up. Needs a connected driver (``cluster/nodes.connect``)."""
     from ray import serve
 
+    check_ingress_replicas(settings)  # before anything is started
     n_nodes = count_nodes()
     if n_nodes == 0:
         raise Unavailable(f"No machine in this cluster offers the '{NODE_RESOURCE}' resource: start them with "
