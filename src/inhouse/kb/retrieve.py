@@ -16,13 +16,20 @@ slots (``ceil(top_k × share)``, 2 of 5 by default) and a chunk whose text nearl
 5-gram Jaccard ≥ 0.8: the same passage in two files or two versions) is left out. Slots that stay empty are filled
 from what was passed over (documents over their share first, duplicates last), so ``top_k`` is filled whenever
 enough chunks exist. Hits are the stored chunks themselves: citations point at the exact passage.
+
+**Concurrency.** Each wording's keyword query runs on a small thread pool while this thread embeds the wording and
+runs the vector query: the latency is the longer of the two, not their sum. Both stores release the GIL while they
+work (SQLite through apsw, PostgreSQL while its server process runs the query, the embedder inside llama.cpp).
 """
 
 from __future__ import annotations
 
+import contextvars
 import math
 import re
+import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -142,12 +149,33 @@ def diversify(chunks: Sequence[StoredChunk], top_k: int, per_document: int) -> l
 
 class Retriever:
     def __init__(self, store: IndexStore, embedder: Embedder, *, rrf_k: int = 60, candidates: int = 40,
-                 document_share: float = 0.4) -> None:
+                 document_share: float = 0.4, search_threads: int = 4) -> None:
         self.store = store
         self.embedder = embedder
         self.rrf_k = rrf_k
         self.candidates = candidates
         self.document_share = document_share
+        self._search_threads = search_threads
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+
+    def _keyword_search(self, scope: AccessScope, query: str, f: SearchFilters, n: int) -> Future[list[Scored]]:
+        """The keyword query on the pool (started now, in this request's context), or at once without threads."""
+        if self._search_threads <= 0:
+            done: Future[list[Scored]] = Future()
+            done.set_result(self.store.keyword_search(scope, query, f, n))
+            return done
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._search_threads, thread_name_prefix="kb-keyword")
+            pool = self._pool
+        return pool.submit(contextvars.copy_context().run, self.store.keyword_search, scope, query, f, n)
+
+    def close(self) -> None:
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def per_document(self, top_k: int, share: float | None = None) -> int:
         """The most slots of ``top_k`` one document may hold (``ceil(top_k × document_share)``, at least 1)."""
@@ -197,12 +225,17 @@ class Retriever:
         per_wording: list[list[tuple[str, float, list[int | None]]]] = []
         sims: dict[str, float] = {}
         best = 0.0
-        for q in queries:
-            vector = self.store.vector_search(scope, self.embedder.embed_query(q), f, n)
-            per_wording.append(rrf([self.store.keyword_search(scope, q, f, n), vector], k=self.rrf_k))
-            for s in vector:
-                sims[s.chunk_id] = max(sims.get(s.chunk_id, -1.0), s.score)
-            best = max(best, vector[0].score if vector else 0.0)
+        keyword = [self._keyword_search(scope, q, f, n) for q in queries]
+        try:
+            for q, keyword_hits in zip(queries, keyword, strict=True):
+                vector = self.store.vector_search(scope, self.embedder.embed_query(q), f, n)
+                per_wording.append(rrf([keyword_hits.result(), vector], k=self.rrf_k))
+                for s in vector:
+                    sims[s.chunk_id] = max(sims.get(s.chunk_id, -1.0), s.score)
+                best = max(best, vector[0].score if vector else 0.0)
+        finally:
+            for pending in keyword:  # after an error: nothing waits for the rest
+                pending.cancel()
         share = self.document_share if document_share is None else document_share
         hits = self._select(scope, fuse_wordings(per_wording, k=self.rrf_k), top_k, sims, share)
         return hits, best

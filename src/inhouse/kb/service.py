@@ -171,6 +171,7 @@ class KnowledgeBase:
         return self.retriever.retrieve(actor, query, collections, top_k, filters)
 
     def close(self) -> None:
+        self.retriever.close()
         self.store.close()
         close_embedder = getattr(self.embedder, "close", None)  # the llama.cpp embedder frees its model
         if callable(close_embedder):

@@ -19,6 +19,7 @@ from inhouse.testing.fuzz import (
     TRACEBACK,
     UNPROCESSABLE,
     _our_checks,
+    _violates_on_the_wire,
     create_callers,
     run_fuzz,
 )
@@ -53,6 +54,27 @@ def test_a_shaped_error_and_a_success_pass() -> None:
 ])
 def test_each_kind_of_bad_answer_is_found(response: Any, expected: set[str]) -> None:
     assert checks_of(response) == expected
+
+
+def mutated(media_type: str, *mutations: tuple[str, str, tuple[str, ...]]) -> Any:
+    """A schema-violating case as schemathesis records it: (location, parameter, violated keywords)."""
+    ms = [SimpleNamespace(parameter_location=SimpleNamespace(value=where), parameter=name, keywords=kw)
+          for where, name, kw in mutations]
+    return SimpleNamespace(media_type=media_type, meta=SimpleNamespace(phase=SimpleNamespace(
+        data=SimpleNamespace(mutations=ms))))
+
+
+@pytest.mark.parametrize(("case", "violates"), [
+    (mutated("application/json", ("body", "top_k", ("type",))), True),
+    (mutated("application/json", ("query", "limit", ("maximum",))), True),
+    (mutated("application/json", ("header", "Authorization", ("type",))), False),  # the fuzzer sends its key
+    (mutated("multipart/form-data", ("body", "key_points", ("type",))), False),  # "1" and 1 are one form text
+    (mutated("application/json", ("query", None, ("additionalProperties",))), False),  # undeclared: ignored
+    (mutated("multipart/form-data", ("query", None, ("additionalProperties",)), ("body", "file", ("type",))), False),
+    (mutated("application/json", ("query", None, ("additionalProperties",)), ("body", "text", ("type",))), True),
+])
+def test_which_schema_violations_are_still_violations_as_sent(case: Any, violates: bool) -> None:
+    assert _violates_on_the_wire(case) is violates
 
 
 def test_a_traceback_in_the_log_is_found() -> None:

@@ -14,14 +14,14 @@ from inhouse.kb.index.protocol import SearchFilters
 _NAMED = ("(a.kind = 'key' AND a.principal = %(key)s) OR (a.kind = 'group' AND a.principal = ANY(%(groups)s::text[]))")
 
 
-def allowed_docs(scope: AccessScope, filters: SearchFilters, columns: str = "d.pk") -> tuple[str, dict[str, Any]]:
-    """SQL selecting (``columns`` of) the documents ``scope`` may see, ANDed with ``filters``; its parameters."""
+def document_condition(scope: AccessScope, filters: SearchFilters) -> tuple[str, dict[str, Any]]:
+    """A condition on a document ``d`` of collection ``c``: ``scope`` may see it, and it passes ``filters``; its
+    parameters. Evaluated per row, for reads of a few known chunks (``get_chunks``)."""
     params: dict[str, Any] = {"admin": scope.is_admin, "key": scope.key_id, "groups": sorted(scope.groups),
                               "clear": scope.clearance.rank}
     doc_named = f"EXISTS (SELECT 1 FROM kb_acl a WHERE a.owner = d.id AND ({_NAMED}))"
     sql = (
-        f"SELECT {columns} FROM kb_documents d JOIN kb_collections c ON c.pk = d.collection_pk"
-        " WHERE (%(admin)s OR ("
+        "(%(admin)s OR ("
         f" EXISTS (SELECT 1 FROM kb_acl a WHERE a.owner = c.id AND ({_NAMED}))"
         f" AND (NOT d.has_acl OR {doc_named})"
         f" AND (d.label_rank <= %(clear)s OR (d.has_acl AND {doc_named}))))"
@@ -39,6 +39,13 @@ def allowed_docs(scope: AccessScope, filters: SearchFilters, columns: str = "d.p
         params["prefix"] = like_escape(filters.source_prefix) + "%"
         sql += " AND d.source_path LIKE %(prefix)s ESCAPE '\\'"
     return sql, params
+
+
+def allowed_docs(scope: AccessScope, filters: SearchFilters, columns: str = "d.pk") -> tuple[str, dict[str, Any]]:
+    """SQL selecting (``columns`` of) the documents ``scope`` may see, ANDed with ``filters``; its parameters."""
+    condition, params = document_condition(scope, filters)
+    return (f"SELECT {columns} FROM kb_documents d JOIN kb_collections c ON c.pk = d.collection_pk"
+            f" WHERE {condition}"), params
 
 
 def chunk_filter(scope: AccessScope, filters: SearchFilters, *, by_document_index: bool = True,

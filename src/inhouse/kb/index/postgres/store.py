@@ -35,7 +35,7 @@ from inhouse.errors import Conflict, InvalidRequest, NotFound
 from inhouse.governance.labels import Label
 from inhouse.kb.access import AccessScope, Acl
 from inhouse.kb.index.keywords import keyword_terms, like_escape, rarest_terms
-from inhouse.kb.index.postgres.access import allowed_docs, chunk_filter
+from inhouse.kb.index.postgres.access import allowed_docs, chunk_filter, document_condition
 from inhouse.kb.index.postgres.check import check_index, count_rows
 from inhouse.kb.index.postgres.schema import migrate_index
 from inhouse.kb.index.postgres.stats import TermShares
@@ -350,7 +350,9 @@ class PostgresIndexStore:
     def get_chunks(self, scope: AccessScope, chunk_ids: Sequence[str]) -> list[StoredChunk]:
         if not chunk_ids:
             return []
-        where, params = self._where(scope, SearchFilters())
+        # The rule per row of the few chunks asked for, not as the array of every allowed document (3 ms at 10k
+        # documents for a member, more than the read itself).
+        where, params = ("true", {}) if scope.is_admin else document_condition(scope, SearchFilters())
         params["ids"] = list(chunk_ids)
         rows = self._db.query(self._CHUNK_SQL + f" WHERE k.id = ANY(%(ids)s::text[]) AND {where}", params)
         by_id = {r["id"]: self._chunk(r) for r in rows}
