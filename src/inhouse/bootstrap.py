@@ -223,7 +223,7 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
     timetable = Timetable.parse(ms.prewarm, ms.release)  # a bad entry fails here, before anything is opened
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.model_cache_dir.mkdir(parents=True, exist_ok=True)
-    # inhouse.db holds the assistants' tables, and governance and conversations unless store.url names PostgreSQL.
+    # inhouse.db holds every table unless store.url names PostgreSQL (then it is opened, and stays empty).
     db = open_inhouse_db(settings.db_path)
     stores = build_stores(settings, db)
     governance = stores.governance
@@ -234,7 +234,8 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
     gs = settings.governance
     keys = KeyStore(governance, audit=audit_sink, max_keys_per_user=gs.max_keys_per_user)
     directory = UserDirectory(governance, audit=audit_sink)
-    quotas = QuotaService(governance, default_rpm=gs.default_rpm, default_tokens_per_day=gs.default_tokens_per_day)
+    quotas = QuotaService(governance, default_rpm=gs.default_rpm, default_tokens_per_day=gs.default_tokens_per_day,
+                          windows=stores.request_windows)
     profiles = ProfileStore(settings.data_dir / "profiles", lambda: detect_cpu().signature)
     probe = build_probe(settings)
     default_model: ModelRecommendation | None = None
@@ -258,8 +259,8 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
     kb = build_knowledge_base(settings, build_embedder_for(settings), chat=chat)
     assistants = Assistants(
         contexts=AppContexts(settings, chat, kb, record_usage=quotas.record_usage),
-        support=build_support_assistant(settings, db),
-        schedule=build_schedule_service(settings, db, directory),
+        support=build_support_assistant(settings, stores.sessions),
+        schedule=build_schedule_service(settings, stores.events, directory),
         minutes=build_minutes_assistant(settings),
         outline=build_outline_assistant(settings),
     )

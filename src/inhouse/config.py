@@ -283,12 +283,17 @@ class ClusterSettings(BaseModel):
     call_timeout_s: float = Field(
         300.0, gt=0, description="Longest wait for a model replica to answer a short call (tokenize, describe), a "
         "cold start from zero replicas included.")
+    ingress_replicas: int = Field(
+        1, ge=1, le=64, description="Ingress replicas (the HTTP app: auth, quotas, retrieval, audit) on the machines "
+        "offering the inhouse_ingress resource (the head). More than 1 needs store.url (PostgreSQL): their "
+        "stores, request windows and audit chain must be shared.")
 
 
 class StoreSettings(BaseModel):
     url: str = Field(
         "", pattern=r"^$|^postgres(ql)?://",
-        description="Where users, keys, quotas, conversations, the audit chain and the knowledge index are kept: "
+        description="Where users, keys, quotas, conversations, the assistants' data, the audit chain and the "
+        "knowledge index are kept: "
         "empty for the embedded SQLite files in `data_dir`, or a PostgreSQL URL shared by several nodes "
         "(`postgresql://inhouse@db.internal:5432/inhouse?sslmode=verify-full`). Keep the password out of it: "
         "libpq reads `PGPASSWORD` or `~/.pgpass`. `inhouse store migrate --to URL` copies an embedded install there.",

@@ -59,7 +59,7 @@ class Services:
     audit: AuditLog  # audit.db (or PostgreSQL): the tamper-evident log (security events, one record per request)
     keys: KeyStore  # API keys (hashed); authenticate() on every request
     directory: UserDirectory  # users, groups, memberships
-    quotas: QuotaService  # requests/minute (in memory) and tokens/day (inhouse.db) per key
+    quotas: QuotaService  # requests/minute (in memory, or shared in PostgreSQL) and tokens/day (the store) per key
     profiles: ProfileStore  # <data_dir>/profiles: tuned engine settings, applied when a model loads
     registry: ModelRegistry  # which models exist (catalog + <data_dir>/models/registry.json), which are loaded
     residency: ModelResidency  # idle release and the prewarm/release timetable (``serve`` starts it)

@@ -174,7 +174,8 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(cloud: FakeCloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(cloud: FakeCloud, tmp_path_factory: pytest.TempPathFactory, store_url: str) -> Iterator[World]:
+    """The server on either store (``store_url``): every egress test runs on SQLite and on PostgreSQL."""
     data_dir = tmp_path_factory.mktemp("egress")
     policy = data_dir.parent / f"{data_dir.name}-policy.toml"
     policy.write_text(policy_toml(cloud.url))
@@ -182,7 +183,8 @@ def world(cloud: FakeCloud, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     os.environ[KEY_ENV] = CLOUD_KEY
     try:
         with deny_external_connections() as attempts, \
-                run_live_server(data_dir, settings={"governance": {"policy_file": policy}}) as server:
+                run_live_server(data_dir, settings={"governance": {"policy_file": policy},
+                                                      "store": {"url": store_url}}) as server:
             headers = {"Authorization": f"Bearer {server.admin_key}"}
             with httpx.Client(base_url=server.url, headers=headers, timeout=20) as http:
                 # A directory user: her display name is redacted like any structured value.

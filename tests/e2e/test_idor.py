@@ -12,7 +12,6 @@ import re
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -85,8 +84,10 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    with run_live_server(tmp_path_factory.mktemp("idor"), settings={"kb": {"embedder": "fake"}}) as server:
+def world(tmp_path_factory: pytest.TempPathFactory, store_url: str) -> Iterator[World]:
+    """The server on either store (``store_url``): every id route is tried on SQLite and on PostgreSQL."""
+    with run_live_server(tmp_path_factory.mktemp("idor"), settings={"kb": {"embedder": "fake"},
+                                                                     "store": {"url": store_url}}) as server:
         admin = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.admin_key}"},
                              timeout=10)
 
@@ -140,12 +141,20 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 BOOKKEEPING = {"last_used_at"}
 
 
-def snapshot(data_dir: Path) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table of every database in the data directory, except the audit log (which
-    records the attempts themselves) and bookkeeping columns."""
+# What the attempts themselves may write: the audit trail, and the requests/minute windows (PostgreSQL).
+NOT_STATE = {"audit.db", "audit_records", "audit_head", "request_windows"}
+
+
+def snapshot(world: World) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table the app's store holds (the SQLite files of the data directory, or the PostgreSQL
+    database of ``store.url``), except the audit log (which records the attempts themselves) and bookkeeping
+    columns. Keys: ``file:table``, or ``pg:table``."""
+    settings = world.server.services.settings
+    if settings.store.url:
+        return _snapshot_postgres(settings.store.url)
     out: dict[str, list[tuple[Any, ...]]] = {}
-    for path in sorted(data_dir.rglob("*.db")):
-        if path.name == "audit.db":
+    for path in sorted(settings.data_dir.rglob("*.db")):
+        if path.name in NOT_STATE:
             continue
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
@@ -159,6 +168,25 @@ def snapshot(data_dir: Path) -> dict[str, list[tuple[Any, ...]]]:
         finally:
             con.close()
     return out
+
+
+def _snapshot_postgres(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    from inhouse.store.postgres.database import PostgresDatabase
+
+    db = PostgresDatabase(url, max_size=1)
+    try:
+        out: dict[str, list[tuple[Any, ...]]] = {}
+        tables = [r["t"] for r in db.query("SELECT tablename AS t FROM pg_tables WHERE schemaname = 'public'")]
+        for table in sorted(t for t in tables if t not in NOT_STATE):
+            cols = [r["c"] for r in db.query("SELECT column_name AS c FROM information_schema.columns WHERE "
+                                             "table_schema = 'public' AND table_name = %s ORDER BY ordinal_position",
+                                             (table,)) if r["c"] not in BOOKKEEPING]
+            sel = ", ".join(f'"{c}"' for c in cols)
+            out[f"pg:{table}"] = sorted((tuple(r.values()) for r in db.query(f'SELECT {sel} FROM "{table}"')),
+                                        key=repr)
+        return out
+    finally:
+        db.close()
 
 
 def id_routes(world: World) -> list[tuple[str, str]]:
@@ -193,10 +221,10 @@ def test_every_id_route_is_in_the_table(world: World) -> None:
 
 @pytest.mark.parametrize("attacker", ["legal member", "finance colleague"])
 def test_other_department_ids_answer_404_and_change_nothing(world: World, attacker: str) -> None:
-    data_dir = world.server.services.settings.data_dir
     secret = world.attacker_key if attacker == "legal member" else world.finance_member_key
-    before = snapshot(data_dir)
-    assert before["inhouse.db:users"] and before["kb.db:kb_documents"], "the snapshot must see the data"
+    before = snapshot(world)
+    assert (before.get("inhouse.db:users") or before.get("pg:users")) and \
+        (before.get("kb.db:kb_documents") or before.get("pg:kb_documents")), "the snapshot must see the data"
     with world.client(secret) as c:
         for method, path in id_routes(world):
             if attacker == "finance colleague" and any(p in path for p in DEPARTMENTAL):
@@ -207,7 +235,7 @@ def test_other_department_ids_answer_404_and_change_nothing(world: World, attack
                 url = fill(path, dict.fromkeys(PARAMS, odd))
                 r = c.request(method, url, **ROUTES[(method, path)])
                 assert r.status_code == 404, f"{method} {url}: {r.status_code}"
-    assert snapshot(data_dir) == before
+    assert snapshot(world) == before
 
 
 def test_the_same_routes_work_for_their_rightful_callers(world: World) -> None:

@@ -75,16 +75,14 @@ class World:
         return {"Authorization": f"Bearer {key}"}
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
-def world(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest,
-          eval_corpus: Path) -> Iterator[World]:
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, store_url: str, eval_corpus: Path) -> Iterator[World]:
+    """The world on either store (``store_url``: the embedded files, or every store in a fresh PostgreSQL
+    database)."""
     tmp = tmp_path_factory.mktemp("leak")
-    # store.url: the embedded files, or every store in a fresh PostgreSQL database.
-    server = request.getfixturevalue("postgres_server") if request.param == "postgresql" else None
-    url = server.create_database() if server is not None else ""
     # min_similarity 0: the gate never answers "not covered", so every question reaches the (echoing) model.
     settings = Settings(data_dir=tmp / "data", models={"default": MODEL}, kb={"embedder": "fake", "min_similarity": 0},
-                        store={"url": url})
+                        store={"url": store_url})
     services = build_services(settings, load_engine=lambda spec: build_fake_engine(spec.name, n_ctx=8192,
                                                                                   script=echo))
     services.registry.add(write_gguf(tmp / "m.gguf", tiny_model_kv(), tiny_model_tensors()), MODEL)
@@ -111,8 +109,6 @@ def world(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
         yield World(services, kb, client, admin, finance, outsider, fin_user.id, fin_group.id,
                     cols["finance"].id, cols["hr"].id, docs("finance"), docs("hr"), eval_corpus)
     services.close()
-    if server is not None:
-        server.drop_database(url)
 
 
 def questions(corpus: Path) -> list[str]:

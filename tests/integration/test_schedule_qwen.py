@@ -45,7 +45,7 @@ def test_qwen_creates_an_event_through_a_tool_call(services: Any) -> None:
     tz = ZoneInfo("Europe/Berlin")
     ctx = AppContext(actor=Actor("key_it", "integration", role="member", user_id=None), chat=services.chat,
                      model=QWEN, tz=tz, now=lambda: datetime(2026, 1, 28, 9, tzinfo=UTC), max_tokens=256)
-    schedule = ScheduleService(services.db, services.directory)
+    schedule = ScheduleService(services.stores.events, services.directory)
     reply = asyncio.run(chat(schedule, ctx, "Create an event titled 'Design review' on 2026-02-06 at 15:00 "
                              "for 60 minutes.", max_rounds=2))
     created = [a for a in reply.actions if a["tool"] == "create_event" and "error" not in a["result"]]

@@ -96,7 +96,7 @@ class BodyLimitMiddleware:
 
 class EdgeMiddleware:
     """Counts requests by route template and status; turns any escaped exception into a 500 in the one
-    error shape (logged once here, not re-raised to the server)."""
+    error shape (logged once here, not re-raised to the server); a path with a NUL character is a 404."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -107,6 +107,13 @@ class EdgeMiddleware:
             await self.app(scope, receive, send)
             return
         status = 0
+        if "\x00" in scope.get("path", ""):
+            # No resource is named with a NUL character, and PostgreSQL text cannot even hold one to compare: the
+            # answer is the 404 of an unknown id on every store, before a route looks it up.
+            status = 404
+            await send_json_error(send, 404, "Not found.", "invalid_request_error", "not_found")
+            self.metrics.requests_total.labels(route="unmatched", status="404").inc()
+            return
 
         async def tracking_send(message: Message) -> None:
             nonlocal status

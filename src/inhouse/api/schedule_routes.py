@@ -141,7 +141,7 @@ def add_schedule_routes(router: APIRouter, services: Services) -> None:
     @router.patch("/v1/apps/schedule/events/{event_id}", responses=errors(409, why=_WHY))
     def patch_event(event_id: str, body: EventPatch, actor: Actor = Depends(require("apps:use"))) -> dict[str, Any]:
         ctx = ctx_for(actor, body.timezone)
-        event = schedule.events.own(actor, event_id)
+        event = schedule.events.get(actor, event_id)  # what may be changed is what may be read
         conflicts: list[dict[str, Any]] = []
         interval = None
         if body.start is not None or body.end is not None:

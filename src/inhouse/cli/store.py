@@ -34,7 +34,6 @@ def migrate(
         colour = "green" if report.audit.ok else "bold red"
         console.print(f"audit chain in PostgreSQL: [{colour}]{'ok' if report.audit.ok else 'BROKEN'}[/]"
                       f" ({report.audit.records} records, {report.audit.message})")
-    console.print(f"left in inhouse.db (no PostgreSQL store yet): {', '.join(report.left_behind)}")
     if report.ok:
         console.print(f"done: set store.url (INHOUSE_STORE__URL) to this URL on every node, and copy "
                       f"{settings_from(data_dir).data_dir / 'audit.key'} to each of them.")

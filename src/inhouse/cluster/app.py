@@ -3,7 +3,9 @@
 Placement: every machine started by ``inhouse cluster up``/``join`` offers the custom resource ``inhouse_node``;
 model replicas ask for a sliver of it and ``max_replicas_per_node=1``, so each model has at most one replica per
 machine, and its engine's threads are its own business (``num_cpus=0``: Ray does not count cores for it). The head
-also offers ``inhouse_ingress``, where the one ingress replica runs (its data directory is there: docs/scale-out.md).
+also offers ``inhouse_ingress``, where the ingress replicas run (``cluster.ingress_replicas``, each its own process; its
+data directory with ``audit.key`` and the model files is there: docs/scale-out.md). Several need PostgreSQL
+(``store.url``): each would otherwise write its own SQLite files and keep its own requests/minute windows.
 
 Autoscaling: each model from ``cluster.min_replicas`` (0: its machines go back to other work) up to one per
 machine, with the delays of ``cluster.upscale_delay_s`` / ``downscale_delay_s`` instead of Ray's 30 s / 600 s.
@@ -21,6 +23,7 @@ from inhouse.cluster.ingress import Ingress
 from inhouse.cluster.model_server import ModelServer
 from inhouse.config import Settings
 from inhouse.errors import InvalidRequest, Unavailable
+from inhouse.store.build import uses_postgres
 
 if TYPE_CHECKING:
     from ray.serve import Application
@@ -68,6 +71,16 @@ def autoscaling_config(settings: Settings, capacity: int, n_nodes: int) -> dict[
     }
 
 
+def check_ingress_replicas(settings: Settings) -> None:
+    """Several ingress replicas share their stores, or they are refused."""
+    n = settings.cluster.ingress_replicas
+    if n > 1 and not uses_postgres(settings):
+        raise InvalidRequest(
+            f"cluster.ingress_replicas = {n} needs a shared store: set store.url to a PostgreSQL URL "
+            "(docs/storage.md). On the embedded SQLite files each ingress would keep its own calendars, support "
+            "sessions and requests/minute windows, and write its own audit chain.", param="cluster.ingress_replicas")
+
+
 def build_application(settings: Settings, models: Sequence[ModelDeployment], *, n_nodes: int) -> Application:
     """The Serve application (not yet running): the ingress bound to a handle per model."""
     from ray import serve
@@ -77,6 +90,7 @@ def build_application(settings: Settings, models: Sequence[ModelDeployment], *, 
 
     if not models:
         raise InvalidRequest("A cluster app needs at least one model.")
+    check_ingress_replicas(settings)
     handles: dict[str, Any] = {}
     for m in models:
         capacity = int(m.engine_overrides.get("max_running", settings.engine.max_running))
@@ -97,7 +111,7 @@ def build_application(settings: Settings, models: Sequence[ModelDeployment], *, 
                                            fake_delay_s=m.fake_delay_s, fake_reply=m.fake_reply)
     ingress = serve.deployment(
         name=INGRESS_DEPLOYMENT,
-        num_replicas=1,
+        num_replicas=settings.cluster.ingress_replicas,
         max_ongoing_requests=max(100, settings.server.max_connections),
         ray_actor_options={"num_cpus": 0, "resources": {INGRESS_RESOURCE: 0.001}},
         graceful_shutdown_timeout_s=5.0,
@@ -117,6 +131,7 @@ def deploy(settings: Settings, models: Sequence[ModelDeployment]) -> None:
     ingress and the initial replicas are up. Needs a connected driver (``cluster/nodes.connect``)."""
     from ray import serve
 
+    check_ingress_replicas(settings)  # before anything is started
     n_nodes = count_nodes()
     if n_nodes == 0:
         raise Unavailable(f"No machine in this cluster offers the '{NODE_RESOURCE}' resource: start them with "

@@ -1,9 +1,10 @@
 """Per-key quotas on model use: requests per minute and tokens per UTC day.
 
-* **Requests per minute** is a sliding 60-second window kept in memory (a deque of admission times per
-  key): it is checked on every metered request and costs no database write. A restart forgets it, which
-  at worst lets a key make one extra minute's worth of requests; several server processes on one
-  database each keep their own window.
+* **Requests per minute** is a sliding 60-second window of admission times per key, kept by a ``RequestWindows``:
+  in memory (``MemoryRequestWindows``, a deque per key: no database write) in the embedded install, where one
+  process serves; in PostgreSQL (``store/postgres/rates.py``) when ``store.url`` names one, so several ingress
+  processes share each key's window and together admit at most its limit. A restart forgets the in-memory
+  window, which at worst lets a key make one extra minute's worth of requests.
 * **Tokens per day** is counted in the governance store (``key_usage``: key, UTC day, tokens, requests) after each
   request completes, so a restart does not reset the daily budget. Because the count is known only at
   the end, a request admitted under the budget may finish over it; the next one is refused.
@@ -20,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from inhouse.errors import Overloaded
 from inhouse.governance.store import GovernanceStore
@@ -40,15 +42,40 @@ class QuotaStatus:
                 "tokens_used_today": self.tokens_used_today, "requests_today": self.requests_today}
 
 
+class RequestWindows(Protocol):
+    def admit(self, key_id: str, limit: int, now: float) -> float | None:
+        """Count one request of ``key_id`` at ``now`` if fewer than ``limit`` were admitted in the ``WINDOW_S``
+        before it, and return None; else count nothing and return the seconds until the oldest leaves the window.
+        Atomic: callers racing for the last slot (threads, or processes sharing the store) get it once."""
+        ...
+
+
+class MemoryRequestWindows:
+    """The windows of one process: a deque of admission times per key."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._windows: dict[str, deque[float]] = {}
+
+    def admit(self, key_id: str, limit: int, now: float) -> float | None:
+        with self._lock:
+            window = self._windows.setdefault(key_id, deque())
+            while window and window[0] <= now - WINDOW_S:
+                window.popleft()
+            if len(window) >= limit:
+                return window[0] + WINDOW_S - now
+            window.append(now)
+            return None
+
+
 class QuotaService:
     def __init__(self, store: GovernanceStore, *, default_rpm: int = 0, default_tokens_per_day: int = 0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, windows: RequestWindows | None = None) -> None:
         self._store = store
         self._default_rpm = default_rpm
         self._default_tpd = default_tokens_per_day
         self._clock = clock
-        self._lock = threading.Lock()
-        self._windows: dict[str, deque[float]] = {}
+        self._windows = windows if windows is not None else MemoryRequestWindows()
 
     def limits(self, key_id: str) -> tuple[int, int]:
         """(requests per minute, tokens per day) for the key; 0 is unlimited. Unknown keys: unlimited."""
@@ -72,16 +99,10 @@ class QuotaService:
                     retry_after_s=(day + 1) * DAY_S - now, code="quota_exceeded",
                 )
         if rpm:
-            with self._lock:
-                window = self._windows.setdefault(key_id, deque())
-                while window and window[0] <= now - WINDOW_S:
-                    window.popleft()
-                if len(window) >= rpm:
-                    raise Overloaded(
-                        f"This API key is limited to {rpm} requests per minute.",
-                        retry_after_s=window[0] + WINDOW_S - now, code="rate_limit_exceeded",
-                    )
-                window.append(now)
+            wait_s = self._windows.admit(key_id, rpm, now)
+            if wait_s is not None:
+                raise Overloaded(f"This API key is limited to {rpm} requests per minute.",
+                                 retry_after_s=wait_s, code="rate_limit_exceeded")
 
     def record_usage(self, key_id: str, tokens: int) -> None:
         """Add a finished request's tokens (prompt + generated) to today's count."""

@@ -1,8 +1,8 @@
 """Stores chosen by one setting, ``store.url``: empty for the embedded SQLite files, a PostgreSQL URL for a store
 shared by several nodes. The services receive protocols and never learn which.
 
-The assistants' own tables (support sessions, calendar events) stay in the embedded ``inhouse.db`` either way:
-they have no PostgreSQL store yet (docs/storage.md).
+The requests/minute windows of the quotas are kept in memory with SQLite (one process serves) and in PostgreSQL with
+a shared store (several ingress processes admit against one window per key: docs/governance.md).
 """
 
 from __future__ import annotations
@@ -14,7 +14,10 @@ from typing import TYPE_CHECKING
 from inhouse.governance.audit.log import AuditLog
 
 if TYPE_CHECKING:
+    from inhouse.apps.schedule.store import EventStore
+    from inhouse.apps.support.store import SessionStore
     from inhouse.config import Settings
+    from inhouse.governance.quotas import RequestWindows
     from inhouse.governance.store import GovernanceStore
     from inhouse.kb.index.protocol import IndexStore
     from inhouse.store.conversations import ConversationStore
@@ -28,6 +31,9 @@ class Stores:
     conversations: ConversationStore
     responses: ResponseStore  # stored Responses API answers (previous_response_id)
     audit: AuditLog  # the log over its store: every security action and request is recorded here
+    events: EventStore  # the schedule assistant's calendars
+    sessions: SessionStore  # the support assistant's sessions
+    request_windows: RequestWindows  # requests/minute per key: in memory (SQLite) or shared (PostgreSQL)
     kind: str  # "sqlite" or "postgresql"
     _closers: list[Callable[[], None]] = field(default_factory=list)
 
@@ -50,21 +56,26 @@ def node_name(settings: Settings) -> str:
 
 
 def build_stores(settings: Settings, db: Database) -> Stores:
-    """The governance, conversation, response and audit stores. ``db``: the embedded ``inhouse.db`` (used when
-    ``store.url`` is empty; its owner closes it)."""
+    """The governance, conversation, response, audit and assistants' stores and the request windows. ``db``: the
+    embedded ``inhouse.db`` (used when ``store.url`` is empty; its owner closes it)."""
     key_path = settings.data_dir / "audit.key"
     if not uses_postgres(settings):
+        from inhouse.governance.quotas import MemoryRequestWindows
+        from inhouse.store.sqlite.assistants import SqliteEventStore, SqliteSessionStore
         from inhouse.store.sqlite.audit import open_sqlite_audit_log
         from inhouse.store.sqlite.conversations import SqliteConversationStore
         from inhouse.store.sqlite.governance import SqliteGovernanceStore
         from inhouse.store.sqlite.responses import SqliteResponseStore
 
         return Stores(SqliteGovernanceStore(db), SqliteConversationStore(db), SqliteResponseStore(db),
-                      open_sqlite_audit_log(settings.data_dir / "audit.db", key_path=key_path), "sqlite")
+                      open_sqlite_audit_log(settings.data_dir / "audit.db", key_path=key_path),
+                      SqliteEventStore(db), SqliteSessionStore(db), MemoryRequestWindows(), "sqlite")
+    from inhouse.store.postgres.assistants import PostgresEventStore, PostgresSessionStore
     from inhouse.store.postgres.audit import PostgresAuditStore
     from inhouse.store.postgres.conversations import PostgresConversationStore
     from inhouse.store.postgres.database import PostgresDatabase, migrate
     from inhouse.store.postgres.governance import PostgresGovernanceStore
+    from inhouse.store.postgres.rates import PostgresRequestWindows
     from inhouse.store.postgres.responses import PostgresResponseStore
     from inhouse.store.postgres.schema import AUDIT, INHOUSE
 
@@ -81,7 +92,8 @@ def build_stores(settings: Settings, db: Database) -> Stores:
         pg.close()
         raise
     return Stores(PostgresGovernanceStore(pg), PostgresConversationStore(pg), PostgresResponseStore(pg), audit,
-                  "postgresql", [pg.close])
+                  PostgresEventStore(pg), PostgresSessionStore(pg), PostgresRequestWindows(pg), "postgresql",
+                  [pg.close])
 
 
 def open_audit_log(settings: Settings) -> AuditLog | None:

@@ -1,10 +1,10 @@
 """``inhouse store migrate --to postgresql://…``: copy an embedded install into an empty PostgreSQL database.
 
 What is copied, values unchanged (ids, times, JSON text, hashes): users, groups, memberships, API keys (their
-hashes), token usage, conversations and stored responses from ``inhouse.db``; every audit record and the signed
-head from ``audit.db``/``audit.head``; collections, access lists, documents with their bytes, chunks and vectors from
-``kb.db``. All of it in one PostgreSQL transaction: the target gets everything or nothing. The assistants' tables
-(support sessions, calendar events) stay in ``inhouse.db``, which the nodes keep using for them.
+hashes), token usage, conversations, stored responses, support sessions and calendar events from ``inhouse.db``;
+every audit record and the signed head from ``audit.db``/``audit.head``; collections, access lists, documents with
+their bytes, chunks and vectors from ``kb.db``. All of it in one PostgreSQL transaction: the target gets everything
+or nothing. (The requests/minute windows are not copied: the embedded install keeps them in memory.)
 
 Refusals, before anything is written: a target that already holds inhouse data (the copy never merges), and a
 source audit chain that does not verify (its break would be carried over silently). Afterwards the chain is
@@ -37,7 +37,12 @@ _INHOUSE = {
     "key_usage": ("key_id", "day", "tokens", "requests"),
     "conversations": ("id", "owner", "title", "model", "messages", "created_at", "updated_at"),
     "responses": ("id", "owner", "model", "previous_id", "messages", "input_items", "body", "created_at"),
+    "support_sessions": ("id", "owner", "collections", "status", "misses", "handoff", "messages", "created_at",
+                         "updated_at"),
+    "schedule_events": ("id", "owner", "uid", "title", "start_utc", "end_utc", "tz", "all_day", "location",
+                        "description", "attendees", "status", "created_at", "updated_at"),
 }
+_BOOLEAN = {"disabled", "all_day"}  # 0/1 in SQLite, boolean in PostgreSQL
 _AUDIT_COLUMNS = (*FIELDS, "hash")
 _TARGET_TABLES = (*_INHOUSE, "audit_records", "kb_collections", "kb_documents")
 
@@ -47,7 +52,6 @@ class CopyReport:
     copied: dict[str, int] = field(default_factory=dict)
     target_counts: dict[str, int] = field(default_factory=dict)
     audit: VerifyReport | None = None
-    left_behind: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -100,7 +104,7 @@ def copy_to_postgres(settings: Settings, url: str, *, say: Callable[[str], None]
 def _copy(settings: Settings, pg: Any, source_log: Any, say: Callable[[str], None]) -> CopyReport:
     from inhouse.kb.index.postgres.schema import migrate_index
 
-    report = CopyReport(left_behind=["support_sessions", "schedule_events"])
+    report = CopyReport()
     kb = _open_index(settings)
     try:
         if kb is not None:
@@ -110,7 +114,7 @@ def _copy(settings: Settings, pg: Any, source_log: Any, say: Callable[[str], Non
             src = connect(settings.db_path, readonly=True)
             try:
                 for table, cols in _INHOUSE.items():
-                    rows = (tuple(bool(r[c]) if c == "disabled" else r[c] for c in cols)
+                    rows = (tuple(bool(r[c]) if c in _BOOLEAN else r[c] for c in cols)
                             for r in src.execute(f"SELECT {', '.join(cols)} FROM {table}"))
                     report.copied[table] = _insert(conn, table, cols, rows)
                     say(f"{table}: {report.copied[table]}")

@@ -47,3 +47,16 @@ def postgres_url(postgres_server: LocalPostgres) -> Iterator[str]:
     url = postgres_server.create_database()
     yield url
     postgres_server.drop_database(url)
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def store_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """``store.url`` for a module's app, once per store: "" (the embedded SQLite files), then a fresh PostgreSQL
+    database (dropped after the module). A module whose world uses it runs every test against both stores."""
+    if request.param == "sqlite":
+        yield ""
+        return
+    server: LocalPostgres = request.getfixturevalue("postgres_server")
+    url = server.create_database()
+    yield url
+    server.drop_database(url)

@@ -100,7 +100,7 @@ def test_tool_definitions_and_argument_validation(svc: Any) -> None:
     from zoneinfo import ZoneInfo
     ctx = AppContext(actor=actor, chat=svc.chat, model=MODEL, tz=ZoneInfo("Europe/Berlin"),
                      now=lambda: datetime(2026, 1, 28, 12, tzinfo=UTC))
-    schedule = ScheduleService(svc.db, svc.directory)
+    schedule = ScheduleService(svc.stores.events, svc.directory)
     import asyncio
 
     def run(name: str, args: Any) -> dict[str, Any]:

@@ -7,22 +7,27 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from inhouse.governance.audit.log import AuditLog
+from inhouse.governance.quotas import RequestWindows
+from inhouse.store.postgres.assistants import PostgresEventStore, PostgresSessionStore
 from inhouse.store.postgres.audit import PostgresAuditStore
 from inhouse.store.postgres.conversations import PostgresConversationStore
 from inhouse.store.postgres.database import PostgresDatabase, migrate
 from inhouse.store.postgres.governance import PostgresGovernanceStore
+from inhouse.store.postgres.rates import PostgresRequestWindows
 from inhouse.store.postgres.responses import PostgresResponseStore
 from inhouse.store.postgres.schema import AUDIT, INHOUSE
+from inhouse.testing.assistant_contract import EventStoreContract, SessionStoreContract
 from inhouse.testing.audit_contract import AuditStoreContract, OpenLog
 from inhouse.testing.conversation_contract import ConversationStoreContract, ticking_clock
 from inhouse.testing.governance_contract import GovernanceStoreContract
+from inhouse.testing.rate_contract import RequestWindowsContract
 from inhouse.testing.response_contract import ResponseStoreContract
 
 pytestmark = pytest.mark.integration
@@ -58,6 +63,41 @@ class TestPostgresResponseStore(ResponseStoreContract):
     @pytest.fixture
     def capped(self, pg: PostgresDatabase) -> PostgresResponseStore:
         return PostgresResponseStore(pg, clock=ticking_clock(), max_per_owner=3)
+
+
+class TestPostgresEventStore(EventStoreContract):
+    @pytest.fixture
+    def events(self, pg: PostgresDatabase) -> PostgresEventStore:
+        return PostgresEventStore(pg, clock=ticking_clock())
+
+
+class TestPostgresSessionStore(SessionStoreContract):
+    @pytest.fixture
+    def sessions(self, pg: PostgresDatabase) -> PostgresSessionStore:
+        return PostgresSessionStore(pg, clock=ticking_clock())
+
+
+class TestPostgresRequestWindows(RequestWindowsContract):
+    @pytest.fixture
+    def open_windows(self, pg: PostgresDatabase, postgres_url: str) -> Iterator[Callable[[], RequestWindows]]:
+        pools: list[PostgresDatabase] = []
+
+        def another_process() -> RequestWindows:  # its own connection pool, as another ingress has
+            pools.append(PostgresDatabase(postgres_url, max_size=3))
+            return PostgresRequestWindows(pools[-1])
+
+        yield another_process
+        for pool in pools:
+            pool.close()
+
+
+def test_request_windows_of_idle_keys_are_swept(pg: PostgresDatabase) -> None:
+    windows = PostgresRequestWindows(pg)
+    assert windows.admit("key_idle", 5, 1000.0) is None
+    assert windows.admit("key_busy", 5, 1000.0 + 121.0) is None  # two windows later: key_idle's row goes
+    assert pg.scalar("SELECT count(*) FROM request_windows WHERE key_id = 'key_idle'") == 0
+    assert windows.admit("key_busy", 5, 1000.0 + 122.0) is None
+    assert pg.scalar("SELECT count(*) FROM request_windows") == 2
 
 
 class TestPostgresAuditStore(AuditStoreContract):
@@ -123,3 +163,16 @@ def test_a_writer_killed_before_its_commit_leaves_a_chain_that_needs_no_reseal(
         assert log.verify().ok and log.count() == 4
     finally:
         log.close()
+
+
+def test_text_with_a_nul_character_is_a_bad_request_not_a_server_error(pg: PostgresDatabase) -> None:
+    """PostgreSQL text cannot hold U+0000 (SQLite can): storing or looking one up is ``InvalidRequest``."""
+    from inhouse.errors import InvalidRequest
+    from inhouse.testing.conversation_contract import ANN
+
+    store = PostgresConversationStore(pg)
+    for call in (lambda: store.create(ANN, title="a\x00b"), lambda: store.get(ANN, "conv_\x00")):
+        with pytest.raises(InvalidRequest) as err:
+            call()
+        assert err.value.code == "nul_character"
+    assert store.list(ANN) == []

@@ -4,18 +4,21 @@ everything copied, the audit chain verifying there, a second run refused, a brok
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
+from inhouse.apps.schedule.calendar import Interval
 from inhouse.bootstrap import Services, build_services
 from inhouse.cli.main import app as cli
 from inhouse.config import Settings
 from inhouse.governance.audit.log import AuditLog
 from inhouse.governance.identity import KeyStore
 from inhouse.kb.index.postgres import PostgresIndexStore
+from inhouse.store.postgres.assistants import PostgresEventStore, PostgresSessionStore
 from inhouse.store.postgres.audit import PostgresAuditStore
 from inhouse.store.postgres.conversations import PostgresConversationStore
 from inhouse.store.postgres.database import PostgresDatabase
@@ -35,7 +38,8 @@ def services(settings: Settings) -> Services:
 
 
 def embedded_install(data_dir: Path) -> dict[str, Any]:
-    """A small install: a user in a group with a key, usage, a conversation, two documents, audit records."""
+    """A small install: a user in a group with a key, usage, a conversation, a stored response, a support session,
+    a calendar event, two documents, audit records."""
     s = services(Settings(data_dir=data_dir, kb={"embedder": "fake"}))
     try:
         admin = Actor("key_setup", "setup", role="admin")
@@ -50,11 +54,18 @@ def embedded_install(data_dir: Path) -> dict[str, Any]:
         s.responses.save(actor, response_id="resp_kept", model="m", previous_id=None,
                          messages=[{"role": "assistant", "content": "二十天"}], input_items=[],
                          body={"id": "resp_kept"})
+        session = s.stores.sessions.create(actor, ["handbook"])
+        session.messages.append({"role": "user", "content": "报销?", "at": 1.0})
+        s.stores.sessions.save(session)
+        event = s.stores.events.create(actor, "Leave", Interval(datetime(2030, 3, 4, tzinfo=UTC),
+                                                                 datetime(2030, 3, 5, tzinfo=UTC)),
+                                       tz="Asia/Shanghai", all_day=True, attendees=["王芳"])
         s.kb.create_collection(admin, "handbook", groups=["hr"])
         for name, data in DOCS.items():
             s.kb.add_document(admin, "handbook", data, name)
         hits = s.kb.retriever.retrieve(actor, "annual leave days", top_k=3)
         return {"secret": secret, "key_id": key.id, "conversation": conv.id, "records": s.audit.count(),
+                "session": s.stores.sessions.get(actor, session.id), "event": event,
                 "top": [h.chunk.id for h in hits], "docs": [d.id for d in s.kb.list_documents(admin, "handbook")]}
     finally:
         s.close()
@@ -78,6 +89,8 @@ def test_an_embedded_install_moves_to_postgresql_whole(tmp_path: Path, postgres_
         assert actor.key_id == facts["key_id"] and actor.groups == {"hr"}
         assert PostgresConversationStore(pg).get(actor, facts["conversation"]).messages[0]["content"] == "假期?"
         assert PostgresResponseStore(pg).get(actor, "resp_kept").messages[0]["content"] == "二十天"
+        assert PostgresSessionStore(pg).get(actor, facts["session"].id) == facts["session"]
+        assert PostgresEventStore(pg).get(actor, facts["event"].id) == facts["event"]  # all_day, zone, attendees
         log = AuditLog(PostgresAuditStore(pg), key_path=data / "audit.key")
         report = log.verify()
         assert report.ok and report.records == facts["records"]
@@ -93,6 +106,9 @@ def test_an_embedded_install_moves_to_postgresql_whole(tmp_path: Path, postgres_
         assert s.kb is not None and isinstance(s.kb.store, PostgresIndexStore)
         actor = s.keys.authenticate(facts["secret"])
         assert s.quotas.status(actor.key_id).tokens_used_today == 321  # (recorded seconds ago, the same UTC day)
+        assert isinstance(s.assistants.schedule.events, PostgresEventStore)
+        assert s.assistants.schedule.events.get(actor, facts["event"].id) == facts["event"]
+        assert s.assistants.support.store.get(actor, facts["session"].id) == facts["session"]
         admin = Actor("key_setup", "setup", role="admin")
         assert [d.id for d in s.kb.list_documents(admin, "handbook")] == facts["docs"]
         assert s.kb.document_data(admin, facts["docs"][0])[1] in DOCS.values()

@@ -36,7 +36,6 @@ from inhouse.store.conversations import owner_of
 
 if TYPE_CHECKING:
     from inhouse.governance.directory import UserDirectory
-    from inhouse.store.sqlite.database import Database
 
 DEFAULT_DURATION = timedelta(minutes=60)
 MAX_IMPORT = 5000
@@ -62,9 +61,9 @@ class AttendeeSpec:
 
 
 class ScheduleService:
-    def __init__(self, db: Database, directory: UserDirectory | None = None, *, work_start: str = "09:00",
+    def __init__(self, events: EventStore, directory: UserDirectory | None = None, *, work_start: str = "09:00",
                  work_end: str = "18:00") -> None:
-        self.events = EventStore(db)
+        self.events = events
         self.directory = directory
         self.work_start = parse_hhmm(work_start, "work_start")
         self.work_end = parse_hhmm(work_end, "work_end")
@@ -295,6 +294,7 @@ class ScheduleService:
         return Interval(s, e), False
 
 
-def build_schedule_service(settings: Any, db: Database, directory: UserDirectory | None) -> ScheduleService:
+def build_schedule_service(settings: Any, events: EventStore, directory: UserDirectory | None
+                           ) -> ScheduleService:
     """From ``Settings``: events in the main database, free/busy through the user directory."""
-    return ScheduleService(db, directory, work_start=settings.apps.work_start, work_end=settings.apps.work_end)
+    return ScheduleService(events, directory, work_start=settings.apps.work_start, work_end=settings.apps.work_end)

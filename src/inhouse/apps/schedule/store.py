@@ -1,4 +1,8 @@
-"""Calendar events, stored per owner (a user, or a key bound to no user) in the main database.
+"""Calendar events, stored per owner (a user, or a key bound to no user): the ``EventStore`` protocol and the one
+SQL implementation SQLite (``inhouse.db``) and PostgreSQL (``store.url``) share, like the conversations
+(``store/conversations.py``). The dialects (``store/sqlite/assistants.py``, ``store/postgres/assistants.py``)
+supply the placeholder, the transaction serialising an owner's creates (the per-owner cap) and the
+unique-violation test.
 
 The owner is derived from the caller's ``Actor`` and is part of every query: another owner's event id is
 indistinguishable from an unknown one (``NotFound``). A calendar is personal, like the chat history: not even an
@@ -18,19 +22,18 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from inhouse.apps.dates import check_instant
 from inhouse.apps.schedule.calendar import Interval
 from inhouse.errors import Conflict, InvalidRequest, NotFound
 from inhouse.store.conversations import owner_of
-from inhouse.store.sqlite.database import Database
 from inhouse.types import Actor
 
 MAX_EVENTS_PER_OWNER = 20_000
@@ -113,7 +116,7 @@ class Event:
         }
 
 
-def _row(row: sqlite3.Row) -> Event:
+def _row(row: Any) -> Event:
     return Event(
         id=row["id"], owner=row["owner"], uid=row["uid"], title=row["title"], start=parse_utc(row["start_utc"]),
         end=parse_utc(row["end_utc"]), tz=row["tz"], all_day=bool(row["all_day"]), location=row["location"],
@@ -148,10 +151,53 @@ def _zone_name(tz: ZoneInfo | str) -> str:
     return tz.key if isinstance(tz, ZoneInfo) else str(tz)
 
 
-class EventStore:
-    def __init__(self, db: Database, *, clock: Callable[[], float] = time.time) -> None:
-        self._db = db
+class EventStore(Protocol):
+    """A calendar per owner. Another owner's event is ``NotFound`` like an unknown one; ``Conflict`` for a second
+    event with the same UID in one calendar and past ``MAX_EVENTS_PER_OWNER``; ``InvalidRequest`` for an instant
+    that cannot be stored exactly (nothing is written then)."""
+
+    def create(self, actor: Actor, title: str, interval: Interval, *, tz: ZoneInfo | str,
+               location: str = "", description: str = "", attendees: Sequence[str] = (), uid: str | None = None,
+               all_day: bool = False) -> Event: ...
+
+    def get(self, actor: Actor, event_id: str) -> Event: ...
+
+    def by_uid(self, actor: Actor, uid: str) -> Event | None: ...
+
+    def list_events(self, actor: Actor, *, start: datetime | None = None, end: datetime | None = None,
+                    include_cancelled: bool = False, limit: int = 500) -> list[Event]: ...
+
+    def list_for_owner(self, owner: str, *, start: datetime | None = None, end: datetime | None = None,
+                       include_cancelled: bool = False, limit: int = 500) -> list[Event]: ...
+
+    def update(self, actor: Actor, event_id: str, *, title: str | None = None, interval: Interval | None = None,
+               location: str | None = None, description: str | None = None,
+               attendees: Sequence[str] | None = None, tz: ZoneInfo | str | None = None,
+               status: str | None = None) -> Event: ...
+
+    def cancel(self, actor: Actor, event_id: str) -> Event: ...
+
+    def delete(self, actor: Actor, event_id: str) -> None: ...
+
+
+class SqlEventStore:
+    """The ``EventStore`` over a SQL database (table ``schedule_events``)."""
+
+    placeholder = "?"
+
+    def __init__(self, db: Any, *, clock: Callable[[], float] = time.time) -> None:
+        self._db = db  # query / query_one / execute / transaction, as both database helpers offer them
         self._clock = clock
+
+    def owner_transaction(self, owner: str) -> AbstractContextManager[Any]:
+        """A write transaction in which no other write to ``owner``'s calendar runs."""
+        raise NotImplementedError
+
+    def is_unique_violation(self, exc: Exception) -> bool:
+        raise NotImplementedError
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", self.placeholder)
 
     def create(self, actor: Actor, title: str, interval: Interval, *, tz: ZoneInfo | str,
                location: str = "", description: str = "", attendees: Sequence[str] = (), uid: str | None = None,
@@ -161,38 +207,45 @@ class EventStore:
         clean = (_clean_text(title, "title", MAX_TITLE, required=True), _clean_text(location, "location", MAX_TITLE),
                  _clean_text(description, "description", MAX_TEXT),
                  json.dumps(_clean_attendees(attendees), ensure_ascii=False))
-        with self._db.transaction() as conn:
+        with self.owner_transaction(owner) as conn:
             start_utc, end_utc = stored_interval(interval)
             values = (event_id, owner, uid or f"{event_id}@inhouse", clean[0], start_utc, end_utc, _zone_name(tz),
-                      int(all_day), clean[1], clean[2], clean[3], "confirmed", now, now)
-            n = conn.execute("SELECT count(*) FROM schedule_events WHERE owner = ?", (owner,)).fetchone()[0]
+                      bool(all_day), clean[1], clean[2], clean[3], "confirmed", now, now)
+            n = conn.execute(self._sql("SELECT count(*) AS n FROM schedule_events WHERE owner = ?"),
+                             (owner,)).fetchone()["n"]
             if n >= MAX_EVENTS_PER_OWNER:
                 raise Conflict(f"This calendar already holds {n} events (the most allowed).")
             try:
-                conn.execute(
+                conn.execute(self._sql(
                     "INSERT INTO schedule_events (id, owner, uid, title, start_utc, end_utc, tz, all_day, location,"
                     " description, attendees, status, created_at, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
-            except sqlite3.IntegrityError:
-                raise Conflict("An event with this UID is already in your calendar.") from None
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"), values)
+            except Exception as exc:
+                if self.is_unique_violation(exc):
+                    raise Conflict("An event with this UID is already in your calendar.") from None
+                raise
         return self.get(actor, event_id)
 
     def get(self, actor: Actor, event_id: str) -> Event:
         """The caller's own event. Unknown or another's (whoever the caller is): NotFound."""
-        row = self._db.query_one("SELECT * FROM schedule_events WHERE id = ? AND owner = ?",
-                                 (str(event_id)[:100], owner_of(actor)))
+        return self._own(None, actor, event_id)
+
+    def _own(self, conn: Any, actor: Actor, event_id: str) -> Event:
+        """``get``, on ``conn`` (a transaction's connection) or, with None, on the database."""
+        sql, params = self._sql("SELECT * FROM schedule_events WHERE id = ? AND owner = ?"), (str(event_id)[:100],
+                                                                                           owner_of(actor))
+        row = self._db.query_one(sql, params) if conn is None else conn.execute(sql, params).fetchone()
         if row is None:
             raise NotFound("No such event, or not yours.", param="event_id")
         return _row(row)
 
-    own = get  # what may be changed is exactly what may be read
-
     def by_uid(self, actor: Actor, uid: str) -> Event | None:
-        row = self._db.query_one("SELECT * FROM schedule_events WHERE owner = ? AND uid = ?", (owner_of(actor), uid))
+        row = self._db.query_one(self._sql("SELECT * FROM schedule_events WHERE owner = ? AND uid = ?"),
+                                 (owner_of(actor), uid))
         return None if row is None else _row(row)
 
     def list_events(self, actor: Actor, *, start: datetime | None = None, end: datetime | None = None,
-             include_cancelled: bool = False, limit: int = 500) -> list[Event]:
+                    include_cancelled: bool = False, limit: int = 500) -> list[Event]:
         """The caller's events overlapping ``[start, end)``, by start time."""
         return self.list_for_owner(owner_of(actor), start=start, end=end, include_cancelled=include_cancelled,
                                    limit=limit)
@@ -209,8 +262,8 @@ class EventStore:
         if not include_cancelled:
             where.append("status = 'confirmed'")
         limit = max(1, min(int(limit), MAX_EVENTS_PER_OWNER))
-        rows = self._db.query(f"SELECT * FROM schedule_events WHERE {' AND '.join(where)}"
-                              f" ORDER BY start_utc, id LIMIT {limit}", params)
+        rows = self._db.query(self._sql(f"SELECT * FROM schedule_events WHERE {' AND '.join(where)}"
+                                        f" ORDER BY start_utc, id LIMIT {limit}"), params)
         return [_row(r) for r in rows]
 
     def update(self, actor: Actor, event_id: str, *, title: str | None = None, interval: Interval | None = None,
@@ -232,15 +285,15 @@ class EventStore:
             if status not in ("confirmed", "cancelled"):
                 raise InvalidRequest("'status' must be 'confirmed' or 'cancelled'.", param="status")
             sets["status"] = status
-        with self._db.transaction() as conn:
-            event = self.own(actor, event_id)
+        with self.owner_transaction(owner_of(actor)) as conn:
+            event = self._own(conn, actor, event_id)
             if interval is not None:
                 sets["start_utc"], sets["end_utc"] = stored_interval(interval)
             if not sets:
                 return event
             sets["updated_at"] = self._clock()
             cols = ", ".join(f"{k} = ?" for k in sets)
-            conn.execute(f"UPDATE schedule_events SET {cols} WHERE id = ? AND owner = ?",
+            conn.execute(self._sql(f"UPDATE schedule_events SET {cols} WHERE id = ? AND owner = ?"),
                          [*sets.values(), event.id, event.owner])
         return self.get(actor, event.id)
 
@@ -248,5 +301,6 @@ class EventStore:
         return self.update(actor, event_id, status="cancelled")
 
     def delete(self, actor: Actor, event_id: str) -> None:
-        event = self.own(actor, event_id)
-        self._db.execute("DELETE FROM schedule_events WHERE id = ? AND owner = ?", (event.id, event.owner))
+        if not self._db.execute(self._sql("DELETE FROM schedule_events WHERE id = ? AND owner = ?"),
+                                (str(event_id)[:100], owner_of(actor))):
+            raise NotFound("No such event, or not yours.", param="event_id")

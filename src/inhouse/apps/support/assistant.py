@@ -221,8 +221,9 @@ class SupportAssistant:
                             session.status)
 
 
-def build_support_assistant(settings: Any, db: Any) -> SupportAssistant:
-    """From ``Settings``: sessions in the main database, the configured default collections and tool allow-list."""
+def build_support_assistant(settings: Any, sessions: SessionStore) -> SupportAssistant:
+    """From ``Settings``: sessions in the store ``store.url`` names, the configured default collections and tool
+    allow-list."""
     apps = settings.apps
-    return SupportAssistant(SessionStore(db), default_collections=apps.support_collections,
+    return SupportAssistant(sessions, default_collections=apps.support_collections,
                             write_tools=apps.support_write_tools)

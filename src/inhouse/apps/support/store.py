@@ -1,4 +1,7 @@
-"""Customer-service sessions kept on the server (SQLite, ``support_sessions``).
+"""Customer-service sessions kept on the server (table ``support_sessions``): the ``SessionStore`` protocol and the
+one SQL implementation SQLite (``inhouse.db``) and PostgreSQL (``store.url``) share; the dialects
+(``store/sqlite/assistants.py``, ``store/postgres/assistants.py``) supply the placeholder and the transaction that
+serialises an owner's creates (the per-owner cap).
 
 A session belongs to the owner of the key that opened it (``owner_of``: the user, or the key itself). Another
 owner's session id is indistinguishable from an unknown one (``NotFound``). Ids are 96-bit random (``ses_…``):
@@ -10,15 +13,14 @@ from __future__ import annotations
 
 import json
 import secrets
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from inhouse.errors import Conflict, InvalidRequest, NotFound
 from inhouse.store.conversations import owner_of
-from inhouse.store.sqlite.database import Database
 from inhouse.types import Actor
 
 MAX_MESSAGES = 400  # per session; a longer conversation must start a new session
@@ -51,32 +53,61 @@ class Session:
                 "created_at": self.created_at, "updated_at": self.updated_at}
 
 
-def _row(row: sqlite3.Row) -> Session:
+def _row(row: Any) -> Session:
     return Session(row["id"], row["owner"], json.loads(row["collections"]), row["status"], row["misses"],
                    json.loads(row["handoff"]) if row["handoff"] else None, json.loads(row["messages"]),
                    row["created_at"], row["updated_at"])
 
 
-class SessionStore:
-    def __init__(self, db: Database, *, clock: Callable[[], float] = time.time) -> None:
-        self._db = db
+class SessionStore(Protocol):
+    def create(self, actor: Actor, collections: Sequence[str]) -> Session:
+        """``Conflict`` past ``MAX_SESSIONS_PER_OWNER``, checked in the insert's transaction."""
+        ...
+
+    def get(self, actor: Actor, session_id: str, *, for_update: bool = False) -> Session:
+        """The caller's session (admins may read any; only the owner may add to one); ``NotFound`` otherwise."""
+        ...
+
+    def save(self, session: Session) -> Session:
+        """Store status, misses, handoff and messages; ``InvalidRequest`` past ``MAX_MESSAGES``."""
+        ...
+
+    def handed_over(self, *, limit: int = 100) -> list[Session]:
+        """The queue of the human agents (admin edge only): handed-over sessions, oldest first."""
+        ...
+
+
+class SqlSessionStore:
+    """The ``SessionStore`` over a SQL database."""
+
+    placeholder = "?"
+
+    def __init__(self, db: Any, *, clock: Callable[[], float] = time.time) -> None:
+        self._db = db  # query / query_one / execute / transaction, as both database helpers offer them
         self._clock = clock
+
+    def owner_transaction(self, owner: str) -> AbstractContextManager[Any]:
+        """A write transaction in which no other create for ``owner`` runs."""
+        raise NotImplementedError
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", self.placeholder)
 
     def create(self, actor: Actor, collections: Sequence[str]) -> Session:
         owner, now = owner_of(actor), self._clock()
         session = Session(new_session_id(), owner, list(collections), "open", 0, None, [], now, now)
-        with self._db.transaction() as conn:
-            n = conn.execute("SELECT count(*) FROM support_sessions WHERE owner = ?", (owner,)).fetchone()[0]
+        with self.owner_transaction(owner) as conn:
+            n = conn.execute(self._sql("SELECT count(*) AS n FROM support_sessions WHERE owner = ?"),
+                             (owner,)).fetchone()["n"]
             if n >= MAX_SESSIONS_PER_OWNER:
                 raise Conflict("Too many support sessions for this key; ask an operator to archive old ones.")
-            conn.execute("INSERT INTO support_sessions (id, owner, collections, status, misses, handoff, messages,"
-                         " created_at, updated_at) VALUES (?, ?, ?, 'open', 0, NULL, '[]', ?, ?)",
+            conn.execute(self._sql("INSERT INTO support_sessions (id, owner, collections, status, misses, handoff,"
+                                   " messages, created_at, updated_at) VALUES (?, ?, ?, 'open', 0, NULL, '[]', ?, ?)"),
                          (session.id, owner, json.dumps(session.collections), now, now))
         return session
 
     def get(self, actor: Actor, session_id: str, *, for_update: bool = False) -> Session:
-        """The caller's session (admins may read any; only the owner may add to one)."""
-        row = self._db.query_one("SELECT * FROM support_sessions WHERE id = ?", (str(session_id)[:100],))
+        row = self._db.query_one(self._sql("SELECT * FROM support_sessions WHERE id = ?"), (str(session_id)[:100],))
         mine = row is not None and row["owner"] == owner_of(actor)
         if row is None or not (mine or (actor.is_admin and not for_update)):
             raise NotFound("No such support session, or not yours.", param="session_id")
@@ -87,16 +118,15 @@ class SessionStore:
             raise InvalidRequest(f"This session has reached {MAX_MESSAGES} messages; start a new one.",
                                  param="session_id")
         session.updated_at = self._clock()
-        self._db.execute(
+        self._db.execute(self._sql(
             "UPDATE support_sessions SET status = ?, misses = ?, handoff = ?, messages = ?, updated_at = ?"
-            " WHERE id = ? AND owner = ?",
+            " WHERE id = ? AND owner = ?"),
             (session.status, session.misses, json.dumps(session.handoff, ensure_ascii=False) if session.handoff
              else None, json.dumps(session.messages, ensure_ascii=False), session.updated_at, session.id,
              session.owner))
         return session
 
     def handed_over(self, *, limit: int = 100) -> list[Session]:
-        """The queue of the human agents (admin edge only): handed-over sessions, oldest first."""
-        rows = self._db.query("SELECT * FROM support_sessions WHERE status = 'handed_over' ORDER BY updated_at"
-                              " LIMIT ?", (max(1, min(limit, 1000)),))
+        rows = self._db.query(self._sql("SELECT * FROM support_sessions WHERE status = 'handed_over'"
+                                        " ORDER BY updated_at, id LIMIT ?"), (max(1, min(limit, 1000)),))
         return [_row(r) for r in rows]

@@ -14,6 +14,7 @@ past the tail: ``AuditLog.recover`` inserts that record, and no operator is need
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -58,14 +59,19 @@ class HeadSigner:
         except ValueError:
             return None
         self.key_path.parent.mkdir(parents=True, exist_ok=True)
+        # Written whole under a temporary name, then linked into place: a process starting at the same moment (two
+        # ingress replicas of a fresh cluster) sees no key or the whole key, never an empty file it would sign with.
+        tmp = self.key_path.with_name(f".{self.key_path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            fd = os.open(self.key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process created it just now
-            return bytes.fromhex(self.key_path.read_text().strip())
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            with contextlib.suppress(FileExistsError):  # another process created it just now: theirs is the key
+                os.link(tmp, self.key_path)
+        finally:
+            tmp.unlink(missing_ok=True)
         return bytes.fromhex(self.key_path.read_text().strip())
 
     @staticmethod

@@ -54,6 +54,7 @@ class PostgresDatabase:
 
         self.url = url
         self._errors: type[Exception] = psycopg.Error
+        self._data_error: type[Exception] = psycopg.DataError
 
         def setup(conn: Any) -> None:
             conn.autocommit = True
@@ -78,12 +79,16 @@ class PostgresDatabase:
     @contextmanager
     def _full_disk(self) -> Iterator[None]:
         """The server's ``disk_full`` (SQLSTATE 53100) becomes ``StorageFull`` (HTTP 507, CLI exit 6); PostgreSQL
-        has rolled the statement's transaction back."""
+        has rolled the statement's transaction back. Text with a NUL character, which PostgreSQL cannot hold (the
+        driver refuses it before sending), is ``InvalidRequest``: a 400, not a server error."""
         try:
             yield
         except self._errors as exc:
             if is_storage_full(exc):
                 raise storage_full("Could not write to the PostgreSQL database", exc) from exc
+            if isinstance(exc, self._data_error) and "NUL" in str(exc):
+                raise InvalidRequest("Text with a NUL character (\\u0000) cannot be stored or looked up.",
+                                     code="nul_character") from None
             raise
 
     @contextmanager

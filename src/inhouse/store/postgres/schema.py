@@ -85,6 +85,53 @@ CREATE TABLE responses (
 );
 CREATE INDEX responses_owner ON responses (owner, created_at);
 """),
+    # SQLite's inhouse.db steps 5-7: the assistants' tables (apps/support/store.py, apps/schedule/store.py). The
+    # instants are ISO text in UTC that sort as text: byte order ("C"), whatever the database's collation. Step 7's
+    # repair of short years has no counterpart: only rows the checked code wrote (or copied, repaired) arrive here.
+    PgMigration(4, "assistants", """
+CREATE TABLE support_sessions (
+    id           text PRIMARY KEY,
+    owner        text NOT NULL,
+    collections  text NOT NULL,
+    status       text NOT NULL CHECK (status IN ('open', 'handed_over', 'closed')),
+    misses       integer NOT NULL DEFAULT 0,
+    handoff      text NULL,
+    messages     text NOT NULL,
+    created_at   double precision NOT NULL,
+    updated_at   double precision NOT NULL
+);
+CREATE INDEX support_sessions_owner ON support_sessions (owner, updated_at);
+CREATE INDEX support_sessions_status ON support_sessions (status, updated_at);
+CREATE TABLE schedule_events (
+    id           text COLLATE "C" PRIMARY KEY,
+    owner        text NOT NULL,
+    uid          text NOT NULL,
+    title        text NOT NULL,
+    start_utc    text COLLATE "C" NOT NULL,
+    end_utc      text COLLATE "C" NOT NULL,
+    tz           text NOT NULL,
+    all_day      boolean NOT NULL DEFAULT false,
+    location     text NOT NULL DEFAULT '',
+    description  text NOT NULL DEFAULT '',
+    attendees    text NOT NULL DEFAULT '[]',
+    status       text NOT NULL CHECK (status IN ('confirmed', 'cancelled')),
+    created_at   double precision NOT NULL,
+    updated_at   double precision NOT NULL,
+    UNIQUE (owner, uid)
+);
+CREATE INDEX schedule_events_owner ON schedule_events (owner, start_utc);
+"""),
+    # The requests/minute windows every ingress shares (store/postgres/rates.py); SQLite has none: one process
+    # keeps them in memory. UNLOGGED: not written to the WAL (an admission is a write on every request), emptied
+    # by a crash of the server, which at worst grants a key one more minute of requests.
+    PgMigration(5, "request_windows", """
+CREATE UNLOGGED TABLE request_windows (
+    key_id       text NOT NULL,
+    at           double precision NOT NULL
+);
+CREATE INDEX request_windows_key ON request_windows (key_id, at);
+CREATE INDEX request_windows_at ON request_windows (at);
+"""),
 )
 
 AUDIT: tuple[PgMigration, ...] = (

@@ -1,0 +1,107 @@
+"""Several ingress replicas over one PostgreSQL store (``cluster.ingress_replicas = 2``): requests reach both
+replicas, concurrent requests through both write one audit chain that ``inhouse audit verify`` accepts, and a key's
+requests/minute limit holds across both (the windows are shared in PostgreSQL). One simulated machine
+(``LocalCluster``) with a fake-engine model replica: about half a minute on a quiet 2-core box."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from inhouse.cli.main import app as cli
+from inhouse.cluster.app import ModelDeployment, deploy
+from inhouse.cluster.local import LocalCluster, free_port
+from inhouse.governance.audit import STARTED
+from inhouse.store.build import open_audit_log
+from inhouse.store.postgres.local import LocalPostgres
+from inhouse.testing.services import build_fake_services, fake_settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.cluster, pytest.mark.timeout(300)]
+
+FAKE = "fake-i"
+RPM = 5
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, postgres_server: LocalPostgres) -> Iterator[dict[str, Any]]:
+    head = tmp_path_factory.mktemp("ingress") / "head"
+    head.mkdir()
+    url = postgres_server.create_database()
+    store = {"store": {"url": url}}
+    services = build_fake_services(head, settings=store, models={FAKE: None})
+    try:
+        admin = services.keys.ensure_admin_key()
+        _, limited = services.keys.create_key("limited", rpm_limit=RPM)
+    finally:
+        services.close()
+    port = free_port()
+    settings = fake_settings(head, {**store, "server": {"port": port}, "cluster": {"ingress_replicas": 2}})
+    local = LocalCluster([head]).start()
+    try:
+        deploy(settings, [ModelDeployment(FAKE, engine="fake", fake_delay_s=0.02,
+                                          engine_overrides={"max_running": 8},
+                                          autoscaling={"min_replicas": 1, "max_replicas": 1})])
+        yield {"url": f"http://127.0.0.1:{port}", "admin": admin, "limited": limited, "settings": settings,
+               "data_dir": head, "store_url": url}
+    finally:
+        local.stop()
+        postgres_server.drop_database(url)
+
+
+async def _burst(cluster: dict[str, Any], key: str, n: int, tag: str) -> list[httpx.Response]:
+    async def one(i: int) -> httpx.Response:
+        body = {"model": FAKE, "messages": [{"role": "user", "content": f"{tag} {i}"}], "max_tokens": 8,
+                "stream": i % 2 == 1}
+        return await client.post("/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"})
+
+    async with httpx.AsyncClient(base_url=cluster["url"], timeout=120) as client:
+        return list(await asyncio.gather(*[one(i) for i in range(n)]))
+
+
+def started_by_node(cluster: dict[str, Any], key_id: str | None = None) -> Counter[str]:
+    """The ingress that wrote each request's ``started`` record (its node name carries its replica)."""
+    log = open_audit_log(cluster["settings"])
+    assert log is not None
+    try:
+        return Counter(str(r.details.get("node")) for r in log.iter_records()
+                       if r.outcome == STARTED and (key_id is None or r.actor_key_id == key_id))
+    finally:
+        log.close()
+
+
+def test_both_replicas_write_one_chain_that_verifies(cluster: dict[str, Any]) -> None:
+    nodes: Counter[str] = Counter()
+    for round_ in range(5):  # Serve's proxy spreads concurrent requests; a few bursts reach both replicas
+        responses = asyncio.run(_burst(cluster, cluster["admin"], 12, f"round {round_}"))
+        assert [r.status_code for r in responses] == [200] * 12, [r.text[:200] for r in responses]
+        nodes = started_by_node(cluster)
+        if len(nodes) == 2:
+            break
+    assert len(nodes) == 2 and all("/ingress-" in n for n in nodes), nodes
+    assert sum(nodes.values()) >= 12
+    code, out = _cli("audit", "verify", "--data-dir", str(cluster["data_dir"]),
+                     env={"INHOUSE_STORE__URL": cluster["store_url"]})
+    assert code == 0 and "ok:" in out, out
+
+
+def test_a_keys_rpm_limit_holds_across_both_replicas(cluster: dict[str, Any]) -> None:
+    responses = asyncio.run(_burst(cluster, cluster["limited"], 4 * RPM, "limited"))
+    codes = Counter(r.status_code for r in responses)
+    assert codes == {200: RPM, 429: 3 * RPM}, codes
+    refused = [r for r in responses if r.status_code == 429]
+    assert all(r.json()["error"]["code"] == "rate_limit_exceeded" and r.headers.get("retry-after")
+               for r in refused), refused[0].text
+    code, out = _cli("audit", "verify", "--data-dir", str(cluster["data_dir"]),
+                     env={"INHOUSE_STORE__URL": cluster["store_url"]})
+    assert code == 0, out
+
+
+def _cli(*args: str, env: dict[str, str]) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args), env=env)
+    return result.exit_code, result.output
