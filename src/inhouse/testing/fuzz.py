@@ -431,8 +431,9 @@ def _logged_text(record: logging.LogRecord) -> str:
 
 def _violates_on_the_wire(case: Any) -> bool:
     """Whether a schema-violating case still violates the schema as sent. Not when its only violations were
-    the ``Authorization`` header (the fuzzer sends its caller's key instead), a type change of a multipart
-    field (``1`` and ``"1"`` are the same text in a form), or query parameters the operation does not declare
+    the ``Authorization`` header (the fuzzer sends its caller's key instead), a type or format change of a
+    multipart field (``1`` and ``"1"`` are the same text in a form, and any bytes are a ``binary`` file), or
+    query parameters the operation does not declare
     (ignored by design, as most HTTP APIs do; OpenAPI cannot say so, schemathesis issue 3730)."""
     data = getattr(getattr(getattr(case, "meta", None), "phase", None), "data", None)
     mutations = getattr(data, "mutations", None)
@@ -443,7 +444,7 @@ def _violates_on_the_wire(case: Any) -> bool:
         where = str(getattr(m.parameter_location, "value", m.parameter_location))
         if where == "header" and str(m.parameter).lower() == "authorization":
             continue
-        if where == "body" and multipart and tuple(m.keywords) == ("type",):
+        if where == "body" and multipart and tuple(m.keywords) in (("type",), ("format",)):
             continue
         if where == "query" and tuple(m.keywords) == ("additionalProperties",):
             continue

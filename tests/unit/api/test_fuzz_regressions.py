@@ -3,6 +3,7 @@ authentication or an echo of unbounded input; each is now a 4xx in the one error
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -64,12 +65,21 @@ def test_non_finite_expiry_is_refused(admin: TestClient) -> None:
         assert assert_error_shape(r, 400)["param"] == "expires_at"
 
 
-# -- 2: bad knowledge options on chat ------------------------------------------------------------------------
+# -- 2: bad knowledge options on chat (and on the Responses API: the 1,000-case fuzz run found its 500) -------
 
-@pytest.mark.parametrize("knowledge", [{"foo": 1}, {"top_k": 0}, {"top_k": 21}, {"collections": "company"},
-                                       {"collections": [""]}, "everything", [1]])
+BAD_KNOWLEDGE = [{"foo": 1}, {"top_k": 0}, {"top_k": 21}, {"collections": "company"}, {"collections": [""]},
+                 "everything", [1], [{"": "x"}]]
+
+
+@pytest.mark.parametrize("knowledge", BAD_KNOWLEDGE)
 def test_bad_knowledge_options_are_400(client: TestClient, knowledge: Any) -> None:
     r = client.post("/v1/chat/completions", json={"model": "fake-model", "messages": MSG, "knowledge": knowledge})
+    assert assert_error_shape(r, 400)["param"] == "knowledge"
+
+
+@pytest.mark.parametrize("knowledge", BAD_KNOWLEDGE)
+def test_bad_knowledge_options_on_responses_are_400(client: TestClient, knowledge: Any) -> None:
+    r = client.post("/v1/responses", json={"model": "fake-model", "input": "hello", "knowledge": knowledge})
     assert assert_error_shape(r, 400)["param"] == "knowledge"
 
 
@@ -78,6 +88,9 @@ def test_good_knowledge_options_still_answer(client: TestClient) -> None:
                                                   "knowledge": {"top_k": 3}})
     assert r.status_code == 200, r.text
     assert r.json()["choices"][0]["message"]["content"] == "The documents do not cover this."
+    r = client.post("/v1/responses", json={"model": "fake-model", "input": "hello", "knowledge": {"top_k": 3}})
+    assert r.status_code == 200, r.text
+    assert "The documents do not cover this." in json.dumps(r.json()["output"])
 
 
 # -- 5: authentication before the body -----------------------------------------------------------------------

@@ -71,6 +71,8 @@ def mutated(media_type: str, *mutations: tuple[str, str, tuple[str, ...]]) -> An
     (mutated("multipart/form-data", ("body", "key_points", ("type",))), False),  # "1" and 1 are one form text
     (mutated("application/json", ("query", None, ("additionalProperties",))), False),  # undeclared: ignored
     (mutated("multipart/form-data", ("query", None, ("additionalProperties",)), ("body", "file", ("type",))), False),
+    (mutated("multipart/form-data", ("body", "file", ("format",)), ("body", "key_points", ("type",))), False),
+    (mutated("application/json", ("body", "start", ("format",))), True),  # a JSON date-time is checked
     (mutated("application/json", ("query", None, ("additionalProperties",)), ("body", "text", ("type",))), True),
 ])
 def test_which_schema_violations_are_still_violations_as_sent(case: Any, violates: bool) -> None:

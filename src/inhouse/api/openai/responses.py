@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from inhouse.api.bounds import PositiveCount
-from inhouse.api.schemas import HARD_MAX_MESSAGES, MAX_TOOLS
+from inhouse.api.schemas import HARD_MAX_MESSAGES, MAX_TOOLS, KnowledgeOptions
 from inhouse.engine.params import MAX_LOGPROBS
 from inhouse.errors import InvalidRequest
 
@@ -63,7 +63,7 @@ class ResponseRequest(BaseModel):
     background: bool | None = None
     conversation: Any = None
     # Our extensions, as on chat completions.
-    knowledge: dict[str, Any] | None = None
+    knowledge: KnowledgeOptions | None = None  # validated here, as on chat completions (never a 500 later)
     inhouse: dict[str, Any] | None = None
 
 
@@ -144,7 +144,7 @@ def build_turn(body: ResponseRequest, previous: StoredResponse | None) -> Turn:
                          ("inhouse", "inhouse")):
         value = getattr(body, ours)
         if value is not None:
-            chat[theirs] = value
+            chat[theirs] = value.model_dump(exclude_none=True) if isinstance(value, BaseModel) else value
     if body.top_logprobs is not None or LOGPROBS_INCLUDE in (body.include or ()):
         chat["logprobs"] = True
         chat["top_logprobs"] = body.top_logprobs or 0
