@@ -103,6 +103,7 @@ def test_media_types_are_the_real_ones(doc: dict[str, Any]) -> None:
     assert ok("get", "/v1/apps/schedule/export.ics") == {"text/calendar"}
     assert ok("post", "/v1/chat/completions") == {"application/json", "text/event-stream"}
     assert ok("post", "/v1/completions") == {"application/json", "text/event-stream"}
+    assert ok("post", "/v1/responses") == {"application/json", "text/event-stream"}  # found by the long fuzz run
     assert ok("post", "/v1/apps/minutes") == {"application/json", "text/markdown", "text/calendar"}
     assert ok("post", "/v1/apps/outline") == {"application/json", "text/markdown"}
     assert ok("get", "/widget.js") == {"text/javascript"}

@@ -88,8 +88,8 @@ def add_openai_routes(router: APIRouter, services: Services, metrics: Metrics) -
         call = GenerationCall("completion", body.model_dump(exclude_unset=True), actor, stream=body.stream)
         return await _respond(call, request, body.stream_options)
 
-    @router.post("/v1/responses", responses={200: {"model": ResponseObject, "description": "A response object, or "
-                                                  "its typed server-sent events when 'stream' is true."}})
+    @router.post("/v1/responses", responses={200: {"model": ResponseObject, **STREAM, "description": "A response "
+                                                  "object, or its typed server-sent events when 'stream' is true."}})
     async def create_response(body: ResponseRequest, request: Request,
                               actor: Actor = Depends(require("responses:create"))) -> Response:
         previous = None
