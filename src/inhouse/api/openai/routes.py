@@ -47,6 +47,10 @@ if TYPE_CHECKING:
 
 # With "stream": true the answer is server-sent events: JSON chunks, then `data: [DONE]`.
 STREAM = {"content": {"text/event-stream": {"schema": {"type": "string"}}}}
+# The Responses API's events are typed: each has an `event:` line naming its type beside its `data:` (JSON).
+TYPED_STREAM = {"content": {"text/event-stream": {"schema": {
+    "type": "object", "required": ["event", "data"],
+    "properties": {"event": {"type": "string"}, "data": {"type": "string"}}}}}}
 
 
 def add_openai_routes(router: APIRouter, services: Services, metrics: Metrics) -> None:
@@ -88,7 +92,7 @@ def add_openai_routes(router: APIRouter, services: Services, metrics: Metrics) -
         call = GenerationCall("completion", body.model_dump(exclude_unset=True), actor, stream=body.stream)
         return await _respond(call, request, body.stream_options)
 
-    @router.post("/v1/responses", responses={200: {"model": ResponseObject, **STREAM, "description": "A response "
+    @router.post("/v1/responses", responses={200: {"model": ResponseObject, **TYPED_STREAM, "description": "A response "
                                                   "object, or its typed server-sent events when 'stream' is true."}})
     async def create_response(body: ResponseRequest, request: Request,
                               actor: Actor = Depends(require("responses:create"))) -> Response:
