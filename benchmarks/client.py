@@ -64,8 +64,11 @@ class StreamResult:
         t = self.chunk_times_s
         if len(t) < 2 or t[-1] <= t[0]:
             return None
-        # Chunks, not usage: the span covers exactly the chunks that arrived within it.
-        return (len(t) - 1) / (t[-1] - t[0])
+        # The span runs from the first chunk (the first token alone: every server here sends it at once) to the
+        # last; the tokens after the first are usage's count minus one when the server reports usage (a chunk may
+        # carry several tokens: inhouse merges what arrived together), the chunks after the first otherwise.
+        n = self.n_tokens if self.tokens_source == "usage" else len(t)
+        return (n - 1) / (t[-1] - t[0])
 
     def summary(self) -> dict[str, Any]:
         return {

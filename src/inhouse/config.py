@@ -73,7 +73,9 @@ class EngineSettings(BaseModel):
     n_threads: int = Field(0, ge=0, description="Threads for decoding; 0 means the number of physical cores.")
     n_threads_batch: int = Field(0, ge=0, description="Threads for prompt processing; 0 means physical cores.")
     n_ubatch: int = Field(512, ge=8, description="llama.cpp micro-batch size in tokens.")
-    flash_attn: bool = Field(False, description="Use flash attention in llama.cpp.")
+    flash_attn: bool = Field(
+        True, description="Use flash attention in llama.cpp. Its CPU kernel skips the KV cells of other sequences "
+        "(the prefix cache's idle entries) that plain attention reads on every decode step.")
     kv_type: str = Field("f16", pattern="^(f16|q8_0)$", description="KV-cache element type: f16 or q8_0.")
     max_tokens_cap: int = Field(4096, ge=1, description="Largest `max_tokens` a request may ask for.")
     default_max_tokens: int = Field(
@@ -283,6 +285,11 @@ class ClusterSettings(BaseModel):
     call_timeout_s: float = Field(
         300.0, gt=0, description="Longest wait for a model replica to answer a short call (tokenize, describe), a "
         "cold start from zero replicas included.")
+    stream_interval_s: float = Field(
+        0.1, ge=0, le=1.0, description="A model replica sends a stream's tokens to the ingress at most this often: "
+        "the tokens produced in between cross Ray as one message (the first token and the end at once; ten updates "
+        "a second read as smoothly as one per token). Each message costs the replica, the ingress and Serve's proxy "
+        "CPU next to the engine's threads; 0 sends every token on its own.")
     ingress_replicas: int = Field(
         1, ge=1, le=64, description="Ingress replicas (the HTTP app: auth, quotas, retrieval, audit) on the machines "
         "offering the inhouse_ingress resource (the head). More than 1 needs store.url (PostgreSQL): their "

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
 from typing import Any
 
-from inhouse.cluster.wire import ErrorRecord, ReplicaInfo, error_record
+from inhouse.cluster.wire import ErrorRecord, ReplicaInfo, coalesce, error_record
 from inhouse.config import Settings
 from inhouse.engine.params import Delta, GenerationRequest
 from inhouse.engine.protocol import EngineClient, EngineStats
@@ -76,6 +76,7 @@ class ModelServer:
         else:
             raise InvalidRequest(f"Unknown engine {engine!r}: llama or fake.")
         self._get_engine, self._loaded = get_engine, loaded
+        self._interval_s = settings.cluster.stream_interval_s
         self.info = ReplicaInfo(model=model, replica=serve.get_replica_context().replica_id.unique_id,
                                 node_id=ray.get_runtime_context().get_node_id(), pid=os.getpid(),
                                 n_ctx=get_engine().n_ctx,
@@ -112,7 +113,7 @@ class ModelServer:
             yield first
             if first.finish_reason is not None:
                 return
-            async for delta in deltas:
+            async for delta in coalesce(deltas, self._interval_s):
                 yield delta
         finally:
             await deltas.aclose()  # type: ignore[attr-defined]

@@ -56,7 +56,8 @@ def registry(tmp_path: Path) -> ModelRegistry:
 
 def tuner(registry: ModelRegistry, tmp_path: Path, machine: Any, clock: Any = None) -> Tuner:
     kw = {"clock": clock} if clock else {}
-    return Tuner(registry, ProfileStore(tmp_path / "profiles", lambda: CPU.signature), EngineSettings(),
+    # Defaults without flash attention, which the synthetic machine rewards: the tuner must find it.
+    return Tuner(registry, ProfileStore(tmp_path / "profiles", lambda: CPU.signature), EngineSettings(flash_attn=False),
                  measure=machine, quantize=fake_quantize, **kw)
 
 
@@ -133,7 +134,8 @@ class TradeOffMachine(SyntheticMachine):
 
 def test_aggregate_is_never_bought_with_prefill(registry: ModelRegistry, tmp_path: Path) -> None:
     t = Tuner(registry, ProfileStore(tmp_path / "profiles", lambda: CPU.signature),
-              EngineSettings(weight_buffers="repack"), measure=TradeOffMachine(), quantize=fake_quantize)
+              EngineSettings(weight_buffers="repack", flash_attn=False), measure=TradeOffMachine(),
+              quantize=fake_quantize)
     result = t.tune("tiny", CPU, BW, TuneOptions(formats=(), weight_paths=("repack", "plain")))
     assert result.chosen.engine["flash_attn"] is False
     refused = [tr for tr in result.trials if tr.refused.startswith("prefill")]
@@ -144,7 +146,8 @@ def test_aggregate_is_never_bought_with_prefill(registry: ModelRegistry, tmp_pat
 
 def test_weight_paths_are_swept_and_the_reason_is_recorded(registry: ModelRegistry, tmp_path: Path) -> None:
     t = Tuner(registry, ProfileStore(tmp_path / "profiles", lambda: CPU.signature),
-              EngineSettings(weight_buffers="repack"), measure=TradeOffMachine(), quantize=fake_quantize)
+              EngineSettings(weight_buffers="repack", flash_attn=False), measure=TradeOffMachine(),
+              quantize=fake_quantize)
     result = t.save(t.tune("tiny", CPU, BW, TuneOptions(formats=(), weight_paths=("repack", "plain"))))
     assert result.trials[1].axis == "weight buffers"  # first after the default
     assert result.chosen.engine["weight_buffers"] == "plain"
