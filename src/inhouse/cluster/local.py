@@ -4,7 +4,8 @@ model cache), one CPU as far as Ray counts, a small object store and no dashboar
 
 Ray processes are stopped by PID at the end: those below this process that were not there before ``start``. Ray's
 files (session logs, sockets, spilled objects) go to a temporary directory of this cluster's own,
-``<tmp>/inhouse-ray-<uid>-<random>`` (not Ray's shared ``/tmp/ray``), removed once its processes are stopped.
+``<tmp>/inhouse-ray-<uid>-<random>`` (not the default one every Ray on the machine shares), removed once its
+processes are stopped.
 """
 
 from __future__ import annotations
