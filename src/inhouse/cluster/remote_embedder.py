@@ -4,8 +4,8 @@
 * ``embed_passages`` (ingestion) and ``embed_query`` (every search, the embeddings API) are short calls to one of
   the deployment's replicas (the least loaded), made from the worker threads the routes already run them in.
 * ``name``, ``dim``, ``count_tokens`` and ``text_of_tokens`` stay local: they are the tokenizer's and the model
-  file's header, which the ingress reads without loading the model (``local`` is the embedder ``inhouse serve``
-  would build, used only for these, so its weights are never loaded here). ``count_tokens`` runs once per input
+  file's header, which the ingress reads without loading the model (``local``: ``bootstrap.build_embedder_tokens``,
+  used only for these, so its weights are never loaded here). ``count_tokens`` runs once per input
   of every embeddings request: a round trip each would cost more than the tokenizer does.
 * ``prepare`` (before an ingestion's first batch) waits for a replica (a cold start when there is none) and
   checks that it runs the model the index's vectors come from.

