@@ -38,6 +38,7 @@ from inhouse.errors import ContextLengthExceeded, InvalidRequest, Overloaded
 
 _LCP_BLOCK = 256
 SHARE_MIN_TOKENS = 32  # a prefix still being prefilled by another request that is worth waiting for
+KEEP_IDLE_TAIL = 32  # most tokens of an idle prefix-cache entry that a request may cut off by reusing it in place
 
 
 @dataclass(frozen=True)
@@ -414,6 +415,40 @@ class Scheduler:
                 return True
         return False
 
+    def _placement(self, req: _Request, lcp: int, src: int, b: _Build, *, in_place: bool
+                   ) -> tuple[int, list[int]] | None:
+        """The slot for ``req`` and the idle entries to evict for its room, or None when it does not fit now.
+        ``in_place``: reuse the idle entry ``src`` itself (cut back to ``lcp``); otherwise a free slot or the least
+        recently used other idle entry, with ``lcp`` tokens copied from ``src`` when ``lcp`` > 0."""
+        cfg = self._cfg
+        cells = self._kv_cells() + b.planned_tokens
+        if in_place:
+            target = src
+            cells -= len(self._idle[src].tokens) - lcp
+        else:
+            empty = [s for s in range(cfg.n_slots) if self._slot_owner[s] is None and s not in self._idle]
+            others = [s for s in self._idle if not (lcp > 0 and s == src)]
+            if empty:
+                target = empty[0]
+            elif others:
+                target = min(others, key=lambda s: (self._idle[s].last_used, s))
+                cells -= len(self._idle[target].tokens)
+            else:
+                return None
+            cells += lcp
+        # Admission never preempts, and waits until the whole rest of the prompt plus the first sampled
+        # token fit: admitting into the last few cells would only get the request preempted again at once.
+        # Dropping prefix-cache entries to make that room is cheap; a copy's source stays for the copy.
+        need = len(req.tokens) - lcp + 1
+        keep = {target, src} if lcp > 0 else {target}
+        evict: list[int] = []
+        for s in sorted((s for s in self._idle if s not in keep), key=lambda s: (self._idle[s].last_used, s)):
+            if cfg.n_ctx - cells >= need:
+                break
+            evict.append(s)
+            cells -= len(self._idle[s].tokens)
+        return (target, evict) if cfg.n_ctx - cells >= need else None
+
     def _try_admit(self, req: _Request, b: _Build) -> bool:
         cfg = self._cfg
         if len(self._running) >= cfg.max_running:
@@ -431,40 +466,26 @@ class Scheduler:
             for r in self._running.values():
                 best = max(best, (_lcp(r.tokens, req.tokens, min(cap, r.n_computed)), 0, 0, -r.slot))
         lcp, from_idle, src = best[0], best[1] == 1, -best[3]
-        cells = self._kv_cells() + b.planned_tokens
-        if lcp > 0 and from_idle:
-            target = src
-            cells -= len(self._idle[target].tokens) - lcp
-        else:
-            empty = [s for s in range(cfg.n_slots) if self._slot_owner[s] is None and s not in self._idle]
-            if empty:
-                target = empty[0]
-            elif self._idle:
-                target = min(self._idle, key=lambda s: (self._idle[s].last_used, s))
-                cells -= len(self._idle[target].tokens)
-            else:
-                return False
-            cells += lcp
-        remaining = len(req.tokens) - lcp
-        desired = min(desired, remaining)
-        # Admission never preempts, and waits until the whole rest of the prompt plus the first sampled
-        # token fit: admitting into the last few cells would only get the request preempted again at once.
-        # Dropping prefix-cache entries to make that room is cheap.
-        need = remaining + 1
-        evict: list[int] = []
-        for s in sorted((s for s in self._idle if s != target), key=lambda s: (self._idle[s].last_used, s)):
-            if cfg.n_ctx - cells >= need:
-                break
-            evict.append(s)
-            cells -= len(self._idle[s].tokens)
-        if cfg.n_ctx - cells < need:
+        src_idle = src if from_idle and lcp > 0 else None
+        # An idle entry is cut back in place only when little of it is lost (the same conversation's next turn);
+        # a request that shares just a template header or a system prompt with it copies that prefix into another
+        # slot instead, so that entry (another conversation) stays cached, unless the copy does not fit.
+        placement = None
+        if src_idle is not None and len(self._idle[src_idle].tokens) - lcp > KEEP_IDLE_TAIL:
+            placement = self._placement(req, lcp, src, b, in_place=False)
+        if placement is None:
+            placement = self._placement(req, lcp, src, b, in_place=src_idle is not None)
+        if placement is None:
             return False
+        target, evict = placement
+        in_place = target == src_idle
+        desired = min(desired, len(req.tokens) - lcp)
         n = desired
         # Commit.
         for s in evict:
             del self._idle[s]
             self._clear_slot(s, b)
-        if lcp > 0 and from_idle:
+        if in_place:
             del self._idle[target]
             b.rm_ops.append(KvOp("rm", target, p0=lcp))
         else:

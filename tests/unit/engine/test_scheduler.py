@@ -283,6 +283,40 @@ def test_follow_up_turn_reuses_the_whole_conversation() -> None:
     assert item.pos0 == 33 and item.tokens == (7, 1, 2)  # only the last reply token and the new turn
 
 
+def test_a_shared_header_does_not_wipe_another_conversation() -> None:
+    """Two conversations that share only the chat template's first tokens both stay cached: the second copies the
+    header into a free slot instead of cutting the first one's entry back to it (which made every returning turn
+    of a replica's other conversations a miss)."""
+    h = Harness(config())
+    header = [5] * 7
+    one, two = [*header, *range(100, 160)], [*header, *range(200, 260)]
+    h.add("a", one, max_new=2)
+    h.drain()
+    slot_a = h.plans[0].items[0].slot
+    h.add("b", two, max_new=2)
+    plan = h.step()
+    (item,) = plan.items
+    assert item.slot != slot_a and item.pos0 == 7
+    assert KvOp("cp", item.slot, p1=7, src=slot_a) in plan.kv_ops
+    assert not [op for op in plan.kv_ops if op.slot == slot_a]  # the first conversation's entry is untouched
+    h.drain()
+    h.add("a2", [*h.tokens["a"], 1, 2])
+    plan = h.step()
+    assert plan.items[0].slot == slot_a and plan.items[0].pos0 == len(one) + 1
+
+
+def test_a_shared_header_reuses_the_entry_in_place_when_a_copy_does_not_fit() -> None:
+    h = Harness(config(n_ctx=160, n_slots=2, max_running=1))
+    header = [5] * 7
+    h.add("a", [*header, *range(100, 180)], max_new=2)
+    h.drain()
+    slot_a = h.plans[0].items[0].slot
+    h.add("b", [*header, *range(200, 270)], max_new=2)  # 87 + 7 copied cells next to a's 88 would exceed 160
+    plan = h.step()
+    assert plan.items[0].slot == slot_a and plan.items[0].pos0 == 7
+    assert KvOp("rm", slot_a, p0=7) in plan.kv_ops
+
+
 def test_prefix_cache_copies_from_a_running_slot() -> None:
     h = Harness(config())
     system = list(range(200, 212))
