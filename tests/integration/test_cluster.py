@@ -141,6 +141,28 @@ def test_knowledge_is_embedded_by_the_embedder_replica(cluster: dict[str, Any]) 
     assert after[replica]["queries"] - before.get(replica, {}).get("queries", 0) == 1
 
 
+def test_a_lost_embedder_replica_is_replaced_and_never_a_500(cluster: dict[str, Any]) -> None:
+    """Searches right after the replica's process is killed: each answered, or refused with the 503 of the error
+    hierarchy (how often depends on when Serve notices; here it usually routes the first one to the replacement),
+    until the replacement Serve starts serves them."""
+    view = read_status(timeout_s=30).embedder
+    assert view is not None and len(view.per_replica) == 1
+    victim = view.per_replica[0]
+    os.kill(victim["pid"], signal.SIGKILL)
+    url, headers = cluster["url"], cluster["headers"]
+    statuses: list[int] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and statuses[-1:] != [200]:
+        r = httpx.post(url + "/v1/search", headers=headers, json={"query": "annual leave days"}, timeout=120)
+        statuses.append(r.status_code)
+        if r.status_code != 200:
+            assert r.status_code == 503 and r.json()["error"]["code"] == "unavailable", r.text
+            time.sleep(0.5)
+    assert statuses[-1:] == [200], statuses
+    (now,) = read_status(timeout_s=30).embedder.per_replica  # type: ignore[union-attr]
+    assert now["replica"] != victim["replica"] and now["queries"] >= 1  # the replacement served it
+
+
 async def _stream(cluster: dict[str, Any], model: str, messages: list[dict[str, str]], max_tokens: int
                   ) -> list[str]:
     async with httpx.AsyncClient(timeout=120) as client, client.stream(

@@ -115,7 +115,7 @@ def build_application(settings: Settings, models: Sequence[ModelDeployment], *, 
 
     def per_machine(name: str, cls: type, *, capacity: int, autoscaling: dict[str, Any], policy: str) -> Any:
         # At most one replica per machine (a sliver of inhouse_node); its threads are its own (num_cpus=0). The
-        # router also sends a call carrying replica_id= (stats of one replica) to that replica only.
+        # router also sends a call carrying replica_id= (stats of one replica) to that replica (cluster/router.py).
         return serve.deployment(
             name=name,
             max_ongoing_requests=capacity,

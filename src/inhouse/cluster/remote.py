@@ -199,17 +199,21 @@ def replica_ids(app_name: str, deployment: str) -> list[str]:
 
 def replica_stats(handle: DeploymentHandle, app_name: str, deployment: str, *, timeout_s: float
                   ) -> list[dict[str, Any]]:
-    """``ModelServer.stats`` of every replica that answers within ``timeout_s`` (the router sends a call carrying
-    ``replica_id`` to that replica only)."""
-    pending = [handle.stats.remote(replica_id=r) for r in replica_ids(app_name, deployment)]
+    """``stats`` (``ModelServer``, ``EmbedderServer``) of every replica that answers within ``timeout_s``. The
+    router sends a call carrying ``replica_id`` to that replica, or, while it is not running (starting, or dead but
+    still named), to another one, whose answer is dropped here: it names another replica."""
+    pending = [(r, handle.stats.remote(replica_id=r)) for r in replica_ids(app_name, deployment)]
     out: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout_s
-    for response in pending:
+    for replica, response in pending:
         try:
-            out.append(response.result(timeout_s=max(0.1, deadline - time.monotonic())))
+            answer = response.result(timeout_s=max(0.1, deadline - time.monotonic()))
         except Exception as exc:  # starting, stopping or dead: not counted this time
             log.debug("a replica of %s did not answer: %s", deployment, exc)
             response.cancel()
+            continue
+        if answer.get("replica") == replica:
+            out.append(answer)
     return out
 
 
