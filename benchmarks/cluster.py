@@ -10,6 +10,10 @@ Serve's HTTP proxy, SmolLM2 replicas. Run it under the heavy lock; each ``--part
   in some replica's prefix cache) with prefix-affinity routing ÷ random routing, interleaved on two deployments of
   the same model with two replicas each (target ≤ 0.3); then the cold start: time to first token of a request that
   finds its model at zero replicas.
+* ``embed``: where e5 runs. The same app deployed with ``cluster.embedder = "ingress"`` (e5 in the ingress
+  process), then ``"deployment"`` (the Embedder replica, one hop away), then ``"ingress"`` again to bracket the
+  machine's drift: ``--repeats`` query embeddings through ``/v1/embeddings`` (median latency) and one upload of a
+  document of ``--chunks`` paragraphs (its chunks per second), each after a warm-up; ratios deployment ÷ ingress.
 
 Results go to ``benchmarks/results/cluster-<part>-<time>.json``; docs/performance.md quotes them.
 """
@@ -60,17 +64,23 @@ def _prepare(base: Path, aliases: list[str]) -> tuple[list[Path], str]:
     return dirs, key
 
 
-def _start(base: Path, deployments: list[Any], aliases: list[str]) -> tuple[Any, ChatTarget]:
+def _settings(data_dir: Path, port: int, **sections: dict[str, Any]) -> Any:
+    from inhouse.config import Settings
+
+    defaults: dict[str, dict[str, Any]] = {"kb": {"embedder": "fake"}, "cluster": {"downscale_delay_s": 2.0}}
+    return Settings(data_dir=data_dir, server={"port": port}, **{**defaults, **sections})
+
+
+def _start(base: Path, deployments: list[Any], aliases: list[str], **sections: dict[str, Any]
+           ) -> tuple[Any, ChatTarget]:
     from inhouse.cluster.app import deploy
     from inhouse.cluster.local import LocalCluster, free_port
-    from inhouse.config import Settings
 
     dirs, key = _prepare(base, aliases)
     port = free_port()
     local = LocalCluster(dirs).start()
     try:
-        deploy(Settings(data_dir=dirs[0], kb={"embedder": "fake"}, server={"port": port},
-                        cluster={"downscale_delay_s": 2.0}), deployments)
+        deploy(_settings(dirs[0], port, **sections), deployments)
     except BaseException:
         local.stop()
         raise
@@ -188,10 +198,67 @@ def part_routing(base: Path, conversations: int, turns: int, cold_repeats: int) 
             "cold_start_ttft_s": cold, "cold_start_median_s": statistics.median(cold) if cold else None}
 
 
+def _embed_phase(target: ChatTarget, repeats: int, chunks: int, tag: str) -> tuple[list[float], float]:
+    """Query embedding latencies and one upload's chunks per second, after a warm-up of each."""
+    import httpx
+
+    with httpx.Client(base_url=target.base_url, headers=target.headers(), timeout=600) as client:
+        def query(i: int) -> float:
+            t0 = time.perf_counter()
+            r = client.post("/v1/embeddings", json={"model": "multilingual-e5-small:query",
+                                                    "input": f"How many days of annual leave do I get ({i})?"})
+            assert r.status_code == 200, r.text
+            return time.perf_counter() - t0
+
+        def upload(n: int, name: str) -> tuple[int, float]:
+            col = client.post("/v1/collections", json={"name": f"{tag}-{name}"}).json()["id"]
+            doc = "\n\n".join(f"# Section {i} ({tag})\n\n" + f"Policy paragraph {i} of the {name} handbook. " * 30
+                               for i in range(n))
+            t0 = time.perf_counter()
+            r = client.post(f"/v1/collections/{col}/documents", files={"file": (f"{name}.md", doc.encode())})
+            assert r.status_code == 201, r.text
+            return int(r.json()["chunk_count"]), time.perf_counter() - t0
+
+        query(-1)
+        upload(2, "warm")
+        latencies = [query(i) for i in range(repeats)]
+        n, seconds = upload(chunks, "big")
+    return latencies, n / seconds
+
+
+def part_embed(base: Path, repeats: int, chunks: int) -> dict[str, Any]:
+    from inhouse.cluster.app import ModelDeployment, deploy
+
+    one = {"min_replicas": 1, "max_replicas": 1, "initial_replicas": 1}
+    models = [ModelDeployment(MODEL, engine="fake", autoscaling=one)]
+    phases = [("ingress_before", "ingress"), ("deployment", "deployment"), ("ingress_after", "ingress")]
+    local, target = _start(base / "ray", models, [], kb={"embedder": "e5"}, cluster={"embedder": "ingress"})
+    latency: dict[str, list[float]] = {}
+    rate: dict[str, float] = {}
+    load: dict[str, float] = {}
+    try:
+        port = int(target.base_url.rsplit(":", 1)[1])
+        for label, mode in phases:
+            deploy(_settings(base / "ray" / "head", port, kb={"embedder": "e5"}, cluster={"embedder": mode}),
+                   models)
+            latency[label], rate[label] = _embed_phase(target, repeats, chunks, label)
+            load[label] = os.getloadavg()[0]
+    finally:
+        local.stop()
+    ingress_query = statistics.median(latency["ingress_before"] + latency["ingress_after"])
+    ingress_rate = statistics.mean([rate["ingress_before"], rate["ingress_after"]])
+    return {"query_latency_s": latency, "upload_chunks_per_s": rate,
+            "median_query_s": {"ingress": ingress_query, "deployment": statistics.median(latency["deployment"])},
+            "ratio_query_deployment_over_ingress": statistics.median(latency["deployment"]) / ingress_query,
+            "ratio_upload_rate_deployment_over_ingress": rate["deployment"] / ingress_rate,
+            "repeats": repeats, "chunks": chunks, "load_avg_1m_after_phase": load}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--part", choices=("decode", "routing"), required=True)
-    p.add_argument("--repeats", type=int, default=5, help="decode: streams per path")
+    p.add_argument("--part", choices=("decode", "routing", "embed"), required=True)
+    p.add_argument("--repeats", type=int, default=5, help="decode: streams per path; embed: queries per phase")
+    p.add_argument("--chunks", type=int, default=64, help="embed: paragraphs of the uploaded document")
     p.add_argument("--tokens", type=int, default=128, help="decode: tokens per stream")
     p.add_argument("--conversations", type=int, default=6, help="routing: conversations per policy")
     p.add_argument("--turns", type=int, default=3, help="routing: returning turns per conversation")
@@ -202,6 +269,8 @@ def main() -> None:
         t0 = time.perf_counter()
         if args.part == "decode":
             result = part_decode(Path(tmp), args.repeats, args.tokens)
+        elif args.part == "embed":
+            result = part_embed(Path(tmp), args.repeats, args.chunks)
         else:
             result = part_routing(Path(tmp), args.conversations, args.turns, args.cold)
     result.update({"part": args.part, "wall_s": time.perf_counter() - t0, "load_avg_1m_at_start": load,

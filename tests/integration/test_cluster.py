@@ -1,7 +1,7 @@
 """Cluster mode on two simulated machines in one process tree (``LocalCluster``): the whole API through Ray Serve,
 fake-engine replicas on both machines plus one real SmolLM2 replica, prefix-affinity routing, spill-over, scale to
-zero and back, idle release inside a kept replica, the summed metrics, and a replica killed mid-stream. About a
-minute on a quiet 2-core box."""
+zero and back, idle release inside a kept replica, the summed metrics, knowledge embedded by the Embedder
+deployment, and a replica killed mid-stream. About a minute on a quiet 2-core box."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import pytest
 from inhouse.cluster.app import APP_NAME, ModelDeployment, deploy, deployment_name
 from inhouse.cluster.local import LocalCluster, free_port
 from inhouse.cluster.remote import replica_ids, replica_stats
+from inhouse.cluster.status import read_status
 from inhouse.testing.services import build_fake_services, fake_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster, pytest.mark.timeout(600)]
@@ -115,6 +116,51 @@ def test_metrics_at_the_ingress_sum_the_replicas(cluster: dict[str, Any]) -> Non
             break
         time.sleep(0.5)
     assert seen == expected > 0, (seen, expected)
+
+
+def test_knowledge_is_embedded_by_the_embedder_replica(cluster: dict[str, Any]) -> None:
+    def embedder() -> dict[str, dict[str, Any]]:
+        view = read_status(timeout_s=30).embedder  # what `inhouse cluster status` shows
+        assert view is not None, "no Embedder deployment"
+        return {r["replica"]: r for r in view.per_replica}
+
+    before = embedder()
+    assert len(before) == 1 and next(iter(before.values()))["name"] == "fake-trigram"  # the ingress's kb.embedder
+    url, headers = cluster["url"], cluster["headers"]
+    col = httpx.post(url + "/v1/collections", headers=headers, json={"name": "handbook"}, timeout=60)
+    assert col.status_code == 201, col.text
+    doc = b"# Leave\n\nEmployees get 18 days of annual leave.\n\n# Expenses\n\nFile expenses monthly.\n"
+    up = httpx.post(f"{url}/v1/collections/{col.json()['id']}/documents", headers=headers, timeout=120,
+                    files={"file": ("handbook.md", doc, "text/markdown")})
+    assert up.status_code == 201, up.text
+    hits = httpx.post(url + "/v1/search", headers=headers, json={"query": "annual leave days"}, timeout=60)
+    assert hits.status_code == 200 and "18 days" in hits.json()["data"][0]["text"], hits.text
+    after = embedder()
+    (replica,) = after
+    assert after[replica]["passages"] - before.get(replica, {}).get("passages", 0) == up.json()["chunk_count"]
+    assert after[replica]["queries"] - before.get(replica, {}).get("queries", 0) == 1
+
+
+def test_a_lost_embedder_replica_is_replaced_and_never_a_500(cluster: dict[str, Any]) -> None:
+    """Searches right after the replica's process is killed: each answered, or refused with the 503 of the error
+    hierarchy (how often depends on when Serve notices; here it usually routes the first one to the replacement),
+    until the replacement Serve starts serves them."""
+    view = read_status(timeout_s=30).embedder
+    assert view is not None and len(view.per_replica) == 1
+    victim = view.per_replica[0]
+    os.kill(victim["pid"], signal.SIGKILL)
+    url, headers = cluster["url"], cluster["headers"]
+    statuses: list[int] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and statuses[-1:] != [200]:
+        r = httpx.post(url + "/v1/search", headers=headers, json={"query": "annual leave days"}, timeout=120)
+        statuses.append(r.status_code)
+        if r.status_code != 200:
+            assert r.status_code == 503 and r.json()["error"]["code"] == "unavailable", r.text
+            time.sleep(0.5)
+    assert statuses[-1:] == [200], statuses
+    (now,) = read_status(timeout_s=30).embedder.per_replica  # type: ignore[union-attr]
+    assert now["replica"] != victim["replica"] and now["queries"] >= 1  # the replacement served it
 
 
 async def _stream(cluster: dict[str, Any], model: str, messages: list[dict[str, str]], max_tokens: int

@@ -1,11 +1,14 @@
 """Several ingress replicas over one PostgreSQL store (``cluster.ingress_replicas = 2``): requests reach both
 replicas, concurrent requests through both write one audit chain that ``inhouse audit verify`` accepts, and a key's
-requests/minute limit holds across both (the windows are shared in PostgreSQL). One simulated machine
-(``LocalCluster``) with a fake-engine model replica: about half a minute on a quiet 2-core box."""
+requests/minute limit holds across both (the windows are shared in PostgreSQL), and /metrics, whichever replica
+answers it, counts the requests of both. One simulated machine (``LocalCluster``) with a fake-engine model replica:
+about half a minute on a quiet 2-core box."""
 
 from __future__ import annotations
 
 import asyncio
+import re
+import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -48,7 +51,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, postgres_server: LocalPost
                                           engine_overrides={"max_running": 8},
                                           autoscaling={"min_replicas": 1, "max_replicas": 1})])
         yield {"url": f"http://127.0.0.1:{port}", "admin": admin, "limited": limited, "settings": settings,
-               "data_dir": head, "store_url": url}
+               "data_dir": head, "store_url": url, "answered": Counter()}
     finally:
         local.stop()
         postgres_server.drop_database(url)
@@ -61,7 +64,9 @@ async def _burst(cluster: dict[str, Any], key: str, n: int, tag: str) -> list[ht
         return await client.post("/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"})
 
     async with httpx.AsyncClient(base_url=cluster["url"], timeout=120) as client:
-        return list(await asyncio.gather(*[one(i) for i in range(n)]))
+        responses = list(await asyncio.gather(*[one(i) for i in range(n)]))
+    cluster["answered"].update(r.status_code for r in responses)  # every chat request of the module, by status
+    return responses
 
 
 def started_by_node(cluster: dict[str, Any], key_id: str | None = None) -> Counter[str]:
@@ -100,6 +105,38 @@ def test_a_keys_rpm_limit_holds_across_both_replicas(cluster: dict[str, Any]) ->
     code, out = _cli("audit", "verify", "--data-dir", str(cluster["data_dir"]),
                      env={"INHOUSE_STORE__URL": cluster["store_url"]})
     assert code == 0, out
+
+
+def test_metrics_count_the_requests_of_both_replicas(cluster: dict[str, Any]) -> None:
+    before = started_by_node(cluster)
+    for round_ in range(5):  # requests until both replicas took some of this test's
+        responses = asyncio.run(_burst(cluster, cluster["admin"], 12, f"metrics {round_}"))
+        assert {r.status_code for r in responses} == {200}
+        taken = started_by_node(cluster) - before
+        if len(taken) == 2:
+            break
+    assert len(taken) == 2, taken
+    expected = cluster["answered"]  # this module's chat requests so far: more than either replica served
+
+    async def scrapes() -> list[str]:  # concurrent, so Serve's proxy spreads them over the replicas
+        async with httpx.AsyncClient(base_url=cluster["url"], timeout=60,
+                                     headers={"Authorization": f"Bearer {cluster['admin']}"}) as client:
+            return [r.text for r in await asyncio.gather(*[client.get("/metrics") for _ in range(6)])]
+
+    def counted(text: str, status: int) -> float:
+        found = re.search(rf'^inhouse_requests_total\{{route="/v1/chat/completions",status="{status}"\}} (\S+)$',
+                          text, re.M)
+        return float(found[1]) if found else 0.0
+
+    deadline, seen = time.monotonic() + 30, []
+    while time.monotonic() < deadline:  # the other replica's counts reach the board within a second or two
+        texts = asyncio.run(scrapes())
+        seen = [(counted(t, 200), counted(t, 429)) for t in texts]
+        if all(s == (expected[200], expected[429]) for s in seen):
+            break
+        time.sleep(0.5)
+    assert all(s == (expected[200], expected[429]) for s in seen), (seen, expected)
+    assert all(re.search(r"^inhouse_ingress_replicas_reporting 2\.0$", t, re.M) for t in texts)
 
 
 def _cli(*args: str, env: dict[str, str]) -> tuple[int, str]:

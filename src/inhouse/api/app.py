@@ -34,6 +34,7 @@ from inhouse.api.system_routes import add_system_routes
 from inhouse.web.routes import add_web_routes
 
 if TYPE_CHECKING:
+    from inhouse.api.metrics import SeriesExchange
     from inhouse.engine.protocol import EngineClient
     from inhouse.models.registry import ModelRegistry
     from inhouse.services import Services
@@ -44,14 +45,16 @@ def loaded_engines(registry: ModelRegistry) -> Iterator[EngineClient]:
     yield from (engine for _, engine in registry.loaded_engines())
 
 
-def build_app(services: Services) -> FastAPI:
+def build_app(services: Services, *, series_exchange: SeriesExchange | None = None) -> FastAPI:
+    """``series_exchange``: the HTTP metrics are summed with the app's other processes' (a cluster's ingress
+    replicas, ``cluster/metrics_board.py``); without it, /metrics counts this process's requests."""
     # FastAPI's own /docs and /openapi.json would declare no permission: /openapi.json is a route of ours
     # (api/system_routes.py, described by api/openapi.py) and there is no interactive page.
     app = FastAPI(title="inhouse", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.services = services
     # Every route authenticates and checks its permission before its body is read (api/auth.py).
     app.router.route_class = AuthFirstRoute
-    metrics = Metrics(lambda: list(loaded_engines(services.registry)))
+    metrics = Metrics(lambda: list(loaded_engines(services.registry)), exchange=series_exchange)
     install_error_handlers(app)
     add_system_routes(app.router, services, metrics)
     add_openai_routes(app.router, services, metrics)

@@ -3,6 +3,11 @@ apps in one process — tests — do not collide).
 
 Latencies are measured at the edge, where the client feels them; engine counters are read from
 ``EngineClient.stats()`` at scrape time by a custom collector, so the engine keeps no Prometheus objects.
+
+Several processes serving one app (a cluster's ingress replicas) each count their own HTTP series; with a
+``SeriesExchange`` (``cluster/metrics_board.py``) a scrape of any of them answers the HTTP series summed over all
+of them (``Family``: a metric family as plain data; ``merge_families`` sums them). The engine series are not
+exchanged: each process already reads them summed over the model's replicas.
 """
 
 from __future__ import annotations
@@ -10,7 +15,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -52,6 +58,87 @@ _ENGINE_COUNTERS = (
 )
 
 
+Sample = tuple[str, tuple[tuple[str, str], ...], float]  # sample name (with its suffix), sorted labels, value
+
+
+@dataclass(frozen=True)
+class Family:
+    """One metric family as plain data, to cross process boundaries (pickled as it is)."""
+
+    name: str  # without the counter's ``_total`` (prometheus_client's convention)
+    documentation: str
+    type: str  # counter, histogram, gauge
+    samples: tuple[Sample, ...]
+
+
+def families_of(collector: CollectorRegistry | Collector) -> list[Family]:
+    """What ``collector`` holds now, without the ``_created`` timestamps (a sum of creation times means nothing)."""
+    return [Family(m.name, m.documentation, m.type,
+                   tuple((s.name, tuple(sorted(s.labels.items())), float(s.value)) for s in m.samples
+                         if not s.name.endswith("_created")))
+            for m in collector.collect()]
+
+
+def metrics_of(families: Iterable[Family]) -> Iterator[Metric]:
+    for f in families:
+        metric = Metric(f.name, f.documentation, f.type)
+        for name, labels, value in f.samples:
+            metric.add_sample(name, dict(labels), value)
+        yield metric
+
+
+def merge_families(snapshots: Iterable[Iterable[Family]]) -> list[Family]:
+    """The sum, sample by sample (same family, sample name and labels), of several processes' families; families
+    and samples in the order first seen. Counters and histograms (buckets, ``_count``, ``_sum``) add up."""
+    heads: dict[str, Family] = {}
+    sums: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
+    for families in snapshots:
+        for f in families:
+            heads.setdefault(f.name, f)
+            values = sums.setdefault(f.name, {})
+            for name, labels, value in f.samples:
+                values[(name, labels)] = values.get((name, labels), 0.0) + value
+    return [Family(name, head.documentation, head.type,
+                   tuple((s, labels, v) for (s, labels), v in sums[name].items()))
+            for name, head in heads.items()]
+
+
+class SeriesExchange(Protocol):
+    """Where the processes serving one app pool their HTTP series (cluster mode: ``cluster/metrics_board.py``)."""
+
+    def attach(self, snapshot: Callable[[], list[Family]]) -> None:
+        """``snapshot`` returns this process's HTTP series now; the exchange publishes it as often as it likes."""
+        ...
+
+    def merged(self) -> list[Family]:
+        """This process's series (taken now) summed with the others'; raises when they cannot be had."""
+        ...
+
+
+class _HttpSeries(Collector):
+    """The HTTP series at scrape time: this process's, or their sum over the exchange's processes. When the
+    exchange fails, the scrape still answers (the engine series) without them, never with a partial sum: a
+    counter summed over fewer processes would go backwards."""
+
+    def __init__(self, own: CollectorRegistry, exchange: SeriesExchange | None) -> None:
+        self._own = own
+        self._exchange = exchange
+
+    def describe(self) -> list[Metric]:
+        return []  # registering must not call the exchange (its processes may not be up yet)
+
+    def collect(self) -> Iterator[Metric]:
+        if self._exchange is None:
+            yield from self._own.collect()
+            return
+        try:
+            families = self._exchange.merged()
+        except Exception:
+            log.exception("could not read the HTTP series of the other processes: left out of this scrape")
+            return
+        yield from metrics_of(families)
+
+
 class EngineStatsCollector(Collector):
     def __init__(self, engines: Callable[[], Iterable[EngineClient]]) -> None:
         self._engines = engines
@@ -89,11 +176,13 @@ class EngineStatsCollector(Collector):
 
 
 class Metrics:
-    """The app's metric objects. ``engines`` lists the loaded engines at scrape time."""
+    """The app's metric objects. ``engines`` lists the loaded engines at scrape time; ``exchange`` sums the HTTP
+    series with those of the app's other processes."""
 
-    def __init__(self, engines: Callable[[], Iterable[EngineClient]]) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
+    def __init__(self, engines: Callable[[], Iterable[EngineClient]], *,
+                 exchange: SeriesExchange | None = None) -> None:
+        self.http = CollectorRegistry(auto_describe=True)  # this process's HTTP series
+        r = self.http
         self.ttft = Histogram("inhouse_time_to_first_token_seconds",
                               "From request arrival to the first generated token, seen at the edge.",
                               ["model"], buckets=_TTFT_BUCKETS, registry=r)
@@ -116,7 +205,11 @@ class Metrics:
         self.requests_by_destination = Counter("inhouse_requests_by_destination",
                                                "Chat requests by where the egress policy ran them.",
                                                ["destination"], registry=r)
-        r.register(EngineStatsCollector(engines))
+        self.registry = CollectorRegistry(auto_describe=True)  # what a scrape answers
+        self.registry.register(_HttpSeries(self.http, exchange))
+        self.registry.register(EngineStatsCollector(engines))
+        if exchange is not None:
+            exchange.attach(lambda: families_of(self.http))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

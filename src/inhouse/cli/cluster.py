@@ -86,7 +86,8 @@ def status(
     token_file: Path = TokenOption,
     data_dir: Path = DataDirOption,
 ) -> None:
-    """Machines, replicas per model (where, how busy, prefix-cache hit rate, tuned profile) and queue depth."""
+    """Machines, replicas per model (where, how busy, prefix-cache hit rate, tuned profile) and queue depth, and the
+    Embedder's replicas (what each embedded)."""
     from inhouse.cluster.status import hit_rate, read_status
 
     settings = settings_from(data_dir)
@@ -107,6 +108,15 @@ def status(
             replicas.add_row(m.model, str(r["replica"]), str(r["node_id"])[:12], str(r["running"]), str(r["waiting"]),
                              str(r["served"]), f"{hit_rate(r):.0%}", str(r["profile"])[:40])
     console.print(replicas)
+    if view.embedder is not None:
+        e = view.embedder
+        states = ", ".join(f"{k.lower()} {v}" for k, v in sorted(e.replicas.items())) or "0 replicas"
+        console.print(f"embedder: {e.status}, {states}", highlight=False)
+        embedders = Table("embedder", "replica", "node", "calls", "passages", "queries")
+        for r in e.per_replica:
+            embedders.add_row(str(r["name"]), str(r["replica"]), str(r["node_id"])[:12], str(r["calls"]),
+                              str(r["passages"]), str(r["queries"]))
+        console.print(embedders)
 
 
 def _connect(data_dir: Path, address: str | None, node_ip: str, token_file: Path | None) -> None:

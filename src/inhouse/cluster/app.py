@@ -7,6 +7,11 @@ also offers ``inhouse_ingress``, where the ingress replicas run (``cluster.ingre
 data directory with ``audit.key`` and the model files is there: docs/scale-out.md). Several need PostgreSQL
 (``store.url``): each would otherwise write its own SQLite files and keep its own requests/minute windows.
 
+The ``Embedder`` (``cluster.embedder = "deployment"``, ``cluster/embed_server.py``) is placed like a model (at most
+one replica per machine) and autoscaled with the same delays from ``cluster.embedder_min_replicas``; the ingress
+replicas embed through it. With several ingress replicas a ``MetricsBoard`` replica on the head sums their HTTP
+metrics (``cluster/metrics_board.py``).
+
 Autoscaling: each model from ``cluster.min_replicas`` (0: its machines go back to other work) up to one per
 machine, with the delays of ``cluster.upscale_delay_s`` / ``downscale_delay_s`` instead of Ray's 30 s / 600 s.
 ``max_ongoing_requests`` of a replica is its engine's ``max_running``: a replica at that many requests is full and
@@ -19,7 +24,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from inhouse.cluster.embed_server import KB_FIELDS, EmbedderServer
 from inhouse.cluster.ingress import Ingress
+from inhouse.cluster.metrics_board import MetricsBoard
 from inhouse.cluster.model_server import ModelServer
 from inhouse.config import Settings
 from inhouse.errors import InvalidRequest, Unavailable
@@ -32,6 +39,12 @@ APP_NAME = "inhouse"
 NODE_RESOURCE = "inhouse_node"
 INGRESS_RESOURCE = "inhouse_ingress"
 INGRESS_DEPLOYMENT = "ingress"
+EMBEDDER_DEPLOYMENT = "embedder"
+BOARD_DEPLOYMENT = "metrics-board"
+# Calls an Embedder replica takes at once (it embeds one at a time; a few queued keep it busy between calls), and
+# the load per replica autoscaling aims for: more than one call in flight on average adds a machine's replica.
+EMBEDDER_MAX_ONGOING = 4
+EMBEDDER_TARGET_ONGOING = 1.0
 # Autoscaling looks at the last few seconds of load, reported every second (Ray's defaults: 30 s and 10 s).
 METRICS_INTERVAL_S = 1.0
 LOOK_BACK_PERIOD_S = 5.0
@@ -71,6 +84,14 @@ def autoscaling_config(settings: Settings, capacity: int, n_nodes: int) -> dict[
     }
 
 
+def embedder_autoscaling(settings: Settings, n_nodes: int) -> dict[str, Any]:
+    """The models' delays and look-back; from ``cluster.embedder_min_replicas`` up to one replica per machine."""
+    least = min(settings.cluster.embedder_min_replicas, n_nodes)
+    return {**autoscaling_config(settings, EMBEDDER_MAX_ONGOING, n_nodes), "min_replicas": least,
+            "max_replicas": n_nodes, "initial_replicas": max(least, min(1, n_nodes)),
+            "target_ongoing_requests": EMBEDDER_TARGET_ONGOING}
+
+
 def check_ingress_replicas(settings: Settings) -> None:
     """Several ingress replicas share their stores, or they are refused."""
     n = settings.cluster.ingress_replicas
@@ -91,24 +112,44 @@ def build_application(settings: Settings, models: Sequence[ModelDeployment], *, 
     if not models:
         raise InvalidRequest("A cluster app needs at least one model.")
     check_ingress_replicas(settings)
-    handles: dict[str, Any] = {}
-    for m in models:
-        capacity = int(m.engine_overrides.get("max_running", settings.engine.max_running))
-        deployment = serve.deployment(
-            name=deployment_name(m.model),
+
+    def per_machine(name: str, cls: type, *, capacity: int, autoscaling: dict[str, Any], policy: str) -> Any:
+        # At most one replica per machine (a sliver of inhouse_node); its threads are its own (num_cpus=0). The
+        # router also sends a call carrying replica_id= (stats of one replica) to that replica (cluster/router.py).
+        return serve.deployment(
+            name=name,
             max_ongoing_requests=capacity,
             max_replicas_per_node=1,
-            autoscaling_config={**autoscaling_config(settings, capacity, n_nodes), **m.autoscaling},
+            autoscaling_config=autoscaling,
             ray_actor_options={"num_cpus": 0, "resources": {NODE_RESOURCE: 0.001}},
             request_router_config=RequestRouterConfig(
                 request_router_class=AffinityRouter,  # type: ignore[arg-type]  # a class or its import path
-                request_router_kwargs={"policy": m.routing or settings.cluster.routing}),
+                request_router_kwargs={"policy": policy}),
             health_check_period_s=2.0,
             health_check_timeout_s=30.0,
             graceful_shutdown_timeout_s=5.0,
-        )(ModelServer)
+        )(cls)
+
+    handles: dict[str, Any] = {}
+    for m in models:
+        capacity = int(m.engine_overrides.get("max_running", settings.engine.max_running))
+        deployment = per_machine(deployment_name(m.model), ModelServer, capacity=capacity,
+                                 autoscaling={**autoscaling_config(settings, capacity, n_nodes), **m.autoscaling},
+                                 policy=m.routing or settings.cluster.routing)
         handles[m.model] = deployment.bind(m.model, engine=m.engine, engine_overrides=dict(m.engine_overrides),
                                            fake_delay_s=m.fake_delay_s, fake_reply=m.fake_reply)
+    embedder = None
+    if settings.cluster.embedder == "deployment":
+        embedder = per_machine(EMBEDDER_DEPLOYMENT, EmbedderServer, capacity=EMBEDDER_MAX_ONGOING,
+                               autoscaling=embedder_autoscaling(settings, n_nodes), policy="affinity").bind(
+            {k: getattr(settings.kb, k) for k in KB_FIELDS})
+    board = None
+    if settings.cluster.ingress_replicas > 1:  # one ingress counts its own requests: nothing to sum
+        board = serve.deployment(
+            name=BOARD_DEPLOYMENT, num_replicas=1, max_ongoing_requests=1000,
+            ray_actor_options={"num_cpus": 0, "resources": {INGRESS_RESOURCE: 0.001}},
+            graceful_shutdown_timeout_s=2.0,
+        )(MetricsBoard).bind()
     ingress = serve.deployment(
         name=INGRESS_DEPLOYMENT,
         num_replicas=settings.cluster.ingress_replicas,
@@ -116,7 +157,8 @@ def build_application(settings: Settings, models: Sequence[ModelDeployment], *, 
         ray_actor_options={"num_cpus": 0, "resources": {INGRESS_RESOURCE: 0.001}},
         graceful_shutdown_timeout_s=5.0,
     )(serve.ingress()(Ingress))
-    return ingress.bind(settings.model_dump(mode="json"), handles, APP_NAME)
+    return ingress.bind(settings.model_dump(mode="json"), handles, APP_NAME, embedder=embedder,
+                        metrics_board=board)
 
 
 def count_nodes() -> int:

@@ -7,6 +7,11 @@ PostgreSQL with ``store.url``. There are ``cluster.ingress_replicas`` of them on
 ``inhouse_ingress``); more than one only with PostgreSQL, where they share every store, the requests/minute windows
 and the audit chain (docs/scale-out.md). Each replica writes the chain under its own node name,
 ``<store.node or host>/ingress-<replica>``.
+
+Two more seams in cluster mode, both wired here: with an ``embedder`` handle (``cluster.embedder = "deployment"``)
+the knowledge base embeds through ``RemoteEmbedder`` (the Embedder deployment) instead of loading e5 in this process;
+with a ``metrics_board`` handle (several ingress replicas) /metrics sums the HTTP series of all of them
+(``BoardExchange``).
 """
 
 from __future__ import annotations
@@ -28,27 +33,38 @@ log = logging.getLogger(__name__)
 class Ingress:
     """A Serve deployment class (wrapped with ``serve.ingress()`` by ``cluster/app.py``)."""
 
-    def __init__(self, settings: dict[str, Any], handles: dict[str, DeploymentHandle], app_name: str) -> None:
+    def __init__(self, settings: dict[str, Any], handles: dict[str, DeploymentHandle], app_name: str, *,
+                 embedder: DeploymentHandle | None = None, metrics_board: DeploymentHandle | None = None) -> None:
         from ray import serve
 
-        from inhouse.bootstrap import build_services
+        from inhouse.bootstrap import build_embedder_tokens, build_services
+        from inhouse.cluster.metrics_board import BoardExchange
+        from inhouse.cluster.remote_embedder import RemoteEmbedder
         from inhouse.store.build import node_name
 
         self._settings = Settings(**settings)
+        timeout_s = self._settings.cluster.call_timeout_s
         replica = serve.get_replica_context().replica_id.unique_id
         self._settings.store.node = f"{node_name(self._settings)}/ingress-{replica}"
+        # The local embedder answers only the tokenizer's part; its model is never loaded here.
+        remote = (RemoteEmbedder(embedder, local=build_embedder_tokens(self._settings), call_timeout_s=timeout_s)
+                  if embedder is not None else None)
         self.services: Services = build_services(
-            self._settings,
-            load_engine=remote_engine_factory(handles, app_name=app_name,
-                                              call_timeout_s=self._settings.cluster.call_timeout_s))
-        log.info("ingress %s up: models %s, data in %s", replica, ", ".join(sorted(handles)), self._settings.data_dir)
+            self._settings, load_engine=remote_engine_factory(handles, app_name=app_name, call_timeout_s=timeout_s),
+            embedder=remote)
+        self._exchange = BoardExchange(metrics_board, replica) if metrics_board is not None else None
+        log.info("ingress %s up: models %s, embedding %s, data in %s", replica, ", ".join(sorted(handles)),
+                 "in the Embedder deployment" if remote else "here", self._settings.data_dir)
 
     def __serve_build_asgi_app__(self) -> Any:
         from inhouse.api.app import build_app
 
-        return build_app(self.services)
+        return build_app(self.services, series_exchange=self._exchange)
 
     def __del__(self) -> None:
+        exchange = getattr(self, "_exchange", None)
+        if exchange is not None:
+            exchange.close()
         services = getattr(self, "services", None)
         if services is not None:
             services.close()

@@ -27,6 +27,14 @@ from inhouse.errors import InhouseError, InvalidRequest, Unavailable
 log = logging.getLogger(__name__)
 
 
+def uncap_threads() -> None:
+    """Ray sets OMP_NUM_THREADS=1 in actors that reserve no CPU; our replicas size their own threads (the engine's
+    n_threads and tuned profile, kb.embed_threads), as under `inhouse serve`, so OpenMP in llama.cpp (and an engine
+    child process) must not inherit that cap. Call before llama.cpp is imported: OpenMP reads it once."""
+    if os.environ.get("OMP_NUM_THREADS") == "1":
+        del os.environ["OMP_NUM_THREADS"]
+
+
 class ModelServer:
     """A Serve deployment class (wrapped by ``cluster/app.py``); ``engine="fake"`` runs the scripted FakeBackend
     engine of the tests (``fake_delay_s`` per step, answering ``fake_reply``) instead of llama.cpp."""
@@ -36,11 +44,7 @@ class ModelServer:
         import ray
         from ray import serve
 
-        # Ray sets OMP_NUM_THREADS=1 in actors that reserve no CPU; the engine sizes its own threads (engine.n_threads,
-        # the tuned profile), as under `inhouse serve`, so OpenMP in llama.cpp (and an engine child process) must not
-        # inherit that cap. Before llama.cpp is imported: OpenMP reads it once.
-        if os.environ.get("OMP_NUM_THREADS") == "1":
-            del os.environ["OMP_NUM_THREADS"]
+        uncap_threads()
         settings = Settings()  # this machine's: its INHOUSE_DATA_DIR, INHOUSE_CONFIG, INHOUSE_* variables
         if engine_overrides:
             settings.engine = settings.engine.model_copy(update=engine_overrides)

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -82,7 +83,7 @@ def read_record(data_dir: Path) -> NodeRecord | None:
     return NodeRecord(**json.loads(path.read_text(encoding="utf-8")))
 
 
-def _temp_dir(data_dir: Path) -> Path:
+def temp_dir_of(data_dir: Path) -> Path:
     # Ray puts Unix sockets under its temp dir: keep the path short (a socket path has at most 107 bytes).
     digest = hashlib.blake2b(str(data_dir.resolve()).encode(), digest_size=4).hexdigest()
     return Path(tempfile.gettempdir()) / f"inhouse-ray-{os.getuid()}-{digest}"
@@ -105,7 +106,7 @@ def start_node(data_dir: Path, *, head: bool, address: str | None = None, port: 
     resources = {NODE_RESOURCE: 1.0, **({INGRESS_RESOURCE: 1.0} if head else {})}
     cmd = [str(Path(sys.executable).parent / "ray"), "start", "--block", f"--node-ip-address={node_ip}",
            "--disable-usage-stats", f"--resources={json.dumps(resources)}",
-           f"--temp-dir={_temp_dir(data_dir)}"]
+           f"--temp-dir={temp_dir_of(data_dir)}"]
     if num_cpus is not None:
         cmd.append(f"--num-cpus={num_cpus}")
     if head:
@@ -132,12 +133,14 @@ def start_node(data_dir: Path, *, head: bool, address: str | None = None, port: 
 
 
 def stop_node(data_dir: Path) -> NodeRecord:
-    """Stop this data directory's node: our ``ray start`` process and its descendants, by PID."""
+    """Stop this data directory's node: our ``ray start`` process and its descendants, by PID; then remove Ray's
+    temporary directory of the node (session logs, sockets)."""
     record = read_record(data_dir)
     if record is None:
         raise NotFound(f"No node was started from {data_dir} (no {cluster_dir(data_dir) / 'node.json'}).")
     if alive(record.pid):
         stop_tree(record.pid, timeout_s=15.0)
+    shutil.rmtree(temp_dir_of(data_dir), ignore_errors=True)
     (cluster_dir(data_dir) / "node.json").unlink()
     return record
 

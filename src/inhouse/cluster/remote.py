@@ -56,6 +56,29 @@ def _unwrapped(exc: BaseException) -> BaseException:
     return cause if isinstance(cause, BaseException) else exc
 
 
+def call_replica(handle: DeploymentHandle, method: str, *args: Any, what: str, timeout_s: float, **kwargs: Any
+                 ) -> Any:
+    """A short blocking call to one of a deployment's replicas (from a worker thread, never the event loop), its
+    failures in the error hierarchy: an ``ErrorRecord`` answer or an ``inhouse.errors`` error raised in the
+    replica comes back as the same kind of error; no answer within ``timeout_s`` (no replica yet, a cold start
+    that takes too long) and a replica that went away are ``Unavailable`` (503, retry); anything else is
+    ``EngineFailure``. ``what`` names the deployment in messages."""
+    try:
+        answer = getattr(handle, method).remote(*args, **kwargs).result(timeout_s=timeout_s)
+    except TimeoutError as exc:
+        raise Unavailable(f"No replica of {what} answered within {timeout_s:g} s.") from exc
+    except Exception as exc:
+        cause = _unwrapped(exc)
+        if isinstance(cause, InhouseError):
+            raise cause from exc
+        if _lost(exc):
+            raise Unavailable(f"The replica of {what} went away; retry.") from exc
+        raise EngineFailure(f"The replica of {what} failed: {type(cause).__name__}.") from exc
+    if isinstance(answer, ErrorRecord):
+        raise error_from(answer)
+    return answer
+
+
 class RemoteEngine:
     """Implements ``EngineClient`` over the replicas of one model deployment."""
 
@@ -83,18 +106,7 @@ class RemoteEngine:
         return self._n_ctx
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        """A short blocking call (from a worker thread, never the event loop)."""
-        try:
-            return getattr(self._handle, method).remote(*args, **kwargs).result(timeout_s=self._timeout_s)
-        except TimeoutError as exc:
-            raise Unavailable(f"No replica of {self._model} answered within {self._timeout_s:g} s.") from exc
-        except Exception as exc:
-            cause = _unwrapped(exc)
-            if isinstance(cause, InhouseError):
-                raise cause from exc
-            if _lost(exc):
-                raise Unavailable(f"The replica of {self._model} went away; retry.") from exc
-            raise EngineFailure(f"The model replica failed: {type(cause).__name__}.") from exc
+        return call_replica(self._handle, method, *args, what=self._model, timeout_s=self._timeout_s, **kwargs)
 
     def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> list[int]:
         tokens: list[int] = self._call("tokenize", text, add_special, parse_special)
@@ -187,17 +199,21 @@ def replica_ids(app_name: str, deployment: str) -> list[str]:
 
 def replica_stats(handle: DeploymentHandle, app_name: str, deployment: str, *, timeout_s: float
                   ) -> list[dict[str, Any]]:
-    """``ModelServer.stats`` of every replica that answers within ``timeout_s`` (the router sends a call carrying
-    ``replica_id`` to that replica only)."""
-    pending = [handle.stats.remote(replica_id=r) for r in replica_ids(app_name, deployment)]
+    """``stats`` (``ModelServer``, ``EmbedderServer``) of every replica that answers within ``timeout_s``. The
+    router sends a call carrying ``replica_id`` to that replica, or, while it is not running (starting, or dead but
+    still named), to another one, whose answer is dropped here: it names another replica."""
+    pending = [(r, handle.stats.remote(replica_id=r)) for r in replica_ids(app_name, deployment)]
     out: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout_s
-    for response in pending:
+    for replica, response in pending:
         try:
-            out.append(response.result(timeout_s=max(0.1, deadline - time.monotonic())))
+            answer = response.result(timeout_s=max(0.1, deadline - time.monotonic()))
         except Exception as exc:  # starting, stopping or dead: not counted this time
             log.debug("a replica of %s did not answer: %s", deployment, exc)
             response.cancel()
+            continue
+        if answer.get("replica") == replica:
+            out.append(answer)
     return out
 
 

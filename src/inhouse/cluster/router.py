@@ -6,8 +6,12 @@ calls ``choose_replicas`` for every request. Each returned rank is tried in orde
 below ``max_ongoing_requests`` (Serve probes and caches queue lengths) gets the request, so a full home replica
 spills to the next choice; when every rank is full Serve backs off and asks again. The affinity key travels as the
 ``affinity_key`` keyword argument of ``ModelServer.generate``; calls without one (tokenize, describe) go to the
-least loaded replica, and a call with a ``replica_id`` keyword (``ModelServer.stats`` of one replica, for
-``inhouse cluster status`` and the metrics) goes to that replica only.
+least loaded replica, and a call with a ``replica_id`` keyword (``stats`` of one replica, for ``inhouse cluster
+status`` and the metrics) goes to that replica; while that replica is not among the running ones (starting, or
+dead but still named) it goes to any, and the caller drops the answer (``remote.replica_stats``: it names another
+replica). Answering "none" instead would park the call in Serve's routing loop for good: the loop notices a
+cancelled call only when a rank is offered, so a call for a dead replica was never dropped, kept the router busy and
+made ``serve.shutdown`` wait forever.
 """
 
 from __future__ import annotations
@@ -37,8 +41,8 @@ class AffinityRouter(RequestRouter):
         key = None
         if pending_request is not None:
             pinned = pending_request.kwargs.get("replica_id")
-            if isinstance(pinned, str):  # a call for one replica (its stats): that one or, while it is absent, none
-                return [[by_id[pinned]]] if pinned in by_id else []
+            if isinstance(pinned, str):  # a call for one replica (its stats): that one or, while it is absent, any
+                return [[by_id[pinned]]] if pinned in by_id else [list(by_id.values())]
             value = pending_request.kwargs.get("affinity_key")
             key = value if isinstance(value, str) else None
         ranks = preference(key, list(by_id), policy=getattr(self, "_policy", "affinity"),

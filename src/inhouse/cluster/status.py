@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from inhouse.cluster.app import APP_NAME, INGRESS_RESOURCE, NODE_RESOURCE
+from inhouse.cluster.app import APP_NAME, EMBEDDER_DEPLOYMENT, INGRESS_RESOURCE, NODE_RESOURCE
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,8 @@ class ClusterView:
     nodes: list[NodeView]
     app_status: str
     models: list[ModelView]
+    # The Embedder deployment (cluster.embedder = "deployment"): per replica its calls, passages and queries.
+    embedder: ModelView | None = None
 
 
 def hit_rate(stats: dict[str, Any]) -> float:
@@ -60,13 +62,14 @@ def read_status(*, timeout_s: float = 10.0) -> ClusterView:
     app = serve.status().applications.get(APP_NAME)
     if app is None:
         return ClusterView(nodes, "NOT_DEPLOYED", [])
-    models: list[ModelView] = []
+    views: dict[str, ModelView] = {}
     for name, dep in sorted(app.deployments.items()):
-        if not name.startswith("model-"):
+        if not name.startswith("model-") and name != EMBEDDER_DEPLOYMENT:
             continue
         handle = serve.get_deployment_handle(name, APP_NAME)
         per = replica_stats(handle, APP_NAME, name, timeout_s=timeout_s)
         states = {str(getattr(k, "value", k)): int(v) for k, v in dep.replica_states.items()}
-        models.append(ModelView(name.removeprefix("model-"), name, str(getattr(dep.status, "value", dep.status)),
-                                states, sorted(per, key=lambda s: str(s.get("node_id")))))
-    return ClusterView(nodes, str(getattr(app.status, "value", app.status)), models)
+        views[name] = ModelView(name.removeprefix("model-"), name, str(getattr(dep.status, "value", dep.status)),
+                                states, sorted(per, key=lambda s: str(s.get("node_id"))))
+    embedder = views.pop(EMBEDDER_DEPLOYMENT, None)
+    return ClusterView(nodes, str(getattr(app.status, "value", app.status)), list(views.values()), embedder)

@@ -83,12 +83,38 @@ def test_the_router_ranks_by_the_affinity_key_argument() -> None:
     assert _choose(_router(), replicas, None) == [REPLICAS]
 
 
-def test_a_call_for_one_replica_goes_there_or_nowhere() -> None:
+def test_a_call_for_one_replica_goes_there_or_to_any_while_it_is_absent() -> None:
     replicas = [_replica(r) for r in REPLICAS]
     assert _choose(_router(), replicas, _request(replica_id="r-b", affinity_key="x")) == [["r-b"]]
-    assert _choose(_router(), replicas, _request(replica_id="gone")) == []
+    # Never no rank at all: Serve would keep the call (and a cancelled one) in its routing loop for good.
+    assert _choose(_router(), replicas, _request(replica_id="gone")) == [REPLICAS]
 
 
 def test_the_router_refuses_an_unknown_policy() -> None:
     with pytest.raises(InvalidRequest, match="Unknown routing policy"):
         _router("round-robin")
+
+
+def test_replica_stats_keep_only_answers_of_the_replica_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from inhouse.cluster import remote
+
+    class _Answer:
+        def __init__(self, value: Any) -> None:
+            self.value, self.cancelled = value, False
+
+        def result(self, timeout_s: float | None = None) -> Any:
+            if isinstance(self.value, BaseException):
+                raise self.value
+            return self.value
+
+        def cancel(self) -> None:
+            self.cancelled = True
+
+    # r-a answers itself; r-b is dead but still named, so the router gave its call to r-a; r-c times out.
+    answers = {"r-a": _Answer({"replica": "r-a", "served": 3}), "r-b": _Answer({"replica": "r-a", "served": 3}),
+               "r-c": _Answer(TimeoutError())}
+    handle = SimpleNamespace(stats=SimpleNamespace(remote=lambda replica_id: answers[replica_id]))
+    monkeypatch.setattr(remote, "replica_ids", lambda app, deployment: ["r-a", "r-b", "r-c"])
+    assert remote.replica_stats(handle, "app", "model-m", timeout_s=1) == [  # type: ignore[arg-type]
+        {"replica": "r-a", "served": 3}]
+    assert answers["r-c"].cancelled
