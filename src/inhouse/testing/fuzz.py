@@ -414,12 +414,20 @@ def _our_checks(label: str, case: Any, response: Any, logged: list[logging.LogRe
     if status >= 400 and not _is_error_shape(response):
         found.append(Finding(label, ERROR_SHAPE, status, _text(response), _curl(case)))
     body = bytes(response.content[:200_000]).decode("utf-8", "replace")
-    if any(mark in body for mark in _TRACEBACK_MARKS):
+    sent = _sent_text(case)
+    # A mark that the request itself carried is an echo of the caller's own text (a stored message), not a leak.
+    if any(mark in body and mark not in sent for mark in _TRACEBACK_MARKS):
         found.append(Finding(label, TRACEBACK, status, f"in the body: {_text(response)}", _curl(case)))
     for record in logged:
         found.append(Finding(label, TRACEBACK, status, f"logged by {record.name}: {_logged_text(record)}",
                              _curl(case)))
     return found
+
+
+def _sent_text(case: Any) -> str:
+    """Everything the case sent that an answer may echo: its body, query and path parameters, as text."""
+    parts = [getattr(case, name, None) for name in ("body", "query", "path_parameters")]
+    return json.dumps([p for p in parts if p is not None], ensure_ascii=False, default=str)
 
 
 def _logged_text(record: logging.LogRecord) -> str:

@@ -56,6 +56,16 @@ def test_each_kind_of_bad_answer_is_found(response: Any, expected: set[str]) -> 
     assert checks_of(response) == expected
 
 
+def test_a_traceback_mark_the_request_sent_is_an_echo() -> None:
+    """A stored conversation answers with the caller's own messages: text the fuzzer sent that looks like a
+    traceback is not a leak; the same text in an answer to a request without it is."""
+    echoed = reply(201, {"messages": [{"role": "user", "content": "see site-packages/x"}]})
+    case = SimpleNamespace(method="POST", formatted_path="/v1/conversations",
+                           body={"messages": [{"role": "user", "content": "see site-packages/x"}]})
+    assert {f.check for f in _our_checks("POST /v1/conversations", case, echoed, [])} == set()
+    assert checks_of(echoed) == {TRACEBACK}
+
+
 def mutated(media_type: str, *mutations: tuple[str, str, tuple[str, ...]]) -> Any:
     """A schema-violating case as schemathesis records it: (location, parameter, violated keywords)."""
     ms = [SimpleNamespace(parameter_location=SimpleNamespace(value=where), parameter=name, keywords=kw)
