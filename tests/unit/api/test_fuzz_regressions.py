@@ -173,3 +173,16 @@ def test_every_message_and_param_is_bounded(admin: TestClient) -> None:
 
 def _admin_actor(services: Any) -> Any:
     return services.keys.authenticate(services.admin_key)
+
+
+# -- admin bodies: JSON types are not coerced --------------------------------------------------------------------
+
+def test_admin_bodies_refuse_a_number_for_a_boolean_and_a_boolean_for_a_count(admin: TestClient) -> None:
+    user_id = admin.post("/v1/admin/users", json={"name": "strict-u"}).json()["id"]
+    key_id = admin.post("/v1/admin/keys", json={"name": "strict-k"}).json()["id"]
+    for path, body, param in ((f"/v1/admin/users/{user_id}", {"disabled": 0.0}, "disabled"),
+                              (f"/v1/admin/keys/{key_id}", {"rpm_limit": False}, "rpm_limit")):
+        assert assert_error_shape(admin.patch(path, json=body), 400)["param"] == param
+    assert admin.patch(f"/v1/admin/users/{user_id}", json={"disabled": True}).json()["disabled"] is True
+    assert admin.patch(f"/v1/admin/keys/{key_id}", json={"rpm_limit": 5}).json()["rpm_limit"] == 5
+    assert admin.post("/v1/admin/keys", json={"name": "k2", "expires_at": 4102444800}).status_code == 201
