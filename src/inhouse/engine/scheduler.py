@@ -83,6 +83,7 @@ class _Request:
     n_cached: int = 0  # prompt tokens taken from the prefix cache at the first admission (usage reporting)
     reuse_prefix: bool = True  # False: every position is computed (prompt log-probabilities need their logits)
     queued_s: float = 0.0  # when add() queued it (the caller's clock), for the queue-wait bound
+    n_prompt: int = 0  # prompt tokens as added (the rest of ``tokens`` was generated)
 
 
 @dataclass
@@ -91,6 +92,7 @@ class _Idle:
 
     tokens: list[int]  # never mutated once idle
     last_used: int  # step counter, for LRU eviction
+    n_prompt: int = 0  # how many of ``tokens`` were its prompt (the rest, its answer)
 
 
 @dataclass
@@ -161,7 +163,8 @@ class Scheduler:
                 f"The server is busy: {len(self._waiting)} requests are waiting. Retry shortly.",
                 retry_after_s=cfg.retry_after_s,
             )
-        req = _Request(request_id, list(prompt_tokens), max_new_tokens, reuse_prefix=reuse_prefix, queued_s=now)
+        req = _Request(request_id, list(prompt_tokens), max_new_tokens, reuse_prefix=reuse_prefix, queued_s=now,
+                       n_prompt=len(prompt_tokens))
         self._waiting.append(req)
         self._by_id[request_id] = req
 
@@ -200,7 +203,7 @@ class Scheduler:
         self._slot_owner[req.slot] = None
         if req.n_computed > 0:
             # The last sampled token was never fed back, so the KV holds tokens[:n_computed] only.
-            self._idle[req.slot] = _Idle(req.tokens[: req.n_computed], self._step)
+            self._idle[req.slot] = _Idle(req.tokens[: req.n_computed], self._step, min(req.n_prompt, req.n_computed))
 
     def at_context_limit(self, request_id: str) -> bool:
         """True when the request cannot grow any more: the engine must finish it with "length"."""
@@ -467,11 +470,13 @@ class Scheduler:
                 best = max(best, (_lcp(r.tokens, req.tokens, min(cap, r.n_computed)), 0, 0, -r.slot))
         lcp, from_idle, src = best[0], best[1] == 1, -best[3]
         src_idle = src if from_idle and lcp > 0 else None
-        # An idle entry is cut back in place only when little of it is lost (the same conversation's next turn);
-        # a request that shares just a template header or a system prompt with it copies that prefix into another
-        # slot instead, so that entry (another conversation) stays cached, unless the copy does not fit.
+        # An idle entry is cut back in place when little of it is lost (the same conversation's next turn) or
+        # only its answer is (the same prompt again: a regenerated answer replaces it); a request that shares just a
+        # template header or a system prompt with it copies that prefix into another slot instead, so that entry
+        # (another conversation) stays cached, unless the copy does not fit.
+        entry = self._idle[src_idle] if src_idle is not None else None
         placement = None
-        if src_idle is not None and len(self._idle[src_idle].tokens) - lcp > KEEP_IDLE_TAIL:
+        if entry is not None and len(entry.tokens) - lcp > KEEP_IDLE_TAIL and lcp < entry.n_prompt - 1:
             placement = self._placement(req, lcp, src, b, in_place=False)
         if placement is None:
             placement = self._placement(req, lcp, src, b, in_place=src_idle is not None)

@@ -305,6 +305,20 @@ def test_a_shared_header_does_not_wipe_another_conversation() -> None:
     assert plan.items[0].slot == slot_a and plan.items[0].pos0 == len(one) + 1
 
 
+def test_the_same_prompt_again_replaces_the_entrys_answer_in_place() -> None:
+    """A regenerated answer (the whole prompt shared, only the old answer differs) takes the entry in place:
+    keeping the old answer's entry would only grow the cells every decode step attends over."""
+    h = Harness(config())
+    prompt = [*range(100, 150)]
+    h.add("a", prompt, max_new=60)
+    h.drain()
+    slot_a = h.plans[0].items[0].slot
+    h.add("b", prompt, max_new=2)
+    plan = h.step()
+    assert plan.items[0].slot == slot_a and plan.items[0].pos0 == len(prompt) - 1
+    assert KvOp("rm", slot_a, p0=len(prompt) - 1) in plan.kv_ops
+
+
 def test_a_shared_header_reuses_the_entry_in_place_when_a_copy_does_not_fit() -> None:
     h = Harness(config(n_ctx=160, n_slots=2, max_running=1))
     header = [5] * 7
