@@ -453,8 +453,7 @@ class Scheduler:
         return (target, evict) if cfg.n_ctx - cells >= need else None
 
     def _try_admit(self, req: _Request, b: _Build) -> bool:
-        cfg = self._cfg
-        if len(self._running) >= cfg.max_running:
+        if len(self._running) >= self._cfg.max_running:
             return False
         desired = min(len(req.tokens), self._prefill_room(b))
         if desired <= 0:
@@ -484,8 +483,7 @@ class Scheduler:
             return False
         target, evict = placement
         in_place = target == src_idle
-        desired = min(desired, len(req.tokens) - lcp)
-        n = desired
+        n = min(desired, len(req.tokens) - lcp)
         # Commit.
         for s in evict:
             del self._idle[s]
