@@ -71,10 +71,11 @@ class EngineSettings(BaseModel):
         64, ge=8, description="Most prompt tokens prefilled per step while other sequences are decoding."
     )
     prefill_step_s: float = Field(
-        0.5, ge=0, description="While other sequences are decoding, a step's prompt tokens are also capped so the "
+        1.0, ge=0, description="While other sequences are decoding, a step's prompt tokens are also capped so the "
         "step takes about this long (estimated from the engine's recent steps; never fewer than 8 tokens): a "
-        "decoding stream waits at most about this long per token while another prompt prefills, on any model "
-        "size. 0: the count cap `prefill_chunk` alone.",
+        "decoding stream waits about this long per token while another prompt prefills, on any model size. "
+        "Lower is smoother for the decoding streams and slower for the prompt (a 7B on 2 cores: 0.5 s costs "
+        "the prompt +50 % time to first token, 1.0 s nothing; docs/performance.md). 0: `prefill_chunk` alone.",
     )
     n_threads: int = Field(0, ge=0, description="Threads for decoding; 0 means the number of physical cores.")
     n_threads_batch: int = Field(0, ge=0, description="Threads for prompt processing; 0 means physical cores.")
