@@ -74,8 +74,8 @@ class EngineSettings(BaseModel):
         1.0, ge=0, description="While other sequences are decoding, a step's prompt tokens are also capped so the "
         "step takes about this long (estimated from the engine's recent steps; never fewer than 8 tokens): a "
         "decoding stream waits about this long per token while another prompt prefills, on any model size. "
-        "Lower is smoother for the decoding streams and slower for the prompt (a 7B on 2 cores: 0.5 s costs "
-        "the prompt +50 % time to first token, 1.0 s nothing; docs/performance.md). 0: `prefill_chunk` alone.",
+        "Lower is smoother for the decoding streams and slower for the prompt (a 7B on 2 cores: 1.0 s costs its "
+        "time to first token +16 %, 0.5 s +82 %; docs/performance.md). 0: `prefill_chunk` alone.",
     )
     n_threads: int = Field(0, ge=0, description="Threads for decoding; 0 means the number of physical cores.")
     n_threads_batch: int = Field(0, ge=0, description="Threads for prompt processing; 0 means physical cores.")

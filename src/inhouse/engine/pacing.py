@@ -21,9 +21,10 @@ small steps still cause is on the safe side (a shorter chunk), and the next larg
 
 What the model leaves out: a mixed step also has a fixed cost (on the 7B Q4_0 shape, ~0.2 s of a 10-token
 step's 0.48 s). The estimate still converges on the step time, because the steps it learns from are the ones it
-sized; but a short budget spends most of each step on that fixed cost, so the prompt's time to first token
-grows: 0.5 s per step cost the 7B's 1.5k-token prompt +50 % (57 → 85 s), 1.0 s nothing (54.5 s), hence the
-default (docs/performance.md).
+sized; but a short budget spends much of each step on that fixed cost, so the prompt's time to first token
+grows: against the 64-token chunk alone (46.8 s for the 7B's 1.5k-token prompt), 1.0 s per step cost +16 %
+(54.5 s) and 0.5 s +82 % (85.3 s), for a decoding stream's typical gap of 1.0 s and 0.48 s instead of 1.9 s;
+hence the default of 1.0 s (docs/performance.md).
 
 Pure: no clock. The engine measures each step and passes the observation in (``Scheduler.observe_step``).
 """
