@@ -211,6 +211,13 @@ class KbSettings(BaseModel):
         "language (cross-lingual recall@5 0.00/0.43 -> 1.00/0.95 measured). Off by default: the extra passages "
         "made the coverage check answer near misses (X900, stock options) that it refuses without them.",
     )
+    sketch_questions: bool = Field(
+        False,
+        description="Before a grounded answer, ask the answering model (local models only) for a few lines of code "
+        "that do what the question asks, and search the names in it (functions, commands, settings) beside the "
+        "question, so a question naming a goal finds the feature's entry in a manual. The collection's description "
+        "tells the model which system the documents are about. See docs/knowledge.md for what it was measured to do.",
+    )
     min_similarity: float = Field(
         0.83, ge=0.0, le=1.0,
         description="Cosine similarity the best vector hit needs for an answer to be attempted; below it the "
