@@ -93,19 +93,25 @@ def clean_sketch(question: str, text: str) -> str | None:
 
 def sketch_names(code: str) -> list[str]:
     """The names in ``code`` a manual would index, in order of first appearance, at most ``MAX_NAMES``: dotted
-    names, called functions, modules, long options and assigned settings, without language keywords, string
-    contents, one-letter names, and the variables the code binds itself (``as tmp``, ``for row``, a name assigned and
-    then used again) or their attributes (``tmp.name``)."""
-    code = _STRING.sub(" ", code)
+    names, called functions, modules, long options and assigned settings, without language keywords, the plain
+    words of strings, one-letter names, and the variables the code binds itself (``as tmp``, ``for row``, a name
+    assigned and then used again); of their attributes only the attribute (``people.sort`` → ``sort``)."""
+    # Strings are data ('*.txt', 'active'), except code passed as a string (psql -c "SELECT …", python -c "…"):
+    # inside them only names that look like code count (with "_" or ".", or called).
+    quoted = [(m.start() + n.start(), n.group(0)) for m in _STRING.finditer(code) for n in _NAME.finditer(m.group(0))
+              if re.search(r"[_.]", n.group(0)) or m.group(0)[n.end():].lstrip().startswith("(")]
+    code = _STRING.sub(lambda m: " " * len(m.group(0)), code)
     bound = set(_BOUND.findall(code))
     for name in set(_ASSIGNED.findall(code)):
         if len(re.findall(rf"(?<![\w.]){re.escape(name)}\b", code)) > 1:  # a variable, not a setting
             bound.add(name)
-    found: list[tuple[int, str]] = [(m.start(), m.group(0)) for m in _OPTION.finditer(code)]
+    found: list[tuple[int, str]] = quoted + [(m.start(), m.group(0)) for m in _OPTION.finditer(code)]
     found += [(m.start(), m.group(0)) for m in _NAME.finditer(code)]
     out: list[str] = []
     for _, name in sorted(found):
-        root = name.lstrip("-").split(".", 1)[0]
+        root, _, rest = name.lstrip("-").partition(".")
+        if root in bound and rest:  # a method of the code's own variable: the method is the feature
+            name, root = rest, rest.split(".", 1)[0]
         if (root in bound or len(name) < 2 or name.lower() in _KEYWORDS or name in out
                 or (name.startswith("_") and "." not in name)):
             continue

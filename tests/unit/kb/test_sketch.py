@@ -151,3 +151,9 @@ def test_grounding_searches_the_sketch_names_for_the_collections_subject() -> No
         assert plain.sketch is None and plain.hits[0].chunk.source_path == "tutorial.html"
     finally:
         store.close()
+
+
+def test_code_passed_as_a_string_keeps_its_names() -> None:
+    shell = """psql -c "SELECT pg_stat_activity.pid, count(*) FROM pg_stat_activity WHERE state = 'idle'" mydb"""
+    assert sketch_names(shell) == ["psql", "pg_stat_activity.pid", "count", "pg_stat_activity", "mydb"]
+    assert sketch_names("people = [3, 1]\npeople.sort(reverse=True)") == ["sort", "reverse"]  # the method counts
