@@ -55,6 +55,7 @@ _NAME = re.compile(r"(?<![\w.\-])[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_
 _OPTION = re.compile(r"(?<!\S)--[A-Za-z][\w-]+")
 _BOUND = re.compile(r"\b(?:def|class|as|for|lambda)\s+([A-Za-z_]\w*)")
 _ASSIGNED = re.compile(r"^\s*([A-Za-z_]\w*)\s*(?::[^=]*)?=(?!=)", re.MULTILINE)
+_CODE_MARK = re.compile(r"[()._=/:\[\]{}<>|$*]|(?<!\S)-")  # what words alone ("30 days") do not have
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _COMMENT = re.compile(r"^\s*(#|//|--\s|;|/\*|\*|rem\s)", re.IGNORECASE)
 _PROSE = re.compile(r"^[A-Za-z][A-Za-z,'’()\- ]*(\s+[A-Za-z,'’()\-]+){3,}[.:!?]?$")
@@ -72,8 +73,8 @@ def sketch_request(question: str, subject: str = "") -> list[dict[str, str]]:
 
 def clean_sketch(question: str, text: str) -> str | None:
     """The usable code in ``text``, or None: the first fenced block if there is one, comment lines and lines of
-    prose dropped, at most ``MAX_LINES`` lines and ``MAX_CHARS`` characters, and at least one name in it (a reply
-    in words is no sketch)."""
+    prose dropped, at most ``MAX_LINES`` lines and ``MAX_CHARS`` characters, with a mark of code (brackets, a dot,
+    ``=``, an option's dash, …) and at least one name in it: a reply in words ("30 days") is no sketch."""
     raw = text.replace("\r", "").split("\n")
     fences = [i for i, line in enumerate(raw) if _FENCE.match(line)]
     if fences:  # a fenced block: only its inside (a sentence before or after it is no code)
@@ -86,7 +87,7 @@ def clean_sketch(question: str, text: str) -> str | None:
         if len(lines) >= MAX_LINES:
             break
     code = "\n".join(lines)[:MAX_CHARS].strip()
-    if not code or code == question.strip() or not sketch_names(code):
+    if not code or code == question.strip() or not _CODE_MARK.search(code) or not sketch_names(code):
         return None
     return code
 

@@ -33,6 +33,8 @@ def test_fences_comments_and_prose_are_dropped() -> None:
     reply = "Here is the code you need:\n```python\n# make it\nimport heapq\nheapq.nsmallest(3, xs)\n```\nThis works."
     assert clean_sketch("q", reply) == "import heapq\nheapq.nsmallest(3, xs)"
     assert clean_sketch("q", "You can use the heap functions of the standard library for this.") is None
+    assert clean_sketch("q", "30 days") is None  # words without any mark of code: an answer, not a sketch
+    assert clean_sketch("q", "`sort -n -r`") == "sort -n -r"  # inline code
     assert clean_sketch("q", "") is None
     assert clean_sketch("q", "```\n```") is None
     assert clean_sketch("x = 1", "x = 1") is None  # the question itself
