@@ -185,12 +185,15 @@ def bench_sketch(services: Any, questions: list[dict[str, Any]], model: str,
 
     sketcher = CodeSketcher(services.chat)
     sketches: dict[str, str | None] = {}
+    refused: dict[str, str] = {}  # the model's reply where the checks found no code in it
     seconds: list[float] = []
     a = snapshot()
     for q in questions:
         t0 = time.perf_counter()
         sketches[q["id"]] = asyncio.run(sketcher.sketch(q["question"], model=model, subject=subject))
         seconds.append(time.perf_counter() - t0)
+        if sketches[q["id"]] is None:
+            refused[q["id"]] = sketcher.last_reply
     load = foreign_cores(a, snapshot())
     out: dict[str, Any] = {"model": model, "subject": subject, "sketch_p50_s": round(statistics.median(seconds), 2),
                            "sketch_p95_s": round(percentile(seconds, 95), 2),
@@ -211,6 +214,7 @@ def bench_sketch(services: Any, questions: list[dict[str, Any]], model: str,
         out["variants"][variant] = {k: r[k] for k in ("recall_at_5", "mrr", "search_p50_ms", "search_p95_ms")}
         out["variants"][variant]["misses"] = [m["id"] for m in r["misses"]]
     out["sketches"] = sketches
+    out["refused"] = refused
     return out
 
 

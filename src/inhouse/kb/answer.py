@@ -48,9 +48,10 @@ JUDGE_INSTRUCTIONS = "You judge whether a passage answers a question. Reply with
 # gave none except on questions that are themselves yes/no questions, where the model answers the question instead
 # ("May confidential data be pasted…?" → "No."). So polar questions skip the check.
 COVERAGE_QUESTION = "\n\nIs the answer to this question written in the passages above? Reply yes or no."
-# How a code sketch is searched (kb.sketch_questions): its names as one more wording, fused like a translation,
-# and the fused top 20 lifted where a heading names them. Measured on the Python manual (docs/knowledge.md).
-SKETCH_USE = "names"
+# How a code sketch is searched (kb.sketch_questions): the code itself as one more wording, fused like a translation,
+# and the fused top 20 lifted where a heading names one of its names. Measured on the Python manual against its names
+# as the wording, and both (docs/knowledge.md: code + lift 0.84, names + lift 0.82, names alone 0.79).
+SKETCH_USE = "code"
 _CJK_RE = re.compile(r"[\u3400-\u9fff]")
 _NEGATIVE_RE = re.compile(r"no\b|否|不是|没有|不[。.！!]?$")
 _POLAR_RE = re.compile(

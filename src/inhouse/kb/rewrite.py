@@ -27,6 +27,7 @@ class QuestionRewriter:
         self.max_tokens = max_tokens
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple[str, str, str], str | None] = OrderedDict()
+        self.last_reply = ""  # the model's last reply before the checks (benchmarks report what was refused)
 
     def request(self, question: str, context: str = "") -> list[dict[str, str]]:
         raise NotImplementedError
@@ -48,6 +49,7 @@ class QuestionRewriter:
                 "messages": self.request(question, context), **({"stop": list(self.stop)} if self.stop else {})}
         prepared = await asyncio.to_thread(self.chat.prepare_chat, body)
         result = await self.chat.complete(prepared)
+        self.last_reply = result.text
         out = self.clean(question, result.text)
         self._cache[key] = out
         while len(self._cache) > self.cache_size:

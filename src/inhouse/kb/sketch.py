@@ -55,7 +55,7 @@ _NAME = re.compile(r"(?<![\w.\-])[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_
 _OPTION = re.compile(r"(?<!\S)--[A-Za-z][\w-]+")
 _BOUND = re.compile(r"\b(?:def|class|as|for|lambda)\s+([A-Za-z_]\w*)")
 _ASSIGNED = re.compile(r"^\s*([A-Za-z_]\w*)\s*(?::[^=]*)?=(?!=)", re.MULTILINE)
-_CODE_MARK = re.compile(r"[()._=/:\[\]{}<>|$*]|(?<!\S)-")  # what words alone ("30 days") do not have
+_CODE_MARK = re.compile(r"[()._=/:;@+\[\]{}<>|$*]|(?<!\S)-")  # what words alone ("30 days") do not have
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _COMMENT = re.compile(r"^\s*(#|//|--\s|;|/\*|\*|rem\s)", re.IGNORECASE)
 _PROSE = re.compile(r"^[A-Za-z][A-Za-z,'’()\- ]*(\s+[A-Za-z,'’()\-]+){3,}[.:!?]?$")
@@ -73,21 +73,25 @@ def sketch_request(question: str, subject: str = "") -> list[dict[str, str]]:
 
 def clean_sketch(question: str, text: str) -> str | None:
     """The usable code in ``text``, or None: the first fenced block if there is one, comment lines and lines of
-    prose dropped, at most ``MAX_LINES`` lines and ``MAX_CHARS`` characters, with a mark of code (brackets, a dot,
-    ``=``, an option's dash, …) and at least one name in it: a reply in words ("30 days") is no sketch."""
+    prose dropped, at most ``MAX_LINES`` lines and ``MAX_CHARS`` characters, set as code by the model (fenced or in
+    backticks) or with a mark of code in it (brackets, a dot, ``=``, an option's dash, …), and at least one name in
+    it: a reply in plain words ("30 days") is no sketch."""
     raw = text.replace("\r", "").split("\n")
     fences = [i for i, line in enumerate(raw) if _FENCE.match(line)]
     if fences:  # a fenced block: only its inside (a sentence before or after it is no code)
         raw = raw[fences[0] + 1:fences[1] if len(fences) > 1 else None]
     lines = []
+    marked = bool(fences)  # the model itself set it as code (a fenced block or `inline code`)
     for line in raw:
         if not line.strip() or _COMMENT.match(line) or _PROSE.match(line.strip()):
             continue
-        lines.append(line.rstrip().strip("`") if line.strip().startswith("`") else line.rstrip())
+        if line.strip().startswith("`") and line.strip().endswith("`"):
+            marked, line = True, line.strip().strip("`")
+        lines.append(line.rstrip())
         if len(lines) >= MAX_LINES:
             break
     code = "\n".join(lines)[:MAX_CHARS].strip()
-    if not code or code == question.strip() or not _CODE_MARK.search(code) or not sketch_names(code):
+    if not code or code == question.strip() or not (marked or _CODE_MARK.search(code)) or not sketch_names(code):
         return None
     return code
 

@@ -35,6 +35,9 @@ def test_fences_comments_and_prose_are_dropped() -> None:
     assert clean_sketch("q", "You can use the heap functions of the standard library for this.") is None
     assert clean_sketch("q", "30 days") is None  # words without any mark of code: an answer, not a sketch
     assert clean_sketch("q", "`sort -n -r`") == "sort -n -r"  # inline code
+    assert clean_sketch("q", "`sha256sum largefile`") == "sha256sum largefile"  # set as code by the model
+    assert clean_sketch("q", "```sh\nvirtualenv env\n```") == "virtualenv env"
+    assert clean_sketch("q", "sha256sum largefile") is None  # plain words: could be an answer
     assert clean_sketch("q", "") is None
     assert clean_sketch("q", "```\n```") is None
     assert clean_sketch("x = 1", "x = 1") is None  # the question itself
