@@ -174,14 +174,45 @@ def bench_recall(services: Any, questions: list[dict[str, Any]], top_k: int = 5,
 
 
 def bench_sketch(services: Any, questions: list[dict[str, Any]], model: str,
-                 variants: list[str] | None = None, subject: str = "") -> dict[str, Any]:
+                 variants: list[str] | None = None, subject: str = "", reuse: Path | None = None) -> dict[str, Any]:
     """The code-sketch variants (``kb.sketch``): each question's sketch is written once by ``model`` (timed: the
     latency it adds to a grounded answer), then recall is measured with the sketch's names, its code, or both
     searched beside the question, each with and without lifting the chunks whose heading names them. ``subject``:
-    what the documents are about, as a collection's description would say it (told to the model)."""
+    what the documents are about, as a collection's description would say it (told to the model). ``reuse``: a
+    results file of an earlier run whose sketches are searched again (no model; its latency figures are copied)."""
+    from inhouse.kb.sketch import sketch_names, sketch_wordings
+
+    if reuse is not None:
+        earlier = json.loads(reuse.read_text(encoding="utf-8"))["sketch"]
+        out: dict[str, Any] = {k: v for k, v in earlier.items() if k not in ("variants", "refused")}
+        out.update(reused_from=str(reuse), candidates=services.kb.retriever.candidates, variants={})
+        sketches = out.pop("sketches")
+        print(f"sketches reused from {reuse}", flush=True)
+    else:
+        sketches, out = _write_sketches(services, questions, model, subject)
+        out.update(candidates=services.kb.retriever.candidates, variants={})
+    for variant in variants or ["names", "code", "both", "boost", "names+boost", "both+boost"]:
+        use, _, boost = variant.partition("+")
+        words = use if use in ("names", "code", "both") else None
+
+        def extra(q: dict[str, Any], words: str | None = words, boost: bool = bool(boost) or use == "boost") -> Any:
+            code = sketches[q["id"]]
+            return (sketch_wordings(code, words) if words else [],
+                    sketch_names(code) if (boost and code) else [])
+
+        r = bench_recall(services, questions, extra=extra, label=f"[{variant}] ")
+        out["variants"][variant] = {k: r[k] for k in ("recall_at_5", "mrr", "search_p50_ms", "search_p95_ms")}
+        out["variants"][variant]["misses"] = [m["id"] for m in r["misses"]]
+    out["sketches"] = sketches
+    return out
+
+
+def _write_sketches(services: Any, questions: list[dict[str, Any]], model: str,
+                    subject: str) -> tuple[dict[str, str | None], dict[str, Any]]:
+    """Each question's sketch by ``model``, timed, and the replies the checks refused."""
     import asyncio
 
-    from inhouse.kb.sketch import CodeSketcher, sketch_names, sketch_wordings
+    from inhouse.kb.sketch import CodeSketcher
 
     sketcher = CodeSketcher(services.chat)
     sketches: dict[str, str | None] = {}
@@ -198,24 +229,10 @@ def bench_sketch(services: Any, questions: list[dict[str, Any]], model: str,
     out: dict[str, Any] = {"model": model, "subject": subject, "sketch_p50_s": round(statistics.median(seconds), 2),
                            "sketch_p95_s": round(percentile(seconds, 95), 2),
                            "sketch_foreign_load_cores": round(load, 2),
-                           "usable": sum(v is not None for v in sketches.values()), "variants": {}}
+                           "usable": sum(v is not None for v in sketches.values()), "refused": refused}
     print(f"sketches by {model}: {out['usable']}/{len(questions)} usable, p50 {out['sketch_p50_s']} s, "
           f"p95 {out['sketch_p95_s']} s (foreign load {out['sketch_foreign_load_cores']} cores)", flush=True)
-    for variant in variants or ["names", "code", "both", "boost", "names+boost", "both+boost"]:
-        use, _, boost = variant.partition("+")
-        words = use if use in ("names", "code", "both") else None
-
-        def extra(q: dict[str, Any], words: str | None = words, boost: bool = bool(boost) or use == "boost") -> Any:
-            code = sketches[q["id"]]
-            return (sketch_wordings(code, words) if words else [],
-                    sketch_names(code) if (boost and code) else [])
-
-        r = bench_recall(services, questions, extra=extra, label=f"[{variant}] ")
-        out["variants"][variant] = {k: r[k] for k in ("recall_at_5", "mrr", "search_p50_ms", "search_p95_ms")}
-        out["variants"][variant]["misses"] = [m["id"] for m in r["misses"]]
-    out["sketches"] = sketches
-    out["refused"] = refused
-    return out
+    return sketches, out
 
 
 def _queries(questions: list[dict[str, Any]]) -> list[str]:
@@ -372,6 +389,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="Only these sketch variants (default: all)")
     ap.add_argument("--sketch-subject", default="", metavar="TEXT",
                     help="What the documents are about, told to the sketching model (a collection's description)")
+    ap.add_argument("--sketches-from", type=Path, default=None, metavar="RESULTS.json",
+                    help="Search the sketches of an earlier run again instead of asking the model")
+    ap.add_argument("--candidates", type=int, default=None, metavar="N",
+                    help="Candidates per keyword and vector list (kb.candidates)")
     args = ap.parse_args(argv)
     root = find_manual(args.manual, install=args.install)
     only = set(args.only or ["recall", "latency", "ingest"])
@@ -381,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="inhouse-manual-") as tmp:
         data_dir = args.data_dir or Path(tmp) / "data"
         if only & {"recall", "latency"}:
-            services = open_kb(data_dir)
+            services = open_kb(data_dir, {"candidates": args.candidates} if args.candidates else None)
             try:
                 result["index"] = ensure_ingested(services, root)
                 print(f"index: {result['index']}", flush=True)
@@ -389,7 +410,8 @@ def main(argv: list[str] | None = None) -> int:
                     result["recall"] = bench_recall(services, questions, expand_with=args.expand_with)
                     if args.sketch_with:
                         result["sketch"] = bench_sketch(services, questions, args.sketch_with,
-                                                        args.sketch_variant, args.sketch_subject)
+                                                        args.sketch_variant, args.sketch_subject,
+                                                        args.sketches_from)
                 if "latency" in only:
                     result["parts"] = bench_parts(services, _queries(questions), args.rounds)
             finally:

@@ -194,6 +194,11 @@ class KbSettings(BaseModel):
     max_file_mb: float = Field(50.0, gt=0, description="Largest file accepted for ingestion, in MB.")
     top_k: int = Field(5, ge=1, le=50, description="Chunks retrieved for a grounded answer.")
     rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant.")
+    candidates: int = Field(
+        40, ge=1, le=1000,
+        description="Candidates taken from each keyword and vector list (per wording of the question) before they "
+        "are fused.",
+    )
     document_share: float = Field(
         0.4, gt=0.0, le=1.0,
         description="Largest share of the top_k results one document may hold (2 of 5 at 0.4); the rest of the "

@@ -58,7 +58,8 @@ _ASSIGNED = re.compile(r"^\s*([A-Za-z_]\w*)\s*(?::[^=]*)?=(?!=)", re.MULTILINE)
 _CODE_MARK = re.compile(r"[()._=/:;@+\[\]{}<>|$*]|(?<!\S)-")  # what words alone ("30 days") do not have
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _COMMENT = re.compile(r"^\s*(#|//|--\s|;|/\*|\*|rem\s)", re.IGNORECASE)
-_PROSE = re.compile(r"^[A-Za-z][A-Za-z,'’()\- ]*(\s+[A-Za-z,'’()\-]+){3,}[.:!?]?$")
+# A sentence: a capitalised first word (not SQL's SELECT), four words or more, nothing but words and punctuation.
+_PROSE = re.compile(r"^[A-Z][a-z']*(\s+[A-Za-z,'’()\-]+){3,}[.:!?]?$")
 
 
 def sketch_request(question: str, subject: str = "") -> list[dict[str, str]]:
@@ -72,10 +73,10 @@ def sketch_request(question: str, subject: str = "") -> list[dict[str, str]]:
 
 
 def clean_sketch(question: str, text: str) -> str | None:
-    """The usable code in ``text``, or None: the first fenced block if there is one, comment lines and lines of
-    prose dropped, at most ``MAX_LINES`` lines and ``MAX_CHARS`` characters, set as code by the model (fenced or in
-    backticks) or with a mark of code in it (brackets, a dot, ``=``, an option's dash, …), and at least one name in
-    it: a reply in plain words ("30 days") is no sketch."""
+    """The usable code in ``text``, or None: the first fenced block if there is one (else the reply without its
+    sentences), comment lines dropped, at most ``MAX_LINES`` lines and ``MAX_CHARS`` characters, set as code by the
+    model (fenced or in backticks) or with a mark of code in it (brackets, a dot, ``=``, an option's dash, …), and at
+    least one name in it: a reply in plain words ("30 days") is no sketch."""
     raw = text.replace("\r", "").split("\n")
     fences = [i for i, line in enumerate(raw) if _FENCE.match(line)]
     if fences:  # a fenced block: only its inside (a sentence before or after it is no code)
@@ -83,7 +84,7 @@ def clean_sketch(question: str, text: str) -> str | None:
     lines = []
     marked = bool(fences)  # the model itself set it as code (a fenced block or `inline code`)
     for line in raw:
-        if not line.strip() or _COMMENT.match(line) or _PROSE.match(line.strip()):
+        if not line.strip() or _COMMENT.match(line) or (not fences and _PROSE.match(line.strip())):
             continue
         if line.strip().startswith("`") and line.strip().endswith("`"):
             marked, line = True, line.strip().strip("`")

@@ -38,6 +38,8 @@ def test_fences_comments_and_prose_are_dropped() -> None:
     assert clean_sketch("q", "`sha256sum largefile`") == "sha256sum largefile"  # set as code by the model
     assert clean_sketch("q", "```sh\nvirtualenv env\n```") == "virtualenv env"
     assert clean_sketch("q", "sha256sum largefile") is None  # plain words: could be an answer
+    assert clean_sketch("q", "python -m venv env") == "python -m venv env"  # a command is no sentence
+    assert clean_sketch("q", "SELECT name FROM users WHERE id = 1") == "SELECT name FROM users WHERE id = 1"
     assert clean_sketch("q", "") is None
     assert clean_sketch("q", "```\n```") is None
     assert clean_sketch("x = 1", "x = 1") is None  # the question itself
