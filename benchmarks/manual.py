@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -321,26 +322,17 @@ def bench_parts(services: Any, queries: list[str], rounds: int = 2) -> dict[str,
     return out
 
 
-def replicate_index(src: Path, dst: Path, copies: int) -> int:
-    """A bigger index of real text without embedding again: every document of ``src`` (its chunks, texts and
-    vectors, read straight from the file) written ``copies`` times under ``copy<i>/`` paths into ``dst/kb.db``.
-    Returns the number of chunks written."""
-    import hashlib
-
+def _read_docs(src: Path) -> list[tuple[str, str, list[tuple[Any, bytes]]]]:
+    """Every document of ``src/kb.db`` as (title, source path, [(chunk, vector bytes)]), read straight from the file."""
     import apsw
-    import numpy as np
     import sqlite_vec
 
-    from inhouse.governance.labels import Label
-    from inhouse.kb.access import Acl
     from inhouse.kb.document import Chunk
-    from inhouse.kb.index.protocol import NewDocument
-    from inhouse.kb.index.sqlite import SqliteIndexStore
 
     con = apsw.Connection(str(src / "kb.db"), flags=apsw.SQLITE_OPEN_READONLY)
     con.enable_load_extension(True)
     con.load_extension(sqlite_vec.loadable_path())
-    docs: dict[int, tuple[str, str, list[tuple[Chunk, bytes]]]] = {}
+    docs: dict[int, tuple[str, str, list[tuple[Any, bytes]]]] = {}
     sql = ("SELECT d.pk, d.title, d.source_path, k.ordinal, k.content, k.section, k.token_count, f.text, v.embedding"
            " FROM kb_chunks k JOIN kb_documents d ON d.pk = k.document_pk JOIN kb_fts f ON f.rowid = k.pk"
            " JOIN kb_vec v ON v.rowid = k.pk ORDER BY d.pk, k.ordinal")
@@ -350,12 +342,25 @@ def replicate_index(src: Path, dst: Path, copies: int) -> int:
                       section=section)
         docs.setdefault(pk, (title, path, []))[2].append((chunk, blob))
     con.close()
+    return list(docs.values())
+
+
+def _write_docs(dst: Path, docs: list[tuple[str, str, list[tuple[Any, bytes]]]], copies: int) -> int:
+    import hashlib
+
+    import numpy as np
+
+    from inhouse.governance.labels import Label
+    from inhouse.kb.access import Acl
+    from inhouse.kb.index.protocol import NewDocument
+    from inhouse.kb.index.sqlite import SqliteIndexStore
+
     store = SqliteIndexStore(dst / "kb.db", dim=DIM_E5)
     written = 0
     try:
         col = store.create_collection(COLLECTION, acl=Acl(groups=frozenset({"docs"}))).id
         for i in range(copies):
-            for title, path, rows in docs.values():
+            for title, path, rows in docs:
                 data = f"copy {i} of {path}".encode()
                 vectors = np.frombuffer(b"".join(b for _, b in rows), dtype=np.float32).reshape(len(rows), -1)
                 store.put_document(NewDocument(col, f"copy{i}/{path}", hashlib.sha256(data).hexdigest(),
@@ -365,6 +370,28 @@ def replicate_index(src: Path, dst: Path, copies: int) -> int:
     finally:
         store.close()
     return written
+
+
+def replicate_index(src: Path, dst: Path, copies: int) -> int:
+    """A bigger index of real text without embedding again: every document of ``src`` (its chunks, texts and
+    vectors, read straight from the file) written ``copies`` times under ``copy<i>/`` paths into ``dst/kb.db``.
+    Returns the number of chunks written."""
+    return _write_docs(dst, _read_docs(src), copies)
+
+
+def subset_index(src: Path, dst: Path, chunks: int) -> int:
+    """A smaller index of real text: whole documents of ``src`` spread over the manual (each kept while the share
+    kept so far is below ``chunks`` ÷ all), about ``chunks`` chunks in all, written into ``dst/kb.db``."""
+    docs = _read_docs(src)
+    total = sum(len(rows) for _, _, rows in docs)
+    kept: list[tuple[str, str, list[tuple[Any, bytes]]]] = []
+    seen = taken = 0
+    for doc in docs:
+        seen += len(doc[2])
+        if taken < chunks and taken <= seen * chunks / total:
+            kept.append(doc)
+            taken += len(doc[2])
+    return _write_docs(dst, kept, 1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -377,6 +404,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=2, help="Passes over the latency queries")
     ap.add_argument("--replicate", type=int, default=0, metavar="N",
                     help="Latency also on an index of N copies of the manual (real text at ~N×20k chunks)")
+    ap.add_argument("--at-chunks", type=int, default=0, metavar="N",
+                    help="Latency also on an index of about N of the manual's chunks (whole pages spread over it)")
     ap.add_argument("--ingest-sample", type=int, default=1, metavar="N",
                     help="Ingest benchmark on every N-th page only (default: the whole manual)")
     ap.add_argument("--expand-with", default=None, metavar="MODEL",
@@ -418,18 +447,21 @@ def main(argv: list[str] | None = None) -> int:
                 services.close()
             if "latency" in only:
                 result["http"] = bench_http(data_dir, _queries(questions), args.rounds)
-            if "latency" in only and args.replicate > 1:
-                big = Path(tmp) / f"x{args.replicate}"
-                big.mkdir(parents=True, exist_ok=True)
-                chunks = replicate_index(data_dir, big, args.replicate)
-                print(f"replicated: {chunks} chunks in {big}", flush=True)
-                services = open_kb(big)
+            sizes: list[tuple[str, Callable[[Path, Path, int], int], int]] = []
+            sizes += [(f"x{args.replicate}", replicate_index, args.replicate)] if args.replicate > 1 else []
+            sizes += [(f"at{args.at_chunks}", subset_index, args.at_chunks)] if args.at_chunks else []
+            for label, build, arg in sizes if "latency" in only else []:
+                other = Path(tmp) / label
+                other.mkdir(parents=True, exist_ok=True)
+                chunks = build(data_dir, other, arg)
+                print(f"{label}: {chunks} chunks in {other}", flush=True)
+                services = open_kb(other)
                 try:
-                    result[f"parts_x{args.replicate}"] = {"chunks": chunks,
-                                                          **bench_parts(services, _queries(questions), args.rounds)}
+                    result[f"parts_{label}"] = {"chunks": chunks,
+                                                **bench_parts(services, _queries(questions), args.rounds)}
                 finally:
                     services.close()
-                result[f"http_x{args.replicate}"] = bench_http(big, _queries(questions), args.rounds)
+                result[f"http_{label}"] = bench_http(other, _queries(questions), args.rounds)
         if "ingest" in only:
             from benchmarks.manual_ingest import bench_ingest
 

@@ -326,6 +326,13 @@ class StoreSettings(BaseModel):
         "libpq reads `PGPASSWORD` or `~/.pgpass`. `inhouse store migrate --to URL` copies an embedded install there.",
     )
     pool_size: int = Field(8, ge=1, le=100, description="Connections each inhouse process keeps per PostgreSQL store.")
+    resident_vectors_max_chunks: int = Field(
+        500_000, ge=0,
+        description="PostgreSQL: while the knowledge index holds at most this many chunks, search scores an exact "
+        "copy of their vectors in each inhouse process's RAM (1.5 KB per chunk at 384 dimensions), kept current from "
+        "the index's change log, as the embedded store does. Past it, or at 0, search walks pgvector's HNSW index "
+        "(approximate; no copy).",
+    )
     node: str = Field(
         "", max_length=200,
         description="This node's name in the shared audit chain (PostgreSQL only): the write-ahead records of its "

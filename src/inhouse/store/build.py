@@ -125,4 +125,5 @@ def build_index_store(settings: Settings, *, dim: int) -> IndexStore:
         return SqliteIndexStore(settings.kb_path, dim=dim)
     from inhouse.kb.index.postgres import PostgresIndexStore
 
-    return PostgresIndexStore(settings.store.url, dim=dim, pool_size=settings.store.pool_size)
+    return PostgresIndexStore(settings.store.url, dim=dim, pool_size=settings.store.pool_size,
+                              resident_max_chunks=settings.store.resident_vectors_max_chunks)

@@ -27,6 +27,16 @@ class TestPostgresIndexStore(IndexStoreContract):
         s.close()
 
 
+class TestPostgresIndexStoreOnHnsw(IndexStoreContract):
+    """The same contract with vector search walking pgvector's HNSW index instead of the resident copy."""
+
+    @pytest.fixture
+    def store(self, postgres_url: str) -> Iterator[PostgresIndexStore]:
+        s = PostgresIndexStore(postgres_url, dim=DIM, resident_max_chunks=0)
+        yield s
+        s.close()
+
+
 def test_dimension_mismatch_is_refused(postgres_url: str) -> None:
     PostgresIndexStore(postgres_url, dim=DIM).close()
     with pytest.raises(InvalidRequest, match="64-d"):
@@ -37,7 +47,7 @@ def test_k_rows_even_when_the_caller_sees_a_sliver(postgres_url: str) -> None:
     """The nearest rows all belong to a collection the caller may not see: the index scan must go on (and past its
     limit, fall back to an exact scan) until k allowed rows are found."""
     # A tiny scan budget, and the planner kept on the HNSW index (on so few rows it would rather sort them all).
-    s = PostgresIndexStore(postgres_url, dim=DIM, session={
+    s = PostgresIndexStore(postgres_url, dim=DIM, resident_max_chunks=0, session={
         "hnsw.ef_search": "10", "hnsw.max_scan_tuples": "10", "enable_seqscan": "off", "enable_sort": "off"})
     try:
         big = s.create_collection("big", acl=Acl(groups=frozenset({"all"}))).id

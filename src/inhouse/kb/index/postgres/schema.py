@@ -77,6 +77,49 @@ def reweigh_keyword_terms(conn: Any) -> None:
         last = rows[-1]["pk"]
 
 
+# 3: the change log of the chunks' vectors, which searchers replay into their resident copies (``resident.py``).
+# Statement triggers with transition tables: one statement of many rows (a bulk load) writes one entry per document.
+_V3 = """
+CREATE TABLE kb_vec_log (
+    seq          bigserial PRIMARY KEY,
+    xid          xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    document_pk  bigint NOT NULL
+);
+CREATE INDEX kb_vec_log_xid ON kb_vec_log (xid);
+CREATE FUNCTION kb_vec_log_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO kb_vec_log (document_pk) SELECT DISTINCT document_pk FROM changed;
+    RETURN NULL;
+END $$;
+CREATE FUNCTION kb_vec_log_updated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO kb_vec_log (document_pk) SELECT document_pk FROM before UNION SELECT document_pk FROM after;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER kb_chunks_log_insert AFTER INSERT ON kb_chunks REFERENCING NEW TABLE AS changed
+    FOR EACH STATEMENT EXECUTE FUNCTION kb_vec_log_changed();
+CREATE TRIGGER kb_chunks_log_delete AFTER DELETE ON kb_chunks REFERENCING OLD TABLE AS changed
+    FOR EACH STATEMENT EXECUTE FUNCTION kb_vec_log_changed();
+CREATE TRIGGER kb_chunks_log_update AFTER UPDATE ON kb_chunks REFERENCING OLD TABLE AS before NEW TABLE AS after
+    FOR EACH STATEMENT EXECUTE FUNCTION kb_vec_log_updated();
+-- TRUNCATE names no rows: every searcher that synced before it reloads everything, as after a pruned log.
+CREATE FUNCTION kb_vec_log_truncated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE kb_meta SET value = greatest(value::bigint, pg_current_xact_id()::text::bigint + 1)::text
+        WHERE key = 'vec_log_pruned';
+    RETURN NULL;
+END $$;
+CREATE TRIGGER kb_chunks_log_truncate AFTER TRUNCATE ON kb_chunks
+    FOR EACH STATEMENT EXECUTE FUNCTION kb_vec_log_truncated();
+INSERT INTO kb_meta (key, value) VALUES ('vec_log_pruned', '0') ON CONFLICT (key) DO NOTHING;
+"""
+
+
+def vector_change_log(conn: Any) -> None:
+    """3: ``kb_vec_log`` and its triggers. Nothing to backfill: a searcher with no copy loads every vector once."""
+    conn.execute(_V3)
+
+
 def migrations(dim: int) -> tuple[PgMigration, ...]:
     def v1(conn: Any) -> None:
         conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
@@ -101,7 +144,8 @@ CREATE INDEX kb_chunks_doc ON kb_chunks (document_pk, ordinal)""")
             conn.execute(ddl)
 
     return (PgMigration(1, "collections_documents_chunks_vectors", v1),
-            PgMigration(2, "keyword_terms_weighted_by_title_and_section", reweigh_keyword_terms))
+            PgMigration(2, "keyword_terms_weighted_by_title_and_section", reweigh_keyword_terms),
+            PgMigration(3, "vector_change_log", vector_change_log))
 
 
 def migrate_index(db: PostgresDatabase, dim: int) -> None:

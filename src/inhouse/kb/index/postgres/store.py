@@ -4,7 +4,12 @@ One row per chunk holds its text, its keyword terms (``tsv``) and its vector (``
 chunks and bytes commits in one transaction, under an advisory lock of its collection, so two nodes ingesting the
 same bytes add them once; readers see a version whole or not at all.
 
-Vector search: pgvector's HNSW index (cosine) with ``hnsw.iterative_scan = relaxed_order``. The access rule is a
+Vector search (up to ``resident_max_chunks`` chunks): an exact cosine scan of a copy of the vectors in this process's
+RAM, replayed from the change log ``kb_vec_log`` (``resident.py``), as on SQLite: the visible documents are chosen in
+SQL, only their rows are scored, and the chunk ids are read back (a chunk deleted since the copy's sync drops out).
+
+Vector search over a larger index: pgvector's HNSW index (cosine) with
+``hnsw.iterative_scan = relaxed_order``. The access rule is a
 condition of the same statement (``document_pk = ANY(ARRAY(allowed documents))``): when it rejects the nearest rows
 the scan goes on until ``k`` allowed rows are found. pgvector stops after ``hnsw.max_scan_tuples``; should that
 leave fewer than ``k`` rows while more are allowed (a caller who sees a sliver of a large index), the same query runs
@@ -37,6 +42,7 @@ from inhouse.kb.access import AccessScope, Acl
 from inhouse.kb.index.keywords import keyword_terms, like_escape, rarest_terms
 from inhouse.kb.index.postgres.access import allowed_docs, chunk_filter, document_condition
 from inhouse.kb.index.postgres.check import check_index, count_rows
+from inhouse.kb.index.postgres.resident import PostgresResidentVectors, prune_log
 from inhouse.kb.index.postgres.schema import migrate_index
 from inhouse.kb.index.postgres.stats import TermShares
 from inhouse.kb.index.postgres.terms import RANK_WEIGHTS, tsquery_literal, tsvector_literal, vector_literal
@@ -67,12 +73,15 @@ __all__ = ["PostgresIndexStore", "tsquery_literal", "tsvector_literal", "vector_
 class PostgresIndexStore:
     """The ``IndexStore`` on PostgreSQL. ``url``: a PostgreSQL URL; the store keeps a pool of its own.
     ``session``: settings for each of its connections, over ``SESSION`` (e.g. ``hnsw.ef_search``).
-    ``keyword_match_rows``: below this many chunks matched (estimated), no keyword term is left out."""
+    ``keyword_match_rows``: below this many chunks matched (estimated), no keyword term is left out.
+    ``resident_max_chunks``: up to this many chunks, vector search scans an exact copy of the vectors in RAM, kept
+    current from the change log (``resident.py``); past it (or at 0) it walks the HNSW index in PostgreSQL."""
 
     SESSION: Mapping[str, str] = {"hnsw.iterative_scan": "relaxed_order", "hnsw.ef_search": "100"}
 
     def __init__(self, url: str, *, dim: int, clock: Any = None, pool_size: int = 8,
-                 session: Mapping[str, str] | None = None, keyword_match_rows: int = 2000) -> None:
+                 session: Mapping[str, str] | None = None, keyword_match_rows: int = 2000,
+                 resident_max_chunks: int = 500_000) -> None:
         import time
 
         self.dim = int(dim)
@@ -91,6 +100,8 @@ class PostgresIndexStore:
             self._db.close()
             raise
         self.term_shares = TermShares(self._db)
+        self._resident = PostgresResidentVectors(self._db, self.dim, max_rows=resident_max_chunks,
+                                                 clock=self._clock) if resident_max_chunks > 0 else None
 
     def schema_version(self) -> int:
         return schema_version(self._db, "kb")
@@ -244,6 +255,7 @@ class PostgresIndexStore:
                 self._write_acl(c, doc_id, doc.acl)
                 c.execute("INSERT INTO kb_files (document_pk, data) VALUES (%s, %s)", (doc_pk, doc.data))
                 self._insert_chunks(c, doc_pk, doc, vectors)
+                prune_log(c)
         return PutResult(status, self.get_document(doc_id))  # type: ignore[arg-type]
 
     @staticmethod
@@ -275,6 +287,7 @@ class PostgresIndexStore:
             if not c.execute("DELETE FROM kb_documents WHERE id = %s", (document_id,)).rowcount:
                 raise NotFound(f"No document '{document_id}'.", param="document_id")
             c.execute("DELETE FROM kb_acl WHERE owner = %s", (document_id,))  # chunks and bytes cascade
+            prune_log(c)
 
     _CHUNK_SQL = ("SELECT k.id, d.id AS document_id, c.id AS collection_id, k.ordinal, k.content, k.section,"
                   " k.page_start, k.page_end, d.title, d.source_path, d.label_rank, k.text FROM kb_chunks k"
@@ -333,6 +346,10 @@ class PostgresIndexStore:
             raise InvalidRequest(f"query vector has {v.shape[0]} dimensions, the index {self.dim}.")
         if limit <= 0:
             return []
+        if self._resident is not None and self._resident.in_use():
+            found = self._resident_search(scope, v, filters, int(limit))
+            if found is not None:
+                return found
         hnsw_where, params = self._where(scope, filters, by_document_index=False)
         where, _ = self._where(scope, filters)
         params.update(v=vector_literal(v), k=int(limit))
@@ -346,6 +363,28 @@ class PostgresIndexStore:
             rows = self._db.query(f"SELECT k.id, (k.embedding <=> %(v)s::vector) + 0 AS d FROM kb_chunks k"
                                   f" WHERE {where} ORDER BY d, k.pk LIMIT %(k)s", params)
         return [Scored(r["id"], 1.0 - float(r["d"])) for r in rows]
+
+    def _resident_search(self, scope: AccessScope, v: np.ndarray, filters: SearchFilters,
+                         limit: int) -> list[Scored] | None:
+        assert self._resident is not None
+        visible: dict[int, set[int]] | None = None
+        if not unrestricted(scope, filters):
+            # The access rule decides which rows are scored: only the visible documents' rows are multiplied.
+            docs, params = allowed_docs(scope, filters, columns="d.collection_pk, d.pk")
+            visible = {}
+            for r in self._db.query(docs, params):
+                visible.setdefault(int(r["collection_pk"]), set()).add(int(r["pk"]))
+        found = self._resident.search(v, limit, visible)
+        if found is None:
+            return None
+        pks, sims = found
+        if not len(pks):
+            return []
+        # A chunk deleted since the copy's sync has no id any more and drops out here.
+        ids = {int(r["pk"]): r["id"] for r in self._db.query("SELECT pk, id FROM kb_chunks WHERE pk = ANY(%s)",
+                                                              (pks.tolist(),))}
+        return [Scored(ids[pk], float(sim)) for pk, sim in zip(pks.tolist(), sims.tolist(), strict=True)
+                if pk in ids]
 
     def get_chunks(self, scope: AccessScope, chunk_ids: Sequence[str]) -> list[StoredChunk]:
         if not chunk_ids:
@@ -373,4 +412,6 @@ class PostgresIndexStore:
         return check_index(self._db)
 
     def close(self) -> None:
+        if self._resident is not None:
+            self._resident.reset()  # free the copy now, not when the last reference goes
         self._db.close()
