@@ -164,3 +164,18 @@ def test_code_passed_as_a_string_keeps_its_names() -> None:
     shell = """psql -c "SELECT pg_stat_activity.pid, count(*) FROM pg_stat_activity WHERE state = 'idle'" mydb"""
     assert sketch_names(shell) == ["psql", "pg_stat_activity.pid", "count", "pg_stat_activity", "mydb"]
     assert sketch_names("people = [3, 1]\npeople.sort(reverse=True)") == ["sort", "reverse"]  # the method counts
+
+
+def test_the_subject_is_only_what_the_caller_may_see() -> None:
+    store = SqliteIndexStore(":memory:", dim=EMB.dim)
+    try:
+        store.create_collection("hr", acl=Acl(groups=frozenset({"hr"})), description="HR handbook")
+        store.create_collection("db", acl=Acl(groups=frozenset({"it"})), description="PostgreSQL 16 manual")
+        store.create_collection("plain", acl=Acl(groups=frozenset({"it"})))
+        r = Retriever(store, EMB)
+        it = Actor("key_i", "i", groups=frozenset({"it"}))
+        assert r.describe(it, None) == "PostgreSQL 16 manual"  # the HR handbook's description is not the caller's
+        assert set(r.describe(ADMIN, ["hr", "db"]).split("; ")) == {"HR handbook", "PostgreSQL 16 manual"}
+        assert r.describe(it, ["plain"]) == ""
+    finally:
+        store.close()
