@@ -221,7 +221,9 @@ class KbSettings(BaseModel):
         description="Before a grounded answer, ask the answering model (local models only) for a few lines of code "
         "that do what the question asks, and search the names in it (functions, commands, settings) beside the "
         "question, so a question naming a goal finds the feature's entry in a manual. The collection's description "
-        "tells the model which system the documents are about. See docs/knowledge.md for what it was measured to do.",
+        "tells the model which system the documents are about. Python manual recall@5 0.66 -> 0.875 measured. Off by "
+        "default: on company documents the invented code's passages cost the shared QA set a not-covered answer "
+        "(4/4 -> 3/4) and an answer.",
     )
     min_similarity: float = Field(
         0.83, ge=0.0, le=1.0,
