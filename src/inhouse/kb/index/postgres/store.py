@@ -65,8 +65,8 @@ from inhouse.store.postgres.database import PostgresDatabase, lock_id, schema_ve
 _LABELS = list(Label)
 # A keyword query matches at most about this share of the chunks (or ``keyword_match_rows``), leaving out its most
 # frequent terms (``kb.index.keywords.rarest_terms``): ranking reads every matched row from the table, about one
-# page per row (docs/performance.md: 5 % against 2 % at 100k chunks).
-_MATCH_SHARE = 0.02
+# page per row (docs/performance.md: 5 % against 2 % against 1 % at 100k chunks).
+_MATCH_SHARE = 0.01
 __all__ = ["PostgresIndexStore", "tsquery_literal", "tsvector_literal", "vector_literal"]
 
 
@@ -80,7 +80,7 @@ class PostgresIndexStore:
     SESSION: Mapping[str, str] = {"hnsw.iterative_scan": "relaxed_order", "hnsw.ef_search": "100"}
 
     def __init__(self, url: str, *, dim: int, clock: Any = None, pool_size: int = 8,
-                 session: Mapping[str, str] | None = None, keyword_match_rows: int = 2000,
+                 session: Mapping[str, str] | None = None, keyword_match_rows: int = 1000,
                  resident_max_chunks: int = 500_000) -> None:
         import time
 
