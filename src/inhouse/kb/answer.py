@@ -50,7 +50,7 @@ JUDGE_INSTRUCTIONS = "You judge whether a passage answers a question. Reply with
 COVERAGE_QUESTION = "\n\nIs the answer to this question written in the passages above? Reply yes or no."
 # How a code sketch is searched (kb.sketch_questions): the code itself as one more wording, fused like a translation,
 # and the fused top 20 lifted where a heading names one of its names. Measured on the Python manual against its names
-# as the wording, and both (docs/knowledge.md: code + lift 0.84, names + lift 0.82, names alone 0.79).
+# as the wording, and both (docs/knowledge.md, last run: code + lift 0.875, both + lift 0.875, names + lift 0.86).
 SKETCH_USE = "code"
 _CJK_RE = re.compile(r"[\u3400-\u9fff]")
 _NEGATIVE_RE = re.compile(r"no\b|否|不是|没有|不[。.！!]?$")
@@ -95,7 +95,7 @@ class Grounding:
     covered: bool
     messages: list[dict[str, Any]] = field(default_factory=list)
     translation: str | None = None  # the question in the other language, searched beside it
-    sketch: str | None = None  # the model's code sketch of the question, whose names are searched beside it
+    sketch: str | None = None  # the model's code sketch of the question, searched beside it (its names lift headings)
     retrieved: list[Hit] = field(default_factory=list)  # what retrieval found, before the gate (evaluation)
 
     @property
@@ -202,9 +202,9 @@ class Answerer:
                top_k: int | None = None, history: Sequence[Mapping[str, Any]] = (),
                translation: str | None = None, sketch: str | None = None) -> Grounding:
         """Blocking (embedding + SQL): call it off the event loop. ``translation`` (the question in the other
-        language) is searched beside the question, and so are the names in ``sketch`` (a code sketch of what the
-        question asks, ``kb.sketch``), which also lift the chunks whose heading names them; ``ground_async`` makes
-        both with the model."""
+        language) is searched beside the question, and so is ``sketch`` (a code sketch of what the question asks,
+        ``kb.sketch``), whose names also lift the chunks whose heading names them; ``ground_async`` makes both with
+        the model."""
         hits, similarity = self.retriever.retrieve_scored(actor, question, collections, top_k or self.top_k,
                                                           alternates=[translation] if translation else (),
                                                           document_share=self.document_share,

@@ -9,7 +9,9 @@ fusion (``score = Σ 1 / (k + rank)``, k = 60, as in haystack's ``DocumentJoiner
 other language of the corpus, see ``kb.translate``); each gets its own keyword and vector list, fused into its own
 ranking, and the rankings are interleaved rank by rank (``fuse_wordings``). Trigram keyword search cannot
 match across languages and e5-small ranks every same-language chunk above the right other-language one, so this is
-what makes an English question find a Chinese passage.
+what makes an English question find a Chinese passage. ``expansions`` are wordings fused the same way that do not
+count for the best similarity (the model's code sketch of the question, ``kb.sketch``), and ``boost_names`` lifts
+the fused top 20 whose heading names one of them (``promote_named``).
 
 **Diversity.** ``top_k`` is cut from the fused list so that no document holds more than ``per_document`` of the
 slots (``ceil(top_k × share)``, 2 of 5 by default) and a chunk whose text nearly repeats a chosen one (character
