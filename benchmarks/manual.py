@@ -137,7 +137,9 @@ def expand_question(services: Any, model: str, question: str) -> str:
 
 
 def bench_recall(services: Any, questions: list[dict[str, Any]], top_k: int = 5,
-                 expand_with: str | None = None) -> dict[str, Any]:
+                 expand_with: str | None = None, extra: Any = None, label: str = "") -> dict[str, Any]:
+    """Recall@``top_k`` of the right page. ``extra(question) -> (expansions, boost_names)``: more wordings searched
+    beside each question (fused like a translation) and names that lift the fused top 20 (``promote_named``)."""
     from inhouse.kb.evaluate import EVAL_ACTOR
 
     kb = services.kb
@@ -145,12 +147,14 @@ def bench_recall(services: Any, questions: list[dict[str, Any]], top_k: int = 5,
     times, expand_times = [], []
     for q in questions:
         alternates: list[str] = []
+        expansions, boost = extra(q) if extra else ([], [])
         if expand_with:
             t0 = time.perf_counter()
             alternates = [e for e in [expand_question(services, expand_with, q["question"])] if e]
             expand_times.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        found, _ = kb.retriever.retrieve_scored(EVAL_ACTOR, q["question"], top_k=top_k, alternates=alternates)
+        found, _ = kb.retriever.retrieve_scored(EVAL_ACTOR, q["question"], top_k=top_k, alternates=alternates,
+                                                expansions=expansions, boost_names=boost)
         times.append((time.perf_counter() - t0) * 1000)
         pages = [h.chunk.source_path for h in found]
         rank = next((i for i, p in enumerate(pages, 1) if p in q["sources"]), None)
@@ -158,15 +162,78 @@ def bench_recall(services: Any, questions: list[dict[str, Any]], top_k: int = 5,
         rr += 1.0 / rank if rank else 0.0
         if rank is None:
             misses.append({"id": q["id"], "question": q["question"], "expected": q["sources"], "top": pages,
-                           **({"searched_also": alternates} if alternates else {})})
+                           **({"searched_also": alternates + expansions} if alternates or expansions else {})})
     out = {"questions": len(questions), "recall_at_5": round(hits / len(questions), 3),
            "mrr": round(rr / len(questions), 3), "search_p50_ms": round(statistics.median(times), 1),
+           "search_p95_ms": round(percentile(times, 95), 1),
            **({"expanded_with": expand_with, "expand_p50_s": round(statistics.median(expand_times), 2)}
               if expand_with else {}),
            "misses": misses}
-    print(f"recall@{top_k}: {out['recall_at_5']} (MRR {out['mrr']}), misses {[m['id'] for m in misses]}",
-          flush=True)
+    print(f"{label}recall@{top_k}: {out['recall_at_5']} (MRR {out['mrr']}, search p50 {out['search_p50_ms']} ms), "
+          f"misses {[m['id'] for m in misses]}", flush=True)
     return out
+
+
+def bench_sketch(services: Any, questions: list[dict[str, Any]], model: str,
+                 variants: list[str] | None = None, subject: str = "", reuse: Path | None = None) -> dict[str, Any]:
+    """The code-sketch variants (``kb.sketch``): each question's sketch is written once by ``model`` (timed: the
+    latency it adds to a grounded answer), then recall is measured with the sketch's names, its code, or both
+    searched beside the question, each with and without lifting the chunks whose heading names them. ``subject``:
+    what the documents are about, as a collection's description would say it (told to the model). ``reuse``: a
+    results file of an earlier run whose sketches are searched again (no model; its latency figures are copied)."""
+    from inhouse.kb.sketch import sketch_names, sketch_wordings
+
+    if reuse is not None:
+        earlier = json.loads(reuse.read_text(encoding="utf-8"))["sketch"]
+        out: dict[str, Any] = {k: v for k, v in earlier.items() if k not in ("variants", "refused")}
+        out.update(reused_from=str(reuse), candidates=services.kb.retriever.candidates, variants={})
+        sketches = out.pop("sketches")
+        print(f"sketches reused from {reuse}", flush=True)
+    else:
+        sketches, out = _write_sketches(services, questions, model, subject)
+        out.update(candidates=services.kb.retriever.candidates, variants={})
+    for variant in variants or ["names", "code", "both", "boost", "names+boost", "both+boost"]:
+        use, _, boost = variant.partition("+")
+        words = use if use in ("names", "code", "both") else None
+
+        def extra(q: dict[str, Any], words: str | None = words, boost: bool = bool(boost) or use == "boost") -> Any:
+            code = sketches[q["id"]]
+            return (sketch_wordings(code, words) if words else [],
+                    sketch_names(code) if (boost and code) else [])
+
+        r = bench_recall(services, questions, extra=extra, label=f"[{variant}] ")
+        out["variants"][variant] = {k: r[k] for k in ("recall_at_5", "mrr", "search_p50_ms", "search_p95_ms")}
+        out["variants"][variant]["misses"] = [m["id"] for m in r["misses"]]
+    out["sketches"] = sketches
+    return out
+
+
+def _write_sketches(services: Any, questions: list[dict[str, Any]], model: str,
+                    subject: str) -> tuple[dict[str, str | None], dict[str, Any]]:
+    """Each question's sketch by ``model``, timed, and the replies the checks refused."""
+    import asyncio
+
+    from inhouse.kb.sketch import CodeSketcher
+
+    sketcher = CodeSketcher(services.chat)
+    sketches: dict[str, str | None] = {}
+    refused: dict[str, str] = {}  # the model's reply where the checks found no code in it
+    seconds: list[float] = []
+    a = snapshot()
+    for q in questions:
+        t0 = time.perf_counter()
+        sketches[q["id"]] = asyncio.run(sketcher.sketch(q["question"], model=model, subject=subject))
+        seconds.append(time.perf_counter() - t0)
+        if sketches[q["id"]] is None:
+            refused[q["id"]] = sketcher.last_reply
+    load = foreign_cores(a, snapshot())
+    out: dict[str, Any] = {"model": model, "subject": subject, "sketch_p50_s": round(statistics.median(seconds), 2),
+                           "sketch_p95_s": round(percentile(seconds, 95), 2),
+                           "sketch_foreign_load_cores": round(load, 2),
+                           "usable": sum(v is not None for v in sketches.values()), "refused": refused}
+    print(f"sketches by {model}: {out['usable']}/{len(questions)} usable, p50 {out['sketch_p50_s']} s, "
+          f"p95 {out['sketch_p95_s']} s (foreign load {out['sketch_foreign_load_cores']} cores)", flush=True)
+    return sketches, out
 
 
 def _queries(questions: list[dict[str, Any]]) -> list[str]:
@@ -343,6 +410,18 @@ def main(argv: list[str] | None = None) -> int:
                     help="Ingest benchmark on every N-th page only (default: the whole manual)")
     ap.add_argument("--expand-with", default=None, metavar="MODEL",
                     help="Recall also searches the model's one line of search terms for each question (experiment)")
+    ap.add_argument("--sketch-with", default=None, metavar="MODEL",
+                    help="Recall also with the model's code sketch of each question (kb.sketch) searched beside it, "
+                         "per variant")
+    ap.add_argument("--sketch-variant", action="append", default=None,
+                    choices=["names", "code", "both", "boost", "names+boost", "code+boost", "both+boost"],
+                    help="Only these sketch variants (default: all)")
+    ap.add_argument("--sketch-subject", default="", metavar="TEXT",
+                    help="What the documents are about, told to the sketching model (a collection's description)")
+    ap.add_argument("--sketches-from", type=Path, default=None, metavar="RESULTS.json",
+                    help="Search the sketches of an earlier run again instead of asking the model")
+    ap.add_argument("--candidates", type=int, default=None, metavar="N",
+                    help="Candidates per keyword and vector list (kb.candidates)")
     args = ap.parse_args(argv)
     root = find_manual(args.manual, install=args.install)
     only = set(args.only or ["recall", "latency", "ingest"])
@@ -352,12 +431,16 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="inhouse-manual-") as tmp:
         data_dir = args.data_dir or Path(tmp) / "data"
         if only & {"recall", "latency"}:
-            services = open_kb(data_dir)
+            services = open_kb(data_dir, {"candidates": args.candidates} if args.candidates else None)
             try:
                 result["index"] = ensure_ingested(services, root)
                 print(f"index: {result['index']}", flush=True)
                 if "recall" in only:
                     result["recall"] = bench_recall(services, questions, expand_with=args.expand_with)
+                    if args.sketch_with:
+                        result["sketch"] = bench_sketch(services, questions, args.sketch_with,
+                                                        args.sketch_variant, args.sketch_subject,
+                                                        args.sketches_from)
                 if "latency" in only:
                     result["parts"] = bench_parts(services, _queries(questions), args.rounds)
             finally:

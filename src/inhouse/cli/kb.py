@@ -235,6 +235,9 @@ def kb_eval(
     translate: bool = typer.Option(False, "--translate", help="Translate the questions for retrieval "
                                    "(kb.translate_questions; implied by --translate-with)."),
     no_translate: bool = typer.Option(False, "--no-translate", help="Search the questions as asked only."),
+    sketch: bool = typer.Option(False, "--sketch", help="Search also the names in the model's code sketch of each "
+                                "question (kb.sketch_questions)."),
+    no_sketch: bool = typer.Option(False, "--no-sketch", help="No code sketch (kb.sketch_questions off)."),
 ) -> None:
     """Recall@5, answer accuracy and not-covered rate on <corpus>/qa.jsonl (in a temporary data directory)."""
     from inhouse.eval_corpus import find_eval_corpus
@@ -249,4 +252,6 @@ def kb_eval(
     argv += ["--translate-with", translate_with] if translate_with else []
     argv += ["--translate"] if translate else []
     argv += ["--no-translate"] if no_translate else []
+    argv += ["--sketch"] if sketch else []
+    argv += ["--no-sketch"] if no_sketch else []
     raise typer.Exit(evaluate_main(argv, open_services=open_services))

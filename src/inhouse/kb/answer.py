@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from inhouse.kb.retrieve import Hit, Retriever
+from inhouse.kb.sketch import CodeSketcher, sketch_names, sketch_wordings
 from inhouse.kb.translate import QueryTranslator
 from inhouse.types import Actor
 
@@ -47,6 +48,10 @@ JUDGE_INSTRUCTIONS = "You judge whether a passage answers a question. Reply with
 # gave none except on questions that are themselves yes/no questions, where the model answers the question instead
 # ("May confidential data be pasted…?" → "No."). So polar questions skip the check.
 COVERAGE_QUESTION = "\n\nIs the answer to this question written in the passages above? Reply yes or no."
+# How a code sketch is searched (kb.sketch_questions): the code itself as one more wording, fused like a translation,
+# and the fused top 20 lifted where a heading names one of its names. Measured on the Python manual against its names
+# as the wording, and both (docs/knowledge.md, last run: code + lift 0.875, both + lift 0.875, names + lift 0.86).
+SKETCH_USE = "code"
 _CJK_RE = re.compile(r"[\u3400-\u9fff]")
 _NEGATIVE_RE = re.compile(r"no\b|否|不是|没有|不[。.！!]?$")
 _POLAR_RE = re.compile(
@@ -90,6 +95,7 @@ class Grounding:
     covered: bool
     messages: list[dict[str, Any]] = field(default_factory=list)
     translation: str | None = None  # the question in the other language, searched beside it
+    sketch: str | None = None  # the model's code sketch of the question, searched beside it (its names lift headings)
     retrieved: list[Hit] = field(default_factory=list)  # what retrieval found, before the gate (evaluation)
 
     @property
@@ -178,10 +184,11 @@ class Answerer:
     def __init__(self, retriever: Retriever, chat: ChatService | None, *, top_k: int = 5,
                  min_similarity: float = 0.83, max_tokens: int = 256, snippet_chars: int = 900,
                  rerank: bool = False, rerank_top: int = 3, coverage_check: bool = False,
-                 translate: bool = False, document_share: float | None = None) -> None:
+                 translate: bool = False, document_share: float | None = None, sketch: bool = False) -> None:
         self.retriever = retriever
         self.chat = chat
         self.translator = QueryTranslator(chat) if (translate and chat is not None) else None
+        self.sketcher = CodeSketcher(chat) if (sketch and chat is not None) else None
         self.document_share = document_share  # None: the retriever's (search results')
         self.coverage_check = coverage_check
         self.rerank = rerank
@@ -193,15 +200,19 @@ class Answerer:
 
     def ground(self, actor: Actor, question: str, collections: Sequence[str] | None = None, *,
                top_k: int | None = None, history: Sequence[Mapping[str, Any]] = (),
-               translation: str | None = None) -> Grounding:
+               translation: str | None = None, sketch: str | None = None) -> Grounding:
         """Blocking (embedding + SQL): call it off the event loop. ``translation`` (the question in the other
-        language) is searched beside the question; ``ground_async`` makes one with the model."""
+        language) is searched beside the question, and so is ``sketch`` (a code sketch of what the question asks,
+        ``kb.sketch``), whose names also lift the chunks whose heading names them; ``ground_async`` makes both with
+        the model."""
         hits, similarity = self.retriever.retrieve_scored(actor, question, collections, top_k or self.top_k,
                                                           alternates=[translation] if translation else (),
-                                                          document_share=self.document_share)
+                                                          document_share=self.document_share,
+                                                          expansions=sketch_wordings(sketch, SKETCH_USE),
+                                                          boost_names=sketch_names(sketch) if sketch else ())
         covered = bool(hits) and similarity >= self.min_similarity
         g = Grounding(question, hits if covered else [], similarity, covered, translation=translation,
-                      retrieved=hits)
+                      sketch=sketch, retrieved=hits)
         if covered:
             g.messages = build_messages(question, g.hits, snippet_chars=self.snippet_chars, history=history)
         return g
@@ -209,13 +220,17 @@ class Answerer:
     async def ground_async(self, actor: Actor, question: str, collections: Sequence[str] | None = None, *,
                            model: str | None = None, top_k: int | None = None,
                            history: Sequence[Mapping[str, Any]] = ()) -> Grounding:
-        """``ground`` with the question also translated by ``model`` (when ``kb.translate_questions`` is on and the
-        model runs here), so an English question finds Chinese passages and the other way round."""
-        translation = None
+        """``ground`` with the question also translated (``kb.translate_questions``) and sketched as code
+        (``kb.sketch_questions``) by ``model`` when those are on and the model runs here, so an English question
+        finds Chinese passages and the other way round, and a question naming a goal finds the feature's entry."""
+        translation = sketch = None
         if self.translator is not None and model:
             translation = await self.translator.translate(question, model=model)
+        if self.sketcher is not None and model:
+            subject = await asyncio.to_thread(self.retriever.describe, actor, collections)
+            sketch = await self.sketcher.sketch(question, model=model, subject=subject)
         return await asyncio.to_thread(self.ground, actor, question, collections, top_k=top_k, history=history,
-                                       translation=translation)
+                                       translation=translation, sketch=sketch)
 
     async def answer(self, actor: Actor, question: str, collections: Sequence[str] | None = None, *,
                      model: str, top_k: int | None = None, **sampling: Any) -> GroundedAnswer:
@@ -248,7 +263,8 @@ class Answerer:
         check = {**last, "content": last["content"] + COVERAGE_QUESTION}
         verdict = await self._verdict(model, [*g.messages[:-1], check])
         if is_negative(verdict):
-            return Grounding(g.question, [], g.similarity, False, translation=g.translation, retrieved=g.retrieved)
+            return Grounding(g.question, [], g.similarity, False, translation=g.translation, sketch=g.sketch,
+                             retrieved=g.retrieved)
         return g
 
     async def rerank_passages(self, g: Grounding, *, model: str) -> Grounding:
@@ -265,7 +281,7 @@ class Answerer:
             if verdict.strip().lower().startswith(("yes", "是")):
                 kept.append(h)
         history = g.messages[1:-1]
-        judged = Grounding(g.question, kept, g.similarity, bool(kept), translation=g.translation,
+        judged = Grounding(g.question, kept, g.similarity, bool(kept), translation=g.translation, sketch=g.sketch,
                            retrieved=g.retrieved)
         if kept:
             judged.messages = build_messages(g.question, kept, snippet_chars=self.snippet_chars, history=history)

@@ -52,6 +52,7 @@ class QuestionResult:
     lang: str = ""
     source_lang: str = ""  # the language of the source document (default: the question's)
     translation: str | None = None  # the question as searched in the other language
+    sketch: str | None = None  # the model's code sketch of the question, whose names were searched too
     answer: str | None = None
     correct: bool | None = None
     seconds: float = 0.0
@@ -238,7 +239,8 @@ def evaluate(kb: KnowledgeBase, questions: list[dict[str, Any]], *, model: str |
                                                  model=translate_model or model))
         r = QuestionResult(q["id"], bool(q["answerable"]), q.get("source", ""),
                            [h.chunk.source_path for h in g.retrieved], g.similarity, lang=q.get("lang", ""),
-                           source_lang=q.get("source_lang") or q.get("lang", ""), translation=g.translation)
+                           source_lang=q.get("source_lang") or q.get("lang", ""), translation=g.translation,
+                           sketch=g.sketch)
         if model is not None:
             ans = asyncio.run(kb.answerer.complete(g, model=model))
             r.answer = ans.text
@@ -272,6 +274,9 @@ def main(argv: list[str] | None = None, *, open_services: Callable[[Settings], E
     ap.add_argument("--translate", action="store_true",
                     help="Translate the questions for retrieval (kb.translate_questions; on with --translate-with)")
     ap.add_argument("--no-translate", action="store_true", help="Search the questions as asked only")
+    ap.add_argument("--sketch", action="store_true",
+                    help="Search also the names in the model's code sketch of each question (kb.sketch_questions)")
+    ap.add_argument("--no-sketch", action="store_true", help="No code sketch (kb.sketch_questions off)")
     ap.add_argument("--data-dir", type=Path, default=None, help="Data directory (default: a temporary one)")
     ap.add_argument("--limit", type=int, default=None, help="Only the first N questions")
     ap.add_argument("--embedder", default="e5", choices=["e5", "fake"])
@@ -297,6 +302,8 @@ def main(argv: list[str] | None = None, *, open_services: Callable[[Settings], E
         settings.kb.coverage_check = not args.no_coverage_check
         if args.no_translate or args.translate or args.translate_with:
             settings.kb.translate_questions = not args.no_translate
+        if args.sketch or args.no_sketch:
+            settings.kb.sketch_questions = not args.no_sketch
         services = open_services(settings)
         try:
             kb = services.kb

@@ -9,7 +9,9 @@ fusion (``score = Σ 1 / (k + rank)``, k = 60, as in haystack's ``DocumentJoiner
 other language of the corpus, see ``kb.translate``); each gets its own keyword and vector list, fused into its own
 ranking, and the rankings are interleaved rank by rank (``fuse_wordings``). Trigram keyword search cannot
 match across languages and e5-small ranks every same-language chunk above the right other-language one, so this is
-what makes an English question find a Chinese passage.
+what makes an English question find a Chinese passage. ``expansions`` are wordings fused the same way that do not
+count for the best similarity (the model's code sketch of the question, ``kb.sketch``), and ``boost_names`` lifts
+the fused top 20 whose heading names one of them (``promote_named``).
 
 **Diversity.** ``top_k`` is cut from the fused list so that no document holds more than ``per_document`` of the
 slots (``ceil(top_k × share)``, 2 of 5 by default) and a chunk whose text nearly repeats a chosen one (character
@@ -99,6 +101,20 @@ def fuse_wordings(rankings: Sequence[list[tuple[str, float, list[int | None]]]],
                 seen.add(cid)
                 out.append((cid, 1.0 / (k + rank + 1), lists))
     return out
+
+
+def heading_mentions(heading: str, names: Sequence[str]) -> int:
+    """How many of ``names`` (``heapq.nsmallest``, ``pg_cancel_backend``, ``--schema-only``) ``heading`` names: the
+    whole name, or its first or last dotted part of 3+ characters (the module, the function), as a whole word,
+    case ignored."""
+    h = heading.lower()
+    count = 0
+    for name in names:
+        parts = name.lower().lstrip("-").split(".")
+        keys = {name.lower(), *(p for p in (parts[0], parts[-1]) if len(p) >= 3)}
+        if any(re.search(rf"(?<![\w.]){re.escape(k)}(?![\w])", h) for k in keys):
+            count += 1
+    return count
 
 
 def shingles(text: str, n: int = 5) -> frozenset[int]:
@@ -197,16 +213,28 @@ class Retriever:
             ids.add(col.id)
         return frozenset(ids)
 
+    def describe(self, actor: Actor, collections: Sequence[str] | None) -> str:
+        """What the collections searched are about: their descriptions (every collection the actor may access when
+        ``collections`` is None), distinct, joined by "; ", at most 200 characters. Empty when none has one."""
+        scope = AccessScope.of(actor)
+        ids = self.collection_ids(actor, collections)
+        found = [c.description.strip() for c in self.store.list_collections()
+                 if (c.id in ids if ids is not None else may_access_collection(scope, c.acl))]
+        return "; ".join(dict.fromkeys(d for d in found if d))[:200]
+
     def retrieve(self, actor: Actor, query: str, collections: Sequence[str] | None = None, top_k: int = 5,
                  filters: SearchFilters | Mapping[str, Any] | None = None) -> list[Hit]:
         return self.retrieve_scored(actor, query, collections, top_k, filters)[0]
 
     def retrieve_scored(self, actor: Actor, query: str, collections: Sequence[str] | None = None, top_k: int = 5,
                         filters: SearchFilters | Mapping[str, Any] | None = None, *,
-                        alternates: Sequence[str] = (), document_share: float | None = None) -> tuple[list[Hit], float]:
+                        alternates: Sequence[str] = (), document_share: float | None = None,
+                        expansions: Sequence[str] = (), boost_names: Sequence[str] = ()) -> tuple[list[Hit], float]:
         """The hits and the best cosine similarity among all chunks the actor may see, for the query or any of
         its ``alternates`` (the relevance gate of grounded answers: keyword hits alone say little about whether
-        the question is covered)."""
+        the question is covered). ``expansions`` are searched and fused like alternates but do not count for that
+        similarity (a code sketch is close to every code sample, whether the question is covered or not).
+        ``boost_names``: see ``promote_named``."""
         scope = AccessScope.of(actor)  # raises on a missing actor: there is no "anyone" retrieval
         query = (query or "").strip()
         if not query:
@@ -220,8 +248,12 @@ class Retriever:
         if col_ids is not None:
             f = replace(f, collection_ids=col_ids if f.collection_ids is None else f.collection_ids & col_ids)
         n = max(self.candidates, top_k * 4)
-        queries = [query, *dict.fromkeys(a.strip()[:MAX_QUERY_CHARS] for a in alternates
-                                         if a.strip() and a.strip() != query)]
+        gates: dict[str, bool] = {query: True}  # each wording, and whether it counts for the best similarity
+        for text, gate in [*((a, True) for a in alternates), *((e, False) for e in expansions)]:
+            text = text.strip()[:MAX_QUERY_CHARS]
+            if text and text not in gates:
+                gates[text] = gate
+        queries = list(gates)
         per_wording: list[list[tuple[str, float, list[int | None]]]] = []
         sims: dict[str, float] = {}
         best = 0.0
@@ -230,15 +262,31 @@ class Retriever:
             for q, keyword_hits in zip(queries, keyword, strict=True):
                 vector = self.store.vector_search(scope, self.embedder.embed_query(q), f, n)
                 per_wording.append(rrf([keyword_hits.result(), vector], k=self.rrf_k))
-                for s in vector:
-                    sims[s.chunk_id] = max(sims.get(s.chunk_id, -1.0), s.score)
-                best = max(best, vector[0].score if vector else 0.0)
+                if gates[q]:
+                    for s in vector:
+                        sims[s.chunk_id] = max(sims.get(s.chunk_id, -1.0), s.score)
+                    best = max(best, vector[0].score if vector else 0.0)
         finally:
             for pending in keyword:  # after an error: nothing waits for the rest
                 pending.cancel()
         share = self.document_share if document_share is None else document_share
-        hits = self._select(scope, fuse_wordings(per_wording, k=self.rrf_k), top_k, sims, share)
+        fused = fuse_wordings(per_wording, k=self.rrf_k)
+        if boost_names:
+            fused = self.promote_named(scope, fused, boost_names)
+        hits = self._select(scope, fused, top_k, sims, share)
         return hits, best
+
+    def promote_named(self, scope: AccessScope, fused: list[tuple[str, float, list[int | None]]],
+                      names: Sequence[str], depth: int = 20) -> list[tuple[str, float, list[int | None]]]:
+        """The first ``depth`` of ``fused`` re-ordered by how many of ``names`` their heading (document title and
+        section path) names (``heading_mentions``), fused order kept among equals; the rest unchanged. Scores are
+        re-assigned by the new rank so they stay descending."""
+        head = fused[:depth]
+        found = {c.id: c for c in self.store.get_chunks(scope, [cid for cid, _, _ in head])}
+        counts = [heading_mentions(f"{found[cid].title} {found[cid].section}", names) if cid in found else 0
+                  for cid, _, _ in head]
+        order = sorted(range(len(head)), key=lambda i: -counts[i])
+        return [(head[i][0], 1.0 / (self.rrf_k + r + 1), head[i][2]) for r, i in enumerate(order)] + fused[depth:]
 
     def _select(self, scope: AccessScope, fused: list[tuple[str, float, list[int | None]]], top_k: int,
                 sims: Mapping[str, float], share: float | None = None) -> list[Hit]:

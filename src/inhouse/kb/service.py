@@ -60,11 +60,12 @@ class KnowledgeBase:
         self.embedder = embedder
         self.ingestor = Ingestor(store, embedder, embed_batch=s.embed_batch, max_tokens=s.chunk_max_tokens,
                                  overlap_tokens=s.chunk_overlap_tokens, max_file_mb=s.max_file_mb)
-        self.retriever = Retriever(store, embedder, rrf_k=s.rrf_k, document_share=s.document_share)
+        self.retriever = Retriever(store, embedder, rrf_k=s.rrf_k, candidates=s.candidates,
+                                   document_share=s.document_share)
         self.answerer = Answerer(self.retriever, chat, top_k=s.top_k, min_similarity=s.min_similarity,
                                  max_tokens=s.answer_max_tokens, rerank=s.rerank,
                                  coverage_check=s.coverage_check, translate=s.translate_questions,
-                                 document_share=s.answer_document_share)
+                                 document_share=s.answer_document_share, sketch=s.sketch_questions)
 
     # -- collections ------------------------------------------------------------------------------------
 

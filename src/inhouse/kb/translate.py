@@ -12,18 +12,14 @@ question itself, not runaway long); anything else means no translation, and retr
 
 Only a model this server runs may translate (the passages are not involved, but the question must not travel to
 an external provider merely to be searched). Results are kept in a small per-instance LRU, so a repeated question
-costs nothing.
+costs nothing (``kb.rewrite``, shared with the code sketch of ``kb.sketch``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections import OrderedDict
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from inhouse.chat.service import ChatService
+from inhouse.kb.rewrite import QuestionRewriter
 
 SYSTEM = "You are a translator. You translate the text the user gives you and never answer or comment on it."
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
@@ -57,28 +53,13 @@ def clean_translation(question: str, text: str) -> str | None:
     return line
 
 
-class QueryTranslator:
-    def __init__(self, chat: ChatService, *, max_tokens: int = 96, cache_size: int = 512) -> None:
-        self.chat = chat
-        self.max_tokens = max_tokens
-        self.cache_size = cache_size
-        self._cache: OrderedDict[tuple[str, str], str | None] = OrderedDict()
+class QueryTranslator(QuestionRewriter):
+    def request(self, question: str, context: str = "") -> list[dict[str, str]]:
+        return translation_request(question)
+
+    def clean(self, question: str, text: str) -> str | None:
+        return clean_translation(question, text)
 
     async def translate(self, question: str, *, model: str) -> str | None:
         """The question in the other language (Chinese ↔ English), or None when it cannot be had here."""
-        question = question.strip()
-        if not question or not self.chat.serves(model):
-            return None
-        key = (model, question)
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
-        body = {"model": model, "temperature": 0.0, "max_tokens": self.max_tokens, "stop": ["\n"],
-                "messages": translation_request(question)}
-        prepared = await asyncio.to_thread(self.chat.prepare_chat, body)
-        result = await self.chat.complete(prepared)
-        out = clean_translation(question, result.text)
-        self._cache[key] = out
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
-        return out
+        return await self.rewrite(question, model=model)

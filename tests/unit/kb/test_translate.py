@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 
+from scripted import ReplyChat as Chat
 from tinyindex import put_texts
 
 from inhouse.governance.labels import Label
@@ -16,21 +16,6 @@ from inhouse.kb.retrieve import Hit, Retriever
 from inhouse.kb.translate import QueryTranslator, clean_translation, is_chinese, translation_request
 from inhouse.testing.fake_embedder import FakeEmbedder
 from inhouse.types import Actor
-
-
-class Chat:
-    def __init__(self, replies: list[str], local: bool = True) -> None:
-        self.replies, self.local, self.bodies = list(replies), local, []  # type: ignore[var-annotated]
-
-    def serves(self, model: str) -> bool:
-        return self.local
-
-    def prepare_chat(self, body: dict) -> dict:  # type: ignore[type-arg]
-        self.bodies.append(body)
-        return body
-
-    async def complete(self, prepared: dict) -> SimpleNamespace:  # type: ignore[type-arg]
-        return SimpleNamespace(text=self.replies.pop(0), model=prepared["model"], usage=None)
 
 
 def test_the_request_names_the_other_language_and_forbids_answering() -> None:
