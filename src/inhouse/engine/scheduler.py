@@ -26,8 +26,8 @@ One ``schedule()`` builds one ``StepPlan`` (one ``llama_decode``):
 ``update()`` applies what the backend computed; ``finish()`` turns a request's slot into an idle prefix-cache
 entry. ``expire_waiting(now, max_wait_s)`` removes the requests that were never admitted and have waited longer
 than the bound (the engine answers them 429). ``observe_step(step_s, …)`` tells it how long the last step took.
-Time is passed in, never read: the scheduler keeps no clock. All
-state changes happen in these calls, from one thread (the engine's lock guards them).
+Time is passed in, never read: the scheduler keeps no clock. All state changes happen in these calls, from one
+thread (the engine's lock guards them).
 """
 
 from __future__ import annotations
