@@ -2,7 +2,8 @@
 
 For every result of ``benchmarks.shapes`` (default: all ``benchmarks/results/shapes-*.json``), predict
 single-stream decode, prefill and the per-stream rate at each measured client count (1 / the decode step
-time, against 1 / the measured inter-token p50: the aggregates also hold the clients' prefills) from the
+time, against 1 / the measured inter-token p50: the aggregates also hold the clients' prefills), and decode and
+prefill of the same file in-process (row ``in-process``: llama.cpp without the server), from the
 model's bytes and
 parameters, the bandwidth measured in that run, the cores it ran on and the calibration in
 ``inhouse.hardware.capacity`` — and print them next to what was measured (docs/capacity.md).
@@ -53,6 +54,14 @@ def check(res: dict[str, Any], cores: int = 2, bandwidth_gb_s: float | None = No
             pairs.append((f"per-stream@{b}", 1 / step_s(model, box, CALIBRATION, b, context=64),
                           1 / itl if itl else None))
         for name, predicted, measured in pairs:
+            row[name] = {"predicted": predicted, "measured": measured,
+                         "error": (predicted / measured - 1) if measured else None}
+        rows.append(row)
+    if s.get("inproc_decode_tok_s"):  # the same file in llama-cpp-python in-process: llama.cpp's own speed
+        row = {"model": model.name, "run": "in-process", "bandwidth_gb_s": box.bandwidth_gb_s}
+        for name, predicted, measured in (
+                ("decode", decode_tok_s(model, box, CALIBRATION, context=64), s["inproc_decode_tok_s"]),
+                ("prefill", prefill_tok_s(model, box, CALIBRATION), s.get("inproc_prefill_tok_s"))):
             row[name] = {"predicted": predicted, "measured": measured,
                          "error": (predicted / measured - 1) if measured else None}
         rows.append(row)

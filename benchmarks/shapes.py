@@ -333,6 +333,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--decode-repeats", type=int, default=2)
     p.add_argument("--concurrency-tokens", type=int, default=32)
     p.add_argument("--n-ctx", type=int, default=None, help="engine.n_ctx for the server (default: inhouse's)")
+    p.add_argument("--prefill-step-s", type=float, default=None,
+                   help="engine.prefill_step_s for the server (default: inhouse's; 0 turns the time cap off)")
     p.add_argument("--kv-type", choices=["f16", "q8_0"], default=None,
                    help="engine.kv_type (q8_0 turns on flash attention)")
     p.add_argument("--layers", type=int, default=None, help="smoke tests only: fewer layers than the real model")
@@ -385,6 +387,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     engine_env: dict[str, str] = {}
     if args.n_ctx:
         engine_env["INHOUSE_ENGINE__N_CTX"] = str(args.n_ctx)
+    if args.prefill_step_s is not None:
+        engine_env["INHOUSE_ENGINE__PREFILL_STEP_S"] = str(args.prefill_step_s)
     if args.kv_type:
         engine_env["INHOUSE_ENGINE__KV_TYPE"] = args.kv_type
         engine_env["INHOUSE_ENGINE__FLASH_ATTN"] = "true" if args.kv_type != "f16" else "false"

@@ -70,6 +70,13 @@ class EngineSettings(BaseModel):
     prefill_chunk: int = Field(
         64, ge=8, description="Most prompt tokens prefilled per step while other sequences are decoding."
     )
+    prefill_step_s: float = Field(
+        1.0, ge=0, description="While other sequences are decoding, a step's prompt tokens are also capped so the "
+        "step takes about this long (estimated from the engine's recent steps; never fewer than 8 tokens): a "
+        "decoding stream waits about this long per token while another prompt prefills, on any model size. "
+        "Lower is smoother for the decoding streams and slower for the prompt (a 7B on 2 cores: 1.0 s costs its "
+        "time to first token +16 %, 0.5 s +82 %; docs/performance.md). 0: `prefill_chunk` alone.",
+    )
     n_threads: int = Field(0, ge=0, description="Threads for decoding; 0 means the number of physical cores.")
     n_threads_batch: int = Field(0, ge=0, description="Threads for prompt processing; 0 means physical cores.")
     n_ubatch: int = Field(512, ge=8, description="llama.cpp micro-batch size in tokens.")

@@ -80,6 +80,7 @@ class Engine:
                 step_token_budget=settings.step_token_budget,
                 prefill_chunk=settings.prefill_chunk,
                 retry_after_s=settings.retry_after_s,
+                prefill_step_s=settings.prefill_step_s,
             )
         )
         self._lock = threading.Lock()
@@ -304,6 +305,7 @@ class Engine:
         self.last_step_s = time.perf_counter() - t0
         with self._lock:
             self._steps += 1
+            self._scheduler.observe_step(self.last_step_s, plan.n_prompt_tokens, plan.n_decode_tokens)
             if len({i.request_id for i in plan.items}) > 1:
                 self._multi_steps += 1
             self._scheduler.update(sampled)

@@ -49,10 +49,17 @@ class StepPlan:
     aborted: list[str] = field(default_factory=list)
     # Requests pushed back to the waiting queue to free KV cells (they are recomputed later).
     preempted: list[str] = field(default_factory=list)
+    # Items that decode one token of a request's answer; every other token of the plan is a prompt token.
+    n_decode_tokens: int = 0
 
     @property
     def n_tokens(self) -> int:
         return sum(len(i.tokens) for i in self.items)
+
+    @property
+    def n_prompt_tokens(self) -> int:
+        """Tokens prefilled (a prompt, or a preempted request's recomputed tokens) rather than decoded."""
+        return self.n_tokens - self.n_decode_tokens
 
     @property
     def empty(self) -> bool:

@@ -10,7 +10,9 @@ One ``schedule()`` builds one ``StepPlan`` (one ``llama_decode``):
 1. pending aborts free their slots (``rm`` at position 0);
 2. running requests, oldest admission first: every decoding request gets its token, then prefilling requests
    get chunks — at most ``step_token_budget`` tokens in all, and at most ``prefill_chunk`` prompt tokens
-   whenever somebody decodes (chunked prefill keeps other streams flowing);
+   whenever somebody decodes (chunked prefill keeps other streams flowing), fewer when the steps are slow:
+   ``prefill_step_s`` caps such a step by time too, from the per-token cost of the steps executed so far
+   (engine/pacing.py; the engine reports each step with ``observe_step``);
 3. waiting requests are admitted FIFO into a slot chosen by the prefix cache (longest common prefix with
    the KV of idle slots, kept after a request finishes, or of running slots, shared by ``cp``); a request whose
    prompt shares a prefix that a running request is still prefilling waits for it (its whole prompt, as for
@@ -23,8 +25,9 @@ One ``schedule()`` builds one ``StepPlan`` (one ``llama_decode``):
 
 ``update()`` applies what the backend computed; ``finish()`` turns a request's slot into an idle prefix-cache
 entry. ``expire_waiting(now, max_wait_s)`` removes the requests that were never admitted and have waited longer
-than the bound (the engine answers them 429). Time is passed in, never read: the scheduler keeps no clock. All
-state changes happen in these calls, from one thread (the engine's lock guards them).
+than the bound (the engine answers them 429). ``observe_step(step_s, …)`` tells it how long the last step took.
+Time is passed in, never read: the scheduler keeps no clock. All state changes happen in these calls, from one
+thread (the engine's lock guards them).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from inhouse.engine.pacing import PrefillPacer
 from inhouse.engine.protocol import BatchItem, KvOp, StepPlan
 from inhouse.errors import ContextLengthExceeded, InvalidRequest, Overloaded
 
@@ -50,6 +54,7 @@ class SchedulerConfig:
     step_token_budget: int  # most tokens in one step (one llama_decode call)
     prefill_chunk: int  # most prompt tokens per step (summed over requests) while any request decodes
     retry_after_s: float = 1.0
+    prefill_step_s: float = 0.0  # while any request decodes, prompt tokens are also capped to fit this step time
 
     def __post_init__(self) -> None:
         if self.n_slots < 1 or self.n_ctx < 2 or self.step_token_budget < 1 or self.prefill_chunk < 1:
@@ -58,6 +63,8 @@ class SchedulerConfig:
             raise ValueError(f"max_running must be in 1..{self.n_slots} (n_slots), got {self.max_running}")
         if self.max_waiting < 0:
             raise ValueError(f"max_waiting must be >= 0, got {self.max_waiting}")
+        if self.prefill_step_s < 0:
+            raise ValueError(f"prefill_step_s must be >= 0, got {self.prefill_step_s}")
 
 
 @dataclass
@@ -140,6 +147,7 @@ class Scheduler:
         self._step = 0
         self._admissions = 0
         self._stats = SchedulerStats()
+        self._pacer = PrefillPacer(config.prefill_step_s)
 
     # -- requests ------------------------------------------------------------------------------------
 
@@ -267,9 +275,19 @@ class Scheduler:
             self._admit_waiting(b)
         plan.kv_ops = b.rm_ops + b.cp_ops  # removals first: a cp target must be empty
         plan.items = list(b.items.values())
+        plan.n_decode_tokens = len(b.decodes)
         assert self._kv_cells() + b.planned_tokens <= self._cfg.n_ctx, "KV accounting broke"
         self._inflight = plan.items
         return plan
+
+    def observe_step(self, step_s: float, prompt_tokens: int, decode_tokens: int) -> None:
+        """An executed step took ``step_s`` seconds for ``prompt_tokens`` + ``decode_tokens`` (the plan's
+        ``n_prompt_tokens`` / ``n_decode_tokens``): the time cap of the next prefill chunks learns from it."""
+        self._pacer.observe(step_s, prompt_tokens, decode_tokens)
+
+    def prefill_cap(self, decode_tokens: int) -> int:
+        """Most prompt tokens a step with ``decode_tokens`` decoding requests may carry now."""
+        return self._pacer.prompt_cap(self._cfg.prefill_chunk, decode_tokens)
 
     def update(self, sampled: Mapping[str, int]) -> None:
         inflight, self._inflight = self._inflight, []
@@ -363,7 +381,7 @@ class Scheduler:
 
     def _prefill_room(self, b: _Build) -> int:
         if b.decodes:
-            return min(b.budget_left, self._cfg.prefill_chunk - b.prefill_used)
+            return min(b.budget_left, self.prefill_cap(len(b.decodes)) - b.prefill_used)
         return b.budget_left
 
     def _schedule_running(self, plan: StepPlan, b: _Build) -> None:
