@@ -37,6 +37,17 @@ def _busy_ticks() -> int:
     return sum(values) - values[3] - values[4]
 
 
+def _ticks(fields: list[str]) -> int:
+    # utime, stime, cutime, cstime are fields 14-17 of proc(5); fields[0] is field 3.
+    return int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+
+
+def process_ticks(pid: int) -> int:
+    """CPU ticks of ``pid`` and its reaped children (0 when it is gone)."""
+    st = _read_stat(str(pid))
+    return 0 if st is None else _ticks(st[1])
+
+
 def snapshot(root_pid: int | None = None) -> CpuSnapshot:
     root = root_pid or os.getpid()
     stats: dict[int, tuple[int, list[str]]] = {}
@@ -55,9 +66,7 @@ def snapshot(root_pid: int | None = None) -> CpuSnapshot:
         st = stats.get(pid)
         if st is None:
             continue
-        f = st[1]
-        # utime, stime, cutime, cstime are fields 14-17 of proc(5); f[0] is field 3.
-        ours += int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
+        ours += _ticks(st[1])
         stack.extend(children.get(pid, []))
     return CpuSnapshot(at_s=time.monotonic(), busy_ticks=_busy_ticks(), our_ticks=ours)
 

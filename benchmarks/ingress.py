@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.contention import foreign_cores, snapshot
+from benchmarks.contention import foreign_cores, process_ticks, snapshot
 from benchmarks.postgres import postgres
 from benchmarks.results import RESULTS_DIR, write_results
 from benchmarks.retrieval import percentile
@@ -62,12 +62,6 @@ def serve_child(data_dir: Path, port: int, store_url: str) -> None:
     uvicorn.run(build_app(services), host="127.0.0.1", port=port, log_level="warning")
 
 
-def _cpu_ticks(pid: int) -> int:
-    """CPU ticks of ``pid`` and its reaped children (utime, stime, cutime, cstime)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(f) for f in fields[11:15])
-
-
 def _phase(base: str, key: str, body: dict[str, Any], path: str, *, clients: int, seconds: float,
            pid: int) -> dict[str, Any]:
     import httpx
@@ -95,15 +89,15 @@ def _phase(base: str, key: str, body: dict[str, Any], path: str, *, clients: int
                         errors.append(f"{r.status_code} {r.text[:120]}")
 
     # The store's CPU: every process under this one (a local PostgreSQL's) but this one (the clients) and the server.
-    a, cpu0, me0, t0 = snapshot(), _cpu_ticks(pid), _cpu_ticks(os.getpid()), time.perf_counter()
+    a, cpu0, me0, t0 = snapshot(), process_ticks(pid), process_ticks(os.getpid()), time.perf_counter()
     threads = [threading.Thread(target=work, args=(i,)) for i in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    wall, cpu = time.perf_counter() - t0, (_cpu_ticks(pid) - cpu0) / _TICKS
+    wall, cpu = time.perf_counter() - t0, (process_ticks(pid) - cpu0) / _TICKS
     b = snapshot()
-    store_cpu = max(0, b.our_ticks - a.our_ticks - (_cpu_ticks(os.getpid()) - me0)) / _TICKS - cpu
+    store_cpu = max(0, b.our_ticks - a.our_ticks - (process_ticks(os.getpid()) - me0)) / _TICKS - cpu
     done = len(latencies)
     return {"clients": clients, "requests": done, "errors": len(errors), "first_errors": errors[:3],
             "requests_per_s": round(done / wall, 1),
