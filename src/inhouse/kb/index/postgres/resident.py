@@ -120,30 +120,26 @@ class PostgresResidentVectors:
                               .fetchone()["x"])
                 pruned = int(conn.execute("SELECT value FROM kb_meta WHERE key = 'vec_log_pruned'")
                              .fetchone()["value"])
-                since = min(self._horizon, horizon)
-                entries = [] if self._horizon < 0 else conn.execute(
+                full = self._horizon < 0 or pruned > self._horizon
+                # A full load reads only what a later sync must not apply again; a replay reads from the old horizon.
+                entries = conn.execute(
                     "SELECT seq, xid >= %s::text::xid8 AS kept, document_pk FROM kb_vec_log"
-                    " WHERE xid >= %s::text::xid8", (horizon, since)).fetchall()
-                if self._horizon < 0 or pruned > self._horizon:
-                    applied = self._seqs_past(conn, horizon)
+                    " WHERE xid >= %s::text::xid8", (horizon, horizon if full else min(self._horizon, horizon)),
+                ).fetchall()
+                applied = {int(e["seq"]) for e in entries if e["kept"]}
+                if full:
                     if int(conn.execute("SELECT count(*) AS n FROM kb_chunks").fetchone()["n"]) > self._max_rows:
                         self._give_up()
                         return
                     self._vectors.load(self._doc_rows(conn, None), 0)
                 else:
                     changed = sorted({int(e["document_pk"]) for e in entries if int(e["seq"]) not in self._applied})
-                    applied = {int(e["seq"]) for e in entries if e["kept"]}
                     self._vectors.update(changed, self._doc_rows(conn, changed), 0)
         except BaseException:
             self._vectors.reset()  # never search a half-applied copy
             self._horizon, self._applied = -1, set()
             raise
         self._horizon, self._applied = horizon, applied
-
-    @staticmethod
-    def _seqs_past(conn: Any, horizon: int) -> set[int]:
-        return {int(r["seq"]) for r in conn.execute(
-            "SELECT seq FROM kb_vec_log WHERE xid >= %s::text::xid8", (horizon,)).fetchall()}
 
     def _doc_rows(self, conn: Any, documents: Sequence[int] | None) -> Iterator[DocRows]:
         """The vectors of ``documents`` (None: all) as the transaction's snapshot sees them, one ``DocRows`` per
