@@ -366,7 +366,7 @@ class OnnxE5Embedder(_LocalE5Embedder):
     engine = "onnx"
 
     def __init__(self, *, cache_dir: Path | str, n_threads: int = 0, batch_size: int = 256,
-                 batch_tokens: int = 2048, source: Path | str | None = None,
+                 batch_tokens: int = 512, source: Path | str | None = None,
                  notice: Callable[[str], None] | None = None) -> None:
         super().__init__(cache_dir=cache_dir, n_threads=n_threads, batch_size=batch_size, source=source,
                          notice=notice)
