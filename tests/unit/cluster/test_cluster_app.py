@@ -30,7 +30,7 @@ def test_the_embedder_is_placed_and_scaled_like_a_model(tmp_path: Path) -> None:
     kwargs = _ingress_kwargs(tmp_path, {"cluster": {"upscale_delay_s": 2.0, "downscale_delay_s": 30.0}})
     embedder = kwargs["embedder"]._bound_deployment
     assert embedder.name == EMBEDDER_DEPLOYMENT
-    assert embedder.init_args == ({"embedder": "fake", "embed_engine": "llama", "embed_batch": 64},)
+    assert embedder.init_args == ({"embedder": "fake", "embed_engine": "auto", "embed_batch": 64},)
     assert embedder.ray_actor_options["num_cpus"] == 0 and NODE_RESOURCE in embedder.ray_actor_options["resources"]
     assert embedder._replica_config.max_replicas_per_node == 1
     scaling = embedder._deployment_config.autoscaling_config

