@@ -98,8 +98,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             continue
         for row in check(res, bandwidth_gb_s=bandwidth):
             out.append(row)
-            cells = [f"{k} {v['predicted']:.2f}/{v['measured'] or 0:.2f} ({(v['error'] or 0):+.0%})"
-                     for k, v in row.items() if isinstance(v, dict)]
+            cells = [f"{k} {v['predicted']:.2f}/{v['measured']:.2f} ({v['error']:+.0%})"  # steps not run: left out
+                     for k, v in row.items() if isinstance(v, dict) and v["measured"]]
             print(f"{row['model']:>22} {row['run']:>8} @ {row['bandwidth_gb_s']:.1f} GB/s: " + "; ".join(cells))
     return out
 

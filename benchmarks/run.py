@@ -201,13 +201,13 @@ class Runner:
         self.res["bandwidth"].append({"when": when, **bw.to_dict(), "foreign_cores": round(load, 3)})
         say(f"  {bw.multi_thread_gb_s:.1f} GB/s ({N_THREADS} threads), {bw.single_thread_gb_s:.1f} GB/s (1)")
 
-    def inproc_decode(self) -> list[dict[str, Any]]:
+    def inproc_decode(self, repeats: int | None = None) -> list[dict[str, Any]]:
         job = {
             "op": "decode",
             "model_path": str(self.model.path),
             "messages": DECODE_MESSAGES,
             "max_tokens": self.cfg.decode_tokens,
-            "repeats": self.cfg.decode_repeats,
+            "repeats": repeats or self.cfg.decode_repeats,
             "n_ctx": 4096,
             "n_threads": N_THREADS,
             "logit_bias": self.decode_bias,

@@ -11,6 +11,11 @@ serve`` (load time and RSS, a 1.5k-token RAG prompt cold and warm, decode, 1/4/8
 longest stall of a decoding stream while another prompt prefills) → KV cache per 1k tokens in f16 and q8_0
 (formula from the header and llama.cpp's own accounting) → JSON in ``benchmarks/results/`` → the shape
 file is deleted (``--keep`` keeps it). Run it alone on the machine (foreign load skews every figure).
+``--steps`` runs a subset of the server steps (``prefix,decode,clients,stall``).
+
+The decode ratio against the baseline is measured in pairs (``--paired-rounds``): one server and one
+in-process run per round, alternating, while the server stays loaded; this machine's speed drifts by 10-15 %
+within minutes, which a baseline measured before the server puts straight into the ratio.
 
 ``--profile tuned`` runs ``inhouse tune`` first with a reduced candidate set (the model's own weights only,
 one repeat: threads, attention/KV, batch and prefill chunk within ``--tune-budget-s``; docs/capacity.md
@@ -30,6 +35,7 @@ import json
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -46,6 +52,8 @@ from benchmarks.servers import inhouse_env, inhouse_spec, running_server
 
 SHAPES_DIR = Path.home() / ".cache" / "inhouse-bench" / "shapes"
 WEIGHT_BUFFERS_ENV = "INHOUSE_ENGINE__WEIGHT_BUFFERS"  # the hardware probe's setting: auto|amx|repack|plain
+SERVER_STEPS = ("prefix", "decode", "clients", "stall")
+PAIRED_MARGIN_BYTES = 2 * 2**30  # RAM left free when the in-process copy is loaded next to the server
 
 
 def tree_pids(root: int) -> list[int]:
@@ -130,6 +138,30 @@ def header_facts(path: Path) -> dict[str, Any]:
     }
 
 
+def mem_available() -> int:
+    """``MemAvailable`` of /proc/meminfo, bytes."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def paired_ratio(pairs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Server ÷ in-process decode of each round of ``ShapeRun.paired_decode``, and their median: the ratio of
+    docs/performance.md (a median of pairs, not a ratio of bests measured minutes apart)."""
+    ratios, server, inproc = [], [], []
+    for p in pairs:
+        s, i = p["server"].get("decode_tok_s"), p["inproc"].get("decode_tok_s")
+        if s and i:
+            ratios.append(s / i)
+            server.append(s)
+            inproc.append(i)
+    if not ratios:
+        return {"ratios": [], "ratio_median": None, "server_median": None, "inproc_median": None}
+    return {"ratios": ratios, "ratio_median": statistics.median(ratios),
+            "server_median": statistics.median(server), "inproc_median": statistics.median(inproc)}
+
+
 def _rates(runs: list[dict[str, Any]]) -> str:
     return ", ".join(f"{x['decode_tok_s'] or 0:.2f}" for x in runs)
 
@@ -151,23 +183,30 @@ class ShapeRun:
         self.res: dict[str, Any] = self.runner.res
 
     async def scenarios(self, target: ChatTarget, label: str, pid: int) -> dict[str, Any]:
-        r, cfg, out = self.runner, self.runner.cfg, {}
+        r, cfg = self.runner, self.runner.cfg
+        out: dict[str, Any] = {}
         async with build_client() as client:
             await scenarios.warm_up(client, target)
             out["memory_after_warmup"] = tree_memory(pid)
-            say(f"[{label}] RAG prompt cold, then {cfg.prefix_warm_requests} warm")
-            pre = await r.measured(f"prefix {label}", lambda k: scenarios.prefix_cache(
-                client, target, cfg, r.rag_prompt if k == 0 else f"(Batch {k}.) {r.rag_prompt}"))
-            if pre:
-                out["prefix"] = pre
-                say(f"  cold {pre['cold_ttft_s']:.1f} s ({pre['prompt_tokens']} tokens), warm "
-                    f"{pre['warm_ttft_median_s']:.2f} s, hit rate {pre['hit_rate']}")
-            say(f"[{label}] decode {cfg.decode_repeats}×{cfg.decode_tokens}")
-            runs = await r.measured(f"decode {label}", lambda _k: scenarios.decode_runs(client, target, cfg))
-            if runs:
-                out["decode_runs"] = runs
-                say(f"  {_rates(runs)} tok/s")
-            for n in cfg.clients:
+            steps = self.args.steps
+            if "prefix" in steps:
+                say(f"[{label}] RAG prompt cold, then {cfg.prefix_warm_requests} warm")
+                pre = await r.measured(f"prefix {label}", lambda k: scenarios.prefix_cache(
+                    client, target, cfg, r.rag_prompt if k == 0 else f"(Batch {k}.) {r.rag_prompt}"))
+                if pre:
+                    out["prefix"] = pre
+                    say(f"  cold {pre['cold_ttft_s']:.1f} s ({pre['prompt_tokens']} tokens), warm "
+                        f"{pre['warm_ttft_median_s']:.2f} s, hit rate {pre['hit_rate']}")
+            if "decode" in steps:
+                say(f"[{label}] decode {cfg.decode_repeats}×{cfg.decode_tokens}")
+                runs = await r.measured(f"decode {label}", lambda _k: scenarios.decode_runs(client, target, cfg))
+                if runs:
+                    out["decode_runs"] = runs
+                    say(f"  {_rates(runs)} tok/s")
+                if self.args.paired_rounds and not self.args.no_baseline:
+                    out["decode_paired"] = await self.paired_decode(client, target, label)
+            clients: list[int] = cfg.clients if "clients" in steps else []
+            for n in clients:
                 load = await r.measured(f"clients {label} {n}", lambda _k, n=n: scenarios.one_load(
                     client, target, cfg, n))
                 if load:
@@ -176,15 +215,52 @@ class ShapeRun:
                     say(f"  {n} clients: {load['aggregate_tok_s'] or 0:.2f} tok/s aggregate, ITL p50 "
                         f"{load['itl_p50_s'] or 0:.2f} s, errors {len(load['errors'])}, RSS "
                         f"{load['memory']['rss_bytes'] / 2**30:.2f} GiB")
-            say(f"[{label}] a decoding stream while a {r.long_prompt_tokens}-token prompt prefills")
-            stall = await r.measured(f"prefill {label}", lambda k: scenarios.prefill_interference(
-                client, target, cfg, r.long_prompt if k == 0 else f"(Batch {k}.) {r.long_prompt}"))
-            if stall:
-                out["stall"] = stall
-                say(f"  longest gap {stall['a_max_gap_during_b_prefill_s'] or 0:.2f} s, B TTFT "
-                    f"{stall['b_ttft_s'] or 0:.1f} s")
+            if "stall" in steps:
+                say(f"[{label}] a decoding stream while a {r.long_prompt_tokens}-token prompt prefills")
+                stall = await r.measured(f"prefill {label}", lambda k: scenarios.prefill_interference(
+                    client, target, cfg, r.long_prompt if k == 0 else f"(Batch {k}.) {r.long_prompt}"))
+                if stall:
+                    out["stall"] = stall
+                    say(f"  longest gap {stall['a_max_gap_during_b_prefill_s'] or 0:.2f} s, B TTFT "
+                        f"{stall['b_ttft_s'] or 0:.1f} s")
         out["memory_end"] = tree_memory(pid)
         return out
+
+    async def paired_decode(self, client: Any, target: ChatTarget, label: str) -> dict[str, Any]:
+        """The decode ratio measured in pairs: one server run and one in-process run per round, in alternating
+        order, while the server stays loaded. The machine's speed drifts by 10-15 % within minutes here (the
+        read bandwidth of one run: 44.9 GB/s before, 50.5 after), so a baseline measured minutes before the
+        server (the ``decode`` steps) can put the ratio anywhere from 0.8 to 1.1; a pair sees the same
+        machine. Skipped when the in-process copy would not fit in RAM next to the server."""
+        r = self.runner
+        # The baseline's own peak RSS when it ran its prefill step, else twice the file (7B Q4_K_M: 1.65×).
+        need = ((self.res.get("inproc_prefill") or {}).get("rss_peak_bytes")
+                or 2 * self.res["facts"]["file_bytes"])
+        avail = mem_available()
+        if need + PAIRED_MARGIN_BYTES > avail:
+            reason = (f"skipped: the in-process copy needs {need / 2**30:.1f} GiB + "
+                      f"{PAIRED_MARGIN_BYTES / 2**30:.0f} GiB margin, {avail / 2**30:.1f} GiB available")
+            say(f"[{label}] paired decode {reason}")
+            return {"skipped": reason}
+        one = dataclasses.replace(r.cfg, decode_repeats=1)
+        say(f"[{label}] paired decode: {self.args.paired_rounds} rounds of one server and one in-process run")
+
+        async def rounds(_attempt: int) -> list[dict[str, Any]]:
+            pairs = []
+            for i in range(self.args.paired_rounds):
+                row: dict[str, Any] = {}
+                for side in (("server", "inproc") if i % 2 == 0 else ("inproc", "server")):
+                    if side == "server":
+                        row[side] = (await scenarios.decode_runs(client, target, one))[0]
+                    else:
+                        row[side] = (await asyncio.to_thread(r.inproc_decode, 1))[0]
+                pairs.append(row)
+                say(f"  server {row['server']['decode_tok_s'] or 0:.2f}, in-process "
+                    f"{row['inproc']['decode_tok_s'] or 0:.2f} tok/s")
+            return pairs
+
+        pairs = await r.measured(f"decode paired {label}", rounds)
+        return {"pairs": pairs or [], **paired_ratio(pairs or [])}
 
     def server_block(self, label: str, data_dir: Path, env: dict[str, str]) -> None:
         spec = inhouse_spec(self.model.serve_name, data_dir, extra_env={
@@ -224,7 +300,8 @@ class ShapeRun:
         steps = (f"decode in-process{when}", f"prefill in-process{when}")
         runs = asyncio.run(self.runner.measured(steps[0], lambda _k: asyncio.to_thread(
             self.runner.inproc_decode)))
-        pre = asyncio.run(self.runner.measured(steps[1], lambda _k: asyncio.to_thread(
+        pre = None if "prefix" not in self.args.steps else asyncio.run(self.runner.measured(
+            steps[1], lambda _k: asyncio.to_thread(
             run_inproc, {**job, "op": "prefill", "messages": [
                 {"role": "system", "content": self.runner.rag_prompt},
                 {"role": "user", "content": RAG_QUESTIONS[0]}]}, self.runner.children)))
@@ -293,6 +370,9 @@ def summarize(res: dict[str, Any]) -> dict[str, Any]:
             "decode_over_roofline": (decode * facts["read_bytes_per_token"] / (bw * 1e9)) if decode and bw else None,
             "decode_over_inproc": (decode / out["inproc_decode_tok_s"]
                                    if decode and out["inproc_decode_tok_s"] else None),
+            "decode_over_inproc_paired": (block.get("decode_paired") or {}).get("ratio_median"),
+            "decode_paired_medians": {k: (block.get("decode_paired") or {}).get(f"{k}_median")
+                                      for k in ("server", "inproc")},
             "prefill_tok_s": pre["prompt_tokens"] / pre["cold_ttft_s"] if pre.get("cold_ttft_s") else None,
             "ttft_cold_s": pre.get("cold_ttft_s"),
             "ttft_warm_s": pre.get("warm_ttft_median_s"),
@@ -330,7 +410,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-baseline", action="store_true", help="skip the in-process llama-cpp-python baseline")
     p.add_argument("--clients", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4, 8])
     p.add_argument("--decode-tokens", type=int, default=64)
+    p.add_argument("--steps", type=lambda s: set(s.split(",")), default=set(SERVER_STEPS),
+                   help=f"server steps to run, comma list of {','.join(SERVER_STEPS)} (all by default; the "
+                        "baseline's prefill runs with prefix)")
     p.add_argument("--decode-repeats", type=int, default=2)
+    p.add_argument("--paired-rounds", type=int, default=4,
+                   help="rounds of one server and one in-process decode, alternating, for the decode ratio "
+                        "(0: none; skipped when the in-process copy does not fit in RAM next to the server)")
     p.add_argument("--concurrency-tokens", type=int, default=32)
     p.add_argument("--n-ctx", type=int, default=None, help="engine.n_ctx for the server (default: inhouse's)")
     p.add_argument("--prefill-step-s", type=float, default=None,
