@@ -14,6 +14,7 @@ from rich.table import Table
 from inhouse.cli.common import DataDirOption, console, current_probe, settings_from, translate_errors
 
 if TYPE_CHECKING:
+    from inhouse.config import Settings
     from inhouse.hardware.probe import ProbeReport
 
 
@@ -51,12 +52,24 @@ def register(app: typer.Typer) -> None:
                     rec = recommend_model(report)
                     console.print(f"[bold]Default model[/] {rec.name} — {rec.reason}", highlight=False)
                 console.print("[bold]Capacity[/] " + capacity_line(report), highlight=False)
+                console.print("[bold]Embeddings[/] " + embeddings_line(settings), highlight=False)
         if timing:
             what = ("read the cached answer" if was_cached
                     else f"probed (children + bandwidth: {report.probe_seconds:.1f} s)")
             console.print(f"doctor: {what} in {elapsed:.3f} s; cache {probe.cache_path()}", highlight=False)
         if not report.works("plain"):
             raise typer.Exit(1)
+
+
+def embeddings_line(settings: Settings) -> str:
+    """Which engine embeds here and why (``kb.embed_engine = auto`` runs the int8 self-test once per machine)."""
+    ks = settings.kb
+    if ks.embedder == "fake":
+        return "kb.embedder=fake: deterministic test vectors, no model"
+    from inhouse.kb.embed import engine_choice
+
+    engine, reason = engine_choice(ks.embed_engine, cache_dir=settings.model_cache_dir)
+    return f"(kb.embed_engine={ks.embed_engine}): {engine} — {reason}"
 
 
 def capacity_line(report: ProbeReport) -> str:

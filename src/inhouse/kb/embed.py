@@ -388,26 +388,36 @@ def int8_dot_product(flags: Sequence[str]) -> bool:
     return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags))
 
 
-def resolve_engine(engine: str, flags: Sequence[str] | None = None, cache_dir: Path | str | None = None) -> str:
-    """``auto`` → ``onnx`` where the CPU has int8 dot products and ONNX Runtime's int8 kernels pass their self-test
-    here (run once per machine in a child process, recorded in ``cache_dir/e5``; without a ``cache_dir`` the
-    flags decide), else ``llama``. Any other engine name is returned as given."""
+def engine_choice(engine: str, flags: Sequence[str] | None = None,
+                  cache_dir: Path | str | None = None) -> tuple[str, str]:
+    """The engine that runs for ``kb.embed_engine = engine``, and why: ``auto`` → ``onnx`` where the CPU has int8
+    dot products and ONNX Runtime's int8 kernels pass their self-test here (run once per machine in a child
+    process, recorded in ``cache_dir/e5``; without a ``cache_dir`` the flags decide), else ``llama``. Any other
+    engine name is returned as given."""
     if engine != "auto":
-        return engine
+        return engine, "set explicitly"
     from inhouse.hardware.cpu import detect_cpu
 
     cpu = detect_cpu()
     if not int8_dot_product(cpu.flags if flags is None else flags):
-        return "llama"
+        return "llama", "no int8 dot-product instructions (VNNI, AMX) on this CPU"
     from inhouse.engine.backends.ort.embed import available
 
     if not available():
-        return "llama"
+        return "llama", "onnxruntime is not installed"
     if cache_dir is None:
-        return "onnx"
+        return "onnx", "the CPU has int8 dot-product instructions"
     from inhouse.engine.backends.ort.selftest import check_int8
 
-    return "onnx" if check_int8(Path(cache_dir) / "e5", cpu.signature).ok else "llama"
+    check = check_int8(Path(cache_dir) / "e5", cpu.signature)
+    if check.ok:
+        return "onnx", f"ONNX Runtime {check.ort_version}'s int8 kernels passed their self-test ({check.detail})"
+    return "llama", f"ONNX Runtime's int8 kernels failed their self-test: {check.detail}"
+
+
+def resolve_engine(engine: str, flags: Sequence[str] | None = None, cache_dir: Path | str | None = None) -> str:
+    """``engine_choice`` without the reason."""
+    return engine_choice(engine, flags, cache_dir)[0]
 
 
 def build_embedder(kind: str, *, engine: str = "auto", cache_dir: Path | str | None = None, n_threads: int = 0,

@@ -45,6 +45,20 @@ def test_doctor_explains_a_crashing_amx_path_and_the_fallback(run: Run, tmp_path
     assert "AMX advertised but unusable here: general protection fault" in out
     assert "crashed" in out and "Weight buffers (engine.weight_buffers=auto): repack" in out
     assert "Default model qwen2.5-coder-1.5b" in out and "read the cached answer in" in out
+    assert "Embeddings kb.embedder=fake" in out
+
+
+def test_doctor_says_which_embedding_engine_runs_and_why(run: Run, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    cache(tmp_path, fake_report("no_amx"))
+    monkeypatch.setenv("INHOUSE_KB__EMBEDDER", "e5")
+    monkeypatch.setenv("INHOUSE_KB__EMBED_ENGINE", "llama")
+    code, out = run("doctor")
+    assert code == 0 and "Embeddings (kb.embed_engine=llama): llama — set explicitly" in out
+    monkeypatch.setenv("INHOUSE_KB__EMBED_ENGINE", "auto")
+    code, out = run("doctor")  # the real self-test, on whatever CPU runs the tests
+    assert code == 0 and ("(kb.embed_engine=auto): onnx — ONNX Runtime" in out
+                          or "(kb.embed_engine=auto): llama — " in out), out
 
 
 def test_doctor_json_is_the_whole_answer(run: Run, tmp_path: Path) -> None:

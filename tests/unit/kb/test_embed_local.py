@@ -19,6 +19,7 @@ from inhouse.kb.embed import (
     OnnxE5Embedder,
     build_embedder,
     combine_windows,
+    engine_choice,
     plan_windows,
     resolve_engine,
 )
@@ -152,6 +153,8 @@ def test_vectors_match_the_reference_forward_pass(emb: LocalEmbedder, source: Pa
 
 
 def test_auto_engine_follows_the_cpu() -> None:
+    assert engine_choice("auto", ["avx2", "fma"]) == ("llama", "no int8 dot-product instructions (VNNI, AMX) on "
+                                                                "this CPU")
     assert resolve_engine("auto", ["avx2", "fma"]) == "llama"  # no int8 dot product: llama.cpp's kernels
     assert resolve_engine("auto", ["avx512f", "avx512_vnni"]) == "onnx"
     assert resolve_engine("auto", ["avx2", "avx_vnni"]) == "onnx"
