@@ -211,17 +211,22 @@ _SIGNAL_MEANING: dict[int, str] = {
 }
 
 
-def run_selftest_child(weight_buffers: str, model_path: Path) -> ChildOutcome:
-    """Run the self-test for one weight path in a fresh interpreter (same Python, same environment)."""
+def run_child(argv: list[str]) -> ChildOutcome:
+    """Run ``argv`` (a self-test) in a fresh process with the same environment; a crash or a hang is an outcome."""
     env = {**os.environ, "PYTHONFAULTHANDLER": "1", "OMP_WAIT_POLICY": "PASSIVE"}
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run([sys.executable, "-m", _SELFTEST_MODULE, "--weight-buffers", weight_buffers,
-                               "--model", str(model_path)], capture_output=True, text=True, env=env,
-                              timeout=CHILD_TIMEOUT_S, check=False, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=CHILD_TIMEOUT_S, check=False,
+                              stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired as exc:
         return ChildOutcome(-signal.SIGKILL, _text(exc.stdout), _text(exc.stderr), time.perf_counter() - t0, True)
     return ChildOutcome(proc.returncode, proc.stdout, proc.stderr, time.perf_counter() - t0)
+
+
+def run_selftest_child(weight_buffers: str, model_path: Path) -> ChildOutcome:
+    """Run llama.cpp's self-test for one weight path in a fresh interpreter (same Python, same environment)."""
+    return run_child([sys.executable, "-m", _SELFTEST_MODULE, "--weight-buffers", weight_buffers,
+                      "--model", str(model_path)])
 
 
 def _text(raw: str | bytes | None) -> str:

@@ -407,7 +407,7 @@ def engine_choice(engine: str, flags: Sequence[str] | None = None,
         return "llama", "onnxruntime is not installed"
     if cache_dir is None:
         return "onnx", "the CPU has int8 dot-product instructions"
-    from inhouse.engine.backends.ort.selftest import check_int8
+    from inhouse.hardware.int8 import check_int8
 
     check = check_int8(Path(cache_dir) / "e5", cpu.signature)
     if check.ok:

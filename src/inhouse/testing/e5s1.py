@@ -127,10 +127,7 @@ def reference_forward(m: E5S1Model, ids: Sequence[int]) -> np.ndarray:
         return np.frombuffer(m.tensors[name].data, dtype="<f4").astype(np.float64)
 
     def mat(name: str, n_out: int, n_in: int) -> np.ndarray:
-        b = np.frombuffer(m.tensors[name].data, dtype=np.uint8).reshape(n_out, n_in // QK, 2 + QK // 2)
-        d = b[:, :, :2].copy().view(np.float16).astype(np.float64)
-        q = np.concatenate([b[:, :, 2:] & 0x0F, b[:, :, 2:] >> 4], axis=2).astype(np.float64) - 8
-        return (q * d).reshape(n_out, n_in)
+        return m.matrix(name, n_out, n_in).astype(np.float64)  # d·(q−8) is exact in float32
 
     x = m.word_embeddings(list(ids)).astype(np.float64)
     x = x + f32("emb.pos").reshape(-1, H)[:n] + f32("emb.type").reshape(-1, H)[0]

@@ -47,6 +47,15 @@ _VOCAB_HEAD = struct.Struct("<5iQ")
 _TENSOR_ENTRY = struct.Struct("<BIQQ")
 
 
+def dequantize_q4_0(blocks: np.ndarray) -> np.ndarray:
+    """Q4_0 blocks ``(rows, row/32, 18)`` (fp16 scale, then 16 bytes of nibbles: weight j low, j+16 high) as float32
+    ``(rows, row)``: each value ``d·(q−8)``, one float32 product, exactly as ggml dequantizes it."""
+    scale = blocks[:, :, :2].copy().view(np.float16).astype(np.float32)
+    qs = blocks[:, :, 2:]
+    q = np.concatenate([qs & 0x0F, qs >> 4], axis=2).astype(np.float32) - 8.0
+    return (q * scale).reshape(blocks.shape[0], blocks.shape[1] * QK)
+
+
 @dataclass(frozen=True)
 class E5Tensor:
     name: str
@@ -98,20 +107,12 @@ class E5S1Model:
         idx = np.asarray(ids, dtype=np.int64)
         if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= self.n_vocab):
             raise InvalidRequest(f"A token id is outside the vocabulary of {self.n_vocab}.")
-        table = self._word_table()
-        blocks = table[idx]  # (n, hidden/32, 18): fp16 scale, then 16 bytes of nibbles
-        scale = blocks[:, :, :2].copy().view(np.float16).astype(np.float32)
-        qs = blocks[:, :, 2:]
-        q = np.concatenate([qs & 0x0F, qs >> 4], axis=2).astype(np.float32) - 8.0  # weight j, then j+16
-        return (q * scale).reshape(len(idx), self.hidden)
+        return dequantize_q4_0(self._word_table()[idx])
 
     def matrix(self, name: str, n_out: int, n_in: int) -> np.ndarray:
         """A Q4_0 layer matrix as float32 ``(n_out, n_in)``, dequantized like ``word_embeddings``."""
         data = self.tensor(name, DTYPE_Q4_0, n_out * n_in)
-        blocks = np.frombuffer(data, dtype=np.uint8).reshape(n_out, n_in // QK, Q4_0_BLOCK_BYTES)
-        scale = blocks[:, :, :2].copy().view(np.float16).astype(np.float32)
-        q = np.concatenate([blocks[:, :, 2:] & 0x0F, blocks[:, :, 2:] >> 4], axis=2).astype(np.float32) - 8.0
-        return (q * scale).reshape(n_out, n_in)
+        return dequantize_q4_0(np.frombuffer(data, dtype=np.uint8).reshape(n_out, n_in // QK, Q4_0_BLOCK_BYTES))
 
     def vector(self, name: str, n: int) -> np.ndarray:
         """An F32 tensor of ``n`` elements as a float32 array (a copy)."""

@@ -24,7 +24,6 @@ was computed in (cosine ≥ 0.9999 between batches; docs/knowledge.md).
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -105,7 +104,6 @@ class OrtEncoder:
             raise InvalidModelFile(f"ONNX Runtime could not load {path.name}: {exc}", param="model") from exc
         self._pool: ThreadPoolExecutor | None = (
             ThreadPoolExecutor(self.n_threads, thread_name_prefix="ort-embed") if self.n_threads > 1 else None)
-        self._lock = threading.Lock()
         log.info("loaded embedding graph %s: %d parallel runs, batches of %d tokens", path.name, self.n_threads,
                  self.batch_tokens)
 
@@ -137,12 +135,10 @@ class OrtEncoder:
                 raise InvalidRequest(f"A sequence of {len(s)} tokens is outside 1..{self.max_positions}.")
         out = np.zeros((len(items), self.n_embd), dtype=np.float32)
         batches = plan_batches([len(s) for s in items], self.batch_tokens, self.n_threads)
-        with self._lock:
-            if self._pool is None or len(batches) == 1:
-                results = [self._run([items[i] for i in batch]) for batch in batches]
-            else:
-                pool = self._pool
-                results = list(pool.map(lambda batch: self._run([items[i] for i in batch]), batches))
+        if self._pool is None or len(batches) == 1:
+            results = [self._run([items[i] for i in batch]) for batch in batches]
+        else:
+            results = list(self._pool.map(lambda batch: self._run([items[i] for i in batch]), batches))
         for batch, vectors in zip(batches, results, strict=True):
             out[batch] = vectors
         return out

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from inhouse.engine.backends.ort.selftest import Int8Check, check_int8, run_check
+from inhouse.hardware.int8 import Int8Check, check_int8, run_check
 
 
 def test_the_int8_kernels_pass_on_this_machine() -> None:
@@ -17,15 +17,15 @@ def test_the_int8_kernels_pass_on_this_machine() -> None:
 
 def test_a_crashing_child_is_an_answer_not_a_crash() -> None:
     crash = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"]
-    result = run_check(crash)
-    assert not result.ok and "crashed (SIGSEGV)" in result.detail
+    result = run_check(command=crash)
+    assert not result.ok and "crashed" in result.detail and "SIGSEGV" in result.detail
 
 
 def test_wrong_results_and_garbage_are_refused() -> None:
-    wrong = run_check([sys.executable, "-c", "print('{\"min_cosine\": 0.31}')"])
+    wrong = run_check(command=[sys.executable, "-c", "print('{\"min_cosine\": 0.31}')"])
     assert not wrong.ok and "wrong results" in wrong.detail
-    garbage = run_check([sys.executable, "-c", "import sys; sys.exit('no kernels')"])
-    assert not garbage.ok and "exit 1" in garbage.detail and "no kernels" in garbage.detail
+    garbage = run_check(command=[sys.executable, "-c", "import sys; sys.exit('no kernels')"])
+    assert not garbage.ok and "exit code 1" in garbage.detail and "no kernels" in garbage.detail
 
 
 def test_the_answer_is_recorded_per_machine(tmp_path: Path) -> None:
