@@ -230,12 +230,13 @@ class KbSettings(BaseModel):
     )
     sketch_questions: bool = Field(
         False,
-        description="Before a grounded answer, ask the answering model (local models only) for a few lines of code "
-        "that do what the question asks, and search the names in it (functions, commands, settings) beside the "
-        "question, so a question naming a goal finds the feature's entry in a manual. The collection's description "
-        "tells the model which system the documents are about. Python manual recall@5 0.66 -> 0.875 measured. Off by "
-        "default: on company documents the invented code's passages cost the shared QA set a not-covered answer "
-        "(4/4 -> 3/4) and an answer.",
+        description="Sketch every question, in every collection: before a grounded answer, ask the answering model "
+        "(local models only) for a few lines of code that do what the question asks, and search that code beside "
+        "the question, so a question naming a goal finds the feature's entry in a manual. Normally this is set per "
+        "collection instead (`sketch_questions` of a collection: its technical manuals), and the collection's "
+        "description tells the model which system the documents are about. Python manual recall@5 0.68 -> 0.91 "
+        "measured. Off for all by default: on company documents the invented code's passages cost the shared QA set "
+        "a not-covered answer (4/4 -> 3/4) and an answer.",
     )
     min_similarity: float = Field(
         0.83, ge=0.0, le=1.0,

@@ -56,3 +56,16 @@ def test_ingest_sync_reports_what_changed(env: Path) -> None:
     assert "1 files (0 added, 0 replaced, 1 unchanged, 0 errors, 0 removed)" in third.output
     a_file = CliRunner().invoke(app, ["ingest", "--sync", str(env / "leave.md"), "--collection", "hr"])
     assert a_file.exit_code == 2 and "directories" in a_file.output
+
+
+def test_a_collection_is_marked_for_code_sketches(env: Path) -> None:
+    made = CliRunner().invoke(app, ["collections", "create", "pg", "--description", "PostgreSQL 16 manual",
+                                    "--sketch-questions"])
+    assert made.exit_code == 0, made.output
+    assert "yes" in CliRunner().invoke(app, ["collections", "list"]).output
+    off = CliRunner().invoke(app, ["collections", "update", "pg", "--no-sketch-questions"])
+    assert off.exit_code == 0 and "sketch questions off" in off.output, off.output
+    nothing = CliRunner().invoke(app, ["collections", "update", "pg"])
+    assert nothing.exit_code != 0 and "Nothing to change" in nothing.output and "Traceback" not in nothing.output
+    missing = CliRunner().invoke(app, ["collections", "update", "nope", "--sketch-questions"])
+    assert missing.exit_code == 3 and "nope" in missing.output

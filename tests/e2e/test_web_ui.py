@@ -415,6 +415,21 @@ def test_finance_user_sees_finance(ui: UI) -> None:
     ui.page.wait_for_selector("button[data-collection='finance']")
 
 
+def test_admin_creates_a_technical_manual_collection_whose_questions_are_sketched(ui: UI) -> None:
+    ui.sign_in(ui.site.admin)
+    ui.go("/documents")
+    ui.page.click("#new-collection")
+    ui.page.fill("#col-name", "pg-manual")
+    ui.page.fill("#col-desc", "PostgreSQL 16 manual")
+    ui.page.click("label.switch:has(#col-sketch)")  # the switch, as a person clicks it
+    assert ui.page.get_by_role("switch", name=re.compile("Technical manual")).is_checked()
+    ui.page.click("#collection-form button[type=submit]")
+    ui.page.wait_for_selector("button[data-collection='pg-manual']")
+    ui.page.click("button[data-collection='pg-manual']")
+    until(ui, "document.getElementById('collection-meta').textContent.includes('questions sketched as code')")
+    assert "PostgreSQL 16 manual" in ui.page.inner_text("#collection-meta")
+
+
 # -- assistants and admin ----------------------------------------------------------------------------
 
 

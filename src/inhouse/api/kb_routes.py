@@ -49,11 +49,13 @@ class CollectionCreate(_Body):
     name: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     description: Annotated[str, StringConstraints(max_length=2000)] = ""
     access: Access = Field(default_factory=Access)
+    sketch_questions: bool = False
 
 
 class CollectionUpdate(_Body):
     description: Annotated[str, StringConstraints(max_length=2000)] | None = None
     access: Access | None = None
+    sketch_questions: bool | None = None
 
 
 class DocumentUpdate(_Body):
@@ -86,7 +88,8 @@ def add_kb_routes(router: APIRouter, kb: KnowledgeBase) -> None:
     @router.post("/v1/collections", status_code=201, responses={201: {"model": Collection}, **errors(409)})
     async def create_collection(body: CollectionCreate, actor: Actor = Depends(require("kb:manage"))) -> Any:
         col = await run(lambda: kb.create_collection(actor, body.name, groups=body.access.groups or (),
-                                                     keys=body.access.keys or (), description=body.description))
+                                                     keys=body.access.keys or (), description=body.description,
+                                                     sketch_questions=body.sketch_questions))
         return JSONResponse(col.to_dict(), status_code=201)
 
     @router.get("/v1/collections/{collection_id}", responses={200: {"model": Collection}})
@@ -98,7 +101,8 @@ def add_kb_routes(router: APIRouter, kb: KnowledgeBase) -> None:
                                 actor: Actor = Depends(require("kb:manage"))) -> dict[str, Any]:
         acc = body.access
         col = await run(lambda: kb.update_collection(actor, collection_id, groups=acc.groups if acc else None,
-                                                     keys=acc.keys if acc else None, description=body.description))
+                                                     keys=acc.keys if acc else None, description=body.description,
+                                                     sketch_questions=body.sketch_questions))
         return col.to_dict()
 
     @router.delete("/v1/collections/{collection_id}", responses={200: {"model": Deleted}})

@@ -194,6 +194,7 @@ class Collection(_Out):
     access: AccessList
     created_at: float
     document_count: int
+    sketch_questions: bool
 
 
 class CollectionList(_Out):

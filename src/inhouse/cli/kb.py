@@ -22,6 +22,7 @@ from inhouse.cli.common import (
     services_for,
     translate_errors,
 )
+from inhouse.errors import InvalidRequest
 from inhouse.types import Actor
 
 if TYPE_CHECKING:
@@ -155,10 +156,10 @@ def collections_list(data_dir: Path = DataDirOption) -> None:
     """List collections with their access lists."""
     with services_for(data_dir) as services:
         cols = _kb(services).list_collections(CLI_ACTOR)
-    table = Table("id", "name", "documents", "groups", "keys")
+    table = Table("id", "name", "documents", "groups", "keys", "sketch", "description")
     for c in cols:
         table.add_row(c.id, c.name, str(c.document_count), ", ".join(sorted(c.acl.groups)),
-                      ", ".join(sorted(c.acl.keys)))
+                      ", ".join(sorted(c.acl.keys)), "yes" if c.sketch_questions else "", c.description[:60])
     console.print(table)
 
 
@@ -167,13 +168,36 @@ def collections_create(
     name: str = typer.Argument(...),
     group: list[str] = typer.Option([], "--group", "-g", help="Group allowed to read and write."),
     key: list[str] = typer.Option([], "--key-id", help="API key id (key_…) allowed."),
-    description: str = typer.Option("", "--description"),
+    description: str = typer.Option("", "--description", help="What the documents are, e.g. \"PostgreSQL 16 manual\" "
+                                                              "(told to the model that sketches questions)."),
+    sketch_questions: bool = typer.Option(
+        False, "--sketch-questions", help="Technical manuals: questions searched here also get the local model's "
+                                          "code sketch, so a question that names a goal finds the feature's entry."),
     data_dir: Path = DataDirOption,
 ) -> None:
     """Create a collection (admins always have access)."""
     with services_for(data_dir) as services:
-        col = _kb(services).create_collection(CLI_ACTOR, name, groups=group, keys=key, description=description)
+        col = _kb(services).create_collection(CLI_ACTOR, name, groups=group, keys=key, description=description,
+                                              sketch_questions=sketch_questions)
     console.print(f"Created {col.id} ({col.name}).")
+
+
+@collections_app.command("update")
+def collections_update(
+    name: str = typer.Argument(...),
+    description: str = typer.Option(None, "--description", help="Replace the description."),
+    sketch_questions: bool = typer.Option(None, "--sketch-questions/--no-sketch-questions",
+                                          help="Turn the code sketch of questions searched here on or off."),
+    data_dir: Path = DataDirOption,
+) -> None:
+    """Change a collection's description or whether its questions are sketched (access: the HTTP API)."""
+    with translate_errors():
+        if description is None and sketch_questions is None:
+            raise InvalidRequest("Nothing to change: give --description or --[no-]sketch-questions.")
+    with services_for(data_dir) as services:
+        col = _kb(services).update_collection(CLI_ACTOR, name, description=description,
+                                              sketch_questions=sketch_questions)
+    console.print(f"Updated {col.id} ({col.name}): sketch questions {'on' if col.sketch_questions else 'off'}.")
 
 
 @collections_app.command("show")

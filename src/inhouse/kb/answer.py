@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from inhouse.kb.retrieve import Hit, Retriever
+from inhouse.kb.retrieve import Hit, Retriever, SketchScope
 from inhouse.kb.sketch import CodeSketcher, sketch_names, sketch_wordings
 from inhouse.kb.translate import QueryTranslator
 from inhouse.types import Actor
@@ -188,7 +188,8 @@ class Answerer:
         self.retriever = retriever
         self.chat = chat
         self.translator = QueryTranslator(chat) if (translate and chat is not None) else None
-        self.sketcher = CodeSketcher(chat) if (sketch and chat is not None) else None
+        self.sketcher = CodeSketcher(chat) if chat is not None else None
+        self.sketch_everywhere = sketch  # kb.sketch_questions; otherwise only collections with sketch_questions on
         self.document_share = document_share  # None: the retriever's (search results')
         self.coverage_check = coverage_check
         self.rerank = rerank
@@ -200,16 +201,18 @@ class Answerer:
 
     def ground(self, actor: Actor, question: str, collections: Sequence[str] | None = None, *,
                top_k: int | None = None, history: Sequence[Mapping[str, Any]] = (),
-               translation: str | None = None, sketch: str | None = None) -> Grounding:
+               translation: str | None = None, sketch: str | None = None,
+               sketch_collections: frozenset[str] | None = None) -> Grounding:
         """Blocking (embedding + SQL): call it off the event loop. ``translation`` (the question in the other
         language) is searched beside the question, and so is ``sketch`` (a code sketch of what the question asks,
-        ``kb.sketch``), whose names also lift the chunks whose heading names them; ``ground_async`` makes both with
-        the model."""
+        ``kb.sketch``; in ``sketch_collections`` only, when given), whose names also lift the chunks whose heading
+        names them; ``ground_async`` makes both with the model."""
         hits, similarity = self.retriever.retrieve_scored(actor, question, collections, top_k or self.top_k,
                                                           alternates=[translation] if translation else (),
                                                           document_share=self.document_share,
                                                           expansions=sketch_wordings(sketch, SKETCH_USE),
-                                                          boost_names=sketch_names(sketch) if sketch else ())
+                                                          boost_names=sketch_names(sketch) if sketch else (),
+                                                          expansion_collections=sketch_collections)
         covered = bool(hits) and similarity >= self.min_similarity
         g = Grounding(question, hits if covered else [], similarity, covered, translation=translation,
                       sketch=sketch, retrieved=hits)
@@ -220,17 +223,22 @@ class Answerer:
     async def ground_async(self, actor: Actor, question: str, collections: Sequence[str] | None = None, *,
                            model: str | None = None, top_k: int | None = None,
                            history: Sequence[Mapping[str, Any]] = ()) -> Grounding:
-        """``ground`` with the question also translated (``kb.translate_questions``) and sketched as code
-        (``kb.sketch_questions``) by ``model`` when those are on and the model runs here, so an English question
-        finds Chinese passages and the other way round, and a question naming a goal finds the feature's entry."""
+        """``ground`` with the question also translated (``kb.translate_questions``) and sketched as code by
+        ``model`` when the model runs here, so an English question finds Chinese passages and the other way round,
+        and a question naming a goal finds the feature's entry. The sketch is made when a collection searched has
+        ``sketch_questions`` on (and searched there only), or for every question with ``kb.sketch_questions``."""
         translation = sketch = None
+        where: SketchScope | None = None
         if self.translator is not None and model:
             translation = await self.translator.translate(question, model=model)
         if self.sketcher is not None and model:
-            subject = await asyncio.to_thread(self.retriever.describe, actor, collections)
-            sketch = await self.sketcher.sketch(question, model=model, subject=subject)
+            where = await asyncio.to_thread(self.retriever.sketch_scope, actor, collections,
+                                            everywhere=self.sketch_everywhere)
+            if where is not None:
+                sketch = await self.sketcher.sketch(question, model=model, subject=where.subject)
         return await asyncio.to_thread(self.ground, actor, question, collections, top_k=top_k, history=history,
-                                       translation=translation, sketch=sketch)
+                                       translation=translation, sketch=sketch,
+                                       sketch_collections=where.collection_ids if where and sketch else None)
 
     async def answer(self, actor: Actor, question: str, collections: Sequence[str] | None = None, *,
                      model: str, top_k: int | None = None, **sampling: Any) -> GroundedAnswer:

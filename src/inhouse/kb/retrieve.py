@@ -163,6 +163,12 @@ def diversify(chunks: Sequence[StoredChunk], top_k: int, per_document: int) -> l
     return kept
 
 
+@dataclass(frozen=True)
+class SketchScope:
+    subject: str  # the descriptions of the collections sketched for, distinct, "; "-joined, at most 200 characters
+    collection_ids: frozenset[str] | None  # where the sketch is searched (None: wherever the question is)
+
+
 class Retriever:
     def __init__(self, store: IndexStore, embedder: Embedder, *, rrf_k: int = 60, candidates: int = 40,
                  document_share: float = 0.4, search_threads: int = 4) -> None:
@@ -213,14 +219,21 @@ class Retriever:
             ids.add(col.id)
         return frozenset(ids)
 
-    def describe(self, actor: Actor, collections: Sequence[str] | None) -> str:
-        """What the collections searched are about: their descriptions (every collection the actor may access when
-        ``collections`` is None), distinct, joined by "; ", at most 200 characters. Empty when none has one."""
+    def sketch_scope(self, actor: Actor, collections: Sequence[str] | None, *,
+                     everywhere: bool = False) -> SketchScope | None:
+        """Whether a question searched in ``collections`` (every collection the actor may access when None) gets a
+        code sketch, and for which of them: those with ``sketch_questions`` on, or all of them when ``everywhere``
+        (``kb.sketch_questions``). None: none of them. The sketch is searched only there, so a manual's sketch does
+        not pull in company documents that the same question also searches."""
         scope = AccessScope.of(actor)
         ids = self.collection_ids(actor, collections)
-        found = [c.description.strip() for c in self.store.list_collections()
-                 if (c.id in ids if ids is not None else may_access_collection(scope, c.acl))]
-        return "; ".join(dict.fromkeys(d for d in found if d))[:200]
+        searched = [c for c in self.store.list_collections()
+                    if (c.id in ids if ids is not None else may_access_collection(scope, c.acl))]
+        chosen = searched if everywhere else [c for c in searched if c.sketch_questions]
+        if not chosen:
+            return None
+        subject = "; ".join(dict.fromkeys(d for c in chosen if (d := c.description.strip())))[:200]
+        return SketchScope(subject, None if everywhere else frozenset(c.id for c in chosen))
 
     def retrieve(self, actor: Actor, query: str, collections: Sequence[str] | None = None, top_k: int = 5,
                  filters: SearchFilters | Mapping[str, Any] | None = None) -> list[Hit]:
@@ -229,12 +242,13 @@ class Retriever:
     def retrieve_scored(self, actor: Actor, query: str, collections: Sequence[str] | None = None, top_k: int = 5,
                         filters: SearchFilters | Mapping[str, Any] | None = None, *,
                         alternates: Sequence[str] = (), document_share: float | None = None,
-                        expansions: Sequence[str] = (), boost_names: Sequence[str] = ()) -> tuple[list[Hit], float]:
+                        expansions: Sequence[str] = (), boost_names: Sequence[str] = (),
+                        expansion_collections: frozenset[str] | None = None) -> tuple[list[Hit], float]:
         """The hits and the best cosine similarity among all chunks the actor may see, for the query or any of
         its ``alternates`` (the relevance gate of grounded answers: keyword hits alone say little about whether
         the question is covered). ``expansions`` are searched and fused like alternates but do not count for that
-        similarity (a code sketch is close to every code sample, whether the question is covered or not).
-        ``boost_names``: see ``promote_named``."""
+        similarity (a code sketch is close to every code sample, whether the question is covered or not), and
+        only in ``expansion_collections`` when given. ``boost_names``: see ``promote_named``."""
         scope = AccessScope.of(actor)  # raises on a missing actor: there is no "anyone" retrieval
         query = (query or "").strip()
         if not query:
@@ -257,10 +271,13 @@ class Retriever:
         per_wording: list[list[tuple[str, float, list[int | None]]]] = []
         sims: dict[str, float] = {}
         best = 0.0
-        keyword = [self._keyword_search(scope, q, f, n) for q in queries]
+        where = {q: f if gates[q] or expansion_collections is None else
+                 replace(f, collection_ids=expansion_collections if f.collection_ids is None
+                         else f.collection_ids & expansion_collections) for q in queries}
+        keyword = [self._keyword_search(scope, q, where[q], n) for q in queries]
         try:
             for q, keyword_hits in zip(queries, keyword, strict=True):
-                vector = self.store.vector_search(scope, self.embedder.embed_query(q), f, n)
+                vector = self.store.vector_search(scope, self.embedder.embed_query(q), where[q], n)
                 per_wording.append(rrf([keyword_hits.result(), vector], k=self.rrf_k))
                 if gates[q]:
                     for s in vector:

@@ -70,9 +70,10 @@ class KnowledgeBase:
     # -- collections ------------------------------------------------------------------------------------
 
     def create_collection(self, actor: Actor, name: str, *, groups: Iterable[str] = (), keys: Iterable[str] = (),
-                          description: str = "") -> Collection:
+                          description: str = "", sketch_questions: bool = False) -> Collection:
         _admin(actor, "create collections")
-        return self.store.create_collection(name, acl=acl_from(groups, keys), description=description)
+        return self.store.create_collection(name, acl=acl_from(groups, keys), description=description,
+                                            sketch_questions=sketch_questions)
 
     def collection(self, actor: Actor, ref: str) -> Collection:
         try:
@@ -88,13 +89,15 @@ class KnowledgeBase:
         return [c for c in self.store.list_collections() if may_access_collection(scope, c.acl)]
 
     def update_collection(self, actor: Actor, ref: str, *, groups: Iterable[str] | None = None,
-                          keys: Iterable[str] | None = None, description: str | None = None) -> Collection:
+                          keys: Iterable[str] | None = None, description: str | None = None,
+                          sketch_questions: bool | None = None) -> Collection:
         col = self.collection(actor, ref)
         _admin(actor, "change collections")
         acl = None
         if groups is not None or keys is not None:
             acl = acl_from(col.acl.groups if groups is None else groups, col.acl.keys if keys is None else keys)
-        return self.store.update_collection(col.id, acl=acl, description=description)
+        return self.store.update_collection(col.id, acl=acl, description=description,
+                                            sketch_questions=sketch_questions)
 
     def delete_collection(self, actor: Actor, ref: str) -> None:
         col = self.collection(actor, ref)

@@ -62,11 +62,22 @@ _COMMENT = re.compile(r"^\s*(#|//|--\s|;|/\*|\*|rem\s)", re.IGNORECASE)
 _PROSE = re.compile(r"^[A-Z][a-z']*(\s+[A-Za-z,'’()\-]+){3,}[.:!?]?$")
 
 
+# With a subject, the system message and the request both say to write for the system the documents describe, and
+# to use its ready-made feature: told only what the documents are, the model still wrote shell for half the Python
+# manual's questions (``rm -rf`` for shutil.rmtree, ``sha256sum`` for hashlib); said twice, it writes the manual's
+# own feature (docs/knowledge.md, "Questions that name the goal").
+FOR_SUBJECT = " Write it with the language, library and tools of the system the user's documents describe."
+READY_MADE = ("Write it with what those documents describe. Use the ready-made function, module, command or setting "
+              "that already does it, not your own implementation.")
+
+
 def sketch_request(question: str, subject: str = "") -> list[dict[str, str]]:
     """The prompt. ``subject``: what the documents searched are about (a collection's description, e.g.
-    "PostgreSQL 16 manual"), so the code is written for that system rather than one the model guesses."""
-    about = f" The documents searched are: {subject.strip()[:200]}." if subject.strip() else ""
-    return [{"role": "system", "content": SYSTEM},
+    "PostgreSQL 16 manual"), so the code is written for that system, with its own feature, rather than for one the
+    model guesses."""
+    subject = subject.strip()[:200]
+    about = f" The documents searched are: {subject}. {READY_MADE}" if subject else ""
+    return [{"role": "system", "content": SYSTEM + (FOR_SUBJECT if subject else "")},
             {"role": "user", "content": "Write the shortest code, command, query or configuration setting that does "
                                         f"this, at most four lines.{about} Code only: no explanation, no comments, "
                                         f"do not answer in words.\n\n{question}"}]

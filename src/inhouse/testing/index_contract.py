@@ -77,6 +77,17 @@ class IndexStoreContract:
         col = store.update_collection(hr, acl=Acl(groups=frozenset({"hr", "it"})))
         assert col.acl.groups == {"hr", "it"}
 
+    def test_a_collections_sketch_switch_is_kept_and_changed_alone(self, store: IndexStore) -> None:
+        manual = store.create_collection("manual", acl=Acl(), description="PostgreSQL 16 manual", sketch_questions=True)
+        assert manual.sketch_questions and manual.to_dict()["sketch_questions"] is True
+        assert not store.create_collection("plain", acl=Acl()).sketch_questions  # off unless asked for
+        assert {c.name: c.sketch_questions for c in store.list_collections()} == {"manual": True, "plain": False}
+        off = store.update_collection(manual.id, sketch_questions=False)
+        assert not off.sketch_questions and off.description == "PostgreSQL 16 manual"
+        kept = store.update_collection(manual.id, description="PostgreSQL 17 manual")  # the switch stays as it is
+        assert not kept.sketch_questions and store.get_collection("manual").description == "PostgreSQL 17 manual"
+        assert store.update_collection(manual.id, sketch_questions=True).sketch_questions
+
     def test_put_is_idempotent_and_replaces(self, store: IndexStore) -> None:
         hr, _ = self._cols(store)
         first = store.put_document(make_doc(hr, "a.txt", ["annual leave is 18 days", "carry over 5 days"]))

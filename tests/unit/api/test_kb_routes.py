@@ -73,6 +73,20 @@ def test_collection_and_document_lifecycle(admin: TestClient, kb_services: Any) 
     assert admin.get("/v1/collections").json()["data"] == []
 
 
+def test_a_collection_is_marked_for_code_sketches_and_bad_values_are_400(admin: TestClient) -> None:
+    made = admin.post("/v1/collections", json={"name": "pg", "description": "PostgreSQL 16 manual",
+                                               "sketch_questions": True})
+    assert made.status_code == 201 and made.json()["sketch_questions"] is True
+    assert admin.post("/v1/collections", json={"name": "hr"}).json()["sketch_questions"] is False
+    cid = made.json()["id"]
+    off = admin.patch(f"/v1/collections/{cid}", json={"sketch_questions": False})
+    assert off.status_code == 200 and off.json()["sketch_questions"] is False
+    assert off.json()["description"] == "PostgreSQL 16 manual"
+    bad = admin.patch(f"/v1/collections/{cid}", json={"sketch_questions": "sometimes"})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "sketch_questions", bad.text
+    assert admin.get(f"/v1/collections/{cid}").json()["sketch_questions"] is False  # unchanged by the bad request
+
+
 def test_rejected_upload_is_a_400_and_the_server_keeps_serving(admin: TestClient) -> None:
     cid = admin.post("/v1/collections", json={"name": "hr"}).json()["id"]
     for name, data in (("empty.txt", b""), ("x.pdf", b""), ("bomb.docx", b"PK\x03\x04garbage"),

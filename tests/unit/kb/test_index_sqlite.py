@@ -103,7 +103,7 @@ def _objects(path: Path) -> set[tuple[str, str]]:
 
 
 def _downgrade_to_v1(path: Path) -> None:
-    """Turn a file into the layout of schema version 1 (before ``kb_vec_log``): exactly what migrations 2 and 3
+    """Turn a file into the layout of schema version 1 (before ``kb_vec_log``): exactly what migrations 2, 3 and 4
     add is removed, as it was absent from files written by the release before them."""
     import apsw
 
@@ -118,6 +118,7 @@ def _downgrade_to_v1(path: Path) -> None:
         c.execute("DROP INDEX kb_chunks_pk_doc")
         c.execute("DELETE FROM sqlite_sequence WHERE name = 'kb_vec_log'")
         c.execute("DELETE FROM kb_meta WHERE key = 'vec_log_pruned'")
+        c.execute("ALTER TABLE kb_collections DROP COLUMN sketch_questions")
         # The previous release recorded its version in kb_meta, not in schema_migrations.
         c.execute("DROP TABLE schema_migrations")
         c.execute("INSERT OR REPLACE INTO kb_meta (key, value) VALUES ('schema', '1')")
@@ -147,7 +148,8 @@ def test_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
 
     s = SqliteIndexStore(db, dim=DIM)
     try:
-        assert s.schema_version() == 3
+        assert s.schema_version() == 4
+        assert not s.get_collection("hr").sketch_questions  # migration 4: the switch, off for older collections
         objects = _objects(db)
         assert {("trigger", "kb_chunks_logi"), ("table", "kb_vec_log"), ("index", "kb_chunks_pk_doc"),
                 ("table", "kb_words")} <= objects
@@ -168,7 +170,7 @@ def test_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
         s.close()
     s = SqliteIndexStore(db, dim=DIM)  # opening an upgraded file again changes nothing
     try:
-        assert s.schema_version() == 3
+        assert s.schema_version() == 4
     finally:
         s.close()
 
@@ -224,22 +226,23 @@ def test_word_index_of_a_version_2_file_is_backfilled_and_a_marked_version_3_fil
     s.close()
     c = apsw.Connection(str(db))
     c.execute("BEGIN; DROP TABLE kb_words_vocab; DROP TABLE kb_words; DROP TABLE schema_migrations;"
+              " ALTER TABLE kb_collections DROP COLUMN sketch_questions;"
               " INSERT OR REPLACE INTO kb_meta (key, value) VALUES ('schema', '2'); COMMIT")
     c.close()
     s = SqliteIndexStore(db, dim=DIM)
     try:
-        assert s.schema_version() == 3
+        assert s.schema_version() == 4
         assert [h.chunk_id for h in s.keyword_search(HR, "wireguard", SearchFilters(), 5)] == [chunks[0].id]
         assert s.check().ok
     finally:
         s.close()
     c = apsw.Connection(str(db))
-    c.execute("BEGIN; DROP TABLE schema_migrations; INSERT OR REPLACE INTO kb_meta (key, value) VALUES ('schema', '3');"
-              " COMMIT")
+    c.execute("BEGIN; DROP TABLE schema_migrations; ALTER TABLE kb_collections DROP COLUMN sketch_questions;"
+              " INSERT OR REPLACE INTO kb_meta (key, value) VALUES ('schema', '3'); COMMIT")
     c.close()
     s = SqliteIndexStore(db, dim=DIM)
     try:
-        assert s.schema_version() == 3 and s.counts()["chunks"] == 2
+        assert s.schema_version() == 4 and s.counts()["chunks"] == 2
         assert s.check().ok  # one word row per chunk: the backfill did not run again
         assert [h.chunk_id for h in s.keyword_search(HR, "wireguard", SearchFilters(), 5)] == [chunks[0].id]
     finally:

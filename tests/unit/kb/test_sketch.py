@@ -131,8 +131,12 @@ def test_chunks_whose_heading_names_a_sketch_name_move_up() -> None:
 
 
 def test_the_subject_is_told_to_the_model_and_keys_the_cache() -> None:
-    assert "documents searched are: PostgreSQL 16 manual." in sketch_request("q", "PostgreSQL 16 manual")[1]["content"]
-    assert "documents searched" not in sketch_request("q", "  ")[1]["content"]
+    system, user = sketch_request("q", "PostgreSQL 16 manual")
+    assert "documents searched are: PostgreSQL 16 manual." in user["content"]
+    # written for the system the documents describe, with its own feature (the model otherwise writes shell)
+    assert "documents describe" in system["content"] and "ready-made" in user["content"]
+    system, user = sketch_request("q", "  ")
+    assert "documents" not in system["content"] + user["content"]
     chat = ReplyChat(["pg_cancel_backend(pid)", "kill -9 1234"])
     sk = CodeSketcher(chat)  # type: ignore[arg-type]
     assert asyncio.run(sk.sketch("stop a long query", model="m", subject="PostgreSQL")) == "pg_cancel_backend(pid)"
@@ -174,8 +178,54 @@ def test_the_subject_is_only_what_the_caller_may_see() -> None:
         store.create_collection("plain", acl=Acl(groups=frozenset({"it"})))
         r = Retriever(store, EMB)
         it = Actor("key_i", "i", groups=frozenset({"it"}))
-        assert r.describe(it, None) == "PostgreSQL 16 manual"  # the HR handbook's description is not the caller's
-        assert set(r.describe(ADMIN, ["hr", "db"]).split("; ")) == {"HR handbook", "PostgreSQL 16 manual"}
-        assert r.describe(it, ["plain"]) == ""
+
+        def subject(actor: Actor, cols: list[str] | None) -> str | None:
+            where = r.sketch_scope(actor, cols, everywhere=True)
+            return None if where is None else where.subject
+
+        assert subject(it, None) == "PostgreSQL 16 manual"  # the HR handbook's description is not the caller's
+        assert set(str(subject(ADMIN, ["hr", "db"])).split("; ")) == {"HR handbook", "PostgreSQL 16 manual"}
+        assert subject(it, ["plain"]) == ""
+    finally:
+        store.close()
+
+
+class SpyStore:
+    """The store, with the collections each search was limited to recorded per query text."""
+
+    def __init__(self, store: SqliteIndexStore) -> None:
+        self.store, self.searched = store, {}  # type: ignore[var-annotated]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+    def keyword_search(self, scope, query, f, n):  # type: ignore[no-untyped-def]
+        self.searched.setdefault(query, set()).add(f.collection_ids)
+        return self.store.keyword_search(scope, query, f, n)
+
+
+def test_only_collections_with_the_switch_are_sketched_and_the_sketch_is_searched_there_alone() -> None:
+    """Per collection (``sketch_questions``): a question that searches the manual and the HR handbook gets a sketch
+    written for the manual and searched in the manual only; one that searches only the handbook gets none."""
+    store = SqliteIndexStore(":memory:", dim=EMB.dim)
+    try:
+        manual = store.create_collection("manual", acl=Acl(), description="The heap library manual",
+                                         sketch_questions=True).id
+        hr = store.create_collection("hr", acl=Acl(), description="HR handbook").id
+        put_texts(store, manual, "heapq.html", ["nsmallest(n, iterable): the n smallest elements of the dataset"], EMB)
+        put_texts(store, hr, "leave.txt", ["annual leave is 18 days"], EMB)
+        spy = SpyStore(store)
+        code = "import heapq\nsmall = heapq.nsmallest(3, stream)"
+        chat = ReplyChat([code])
+        ans = Answerer(Retriever(spy, EMB), chat, min_similarity=0.0, top_k=2)  # type: ignore[arg-type]
+        q = "keep the three smallest numbers of a stream"
+        g = asyncio.run(ans.ground_async(ADMIN, q, None, model="m"))
+        told = chat.bodies[0]["messages"][-1]["content"]
+        assert "The heap library manual" in told and "HR handbook" not in told
+        assert g.sketch == code
+        assert spy.searched[q] == {None} and spy.searched[code] == {frozenset({manual})}
+        handbook = asyncio.run(ans.ground_async(ADMIN, "how many days of annual leave", ["hr"], model="m"))
+        assert handbook.sketch is None and len(chat.bodies) == 1  # no collection searched asked for it
+        assert Retriever(store, EMB).sketch_scope(ADMIN, ["hr"], everywhere=True) is not None  # kb.sketch_questions
     finally:
         store.close()

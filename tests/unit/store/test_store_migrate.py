@@ -61,6 +61,7 @@ def embedded_install(data_dir: Path) -> dict[str, Any]:
                                                                  datetime(2030, 3, 5, tzinfo=UTC)),
                                        tz="Asia/Shanghai", all_day=True, attendees=["王芳"])
         s.kb.create_collection(admin, "handbook", groups=["hr"])
+        s.kb.create_collection(admin, "pg-manual", description="PostgreSQL 16 manual", sketch_questions=True)
         for name, data in DOCS.items():
             s.kb.add_document(admin, "handbook", data, name)
         hits = s.kb.retriever.retrieve(actor, "annual leave days", top_k=3)
@@ -111,6 +112,9 @@ def test_an_embedded_install_moves_to_postgresql_whole(tmp_path: Path, postgres_
         assert s.assistants.support.store.get(actor, facts["session"].id) == facts["session"]
         admin = Actor("key_setup", "setup", role="admin")
         assert [d.id for d in s.kb.list_documents(admin, "handbook")] == facts["docs"]
+        manual = s.kb.collection(admin, "pg-manual")
+        assert manual.sketch_questions and manual.description == "PostgreSQL 16 manual"
+        assert not s.kb.collection(admin, "handbook").sketch_questions
         assert s.kb.document_data(admin, facts["docs"][0])[1] in DOCS.values()
         hits = s.kb.retriever.retrieve(actor, "annual leave days", top_k=3)
         assert hits and hits[0].chunk.id == facts["top"][0]

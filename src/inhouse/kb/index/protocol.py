@@ -59,10 +59,15 @@ class Collection:
     acl: Acl
     created_at: float
     document_count: int = 0
+    # Questions searched in it also get the local model's code sketch (``kb/sketch.py``): for technical manuals,
+    # whose entries are named by the feature rather than the goal. Off for company documents, where a coder model's
+    # "code" is invented plumbing (docs/knowledge.md).
+    sketch_questions: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "object": "collection", "name": self.name, "description": self.description,
-                "access": self.acl.to_dict(), "created_at": self.created_at, "document_count": self.document_count}
+                "access": self.acl.to_dict(), "created_at": self.created_at, "document_count": self.document_count,
+                "sketch_questions": self.sketch_questions}
 
 
 @dataclass(frozen=True)
@@ -173,13 +178,14 @@ class IndexStore(Protocol):
     dim: int
 
     # -- collections -------------------------------------------------------------------------------
-    def create_collection(self, name: str, *, acl: Acl, description: str = "") -> Collection: ...
+    def create_collection(self, name: str, *, acl: Acl, description: str = "",
+                          sketch_questions: bool = False) -> Collection: ...
     def get_collection(self, ref: str) -> Collection:
         """By id or name; NotFound when absent."""
         ...
     def list_collections(self) -> list[Collection]: ...
-    def update_collection(self, collection_id: str, *, acl: Acl | None = None,
-                          description: str | None = None) -> Collection: ...
+    def update_collection(self, collection_id: str, *, acl: Acl | None = None, description: str | None = None,
+                          sketch_questions: bool | None = None) -> Collection: ...
     def delete_collection(self, collection_id: str) -> None: ...
 
     # -- documents ----------------------------------------------------------------------------------

@@ -50,7 +50,7 @@
     $("collection-name").textContent = state.current.name;
     const groups = state.current.access.groups.length ? state.current.access.groups.join(", ") : t("docs.admins_only");
     $("collection-meta").textContent = (state.current.description ? state.current.description + " · " : "")
-      + t("docs.access") + ": " + groups;
+      + t("docs.access") + ": " + groups + (state.current.sketch_questions ? " · " + t("docs.sketch_on") : "");
     $("search-results").hidden = true;
     await loadDocuments();
   }
@@ -239,7 +239,7 @@
     try {
       const col = await I.api("/v1/collections", { method: "POST", json: {
         name: $("col-name").value.trim(), description: $("col-desc").value.trim(),
-        access: { groups: groupsOf($("col-groups").value) } } });
+        access: { groups: groupsOf($("col-groups").value) }, sketch_questions: $("col-sketch").checked } });
       $("collection-dialog").close();
       loadCollections(col.id);
     } catch (err) { I.toast(err.message, "error"); }

@@ -16,12 +16,13 @@ from inhouse.kb.index.sqlite.export import IndexExport
 
 _BATCH = 500
 _COLUMNS = {
-    "kb_collections": ("pk", "id", "name", "description", "created_at"),
+    "kb_collections": ("pk", "id", "name", "description", "created_at", "sketch_questions"),
     "kb_acl": ("owner", "kind", "principal"),
     "kb_documents": ("pk", "id", "collection_pk", "source_path", "sha256", "label_rank", "has_acl", "title",
                      "filename", "mime", "metadata", "version", "created_at", "size_bytes", "chunk_count"),
     "kb_files": ("document_pk", "data"),
 }
+_BOOLEANS = ("has_acl", "sketch_questions")  # 0/1 in SQLite
 
 
 def _batches(rows: Iterable[tuple[Any, ...]]) -> Iterator[list[tuple[Any, ...]]]:
@@ -35,7 +36,7 @@ def load_index(conn: Any, export: IndexExport) -> dict[str, int]:
     copied: dict[str, int] = {}
     for table, cols in _COLUMNS.items():
         sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})"
-        rows = (tuple(bool(r[c]) if c == "has_acl" else r[c] for c in cols) for r in export.rows(table))
+        rows = (tuple(bool(r[c]) if c in _BOOLEANS else r[c] for c in cols) for r in export.rows(table))
         copied[table] = 0
         for batch in _batches(rows):
             conn.cursor().executemany(sql, batch)

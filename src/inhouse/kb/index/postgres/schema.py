@@ -145,7 +145,9 @@ CREATE INDEX kb_chunks_doc ON kb_chunks (document_pk, ordinal)""")
 
     return (PgMigration(1, "collections_documents_chunks_vectors", v1),
             PgMigration(2, "keyword_terms_weighted_by_title_and_section", reweigh_keyword_terms),
-            PgMigration(3, "vector_change_log", vector_change_log))
+            PgMigration(3, "vector_change_log", vector_change_log),
+            PgMigration(4, "collection_sketch_questions",
+                        "ALTER TABLE kb_collections ADD COLUMN sketch_questions boolean NOT NULL DEFAULT false"))
 
 
 def migrate_index(db: PostgresDatabase, dim: int) -> None:

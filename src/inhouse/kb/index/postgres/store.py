@@ -108,14 +108,15 @@ class PostgresIndexStore:
 
     # -- collections ------------------------------------------------------------------------------------
 
-    def create_collection(self, name: str, *, acl: Acl, description: str = "") -> Collection:
+    def create_collection(self, name: str, *, acl: Acl, description: str = "",
+                          sketch_questions: bool = False) -> Collection:
         check_collection_name(name)
         cid = new_id("col")
         with self._db.transaction(lock=lock_id("kb-collections")) as c:
             if c.execute("SELECT 1 FROM kb_collections WHERE lower(name) = lower(%s)", (name,)).fetchone():
                 raise Conflict(f"A collection named '{name}' already exists.", param="name")
-            c.execute("INSERT INTO kb_collections (id, name, description, created_at) VALUES (%s, %s, %s, %s)",
-                      (cid, name, description[:2000], self._clock()))
+            c.execute("INSERT INTO kb_collections (id, name, description, created_at, sketch_questions)"
+                      " VALUES (%s, %s, %s, %s, %s)", (cid, name, description[:2000], self._clock(), sketch_questions))
             self._write_acl(c, cid, acl)
         return self.get_collection(cid)
 
@@ -136,13 +137,14 @@ class PostgresIndexStore:
             found[r["owner"]][0 if r["kind"] == "group" else 1].add(r["principal"])
         return {o: Acl(groups=frozenset(g), keys=frozenset(k)) for o, (g, k) in found.items()}
 
-    _COL_SQL = ("SELECT c.id, c.name, c.description, c.created_at,"
+    _COL_SQL = ("SELECT c.id, c.name, c.description, c.created_at, c.sketch_questions,"
                 " (SELECT count(*) FROM kb_documents d WHERE d.collection_pk = c.pk) AS n FROM kb_collections c")
 
     def _collections(self, rows: list[dict[str, Any]]) -> list[Collection]:
         acls = self._acls([r["id"] for r in rows])
         return [Collection(id=r["id"], name=r["name"], description=r["description"], acl=acls[r["id"]],
-                           created_at=r["created_at"], document_count=int(r["n"])) for r in rows]
+                           created_at=r["created_at"], document_count=int(r["n"]),
+                           sketch_questions=bool(r["sketch_questions"])) for r in rows]
 
     def get_collection(self, ref: str) -> Collection:
         rows = self._db.query(self._COL_SQL + " WHERE c.id = %s OR lower(c.name) = lower(%s)", (ref, ref))
@@ -153,14 +155,17 @@ class PostgresIndexStore:
     def list_collections(self) -> list[Collection]:
         return self._collections(self._db.query(self._COL_SQL + ' ORDER BY lower(c.name) COLLATE "C"'))
 
-    def update_collection(self, collection_id: str, *, acl: Acl | None = None,
-                          description: str | None = None) -> Collection:
+    def update_collection(self, collection_id: str, *, acl: Acl | None = None, description: str | None = None,
+                          sketch_questions: bool | None = None) -> Collection:
         with self._db.transaction() as c:
             if not c.execute("SELECT 1 FROM kb_collections WHERE id = %s", (collection_id,)).fetchone():
                 raise NotFound(f"No collection '{collection_id}'.", param="collection")
             if description is not None:
                 c.execute("UPDATE kb_collections SET description = %s WHERE id = %s",
                           (description[:2000], collection_id))
+            if sketch_questions is not None:
+                c.execute("UPDATE kb_collections SET sketch_questions = %s WHERE id = %s",
+                          (sketch_questions, collection_id))
             if acl is not None:
                 self._write_acl(c, collection_id, acl)
         return self.get_collection(collection_id)

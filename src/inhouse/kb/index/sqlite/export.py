@@ -13,7 +13,7 @@ import numpy as np
 from inhouse.kb.index.sqlite.store import SqliteIndexStore
 
 _TABLES = {
-    "kb_collections": "SELECT pk, id, name, description, created_at FROM kb_collections ORDER BY pk",
+    "kb_collections": "SELECT pk, id, name, description, created_at, sketch_questions FROM kb_collections ORDER BY pk",
     "kb_acl": "SELECT owner, kind, principal FROM kb_acl ORDER BY owner, kind, principal",
     "kb_documents": ("SELECT pk, id, collection_pk, source_path, sha256, label_rank, has_acl, title, filename, mime,"
                      " metadata, version, created_at, size_bytes, chunk_count FROM kb_documents ORDER BY pk"),

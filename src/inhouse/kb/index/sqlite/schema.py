@@ -106,6 +106,9 @@ INSERT INTO kb_words (rowid, title, section, body)
 """
 
 
+_V4 = "ALTER TABLE kb_collections ADD COLUMN sketch_questions INTEGER NOT NULL DEFAULT 0;"
+
+
 def migrations(dim: int) -> tuple[Migration, ...]:
     def v1(conn: Any) -> None:
         run_step(conn, _SCHEMA)
@@ -113,7 +116,7 @@ def migrations(dim: int) -> tuple[Migration, ...]:
                      " distance_metric=cosine)")
 
     return (Migration(1, "collections_documents_chunks_fts_vec", v1), Migration(2, "vec_log_and_chunk_doc_index", _V2),
-            Migration(3, "word_index", _V3))
+            Migration(3, "word_index", _V3), Migration(4, "collection_sketch_questions", _V4))
 
 
 def _legacy_version(conn: Any) -> int:

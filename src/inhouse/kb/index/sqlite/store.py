@@ -124,14 +124,15 @@ class SqliteIndexStore:
 
     # -- collections ------------------------------------------------------------------------------------
 
-    def create_collection(self, name: str, *, acl: Acl, description: str = "") -> Collection:
+    def create_collection(self, name: str, *, acl: Acl, description: str = "",
+                          sketch_questions: bool = False) -> Collection:
         check_collection_name(name)
         cid = new_id("col")
         with self._tx() as c:
             if c.execute("SELECT 1 FROM kb_collections WHERE name = ?", (name,)).fetchone():
                 raise Conflict(f"A collection named '{name}' already exists.", param="name")
-            c.execute("INSERT INTO kb_collections (id, name, description, created_at) VALUES (?, ?, ?, ?)",
-                      (cid, name, description[:2000], self._clock()))
+            c.execute("INSERT INTO kb_collections (id, name, description, created_at, sketch_questions)"
+                      " VALUES (?, ?, ?, ?, ?)", (cid, name, description[:2000], self._clock(), int(sketch_questions)))
             self._write_acl(c, cid, acl)
         return self.get_collection(cid)
 
@@ -148,11 +149,12 @@ class SqliteIndexStore:
                    keys=frozenset(p for k, p in rows if k == "key"))
 
     _COL_SQL = ("SELECT c.id, c.name, c.description, c.created_at,"
-                " (SELECT count(*) FROM kb_documents d WHERE d.collection_pk = c.pk) FROM kb_collections c")
+                " (SELECT count(*) FROM kb_documents d WHERE d.collection_pk = c.pk), c.sketch_questions"
+                " FROM kb_collections c")
 
     def _collection(self, row: tuple[Any, ...]) -> Collection:
         return Collection(id=row[0], name=row[1], description=row[2], acl=self._acl_of(row[0]),
-                          created_at=row[3], document_count=row[4])
+                          created_at=row[3], document_count=row[4], sketch_questions=bool(row[5]))
 
     def get_collection(self, ref: str) -> Collection:
         rows = self._read(self._COL_SQL + " WHERE c.id = ? OR c.name = ?", (ref, ref))
@@ -163,13 +165,16 @@ class SqliteIndexStore:
     def list_collections(self) -> list[Collection]:
         return [self._collection(r) for r in self._read(self._COL_SQL + " ORDER BY c.name")]
 
-    def update_collection(self, collection_id: str, *, acl: Acl | None = None,
-                          description: str | None = None) -> Collection:
+    def update_collection(self, collection_id: str, *, acl: Acl | None = None, description: str | None = None,
+                          sketch_questions: bool | None = None) -> Collection:
         with self._tx() as c:
             if not c.execute("SELECT 1 FROM kb_collections WHERE id = ?", (collection_id,)).fetchone():
                 raise NotFound(f"No collection '{collection_id}'.", param="collection")
             if description is not None:
                 c.execute("UPDATE kb_collections SET description = ? WHERE id = ?", (description[:2000], collection_id))
+            if sketch_questions is not None:
+                c.execute("UPDATE kb_collections SET sketch_questions = ? WHERE id = ?",
+                          (int(sketch_questions), collection_id))
             if acl is not None:
                 self._write_acl(c, collection_id, acl)
         return self.get_collection(collection_id)
