@@ -6,7 +6,8 @@ and judge (``probe.run_child``, ``probe.interpret``), so that a crash in native 
 hypervisor advertises but does not really grant, say) is an answer, never the server's death. The child embeds
 a tiny random e5 through the int8 graph and reports its worst cosine to a float64 reference; below
 ``MIN_COSINE`` the kernels are refuted. The answer is kept per machine (CPU signature) and ONNX Runtime version
-in a small JSON file (0.8 s once).
+and the graph's version (the child builds the graph with the code that will serve, so a changed graph is checked
+again) in a small JSON file (0.8 s once).
 """
 
 from __future__ import annotations
@@ -64,10 +65,11 @@ def run_check(run: Callable[[list[str]], ChildOutcome] = run_child,
     return Int8Check(True, f"cosine {worst:.4f} to the reference", ort_version, outcome.seconds)
 
 
-def check_int8(cache_dir: Path, machine: str, *, run: Callable[[], Int8Check] = run_check) -> Int8Check:
-    """The answer for this machine (``machine``: the CPU signature) and this ONNX Runtime version: read from
-    ``cache_dir``, or found by ``run`` (~1 s) and recorded there."""
-    path = Path(cache_dir) / f"ort-int8-check-{machine}-{_ort_version() or 'none'}.json"
+def check_int8(cache_dir: Path, machine: str, *, graph_version: int = 0,
+               run: Callable[[], Int8Check] = run_check) -> Int8Check:
+    """The answer for this machine (``machine``: the CPU signature), this ONNX Runtime version and this version of
+    the int8 graph: read from ``cache_dir``, or found by ``run`` (~1 s) and recorded there."""
+    path = Path(cache_dir) / f"ort-int8-check-{machine}-{_ort_version() or 'none'}-g{graph_version}.json"
     try:
         return Int8Check(**json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError):

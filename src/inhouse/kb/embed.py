@@ -408,8 +408,9 @@ def engine_choice(engine: str, flags: Sequence[str] | None = None,
     if cache_dir is None:
         return "onnx", "the CPU has int8 dot-product instructions"
     from inhouse.hardware.int8 import check_int8
+    from inhouse.models.e5.onnx_graph import GRAPH_VERSION
 
-    check = check_int8(Path(cache_dir) / "e5", cpu.signature)
+    check = check_int8(Path(cache_dir) / "e5", cpu.signature, graph_version=GRAPH_VERSION)
     if check.ok:
         return "onnx", f"ONNX Runtime {check.ort_version}'s int8 kernels passed their self-test ({check.detail})"
     return "llama", f"ONNX Runtime's int8 kernels failed their self-test: {check.detail}"

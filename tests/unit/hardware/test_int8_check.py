@@ -42,3 +42,5 @@ def test_the_answer_is_recorded_per_machine(tmp_path: Path) -> None:
     (next(tmp_path.glob("ort-int8-check-cpu-a-*.json"))).write_text("{broken", encoding="utf-8")
     check_int8(tmp_path, "cpu-a", run=fake)
     assert len(calls) == 3  # an unreadable record is replaced
+    check_int8(tmp_path, "cpu-a", graph_version=99, run=fake)
+    assert len(calls) == 4  # a changed graph is checked anew
