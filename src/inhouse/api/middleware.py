@@ -10,6 +10,7 @@ import json
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl
 
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
@@ -32,8 +33,9 @@ class BodyTooLarge(StarletteHTTPException):
         super().__init__(status_code=413, detail="The request body is too large.")
 
 
-async def send_json_error(send: Send, status: int, message: str, type_: str, code: str) -> None:
-    body = json.dumps(error_body(message, type_, code)).encode()
+async def send_json_error(send: Send, status: int, message: str, type_: str, code: str,
+                          param: str | None = None) -> None:
+    body = json.dumps(error_body(message, type_, code, param)).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode()),
@@ -94,9 +96,21 @@ class BodyLimitMiddleware:
             await send_json_error(send, 413, too_large, "invalid_request_error", "request_too_large")
 
 
+def repeated_query_parameter(query_string: bytes) -> str | None:
+    """The first query parameter given more than once, if any. No route takes a list in its query string, so a
+    repeated one is a mistake (or a probe) whose meaning would otherwise be "the last one wins", silently."""
+    seen: set[str] = set()
+    for key, _ in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        if key in seen:
+            return key
+        seen.add(key)
+    return None
+
+
 class EdgeMiddleware:
     """Counts requests by route template and status; turns any escaped exception into a 500 in the one
-    error shape (logged once here, not re-raised to the server); a path with a NUL character is a 404."""
+    error shape (logged once here, not re-raised to the server); a path with a NUL character is a 404, a query
+    parameter given twice a 400."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -113,6 +127,12 @@ class EdgeMiddleware:
             status = 404
             await send_json_error(send, 404, "Not found.", "invalid_request_error", "not_found")
             self.metrics.requests_total.labels(route="unmatched", status="404").inc()
+            return
+        repeated = repeated_query_parameter(scope.get("query_string", b""))
+        if repeated is not None:
+            await send_json_error(send, 400, f"The query parameter '{repeated}' is given more than once.",
+                                  "invalid_request_error", "invalid_request", param=repeated)
+            self.metrics.requests_total.labels(route="unmatched", status="400").inc()
             return
 
         async def tracking_send(message: Message) -> None:

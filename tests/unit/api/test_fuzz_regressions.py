@@ -58,6 +58,16 @@ def test_integers_beyond_int64_are_400_not_500(admin: TestClient) -> None:
     assert r.status_code == 200 and r.json()["rpm_limit"] == BIG - 1
 
 
+def test_a_query_parameter_given_twice_is_400_not_the_last_one_wins(admin: TestClient) -> None:
+    col = admin.post("/v1/collections", json={"name": "c"}).json()["id"]
+    for path, param in ((f"/v1/collections/{col}/documents?limit=5&limit=1000", "limit"),
+                        ("/v1/admin/audit?kind=request&limit=2&kind=security", "kind"),
+                        ("/v1/models?x=&x=", "x")):
+        err = assert_error_shape(admin.get(path), 400)
+        assert err["param"] == param and "more than once" in err["message"], (path, err)
+    assert admin.get(f"/v1/collections/{col}/documents?limit=5&offset=0").status_code == 200
+
+
 def test_non_finite_expiry_is_refused(admin: TestClient) -> None:
     # json.loads accepts NaN and Infinity; a key whose expiry is NaN would be stored as NULL: never expiring.
     for raw in (b'{"name": "x", "expires_at": NaN}', b'{"name": "x", "expires_at": Infinity}'):
