@@ -148,13 +148,17 @@ async def stream_chat(
     logit_bias: dict[int, float] | None = None,
     cancel: asyncio.Event | None = None,
     on_chunk: Any = None,
+    every_token: bool = False,
 ) -> StreamResult:
     """Send one streaming chat request and record every chunk's arrival time.
 
     ``cancel``: when set, the stream is closed at the next chunk (the server should then abort the
     request). ``on_chunk(result)`` is called after each content chunk (used to trigger scenario steps).
+    ``every_token``: ask for logprobs and count a chunk that carries a token without text as well.
     """
     body = chat_body(target.model, messages, max_tokens, logit_bias)
+    if every_token:
+        body.update(logprobs=True, top_logprobs=0)
     res = StreamResult(sent_s=time.perf_counter())
     pieces: list[str] = []
     try:
@@ -186,9 +190,10 @@ async def stream_chat(
                 for choice in chunk.get("choices") or []:
                     delta = choice.get("delta") or {}
                     content = delta.get("content")
-                    if content:
+                    tokens = (choice.get("logprobs") or {}).get("content") if every_token else None
+                    if content or tokens:
                         res.chunk_times_s.append(now)
-                        pieces.append(content)
+                        pieces.append(content or "")
                         if on_chunk is not None:
                             on_chunk(res)
                     if choice.get("finish_reason"):

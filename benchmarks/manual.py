@@ -426,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--candidates", type=int, default=None, metavar="N",
                     help="Candidates per keyword and vector list (kb.candidates)")
     ap.add_argument("--questions", type=Path, default=QUESTIONS, metavar="JSONL",
-                    help=f"The recall questions (default: the 56 of {QUESTIONS.name}; the held-out set: {HELD_OUT.name})")
+                    help=f"The recall questions (default: the 56 of {QUESTIONS.name}; held out: {HELD_OUT.name})")
     args = ap.parse_args(argv)
     root = find_manual(args.manual, install=args.install)
     only = set(args.only or ["recall", "latency", "ingest"])

@@ -42,6 +42,9 @@ class BenchConfig:
     prefix_warm_requests: int = 4
     bandwidth_repeats: int = 5
     logit_bias: dict[int, float] | None = None  # EOS suppression, set when --ignore-eos
+    # The stall's stream A times every token, not only those with text (random weights emit tokens that decode to
+    # no text, which made one gap of two steps look like one long stall): asks for logprobs, one entry per token.
+    stall_every_token: bool = False
 
     @classmethod
     def quick(cls) -> BenchConfig:
@@ -171,6 +174,7 @@ async def prefill_interference(
         logit_bias=cfg.logit_bias,
         cancel=cancel_a,
         on_chunk=on_a_chunk,
+        every_token=cfg.stall_every_token,
     )
     if not b_task:
         raise RuntimeError(f"stream A ended after {a.n_chunks} tokens, before B was sent ({a.error})")

@@ -177,6 +177,7 @@ class ShapeRun:
                                     prefill_a_tokens=args.decode_tokens * 4, prefix_warm_requests=2,
                                     bandwidth_repeats=3)
         cfg.logit_bias = {}  # random weights may emit EOS anywhere: suppress it everywhere (both sides)
+        cfg.stall_every_token = True  # and tokens without text: the stall is timed per token, not per text chunk
         only = {"decode", "prefill", "prefix", "concurrency"}
         self.runner = Runner(model, cfg, only, log_dir, data_dirs["default"],
                              QuietPolicy(args.quiet_threshold, args.max_wait_quiet, 1))
