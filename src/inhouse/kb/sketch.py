@@ -63,9 +63,9 @@ _PROSE = re.compile(r"^[A-Z][a-z']*(\s+[A-Za-z,'’()\-]+){3,}[.:!?]?$")
 
 
 # With a subject, the system message and the request both say to write for the system the documents describe, and
-# to use its ready-made feature: told only what the documents are, the model still wrote shell for half the Python
-# manual's questions (``rm -rf`` for shutil.rmtree, ``sha256sum`` for hashlib); said twice, it writes the manual's
-# own feature (docs/knowledge.md, "Questions that name the goal").
+# to use its ready-made feature: told only what the documents are, the model still wrote shell for one in six of
+# the Python manual's questions (``rm -rf`` for shutil.rmtree, ``sha256sum`` for hashlib); said twice, it writes
+# the manual's own feature (docs/knowledge.md, "Questions that name the goal").
 FOR_SUBJECT = " Write it with the language, library and tools of the system the user's documents describe."
 READY_MADE = ("Write it with what those documents describe. Use the ready-made function, module, command or setting "
               "that already does it, not your own implementation.")
