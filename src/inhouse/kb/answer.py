@@ -184,12 +184,13 @@ class Answerer:
     def __init__(self, retriever: Retriever, chat: ChatService | None, *, top_k: int = 5,
                  min_similarity: float = 0.83, max_tokens: int = 256, snippet_chars: int = 900,
                  rerank: bool = False, rerank_top: int = 3, coverage_check: bool = False,
-                 translate: bool = False, document_share: float | None = None, sketch: bool = False) -> None:
+                 translate: bool = False, document_share: float | None = None,
+                 sketch_everywhere: bool = False) -> None:
         self.retriever = retriever
         self.chat = chat
         self.translator = QueryTranslator(chat) if (translate and chat is not None) else None
         self.sketcher = CodeSketcher(chat) if chat is not None else None
-        self.sketch_everywhere = sketch  # kb.sketch_questions; otherwise only collections with sketch_questions on
+        self.sketch_everywhere = sketch_everywhere  # kb.sketch_questions; else collections with sketch_questions on
         self.document_share = document_share  # None: the retriever's (search results')
         self.coverage_check = coverage_check
         self.rerank = rerank
@@ -231,7 +232,8 @@ class Answerer:
         where: SketchScope | None = None
         if self.translator is not None and model:
             translation = await self.translator.translate(question, model=model)
-        if self.sketcher is not None and model:
+        # Only a model this server runs sketches: for another one the collections are not even read.
+        if self.sketcher is not None and model and self.sketcher.chat.serves(model):
             where = await asyncio.to_thread(self.retriever.sketch_scope, actor, collections,
                                             everywhere=self.sketch_everywhere)
             if where is not None:

@@ -65,7 +65,8 @@ class KnowledgeBase:
         self.answerer = Answerer(self.retriever, chat, top_k=s.top_k, min_similarity=s.min_similarity,
                                  max_tokens=s.answer_max_tokens, rerank=s.rerank,
                                  coverage_check=s.coverage_check, translate=s.translate_questions,
-                                 document_share=s.answer_document_share, sketch=s.sketch_questions)
+                                 document_share=s.answer_document_share,
+                                 sketch_everywhere=s.sketch_questions)
 
     # -- collections ------------------------------------------------------------------------------------
 

@@ -151,7 +151,8 @@ def test_grounding_searches_the_sketch_names_for_the_collections_subject() -> No
         put_texts(store, col, "tutorial.html", ["keep the smallest numbers of a stream in a list and sort it"], EMB)
         put_texts(store, col, "heapq.html", ["nsmallest(n, iterable): the n smallest elements of the dataset"], EMB)
         chat = ReplyChat(["```python\nimport heapq\nsmall = heapq.nsmallest(3, stream)\n```"])
-        ans = Answerer(Retriever(store, EMB), chat, min_similarity=0.0, top_k=1, sketch=True)  # type: ignore[arg-type]
+        ans = Answerer(Retriever(store, EMB), chat, min_similarity=0.0, top_k=1,  # type: ignore[arg-type]
+                       sketch_everywhere=True)
         g = asyncio.run(ans.ground_async(ADMIN, "keep the three smallest numbers of a stream", ["docs"], model="m"))
         assert "The heap library manual" in chat.bodies[0]["messages"][-1]["content"]
         assert "Canteen" not in chat.bodies[0]["messages"][-1]["content"]  # only the collections searched
@@ -194,7 +195,11 @@ class SpyStore:
     """The store, with the collections each search was limited to recorded per query text."""
 
     def __init__(self, store: SqliteIndexStore) -> None:
-        self.store, self.searched = store, {}  # type: ignore[var-annotated]
+        self.store, self.searched, self.listed = store, {}, 0  # type: ignore[var-annotated]
+
+    def list_collections(self):  # type: ignore[no-untyped-def]
+        self.listed += 1
+        return self.store.list_collections()
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.store, name)
@@ -227,5 +232,9 @@ def test_only_collections_with_the_switch_are_sketched_and_the_sketch_is_searche
         handbook = asyncio.run(ans.ground_async(ADMIN, "how many days of annual leave", ["hr"], model="m"))
         assert handbook.sketch is None and len(chat.bodies) == 1  # no collection searched asked for it
         assert Retriever(store, EMB).sketch_scope(ADMIN, ["hr"], everywhere=True) is not None  # kb.sketch_questions
+        listed = spy.listed
+        external = Answerer(Retriever(spy, EMB), ReplyChat([], local=False), min_similarity=0.0)  # type: ignore[arg-type]
+        assert asyncio.run(external.ground_async(ADMIN, q, None, model="gpt-x")).sketch is None
+        assert spy.listed == listed  # a model that is not local never sketches: the collections are not even read
     finally:
         store.close()
