@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ import pytest
 from inhouse.errors import AuditUnavailable, InvalidRequest
 from inhouse.governance.audit.chain import GENESIS, RESEALED, canonical_json, record_hash
 from inhouse.governance.audit.log import INTERRUPTED, STARTED, AuditLog
+from inhouse.governance.audit.report import build_report, is_sent_out_sensitive
 from inhouse.governance.events import SecurityEvent
 
 OpenLog = Callable[[], AuditLog]
@@ -35,6 +37,39 @@ def fill(log: AuditLog, n: int, start: int = 0) -> None:
                                model="fake-model", location="local", label="internal",
                                documents=[f"doc_{i}", f"chk_{i}_0"], redactions={"email": i % 2},
                                details={"status": 200, "prompt_tokens": i, "ratio": i / 7}, at=1_700_000_000 + i)
+
+
+_COUNTED = ("period", "records", "records_by_kind", "requests", "by_action", "confidential_sent_out")
+
+
+def _walk(log: AuditLog, since: str | None) -> dict[str, Any]:
+    """The report's counts by reading every record in order (the reference for ``build_report``)."""
+    recs = list(log.iter_records(since=since))
+    served = [r for r in recs if r.kind == "request" and r.outcome != STARTED]
+    sent: dict[str, list[int]] = {}
+    for r in recs:
+        if is_sent_out_sensitive(r.location, r.label, r.outcome):
+            sent.setdefault(r.request_id or f"seq:{r.seq}", []).append(r.seq)
+    by_action: dict[str, dict[str, int]] = {}
+    for r in recs:
+        by_action.setdefault(r.action, {}).setdefault(r.outcome, 0)
+        by_action[r.action][r.outcome] += 1
+    return {
+        "period": {"first": recs[0].ts if recs else None, "last": recs[-1].ts if recs else None},
+        "records": len(recs),
+        "records_by_kind": dict(sorted(Counter(r.kind for r in recs).items())),
+        "requests": {
+            "total": len(served),
+            "by_destination": dict(sorted(Counter(r.location for r in served if r.location).items())),
+            "without_model": sum(r.location is None for r in served),
+            "interrupted": sum(r.outcome == INTERRUPTED for r in served),
+            "unfinished": len(log.unfinished()),
+            "external_by_label": dict(sorted(Counter((r.label or "unlabelled").lower() for r in served
+                                                     if r.location not in (None, "local")).items())),
+        },
+        "by_action": {a: dict(sorted(c.items())) for a, c in sorted(by_action.items())},
+        "confidential_sent_out": {"count": len(sent), "items": [{"item": k, "seqs": v} for k, v in sent.items()]},
+    }
 
 
 class AuditStoreContract:
@@ -189,6 +224,24 @@ class AuditStoreContract:
         finally:
             a.close()
             b.close()
+
+    def test_the_report_counts_what_a_walk_of_every_record_counts(self, log: AuditLog) -> None:
+        """The report's counts come from the database's GROUP BY; a plain walk over the records is the reference."""
+        fill(log, 9)
+        rows = [("local", "confidential", STARTED), ("local", "confidential", "success"), ("cloud", "Confidential",
+                "success"), ("cloud", "confidential", "error"), ("cloud", "public", "success"), (None, None, "success"),
+                ("other", "RESTRICTED", STARTED), ("other", "restricted", "denied"), ("cloud", None, INTERRUPTED)]
+        for i, (location, label, outcome) in enumerate(rows):
+            log.record_request(action="chat:create", outcome=outcome, request_id=f"r{i % 4}", location=location,
+                               label=label, at=1_700_000_100 + i)
+        log.record(SecurityEvent("egress.decision", None, None, "m", outcome="success",
+                                 details={"destination": "cloud", "label": "restricted"}, at=1_700_000_200))
+        for since in (None, "2023-11-14T22:13:25.000000Z", "2023-11-14T22:15:03.000000Z", "2030-01-01T00:00:00Z"):
+            report = build_report(log, since=since, now=0)
+            assert {k: report[k] for k in _COUNTED} == _walk(log, since), since
+        sent = build_report(log, now=0)["confidential_sent_out"]
+        assert sent == {"count": 3, "items": [{"item": "r2", "seqs": [12]}, {"item": "r3", "seqs": [13]},
+                                              {"item": "seq:19", "seqs": [19]}]}
 
     def test_closed_log_refuses(self, open_log: OpenLog) -> None:
         log = open_log()

@@ -68,3 +68,13 @@ def test_since_limits_the_report(log: AuditLog) -> None:
     report = build_report(log, since="2023-11-15T00:00:00.000000Z")
     assert report["records"] == 1 and report["confidential_sent_out"]["count"] == 0
     assert report["period"] == {"first": "2023-11-15T22:13:20.000000Z", "last": "2023-11-15T22:13:20.000000Z"}
+
+
+def test_grouping_takes_only_record_fields() -> None:
+    from inhouse.governance.audit.store import RecordQuery
+
+    sql, params = RecordQuery(since="2023", location="cloud").group_sql("?", ("kind", "label"))
+    assert sql.endswith("GROUP BY kind, label") and params == [0, "2023", "cloud"]
+    for bad in (("kind; DROP TABLE audit_records",), ("hash",), ()):
+        with pytest.raises(ValueError, match="cannot group"):
+            RecordQuery().group_sql("?", bad)

@@ -39,6 +39,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from json.encoder import encode_basestring
 from typing import Any, Literal
 
 GENESIS = "0" * 64
@@ -54,14 +55,35 @@ BreakKind = Literal[
 ]
 
 
+# (JSON key text + ":", field name) in code-point order: the key order of ``canonical_json``.
+_SORTED_KEYS = tuple((json.dumps(name) + ":", name) for name in sorted(FIELDS))
+# The escaper ``json.dumps(..., ensure_ascii=False)`` applies to every string (C-accelerated where available).
+_encode_str = encode_basestring
+
+
 def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def record_hash(fields: Mapping[str, Any]) -> str:
-    """sha256 of the canonical JSON of the hashed fields (``FIELDS``, as stored, ``prev_hash`` included)."""
-    payload = {name: fields[name] for name in FIELDS}
-    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
+    """sha256 of the canonical JSON of the hashed fields (``FIELDS``, as stored, ``prev_hash`` included).
+
+    The JSON text is joined here rather than by ``canonical_json``: every stored value is text, an integer or
+    null, and writing those with the JSON encoder's own string escaper gives the very same bytes at about half
+    the cost, which is most of what ``verify`` spends on a long chain. Any other type takes ``canonical_json``."""
+    parts = []
+    for key, name in _SORTED_KEYS:
+        value = fields[name]
+        kind = type(value)
+        if kind is str:
+            parts.append(key + _encode_str(value))
+        elif value is None:
+            parts.append(key + "null")
+        elif kind is int:
+            parts.append(key + int.__repr__(value))
+        else:
+            return hashlib.sha256(canonical_json({n: fields[n] for n in FIELDS}).encode()).hexdigest()
+    return hashlib.sha256(("{" + ",".join(parts) + "}").encode()).hexdigest()
 
 
 def format_ts(at: float) -> str:

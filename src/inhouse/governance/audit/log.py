@@ -47,7 +47,7 @@ from inhouse.governance.audit.chain import (
     record_hash,
 )
 from inhouse.governance.audit.head import HeadSigner, HeadState, show
-from inhouse.governance.audit.store import AuditAppend, AuditStore, RecordQuery
+from inhouse.governance.audit.store import AuditAppend, AuditStore, GroupCount, RecordQuery
 from inhouse.governance.events import SecurityEvent
 
 log = logging.getLogger(__name__)
@@ -301,13 +301,18 @@ class AuditLog:
 
     def iter_records(
         self, *, since: str | None = None, until: str | None = None, action: str | None = None,
-        actor: str | None = None, kind: str | None = None, after_seq: int = 0, limit: int | None = None,
-        newest_first: bool = False,
+        actor: str | None = None, kind: str | None = None, location: str | None = None, label: str | None = None,
+        outcome: str | None = None, after_seq: int = 0, limit: int | None = None, newest_first: bool = False,
     ) -> Iterator[AuditRecord]:
-        query = RecordQuery(since=since, until=until, action=action, actor=actor, kind=kind, after_seq=after_seq,
+        query = RecordQuery(since=since, until=until, action=action, actor=actor, kind=kind, location=location,
+                            label=label, outcome=outcome, after_seq=after_seq,
                             limit=None if limit is None else max(0, int(limit)), newest_first=newest_first)
         for row in self.store.rows(query):
             yield record_from_row(row)
+
+    def group_counts(self, columns: Sequence[str], *, since: str | None = None) -> list[GroupCount]:
+        """Records since ``since`` counted by the values of ``columns`` (``FIELDS`` names), by the database."""
+        return self.store.group_counts(RecordQuery(since=since), columns)
 
     def unfinished(self) -> list[AuditRecord]:
         """``started`` records with no final record of the same request after them: requests that were running

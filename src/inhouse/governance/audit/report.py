@@ -14,51 +14,62 @@ import time
 from collections import Counter, defaultdict
 from typing import Any
 
-from inhouse.governance.audit.chain import AuditRecord, format_ts
+from inhouse.governance.audit.chain import format_ts
 from inhouse.governance.audit.log import INTERRUPTED, STARTED, AuditLog
 
 SENSITIVE_LABELS = frozenset({"confidential", "restricted"})
 LOCAL = "local"
 NOT_SENT = frozenset({"denied", STARTED})
 _MAX_LISTED = 100
+# What the report counts by (``_GROUPED``'s order is the order ``build_report`` unpacks).
+_GROUPED = ("kind", "action", "outcome", "location", "label")
 
 
-def is_sent_out_sensitive(rec: AuditRecord) -> bool:
-    return (rec.location not in (None, LOCAL) and (rec.label or "").lower() in SENSITIVE_LABELS
-            and rec.outcome not in NOT_SENT)
+def is_sent_out_sensitive(location: str | None, label: str | None, outcome: str) -> bool:
+    return location not in (None, LOCAL) and (label or "").lower() in SENSITIVE_LABELS and outcome not in NOT_SENT
 
 
 def build_report(log: AuditLog, *, since: str | None = None, now: float | None = None) -> dict[str, Any]:
-    """The report as plain JSON-ready data (``inhouse audit report --json`` prints it as is)."""
+    """The report as plain JSON-ready data (``inhouse audit report --json`` prints it as is).
+
+    The counts come from one GROUP BY in the database; only the records of a group that was sent out (which should
+    be none) are read into Python. Checking the chain (``verify``) still reads every record, as it must."""
     by_destination: Counter[str] = Counter()
     external_by_label: Counter[str] = Counter()
     by_action: dict[str, Counter[str]] = defaultdict(Counter)
     by_kind: Counter[str] = Counter()
-    sent_items: dict[str, list[int]] = {}
+    sent_out: list[tuple[int, str]] = []  # (seq, item) of every record that counts as sent out
     requests = without_model = records = interrupted = 0
-    first_ts = last_ts = None
-    for rec in log.iter_records(since=since):
-        records += 1
-        first_ts = first_ts or rec.ts
-        last_ts = rec.ts
-        by_kind[rec.kind] += 1
-        by_action[rec.action][rec.outcome] += 1
-        if rec.kind == "request" and rec.outcome != STARTED:
-            requests += 1
-            interrupted += rec.outcome == INTERRUPTED
-            if rec.location is None:
-                without_model += 1
+    first_seq = last_seq = None
+    for group in log.group_counts(_GROUPED, since=since):
+        kind, action, outcome, location, label = group.values
+        n = group.count
+        records += n
+        first_seq = group.first_seq if first_seq is None else min(first_seq, group.first_seq)
+        last_seq = group.last_seq if last_seq is None else max(last_seq, group.last_seq)
+        by_kind[kind] += n
+        by_action[action][outcome] += n
+        if kind == "request" and outcome != STARTED:
+            requests += n
+            interrupted += n if outcome == INTERRUPTED else 0
+            if location is None:
+                without_model += n
             else:
-                by_destination[rec.location] += 1
-                if rec.location != LOCAL:
-                    external_by_label[(rec.label or "unlabelled").lower()] += 1
-        if is_sent_out_sensitive(rec):
-            sent_items.setdefault(rec.request_id or f"seq:{rec.seq}", []).append(rec.seq)
+                by_destination[location] += n
+                if location != LOCAL:
+                    external_by_label[(label or "unlabelled").lower()] += n
+        if is_sent_out_sensitive(location, label, outcome):
+            sent_out += [(rec.seq, rec.request_id or f"seq:{rec.seq}")
+                         for rec in log.iter_records(since=since, kind=kind, action=action, outcome=outcome,
+                                                     location=location, label=label)]
+    sent_items: dict[str, list[int]] = {}
+    for seq, item in sorted(sent_out):
+        sent_items.setdefault(item, []).append(seq)
     integrity = log.verify()
     return {
         "since": since,
         "generated_at": format_ts(time.time() if now is None else now),
-        "period": {"first": first_ts, "last": last_ts},
+        "period": {"first": _ts_of(log, first_seq), "last": _ts_of(log, last_seq)},
         "integrity": integrity.to_dict(),
         "records": records,
         "records_by_kind": dict(sorted(by_kind.items())),
@@ -77,3 +88,9 @@ def build_report(log: AuditLog, *, since: str | None = None, now: float | None =
             "items": [{"item": k, "seqs": v} for k, v in list(sent_items.items())[:_MAX_LISTED]],
         },
     }
+
+
+def _ts_of(log: AuditLog, seq: int | None) -> str | None:
+    if seq is None:
+        return None
+    return next((rec.ts for rec in log.iter_records(after_seq=seq - 1, limit=1)), None)

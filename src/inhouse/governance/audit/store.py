@@ -17,14 +17,14 @@ knows nothing of hashing or keys. What it must guarantee:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from inhouse.errors import AuditStorageFull, AuditUnavailable, StorageFull, is_storage_full
-from inhouse.governance.audit.chain import Head
+from inhouse.governance.audit.chain import FIELDS, Head
 
 Row = Mapping[str, Any]
 
@@ -38,6 +38,9 @@ class RecordQuery:
     action: str | None = None
     actor: str | None = None
     kind: str | None = None
+    location: str | None = None
+    label: str | None = None
+    outcome: str | None = None
     after_seq: int = 0
     limit: int | None = None
     newest_first: bool = False
@@ -47,10 +50,31 @@ class RecordQuery:
 
     def sql(self, placeholder: str) -> tuple[str, list[Any]]:
         """``SELECT * FROM audit_records …`` for these filters, with ``placeholder`` (``?`` or ``%s``) for values."""
+        where, params = self._where(placeholder)
+        sql = (f"SELECT * FROM audit_records s WHERE {where}"
+               f" ORDER BY seq {'DESC' if self.newest_first else 'ASC'}")
+        if self.limit is not None:
+            sql += f" LIMIT {int(self.limit)}"
+        return sql, params
+
+    def group_sql(self, placeholder: str, columns: Sequence[str]) -> tuple[str, list[Any]]:
+        """``SELECT <columns>, count, first seq, last seq … GROUP BY <columns>`` over the matching records
+        (``limit`` and the order do not apply). ``columns`` are names of ``FIELDS``."""
+        unknown = [c for c in columns if c not in FIELDS]
+        if unknown or not columns:
+            raise ValueError(f"cannot group audit records by {unknown or 'nothing'}")
+        where, params = self._where(placeholder)
+        names = ", ".join(columns)
+        return (f"SELECT {names}, count(*) AS n, min(seq) AS first_seq, max(seq) AS last_seq"
+                f" FROM audit_records s WHERE {where} GROUP BY {names}"), params
+
+    def _where(self, placeholder: str) -> tuple[str, list[Any]]:
         where: list[str] = [f"seq > {placeholder}"]
         params: list[Any] = [self.after_seq]
         for column, op, value in (("ts", ">=", self.since), ("ts", "<", self.until), ("action", "=", self.action),
-                                  ("actor_key_id", "=", self.actor), ("kind", "=", self.kind)):
+                                  ("actor_key_id", "=", self.actor), ("kind", "=", self.kind),
+                                  ("location", "=", self.location), ("label", "=", self.label),
+                                  ("outcome", "=", self.outcome)):
             if value is not None:
                 where.append(f"{column} {op} {placeholder}")
                 params.append(value)
@@ -59,11 +83,18 @@ class RecordQuery:
                          " AND NOT EXISTS (SELECT 1 FROM audit_records f WHERE f.request_id = s.request_id"
                          f" AND f.seq > s.seq AND f.kind = 'request' AND f.outcome != {placeholder})")
             params += [self.unfinished, self.unfinished]
-        sql = (f"SELECT * FROM audit_records s WHERE {' AND '.join(where)}"
-               f" ORDER BY seq {'DESC' if self.newest_first else 'ASC'}")
-        if self.limit is not None:
-            sql += f" LIMIT {int(self.limit)}"
-        return sql, params
+        return " AND ".join(where), params
+
+
+@dataclass(frozen=True)
+class GroupCount:
+    """One group of ``AuditStore.group_counts``: the grouped columns' values, how many records, and the first and
+    last ``seq`` among them."""
+
+    values: tuple[Any, ...]
+    count: int
+    first_seq: int
+    last_seq: int
 
 
 class AuditAppend(Protocol):
@@ -111,6 +142,11 @@ class AuditStore(Protocol):
     def count(self) -> int: ...
 
     def rows(self, query: RecordQuery) -> Iterator[Row]: ...
+
+    def group_counts(self, query: RecordQuery, columns: Sequence[str]) -> list[GroupCount]:
+        """The matching records counted by the values of ``columns`` (computed by the database: the report over a
+        chain of millions of records reads no row into Python)."""
+        ...
 
     def close(self) -> None: ...
 

@@ -10,13 +10,13 @@ database alone cannot forge a head.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from inhouse.errors import AuditUnavailable, StorageFull
 from inhouse.governance.audit.chain import FIELDS, Head
-from inhouse.governance.audit.store import RecordQuery, Row, append_failed
+from inhouse.governance.audit.store import GroupCount, RecordQuery, Row, append_failed
 from inhouse.store.postgres.database import PostgresDatabase, lock_id
 
 AUDIT_LOCK = lock_id("audit-chain")
@@ -112,6 +112,14 @@ class PostgresAuditStore:
             cur.itersize = _BATCH
             cur.execute(sql, params)
             yield from cur
+
+    def group_counts(self, query: RecordQuery, columns: Sequence[str]) -> list[GroupCount]:
+        sql, params = query.group_sql("%s", columns)
+        with self._db.connection() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [GroupCount(tuple(row[c] for c in columns), int(row["n"]), int(row["first_seq"]),
+                           int(row["last_seq"]))
+                for row in rows]
 
     def close(self) -> None:
         if not self._closed and self._owns_db:

@@ -16,7 +16,7 @@ import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from typing import Any
 from inhouse.errors import AuditUnavailable
 from inhouse.governance.audit.chain import FIELDS, Head
 from inhouse.governance.audit.log import AuditLog
-from inhouse.governance.audit.store import RecordQuery, Row, append_failed
+from inhouse.governance.audit.store import GroupCount, RecordQuery, Row, append_failed
 from inhouse.store.sqlite.database import (
     Database,
     Migration,
@@ -84,6 +84,14 @@ def _legacy_version(conn: Any) -> int:
     return 1 if found else 0
 
 
+def _dicts(cursor: sqlite3.Cursor) -> Iterator[dict[str, Any]]:
+    """The cursor's rows as dicts. Zipped from plain tuples: a third faster than ``dict(sqlite3.Row)``, which
+    counts on a chain of a million records (``verify`` and the report read every one)."""
+    cursor.row_factory = None
+    names = [d[0] for d in cursor.description]
+    return (dict(zip(names, row, strict=True)) for row in cursor)
+
+
 class _Append:
     def __init__(self, conn: sqlite3.Connection, store: SqliteAuditStore) -> None:
         self._conn = conn
@@ -119,7 +127,7 @@ class _Snapshot:
         return self._store.read_head()
 
     def rows(self) -> Iterator[Row]:
-        return (dict(r) for r in self._conn.execute("SELECT * FROM audit_records ORDER BY seq"))
+        return _dicts(self._conn.execute("SELECT * FROM audit_records ORDER BY seq"))
 
 
 class SqliteAuditStore:
@@ -217,8 +225,13 @@ class SqliteAuditStore:
     def rows(self, query: RecordQuery) -> Iterator[Row]:
         sql, params = query.sql("?")
         with self._reader() as conn:
-            for row in conn.execute(sql, params):
-                yield dict(row)
+            yield from _dicts(conn.execute(sql, params))
+
+    def group_counts(self, query: RecordQuery, columns: Sequence[str]) -> list[GroupCount]:
+        sql, params = query.group_sql("?", columns)
+        with self._reader() as conn:
+            rows = [tuple(row) for row in conn.execute(sql, params)]
+        return [GroupCount(row[:-3], *row[-3:]) for row in rows]
 
     def close(self) -> None:
         self._db.close()
