@@ -38,6 +38,11 @@ log = logging.getLogger("inhouse.engine.backends.llama_cpp")
 # ggml_log_level: NONE=0, DEBUG=1, INFO=2, WARN=3, ERROR=4, CONT=5 (continues the previous message).
 _GGML_LEVELS = {0: logging.DEBUG, 1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
 _GGML_CONT = 5
+# Warnings llama.cpp prints while it repairs a model file itself, about nothing the user can act on: logged at INFO,
+# so `inhouse ask` and `run` (which show warnings) stay quiet. Qwen2.5's GGUFs mark '</s>' as a normal token, and
+# llama.cpp makes it a control token on every load ("… this is probably a bug in the model. its type will be
+# overridden").
+_BENIGN_WARNINGS = (b"control-looking token",)
 _GGML_INFO = 2
 _BUFFER_LINE = re.compile(r"(\S+) model buffer size =\s*([0-9.]+) MiB")
 
@@ -76,7 +81,8 @@ class LogRouter:
         if py_level >= logging.ERROR:
             self.errors.append(message)
             self.n_errors += 1
-        log.log(py_level, "llama.cpp: %s", message)
+        benign = py_level == logging.WARNING and any(w in text for w in _BENIGN_WARNINGS)
+        log.log(logging.INFO if benign else py_level, "llama.cpp: %s", message)
 
     def errors_since(self, mark: int) -> list[str]:
         n = min(self.n_errors - mark, len(self.errors))
