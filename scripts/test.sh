@@ -4,8 +4,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # Tests and CI run on SmolLM2 (they name their models); setup would otherwise pull the model serve picks.
 INHOUSE_SETUP_MODEL="${INHOUSE_SETUP_MODEL:-smollm2-135m}" bash scripts/setup.sh
-# The tool-call tests need a Qwen model (its chat template has tools); 0.5B keeps CI small.
+# The tool-call tests need a Qwen model (its chat template has tools); 0.5B keeps CI small. The grounded-answer tests
+# of the code sketch and of translation run on the 1.5B, the model `serve` picks where it runs well.
 .venv/bin/inhouse models pull qwen2.5-coder-0.5b
+.venv/bin/inhouse models pull qwen2.5-coder-1.5b
 # The web UI tests drive Debian's Chromium through Playwright (never `playwright install`: no browser downloads).
 if [ ! -x /usr/bin/chromium ]; then
   apt-get update && apt-get install -y chromium

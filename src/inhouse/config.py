@@ -225,8 +225,9 @@ class KbSettings(BaseModel):
         False,
         description="Before a grounded answer, translate the question between Chinese and English with the "
         "answering model (local models only) and search both wordings, so a question finds passages in the other "
-        "language (cross-lingual recall@5 0.00/0.43 -> 1.00/0.95 measured). Off by default: the extra passages "
-        "made the coverage check answer near misses (X900, stock options) that it refuses without them.",
+        "language (cross-lingual recall@5 0.00/0.43 -> 1.00/0.95 measured); the coverage check is then asked in "
+        "one language at a time. Off by default for speed: the translation and the other language's passages raise "
+        "a grounded answer's p50 from 5.9 s to 8.2 s on 2 cores.",
     )
     sketch_questions: bool = Field(
         False,

@@ -97,6 +97,12 @@ class Grounding:
     translation: str | None = None  # the question in the other language, searched beside it
     sketch: str | None = None  # the model's code sketch of the question, searched beside it (its names lift headings)
     retrieved: list[Hit] = field(default_factory=list)  # what retrieval found, before the gate (evaluation)
+    history: list[dict[str, Any]] = field(default_factory=list)  # earlier turns, kept when the passages change
+    # With a translation: the translation searched alone, as a grounding of its own (question = the translation),
+    # whose coverage check is asked in the passages' language; and both wordings' rankings interleaved, which is
+    # what the answer reads once the question's own passages passed their check (see ``Answerer.check_coverage``).
+    alternate: Grounding | None = None
+    mixed: list[Hit] = field(default_factory=list)
 
     @property
     def labels(self) -> list[str]:
@@ -208,18 +214,42 @@ class Answerer:
         language) is searched beside the question, and so is ``sketch`` (a code sketch of what the question asks,
         ``kb.sketch``; in ``sketch_collections`` only, when given), whose names also lift the chunks whose heading
         names them; ``ground_async`` makes both with the model."""
-        hits, similarity = self.retriever.retrieve_scored(actor, question, collections, top_k or self.top_k,
-                                                          alternates=[translation] if translation else (),
-                                                          document_share=self.document_share,
-                                                          expansions=sketch_wordings(sketch, SKETCH_USE),
-                                                          boost_names=sketch_names(sketch) if sketch else (),
-                                                          expansion_collections=sketch_collections)
-        covered = bool(hits) and similarity >= self.min_similarity
-        g = Grounding(question, hits if covered else [], similarity, covered, translation=translation,
-                      sketch=sketch, retrieved=hits)
-        if covered:
-            g.messages = build_messages(question, g.hits, snippet_chars=self.snippet_chars, history=history)
+        def search(query: str, alternates: Sequence[str] = ()) -> tuple[list[Hit], float]:
+            return self._search(actor, query, collections, top_k, alternates, sketch, sketch_collections)
+
+        g = self._grounding(question, *search(question), history)
+        g.sketch = sketch
+        if translation:
+            g.translation = translation
+            g.mixed, _ = search(question, [translation])
+            g.retrieved = g.mixed
+            g.alternate = self._grounding(translation, *search(translation), history)
         return g
+
+    def _search(self, actor: Actor, query: str, collections: Sequence[str] | None, top_k: int | None,
+                alternates: Sequence[str], sketch: str | None,
+                sketch_collections: frozenset[str] | None) -> tuple[list[Hit], float]:
+        return self.retriever.retrieve_scored(actor, query, collections, top_k or self.top_k,
+                                              alternates=alternates, document_share=self.document_share,
+                                              expansions=sketch_wordings(sketch, SKETCH_USE),
+                                              boost_names=sketch_names(sketch) if sketch else (),
+                                              expansion_collections=sketch_collections)
+
+    def _grounding(self, question: str, hits: list[Hit], similarity: float,
+                   history: Sequence[Mapping[str, Any]]) -> Grounding:
+        """``hits`` behind the similarity gate, with the answer prompt for ``question`` when they pass."""
+        covered = bool(hits) and similarity >= self.min_similarity
+        g = Grounding(question, hits if covered else [], similarity, covered, retrieved=hits,
+                      history=[dict(m) for m in history])
+        if covered:
+            g.messages = build_messages(question, hits, snippet_chars=self.snippet_chars, history=history)
+        return g
+
+    def _answer_from(self, g: Grounding, hits: list[Hit], similarity: float) -> Grounding:
+        """``g``'s question answered from ``hits`` (gated by ``similarity``)."""
+        out = self._grounding(g.question, hits, similarity, g.history)
+        out.translation, out.sketch, out.retrieved = g.translation, g.sketch, g.retrieved
+        return out
 
     async def ground_async(self, actor: Actor, question: str, collections: Sequence[str] | None = None, *,
                            model: str | None = None, top_k: int | None = None,
@@ -264,18 +294,33 @@ class Answerer:
 
     async def check_coverage(self, g: Grounding, *, model: str) -> Grounding:
         """Ask whether the passages answer the exact question, on the answer prompt plus one sentence (see the
-        module docstring); a clear "no" → not covered."""
-        if not (self.coverage_check and g.covered and g.messages) or is_polar(g.question):
-            return g
-        if self.chat is not None and not self.chat.judges_coverage(model):
-            return g  # a model whose "no" was measured unreliable: the similarity gate decides alone
+        module docstring); a clear "no" → not covered.
+
+        With a translation the check is asked in one language at a time, never over mixed passages (over the
+        interleaved passages the model said yes to near misses: docs/knowledge.md). First the question over its
+        own passages: yes → the answer reads both wordings' passages interleaved (the question's own passages can
+        look right in the wrong language). Else the translation over its own passages, asked in the translation's
+        language: yes → the answer reads those passages, still asked the user's question.
+"""
+        checking = (self.coverage_check and not is_polar(g.question)
+                    and (self.chat is None or self.chat.judges_coverage(model)))
+        alt = g.alternate
+        if alt is None:
+            if not (checking and g.covered):
+                return g  # (a model whose "no" was measured unreliable: the similarity gate decides alone)
+            return g if await self._passes(g, model) else self._answer_from(g, [], g.similarity)
+        mixed_similarity = max(g.similarity, alt.similarity)
+        if not checking or (g.covered and await self._passes(g, model)):
+            return self._answer_from(g, g.mixed, mixed_similarity)
+        if alt.covered and await self._passes(alt, model):
+            return self._answer_from(g, alt.hits, alt.similarity)
+        return self._answer_from(g, [], mixed_similarity)
+
+    async def _passes(self, g: Grounding, model: str) -> bool:
+        """The coverage check on ``g``'s answer prompt: anything but a clear "no" passes."""
         last = g.messages[-1]
         check = {**last, "content": last["content"] + COVERAGE_QUESTION}
-        verdict = await self._verdict(model, [*g.messages[:-1], check])
-        if is_negative(verdict):
-            return Grounding(g.question, [], g.similarity, False, translation=g.translation, sketch=g.sketch,
-                             retrieved=g.retrieved)
-        return g
+        return not is_negative(await self._verdict(model, [*g.messages[:-1], check]))
 
     async def rerank_passages(self, g: Grounding, *, model: str) -> Grounding:
         """The optional rerank: ask the model, passage by passage (the top ``rerank_top``), whether it answers the
@@ -290,12 +335,7 @@ class Answerer:
                                                   {"role": "user", "content": user}])
             if verdict.strip().lower().startswith(("yes", "是")):
                 kept.append(h)
-        history = g.messages[1:-1]
-        judged = Grounding(g.question, kept, g.similarity, bool(kept), translation=g.translation, sketch=g.sketch,
-                           retrieved=g.retrieved)
-        if kept:
-            judged.messages = build_messages(g.question, kept, snippet_chars=self.snippet_chars, history=history)
-        return judged
+        return self._answer_from(g, kept, g.similarity)
 
     async def complete(self, g: Grounding, *, model: str, **sampling: Any) -> GroundedAnswer:
         g = await self.judge(g, model=model)

@@ -131,7 +131,8 @@ class EvalReport:
 
 
 def normalize(text: str) -> str:
-    return re.sub(r"[\s,，]+", "", text).lower()
+    # 至 and 到 both write "to" in a range ("10:00 至 16:00" / "10:00到16:00"): the same fact either way.
+    return re.sub(r"[\s,，]+", "", text).lower().replace("到", "至")
 
 
 # Scripts written without spaces between words (Thai, Lao, Myanmar, Khmer, kana, Han): no word boundary can be

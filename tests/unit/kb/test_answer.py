@@ -140,6 +140,69 @@ def test_coverage_check_skipped_for_a_model_whose_no_is_unreliable() -> None:
     assert len(chat.prompts) == 1 and not chat.prompts[0].endswith(COVERAGE_QUESTION)
 
 
+EN_Q = "How much is the training budget per employee?"
+ZH_T = "每位员工的培训预算是多少？"
+
+
+def bilingual(question: str = EN_Q) -> Grounding:
+    """A question with a translation: its own (English) passages, the translation's (Chinese) ones, both mixed."""
+    own = [hit(1, "Training requests go through the HR portal."), hit(2, "Courses need a manager's approval.")]
+    other = [hit(3, "每位员工每年享有 3000 元的外部培训预算。")]
+    g = Grounding(question, own, 0.85, True, build_messages(question, own), translation=ZH_T,
+                  mixed=[own[0], other[0], own[1]])
+    g.alternate = Grounding(ZH_T, other, 0.9, True, build_messages(ZH_T, other), retrieved=other)
+    return g
+
+
+def answered(chat: ScriptedChat, g: Grounding) -> tuple[str, Grounding]:
+    answerer = Answerer(Retriever(SqliteIndexStore(":memory:", dim=384), FakeEmbedder()), chat,  # type: ignore[arg-type]
+                        coverage_check=True)
+    ans = asyncio.run(answerer.complete(g, model="m"))
+    return ans.text, ans.grounding
+
+
+def test_with_a_translation_each_check_is_asked_in_one_language() -> None:
+    # The question's own passages fail their check; the translation's pass theirs, asked in Chinese; the answer
+    # reads the Chinese passages but is asked the user's English question (and told to answer in English).
+    chat = ScriptedChat(["No.", "是的", "3,000 CNY a year [1]."])
+    text, g = answered(chat, bilingual())
+    own_check, other_check, answer = chat.prompts
+    assert own_check.endswith(f"Question: {EN_Q}" + COVERAGE_QUESTION) and "HR portal" in own_check
+    assert other_check.endswith(f"Question: {ZH_T}\n（请用中文回答。）" + COVERAGE_QUESTION)
+    assert "HR portal" not in other_check
+    assert f"Question: {EN_Q}" in answer and answer.endswith("(Answer in English.)") and "3000" in answer
+    assert text == "3,000 CNY a year [1]." and [h.chunk.id for h in g.hits] == ["chk_3"] and g.translation == ZH_T
+
+
+def test_with_a_translation_a_yes_on_the_own_passages_answers_from_both_wordings() -> None:
+    # The question's own passages can pass in the wrong language: the answer also reads the translation's best.
+    chat = ScriptedChat(["Yes.", "3,000 CNY [2]."])
+    text, g = answered(chat, bilingual())
+    assert len(chat.prompts) == 2 and [h.chunk.id for h in g.hits] == ["chk_1", "chk_3", "chk_2"]
+    assert text == "3,000 CNY [2]."
+
+
+def test_with_a_translation_two_noes_are_not_covered() -> None:
+    chat = ScriptedChat(["No.", "否"])
+    text, g = answered(chat, bilingual())
+    assert text == NOT_COVERED and not g.covered and g.hits == [] and len(chat.prompts) == 2
+    # Below the gate in both languages: no model call at all.
+    low = bilingual()
+    low.covered, low.similarity, low.hits, low.messages = False, 0.5, [], []
+    assert low.alternate is not None
+    low.alternate.covered, low.alternate.similarity = False, 0.6
+    quiet = ScriptedChat([])
+    assert answered(quiet, low)[0] == NOT_COVERED and quiet.prompts == []
+
+
+def test_with_a_translation_a_yes_no_question_reads_both_wordings_unchecked() -> None:
+    chat = ScriptedChat(["Yes [2]."])
+    text, g = answered(chat, bilingual("Is there a training budget?"))
+    assert text == "Yes [2]."
+    assert len(chat.prompts) == 1 and not chat.prompts[0].endswith(COVERAGE_QUESTION)
+    assert [h.chunk.id for h in g.hits] == ["chk_1", "chk_3", "chk_2"]
+
+
 def test_catalog_says_which_models_judge_coverage(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from inhouse.chat.service import ChatService
     from inhouse.config import EngineSettings

@@ -30,6 +30,12 @@ def test_short_facts_not_found_where_absent(answer: str, fact: str) -> None:
     assert not key_fact_present(answer, fact)
 
 
+def test_a_range_written_with_either_word_for_to() -> None:
+    assert key_fact_present("核心工作时间是10:00到16:00。", "10:00 至 16:00")
+    assert key_fact_present("10:00 至 16:00", "10:00到16:00")
+    assert not key_fact_present("核心工作时间是10:00到15:00。", "10:00 至 16:00")
+
+
 def test_alternative_facts_any_one_counts() -> None:
     assert key_fact_present("Weekend overtime is paid at twice the wage [1].", ["2 倍", "twice", "double"])
     assert not key_fact_present("It is paid at 1.5 times [1].", ["2 倍", "twice", "double"])
