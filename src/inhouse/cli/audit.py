@@ -43,7 +43,8 @@ def verify(data_dir: Path = DataDirOption, as_json: bool = typer.Option(False, "
     with translate_errors():
         log = _open(data_dir)
         try:
-            report = log.verify()
+            with err_console.status(f"checking {log.count():,} audit records…"):  # ~5 s per million
+                report = log.verify()
             broken = (log.records(after_seq=report.first_broken_seq - 1, limit=1)
                       if report.first_broken_seq else [])
         finally:
@@ -100,7 +101,8 @@ def report(
         since_ts = _since(since)
         log = _open(data_dir)
         try:
-            data = build_report(log, since=since_ts)
+            with err_console.status(f"counting and checking {log.count():,} audit records…"):
+                data = build_report(log, since=since_ts)
         finally:
             log.close()
     if as_json:
