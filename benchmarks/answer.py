@@ -56,7 +56,7 @@ async def generate(chat: Any, model: str, messages: list[dict[str, Any]], tokens
 
 async def ours(kb: Any, model: str, question: str, tokens: int) -> dict[str, Any]:
     t0 = time.perf_counter()
-    # As the server grounds (a sketch for marked collections; a translation when the question's own passages fail).
+    # As the server grounds (a sketch for marked collections; the translation when kb.translate_questions is on).
     g: Grounding = await kb.answerer.ground_async(EVAL_ACTOR, question, model=model)
     t1 = time.perf_counter()
     checked = await kb.answerer.judge(g, model=model)

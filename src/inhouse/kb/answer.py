@@ -300,8 +300,7 @@ class Answerer:
         interleaved passages the model said yes to near misses: docs/knowledge.md). First the question over its
         own passages: yes → the answer reads both wordings' passages interleaved (the question's own passages can
         look right in the wrong language). Else the translation over its own passages, asked in the translation's
-        language: yes → the answer reads those passages, still asked the user's question.
-"""
+        language: yes → the answer reads those passages, still asked the user's question."""
         checking = (self.coverage_check and not is_polar(g.question)
                     and (self.chat is None or self.chat.judges_coverage(model)))
         alt = g.alternate
