@@ -214,26 +214,20 @@ class Answerer:
         language) is searched beside the question, and so is ``sketch`` (a code sketch of what the question asks,
         ``kb.sketch``; in ``sketch_collections`` only, when given), whose names also lift the chunks whose heading
         names them; ``ground_async`` makes both with the model."""
-        def search(query: str, alternates: Sequence[str] = ()) -> tuple[list[Hit], float]:
-            return self._search(actor, query, collections, top_k, alternates, sketch, sketch_collections)
-
-        g = self._grounding(question, *search(question), history)
-        g.sketch = sketch
-        if translation:
-            g.translation = translation
-            g.mixed, _ = search(question, [translation])
-            g.retrieved = g.mixed
-            g.alternate = self._grounding(translation, *search(translation), history)
-        return g
-
-    def _search(self, actor: Actor, query: str, collections: Sequence[str] | None, top_k: int | None,
-                alternates: Sequence[str], sketch: str | None,
-                sketch_collections: frozenset[str] | None) -> tuple[list[Hit], float]:
-        return self.retriever.retrieve_scored(actor, query, collections, top_k or self.top_k,
-                                              alternates=alternates, document_share=self.document_share,
+        # With a translation: both wordings together, the question alone and the translation alone (each searched once).
+        found = self.retriever.retrieve_apart(actor, question, collections, top_k or self.top_k,
+                                              alternates=[translation] if translation else (),
+                                              document_share=self.document_share,
                                               expansions=sketch_wordings(sketch, SKETCH_USE),
                                               boost_names=sketch_names(sketch) if sketch else (),
-                                              expansion_collections=sketch_collections)
+                                              expansion_collections=sketch_collections, apart=bool(translation))
+        g = self._grounding(question, *(found[1] if translation else found[0]), history)
+        g.sketch = sketch
+        if translation and len(found) == 3:  # (a translation equal to the question is no second wording)
+            g.translation = translation
+            g.mixed = g.retrieved = found[0][0]
+            g.alternate = self._grounding(translation, *found[2], history)
+        return g
 
     def _grounding(self, question: str, hits: list[Hit], similarity: float,
                    history: Sequence[Mapping[str, Any]]) -> Grounding:

@@ -169,6 +169,16 @@ class SketchScope:
     collection_ids: frozenset[str] | None  # where the sketch is searched (None: wherever the question is)
 
 
+@dataclass(frozen=True)
+class _Wording:
+    """One wording searched: its keyword and vector lists fused, whether it counts for the relevance gate, and its
+    vector list (the similarities)."""
+
+    ranking: list[tuple[str, float, list[int | None]]]
+    gate: bool
+    vector: list[Scored]
+
+
 class Retriever:
     def __init__(self, store: IndexStore, embedder: Embedder, *, rrf_k: int = 60, candidates: int = 40,
                  document_share: float = 0.4, search_threads: int = 4) -> None:
@@ -249,6 +259,19 @@ class Retriever:
         the question is covered). ``expansions`` are searched and fused like alternates but do not count for that
         similarity (a code sketch is close to every code sample, whether the question is covered or not), and
         only in ``expansion_collections`` when given. ``boost_names``: see ``promote_named``."""
+        return self.retrieve_apart(actor, query, collections, top_k, filters, alternates=alternates,
+                                   document_share=document_share, expansions=expansions, boost_names=boost_names,
+                                   expansion_collections=expansion_collections, apart=False)[0]
+
+    def retrieve_apart(self, actor: Actor, query: str, collections: Sequence[str] | None = None, top_k: int = 5,
+                       filters: SearchFilters | Mapping[str, Any] | None = None, *,
+                       alternates: Sequence[str] = (), document_share: float | None = None,
+                       expansions: Sequence[str] = (), boost_names: Sequence[str] = (),
+                       expansion_collections: frozenset[str] | None = None,
+                       apart: bool = True) -> list[tuple[list[Hit], float]]:
+        """``retrieve_scored`` of every wording together, then (with ``apart``) of the query alone and of each
+        alternate alone, each with the expansions, as separate calls would give them; every wording is searched
+        once (a translated question's grounding needs all three, see ``Answerer.ground``)."""
         scope = AccessScope.of(actor)  # raises on a missing actor: there is no "anyone" retrieval
         query = (query or "").strip()
         if not query:
@@ -268,9 +291,7 @@ class Retriever:
             if text and text not in gates:
                 gates[text] = gate
         queries = list(gates)
-        per_wording: list[list[tuple[str, float, list[int | None]]]] = []
-        sims: dict[str, float] = {}
-        best = 0.0
+        searched: dict[str, _Wording] = {}
         where = {q: f if gates[q] or expansion_collections is None else
                  replace(f, collection_ids=expansion_collections if f.collection_ids is None
                          else f.collection_ids & expansion_collections) for q in queries}
@@ -278,20 +299,31 @@ class Retriever:
         try:
             for q, keyword_hits in zip(queries, keyword, strict=True):
                 vector = self.store.vector_search(scope, self.embedder.embed_query(q), where[q], n)
-                per_wording.append(rrf([keyword_hits.result(), vector], k=self.rrf_k))
-                if gates[q]:
-                    for s in vector:
-                        sims[s.chunk_id] = max(sims.get(s.chunk_id, -1.0), s.score)
-                    best = max(best, vector[0].score if vector else 0.0)
+                searched[q] = _Wording(rrf([keyword_hits.result(), vector], k=self.rrf_k), gates[q], vector)
         finally:
             for pending in keyword:  # after an error: nothing waits for the rest
                 pending.cancel()
         share = self.document_share if document_share is None else document_share
-        fused = fuse_wordings(per_wording, k=self.rrf_k)
+        combos = [queries]
+        if apart:
+            extra = [q for q in queries if not gates[q]]
+            combos += [[q, *extra] for q in queries if gates[q]]
+        return [self._combine(scope, [searched[q] for q in combo], top_k, share, boost_names) for combo in combos]
+
+    def _combine(self, scope: AccessScope, wordings: Sequence[_Wording], top_k: int, share: float | None,
+                 boost_names: Sequence[str]) -> tuple[list[Hit], float]:
+        """The top ``top_k`` of these wordings' rankings interleaved, and their best similarity."""
+        sims: dict[str, float] = {}
+        best = 0.0
+        for w in wordings:
+            if w.gate:
+                for s in w.vector:
+                    sims[s.chunk_id] = max(sims.get(s.chunk_id, -1.0), s.score)
+                best = max(best, w.vector[0].score if w.vector else 0.0)
+        fused = fuse_wordings([w.ranking for w in wordings], k=self.rrf_k)
         if boost_names:
             fused = self.promote_named(scope, fused, boost_names)
-        hits = self._select(scope, fused, top_k, sims, share)
-        return hits, best
+        return self._select(scope, fused, top_k, sims, share), best
 
     def promote_named(self, scope: AccessScope, fused: list[tuple[str, float, list[int | None]]],
                       names: Sequence[str], depth: int = 20) -> list[tuple[str, float, list[int | None]]]:

@@ -70,3 +70,32 @@ def test_a_chinese_question_gets_no_english_instruction() -> None:
     zh = build_messages("加班工资怎么算?", [_hit("工作日加班按 1.5 倍工资计算")])[-1]["content"]
     assert zh.endswith("（请用中文回答。）")
     assert not build_messages("What is the overtime rate?", [_hit("1.5 times")])[-1]["content"].endswith(")")
+
+
+def test_the_wordings_apart_are_what_separate_searches_give() -> None:
+    """A translated question's grounding needs both wordings together, the question alone and the translation alone:
+    ``retrieve_apart`` searches each wording once and gives exactly what three calls would."""
+    store = SqliteIndexStore(":memory:", dim=384)
+    try:
+        col = store.create_collection("c", acl=Acl()).id
+        emb = FakeEmbedder()
+        zh = ["工作日加班按 1.5 倍工资计算", "每位员工每年享有 3000 元的外部培训预算"]
+        put_texts(store, col, "handbook.zh.md", zh,
+                  emb)
+        put_texts(store, col, "policy.md", ["Overtime on a workday is paid at 1.5 times.", "Training needs approval."],
+                  emb)
+        put_texts(store, col, "sketch.md", ["def overtime(hours): return hours * 1.5"], emb)
+        r = Retriever(store, emb, search_threads=0)
+        actor = Actor("key_a", "a", role="admin")
+        q, t, code = "overtime pay on workdays", "工作日加班工资", "overtime(hours)"
+
+        def ids(found: tuple[list[Hit], float]) -> tuple[list[str], float]:
+            return [h.chunk.id for h in found[0]], found[1]
+
+        together, alone, other = r.retrieve_apart(actor, q, top_k=3, alternates=[t], expansions=[code])
+        assert ids(together) == ids(r.retrieve_scored(actor, q, top_k=3, alternates=[t], expansions=[code]))
+        assert ids(alone) == ids(r.retrieve_scored(actor, q, top_k=3, expansions=[code]))
+        assert ids(other) == ids(r.retrieve_scored(actor, t, top_k=3, expansions=[code]))
+        assert len(r.retrieve_apart(actor, q, top_k=3, apart=False)) == 1
+    finally:
+        store.close()
