@@ -57,8 +57,6 @@ BreakKind = Literal[
 
 # (JSON key text + ":", field name) in code-point order: the key order of ``canonical_json``.
 _SORTED_KEYS = tuple((json.dumps(name) + ":", name) for name in sorted(FIELDS))
-# The escaper ``json.dumps(..., ensure_ascii=False)`` applies to every string (C-accelerated where available).
-_encode_str = encode_basestring
 
 
 def canonical_json(value: Any) -> str:
@@ -76,7 +74,7 @@ def record_hash(fields: Mapping[str, Any]) -> str:
         value = fields[name]
         kind = type(value)
         if kind is str:
-            parts.append(key + _encode_str(value))
+            parts.append(key + encode_basestring(value))  # json.dumps's own escaper
         elif value is None:
             parts.append(key + "null")
         elif kind is int:
