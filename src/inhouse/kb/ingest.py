@@ -40,11 +40,14 @@ from inhouse.kb.index.protocol import IndexStore, NewDocument
 if TYPE_CHECKING:
     from inhouse.kb.document import Chunk, ParsedDocument
     from inhouse.kb.embed import Embedder
+    from inhouse.kb.parse.ocr import PageReader
 
 log = logging.getLogger(__name__)
 
 Status = Literal["added", "replaced", "unchanged", "removed", "error"]
 ParseFn = Callable[[bytes, str], "ParsedDocument"]
+PageProgress = Callable[[int, int], None]  # (pages read by OCR so far, pages of the file)
+PagedParseFn = Callable[[bytes, str, "PageProgress | None"], "ParsedDocument"]
 ChunkFn = Callable[["ParsedDocument"], "Sequence[Chunk]"]
 _HIDDEN = (".", "~$")
 
@@ -141,11 +144,13 @@ class _Pending:
     chunks: list[Chunk]
 
 
-def _default_parse(max_file_mb: float) -> ParseFn:
-    def parse(data: bytes, filename: str) -> ParsedDocument:
+def _default_parse(max_file_mb: float, ocr: PageReader | None, max_ocr_pages: int) -> PagedParseFn:
+    """``parse_file`` under the size limits; ``ocr`` reads images and scanned pages, reporting each page read."""
+    def parse(data: bytes, filename: str, on_page: PageProgress | None) -> ParsedDocument:
         from inhouse.kb.parse import ParseLimits, parse_file
 
-        return parse_file(data, filename, limits=ParseLimits.from_mb(max_file_mb))
+        return parse_file(data, filename, limits=ParseLimits.from_mb(max_file_mb, max_ocr_pages=max_ocr_pages),
+                          ocr=ocr, on_page=on_page)
 
     return parse
 
@@ -194,11 +199,14 @@ class Ingestor:
 
     def __init__(self, store: IndexStore, embedder: Embedder, *, parse: ParseFn | None = None,
                  chunk: ChunkFn | None = None, embed_batch: int = 32, max_tokens: int = 256,
-                 overlap_tokens: int = 32, max_file_mb: float = 50.0,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+                 overlap_tokens: int = 32, max_file_mb: float = 50.0, ocr: PageReader | None = None,
+                 max_ocr_pages: int = 500, clock: Callable[[], float] = time.perf_counter) -> None:
+        """``parse`` replaces ``parse_file`` (tests); otherwise ``ocr`` reads images and scanned pages (at most
+        ``max_ocr_pages`` per file), and each page it reads moves the progress."""
         self.store = store
         self.embedder = embedder
-        self._parse = parse or _default_parse(max_file_mb)
+        self._custom_parse = parse
+        self._parse = _default_parse(max_file_mb, ocr, max_ocr_pages)
         self._chunk = chunk or _default_chunk(max_tokens, overlap_tokens)
         self._batch = max(1, embed_batch)
         self._max_bytes = int(max_file_mb * 1024 * 1024)
@@ -232,11 +240,18 @@ class Ingestor:
         bytes_total = sum(s.size or 0 for s in sources)
         bytes_done = 0
 
-        def tick(current: str = "") -> None:
+        def tick(current: str = "", partial_bytes: int = 0) -> None:
             if progress is not None:
                 files = sum(o.status != "removed" for o in report.outcomes)
                 progress(IngestProgress(files, len(sources), chunks_done, self._clock() - start, current,
-                                        bytes_done, bytes_total))
+                                        bytes_done + partial_bytes, bytes_total))
+
+        def pages_of(src: FileSource) -> PageProgress:
+            """A long scan moves the progress page by page (a share of its bytes for each page read)."""
+            def on_page(done: int, total: int) -> None:
+                tick(f"{src.source_path}: OCR page {done} of {total}", (src.size or 0) * done // max(total, 1))
+
+            return on_page
 
         if remove_missing:
             report.outcomes += self._remove_missing(collection.id, sources, remove_missing)
@@ -270,7 +285,7 @@ class Ingestor:
 
         tick()
         for src in sources:
-            outcome, item = self._prepare(collection.id, src)
+            outcome, item = self._prepare(collection.id, src, pages_of(src) if progress is not None else None)
             if outcome is not None:
                 report.outcomes.append(outcome)
                 bytes_done += src.size or 0
@@ -301,7 +316,8 @@ class Ingestor:
             self.delete(outcome.document_id)
         return gone
 
-    def _prepare(self, collection_id: str, src: FileSource) -> tuple[FileOutcome | None, _Pending | None]:
+    def _prepare(self, collection_id: str, src: FileSource,
+                 on_page: PageProgress | None = None) -> tuple[FileOutcome | None, _Pending | None]:
         try:
             data = src.read()
         except OSError as exc:
@@ -313,7 +329,8 @@ class Ingestor:
         try:
             if len(data) > self._max_bytes:
                 raise DocumentRejected(src.filename, f"larger than {self._max_bytes // (1024 * 1024)} MB")
-            parsed = self._parse(data, src.filename)
+            parsed = (self._custom_parse(data, src.filename) if self._custom_parse is not None
+                      else self._parse(data, src.filename, on_page))
             chunks = [c for c in self._chunk(parsed) if c.text.strip()]
         except InhouseError as exc:
             return FileOutcome(src.source_path, "error", error=exc.message), None

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from inhouse.chat.service import ChatService
     from inhouse.config import KbSettings
     from inhouse.kb.embed import Embedder
+    from inhouse.kb.parse.ocr import PageReader
 
 
 def acl_from(groups: Iterable[str] | None = None, keys: Iterable[str] | None = None) -> Acl:
@@ -51,15 +52,17 @@ def acl_from(groups: Iterable[str] | None = None, keys: Iterable[str] | None = N
 
 class KnowledgeBase:
     def __init__(self, store: IndexStore, embedder: Embedder, *, chat: ChatService | None = None,
-                 settings: KbSettings | None = None) -> None:
+                 settings: KbSettings | None = None, ocr: PageReader | None = None) -> None:
         from inhouse.config import KbSettings
 
         s = settings or KbSettings()
         self.settings = s
         self.store = store
         self.embedder = embedder
+        self.ocr = ocr
         self.ingestor = Ingestor(store, embedder, embed_batch=s.embed_batch, max_tokens=s.chunk_max_tokens,
-                                 overlap_tokens=s.chunk_overlap_tokens, max_file_mb=s.max_file_mb)
+                                 overlap_tokens=s.chunk_overlap_tokens, max_file_mb=s.max_file_mb, ocr=ocr,
+                                 max_ocr_pages=s.ocr_max_pages)
         self.retriever = Retriever(store, embedder, rrf_k=s.rrf_k, candidates=s.candidates,
                                    document_share=s.document_share)
         self.answerer = Answerer(self.retriever, chat, top_k=s.top_k, min_similarity=s.min_similarity,
@@ -192,10 +195,11 @@ def _label(value: str | None) -> Label | None:
     return None if value is None or value == "" else parse_label(value)
 
 
-def build_knowledge_base(settings: Any, embedder: Embedder, *, chat: ChatService | None = None) -> KnowledgeBase:
+def build_knowledge_base(settings: Any, embedder: Embedder, *, chat: ChatService | None = None,
+                         ocr: PageReader | None = None) -> KnowledgeBase:
     """From ``Settings``: the index store ``store.url`` names (``<data_dir>/kb.db`` by default) over ``embedder``
-    (the composition root's choice)."""
+    (the composition root's choice); ``ocr`` reads scanned pages and images (``bootstrap.build_ocr_reader``)."""
     from inhouse.store.build import build_index_store
 
     store = build_index_store(settings, dim=embedder.dim)
-    return KnowledgeBase(store, embedder, chat=chat, settings=settings.kb)
+    return KnowledgeBase(store, embedder, chat=chat, settings=settings.kb, ocr=ocr)

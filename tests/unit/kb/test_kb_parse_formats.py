@@ -200,7 +200,8 @@ def test_eml_headers_body_and_attachments_parsed_recursively() -> None:
     assert headings == ["Attachment: rules.docx", "Attachment: notes.md"]
     table = next(b for b in doc.blocks if b.kind == "table")
     assert table.section == ("Attachment: rules.docx", "Travel Rules", "Hotels")
-    assert "logo.png: unsupported file type (image (PNG))" in doc.metadata["skipped_attachments"]
+    # Without an OCR reader an image attachment is skipped, with the reason (tests/unit/kb/test_ocr_parse.py: with one).
+    assert "logo.png: an image is read with OCR, which is off" in doc.metadata["skipped_attachments"]
 
 
 def test_eml_html_body_and_nested_depth_bound() -> None:

@@ -24,6 +24,7 @@ from inhouse.kb.document import Block, ParsedDocument
 
 if TYPE_CHECKING:
     from inhouse.config import Settings
+    from inhouse.kb.parse.ocr import PageReader
 
 log = logging.getLogger(__name__)
 
@@ -162,17 +163,19 @@ async def _points(ctx: AppContext, node: _Node, options: OutlineOptions) -> None
             node.section.rejected_points += 1
 
 
-def parse_document(inp: OutlineInput, options: OutlineOptions) -> ParsedDocument:
+def parse_document(inp: OutlineInput, options: OutlineOptions, ocr: PageReader | None = None) -> ParsedDocument:
+    """The document as ingestion parses it (``ocr`` reads a scanned one)."""
     from inhouse.kb.parse import ParseLimits, parse_file
 
     if not inp.data.strip():
         raise InvalidRequest("The document is empty.", param="file")
-    return parse_file(inp.data, inp.filename, limits=ParseLimits(max_file_bytes=options.max_file_bytes))
+    return parse_file(inp.data, inp.filename, limits=ParseLimits(max_file_bytes=options.max_file_bytes), ocr=ocr)
 
 
-async def run(ctx: AppContext, inp: OutlineInput, options: OutlineOptions | None = None) -> Outline:
+async def run(ctx: AppContext, inp: OutlineInput, options: OutlineOptions | None = None,
+              ocr: PageReader | None = None) -> Outline:
     options = options or OutlineOptions()
-    doc = await asyncio.to_thread(parse_document, inp, options)
+    doc = await asyncio.to_thread(parse_document, inp, options, ocr)
     nodes = _nodes(doc, options.part_chars)
     if not nodes:
         raise InvalidRequest(f"{doc.filename}: the document has no text to outline.", param="file")
@@ -203,14 +206,15 @@ class OutlineAssistant:
     """``run`` with the configured options, built once by the composition root (``bootstrap.py``)."""
 
     options: OutlineOptions = field(default_factory=OutlineOptions)
+    ocr: PageReader | None = None  # reads scanned documents (the knowledge base's reader)
 
     async def run(self, ctx: AppContext, inp: OutlineInput) -> Outline:
-        return await run(ctx, inp, self.options)
+        return await run(ctx, inp, self.options, self.ocr)
 
 
-def build_outline_assistant(settings: Settings) -> OutlineAssistant:
-    """From ``Settings``: documents up to ``apps.max_upload_mb``."""
-    return OutlineAssistant(OutlineOptions(max_file_bytes=int(settings.apps.max_upload_mb * 1024 * 1024)))
+def build_outline_assistant(settings: Settings, ocr: PageReader | None = None) -> OutlineAssistant:
+    """From ``Settings``: documents up to ``apps.max_upload_mb``; ``ocr`` reads scanned ones."""
+    return OutlineAssistant(OutlineOptions(max_file_bytes=int(settings.apps.max_upload_mb * 1024 * 1024)), ocr)
 
 
 def to_markdown(outline: Outline) -> str:

@@ -4,9 +4,9 @@
 (library exceptions are wrapped), so an ingestion batch can report the file and carry on.
 
 Format detection: magic bytes decide for binary formats (``%PDF``, ZIP containers told apart by their entries,
-legacy OLE2 Office files refused); for text formats the extension decides (.md, .html, .csv/.tsv, .eml, .txt),
-and a text file without a known extension is sniffed (HTML, e-mail headers) or read as plain text. Anything else
-is rejected as "unsupported file type".
+legacy OLE2 Office files refused, images read by OCR); for text formats the extension decides (.md, .html,
+.csv/.tsv, .eml, .txt), and a text file without a known extension is sniffed (HTML, e-mail headers) or read as
+plain text. Anything else is rejected as "unsupported file type".
 
 The filename is only metadata: it is sanitised to a base name and never used to open or write anything.
 """
@@ -15,31 +15,38 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from inhouse.errors import DocumentRejected
 from inhouse.kb.document import ParsedDocument
 from inhouse.kb.parse.safety import MB, ParseLimits, check_size, open_zip_checked, sanitize_filename
 
+if TYPE_CHECKING:
+    from inhouse.kb.parse.ocr import PageReader
+
 __all__ = ["SUPPORTED_EXTENSIONS", "ParseLimits", "detect_format", "parse_file", "sanitize_filename"]
 
 Format = str  # one of FORMATS
-FORMATS = ("pdf", "docx", "pptx", "xlsx", "csv", "html", "markdown", "text", "eml")
+FORMATS = ("pdf", "docx", "pptx", "xlsx", "csv", "html", "markdown", "text", "eml", "image")
 _EXTENSIONS: dict[str, Format] = {
     ".pdf": "pdf", ".docx": "docx", ".docm": "docx", ".pptx": "pptx", ".pptm": "pptx", ".xlsx": "xlsx",
     ".xlsm": "xlsx", ".csv": "csv", ".tsv": "csv", ".html": "html", ".htm": "html", ".xhtml": "html",
     ".md": "markdown", ".markdown": "markdown", ".mdown": "markdown", ".txt": "text", ".text": "text",
-    ".log": "text", ".rst": "text", ".eml": "eml",
+    ".log": "text", ".rst": "text", ".eml": "eml", ".png": "image", ".jpg": "image", ".jpeg": "image",
+    ".tif": "image", ".tiff": "image", ".webp": "image", ".bmp": "image", ".gif": "image",
 }
 SUPPORTED_EXTENSIONS = frozenset(_EXTENSIONS)
 _ZIP_MARKERS = (("word/document.xml", "docx"), ("ppt/presentation.xml", "pptx"), ("xl/workbook.xml", "xlsx"))
 _BINARY_MAGIC = (
     (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "legacy Office (.doc/.xls/.ppt) or password-protected Office file; "
                                           "save it as .docx/.xlsx/.pptx without a password"),
-    (b"\x89PNG", "image (PNG)"), (b"\xff\xd8\xff", "image (JPEG)"), (b"GIF8", "image (GIF)"),
     (b"\x1f\x8b", "gzip archive"), (b"7z\xbc\xaf", "7z archive"), (b"Rar!", "RAR archive"),
     (b"\x7fELF", "executable"), (b"{\\rtf", "RTF document"),
 )
+# Images are read by OCR (kb/parse/image.py). BMP's "BM" is too weak a mark alone: it also needs the extension.
+_IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*")
 _EMAIL_HEADERS = (b"from:", b"received:", b"return-path:", b"mime-version:", b"message-id:", b"delivered-to:")
 
 
@@ -48,12 +55,16 @@ def parse_file(
     filename: str | None = None,
     *,
     limits: ParseLimits | None = None,
+    ocr: PageReader | None = None,
+    on_page: Callable[[int, int], None] | None = None,
     _depth: int = 0,
 ) -> ParsedDocument:
     """Parse bytes, or the file at a path, into a document.
 
     ``filename`` names the file in messages and metadata (and picks the parser for text formats); it defaults to
-    the path's base name. ``limits`` bounds size, archives and tables (see :class:`ParseLimits`).
+    the path's base name. ``limits`` bounds size, archives and tables (see :class:`ParseLimits`). ``ocr`` reads
+    images and scanned PDF pages; without it they are refused with the reason. ``on_page(read, pages)`` is
+    called after each page OCR reads (the progress of a long scan).
     """
     limits = limits or ParseLimits()
     if isinstance(source, bytes | bytearray | memoryview):
@@ -68,7 +79,7 @@ def parse_file(
         raise DocumentRejected(name, f"nested deeper than {limits.max_depth} levels (attachments in attachments)")
     fmt = detect_format(data, name, limits)
     try:
-        return _PARSERS[fmt](data, name, limits, _depth)
+        return _PARSERS[fmt](data, name, _Context(limits, _depth, ocr, on_page))
     except DocumentRejected:
         raise
     except RecursionError:
@@ -93,10 +104,13 @@ def detect_format(data: bytes, filename: str, limits: ParseLimits | None = None)
         if "EncryptedPackage" in names:
             raise DocumentRejected(filename, "password-protected Office file; remove the password first")
         raise DocumentRejected(filename, "unsupported file type (a ZIP archive that is not .docx/.pptx/.xlsx)")
+    if head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP") or (
+            head.startswith(b"BM") and ext == ".bmp"):
+        return "image"
     for magic, what in _BINARY_MAGIC:
         if head.startswith(magic):
             raise DocumentRejected(filename, f"unsupported file type ({what})")
-    if ext in (".pdf", ".docx", ".docm", ".pptx", ".pptm", ".xlsx", ".xlsm"):
+    if ext in (".pdf", ".docx", ".docm", ".pptx", ".pptm", ".xlsx", ".xlsm") or _EXTENSIONS.get(ext) == "image":
         raise DocumentRejected(filename, f"not a valid {ext} file (its content does not match the extension)")
     if ext in _EXTENSIONS:
         return _EXTENSIONS[ext]
@@ -122,64 +136,80 @@ def _read_bounded(path: Path, name: str, limits: ParseLimits) -> bytes:
     return data
 
 
-def _pdf(data: bytes, name: str, limits: ParseLimits, depth: int) -> ParsedDocument:
+@dataclass(frozen=True)
+class _Context:
+    """What a format's parser may need beyond the bytes: limits, attachment depth, OCR and its page progress."""
+
+    limits: ParseLimits
+    depth: int
+    ocr: PageReader | None
+    on_page: Callable[[int, int], None] | None
+
+
+def _pdf(data: bytes, name: str, ctx: _Context) -> ParsedDocument:
     from inhouse.kb.parse import pdf
 
-    return pdf.parse(data, name, limits)
+    return pdf.parse(data, name, ctx.limits, ctx.ocr, ctx.on_page)
 
 
-def _docx(data: bytes, name: str, limits: ParseLimits, depth: int) -> ParsedDocument:
+def _docx(data: bytes, name: str, ctx: _Context) -> ParsedDocument:
     from inhouse.kb.parse import docx
 
-    return docx.parse(data, name, limits)
+    return docx.parse(data, name, ctx.limits)
 
 
-def _pptx(data: bytes, name: str, limits: ParseLimits, depth: int) -> ParsedDocument:
+def _pptx(data: bytes, name: str, ctx: _Context) -> ParsedDocument:
     from inhouse.kb.parse import pptx
 
-    return pptx.parse(data, name, limits)
+    return pptx.parse(data, name, ctx.limits)
 
 
-def _xlsx(data: bytes, name: str, limits: ParseLimits, depth: int) -> ParsedDocument:
+def _xlsx(data: bytes, name: str, ctx: _Context) -> ParsedDocument:
     from inhouse.kb.parse import xlsx
 
-    return xlsx.parse(data, name, limits)
+    return xlsx.parse(data, name, ctx.limits)
 
 
-def _csv(data: bytes, name: str, limits: ParseLimits, depth: int) -> ParsedDocument:
+def _csv(data: bytes, name: str, ctx: _Context) -> ParsedDocument:
     from inhouse.kb.parse import csvfile
 
-    return csvfile.parse(data, name, limits)
+    return csvfile.parse(data, name, ctx.limits)
 
 
-def _html(data: bytes, name: str, limits: ParseLimits, depth: int) -> ParsedDocument:
+def _html(data: bytes, name: str, ctx: _Context) -> ParsedDocument:
     from inhouse.kb.parse import html
 
-    return html.parse(data, name, limits)
+    return html.parse(data, name, ctx.limits)
 
 
-def _markdown(data: bytes, name: str, limits: ParseLimits, depth: int) -> ParsedDocument:
+def _markdown(data: bytes, name: str, ctx: _Context) -> ParsedDocument:
     from inhouse.kb.parse import markdown
 
-    return markdown.parse(data, name, limits)
+    return markdown.parse(data, name, ctx.limits)
 
 
-def _text(data: bytes, name: str, limits: ParseLimits, depth: int) -> ParsedDocument:
+def _text(data: bytes, name: str, ctx: _Context) -> ParsedDocument:
     from inhouse.kb.parse import text
 
     return text.parse(data, name)
 
 
-def _eml(data: bytes, name: str, limits: ParseLimits, depth: int) -> ParsedDocument:
+def _image(data: bytes, name: str, ctx: _Context) -> ParsedDocument:
+    from inhouse.kb.parse import image
+
+    return image.parse(data, name, ctx.limits, ctx.ocr, attachment=ctx.depth > 0, on_page=ctx.on_page)
+
+
+def _eml(data: bytes, name: str, ctx: _Context) -> ParsedDocument:
     from inhouse.kb.parse import eml
 
     def nested(payload: bytes, filename: str) -> ParsedDocument:
-        return parse_file(payload, filename, limits=limits, _depth=depth + 1)
+        return parse_file(payload, filename, limits=ctx.limits, ocr=ctx.ocr, _depth=ctx.depth + 1)
 
-    return eml.parse(data, name, limits, nested)
+    return eml.parse(data, name, ctx.limits, nested)
 
 
-_PARSERS: dict[Format, Callable[[bytes, str, ParseLimits, int], ParsedDocument]] = {
+_PARSERS: dict[Format, Callable[[bytes, str, _Context], ParsedDocument]] = {
     "pdf": _pdf, "docx": _docx, "pptx": _pptx, "xlsx": _xlsx, "csv": _csv, "html": _html,
-    "markdown": _markdown, "text": _text, "eml": _eml,
+    "markdown": _markdown, "text": _text, "eml": _eml, "image": _image,
 }

@@ -32,11 +32,13 @@ class ParseLimits:
     max_table_rows: int = 5_000  # per sheet / CSV file / HTML or DOCX table; the rest is dropped and noted
     max_table_cols: int = 64
     max_pages: int = 5_000
+    max_ocr_pages: int = 500  # scanned pages read by OCR per file (~1-3 s each on 2 cores); mirrors kb.ocr_max_pages
+    max_image_pixels: int = 60_000_000  # an image file (or TIFF page) larger than this is refused before decoding
     max_depth: int = 3  # e-mail attachments inside e-mail attachments...
 
     @classmethod
-    def from_mb(cls, max_file_mb: float) -> ParseLimits:
-        return cls(max_file_bytes=int(max_file_mb * MB))
+    def from_mb(cls, max_file_mb: float, *, max_ocr_pages: int = 500) -> ParseLimits:
+        return cls(max_file_bytes=int(max_file_mb * MB), max_ocr_pages=max_ocr_pages)
 
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
