@@ -16,6 +16,7 @@ from inhouse.kb.parse.ocr import (
     TextBox,
     boxes_from_probability,
     ctc_decode,
+    digit_zeros,
     join_row,
     line_image,
     load_characters,
@@ -119,10 +120,22 @@ def test_reading_order_makes_rows_left_to_right_top_to_bottom() -> None:
     assert [[ln.text for ln in row] for row in rows] == [["left", "second", "right"], ["below"]]
 
 
-def test_join_row_spaces_latin_pieces_and_not_chinese_ones() -> None:
-    assert join_row(["Code", "E01"]) == "Code E01"
-    assert join_row(["工作", "时间"]) == "工作时间"
-    assert join_row(["版本", "v2"]) == "版本 v2"
+def test_join_row_spaces_latin_pieces_not_chinese_ones_and_separates_cells() -> None:
+    def row(*parts: tuple[str, float, float]) -> list[OcrLine]:
+        return [_line(text, x0, 10, x1, 30) for text, x0, x1 in parts]
+
+    assert join_row(row(("Code", 0, 80), ("E01", 85, 145))) == "Code E01"
+    assert join_row(row(("工作", 0, 40), ("时间", 42, 82))) == "工作时间"
+    assert join_row(row(("版本", 0, 40), ("v2", 45, 75))) == "版本 v2"
+    # ~20 pixels an em here: a 200-pixel gap is a table's next cell.
+    assert join_row(row(("Input voltage", 0, 140), ("24 V DC", 340, 420))) == "Input voltage | 24 V DC"
+
+
+def test_digit_zeros_fix_part_numbers_only() -> None:
+    assert digit_zeros("X20o Motor Controller") == "X200 Motor Controller"
+    assert digit_zeros("1o5 units, 20O.") == "105 units, 200."
+    for kept in ("H2O", "20oz of water", "Room 2 or 3", "Go to 10 offices", "3D"):
+        assert digit_zeros(kept) == kept
 
 
 def test_load_characters_reads_one_per_line() -> None:

@@ -67,10 +67,12 @@ def test_headings_need_both_wider_characters_and_taller_ink() -> None:
 
     body = [OcrRow("Products can be returned within 30 days of delivery.", 28, 26, 0.9)] * 5
     rows = [OcrRow("Returns and refunds", 32, 40, 0.9),  # no descenders: 1.14x the ink, 1.5x the width
+            OcrRow("Installation", 29, 33, 0.9),  # bold, no descenders: 1.04x the ink, 1.27x the width
             OcrRow("15A", 17, 40, 0.9),  # a short value: wide per character, small ink
+            OcrRow("Weight | 420g", 29, 33, 0.9),  # a table row
             OcrRow("on 31 March.", 22, 28, 0.9), *body]
     sizes = [line.size for line in ocr_lines(rows, 1)]
-    assert sizes[0] > sizes[1] == sizes[2] == sizes[3]
+    assert sizes[0] == sizes[1] > sizes[2] == sizes[3] == sizes[4] == sizes[5]
 
 
 def test_only_pages_without_a_text_layer_are_read() -> None:

@@ -8,9 +8,9 @@ two Han characters, with a space otherwise; a line ending in sentence punctuatio
 shorter than the page's longest keeps its line break (table rows, lists, addresses).
 
 Scanned pages (a page whose text layer holds fewer than ``_OCR_BELOW`` characters) are rendered at about 2,000
-pixels on the longer side and read by OCR (``kb/parse/ocr.py``) when a reader is given: each row becomes a line,
-its height standing in for the font size (a row clearly taller than the page's typical row is a heading). Pages
-with a text layer keep it, so a scanner's own OCR layer is used as it is. Without a reader, or past
+pixels on the longer side and read by OCR (``kb/parse/ocr.py``) when a reader is given: each row becomes a line
+with a stand-in font size (``ocr_lines``: a row wider per character and taller in ink than the body text is a
+heading). Pages with a text layer keep it, so a scanner's own OCR layer is used as it is. Without a reader, or past
 ``limits.max_ocr_pages`` scanned pages, a PDF without text is rejected with the reason.
 
 Encrypted PDFs that need a password are rejected.
@@ -21,8 +21,7 @@ from __future__ import annotations
 import re
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -48,7 +47,7 @@ _OCR_BELOW = 10  # a page with fewer non-blank characters in its text layer is s
 _OCR_LONG_SIDE_PX = 2000  # rendering size of a scanned page (A4 at ~180 dpi)
 _OCR_MAX_SCALE = 4.0
 _OCR_BODY_PT = 10.0  # the font size given to an OCR page's ordinary rows
-_OCR_HEADING_RATIO = 1.3  # a row this much taller than the page's median row is a heading
+_OCR_HEADING_RATIO = 1.2  # a row this much wider per character than the body text (and no lower in ink) is a heading
 
 
 @dataclass
@@ -89,19 +88,13 @@ def parse(data: bytes, filename: str, limits: ParseLimits, ocr: PageReader | Non
     )
 
 
-@contextmanager
-def _pdfium() -> Iterator[None]:
-    with _PDFIUM_LOCK:
-        yield
-
-
 def _extract(data: bytes, filename: str, limits: ParseLimits, ocr: PageReader | None,
              on_page: Callable[[int, int], None] | None) -> tuple[list[list[Line]], dict[str, str], int]:
     """Each page's lines, the document info and how many pages OCR read. PDFium is called under the lock one step
     at a time (open, each page, close), so a long OCR never holds other threads' PDFs up."""
     import pypdfium2 as pdfium  # lazy: only PDFs need it
 
-    with _pdfium():
+    with _PDFIUM_LOCK:
         try:
             doc = pdfium.PdfDocument(data)
         except pdfium.PdfiumError as exc:
@@ -111,7 +104,7 @@ def _extract(data: bytes, filename: str, limits: ParseLimits, ocr: PageReader | 
                 ) from None
             raise DocumentRejected(filename, f"unreadable PDF ({exc})") from None
     try:
-        with _pdfium():
+        with _PDFIUM_LOCK:
             n_pages = len(doc)
             if n_pages > limits.max_pages:
                 raise DocumentRejected(filename, f"PDF has {n_pages} pages, above the limit of {limits.max_pages}")
@@ -119,7 +112,7 @@ def _extract(data: bytes, filename: str, limits: ParseLimits, ocr: PageReader | 
         pages: list[list[Line]] = []
         read = 0
         for index in range(n_pages):
-            with _pdfium():
+            with _PDFIUM_LOCK:
                 lines, image = _page(doc, index, render=ocr is not None)
             if image is not None and ocr is not None:
                 read += 1
@@ -132,7 +125,7 @@ def _extract(data: bytes, filename: str, limits: ParseLimits, ocr: PageReader | 
             pages.append(lines)
         return pages, info, read
     finally:
-        with _pdfium():
+        with _PDFIUM_LOCK:
             doc.close()
 
 
@@ -168,7 +161,7 @@ def render_pages(data: bytes, dpi: int) -> list[tuple[Any, str]]:
     import pypdfium2 as pdfium
 
     out = []
-    with _pdfium():
+    with _PDFIUM_LOCK:
         doc = pdfium.PdfDocument(data)
         try:
             for i in range(len(doc)):
@@ -193,17 +186,17 @@ def _read_page(ocr: PageReader, image: Any, filename: str, page: int) -> list[Oc
 
 def ocr_lines(rows: list[OcrRow], page: int | None) -> list[Line]:
     """OCR rows as text lines with a stand-in font size, so the block builder makes headings of them as it would of
-    a larger font: a row is a heading when it is both wider per character (1.3×) and taller in ink (1.1×) than the
-    page's body text. Both, because each alone misleads: ink height hardly grows for a heading without descenders,
-    and the width per character of a few digits or capitals ("15A") is as large as a heading's. Its size is the
-    width ratio × the body size, in half steps."""
+    a larger font: a row is a heading when it is wider per character (1.2×) than the page's body text and no lower
+    in ink. Both, because each alone misleads: the ink of a heading without descenders ("Installation") is hardly
+    taller than a body line's, and the width per character of a few digits or capitals ("15A", "Weight | 420g") is
+    a heading's, but their ink is lower. Its size is the width ratio × the body size, in half steps."""
     if not rows:
         return []
     ink, em = _body(rows, lambda r: r.height), _body(rows, lambda r: r.em)
     out = []
     for r in rows:
         wide = r.em / em
-        heading = wide >= _OCR_HEADING_RATIO and r.height >= ink * 1.1
+        heading = wide >= _OCR_HEADING_RATIO and r.height >= ink and "|" not in r.text  # (cells: a table row)
         # In half steps (1.5x, 2x, 2.5x the body): the width per character varies by a few percent with the letters,
         # which must not make two headings of one size two levels.
         size = _OCR_BODY_PT * max(1.5, round(wide * 2) / 2) if heading else _OCR_BODY_PT
