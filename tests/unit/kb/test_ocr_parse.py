@@ -199,3 +199,13 @@ def test_ingesting_a_scan_moves_the_progress_page_by_page(tmp_path: Path) -> Non
         assert store.keyword_search(admin, "Body text of page", SearchFilters(), 5), "the OCR text is indexed"
     finally:
         store.close()
+
+
+def test_the_outline_assistant_reads_a_scan_with_the_reader_it_was_given() -> None:
+    from inhouse.apps.outline.outline import OutlineInput, OutlineOptions, parse_document
+
+    inp = OutlineInput(data=image_pdf([_page(), _page()], Scanner(100, 75)), filename="binder.pdf", key_points=False)
+    doc = parse_document(inp, OutlineOptions(), FakeReader())
+    assert [b.text for b in doc.blocks if b.kind == "heading"] == ["Scanned Title", "Scanned Title"]
+    with pytest.raises(DocumentRejected, match="OCR is off or not installed"):
+        parse_document(inp, OutlineOptions())

@@ -36,7 +36,7 @@ POINTS_SYSTEM = ("You list the key points of one section of a document. Each key
 class OutlineInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    data: bytes = Field(description="The document's bytes (PDF, DOCX, PPTX, XLSX, HTML, Markdown, text …).")
+    data: bytes = Field(description="The document's bytes (PDF, DOCX, PPTX, XLSX, HTML, Markdown, text, a scan …).")
     filename: str = Field("document.txt", description="Its name; the extension picks the parser for text formats.")
     key_points: bool = Field(True, description="Ask the model for key points (False: headings only, no model).")
 
