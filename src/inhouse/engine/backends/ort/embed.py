@@ -1,6 +1,6 @@
 """An ONNX Runtime text encoder: token-id sequences in, one mean-pooled vector per sequence out.
 
-Runs the int8 graph of ``models/e5/onnx_graph.py``; this module is the only one importing ``onnxruntime``.
+Runs the int8 graph of ``models/e5/onnx_graph.py`` (opened by ``session.py``, which holds the session settings).
 
 How a call runs:
 
@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from inhouse.engine.backends.ort.session import open_session
 from inhouse.errors import EngineFailure, InvalidModelFile, InvalidRequest
 from inhouse.hardware.cpu import physical_cores
 
@@ -87,21 +88,11 @@ class OrtEncoder:
         path = Path(model_path)
         if not path.is_file():
             raise InvalidModelFile(f"The embedding model file {path} does not exist.", param="model")
-        import onnxruntime as ort
-
         self.n_embd, self.max_positions = n_embd, max_positions
         self.n_threads = n_threads or physical_cores()
         self.batch_tokens = max(batch_tokens, max_positions)
         self._words = input_embeddings
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1  # parallel runs instead: see the module doc
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3  # errors only: the optimizer's notices are not the user's business
-        try:
-            self._session: Any = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # ONNX Runtime raises its own exception types for a damaged or foreign file
-            raise InvalidModelFile(f"ONNX Runtime could not load {path.name}: {exc}", param="model") from exc
+        self._session: Any = open_session(path, 1)  # parallel runs instead: see the module doc
         self._pool: ThreadPoolExecutor | None = (
             ThreadPoolExecutor(self.n_threads, thread_name_prefix="ort-embed") if self.n_threads > 1 else None)
         log.info("loaded embedding graph %s: %d parallel runs, batches of %d tokens", path.name, self.n_threads,

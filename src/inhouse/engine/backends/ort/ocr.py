@@ -13,40 +13,14 @@ import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from inhouse.errors import EngineFailure, InvalidModelFile
+from inhouse.engine.backends.ort.session import open_session, shrinking_run_options
+from inhouse.errors import EngineFailure
 from inhouse.hardware.cpu import physical_cores
 
 log = logging.getLogger(__name__)
-
-
-def _session(path: Path, threads: int) -> Any:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3  # errors only
-    try:
-        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # ONNX Runtime raises its own types for a damaged or foreign file
-        raise InvalidModelFile(f"ONNX Runtime could not load {path.name}: {exc}", param="model") from exc
-
-
-def _shrinking() -> Any:
-    """Run options that hand the arena's memory back after each run. Without them ONNX Runtime keeps a page's peak
-    (~0.5 GB of detector activations at 1,600 pixels) for the life of the server: 1.2 GB stayed after one page, 0.3
-    GB with them (and the freed heap returned, kb/parse/ocr.py). Measured cost: 1.80 s a page instead of 1.62;
-    with no arena at all, 1.94."""
-    import onnxruntime as ort
-
-    options = ort.RunOptions()
-    options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
-    return options
 
 
 class OrtOcrGraphs:
@@ -54,12 +28,15 @@ class OrtOcrGraphs:
 
     def __init__(self, detector: Path, recognizer: Path, *, n_threads: int = 0) -> None:
         self.n_threads = n_threads or physical_cores()
-        self._det = _session(detector, self.n_threads)
-        self._rec = _session(recognizer, 1)
+        self._det = open_session(detector, self.n_threads)
+        self._rec = open_session(recognizer, 1)
         self._det_input = self._det.get_inputs()[0].name
         self._rec_input = self._rec.get_inputs()[0].name
         self.classes = int(self._rec.get_outputs()[0].shape[-1])
-        self._run_options = _shrinking()
+        # Without shrinking, ONNX Runtime keeps a page's peak (~0.5 GB of detector activations at 1,600 pixels) for
+        # the life of the server: 1.2 GB stayed after one page, 0.3 GB with it (and the freed heap returned,
+        # kb/parse/ocr.py). Measured cost: 1.80 s a page instead of 1.62; with no arena at all, 1.94.
+        self._run_options = shrinking_run_options()
         self._pool: ThreadPoolExecutor | None = (
             ThreadPoolExecutor(self.n_threads, thread_name_prefix="ort-ocr") if self.n_threads > 1 else None)
         log.info("loaded OCR graphs %s + %s (%d threads, %d classes)", detector.name, recognizer.name,
