@@ -124,11 +124,11 @@ def test_join_row_spaces_latin_pieces_not_chinese_ones_and_separates_cells() -> 
     def row(*parts: tuple[str, float, float]) -> list[OcrLine]:
         return [_line(text, x0, 10, x1, 30) for text, x0, x1 in parts]
 
-    assert join_row(row(("Code", 0, 80), ("E01", 85, 145))) == "Code E01"
-    assert join_row(row(("工作", 0, 40), ("时间", 42, 82))) == "工作时间"
-    assert join_row(row(("版本", 0, 40), ("v2", 45, 75))) == "版本 v2"
-    # ~20 pixels an em here: a 200-pixel gap is a table's next cell.
-    assert join_row(row(("Input voltage", 0, 140), ("24 V DC", 340, 420))) == "Input voltage | 24 V DC"
+    assert join_row(row(("Code", 0, 80), ("E01", 85, 145)), 20) == "Code E01"
+    assert join_row(row(("工作", 0, 40), ("时间", 42, 82)), 20) == "工作时间"
+    assert join_row(row(("版本", 0, 40), ("v2", 45, 75)), 20) == "版本 v2"
+    # 20 pixels an em: a 200-pixel gap is a table's next cell.
+    assert join_row(row(("Input voltage", 0, 140), ("24 V DC", 340, 420)), 20) == "Input voltage | 24 V DC"
 
 
 def test_digit_zeros_fix_part_numbers_only() -> None:

@@ -13,16 +13,16 @@ import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from inhouse.errors import DocumentRejected, InhouseError
+from inhouse.errors import DocumentRejected
 from inhouse.kb.document import ParsedDocument
 from inhouse.kb.parse.blocks import guess_language, pick_title
-from inhouse.kb.parse.pdf import Line, lines_to_blocks, ocr_lines
+from inhouse.kb.parse.pdf import Line, lines_to_blocks, ocr_lines, read_scan
 from inhouse.kb.parse.safety import ParseLimits
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from inhouse.kb.parse.ocr import OcrRow, PageReader
+    from inhouse.kb.parse.ocr import PageReader
 
 # An attached image smaller than this (a signature logo, an icon) is not worth a second of OCR.
 MIN_ATTACHMENT_PIXELS = 300 * 300
@@ -61,7 +61,7 @@ def parse(data: bytes, filename: str, limits: ParseLimits, ocr: PageReader | Non
     for index in range(frames):
         if frames > 1:
             image.seek(index)
-        rows = _read(ocr, _decoded(image, filename, limits, index + 1), filename)
+        rows = read_scan(ocr, _decoded(image, filename, limits, index + 1), filename, "an image needs")
         pages.append(ocr_lines(rows, index + 1 if frames > 1 else None))
         if on_page is not None:
             on_page(index + 1, frames)
@@ -91,12 +91,3 @@ def _decoded(image: Image.Image, filename: str, limits: ParseLimits, page: int) 
         return image.convert("RGB")
     except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt pixel data
         raise DocumentRejected(filename, f"the image data is damaged ({exc})") from None
-
-
-def _read(ocr: PageReader, image: Image.Image, filename: str) -> list[OcrRow]:
-    try:
-        return ocr.read(image)
-    except DocumentRejected:
-        raise
-    except InhouseError as exc:  # the model is missing or failed: say why this file cannot be read here
-        raise DocumentRejected(filename, f"an image needs OCR: {exc.message}") from None

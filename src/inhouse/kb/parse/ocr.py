@@ -158,9 +158,12 @@ class OcrReader:
             # What ONNX Runtime gives back after a page (engine/backends/ort/ocr.py) and the crops go to malloc's
             # per-thread arenas, not to the machine, unless handed back.
             return_free_heap()
-        return [OcrRow(join_row(row), float(np.median([ln.ink for ln in row])),
-                       sum(ln.box.width for ln in row) / max(1.0, sum(em_count(ln.text) for ln in row)),
-                       min(ln.confidence for ln in row)) for row in reading_order(lines)]
+        out = []
+        for row in reading_order(lines):
+            em = sum(ln.box.width for ln in row) / max(1.0, sum(em_count(ln.text) for ln in row))
+            out.append(OcrRow(join_row(row, em), float(np.median([ln.ink for ln in row])), em,
+                              min(ln.confidence for ln in row)))
+        return out
 
 
 def detection_input(image: Image.Image, max_side: int) -> tuple[np.ndarray, float, float]:
@@ -357,12 +360,11 @@ def digit_zeros(text: str) -> str:
     return _DIGIT_O.sub("0", text)
 
 
-def join_row(row: Sequence[OcrLine]) -> str:
-    """The lines of one row joined: across a gap wider than ``CELL_GAP_EM`` ems as cells (`` | ``, as the parsers
-    write table rows: a table, a form's label and value), else without a space between two Chinese characters
-    (or Chinese punctuation) and with one otherwise."""
+def join_row(row: Sequence[OcrLine], em: float) -> str:
+    """The lines of one row joined: across a gap wider than ``CELL_GAP_EM`` ems (``em``: the row's pixels per em)
+    as cells (`` | ``, as the parsers write table rows: a table, a form's label and value), else without a space
+    between two Chinese characters (or Chinese punctuation) and with one otherwise."""
     out = ""
-    em = sum(ln.box.width for ln in row) / max(1.0, sum(em_count(ln.text) for ln in row))
     prev: OcrLine | None = None
     for line in row:
         part = line.text

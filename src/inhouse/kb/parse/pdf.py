@@ -119,7 +119,8 @@ def _extract(data: bytes, filename: str, limits: ParseLimits, ocr: PageReader | 
                 if read > limits.max_ocr_pages:
                     raise DocumentRejected(filename, f"PDF has more than {limits.max_ocr_pages} scanned pages to "
                                                      "read with OCR (kb.ocr_max_pages)")
-                lines = ocr_lines(_read_page(ocr, image, filename, index + 1), index + 1)
+                rows = read_scan(ocr, image, filename, f"page {index + 1} is scanned and needs")
+                lines = ocr_lines(rows, index + 1)
                 if on_page is not None:
                     on_page(index + 1, n_pages)
             pages.append(lines)
@@ -175,13 +176,15 @@ def render_pages(data: bytes, dpi: int) -> list[tuple[Any, str]]:
     return out
 
 
-def _read_page(ocr: PageReader, image: Any, filename: str, page: int) -> list[OcrRow]:
+def read_scan(ocr: PageReader, image: Any, filename: str, needing: str) -> list[OcrRow]:
+    """``ocr.read(image)``, with a missing or failing model made this file's rejection: "<needing> OCR: <why>"
+    (e.g. "page 3 is scanned and needs"); PDF pages and image files alike."""
     try:
         return ocr.read(image)
     except DocumentRejected:
         raise
-    except InhouseError as exc:  # the model is missing or failed: this file cannot be read here, say why
-        raise DocumentRejected(filename, f"page {page} is scanned and needs OCR: {exc.message}") from None
+    except InhouseError as exc:
+        raise DocumentRejected(filename, f"{needing} OCR: {exc.message}") from None
 
 
 def ocr_lines(rows: list[OcrRow], page: int | None) -> list[Line]:
