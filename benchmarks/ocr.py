@@ -4,8 +4,9 @@ Every document of the corpus (``--corpus``, default ``../shared/corpus``) is sca
 (``inhouse.testing.scans``): Markdown, HTML and DOCX typeset from their parsed blocks onto A4 pages, PDFs rasterised
 from their own rendering; then stored as an image-only PDF (no text layer) under each scanner setting of
 ``--scanners`` (default: 200 dpi lossless, 150 dpi JPEG q75 — a typical office scan —, 100 dpi JPEG q60, and the
-150-dpi scan of a sheet fed in at 1° and at 3° with sensor noise, and of a faded copy: grey paper, grey ink, out of
-focus).
+150-dpi scan of a sheet fed in at 1° and at 3° with sensor noise, of a faded copy: grey paper, grey ink, out of
+focus, and of the sheet fed in sideways either way or upside down; and the 150-dpi scan of the documents typeset in
+two columns).
 
 For each setting, in one run:
 
@@ -13,7 +14,9 @@ For each setting, in one run:
   parsed text (both NFKC, whitespace removed): *recall* = the share of the original's characters found (as a
   multiset: order-free, what keyword and vector search need), *order* = difflib's similarity (reading order too;
   tables read row by row score lower here). Per language, and seconds per page. Also the share of the original's
-  headings that came back as headings, and of the headings read that are the original's.
+  headings that came back as headings, and of the headings read that are the original's. A turned setting is
+  printed as a ratio to the same scanner upright (characters read and seconds per page), and the two-column setting
+  to the one-column scan (reading order and headings), when both ran.
 * **search** (``--search-scanner``, default the 150-dpi setting): the scanned corpus is ingested under the same file
   names (a PDF is recognised by its bytes, whatever its name) beside the original corpus, and the QA set's
   questions are searched in both with the real e5 embedder: recall@5 of the right document, **scanned ÷ original**.
@@ -32,10 +35,12 @@ import tempfile
 import time
 import unicodedata
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from benchmarks.results import RESULTS_DIR, write_results
+from inhouse.errors import DocumentRejected
 from inhouse.kb.document import ParsedDocument
 from inhouse.testing.scans import Scanner, image_pdf, scan, scan_pdf, typeset
 
@@ -43,7 +48,13 @@ SCANNERS = {"200dpi-png": Scanner(200, None), "150dpi-jpeg75": Scanner(150, 75),
             # fed in at an angle, with sensor noise: what a hurried scan of a stapled sheet looks like
             "150dpi-skew1-noise": Scanner(150, 75, skew_deg=1.0, noise=12.0),
             "150dpi-skew3-noise": Scanner(150, 75, skew_deg=3.0, noise=12.0),
-            "150dpi-faded-noise": Scanner(150, 75, noise=12.0, faded=True)}
+            "150dpi-faded-noise": Scanner(150, 75, noise=12.0, faded=True),
+            # the sheet fed in sideways (either way) or upside down: read against the upright 150-dpi scan
+            "150dpi-turned90": Scanner(150, 75, turn=90), "150dpi-turned180": Scanner(150, 75, turn=180),
+            "150dpi-turned270": Scanner(150, 75, turn=270),
+            # the documents typeset in two columns (the first heading a title across them), read column by column
+            "150dpi-two-columns": Scanner(150, 75)}
+COLUMNS = {"150dpi-two-columns": 2}
 TYPESET_DPI = 300
 _SKIP = (".gold.json",)
 
@@ -76,8 +87,9 @@ def corpus_documents(corpus: Path) -> list[Path]:
             for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.endswith(_SKIP)]
 
 
-def scanned(path: Path, scanner: Scanner) -> tuple[bytes, ParsedDocument, int]:
-    """``path`` scanned by ``scanner``: the image-only PDF, the original parsed, and the page count."""
+def scanned(path: Path, scanner: Scanner, columns: int = 1) -> tuple[bytes, ParsedDocument, int]:
+    """``path`` scanned by ``scanner``: the image-only PDF, the original parsed, and the page count. A PDF keeps its
+    own layout; other documents are typeset in ``columns``."""
     from inhouse.kb.parse import parse_file
 
     data = path.read_bytes()
@@ -85,7 +97,9 @@ def scanned(path: Path, scanner: Scanner) -> tuple[bytes, ParsedDocument, int]:
     if data.startswith(b"%PDF"):
         pdf, _texts = scan_pdf(data, scanner)
         return pdf, doc, len(_texts)
-    pages = typeset([(b.kind, b.text) for b in doc.blocks], dpi=TYPESET_DPI)
+    blocks = [("title" if k == 0 and columns > 1 and b.kind == "heading" else b.kind, b.text)
+              for k, b in enumerate(doc.blocks)]
+    pages = typeset(blocks, dpi=TYPESET_DPI, columns=columns)
     return image_pdf([scan(p, scanner, from_dpi=TYPESET_DPI) for p in pages], scanner), doc, len(pages)
 
 
@@ -98,18 +112,22 @@ def read_back(corpus: Path, scanners: dict[str, Scanner], reader: Any, out: Path
     for name, scanner in scanners.items():
         rows = []
         for path in corpus_documents(corpus):
-            pdf, original, pages = scanned(path, scanner)
+            pdf, original, pages = scanned(path, scanner, COLUMNS.get(name, 1))
             truth = original.text
             rel = path.relative_to(corpus)
             (out / name / rel).parent.mkdir(parents=True, exist_ok=True)
             (out / name / rel).write_bytes(pdf)  # the same name: ingest sees a PDF by its bytes
             t0 = time.perf_counter()
-            doc = parse_file(pdf, path.name, ocr=reader)
+            try:
+                doc = parse_file(pdf, path.name, ocr=reader)
+                text, heads, rejected = doc.text, [b.text for b in doc.blocks if b.kind == "heading"], None
+            except DocumentRejected as exc:  # nothing read: scored as such
+                text, heads, rejected = "", [], exc.reason
             seconds = time.perf_counter() - t0
             rows.append({"document": rel.as_posix(), "language": guess_language(truth), "pages": pages,
-                         "seconds": round(seconds, 2), **score(truth, doc.text),
-                         **headings([b.text for b in original.blocks if b.kind == "heading"],
-                                    [b.text for b in doc.blocks if b.kind == "heading"])})
+                         "seconds": round(seconds, 2), **score(truth, text),
+                         **headings([b.text for b in original.blocks if b.kind == "heading"], heads),
+                         **({"rejected": rejected} if rejected else {})})
             print(f"  {name:14s} {rel.as_posix():42s} {rows[-1]['language']} {pages}p {seconds:5.1f}s "
                   f"recall {rows[-1]['recall']:.3f} order {rows[-1]['order']:.3f} headings "
                   f"{rows[-1]['headings_recall']:.2f}/{rows[-1]['headings_precision']:.2f}", file=sys.stderr)
@@ -227,6 +245,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:14s} characters {r['recall']:.3f} (order {r['order']:.3f}; {langs}) headings "
               f"{r['headings_recall']:.2f}/{r['headings_precision']:.2f} {r['seconds_per_page']:.2f} s/page over "
               f"{r['pages']} pages")
+    for name, r in result["read"].items():
+        flat = replace(SCANNERS[name], turn=0)
+        plain = next((n for n, sc in scanners.items() if n != name and n not in COLUMNS and sc == flat), None)
+        if plain is not None and (SCANNERS[name].turn or name in COLUMNS):
+            u = result["read"][plain]
+            print(f"{name} ÷ {plain}: characters {r['recall'] / u['recall']:.3f}, order {r['order'] / u['order']:.3f}, "
+                  f"headings {r['headings_recall'] / max(u['headings_recall'], 1e-9):.3f}, seconds per page "
+                  f"{r['seconds_per_page'] / u['seconds_per_page']:.2f}")
     if "search" in result:
         s = result["search"]
         print(f"QA recall@5 original {s['original']['recall_at_5']:.3f} vs scanned {s['scanned']['recall_at_5']:.3f}"

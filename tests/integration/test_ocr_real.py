@@ -4,6 +4,7 @@ corpus is measured by ``python -m benchmarks.ocr`` (docs/knowledge.md, "Scanned 
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections import Counter
 from pathlib import Path
@@ -66,6 +67,24 @@ def test_a_scanned_bilingual_page_reads_back(reader: OcrReader, page: list, scan
     assert doc.blocks[0].kind == "heading" and recall(HEADING, doc.blocks[0].text) >= 0.9
     assert "800" in doc.text and "E07" in doc.text
 
+
+@pytest.mark.parametrize("turn", [90, 180, 270])
+def test_a_page_scanned_sideways_or_upside_down_reads_back(reader: OcrReader, page: list, turn: int) -> None:  # type: ignore[type-arg]
+    scanner = Scanner(150, 75, turn=turn)
+    doc = parse_file(image_pdf([scan(p, scanner, from_dpi=300) for p in page], scanner), "turned.pdf", ocr=reader)
+    assert recall(ZH, doc.text) >= 0.97 and recall(EN, doc.text) >= 0.97
+    assert doc.blocks[0].kind == "heading" and recall(HEADING, doc.blocks[0].text) >= 0.9
+
+def test_a_page_in_two_columns_reads_column_by_column(reader: OcrReader) -> None:
+    items = [f"Item {k:02d} of the report says that the figures were checked twice by the finance team."
+             for k in range(1, 31)]
+    pages = typeset([("title", "Quarterly report"), *(("paragraph", item) for item in items)], dpi=300, columns=2)
+    assert len(pages) == 1  # both columns filled on one page
+    scanner = Scanner(150, 75)
+    doc = parse_file(image_pdf([scan(pages[0], scanner, from_dpi=300)], scanner), "report.pdf", ocr=reader)
+    read = [int(n) for n in re.findall(r"Item (\d\d)", doc.text)]
+    assert len(read) >= 28 and read == sorted(read)  # down the left column, then down the right one
+    assert doc.blocks[0].kind == "heading" and doc.blocks[0].text == "Quarterly report"
 
 def test_a_screenshot_png_reads_back(reader: OcrReader, page: list) -> None:  # type: ignore[type-arg]
     png = image_file(scan(page[0], Scanner(120, None), from_dpi=300), Scanner(120, None))

@@ -30,6 +30,7 @@ class Scanner:
     skew_deg: float = 0.0  # the sheet fed in at an angle
     noise: float = 0.0  # standard deviation of sensor noise, in grey levels (0-255)
     faded: bool = False  # a copy of a copy: grey paper (215), grey ink (70), slightly out of focus
+    turn: int = 0  # the sheet fed in sideways (90, 270: degrees anticlockwise) or upside down (180)
 
 
 def cjk_font_path() -> Path:
@@ -82,30 +83,40 @@ def _tokens(text: str) -> list[str]:
 
 
 def typeset(blocks: Sequence[tuple[str, str]], *, dpi: int = 200, font_path: Path | None = None,
-            body_pt: float = 11.0) -> list[Image.Image]:
-    """``(kind, text)`` blocks (``heading`` or anything else) set on white A4 pages at ``dpi``: headings at 1.5×
-    the body size, a blank line after each block."""
+            body_pt: float = 11.0, columns: int = 1, gutter_mm: float = 8.0) -> list[Image.Image]:
+    """``(kind, text)`` blocks (``heading``, ``title`` or anything else) set on white A4 pages at ``dpi``: headings
+    and titles at 1.5× the body size, a blank line after each block. With ``columns`` > 1 the text flows down each
+    column in turn, ``gutter_mm`` apart; a ``title`` spans the columns (set it first on its page)."""
     font_file = str(font_path or cjk_font_path())
     body = ImageFont.truetype(font_file, round(body_pt / 72 * dpi))
     head = ImageFont.truetype(font_file, round(body_pt * 1.5 / 72 * dpi))
     w, h = _px(A4_MM[0], dpi), _px(A4_MM[1], dpi)
-    margin = _px(MARGIN_MM, dpi)
+    margin, gutter = _px(MARGIN_MM, dpi), _px(gutter_mm, dpi)
+    column_width = (w - 2 * margin - gutter * (columns - 1)) // columns
     pages: list[Image.Image] = []
     page = Image.new("L", (w, h), 255)
     draw = ImageDraw.Draw(page)
-    y = margin
+    y = top = margin
+    column = 0
     for kind, text in blocks:
-        font = head if kind == "heading" else body
+        font = body if kind not in ("heading", "title") else head
         step = round(font.size * 1.45)
-        for line in _wrap(draw, text, font, w - 2 * margin):
+        across = kind == "title"
+        for line in _wrap(draw, text, font, w - 2 * margin if across else column_width):
             if y + step > h - margin:
-                pages.append(page)
-                page = Image.new("L", (w, h), 255)
-                draw = ImageDraw.Draw(page)
-                y = margin
-            draw.text((margin, y), line, font=font, fill=0)
+                if column + 1 < columns and not across:
+                    column, y = column + 1, top
+                else:
+                    pages.append(page)
+                    page = Image.new("L", (w, h), 255)
+                    draw = ImageDraw.Draw(page)
+                    y = top = margin
+                    column = 0
+            draw.text((margin if across else margin + column * (column_width + gutter), y), line, font=font, fill=0)
             y += step
         y += round(body.size * 0.8)
+        if across:
+            top = y
     pages.append(page)
     return pages
 
@@ -117,6 +128,8 @@ def scan(page: Image.Image, scanner: Scanner, *, from_dpi: int) -> Image.Image:
     img = page.convert("L" if scanner.grayscale else "RGB")
     if scanner.skew_deg:
         img = img.rotate(scanner.skew_deg, resample=Image.Resampling.BICUBIC, expand=False, fillcolor="white")
+    if scanner.turn:
+        img = img.rotate(scanner.turn, expand=True)
     if scanner.faded:
         img = img.filter(ImageFilter.GaussianBlur(1.5 * from_dpi / 300)).point(lambda v: 70 + v * 145 // 255)
     if k != 1:

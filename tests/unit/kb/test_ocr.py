@@ -17,6 +17,7 @@ from inhouse.kb.parse.ocr import (
     boxes_from_probability,
     ctc_decode,
     digit_zeros,
+    is_sideways,
     join_row,
     line_image,
     load_characters,
@@ -214,3 +215,102 @@ def test_reading_order_measures_rows_across_the_slant_of_the_page() -> None:
     body2 = at("second body line", 100, 1100, 200, 30)
     rows = reading_order([body2, heading, body1])
     assert [[ln.text for ln in row] for row in rows] == [["first body line"], ["Heading"], ["second body line"]]
+
+
+class WedgeGraphs(BarGraphs):
+    """Fake graphs that read only upright lines: each line is a wedge, thick at its start, and the recognizer is
+    confident (0.95) when a crop has more ink in its left half than in its right, else not (0.35), as the real one
+    is on upright and upside-down text. ``lines`` counts the lines recognized."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines = 0
+
+    def recognize(self, batches: Sequence[np.ndarray]) -> list[np.ndarray]:
+        self.lines += sum(b.shape[0] for b in batches)
+        out = super().recognize(batches)
+        for batch, scores in zip(batches, out, strict=True):
+            for row in range(batch.shape[0]):
+                ink = batch[row, 0] < 0.0
+                used = int((batch[row, 0].max(axis=0) > -0.999).sum())
+                left, right = ink[:, :used // 2].sum(), ink[:, used // 2:used].sum()
+                scores[row, 0, 1:] = np.where(scores[row, 0, 1:] > 0, 0.95 if left > right else 0.35, 0.0)
+        return out
+
+
+def _page_with_wedges() -> Image.Image:
+    page = Image.new("RGB", (600, 400), "white")
+    draw = ImageDraw.Draw(page)
+    for x0, y, length in ((40, 40, 300), (40, 120, 420), (40, 200, 360), (40, 280, 240)):
+        draw.rectangle((x0, y, x0 + length // 3, y + 24), fill="black")
+        draw.rectangle((x0 + length // 3, y + 6, x0 + length, y + 18), fill="black")
+    return page
+
+
+@pytest.mark.parametrize("turn", [0, 90, 180, 270])
+def test_a_page_scanned_sideways_or_upside_down_is_turned_upright(turn: int) -> None:
+    graphs = WedgeGraphs()
+    rows = OcrReader(lambda: (graphs, ["x", "y", "z"])).read(_page_with_wedges().rotate(turn, expand=True))
+    assert len(rows) == 4  # every line read upright (an upside-down line reads under the confidence floor)
+    assert all(row.confidence == pytest.approx(0.95) for row in rows)
+    assert graphs.lines == (4 if turn in (0, 90) else 12)  # upside down: read, the widest 8 (here all) turned, read
+
+
+def test_sideways_means_most_of_the_text_runs_up_and_down() -> None:
+    across = [TextBox(100, 50, 400, 20), TextBox(100, 90, 300, 20)]
+    labels = [TextBox(20, 200, 20, 150)]  # a vertical label beside the lines
+    squares = [TextBox(300, 300, 30, 30)] * 40  # single characters count for neither way
+    assert not is_sideways(across + labels + squares)
+    assert is_sideways([TextBox(b.cy, b.cx, b.height, b.width) for b in across] + squares)
+    assert not is_sideways([])
+
+
+def test_half_turned_box_is_where_the_line_lands_on_the_turned_page() -> None:
+    box = TextBox(100, 40, 200, 20, 0.05)
+    assert box.half_turned(600, 400) == TextBox(500, 360, 200, 20, 0.05)
+
+
+def _at(text: str, x0: float, x1: float, y: float, h: float = 30.0, tilt: float = 0.0) -> OcrLine:
+    """A line from x0 to x1 at height y on a page turned by ``tilt`` degrees about its top left corner."""
+    t = math.radians(tilt)
+    cx, cy = (x0 + x1) / 2, y
+    return OcrLine(text, TextBox(cx * math.cos(t) - cy * math.sin(t), cx * math.sin(t) + cy * math.cos(t),
+                                 x1 - x0, h, t), 0.9, h)
+
+
+def _texts(rows: list[list[OcrLine]]) -> list[str]:
+    return [" / ".join(ln.text for ln in row) for row in rows]
+
+
+@pytest.mark.parametrize("tilt", [0.0, 3.0])
+def test_a_page_in_two_columns_is_read_column_by_column_between_its_title_and_footer(tilt: float) -> None:
+    prose = "a line of prose that fills its column"
+    lines = [_at("Title across the columns", 100, 1500, 50, 45, tilt)]
+    for k in range(6):
+        lines.append(_at(f"left {k} {prose}", 100, 760 if k != 5 else 400, 150 + 50 * k, tilt=tilt))
+        if k < 4:  # the right column is shorter
+            lines.append(_at(f"right {k} {prose}", 840, 1500, 150 + 50 * k, tilt=tilt))
+    lines.append(_at("footer across the page, page 1 of 2, confidential", 100, 1500, 500, tilt=tilt))
+    assert _texts(reading_order(lines)) == (["Title across the columns"] + [f"left {k} {prose}" for k in range(6)]
+                                            + [f"right {k} {prose}" for k in range(4)]
+                                            + ["footer across the page, page 1 of 2, confidential"])
+
+
+def test_three_columns_are_read_one_after_another() -> None:
+    prose = "short column prose line"
+    lines = [_at(f"{c}{k} {prose}", 100 + 480 * c, 520 + 480 * c, 100 + 50 * k) for k in range(4) for c in range(3)]
+    assert _texts(reading_order(lines)) == [f"{c}{k} {prose}" for c in range(3) for k in range(4)]
+
+
+def test_a_table_stays_rows_and_so_does_a_page_without_a_gutter() -> None:
+    table = [_at(cell, x0, x1, 100 + 50 * k)
+             for k in range(5) for cell, x0, x1 in ((f"E0{k}", 100, 180), ("steady red", 300, 520),
+                                                    (f"Firmware checksum error {k}", 640, 1100))]
+    assert _texts(reading_order(table)) == [f"E0{k} / steady red / Firmware checksum error {k}" for k in range(5)]
+    # Two long pieces per row, but a line across the gap every other row: one column of text, not two.
+    prose = "a line of prose that is long enough"
+    lines = [_at(f"{k} {prose}", 100, 700, 100 + 50 * k) for k in range(6)]
+    lines += [_at(f"{k} more {prose}", 800, 1400, 100 + 50 * k) for k in range(0, 6, 2)]
+    lines += [_at(f"{k} across {prose}", 100, 1400, 100 + 50 * k + 25) for k in range(1, 6, 2)]
+    order = _texts(reading_order(lines))
+    assert order[0] == f"0 {prose} / 0 more {prose}" and len(order) == 9

@@ -75,6 +75,21 @@ def test_headings_need_both_wider_characters_and_taller_ink() -> None:
     assert sizes[0] == sizes[1] > sizes[2] == sizes[3] == sizes[4] == sizes[5]
 
 
+
+def test_a_heading_wrapped_in_a_narrow_column_is_one_heading_and_a_title_above_a_heading_stays_two() -> None:
+    from inhouse.kb.parse.pdf import Line, lines_to_blocks
+
+    body = [Line("Employees receive ten days of paid leave each year, taken in half days or more.", 10.0, 1)] * 3
+    lines = [Line("Customer Support FAQ", 15.0, 1), Line("Orders and delivery", 15.0, 1), *body,
+             Line("4. Bereavement and other", 15.0, 1), Line("leave", 20.0, 1), *body,  # a short word: sized loosely
+             Line("5. Holidays falling on a", 15.0, 1), Line("Weekend", 15.0, 1), *body,
+             Line("报销标准、", 15.0, 1), Line("审批流程", 15.0, 1), *body]
+    blocks = lines_to_blocks([lines]).blocks
+    assert [b.text for b in blocks if b.kind == "heading"] == [
+        "Customer Support FAQ", "Orders and delivery", "4. Bereavement and other leave",
+        "5. Holidays falling on a Weekend", "报销标准、审批流程"]
+    assert blocks[-1].section[-1] == "报销标准、审批流程"
+
 def test_only_pages_without_a_text_layer_are_read() -> None:
     reader = FakeReader(lambda n: [OcrRow("Signed copy of the contract", 30, 16, 0.9)])
     pdf = make_pdf([[(12, "The terms of the agreement are set out below in full.")], []])
@@ -124,6 +139,15 @@ def test_image_files_are_read(fmt: str, name: str) -> None:
     assert doc.mime.startswith("image/") and doc.title == "Scanned Title"
     assert all(b.page is None for b in doc.blocks)
 
+
+def test_a_photo_is_read_the_way_up_the_camera_was_held() -> None:
+    buf = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: the sensor's pixels are to be turned 90° clockwise to be upright
+    _page(400, 300).convert("RGB").save(buf, "JPEG", exif=exif)
+    reader = FakeReader()
+    parse_file(buf.getvalue(), "photo.jpg", ocr=reader)
+    assert reader.seen == [(300, 400)]
 
 def test_a_multipage_tiff_is_one_document_of_pages() -> None:
     buf = io.BytesIO()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from inhouse.kb.document import Block, BlockKind, Language
@@ -49,6 +49,12 @@ class BlockList:
             self._path.pop()
         self.blocks.append(Block("heading", text, level=level, page=self.page, section=self.section))
         self._path.append((level, text))
+
+    def continue_heading(self, text: str) -> None:
+        """The last block, a heading, given its whole ``text`` (a heading set over two lines, read line by line)."""
+        last = self.blocks[-1]
+        self.blocks[-1] = replace(last, text=clean_inline(text))
+        self._path[-1] = (self._path[-1][0], self.blocks[-1].text)
 
     def enter_term(self, text: str) -> int | None:
         """A definition-list term: the blocks of its definition sit under it, one level below the enclosing heading

@@ -86,8 +86,11 @@ def _decoded(image: Image.Image, filename: str, limits: ParseLimits, page: int) 
         where = f"page {page} is" if page > 1 or getattr(image, "n_frames", 1) > 1 else "it is"
         raise DocumentRejected(filename, f"{where} {width}×{height} pixels, above the limit of "
                                          f"{limits.max_image_pixels / 1e6:.0f} megapixels")
+    from PIL import ImageOps
+
     try:
         image.load()
-        return image.convert("RGB")
+        # A camera or phone stores the sensor's pixels and the way it was held in the EXIF Orientation tag.
+        return ImageOps.exif_transpose(image).convert("RGB")
     except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt pixel data
         raise DocumentRejected(filename, f"the image data is damaged ({exc})") from None

@@ -43,6 +43,10 @@ _HAN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _PDF_DATE = re.compile(r"D:(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?([Zz+\-])?(\d{2})?'?(\d{2})?")
 _HEADING_RATIO = 1.15
 _SHORT_LINE = 0.6
+# A heading line ending so goes on on the next line (``_wrapped``).
+_OPEN_END = tuple("-–—,&/:、，：（(")
+_OPEN_WORDS = frozenset({"a", "an", "and", "as", "at", "by", "for", "from", "in", "of", "on", "or", "the", "to",
+                         "with", "的", "和", "与", "及"})
 _OCR_BELOW = 10  # a page with fewer non-blank characters in its text layer is scanned: OCR reads it
 _OCR_LONG_SIDE_PX = 2000  # rendering size of a scanned page (A4 at ~180 dpi)
 _OCR_MAX_SCALE = 4.0
@@ -232,15 +236,22 @@ def lines_to_blocks(pages: list[list[Line]]) -> BlockList:
         out.page = page[0].page if page else None
         widest = max((len(line.text) for line in page), default=0)
         para = ""
+        after_heading = False  # whether the previous line was (part of) a heading
         for line in page:
             if not line.text:
                 continue
             size = round(line.size, 1)
             if size in level_of and len(line.text) <= 120 and not line.text.endswith(tuple("。.，,;；")):
+                # Either line's size may be off by a step: OCR measures a short word's width per character loosely.
+                if after_heading and _wrapped(out.blocks[-1].text, line.text):
+                    out.continue_heading(_join(out.blocks[-1].text, line.text))
+                    continue
                 out.add("paragraph", para)
                 para = ""
                 out.heading(line.text, level_of[size])
+                after_heading = True
                 continue
+            after_heading = False
             para = _join(para, line.text) if para else line.text
             if line.text.endswith(_SENTENCE_END):
                 out.add("paragraph", para)
@@ -249,6 +260,13 @@ def lines_to_blocks(pages: list[list[Line]]) -> BlockList:
                 para += "\n"
         out.add("paragraph", para)
     return out
+
+
+def _wrapped(heading: str, line: str) -> bool:
+    """Whether ``line``, set as a heading right after one, is that heading wrapped onto a second line (in a narrow
+    column) rather than a heading of its own: it goes on in lower case, or the heading stops on a word that
+    needs one after it. (A title directly above a first heading of the same size is the common case of two.)"""
+    return line[:1].islower() or heading.endswith(_OPEN_END) or heading.rsplit(" ", 1)[-1].lower() in _OPEN_WORDS
 
 
 def _join(left: str, right: str) -> str:
