@@ -67,7 +67,7 @@ class Engine:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._model_name = model_name
         self._clock = clock  # queue waits and the drain rate (tests inject one)
-        self._drain = DrainRate()
+        self._drain = DrainRate(max_booked=settings.max_waiting)
         self._rejected_wait_estimate = 0
         self._backend = backend
         self._settings = settings
@@ -252,9 +252,10 @@ class Engine:
         return 0.0 if ahead < 0 else self._drain.wait_s(ahead, now)
 
     def _retry_after_s(self, now: float) -> float:
-        return self._drain.retry_after_s(max(0, self._scheduler.queue_ahead), now,
-                                         max_wait_s=self._settings.max_queue_wait_s,
-                                         fallback_s=self._settings.retry_after_s)
+        """The Retry-After of one refusal (booked: call once per refused request)."""
+        return self._drain.book_retry_after_s(max(0, self._scheduler.queue_ahead), now,
+                                              max_wait_s=self._settings.max_queue_wait_s,
+                                              fallback_s=self._settings.retry_after_s)
 
     def _refuse_on_estimate(self, now: float) -> None:
         bound = self._settings.max_queue_wait_s
@@ -271,7 +272,6 @@ class Engine:
         expired = self._scheduler.expire_waiting(now, self._settings.max_queue_wait_s)
         if not expired:
             return expired
-        retry_after = self._retry_after_s(now)
         message = (f"The server is busy: the request was not admitted within {self._settings.max_queue_wait_s:g} s. "
                    "Retry later.")
         for rid in expired:
@@ -281,7 +281,7 @@ class Engine:
                 live.done = True
                 self._deliver(live, Delta(rid, finish_reason="error", error=message, error_code="queue_timeout",
                                           n_prompt_tokens=len(live.request.prompt_tokens),
-                                          retry_after_s=retry_after))
+                                          retry_after_s=self._retry_after_s(now)))
         return expired
 
     def _end_finished_samplers(self) -> None:

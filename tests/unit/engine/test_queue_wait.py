@@ -78,7 +78,7 @@ def test_drain_rate_is_unknown_until_enough_requests_left() -> None:
     d.record(0.0)
     d.record(1.0)
     assert d.rate(2.0) is None and d.wait_s(5, 2.0) is None
-    assert d.retry_after_s(5, 2.0, max_wait_s=30.0, fallback_s=2.5) == 2.5
+    assert d.book_retry_after_s(5, 2.0, max_wait_s=30.0, fallback_s=2.5) == 2.5
     d.record(2.0)
     assert d.rate(3.0) == pytest.approx(1.0)  # 3 departures since t=0
     assert d.wait_s(4, 3.0) == pytest.approx(5.0)
@@ -106,13 +106,31 @@ def test_drain_rate_falls_when_the_engine_stalls_and_forgets_old_departures() ->
     assert d.rate(62.5) is None  # only one departure left in the window
 
 
-def test_retry_after_is_the_wait_beyond_the_bound_and_at_least_one_departure() -> None:
-    d = DrainRate(window_s=60.0, min_samples=1)
-    for t in range(10):
+def _one_a_second() -> DrainRate:
+    d = DrainRate(window_s=60.0, min_samples=1, max_booked=4)
+    d.busy(0.0)
+    for t in range(1, 11):
         d.record(float(t))  # 10 departures in 10 s: 1 per second at t=10
-    assert d.retry_after_s(99, 10.0, max_wait_s=30.0, fallback_s=2.0) == pytest.approx(70.0)
-    assert d.retry_after_s(5, 10.0, max_wait_s=30.0, fallback_s=2.0) == pytest.approx(1.0)
-    assert d.retry_after_s(5, 10.0, max_wait_s=0.0, fallback_s=2.0) == pytest.approx(6.0)  # unbounded
+    return d
+
+
+def test_retry_after_is_the_wait_beyond_the_bound_and_at_least_one_departure() -> None:
+    assert _one_a_second().book_retry_after_s(99, 10.0, max_wait_s=30.0, fallback_s=2.0) == pytest.approx(70.0)
+    assert _one_a_second().book_retry_after_s(5, 10.0, max_wait_s=30.0, fallback_s=2.0) == pytest.approx(1.0)
+    assert _one_a_second().book_retry_after_s(5, 10.0, max_wait_s=0.0, fallback_s=2.0) == pytest.approx(6.0)
+
+
+def test_clients_refused_together_are_told_to_come_back_one_departure_apart() -> None:
+    d = _one_a_second()
+    # The queue past the bound (30 ahead at one a second): each refusal books the next free return.
+    assert [d.book_retry_after_s(30, 10.0, max_wait_s=30.0, fallback_s=2.0) for _ in range(3)] == pytest.approx(
+        [1.0, 2.0, 3.0])
+    # At 11 one more left and the first came back (its booking lapses): a refusal then comes after the two still out.
+    d.record(11.0)
+    assert d.book_retry_after_s(30, 11.0, max_wait_s=30.0, fallback_s=2.0) == pytest.approx(3.0)
+    # At most max_booked (4) count: a client hammering without honouring Retry-After cannot push returns out forever.
+    assert [d.book_retry_after_s(30, 11.0, max_wait_s=30.0, fallback_s=2.0) for _ in range(3)] == pytest.approx(
+        [4.0, 5.0, 5.0])
 
 
 # -- the engine ----------------------------------------------------------------------------------------------------
