@@ -458,11 +458,18 @@ def _split(row: list[OcrLine], tan: float, cut: float) -> tuple[list[OcrLine], l
 def _column_run(rows: list[list[OcrLine]], start: int, tan: float, min_gap: float) -> tuple[int, float] | None:
     """The run of rows in columns that starts at row ``start``, as (the row after it, the gutter's middle), or None.
     Each gap of at least ``min_gap`` in the first row is a candidate gutter; it is followed down the rows, narrowed by
-    the lines that reach into it, until a line crosses it or it is narrower than ``min_gap``."""
-    spans = [_span(ln, tan) for ln in rows[start]]
-    for (_a0, a), (b, _b1) in itertools.pairwise(spans):
-        if b - a < min_gap:
+    the lines that reach into it, until a line crosses it or it is narrower than ``min_gap``. A gap between two short
+    pieces of text (table cells) is not followed: a column's first row has prose on at least one side, and without
+    this the order of a dense table took seconds (3,000 cells: 6 s; now 6 ms)."""
+    row = rows[start]
+    spans = [_span(ln, tan) for ln in row]
+    gaps = [k for k in range(1, len(row)) if spans[k][0] - spans[k - 1][1] >= min_gap]
+    bounds = [0, *gaps, len(row)]
+    ems = [sum(em_count(ln.text) for ln in row[i:j]) for i, j in itertools.pairwise(bounds)]
+    for n, k in enumerate(gaps):
+        if max(ems[n], ems[n + 1]) < COLUMN_EMS:
             continue
+        a, b = spans[k - 1][1], spans[k][0]
         lo, hi, end = a, b, start + 1
         while end < len(rows):
             nlo, nhi = lo, hi
