@@ -5,8 +5,8 @@ Every document of the corpus (``--corpus``, default ``../shared/corpus``) is sca
 from their own rendering; then stored as an image-only PDF (no text layer) under each scanner setting of
 ``--scanners`` (default: 200 dpi lossless, 150 dpi JPEG q75 — a typical office scan —, 100 dpi JPEG q60, and the
 150-dpi scan of a sheet fed in at 1° and at 3° with sensor noise, of a faded copy: grey paper, grey ink, out of
-focus, and of the sheet fed in sideways either way or upside down; and the 150-dpi scan of the documents typeset in
-two columns).
+focus, and of the sheet fed in sideways either way or upside down; the 150-dpi scan of the documents typeset in
+two columns; and a phone photo of each page on a desk, seen at an angle and lit unevenly).
 
 For each setting, in one run:
 
@@ -53,7 +53,9 @@ SCANNERS = {"200dpi-png": Scanner(200, None), "150dpi-jpeg75": Scanner(150, 75),
             "150dpi-turned90": Scanner(150, 75, turn=90), "150dpi-turned180": Scanner(150, 75, turn=180),
             "150dpi-turned270": Scanner(150, 75, turn=270),
             # the documents typeset in two columns (the first heading a title across them), read column by column
-            "150dpi-two-columns": Scanner(150, 75)}
+            "150dpi-two-columns": Scanner(150, 75),
+            # a phone photo of the page on a desk: at an angle, lit unevenly, warm light, in colour
+            "photo-150dpi-jpeg85": Scanner(150, 85, grayscale=False, photo=True)}
 COLUMNS = {"150dpi-two-columns": 2}
 TYPESET_DPI = 300
 _SKIP = (".gold.json",)

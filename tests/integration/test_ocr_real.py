@@ -57,8 +57,9 @@ def page() -> list:  # type: ignore[type-arg]
     return typeset([("heading", HEADING), ("paragraph", ZH), ("paragraph", EN), ("paragraph", ROW)], dpi=300)
 
 
-@pytest.mark.parametrize("scanner", [Scanner(150, 75), Scanner(100, 60), Scanner(150, 75, skew_deg=2.0, noise=12.0)],
-                         ids=lambda s: f"{s.dpi}dpi-q{s.jpeg_quality}-skew{s.skew_deg:g}")
+@pytest.mark.parametrize("scanner", [Scanner(150, 75), Scanner(100, 60), Scanner(150, 75, skew_deg=2.0, noise=12.0),
+                                     Scanner(150, 85, grayscale=False, photo=True)],
+                         ids=lambda s: f"{s.dpi}dpi-q{s.jpeg_quality}-skew{s.skew_deg:g}{'-photo' if s.photo else ''}")
 def test_a_scanned_bilingual_page_reads_back(reader: OcrReader, page: list, scanner: Scanner) -> None:  # type: ignore[type-arg]
     pdf = image_pdf([scan(p, scanner, from_dpi=300) for p in page], scanner)
     doc = parse_file(pdf, "policy-scan.pdf", ocr=reader)

@@ -31,6 +31,7 @@ class Scanner:
     noise: float = 0.0  # standard deviation of sensor noise, in grey levels (0-255)
     faded: bool = False  # a copy of a copy: grey paper (215), grey ink (70), slightly out of focus
     turn: int = 0  # the sheet fed in sideways (90, 270: degrees anticlockwise) or upside down (180)
+    photo: bool = False  # a phone photo of the page on a desk: seen at an angle, lit unevenly, in warm light
 
 
 def cjk_font_path() -> Path:
@@ -130,6 +131,8 @@ def scan(page: Image.Image, scanner: Scanner, *, from_dpi: int) -> Image.Image:
         img = img.rotate(scanner.skew_deg, resample=Image.Resampling.BICUBIC, expand=False, fillcolor="white")
     if scanner.turn:
         img = img.rotate(scanner.turn, expand=True)
+    if scanner.photo:
+        img = _photographed(img.convert("RGB"))
     if scanner.faded:
         img = img.filter(ImageFilter.GaussianBlur(1.5 * from_dpi / 300)).point(lambda v: 70 + v * 145 // 255)
     if k != 1:
@@ -141,6 +144,35 @@ def scan(page: Image.Image, scanner: Scanner, *, from_dpi: int) -> Image.Image:
         a = a + np.random.default_rng(0).normal(0.0, scanner.noise, a.shape)
         img = Image.fromarray(np.clip(a, 0, 255).astype(np.uint8), img.mode)
     return img
+
+
+def _photographed(page: Image.Image) -> Image.Image:
+    """``page`` as a phone sees it on a desk: the camera tilted towards the top (the top edge 10 % narrower than the
+    bottom, the page 2° off square), on a grey-brown desk showing around it, lit from the top left (the bottom right
+    corner at 55 % of the light), in warm light (blue at 85 %), slightly out of focus."""
+    import numpy as np
+
+    w, h = page.size
+    out_w, out_h = round(w * 1.12), round(h * 1.08)
+    t = np.radians(2.0)
+    # Where the page's corners land in the photo: top-left, top-right, bottom-right, bottom-left.
+    corners = [(0.11 * w, 0.05 * h), (1.01 * w, 0.04 * h), (1.07 * w, 1.03 * h), (0.05 * w, 1.04 * h)]
+    cx, cy = out_w / 2, out_h / 2
+    landed = [(cx + (x - cx) * np.cos(t) - (y - cy) * np.sin(t), cy + (x - cx) * np.sin(t) + (y - cy) * np.cos(t))
+              for x, y in corners]
+    source = [(0, 0), (w, 0), (w, h), (0, h)]
+    # The perspective coefficients map a photo pixel back to the page: solve the eight unknowns from the corners.
+    rows, rhs = [], []
+    for (X, Y), (x, y) in zip(landed, source, strict=True):
+        rows += [[X, Y, 1, 0, 0, 0, -x * X, -x * Y], [0, 0, 0, X, Y, 1, -y * X, -y * Y]]
+        rhs += [x, y]
+    coeffs = tuple(float(c) for c in np.linalg.solve(np.array(rows), np.array(rhs)))
+    photo = page.transform((out_w, out_h), Image.Transform.PERSPECTIVE, coeffs, resample=Image.Resampling.BICUBIC,
+                           fillcolor=(120, 105, 90))
+    yy, xx = np.mgrid[0:out_h, 0:out_w]
+    light = 1.0 - 0.45 * (xx / out_w + yy / out_h) / 2
+    a = np.asarray(photo, dtype=np.float64) * light[:, :, None] * np.array([1.0, 0.95, 0.85])
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8), "RGB").filter(ImageFilter.GaussianBlur(0.8))
 
 
 def image_pdf(pages: Sequence[Image.Image], scanner: Scanner) -> bytes:
