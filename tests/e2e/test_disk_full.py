@@ -39,11 +39,12 @@ def fill(directory: Path) -> Path:
     """Write a filler file until the filesystem is full."""
     filler = directory / "filler.bin"
     block = os.urandom(1 << 16)
-    with open(filler, "wb") as f:
+    # Unbuffered: a buffered file can keep bytes the disk had no room for and raise ENOSPC again from close(), outside
+    # the try (CI failed so once, at the `with` line, while the server beside it was writing to the same disk).
+    with open(filler, "wb", buffering=0) as f:
         try:
             while True:
                 f.write(block)
-                f.flush()
         except OSError:
             pass
     return filler
