@@ -147,7 +147,7 @@ def scan(page: Image.Image, scanner: Scanner, *, from_dpi: int) -> Image.Image:
 
 
 def _photographed(page: Image.Image) -> Image.Image:
-    """``page`` as a phone sees it on a desk: the camera tilted towards the top (the top edge 10 % narrower than the
+    """``page`` as a phone sees it on a desk: the camera tilted towards the top (the top edge 12 % narrower than the
     bottom, the page 2° off square), on a grey-brown desk showing around it, lit from the top left (the bottom right
     corner at 55 % of the light), in warm light (blue at 85 %), slightly out of focus."""
     import numpy as np
