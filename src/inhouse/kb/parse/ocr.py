@@ -27,9 +27,9 @@ and detected again. Upside down: the recognizer, trained on upright lines, reads
 are read again turned half round, and the page is turned if that reads clearly better. An upright page costs
 nothing extra (the whole page is read before the check: reading the widest lines first cost upright pages 12-18 %,
 as that first batch runs on one core); a page turned anticlockwise costs one more detection, an upside-down page its
-recognition twice. (The package's 0°/180° line classifier was tried and voted wrong on about half the lines of these
-pages.) A page of genuinely vertical writing is taken for a sideways one and reads poorly either way: vertical
-Chinese is not supported.
+recognition once more (its widest lines, read turned for the check, are kept). (The package's 0°/180° line
+classifier was tried and voted wrong on about half the lines of these pages.) A page of genuinely vertical writing
+is taken for a sideways one and reads poorly either way: vertical Chinese is not supported.
 
 Measured speed and accuracy, and why each step is there: docs/knowledge.md ("Scanned documents and images").
 """
@@ -190,11 +190,15 @@ class OcrReader:
                 return []
             crops = [line_image(rgb, box) for box in boxes]
             texts = recognize_lines(graphs, crops, characters)
-            if upside_down(graphs, crops, texts, characters):
+            read_turned = upside_down_reading(graphs, crops, texts, characters)
+            if read_turned is not None:
                 w, h = rgb.size
                 boxes = [box.half_turned(w, h) for box in boxes]
                 crops = [crop.transpose(PILImage.Transpose.ROTATE_180) for crop in crops]
-                texts = recognize_lines(graphs, crops, characters)
+                rest = [i for i in range(len(crops)) if i not in read_turned]  # the sample is read turned already
+                texts = [read_turned.get(i, ("", 0.0)) for i in range(len(crops))]
+                for i, text in zip(rest, recognize_lines(graphs, [crops[i] for i in rest], characters), strict=True):
+                    texts[i] = text
                 turned += 180
             if turned:
                 log.info("OCR: a page scanned turned %d° was turned upright", turned)
@@ -222,18 +226,21 @@ def is_sideways(boxes: Sequence[TextBox]) -> bool:
     return down > 2 * across
 
 
-def upside_down(graphs: TextGraphs, crops: Sequence[Image.Image], texts: Sequence[tuple[str, float]],
-                characters: Sequence[str]) -> bool:
-    """Whether a page's lines (``crops``, read as ``texts``) are upside down: its ``ORIENTATION_SAMPLE`` widest lines
-    read under ``UPRIGHT_CONFIDENCE``, and turned half round they read better by ``TURN_MARGIN``."""
+def upside_down_reading(graphs: TextGraphs, crops: Sequence[Image.Image], texts: Sequence[tuple[str, float]],
+                        characters: Sequence[str]) -> dict[int, tuple[str, float]] | None:
+    """If a page's lines (``crops``, read as ``texts``) are upside down, the reading of its sample turned half round
+    (crop index → text and confidence), else None. Upside down: its ``ORIENTATION_SAMPLE`` widest lines read under
+    ``UPRIGHT_CONFIDENCE``, and turned half round they read better by ``TURN_MARGIN``."""
     from PIL import Image as PILImage
 
     sample = sorted(range(len(crops)), key=lambda i: -crops[i].width)[:ORIENTATION_SAMPLE]
     upright = float(np.mean([texts[i][1] for i in sample]))
     if upright >= UPRIGHT_CONFIDENCE:
-        return False
+        return None
     turned = recognize_lines(graphs, [crops[i].transpose(PILImage.Transpose.ROTATE_180) for i in sample], characters)
-    return float(np.mean([conf for _text, conf in turned])) > upright + TURN_MARGIN
+    if float(np.mean([conf for _text, conf in turned])) <= upright + TURN_MARGIN:
+        return None
+    return dict(zip(sample, turned, strict=True))
 
 
 def detection_input(image: Image.Image, max_side: int) -> tuple[np.ndarray, float, float]:
