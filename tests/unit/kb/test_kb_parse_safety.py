@@ -75,7 +75,7 @@ def test_corrupt_office_files() -> None:
     good = make_docx()
     assert rejected(good[: len(good) // 2], "cut.docx").startswith(("corrupt ZIP", "could not parse"))
     assert "not .docx/.pptx/.xlsx" in rejected(make_zip({"a.txt": b"hi"}), "archive.docx")
-    assert "legacy Office" in rejected(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 600, "old.doc")
+    assert "corrupt OLE2" in rejected(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 600, "old.doc")
 
 
 def test_invalid_utf8_is_rejected_with_reason() -> None:

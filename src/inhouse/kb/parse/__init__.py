@@ -4,7 +4,8 @@
 (library exceptions are wrapped), so an ingestion batch can report the file and carry on.
 
 Format detection: magic bytes decide for binary formats (``%PDF``, ZIP containers told apart by their entries,
-legacy OLE2 Office files refused, images read by OCR); for text formats the extension decides (.md, .html,
+OLE2 compound files by their streams: Word 97-2003, Excel 97-2003 and Outlook .msg read, others refused; images
+read by OCR); for text formats the extension decides (.md, .html,
 .csv/.tsv, .eml, .txt), and a text file without a known extension is sniffed (HTML, e-mail headers) or read as
 plain text. Anything else is rejected as "unsupported file type".
 
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from inhouse.errors import DocumentRejected
 from inhouse.kb.document import ParsedDocument
+from inhouse.kb.parse import ole
 from inhouse.kb.parse.safety import MB, ParseLimits, check_size, open_zip_checked, sanitize_filename
 
 if TYPE_CHECKING:
@@ -29,19 +31,20 @@ if TYPE_CHECKING:
 __all__ = ["SUPPORTED_EXTENSIONS", "ParseLimits", "detect_format", "parse_file", "sanitize_filename"]
 
 Format = str  # one of FORMATS
-FORMATS = ("pdf", "docx", "pptx", "xlsx", "csv", "html", "markdown", "text", "eml", "image")
+FORMATS = ("pdf", "docx", "pptx", "xlsx", "csv", "html", "markdown", "text", "eml", "image", "doc", "xls", "msg")
 _EXTENSIONS: dict[str, Format] = {
     ".pdf": "pdf", ".docx": "docx", ".docm": "docx", ".pptx": "pptx", ".pptm": "pptx", ".xlsx": "xlsx",
     ".xlsm": "xlsx", ".csv": "csv", ".tsv": "csv", ".html": "html", ".htm": "html", ".xhtml": "html",
     ".md": "markdown", ".markdown": "markdown", ".mdown": "markdown", ".txt": "text", ".text": "text",
     ".log": "text", ".rst": "text", ".eml": "eml", ".png": "image", ".jpg": "image", ".jpeg": "image",
     ".tif": "image", ".tiff": "image", ".webp": "image", ".bmp": "image", ".gif": "image",
+    ".doc": "doc", ".dot": "doc", ".xls": "xls", ".xlt": "xls", ".msg": "msg",
 }
 SUPPORTED_EXTENSIONS = frozenset(_EXTENSIONS)
+_BINARY_EXTENSIONS = frozenset((".pdf", ".docx", ".docm", ".pptx", ".pptm", ".xlsx", ".xlsm", ".doc", ".dot", ".xls",
+                                ".xlt", ".msg"))
 _ZIP_MARKERS = (("word/document.xml", "docx"), ("ppt/presentation.xml", "pptx"), ("xl/workbook.xml", "xlsx"))
 _BINARY_MAGIC = (
-    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "legacy Office (.doc/.xls/.ppt) or password-protected Office file; "
-                                          "save it as .docx/.xlsx/.pptx without a password"),
     (b"\x1f\x8b", "gzip archive"), (b"7z\xbc\xaf", "7z archive"), (b"Rar!", "RAR archive"),
     (b"\x7fELF", "executable"), (b"{\\rtf", "RTF document"),
 )
@@ -104,13 +107,15 @@ def detect_format(data: bytes, filename: str, limits: ParseLimits | None = None)
         if "EncryptedPackage" in names:
             raise DocumentRejected(filename, "password-protected Office file; remove the password first")
         raise DocumentRejected(filename, "unsupported file type (a ZIP archive that is not .docx/.pptx/.xlsx)")
+    if head.startswith(ole.MAGIC):  # legacy Office, Outlook, or a password-protected Office file
+        return ole.kind(ole.open_ole(data, filename), filename)
     if head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP") or (
             head.startswith(b"BM") and ext == ".bmp"):
         return "image"
     for magic, what in _BINARY_MAGIC:
         if head.startswith(magic):
             raise DocumentRejected(filename, f"unsupported file type ({what})")
-    if ext in (".pdf", ".docx", ".docm", ".pptx", ".pptm", ".xlsx", ".xlsm") or _EXTENSIONS.get(ext) == "image":
+    if ext in _BINARY_EXTENSIONS or _EXTENSIONS.get(ext) == "image":
         raise DocumentRejected(filename, f"not a valid {ext} file (its content does not match the extension)")
     if ext in _EXTENSIONS:
         return _EXTENSIONS[ext]
@@ -200,16 +205,40 @@ def _image(data: bytes, name: str, ctx: _Context) -> ParsedDocument:
     return image.parse(data, name, ctx.limits, ctx.ocr, attachment=ctx.depth > 0, on_page=ctx.on_page)
 
 
-def _eml(data: bytes, name: str, ctx: _Context) -> ParsedDocument:
-    from inhouse.kb.parse import eml
+def _doc(data: bytes, name: str, ctx: _Context) -> ParsedDocument:
+    from inhouse.kb.parse import doc
+
+    return doc.parse(data, name, ctx.limits)
+
+
+def _xls(data: bytes, name: str, ctx: _Context) -> ParsedDocument:
+    from inhouse.kb.parse import xls
+
+    return xls.parse(data, name, ctx.limits)
+
+
+def _nested(ctx: _Context) -> Callable[[bytes, str], ParsedDocument]:
+    """The parser of an e-mail's attachments: this dispatcher, one level deeper."""
 
     def nested(payload: bytes, filename: str) -> ParsedDocument:
         return parse_file(payload, filename, limits=ctx.limits, ocr=ctx.ocr, _depth=ctx.depth + 1)
 
-    return eml.parse(data, name, ctx.limits, nested)
+    return nested
+
+
+def _eml(data: bytes, name: str, ctx: _Context) -> ParsedDocument:
+    from inhouse.kb.parse import eml
+
+    return eml.parse(data, name, ctx.limits, _nested(ctx))
+
+
+def _msg(data: bytes, name: str, ctx: _Context) -> ParsedDocument:
+    from inhouse.kb.parse import msg
+
+    return msg.parse(data, name, ctx.limits, _nested(ctx))
 
 
 _PARSERS: dict[Format, Callable[[bytes, str, _Context], ParsedDocument]] = {
     "pdf": _pdf, "docx": _docx, "pptx": _pptx, "xlsx": _xlsx, "csv": _csv, "html": _html,
-    "markdown": _markdown, "text": _text, "eml": _eml, "image": _image,
+    "markdown": _markdown, "text": _text, "eml": _eml, "image": _image, "doc": _doc, "xls": _xls, "msg": _msg,
 }

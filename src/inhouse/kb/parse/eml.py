@@ -30,6 +30,12 @@ def parse(data: bytes, filename: str, limits: ParseLimits, parse_nested: NestedP
     msg = email.message_from_bytes(data, policy=email.policy.default)
     if not isinstance(msg, EmailMessage) or not (msg.keys() or msg.get_payload()):
         raise DocumentRejected(filename, "not an e-mail message (no headers)")
+    return parse_message(msg, filename, limits, parse_nested, mime="message/rfc822")
+
+
+def parse_message(msg: EmailMessage, filename: str, limits: ParseLimits, parse_nested: NestedParser, *,
+                  mime: str) -> ParsedDocument:
+    """A message already read (from MIME here, from an Outlook .msg in ``msg.py``) as a document."""
     subject = meaningful(_header(msg, "subject"))
     metadata = {k: v for k, v in (("from", meaningful(_header(msg, "from"))),
                                   ("to", meaningful(_header(msg, "to"))),
@@ -72,7 +78,7 @@ def parse(data: bytes, filename: str, limits: ParseLimits, parse_nested: NestedP
         blocks=tuple(out.blocks),
         language=guess_language("\n".join(b.text for b in out.blocks)),
         filename=filename,
-        mime="message/rfc822",
+        mime=mime,
         metadata=metadata,
     )
 
@@ -99,7 +105,7 @@ def _body_blocks(part: Any, filename: str, limits: ParseLimits) -> list[Block]:
 
     try:
         content = part.get_content()
-    except (LookupError, ValueError, AssertionError):  # unknown charset or broken transfer encoding
+    except (LookupError, ValueError, AssertionError, AttributeError):  # unknown charset, broken encoding, no payload
         raw = part.get_payload(decode=True)
         content = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw or "")
     if not isinstance(content, str):

@@ -1,0 +1,395 @@
+"""Word 97-2003 (.doc), read from the binary format itself ([MS-DOC]); no converter, no other process.
+
+The ``WordDocument`` stream holds the text; the table stream (``0Table`` or ``1Table``, as the FIB says) holds
+where each piece of it lies (the piece table in the ``Clx``), the paragraph properties (``PlcBtePapx`` pointing at
+512-byte ``PapxFkp`` pages) and the style sheet (``STSH``). From those:
+
+- **Text** is the main document (character positions 0 to ``ccpText``); footnotes, headers and text boxes follow
+  it in the stream and are not read, as in ``docx.py``. A piece is 8-bit (cp1252, "compressed") or UTF-16.
+- **Paragraphs** end with ``\\r``; a table cell ends with ``\\x07`` and a row with a ``\\x07`` paragraph whose
+  properties carry ``sprmPFTtp``. Cells are joined into rows, rows into a ``table`` block.
+- **Fields** (``\\x13`` code ``\\x14`` result ``\\x15``, nested) keep their result and drop their code, so a
+  hyperlink reads as its text and a page number as the number. A table of contents (the "TOC n" styles) is
+  skipped: it repeats the headings.
+- **Headings**: a paragraph's outline level, else its style: the built-in "Heading 1-9" (style ids 1-9, whatever
+  the language of Word: "标题 1" is the same style) or "Title", or a custom style named like them.
+- **Lists**: paragraphs with list numbering (``sprmPIlfo``) or a list style become one ``list`` block.
+
+Encrypted or obfuscated files are refused as password-protected; Word 6/95 files (older FIB) as unsupported.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from inhouse.errors import DocumentRejected
+from inhouse.kb.document import ParsedDocument
+from inhouse.kb.parse.blocks import BlockList, clean_inline, format_table, guess_language, pick_title
+from inhouse.kb.parse.ole import open_ole, password_protected, read_stream, summary_metadata
+from inhouse.kb.parse.safety import ParseLimits
+
+_WORD97_IDENT = 0xA5EC
+_WORD97_NFIB = 0x00C1  # Word 97; later versions keep this in FibBase and put their own in FibRgCswNew
+_F_ENCRYPTED, _F_WHICH_TABLE, _F_OBFUSCATED = 0x0100, 0x0200, 0x8000
+_CLX, _PLCF_BTE_PAPX, _STSHF = 33, 13, 1  # indices into FibRgFcLcb97
+_SPRM_IN_TABLE, _SPRM_TTP, _SPRM_DEPTH = 0x2416, 0x2417, 0x6649
+_SPRM_INNER_CELL, _SPRM_INNER_TTP = 0x244B, 0x244C
+_SPRM_OUTLINE, _SPRM_LIST = 0x2640, 0x460B
+_STI_TITLE, _STI_TOC = 62, range(19, 28)
+_STI_LISTS = range(47, 62)  # List, List Bullet, List Number and their 2-5 variants
+_HEADING_NAME = re.compile(r"^(?:heading|标题)\s*(\d)$", re.I)
+_MARKS = re.compile(r"[\r\x07]")
+# Characters that stand for something in Word's text: breaks read as spaces, the non-breaking hyphen as a hyphen;
+# the optional hyphen and the anchors of pictures, footnotes and comments (\x01 \x02 \x05 \x08) as nothing.
+_SPECIALS = str.maketrans({"\x0b": " ", "\x0c": " ", "\x0e": " ", "\x1e": "-", "\x1f": None, "\x01": None,
+                           "\x02": None, "\x05": None, "\x08": None})
+
+
+@dataclass(frozen=True)
+class _Piece:
+    cp_start: int
+    cp_end: int
+    offset: int  # byte offset of cp_start in the WordDocument stream
+    width: int  # 1 for an 8-bit piece, 2 for UTF-16
+
+
+@dataclass(frozen=True)
+class _Style:
+    sti: int
+    name: str
+    outline: int | None
+    listed: bool
+
+
+@dataclass(frozen=True)
+class _Para:
+    """What a paragraph's properties (its style and its own sprms) say about it."""
+
+    style: _Style | None
+    outline: int | None
+    listed: bool
+    in_table: bool
+    row_end: bool
+    nested: bool  # inside a table inside a table: read as part of the outer cell
+
+
+def parse(data: bytes, filename: str, limits: ParseLimits) -> ParsedDocument:
+    ole = open_ole(data, filename)
+    word = read_stream(ole, "WordDocument") or b""
+    if len(word) < 0x200 or struct.unpack_from("<H", word, 0)[0] != _WORD97_IDENT:
+        raise DocumentRejected(filename, "corrupt Word document (no valid file information block)")
+    nfib, flags = struct.unpack_from("<H", word, 2)[0], struct.unpack_from("<H", word, 0x0A)[0]
+    if flags & (_F_ENCRYPTED | _F_OBFUSCATED):
+        raise password_protected(filename)
+    if nfib < _WORD97_NFIB:
+        raise DocumentRejected(filename, "unsupported file type (Word 6/95 document); save it as .docx")
+    table = read_stream(ole, "1Table" if flags & _F_WHICH_TABLE else "0Table")
+    if table is None:
+        raise DocumentRejected(filename, "corrupt Word document (its table stream is missing)")
+    fib = _Fib(word)
+    pieces, text = _read_text(word, table, fib, filename)
+    offsets = _Offsets(pieces)
+    styles = _styles(table, fib)
+    papx = _PapxIndex(word, table, fib)
+
+    out = BlockList()
+    pending_list: list[str] = []
+    rows: list[list[str]] = []
+    row: list[str] = []
+    cell: list[str] = []
+    fields = _FieldFilter()
+
+    def flush_list() -> None:
+        out.add("list", "\n".join(pending_list))
+        pending_list.clear()
+
+    def flush_table() -> None:
+        if row or cell:
+            rows.append([*row, " ".join(cell)][: limits.max_table_cols])
+        if rows:
+            out.add("table", format_table(rows[: limits.max_table_rows]))
+        rows.clear()
+        row.clear()
+        cell.clear()
+
+    start = 0
+    for mark in _MARKS.finditer(text):
+        end = mark.start()
+        para = _describe(papx.at(offsets.of(end)), styles)
+        content = clean_inline(fields.keep(text[start:end]).translate(_SPECIALS))
+        start = end + 1
+        if para.in_table or mark.group() == "\x07":
+            flush_list()
+            if para.row_end:
+                if cell:  # text before the row mark that no cell mark closed
+                    row.append(" ".join(cell))
+                    cell.clear()
+                rows.append(row[: limits.max_table_cols])
+                row = []
+            elif mark.group() == "\x07" and not para.nested:
+                row.append(" ".join([*cell, content]).strip())
+                cell.clear()
+            elif content:
+                cell.append(content)
+            continue
+        flush_table()
+        if not content or (para.style is not None and para.style.sti in _STI_TOC):
+            continue
+        level = _heading_level(para)
+        if level:
+            flush_list()
+            out.heading(content, level)
+        elif para.listed or (para.style is not None and para.style.listed):
+            pending_list.append(content if content.startswith(("-", "•", "*")) else f"- {content}")
+        else:
+            flush_list()
+            out.add("paragraph", content)
+    flush_list()
+    flush_table()
+
+    title, metadata = summary_metadata(ole)
+    if not out.blocks:
+        raise DocumentRejected(filename, "Word document has no text")
+    return ParsedDocument(
+        title=pick_title([title], out.blocks, filename),
+        blocks=tuple(out.blocks),
+        language=guess_language("\n".join(b.text for b in out.blocks)),
+        filename=filename,
+        mime="application/msword",
+        metadata=metadata,
+    )
+
+
+class _Fib:
+    """The parts of the file information block we use: ``ccpText`` and the (offset, size) pairs in FibRgFcLcb."""
+
+    def __init__(self, word: bytes) -> None:
+        csw = struct.unpack_from("<H", word, 32)[0]
+        lw = 34 + 2 * csw
+        cslw = struct.unpack_from("<H", word, lw)[0]
+        self.ccp_text = struct.unpack_from("<i", word, lw + 2 + 3 * 4)[0]
+        fc_lcb = lw + 2 + 4 * cslw
+        self._count = struct.unpack_from("<H", word, fc_lcb)[0]
+        self._base = fc_lcb + 2
+        self._word = word
+
+    def fc_lcb(self, index: int) -> tuple[int, int]:
+        if index >= self._count or self._base + 8 * index + 8 > len(self._word):
+            return 0, 0
+        fc, lcb = struct.unpack_from("<II", self._word, self._base + 8 * index)
+        return int(fc), int(lcb)
+
+
+def _read_text(word: bytes, table: bytes, fib: _Fib, filename: str) -> tuple[list[_Piece], str]:
+    """The main document's text and where each piece of it lies in the WordDocument stream."""
+    fc, lcb = fib.fc_lcb(_CLX)
+    clx = table[fc:fc + lcb]
+    pos = 0
+    while pos < len(clx) and clx[pos] == 0x01:  # Prc: formatting of pieces, not needed for the text
+        pos += 3 + struct.unpack_from("<h", clx, pos + 1)[0] if pos + 3 <= len(clx) else len(clx)
+    if pos + 5 > len(clx) or clx[pos] != 0x02:
+        raise DocumentRejected(filename, "corrupt Word document (no piece table)")
+    size = struct.unpack_from("<I", clx, pos + 1)[0]
+    plc = clx[pos + 5:pos + 5 + size]
+    n = (len(plc) - 4) // 12
+    if n <= 0:
+        raise DocumentRejected(filename, "corrupt Word document (empty piece table)")
+    cps = struct.unpack_from(f"<{n + 1}i", plc, 0)
+    pieces: list[_Piece] = []
+    parts: list[str] = []
+    for k in range(n):
+        cp_start, cp_end = cps[k], min(cps[k + 1], fib.ccp_text)
+        if cp_end <= cp_start:
+            continue
+        raw_fc = struct.unpack_from("<I", plc, 4 * (n + 1) + 8 * k + 2)[0]
+        compressed = bool(raw_fc & 0x40000000)
+        offset = (raw_fc & 0x3FFFFFFF) // 2 if compressed else raw_fc & 0x3FFFFFFF
+        width = 1 if compressed else 2
+        raw = word[offset:offset + (cp_end - cp_start) * width]
+        chunk = raw.decode("cp1252", errors="replace") if compressed else raw.decode("utf-16-le", errors="replace")
+        pieces.append(_Piece(cp_start, cp_start + len(chunk), offset, width))
+        parts.append(chunk)
+    # Positions in the joined text are positions in the pieces only if the pieces follow each other; re-base them.
+    rebased, at = [], 0
+    for piece, chunk in zip(pieces, parts, strict=True):
+        rebased.append(_Piece(at, at + len(chunk), piece.offset, piece.width))
+        at += len(chunk)
+    return rebased, "".join(parts)
+
+
+class _Offsets:
+    """Byte offset in the WordDocument stream of a character position (paragraph properties are keyed by it)."""
+
+    def __init__(self, pieces: list[_Piece]) -> None:
+        self._pieces = pieces
+        self._starts = [p.cp_start for p in pieces]
+
+    def of(self, cp: int) -> int:
+        piece = self._pieces[max(bisect.bisect_right(self._starts, cp) - 1, 0)]
+        return piece.offset + (cp - piece.cp_start) * piece.width
+
+
+class _PapxIndex:
+    """Paragraph properties by byte offset: the runs of every ``PapxFkp`` page the ``PlcBtePapx`` lists."""
+
+    def __init__(self, word: bytes, table: bytes, fib: _Fib) -> None:
+        fc, lcb = fib.fc_lcb(_PLCF_BTE_PAPX)
+        plc = table[fc:fc + lcb]
+        n = (len(plc) - 4) // 8 if len(plc) >= 12 else 0
+        runs: list[tuple[int, int, bytes]] = []
+        for k in range(n):
+            page_number = struct.unpack_from("<I", plc, 4 * (n + 1) + 4 * k)[0] & 0x3FFFFF
+            page = word[page_number * 512:(page_number + 1) * 512]
+            if len(page) < 512:
+                continue
+            crun = page[511]
+            if 4 * (crun + 1) + 13 * crun > 511:
+                continue
+            fcs = struct.unpack_from(f"<{crun + 1}I", page, 0)
+            for j in range(crun):
+                runs.append((fcs[j], fcs[j + 1], _papx_in_fkp(page, page[4 * (crun + 1) + 13 * j])))
+        runs.sort(key=lambda r: r[0])
+        self._starts = [r[0] for r in runs]
+        self._runs = runs
+
+    def at(self, offset: int) -> bytes:
+        """The ``GrpPrlAndIstd`` of the paragraph whose mark is at ``offset`` (empty: no properties recorded)."""
+        k = bisect.bisect_right(self._starts, offset) - 1
+        if k >= 0 and self._runs[k][0] <= offset < self._runs[k][1]:
+            return self._runs[k][2]
+        return b""
+
+
+def _papx_in_fkp(page: bytes, word_offset: int) -> bytes:
+    if word_offset == 0:
+        return b""
+    at = word_offset * 2
+    cb = page[at]
+    start, size = (at + 1, 2 * cb - 1) if cb else (at + 2, 2 * page[at + 1])
+    return page[start:start + size]
+
+
+def _sprms(grpprl: bytes) -> Iterator[tuple[int, bytes]]:
+    """(opcode, operand) of each property modifier; the operand's size follows from the opcode's ``spra`` bits."""
+    pos = 0
+    while pos + 2 <= len(grpprl):
+        op = struct.unpack_from("<H", grpprl, pos)[0]
+        pos += 2
+        spra = op >> 13
+        if spra == 6:  # variable: a length byte, except two table sprms with a 2-byte length
+            if op == 0xD608 and pos + 2 <= len(grpprl):
+                size = struct.unpack_from("<H", grpprl, pos)[0] + 1
+            elif pos < len(grpprl):
+                size = 1 + grpprl[pos]
+            else:
+                return
+        else:
+            size = (1, 1, 2, 4, 2, 2, 0, 3)[spra]
+        yield op, grpprl[pos:pos + size]
+        pos += size
+
+
+def _describe(grp: bytes, styles: list[_Style | None]) -> _Para:
+    istd = struct.unpack_from("<H", grp, 0)[0] if len(grp) >= 2 else 0
+    style = styles[istd] if istd < len(styles) else None
+    outline: int | None = None
+    listed = in_table = row_end = nested = False
+    for op, arg in _sprms(grp[2:]):
+        value = int.from_bytes(arg[:4], "little") if arg else 0
+        if op == _SPRM_IN_TABLE:
+            in_table = bool(value)
+        elif op == _SPRM_TTP:
+            row_end = bool(value)
+        elif op == _SPRM_DEPTH:
+            in_table, nested = value >= 1, value > 1
+        elif op in (_SPRM_INNER_CELL, _SPRM_INNER_TTP) and value:
+            nested = True
+        elif op == _SPRM_OUTLINE:
+            outline = value if value < 9 else None
+        elif op == _SPRM_LIST:
+            listed = value != 0
+    return _Para(style, outline, listed, in_table, row_end and not nested, nested)
+
+
+def _heading_level(para: _Para) -> int:
+    if para.outline is not None:
+        return para.outline + 1
+    style = para.style
+    if style is None:
+        return 0
+    if 1 <= style.sti <= 9:
+        return style.sti
+    if style.sti == _STI_TITLE:
+        return 1
+    match = _HEADING_NAME.match(style.name.strip())
+    if match:
+        return int(match.group(1)) or 0
+    return style.outline + 1 if style.outline is not None else 0
+
+
+def _styles(table: bytes, fib: _Fib) -> list[_Style | None]:
+    """The style sheet, by style index: built-in id, name, and the outline level or list its own properties set."""
+    fc, lcb = fib.fc_lcb(_STSHF)
+    stsh = table[fc:fc + lcb]
+    if len(stsh) < 6:
+        return []
+    cb_stshi = struct.unpack_from("<H", stsh, 0)[0]
+    count, base_size = struct.unpack_from("<HH", stsh, 2)
+    pos = 2 + cb_stshi
+    styles: list[_Style | None] = []
+    for _ in range(count):
+        if pos + 2 > len(stsh):
+            break
+        size = struct.unpack_from("<H", stsh, pos)[0]
+        std = stsh[pos + 2:pos + 2 + size]
+        pos += 2 + size
+        styles.append(_style(std, base_size) if len(std) >= base_size + 2 else None)
+    return styles
+
+
+def _style(std: bytes, base_size: int) -> _Style:
+    sti = struct.unpack_from("<H", std, 0)[0] & 0x0FFF
+    kind = struct.unpack_from("<H", std, 2)[0] & 0x000F  # 1: paragraph style
+    chars = struct.unpack_from("<H", std, base_size)[0]
+    name_end = base_size + 2 + 2 * chars
+    name = std[base_size + 2:name_end].decode("utf-16-le", errors="replace")
+    outline: int | None = None
+    listed = sti in _STI_LISTS or "list" in name.lower() or "列表" in name
+    upx = name_end + 2  # after the name's terminating NUL
+    if kind == 1 and upx + 4 <= len(std):
+        size = struct.unpack_from("<H", std, upx)[0]
+        for op, arg in _sprms(std[upx + 4:upx + 2 + size]):  # skip the UPX's own istd
+            value = int.from_bytes(arg[:4], "little") if arg else 0
+            if op == _SPRM_OUTLINE and value < 9:
+                outline = value
+            elif op == _SPRM_LIST and value:
+                listed = True
+    return _Style(sti, name, outline, listed)
+
+
+class _FieldFilter:
+    """Keeps a field's result and drops its code, across paragraphs (a field may span several)."""
+
+    def __init__(self) -> None:
+        self._stack: list[bool] = []  # per open field: True once its result has started
+
+    def keep(self, text: str) -> str:
+        if not self._stack and not any(c in text for c in "\x13\x14\x15"):
+            return text
+        out: list[str] = []
+        for char in text:
+            if char == "\x13":
+                self._stack.append(False)
+            elif char == "\x14":
+                if self._stack:
+                    self._stack[-1] = True
+            elif char == "\x15":
+                if self._stack:
+                    self._stack.pop()
+            elif all(self._stack):
+                out.append(char)
+        return "".join(out)

@@ -1,0 +1,133 @@
+"""OLE2 compound files (the container of legacy Office and Outlook files), read with olefile.
+
+A compound file is a small file system: storages (folders) and streams (files). Which program wrote it shows in
+its top-level streams, so ``kind`` tells the formats apart without trusting the extension:
+
+- ``WordDocument``: Word 97-2003 (.doc), read by ``doc.py``;
+- ``Workbook`` (or Excel 5's ``Book``): Excel 97-2003 (.xls), read by ``xls.py``;
+- ``__properties_version1.0`` and ``__substg1.0_*`` streams: an Outlook message (.msg), read by ``msg.py``;
+- ``PowerPoint Document``: PowerPoint 97-2003 (.ppt), refused (see docs/knowledge.md, "Legacy Office files");
+- ``EncryptionInfo`` + ``EncryptedPackage``: a password-protected .docx/.xlsx/.pptx, refused.
+
+The stream sizes olefile reports are bounded by the file itself (a stream cannot be longer than its sector chain),
+so nothing here can expand beyond the upload limit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import io
+import struct
+from typing import Any
+
+from inhouse.errors import DocumentRejected
+from inhouse.kb.parse.blocks import meaningful
+
+_PID_CODEPAGE, _PID_TITLE, _PID_SUBJECT, _PID_AUTHOR, _PID_CREATED = 1, 2, 3, 4, 12
+_VT_I2, _VT_LPSTR, _VT_LPWSTR, _VT_FILETIME = 0x02, 0x1E, 0x1F, 0x40
+_FILETIME_EPOCH = dt.datetime(1601, 1, 1, tzinfo=dt.UTC)
+MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_PASSWORD = "password-protected Office file; remove the password first"
+
+
+def open_ole(data: bytes, filename: str) -> Any:
+    """The olefile reader over ``data``, or DocumentRejected for a corrupt container."""
+    import olefile  # lazy: only legacy Office and Outlook files need it
+
+    try:
+        return olefile.OleFileIO(io.BytesIO(data))
+    except (OSError, ValueError, IndexError, EOFError) as exc:  # olefile raises OSError for a bad header or FAT
+        raise DocumentRejected(filename, f"corrupt OLE2 (legacy Office) container ({exc})") from None
+
+
+def kind(ole: Any, filename: str) -> str:
+    """"doc", "xls" or "msg"; DocumentRejected (with what to do) for the compound files we do not read."""
+    top = {entry[0] for entry in ole.listdir(streams=True, storages=True) if entry}
+    if "WordDocument" in top:
+        return "doc"
+    if "Workbook" in top or "Book" in top:
+        return "xls"
+    if "__properties_version1.0" in top or any(name.startswith("__substg1.0_") for name in top):
+        return "msg"
+    if "EncryptedPackage" in top or "EncryptionInfo" in top:
+        raise DocumentRejected(filename, _PASSWORD)
+    if "PowerPoint Document" in top:
+        raise DocumentRejected(filename, "unsupported file type (legacy PowerPoint .ppt); save it as .pptx")
+    raise DocumentRejected(filename, "unsupported file type (an OLE2 compound file that is not a Word, Excel or "
+                                     "Outlook file)")
+
+
+def password_protected(filename: str) -> DocumentRejected:
+    return DocumentRejected(filename, _PASSWORD)
+
+
+def read_stream(ole: Any, name: str | list[str]) -> bytes | None:
+    """A stream's bytes, or None when it is missing."""
+    return ole.openstream(name).read() if ole.exists(name) and ole.get_type(name) == 2 else None  # 2: STGTY_STREAM
+
+
+def summary_metadata(ole: Any) -> tuple[str | None, dict[str, str]]:
+    """Title, and author/subject/date, from the ``\\x05SummaryInformation`` property set every Office file has.
+
+    Read here rather than with olefile's ``get_metadata``, which trusts a property's declared vector length and
+    spins for minutes on a damaged one: we read five scalar properties and nothing else.
+    """
+    raw = read_stream(ole, "\x05SummaryInformation") or b""
+    props = _property_set(raw)
+    codepage = props.get(_PID_CODEPAGE)
+    codec = _codec(codepage if isinstance(codepage, int) else None)
+
+    def text(pid: int) -> str | None:
+        value = props.get(pid)
+        if isinstance(value, bytes):
+            value = value.decode(codec, errors="replace")
+        return meaningful(value.rstrip("\x00")) if isinstance(value, str) else None
+
+    created = props.get(_PID_CREATED)
+    date = None
+    if isinstance(created, int) and created > 0:
+        with contextlib.suppress(OverflowError):
+            date = (_FILETIME_EPOCH + dt.timedelta(microseconds=created // 10)).isoformat()
+    pairs = (("author", text(_PID_AUTHOR)), ("subject", text(_PID_SUBJECT)), ("date", date))
+    return text(_PID_TITLE), {k: v for k, v in pairs if v}
+
+
+def _property_set(raw: bytes) -> dict[int, int | bytes | str]:
+    """The scalar properties (code page, strings, times) of a property set stream's first section ([MS-OLEPS])."""
+    if len(raw) < 48:
+        return {}
+    section = struct.unpack_from("<I", raw, 44)[0]
+    if section + 8 > len(raw):
+        return {}
+    count = min(struct.unpack_from("<I", raw, section + 4)[0], (len(raw) - section - 8) // 8)
+    found: dict[int, int | bytes | str] = {}
+    for k in range(count):
+        pid, offset = struct.unpack_from("<II", raw, section + 8 + 8 * k)
+        at = section + offset
+        if at + 8 > len(raw):
+            continue
+        kind = struct.unpack_from("<H", raw, at)[0]
+        if kind == _VT_I2:
+            found[pid] = struct.unpack_from("<h", raw, at + 4)[0]
+        elif kind == _VT_LPSTR:
+            size = struct.unpack_from("<I", raw, at + 4)[0]
+            found[pid] = raw[at + 8:at + 8 + size]
+        elif kind == _VT_LPWSTR:
+            size = struct.unpack_from("<I", raw, at + 4)[0]
+            found[pid] = raw[at + 8:at + 8 + 2 * size].decode("utf-16-le", errors="replace")
+        elif kind == _VT_FILETIME and at + 12 <= len(raw):
+            found[pid] = struct.unpack_from("<Q", raw, at + 4)[0]
+    return found
+
+
+def _codec(codepage: int | None) -> str:
+    """The Python codec of a property set's code page (stored as a signed 16-bit number: 65001 reads -535)."""
+    page = (codepage or 1252) & 0xFFFF
+    named = {65001: "utf-8", 1200: "utf-16-le", 10000: "mac-roman"}
+    codec = named.get(page, f"cp{page}")
+    try:
+        "".encode(codec)
+    except LookupError:
+        return "cp1252"
+    return codec

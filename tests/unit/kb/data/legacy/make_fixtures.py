@@ -1,0 +1,87 @@
+"""Rebuild the legacy Office fixtures here: sources written with python-docx/openpyxl, saved as Word 97 and
+Excel 97 by LibreOffice (a real word processor, the way these files reach a company: from another program).
+
+    apt-get install libreoffice-writer-nogui libreoffice-calc-nogui
+    python tests/unit/kb/data/legacy/make_fixtures.py
+
+The outputs are committed, so the tests need no LibreOffice. They are ours: made from the text below.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+RICH_HTML = """<html><head><meta charset="utf-8"><title>Security Handbook</title></head><body>
+<h1>Security Handbook</h1>
+<p>See the <a href="https://intranet.example/vpn">VPN guide</a> before travel.<br>Second line after a break.</p>
+<h2>Accounts</h2>
+<ol><li>Use a password manager.</li><li>Turn on two-factor sign-in.</li></ol>
+<table border="1"><tr><th>System</th><th>Owner</th></tr>
+<tr><td>Mail</td><td>IT<table border="1"><tr><td>inner a</td><td>inner b</td></tr></table></td></tr>
+<tr><td></td><td>Finance</td></tr></table>
+<h3>账户安全</h3><p>密码至少十二位。</p>
+</body></html>
+"""
+
+
+def travel_docx(path: Path) -> None:
+    import docx
+
+    d = docx.Document()
+    d.core_properties.author = "Li Wei"
+    d.core_properties.title = "Travel Rules"
+    d.core_properties.subject = "Expenses"
+    d.add_heading("Travel Rules", level=1)
+    d.add_paragraph("These rules apply to everyone. ").add_run("Bold part.").bold = True
+    d.add_heading("Hotels", level=2)
+    table = d.add_table(rows=3, cols=3)
+    rows = [("City", "Limit", "Note"), ("Shanghai", "1200 CNY", ""), ("Other", "500 CNY", "per night")]
+    for r, row in enumerate(rows):
+        for c, value in enumerate(row):
+            table.cell(r, c).text = value
+    d.add_heading("Approvals", level=2)
+    d.add_paragraph("Up to 5000 CNY: manager.", style="List Bullet")
+    d.add_paragraph("Above 5000 CNY: CFO.", style="List Bullet")
+    d.add_heading("差旅", level=2)
+    d.add_paragraph("员工出差须提前三天申请。")
+    d.add_heading("Receipts", level=3)
+    for i in range(150):  # enough paragraphs for several pages of paragraph properties
+        d.add_paragraph(f"Receipt rule {i}: keep the original and scan it within a week of the trip.")
+    d.save(path)
+
+
+def budget_xlsx(path: Path) -> None:
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "Budget"
+    ws.append(["Item", "Amount", "Date"])
+    ws.append(["Hotel", 1200, dt.date(2026, 3, 1)])
+    ws.append(["Taxi", 35.5, dt.datetime(2026, 3, 2, 14, 30)])
+    ws.append(["合计", "=B2+B3", None])  # LibreOffice calculates it when it saves
+    wb.create_sheet("空表")
+    wb.create_sheet("Notes").append(["Approved by CFO"])
+    wb.properties.title = "Budget 2026"
+    wb.properties.creator = "Li Wei"
+    wb.save(path)
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        travel_docx(work / "travel.docx")
+        budget_xlsx(work / "budget.xlsx")
+        (work / "rich.html").write_text(RICH_HTML, encoding="utf-8")
+        for source, target in (("travel.docx", "doc"), ("rich.html", "doc:MS Word 97"), ("budget.xlsx", "xls")):
+            subprocess.run(["soffice", "--headless", "--convert-to", target, "--outdir", str(HERE),
+                            str(work / source)], check=True, capture_output=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,244 @@
+"""Word 97-2003, Excel 97-2003 and Outlook .msg: read as their modern counterparts are, refused with a reason when not.
+
+The .doc and .xls fixtures were saved by LibreOffice from sources in ``data/legacy/make_fixtures.py``; the .msg
+files are built by ``inhouse.testing.outlook`` (nothing here writes real Outlook files).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import importlib.util
+import struct
+from pathlib import Path
+
+import olefile
+import pytest
+from docfactory import make_docx, make_pdf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from inhouse.errors import DocumentRejected
+from inhouse.kb.parse import detect_format, parse_file
+from inhouse.testing.outlook import Attachment, Message, outlook_message, write_compound
+
+LEGACY = Path(__file__).parent / "data" / "legacy"
+
+
+def fixture(name: str) -> bytes:
+    return (LEGACY / name).read_bytes()
+
+
+def rejected(data: bytes, name: str) -> str:
+    with pytest.raises(DocumentRejected) as info:
+        parse_file(data, name)
+    return info.value.reason
+
+
+def streams_of(data: bytes) -> dict[str, bytes]:
+    ole = olefile.OleFileIO(data)
+    return {"/".join(path): ole.openstream(path).read() for path in ole.listdir()}
+
+
+def shape(doc: object) -> list[tuple[str, str, int, tuple[str, ...]]]:
+    return [(b.kind, b.text, b.level, b.section) for b in doc.blocks]  # type: ignore[attr-defined]
+
+
+# --- Word 97-2003 -------------------------------------------------------------------------------------------------
+
+
+def test_doc_reads_as_the_docx_it_was_saved_from(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("make_fixtures", LEGACY / "make_fixtures.py")
+    assert spec is not None and spec.loader is not None
+    source = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(source)
+    source.travel_docx(tmp_path / "travel.docx")
+    modern = parse_file(tmp_path / "travel.docx")
+    legacy = parse_file(fixture("travel.doc"), "travel.doc")
+    assert shape(legacy) == shape(modern)
+    assert len(legacy.blocks) == 159 and legacy.blocks[-1].section == ("Travel Rules", "差旅", "Receipts")
+    assert legacy.title == "Travel Rules" and legacy.mime == "application/msword" and legacy.language == "en"
+    assert legacy.metadata["author"] == "Li Wei" and legacy.metadata["subject"] == "Expenses"
+    assert legacy.metadata["date"] == modern.metadata["date"]
+    table = next(b for b in legacy.blocks if b.kind == "table")
+    assert table.text == "City | Limit | Note\nShanghai | 1200 CNY\nOther | 500 CNY | per night"
+
+
+def test_doc_fields_breaks_lists_and_nested_tables() -> None:
+    doc = parse_file(fixture("rich.doc"), "rich.doc")
+    assert shape(doc) == [
+        ("heading", "Security Handbook", 1, ()),
+        # the hyperlink field keeps its text, not its code; a line break reads as a space
+        ("paragraph", "See the VPN guide before travel. Second line after a break.", 0, ("Security Handbook",)),
+        ("heading", "Accounts", 2, ("Security Handbook",)),
+        ("list", "- Use a password manager.\n- Turn on two-factor sign-in.", 0, ("Security Handbook", "Accounts")),
+        # a table inside a cell is read into that cell; an empty cell keeps its column
+        ("table", "System | Owner\nMail | IT inner a inner b\n | Finance", 0, ("Security Handbook", "Accounts")),
+        ("heading", "账户安全", 3, ("Security Handbook", "Accounts")),
+        ("paragraph", "密码至少十二位。", 0, ("Security Handbook", "Accounts", "账户安全")),
+    ]
+
+
+def _with_fib(data: bytes, change: dict[str, bytes] | None = None, **fields: int) -> bytes:
+    """The same document rebuilt, with FIB fields overwritten (offset=value) and streams replaced."""
+    streams = streams_of(data)
+    word = bytearray(streams["WordDocument"])
+    for offset, value in fields.items():
+        struct.pack_into("<H", word, int(offset.lstrip("_"), 16), value)
+    streams["WordDocument"] = bytes(word)
+    streams.update(change or {})
+    return write_compound(streams)
+
+
+def test_doc_piece_table_split_in_pieces_of_both_widths() -> None:
+    """Word saves edits as new pieces, 8-bit and UTF-16 mixed. Rebuild the text as three pieces: the middle one,
+    inside the first paragraph, 8-bit and appended to the stream (its paragraph mark stays where the paragraph
+    properties say), and point the piece table at them."""
+    streams = streams_of(fixture("travel.doc"))
+    word, table = bytearray(streams["WordDocument"]), bytearray(streams["1Table"])
+    base = 154  # FibRgFcLcb97 in a Word 97 FIB: csw 14, cslw 22
+    fc_clx, lcb_clx = struct.unpack_from("<II", word, base + 33 * 8)
+    clx = bytes(table[fc_clx:fc_clx + lcb_clx])
+    cps = struct.unpack_from("<2i", clx, 5)
+    fc = struct.unpack_from("<I", clx, 5 + 8 + 2)[0]
+    assert not fc & 0x40000000  # LibreOffice writes one UTF-16 piece
+    text = bytes(word[fc:fc + 2 * cps[1]]).decode("utf-16-le")
+    first, second = text.index("These rules"), text.index("Bold part.")
+    assert text[first:second].isascii()
+    ascii_at = len(word)
+    word += text[first:second].encode("cp1252")
+    pieces = [(0, first, fc), (first, second, (ascii_at * 2) | 0x40000000), (second, cps[1], fc + 2 * second)]
+    plc = struct.pack(f"<{len(pieces) + 1}i", *[p[0] for p in pieces], cps[1]) + b"".join(
+        struct.pack("<HIH", 0, p[2], 0) for p in pieces)
+    new_clx = b"\x02" + struct.pack("<I", len(plc)) + plc
+    struct.pack_into("<II", word, base + 33 * 8, len(table), len(new_clx))
+    table += new_clx
+    streams.update({"WordDocument": bytes(word), "1Table": bytes(table)})
+    assert shape(parse_file(write_compound(streams), "travel.doc")) == shape(parse_file(fixture("travel.doc"),
+                                                                                        "travel.doc"))
+
+
+def test_doc_encrypted_obfuscated_and_word95_are_refused_with_a_reason() -> None:
+    flags = struct.unpack_from("<H", streams_of(fixture("rich.doc"))["WordDocument"], 0x0A)[0]
+    assert "password" in rejected(_with_fib(fixture("rich.doc"), _0A=flags | 0x0100), "locked.doc")
+    assert "password" in rejected(_with_fib(fixture("rich.doc"), _0A=flags | 0x8000), "xor.doc")
+    assert "Word 6/95" in rejected(_with_fib(fixture("rich.doc"), _02=104), "old.doc")
+    no_table = _with_fib(fixture("rich.doc"), _0A=flags ^ 0x0200)  # points at a 0Table the file does not have
+    assert rejected(no_table, "broken.doc") == "corrupt Word document (its table stream is missing)"
+
+
+# --- Excel 97-2003 ------------------------------------------------------------------------------------------------
+
+
+def test_xls_sheets_dates_and_calculated_values() -> None:
+    doc = parse_file(fixture("budget.xls"), "budget.xls")
+    assert shape(doc) == [
+        ("heading", "Budget", 1, ()),
+        ("table", "Item | Amount | Date\nHotel | 1200 | 2026-03-01\nTaxi | 35.5 | 2026-03-02T14:30:00\n合计 | 1235.5",
+         0, ("Budget",)),
+        ("heading", "空表", 1, ()),
+        ("heading", "Notes", 1, ()),
+        ("table", "Approved by CFO", 0, ("Notes",)),
+    ]
+    assert [b.page for b in doc.blocks] == [1, 1, 2, 3, 3] and doc.page_count == 3
+    assert doc.title == "Budget 2026" and doc.metadata["author"] == "Li Wei"
+    assert doc.mime == "application/vnd.ms-excel"
+
+
+# --- Outlook ------------------------------------------------------------------------------------------------------
+
+
+def _message(**kw: object) -> Message:
+    base: dict[str, object] = dict(
+        subject="Travel rules for Q2", sender=("Li Wei", "li.wei@example.com"),
+        to=[("Wang Fang", "wang.fang@example.com"), ("Zhang San", "zhang.san@example.com")],
+        cc=[("HR", "hr@example.com")], body="Hello team,\r\n\r\nThe new travel rules apply from April.\r\n",
+        sent=dt.datetime(2026, 3, 1, 8, 30, tzinfo=dt.UTC))
+    base.update(kw)
+    return Message(**base)  # type: ignore[arg-type]
+
+
+def test_msg_headers_body_and_attachments() -> None:
+    reply = Message(subject="Re: 报销", sender=("王芳", "wang.fang@example.com"), body="已批准。")
+    msg = _message(attachments=[
+        Attachment("rules.docx", make_docx(), "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+                   ),
+        Attachment("logo.png", b"\x89PNG\r\n\x1a\n", "image/png", hidden=True),  # an inline signature image
+        Attachment("Re: 报销", message=reply),
+    ])
+    doc = parse_file(outlook_message(msg), "travel.msg")
+    assert doc.title == "Travel rules for Q2" and doc.mime == "application/vnd.ms-outlook"
+    assert doc.metadata == {"from": "Li Wei <li.wei@example.com>", "subject": "Travel rules for Q2",
+                            "to": "Wang Fang <wang.fang@example.com>, Zhang San <zhang.san@example.com>",
+                            "date": "2026-03-01T08:30:00+00:00"}
+    assert shape(doc)[:2] == [("paragraph", "Hello team,", 0, ()),
+                              ("paragraph", "The new travel rules apply from April.", 0, ())]
+    headings = [b.text for b in doc.blocks if b.kind == "heading" and b.level == 1]
+    assert headings == ["Attachment: rules.docx", "Attachment: Re: 报销.eml"]
+    assert doc.blocks[-1].text == "已批准。" and doc.blocks[-1].section == ("Attachment: Re: 报销.eml",)
+    assert "员工出差须提前三天申请。" in doc.text and "skipped_attachments" not in doc.metadata
+
+
+def test_msg_html_only_body_and_an_ansi_message_in_its_code_page() -> None:
+    html = "<html><head><meta charset='utf-8'></head><body><h2>议程</h2><p>预算评审</p></body></html>"
+    doc = parse_file(outlook_message(_message(body=None, html=html.encode())), "m.msg")
+    assert shape(doc) == [("heading", "议程", 2, ()), ("paragraph", "预算评审", 0, ("议程",))]
+    ansi = outlook_message(_message(subject="差旅报销", body="请在周五前提交。", code_page=936))
+    doc = parse_file(ansi, "ansi.msg")
+    assert doc.title == "差旅报销" and doc.text == "请在周五前提交。"
+
+
+def test_msg_without_any_content_is_refused() -> None:
+    reason = rejected(outlook_message(Message(body=None)), "empty.msg")
+    assert reason in ("Outlook message has no subject, sender or body", "e-mail has no readable text body or "
+                      "attachment")
+
+
+def test_an_attached_msg_in_an_eml_is_read_too() -> None:
+    from email.message import EmailMessage
+
+    outer = EmailMessage()
+    outer["Subject"] = "Fwd"
+    outer.set_content("See attached.")
+    outer.add_attachment(outlook_message(_message()), maintype="application", subtype="vnd.ms-outlook",
+                         filename="rules.msg")
+    doc = parse_file(outer.as_bytes(), "fwd.eml")
+    assert "The new travel rules apply from April." in doc.text
+
+
+# --- Compound files we do not read, and bad input -----------------------------------------------------------------
+
+
+def test_other_compound_files_are_refused_with_what_to_do() -> None:
+    assert "save it as .pptx" in rejected(write_compound({"PowerPoint Document": b"\0" * 64}), "deck.ppt")
+    locked = write_compound({"EncryptionInfo": b"\4\0\4\0", "EncryptedPackage": b"\0" * 64})
+    assert "password-protected" in rejected(locked, "locked.docx")
+    assert "not a Word, Excel or Outlook file" in rejected(write_compound({"Contents": b"x"}), "thing.doc")
+    assert rejected(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 600, "old.doc").startswith("corrupt OLE2")
+    assert "content does not match" in rejected(b"plain text", "notes.doc")
+
+
+def test_the_bytes_decide_not_the_extension() -> None:
+    assert detect_format(fixture("budget.xls"), "budget.doc") == "xls"
+    assert detect_format(fixture("travel.doc"), "travel") == "doc"
+    assert detect_format(outlook_message(_message()), "mail.eml") == "msg"
+    assert detect_format(make_pdf([[(11, "x")]]), "scan.doc") == "pdf"
+
+
+def _mutated(data: bytes, edits: list[tuple[int, int]]) -> bytes:
+    out = bytearray(data)
+    for at, value in edits:
+        out[512 + at % (len(out) - 512)] = value  # past the header: the streams and their tables
+    return bytes(out)
+
+
+@settings(max_examples=90, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(which=st.sampled_from(["travel.doc", "rich.doc", "budget.xls", "mail.msg"]),
+       edits=st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)), min_size=1, max_size=12),
+       cut=st.none() | st.integers(513, 1 << 16))
+def test_damaged_legacy_files_never_raise_anything_but_document_rejected(
+        which: str, edits: list[tuple[int, int]], cut: int | None) -> None:
+    data = outlook_message(_message(html=b"<p>x</p>")) if which == "mail.msg" else fixture(which)
+    data = _mutated(data, edits)
+    with contextlib.suppress(DocumentRejected):
+        parse_file(data[:cut] if cut else data, which)
