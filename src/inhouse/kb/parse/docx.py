@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable
 from typing import Any
 
 from inhouse.kb.document import ParsedDocument
@@ -26,6 +27,7 @@ def parse(data: bytes, filename: str, limits: ParseLimits) -> ParsedDocument:
     from docx.text.paragraph import Paragraph
 
     document = docx.Document(io.BytesIO(data))
+    style_of = _style_names(document)
     out = BlockList()
     pending_list: list[str] = []
 
@@ -41,11 +43,12 @@ def parse(data: bytes, filename: str, limits: ParseLimits) -> ParsedDocument:
         text = clean_inline(item.text)
         if not text:
             continue
-        level = _heading_level(item)
+        style = style_of(item)
+        level = _heading_level(item, style)
         if level:
             flush_list()
             out.heading(text, level)
-        elif _is_list_item(item):
+        elif _is_list_item(item, style):
             pending_list.append(text if text.startswith(("-", "•", "*")) else f"- {text}")
         else:
             flush_list()
@@ -64,8 +67,21 @@ def parse(data: bytes, filename: str, limits: ParseLimits) -> ParsedDocument:
     )
 
 
-def _heading_level(paragraph: Any) -> int:
-    name = (paragraph.style.name if paragraph.style is not None else "") or ""
+def _style_names(document: Any) -> Callable[[Any], str]:
+    """A paragraph's style name, looked up in a table built once.
+
+    python-docx's ``paragraph.style`` scans every style of the document to find the default one whenever a paragraph
+    names none (most body text): 95 % of the time of a 3,000-paragraph document went there.
+    """
+    from docx.enum.style import WD_STYLE_TYPE
+
+    names = {s.style_id: s.name or "" for s in document.styles if s.type == WD_STYLE_TYPE.PARAGRAPH}
+    default_style = document.styles.default(WD_STYLE_TYPE.PARAGRAPH)
+    default = (default_style.name or "") if default_style is not None else ""
+    return lambda paragraph: names.get(paragraph._p.style, default)
+
+
+def _heading_level(paragraph: Any, name: str) -> int:
     if name.lower() == "title":
         return 1
     match = _HEADING_STYLE.match(name.strip())
@@ -80,8 +96,7 @@ def _heading_level(paragraph: Any) -> int:
     return 0
 
 
-def _is_list_item(paragraph: Any) -> bool:
-    name = (paragraph.style.name if paragraph.style is not None else "") or ""
+def _is_list_item(paragraph: Any, name: str) -> bool:
     if "list" in name.lower() or "列表" in name:
         return True
     ppr = paragraph._p.pPr
