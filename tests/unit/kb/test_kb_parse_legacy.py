@@ -1,6 +1,7 @@
-"""Word 97-2003, Excel 97-2003 and Outlook .msg: read as their modern counterparts are, refused with a reason when not.
+"""Word, Excel and PowerPoint 97-2003 and Outlook .msg: read as their modern counterparts are, refused with a reason
+when not.
 
-The .doc and .xls fixtures were saved by LibreOffice from sources in ``data/legacy/make_fixtures.py``; the .msg
+The .doc, .xls and .ppt fixtures were saved by LibreOffice from sources in ``data/legacy/make_fixtures.py``; the .msg
 files are built by ``inhouse.testing.outlook`` (nothing here writes real Outlook files).
 """
 
@@ -145,6 +146,103 @@ def test_xls_sheets_dates_and_calculated_values() -> None:
     assert doc.mime == "application/vnd.ms-excel"
 
 
+# --- PowerPoint 97-2003 -------------------------------------------------------------------------------------------
+
+
+def test_ppt_saved_by_libreoffice_reads_each_slide_as_a_page() -> None:
+    doc = parse_file(fixture("deck.ppt"), "deck.ppt")
+    assert [(b.kind, b.text, b.page) for b in doc.blocks] == [
+        ("heading", "Results", 1), ("list", "- Revenue grew 12%\n- Margin stable", 1),
+        ("paragraph", "Notes: Mention the new plant.", 1),
+        ("heading", "Regions", 2),
+        # a .ppt table is a drawing of separate boxes: its cells come out one by one, in order
+        ("paragraph", "Region", 2), ("paragraph", "Sales", 2), ("paragraph", "East", 2), ("paragraph", "42", 2)]
+    assert doc.page_count == 2 and doc.mime == "application/vnd.ms-powerpoint"
+
+
+def _record(kind: int, body: bytes, *, instance: int = 0, container: bool = False) -> bytes:
+    return struct.pack("<HHI", (instance << 4) | (0xF if container else 0), kind, len(body)) + body
+
+
+def _powerpoint_file(*, stale_edit: bool = True, current_user: bool = True, token: int = 0xE391C05F) -> bytes:
+    """A deck laid out the way PowerPoint writes it: placeholder text in the slide list, the slide's boxes
+    pointing at it, a free text box with its own 8-bit text, speaker notes on slide 1; saved twice, the second
+    edit replacing slide 2."""
+    def header(kind: int) -> bytes:
+        return _record(0x0F9F, struct.pack("<I", kind))
+
+    def chars(text: str) -> bytes:
+        return _record(0x0FA0, text.encode("utf-16-le"))
+
+    def slide(*boxes: bytes, notes_id: int = 0, kind: int = 0x03EE) -> bytes:
+        textboxes = b"".join(_record(0xF00D, box, container=True) for box in boxes)
+        atom = _record(0x03EF, struct.pack("<I8sIIHH", 0, b"", 0x80000000, notes_id, 0, 0))
+        return _record(kind, atom + _record(0x040C, _record(0xF002, textboxes, container=True), container=True),
+                       container=True)
+
+    def persist(pid: int, slide_id: int = 256) -> bytes:
+        return _record(0x03F3, struct.pack("<IIiII", pid, 0, 0, slide_id, 0))
+
+    def outline_ref(index: int) -> bytes:
+        return _record(0x0F9E, struct.pack("<I", index))
+
+    slide_list = _record(0x0FF0, b"".join([
+        persist(2), header(0), chars("Quarterly results"), header(1), chars("Revenue up 12%\rCosts flat"),
+        persist(3), header(0), chars("季度展望"), header(1), chars("继续扩大华东市场"),
+    ]), container=True)
+    notes_list = _record(0x0FF0, persist(4, slide_id=7), instance=2, container=True)
+    document = _record(0x03E8, _record(0x1001, b"\0" * 40) + slide_list + notes_list, container=True)
+    old_slide = slide(outline_ref(0), header(4) + chars("stale text, replaced by the second save"))
+    slide_one = slide(outline_ref(0), outline_ref(1), header(4) + _record(0x0FA8, b"Prepared by Finance"),
+                      notes_id=7)
+    notes_one = slide(header(2) + chars("Say the margin first."), kind=0x03F0)
+    slide_two = slide(outline_ref(0), outline_ref(1))
+    stream = bytearray()
+
+    def add(record: bytes) -> int:
+        stream.extend(record)
+        return len(stream) - len(record)
+
+    at_doc, at_one, at_old, at_notes = add(document), add(slide_one), add(old_slide), add(notes_one)
+    first_dir = add(_record(0x1772, struct.pack("<I", (4 << 20) | 1)
+                            + struct.pack("<IIII", at_doc, at_one, at_old, at_notes)))
+    first_edit = add(_record(0x0FF5, struct.pack("<IHBBIII", 3, 0, 0, 3, 0, first_dir, 1) + b"\0" * 8))
+    last_edit = first_edit
+    if stale_edit:
+        at_two = add(slide_two)
+        second_dir = add(_record(0x1772, struct.pack("<I", (1 << 20) | 3) + struct.pack("<I", at_two)))
+        last_edit = add(_record(0x0FF5, struct.pack("<IHBBIII", 3, 0, 0, 3, first_edit, second_dir, 1) + b"\0" * 8))
+    else:
+        stream[first_dir + 16:first_dir + 20] = struct.pack("<I", at_one)  # slide 2 shares slide 1's record
+    user = struct.pack("<HHI", 0, 0x0FF6, 20) + struct.pack("<IIIHHBBH", 20, token, last_edit, 0, 0, 3, 0, 0)
+    streams = {"PowerPoint Document": bytes(stream)}
+    if current_user:
+        streams["Current User"] = user
+    return write_compound(streams)
+
+
+def test_ppt_as_powerpoint_writes_it_placeholders_and_edits() -> None:
+    doc = parse_file(_powerpoint_file(), "q3.ppt")
+    assert [(b.kind, b.text, b.page) for b in doc.blocks] == [
+        ("heading", "Quarterly results", 1), ("list", "- Revenue up 12%\n- Costs flat", 1),
+        ("paragraph", "Prepared by Finance", 1), ("paragraph", "Notes: Say the margin first.", 1),
+        # the second save's slide 2: the first save's copy, still in the file, is not read
+        ("heading", "季度展望", 2), ("paragraph", "继续扩大华东市场", 2)]
+    assert doc.title == "Quarterly results" and doc.language == "mixed"
+
+
+def test_ppt_without_a_persist_directory_reads_the_slides_in_file_order() -> None:
+    doc = parse_file(_powerpoint_file(stale_edit=False, current_user=False), "q3.ppt")
+    # no slide list to resolve the placeholders: the slides' own text, each slide under its number
+    assert [(b.kind, b.text, b.page) for b in doc.blocks] == [
+        ("heading", "Slide 1", 1), ("paragraph", "Prepared by Finance", 1),
+        ("heading", "Slide 2", 2), ("paragraph", "stale text, replaced by the second save", 2)]
+
+
+def test_ppt_encrypted_is_refused() -> None:
+    assert "password" in rejected(_powerpoint_file(token=0xF3D1C4DF), "locked.ppt")
+
+
 # --- Outlook ------------------------------------------------------------------------------------------------------
 
 
@@ -210,10 +308,10 @@ def test_an_attached_msg_in_an_eml_is_read_too() -> None:
 
 
 def test_other_compound_files_are_refused_with_what_to_do() -> None:
-    assert "save it as .pptx" in rejected(write_compound({"PowerPoint Document": b"\0" * 64}), "deck.ppt")
+    assert rejected(write_compound({"PowerPoint Document": b"\0" * 64}), "deck.ppt") == "PowerPoint file has no slides"
     locked = write_compound({"EncryptionInfo": b"\4\0\4\0", "EncryptedPackage": b"\0" * 64})
     assert "password-protected" in rejected(locked, "locked.docx")
-    assert "not a Word, Excel or Outlook file" in rejected(write_compound({"Contents": b"x"}), "thing.doc")
+    assert "not a Word, Excel, PowerPoint or Outlook file" in rejected(write_compound({"Contents": b"x"}), "thing.doc")
     assert rejected(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 600, "old.doc").startswith("corrupt OLE2")
     assert "content does not match" in rejected(b"plain text", "notes.doc")
 
@@ -233,12 +331,13 @@ def _mutated(data: bytes, edits: list[tuple[int, int]]) -> bytes:
 
 
 @settings(max_examples=90, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(which=st.sampled_from(["travel.doc", "rich.doc", "budget.xls", "mail.msg"]),
+@given(which=st.sampled_from(["travel.doc", "rich.doc", "budget.xls", "deck.ppt", "q3.ppt", "mail.msg"]),
        edits=st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)), min_size=1, max_size=12),
        cut=st.none() | st.integers(513, 1 << 16))
 def test_damaged_legacy_files_never_raise_anything_but_document_rejected(
         which: str, edits: list[tuple[int, int]], cut: int | None) -> None:
-    data = outlook_message(_message(html=b"<p>x</p>")) if which == "mail.msg" else fixture(which)
+    made = {"mail.msg": lambda: outlook_message(_message(html=b"<p>x</p>")), "q3.ppt": _powerpoint_file}
+    data = made[which]() if which in made else fixture(which)
     data = _mutated(data, edits)
     with contextlib.suppress(DocumentRejected):
         parse_file(data[:cut] if cut else data, which)

@@ -4,7 +4,7 @@
 (library exceptions are wrapped), so an ingestion batch can report the file and carry on.
 
 Format detection: magic bytes decide for binary formats (``%PDF``, ZIP containers told apart by their entries,
-OLE2 compound files by their streams: Word 97-2003, Excel 97-2003 and Outlook .msg read, others refused; images
+OLE2 compound files by their streams: Word, Excel and PowerPoint 97-2003 and Outlook .msg read, others refused; images
 read by OCR); for text formats the extension decides (.md, .html,
 .csv/.tsv, .eml, .txt), and a text file without a known extension is sniffed (HTML, e-mail headers) or read as
 plain text. Anything else is rejected as "unsupported file type".
@@ -31,18 +31,19 @@ if TYPE_CHECKING:
 __all__ = ["SUPPORTED_EXTENSIONS", "ParseLimits", "detect_format", "parse_file", "sanitize_filename"]
 
 Format = str  # one of FORMATS
-FORMATS = ("pdf", "docx", "pptx", "xlsx", "csv", "html", "markdown", "text", "eml", "image", "doc", "xls", "msg")
+FORMATS = ("pdf", "docx", "pptx", "xlsx", "csv", "html", "markdown", "text", "eml", "image", "doc", "xls", "ppt", "msg")
 _EXTENSIONS: dict[str, Format] = {
     ".pdf": "pdf", ".docx": "docx", ".docm": "docx", ".pptx": "pptx", ".pptm": "pptx", ".xlsx": "xlsx",
     ".xlsm": "xlsx", ".csv": "csv", ".tsv": "csv", ".html": "html", ".htm": "html", ".xhtml": "html",
     ".md": "markdown", ".markdown": "markdown", ".mdown": "markdown", ".txt": "text", ".text": "text",
     ".log": "text", ".rst": "text", ".eml": "eml", ".png": "image", ".jpg": "image", ".jpeg": "image",
     ".tif": "image", ".tiff": "image", ".webp": "image", ".bmp": "image", ".gif": "image",
-    ".doc": "doc", ".dot": "doc", ".xls": "xls", ".xlt": "xls", ".msg": "msg",
+    ".doc": "doc", ".dot": "doc", ".xls": "xls", ".xlt": "xls", ".ppt": "ppt", ".pot": "ppt", ".pps": "ppt",
+    ".msg": "msg",
 }
 SUPPORTED_EXTENSIONS = frozenset(_EXTENSIONS)
 _BINARY_EXTENSIONS = frozenset((".pdf", ".docx", ".docm", ".pptx", ".pptm", ".xlsx", ".xlsm", ".doc", ".dot", ".xls",
-                                ".xlt", ".msg"))
+                                ".xlt", ".ppt", ".pot", ".pps", ".msg"))
 _ZIP_MARKERS = (("word/document.xml", "docx"), ("ppt/presentation.xml", "pptx"), ("xl/workbook.xml", "xlsx"))
 _BINARY_MAGIC = (
     (b"\x1f\x8b", "gzip archive"), (b"7z\xbc\xaf", "7z archive"), (b"Rar!", "RAR archive"),
@@ -217,6 +218,12 @@ def _xls(data: bytes, name: str, ctx: _Context) -> ParsedDocument:
     return xls.parse(data, name, ctx.limits)
 
 
+def _ppt(data: bytes, name: str, ctx: _Context) -> ParsedDocument:
+    from inhouse.kb.parse import ppt
+
+    return ppt.parse(data, name, ctx.limits)
+
+
 def _nested(ctx: _Context) -> Callable[[bytes, str], ParsedDocument]:
     """The parser of an e-mail's attachments: this dispatcher, one level deeper."""
 
@@ -240,5 +247,6 @@ def _msg(data: bytes, name: str, ctx: _Context) -> ParsedDocument:
 
 _PARSERS: dict[Format, Callable[[bytes, str, _Context], ParsedDocument]] = {
     "pdf": _pdf, "docx": _docx, "pptx": _pptx, "xlsx": _xlsx, "csv": _csv, "html": _html,
-    "markdown": _markdown, "text": _text, "eml": _eml, "image": _image, "doc": _doc, "xls": _xls, "msg": _msg,
+    "markdown": _markdown, "text": _text, "eml": _eml, "image": _image, "doc": _doc, "xls": _xls, "ppt": _ppt,
+    "msg": _msg,
 }

@@ -79,7 +79,7 @@ class _Para:
 
 def parse(data: bytes, filename: str, limits: ParseLimits) -> ParsedDocument:
     ole = open_ole(data, filename)
-    word = read_stream(ole, "WordDocument") or b""
+    word = read_stream(ole, "WordDocument", filename) or b""
     if len(word) < 0x200 or struct.unpack_from("<H", word, 0)[0] != _WORD97_IDENT:
         raise DocumentRejected(filename, "corrupt Word document (no valid file information block)")
     nfib, flags = struct.unpack_from("<H", word, 2)[0], struct.unpack_from("<H", word, 0x0A)[0]
@@ -87,7 +87,7 @@ def parse(data: bytes, filename: str, limits: ParseLimits) -> ParsedDocument:
         raise password_protected(filename)
     if nfib < _WORD97_NFIB:
         raise DocumentRejected(filename, "unsupported file type (Word 6/95 document); save it as .docx")
-    table = read_stream(ole, "1Table" if flags & _F_WHICH_TABLE else "0Table")
+    table = read_stream(ole, "1Table" if flags & _F_WHICH_TABLE else "0Table", filename)
     if table is None:
         raise DocumentRejected(filename, "corrupt Word document (its table stream is missing)")
     fib = _Fib(word)
@@ -151,7 +151,7 @@ def parse(data: bytes, filename: str, limits: ParseLimits) -> ParsedDocument:
     flush_list()
     flush_table()
 
-    title, metadata = summary_metadata(ole)
+    title, metadata = summary_metadata(ole, filename)
     if not out.blocks:
         raise DocumentRejected(filename, "Word document has no text")
     return ParsedDocument(

@@ -26,7 +26,7 @@ from inhouse.errors import DocumentRejected
 from inhouse.kb.document import ParsedDocument
 from inhouse.kb.parse import eml
 from inhouse.kb.parse.blocks import clean_inline
-from inhouse.kb.parse.ole import open_ole
+from inhouse.kb.parse.ole import open_ole, read_stream
 from inhouse.kb.parse.safety import ParseLimits, sanitize_filename
 
 # MAPI property ids ([MS-OXPROPS]).
@@ -52,7 +52,7 @@ _FILETIME_EPOCH = dt.datetime(1601, 1, 1, tzinfo=dt.UTC)
 def parse(data: bytes, filename: str, limits: ParseLimits, parse_nested: eml.NestedParser) -> ParsedDocument:
     ole = open_ole(data, filename)
     entries = [tuple(e) for e in ole.listdir(streams=True, storages=True)]
-    message = _Storage(ole, entries, (), _HEADER_TOP).to_email(limits.max_depth)
+    message = _Storage(ole, entries, (), _HEADER_TOP, filename).to_email(limits.max_depth)
     if not message.keys() and not message.is_multipart() and not message.get_payload():
         raise DocumentRejected(filename, "Outlook message has no subject, sender or body")
     return eml.parse_message(message, filename, limits, parse_nested, mime="application/vnd.ms-outlook")
@@ -61,10 +61,14 @@ def parse(data: bytes, filename: str, limits: ParseLimits, parse_nested: eml.Nes
 class _Storage:
     """One storage of the message file (the message, an attachment, a recipient or an attached message)."""
 
-    def __init__(self, ole: Any, entries: list[tuple[str, ...]], path: tuple[str, ...], header: int) -> None:
-        self._ole, self._entries, self._path = ole, entries, path
+    def __init__(self, ole: Any, entries: list[tuple[str, ...]], path: tuple[str, ...], header: int,
+                 filename: str) -> None:
+        self._ole, self._entries, self._path, self._filename = ole, entries, path, filename
         self._fixed = self._read_fixed(header)
         self._codec = _codec(self._fixed.get(_INTERNET_CPID) or self._fixed.get(_MESSAGE_CODEPAGE))
+
+    def _storage(self, path: tuple[str, ...], header: int) -> _Storage:
+        return _Storage(self._ole, self._entries, path, header, self._filename)
 
     def children(self, prefix: str) -> Iterator[tuple[str, ...]]:
         depth = len(self._path)
@@ -73,10 +77,7 @@ class _Storage:
                 yield entry
 
     def _stream(self, name: str) -> bytes | None:
-        path = [*self._path, name]
-        if not self._ole.exists(path) or self._ole.get_type(path) != 2:  # 2: a stream
-            return None
-        return bytes(self._ole.openstream(path).read())
+        return read_stream(self._ole, [*self._path, name], self._filename)
 
     def _read_fixed(self, header: int) -> dict[int, int]:
         """Fixed-size properties by id: integers, booleans and times (as 64-bit FILETIMEs)."""
@@ -135,7 +136,7 @@ class _Storage:
         elif html:
             message.set_content(html, subtype="html")
         for storage in self.children("__attach_version1.0_#"):
-            self._attach(message, _Storage(self._ole, self._entries, storage, _HEADER_OTHER), depth_left)
+            self._attach(message, self._storage(storage, _HEADER_OTHER), depth_left)
         return message
 
     def _sender(self) -> str | None:
@@ -146,7 +147,7 @@ class _Storage:
     def _recipients(self, kind: int) -> str | None:
         found: list[str] = []
         for path in self.children("__recip_version1.0_#"):
-            recipient = _Storage(self._ole, self._entries, path, _HEADER_OTHER)
+            recipient = self._storage(path, _HEADER_OTHER)
             if (recipient.integer(_RECIPIENT_TYPE) or 1) & 0x0F != kind:
                 continue
             name = _one_line(recipient.string(_DISPLAY_NAME)) or ""
@@ -176,7 +177,7 @@ class _Storage:
         method = attachment.integer(_ATTACH_METHOD) or _BY_VALUE
         inner_path = (*attachment._path, f"__substg1.0_{_ATTACH_DATA:04X}{_PT_OBJECT:04X}")
         if method == _EMBEDDED and inner_path in self._entries and depth_left > 0:
-            inner = _Storage(self._ole, self._entries, inner_path, _HEADER_EMBEDDED).to_email(depth_left - 1)
+            inner = self._storage(inner_path, _HEADER_EMBEDDED).to_email(depth_left - 1)
             message.add_attachment(inner, filename=name if "." in name else f"{name}.eml")
             return
         data = attachment.binary(_ATTACH_DATA)

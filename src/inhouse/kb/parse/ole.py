@@ -6,7 +6,7 @@ its top-level streams, so ``kind`` tells the formats apart without trusting the 
 - ``WordDocument``: Word 97-2003 (.doc), read by ``doc.py``;
 - ``Workbook`` (or Excel 5's ``Book``): Excel 97-2003 (.xls), read by ``xls.py``;
 - ``__properties_version1.0`` and ``__substg1.0_*`` streams: an Outlook message (.msg), read by ``msg.py``;
-- ``PowerPoint Document``: PowerPoint 97-2003 (.ppt), refused (see docs/knowledge.md, "Legacy Office files");
+- ``PowerPoint Document``: PowerPoint 97-2003 (.ppt), read by ``ppt.py``;
 - ``EncryptionInfo`` + ``EncryptedPackage``: a password-protected .docx/.xlsx/.pptx, refused.
 
 The stream sizes olefile reports are bounded by the file itself (a stream cannot be longer than its sector chain),
@@ -42,7 +42,7 @@ def open_ole(data: bytes, filename: str) -> Any:
 
 
 def kind(ole: Any, filename: str) -> str:
-    """"doc", "xls" or "msg"; DocumentRejected (with what to do) for the compound files we do not read."""
+    """"doc", "xls", "ppt" or "msg"; DocumentRejected (with what to do) for the compound files we do not read."""
     top = {entry[0] for entry in ole.listdir(streams=True, storages=True) if entry}
     if "WordDocument" in top:
         return "doc"
@@ -50,30 +50,35 @@ def kind(ole: Any, filename: str) -> str:
         return "xls"
     if "__properties_version1.0" in top or any(name.startswith("__substg1.0_") for name in top):
         return "msg"
+    if "PowerPoint Document" in top:
+        return "ppt"
     if "EncryptedPackage" in top or "EncryptionInfo" in top:
         raise DocumentRejected(filename, _PASSWORD)
-    if "PowerPoint Document" in top:
-        raise DocumentRejected(filename, "unsupported file type (legacy PowerPoint .ppt); save it as .pptx")
-    raise DocumentRejected(filename, "unsupported file type (an OLE2 compound file that is not a Word, Excel or "
-                                     "Outlook file)")
+    raise DocumentRejected(filename, "unsupported file type (an OLE2 compound file that is not a Word, Excel, "
+                                     "PowerPoint or Outlook file)")
 
 
 def password_protected(filename: str) -> DocumentRejected:
     return DocumentRejected(filename, _PASSWORD)
 
 
-def read_stream(ole: Any, name: str | list[str]) -> bytes | None:
-    """A stream's bytes, or None when it is missing."""
-    return ole.openstream(name).read() if ole.exists(name) and ole.get_type(name) == 2 else None  # 2: STGTY_STREAM
+def read_stream(ole: Any, name: str | list[str], filename: str) -> bytes | None:
+    """A stream's bytes, or None when it is missing; DocumentRejected when the container cannot give it."""
+    try:
+        if not ole.exists(name) or ole.get_type(name) != 2:  # 2: STGTY_STREAM
+            return None
+        return bytes(ole.openstream(name).read())
+    except (OSError, ValueError, IndexError, EOFError) as exc:  # olefile reads the mini FAT and chains lazily
+        raise DocumentRejected(filename, f"corrupt OLE2 (legacy Office) container ({exc})") from None
 
 
-def summary_metadata(ole: Any) -> tuple[str | None, dict[str, str]]:
+def summary_metadata(ole: Any, filename: str) -> tuple[str | None, dict[str, str]]:
     """Title, and author/subject/date, from the ``\\x05SummaryInformation`` property set every Office file has.
 
     Read here rather than with olefile's ``get_metadata``, which trusts a property's declared vector length and
     spins for minutes on a damaged one: we read five scalar properties and nothing else.
     """
-    raw = read_stream(ole, "\x05SummaryInformation") or b""
+    raw = read_stream(ole, "\x05SummaryInformation", filename) or b""
     props = _property_set(raw)
     codepage = props.get(_PID_CODEPAGE)
     codec = _codec(codepage if isinstance(codepage, int) else None)

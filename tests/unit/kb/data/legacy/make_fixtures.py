@@ -1,7 +1,7 @@
-"""Rebuild the legacy Office fixtures here: sources written with python-docx/openpyxl, saved as Word 97 and
-Excel 97 by LibreOffice (a real word processor, the way these files reach a company: from another program).
+"""Rebuild the legacy Office fixtures here: sources written with python-docx/openpyxl, saved as Word 97,
+Excel 97 and PowerPoint 97 by LibreOffice (a real office suite: these files reach a company from other programs).
 
-    apt-get install libreoffice-writer-nogui libreoffice-calc-nogui
+    apt-get install libreoffice-writer-nogui libreoffice-calc-nogui libreoffice-impress-nogui
     python tests/unit/kb/data/legacy/make_fixtures.py
 
 The outputs are committed, so the tests need no LibreOffice. They are ours: made from the text below.
@@ -72,15 +72,37 @@ def budget_xlsx(path: Path) -> None:
     wb.save(path)
 
 
+def deck_pptx(path: Path) -> None:
+    import sys
+
+    sys.path.insert(0, str(HERE.parent.parent))
+    from docfactory import make_pptx
+
+    path.write_bytes(make_pptx())
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         travel_docx(work / "travel.docx")
         budget_xlsx(work / "budget.xlsx")
+        deck_pptx(work / "deck.pptx")
         (work / "rich.html").write_text(RICH_HTML, encoding="utf-8")
-        for source, target in (("travel.docx", "doc"), ("rich.html", "doc:MS Word 97"), ("budget.xlsx", "xls")):
+        for source, target in (("travel.docx", "doc"), ("rich.html", "doc:MS Word 97"), ("budget.xlsx", "xls"),
+                               ("deck.pptx", "ppt")):
             subprocess.run(["soffice", "--headless", "--convert-to", target, "--outdir", str(HERE),
                             str(work / source)], check=True, capture_output=True)
+    # The summary information holds a 580 KB thumbnail of the first slide and no text the tests need (the other
+    # fixtures test it): the deck keeps every other stream.
+    import olefile
+
+    from inhouse.testing.outlook import write_compound
+
+    deck = olefile.OleFileIO(str(HERE / "deck.ppt"))
+    streams = {"/".join(p): deck.openstream(p).read() for p in deck.listdir()
+               if p != ["\x05SummaryInformation"]}
+    deck.close()
+    (HERE / "deck.ppt").write_bytes(write_compound(streams))
 
 
 if __name__ == "__main__":
