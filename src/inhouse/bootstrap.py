@@ -9,6 +9,7 @@ resolved here, so ``kb/`` never imports ``inhouse.testing``.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -36,6 +37,7 @@ from inhouse.hardware.cpu import available_memory_bytes, detect_cpu
 from inhouse.hardware.probe import HardwareProbe
 from inhouse.hardware.weights import NATIVE_CRASHES, WeightChoice, WeightDemotions, resolve_engine_settings
 from inhouse.kb.embed import Embedder, build_embedder
+from inhouse.kb.parse.isolated import IsolatedParser
 from inhouse.kb.parse.ocr import OcrReader, TextGraphs, load_characters
 from inhouse.kb.service import build_knowledge_base
 from inhouse.models.catalog import CATALOG, CatalogEntry
@@ -244,6 +246,20 @@ def build_ocr_reader(settings: Settings) -> OcrReader | None:
     return OcrReader(load)
 
 
+def build_parser(settings: Settings) -> IsolatedParser | None:
+    """The worker processes that parse ingested files (None with ``kb.parse_workers`` 0: parse in this process).
+    Each worker builds its own OCR reader from the settings, the first time a file needs it."""
+    kb = settings.kb
+    if kb.parse_workers == 0:
+        return None
+    from inhouse.kb.parse import ParseLimits
+
+    return IsolatedParser(ParseLimits.from_mb(kb.max_file_mb, max_ocr_pages=kb.ocr_max_pages),
+                          ocr_factory=functools.partial(build_ocr_reader, settings) if kb.ocr else None,
+                          workers=kb.parse_workers, timeout_s=kb.parse_timeout_s, memory_mb=kb.parse_memory_mb,
+                          idle_s=kb.parse_idle_s)
+
+
 def build_services(settings: Settings, *, load_engine: EngineFactory | None = None,
                    catalog: Sequence[CatalogEntry] = CATALOG, embedder: Embedder | None = None) -> Services:
     """Open (and migrate) the databases and build every service. ``load_engine`` replaces llama.cpp (tests:
@@ -287,13 +303,15 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
     )
     # The index opens in milliseconds and the embedder maps its weights lazily, so the CLI can afford it.
     ocr = build_ocr_reader(settings)  # one reader (one loaded model) for ingestion and the outline assistant
-    kb = build_knowledge_base(settings, embedder or build_embedder_for(settings), chat=chat, ocr=ocr)
+    parser = build_parser(settings)  # worker processes that parse uploads: ingestion's and the outline's
+    kb = build_knowledge_base(settings, embedder or build_embedder_for(settings), chat=chat, ocr=ocr,
+                              parser=parser)
     assistants = Assistants(
         contexts=AppContexts(settings, chat, kb, record_usage=quotas.record_usage),
         support=build_support_assistant(settings, stores.sessions),
         schedule=build_schedule_service(settings, stores.events, directory),
         minutes=build_minutes_assistant(settings),
-        outline=build_outline_assistant(settings, ocr),
+        outline=build_outline_assistant(settings, ocr, parser),
     )
     return Services(settings=settings, db=db, audit=audit, keys=keys, directory=directory, quotas=quotas,
                     profiles=profiles, registry=registry, residency=residency, chat=chat, egress=egress,

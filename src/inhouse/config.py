@@ -216,6 +216,25 @@ class KbSettings(BaseModel):
         "is refused.",
     )
     ocr_threads: int = Field(0, ge=0, description="Threads for OCR; 0 means the number of cores.")
+    parse_workers: int = Field(
+        2, ge=0, le=64,
+        description="Worker processes that parse ingested files, so a file that crashes, hangs or floods memory in "
+        "a parser costs that file, not the server (`kb/parse/isolated.py`). 0 parses in the server's own process.",
+    )
+    parse_memory_mb: int = Field(
+        4096, ge=0,
+        description="Address-space limit of each parse worker, in MB (0: none). A file that needs more is refused.",
+    )
+    parse_timeout_s: float = Field(
+        300.0, gt=0,
+        description="A file whose parsing makes no progress for this long is stopped and refused (each OCR page "
+        "read is progress).",
+    )
+    parse_idle_s: float = Field(
+        120.0, ge=0,
+        description="A parse worker exits after this long without work, releasing its memory and OCR model (0: "
+        "never).",
+    )
     top_k: int = Field(5, ge=1, le=50, description="Chunks retrieved for a grounded answer.")
     rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant.")
     candidates: int = Field(

@@ -200,13 +200,15 @@ class Ingestor:
     def __init__(self, store: IndexStore, embedder: Embedder, *, parse: ParseFn | None = None,
                  chunk: ChunkFn | None = None, embed_batch: int = 32, max_tokens: int = 256,
                  overlap_tokens: int = 32, max_file_mb: float = 50.0, ocr: PageReader | None = None,
-                 max_ocr_pages: int = 500, clock: Callable[[], float] = time.perf_counter) -> None:
-        """``parse`` replaces ``parse_file`` (tests); otherwise ``ocr`` reads images and scanned pages (at most
-        ``max_ocr_pages`` per file), and each page it reads moves the progress."""
+                 max_ocr_pages: int = 500, paged_parse: PagedParseFn | None = None,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        """``parse`` replaces ``parse_file`` (tests). ``paged_parse`` is where files are parsed (the server's
+        worker processes, ``kb/parse/isolated.py``); without it ``parse_file`` runs here, ``ocr`` reading images
+        and scanned pages (at most ``max_ocr_pages`` per file). Each page OCR reads moves the progress."""
         self.store = store
         self.embedder = embedder
         self._custom_parse = parse
-        self._parse = _default_parse(max_file_mb, ocr, max_ocr_pages)
+        self._parse = paged_parse or _default_parse(max_file_mb, ocr, max_ocr_pages)
         self._chunk = chunk or _default_chunk(max_tokens, overlap_tokens)
         self._batch = max(1, embed_batch)
         self._max_bytes = int(max_file_mb * 1024 * 1024)

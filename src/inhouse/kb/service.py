@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from inhouse.chat.service import ChatService
     from inhouse.config import KbSettings
     from inhouse.kb.embed import Embedder
+    from inhouse.kb.parse.isolated import IsolatedParser
     from inhouse.kb.parse.ocr import PageReader
 
 
@@ -52,7 +53,8 @@ def acl_from(groups: Iterable[str] | None = None, keys: Iterable[str] | None = N
 
 class KnowledgeBase:
     def __init__(self, store: IndexStore, embedder: Embedder, *, chat: ChatService | None = None,
-                 settings: KbSettings | None = None, ocr: PageReader | None = None) -> None:
+                 settings: KbSettings | None = None, ocr: PageReader | None = None,
+                 parser: IsolatedParser | None = None) -> None:
         from inhouse.config import KbSettings
 
         s = settings or KbSettings()
@@ -60,9 +62,10 @@ class KnowledgeBase:
         self.store = store
         self.embedder = embedder
         self.ocr = ocr
+        self.parser = parser
         self.ingestor = Ingestor(store, embedder, embed_batch=s.embed_batch, max_tokens=s.chunk_max_tokens,
                                  overlap_tokens=s.chunk_overlap_tokens, max_file_mb=s.max_file_mb, ocr=ocr,
-                                 max_ocr_pages=s.ocr_max_pages)
+                                 max_ocr_pages=s.ocr_max_pages, paged_parse=parser)
         self.retriever = Retriever(store, embedder, rrf_k=s.rrf_k, candidates=s.candidates,
                                    document_share=s.document_share)
         self.answerer = Answerer(self.retriever, chat, top_k=s.top_k, min_similarity=s.min_similarity,
@@ -179,6 +182,8 @@ class KnowledgeBase:
         return self.retriever.retrieve(actor, query, collections, top_k, filters)
 
     def close(self) -> None:
+        if self.parser is not None:
+            self.parser.close()
         self.retriever.close()
         self.store.close()
         close_embedder = getattr(self.embedder, "close", None)  # the llama.cpp embedder frees its model
@@ -196,10 +201,11 @@ def _label(value: str | None) -> Label | None:
 
 
 def build_knowledge_base(settings: Any, embedder: Embedder, *, chat: ChatService | None = None,
-                         ocr: PageReader | None = None) -> KnowledgeBase:
+                         ocr: PageReader | None = None, parser: IsolatedParser | None = None) -> KnowledgeBase:
     """From ``Settings``: the index store ``store.url`` names (``<data_dir>/kb.db`` by default) over ``embedder``
-    (the composition root's choice); ``ocr`` reads scanned pages and images (``bootstrap.build_ocr_reader``)."""
+    (the composition root's choice); ``ocr`` reads scanned pages and images (``bootstrap.build_ocr_reader``);
+    ``parser`` parses ingested files in worker processes (``bootstrap.build_parser``)."""
     from inhouse.store.build import build_index_store
 
     store = build_index_store(settings, dim=embedder.dim)
-    return KnowledgeBase(store, embedder, chat=chat, settings=settings.kb, ocr=ocr)
+    return KnowledgeBase(store, embedder, chat=chat, settings=settings.kb, ocr=ocr, parser=parser)

@@ -24,6 +24,7 @@ from inhouse.kb.document import Block, ParsedDocument
 
 if TYPE_CHECKING:
     from inhouse.config import Settings
+    from inhouse.kb.parse.isolated import IsolatedParser
     from inhouse.kb.parse.ocr import PageReader
 
 log = logging.getLogger(__name__)
@@ -163,19 +164,24 @@ async def _points(ctx: AppContext, node: _Node, options: OutlineOptions) -> None
             node.section.rejected_points += 1
 
 
-def parse_document(inp: OutlineInput, options: OutlineOptions, ocr: PageReader | None = None) -> ParsedDocument:
-    """The document as ingestion parses it (``ocr`` reads a scanned one)."""
+def parse_document(inp: OutlineInput, options: OutlineOptions, ocr: PageReader | None = None,
+                   parser: IsolatedParser | None = None) -> ParsedDocument:
+    """The document as ingestion parses it: in its worker processes when ``parser`` is given, else here (``ocr``
+    reads a scanned one)."""
     from inhouse.kb.parse import ParseLimits, parse_file
 
     if not inp.data.strip():
         raise InvalidRequest("The document is empty.", param="file")
-    return parse_file(inp.data, inp.filename, limits=ParseLimits(max_file_bytes=options.max_file_bytes), ocr=ocr)
+    limits = ParseLimits(max_file_bytes=options.max_file_bytes)
+    if parser is not None:
+        return parser(inp.data, inp.filename, limits=limits)
+    return parse_file(inp.data, inp.filename, limits=limits, ocr=ocr)
 
 
 async def run(ctx: AppContext, inp: OutlineInput, options: OutlineOptions | None = None,
-              ocr: PageReader | None = None) -> Outline:
+              ocr: PageReader | None = None, parser: IsolatedParser | None = None) -> Outline:
     options = options or OutlineOptions()
-    doc = await asyncio.to_thread(parse_document, inp, options, ocr)
+    doc = await asyncio.to_thread(parse_document, inp, options, ocr, parser)
     nodes = _nodes(doc, options.part_chars)
     if not nodes:
         raise InvalidRequest(f"{doc.filename}: the document has no text to outline.", param="file")
@@ -207,14 +213,18 @@ class OutlineAssistant:
 
     options: OutlineOptions = field(default_factory=OutlineOptions)
     ocr: PageReader | None = None  # reads scanned documents (the knowledge base's reader)
+    parser: IsolatedParser | None = None  # the knowledge base's parse workers
 
     async def run(self, ctx: AppContext, inp: OutlineInput) -> Outline:
-        return await run(ctx, inp, self.options, self.ocr)
+        return await run(ctx, inp, self.options, self.ocr, self.parser)
 
 
-def build_outline_assistant(settings: Settings, ocr: PageReader | None = None) -> OutlineAssistant:
-    """From ``Settings``: documents up to ``apps.max_upload_mb``; ``ocr`` reads scanned ones."""
-    return OutlineAssistant(OutlineOptions(max_file_bytes=int(settings.apps.max_upload_mb * 1024 * 1024)), ocr)
+def build_outline_assistant(settings: Settings, ocr: PageReader | None = None,
+                            parser: IsolatedParser | None = None) -> OutlineAssistant:
+    """From ``Settings``: documents up to ``apps.max_upload_mb``; ``ocr`` reads scanned ones, unless ``parser``'s
+    worker processes parse them."""
+    return OutlineAssistant(OutlineOptions(max_file_bytes=int(settings.apps.max_upload_mb * 1024 * 1024)), ocr,
+                            parser)
 
 
 def to_markdown(outline: Outline) -> str:
