@@ -261,10 +261,12 @@ def build_parser(settings: Settings) -> IsolatedParser | None:
 
 
 def build_services(settings: Settings, *, load_engine: EngineFactory | None = None,
-                   catalog: Sequence[CatalogEntry] = CATALOG, embedder: Embedder | None = None) -> Services:
+                   catalog: Sequence[CatalogEntry] = CATALOG, embedder: Embedder | None = None,
+                   parser: IsolatedParser | None = None) -> Services:
     """Open (and migrate) the databases and build every service. ``load_engine`` replaces llama.cpp (tests:
     FakeBackend engines); ``catalog`` is the set of packaged models the registry knows; ``embedder`` replaces the
-    configured one (cluster mode: the Embedder deployment's replicas, ``cluster/remote_embedder.py``)."""
+    configured one (cluster mode: the Embedder deployment's replicas, ``cluster/remote_embedder.py``); ``parser``
+    replaces the configured parse workers (tests: workers whose parser crashes)."""
     ms = settings.models
     timetable = Timetable.parse(ms.prewarm, ms.release)  # a bad entry fails here, before anything is opened
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -303,7 +305,7 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
     )
     # The index opens in milliseconds and the embedder maps its weights lazily, so the CLI can afford it.
     ocr = build_ocr_reader(settings)  # one reader (one loaded model) for ingestion and the outline assistant
-    parser = build_parser(settings)  # worker processes that parse uploads: ingestion's and the outline's
+    parser = parser or build_parser(settings)  # worker processes that parse uploads: ingestion's and the outline's
     kb = build_knowledge_base(settings, embedder or build_embedder_for(settings), chat=chat, ocr=ocr,
                               parser=parser)
     assistants = Assistants(

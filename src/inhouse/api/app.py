@@ -54,7 +54,9 @@ def build_app(services: Services, *, series_exchange: SeriesExchange | None = No
     app.state.services = services
     # Every route authenticates and checks its permission before its body is read (api/auth.py).
     app.router.route_class = AuthFirstRoute
-    metrics = Metrics(lambda: list(loaded_engines(services.registry)), exchange=series_exchange)
+    parser = services.kb.parser
+    metrics = Metrics(lambda: list(loaded_engines(services.registry)), exchange=series_exchange,
+                      parse_stops=lambda: dict(parser.stops) if parser is not None else {})
     install_error_handlers(app)
     add_system_routes(app.router, services, metrics)
     add_openai_routes(app.router, services, metrics)

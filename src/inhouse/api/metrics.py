@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -175,12 +175,28 @@ class EngineStatsCollector(Collector):
             yield c
 
 
+class ParseStopsCollector(Collector):
+    """Files that stopped a parse worker (``kb/parse/isolated.py``), by why, at scrape time."""
+
+    def __init__(self, stops: Callable[[], Mapping[str, int]]) -> None:
+        self._stops = stops
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily("inhouse_parse_worker_stops", "Files that stopped a parse worker: a crash (by "
+                                     "signal), 'timeout' (no progress) or 'memory' (over kb.parse_memory_mb). Each "
+                                     "file was refused; the server went on.", labels=["reason"])
+        for reason, n in sorted(self._stops().items()):
+            family.add_metric([reason], float(n))
+        yield family
+
+
 class Metrics:
     """The app's metric objects. ``engines`` lists the loaded engines at scrape time; ``exchange`` sums the HTTP
-    series with those of the app's other processes."""
+    series with those of the app's other processes; ``parse_stops`` counts files that stopped a parse worker."""
 
     def __init__(self, engines: Callable[[], Iterable[EngineClient]], *,
-                 exchange: SeriesExchange | None = None) -> None:
+                 exchange: SeriesExchange | None = None,
+                 parse_stops: Callable[[], Mapping[str, int]] = dict) -> None:
         self.http = CollectorRegistry(auto_describe=True)  # this process's HTTP series
         r = self.http
         self.ttft = Histogram("inhouse_time_to_first_token_seconds",
@@ -208,6 +224,7 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)  # what a scrape answers
         self.registry.register(_HttpSeries(self.http, exchange))
         self.registry.register(EngineStatsCollector(engines))
+        self.registry.register(ParseStopsCollector(parse_stops))
         if exchange is not None:
             exchange.attach(lambda: families_of(self.http))
 

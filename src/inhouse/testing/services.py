@@ -31,12 +31,13 @@ def fake_settings(data_dir: Path, overrides: Mapping[str, Any] | None = None) ->
 
 def build_fake_services(data_dir: Path, *, settings: Mapping[str, Any] | None = None,
                         load_engine: EngineFactory | None = None,
-                        models: Mapping[str, str | None] | None = None) -> Services:
+                        models: Mapping[str, str | None] | None = None, parser: Any = None) -> Services:
     """``build_services`` with fakes. ``models`` maps each model name to its chat template (None: the default
     ChatML); each becomes a tiny GGUF file in ``data_dir`` whose engine ``load_engine`` builds (default: the plain
     FakeBackend engine)."""
     services = build_services(fake_settings(data_dir, settings),
-                              load_engine=load_engine or (lambda spec: build_fake_engine(spec.name)), catalog=())
+                              load_engine=load_engine or (lambda spec: build_fake_engine(spec.name)), catalog=(),
+                              parser=parser)
     try:
         for name, template in (models if models is not None else {FAKE_MODEL: None}).items():
             path = write_gguf(data_dir / f"{name}.gguf", tiny_model_kv(chat_template=template), tiny_model_tensors())

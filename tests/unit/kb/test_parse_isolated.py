@@ -102,3 +102,27 @@ def test_a_batch_goes_on_past_a_crashing_file(parser: IsolatedParser, tmp_path: 
         assert store.counts()["documents"] == 2
     finally:
         store.close()
+
+
+def test_over_http_a_crashing_upload_is_a_400_counted_in_metrics_and_the_next_upload_works(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from inhouse.api.app import build_app
+    from inhouse.testing.services import build_fake_services
+
+    pool = IsolatedParser(ParseLimits(), workers=1, timeout_s=5, target=hostile_parse)
+    services = build_fake_services(tmp_path, parser=pool)
+    try:
+        _, key = services.keys.create_key("admin", role="admin")
+        with TestClient(build_app(services), headers={"Authorization": f"Bearer {key}"}) as http:
+            col = http.post("/v1/collections", json={"name": "inbox"}).json()["id"]
+            r = http.post(f"/v1/collections/{col}/documents", files={"file": ("segfault.pdf", b"%PDF-1.4")})
+            assert r.status_code == 400, r.text
+            assert r.json()["error"]["code"] == "document_rejected"
+            assert "the parser stopped on this file (killed by SIGSEGV)" in r.json()["error"]["message"]
+            assert 'inhouse_parse_worker_stops_total{reason="SIGSEGV"} 1.0' in http.get("/metrics").text
+            r = http.post(f"/v1/collections/{col}/documents", files={"file": ("notes.md", b"# Notes\n\nKeep it.")})
+            assert r.status_code == 201, r.text
+            assert http.get("/ready").status_code == 200
+    finally:
+        services.close()

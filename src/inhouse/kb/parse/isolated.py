@@ -26,6 +26,7 @@ import multiprocessing
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -73,7 +74,13 @@ class IsolatedParser:
         self._slots = threading.BoundedSemaphore(max(1, workers))
         self._lock = threading.Lock()
         self._closed = False
-        self.crashes = 0  # workers that died under a file (what the file cost, for tests and logs)
+        # Files that stopped a worker, by why: the signal or exit status of a crash, "timeout", "memory".
+        self.stops: Counter[str] = Counter()
+
+    @property
+    def crashes(self) -> int:
+        """Workers that died under a file."""
+        return sum(n for why, n in self.stops.items() if why not in ("timeout", "memory"))
 
     def __call__(self, data: bytes, filename: str, on_page: PageProgress | None = None, *,
                  limits: ParseLimits | None = None) -> ParsedDocument:
@@ -129,6 +136,7 @@ class IsolatedParser:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 worker.kill()
+                self.stops["timeout"] += 1
                 log.warning("parsing %s made no progress for %.0f s: stopped", filename, self._timeout)
                 raise DocumentRejected(filename, f"parsing made no progress for {self._timeout:.0f} s and was "
                                                  "stopped; nothing was stored")
@@ -150,16 +158,23 @@ class IsolatedParser:
                 document: ParsedDocument = message[1]
                 return document
             else:
+                if kind == "memory":
+                    self.stops["memory"] += 1
                 raise DocumentRejected(filename, message[1])
 
     def _stopped(self, worker: _Worker, filename: str) -> DocumentRejected:
         worker.kill()
         code = worker.exitcode()
         how = _describe_exit(code)
-        self.crashes += 1
+        self.stops[_exit_label(code)] += 1
         log.error("the parser process stopped on %s (%s); the file was rejected and the next file gets a new "
                   "process", filename, how)
         return DocumentRejected(filename, f"the parser stopped on this file ({how}); nothing was stored")
+
+
+def _exit_label(code: int | None) -> str:
+    """A crash as a metric label: the signal's name, or "exit N"."""
+    return _describe_exit(code).removeprefix("killed by ")
 
 
 def _describe_exit(code: int | None) -> str:
@@ -238,6 +253,6 @@ def _serve(conn: Connection, config: _Config) -> None:
         except DocumentRejected as exc:
             conn.send(("rejected", exc.reason))
         except MemoryError:
-            conn.send(("rejected", f"the file needs more than {config.memory_bytes // 2**20} MB to parse"))
+            conn.send(("memory", f"the file needs more than {config.memory_bytes // 2**20} MB to parse"))
         except Exception as exc:  # the parent reports it as this file's problem
             conn.send(("rejected", f"could not parse ({type(exc).__name__}: {exc})"[:500]))
