@@ -119,6 +119,16 @@ def test_doc_piece_table_split_in_pieces_of_both_widths() -> None:
                                                                                         "travel.doc"))
 
 
+def test_doc_piece_table_with_a_negative_formatting_size_is_refused_not_looped() -> None:
+    streams = streams_of(fixture("rich.doc"))
+    word, table = bytearray(streams["WordDocument"]), bytearray(streams["1Table"])
+    fc_clx, lcb_clx = struct.unpack_from("<II", word, 154 + 33 * 8)
+    clx = b"\x01" + struct.pack("<h", -3) + bytes(table[fc_clx:fc_clx + lcb_clx])  # a Prc that points back at itself
+    struct.pack_into("<II", word, 154 + 33 * 8, len(table), len(clx))
+    streams.update({"WordDocument": bytes(word), "1Table": bytes(table + clx)})
+    assert "negative size" in rejected(write_compound(streams), "loop.doc")
+
+
 def test_doc_encrypted_obfuscated_and_word95_are_refused_with_a_reason() -> None:
     flags = struct.unpack_from("<H", streams_of(fixture("rich.doc"))["WordDocument"], 0x0A)[0]
     assert "password" in rejected(_with_fib(fixture("rich.doc"), _0A=flags | 0x0100), "locked.doc")
@@ -321,6 +331,7 @@ def test_the_bytes_decide_not_the_extension() -> None:
     assert detect_format(fixture("travel.doc"), "travel") == "doc"
     assert detect_format(outlook_message(_message()), "mail.eml") == "msg"
     assert detect_format(make_pdf([[(11, "x")]]), "scan.doc") == "pdf"
+    assert detect_format(b"From: a@example.com\r\nSubject: hi\r\n\r\nbody", "saved.msg") == "eml"
 
 
 def _mutated(data: bytes, edits: list[tuple[int, int]]) -> bytes:

@@ -116,13 +116,15 @@ def detect_format(data: bytes, filename: str, limits: ParseLimits | None = None)
     for magic, what in _BINARY_MAGIC:
         if head.startswith(magic):
             raise DocumentRejected(filename, f"unsupported file type ({what})")
+    sniff = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if ext == ".msg" and sniff.startswith(_EMAIL_HEADERS):  # some mail tools save MIME text under .msg
+        return "eml"
     if ext in _BINARY_EXTENSIONS or _EXTENSIONS.get(ext) == "image":
         raise DocumentRejected(filename, f"not a valid {ext} file (its content does not match the extension)")
     if ext in _EXTENSIONS:
         return _EXTENSIONS[ext]
     if ext:
         raise DocumentRejected(filename, f"unsupported file type ({ext})")
-    sniff = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if sniff.startswith((b"<!doctype html", b"<html")):
         return "html"
     if sniff.startswith(_EMAIL_HEADERS):

@@ -189,8 +189,11 @@ def _read_text(word: bytes, table: bytes, fib: _Fib, filename: str) -> tuple[lis
     fc, lcb = fib.fc_lcb(_CLX)
     clx = table[fc:fc + lcb]
     pos = 0
-    while pos < len(clx) and clx[pos] == 0x01:  # Prc: formatting of pieces, not needed for the text
-        pos += 3 + struct.unpack_from("<h", clx, pos + 1)[0] if pos + 3 <= len(clx) else len(clx)
+    while pos + 3 <= len(clx) and clx[pos] == 0x01:  # Prc: formatting of pieces, not needed for the text
+        size = struct.unpack_from("<h", clx, pos + 1)[0]
+        if size < 0:  # signed in the format, never negative in a file: it would loop back
+            raise DocumentRejected(filename, "corrupt Word document (a negative size in the piece table)")
+        pos += 3 + size
     if pos + 5 > len(clx) or clx[pos] != 0x02:
         raise DocumentRejected(filename, "corrupt Word document (no piece table)")
     size = struct.unpack_from("<I", clx, pos + 1)[0]
