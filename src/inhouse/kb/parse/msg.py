@@ -26,7 +26,7 @@ from inhouse.errors import DocumentRejected
 from inhouse.kb.document import ParsedDocument
 from inhouse.kb.parse import eml
 from inhouse.kb.parse.blocks import clean_inline
-from inhouse.kb.parse.ole import open_ole, read_stream
+from inhouse.kb.parse.ole import codec, open_ole, read_stream
 from inhouse.kb.parse.safety import ParseLimits, sanitize_filename
 
 # MAPI property ids ([MS-OXPROPS]).
@@ -51,7 +51,7 @@ _FILETIME_EPOCH = dt.datetime(1601, 1, 1, tzinfo=dt.UTC)
 
 def parse(data: bytes, filename: str, limits: ParseLimits, parse_nested: eml.NestedParser) -> ParsedDocument:
     ole = open_ole(data, filename)
-    entries = [tuple(e) for e in ole.listdir(streams=True, storages=True)]
+    entries = sorted(tuple(e) for e in ole.listdir(streams=True, storages=True))  # children() keeps this order
     message = _Storage(ole, entries, (), _HEADER_TOP, filename).to_email(limits.max_depth)
     if not message.keys() and not message.is_multipart() and not message.get_payload():
         raise DocumentRejected(filename, "Outlook message has no subject, sender or body")
@@ -65,14 +65,14 @@ class _Storage:
                  filename: str) -> None:
         self._ole, self._entries, self._path, self._filename = ole, entries, path, filename
         self._fixed = self._read_fixed(header)
-        self._codec = _codec(self._fixed.get(_INTERNET_CPID) or self._fixed.get(_MESSAGE_CODEPAGE))
+        self._codec = codec(self._fixed.get(_INTERNET_CPID) or self._fixed.get(_MESSAGE_CODEPAGE))
 
     def _storage(self, path: tuple[str, ...], header: int) -> _Storage:
         return _Storage(self._ole, self._entries, path, header, self._filename)
 
     def children(self, prefix: str) -> Iterator[tuple[str, ...]]:
         depth = len(self._path)
-        for entry in sorted(self._entries):
+        for entry in self._entries:
             if len(entry) == depth + 1 and entry[:depth] == self._path and entry[depth].startswith(prefix):
                 yield entry
 
@@ -161,10 +161,10 @@ class _Storage:
             return self.string(_HTML)
         declared = _CHARSET.search(raw[:4096])
         stated = self._fixed.get(_INTERNET_CPID) or self._fixed.get(_MESSAGE_CODEPAGE)
-        candidates = [declared.group(1).decode("ascii") if declared else None, _codec(stated) if stated else None]
-        for codec in [c for c in candidates if c] + ["utf-8", "cp1252"]:
+        candidates = [declared.group(1).decode("ascii") if declared else None, codec(stated) if stated else None]
+        for name in [c for c in candidates if c] + ["utf-8", "cp1252"]:
             try:
-                return raw.decode(codec)
+                return raw.decode(name)
             except (UnicodeDecodeError, LookupError):
                 continue
         return raw.decode("utf-8", errors="replace")
@@ -198,13 +198,3 @@ def _address(value: str | None) -> str | None:
 def _one_line(value: str | None) -> str | None:
     """A header value: one line (a header with a line break in it would be refused, or worse, injected)."""
     return clean_inline(value) or None if value else None
-
-
-def _codec(code_page: int | None) -> str:
-    named = {65001: "utf-8", 1200: "utf-16-le", 20127: "ascii", 28591: "latin-1"}
-    codec = named.get(code_page or 1252, f"cp{code_page or 1252}")
-    try:
-        "".encode(codec)
-    except LookupError:
-        return "cp1252"
-    return codec

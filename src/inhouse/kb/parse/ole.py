@@ -81,12 +81,12 @@ def summary_metadata(ole: Any, filename: str) -> tuple[str | None, dict[str, str
     raw = read_stream(ole, "\x05SummaryInformation", filename) or b""
     props = _property_set(raw)
     codepage = props.get(_PID_CODEPAGE)
-    codec = _codec(codepage if isinstance(codepage, int) else None)
+    text_codec = codec(codepage if isinstance(codepage, int) else None)
 
     def text(pid: int) -> str | None:
         value = props.get(pid)
         if isinstance(value, bytes):
-            value = value.decode(codec, errors="replace")
+            value = value.decode(text_codec, errors="replace")
         return meaningful(value.rstrip("\x00")) if isinstance(value, str) else None
 
     created = props.get(_PID_CREATED)
@@ -126,13 +126,14 @@ def _property_set(raw: bytes) -> dict[int, int | bytes | str]:
     return found
 
 
-def _codec(codepage: int | None) -> str:
-    """The Python codec of a property set's code page (stored as a signed 16-bit number: 65001 reads -535)."""
-    page = (codepage or 1252) & 0xFFFF
-    named = {65001: "utf-8", 1200: "utf-16-le", 10000: "mac-roman"}
-    codec = named.get(page, f"cp{page}")
+def codec(code_page: int | None) -> str:
+    """The Python codec of a Windows code page (Office property sets, Outlook messages); cp1252 when unknown.
+    Property sets store it as a signed 16-bit number (65001 reads -535), hence the mask."""
+    page = (code_page or 1252) & 0xFFFF
+    named = {65001: "utf-8", 1200: "utf-16-le", 10000: "mac-roman", 20127: "ascii", 28591: "latin-1"}
+    name = named.get(page, f"cp{page}")
     try:
-        "".encode(codec)
+        "".encode(name)
     except LookupError:
         return "cp1252"
-    return codec
+    return name
