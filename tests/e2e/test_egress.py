@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
+from fake_cloud import FakeCloud, finance_canaries, key_in_env, provider_toml, run_fake_cloud
 from live_server import LiveServer, run_live_server
 
 from inhouse.engine.backends.fake import DEFAULT_REPLY
@@ -33,7 +31,6 @@ CLOUD_MODEL = "cloud-model"
 STRICT_MODEL = "strict-model"
 KEY_ENV = "INHOUSE_TEST_CLOUD_KEY"
 CLOUD_KEY = "sk-test-cloud-0123456789abcdef"
-_PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*_\d+>")
 
 ID_NUMBER = "44030519900101123" + prc_id_check_char("44030519900101123")
 CARD = "622202123456789" + luhn_check_digit("622202123456789")
@@ -56,83 +53,10 @@ SECRET_CASES = [
 ]
 
 
-@dataclass
-class FakeCloud:
-    """An OpenAI-compatible /chat/completions on 127.0.0.1 that records every request byte for byte."""
-
-    url: str
-    received: list[bytes] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def calls(self) -> int:
-        with self.lock:
-            return len(self.received)
-
-    def all_bytes(self) -> bytes:
-        with self.lock:
-            return b"\n".join(self.received)
-
-
-def answer_for(body: dict[str, Any]) -> str:
-    """Echo the placeholders the provider saw (in order, once each), so restoring can be checked."""
-    seen: list[str] = []
-    for m in body.get("messages", []):
-        for p in _PLACEHOLDER.findall(json.dumps(m, ensure_ascii=False)):
-            if p not in seen:
-                seen.append(p)
-    return "Noted: " + (" ".join(seen) if seen else "nothing") + "."
-
-
 @pytest.fixture(scope="module")
 def cloud() -> Iterator[FakeCloud]:
-    state: dict[str, FakeCloud] = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            return None
-
-        def do_POST(self) -> None:
-            raw = self.rfile.read(int(self.headers.get("content-length", "0")))
-            fake = state["cloud"]
-            with fake.lock:
-                fake.received.append(str(self.requestline).encode() + b"\n" + bytes(self.headers) + raw)
-            if self.path != "/v1/chat/completions" or self.headers.get("authorization") != f"Bearer {CLOUD_KEY}":
-                self.send_response(401)
-                self.end_headers()
-                return
-            body = json.loads(raw)
-            text = answer_for(body)
-            base = {"id": "chatcmpl-fake", "created": 1, "model": body["model"]}
-            if not body.get("stream"):
-                out = json.dumps({**base, "object": "chat.completion", "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
-                return
-            self.send_response(200)
-            self.send_header("content-type", "text/event-stream")
-            self.end_headers()
-            # 3-character chunks: placeholders arrive split across chunk boundaries.
-            pieces = [text[i:i + 3] for i in range(0, len(text), 3)]
-            for i, piece in enumerate(pieces):
-                chunk = {**base, "object": "chat.completion.chunk", "choices": [
-                    {"index": 0, "delta": {"content": piece}, "finish_reason": "stop" if i == len(pieces) - 1
-                     else None}]}
-                self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
-            self.wfile.write(b"data: [DONE]\n\n")
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state["cloud"] = FakeCloud(f"http://127.0.0.1:{server.server_address[1]}/v1")
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state["cloud"]
-    server.shutdown()
-    server.server_close()
+    with run_fake_cloud(CLOUD_KEY) as fake:
+        yield fake
 
 
 def policy_toml(cloud_url: str) -> str:
@@ -145,22 +69,10 @@ pii_label = "internal"
 pattern = "(?i)\\\\bconfidential\\\\b|机密"
 label = "confidential"
 
-[[providers]]
-name = "fakecloud"
-base_url = "{cloud_url}"
-api_key_env = "{KEY_ENV}"
-models = ["{CLOUD_MODEL}"]
-max_label = "public"
-max_label_after_redaction = "internal"
-on_refusal = "local"
 
-[[providers]]
-name = "strictcloud"
-base_url = "{cloud_url}"
-api_key_env = "{KEY_ENV}"
-models = ["{STRICT_MODEL}"]
-max_label = "public"
-on_refusal = "refuse"
+{provider_toml("fakecloud", cloud_url, KEY_ENV, CLOUD_MODEL, max_label="public",
+               max_label_after_redaction="internal", on_refusal="local")}
+{provider_toml("strictcloud", cloud_url, KEY_ENV, STRICT_MODEL, max_label="public", on_refusal="refuse")}
 """
 
 
@@ -179,35 +91,18 @@ def world(cloud: FakeCloud, tmp_path_factory: pytest.TempPathFactory, store_url:
     data_dir = tmp_path_factory.mktemp("egress")
     policy = data_dir.parent / f"{data_dir.name}-policy.toml"
     policy.write_text(policy_toml(cloud.url))
-    old = os.environ.get(KEY_ENV)
-    os.environ[KEY_ENV] = CLOUD_KEY
-    try:
-        with deny_external_connections() as attempts, \
-                run_live_server(data_dir, settings={"governance": {"policy_file": policy},
-                                                      "store": {"url": store_url}}) as server:
-            headers = {"Authorization": f"Bearer {server.admin_key}"}
-            with httpx.Client(base_url=server.url, headers=headers, timeout=20) as http:
-                # A directory user: her display name is redacted like any structured value.
-                user = http.post("/v1/admin/users", json={"name": "alice", "display_name": "Alice Wang"})
-                assert user.status_code == 201, user.text
-                client = openai.OpenAI(base_url=server.url + "/v1", api_key=server.admin_key, max_retries=0,
-                                       timeout=20)
-                yield World(server, cloud, policy, http, client)
-            assert attempts == [], f"something tried to leave the machine: {attempts}"
-    finally:
-        if old is None:
-            os.environ.pop(KEY_ENV, None)
-        else:
-            os.environ[KEY_ENV] = old
-
-
-def canaries(corpus: Path) -> tuple[list[str], str]:
-    docs = sorted((corpus / "finance").glob("*.md"))
-    assert docs, f"no finance documents in {corpus}"
-    text = "\n".join(d.read_text(encoding="utf-8") for d in docs)
-    found = sorted(set(re.findall(r"CANARY-FIN-[A-Z0-9]+(?:-[A-Z0-9]+)*", text)))
-    assert found, "no canaries in the finance documents"
-    return found, text
+    with key_in_env(KEY_ENV, CLOUD_KEY), deny_external_connections() as attempts, \
+            run_live_server(data_dir, settings={"governance": {"policy_file": policy},
+                                                  "store": {"url": store_url}}) as server:
+        headers = {"Authorization": f"Bearer {server.admin_key}"}
+        with httpx.Client(base_url=server.url, headers=headers, timeout=20) as http:
+            # A directory user: her display name is redacted like any structured value.
+            user = http.post("/v1/admin/users", json={"name": "alice", "display_name": "Alice Wang"})
+            assert user.status_code == 201, user.text
+            client = openai.OpenAI(base_url=server.url + "/v1", api_key=server.admin_key, max_retries=0,
+                                   timeout=20)
+            yield World(server, cloud, policy, http, client)
+        assert attempts == [], f"something tried to leave the machine: {attempts}"
 
 
 def chat(world: World, content: str, model: str = CLOUD_MODEL, **extra: Any) -> httpx.Response:
@@ -225,7 +120,7 @@ def test_external_models_are_listed_with_their_provider(world: World) -> None:
 def test_mixed_workload(world: World, eval_corpus: Path) -> None:
     cloud = world.cloud
     start_calls = cloud.calls
-    finance_canaries, finance_text = canaries(eval_corpus)
+    canary_values, finance_text = finance_canaries(eval_corpus)
 
     # 1. Nothing sensitive: goes out as is.
     r = chat(world, "What is the boiling point of water at sea level?")
@@ -262,7 +157,7 @@ def test_mixed_workload(world: World, eval_corpus: Path) -> None:
         chat(world, "Summarise this:\n" + finance_text),  # no declared label: the CONFIDENTIAL marker
         chat(world, "Summarise the attached document.",
              inhouse={"documents": [{"name": "salary-bands-2027.md"}]}),  # a document without a label
-        chat(world, "Reference code " + finance_canaries[0], inhouse={"label": "restricted"}),
+        chat(world, "Reference code " + canary_values[0], inhouse={"label": "restricted"}),
     ]
     for r in kept:
         assert r.status_code == 200, r.text
@@ -281,7 +176,7 @@ def test_mixed_workload(world: World, eval_corpus: Path) -> None:
     received_json_unescaped = json.dumps(received, ensure_ascii=False)
     for value in PII_VALUES:
         assert value not in received and value not in received_json_unescaped, value
-    for canary in finance_canaries:
+    for canary in canary_values:
         assert canary not in received, canary
     assert "<EMAIL_1>" in received and "<CN_ID_1>" in received
 
