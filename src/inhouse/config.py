@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import (
@@ -281,6 +281,18 @@ class KbSettings(BaseModel):
     coverage_check: bool = Field(
         True, description="Before answering, ask the model (yes/no, on the same cached prompt prefix as the answer) "
         "whether the passages answer the exact question; `no` gives the not-covered answer instead of a guess.",
+    )
+    markings: bool = Field(
+        True,
+        description="Raise an ingested document's label to what its own markings call for: a Microsoft Purview "
+        "sensitivity label in the file, `Classification: Confidential` or `密级：机密`, or CONFIDENTIAL standing in "
+        "its title, a heading, a header or a footer (`kb/markings.py`). Markings never lower a label.",
+    )
+    label_names: dict[str, Literal["public", "internal", "confidential", "restricted"]] = Field(
+        default_factory=dict,
+        description="Your sensitivity label names, or Purview label ids (GUIDs), and the inhouse label each means, "
+        "e.g. `{\"Highly Confidential\" = \"restricted\", \"Qinglan Secret\" = \"restricted\"}`. They win over the "
+        "common names; a Purview label found in a file that is neither here nor a common name counts as confidential.",
     )
 
 

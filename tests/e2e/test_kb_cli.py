@@ -41,6 +41,16 @@ def test_ingest_search_and_collections(env: Path) -> None:
     assert CliRunner().invoke(app, ["collections", "delete", "hr"]).exit_code == 0
 
 
+def test_ingest_lists_the_files_their_markings_labelled_higher(env: Path, eval_corpus: Path) -> None:
+    r = CliRunner().invoke(app, ["ingest", str(eval_corpus / "finance"), str(eval_corpus / "hr" / "leave-policy.md"),
+                                 "--collection", "shared", "--label", "internal"])
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())  # the console wraps long lines
+    assert 'labelled confidential finance/salary-bands-2027.md: its marking, "CONFIDENTIAL" in the title' in said
+    assert "labelled confidential finance/q3-2026-results-draft.md" in said
+    assert "2 labelled higher by their markings" in said and "leave-policy.md: its marking" not in said
+
+
 def test_ingest_sync_reports_what_changed(env: Path) -> None:
     (env / "broken.pdf").unlink()
     (env / "travel.md").write_text("# Travel\n\nThe hotel limit in Shanghai is 1,200 CNY per night.\n")

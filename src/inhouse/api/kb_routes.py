@@ -124,7 +124,7 @@ def add_kb_routes(router: APIRouter, kb: KnowledgeBase) -> None:
                                                     groups=_split(groups), keys=_split(keys)))
         if outcome.status == "error":
             raise InvalidRequest(outcome.error or "The file was rejected.", code="document_rejected", param="file")
-        doc = await run(kb.document, actor, outcome.document_id or "")
+        doc = await run(kb.uploaded_document, actor, outcome)
         status = 201 if outcome.status in ("added", "replaced") else 200
         return JSONResponse({**doc.to_dict(), "status": outcome.status}, status_code=status)
 

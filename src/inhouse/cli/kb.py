@@ -96,6 +96,8 @@ def ingest(
                                      groups=None if created else (group or None), progress=on_progress, sync=sync)
     for e in report.errors:
         err_console.print(f"[yellow]skipped[/] {e.source_path}: {e.error}", highlight=False)
+    for o in report.raised:  # every one: an administrator must see each file that said it is more sensitive
+        console.print(f"labelled {o.label} {o.source_path}: its marking, {o.marking}", highlight=False)
     removed = [o for o in report.outcomes if o.status == "removed"]
     for o in removed[:20]:
         console.print(f"removed {o.source_path} ({o.chunks} chunks)", highlight=False)
@@ -104,7 +106,9 @@ def ingest(
     console.print(
         f"{report.files} files ({report.count('added')} added, {report.count('replaced')} replaced, "
         f"{report.count('unchanged')} unchanged, {len(report.errors)} errors"
-        + (f", {len(removed)} removed" if sync else "") + f"), {report.chunks} chunks in "
+        + (f", {len(removed)} removed" if sync else "")
+        + (f", {len(report.raised)} labelled higher by their markings" if report.raised else "")
+        + f"), {report.chunks} chunks in "
         f"{report.seconds:.1f} s = {report.chunks_per_s:.1f} chunks/s"
         + (f" (embedding {report.embed_chunks_per_s:.1f} chunks/s; {report.load_seconds:.1f} s loading the model)"
            if report.embed_seconds > 0 else "")

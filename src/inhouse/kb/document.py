@@ -37,12 +37,29 @@ class Block:
 
 
 @dataclass(frozen=True)
+class Marking:
+    """A sensitivity marking a file carries outside its body text (``kb/parse/markings.py`` reads them).
+
+    ``source`` is where it was found: ``"label"``, a sensitivity label recorded in the file's metadata (``text`` is
+    its name, ``label_id`` its id when the format gives one: Microsoft Purview's GUID); ``"header"`` or
+    ``"footer"``, text printed on every page; ``"property"``, a classification declared in front matter, an HTML
+    ``<meta>`` element or an e-mail header. What a marking means for the document's label is decided at ingestion
+    (``kb/markings.py``).
+    """
+
+    source: Literal["label", "header", "footer", "property"]
+    text: str
+    label_id: str = ""
+
+
+@dataclass(frozen=True)
 class ParsedDocument:
     """The result of parsing one file.
 
     ``metadata`` holds only what the file states: ``author``, ``date`` (ISO 8601 when parseable), ``subject``,
     and for e-mail ``from``/``to``; keys are absent rather than empty. ``filename`` is a sanitised base name
-    (metadata only, never used as a path); ``mime`` the detected type.
+    (metadata only, never used as a path); ``mime`` the detected type. ``markings``: sensitivity markings found
+    outside the blocks (labels in the file's metadata, running headers and footers).
     """
 
     title: str
@@ -52,6 +69,7 @@ class ParsedDocument:
     mime: str
     metadata: dict[str, str] = field(default_factory=dict)
     page_count: int | None = None
+    markings: tuple[Marking, ...] = ()
 
     @property
     def text(self) -> str:

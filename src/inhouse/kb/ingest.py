@@ -5,6 +5,9 @@
   (``IndexStore.put_document``): a reader sees the old version or the new one, never both or neither.
 - **Crash-safe.** Nothing is written until a document is complete; a process killed mid-batch leaves every
   document either fully committed or absent, and re-running finishes the rest (the committed ones are skipped).
+- **Markings.** A document whose own markings (a Purview sensitivity label, "CONFIDENTIAL" in its title or footer,
+  ``密级：机密``...) call for a more sensitive label than the one given is stored with that label, and the outcome
+  says why (``kb/markings.py``). Markings never lower a label.
 - **Per-file errors.** A file that cannot be read or parsed is reported (``FileOutcome.error``) and skipped.
 - **Batched embedding.** Chunks of consecutive files are embedded together in batches of ``embed_batch``, the
   slow part; each document still commits on its own as soon as its vectors exist.
@@ -40,6 +43,7 @@ from inhouse.kb.index.protocol import IndexStore, NewDocument
 if TYPE_CHECKING:
     from inhouse.kb.document import Chunk, ParsedDocument
     from inhouse.kb.embed import Embedder
+    from inhouse.kb.markings import Marked, MarkingReader
     from inhouse.kb.parse.ocr import PageReader
 
 log = logging.getLogger(__name__)
@@ -59,6 +63,8 @@ class FileOutcome:
     document_id: str | None = None
     chunks: int = 0
     error: str | None = None
+    label: Label | None = None  # what an added or replaced document was stored with
+    marking: str | None = None  # why that label is above the one given (the document's own marking)
 
 
 @dataclass(frozen=True)
@@ -113,6 +119,11 @@ class IngestReport:
     def errors(self) -> list[FileOutcome]:
         return [o for o in self.outcomes if o.status == "error"]
 
+    @property
+    def raised(self) -> list[FileOutcome]:
+        """Documents stored with a more sensitive label than the one given, because of their own markings."""
+        return [o for o in self.outcomes if o.marking is not None]
+
     def count(self, status: Status) -> int:
         return sum(1 for o in self.outcomes if o.status == status)
 
@@ -122,7 +133,9 @@ class IngestReport:
                 "load_seconds": round(self.load_seconds, 3),
                 "added": self.count("added"), "replaced": self.count("replaced"),
                 "unchanged": self.count("unchanged"), "removed": self.count("removed"), "errors": [
-                    {"source_path": o.source_path, "error": o.error} for o in self.errors]}
+                    {"source_path": o.source_path, "error": o.error} for o in self.errors],
+                "raised": [{"source_path": o.source_path, "label": str(o.label), "marking": o.marking}
+                           for o in self.raised]}
 
 
 @dataclass(frozen=True)
@@ -142,6 +155,7 @@ class _Pending:
     sha: str
     parsed: ParsedDocument
     chunks: list[Chunk]
+    marked: Marked | None = None
 
 
 def _default_parse(max_file_mb: float, ocr: PageReader | None, max_ocr_pages: int) -> PagedParseFn:
@@ -201,10 +215,12 @@ class Ingestor:
                  chunk: ChunkFn | None = None, embed_batch: int = 32, max_tokens: int = 256,
                  overlap_tokens: int = 32, max_file_mb: float = 50.0, ocr: PageReader | None = None,
                  max_ocr_pages: int = 500, paged_parse: PagedParseFn | None = None,
+                 markings: MarkingReader | None = None,
                  clock: Callable[[], float] = time.perf_counter) -> None:
         """``parse`` replaces ``parse_file`` (tests). ``paged_parse`` is where files are parsed (the server's
         worker processes, ``kb/parse/isolated.py``); without it ``parse_file`` runs here, ``ocr`` reading images
-        and scanned pages (at most ``max_ocr_pages`` per file). Each page OCR reads moves the progress."""
+        and scanned pages (at most ``max_ocr_pages`` per file). Each page OCR reads moves the progress.
+        ``markings`` reads the label a document's own markings call for (None: the given label stands)."""
         self.store = store
         self.embedder = embedder
         self._custom_parse = parse
@@ -212,6 +228,7 @@ class Ingestor:
         self._chunk = chunk or _default_chunk(max_tokens, overlap_tokens)
         self._batch = max(1, embed_batch)
         self._max_bytes = int(max_file_mb * 1024 * 1024)
+        self._markings = markings
         self._clock = clock
 
     def ingest_bytes(self, collection_id: str, data: bytes, filename: str, *, source_path: str | None = None,
@@ -338,7 +355,8 @@ class Ingestor:
             return FileOutcome(src.source_path, "error", error=exc.message), None
         if not chunks:
             return FileOutcome(src.source_path, "error", error=f"{src.filename}: no text to index"), None
-        return None, _Pending(src, data, sha, parsed, chunks)
+        marked = self._markings.read(parsed) if self._markings is not None else None
+        return None, _Pending(src, data, sha, parsed, chunks, marked)
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         parts = [self.embedder.embed_passages(texts[i:i + self._batch]) for i in range(0, len(texts), self._batch)]
@@ -349,6 +367,11 @@ class Ingestor:
     def _commit(self, collection_id: str, p: _Pending, vectors: np.ndarray, label: Label, acl: Acl | None,
                 metadata: Mapping[str, str] | None) -> FileOutcome:
         meta = {**p.parsed.metadata, **(metadata or {})}
+        marking = None
+        if p.marked is not None:  # kept even when not raised: members may not relabel below it
+            meta["marking"], meta["marking_label"] = p.marked.reason, p.marked.label.value
+            if p.marked.label > label:
+                label, marking = p.marked.label, p.marked.reason
         doc = NewDocument(
             collection_id=collection_id, source_path=p.source.source_path, sha256=p.sha, label=label, acl=acl,
             title=p.parsed.title or p.source.filename, filename=p.parsed.filename or p.source.filename,
@@ -361,7 +384,8 @@ class Ingestor:
         except InhouseError as exc:
             return FileOutcome(p.source.source_path, "error", error=exc.message)
         chunks = result.document.chunk_count if result.status != "unchanged" else 0
-        return FileOutcome(p.source.source_path, result.status, result.document.id, chunks)
+        return FileOutcome(p.source.source_path, result.status, result.document.id, chunks, label=result.document.label,
+                           marking=marking if result.status != "unchanged" else None)
 
     def delete(self, document_id: str) -> None:
         self.store.delete_document(document_id)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from inhouse.errors import InvalidRequest, NotFound, PermissionDenied
-from inhouse.governance.labels import Label, parse_label
+from inhouse.governance.labels import Label, label_of_item, parse_label
 from inhouse.kb.access import AccessScope, Acl, may_access_collection
 from inhouse.kb.answer import Answerer
 from inhouse.kb.index.protocol import Collection, DocumentRecord, IndexStore, StoredChunk
@@ -25,6 +25,7 @@ from inhouse.kb.ingest import (
     iter_sources,
     sync_prefix,
 )
+from inhouse.kb.markings import MarkingReader
 from inhouse.kb.retrieve import Hit, Retriever
 from inhouse.types import Actor
 
@@ -65,7 +66,8 @@ class KnowledgeBase:
         self.parser = parser
         self.ingestor = Ingestor(store, embedder, embed_batch=s.embed_batch, max_tokens=s.chunk_max_tokens,
                                  overlap_tokens=s.chunk_overlap_tokens, max_file_mb=s.max_file_mb, ocr=ocr,
-                                 max_ocr_pages=s.ocr_max_pages, paged_parse=parser)
+                                 max_ocr_pages=s.ocr_max_pages, paged_parse=parser,
+                                 markings=MarkingReader(s.label_names) if s.markings else None)
         self.retriever = Retriever(store, embedder, rrf_k=s.rrf_k, candidates=s.candidates,
                                    document_share=s.document_share)
         self.answerer = Answerer(self.retriever, chat, top_k=s.top_k, min_similarity=s.min_similarity,
@@ -144,6 +146,13 @@ class KnowledgeBase:
         acl = acl_from(groups, keys) if (groups or keys) else None
         return self.ingestor.ingest_bytes(col.id, data, filename, label=_label(label), acl=acl, metadata=metadata)
 
+    def uploaded_document(self, actor: Actor, outcome: FileOutcome) -> DocumentRecord:
+        """The record of a document ``actor`` just added or replaced, shown even when its own marking raised it
+        beyond what ``actor`` may see (they sent its bytes); bytes that were already there only when visible."""
+        if outcome.status in ("added", "replaced") and outcome.document_id:
+            return self.store.get_document(outcome.document_id)
+        return self.document(actor, outcome.document_id or "")
+
     def ingest_paths(self, actor: Actor, collection: str, paths: Sequence[str | os.PathLike[str]], *,
                      label: str | None = None, groups: Iterable[str] | None = None,
                      progress: Callable[[IngestProgress], None] | None = None, sync: bool = False) -> IngestReport:
@@ -169,6 +178,10 @@ class KnowledgeBase:
         if not actor.is_admin and (clear_access or acl is not None):
             # A member narrowing or widening a document's list could lock others out or let others in.
             raise PermissionDenied("Only admins may change a document's access list.")
+        marked = doc.metadata.get("marking_label")
+        if label is not None and not actor.is_admin and marked and label_of_item(label) < parse_label(marked):
+            raise PermissionDenied(f"The document is marked {marked} ({doc.metadata.get('marking', 'its marking')}); "
+                                   f"only admins may label it below that.")
         return self.store.relabel(doc.id, label=_label(label) if label is not None else None, acl=acl,
                                   clear_acl=clear_access)
 

@@ -165,6 +165,8 @@ class Message:
     sent: dt.datetime | None = None
     attachments: list[Attachment] = field(default_factory=list)
     code_page: int | None = None  # set: strings are 8-bit in this code page (an "ANSI" .msg), else UTF-16
+    sensitivity: int | None = None  # PR_SENSITIVITY: 1 personal, 2 private, 3 company confidential
+    transport_headers: str | None = None  # the internet headers of a received message (PR_TRANSPORT_MESSAGE_HEADERS)
 
 
 def outlook_message(message: Message) -> bytes:
@@ -191,6 +193,9 @@ def _message_streams(m: Message, at: str, *, top: bool) -> dict[str, bytes]:
         text(0x5D01, m.sender[1])
     text(0x0E04, "; ".join(name for name, _ in m.to) or None)
     text(0x1000, m.body)
+    text(0x007D, m.transport_headers)
+    if m.sensitivity is not None:
+        fixed.append((0x00360003, m.sensitivity))
     if m.html is not None:
         streams[f"{at}__substg1.0_10130102"] = m.html
     if m.sent is not None:

@@ -119,6 +119,28 @@ def test_members_need_access_and_cannot_manage(admin: TestClient, kb_services: A
         assert m.patch(url, json={"access": {"groups": ["x"]}}).status_code == 403
 
 
+def test_markings_raise_an_upload_and_members_cannot_relabel_below_them(admin: TestClient, kb_services: Any) -> None:
+    cid = admin.post("/v1/collections", json={"name": "board", "access": {"groups": ["all"]}}).json()["id"]
+    member_id = kb_services.keys.authenticate(kb_services.member_key).key_id
+    admin.patch(f"/v1/collections/{cid}", json={"access": {"groups": ["all"], "keys": [member_id]}})
+    with TestClient(build_app(kb_services), headers=member_headers(kb_services)) as m:
+        up = m.post(f"/v1/collections/{cid}/documents", data={"label": "internal"},
+                    files={"file": ("bands.md", b"# Salary Bands: CONFIDENTIAL\n\nP1 180,000.\n")})
+        assert up.status_code == 201, up.text
+        doc = up.json()
+        assert doc["label"] == "confidential" and doc["metadata"]["marking"] == '"CONFIDENTIAL" in the title'
+        url = f"/v1/collections/{cid}/documents/{doc['id']}"
+        low = m.patch(url, json={"label": "public"})
+        assert low.status_code == 403 and "only admins" in low.json()["error"]["message"]
+        assert m.patch(url, json={"label": "confidential"}).status_code == 200
+        # Marked restricted, the member's upload is answered (they sent its bytes) and then hidden: need to know.
+        secret = m.post(f"/v1/collections/{cid}/documents",
+                        files={"file": ("ma.md", b"# Acquisition plan: STRICTLY CONFIDENTIAL\n\nKestrel.\n")})
+        assert secret.status_code == 201 and secret.json()["label"] == "restricted", secret.text
+        assert m.get(f"/v1/collections/{cid}/documents/{secret.json()['id']}").status_code == 404
+    assert admin.patch(url, json={"label": "public"}).json()["label"] == "public"  # admins decide, deliberately
+
+
 EMBED = "fake-trigram"  # the FakeEmbedder's name, as multilingual-e5-small is the real one's
 
 

@@ -6,8 +6,10 @@ import io
 import zipfile
 
 
-def make_pdf(pages: list[list[tuple[float, str]]], *, encrypt: bool = False, info_title: str = "") -> bytes:
-    """A minimal text PDF (Helvetica, ASCII): each page a list of (font size, line)."""
+def make_pdf(pages: list[list[tuple[float, str]]], *, encrypt: bool = False, info_title: str = "",
+             info_extra: bytes = b"", xmp: bytes | None = None) -> bytes:
+    """A minimal text PDF (Helvetica, ASCII): each page a list of (font size, line). ``info_extra``: more entries of
+    the information dictionary (raw PDF syntax); ``xmp``: an XMP packet as the catalog's metadata stream."""
     objects: list[bytes] = []
 
     def add(body: bytes) -> int:
@@ -31,10 +33,15 @@ def make_pdf(pages: list[list[tuple[float, str]]], *, encrypt: bool = False, inf
             b"<< /Type /Page /Parent %d 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 %d 0 R >> >> "
             b"/Contents %d 0 R >>" % (pages_obj, font, content)
         ))
-    objects[catalog - 1] = b"<< /Type /Catalog /Pages %d 0 R >>" % pages_obj
+    metadata = b""
+    if xmp is not None:
+        metadata = b" /Metadata %d 0 R" % add(b"<< /Type /Metadata /Subtype /XML /Length %d >>\nstream\n" % len(xmp)
+                                               + xmp + b"\nendstream")
+    objects[catalog - 1] = b"<< /Type /Catalog /Pages %d 0 R%s >>" % (pages_obj, metadata)
     objects[pages_obj - 1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (
         b" ".join(b"%d 0 R" % k for k in kids), len(kids))
-    info = add(b"<< /Title (%s) /Author (Jane Doe) /CreationDate (D:20260102030405Z) >>" % info_title.encode())
+    info = add(b"<< /Title (%s) /Author (Jane Doe) /CreationDate (D:20260102030405Z)%s >>"
+               % (info_title.encode(), info_extra))
     encrypt_ref = b""
     if encrypt:  # a standard security handler whose user password is not empty: PDFium must refuse it
         enc = add(b"<< /Filter /Standard /V 1 /R 2 /O <" + b"11" * 32 + b"> /U <" + b"22" * 32 + b"> /P -44 >>")
@@ -126,3 +133,64 @@ def make_zip(entries: dict[str, bytes]) -> bytes:
         for name, data in entries.items():
             zf.writestr(name, data)
     return buf.getvalue()
+
+
+CUSTOM_PROPERTIES_NS = "http://schemas.openxmlformats.org/officeDocument/2006/custom-properties"
+VT_NS = "http://schemas.openxmlformats.org/officeDocument/2006/docPropsVTypes"
+
+
+def purview_properties(label_id: str, name: str | None, *, enabled: str = "true") -> dict[str, str]:
+    """The custom properties Office writes for a Microsoft Purview sensitivity label."""
+    props = {f"MSIP_Label_{label_id}_Enabled": enabled, f"MSIP_Label_{label_id}_Method": "Privileged",
+             f"MSIP_Label_{label_id}_SiteId": "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d",
+             f"MSIP_Label_{label_id}_SetDate": "2026-11-02T08:15:00Z", f"MSIP_Label_{label_id}_ContentBits": "0"}
+    if name is not None:
+        props[f"MSIP_Label_{label_id}_Name"] = name
+    return props
+
+
+def with_ooxml_parts(data: bytes, *, custom: dict[str, str] | None = None, label_info: str | None = None) -> bytes:
+    """A .docx/.xlsx/.pptx with custom document properties (``docProps/custom.xml``) and/or a
+    ``docMetadata/LabelInfo.xml`` part added, registered in the content types and package relationships as Office
+    does."""
+    src = zipfile.ZipFile(io.BytesIO(data))
+    out = io.BytesIO()
+    overrides, relationships = b"", b""
+    extra: dict[str, str] = {}
+    if custom is not None:
+        props = "".join(
+            f'<property fmtid="{{D5CDD505-2E9C-101B-9397-08002B2CF9AE}}" pid="{n}" name="{name}">'
+            f"<vt:lpwstr>{value}</vt:lpwstr></property>" for n, (name, value) in enumerate(custom.items(), 2))
+        extra["docProps/custom.xml"] = (f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<Properties '
+                                        f'xmlns="{CUSTOM_PROPERTIES_NS}" xmlns:vt="{VT_NS}">{props}</Properties>')
+        overrides += (b'<Override PartName="/docProps/custom.xml" '
+                      b'ContentType="application/vnd.openxmlformats-officedocument.custom-properties+xml"/>')
+        relationships += (b'<Relationship Id="rIdCustom" Type="http://schemas.openxmlformats.org/officeDocument/2006/'
+                          b'relationships/custom-properties" Target="docProps/custom.xml"/>')
+    if label_info is not None:
+        extra["docMetadata/LabelInfo.xml"] = label_info
+        overrides += (b'<Override PartName="/docMetadata/LabelInfo.xml" '
+                      b'ContentType="application/vnd.ms-office.classificationlabels+xml"/>')
+        relationships += (b'<Relationship Id="rIdLabels" Type="http://schemas.microsoft.com/office/2020/02/relationships'
+                          b'/classificationlabels" Target="docMetadata/LabelInfo.xml"/>')
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for info in src.infolist():
+            part = src.read(info)
+            if info.filename == "[Content_Types].xml":
+                part = part.replace(b"</Types>", overrides + b"</Types>")
+            elif info.filename == "_rels/.rels":
+                part = part.replace(b"</Relationships>", relationships + b"</Relationships>")
+            zf.writestr(info, part)
+        for name, text in extra.items():
+            zf.writestr(name, text)
+    return out.getvalue()
+
+
+def label_info_xml(*labels: tuple[str, str, str]) -> str:
+    """A LabelInfo part: (label id, enabled "1"/"0", removed "1"/"0") per label, as [MS-OFFCRYPTO] 2.6.4 shows."""
+    items = "".join(f'<clbl:label id="{{{label_id}}}" enabled="{enabled}" method="Privileged" '
+                    f'siteId="{{9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d}}" removed="{removed}"/>'
+                    for label_id, enabled, removed in labels)
+    return ('<?xml version="1.0" encoding="utf-8" standalone="yes"?>'
+            '<clbl:labelList xmlns:clbl="http://schemas.microsoft.com/office/2020/mipLabelMetadata">'
+            f"{items}</clbl:labelList>")

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from inhouse.errors import DocumentRejected
-from inhouse.kb.document import ParsedDocument
-from inhouse.kb.parse import ole
+from inhouse.kb.document import Marking, ParsedDocument
+from inhouse.kb.parse import markings, ole
 from inhouse.kb.parse.safety import MB, ParseLimits, check_size, open_zip_checked, sanitize_filename
 
 if TYPE_CHECKING:
@@ -83,7 +83,9 @@ def parse_file(
         raise DocumentRejected(name, f"nested deeper than {limits.max_depth} levels (attachments in attachments)")
     fmt = detect_format(data, name, limits)
     try:
-        return _PARSERS[fmt](data, name, _Context(limits, _depth, ocr, on_page))
+        document = _PARSERS[fmt](data, name, _Context(limits, _depth, ocr, on_page))
+        labels = _LABELS[fmt](data, name) if fmt in _LABELS else ()
+        return replace(document, markings=document.markings + labels) if labels else document
     except DocumentRejected:
         raise
     except RecursionError:
@@ -226,6 +228,18 @@ def _ppt(data: bytes, name: str, ctx: _Context) -> ParsedDocument:
     return ppt.parse(data, name, ctx.limits)
 
 
+def _ooxml_labels(data: bytes, name: str) -> tuple[Marking, ...]:
+    return markings.ooxml_labels(data)
+
+
+def _pdf_labels(data: bytes, name: str) -> tuple[Marking, ...]:
+    return markings.pdf_labels(data)
+
+
+def _ole_labels(data: bytes, name: str) -> tuple[Marking, ...]:
+    return tuple(markings.msip_labels(ole.user_properties(ole.open_ole(data, name), name)))
+
+
 def _nested(ctx: _Context) -> Callable[[bytes, str], ParsedDocument]:
     """The parser of an e-mail's attachments: this dispatcher, one level deeper."""
 
@@ -251,4 +265,10 @@ _PARSERS: dict[Format, Callable[[bytes, str, _Context], ParsedDocument]] = {
     "pdf": _pdf, "docx": _docx, "pptx": _pptx, "xlsx": _xlsx, "csv": _csv, "html": _html,
     "markdown": _markdown, "text": _text, "eml": _eml, "image": _image, "doc": _doc, "xls": _xls, "ppt": _ppt,
     "msg": _msg,
+}
+# Sensitivity labels recorded in the file's metadata, read beside its text (``kb/parse/markings.py``); e-mail
+# headers, front matter and <meta> classifications are read by their format's parser.
+_LABELS: dict[Format, Callable[[bytes, str], tuple[Marking, ...]]] = {
+    "docx": _ooxml_labels, "pptx": _ooxml_labels, "xlsx": _ooxml_labels, "pdf": _pdf_labels,
+    "doc": _ole_labels, "xls": _ole_labels, "ppt": _ole_labels,
 }

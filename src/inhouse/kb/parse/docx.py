@@ -2,8 +2,9 @@
 
 Body paragraphs and tables are read in document order. A paragraph is a heading when its style is "Title",
 "Heading N" (also the Chinese "标题 N") or carries an outline level; consecutive list paragraphs (a "List" style
-or Word numbering) become one list block. Tables become ``a | b`` rows, merged cells counted once. Headers,
-footers, comments and text boxes are not read (boilerplate or rarely content).
+or Word numbering) become one list block. Tables become ``a | b`` rows, merged cells counted once. Headers and
+footers are not content (the same line on every page) but are where a document says how sensitive it is: their
+text is kept as ``markings``. Comments and text boxes are not read (rarely content).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from inhouse.kb.document import ParsedDocument
+from inhouse.kb.document import Marking, ParsedDocument
 from inhouse.kb.parse.blocks import BlockList, clean_inline, format_table, guess_language, office_metadata, pick_title
 from inhouse.kb.parse.safety import ParseLimits, open_zip_checked
 
@@ -64,7 +65,30 @@ def parse(data: bytes, filename: str, limits: ParseLimits) -> ParsedDocument:
         filename=filename,
         mime="application/vnd.openxmlformats-officedocument.wordprocessingml.document",
         metadata=metadata,
+        markings=_running_text(document, limits),
     )
+
+
+def _running_text(document: Any, limits: ParseLimits) -> tuple[Marking, ...]:
+    """The distinct lines of every section's headers and footers (default, first-page and even-page ones)."""
+    seen: dict[tuple[str, str], None] = {}
+    for section in document.sections:
+        for source, parts in (("header", (section.header, section.first_page_header, section.even_page_header)),
+                              ("footer", (section.footer, section.first_page_footer, section.even_page_footer))):
+            for part in parts:
+                if part.is_linked_to_previous:  # no definition of its own (reading would add one)
+                    continue
+                lines = [p.text for p in part.paragraphs]
+                lines += [" | ".join(row) for row in _all_tables_rows(part.tables, limits)]
+                for line in lines:
+                    text = clean_inline(line)
+                    if text and len(seen) < 100:
+                        seen[(source, text)] = None
+    return tuple(Marking(source, text) for source, text in seen)  # type: ignore[arg-type]
+
+
+def _all_tables_rows(tables: Any, limits: ParseLimits) -> list[list[str]]:
+    return [row for table in tables for row in _table_rows(table, limits)]
 
 
 def _style_names(document: Any) -> Callable[[Any], str]:

@@ -18,7 +18,8 @@ from email.message import EmailMessage
 from typing import Any
 
 from inhouse.errors import DocumentRejected
-from inhouse.kb.document import Block, ParsedDocument
+from inhouse.kb.document import Block, Marking, ParsedDocument
+from inhouse.kb.parse import markings as labels
 from inhouse.kb.parse.blocks import BlockList, clean_inline, guess_language, meaningful
 from inhouse.kb.parse.safety import ParseLimits, sanitize_filename
 
@@ -41,6 +42,7 @@ def parse_message(msg: EmailMessage, filename: str, limits: ParseLimits, parse_n
                                   ("to", meaningful(_header(msg, "to"))),
                                   ("date", _date(_header(msg, "date"))),
                                   ("subject", subject)) if v}
+    markings = _header_markings(msg)
     out = BlockList()
     body = msg.get_body(preferencelist=("plain", "html"))
     if body is not None:
@@ -64,6 +66,7 @@ def parse_message(msg: EmailMessage, filename: str, limits: ParseLimits, parse_n
             continue
         if doc.metadata.get("skipped_attachments"):
             skipped.append(f"{name} > {doc.metadata['skipped_attachments']}")
+        markings += doc.markings  # a confidential attachment makes a confidential message
         out.reset_sections()
         out.heading(f"Attachment: {name}", 1)
         prefix = out.section
@@ -80,7 +83,24 @@ def parse_message(msg: EmailMessage, filename: str, limits: ParseLimits, parse_n
         filename=filename,
         mime=mime,
         metadata=metadata,
+        markings=tuple(dict.fromkeys(markings)),
     )
+
+
+def _header_markings(msg: EmailMessage) -> list[Marking]:
+    """Outlook's ``msip_labels`` header (Purview labels) and the RFC 2156 ``Sensitivity`` header."""
+    found: list[Marking] = []
+    for value in _all_headers(msg, "msip_labels"):
+        found += labels.header_labels(value)
+    found += [Marking("property", f"Sensitivity: {clean_inline(v)}") for v in _all_headers(msg, "sensitivity")]
+    return found
+
+
+def _all_headers(msg: EmailMessage, name: str) -> list[str]:
+    try:
+        return [str(v) for v in msg.get_all(name, [])][:20]
+    except (ValueError, TypeError, IndexError):
+        return []
 
 
 def _header(msg: EmailMessage, name: str) -> str | None:

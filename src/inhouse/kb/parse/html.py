@@ -17,7 +17,7 @@ import codecs
 import re
 from typing import Any
 
-from inhouse.kb.document import ParsedDocument
+from inhouse.kb.document import Marking, ParsedDocument
 from inhouse.kb.parse.blocks import (
     BlockList,
     clean_inline,
@@ -30,6 +30,8 @@ from inhouse.kb.parse.blocks import (
 from inhouse.kb.parse.safety import ParseLimits
 from inhouse.kb.parse.text import decode_text
 
+# <meta name=...> elements that declare how sensitive a page is (markings, ``kb/markings.py``).
+_CLASSIFICATION_META = ("classification", "sensitivity", "security-classification", "confidentiality")
 _NEVER_CONTENT = (
     "script, style, noscript, template, nav, aside, footer, form, iframe, svg, canvas, button, select, "
     "[role=navigation], [role=banner], [role=contentinfo], [role=complementary], [role=search], "
@@ -82,6 +84,15 @@ def parse_str(html: str, filename: str, limits: ParseLimits, *, metadata: dict[s
         value = meaningful(node.attributes.get("content")) if node else None
         if value:
             metadata[key] = value
+    markings = [Marking("property", f"{name}: {value}") for name in _CLASSIFICATION_META
+                for node in tree.css(f'meta[name="{name}" i]')[:5]
+                if (value := meaningful(node.attributes.get("content")))]
+    # A page's header and footer are not content, but they are where an intranet page says "Internal use only".
+    for source, selector in (("header", "header, [role=banner]"), ("footer", "footer, [role=contentinfo]")):
+        for node in tree.css(selector)[:5]:
+            text = clean_inline(node.text(separator=" "))
+            if text and len(text) <= 300:
+                markings.append(Marking(source, text))  # type: ignore[arg-type]
     html_node = tree.css_first("html")
     if html_node is not None and html_node.attributes.get("lang"):
         metadata["lang"] = str(html_node.attributes["lang"])
@@ -109,6 +120,7 @@ def parse_str(html: str, filename: str, limits: ParseLimits, *, metadata: dict[s
         filename=filename,
         mime="text/html",
         metadata=metadata,
+        markings=tuple(markings),
     )
 
 

@@ -2,7 +2,8 @@
 
 Block text is the Markdown source of the block (inline markup kept: it reads fine and embeds fine), except tables,
 which are re-rendered in the shared ``a | b`` row format, and code, which keeps its fence and language tag.
-A leading YAML front matter block supplies ``title``/``author``/``date``/``subject`` when present.
+A leading YAML front matter block supplies ``title``/``author``/``date``/``subject`` when present, and a declared
+``classification``/``sensitivity``/``label`` (also ``密级``) becomes a marking (``kb/markings.py``).
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from inhouse.kb.document import ParsedDocument
+from inhouse.kb.document import Marking, ParsedDocument
 from inhouse.kb.parse.blocks import BlockList, clean_inline, format_table, guess_language, meaningful, pick_title
 from inhouse.kb.parse.safety import ParseLimits
 from inhouse.kb.parse.text import decode_text
 
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)\n(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.S)
-_FM_LINE = re.compile(r"^([A-Za-z_][\w-]*)\s*:\s*(.+?)\s*$", re.M)
+_FM_LINE = re.compile(r"^([^\W\d][\w-]*)\s*:\s*(.+?)\s*$", re.M)
+CLASSIFICATION_KEYS = frozenset(("classification", "sensitivity", "label", "security-classification",
+                                 "confidentiality", "密级"))
 _HTML_TAG = re.compile(r"<[^>]+>")
 _QUOTE_MARK = re.compile(r"^[ \t]{0,3}> ?", re.M)
 
@@ -26,6 +29,7 @@ def parse(data: bytes, filename: str, limits: ParseLimits) -> ParsedDocument:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     metadata: dict[str, str] = {"encoding": encoding}
     fm_title = None
+    markings: list[Marking] = []
     match = _FRONT_MATTER.match(text)
     if match:
         for key, value in _FM_LINE.findall(match.group(1)):
@@ -35,6 +39,8 @@ def parse(data: bytes, filename: str, limits: ParseLimits) -> ParsedDocument:
                 fm_title = value
             elif value and key in ("author", "date", "subject", "description"):
                 metadata["subject" if key == "description" else key] = value
+            elif value and key in CLASSIFICATION_KEYS:
+                markings.append(Marking("property", f"{key}: {value}"))
         text = text[match.end() :]
     out = BlockList()
     _walk(text, out, limits)
@@ -45,6 +51,7 @@ def parse(data: bytes, filename: str, limits: ParseLimits) -> ParsedDocument:
         filename=filename,
         mime="text/markdown",
         metadata=metadata,
+        markings=tuple(markings),
     )
 
 

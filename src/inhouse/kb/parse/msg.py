@@ -38,6 +38,10 @@ _INTERNET_CPID, _MESSAGE_CODEPAGE = 0x3FDE, 0x3FFD
 _DISPLAY_NAME, _SMTP_ADDRESS, _EMAIL_ADDRESS, _RECIPIENT_TYPE = 0x3001, 0x39FE, 0x3003, 0x0C15
 _ATTACH_DATA, _ATTACH_METHOD, _ATTACH_LONG_NAME, _ATTACH_NAME, _ATTACH_MIME = 0x3701, 0x3705, 0x3707, 0x3704, 0x370E
 _ATTACHMENT_HIDDEN = 0x7FFE
+_SENSITIVITY, _TRANSPORT_HEADERS = 0x0036, 0x007D
+# PR_SENSITIVITY as the RFC 2156 header Outlook writes for it (0: normal, no header).
+_SENSITIVITIES = {1: "Personal", 2: "Private", 3: "Company-Confidential"}
+_MSIP_HEADER = re.compile(r"^msip_labels:[ \t]*(.*(?:\r?\n[ \t]+.*)*)", re.I | re.M)
 _BY_VALUE, _EMBEDDED = 1, 5
 _PT_STRING, _PT_STRING8, _PT_BINARY, _PT_OBJECT = 0x001F, 0x001E, 0x0102, 0x000D
 _PROPERTIES = "__properties_version1.0"
@@ -125,6 +129,12 @@ class _Storage:
         for name, value in headers:
             if value:
                 message[name] = value
+        sensitivity = _SENSITIVITIES.get(self.integer(_SENSITIVITY) or 0)
+        if sensitivity:
+            message["Sensitivity"] = sensitivity
+        for labels in _MSIP_HEADER.findall(self.string(_TRANSPORT_HEADERS) or "")[:20]:
+            if value := _one_line(labels):
+                message["msip_labels"] = value  # a received message's Purview label
         sent = self.time(_SUBMIT_TIME, _DELIVERY_TIME, _CREATION_TIME)
         if sent is not None:
             message["Date"] = email.utils.format_datetime(sent)

@@ -25,7 +25,7 @@ from inhouse.errors import DocumentRejected
 from inhouse.kb.parse.blocks import meaningful
 
 _PID_CODEPAGE, _PID_TITLE, _PID_SUBJECT, _PID_AUTHOR, _PID_CREATED = 1, 2, 3, 4, 12
-_VT_I2, _VT_LPSTR, _VT_LPWSTR, _VT_FILETIME = 0x02, 0x1E, 0x1F, 0x40
+_VT_I2, _VT_BOOL, _VT_LPSTR, _VT_LPWSTR, _VT_FILETIME = 0x02, 0x0B, 0x1E, 0x1F, 0x40
 _FILETIME_EPOCH = dt.datetime(1601, 1, 1, tzinfo=dt.UTC)
 MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _PASSWORD = "password-protected Office file; remove the password first"
@@ -98,23 +98,65 @@ def summary_metadata(ole: Any, filename: str) -> tuple[str | None, dict[str, str
     return text(_PID_TITLE), {k: v for k, v in pairs if v}
 
 
-def _property_set(raw: bytes) -> dict[int, int | bytes | str]:
-    """The scalar properties (code page, strings, times) of a property set stream's first section ([MS-OLEPS])."""
-    if len(raw) < 48:
-        return {}
-    section = struct.unpack_from("<I", raw, 44)[0]
-    if section + 8 > len(raw):
-        return {}
-    count = min(struct.unpack_from("<I", raw, section + 4)[0], (len(raw) - section - 8) // 8)
-    found: dict[int, int | bytes | str] = {}
+def user_properties(ole: Any, filename: str) -> list[tuple[str, str]]:
+    """The user-defined (custom) properties with a text value, from the second section of
+    ``\x05DocumentSummaryInformation``: where Office keeps a Purview sensitivity label (``MSIP_Label_<id>_Name``...).
+
+    The section's dictionary (property 0) names the properties; a boolean reads "true"/"false".
+    """
+    raw = read_stream(ole, "\x05DocumentSummaryInformation", filename) or b""
+    section = _section(raw, 1)
+    if section is None:
+        return []
+    start, offsets = section
+    props = _property_set(raw, 1)
+    codepage = props.get(_PID_CODEPAGE)
+    names = _dictionary(raw, start + offsets[0], codepage if isinstance(codepage, int) else None) if 0 in offsets \
+        else {}
+    out: list[tuple[str, str]] = []
+    text_codec = codec(codepage if isinstance(codepage, int) else None)
+    for pid, name in names.items():
+        value = props.get(pid)
+        if isinstance(value, bytes):
+            value = value.decode(text_codec, errors="replace")
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        if isinstance(value, str):
+            out.append((name, value.rstrip("\x00")))
+    return out
+
+
+def _section(raw: bytes, index: int) -> tuple[int, dict[int, int]] | None:
+    """Where section ``index`` of a property set stream starts, and its properties' offsets ([MS-OLEPS] 2.20-2.21)."""
+    if len(raw) < 28 or struct.unpack_from("<I", raw, 24)[0] <= index or len(raw) < 48 + 20 * index:
+        return None
+    start = struct.unpack_from("<I", raw, 44 + 20 * index)[0]
+    if start + 8 > len(raw):
+        return None
+    count = min(struct.unpack_from("<I", raw, start + 4)[0], (len(raw) - start - 8) // 8)
+    offsets: dict[int, int] = {}
     for k in range(count):
-        pid, offset = struct.unpack_from("<II", raw, section + 8 + 8 * k)
-        at = section + offset
-        if at + 8 > len(raw):
+        pid, offset = struct.unpack_from("<II", raw, start + 8 + 8 * k)
+        offsets[pid] = offset
+    return start, offsets
+
+
+def _property_set(raw: bytes, index: int = 0) -> dict[int, int | bytes | str | bool]:
+    """The scalar properties (code page, strings, times, booleans) of a property set stream's section ``index``."""
+    section = _section(raw, index)
+    if section is None:
+        return {}
+    start, offsets = section
+    found: dict[int, int | bytes | str | bool] = {}
+    for pid, offset in offsets.items():
+        at = start + offset
+        if pid == 0 or at + 8 > len(raw):  # property 0 is the dictionary, not a value
             continue
         kind = struct.unpack_from("<H", raw, at)[0]
         if kind == _VT_I2:
             found[pid] = struct.unpack_from("<h", raw, at + 4)[0]
+        elif kind == _VT_BOOL:
+            found[pid] = struct.unpack_from("<h", raw, at + 4)[0] != 0
         elif kind == _VT_LPSTR:
             size = struct.unpack_from("<I", raw, at + 4)[0]
             found[pid] = raw[at + 8:at + 8 + size]
@@ -124,6 +166,30 @@ def _property_set(raw: bytes) -> dict[int, int | bytes | str]:
         elif kind == _VT_FILETIME and at + 12 <= len(raw):
             found[pid] = struct.unpack_from("<Q", raw, at + 4)[0]
     return found
+
+
+def _dictionary(raw: bytes, at: int, codepage: int | None) -> dict[int, str]:
+    """A section's dictionary: property id → name. Names are UTF-16 (padded to 4 bytes) under code page 1200,
+    else 8-bit in the section's code page ([MS-OLEPS] 2.16-2.17)."""
+    if at + 4 > len(raw):
+        return {}
+    count = min(struct.unpack_from("<I", raw, at)[0], 10_000)
+    wide = codepage is not None and codepage & 0xFFFF == 1200
+    text_codec = codec(codepage)
+    names: dict[int, str] = {}
+    at += 4
+    for _ in range(count):
+        if at + 8 > len(raw):
+            break
+        pid, length = struct.unpack_from("<II", raw, at)
+        at += 8
+        size = length * 2 if wide else length
+        if length > 0x10000 or at + size > len(raw):
+            break
+        name = raw[at:at + size].decode("utf-16-le" if wide else text_codec, errors="replace").rstrip("\x00")
+        names[pid] = name
+        at += size + (-size % 4 if wide else 0)
+    return names
 
 
 def codec(code_page: int | None) -> str:

@@ -69,6 +69,14 @@
     return el("span", { class: "badge badge-label badge-" + label }, t("label." + label));
   }
 
+  // Why a document carries its label: its own marking (a Purview label, CONFIDENTIAL in its title...), when it has one.
+  function markedNote(d) {
+    const m = d.metadata || {};
+    if (!m.marking) return null;
+    return el("div", { class: "muted small doc-marking" },
+      t("docs.marked", { label: t("label." + m.marking_label), reason: m.marking }));
+  }
+
   function renderDocuments() {
     const rows = I.clear($("doc-rows"));
     $("docs-empty").hidden = state.docs.length > 0;
@@ -79,7 +87,7 @@
       del.addEventListener("click", function () { confirmThen(del, function () { deleteDocument(d); }); });
       rows.append(el("tr", { "data-doc": d.id },
         el("td", {}, el("div", { class: "doc-title" }, d.title || d.filename), el("div", { class: "muted small" }, d.filename)),
-        el("td", {}, labelBadge(d.label)),
+        el("td", {}, labelBadge(d.label), markedNote(d)),
         el("td", { class: "small" }, access),
         el("td", {}, el("span", { class: "status status-ok" }, t("docs.indexed", { n: d.chunk_count }))),
         el("td", { class: "small nowrap" }, I.fmtBytes(d.size_bytes)),
@@ -179,6 +187,10 @@
         if (xhr.status >= 200 && xhr.status < 300) {
           job.row.classList.add("is-done");
           job.status.textContent = t("docs.status_" + (body.status || "added"), { n: body.chunk_count || 0 });
+          const m = body.metadata || {};
+          if (m.marking && m.marking_label === body.label && body.status !== "unchanged") {
+            job.status.textContent += " · " + t("docs.marked", { label: t("label." + body.label), reason: m.marking });
+          }
         } else {
           job.row.classList.add("is-error");
           job.status.textContent = (body.error && body.error.message) || xhr.status + " " + xhr.statusText;

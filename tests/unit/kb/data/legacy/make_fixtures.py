@@ -81,15 +81,38 @@ def deck_pptx(path: Path) -> None:
     path.write_bytes(make_pptx())
 
 
+BOARD_LABEL_ID = "3f1c2b4a-9d8e-4f7a-b6c5-1a2b3c4d5e6f"
+
+
+def board_docx(path: Path) -> None:
+    """A Word document with a Purview sensitivity label in its custom properties (Word 97 keeps them in the
+    user-defined section of its DocumentSummaryInformation)."""
+    import io
+    import sys
+
+    import docx
+
+    sys.path.insert(0, str(HERE.parent.parent))
+    from docfactory import purview_properties, with_ooxml_parts
+
+    d = docx.Document()
+    d.add_heading("Board pack", level=1)
+    d.add_paragraph("Acquisition of Kestrel Ltd: the price range the board discussed.")
+    buf = io.BytesIO()
+    d.save(buf)
+    path.write_bytes(with_ooxml_parts(buf.getvalue(), custom=purview_properties(BOARD_LABEL_ID, "Highly Confidential")))
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         travel_docx(work / "travel.docx")
         budget_xlsx(work / "budget.xlsx")
         deck_pptx(work / "deck.pptx")
+        board_docx(work / "board.docx")
         (work / "rich.html").write_text(RICH_HTML, encoding="utf-8")
         for source, target in (("travel.docx", "doc"), ("rich.html", "doc:MS Word 97"), ("budget.xlsx", "xls"),
-                               ("deck.pptx", "ppt")):
+                               ("deck.pptx", "ppt"), ("board.docx", "doc")):
             subprocess.run(["soffice", "--headless", "--convert-to", target, "--outdir", str(HERE),
                             str(work / source)], check=True, capture_output=True)
     # The summary information holds a 580 KB thumbnail of the first slide and no text the tests need (the other
