@@ -113,7 +113,8 @@ def add_kb_routes(router: APIRouter, kb: KnowledgeBase) -> None:
     @router.post("/v1/collections/{collection_id}/documents", status_code=201, responses={
         201: {"model": UploadedDocument, "description": "Added or replaced."},
         200: {"model": UploadedDocument, "description": "The same bytes were there already."},
-        **errors(403, why={403: "Only admins may set a document's own access list."})})
+        **errors(403, 409, why={403: "Only admins may set a document's own access list.",
+                                409: "A document of that name the caller may not see is there already."})})
     async def upload_document(collection_id: str, file: UploadFile = File(...),
                               label: str | None = Form(None), groups: str | None = Form(None),
                               keys: str | None = Form(None),

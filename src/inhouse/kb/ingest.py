@@ -2,7 +2,8 @@
 
 - **Idempotent.** A file whose sha256 is already in the collection is skipped before it is parsed or embedded.
 - **Replacement.** Changed bytes under the same source path replace the old version inside one transaction
-  (``IndexStore.put_document``): a reader sees the old version or the new one, never both or neither.
+  (``IndexStore.put_document``): a reader sees the old version or the new one, never both or neither. The new
+  version keeps the old one's label and access list unless new ones are given (then raised by its markings).
 - **Crash-safe.** Nothing is written until a document is complete; a process killed mid-batch leaves every
   document either fully committed or absent, and re-running finishes the rest (the committed ones are skipped).
 - **Markings.** A document whose own markings (a Purview sensitivity label, "CONFIDENTIAL" in its title or footer,
@@ -36,7 +37,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from inhouse.errors import DocumentRejected, InhouseError, StorageFull
-from inhouse.governance.labels import Label, label_of_item
+from inhouse.governance.labels import UNLABELLED, Label, label_of_item
 from inhouse.kb.access import Acl
 from inhouse.kb.index.protocol import IndexStore, NewDocument
 
@@ -250,7 +251,7 @@ class Ingestor:
         of the collection that are not among ``sources`` are deleted first (a sync of those folders)."""
         # An unknown collection or label fails the whole batch at once, before any file is read.
         collection = self.store.get_collection(collection_id)
-        doc_label = label_of_item(label)
+        given = None if label is None or (isinstance(label, str) and not label.strip()) else label_of_item(label)
         report = IngestReport()
         start = self._clock()
         chunks_done = 0
@@ -293,7 +294,7 @@ class Ingestor:
             at = 0
             for p in pending:
                 n = len(p.chunks)
-                outcome = self._commit(collection.id, p, vectors[at:at + n], doc_label, acl, metadata)
+                outcome = self._commit(collection.id, p, vectors[at:at + n], given, acl, metadata)
                 at += n
                 report.outcomes.append(outcome)
                 if outcome.status in ("added", "replaced"):
@@ -364,8 +365,15 @@ class Ingestor:
             return np.zeros((0, self.embedder.dim), dtype=np.float32)
         return np.vstack(parts)
 
-    def _commit(self, collection_id: str, p: _Pending, vectors: np.ndarray, label: Label, acl: Acl | None,
+    def _commit(self, collection_id: str, p: _Pending, vectors: np.ndarray, label: Label | None, acl: Acl | None,
                 metadata: Mapping[str, str] | None) -> FileOutcome:
+        # A new version keeps the label and the access list of the one it replaces unless new ones are given: a
+        # changed file must not lose the need-to-know its document was given (nor become visible to the collection).
+        previous = self.store.find_document(collection_id, source_path=p.source.source_path)
+        if label is None:
+            label = previous.label if previous is not None else UNLABELLED
+        if acl is None and previous is not None:
+            acl = previous.acl
         meta = {**p.parsed.metadata, **(metadata or {})}
         marking = None
         if p.marked is not None:  # kept even when not raised: members may not relabel below it

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from inhouse.errors import InvalidRequest, NotFound, PermissionDenied
+from inhouse.errors import Conflict, InvalidRequest, NotFound, PermissionDenied, shown
 from inhouse.governance.labels import Label, label_of_item, parse_label
 from inhouse.kb.access import AccessScope, Acl, may_access_collection
 from inhouse.kb.answer import Answerer
@@ -144,6 +144,13 @@ class KnowledgeBase:
                      keys: Iterable[str] | None = None, metadata: Mapping[str, str] | None = None) -> FileOutcome:
         col = self.collection(actor, collection)
         acl = acl_from(groups, keys) if (groups or keys) else None
+        if not actor.is_admin:
+            # An upload replaces the document of the same name. One the member may not see (restricted, or a list
+            # that does not name them) is not theirs to overwrite: like a file share, say the name is taken.
+            existing = self.store.find_document(col.id, source_path=filename)
+            if existing is not None and not self.store.visible_document(AccessScope.of(actor), existing.id):
+                raise Conflict(f"A document named {shown(filename)} is in this collection already and you may not "
+                               "replace it; upload the file under another name.", param="file")
         return self.ingestor.ingest_bytes(col.id, data, filename, label=_label(label), acl=acl, metadata=metadata)
 
     def uploaded_document(self, actor: Actor, outcome: FileOutcome) -> DocumentRecord:

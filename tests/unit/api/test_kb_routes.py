@@ -141,6 +141,28 @@ def test_markings_raise_an_upload_and_members_cannot_relabel_below_them(admin: T
     assert admin.patch(url, json={"label": "public"}).json()["label"] == "public"  # admins decide, deliberately
 
 
+def test_members_cannot_overwrite_a_document_they_may_not_see(admin: TestClient, kb_services: Any) -> None:
+    cid = admin.post("/v1/collections", json={"name": "hr", "access": {"groups": ["all"]}}).json()["id"]
+    member_id = kb_services.keys.authenticate(kb_services.member_key).key_id
+    admin.patch(f"/v1/collections/{cid}", json={"access": {"groups": ["all"], "keys": [member_id]}})
+    hidden = admin.post(f"/v1/collections/{cid}/documents", data={"label": "restricted"},
+                        files={"file": ("plan.md", b"# Plan\n\nThe reorganisation plan.\n")}).json()
+    shared = admin.post(f"/v1/collections/{cid}/documents", data={"label": "internal", "keys": member_id},
+                        files={"file": ("notes.md", b"# Notes\n\nTeam notes.\n")}).json()
+    with TestClient(build_app(kb_services), headers=member_headers(kb_services)) as m:
+        r = m.post(f"/v1/collections/{cid}/documents", files={"file": ("plan.md", b"# Plan\n\nOverwritten.\n")})
+        assert r.status_code == 409 and r.json()["error"]["code"] == "conflict", r.text
+        assert "another name" in r.json()["error"]["message"]
+        # A document the member may see they may update; its access list stays as the admin set it.
+        r = m.post(f"/v1/collections/{cid}/documents", files={"file": ("notes.md", b"# Notes\n\nMore notes.\n")})
+        assert r.status_code == 201 and r.json()["status"] == "replaced", r.text
+        assert r.json()["access"] == shared["access"] and r.json()["label"] == "internal"
+    kept = admin.get(f"/v1/collections/{cid}/documents/{hidden['id']}").json()
+    assert kept["version"] == 1 and kept["label"] == "restricted"
+    content = admin.get(f"/v1/collections/{cid}/documents/{hidden['id']}/content")
+    assert b"reorganisation" in content.content
+
+
 EMBED = "fake-trigram"  # the FakeEmbedder's name, as multilingual-e5-small is the real one's
 
 

@@ -66,6 +66,24 @@ def test_changed_bytes_replace_in_place(store: SqliteIndexStore, tmp_path: Path)
     assert b"20 days" in store.document_data(doc_id)
 
 
+def test_a_new_version_keeps_the_label_and_access_list_unless_given_new_ones(store: SqliteIndexStore,
+                                                                             tmp_path: Path) -> None:
+    col = store.create_collection("hr", acl=Acl(groups=frozenset({"hr"})))
+    ing = Ingestor(store, FakeEmbedder())
+    narrowed = Acl(groups=frozenset({"hr-leads"}))
+    doc_id = ing.ingest_bytes(col.id, b"# Reorg\n\nDraft 1.\n", "reorg.md", label="restricted",
+                              acl=narrowed).document_id or ""
+    ing.ingest_bytes(col.id, b"# Reorg\n\nDraft 2.\n", "reorg.md")  # a changed file, nothing said about access
+    doc = store.get_document(doc_id)
+    assert (doc.version, doc.label, doc.acl) == (2, Label.RESTRICTED, narrowed)
+    wider = Acl(groups=frozenset({"hr"}))
+    ing.ingest_bytes(col.id, b"# Reorg\n\nFinal.\n", "reorg.md", label="internal", acl=wider)
+    doc = store.get_document(doc_id)
+    assert (doc.version, doc.label, doc.acl) == (3, Label.INTERNAL, wider)
+    fresh = ing.ingest_bytes(col.id, b"# Menu\n\nNoodles.\n", "menu.md")
+    assert store.get_document(fresh.document_id or "").label == Label.CONFIDENTIAL  # no label: confidential
+
+
 def test_replacement_is_atomic_for_readers(store: SqliteIndexStore, tmp_path: Path) -> None:
     """While one thread replaces a document over and over, readers always see exactly one version."""
     col = store.create_collection("hr", acl=Acl())
