@@ -91,6 +91,12 @@ def test_requests_and_security_actions_leave_exactly_their_records(served: tuple
     assert report["requests"]["by_destination"] == {"local": n_chat}
     code, out = run("audit", "report", "--data-dir", data_dir)
     assert code == 0 and "Confidential or restricted items sent out: 0" in out
+    # An investigation of one document: only the records that name it.
+    for docs in (["doc_1a"], ["doc_1ab"], ["doc_2", "doc_1a"]):
+        services.audit.record_request(action="kb:read", outcome="success", documents=docs)
+    code, _ = run("audit", "export", "--document", "doc_1a", "-o", str(tmp_path / "d.jsonl"), "--data-dir", data_dir)
+    named = [json.loads(x)["documents"] for x in (tmp_path / "d.jsonl").read_text().splitlines()]
+    assert code == 0 and named == [["doc_1a"], ["doc_2", "doc_1a"]]
 
     # Tamper through raw sqlite3: `audit verify` exits 1 and names the first broken record.
     conn = sqlite3.connect(services.settings.data_dir / "audit.db")

@@ -117,3 +117,29 @@ def test_marked_documents_never_reach_the_cloud(world: World, eval_corpus: Path,
     assert r.status_code == 200, r.text
     assert r.headers["x-inhouse-destination"] == "fakecloud" and r.json()["inhouse"]["egress"] == "sent_redacted"
     assert "annual leave" in world.cloud.all_bytes().decode("utf-8", errors="replace")
+
+
+def test_the_audit_names_who_was_given_which_document(world: World) -> None:
+    """An investigation: every request that uploaded, searched, read or was given the salary bands' passages."""
+    bands = world.uploads["salary-bands-2027.md"]
+    r = world.http.post("/v1/search", json={"query": "salary bands reference code",
+                                            "collections": [world.collections["finance"]]})
+    assert r.status_code == 200 and bands["id"] in {h["document_id"] for h in r.json()["data"]}
+    content = f"/v1/collections/{bands['collection_id']}/documents/{bands['id']}/content"
+    assert world.http.get(content).status_code == 200
+    assert ask(world, SALARY_QUESTION, "finance").status_code == 200
+
+    found = world.http.get("/v1/admin/audit", params={"document": bands["id"], "limit": 1000}).json()["data"]
+    by_resource: dict[str, list[dict[str, Any]]] = {}
+    for record in found:
+        assert bands["id"] in record["documents"]
+        by_resource.setdefault(record["resource"], []).append(record)
+    upload = by_resource[f"POST /v1/collections/{bands['collection_id']}/documents"]
+    assert upload[0]["label"] == bands["label"] and upload[0]["details"]["marking"] == bands["metadata"].get("marking")
+    assert by_resource["POST /v1/search"][-1]["label"] == bands["label"]
+    assert f"GET {content}" in by_resource
+    grounded = [r for r in by_resource["POST /v1/chat/completions"] if r["outcome"] != "started"]
+    assert grounded and grounded[-1]["location"] == ("local" if bands["label"] == "confidential" else "fakecloud")
+    leave = world.uploads["leave-policy.md"]["id"]
+    assert all(leave not in r["documents"] for r in found)  # a question about salaries was not given the leave policy
+    assert world.http.post("/v1/admin/audit/verify").json()["ok"] is True

@@ -28,13 +28,17 @@ def add_audit_routes(router: APIRouter, services: Services) -> None:
         action: str | None = Query(None, max_length=200),
         actor: str | None = Query(None, max_length=200, description="an actor key id (key_…)"),
         kind: str | None = Query(None, pattern="^(request|security)$"),
+        document: str | None = Query(None, max_length=200,
+                                     description="a document id (doc_…): the records that name it (who read, searched, "
+                                     "downloaded or was given its passages; who uploaded, relabelled, deleted it)"),
         after_seq: int = Query(0, ge=0, le=MAX_INT64, description="records after this seq (paging, oldest first)"),
         limit: int = Query(100, ge=1, le=MAX_LIMIT),
     ) -> dict[str, Any]:
         audit = services.audit
         since_ts = parse_since(since) if since else None
         records = await run_in_threadpool(lambda: audit.records(
-            since=since_ts, action=action, actor=actor, kind=kind, after_seq=after_seq, limit=limit))
+            since=since_ts, action=action, actor=actor, kind=kind, document=document, after_seq=after_seq,
+            limit=limit))
         data = [r.to_dict() for r in records]
         return {"object": "list", "data": data,
                 "next_after_seq": data[-1]["seq"] if len(data) == limit else None}

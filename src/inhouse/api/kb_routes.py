@@ -10,11 +10,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
+from inhouse.api.audit_trail import note
 from inhouse.api.auth import require
 from inhouse.api.bounds import MAX_INT64
 from inhouse.api.openapi import errors, media
@@ -28,9 +29,11 @@ from inhouse.api.responses import (
     UploadedDocument,
 )
 from inhouse.errors import InvalidRequest, NotFound
+from inhouse.governance.labels import max_label
 from inhouse.types import Actor
 
 if TYPE_CHECKING:
+    from inhouse.kb.index.protocol import DocumentRecord
     from inhouse.kb.service import KnowledgeBase
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=128)]
@@ -117,7 +120,7 @@ def add_kb_routes(router: APIRouter, kb: KnowledgeBase) -> None:
                                 409: "A document of that name the caller may not see is there already."})})
     async def upload_document(collection_id: str, file: UploadFile = File(...),
                               label: str | None = Form(None), groups: str | None = Form(None),
-                              keys: str | None = Form(None),
+                              keys: str | None = Form(None), *, request: Request,
                               actor: Actor = Depends(require("kb:write"))) -> Any:
         data = await file.read()
         name = file.filename or "upload"
@@ -126,6 +129,8 @@ def add_kb_routes(router: APIRouter, kb: KnowledgeBase) -> None:
         if outcome.status == "error":
             raise InvalidRequest(outcome.error or "The file was rejected.", code="document_rejected", param="file")
         doc = await run(kb.uploaded_document, actor, outcome)
+        note(request, label=doc.label.value, documents=[doc.id], document_status=outcome.status,
+             marking=outcome.marking)  # None: the label given stood
         status = 201 if outcome.status in ("added", "replaced") else 200
         return JSONResponse({**doc.to_dict(), "status": outcome.status}, status_code=status)
 
@@ -136,6 +141,11 @@ def add_kb_routes(router: APIRouter, kb: KnowledgeBase) -> None:
         docs = await run(lambda: kb.list_documents(actor, collection_id, limit=limit, offset=offset))
         return {"object": "list", "data": [d.to_dict() for d in docs]}
 
+    def _noted(request: Request, doc: DocumentRecord) -> DocumentRecord:
+        """``doc``, named (with its label) in the request's audit record."""
+        note(request, label=doc.label.value, documents=[doc.id])
+        return doc
+
     def _doc_in(actor: Actor, collection_id: str, document_id: str) -> Any:
         col = kb.collection(actor, collection_id)
         doc = kb.document(actor, document_id)
@@ -144,15 +154,15 @@ def add_kb_routes(router: APIRouter, kb: KnowledgeBase) -> None:
         return doc
 
     @router.get("/v1/collections/{collection_id}/documents/{document_id}", responses={200: {"model": Document}})
-    async def get_document(collection_id: str, document_id: str,
+    async def get_document(collection_id: str, document_id: str, request: Request,
                            actor: Actor = Depends(require("kb:read"))) -> dict[str, Any]:
-        return (await run(_doc_in, actor, collection_id, document_id)).to_dict()
+        return _noted(request, await run(_doc_in, actor, collection_id, document_id)).to_dict()
 
     @router.get("/v1/collections/{collection_id}/documents/{document_id}/content", response_class=Response,
                 responses={200: media("*/*", description="The document's bytes, with its own media type.")})
-    async def download_document(collection_id: str, document_id: str,
+    async def download_document(collection_id: str, document_id: str, request: Request,
                                 actor: Actor = Depends(require("kb:read"))) -> Response:
-        doc = await run(_doc_in, actor, collection_id, document_id)
+        doc = _noted(request, await run(_doc_in, actor, collection_id, document_id))
         _, data = await run(kb.document_data, actor, doc.id)
         disposition = f"attachment; filename*=UTF-8''{quote(doc.filename, safe='')}"
         return Response(data, media_type=doc.mime or "application/octet-stream",
@@ -160,25 +170,30 @@ def add_kb_routes(router: APIRouter, kb: KnowledgeBase) -> None:
 
     @router.patch("/v1/collections/{collection_id}/documents/{document_id}", responses={
         200: {"model": Document}, **errors(403, why={403: "Only admins may change a document's access list."})})
-    async def relabel_document(collection_id: str, document_id: str, body: DocumentUpdate,
+    async def relabel_document(collection_id: str, document_id: str, body: DocumentUpdate, request: Request,
                                actor: Actor = Depends(require("kb:write"))) -> dict[str, Any]:
-        await run(_doc_in, actor, collection_id, document_id)
+        before = _noted(request, await run(_doc_in, actor, collection_id, document_id))
         acc = body.access
         doc = await run(lambda: kb.relabel(actor, document_id, label=body.label,
                                            groups=acc.groups if acc else None, keys=acc.keys if acc else None,
                                            clear_access=body.clear_access))
+        note(request, label=doc.label.value, label_before=before.label.value)
         return doc.to_dict()
 
     @router.delete("/v1/collections/{collection_id}/documents/{document_id}", responses={200: {"model": Deleted}})
-    async def delete_document(collection_id: str, document_id: str,
+    async def delete_document(collection_id: str, document_id: str, request: Request,
                               actor: Actor = Depends(require("kb:write"))) -> dict[str, Any]:
-        await run(_doc_in, actor, collection_id, document_id)
+        _noted(request, await run(_doc_in, actor, collection_id, document_id))
         await run(kb.delete_document, actor, document_id)
         return {"id": document_id, "object": "document", "deleted": True}
 
     @router.post("/v1/search", responses={200: {"model": SearchResults}, **errors(
         404, why={404: "A collection named in `collections` does not exist or is not the caller's to see."})})
-    async def search(body: SearchRequest, actor: Actor = Depends(require("kb:read"))) -> dict[str, Any]:
+    async def search(body: SearchRequest, request: Request,
+                     actor: Actor = Depends(require("kb:read"))) -> dict[str, Any]:
         hits = await run(lambda: kb.search(actor, body.query, collections=body.collections, top_k=body.top_k,
                                            filters=body.filters))
+        if hits:  # the snippets returned are the documents' content: who received which
+            note(request, label=max_label(h.chunk.label for h in hits).value,
+                 documents=list(dict.fromkeys(h.chunk.document_id for h in hits)))
         return {"object": "list", "data": [h.to_dict() for h in hits]}

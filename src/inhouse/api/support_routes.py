@@ -16,11 +16,12 @@ from __future__ import annotations
 from importlib import resources
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from inhouse.api.audit_trail import note
 from inhouse.api.auth import public, require
 from inhouse.api.cors import WIDGET_PATH
 from inhouse.api.openapi import errors, media
@@ -63,9 +64,10 @@ def add_support_routes(router: APIRouter, services: Services) -> None:
         return (await run_in_threadpool(support.session, actor, session_id)).to_dict()
 
     @router.post("/v1/apps/support/sessions/{session_id}/messages")
-    async def post_message(session_id: str, body: MessageCreate,
+    async def post_message(session_id: str, body: MessageCreate, request: Request,
                            actor: Actor = Depends(require("apps:support"))) -> dict[str, Any]:
         reply = await support.send(contexts.for_actor(actor), session_id, body.content)
+        note(request, documents=reply.documents)
         return reply.to_dict()
 
     @router.get(WIDGET_PATH, response_class=Response, responses={200: media("text/javascript")})

@@ -67,6 +67,8 @@ def verify(data_dir: Path = DataDirOption, as_json: bool = typer.Option(False, "
 def export(
     since: str | None = SinceOption,
     output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file (default: stdout)."),
+    document: str | None = typer.Option(None, "--document", help="Only the records naming this document id "
+                                        "(doc_…): who read, searched, downloaded or was given its passages."),
     data_dir: Path = DataDirOption,
 ) -> None:
     """Write the records as JSON lines, oldest first."""
@@ -77,7 +79,7 @@ def export(
         try:
             out = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
             try:
-                for record in log.export(since_ts):
+                for record in log.export(since_ts, document=document):
                     out.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
                     n += 1
             finally:

@@ -108,6 +108,11 @@ class Grounding:
     def labels(self) -> list[str]:
         return [h.chunk.label.value for h in self.hits]
 
+    @property
+    def document_ids(self) -> list[str]:
+        """The documents whose passages the model is given, each once: what the audit record names."""
+        return list(dict.fromkeys(h.chunk.document_id for h in self.hits))
+
 
 @dataclass
 class GroundedAnswer:

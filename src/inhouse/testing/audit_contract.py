@@ -124,6 +124,14 @@ class AuditStoreContract:
             prev = d["hash"]
         assert len(exported) == 12 and log.verify().ok and log.verify().records == 12
 
+    def test_records_are_found_by_the_documents_they_name(self, log: AuditLog) -> None:
+        for docs in (["doc_a1", "doc_b2"], ["doc_ab1"], [], ["doc_a1"], ["xdoc_a1"]):
+            log.record_request(action="kb:read", outcome="success", documents=docs)
+        assert [r.seq for r in log.records(document="doc_a1")] == [1, 4]  # whole ids, not parts of one
+        assert [r.seq for r in log.records(document="doc_a_1")] == []  # "_" is no wildcard
+        assert [r.seq for r in log.records(document="doc_%")] == []
+        assert [d["seq"] for d in log.export(document="doc_b2")] == [1]
+
     def test_bad_records_are_refused_and_nothing_is_written(self, log: AuditLog) -> None:
         with pytest.raises(ValueError, match="secret"):
             log.record(SecurityEvent("key.created", None, None, "key_1", details={"secret": "ih_x"}))

@@ -234,6 +234,10 @@ def test_chat_with_knowledge_cites_and_says_not_covered(admin: TestClient, kb_se
     s2 = admin.post("/v1/chat/completions", json={**body, "stream": True})
     last = [json.loads(line[6:]) for line in s2.text.splitlines() if line.startswith("data: {")][-1]
     assert "citations" in last
+    # The audit record of each answer names the documents whose passages the model was given (none: not covered).
+    leave_id = admin.get(f"/v1/collections/{cid}/documents").json()["data"][0]["id"]
+    chats = [r for r in kb_services.audit.records(action="chat:create") if r.outcome != "started"]
+    assert [r.documents for r in chats] == [(leave_id,), (), (), (leave_id,)]
 
 
 def test_responses_with_knowledge_cite_and_say_not_covered(admin: TestClient, kb_services: Any) -> None:

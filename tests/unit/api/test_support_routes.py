@@ -86,6 +86,16 @@ def test_faq_answer_with_citation_then_state_kept(api: TestClient) -> None:
     assert session["messages"][1]["citations"][0]["index"] == 1
 
 
+def test_the_audit_record_names_the_documents_the_answer_was_given(svc: Any, api: TestClient) -> None:
+    sid = open_session(api)
+    say(api, sid, "How long does delivery take?")
+    faq = svc.kb.list_documents(Actor("key_setup", "setup", role="admin"), "support")[0]
+    record = [r for r in svc.audit.records() if r.resource == f"POST /v1/apps/support/sessions/{sid}/messages"][-1]
+    assert record.documents == (faq.id,)
+    say(api, sid, "Can I talk to a person please?")  # handed over: no passages given
+    assert [r for r in svc.audit.records() if r.resource.endswith("/messages")][-1].documents == ()
+
+
 @pytest.mark.parametrize(("text", "reason"), [
     ("Can I talk to a person please?", "human_requested"),
     ("I want to speak with a human agent", "human_requested"),

@@ -145,6 +145,7 @@ class Serving:
                 if not grounding.covered:
                     return NotCovered(str(body["model"]), grounding.question)
                 body["messages"] = grounding.messages
+                note(request, documents=grounding.document_ids)  # who was given which documents' passages
             # 3. Egress policy: None = a local model, always allowed.
             labels = grounding.labels if grounding is not None else ()
             routed = await run_in_threadpool(lambda: services.egress.route(body, call.actor, extra_labels=labels))

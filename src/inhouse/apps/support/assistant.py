@@ -82,6 +82,7 @@ class SupportReply:
     reason: str | None = None
     summary: str | None = None
     status: str = "open"
+    documents: list[str] = field(default_factory=list)  # whose passages the model was given (for the audit)
 
     def to_dict(self) -> dict[str, Any]:
         return {"object": "support.reply", "session_id": self.session_id, "reply": self.text,
@@ -187,8 +188,9 @@ class SupportAssistant:
             return self._hand_over(session, triggered, zh)
         grounding: Grounding = await self._kb(ctx).answerer.ground_async(
             ctx.actor, text, session.collections, model=ctx.model, history=history)
-        answer_text, citations = "", []
+        answer_text, citations, documents = "", [], []
         if grounding.covered:
+            documents = grounding.document_ids
             answer = await self._kb(ctx).answerer.complete(grounding, model=ctx.model)
             ctx.charge(answer.usage)
             answer_text, citations = answer.text, [c.to_dict() for c in answer.citations]
@@ -197,9 +199,9 @@ class SupportAssistant:
             if session.misses >= MISSES_BEFORE_HANDOFF:
                 return self._hand_over(session, Handoff(NO_ANSWER, f"the documents had no answer "
                                                         f"{session.misses} times in a row"), zh)
-            return self._finish(session, _miss_text(zh))
+            return self._finish(session, _miss_text(zh), documents=documents)
         session.misses = 0
-        return self._finish(session, answer_text, citations=citations)
+        return self._finish(session, answer_text, citations=citations, documents=documents)
 
     def _hand_over(self, session: Session, handoff: Handoff, zh: bool) -> SupportReply:
         session.status = "handed_over"
@@ -208,7 +210,7 @@ class SupportAssistant:
         return self._finish(session, _handoff_text(zh, handoff.reason), handoff=session.handoff)
 
     def _finish(self, session: Session, text: str, *, citations: list[dict[str, Any]] | None = None,
-                handoff: dict[str, Any] | None = None) -> SupportReply:
+                handoff: dict[str, Any] | None = None, documents: list[str] | None = None) -> SupportReply:
         msg: dict[str, Any] = {"role": "assistant", "content": text, "at": time.time()}
         if citations:
             msg["citations"] = citations
@@ -218,7 +220,7 @@ class SupportAssistant:
         self.store.save(session)
         return SupportReply(session.id, text, citations or [], handoff is not None,
                             handoff["reason"] if handoff else None, handoff["summary"] if handoff else None,
-                            session.status)
+                            session.status, documents or [])
 
 
 def build_support_assistant(settings: Any, sessions: SessionStore) -> SupportAssistant:

@@ -292,20 +292,23 @@ class AuditLog:
 
     def records(
         self, *, since: str | None = None, until: str | None = None, action: str | None = None,
-        actor: str | None = None, kind: str | None = None, after_seq: int = 0, limit: int | None = None,
-        newest_first: bool = False,
+        actor: str | None = None, kind: str | None = None, document: str | None = None, after_seq: int = 0,
+        limit: int | None = None, newest_first: bool = False,
     ) -> list[AuditRecord]:
-        """Records matching every given filter (``since``/``until`` in the ``ts`` format, see ``parse_since``)."""
+        """Records matching every given filter (``since``/``until`` in the ``ts`` format, see ``parse_since``;
+        ``document``: records naming that document id, e.g. everyone its passages were given to)."""
         return list(self.iter_records(since=since, until=until, action=action, actor=actor, kind=kind,
-                                      after_seq=after_seq, limit=limit, newest_first=newest_first))
+                                      document=document, after_seq=after_seq, limit=limit,
+                                      newest_first=newest_first))
 
     def iter_records(
         self, *, since: str | None = None, until: str | None = None, action: str | None = None,
         actor: str | None = None, kind: str | None = None, location: str | None = None, label: str | None = None,
-        outcome: str | None = None, after_seq: int = 0, limit: int | None = None, newest_first: bool = False,
+        outcome: str | None = None, document: str | None = None, after_seq: int = 0, limit: int | None = None,
+        newest_first: bool = False,
     ) -> Iterator[AuditRecord]:
         query = RecordQuery(since=since, until=until, action=action, actor=actor, kind=kind, location=location,
-                            label=label, outcome=outcome, after_seq=after_seq,
+                            label=label, outcome=outcome, document=document, after_seq=after_seq,
                             limit=None if limit is None else max(0, int(limit)), newest_first=newest_first)
         for row in self.store.rows(query):
             yield record_from_row(row)
@@ -331,9 +334,9 @@ class AuditLog:
                                     documents=rec.documents, reason=reason, details={"started_seq": rec.seq})
                 for rec in mine]
 
-    def export(self, since: str | None = None) -> Iterator[dict[str, Any]]:
+    def export(self, since: str | None = None, *, document: str | None = None) -> Iterator[dict[str, Any]]:
         """Records as JSON-ready dicts, oldest first (``inhouse audit export`` writes one per line)."""
-        for rec in self.iter_records(since=since):
+        for rec in self.iter_records(since=since, document=document):
             yield rec.to_dict()
 
     def verify(self) -> VerifyReport:

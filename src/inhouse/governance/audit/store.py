@@ -41,6 +41,7 @@ class RecordQuery:
     location: str | None = None
     label: str | None = None
     outcome: str | None = None
+    document: str | None = None  # records whose ``documents`` list names this id
     after_seq: int = 0
     limit: int | None = None
     newest_first: bool = False
@@ -78,6 +79,12 @@ class RecordQuery:
             if value is not None:
                 where.append(f"{column} {op} {placeholder}")
                 params.append(value)
+        if self.document is not None:
+            # The list is canonical JSON (``["doc_a","doc_b"]``): the quoted id, with LIKE's wildcards escaped
+            # (ids hold "_"). A scan of the column, as an investigation is (SQLite and PostgreSQL alike).
+            escaped = self.document.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            where.append(f"documents LIKE {placeholder} ESCAPE '\\'")
+            params.append(f'%"{escaped}"%')
         if self.unfinished is not None:
             where.append(f"s.kind = 'request' AND s.outcome = {placeholder} AND s.request_id IS NOT NULL"
                          " AND NOT EXISTS (SELECT 1 FROM audit_records f WHERE f.request_id = s.request_id"
