@@ -398,6 +398,14 @@ def test_upload_documents_and_find_them_by_search(ui: UI, tmp_path: Path) -> Non
     canteen_row.get_by_role("button", name=re.compile("Delete")).click()
     canteen_row.get_by_role("button", name=re.compile("Delete")).click()
     ui.page.wait_for_selector("#doc-rows tr:has-text('canteen.txt')", state="detached")
+    # An administrator follows a document to its audit records: the upload, the search that returned it, the relabel.
+    doc_id = ui.page.locator("#doc-rows tr", has_text="parking.md").get_attribute("data-doc")
+    ui.page.locator("#doc-rows tr", has_text="parking.md").get_by_role("link", name=re.compile("Who touched")).click()
+    ui.page.wait_for_selector("#panel-audit:not([hidden]) #audit-rows tr")
+    assert ui.page.input_value("#audit-document") == doc_id
+    until(ui, "document.querySelectorAll('#audit-rows tr').length >= 3")
+    shown = ui.page.inner_text("#audit-rows")
+    assert "POST /v1/search" in shown and "PATCH /v1/collections/" in shown and "canteen" not in shown
 
 
 def test_non_finance_user_sees_no_finance_collection(ui: UI) -> None:

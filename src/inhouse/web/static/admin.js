@@ -294,7 +294,8 @@
   async function loadAudit(more) {
     await guarded(async function () {
       const params = new URLSearchParams();
-      for (const [name, id] of [["since", "audit-since"], ["kind", "audit-kind"], ["action", "audit-action"], ["actor", "audit-actor"]]) {
+      for (const [name, id] of [["since", "audit-since"], ["kind", "audit-kind"], ["action", "audit-action"], ["actor", "audit-actor"],
+        ["document", "audit-document"]]) {
         const v = $(id).value.trim();
         if (v) params.set(name, v);
       }
@@ -327,6 +328,13 @@
     });
   });
   loaders.audit = function () { loadAudit(false); };
+  // /admin?document=doc_… (the documents page's "Audit" link): who touched that document, over all time.
+  const askedDocument = new URLSearchParams(window.location.search).get("document");
+  if (askedDocument) {
+    $("audit-document").value = askedDocument;
+    $("audit-since").value = "";
+    selectTab($("tab-audit"));
+  }
 
   loadModels();
   pollMetrics();

@@ -92,6 +92,8 @@
         el("td", {}, el("span", { class: "status status-ok" }, t("docs.indexed", { n: d.chunk_count }))),
         el("td", { class: "small nowrap" }, I.fmtBytes(d.size_bytes)),
         el("td", { class: "row-actions" },
+          I.isAdmin() ? el("a", { class: "btn btn-ghost btn-xs", href: "/admin?document=" + encodeURIComponent(d.id),
+            "aria-label": t("docs.audit_doc", { name: d.title || d.filename }) }, t("docs.audit")) : null,
           el("button", { type: "button", class: "btn btn-ghost btn-xs", onclick: function () { editDocument(d); },
             "aria-label": t("docs.edit_doc", { name: d.title || d.filename }) }, t("docs.edit")), del)));
     }
