@@ -342,7 +342,8 @@ def _mutated(data: bytes, edits: list[tuple[int, int]]) -> bytes:
 
 
 @settings(max_examples=90, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(which=st.sampled_from(["travel.doc", "rich.doc", "budget.xls", "deck.ppt", "q3.ppt", "mail.msg", "board.doc"]),
+@given(which=st.sampled_from(["travel.doc", "rich.doc", "budget.xls", "deck.ppt", "q3.ppt", "mail.msg", "board.doc",
+                              "notes.doc"]),
        edits=st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)), min_size=1, max_size=12),
        cut=st.none() | st.integers(513, 1 << 16))
 def test_damaged_legacy_files_never_raise_anything_but_document_rejected(
@@ -352,3 +353,27 @@ def test_damaged_legacy_files_never_raise_anything_but_document_rejected(
     data = _mutated(data, edits)
     with contextlib.suppress(DocumentRejected):
         parse_file(data[:cut] if cut else data, which)
+
+
+NOTES_BLOCKS = [
+    ("heading", "Expense Rules"),
+    ("paragraph", "Hotels in Shanghai are reimbursed up to 1,200 CNY a night."),
+    ("paragraph", "Footnote 1: Except during the trade fair week, when the limit is 1,800 CNY."),
+    ("list", "- Book through the travel desk.\n- Keep every receipt."),
+    ("paragraph", "Footnote 2: Travel desk: extension 8100."),  # a list item's note: after the list
+    ("paragraph", "Taxi receipts must show the route."),
+    ("paragraph", "Endnote 1: Ride-hailing screenshots count as receipts."),
+    ("paragraph", "Questions go to the finance desk."),
+    ("paragraph", "Approval hotline: extension 8123."),  # the text box anchored in that paragraph, once
+    ("paragraph", "员工出差须提前三天申请。"),
+    ("paragraph", "Footnote 3: 紧急出差可事后补办。"),
+]
+
+
+@pytest.mark.parametrize("name", ["notes.docx", "notes.doc"])
+def test_notes_and_text_boxes_are_read_after_the_paragraph_that_refers_to_them(name: str) -> None:
+    """LibreOffice wrote both files from one source: .docx keeps notes in their own parts and the text box twice
+    (a drawing and its VML fallback); Word 97 keeps them in stories after the main text."""
+    parsed = parse_file(fixture(name), name)
+    assert [(b.kind, b.text) for b in parsed.blocks] == NOTES_BLOCKS
+    assert parsed.blocks[2].section == ("Expense Rules",)

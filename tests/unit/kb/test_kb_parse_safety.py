@@ -76,6 +76,11 @@ def test_corrupt_office_files() -> None:
     assert rejected(good[: len(good) // 2], "cut.docx").startswith(("corrupt ZIP", "could not parse"))
     assert "not .docx/.pptx/.xlsx" in rejected(make_zip({"a.txt": b"hi"}), "archive.docx")
     assert "corrupt OLE2" in rejected(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 600, "old.doc")
+    # A central directory entry that claims a ZIP version zipfile does not implement (found by fuzzing: zipfile
+    # raises NotImplementedError, which escaped as a server error).
+    at = good.rindex(b"PK\x01\x02")
+    future = good[:at + 6] + bytes([117, 0]) + good[at + 8:]  # "version needed to extract" 11.7
+    assert rejected(future, "future.docx").startswith("corrupt ZIP container (zip file version 11.7")
 
 
 def test_invalid_utf8_is_rejected_with_reason() -> None:

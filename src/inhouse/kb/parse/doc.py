@@ -4,8 +4,13 @@ The ``WordDocument`` stream holds the text; the table stream (``0Table`` or ``1T
 where each piece of it lies (the piece table in the ``Clx``), the paragraph properties (``PlcBtePapx`` pointing at
 512-byte ``PapxFkp`` pages) and the style sheet (``STSH``). From those:
 
-- **Text** is the main document (character positions 0 to ``ccpText``); footnotes, headers and text boxes follow
-  it in the stream and are not read, as in ``docx.py``. A piece is 8-bit (cp1252, "compressed") or UTF-16.
+- **Text** is the main document (character positions 0 to ``ccpText``). A piece is 8-bit (cp1252, "compressed")
+  or UTF-16. The other stories follow it in the same character positions: footnotes, headers, annotations,
+  endnotes, text boxes.
+- **Footnotes and endnotes** are read after the paragraph that refers to them (``PlcffndRef``/``PlcfendRef`` give
+  the reference's position, ``PlcffndTxt``/``PlcfendTxt`` each note's text), as ``Footnote 1: …`` like in
+  ``docx.py``; **text boxes** after the paragraph holding their shape's anchor (``PlcftxbxTxt`` → the shape id →
+  ``PlcSpaMom``), or at the end when the anchor is not found. Headers are not read.
 - **Paragraphs** end with ``\\r``; a table cell ends with ``\\x07`` and a row with a ``\\x07`` paragraph whose
   properties carry ``sprmPFTtp``. Cells are joined into rows, rows into a ``table`` block.
 - **Fields** (``\\x13`` code ``\\x14`` result ``\\x15``, nested) keep their result and drop their code, so a
@@ -36,6 +41,8 @@ _WORD97_IDENT = 0xA5EC
 _WORD97_NFIB = 0x00C1  # Word 97; later versions keep this in FibBase and put their own in FibRgCswNew
 _F_ENCRYPTED, _F_WHICH_TABLE, _F_OBFUSCATED = 0x0100, 0x0200, 0x8000
 _CLX, _PLCF_BTE_PAPX, _STSHF = 33, 13, 1  # indices into FibRgFcLcb97
+_PLCF_FND_REF, _PLCF_FND_TXT, _PLCF_SPA_MOM, _PLCF_END_REF, _PLCF_END_TXT, _PLCF_TXBX_TXT = 2, 3, 40, 46, 47, 56
+_FRD, _FSPA, _FTXBXS = 2, 26, 22  # sizes of the data after the character positions of those PLCs
 _SPRM_IN_TABLE, _SPRM_TTP, _SPRM_DEPTH = 0x2416, 0x2417, 0x6649
 _SPRM_INNER_CELL, _SPRM_INNER_TTP = 0x244B, 0x244C
 _SPRM_OUTLINE, _SPRM_LIST = 0x2640, 0x460B
@@ -91,7 +98,9 @@ def parse(data: bytes, filename: str, limits: ParseLimits) -> ParsedDocument:
     if table is None:
         raise DocumentRejected(filename, "corrupt Word document (its table stream is missing)")
     fib = _Fib(word)
-    pieces, text = _read_text(word, table, fib, filename)
+    all_pieces = _piece_table(table, fib, filename)
+    pieces, text = _read_range(word, all_pieces, 0, fib.ccp_text)
+    asides = _asides(word, table, fib, all_pieces)
     offsets = _Offsets(pieces)
     styles = _styles(table, fib)
     papx = _PapxIndex(word, table, fib)
@@ -103,9 +112,18 @@ def parse(data: bytes, filename: str, limits: ParseLimits) -> ParsedDocument:
     cell: list[str] = []
     fields = _FieldFilter()
 
+    due: list[str] = []  # notes and text boxes of paragraphs read: written after the paragraph, list or table
+
+    def flush_asides() -> None:
+        for aside in due:
+            out.add("paragraph", aside)
+        due.clear()
+
     def flush_list() -> None:
         out.add("list", "\n".join(pending_list))
         pending_list.clear()
+        if not rows and not row and not cell:
+            flush_asides()
 
     def flush_table() -> None:
         if row or cell:
@@ -115,12 +133,17 @@ def parse(data: bytes, filename: str, limits: ParseLimits) -> ParsedDocument:
         rows.clear()
         row.clear()
         cell.clear()
+        if not pending_list:
+            flush_asides()
 
     start = 0
     for mark in _MARKS.finditer(text):
         end = mark.start()
         para = _describe(papx.at(offsets.of(end)), styles)
         content = clean_inline(fields.keep(text[start:end]).translate(_SPECIALS))
+        mine = []  # this paragraph's notes and text boxes
+        while asides and asides[0].cp <= end:
+            mine.append(asides.pop(0).text)
         start = end + 1
         if para.in_table or mark.group() == "\x07":
             flush_list()
@@ -135,21 +158,31 @@ def parse(data: bytes, filename: str, limits: ParseLimits) -> ParsedDocument:
                 cell.clear()
             elif content:
                 cell.append(content)
+            due.extend(mine)  # after the table
             continue
         flush_table()
         if not content or (para.style is not None and para.style.sti in _STI_TOC):
+            due.extend(mine)
+            if not pending_list:
+                flush_asides()
             continue
         level = _heading_level(para)
-        if level:
+        listed = not level and (para.listed or (para.style is not None and para.style.listed))
+        if not listed:
             flush_list()
+        if level:
             out.heading(content, level)
-        elif para.listed or (para.style is not None and para.style.listed):
+        elif listed:
             pending_list.append(content if content.startswith(("-", "•", "*")) else f"- {content}")
         else:
-            flush_list()
             out.add("paragraph", content)
+        due.extend(mine)  # a list item's: after the list
+        if not listed:
+            flush_asides()
+    due += [a.text for a in asides]  # anchors not found in the main text
     flush_list()
     flush_table()
+    flush_asides()
 
     title, metadata = summary_metadata(ole, filename)
     if not out.blocks:
@@ -171,7 +204,12 @@ class _Fib:
         csw = struct.unpack_from("<H", word, 32)[0]
         lw = 34 + 2 * csw
         cslw = struct.unpack_from("<H", word, lw)[0]
-        self.ccp_text = struct.unpack_from("<i", word, lw + 2 + 3 * 4)[0]
+        # ccpText, ccpFtn, ccpHdd, ccpMcr, ccpAtn, ccpEdn, ccpTxbx: the stories' lengths, in this order in the text
+        lengths = [max(0, v) for v in struct.unpack_from("<7i", word, lw + 2 + 3 * 4)]
+        self.ccp_text, ftn, hdd, mcr, atn, edn, txbx = lengths
+        self.footnotes = (self.ccp_text, self.ccp_text + ftn)
+        self.endnotes = (self.ccp_text + ftn + hdd + mcr + atn, self.ccp_text + ftn + hdd + mcr + atn + edn)
+        self.text_boxes = (self.endnotes[1], self.endnotes[1] + txbx)
         fc_lcb = lw + 2 + 4 * cslw
         self._count = struct.unpack_from("<H", word, fc_lcb)[0]
         self._base = fc_lcb + 2
@@ -184,8 +222,8 @@ class _Fib:
         return int(fc), int(lcb)
 
 
-def _read_text(word: bytes, table: bytes, fib: _Fib, filename: str) -> tuple[list[_Piece], str]:
-    """The main document's text and where each piece of it lies in the WordDocument stream."""
+def _piece_table(table: bytes, fib: _Fib, filename: str) -> list[_Piece]:
+    """Every piece of the document's text (all stories): its character positions and where its bytes lie."""
     fc, lcb = fib.fc_lcb(_CLX)
     clx = table[fc:fc + lcb]
     pos = 0
@@ -203,25 +241,83 @@ def _read_text(word: bytes, table: bytes, fib: _Fib, filename: str) -> tuple[lis
         raise DocumentRejected(filename, "corrupt Word document (empty piece table)")
     cps = struct.unpack_from(f"<{n + 1}i", plc, 0)
     pieces: list[_Piece] = []
-    parts: list[str] = []
     for k in range(n):
-        cp_start, cp_end = cps[k], min(cps[k + 1], fib.ccp_text)
-        if cp_end <= cp_start:
-            continue
         raw_fc = struct.unpack_from("<I", plc, 4 * (n + 1) + 8 * k + 2)[0]
         compressed = bool(raw_fc & 0x40000000)
         offset = (raw_fc & 0x3FFFFFFF) // 2 if compressed else raw_fc & 0x3FFFFFFF
-        width = 1 if compressed else 2
-        raw = word[offset:offset + (cp_end - cp_start) * width]
-        chunk = raw.decode("cp1252", errors="replace") if compressed else raw.decode("utf-16-le", errors="replace")
-        pieces.append(_Piece(cp_start, cp_start + len(chunk), offset, width))
+        pieces.append(_Piece(cps[k], cps[k + 1], offset, 1 if compressed else 2))
+    return pieces
+
+
+def _read_range(word: bytes, pieces: list[_Piece], lo: int, hi: int) -> tuple[list[_Piece], str]:
+    """The text at character positions ``lo`` to ``hi``, and where each piece of it lies in the WordDocument
+    stream (positions re-based to 0: the pieces of a story follow each other in the text returned)."""
+    rebased: list[_Piece] = []
+    parts: list[str] = []
+    at = 0
+    for piece in pieces:
+        cp_start, cp_end = max(piece.cp_start, lo), min(piece.cp_end, hi)
+        if cp_end <= cp_start:
+            continue
+        offset = piece.offset + (cp_start - piece.cp_start) * piece.width
+        raw = word[offset:offset + (cp_end - cp_start) * piece.width]
+        chunk = raw.decode("cp1252" if piece.width == 1 else "utf-16-le", errors="replace")
+        rebased.append(_Piece(at, at + len(chunk), offset, piece.width))
         parts.append(chunk)
-    # Positions in the joined text are positions in the pieces only if the pieces follow each other; re-base them.
-    rebased, at = [], 0
-    for piece, chunk in zip(pieces, parts, strict=True):
-        rebased.append(_Piece(at, at + len(chunk), piece.offset, piece.width))
         at += len(chunk)
     return rebased, "".join(parts)
+
+
+@dataclass(frozen=True)
+class _Aside:
+    cp: int  # where the main text refers to it: a note's reference mark, a text box's anchor
+    text: str
+
+
+def _asides(word: bytes, table: bytes, fib: _Fib, pieces: list[_Piece]) -> list[_Aside]:
+    """Footnotes, endnotes and text boxes, each with the position in the main text it belongs to (sorted)."""
+    out: list[_Aside] = []
+    for label, refs_at, texts_at, (lo, hi) in (("Footnote", _PLCF_FND_REF, _PLCF_FND_TXT, fib.footnotes),
+                                               ("Endnote", _PLCF_END_REF, _PLCF_END_TXT, fib.endnotes)):
+        if hi <= lo:
+            continue
+        refs, _ = _plc(table, fib, refs_at, _FRD)
+        bounds, _ = _plc(table, fib, texts_at, 0)
+        story = _read_range(word, pieces, lo, hi)[1]
+        for n, cp in enumerate(refs[:-1]):
+            if n + 1 < len(bounds) and (text := _story_text(story[bounds[n]:bounds[n + 1]])):
+                out.append(_Aside(cp, f"{label} {n + 1}: {text}"))
+    lo, hi = fib.text_boxes
+    if hi > lo:
+        anchors_cps, shapes = _plc(table, fib, _PLCF_SPA_MOM, _FSPA)
+        anchor_of = {struct.unpack_from("<I", shape, 0)[0]: cp for cp, shape in zip(anchors_cps, shapes, strict=False)}
+        bounds, boxes = _plc(table, fib, _PLCF_TXBX_TXT, _FTXBXS)
+        story = _read_range(word, pieces, lo, hi)[1]
+        for n, box in enumerate(boxes):
+            if n + 1 >= len(bounds):
+                break
+            cp = anchor_of.get(struct.unpack_from("<I", box, 14)[0], fib.ccp_text)  # lid: the shape's id
+            for line in _MARKS.split(story[bounds[n]:bounds[n + 1]]):
+                if text := _story_text(line):
+                    out.append(_Aside(cp, text))
+    return sorted(out, key=lambda a: a.cp)
+
+
+def _plc(table: bytes, fib: _Fib, index: int, data_size: int) -> tuple[list[int], list[bytes]]:
+    """A PLC of the table stream: its n+1 character positions and n data items of ``data_size`` bytes."""
+    fc, lcb = fib.fc_lcb(index)
+    raw = table[fc:fc + lcb]
+    n = (len(raw) - 4) // (4 + data_size) if len(raw) >= 4 else -1
+    if n < 0:
+        return [], []
+    cps = list(struct.unpack_from(f"<{n + 1}i", raw, 0))
+    base = 4 * (n + 1)
+    return cps, [raw[base + data_size * k:base + data_size * (k + 1)] for k in range(n)] if data_size else []
+
+
+def _story_text(text: str) -> str:
+    """A note's or a box's text as one line: fields' results kept, marks and anchors dropped."""
+    return clean_inline(_FieldFilter().keep(_MARKS.sub(" ", text)).translate(_SPECIALS))
 
 
 class _Offsets:

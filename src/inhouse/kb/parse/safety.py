@@ -73,7 +73,8 @@ def open_zip_checked(data: bytes, filename: str, limits: ParseLimits) -> list[st
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             infos = zf.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
+        # NotImplementedError: a directory entry claiming a ZIP version or feature zipfile does not have
         raise DocumentRejected(filename, f"corrupt ZIP container ({exc})") from None
     if len(infos) > limits.max_zip_entries:
         raise DocumentRejected(filename, f"ZIP has {len(infos)} entries, above the limit of {limits.max_zip_entries}")

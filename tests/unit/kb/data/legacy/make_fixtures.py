@@ -81,6 +81,34 @@ def deck_pptx(path: Path) -> None:
     path.write_bytes(make_pptx())
 
 
+# Footnotes, an endnote and a text box, as LibreOffice's flat XML (it writes them into .docx and .doc the way Word
+# does: notes parts and references, a drawing with a VML fallback copy; the Word 97 note and text-box stories).
+NOTES_FODT = """<?xml version="1.0" encoding="UTF-8"?>
+<office:document xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0"
+ xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0"
+ xmlns:draw="urn:oasis:names:tc:opendocument:xmlns:drawing:1.0"
+ xmlns:svg="urn:oasis:names:tc:opendocument:xmlns:svg-compatible:1.0"
+ office:version="1.3" office:mimetype="application/vnd.oasis.opendocument.text">
+ <office:body><office:text>
+  <text:h text:outline-level="1">Expense Rules</text:h>
+  <text:p>Hotels in Shanghai are reimbursed up to 1,200 CNY a night.<text:note text:id="ftn1"
+   text:note-class="footnote"><text:note-citation>1</text:note-citation><text:note-body><text:p>Except during the
+   trade fair week, when the limit is 1,800 CNY.</text:p></text:note-body></text:note></text:p>
+  <text:list><text:list-item><text:p>Book through the travel desk.<text:note text:id="ftn2"
+   text:note-class="footnote"><text:note-citation>2</text:note-citation><text:note-body><text:p>Travel desk: extension
+   8100.</text:p></text:note-body></text:note></text:p></text:list-item>
+   <text:list-item><text:p>Keep every receipt.</text:p></text:list-item></text:list>
+  <text:p>Taxi receipts must show the route.<text:note text:id="edn1" text:note-class="endnote"><text:note-citation>i
+   </text:note-citation><text:note-body><text:p>Ride-hailing screenshots count as receipts.</text:p></text:note-body>
+   </text:note></text:p>
+  <text:p><draw:frame draw:name="Box1" text:anchor-type="paragraph" svg:width="6cm" svg:height="2cm"><draw:text-box>
+   <text:p>Approval hotline: extension 8123.</text:p></draw:text-box></draw:frame>Questions go to the finance
+   desk.</text:p>
+  <text:p>员工出差须提前三天申请。<text:note text:id="ftn3" text:note-class="footnote"><text:note-citation>3
+   </text:note-citation><text:note-body><text:p>紧急出差可事后补办。</text:p></text:note-body></text:note></text:p>
+ </office:text></office:body>
+</office:document>
+"""
 BOARD_LABEL_ID = "3f1c2b4a-9d8e-4f7a-b6c5-1a2b3c4d5e6f"
 
 
@@ -110,9 +138,11 @@ def main() -> None:
         budget_xlsx(work / "budget.xlsx")
         deck_pptx(work / "deck.pptx")
         board_docx(work / "board.docx")
+        (work / "notes.fodt").write_text(NOTES_FODT, encoding="utf-8")
         (work / "rich.html").write_text(RICH_HTML, encoding="utf-8")
         for source, target in (("travel.docx", "doc"), ("rich.html", "doc:MS Word 97"), ("budget.xlsx", "xls"),
-                               ("deck.pptx", "ppt"), ("board.docx", "doc")):
+                               ("deck.pptx", "ppt"), ("board.docx", "doc"), ("notes.fodt", "doc"),
+                               ("notes.fodt", "docx")):
             subprocess.run(["soffice", "--headless", "--convert-to", target, "--outdir", str(HERE),
                             str(work / source)], check=True, capture_output=True)
     # The summary information holds a 580 KB thumbnail of the first slide and no text the tests need (the other
