@@ -1,5 +1,6 @@
-"""Word, Excel and PowerPoint 97-2003 files and an Outlook message, uploaded to a real server over HTTP (multipart),
-are read, stored and found by search; a password-protected one answers 400 in the one error shape.
+"""Word, Excel and PowerPoint 97-2003 files, an Outlook message and an RTF file (its footnote found), uploaded to a
+real server over HTTP (multipart), are read, stored and found by search; a password-protected one answers 400 in the one
+error shape.
 
 The embedder is the fake (search still has its keyword half); the parsers, store and server are the real ones."""
 
@@ -41,7 +42,8 @@ def test_legacy_office_files_and_outlook_mail_upload_and_search(tmp_path: Path) 
     uploads = [("travel.doc", (LEGACY / "travel.doc").read_bytes(), "Travel Rules"),
                ("budget.xls", (LEGACY / "budget.xls").read_bytes(), "Budget 2026"),
                ("deck.ppt", (LEGACY / "deck.ppt").read_bytes(), "Results"),
-               ("travel.msg", mail, "Travel rules for Q2")]
+               ("travel.msg", mail, "Travel rules for Q2"),
+               ("notes.rtf", (LEGACY / "notes.rtf").read_bytes(), "Expense Rules")]
     with run_live_server(tmp_path / "live", settings={"kb": {"embedder": "fake"}}) as live, \
             client(live.url, live.admin_key) as http:
         col = http.post("/v1/collections", json={"name": "archive"}).json()["id"]
@@ -52,7 +54,8 @@ def test_legacy_office_files_and_outlook_mail_upload_and_search(tmp_path: Path) 
             assert r.json()["title"] == title, r.json()
         for query, source in (("Shanghai hotel limit", "travel.doc"), ("合计", "budget.xls"),
                               ("Mention the new plant", "deck.ppt"), ("reimbursement deadline", "travel.msg"),
-                              ("员工出差须提前三天申请", "travel.msg")):  # the last one: the mail's Word attachment
+                              ("员工出差须提前三天申请", "travel.msg"),  # the mail's Word attachment
+                              ("trade fair week hotel limit", "notes.rtf")):  # an RTF footnote
             hits = http.post("/v1/search", json={"query": query, "top_k": 5}).json()["data"]
             assert source in {h["source_path"] for h in hits}, (query, hits)
 

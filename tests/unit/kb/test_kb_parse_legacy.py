@@ -370,7 +370,7 @@ NOTES_BLOCKS = [
 ]
 
 
-@pytest.mark.parametrize("name", ["notes.docx", "notes.doc"])
+@pytest.mark.parametrize("name", ["notes.docx", "notes.doc", "notes.rtf"])
 def test_notes_and_text_boxes_are_read_after_the_paragraph_that_refers_to_them(name: str) -> None:
     """LibreOffice wrote both files from one source: .docx keeps notes in their own parts and the text box twice
     (a drawing and its VML fallback); Word 97 keeps them in stories after the main text."""

@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 __all__ = ["SUPPORTED_EXTENSIONS", "ParseLimits", "detect_format", "parse_file", "sanitize_filename"]
 
 Format = str  # one of FORMATS
-FORMATS = ("pdf", "docx", "pptx", "xlsx", "csv", "html", "markdown", "text", "eml", "image", "doc", "xls", "ppt", "msg")
+FORMATS = ("pdf", "docx", "pptx", "xlsx", "csv", "html", "markdown", "text", "eml", "image", "doc", "xls", "ppt", "msg",
+           "rtf")
 _EXTENSIONS: dict[str, Format] = {
     ".pdf": "pdf", ".docx": "docx", ".docm": "docx", ".pptx": "pptx", ".pptm": "pptx", ".xlsx": "xlsx",
     ".xlsm": "xlsx", ".csv": "csv", ".tsv": "csv", ".html": "html", ".htm": "html", ".xhtml": "html",
@@ -39,7 +40,7 @@ _EXTENSIONS: dict[str, Format] = {
     ".log": "text", ".rst": "text", ".eml": "eml", ".png": "image", ".jpg": "image", ".jpeg": "image",
     ".tif": "image", ".tiff": "image", ".webp": "image", ".bmp": "image", ".gif": "image",
     ".doc": "doc", ".dot": "doc", ".xls": "xls", ".xlt": "xls", ".ppt": "ppt", ".pot": "ppt", ".pps": "ppt",
-    ".msg": "msg",
+    ".msg": "msg", ".rtf": "rtf",
 }
 SUPPORTED_EXTENSIONS = frozenset(_EXTENSIONS)
 _BINARY_EXTENSIONS = frozenset((".pdf", ".docx", ".docm", ".pptx", ".pptm", ".xlsx", ".xlsm", ".doc", ".dot", ".xls",
@@ -47,7 +48,7 @@ _BINARY_EXTENSIONS = frozenset((".pdf", ".docx", ".docm", ".pptx", ".pptm", ".xl
 _ZIP_MARKERS = (("word/document.xml", "docx"), ("ppt/presentation.xml", "pptx"), ("xl/workbook.xml", "xlsx"))
 _BINARY_MAGIC = (
     (b"\x1f\x8b", "gzip archive"), (b"7z\xbc\xaf", "7z archive"), (b"Rar!", "RAR archive"),
-    (b"\x7fELF", "executable"), (b"{\\rtf", "RTF document"),
+    (b"\x7fELF", "executable"),
 )
 # Images are read by OCR (kb/parse/image.py). BMP's "BM" is too weak a mark alone: it also needs the extension.
 _IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*")
@@ -110,6 +111,8 @@ def detect_format(data: bytes, filename: str, limits: ParseLimits | None = None)
         if "EncryptedPackage" in names:
             raise DocumentRejected(filename, "password-protected Office file; remove the password first")
         raise DocumentRejected(filename, "unsupported file type (a ZIP archive that is not .docx/.pptx/.xlsx)")
+    if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{\\rtf"):  # whatever the extension (Word saves .doc as RTF)
+        return "rtf"
     if head.startswith(ole.MAGIC):  # legacy Office, Outlook, or a password-protected Office file
         return ole.kind(ole.open_ole(data, filename), filename)
     if head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP") or (
@@ -240,6 +243,12 @@ def _ole_labels(data: bytes, name: str) -> tuple[Marking, ...]:
     return tuple(markings.msip_labels(ole.user_properties(ole.open_ole(data, name), name)))
 
 
+def _rtf(data: bytes, name: str, ctx: _Context) -> ParsedDocument:
+    from inhouse.kb.parse import rtf
+
+    return rtf.parse(data, name, ctx.limits)
+
+
 def _nested(ctx: _Context) -> Callable[[bytes, str], ParsedDocument]:
     """The parser of an e-mail's attachments: this dispatcher, one level deeper."""
 
@@ -264,7 +273,7 @@ def _msg(data: bytes, name: str, ctx: _Context) -> ParsedDocument:
 _PARSERS: dict[Format, Callable[[bytes, str, _Context], ParsedDocument]] = {
     "pdf": _pdf, "docx": _docx, "pptx": _pptx, "xlsx": _xlsx, "csv": _csv, "html": _html,
     "markdown": _markdown, "text": _text, "eml": _eml, "image": _image, "doc": _doc, "xls": _xls, "ppt": _ppt,
-    "msg": _msg,
+    "msg": _msg, "rtf": _rtf,
 }
 # Sensitivity labels recorded in the file's metadata, read beside its text (``kb/parse/markings.py``); e-mail
 # headers, front matter and <meta> classifications are read by their format's parser.

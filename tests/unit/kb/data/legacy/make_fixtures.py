@@ -1,5 +1,5 @@
 """Rebuild the legacy Office fixtures here: sources written with python-docx/openpyxl, saved as Word 97,
-Excel 97 and PowerPoint 97 by LibreOffice (a real office suite: these files reach a company from other programs).
+Excel 97, PowerPoint 97 and RTF by LibreOffice (a real office suite: these files reach a company from other programs).
 
     apt-get install libreoffice-writer-nogui libreoffice-calc-nogui libreoffice-impress-nogui
     python tests/unit/kb/data/legacy/make_fixtures.py
@@ -142,7 +142,7 @@ def main() -> None:
         (work / "rich.html").write_text(RICH_HTML, encoding="utf-8")
         for source, target in (("travel.docx", "doc"), ("rich.html", "doc:MS Word 97"), ("budget.xlsx", "xls"),
                                ("deck.pptx", "ppt"), ("board.docx", "doc"), ("notes.fodt", "doc"),
-                               ("notes.fodt", "docx")):
+                               ("notes.fodt", "docx"), ("notes.fodt", "rtf"), ("travel.docx", "rtf")):
             subprocess.run(["soffice", "--headless", "--convert-to", target, "--outdir", str(HERE),
                             str(work / source)], check=True, capture_output=True)
     # The summary information holds a 580 KB thumbnail of the first slide and no text the tests need (the other
