@@ -87,8 +87,10 @@ def make_docx() -> bytes:
     return buf.getvalue()
 
 
-def make_pptx() -> bytes:
+def make_pptx(footer: str | None = None) -> bytes:
+    """Two slides; ``footer``: the first slide also shows its layout's footer (that text), date and number."""
     from pptx import Presentation
+    from pptx.enum.shapes import PP_PLACEHOLDER
     from pptx.util import Inches
 
     prs = Presentation()
@@ -99,6 +101,14 @@ def make_pptx() -> bytes:
     body.text = "Revenue grew 12%"
     body.add_paragraph().text = "Margin stable"
     slide.notes_slide.notes_text_frame.text = "Mention the new plant."
+    if footer is not None:
+        running = {PP_PLACEHOLDER.FOOTER: footer, PP_PLACEHOLDER.DATE: "2026-12-01", PP_PLACEHOLDER.SLIDE_NUMBER: "1"}
+        for placeholder in prs.slide_layouts[1].placeholders:
+            if placeholder.placeholder_format.type in running:
+                slide.shapes.clone_placeholder(placeholder)
+        for shape in slide.placeholders:
+            if shape.placeholder_format.type in running:
+                shape.text_frame.text = running[shape.placeholder_format.type]
     slide2 = prs.slides.add_slide(prs.slide_layouts[5])
     slide2.shapes.title.text = "Regions"
     shape = slide2.shapes.add_table(2, 2, Inches(1), Inches(2), Inches(4), Inches(1))

@@ -343,7 +343,7 @@ def _mutated(data: bytes, edits: list[tuple[int, int]]) -> bytes:
 
 @settings(max_examples=90, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(which=st.sampled_from(["travel.doc", "rich.doc", "budget.xls", "deck.ppt", "q3.ppt", "mail.msg", "board.doc",
-                              "notes.doc"]),
+                              "notes.doc", "footer.ppt"]),
        edits=st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)), min_size=1, max_size=12),
        cut=st.none() | st.integers(513, 1 << 16))
 def test_damaged_legacy_files_never_raise_anything_but_document_rejected(
@@ -377,3 +377,23 @@ def test_notes_and_text_boxes_are_read_after_the_paragraph_that_refers_to_them(n
     parsed = parse_file(fixture(name), name)
     assert [(b.kind, b.text) for b in parsed.blocks] == NOTES_BLOCKS
     assert parsed.blocks[2].section == ("Expense Rules",)
+
+
+def test_a_powerpoint_97_footer_is_a_marking_and_running_placeholders_are_not_content() -> None:
+    from inhouse.kb.document import Marking
+
+    parsed = parse_file(fixture("footer.ppt"), "footer.ppt")
+    assert parsed.markings == (Marking("footer", "Qinglan Components | Confidential"),)
+    assert "Confidential" not in parsed.text
+    # PowerPoint marks the date, number and footer boxes with a placeholder atom (LibreOffice, which wrote this
+    # file, does not): turn the title's placeholder into a footer one and its box stops being content.
+    ole = olefile.OleFileIO(fixture("footer.ppt"))
+    streams = {"/".join(p): ole.openstream(p).read() for p in ole.listdir()}
+    ole.close()
+    stream = bytearray(streams["PowerPoint Document"])
+    title_atom = bytes.fromhex("0000c30b08000000") + bytes.fromhex("000000000d000000")  # OEPlaceholderAtom, title
+    at = bytes(stream).index(title_atom)
+    stream[at + 8 + 4] = 9  # MasterFooter
+    streams["PowerPoint Document"] = bytes(stream)
+    patched = parse_file(write_compound(streams), "footer.ppt")
+    assert "Results" not in patched.text and patched.blocks[0].text == "Slide 1"

@@ -151,6 +151,14 @@ def test_docx_custom_properties_label_info_and_running_text() -> None:
     assert read(parsed) == (Label.INTERNAL, '"Internal use only" in the header')
 
 
+def test_a_slide_footer_is_a_marking_not_content() -> None:
+    parsed = parse_file(make_pptx(footer="Qinglan Components | Confidential"), "deck.pptx")
+    assert parsed.markings == (Marking("footer", "Qinglan Components | Confidential"),)
+    assert "Confidential" not in parsed.text and "2026-12-01" not in parsed.text  # nor the date, nor the number
+    assert [b.text for b in parsed.blocks if b.page == 1][:2] == ["Results", "- Revenue grew 12%\n- Margin stable"]
+    assert read(parsed) == (Label.CONFIDENTIAL, '"Confidential" in the footer')
+
+
 def test_xlsx_pptx_and_a_damaged_properties_part() -> None:
     for data, name in ((make_xlsx(), "a.xlsx"), (make_pptx(), "a.pptx")):
         labelled = with_ooxml_parts(data, custom=purview_properties(LABEL_ID, "Highly Confidential"))

@@ -13,7 +13,9 @@ fast, so older copies of a slide stay in the file). From the live document:
 Each text has a type (``TextHeaderAtom``): a title becomes the slide's heading, a text of several paragraphs a
 list, one paragraph a paragraph; the speaker notes (the notes page the slide's ``SlideAtom`` names, found in the
 notes list) follow as "Notes: ...", as in ``pptx.py``. Tables in .ppt are drawings of separate boxes, so their
-cells come out as paragraphs. An encrypted presentation is refused as password-protected.
+cells come out as paragraphs. Date, slide-number, footer and header placeholders (``OEPlaceholderAtom``) are not
+content; the footer text of the document and of each slide (``HeadersFooters``) is kept as a marking, as for
+``.pptx``. An encrypted presentation is refused as password-protected.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from inhouse.errors import DocumentRejected
-from inhouse.kb.document import ParsedDocument
+from inhouse.kb.document import Marking, ParsedDocument
 from inhouse.kb.parse.blocks import BlockList, clean_inline, guess_language, pick_title
 from inhouse.kb.parse.ole import open_ole, password_protected, read_stream, summary_metadata
 from inhouse.kb.parse.safety import ParseLimits
@@ -31,6 +33,9 @@ from inhouse.kb.parse.safety import ParseLimits
 _DOCUMENT, _SLIDE, _SLIDE_LIST, _SLIDE_PERSIST = 0x03E8, 0x03EE, 0x0FF0, 0x03F3
 _TEXT_HEADER, _TEXT_CHARS, _TEXT_BYTES, _OUTLINE_REF = 0x0F9F, 0x0FA0, 0x0FA8, 0x0F9E
 _USER_EDIT, _PERSIST_DIRECTORY, _SLIDE_ATOM = 0x0FF5, 0x1772, 0x03EF
+_SHAPE, _PLACEHOLDER = 0xF004, 0x0BC3
+_HEADERS_FOOTERS, _CSTRING, _FOOTER_INSTANCE = 0x0FD9, 0x0FBA, 2
+_RUNNING = (7, 8, 9, 10)  # placeholder types: date, slide number, footer, header (the same on every slide)
 _ENCRYPTED_TOKEN = 0xF3D1C4DF
 _TITLES = (0, 6)  # Tx_TYPE_TITLE, Tx_TYPE_CENTERTITLE
 _TX_NOTES = 2
@@ -43,7 +48,7 @@ def parse(data: bytes, filename: str, limits: ParseLimits) -> ParsedDocument:
     user = read_stream(ole, "Current User", filename) or b""
     if len(user) >= 16 and struct.unpack_from("<I", user, 12)[0] == _ENCRYPTED_TOKEN:
         raise password_protected(filename)
-    slides = _slides(stream, user)
+    slides, footers = _slides(stream, user)
     if len(slides) > limits.max_pages:
         raise DocumentRejected(filename, f"{len(slides)} slides, above the limit of {limits.max_pages}")
     out = BlockList()
@@ -72,6 +77,7 @@ def parse(data: bytes, filename: str, limits: ParseLimits) -> ParsedDocument:
         mime="application/vnd.ms-powerpoint",
         metadata=metadata,
         page_count=len(slides),
+        markings=tuple(Marking("footer", text) for text in dict.fromkeys(footers) if text)[:100],
     )
 
 
@@ -133,13 +139,15 @@ def _persist_directory(stream: bytes, user: bytes) -> tuple[dict[int, int], int 
     return offsets, document
 
 
-def _slides(stream: bytes, user: bytes) -> list[list[tuple[int, str]]]:
-    """Each slide's texts in order, as (text type, text)."""
+def _slides(stream: bytes, user: bytes) -> tuple[list[list[tuple[int, str]]], list[str]]:
+    """Each slide's texts in order, as (text type, text); and the footer texts of the document and its slides."""
     offsets, document = _persist_directory(stream, user)
     doc_at = offsets.get(document) if document is not None else None
     if doc_at is None or (_header(stream, doc_at) or (0, 0, 0, 0))[2] != _DOCUMENT:
         # No usable persist directory: every slide container in the stream, in file order.
-        return [_slide_texts(stream, at, []) for at, _, kind, _ in _top_level(stream) if kind == _SLIDE]
+        found = [at for at, _, kind, _ in _top_level(stream) if kind == _SLIDE]
+        return [_slide_texts(stream, at, []) for at in found], [f for at in found for f in _footers(stream, at)]
+    footers = _footers(stream, doc_at)
     lists = {instance: _slide_list(stream, at) for at, instance, kind, _ in _children(stream, doc_at)
              if kind == _SLIDE_LIST and instance in (0, 2)}
     notes = {entry.slide_id: entry for entry in lists.get(2, []) if entry.slide_id}
@@ -149,6 +157,7 @@ def _slides(stream: bytes, user: bytes) -> list[list[tuple[int, str]]]:
         if slide_at is None or (_header(stream, slide_at) or (0, 0, 0, 0))[2] != _SLIDE:
             slides.append(entry.texts)
             continue
+        footers += _footers(stream, slide_at)
         texts = _slide_texts(stream, slide_at, entry.texts)
         note = notes.get(_notes_id(stream, slide_at))
         notes_at = offsets.get(note.persist_id) if note is not None else None
@@ -157,7 +166,14 @@ def _slides(stream: bytes, user: bytes) -> list[list[tuple[int, str]]]:
             if clean_inline(said.replace("\r", " ")):
                 texts.append((_TX_NOTES, "Notes: " + said.replace("\r", " ")))
         slides.append(texts)
-    return slides
+    return slides, footers
+
+
+def _footers(stream: bytes, container: int) -> list[str]:
+    """The footer texts (``CString``, instance 2) of a document's or slide's ``HeadersFooters`` containers."""
+    return [clean_inline(_text(stream, at, _TEXT_CHARS, length))
+            for hf, _, kind, _ in _children(stream, container) if kind == _HEADERS_FOOTERS
+            for at, instance, sub, length in _children(stream, hf) if sub == _CSTRING and instance == _FOOTER_INSTANCE]
 
 
 @dataclass
@@ -204,19 +220,23 @@ def _slide_texts(stream: bytes, slide_at: int, placeholders: list[tuple[int, str
     texts: list[tuple[int, str]] = []
     used: set[int] = set()
     text_type = 4
-    stack = [slide_at]
-    order: list[tuple[int, int, int]] = []  # (offset, type, length) of every text record, found depth first
+    stack = [(slide_at, -1)]  # (container, the shape it is in)
+    order: list[tuple[int, int, int, int]] = []  # (offset, type, length, shape) of every text record
+    running: set[int] = set()  # shapes that are date, slide-number, footer or header placeholders
     while stack:
-        at = stack.pop()
+        at, shape = stack.pop()
         children = list(_children(stream, at))
         for child, _, kind, length in reversed(children):
-            head = _header(stream, child)
-            if head is not None and head[0] == 0xF:
-                stack.append(child)
+            if stream[child] & 0x0F == 0x0F:  # a container (version 0xF; _children checked the header's bounds)
+                stack.append((child, child if kind == _SHAPE else shape))
             elif kind in (_TEXT_HEADER, _TEXT_CHARS, _TEXT_BYTES, _OUTLINE_REF):
-                order.append((child, kind, length))
+                order.append((child, kind, length, shape))
+            elif kind == _PLACEHOLDER and length >= 8 and stream[child + 8 + 4] in _RUNNING:
+                running.add(shape)
     order.sort()
-    for at, kind, length in order:
+    for at, kind, length, shape in order:
+        if shape in running:
+            continue
         if kind == _TEXT_HEADER and length >= 4:
             text_type = struct.unpack_from("<I", stream, at + 8)[0]
         elif kind in (_TEXT_CHARS, _TEXT_BYTES):

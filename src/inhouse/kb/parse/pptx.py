@@ -2,6 +2,8 @@
 
 Shapes are read top-to-bottom, left-to-right (the reading order of a slide), group shapes recursively. Bullet
 paragraphs keep their indentation level as list items. Speaker notes follow the slide's content under "Notes".
+The footer, date and slide-number placeholders repeat on every slide and are not content: the footer's text is
+kept as a marking (where a deck says "Confidential", ``kb/markings.py``), the date and number are dropped.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import io
 from typing import Any
 
 from inhouse.errors import DocumentRejected
-from inhouse.kb.document import ParsedDocument
+from inhouse.kb.document import Marking, ParsedDocument
 from inhouse.kb.parse.blocks import BlockList, clean_inline, format_table, guess_language, office_metadata, pick_title
 from inhouse.kb.parse.safety import ParseLimits, open_zip_checked
 
@@ -21,6 +23,7 @@ def parse(data: bytes, filename: str, limits: ParseLimits) -> ParsedDocument:
 
     prs = Presentation(io.BytesIO(data))
     out = BlockList()
+    footers: dict[str, None] = {}
     slides = list(prs.slides)
     if len(slides) > limits.max_pages:
         raise DocumentRejected(filename, f"{len(slides)} slides, above the limit of {limits.max_pages}")
@@ -30,7 +33,8 @@ def parse(data: bytes, filename: str, limits: ParseLimits) -> ParsedDocument:
         title_shape = slide.shapes.title
         title = clean_inline(title_shape.text_frame.text) if title_shape is not None else ""
         out.heading(title or f"Slide {number}", 1)
-        shapes = [s for s in slide.shapes if title_shape is None or s.shape_id != title_shape.shape_id]
+        shapes = [s for s in slide.shapes if (title_shape is None or s.shape_id != title_shape.shape_id)
+                  and not _running(s, footers)]
         for shape in _reading_order(shapes):
             _shape(shape, out, limits)
         if slide.has_notes_slide:
@@ -48,7 +52,23 @@ def parse(data: bytes, filename: str, limits: ParseLimits) -> ParsedDocument:
         mime="application/vnd.openxmlformats-officedocument.presentationml.presentation",
         metadata=metadata,
         page_count=len(slides),
+        markings=tuple(Marking("footer", text) for text in list(footers)[:100]),
     )
+
+
+def _running(shape: Any, footers: dict[str, None]) -> bool:
+    """Whether ``shape`` is a footer, date or slide-number placeholder (its footer text noted in ``footers``)."""
+    if not getattr(shape, "is_placeholder", False):
+        return False
+    kind = int(shape.placeholder_format.type or 0)
+    if kind == _FOOTER and getattr(shape, "has_text_frame", False):
+        text = clean_inline(shape.text_frame.text)
+        if text:
+            footers[text] = None
+    return kind in (_FOOTER, _DATE, _SLIDE_NUMBER)
+
+
+_SLIDE_NUMBER, _FOOTER, _DATE = 13, 15, 16  # PP_PLACEHOLDER values
 
 
 def _reading_order(shapes: list[Any]) -> list[Any]:

@@ -131,6 +131,17 @@ def board_docx(path: Path) -> None:
     path.write_bytes(with_ooxml_parts(buf.getvalue(), custom=purview_properties(BOARD_LABEL_ID, "Highly Confidential")))
 
 
+def footer_pptx(path: Path) -> None:
+    """The deck with its first slide showing a footer, a date and a slide number (PowerPoint 97 keeps the footer
+    text in the slide's HeadersFooters container)."""
+    import sys
+
+    sys.path.insert(0, str(HERE.parent.parent))
+    from docfactory import make_pptx
+
+    path.write_bytes(make_pptx(footer="Qinglan Components | Confidential"))
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -138,11 +149,13 @@ def main() -> None:
         budget_xlsx(work / "budget.xlsx")
         deck_pptx(work / "deck.pptx")
         board_docx(work / "board.docx")
+        footer_pptx(work / "footer.pptx")
         (work / "notes.fodt").write_text(NOTES_FODT, encoding="utf-8")
         (work / "rich.html").write_text(RICH_HTML, encoding="utf-8")
         for source, target in (("travel.docx", "doc"), ("rich.html", "doc:MS Word 97"), ("budget.xlsx", "xls"),
                                ("deck.pptx", "ppt"), ("board.docx", "doc"), ("notes.fodt", "doc"),
-                               ("notes.fodt", "docx"), ("notes.fodt", "rtf"), ("travel.docx", "rtf")):
+                               ("notes.fodt", "docx"), ("notes.fodt", "rtf"), ("travel.docx", "rtf"),
+                               ("footer.pptx", "ppt")):
             subprocess.run(["soffice", "--headless", "--convert-to", target, "--outdir", str(HERE),
                             str(work / source)], check=True, capture_output=True)
     # The summary information holds a 580 KB thumbnail of the first slide and no text the tests need (the other
@@ -151,11 +164,12 @@ def main() -> None:
 
     from inhouse.testing.outlook import write_compound
 
-    deck = olefile.OleFileIO(str(HERE / "deck.ppt"))
-    streams = {"/".join(p): deck.openstream(p).read() for p in deck.listdir()
-               if p != ["\x05SummaryInformation"]}
-    deck.close()
-    (HERE / "deck.ppt").write_bytes(write_compound(streams))
+    for name in ("deck.ppt", "footer.ppt"):
+        deck = olefile.OleFileIO(str(HERE / name))
+        streams = {"/".join(p): deck.openstream(p).read() for p in deck.listdir()
+                   if p != ["\x05SummaryInformation"]}
+        deck.close()
+        (HERE / name).write_bytes(write_compound(streams))
 
 
 if __name__ == "__main__":
