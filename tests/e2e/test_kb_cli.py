@@ -51,6 +51,27 @@ def test_ingest_lists_the_files_their_markings_labelled_higher(env: Path, eval_c
     assert "2 labelled higher by their markings" in said and "leave-policy.md: its marking" not in said
 
 
+def test_documents_ingested_before_markings_are_reviewed_and_raised(env: Path, eval_corpus: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INHOUSE_KB__MARKINGS", "false")  # an index built before markings were read
+    r = CliRunner().invoke(app, ["ingest", str(eval_corpus / "finance"), "--collection", "shared", "--label",
+                                 "internal"])
+    assert r.exit_code == 0 and "labelled" not in r.output, r.output
+    monkeypatch.delenv("INHOUSE_KB__MARKINGS")
+    dry = CliRunner().invoke(app, ["collections", "markings", "shared"])
+    said = " ".join(dry.output.split())
+    assert dry.exit_code == 0 and "would label confidential finance/salary-bands-2027.md (was internal)" in said
+    assert "2 documents; run again with --apply" in said
+    assert "internal" in CliRunner().invoke(app, ["collections", "show", "shared"]).output  # nothing changed yet
+    done = CliRunner().invoke(app, ["collections", "markings", "shared", "--apply"])
+    assert done.exit_code == 0 and "labelled confidential finance/q3-2026-results-draft.md" in " ".join(
+        done.output.split())
+    shown = CliRunner().invoke(app, ["collections", "show", "shared"]).output
+    assert "confidential" in shown and "internal" not in shown
+    again = CliRunner().invoke(app, ["collections", "markings", "shared"])
+    assert "No document of shared is labelled below its markings." in " ".join(again.output.split())
+
+
 def test_ingest_sync_reports_what_changed(env: Path) -> None:
     (env / "broken.pdf").unlink()
     (env / "travel.md").write_text("# Travel\n\nThe hotel limit in Shanghai is 1,200 CNY per night.\n")

@@ -220,6 +220,27 @@ def collections_show(name: str = typer.Argument(...), data_dir: Path = DataDirOp
     console.print(table)
 
 
+@collections_app.command("markings")
+def collections_markings(
+    name: str = typer.Argument(...),
+    apply: bool = typer.Option(False, "--apply", help="Raise the labels listed (default: only list them)."),
+    data_dir: Path = DataDirOption,
+) -> None:
+    """Documents whose own markings (a Purview label, CONFIDENTIAL in the title or a footer...) call for a more
+    sensitive label than they have: ingested before markings were read, or under other kb.label_names."""
+    with services_for(data_dir) as services:
+        found = _kb(services).review_markings(CLI_ACTOR, name, apply=apply)
+    for review in found:
+        doc = review.document
+        verb = "labelled" if apply else "would label"
+        console.print(f"{verb} {review.marked.label} {doc.source_path} (was {doc.label}): its marking, "
+                      f"{review.marked.reason}", highlight=False)
+    if not found:
+        console.print(f"No document of {name} is labelled below its markings.")
+    elif not apply:
+        console.print(f"{len(found)} documents; run again with --apply to raise their labels.")
+
+
 @collections_app.command("delete")
 def collections_delete(name: str = typer.Argument(...), data_dir: Path = DataDirOption) -> None:
     """Delete a collection and every trace of its documents."""

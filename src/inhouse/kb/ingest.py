@@ -240,6 +240,11 @@ class Ingestor:
         report = self.ingest(collection_id, [src], label=label, acl=acl, metadata=metadata)
         return report.outcomes[0]
 
+    def parse(self, data: bytes, filename: str) -> ParsedDocument:
+        """``data`` parsed as ingestion parses it (a document's stored bytes, read again)."""
+        return self._custom_parse(data, filename) if self._custom_parse is not None else self._parse(data, filename,
+                                                                                                      None)
+
     def ingest_paths(self, collection_id: str, paths: Iterable[str | os.PathLike[str]], **kw: object) -> IngestReport:
         return self.ingest(collection_id, list(iter_sources(paths)), **kw)  # type: ignore[arg-type]
 

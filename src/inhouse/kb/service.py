@@ -9,9 +9,10 @@ admins; adding, relabelling and deleting documents needs access to the collectio
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from inhouse.errors import Conflict, InvalidRequest, NotFound, PermissionDenied, shown
+from inhouse.errors import Conflict, DocumentRejected, InvalidRequest, NotFound, PermissionDenied, shown
 from inhouse.governance.labels import Label, label_of_item, parse_label
 from inhouse.kb.access import AccessScope, Acl, may_access_collection
 from inhouse.kb.answer import Answerer
@@ -25,7 +26,7 @@ from inhouse.kb.ingest import (
     iter_sources,
     sync_prefix,
 )
-from inhouse.kb.markings import MarkingReader
+from inhouse.kb.markings import Marked, MarkingReader
 from inhouse.kb.retrieve import Hit, Retriever
 from inhouse.types import Actor
 
@@ -50,6 +51,14 @@ def acl_from(groups: Iterable[str] | None = None, keys: Iterable[str] | None = N
         return frozenset(out)
 
     return Acl(groups=clean(groups, "group"), keys=clean(keys, "key id"))
+
+
+@dataclass(frozen=True)
+class MarkingReview:
+    """A document whose own marking calls for a more sensitive label than it has (``review_markings``)."""
+
+    document: DocumentRecord  # as it was before the review
+    marked: Marked
 
 
 class KnowledgeBase:
@@ -191,6 +200,33 @@ class KnowledgeBase:
                                    f"only admins may label it below that.")
         return self.store.relabel(doc.id, label=_label(label) if label is not None else None, acl=acl,
                                   clear_acl=clear_access)
+
+    def review_markings(self, actor: Actor, collection: str, *, apply: bool = False) -> list[MarkingReview]:
+        """The documents of ``collection`` whose own markings call for a more sensitive label than they have,
+        read again from their stored bytes (documents ingested before markings were read, or under other
+        ``kb.label_names``). ``apply``: raise them, and record every document's marking (the label members may not
+        relabel below), as ingestion does now. Admins only; markings never lower a label."""
+        _admin(actor, "review the markings of documents")
+        col = self.collection(actor, collection)
+        reader = MarkingReader(self.settings.label_names)
+        found: list[MarkingReview] = []
+        offset, page = 0, 200
+        while docs := self.store.list_documents(col.id, limit=page, offset=offset):
+            offset += page
+            for doc in docs:
+                try:
+                    marked = reader.read(self.ingestor.parse(self.store.document_data(doc.id), doc.filename))
+                except DocumentRejected:
+                    continue  # it was read once; a parser change that now refuses it is not a marking
+                if marked is None:
+                    continue
+                raise_it = marked.label > doc.label
+                if apply and (raise_it or doc.metadata.get("marking_label") != marked.label.value):
+                    self.store.relabel(doc.id, label=marked.label if raise_it else None,
+                                       metadata={"marking": marked.reason, "marking_label": marked.label.value})
+                if raise_it:
+                    found.append(MarkingReview(doc, marked))
+        return found
 
     def delete_document(self, actor: Actor, document_id: str) -> None:
         self.ingestor.delete(self.document(actor, document_id).id)

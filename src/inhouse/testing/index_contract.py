@@ -177,6 +177,9 @@ class IndexStoreContract:
         assert store.visible_document(HR, named.id) and not store.visible_document(hr_lead, named.id)
         relabelled = store.relabel(restricted.id, label=Label.INTERNAL)
         assert relabelled.label is Label.INTERNAL and store.visible_document(HR, restricted.id)
+        before = dict(relabelled.metadata)
+        marked = store.relabel(restricted.id, label=Label.CONFIDENTIAL, metadata={"marking": '"X" in the title'})
+        assert marked.label is Label.CONFIDENTIAL and marked.metadata == {**before, "marking": '"X" in the title'}
 
     def test_filters(self, store: IndexStore) -> None:
         hr, _ = self._cols(store)

@@ -277,3 +277,29 @@ def test_ingest_without_a_reader_keeps_the_given_label(store: SqliteIndexStore) 
         col.id, [source("bands.md", "# Salary Bands 2027: CONFIDENTIAL\n\nP1.\n")], label="public").outcomes[0]
     assert (outcome.label, outcome.marking) == (Label.PUBLIC, None)
     assert "marking" not in store.get_document(outcome.document_id or "").metadata
+
+
+def test_a_review_raises_old_documents_and_records_every_marking(store: SqliteIndexStore) -> None:
+    from inhouse.config import KbSettings
+    from inhouse.errors import PermissionDenied
+    from inhouse.kb.service import KnowledgeBase
+    from inhouse.types import Actor
+
+    admin = Actor("key_admin", "admin", role="admin")
+    kb = KnowledgeBase(store, FakeEmbedder(), settings=KbSettings(markings=False, parse_workers=0))
+    kb.create_collection(admin, "board")
+    low = kb.add_document(admin, "board", b"# Plan: CONFIDENTIAL\n\nKestrel.\n", "plan.md", label="internal")
+    high = kb.add_document(admin, "board", b"# Memo: CONFIDENTIAL\n\nNotes.\n", "memo.md", label="restricted")
+    plain = kb.add_document(admin, "board", b"# Menu\n\nNoodles.\n", "menu.md", label="public")
+    assert store.get_document(low.document_id or "").label == Label.INTERNAL  # read without markings
+    listed = kb.review_markings(admin, "board")
+    assert [(r.document.source_path, r.marked.label) for r in listed] == [("plan.md", Label.CONFIDENTIAL)]
+    assert store.get_document(low.document_id or "").label == Label.INTERNAL  # a dry run changes nothing
+    kb.review_markings(admin, "board", apply=True)
+    raised, kept = store.get_document(low.document_id or ""), store.get_document(high.document_id or "")
+    assert raised.label == Label.CONFIDENTIAL and raised.metadata["marking"] == '"CONFIDENTIAL" in the title'
+    assert kept.label == Label.RESTRICTED and kept.metadata["marking_label"] == "confidential"  # recorded, not lowered
+    assert "marking" not in store.get_document(plain.document_id or "").metadata
+    assert kb.review_markings(admin, "board") == []
+    with pytest.raises(PermissionDenied, match="Only admins"):
+        kb.review_markings(Actor("key_m", "member", role="member"), "board")

@@ -276,10 +276,15 @@ class PostgresIndexStore:
             " text, tsv, embedding) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::tsvector, %s::vector)", rows)
 
     def relabel(self, document_id: str, *, label: Label | None = None, acl: Acl | None = None,
-                clear_acl: bool = False) -> DocumentRecord:
+                clear_acl: bool = False, metadata: Mapping[str, str] | None = None) -> DocumentRecord:
         with self._db.transaction() as c:
-            if not c.execute("SELECT 1 FROM kb_documents WHERE id = %s", (document_id,)).fetchone():
+            row = c.execute("SELECT metadata FROM kb_documents WHERE id = %s", (document_id,)).fetchone()
+            if row is None:
                 raise NotFound(f"No document '{document_id}'.", param="document_id")
+            if metadata:
+                merged = {**json.loads(row["metadata"]), **metadata}
+                c.execute("UPDATE kb_documents SET metadata = %s WHERE id = %s",
+                          (json.dumps(merged, ensure_ascii=False, sort_keys=True), document_id))
             if label is not None:
                 c.execute("UPDATE kb_documents SET label_rank = %s WHERE id = %s", (label.rank, document_id))
             if acl is not None or clear_acl:

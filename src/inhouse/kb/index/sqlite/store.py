@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -312,10 +312,15 @@ class SqliteIndexStore:
         c.execute("DELETE FROM kb_files WHERE document_pk = ?", (doc_pk,))
 
     def relabel(self, document_id: str, *, label: Label | None = None, acl: Acl | None = None,
-                clear_acl: bool = False) -> DocumentRecord:
+                clear_acl: bool = False, metadata: Mapping[str, str] | None = None) -> DocumentRecord:
         with self._tx() as c:
-            if not c.execute("SELECT 1 FROM kb_documents WHERE id = ?", (document_id,)).fetchone():
+            row = c.execute("SELECT metadata FROM kb_documents WHERE id = ?", (document_id,)).fetchone()
+            if row is None:
                 raise NotFound(f"No document '{document_id}'.", param="document_id")
+            if metadata:
+                merged = {**json.loads(row[0]), **metadata}
+                c.execute("UPDATE kb_documents SET metadata = ? WHERE id = ?",
+                          (json.dumps(merged, ensure_ascii=False, sort_keys=True), document_id))
             if label is not None:
                 c.execute("UPDATE kb_documents SET label_rank = ? WHERE id = ?", (label.rank, document_id))
             if acl is not None or clear_acl:
