@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import importlib.util
 import struct
 from pathlib import Path
@@ -296,6 +297,38 @@ def test_msg_html_only_body_and_an_ansi_message_in_its_code_page() -> None:
     assert doc.title == "差旅报销" and doc.text == "请在周五前提交。"
 
 
+# An HTML mail's body as Outlook keeps it when it stores no HTML or plain body: RTF encapsulating the HTML.
+ENCAPSULATED = (
+    b"{\\rtf1\\ansi\\ansicpg936\\fromhtml1 \\deff0{\\fonttbl{\\f0\\fswiss Arial;}}\r\n"
+    b"{\\*\\htmltag19 <html>}{\\*\\htmltag34 <head>}{\\*\\htmltag241 <style>}{\\*\\htmltag241 p \\{margin:0\\}}"
+    b"{\\*\\htmltag249 </style>}{\\*\\htmltag41 </head>}{\\*\\htmltag50 <body>}\\htmlrtf \\lang2052 \\htmlrtf0 "
+    b"{\\*\\htmltag64 <h2>}\\htmlrtf {\\htmlrtf0 \\'d2\\'e9\\'b3\\'cc\\htmlrtf }\\htmlrtf0 {\\*\\htmltag72 </h2>}"
+    b"\\htmlrtf \\par \\htmlrtf0 {\\*\\htmltag64 <p>}\\htmlrtf {\\htmlrtf0 Budget review, caf\\u233\\'e9\\htmlrtf }"
+    b"\\htmlrtf0 {\\*\\htmltag72 </p>}{\\*\\htmltag0 \\par }{\\*\\htmltag58 </body>}{\\*\\htmltag27 </html>}}"
+)
+
+
+@functools.cache
+def _rtf_message() -> bytes:
+    return outlook_message(_message(body=None, rtf=ENCAPSULATED))
+
+
+def test_msg_with_only_a_compressed_rtf_body() -> None:
+    """Outlook's PR_RTF_COMPRESSED ([MS-OXRTFCP]): an HTML mail's encapsulated HTML ([MS-OXRTFEX]) is read as
+    HTML, a rich-text mail's RTF as text. The compressor in inhouse.testing and the decompressor were both
+    checked against an independent implementation (compressed-rtf 1.0.7, which also checks the CRC)."""
+    doc = parse_file(outlook_message(_message(body=None, rtf=ENCAPSULATED)), "html.msg")
+    assert shape(doc) == [("heading", "议程", 2, ()), ("paragraph", "Budget review, café", 0, ("议程",))]
+    rich = b"{\\rtf1\\ansi{\\fonttbl{\\f0 Arial;}}\\pard\\outlinelevel0 Agenda\\par\\pard Budget review\\par}"
+    doc = parse_file(outlook_message(_message(body=None, rtf=rich)), "rich.msg")
+    assert doc.text == "Agenda\n\nBudget review"
+    # A damaged body costs the body, not the message: its attachment is still read.
+    broken = outlook_message(_message(body=None, rtf=rich, attachments=[Attachment("rules.docx", make_docx())]))
+    at = broken.index(b"LZFu")
+    doc = parse_file(broken[:at] + b"XXXX" + broken[at + 4:], "broken.msg")
+    assert "Attachment: rules.docx" in doc.text and "Agenda" not in doc.text
+
+
 def test_msg_without_any_content_is_refused() -> None:
     reason = rejected(outlook_message(Message(body=None)), "empty.msg")
     assert reason in ("Outlook message has no subject, sender or body", "e-mail has no readable text body or "
@@ -343,12 +376,13 @@ def _mutated(data: bytes, edits: list[tuple[int, int]]) -> bytes:
 
 @settings(max_examples=90, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(which=st.sampled_from(["travel.doc", "rich.doc", "budget.xls", "deck.ppt", "q3.ppt", "mail.msg", "board.doc",
-                              "notes.doc", "footer.ppt"]),
+                              "notes.doc", "footer.ppt", "rtf.msg"]),
        edits=st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)), min_size=1, max_size=12),
        cut=st.none() | st.integers(513, 1 << 16))
 def test_damaged_legacy_files_never_raise_anything_but_document_rejected(
         which: str, edits: list[tuple[int, int]], cut: int | None) -> None:
-    made = {"mail.msg": lambda: outlook_message(_message(html=b"<p>x</p>")), "q3.ppt": _powerpoint_file}
+    made = {"mail.msg": lambda: outlook_message(_message(html=b"<p>x</p>")), "q3.ppt": _powerpoint_file,
+            "rtf.msg": _rtf_message}
     data = made[which]() if which in made else fixture(which)
     data = _mutated(data, edits)
     with contextlib.suppress(DocumentRejected):

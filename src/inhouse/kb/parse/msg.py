@@ -38,7 +38,8 @@ _INTERNET_CPID, _MESSAGE_CODEPAGE = 0x3FDE, 0x3FFD
 _DISPLAY_NAME, _SMTP_ADDRESS, _EMAIL_ADDRESS, _RECIPIENT_TYPE = 0x3001, 0x39FE, 0x3003, 0x0C15
 _ATTACH_DATA, _ATTACH_METHOD, _ATTACH_LONG_NAME, _ATTACH_NAME, _ATTACH_MIME = 0x3701, 0x3705, 0x3707, 0x3704, 0x370E
 _ATTACHMENT_HIDDEN = 0x7FFE
-_SENSITIVITY, _TRANSPORT_HEADERS = 0x0036, 0x007D
+_SENSITIVITY, _TRANSPORT_HEADERS, _RTF_COMPRESSED = 0x0036, 0x007D, 0x1009
+_MAX_RTF_BODY = 20 * 1024 * 1024  # decompressed; a formatted mail body is far smaller
 # PR_SENSITIVITY as the RFC 2156 header Outlook writes for it (0: normal, no header).
 _SENSITIVITIES = {1: "Personal", 2: "Private", 3: "Company-Confidential"}
 _MSIP_HEADER = re.compile(r"^msip_labels:[ \t]*(.*(?:\r?\n[ \t]+.*)*)", re.I | re.M)
@@ -139,6 +140,8 @@ class _Storage:
         if sent is not None:
             message["Date"] = email.utils.format_datetime(sent)
         plain, html = self.string(_BODY), self._html()
+        if not (plain and plain.strip()) and not html:  # only the formatted body Outlook keeps as compressed RTF
+            plain, html = self._rtf_body()
         if plain and plain.strip():
             message.set_content(plain)
             if html:
@@ -164,6 +167,23 @@ class _Storage:
             address = _address(recipient.string(_SMTP_ADDRESS)) or _address(recipient.string(_EMAIL_ADDRESS))
             found.append(email.utils.formataddr((name, address)) if address else name)
         return ", ".join(f for f in found if f) or None
+
+    def _rtf_body(self) -> tuple[str | None, str | None]:
+        """(plain, html) from ``PR_RTF_COMPRESSED``: the HTML an HTML mail's RTF encapsulates, else the RTF's text."""
+        from inhouse.kb.parse import lzfu, rtf
+
+        raw = self.binary(_RTF_COMPRESSED)
+        if not raw:
+            return None, None
+        try:
+            body = lzfu.decompress(raw, _MAX_RTF_BODY)
+            html = rtf.encapsulated_html(body)
+            if html is not None:
+                return None, html
+            parsed = rtf.parse(body, self._filename, ParseLimits())
+        except (lzfu.CompressedRtfError, DocumentRejected):
+            return None, None  # an unreadable body: the message's other parts are still read
+        return "\n\n".join(b.text for b in parsed.blocks), None
 
     def _html(self) -> str | None:
         raw = self.binary(_HTML)

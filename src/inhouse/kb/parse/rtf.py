@@ -439,3 +439,100 @@ def _date(parts: dict[str, int]) -> str | None:
         return dt.datetime(parts["yr"], parts["mo"], parts["dy"], parts.get("hr", 0), parts.get("min", 0)).isoformat()
     except ValueError:
         return None
+
+
+def encapsulated_html(data: bytes) -> str | None:
+    """The HTML an RTF body encapsulates ([MS-OXRTFEX]: ``\\fromhtml1``), or None for an RTF body of its own.
+
+    Outlook keeps an HTML mail's body as RTF: the HTML markup in ``{\\*\\htmltag …}`` groups, the text between tags
+    as ordinary text, and RTF-only formatting between ``\\htmlrtf`` and ``\\htmlrtf0``, which is left out.
+    """
+    if b"\\fromhtml" not in data[:2048]:
+        return None
+    out: list[str] = []
+    pending = bytearray()
+    ansi = 1252
+    stack: list[tuple[bool, bool]] = [(False, False)]  # per group: (skipped, RTF-only)
+    tag_depth = -1  # the depth of the open \htmltag group, if any
+    first = False
+    starred = False
+    pos, end = 0, len(data)
+
+    def flush() -> None:
+        if pending:
+            out.append(bytes(pending).decode(codec(ansi), errors="replace"))
+            pending.clear()
+
+    while pos < end:
+        m = _TOKEN.match(data, pos)
+        if m is None:
+            break
+        pos = m.end()
+        word, arg, hexbyte, symbol, brace, run = m.groups()
+        skipped, rtf_only = stack[-1]
+        in_tag = 0 <= tag_depth < len(stack)
+        if brace == b"{":
+            if len(stack) >= _MAX_DEPTH:
+                raise DocumentRejected("message body", f"RTF groups nested deeper than {_MAX_DEPTH}")
+            stack.append((skipped, rtf_only))
+            first, starred = True, False
+            continue
+        if brace == b"}":
+            flush()
+            if len(stack) > 1:
+                stack.pop()
+            if tag_depth >= len(stack):
+                tag_depth = -1
+            first = False
+            continue
+        if symbol == b"*":
+            starred = True
+            continue
+        if word is not None:
+            name = word.decode("ascii")
+            if first:
+                first = False
+                if name in ("htmltag", "mhtmltag") and starred:
+                    tag_depth = len(stack) - 1 if name == "htmltag" else tag_depth
+                    stack[-1] = (skipped or name == "mhtmltag", False)
+                    continue
+                if starred or name in ("fonttbl", "colortbl", "stylesheet", "info", "pict"):
+                    stack[-1] = (True, rtf_only)
+                    continue
+            if name == "ansicpg" and arg is not None:
+                ansi = int(arg)
+            elif name == "htmlrtf":
+                stack[-1] = (skipped, arg is None or int(arg) != 0)
+            elif skipped or (rtf_only and not in_tag):
+                continue
+            elif name == "par":
+                flush()
+                out.append("\n")
+            elif name == "tab":
+                flush()
+                out.append("\t")
+            elif name == "u" and arg is not None:
+                flush()
+                out.append(chr(int(arg) & 0xFFFF))
+                pos = _skip_fallback(data, pos)
+            continue
+        first = False
+        if skipped or (rtf_only and not in_tag):
+            continue
+        if hexbyte is not None:
+            pending.append(int(hexbyte, 16))
+        elif symbol is not None and symbol in (b"\\", b"{", b"}"):
+            flush()
+            out.append(symbol.decode())
+        elif run is not None:
+            flush()
+            out.append(run.decode(codec(ansi), errors="replace"))
+    flush()
+    return "".join(out)
+
+
+def _skip_fallback(data: bytes, pos: int) -> int:
+    """Past the one fallback character after a ``\\uN`` (a ``\\'hh`` escape or a plain character)."""
+    if data[pos:pos + 2] == b"\\'":
+        return pos + 4
+    return pos + 1 if pos < len(data) and data[pos:pos + 1] not in (b"\\", b"{", b"}") else pos
