@@ -272,7 +272,7 @@ def _read(data: bytes, r: _Reader) -> None:
             if brace == b"{":
                 if len(stack) >= _MAX_DEPTH:
                     raise DocumentRejected(r.filename, f"RTF groups nested deeper than {_MAX_DEPTH}")
-                stack.append(replace(g, first=True, starred=False, dest="skip" if g.dest == "skip" else g.dest))
+                stack.append(replace(g, first=True, starred=False))  # a group inherits its parent's state
                 if g.dest == "stylesheet":
                     r.style_number = 0
                     r.aside.clear()
