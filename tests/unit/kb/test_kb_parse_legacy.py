@@ -413,6 +413,13 @@ def test_notes_and_text_boxes_are_read_after_the_paragraph_that_refers_to_them(n
     assert parsed.blocks[2].section == ("Expense Rules",)
 
 
+@pytest.mark.parametrize("name", ["table-note.docx", "table-note.doc", "table-note.rtf"])
+def test_a_note_referred_to_from_a_table_cell_follows_the_table(name: str) -> None:
+    assert [(b.kind, b.text) for b in parse_file(fixture(name), name).blocks] == [
+        ("paragraph", "Limits by city."), ("table", "City | Limit\nShanghai | 1200 CNY"),
+        ("paragraph", "Footnote 1: 1800 CNY during the trade fair."), ("paragraph", "After the table.")]
+
+
 def test_a_powerpoint_97_footer_is_a_marking_and_running_placeholders_are_not_content() -> None:
     from inhouse.kb.document import Marking
 

@@ -58,6 +58,8 @@ def parse(data: bytes, filename: str, limits: ParseLimits) -> ParsedDocument:
             flush_list()
             flush_asides()
             out.add("table", format_table(_table_rows(item, limits)))
+            asides += (_text_boxes(item._tbl) if boxes else []) + notes.referenced_by(item._tbl)  # its cells'
+            flush_asides()
             continue
         text = clean_inline(item.text)
         extra = (_text_boxes(item._p) if boxes else []) + notes.referenced_by(item._p)

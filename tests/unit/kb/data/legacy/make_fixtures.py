@@ -109,6 +109,22 @@ NOTES_FODT = """<?xml version="1.0" encoding="UTF-8"?>
  </office:text></office:body>
 </office:document>
 """
+# A footnote referred to from a table cell: read after the table.
+TABLE_NOTE_FODT = """<?xml version="1.0" encoding="UTF-8"?>
+<office:document xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0"
+ xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0"
+ xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0"
+ office:version="1.3" office:mimetype="application/vnd.oasis.opendocument.text"><office:body><office:text>
+<text:p>Limits by city.</text:p>
+<table:table><table:table-column table:number-columns-repeated="2"/>
+<table:table-row><table:table-cell><text:p>City</text:p></table:table-cell>
+ <table:table-cell><text:p>Limit</text:p></table:table-cell></table:table-row>
+<table:table-row><table:table-cell><text:p>Shanghai</text:p></table:table-cell>
+ <table:table-cell><text:p>1200 CNY<text:note text:id="f1" text:note-class="footnote"><text:note-citation>1
+ </text:note-citation><text:note-body><text:p>1800 CNY during the trade fair.</text:p></text:note-body>
+ </text:note></text:p></table:table-cell></table:table-row>
+</table:table><text:p>After the table.</text:p></office:text></office:body></office:document>
+"""
 BOARD_LABEL_ID = "3f1c2b4a-9d8e-4f7a-b6c5-1a2b3c4d5e6f"
 
 
@@ -151,11 +167,13 @@ def main() -> None:
         board_docx(work / "board.docx")
         footer_pptx(work / "footer.pptx")
         (work / "notes.fodt").write_text(NOTES_FODT, encoding="utf-8")
+        (work / "table-note.fodt").write_text(TABLE_NOTE_FODT, encoding="utf-8")
         (work / "rich.html").write_text(RICH_HTML, encoding="utf-8")
         for source, target in (("travel.docx", "doc"), ("rich.html", "doc:MS Word 97"), ("budget.xlsx", "xls"),
                                ("deck.pptx", "ppt"), ("board.docx", "doc"), ("notes.fodt", "doc"),
                                ("notes.fodt", "docx"), ("notes.fodt", "rtf"), ("travel.docx", "rtf"),
-                               ("footer.pptx", "ppt")):
+                               ("footer.pptx", "ppt"), ("table-note.fodt", "docx"), ("table-note.fodt", "doc"),
+                               ("table-note.fodt", "rtf")):
             subprocess.run(["soffice", "--headless", "--convert-to", target, "--outdir", str(HERE),
                             str(work / source)], check=True, capture_output=True)
     # The summary information holds a 580 KB thumbnail of the first slide and no text the tests need (the other
