@@ -21,6 +21,8 @@ _PLACEHOLDERS = {
     "", "(anonymous)", "(unspecified)", "anonymous", "unspecified", "untitled", "unknown", "none",
     "python-docx", "openpyxl",
 }
+# Word's built-in heading styles, in English and Chinese Word, and custom styles named like them.
+_HEADING_STYLE = re.compile(r"^(?:heading|标题)\s*(\d)$", re.I)
 _FILENAME_LIKE = re.compile(r"(^|[/\\])[^/\\]+\.(md|txt|docx?|pdf|pptx?|xlsx?|html?|csv|tex|rtf|odt)$", re.I)
 
 
@@ -161,3 +163,19 @@ def pick_title(candidates: Iterable[object], blocks: Sequence[Block], filename: 
 
 def count_cjk(text: str) -> int:
     return len(_CJK.findall(text))
+
+
+def style_heading_level(name: str) -> int:
+    """The heading level a paragraph style's name gives: "Title" 1, "Heading N" / "标题 N" N, anything else 0
+    (Word, Word 97 and RTF readers: the same names whatever the format)."""
+    name = name.strip()
+    if name.lower() == "title":
+        return 1
+    match = _HEADING_STYLE.match(name)
+    return int(match.group(1)) if match else 0
+
+
+def note_text(kind: str, number: int, text: str) -> str:
+    """A footnote's or endnote's block (``kind``: "footnote" or "endnote"), read after the paragraph that refers to
+    it: ``Footnote 1: …``."""
+    return f"{kind.capitalize()} {number}: {text}"

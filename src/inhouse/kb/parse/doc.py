@@ -33,7 +33,15 @@ from dataclasses import dataclass
 
 from inhouse.errors import DocumentRejected
 from inhouse.kb.document import ParsedDocument
-from inhouse.kb.parse.blocks import BlockList, clean_inline, format_table, guess_language, pick_title
+from inhouse.kb.parse.blocks import (
+    BlockList,
+    clean_inline,
+    format_table,
+    guess_language,
+    note_text,
+    pick_title,
+    style_heading_level,
+)
 from inhouse.kb.parse.ole import open_ole, password_protected, read_stream, summary_metadata
 from inhouse.kb.parse.safety import ParseLimits
 
@@ -48,7 +56,6 @@ _SPRM_INNER_CELL, _SPRM_INNER_TTP = 0x244B, 0x244C
 _SPRM_OUTLINE, _SPRM_LIST = 0x2640, 0x460B
 _STI_TITLE, _STI_TOC = 62, range(19, 28)
 _STI_LISTS = range(47, 62)  # List, List Bullet, List Number and their 2-5 variants
-_HEADING_NAME = re.compile(r"^(?:heading|标题)\s*(\d)$", re.I)
 _MARKS = re.compile(r"[\r\x07]")
 # Characters that stand for something in Word's text: breaks read as spaces, the non-breaking hyphen as a hyphen;
 # the optional hyphen and the anchors of pictures, footnotes and comments (\x01 \x02 \x05 \x08) as nothing.
@@ -277,8 +284,8 @@ class _Aside:
 def _asides(word: bytes, table: bytes, fib: _Fib, pieces: list[_Piece]) -> list[_Aside]:
     """Footnotes, endnotes and text boxes, each with the position in the main text it belongs to (sorted)."""
     out: list[_Aside] = []
-    for label, refs_at, texts_at, (lo, hi) in (("Footnote", _PLCF_FND_REF, _PLCF_FND_TXT, fib.footnotes),
-                                               ("Endnote", _PLCF_END_REF, _PLCF_END_TXT, fib.endnotes)):
+    for kind, refs_at, texts_at, (lo, hi) in (("footnote", _PLCF_FND_REF, _PLCF_FND_TXT, fib.footnotes),
+                                              ("endnote", _PLCF_END_REF, _PLCF_END_TXT, fib.endnotes)):
         if hi <= lo:
             continue
         refs, _ = _plc(table, fib, refs_at, _FRD)
@@ -286,7 +293,7 @@ def _asides(word: bytes, table: bytes, fib: _Fib, pieces: list[_Piece]) -> list[
         story = _read_range(word, pieces, lo, hi)[1]
         for n, cp in enumerate(refs[:-1]):
             if n + 1 < len(bounds) and (text := _story_text(story[bounds[n]:bounds[n + 1]])):
-                out.append(_Aside(cp, f"{label} {n + 1}: {text}"))
+                out.append(_Aside(cp, note_text(kind, n + 1, text)))
     lo, hi = fib.text_boxes
     if hi > lo:
         anchors_cps, shapes = _plc(table, fib, _PLCF_SPA_MOM, _FSPA)
@@ -424,9 +431,9 @@ def _heading_level(para: _Para) -> int:
         return style.sti
     if style.sti == _STI_TITLE:
         return 1
-    match = _HEADING_NAME.match(style.name.strip())
-    if match:
-        return int(match.group(1)) or 0
+    level = style_heading_level(style.name)
+    if level:
+        return level
     return style.outline + 1 if style.outline is not None else 0
 
 

@@ -15,15 +15,22 @@ read.
 from __future__ import annotations
 
 import io
-import re
 from collections.abc import Callable
 from typing import Any
 
 from inhouse.kb.document import Marking, ParsedDocument
-from inhouse.kb.parse.blocks import BlockList, clean_inline, format_table, guess_language, office_metadata, pick_title
+from inhouse.kb.parse.blocks import (
+    BlockList,
+    clean_inline,
+    format_table,
+    guess_language,
+    note_text,
+    office_metadata,
+    pick_title,
+    style_heading_level,
+)
 from inhouse.kb.parse.safety import ParseLimits, open_zip_checked
 
-_HEADING_STYLE = re.compile(r"^(?:heading|标题)\s*(\d)$", re.I)
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 _MC_FALLBACK = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"
 _SEPARATORS = ("separator", "continuationSeparator", "continuationNotice")  # the rules above notes, not notes
@@ -119,7 +126,7 @@ class _Notes:
             text = self._texts[kind].get(ref.get(f"{_W}id", ""))
             if text:
                 self._seen[kind] += 1
-                out.append(f"{kind.capitalize()} {self._seen[kind]}: {text}")
+                out.append(note_text(kind, self._seen[kind], text))
         return out
 
 
@@ -194,11 +201,9 @@ def _style_names(document: Any) -> Callable[[Any], str]:
 
 
 def _heading_level(paragraph: Any, name: str) -> int:
-    if name.lower() == "title":
-        return 1
-    match = _HEADING_STYLE.match(name.strip())
-    if match:
-        return int(match.group(1))
+    level = style_heading_level(name)
+    if level:
+        return level
     ppr = paragraph._p.pPr
     outline = ppr.find(f"{_W}outlineLvl") if ppr is not None else None
     if outline is not None:

@@ -29,7 +29,16 @@ from dataclasses import dataclass, field, replace
 
 from inhouse.errors import DocumentRejected
 from inhouse.kb.document import Marking, ParsedDocument
-from inhouse.kb.parse.blocks import BlockList, clean_inline, format_table, guess_language, meaningful, pick_title
+from inhouse.kb.parse.blocks import (
+    BlockList,
+    clean_inline,
+    format_table,
+    guess_language,
+    meaningful,
+    note_text,
+    pick_title,
+    style_heading_level,
+)
 from inhouse.kb.parse.ole import codec
 from inhouse.kb.parse.safety import ParseLimits
 
@@ -38,7 +47,6 @@ from inhouse.kb.parse.safety import ParseLimits
 _TOKEN = re.compile(rb"\\([a-zA-Z]{1,32})(-?\d{1,10})? ?|\\'([0-9a-fA-F]{2})|\\([^a-zA-Z'])|([{}])"
                     rb"|([^\\{}\r\n]+)|[\r\n]+")
 _MAX_DEPTH = 400
-_HEADING_NAME = re.compile(r"^(?:heading|标题)\s*(\d)$", re.I)
 # \fcharsetN → Windows code page (the ones Office writes; 0 and 1 mean the document's own, 2 is Symbol).
 _CHARSETS = {77: 10000, 128: 932, 129: 949, 130: 1361, 134: 936, 136: 950, 161: 1253, 162: 1254, 163: 1258,
              177: 1255, 178: 1256, 186: 1257, 204: 1251, 222: 874, 238: 1250, 255: 437}
@@ -168,11 +176,7 @@ class _Reader:
     def heading_level(self) -> int:
         if self.para.outline is not None and 0 <= self.para.outline < 9:
             return self.para.outline + 1
-        name = self.styles.get(self.para.style, "").strip()
-        if name.lower() == "title":
-            return 1
-        match = _HEADING_NAME.match(name)
-        return int(match.group(1)) if match else 0
+        return style_heading_level(self.styles.get(self.para.style, ""))
 
 
 def parse(data: bytes, filename: str, limits: ParseLimits) -> ParsedDocument:
@@ -406,9 +410,9 @@ def _close(r: _Reader, closed: _Group, parent: _Group) -> None:
     if closed.dest == "footnote":
         r.aside.clear()
         if text:
-            kind = "Endnote" if r.endnote else "Footnote"
+            kind = "endnote" if r.endnote else "footnote"
             r.counted[kind] = r.counted.get(kind, 0) + 1
-            r.notes.append(f"{kind} {r.counted[kind]}: {text}")
+            r.notes.append(note_text(kind, r.counted[kind], text))
     elif closed.dest == "textbox":
         lines = [line for line in (clean_inline(x) for x in "".join(r.aside).split("\n")) if line]
         r.aside.clear()
