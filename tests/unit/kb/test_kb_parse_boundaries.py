@@ -15,7 +15,7 @@ OWNERS = {
     "openpyxl": "kb/parse/xlsx.py",
     "selectolax": "kb/parse/html.py",
     "markdown_it": "kb/parse/markdown.py",
-    "lxml": "kb/parse/markings.py",  # python-docx and python-pptx use it too, inside their own code
+    "lxml": "kb/parse/safety.py",  # safe_xml; python-docx and python-pptx use it too, inside their own code
 }
 
 

@@ -3,18 +3,20 @@
 ``parse_file`` is the only entry point. It never raises anything but :class:`~inhouse.errors.DocumentRejected`
 (library exceptions are wrapped), so an ingestion batch can report the file and carry on.
 
-Format detection: magic bytes decide for binary formats (``%PDF``, ZIP containers told apart by their entries,
-OLE2 compound files by their streams: Word, Excel and PowerPoint 97-2003 and Outlook .msg read, others refused; images
-read by OCR); for text formats the extension decides (.md, .html,
-.csv/.tsv, .eml, .txt), and a text file without a known extension is sniffed (HTML, e-mail headers) or read as
-plain text. Anything else is rejected as "unsupported file type".
+Format detection: magic bytes decide for binary formats (``%PDF``; ZIP containers told apart by their entries:
+Office Open XML or OpenDocument; OLE2 compound files by their streams: Word, Excel and PowerPoint 97-2003 and Outlook
+.msg read, others refused; images read by OCR); for text formats the extension decides (.md, .html, .csv/.tsv, .eml,
+.txt, flat OpenDocument .fodt/.fods/.fodp), and a text file without a known extension is sniffed (HTML, e-mail
+headers) or read as plain text. Anything else is rejected as "unsupported file type".
 
 The filename is only metadata: it is sanitised to a base name and never used to open or write anything.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from inhouse.errors import DocumentRejected
 from inhouse.kb.document import Marking, ParsedDocument
-from inhouse.kb.parse import markings, ole
+from inhouse.kb.parse import markings, odf, ole
 from inhouse.kb.parse.safety import MB, ParseLimits, check_size, open_zip_checked, sanitize_filename
 
 if TYPE_CHECKING:
@@ -32,7 +34,7 @@ __all__ = ["SUPPORTED_EXTENSIONS", "ParseLimits", "detect_format", "parse_file",
 
 Format = str  # one of FORMATS
 FORMATS = ("pdf", "docx", "pptx", "xlsx", "csv", "html", "markdown", "text", "eml", "image", "doc", "xls", "ppt", "msg",
-           "rtf")
+           "rtf", "odf")
 _EXTENSIONS: dict[str, Format] = {
     ".pdf": "pdf", ".docx": "docx", ".docm": "docx", ".pptx": "pptx", ".pptm": "pptx", ".xlsx": "xlsx",
     ".xlsm": "xlsx", ".csv": "csv", ".tsv": "csv", ".html": "html", ".htm": "html", ".xhtml": "html",
@@ -41,10 +43,14 @@ _EXTENSIONS: dict[str, Format] = {
     ".tif": "image", ".tiff": "image", ".webp": "image", ".bmp": "image", ".gif": "image",
     ".doc": "doc", ".dot": "doc", ".xls": "xls", ".xlt": "xls", ".ppt": "ppt", ".pot": "ppt", ".pps": "ppt",
     ".msg": "msg", ".rtf": "rtf",
+    # OpenDocument: packages (and their templates), then the single-XML "flat" files
+    ".odt": "odf", ".ods": "odf", ".odp": "odf", ".odg": "odf", ".ott": "odf", ".ots": "odf", ".otp": "odf",
+    ".otg": "odf", ".fodt": "odf", ".fods": "odf", ".fodp": "odf", ".fodg": "odf",
 }
 SUPPORTED_EXTENSIONS = frozenset(_EXTENSIONS)
 _BINARY_EXTENSIONS = frozenset((".pdf", ".docx", ".docm", ".pptx", ".pptm", ".xlsx", ".xlsm", ".doc", ".dot", ".xls",
-                                ".xlt", ".ppt", ".pot", ".pps", ".msg"))
+                                ".xlt", ".ppt", ".pot", ".pps", ".msg", ".odt", ".ods", ".odp", ".odg", ".ott",
+                                ".ots", ".otp", ".otg"))
 _ZIP_MARKERS = (("word/document.xml", "docx"), ("ppt/presentation.xml", "pptx"), ("xl/workbook.xml", "xlsx"))
 _BINARY_MAGIC = (
     (b"\x1f\x8b", "gzip archive"), (b"7z\xbc\xaf", "7z archive"), (b"Rar!", "RAR archive"),
@@ -108,9 +114,13 @@ def detect_format(data: bytes, filename: str, limits: ParseLimits | None = None)
         for marker, fmt in _ZIP_MARKERS:
             if marker in names:
                 return fmt
+        if odf.is_package(names, _small_entry(data, "mimetype")) or (
+                "content.xml" in names and ext in _BINARY_EXTENSIONS and _EXTENSIONS[ext] == "odf"):
+            return "odf"
         if "EncryptedPackage" in names:
             raise DocumentRejected(filename, "password-protected Office file; remove the password first")
-        raise DocumentRejected(filename, "unsupported file type (a ZIP archive that is not .docx/.pptx/.xlsx)")
+        raise DocumentRejected(filename, "unsupported file type (a ZIP archive that is not .docx/.pptx/.xlsx/.odt/.ods/"
+                                         ".odp)")
     if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{\\rtf"):  # whatever the extension (Word saves .doc as RTF)
         return "rtf"
     if head.startswith(ole.MAGIC):  # legacy Office, Outlook, or a password-protected Office file
@@ -135,6 +145,16 @@ def detect_format(data: bytes, filename: str, limits: ParseLimits | None = None)
     if sniff.startswith(_EMAIL_HEADERS):
         return "eml"
     return "text"
+
+
+def _small_entry(data: bytes, name: str, limit: int = 256) -> bytes | None:
+    """A short entry of a ZIP already checked by ``open_zip_checked`` (an ODF package's ``mimetype``), or None."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            info = zf.getinfo(name)
+            return zf.read(info) if info.file_size <= limit else None
+    except (KeyError, zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
+        return None
 
 
 def _read_bounded(path: Path, name: str, limits: ParseLimits) -> bytes:
@@ -249,6 +269,10 @@ def _rtf(data: bytes, name: str, ctx: _Context) -> ParsedDocument:
     return rtf.parse(data, name, ctx.limits)
 
 
+def _odf(data: bytes, name: str, ctx: _Context) -> ParsedDocument:
+    return odf.parse(data, name, ctx.limits)
+
+
 def _nested(ctx: _Context) -> Callable[[bytes, str], ParsedDocument]:
     """The parser of an e-mail's attachments: this dispatcher, one level deeper."""
 
@@ -273,7 +297,7 @@ def _msg(data: bytes, name: str, ctx: _Context) -> ParsedDocument:
 _PARSERS: dict[Format, Callable[[bytes, str, _Context], ParsedDocument]] = {
     "pdf": _pdf, "docx": _docx, "pptx": _pptx, "xlsx": _xlsx, "csv": _csv, "html": _html,
     "markdown": _markdown, "text": _text, "eml": _eml, "image": _image, "doc": _doc, "xls": _xls, "ppt": _ppt,
-    "msg": _msg, "rtf": _rtf,
+    "msg": _msg, "rtf": _rtf, "odf": _odf,
 }
 # Sensitivity labels recorded in the file's metadata, read beside its text (``kb/parse/markings.py``); e-mail
 # headers, front matter and <meta> classifications are read by their format's parser.

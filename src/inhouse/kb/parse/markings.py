@@ -11,11 +11,13 @@ What each format keeps, and where (``kb/markings.py`` decides what the labels me
   stream and that has no XMP packet shows none (XMP packets are stored uncompressed so that other tools can read them).
 - **Word, Excel and PowerPoint 97-2003**: the same properties in the user-defined section of the
   ``DocumentSummaryInformation`` property set (``ole.user_properties``).
+- **OpenDocument** (.odt, .ods, .odp): the same properties as ``meta:user-defined`` elements, where LibreOffice keeps
+  an Office file's label when it saves it as OpenDocument (read in ``odf.py``).
 - **E-mail** (.eml, .msg): the ``msip_labels`` header Outlook writes (``MSIP_Label_<id>_Name=...;``) and the
   ``Sensitivity`` header of RFC 2156 (``Company-Confidential``), read in ``eml.py``.
 
-Running headers and footers are read by the format's parser (``docx.py``); front matter and ``<meta>``
-classifications by ``markdown.py`` and ``html.py``.
+Running headers and footers are read by the format's parser (``docx.py``, ``rtf.py``, ``odf.py``, slide footers in
+``pptx.py`` and ``ppt.py``); front matter and ``<meta>`` classifications by ``markdown.py`` and ``html.py``.
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ import io
 import re
 import zipfile
 from collections.abc import Iterable
-from typing import Any
 
 from inhouse.kb.document import Marking
+from inhouse.kb.parse.safety import safe_xml
 
 _GUID = r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
 _PROPERTY = re.compile(rf"^MSIP_Label_({_GUID})_(\w+)$")
@@ -105,18 +107,8 @@ def _part(zf: zipfile.ZipFile, info: zipfile.ZipInfo | None) -> bytes | None:
         return None  # a damaged properties part: the document's text may still be read
 
 
-def _xml(data: bytes) -> Any:
-    from lxml import etree  # python-docx's dependency; no entities, no network, no huge trees
-
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, load_dtd=False)
-    try:
-        return etree.fromstring(data, parser)
-    except etree.XMLSyntaxError:
-        return None
-
-
 def _custom_properties(data: bytes) -> list[tuple[str, str]]:
-    root = _xml(data)
+    root = safe_xml(data)
     if root is None:
         return []
     out: list[tuple[str, str]] = []
@@ -128,7 +120,7 @@ def _custom_properties(data: bytes) -> list[tuple[str, str]]:
 
 
 def _label_info(data: bytes) -> list[tuple[str, bool]]:
-    root = _xml(data)
+    root = safe_xml(data)
     if root is None:
         return []
     out: list[tuple[str, bool]] = []

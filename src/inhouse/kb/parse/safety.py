@@ -14,6 +14,7 @@ import re
 import unicodedata
 import zipfile
 from dataclasses import dataclass
+from typing import Any
 
 from inhouse.errors import DocumentRejected
 
@@ -95,3 +96,15 @@ def open_zip_checked(data: bytes, filename: str, limits: ParseLimits) -> list[st
                     f"above {limits.max_zip_ratio:.0f}:1 (possible zip bomb)",
                 )
     return [info.filename for info in infos]
+
+
+def safe_xml(data: bytes) -> Any | None:
+    """The root element of an XML document from a file, or None if it is not well-formed. No entities are resolved,
+    no DTD or network is read, and trees deeper than libxml2's default limit are refused."""
+    from lxml import etree  # python-docx's dependency
+
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, load_dtd=False)
+    try:
+        return etree.fromstring(data, parser)
+    except etree.XMLSyntaxError:
+        return None
