@@ -87,6 +87,41 @@ def make_docx() -> bytes:
     return buf.getvalue()
 
 
+# Word's watermark, as Word writes it into a header: WordArt (VML shape type 136) whose text path holds the words.
+WATERMARK_VML = (
+    '<w:pict xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main" '
+    'xmlns:v="urn:schemas-microsoft-com:vml" xmlns:o="urn:schemas-microsoft-com:office:office" '
+    'xmlns:w10="urn:schemas-microsoft-com:office:word">'
+    '<v:shapetype id="_x0000_t136" coordsize="21600,21600" o:spt="136" adj="10800" '
+    'path="m@7,l@8,m@5,21600l@6,21600e"><v:path textpathok="t" o:connecttype="custom"/>'
+    '<v:textpath on="t" fitshape="t"/><o:lock v:ext="edit" text="t" shapetype="t"/></v:shapetype>'
+    '<v:shape id="PowerPlusWaterMarkObject357476642" o:spid="_x0000_s2050" type="#_x0000_t136" '
+    'style="position:absolute;margin-left:0;margin-top:0;width:527.85pt;height:131.95pt;rotation:315;'
+    'z-index:-251657216;mso-position-horizontal:center;mso-position-horizontal-relative:margin;'
+    'mso-position-vertical:center;mso-position-vertical-relative:margin" o:allowincell="f" fillcolor="silver" '
+    'stroked="f"><v:fill opacity=".5"/><v:textpath style="font-family:&quot;Calibri&quot;;font-size:1pt" '
+    'string="{words}"/><w10:wrap anchorx="margin" anchory="margin"/></v:shape></w:pict>')
+
+
+def make_watermarked_docx(words: str = "CONFIDENTIAL") -> bytes:
+    """A one-page memo whose header shows a line of text and Word's diagonal watermark (``words``), its footer
+    another line."""
+    import docx
+    from docx.oxml import parse_xml
+
+    document = docx.Document()
+    document.core_properties.title = "Acquisition plan"
+    document.add_heading("Acquisition plan", level=1)
+    document.add_paragraph("Kestrel Ltd would be bought for 40-45 million.")
+    header = document.sections[0].header.paragraphs[0]
+    header.text = "Board of Directors"
+    header.add_run()._r.append(parse_xml(WATERMARK_VML.format(words=words)))
+    document.sections[0].footer.paragraphs[0].text = "Qinglan Components"
+    buf = io.BytesIO()
+    document.save(buf)
+    return buf.getvalue()
+
+
 def make_pptx(footer: str | None = None) -> bytes:
     """Two slides; ``footer``: the first slide also shows its layout's footer (that text), date and number."""
     from pptx import Presentation

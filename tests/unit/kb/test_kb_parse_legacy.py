@@ -376,7 +376,7 @@ def _mutated(data: bytes, edits: list[tuple[int, int]]) -> bytes:
 
 @settings(max_examples=90, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(which=st.sampled_from(["travel.doc", "rich.doc", "budget.xls", "deck.ppt", "q3.ppt", "mail.msg", "board.doc",
-                              "notes.doc", "footer.ppt", "rtf.msg"]),
+                              "notes.doc", "footer.ppt", "rtf.msg", "watermark.doc"]),
        edits=st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)), min_size=1, max_size=12),
        cut=st.none() | st.integers(513, 1 << 16))
 def test_damaged_legacy_files_never_raise_anything_but_document_rejected(

@@ -102,7 +102,7 @@ def test_bad_rtf_is_refused_with_the_reason(data: bytes, reason: str) -> None:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(which=st.sampled_from(["word", "notes.rtf"]),
+@given(which=st.sampled_from(["word", "notes.rtf", "watermark.rtf"]),
        edits=st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(0, 255)), min_size=1, max_size=12),
        cut=st.none() | st.integers(7, 1 << 14))
 def test_damaged_rtf_never_raises_anything_but_document_rejected(

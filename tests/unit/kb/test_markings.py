@@ -8,7 +8,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from docfactory import label_info_xml, make_docx, make_pdf, make_pptx, make_xlsx, purview_properties, with_ooxml_parts
+from docfactory import (
+    label_info_xml,
+    make_docx,
+    make_pdf,
+    make_pptx,
+    make_watermarked_docx,
+    make_xlsx,
+    purview_properties,
+    with_ooxml_parts,
+)
 
 from inhouse.governance.labels import Label
 from inhouse.kb.access import Acl
@@ -22,6 +31,7 @@ from inhouse.testing.outlook import Message, outlook_message
 
 LABEL_ID = "3f1c2b4a-9d8e-4f7a-b6c5-1a2b3c4d5e6f"
 LEGACY = Path(__file__).parent / "data" / "legacy"
+ODF = Path(__file__).parent / "data" / "odf"
 
 
 def doc(*blocks: Block, title: str = "Notes", markings: tuple[Marking, ...] = ()) -> ParsedDocument:
@@ -149,6 +159,27 @@ def test_docx_custom_properties_label_info_and_running_text() -> None:
     assert parsed.markings == (Marking("header", "Qinglan Components — Internal use only"), Marking("footer", "Page 1"))
     assert "Internal use only" not in parsed.text
     assert read(parsed) == (Label.INTERNAL, '"Internal use only" in the header')
+
+
+WATERMARKED = {Marking("header", "Board of Directors"), Marking("header", "CONFIDENTIAL"),
+               Marking("footer", "Qinglan Components")}
+
+
+@pytest.mark.parametrize("name", ["watermark.docx", "watermark.doc", "watermark.rtf", "watermark.odt"])
+def test_a_watermark_is_a_marking_in_every_word_format(name: str) -> None:
+    """Word's "CONFIDENTIAL" watermark is WordArt in the header: a VML text path in .docx; LibreOffice saved the same
+    memo as Word 97 (the words in the headers' Office Art drawing), RTF (a shape's ``gtextUNICODE``) and
+    OpenDocument (a shape's paragraph in the page style's header). Word 97's header lines are read too."""
+    if name == "watermark.docx":
+        data = make_watermarked_docx()
+    else:
+        data = ((ODF if name.endswith(".odt") else LEGACY) / name).read_bytes()
+    parsed = parse_file(data, name)
+    assert set(parsed.markings) == WATERMARKED
+    assert [b.text for b in parsed.blocks] == ["Acquisition plan", "Kestrel Ltd would be bought for 40-45 million."]
+    assert read(parsed) == (Label.CONFIDENTIAL, '"CONFIDENTIAL" in the header')
+    # The same memo without the watermark is not marked: the words came from it.
+    assert read(parse_file(make_watermarked_docx("DRAFT"), "draft.docx")) is None
 
 
 def test_a_slide_footer_is_a_marking_not_content() -> None:

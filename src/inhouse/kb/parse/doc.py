@@ -10,7 +10,9 @@ where each piece of it lies (the piece table in the ``Clx``), the paragraph prop
 - **Footnotes and endnotes** are read after the paragraph that refers to them (``PlcffndRef``/``PlcfendRef`` give
   the reference's position, ``PlcffndTxt``/``PlcfendTxt`` each note's text), as ``Footnote 1: …`` like in
   ``docx.py``; **text boxes** after the paragraph holding their shape's anchor (``PlcftxbxTxt`` → the shape id →
-  ``PlcSpaMom``), or at the end when the anchor is not found. Headers are not read.
+  ``PlcSpaMom``), or at the end when the anchor is not found.
+- **Headers and footers** are not content; their lines become markings (``PlcfHdd`` cuts the header story into each
+  section's even, odd and first-page header and footer), as for ``docx.py``.
 - **Paragraphs** end with ``\\r``; a table cell ends with ``\\x07`` and a row with a ``\\x07`` paragraph whose
   properties carry ``sprmPFTtp``. Cells are joined into rows, rows into a ``table`` block.
 - **Fields** (``\\x13`` code ``\\x14`` result ``\\x15``, nested) keep their result and drop their code, so a
@@ -32,7 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from inhouse.errors import DocumentRejected
-from inhouse.kb.document import ParsedDocument
+from inhouse.kb.document import Marking, ParsedDocument
 from inhouse.kb.parse.blocks import (
     BlockList,
     clean_inline,
@@ -50,6 +52,13 @@ _WORD97_NFIB = 0x00C1  # Word 97; later versions keep this in FibBase and put th
 _F_ENCRYPTED, _F_WHICH_TABLE, _F_OBFUSCATED = 0x0100, 0x0200, 0x8000
 _CLX, _PLCF_BTE_PAPX, _STSHF = 33, 13, 1  # indices into FibRgFcLcb97
 _PLCF_FND_REF, _PLCF_FND_TXT, _PLCF_SPA_MOM, _PLCF_END_REF, _PLCF_END_TXT, _PLCF_TXBX_TXT = 2, 3, 40, 46, 47, 56
+_PLCF_HDD, _DGG_INFO = 11, 50
+# Office Art records ([MS-ODRAW]): the drawing group, a drawing, a shape's property table; WordArt's text property.
+_OFFICE_ART_DGG, _OFFICE_ART_DG, _OFFICE_ART_FOPT, _GTEXT_UNICODE = 0xF000, 0xF002, 0xF00B, 0x00C0
+_HEADER_DRAWING = 1  # OfficeArtWordDrawing.dgglbl: the drawing of the header stories (0: the main document's)
+# The header story's parts after its six note separators: per section, even and odd header, even and odd footer,
+# first-page header and footer.
+_HDD_SOURCES = ("header", "header", "footer", "footer", "header", "footer")
 _FRD, _FSPA, _FTXBXS = 2, 26, 22  # sizes of the data after the character positions of those PLCs
 _SPRM_IN_TABLE, _SPRM_TTP, _SPRM_DEPTH = 0x2416, 0x2417, 0x6649
 _SPRM_INNER_CELL, _SPRM_INNER_TTP = 0x244B, 0x244C
@@ -201,6 +210,7 @@ def parse(data: bytes, filename: str, limits: ParseLimits) -> ParsedDocument:
         filename=filename,
         mime="application/msword",
         metadata=metadata,
+        markings=_running_text(word, table, fib, all_pieces),
     )
 
 
@@ -215,6 +225,7 @@ class _Fib:
         lengths = [max(0, v) for v in struct.unpack_from("<7i", word, lw + 2 + 3 * 4)]
         self.ccp_text, ftn, hdd, mcr, atn, edn, txbx = lengths
         self.footnotes = (self.ccp_text, self.ccp_text + ftn)
+        self.headers = (self.ccp_text + ftn, self.ccp_text + ftn + hdd)
         self.endnotes = (self.ccp_text + ftn + hdd + mcr + atn, self.ccp_text + ftn + hdd + mcr + atn + edn)
         self.text_boxes = (self.endnotes[1], self.endnotes[1] + txbx)
         fc_lcb = lw + 2 + 4 * cslw
@@ -308,6 +319,77 @@ def _asides(word: bytes, table: bytes, fib: _Fib, pieces: list[_Piece]) -> list[
                 if text := _story_text(line):
                     out.append(_Aside(cp, text))
     return sorted(out, key=lambda a: a.cp)
+
+
+def _running_text(word: bytes, table: bytes, fib: _Fib, pieces: list[_Piece]) -> tuple[Marking, ...]:
+    """The distinct lines of every section's headers and footers (``PlcfHdd`` cuts the header story into them)."""
+    lo, hi = fib.headers
+    if hi <= lo:
+        return ()
+    bounds, _ = _plc(table, fib, _PLCF_HDD, 0)
+    story = _read_range(word, pieces, lo, hi)[1]
+    seen: dict[tuple[str, str], None] = {}
+    for n in range(6, len(bounds) - 1):
+        for line in _MARKS.split(story[max(0, bounds[n]):max(0, bounds[n + 1])]):
+            if (text := _story_text(line)) and len(seen) < 100:
+                seen[(_HDD_SOURCES[(n - 6) % 6], text)] = None
+    for text in _header_wordart(table, fib):  # a watermark across every page
+        if len(seen) < 100:
+            seen[("header", text)] = None
+    return tuple(Marking(source, text) for source, text in seen)  # type: ignore[arg-type]
+
+
+def _header_wordart(table: bytes, fib: _Fib) -> list[str]:
+    """The words of the WordArt shapes in the headers' drawing: a watermark ("CONFIDENTIAL") is one, its text in the
+    shape's ``gtextUNICODE`` property. ``OfficeArtContent`` is the drawing group, then each drawing after a byte
+    saying whose it is."""
+    fc, lcb = fib.fc_lcb(_DGG_INFO)
+    art = table[fc:fc + lcb]
+    if len(art) < 8 or _record(art, 0)[1] != _OFFICE_ART_DGG:
+        return []
+    at = 8 + _record(art, 0)[2]
+    out: list[str] = []
+    while at + 9 <= len(art):
+        owner, (_, kind, size) = art[at], _record(art, at + 1)
+        if kind != _OFFICE_ART_DG:
+            break
+        if owner == _HEADER_DRAWING:
+            out += _wordart(art, at + 9, min(at + 9 + size, len(art)))
+        at += 9 + size
+    return out
+
+
+def _record(art: bytes, at: int) -> tuple[int, int, int]:
+    """An Office Art record header: (version and instance, type, length)."""
+    return struct.unpack_from("<HHI", art, at) if at + 8 <= len(art) else (0, 0, 0)
+
+
+def _wordart(art: bytes, at: int, end: int, depth: int = 0) -> list[str]:
+    """Every ``gtextUNICODE`` in the records between ``at`` and ``end`` (containers walked into: a drawing, its
+    group, a shape; a damaged file nesting deeper than any drawing does is not followed)."""
+    out: list[str] = []
+    while at + 8 <= end:
+        head, kind, size = _record(art, at)
+        body, at = at + 8, min(at + 8 + size, end)
+        if head & 0xF == 0xF:  # a container
+            out += _wordart(art, body, at, depth + 1) if depth < 16 else []
+        elif kind == _OFFICE_ART_FOPT:
+            out += _gtext(art[body:at], head >> 4)
+    return out
+
+
+def _gtext(table: bytes, count: int) -> list[str]:
+    """The ``gtextUNICODE`` of a property table: ``count`` 6-byte entries, then the complex values in their order."""
+    complex_at = 6 * count
+    for n in range(min(count, len(table) // 6)):
+        opid, value = struct.unpack_from("<HI", table, 6 * n)
+        if not opid & 0x8000:  # a simple value: no bytes after the table
+            continue
+        if opid & 0x3FFF == _GTEXT_UNICODE:
+            raw = table[complex_at:complex_at + value]
+            return [text] if (text := clean_inline(raw.decode("utf-16-le", "replace").split("\0")[0])) else []
+        complex_at += value
+    return []
 
 
 def _plc(table: bytes, fib: _Fib, index: int, data_size: int) -> tuple[list[int], list[bytes]]:

@@ -8,8 +8,8 @@ Footnotes and endnotes are read where they are referred to: after the paragraph 
 paragraphs ``Footnote 1: …`` / ``Endnote 1: …`` numbered in reading order, so a passage keeps its exceptions ("except
 during the trade fair week"). Text boxes (a drawing's ``txbxContent``; the VML copy Word writes as a fallback is
 skipped) are read after the paragraph they are anchored to. Headers and footers are not content (the same line on
-every page) but are where a document says how sensitive it is: their text is kept as ``markings``. Comments are not
-read.
+every page) but are where a document says how sensitive it is: their text, their text boxes and a watermark's words
+are kept as ``markings``. Comments are not read.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from inhouse.kb.parse.safety import ParseLimits, open_zip_checked
 
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 _MC_FALLBACK = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"
+_VML_TEXTPATH = "{urn:schemas-microsoft-com:vml}textpath"
 _SEPARATORS = ("separator", "continuationSeparator", "continuationNotice")  # the rules above notes, not notes
 
 
@@ -175,11 +176,18 @@ def _running_text(document: Any, limits: ParseLimits) -> tuple[Marking, ...]:
                     continue
                 lines = [p.text for p in part.paragraphs]
                 lines += [" | ".join(row) for row in _all_tables_rows(part.tables, limits)]
+                lines += _text_boxes(part._element) + _watermarks(part._element)
                 for line in lines:
                     text = clean_inline(line)
                     if text and len(seen) < 100:
                         seen[(source, text)] = None
     return tuple(Marking(source, text) for source, text in seen)  # type: ignore[arg-type]
+
+
+def _watermarks(element: Any) -> list[str]:
+    """The text of a header's WordArt: Word's watermark ("CONFIDENTIAL" across every page) is a VML shape whose
+    ``v:textpath`` holds the words in its ``string`` attribute."""
+    return [text for path in element.iter(_VML_TEXTPATH) if (text := path.get("string"))]
 
 
 def _all_tables_rows(tables: Any, limits: ParseLimits) -> list[list[str]]:

@@ -15,7 +15,8 @@ properties (``\\pard`` resets them). From those, the same blocks as ``docx.py``:
 - **Footnotes and endnotes** (``\\footnote``, ``\\ftnalt`` for an endnote) are read after their paragraph as
   ``Footnote 1: …`` / ``Endnote 1: …``, and **text boxes** (a drawing's ``\\shptxt``; its ``\\shprslt`` rendering for
   old readers is skipped) after the paragraph they are anchored in, as for Word files.
-- **Headers and footers** are not content; their text becomes markings (``kb/markings.py``).
+- **Headers and footers** are not content; their text becomes markings (``kb/markings.py``), with the text boxes and
+  the WordArt in them (a watermark keeps its words in the drawing's ``gtextUNICODE`` property).
 - **Skipped**: the font, colour, style and list tables (read for code pages and style names only), pictures,
   objects, comments, and every ``\\*`` destination this reader does not know, as the format asks.
 
@@ -109,6 +110,9 @@ class _Reader:
     counted: dict[str, int] = field(default_factory=dict)  # footnotes and endnotes numbered so far
     endnote: bool = False  # the note being read is an endnote (\ftnalt)
     aside: list[str] = field(default_factory=list)  # text of the footnote/header/info group being read
+    shape_in: str | None = None  # "header" or "footer" while a drawing there is read, None in the body
+    prop_name: list[str] = field(default_factory=list)  # the drawing property being read (\sn)
+    prop_value: list[str] = field(default_factory=list)  # and its value (\sv)
     style_number: int = 0
     date: dict[str, int] = field(default_factory=dict)
 
@@ -217,7 +221,9 @@ def _read(data: bytes, r: _Reader) -> None:
             return r.text
         if dest in ("footnote", "header", "footer", "title", "author", "subject", "stylesheet", "textbox"):
             return r.aside
-        return None
+        if dest == "propname":
+            return r.prop_name
+        return r.prop_value if dest == "propvalue" else None
 
     def flush_text() -> None:
         target = sink()
@@ -306,6 +312,10 @@ def _read(data: bytes, r: _Reader) -> None:
         if g.first:
             g.first = False
             dest = _destination(name, g)
+            if dest == "shape" and g.dest != "shape":  # a drawing opens: in a header or footer, or in the body
+                r.shape_in = g.dest if g.dest in ("header", "footer") else None
+            elif dest == "propname":
+                r.prop_name.clear()
             if name == "pn" and len(stack) > 1 and stack[-2].dest == "body":
                 r.para.listed = True  # old-style numbering: the paragraph's {\*\pn …} group says it is numbered
             if dest is not None:
@@ -339,8 +349,10 @@ def _destination(name: str, g: _Group) -> str | None:
         return "footnote"
     if name in ("shp", "shpinst"):  # a drawing: only its text box (\shptxt) is read, not its fallback rendering
         return "shape"
-    if g.dest == "shape":
-        return "textbox" if name == "shptxt" else "skip"
+    if g.dest == "shape":  # its text box, or a property ({\sp{\sn name}{\sv value}}: WordArt keeps its words there)
+        return {"shptxt": "textbox", "sp": "shapeprop"}.get(name, "skip")
+    if g.dest == "shapeprop":
+        return {"sn": "propname", "sv": "propvalue"}.get(name, "skip")
     if name in _HEADERS:
         return _HEADERS[name]
     if name in ("fonttbl", "stylesheet", "info"):
@@ -416,7 +428,15 @@ def _close(r: _Reader, closed: _Group, parent: _Group) -> None:
     elif closed.dest == "textbox":
         lines = [line for line in (clean_inline(x) for x in "".join(r.aside).split("\n")) if line]
         r.aside.clear()
-        r.notes += lines  # after the paragraph the drawing is anchored in, as for Word files
+        if r.shape_in:  # a text box in a header or footer: running text, as the header's own
+            r.markings += [Marking(r.shape_in, line) for line in lines]  # type: ignore[arg-type]
+        else:
+            r.notes += lines  # after the paragraph the drawing is anchored in, as for Word files
+    elif closed.dest == "propvalue":
+        value = clean_inline("".join(r.prop_value))
+        if r.shape_in and value and "".join(r.prop_name).strip() == "gtextUNICODE":  # a watermark's words
+            r.markings.append(Marking(r.shape_in, value))  # type: ignore[arg-type]
+        r.prop_value.clear()
     elif closed.dest in ("header", "footer"):
         r.aside.clear()
         if text and len(r.markings) < 100:

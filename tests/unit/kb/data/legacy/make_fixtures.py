@@ -158,6 +158,18 @@ def footer_pptx(path: Path) -> None:
     path.write_bytes(make_pptx(footer="Qinglan Components | Confidential"))
 
 
+def watermark_docx(path: Path) -> None:
+    """A memo with a header line, Word's "CONFIDENTIAL" watermark (WordArt in the header) and a footer line: Word 97
+    keeps the header lines in the header story and the watermark's words in the headers' Office Art drawing, RTF in
+    a shape's ``gtextUNICODE`` property."""
+    import sys
+
+    sys.path.insert(0, str(HERE.parent.parent))
+    from docfactory import make_watermarked_docx
+
+    path.write_bytes(make_watermarked_docx())
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -166,6 +178,7 @@ def main() -> None:
         deck_pptx(work / "deck.pptx")
         board_docx(work / "board.docx")
         footer_pptx(work / "footer.pptx")
+        watermark_docx(work / "watermark.docx")
         (work / "notes.fodt").write_text(NOTES_FODT, encoding="utf-8")
         (work / "table-note.fodt").write_text(TABLE_NOTE_FODT, encoding="utf-8")
         (work / "rich.html").write_text(RICH_HTML, encoding="utf-8")
@@ -173,7 +186,7 @@ def main() -> None:
                                ("deck.pptx", "ppt"), ("board.docx", "doc"), ("notes.fodt", "doc"),
                                ("notes.fodt", "docx"), ("notes.fodt", "rtf"), ("travel.docx", "rtf"),
                                ("footer.pptx", "ppt"), ("table-note.fodt", "docx"), ("table-note.fodt", "doc"),
-                               ("table-note.fodt", "rtf")):
+                               ("table-note.fodt", "rtf"), ("watermark.docx", "doc"), ("watermark.docx", "rtf")):
             subprocess.run(["soffice", "--headless", "--convert-to", target, "--outdir", str(HERE),
                             str(work / source)], check=True, capture_output=True)
     # The summary information holds a 580 KB thumbnail of the first slide and no text the tests need (the other

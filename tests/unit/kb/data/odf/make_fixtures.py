@@ -29,11 +29,12 @@ def main() -> None:
         legacy.budget_xlsx(work / "budget.xlsx")
         legacy.board_docx(work / "board.docx")
         legacy.footer_pptx(work / "footer.pptx")
+        legacy.watermark_docx(work / "watermark.docx")
         (work / "notes.fodt").write_text(legacy.NOTES_FODT, encoding="utf-8")
         (work / "table-note.fodt").write_text(legacy.TABLE_NOTE_FODT, encoding="utf-8")
         sources = [(work / "travel.docx", "odt"), (work / "budget.xlsx", "ods"), (work / "board.docx", "odt"),
                    (work / "footer.pptx", "odp"), (work / "notes.fodt", "odt"), (work / "table-note.fodt", "odt"),
-                   (HERE / "policy.fodt", "odt"), (HERE / "payroll.fods", "ods")]
+                   (work / "watermark.docx", "odt"), (HERE / "policy.fodt", "odt"), (HERE / "payroll.fods", "ods")]
         for source, target in sources:
             subprocess.run(["soffice", "--headless", "--convert-to", target, "--outdir", str(HERE), str(source)],
                            check=True, capture_output=True)
