@@ -164,6 +164,25 @@ def test_plain_text_encodings(data: bytes, encoding: str) -> None:
     assert doc.metadata["encoding"] == encoding and doc.language in ("zh", "mixed")
 
 
+TRADITIONAL = "員工出差須提前三天申請。緊急出差可事後補辦，住宿標準為每晚新臺幣三千元。"
+SIMPLIFIED = "员工出差须提前三天申请。紧急出差可事后补办，住宿标准为每晚一千二百元。"
+
+
+def test_big5_and_gbk_files_are_told_apart() -> None:
+    """Nearly every Big5 file is also valid GB18030, as garbage: the everyday characters decide."""
+    for name, data in (("notes.txt", TRADITIONAL.encode("big5")),
+                       ("notes.md", f"# 差旅規定\n\n{TRADITIONAL}".encode("cp950")),
+                       ("staff.csv", "姓名,部門,分機\n陳美玲,財務部,7001\n".encode("big5"))):
+        doc = parse_file(data, name)
+        assert doc.metadata["encoding"] == "big5", (name, doc.text)
+        assert "員工" in doc.text or "陳美玲" in doc.text
+    doc = parse_file(SIMPLIFIED.encode("gbk"), "notes.txt")
+    assert doc.metadata["encoding"] == "gb18030" and doc.text == SIMPLIFIED
+    # Characters both scripts share, in either encoding.
+    assert parse_file("出差三天".encode("big5") * 3, "a.txt").text == "出差三天" * 3
+    assert parse_file("出差三天".encode("gbk") * 3, "a.txt").text == "出差三天" * 3
+
+
 def test_almost_valid_utf8_is_repaired_and_said_so() -> None:
     data = ("中文内容。" * 400).encode() + b"\xff" + b" end"
     doc = parse_file(data, "notes.txt")

@@ -85,7 +85,7 @@ def test_corrupt_office_files() -> None:
 
 def test_invalid_utf8_is_rejected_with_reason() -> None:
     assert rejected(b"hello \xc3\x28 world \x80\x81\xfe", "bad.txt") == (
-        "not valid UTF-8 or GB18030 text (invalid byte sequences)")
+        "not valid UTF-8, GB18030 or Big5 text (invalid byte sequences)")
     assert "NUL" in rejected(b"abc\x00def", "bin.txt")
     assert "invalid" in rejected(b"<p>\xff\xfe\xfd\xfc\x80</p>" * 3, "page.md")
 
