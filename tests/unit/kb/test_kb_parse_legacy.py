@@ -12,6 +12,7 @@ import datetime as dt
 import functools
 import importlib.util
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import olefile
@@ -158,6 +159,41 @@ def test_xls_sheets_dates_and_calculated_values() -> None:
 
 
 # --- PowerPoint 97-2003 -------------------------------------------------------------------------------------------
+
+
+def _with_record(data: bytes, kind: int, replace: Callable[[bytes], tuple[int, bytes]]) -> bytes:
+    """The workbook with the first record of type ``kind`` in its Workbook stream replaced by ``(type, body)`` of the
+    same size (so that every offset the stream holds stays right)."""
+    streams = streams_of(data)
+    book = bytearray(streams["Workbook"])
+    at = 0
+    while struct.unpack_from("<H", book, at)[0] != kind:
+        at += 4 + struct.unpack_from("<H", book, at + 2)[0]
+    size = struct.unpack_from("<H", book, at + 2)[0]
+    new_kind, body = replace(bytes(book[at + 4:at + 4 + size]))
+    assert len(body) == size
+    book[at:at + 4 + size] = struct.pack("<HH", new_kind, size) + body
+    streams["Workbook"] = bytes(book)
+    return write_compound(streams)
+
+
+def test_xls_page_headers_from_excel_2007_and_damaged_ones() -> None:
+    from inhouse.kb.document import Marking
+
+    # Excel 2007 and later keep the first-page and even-page ones in a HeaderFooter record (0x089C): here it stands
+    # in for the FOOTER record, with a first-page header of 15 one-byte characters.
+    first_page = _with_record(fixture("payroll.xls"), 0x0015, lambda body: (0x089C, (
+        bytes(30) + struct.pack("<4H", 0, 0, 15, 0) + b"\x00&CInternal only").ljust(len(body), b"\x00")))
+    assert parse_file(first_page, "p.xls").markings == (Marking("header", "Confidential"),
+                                                        Marking("header", "Internal only"))
+    # A header whose character count runs past its record, one zeroed, one too short for its type: skipped, the
+    # sheet still read.
+    for damage in (lambda body: (0x0014, b"\xff\x00" + body[2:]),
+                   lambda body: (0x0014, body[:2] + bytes(len(body) - 2)),
+                   lambda body: (0x089C, body)):
+        parsed = parse_file(_with_record(fixture("payroll.xls"), 0x0014, damage), "p.xls")
+        assert Marking("header", "Confidential") not in parsed.markings
+        assert "Chen Jing" in parsed.text
 
 
 def test_ppt_saved_by_libreoffice_reads_each_slide_as_a_page() -> None:
@@ -376,7 +412,7 @@ def _mutated(data: bytes, edits: list[tuple[int, int]]) -> bytes:
 
 @settings(max_examples=90, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(which=st.sampled_from(["travel.doc", "rich.doc", "budget.xls", "deck.ppt", "q3.ppt", "mail.msg", "board.doc",
-                              "notes.doc", "footer.ppt", "rtf.msg", "watermark.doc"]),
+                              "notes.doc", "footer.ppt", "rtf.msg", "watermark.doc", "payroll.xls"]),
        edits=st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)), min_size=1, max_size=12),
        cut=st.none() | st.integers(513, 1 << 16))
 def test_damaged_legacy_files_never_raise_anything_but_document_rejected(

@@ -3,8 +3,9 @@ what they mean (kb/markings.py), and what ingestion does with them (a label rais
 
 from __future__ import annotations
 
+import contextlib
 import email.message
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -190,6 +191,102 @@ def test_a_slide_footer_is_a_marking_not_content() -> None:
     assert read(parsed) == (Label.CONFIDENTIAL, '"Confidential" in the footer')
 
 
+@pytest.mark.parametrize(("code", "lines"), [
+    ("&L&A&CConfidential&RPage &P of &N", ["Confidential", "Page of"]),  # sections, sheet name, page fields
+    ("&LQinglan Components && Partners&C&D &T&R&F &Z", ["Qinglan Components & Partners"]),
+    ('&"Arial,Bold"&14&K000000Internal&K01+000 Only&B&I&U&S&X&Y&E', ["Internal Only"]),  # font, size, colours
+    ("&CFinance\nConfidential", ["Finance", "Confidential"]),  # a line break within a section
+    ("&G&P+1", []),
+    ("Confidential", ["Confidential"]),  # no section code: the centre
+    ("R&Q; 5 & 6 &", ["R&Q; 5 & 6 &"]),  # what is not a code is text
+    ('&"unclosed font', []),
+])
+def test_spreadsheet_header_codes_are_stripped(code: str, lines: list[str]) -> None:
+    from inhouse.kb.parse.markings import sheet_header_lines
+
+    assert sheet_header_lines(code) == lines
+
+
+def marked_xlsx(header: str = "Confidential", first_page: str = "&KFF0000Restricted") -> bytes:
+    import io
+
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "Payroll"
+    ws.append(["Employee", "Salary"])
+    ws.append(["Chen Jing", 240000])
+    ws.oddHeader.center.text = header
+    ws.oddFooter.left.text = "Qinglan Components && Partners"
+    ws.oddFooter.right.text = "Page &P of &N"
+    if first_page:  # openpyxl writes an empty one as "&R", which its reader then warns it cannot split
+        ws.firstHeader.right.text = first_page
+    wb.create_sheet("Notes").append(["No header here."])
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
+def with_sheet_xml(data: bytes, edit: Callable[[bytes], bytes]) -> bytes:
+    """The workbook with its first sheet's XML edited."""
+    import io
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            part = src.read(info)
+            dst.writestr(info.filename, edit(part) if info.filename == "xl/worksheets/sheet1.xml" else part)
+    return out.getvalue()
+
+
+def test_a_spreadsheet_page_header_is_a_marking_not_content() -> None:
+    parsed = parse_file(marked_xlsx(), "payroll.xlsx")
+    assert parsed.markings == (Marking("header", "Confidential"), Marking("footer", "Qinglan Components & Partners"),
+                               Marking("footer", "Page of"), Marking("header", "Restricted"))
+    assert "Confidential" not in parsed.text and "Chen Jing | 240000" in parsed.text
+    assert read(parsed) == (Label.RESTRICTED, '"Restricted" in the header')  # the first page's header counts too
+    # Excel 97, as LibreOffice saved the same sheet (make_fixtures.py): the HEADER and FOOTER records.
+    legacy = parse_file(LEGACY / "payroll.xls")
+    assert legacy.markings == (Marking("header", "Confidential"), Marking("footer", "Qinglan Components & Partners"),
+                               Marking("footer", "Page of"))
+    assert "Confidential" not in legacy.text and "Chen Jing | P3 | 240000" in legacy.text
+    assert read(legacy) == (Label.CONFIDENTIAL, '"Confidential" in the header')
+    # No header, no markings; a header with a namespace prefix, as some generators write SpreadsheetML.
+    assert parse_file(make_xlsx(), "a.xlsx").markings == parse_file(LEGACY / "budget.xls").markings == ()
+    prefixed = with_sheet_xml(marked_xlsx(), lambda xml: xml.replace(
+        b"<headerFooter>", b'<x:headerFooter xmlns:x="http://schemas.openxmlformats.org/spreadsheetml/2006/main">')
+        .replace(b"<oddHeader>", b"<x:oddHeader>").replace(b"</oddHeader>", b"</x:oddHeader>")
+        .replace(b"</headerFooter>", b"</x:headerFooter>"))
+    assert parse_file(prefixed, "a.xlsx").markings[0] == Marking("header", "Confidential")
+
+
+def test_a_spreadsheet_repeats_one_line_once_and_keeps_at_most_100() -> None:
+    from inhouse.kb.parse.markings import sheet_header_markings
+
+    assert sheet_header_markings([("header", "&CConfidential")] * 3 + [("footer", "&CConfidential")]) == (
+        Marking("header", "Confidential"), Marking("footer", "Confidential"))
+    assert len(sheet_header_markings(("footer", f"&LDepartment {n}") for n in range(500))) == 100
+
+
+@pytest.mark.parametrize("edit", [
+    lambda xml: xml.replace(b"</oddHeader>", b""),  # an unclosed element
+    lambda xml: xml[:xml.index(b"<headerFooter>") + 40],  # the sheet cut inside the element
+    lambda xml: xml.replace(b"Confidential", b"Confidential" * 20_000),  # beyond the 64 KB read
+    lambda xml: xml.replace(b"<oddHeader>", b"<oddHeader>&#xFFFF;&#99999999;&bogus;"),
+])
+def test_a_damaged_xlsx_header_is_refused_or_skipped_never_raised(edit: Callable[[bytes], bytes]) -> None:
+    from inhouse.errors import DocumentRejected
+    from inhouse.kb.parse import xlsx
+
+    damaged = with_sheet_xml(marked_xlsx(), edit)
+    with contextlib.suppress(DocumentRejected):  # openpyxl reads the element too, and refuses bad XML
+        assert all(m.text for m in parse_file(damaged, "a.xlsx").markings)
+    # The search itself skips what it cannot read, a missing part included.
+    list(xlsx._header_footer_codes(damaged, ["xl/worksheets/sheet1.xml", "xl/worksheets/missing.xml"]))
+
+
 def test_xlsx_pptx_and_a_damaged_properties_part() -> None:
     for data, name in ((make_xlsx(), "a.xlsx"), (make_pptx(), "a.pptx")):
         labelled = with_ooxml_parts(data, custom=purview_properties(LABEL_ID, "Highly Confidential"))
@@ -300,6 +397,17 @@ def test_ingest_raises_a_label_never_lowers_it_and_says_why(store: SqliteIndexSt
                        label="restricted").outcomes[0]
     assert (again.label, again.marking) == (Label.RESTRICTED, None)
     assert store.get_document(again.document_id or "").metadata["marking_label"] == "confidential"
+
+
+def test_ingest_of_a_workbook_marked_in_its_page_header(store: SqliteIndexStore) -> None:
+    col = store.create_collection("finance", acl=Acl(groups=frozenset({"finance"})))
+    ing = Ingestor(store, FakeEmbedder(), markings=MarkingReader())
+    data = marked_xlsx(header="Qinglan Components | Confidential", first_page="")
+    workbooks = [FileSource("payroll.xlsx", lambda: data, "payroll.xlsx"),
+                 FileSource("payroll.xls", lambda: (LEGACY / "payroll.xls").read_bytes(), "payroll.xls")]
+    outcomes = ing.ingest(col.id, workbooks, label="internal").outcomes
+    assert [(o.label, o.marking) for o in outcomes] == [(Label.CONFIDENTIAL, '"Confidential" in the header')] * 2
+    assert store.get_document(outcomes[0].document_id or "").label == Label.CONFIDENTIAL
 
 
 def test_ingest_without_a_reader_keeps_the_given_label(store: SqliteIndexStore) -> None:

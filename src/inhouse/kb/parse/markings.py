@@ -16,8 +16,11 @@ What each format keeps, and where (``kb/markings.py`` decides what the labels me
 - **E-mail** (.eml, .msg): the ``msip_labels`` header Outlook writes (``MSIP_Label_<id>_Name=...;``) and the
   ``Sensitivity`` header of RFC 2156 (``Company-Confidential``), read in ``eml.py``.
 
-Running headers and footers are read by the format's parser (``docx.py``, ``rtf.py``, ``odf.py``, slide footers in
-``pptx.py`` and ``ppt.py``); front matter and ``<meta>`` classifications by ``markdown.py`` and ``html.py``.
+Running headers and footers are read by the format's parser: ``docx.py``, ``doc.py``, ``rtf.py``, ``odf.py``,
+``html.py``, slide footers in ``pptx.py`` and ``ppt.py``, and a spreadsheet's page headers and footers in ``xlsx.py``
+(the ``headerFooter`` element of each sheet) and ``xls.py`` (the ``HEADER`` and ``FOOTER`` records), whose
+formatting codes ``sheet_header_markings`` below strips. Front matter and ``<meta>`` classifications are read by
+``markdown.py`` and ``html.py``.
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ import io
 import re
 import zipfile
 from collections.abc import Iterable
+from typing import Literal
 
 from inhouse.kb.document import Marking
+from inhouse.kb.parse.blocks import clean_inline
 from inhouse.kb.parse.safety import safe_xml
 
 _GUID = r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
@@ -44,6 +49,13 @@ _MAX_KEYS = 200  # keys read from one PDF
 _CUSTOM_PROPERTIES = "docprops/custom.xml"
 _LABEL_INFO = "docmetadata/labelinfo.xml"
 _LABEL_INFO_NS = "http://schemas.microsoft.com/office/2020/mipLabelMetadata"
+# Excel's page header and footer codes: "&&" a literal ampersand; &L &C &R the left, centre and right sections; fields
+# (&P page, &N pages, &D date, &T time, &F file, &A sheet, &Z path, &G picture; &P+1 a page offset); the font
+# (&"Arial,Bold"), its size (&12), colour (&KFF0000, or a theme colour &K01+000) and style toggles (&B &I &U &E &S
+# &X &Y &O &H). Any other character after "&" is text.
+_SHEET_CODE = re.compile(r'&(&|[LCR]|[PN](?:[+-]\d+)?|[DTFAZGBIUESXYOH]|"[^"]*"?|\d{1,3}'
+                         r"|K(?:[0-9A-Fa-f]{6}|\d\d[+-]\d{3})?)")
+_MAX_RUNNING = 100  # distinct header and footer lines kept, as docx.py keeps
 
 
 def msip_labels(properties: Iterable[tuple[str, str]]) -> list[Marking]:
@@ -96,6 +108,39 @@ def pdf_labels(data: bytes) -> tuple[Marking, ...]:
         if value is not None:
             properties.append((f"MSIP_Label_{match.group(1).decode()}_{match.group(2).decode()}", value))
     return tuple(msip_labels(properties))
+
+
+def sheet_header_markings(codes: Iterable[tuple[Literal["header", "footer"], str]]) -> tuple[Marking, ...]:
+    """The distinct lines a spreadsheet's page headers and footers show, from their code strings (``&CConfidential``)
+    as .xlsx and .xls store them, as ``(source, code)``: each section and each line in it a marking, codes dropped."""
+    seen: dict[tuple[Literal["header", "footer"], str], None] = {}
+    for source, code in codes:
+        for line in sheet_header_lines(code):
+            if len(seen) >= _MAX_RUNNING:
+                break
+            seen[(source, line)] = None
+    return tuple(Marking(source, text) for source, text in seen)
+
+
+def sheet_header_lines(code: str) -> list[str]:
+    """The text of one header or footer code string, a line for each of its sections (left, centre, right, in the
+    order written) and for each line break within one: ``&L&A&CConfidential&RPage &P of &N`` is "Confidential" and
+    "Page of"."""
+    sections: list[str] = []
+    current: list[str] = []
+    at = 0
+    for match in _SHEET_CODE.finditer(code):
+        current.append(code[at:match.start()])
+        at = match.end()
+        token = match.group(1)
+        if token == "&":
+            current.append("&")
+        elif token in ("L", "C", "R"):
+            sections.append("".join(current))
+            current = []
+    current.append(code[at:])
+    sections.append("".join(current))
+    return [line for section in sections for raw in section.splitlines() if (line := clean_inline(raw))]
 
 
 def _part(zf: zipfile.ZipFile, info: zipfile.ZipInfo | None) -> bytes | None:

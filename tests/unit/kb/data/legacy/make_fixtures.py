@@ -72,6 +72,27 @@ def budget_xlsx(path: Path) -> None:
     wb.save(path)
 
 
+def payroll_xlsx(path: Path) -> None:
+    """A sheet whose page header says "Confidential" and whose footer holds Excel's codes (a sheet name, a literal
+    "&&", a date, the page number and count), and a sheet with no header; Excel 97 keeps them in HEADER and FOOTER
+    records."""
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "Payroll"
+    ws.append(["Employee", "Grade", "Salary"])
+    ws.append(["Chen Jing", "P3", 240000])
+    ws.append(["Wang Fang", "P2", 185000])
+    ws.oddHeader.left.text = "&A"
+    ws.oddHeader.center.text = "Confidential"
+    ws.oddFooter.left.text = "Qinglan Components && Partners"
+    ws.oddFooter.center.text = "&D"
+    ws.oddFooter.right.text = "Page &P of &N"
+    wb.create_sheet("Notes").append(["Bands reviewed each March."])
+    wb.save(path)
+
+
 def deck_pptx(path: Path) -> None:
     import sys
 
@@ -175,6 +196,7 @@ def main() -> None:
         work = Path(tmp)
         travel_docx(work / "travel.docx")
         budget_xlsx(work / "budget.xlsx")
+        payroll_xlsx(work / "payroll.xlsx")
         deck_pptx(work / "deck.pptx")
         board_docx(work / "board.docx")
         footer_pptx(work / "footer.pptx")
@@ -183,6 +205,7 @@ def main() -> None:
         (work / "table-note.fodt").write_text(TABLE_NOTE_FODT, encoding="utf-8")
         (work / "rich.html").write_text(RICH_HTML, encoding="utf-8")
         for source, target in (("travel.docx", "doc"), ("rich.html", "doc:MS Word 97"), ("budget.xlsx", "xls"),
+                               ("payroll.xlsx", "xls"),
                                ("deck.pptx", "ppt"), ("board.docx", "doc"), ("notes.fodt", "doc"),
                                ("notes.fodt", "docx"), ("notes.fodt", "rtf"), ("travel.docx", "rtf"),
                                ("footer.pptx", "ppt"), ("table-note.fodt", "docx"), ("table-note.fodt", "doc"),
