@@ -4,10 +4,10 @@
 (library exceptions are wrapped), so an ingestion batch can report the file and carry on.
 
 Format detection: magic bytes decide for binary formats (``%PDF``; ZIP containers told apart by their entries:
-Office Open XML or OpenDocument; OLE2 compound files by their streams: Word, Excel and PowerPoint 97-2003 and Outlook
-.msg read, others refused; images read by OCR); for text formats the extension decides (.md, .html, .csv/.tsv, .eml,
-.txt, flat OpenDocument .fodt/.fods/.fodp), and a text file without a known extension is sniffed (HTML, e-mail
-headers) or read as plain text. Anything else is rejected as "unsupported file type".
+Office Open XML, OpenDocument, else a .zip archive of files; OLE2 compound files by their streams: Word, Excel and
+PowerPoint 97-2003 and Outlook .msg read, others refused; images read by OCR); for text formats the extension decides
+(.md, .html, .csv/.tsv, .eml, .txt, flat OpenDocument .fodt/.fods/.fodp), and a text file without a known extension
+is sniffed (HTML, e-mail headers) or read as plain text. Anything else is rejected as "unsupported file type".
 
 The filename is only metadata: it is sanitised to a base name and never used to open or write anything.
 """
@@ -34,7 +34,7 @@ __all__ = ["SUPPORTED_EXTENSIONS", "ParseLimits", "detect_format", "parse_file",
 
 Format = str  # one of FORMATS
 FORMATS = ("pdf", "docx", "pptx", "xlsx", "csv", "html", "markdown", "text", "eml", "image", "doc", "xls", "ppt", "msg",
-           "rtf", "odf")
+           "rtf", "odf", "zip")
 _EXTENSIONS: dict[str, Format] = {
     ".pdf": "pdf", ".docx": "docx", ".docm": "docx", ".pptx": "pptx", ".pptm": "pptx", ".xlsx": "xlsx",
     ".xlsm": "xlsx", ".csv": "csv", ".tsv": "csv", ".html": "html", ".htm": "html", ".xhtml": "html",
@@ -46,11 +46,12 @@ _EXTENSIONS: dict[str, Format] = {
     # OpenDocument: packages (and their templates), then the single-XML "flat" files
     ".odt": "odf", ".ods": "odf", ".odp": "odf", ".odg": "odf", ".ott": "odf", ".ots": "odf", ".otp": "odf",
     ".otg": "odf", ".fodt": "odf", ".fods": "odf", ".fodp": "odf", ".fodg": "odf",
+    ".zip": "zip",  # its files read as one document's parts (kb/parse/archive.py)
 }
 SUPPORTED_EXTENSIONS = frozenset(_EXTENSIONS)
 _BINARY_EXTENSIONS = frozenset((".pdf", ".docx", ".docm", ".pptx", ".pptm", ".xlsx", ".xlsm", ".doc", ".dot", ".xls",
                                 ".xlt", ".ppt", ".pot", ".pps", ".msg", ".odt", ".ods", ".odp", ".odg", ".ott",
-                                ".ots", ".otp", ".otg"))
+                                ".ots", ".otp", ".otg", ".zip"))
 _ZIP_MARKERS = (("word/document.xml", "docx"), ("ppt/presentation.xml", "pptx"), ("xl/workbook.xml", "xlsx"))
 _BINARY_MAGIC = (
     (b"\x1f\x8b", "gzip archive"), (b"7z\xbc\xaf", "7z archive"), (b"Rar!", "RAR archive"),
@@ -119,6 +120,8 @@ def detect_format(data: bytes, filename: str, limits: ParseLimits | None = None)
             return "odf"
         if "EncryptedPackage" in names:
             raise DocumentRejected(filename, "password-protected Office file; remove the password first")
+        if ext in ("", ".zip"):  # an archive of files, not an Office document that lost its parts
+            return "zip"
         raise DocumentRejected(filename, "unsupported file type (a ZIP archive that is not .docx/.pptx/.xlsx/.odt/.ods/"
                                          ".odp)")
     if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{\\rtf"):  # whatever the extension (Word saves .doc as RTF)
@@ -273,6 +276,12 @@ def _odf(data: bytes, name: str, ctx: _Context) -> ParsedDocument:
     return odf.parse(data, name, ctx.limits)
 
 
+def _zip(data: bytes, name: str, ctx: _Context) -> ParsedDocument:
+    from inhouse.kb.parse import archive
+
+    return archive.parse(data, name, ctx.limits, _nested(ctx))
+
+
 def _nested(ctx: _Context) -> Callable[[bytes, str], ParsedDocument]:
     """The parser of an e-mail's attachments: this dispatcher, one level deeper."""
 
@@ -297,7 +306,7 @@ def _msg(data: bytes, name: str, ctx: _Context) -> ParsedDocument:
 _PARSERS: dict[Format, Callable[[bytes, str, _Context], ParsedDocument]] = {
     "pdf": _pdf, "docx": _docx, "pptx": _pptx, "xlsx": _xlsx, "csv": _csv, "html": _html,
     "markdown": _markdown, "text": _text, "eml": _eml, "image": _image, "doc": _doc, "xls": _xls, "ppt": _ppt,
-    "msg": _msg, "rtf": _rtf, "odf": _odf,
+    "msg": _msg, "rtf": _rtf, "odf": _odf, "zip": _zip,
 }
 # Sensitivity labels recorded in the file's metadata, read beside its text (``kb/parse/markings.py``); e-mail
 # headers, front matter and <meta> classifications are read by their format's parser.

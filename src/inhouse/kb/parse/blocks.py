@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from inhouse.kb.document import Block, BlockKind, Language
+from inhouse.kb.document import Block, BlockKind, Language, ParsedDocument
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]")
 _LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z'\-]*")
@@ -81,6 +81,15 @@ class BlockList:
 
     def reset_sections(self) -> None:
         self._path.clear()
+
+    def nest(self, heading: str, document: ParsedDocument) -> None:
+        """Another document's blocks under a level-1 ``heading`` ("Attachment: a.docx", "File: b.pdf"), its headings
+        one level lower and its page numbers dropped (they are not pages of this document)."""
+        self.reset_sections()
+        self.heading(heading, 1)
+        prefix = self.section
+        self.blocks.extend(replace(b, page=None, section=prefix + b.section, level=b.level + 1 if b.level else 0)
+                           for b in document.blocks)
 
 
 def _short_label(text: str, limit: int = 90) -> str:

@@ -13,7 +13,6 @@ import email
 import email.policy
 import email.utils
 from collections.abc import Callable
-from dataclasses import replace
 from email.message import EmailMessage
 from typing import Any
 
@@ -67,11 +66,7 @@ def parse_message(msg: EmailMessage, filename: str, limits: ParseLimits, parse_n
         if doc.metadata.get("skipped_attachments"):
             skipped.append(f"{name} > {doc.metadata['skipped_attachments']}")
         markings += doc.markings  # a confidential attachment makes a confidential message
-        out.reset_sections()
-        out.heading(f"Attachment: {name}", 1)
-        prefix = out.section
-        out.blocks.extend(replace(b, page=None, section=prefix + b.section, level=b.level + 1 if b.level else 0)
-                          for b in doc.blocks)
+        out.nest(f"Attachment: {name}", doc)
     if skipped:
         metadata["skipped_attachments"] = "; ".join(skipped)
     if not out.blocks:

@@ -1,19 +1,23 @@
-"""OpenDocument files LibreOffice saved (a text document, a spreadsheet, slides), uploaded to a real server over HTTP,
-are read, found by search, and stored no lower than their page header says; the flat single-XML kind too.
+"""What a real share holds, uploaded to a real server over HTTP: OpenDocument files LibreOffice saved (a text
+document, a spreadsheet, slides; the flat single-XML kind too), a ZIP archive of documents with Chinese names, a Big5
+text file. Each is read, found by search, and stored no lower than its own markings say.
 
 The embedder is the fake (search still has its keyword half); the parsers, store and server are the real ones."""
 
 from __future__ import annotations
 
+import io
+import zipfile
 from pathlib import Path
 
 import httpx
 from live_server import run_live_server
+from tests.unit.kb.docfactory import make_docx, make_watermarked_docx
 
 ODF = Path(__file__).parents[1] / "unit" / "kb" / "data" / "odf"
 
 
-def test_opendocument_files_upload_search_and_keep_the_label_their_header_gives(tmp_path: Path) -> None:
+def test_a_share_of_opendocument_archives_and_big5_uploads_and_keeps_its_labels(tmp_path: Path) -> None:
     with run_live_server(tmp_path / "live", settings={"kb": {"embedder": "fake"}}) as live, \
             httpx.Client(base_url=live.url, headers={"Authorization": f"Bearer {live.admin_key}"}, timeout=120) as http:
         col = http.post("/v1/collections", json={"name": "shared-drive"}).json()["id"]
@@ -37,6 +41,21 @@ def test_opendocument_files_upload_search_and_keep_the_label_their_header_gives(
             hits = http.post("/v1/search", json={"query": query, "top_k": 5}).json()["data"]
             assert source in {h["source_path"] for h in hits}, (query, hits)
 
+        # An archive of a department's documents: one document, found by what its files say, as confidential as its
+        # most confidential file (the memo's watermark); a Big5 notice from the Taipei office, readable.
+        for name, data in (("board-2026.zip", _archive()), ("通知.txt", "台北辦公室週五下午停電維修。".encode("big5"))):
+            r = http.post(f"/v1/collections/{col}/documents", data={"label": "internal"},
+                          files={"file": (name, data, "application/octet-stream")})
+            assert r.status_code == 201, (name, r.text)
+            uploaded[name] = r.json()
+        assert uploaded["board-2026.zip"]["label"] == "confidential"
+        notice = uploaded["通知.txt"]
+        assert notice["label"] == "internal" and notice["title"] == "台北辦公室週五下午停電維修。"
+        for query, source in (("Kestrel acquisition", "board-2026.zip"), ("Shanghai hotel limit", "board-2026.zip"),
+                              ("台北辦公室停電", "通知.txt")):
+            hits = http.post("/v1/search", json={"query": query, "top_k": 5}).json()["data"]
+            assert source in {h["source_path"] for h in hits}, (query, hits)
+
         # A database (an ODF package, but not a document) is refused in the one error shape.
         r = http.post(f"/v1/collections/{col}/documents",
                       files={"file": ("contacts.odb", _database(), "application/octet-stream")})
@@ -44,10 +63,15 @@ def test_opendocument_files_upload_search_and_keep_the_label_their_header_gives(
         assert "unsupported OpenDocument type (database)" in r.json()["error"]["message"]
 
 
-def _database() -> bytes:
-    import io
-    import zipfile
+def _archive() -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("董事会/收购备忘录.docx", make_watermarked_docx())
+        zf.writestr("制度/travel.docx", make_docx())
+    return out.getvalue()
 
+
+def _database() -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as zf:
         zf.writestr("mimetype", "application/vnd.oasis.opendocument.base")
