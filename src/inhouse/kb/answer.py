@@ -46,17 +46,26 @@ JUDGE_INSTRUCTIONS = "You judge whether a passage answers a question. Reply with
 # Wording measured on the QA set with Qwen2.5-Coder-1.5B (docs/knowledge.md): asking whether the passages "state the
 # answer to this exact question (same product, …)" gave 7 false "no" out of 28 answerable questions; this wording
 # gave none except on questions that are themselves yes/no questions, where the model answers the question instead
-# ("May confidential data be pasted…?" → "No."). So polar questions skip the check.
+# ("May confidential data be pasted…?" → "No."). So polar questions skip the check (asked for a letter, A or B, instead,
+# the model passed every unanswerable one: docs/knowledge.md); ``POLAR_HINT`` guards them instead.
 COVERAGE_QUESTION = "\n\nIs the answer to this question written in the passages above? Reply yes or no."
 # How a code sketch is searched (kb.sketch_questions): the code itself as one more wording, fused like a translation,
 # and the fused top 20 lifted where a heading names one of its names. Measured on the Python manual against its names
 # as the wording, and both (docs/knowledge.md, last run: code + lift 0.875, both + lift 0.875, names + lift 0.86).
 SKETCH_USE = "code"
+# A yes/no question, as Qwen2.5-Coder-1.5B reads it without a hint, gets a "Yes" whatever the passages say, or an
+# invented answer when they say nothing: 10 false statements in 27 yes/no questions (benchmarks/data/qa-polar*.jsonl).
+# Asked to say what the passages state first, 3; asked to quote a sentence first, 1, but it refused 10 of 16 it could
+# answer (docs/knowledge.md, "Yes/no questions").
+POLAR_HINT = ("\n(A yes/no question: say what the passages state about it, citing them, then answer yes or no. If they "
+              "state nothing about it, say that the documents do not cover it. Answer in English.)")
+POLAR_HINT_ZH = ("\n（这是是非题：先说段落对此怎么写，并注明出处，再回答是或否。"
+                 "如果段落没有提到，就说文档中没有涉及这个问题。请用中文回答。）")
 _CJK_RE = re.compile(r"[\u3400-\u9fff]")
 _NEGATIVE_RE = re.compile(r"no\b|否|不是|没有|不[。.！!]?$")
 _POLAR_RE = re.compile(
     r"^\s*(is|are|was|were|do|does|did|can|could|may|might|must|shall|should|will|would|has|have|had)\b|"
-    r"[吗么][？?]?\s*$|是否|能否|可否|可不可以|能不能|是不是|有没有|要不要",
+    r"(吗|(?<![什怎多这那])么)[？?]?\s*$|是否|能否|可否|可不可以|能不能|是不是|有没有|要不要",
     re.IGNORECASE,
 )
 _CITE_RE = re.compile(r"\[(\d{1,2})\]")
@@ -143,9 +152,12 @@ def build_messages(question: str, hits: Sequence[Hit], *, snippet_chars: int = 9
                    history: Sequence[Mapping[str, Any]] = ()) -> list[dict[str, Any]]:
     """System instructions (fixed) → earlier turns → context passages → question."""
     user = f"Context passages:\n\n{context_block(hits, snippet_chars=snippet_chars)}\n\nQuestion: {question}"
+    polar = is_polar(question)
     if _CJK_RE.search(question):
         # The small models follow "answer in the language of the question" in the system prompt only loosely.
-        user += "\n（请用中文回答。）"
+        user += POLAR_HINT_ZH if polar else "\n（请用中文回答。）"
+    elif polar:
+        user += POLAR_HINT
     elif any(_CJK_RE.search(h.chunk.content) for h in hits):
         # Chinese passages pull the answer into Chinese: an English question gets an English answer.
         user += "\n(Answer in English.)"

@@ -11,6 +11,8 @@ from inhouse.kb.answer import (
     INSTRUCTIONS,
     NOT_COVERED,
     NOT_COVERED_ZH,
+    POLAR_HINT,
+    POLAR_HINT_ZH,
     Answerer,
     Grounding,
     build_messages,
@@ -124,10 +126,18 @@ def test_coverage_check_yes_then_the_answer_shares_the_prompt_prefix() -> None:
     assert check == answer + COVERAGE_QUESTION
 
 
-def test_coverage_check_skipped_for_yes_no_questions_and_external_models() -> None:
+def test_a_yes_no_question_skips_the_check_and_is_told_to_read_first() -> None:
+    # Asked "yes or no?", the model answers the question itself ("No."): no check; the answer prompt asks the model to
+    # say what the passages state before its yes or no.
     chat = ScriptedChat(["No, it may not [1]."])
     assert run(chat, "May confidential data be pasted into a public chatbot?") == "No, it may not [1]."
-    assert len(chat.prompts) == 1 and not chat.prompts[0].endswith(COVERAGE_QUESTION)
+    assert len(chat.prompts) == 1 and chat.prompts[0].endswith(POLAR_HINT)
+    chinese = ScriptedChat(["文档中没有涉及这个问题。"])
+    assert run(chinese, "公司允许员工带狗来上班吗?") == "文档中没有涉及这个问题。"
+    assert chinese.prompts[0].endswith(POLAR_HINT_ZH)
+    plain = ScriptedChat(["Yes. The", "It accepts 48 V [1]."])
+    run(plain, "What input does the X300 accept?")
+    assert not any(POLAR_HINT in p for p in plain.prompts)
     external = ScriptedChat(["It accepts 48 V [1]."], local=False)
     run(external, "What input does the X300 accept?")
     assert not any(p.endswith(COVERAGE_QUESTION) for p in external.prompts)
@@ -218,5 +228,6 @@ def test_catalog_says_which_models_judge_coverage(tmp_path) -> None:  # type: ig
 def test_polar_and_negative_verdicts() -> None:
     assert is_polar("Is the VPN mandatory?") and is_polar("可以带狗来办公室吗？") and is_polar("是否需要审批")
     assert not is_polar("How long is a VPN profile valid?") and not is_polar("公司食堂的午餐价格是多少?")
+    assert not is_polar("客服热线的工作时间是什么?") and not is_polar("怎么申请年假？")  # 什么, 怎么: not 吗
     assert is_negative("No.") and is_negative(" no") and is_negative("否") and is_negative("**No**")
     assert not is_negative("Yes. The") and not is_negative("") and not is_negative("Not sure")  # unclear → answer
