@@ -403,6 +403,14 @@ def test_the_bytes_decide_not_the_extension() -> None:
     assert detect_format(b"From: a@example.com\r\nSubject: hi\r\n\r\nbody", "saved.msg") == "eml"
 
 
+@pytest.mark.parametrize(("fixture_name", "wps_name"), [("travel.doc", "travel.wps"), ("budget.xls", "budget.et"),
+                                                    ("deck.ppt", "deck.dps")])
+def test_wps_office_files_in_the_office_97_form_read_as_word_excel_and_powerpoint(fixture_name: str,
+                                                                                  wps_name: str) -> None:
+    assert parse_file(fixture(fixture_name), wps_name).blocks == parse_file(fixture(fixture_name), fixture_name).blocks
+    assert "content does not match" in rejected(b"plain text", wps_name)
+
+
 def _mutated(data: bytes, edits: list[tuple[int, int]]) -> bytes:
     out = bytearray(data)
     for at, value in edits:

@@ -47,11 +47,14 @@ _EXTENSIONS: dict[str, Format] = {
     ".odt": "odf", ".ods": "odf", ".odp": "odf", ".odg": "odf", ".ott": "odf", ".ots": "odf", ".otp": "odf",
     ".otg": "odf", ".fodt": "odf", ".fods": "odf", ".fodp": "odf", ".fodg": "odf",
     ".zip": "zip",  # its files read as one document's parts (kb/parse/archive.py)
+    # WPS Office's own formats: read where WPS wrote them in the Word, Excel or PowerPoint 97 binary form (the bytes
+    # decide, as for .doc); anything else in them is refused by what it is
+    ".wps": "doc", ".wpt": "doc", ".et": "xls", ".ett": "xls", ".dps": "ppt", ".dpt": "ppt",
 }
 SUPPORTED_EXTENSIONS = frozenset(_EXTENSIONS)
 _BINARY_EXTENSIONS = frozenset((".pdf", ".docx", ".docm", ".pptx", ".pptm", ".xlsx", ".xlsm", ".doc", ".dot", ".xls",
                                 ".xlt", ".ppt", ".pot", ".pps", ".msg", ".odt", ".ods", ".odp", ".odg", ".ott",
-                                ".ots", ".otp", ".otg", ".zip"))
+                                ".ots", ".otp", ".otg", ".zip", ".wps", ".wpt", ".et", ".ett", ".dps", ".dpt"))
 _ZIP_MARKERS = (("word/document.xml", "docx"), ("ppt/presentation.xml", "pptx"), ("xl/workbook.xml", "xlsx"))
 _BINARY_MAGIC = (
     (b"\x1f\x8b", "gzip archive"), (b"7z\xbc\xaf", "7z archive"), (b"Rar!", "RAR archive"),

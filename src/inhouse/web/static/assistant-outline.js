@@ -6,7 +6,7 @@
   const I = window.inhouse;
   if (!I || !I.signedIn) return;
   const el = I.el;
-  const ACCEPT = ".md,.markdown,.txt,.docx,.doc,.rtf,.odt,.pdf,.pptx,.ppt,.odp,.xlsx,.xls,.ods,.html,.htm,.csv,.eml,.msg";
+  const ACCEPT = ".md,.markdown,.txt,.docx,.doc,.wps,.rtf,.odt,.pdf,.pptx,.ppt,.dps,.odp,.xlsx,.xls,.et,.ods,.html,.htm,.csv,.eml,.msg";
 
   (I.screens = I.screens || {}).outline = function (body) {
     const text = el("textarea", { id: "outline-text", class: "input", rows: 6, required: true,
