@@ -1,9 +1,11 @@
-"""ZIP archives: one document whose parts are the archive's files, each read by its own parser."""
+"""Archives (.zip, .tar and compressed tar): one document whose parts are the archive's files, each read by its own
+parser."""
 
 from __future__ import annotations
 
 import contextlib
 import io
+import tarfile
 import zipfile
 
 import pytest
@@ -109,3 +111,55 @@ def test_a_damaged_archive_never_raises_anything_but_document_rejected(
         data[at % len(data)] = value
     with contextlib.suppress(DocumentRejected):
         parse_file(bytes(data[:cut] if cut else data), "damaged.zip")
+
+
+def tarball(files: dict[str, bytes], mode: str = "w:gz", *, links: tuple[str, ...] = ()) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=mode) as tf:  # type: ignore[call-overload]
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+        for name in links:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            tf.addfile(info)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("mode", ["w", "w:gz", "w:bz2", "w:xz"])
+def test_a_tar_archive_compressed_or_not_reads_as_the_zip(mode: str) -> None:
+    files = {"policies/travel.docx": make_docx(), "notes.md": b"# Notes\n\nKeep every receipt."}
+    data = tarball({"./" + name: content for name, content in files.items()}, mode, links=("policies/passwd",))
+    assert detect_format(data, "handbook.tar.gz") == detect_format(data, "download") == "tar"
+    parsed = parse_file(data, "handbook.tgz")
+    assert parsed.blocks == parse_file(archive(files), "handbook.zip").blocks
+    assert parsed.metadata == {"files": "2",
+                               "skipped_files": "policies/passwd: not a regular file (a link or a device)"}
+
+
+def test_tar_names_limits_and_what_is_not_a_tar() -> None:
+    # A name in GBK bytes (tarfile keeps bytes that are not UTF-8 as surrogate escapes, both ways).
+    gbk = tarball({"预算.md".encode("gbk").decode("utf-8", "surrogateescape"): b"# Budget\n\nTravel 1,200."}, "w")
+    assert next(b.text for b in parse_file(gbk, "docs.tar").blocks) == "File: 预算.md"
+    data = tarball({f"n{i}.md": b"# N\n\n" + b"x" * 400 for i in range(5)})
+    with pytest.raises(DocumentRejected, match="expands to more than"):
+        parse_file(data, "a.tgz", limits=ParseLimits(max_unzipped_bytes=1000))
+    with pytest.raises(DocumentRejected, match="more than 3 entries"):
+        parse_file(data, "a.tgz", limits=ParseLimits(max_zip_entries=3))
+    import gzip
+
+    with pytest.raises(DocumentRejected, match=r"unsupported file type \(gzip archive\)"):
+        parse_file(gzip.compress(b"a single compressed file, not an archive"), "notes.txt.gz")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(edits=st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(0, 255)), min_size=1, max_size=10),
+       cut=st.none() | st.integers(10, 1 << 14), mode=st.sampled_from(["w", "w:gz"]))
+def test_a_damaged_tar_never_raises_anything_but_document_rejected(
+        edits: list[tuple[int, int]], cut: int | None, mode: str) -> None:
+    data = bytearray(tarball({"policies/travel.docx": make_docx(), "notes.md": b"# Notes\n\nKeep."}, mode))
+    for at, value in edits:
+        data[at % len(data)] = value
+    with contextlib.suppress(DocumentRejected):
+        parse_file(bytes(data[:cut] if cut else data), "damaged.tar.gz")

@@ -4,10 +4,11 @@
 (library exceptions are wrapped), so an ingestion batch can report the file and carry on.
 
 Format detection: magic bytes decide for binary formats (``%PDF``; ZIP containers told apart by their entries:
-Office Open XML, OpenDocument, else a .zip archive of files; OLE2 compound files by their streams: Word, Excel and
-PowerPoint 97-2003 and Outlook .msg read, others refused; images read by OCR); for text formats the extension decides
-(.md, .html, .csv/.tsv, .eml, .txt, flat OpenDocument .fodt/.fods/.fodp), and a text file without a known extension
-is sniffed (HTML, e-mail headers) or read as plain text. Anything else is rejected as "unsupported file type".
+Office Open XML, OpenDocument, else a .zip archive of files; tar archives, compressed or not; OLE2 compound files by
+their streams: Word, Excel and PowerPoint 97-2003 and Outlook .msg read, others refused; images read by OCR); for
+text formats the extension decides (.md, .html, .csv/.tsv, .eml, .txt, flat OpenDocument .fodt/.fods/.fodp), and a
+text file without a known extension is sniffed (HTML, e-mail headers) or read as plain text. Anything else is
+rejected as "unsupported file type".
 
 The filename is only metadata: it is sanitised to a base name and never used to open or write anything.
 """
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from inhouse.errors import DocumentRejected
 from inhouse.kb.document import Marking, ParsedDocument
-from inhouse.kb.parse import markings, odf, ole
+from inhouse.kb.parse import archive, markings, odf, ole
 from inhouse.kb.parse.safety import MB, ParseLimits, check_size, open_zip_checked, sanitize_filename
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ __all__ = ["SUPPORTED_EXTENSIONS", "ParseLimits", "detect_format", "parse_file",
 
 Format = str  # one of FORMATS
 FORMATS = ("pdf", "docx", "pptx", "xlsx", "csv", "html", "markdown", "text", "eml", "image", "doc", "xls", "ppt", "msg",
-           "rtf", "odf", "zip")
+           "rtf", "odf", "zip", "tar")
 _EXTENSIONS: dict[str, Format] = {
     ".pdf": "pdf", ".docx": "docx", ".docm": "docx", ".pptx": "pptx", ".pptm": "pptx", ".xlsx": "xlsx",
     ".xlsm": "xlsx", ".csv": "csv", ".tsv": "csv", ".html": "html", ".htm": "html", ".xhtml": "html",
@@ -46,7 +47,7 @@ _EXTENSIONS: dict[str, Format] = {
     # OpenDocument: packages (and their templates), then the single-XML "flat" files
     ".odt": "odf", ".ods": "odf", ".odp": "odf", ".odg": "odf", ".ott": "odf", ".ots": "odf", ".otp": "odf",
     ".otg": "odf", ".fodt": "odf", ".fods": "odf", ".fodp": "odf", ".fodg": "odf",
-    ".zip": "zip",  # its files read as one document's parts (kb/parse/archive.py)
+    ".zip": "zip", ".tar": "tar", ".tgz": "tar",  # their files read as one document's parts (kb/parse/archive.py)
     # WPS Office's own formats: read where WPS wrote them in the Word, Excel or PowerPoint 97 binary form (the bytes
     # decide, as for .doc); anything else in them is refused by what it is
     ".wps": "doc", ".wpt": "doc", ".et": "xls", ".ett": "xls", ".dps": "ppt", ".dpt": "ppt",
@@ -54,7 +55,8 @@ _EXTENSIONS: dict[str, Format] = {
 SUPPORTED_EXTENSIONS = frozenset(_EXTENSIONS)
 _BINARY_EXTENSIONS = frozenset((".pdf", ".docx", ".docm", ".pptx", ".pptm", ".xlsx", ".xlsm", ".doc", ".dot", ".xls",
                                 ".xlt", ".ppt", ".pot", ".pps", ".msg", ".odt", ".ods", ".odp", ".odg", ".ott",
-                                ".ots", ".otp", ".otg", ".zip", ".wps", ".wpt", ".et", ".ett", ".dps", ".dpt"))
+                                ".ots", ".otp", ".otg", ".zip", ".wps", ".wpt", ".et", ".ett", ".dps", ".dpt", ".tar",
+                                ".tgz"))
 _ZIP_MARKERS = (("word/document.xml", "docx"), ("ppt/presentation.xml", "pptx"), ("xl/workbook.xml", "xlsx"))
 _BINARY_MAGIC = (
     (b"\x1f\x8b", "gzip archive"), (b"7z\xbc\xaf", "7z archive"), (b"Rar!", "RAR archive"),
@@ -134,6 +136,8 @@ def detect_format(data: bytes, filename: str, limits: ParseLimits | None = None)
     if head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP") or (
             head.startswith(b"BM") and ext == ".bmp"):
         return "image"
+    if archive.is_tar(data):  # a tar archive, or a compressed one (the magic below names what else it may be)
+        return "tar"
     for magic, what in _BINARY_MAGIC:
         if head.startswith(magic):
             raise DocumentRejected(filename, f"unsupported file type ({what})")
@@ -280,9 +284,11 @@ def _odf(data: bytes, name: str, ctx: _Context) -> ParsedDocument:
 
 
 def _zip(data: bytes, name: str, ctx: _Context) -> ParsedDocument:
-    from inhouse.kb.parse import archive
-
     return archive.parse(data, name, ctx.limits, _nested(ctx))
+
+
+def _tar(data: bytes, name: str, ctx: _Context) -> ParsedDocument:
+    return archive.parse_tar(data, name, ctx.limits, _nested(ctx))
 
 
 def _nested(ctx: _Context) -> Callable[[bytes, str], ParsedDocument]:
@@ -309,7 +315,7 @@ def _msg(data: bytes, name: str, ctx: _Context) -> ParsedDocument:
 _PARSERS: dict[Format, Callable[[bytes, str, _Context], ParsedDocument]] = {
     "pdf": _pdf, "docx": _docx, "pptx": _pptx, "xlsx": _xlsx, "csv": _csv, "html": _html,
     "markdown": _markdown, "text": _text, "eml": _eml, "image": _image, "doc": _doc, "xls": _xls, "ppt": _ppt,
-    "msg": _msg, "rtf": _rtf, "odf": _odf, "zip": _zip,
+    "msg": _msg, "rtf": _rtf, "odf": _odf, "zip": _zip, "tar": _tar,
 }
 # Sensitivity labels recorded in the file's metadata, read beside its text (``kb/parse/markings.py``); e-mail
 # headers, front matter and <meta> classifications are read by their format's parser.

@@ -1,4 +1,5 @@
-"""ZIP archives (.zip): a folder kept or sent as one file, read as one document whose parts are its files.
+"""Archives (.zip; .tar, also gzip-, bzip2- or xz-compressed): a folder kept or sent as one file, read as one
+document whose parts are its files.
 
 Each file is parsed by the dispatcher one level deeper (bounded by ``ParseLimits.max_depth``, as an e-mail's
 attachments are), in the archive's order, and its blocks follow under a heading "File: <path in the archive>".
@@ -10,21 +11,25 @@ A name stored without ZIP's UTF-8 flag is decoded as UTF-8 when it is valid UTF-
 archivers of a Chinese Windows write), never as the DOS code page 437 ``zipfile`` assumes. The markings of every file
 are the archive's: a confidential file makes a confidential archive.
 
-The container was checked before this runs (``safety.open_zip_checked``: entry count, total size, compression
-ratio); each file is then held to the same limits as an uploaded one.
+A ZIP container was checked before this runs (``safety.open_zip_checked``: entry count, total size, compression
+ratio). A tar archive declares each file's size in its header, and is read as a stream: it is refused once its
+entries pass ``max_zip_entries`` or their sizes ``max_unzipped_bytes``, before those bytes are decompressed. Only
+regular files are read (links and devices are listed as skipped; nothing is ever written to disk). Each file is then
+held to the same limits as an uploaded one.
 """
 
 from __future__ import annotations
 
 import io
 import posixpath
+import tarfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from inhouse.errors import DocumentRejected
 from inhouse.kb.document import Marking, ParsedDocument
 from inhouse.kb.parse.blocks import BlockList, clean_inline, guess_language
-from inhouse.kb.parse.safety import ParseLimits, sanitize_filename
+from inhouse.kb.parse.safety import MB, ParseLimits, sanitize_filename
 
 NestedParser = Callable[[bytes, str], ParsedDocument]
 _MAX_FILES = 200  # files read from one archive; the rest are listed as skipped
@@ -33,29 +38,58 @@ _UTF8_FLAG = 0x800
 _ENCRYPTED_FLAG = 0x1
 
 
+# A file of the archive: its path, and how to read its bytes (DocumentRejected when they cannot be).
+Member = tuple[str, Callable[[], bytes]]
+
+
 def parse(data: bytes, filename: str, limits: ParseLimits, parse_nested: NestedParser) -> ParsedDocument:
+    """A .zip archive (its directory already checked by ``safety.open_zip_checked``)."""
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        return _document(_zip_members(zf, limits), filename, parse_nested, mime="application/zip")
+
+
+def parse_tar(data: bytes, filename: str, limits: ParseLimits, parse_nested: NestedParser) -> ParsedDocument:
+    """A tar archive, compressed or not."""
+    try:
+        tf = tarfile.open(fileobj=io.BytesIO(data), mode="r:*")  # noqa: SIM115 (closed below; opening may fail)
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise DocumentRejected(filename, f"corrupt tar archive ({exc})"[:300]) from None
+    with tf:
+        return _document(_tar_members(tf, filename, limits), filename, parse_nested, mime="application/x-tar")
+
+
+def is_tar(data: bytes) -> bool:
+    """Whether ``data`` is a tar archive, or a gzip, bzip2 or xz stream holding one (its first header read)."""
+    if data[257:262] == b"ustar":
+        return True
+    if not data.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")):
+        return False
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tf:
+            return tf.next() is not None
+    except Exception:  # any failure of the codecs or tarfile: not a tar we can read
+        return False
+
+
+def _document(members: Iterator[Member], filename: str, parse_nested: NestedParser, *, mime: str) -> ParsedDocument:
     out = BlockList()
     skipped: list[str] = []
     markings: list[Marking] = []
     read = 0
-    with zipfile.ZipFile(io.BytesIO(data)) as zf:
-        for info in zf.infolist():
-            path = member_name(info)
-            if info.is_dir() or _not_written(path):
-                continue
-            if read >= _MAX_FILES:
-                skipped.append(f"{path}: more than {_MAX_FILES} files")
-                continue
-            try:
-                document = parse_nested(_read(zf, info, path, limits), sanitize_filename(posixpath.basename(path)))
-            except DocumentRejected as exc:
-                skipped.append(f"{path}: {exc.reason}")
-                continue
-            read += 1
-            if document.metadata.get("skipped_files"):
-                skipped.append(f"{path} > {document.metadata['skipped_files']}")
-            markings += document.markings
-            out.nest(f"File: {path}", document)
+    for path, content in members:
+        if read >= _MAX_FILES:
+            skipped.append(f"{path}: more than {_MAX_FILES} files")
+            continue
+        try:
+            document = parse_nested(content(), sanitize_filename(posixpath.basename(path)))
+        except DocumentRejected as exc:
+            skipped.append(f"{path}: {exc.reason}")
+            continue
+        read += 1
+        if document.metadata.get("skipped_files"):
+            skipped.append(f"{path} > {document.metadata['skipped_files']}")
+        markings += document.markings
+        out.nest(f"File: {path}", document)
     if not out.blocks:
         reasons = "; ".join(skipped[:5]) or "it is empty"
         raise DocumentRejected(filename, f"archive has no readable file ({reasons})"[:500])
@@ -68,10 +102,67 @@ def parse(data: bytes, filename: str, limits: ParseLimits, parse_nested: NestedP
         blocks=tuple(out.blocks),
         language=guess_language("\n".join(b.text for b in out.blocks)),
         filename=filename,
-        mime="application/zip",
+        mime=mime,
         metadata=metadata,
         markings=tuple(dict.fromkeys(markings)),
     )
+
+
+def _zip_members(zf: zipfile.ZipFile, limits: ParseLimits) -> Iterator[Member]:
+    for info in zf.infolist():
+        path = member_name(info)
+        if not (info.is_dir() or _not_written(path)):
+            yield path, lambda info=info, path=path: _read(zf, info, path, limits)  # type: ignore[misc]
+
+
+def _tar_members(tf: tarfile.TarFile, filename: str, limits: ParseLimits) -> Iterator[Member]:
+    entries = declared = 0
+    while True:
+        try:
+            info = tf.next()
+        except (tarfile.TarError, EOFError, OSError, ValueError) as exc:  # includes zlib, bz2 and lzma errors
+            raise DocumentRejected(filename, f"corrupt tar archive ({exc})"[:300]) from None
+        if info is None:
+            return
+        entries += 1
+        declared += max(info.size, 0)
+        if entries > limits.max_zip_entries:
+            raise DocumentRejected(filename, f"archive has more than {limits.max_zip_entries} entries")
+        if declared > limits.max_unzipped_bytes:
+            raise DocumentRejected(filename, f"archive expands to more than {limits.max_unzipped_bytes // MB} MB "
+                                             "(possible bomb)")
+        path = _clean_path(_redecode(info.name))
+        if info.isdir() or _not_written(path):
+            continue
+        if not info.isfile():
+            yield path, _refuse(path, "not a regular file (a link or a device)")
+            continue
+        yield path, lambda info=info, path=path: _read_tar(tf, info, path, limits)  # type: ignore[misc]
+
+
+def _refuse(path: str, reason: str) -> Callable[[], bytes]:
+    def content() -> bytes:
+        raise DocumentRejected(path, reason)
+    return content
+
+
+def _read_tar(tf: tarfile.TarFile, info: tarfile.TarInfo, path: str, limits: ParseLimits) -> bytes:
+    if info.size > limits.max_file_bytes:
+        raise DocumentRejected(path, f"larger than the {limits.max_file_bytes // MB} MB limit")
+    try:
+        stream = tf.extractfile(info)
+        return stream.read() if stream is not None else b""
+    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+        raise DocumentRejected(path, f"cannot be read from the archive ({type(exc).__name__}: {exc})"[:300]) from None
+
+
+def _redecode(name: str) -> str:
+    """A tar name tarfile decoded as UTF-8 with escapes for invalid bytes: those bytes were GB18030, most likely."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("gb18030", errors="replace")
+    return name
 
 
 def member_name(info: zipfile.ZipInfo) -> str:
@@ -87,7 +178,11 @@ def member_name(info: zipfile.ZipInfo) -> str:
                 name = raw.decode("utf-8")
             except UnicodeDecodeError:
                 name = raw.decode("gb18030", errors="replace")
-    return clean_inline(name.replace("\\", "/")).strip("/") or "unnamed"
+    return _clean_path(name)
+
+
+def _clean_path(name: str) -> str:
+    return clean_inline(name.replace("\\", "/")).strip("/").removeprefix("./") or "unnamed"
 
 
 def _not_written(path: str) -> bool:
@@ -98,7 +193,7 @@ def _read(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: str, limits: ParseLi
     if info.flag_bits & _ENCRYPTED_FLAG:
         raise DocumentRejected(path, "password-protected in the archive")
     if info.file_size > limits.max_file_bytes:
-        raise DocumentRejected(path, f"larger than the {limits.max_file_bytes // (1024 * 1024)} MB limit")
+        raise DocumentRejected(path, f"larger than the {limits.max_file_bytes // MB} MB limit")
     try:
         return zf.read(info)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError) as exc:
