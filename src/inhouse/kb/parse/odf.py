@@ -43,7 +43,7 @@ from inhouse.kb.parse.blocks import (
     style_heading_level,
 )
 from inhouse.kb.parse.markings import msip_labels
-from inhouse.kb.parse.safety import ParseLimits, open_zip_checked, safe_xml
+from inhouse.kb.parse.safety import ParseLimits, iter_xml, open_zip_checked, safe_xml
 
 _NS = {
     "office": "urn:oasis:names:tc:opendocument:xmlns:office:1.0",
@@ -100,6 +100,7 @@ _MIME = {
     "drawing": "application/vnd.oasis.opendocument.graphics",
 }
 MIME_PREFIX = "application/vnd.oasis.opendocument."
+_SPREADSHEET_MIME = b"application/vnd.oasis.opendocument.spreadsheet"  # also "-template"
 _DRAW = f"{{{_NS['draw']}}}"
 _MAX_MARKINGS = 100
 _MAX_STYLE_HOPS = 8  # an automatic style names its parent; a loop in a damaged file ends here
@@ -109,7 +110,7 @@ _EMU_PER = {"cm": 360_000, "mm": 36_000, "in": 914_400, "pt": 12_700, "pc": 152_
 
 def parse(data: bytes, filename: str, limits: ParseLimits) -> ParsedDocument:
     package = _load(data, filename, limits)
-    kind = package.body.tag.rsplit("}", 1)[-1]
+    kind = "spreadsheet" if package.body is None else package.body.tag.rsplit("}", 1)[-1]
     if kind not in _MIME:
         raise DocumentRejected(filename, f"unsupported OpenDocument type ({kind or 'empty'}); only text, spreadsheet, "
                                          "presentation and drawing documents are read")
@@ -122,7 +123,9 @@ def parse(data: bytes, filename: str, limits: ParseLimits) -> ParsedDocument:
         reader.read(package.body)
         blocks = reader.out.blocks
     elif kind == "spreadsheet":
-        blocks, page_count, truncated = _sheets(package.body, limits)
+        sheets = (_streamed_sheets(package.content, filename) if package.body is None
+                  else ((s.get(_q("table:name")), _rows(s)) for s in package.body if s.tag == TABLE))
+        blocks, page_count, truncated = _sheets(sheets, limits)
     else:
         blocks, page_count = _slides(package.body, limits, footers, filename, drawing=kind == "drawing")
     metadata, title, properties = _meta(package.meta)
@@ -151,9 +154,10 @@ def is_package(names: Iterable[str], mimetype: bytes | None) -> bool:
 
 @dataclass
 class _Package:
-    body: Any  # office:text, office:spreadsheet, office:presentation...
+    body: Any  # office:text, office:spreadsheet, office:presentation...; None: a packaged spreadsheet, streamed
     roots: list[Any]  # the trees holding styles (content and styles.xml; one tree in a flat file)
     meta: Any | None  # office:meta
+    content: bytes = b""  # a packaged spreadsheet's content.xml, read as a stream (``_streamed_sheets``)
 
 
 def _load(data: bytes, filename: str, limits: ParseLimits) -> _Package:
@@ -165,10 +169,15 @@ def _load(data: bytes, filename: str, limits: ParseLimits) -> _Package:
                 raise DocumentRejected(filename, "password-protected OpenDocument file; remove the password first")
             if "content.xml" not in names:
                 raise DocumentRejected(filename, "corrupt OpenDocument package (no content.xml)")
-            content = _tree(zf.read("content.xml"), filename, "content.xml")
+            raw = zf.read("content.xml")
             # A damaged styles or meta part loses the markings and metadata, not the text.
             styles = _optional_tree(zf, "styles.xml", names)
             meta_root = _optional_tree(zf, "meta.xml", names)
+            mimetype = zf.read("mimetype") if "mimetype" in names and zf.getinfo("mimetype").file_size < 256 else b""
+        meta = meta_root.find(_q("office:meta")) if meta_root is not None else None
+        if mimetype.startswith(_SPREADSHEET_MIME):  # a sheet's XML can be 100 MB: its rows are read as they come
+            return _Package(body=None, roots=[styles] if styles is not None else [], meta=meta, content=raw)
+        content = _tree(raw, filename, "content.xml")
         roots = [content] + ([styles] if styles is not None else [])
     else:
         content = _tree(data, filename, "document")
@@ -396,27 +405,33 @@ def _table_rows(table: Any, limits: ParseLimits, *, values: bool = False,
     ``on_cell`` gets each paragraph of a cell, for what it anchors (notes, text boxes)."""
     rows: list[list[str]] = []
     for row in _rows(table):
-        cells: list[str] = []
-        for cell in row:
-            if cell.tag != CELL:
-                continue
-            text = _cell_value(cell) if values else None
-            if text is None:
-                lines = [line for _, line in _lines(cell)]
-                if on_cell is not None:
-                    for line in lines:
-                        on_cell(line)
-                text = " ".join(line.text for line in lines if line.text)
-            repeat = _int(cell.get(_q("table:number-columns-repeated")), 1)
-            cells += [text] * max(0, min(repeat, limits.max_table_cols - len(cells)))
-            if len(cells) >= limits.max_table_cols:
-                break
+        cells = _row_cells(row, limits, values=values, on_cell=on_cell)
         if any(cells):
             repeat = _int(row.get(_q("table:number-rows-repeated")), 1)
             rows += [cells] * max(0, min(repeat, limits.max_table_rows - len(rows)))
         if len(rows) >= limits.max_table_rows:
             break
     return rows
+
+
+def _row_cells(row: Any, limits: ParseLimits, *, values: bool = False,
+               on_cell: Callable[[_Inline], None] | None = None) -> list[str]:
+    cells: list[str] = []
+    for cell in row:
+        if cell.tag != CELL:
+            continue
+        text = _cell_value(cell) if values else None
+        if text is None:
+            lines = [line for _, line in _lines(cell)]
+            if on_cell is not None:
+                for line in lines:
+                    on_cell(line)
+            text = " ".join(line.text for line in lines if line.text)
+        repeat = _int(cell.get(_q("table:number-columns-repeated")), 1)
+        cells += [text] * max(0, min(repeat, limits.max_table_cols - len(cells)))
+        if len(cells) >= limits.max_table_cols:
+            break
+    return cells
 
 
 def _rows(table: Any) -> Iterator[Any]:
@@ -445,27 +460,68 @@ def _cell_value(cell: Any) -> str | None:
     return None
 
 
-def _sheets(body: Any, limits: ParseLimits) -> tuple[list[Block], int, list[str]]:
-    """A heading and a table per sheet; the names of the sheets whose rows went past the limit."""
+def _sheets(sheets: Iterable[tuple[str | None, Iterator[Any]]],
+            limits: ParseLimits) -> tuple[list[Block], int, list[str]]:
+    """A heading and a table per sheet (given as its name and its rows); the sheet count; the names of the sheets
+    whose filled rows went past the limit (every row is still taken from a stream, so it can be let go)."""
     out = BlockList()
     truncated: list[str] = []
-    sheets = [child for child in body if child.tag == TABLE]
-    for number, sheet in enumerate(sheets, 1):
+    number = 0
+    for number, (given, rows) in enumerate(sheets, 1):
         out.page = number
         out.reset_sections()
-        name = sheet.get(_q("table:name")) or f"Sheet {number}"
+        name = given or f"Sheet {number}"
         out.heading(name, 1)
-        rows = _table_rows(sheet, limits, values=True)
-        if len(rows) >= limits.max_table_rows and _filled_rows(sheet) > limits.max_table_rows:
+        table: list[list[str]] = []
+        more = False
+        for row in rows:
+            if len(table) >= limits.max_table_rows:
+                more = more or _filled(row)
+                continue
+            cells = _row_cells(row, limits, values=True)
+            if any(cells):
+                repeat = _int(row.get(_q("table:number-rows-repeated")), 1)
+                room = limits.max_table_rows - len(table)
+                table += [cells] * min(repeat, room)
+                more = repeat > room
+        if more:
             truncated.append(name)
-        out.add("table", format_table(rows))
-    return out.blocks, len(sheets), truncated
+        out.add("table", format_table(table))
+    return out.blocks, number, truncated
 
 
-def _filled_rows(sheet: Any) -> int:
-    """The sheet's rows with something in them (the empty tail a sheet stores does not count)."""
-    return sum(_int(row.get(_q("table:number-rows-repeated")), 1) for row in _rows(sheet)
-               if any(c.tag == CELL and (_cell_value(c) is not None or "".join(c.itertext()).strip()) for c in row))
+def _filled(row: Any) -> bool:
+    """Whether a row has something in it (the empty tail a sheet stores does not count)."""
+    return any(c.tag == CELL and (_cell_value(c) is not None or "".join(c.itertext()).strip()) for c in row)
+
+
+def _streamed_sheets(content: bytes, filename: str) -> Iterator[tuple[str | None, Iterator[Any]]]:
+    """The sheets of a spreadsheet's ``content.xml`` as it is parsed: each sheet's name and its rows, each row let go
+    once read (the tree never holds more than a row and the sheet's column definitions)."""
+    events = iter_xml(io.BytesIO(content))
+    try:
+        for event, element in events:
+            if event == "start" and element.tag == TABLE and element.getparent().tag == _q("office:spreadsheet"):
+                yield element.get(_q("table:name")), _streamed_rows(events, element)
+                element.clear()
+    except SyntaxError as exc:  # lxml's XMLSyntaxError
+        raise DocumentRejected(filename, f"corrupt OpenDocument file (content.xml is not well-formed XML: {exc})"
+                               [:300]) from None
+
+
+def _streamed_rows(events: Any, sheet: Any) -> Iterator[Any]:
+    """The rows of ``sheet`` (its direct rows, and those of its row groups), up to the sheet's end."""
+    depth = 0  # tables inside cells: their rows are not the sheet's
+    for event, element in events:
+        if element.tag == TABLE:
+            if element is sheet and event == "end":
+                return
+            depth += 1 if event == "start" else -1
+        elif event == "end" and element.tag == ROW and depth == 0:
+            yield element
+            element.clear()
+            while element.getprevious() is not None:  # the rows read before: let them go
+                del element.getparent()[0]
 
 
 # -- presentations -----------------------------------------------------------------------------------------------------

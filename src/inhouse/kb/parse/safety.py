@@ -108,3 +108,12 @@ def safe_xml(data: bytes) -> Any | None:
         return etree.fromstring(data, parser)
     except etree.XMLSyntaxError:
         return None
+
+
+def iter_xml(source: Any, events: tuple[str, ...] = ("start", "end")) -> Any:
+    """Events over an XML stream (``lxml.etree.iterparse``) with ``safe_xml``'s rules, for documents too large to
+    hold as a tree; ``XMLSyntaxError`` (a ``SyntaxError``) where it is not well-formed."""
+    from lxml import etree
+
+    return etree.iterparse(source, events=events, resolve_entities=False, no_network=True, huge_tree=False,
+                           load_dtd=False)
