@@ -32,6 +32,7 @@ import re
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 from inhouse.errors import DocumentRejected
 from inhouse.kb.document import Marking, ParsedDocument
@@ -44,6 +45,7 @@ from inhouse.kb.parse.blocks import (
     pick_title,
     style_heading_level,
 )
+from inhouse.kb.parse.markings import running_markings
 from inhouse.kb.parse.ole import open_ole, password_protected, read_stream, summary_metadata
 from inhouse.kb.parse.safety import ParseLimits
 
@@ -58,7 +60,7 @@ _OFFICE_ART_DGG, _OFFICE_ART_DG, _OFFICE_ART_FOPT, _GTEXT_UNICODE = 0xF000, 0xF0
 _HEADER_DRAWING = 1  # OfficeArtWordDrawing.dgglbl: the drawing of the header stories (0: the main document's)
 # The header story's parts after its six note separators: per section, even and odd header, even and odd footer,
 # first-page header and footer.
-_HDD_SOURCES = ("header", "header", "footer", "footer", "header", "footer")
+_HDD_SOURCES: tuple[Literal["header", "footer"], ...] = ("header", "header", "footer", "footer", "header", "footer")
 _FRD, _FSPA, _FTXBXS = 2, 26, 22  # sizes of the data after the character positions of those PLCs
 _SPRM_IN_TABLE, _SPRM_TTP, _SPRM_DEPTH = 0x2416, 0x2417, 0x6649
 _SPRM_INNER_CELL, _SPRM_INNER_TTP = 0x244B, 0x244C
@@ -328,15 +330,10 @@ def _running_text(word: bytes, table: bytes, fib: _Fib, pieces: list[_Piece]) ->
         return ()
     bounds, _ = _plc(table, fib, _PLCF_HDD, 0)
     story = _read_range(word, pieces, lo, hi)[1]
-    seen: dict[tuple[str, str], None] = {}
-    for n in range(6, len(bounds) - 1):
-        for line in _MARKS.split(story[max(0, bounds[n]):max(0, bounds[n + 1])]):
-            if (text := _story_text(line)) and len(seen) < 100:
-                seen[(_HDD_SOURCES[(n - 6) % 6], text)] = None
-    for text in _header_wordart(table, fib):  # a watermark across every page
-        if len(seen) < 100:
-            seen[("header", text)] = None
-    return tuple(Marking(source, text) for source, text in seen)  # type: ignore[arg-type]
+    lines = [(_HDD_SOURCES[(n - 6) % 6], _story_text(line)) for n in range(6, len(bounds) - 1)
+             for line in _MARKS.split(story[max(0, bounds[n]):max(0, bounds[n + 1])])]
+    words: list[tuple[Literal["header", "footer"], str]] = [("header", text) for text in _header_wordart(table, fib)]
+    return running_markings([*lines, *words])  # the words: a watermark across every page
 
 
 def _header_wordart(table: bytes, fib: _Fib) -> list[str]:

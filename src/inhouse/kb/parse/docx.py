@@ -15,8 +15,8 @@ are kept as ``markings``. Comments are not read.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, Literal
 
 from inhouse.kb.document import Marking, ParsedDocument
 from inhouse.kb.parse.blocks import (
@@ -29,6 +29,7 @@ from inhouse.kb.parse.blocks import (
     pick_title,
     style_heading_level,
 )
+from inhouse.kb.parse.markings import running_markings
 from inhouse.kb.parse.safety import ParseLimits, open_zip_checked
 
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
@@ -167,21 +168,22 @@ def _paragraph_text(p: Any) -> str:
 
 def _running_text(document: Any, limits: ParseLimits) -> tuple[Marking, ...]:
     """The distinct lines of every section's headers and footers (default, first-page and even-page ones)."""
-    seen: dict[tuple[str, str], None] = {}
+    return running_markings(_running_lines(document, limits))
+
+
+def _running_lines(document: Any, limits: ParseLimits) -> Iterator[tuple[Literal["header", "footer"], str]]:
     for section in document.sections:
-        for source, parts in (("header", (section.header, section.first_page_header, section.even_page_header)),
-                              ("footer", (section.footer, section.first_page_footer, section.even_page_footer))):
+        kinds: tuple[tuple[Literal["header", "footer"], tuple[Any, ...]], ...] = (
+            ("header", (section.header, section.first_page_header, section.even_page_header)),
+            ("footer", (section.footer, section.first_page_footer, section.even_page_footer)))
+        for source, parts in kinds:
             for part in parts:
                 if part.is_linked_to_previous:  # no definition of its own (reading would add one)
                     continue
                 lines = [p.text for p in part.paragraphs]
                 lines += [" | ".join(row) for row in _all_tables_rows(part.tables, limits)]
                 lines += _text_boxes(part._element) + _watermarks(part._element)
-                for line in lines:
-                    text = clean_inline(line)
-                    if text and len(seen) < 100:
-                        seen[(source, text)] = None
-    return tuple(Marking(source, text) for source, text in seen)  # type: ignore[arg-type]
+                yield from ((source, line) for line in lines)
 
 
 def _watermarks(element: Any) -> list[str]:

@@ -55,7 +55,7 @@ _LABEL_INFO_NS = "http://schemas.microsoft.com/office/2020/mipLabelMetadata"
 # &X &Y &O &H). Any other character after "&" is text.
 _SHEET_CODE = re.compile(r'&(&|[LCR]|[PN](?:[+-]\d+)?|[DTFAZGBIUESXYOH]|"[^"]*"?|\d{1,3}'
                          r"|K(?:[0-9A-Fa-f]{6}|\d\d[+-]\d{3})?)")
-_MAX_RUNNING = 100  # distinct header and footer lines kept, as docx.py keeps
+_MAX_RUNNING = 100  # distinct header and footer lines kept from one file
 
 
 def msip_labels(properties: Iterable[tuple[str, str]]) -> list[Marking]:
@@ -110,16 +110,22 @@ def pdf_labels(data: bytes) -> tuple[Marking, ...]:
     return tuple(msip_labels(properties))
 
 
+def running_markings(lines: Iterable[tuple[Literal["header", "footer"], str]]) -> tuple[Marking, ...]:
+    """Header and footer lines, as ``(source, text)``, as markings: cleaned, empty and repeated ones dropped (the
+    same line heads every page), at most ``_MAX_RUNNING`` kept. Every format's reader of running text ends here."""
+    seen: dict[tuple[Literal["header", "footer"], str], None] = {}
+    for source, line in lines:
+        if len(seen) >= _MAX_RUNNING:
+            break
+        if text := clean_inline(line):
+            seen[(source, text)] = None
+    return tuple(Marking(source, text) for source, text in seen)
+
+
 def sheet_header_markings(codes: Iterable[tuple[Literal["header", "footer"], str]]) -> tuple[Marking, ...]:
     """The distinct lines a spreadsheet's page headers and footers show, from their code strings (``&CConfidential``)
     as .xlsx and .xls store them, as ``(source, code)``: each section and each line in it a marking, codes dropped."""
-    seen: dict[tuple[Literal["header", "footer"], str], None] = {}
-    for source, code in codes:
-        for line in sheet_header_lines(code):
-            if len(seen) >= _MAX_RUNNING:
-                break
-            seen[(source, line)] = None
-    return tuple(Marking(source, text) for source, text in seen)
+    return running_markings((source, line) for source, code in codes for line in sheet_header_lines(code))
 
 
 def sheet_header_lines(code: str) -> list[str]:

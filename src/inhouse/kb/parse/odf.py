@@ -28,10 +28,10 @@ import re
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from inhouse.errors import DocumentRejected
-from inhouse.kb.document import Block, Marking, ParsedDocument
+from inhouse.kb.document import Block, ParsedDocument
 from inhouse.kb.parse.blocks import (
     BlockList,
     clean_inline,
@@ -42,7 +42,7 @@ from inhouse.kb.parse.blocks import (
     pick_title,
     style_heading_level,
 )
-from inhouse.kb.parse.markings import msip_labels
+from inhouse.kb.parse.markings import msip_labels, running_markings
 from inhouse.kb.parse.safety import ParseLimits, iter_xml, open_zip_checked, safe_xml
 
 _NS = {
@@ -90,8 +90,10 @@ _RUNNING_FIELDS = frozenset(_q(n) for n in (
 ))
 # A slide's boxes that repeat on every slide (the footer's text is a marking, read from its declaration).
 _RUNNING_CLASSES = frozenset(("footer", "date-time", "page-number", "header"))
-_HEADERS = {_q(f"style:{n}"): "header" for n in ("header", "header-left", "header-first")}
-_FOOTERS = {_q(f"style:{n}"): "footer" for n in ("footer", "footer-left", "footer-first")}
+_HEADERS: dict[str, Literal["header", "footer"]] = {
+    _q(f"style:{n}"): "header" for n in ("header", "header-left", "header-first")}
+_FOOTERS: dict[str, Literal["header", "footer"]] = {
+    _q(f"style:{n}"): "footer" for n in ("footer", "footer-left", "footer-first")}
 _REGIONS = tuple(_q(f"style:region-{n}") for n in ("left", "center", "right"))
 _MIME = {
     "text": "application/vnd.oasis.opendocument.text",
@@ -102,7 +104,6 @@ _MIME = {
 MIME_PREFIX = "application/vnd.oasis.opendocument."
 _SPREADSHEET_MIME = b"application/vnd.oasis.opendocument.spreadsheet"  # also "-template"
 _DRAW = f"{{{_NS['draw']}}}"
-_MAX_MARKINGS = 100
 _MAX_STYLE_HOPS = 8  # an automatic style names its parent; a loop in a damaged file ends here
 _LENGTH = re.compile(r"^\s*(-?[0-9]*\.?[0-9]+)\s*(cm|mm|in|pt|pc|px)?\s*$")
 _EMU_PER = {"cm": 360_000, "mm": 36_000, "in": 914_400, "pt": 12_700, "pc": 152_400, "px": 9_525, None: 360_000}
@@ -131,7 +132,7 @@ def parse(data: bytes, filename: str, limits: ParseLimits) -> ParsedDocument:
     metadata, title, properties = _meta(package.meta)
     if truncated:
         metadata["truncated"] = f"rows after {limits.max_table_rows} dropped in: {', '.join(truncated)}"
-    running = [*_running_text(package.roots), *(Marking("footer", text) for text in footers)]
+    running = running_markings([*_running_text(package.roots), *(("footer", text) for text in footers)])
     return ParsedDocument(
         title=pick_title([title], blocks if kind != "spreadsheet" else [], filename),
         blocks=tuple(blocks),
@@ -140,7 +141,7 @@ def parse(data: bytes, filename: str, limits: ParseLimits) -> ParsedDocument:
         mime=_MIME[kind],
         metadata=metadata,
         page_count=page_count,
-        markings=tuple(running[:_MAX_MARKINGS]) + tuple(msip_labels(properties)),
+        markings=running + tuple(msip_labels(properties)),
     )
 
 
@@ -581,10 +582,9 @@ def _shape(shape: Any, out: BlockList, limits: ParseLimits) -> None:
 # -- running text and metadata -----------------------------------------------------------------------------------------
 
 
-def _running_text(roots: list[Any]) -> list[Marking]:
-    """The distinct lines of the page styles' headers and footers that are shown (each region of a spreadsheet's
-    header a line of its own)."""
-    seen: dict[tuple[str, str], None] = {}
+def _running_text(roots: list[Any]) -> Iterator[tuple[Literal["header", "footer"], str]]:
+    """The lines of the page styles' headers and footers that are shown (each region of a spreadsheet's header a line
+    of its own)."""
     for root in roots:
         for master in root.iter(_q("style:master-page")):
             for part in master:
@@ -594,10 +594,7 @@ def _running_text(roots: list[Any]) -> list[Marking]:
                 regions = [r for r in part if r.tag in _REGIONS] or [part]
                 for region in regions:
                     for paragraph in region.iter(P, H):
-                        text = _inline(paragraph, running=True).text
-                        if text and len(seen) < _MAX_MARKINGS:
-                            seen[(source, text)] = None
-    return [Marking(source, text) for source, text in seen]  # type: ignore[arg-type]
+                        yield source, _inline(paragraph, running=True).text
 
 
 def _meta(meta: Any | None) -> tuple[dict[str, str], str | None, list[tuple[str, str]]]:

@@ -25,8 +25,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from inhouse.errors import DocumentRejected
-from inhouse.kb.document import Marking, ParsedDocument
+from inhouse.kb.document import ParsedDocument
 from inhouse.kb.parse.blocks import BlockList, clean_inline, guess_language, pick_title
+from inhouse.kb.parse.markings import running_markings
 from inhouse.kb.parse.ole import open_ole, password_protected, read_stream, summary_metadata
 from inhouse.kb.parse.safety import ParseLimits
 
@@ -77,7 +78,7 @@ def parse(data: bytes, filename: str, limits: ParseLimits) -> ParsedDocument:
         mime="application/vnd.ms-powerpoint",
         metadata=metadata,
         page_count=len(slides),
-        markings=tuple(Marking("footer", text) for text in dict.fromkeys(footers) if text)[:100],
+        markings=running_markings(("footer", text) for text in footers),
     )
 
 

@@ -12,8 +12,9 @@ import io
 from typing import Any
 
 from inhouse.errors import DocumentRejected
-from inhouse.kb.document import Marking, ParsedDocument
+from inhouse.kb.document import ParsedDocument
 from inhouse.kb.parse.blocks import BlockList, clean_inline, format_table, guess_language, office_metadata, pick_title
+from inhouse.kb.parse.markings import running_markings
 from inhouse.kb.parse.safety import ParseLimits, open_zip_checked
 
 
@@ -52,7 +53,7 @@ def parse(data: bytes, filename: str, limits: ParseLimits) -> ParsedDocument:
         mime="application/vnd.openxmlformats-officedocument.presentationml.presentation",
         metadata=metadata,
         page_count=len(slides),
-        markings=tuple(Marking("footer", text) for text in list(footers)[:100]),
+        markings=running_markings(("footer", text) for text in footers),
     )
 
 
