@@ -132,8 +132,9 @@ def test_a_tar_archive_compressed_or_not_reads_as_the_zip(mode: str) -> None:
     files = {"policies/travel.docx": make_docx(), "notes.md": b"# Notes\n\nKeep every receipt."}
     data = tarball({"./" + name: content for name, content in files.items()}, mode, links=("policies/passwd",))
     assert detect_format(data, "handbook.tar.gz") == detect_format(data, "download") == "tar"
-    parsed = parse_file(data, "handbook.tgz")
+    parsed = parse_file(data, "handbook.tar.gz")
     assert parsed.blocks == parse_file(archive(files), "handbook.zip").blocks
+    assert parsed.title == "handbook"  # the file name less its archive extensions, as for the .zip
     assert parsed.metadata == {"files": "2",
                                "skipped_files": "policies/passwd: not a regular file (a link or a device)"}
 

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 
 from inhouse.errors import DocumentRejected
 from inhouse.kb.document import Marking, ParsedDocument
-from inhouse.kb.parse.blocks import BlockList, clean_inline, guess_language
+from inhouse.kb.parse.blocks import BlockList, clean_inline, guess_language, pick_title
 from inhouse.kb.parse.safety import MB, ParseLimits, sanitize_filename
 
 NestedParser = Callable[[bytes, str], ParsedDocument]
@@ -96,9 +96,8 @@ def _document(members: Iterator[Member], filename: str, parse_nested: NestedPars
     metadata = {"files": str(read)}
     if skipped:
         metadata["skipped_files"] = "; ".join(skipped)[:2000]
-    stem = filename.rsplit(".", 1)[0] if "." in filename.strip(".") else filename
     return ParsedDocument(
-        title=stem or filename,
+        title=pick_title([], [], filename.removesuffix(".gz").removesuffix(".bz2").removesuffix(".xz")),
         blocks=tuple(out.blocks),
         language=guess_language("\n".join(b.text for b in out.blocks)),
         filename=filename,
