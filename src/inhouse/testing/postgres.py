@@ -8,6 +8,7 @@ Import them in a ``conftest.py``: ``from inhouse.testing.postgres import postgre
 from __future__ import annotations
 
 import importlib.util
+import random
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -30,6 +31,13 @@ def postgres_server() -> Iterator[LocalPostgres]:
     reason = _missing()
     if reason:
         pytest.skip(reason)
+    # psycopg_pool jitters connection lifetimes with the global ``random`` from its worker threads. A pool growing
+    # while Hypothesis draws an example moves that state under it, which Hypothesis reports as the test's own use of
+    # ``random`` and fails the test (seen once in ~10 runs on a loaded 2-core box). Its own generator instead.
+    import psycopg_pool.base
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(psycopg_pool.base, "random", random.Random().random)
     # Not under pytest's tmp_path: under root the server runs as 'nobody', who must reach the directory.
     directory = Path(tempfile.mkdtemp(prefix="inhouse-pg-"))
     server = LocalPostgres(directory, durable=False)
@@ -39,6 +47,7 @@ def postgres_server() -> Iterator[LocalPostgres]:
     finally:
         server.stop()
         shutil.rmtree(directory, ignore_errors=True)
+        patch.undo()
 
 
 @pytest.fixture
