@@ -47,6 +47,14 @@ class ServerSettings(BaseModel):
         10.0, gt=0, description="A request's head must arrive within this many seconds of the connection opening "
         "(or of the previous response), else the connection is closed (idle and slowloris connections)."
     )
+    body_timeout_s: float = Field(
+        20.0, gt=0, description="A request's body must arrive within this many seconds, plus one for every "
+        "`body_min_rate` bytes received (a large upload on a slow link has the time its size needs), else 408."
+    )
+    body_min_rate: int = Field(
+        500, ge=0, description="Bytes per second a request body must keep up beyond `body_timeout_s` (0: the "
+        "whole body within `body_timeout_s`)."
+    )
     write_timeout_s: float = Field(
         30.0, gt=0, description="A client that reads nothing of its response for this long is disconnected and "
         "its generation aborted."

@@ -1,5 +1,5 @@
-"""Idle connections, slowloris heads, too many connections and a client that stops reading a stream: each is
-bounded and timed out, in the one error shape, and nobody else stalls meanwhile."""
+"""Idle connections, slowloris heads and bodies, too many connections and a client that stops reading a stream: each
+is bounded and timed out, in the one error shape, and nobody else stalls meanwhile."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from live_server import FAKE_MODEL, LiveServer, run_live_server
 from inhouse.engine.backends.fake import reply_script
 from inhouse.testing.fakes import build_fake_engine
 
-LIMITS = {"server": {"header_timeout_s": 1.0, "write_timeout_s": 1.0, "max_connections": 40}}
+LIMITS = {"server": {"header_timeout_s": 1.0, "write_timeout_s": 1.0, "max_connections": 40,
+                     "body_timeout_s": 1.0, "body_min_rate": 1000}}
 
 
 @pytest.fixture
@@ -57,6 +58,64 @@ def test_idle_and_slowloris_connections_are_closed_without_stalling_others(serve
             break
     assert all(closed_by_server(s, 3.0) for s in idle)
     assert closed_early or closed_by_server(slow, 3.0)
+
+
+def read_answer(sock: socket.socket, wait_s: float) -> tuple[bytes, dict]:
+    """The status line and JSON body of the server's answer, read until it closes the connection."""
+    sock.settimeout(wait_s)
+    raw = b""
+    while chunk := sock.recv(4096):
+        raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return head, json.loads(body)
+
+
+def drip(sock: socket.socket, data: bytes, every_s: float) -> bool:
+    """Send ``data`` a byte at a time; False once the server has closed the connection."""
+    for byte in data:
+        time.sleep(every_s)
+        try:
+            sock.sendall(bytes([byte]))
+        except (BrokenPipeError, ConnectionResetError):
+            return False
+    return True
+
+
+def test_a_body_sent_a_byte_at_a_time_is_a_408_and_others_are_served(server: LiveServer) -> None:
+    body = json.dumps({"model": FAKE_MODEL, "messages": [{"role": "user", "content": "hi " * 40}]}).encode()
+    slow = socket.create_connection(("127.0.0.1", port_of(server)))
+    slow.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 + f"Authorization: Bearer {server.admin_key}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                 + body[:10])
+    t = time.monotonic()
+    assert not drip(slow, body[10:60], 0.1)  # 10 bytes a second against 1 s + 1 s per 1,000 bytes
+    head, answer = read_answer(slow, 5)
+    assert head.startswith(b"HTTP/1.1 408") and b"connection: close" in head.lower(), head
+    assert answer["error"]["code"] == "request_timeout" and set(answer["error"]) == {"message", "type", "code",
+                                                                                       "param"}
+    assert time.monotonic() - t < 4
+    r = httpx.post(server.url + "/v1/chat/completions", timeout=10,
+                   headers={"Authorization": f"Bearer {server.admin_key}"},
+                   json={"model": FAKE_MODEL, "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 200
+
+
+def test_an_upload_that_stalls_is_a_408_and_stores_nothing(server: LiveServer) -> None:
+    auth = {"Authorization": f"Bearer {server.admin_key}"}
+    col = httpx.post(server.url + "/v1/collections", headers=auth, json={"name": "handbook"}, timeout=10).json()
+    boundary = "b0undary"
+    part = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"leave.md\"\r\n"
+            "Content-Type: text/markdown\r\n\r\n# Leave\n\nTwenty days a year.\n" + "More. " * 50)
+    slow = socket.create_connection(("127.0.0.1", port_of(server)))
+    slow.sendall(f"POST /v1/collections/{col['id']}/documents HTTP/1.1\r\nHost: x\r\n".encode()
+                 + f"Authorization: Bearer {server.admin_key}\r\nContent-Length: {len(part) + 100}\r\n".encode()
+                 + f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n".encode() + part.encode())
+    t = time.monotonic()
+    head, answer = read_answer(slow, 8)  # ~450 bytes sent, then silence: 1.45 s allowed
+    assert head.startswith(b"HTTP/1.1 408"), head
+    assert answer["error"]["code"] == "request_timeout" and time.monotonic() - t < 4
+    docs = httpx.get(server.url + f"/v1/collections/{col['id']}/documents", headers=auth, timeout=10).json()
+    assert docs["data"] == []
 
 
 def test_too_many_connections_get_503_in_the_error_shape(server: LiveServer) -> None:

@@ -75,8 +75,10 @@ def build_app(services: Services, *, series_exchange: SeriesExchange | None = No
     # Innermost of ours: one audit record per request, written before a complete response is released.
     app.add_middleware(AuditMiddleware)
     # Added last = outermost: the edge counts even the 413s of the body limit.
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=services.settings.server.max_body_bytes,
-                       limit_for_path=upload_limits(services.settings))
+    server = services.settings.server
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=server.max_body_bytes,
+                       limit_for_path=upload_limits(services.settings), timeout_s=server.body_timeout_s,
+                       min_rate=server.body_min_rate)
     app.add_middleware(EdgeMiddleware, metrics=metrics)
     # Outermost: the support widget's CORS preflights are answered before anything else (they carry no key).
     app.add_middleware(WidgetCorsMiddleware, origins=services.settings.apps.widget_origins)

@@ -45,6 +45,7 @@ _HTTP_CODES: dict[int, tuple[str, str, str | None]] = {
     400: ("invalid_body", "invalid_request_error", None),
     404: ("not_found", "invalid_request_error", "No such route."),
     405: ("method_not_allowed", "invalid_request_error", "Method not allowed on this route."),
+    408: ("request_timeout", "invalid_request_error", None),
     413: ("request_too_large", "invalid_request_error", "The request body is too large."),
 }
 

@@ -1,4 +1,4 @@
-"""Pure ASGI middlewares: body size limit, request counting, and the last-resort 500.
+"""Pure ASGI middlewares: body size and time limits, request counting, and the last-resort 500.
 
 Pure ASGI (not ``BaseHTTPMiddleware``) so streaming responses and client disconnects pass through
 untouched and the body limit applies while the body is still arriving.
@@ -6,8 +6,10 @@ untouched and the body limit applies while the body is still arriving.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
@@ -25,12 +27,25 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+# Both close the connection with their answer: the rest of the body is not worth reading.
+CLOSE = {"connection": "close"}
+
+
 class BodyTooLarge(StarletteHTTPException):
     """Raised from ``receive`` once the body passes the limit. An HTTPException so FastAPI's body
     parsing re-raises it unchanged (it wraps other exceptions into a 400)."""
 
     def __init__(self) -> None:
-        super().__init__(status_code=413, detail="The request body is too large.")
+        super().__init__(status_code=413, detail="The request body is too large.", headers=CLOSE)
+
+
+class BodyTooSlow(StarletteHTTPException):
+    """Raised from ``receive`` when the body has not arrived in the time its size allows (``BodyLimitMiddleware``)."""
+
+    def __init__(self, received: int, waited_s: float) -> None:
+        super().__init__(status_code=408, headers=CLOSE, detail=(
+            f"The request body arrived too slowly: {received} bytes in {waited_s:.0f} s. Send it at once, or "
+            "raise server.body_timeout_s / lower server.body_min_rate."))
 
 
 async def send_json_error(send: Send, status: int, message: str, type_: str, code: str,
@@ -44,12 +59,24 @@ async def send_json_error(send: Send, status: int, message: str, type_: str, cod
 
 
 class BodyLimitMiddleware:
+    """A body larger than the limit is a 413 (before a byte is read when Content-Length says so); a body that does
+    not arrive in time is a 408. The time rule is Apache mod_reqtimeout's: ``timeout_s`` plus one second for every
+    ``min_rate`` bytes received, counting only time the app spends waiting for the body (not its own work between
+    reads). A client dripping a byte a second is cut after ``timeout_s``; a 200 MB upload at 1 MB/s is not, whatever
+    its length. Without it, such a client holds its handler (and, for an upload, its temp file) for as long as it
+    likes: the head timeout (``api/connections.py``) ends once the head is complete."""
+
     def __init__(self, app: ASGIApp, max_body_bytes: int,
-                 limit_for_path: Callable[[str], int | None] | None = None) -> None:
+                 limit_for_path: Callable[[str], int | None] | None = None, *,
+                 timeout_s: float = 20.0, min_rate: int = 500,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         # Routes that take files (document upload) have their own, larger limit; everything else the default.
         self.limit_for_path = limit_for_path
+        self.timeout_s = timeout_s
+        self.min_rate = min_rate
+        self.clock = clock
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -71,13 +98,24 @@ class BodyLimitMiddleware:
                     await send_json_error(send, 413, too_large, "invalid_request_error", "request_too_large")
                     return
         received = 0
+        waited = 0.0
+        complete = False
         started = False
 
         async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, waited, complete
+            if complete:  # after the body, receive() waits for the disconnect (a stream's listener): no limit
+                return await receive()
+            allowed = self.timeout_s + (received / self.min_rate if self.min_rate else 0.0) - waited
+            t = self.clock()
+            try:
+                message = await asyncio.wait_for(receive(), timeout=max(allowed, 0.0))
+            except TimeoutError:
+                raise BodyTooSlow(received, waited + self.clock() - t) from None
+            waited += self.clock() - t
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                complete = not message.get("more_body", False)
                 if received > limit:  # chunked body or a lying Content-Length
                     raise BodyTooLarge()
             return message
@@ -94,6 +132,10 @@ class BodyLimitMiddleware:
             if started:
                 raise
             await send_json_error(send, 413, too_large, "invalid_request_error", "request_too_large")
+        except BodyTooSlow as exc:
+            if started:
+                raise
+            await send_json_error(send, 408, exc.detail, "invalid_request_error", "request_timeout")
 
 
 def repeated_query_parameter(query_string: bytes) -> str | None:
