@@ -43,7 +43,8 @@ OWNED = {
     "onnx": ("models/e5/onnx_graph.py",),
     "schemathesis": ("testing/fuzz.py",),
     "psycopg": ("store/postgres/",),
-    "psycopg_pool": ("store/postgres/database.py",),
+    # testing/postgres.py: gives the pool its own random generator, so tests using Hypothesis are not flaky.
+    "psycopg_pool": ("store/postgres/database.py", "testing/postgres.py"),
     "langchain_core": ("integrations/langchain.py",),
     "ray": ("cluster/",),
     "langchain_openai": ("integrations/langchain.py",),
