@@ -18,6 +18,8 @@ codes. Each class names the OpenAI-style ``type`` and a stable machine ``code`` 
      │    ├── AuditUnavailable       the audit record could not be written: the action must not happen
      │    ├── StorageFull            the disk is full: nothing was written; retry once space is back
      │    ├── AuditStorageFull       (both of the above) the audit record could not be written: disk full
+     │    ├── StoreUnavailable       the database server cannot be reached (PostgreSQL down or restarting)
+     │    ├── AuditStoreUnavailable  (audit + store) the audit record could not be written: database away
      │    └── EngineCrashed          the engine's process died; it is being restarted
      └── EngineFailure              llama.cpp returned an error we could not recover from
 
@@ -143,6 +145,21 @@ class AuditStorageFull(AuditUnavailable, StorageFull):
     """The audit record could not be written because the disk is full (so the action does not happen: 507)."""
 
     code = "storage_full"
+
+
+class StoreUnavailable(Unavailable):
+    """The database server cannot be reached (stopped, restarting, failing over, or the network to it is down). The
+    statement did not run or was rolled back; the same request succeeds once the server is back."""
+
+    code = "store_unavailable"
+    retry_after_s = 5.0
+
+
+class AuditStoreUnavailable(AuditUnavailable, StoreUnavailable):
+    """The audit record could not be written because the database server cannot be reached (so the action does not
+    happen: 503 with Retry-After)."""
+
+    code = "store_unavailable"
 
 
 def shown(value: object, limit: int = 60) -> str:

@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inhouse.api.auth import route_actions
 from inhouse.api.deps import services_of
+from inhouse.api.errors import retry_after
 from inhouse.api.middleware import send_json_error
 from inhouse.errors import AuditUnavailable
 from inhouse.governance.audit import STARTED
@@ -200,7 +201,7 @@ class AuditMiddleware:
                         replaced = True
                         log.error("audit record not written, answering 503 instead: %s", exc.message)
                         await send_json_error(send, 503, f"The request was not completed: {exc.message}",
-                                              exc.type, exc.code)
+                                              exc.type, exc.code, retry_after_s=retry_after(exc))
                         return
                 await send(start)
             await send(message)

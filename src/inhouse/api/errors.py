@@ -71,14 +71,23 @@ def status_of(exc: errors.InhouseError) -> int:
     return 500
 
 
+def retry_after(exc: errors.InhouseError) -> int | None:
+    """The seconds to send as Retry-After, for the errors that know when a retry may succeed."""
+    if isinstance(exc, (errors.Overloaded, errors.StoreUnavailable)):
+        return max(1, math.ceil(exc.retry_after_s))
+    return None
+
+
 def inhouse_error_response(exc: errors.InhouseError) -> JSONResponse:
     status = status_of(exc)
     headers: dict[str, str] = {}
     message = exc.message
     if isinstance(exc, errors.AuthenticationFailed):
         headers["WWW-Authenticate"] = 'Bearer realm="inhouse"'
+    elif isinstance(exc, errors.StoreUnavailable):
+        headers["Retry-After"] = str(retry_after(exc))
     elif isinstance(exc, errors.Overloaded):
-        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+        headers["Retry-After"] = str(retry_after(exc))
         # The client is told to come back later: keeping its connection would only hold a socket meanwhile, and a
         # client that retries after exactly the keep-alive time would race the server closing it.
         headers["Connection"] = "close"

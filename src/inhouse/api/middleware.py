@@ -49,12 +49,13 @@ class BodyTooSlow(StarletteHTTPException):
 
 
 async def send_json_error(send: Send, status: int, message: str, type_: str, code: str,
-                          param: str | None = None) -> None:
+                          param: str | None = None, *, retry_after_s: int | None = None) -> None:
     body = json.dumps(error_body(message, type_, code, param)).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               (b"connection", b"close")]
+    if retry_after_s is not None:
+        headers.append((b"retry-after", str(retry_after_s).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 

@@ -52,6 +52,8 @@ def add_system_routes(router: APIRouter, services: Services, metrics: Metrics) -
 
 
 def _readiness(services: Services) -> dict[str, Any]:
+    if services.stores.ping is not None:
+        services.stores.ping()  # a load balancer should stop sending requests that could only get 503s
     default = services.settings.models.default
     registry = services.registry
     if default in registry.loaded():

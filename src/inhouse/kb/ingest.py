@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from inhouse.errors import DocumentRejected, InhouseError, StorageFull
+from inhouse.errors import DocumentRejected, InhouseError, StorageFull, StoreUnavailable
 from inhouse.governance.labels import UNLABELLED, Label, label_of_item
 from inhouse.kb.access import Acl
 from inhouse.kb.index.protocol import IndexStore, NewDocument
@@ -392,7 +392,7 @@ class Ingestor:
         )
         try:
             result = self.store.put_document(doc)
-        except StorageFull:
+        except (StorageFull, StoreUnavailable):
             raise  # not this file's fault: the whole batch stops (what is committed stays; a re-run resumes)
         except InhouseError as exc:
             return FileOutcome(p.source.source_path, "error", error=exc.message)

@@ -35,6 +35,9 @@ class Stores:
     sessions: SessionStore  # the support assistant's sessions
     request_windows: RequestWindows  # requests/minute per key: in memory (SQLite) or shared (PostgreSQL)
     kind: str  # "sqlite" or "postgresql"
+    # One round trip to the database server, raising StoreUnavailable when it cannot be reached (/ready); None for
+    # the embedded files.
+    ping: Callable[[], None] | None = None
     _closers: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
@@ -93,7 +96,7 @@ def build_stores(settings: Settings, db: Database) -> Stores:
         raise
     return Stores(PostgresGovernanceStore(pg), PostgresConversationStore(pg), PostgresResponseStore(pg), audit,
                   PostgresEventStore(pg), PostgresSessionStore(pg), PostgresRequestWindows(pg), "postgresql",
-                  [pg.close])
+                  ping=pg.ping, _closers=[pg.close])
 
 
 def open_audit_log(settings: Settings) -> AuditLog | None:

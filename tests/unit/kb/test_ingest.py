@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from inhouse.errors import StorageFull, StoreUnavailable
 from inhouse.governance.labels import Label
 from inhouse.kb.access import Acl
 from inhouse.kb.index.sqlite import SqliteIndexStore
@@ -128,6 +129,27 @@ def test_per_file_errors_are_reported_and_skipped(store: SqliteIndexStore, tmp_p
     assert all(o.error for o in report.errors)
     c = store.counts()
     assert c["documents"] == sum(1 for s in status.values() if s == "added")
+
+
+@pytest.mark.parametrize("gone", [StorageFull("the disk is full"), StoreUnavailable("the database is away")])
+def test_a_store_that_cannot_write_stops_the_batch_instead_of_failing_every_file(
+        store: SqliteIndexStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gone: Exception) -> None:
+    col = store.create_collection("hr", acl=Acl())
+    d = tmp_path / "many"
+    for i in range(4):
+        write(d, f"f{i}.md", f"# Doc {i}\n\nText number {i}.\n")
+    put, calls = store.put_document, []
+
+    def put_then_fail(doc: object) -> object:
+        calls.append(doc)
+        if len(calls) > 1:
+            raise gone
+        return put(doc)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "put_document", put_then_fail)
+    with pytest.raises(type(gone)):
+        Ingestor(store, FakeEmbedder(), embed_batch=1).ingest_paths(col.id, [d])
+    assert len(calls) == 2 and store.counts()["documents"] == 1  # what committed stays; a re-run resumes
 
 
 def test_too_big_file_is_rejected_before_parsing(store: SqliteIndexStore) -> None:

@@ -23,7 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from inhouse.errors import AuditStorageFull, AuditUnavailable, StorageFull, is_storage_full
+from inhouse.errors import (
+    AuditStorageFull,
+    AuditStoreUnavailable,
+    AuditUnavailable,
+    StorageFull,
+    StoreUnavailable,
+    is_storage_full,
+)
 from inhouse.governance.audit.chain import FIELDS, Head
 
 Row = Mapping[str, Any]
@@ -164,4 +171,7 @@ def append_failed(what: str, exc: BaseException, directory: Path | None = None) 
     if isinstance(exc, StorageFull) or is_storage_full(exc, directory):
         return AuditStorageFull(f"{what}: the disk is full (nothing was recorded, so nothing was done; retry when "
                                 "space is freed).")
+    if isinstance(exc, StoreUnavailable):
+        return AuditStoreUnavailable(f"{what}: the database cannot be reached right now (nothing was recorded, so "
+                                     "nothing was done; retry shortly).")
     return AuditUnavailable(f"{what}: {exc}")

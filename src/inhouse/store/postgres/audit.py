@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from inhouse.errors import AuditUnavailable, StorageFull
+from inhouse.errors import AuditUnavailable, StorageFull, StoreUnavailable
 from inhouse.governance.audit.chain import FIELDS, Head
 from inhouse.governance.audit.store import GroupCount, RecordQuery, Row, append_failed
 from inhouse.store.postgres.database import PostgresDatabase, lock_id
@@ -84,7 +84,7 @@ class PostgresAuditStore:
                 stage = "write"
                 yield _Append(conn)
                 stage = "commit"
-        except (self._db.errors, StorageFull) as exc:
+        except (self._db.errors, StorageFull, StoreUnavailable) as exc:
             message = {"begin": "The audit log cannot be written", "write": "The audit record could not be written",
                        "commit": "The audit record could not be committed"}[stage]
             raise append_failed(message, exc) from exc

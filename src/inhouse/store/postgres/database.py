@@ -6,6 +6,16 @@ for a filtered vector or keyword query ignored the filter's selectivity and was 
 either runs one statement on a pooled connection or, inside ``transaction()``, every statement on the one
 connection of that transaction.
 
+**When the server goes away** (stopped, restarted, failed over, or the network to it lost), every statement that
+cannot run is ``StoreUnavailable`` (HTTP 503 ``store_unavailable`` with Retry-After, CLI exit as any
+``Unavailable``), never a driver error and so never a 500; the caller's message does not name the server (the log
+does, once per outage). While the last attempt failed, a caller waits ``OUTAGE_WAIT_S`` for a connection rather than
+the pool's full timeout, and once a second one of them connects directly: when the server answers, a new pool
+replaces the old one, whose own attempts may be a minute apart by then (``_renew_if_back``). A connection back from
+the pool that has been idle for ``CHECK_IDLE_S`` is checked with an empty query before it is handed out (HikariCP's
+rule: connections in constant use are not checked), so the first request after the server comes back is not the one
+that finds its connection dead.
+
 Migrations: numbered steps per scope (``inhouse``, ``audit``, ``kb``: one PostgreSQL database holds what the three
 SQLite files hold), recorded in ``schema_migrations (scope, version, name, applied_at)``. Each step runs in its own
 transaction with its row, under an advisory lock, so several nodes starting together apply it once.
@@ -13,6 +23,8 @@ transaction with its row, under an advisory lock, so several nodes starting toge
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -20,9 +32,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from inhouse.errors import InvalidRequest, Unavailable, is_storage_full, storage_full
+from inhouse.errors import InvalidRequest, StoreUnavailable, Unavailable, is_storage_full, storage_full
 
 Params = Sequence[Any] | dict[str, Any] | None
+
+log = logging.getLogger(__name__)
+
+# A connection idle this long is checked (an empty query, ~0.1 ms) before it is handed out.
+CHECK_IDLE_S = 1.0
+# During an outage a caller waits this long for a connection instead of the pool's timeout.
+OUTAGE_WAIT_S = 1.0
+# SQLSTATEs that mean the server or the connection went away (class 08: connection exception; 57P01-57P03: the
+# server shutting down, crashed, or not accepting connections yet). A client-side failure has no SQLSTATE.
+_GONE_CLASSES = ("08",)
+_GONE_STATES = frozenset({"57P01", "57P02", "57P03"})
 
 
 def lock_id(name: str) -> int:
@@ -43,11 +66,24 @@ def redact_url(url: str) -> str:
     return make_conninfo(**info)  # type: ignore[arg-type]
 
 
+def _gone(exc: BaseException) -> bool:
+    """Whether a driver error means the server cannot be reached (rather than a statement it refused)."""
+    import psycopg
+    from psycopg_pool import PoolTimeout
+
+    if isinstance(exc, PoolTimeout):
+        return True
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = getattr(exc, "sqlstate", None)
+    return state is None or state.startswith(_GONE_CLASSES) or state in _GONE_STATES
+
+
 class PostgresDatabase:
     """A pool of connections to one PostgreSQL database."""
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8, timeout_s: float = 10.0,
-                 configure: Callable[[Any], None] | None = None) -> None:
+                 configure: Callable[[Any], None] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         import psycopg
         from psycopg.rows import dict_row
         from psycopg_pool import ConnectionPool
@@ -55,16 +91,37 @@ class PostgresDatabase:
         self.url = url
         self._errors: type[Exception] = psycopg.Error
         self._data_error: type[Exception] = psycopg.DataError
+        self._timeout_s = timeout_s
+        self._clock = clock
+        self._outage_lock = threading.Lock()
+        self._outage_since: float | None = None  # the last attempt found the server gone
+        self._probed_at = 0.0  # the last direct connection attempt during an outage
+        self._renew_lock = threading.Lock()  # one probe at a time; the others do not wait for it
+        self._returned: dict[int, float] = {}  # id(connection) -> when it last went back to the pool
 
         def setup(conn: Any) -> None:
             conn.autocommit = True
             if configure is not None:
                 configure(conn)
 
-        self._pool = ConnectionPool(
-            url, min_size=min_size, max_size=max_size, timeout=timeout_s, open=False, configure=setup,
-            kwargs={"prepare_threshold": None, "row_factory": dict_row},
-        )
+        def check(conn: Any) -> None:
+            if self._clock() - self._returned.get(id(conn), 0.0) >= CHECK_IDLE_S:
+                ConnectionPool.check_connection(conn)  # raises on a dead connection: the pool opens another
+
+        def returned(conn: Any) -> None:
+            now = self._clock()
+            if len(self._returned) > 4 * max_size:  # forget connections the pool has closed since
+                self._returned = {k: t for k, t in self._returned.items() if now - t < 3600.0}
+            self._returned[id(conn)] = now
+
+        def new_pool() -> Any:
+            return ConnectionPool(
+                url, min_size=min_size, max_size=max_size, timeout=timeout_s, open=False, configure=setup,
+                check=check, reset=returned, kwargs={"prepare_threshold": None, "row_factory": dict_row},
+            )
+
+        self._new_pool = new_pool
+        self._pool = new_pool()
         try:
             self._pool.open(wait=True, timeout=timeout_s)
         except Exception as exc:
@@ -76,31 +133,90 @@ class PostgresDatabase:
         """The driver's base error class (stores map it to their domain errors)."""
         return self._errors
 
+    def _wait_s(self) -> float:
+        return OUTAGE_WAIT_S if self._outage_since is not None else self._timeout_s
+
+    def _went(self, exc: BaseException) -> StoreUnavailable:
+        with self._outage_lock:
+            first = self._outage_since is None
+            if first:
+                self._outage_since = self._clock()
+        if first:
+            log.error("PostgreSQL at %s cannot be reached: %s", redact_url(self.url), str(exc).strip()[:300])
+        return StoreUnavailable("The database cannot be reached right now; nothing was done. Retry shortly.")
+
+    def _back(self) -> None:
+        with self._outage_lock:
+            since, self._outage_since = self._outage_since, None
+        if since is not None:
+            log.warning("PostgreSQL at %s is reachable again after %.1f s", redact_url(self.url),
+                        self._clock() - since)
+
     @contextmanager
-    def _full_disk(self) -> Iterator[None]:
-        """The server's ``disk_full`` (SQLSTATE 53100) becomes ``StorageFull`` (HTTP 507, CLI exit 6); PostgreSQL
-        has rolled the statement's transaction back. Text with a NUL character, which PostgreSQL cannot hold (the
-        driver refuses it before sending), is ``InvalidRequest``: a 400, not a server error."""
+    def _mapped_errors(self) -> Iterator[None]:
+        """The driver's errors a caller can act on, as ours: the server's ``disk_full`` (SQLSTATE 53100) becomes
+        ``StorageFull`` (HTTP 507, CLI exit 6; PostgreSQL has rolled the statement's transaction back); a server
+        gone away ``StoreUnavailable`` (503); text with a NUL character, which PostgreSQL cannot hold (the driver
+        refuses it before sending), ``InvalidRequest``: a 400, not a server error."""
         try:
             yield
         except self._errors as exc:
             if is_storage_full(exc):
                 raise storage_full("Could not write to the PostgreSQL database", exc) from exc
+            if _gone(exc):
+                raise self._went(exc) from exc
             if isinstance(exc, self._data_error) and "NUL" in str(exc):
                 raise InvalidRequest("Text with a NUL character (\\u0000) cannot be stored or looked up.",
                                      code="nul_character") from None
             raise
+        if self._outage_since is not None:
+            self._back()
+
+    def _pooled(self) -> Any:
+        """The pool's ``connection()`` context, after renewing the pool if an outage has just ended."""
+        if self._outage_since is not None:
+            self._renew_if_back()
+        return self._pool.connection(timeout=self._wait_s())
+
+    def _renew_if_back(self) -> None:
+        """During an outage, at most once per ``OUTAGE_WAIT_S``: connect directly, and if the server answers, put a
+        new pool in place of the old one. The old pool's reconnection attempts back off exponentially (1, 2, 4 ...
+        64 s apart), so after a two-minute outage it could go on refusing for another minute; clients still waiting
+        on it get ``StoreUnavailable`` as before."""
+        import psycopg
+
+        if not self._renew_lock.acquire(blocking=False):
+            return
+        try:
+            now = self._clock()
+            if self._outage_since is None or now - self._probed_at < OUTAGE_WAIT_S:
+                return
+            self._probed_at = now
+            try:
+                psycopg.connect(self.url, connect_timeout=max(1, int(OUTAGE_WAIT_S))).close()
+            except psycopg.Error:
+                return
+            fresh = self._new_pool()
+            try:
+                fresh.open(wait=True, timeout=OUTAGE_WAIT_S)
+            except Exception:
+                fresh.close()
+                return
+            old, self._pool = self._pool, fresh
+        finally:
+            self._renew_lock.release()
+        threading.Thread(target=old.close, kwargs={"timeout": 1.0}, name="pg-pool-close", daemon=True).start()
 
     @contextmanager
     def connection(self) -> Iterator[Any]:
         """A pooled connection in autocommit mode."""
-        with self._full_disk(), self._pool.connection() as conn:
+        with self._mapped_errors(), self._pooled() as conn:
             yield conn
 
     @contextmanager
     def transaction(self, *, lock: int | None = None, isolation: str | None = None) -> Iterator[Any]:
         """One transaction on one connection; ``lock``: an advisory lock held until it ends."""
-        with self._full_disk(), self._pool.connection() as conn, conn.transaction():
+        with self._mapped_errors(), self._pooled() as conn, conn.transaction():
             if isolation is not None:
                 conn.execute(f"SET TRANSACTION ISOLATION LEVEL {isolation}")
             if lock is not None:
@@ -123,6 +239,11 @@ class PostgresDatabase:
     def execute(self, sql: str, params: Params = None) -> int:
         with self.connection() as conn:
             return int(conn.execute(sql, params).rowcount)
+
+    def ping(self) -> None:
+        """One round trip; ``StoreUnavailable`` when the server cannot be reached."""
+        with self.connection() as conn:
+            conn.execute("SELECT 1")
 
     def close(self) -> None:
         self._pool.close()

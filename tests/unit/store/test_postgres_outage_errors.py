@@ -1,0 +1,33 @@
+"""Which driver errors mean "the server is gone" (503 ``store_unavailable``) rather than a statement it refused."""
+
+from __future__ import annotations
+
+import pytest
+
+psycopg = pytest.importorskip("psycopg")
+psycopg_pool = pytest.importorskip("psycopg_pool")
+
+from inhouse.store.postgres.database import _gone  # noqa: E402
+
+
+@pytest.mark.parametrize("exc", [
+    psycopg.OperationalError("connection to server on socket failed: No such file or directory"),  # no SQLSTATE
+    psycopg.errors.AdminShutdown("terminating connection due to administrator command"),  # 57P01
+    psycopg.errors.CannotConnectNow("the database system is starting up"),  # 57P03
+    psycopg.errors.ConnectionFailure("connection failure"),  # 08006
+    psycopg_pool.PoolTimeout("couldn't get a connection after 1.00 sec"),
+])
+def test_the_server_going_away_is_gone(exc: Exception) -> None:
+    assert _gone(exc)
+
+
+@pytest.mark.parametrize("exc", [
+    psycopg.errors.DiskFull("could not extend file"),  # 53100: StorageFull, handled before
+    psycopg.errors.UniqueViolation("duplicate key"),
+    psycopg.errors.DeadlockDetected("deadlock detected"),
+    psycopg.errors.QueryCanceled("canceling statement due to statement timeout"),
+    psycopg.DataError("NUL character"),
+    ValueError("not a driver error"),
+])
+def test_a_refused_statement_is_not_gone(exc: Exception) -> None:
+    assert not _gone(exc)
