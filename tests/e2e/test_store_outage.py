@@ -1,12 +1,14 @@
 """The PostgreSQL server stops under a running inhouse and comes back: meanwhile every request that needs it gets 503
 ``store_unavailable`` with Retry-After in the one error shape within seconds (never a 500, never the server's
-address), /ready says so and /health does not; once it is back the very first requests succeed without restarting
-inhouse, nothing was half-written and the audit chain verifies."""
+address), /ready says so and /health does not; a stream already running finishes, and its final audit record is
+written once the server is back; then the very first requests succeed without restarting inhouse, nothing was
+half-written and the audit chain verifies."""
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +17,9 @@ import httpx
 import pytest
 from live_server import FAKE_MODEL, LiveServer, run_live_server
 
+from inhouse.engine.backends.fake import reply_script
 from inhouse.store.postgres.local import LocalPostgres
+from inhouse.testing.fakes import build_fake_engine
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -54,7 +58,12 @@ def requests(live: LiveServer, col: str) -> dict[str, Callable[[], httpx.Respons
 def test_requests_get_503_while_postgres_is_away_and_succeed_once_it_is_back(tmp_path: Path,
                                                                               own_postgres: LocalPostgres) -> None:
     url = own_postgres.create_database()
-    with run_live_server(tmp_path, settings={"store": {"url": url}}) as live:
+
+    def load(spec: object) -> object:  # "long" is answered in ~3 s, so the server can stop mid-stream
+        return build_fake_engine(FAKE_MODEL, n_ctx=8192, script=reply_script({"long": "word " * 300}),
+                                 delay_s=0.01, max_tokens_cap=4096)
+
+    with run_live_server(tmp_path, settings={"store": {"url": url}}, load_engine=load) as live:
         auth = {"Authorization": f"Bearer {live.admin_key}"}
         col = httpx.post(live.url + "/v1/collections", headers=auth, json={"name": "handbook"}, timeout=30).json()["id"]
         up = httpx.post(live.url + f"/v1/collections/{col}/documents", headers=auth, timeout=30,
@@ -64,7 +73,21 @@ def test_requests_get_503_while_postgres_is_away_and_succeed_once_it_is_back(tmp
         for name, call in calls.items():
             assert call().status_code in (200, 201), name
 
+        streamed: list[str] = []
+
+        def stream() -> None:
+            with httpx.stream("POST", live.url + "/v1/chat/completions", headers=auth, timeout=60, json={
+                    "model": FAKE_MODEL, "stream": True, "max_tokens": 2000,
+                    "messages": [{"role": "user", "content": "long"}]}) as r:
+                streamed.extend(r.iter_lines())
+
+        streaming = threading.Thread(target=stream)
+        streaming.start()
+        while not streamed:
+            time.sleep(0.05)
         own_postgres.stop()
+        streaming.join(60)
+        assert "data: [DONE]" in streamed  # the answer needs no database once it has started
         for name, call in calls.items():
             t = time.monotonic()
             r = call()
@@ -85,4 +108,6 @@ def test_requests_get_503_while_postgres_is_away_and_succeed_once_it_is_back(tmp
         assert httpx.get(live.url + "/ready", timeout=30).status_code == 200
         docs = httpx.get(live.url + f"/v1/collections/{col}/documents", headers=auth, timeout=30).json()["data"]
         assert sorted(d["filename"] for d in docs) == ["leave.md", "travel.md"]  # once each: nothing half-written
-        assert live.services.audit.verify().ok
+        audit = live.services.audit
+        assert audit.verify().ok and audit.waiting == 0
+        assert not audit.unfinished()  # the stream's final record, kept meanwhile, is in the chain

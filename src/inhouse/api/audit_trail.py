@@ -10,7 +10,8 @@ documents, redactions, token counts). When the request ends the middleware write
   503 ``audit_unavailable`` instead of the answer.
 * A generation (chat / completion) first writes a ``started`` record (``write_started``): if that
   fails the request is refused with 503 before a token is generated. A stream's final record is written
-  after its last byte; if that write fails, the ``started`` record and the server log remain.
+  after its last byte; when the store cannot take it for now it is kept and written later
+  (``AuditLog.record_finished_request``); if that fails too, the ``started`` record and the server log remain.
 
 Routes that only declare ``health:read`` or ``metrics:read`` (probes, scrapes: no content) are not recorded;
 neither are paths that match no route.
@@ -166,7 +167,8 @@ class AuditMiddleware:
         held: Message | None = None
         written = replaced = False
 
-        async def write(status: int, body: bytes = b"") -> None:
+        async def write(status: int, body: bytes = b"", *, answered: bool = False) -> None:
+            """``answered``: the response is out, so a record the store cannot take now is kept for later."""
             nonlocal written
             written = True
             action = _action_of(scope)
@@ -177,7 +179,8 @@ class AuditMiddleware:
             key_id, user_id = _actor_ids(actor)
             details = {"status": status, **ctx.details}
             reason = _error_code(body) if status >= 400 else None
-            await anyio.to_thread.run_sync(lambda: audit.record_request(
+            record = audit.record_finished_request if answered else audit.record_request
+            await anyio.to_thread.run_sync(lambda: record(
                 action=action, outcome=outcome_of(status), request_id=ctx.request_id, actor_key_id=key_id,
                 user_id=user_id, resource=_resource(scope, scope.get("route")), model=ctx.model,
                 location=ctx.location, label=ctx.label, documents=ctx.documents, redactions=ctx.redactions,
@@ -221,6 +224,6 @@ class AuditMiddleware:
     async def _write_quietly(write: Callable[..., Any], status: int) -> None:
         # Only for what can no longer be refused: a finished stream, a disconnect, a crash.
         try:
-            await write(status)
+            await write(status, answered=True)
         except Exception:
             log.critical("the audit record of a finished request could not be written", exc_info=True)

@@ -18,16 +18,18 @@ from typing import Any
 
 import pytest
 
-from inhouse.errors import AuditUnavailable, InvalidRequest
+from inhouse.errors import AuditUnavailable, InvalidRequest, StoreUnavailable
 from inhouse.governance.audit import (
     FIELDS,
     GENESIS,
     RESEALED,
+    STARTED,
     AuditLog,
     canonical_json,
     parse_since,
     record_hash,
 )
+from inhouse.governance.audit.store import append_failed
 from inhouse.governance.events import KEY_CREATED, SecurityEvent
 from inhouse.store.sqlite.audit import open_sqlite_audit_log
 
@@ -450,3 +452,71 @@ def test_parse_since() -> None:
     for bad in ("yesterday", "7x", "", "1; DROP TABLE audit_records"):
         with pytest.raises(InvalidRequest):
             parse_since(bad)
+
+
+# -- records kept while the store cannot be written ------------------------------------------------------
+
+
+@pytest.fixture
+def store_away(log: AuditLog, monkeypatch: pytest.MonkeyPatch) -> Callable[[bool], None]:
+    """``store_away(True)``: every append fails as when the database server is away; ``store_away(False)``: back."""
+    appending = log.store.appending
+    away = [False]
+
+    def maybe_away() -> Any:
+        if away[0]:
+            raise append_failed("The audit log cannot be written", StoreUnavailable("The database is away."))
+        return appending()
+
+    monkeypatch.setattr(log.store, "appending", maybe_away)
+    return lambda on: away.__setitem__(0, on)
+
+
+def test_a_finished_request_record_is_kept_while_the_store_is_away_and_written_first_after(
+        log: AuditLog, store_away: Callable[[bool], None]) -> None:
+    log.record_request(action="chat:create", outcome=STARTED, request_id="req_1")
+    store_away(True)
+    log.record_finished_request(action="chat:create", outcome="success", request_id="req_1", details={"n": 1})
+    log.record_finished_request(action="chat:create", outcome="aborted", request_id="req_2")
+    assert log.count() == 1 and log.waiting == 2
+    with pytest.raises(AuditUnavailable):  # what has not happened yet is still refused
+        log.record_request(action="chat:create", outcome=STARTED, request_id="req_3")
+    with pytest.raises(AuditUnavailable):
+        log.record(SecurityEvent(KEY_CREATED, None, None, "key_x"))
+    store_away(False)
+    log.record_request(action="chat:create", outcome=STARTED, request_id="req_3")
+    recs = log.records()
+    assert [(r.request_id, r.outcome) for r in recs] == [
+        ("req_1", STARTED), ("req_1", "success"), ("req_2", "aborted"), ("req_3", STARTED)]
+    assert recs[1].details == {"n": 1} and recs[1].ts <= recs[3].ts  # its own time, not the time it was written
+    assert log.waiting == 0 and log.verify().ok and [r.request_id for r in log.unfinished()] == ["req_3"]
+
+
+def test_kept_records_are_bounded_and_written_on_close(log: AuditLog, store_away: Callable[[bool], None],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("inhouse.governance.audit.log.MAX_KEPT", 2)
+    store_away(True)
+    log.record_finished_request(action="chat:create", outcome="success", request_id="a")
+    log.record_finished_request(action="chat:create", outcome="success", request_id="b")
+    with pytest.raises(AuditUnavailable):
+        log.record_finished_request(action="chat:create", outcome="success", request_id="c")
+    with pytest.raises(ValueError):
+        log.record_finished_request(action="chat:create", outcome=STARTED, request_id="d")
+    store_away(False)
+    log.close()
+    again = open_sqlite_audit_log(log.store.path)
+    try:
+        assert [r.request_id for r in again.records()] == ["a", "b"] and again.verify().ok
+    finally:
+        again.close()
+
+
+def test_a_log_that_no_longer_matches_its_head_keeps_nothing(log: AuditLog,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    def mismatch() -> Any:
+        raise AuditUnavailable("The audit log does not match its signed head.")
+
+    monkeypatch.setattr(log.store, "appending", mismatch)
+    with pytest.raises(AuditUnavailable):
+        log.record_finished_request(action="chat:create", outcome="success", request_id="a")
+    assert log.waiting == 0

@@ -31,3 +31,17 @@ def test_the_server_going_away_is_gone(exc: Exception) -> None:
 ])
 def test_a_refused_statement_is_not_gone(exc: Exception) -> None:
     assert not _gone(exc)
+
+
+@pytest.mark.integration
+def test_a_busy_pool_is_an_overload_not_an_outage(postgres_url: str) -> None:
+    from inhouse.errors import Overloaded
+    from inhouse.store.postgres.database import PostgresDatabase
+
+    db = PostgresDatabase(postgres_url, max_size=1, timeout_s=0.5)
+    try:
+        with db.connection(), pytest.raises(Overloaded):  # the one connection held: the next caller waits 0.5 s
+            db.scalar("SELECT 1")
+        assert db._outage_since is None and db.scalar("SELECT 1") == 1  # no outage: later callers wait as usual
+    finally:
+        db.close()

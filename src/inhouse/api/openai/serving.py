@@ -44,7 +44,7 @@ from inhouse.api.openai.knowledge import ground_chat
 from inhouse.api.openai.relay import Relayed, relay
 from inhouse.api.streaming import run_until_disconnect
 from inhouse.chat.output import OutputAccumulator, Usage, total_usage
-from inhouse.errors import EngineFailure, InvalidRequest, Overloaded, Unavailable
+from inhouse.errors import EngineFailure, InhouseError, InvalidRequest, Overloaded, Unavailable
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -280,6 +280,8 @@ class LocalGeneration:
         for hook in self._hooks:
             try:
                 hook(usage, aborted)
+            except InhouseError as exc:  # e.g. the database away: the quota is not charged, and says why
+                log.error("a finish hook of request %s failed: %s", self.prepared.request_id, exc.message)
             except Exception:
                 log.exception("a finish hook of request %s failed", self.prepared.request_id)
 

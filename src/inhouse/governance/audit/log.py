@@ -16,6 +16,12 @@ signed head; if they differ (truncation, forged appends) every further append is
 commit (possible where the head is a file), needs no operator: the head carries its record, and ``recover`` (run
 when the log is opened and before every append) finishes the append. See docs/governance.md.
 
+A record that can no longer refuse its action (the final record of a finished stream or a disconnect: the answer is
+out) is not dropped when the store cannot be written for now (the database away, the disk full): ``record_request``
+with ``keep_if_unavailable`` keeps it in memory, with its own time, and it is written before the next record that
+can be, so it lands in the chain in order once the store is back. At most ``MAX_KEPT`` wait; a process that stops
+with some still waiting leaves their ``started`` records to ``close_interrupted`` at the next start.
+
 The hash covers the stored column values exactly (the JSON columns as their canonical text), so a third
 party can check an export without the key: see ``chain.py``.
 """
@@ -26,12 +32,13 @@ import logging
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from inhouse.errors import AuditUnavailable, InvalidRequest
+from inhouse.errors import AuditStorageFull, AuditStoreUnavailable, AuditUnavailable, InvalidRequest
 from inhouse.governance.audit.chain import (
     FIELDS,
     GENESIS,
@@ -58,6 +65,8 @@ ENGINE_CRASHED = "engine.crashed"  # a model's engine process died (reason: the 
 STARTED = "started"
 # Outcome of the final record written for a request whose process stopped before it ended (see close_interrupted).
 INTERRUPTED = "interrupted"
+# Final records kept in memory while the store cannot be written (a record is ~1 KB).
+MAX_KEPT = 10_000
 
 # Keys of ``SecurityEvent.details`` that have a column of their own: lifted out of ``details`` into it
 # (``destination`` is the egress policy's word for ``location``).
@@ -142,6 +151,9 @@ class AuditLog:
         self._clock = clock
         self._lock = threading.Lock()
         self._closed = False
+        self._kept: deque[dict[str, Any]] = deque()  # the fields of final records waiting for the store
+        self._kept_lock = threading.Lock()
+        self._flush_lock = threading.Lock()  # one writer of the kept records at a time
         try:
             self.recover()
         except AuditUnavailable as exc:
@@ -169,11 +181,56 @@ class AuditLog:
         """One request-level record (``outcome`` 'started' for the write-ahead record of a generation)."""
         if outcome == STARTED and self.node is not None:
             details = {**(details or {}), "node": self.node}
-        return self.append(
+        return self._append(self._fields(
             kind="request", action=action, outcome=outcome, request_id=request_id, actor_key_id=actor_key_id,
             user_id=user_id, resource=resource, model=model, location=location, label=label,
             documents=documents, redactions=redactions, reason=reason, details=details, at=at,
-        )
+        ))
+
+    def record_finished_request(self, **request: Any) -> None:
+        """``record_request`` for a record whose action has happened already (a finished stream, a disconnect).
+        When the store cannot be written for now, the record is kept with its time and written before the next
+        one; ``AuditUnavailable`` only when ``MAX_KEPT`` are waiting already or the failure is of another kind."""
+        if request.get("outcome") == STARTED:
+            raise ValueError("a started record must be written before its action, never kept")
+        fields = self._fields(kind="request", **{"at": self._clock(), **request})
+        try:
+            self._append(fields)
+        except (AuditStoreUnavailable, AuditStorageFull):
+            with self._kept_lock:
+                if len(self._kept) >= MAX_KEPT:
+                    raise
+                self._kept.append(fields)
+                waiting = len(self._kept)
+            log.error("the audit record of request %s is kept in memory until the audit store can be written "
+                      "(%d waiting)", request.get("request_id"), waiting)
+
+    @property
+    def waiting(self) -> int:
+        """Final records kept in memory, not yet in the store."""
+        return len(self._kept)
+
+    def _write_kept(self) -> None:
+        """Write the kept records, oldest first, before anything newer; ``AuditUnavailable`` if the store still
+        cannot be written (they stay kept)."""
+        if not self._kept:
+            return
+        with self._flush_lock:
+            written = 0
+            while True:
+                with self._kept_lock:
+                    if not self._kept:
+                        break
+                    fields = self._kept[0]
+                self._write(fields, check_head=True)
+                with self._kept_lock:
+                    self._kept.popleft()
+                written += 1
+            log.warning("%d audit records kept while the audit store could not be written are now written", written)
+
+    def _append(self, fields: dict[str, Any]) -> AuditRecord:
+        self._write_kept()
+        return self._write(fields, check_head=True)
 
     def append(
         self, *, kind: Kind, action: str, outcome: str, request_id: str | None = None,
@@ -184,6 +241,19 @@ class AuditLog:
     ) -> AuditRecord:
         """Append one record and re-sign the head, in one transaction. Bad arguments (a programming error)
         raise ``ValueError``/``TypeError``; a failed write raises ``AuditUnavailable``."""
+        return self._append(self._fields(
+            kind=kind, action=action, outcome=outcome, request_id=request_id, actor_key_id=actor_key_id,
+            user_id=user_id, resource=resource, model=model, location=location, label=label, documents=documents,
+            redactions=redactions, reason=reason, details=details, at=at))
+
+    def _fields(
+        self, *, kind: Kind, action: str, outcome: str, request_id: str | None = None,
+        actor_key_id: str | None = None, user_id: str | None = None, resource: str | None = None,
+        model: str | None = None, location: str | None = None, label: str | None = None,
+        documents: Sequence[str] = (), redactions: Mapping[str, int] | None = None, reason: str | None = None,
+        details: Mapping[str, Any] | None = None, at: float | None = None,
+    ) -> dict[str, Any]:
+        """A record's checked columns, its time fixed (``at``, else now)."""
         if kind not in ("request", "security"):
             raise ValueError(f"unknown audit record kind {kind!r}")
         if not action or not isinstance(action, str):
@@ -203,7 +273,7 @@ class AuditLog:
         }
         if len(fields["details"]) > _MAX_DETAILS_CHARS:
             raise ValueError(f"audit details are larger than {_MAX_DETAILS_CHARS} characters")
-        return self._write(fields, check_head=True)
+        return fields
 
     def reseal(self, reason: str, *, actor_key_id: str | None = None) -> AuditRecord:
         """Re-anchor the signed head on the current tail after an operator has examined a mismatch (a crash
@@ -352,6 +422,12 @@ class AuditLog:
         raise AssertionError("unreachable")
 
     def close(self) -> None:
+        if self._kept and not self._closed:
+            try:
+                self._write_kept()
+            except AuditUnavailable as exc:
+                log.error("%d kept audit records could not be written before closing (their requests will be "
+                          "closed as interrupted at the next start): %s", len(self._kept), exc.message)
         with self._lock:
             if not self._closed:
                 self._closed = True

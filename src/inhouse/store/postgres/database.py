@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from inhouse.errors import InvalidRequest, StoreUnavailable, Unavailable, is_storage_full, storage_full
+from inhouse.errors import InvalidRequest, Overloaded, StoreUnavailable, Unavailable, is_storage_full, storage_full
 
 Params = Sequence[Any] | dict[str, Any] | None
 
@@ -67,7 +67,8 @@ def redact_url(url: str) -> str:
 
 
 def _gone(exc: BaseException) -> bool:
-    """Whether a driver error means the server cannot be reached (rather than a statement it refused)."""
+    """Whether a driver error means the server cannot be reached (rather than a statement it refused). A pool
+    timeout is one of these too, unless a direct connection shows the pool was only busy (``_mapped_errors``)."""
     import psycopg
     from psycopg_pool import PoolTimeout
 
@@ -164,6 +165,9 @@ class PostgresDatabase:
             if is_storage_full(exc):
                 raise storage_full("Could not write to the PostgreSQL database", exc) from exc
             if _gone(exc):
+                if self._outage_since is None and self._busy(exc):
+                    raise Overloaded("Every database connection of this process is busy; retry shortly.",
+                                     retry_after_s=1.0) from exc
                 raise self._went(exc) from exc
             if isinstance(exc, self._data_error) and "NUL" in str(exc):
                 raise InvalidRequest("Text with a NUL character (\\u0000) cannot be stored or looked up.",
@@ -171,6 +175,23 @@ class PostgresDatabase:
             raise
         if self._outage_since is not None:
             self._back()
+
+    def _busy(self, exc: BaseException) -> bool:
+        """A pool timeout while the server accepts a direct connection: the pool is saturated, not the server
+        gone (an overload must not put every later caller on the outage's short wait)."""
+        from psycopg_pool import PoolTimeout
+
+        return isinstance(exc, PoolTimeout) and self._server_answers()
+
+    def _server_answers(self) -> bool:
+        """One direct connection, outside the pool."""
+        import psycopg
+
+        try:
+            psycopg.connect(self.url, connect_timeout=max(1, int(OUTAGE_WAIT_S))).close()
+        except psycopg.Error:
+            return False
+        return True
 
     def _pooled(self) -> Any:
         """The pool's ``connection()`` context, after renewing the pool if an outage has just ended."""
@@ -183,8 +204,6 @@ class PostgresDatabase:
         new pool in place of the old one. The old pool's reconnection attempts back off exponentially (1, 2, 4 ...
         64 s apart), so after a two-minute outage it could go on refusing for another minute; clients still waiting
         on it get ``StoreUnavailable`` as before."""
-        import psycopg
-
         if not self._renew_lock.acquire(blocking=False):
             return
         try:
@@ -192,9 +211,7 @@ class PostgresDatabase:
             if self._outage_since is None or now - self._probed_at < OUTAGE_WAIT_S:
                 return
             self._probed_at = now
-            try:
-                psycopg.connect(self.url, connect_timeout=max(1, int(OUTAGE_WAIT_S))).close()
-            except psycopg.Error:
+            if not self._server_answers():
                 return
             fresh = self._new_pool()
             try:
