@@ -16,6 +16,7 @@ from inhouse.cli import kb as kb_cli
 from inhouse.cli import minutes as minutes_cli
 from inhouse.cli import outline as outline_cli
 from inhouse.cli import schedule as schedule_cli
+from inhouse.cli import service as service_cli
 from inhouse.cli import status as status_cli
 from inhouse.cli import store as store_cli
 from inhouse.cli import support as support_cli
@@ -47,6 +48,8 @@ app.add_typer(groups_cli.app, name="groups", help="Groups (departments) and thei
 app.add_typer(audit_cli.app, name="audit", help="Verify, export and report on the tamper-evident audit log.")
 app.add_typer(cluster_cli.app, name="cluster", help="Cluster mode: start, join, inspect and stop Ray nodes.")
 app.add_typer(schedule_cli.app, name="schedule", help="Your calendar: events, free slots, trips, .ics, chat.")
+app.add_typer(service_cli.app, name="service", help="Keep the server running as a systemd service (restarted after "
+              "a crash, started at boot).")
 app.add_typer(store_cli.app, name="store", help="Where data is kept: copy an embedded install into PostgreSQL.")
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
+import socket
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -23,6 +25,7 @@ from inhouse.cli.common import (
 
 if TYPE_CHECKING:
     from inhouse.config import Settings
+    from inhouse.deploy.systemd import Notifier
     from inhouse.services import Services
 
 
@@ -60,6 +63,7 @@ def register(app: typer.Typer) -> None:
 
         from inhouse.api.app import build_app
         from inhouse.api.connections import http_protocol
+        from inhouse.deploy.systemd import Notifier
 
         logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         settings = settings_from(data_dir, host=host, port=port)
@@ -74,9 +78,11 @@ def register(app: typer.Typer) -> None:
         if cluster is not None:
             _serve_on_cluster(settings, cluster, node_ip)
             return
+        notifier = Notifier()  # systemd's Type=notify (`inhouse service install`); nothing outside systemd
         with translate_errors():
             from inhouse.bootstrap import build_probe
 
+            notifier.status("probing the hardware")
             # Before the services: the default model ("auto") and the weight path are chosen from its answer.
             report = current_probe(build_probe(settings))
             console.print(f"Hardware: {report.cpu_model}, {report.physical_cores} cores, "
@@ -101,6 +107,7 @@ def register(app: typer.Typer) -> None:
                 console.print(f"Default model: {name} ({services.default_model.reason}).", highlight=False)
             spec = services.registry.resolve(name)
             t0 = time.perf_counter()
+            notifier.status(f"loading {spec.name}")
             with console.status(f"Loading {spec.name} ({spec.size_bytes / 1e6:.0f} MB, {spec.quantization})…"):
                 services.registry.get_engine(name)
                 for extra in settings.models.preload:
@@ -118,13 +125,56 @@ def register(app: typer.Typer) -> None:
         if settings.models.idle_release_s:
             console.print(f"Idle release: models are unloaded after {settings.models.idle_release_s:g} s "
                           "without requests and reloaded on the next one.")
+        config = uvicorn.Config(app_, host=settings.server.host, port=settings.server.port,
+                                log_level=log_level.lower(), timeout_graceful_shutdown=5,
+                                timeout_keep_alive=int(max(1, settings.server.keep_alive_s)),
+                                http=http_protocol(settings.server))
         try:
-            uvicorn.run(app_, host=settings.server.host, port=settings.server.port, log_level=log_level.lower(),
-                        timeout_graceful_shutdown=5, timeout_keep_alive=int(max(1, settings.server.keep_alive_s)),
-                        http=http_protocol(settings.server))
+            _notifying_server(config, notifier, f"serving {name} at {url}").run()
         finally:
+            notifier.stopping()
             services.close()
             err_console.print("stopped")
+
+
+def _notifying_server_class() -> type:
+    import uvicorn
+
+    class NotifyingServer(uvicorn.Server):
+        """uvicorn's server, telling systemd when it listens (``READY=1``) and that its event loop still turns
+        (``WATCHDOG=1``, from a task on that loop: a stuck loop stops saying it)."""
+
+        def __init__(self, config: uvicorn.Config, notifier: Notifier, status: str) -> None:
+            super().__init__(config)
+            self._notifier = notifier
+            self._status = status
+            self._pinger: asyncio.Task[None] | None = None
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.should_exit:  # the port could not be bound: uvicorn is stopping
+                return
+            self._notifier.ready(self._status)
+            if self._notifier.watchdog_interval_s is not None:
+                self._pinger = asyncio.create_task(self._ping(self._notifier.watchdog_interval_s))
+
+        async def _ping(self, every_s: float) -> None:
+            while True:
+                self._notifier.watchdog()
+                await asyncio.sleep(every_s)
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            self._notifier.stopping()
+            if self._pinger is not None:
+                self._pinger.cancel()
+            await super().shutdown(sockets)
+
+    return NotifyingServer
+
+
+def _notifying_server(config: Any, notifier: Notifier, status: str) -> Any:
+    """A ``NotifyingServer`` (its class is built on first use: uvicorn is imported lazily, so `--help` is fast)."""
+    return _notifying_server_class()(config, notifier, status)
 
 
 def _serve_on_cluster(settings: Settings, address: str, node_ip: str) -> None:

@@ -165,6 +165,8 @@ env -u PIP_FIND_LINKS -u PIP_INDEX_URL -u PIP_EXTRA_INDEX_URL -u PIP_CONSTRAINT 
   "$VENV/bin/pip" install --quiet --no-index --find-links "$HERE/wheels" -r "$HERE/requirements.txt"
 "$VENV/bin/inhouse" image install "$HERE" --data-dir "$DATA_DIR"
 echo "Start it with: INHOUSE_CONFIG=$DATA_DIR/config.toml $VENV/bin/inhouse serve --data-dir $DATA_DIR"
+echo "or keep it running (restarted after a crash, started at boot):"
+echo "  $VENV/bin/inhouse service install --data-dir $DATA_DIR --config $DATA_DIR/config.toml"
 """
 
 

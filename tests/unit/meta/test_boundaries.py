@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[3] / "src" / "inhouse"
-CORE = ("engine", "models", "kb", "governance", "apps", "store", "chat", "hardware")
+CORE = ("engine", "models", "kb", "governance", "apps", "store", "chat", "hardware", "deploy")
 EDGES = ("api", "cli", "web")
 # third-party library → the only package paths allowed to import it
 OWNED = {

@@ -1,0 +1,1 @@
+"""Running inhouse on a machine: the systemd service (``systemd.py``)."""

@@ -1,0 +1,150 @@
+"""Running ``inhouse serve`` as a systemd service: the unit file ``inhouse service install`` writes, and the
+``sd_notify`` messages the server sends while it runs under it.
+
+Why systemd: the server supervises its engines (a crash in native code is recovered in-process,
+docs/engine-process.md), but nothing restarts the server itself after an OOM kill, a crash of Python or a reboot.
+The unit restarts it (``Restart=always``) and starts it at boot. ``Type=notify``: systemd counts the service as
+started once the server says ``READY=1`` (after the model loaded and the port listens), so a dependent unit or an
+operator's ``systemctl start`` waits for a server that answers; ``WatchdogSec``: the event loop says ``WATCHDOG=1``
+every third of it, and a loop stuck for longer (a deadlock, a blocking call) is killed and restarted.
+
+The notify protocol is a datagram to the socket in ``$NOTIFY_SOCKET`` (``@`` for Linux's abstract namespace);
+without the variable (not under systemd) every call does nothing. No library: the protocol is one ``sendto``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+Scope = Literal["system", "user"]
+UNIT_NAME = "inhouse.service"
+# Seconds: a 13B model loads in minutes on a 2-core machine; beyond that the start has failed.
+START_TIMEOUT_S = 900
+WATCHDOG_S = 60
+RESTART_S = 3
+
+
+@dataclass(frozen=True)
+class ServiceUnit:
+    """What the unit runs: ``inhouse serve`` of this installation on ``data_dir``."""
+
+    executable: Path  # the ``inhouse`` console script of the virtualenv
+    data_dir: Path
+    scope: Scope
+    run_as: str | None = None  # system scope: the account the server runs as (never root)
+    config: Path | None = None  # INHOUSE_CONFIG, when the settings live in a TOML file
+    open_files: int = 2048  # LimitNOFILE: above server.max_connections plus the databases, models and sockets
+
+    def render(self) -> str:
+        q = quote
+        service = [
+            "Type=notify",
+            "NotifyAccess=main",
+            f"ExecStart={q(self.executable, command=True)} serve --data-dir {q(self.data_dir, command=True)}",
+            f"Environment={q(f'INHOUSE_DATA_DIR={self.data_dir}')}",
+        ]
+        if self.config is not None:
+            service.append(f"Environment={q(f'INHOUSE_CONFIG={self.config}')}")
+        if self.scope == "system":
+            if not self.run_as or self.run_as in ("root", "nobody"):
+                # nobody: its files would be everybody's who runs as nobody (systemd warns the same).
+                raise ValueError("a system unit runs inhouse as a named account of its own, never root or nobody")
+            service += [f"User={self.run_as}", "NoNewPrivileges=yes", "ProtectSystem=full",
+                        f"ReadWritePaths={q(self.data_dir)}"]
+        service += [
+            "Restart=always",
+            f"RestartSec={RESTART_S}",
+            f"TimeoutStartSec={START_TIMEOUT_S}",
+            "TimeoutStopSec=30",
+            f"WatchdogSec={WATCHDOG_S}",
+            # SIGTERM to the server alone: it stops its engine processes itself; whatever is left is killed after.
+            "KillMode=mixed",
+            f"LimitNOFILE={self.open_files}",
+            "PrivateTmp=yes",
+            "UMask=0077",
+        ]
+        target = "multi-user.target" if self.scope == "system" else "default.target"
+        return "\n".join([
+            "# Written by `inhouse service install`; `inhouse service uninstall` removes it.",
+            "[Unit]",
+            "Description=inhouse: private AI on this machine's CPUs",
+            "After=network-online.target",
+            "Wants=network-online.target",
+            # Restart for ever, but not in a tight loop: 10 failed starts in 5 minutes stop it (a broken install).
+            "StartLimitIntervalSec=300",
+            "StartLimitBurst=10",
+            "",
+            "[Service]",
+            *service,
+            "",
+            "[Install]",
+            f"WantedBy={target}",
+            "",
+        ])
+
+
+def quote(value: object, *, command: bool = False) -> str:
+    """``value`` as one word of a unit file: in double quotes, with ``\\`` and ``"`` escaped, ``%`` doubled (a
+    specifier otherwise) and, in a command line, ``$`` doubled (a variable otherwise)."""
+    text = str(value)
+    if any(c in text for c in "\n\r\0"):
+        raise ValueError(f"a unit file cannot hold {text!r}")
+    text = text.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+    return f'"{text.replace("$", "$$") if command else text}"'
+
+
+def unit_dir(scope: Scope, home: Path | None = None) -> Path:
+    """Where systemd looks for units an administrator (``system``) or a user (``user``) installs."""
+    if scope == "system":
+        return Path("/etc/systemd/system")
+    config = os.environ.get("XDG_CONFIG_HOME")
+    return (Path(config) if config else (home or Path.home()) / ".config") / "systemd" / "user"
+
+
+def systemd_running() -> bool:
+    """True when systemd is this machine's init (not in most containers)."""
+    return Path("/run/systemd/system").is_dir()
+
+
+class Notifier:
+    """``sd_notify`` for the server. ``watchdog_interval_s`` is how often to say ``WATCHDOG=1`` (a third of what
+    systemd allows), None when no watchdog is asked for."""
+
+    def __init__(self, environ: dict[str, str] | None = None) -> None:
+        env = dict(os.environ if environ is None else environ)
+        path = env.get("NOTIFY_SOCKET", "")
+        self._address = "\0" + path[1:] if path.startswith("@") else path
+        self.watchdog_interval_s: float | None = None
+        usec, pid = env.get("WATCHDOG_USEC"), env.get("WATCHDOG_PID")
+        if usec and usec.isdigit() and int(usec) > 0 and (not pid or pid == str(os.getpid())):
+            self.watchdog_interval_s = int(usec) / 1e6 / 3
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._address)
+
+    def notify(self, *lines: str) -> None:
+        """Send ``lines`` (``READY=1``, ``STATUS=…``) as one message; errors are ignored (systemd may be gone)."""
+        if not self._address:
+            return
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+                s.sendto("\n".join(lines).encode(), self._address)
+        except OSError:
+            pass
+
+    def status(self, text: str) -> None:
+        self.notify(f"STATUS={text}")
+
+    def ready(self, status: str) -> None:
+        self.notify("READY=1", f"STATUS={status}", f"MAINPID={os.getpid()}")
+
+    def watchdog(self) -> None:
+        self.notify("WATCHDOG=1")
+
+    def stopping(self) -> None:
+        self.notify("STOPPING=1", "STATUS=stopping")

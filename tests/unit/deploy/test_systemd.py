@@ -1,0 +1,116 @@
+"""The unit `inhouse service install` writes (checked by systemd's own `systemd-analyze verify` where it is
+installed) and the sd_notify messages, received on a real datagram socket."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from inhouse.deploy.systemd import Notifier, ServiceUnit, quote
+
+EXE = Path(sys.executable)  # any executable file: verify checks that ExecStart's exists
+
+
+def unit(**kw: object) -> ServiceUnit:
+    return ServiceUnit(**{"executable": EXE, "data_dir": Path("/var/lib/inhouse"), "scope": "system",
+                          "run_as": "daemon", **kw})  # type: ignore[arg-type]
+
+
+def directives(text: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            out.setdefault(key, []).append(value)
+    return out
+
+
+def test_a_system_unit_restarts_notifies_and_runs_as_its_account() -> None:
+    d = directives(unit(config=Path("/etc/inhouse.toml")).render())
+    assert d["Type"] == ["notify"] and d["Restart"] == ["always"] and d["User"] == ["daemon"]
+    assert d["ExecStart"] == [f'"{EXE}" serve --data-dir "/var/lib/inhouse"']
+    assert d["Environment"] == ['"INHOUSE_DATA_DIR=/var/lib/inhouse"', '"INHOUSE_CONFIG=/etc/inhouse.toml"']
+    assert d["ReadWritePaths"] == ['"/var/lib/inhouse"'] and d["WantedBy"] == ["multi-user.target"]
+    assert int(d["WatchdogSec"][0]) > 0 and d["KillMode"] == ["mixed"]
+
+
+def test_a_user_unit_has_no_account_and_starts_with_the_session() -> None:
+    d = directives(unit(scope="user", run_as=None).render())
+    assert "User" not in d and d["WantedBy"] == ["default.target"]
+
+
+@pytest.mark.parametrize("account", [None, "root", "nobody"])
+def test_a_system_unit_never_runs_as_root(account: str | None) -> None:
+    with pytest.raises(ValueError, match="never root"):
+        unit(run_as=account).render()
+
+
+def test_quoting_keeps_specifiers_variables_and_quotes_literal() -> None:
+    assert quote('data/50% "x"\\y$', command=True) == '"data/50%% \\"x\\"\\\\y$$"'
+    assert quote("A=$HOME") == '"A=$HOME"'  # Environment= does not expand variables
+    with pytest.raises(ValueError):
+        quote("two\nlines")
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+@pytest.mark.parametrize("scope", ["system", "user"])
+def test_systemd_accepts_the_unit(tmp_path: Path, scope: str) -> None:
+    data = tmp_path / "data dir with 100% spaces"
+    data.mkdir()
+    path = tmp_path / "inhouse.service"
+    path.write_text(unit(scope=scope, run_as="daemon" if scope == "system" else None, data_dir=data).render())
+    runtime = tmp_path / "run"  # a user manager needs its runtime directory, which a test session has not
+    runtime.mkdir(mode=0o700)
+    done = subprocess.run(["systemd-analyze", "verify", *(["--user"] if scope == "user" else []), str(path)],
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "XDG_RUNTIME_DIR": str(runtime)})
+    problems = [line for line in (done.stdout + done.stderr).splitlines() if "inhouse.service" in line]
+    assert done.returncode == 0 and not problems, done.stdout + done.stderr
+
+
+@pytest.fixture(params=["path", "abstract"])
+def notify_socket(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[socket.socket, str]]:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    if request.param == "path":
+        name = str(tmp_path / "notify")
+        s.bind(name)
+    else:
+        name = f"@inhouse-test-{os.getpid()}-{id(s)}"
+        s.bind("\0" + name[1:])
+    s.settimeout(2)
+    yield s, name
+    s.close()
+
+
+def test_the_notifier_speaks_sd_notify(notify_socket: tuple[socket.socket, str]) -> None:
+    s, name = notify_socket
+    n = Notifier({"NOTIFY_SOCKET": name, "WATCHDOG_USEC": "30000000"})
+    assert n.enabled and n.watchdog_interval_s == 10.0
+    n.status("loading qwen")
+    n.ready("serving")
+    n.watchdog()
+    n.stopping()
+    got = [s.recv(4096).decode() for _ in range(4)]
+    assert got[0] == "STATUS=loading qwen"
+    assert got[1].splitlines()[:2] == ["READY=1", "STATUS=serving"] and f"MAINPID={os.getpid()}" in got[1]
+    assert got[2] == "WATCHDOG=1" and got[3].startswith("STOPPING=1")
+
+
+@pytest.mark.parametrize("env", [{}, {"NOTIFY_SOCKET": "/nonexistent/socket"}])
+def test_outside_systemd_or_with_systemd_gone_nothing_fails(env: dict[str, str]) -> None:
+    n = Notifier(env)
+    n.ready("serving")
+    n.watchdog()
+    assert n.watchdog_interval_s is None
+
+
+def test_a_watchdog_meant_for_another_process_is_ignored() -> None:
+    n = Notifier({"NOTIFY_SOCKET": "/x", "WATCHDOG_USEC": "30000000", "WATCHDOG_PID": str(os.getpid() + 1)})
+    assert n.watchdog_interval_s is None
