@@ -273,7 +273,11 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
     settings.model_cache_dir.mkdir(parents=True, exist_ok=True)
     # inhouse.db holds every table unless store.url names PostgreSQL (then it is opened, and stays empty).
     db = open_inhouse_db(settings.db_path)
-    stores = build_stores(settings, db)
+    try:
+        stores = build_stores(settings, db)
+    except BaseException:  # e.g. the PostgreSQL server not up yet: `serve` tries again, with nothing left open
+        db.close()
+        raise
     governance = stores.governance
     # Every security action (users, groups, memberships, keys, egress decisions, model loads) is recorded
     # here; a failed write makes the action fail.

@@ -393,6 +393,12 @@ class StoreSettings(BaseModel):
         "libpq reads `PGPASSWORD` or `~/.pgpass`. `inhouse store migrate --to URL` copies an embedded install there.",
     )
     pool_size: int = Field(8, ge=1, le=100, description="Connections each inhouse process keeps per PostgreSQL store.")
+    connect_wait_s: float = Field(
+        300.0, ge=0,
+        description="`inhouse serve` waits this long for a PostgreSQL server that cannot be reached when it starts "
+        "(both machines rebooting), retrying every few seconds, before it gives up (exit 5). Other commands fail at "
+        "once.",
+    )
     resident_vectors_max_chunks: int = Field(
         500_000, ge=0,
         description="PostgreSQL: while the knowledge index holds at most this many chunks, search scores an exact "

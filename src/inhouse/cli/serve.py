@@ -22,6 +22,7 @@ from inhouse.cli.common import (
     settings_from,
     translate_errors,
 )
+from inhouse.errors import StoreUnavailable
 
 if TYPE_CHECKING:
     from inhouse.config import Settings
@@ -88,7 +89,7 @@ def register(app: typer.Typer) -> None:
             console.print(f"Hardware: {report.cpu_model}, {report.physical_cores} cores, "
                           f"{report.memory_total_bytes / 1e9:.0f} GB, {report.bandwidth_gb_s:.0f} GB/s. "
                           f"{report.amx_verdict()}", highlight=False)
-            services = open_services(settings)
+            services = _open_waiting_for_store(settings, notifier)
             # Requests of an earlier process that never ended (a crash, a kill): their final record says so.
             interrupted = services.audit.close_interrupted()
             if interrupted:
@@ -135,6 +136,31 @@ def register(app: typer.Typer) -> None:
             notifier.stopping()
             services.close()
             err_console.print("stopped")
+
+
+# Seconds between two attempts to reach a PostgreSQL store that is not up yet.
+STORE_RETRY_S = 5.0
+
+
+def _open_waiting_for_store(settings: Settings, notifier: Notifier) -> Services:
+    """The services, waiting up to ``store.connect_wait_s`` for a PostgreSQL server that cannot be reached yet (after
+    a power cut both machines boot, and the database may come up last). Failing at once would have systemd restart
+    the server every few seconds until its start limit stops it for good: an operator step after an ordinary
+    reboot. Anything but an unreachable store fails at once."""
+    deadline = time.monotonic() + settings.store.connect_wait_s
+    attempt = 0
+    while True:
+        try:
+            return open_services(settings)
+        except StoreUnavailable as exc:
+            attempt += 1
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise
+            if attempt == 1 or attempt % 6 == 0:
+                err_console.print(f"waiting for the database ({left:.0f} s more): {exc.message}", highlight=False)
+            notifier.status(f"waiting for the database (attempt {attempt})")
+            time.sleep(min(STORE_RETRY_S, left))
 
 
 def _notifying_server_class() -> type:

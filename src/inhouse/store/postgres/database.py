@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from inhouse.errors import InvalidRequest, Overloaded, StoreUnavailable, Unavailable, is_storage_full, storage_full
+from inhouse.errors import InvalidRequest, Overloaded, StoreUnavailable, is_storage_full, storage_full
 
 Params = Sequence[Any] | dict[str, Any] | None
 
@@ -127,7 +127,7 @@ class PostgresDatabase:
             self._pool.open(wait=True, timeout=timeout_s)
         except Exception as exc:
             self._pool.close()
-            raise Unavailable(f"The PostgreSQL server at {redact_url(url)} cannot be reached: {exc}") from exc
+            raise StoreUnavailable(f"The PostgreSQL server at {redact_url(url)} cannot be reached: {exc}") from exc
 
     @property
     def errors(self) -> type[Exception]:

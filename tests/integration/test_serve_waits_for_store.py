@@ -1,0 +1,68 @@
+"""`inhouse serve` started before its PostgreSQL server (both machines booting after a power cut): it waits, saying
+so, and serves once the database is up; past `store.connect_wait_s` it exits 5 with one clear line. Failing at once
+would have systemd restart it every few seconds until its start limit stopped it for good."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from inhouse.store.postgres.local import LocalPostgres
+from inhouse.testing.crash import inhouse_argv
+from inhouse.testing.server_process import ServerProcess
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+SMOL = "smollm2-135m"
+
+
+@pytest.fixture
+def stopped_postgres() -> Iterator[tuple[LocalPostgres, str]]:
+    """A PostgreSQL of this test's own with an empty database, stopped."""
+    pytest.importorskip("pgserver")
+    directory = Path(tempfile.mkdtemp(prefix="inhouse-pg-"))
+    server = LocalPostgres(directory, durable=False)
+    try:
+        server.start()
+        url = server.create_database()
+        server.stop()
+        yield server, url
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_serve_waits_for_its_database_then_serves(tmp_path: Path, stopped_postgres: tuple[LocalPostgres, str]) -> None:
+    pg, url = stopped_postgres
+    starter = threading.Timer(14.0, pg.start)  # up 14 s after the server started: past its first 10 s attempt
+    env = {"INHOUSE_STORE__URL": url, "INHOUSE_STORE__CONNECT_WAIT_S": "120"}
+    server = ServerProcess(tmp_path, SMOL, env=env)
+    starter.start()
+    try:
+        server.start(ready_timeout_s=300)
+        assert httpx.get(server.url + "/ready", timeout=10).status_code == 200
+    finally:
+        starter.cancel()
+        server.stop()
+    assert "waiting for the database" in server.log_tail(20000)
+
+
+def test_serve_gives_up_after_connect_wait_s_with_one_line(tmp_path: Path,
+                                                           stopped_postgres: tuple[LocalPostgres, str]) -> None:
+    _, url = stopped_postgres
+    env = {"INHOUSE_DATA_DIR": str(tmp_path), "INHOUSE_STORE__URL": url, "INHOUSE_STORE__CONNECT_WAIT_S": "3",
+           "COLUMNS": "300"}
+    t = time.monotonic()
+    done = subprocess.run(inhouse_argv("serve", "--model", SMOL, "--port", "0"), capture_output=True, text=True,
+                          timeout=300, env={**os.environ, **env})
+    assert done.returncode == 5, done.stderr
+    assert "cannot be reached" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert time.monotonic() - t < 120
