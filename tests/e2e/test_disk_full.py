@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -107,3 +108,44 @@ def test_model_assembly_into_a_full_cache_leaves_nothing(small_fs: Path, tmp_pat
     with pytest.raises(StorageFull, match="disk is full"):
         assemble_parts(parts, cache / "model.gguf", size, digest)
     assert list(cache.iterdir()) == []  # no partial file, no sidecar
+
+
+def test_a_stream_that_ends_on_a_full_disk_keeps_its_audit_record_until_space_is_back(small_fs: Path) -> None:
+    import threading
+
+    from inhouse.engine.backends.fake import reply_script
+    from inhouse.testing.fakes import build_fake_engine
+
+    def load(spec: object) -> object:  # "long" is answered in ~3 s: the disk fills while it streams
+        return build_fake_engine(FAKE_MODEL, n_ctx=8192, script=reply_script({"long": "word " * 300}),
+                                 delay_s=0.01, max_tokens_cap=4096)
+
+    with run_live_server(small_fs / "data", settings={"kb": {"embedder": "fake"}}, load_engine=load) as server:
+        auth = {"Authorization": f"Bearer {server.admin_key}"}
+        lines: list[str] = []
+
+        def stream() -> None:
+            with httpx.stream("POST", server.url + "/v1/chat/completions", headers=auth, timeout=60, json={
+                    "model": FAKE_MODEL, "stream": True, "max_tokens": 2000,
+                    "messages": [{"role": "user", "content": "long"}]}) as r:
+                lines.extend(r.iter_lines())
+
+        streaming = threading.Thread(target=stream)
+        streaming.start()
+        while not lines:
+            time.sleep(0.05)
+        filler = fill(small_fs)
+        try:
+            streaming.join(60)
+            assert "data: [DONE]" in lines  # the answer was out: its record cannot refuse it, so it waits
+            audit = server.services.audit
+            deadline = time.monotonic() + 10  # the record is written (here: kept) just after the last byte
+            while audit.waiting == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert audit.waiting == 1 and [r.outcome for r in audit.unfinished()] == ["started"]
+        finally:
+            filler.unlink()
+        chat = httpx.post(server.url + "/v1/chat/completions", headers=auth, timeout=30, json={
+            "model": FAKE_MODEL, "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]})
+        assert chat.status_code == 200
+        assert audit.waiting == 0 and not audit.unfinished() and audit.verify().ok
