@@ -7,7 +7,9 @@
   window, which at worst lets a key make one extra minute's worth of requests.
 * **Tokens per day** is counted in the governance store (``key_usage``: key, UTC day, tokens, requests) after each
   request completes, so a restart does not reset the daily budget. Because the count is known only at
-  the end, a request admitted under the budget may finish over it; the next one is refused.
+  the end, a request admitted under the budget may finish over it; the next one is refused. A charge the store
+  cannot take when the request ends (the database away, the disk full) is kept in memory and added, to its own
+  day, before the next charge that can be written, so an outage does not hand out free tokens.
 
 Limits come from the key (``api_keys.rpm_limit`` / ``tokens_per_day_limit``) or, when the key has none
 (NULL), from the governance settings; 0 means unlimited. Exceeding either raises ``Overloaded`` with
@@ -23,11 +25,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from inhouse.errors import Overloaded
+from inhouse.errors import Overloaded, StorageFull, StoreUnavailable
 from inhouse.governance.store import GovernanceStore
 
 WINDOW_S = 60.0
 DAY_S = 86_400
+# Charges kept in memory while the store cannot take them; beyond, they are lost (and logged by the caller).
+MAX_KEPT_CHARGES = 100_000
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,9 @@ class QuotaService:
         self._default_tpd = default_tokens_per_day
         self._clock = clock
         self._windows = windows if windows is not None else MemoryRequestWindows()
+        self._kept: deque[tuple[str, int, int]] = deque()  # (key, UTC day, tokens) not yet in the store
+        self._kept_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
 
     def limits(self, key_id: str) -> tuple[int, int]:
         """(requests per minute, tokens per day) for the key; 0 is unlimited. Unknown keys: unlimited."""
@@ -105,9 +112,35 @@ class QuotaService:
                                  retry_after_s=wait_s, code="rate_limit_exceeded")
 
     def record_usage(self, key_id: str, tokens: int) -> None:
-        """Add a finished request's tokens (prompt + generated) to today's count."""
-        day = int(self._clock() // DAY_S)
-        self._store.add_usage(key_id, day, max(0, int(tokens)))
+        """Add a finished request's tokens (prompt + generated) to today's count. When the store cannot be written
+        for now, the charge is kept and written before the next one (raises only when ``MAX_KEPT_CHARGES`` wait)."""
+        charge = (key_id, int(self._clock() // DAY_S), max(0, int(tokens)))
+        try:
+            self._write_kept()
+            self._store.add_usage(*charge)
+        except (StoreUnavailable, StorageFull):
+            with self._kept_lock:
+                if len(self._kept) >= MAX_KEPT_CHARGES:
+                    raise
+                self._kept.append(charge)
+
+    @property
+    def waiting(self) -> int:
+        """Charges kept in memory, not yet in the store."""
+        return len(self._kept)
+
+    def _write_kept(self) -> None:
+        if not self._kept:
+            return
+        with self._flush_lock:
+            while True:
+                with self._kept_lock:
+                    if not self._kept:
+                        return
+                    charge = self._kept[0]
+                self._store.add_usage(*charge)
+                with self._kept_lock:
+                    self._kept.popleft()
 
     def status(self, key_id: str) -> QuotaStatus:
         rpm, tpd = self.limits(key_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from inhouse.errors import Overloaded
+from inhouse.errors import Overloaded, StorageFull, StoreUnavailable
 from inhouse.governance.identity import KeyStore
 from inhouse.governance.quotas import DAY_S, QuotaService
 from inhouse.store.sqlite.database import Database
@@ -92,3 +92,42 @@ def test_defaults_overrides_and_unlimited(db: Database, clock: Clock) -> None:
     q.record_usage(default.id, 10)
     with pytest.raises(Overloaded):
         q.check(default.id)
+
+
+def test_charges_the_store_cannot_take_are_kept_and_added_to_their_own_day(db: Database, clock: Clock,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    store = SqliteGovernanceStore(db)
+    rec, _ = KeyStore(store).create_key("k", tokens_per_day_limit=1000)
+    q = QuotaService(store, clock=clock)
+    add, away = store.add_usage, [True]
+
+    def add_usage(key_id: str, day: int, tokens: int) -> None:
+        if away[0]:
+            raise StoreUnavailable("The database cannot be reached right now.")
+        add(key_id, day, tokens)
+
+    monkeypatch.setattr(store, "add_usage", add_usage)
+    today = int(clock.now // DAY_S)
+    q.record_usage(rec.id, 600)  # the request has ended: its charge waits instead of failing
+    clock.now += DAY_S  # the outage lasts past midnight
+    q.record_usage(rec.id, 50)
+    assert q.waiting == 2 and store.usage(rec.id, today) == (0, 0)
+    away[0] = False
+    q.record_usage(rec.id, 25)
+    assert q.waiting == 0
+    assert store.usage(rec.id, today) == (600, 1) and store.usage(rec.id, today + 1) == (75, 2)
+
+
+def test_kept_charges_are_bounded(db: Database, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = SqliteGovernanceStore(db)
+    q = QuotaService(store, clock=clock)
+
+    def full(key_id: str, day: int, tokens: int) -> None:
+        raise StorageFull("the disk is full")
+
+    monkeypatch.setattr(store, "add_usage", full)
+    monkeypatch.setattr("inhouse.governance.quotas.MAX_KEPT_CHARGES", 2)
+    q.record_usage("key_a", 1)
+    q.record_usage("key_a", 1)
+    with pytest.raises(StorageFull):
+        q.record_usage("key_a", 1)
