@@ -192,6 +192,19 @@ def is_storage_full(exc: BaseException, path: str | os.PathLike[str] | None = No
 _NEARLY_FULL_BYTES = 1 << 20
 
 
+def is_busy(exc: BaseException) -> bool:
+    """Whether an SQLite error (stdlib sqlite3 or apsw) means another connection held the write lock for longer than
+    the busy timeout (SQLITE_BUSY and its extended codes)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return ((isinstance(code, int) and code & 0xFF == 5) or type(exc).__name__ == "BusyError"
+            or "database is locked" in str(exc))
+
+
+def store_busy(what: str) -> StoreUnavailable:
+    return StoreUnavailable(f"{what}: the database is busy (another process holds its write lock, e.g. an "
+                            "`inhouse` command or a backup); nothing was written. Retry shortly.", code="store_busy")
+
+
 def storage_full(what: str, exc: BaseException) -> StorageFull:
     return StorageFull(f"{what}: the disk is full (nothing was written; retry when space is freed).")
 

@@ -29,6 +29,7 @@ from inhouse.errors import (
     AuditUnavailable,
     StorageFull,
     StoreUnavailable,
+    is_busy,
     is_storage_full,
 )
 from inhouse.governance.audit.chain import FIELDS, Head
@@ -174,4 +175,7 @@ def append_failed(what: str, exc: BaseException, directory: Path | None = None) 
     if isinstance(exc, StoreUnavailable):
         return AuditStoreUnavailable(f"{what}: the database cannot be reached right now (nothing was recorded, so "
                                      "nothing was done; retry shortly).")
+    if is_busy(exc):
+        return AuditStoreUnavailable(f"{what}: the audit database is busy (another process holds its write lock; "
+                                     "nothing was recorded, so nothing was done; retry shortly).", code="store_busy")
     return AuditUnavailable(f"{what}: {exc}")
