@@ -60,6 +60,11 @@ class ServerSettings(BaseModel):
         "its generation aborted."
     )
     keep_alive_s: float = Field(5.0, gt=0, description="Idle time after which a kept-alive connection is closed.")
+    tls_certfile: Path | None = Field(
+        None, description="Serve HTTPS with this certificate (PEM, the chain after the server's own); with "
+        "`tls_keyfile`. Without both, plain HTTP: on an address other than loopback, keep a TLS proxy in front.",
+    )
+    tls_keyfile: Path | None = Field(None, description="The private key of `tls_certfile` (PEM, unencrypted).")
 
 
 class EngineSettings(BaseModel):

@@ -76,6 +76,7 @@ def register(app: typer.Typer) -> None:
             settings.models.idle_release_s = idle_release_s
         if settings.server.allow_unauthenticated and not is_loopback(settings.server.host):
             fail(f"--allow-unauthenticated is only allowed on a loopback address, not {settings.server.host}.")
+        tls = tls_files(settings)  # checked before anything loads: a bad pair fails in a second, not after the model
         if cluster is not None:
             _serve_on_cluster(settings, cluster, node_ip)
             return
@@ -119,7 +120,12 @@ def register(app: typer.Typer) -> None:
                 console.print(f"Weight buffers: {choice.value} ({choice.reason})", highlight=False)
             _print_tuning(services, spec.sha256)
         auth = "OFF (loopback only)" if settings.server.allow_unauthenticated else "API key required"
-        url = f"http://{settings.server.host}:{settings.server.port}"
+        url = f"{'https' if tls else 'http'}://{settings.server.host}:{settings.server.port}"
+        if tls is None and not is_loopback(settings.server.host):
+            err_console.print(
+                f"[bold yellow]warning:[/] plain HTTP on {settings.server.host}: API keys, prompts and answers cross "
+                "the network unencrypted. Set server.tls_certfile and server.tls_keyfile, or bind 127.0.0.1 behind "
+                "a TLS proxy.", highlight=False)
         console.print(f"Serving OpenAI-compatible API at {url}/v1 (auth: {auth}); data in {settings.data_dir}")
         app_ = build_app(services)
         services.residency.start()
@@ -129,13 +135,34 @@ def register(app: typer.Typer) -> None:
         config = uvicorn.Config(app_, host=settings.server.host, port=settings.server.port,
                                 log_level=log_level.lower(), timeout_graceful_shutdown=5,
                                 timeout_keep_alive=int(max(1, settings.server.keep_alive_s)),
-                                http=http_protocol(settings.server))
+                                http=http_protocol(settings.server),
+                                ssl_certfile=str(tls[0]) if tls else None, ssl_keyfile=str(tls[1]) if tls else None)
         try:
             _notifying_server(config, notifier, f"serving {name} at {url}").run()
         finally:
             notifier.stopping()
             services.close()
             err_console.print("stopped")
+
+
+def tls_files(settings: Settings) -> tuple[Path, Path] | None:
+    """``server.tls_certfile`` and ``tls_keyfile``, checked as a pair that loads (a half pair, a missing file, a key
+    that is not the certificate's: one line and exit 2); None for plain HTTP."""
+    import ssl
+
+    cert, key = settings.server.tls_certfile, settings.server.tls_keyfile
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        fail("Set both server.tls_certfile and server.tls_keyfile for HTTPS, or neither for plain HTTP.")
+    assert cert is not None and key is not None
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except FileNotFoundError as exc:
+        fail(f"TLS: no file {exc.filename}.")
+    except (OSError, ssl.SSLError) as exc:
+        fail(f"TLS: {cert} and {key} do not load as a certificate and its key ({exc}).")
+    return cert, key
 
 
 # Seconds between two attempts to reach a PostgreSQL store that is not up yet.
