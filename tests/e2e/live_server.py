@@ -80,3 +80,34 @@ def run_live_server(data_dir: Path, *, settings: dict[str, Any] | None = None,
             sock.close()
     finally:
         services.close()
+
+
+def long_reply_engine(spec: Any) -> Any:
+    """An engine (``load_engine``) that answers "long" in ~3 s of 300 words: time for a fault to strike mid-stream."""
+    from inhouse.engine.backends.fake import reply_script
+    from inhouse.testing.fakes import build_fake_engine
+
+    return build_fake_engine(FAKE_MODEL, n_ctx=8192, script=reply_script({"long": "word " * 300}), delay_s=0.01,
+                             max_tokens_cap=4096)
+
+
+def stream_long_reply(server: LiveServer) -> tuple[threading.Thread, list[str]]:
+    """Start streaming the "long" answer in a thread; return once its first line has arrived. The list fills with
+    the stream's lines; join the thread for the rest."""
+    import httpx
+
+    lines: list[str] = []
+
+    def stream() -> None:
+        with httpx.stream("POST", server.url + "/v1/chat/completions", timeout=60,
+                          headers={"Authorization": f"Bearer {server.admin_key}"},
+                          json={"model": FAKE_MODEL, "stream": True, "max_tokens": 2000,
+                                "messages": [{"role": "user", "content": "long"}]}) as r:
+            lines.extend(r.iter_lines())
+
+    thread = threading.Thread(target=stream)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not lines and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return thread, lines

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from live_server import FAKE_MODEL, run_live_server
+from live_server import FAKE_MODEL, long_reply_engine, run_live_server, stream_long_reply
 
 from inhouse.errors import StorageFull
 from inhouse.models.assemble import assemble_parts
@@ -111,29 +111,10 @@ def test_model_assembly_into_a_full_cache_leaves_nothing(small_fs: Path, tmp_pat
 
 
 def test_a_stream_that_ends_on_a_full_disk_keeps_its_audit_record_until_space_is_back(small_fs: Path) -> None:
-    import threading
-
-    from inhouse.engine.backends.fake import reply_script
-    from inhouse.testing.fakes import build_fake_engine
-
-    def load(spec: object) -> object:  # "long" is answered in ~3 s: the disk fills while it streams
-        return build_fake_engine(FAKE_MODEL, n_ctx=8192, script=reply_script({"long": "word " * 300}),
-                                 delay_s=0.01, max_tokens_cap=4096)
-
-    with run_live_server(small_fs / "data", settings={"kb": {"embedder": "fake"}}, load_engine=load) as server:
+    with run_live_server(small_fs / "data", settings={"kb": {"embedder": "fake"}},
+                         load_engine=long_reply_engine) as server:
         auth = {"Authorization": f"Bearer {server.admin_key}"}
-        lines: list[str] = []
-
-        def stream() -> None:
-            with httpx.stream("POST", server.url + "/v1/chat/completions", headers=auth, timeout=60, json={
-                    "model": FAKE_MODEL, "stream": True, "max_tokens": 2000,
-                    "messages": [{"role": "user", "content": "long"}]}) as r:
-                lines.extend(r.iter_lines())
-
-        streaming = threading.Thread(target=stream)
-        streaming.start()
-        while not lines:
-            time.sleep(0.05)
+        streaming, lines = stream_long_reply(server)  # the disk fills while it streams
         filler = fill(small_fs)
         try:
             streaming.join(60)

@@ -6,20 +6,16 @@ half-written and the audit chain verifies."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from live_server import FAKE_MODEL, LiveServer, run_live_server
+from live_server import FAKE_MODEL, LiveServer, long_reply_engine, run_live_server, stream_long_reply
 
-from inhouse.engine.backends.fake import reply_script
 from inhouse.store.postgres.local import LocalPostgres
-from inhouse.testing.fakes import build_fake_engine
+from inhouse.testing.postgres import local_postgres
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -28,14 +24,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 def own_postgres() -> Iterator[LocalPostgres]:
     """A PostgreSQL of this test's own, so stopping it disturbs no other test."""
     pytest.importorskip("pgserver")
-    directory = Path(tempfile.mkdtemp(prefix="inhouse-pg-"))
-    server = LocalPostgres(directory, durable=False)
-    try:
-        server.start()
+    with local_postgres() as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def requests(live: LiveServer, col: str) -> dict[str, Callable[[], httpx.Response]]:
@@ -59,11 +49,7 @@ def test_requests_get_503_while_postgres_is_away_and_succeed_once_it_is_back(tmp
                                                                               own_postgres: LocalPostgres) -> None:
     url = own_postgres.create_database()
 
-    def load(spec: object) -> object:  # "long" is answered in ~3 s, so the server can stop mid-stream
-        return build_fake_engine(FAKE_MODEL, n_ctx=8192, script=reply_script({"long": "word " * 300}),
-                                 delay_s=0.01, max_tokens_cap=4096)
-
-    with run_live_server(tmp_path, settings={"store": {"url": url}}, load_engine=load) as live:
+    with run_live_server(tmp_path, settings={"store": {"url": url}}, load_engine=long_reply_engine) as live:
         auth = {"Authorization": f"Bearer {live.admin_key}"}
         col = httpx.post(live.url + "/v1/collections", headers=auth, json={"name": "handbook"}, timeout=30).json()["id"]
         up = httpx.post(live.url + f"/v1/collections/{col}/documents", headers=auth, timeout=30,
@@ -73,18 +59,7 @@ def test_requests_get_503_while_postgres_is_away_and_succeed_once_it_is_back(tmp
         for name, call in calls.items():
             assert call().status_code in (200, 201), name
 
-        streamed: list[str] = []
-
-        def stream() -> None:
-            with httpx.stream("POST", live.url + "/v1/chat/completions", headers=auth, timeout=60, json={
-                    "model": FAKE_MODEL, "stream": True, "max_tokens": 2000,
-                    "messages": [{"role": "user", "content": "long"}]}) as r:
-                streamed.extend(r.iter_lines())
-
-        streaming = threading.Thread(target=stream)
-        streaming.start()
-        while not streamed:
-            time.sleep(0.05)
+        streaming, streamed = stream_long_reply(live)  # the database stops while it streams
         own_postgres.stop()
         streaming.join(60)
         assert "data: [DONE]" in streamed  # the answer needs no database once it has started

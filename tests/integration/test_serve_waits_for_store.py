@@ -5,9 +5,7 @@ would have systemd restart it every few seconds until its start limit stopped it
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +16,7 @@ import pytest
 
 from inhouse.store.postgres.local import LocalPostgres
 from inhouse.testing.crash import inhouse_argv
+from inhouse.testing.postgres import local_postgres
 from inhouse.testing.server_process import ServerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -28,16 +27,10 @@ SMOL = "smollm2-135m"
 def stopped_postgres() -> Iterator[tuple[LocalPostgres, str]]:
     """A PostgreSQL of this test's own with an empty database, stopped."""
     pytest.importorskip("pgserver")
-    directory = Path(tempfile.mkdtemp(prefix="inhouse-pg-"))
-    server = LocalPostgres(directory, durable=False)
-    try:
-        server.start()
+    with local_postgres() as server:
         url = server.create_database()
         server.stop()
         yield server, url
-    finally:
-        server.stop()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_serve_waits_for_its_database_then_serves(tmp_path: Path, stopped_postgres: tuple[LocalPostgres, str]) -> None:

@@ -12,6 +12,7 @@ import random
 import shutil
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,17 @@ def postgres_server() -> Iterator[LocalPostgres]:
 
     patch = pytest.MonkeyPatch()
     patch.setattr(psycopg_pool.base, "random", random.Random().random)
+    try:
+        with local_postgres() as server:
+            yield server
+    finally:
+        patch.undo()
+
+
+@contextmanager
+def local_postgres() -> Iterator[LocalPostgres]:
+    """A started local PostgreSQL in a directory of its own, stopped and removed on exit (a test that stops and
+    starts its server uses one of its own, not the session's)."""
     # Not under pytest's tmp_path: under root the server runs as 'nobody', who must reach the directory.
     directory = Path(tempfile.mkdtemp(prefix="inhouse-pg-"))
     server = LocalPostgres(directory, durable=False)
@@ -47,7 +59,6 @@ def postgres_server() -> Iterator[LocalPostgres]:
     finally:
         server.stop()
         shutil.rmtree(directory, ignore_errors=True)
-        patch.undo()
 
 
 @pytest.fixture
