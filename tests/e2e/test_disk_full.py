@@ -124,9 +124,13 @@ def test_a_stream_that_ends_on_a_full_disk_keeps_its_audit_record_until_space_is
             while audit.waiting == 0 and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert audit.waiting == 1 and [r.outcome for r in audit.unfinished()] == ["started"]
+            scrape = httpx.get(server.url + "/metrics", headers=auth, timeout=30).text  # a read: it still answers
+            assert 'inhouse_writes_waiting{kind="audit"} 1.0' in scrape
+            assert 'inhouse_writes_waiting{kind="usage"} 1.0' in scrape  # the stream's token charge
         finally:
             filler.unlink()
         chat = httpx.post(server.url + "/v1/chat/completions", headers=auth, timeout=30, json={
             "model": FAKE_MODEL, "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]})
         assert chat.status_code == 200
         assert audit.waiting == 0 and not audit.unfinished() and audit.verify().ok
+        assert server.services.quotas.waiting == 0

@@ -56,7 +56,8 @@ def build_app(services: Services, *, series_exchange: SeriesExchange | None = No
     app.router.route_class = AuthFirstRoute
     parser = services.kb.parser
     metrics = Metrics(lambda: list(loaded_engines(services.registry)), exchange=series_exchange,
-                      parse_stops=lambda: dict(parser.stops) if parser is not None else {})
+                      parse_stops=lambda: dict(parser.stops) if parser is not None else {},
+                      waiting=lambda: {"audit": services.audit.waiting, "usage": services.quotas.waiting})
     install_error_handlers(app)
     add_system_routes(app.router, services, metrics)
     add_openai_routes(app.router, services, metrics)

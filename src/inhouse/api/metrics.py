@@ -190,13 +190,31 @@ class ParseStopsCollector(Collector):
         yield family
 
 
+class WaitingWritesCollector(Collector):
+    """Writes kept in this process's memory because their store could not take them (the database away, the disk
+    full, a lock held elsewhere): above 0, something is down, and a crash now would lose them."""
+
+    def __init__(self, waiting: Callable[[], Mapping[str, int]]) -> None:
+        self._waiting = waiting
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily("inhouse_writes_waiting", "Final audit records ('audit') and token charges "
+                                   "('usage') kept in memory until their store can be written again.",
+                                   labels=["kind"])
+        for kind, n in sorted(self._waiting().items()):
+            family.add_metric([kind], float(n))
+        yield family
+
+
 class Metrics:
     """The app's metric objects. ``engines`` lists the loaded engines at scrape time; ``exchange`` sums the HTTP
-    series with those of the app's other processes; ``parse_stops`` counts files that stopped a parse worker."""
+    series with those of the app's other processes; ``parse_stops`` counts files that stopped a parse worker;
+    ``waiting`` the writes kept in memory while their store is away."""
 
     def __init__(self, engines: Callable[[], Iterable[EngineClient]], *,
                  exchange: SeriesExchange | None = None,
-                 parse_stops: Callable[[], Mapping[str, int]] = dict) -> None:
+                 parse_stops: Callable[[], Mapping[str, int]] = dict,
+                 waiting: Callable[[], Mapping[str, int]] = dict) -> None:
         self.http = CollectorRegistry(auto_describe=True)  # this process's HTTP series
         r = self.http
         self.ttft = Histogram("inhouse_time_to_first_token_seconds",
@@ -225,6 +243,7 @@ class Metrics:
         self.registry.register(_HttpSeries(self.http, exchange))
         self.registry.register(EngineStatsCollector(engines))
         self.registry.register(ParseStopsCollector(parse_stops))
+        self.registry.register(WaitingWritesCollector(waiting))
         if exchange is not None:
             exchange.attach(lambda: families_of(self.http))
 
