@@ -17,10 +17,11 @@ commit (possible where the head is a file), needs no operator: the head carries 
 when the log is opened and before every append) finishes the append. See docs/governance.md.
 
 A record that can no longer refuse its action (the final record of a finished stream or a disconnect: the answer is
-out) is not dropped when the store cannot be written for now (the database away, the disk full): ``record_request``
-with ``keep_if_unavailable`` keeps it in memory, with its own time, and it is written before the next record that
-can be, so it lands in the chain in order once the store is back. At most ``MAX_KEPT`` wait; a process that stops
-with some still waiting leaves their ``started`` records to ``close_interrupted`` at the next start.
+out) is not dropped when the store cannot be written for now (the database away, the disk full, a lock held
+elsewhere): ``record_finished_request`` keeps it in memory, with its own time, and it is written before the next
+record that can be, so it lands in the chain in order once the store is back. At most ``MAX_KEPT`` wait; a
+process that stops with some still waiting leaves their ``started`` records to ``close_interrupted`` at the next
+start.
 
 The hash covers the stored column values exactly (the JSON columns as their canonical text), so a third
 party can check an export without the key: see ``chain.py``.
@@ -226,7 +227,9 @@ class AuditLog:
                 with self._kept_lock:
                     self._kept.popleft()
                 written += 1
-            log.warning("%d audit records kept while the audit store could not be written are now written", written)
+            if written:
+                log.warning("%d audit records kept while the audit store could not be written are now written",
+                            written)
 
     def _append(self, fields: dict[str, Any]) -> AuditRecord:
         self._write_kept()
