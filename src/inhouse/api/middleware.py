@@ -110,7 +110,8 @@ class BodyLimitMiddleware:
             allowed = self.timeout_s + (received / self.min_rate if self.min_rate else 0.0) - waited
             t = self.clock()
             try:
-                message = await asyncio.wait_for(receive(), timeout=max(allowed, 0.0))
+                async with asyncio.timeout(max(allowed, 0.0)):  # a timer on this task; wait_for made a task a call
+                    message = await receive()
             except TimeoutError:
                 raise BodyTooSlow(received, waited + self.clock() - t) from None
             waited += self.clock() - t
