@@ -91,7 +91,12 @@ def register(app: typer.Typer) -> None:
                           f"{report.memory_total_bytes / 1e9:.0f} GB, {report.bandwidth_gb_s:.0f} GB/s. "
                           f"{report.amx_verdict()}", highlight=False)
             services = _open_waiting_for_store(settings, notifier)
-            # Requests of an earlier process that never ended (a crash, a kill): their final record says so.
+            # Final records an earlier process kept while its store was away, then requests of an earlier process
+            # that never ended (a crash, a kill): their final record says so.
+            taken = services.audit.take_over_kept(settings.data_dir / "audit.waiting.jsonl")
+            if taken:
+                err_console.print(f"{taken} audit record(s) the previous run kept while its store was away are "
+                                  "written now.")
             interrupted = services.audit.close_interrupted()
             if interrupted:
                 err_console.print(f"{len(interrupted)} request(s) of the previous run were interrupted; "

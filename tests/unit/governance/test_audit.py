@@ -520,3 +520,45 @@ def test_a_log_that_no_longer_matches_its_head_keeps_nothing(log: AuditLog,
     with pytest.raises(AuditUnavailable):
         log.record_finished_request(action="chat:create", outcome="success", request_id="a")
     assert log.waiting == 0
+
+
+def test_a_kept_record_survives_the_process_and_is_written_once_by_the_next(
+        tmp_path: Path, log: AuditLog, store_away: Callable[[bool], None]) -> None:
+    spool = tmp_path / "audit.waiting.jsonl"
+    assert log.take_over_kept(spool) == 0
+    log.record_request(action="chat:create", outcome=STARTED, request_id="req_1")
+    log.record_request(action="chat:create", outcome=STARTED, request_id="req_2")
+    store_away(True)
+    log.record_finished_request(action="chat:create", outcome="success", request_id="req_1", details={"n": 7})
+    assert len(spool.read_text().splitlines()) == 1 and stat.S_IMODE(spool.stat().st_mode) == 0o600
+    log.close()  # the process ends with the store still away: the record stays in the spool only
+    with spool.open("a") as f:
+        f.write('{"cut by the cra')  # and the crash cut a second line short
+    after = open_sqlite_audit_log(tmp_path / "audit.db")
+    try:
+        assert after.take_over_kept(spool) == 1
+        closed = after.close_interrupted()
+        assert [r.request_id for r in closed] == ["req_2"]  # req_1 got its kept record, not "interrupted"
+        finals = [(r.request_id, r.outcome) for r in after.records() if r.outcome != STARTED]
+        assert finals == [("req_1", "success"), ("req_2", "interrupted")]
+        assert after.records()[2].details == {"n": 7} and after.verify().ok and not spool.exists()
+        assert after.take_over_kept(spool) == 0
+    finally:
+        after.close()
+
+
+def test_a_spooled_record_already_in_the_chain_is_not_written_twice(tmp_path: Path) -> None:
+    log = open_sqlite_audit_log(tmp_path / "audit.db")
+    try:
+        log.record_request(action="chat:create", outcome=STARTED, request_id="req_1")
+        log.record_request(action="chat:create", outcome="success", request_id="req_1")
+        line = {"ts": "2026-12-06T08:00:00.000000Z", "kind": "request", "action": "chat:create",
+                "request_id": "req_1", "actor_key_id": None, "user_id": None, "resource": None, "model": None,
+                "location": None, "label": None, "documents": "[]", "redactions": "{}", "outcome": "success",
+                "reason": None, "details": "{}"}
+        spool = tmp_path / "audit.waiting.jsonl"
+        spool.write_text(json.dumps(line) + "\n" + json.dumps({**line, "extra": 1}) + "\n")
+        assert log.take_over_kept(spool) == 0  # its request has its final record (a crash after writing it)
+        assert log.count() == 2 and not spool.exists()
+    finally:
+        log.close()

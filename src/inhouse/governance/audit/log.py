@@ -19,9 +19,11 @@ when the log is opened and before every append) finishes the append. See docs/go
 A record that can no longer refuse its action (the final record of a finished stream or a disconnect: the answer is
 out) is not dropped when the store cannot be written for now (the database away, the disk full, a lock held
 elsewhere): ``record_finished_request`` keeps it in memory, with its own time, and it is written before the next
-record that can be, so it lands in the chain in order once the store is back. At most ``MAX_KEPT`` wait; a
-process that stops with some still waiting leaves their ``started`` records to ``close_interrupted`` at the next
-start.
+record that can be, so it lands in the chain in order once the store is back. At most ``MAX_KEPT`` wait. The
+server also appends each to a local file (``take_over_kept``: ``audit.waiting.jsonl`` in the data directory,
+fsynced), so a process that dies before the store is back loses none: the next ``serve`` writes those whose request
+is still unfinished in the chain (a crash half-way through writing them duplicates nothing), before it closes the
+rest as interrupted.
 
 The hash covers the stored column values exactly (the JSON columns as their canonical text), so a third
 party can check an export without the key: see ``chain.py``.
@@ -29,7 +31,9 @@ party can check an export without the key: see ``chain.py``.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
 import threading
 import time
@@ -68,6 +72,9 @@ STARTED = "started"
 INTERRUPTED = "interrupted"
 # Final records kept in memory while the store cannot be written (a record is ~1 KB).
 MAX_KEPT = 10_000
+# The columns of a kept record (``AuditLog._fields``): what a line of the spool must hold.
+_KEPT_FIELDS = frozenset({"ts", "kind", "action", "request_id", "actor_key_id", "user_id", "resource", "model",
+                          "location", "label", "documents", "redactions", "outcome", "reason", "details"})
 
 # Keys of ``SecurityEvent.details`` that have a column of their own: lifted out of ``details`` into it
 # (``destination`` is the egress policy's word for ``location``).
@@ -155,6 +162,7 @@ class AuditLog:
         self._kept: deque[dict[str, Any]] = deque()  # the fields of final records waiting for the store
         self._kept_lock = threading.Lock()
         self._flush_lock = threading.Lock()  # one writer of the kept records at a time
+        self._spool: Path | None = None  # where kept records are also written (take_over_kept)
         try:
             self.recover()
         except AuditUnavailable as exc:
@@ -203,13 +211,75 @@ class AuditLog:
                     raise
                 self._kept.append(fields)
                 waiting = len(self._kept)
-            log.error("the audit record of request %s is kept in memory until the audit store can be written "
-                      "(%d waiting)", request.get("request_id"), waiting)
+                self._spool_append(fields)
+            log.error("the audit record of request %s is kept until the audit store can be written (%d waiting)",
+                      request.get("request_id"), waiting)
 
     @property
     def waiting(self) -> int:
         """Final records kept in memory, not yet in the store."""
         return len(self._kept)
+
+    def take_over_kept(self, spool: Path) -> int:
+        """From now on, also append kept records to ``spool`` (one JSON object a line, fsynced; ``inhouse serve``
+        calls this with ``audit.waiting.jsonl`` in its data directory), and take over those a previous process left
+        there: each whose request is still unfinished in the chain is kept, to be written before anything else; the
+        others were written already. How many were taken over."""
+        self._spool = spool
+        try:
+            lines = spool.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return 0
+        open_requests = {rec.request_id for rec in self.unfinished()}
+        taken: list[dict[str, Any]] = []
+        for line in lines:
+            try:
+                fields = json.loads(line)
+            except ValueError:
+                log.warning("%s: a line that is not JSON was left out (a write cut by the crash)", spool)
+                continue
+            if (isinstance(fields, dict) and set(fields) == _KEPT_FIELDS and fields["kind"] == "request"
+                    and fields["outcome"] != STARTED and fields["request_id"] in open_requests):
+                open_requests.discard(fields["request_id"])  # once
+                taken.append(fields)
+        with self._kept_lock:
+            self._kept.extendleft(reversed(taken))
+            self._rewrite_spool()
+        if taken:
+            log.warning("%d audit records kept by the previous process are taken over from %s", len(taken), spool)
+        return len(taken)
+
+    def _spool_append(self, fields: dict[str, Any]) -> None:
+        if self._spool is None:
+            return
+        try:
+            fd = os.open(self._spool, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                os.write(fd, (json.dumps(fields, sort_keys=True) + "\n").encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:  # the local disk full too: kept in memory only
+            log.error("the kept audit record could not be written to %s as well: %s", self._spool, exc)
+
+    def _rewrite_spool(self) -> None:
+        """The spool holds exactly the kept records (called under ``_kept_lock``)."""
+        if self._spool is None:
+            return
+        try:
+            if not self._kept:
+                self._spool.unlink(missing_ok=True)
+                return
+            staged = self._spool.with_suffix(".tmp")
+            fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, "".join(json.dumps(f, sort_keys=True) + "\n" for f in self._kept).encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            staged.replace(self._spool)
+        except OSError as exc:
+            log.error("could not rewrite %s: %s", self._spool, exc)
 
     def _write_kept(self) -> None:
         """Write the kept records, oldest first, before anything newer; ``AuditUnavailable`` if the store still
@@ -226,6 +296,8 @@ class AuditLog:
                 self._write(fields, check_head=True)
                 with self._kept_lock:
                     self._kept.popleft()
+                    if not self._kept:
+                        self._rewrite_spool()  # a crash before this is harmless: their requests are finished now
                 written += 1
             if written:
                 log.warning("%d audit records kept while the audit store could not be written are now written",
@@ -399,6 +471,7 @@ class AuditLog:
         """Give every unfinished request of this node its final record, outcome ``interrupted`` (``inhouse serve``
         does this when it starts, before it serves: nothing this node started earlier can still be running then).
         With a ``node`` name, another node's requests are left alone: they may still be running."""
+        self._write_kept()  # the requests whose final records were kept are not interrupted
         mine = [rec for rec in self.unfinished()
                 if self.node is None or rec.details.get("node") in (None, self.node)]
         return [self.record_request(action=rec.action, outcome=INTERRUPTED, request_id=rec.request_id,
