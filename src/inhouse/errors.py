@@ -18,7 +18,8 @@ codes. Each class names the OpenAI-style ``type`` and a stable machine ``code`` 
      │    ├── AuditUnavailable       the audit record could not be written: the action must not happen
      │    ├── StorageFull            the disk is full: nothing was written; retry once space is back
      │    ├── AuditStorageFull       (both of the above) the audit record could not be written: disk full
-     │    ├── StoreUnavailable       the database server cannot be reached (PostgreSQL down or restarting)
+     │    ├── StoreUnavailable       the database cannot be written for now: PostgreSQL down or restarting, or an
+     │    │                          SQLite write lock held by another process (code ``store_busy``)
      │    ├── AuditStoreUnavailable  (audit + store) the audit record could not be written: database away
      │    └── EngineCrashed          the engine's process died; it is being restarted
      └── EngineFailure              llama.cpp returned an error we could not recover from
