@@ -323,9 +323,11 @@ def write_chart(res: dict[str, Any], path: Path) -> None:
         ax.set_title(title)
         ax.set_xlabel("concurrent clients")
         ax.set_ylabel(ylabel)
-        ax.set_xscale("log", base=2)
-        ax.legend(fontsize=8)
-    axes[0][2].set_yscale("log")
+        if any(conc.get(side) for side in (OURS, THEIRS)):  # a run of some scenarios only (--only decode) leaves
+            ax.set_xscale("log", base=2)  # the others empty, and a log scale over no data fails the whole chart
+            ax.legend(fontsize=8)
+    if any(conc.get(side) for side in (OURS, THEIRS)):
+        axes[0][2].set_yscale("log")
 
     ax = axes[1][1]
     pre = res.get("prefill") or {}
@@ -346,8 +348,9 @@ def write_chart(res: dict[str, Any], path: Path) -> None:
     ax.set_title("stream A while a ~1.5k-token prompt arrives (: sent, -- 1st token)")
     ax.set_xlabel("s since A was sent")
     ax.set_ylabel("gap to previous token (ms)")
-    ax.set_yscale("log")
-    ax.legend(fontsize=8)
+    if any(pre.get(side) for side in (OURS, THEIRS)):
+        ax.set_yscale("log")
+        ax.legend(fontsize=8)
 
     ax = axes[1][2]
     pfx = res.get("prefix") or {}
