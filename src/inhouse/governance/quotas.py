@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from inhouse.errors import Overloaded, StorageFull, StoreUnavailable
+from inhouse.governance.backlog import Backlog
 from inhouse.governance.store import GovernanceStore
 
 WINDOW_S = 60.0
@@ -80,9 +81,7 @@ class QuotaService:
         self._default_tpd = default_tokens_per_day
         self._clock = clock
         self._windows = windows if windows is not None else MemoryRequestWindows()
-        self._kept: deque[tuple[str, int, int]] = deque()  # (key, UTC day, tokens) not yet in the store
-        self._kept_lock = threading.Lock()
-        self._flush_lock = threading.Lock()
+        self._kept: Backlog[tuple[str, int, int]] = Backlog(MAX_KEPT_CHARGES)  # (key, UTC day, tokens)
 
     def limits(self, key_id: str) -> tuple[int, int]:
         """(requests per minute, tokens per day) for the key; 0 is unlimited. Unknown keys: unlimited."""
@@ -116,31 +115,16 @@ class QuotaService:
         for now, the charge is kept and written before the next one (raises only when ``MAX_KEPT_CHARGES`` wait)."""
         charge = (key_id, int(self._clock() // DAY_S), max(0, int(tokens)))
         try:
-            self._write_kept()
+            self._kept.flush(lambda kept: self._store.add_usage(*kept))
             self._store.add_usage(*charge)
         except (StoreUnavailable, StorageFull):
-            with self._kept_lock:
-                if len(self._kept) >= MAX_KEPT_CHARGES:
-                    raise
-                self._kept.append(charge)
+            if not self._kept.keep(charge):
+                raise
 
     @property
     def waiting(self) -> int:
         """Charges kept in memory, not yet in the store."""
         return len(self._kept)
-
-    def _write_kept(self) -> None:
-        if not self._kept:
-            return
-        with self._flush_lock:
-            while True:
-                with self._kept_lock:
-                    if not self._kept:
-                        return
-                    charge = self._kept[0]
-                self._store.add_usage(*charge)
-                with self._kept_lock:
-                    self._kept.popleft()
 
     def status(self, key_id: str) -> QuotaStatus:
         rpm, tpd = self.limits(key_id)

@@ -494,7 +494,7 @@ def test_a_finished_request_record_is_kept_while_the_store_is_away_and_written_f
 
 def test_kept_records_are_bounded_and_written_on_close(log: AuditLog, store_away: Callable[[bool], None],
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("inhouse.governance.audit.log.MAX_KEPT", 2)
+    monkeypatch.setattr(log._kept, "limit", 2)  # MAX_KEPT, as the log was built with it
     store_away(True)
     log.record_finished_request(action="chat:create", outcome="success", request_id="a")
     log.record_finished_request(action="chat:create", outcome="success", request_id="b")

@@ -126,7 +126,7 @@ def test_kept_charges_are_bounded(db: Database, clock: Clock, monkeypatch: pytes
         raise StorageFull("the disk is full")
 
     monkeypatch.setattr(store, "add_usage", full)
-    monkeypatch.setattr("inhouse.governance.quotas.MAX_KEPT_CHARGES", 2)
+    monkeypatch.setattr(q._kept, "limit", 2)  # MAX_KEPT_CHARGES, as the service was built with it
     q.record_usage("key_a", 1)
     q.record_usage("key_a", 1)
     with pytest.raises(StorageFull):

@@ -37,7 +37,6 @@ import os
 import re
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,6 +59,7 @@ from inhouse.governance.audit.chain import (
 )
 from inhouse.governance.audit.head import HeadSigner, HeadState, show
 from inhouse.governance.audit.store import AuditAppend, AuditStore, GroupCount, RecordQuery
+from inhouse.governance.backlog import Backlog
 from inhouse.governance.events import SecurityEvent
 
 log = logging.getLogger(__name__)
@@ -159,9 +159,7 @@ class AuditLog:
         self._clock = clock
         self._lock = threading.Lock()
         self._closed = False
-        self._kept: deque[dict[str, Any]] = deque()  # the fields of final records waiting for the store
-        self._kept_lock = threading.Lock()
-        self._flush_lock = threading.Lock()  # one writer of the kept records at a time
+        self._kept: Backlog[dict[str, Any]] = Backlog(MAX_KEPT)  # final records' fields waiting for the store
         self._spool: Path | None = None  # where kept records are also written (take_over_kept)
         try:
             self.recover()
@@ -206,14 +204,10 @@ class AuditLog:
         try:
             self._append(fields)
         except (AuditStoreUnavailable, AuditStorageFull):
-            with self._kept_lock:
-                if len(self._kept) >= MAX_KEPT:
-                    raise
-                self._kept.append(fields)
-                waiting = len(self._kept)
-                self._spool_append(fields)
+            if not self._kept.keep(fields, then=lambda _: self._spool_write([fields], append=True)):
+                raise
             log.error("the audit record of request %s is kept until the audit store can be written (%d waiting)",
-                      request.get("request_id"), waiting)
+                      request.get("request_id"), len(self._kept))
 
     @property
     def waiting(self) -> int:
@@ -242,66 +236,41 @@ class AuditLog:
                     and fields["outcome"] != STARTED and fields["request_id"] in open_requests):
                 open_requests.discard(fields["request_id"])  # once
                 taken.append(fields)
-        with self._kept_lock:
-            self._kept.extendleft(reversed(taken))
-            self._rewrite_spool()
+        self._kept.take_over(taken, then=lambda kept: self._spool_write(kept, append=False))
         if taken:
             log.warning("%d audit records kept by the previous process are taken over from %s", len(taken), spool)
         return len(taken)
 
-    def _spool_append(self, fields: dict[str, Any]) -> None:
+    def _spool_write(self, records: list[dict[str, Any]], *, append: bool) -> None:
+        """Add ``records`` to the spool, or make it hold exactly them (none: no file), fsynced. A failure (the local
+        disk full too) leaves them in memory only."""
         if self._spool is None:
             return
         try:
-            fd = os.open(self._spool, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            try:
-                os.write(fd, (json.dumps(fields, sort_keys=True) + "\n").encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError as exc:  # the local disk full too: kept in memory only
-            log.error("the kept audit record could not be written to %s as well: %s", self._spool, exc)
-
-    def _rewrite_spool(self) -> None:
-        """The spool holds exactly the kept records (called under ``_kept_lock``)."""
-        if self._spool is None:
-            return
-        try:
-            if not self._kept:
+            if not records and not append:
                 self._spool.unlink(missing_ok=True)
                 return
-            staged = self._spool.with_suffix(".tmp")
-            fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            path = self._spool if append else self._spool.with_suffix(".tmp")
+            flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+            fd = os.open(path, flags, 0o600)
             try:
-                os.write(fd, "".join(json.dumps(f, sort_keys=True) + "\n" for f in self._kept).encode())
+                os.write(fd, "".join(json.dumps(f, sort_keys=True) + "\n" for f in records).encode())
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            staged.replace(self._spool)
+            if not append:
+                path.replace(self._spool)
         except OSError as exc:
-            log.error("could not rewrite %s: %s", self._spool, exc)
+            log.error("could not write the kept audit records to %s: %s", self._spool, exc)
 
     def _write_kept(self) -> None:
         """Write the kept records, oldest first, before anything newer; ``AuditUnavailable`` if the store still
-        cannot be written (they stay kept)."""
-        if not self._kept:
-            return
-        with self._flush_lock:
-            written = 0
-            while True:
-                with self._kept_lock:
-                    if not self._kept:
-                        break
-                    fields = self._kept[0]
-                self._write(fields, check_head=True)
-                with self._kept_lock:
-                    self._kept.popleft()
-                    if not self._kept:
-                        self._rewrite_spool()  # a crash before this is harmless: their requests are finished now
-                written += 1
-            if written:
-                log.warning("%d audit records kept while the audit store could not be written are now written",
-                            written)
+        cannot be written (they stay kept). Once none is left, the spool goes (a crash before that is harmless:
+        their requests are finished in the chain now)."""
+        written = self._kept.flush(lambda fields: self._write(fields, check_head=True),
+                                   emptied=lambda: self._spool_write([], append=False))
+        if written:
+            log.warning("%d audit records kept while the audit store could not be written are now written", written)
 
     def _append(self, fields: dict[str, Any]) -> AuditRecord:
         self._write_kept()
