@@ -188,11 +188,11 @@ class AuditLog:
         """One request-level record (``outcome`` 'started' for the write-ahead record of a generation)."""
         if outcome == STARTED and self.node is not None:
             details = {**(details or {}), "node": self.node}
-        return self._append(self._fields(
+        return self.append(
             kind="request", action=action, outcome=outcome, request_id=request_id, actor_key_id=actor_key_id,
             user_id=user_id, resource=resource, model=model, location=location, label=label,
             documents=documents, redactions=redactions, reason=reason, details=details, at=at,
-        ))
+        )
 
     def record_finished_request(self, **request: Any) -> None:
         """``record_request`` for a record whose action has happened already (a finished stream, a disconnect).
