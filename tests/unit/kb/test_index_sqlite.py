@@ -68,6 +68,75 @@ def test_delete_leaves_no_bytes_behind(tmp_path: Path) -> None:
         s.close()
 
 
+def _fts_config(path: Path) -> dict[str, dict[str, object]]:
+    import apsw
+
+    c = apsw.Connection(str(path))
+    try:
+        return {t: dict(c.execute(f"SELECT k, v FROM {t}_config")) for t in ("kb_fts", "kb_words")}
+    finally:
+        c.close()
+
+
+def test_replaced_version_leaves_no_terms_behind(tmp_path: Path) -> None:
+    """A document replaced by a redacted version: the old text's terms (trigrams and words) leave both keyword
+    indexes with it, not at some later merge."""
+    s = SqliteIndexStore(tmp_path / "kb.db", dim=DIM)
+    try:
+        col = s.create_collection("hr", acl=Acl())
+        for i in range(30):  # other documents, so the old postings share segments with text that stays
+            s.put_document(make_doc(col.id, f"f{i}.txt", [f"filler paragraph {i} about budgets"]))
+        s.put_document(make_doc(col.id, "a.txt", ["the codename is qwxzebra 7781", "second line"]))
+        assert b"qwxzebra" in s.raw_dump() and b"wxz" in s.raw_dump()
+        s.put_document(make_doc(col.id, "a.txt", ["the codename is [withheld]", "second line"]))
+        raw = s.raw_dump()
+        assert b"qwxzebra" not in raw and b"wxz" not in raw and b"7781" not in raw
+        assert not s.keyword_search(ADMIN, "qwxzebra", SearchFilters(), 5)
+        assert s.check().ok
+    finally:
+        s.close()
+
+
+# Version 5 back to 4: the contentless word index (with tombstone deletes), no secure-delete.
+_TO_V4 = [
+    "DROP TABLE kb_words_vocab", "DROP TABLE kb_words", "DROP VIEW kb_words_src",
+    "CREATE VIRTUAL TABLE kb_words USING fts5 (title, section, body, content = '', contentless_delete = 1,"
+    " tokenize = 'unicode61 remove_diacritics 2')",
+    "CREATE VIRTUAL TABLE kb_words_vocab USING fts5vocab (kb_words, 'row')",
+    "INSERT INTO kb_words (rowid, title, section, body) SELECT k.pk, d.title, k.section, k.content"
+    " FROM kb_chunks k JOIN kb_documents d ON d.pk = k.document_pk",
+    "INSERT INTO kb_fts (kb_fts, rank) VALUES ('secure-delete', 0)",
+    "DELETE FROM schema_migrations WHERE version = 5",
+]
+
+
+def test_upgrade_to_secure_delete_drops_what_earlier_replacements_left(tmp_path: Path) -> None:
+    """A file of version 4 (deletes left postings until a merge; replacements never merged) gets secure-delete on
+    both keyword indexes and loses the old postings in the upgrade."""
+    db = tmp_path / "kb.db"
+    old = SqliteIndexStore(db, dim=DIM)
+    try:  # the layout of version 4 under the open store, which then writes as version 4 did
+        with old._tx() as tx:
+            for stmt in _TO_V4:
+                tx.execute(stmt)
+        col = old.create_collection("hr", acl=Acl())
+        for i in range(10):
+            old.put_document(make_doc(col.id, f"f{i}.txt", [f"filler paragraph {i} about budgets"]))
+        old.put_document(make_doc(col.id, "a.txt", ["the codename is qwxzebra 7781"]))
+        old.put_document(make_doc(col.id, "a.txt", ["the codename is [withheld]"]))
+        assert b"qwxzebra" in old.raw_dump()  # what version 4 left behind
+    finally:
+        old.close()
+    s = SqliteIndexStore(db, dim=DIM)
+    try:
+        assert s.schema_version() == 5
+        assert {t: cfg["secure-delete"] for t, cfg in _fts_config(db).items()} == {"kb_fts": 1, "kb_words": 1}
+        assert b"qwxzebra" not in s.raw_dump() and b"7781" not in s.raw_dump()
+        assert s.check().ok and s.counts()["documents"] == 11
+    finally:
+        s.close()
+
+
 def test_keyword_terms() -> None:
     long, short = keyword_terms("What is the salary range for a P3 senior engineer?")
     assert long == ["salary", "range", "senior", "engineer"] and short == ["p3"]
@@ -103,8 +172,8 @@ def _objects(path: Path) -> set[tuple[str, str]]:
 
 
 def _downgrade_to_v1(path: Path) -> None:
-    """Turn a file into the layout of schema version 1 (before ``kb_vec_log``): exactly what migrations 2, 3 and 4
-    add is removed, as it was absent from files written by the release before them."""
+    """Turn a file into the layout of schema version 1 (before ``kb_vec_log``): exactly what migrations 2 to 5 add
+    is removed, as it was absent from files written by the release before them."""
     import apsw
 
     c = apsw.Connection(str(path))
@@ -112,6 +181,7 @@ def _downgrade_to_v1(path: Path) -> None:
         c.execute("BEGIN")
         c.execute("DROP TABLE kb_words_vocab")
         c.execute("DROP TABLE kb_words")
+        c.execute("DROP VIEW kb_words_src")
         for trigger in ("kb_chunks_logi", "kb_chunks_logd", "kb_chunks_logu"):
             c.execute(f"DROP TRIGGER {trigger}")
         c.execute("DROP TABLE kb_vec_log")
@@ -148,7 +218,7 @@ def test_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
 
     s = SqliteIndexStore(db, dim=DIM)
     try:
-        assert s.schema_version() == 4
+        assert s.schema_version() == 5
         assert not s.get_collection("hr").sketch_questions  # migration 4: the switch, off for older collections
         objects = _objects(db)
         assert {("trigger", "kb_chunks_logi"), ("table", "kb_vec_log"), ("index", "kb_chunks_pk_doc"),
@@ -170,7 +240,7 @@ def test_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
         s.close()
     s = SqliteIndexStore(db, dim=DIM)  # opening an upgraded file again changes nothing
     try:
-        assert s.schema_version() == 4
+        assert s.schema_version() == 5
     finally:
         s.close()
 
@@ -225,25 +295,26 @@ def test_word_index_of_a_version_2_file_is_backfilled_and_a_marked_version_3_fil
     chunks = s.document_chunks(s.put_document(make_doc(hr, "vpn.txt", ["the wireguard gateway", "other"])).document.id)
     s.close()
     c = apsw.Connection(str(db))
-    c.execute("BEGIN; DROP TABLE kb_words_vocab; DROP TABLE kb_words; DROP TABLE schema_migrations;"
-              " ALTER TABLE kb_collections DROP COLUMN sketch_questions;"
+    c.execute("BEGIN; DROP TABLE kb_words_vocab; DROP TABLE kb_words; DROP VIEW kb_words_src;"
+              " DROP TABLE schema_migrations; ALTER TABLE kb_collections DROP COLUMN sketch_questions;"
               " INSERT OR REPLACE INTO kb_meta (key, value) VALUES ('schema', '2'); COMMIT")
     c.close()
     s = SqliteIndexStore(db, dim=DIM)
     try:
-        assert s.schema_version() == 4
+        assert s.schema_version() == 5
         assert [h.chunk_id for h in s.keyword_search(HR, "wireguard", SearchFilters(), 5)] == [chunks[0].id]
         assert s.check().ok
     finally:
         s.close()
     c = apsw.Connection(str(db))
-    c.execute("BEGIN; DROP TABLE schema_migrations; ALTER TABLE kb_collections DROP COLUMN sketch_questions;"
+    c.execute("BEGIN; " + "; ".join(_TO_V4[:-1]) + "; DROP TABLE schema_migrations;"
+              " ALTER TABLE kb_collections DROP COLUMN sketch_questions;"
               " INSERT OR REPLACE INTO kb_meta (key, value) VALUES ('schema', '3'); COMMIT")
     c.close()
     s = SqliteIndexStore(db, dim=DIM)
     try:
-        assert s.schema_version() == 4 and s.counts()["chunks"] == 2
-        assert s.check().ok  # one word row per chunk: the backfill did not run again
+        assert s.schema_version() == 5 and s.counts()["chunks"] == 2
+        assert s.check().ok  # one word row per chunk: the backfill of version 3 did not run again
         assert [h.chunk_id for h in s.keyword_search(HR, "wireguard", SearchFilters(), 5)] == [chunks[0].id]
     finally:
         s.close()

@@ -1,11 +1,11 @@
 """Keyword search on ``kb.db``: two FTS5 indexes over every chunk, queried inside the caller's read transaction.
 
-* ``kb_words`` (``unicode61``, contentless with deletes; schema 3): the document title, the section path and the
-  text as three columns. Latin-script query words (``keywords.word_terms``) are matched here as whole words and
-  ranked by ``bm25(kb_words, 3, 2, 1)``: a question naming a page's subject or an entry's name finds it in the title
-  or the heading before the pages that mention it in passing. Words in more than ``FREQUENT`` of all chunks are left
-  out of the query (document frequencies from the ``fts5vocab`` table, one indexed lookup; when all are that common
-  the rarest one stays): their BM25 weight is ~0 and their posting lists are the longest. A trigram phrase of a
+* ``kb_words`` (``unicode61``; schema 3, reading the chunk and document rows since 5): the document title, the section
+  path and the text as three columns. Latin-script query words (``keywords.word_terms``) are matched here as whole
+  words and ranked by ``bm25(kb_words, 3, 2, 1)``: a question naming a page's subject or an entry's name finds it in
+  the title or the heading before the pages that mention it in passing. Words in more than ``FREQUENT`` of all chunks
+  are left out of the query (document frequencies from the ``fts5vocab`` table, one indexed lookup; when all are that
+  common the rarest one stays): their BM25 weight is ~0 and their posting lists are the longest. A trigram phrase of a
   common word (``function``: six trigrams, ``ion`` in most chunks) made FTS5 walk the longest posting lists of the
   index: that was the slow tail of keyword search on a real manual.
 * ``kb_fts`` (``trigram``): every 3-character window of "title, section path, text". Chinese needs no word

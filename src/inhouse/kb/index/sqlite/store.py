@@ -23,9 +23,11 @@ caller may see and ``top_k`` is always filled when enough exists. The copy follo
 
 Schema: ``schema.py``; older files are upgraded in place when they are opened.
 
-Deletion: ``secure_delete`` zeroes freed pages, vectors are overwritten with zeros before their row is deleted
-(vec0 reuses its blocks rather than freeing them), and the FTS index is optimized after a delete so no posting
-of the removed text remains.
+Deletion (and the old version of a replaced document): ``secure_delete`` zeroes freed pages, vectors are
+overwritten with zeros before their row is deleted (vec0 reuses its blocks rather than freeing them), and both FTS5
+indexes run with their ``secure-delete`` option (schema version 5), so a deleted row's postings leave with it. The
+word index reads a row's text back from ``kb_words_src`` (chunk and document rows) to delete it: its row goes
+before theirs, and what it indexes is exactly what that view shows (the title as stored, cut at 500).
 """
 
 from __future__ import annotations
@@ -182,11 +184,10 @@ class SqliteIndexStore:
     def delete_collection(self, collection_id: str) -> None:
         col = self.get_collection(collection_id)
         for doc in self.list_documents(col.id, limit=1_000_000):
-            self._delete_document(doc.id, optimize=False)
+            self.delete_document(doc.id)
         with self._tx() as c:
             c.execute("DELETE FROM kb_acl WHERE owner = ?", (col.id,))
             c.execute("DELETE FROM kb_collections WHERE id = ?", (col.id,))
-        self._optimize_fts()
 
     # -- documents --------------------------------------------------------------------------------------
 
@@ -283,7 +284,7 @@ class SqliteIndexStore:
             fts_text = doc.title.replace("\n", " ") + "\n" + ch.text
             c.execute("INSERT INTO kb_fts (rowid, text) VALUES (?, ?)", (pk, fts_text))
             c.execute("INSERT INTO kb_words (rowid, title, section, body) VALUES (?, ?, ?, ?)",
-                      (pk, doc.title, ch.section, ch.content))
+                      (pk, doc.title[:500], ch.section, ch.content))
             c.execute("INSERT INTO kb_vec (rowid, embedding) VALUES (?, ?)", (pk, vectors[i].tobytes()))
 
     @staticmethod
@@ -329,9 +330,6 @@ class SqliteIndexStore:
         return self.get_document(document_id)
 
     def delete_document(self, document_id: str) -> None:
-        self._delete_document(document_id, optimize=True)
-
-    def _delete_document(self, document_id: str, *, optimize: bool) -> None:
         with self._tx() as c:
             row = c.execute("SELECT pk FROM kb_documents WHERE id = ?", (document_id,)).fetchone()
             if row is None:
@@ -340,14 +338,6 @@ class SqliteIndexStore:
             c.execute("DELETE FROM kb_acl WHERE owner = ?", (document_id,))
             c.execute("DELETE FROM kb_documents WHERE pk = ?", (row[0],))
             self._prune_log(c)
-        if optimize:
-            self._optimize_fts()
-
-    def _optimize_fts(self) -> None:
-        # Merges the index segments, dropping postings of deleted rows (secure_delete zeroes the freed pages).
-        with self._tx() as c:
-            c.execute("INSERT INTO kb_fts (kb_fts) VALUES ('optimize')")
-            c.execute("INSERT INTO kb_words (kb_words) VALUES ('optimize')")
 
     _CHUNK_COLS = ("k.id, d.id, c.id, k.ordinal, k.content, k.section, k.page_start, k.page_end, d.title,"
                    " d.source_path, d.label_rank, f.text")
@@ -492,12 +482,13 @@ class SqliteIndexStore:
             "files": "SELECT count(*) FROM kb_files",
             "orphan_chunks": "SELECT count(*) FROM kb_chunks WHERE document_pk NOT IN (SELECT pk FROM kb_documents)",
             "orphan_fts": "SELECT count(*) FROM kb_fts WHERE rowid NOT IN (SELECT pk FROM kb_chunks)",
-            "orphan_words": "SELECT count(*) FROM kb_words WHERE rowid NOT IN (SELECT pk FROM kb_chunks)",
+            # kb_words' own rows are its index's (its rowids would be read from its content, the chunk rows).
+            "orphan_words": "SELECT count(*) FROM kb_words_docsize WHERE id NOT IN (SELECT pk FROM kb_chunks)",
             "orphan_vectors": "SELECT count(*) FROM kb_vec WHERE rowid NOT IN (SELECT pk FROM kb_chunks)",
             "orphan_files": "SELECT count(*) FROM kb_files WHERE document_pk NOT IN (SELECT pk FROM kb_documents)",
             "chunks_without_vector": "SELECT count(*) FROM kb_chunks WHERE pk NOT IN (SELECT rowid FROM kb_vec)",
             "chunks_without_fts": "SELECT count(*) FROM kb_chunks WHERE pk NOT IN (SELECT rowid FROM kb_fts)",
-            "chunks_without_words": "SELECT count(*) FROM kb_chunks WHERE pk NOT IN (SELECT rowid FROM kb_words)",
+            "chunks_without_words": "SELECT count(*) FROM kb_chunks WHERE pk NOT IN (SELECT id FROM kb_words_docsize)",
             "documents_without_file": "SELECT count(*) FROM kb_documents WHERE pk NOT IN (SELECT document_pk"
                                       " FROM kb_files)",
             "duplicate_documents": "SELECT count(*) FROM (SELECT 1 FROM kb_documents GROUP BY collection_pk, sha256"
@@ -508,13 +499,13 @@ class SqliteIndexStore:
         return {name: int(self._read(sql)[0][0]) for name, sql in q.items()}
 
     def check(self) -> IndexCheck:
-        """``PRAGMA integrity_check``, FTS5's own integrity checks of both keyword indexes (the trigram index
-        against its content; the contentless word index's internal structure), and ``counts``."""
+        """``PRAGMA integrity_check``, FTS5's own integrity checks of both keyword indexes against their text (the
+        word index's is the chunk and document rows), and ``counts``."""
         integrity = [str(r[0]) for r in self._read("PRAGMA integrity_check")]
         try:
             with self._tx() as c:
                 c.execute("INSERT INTO kb_fts (kb_fts) VALUES ('integrity-check')")
-                c.execute("INSERT INTO kb_words (kb_words) VALUES ('integrity-check')")
+                c.execute("INSERT INTO kb_words (kb_words, rank) VALUES ('integrity-check', 1)")
             fts = "ok"
         except self._w.errors as exc:
             fts = str(exc)
