@@ -108,7 +108,10 @@ def ingest(
         f"{report.count('unchanged')} unchanged, {len(report.errors)} errors"
         + (f", {len(removed)} removed" if sync else "")
         + (f", {len(report.raised)} labelled higher by their markings" if report.raised else "")
-        + f"), {report.chunks} chunks in "
+        + f"), {report.chunks} chunks"
+        + (f" ({report.reused_chunks} unchanged in replaced documents, not embedded again)"
+           if report.reused_chunks else "")
+        + " in "
         f"{report.seconds:.1f} s = {report.chunks_per_s:.1f} chunks/s"
         + (f" (embedding {report.embed_chunks_per_s:.1f} chunks/s; {report.load_seconds:.1f} s loading the model)"
            if report.embed_seconds > 0 else "")

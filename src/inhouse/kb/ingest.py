@@ -97,6 +97,7 @@ class IngestReport:
     seconds: float = 0.0
     load_seconds: float = 0.0  # loading the embedding model (first use in this process)
     embed_seconds: float = 0.0  # inside the embedder
+    reused_chunks: int = 0  # chunks of replaced documents that kept the previous version's vector
 
     @property
     def files(self) -> int:
@@ -105,8 +106,12 @@ class IngestReport:
 
     @property
     def chunks(self) -> int:
-        """Chunks embedded and written in this run."""
+        """Chunks written in this run (embedded, or kept from the version a document replaced)."""
         return sum(o.chunks for o in self.outcomes if o.status in ("added", "replaced"))
+
+    @property
+    def embedded_chunks(self) -> int:
+        return self.chunks - self.reused_chunks
 
     @property
     def chunks_per_s(self) -> float:
@@ -114,7 +119,7 @@ class IngestReport:
 
     @property
     def embed_chunks_per_s(self) -> float:
-        return self.chunks / self.embed_seconds if self.embed_seconds > 0 else 0.0
+        return self.embedded_chunks / self.embed_seconds if self.embed_seconds > 0 else 0.0
 
     @property
     def errors(self) -> list[FileOutcome]:
@@ -129,7 +134,8 @@ class IngestReport:
         return sum(1 for o in self.outcomes if o.status == status)
 
     def to_dict(self) -> dict[str, object]:
-        return {"files": self.files, "chunks": self.chunks, "seconds": round(self.seconds, 3),
+        return {"files": self.files, "chunks": self.chunks, "reused_chunks": self.reused_chunks,
+                "seconds": round(self.seconds, 3),
                 "chunks_per_s": round(self.chunks_per_s, 1), "embed_chunks_per_s": round(self.embed_chunks_per_s, 1),
                 "load_seconds": round(self.load_seconds, 3),
                 "added": self.count("added"), "replaced": self.count("replaced"),
@@ -285,8 +291,11 @@ class Ingestor:
             nonlocal chunks_done, prepared, bytes_done
             if not pending:
                 return
-            texts = [c.text for p in pending for c in p.chunks]
-            if not prepared:
+            # A new version's chunks that the stored version embedded already keep their vectors: an edit of a long
+            # document embeds the chunks it changed (embedding is nearly all of an ingest's time).
+            known = [self.store.embedded_chunks(collection.id, p.source.source_path) for p in pending]
+            texts = [c.text for p, k in zip(pending, known, strict=True) for c in p.chunks if c.text not in k]
+            if texts and not prepared:
                 prepared = True
                 t0 = self._clock()
                 prepare = getattr(self.embedder, "prepare", None)
@@ -294,13 +303,13 @@ class Ingestor:
                     prepare()  # a lazy model loads here, timed apart from embedding
                 report.load_seconds = self._clock() - t0
             t1 = self._clock()
-            vectors = self._embed(texts)
+            fresh = iter(self._embed(texts))
             report.embed_seconds += self._clock() - t1
-            at = 0
-            for p in pending:
-                n = len(p.chunks)
-                outcome = self._commit(collection.id, p, vectors[at:at + n], given, acl, metadata)
-                at += n
+            for p, k in zip(pending, known, strict=True):
+                vectors = np.array([k[c.text] if c.text in k else next(fresh) for c in p.chunks], dtype=np.float32)
+                outcome = self._commit(collection.id, p, vectors, given, acl, metadata)
+                if outcome.status == "replaced":
+                    report.reused_chunks += sum(c.text in k for c in p.chunks)
                 report.outcomes.append(outcome)
                 if outcome.status in ("added", "replaced"):
                     chunks_done += outcome.chunks

@@ -102,6 +102,30 @@ class IndexStoreContract:
         assert counts["documents"] == 1 and counts["chunks"] == 1 and counts["vectors"] == 1
         assert all(v == 0 for k, v in counts.items() if k.startswith(("orphan", "duplicate")) or "without" in k)
 
+    def test_a_new_version_keeps_the_vectors_of_its_unchanged_chunks(self, store: IndexStore) -> None:
+        hr, _ = self._cols(store)
+        assert store.embedded_chunks(hr, "a.txt") == {}
+        old = ["alpha paragraph one", "beta paragraph two", "gamma paragraph three"]
+        doc = store.put_document(make_doc(hr, "a.txt", old)).document
+        known = store.embedded_chunks(hr, "a.txt")
+        assert set(known) == set(old)
+        assert all(np.allclose(known[t], EMBED.embed_passages([t])[0], atol=1e-6) for t in old)
+        new = ["alpha paragraph one", "beta paragraph EDITED", "gamma paragraph three", "delta paragraph four"]
+        store.put_document(make_doc(hr, "a.txt", new))
+        chunks = store.document_chunks(doc.id)
+        assert [c.content for c in chunks] == new and [c.ordinal for c in chunks] == [0, 1, 2, 3]
+        assert set(store.embedded_chunks(hr, "a.txt")) == set(new)
+        hits = store.get_chunks(ADMIN, [h.chunk_id for h in store.keyword_search(ADMIN, "beta", SearchFilters(), 9)])
+        assert [c.content for c in hits] == ["beta paragraph EDITED"]  # the old version's chunk is gone
+        top = store.vector_search(ADMIN, EMBED.embed_query("gamma paragraph three"), SearchFilters(), 1)[0]
+        assert top.score == pytest.approx(1.0, abs=1e-4)
+        assert store.get_chunks(ADMIN, [top.chunk_id])[0].content == "gamma paragraph three"
+        # A new title is in every keyword row: each chunk is indexed again under it.
+        store.put_document(make_doc(hr, "a.txt", new, title="Zanzibar handbook", salt="v3"))
+        assert len(store.keyword_search(ADMIN, "zanzibar", SearchFilters(), 9)) == 4
+        result = store.check()
+        assert result.ok and result.counts["chunks"] == 4 and result.counts["vectors"] == 4, result.to_dict()
+
     def test_delete_removes_everything(self, store: IndexStore) -> None:
         hr, _ = self._cols(store)
         doc = store.put_document(make_doc(hr, "a.txt", ["secret zebra fact", "another zebra line"])).document

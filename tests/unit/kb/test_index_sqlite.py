@@ -110,6 +110,27 @@ _TO_V4 = [
 ]
 
 
+def test_a_small_edit_rewrites_only_the_chunks_it_touched(tmp_path: Path) -> None:
+    """The unchanged chunks of a new version keep their rows (and ids, so earlier citations of them still resolve):
+    their postings are not deleted and written again."""
+    s = SqliteIndexStore(tmp_path / "kb.db", dim=DIM)
+    try:
+        col = s.create_collection("hr", acl=Acl())
+        texts = [f"paragraph {i} of the travel policy" for i in range(6)]
+        doc = s.put_document(make_doc(col.id, "a.txt", texts)).document
+        before = [c.id for c in s.document_chunks(doc.id)]
+        edited = [*texts[:2], "paragraph 2 now says qwxzebra", *texts[3:], "a new last paragraph"]
+        s.put_document(make_doc(col.id, "a.txt", edited))
+        after = s.document_chunks(doc.id)
+        assert [c.content for c in after] == edited
+        kept = [c.id for c in after if c.id in before]
+        assert kept == before[:2] + before[3:] and after[2].id not in before and after[6].id not in before
+        assert b"paragraph 2 of the" not in s.raw_dump()
+        assert s.check().ok
+    finally:
+        s.close()
+
+
 def test_upgrade_to_secure_delete_drops_what_earlier_replacements_left(tmp_path: Path) -> None:
     """A file of version 4 (deletes left postings until a merge; replacements never merged) gets secure-delete on
     both keyword indexes and loses the old postings in the upgrade."""

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from inhouse.errors import StorageFull, StoreUnavailable
@@ -65,6 +66,34 @@ def test_changed_bytes_replace_in_place(store: SqliteIndexStore, tmp_path: Path)
     assert doc.version == 2 and store.counts()["documents"] == 1
     assert all("20 days" in c.content for c in store.document_chunks(doc_id) if "days" in c.content)
     assert b"20 days" in store.document_data(doc_id)
+
+
+def test_an_edit_embeds_only_the_chunks_it_changed(store: SqliteIndexStore, tmp_path: Path) -> None:
+    col = store.create_collection("hr", acl=Acl())
+    sections = [f"## Rule {i}\n\nRule {i} of the travel policy: " + f"detail {i} " * 40 for i in range(8)]
+    f = write(tmp_path, "policy.md", "# Travel policy\n\n" + "\n\n".join(sections) + "\n")
+    emb = FakeEmbedder()
+    ing = Ingestor(store, emb, max_tokens=60)
+    first = ing.ingest_paths(col.id, [f])
+    n = first.chunks
+    assert n >= 8 and first.reused_chunks == 0 and emb.passages_embedded == n
+    doc_id = first.outcomes[0].document_id
+    assert doc_id is not None
+    before = {c.content for c in store.document_chunks(doc_id)}
+    sections[5] = sections[5].replace("detail 5 detail 5", "detail 5 qwxzebra", 1)
+    write(tmp_path, "policy.md", "# Travel policy\n\n" + "\n\n".join(sections) + "\n")
+    second = ing.ingest_paths(col.id, [f])
+    assert second.count("replaced") == 1 and second.chunks == n
+    stored = store.document_chunks(doc_id)
+    changed = [c for c in stored if c.content not in before]
+    embedded = emb.passages_embedded - n
+    assert embedded == len(changed) == second.embedded_chunks and embedded < n / 4, second.to_dict()
+    assert second.reused_chunks == n - embedded and all("Rule 5" in c.section for c in changed)
+    assert [c.ordinal for c in stored] == list(range(n)) and any("qwxzebra" in c.content for c in changed)
+    # Every chunk's vector is the one its text gets embedded to, kept or new.
+    known = store.embedded_chunks(col.id, "policy.md")
+    assert len(known) == n and all(np.allclose(v, FakeEmbedder().embed_passages([t])[0]) for t, v in known.items())
+    assert store.check().ok
 
 
 def test_a_new_version_keeps_the_label_and_access_list_unless_given_new_ones(store: SqliteIndexStore,

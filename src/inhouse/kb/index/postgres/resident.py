@@ -54,7 +54,7 @@ def prune_log(conn: Any, keep: int = LOG_KEEP) -> None:
                      (int(gone["x"]) + 1,))
 
 
-def _unpack(blobs: list[bytes], dim: int) -> np.ndarray:
+def unpack_vectors(blobs: list[bytes], dim: int) -> np.ndarray:
     """pgvector's binary form (``vector_send``: int16 dim, int16 unused, then big-endian float4s) as float32 rows."""
     raw = np.frombuffer(b"".join(blobs), dtype=np.uint8).reshape(len(blobs), 4 + 4 * dim)
     return raw[:, 4:].copy().view(">f4").astype(np.float32)
@@ -162,10 +162,10 @@ class PostgresResidentVectors:
             cur.execute(sql, params)
             for r in cur:
                 if r["document_pk"] != doc and pks:
-                    yield DocRows(doc, col, np.array(pks, dtype=np.int64), _unpack(blobs, self._vectors.dim))
+                    yield DocRows(doc, col, np.array(pks, dtype=np.int64), unpack_vectors(blobs, self._vectors.dim))
                     pks, blobs = [], []
                 doc, col = r["document_pk"], r["collection_pk"]
                 pks.append(r["pk"])
                 blobs.append(bytes(r["v"]))
         if pks:
-            yield DocRows(doc, col, np.array(pks, dtype=np.int64), _unpack(blobs, self._vectors.dim))
+            yield DocRows(doc, col, np.array(pks, dtype=np.int64), unpack_vectors(blobs, self._vectors.dim))

@@ -42,7 +42,7 @@ from inhouse.kb.access import AccessScope, Acl
 from inhouse.kb.index.keywords import keyword_terms, like_escape, rarest_terms
 from inhouse.kb.index.postgres.access import allowed_docs, chunk_filter, document_condition
 from inhouse.kb.index.postgres.check import check_index, count_rows
-from inhouse.kb.index.postgres.resident import PostgresResidentVectors, prune_log
+from inhouse.kb.index.postgres.resident import PostgresResidentVectors, prune_log, unpack_vectors
 from inhouse.kb.index.postgres.schema import migrate_index
 from inhouse.kb.index.postgres.stats import TermShares
 from inhouse.kb.index.postgres.terms import RANK_WEIGHTS, tsquery_literal, tsvector_literal, vector_literal
@@ -314,6 +314,16 @@ class PostgresIndexStore:
     def document_chunks(self, document_id: str) -> list[StoredChunk]:
         return [self._chunk(r) for r in self._db.query(self._CHUNK_SQL + " WHERE d.id = %s ORDER BY k.ordinal",
                                                        (document_id,))]
+
+    def embedded_chunks(self, collection_id: str, source_path: str) -> dict[str, np.ndarray]:
+        rows = self._db.query("SELECT k.text, vector_send(k.embedding) AS v FROM kb_chunks k JOIN kb_documents d"
+                              " ON d.pk = k.document_pk JOIN kb_collections c ON c.pk = d.collection_pk"
+                              " WHERE c.id = %s AND d.source_path = %s", (collection_id, source_path))
+        if not rows:
+            return {}
+        vectors = unpack_vectors([bytes(r["v"]) for r in rows], self.dim)
+        # ``text`` is "title\nchunk text": the chunk text is what follows the first line.
+        return {r["text"].split("\n", 1)[-1]: vectors[i] for i, r in enumerate(rows)}
 
     # -- reads with the access rule ----------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ import numpy as np
 from inhouse.errors import Conflict, InvalidRequest, NotFound
 from inhouse.governance.labels import Label
 from inhouse.kb.access import AccessScope, Acl
+from inhouse.kb.document import Chunk
 from inhouse.kb.index.protocol import (
     Collection,
     DocumentRecord,
@@ -82,6 +83,7 @@ class SqliteIndexStore:
         self.path = str(path)
         self.dim = int(dim)
         self._clock = clock
+        self._busy_timeout_ms = busy_timeout_ms
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._w = Database(self.path, conn=self._open(busy_timeout_ms), what="the knowledge index")
@@ -260,29 +262,60 @@ class SqliteIndexStore:
                               " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
                               (doc_id, col_pk, doc.source_path, *values, now))
                     doc_pk = c.last_insert_rowid()
+                    kept: dict[int, int] = {}
                 else:
                     status, doc_id = "replaced", old[1]
                     doc_pk = old[0]
-                    self._purge_content(c, doc_pk)
+                    kept = self._unchanged_chunks(c, doc_pk, doc)
+                    self._purge_content(c, doc_pk, keep=frozenset(kept.values()))
                     c.execute("UPDATE kb_documents SET sha256 = ?, label_rank = ?, has_acl = ?, title = ?,"
                               " filename = ?, mime = ?, metadata = ?, size_bytes = ?, chunk_count = ?,"
                               " created_at = ?, version = version + 1 WHERE pk = ?", (*values, now, doc_pk))
                 self._write_acl(c, doc_id, doc.acl)
                 c.execute("INSERT INTO kb_files (document_pk, data) VALUES (?, ?)", (doc_pk, doc.data))
-                self._insert_chunks(c, doc_pk, doc, vectors)
+                self._insert_chunks(c, doc_pk, doc, vectors, kept)
                 self._prune_log(c)
         return PutResult(status, self.get_document(doc_id))  # type: ignore[arg-type]
 
-    def _insert_chunks(self, c: Any, doc_pk: int, doc: NewDocument, vectors: np.ndarray) -> None:
+    @staticmethod
+    def _fts_text(doc: NewDocument, chunk: Chunk) -> str:
+        # The title is indexed with each chunk: questions often name the document ("the X200 manual").
+        return doc.title.replace("\n", " ") + "\n" + chunk.text
+
+    def _unchanged_chunks(self, c: Any, doc_pk: int, doc: NewDocument) -> dict[int, int]:
+        """The rows of the stored version that a new version ``doc`` of the document keeps as they are: new chunk
+        index -> chunk pk, for each new chunk whose text, content and section equal a stored one's under the same
+        title. Their keyword rows and vectors stay; only their position is updated. A small edit of a long document
+        then rewrites the chunks it touched, not every posting of the document (secure-delete makes a deleted
+        chunk's postings cost about as much as its embedding)."""
+        row = c.execute("SELECT title FROM kb_documents WHERE pk = ?", (doc_pk,)).fetchone()
+        if row is None or row[0] != doc.title[:500]:
+            return {}  # the title is in every keyword row
+        stored: dict[tuple[str, str, str], list[int]] = {}
+        for pk, text, content, section in c.execute(
+                "SELECT k.pk, f.text, k.content, k.section FROM kb_chunks k JOIN kb_fts f ON f.rowid = k.pk"
+                " WHERE k.document_pk = ? ORDER BY k.ordinal", (doc_pk,)):
+            stored.setdefault((text, content, section), []).append(pk)
+        kept = {}
         for i, ch in enumerate(doc.chunks):
+            same = stored.get((self._fts_text(doc, ch), ch.content, ch.section))
+            if same:
+                kept[i] = same.pop(0)
+        return kept
+
+    def _insert_chunks(self, c: Any, doc_pk: int, doc: NewDocument, vectors: np.ndarray,
+                       kept: Mapping[int, int]) -> None:
+        for i, ch in enumerate(doc.chunks):
+            if i in kept:
+                c.execute("UPDATE kb_chunks SET ordinal = ?, page_start = ?, page_end = ?, token_count = ?"
+                          " WHERE pk = ?", (i, ch.page_start, ch.page_end, ch.token_count, kept[i]))
+                continue
             c.execute("INSERT INTO kb_chunks (id, document_pk, ordinal, content, section, page_start, page_end,"
                       " token_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                       (new_id("chk"), doc_pk, i, ch.content, ch.section, ch.page_start, ch.page_end,
                        ch.token_count))
             pk = c.last_insert_rowid()
-            # The title is indexed with each chunk: questions often name the document ("the X200 manual").
-            fts_text = doc.title.replace("\n", " ") + "\n" + ch.text
-            c.execute("INSERT INTO kb_fts (rowid, text) VALUES (?, ?)", (pk, fts_text))
+            c.execute("INSERT INTO kb_fts (rowid, text) VALUES (?, ?)", (pk, self._fts_text(doc, ch)))
             c.execute("INSERT INTO kb_words (rowid, title, section, body) VALUES (?, ?, ?, ?)",
                       (pk, doc.title[:500], ch.section, ch.content))
             c.execute("INSERT INTO kb_vec (rowid, embedding) VALUES (?, ?)", (pk, vectors[i].tobytes()))
@@ -300,16 +333,19 @@ class SqliteIndexStore:
             c.execute("DELETE FROM kb_vec_log WHERE seq <= ?", (cut,))
             c.execute("UPDATE kb_meta SET value = ? WHERE key = 'vec_log_pruned'", (str(cut),))
 
-    def _purge_content(self, c: Any, doc_pk: int) -> None:
-        """Chunks, keyword rows, vectors and bytes of one document (inside the caller's transaction)."""
+    def _purge_content(self, c: Any, doc_pk: int, keep: frozenset[int] = frozenset()) -> None:
+        """Chunks (but those in ``keep``), their keyword rows and vectors, and the bytes of one document (inside the
+        caller's transaction). The word index's rows go before the chunk rows it reads their text from."""
         zero = np.zeros(self.dim, dtype=np.float32).tobytes()
         pks = [r[0] for r in c.execute("SELECT pk FROM kb_chunks WHERE document_pk = ?", (doc_pk,))]
         for pk in pks:
+            if pk in keep:
+                continue
             c.execute("DELETE FROM kb_fts WHERE rowid = ?", (pk,))
             c.execute("DELETE FROM kb_words WHERE rowid = ?", (pk,))
             c.execute("UPDATE kb_vec SET embedding = ? WHERE rowid = ?", (zero, pk))
             c.execute("DELETE FROM kb_vec WHERE rowid = ?", (pk,))
-        c.execute("DELETE FROM kb_chunks WHERE document_pk = ?", (doc_pk,))
+            c.execute("DELETE FROM kb_chunks WHERE pk = ?", (pk,))
         c.execute("DELETE FROM kb_files WHERE document_pk = ?", (doc_pk,))
 
     def relabel(self, document_id: str, *, label: Label | None = None, acl: Acl | None = None,
@@ -357,6 +393,15 @@ class SqliteIndexStore:
         rows = self._read("SELECT " + self._CHUNK_COLS + self._CHUNK_FROM + " WHERE d.id = ? ORDER BY k.ordinal",
                           (document_id,))
         return [self._chunk(r) for r in rows]
+
+    def embedded_chunks(self, collection_id: str, source_path: str) -> dict[str, np.ndarray]:
+        rows = self._read("SELECT f.text, v.embedding FROM kb_documents d JOIN kb_collections c"
+                          " ON c.pk = d.collection_pk JOIN kb_chunks k ON k.document_pk = d.pk"
+                          " JOIN kb_fts f ON f.rowid = k.pk JOIN kb_vec v ON v.rowid = k.pk"
+                          " WHERE c.id = ? AND d.source_path = ?",
+                          (collection_id, source_path))
+        # kb_fts holds "title\nchunk text": the chunk text is what follows the first line.
+        return {text.split("\n", 1)[-1]: np.frombuffer(blob, dtype=np.float32).copy() for text, blob in rows}
 
     # -- reads with the access rule ----------------------------------------------------------------------
 
@@ -501,7 +546,17 @@ class SqliteIndexStore:
     def check(self) -> IndexCheck:
         """``PRAGMA integrity_check``, FTS5's own integrity checks of both keyword indexes against their text (the
         word index's is the chunk and document rows), and ``counts``."""
-        integrity = [str(r[0]) for r in self._read("PRAGMA integrity_check")]
+        if self._r is self._w:
+            integrity = [str(r[0]) for r in self._read("PRAGMA integrity_check")]
+        else:
+            # On a connection of its own: the integrity check runs FTS5's checks on the connection's cached index
+            # structure, which on the long-lived reader can be older than the file after writes through the writer
+            # (a false "checksum mismatch for table kb_fts"; searches re-read it, the check does not).
+            conn = self._open(self._busy_timeout_ms)
+            try:
+                integrity = [str(r[0]) for r in conn.execute("PRAGMA integrity_check")]
+            finally:
+                conn.close()
         try:
             with self._tx() as c:
                 c.execute("INSERT INTO kb_fts (kb_fts) VALUES ('integrity-check')")
