@@ -7,7 +7,9 @@ The embedder is the fake (search still has its keyword half); the parsers, store
 from __future__ import annotations
 
 import io
+import mailbox
 import zipfile
+from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
@@ -56,6 +58,16 @@ def test_a_share_of_opendocument_archives_and_big5_uploads_and_keeps_its_labels(
             hits = http.post("/v1/search", json={"query": query, "top_k": 5}).json()["data"]
             assert source in {h["source_path"] for h in hits}, (query, hits)
 
+        # A team's mailbox exported from Google Takeout or Thunderbird: one document, a part per message, as
+        # confidential as its most confidential message.
+        r = http.post(f"/v1/collections/{col}/documents", data={"label": "internal"},
+                      files={"file": ("team.mbox", _mailbox(tmp_path / "team.mbox"), "application/mbox")})
+        assert r.status_code == 201, r.text
+        assert r.json()["label"] == "confidential" and r.json()["metadata"]["messages"] == "2"
+        hits = http.post("/v1/search", json={"query": "Project Falcon launches", "top_k": 5}).json()["data"]
+        found = [h for h in hits if h["source_path"] == "team.mbox"]
+        assert found and "Message: 2026-01-07 Launch plan" in found[0]["section"], hits
+
         # A database (an ODF package, but not a document) is refused in the one error shape.
         r = http.post(f"/v1/collections/{col}/documents",
                       files={"file": ("contacts.odb", _database(), "application/octet-stream")})
@@ -69,6 +81,22 @@ def _archive() -> bytes:
         zf.writestr("董事会/收购备忘录.docx", make_watermarked_docx())
         zf.writestr("制度/travel.docx", make_docx())
     return out.getvalue()
+
+
+def _mailbox(path: Path) -> bytes:
+    box = mailbox.mbox(path)
+    for subject, date, body, sensitivity in (
+            ("Q3 supplier review", "Mon, 05 Jan 2026 09:30:00 +0800", "The supplier review moves to 12 October.", ""),
+            ("Launch plan", "Wed, 07 Jan 2026 08:00:00 +0000", "Project Falcon launches in March.",
+             "Company-Confidential")):
+        m = EmailMessage()
+        m["From"], m["To"], m["Subject"], m["Date"] = "li.na@example.com", "team@example.com", subject, date
+        if sensitivity:
+            m["Sensitivity"] = sensitivity
+        m.set_content(body)
+        box.add(m)
+    box.close()
+    return path.read_bytes()
 
 
 def _database() -> bytes:

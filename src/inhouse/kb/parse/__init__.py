@@ -6,9 +6,9 @@
 Format detection: magic bytes decide for binary formats (``%PDF``; ZIP containers told apart by their entries:
 Office Open XML, OpenDocument, else a .zip archive of files; tar archives, compressed or not; OLE2 compound files by
 their streams: Word, Excel and PowerPoint 97-2003 and Outlook .msg read, others refused; images read by OCR); for
-text formats the extension decides (.md, .html, .csv/.tsv, .eml, .txt, flat OpenDocument .fodt/.fods/.fodp), and a
-text file without a known extension is sniffed (HTML, e-mail headers) or read as plain text. Anything else is
-rejected as "unsupported file type".
+text formats the extension decides (.md, .html, .csv/.tsv, .eml, .mbox, .txt, flat OpenDocument .fodt/.fods/.fodp),
+and a text file without a known extension is sniffed (HTML, a mailbox, e-mail headers) or read as plain text.
+Anything else is rejected as "unsupported file type".
 
 The filename is only metadata: it is sanitised to a base name and never used to open or write anything.
 """
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from inhouse.errors import DocumentRejected
 from inhouse.kb.document import Marking, ParsedDocument
-from inhouse.kb.parse import archive, markings, odf, ole
+from inhouse.kb.parse import archive, markings, mbox, odf, ole
 from inhouse.kb.parse.safety import MB, ParseLimits, check_size, open_zip_checked, sanitize_filename
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ __all__ = ["SUPPORTED_EXTENSIONS", "ParseLimits", "detect_format", "parse_file",
 
 Format = str  # one of FORMATS
 FORMATS = ("pdf", "docx", "pptx", "xlsx", "csv", "html", "markdown", "text", "eml", "image", "doc", "xls", "ppt", "msg",
-           "rtf", "odf", "zip", "tar")
+           "rtf", "odf", "zip", "tar", "mbox")
 _EXTENSIONS: dict[str, Format] = {
     ".pdf": "pdf", ".docx": "docx", ".docm": "docx", ".pptx": "pptx", ".pptm": "pptx", ".xlsx": "xlsx",
     ".xlsm": "xlsx", ".csv": "csv", ".tsv": "csv", ".html": "html", ".htm": "html", ".xhtml": "html",
@@ -43,7 +43,7 @@ _EXTENSIONS: dict[str, Format] = {
     ".log": "text", ".rst": "text", ".eml": "eml", ".png": "image", ".jpg": "image", ".jpeg": "image",
     ".tif": "image", ".tiff": "image", ".webp": "image", ".bmp": "image", ".gif": "image",
     ".doc": "doc", ".dot": "doc", ".xls": "xls", ".xlt": "xls", ".ppt": "ppt", ".pot": "ppt", ".pps": "ppt",
-    ".msg": "msg", ".rtf": "rtf",
+    ".msg": "msg", ".rtf": "rtf", ".mbox": "mbox", ".mbx": "mbox",
     # OpenDocument: packages (and their templates), then the single-XML "flat" files
     ".odt": "odf", ".ods": "odf", ".odp": "odf", ".odg": "odf", ".ott": "odf", ".ots": "odf", ".otp": "odf",
     ".otg": "odf", ".fodt": "odf", ".fods": "odf", ".fodp": "odf", ".fodg": "odf",
@@ -152,6 +152,8 @@ def detect_format(data: bytes, filename: str, limits: ParseLimits | None = None)
         raise DocumentRejected(filename, f"unsupported file type ({ext})")
     if sniff.startswith((b"<!doctype html", b"<html")):
         return "html"
+    if mbox.is_mbox(head):  # Thunderbird keeps each mail folder as a file without an extension ("Inbox")
+        return "mbox"
     if sniff.startswith(_EMAIL_HEADERS):
         return "eml"
     return "text"
@@ -306,6 +308,10 @@ def _eml(data: bytes, name: str, ctx: _Context) -> ParsedDocument:
     return eml.parse(data, name, ctx.limits, _nested(ctx))
 
 
+def _mbox(data: bytes, name: str, ctx: _Context) -> ParsedDocument:
+    return mbox.parse(data, name, ctx.limits, _nested(ctx))
+
+
 def _msg(data: bytes, name: str, ctx: _Context) -> ParsedDocument:
     from inhouse.kb.parse import msg
 
@@ -315,7 +321,7 @@ def _msg(data: bytes, name: str, ctx: _Context) -> ParsedDocument:
 _PARSERS: dict[Format, Callable[[bytes, str, _Context], ParsedDocument]] = {
     "pdf": _pdf, "docx": _docx, "pptx": _pptx, "xlsx": _xlsx, "csv": _csv, "html": _html,
     "markdown": _markdown, "text": _text, "eml": _eml, "image": _image, "doc": _doc, "xls": _xls, "ppt": _ppt,
-    "msg": _msg, "rtf": _rtf, "odf": _odf, "zip": _zip, "tar": _tar,
+    "msg": _msg, "rtf": _rtf, "odf": _odf, "zip": _zip, "tar": _tar, "mbox": _mbox,
 }
 # Sensitivity labels recorded in the file's metadata, read beside its text (``kb/parse/markings.py``); e-mail
 # headers, front matter and <meta> classifications are read by their format's parser.
