@@ -77,16 +77,16 @@ def test_ingest_sync_reports_what_changed(env: Path) -> None:
     (env / "travel.md").write_text("# Travel\n\nThe hotel limit in Shanghai is 1,200 CNY per night.\n")
     first = CliRunner().invoke(app, ["ingest", "--sync", str(env), "--collection", "hr"])
     assert first.exit_code == 0, first.output
-    assert "2 files (2 added, 0 replaced, 0 unchanged, 0 errors, 0 removed)" in first.output
+    assert "2 files (2 added, 0 replaced, 0 unchanged, 0 errors, 0 moved, 0 removed)" in first.output
     (env / "travel.md").unlink()
     (env / "leave.md").write_text("# Leave\n\nEmployees with 3 years of service get 20 days of annual leave.\n")
     second = CliRunner().invoke(app, ["ingest", "--sync", str(env), "--collection", "hr"])
     assert "removed hr/travel.md" in second.output
-    assert "1 files (0 added, 1 replaced, 0 unchanged, 0 errors, 1 removed)" in second.output
+    assert "1 files (0 added, 1 replaced, 0 unchanged, 0 errors, 0 moved, 1 removed)" in second.output
     hits = CliRunner().invoke(app, ["search", "hotel limit Shanghai", "--collection", "hr"])
     assert "1,200" not in hits.output and "20 days" in hits.output
     third = CliRunner().invoke(app, ["ingest", "--sync", str(env), "--collection", "hr"])
-    assert "1 files (0 added, 0 replaced, 1 unchanged, 0 errors, 0 removed)" in third.output
+    assert "1 files (0 added, 0 replaced, 1 unchanged, 0 errors, 0 moved, 0 removed)" in third.output
     a_file = CliRunner().invoke(app, ["ingest", "--sync", str(env / "leave.md"), "--collection", "hr"])
     assert a_file.exit_code == 2 and "directories" in a_file.output
 

@@ -98,6 +98,12 @@ def ingest(
         err_console.print(f"[yellow]skipped[/] {e.source_path}: {e.error}", highlight=False)
     for o in report.raised:  # every one: an administrator must see each file that said it is more sensitive
         console.print(f"labelled {o.label} {o.source_path}: its marking, {o.marking}", highlight=False)
+    moved = [o for o in report.outcomes if o.status == "moved"]
+    for o in moved[:20]:
+        console.print(f"moved {o.moved_from} → {o.source_path} (its document, label and access list kept)",
+                      highlight=False)
+    if len(moved) > 20:
+        console.print(f"… and {len(moved) - 20} more moved", highlight=False)
     removed = [o for o in report.outcomes if o.status == "removed"]
     for o in removed[:20]:
         console.print(f"removed {o.source_path} ({o.chunks} chunks)", highlight=False)
@@ -106,7 +112,7 @@ def ingest(
     console.print(
         f"{report.files} files ({report.count('added')} added, {report.count('replaced')} replaced, "
         f"{report.count('unchanged')} unchanged, {len(report.errors)} errors"
-        + (f", {len(removed)} removed" if sync else "")
+        + (f", {len(moved)} moved, {len(removed)} removed" if sync else "")
         + (f", {len(report.raised)} labelled higher by their markings" if report.raised else "")
         + f"), {report.chunks} chunks"
         + (f" ({report.reused_chunks} unchanged in replaced documents, not embedded again)"

@@ -14,10 +14,11 @@
   slow part; each document still commits on its own as soon as its vectors exist.
 - **Sync.** With ``remove_missing`` (``inhouse ingest --sync DIR``), documents whose source path lies under one of
   the given prefixes but that are not among the sources any more are deleted (chunks, keyword rows, vectors and
-  bytes; searchers drop them from their resident copies through the index's change log) before anything is
-  ingested. Deleting first matters: ingestion skips bytes the collection already holds, so a renamed file would
-  otherwise be "unchanged" under its old document and then deleted with it. A file that changed but can no longer
-  be parsed is reported and its previous version kept.
+  bytes; searchers drop them from their resident copies through the index's change log) once every file of the
+  run has been seen. A file that was moved or renamed is found by its bytes first and its document moved with it
+  (``IndexStore.move_document``): same id, label, access list, versions and vectors, nothing parsed or embedded. A
+  file that changed but can no longer be parsed is reported and its previous version kept.
+- **Unchanged chunks.** A new version's chunks whose text the stored version embedded keep that vector.
 
 Source paths: a file given directly is known by its base name; a file found under a directory ``D`` by
 ``D.name/relative/path``. Re-ingesting the same tree therefore finds the same documents.
@@ -36,10 +37,10 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from inhouse.errors import DocumentRejected, InhouseError, StorageFull, StoreUnavailable
+from inhouse.errors import Conflict, DocumentRejected, InhouseError, StorageFull, StoreUnavailable
 from inhouse.governance.labels import UNLABELLED, Label, label_of_item
 from inhouse.kb.access import Acl
-from inhouse.kb.index.protocol import IndexStore, NewDocument
+from inhouse.kb.index.protocol import DocumentRecord, IndexStore, NewDocument
 
 if TYPE_CHECKING:
     from inhouse.kb.document import Chunk, ParsedDocument
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Status = Literal["added", "replaced", "unchanged", "removed", "error"]
+Status = Literal["added", "replaced", "unchanged", "moved", "removed", "error"]
 ParseFn = Callable[[bytes, str], "ParsedDocument"]
 PageProgress = Callable[[int, int], None]  # (pages read by OCR so far, pages of the file)
 PagedParseFn = Callable[[bytes, str, "PageProgress | None"], "ParsedDocument"]
@@ -66,6 +67,7 @@ class FileOutcome:
     error: str | None = None
     label: Label | None = None  # what an added or replaced document was stored with
     marking: str | None = None  # why that label is above the one given (the document's own marking)
+    moved_from: str | None = None  # a moved document's previous source path
 
 
 @dataclass(frozen=True)
@@ -139,7 +141,8 @@ class IngestReport:
                 "chunks_per_s": round(self.chunks_per_s, 1), "embed_chunks_per_s": round(self.embed_chunks_per_s, 1),
                 "load_seconds": round(self.load_seconds, 3),
                 "added": self.count("added"), "replaced": self.count("replaced"),
-                "unchanged": self.count("unchanged"), "removed": self.count("removed"), "errors": [
+                "unchanged": self.count("unchanged"), "moved": self.count("moved"), "removed": self.count("removed"),
+                "errors": [
                     {"source_path": o.source_path, "error": o.error} for o in self.errors],
                 "raised": [{"source_path": o.source_path, "label": str(o.label), "marking": o.marking}
                            for o in self.raised]}
@@ -284,8 +287,9 @@ class Ingestor:
 
             return on_page
 
-        if remove_missing:
-            report.outcomes += self._remove_missing(collection.id, sources, remove_missing)
+        # Documents whose files are gone from the synced folders: moved with their file when its bytes turn up
+        # under another path, else deleted at the end.
+        missing = self._missing(collection.id, sources, remove_missing) if remove_missing else {}
 
         def flush() -> None:
             nonlocal chunks_done, prepared, bytes_done
@@ -319,7 +323,8 @@ class Ingestor:
 
         tick()
         for src in sources:
-            outcome, item = self._prepare(collection.id, src, pages_of(src) if progress is not None else None)
+            outcome, item = self._prepare(collection.id, src, pages_of(src) if progress is not None else None,
+                                          missing, report)
             if outcome is not None:
                 report.outcomes.append(outcome)
                 bytes_done += src.size or 0
@@ -330,34 +335,56 @@ class Ingestor:
             if sum(len(p.chunks) for p in pending) >= self._batch:
                 flush()
         flush()
+        if missing:  # after every file was seen (a moved one has taken its document along), in one transaction
+            self.store.delete_documents(list(missing))
+            report.outcomes += [FileOutcome(d.source_path, "removed", d.id, d.chunk_count) for d in missing.values()]
         report.seconds = self._clock() - start
         return report
 
-    def _remove_missing(self, collection_id: str, sources: Sequence[FileSource],
-                        prefixes: Sequence[str]) -> list[FileOutcome]:
+    def _missing(self, collection_id: str, sources: Sequence[FileSource],
+                 prefixes: Sequence[str]) -> dict[str, DocumentRecord]:
+        """The collection's documents under ``prefixes`` whose source path is not among ``sources``, by id."""
         present = {s.source_path for s in sources}
-        gone: list[FileOutcome] = []
+        gone: dict[str, DocumentRecord] = {}
         offset, page = 0, 500
         while True:
             docs = self.store.list_documents(collection_id, limit=page, offset=offset)
-            gone += [FileOutcome(d.source_path, "removed", d.id, d.chunk_count) for d in docs
-                     if d.source_path.startswith(tuple(prefixes)) and d.source_path not in present]
+            gone.update((d.id, d) for d in docs
+                        if d.source_path.startswith(tuple(prefixes)) and d.source_path not in present)
             if len(docs) < page:
                 break
             offset += page
-        for outcome in gone:  # listed first, deleted after: deleting would shift the pages
-            assert outcome.document_id is not None
-            self.delete(outcome.document_id)
         return gone
 
-    def _prepare(self, collection_id: str, src: FileSource,
-                 on_page: PageProgress | None = None) -> tuple[FileOutcome | None, _Pending | None]:
+    def _move(self, src: FileSource, doc: DocumentRecord, missing: dict[str, DocumentRecord],
+              report: IngestReport) -> FileOutcome | None:
+        """``src`` holds the bytes of ``doc``, whose file is gone: the file was moved or renamed, and the document
+        (its label and access list with it) goes along. None when another document is at the new path already (a
+        file replaced by a moved one): ``doc`` is deleted, and ``src`` is that other document's new version."""
+        del missing[doc.id]
+        try:
+            moved = self.store.move_document(doc.id, src.source_path, src.filename)
+        except Conflict:
+            self.delete(doc.id)
+            report.outcomes.append(FileOutcome(doc.source_path, "removed", doc.id, doc.chunk_count))
+            return None
+        return FileOutcome(src.source_path, "moved", moved.id, moved.chunk_count, label=moved.label,
+                           moved_from=doc.source_path)
+
+    def _prepare(self, collection_id: str, src: FileSource, on_page: PageProgress | None,
+                 missing: dict[str, DocumentRecord], report: IngestReport,
+                 ) -> tuple[FileOutcome | None, _Pending | None]:
         try:
             data = src.read()
         except OSError as exc:
             return FileOutcome(src.source_path, "error", error=f"cannot read: {exc.strerror or exc}"), None
         sha = hashlib.sha256(data).hexdigest()
         existing = self.store.find_document(collection_id, sha256=sha)
+        if existing is not None and existing.id in missing:
+            moved = self._move(src, existing, missing, report)
+            if moved is not None:
+                return moved, None
+            existing = None
         if existing is not None:
             return FileOutcome(src.source_path, "unchanged", existing.id, existing.chunk_count), None
         try:

@@ -126,6 +126,23 @@ class IndexStoreContract:
         result = store.check()
         assert result.ok and result.counts["chunks"] == 4 and result.counts["vectors"] == 4, result.to_dict()
 
+    def test_a_moved_document_keeps_everything_but_its_path(self, store: IndexStore) -> None:
+        hr, _ = self._cols(store)
+        doc = store.put_document(make_doc(hr, "a/leave.txt", ["annual leave is 18 days"])).document
+        other = store.put_document(make_doc(hr, "b.txt", ["unrelated"])).document
+        chunk_ids = [c.id for c in store.document_chunks(doc.id)]
+        moved = store.move_document(doc.id, "archive/leave.txt", "leave.txt")
+        assert (moved.id, moved.source_path, moved.version, moved.label) == (doc.id, "archive/leave.txt", 1, doc.label)
+        assert [c.id for c in store.document_chunks(doc.id)] == chunk_ids
+        assert store.find_document(hr, source_path="a/leave.txt") is None
+        hit = store.keyword_search(ADMIN, "annual leave", SearchFilters(), 1)[0]
+        assert store.get_chunks(ADMIN, [hit.chunk_id])[0].source_path == "archive/leave.txt"
+        with pytest.raises(Conflict):
+            store.move_document(doc.id, "b.txt", "b.txt")
+        with pytest.raises(NotFound):
+            store.move_document("doc_missing", "c.txt", "c.txt")
+        assert store.get_document(other.id).source_path == "b.txt" and store.check().ok
+
     def test_delete_removes_everything(self, store: IndexStore) -> None:
         hr, _ = self._cols(store)
         doc = store.put_document(make_doc(hr, "a.txt", ["secret zebra fact", "another zebra line"])).document

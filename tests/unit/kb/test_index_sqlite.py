@@ -62,7 +62,7 @@ def test_delete_leaves_no_bytes_behind(tmp_path: Path) -> None:
         assert secret.encode() in s.raw_dump() and vec_bytes in s.raw_dump()
         s.delete_document(rec.id)
         raw = s.raw_dump()
-        assert b"CANARY-ZEBRA" not in raw and b"7781" not in raw
+        assert b"zebra" not in raw.lower()  # the text, its words and trigrams (no digits: ids are hex)
         assert vec_bytes not in raw
     finally:
         s.close()
@@ -78,19 +78,21 @@ def _fts_config(path: Path) -> dict[str, dict[str, object]]:
         c.close()
 
 
-def test_replaced_version_leaves_no_terms_behind(tmp_path: Path) -> None:
+@pytest.mark.parametrize("others", [30, 400])  # the changed chunk more than 1/300 of the index (a merge), or less
+def test_replaced_version_leaves_no_terms_behind(tmp_path: Path, others: int) -> None:
     """A document replaced by a redacted version: the old text's terms (trigrams and words) leave both keyword
     indexes with it, not at some later merge."""
     s = SqliteIndexStore(tmp_path / "kb.db", dim=DIM)
     try:
         col = s.create_collection("hr", acl=Acl())
-        for i in range(30):  # other documents, so the old postings share segments with text that stays
-            s.put_document(make_doc(col.id, f"f{i}.txt", [f"filler paragraph {i} about budgets"]))
-        s.put_document(make_doc(col.id, "a.txt", ["the codename is qwxzebra 7781", "second line"]))
+        # Other text, so the old postings share segments with text that stays.
+        s.put_document(make_doc(col.id, "f.txt", [f"filler paragraph {i} about budgets" for i in range(others)]))
+        # No digits in the canary: a hex id among 400 chunks' may well hold any four of them.
+        s.put_document(make_doc(col.id, "a.txt", ["the codename is qwxzebra", "second line"]))
         assert b"qwxzebra" in s.raw_dump() and b"wxz" in s.raw_dump()
         s.put_document(make_doc(col.id, "a.txt", ["the codename is [withheld]", "second line"]))
         raw = s.raw_dump()
-        assert b"qwxzebra" not in raw and b"wxz" not in raw and b"7781" not in raw
+        assert b"qwxzebra" not in raw and b"wxz" not in raw
         assert not s.keyword_search(ADMIN, "qwxzebra", SearchFilters(), 5)
         assert s.check().ok
     finally:
@@ -131,6 +133,28 @@ def test_a_small_edit_rewrites_only_the_chunks_it_touched(tmp_path: Path) -> Non
         s.close()
 
 
+@pytest.mark.parametrize("canary_chunks", [1, 5])
+def test_deleted_text_leaves_by_secure_delete_or_by_one_merge(tmp_path: Path, canary_chunks: int) -> None:
+    """Against 400 other chunks, one deleted chunk's postings are deleted in place; five (more than 1/300 of the
+    index) are deleted plainly and the indexes merged once. Either way no term is left, and secure-delete is on
+    again for the next delete."""
+    s = SqliteIndexStore(tmp_path / "kb.db", dim=DIM)
+    try:
+        col = s.create_collection("hr", acl=Acl())
+        s.put_document(make_doc(col.id, "filler.txt", [f"filler paragraph {i} about budgets" for i in range(400)]))
+        texts = [f"the codename is qwxzebra {i}" for i in range(canary_chunks)]
+        canary = s.put_document(make_doc(col.id, "a.txt", texts)).document
+        assert b"qwxzebra" in s.raw_dump()
+        assert s.delete_documents([canary.id, "doc_missing"]) == 1
+        raw = s.raw_dump()
+        assert b"qwxzebra" not in raw and b"wxz" not in raw
+        assert {t: cfg["secure-delete"] for t, cfg in _fts_config(tmp_path / "kb.db").items()} == {
+            "kb_fts": 1, "kb_words": 1}
+        assert s.check().ok and s.counts()["chunks"] == 400
+    finally:
+        s.close()
+
+
 def test_upgrade_to_secure_delete_drops_what_earlier_replacements_left(tmp_path: Path) -> None:
     """A file of version 4 (deletes left postings until a merge; replacements never merged) gets secure-delete on
     both keyword indexes and loses the old postings in the upgrade."""
@@ -141,9 +165,10 @@ def test_upgrade_to_secure_delete_drops_what_earlier_replacements_left(tmp_path:
             for stmt in _TO_V4:
                 tx.execute(stmt)
         col = old.create_collection("hr", acl=Acl())
-        for i in range(10):
-            old.put_document(make_doc(col.id, f"f{i}.txt", [f"filler paragraph {i} about budgets"]))
-        old.put_document(make_doc(col.id, "a.txt", ["the codename is qwxzebra 7781"]))
+        # 400 other chunks: replacing one deletes it in place, without merging the index (the merge path would
+        # drop the old postings here already).
+        old.put_document(make_doc(col.id, "f.txt", [f"filler paragraph {i} about budgets" for i in range(400)]))
+        old.put_document(make_doc(col.id, "a.txt", ["the codename is qwxzebra"]))
         old.put_document(make_doc(col.id, "a.txt", ["the codename is [withheld]"]))
         assert b"qwxzebra" in old.raw_dump()  # what version 4 left behind
     finally:
@@ -152,8 +177,8 @@ def test_upgrade_to_secure_delete_drops_what_earlier_replacements_left(tmp_path:
     try:
         assert s.schema_version() == 5
         assert {t: cfg["secure-delete"] for t, cfg in _fts_config(db).items()} == {"kb_fts": 1, "kb_words": 1}
-        assert b"qwxzebra" not in s.raw_dump() and b"7781" not in s.raw_dump()
-        assert s.check().ok and s.counts()["documents"] == 11
+        assert b"qwxzebra" not in s.raw_dump() and b"wxz" not in s.raw_dump()
+        assert s.check().ok and s.counts()["documents"] == 2
     finally:
         s.close()
 

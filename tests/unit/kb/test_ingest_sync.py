@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from inhouse.governance.labels import Label
 from inhouse.kb.access import AccessScope, Acl
 from inhouse.kb.index.protocol import SearchFilters
 from inhouse.kb.index.sqlite import SqliteIndexStore
@@ -91,15 +92,53 @@ def test_a_removed_file_leaves_no_trace_in_keyword_vector_or_resident_copies(sto
     assert b"zebra sandwiches" not in dump and b"sandwiches" not in dump  # the word index forgot it too
 
 
-def test_a_renamed_file_keeps_its_content(store: SqliteIndexStore, tmp_path: Path) -> None:
+def test_a_moved_file_takes_its_document_along(store: SqliteIndexStore, tmp_path: Path) -> None:
+    """A folder reorganised: each moved or renamed file keeps its document (id, the label and access list an admin
+    gave it, its vectors): nothing is parsed or embedded again, and nothing becomes visible that was not."""
     col = store.create_collection("docs", acl=Acl()).id
     d = tmp_path / "docs"
     write(d, "old-name.md", "# Leave\n\nEmployees get 18 days.\n")
+    write(d, "board/acquisition.md", "# Kestrel\n\nWe offer 40 million for Kestrel.\n")
+    emb = FakeEmbedder()
+    ing = Ingestor(store, emb)
+    sync(ing, col, d)
+    memo = store.find_document(col, source_path="docs/board/acquisition.md")
+    assert memo is not None
+    store.relabel(memo.id, label=Label.RESTRICTED, acl=Acl(groups=frozenset({"board"})))
+    embedded = emb.passages_embedded
+    (d / "old-name.md").rename(d / "new-name.md")
+    (d / "archive" / "2026").mkdir(parents=True)
+    (d / "board" / "acquisition.md").rename(d / "archive" / "2026" / "acquisition.md")
+    report = ing.ingest(col, list(iter_sources([d])), remove_missing=[sync_prefix(d)])
+    assert {(o.status, o.moved_from, o.source_path) for o in report.outcomes} == {
+        ("moved", "docs/old-name.md", "docs/new-name.md"),
+        ("moved", "docs/board/acquisition.md", "docs/archive/2026/acquisition.md")}
+    assert emb.passages_embedded == embedded and report.to_dict()["moved"] == 2
+    moved = store.get_document(memo.id)
+    assert moved.source_path == "docs/archive/2026/acquisition.md" and moved.label is Label.RESTRICTED
+    assert moved.acl == Acl(groups=frozenset({"board"})) and moved.version == 1
+    hits = store.keyword_search(ADMIN, "Kestrel", SearchFilters(), 5)
+    assert [store.get_chunks(ADMIN, [h.chunk_id])[0].source_path for h in hits] == ["docs/archive/2026/acquisition.md"]
+    assert sorted(doc.source_path for doc in store.list_documents(col)) == [
+        "docs/archive/2026/acquisition.md", "docs/new-name.md"]
+    assert sync(ing, col, d) == {"unchanged": ["docs/archive/2026/acquisition.md", "docs/new-name.md"]}
+
+
+def test_a_file_replaced_by_a_moved_one_is_its_new_version(store: SqliteIndexStore, tmp_path: Path) -> None:
+    """draft.md renamed over final.md: final.md's document gets the draft's text, the draft's document goes."""
+    col = store.create_collection("docs", acl=Acl()).id
+    d = tmp_path / "docs"
+    write(d, "draft.md", "# Policy\n\nThe new hotel limit is 1,500 CNY.\n")
+    write(d, "final.md", "# Policy\n\nThe hotel limit is 1,200 CNY.\n")
     ing = Ingestor(store, FakeEmbedder())
     sync(ing, col, d)
-    (d / "old-name.md").rename(d / "new-name.md")
-    assert sync(ing, col, d) == {"removed": ["docs/old-name.md"], "added": ["docs/new-name.md"]}
-    assert [doc.source_path for doc in store.list_documents(col)] == ["docs/new-name.md"]
+    final = store.find_document(col, source_path="docs/final.md")
+    assert final is not None
+    (d / "draft.md").replace(d / "final.md")
+    assert sync(ing, col, d) == {"removed": ["docs/draft.md"], "replaced": ["docs/final.md"]}
+    (only,) = store.list_documents(col)
+    assert only.id == final.id and only.version == 2
+    assert "1,500" in store.document_chunks(only.id)[0].content and store.check().ok
 
 
 def test_progress_carries_bytes_and_an_eta(store: SqliteIndexStore, tmp_path: Path) -> None:

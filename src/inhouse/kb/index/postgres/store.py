@@ -292,12 +292,29 @@ class PostgresIndexStore:
                 c.execute("UPDATE kb_documents SET has_acl = %s WHERE id = %s", (not clear_acl, document_id))
         return self.get_document(document_id)
 
-    def delete_document(self, document_id: str) -> None:
+    def move_document(self, document_id: str, source_path: str, filename: str) -> DocumentRecord:
         with self._db.transaction() as c:
-            if not c.execute("DELETE FROM kb_documents WHERE id = %s", (document_id,)).rowcount:
+            row = c.execute("SELECT pk, collection_pk FROM kb_documents WHERE id = %s", (document_id,)).fetchone()
+            if row is None:
                 raise NotFound(f"No document '{document_id}'.", param="document_id")
-            c.execute("DELETE FROM kb_acl WHERE owner = %s", (document_id,))  # chunks and bytes cascade
+            if c.execute("SELECT 1 FROM kb_documents WHERE collection_pk = %s AND source_path = %s AND pk != %s",
+                         (row["collection_pk"], source_path, row["pk"])).fetchone():
+                raise Conflict(f"Another document of the collection is at '{source_path}'.", param="source_path")
+            c.execute("UPDATE kb_documents SET source_path = %s, filename = %s WHERE pk = %s",
+                      (source_path, filename[:255], row["pk"]))
+        return self.get_document(document_id)
+
+    def delete_document(self, document_id: str) -> None:
+        if not self.delete_documents([document_id]):
+            raise NotFound(f"No document '{document_id}'.", param="document_id")
+
+    def delete_documents(self, document_ids: Sequence[str]) -> int:
+        ids = list(dict.fromkeys(document_ids))
+        with self._db.transaction() as c:
+            deleted = c.execute("DELETE FROM kb_documents WHERE id = ANY(%s)", (ids,)).rowcount
+            c.execute("DELETE FROM kb_acl WHERE owner = ANY(%s)", (ids,))  # chunks and bytes cascade
             prune_log(c)
+        return int(deleted)
 
     _CHUNK_SQL = ("SELECT k.id, d.id AS document_id, c.id AS collection_id, k.ordinal, k.content, k.section,"
                   " k.page_start, k.page_end, d.title, d.source_path, d.label_rank, k.text FROM kb_chunks k"
