@@ -23,11 +23,12 @@ caller may see and ``top_k`` is always filled when enough exists. The copy follo
 
 Schema: ``schema.py``; older files are upgraded in place when they are opened.
 
-Deletion (and the old version of a replaced document): ``secure_delete`` zeroes freed pages, vectors are
-overwritten with zeros before their row is deleted (vec0 reuses its blocks rather than freeing them), and both FTS5
-indexes run with their ``secure-delete`` option (schema version 5), so a deleted row's postings leave with it. The
-word index reads a row's text back from ``kb_words_src`` (chunk and document rows) to delete it: its row goes
-before theirs, and what it indexes is exactly what that view shows (the title as stored, cut at 500).
+Deletion (and the old version of a replaced document): ``secure_delete`` zeroes freed pages, vectors are overwritten
+with zeros before their row is deleted (vec0 reuses its blocks rather than freeing them), and both FTS5 indexes run
+with their ``secure-delete`` option (schema version 5), so a deleted row's postings leave with it (a deletion of a
+large share of the index deletes plainly and merges the indexes once instead). The word index reads a row's text back
+from ``kb_words_src`` (chunk and document rows) to delete it: its row goes before theirs, and what it indexes is
+exactly what that view shows (the title as stored, cut at 500).
 """
 
 from __future__ import annotations
