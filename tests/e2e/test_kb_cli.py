@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,16 @@ def test_ingest_sync_reports_what_changed(env: Path) -> None:
     assert "1 files (0 added, 1 replaced, 0 unchanged, 0 errors, 0 moved, 1 removed)" in second.output
     hits = CliRunner().invoke(app, ["search", "hotel limit Shanghai", "--collection", "hr"])
     assert "1,200" not in hits.output and "20 days" in hits.output
+    # Each run is in the audit log, naming the documents it changed: who removed travel.md's document, and when.
+    runs = [json.loads(line) for line in CliRunner().invoke(app, ["audit", "export"]).output.splitlines()
+            if '"kb:write"' in line]
+    assert [(r["resource"].split(" col_")[0], r["details"]["added"], r["details"]["replaced"],
+             r["details"]["removed"]) for r in runs] == [("inhouse ingest --sync", 2, 0, 0),
+                                                         ("inhouse ingest --sync", 0, 1, 1)]
+    assert runs[1]["actor_key_id"] == "key_cli" and len(runs[1]["documents"]) == 2
+    removed = runs[1]["documents"][-1]
+    named = CliRunner().invoke(app, ["audit", "export", "--document", removed]).output.splitlines()
+    assert len(named) == 2  # added by the first run, removed by the second
     third = CliRunner().invoke(app, ["ingest", "--sync", str(env), "--collection", "hr"])
     assert "1 files (0 added, 0 replaced, 1 unchanged, 0 errors, 0 moved, 0 removed)" in third.output
     a_file = CliRunner().invoke(app, ["ingest", "--sync", str(env / "leave.md"), "--collection", "hr"])

@@ -26,6 +26,7 @@ from inhouse.errors import InvalidRequest
 from inhouse.types import Actor
 
 if TYPE_CHECKING:
+    from inhouse.kb.ingest import IngestReport
     from inhouse.kb.service import KnowledgeBase
     from inhouse.services import Services
 
@@ -94,6 +95,7 @@ def ingest(
 
             report = kb.ingest_paths(CLI_ACTOR, collection, paths, label=label,
                                      groups=None if created else (group or None), progress=on_progress, sync=sync)
+        _record_ingest(services, kb.collection(CLI_ACTOR, collection).id, paths, sync, report)
     for e in report.errors:
         err_console.print(f"[yellow]skipped[/] {e.source_path}: {e.error}", highlight=False)
     for o in report.raised:  # every one: an administrator must see each file that said it is more sensitive
@@ -124,6 +126,26 @@ def ingest(
     )
     if report.errors and report.files == len(report.errors):
         raise typer.Exit(1)
+
+
+_MAX_AUDITED_DOCUMENTS = 5_000
+
+
+def _record_ingest(services: Services, collection_id: str, paths: list[Path], sync: bool,
+                   report: IngestReport) -> None:
+    """The run in the audit log, as an upload or a delete over HTTP is recorded: one record naming the documents it
+    added, replaced, moved or removed, with the counts. Written once the run is done (a batch is not one
+    transaction, and a CLI run has no request to refuse); if it cannot be written the command fails with the
+    reason, and what was ingested stays."""
+    changed = [o.document_id for o in report.outcomes
+               if o.document_id and o.status in ("added", "replaced", "moved", "removed")]
+    counts = {status: report.count(status) for status in ("added", "replaced", "unchanged", "moved", "removed")}
+    services.audit.record_request(
+        action="kb:write", outcome="success", actor_key_id=CLI_ACTOR.key_id,
+        resource=f"inhouse ingest{' --sync' if sync else ''} {collection_id}",
+        documents=changed[:_MAX_AUDITED_DOCUMENTS],
+        details={"via": "cli", "paths": [p.name for p in paths][:20], **counts, "errors": len(report.errors),
+                 "documents_not_listed": max(0, len(changed) - _MAX_AUDITED_DOCUMENTS)})
 
 
 def format_eta(seconds: float | None) -> str:
