@@ -29,6 +29,7 @@ from typing import Any
 
 import inhouse
 from benchmarks.manual_ingest import baseline_tree
+from benchmarks.report import pyplot, save_figure
 from benchmarks.results import RESULTS_DIR, write_results
 from inhouse.governance.audit.chain import GENESIS, Head, canonical_json, format_ts, record_hash
 from inhouse.governance.audit.head import HeadSigner
@@ -155,10 +156,7 @@ def bench(sizes: list[int], tmp: Path, commit: str, rounds: int) -> dict[str, An
 
 
 def chart(result: dict[str, Any], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     sizes = result["sizes"]
     xs = [s["records"] for s in sizes]
@@ -171,10 +169,7 @@ def chart(result: dict[str, Any], path: Path) -> Path:
     ax.set_title(f"Audit report and verify: current vs {result['baseline_commit']}")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.manual_ingest import REPO, baseline_tree, sampled_files
+from benchmarks.report import pyplot, save_figure
 from benchmarks.results import RESULTS_DIR, write_results
 
 BASELINE_COMMIT = "7ba8855"  # main before FTS5 secure-delete and the reuse of unchanged chunks' vectors
@@ -140,10 +141,7 @@ def bench_sync(root: Path, tmp: Path, *, commit: str, sample: int, edit: float, 
 
 def chart(result: dict[str, Any], path: Path) -> Path:
     """Resync wall time and chunks embedded, baseline against current, side by side."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     sides = ("baseline", "current")
     labels = [f"baseline {result['baseline_commit']}", "current"]
@@ -158,10 +156,7 @@ def chart(result: dict[str, Any], path: Path) -> Path:
     rev = result["revision"]
     fig.suptitle(f"Sync after a revision of {rev['pages']} manual pages ({rev['edited']} edited, "
                  f"{rev.get('moved', 0)} moved, {rev['removed']} removed): {result['resync_speedup']}x faster")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

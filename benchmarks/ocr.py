@@ -39,6 +39,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from benchmarks.report import pyplot, save_figure
 from benchmarks.results import RESULTS_DIR, write_results
 from inhouse.errors import DocumentRejected
 from inhouse.kb.document import ParsedDocument
@@ -180,10 +181,7 @@ def search(corpus: Path, scanned_corpus: Path, model: str | None) -> dict[str, A
 
 
 def chart(result: dict[str, Any], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     names = list(result["read"])
     langs = sorted({lang for n in names for lang in result["read"][n]["by_language"]})
@@ -205,10 +203,7 @@ def chart(result: dict[str, Any], path: Path) -> Path:
         s = result["search"]
         fig.suptitle(f"QA recall@5: original {s['original']['recall_at_5']:.3f}, "
                      f"scanned ({result['search_scanner']}) {s['scanned']['recall_at_5']:.3f}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

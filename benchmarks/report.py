@@ -256,11 +256,28 @@ def write_json(res: dict[str, Any], path: Path) -> None:
     write_results(res, path)
 
 
-def write_chart(res: dict[str, Any], path: Path) -> None:
+def pyplot() -> Any:
+    """matplotlib's pyplot drawing into files (the Agg backend: servers have no display), imported on first use:
+    the charts' library is in the optional bench extra."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Any, path: Path, *, dpi: int = 110) -> Path:
+    """Lay ``fig`` out, write it to ``path`` (its folder made) and free it."""
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
+    return path
+
+
+def write_chart(res: dict[str, Any], path: Path) -> None:
+    plt = pyplot()
 
     fig, axes = plt.subplots(2, 3, figsize=(16, 9))
     fig.suptitle(f"inhouse vs llama-cpp-python — {res['meta']['model']} — {res['meta']['started']}")
@@ -371,10 +388,7 @@ def write_chart(res: dict[str, Any], path: Path) -> None:
     ax.set_title("prefix cache: TTFT of a RAG request")
     ax.set_ylabel("s")
 
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)
 
 
 def main(argv: list[str] | None = None) -> None:

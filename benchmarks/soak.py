@@ -24,16 +24,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.report import pyplot, save_figure
 from benchmarks.results import RESULTS_DIR, write_results
 from inhouse.testing.load import LoadReport, healthy, run_load
 from inhouse.testing.server_process import ServerProcess, create_admin_key
 
 
 def chart(report: LoadReport, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     t = [s.t_s / 60 for s in report.samples]
     fig, axes = plt.subplots(3, 1, figsize=(9, 7), sharex=True)
@@ -45,9 +43,7 @@ def chart(report: LoadReport, path: Path, title: str) -> None:
         ax.grid(alpha=0.3)
     axes[0].set_title(title)
     axes[2].set_xlabel("minutes")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
