@@ -68,9 +68,9 @@ def ingest(
         kb = _kb(services)
         created = False
         try:
-            kb.collection(CLI_ACTOR, collection)
+            col = kb.collection(CLI_ACTOR, collection)
         except Exception:
-            kb.create_collection(CLI_ACTOR, collection, groups=group)
+            col = kb.create_collection(CLI_ACTOR, collection, groups=group)
             created = True
             console.print(f"Created collection {collection!r} for groups {group or '(admins only)'}.")
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[files]} files"),
@@ -95,7 +95,7 @@ def ingest(
 
             report = kb.ingest_paths(CLI_ACTOR, collection, paths, label=label,
                                      groups=None if created else (group or None), progress=on_progress, sync=sync)
-        _record_ingest(services, kb.collection(CLI_ACTOR, collection).id, paths, sync, report)
+        _record_ingest(services, col.id, paths, sync, report)
     for e in report.errors:
         err_console.print(f"[yellow]skipped[/] {e.source_path}: {e.error}", highlight=False)
     for o in report.raised:  # every one: an administrator must see each file that said it is more sensitive
