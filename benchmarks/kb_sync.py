@@ -5,14 +5,16 @@ A company's folders change a little at a time: a revision edits a paragraph in s
 the sync that follows should cost what changed, not what the folder holds. The document set is the Python manual
 (``benchmarks.manual``: Debian's ``python3-doc``, HTML), or every N-th page of it (``--sample``). Revision 2 is made
 from it with a fixed seed: ``--edit`` of the pages get one paragraph of their own text changed (a sentence added at
-its end), ``--move`` of them move to a folder ``moved/`` unchanged (a reorganisation), ``--remove`` of them are
-deleted, and the others stay byte for byte.
+its end), ``--move`` of them move to a folder ``moved/`` unchanged (a reorganisation), ``--move-edit`` of them move
+there with a paragraph changed on the way, ``--remove`` of them are deleted, and the others stay byte for byte.
 
 Each side runs in its own process with its own source tree (the baseline is ``git archive`` of ``--commit``, as
 in ``benchmarks.manual_ingest``), in a fresh data directory, with the real e5 embedder, exactly as ``inhouse ingest
 --sync`` does: a first sync of revision 1 (the index the revision lands on; both sides should take the same time),
 then a sync of revision 2 into the same collection, timed alone. Reported per side: both wall times, the chunks
-embedded again, the documents replaced, moved and removed, and the index afterwards (documents, chunks, ``kb check``);
+embedded again, the documents replaced, moved and removed, how many of revision 1's documents are still there (same
+id, so the label and access list an administrator gave them), and the index afterwards (documents, chunks,
+``kb check``);
 then **resync: baseline ÷ current** (the speedup) and first sync: current ÷ baseline.
 
 ``python -m benchmarks.kb_sync --run`` is the child entry point (one side, JSON on stdout).
@@ -42,12 +44,12 @@ _PARAGRAPH = re.compile(rb"<p>(?:(?!</p>).){200,}?</p>", re.S)  # paragraphs of 
 
 
 def make_revisions(root: Path, dest: Path, *, sample: int, edit: float, remove: float, move: float,
-                   seed: int) -> dict[str, int]:
+                   seed: int, move_edit: float = 0.0) -> dict[str, int]:
     """``dest/r1/manual``: the sampled pages as they are; ``dest/r2/manual``: the same after a revision. The same
     folder name in both, so a sync of either addresses the same documents."""
     rng = random.Random(seed)
     pages = sampled_files(root, sample)
-    edited = removed = moved = 0
+    edited = removed = moved = moved_edited = 0
     for p in pages:
         rel = p.relative_to(root)
         data = p.read_bytes()
@@ -60,16 +62,20 @@ def make_revisions(root: Path, dest: Path, *, sample: int, edit: float, remove: 
         if roll < remove + move:  # into a folder of its own, bytes unchanged
             moved += 1
             rel = Path("moved") / rel
-        elif roll < remove + move + edit:
+        elif roll < remove + move + edit + move_edit:
             paragraphs = list(_PARAGRAPH.finditer(data))
             if paragraphs:
                 m = paragraphs[rng.randrange(len(paragraphs))]
                 note = b" Changed in revision 2: this behaviour now also applies to subclasses."
                 data = data[:m.end() - 4] + note + data[m.end() - 4:]
-                edited += 1
+                if roll < remove + move + edit:
+                    edited += 1
+                else:  # moved and edited on the way
+                    moved_edited += 1
+                    rel = Path("moved") / rel
         (dest / "r2" / "manual" / rel).parent.mkdir(parents=True, exist_ok=True)
         (dest / "r2" / "manual" / rel).write_bytes(data)
-    return {"pages": len(pages), "edited": edited, "moved": moved, "removed": removed}
+    return {"pages": len(pages), "edited": edited, "moved": moved, "moved_edited": moved_edited, "removed": removed}
 
 
 def _child(revisions: Path, data_dir: Path) -> dict[str, Any]:
@@ -87,7 +93,10 @@ def _child(revisions: Path, data_dir: Path) -> dict[str, Any]:
         kb = services.kb
         assert kb is not None
         kb.create_collection(EVAL_ACTOR, "manual", groups=["docs"])
+        first: set[str] = set()
         for rev in ("r1", "r2"):
+            if rev == "r2":
+                first = _document_ids(kb.store)
             t0 = time.perf_counter()
             report = kb.ingest_paths(EVAL_ACTOR, "manual", [revisions / rev / "manual"], sync=True)
             wall = time.perf_counter() - t0
@@ -98,11 +107,16 @@ def _child(revisions: Path, data_dir: Path) -> dict[str, Any]:
                         "unchanged": r["unchanged"], "moved": r.get("moved", 0), "removed": r["removed"],
                         "errors": len(report.errors),
                         "chunks_written": report.chunks, "chunks_embedded": report.chunks - reused}
+        out["r2"]["documents_kept"] = len(first & _document_ids(kb.store))
         check = kb.store.check()
         out["index"] = {"documents": check.counts["documents"], "chunks": check.counts["chunks"], "ok": check.ok}
     finally:
         services.close()
     return out
+
+
+def _document_ids(store: Any) -> set[str]:
+    return {d.id for c in store.list_collections() for d in store.list_documents(c.id, limit=100_000)}
 
 
 def _run(src: Path, revisions: Path, data_dir: Path) -> dict[str, Any]:
@@ -113,13 +127,13 @@ def _run(src: Path, revisions: Path, data_dir: Path) -> dict[str, Any]:
 
 
 def bench_sync(root: Path, tmp: Path, *, commit: str, sample: int, edit: float, remove: float, move: float,
-               seed: int, current_first: bool) -> dict[str, Any]:
+               seed: int, current_first: bool, move_edit: float = 0.0) -> dict[str, Any]:
     from benchmarks.contention import foreign_cores, snapshot, wait_for_quiet
 
     revisions = tmp / "revisions"
     result: dict[str, Any] = {"baseline_commit": commit, "sample": sample, "seed": seed, "current_first": current_first,
                               "revision": make_revisions(root, revisions, sample=sample, edit=edit, remove=remove,
-                                                         move=move, seed=seed)}
+                                                         move=move, seed=seed, move_edit=move_edit)}
     print(f"revision 2: {result['revision']}", flush=True)
     order = [("baseline", baseline_tree(tmp / "baseline-tree", commit)), ("current", REPO / "src")]
     for label, src in (order[::-1] if current_first else order):
@@ -154,8 +168,10 @@ def chart(result: dict[str, Any], path: Path) -> Path:
         ax.set_xlim(0, max(values) * 1.25)
         ax.invert_yaxis()
     rev = result["revision"]
-    fig.suptitle(f"Sync after a revision of {rev['pages']} manual pages ({rev['edited']} edited, "
-                 f"{rev.get('moved', 0)} moved, {rev['removed']} removed): {result['resync_speedup']}x faster")
+    moved = f"{rev.get('moved', 0)} moved" + (f", {rev['moved_edited']} moved and edited" if rev.get("moved_edited")
+                                              else "")
+    fig.suptitle(f"Sync after a revision of {rev['pages']} manual pages ({rev['edited']} edited, {moved}, "
+                 f"{rev['removed']} removed): {result['resync_speedup']}x faster")
     return save_figure(fig, path)
 
 
@@ -170,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--edit", type=float, default=0.10, help="Share of pages with one paragraph changed")
     ap.add_argument("--remove", type=float, default=0.03, help="Share of pages removed")
     ap.add_argument("--move", type=float, default=0.05, help="Share of pages moved to another folder, unchanged")
+    ap.add_argument("--move-edit", type=float, default=0.03,
+                    help="Share of pages moved to another folder with one paragraph changed")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--current-first", action="store_true", help="Run the current code first")
     ap.add_argument("--chart", type=Path, default=None, metavar="RESULT.json", help="Draw the chart of a result file")
@@ -186,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     root = find_manual(args.manual)
     with tempfile.TemporaryDirectory(prefix="inhouse-kb-sync-") as tmp:
         result = bench_sync(root, Path(tmp), commit=args.commit, sample=args.sample, edit=args.edit,
-                            remove=args.remove, move=args.move, seed=args.seed, current_first=args.current_first)
+                            remove=args.remove, move=args.move, seed=args.seed, current_first=args.current_first,
+                            move_edit=args.move_edit)
     out = write_results({"at": time.strftime("%Y-%m-%dT%H:%M:%S"), "command": "python -m benchmarks.kb_sync "
                          + " ".join(argv if argv is not None else sys.argv[1:]), **result},
                         RESULTS_DIR / f"kb-sync-{time.strftime('%Y%m%d-%H%M%S')}.json")

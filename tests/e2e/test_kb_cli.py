@@ -98,6 +98,16 @@ def test_ingest_sync_reports_what_changed(env: Path) -> None:
     assert len(named) == 2  # added by the first run, removed by the second
     third = CliRunner().invoke(app, ["ingest", "--sync", str(env), "--collection", "hr"])
     assert "1 files (0 added, 0 replaced, 1 unchanged, 0 errors, 0 moved, 0 removed)" in third.output
+    # Moved into a folder and corrected on the way: the same document, its new version at the new path.
+    (env / "policies").mkdir()
+    (env / "leave.md").unlink()
+    (env / "policies" / "leave.md").write_text(
+        "# Leave\n\nEmployees with 3 years of service get 20 days of annual leave, 22 from 2027.\n")
+    fourth = CliRunner().invoke(app, ["ingest", "--sync", str(env), "--collection", "hr"])
+    said = " ".join(fourth.output.split())
+    assert "moved and edited hr/leave.md → hr/policies/leave.md (" in said and "of the text the same" in said, said
+    assert "1 files (0 added, 0 replaced, 0 unchanged, 0 errors, 1 moved, 0 removed)" in said
+    assert "22 from 2027" in CliRunner().invoke(app, ["search", "annual leave 2027", "--collection", "hr"]).output
     a_file = CliRunner().invoke(app, ["ingest", "--sync", str(env / "leave.md"), "--collection", "hr"])
     assert a_file.exit_code == 2 and "directories" in a_file.output
 

@@ -102,8 +102,12 @@ def ingest(
         console.print(f"labelled {o.label} {o.source_path}: its marking, {o.marking}", highlight=False)
     moved = [o for o in report.outcomes if o.status == "moved"]
     for o in moved[:20]:
-        console.print(f"moved {o.moved_from} → {o.source_path} (its document, label and access list kept)",
-                      highlight=False)
+        if o.same_text is not None:
+            console.print(f"moved and edited {o.moved_from} → {o.source_path} ({o.same_text:.0%} of the text the "
+                          "same: its new version, label and access list kept)", highlight=False)
+        else:
+            console.print(f"moved {o.moved_from} → {o.source_path} (its document, label and access list kept)",
+                          highlight=False)
     if len(moved) > 20:
         console.print(f"… and {len(moved) - 20} more moved", highlight=False)
     removed = [o for o in report.outcomes if o.status == "removed"]

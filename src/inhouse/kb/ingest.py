@@ -17,6 +17,9 @@
   bytes; searchers drop them from their resident copies through the index's change log) once every file of the
   run has been seen. A file that was moved or renamed is found by its bytes first and its document moved with it
   (``IndexStore.move_document``): same id, label, access list, versions and vectors, nothing parsed or embedded. A
+  file at a new path whose bytes match nothing is looked at after every other file: if its text resembles a missing
+  document's (``kb/resemblance.py``: half its text when the file name is the same, four fifths otherwise), it was
+  moved *and* edited, and becomes that document's new version at its new path (the label and access list stay). A
   file that changed but can no longer be parsed is reported and its previous version kept.
 - **Unchanged chunks.** A new version's chunks whose text the stored version embedded keep that vector.
 
@@ -32,15 +35,16 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from inhouse.errors import Conflict, DocumentRejected, InhouseError, StorageFull, StoreUnavailable
+from inhouse.errors import Conflict, DocumentRejected, InhouseError, NotFound, StorageFull, StoreUnavailable
 from inhouse.governance.labels import UNLABELLED, Label, label_of_item
 from inhouse.kb.access import Acl
 from inhouse.kb.index.protocol import DocumentRecord, IndexStore, NewDocument
+from inhouse.kb.resemblance import resemblance, sketch
 
 if TYPE_CHECKING:
     from inhouse.kb.document import Chunk, ParsedDocument
@@ -68,6 +72,11 @@ class FileOutcome:
     label: Label | None = None  # what an added or replaced document was stored with
     marking: str | None = None  # why that label is above the one given (the document's own marking)
     moved_from: str | None = None  # a moved document's previous source path
+    same_text: float | None = None  # moved *and* edited: the share of the text that is the same (new version written)
+
+    @property
+    def edited(self) -> bool:
+        return self.same_text is not None
 
 
 @dataclass(frozen=True)
@@ -109,7 +118,7 @@ class IngestReport:
     @property
     def chunks(self) -> int:
         """Chunks written in this run (embedded, or kept from the version a document replaced)."""
-        return sum(o.chunks for o in self.outcomes if o.status in ("added", "replaced"))
+        return sum(o.chunks for o in self.outcomes if o.status in ("added", "replaced") or o.edited)
 
     @property
     def embedded_chunks(self) -> int:
@@ -141,7 +150,8 @@ class IngestReport:
                 "chunks_per_s": round(self.chunks_per_s, 1), "embed_chunks_per_s": round(self.embed_chunks_per_s, 1),
                 "load_seconds": round(self.load_seconds, 3),
                 "added": self.count("added"), "replaced": self.count("replaced"),
-                "unchanged": self.count("unchanged"), "moved": self.count("moved"), "removed": self.count("removed"),
+                "unchanged": self.count("unchanged"), "moved": self.count("moved"),
+                "moved_and_edited": sum(o.edited for o in self.outcomes), "removed": self.count("removed"),
                 "errors": [
                     {"source_path": o.source_path, "error": o.error} for o in self.errors],
                 "raised": [{"source_path": o.source_path, "label": str(o.label), "marking": o.marking}
@@ -166,6 +176,8 @@ class _Pending:
     parsed: ParsedDocument
     chunks: list[Chunk]
     marked: Marked | None = None
+    moved_from: DocumentRecord | None = None  # the missing document this file's text resembles (moved and edited)
+    same_text: float = 0.0  # how much of the text is the same as moved_from's
 
 
 def _default_parse(max_file_mb: float, ocr: PageReader | None, max_ocr_pages: int) -> PagedParseFn:
@@ -287,9 +299,10 @@ class Ingestor:
 
             return on_page
 
-        # Documents whose files are gone from the synced folders: moved with their file when its bytes turn up
-        # under another path, else deleted at the end.
-        missing = self._missing(collection.id, sources, remove_missing) if remove_missing else {}
+        # Documents whose files are gone from the synced folders: moved with their file when its bytes (or, edited,
+        # most of its text) turn up under another path, else deleted at the end.
+        missing, known = self._missing(collection.id, sources, remove_missing) if remove_missing else ({}, set())
+        resembling = _Resembling(self.store, missing)
 
         def flush() -> None:
             nonlocal chunks_done, prepared, bytes_done
@@ -297,8 +310,9 @@ class Ingestor:
                 return
             # A new version's chunks that the stored version embedded already keep their vectors: an edit of a long
             # document embeds the chunks it changed (embedding is nearly all of an ingest's time).
-            known = [self.store.embedded_chunks(collection.id, p.source.source_path) for p in pending]
-            texts = [c.text for p, k in zip(pending, known, strict=True) for c in p.chunks if c.text not in k]
+            stored = [self.store.embedded_chunks(collection.id, (p.moved_from.source_path if p.moved_from is not None
+                                                                 else p.source.source_path)) for p in pending]
+            texts = [c.text for p, k in zip(pending, stored, strict=True) for c in p.chunks if c.text not in k]
             if texts and not prepared:
                 prepared = True
                 t0 = self._clock()
@@ -309,31 +323,47 @@ class Ingestor:
             t1 = self._clock()
             fresh = iter(self._embed(texts))
             report.embed_seconds += self._clock() - t1
-            for p, k in zip(pending, known, strict=True):
+            for p, k in zip(pending, stored, strict=True):
                 vectors = np.array([k[c.text] if c.text in k else next(fresh) for c in p.chunks], dtype=np.float32)
+                if p.moved_from is not None:
+                    self._move_edited(p, report)
                 outcome = self._commit(collection.id, p, vectors, given, acl, metadata)
-                if outcome.status == "replaced":
+                if outcome.status == "replaced" or outcome.edited:
                     report.reused_chunks += sum(c.text in k for c in p.chunks)
                 report.outcomes.append(outcome)
-                if outcome.status in ("added", "replaced"):
+                if outcome.status in ("added", "replaced") or outcome.edited:
                     chunks_done += outcome.chunks
                 bytes_done += p.source.size if p.source.size is not None else len(p.data)
                 tick(p.source.source_path)
             pending.clear()
 
-        tick()
-        for src in sources:
+        def take(src: FileSource, defer: set[str] | None) -> bool:
+            """``src`` handled, or False when it was deferred (see ``_prepare``)."""
+            nonlocal bytes_done
             outcome, item = self._prepare(collection.id, src, pages_of(src) if progress is not None else None,
-                                          missing, report)
+                                          missing, report, defer=defer)
+            if outcome is None and item is None:
+                return False
             if outcome is not None:
                 report.outcomes.append(outcome)
                 bytes_done += src.size or 0
                 tick(src.source_path)
-                continue
+                return True
             assert item is not None
+            if defer is None and missing:
+                item.moved_from, item.same_text = resembling.claim(src, item.chunks)
             pending.append(item)
             if sum(len(p.chunks) for p in pending) >= self._batch:
                 flush()
+            return True
+
+        tick()
+        # A file at a new path whose bytes match no document may be a missing one, edited: it waits until every other
+        # file was seen (a document's unchanged file, moved, claims it first), then is read again and compared.
+        deferred = [src for src in sources if not take(src, known if missing else None)]
+        flush()
+        for src in deferred:
+            take(src, None)
         flush()
         if missing:  # after every file was seen (a moved one has taken its document along), in one transaction
             self.store.delete_documents(list(missing))
@@ -342,19 +372,22 @@ class Ingestor:
         return report
 
     def _missing(self, collection_id: str, sources: Sequence[FileSource],
-                 prefixes: Sequence[str]) -> dict[str, DocumentRecord]:
-        """The collection's documents under ``prefixes`` whose source path is not among ``sources``, by id."""
+                 prefixes: Sequence[str]) -> tuple[dict[str, DocumentRecord], set[str]]:
+        """The collection's documents under ``prefixes`` whose source path is not among ``sources``, by id; and the
+        source paths of all the collection's documents."""
         present = {s.source_path for s in sources}
         gone: dict[str, DocumentRecord] = {}
+        known: set[str] = set()
         offset, page = 0, 500
         while True:
             docs = self.store.list_documents(collection_id, limit=page, offset=offset)
             gone.update((d.id, d) for d in docs
                         if d.source_path.startswith(tuple(prefixes)) and d.source_path not in present)
+            known.update(d.source_path for d in docs)
             if len(docs) < page:
                 break
             offset += page
-        return gone
+        return gone, known
 
     def _move(self, src: FileSource, doc: DocumentRecord, missing: dict[str, DocumentRecord],
               report: IngestReport) -> FileOutcome | None:
@@ -371,9 +404,27 @@ class Ingestor:
         return FileOutcome(src.source_path, "moved", moved.id, moved.chunk_count, label=moved.label,
                            moved_from=doc.source_path)
 
+    def _move_edited(self, p: _Pending, report: IngestReport) -> None:
+        """Move the document ``p``'s text resembles to ``p``'s path, where ``_commit`` writes its new version. If
+        another document took that path meanwhile (an upload), that one gets the new version and the missing one
+        goes, as in ``_move``."""
+        doc = p.moved_from
+        assert doc is not None
+        try:
+            self.store.move_document(doc.id, p.source.source_path, p.source.filename)
+        except Conflict:
+            p.moved_from = None
+            if self.store.delete_documents([doc.id]):
+                report.outcomes.append(FileOutcome(doc.source_path, "removed", doc.id, doc.chunk_count))
+        except NotFound:  # deleted meanwhile: the file is a new document
+            p.moved_from = None
+
     def _prepare(self, collection_id: str, src: FileSource, on_page: PageProgress | None,
-                 missing: dict[str, DocumentRecord], report: IngestReport,
+                 missing: dict[str, DocumentRecord], report: IngestReport, *, defer: set[str] | None = None,
                  ) -> tuple[FileOutcome | None, _Pending | None]:
+        """What to do with ``src``: an outcome already (unchanged, moved, an error), or the file parsed and chunked
+        to be embedded and committed. (None, None): a file at a path outside ``defer`` whose bytes match nothing,
+        left for later."""
         try:
             data = src.read()
         except OSError as exc:
@@ -387,6 +438,8 @@ class Ingestor:
             existing = None
         if existing is not None:
             return FileOutcome(src.source_path, "unchanged", existing.id, existing.chunk_count), None
+        if defer is not None and src.source_path not in defer:
+            return None, None
         try:
             if len(data) > self._max_bytes:
                 raise DocumentRejected(src.filename, f"larger than {self._max_bytes // (1024 * 1024)} MB")
@@ -432,9 +485,58 @@ class Ingestor:
             raise  # not this file's fault: the whole batch stops (what is committed stays; a re-run resumes)
         except InhouseError as exc:
             return FileOutcome(p.source.source_path, "error", error=exc.message)
-        chunks = result.document.chunk_count if result.status != "unchanged" else 0
+        if result.status == "unchanged":
+            return FileOutcome(p.source.source_path, "unchanged", result.document.id, 0, label=result.document.label)
+        chunks = result.document.chunk_count
+        if p.moved_from is not None and result.status == "replaced":
+            return FileOutcome(p.source.source_path, "moved", result.document.id, chunks, label=result.document.label,
+                               marking=marking, moved_from=p.moved_from.source_path, same_text=p.same_text)
         return FileOutcome(p.source.source_path, result.status, result.document.id, chunks, label=result.document.label,
-                           marking=marking if result.status != "unchanged" else None)
+                           marking=marking)
 
     def delete(self, document_id: str) -> None:
         self.store.delete_document(document_id)
+
+
+class _Resembling:
+    """The documents a sync found missing, for a new file to claim the one whose text it shares (moved and edited).
+
+    Each missing document's sketch is made from its stored chunks on the first claim (a sync that lost nothing, or
+    found every missing file by its bytes, reads no chunk). A file claims the document it resembles most, if that is
+    at least ``SAME_NAME`` when the file name is the same (a folder reorganised, a file corrected on the way) or
+    ``OTHER_NAME`` when it is not (renamed and edited: a stricter bar, so that two contracts of one template are not
+    taken for one document). First come, first served: a claimed document is no longer missing."""
+
+    SAME_NAME = 0.5
+    OTHER_NAME = 0.8
+
+    def __init__(self, store: IndexStore, missing: dict[str, DocumentRecord]) -> None:
+        self._store = store
+        self._missing = missing
+        self._sketches: dict[str, np.ndarray] | None = None
+        self._by_hash: dict[int, list[str]] = {}
+
+    def claim(self, src: FileSource, chunks: Sequence[Chunk]) -> tuple[DocumentRecord | None, float]:
+        if not self._missing:
+            return None, 0.0
+        if self._sketches is None:
+            self._sketches = {}
+            for doc_id in self._missing:
+                self._sketches[doc_id] = sketch(c.content for c in self._store.document_chunks(doc_id))
+                for h in self._sketches[doc_id].tolist():
+                    self._by_hash.setdefault(h, []).append(doc_id)
+        mine = sketch(c.content for c in chunks)
+        # Two texts that resemble each other share hashes in their sketches: only those documents are compared.
+        candidates = sorted({d for h in mine.tolist() for d in self._by_hash.get(h, ()) if d in self._missing})
+        name = PurePosixPath(src.source_path).name.casefold()
+        best: DocumentRecord | None = None
+        best_score = 0.0
+        for doc_id in candidates:
+            doc = self._missing[doc_id]
+            score = resemblance(mine, self._sketches[doc_id])
+            bar = self.SAME_NAME if PurePosixPath(doc.source_path).name.casefold() == name else self.OTHER_NAME
+            if score >= bar and score > best_score:
+                best, best_score = doc, score
+        if best is not None:
+            del self._missing[best.id]
+        return best, best_score

@@ -1,5 +1,6 @@
 """``benchmarks.kb_sync``'s revision: the same folder name in both revisions, pages edited in one paragraph of their
-text, moved unchanged or removed, the rest byte for byte; the same seed gives the same revision. Its chart draws."""
+text, moved unchanged or edited, or removed, the rest byte for byte; the same seed gives the same revision. Its chart
+draws."""
 
 from __future__ import annotations
 
@@ -25,18 +26,21 @@ def _files(root: Path) -> dict[str, bytes]:
 
 def test_a_revision_edits_moves_and_removes_pages_the_same_way_each_time(tmp_path: Path) -> None:
     _pages(tmp_path / "manual", 60)
-    counts = make_revisions(tmp_path / "manual", tmp_path / "a", sample=1, edit=0.2, remove=0.1, move=0.1, seed=3)
-    again = make_revisions(tmp_path / "manual", tmp_path / "b", sample=1, edit=0.2, remove=0.1, move=0.1, seed=3)
-    assert counts == again and counts["pages"] == 60 and min(counts["edited"], counts["moved"], counts["removed"]) > 0
+    kw = {"sample": 1, "edit": 0.2, "remove": 0.1, "move": 0.1, "move_edit": 0.1, "seed": 3}
+    counts = make_revisions(tmp_path / "manual", tmp_path / "a", **kw)  # type: ignore[arg-type]
+    again = make_revisions(tmp_path / "manual", tmp_path / "b", **kw)  # type: ignore[arg-type]
+    assert counts == again and counts["pages"] == 60
+    assert min(counts["edited"], counts["moved"], counts["moved_edited"], counts["removed"]) > 0
     r1, r2 = _files(tmp_path / "a" / "r1" / "manual"), _files(tmp_path / "a" / "r2" / "manual")
     assert r1 == _files(tmp_path / "manual") and r2 == _files(tmp_path / "b" / "r2" / "manual")
     moved = {k.removeprefix("moved/"): v for k, v in r2.items() if k.startswith("moved/")}
-    assert len(moved) == counts["moved"] and all(r1[k] == v for k, v in moved.items())
+    assert len(moved) == counts["moved"] + counts["moved_edited"]
+    assert sum(r1[k] == v for k, v in moved.items()) == counts["moved"]
     kept = {k: v for k, v in r2.items() if not k.startswith("moved/")}
     edited = [k for k, v in kept.items() if v != r1[k]]
     assert len(edited) == counts["edited"] and len(r1) - len(r2) == counts["removed"]
-    for k in edited:  # one sentence added inside one paragraph
-        assert len(kept[k]) > len(r1[k]) and kept[k].count(b"Changed in revision 2") == 1
+    for k, v in [(k, kept[k]) for k in edited] + [(k, v) for k, v in moved.items() if r1[k] != v]:
+        assert len(v) > len(r1[k]) and v.count(b"Changed in revision 2") == 1  # one sentence added in one paragraph
 
 
 def test_the_chart_of_a_run_draws(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from inhouse.governance.labels import Label
 from inhouse.kb.access import AccessScope, Acl
-from inhouse.kb.index.protocol import SearchFilters
+from inhouse.kb.index.protocol import IndexStore, SearchFilters
 from inhouse.kb.index.sqlite import SqliteIndexStore
 from inhouse.kb.ingest import Ingestor, IngestProgress, iter_sources, sync_prefix
 from inhouse.testing.fake_embedder import FakeEmbedder
@@ -21,6 +21,18 @@ ADMIN = AccessScope.of(Actor("key_admin", "admin", role="admin"))
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[SqliteIndexStore]:
     s = SqliteIndexStore(tmp_path / "kb.db", dim=384)
+    yield s
+    s.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IndexStore]:
+    if request.param == "sqlite":
+        s: IndexStore = SqliteIndexStore(tmp_path / "kb.db", dim=384)
+    else:
+        from inhouse.kb.index.postgres import PostgresIndexStore
+
+        s = PostgresIndexStore(request.getfixturevalue("postgres_url"), dim=384)
     yield s
     s.close()
 
@@ -139,6 +151,90 @@ def test_a_file_replaced_by_a_moved_one_is_its_new_version(store: SqliteIndexSto
     (only,) = store.list_documents(col)
     assert only.id == final.id and only.version == 2
     assert "1,500" in store.document_chunks(only.id)[0].content and store.check().ok
+
+
+MEMO = ("# Kestrel\n\nWe offer 40 million for Kestrel Robotics, payable in two tranches.\n\n"
+        "## Terms\n\nThe founders stay for two years. The Shenzhen plant is kept.\n\n"
+        "## 时间表\n\n董事会在十二月批准，交割在第一季度完成。\n")
+
+
+def test_a_file_moved_and_edited_keeps_its_document_label_and_access(any_store: IndexStore, tmp_path: Path) -> None:
+    """The restricted board memo is corrected on its way into the archive: new bytes, so no move by bytes, but most
+    of its text is the same. It stays the same document (id, label, access list), at its new path, in a new version;
+    only what changed is embedded, and the old wording is gone from search."""
+    store = any_store
+    col = store.create_collection("docs", acl=Acl()).id
+    d = tmp_path / "docs"
+    write(d, "board/acquisition.md", MEMO)
+    write(d, "leave.md", "# Leave\n\nEmployees get 18 days.\n")
+    emb = FakeEmbedder()
+    ing = Ingestor(store, emb, max_tokens=24, overlap_tokens=0)
+    sync(ing, col, d)
+    memo = store.find_document(col, source_path="docs/board/acquisition.md")
+    assert memo is not None and memo.chunk_count >= 3
+    store.relabel(memo.id, label=Label.RESTRICTED, acl=Acl(groups=frozenset({"board"})))
+    (d / "board" / "acquisition.md").unlink()
+    write(d, "archive/2026/acquisition.md", MEMO.replace("40 million", "45 million"))
+    embedded = emb.passages_embedded
+    report = ing.ingest(col, list(iter_sources([d])), remove_missing=[sync_prefix(d)])
+    (moved,) = [o for o in report.outcomes if o.status == "moved"]
+    assert (moved.moved_from, moved.source_path, moved.document_id) == (
+        "docs/board/acquisition.md", "docs/archive/2026/acquisition.md", memo.id)
+    assert moved.edited and moved.same_text is not None and 0.5 <= moved.same_text < 1.0
+    assert {o.status for o in report.outcomes} == {"moved", "unchanged"}  # nothing removed, nothing added
+    assert report.to_dict()["moved_and_edited"] == 1 and report.chunks == moved.chunks
+    assert emb.passages_embedded - embedded == 1 and report.reused_chunks == moved.chunks - 1
+    now = store.get_document(memo.id)
+    assert now.source_path == "docs/archive/2026/acquisition.md" and now.version == 2
+    assert now.label is Label.RESTRICTED and now.acl == Acl(groups=frozenset({"board"}))
+    hits = store.keyword_search(ADMIN, "45 million", SearchFilters(), 5)
+    assert {store.get_chunks(ADMIN, [h.chunk_id])[0].document_id for h in hits} == {memo.id}
+    assert not any("40 million" in c.content for c in store.document_chunks(memo.id))
+    assert len(store.list_documents(col)) == 2 and store.check().ok
+    assert sync(ing, col, d) == {"unchanged": ["docs/archive/2026/acquisition.md", "docs/leave.md"]}
+
+
+def test_renamed_and_edited_needs_more_of_the_text_and_an_unrelated_file_claims_nothing(
+        store: SqliteIndexStore, tmp_path: Path) -> None:
+    """Under another name a file must keep four fifths of its text to be the same document; a rewrite, or a file
+    that merely shares a phrase, is a new document and the missing one is removed."""
+    col = store.create_collection("docs", acl=Acl()).id
+    d = tmp_path / "docs"
+    long_text = "# Travel\n\n" + " ".join(f"Rule {i}: economy class for flights under {i + 3} hours."
+                                          for i in range(40))
+    write(d, "travel.md", long_text)
+    write(d, "memo.md", MEMO)
+    ing = Ingestor(store, FakeEmbedder())
+    sync(ing, col, d)
+    travel = store.find_document(col, source_path="docs/travel.md")
+    assert travel is not None
+    (d / "travel.md").unlink()
+    (d / "memo.md").unlink()
+    write(d, "travel-policy-2027.md", long_text.replace("Rule 7:", "Rule 7 (amended):"))
+    write(d, "kestrel-notes.md", "# Notes\n\nWe offer 40 million for Kestrel Robotics? Ask the board first.\n")
+    report = ing.ingest(col, list(iter_sources([d])), remove_missing=[sync_prefix(d)])
+    assert {(o.status, o.source_path, o.moved_from) for o in report.outcomes} == {
+        ("moved", "docs/travel-policy-2027.md", "docs/travel.md"),
+        ("added", "docs/kestrel-notes.md", None), ("removed", "docs/memo.md", None)}
+    assert store.get_document(travel.id).source_path == "docs/travel-policy-2027.md"
+
+
+def test_a_moved_unchanged_file_claims_its_document_before_a_resembling_one(store: SqliteIndexStore,
+                                                                           tmp_path: Path) -> None:
+    """The memo moved unchanged to z/ and an edited copy of it put in a/ (seen first): the document follows its own
+    bytes, the copy is a new document."""
+    col = store.create_collection("docs", acl=Acl()).id
+    d = tmp_path / "docs"
+    write(d, "acquisition.md", MEMO)
+    ing = Ingestor(store, FakeEmbedder())
+    sync(ing, col, d)
+    memo = store.find_document(col, source_path="docs/acquisition.md")
+    assert memo is not None
+    (d / "z").mkdir()
+    (d / "acquisition.md").rename(d / "z" / "acquisition.md")
+    write(d, "a/acquisition.md", MEMO.replace("40 million", "45 million"))
+    assert sync(ing, col, d) == {"moved": ["docs/z/acquisition.md"], "added": ["docs/a/acquisition.md"]}
+    assert store.get_document(memo.id).source_path == "docs/z/acquisition.md"
 
 
 def test_progress_carries_bytes_and_an_eta(store: SqliteIndexStore, tmp_path: Path) -> None:
