@@ -301,6 +301,12 @@ class KbSettings(BaseModel):
         "sensitivity label in the file, `Classification: Confidential` or `密级：机密`, or CONFIDENTIAL standing in "
         "its title, a heading, a header or a footer (`kb/markings.py`). Markings never lower a label.",
     )
+    derived_labels: bool = Field(
+        True,
+        description="Give an ingested document the label of a more sensitive (confidential or restricted) document "
+        "its text was largely taken from: a copy, a draft saved elsewhere, an excerpt (`kb/derived.py`). Never "
+        "lowers a label.",
+    )
     label_names: dict[str, Literal["public", "internal", "confidential", "restricted"]] = Field(
         default_factory=dict,
         description="Your sensitivity label names, or Purview label ids (GUIDs), and the inhouse label each means, "

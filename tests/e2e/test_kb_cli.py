@@ -73,6 +73,25 @@ def test_documents_ingested_before_markings_are_reviewed_and_raised(env: Path, e
     assert "No document of shared is labelled below its markings." in " ".join(again.output.split())
 
 
+def test_ingest_lists_the_files_whose_text_came_from_a_more_sensitive_document(env: Path, tmp_path: Path,
+                                                                                 eval_corpus: Path) -> None:
+    board = tmp_path / "board"
+    board.mkdir()
+    bands = (eval_corpus / "finance" / "salary-bands-2027.md").read_text()
+    (board / "bands.md").write_text(bands)
+    assert CliRunner().invoke(app, ["ingest", str(board), "--collection", "board", "--label", "restricted"]
+                              ).exit_code == 0
+    (env / "broken.pdf").unlink()
+    (env / "notes.md").write_text("# Notes from the HR call\n\n" + bands.split("\n", 1)[1])
+    r = CliRunner().invoke(app, ["ingest", str(env), "--collection", "hr", "--label", "internal"])
+    said = " ".join(r.output.split())
+    assert r.exit_code == 0 and "labelled restricted hr/notes.md: its text repeats" in said, said
+    assert "of a restricted document" in said and "hr/leave.md" not in said
+    assert "1 labelled higher by their markings or their text's source" in said
+    shown = CliRunner().invoke(app, ["collections", "show", "hr"]).output
+    assert "restricted" in shown and "internal" in shown
+
+
 def test_ingest_sync_reports_what_changed(env: Path) -> None:
     (env / "broken.pdf").unlink()
     (env / "travel.md").write_text("# Travel\n\nThe hotel limit in Shanghai is 1,200 CNY per night.\n")

@@ -408,6 +408,30 @@ def test_upload_documents_and_find_them_by_search(ui: UI, tmp_path: Path) -> Non
     assert "POST /v1/search" in shown and "PATCH /v1/collections/" in shown and "canteen" not in shown
 
 
+def test_a_page_pasted_from_a_confidential_one_is_labelled_and_says_why(ui: UI, tmp_path: Path) -> None:
+    policy = "# Travel approvals 2027\n\n" + " ".join(
+        f"Trips to region {i} need the approval of director {i} and a budget code starting with T{i}."
+        for i in range(8))
+    source, notes = tmp_path / "travel-approvals.md", tmp_path / "team-notes.md"
+    source.write_text(policy)
+    notes.write_text("# Team notes\n\nFrom the finance call:\n\n" + policy.split("\n\n", 1)[1])
+    ui.sign_in(ui.site.admin)
+    ui.go("/documents")
+    ui.page.click("button[data-collection='handbook']")
+    ui.page.wait_for_selector("#doc-rows tr")
+    ui.page.select_option("#upload-label", "confidential")
+    ui.page.set_input_files("#file-input", [str(source)])
+    until(ui, "document.querySelectorAll('.upload.is-done').length === 1")
+    ui.page.select_option("#upload-label", "public")
+    ui.page.set_input_files("#file-input", [str(notes)])
+    until(ui, "document.querySelectorAll('.upload.is-done').length === 2")
+    status = ui.page.locator(".upload", has_text="team-notes.md").inner_text()
+    assert "its text was taken from a confidential document" in status, status
+    ui.page.wait_for_selector("#doc-rows tr:has-text('team-notes.md')")
+    row = ui.page.locator("#doc-rows tr", has_text="team-notes.md").inner_text()
+    assert "confidential" in row and "its text was taken from a confidential document" in row, row
+
+
 def test_non_finance_user_sees_no_finance_collection(ui: UI) -> None:
     ui.sign_in(ui.site.outsider)
     ui.page.wait_for_selector("label[for^='col-']:has-text('handbook')", state="attached")

@@ -130,7 +130,7 @@ def add_kb_routes(router: APIRouter, kb: KnowledgeBase) -> None:
             raise InvalidRequest(outcome.error or "The file was rejected.", code="document_rejected", param="file")
         doc = await run(kb.uploaded_document, actor, outcome)
         note(request, label=doc.label.value, documents=[doc.id], document_status=outcome.status,
-             marking=outcome.marking)  # None: the label given stood
+             marking=outcome.marking, derived_from=outcome.derived_from)  # None: the label given stood
         status = 201 if outcome.status in ("added", "replaced") else 200
         return JSONResponse({**doc.to_dict(), "status": outcome.status}, status_code=status)
 

@@ -99,7 +99,8 @@ def ingest(
     for e in report.errors:
         err_console.print(f"[yellow]skipped[/] {e.source_path}: {e.error}", highlight=False)
     for o in report.raised:  # every one: an administrator must see each file that said it is more sensitive
-        console.print(f"labelled {o.label} {o.source_path}: its marking, {o.marking}", highlight=False)
+        why = o.marking if o.derived_from is not None else f"its marking, {o.marking}"
+        console.print(f"labelled {o.label} {o.source_path}: {why}", highlight=False)
     moved = [o for o in report.outcomes if o.status == "moved"]
     for o in moved[:20]:
         if o.same_text is not None:
@@ -119,7 +120,8 @@ def ingest(
         f"{report.files} files ({report.count('added')} added, {report.count('replaced')} replaced, "
         f"{report.count('unchanged')} unchanged, {len(report.errors)} errors"
         + (f", {len(moved)} moved, {len(removed)} removed" if sync else "")
-        + (f", {len(report.raised)} labelled higher by their markings" if report.raised else "")
+        + (f", {len(report.raised)} labelled higher by their markings or their text's source" if report.raised
+           else "")
         + f"), {report.chunks} chunks"
         + (f" ({report.reused_chunks} unchanged in replaced documents, not embedded again)"
            if report.reused_chunks else "")

@@ -9,6 +9,8 @@
 - **Markings.** A document whose own markings (a Purview sensitivity label, "CONFIDENTIAL" in its title or footer,
   ``密级：机密``...) call for a more sensitive label than the one given is stored with that label, and the outcome
   says why (``kb/markings.py``). Markings never lower a label.
+- **Derived text.** A document whose text was largely taken from a more sensitive one (a copy, an excerpt) is stored
+  with that one's label, the outcome says why (``kb/derived.py``); never lowers a label either.
 - **Per-file errors.** A file that cannot be read or parsed is reported (``FileOutcome.error``) and skipped.
 - **Batched embedding.** Chunks of consecutive files are embedded together in batches of ``embed_batch``, the
   slow part; each document still commits on its own as soon as its vectors exist.
@@ -47,6 +49,7 @@ from inhouse.kb.index.protocol import DocumentRecord, IndexStore, NewDocument
 from inhouse.kb.resemblance import resemblance, sketch
 
 if TYPE_CHECKING:
+    from inhouse.kb.derived import DerivedLabels
     from inhouse.kb.document import Chunk, ParsedDocument
     from inhouse.kb.embed import Embedder
     from inhouse.kb.markings import Marked, MarkingReader
@@ -73,6 +76,7 @@ class FileOutcome:
     marking: str | None = None  # why that label is above the one given (the document's own marking)
     moved_from: str | None = None  # a moved document's previous source path
     same_text: float | None = None  # moved *and* edited: the share of the text that is the same (new version written)
+    derived_from: str | None = None  # the more sensitive document its text was taken from (``marking`` says how)
 
     @property
     def edited(self) -> bool:
@@ -237,12 +241,13 @@ class Ingestor:
                  chunk: ChunkFn | None = None, embed_batch: int = 32, max_tokens: int = 256,
                  overlap_tokens: int = 32, max_file_mb: float = 50.0, ocr: PageReader | None = None,
                  max_ocr_pages: int = 500, paged_parse: PagedParseFn | None = None,
-                 markings: MarkingReader | None = None,
+                 markings: MarkingReader | None = None, derived: DerivedLabels | None = None,
                  clock: Callable[[], float] = time.perf_counter) -> None:
         """``parse`` replaces ``parse_file`` (tests). ``paged_parse`` is where files are parsed (the server's
         worker processes, ``kb/parse/isolated.py``); without it ``parse_file`` runs here, ``ocr`` reading images
         and scanned pages (at most ``max_ocr_pages`` per file). Each page OCR reads moves the progress.
-        ``markings`` reads the label a document's own markings call for (None: the given label stands)."""
+        ``markings`` reads the label a document's own markings call for, ``derived`` the label of a more sensitive
+        document its text was taken from (None: the given label stands)."""
         self.store = store
         self.embedder = embedder
         self._custom_parse = parse
@@ -251,6 +256,7 @@ class Ingestor:
         self._batch = max(1, embed_batch)
         self._max_bytes = int(max_file_mb * 1024 * 1024)
         self._markings = markings
+        self._derived = derived
         self._clock = clock
 
     def ingest_bytes(self, collection_id: str, data: bytes, filename: str, *, source_path: str | None = None,
@@ -280,6 +286,8 @@ class Ingestor:
         given = None if label is None or (isinstance(label, str) and not label.strip()) else label_of_item(label)
         report = IngestReport()
         start = self._clock()
+        if self._derived is not None:
+            self._derived.refresh(self.store)  # documents labelled (or relabelled) since the last run count too
         chunks_done = 0
         pending: list[_Pending] = []
         prepared = False  # the embedder is prepared (its model loaded) once per run, before its first batch
@@ -474,6 +482,13 @@ class Ingestor:
             meta["marking"], meta["marking_label"] = p.marked.reason, p.marked.label.value
             if p.marked.label > label:
                 label, marking = p.marked.label, p.marked.reason
+        derived = None
+        if self._derived is not None:  # its own earlier versions are not a source of its text
+            derived = self._derived.match([c.content for c in p.chunks], label,
+                                          exclude=[previous.id] if previous is not None else [])
+        if derived is not None:
+            meta["derived_from"], meta["derived_label"] = derived.document_id, derived.label.value
+            label, marking = derived.label, derived.reason
         doc = NewDocument(
             collection_id=collection_id, source_path=p.source.source_path, sha256=p.sha, label=label, acl=acl,
             title=p.parsed.title or p.source.filename, filename=p.parsed.filename or p.source.filename,
@@ -487,12 +502,16 @@ class Ingestor:
             return FileOutcome(p.source.source_path, "error", error=exc.message)
         if result.status == "unchanged":
             return FileOutcome(p.source.source_path, "unchanged", result.document.id, 0, label=result.document.label)
+        if self._derived is not None:  # a later file of this run may be taken from this one
+            self._derived.add(result.document)
         chunks = result.document.chunk_count
+        source = derived.document_id if derived is not None else None
         if p.moved_from is not None and result.status == "replaced":
             return FileOutcome(p.source.source_path, "moved", result.document.id, chunks, label=result.document.label,
-                               marking=marking, moved_from=p.moved_from.source_path, same_text=p.same_text)
+                               marking=marking, moved_from=p.moved_from.source_path, same_text=p.same_text,
+                               derived_from=source)
         return FileOutcome(p.source.source_path, result.status, result.document.id, chunks, label=result.document.label,
-                           marking=marking)
+                           marking=marking, derived_from=source)
 
     def delete(self, document_id: str) -> None:
         self.store.delete_document(document_id)

@@ -10,16 +10,23 @@ whitespace), which works for Chinese as for English and is insensitive to where 
 bottom-k sketch (the 256 smallest 64-bit hashes of each set, Broder 1997), so a 5 MB manual page is a 2 KB sketch
 and two sketches compare in microseconds. Sets of fewer than 256 shingles are kept whole: short texts compare
 exactly. The standard error at k = 256 is about 0.03 near the thresholds used.
+
+``phrases`` is the other measure here, for text *taken* from a document into another of any size
+(``kb/derived.py``): runs of 5 words, which unlike 7 characters rarely recur by chance between unrelated texts.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 import numpy as np
 
 SHINGLE_CHARS = 7
+PHRASE_WORDS = 5
 SKETCH_SIZE = 256
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+_WORD = re.compile(f"[{_CJK}]|[^\\W_{_CJK}]+")  # a CJK character is a word of its own
 _BASE = np.uint64(1_000_003)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
@@ -30,6 +37,16 @@ def sketch(texts: Iterable[str]) -> np.ndarray:
     text = " ".join(" ".join(t.split()) for t in texts).casefold()
     codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
     return np.unique(_windows(codes, SHINGLE_CHARS))[:SKETCH_SIZE]
+
+
+def phrases(texts: Iterable[str]) -> np.ndarray:
+    """Sorted unique uint64 hashes of every run of 5 words of ``texts`` joined (case folded; a CJK character counts
+    as a word). Unlike 7 characters, 5 words rarely recur by chance between unrelated texts, so these measure text
+    *taken* from another (``kb/derived.py``). The word hashes are Python's, so the values mean something only within
+    one process: they are never stored."""
+    words = _WORD.findall(" ".join(texts).casefold())
+    codes = np.fromiter(map(hash, words), dtype=np.int64, count=len(words)).view(np.uint64)
+    return np.unique(_windows(codes, PHRASE_WORDS))
 
 
 def _windows(codes: np.ndarray, n: int) -> np.ndarray:

@@ -16,6 +16,7 @@ from inhouse.errors import Conflict, DocumentRejected, InvalidRequest, NotFound,
 from inhouse.governance.labels import Label, label_of_item, parse_label
 from inhouse.kb.access import AccessScope, Acl, may_access_collection
 from inhouse.kb.answer import Answerer
+from inhouse.kb.derived import DerivedLabels
 from inhouse.kb.index.protocol import Collection, DocumentRecord, IndexStore, StoredChunk
 from inhouse.kb.ingest import (
     FileOutcome,
@@ -76,7 +77,8 @@ class KnowledgeBase:
         self.ingestor = Ingestor(store, embedder, embed_batch=s.embed_batch, max_tokens=s.chunk_max_tokens,
                                  overlap_tokens=s.chunk_overlap_tokens, max_file_mb=s.max_file_mb, ocr=ocr,
                                  max_ocr_pages=s.ocr_max_pages, paged_parse=parser,
-                                 markings=MarkingReader(s.label_names) if s.markings else None)
+                                 markings=MarkingReader(s.label_names) if s.markings else None,
+                                 derived=DerivedLabels() if s.derived_labels else None)
         self.retriever = Retriever(store, embedder, rrf_k=s.rrf_k, candidates=s.candidates,
                                    document_share=s.document_share)
         self.answerer = Answerer(self.retriever, chat, top_k=s.top_k, min_similarity=s.min_similarity,
@@ -198,6 +200,10 @@ class KnowledgeBase:
         if label is not None and not actor.is_admin and marked and label_of_item(label) < parse_label(marked):
             raise PermissionDenied(f"The document is marked {marked} ({doc.metadata.get('marking', 'its marking')}); "
                                    f"only admins may label it below that.")
+        derived = doc.metadata.get("derived_label")
+        if label is not None and not actor.is_admin and derived and label_of_item(label) < parse_label(derived):
+            raise PermissionDenied(f"The document's text was taken from a {derived} document; only admins may label "
+                                   "it below that.")
         return self.store.relabel(doc.id, label=_label(label) if label is not None else None, acl=acl,
                                   clear_acl=clear_access)
 

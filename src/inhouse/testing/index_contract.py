@@ -222,6 +222,17 @@ class IndexStoreContract:
         marked = store.relabel(restricted.id, label=Label.CONFIDENTIAL, metadata={"marking": '"X" in the title'})
         assert marked.label is Label.CONFIDENTIAL and marked.metadata == {**before, "marking": '"X" in the title'}
 
+    def test_document_labels_lists_the_documents_at_or_above_a_label(self, store: IndexStore) -> None:
+        hr, fin = self._cols(store)
+        internal = store.put_document(make_doc(hr, "i.txt", ["internal doc"], label=Label.INTERNAL)).document
+        secret = store.put_document(make_doc(fin, "s.txt", ["restricted doc"], label=Label.RESTRICTED)).document
+        assert store.document_labels(Label.CONFIDENTIAL) == {secret.id: (Label.RESTRICTED, 1)}
+        store.put_document(make_doc(fin, "s.txt", ["restricted doc, version 2"], label=Label.RESTRICTED))
+        store.relabel(internal.id, label=Label.CONFIDENTIAL)
+        assert store.document_labels(Label.CONFIDENTIAL) == {secret.id: (Label.RESTRICTED, 2),
+                                                             internal.id: (Label.CONFIDENTIAL, 1)}
+        assert set(store.document_labels(Label.PUBLIC)) == {secret.id, internal.id}
+
     def test_filters(self, store: IndexStore) -> None:
         hr, _ = self._cols(store)
         a = store.put_document(make_doc(hr, "x/a.txt", ["alpha policy text"])).document

@@ -69,12 +69,19 @@
     return el("span", { class: "badge badge-label badge-" + label }, t("label." + label));
   }
 
-  // Why a document carries its label: its own marking (a Purview label, CONFIDENTIAL in its title...), when it has one.
+  // Why a document carries its label: its own marking (a Purview label, CONFIDENTIAL in its title...), and the more
+  // sensitive document its text was taken from (kb/derived.py), when it has them.
+  function labelReasons(m) {
+    const reasons = [];
+    if (m.marking) reasons.push(t("docs.marked", { label: t("label." + m.marking_label), reason: m.marking }));
+    if (m.derived_label) reasons.push(t("docs.derived", { label: t("label." + m.derived_label) }));
+    return reasons;
+  }
+
   function markedNote(d) {
-    const m = d.metadata || {};
-    if (!m.marking) return null;
-    return el("div", { class: "muted small doc-marking" },
-      t("docs.marked", { label: t("label." + m.marking_label), reason: m.marking }));
+    const reasons = labelReasons(d.metadata || {});
+    if (!reasons.length) return null;
+    return el("div", { class: "muted small doc-marking" }, reasons.join(" · "));
   }
 
   function renderDocuments() {
@@ -190,8 +197,13 @@
           job.row.classList.add("is-done");
           job.status.textContent = t("docs.status_" + (body.status || "added"), { n: body.chunk_count || 0 });
           const m = body.metadata || {};
-          if (m.marking && m.marking_label === body.label && body.status !== "unchanged") {
-            job.status.textContent += " · " + t("docs.marked", { label: t("label." + body.label), reason: m.marking });
+          if (body.status !== "unchanged") {  // what raised the label chosen for the upload
+            if (m.marking && m.marking_label === body.label) {
+              job.status.textContent += " · " + t("docs.marked", { label: t("label." + body.label), reason: m.marking });
+            }
+            if (m.derived_label === body.label) {
+              job.status.textContent += " · " + t("docs.derived", { label: t("label." + body.label) });
+            }
           }
         } else {
           job.row.classList.add("is-error");

@@ -225,6 +225,11 @@ class PostgresIndexStore:
             self._DOC_SQL + ' WHERE c.id = %s ORDER BY d.source_path COLLATE "C" LIMIT %s OFFSET %s',
             (collection_id, int(limit), int(offset))))
 
+    def document_labels(self, at_least: Label) -> dict[str, tuple[Label, int]]:
+        rows = self._db.query("SELECT id, label_rank, version FROM kb_documents WHERE label_rank >= %s",
+                              (at_least.rank,))
+        return {r["id"]: (_LABELS[r["label_rank"]], int(r["version"])) for r in rows}
+
     def put_document(self, doc: NewDocument) -> PutResult:
         vectors = prepared_vectors(doc, self.dim)
         now = self._clock()

@@ -239,6 +239,10 @@ class SqliteIndexStore:
                           " LIMIT ? OFFSET ?", (collection_id, int(limit), int(offset)))
         return [self._document(r) for r in rows]
 
+    def document_labels(self, at_least: Label) -> dict[str, tuple[Label, int]]:
+        rows = self._read("SELECT id, label_rank, version FROM kb_documents WHERE label_rank >= ?", (at_least.rank,))
+        return {str(i): (list(Label)[rank], int(version)) for i, rank, version in rows}
+
     def put_document(self, doc: NewDocument) -> PutResult:
         vectors = prepared_vectors(doc, self.dim)
         now = self._clock()

@@ -1,0 +1,162 @@
+"""Text taken from a confidential or restricted document keeps its label (indexed document matching).
+
+Markings (``kb/markings.py``) catch a file that says what it is. A copy says nothing: the board memo pasted into a
+wiki page, a restricted contract saved again as a draft in a shared folder, an excerpt forwarded in a mail. Ingested
+at its folder's label, such a copy hands the restricted text to everyone who may read that folder, and to the
+external models the policy lets ``internal`` text reach. Data-loss-prevention products call the remedy indexed
+document matching (or document fingerprinting); this is it, inside ingestion.
+
+Every document labelled ``confidential`` or above has a fingerprint: the number of its distinct 5-word phrases and a
+bottom-k sample of their hashes (``kb/resemblance.py``: 256 of them, so 2 KB whatever the document's size). A
+document being ingested is compared, by all of its phrases, with each fingerprint of a label above its own: the
+sampled phrases it contains estimate how many phrases the two share. It takes the most sensitive label among the
+documents it shares
+
+- at least ``MIN_SHARED`` phrases (about two sentences of text) and ``MIN_HITS`` sampled phrases (so one chance hit
+  on a long document, which stands for hundreds of phrases, counts for nothing),
+- and that is at least ``SHARE`` of either text: most of the source copied into something larger, or a document
+  that is mostly an excerpt of the source (an excerpt of a few percent of a long document is below what a 256-phrase
+  sample can see).
+
+Like a marking it only raises, is kept with the document (``metadata["derived_from"]``, ``["derived_label"]``),
+stops members relabelling below it, and says why in the ingest report. The access list is not taken over: the label
+is the company-wide rule (who is cleared, what may leave the machine), the access list a collection's own decision.
+
+The fingerprints are made from the stored chunks when first needed and kept in memory while the document's version
+stands; which documents are sources is read at the start of each ingestion (one query), and a document committed in
+the same run counts at once. They are never stored: the phrase hashes are only meaningful within one process.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from inhouse.errors import NotFound
+from inhouse.governance.labels import Label
+from inhouse.kb.index.protocol import DocumentRecord, IndexStore
+from inhouse.kb.resemblance import SKETCH_SIZE, phrases
+
+
+@dataclass(frozen=True)
+class Derived:
+    """The label a document's text calls for because it was taken from another, and why."""
+
+    label: Label
+    document_id: str  # the document the text was taken from
+    reason: str
+
+
+@dataclass(frozen=True)
+class _Print:
+    version: int
+    sample: np.ndarray  # the smallest SKETCH_SIZE phrase hashes, sorted
+    count: int  # distinct phrases of the whole document
+
+
+class DerivedLabels:
+    """The fingerprints of a store's confidential and restricted documents (module doc).
+
+    Made lazily: ``refresh`` only lists which documents are labelled ``floor`` or above (ids, labels, versions); a
+    document's fingerprint is made from its stored chunks the first time a text of a lower label is compared with it,
+    and kept while its version stands. Unlabelled documents count as confidential, so in a company that labels
+    little nearly every document is confidential, and a confidential document is only compared with restricted ones:
+    an ingestion makes no fingerprint and computes no phrase unless there is something above its label to compare."""
+
+    MIN_SHARED = 40
+    MIN_HITS = 8
+    SHARE = 0.5
+
+    def __init__(self, floor: Label = Label.CONFIDENTIAL) -> None:
+        self.floor = floor
+        self._store: IndexStore | None = None
+        self._labels: dict[str, tuple[Label, int]] = {}  # documents labelled floor or above: (label, version)
+        self._prints: dict[str, _Print] = {}
+        self._stacked: tuple[np.ndarray, np.ndarray, dict[str, int]] | None = None  # samples, their owner, ids
+        self._lock = threading.Lock()  # uploads ingest on several threads with one instance
+
+    def refresh(self, store: IndexStore) -> None:
+        """Which of ``store``'s documents are labelled ``floor`` or above now (one query at the start of each
+        ingestion): relabelled and new versions count from here on, fingerprints of others are kept."""
+        labels = store.document_labels(self.floor)
+        with self._lock:
+            self._store, self._labels = store, labels
+            stale = [d for d, p in self._prints.items() if labels.get(d, (None, -1))[1] != p.version]
+            for doc_id in stale:
+                del self._prints[doc_id]
+            if stale:
+                self._stacked = None
+
+    def add(self, doc: DocumentRecord) -> None:
+        """A document committed in this run: a later file of the run may be taken from it."""
+        with self._lock:
+            if doc.label >= self.floor:
+                self._labels[doc.id] = (doc.label, doc.version)
+            else:
+                self._labels.pop(doc.id, None)
+            known = self._prints.get(doc.id)
+            if known is not None and known.version != doc.version:  # a new version of a source: its text changed
+                del self._prints[doc.id]
+                self._stacked = None
+
+    def match(self, contents: Sequence[str], label: Label, *, exclude: Iterable[str] = ()) -> Derived | None:
+        """The label the text ``contents`` (a document's chunks) calls for because it was taken from a document
+        labelled above ``label``; None if none. ``exclude``: documents not to compare with (its own versions)."""
+        skip = set(exclude)
+        with self._lock:
+            above = {d: lab for d, (lab, _) in self._labels.items() if lab > label and d not in skip}
+        if not above:
+            return None  # nothing to compare with: no phrase is computed
+        mine = phrases(contents)
+        if not len(mine):
+            return None
+        with self._lock:  # one snapshot of the fingerprints (the first comparison makes them, once)
+            self._fingerprint(above)
+            prints = {d: self._prints[d] for d in above if d in self._prints}
+            samples, owner, ids = self._stack()
+        hits_all = np.bincount(owner[np.isin(samples, mine)], minlength=len(ids))
+        best: tuple[Label, float, str, str] | None = None
+        for doc_id, p in prints.items():
+            source_label = above[doc_id]
+            if not len(p.sample):
+                continue
+            hits = int(hits_all[ids[doc_id]])
+            of_source = hits / len(p.sample)  # the share of the source's phrases in this text
+            shared = of_source * p.count
+            of_this = shared / len(mine)  # the share of this text's phrases taken from the source
+            share = max(of_source, of_this)
+            if hits < self.MIN_HITS or shared < self.MIN_SHARED or share < self.SHARE:
+                continue
+            how = (f"its text repeats {min(of_source, 1.0):.0%} of a {source_label} document" if of_source >= of_this
+                   else f"{min(of_this, 1.0):.0%} of its text is taken from a {source_label} document")
+            if best is None or (source_label, share) > (best[0], best[1]):
+                best = (source_label, share, doc_id, how)
+        return Derived(best[0], best[2], best[3]) if best is not None else None
+
+    def _fingerprint(self, doc_ids: Iterable[str]) -> None:
+        """Make the fingerprints these documents do not have yet, from their stored chunks (under the lock)."""
+        assert self._store is not None, "refresh() first"
+        for doc_id in doc_ids:
+            listed = self._labels.get(doc_id)
+            if doc_id in self._prints or listed is None:  # made already, or no longer a source
+                continue
+            try:
+                found = phrases(c.content for c in self._store.document_chunks(doc_id))
+            except NotFound:  # deleted since the listing
+                continue
+            self._prints[doc_id] = _Print(listed[1], found[:SKETCH_SIZE], len(found))
+            self._stacked = None
+
+    def _stack(self) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+        """Every sample in one array, with the index of the document each hash belongs to: one ``isin`` call
+        compares a text with all fingerprints."""
+        if self._stacked is None:
+            ids = list(self._prints)
+            samples = [self._prints[d].sample for d in ids]
+            self._stacked = (np.concatenate(samples) if samples else np.zeros(0, dtype=np.uint64),
+                             np.repeat(np.arange(len(ids)), [len(s) for s in samples]),
+                             {d: i for i, d in enumerate(ids)})
+        return self._stacked

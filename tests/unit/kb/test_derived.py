@@ -1,0 +1,177 @@
+"""Text taken from a confidential or restricted document keeps its label (kb/derived.py): a copy in another
+collection, a draft with additions, an excerpt, in English and Chinese; a shared sentence of boilerplate or a
+document of a lower label is not a source; relabelling the source counts from the next ingestion; members may not
+label a derived document below its source."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from inhouse.errors import PermissionDenied
+from inhouse.governance.labels import Label
+from inhouse.kb.access import Acl
+from inhouse.kb.derived import DerivedLabels
+from inhouse.kb.index.protocol import IndexStore
+from inhouse.kb.index.sqlite import SqliteIndexStore
+from inhouse.kb.ingest import FileSource, Ingestor
+from inhouse.kb.service import KnowledgeBase
+from inhouse.testing.fake_embedder import FakeEmbedder
+from inhouse.types import Actor
+
+MEMO = """# Project Kestrel
+
+The board has agreed to offer 40 million euros for Kestrel Robotics, payable in two tranches of 20 million each.
+The founders stay for two years under a retention plan worth 3 million, and the Shenzhen plant is kept open.
+Due diligence by the outside counsel finishes on 15 January; the signing is planned for the first week of February.
+Nobody outside the deal team may be told before the announcement, and no document about it may leave the company.
+"""
+
+LONG_POLICY = "# Security policy\n\n" + "\n\n".join(
+    f"Section {i}. Servers in zone {i} are patched within {i + 2} days of a vendor advisory, and the on-call engineer "
+    f"of team {i} confirms each patch in the change log before the next maintenance window opens." for i in range(60))
+
+BOILERPLATE = "This document is the property of the company and may not be shared without permission."
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IndexStore]:
+    if request.param == "sqlite":
+        s: IndexStore = SqliteIndexStore(tmp_path / "kb.db", dim=384)
+    else:
+        from inhouse.kb.index.postgres import PostgresIndexStore
+
+        s = PostgresIndexStore(request.getfixturevalue("postgres_url"), dim=384)
+    yield s
+    s.close()
+
+
+def put(ing: Ingestor, col: str, name: str, text: str,
+        label: Label | None = Label.INTERNAL) -> tuple[Label, str | None, str]:
+    """``text`` ingested as ``name`` (by default as a wiki's page is: internal); its label, why, and its id."""
+    o = ing.ingest_bytes(col, text.encode(), name, label=label)
+    assert o.status in ("added", "replaced") and o.label is not None, o
+    return o.label, o.marking, o.document_id or ""
+
+
+def test_a_copy_an_extended_draft_and_an_excerpt_take_the_source_label(store: IndexStore) -> None:
+    board = store.create_collection("board", acl=Acl(groups=frozenset({"board"}))).id
+    wiki = store.create_collection("wiki", acl=Acl()).id
+    ing = Ingestor(store, FakeEmbedder(), derived=DerivedLabels())
+    _, _, memo_id = put(ing, board, "kestrel.md", MEMO, Label.RESTRICTED)
+    put(ing, board, "policy.md", LONG_POLICY, Label.CONFIDENTIAL)
+
+    label, why, copy_id = put(ing, wiki, "notes.md", "Meeting notes\n\n" + MEMO.upper())
+    assert label is Label.RESTRICTED and why == "its text repeats 100% of a restricted document"
+    meta = store.get_document(copy_id).metadata
+    assert meta["derived_from"] == memo_id and meta["derived_label"] == "restricted"
+
+    draft = MEMO + "\n\n" + "\n".join(f"Open question {i}: who signs the annex for region {i}?" for i in range(12))
+    assert put(ing, wiki, "draft.md", draft)[:2] == (Label.RESTRICTED, "its text repeats 100% of a restricted document")
+
+    # Three of the long policy's sixty sections, with a line around them: most of this text is the policy's.
+    excerpt = "Forwarded from the security team:\n\n" + "\n\n".join(LONG_POLICY.split("\n\n")[10:13])
+    label, why, _ = put(ing, wiki, "fwd.md", excerpt)
+    assert label is Label.CONFIDENTIAL and why is not None and why.endswith("of its text is taken from a confidential "
+                                                                             "document")
+
+
+def test_chinese_text_is_matched_by_characters(store: IndexStore) -> None:
+    secret = ("董事会同意以四千万欧元收购红隼机器人公司，分两期支付，每期两千万欧元。"
+              "创始人在留任计划下留任两年，深圳工厂继续运营。"
+              "外部律师的尽职调查于一月十五日完成，签约计划在二月第一周进行。公告前不得告知交易团队以外的任何人。")
+    col = store.create_collection("docs", acl=Acl()).id
+    ing = Ingestor(store, FakeEmbedder(), derived=DerivedLabels())
+    put(ing, col, "并购.md", secret, Label.CONFIDENTIAL)
+    label, why, _ = put(ing, col, "周报.md", "# 本周工作\n\n" + secret[:70] + "\n\n其余事项按计划推进。")
+    assert label is Label.CONFIDENTIAL and why is not None
+
+
+def test_a_shared_sentence_or_a_lower_label_is_not_a_source(store: IndexStore) -> None:
+    col = store.create_collection("docs", acl=Acl()).id
+    ing = Ingestor(store, FakeEmbedder(), derived=DerivedLabels())
+    put(ing, col, "kestrel.md", MEMO + "\n" + BOILERPLATE, Label.RESTRICTED)
+    put(ing, col, "handbook.md", LONG_POLICY, Label.INTERNAL)
+    # The same disclaimer and a few words of the memo: not a copy.
+    label, why, _ = put(ing, col, "menu.md", f"# Canteen\n\nSoup on Fridays. The board has agreed.\n\n{BOILERPLATE}")
+    assert (label, why) == (Label.INTERNAL, None)
+    # A copy of the internal handbook keeps the label it is given: only confidential and restricted text is a source.
+    assert put(ing, col, "handbook-copy.md", "Copy\n\n" + LONG_POLICY, Label.PUBLIC)[:2] == (Label.PUBLIC, None)
+    # A restricted document's new version is not derived from its old one.
+    assert put(ing, col, "kestrel.md", MEMO.replace("40 million", "45 million"), None)[:2] == (Label.RESTRICTED, None)
+
+
+def test_the_source_as_labelled_at_each_ingestion_and_earlier_files_of_the_same_run(store: IndexStore) -> None:
+    col = store.create_collection("docs", acl=Acl()).id
+    ing = Ingestor(store, FakeEmbedder(), derived=DerivedLabels())
+    _, _, memo_id = put(ing, col, "kestrel.md", MEMO, Label.RESTRICTED)
+    store.relabel(memo_id, label=Label.INTERNAL)  # declassified after the announcement
+    assert put(ing, col, "press.md", "Press release\n\n" + MEMO)[:2] == (Label.INTERNAL, None)
+    store.relabel(memo_id, label=Label.CONFIDENTIAL)
+    assert put(ing, col, "press2.md", "Press release 2\n\n" + MEMO)[0] is Label.CONFIDENTIAL
+    # One run: the first file is confidential by its own marking, the second is a copy of it without the marking.
+    report = ing.ingest(col, [FileSource("a/policy.md", lambda: ("CONFIDENTIAL\n\n" + LONG_POLICY).encode(),
+                                         "policy.md"),
+                              FileSource("b/copy.md", LONG_POLICY.encode, "copy.md")], label=Label.INTERNAL)
+    assert [(o.source_path, o.label) for o in report.outcomes] == [("a/policy.md", Label.INTERNAL),
+                                                                    ("b/copy.md", Label.INTERNAL)]
+    policy = store.find_document(col, source_path="a/policy.md")
+    assert policy is not None
+    store.relabel(policy.id, label=Label.CONFIDENTIAL)
+    again = ing.ingest(col, [FileSource("c/policy.md", lambda: (LONG_POLICY + "\nEnd.").encode(), "policy.md"),
+                             FileSource("d/copy.md", lambda: (LONG_POLICY + "\nThe end.").encode(), "copy.md")],
+                       label=Label.INTERNAL)
+    assert [(o.label, o.derived_from) for o in again.outcomes] == [(Label.CONFIDENTIAL, policy.id)] * 2
+
+
+def test_members_may_not_label_a_derived_document_below_its_source(tmp_path: Path) -> None:
+    store = SqliteIndexStore(tmp_path / "kb.db", dim=384)
+    try:
+        kb = KnowledgeBase(store, FakeEmbedder())
+        admin = Actor("key_admin", "admin", role="admin")
+        member = Actor("key_m", "member", groups=frozenset({"staff"}))
+        kb.create_collection(admin, "docs", groups=["staff"])
+        kb.add_document(admin, "docs", MEMO.encode(), "kestrel.md", label="confidential")
+        copy = kb.add_document(member, "docs", ("Notes\n\n" + MEMO).encode(), "notes.md", label="internal")
+        assert copy.label is Label.CONFIDENTIAL and copy.derived_from is not None
+        with pytest.raises(PermissionDenied, match="taken from a confidential document"):
+            kb.relabel(member, copy.document_id or "", label="internal")
+        assert kb.relabel(admin, copy.document_id or "", label="internal").label is Label.INTERNAL
+    finally:
+        store.close()
+
+
+def test_uploads_on_several_threads_share_one_instance(tmp_path: Path) -> None:
+    """The server ingests uploads on a thread pool with one Ingestor: comparisons, refreshes and sources relabelled
+    meanwhile never break a comparison, and each one sees a source it should."""
+    store = SqliteIndexStore(tmp_path / "kb.db", dim=384)
+    try:
+        col = store.create_collection("docs", acl=Acl()).id
+        derived = DerivedLabels()
+        ing = Ingestor(store, FakeEmbedder(), derived=derived)
+        ids = [put(ing, col, f"src{i}.md", f"# Source {i}\n\n" + MEMO.replace("40", str(40 + i)), Label.RESTRICTED)[2]
+               for i in range(6)]
+        errors: list[BaseException] = []
+
+        def work(n: int) -> None:
+            try:
+                for k in range(15):
+                    if n == 0:
+                        store.relabel(ids[k % 6], label=Label.RESTRICTED if k % 2 else Label.CONFIDENTIAL)
+                    derived.refresh(store)
+                    found = derived.match(["Copy\n\n" + MEMO], Label.INTERNAL)
+                    assert found is not None and found.label >= Label.CONFIDENTIAL
+            except BaseException as exc:  # reported by the main thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+    finally:
+        store.close()
