@@ -263,15 +263,16 @@ def collections_markings(
     apply: bool = typer.Option(False, "--apply", help="Raise the labels listed (default: only list them)."),
     data_dir: Path = DataDirOption,
 ) -> None:
-    """Documents whose own markings (a Purview label, CONFIDENTIAL in the title or a footer...) call for a more
-    sensitive label than they have: ingested before markings were read, or under other kb.label_names."""
+    """Documents whose own markings (a Purview label, CONFIDENTIAL in the title or a footer...), or the more
+    sensitive document their text was taken from, call for a more sensitive label than they have: ingested before
+    markings were read or their source was labelled, or under other kb.label_names."""
     with services_for(data_dir) as services:
         found = _kb(services).review_markings(CLI_ACTOR, name, apply=apply)
     for review in found:
         doc = review.document
         verb = "labelled" if apply else "would label"
-        console.print(f"{verb} {review.marked.label} {doc.source_path} (was {doc.label}): its marking, "
-                      f"{review.marked.reason}", highlight=False)
+        why = review.marked.reason if review.derived_from else f"its marking, {review.marked.reason}"
+        console.print(f"{verb} {review.marked.label} {doc.source_path} (was {doc.label}): {why}", highlight=False)
     if not found:
         console.print(f"No document of {name} is labelled below its markings.")
     elif not apply:

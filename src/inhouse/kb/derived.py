@@ -102,6 +102,11 @@ class DerivedLabels:
                 del self._prints[doc.id]
                 self._stacked = None
 
+    def any_above(self, label: Label) -> bool:
+        """Whether any source is labelled above ``label`` (if not, no text of that label needs reading)."""
+        with self._lock:
+            return any(lab > label for lab, _ in self._labels.values())
+
     def match(self, contents: Sequence[str], label: Label, *, exclude: Iterable[str] = ()) -> Derived | None:
         """The label the text ``contents`` (a document's chunks) calls for because it was taken from a document
         labelled above ``label``; None if none. ``exclude``: documents not to compare with (its own versions)."""

@@ -56,10 +56,12 @@ def acl_from(groups: Iterable[str] | None = None, keys: Iterable[str] | None = N
 
 @dataclass(frozen=True)
 class MarkingReview:
-    """A document whose own marking calls for a more sensitive label than it has (``review_markings``)."""
+    """A document whose own marking, or the more sensitive document its text was taken from, calls for a more
+    sensitive label than it has (``review_markings``)."""
 
     document: DocumentRecord  # as it was before the review
-    marked: Marked
+    marked: Marked  # the label called for and why
+    derived_from: str | None = None  # the source document, when its text (not its marking) calls for the label
 
 
 class KnowledgeBase:
@@ -210,11 +212,16 @@ class KnowledgeBase:
     def review_markings(self, actor: Actor, collection: str, *, apply: bool = False) -> list[MarkingReview]:
         """The documents of ``collection`` whose own markings call for a more sensitive label than they have,
         read again from their stored bytes (documents ingested before markings were read, or under other
-        ``kb.label_names``). ``apply``: raise them, and record every document's marking (the label members may not
-        relabel below), as ingestion does now. Admins only; markings never lower a label."""
+        ``kb.label_names``), and, with ``kb.derived_labels``, those whose text was taken from a more sensitive
+        document of any collection (ingested before the comparison existed, or before their source was labelled).
+        ``apply``: raise them, and record every document's marking (the label members may not relabel below), as
+        ingestion does now. Admins only; never lowers a label."""
         _admin(actor, "review the markings of documents")
         col = self.collection(actor, collection)
         reader = MarkingReader(self.settings.label_names)
+        derived = DerivedLabels() if self.settings.derived_labels else None
+        if derived is not None:
+            derived.refresh(self.store)
         found: list[MarkingReview] = []
         offset, page = 0, 200
         while docs := self.store.list_documents(col.id, limit=page, offset=offset):
@@ -223,15 +230,26 @@ class KnowledgeBase:
                 try:
                     marked = reader.read(self.ingestor.parse(self.store.document_data(doc.id), doc.filename))
                 except DocumentRejected:
-                    continue  # it was read once; a parser change that now refuses it is not a marking
-                if marked is None:
+                    marked = None  # it was read once; a parser change that now refuses it is not a marking
+                label = doc.label
+                if marked is not None:
+                    raise_it = marked.label > label
+                    if apply and (raise_it or doc.metadata.get("marking_label") != marked.label.value):
+                        self.store.relabel(doc.id, label=marked.label if raise_it else None,
+                                           metadata={"marking": marked.reason, "marking_label": marked.label.value})
+                    if raise_it:
+                        found.append(MarkingReview(doc, marked))
+                        label = marked.label
+                if derived is None or not derived.any_above(label):
                     continue
-                raise_it = marked.label > doc.label
-                if apply and (raise_it or doc.metadata.get("marking_label") != marked.label.value):
-                    self.store.relabel(doc.id, label=marked.label if raise_it else None,
-                                       metadata={"marking": marked.reason, "marking_label": marked.label.value})
-                if raise_it:
-                    found.append(MarkingReview(doc, marked))
+                source = derived.match([c.content for c in self.store.document_chunks(doc.id)], label,
+                                       exclude=[doc.id])
+                if source is not None:
+                    if apply:
+                        self.store.relabel(doc.id, label=source.label, metadata={
+                            "derived_from": source.document_id, "derived_label": source.label.value})
+                        derived.add(self.store.get_document(doc.id))  # now a source for the documents after it
+                    found.append(MarkingReview(doc, Marked(source.label, source.reason), source.document_id))
         return found
 
     def delete_document(self, actor: Actor, document_id: str) -> None:

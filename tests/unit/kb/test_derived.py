@@ -175,3 +175,33 @@ def test_uploads_on_several_threads_share_one_instance(tmp_path: Path) -> None:
         assert errors == []
     finally:
         store.close()
+
+
+def test_a_review_finds_copies_ingested_before_their_source_was_labelled(tmp_path: Path) -> None:
+    """The wiki page was pasted from the memo while the memo was still internal; the memo is restricted now. The
+    review lists the page (a dry run changes nothing), --apply raises it with its source, and a second review finds
+    nothing. Copies of the page in the same review count its new label."""
+    store = SqliteIndexStore(tmp_path / "kb.db", dim=384)
+    try:
+        kb = KnowledgeBase(store, FakeEmbedder())
+        admin = Actor("key_admin", "admin", role="admin")
+        for name in ("board", "wiki"):
+            kb.create_collection(admin, name)
+        memo = kb.add_document(admin, "board", MEMO.encode(), "kestrel.md", label="internal")
+        page = kb.add_document(admin, "wiki", ("Notes\n\n" + MEMO).encode(), "notes.md", label="internal")
+        menu = kb.add_document(admin, "wiki", f"# Canteen\n\nSoup on Fridays.\n\n{BOILERPLATE}".encode(), "menu.md",
+                               label="internal")
+        assert page.label is Label.INTERNAL and page.derived_from is None  # nothing above it then
+        store.relabel(memo.document_id or "", label=Label.RESTRICTED)
+        listed = kb.review_markings(admin, "wiki")
+        assert [(r.document.source_path, r.marked.label, r.derived_from) for r in listed] == [
+            ("notes.md", Label.RESTRICTED, memo.document_id)]
+        assert listed[0].marked.reason == "its text repeats 100% of a restricted document"
+        assert store.get_document(page.document_id or "").label is Label.INTERNAL  # a dry run changes nothing
+        kb.review_markings(admin, "wiki", apply=True)
+        raised = store.get_document(page.document_id or "")
+        assert raised.label is Label.RESTRICTED and raised.metadata["derived_from"] == memo.document_id
+        assert store.get_document(menu.document_id or "").label is Label.INTERNAL
+        assert kb.review_markings(admin, "wiki") == []
+    finally:
+        store.close()
