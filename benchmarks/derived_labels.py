@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import random
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,7 +34,7 @@ from typing import Any
 
 from benchmarks.manual_ingest import sampled_files
 from benchmarks.report import pyplot, save_figure
-from benchmarks.results import RESULTS_DIR, write_results
+from benchmarks.results import write_run
 
 KINDS = ("bystander", "copy", "draft", "excerpt", "quote")
 
@@ -228,9 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="inhouse-derived-") as tmp:
         result = bench(root, Path(tmp), sample=args.sample, seed=args.seed, embed=not args.no_embed)
     print(json.dumps(result, indent=2))
-    out = write_results({"at": time.strftime("%Y-%m-%dT%H:%M:%S"), "command": "python -m benchmarks.derived_labels "
-                         + " ".join(argv if argv is not None else sys.argv[1:]), **result},
-                        RESULTS_DIR / f"derived-labels-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    out = write_run("derived_labels", "derived-labels", argv, result)
     print(f"written {out}; chart {chart(result, out.with_suffix('.png'))}")
     return 0
 

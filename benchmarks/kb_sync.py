@@ -37,7 +37,7 @@ from typing import Any
 
 from benchmarks.manual_ingest import REPO, baseline_tree, sampled_files
 from benchmarks.report import pyplot, save_figure
-from benchmarks.results import RESULTS_DIR, write_results
+from benchmarks.results import write_run
 
 BASELINE_COMMIT = "7ba8855"  # main before FTS5 secure-delete and the reuse of unchanged chunks' vectors
 _PARAGRAPH = re.compile(rb"<p>(?:(?!</p>).){200,}?</p>", re.S)  # paragraphs of some length, in the page's text
@@ -206,9 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         result = bench_sync(root, Path(tmp), commit=args.commit, sample=args.sample, edit=args.edit,
                             remove=args.remove, move=args.move, seed=args.seed, current_first=args.current_first,
                             move_edit=args.move_edit)
-    out = write_results({"at": time.strftime("%Y-%m-%dT%H:%M:%S"), "command": "python -m benchmarks.kb_sync "
-                         + " ".join(argv if argv is not None else sys.argv[1:]), **result},
-                        RESULTS_DIR / f"kb-sync-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    out = write_run("kb_sync", "kb-sync", argv, result)
     print(f"written {out}; chart {chart(result, out.with_suffix('.png'))}")
     return 0
 

