@@ -24,7 +24,7 @@ is the company-wide rule (who is cleared, what may leave the machine), the acces
 
 The fingerprints are made from the stored chunks when first needed and kept in memory while the document's version
 stands; which documents are sources is read at the start of each ingestion (one query), and a document committed in
-the same run counts at once. They are never stored: the phrase hashes are only meaningful within one process.
+the same run counts at once. They are not stored (a document's version is their key; the chunks are the truth).
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ exactly. The standard error at k = 256 is about 0.03 near the thresholds used.
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Iterable
 
 import numpy as np
@@ -42,10 +43,12 @@ def sketch(texts: Iterable[str]) -> np.ndarray:
 def phrases(texts: Iterable[str]) -> np.ndarray:
     """Sorted unique uint64 hashes of every run of 5 words of ``texts`` joined (case folded; a CJK character counts
     as a word). Unlike 7 characters, 5 words rarely recur by chance between unrelated texts, so these measure text
-    *taken* from another (``kb/derived.py``). The word hashes are Python's, so the values mean something only within
-    one process: they are never stored."""
+    *taken* from another (``kb/derived.py``). Words are hashed with CRC-32, not Python's ``hash`` (salted per
+    process): the same text gives the same sample in every process, so whether a document is raised does not vary
+    from one run to the next."""
     words = _WORD.findall(" ".join(texts).casefold())
-    codes = np.fromiter(map(hash, words), dtype=np.int64, count=len(words)).view(np.uint64)
+    vocabulary = {w: zlib.crc32(w.encode()) for w in set(words)}  # each distinct word hashed once
+    codes = np.fromiter((vocabulary[w] for w in words), dtype=np.uint64, count=len(words))
     return np.unique(_windows(codes, PHRASE_WORDS))
 
 

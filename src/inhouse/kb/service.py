@@ -235,8 +235,10 @@ class KnowledgeBase:
                 if marked is not None:
                     raise_it = marked.label > label
                     if apply and (raise_it or doc.metadata.get("marking_label") != marked.label.value):
-                        self.store.relabel(doc.id, label=marked.label if raise_it else None,
-                                           metadata={"marking": marked.reason, "marking_label": marked.label.value})
+                        relabelled = self.store.relabel(doc.id, label=marked.label if raise_it else None, metadata={
+                            "marking": marked.reason, "marking_label": marked.label.value})
+                        if derived is not None:
+                            derived.add(relabelled)  # a source for the documents after it, if raised to one
                     if raise_it:
                         found.append(MarkingReview(doc, marked))
                         label = marked.label
@@ -246,9 +248,8 @@ class KnowledgeBase:
                                        exclude=[doc.id])
                 if source is not None:
                     if apply:
-                        self.store.relabel(doc.id, label=source.label, metadata={
-                            "derived_from": source.document_id, "derived_label": source.label.value})
-                        derived.add(self.store.get_document(doc.id))  # now a source for the documents after it
+                        derived.add(self.store.relabel(doc.id, label=source.label, metadata={
+                            "derived_from": source.document_id, "derived_label": source.label.value}))
                     found.append(MarkingReview(doc, Marked(source.label, source.reason), source.document_id))
         return found
 
