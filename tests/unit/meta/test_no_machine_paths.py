@@ -76,7 +76,7 @@ R = "/"
     (f"--data-dir {R}tmp/bench-dd --out-dir x", [f"{R}tmp/bench-dd"]),
     (f'"gguf": "{R}root/.local/share/inhouse/models/q.gguf"', [f"{R}root"]),
     (f"see {R}home/alice/notes and {R}Users/bob", [f"{R}home/alice", f"{R}Users/bob"]),
-    (f"log: {R}var/tmp/run-7.log", [f"{R}var/tmp/run-7.log"]),
+    (f"log: {R}var{R}tmp{R}run-7.log", [f"{R}var{R}tmp{R}run-7.log"]),
     (r"C:\Users\dev\repo", [r"C:\Users\dev"]),
     ("/proc/cpuinfo /sys/fs/cgroup /dev/shm /usr/bin/chromium /etc/hosts /bin/sh", []),
     (f"https://example.com{R}home/alice http://h{R}work/x 200/200 tok/s ~/.local/share/inhouse", []),
