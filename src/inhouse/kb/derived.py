@@ -23,8 +23,9 @@ stops members relabelling below it, and says why in the ingest report. The acces
 is the company-wide rule (who is cleared, what may leave the machine), the access list a collection's own decision.
 
 The fingerprints are made from the stored chunks when first needed and kept in memory while the document's version
-stands; which documents are sources is read at the start of each ingestion (one query), and a document committed in
-the same run counts at once. They are not stored (a document's version is their key; the chunks are the truth).
+stands; which documents are sources is read once per ingestion, when a comparison first needs it (one query), and a
+document committed in the same run counts at once. They are not stored (a document's version is their key; the
+chunks are the truth).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from inhouse.errors import NotFound
 from inhouse.governance.labels import Label
 from inhouse.kb.index.protocol import DocumentRecord, IndexStore
 from inhouse.kb.resemblance import SKETCH_SIZE, phrases
+
+_TOP = max(Label)
 
 
 @dataclass(frozen=True)
@@ -60,11 +63,13 @@ class _Print:
 class DerivedLabels:
     """The fingerprints of a store's confidential and restricted documents (module doc).
 
-    Made lazily: ``refresh`` only lists which documents are labelled ``floor`` or above (ids, labels, versions); a
-    document's fingerprint is made from its stored chunks the first time a text of a lower label is compared with it,
-    and kept while its version stands. Unlabelled documents count as confidential, so in a company that labels
-    little nearly every document is confidential, and a confidential document is only compared with restricted ones:
-    an ingestion makes no fingerprint and computes no phrase unless there is something above its label to compare."""
+    Made lazily: ``refresh`` marks the listing of sources out of date, and the first comparison that could use one
+    lists which documents are labelled ``floor`` or above (ids, labels, versions: one query; none for an ingestion
+    whose documents are all unchanged or restricted); a document's fingerprint is made from its stored chunks the
+    first time a text of a lower label is compared with it, and kept while its version stands. Unlabelled documents
+    count as confidential, so in a company that labels little nearly every document is confidential, and a
+    confidential document is only compared with restricted ones: an ingestion makes no fingerprint and computes no
+    phrase unless there is something above its label to compare."""
 
     MIN_SHARED = 40
     MIN_HITS = 8
@@ -73,17 +78,28 @@ class DerivedLabels:
     def __init__(self, floor: Label = Label.CONFIDENTIAL) -> None:
         self.floor = floor
         self._store: IndexStore | None = None
+        self._stale = True  # the listing of sources must be read again before it is used
         self._labels: dict[str, tuple[Label, int]] = {}  # documents labelled floor or above: (label, version)
         self._prints: dict[str, _Print] = {}
         self._stacked: tuple[np.ndarray, np.ndarray, dict[str, int]] | None = None  # samples, their owner, ids
         self._lock = threading.Lock()  # uploads ingest on several threads with one instance
 
     def refresh(self, store: IndexStore) -> None:
-        """Which of ``store``'s documents are labelled ``floor`` or above now (one query at the start of each
-        ingestion): relabelled and new versions count from here on, fingerprints of others are kept."""
+        """At the start of an ingestion: the sources are listed again from ``store`` before the next comparison, so
+        documents labelled, relabelled or replaced since count; fingerprints of unchanged versions are kept."""
+        with self._lock:
+            self._store, self._stale = store, True
+
+    def _list_sources(self) -> None:
+        """Read which documents are sources now, if ``refresh`` asked for it (the query runs outside the lock)."""
+        with self._lock:
+            if not self._stale:
+                return
+            store = self._store
+        assert store is not None, "refresh() first"
         labels = store.document_labels(self.floor)
         with self._lock:
-            self._store, self._labels = store, labels
+            self._labels, self._stale = labels, False
             stale = [d for d, p in self._prints.items() if labels.get(d, (None, -1))[1] != p.version]
             for doc_id in stale:
                 del self._prints[doc_id]
@@ -104,12 +120,18 @@ class DerivedLabels:
 
     def any_above(self, label: Label) -> bool:
         """Whether any source is labelled above ``label`` (if not, no text of that label needs reading)."""
+        if label == _TOP:
+            return False
+        self._list_sources()
         with self._lock:
             return any(lab > label for lab, _ in self._labels.values())
 
     def match(self, contents: Sequence[str], label: Label, *, exclude: Iterable[str] = ()) -> Derived | None:
         """The label the text ``contents`` (a document's chunks) calls for because it was taken from a document
         labelled above ``label``; None if none. ``exclude``: documents not to compare with (its own versions)."""
+        if label == _TOP:
+            return None  # nothing can be above it: no query, no phrase
+        self._list_sources()
         skip = set(exclude)
         with self._lock:
             above = {d: lab for d, (lab, _) in self._labels.items() if lab > label and d not in skip}

@@ -76,11 +76,13 @@ class KnowledgeBase:
         self.embedder = embedder
         self.ocr = ocr
         self.parser = parser
+        # One set of fingerprints for ingestion and the review (``review_markings``): each reuses the other's.
+        self.derived = DerivedLabels() if s.derived_labels else None
         self.ingestor = Ingestor(store, embedder, embed_batch=s.embed_batch, max_tokens=s.chunk_max_tokens,
                                  overlap_tokens=s.chunk_overlap_tokens, max_file_mb=s.max_file_mb, ocr=ocr,
                                  max_ocr_pages=s.ocr_max_pages, paged_parse=parser,
                                  markings=MarkingReader(s.label_names) if s.markings else None,
-                                 derived=DerivedLabels() if s.derived_labels else None)
+                                 derived=self.derived)
         self.retriever = Retriever(store, embedder, rrf_k=s.rrf_k, candidates=s.candidates,
                                    document_share=s.document_share)
         self.answerer = Answerer(self.retriever, chat, top_k=s.top_k, min_similarity=s.min_similarity,
@@ -219,7 +221,7 @@ class KnowledgeBase:
         _admin(actor, "review the markings of documents")
         col = self.collection(actor, collection)
         reader = MarkingReader(self.settings.label_names)
-        derived = DerivedLabels() if self.settings.derived_labels else None
+        derived = self.derived
         if derived is not None:
             derived.refresh(self.store)
         found: list[MarkingReview] = []

@@ -196,3 +196,23 @@ def test_a_review_finds_copies_ingested_before_their_source_was_labelled(tmp_pat
         assert kb.review_markings(admin, "wiki") == []
     finally:
         store.close()
+
+
+def test_the_sources_are_listed_only_when_a_comparison_needs_them(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """One listing query per ingestion that compares something; none when every document is restricted (nothing can
+    be above it) or unchanged."""
+    store = SqliteIndexStore(tmp_path / "kb.db", dim=384)
+    try:
+        col = store.create_collection("docs", acl=Acl()).id
+        ing = Ingestor(store, FakeEmbedder(), derived=DerivedLabels())
+        calls: list[Label] = []
+        listing = store.document_labels
+        monkeypatch.setattr(store, "document_labels", lambda at_least: calls.append(at_least) or listing(at_least))
+        put(ing, col, "kestrel.md", MEMO, Label.RESTRICTED)
+        assert calls == []
+        assert ing.ingest_bytes(col, MEMO.encode(), "kestrel-again.md").status == "unchanged" and calls == []
+        assert put(ing, col, "notes.md", "Notes\n\n" + MEMO)[0] is Label.RESTRICTED
+        assert calls == [Label.CONFIDENTIAL]
+    finally:
+        store.close()
