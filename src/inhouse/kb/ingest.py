@@ -403,29 +403,31 @@ class Ingestor:
         (its label and access list with it) goes along. None when another document is at the new path already (a
         file replaced by a moved one): ``doc`` is deleted, and ``src`` is that other document's new version."""
         del missing[doc.id]
-        try:
-            moved = self.store.move_document(doc.id, src.source_path, src.filename)
-        except Conflict:
-            self.delete(doc.id)
-            report.outcomes.append(FileOutcome(doc.source_path, "removed", doc.id, doc.chunk_count))
+        moved = self._move_to(doc, src, report)
+        if moved is None:
             return None
         return FileOutcome(src.source_path, "moved", moved.id, moved.chunk_count, label=moved.label,
                            moved_from=doc.source_path)
 
     def _move_edited(self, p: _Pending, report: IngestReport) -> None:
-        """Move the document ``p``'s text resembles to ``p``'s path, where ``_commit`` writes its new version. If
-        another document took that path meanwhile (an upload), that one gets the new version and the missing one
-        goes, as in ``_move``."""
-        doc = p.moved_from
-        assert doc is not None
-        try:
-            self.store.move_document(doc.id, p.source.source_path, p.source.filename)
-        except Conflict:
+        """Move the document ``p``'s text resembles to ``p``'s path, where ``_commit`` writes its new version; if it
+        cannot be moved (``_move_to``), the file is a new document or another one's new version."""
+        assert p.moved_from is not None
+        if self._move_to(p.moved_from, p.source, report) is None:
             p.moved_from = None
+
+    def _move_to(self, doc: DocumentRecord, src: FileSource, report: IngestReport) -> DocumentRecord | None:
+        """``doc`` moved to ``src``'s path; None when another document is there already (a file replaced by a moved
+        one, or an upload meanwhile: ``doc`` is deleted, that one gets the new version) or ``doc`` was deleted
+        meanwhile."""
+        try:
+            return self.store.move_document(doc.id, src.source_path, src.filename)
+        except Conflict:
             if self.store.delete_documents([doc.id]):
                 report.outcomes.append(FileOutcome(doc.source_path, "removed", doc.id, doc.chunk_count))
-        except NotFound:  # deleted meanwhile: the file is a new document
-            p.moved_from = None
+        except NotFound:
+            pass
+        return None
 
     def _prepare(self, collection_id: str, src: FileSource, on_page: PageProgress | None,
                  missing: dict[str, DocumentRecord], report: IngestReport, *, defer: set[str] | None = None,
