@@ -114,8 +114,12 @@ def test_ingest_sync_reports_what_changed(env: Path) -> None:
     hits = CliRunner().invoke(app, ["search", "hotel limit Shanghai", "--collection", "hr"])
     assert "1,200" not in hits.output and "20 days" in hits.output
     # Each run is in the audit log, naming the documents it changed: who removed travel.md's document, and when.
-    runs = [json.loads(line) for line in CliRunner().invoke(app, ["audit", "export"]).output.splitlines()
-            if '"kb:write"' in line]
+    records = [json.loads(line) for line in CliRunner().invoke(app, ["audit", "export"]).output.splitlines()
+               if '"kb:write"' in line]
+    # Each run's started record (written before a file is read) is followed by its final record.
+    assert [r["outcome"] for r in records] == ["started", "success"] * 2
+    assert [r["request_id"] for r in records[::2]] == [r["request_id"] for r in records[1::2]]
+    runs = records[1::2]
     assert [(r["resource"].split(" col_")[0], r["details"]["added"], r["details"]["replaced"],
              r["details"]["removed"]) for r in runs] == [("inhouse ingest --sync", 2, 0, 0),
                                                          ("inhouse ingest --sync", 0, 1, 1)]

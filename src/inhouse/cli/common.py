@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +63,31 @@ def translate_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         raise typer.Exit(130) from None
+
+
+@contextlib.contextmanager
+def stop_signals(first: Callable[[], None]) -> Iterator[None]:
+    """Ctrl-C or SIGTERM (``kill``, systemd stopping a unit) inside the block calls ``first`` (a command asks its
+    work to stop where it can say exactly what it did); another one stops it at once (KeyboardInterrupt). By
+    default Ctrl-C stops wherever the code stands, and SIGTERM ends the process without a word."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set a handler
+        yield
+        return
+    asked = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal asked
+        if asked:
+            raise KeyboardInterrupt
+        asked = True
+        first()
+
+    before = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 def settings_from(data_dir: Path | None = None, **server: Any) -> Settings:

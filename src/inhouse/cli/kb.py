@@ -7,6 +7,8 @@ The CLI works on the local data directory directly, as the local administrator (
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,9 +22,10 @@ from inhouse.cli.common import (
     err_console,
     open_services,
     services_for,
+    stop_signals,
     translate_errors,
 )
-from inhouse.errors import InvalidRequest
+from inhouse.errors import AuditUnavailable, InhouseError, InvalidRequest, NotFound
 from inhouse.types import Actor
 
 if TYPE_CHECKING:
@@ -69,7 +72,7 @@ def ingest(
         created = False
         try:
             col = kb.collection(CLI_ACTOR, collection)
-        except Exception:
+        except NotFound:
             col = kb.create_collection(CLI_ACTOR, collection, groups=group)
             created = True
             console.print(f"Created collection {collection!r} for groups {group or '(admins only)'}.")
@@ -93,9 +96,14 @@ def ingest(
                 elif p.current:
                     bar.update(task, description="syncing" if sync else "ingesting")
 
-            report = kb.ingest_paths(CLI_ACTOR, collection, paths, label=label,
-                                     groups=None if created else (group or None), progress=on_progress, sync=sync)
-        _record_ingest(services, col.id, paths, sync, report)
+            def stop() -> None:
+                report.stop_requested = True
+                err_console.print("stopping after the file being read (again to stop at once)…")
+
+            run = _IngestRun(services, col.id, paths, sync)
+            with run.recorded() as report, stop_signals(stop):
+                kb.ingest_paths(CLI_ACTOR, collection, paths, label=label, groups=None if created else (group or None),
+                                progress=on_progress, sync=sync, report=report)
     for e in report.errors:
         err_console.print(f"[yellow]skipped[/] {e.source_path}: {e.error}", highlight=False)
     for o in report.raised:  # every one: an administrator must see each file that said it is more sensitive
@@ -137,21 +145,64 @@ def ingest(
 _MAX_AUDITED_DOCUMENTS = 5_000
 
 
-def _record_ingest(services: Services, collection_id: str, paths: list[Path], sync: bool,
-                   report: IngestReport) -> None:
-    """The run in the audit log, as an upload or a delete over HTTP is recorded: one record naming the documents it
-    added, replaced, moved or removed, with the counts. Written once the run is done (a batch is not one
-    transaction, and a CLI run has no request to refuse); if it cannot be written the command fails with the
-    reason, and what was ingested stays."""
-    changed = [o.document_id for o in report.outcomes
-               if o.document_id and o.status in ("added", "replaced", "moved", "removed")]
-    counts = {status: report.count(status) for status in ("added", "replaced", "unchanged", "moved", "removed")}
-    services.audit.record_request(
-        action="kb:write", outcome="success", actor_key_id=CLI_ACTOR.key_id,
-        resource=f"inhouse ingest{' --sync' if sync else ''} {collection_id}",
-        documents=changed[:_MAX_AUDITED_DOCUMENTS],
-        details={"via": "cli", "paths": [p.name for p in paths][:20], **counts, "errors": len(report.errors),
-                 "documents_not_listed": max(0, len(changed) - _MAX_AUDITED_DOCUMENTS)})
+class _IngestRun:
+    """A CLI run in the audit log, as an upload or a delete over HTTP is recorded, and a generation's write-ahead:
+    a ``started`` record before any file is read (if it cannot be written, nothing is ingested), then one final
+    record naming the documents the run added, replaced, moved or removed, with the counts: ``success``, or
+    ``interrupted`` (Ctrl-C, SIGTERM) or ``error`` with the documents done until then. A run killed outright keeps
+    its ``started`` record, closed as interrupted by the next ``inhouse serve`` or ``inhouse ingest`` (its record
+    names its process, so a run still going is left alone)."""
+
+    def __init__(self, services: Services, collection_id: str, paths: list[Path], sync: bool) -> None:
+        from inhouse.chat.service import new_request_id
+
+        self.audit = services.audit
+        self.request_id = new_request_id()
+        self.resource = f"inhouse ingest{' --sync' if sync else ''} {collection_id}"
+        self.details = {"via": "cli", "paths": [p.name for p in paths][:20]}
+
+    @contextlib.contextmanager
+    def recorded(self) -> Iterator[IngestReport]:
+        from inhouse.governance.audit.log import INTERRUPTED, STARTED, command_process
+        from inhouse.kb.ingest import IngestReport
+
+        closed = self.audit.close_interrupted(commands_only=True)
+        if closed:
+            err_console.print(f"{len(closed)} earlier command run(s) stopped before they finished; recorded as "
+                              "interrupted in the audit log.", highlight=False)
+        self._write(STARTED, details={**self.details, "process": command_process()})
+        report = IngestReport()
+        try:
+            yield report
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt):
+                outcome, reason = INTERRUPTED, "stopped by Ctrl-C or SIGTERM"
+            elif isinstance(exc, InhouseError):
+                outcome, reason = "failure" if exc.type == "invalid_request_error" else "error", exc.message
+            else:
+                outcome, reason = "error", type(exc).__name__
+            try:
+                self._write(outcome, report, reason=reason)
+            except AuditUnavailable as failed:  # the run's own error is the one to report
+                err_console.print(f"the run's final audit record could not be written ({failed.message}); its "
+                                  "started record is closed as interrupted by the next serve or ingest",
+                                  highlight=False)
+            raise
+        self._write("success", report)
+
+    def _write(self, outcome: str, report: IngestReport | None = None, *, reason: str | None = None,
+               details: dict[str, object] | None = None) -> None:
+        changed = [] if report is None else [
+            o.document_id for o in report.outcomes
+            if o.document_id and o.status in ("added", "replaced", "moved", "removed")]
+        if report is not None:
+            counts = {status: report.count(status) for status in ("added", "replaced", "unchanged", "moved",
+                                                                  "removed")}
+            details = {**self.details, **counts, "errors": len(report.errors),
+                       "documents_not_listed": max(0, len(changed) - _MAX_AUDITED_DOCUMENTS)}
+        self.audit.record_request(action="kb:write", outcome=outcome, request_id=self.request_id,
+                                  actor_key_id=CLI_ACTOR.key_id, resource=self.resource,
+                                  documents=changed[:_MAX_AUDITED_DOCUMENTS], reason=reason, details=details)
 
 
 def format_eta(seconds: float | None) -> str:

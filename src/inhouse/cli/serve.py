@@ -99,8 +99,8 @@ def register(app: typer.Typer) -> None:
                                   "written now.")
             interrupted = services.audit.close_interrupted()
             if interrupted:
-                err_console.print(f"{len(interrupted)} request(s) of the previous run were interrupted; "
-                                  "recorded as such in the audit log.")
+                err_console.print(f"{len(interrupted)} request(s) of the previous run (or command run(s) whose process "
+                                  "is gone) were interrupted; recorded as such in the audit log.")
             secret = services.keys.ensure_admin_key()
             if secret:
                 console.print(

@@ -113,6 +113,9 @@ class IngestReport:
     load_seconds: float = 0.0  # loading the embedding model (first use in this process)
     embed_seconds: float = 0.0  # inside the embedder
     reused_chunks: int = 0  # chunks of replaced documents that kept the previous version's vector
+    # Set by a caller that wants the run to end (the CLI on Ctrl-C or SIGTERM): it raises KeyboardInterrupt before
+    # the next file or batch, never between a commit and its outcome, so ``outcomes`` is exactly what was done.
+    stop_requested: bool = False
 
     @property
     def files(self) -> int:
@@ -278,13 +281,14 @@ class Ingestor:
     def ingest(self, collection_id: str, sources: Sequence[FileSource], *, label: Label | str | None = None,
                acl: Acl | None = None, metadata: Mapping[str, str] | None = None,
                progress: Callable[[IngestProgress], None] | None = None,
-               remove_missing: Sequence[str] = ()) -> IngestReport:
+               remove_missing: Sequence[str] = (), report: IngestReport | None = None) -> IngestReport:
         """Add or replace ``sources``. ``remove_missing``: source-path prefixes (``"docs/"``) under which documents
-        of the collection that are not among ``sources`` are deleted first (a sync of those folders)."""
+        of the collection that are not among ``sources`` are deleted first (a sync of those folders). ``report``:
+        filled as files are committed, so a caller whose run is interrupted knows what was done."""
         # An unknown collection or label fails the whole batch at once, before any file is read.
         collection = self.store.get_collection(collection_id)
         given = None if label is None or (isinstance(label, str) and not label.strip()) else label_of_item(label)
-        report = IngestReport()
+        report = IngestReport() if report is None else report
         start = self._clock()
         if self._derived is not None:
             self._derived.refresh(self.store)  # documents labelled (or relabelled) since the last run count too
@@ -312,10 +316,15 @@ class Ingestor:
         missing, known = self._missing(collection.id, sources, remove_missing) if remove_missing else ({}, set())
         resembling = _Resembling(self.store, missing)
 
+        def stop_here() -> None:
+            if report.stop_requested:
+                raise KeyboardInterrupt
+
         def flush() -> None:
             nonlocal chunks_done, prepared, bytes_done
             if not pending:
                 return
+            stop_here()
             # A new version's chunks that the stored version embedded already keep their vectors: an edit of a long
             # document embeds the chunks it changed (embedding is nearly all of an ingest's time).
             stored = [self.store.embedded_chunks(collection.id, (p.moved_from.source_path if p.moved_from is not None
@@ -348,6 +357,7 @@ class Ingestor:
         def take(src: FileSource, defer: set[str] | None) -> bool:
             """``src`` handled, or False when it was deferred (see ``_prepare``)."""
             nonlocal bytes_done
+            stop_here()
             outcome, item = self._prepare(collection.id, src, pages_of(src) if progress is not None else None,
                                           missing, report, defer=defer)
             if outcome is None and item is None:
@@ -374,6 +384,7 @@ class Ingestor:
             take(src, None)
         flush()
         if missing:  # after every file was seen (a moved one has taken its document along), in one transaction
+            stop_here()
             self.store.delete_documents(list(missing))
             report.outcomes += [FileOutcome(d.source_path, "removed", d.id, d.chunk_count) for d in missing.values()]
         report.seconds = self._clock() - start

@@ -177,10 +177,11 @@ class KnowledgeBase:
 
     def ingest_paths(self, actor: Actor, collection: str, paths: Sequence[str | os.PathLike[str]], *,
                      label: str | None = None, groups: Iterable[str] | None = None,
-                     progress: Callable[[IngestProgress], None] | None = None, sync: bool = False) -> IngestReport:
+                     progress: Callable[[IngestProgress], None] | None = None, sync: bool = False,
+                     report: IngestReport | None = None) -> IngestReport:
         """Ingest files and directories. ``sync``: ``paths`` are directories whose documents in the collection
         mirror them — new and changed files are ingested, unchanged ones kept, and documents of files no longer
-        there are deleted."""
+        there are deleted. ``report``: filled as files are committed (``Ingestor.ingest``)."""
         from pathlib import Path
 
         col = self.collection(actor, collection)
@@ -190,7 +191,7 @@ class KnowledgeBase:
         sources: list[FileSource] = list(iter_sources(paths))
         prefixes = [sync_prefix(p) for p in paths] if sync else []
         return self.ingestor.ingest(col.id, sources, label=_label(label), acl=acl, progress=progress,
-                                    remove_missing=prefixes)
+                                    remove_missing=prefixes, report=report)
 
     def relabel(self, actor: Actor, document_id: str, *, label: str | None = None,
                 groups: Iterable[str] | None = None, keys: Iterable[str] | None = None,

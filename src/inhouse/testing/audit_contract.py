@@ -10,6 +10,8 @@ chain, the signed head, ``verify`` against tampering, concurrent writers). Subcl
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -19,7 +21,7 @@ import pytest
 
 from inhouse.errors import AuditUnavailable, InvalidRequest
 from inhouse.governance.audit.chain import GENESIS, RESEALED, canonical_json, record_hash
-from inhouse.governance.audit.log import INTERRUPTED, STARTED, AuditLog
+from inhouse.governance.audit.log import INTERRUPTED, STARTED, AuditLog, command_process
 from inhouse.governance.audit.report import build_report, is_sent_out_sensitive
 from inhouse.governance.events import SecurityEvent
 
@@ -217,6 +219,30 @@ class AuditStoreContract:
         assert [(r.request_id, r.outcome, r.details["started_seq"]) for r in closed] == [
             ("req_a", INTERRUPTED, 1), ("req_c", INTERRUPTED, 3)]
         assert log.unfinished() == [] and log.close_interrupted() == [] and log.verify().ok
+
+    def test_a_command_run_is_closed_only_once_its_process_is_gone(self, log: AuditLog) -> None:
+        """``inhouse ingest`` writes a started record naming its process: a server starting meanwhile (or another
+        command) leaves the run alone while the process lives, and closes it once the process is gone."""
+        log.record_request(action="chat:create", outcome=STARTED, request_id="req_served")
+        log.record_request(action="kb:write", outcome=STARTED, request_id="req_running",
+                           details={"process": command_process()})  # this test's process: alive
+        gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True)
+        dead = {**command_process(), "pid": int(gone.stdout)}  # a pid that existed and has ended
+        log.record_request(action="kb:write", outcome=STARTED, request_id="req_killed", details={"process": dead})
+        reused = {**command_process(), "start": (command_process()["start"] or 0) + 1}  # this pid, another start
+        log.record_request(action="kb:write", outcome=STARTED, request_id="req_reused", details={"process": reused})
+        elsewhere = {**dead, "host": "another-host.invalid"}  # cannot be told from here: left alone
+        log.record_request(action="kb:write", outcome=STARTED, request_id="req_elsewhere",
+                           details={"process": elsewhere})
+
+        closed = log.close_interrupted(commands_only=True)  # what `inhouse ingest` does when it starts
+        assert [r.request_id for r in closed] == ["req_killed", "req_reused"]
+        assert all(r.outcome == INTERRUPTED and "command" in (r.reason or "") for r in closed)
+        closed = log.close_interrupted()  # what `inhouse serve` does when it starts
+        assert [r.request_id for r in closed] == ["req_served"]
+        assert closed[0].reason == "the server stopped before the request finished"
+        assert {r.request_id for r in log.unfinished()} == {"req_running", "req_elsewhere"} and log.verify().ok
 
     def test_a_node_closes_only_its_own_unfinished_requests(self, open_log: OpenLog) -> None:
         """Several nodes share one chain: a node that restarts must not end requests another node is serving."""

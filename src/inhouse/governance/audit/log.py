@@ -25,6 +25,11 @@ fsynced), so a process that dies before the store is back loses none: the next `
 is still unfinished in the chain (a crash half-way through writing them duplicates nothing), before it closes the
 rest as interrupted.
 
+A command's run (``inhouse ingest``) is a request too, but not the server's: its ``started`` record names the process
+that writes it (``command_process()``: host, pid and the pid's start time), so ``close_interrupted`` leaves a run
+that is still going alone (the server starting meanwhile, another command) and closes one whose process is gone (a
+``kill -9``, a power cut) at the next ``serve`` or ``ingest``.
+
 The hash covers the stored column values exactly (the JSON columns as their canonical text), so a third
 party can check an export without the key: see ``chain.py``.
 """
@@ -35,6 +40,7 @@ import json
 import logging
 import os
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -139,6 +145,32 @@ def _redactions(value: Mapping[str, int] | None) -> dict[str, int]:
             raise ValueError(f"redaction count for {kind!r} must be a non-negative integer")
         out[kind] = count
     return out
+
+
+def _process_start(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks after boot (``/proc/PID/stat`` field 22); None if there is none
+    (with the pid, it names one process: a pid reused later has another start)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()  # the command name in parentheses may hold spaces
+    return int(fields[19]) if len(fields) > 19 and fields[19].isdigit() else None
+
+
+def command_process() -> dict[str, Any]:
+    """The ``details.process`` of a command's ``started`` record: which process runs it, on which host."""
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pid": pid, "start": _process_start(pid)}
+
+
+def _still_running(process: Mapping[str, Any]) -> bool:
+    """Whether the process a ``started`` record names may still be running: on another host that cannot be told
+    from here (so it may), on this one its pid must exist with the same start time."""
+    if process.get("host") != socket.gethostname():
+        return True
+    pid = process.get("pid")
+    return isinstance(pid, int) and pid > 0 and _process_start(pid) == process.get("start")
 
 
 class AuditLog:
@@ -436,18 +468,31 @@ class AuditLog:
         when their process stopped (or are running now, in a server sharing this log)."""
         return [record_from_row(row) for row in self.store.rows(RecordQuery(unfinished=STARTED))]
 
-    def close_interrupted(self, reason: str = "the server stopped before the request finished") -> list[AuditRecord]:
+    def close_interrupted(self, *, commands_only: bool = False) -> list[AuditRecord]:
         """Give every unfinished request of this node its final record, outcome ``interrupted`` (``inhouse serve``
-        does this when it starts, before it serves: nothing this node started earlier can still be running then).
-        With a ``node`` name, another node's requests are left alone: they may still be running."""
+        does this when it starts, before it serves: no request of this node's server can still be running then).
+        With a ``node`` name, another node's requests are left alone: they may still be running. A command's run
+        (its record names its process, ``command_process``) is closed only once that process is gone.
+        ``commands_only``: only such runs (a command may not close the requests of a server that is running)."""
         self._write_kept()  # the requests whose final records were kept are not interrupted
-        mine = [rec for rec in self.unfinished()
-                if self.node is None or rec.details.get("node") in (None, self.node)]
-        return [self.record_request(action=rec.action, outcome=INTERRUPTED, request_id=rec.request_id,
-                                    actor_key_id=rec.actor_key_id, user_id=rec.user_id, resource=rec.resource,
-                                    model=rec.model, location=rec.location, label=rec.label,
-                                    documents=rec.documents, reason=reason, details={"started_seq": rec.seq})
-                for rec in mine]
+        closed = []
+        for rec in self.unfinished():
+            if self.node is not None and rec.details.get("node") not in (None, self.node):
+                continue
+            process = rec.details.get("process")
+            if isinstance(process, dict):
+                if _still_running(process):
+                    continue
+                reason = f"the command's process ({process.get('pid')}) stopped before the run finished"
+            elif commands_only:
+                continue
+            else:
+                reason = "the server stopped before the request finished"
+            closed.append(self.record_request(
+                action=rec.action, outcome=INTERRUPTED, request_id=rec.request_id, actor_key_id=rec.actor_key_id,
+                user_id=rec.user_id, resource=rec.resource, model=rec.model, location=rec.location, label=rec.label,
+                documents=rec.documents, reason=reason, details={"started_seq": rec.seq}))
+        return closed
 
     def export(self, since: str | None = None, *, document: str | None = None) -> Iterator[dict[str, Any]]:
         """Records as JSON-ready dicts, oldest first (``inhouse audit export`` writes one per line)."""
