@@ -430,6 +430,14 @@ def test_a_page_pasted_from_a_confidential_one_is_labelled_and_says_why(ui: UI, 
     ui.page.wait_for_selector("#doc-rows tr:has-text('team-notes.md')")
     row = ui.page.locator("#doc-rows tr", has_text="team-notes.md").inner_text()
     assert "confidential" in row and "its text was taken from a confidential document" in row, row
+    # The approvals become restricted: the page pasted from them follows, and the admin is told.
+    ui.page.locator("#doc-rows tr", has_text="travel-approvals.md").get_by_role("button", name="Edit").click()
+    ui.page.select_option("#doc-label", "restricted")
+    ui.page.click("#doc-save")
+    toast = ui.page.wait_for_selector(".toast:has-text('taken from it')").inner_text()
+    assert "1 document(s) whose text was taken from it are labelled restricted too" in toast, toast
+    until(ui, "[...document.querySelectorAll('#doc-rows tr')].some(r => r.textContent.includes('team-notes.md')"
+              " && r.textContent.includes('its text was taken from a restricted document'))")
 
 
 def test_non_finance_user_sees_no_finance_collection(ui: UI) -> None:

@@ -7,6 +7,7 @@ completions (grounding, citations) is part of the OpenAI routes: ``openai/knowle
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
@@ -25,6 +26,7 @@ from inhouse.api.responses import (
     Deleted,
     Document,
     DocumentList,
+    RelabelledDocument,
     SearchResults,
     UploadedDocument,
 )
@@ -169,16 +171,35 @@ def add_kb_routes(router: APIRouter, kb: KnowledgeBase) -> None:
                         headers={"Content-Disposition": disposition, "X-Content-Type-Options": "nosniff"})
 
     @router.patch("/v1/collections/{collection_id}/documents/{document_id}", responses={
-        200: {"model": Document}, **errors(403, why={403: "Only admins may change a document's access list."})})
+        200: {"model": RelabelledDocument},
+        **errors(403, why={403: "Only admins may change a document's access list."})})
     async def relabel_document(collection_id: str, document_id: str, body: DocumentUpdate, request: Request,
                                actor: Actor = Depends(require("kb:write"))) -> dict[str, Any]:
         before = _noted(request, await run(_doc_in, actor, collection_id, document_id))
         acc = body.access
-        doc = await run(lambda: kb.relabel(actor, document_id, label=body.label,
-                                           groups=acc.groups if acc else None, keys=acc.keys if acc else None,
-                                           clear_access=body.clear_access))
-        note(request, label=doc.label.value, label_before=before.label.value)
-        return doc.to_dict()
+        done = await run(lambda: kb.relabel(actor, document_id, label=body.label,
+                                            groups=acc.groups if acc else None, keys=acc.keys if acc else None,
+                                            clear_access=body.clear_access))
+        doc, copies = done.document, done.raised_copies
+        raised = [{"id": c.document.id, "collection_id": c.document.collection_id, "label": c.marked.label.value,
+                   "label_before": c.document.label.value, "derived_from": c.derived_from or doc.id,
+                   "reason": c.marked.reason} for c in copies]
+        # The record names every copy raised (``documents``; the first ones with labels and sources in
+        # ``details``); the answer only those the caller may see.
+        note(request, label=doc.label.value, label_before=before.label.value,
+             documents=[c.document.id for c in copies])
+        if raised:
+            note(request, raised_copies=[{k: c[k] for k in ("id", "label", "label_before", "derived_from")}
+                                         for c in raised[:50]])
+        visible = await run(_visible, actor, [c["id"] for c in raised]) if raised else set()
+        return {**doc.to_dict(), "raised_copies": [c for c in raised if c["id"] in visible]}
+
+    def _visible(actor: Actor, document_ids: list[str]) -> set[str]:
+        seen = set()
+        for doc_id in document_ids:
+            with contextlib.suppress(NotFound):
+                seen.add(kb.document(actor, doc_id).id)
+        return seen
 
     @router.delete("/v1/collections/{collection_id}/documents/{document_id}", responses={200: {"model": Deleted}})
     async def delete_document(collection_id: str, document_id: str, request: Request,

@@ -219,6 +219,21 @@ class Document(_Out):
     chunk_count: int
 
 
+class RaisedCopy(_Out):
+    id: str
+    collection_id: str
+    label: str  # what it was raised to
+    label_before: str
+    derived_from: str  # the document its text was taken from
+    reason: str
+
+
+class RelabelledDocument(Document):
+    # Documents raised with this one because their text was taken from it (those the caller may see; every one
+    # is named in the audit record).
+    raised_copies: list[RaisedCopy]
+
+
 class UploadedDocument(Document):
     status: str  # added, replaced or unchanged
 

@@ -22,6 +22,12 @@ Like a marking it only raises, is kept with the document (``metadata["derived_fr
 stops members relabelling below it, and says why in the ingest report. The access list is not taken over: the label
 is the company-wide rule (who is cleared, what may leave the machine), the access list a collection's own decision.
 
+A source raised later (an admin labels the salary bands ``restricted``) takes its copies along: the copies compared
+as they were ingested, while it was still ``confidential``, and those never compared (ingested at its label) are
+labelled below it now. ``copies`` finds them without reading the whole index: each of the source's stored chunk
+vectors (up to ``PROBES`` of them) is searched among the chunks labelled below it, and every document a probe finds
+is judged by the rule above, with all of its text.
+
 The fingerprints are made from the stored chunks when first needed and kept in memory while the document's version
 stands; which documents are sources is read once per ingestion, when a comparison first needs it (one query), and a
 document committed in the same run counts at once. They are not stored (a document's version is their key; the
@@ -38,7 +44,8 @@ import numpy as np
 
 from inhouse.errors import NotFound
 from inhouse.governance.labels import Label
-from inhouse.kb.index.protocol import DocumentRecord, IndexStore
+from inhouse.kb.access import AccessScope
+from inhouse.kb.index.protocol import DocumentRecord, IndexStore, SearchFilters
 from inhouse.kb.resemblance import SKETCH_SIZE, phrases
 
 _TOP = max(Label)
@@ -126,15 +133,18 @@ class DerivedLabels:
         with self._lock:
             return any(lab > label for lab, _ in self._labels.values())
 
-    def match(self, contents: Sequence[str], label: Label, *, exclude: Iterable[str] = ()) -> Derived | None:
+    def match(self, contents: Sequence[str], label: Label, *, exclude: Iterable[str] = (),
+              only: str | None = None) -> Derived | None:
         """The label the text ``contents`` (a document's chunks) calls for because it was taken from a document
-        labelled above ``label``; None if none. ``exclude``: documents not to compare with (its own versions)."""
+        labelled above ``label``; None if none. ``exclude``: documents not to compare with (its own versions);
+        ``only``: compare with this document alone."""
         if label == _TOP:
             return None  # nothing can be above it: no query, no phrase
         self._list_sources()
         skip = set(exclude)
         with self._lock:
-            above = {d: lab for d, (lab, _) in self._labels.items() if lab > label and d not in skip}
+            above = {d: lab for d, (lab, _) in self._labels.items()
+                     if lab > label and d not in skip and (only is None or d == only)}
         if not above:
             return None  # nothing to compare with: no phrase is computed
         mine = phrases(contents)
@@ -162,6 +172,37 @@ class DerivedLabels:
             if best is None or (source_label, share) > (best[0], best[1]):
                 best = (source_label, share, doc_id, how)
         return Derived(best[0], best[2], best[3]) if best is not None else None
+
+    PROBES = 64  # a source's chunks searched for copies (spread over the document)
+    PER_PROBE = 8  # nearest chunks labelled below the source that each probe looks at
+
+    def copies(self, source: DocumentRecord) -> list[tuple[DocumentRecord, Derived]]:
+        """The documents of any collection labelled below ``source`` whose text was taken from it by the rule of
+        ``match``, now that ``source`` is labelled as it is (after a raise): each with the label and why. Only
+        ``source`` is compared with (a raise reaches the copies of what was raised; the rest was judged when it
+        was ingested). Read from the store ``refresh`` named."""
+        assert self._store is not None, "refresh() first"
+        store = self._store
+        if source.label < self.floor:
+            return []
+        below = frozenset(lab for lab in Label if lab < source.label)
+        vectors = list(store.embedded_chunks(source.collection_id, source.source_path).values())
+        probes = vectors[::max(1, -(-len(vectors) // self.PROBES))]
+        everything = AccessScope(is_admin=True, key_id="", groups=frozenset(), clearance=_TOP)
+        near = {hit.chunk_id for v in probes
+                for hit in store.vector_search(everything, v, SearchFilters(labels=below), self.PER_PROBE)}
+        candidates = sorted({c.document_id for c in store.get_chunks(everything, sorted(near))} - {source.id})
+        found = []
+        for doc_id in candidates:
+            try:
+                doc = store.get_document(doc_id)
+                contents = [c.content for c in store.document_chunks(doc_id)]
+            except NotFound:  # deleted meanwhile
+                continue
+            derived = self.match(contents, doc.label, exclude=[doc_id], only=source.id)
+            if derived is not None:
+                found.append((doc, derived))
+        return found
 
     def _fingerprint(self, doc_ids: Iterable[str]) -> None:
         """Make the fingerprints these documents do not have yet, from their stored chunks (under the lock)."""

@@ -64,6 +64,15 @@ class MarkingReview:
     derived_from: str | None = None  # the source document, when its text (not its marking) calls for the label
 
 
+@dataclass(frozen=True)
+class Relabelled:
+    """A document after ``relabel``, and the documents of any collection raised with it because their text was
+    taken from it (only when its label went up)."""
+
+    document: DocumentRecord
+    raised_copies: list[MarkingReview]
+
+
 class KnowledgeBase:
     def __init__(self, store: IndexStore, embedder: Embedder, *, chat: ChatService | None = None,
                  settings: KbSettings | None = None, ocr: PageReader | None = None,
@@ -195,7 +204,7 @@ class KnowledgeBase:
 
     def relabel(self, actor: Actor, document_id: str, *, label: str | None = None,
                 groups: Iterable[str] | None = None, keys: Iterable[str] | None = None,
-                clear_access: bool = False) -> DocumentRecord:
+                clear_access: bool = False) -> Relabelled:
         doc = self.document(actor, document_id)
         acl = acl_from(groups, keys) if (groups is not None or keys is not None) else None
         if not actor.is_admin and (clear_access or acl is not None):
@@ -209,8 +218,23 @@ class KnowledgeBase:
         if label is not None and not actor.is_admin and derived and label_of_item(label) < parse_label(derived):
             raise PermissionDenied(f"The document's text was taken from a {derived} document; only admins may label "
                                    "it below that.")
-        return self.store.relabel(doc.id, label=_label(label) if label is not None else None, acl=acl,
-                                  clear_acl=clear_access)
+        relabelled = self.store.relabel(doc.id, label=_label(label) if label is not None else None, acl=acl,
+                                        clear_acl=clear_access)
+        return Relabelled(relabelled, self._raise_copies(relabelled) if relabelled.label > doc.label else [])
+
+    def _raise_copies(self, source: DocumentRecord) -> list[MarkingReview]:
+        """A document raised to confidential or above takes along the documents whose text was taken from it
+        (``DerivedLabels.copies``): each is raised as ingestion would have raised it, and its source recorded."""
+        derived = self.derived
+        if derived is None or source.label < derived.floor:
+            return []
+        derived.refresh(self.store)  # the source is listed at its new label
+        raised = []
+        for doc, found in derived.copies(source):
+            derived.add(self.store.relabel(doc.id, label=found.label, metadata={
+                "derived_from": found.document_id, "derived_label": found.label.value}))
+            raised.append(MarkingReview(doc, Marked(found.label, found.reason), found.document_id))
+        return raised
 
     def review_markings(self, actor: Actor, collection: str, *, apply: bool = False) -> list[MarkingReview]:
         """The documents of ``collection`` whose own markings call for a more sensitive label than they have,

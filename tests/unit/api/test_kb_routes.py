@@ -141,6 +141,41 @@ def test_markings_raise_an_upload_and_members_cannot_relabel_below_them(admin: T
     assert admin.patch(url, json={"label": "public"}).json()["label"] == "public"  # admins decide, deliberately
 
 
+MEMO = (b"# Project Kestrel\n\nThe board has agreed to offer 40 million euros for Kestrel Robotics, payable in two "
+        b"tranches of 20 million each. The founders stay for two years under a retention plan worth 3 million, and "
+        b"the Shenzhen plant is kept open. Due diligence by the outside counsel finishes on 15 January; the signing "
+        b"is planned for the first week of February.\n")
+
+
+def test_raising_a_document_raises_its_copies_and_answers_with_those_the_caller_sees(admin: TestClient,
+                                                                                       kb_services: Any) -> None:
+    member_id = kb_services.keys.authenticate(kb_services.member_key).key_id
+    wiki = admin.post("/v1/collections", json={"name": "wiki", "access": {"keys": [member_id]}}).json()["id"]
+    fin = admin.post("/v1/collections", json={"name": "finance", "access": {"groups": ["finance"]}}).json()["id"]
+    source = admin.post(f"/v1/collections/{wiki}/documents", data={"label": "internal"},
+                        files={"file": ("kestrel.md", MEMO)}).json()
+    copy = admin.post(f"/v1/collections/{wiki}/documents", data={"label": "internal"},
+                      files={"file": ("notes.md", b"Notes\n\n" + MEMO)}).json()
+    hidden = admin.post(f"/v1/collections/{fin}/documents", data={"label": "internal"},
+                        files={"file": ("deal.md", b"Deal\n\n" + MEMO)}).json()
+    with TestClient(build_app(kb_services), headers=member_headers(kb_services)) as m:
+        r = m.patch(f"/v1/collections/{wiki}/documents/{source['id']}", json={"label": "confidential"})
+    assert r.status_code == 200, r.text
+    assert r.json()["label"] == "confidential"
+    # The member sees the copy raised in the wiki, not the one in finance (it is raised all the same).
+    (shown,) = r.json()["raised_copies"]
+    assert shown == {"id": copy["id"], "collection_id": wiki, "label": "confidential", "label_before": "internal",
+                     "derived_from": source["id"], "reason": "its text repeats 100% of a confidential document"}
+    after = admin.get(f"/v1/collections/{fin}/documents/{hidden['id']}").json()
+    assert after["label"] == "confidential" and after["metadata"]["derived_from"] == source["id"]
+    # The audit record names every document raised, with its labels.
+    (rec,) = [r for r in kb_services.audit.records() if r.action == "kb:write" and r.resource.startswith("PATCH")]
+    assert set(rec.documents) == {source["id"], copy["id"], hidden["id"]}
+    assert {c["id"] for c in rec.details["raised_copies"]} == {copy["id"], hidden["id"]}
+    again = admin.patch(f"/v1/collections/{wiki}/documents/{source['id']}", json={"label": "confidential"})
+    assert again.json()["raised_copies"] == []
+
+
 def test_members_cannot_overwrite_a_document_they_may_not_see(admin: TestClient, kb_services: Any) -> None:
     cid = admin.post("/v1/collections", json={"name": "hr", "access": {"groups": ["all"]}}).json()["id"]
     member_id = kb_services.keys.authenticate(kb_services.member_key).key_id

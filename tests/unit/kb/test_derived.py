@@ -1,7 +1,7 @@
 """Text taken from a confidential or restricted document keeps its label (kb/derived.py): a copy in another
 collection, a draft with additions, an excerpt, in English and Chinese; a shared sentence of boilerplate or a
-document of a lower label is not a source; relabelling the source counts from the next ingestion; members may not
-label a derived document below its source."""
+document of a lower label is not a source; relabelling the source counts from the next ingestion, and raising it
+raises its copies at once; members may not label a derived document below its source."""
 
 from __future__ import annotations
 
@@ -130,9 +130,56 @@ def test_members_may_not_label_a_derived_document_below_its_source(tmp_path: Pat
         assert copy.label is Label.CONFIDENTIAL and copy.derived_from is not None
         with pytest.raises(PermissionDenied, match="taken from a confidential document"):
             kb.relabel(member, copy.document_id or "", label="internal")
-        assert kb.relabel(admin, copy.document_id or "", label="internal").label is Label.INTERNAL
+        assert kb.relabel(admin, copy.document_id or "", label="internal").document.label is Label.INTERNAL
     finally:
         store.close()
+
+
+def test_a_source_raised_later_takes_its_copies_along(index_store: IndexStore) -> None:
+    """The board memo is confidential when it is pasted around; labelled restricted later, its copies follow: the one
+    raised at ingestion, the one ingested at its label (never compared), a draft in a collection the member who
+    raised it cannot see, and a copy of the long policy spread over many chunks; a page quoting one sentence and
+    the policy's copy under a lowered source do not."""
+    kb = KnowledgeBase(index_store, FakeEmbedder())
+    admin = Actor("key_admin", "admin", role="admin")
+    member = Actor("key_m", "member", groups=frozenset({"staff"}))
+    kb.create_collection(admin, "board", groups=["staff"])
+    kb.create_collection(admin, "wiki", groups=["staff"])
+    kb.create_collection(admin, "finance", groups=["finance"])
+    memo = kb.add_document(admin, "board", MEMO.encode(), "kestrel.md", label="confidential").document_id or ""
+    raised_then = kb.add_document(member, "wiki", ("Notes\n\n" + MEMO).encode(), "notes.md", label="internal")
+    assert raised_then.label is Label.CONFIDENTIAL and raised_then.derived_from == memo
+    same_label = kb.add_document(member, "wiki", ("Copy\n\n" + MEMO).encode(), "copy.md", label="confidential")
+    assert same_label.derived_from is None  # nothing above confidential to compare with then
+    draft = kb.add_document(admin, "finance", (MEMO.replace("40 million", "42 million") + "\nDraft 3.").encode(),
+                            "draft.md", label="internal")
+    lunch = "# Lunch\n\nThe canteen opens at noon. " + MEMO.splitlines()[2]
+    quote = kb.add_document(member, "wiki", lunch.encode(), "lunch.md", label="internal")
+    policy = kb.add_document(admin, "board", LONG_POLICY.encode(), "policy.md", label="internal").document_id or ""
+    policy_copy = kb.add_document(member, "wiki", ("Ops handbook\n\n" + LONG_POLICY).encode(), "ops.md",
+                                  label="internal")
+
+    done = kb.relabel(member, memo, label="restricted")
+    assert done.document.label is Label.RESTRICTED
+    raised = {c.document.id: c for c in done.raised_copies}
+    assert set(raised) == {raised_then.document_id, same_label.document_id, draft.document_id}
+    for doc_id, c in raised.items():
+        assert c.derived_from == memo and c.marked.label is Label.RESTRICTED
+        meta = index_store.get_document(doc_id).metadata
+        assert index_store.get_document(doc_id).label is Label.RESTRICTED and meta["derived_from"] == memo
+        assert meta["derived_label"] == "restricted"
+    assert index_store.get_document(quote.document_id or "").label is Label.INTERNAL
+    # The member (cleared for confidential) no longer finds the deal in any copy, only the one quoted sentence.
+    found = {h.chunk.document_id for h in kb.search(member, "Kestrel Robotics 40 million tranches")
+             if "Kestrel" in h.chunk.content}
+    assert found == {quote.document_id}
+
+    # Lowering a label raises nothing; raising a source spread over many chunks finds its copy.
+    assert kb.relabel(admin, memo, label="internal").raised_copies == []
+    done = kb.relabel(admin, policy, label="confidential")
+    assert [(c.document.id, c.marked.label) for c in done.raised_copies] == [
+        (policy_copy.document_id, Label.CONFIDENTIAL)]
+    assert kb.relabel(admin, policy, label="confidential").raised_copies == []  # unchanged: nothing to do
 
 
 def test_uploads_on_several_threads_share_one_instance(tmp_path: Path) -> None:

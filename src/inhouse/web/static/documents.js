@@ -139,9 +139,12 @@
     if (groups.length) body.access = { groups: groups };
     else body.clear_access = true;
     try {
-      await I.api(colPath("/documents/" + encodeURIComponent(d.id)), { method: "PATCH", json: body });
+      const saved = await I.api(colPath("/documents/" + encodeURIComponent(d.id)), { method: "PATCH", json: body });
       $("doc-dialog").close();
-      I.toast(t("docs.saved"), "ok");
+      // Raised above their old label, copies of its text elsewhere are raised with it (kb/derived.py).
+      const copies = saved.raised_copies || [];
+      I.toast(copies.length ? t("docs.saved_copies", { n: copies.length, label: t("label." + saved.label) })
+        : t("docs.saved"), "ok");
       loadDocuments();
     } catch (err) { I.toast(err.message, "error"); }
   });
