@@ -18,6 +18,9 @@ codes. Each class names the OpenAI-style ``type`` and a stable machine ``code`` 
      │    ├── AuditUnavailable       the audit record could not be written: the action must not happen
      │    ├── StorageFull            the disk is full: nothing was written; retry once space is back
      │    ├── AuditStorageFull       (both of the above) the audit record could not be written: disk full
+     │    ├── StorageReadOnly        the data disk cannot be written (read-only after an I/O error): code
+     │    │                          ``storage_read_only``; the disk needs repairing and a restart
+     │    ├── AuditStorageReadOnly   (audit + read-only) the audit record could not be written
      │    ├── StoreUnavailable       the database cannot be written for now: PostgreSQL down or restarting, or an
      │    │                          SQLite write lock held by another process (code ``store_busy``)
      │    ├── AuditStoreUnavailable  (audit + store) the audit record could not be written: database away
@@ -29,6 +32,7 @@ This module imports nothing from the package.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -148,6 +152,22 @@ class AuditStorageFull(AuditUnavailable, StorageFull):
     code = "storage_full"
 
 
+class StorageReadOnly(Unavailable):
+    """A write failed because the filesystem holding the data cannot be written any more: it is read-only (the
+    kernel remounts a disk read-only after an I/O error, ext4's ``errors=remount-ro``) or fails every write. Nothing
+    was written (SQLite rolls the transaction back; a file is never renamed into place). It lasts until the disk is
+    repaired, which needs the server stopped: ``/ready`` says so meanwhile (the HTTP requests that must be recorded in
+    the audit log fail with it, reads too; ``/health`` and ``/metrics`` answer)."""
+
+    code = "storage_read_only"
+
+
+class AuditStorageReadOnly(AuditUnavailable, StorageReadOnly):
+    """The audit record could not be written because the data disk is read-only (so the action does not happen)."""
+
+    code = "storage_read_only"
+
+
 class StoreUnavailable(Unavailable):
     """The database server cannot be reached (stopped, restarting, failing over, or the network to it is down). The
     statement did not run or was rolled back; the same request succeeds once the server is back."""
@@ -191,6 +211,47 @@ def is_storage_full(exc: BaseException, path: str | os.PathLike[str] | None = No
 
 
 _NEARLY_FULL_BYTES = 1 << 20
+
+
+def is_read_only(exc: BaseException, path: str | os.PathLike[str] | None = None) -> bool:
+    """Whether ``exc`` (from the OS, the stdlib sqlite3 or apsw) means the filesystem cannot be written: EROFS; or,
+    with ``path``, SQLite's READONLY or an I/O error (EIO, SQLite's "disk I/O error": what a write into a database
+    on a disk the kernel just turned read-only reports) while ``path`` cannot be written (``writable``). SQLite says
+    READONLY for other reasons too (``PRAGMA query_only``, a file opened read-only): those are not a disk's."""
+    if isinstance(exc, OSError) and exc.errno == errno.EROFS:
+        return True
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    refused = ((isinstance(exc, OSError) and exc.errno == errno.EIO)
+               or primary in (8, 10)  # SQLITE_READONLY, SQLITE_IOERR (and their extended codes)
+               or (type(exc).__module__ == "apsw" and type(exc).__name__ in ("ReadOnlyError", "IOError"))
+               or any(words in str(exc) for words in ("readonly database", "disk I/O error", "Read-only file system")))
+    return refused and path is not None and not writable(path)
+
+
+def writable(directory: str | os.PathLike[str]) -> bool:
+    """Whether a file can be created in ``directory`` now (a probe file, created and removed): False on a read-only
+    or failing filesystem; True otherwise (a full disk or a missing directory is another matter)."""
+    probe = os.path.join(directory, f".inhouse-write-probe.{os.getpid()}")
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        return exc.errno not in (errno.EROFS, errno.EIO)
+    try:
+        os.write(fd, b"1")
+    except OSError as exc:
+        return exc.errno not in (errno.EROFS, errno.EIO)
+    finally:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(probe)
+    return True
+
+
+def storage_read_only(what: str) -> StorageReadOnly:
+    return StorageReadOnly(f"{what}: the data disk cannot be written (it is read-only: a disk is turned read-only "
+                           "after an I/O error); nothing was written. Writing needs the disk repaired and inhouse "
+                           "restarted.")
 
 
 def is_busy(exc: BaseException) -> bool:

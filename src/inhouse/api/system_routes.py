@@ -13,7 +13,7 @@ from inhouse.api.auth import open_to_all, public
 from inhouse.api.errors import inhouse_error_response
 from inhouse.api.metrics import CONTENT_TYPE, Metrics
 from inhouse.api.openapi import openapi_of
-from inhouse.errors import InhouseError, Unavailable
+from inhouse.errors import InhouseError, StorageReadOnly, Unavailable, writable
 
 if TYPE_CHECKING:
     from inhouse.services import Services
@@ -54,6 +54,10 @@ def add_system_routes(router: APIRouter, services: Services, metrics: Metrics) -
 def _readiness(services: Services) -> dict[str, Any]:
     if services.stores.ping is not None:
         services.stores.ping()  # a load balancer should stop sending requests that could only get 503s
+    elif not writable(services.settings.data_dir):  # the embedded stores: every request's audit record would fail
+        raise StorageReadOnly("The data directory cannot be written (its disk is read-only: a disk is turned "
+                              "read-only after an I/O error): every request that must be recorded fails until the "
+                              "disk is repaired and inhouse restarted.")
     default = services.settings.models.default
     registry = services.registry
     if default in registry.loaded():

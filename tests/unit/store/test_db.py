@@ -104,3 +104,30 @@ def test_a_file_whose_old_marker_is_newer_is_refused_unchanged(tmp_path: Path) -
         assert tables == {"meta"} and current_version(db) == 0
     finally:
         db.close()
+
+
+def test_a_write_refused_by_a_read_only_disk_is_storage_read_only(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite reports a write into a filesystem the kernel just turned read-only as "disk I/O error" (or READONLY):
+    the guard turns it into ``StorageReadOnly`` (503 ``storage_read_only``) when the directory cannot be written,
+    and leaves an I/O error on a writable disk alone (that is not a read-only disk)."""
+    import errno
+    import sqlite3
+
+    from inhouse.errors import StorageReadOnly, is_read_only, writable
+    from inhouse.store.sqlite import database
+
+    assert is_read_only(OSError(errno.EROFS, "Read-only file system"))
+    # SQLite's READONLY (also what `PRAGMA query_only` or a file opened read-only say) and its I/O error are a
+    # read-only disk only when the directory cannot be written.
+    readonly = sqlite3.OperationalError("attempt to write a readonly database")
+    io_error = sqlite3.OperationalError("disk I/O error")
+    assert writable(tmp_path)
+    assert not any(is_read_only(e, where) for e in (readonly, io_error) for where in (tmp_path, None))
+    monkeypatch.setattr("inhouse.errors.writable", lambda directory: False)
+    assert is_read_only(io_error, tmp_path) and is_read_only(readonly, tmp_path) and not is_read_only(io_error)
+    assert is_read_only(OSError(errno.EIO, "Input/output error"), tmp_path)
+    guard = database.full_disk_guard(str(tmp_path / "x.db"), "Could not save", (sqlite3.Error,))
+    with pytest.raises(StorageReadOnly, match="read-only") as raised, guard:
+        raise io_error
+    assert raised.value.code == "storage_read_only" and str(tmp_path) not in raised.value.message

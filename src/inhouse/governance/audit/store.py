@@ -25,11 +25,14 @@ from typing import Any, Protocol
 
 from inhouse.errors import (
     AuditStorageFull,
+    AuditStorageReadOnly,
     AuditStoreUnavailable,
     AuditUnavailable,
     StorageFull,
+    StorageReadOnly,
     StoreUnavailable,
     is_busy,
+    is_read_only,
     is_storage_full,
 )
 from inhouse.governance.audit.chain import FIELDS, Head
@@ -172,6 +175,9 @@ def append_failed(what: str, exc: BaseException, directory: Path | None = None) 
     if isinstance(exc, StorageFull) or is_storage_full(exc, directory):
         return AuditStorageFull(f"{what}: the disk is full (nothing was recorded, so nothing was done; retry when "
                                 "space is freed).")
+    if isinstance(exc, StorageReadOnly) or is_read_only(exc, directory):
+        return AuditStorageReadOnly(f"{what}: the data disk is read-only (a disk is turned read-only after an I/O "
+                                    "error; nothing was recorded, so nothing was done; the disk needs repairing)")
     if isinstance(exc, StoreUnavailable):
         return AuditStoreUnavailable(f"{what}: the database cannot be reached right now (nothing was recorded, so "
                                      "nothing was done; retry shortly).")

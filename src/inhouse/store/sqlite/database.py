@@ -31,7 +31,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from inhouse.errors import InvalidRequest, is_busy, is_storage_full, storage_full, store_busy
+from inhouse.errors import (
+    InvalidRequest,
+    is_busy,
+    is_read_only,
+    is_storage_full,
+    storage_full,
+    storage_read_only,
+    store_busy,
+)
 
 Params = Sequence[Any] | dict[str, Any]
 Synchronous = Literal["OFF", "NORMAL", "FULL"]
@@ -107,14 +115,18 @@ def driver_errors(conn: Any) -> tuple[type[Exception], ...]:
 @contextmanager
 def full_disk_guard(path: str, what: str, errors: tuple[type[Exception], ...]) -> Iterator[None]:
     """A driver error that means the disk is full becomes ``StorageFull`` (HTTP 507, CLI exit 6); one that means
+    the disk cannot be written any more ``StorageReadOnly`` (503 ``storage_read_only``, CLI exit 5); one that means
     another process held the write lock past the busy timeout ``StoreUnavailable`` (503 ``store_busy`` with
     Retry-After, CLI exit 5), not a 500; other errors pass unchanged. The transaction it happened in has been
     rolled back by then (``write_transaction``)."""
     try:
         yield
     except errors as exc:
-        if is_storage_full(exc, None if path == ":memory:" else Path(path).parent):
+        directory = None if path == ":memory:" else Path(path).parent
+        if is_storage_full(exc, directory):
             raise storage_full(what, exc) from exc
+        if is_read_only(exc, directory):
+            raise storage_read_only(what) from exc
         if is_busy(exc):
             raise store_busy(what) from exc
         raise
