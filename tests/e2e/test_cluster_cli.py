@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -100,3 +102,64 @@ def test_up_join_serve_status_down(machines: tuple[Path, Path, dict[str, str]]) 
         time.sleep(0.2)
     assert not [p for ps in pids.values() for p in ps if alive(p)], "processes left after down"
     assert not [d for d in (head, worker) if temp_dir_of(d).exists()], "Ray's temp dirs left after down"
+
+
+def _foreground(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    """A node as its systemd unit runs it: `inhouse cluster up|join --foreground`, until it ends."""
+    return subprocess.Popen([BIN, "cluster", *args, "--foreground"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def _until_up(proc: subprocess.Popen[str], lines: list[str]) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
+        if "node is up" in line:
+            threading.Thread(target=lambda: lines.extend(proc.stdout or ()), daemon=True).start()  # keep draining
+            return
+    raise AssertionError(f"the node ended before it was up (exit {proc.wait()}):\n{''.join(lines)[-2000:]}")
+
+
+def test_a_node_run_in_the_foreground_rejoins_when_run_again_after_a_crash(
+        machines: tuple[Path, Path, dict[str, str]]) -> None:
+    """What `inhouse service install --cluster-head/--cluster-join` has systemd do: run each node in the foreground,
+    and after a crash run the same command again, which rejoins the cluster with no other step."""
+    head, worker, env = machines
+    port = free_port()
+    head_lines: list[str] = []
+    head_node = _foreground("up", "--port", str(port), "--num-cpus", "1", "--data-dir", str(head), env=env)
+    try:
+        _until_up(head_node, head_lines)
+        address = f"127.0.0.2:{port}"
+        join = ("join", address, "--num-cpus", "1", "--token-file", str(head / "cluster" / "auth_token"),
+                "--data-dir", str(worker))
+        first = _foreground(*join, env=env)
+        _until_up(first, [])
+        record = read_record(worker)
+        assert record is not None and record.pid == first.pid  # `down` and `status` know the node
+        crashed = [first.pid, *descendants(first.pid)]
+        for pid in crashed:  # the machine's node dies at once: an OOM kill of the whole unit
+            os.kill(pid, signal.SIGKILL)
+        assert first.wait(30) == -signal.SIGKILL
+        second = _foreground(*join, env=env)  # systemd's Restart=always
+        _until_up(second, [])
+        deadline = time.monotonic() + 120  # the head takes a few health checks to count the killed node dead
+        while True:
+            status = run("cluster", "status", "--data-dir", str(head), env=env)
+            assert status.returncode == 0, status.stdout + status.stderr
+            rows = [line for line in status.stdout.splitlines() if " worker " in line or " head " in line]
+            alive_rows = [r for r in rows if " yes " in r]
+            if (len(rows), len(alive_rows)) == (3, 2) or time.monotonic() > deadline:
+                break
+            time.sleep(3)
+        # The head and the worker, rejoined as a new node; the crashed one is listed dead.
+        assert (len(rows), len(alive_rows)) == (3, 2), status.stdout
+        down = run("cluster", "down", "--data-dir", str(worker), env=env)
+        assert down.returncode == 0 and second.wait(60) == 0, down.stdout + down.stderr
+    finally:
+        if head_node.poll() is None:
+            head_node.send_signal(signal.SIGTERM)  # systemd stopping the unit
+    assert head_node.wait(90) == 0, "".join(head_lines)[-2000:]
+    assert read_record(head) is None and not temp_dir_of(head).exists()
+    leftovers = [p for p in crashed if alive(p)]
+    assert not leftovers, leftovers

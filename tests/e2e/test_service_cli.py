@@ -61,6 +61,34 @@ def test_a_system_unit_for_a_named_account_passes_systemds_own_check(tmp_path: P
         assert (tmp_path / "data").stat().st_uid == pwd.getpwnam("daemon").pw_uid
 
 
+def test_the_machines_of_a_cluster_install_their_node_and_the_head_the_app(tmp_path: Path) -> None:
+    head_env = {"INHOUSE_DATA_DIR": str(tmp_path / "head")}
+    head = run("install", "--cluster-head", "--node-ip", "10.0.0.1", "--unit-dir", str(tmp_path / "head-units"),
+               env=head_env)
+    assert head.returncode == 0, head.stderr
+    assert sorted(p.name for p in (tmp_path / "head-units").iterdir()) == ["inhouse-app.service",
+                                                                          "inhouse-node.service"]
+    assert "ih_" in head.stdout  # the head serves the API: its first admin key, shown once
+    token = tmp_path / "head" / "cluster" / "auth_token"
+    assert token.stat().st_mode & 0o777 == 0o600  # made for the workers to copy
+    worker_env = {"INHOUSE_DATA_DIR": str(tmp_path / "worker")}
+    refused = run("install", "--cluster-join", "10.0.0.1:6379", "--unit-dir", str(tmp_path / "w-units"),
+                  env=worker_env)
+    assert refused.returncode == 2 and "copy the head's auth_token" in refused.stderr, refused.stderr
+    assert not (tmp_path / "w-units").exists()
+    worker = run("install", "--cluster-join", "10.0.0.1:6379", "--node-ip", "10.0.0.2", "--token-file", str(token),
+                 "--unit-dir", str(tmp_path / "w-units"), env=worker_env)
+    assert worker.returncode == 0 and "ih_" not in worker.stdout, worker.stderr  # a worker serves no API
+    text = (tmp_path / "w-units" / "inhouse-node.service").read_text()
+    assert "cluster join 10.0.0.1:6379 --foreground" in text and [p.name for p in (tmp_path / "w-units").iterdir()
+                                                                   ] == ["inhouse-node.service"]
+    both = run("install", "--cluster-head", "--cluster-join", "10.0.0.1:6379", "--unit-dir", str(tmp_path / "x"),
+               env=worker_env)
+    assert both.returncode == 2 and "not both" in both.stderr
+    gone = run("uninstall", "--unit-dir", str(tmp_path / "head-units"), env=head_env)
+    assert gone.returncode == 0 and not list((tmp_path / "head-units").iterdir())
+
+
 @pytest.mark.skipif(systemd_running(), reason="systemd runs here: install would really start the service")
 def test_without_systemd_install_says_so_and_exits_non_zero(tmp_path: Path) -> None:
     env = {"INHOUSE_DATA_DIR": str(tmp_path / "data"), "XDG_CONFIG_HOME": str(tmp_path / "config")}

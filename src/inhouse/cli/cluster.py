@@ -8,11 +8,12 @@ replicas. The app itself is deployed by `inhouse serve --cluster ADDRESS`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, NoReturn
 
 import typer
 from rich.table import Table
 
-from inhouse.cli.common import DataDirOption, console, settings_from, translate_errors
+from inhouse.cli.common import DataDirOption, console, err_console, settings_from, translate_errors
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -20,6 +21,9 @@ NodeIpOption = typer.Option("127.0.0.1", "--node-ip", help="This machine's addre
 NumCpusOption = typer.Option(None, "--num-cpus", min=0, help="Cores Ray may schedule here (default: all).")
 TokenOption = typer.Option(
     None, "--token-file", help="Ray auth token file (default: <data-dir>/cluster/auth_token, written by `up`).")
+ForegroundOption = typer.Option(
+    False, "--foreground", help="Run the node in this process until it ends (what `inhouse service install "
+    "--cluster-head/--cluster-join` runs under systemd): Ray's output here, stopped by SIGTERM or Ctrl-C.")
 
 
 def _token(data_dir: Path, token_file: Path | None, *, create: bool = False) -> Path:
@@ -35,6 +39,7 @@ def up(
     node_ip: str = NodeIpOption,
     num_cpus: int = NumCpusOption,
     token_file: Path = TokenOption,
+    foreground: bool = ForegroundOption,
     data_dir: Path = DataDirOption,
 ) -> None:
     """Start the head of a cluster on this machine (Ray token authentication on)."""
@@ -43,6 +48,9 @@ def up(
     settings = settings_from(data_dir)
     with translate_errors():
         token = _token(settings.data_dir, token_file, create=True)
+        if foreground:
+            _foreground(settings.data_dir, head=True, port=port, node_ip=node_ip, num_cpus=num_cpus,
+                        token_file=token)
         record = start_node(settings.data_dir, head=True, port=port, node_ip=node_ip, num_cpus=num_cpus,
                             token_file=token)
     console.print(f"Head started (pid {record.pid}) at {record.address}; token in {token} (mode 0600).\n"
@@ -56,6 +64,7 @@ def join(
     node_ip: str = NodeIpOption,
     num_cpus: int = NumCpusOption,
     token_file: Path = TokenOption,
+    foreground: bool = ForegroundOption,
     data_dir: Path = DataDirOption,
 ) -> None:
     """Add this machine to a cluster (its model replicas use this machine's model cache and tuned profiles)."""
@@ -63,6 +72,9 @@ def join(
 
     settings = settings_from(data_dir)
     with translate_errors():
+        if foreground:
+            _foreground(settings.data_dir, head=False, address=address, node_ip=node_ip, num_cpus=num_cpus,
+                        token_file=_token(settings.data_dir, token_file))
         record = start_node(settings.data_dir, head=False, address=address, node_ip=node_ip, num_cpus=num_cpus,
                             token_file=_token(settings.data_dir, token_file))
     console.print(f"Joined {address} (pid {record.pid}).", highlight=False)
@@ -117,6 +129,20 @@ def status(
             embedders.add_row(str(r["name"]), str(r["replica"]), str(r["node_id"])[:12], str(r["calls"]),
                               str(r["passages"]), str(r["queries"]))
         console.print(embedders)
+
+
+def _foreground(data_dir: Path, **node: Any) -> NoReturn:
+    """``--foreground``: the node in this process until it ends; under systemd, ``READY=1`` once it is up."""
+    from inhouse.cluster.nodes import NodeRecord, run_node
+    from inhouse.deploy.systemd import Notifier
+
+    notifier = Notifier()
+
+    def ready(record: NodeRecord) -> None:
+        err_console.print(f"The {record.role} node is up (pid {record.pid}) at {record.address}.", highlight=False)
+        notifier.ready(f"{record.role} node at {record.address}")
+
+    raise typer.Exit(run_node(data_dir, on_ready=ready, **node))
 
 
 def _connect(data_dir: Path, address: str | None, node_ip: str, token_file: Path | None) -> None:

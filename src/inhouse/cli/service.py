@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 
 from inhouse.cli.common import DataDirOption, console, err_console, fail, services_for, settings_from
-from inhouse.deploy.systemd import UNIT_NAME, Scope, ServiceUnit, systemd_running, unit_dir
+from inhouse.deploy.systemd import UNIT_NAMES, ClusterNode, Scope, ServiceUnit, systemd_running, unit_dir
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -47,14 +47,51 @@ def _account(system: bool, run_as: str | None) -> str | None:
     return name
 
 
-def _unit(system: bool, run_as: str | None, data_dir: Path | None, config: Path | None) -> ServiceUnit:
+HeadOption = typer.Option(False, "--cluster-head", help="This machine is the head of a cluster: install its Ray "
+                          "node (`inhouse cluster up`) and the deployment of the app onto it (`serve --cluster`) "
+                          "instead of `inhouse serve`.")
+JoinOption = typer.Option(None, "--cluster-join", metavar="ADDRESS", help="This machine is a worker of the cluster "
+                          "whose head is at ADDRESS: install its Ray node (`inhouse cluster join`).",
+                          show_default=False)
+NodeIpOption = typer.Option("127.0.0.1", "--node-ip", help="In a cluster: this machine's address as the others "
+                            "reach it.")
+PortOption = typer.Option(6379, "--port", min=1, max=65535, help="--cluster-head: the port of Ray's control service.")
+CpusOption = typer.Option(None, "--num-cpus", min=0, help="In a cluster: cores Ray may schedule here (default: all).")
+TokenOption = typer.Option(None, "--token-file", help="In a cluster: the Ray auth token (default: "
+                           "<data-dir>/cluster/auth_token; a worker needs a copy of the head's).", show_default=False)
+
+
+def _cluster(head: bool, join: str | None, node_ip: str, port: int, num_cpus: int | None,
+             token_file: Path | None, data_dir: Path, *, installing: bool) -> ClusterNode | None:
+    from inhouse.cluster.nodes import advertised_address, default_token_file, ensure_token
+
+    if head and join:
+        fail("A machine is the head (--cluster-head) or joins one (--cluster-join ADDRESS), not both.")
+    if not head and not join:
+        return None
+    token = (token_file or default_token_file(data_dir)).absolute()
+    if installing and head:
+        ensure_token(token)  # the head makes it; the workers need a copy before they start
+    elif installing and not token.is_file():
+        fail(f"No token file at {token}: copy the head's {default_token_file(data_dir).name} there (or give "
+             "--token-file) first.")
+    return ClusterNode(head=head, address=advertised_address(node_ip, port) if head else str(join),
+                       node_ip=node_ip, port=port, num_cpus=num_cpus, token_file=token)
+
+
+def _unit(system: bool, run_as: str | None, data_dir: Path | None, config: Path | None, *, head: bool = False,
+          join: str | None = None, node_ip: str = "127.0.0.1", port: int = 6379, num_cpus: int | None = None,
+          token_file: Path | None = None, installing: bool = False) -> ServiceUnit:
     settings = settings_from(data_dir)
     if config is not None and not config.is_file():
         fail(f"No settings file {config}.")
-    return ServiceUnit(executable=_executable(), data_dir=settings.data_dir.absolute(),
+    data = settings.data_dir.absolute()
+    return ServiceUnit(executable=_executable(), data_dir=data,
                        scope="system" if system else "user", run_as=_account(system, run_as),
                        config=config.absolute() if config else None,
-                       open_files=max(2048, settings.server.max_connections + 1024))
+                       open_files=max(2048, settings.server.max_connections + 1024),
+                       cluster=_cluster(head, join, node_ip, port, num_cpus, token_file, data,
+                                        installing=installing))
 
 
 def _systemctl(scope: Scope, *args: str) -> None:
@@ -68,9 +105,14 @@ def _systemctl(scope: Scope, *args: str) -> None:
 def show(system: bool = SystemOption,
          run_as: str = typer.Option(None, "--run-as", help="System unit: the account to run as.", show_default=False),
          config: Path = typer.Option(None, "--config", help="A settings file (INHOUSE_CONFIG).", show_default=False),
+         cluster_head: bool = HeadOption, cluster_join: str = JoinOption, node_ip: str = NodeIpOption,
+         port: int = PortOption, num_cpus: int = CpusOption, token_file: Path = TokenOption,
          data_dir: Path = DataDirOption) -> None:
-    """Print the unit `install` would write."""
-    typer.echo(_unit(system, run_as, data_dir, config).render(), nl=False)
+    """Print the unit(s) `install` would write."""
+    units = _unit(system, run_as, data_dir, config, head=cluster_head, join=cluster_join, node_ip=node_ip, port=port,
+                  num_cpus=num_cpus, token_file=token_file).units()
+    for name, text in units.items():
+        typer.echo(f"# --- {name}\n{text}" if len(units) > 1 else text, nl=False)
 
 
 @app.command("install")
@@ -81,41 +123,51 @@ def install(system: bool = SystemOption,
                                         show_default=False),
             target: Path = UnitDirOption,
             no_start: bool = typer.Option(False, "--no-start", help="Write and enable nothing else: not started."),
+            cluster_head: bool = HeadOption, cluster_join: str = JoinOption, node_ip: str = NodeIpOption,
+            port: int = PortOption, num_cpus: int = CpusOption, token_file: Path = TokenOption,
             data_dir: Path = DataDirOption) -> None:
-    """Write the unit, create the first admin key (shown here once, so it never lands in the journal), then
-    enable and start the service (restarted after a crash, started at boot)."""
-    unit = _unit(system, run_as, data_dir, config)
+    """Write the unit(s), create the first admin key (shown here once, so it never lands in the journal; not on a
+    worker of a cluster), then enable and start the service (restarted after a crash, started at boot)."""
+    unit = _unit(system, run_as, data_dir, config, head=cluster_head, join=cluster_join, node_ip=node_ip, port=port,
+                 num_cpus=num_cpus, token_file=token_file, installing=True)
     directory = target or unit_dir(unit.scope)
     if system and target is None and os.geteuid() != 0:
         fail("A system unit is written to /etc/systemd/system: run this with sudo.", code=4)
     unit.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with services_for(unit.data_dir) as services:  # migrates the databases now, as the service's account will
-        secret = services.keys.ensure_admin_key()
+    secret = None
+    if unit.cluster is None or unit.cluster.head:  # a worker serves no API: its data directory holds models only
+        with services_for(unit.data_dir) as services:  # migrates the databases now, as the service's account will
+            secret = services.keys.ensure_admin_key()
     if unit.run_as is not None and os.geteuid() == 0:
         account = pwd.getpwnam(unit.run_as)
         for path in [unit.data_dir, *unit.data_dir.rglob("*")]:
             os.chown(path, account.pw_uid, account.pw_gid, follow_symlinks=False)
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / UNIT_NAME
-    staged = path.with_suffix(".tmp")
-    staged.write_text(unit.render(), encoding="utf-8")
-    staged.replace(path)
-    console.print(f"Wrote {path}.", highlight=False)
+    units = unit.units()
+    for name, text in units.items():
+        path = directory / name
+        staged = path.with_suffix(".tmp")
+        staged.write_text(text, encoding="utf-8")
+        staged.replace(path)
+        console.print(f"Wrote {path}.", highlight=False)
     if secret:
         console.print("[bold]Created the first admin API key. It is shown only this once; store it now:[/]\n"
                       f"  {secret}", highlight=False)
+    names = " ".join(units)
     if target is not None or no_start:
         how = "systemctl --user" if unit.scope == "user" else "systemctl"
-        console.print(f"Not started. Start it with `{how} daemon-reload && {how} enable --now {UNIT_NAME}`.",
+        console.print(f"Not started. Start it with `{how} daemon-reload && {how} enable --now {names}`.",
                       highlight=False)
         return
     if not systemd_running() or shutil.which("systemctl") is None:
-        fail(f"systemd is not running on this machine (a container?): {path} is written but cannot be started. "
-             "Run `inhouse serve` under this machine's process supervisor instead.", code=5)
+        fail(f"systemd is not running on this machine (a container?): {names} written to {directory} but cannot be "
+             "started. Run `inhouse serve` (or `inhouse cluster up|join --foreground`) under this machine's process "
+             "supervisor instead.", code=5)
     _systemctl(unit.scope, "daemon-reload")
-    _systemctl(unit.scope, "enable", "--now", UNIT_NAME)
-    console.print(f"Started {UNIT_NAME}; it restarts after a crash and starts at boot. Follow it with "
-                  f"`journalctl {'--user ' if unit.scope == 'user' else ''}-u inhouse -f`.", highlight=False)
+    _systemctl(unit.scope, "enable", "--now", *units)
+    console.print(f"Started {names}; restarted after a crash and started at boot. Follow with "
+                  f"`journalctl {'--user ' if unit.scope == 'user' else ''}-u {next(iter(units))} -f`.",
+                  highlight=False)
     if unit.scope == "user":
         err_console.print(f"A user unit runs while you are logged in; to start it at boot: "
                           f"`sudo loginctl enable-linger {pwd.getpwuid(os.getuid()).pw_name}`.", highlight=False)
@@ -123,14 +175,17 @@ def install(system: bool = SystemOption,
 
 @app.command("uninstall")
 def uninstall(system: bool = SystemOption, target: Path = UnitDirOption) -> None:
-    """Stop and disable the service and remove its unit (the data directory is kept)."""
+    """Stop and disable the service and remove its unit(s) (the data directory is kept)."""
     scope: Scope = "system" if system else "user"
-    path = (target or unit_dir(scope)) / UNIT_NAME
-    if not path.exists():
-        fail(f"No {path}: nothing to uninstall.", code=3)
-    if target is None and systemd_running() and shutil.which("systemctl") is not None:
-        _systemctl(scope, "disable", "--now", UNIT_NAME)
-    path.unlink()
-    if target is None and systemd_running() and shutil.which("systemctl") is not None:
+    directory = target or unit_dir(scope)
+    paths = [directory / name for name in UNIT_NAMES if (directory / name).exists()]
+    if not paths:
+        fail(f"No {' or '.join(UNIT_NAMES)} in {directory}: nothing to uninstall.", code=3)
+    managed = target is None and systemd_running() and shutil.which("systemctl") is not None
+    if managed:
+        _systemctl(scope, "disable", "--now", *(p.name for p in paths))
+    for path in paths:
+        path.unlink()
+        console.print(f"Removed {path}; the data directory is kept.", highlight=False)
+    if managed:
         _systemctl(scope, "daemon-reload")
-    console.print(f"Removed {path}; the data directory is kept.", highlight=False)

@@ -2,7 +2,8 @@
 
 A node is one ``ray start --block`` process of ours, started in its own session; its PID (and the address, the
 token file and the log) are kept in ``<data_dir>/cluster/node.json`` and ``down`` stops that process and its
-descendants by PID (``processes.stop_tree``), never with ``ray stop``.
+descendants by PID (``processes.stop_tree``), never with ``ray stop``. ``run_node`` (``--foreground``, what a systemd
+unit runs) keeps ``ray start --block`` as its child instead and records its own PID.
 
 Security defaults: Ray's token authentication is on (``RAY_AUTH_MODE=token``): ``up`` writes a random token to
 ``<data_dir>/cluster/auth_token`` (mode 0600) and every node and driver must present it (``join --token-file``).
@@ -22,10 +23,13 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -89,18 +93,16 @@ def temp_dir_of(data_dir: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"inhouse-ray-{os.getuid()}-{digest}"
 
 
-def start_node(data_dir: Path, *, head: bool, address: str | None = None, port: int = 6379,
-               node_ip: str = "127.0.0.1", num_cpus: int | None = None, token_file: Path | None = None,
-               ready_timeout_s: float = 120.0) -> NodeRecord:
-    """Start this machine's Ray node (the head, or a worker joining ``address``) in the background."""
+def _ray_start(data_dir: Path, *, head: bool, address: str | None, port: int, node_ip: str, num_cpus: int | None,
+               token_file: Path | None) -> tuple[list[str], dict[str, str]]:
+    """The ``ray start --block`` command line and environment of this machine's node, after the checks."""
     existing = read_record(data_dir)
-    if existing is not None and alive(existing.pid):
+    if existing is not None and alive(existing.pid) and existing.pid != os.getpid():
         raise Conflict(f"A {existing.role} node of this data directory is already running (pid {existing.pid}); "
                        "run `inhouse cluster down` first.")
     if not head and not address:
         raise InvalidRequest("Joining needs the head's ADDRESS (host:port).")
-    folder = cluster_dir(data_dir)
-    folder.mkdir(parents=True, exist_ok=True)
+    cluster_dir(data_dir).mkdir(parents=True, exist_ok=True)
     if token_file is not None and not token_file.is_file():
         raise NotFound(f"No token file at {token_file}; copy the head's {default_token_file(data_dir).name}.")
     resources = {NODE_RESOURCE: 1.0, **({INGRESS_RESOURCE: 1.0} if head else {})}
@@ -113,8 +115,30 @@ def start_node(data_dir: Path, *, head: bool, address: str | None = None, port: 
         cmd += ["--head", f"--port={port}", "--include-dashboard=false", f"--dashboard-port={free_port()}"]
     else:
         cmd.append(f"--address={address}")
-    log_file = folder / "ray-start.log"
-    env = {**os.environ, **ray_env(token_file), "INHOUSE_DATA_DIR": str(data_dir)}
+    return cmd, {**os.environ, **ray_env(token_file), "INHOUSE_DATA_DIR": str(data_dir)}
+
+
+def advertised_address(node_ip: str, port: int) -> str:
+    """The head's address as the other nodes and drivers use it (on one machine, 127.0.0.2: module doc)."""
+    return f"{'127.0.0.2' if node_ip == '127.0.0.1' else node_ip}:{port}"
+
+
+def _record(data_dir: Path, pid: int, *, head: bool, address: str | None, port: int, node_ip: str,
+            token_file: Path | None, log_file: str) -> NodeRecord:
+    advertised = address or advertised_address(node_ip, port)
+    record = NodeRecord("head" if head else "worker", pid, advertised, node_ip,
+                        str(token_file) if token_file else None, log_file)
+    (cluster_dir(data_dir) / "node.json").write_text(json.dumps(asdict(record), indent=2), encoding="utf-8")
+    return record
+
+
+def start_node(data_dir: Path, *, head: bool, address: str | None = None, port: int = 6379,
+               node_ip: str = "127.0.0.1", num_cpus: int | None = None, token_file: Path | None = None,
+               ready_timeout_s: float = 120.0) -> NodeRecord:
+    """Start this machine's Ray node (the head, or a worker joining ``address``) in the background."""
+    cmd, env = _ray_start(data_dir, head=head, address=address, port=port, node_ip=node_ip, num_cpus=num_cpus,
+                          token_file=token_file)
+    log_file = cluster_dir(data_dir) / "ray-start.log"
     with open(log_file, "w") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + ready_timeout_s
@@ -125,11 +149,47 @@ def start_node(data_dir: Path, *, head: bool, address: str | None = None, port: 
             tail = log_file.read_text(errors="replace")[-1500:]
             raise Unavailable(f"The Ray node did not start (log {log_file}):\n{tail}")
         time.sleep(0.3)
-    advertised = address or f"{'127.0.0.2' if node_ip == '127.0.0.1' else node_ip}:{port}"
-    record = NodeRecord("head" if head else "worker", proc.pid, advertised, node_ip,
-                        str(token_file) if token_file else None, str(log_file))
-    (folder / "node.json").write_text(json.dumps(asdict(record), indent=2), encoding="utf-8")
-    return record
+    return _record(data_dir, proc.pid, head=head, address=address, port=port, node_ip=node_ip,
+                   token_file=token_file, log_file=str(log_file))
+
+
+def run_node(data_dir: Path, *, head: bool, address: str | None = None, port: int = 6379,
+             node_ip: str = "127.0.0.1", num_cpus: int | None = None, token_file: Path | None = None,
+             on_ready: Callable[[NodeRecord], None] = lambda record: None) -> int:
+    """Run this machine's Ray node in the foreground, as a process supervisor (systemd) wants it: Ray's output on
+    ours, ``on_ready`` once the node is up (the unit's ``READY=1``), and back when the node ends, with its exit
+    status (a node whose Ray processes died is restarted by the supervisor, which reruns this). SIGTERM (the
+    supervisor stopping the unit) stops the node as ``cluster down`` does. The record names this process, so
+    ``cluster down`` and ``status`` work on a node run so too."""
+    cmd, env = _ray_start(data_dir, head=head, address=address, port=port, node_ip=node_ip, num_cpus=num_cpus,
+                          token_file=token_file)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: object) -> None:
+        stopping.set()
+        stop_tree(proc.pid, timeout_s=15.0)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    record: NodeRecord | None = None
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # Ray's own lines, to our output (the journal under systemd)
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            if record is None and READY_LINE in line:
+                record = _record(data_dir, os.getpid(), head=head, address=address, port=port, node_ip=node_ip,
+                                 token_file=token_file, log_file="(the output of the process that runs the node)")
+                on_ready(record)
+        code = proc.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if proc.poll() is None:
+            stop_tree(proc.pid, timeout_s=15.0)
+        shutil.rmtree(temp_dir_of(data_dir), ignore_errors=True)
+        if record is not None:
+            (cluster_dir(data_dir) / "node.json").unlink(missing_ok=True)
+    return 0 if stopping.is_set() else (code or 1)
 
 
 def stop_node(data_dir: Path) -> NodeRecord:
@@ -141,7 +201,7 @@ def stop_node(data_dir: Path) -> NodeRecord:
     if alive(record.pid):
         stop_tree(record.pid, timeout_s=15.0)
     shutil.rmtree(temp_dir_of(data_dir), ignore_errors=True)
-    (cluster_dir(data_dir) / "node.json").unlink()
+    (cluster_dir(data_dir) / "node.json").unlink(missing_ok=True)  # a foreground node removes it itself
     return record
 
 

@@ -8,6 +8,13 @@ started once the server says ``READY=1`` (after the model loaded and the port li
 operator's ``systemctl start`` waits for a server that answers; ``WatchdogSec``: the event loop says ``WATCHDOG=1``
 every third of it, and a loop stuck for longer (a deadlock, a blocking call) is killed and restarted.
 
+In a cluster (docs/scale-out.md) each machine runs its Ray node as ``inhouse-node.service`` (``inhouse cluster up``
+or ``join ADDRESS`` with ``--foreground``, ``Type=notify``: ready once the node is up; restarted for ever, so a worker
+whose head is away keeps trying to rejoin), and the head also ``inhouse-app.service``: the one-shot ``inhouse serve
+--cluster`` that deploys the app onto it, started after its node and again whenever the node is (a restarted head
+holds no app until it is deployed again). No ``PrivateTmp`` there: the app's driver reaches the node through the
+sockets Ray keeps under /tmp.
+
 The notify protocol is a datagram to the socket in ``$NOTIFY_SOCKET`` (``@`` for Linux's abstract namespace);
 without the variable (not under systemd) every call does nothing. No library: the protocol is one ``sendto``.
 """
@@ -15,6 +22,7 @@ without the variable (not under systemd) every call does nothing. No library: th
 from __future__ import annotations
 
 import os
+import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +30,11 @@ from typing import Literal
 
 Scope = Literal["system", "user"]
 UNIT_NAME = "inhouse.service"
+NODE_UNIT = "inhouse-node.service"
+APP_UNIT = "inhouse-app.service"
+UNIT_NAMES = (UNIT_NAME, NODE_UNIT, APP_UNIT)
+NODE_RESTART_S = 10  # a worker retries its head this often while the head is away
+_PLAIN = re.compile(r"[A-Za-z0-9_./:,+-]+")  # a word of a command line that needs no quotes
 # Seconds: a 13B model loads in minutes on a 2-core machine; beyond that the start has failed.
 START_TIMEOUT_S = 900
 WATCHDOG_S = 60
@@ -29,8 +42,31 @@ RESTART_S = 3
 
 
 @dataclass(frozen=True)
+class ClusterNode:
+    """This machine's part in a cluster: the head (``cluster up``) or a worker joining ``address``."""
+
+    head: bool
+    address: str  # the head's host:port as the other machines and the app's driver reach it
+    node_ip: str = "127.0.0.1"  # this machine's address as the others reach it
+    port: int = 6379  # the head's port
+    num_cpus: int | None = None
+    token_file: Path | None = None
+
+    def command(self) -> list[str]:
+        """``inhouse cluster …`` arguments of the node, run in the foreground."""
+        argv = ["cluster", "up", "--port", str(self.port)] if self.head else ["cluster", "join", self.address]
+        argv += ["--foreground", "--node-ip", self.node_ip]
+        if self.num_cpus is not None:
+            argv += ["--num-cpus", str(self.num_cpus)]
+        if self.token_file is not None:
+            argv += ["--token-file", str(self.token_file)]
+        return argv
+
+
+@dataclass(frozen=True)
 class ServiceUnit:
-    """What the unit runs: ``inhouse serve`` of this installation on ``data_dir``."""
+    """What the units run: ``inhouse serve`` of this installation on ``data_dir``; in a cluster, this machine's node
+    and, on the head, the deployment of the app (module doc)."""
 
     executable: Path  # the ``inhouse`` console script of the virtualenv
     data_dir: Path
@@ -38,23 +74,67 @@ class ServiceUnit:
     run_as: str | None = None  # system scope: the account the server runs as (never root)
     config: Path | None = None  # INHOUSE_CONFIG, when the settings live in a TOML file
     open_files: int = 2048  # LimitNOFILE: above server.max_connections plus the databases, models and sockets
+    cluster: ClusterNode | None = None
 
-    def render(self) -> str:
+    def units(self) -> dict[str, str]:
+        """The unit files to install, by name."""
+        if self.cluster is None:
+            return {UNIT_NAME: self.render()}
+        return {NODE_UNIT: self.render_node(), **({APP_UNIT: self.render_app()} if self.cluster.head else {})}
+
+    def _run(self, *argv: str) -> list[str]:
+        """ExecStart of ``inhouse ARGV --data-dir``, the environment and, for a system unit, the account."""
         q = quote
-        service = [
-            "Type=notify",
-            "NotifyAccess=main",
-            f"ExecStart={q(self.executable, command=True)} serve --data-dir {q(self.data_dir, command=True)}",
-            f"Environment={q(f'INHOUSE_DATA_DIR={self.data_dir}')}",
-        ]
+        words = " ".join(a if _PLAIN.fullmatch(a) else q(a, command=True) for a in argv)
+        lines = [f"ExecStart={q(self.executable, command=True)} {words} --data-dir {q(self.data_dir, command=True)}",
+                 f"Environment={q(f'INHOUSE_DATA_DIR={self.data_dir}')}"]
         if self.config is not None:
-            service.append(f"Environment={q(f'INHOUSE_CONFIG={self.config}')}")
+            lines.append(f"Environment={q(f'INHOUSE_CONFIG={self.config}')}")
         if self.scope == "system":
             if not self.run_as or self.run_as in ("root", "nobody"):
                 # nobody: its files would be everybody's who runs as nobody (systemd warns the same).
                 raise ValueError("a system unit runs inhouse as a named account of its own, never root or nobody")
-            service += [f"User={self.run_as}", "NoNewPrivileges=yes", "ProtectSystem=full",
-                        f"ReadWritePaths={q(self.data_dir)}"]
+            lines += [f"User={self.run_as}", "NoNewPrivileges=yes", "ProtectSystem=full",
+                      f"ReadWritePaths={q(self.data_dir)}"]
+        return lines
+
+    def _file(self, description: str, unit: list[str], service: list[str], wanted_by: str | None = None) -> str:
+        target = wanted_by or ("multi-user.target" if self.scope == "system" else "default.target")
+        return "\n".join([
+            "# Written by `inhouse service install`; `inhouse service uninstall` removes it.",
+            "[Unit]", f"Description={description}", *unit, "",
+            "[Service]", *service, "",
+            "[Install]", f"WantedBy={target}", "",
+        ])
+
+    def render_node(self) -> str:
+        """``inhouse-node.service``: this machine's Ray node."""
+        assert self.cluster is not None
+        role = "head" if self.cluster.head else "worker"
+        return self._file(
+            f"inhouse: this machine's {role} node of the Ray cluster",
+            # Never give up: a worker's head may be away for minutes (rebooting), and the node must come back.
+            ["After=network-online.target", "Wants=network-online.target", "StartLimitIntervalSec=0"],
+            ["Type=notify", "NotifyAccess=main", *self._run(*self.cluster.command()),
+             "Restart=always", f"RestartSec={NODE_RESTART_S}", f"TimeoutStartSec={START_TIMEOUT_S}",
+             # Ray drains for up to 30 s on SIGTERM; the node's own stop sends it and then kills what is left.
+             "TimeoutStopSec=60", "KillMode=mixed", "LimitNOFILE=65536", "UMask=0077"])
+
+    def render_app(self) -> str:
+        """``inhouse-app.service`` (head only): deploy the app onto the node, after it and whenever it starts."""
+        assert self.cluster is not None
+        return self._file(
+            "inhouse: the app (HTTP API, model replicas) deployed onto the Ray cluster",
+            [f"After={NODE_UNIT}", f"BindsTo={NODE_UNIT}", "StartLimitIntervalSec=0"],
+            ["Type=oneshot", "RemainAfterExit=yes",
+             *self._run("serve", "--cluster", self.cluster.address, "--node-ip", self.cluster.node_ip),
+             "Restart=on-failure", f"RestartSec={NODE_RESTART_S}", f"TimeoutStartSec={START_TIMEOUT_S}",
+             "UMask=0077"],
+            wanted_by=NODE_UNIT)
+
+    def render(self) -> str:
+        """``inhouse.service``: ``inhouse serve`` on this machine."""
+        service = ["Type=notify", "NotifyAccess=main", *self._run("serve")]
         service += [
             "Restart=always",
             f"RestartSec={RESTART_S}",
@@ -67,24 +147,12 @@ class ServiceUnit:
             "PrivateTmp=yes",
             "UMask=0077",
         ]
-        target = "multi-user.target" if self.scope == "system" else "default.target"
-        return "\n".join([
-            "# Written by `inhouse service install`; `inhouse service uninstall` removes it.",
-            "[Unit]",
-            "Description=inhouse: private AI on this machine's CPUs",
-            "After=network-online.target",
-            "Wants=network-online.target",
-            # Restart for ever, but not in a tight loop: 10 failed starts in 5 minutes stop it (a broken install).
-            "StartLimitIntervalSec=300",
-            "StartLimitBurst=10",
-            "",
-            "[Service]",
-            *service,
-            "",
-            "[Install]",
-            f"WantedBy={target}",
-            "",
-        ])
+        return self._file(
+            "inhouse: private AI on this machine's CPUs",
+            ["After=network-online.target", "Wants=network-online.target",
+             # Restart for ever, but not in a tight loop: 10 failed starts in 5 minutes stop it (a broken install).
+             "StartLimitIntervalSec=300", "StartLimitBurst=10"],
+            service)
 
 
 def quote(value: object, *, command: bool = False) -> str:

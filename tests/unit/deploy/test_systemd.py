@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from inhouse.deploy.systemd import Notifier, ServiceUnit, quote
+from inhouse.deploy.systemd import APP_UNIT, NODE_UNIT, ClusterNode, Notifier, ServiceUnit, quote
 
 EXE = Path(sys.executable)  # any executable file: verify checks that ExecStart's exists
 
@@ -57,6 +57,49 @@ def test_quoting_keeps_specifiers_variables_and_quotes_literal() -> None:
     assert quote("A=$HOME") == '"A=$HOME"'  # Environment= does not expand variables
     with pytest.raises(ValueError):
         quote("two\nlines")
+
+
+HEAD = ClusterNode(head=True, address="10.0.0.1:6379", node_ip="10.0.0.1", num_cpus=2,
+                   token_file=Path("/var/lib/inhouse/cluster/auth_token"))
+WORKER = ClusterNode(head=False, address="10.0.0.1:6379", node_ip="10.0.0.2",
+                     token_file=Path("/etc/inhouse/ray token"))
+
+
+def test_a_cluster_head_runs_its_node_for_ever_and_deploys_the_app_whenever_the_node_starts() -> None:
+    units = unit(cluster=HEAD).units()
+    assert list(units) == [NODE_UNIT, APP_UNIT]
+    node, app = directives(units[NODE_UNIT]), directives(units[APP_UNIT])
+    assert node["ExecStart"] == [f'"{EXE}" cluster up --port 6379 --foreground --node-ip 10.0.0.1 --num-cpus 2 '
+                                 '--token-file /var/lib/inhouse/cluster/auth_token --data-dir "/var/lib/inhouse"']
+    assert node["Type"] == ["notify"] and node["Restart"] == ["always"] and node["StartLimitIntervalSec"] == ["0"]
+    assert node["User"] == ["daemon"] and "PrivateTmp" not in node  # the app's driver needs Ray's sockets in /tmp
+    assert int(node["TimeoutStopSec"][0]) > 30  # Ray drains for 30 s on SIGTERM
+    assert app["ExecStart"] == [f'"{EXE}" serve --cluster 10.0.0.1:6379 --node-ip 10.0.0.1 '
+                                '--data-dir "/var/lib/inhouse"']
+    assert app["Type"] == ["oneshot"] and app["RemainAfterExit"] == ["yes"] and app["Restart"] == ["on-failure"]
+    assert app["After"] == app["BindsTo"] == app["WantedBy"] == [NODE_UNIT]
+
+
+def test_a_cluster_worker_runs_only_its_node() -> None:
+    units = unit(cluster=WORKER).units()
+    assert list(units) == [NODE_UNIT]
+    node = directives(units[NODE_UNIT])
+    assert node["ExecStart"] == [f'"{EXE}" cluster join 10.0.0.1:6379 --foreground --node-ip 10.0.0.2 '
+                                 '--token-file "/etc/inhouse/ray token" --data-dir "/var/lib/inhouse"']
+    assert node["WantedBy"] == ["multi-user.target"]
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+@pytest.mark.parametrize("cluster", [HEAD, WORKER], ids=["head", "worker"])
+def test_systemd_accepts_the_cluster_units(tmp_path: Path, cluster: ClusterNode) -> None:
+    paths = []
+    for name, text in unit(cluster=cluster).units().items():
+        paths.append(tmp_path / name)
+        paths[-1].write_text(text)
+    done = subprocess.run(["systemd-analyze", "verify", *map(str, paths)], capture_output=True, text=True,
+                          timeout=60)
+    problems = [line for line in (done.stdout + done.stderr).splitlines() if "inhouse-" in line]
+    assert done.returncode == 0 and not problems, done.stdout + done.stderr
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
