@@ -15,18 +15,24 @@ documents it shares
 - at least ``MIN_SHARED`` phrases (about two sentences of text) and ``MIN_HITS`` sampled phrases (so one chance hit
   on a long document, which stands for hundreds of phrases, counts for nothing),
 - and that is at least ``SHARE`` of either text: most of the source copied into something larger, or a document
-  that is mostly an excerpt of the source (an excerpt of a few percent of a long document is below what a 256-phrase
-  sample can see).
+  that is mostly an excerpt of the source (of a long source a passage of a few percent is below what a 256-phrase
+  sample can see: the exact comparison below finds it).
 
 Like a marking it only raises, is kept with the document (``metadata["derived_from"]``, ``["derived_label"]``),
 stops members relabelling below it, and says why in the ingest report. The access list is not taken over: the label
 is the company-wide rule (who is cleared, what may leave the machine), the access list a collection's own decision.
 
+A sample cannot see a passage that is a small part of a long source: one page of a forty-page contract forwarded in
+a mail shares a few hundred phrases with it, a handful of the 256 sampled. So a text is also compared **exactly**
+with the sources its chunk vectors lead to: each of its chunk vectors (up to ``NEAR_PROBES``) is searched among the
+chunks labelled above it, and the documents found are compared with all of their phrases (read from their chunks,
+``FULL_CACHE`` of them kept). The same rule decides; the vectors only choose what to read.
+
 A source raised later (an admin labels the salary bands ``restricted``) takes its copies along: the copies compared
 as they were ingested, while it was still ``confidential``, and those never compared (ingested at its label) are
 labelled below it now. ``copies`` finds them without reading the whole index: each of the source's stored chunk
 vectors (up to ``PROBES`` of them) is searched among the chunks labelled below it, and every document a probe finds
-is judged by the rule above, with all of its text.
+is judged by the rule above, compared exactly with the source.
 
 The fingerprints are made from the stored chunks when first needed and kept in memory while the document's version
 stands; which documents are sources is read once per ingestion, when a comparison first needs it (one query), and a
@@ -37,6 +43,7 @@ chunks are the truth).
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -89,6 +96,7 @@ class DerivedLabels:
         self._labels: dict[str, tuple[Label, int]] = {}  # documents labelled floor or above: (label, version)
         self._prints: dict[str, _Print] = {}
         self._stacked: tuple[np.ndarray, np.ndarray, dict[str, int]] | None = None  # samples, their owner, ids
+        self._full: OrderedDict[str, tuple[int, np.ndarray]] = OrderedDict()  # (version, all phrases), last used last
         self._lock = threading.Lock()  # uploads ingest on several threads with one instance
 
     def refresh(self, store: IndexStore) -> None:
@@ -134,10 +142,11 @@ class DerivedLabels:
             return any(lab > label for lab, _ in self._labels.values())
 
     def match(self, contents: Sequence[str], label: Label, *, exclude: Iterable[str] = (),
-              only: str | None = None) -> Derived | None:
+              only: str | None = None, vectors: np.ndarray | None = None) -> Derived | None:
         """The label the text ``contents`` (a document's chunks) calls for because it was taken from a document
         labelled above ``label``; None if none. ``exclude``: documents not to compare with (its own versions);
-        ``only``: compare with this document alone."""
+        ``only``: compare with this document alone, exactly as well; ``vectors``: the chunks' vectors, to compare
+        exactly with the sources they are near (module doc)."""
         if label == _TOP:
             return None  # nothing can be above it: no query, no phrase
         self._list_sources()
@@ -157,23 +166,78 @@ class DerivedLabels:
         hits_all = np.bincount(owner[np.isin(samples, mine)], minlength=len(ids))
         best: tuple[Label, float, str, str] | None = None
         for doc_id, p in prints.items():
-            source_label = above[doc_id]
             if not len(p.sample):
                 continue
             hits = int(hits_all[ids[doc_id]])
             of_source = hits / len(p.sample)  # the share of the source's phrases in this text
-            shared = of_source * p.count
-            of_this = shared / len(mine)  # the share of this text's phrases taken from the source
-            share = max(of_source, of_this)
-            if hits < self.MIN_HITS or shared < self.MIN_SHARED or share < self.SHARE:
-                continue
-            how = (f"its text repeats {min(of_source, 1.0):.0%} of a {source_label} document" if of_source >= of_this
-                   else f"{min(of_this, 1.0):.0%} of its text is taken from a {source_label} document")
-            if best is None or (source_label, share) > (best[0], best[1]):
-                best = (source_label, share, doc_id, how)
+            if hits >= self.MIN_HITS:  # fewer sampled phrases stand for too many to estimate from
+                best = self._better(best, above[doc_id], doc_id, of_source * p.count, p.count, len(mine))
+        # Sources the sample may be blind to at this text's size: a share the rule counts (MIN_SHARED phrases and SHARE
+        # of this text) would give them fewer than BLIND_MARGIN times MIN_HITS sampled phrases on average (a sample
+        # that by chance holds a few of them then falls short). Only those are worth an exact look.
+        enough = max(self.MIN_SHARED, self.SHARE * len(mine))
+        blind = {d for d, p in prints.items()
+                 if p.count * self.BLIND_MARGIN * self.MIN_HITS / max(len(p.sample), 1) > enough}
+        exact = ({only} if only is not None else set()) | (self._near(vectors, blind) if vectors is not None else set())
+        for doc_id in sorted(exact & set(above) - {best[2] if best else ""}):
+            full = self._full_phrases(doc_id)
+            if full is not None and len(full):
+                shared = len(np.intersect1d(mine, full, assume_unique=True))
+                best = self._better(best, above[doc_id], doc_id, shared, len(full), len(mine))
         return Derived(best[0], best[2], best[3]) if best is not None else None
 
-    PROBES = 64  # a source's chunks searched for copies (spread over the document)
+    def _better(self, best: tuple[Label, float, str, str] | None, source_label: Label, doc_id: str, shared: float,
+                source_count: int, count: int) -> tuple[Label, float, str, str] | None:
+        """``best``, or the source ``doc_id`` if the text shares enough with it (``shared`` phrases of its
+        ``source_count``; the text has ``count``) and it is more sensitive, or as sensitive with a larger share."""
+        of_source, of_this = shared / source_count, shared / count
+        share = max(of_source, of_this)
+        if shared < self.MIN_SHARED or share < self.SHARE:
+            return best
+        how = (f"its text repeats {min(of_source, 1.0):.0%} of a {source_label} document" if of_source >= of_this
+               else f"{min(of_this, 1.0):.0%} of its text is taken from a {source_label} document")
+        if best is None or (source_label, share) > (best[0], best[1]):
+            return (source_label, share, doc_id, how)
+        return best
+
+    NEAR_PROBES = 8  # a text's chunks searched for the sources they are near (spread over the text)
+    BLIND_MARGIN = 4
+    NEAR_PER_PROBE = 4
+    FULL_CACHE = 64  # sources whose whole phrase set is kept for exact comparisons
+
+    def _near(self, vectors: np.ndarray, sources: set[str]) -> set[str]:
+        """The documents among ``sources`` that chunks of a text with these ``vectors`` are nearest to."""
+        if self._store is None or not len(vectors) or not sources:
+            return set()
+        probes = vectors[::max(1, -(-len(vectors) // self.NEAR_PROBES))]
+        among = SearchFilters(document_ids=frozenset(sources))
+        everything = AccessScope(is_admin=True, key_id="", groups=frozenset(), clearance=_TOP)
+        near = {hit.chunk_id for v in probes for hit in self._store.vector_search(everything, v, among,
+                                                                                  self.NEAR_PER_PROBE)}
+        return {c.document_id for c in self._store.get_chunks(everything, sorted(near))} & sources
+
+    def _full_phrases(self, doc_id: str) -> np.ndarray | None:
+        """All the phrase hashes of source ``doc_id`` (sorted), from its stored chunks; kept for the last
+        ``FULL_CACHE`` sources read (for the version listed). None if it is gone."""
+        with self._lock:
+            version = self._labels.get(doc_id, (None, -1))[1]
+            cached = self._full.get(doc_id)
+            if cached is not None and cached[0] == version:
+                self._full.move_to_end(doc_id)
+                return cached[1]
+            store = self._store
+        assert store is not None, "refresh() first"
+        try:
+            found = phrases(c.content for c in store.document_chunks(doc_id))
+        except NotFound:
+            return None
+        with self._lock:
+            self._full[doc_id] = (version, found)
+            while len(self._full) > self.FULL_CACHE:
+                self._full.popitem(last=False)
+        return found
+
+    PROBES = 512  # a source's chunks searched for copies (every one of a source up to that; a snippet is one)
     PER_PROBE = 8  # nearest chunks labelled below the source that each probe looks at
 
     def copies(self, source: DocumentRecord) -> list[tuple[DocumentRecord, Derived]]:

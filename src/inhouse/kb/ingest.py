@@ -498,7 +498,7 @@ class Ingestor:
         derived = None
         if self._derived is not None:  # its own earlier versions are not a source of its text
             derived = self._derived.match([c.content for c in p.chunks], label,
-                                          exclude=[previous.id] if previous is not None else [])
+                                          exclude=[previous.id] if previous is not None else [], vectors=vectors)
         if derived is not None:
             meta["derived_from"], meta["derived_label"] = derived.document_id, derived.label.value
             label, marking = derived.label, derived.reason

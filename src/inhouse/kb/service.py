@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from inhouse.errors import Conflict, DocumentRejected, InvalidRequest, NotFound, PermissionDenied, shown
 from inhouse.governance.labels import Label, label_of_item, parse_label
 from inhouse.kb.access import AccessScope, Acl, may_access_collection
@@ -271,8 +273,9 @@ class KnowledgeBase:
                         label = marked.label
                 if derived is None or not derived.any_above(label):
                     continue
+                vectors = np.array(list(self.store.embedded_chunks(col.id, doc.source_path).values()))
                 source = derived.match([c.content for c in self.store.document_chunks(doc.id)], label,
-                                       exclude=[doc.id])
+                                       exclude=[doc.id], vectors=vectors)
                 if source is not None:
                     if apply:
                         derived.add(self.store.relabel(doc.id, label=source.label, metadata={

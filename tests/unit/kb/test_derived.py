@@ -182,6 +182,40 @@ def test_a_source_raised_later_takes_its_copies_along(index_store: IndexStore) -
     assert kb.relabel(admin, policy, label="confidential").raised_copies == []  # unchanged: nothing to do
 
 
+CONTRACT = "# Supply contract\n\n" + "\n\n".join(
+    f"Clause {i}. The supplier delivers batch {i} of the sensor modules to warehouse {i % 9} within {i % 30 + 5} "
+    f"days of the order, and the buyer pays invoice {i} within {i % 45 + 15} days of receiving the goods."
+    for i in range(500))
+
+
+def test_a_passage_of_a_long_source_is_found_through_its_vectors(index_store: IndexStore) -> None:
+    """Three clauses of a 500-clause contract forwarded in a short mail: most of the mail, a sliver of the contract,
+    too few of its phrases for the 256-phrase sample (about 1 sampled phrase expected). The mail's chunk vectors lead
+    to the contract, compared with all of its phrases: raised at ingestion, and when the contract is raised later.
+    One clause quoted (under 40 phrases) is not."""
+    kb = KnowledgeBase(index_store, FakeEmbedder())
+    admin = Actor("key_admin", "admin", role="admin")
+    kb.create_collection(admin, "legal")
+    kb.create_collection(admin, "mail")
+    contract = kb.add_document(admin, "legal", CONTRACT.encode(), "contract.md", label="restricted").document_id or ""
+    clauses = CONTRACT.split("\n\n")
+    mail = "Hi team,\n\nhere is what we agreed:\n\n" + "\n\n".join(clauses[200:203]) + "\n\nThanks"
+    derived = DerivedLabels()
+    derived.refresh(index_store)
+    chunks = [mail]
+    assert derived.match(chunks, Label.INTERNAL) is None  # the sample alone cannot see it
+    forwarded = kb.add_document(admin, "mail", mail.encode(), "forward.eml.md", label="internal")
+    assert forwarded.label is Label.RESTRICTED and forwarded.derived_from == contract
+    assert forwarded.marking is not None and "of its text is taken from a restricted document" in forwarded.marking
+    one = kb.add_document(admin, "mail", ("Quick note: " + clauses[300]).encode(), "note.md", label="internal")
+    assert one.label is Label.INTERNAL and one.derived_from is None
+    # Labelled internal first (before anyone marked the contract), then the contract is raised: the mail follows.
+    kb.relabel(admin, contract, label="internal")
+    kb.relabel(admin, forwarded.document_id or "", label="internal")
+    done = kb.relabel(admin, contract, label="restricted")
+    assert [c.document.id for c in done.raised_copies] == [forwarded.document_id]
+
+
 def test_uploads_on_several_threads_share_one_instance(tmp_path: Path) -> None:
     """The server ingests uploads on a thread pool with one Ingestor: comparisons, refreshes and sources relabelled
     meanwhile never break a comparison, and each one sees a source it should."""
