@@ -183,10 +183,7 @@ def bench(root: Path, tmp: Path, *, sample: int, seed: int, embed: bool,
                        for kind in KINDS[1:]})
         full = [set(phrases(c).tolist()) for _, c in sources]
         rule = {kind: [exact_rule(t, full, derived.MIN_SHARED, derived.SHARE) for t in made[kind]] for kind in KINDS}
-        kinds = {kind: {"made": len(made[kind]), "raised": sum(judged[kind]), "rule": sum(rule[kind]),
-                        "raised_wrongly": sum(j and not r for j, r in zip(judged[kind], rule[kind], strict=True)),
-                        "missed": sum(r and not j for j, r in zip(judged[kind], rule[kind], strict=True))}
-                 for kind in KINDS}
+        kinds = scored(judged, rule)
         result: dict[str, Any] = {
             "sample": sample, "seed": seed, "sources": len(sources), "sources_fingerprinted": len(long_enough),
             "kinds": kinds,
@@ -209,6 +206,14 @@ def bench(root: Path, tmp: Path, *, sample: int, seed: int, embed: bool,
         result["match_over_ingest"] = round(
             result["match_ms_per_page"] / (result["parse_chunk_ms_per_page"] + result["embed_ms_per_page"]), 5)
     return result
+
+
+def scored(judged: dict[str, list[bool]], rule: dict[str, list[bool]]) -> dict[str, dict[str, int]]:
+    """Per kind: documents made, raised, derived by the exact rule, raised wrongly and missed against it."""
+    return {kind: {"made": len(judged[kind]), "raised": sum(judged[kind]), "rule": sum(rule[kind]),
+                   "raised_wrongly": sum(j and not r for j, r in zip(judged[kind], rule[kind], strict=True)),
+                   "missed": sum(r and not j for j, r in zip(judged[kind], rule[kind], strict=True))}
+            for kind in KINDS}
 
 
 def raise_later(sources: list[tuple[str, list[Any]]], made: dict[str, list[list[str]]],
@@ -252,10 +257,7 @@ def raise_later(sources: list[tuple[str, list[Any]]], made: dict[str, list[list[
         judged = {kind: [store.get_document(d).label is Label.RESTRICTED for d in ids[kind]] for kind in KINDS}
     finally:
         store.close()
-    kinds = {kind: {"made": len(judged[kind]), "raised": sum(judged[kind]), "rule": sum(rule[kind]),
-                    "raised_wrongly": sum(j and not r for j, r in zip(judged[kind], rule[kind], strict=True)),
-                    "missed": sum(r and not j for j, r in zip(judged[kind], rule[kind], strict=True))}
-             for kind in KINDS}
+    kinds = scored(judged, rule)
     seconds.sort()
     return {"vectors": getattr(embedder, "name", type(embedder).__name__), "kinds": kinds,
             "raised_wrongly": sum(k["raised_wrongly"] for k in kinds.values()),

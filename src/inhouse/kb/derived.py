@@ -56,6 +56,8 @@ from inhouse.kb.index.protocol import DocumentRecord, IndexStore, SearchFilters
 from inhouse.kb.resemblance import SKETCH_SIZE, phrases
 
 _TOP = max(Label)
+# The comparisons read every document, whoever's upload or relabel asked for them (nothing read goes back to them).
+_EVERYTHING = AccessScope(is_admin=True, key_id="", groups=frozenset(), clearance=_TOP)
 
 
 @dataclass(frozen=True)
@@ -207,14 +209,10 @@ class DerivedLabels:
 
     def _near(self, vectors: np.ndarray, sources: set[str]) -> set[str]:
         """The documents among ``sources`` that chunks of a text with these ``vectors`` are nearest to."""
-        if self._store is None or not len(vectors) or not sources:
+        if self._store is None or not sources:
             return set()
-        probes = vectors[::max(1, -(-len(vectors) // self.NEAR_PROBES))]
-        among = SearchFilters(document_ids=frozenset(sources))
-        everything = AccessScope(is_admin=True, key_id="", groups=frozenset(), clearance=_TOP)
-        near = {hit.chunk_id for v in probes for hit in self._store.vector_search(everything, v, among,
-                                                                                  self.NEAR_PER_PROBE)}
-        return {c.document_id for c in self._store.get_chunks(everything, sorted(near))} & sources
+        return _nearest(self._store, vectors, SearchFilters(document_ids=frozenset(sources)), self.NEAR_PROBES,
+                        self.NEAR_PER_PROBE) & sources
 
     def _full_phrases(self, doc_id: str) -> np.ndarray | None:
         """All the phrase hashes of source ``doc_id`` (sorted), from its stored chunks; kept for the last
@@ -249,13 +247,9 @@ class DerivedLabels:
         store = self._store
         if source.label < self.floor:
             return []
-        below = frozenset(lab for lab in Label if lab < source.label)
+        below = SearchFilters(labels=frozenset(lab for lab in Label if lab < source.label))
         vectors = list(store.embedded_chunks(source.collection_id, source.source_path).values())
-        probes = vectors[::max(1, -(-len(vectors) // self.PROBES))]
-        everything = AccessScope(is_admin=True, key_id="", groups=frozenset(), clearance=_TOP)
-        near = {hit.chunk_id for v in probes
-                for hit in store.vector_search(everything, v, SearchFilters(labels=below), self.PER_PROBE)}
-        candidates = sorted({c.document_id for c in store.get_chunks(everything, sorted(near))} - {source.id})
+        candidates = sorted(_nearest(store, vectors, below, self.PROBES, self.PER_PROBE) - {source.id})
         found = []
         for doc_id in candidates:
             try:
@@ -292,3 +286,12 @@ class DerivedLabels:
                              np.repeat(np.arange(len(ids)), [len(s) for s in samples]),
                              {d: i for i, d in enumerate(ids)})
         return self._stacked
+
+
+def _nearest(store: IndexStore, vectors: Sequence[np.ndarray] | np.ndarray, where: SearchFilters, probes: int,
+             per_probe: int) -> set[str]:
+    """The documents of the chunks nearest to ``vectors`` among those ``where`` allows: at most ``probes`` of the
+    vectors, spread over them, each looking at its ``per_probe`` nearest chunks."""
+    step = max(1, -(-len(vectors) // probes))
+    near = {hit.chunk_id for v in vectors[::step] for hit in store.vector_search(_EVERYTHING, v, where, per_probe)}
+    return {c.document_id for c in store.get_chunks(_EVERYTHING, sorted(near))}
