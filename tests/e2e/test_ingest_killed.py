@@ -2,8 +2,8 @@
 
 A run writes its ``started`` record before it reads a file. Stopped by SIGTERM (or Ctrl-C) its final record,
 outcome ``interrupted``, names exactly the documents it had added; killed outright (SIGKILL, a power cut) the started
-record stays, and the next `inhouse ingest` (or `inhouse serve`) closes it as interrupted, while a run still going is
-left alone."""
+record stays, and the next `inhouse ingest` (or `inhouse serve`) closes it as interrupted, naming exactly the
+documents the index's run journal holds for it, while a run still going is left alone."""
 
 from __future__ import annotations
 
@@ -67,6 +67,11 @@ def _documents_in_index(data: Path) -> set[str]:
         return {doc_id for (doc_id,) in conn.execute("SELECT id FROM kb_documents")}
 
 
+def _journal_entries(data: Path) -> int:
+    with sqlite3.connect(f"file:{data / 'kb.db'}?mode=ro", uri=True) as conn:
+        return int(conn.execute("SELECT count(*) FROM kb_run_journal").fetchone()[0])
+
+
 def test_a_run_stopped_by_sigterm_names_the_documents_it_added(env: dict[str, str], tmp_path: Path) -> None:
     proc = _start(env, tmp_path)
     _documents_when_some_are_in(tmp_path / "data", proc)
@@ -79,7 +84,7 @@ def test_a_run_stopped_by_sigterm_names_the_documents_it_added(env: dict[str, st
     assert final["reason"] == "stopped by Ctrl-C or SIGTERM"
     in_index = _documents_in_index(tmp_path / "data")
     assert 20 <= len(in_index) < FILES and set(final["documents"]) == in_index  # exactly what it had done
-    assert final["details"]["added"] == len(in_index)
+    assert final["details"]["added"] == len(in_index) and _journal_entries(tmp_path / "data") == 0
     assert CliRunner().invoke(app, ["audit", "verify"]).exit_code == 0
 
 
@@ -91,6 +96,7 @@ def test_a_run_killed_outright_is_closed_as_interrupted_by_the_next_one(env: dic
     proc.communicate(timeout=60)
     (started,) = _runs()
     assert started["outcome"] == "started"
+    in_index = _documents_in_index(tmp_path / "data")
     # The next run closes the killed one (its process is gone), then finishes the job itself.
     again = CliRunner().invoke(app, ["ingest", str(tmp_path / "wiki"), "--collection", "wiki"])
     assert again.exit_code == 0, again.output
@@ -98,7 +104,11 @@ def test_a_run_killed_outright_is_closed_as_interrupted_by_the_next_one(env: dic
     closed, second_started, second = _runs()[1:]
     assert closed["request_id"] == started["request_id"] and closed["outcome"] == "interrupted"
     assert f"({proc.pid})" in closed["reason"] and closed["details"]["started_seq"] == started["seq"]
+    # Named from the run journal, written in each commit's own transaction: exactly what the killed run committed.
+    assert 20 <= len(in_index) < FILES and set(closed["documents"]) == in_index
+    assert closed["details"]["added"] == len(in_index) and closed["details"]["documents_not_listed"] == 0
     assert second_started["outcome"] == "started" and second["outcome"] == "success"
     assert second["details"]["unchanged"] >= 20 and second["details"]["added"] + second["details"][
         "unchanged"] == FILES
     assert CliRunner().invoke(app, ["audit", "verify"]).exit_code == 0
+    assert _journal_entries(tmp_path / "data") == 0  # every run is closed: its journal entries are dropped

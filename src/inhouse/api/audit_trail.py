@@ -12,6 +12,10 @@ documents, redactions, token counts). When the request ends the middleware write
   fails the request is refused with 503 before a token is generated. A stream's final record is written
   after its last byte; when the store cannot take it for now it is kept and written later
   (``AuditLog.record_finished_request``); if that fails too, the ``started`` record and the server log remain.
+* A change to the knowledge index (an upload, a relabel, a delete) is written ahead the same way (``write_ahead``),
+  and the store notes each change it commits under the request's id in its run journal: a server killed between
+  the commit and the final record leaves a ``started`` record that the next ``serve`` closes naming exactly what was
+  committed. Once the final record is written the request's journal entries are dropped (``RequestAudit.then``).
 
 Routes that only declare ``health:read`` or ``metrics:read`` (probes, scrapes: no content) are not recorded;
 neither are paths that match no route.
@@ -60,6 +64,8 @@ class RequestAudit:
     documents: list[str] = field(default_factory=list)
     redactions: dict[str, int] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    # Run (in a worker thread) once the final record is written; a failure is logged, never the request's.
+    then: list[Callable[[], None]] = field(default_factory=list)
 
 
 def audit_log_of(conn: HTTPConnection) -> AuditLog:
@@ -105,6 +111,25 @@ async def write_started(request: Request, prepared: PreparedGeneration) -> None:
     generated). The token counts are noted when it finishes (``serving.py``)."""
     ctx = request_audit(request)
     note(request, request_id=prepared.request_id, model=prepared.model, location=ctx.location or "local")
+    await _write_started(request)
+
+
+async def write_ahead(request: Request, forget: Callable[[str], None]) -> str:
+    """Write the ``started`` record of a request about to change the knowledge index, before it changes anything
+    (raises ``AuditUnavailable`` → 503: nothing is changed); its request id, under which the change is noted in the
+    run journal. ``forget(request_id)`` drops those entries once the final record is written."""
+    from inhouse.chat.service import new_request_id
+
+    ctx = request_audit(request)
+    rid = ctx.request_id or new_request_id()
+    note(request, request_id=rid)
+    await _write_started(request)
+    ctx.then.append(lambda: forget(rid))
+    return rid
+
+
+async def _write_started(request: Request) -> None:
+    ctx = request_audit(request)
     audit = audit_log_of(request)
     key_id, user_id = _actor_ids(getattr(request.state, "actor", None))
     route = request.scope.get("route")
@@ -153,6 +178,14 @@ def _error_code(body: bytes) -> str | None:
         return None
 
 
+def _run_quietly(calls: Sequence[Callable[[], None]]) -> None:
+    for call in calls:
+        try:
+            call()
+        except Exception:  # housekeeping after the record: the next serve catches up (``Services.close_interrupted``)
+            log.warning("after the audit record of a request", exc_info=True)
+
+
 class AuditMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -186,6 +219,8 @@ class AuditMiddleware:
                 location=ctx.location, label=ctx.label, documents=ctx.documents, redactions=ctx.redactions,
                 reason=reason, details=details,
             ))
+            if ctx.then:
+                await anyio.to_thread.run_sync(_run_quietly, ctx.then)
 
         async def audit_send(message: Message) -> None:
             nonlocal status, held, replaced

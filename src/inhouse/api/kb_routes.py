@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
-from inhouse.api.audit_trail import note
+from inhouse.api.audit_trail import note, write_ahead
 from inhouse.api.auth import require
 from inhouse.api.bounds import MAX_INT64
 from inhouse.api.openapi import errors, media
@@ -111,8 +111,10 @@ def add_kb_routes(router: APIRouter, kb: KnowledgeBase) -> None:
         return col.to_dict()
 
     @router.delete("/v1/collections/{collection_id}", responses={200: {"model": Deleted}})
-    async def delete_collection(collection_id: str, actor: Actor = Depends(require("kb:manage"))) -> dict[str, Any]:
-        await run(kb.delete_collection, actor, collection_id)
+    async def delete_collection(collection_id: str, request: Request,
+                                actor: Actor = Depends(require("kb:manage"))) -> dict[str, Any]:
+        rid = await write_ahead(request, kb.store.forget_run)
+        await run(lambda: kb.delete_collection(actor, collection_id, run=rid))
         return {"id": collection_id, "object": "collection", "deleted": True}
 
     @router.post("/v1/collections/{collection_id}/documents", status_code=201, responses={
@@ -126,8 +128,9 @@ def add_kb_routes(router: APIRouter, kb: KnowledgeBase) -> None:
                               actor: Actor = Depends(require("kb:write"))) -> Any:
         data = await file.read()
         name = file.filename or "upload"
+        rid = await write_ahead(request, kb.store.forget_run)
         outcome = await run(lambda: kb.add_document(actor, collection_id, data, name, label=label,
-                                                    groups=_split(groups), keys=_split(keys)))
+                                                    groups=_split(groups), keys=_split(keys), run=rid))
         if outcome.status == "error":
             raise InvalidRequest(outcome.error or "The file was rejected.", code="document_rejected", param="file")
         doc = await run(kb.uploaded_document, actor, outcome)
@@ -177,9 +180,10 @@ def add_kb_routes(router: APIRouter, kb: KnowledgeBase) -> None:
                                actor: Actor = Depends(require("kb:write"))) -> dict[str, Any]:
         before = _noted(request, await run(_doc_in, actor, collection_id, document_id))
         acc = body.access
+        rid = await write_ahead(request, kb.store.forget_run)
         done = await run(lambda: kb.relabel(actor, document_id, label=body.label,
                                             groups=acc.groups if acc else None, keys=acc.keys if acc else None,
-                                            clear_access=body.clear_access))
+                                            clear_access=body.clear_access, run=rid))
         doc, copies = done.document, done.raised_copies
         raised = [{"id": c.document.id, "collection_id": c.document.collection_id, "label": c.marked.label.value,
                    "label_before": c.document.label.value, "derived_from": c.derived_from or doc.id,
@@ -205,7 +209,8 @@ def add_kb_routes(router: APIRouter, kb: KnowledgeBase) -> None:
     async def delete_document(collection_id: str, document_id: str, request: Request,
                               actor: Actor = Depends(require("kb:write"))) -> dict[str, Any]:
         _noted(request, await run(_doc_in, actor, collection_id, document_id))
-        await run(kb.delete_document, actor, document_id)
+        rid = await write_ahead(request, kb.store.forget_run)
+        await run(lambda: kb.delete_document(actor, document_id, run=rid))
         return {"id": document_id, "object": "document", "deleted": True}
 
     @router.post("/v1/search", responses={200: {"model": SearchResults}, **errors(

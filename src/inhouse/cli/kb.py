@@ -142,9 +142,6 @@ def ingest(
         raise typer.Exit(1)
 
 
-_MAX_AUDITED_DOCUMENTS = 5_000
-
-
 class _IngestRun:
     """A CLI run in the audit log, as an upload or a delete over HTTP is recorded, and a generation's write-ahead:
     a ``started`` record before any file is read (if it cannot be written, nothing is ingested), then one final
@@ -156,6 +153,7 @@ class _IngestRun:
     def __init__(self, services: Services, collection_id: str, paths: list[Path], sync: bool) -> None:
         from inhouse.chat.service import new_request_id
 
+        self.services = services
         self.audit = services.audit
         self.request_id = new_request_id()
         self.resource = f"inhouse ingest{' --sync' if sync else ''} {collection_id}"
@@ -166,12 +164,12 @@ class _IngestRun:
         from inhouse.governance.audit.log import INTERRUPTED, STARTED, command_process
         from inhouse.kb.ingest import IngestReport
 
-        closed = self.audit.close_interrupted(commands_only=True)
+        closed = self.services.close_interrupted(commands_only=True)
         if closed:
             err_console.print(f"{len(closed)} earlier command run(s) stopped before they finished; recorded as "
                               "interrupted in the audit log.", highlight=False)
         self._write(STARTED, details={**self.details, "process": command_process()})
-        report = IngestReport()
+        report = IngestReport(run=self.request_id)
         try:
             yield report
         except BaseException as exc:
@@ -192,17 +190,34 @@ class _IngestRun:
 
     def _write(self, outcome: str, report: IngestReport | None = None, *, reason: str | None = None,
                details: dict[str, object] | None = None) -> None:
-        changed = [] if report is None else [
-            o.document_id for o in report.outcomes
-            if o.document_id and o.status in ("added", "replaced", "moved", "removed")]
+        from inhouse.governance.audit.log import MAX_RECORD_DOCUMENTS
+
+        changed = [] if report is None else self._changed(report)
         if report is not None:
             counts = {status: report.count(status) for status in ("added", "replaced", "unchanged", "moved",
                                                                   "removed")}
             details = {**self.details, **counts, "errors": len(report.errors),
-                       "documents_not_listed": max(0, len(changed) - _MAX_AUDITED_DOCUMENTS)}
+                       "documents_not_listed": max(0, len(changed) - MAX_RECORD_DOCUMENTS)}
         self.audit.record_request(action="kb:write", outcome=outcome, request_id=self.request_id,
                                   actor_key_id=CLI_ACTOR.key_id, resource=self.resource,
-                                  documents=changed[:_MAX_AUDITED_DOCUMENTS], reason=reason, details=details)
+                                  documents=changed[:MAX_RECORD_DOCUMENTS], reason=reason, details=details)
+        if report is not None:  # the final record names the run's documents: its journal entries are done with
+            try:
+                self.services.kb.store.forget_run(self.request_id)
+            except InhouseError as exc:  # the next serve or ingest drops them (``Services.close_interrupted``)
+                err_console.print(f"the run's journal entries stay until the next run: {exc.message}",
+                                  highlight=False)
+
+    def _changed(self, report: IngestReport) -> list[str]:
+        """The documents the run added, replaced, moved or removed: its outcomes, and the run journal, which also
+        holds a commit the run stopped (a second Ctrl-C) before noting."""
+        noted = [o.document_id for o in report.outcomes
+                 if o.document_id and o.status in ("added", "replaced", "moved", "removed")]
+        try:
+            journal = [doc_id for doc_id, _ in self.services.kb.store.run_changes(self.request_id)]
+        except InhouseError:  # the store is away (the run's error, likely): its outcomes are what is known
+            journal = []
+        return list(dict.fromkeys(noted + journal))
 
 
 def format_eta(seconds: float | None) -> str:

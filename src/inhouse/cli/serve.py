@@ -97,7 +97,7 @@ def register(app: typer.Typer) -> None:
             if taken:
                 err_console.print(f"{taken} audit record(s) the previous run kept while its store was away are "
                                   "written now.")
-            interrupted = services.audit.close_interrupted()
+            interrupted = services.close_interrupted()
             if interrupted:
                 err_console.print(f"{len(interrupted)} request(s) of the previous run (or command run(s) whose process "
                                   "is gone) were interrupted; recorded as such in the audit log.")

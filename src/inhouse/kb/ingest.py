@@ -116,6 +116,9 @@ class IngestReport:
     # Set by a caller that wants the run to end (the CLI on Ctrl-C or SIGTERM): it raises KeyboardInterrupt before
     # the next file or batch, never between a commit and its outcome, so ``outcomes`` is exactly what was done.
     stop_requested: bool = False
+    # The audit request id of the run: each commit is noted in the store's run journal under it, in the commit's own
+    # transaction, so a run killed outright is still named document by document (``IndexStore.run_changes``).
+    run: str | None = None
 
     @property
     def files(self) -> int:
@@ -264,10 +267,12 @@ class Ingestor:
 
     def ingest_bytes(self, collection_id: str, data: bytes, filename: str, *, source_path: str | None = None,
                      label: Label | str | None = None, acl: Acl | None = None,
-                     metadata: Mapping[str, str] | None = None) -> FileOutcome:
-        """One file (an upload). Rejections are returned as an ``error`` outcome, like in a batch."""
+                     metadata: Mapping[str, str] | None = None, run: str | None = None) -> FileOutcome:
+        """One file (an upload). Rejections are returned as an ``error`` outcome, like in a batch. ``run``: the
+        upload's audit request id (``IngestReport.run``)."""
         src = FileSource(source_path or filename, lambda: data, filename)
-        report = self.ingest(collection_id, [src], label=label, acl=acl, metadata=metadata)
+        report = self.ingest(collection_id, [src], label=label, acl=acl, metadata=metadata,
+                             report=IngestReport(run=run))
         return report.outcomes[0]
 
     def parse(self, data: bytes, filename: str) -> ParsedDocument:
@@ -344,7 +349,7 @@ class Ingestor:
                 vectors = np.array([k[c.text] if c.text in k else next(fresh) for c in p.chunks], dtype=np.float32)
                 if p.moved_from is not None:
                     self._move_edited(p, report)
-                outcome = self._commit(collection.id, p, vectors, given, acl, metadata)
+                outcome = self._commit(collection.id, p, vectors, given, acl, metadata, report.run)
                 if outcome.status == "replaced" or outcome.edited:
                     report.reused_chunks += sum(c.text in k for c in p.chunks)
                 report.outcomes.append(outcome)
@@ -385,7 +390,7 @@ class Ingestor:
         flush()
         if missing:  # after every file was seen (a moved one has taken its document along), in one transaction
             stop_here()
-            self.store.delete_documents(list(missing))
+            self.store.delete_documents(list(missing), run=report.run)
             report.outcomes += [FileOutcome(d.source_path, "removed", d.id, d.chunk_count) for d in missing.values()]
         report.seconds = self._clock() - start
         return report
@@ -432,9 +437,9 @@ class Ingestor:
         one, or an upload meanwhile: ``doc`` is deleted, that one gets the new version) or ``doc`` was deleted
         meanwhile."""
         try:
-            return self.store.move_document(doc.id, src.source_path, src.filename)
+            return self.store.move_document(doc.id, src.source_path, src.filename, run=report.run)
         except Conflict:
-            if self.store.delete_documents([doc.id]):
+            if self.store.delete_documents([doc.id], run=report.run):
                 report.outcomes.append(FileOutcome(doc.source_path, "removed", doc.id, doc.chunk_count))
         except NotFound:
             pass
@@ -481,7 +486,7 @@ class Ingestor:
         return np.vstack(parts)
 
     def _commit(self, collection_id: str, p: _Pending, vectors: np.ndarray, label: Label | None, acl: Acl | None,
-                metadata: Mapping[str, str] | None) -> FileOutcome:
+                metadata: Mapping[str, str] | None, run: str | None) -> FileOutcome:
         # A new version keeps the label and the access list of the one it replaces unless new ones are given: a
         # changed file must not lose the need-to-know its document was given (nor become visible to the collection).
         previous = self.store.find_document(collection_id, source_path=p.source.source_path)
@@ -508,7 +513,7 @@ class Ingestor:
             mime=p.parsed.mime, data=p.data, chunks=p.chunks, vectors=vectors, metadata=meta,
         )
         try:
-            result = self.store.put_document(doc)
+            result = self.store.put_document(doc, run=run)
         except (StorageFull, StoreUnavailable):
             raise  # not this file's fault: the whole batch stops (what is committed stays; a re-run resumes)
         except InhouseError as exc:
@@ -526,8 +531,8 @@ class Ingestor:
         return FileOutcome(p.source.source_path, result.status, result.document.id, chunks, label=result.document.label,
                            marking=marking, derived_from=source)
 
-    def delete(self, document_id: str) -> None:
-        self.store.delete_document(document_id)
+    def delete(self, document_id: str, *, run: str | None = None) -> None:
+        self.store.delete_document(document_id, run=run)
 
 
 class _Resembling:

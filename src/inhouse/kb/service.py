@@ -134,10 +134,10 @@ class KnowledgeBase:
         return self.store.update_collection(col.id, acl=acl, description=description,
                                             sketch_questions=sketch_questions)
 
-    def delete_collection(self, actor: Actor, ref: str) -> None:
+    def delete_collection(self, actor: Actor, ref: str, *, run: str | None = None) -> None:
         col = self.collection(actor, ref)
         _admin(actor, "delete collections")
-        self.store.delete_collection(col.id)
+        self.store.delete_collection(col.id, run=run)
 
     # -- documents --------------------------------------------------------------------------------------
 
@@ -167,7 +167,10 @@ class KnowledgeBase:
 
     def add_document(self, actor: Actor, collection: str, data: bytes, filename: str, *,
                      label: str | None = None, groups: Iterable[str] | None = None,
-                     keys: Iterable[str] | None = None, metadata: Mapping[str, str] | None = None) -> FileOutcome:
+                     keys: Iterable[str] | None = None, metadata: Mapping[str, str] | None = None,
+                     run: str | None = None) -> FileOutcome:
+        """Add or replace one file (an upload); ``run``: its audit request id, under which the change is noted in
+        the run journal (here and in ``relabel``, ``delete_document``, ``delete_collection``)."""
         col = self.collection(actor, collection)
         acl = acl_from(groups, keys) if (groups or keys) else None
         if not actor.is_admin:
@@ -177,7 +180,8 @@ class KnowledgeBase:
             if existing is not None and not self.store.visible_document(AccessScope.of(actor), existing.id):
                 raise Conflict(f"A document named {shown(filename)} is in this collection already and you may not "
                                "replace it; upload the file under another name.", param="file")
-        return self.ingestor.ingest_bytes(col.id, data, filename, label=_label(label), acl=acl, metadata=metadata)
+        return self.ingestor.ingest_bytes(col.id, data, filename, label=_label(label), acl=acl, metadata=metadata,
+                                          run=run)
 
     def uploaded_document(self, actor: Actor, outcome: FileOutcome) -> DocumentRecord:
         """The record of a document ``actor`` just added or replaced, shown even when its own marking raised it
@@ -206,7 +210,7 @@ class KnowledgeBase:
 
     def relabel(self, actor: Actor, document_id: str, *, label: str | None = None,
                 groups: Iterable[str] | None = None, keys: Iterable[str] | None = None,
-                clear_access: bool = False) -> Relabelled:
+                clear_access: bool = False, run: str | None = None) -> Relabelled:
         doc = self.document(actor, document_id)
         acl = acl_from(groups, keys) if (groups is not None or keys is not None) else None
         if not actor.is_admin and (clear_access or acl is not None):
@@ -221,10 +225,10 @@ class KnowledgeBase:
             raise PermissionDenied(f"The document's text was taken from a {derived} document; only admins may label "
                                    "it below that.")
         relabelled = self.store.relabel(doc.id, label=_label(label) if label is not None else None, acl=acl,
-                                        clear_acl=clear_access)
-        return Relabelled(relabelled, self._raise_copies(relabelled) if relabelled.label > doc.label else [])
+                                        clear_acl=clear_access, run=run)
+        return Relabelled(relabelled, self._raise_copies(relabelled, run) if relabelled.label > doc.label else [])
 
-    def _raise_copies(self, source: DocumentRecord) -> list[MarkingReview]:
+    def _raise_copies(self, source: DocumentRecord, run: str | None) -> list[MarkingReview]:
         """A document raised to confidential or above takes along the documents whose text was taken from it
         (``DerivedLabels.copies``): each is raised as ingestion would have raised it, and its source recorded."""
         derived = self.derived
@@ -234,7 +238,7 @@ class KnowledgeBase:
         raised = []
         for doc, found in derived.copies(source):
             derived.add(self.store.relabel(doc.id, label=found.label, metadata={
-                "derived_from": found.document_id, "derived_label": found.label.value}))
+                "derived_from": found.document_id, "derived_label": found.label.value}, run=run))
             raised.append(MarkingReview(doc, Marked(found.label, found.reason), found.document_id))
         return raised
 
@@ -283,8 +287,8 @@ class KnowledgeBase:
                     found.append(MarkingReview(doc, Marked(source.label, source.reason), source.document_id))
         return found
 
-    def delete_document(self, actor: Actor, document_id: str) -> None:
-        self.ingestor.delete(self.document(actor, document_id).id)
+    def delete_document(self, actor: Actor, document_id: str, *, run: str | None = None) -> None:
+        self.ingestor.delete(self.document(actor, document_id).id, run=run)
 
     # -- reading ---------------------------------------------------------------------------------------
 

@@ -220,6 +220,19 @@ class AuditStoreContract:
             ("req_a", INTERRUPTED, 1), ("req_c", INTERRUPTED, 3)]
         assert log.unfinished() == [] and log.close_interrupted() == [] and log.verify().ok
 
+    def test_the_closing_record_names_what_the_run_journal_holds(self, log: AuditLog) -> None:
+        log.record_request(action="kb:write", outcome=STARTED, request_id="req_upload", documents=["doc_a"])
+        log.record_request(action="kb:write", outcome=STARTED, request_id="req_nothing")
+        journal = {"req_upload": [("doc_a", "relabelled"), ("doc_b", "relabelled"), ("doc_c", "added"),
+                                  ("doc_c", "moved")]}
+        closed = log.close_interrupted(documents_of=lambda rid: journal.get(rid, []))
+        assert [(r.request_id, list(r.documents)) for r in closed] == [
+            ("req_upload", ["doc_a", "doc_b", "doc_c"]), ("req_nothing", [])]
+        assert closed[0].details == {"started_seq": 1, "relabelled": 2, "added": 1, "moved": 1,
+                                     "documents_not_listed": 0}
+        assert closed[1].details == {"started_seq": 2, "documents_not_listed": 0}
+        assert [r.seq for r in log.records(document="doc_c")] == [closed[0].seq] and log.verify().ok
+
     def test_a_command_run_is_closed_only_once_its_process_is_gone(self, log: AuditLog) -> None:
         """``inhouse ingest`` writes a started record naming its process: a server starting meanwhile (or another
         command) leaves the run alone while the process lives, and closes it once the process is gone."""

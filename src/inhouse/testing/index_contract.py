@@ -260,6 +260,38 @@ class IndexStoreContract:
         c = store.counts()
         assert c["collections"] == 1 and c["documents"] == 0 and c["chunks"] == 0 and c["vectors"] == 0
 
+    def test_the_run_journal_holds_what_each_run_committed(self, store: IndexStore) -> None:
+        hr, fin = self._cols(store)
+        a = store.put_document(make_doc(hr, "a.txt", ["annual leave"]), run="req_1").document
+        assert store.put_document(make_doc(hr, "a.txt", ["annual leave"]), run="req_1").status == "unchanged"
+        store.put_document(make_doc(hr, "a.txt", ["annual leave is 20 days"]), run="req_1")
+        b = store.put_document(make_doc(hr, "b.txt", ["bonus"]), run="req_2").document
+        store.move_document(a.id, "archive/a.txt", "a.txt", run="req_1")
+        store.relabel(b.id, label=Label.CONFIDENTIAL, run="req_2")
+        store.put_document(make_doc(hr, "c.txt", ["no run"]))  # a write outside any audited run: not noted
+        assert store.delete_documents([b.id, "doc_missing"], run="req_2") == 1  # only what existed is noted
+        assert store.run_changes("req_1") == [(a.id, "added"), (a.id, "replaced"), (a.id, "moved")]
+        assert store.run_changes("req_2") == [(b.id, "added"), (b.id, "relabelled"), (b.id, "removed")]
+        assert store.run_changes("req_none") == []
+        # A failed write notes nothing: its transaction is rolled back with the note.
+        with pytest.raises(NotFound):
+            store.put_document(make_doc("col_missing", "x.txt", ["x"]), run="req_3")
+        with pytest.raises(Conflict):
+            store.move_document(a.id, "c.txt", "c.txt", run="req_3")
+        assert store.run_changes("req_3") == []
+        d = store.put_document(make_doc(fin, "d.txt", ["budget"]), run="req_4").document
+        store.delete_collection(fin, run="req_4")
+        assert store.run_changes("req_4") == [(d.id, "added"), (d.id, "removed")]
+        store.forget_run("req_1")
+        assert store.run_changes("req_1") == []
+        mark = store.journal_mark()
+        store.put_document(make_doc(hr, "e.txt", ["expenses"]), run="req_5")  # a run that began after the mark
+        assert store.prune_journal({"req_2"}, mark) == 2  # req_4's entries; req_2 is still open, req_5 is new
+        assert [action for _, action in store.run_changes("req_2")] == ["added", "relabelled", "removed"]
+        assert store.run_changes("req_4") == [] and len(store.run_changes("req_5")) == 1
+        assert store.prune_journal((), store.journal_mark()) == 4
+        assert store.run_changes("req_2") == store.run_changes("req_5") == []
+
     def test_vectors_are_unit_and_similarity_ordered(self, store: IndexStore) -> None:
         hr, _ = self._cols(store)
         store.put_document(make_doc(hr, "a.txt", ["the cat sat on the mat", "quarterly revenue report"]))

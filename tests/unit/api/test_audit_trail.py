@@ -209,3 +209,47 @@ def test_model_loads_are_recorded(tmp_path: Any) -> None:
         loader(spec)
     assert closed == ["closed"]  # the engine that could not be recorded is not kept
     audit.close()
+
+
+def test_a_change_to_the_knowledge_index_is_written_ahead(audited: ServicesStandIn, admin: TestClient) -> None:
+    col = admin.post("/v1/collections", json={"name": "hr"}).json()["id"]
+    base = f"/v1/collections/{col}/documents"
+    doc = admin.post(base, files={"file": ("leave.md", b"# Leave\n\nAnnual leave is 18 days.\n")}).json()["id"]
+    assert admin.patch(f"{base}/{doc}", json={"label": "confidential"}).status_code == 200
+    assert admin.delete(f"{base}/{doc}").status_code == 200
+    assert admin.delete(f"/v1/collections/{col}").status_code == 200
+    records = [r for r in log_of(audited).records() if r.action in ("kb:write", "kb:manage")]
+    pairs = [(r.outcome, r.resource.split(" ")[0], r.request_id) for r in records]
+    # Each change: its started record before it, its final record after, under one request id.
+    assert [p[:2] for p in pairs] == [("success", "POST")] + [(o, m) for m in ("POST", "PATCH", "DELETE", "DELETE")
+                                                             for o in ("started", "success")]
+    assert all(pairs[i][2] == pairs[i + 1][2] and pairs[i][2] for i in range(1, 9, 2))
+    assert [list(r.documents) for r in records[3:7]] == [[doc]] * 4  # a relabel, a delete name theirs ahead
+    store = audited.kb.store
+    assert all(store.run_changes(rid) == [] for _, _, rid in pairs[1:])  # recorded, so the journal is done with
+
+
+def test_a_change_whose_final_record_fails_is_closed_naming_what_it_committed(
+        audited: ServicesStandIn, admin: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The document is committed, then the audit store turns away (as a server killed at that moment would leave
+    it): the caller gets the 503, and the next start closes the request naming the document the journal holds."""
+    col = admin.post("/v1/collections", json={"name": "hr"}).json()["id"]
+    store = audited.kb.store
+    put = store.put_document
+
+    def put_then_break(doc: Any, **kw: Any) -> Any:
+        result = put(doc, **kw)
+        _break_writes(log_of(audited))
+        return result
+
+    monkeypatch.setattr(store, "put_document", put_then_break)
+    resp = admin.post(f"/v1/collections/{col}/documents", files={"file": ("leave.md", b"# Leave\n\n18 days.\n")})
+    assert resp.status_code == 503 and resp.json()["error"]["code"] == "audit_unavailable"
+    log_of(audited).store.connection.execute("PRAGMA query_only = OFF")
+    (started,) = log_of(audited).unfinished()
+    (doc,) = store.list_documents(col)  # committed before the record failed
+    (closed,) = audited.close_interrupted()
+    assert (closed.request_id, closed.outcome, list(closed.documents)) == (started.request_id, "interrupted",
+                                                                           [doc.id])
+    assert closed.details["added"] == 1 and store.run_changes(started.request_id) == []
+    assert log_of(audited).verify().ok

@@ -169,7 +169,9 @@ def test_raising_a_document_raises_its_copies_and_answers_with_those_the_caller_
     after = admin.get(f"/v1/collections/{fin}/documents/{hidden['id']}").json()
     assert after["label"] == "confidential" and after["metadata"]["derived_from"] == source["id"]
     # The audit record names every document raised, with its labels.
-    (rec,) = [r for r in kb_services.audit.records() if r.action == "kb:write" and r.resource.startswith("PATCH")]
+    started, rec = [r for r in kb_services.audit.records()
+                    if r.action == "kb:write" and r.resource.startswith("PATCH")]
+    assert started.outcome == "started" and list(started.documents) == [source["id"]]
     assert set(rec.documents) == {source["id"], copy["id"], hidden["id"]}
     assert {c["id"] for c in rec.details["raised_copies"]} == {copy["id"], hidden["id"]}
     again = admin.patch(f"/v1/collections/{wiki}/documents/{source['id']}", json={"label": "confidential"})

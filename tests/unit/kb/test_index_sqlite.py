@@ -175,7 +175,7 @@ def test_upgrade_to_secure_delete_drops_what_earlier_replacements_left(tmp_path:
         old.close()
     s = SqliteIndexStore(db, dim=DIM)
     try:
-        assert s.schema_version() == 5
+        assert s.schema_version() == 6
         assert {t: cfg["secure-delete"] for t, cfg in _fts_config(db).items()} == {"kb_fts": 1, "kb_words": 1}
         assert b"qwxzebra" not in s.raw_dump() and b"wxz" not in s.raw_dump()
         assert s.check().ok and s.counts()["documents"] == 2
@@ -218,7 +218,7 @@ def _objects(path: Path) -> set[tuple[str, str]]:
 
 
 def _downgrade_to_v1(path: Path) -> None:
-    """Turn a file into the layout of schema version 1 (before ``kb_vec_log``): exactly what migrations 2 to 5 add
+    """Turn a file into the layout of schema version 1 (before ``kb_vec_log``): exactly what migrations 2 to 6 add
     is removed, as it was absent from files written by the release before them."""
     import apsw
 
@@ -235,6 +235,7 @@ def _downgrade_to_v1(path: Path) -> None:
         c.execute("DELETE FROM sqlite_sequence WHERE name = 'kb_vec_log'")
         c.execute("DELETE FROM kb_meta WHERE key = 'vec_log_pruned'")
         c.execute("ALTER TABLE kb_collections DROP COLUMN sketch_questions")
+        c.execute("DROP TABLE kb_run_journal")
         # The previous release recorded its version in kb_meta, not in schema_migrations.
         c.execute("DROP TABLE schema_migrations")
         c.execute("INSERT OR REPLACE INTO kb_meta (key, value) VALUES ('schema', '1')")
@@ -264,7 +265,7 @@ def test_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
 
     s = SqliteIndexStore(db, dim=DIM)
     try:
-        assert s.schema_version() == 5
+        assert s.schema_version() == 6
         assert not s.get_collection("hr").sketch_questions  # migration 4: the switch, off for older collections
         objects = _objects(db)
         assert {("trigger", "kb_chunks_logi"), ("table", "kb_vec_log"), ("index", "kb_chunks_pk_doc"),
@@ -286,7 +287,7 @@ def test_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
         s.close()
     s = SqliteIndexStore(db, dim=DIM)  # opening an upgraded file again changes nothing
     try:
-        assert s.schema_version() == 5
+        assert s.schema_version() == 6
     finally:
         s.close()
 
@@ -343,23 +344,23 @@ def test_word_index_of_a_version_2_file_is_backfilled_and_a_marked_version_3_fil
     c = apsw.Connection(str(db))
     c.execute("BEGIN; DROP TABLE kb_words_vocab; DROP TABLE kb_words; DROP VIEW kb_words_src;"
               " DROP TABLE schema_migrations; ALTER TABLE kb_collections DROP COLUMN sketch_questions;"
-              " INSERT OR REPLACE INTO kb_meta (key, value) VALUES ('schema', '2'); COMMIT")
+              " DROP TABLE kb_run_journal; INSERT OR REPLACE INTO kb_meta (key, value) VALUES ('schema', '2'); COMMIT")
     c.close()
     s = SqliteIndexStore(db, dim=DIM)
     try:
-        assert s.schema_version() == 5
+        assert s.schema_version() == 6
         assert [h.chunk_id for h in s.keyword_search(HR, "wireguard", SearchFilters(), 5)] == [chunks[0].id]
         assert s.check().ok
     finally:
         s.close()
     c = apsw.Connection(str(db))
     c.execute("BEGIN; " + "; ".join(_TO_V4[:-1]) + "; DROP TABLE schema_migrations;"
-              " ALTER TABLE kb_collections DROP COLUMN sketch_questions;"
+              " ALTER TABLE kb_collections DROP COLUMN sketch_questions; DROP TABLE kb_run_journal;"
               " INSERT OR REPLACE INTO kb_meta (key, value) VALUES ('schema', '3'); COMMIT")
     c.close()
     s = SqliteIndexStore(db, dim=DIM)
     try:
-        assert s.schema_version() == 5 and s.counts()["chunks"] == 2
+        assert s.schema_version() == 6 and s.counts()["chunks"] == 2
         assert s.check().ok  # one word row per chunk: the backfill of version 3 did not run again
         assert [h.chunk_id for h in s.keyword_search(HR, "wireguard", SearchFilters(), 5)] == [chunks[0].id]
     finally:

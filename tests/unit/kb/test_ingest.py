@@ -169,11 +169,11 @@ def test_a_store_that_cannot_write_stops_the_batch_instead_of_failing_every_file
         write(d, f"f{i}.md", f"# Doc {i}\n\nText number {i}.\n")
     put, calls = store.put_document, []
 
-    def put_then_fail(doc: object) -> object:
+    def put_then_fail(doc: object, **kw: object) -> object:
         calls.append(doc)
         if len(calls) > 1:
             raise gone
-        return put(doc)  # type: ignore[arg-type]
+        return put(doc, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(store, "put_document", put_then_fail)
     with pytest.raises(type(gone)):

@@ -28,7 +28,9 @@ rest as interrupted.
 A command's run (``inhouse ingest``) is a request too, but not the server's: its ``started`` record names the process
 that writes it (``command_process()``: host, pid and the pid's start time), so ``close_interrupted`` leaves a run
 that is still going alone (the server starting meanwhile, another command) and closes one whose process is gone (a
-``kill -9``, a power cut) at the next ``serve`` or ``ingest``.
+``kill -9``, a power cut) at the next ``serve`` or ``ingest``. What such a run changed is in the knowledge index's
+run journal (written in each change's own transaction); the caller passes it in (``documents_of``), so the closing
+record names exactly those documents.
 
 The hash covers the stored column values exactly (the JSON columns as their canonical text), so a third
 party can check an export without the key: see ``chain.py``.
@@ -76,6 +78,8 @@ ENGINE_CRASHED = "engine.crashed"  # a model's engine process died (reason: the 
 STARTED = "started"
 # Outcome of the final record written for a request whose process stopped before it ended (see close_interrupted).
 INTERRUPTED = "interrupted"
+# A record names at most this many documents (a long ingest run: the rest are counted in its details).
+MAX_RECORD_DOCUMENTS = 5_000
 # Final records kept in memory while the store cannot be written (a record is ~1 KB).
 MAX_KEPT = 10_000
 # The columns of a kept record (``AuditLog._fields``): what a line of the spool must hold.
@@ -468,12 +472,15 @@ class AuditLog:
         when their process stopped (or are running now, in a server sharing this log)."""
         return [record_from_row(row) for row in self.store.rows(RecordQuery(unfinished=STARTED))]
 
-    def close_interrupted(self, *, commands_only: bool = False) -> list[AuditRecord]:
+    def close_interrupted(self, *, commands_only: bool = False,
+                          documents_of: Callable[[str], Sequence[tuple[str, str]]] | None = None) -> list[AuditRecord]:
         """Give every unfinished request of this node its final record, outcome ``interrupted`` (``inhouse serve``
         does this when it starts, before it serves: no request of this node's server can still be running then).
         With a ``node`` name, another node's requests are left alone: they may still be running. A command's run
         (its record names its process, ``command_process``) is closed only once that process is gone.
-        ``commands_only``: only such runs (a command may not close the requests of a server that is running)."""
+        ``commands_only``: only such runs (a command may not close the requests of a server that is running).
+        ``documents_of``: a request id's committed changes, (document id, action) in order (the run journal): the
+        closing record names those documents and counts them by action."""
         self._write_kept()  # the requests whose final records were kept are not interrupted
         closed = []
         for rec in self.unfinished():
@@ -488,10 +495,15 @@ class AuditLog:
                 continue
             else:
                 reason = "the server stopped before the request finished"
+            documents, details = list(rec.documents), {"started_seq": rec.seq}
+            if documents_of is not None and rec.request_id:
+                changes = documents_of(rec.request_id)
+                documents += [d for d in dict.fromkeys(doc_id for doc_id, _ in changes) if d not in documents]
+                details.update(changed_documents(changes, len(documents)))
             closed.append(self.record_request(
                 action=rec.action, outcome=INTERRUPTED, request_id=rec.request_id, actor_key_id=rec.actor_key_id,
                 user_id=rec.user_id, resource=rec.resource, model=rec.model, location=rec.location, label=rec.label,
-                documents=rec.documents, reason=reason, details={"started_seq": rec.seq}))
+                documents=documents[:MAX_RECORD_DOCUMENTS], reason=reason, details=details))
         return closed
 
     def export(self, since: str | None = None, *, document: str | None = None) -> Iterator[dict[str, Any]]:
@@ -524,5 +536,14 @@ class AuditLog:
                 self.store.close()
 
 
-__all__ = ["ENGINE_CRASHED", "FIELDS", "INTERRUPTED", "LIFTED_DETAILS", "MODEL_LOADED", "STARTED", "AuditLog",
-           "parse_since"]
+def changed_documents(changes: Sequence[tuple[str, str]], listed: int) -> dict[str, int]:
+    """A run's changes counted by action (added, replaced, moved, relabelled, removed), and how many of the ``listed``
+    documents a record leaves out (``MAX_RECORD_DOCUMENTS``)."""
+    counts: dict[str, int] = {}
+    for _, action in changes:
+        counts[action] = counts.get(action, 0) + 1
+    return {**counts, "documents_not_listed": max(0, listed - MAX_RECORD_DOCUMENTS)}
+
+
+__all__ = ["ENGINE_CRASHED", "FIELDS", "INTERRUPTED", "LIFTED_DETAILS", "MAX_RECORD_DOCUMENTS", "MODEL_LOADED",
+           "STARTED", "AuditLog", "changed_documents", "parse_since"]

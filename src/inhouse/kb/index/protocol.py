@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -186,14 +186,17 @@ class IndexStore(Protocol):
     def list_collections(self) -> list[Collection]: ...
     def update_collection(self, collection_id: str, *, acl: Acl | None = None, description: str | None = None,
                           sketch_questions: bool | None = None) -> Collection: ...
-    def delete_collection(self, collection_id: str) -> None: ...
+    def delete_collection(self, collection_id: str, *, run: str | None = None) -> None: ...
 
     # -- documents ----------------------------------------------------------------------------------
     def find_document(self, collection_id: str, *, source_path: str | None = None,
                       sha256: str | None = None) -> DocumentRecord | None: ...
-    def put_document(self, doc: NewDocument) -> PutResult:
+    def put_document(self, doc: NewDocument, *, run: str | None = None) -> PutResult:
         """Add, or replace the document at the same source path, or do nothing when a document of the collection
-        already has these bytes. One transaction: readers see the old version or the new one, never both."""
+        already has these bytes. One transaction: readers see the old version or the new one, never both.
+
+        ``run`` (here and in every write below): the audit request id of the run making the change; the change is
+        noted in the run journal in the same transaction (``run_changes``)."""
         ...
     def get_document(self, document_id: str) -> DocumentRecord: ...
     def document_data(self, document_id: str) -> bytes: ...
@@ -202,17 +205,34 @@ class IndexStore(Protocol):
         """Every document (all collections) labelled ``at_least`` or above: id -> (label, version)."""
         ...
     def relabel(self, document_id: str, *, label: Label | None = None, acl: Acl | None = None,
-                clear_acl: bool = False, metadata: Mapping[str, str] | None = None) -> DocumentRecord:
+                clear_acl: bool = False, metadata: Mapping[str, str] | None = None,
+                run: str | None = None) -> DocumentRecord:
         """Change a document's label and/or access list; ``metadata``: keys merged into its metadata (the marking
         that called for the label). One transaction."""
         ...
-    def move_document(self, document_id: str, source_path: str, filename: str) -> DocumentRecord:
+    def move_document(self, document_id: str, source_path: str, filename: str, *,
+                      run: str | None = None) -> DocumentRecord:
         """Give a document the path its file was moved or renamed to: its id, label, access list, version, chunks
         and vectors stay. ``Conflict`` when another document of its collection has that path."""
         ...
-    def delete_document(self, document_id: str) -> None: ...
-    def delete_documents(self, document_ids: Sequence[str]) -> int:
+    def delete_document(self, document_id: str, *, run: str | None = None) -> None: ...
+    def delete_documents(self, document_ids: Sequence[str], *, run: str | None = None) -> int:
         """Delete those of these documents that exist, in one transaction (a sync's removals); how many."""
+        ...
+
+    # -- the run journal: what each audited run changed, for the record that closes a run killed outright ----
+    def run_changes(self, run: str) -> list[tuple[str, str]]:
+        """(document id, action) of every change ``run`` committed, in order; action: added, replaced, moved,
+        relabelled or removed."""
+        ...
+    def journal_mark(self) -> int:
+        """The newest journal entry's position (for ``prune_journal``)."""
+        ...
+    def forget_run(self, run: str) -> None:
+        """Drop ``run``'s entries (its final audit record names its documents)."""
+        ...
+    def prune_journal(self, keep: Iterable[str], up_to: int) -> int:
+        """Drop the entries up to ``up_to`` of every run but ``keep`` (the runs still open); how many."""
         ...
     def document_chunks(self, document_id: str) -> list[StoredChunk]: ...
     def embedded_chunks(self, collection_id: str, source_path: str) -> dict[str, np.ndarray]:

@@ -120,6 +120,18 @@ def vector_change_log(conn: Any) -> None:
     conn.execute(_V3)
 
 
+# 5: the run journal (see the SQLite schema's step 6): the documents each audited run changed, written in the
+# transaction of the change.
+_V5 = """
+CREATE TABLE kb_run_journal (
+    seq          bigserial PRIMARY KEY,
+    run          text NOT NULL,
+    document_id  text NOT NULL,
+    action       text NOT NULL
+);
+CREATE INDEX kb_run_journal_run ON kb_run_journal (run)"""
+
+
 def migrations(dim: int) -> tuple[PgMigration, ...]:
     def v1(conn: Any) -> None:
         conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
@@ -147,7 +159,8 @@ CREATE INDEX kb_chunks_doc ON kb_chunks (document_pk, ordinal)""")
             PgMigration(2, "keyword_terms_weighted_by_title_and_section", reweigh_keyword_terms),
             PgMigration(3, "vector_change_log", vector_change_log),
             PgMigration(4, "collection_sketch_questions",
-                        "ALTER TABLE kb_collections ADD COLUMN sketch_questions boolean NOT NULL DEFAULT false"))
+                        "ALTER TABLE kb_collections ADD COLUMN sketch_questions boolean NOT NULL DEFAULT false"),
+            PgMigration(5, "run_journal", _V5))
 
 
 def migrate_index(db: PostgresDatabase, dim: int) -> None:

@@ -31,7 +31,7 @@ reclaims them, unlike SQLite's ``secure_delete``: run ``VACUUM`` after deleting 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -170,13 +170,14 @@ class PostgresIndexStore:
                 self._write_acl(c, collection_id, acl)
         return self.get_collection(collection_id)
 
-    def delete_collection(self, collection_id: str) -> None:
+    def delete_collection(self, collection_id: str, *, run: str | None = None) -> None:
         col = self.get_collection(collection_id)
         with self._db.transaction(lock=lock_id(f"kb:{col.id}")) as c:
             c.execute("DELETE FROM kb_acl WHERE owner IN (SELECT d.id FROM kb_documents d JOIN kb_collections k"
                       " ON k.pk = d.collection_pk WHERE k.id = %s)", (col.id,))
-            c.execute("DELETE FROM kb_documents WHERE collection_pk = (SELECT pk FROM kb_collections WHERE id = %s)",
-                      (col.id,))
+            gone = c.execute("DELETE FROM kb_documents WHERE collection_pk = (SELECT pk FROM kb_collections"
+                             " WHERE id = %s) RETURNING id", (col.id,)).fetchall()
+            _journal(c, run, [r["id"] for r in gone], "removed")
             c.execute("DELETE FROM kb_acl WHERE owner = %s", (col.id,))
             c.execute("DELETE FROM kb_collections WHERE id = %s", (col.id,))
 
@@ -230,7 +231,7 @@ class PostgresIndexStore:
                               (at_least.rank,))
         return {r["id"]: (_LABELS[r["label_rank"]], int(r["version"])) for r in rows}
 
-    def put_document(self, doc: NewDocument) -> PutResult:
+    def put_document(self, doc: NewDocument, *, run: str | None = None) -> PutResult:
         vectors = prepared_vectors(doc, self.dim)
         now = self._clock()
         with self._db.transaction(lock=lock_id(f"kb:{doc.collection_id}")) as c:
@@ -266,6 +267,7 @@ class PostgresIndexStore:
                 c.execute("INSERT INTO kb_files (document_pk, data) VALUES (%s, %s)", (doc_pk, doc.data))
                 self._insert_chunks(c, doc_pk, doc, vectors)
                 prune_log(c)
+                _journal(c, run, [doc_id], status)
         return PutResult(status, self.get_document(doc_id))  # type: ignore[arg-type]
 
     @staticmethod
@@ -281,7 +283,8 @@ class PostgresIndexStore:
             " text, tsv, embedding) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::tsvector, %s::vector)", rows)
 
     def relabel(self, document_id: str, *, label: Label | None = None, acl: Acl | None = None,
-                clear_acl: bool = False, metadata: Mapping[str, str] | None = None) -> DocumentRecord:
+                clear_acl: bool = False, metadata: Mapping[str, str] | None = None,
+                run: str | None = None) -> DocumentRecord:
         with self._db.transaction() as c:
             row = c.execute("SELECT metadata FROM kb_documents WHERE id = %s", (document_id,)).fetchone()
             if row is None:
@@ -295,9 +298,11 @@ class PostgresIndexStore:
             if acl is not None or clear_acl:
                 self._write_acl(c, document_id, None if clear_acl else acl)
                 c.execute("UPDATE kb_documents SET has_acl = %s WHERE id = %s", (not clear_acl, document_id))
+            _journal(c, run, [document_id], "relabelled")
         return self.get_document(document_id)
 
-    def move_document(self, document_id: str, source_path: str, filename: str) -> DocumentRecord:
+    def move_document(self, document_id: str, source_path: str, filename: str, *,
+                      run: str | None = None) -> DocumentRecord:
         with self._db.transaction() as c:
             row = c.execute("SELECT pk, collection_pk FROM kb_documents WHERE id = %s", (document_id,)).fetchone()
             if row is None:
@@ -307,19 +312,40 @@ class PostgresIndexStore:
                 raise Conflict(f"Another document of the collection is at '{source_path}'.", param="source_path")
             c.execute("UPDATE kb_documents SET source_path = %s, filename = %s WHERE pk = %s",
                       (source_path, filename[:255], row["pk"]))
+            _journal(c, run, [document_id], "moved")
         return self.get_document(document_id)
 
-    def delete_document(self, document_id: str) -> None:
-        if not self.delete_documents([document_id]):
+    def delete_document(self, document_id: str, *, run: str | None = None) -> None:
+        if not self.delete_documents([document_id], run=run):
             raise NotFound(f"No document '{document_id}'.", param="document_id")
 
-    def delete_documents(self, document_ids: Sequence[str]) -> int:
+    def delete_documents(self, document_ids: Sequence[str], *, run: str | None = None) -> int:
         ids = list(dict.fromkeys(document_ids))
         with self._db.transaction() as c:
-            deleted = c.execute("DELETE FROM kb_documents WHERE id = ANY(%s)", (ids,)).rowcount
+            gone = {r["id"] for r in c.execute("DELETE FROM kb_documents WHERE id = ANY(%s) RETURNING id",
+                                               (ids,)).fetchall()}
             c.execute("DELETE FROM kb_acl WHERE owner = ANY(%s)", (ids,))  # chunks and bytes cascade
             prune_log(c)
-        return int(deleted)
+            _journal(c, run, [doc_id for doc_id in ids if doc_id in gone], "removed")
+        return len(gone)
+
+    # -- the run journal ----------------------------------------------------------------------------
+
+    def run_changes(self, run: str) -> list[tuple[str, str]]:
+        return [(r["document_id"], r["action"]) for r in self._db.query(
+            "SELECT document_id, action FROM kb_run_journal WHERE run = %s ORDER BY seq", (run,))]
+
+    def journal_mark(self) -> int:
+        return int(self._db.scalar("SELECT coalesce(max(seq), 0) FROM kb_run_journal"))
+
+    def forget_run(self, run: str) -> None:
+        with self._db.transaction() as c:
+            c.execute("DELETE FROM kb_run_journal WHERE run = %s", (run,))
+
+    def prune_journal(self, keep: Iterable[str], up_to: int) -> int:
+        with self._db.transaction() as c:
+            return int(c.execute("DELETE FROM kb_run_journal WHERE seq <= %s AND NOT run = ANY(%s::text[])",
+                                 (up_to, sorted(set(keep)))).rowcount)
 
     _CHUNK_SQL = ("SELECT k.id, d.id AS document_id, c.id AS collection_id, k.ordinal, k.content, k.section,"
                   " k.page_start, k.page_end, d.title, d.source_path, d.label_rank, k.text FROM kb_chunks k"
@@ -457,3 +483,10 @@ class PostgresIndexStore:
         if self._resident is not None:
             self._resident.reset()  # free the copy now, not when the last reference goes
         self._db.close()
+
+
+def _journal(c: Any, run: str | None, document_ids: Sequence[str], action: str) -> None:
+    """Note in the run journal, inside the change's own transaction, what ``run`` did to these documents."""
+    if run is not None and action != "unchanged" and document_ids:
+        c.cursor().executemany("INSERT INTO kb_run_journal (run, document_id, action) VALUES (%s, %s, %s)",
+                               [(run, doc_id, action) for doc_id in document_ids])

@@ -133,6 +133,21 @@ INSERT INTO kb_fts (kb_fts) VALUES ('optimize');
 """
 
 
+# 6: which documents each audited run (an ``inhouse ingest``, an upload, a relabel or delete over HTTP: the audit
+# record's request id) changed, written in the transaction of the change itself. A run killed outright (kill -9, the
+# OOM killer) cannot say what it committed; this table can, so the record that closes it names exactly those
+# documents. Rows of finished runs are deleted (``forget_run``, ``prune_journal``).
+_V6 = """
+CREATE TABLE kb_run_journal (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    run          TEXT NOT NULL,
+    document_id  TEXT NOT NULL,
+    action       TEXT NOT NULL
+);
+CREATE INDEX kb_run_journal_run ON kb_run_journal (run);
+"""
+
+
 def migrations(dim: int) -> tuple[Migration, ...]:
     def v1(conn: Any) -> None:
         run_step(conn, _SCHEMA)
@@ -141,7 +156,7 @@ def migrations(dim: int) -> tuple[Migration, ...]:
 
     return (Migration(1, "collections_documents_chunks_fts_vec", v1), Migration(2, "vec_log_and_chunk_doc_index", _V2),
             Migration(3, "word_index", _V3), Migration(4, "collection_sketch_questions", _V4),
-            Migration(5, "fts_secure_delete", _V5))
+            Migration(5, "fts_secure_delete", _V5), Migration(6, "run_journal", _V6))
 
 
 def _legacy_version(conn: Any) -> int:

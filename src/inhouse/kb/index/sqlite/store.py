@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -187,10 +187,10 @@ class SqliteIndexStore:
                 self._write_acl(c, collection_id, acl)
         return self.get_collection(collection_id)
 
-    def delete_collection(self, collection_id: str) -> None:
+    def delete_collection(self, collection_id: str, *, run: str | None = None) -> None:
         col = self.get_collection(collection_id)
         with self._tx() as c:
-            self.delete_documents([doc.id for doc in self.list_documents(col.id, limit=1_000_000)])
+            self.delete_documents([doc.id for doc in self.list_documents(col.id, limit=1_000_000)], run=run)
             c.execute("DELETE FROM kb_acl WHERE owner = ?", (col.id,))
             c.execute("DELETE FROM kb_collections WHERE id = ?", (col.id,))
 
@@ -243,7 +243,7 @@ class SqliteIndexStore:
         rows = self._read("SELECT id, label_rank, version FROM kb_documents WHERE label_rank >= ?", (at_least.rank,))
         return {str(i): (list(Label)[rank], int(version)) for i, rank, version in rows}
 
-    def put_document(self, doc: NewDocument) -> PutResult:
+    def put_document(self, doc: NewDocument, *, run: str | None = None) -> PutResult:
         vectors = prepared_vectors(doc, self.dim)
         now = self._clock()
         with self._tx() as c:
@@ -282,6 +282,7 @@ class SqliteIndexStore:
                 c.execute("INSERT INTO kb_files (document_pk, data) VALUES (?, ?)", (doc_pk, doc.data))
                 self._insert_chunks(c, doc_pk, doc, vectors, kept)
                 self._prune_log(c)
+                _journal(c, run, [doc_id], status)
         return PutResult(status, self.get_document(doc_id))  # type: ignore[arg-type]
 
     @staticmethod
@@ -369,7 +370,8 @@ class SqliteIndexStore:
             c.execute("DELETE FROM kb_files WHERE document_pk = ?", (doc_pk,))
 
     def relabel(self, document_id: str, *, label: Label | None = None, acl: Acl | None = None,
-                clear_acl: bool = False, metadata: Mapping[str, str] | None = None) -> DocumentRecord:
+                clear_acl: bool = False, metadata: Mapping[str, str] | None = None,
+                run: str | None = None) -> DocumentRecord:
         with self._tx() as c:
             row = c.execute("SELECT metadata FROM kb_documents WHERE id = ?", (document_id,)).fetchone()
             if row is None:
@@ -383,9 +385,11 @@ class SqliteIndexStore:
             if acl is not None or clear_acl:
                 self._write_acl(c, document_id, None if clear_acl else acl)
                 c.execute("UPDATE kb_documents SET has_acl = ? WHERE id = ?", (int(not clear_acl), document_id))
+            _journal(c, run, [document_id], "relabelled")
         return self.get_document(document_id)
 
-    def move_document(self, document_id: str, source_path: str, filename: str) -> DocumentRecord:
+    def move_document(self, document_id: str, source_path: str, filename: str, *,
+                      run: str | None = None) -> DocumentRecord:
         with self._tx() as c:
             row = c.execute("SELECT pk, collection_pk FROM kb_documents WHERE id = ?", (document_id,)).fetchone()
             if row is None:
@@ -395,13 +399,14 @@ class SqliteIndexStore:
                 raise Conflict(f"Another document of the collection is at '{source_path}'.", param="source_path")
             c.execute("UPDATE kb_documents SET source_path = ?, filename = ? WHERE pk = ?",
                       (source_path, filename[:255], row[0]))
+            _journal(c, run, [document_id], "moved")
         return self.get_document(document_id)
 
-    def delete_document(self, document_id: str) -> None:
-        if not self.delete_documents([document_id]):
+    def delete_document(self, document_id: str, *, run: str | None = None) -> None:
+        if not self.delete_documents([document_id], run=run):
             raise NotFound(f"No document '{document_id}'.", param="document_id")
 
-    def delete_documents(self, document_ids: Sequence[str]) -> int:
+    def delete_documents(self, document_ids: Sequence[str], *, run: str | None = None) -> int:
         with self._tx() as c:
             found = [(pk, doc_id) for doc_id in dict.fromkeys(document_ids)
                      for (pk,) in c.execute("SELECT pk FROM kb_documents WHERE id = ?", (doc_id,))]
@@ -410,7 +415,27 @@ class SqliteIndexStore:
                 c.execute("DELETE FROM kb_acl WHERE owner = ?", (doc_id,))
                 c.execute("DELETE FROM kb_documents WHERE pk = ?", (pk,))
             self._prune_log(c)
+            _journal(c, run, [doc_id for _, doc_id in found], "removed")
         return len(found)
+
+    # -- the run journal ----------------------------------------------------------------------------
+
+    def run_changes(self, run: str) -> list[tuple[str, str]]:
+        return [(doc_id, action) for doc_id, action in
+                self._read("SELECT document_id, action FROM kb_run_journal WHERE run = ? ORDER BY seq", (run,))]
+
+    def journal_mark(self) -> int:
+        return int(self._read("SELECT coalesce(max(seq), 0) FROM kb_run_journal")[0][0])
+
+    def forget_run(self, run: str) -> None:
+        with self._tx() as c:
+            c.execute("DELETE FROM kb_run_journal WHERE run = ?", (run,))
+
+    def prune_journal(self, keep: Iterable[str], up_to: int) -> int:
+        with self._tx() as c:
+            c.execute("DELETE FROM kb_run_journal WHERE seq <= ? AND run NOT IN (SELECT value FROM json_each(?))",
+                      (up_to, json.dumps(sorted(set(keep)))))
+            return int(c.changes())
 
     _CHUNK_COLS = ("k.id, d.id, c.id, k.ordinal, k.content, k.section, k.page_start, k.page_end, d.title,"
                    " d.source_path, d.label_rank, f.text")
@@ -623,3 +648,10 @@ class SqliteIndexStore:
         if self._r is not self._w:
             self._r.close()
         self._w.close()
+
+
+def _journal(c: Any, run: str | None, document_ids: Sequence[str], action: str) -> None:
+    """Note in the run journal, inside the change's own transaction, what ``run`` did to these documents."""
+    if run is not None and action != "unchanged":
+        c.executemany("INSERT INTO kb_run_journal (run, document_id, action) VALUES (?, ?, ?)",
+                      [(run, doc_id, action) for doc_id in document_ids])
