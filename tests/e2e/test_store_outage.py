@@ -1,8 +1,8 @@
 """The PostgreSQL server stops under a running inhouse and comes back: meanwhile every request that needs it gets 503
 ``store_unavailable`` with Retry-After in the one error shape within seconds (never a 500, never the server's
-address), /ready says so and /health does not; a stream already running finishes, and its final audit record is
-written once the server is back; then the very first requests succeed without restarting inhouse, nothing was
-half-written and the audit chain verifies."""
+address), /ready says so and /health does not, /metrics still answers a key verified before; a stream already
+running finishes, and its final audit record is written once the server is back; then the very first requests
+succeed without restarting inhouse, nothing was half-written and the audit chain verifies."""
 
 from __future__ import annotations
 
@@ -74,6 +74,13 @@ def test_requests_get_503_while_postgres_is_away_and_succeed_once_it_is_back(tmp
             assert "inhouse-pg-" not in r.text and "PGSQL" not in r.text, name  # no server address or socket path
         ready = httpx.get(live.url + "/ready", timeout=30)
         assert ready.status_code == 503 and ready.json()["error"]["code"] == "store_unavailable"
+        # The scrape goes on with a key verified before the outage (the operator needs the metrics now); a key the
+        # server cannot check is not let in.
+        scrape = httpx.get(live.url + "/metrics", headers=auth, timeout=30)
+        assert scrape.status_code == 200 and "inhouse_requests_total" in scrape.text
+        unknown = {"Authorization": "Bearer ih_0123456789abcdef_" + "A" * 43}
+        refused = httpx.get(live.url + "/metrics", headers=unknown, timeout=30)
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "store_unavailable"
         assert httpx.get(live.url + "/health", timeout=30).status_code == 200
 
         own_postgres.start()

@@ -7,6 +7,10 @@ catalogue lives there too). Metered actions (model use) also pass the per-key qu
 
 A refused request on a route that names a resource in its path (``/v1/admin/users/{user_id}``) answers
 404, not 403, whatever the id: a caller who may not act there cannot learn which ids exist.
+
+While the store that holds the keys is away (a PostgreSQL outage), a request gets 503 ``store_unavailable`` before
+its key can be checked, except on the actions of ``READABLE_DURING_OUTAGE`` (a Prometheus scrape: counters, no
+content, not audited), where a key this process verified within ``OUTAGE_GRACE_S`` is still taken.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from fastapi.routing import APIRoute
 from starlette.responses import Response
 
 from inhouse.api.deps import services_of
-from inhouse.errors import AuthenticationFailed, NotFound, PermissionDenied
+from inhouse.errors import AuthenticationFailed, NotFound, PermissionDenied, StoreUnavailable
 from inhouse.governance.acl import ACTIONS, METERED_ACTIONS, Need, allowed
 from inhouse.types import ANONYMOUS_ADMIN, Actor
 
@@ -32,6 +36,7 @@ _MAX_HEADER_CHARS = 512
 # HTTP's optional whitespace only: str.strip() would also drop control characters such as \x1f, so a key with
 # one appended would authenticate as the key (found by tests/e2e/test_auth_fuzz.py).
 _OWS = " \t"
+READABLE_DURING_OUTAGE = frozenset({"metrics:read"})
 
 
 def key_from_headers(request: Request) -> str | None:
@@ -45,8 +50,9 @@ def key_from_headers(request: Request) -> str | None:
     return key.strip(_OWS)[: _MAX_HEADER_CHARS + 1] if key else None
 
 
-def authenticate_request(request: Request) -> Actor:
-    """The caller's actor; cached on ``request.state``."""
+def authenticate_request(request: Request, *, during_outage: bool = False) -> Actor:
+    """The caller's actor; cached on ``request.state``. ``during_outage``: when the store that holds the keys cannot
+    be asked, a key this process verified recently is taken (``KeyStore.recently_verified``)."""
     cached = getattr(request.state, "actor", None)
     if isinstance(cached, Actor):
         return cached
@@ -59,7 +65,13 @@ def authenticate_request(request: Request) -> Actor:
         secret = key_from_headers(request)
         if secret is None:
             raise AuthenticationFailed("Missing API key. Pass it as 'Authorization: Bearer <key>'.")
-        actor = services.keys.authenticate(secret)
+        try:
+            actor = services.keys.authenticate(secret)
+        except StoreUnavailable:
+            recent = services.keys.recently_verified(secret) if during_outage else None
+            if recent is None:
+                raise
+            actor = recent
     request.state.actor = actor
     return actor
 
@@ -90,7 +102,7 @@ def require(action: str) -> Any:
     async def check(request: Request) -> Actor | None:
         if need == "public":
             return None
-        actor = authenticate_request(request)
+        actor = authenticate_request(request, during_outage=action in READABLE_DURING_OUTAGE)
         if not allowed(actor, action):
             if request.path_params:
                 raise NotFound("Not found, or not yours.")

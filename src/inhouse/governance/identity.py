@@ -13,15 +13,18 @@ Creating, changing and revoking keys records one ``SecurityEvent`` inside the sa
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import re
 import secrets
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
 
-from inhouse.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound
+from inhouse.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound, StorageFull, Unavailable
 from inhouse.governance import events
 from inhouse.governance.acl import KEY_SCOPES
 from inhouse.governance.events import AuditSink, NullAuditSink, security_event
@@ -40,6 +43,10 @@ _LAST_USED_RESOLUTION_S = 60.0
 _ROLES = ("admin", "member")
 _RANK = {"member": 0, "admin": 1}
 _DEFAULT_MAX_KEYS_PER_USER = 50
+# A key verified this recently may still read /metrics while the governance store is away (``recently_verified``):
+# a scrape during a database outage is when an operator needs it most. Nothing else is served on it.
+OUTAGE_GRACE_S = 600.0
+_RECENT_KEYS = 1024
 
 
 def hash_secret(secret: str) -> str:
@@ -74,6 +81,8 @@ class KeyStore:
         self._clock = clock
         self._audit: AuditSink = audit if audit is not None else NullAuditSink()
         self._max_keys_per_user = max_keys_per_user
+        self._recent: OrderedDict[str, tuple[Actor, float]] = OrderedDict()  # secret hash -> actor, when verified
+        self._recent_lock = threading.Lock()
 
     def create_key(
         self,
@@ -177,10 +186,33 @@ class KeyStore:
             role = narrower(record.role, user.role)
             groups = frozenset(g.name for g in self._store.groups_of(record.user_id))
         if record.last_used_at is None or now - record.last_used_at >= _LAST_USED_RESOLUTION_S:
-            self._store.touch_key(record.id, now)
+            # Bookkeeping: a full, read-only or lost store fails the requests that must write, not this check.
+            with contextlib.suppress(StorageFull, Unavailable):
+                self._store.touch_key(record.id, now)
         scopes = None if record.scopes is None else frozenset(record.scopes)
-        return Actor(key_id=record.id, name=record.name, role=role, user_id=record.user_id, groups=groups,
-                     scopes=scopes)
+        actor = Actor(key_id=record.id, name=record.name, role=role, user_id=record.user_id, groups=groups,
+                      scopes=scopes)
+        with self._recent_lock:
+            self._recent[presented] = (actor, now)
+            self._recent.move_to_end(presented)
+            while len(self._recent) > _RECENT_KEYS:
+                self._recent.popitem(last=False)
+        return actor
+
+    def recently_verified(self, secret: str) -> Actor | None:
+        """The actor ``authenticate`` gave for ``secret`` in this process within ``OUTAGE_GRACE_S``, or None: only
+        for what may be read while the store cannot be asked (``api.auth``: /metrics). A key revoked here since
+        is forgotten at once; one revoked on another node meanwhile is trusted for at most the grace period."""
+        with self._recent_lock:
+            found = self._recent.get(hash_secret(secret))
+        if found is None or self._clock() - found[1] > OUTAGE_GRACE_S:
+            return None
+        return found[0]
+
+    def _forget_verified(self, key_id: str) -> None:
+        with self._recent_lock:
+            for h in [h for h, (actor, _) in self._recent.items() if actor.key_id == key_id]:
+                del self._recent[h]
 
     def get(self, key_id: str) -> KeyRecord:
         return self._get(self._store, key_id)
@@ -206,6 +238,7 @@ class KeyStore:
             record = self._get(tx, key_id)
             if changed:
                 self._record(events.KEY_REVOKED, by, key_id, {"name": record.name, "user_id": record.user_id})
+        self._forget_verified(key_id)
         return record
 
     def set_limits(self, key_id: str, *, rpm_limit: int | None, tokens_per_day_limit: int | None,

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from inhouse.errors import AuthenticationFailed, InvalidRequest, NotFound
-from inhouse.governance.identity import KeyStore
+from inhouse.errors import AuthenticationFailed, InvalidRequest, NotFound, StorageReadOnly
+from inhouse.governance.identity import OUTAGE_GRACE_S, KeyStore
 from inhouse.store.sqlite.database import Database
 from inhouse.store.sqlite.governance import SqliteGovernanceStore
 
@@ -99,6 +99,33 @@ def test_list_keys_and_last_used(keys: KeyStore, clock: Clock) -> None:
     keys.revoke(b.id)
     assert [k.id for k in keys.list_keys(include_revoked=False)] == [a.id]
     assert keys.authenticate(sa).is_admin
+
+
+def test_a_key_verified_recently_is_known_for_the_grace_period_only(keys: KeyStore, clock: Clock) -> None:
+    record, secret = keys.create_key("scraper", role="admin")
+    _, other_secret = keys.create_key("never used")
+    assert keys.recently_verified(secret) is None  # not verified yet
+    actor = keys.authenticate(secret)
+    clock.now += OUTAGE_GRACE_S
+    assert keys.recently_verified(secret) == actor and keys.recently_verified(other_secret) is None
+    assert keys.recently_verified(secret + "x") is None and keys.recently_verified("ih_nonsense") is None
+    clock.now += 1
+    assert keys.recently_verified(secret) is None  # beyond the grace period
+    keys.authenticate(secret)
+    keys.revoke(record.id)
+    assert keys.recently_verified(secret) is None  # revoked here: forgotten at once
+
+
+def test_a_store_that_cannot_note_the_last_use_does_not_fail_the_check(keys: KeyStore, clock: Clock,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    record, secret = keys.create_key("a")
+
+    def refuse(*_: object) -> None:
+        raise StorageReadOnly("read-only")
+
+    monkeypatch.setattr(keys._store, "touch_key", refuse)  # the disk turned read-only
+    assert keys.authenticate(secret).key_id == record.id
+    assert keys.get(record.id).last_used_at is None
 
 
 def test_ensure_admin_key_once(keys: KeyStore) -> None:
