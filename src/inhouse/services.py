@@ -77,14 +77,14 @@ class Services:
     assistants: Assistants
     stores: Stores  # what store.url chose (governance, conversations, audit); closed with the services
 
-    def close_interrupted(self, *, commands_only: bool = False) -> list[AuditRecord]:
+    def close_interrupted(self, *, processes_only: bool = False) -> list[AuditRecord]:
         """Give the runs of an earlier process that never ended their final record (``AuditLog.close_interrupted``),
         naming the documents each committed from the knowledge index's run journal; then drop the journal entries
         of every run no longer open. The mark is read before the open runs: a run starting meanwhile writes its
         ``started`` record before its first entry, so its entries lie beyond the mark."""
         store = self.kb.store
         mark = store.journal_mark()
-        closed = self.audit.close_interrupted(commands_only=commands_only, documents_of=store.run_changes)
+        closed = self.audit.close_interrupted(processes_only=processes_only, documents_of=store.run_changes)
         store.prune_journal({r.request_id for r in self.audit.unfinished() if r.request_id}, mark)
         return closed
 

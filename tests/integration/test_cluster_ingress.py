@@ -1,13 +1,17 @@
 """Several ingress replicas over one PostgreSQL store (``cluster.ingress_replicas = 2``): requests reach both
 replicas, concurrent requests through both write one audit chain that ``inhouse audit verify`` accepts, and a key's
-requests/minute limit holds across both (the windows are shared in PostgreSQL), and /metrics, whichever replica
-answers it, counts the requests of both. One simulated machine (``LocalCluster``) with a fake-engine model replica:
+requests/minute limit holds across both (the windows are shared in PostgreSQL), /metrics, whichever replica
+answers it, counts the requests of both, and a replica killed mid-stream is replaced by one that closes its open
+request. One simulated machine (``LocalCluster``) with a fake-engine model replica:
 about half a minute on a quiet 2-core box."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import re
+import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -20,7 +24,7 @@ from typer.testing import CliRunner
 from inhouse.cli.main import app as cli
 from inhouse.cluster.app import ModelDeployment, deploy
 from inhouse.cluster.local import LocalCluster, free_port
-from inhouse.governance.audit import STARTED
+from inhouse.governance.audit import INTERRUPTED, STARTED
 from inhouse.store.build import open_audit_log
 from inhouse.store.postgres.local import LocalPostgres
 from inhouse.testing.services import build_fake_services, fake_settings
@@ -137,6 +141,50 @@ def test_metrics_count_the_requests_of_both_replicas(cluster: dict[str, Any]) ->
         time.sleep(0.5)
     assert all(s == (expected[200], expected[429]) for s in seen), (seen, expected)
     assert all(re.search(r"^inhouse_ingress_replicas_reporting 2\.0$", t, re.M) for t in texts)
+
+
+def test_a_killed_replicas_running_requests_are_closed_by_the_replica_that_replaces_it(
+        cluster: dict[str, Any]) -> None:
+    """SIGKILL to the ingress replica serving a stream: Ray Serve starts another (another node name), which closes
+    the dead one's open request as interrupted, naming its process; the chain still verifies. Last in the module:
+    it replaces a replica."""
+    body = {"model": FAKE, "messages": [{"role": "user", "content": "a stream whose ingress dies"}],
+            "max_tokens": 1500, "stream": True}
+    victim: dict[str, Any] = {}
+    with contextlib.suppress(httpx.HTTPError), httpx.stream(  # the connection may just end when the replica dies
+            "POST", cluster["url"] + "/v1/chat/completions", json=body, timeout=60,
+            headers={"Authorization": f"Bearer {cluster['admin']}"}) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: ") and not victim:  # streaming: its started record is written
+                (victim,) = [{"request_id": rec.request_id, **rec.details["process"]} for rec in _unfinished(cluster)]
+                os.kill(victim["pid"], signal.SIGKILL)
+    assert victim, "the stream never started"
+    deadline, closed = time.monotonic() + 120, None
+    while time.monotonic() < deadline and closed is None:  # until Serve's replacement replica is up
+        time.sleep(1)
+        log = open_audit_log(cluster["settings"])
+        assert log is not None
+        try:
+            closed = next((rec for rec in log.iter_records() if rec.request_id == victim["request_id"]
+                           and rec.outcome == INTERRUPTED), None)
+        finally:
+            log.close()
+    assert closed is not None, "the replacement replica did not close the dead replica's request"
+    assert closed.reason == f"the server's process ({victim['pid']}) stopped before the request finished"
+    assert _unfinished(cluster) == []
+    assert asyncio.run(_burst(cluster, cluster["admin"], 2, "after"))[0].status_code == 200
+    code, out = _cli("audit", "verify", "--data-dir", str(cluster["data_dir"]),
+                     env={"INHOUSE_STORE__URL": cluster["store_url"]})
+    assert code == 0, out
+
+
+def _unfinished(cluster: dict[str, Any]) -> list[Any]:
+    log = open_audit_log(cluster["settings"])
+    assert log is not None
+    try:
+        return log.unfinished()
+    finally:
+        log.close()
 
 
 def _cli(*args: str, env: dict[str, str]) -> tuple[int, str]:

@@ -164,7 +164,7 @@ class _IngestRun:
         from inhouse.governance.audit.log import INTERRUPTED, STARTED, command_process
         from inhouse.kb.ingest import IngestReport
 
-        closed = self.services.close_interrupted(commands_only=True)
+        closed = self.services.close_interrupted(processes_only=True)
         if closed:
             err_console.print(f"{len(closed)} earlier command run(s) stopped before they finished; recorded as "
                               "interrupted in the audit log.", highlight=False)

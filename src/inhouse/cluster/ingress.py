@@ -6,7 +6,7 @@ served by Serve's HTTP proxy. Its stores are those of its settings: the SQLite f
 PostgreSQL with ``store.url``. There are ``cluster.ingress_replicas`` of them on the head machine (resource
 ``inhouse_ingress``); more than one only with PostgreSQL, where they share every store, the requests/minute windows
 and the audit chain (docs/scale-out.md). Each replica writes the chain under its own node name,
-``<store.node or host>/ingress-<replica>``.
+``<store.node or host>/ingress-<replica>``, and when it starts closes the requests a replica that died left open.
 
 Two more seams in cluster mode, both wired here: with an ``embedder`` handle (``cluster.embedder = "deployment"``)
 the knowledge base embeds through ``RemoteEmbedder`` (the Embedder deployment) instead of loading e5 in this process;
@@ -53,8 +53,23 @@ class Ingress:
             self._settings, load_engine=remote_engine_factory(handles, app_name=app_name, call_timeout_s=timeout_s),
             embedder=remote)
         self._exchange = BoardExchange(metrics_board, replica) if metrics_board is not None else None
+        self._close_interrupted()
         log.info("ingress %s up: models %s, embedding %s, data in %s", replica, ", ".join(sorted(handles)),
                  "in the Embedder deployment" if remote else "here", self._settings.data_dir)
+
+    def _close_interrupted(self) -> None:
+        """A replica that died (Ray starts another, under another node name) left its running requests open: close
+        those whose process is gone, as ``inhouse serve`` does at its start (only requests that name their process:
+        the other replicas' are served)."""
+        from inhouse.errors import InhouseError
+
+        try:
+            closed = self.services.close_interrupted(processes_only=True)
+        except InhouseError as exc:  # the store is away: the next replica to start closes them
+            log.warning("requests of ingress replicas that are gone could not be closed now: %s", exc.message)
+            return
+        if closed:
+            log.warning("%d request(s) of ingress replicas that are gone recorded as interrupted", len(closed))
 
     def __serve_build_asgi_app__(self) -> Any:
         from inhouse.api.app import build_app

@@ -21,11 +21,18 @@ import pytest
 
 from inhouse.errors import AuditUnavailable, InvalidRequest
 from inhouse.governance.audit.chain import GENESIS, RESEALED, canonical_json, record_hash
-from inhouse.governance.audit.log import INTERRUPTED, STARTED, AuditLog, command_process
+from inhouse.governance.audit.log import INTERRUPTED, STARTED, AuditLog, AuditRecord, command_process
 from inhouse.governance.audit.report import build_report, is_sent_out_sensitive
 from inhouse.governance.events import SecurityEvent
 
 OpenLog = Callable[[], AuditLog]
+
+
+def _dead_process() -> dict[str, Any]:
+    """A ``command_process()`` of this host whose pid existed and has ended."""
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    return {**command_process(), "pid": int(gone.stdout)}
 
 
 def fill(log: AuditLog, n: int, start: int = 0) -> None:
@@ -239,9 +246,7 @@ class AuditStoreContract:
         log.record_request(action="chat:create", outcome=STARTED, request_id="req_served")
         log.record_request(action="kb:write", outcome=STARTED, request_id="req_running",
                            details={"process": command_process()})  # this test's process: alive
-        gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                              text=True, check=True)
-        dead = {**command_process(), "pid": int(gone.stdout)}  # a pid that existed and has ended
+        dead = _dead_process()
         log.record_request(action="kb:write", outcome=STARTED, request_id="req_killed", details={"process": dead})
         reused = {**command_process(), "start": (command_process()["start"] or 0) + 1}  # this pid, another start
         log.record_request(action="kb:write", outcome=STARTED, request_id="req_reused", details={"process": reused})
@@ -249,7 +254,7 @@ class AuditStoreContract:
         log.record_request(action="kb:write", outcome=STARTED, request_id="req_elsewhere",
                            details={"process": elsewhere})
 
-        closed = log.close_interrupted(commands_only=True)  # what `inhouse ingest` does when it starts
+        closed = log.close_interrupted(processes_only=True)  # what `inhouse ingest` does when it starts
         assert [r.request_id for r in closed] == ["req_killed", "req_reused"]
         assert all(r.outcome == INTERRUPTED and "command" in (r.reason or "") for r in closed)
         closed = log.close_interrupted()  # what `inhouse serve` does when it starts
@@ -258,16 +263,57 @@ class AuditStoreContract:
         assert {r.request_id for r in log.unfinished()} == {"req_running", "req_elsewhere"} and log.verify().ok
 
     def test_a_node_closes_only_its_own_unfinished_requests(self, open_log: OpenLog) -> None:
-        """Several nodes share one chain: a node that restarts must not end requests another node is serving."""
-        a, b = open_log(), open_log()
-        a.node, b.node = "node-a", "node-b"
+        """Several nodes share one chain: a node that restarts must not end requests another node is serving. Each
+        started record names its node and its process; one whose process is gone is closed by whichever node starts
+        next on that host (a cluster's ingress replica comes back under another node name)."""
+        a, b, c = open_log(), open_log(), open_log()
+        a.node, b.node, c.node = "host/ingress-1", "host/ingress-2", "host/ingress-3"
+        dead = _dead_process()
         try:
-            a.record_request(action="chat:create", outcome=STARTED, request_id="req_a")
-            b.record_request(action="chat:create", outcome=STARTED, request_id="req_b")
-            assert a.records()[0].details == {"node": "node-a"}
-            assert [r.request_id for r in a.close_interrupted()] == ["req_a"]
-            assert [r.request_id for r in a.unfinished()] == ["req_b"]
-            assert [r.request_id for r in b.close_interrupted()] == ["req_b"] and a.unfinished() == []
+            a.record_request(action="chat:create", outcome=STARTED, request_id="req_a", details={"process": dead})
+            b.record_request(action="chat:create", outcome=STARTED, request_id="req_b")  # this process: serving
+            b.record_request(action="chat:create", outcome=STARTED, request_id="req_legacy",
+                             details={"process": None})  # written before records named their process
+            assert a.records()[0].details == {"node": "host/ingress-1", "process": dead}
+            assert b.records()[1].details == {"node": "host/ingress-2", "process": command_process()}
+            # c replaced a: it closes a's request (its process is gone), not b's (alive) nor the legacy one (a node
+            # closes only its own of those).
+            closed = c.close_interrupted(processes_only=True)
+            assert [(r.request_id, r.reason) for r in closed] == [
+                ("req_a", f"the server's process ({dead['pid']}) stopped before the request finished")]
+            assert a.close_interrupted(processes_only=True) == []  # closed once
+            assert [r.request_id for r in a.unfinished()] == ["req_b", "req_legacy"]
+            assert [r.request_id for r in b.close_interrupted()] == ["req_legacy"]
+            assert [r.request_id for r in a.unfinished()] == ["req_b"] and a.verify().ok
+        finally:
+            a.close()
+            b.close()
+            c.close()
+
+    def test_two_processes_closing_one_request_write_one_record(self, open_log: OpenLog) -> None:
+        a, b = open_log(), open_log()
+        try:
+            a.record_request(action="chat:create", outcome=STARTED, request_id="req_x",
+                             details={"process": _dead_process()})
+            stale = a.unfinished()  # what both read before either writes
+            closed: list[list[AuditRecord]] = []
+            barrier = threading.Barrier(2)
+
+            def close(log: AuditLog) -> None:
+                barrier.wait()
+                closed.append(log.close_interrupted(processes_only=True))
+
+            original = a.unfinished
+            for log in (a, b):
+                log.unfinished = lambda: stale  # type: ignore[method-assign]
+            threads = [threading.Thread(target=close, args=(log,)) for log in (a, b)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+            assert sorted(len(c) for c in closed) == [0, 1]  # one wrote it, the other found it closed
+            a.unfinished = original  # type: ignore[method-assign]
+            assert a.unfinished() == [] and [r.outcome for r in a.records()] == [STARTED, INTERRUPTED]
         finally:
             a.close()
             b.close()

@@ -32,12 +32,18 @@ that is still going alone (the server starting meanwhile, another command) and c
 run journal (written in each change's own transaction); the caller passes it in (``documents_of``), so the closing
 record names exactly those documents.
 
+Where several nodes share the chain, every ``started`` record names its process too: a cluster's ingress replica that
+died is replaced by one with another node name, which closes its predecessor's requests by that process being gone.
+Two processes closing the same request at once write one record: the check that it is still open runs inside the
+append, under the chain's lock.
+
 The hash covers the stored column values exactly (the JSON columns as their canonical text), so a third
 party can check an export without the key: see ``chain.py``.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -191,6 +197,7 @@ class AuditLog:
         self.store = store
         self.key_path = key_path
         self.node = node or None
+        self._process: dict[str, Any] | None = None  # this process, as its started records name it (with a node)
         self._signer = HeadSigner(key_path)
         self._clock = clock
         self._lock = threading.Lock()
@@ -222,8 +229,10 @@ class AuditLog:
         details: Mapping[str, Any] | None = None, at: float | None = None,
     ) -> AuditRecord:
         """One request-level record (``outcome`` 'started' for the write-ahead record of a generation)."""
-        if outcome == STARTED and self.node is not None:
-            details = {**(details or {}), "node": self.node}
+        if outcome == STARTED and self.node is not None:  # several nodes: the process too (see close_interrupted)
+            if self._process is None:
+                self._process = command_process()
+            details = {"process": self._process, **(details or {}), "node": self.node}
         return self.append(
             kind="request", action=action, outcome=outcome, request_id=request_id, actor_key_id=actor_key_id,
             user_id=user_id, resource=resource, model=model, location=location, label=label,
@@ -310,7 +319,9 @@ class AuditLog:
 
     def _append(self, fields: dict[str, Any]) -> AuditRecord:
         self._write_kept()
-        return self._write(fields, check_head=True)
+        record = self._write(fields, check_head=True)
+        assert record is not None
+        return record
 
     def append(
         self, *, kind: Kind, action: str, outcome: str, request_id: str | None = None,
@@ -371,7 +382,9 @@ class AuditLog:
             "label": None, "documents": "[]", "redactions": "{}", "outcome": "success",
             "reason": reason.strip()[:_MAX_TEXT], "details": canonical_json(details),
         }
-        return self._write(fields, check_head=False)
+        record = self._write(fields, check_head=False)
+        assert record is not None
+        return record
 
     def recover(self) -> bool:
         """Finish the append a crash interrupted, if any (also done before every append). True if it did.
@@ -400,10 +413,14 @@ class AuditLog:
                     "restored from the signed head", head.seq)
         return True
 
-    def _write(self, fields: dict[str, Any], *, check_head: bool) -> AuditRecord:
+    def _write(self, fields: dict[str, Any], *, check_head: bool,
+               unless: Callable[[], bool] | None = None) -> AuditRecord | None:
+        """``unless``: checked under the chain's lock, before anything is written; True: write nothing (None)."""
         if self._closed:
             raise AuditUnavailable("The audit log is closed.")
         with self.store.appending() as tx:
+            if unless is not None and unless():
+                return None
             tail = tx.tail()
             if check_head:
                 state = self._head_state(tx.read_head)
@@ -472,26 +489,27 @@ class AuditLog:
         when their process stopped (or are running now, in a server sharing this log)."""
         return [record_from_row(row) for row in self.store.rows(RecordQuery(unfinished=STARTED))]
 
-    def close_interrupted(self, *, commands_only: bool = False,
+    def close_interrupted(self, *, processes_only: bool = False,
                           documents_of: Callable[[str], Sequence[tuple[str, str]]] | None = None) -> list[AuditRecord]:
         """Give every unfinished request of this node its final record, outcome ``interrupted`` (``inhouse serve``
         does this when it starts, before it serves: no request of this node's server can still be running then).
-        With a ``node`` name, another node's requests are left alone: they may still be running. A command's run
-        (its record names its process, ``command_process``) is closed only once that process is gone.
-        ``commands_only``: only such runs (a command may not close the requests of a server that is running).
-        ``documents_of``: a request id's committed changes, (document id, action) in order (the run journal): the
-        closing record names those documents and counts them by action."""
+        A request whose record names its process (``command_process``: a command's run; any request where several
+        nodes share the chain) is closed once that process is gone, whichever node it was on (a pid on another host
+        cannot be checked from here: left alone); one that names none, only by its own node. ``processes_only``:
+        only those that name their process (a command, or a cluster's ingress replica, may not close the requests of
+        a server that is running). ``documents_of``: a request id's committed changes, (document id, action) in order
+        (the run journal): the closing record names those documents and counts them by action."""
         self._write_kept()  # the requests whose final records were kept are not interrupted
         closed = []
         for rec in self.unfinished():
-            if self.node is not None and rec.details.get("node") not in (None, self.node):
-                continue
             process = rec.details.get("process")
             if isinstance(process, dict):
                 if _still_running(process):
                     continue
-                reason = f"the command's process ({process.get('pid')}) stopped before the run finished"
-            elif commands_only:
+                server = "node" in rec.details  # a server's request (a command's run names no node)
+                reason = (f"the server's process ({process.get('pid')}) stopped before the request finished" if server
+                          else f"the command's process ({process.get('pid')}) stopped before the run finished")
+            elif processes_only or (self.node is not None and rec.details.get("node") not in (None, self.node)):
                 continue
             else:
                 reason = "the server stopped before the request finished"
@@ -500,11 +518,20 @@ class AuditLog:
                 changes = documents_of(rec.request_id)
                 documents += [d for d in dict.fromkeys(doc_id for doc_id, _ in changes) if d not in documents]
                 details.update(changed_documents(changes, len(documents)))
-            closed.append(self.record_request(
-                action=rec.action, outcome=INTERRUPTED, request_id=rec.request_id, actor_key_id=rec.actor_key_id,
-                user_id=rec.user_id, resource=rec.resource, model=rec.model, location=rec.location, label=rec.label,
-                documents=documents[:MAX_RECORD_DOCUMENTS], reason=reason, details=details))
+            fields = self._fields(
+                kind="request", action=rec.action, outcome=INTERRUPTED, request_id=rec.request_id,
+                actor_key_id=rec.actor_key_id, user_id=rec.user_id, resource=rec.resource, model=rec.model,
+                location=rec.location, label=rec.label, documents=documents[:MAX_RECORD_DOCUMENTS], reason=reason,
+                details=details, at=None)
+            closed_meanwhile = functools.partial(self._closed_already, rec.request_id)  # by another process
+            written = self._write(fields, check_head=True, unless=closed_meanwhile)
+            if written is not None:
+                closed.append(written)
         return closed
+
+    def _closed_already(self, request_id: str | None) -> bool:
+        """Whether ``request_id`` has no started record without a final one any more (another process closed it)."""
+        return not list(self.store.rows(RecordQuery(unfinished=STARTED, request_id=request_id, limit=1)))
 
     def export(self, since: str | None = None, *, document: str | None = None) -> Iterator[dict[str, Any]]:
         """Records as JSON-ready dicts, oldest first (``inhouse audit export`` writes one per line)."""

@@ -53,6 +53,7 @@ class RecordQuery:
     label: str | None = None
     outcome: str | None = None
     document: str | None = None  # records whose ``documents`` list names this id
+    request_id: str | None = None
     after_seq: int = 0
     limit: int | None = None
     newest_first: bool = False
@@ -86,7 +87,7 @@ class RecordQuery:
         for column, op, value in (("ts", ">=", self.since), ("ts", "<", self.until), ("action", "=", self.action),
                                   ("actor_key_id", "=", self.actor), ("kind", "=", self.kind),
                                   ("location", "=", self.location), ("label", "=", self.label),
-                                  ("outcome", "=", self.outcome)):
+                                  ("outcome", "=", self.outcome), ("request_id", "=", self.request_id)):
             if value is not None:
                 where.append(f"{column} {op} {placeholder}")
                 params.append(value)
