@@ -97,6 +97,10 @@ def register(app: typer.Typer) -> None:
             if taken:
                 err_console.print(f"{taken} audit record(s) the previous run kept while its store was away are "
                                   "written now.")
+            charges = services.quotas.take_over_kept(settings.data_dir / "usage.waiting.jsonl")
+            if charges:
+                err_console.print(f"{charges} token charge(s) the previous run kept while its store was away are "
+                                  "taken over.")
             interrupted = services.close_interrupted()
             if interrupted:
                 err_console.print(f"{len(interrupted)} request(s) of the previous run (or command run(s) whose process "

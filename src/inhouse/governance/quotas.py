@@ -9,7 +9,10 @@
   request completes, so a restart does not reset the daily budget. Because the count is known only at
   the end, a request admitted under the budget may finish over it; the next one is refused. A charge the store
   cannot take when the request ends (the database away, the disk full) is kept in memory and added, to its own
-  day, before the next charge that can be written, so an outage does not hand out free tokens.
+  day, before the next charge that can be written, so an outage does not hand out free tokens. ``inhouse serve``
+  also keeps them in ``usage.waiting.jsonl`` (``take_over_kept``), so a server that dies before the store is back
+  loses none: the next one adds them. Each charge written from there is marked done in the file; a process killed
+  between adding one and marking it counts that one charge twice (over, never under).
 
 Limits come from the key (``api_keys.rpm_limit`` / ``tokens_per_day_limit``) or, when the key has none
 (NULL), from the governance settings; 0 means unlimited. Exceeding either raises ``Overloaded`` with
@@ -18,21 +21,39 @@ Limits come from the key (``api_keys.rpm_limit`` / ``tokens_per_day_limit``) or,
 
 from __future__ import annotations
 
+import logging
+import secrets
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 from inhouse.errors import Overloaded, StorageFull, StoreUnavailable
-from inhouse.governance.backlog import Backlog
+from inhouse.governance.backlog import Backlog, Spool
 from inhouse.governance.store import GovernanceStore
 
 WINDOW_S = 60.0
 DAY_S = 86_400
 # Charges kept in memory while the store cannot take them; beyond, they are lost (and logged by the caller).
 MAX_KEPT_CHARGES = 100_000
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Charge:
+    """A finished request's tokens, for a key's count of one UTC day; ``id`` names it in the spool."""
+
+    key_id: str
+    day: int
+    tokens: int
+    id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"charge": self.id, "key_id": self.key_id, "day": self.day, "tokens": self.tokens}
 
 
 @dataclass(frozen=True)
@@ -81,7 +102,8 @@ class QuotaService:
         self._default_tpd = default_tokens_per_day
         self._clock = clock
         self._windows = windows if windows is not None else MemoryRequestWindows()
-        self._kept: Backlog[tuple[str, int, int]] = Backlog(MAX_KEPT_CHARGES)  # (key, UTC day, tokens)
+        self._kept: Backlog[Charge] = Backlog(MAX_KEPT_CHARGES)
+        self._spool: Spool | None = None  # where kept charges are also written (take_over_kept)
 
     def limits(self, key_id: str) -> tuple[int, int]:
         """(requests per minute, tokens per day) for the key; 0 is unlimited. Unknown keys: unlimited."""
@@ -113,13 +135,53 @@ class QuotaService:
     def record_usage(self, key_id: str, tokens: int) -> None:
         """Add a finished request's tokens (prompt + generated) to today's count. When the store cannot be written
         for now, the charge is kept and written before the next one (raises only when ``MAX_KEPT_CHARGES`` wait)."""
-        charge = (key_id, int(self._clock() // DAY_S), max(0, int(tokens)))
+        day, tokens = int(self._clock() // DAY_S), max(0, int(tokens))
         try:
-            self._kept.flush(lambda kept: self._store.add_usage(*kept))
-            self._store.add_usage(*charge)
+            self._flush()
+            self._store.add_usage(key_id, day, tokens)
         except (StoreUnavailable, StorageFull):
-            if not self._kept.keep(charge):
+            charge = Charge(key_id, day, tokens, secrets.token_hex(8))
+            if not self._kept.keep(charge, then=lambda _: self._spool_append([charge.to_dict()])):
                 raise
+
+    def take_over_kept(self, spool: Path) -> int:
+        """From now on, also append kept charges to ``spool`` (``inhouse serve``: ``usage.waiting.jsonl`` in its data
+        directory), and take over those a previous process left there and did not mark done: kept, to be added
+        before anything else (now, if the store can be written). How many were taken over."""
+        self._spool = Spool(spool, "token charges")
+        charges: dict[str, Charge] = {}
+        for item in self._spool.read():
+            if isinstance(item.get("done"), str):
+                charges.pop(item["done"], None)
+            elif (isinstance(item.get("charge"), str) and isinstance(item.get("key_id"), str)
+                  and isinstance(item.get("day"), int) and isinstance(item.get("tokens"), int)):
+                charges[item["charge"]] = Charge(item["key_id"], item["day"], item["tokens"], item["charge"])
+        taken = list(charges.values())
+        self._kept.take_over(taken, then=lambda kept: self._spool_replace([c.to_dict() for c in kept]))
+        if taken:
+            log.warning("%d token charges kept by the previous process are taken over from %s", len(taken), spool)
+        try:
+            self._flush()
+        except (StoreUnavailable, StorageFull) as exc:
+            log.warning("the token charges kept stay kept until the store can be written: %s", exc.message)
+        return len(taken)
+
+    def _flush(self) -> None:
+        """Add the kept charges, oldest first, each marked done in the spool once added; the spool goes once none
+        is left. The first failure propagates (it and the rest stay kept)."""
+        def add(charge: Charge) -> None:
+            self._store.add_usage(charge.key_id, charge.day, charge.tokens)
+            self._spool_append([{"done": charge.id}])
+
+        self._kept.flush(add, emptied=lambda: self._spool_replace([]))
+
+    def _spool_append(self, items: list[dict[str, Any]]) -> None:
+        if self._spool is not None:
+            self._spool.append(items)
+
+    def _spool_replace(self, items: list[dict[str, Any]]) -> None:
+        if self._spool is not None:
+            self._spool.replace(items)
 
     @property
     def waiting(self) -> int:

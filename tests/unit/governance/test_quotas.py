@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from inhouse.errors import Overloaded, StorageFull, StoreUnavailable
@@ -116,6 +118,44 @@ def test_charges_the_store_cannot_take_are_kept_and_added_to_their_own_day(db: D
     q.record_usage(rec.id, 25)
     assert q.waiting == 0
     assert store.usage(rec.id, today) == (600, 1) and store.usage(rec.id, today + 1) == (75, 2)
+
+
+def test_charges_kept_by_a_process_that_died_are_added_by_the_next_once(db: Database, clock: Clock, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first server keeps three charges through an outage, in memory and in the spool, adds one once the store
+    is back and dies before the others (or before it could remove the file): the next server adds exactly the two
+    it had not, to their own days, and the spool goes."""
+    store = SqliteGovernanceStore(db)
+    rec, _ = KeyStore(store).create_key("k")
+    spool = tmp_path / "usage.waiting.jsonl"
+    first = QuotaService(store, clock=clock)
+    assert first.take_over_kept(spool) == 0 and not spool.exists()
+    add, calls = store.add_usage, []
+
+    def add_usage(key_id: str, day: int, tokens: int) -> None:
+        calls.append(tokens)
+        if len(calls) <= 3 or len(calls) == 5:  # away for three charges; then one goes in, and the process "dies"
+            raise StoreUnavailable("The database cannot be reached right now.")
+        add(key_id, day, tokens)
+
+    monkeypatch.setattr(store, "add_usage", add_usage)
+    today = int(clock.now // DAY_S)
+    first.record_usage(rec.id, 100)
+    first.record_usage(rec.id, 20)
+    clock.now += DAY_S
+    first.record_usage(rec.id, 3)
+    assert first.waiting == 3 and len(spool.read_text().splitlines()) == 3
+    assert oct(spool.stat().st_mode & 0o777) == "0o600"
+    with pytest.raises(StoreUnavailable):
+        first._flush()  # the first kept charge is added (call 4), the second is not (call 5): the process dies here
+    assert store.usage(rec.id, today) == (100, 1) and first.waiting == 2
+    monkeypatch.setattr(store, "add_usage", add)  # the store is back; a new process starts
+    with spool.open("a") as f:
+        f.write('{"charge": "cut')  # a line a crash cut short
+    second = QuotaService(store, clock=clock)
+    assert second.take_over_kept(spool) == 2 and second.waiting == 0
+    assert store.usage(rec.id, today) == (120, 2) and store.usage(rec.id, today + 1) == (3, 1)  # nothing twice
+    assert not spool.exists()
 
 
 def test_kept_charges_are_bounded(db: Database, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -44,7 +44,6 @@ party can check an export without the key: see ``chain.py``.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import re
@@ -73,7 +72,7 @@ from inhouse.governance.audit.chain import (
 )
 from inhouse.governance.audit.head import HeadSigner, HeadState, show
 from inhouse.governance.audit.store import AuditAppend, AuditStore, GroupCount, RecordQuery
-from inhouse.governance.backlog import Backlog
+from inhouse.governance.backlog import Backlog, Spool
 from inhouse.governance.events import SecurityEvent
 
 log = logging.getLogger(__name__)
@@ -203,7 +202,7 @@ class AuditLog:
         self._lock = threading.Lock()
         self._closed = False
         self._kept: Backlog[dict[str, Any]] = Backlog(MAX_KEPT)  # final records' fields waiting for the store
-        self._spool: Path | None = None  # where kept records are also written (take_over_kept)
+        self._spool: Spool | None = None  # where kept records are also written (take_over_kept)
         try:
             self.recover()
         except AuditUnavailable as exc:
@@ -264,20 +263,14 @@ class AuditLog:
         calls this with ``audit.waiting.jsonl`` in its data directory), and take over those a previous process left
         there: each whose request is still unfinished in the chain is kept, to be written before anything else; the
         others were written already. How many were taken over."""
-        self._spool = spool
-        try:
-            lines = spool.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
+        self._spool = Spool(spool, "audit records")
+        lines = self._spool.read()
+        if not lines:
             return 0
         open_requests = {rec.request_id for rec in self.unfinished()}
         taken: list[dict[str, Any]] = []
-        for line in lines:
-            try:
-                fields = json.loads(line)
-            except ValueError:
-                log.warning("%s: a line that is not JSON was left out (a write cut by the crash)", spool)
-                continue
-            if (isinstance(fields, dict) and set(fields) == _KEPT_FIELDS and fields["kind"] == "request"
+        for fields in lines:
+            if (set(fields) == _KEPT_FIELDS and fields["kind"] == "request"
                     and fields["outcome"] != STARTED and fields["request_id"] in open_requests):
                 open_requests.discard(fields["request_id"])  # once
                 taken.append(fields)
@@ -287,26 +280,9 @@ class AuditLog:
         return len(taken)
 
     def _spool_write(self, records: list[dict[str, Any]], *, append: bool) -> None:
-        """Add ``records`` to the spool, or make it hold exactly them (none: no file), fsynced. A failure (the local
-        disk full too) leaves them in memory only."""
-        if self._spool is None:
-            return
-        try:
-            if not records and not append:
-                self._spool.unlink(missing_ok=True)
-                return
-            path = self._spool if append else self._spool.with_suffix(".tmp")
-            flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
-            fd = os.open(path, flags, 0o600)
-            try:
-                os.write(fd, "".join(json.dumps(f, sort_keys=True) + "\n" for f in records).encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            if not append:
-                path.replace(self._spool)
-        except OSError as exc:
-            log.error("could not write the kept audit records to %s: %s", self._spool, exc)
+        """Add ``records`` to the spool, or make it hold exactly them (none: no file)."""
+        if self._spool is not None:
+            (self._spool.append if append else self._spool.replace)(records)
 
     def _write_kept(self) -> None:
         """Write the kept records, oldest first, before anything newer; ``AuditUnavailable`` if the store still
