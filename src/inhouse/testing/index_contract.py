@@ -110,10 +110,20 @@ class IndexStoreContract:
         known = store.embedded_chunks(hr, "a.txt")
         assert set(known) == set(old)
         assert all(np.allclose(known[t], EMBED.embed_passages([t])[0], atol=1e-6) for t in old)
+        before = {c.content: c.id for c in store.document_chunks(doc.id)}
         new = ["alpha paragraph one", "beta paragraph EDITED", "gamma paragraph three", "delta paragraph four"]
         store.put_document(make_doc(hr, "a.txt", new))
         chunks = store.document_chunks(doc.id)
         assert [c.content for c in chunks] == new and [c.ordinal for c in chunks] == [0, 1, 2, 3]
+        # The unchanged chunks keep their rows (a citation of one still resolves); the edited one is new.
+        assert [c.id == before.get(c.content) for c in chunks] == [True, False, True, False]
+        shifted = ["zeta paragraph inserted first", *new]
+        store.put_document(make_doc(hr, "a.txt", shifted))
+        chunks = store.document_chunks(doc.id)
+        assert [c.content for c in chunks] == shifted and [c.ordinal for c in chunks] == [0, 1, 2, 3, 4]
+        assert (chunks[1].id, chunks[3].id) == (before["alpha paragraph one"], before["gamma paragraph three"])
+        assert store.check().ok
+        store.put_document(make_doc(hr, "a.txt", new))  # back: the inserted chunk goes, the others move up
         assert set(store.embedded_chunks(hr, "a.txt")) == set(new)
         hits = store.get_chunks(ADMIN, [h.chunk_id for h in store.keyword_search(ADMIN, "beta", SearchFilters(), 9)])
         assert [c.content for c in hits] == ["beta paragraph EDITED"]  # the old version's chunk is gone

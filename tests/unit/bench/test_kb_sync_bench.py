@@ -9,7 +9,9 @@ from pathlib import Path
 
 from benchmarks.kb_sync import chart, make_revisions
 
-RESULT = Path(__file__).parents[3] / "benchmarks" / "results" / "kb-sync-20261206-112447.json"
+RESULTS = Path(__file__).parents[3] / "benchmarks" / "results"
+RESULT = RESULTS / "kb-sync-20261206-112447.json"
+POSTGRES_RESULT = RESULTS / "kb-sync-20261206-195901.json"  # also counts the chunk rows written anew
 PARAGRAPH = "<p>" + "The hotel limit in Shanghai is 1,200 CNY per night for every grade of staff. " * 4 + "</p>"
 
 
@@ -44,5 +46,6 @@ def test_a_revision_edits_moves_and_removes_pages_the_same_way_each_time(tmp_pat
 
 
 def test_the_chart_of_a_run_draws(tmp_path: Path) -> None:
-    out = chart(json.loads(RESULT.read_text()), tmp_path / "kb-sync.png")
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for i, result in enumerate((RESULT, POSTGRES_RESULT)):
+        out = chart(json.loads(result.read_text()), tmp_path / f"kb-sync-{i}.png")
+        assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

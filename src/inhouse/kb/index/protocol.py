@@ -273,6 +273,22 @@ def check_collection_name(name: str) -> None:
                              param="name")
 
 
+def unchanged_chunks(stored: Iterable[tuple[int, str, str, str]],
+                     new: Sequence[tuple[str, str, str]]) -> dict[int, int]:
+    """The chunks of a new version that the stored version has already: new chunk index -> stored chunk pk, for each
+    new (indexed text, content, section) a stored (pk, indexed text, content, section) in document order equals;
+    each stored chunk is taken once. Both stores keep those rows (their terms, vector and id) on a replacement."""
+    rows: dict[tuple[str, str, str], list[int]] = {}
+    for pk, text, content, section in stored:
+        rows.setdefault((text, content, section), []).append(pk)
+    kept = {}
+    for i, key in enumerate(new):
+        same = rows.get(key)
+        if same:
+            kept[i] = same.pop(0)
+    return kept
+
+
 def prepared_vectors(doc: NewDocument, dim: int) -> np.ndarray:
     """The document's vectors as a contiguous float32 matrix; ``ValueError`` (a programming error) when they do
     not match its chunks or the sha256 is not a hex digest."""

@@ -39,6 +39,7 @@ import numpy as np
 from inhouse.errors import Conflict, InvalidRequest, NotFound
 from inhouse.governance.labels import Label
 from inhouse.kb.access import AccessScope, Acl
+from inhouse.kb.document import Chunk
 from inhouse.kb.index.keywords import keyword_terms, like_escape, rarest_terms
 from inhouse.kb.index.postgres.access import allowed_docs, chunk_filter, document_condition
 from inhouse.kb.index.postgres.check import check_index, count_rows
@@ -58,6 +59,7 @@ from inhouse.kb.index.protocol import (
     check_collection_name,
     new_id,
     prepared_vectors,
+    unchanged_chunks,
     unrestricted,
 )
 from inhouse.store.postgres.database import PostgresDatabase, lock_id, schema_version
@@ -249,6 +251,7 @@ class PostgresIndexStore:
                 meta = json.dumps(dict(doc.metadata), ensure_ascii=False, sort_keys=True)
                 values = (doc.sha256, doc.label.rank, doc.acl is not None, doc.title[:500], doc.filename[:255],
                           doc.mime[:100], meta, len(doc.data), len(doc.chunks))
+                kept: dict[int, int] = {}
                 if old is None:
                     status, doc_id = "added", new_id("doc")
                     doc_pk = c.execute(
@@ -258,26 +261,54 @@ class PostgresIndexStore:
                         (doc_id, col["pk"], doc.source_path, *values, now)).fetchone()["pk"]
                 else:
                     status, doc_id, doc_pk = "replaced", old["id"], old["pk"]
-                    c.execute("DELETE FROM kb_chunks WHERE document_pk = %s", (doc_pk,))
+                    kept = self._unchanged_chunks(c, doc_pk, doc)
+                    c.execute("DELETE FROM kb_chunks WHERE document_pk = %s AND NOT pk = ANY(%s::bigint[])",
+                              (doc_pk, list(kept.values())))
                     c.execute("DELETE FROM kb_files WHERE document_pk = %s", (doc_pk,))
                     c.execute("UPDATE kb_documents SET sha256 = %s, label_rank = %s, has_acl = %s, title = %s,"
                               " filename = %s, mime = %s, metadata = %s, size_bytes = %s, chunk_count = %s,"
                               " created_at = %s, version = version + 1 WHERE pk = %s", (*values, now, doc_pk))
                 self._write_acl(c, doc_id, doc.acl)
                 c.execute("INSERT INTO kb_files (document_pk, data) VALUES (%s, %s)", (doc_pk, doc.data))
-                self._insert_chunks(c, doc_pk, doc, vectors)
+                self._insert_chunks(c, doc_pk, doc, vectors, kept)
                 prune_log(c)
                 _journal(c, run, [doc_id], status)
         return PutResult(status, self.get_document(doc_id))  # type: ignore[arg-type]
 
     @staticmethod
-    def _insert_chunks(c: Any, doc_pk: int, doc: NewDocument, vectors: np.ndarray) -> None:
-        rows = []
+    def _chunk_text(doc: NewDocument, chunk: Chunk) -> str:
+        # The title is indexed with each chunk: questions often name the document ("the X200 manual").
+        return doc.title.replace("\n", " ") + "\n" + chunk.text
+
+    def _unchanged_chunks(self, c: Any, doc_pk: int, doc: NewDocument) -> dict[int, int]:
+        """The rows of the stored version that the new version ``doc`` keeps: new chunk index -> chunk pk, for each
+        new chunk whose indexed text (title included), content and section equal a stored one's. Their terms, vector
+        and HNSW entry stay, and their id with them (a citation still resolves). A small edit of a long document
+        then writes the chunks it touched, as on SQLite; a kept chunk whose position moved is updated, which
+        PostgreSQL writes as a new row version (its index entries too), so a shift costs what a rewrite did, minus
+        the terms."""
+        stored = c.execute("SELECT pk, text, content, section FROM kb_chunks WHERE document_pk = %s ORDER BY ordinal",
+                           (doc_pk,)).fetchall()
+        return unchanged_chunks([(r["pk"], r["text"], r["content"], r["section"]) for r in stored],
+                                [(self._chunk_text(doc, ch), ch.content, ch.section) for ch in doc.chunks])
+
+    def _insert_chunks(self, c: Any, doc_pk: int, doc: NewDocument, vectors: np.ndarray,
+                       kept: Mapping[int, int]) -> None:
+        rows, placed = [], []
         for i, ch in enumerate(doc.chunks):
-            # The title is indexed with each chunk: questions often name the document ("the X200 manual").
-            text = doc.title.replace("\n", " ") + "\n" + ch.text
+            if i in kept:
+                placed.append((kept[i], i, ch.page_start, ch.page_end, ch.token_count))
+                continue
+            text = self._chunk_text(doc, ch)
             rows.append((new_id("chk"), doc_pk, i, ch.content, ch.section, ch.page_start, ch.page_end, ch.token_count,
                          text, tsvector_literal(text, ch.section), vector_literal(vectors[i])))
+        if placed:  # one statement; rows already in place are not written again
+            pk, ordinal, first, last, tokens = (list(col) for col in zip(*placed, strict=True))
+            c.execute("UPDATE kb_chunks k SET ordinal = x.ordinal, page_start = x.first, page_end = x.last,"
+                      " token_count = x.tokens FROM unnest(%s::bigint[], %s::int[], %s::int[], %s::int[], %s::int[])"
+                      " AS x(pk, ordinal, first, last, tokens) WHERE k.pk = x.pk AND (k.ordinal, k.page_start,"
+                      " k.page_end, k.token_count) IS DISTINCT FROM (x.ordinal, x.first, x.last, x.tokens)",
+                      (pk, ordinal, first, last, tokens))
         c.cursor().executemany(
             "INSERT INTO kb_chunks (id, document_pk, ordinal, content, section, page_start, page_end, token_count,"
             " text, tsv, embedding) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::tsvector, %s::vector)", rows)

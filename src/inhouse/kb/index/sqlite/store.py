@@ -58,6 +58,7 @@ from inhouse.kb.index.protocol import (
     check_collection_name,
     new_id,
     prepared_vectors,
+    unchanged_chunks,
     unrestricted,
 )
 from inhouse.kb.index.resident import DocRows, ResidentVectors
@@ -299,17 +300,9 @@ class SqliteIndexStore:
         row = c.execute("SELECT title FROM kb_documents WHERE pk = ?", (doc_pk,)).fetchone()
         if row is None or row[0] != doc.title[:500]:
             return {}  # the title is in every keyword row
-        stored: dict[tuple[str, str, str], list[int]] = {}
-        for pk, text, content, section in c.execute(
-                "SELECT k.pk, f.text, k.content, k.section FROM kb_chunks k JOIN kb_fts f ON f.rowid = k.pk"
-                " WHERE k.document_pk = ? ORDER BY k.ordinal", (doc_pk,)):
-            stored.setdefault((text, content, section), []).append(pk)
-        kept = {}
-        for i, ch in enumerate(doc.chunks):
-            same = stored.get((self._fts_text(doc, ch), ch.content, ch.section))
-            if same:
-                kept[i] = same.pop(0)
-        return kept
+        stored = c.execute("SELECT k.pk, f.text, k.content, k.section FROM kb_chunks k JOIN kb_fts f ON f.rowid = k.pk"
+                           " WHERE k.document_pk = ? ORDER BY k.ordinal", (doc_pk,))
+        return unchanged_chunks(stored, [(self._fts_text(doc, ch), ch.content, ch.section) for ch in doc.chunks])
 
     def _insert_chunks(self, c: Any, doc_pk: int, doc: NewDocument, vectors: np.ndarray,
                        kept: Mapping[int, int]) -> None:
