@@ -203,6 +203,8 @@ class KeyStore:
         """The actor ``authenticate`` gave for ``secret`` in this process within ``OUTAGE_GRACE_S``, or None: only
         for what may be read while the store cannot be asked (``api.auth``: /metrics). A key revoked here since
         is forgotten at once; one revoked on another node meanwhile is trusted for at most the grace period."""
+        if not isinstance(secret, str) or _SECRET_RE.fullmatch(secret) is None:
+            return None
         with self._recent_lock:
             found = self._recent.get(hash_secret(secret))
         if found is None or self._clock() - found[1] > OUTAGE_GRACE_S:

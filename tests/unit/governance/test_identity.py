@@ -109,6 +109,7 @@ def test_a_key_verified_recently_is_known_for_the_grace_period_only(keys: KeySto
     clock.now += OUTAGE_GRACE_S
     assert keys.recently_verified(secret) == actor and keys.recently_verified(other_secret) is None
     assert keys.recently_verified(secret + "x") is None and keys.recently_verified("ih_nonsense") is None
+    assert keys.recently_verified("ih_é") is None and keys.recently_verified(secret + "\x00") is None
     clock.now += 1
     assert keys.recently_verified(secret) is None  # beyond the grace period
     keys.authenticate(secret)
