@@ -272,6 +272,8 @@ class AuditStoreContract:
         try:
             a.record_request(action="chat:create", outcome=STARTED, request_id="req_a", details={"process": dead})
             b.record_request(action="chat:create", outcome=STARTED, request_id="req_b")  # this process: serving
+            c.record_request(action="kb:write", outcome=STARTED, request_id="req_cli",  # `inhouse ingest` on a node
+                             details={"via": "cli", "process": dead})
             b.record_request(action="chat:create", outcome=STARTED, request_id="req_legacy",
                              details={"process": None})  # written before records named their process
             assert a.records()[0].details == {"node": "host/ingress-1", "process": dead}
@@ -280,7 +282,8 @@ class AuditStoreContract:
             # closes only its own of those).
             closed = c.close_interrupted(processes_only=True)
             assert [(r.request_id, r.reason) for r in closed] == [
-                ("req_a", f"the server's process ({dead['pid']}) stopped before the request finished")]
+                ("req_a", f"the server's process ({dead['pid']}) stopped before the request finished"),
+                ("req_cli", f"the command's process ({dead['pid']}) stopped before the run finished")]
             assert a.close_interrupted(processes_only=True) == []  # closed once
             assert [r.request_id for r in a.unfinished()] == ["req_b", "req_legacy"]
             assert [r.request_id for r in b.close_interrupted()] == ["req_legacy"]

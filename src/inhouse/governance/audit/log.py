@@ -482,7 +482,8 @@ class AuditLog:
             if isinstance(process, dict):
                 if _still_running(process):
                     continue
-                server = "node" in rec.details  # a server's request (a command's run names no node)
+                # A server's request among several nodes, or a command's run (`inhouse ingest`: details.via "cli").
+                server = "node" in rec.details and rec.details.get("via") != "cli"
                 reason = (f"the server's process ({process.get('pid')}) stopped before the request finished" if server
                           else f"the command's process ({process.get('pid')}) stopped before the run finished")
             elif processes_only or (self.node is not None and rec.details.get("node") not in (None, self.node)):
