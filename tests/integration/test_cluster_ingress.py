@@ -1,9 +1,10 @@
 """Several ingress replicas over one PostgreSQL store (``cluster.ingress_replicas = 2``): requests reach both
 replicas, concurrent requests through both write one audit chain that ``inhouse audit verify`` accepts, and a key's
 requests/minute limit holds across both (the windows are shared in PostgreSQL), /metrics, whichever replica
-answers it, counts the requests of both, and a replica killed mid-stream is replaced by one that closes its open
-request. One simulated machine (``LocalCluster``) with a fake-engine model replica:
-about half a minute on a quiet 2-core box."""
+answers it, counts the requests of both, a replica killed mid-stream is replaced by one that closes its open
+request, and one killed after a PostgreSQL outage leaves what it kept meanwhile to the next. One simulated machine
+(``LocalCluster``) with a fake-engine model replica, over a PostgreSQL of the module's own: under a minute on a
+quiet 2-core box."""
 
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ from inhouse.cli.main import app as cli
 from inhouse.cluster.app import ModelDeployment, deploy
 from inhouse.cluster.local import LocalCluster, free_port
 from inhouse.governance.audit import INTERRUPTED, STARTED
+from inhouse.governance.process import process_tag
 from inhouse.store.build import open_audit_log
-from inhouse.store.postgres.local import LocalPostgres
+from inhouse.testing.postgres import local_postgres
 from inhouse.testing.services import build_fake_services, fake_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster, pytest.mark.timeout(300)]
@@ -36,29 +38,32 @@ RPM = 5
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, postgres_server: LocalPostgres) -> Iterator[dict[str, Any]]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    pytest.importorskip("pgserver")
     head = tmp_path_factory.mktemp("ingress") / "head"
     head.mkdir()
-    url = postgres_server.create_database()
-    store = {"store": {"url": url}}
-    services = build_fake_services(head, settings=store, models={FAKE: None})
-    try:
-        admin = services.keys.ensure_admin_key()
-        _, limited = services.keys.create_key("limited", rpm_limit=RPM)
-    finally:
-        services.close()
-    port = free_port()
-    settings = fake_settings(head, {**store, "server": {"port": port}, "cluster": {"ingress_replicas": 2}})
-    local = LocalCluster([head]).start()
-    try:
-        deploy(settings, [ModelDeployment(FAKE, engine="fake", fake_delay_s=0.02,
-                                          engine_overrides={"max_running": 8},
-                                          autoscaling={"min_replicas": 1, "max_replicas": 1})])
-        yield {"url": f"http://127.0.0.1:{port}", "admin": admin, "limited": limited, "settings": settings,
-               "data_dir": head, "store_url": url, "answered": Counter()}
-    finally:
-        local.stop()
-        postgres_server.drop_database(url)
+    with local_postgres() as postgres:  # its own: a test stops and starts it
+        url = postgres.create_database()
+        store = {"store": {"url": url}}
+        services = build_fake_services(head, settings=store, models={FAKE: None})
+        try:
+            admin = services.keys.ensure_admin_key()
+            _, limited = services.keys.create_key("limited", rpm_limit=RPM)
+            outage_key, outage = services.keys.create_key("outage")
+        finally:
+            services.close()
+        port = free_port()
+        settings = fake_settings(head, {**store, "server": {"port": port}, "cluster": {"ingress_replicas": 2}})
+        local = LocalCluster([head]).start()
+        try:
+            deploy(settings, [ModelDeployment(FAKE, engine="fake", fake_delay_s=0.02, fake_reply="word " * 400,
+                                              engine_overrides={"max_running": 8},
+                                              autoscaling={"min_replicas": 1, "max_replicas": 1})])
+            yield {"url": f"http://127.0.0.1:{port}", "admin": admin, "limited": limited, "outage": outage,
+                   "outage_key_id": outage_key.id, "settings": settings, "data_dir": head, "store": store,
+                   "store_url": url, "postgres": postgres, "answered": Counter()}
+        finally:
+            local.stop()
 
 
 async def _burst(cluster: dict[str, Any], key: str, n: int, tag: str) -> list[httpx.Response]:
@@ -146,8 +151,8 @@ def test_metrics_count_the_requests_of_both_replicas(cluster: dict[str, Any]) ->
 def test_a_killed_replicas_running_requests_are_closed_by_the_replica_that_replaces_it(
         cluster: dict[str, Any]) -> None:
     """SIGKILL to the ingress replica serving a stream: Ray Serve starts another (another node name), which closes
-    the dead one's open request as interrupted, naming its process; the chain still verifies. Last in the module:
-    it replaces a replica."""
+    the dead one's open request as interrupted, naming its process; the chain still verifies. It replaces a
+    replica, as the next test does."""
     body = {"model": FAKE, "messages": [{"role": "user", "content": "a stream whose ingress dies"}],
             "max_tokens": 1500, "stream": True}
     victim: dict[str, Any] = {}
@@ -190,3 +195,61 @@ def _unfinished(cluster: dict[str, Any]) -> list[Any]:
 def _cli(*args: str, env: dict[str, str]) -> tuple[int, str]:
     result = CliRunner().invoke(cli, list(args), env=env)
     return result.exit_code, result.output
+
+
+def test_a_replica_that_dies_after_an_outage_leaves_what_it_kept_to_the_next_replica(cluster: dict[str, Any]) -> None:
+    """PostgreSQL stops while a replica streams: the stream ends all the same, and the replica keeps the request's
+    final record and its token charge in spool files named by its process. It is killed before it could write them
+    (PostgreSQL is back, but no request of its came); the replica Ray starts in its place takes both files over: the
+    request ends ``success`` (not ``interrupted``), the key is charged once, and no spool file is left."""
+    body = {"model": FAKE, "messages": [{"role": "user", "content": "a stream that outlives the database"}],
+            "max_tokens": 300, "stream": True}
+    victim: dict[str, Any] = {}
+    chunks, done = 0, False
+    with httpx.stream("POST", cluster["url"] + "/v1/chat/completions", json=body, timeout=60,
+                      headers={"Authorization": f"Bearer {cluster['outage']}"}) as r:
+        for line in r.iter_lines():
+            done = done or line == "data: [DONE]"
+            if line.startswith("data: {"):
+                chunks += 1
+                if not victim:  # streaming: its started record is written; now the database goes
+                    (victim,) = [{"request_id": rec.request_id, **rec.details["process"]}
+                                 for rec in _unfinished(cluster)]
+                    cluster["postgres"].stop()
+    assert done and chunks > 10  # the answer needs no database once it has started
+    data_dir, tag = cluster["data_dir"], process_tag(victim)
+    try:
+        kept = {name: data_dir / f"{name}.waiting.{tag}.jsonl" for name in ("audit", "usage")}
+        deadline = time.monotonic() + 30  # the final record is kept once the store refuses it (the pool gives up)
+        while time.monotonic() < deadline and not all(p.exists() for p in kept.values()):
+            time.sleep(0.2)
+        assert all(p.exists() for p in kept.values()), sorted(p.name for p in data_dir.iterdir())
+    finally:
+        cluster["postgres"].start()
+    os.kill(victim["pid"], signal.SIGKILL)
+    deadline, final = time.monotonic() + 120, None
+    while time.monotonic() < deadline and final is None:  # until Serve's replacement replica is up
+        time.sleep(1)
+        final = next((rec for rec in _records(cluster) if rec.request_id == victim["request_id"]
+                      and rec.outcome != STARTED), None)
+    assert final is not None, "the replacement replica did not write the dead replica's kept record"
+    assert final.outcome == "success", final
+    assert _unfinished(cluster) == []
+    services = build_fake_services(data_dir, settings=cluster["store"], models={})
+    try:
+        used = services.quotas.status(cluster["outage_key_id"])
+    finally:
+        services.close()
+    assert used.requests_today == 1 and used.tokens_used_today >= chunks, used  # charged, and once
+    assert not list(data_dir.glob("*.waiting*")), sorted(p.name for p in data_dir.iterdir())
+    code, out = _cli("audit", "verify", "--data-dir", str(data_dir), env={"INHOUSE_STORE__URL": cluster["store_url"]})
+    assert code == 0, out
+
+
+def _records(cluster: dict[str, Any]) -> list[Any]:
+    log = open_audit_log(cluster["settings"])
+    assert log is not None
+    try:
+        return list(log.iter_records())
+    finally:
+        log.close()

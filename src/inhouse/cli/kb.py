@@ -161,14 +161,15 @@ class _IngestRun:
 
     @contextlib.contextmanager
     def recorded(self) -> Iterator[IngestReport]:
-        from inhouse.governance.audit.log import INTERRUPTED, STARTED, command_process
+        from inhouse.governance.audit.log import INTERRUPTED, STARTED
+        from inhouse.governance.process import this_process
         from inhouse.kb.ingest import IngestReport
 
         closed = self.services.close_interrupted(processes_only=True)
         if closed:
             err_console.print(f"{len(closed)} earlier command run(s) stopped before they finished; recorded as "
                               "interrupted in the audit log.", highlight=False)
-        self._write(STARTED, details={**self.details, "process": command_process()})
+        self._write(STARTED, details={**self.details, "process": this_process()})
         report = IngestReport(run=self.request_id)
         try:
             yield report

@@ -58,16 +58,23 @@ class Ingress:
                  "in the Embedder deployment" if remote else "here", self._settings.data_dir)
 
     def _close_interrupted(self) -> None:
-        """A replica that died (Ray starts another, under another node name) left its running requests open: close
-        those whose process is gone, as ``inhouse serve`` does at its start (only requests that name their process:
-        the other replicas' are served)."""
+        """A replica that died (Ray starts another, under another node name) left its running requests open, and
+        what it kept through a store outage in its own spool files: take those over, then close the requests whose
+        process is gone, as ``inhouse serve`` does at its start (only requests that name their process: the other
+        replicas' are served)."""
         from inhouse.errors import InhouseError
 
+        data_dir = self._settings.data_dir
+        charges = self.services.quotas.take_over_kept(data_dir / "usage.waiting.jsonl", per_process=True)
         try:
+            taken = self.services.audit.take_over_kept(data_dir / "audit.waiting.jsonl", per_process=True)
             closed = self.services.close_interrupted(processes_only=True)
-        except InhouseError as exc:  # the store is away: the next replica to start closes them
-            log.warning("requests of ingress replicas that are gone could not be closed now: %s", exc.message)
+        except InhouseError as exc:  # the store is away: the next replica to start takes over and closes them
+            log.warning("what ingress replicas that are gone left could not be taken over now: %s", exc.message)
             return
+        if charges or taken:
+            log.warning("%d token charge(s) and %d audit record(s) kept by ingress replicas that are gone are taken "
+                        "over", charges, taken)
         if closed:
             log.warning("%d request(s) of ingress replicas that are gone recorded as interrupted", len(closed))
 

@@ -1,18 +1,22 @@
 """Writes a store could not take for now (the database away, the disk full, a lock held elsewhere), kept in order
 and written before the next write that can be: the audit log's final records (``audit/log.py``) and the quotas'
 token charges (``quotas.py``) use one. A ``Spool`` mirrors what is kept in a local file, so a process that dies
-before the store is back loses none: the next ``inhouse serve`` takes them over."""
+before the store is back loses none: the next ``inhouse serve`` (or, in a cluster, the next ingress replica on the
+host) takes them over."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
+import secrets
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
+
+from inhouse.governance.process import process_tag, tag_still_running, this_process
 
 log = logging.getLogger(__name__)
 
@@ -70,43 +74,86 @@ class Backlog(Generic[T]):
 
 class Spool:
     """A local file of JSON objects, one a line (0600, fsynced): what a ``Backlog`` keeps, for the next process. A
-    write that fails (the local disk full too) is logged, and the items stay in memory only."""
+    write that fails (the local disk full too) is logged, and the items stay in memory only.
+
+    Where several processes share a data directory (a cluster's ingress replicas), each has its own file, named by
+    its process (``of_this_process``), and the next one to start takes over those whose process is gone
+    (``claim_orphans``)."""
 
     def __init__(self, path: Path, what: str) -> None:
         self.path = path
         self._what = what  # for the log: "audit records", "token charges"
+        self._claimed: list[Path] = []  # other processes' spools taken over: read with this one, gone on replace
+
+    @classmethod
+    def of_this_process(cls, path: Path, what: str) -> Spool:
+        """The spool of this process beside ``path``: ``audit.waiting.jsonl`` gives
+        ``audit.waiting.<host>-<pid>-<start>.jsonl``."""
+        return cls(_tagged(path, process_tag(this_process())), what)
+
+    def orphans(self, like: Path) -> list[Path]:
+        """The process-named spools of ``like`` (``of_this_process``) whose process is gone from this host, and
+        those it had claimed (a process on another host, or one that is running, is left alone)."""
+        found = []
+        for candidate in sorted(like.parent.glob(f"{like.stem}.*{like.suffix}")):
+            tag = candidate.name[len(like.stem) + 1:-len(like.suffix)].split(".")[0]
+            if candidate != self.path and not tag_still_running(tag):
+                found.append(candidate)
+        return found
+
+    def claim_orphans(self, like: Path) -> int:
+        """Take over ``orphans(like)``: each is first renamed to a name of this process, so two processes starting
+        together never both take one, and one that dies holding it leaves it to the next. They are read with this
+        spool and removed by its next ``replace``. How many were taken."""
+        mine = process_tag(this_process())
+        for orphan in self.orphans(like):
+            claimed = _tagged(like, f"{mine}.from-{secrets.token_hex(4)}")
+            try:
+                os.rename(orphan, claimed)
+            except FileNotFoundError:
+                continue  # another process took it first
+            except OSError as exc:
+                log.error("could not take over the kept %s in %s: %s", self._what, orphan, exc)
+                continue
+            self._claimed.append(claimed)
+        return len(self._claimed)
 
     def append(self, items: Sequence[Mapping[str, Any]]) -> None:
         self._write(items, append=True)
 
     def replace(self, items: Sequence[Mapping[str, Any]]) -> None:
-        """Make the file hold exactly ``items`` (none: no file), through a renamed temporary file."""
-        self._write(items, append=False)
+        """Make the file hold exactly ``items`` (none: no file), through a renamed temporary file; the spools taken
+        over go once it does."""
+        if self._write(items, append=False):
+            for claimed in self._claimed:
+                claimed.unlink(missing_ok=True)
+            self._claimed = []
 
     def read(self) -> list[dict[str, Any]]:
-        """The objects in the file (none when there is none); a line that is not one (a write cut by a crash) is
-        left out."""
-        try:
-            lines = self.path.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            return []
+        """The objects in the spools taken over, then in this one (none when there is none); a line that is not one
+        (a write cut by a crash) is left out."""
         items = []
-        for line in lines:
+        for path in [*self._claimed, self.path]:
             try:
-                item = json.loads(line)
-            except ValueError:
-                item = None
-            if isinstance(item, dict):
-                items.append(item)
-            else:
-                log.warning("%s: a line that is not a JSON object was left out (a write cut by the crash)", self.path)
+                lines = path.read_text(encoding="utf-8").splitlines()
+            except FileNotFoundError:
+                continue
+            for line in lines:
+                try:
+                    item = json.loads(line)
+                except ValueError:
+                    item = None
+                if isinstance(item, dict):
+                    items.append(item)
+                else:
+                    log.warning("%s: a line that is not a JSON object was left out (a write cut by the crash)", path)
         return items
 
-    def _write(self, items: Sequence[Mapping[str, Any]], *, append: bool) -> None:
+    def _write(self, items: Sequence[Mapping[str, Any]], *, append: bool) -> bool:
         try:
             if not items and not append:
                 self.path.unlink(missing_ok=True)
-                return
+                return True
             path = self.path if append else self.path.with_suffix(".tmp")
             flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
             fd = os.open(path, flags, 0o600)
@@ -117,5 +164,12 @@ class Spool:
                 os.close(fd)
             if not append:
                 path.replace(self.path)
+            return True
         except OSError as exc:
             log.error("could not write the kept %s to %s: %s", self._what, self.path, exc)
+            return False
+
+
+def _tagged(path: Path, tag: str) -> Path:
+    """``path`` with ``tag`` before its suffix (``audit.waiting.jsonl`` → ``audit.waiting.<tag>.jsonl``)."""
+    return path.with_name(f"{path.stem}.{tag}{path.suffix}")

@@ -10,9 +10,10 @@
   the end, a request admitted under the budget may finish over it; the next one is refused. A charge the store
   cannot take when the request ends (the database away, the disk full) is kept in memory and added, to its own
   day, before the next charge that can be written, so an outage does not hand out free tokens. ``inhouse serve``
-  also keeps them in ``usage.waiting.jsonl`` (``take_over_kept``), so a server that dies before the store is back
-  loses none: the next one adds them. Each charge written from there is marked done in the file; a process killed
-  between adding one and marking it counts that one charge twice (over, never under).
+  also keeps them in ``usage.waiting.jsonl`` (``take_over_kept``; a cluster's ingress replicas one file each), so a
+  server that dies before the store is back loses none: the next one adds them. Each charge written from there is
+  marked done in the file; a process killed between adding one and marking it counts that one charge twice (over,
+  never under).
 
 Limits come from the key (``api_keys.rpm_limit`` / ``tokens_per_day_limit``) or, when the key has none
 (NULL), from the governance settings; 0 means unlimited. Exceeding either raises ``Overloaded`` with
@@ -144,22 +145,27 @@ class QuotaService:
             if not self._kept.keep(charge, then=lambda _: self._spool_append([charge.to_dict()])):
                 raise
 
-    def take_over_kept(self, spool: Path) -> int:
+    def take_over_kept(self, spool: Path, *, per_process: bool = False) -> int:
         """From now on, also append kept charges to ``spool`` (``inhouse serve``: ``usage.waiting.jsonl`` in its data
         directory), and take over those a previous process left there and did not mark done: kept, to be added
-        before anything else (now, if the store can be written). How many were taken over."""
-        self._spool = Spool(spool, "token charges")
+        before anything else (now, if the store can be written). ``per_process``: as ``AuditLog.take_over_kept``
+        (this process's file is named by it; those of processes that are gone are taken over). How many were taken
+        over."""
+        self._spool = Spool.of_this_process(spool, "token charges") if per_process else Spool(spool, "token charges")
+        self._spool.claim_orphans(spool)
         charges: dict[str, Charge] = {}
+        done: set[str] = set()  # a charge's mark may come before it: a file taken over is read before this one's
         for item in self._spool.read():
             if isinstance(item.get("done"), str):
-                charges.pop(item["done"], None)
+                done.add(item["done"])
             elif (isinstance(item.get("charge"), str) and isinstance(item.get("key_id"), str)
                   and isinstance(item.get("day"), int) and isinstance(item.get("tokens"), int)):
                 charges[item["charge"]] = Charge(item["key_id"], item["day"], item["tokens"], item["charge"])
-        taken = list(charges.values())
+        taken = [charge for charge_id, charge in charges.items() if charge_id not in done]
         self._kept.take_over(taken, then=lambda kept: self._spool_replace([c.to_dict() for c in kept]))
         if taken:
-            log.warning("%d token charges kept by the previous process are taken over from %s", len(taken), spool)
+            log.warning("%d token charges kept by a previous process are taken over from %s", len(taken),
+                        spool.parent)
         try:
             self._flush()
         except (StoreUnavailable, StorageFull) as exc:

@@ -10,8 +10,6 @@ chain, the signed head, ``verify`` against tampering, concurrent writers). Subcl
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -21,18 +19,13 @@ import pytest
 
 from inhouse.errors import AuditUnavailable, InvalidRequest
 from inhouse.governance.audit.chain import GENESIS, RESEALED, canonical_json, record_hash
-from inhouse.governance.audit.log import INTERRUPTED, STARTED, AuditLog, AuditRecord, command_process
+from inhouse.governance.audit.log import INTERRUPTED, STARTED, AuditLog, AuditRecord
 from inhouse.governance.audit.report import build_report, is_sent_out_sensitive
 from inhouse.governance.events import SecurityEvent
+from inhouse.governance.process import this_process
+from inhouse.testing.crash import ended_process
 
 OpenLog = Callable[[], AuditLog]
-
-
-def _dead_process() -> dict[str, Any]:
-    """A ``command_process()`` of this host whose pid existed and has ended."""
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
-                          check=True)
-    return {**command_process(), "pid": int(gone.stdout)}
 
 
 def fill(log: AuditLog, n: int, start: int = 0) -> None:
@@ -245,10 +238,10 @@ class AuditStoreContract:
         command) leaves the run alone while the process lives, and closes it once the process is gone."""
         log.record_request(action="chat:create", outcome=STARTED, request_id="req_served")
         log.record_request(action="kb:write", outcome=STARTED, request_id="req_running",
-                           details={"process": command_process()})  # this test's process: alive
-        dead = _dead_process()
+                           details={"process": this_process()})  # this test's process: alive
+        dead = ended_process()
         log.record_request(action="kb:write", outcome=STARTED, request_id="req_killed", details={"process": dead})
-        reused = {**command_process(), "start": (command_process()["start"] or 0) + 1}  # this pid, another start
+        reused = {**this_process(), "start": (this_process()["start"] or 0) + 1}  # this pid, another start
         log.record_request(action="kb:write", outcome=STARTED, request_id="req_reused", details={"process": reused})
         elsewhere = {**dead, "host": "another-host.invalid"}  # cannot be told from here: left alone
         log.record_request(action="kb:write", outcome=STARTED, request_id="req_elsewhere",
@@ -268,7 +261,7 @@ class AuditStoreContract:
         next on that host (a cluster's ingress replica comes back under another node name)."""
         a, b, c = open_log(), open_log(), open_log()
         a.node, b.node, c.node = "host/ingress-1", "host/ingress-2", "host/ingress-3"
-        dead = _dead_process()
+        dead = ended_process()
         try:
             a.record_request(action="chat:create", outcome=STARTED, request_id="req_a", details={"process": dead})
             b.record_request(action="chat:create", outcome=STARTED, request_id="req_b")  # this process: serving
@@ -277,7 +270,7 @@ class AuditStoreContract:
             b.record_request(action="chat:create", outcome=STARTED, request_id="req_legacy",
                              details={"process": None})  # written before records named their process
             assert a.records()[0].details == {"node": "host/ingress-1", "process": dead}
-            assert b.records()[1].details == {"node": "host/ingress-2", "process": command_process()}
+            assert b.records()[1].details == {"node": "host/ingress-2", "process": this_process()}
             # c replaced a: it closes a's request (its process is gone), not b's (alive) nor the legacy one (a node
             # closes only its own of those).
             closed = c.close_interrupted(processes_only=True)
@@ -297,7 +290,7 @@ class AuditStoreContract:
         a, b = open_log(), open_log()
         try:
             a.record_request(action="chat:create", outcome=STARTED, request_id="req_x",
-                             details={"process": _dead_process()})
+                             details={"process": ended_process()})
             stale = a.unfinished()  # what both read before either writes
             closed: list[list[AuditRecord]] = []
             barrier = threading.Barrier(2)

@@ -28,6 +28,26 @@ def inhouse_argv(*args: str) -> list[str]:
     return [str(script), *args] if script.exists() else [sys.executable, "-m", "inhouse.cli.main", *args]
 
 
+def ended_process() -> dict[str, Any]:
+    """A process of this host (as ``this_process()`` names one: host, pid, start) that ran and has ended."""
+    from inhouse.governance.process import still_running, this_process
+
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    fields = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[-1].split()
+    process = {**this_process(), "pid": child.pid, "start": int(fields[19])}
+    assert still_running(process)
+    child.communicate(b"")
+    return process
+
+
+def init_process() -> dict[str, Any]:
+    """Process 1 of this host, as ``this_process()`` names one: running for as long as the host is."""
+    from inhouse.governance.process import this_process
+
+    fields = Path("/proc/1/stat").read_text().rsplit(")", 1)[-1].split()
+    return {**this_process(), "pid": 1, "start": int(fields[19])}
+
+
 @dataclass(frozen=True)
 class Kill:
     delay_s: float  # when SIGKILL was sent, after the start

@@ -31,7 +31,9 @@ from inhouse.governance.audit import (
 )
 from inhouse.governance.audit.store import append_failed
 from inhouse.governance.events import KEY_CREATED, SecurityEvent
+from inhouse.governance.process import process_tag, this_process
 from inhouse.store.sqlite.audit import open_sqlite_audit_log
+from inhouse.testing.crash import ended_process, init_process
 
 N = 50
 
@@ -543,6 +545,31 @@ def test_a_kept_record_survives_the_process_and_is_written_once_by_the_next(
         assert finals == [("req_1", "success"), ("req_2", "interrupted")]
         assert after.records()[2].details == {"n": 7} and after.verify().ok and not spool.exists()
         assert after.take_over_kept(spool) == 0
+    finally:
+        after.close()
+
+
+def test_a_record_kept_by_a_replica_that_died_is_written_by_the_next_replica_once(
+        tmp_path: Path, log: AuditLog, store_away: Callable[[bool], None]) -> None:
+    """Replicas sharing the data directory keep one spool each, named by their process: the dead one's is taken over
+    by the next to start (written once, gone after), and a running one's is not."""
+    like = tmp_path / "audit.waiting.jsonl"
+    assert log.take_over_kept(like, per_process=True) == 0
+    log.record_request(action="chat:create", outcome=STARTED, request_id="req_1")
+    store_away(True)
+    log.record_finished_request(action="chat:create", outcome="success", request_id="req_1", details={"n": 7})
+    (spooled,) = tmp_path.glob("audit.waiting.*.jsonl")
+    assert spooled.name == f"audit.waiting.{process_tag(this_process())}.jsonl"
+    log.close()
+    after = open_sqlite_audit_log(tmp_path / "audit.db")
+    try:
+        running = spooled.rename(like.with_name(f"audit.waiting.{process_tag(init_process())}.jsonl"))
+        assert after.take_over_kept(like, per_process=True) == 0 and running.exists()  # its process is running
+        running.rename(like.with_name(f"audit.waiting.{process_tag(ended_process())}.jsonl"))  # ... until it is gone
+        assert after.take_over_kept(like, per_process=True) == 1
+        assert after.close_interrupted() == []  # req_1 got its kept record
+        assert [(r.request_id, r.outcome, r.details) for r in after.records()][1:] == [("req_1", "success", {"n": 7})]
+        assert after.verify().ok and not list(tmp_path.glob("audit.waiting*"))
     finally:
         after.close()
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from inhouse.errors import Overloaded, StorageFull, StoreUnavailable
 from inhouse.governance.identity import KeyStore
+from inhouse.governance.process import process_tag
 from inhouse.governance.quotas import DAY_S, QuotaService
 from inhouse.store.sqlite.database import Database
 from inhouse.store.sqlite.governance import SqliteGovernanceStore
+from inhouse.testing.crash import ended_process
 
 
 class Clock:
@@ -156,6 +159,29 @@ def test_charges_kept_by_a_process_that_died_are_added_by_the_next_once(db: Data
     assert second.take_over_kept(spool) == 2 and second.waiting == 0
     assert store.usage(rec.id, today) == (120, 2) and store.usage(rec.id, today + 1) == (3, 1)  # nothing twice
     assert not spool.exists()
+
+
+def test_charges_kept_by_a_replica_that_died_are_added_once_by_the_next(db: Database, clock: Clock,
+                                                                        tmp_path: Path) -> None:
+    """Replicas sharing the data directory keep one spool each, named by their process. The next to start adds the
+    charges of those that are gone, and not those marked done, even when the mark is in a file read before the
+    charge's (a spool that a dead replica had taken over itself); a running replica's charges stay its own."""
+    store = SqliteGovernanceStore(db)
+    rec, _ = KeyStore(store).create_key("k")
+    like, today = tmp_path / "usage.waiting.jsonl", int(clock.now // DAY_S)
+    dead = process_tag(ended_process())
+    charge = {"key_id": rec.id, "day": today}
+    (tmp_path / f"usage.waiting.{dead}.from-00000000.jsonl").write_text('{"done": "c2"}\n')
+    (tmp_path / f"usage.waiting.{dead}.jsonl").write_text("".join(json.dumps(line) + "\n" for line in [
+        {**charge, "tokens": 100, "charge": "c1"}, {**charge, "tokens": 20, "charge": "c2"}]))
+    (tmp_path / f"usage.waiting.{process_tag(ended_process())}.jsonl").write_text(
+        json.dumps({**charge, "tokens": 3, "charge": "c3"}) + "\n")
+    running = tmp_path / "usage.waiting.other_host-1-1.jsonl"
+    running.write_text(json.dumps({**charge, "tokens": 5000, "charge": "c4"}) + "\n")
+    q = QuotaService(store, clock=clock)
+    assert q.take_over_kept(like, per_process=True) == 2 and q.waiting == 0
+    assert store.usage(rec.id, today) == (103, 2)
+    assert [p.name for p in tmp_path.glob("usage.waiting*")] == [running.name]
 
 
 def test_kept_charges_are_bounded(db: Database, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,12 +21,13 @@ out) is not dropped when the store cannot be written for now (the database away,
 elsewhere): ``record_finished_request`` keeps it in memory, with its own time, and it is written before the next
 record that can be, so it lands in the chain in order once the store is back. At most ``MAX_KEPT`` wait. The
 server also appends each to a local file (``take_over_kept``: ``audit.waiting.jsonl`` in the data directory,
-fsynced), so a process that dies before the store is back loses none: the next ``serve`` writes those whose request
-is still unfinished in the chain (a crash half-way through writing them duplicates nothing), before it closes the
-rest as interrupted.
+fsynced; one file a process, named by it, for a cluster's ingress replicas), so a process that dies before the store
+is back loses none: the next ``serve`` (the next ingress replica to start on the host) writes those whose request is
+still unfinished in the chain (a crash half-way through writing them duplicates nothing), before it closes the rest
+as interrupted.
 
 A command's run (``inhouse ingest``) is a request too, but not the server's: its ``started`` record names the process
-that writes it (``command_process()``: host, pid and the pid's start time), so ``close_interrupted`` leaves a run
+that writes it (``this_process()``: host, pid and the pid's start time), so ``close_interrupted`` leaves a run
 that is still going alone (the server starting meanwhile, another command) and closes one whose process is gone (a
 ``kill -9``, a power cut) at the next ``serve`` or ``ingest``. What such a run changed is in the knowledge index's
 run journal (written in each change's own transaction); the caller passes it in (``documents_of``), so the closing
@@ -45,9 +46,7 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import re
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -74,6 +73,7 @@ from inhouse.governance.audit.head import HeadSigner, HeadState, show
 from inhouse.governance.audit.store import AuditAppend, AuditStore, GroupCount, RecordQuery
 from inhouse.governance.backlog import Backlog, Spool
 from inhouse.governance.events import SecurityEvent
+from inhouse.governance.process import still_running, this_process
 
 log = logging.getLogger(__name__)
 
@@ -156,32 +156,6 @@ def _redactions(value: Mapping[str, int] | None) -> dict[str, int]:
     return out
 
 
-def _process_start(pid: int) -> int | None:
-    """When process ``pid`` started, in clock ticks after boot (``/proc/PID/stat`` field 22); None if there is none
-    (with the pid, it names one process: a pid reused later has another start)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[-1].split()  # the command name in parentheses may hold spaces
-    return int(fields[19]) if len(fields) > 19 and fields[19].isdigit() else None
-
-
-def command_process() -> dict[str, Any]:
-    """The ``details.process`` of a command's ``started`` record: which process runs it, on which host."""
-    pid = os.getpid()
-    return {"host": socket.gethostname(), "pid": pid, "start": _process_start(pid)}
-
-
-def _still_running(process: Mapping[str, Any]) -> bool:
-    """Whether the process a ``started`` record names may still be running: on another host that cannot be told
-    from here (so it may), on this one its pid must exist with the same start time."""
-    if process.get("host") != socket.gethostname():
-        return True
-    pid = process.get("pid")
-    return isinstance(pid, int) and pid > 0 and _process_start(pid) == process.get("start")
-
-
 class AuditLog:
     """The audit log of one installation. Implements ``AuditSink`` (``record``) for security events and
     ``record_request`` for API requests. Thread-safe; several processes (and, on PostgreSQL, several nodes) may
@@ -230,7 +204,7 @@ class AuditLog:
         """One request-level record (``outcome`` 'started' for the write-ahead record of a generation)."""
         if outcome == STARTED and self.node is not None:  # several nodes: the process too (see close_interrupted)
             if self._process is None:
-                self._process = command_process()
+                self._process = this_process()
             details = {"process": self._process, **(details or {}), "node": self.node}
         return self.append(
             kind="request", action=action, outcome=outcome, request_id=request_id, actor_key_id=actor_key_id,
@@ -258,25 +232,29 @@ class AuditLog:
         """Final records kept in memory, not yet in the store."""
         return len(self._kept)
 
-    def take_over_kept(self, spool: Path) -> int:
+    def take_over_kept(self, spool: Path, *, per_process: bool = False) -> int:
         """From now on, also append kept records to ``spool`` (one JSON object a line, fsynced; ``inhouse serve``
         calls this with ``audit.waiting.jsonl`` in its data directory), and take over those a previous process left
         there: each whose request is still unfinished in the chain is kept, to be written before anything else; the
-        others were written already. How many were taken over."""
-        self._spool = Spool(spool, "audit records")
-        lines = self._spool.read()
-        if not lines:
+        others were written already. ``per_process``: processes share the data directory (a cluster's ingress
+        replicas), so this one's file is named by its process, and those of processes that are gone are taken over.
+        How many records were taken over. Raises ``AuditUnavailable`` when the store cannot say which requests are
+        open (nothing is taken over then; the spool is used all the same)."""
+        self._spool = Spool.of_this_process(spool, "audit records") if per_process else Spool(spool, "audit records")
+        if not self._spool.path.exists() and not self._spool.orphans(spool):
             return 0
         open_requests = {rec.request_id for rec in self.unfinished()}
+        self._spool.claim_orphans(spool)
         taken: list[dict[str, Any]] = []
-        for fields in lines:
+        for fields in self._spool.read():
             if (set(fields) == _KEPT_FIELDS and fields["kind"] == "request"
                     and fields["outcome"] != STARTED and fields["request_id"] in open_requests):
                 open_requests.discard(fields["request_id"])  # once
                 taken.append(fields)
         self._kept.take_over(taken, then=lambda kept: self._spool_write(kept, append=False))
         if taken:
-            log.warning("%d audit records kept by the previous process are taken over from %s", len(taken), spool)
+            log.warning("%d audit records kept by a previous process are taken over from %s", len(taken),
+                        spool.parent)
         return len(taken)
 
     def _spool_write(self, records: list[dict[str, Any]], *, append: bool) -> None:
@@ -469,7 +447,7 @@ class AuditLog:
                           documents_of: Callable[[str], Sequence[tuple[str, str]]] | None = None) -> list[AuditRecord]:
         """Give every unfinished request of this node its final record, outcome ``interrupted`` (``inhouse serve``
         does this when it starts, before it serves: no request of this node's server can still be running then).
-        A request whose record names its process (``command_process``: a command's run; any request where several
+        A request whose record names its process (``this_process``: a command's run; any request where several
         nodes share the chain) is closed once that process is gone, whichever node it was on (a pid on another host
         cannot be checked from here: left alone); one that names none, only by its own node. ``processes_only``:
         only those that name their process (a command, or a cluster's ingress replica, may not close the requests of
@@ -480,7 +458,7 @@ class AuditLog:
         for rec in self.unfinished():
             process = rec.details.get("process")
             if isinstance(process, dict):
-                if _still_running(process):
+                if still_running(process):
                     continue
                 # A server's request among several nodes, or a command's run (`inhouse ingest`: details.via "cli").
                 server = "node" in rec.details and rec.details.get("via") != "cli"
