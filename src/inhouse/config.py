@@ -419,9 +419,10 @@ class StoreSettings(BaseModel):
     )
     node: str = Field(
         "", max_length=200,
-        description="This node's name in the shared audit chain (PostgreSQL only): the write-ahead records of its "
+        description="This node's name in the shared audit chain (PostgreSQL): the write-ahead records of its "
         "requests carry it, and when it restarts it closes only its own unfinished requests as interrupted, never "
-        "those another node is serving. Empty: the host name. Give each node a name that survives its restarts.",
+        "those another node is serving. Empty: the host name (PostgreSQL), none (the embedded SQLite files). Give "
+        "each node a name that survives its restarts. A cluster's ingress replicas set their own.",
     )
 
 

@@ -3,6 +3,7 @@ this machine), the real SmolLM2 replica, Ray token authentication, and every pro
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -163,3 +164,76 @@ def test_a_node_run_in_the_foreground_rejoins_when_run_again_after_a_crash(
     assert read_record(head) is None and not temp_dir_of(head).exists()
     leftovers = [p for p in crashed if alive(p)]
     assert not leftovers, leftovers
+
+
+def test_a_head_that_crashes_serves_again_once_run_again_and_the_app_deployed_again(
+        machines: tuple[Path, Path, dict[str, str]]) -> None:
+    """What `inhouse service install --cluster-head` has systemd do after the head machine's node dies: run the node
+    again (`inhouse-node.service`, Restart=always) and deploy the app onto it again (`inhouse-app.service`, bound to
+    the node). Ray keeps the cluster's state in the head's memory, so the app is gone with it; the same two commands
+    bring it back with no other step, the same admin key works, and the request that was streaming when the head
+    died is closed as interrupted in the audit log."""
+    from inhouse.config import Settings
+    from inhouse.governance.audit import INTERRUPTED
+    from inhouse.store.build import open_audit_log
+
+    head, _, env = machines
+    port, http = free_port(), free_port()
+    up = ("up", "--port", str(port), "--num-cpus", "2", "--data-dir", str(head))
+    serve = ("serve", "--cluster", f"127.0.0.2:{port}", "--model", "smollm2-135m", "--data-dir", str(head),
+             "--port", str(http))
+    base = f"http://127.0.0.1:{http}"
+    first = _foreground(*up, env=env)
+    try:
+        _until_up(first, [])
+        served = run(*serve, env=env)
+        assert served.returncode == 0, served.stdout + served.stderr
+        key = re.search(r"(ih_\S+)", served.stdout)
+        assert key, served.stdout
+        auth = {"Authorization": f"Bearer {key[1]}"}
+        body = {"model": "smollm2-135m", "messages": [{"role": "user", "content": "Count from 1 to 500."}],
+                "max_tokens": 400, "stream": True}
+        crashed: list[int] = []
+        with contextlib.suppress(httpx.HTTPError), httpx.stream(  # the connection just ends when the head dies
+                "POST", base + "/v1/chat/completions", json=body, headers=auth, timeout=180) as r:
+            assert r.status_code == 200
+            for line in r.iter_lines():
+                if line.startswith("data: {") and not crashed:  # streaming: the head machine's node dies at once
+                    crashed = [first.pid, *descendants(first.pid)]
+                    for pid in crashed:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGKILL)
+        assert crashed and first.wait(30) == -signal.SIGKILL
+    finally:
+        if first.poll() is None:
+            first.kill()
+    with contextlib.suppress(httpx.HTTPError):  # nothing answers on the API port now
+        assert httpx.get(base + "/health", timeout=5).status_code != 200
+
+    second = _foreground(*up, env=env)  # systemd's Restart=always
+    second_lines: list[str] = []
+    try:
+        _until_up(second, second_lines)
+        again = run(*serve, env=env)  # inhouse-app.service, started again with the node it is bound to
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "ih_" not in again.stdout  # the data directory's admin key stands
+        r2 = httpx.post(base + "/v1/chat/completions", headers=auth, timeout=180,
+                        json={"model": "smollm2-135m", "messages": [{"role": "user", "content": "Say hi"}],
+                              "max_tokens": 6})
+        assert r2.status_code == 200 and r2.json()["usage"]["completion_tokens"] > 0, r2.text
+        log = open_audit_log(Settings(data_dir=head))
+        assert log is not None
+        try:
+            assert log.unfinished() == []
+            closed = [rec for rec in log.iter_records() if rec.outcome == INTERRUPTED]
+            assert len(closed) == 1 and closed[0].action == "chat:create", closed
+            assert "stopped before the request finished" in (closed[0].reason or "")
+            assert log.verify().ok
+        finally:
+            log.close()
+        leftovers = [p for p in crashed if alive(p)]
+        assert not leftovers, leftovers
+    finally:
+        second.send_signal(signal.SIGTERM)  # systemd stopping the unit
+    assert second.wait(90) == 0, "".join(second_lines)[-2000:]
+    assert read_record(head) is None and not temp_dir_of(head).exists()

@@ -71,7 +71,10 @@ def build_stores(settings: Settings, db: Database) -> Stores:
         from inhouse.store.sqlite.responses import SqliteResponseStore
 
         return Stores(SqliteGovernanceStore(db), SqliteConversationStore(db), SqliteResponseStore(db),
-                      open_sqlite_audit_log(settings.data_dir / "audit.db", key_path=key_path),
+                      # A node name only where one is set (a cluster's ingress replica): its started records then
+                      # name their process, so the replica that replaces a dead one (or a head run again) closes them.
+                      open_sqlite_audit_log(settings.data_dir / "audit.db", key_path=key_path,
+                                            node=settings.store.node or None),
                       SqliteEventStore(db), SqliteSessionStore(db), MemoryRequestWindows(), "sqlite")
     from inhouse.store.postgres.assistants import PostgresEventStore, PostgresSessionStore
     from inhouse.store.postgres.audit import PostgresAuditStore

@@ -238,7 +238,8 @@ class SqliteAuditStore:
 
 
 def open_sqlite_audit_log(path: Path | str, *, key_path: Path | None = None, head_path: Path | None = None,
-                          clock: Callable[[], float] = time.time) -> AuditLog:
-    """The audit log of an embedded install: ``audit.db``, with ``audit.head`` and ``audit.key`` beside it."""
+                          clock: Callable[[], float] = time.time, node: str | None = None) -> AuditLog:
+    """The audit log of an embedded install: ``audit.db``, with ``audit.head`` and ``audit.key`` beside it.
+    ``node``: see ``AuditLog`` (a cluster's ingress replica on the embedded store names itself)."""
     store = SqliteAuditStore(path, head_path=head_path)
-    return AuditLog(store, key_path=key_path or Path(path).parent / "audit.key", clock=clock)
+    return AuditLog(store, key_path=key_path or Path(path).parent / "audit.key", clock=clock, node=node)
