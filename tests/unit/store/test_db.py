@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from inhouse.errors import InvalidRequest
+from inhouse.kb.index.sqlite.store import SqliteIndexStore
 from inhouse.store.sqlite.database import Database, Migration, apply_migrations, current_version
 from inhouse.store.sqlite.inhouse_db import MIGRATIONS, migrate
+from inhouse.testing.services import build_fake_services
 
 
 @pytest.fixture
@@ -21,10 +23,25 @@ def db(tmp_path: Path) -> Iterator[Database]:
 def test_pragmas(db: Database) -> None:
     assert db.pragma("journal_mode") == "wal"
     assert db.pragma("foreign_keys") == 1
-    assert db.pragma("synchronous") == 1  # NORMAL
+    assert db.pragma("synchronous") == 2  # FULL: a commit is fsynced
     assert db.pragma("busy_timeout") == 5000
     with pytest.raises(ValueError):
         db.pragma("x; DROP TABLE y")
+
+
+def test_every_file_of_a_data_directory_fsyncs_each_commit(tmp_path: Path) -> None:
+    """inhouse.db, kb.db (through apsw) and audit.db: an acknowledged write survives a power cut, not only a killed
+    process, and the index can never be behind the audit record that names its change."""
+    services = build_fake_services(tmp_path)
+    try:
+        index = services.kb.store
+        assert isinstance(index, SqliteIndexStore)
+        connections = {"inhouse.db": services.db.connection, "kb.db": index._w.connection,
+                       "audit.db": services.audit.store.connection}  # type: ignore[attr-defined]
+        assert {name: conn.execute("PRAGMA synchronous").fetchone()[0] for name, conn in connections.items()} == {
+            "inhouse.db": 2, "kb.db": 2, "audit.db": 2}
+    finally:
+        services.close()
 
 
 def test_migrate_is_idempotent(db: Database) -> None:
