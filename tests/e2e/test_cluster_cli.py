@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -166,26 +166,67 @@ def test_a_node_run_in_the_foreground_rejoins_when_run_again_after_a_crash(
     assert not leftovers, leftovers
 
 
+class Restarted:
+    """A node under systemd's ``Restart=always``: its command run again ``delay_s`` after each exit, until ``stop``."""
+
+    def __init__(self, args: tuple[str, ...], env: dict[str, str], *, delay_s: float = 2.0) -> None:
+        self.args, self.env, self.delay_s = args, env, delay_s
+        self.runs: list[subprocess.Popen[str]] = []
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            proc = _foreground(*self.args, env=self.env)
+            self.runs.append(proc)
+            for _ in proc.stdout or ():  # drained until it ends
+                pass
+            proc.wait()
+            self._stopping.wait(self.delay_s)
+
+    def stop(self, *, then: Callable[[], object]) -> None:
+        """No more runs; ``then`` ends the current one (``cluster down``)."""
+        self._stopping.set()
+        then()
+        self._thread.join(120)
+
+
+def _alive_rows(head: Path, env: dict[str, str]) -> tuple[int, str]:
+    status = run("cluster", "status", "--data-dir", str(head), env=env)
+    rows = [line for line in status.stdout.splitlines() if " worker " in line or " head " in line]
+    return len([r for r in rows if " yes " in r]), status.stdout + status.stderr
+
+
 def test_a_head_that_crashes_serves_again_once_run_again_and_the_app_deployed_again(
         machines: tuple[Path, Path, dict[str, str]]) -> None:
-    """What `inhouse service install --cluster-head` has systemd do after the head machine's node dies: run the node
-    again (`inhouse-node.service`, Restart=always) and deploy the app onto it again (`inhouse-app.service`, bound to
-    the node). Ray keeps the cluster's state in the head's memory, so the app is gone with it; the same two commands
-    bring it back with no other step, the same admin key works, and the request that was streaming when the head
-    died is closed as interrupted in the audit log."""
+    """What `inhouse service install --cluster-head/--cluster-join` has systemd do when the head machine's node dies:
+    run the head's node again (`inhouse-node.service`, Restart=always) and deploy the app onto it again
+    (`inhouse-app.service`, bound to the node); the worker's node, which ends once it has lost its head, is run again
+    by its own unit until it rejoins. Ray keeps the cluster's state in the head's memory, so the app is gone with it;
+    these commands bring it back with no other step, the same admin key works, and the request that was streaming
+    when the head died is closed as interrupted in the audit log. (The worker gives up on a lost head after 5 s here,
+    not Ray's default 60 s: `RAY_gcs_rpc_server_reconnect_timeout_s`.)"""
     from inhouse.config import Settings
     from inhouse.governance.audit import INTERRUPTED
     from inhouse.store.build import open_audit_log
 
-    head, _, env = machines
+    head, worker, env = machines
     port, http = free_port(), free_port()
-    up = ("up", "--port", str(port), "--num-cpus", "2", "--data-dir", str(head))
+    up = ("up", "--port", str(port), "--num-cpus", "1", "--data-dir", str(head))
     serve = ("serve", "--cluster", f"127.0.0.2:{port}", "--model", "smollm2-135m", "--data-dir", str(head),
              "--port", str(http))
     base = f"http://127.0.0.1:{http}"
     first = _foreground(*up, env=env)
+    worker_unit: Restarted | None = None
     try:
         _until_up(first, [])
+        worker_unit = Restarted(("join", f"127.0.0.2:{port}", "--num-cpus", "1", "--token-file",
+                                 str(head / "cluster" / "auth_token"), "--data-dir", str(worker)),
+                                {**env, "RAY_gcs_rpc_server_reconnect_timeout_s": "5"})
+        deadline = time.monotonic() + 120
+        while _alive_rows(head, env)[0] < 2 and time.monotonic() < deadline:
+            time.sleep(2)
         served = run(*serve, env=env)
         assert served.returncode == 0, served.stdout + served.stderr
         key = re.search(r"(ih_\S+)", served.stdout)
@@ -209,6 +250,7 @@ def test_a_head_that_crashes_serves_again_once_run_again_and_the_app_deployed_ag
             first.kill()
     with contextlib.suppress(httpx.HTTPError):  # nothing answers on the API port now
         assert httpx.get(base + "/health", timeout=5).status_code != 200
+    time.sleep(8)  # the head's machine reboots meanwhile: the worker's node gives up on it and ends
 
     second = _foreground(*up, env=env)  # systemd's Restart=always
     second_lines: list[str] = []
@@ -231,9 +273,18 @@ def test_a_head_that_crashes_serves_again_once_run_again_and_the_app_deployed_ag
             assert log.verify().ok
         finally:
             log.close()
+        deadline = time.monotonic() + 120  # the worker's unit runs it again until the head answers: it rejoins
+        nodes_up, status = _alive_rows(head, env)
+        while nodes_up < 2 and time.monotonic() < deadline:
+            time.sleep(3)
+            nodes_up, status = _alive_rows(head, env)
+        assert nodes_up == 2, status
+        assert worker_unit is not None and len(worker_unit.runs) >= 2, "the worker's node never ended"
         leftovers = [p for p in crashed if alive(p)]
         assert not leftovers, leftovers
     finally:
+        if worker_unit is not None:
+            worker_unit.stop(then=lambda: run("cluster", "down", "--data-dir", str(worker), env=env))
         second.send_signal(signal.SIGTERM)  # systemd stopping the unit
     assert second.wait(90) == 0, "".join(second_lines)[-2000:]
     assert read_record(head) is None and not temp_dir_of(head).exists()
