@@ -4,10 +4,11 @@ apps in one process — tests — do not collide).
 Latencies are measured at the edge, where the client feels them; engine counters are read from
 ``EngineClient.stats()`` at scrape time by a custom collector, so the engine keeps no Prometheus objects.
 
-Several processes serving one app (a cluster's ingress replicas) each count their own HTTP series; with a
-``SeriesExchange`` (``cluster/metrics_board.py``) a scrape of any of them answers the HTTP series summed over all
-of them (``Family``: a metric family as plain data; ``merge_families`` sums them). The engine series are not
-exchanged: each process already reads them summed over the model's replicas.
+Several processes serving one app (a cluster's ingress replicas) each count their own HTTP series (and their
+parse-worker stops and the writes they keep while a store is away); with a ``SeriesExchange``
+(``cluster/metrics_board.py``) a scrape of any of them answers the HTTP series summed over all of them (``Family``:
+a metric family as plain data; ``merge_families`` sums them). The engine series are not exchanged: each process
+already reads them summed over the model's replicas.
 """
 
 from __future__ import annotations
@@ -239,11 +240,13 @@ class Metrics:
         self.requests_by_destination = Counter("inhouse_requests_by_destination",
                                                "Chat requests by where the egress policy ran them.",
                                                ["destination"], registry=r)
+        # Counted per process too, so exchanged with the HTTP series: a scrape that one of several ingress replicas
+        # answers must not show that replica's parse-worker stops or kept writes as everyone's.
+        r.register(ParseStopsCollector(parse_stops))
+        r.register(WaitingWritesCollector(waiting))
         self.registry = CollectorRegistry(auto_describe=True)  # what a scrape answers
         self.registry.register(_HttpSeries(self.http, exchange))
         self.registry.register(EngineStatsCollector(engines))
-        self.registry.register(ParseStopsCollector(parse_stops))
-        self.registry.register(WaitingWritesCollector(waiting))
         if exchange is not None:
             exchange.attach(lambda: families_of(self.http))
 

@@ -15,12 +15,13 @@ replica on the head and each ingress gets a ``BoardExchange`` (the ``api.metrics
 Prometheus counters must never go backwards (a decrease reads as a restart and ``rate()`` counts the whole value
 again). So a member that stops publishing (its replica died, or was replaced) is not dropped: after
 ``STALE_AFTER_S`` its last series is folded into the board's ``retired`` total, which stays in every sum; it only
-stops counting as live (``inhouse_ingress_replicas_reporting``). A retired member that publishes again (a replica
-that was stalled, not dead) is ignored from then on: its later requests are not counted, which leaves the sum flat,
-never lower and never counted twice. What the board cannot keep is its own state: if the board's replica itself
-dies, Serve starts a new one, the live members republish within a second, and the retired totals are gone, which
-Prometheus sees as one counter reset. When the board cannot be reached a scrape leaves the HTTP series out rather
-than answer one replica's counts as the total (``api.metrics``).
+stops counting as live (``inhouse_ingress_replicas_reporting``). Its gauges (``inhouse_writes_waiting``) are not
+kept: they say what it held, and its successor takes that over and reports it. A retired member that publishes again
+(a replica that was stalled, not dead) is ignored from then on: its later requests are not counted, which leaves the
+sum flat, never lower and never counted twice. What the board cannot keep is its own state: if the board's replica
+itself dies, Serve starts a new one, the live members republish within a second, and the retired totals are gone,
+which Prometheus sees as one counter reset. When the board cannot be reached a scrape leaves the HTTP series out
+rather than answer one replica's counts as the total (``api.metrics``).
 """
 
 from __future__ import annotations
@@ -84,7 +85,10 @@ class SeriesBoard:
     def _sweep(self, now: float) -> None:
         gone = [k for k, m in self._live.items() if now - m.seen_s > self._stale_after_s]
         for key in gone:
-            self._retired = merge_families([self._retired, self._live.pop(key).families])
+            # A gauge says what the member holds now, and it holds nothing any more (the writes it kept are taken
+            # over by the replica that replaces it, which reports them): only counters and histograms are kept.
+            kept = [f for f in self._live.pop(key).families if f.type != "gauge"]
+            self._retired = merge_families([self._retired, kept])
             self._retired_keys.add(key)
             log.info("ingress %s stopped publishing its metrics: its totals are kept, it no longer counts as live",
                      key)

@@ -73,6 +73,26 @@ def test_the_board_sum_never_goes_backwards() -> None:
     assert _requests(merged) == 10 and _value(merged, REPORTING) == 0
 
 
+def test_a_retired_members_gauges_leave_the_sum_and_its_counters_stay() -> None:
+    """The writes a dead replica kept are taken over (and reported) by its successor: its gauge must not stay in
+    the sum for ever, as its counters do."""
+    clock = _Clock()
+    board = SeriesBoard(stale_after_s=15, clock=clock)
+    kept = {"audit": 2, "usage": 1}
+    board.publish("a", 1, families_of(Metrics(lambda: [], waiting=lambda: kept, parse_stops=lambda: {"crash": 1}).http))
+    board.publish("b", 1, families_of(Metrics(lambda: [], waiting=lambda: {"audit": 1}).http))
+    merged = board.merged()
+    assert _value(merged, "inhouse_writes_waiting", kind="audit") == 3
+    assert _value(merged, "inhouse_parse_worker_stops_total", reason="crash") == 1
+    clock.now += 10
+    board.publish("b", 2, families_of(Metrics(lambda: [], waiting=lambda: {"audit": 0}).http))
+    clock.now += 10  # a silent for 20 s: retired
+    merged = board.merged()
+    assert _value(merged, "inhouse_writes_waiting", kind="audit") == 0  # b's alone
+    assert not any(ls == (("kind", "usage"),) for f in merged for _, ls, _ in f.samples)
+    assert _value(merged, "inhouse_parse_worker_stops_total", reason="crash") == 1  # a counter: kept
+
+
 class _Exchange:
     def __init__(self, others: list[Family] | None, fail: bool = False) -> None:
         self._others, self._fail = others or [], fail
@@ -95,6 +115,17 @@ def test_metrics_answer_the_sum_over_the_exchange() -> None:
     assert re.search(r'^inhouse_requests_total\{route="/v1/chat/completions",status="200"\} 42\.0$', text, re.M)
     assert re.search(r'^inhouse_time_to_first_token_seconds_count\{model="fake"\} 1\.0$', text, re.M)
     assert "# TYPE inhouse_requests_total counter" in text
+
+
+def test_kept_writes_and_parse_stops_are_exchanged_with_the_http_series() -> None:
+    """Counted per process, like the HTTP series: a scrape answered by one replica shows every replica's."""
+    other = Metrics(lambda: [], waiting=lambda: {"audit": 3}, parse_stops=lambda: {"timeout": 2})
+    m = Metrics(lambda: [], exchange=_Exchange(families_of(other.http)), waiting=lambda: {"audit": 1, "usage": 0},
+                parse_stops=lambda: {"timeout": 1})
+    text = m.render().decode()
+    assert re.search(r'^inhouse_writes_waiting\{kind="audit"\} 4\.0$', text, re.M), text
+    assert re.search(r'^inhouse_parse_worker_stops_total\{reason="timeout"\} 3\.0$', text, re.M), text
+    assert text.count("# TYPE inhouse_writes_waiting gauge") == 1
 
 
 def test_a_failing_exchange_leaves_the_http_series_out_and_the_scrape_answers() -> None:
