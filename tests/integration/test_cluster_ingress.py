@@ -226,6 +226,14 @@ def test_a_replica_that_dies_after_an_outage_leaves_what_it_kept_to_the_next_rep
         assert all(p.exists() for p in kept.values()), sorted(p.name for p in data_dir.iterdir())
     finally:
         cluster["postgres"].start()
+    # Whichever replica answers the scrape, the kept writes are counted (summed over the replicas' series).
+    deadline, texts = time.monotonic() + 30, []
+    while time.monotonic() < deadline:
+        texts = asyncio.run(_scrapes(cluster, 6))
+        if all(_waiting(t) == (1.0, 1.0) for t in texts):
+            break
+        time.sleep(0.5)
+    assert [_waiting(t) for t in texts] == [(1.0, 1.0)] * 6
     os.kill(victim["pid"], signal.SIGKILL)
     deadline, final = time.monotonic() + 120, None
     while time.monotonic() < deadline and final is None:  # until Serve's replacement replica is up
@@ -244,6 +252,23 @@ def test_a_replica_that_dies_after_an_outage_leaves_what_it_kept_to_the_next_rep
     assert not list(data_dir.glob("*.waiting*")), sorted(p.name for p in data_dir.iterdir())
     code, out = _cli("audit", "verify", "--data-dir", str(data_dir), env={"INHOUSE_STORE__URL": cluster["store_url"]})
     assert code == 0, out
+
+
+async def _scrapes(cluster: dict[str, Any], n: int) -> list[str]:
+    """``n`` concurrent scrapes of /metrics, which Serve's proxy spreads over the replicas."""
+    async with httpx.AsyncClient(base_url=cluster["url"], timeout=60,
+                                 headers={"Authorization": f"Bearer {cluster['admin']}"}) as client:
+        responses = await asyncio.gather(*[client.get("/metrics") for _ in range(n)])
+    assert [r.status_code for r in responses] == [200] * n, [r.text[:200] for r in responses]
+    return [r.text for r in responses]
+
+
+def _waiting(text: str) -> tuple[float, float]:
+    """``inhouse_writes_waiting`` for audit records and for token charges (0 when a kind is not there)."""
+    def one(kind: str) -> float:
+        found = re.search(rf'^inhouse_writes_waiting\{{kind="{kind}"\}} (\S+)$', text, re.M)
+        return float(found[1]) if found else 0.0
+    return one("audit"), one("usage")
 
 
 def _records(cluster: dict[str, Any]) -> list[Any]:

@@ -106,8 +106,17 @@ class PostgresDatabase:
                 configure(conn)
 
         def check(conn: Any) -> None:
-            if self._clock() - self._returned.get(id(conn), 0.0) >= CHECK_IDLE_S:
+            if self._clock() - self._returned.get(id(conn), 0.0) < CHECK_IDLE_S:
+                return
+            try:
                 ConnectionPool.check_connection(conn)  # raises on a dead connection: the pool opens another
+            except Exception:
+                # The server restarted (or went away): the other idle connections are dead too. The pool would find
+                # them one checkout at a time, backing off 0, 1, 2, 4 ... s between them, so with a warm pool the
+                # first request after a restart waited 10 s and got 429 "busy". Check them all now: the dead are
+                # replaced at once.
+                self._pool.check()
+                raise
 
         def returned(conn: Any) -> None:
             now = self._clock()
