@@ -74,3 +74,61 @@ def test_a_warm_pool_serves_at_once_after_the_server_restarts() -> None:
             assert db.scalar("SELECT 1") == 1 and db._outage_since is None
         finally:
             db.close()
+
+
+@pytest.mark.integration
+def test_the_first_request_of_an_outage_is_told_within_about_a_second() -> None:
+    """The server goes away under a warm pool: the first caller asked the pool for its whole timeout (10 s: a
+    stream's final record waited that long before it was kept); now the server is asked directly after a second
+    without a connection, while the pool is not saturated. Callers after it wait ``OUTAGE_WAIT_S`` as before."""
+    import time
+
+    from inhouse.errors import StoreUnavailable
+    from inhouse.store.postgres.database import CHECK_IDLE_S, PostgresDatabase
+    from inhouse.testing.postgres import local_postgres
+
+    with local_postgres() as server:
+        db = PostgresDatabase(server.create_database(), max_size=4)
+        try:
+            assert db.scalar("SELECT 1") == 1
+            server.stop()
+            time.sleep(CHECK_IDLE_S + 0.2)
+            for _ in range(2):
+                started = time.monotonic()
+                with pytest.raises(StoreUnavailable):
+                    db.scalar("SELECT 1")
+                assert time.monotonic() - started < 3.0  # the first was 10 s
+            server.start()
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                try:
+                    assert db.scalar("SELECT 1") == 1
+                    break
+                except StoreUnavailable:
+                    time.sleep(0.2)
+            assert db._outage_since is None
+        finally:
+            db.close()
+
+
+@pytest.mark.integration
+def test_a_saturated_pool_keeps_its_callers_waiting_their_whole_time(postgres_url: str) -> None:
+    """Every connection open and in use: a caller waits in line (here 2.5 s) and gets the one given back, no probe
+    of the server cuts its wait short."""
+    import threading
+
+    from inhouse.store.postgres.database import PostgresDatabase
+
+    db = PostgresDatabase(postgres_url, max_size=1, timeout_s=2.5)
+    try:
+        with db.connection():
+            released = threading.Timer(1.6, lambda: None)
+            released.start()
+            answer: list[int] = []
+            waiter = threading.Thread(target=lambda: answer.append(db.scalar("SELECT 1")))
+            waiter.start()
+            released.join()
+        waiter.join(5)
+        assert answer == [1] and db._outage_since is None
+    finally:
+        db.close()

@@ -97,6 +97,7 @@ class PostgresDatabase:
         self._outage_lock = threading.Lock()
         self._outage_since: float | None = None  # the last attempt found the server gone
         self._probed_at = 0.0  # the last direct connection attempt during an outage
+        self._answered_at: tuple[float, bool] = (float("-inf"), True)  # the last probe of a waiting caller, its answer
         self._renew_lock = threading.Lock()  # one probe at a time; the others do not wait for it
         self._returned: dict[int, float] = {}  # id(connection) -> when it last went back to the pool
 
@@ -202,11 +203,51 @@ class PostgresDatabase:
             return False
         return True
 
-    def _pooled(self) -> Any:
-        """The pool's ``connection()`` context, after renewing the pool if an outage has just ended."""
+    @contextmanager
+    def _pooled(self) -> Iterator[Any]:
+        """A connection of the pool (what its ``connection()`` does: in the connection's context, then back), after
+        renewing the pool if an outage has just ended."""
         if self._outage_since is not None:
             self._renew_if_back()
-        return self._pool.connection(timeout=self._wait_s())
+        pool = self._pool  # the one to give it back to, should a renewal replace it meanwhile
+        conn = self._getconn(pool)
+        try:
+            with conn:
+                yield conn
+        finally:
+            pool.putconn(conn)
+
+    def _getconn(self, pool: Any) -> Any:
+        """Wait for a connection up to the pool's timeout; but if none came within ``OUTAGE_WAIT_S`` while the pool
+        is not saturated, ask the server directly: one that went away is told after about a second, not after the
+        whole timeout (the first request of an outage, a stream's final record among them, waited 10 s). A saturated
+        pool (every connection open and in use) is only busy: the caller waits the rest of its time in line."""
+        from psycopg_pool import PoolTimeout
+
+        wait = self._wait_s()
+        deadline = self._clock() + wait
+        try:
+            return pool.getconn(timeout=min(OUTAGE_WAIT_S, wait))
+        except PoolTimeout:
+            left = deadline - self._clock()
+            if left <= 0:
+                raise
+            stats = pool.get_stats()
+            saturated = stats.get("pool_size", 0) >= stats.get("pool_max", 0) and not stats.get("pool_available")
+            if not saturated and not self._answers_lately():
+                raise
+        return pool.getconn(timeout=left)
+
+    def _answers_lately(self) -> bool:
+        """``_server_answers``, asked at most once per ``OUTAGE_WAIT_S`` for all callers waiting together."""
+        with self._outage_lock:
+            now = self._clock()
+            if now - self._answered_at[0] < OUTAGE_WAIT_S:
+                return self._answered_at[1]
+        answers = self._server_answers()
+        with self._outage_lock:
+            self._answered_at = (self._clock(), answers)
+        return answers
 
     def _renew_if_back(self) -> None:
         """During an outage, at most once per ``OUTAGE_WAIT_S``: connect directly, and if the server answers, put a
