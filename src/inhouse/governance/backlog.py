@@ -126,7 +126,10 @@ class Spool:
         over go once it does."""
         if self._write(items, append=False):
             for claimed in self._claimed:
-                claimed.unlink(missing_ok=True)
+                try:
+                    claimed.unlink(missing_ok=True)
+                except OSError as exc:  # read again by a later process: records once, charges maybe twice (over)
+                    log.error("could not remove the kept %s taken over from %s: %s", self._what, claimed, exc)
             self._claimed = []
 
     def read(self) -> list[dict[str, Any]]:
