@@ -100,6 +100,9 @@ class PostgresDatabase:
         self._answered_at: tuple[float, bool] = (float("-inf"), True)  # the last probe of a waiting caller, its answer
         self._renew_lock = threading.Lock()  # one probe at a time; the others do not wait for it
         self._returned: dict[int, float] = {}  # id(connection) -> when it last went back to the pool
+        self._max_size = max_size
+        self._in_use = 0  # connections handed out by _pooled and not yet given back
+        self._in_use_lock = threading.Lock()
 
         def setup(conn: Any) -> None:
             conn.autocommit = True
@@ -211,20 +214,27 @@ class PostgresDatabase:
             self._renew_if_back()
         pool = self._pool  # the one to give it back to, should a renewal replace it meanwhile
         conn = self._getconn(pool)
+        with self._in_use_lock:
+            self._in_use += 1
         try:
             with conn:
                 yield conn
         finally:
+            with self._in_use_lock:
+                self._in_use -= 1
             pool.putconn(conn)
 
     def _getconn(self, pool: Any) -> Any:
         """Wait for a connection up to the pool's timeout; but if none came within ``OUTAGE_WAIT_S`` while the pool
         is not saturated, ask the server directly: one that went away is told after about a second, not after the
         whole timeout (the first request of an outage, a stream's final record among them, waited 10 s). A saturated
-        pool (every connection open and in use) is only busy: the caller waits the rest of its time in line."""
+        pool (every connection open and in use) is only busy: the caller waits its whole time in line (when every
+        connection is in use as it comes, without leaving the line at all)."""
         from psycopg_pool import PoolTimeout
 
         wait = self._wait_s()
+        if self._in_use >= self._max_size:
+            return pool.getconn(timeout=wait)
         deadline = self._clock() + wait
         try:
             return pool.getconn(timeout=min(OUTAGE_WAIT_S, wait))
