@@ -52,6 +52,15 @@ class Assistants:
 
 
 @dataclass(frozen=True)
+class TakenOver:
+    """What ``Services.take_over_previous_runs`` took over from earlier processes."""
+
+    records: int  # kept final audit records, written now
+    charges: int  # kept token charges, added now (or kept again while the store is away)
+    interrupted: list[AuditRecord]  # the closing records of requests that never finished
+
+
+@dataclass(frozen=True)
 class Services:
     settings: Settings
     db: Database  # <data_dir>/inhouse.db: the assistants' data; keys, users, groups, quotas, conversations too
@@ -76,6 +85,18 @@ class Services:
     default_model: ModelRecommendation | None  # how models.default was chosen when it was "auto"
     assistants: Assistants
     stores: Stores  # what store.url chose (governance, conversations, audit); closed with the services
+
+    def take_over_previous_runs(self, *, per_process: bool = False) -> TakenOver:
+        """At start (``inhouse serve``, each cluster ingress replica): add the token charges and write the final
+        audit records that earlier processes kept while their store was away (the spool files in the data
+        directory), then close the requests they never finished as interrupted (``close_interrupted``).
+        ``per_process``: processes share the data directory (a cluster's ingress replicas): this one's spool files
+        are named by it, only those of processes that are gone are taken over, and only requests that name their
+        process are closed (the other replicas' are being served)."""
+        data_dir = self.settings.data_dir
+        charges = self.quotas.take_over_kept(data_dir / "usage.waiting.jsonl", per_process=per_process)
+        records = self.audit.take_over_kept(data_dir / "audit.waiting.jsonl", per_process=per_process)
+        return TakenOver(records, charges, self.close_interrupted(processes_only=per_process))
 
     def close_interrupted(self, *, processes_only: bool = False) -> list[AuditRecord]:
         """Give the runs of an earlier process that never ended their final record (``AuditLog.close_interrupted``),

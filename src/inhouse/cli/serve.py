@@ -91,20 +91,18 @@ def register(app: typer.Typer) -> None:
                           f"{report.memory_total_bytes / 1e9:.0f} GB, {report.bandwidth_gb_s:.0f} GB/s. "
                           f"{report.amx_verdict()}", highlight=False)
             services = _open_waiting_for_store(settings, notifier)
-            # Final records an earlier process kept while its store was away, then requests of an earlier process
-            # that never ended (a crash, a kill): their final record says so.
-            taken = services.audit.take_over_kept(settings.data_dir / "audit.waiting.jsonl")
-            if taken:
-                err_console.print(f"{taken} audit record(s) the previous run kept while its store was away are "
-                                  "written now.")
-            charges = services.quotas.take_over_kept(settings.data_dir / "usage.waiting.jsonl")
-            if charges:
-                err_console.print(f"{charges} token charge(s) the previous run kept while its store was away are "
-                                  "taken over.")
-            interrupted = services.close_interrupted()
-            if interrupted:
-                err_console.print(f"{len(interrupted)} request(s) of the previous run (or command run(s) whose process "
-                                  "is gone) were interrupted; recorded as such in the audit log.")
+            # What an earlier process kept while its store was away, then its requests that never ended (a crash,
+            # a kill): their final record says so.
+            taken = services.take_over_previous_runs()
+            if taken.records:
+                err_console.print(f"{taken.records} audit record(s) the previous run kept while its store was away "
+                                  "are written now.")
+            if taken.charges:
+                err_console.print(f"{taken.charges} token charge(s) the previous run kept while its store was away "
+                                  "are taken over.")
+            if taken.interrupted:
+                err_console.print(f"{len(taken.interrupted)} request(s) of the previous run (or command run(s) whose "
+                                  "process is gone) were interrupted; recorded as such in the audit log.")
             secret = services.keys.ensure_admin_key()
             if secret:
                 console.print(

@@ -64,19 +64,17 @@ class Ingress:
         replicas' are served)."""
         from inhouse.errors import InhouseError
 
-        data_dir = self._settings.data_dir
-        charges = self.services.quotas.take_over_kept(data_dir / "usage.waiting.jsonl", per_process=True)
         try:
-            taken = self.services.audit.take_over_kept(data_dir / "audit.waiting.jsonl", per_process=True)
-            closed = self.services.close_interrupted(processes_only=True)
+            taken = self.services.take_over_previous_runs(per_process=True)
         except InhouseError as exc:  # the store is away: the next replica to start takes over and closes them
             log.warning("what ingress replicas that are gone left could not be taken over now: %s", exc.message)
             return
-        if charges or taken:
+        if taken.charges or taken.records:
             log.warning("%d token charge(s) and %d audit record(s) kept by ingress replicas that are gone are taken "
-                        "over", charges, taken)
-        if closed:
-            log.warning("%d request(s) of ingress replicas that are gone recorded as interrupted", len(closed))
+                        "over", taken.charges, taken.records)
+        if taken.interrupted:
+            log.warning("%d request(s) of ingress replicas that are gone recorded as interrupted",
+                        len(taken.interrupted))
 
     def __serve_build_asgi_app__(self) -> Any:
         from inhouse.api.app import build_app
