@@ -101,12 +101,13 @@ class Spool:
                 found.append(candidate)
         return found
 
-    def claim_orphans(self, like: Path) -> int:
-        """Take over ``orphans(like)``: each is first renamed to a name of this process, so two processes starting
-        together never both take one, and one that dies holding it leaves it to the next. They are read with this
-        spool and removed by its next ``replace``. How many were taken."""
+    def claim_orphans(self, like: Path, orphans: Sequence[Path] | None = None) -> int:
+        """Take over ``orphans(like)`` (or ``orphans``, as the caller just listed them): each is first renamed to a
+        name of this process, so two processes starting together never both take one, and one that dies holding it
+        leaves it to the next. They are read with this spool and removed by its next ``replace``. How many were
+        taken."""
         mine = process_tag(this_process())
-        for orphan in self.orphans(like):
+        for orphan in self.orphans(like) if orphans is None else orphans:
             claimed = _tagged(like, f"{mine}.from-{secrets.token_hex(4)}")
             try:
                 os.rename(orphan, claimed)

@@ -241,10 +241,11 @@ class AuditLog:
         How many records were taken over. Raises ``AuditUnavailable`` when the store cannot say which requests are
         open (nothing is taken over then; the spool is used all the same)."""
         self._spool = Spool.of_this_process(spool, "audit records") if per_process else Spool(spool, "audit records")
-        if not self._spool.path.exists() and not self._spool.orphans(spool):
+        orphans = self._spool.orphans(spool)
+        if not self._spool.path.exists() and not orphans:
             return 0
         open_requests = {rec.request_id for rec in self.unfinished()}
-        self._spool.claim_orphans(spool)
+        self._spool.claim_orphans(spool, orphans)
         taken: list[dict[str, Any]] = []
         for fields in self._spool.read():
             if (set(fields) == _KEPT_FIELDS and fields["kind"] == "request"
