@@ -242,9 +242,7 @@ class PostgresDatabase:
             left = deadline - self._clock()
             if left <= 0:
                 raise
-            stats = pool.get_stats()
-            saturated = stats.get("pool_size", 0) >= stats.get("pool_max", 0) and not stats.get("pool_available")
-            if not saturated and not self._answers_lately():
+            if self._in_use < self._max_size and not self._answers_lately():  # not saturated: gone?
                 raise
         return pool.getconn(timeout=left)
 
