@@ -267,12 +267,14 @@ class Ingestor:
 
     def ingest_bytes(self, collection_id: str, data: bytes, filename: str, *, source_path: str | None = None,
                      label: Label | str | None = None, acl: Acl | None = None,
-                     metadata: Mapping[str, str] | None = None, run: str | None = None) -> FileOutcome:
+                     metadata: Mapping[str, str] | None = None, run: str | None = None,
+                     own_copy: bool = False) -> FileOutcome:
         """One file (an upload). Rejections are returned as an ``error`` outcome, like in a batch. ``run``: the
-        upload's audit request id (``IngestReport.run``)."""
+        upload's audit request id (``IngestReport.run``). ``own_copy``: a document of its own even when another
+        document of the collection has these bytes (``IndexStore.put_document``)."""
         src = FileSource(source_path or filename, lambda: data, filename)
         report = self.ingest(collection_id, [src], label=label, acl=acl, metadata=metadata,
-                             report=IngestReport(run=run))
+                             report=IngestReport(run=run), own_copy=own_copy)
         return report.outcomes[0]
 
     def parse(self, data: bytes, filename: str) -> ParsedDocument:
@@ -286,7 +288,8 @@ class Ingestor:
     def ingest(self, collection_id: str, sources: Sequence[FileSource], *, label: Label | str | None = None,
                acl: Acl | None = None, metadata: Mapping[str, str] | None = None,
                progress: Callable[[IngestProgress], None] | None = None,
-               remove_missing: Sequence[str] = (), report: IngestReport | None = None) -> IngestReport:
+               remove_missing: Sequence[str] = (), report: IngestReport | None = None,
+               own_copy: bool = False) -> IngestReport:
         """Add or replace ``sources``. ``remove_missing``: source-path prefixes (``"docs/"``) under which documents
         of the collection that are not among ``sources`` are deleted first (a sync of those folders). ``report``:
         filled as files are committed, so a caller whose run is interrupted knows what was done."""
@@ -349,7 +352,7 @@ class Ingestor:
                 vectors = np.array([k[c.text] if c.text in k else next(fresh) for c in p.chunks], dtype=np.float32)
                 if p.moved_from is not None:
                     self._move_edited(p, report)
-                outcome = self._commit(collection.id, p, vectors, given, acl, metadata, report.run)
+                outcome = self._commit(collection.id, p, vectors, given, acl, metadata, report.run, own_copy)
                 if outcome.status == "replaced" or outcome.edited:
                     report.reused_chunks += sum(c.text in k for c in p.chunks)
                 report.outcomes.append(outcome)
@@ -364,7 +367,7 @@ class Ingestor:
             nonlocal bytes_done
             stop_here()
             outcome, item = self._prepare(collection.id, src, pages_of(src) if progress is not None else None,
-                                          missing, report, defer=defer)
+                                          missing, report, defer=defer, own_copy=own_copy)
             if outcome is None and item is None:
                 return False
             if outcome is not None:
@@ -447,7 +450,7 @@ class Ingestor:
 
     def _prepare(self, collection_id: str, src: FileSource, on_page: PageProgress | None,
                  missing: dict[str, DocumentRecord], report: IngestReport, *, defer: set[str] | None = None,
-                 ) -> tuple[FileOutcome | None, _Pending | None]:
+                 own_copy: bool = False) -> tuple[FileOutcome | None, _Pending | None]:
         """What to do with ``src``: an outcome already (unchanged, moved, an error), or the file parsed and chunked
         to be embedded and committed. (None, None): a file at a path outside ``defer`` whose bytes match nothing,
         left for later."""
@@ -456,13 +459,18 @@ class Ingestor:
         except OSError as exc:
             return FileOutcome(src.source_path, "error", error=f"cannot read: {exc.strerror or exc}"), None
         sha = hashlib.sha256(data).hexdigest()
+        own = self.store.find_document(collection_id, source_path=src.source_path)
+        if own is not None and own.sha256 == sha:
+            return FileOutcome(src.source_path, "unchanged", own.id, own.chunk_count), None
         existing = self.store.find_document(collection_id, sha256=sha)
         if existing is not None and existing.id in missing:
             moved = self._move(src, existing, missing, report)
             if moved is not None:
                 return moved, None
             existing = None
-        if existing is not None:
+        # Bytes another document has stand for a new path's file (one copy indexed); a path with a document of its
+        # own gets its new version whatever other documents hold, or it would keep its old text.
+        if existing is not None and own is None and not own_copy:
             return FileOutcome(src.source_path, "unchanged", existing.id, existing.chunk_count), None
         if defer is not None and src.source_path not in defer:
             return None, None
@@ -486,7 +494,7 @@ class Ingestor:
         return np.vstack(parts)
 
     def _commit(self, collection_id: str, p: _Pending, vectors: np.ndarray, label: Label | None, acl: Acl | None,
-                metadata: Mapping[str, str] | None, run: str | None) -> FileOutcome:
+                metadata: Mapping[str, str] | None, run: str | None, own_copy: bool = False) -> FileOutcome:
         # A new version keeps the label and the access list of the one it replaces unless new ones are given: a
         # changed file must not lose the need-to-know its document was given (nor become visible to the collection).
         previous = self.store.find_document(collection_id, source_path=p.source.source_path)
@@ -513,7 +521,7 @@ class Ingestor:
             mime=p.parsed.mime, data=p.data, chunks=p.chunks, vectors=vectors, metadata=meta,
         )
         try:
-            result = self.store.put_document(doc, run=run)
+            result = self.store.put_document(doc, run=run, own_copy=own_copy)
         except (StorageFull, StoreUnavailable):
             raise  # not this file's fault: the whole batch stops (what is committed stays; a re-run resumes)
         except InhouseError as exc:

@@ -8,6 +8,7 @@ admins; adding, relabelling and deleting documents needs access to the collectio
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -173,15 +174,23 @@ class KnowledgeBase:
         the run journal (here and in ``relabel``, ``delete_document``, ``delete_collection``)."""
         col = self.collection(actor, collection)
         acl = acl_from(groups, keys) if (groups or keys) else None
+        own_copy = False
         if not actor.is_admin:
+            if acl is not None:  # as in relabel: a list could lock others out of a new version, or let others in
+                raise PermissionDenied("Only admins may set a document's own access list.", param="groups")
             # An upload replaces the document of the same name. One the member may not see (restricted, or a list
             # that does not name them) is not theirs to overwrite: like a file share, say the name is taken.
+            scope = AccessScope.of(actor)
             existing = self.store.find_document(col.id, source_path=filename)
-            if existing is not None and not self.store.visible_document(AccessScope.of(actor), existing.id):
+            if existing is not None and not self.store.visible_document(scope, existing.id):
                 raise Conflict(f"A document named {shown(filename)} is in this collection already and you may not "
                                "replace it; upload the file under another name.", param="file")
+            # The same bytes held by a document the member may not see do not stand for their upload: the answer
+            # would name that document, and their file would not be there.
+            same = self.store.find_document(col.id, sha256=hashlib.sha256(data).hexdigest())
+            own_copy = same is not None and not self.store.visible_document(scope, same.id)
         return self.ingestor.ingest_bytes(col.id, data, filename, label=_label(label), acl=acl, metadata=metadata,
-                                          run=run)
+                                          run=run, own_copy=own_copy)
 
     def uploaded_document(self, actor: Actor, outcome: FileOutcome) -> DocumentRecord:
         """The record of a document ``actor`` just added or replaced, shown even when its own marking raised it

@@ -262,6 +262,18 @@ class IndexStoreContract:
         # Another collection is another access list: the same file may live there too.
         assert store.put_document(make_doc(fin, "a.txt", ["same bytes"])).status == "added"
         assert store.find_document(hr, sha256=a.document.sha256) is not None
+        # …unless asked for a document of its own (a member's upload of bytes they may not see elsewhere)
+        own = store.put_document(make_doc(hr, "mine.txt", ["same bytes"]), own_copy=True)
+        assert own.status == "added" and own.document.id != a.document.id
+
+    def test_a_path_whose_file_now_has_another_documents_bytes_gets_them(self, store: IndexStore) -> None:
+        hr, _ = self._cols(store)
+        store.put_document(make_doc(hr, "2025.txt", ["leave is 18 days"]))
+        current = store.put_document(make_doc(hr, "current.txt", ["leave is 15 days"])).document
+        again = store.put_document(make_doc(hr, "current.txt", ["leave is 18 days"]))
+        assert again.status == "replaced" and again.document.id == current.id, again
+        assert [c.content for c in store.document_chunks(current.id)] == ["leave is 18 days"]
+        assert store.put_document(make_doc(hr, "current.txt", ["leave is 18 days"])).status == "unchanged"
 
     def test_delete_collection(self, store: IndexStore) -> None:
         hr, _ = self._cols(store)

@@ -114,9 +114,36 @@ def test_members_need_access_and_cannot_manage(admin: TestClient, kb_services: A
     with TestClient(build_app(kb_services), headers=member_headers(kb_services)) as m:
         assert "412.6" in m.post("/v1/search", json={"query": "revenue"}).text
         assert m.get(f"/v1/collections/{cid}/documents/{doc['id']}/content").status_code == 200
-        # Members may relabel but not change a document's access list.
+        # Members may relabel but not change a document's access list, nor give one with a new version.
         url = f"/v1/collections/{cid}/documents/{doc['id']}"
         assert m.patch(url, json={"access": {"groups": ["x"]}}).status_code == 403
+        again = m.post(f"/v1/collections/{cid}/documents", data={"groups": "x"},
+                       files={"file": ("r.md", b"# R\n\nrevenue 412.7\n")})
+        assert again.status_code == 403 and again.json()["error"]["param"] == "groups", again.text
+        assert m.post(f"/v1/collections/{cid}/documents", data={"keys": member_id},
+                      files={"file": ("new.md", b"# N\n\nnew\n")}).status_code == 403
+        assert admin.get(url).json()["access"] is None
+
+
+def test_a_members_upload_of_bytes_held_by_a_document_they_cannot_see_is_their_own(admin: TestClient,
+                                                                                  kb_services: Any) -> None:
+    cid = admin.post("/v1/collections", json={"name": "hr", "access": {"groups": ["all"]}}).json()["id"]
+    member_id = kb_services.keys.authenticate(kb_services.member_key).key_id
+    admin.patch(f"/v1/collections/{cid}", json={"access": {"groups": ["all"], "keys": [member_id]}})
+    data = b"# Layoff plan\n\nTeam B is cut in March.\n"
+    hidden = admin.post(f"/v1/collections/{cid}/documents", data={"label": "restricted"},
+                        files={"file": ("plan.md", data)}).json()
+    seen = admin.post(f"/v1/collections/{cid}/documents", files={"file": ("faq.md", b"# FAQ\n\nAsk HR.\n")}).json()
+    with TestClient(build_app(kb_services), headers=member_headers(kb_services)) as m:
+        up = m.post(f"/v1/collections/{cid}/documents", files={"file": ("my-notes.md", data)})
+        assert up.status_code == 201, up.text  # was: nothing stored, and a 404 naming the hidden document
+        mine = up.json()
+        assert mine["id"] != hidden["id"] and mine["source_path"] == "my-notes.md" and hidden["id"] not in up.text
+        # Bytes of a document the member sees stand for their file, as before: one copy indexed.
+        dup = m.post(f"/v1/collections/{cid}/documents", files={"file": ("faq-copy.md", b"# FAQ\n\nAsk HR.\n")})
+        assert dup.status_code == 200 and dup.json()["id"] == seen["id"]
+    # An administrator's upload still keeps one copy of the bytes.
+    assert admin.post(f"/v1/collections/{cid}/documents", files={"file": ("x.md", data)}).json()["id"] == hidden["id"]
 
 
 def test_markings_raise_an_upload_and_members_cannot_relabel_below_them(admin: TestClient, kb_services: Any) -> None:

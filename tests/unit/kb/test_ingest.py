@@ -20,7 +20,7 @@ from inhouse.errors import StorageFull, StoreUnavailable
 from inhouse.governance.labels import Label
 from inhouse.kb.access import Acl
 from inhouse.kb.index.sqlite import SqliteIndexStore
-from inhouse.kb.ingest import Ingestor, IngestProgress
+from inhouse.kb.ingest import Ingestor, IngestProgress, iter_sources
 from inhouse.testing.fake_embedder import FakeEmbedder
 
 
@@ -311,3 +311,22 @@ def test_report_separates_model_load_from_embedding(store: SqliteIndexStore, tmp
     assert report.load_seconds == pytest.approx(0.5) and report.embed_seconds == pytest.approx(0.03)
     assert report.embed_chunks_per_s == pytest.approx(100.0) and report.chunks_per_s < 10
     assert report.to_dict()["embed_chunks_per_s"] == 100.0
+
+
+def test_a_file_rewritten_with_another_files_bytes_gets_them(store: SqliteIndexStore, tmp_path: Path) -> None:
+    """A sync kept the old text of a file whose new bytes equal another document's, reporting it unchanged under
+    that other document's id."""
+    col = store.create_collection("hr", acl=Acl())
+    docs = tmp_path / "docs"
+    write(docs, "policy-2025.md", "# Leave\n\nEmployees get 18 days of annual leave.\n")
+    current = write(docs, "policy-current.md", "# Leave\n\nEmployees get 15 days of annual leave.\n")
+    ing = Ingestor(store, FakeEmbedder())
+    ing.ingest_paths(col.id, [docs])
+    doc = store.find_document(col.id, source_path="docs/policy-current.md")
+    assert doc is not None
+    current.write_bytes((docs / "policy-2025.md").read_bytes())
+    report = ing.ingest(col.id, list(iter_sources([docs])), remove_missing=["docs/"])
+    assert {(o.source_path, o.status, o.document_id) for o in report.outcomes} == {
+        ("docs/policy-2025.md", "unchanged", store.find_document(col.id, source_path="docs/policy-2025.md").id),
+        ("docs/policy-current.md", "replaced", doc.id)}
+    assert [c.content for c in store.document_chunks(doc.id)] == ["Employees get 18 days of annual leave."]

@@ -191,9 +191,11 @@ class IndexStore(Protocol):
     # -- documents ----------------------------------------------------------------------------------
     def find_document(self, collection_id: str, *, source_path: str | None = None,
                       sha256: str | None = None) -> DocumentRecord | None: ...
-    def put_document(self, doc: NewDocument, *, run: str | None = None) -> PutResult:
-        """Add, or replace the document at the same source path, or do nothing when a document of the collection
-        already has these bytes. One transaction: readers see the old version or the new one, never both.
+    def put_document(self, doc: NewDocument, *, run: str | None = None, own_copy: bool = False) -> PutResult:
+        """Add, or replace the document at the same source path, or do nothing when it has these bytes already or,
+        for a path with no document, when another document of the collection has them (unless ``own_copy``: a
+        member's upload of bytes held by a document they may not see). One transaction: readers see the old
+        version or the new one, never both.
 
         ``run`` (here and in every write below): the audit request id of the run making the change; the change is
         noted in the run journal in the same transaction (``run_changes``)."""

@@ -233,21 +233,23 @@ class PostgresIndexStore:
                               (at_least.rank,))
         return {r["id"]: (_LABELS[r["label_rank"]], int(r["version"])) for r in rows}
 
-    def put_document(self, doc: NewDocument, *, run: str | None = None) -> PutResult:
+    def put_document(self, doc: NewDocument, *, run: str | None = None, own_copy: bool = False) -> PutResult:
         vectors = prepared_vectors(doc, self.dim)
         now = self._clock()
         with self._db.transaction(lock=lock_id(f"kb:{doc.collection_id}")) as c:
             col = c.execute("SELECT pk FROM kb_collections WHERE id = %s", (doc.collection_id,)).fetchone()
             if col is None:
                 raise NotFound(f"No collection '{doc.collection_id}'.", param="collection")
+            old = c.execute("SELECT pk, id, sha256 FROM kb_documents WHERE collection_pk = %s AND source_path = %s",
+                            (col["pk"], doc.source_path)).fetchone()
             # Checked under the collection's lock: two ingestions of the same bytes cannot both add them.
-            same = c.execute("SELECT id FROM kb_documents WHERE collection_pk = %s AND sha256 = %s LIMIT 1",
-                             (col["pk"], doc.sha256)).fetchone()
+            same = old if old is not None and old["sha256"] == doc.sha256 else None
+            if same is None and old is None and not own_copy:
+                same = c.execute("SELECT id FROM kb_documents WHERE collection_pk = %s AND sha256 = %s LIMIT 1",
+                                 (col["pk"], doc.sha256)).fetchone()
             if same is not None:
                 status, doc_id = "unchanged", same["id"]
             else:
-                old = c.execute("SELECT pk, id FROM kb_documents WHERE collection_pk = %s AND source_path = %s",
-                                (col["pk"], doc.source_path)).fetchone()
                 meta = json.dumps(dict(doc.metadata), ensure_ascii=False, sort_keys=True)
                 values = (doc.sha256, doc.label.rank, doc.acl is not None, doc.title[:500], doc.filename[:255],
                           doc.mime[:100], meta, len(doc.data), len(doc.chunks))

@@ -244,7 +244,7 @@ class SqliteIndexStore:
         rows = self._read("SELECT id, label_rank, version FROM kb_documents WHERE label_rank >= ?", (at_least.rank,))
         return {str(i): (list(Label)[rank], int(version)) for i, rank, version in rows}
 
-    def put_document(self, doc: NewDocument, *, run: str | None = None) -> PutResult:
+    def put_document(self, doc: NewDocument, *, run: str | None = None, own_copy: bool = False) -> PutResult:
         vectors = prepared_vectors(doc, self.dim)
         now = self._clock()
         with self._tx() as c:
@@ -252,14 +252,16 @@ class SqliteIndexStore:
             if col is None:
                 raise NotFound(f"No collection '{doc.collection_id}'.", param="collection")
             col_pk = col[0]
+            old = c.execute("SELECT pk, id, sha256 FROM kb_documents WHERE collection_pk = ? AND source_path = ?",
+                            (col_pk, doc.source_path)).fetchone()
             # Checked inside the write transaction: two ingestions of the same bytes cannot both add them.
-            same = c.execute("SELECT id FROM kb_documents WHERE collection_pk = ? AND sha256 = ? LIMIT 1",
-                             (col_pk, doc.sha256)).fetchone()
+            same = old if old is not None and old[2] == doc.sha256 else None
+            if same is None and old is None and not own_copy:
+                same = c.execute("SELECT pk, id FROM kb_documents WHERE collection_pk = ? AND sha256 = ? LIMIT 1",
+                                 (col_pk, doc.sha256)).fetchone()
             if same is not None:
-                status, doc_id = "unchanged", same[0]
+                status, doc_id = "unchanged", same[1]
             else:
-                old = c.execute("SELECT pk, id, version FROM kb_documents WHERE collection_pk = ? AND source_path = ?",
-                                (col_pk, doc.source_path)).fetchone()
                 meta = json.dumps(dict(doc.metadata), ensure_ascii=False, sort_keys=True)
                 values = (doc.sha256, doc.label.rank, int(doc.acl is not None), doc.title[:500], doc.filename[:255],
                           doc.mime[:100], meta, len(doc.data), len(doc.chunks))
