@@ -136,6 +136,41 @@ def test_redacted_body_and_audit_hold_no_values(policy_file: Path, redactor: Red
     assert request["messages"][0]["content"].startswith("Alice Wang")  # the caller's body is not mutated
 
 
+def _tool(description: str) -> dict[str, Any]:
+    return {"type": "function", "function": {"name": "file_report", "description": description, "parameters": {
+        "type": "object", "properties": {"quarter": {"type": "string", "description": "e.g. Q3"}}}}}
+
+
+def _schema(description: str) -> dict[str, Any]:
+    return {"type": "json_schema", "json_schema": {"name": "answer", "schema": {
+        "type": "object", "description": description, "properties": {"text": {"type": "string"}}}}}
+
+
+@pytest.mark.parametrize("field", ["tools", "response_format"])
+def test_tools_and_schemas_are_labelled_scanned_and_redacted_like_messages(policy_file: Path, redactor: Redactor,
+                                                                           field: str) -> None:
+    """A tool's or a schema's description went out unscanned: a confidential marker, a password or an address
+    there reached the provider as is."""
+    shape = _tool if field == "tools" else _schema
+
+    def extra(text: str) -> dict[str, Any]:
+        return {field: [shape(text)] if field == "tools" else shape(text)}
+
+    router = make_router(policy_file, redactor)
+    marked = router.route(body("Summarise", **extra("Files the CONFIDENTIAL Q3 board figures")), ACTOR)
+    assert marked is not None and marked.decision.egress == "kept_local" and marked.body["model"] == LOCAL
+    secret = router.route(body("Summarise", **extra("Log in with password=Hunter2-Secret!")), ACTOR)
+    assert secret is not None and secret.decision.egress == "kept_local" and secret.secrets_found
+    sent = router.route(body("Summarise", **extra("Mail the report to alice@example.com")), ACTOR)
+    assert sent is not None and sent.decision.egress == "sent_redacted", sent.decision
+    assert "alice@example.com" not in repr(sent.body) and "<EMAIL_1>" in repr(sent.body[field])
+    names = sent.body[field][0]["function"] if field == "tools" else sent.body[field]["json_schema"]
+    assert names["name"] in ("file_report", "answer")  # names and structure are kept
+    plain = router.route(body("Summarise", **extra("Files the quarterly report"), stop=["END"]), ACTOR)
+    assert plain is not None and plain.decision.egress == "sent" and plain.body[field] == extra(
+        "Files the quarterly report")[field] and plain.body["stop"] == ["END"]
+
+
 def test_refusal_raises_permission_denied(tmp_path: Path, redactor: Redactor) -> None:
     path = tmp_path / "p.toml"
     path.write_text(policy_text(on_refusal="refuse"))

@@ -11,7 +11,8 @@ The effective label is the maximum of:
   ``conversation_label``;
 * the labels of attached documents (``inhouse.documents[].label``; a document without one counts as
   confidential) and of retrieved chunks (``extra_labels``, passed in by the knowledge pipeline);
-* the policy's content markers matching the messages, and any ``LabelSource`` given at construction;
+* the policy's content markers matching the messages (and the text of ``tools``, ``response_format`` and
+  ``stop``, which are redacted with them), and any ``LabelSource`` given at construction;
 * ``pii_label`` when the PII scan finds anything.
 
 Secrets (passwords, keys, tokens, private keys, connection strings: ``pii/credentials.py``) are never sent
@@ -50,6 +51,10 @@ LabelSource = Callable[[Mapping[str, Any]], Iterable[object]]
 _FORWARDED = ("messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "seed",
               "frequency_penalty", "presence_penalty", "response_format", "tools", "tool_choice", "stream",
               "stream_options", "logit_bias", "n")
+# Forwarded fields besides the messages that carry free text (tool and schema descriptions, enum values, stop
+# strings): scanned, labelled and redacted with the messages, or a confidential marker or a password in a tool's
+# description would go out as is.
+_TEXT_FIELDS = ("tools", "response_format", "stop")
 
 
 @dataclass
@@ -129,8 +134,10 @@ class EgressRouter:
             else:
                 decision = decide(provider, label)
             outgoing = messages
+            others = {k: body[k] for k in _TEXT_FIELDS if k in body}
             if decision.redact:
                 outgoing = self._redactor.redact_messages(messages, session)
+                others = {k: self._redactor.redact_value(v, session) for k, v in others.items()}
         except InvalidRequest:
             raise  # the caller's own bad input (an unknown label name): a 400, nothing sent
         except Exception as exc:
@@ -139,7 +146,7 @@ class EgressRouter:
             what = f"the sensitivity check failed ({type(exc).__name__})"
             return self._finish(model, failure_decision(provider.name, what, self._on_failure), body, actor)
         routed_body: dict[str, Any] = {k: body[k] for k in _FORWARDED if k in body}
-        routed_body["messages"] = outgoing
+        routed_body.update(others, messages=outgoing)
         routed_body["model"] = model
         return self._finish(model, decision, body, actor, routed_body, session, scan)
 
@@ -148,7 +155,7 @@ class EgressRouter:
         labels = [conversation_label(body, policy.conversation_label)]
         labels += document_labels(body)
         labels += [label_of_item(x, param="labels") for x in extra_labels]
-        texts = message_texts(messages)
+        texts = message_texts([messages, *(body[k] for k in _TEXT_FIELDS if k in body)])
         labels += policy.marker_labels(texts)
         for source in self._label_sources:
             labels += [label_of_item(x) for x in source(body)]

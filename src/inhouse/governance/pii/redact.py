@@ -207,20 +207,22 @@ class Redactor:
     def redact_messages(self, messages: Iterable[Mapping[str, Any]], session: RedactionSession,
                         ) -> list[dict[str, Any]]:
         """Chat messages with every content string (text parts, names, tool-call arguments) redacted."""
-        return [self._redact_value(dict(m), session) for m in messages]
+        return [self.redact_value(dict(m), session) for m in messages]
 
-    def _redact_value(self, value: Any, session: RedactionSession) -> Any:
+    def redact_value(self, value: Any, session: RedactionSession) -> Any:
+        """A JSON value with every string but the structural ones redacted (keys are kept)."""
         if isinstance(value, str):
             return self.redact(value, session)
         if isinstance(value, Mapping):
-            return {k: v if k in _STRUCTURAL_KEYS else self._redact_value(v, session) for k, v in value.items()}
+            return {k: v if k in _STRUCTURAL_KEYS else self.redact_value(v, session) for k, v in value.items()}
         if isinstance(value, list | tuple):
-            return [self._redact_value(v, session) for v in value]
+            return [self.redact_value(v, session) for v in value]
         return value
 
 
-def message_texts(messages: Iterable[Mapping[str, Any]]) -> list[str]:
-    """Every content string of chat messages (what ``redact_messages`` would rewrite)."""
+def message_texts(messages: Iterable[Any]) -> list[str]:
+    """Every content string of chat messages, or of other JSON values (what ``redact_messages`` and
+    ``redact_value`` would rewrite)."""
     out: list[str] = []
 
     def walk(value: Any) -> None:
