@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inhouse.api.auth import route_actions
@@ -198,7 +198,7 @@ class AuditMiddleware:
         scope.setdefault("state", {})["audit"] = ctx
         status = 0
         held: Message | None = None
-        written = replaced = False
+        written = replaced = ended = False  # ended: the response's last byte went out
 
         async def write(status: int, body: bytes = b"", *, answered: bool = False) -> None:
             """``answered``: the response is out, so a record the store cannot take now is kept for later."""
@@ -223,9 +223,12 @@ class AuditMiddleware:
                 await anyio.to_thread.run_sync(_run_quietly, ctx.then)
 
         async def audit_send(message: Message) -> None:
-            nonlocal status, held, replaced
+            nonlocal status, held, replaced, ended
             if replaced:
                 return
+            if message["type"] == "http.response.pathsend" or (
+                    message["type"] == "http.response.body" and not message.get("more_body", False)):
+                ended = True
             if message["type"] == "http.response.start":
                 status = int(message["status"])
                 held = message  # not sent until the record is written (or the response turns out to stream)
@@ -246,6 +249,11 @@ class AuditMiddleware:
 
         try:
             await self.app(scope, receive, audit_send)
+        except (ClientDisconnect, OSError):
+            # The client went away (EdgeMiddleware counts it 499): aborted, not a server error.
+            if not written:
+                await self._write_quietly(write, 499)
+            raise
         except BaseException:
             if not written:
                 await self._write_quietly(write, 500)
@@ -253,7 +261,9 @@ class AuditMiddleware:
         if held is not None:  # a start without a body (should not happen): send it anyway
             await send(held)
         if not written:
-            await self._write_quietly(write, status or 499)
+            # A response that never sent its last byte was cut short by the client (SSEResponse stops at the
+            # disconnect): aborted like a generation the client left, even though its status line said 200.
+            await self._write_quietly(write, status if status and ended else 499)
 
     @staticmethod
     async def _write_quietly(write: Callable[..., Any], status: int) -> None:

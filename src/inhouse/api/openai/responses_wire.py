@@ -11,7 +11,8 @@ events (``event: <type>`` + ``data: {…, "sequence_number": n}``)::
 
 Every outcome is first turned into the same little stream (``Piece``… then ``Final`` or ``Failure``): a local
 generation, the fixed "not covered" answer, or an external provider's chat completion (the egress policy sent it
-out). The answer is stored (``store``) before the last event or the JSON body is sent.
+out). The answer is stored (``store``) before the last event or the JSON body is sent. A client that goes away
+stops the generation: ``SSEResponse`` watches for it during a stream, ``run_until_disconnect`` before a JSON body.
 """
 
 from __future__ import annotations
@@ -32,11 +33,13 @@ from inhouse.api.openai.relay import Relayed
 from inhouse.api.openai.responses import arguments_text, format_of, new_id
 from inhouse.api.openai.serving import Completed, Failed, Finished, LocalGeneration, NotCovered, Text
 from inhouse.api.openai.wire import local_headers
-from inhouse.api.streaming import SSEResponse
+from inhouse.api.streaming import SSEResponse, run_until_disconnect
 from inhouse.errors import EngineFailure, Unavailable
 from inhouse.kb.answer import not_covered_text
 
 if TYPE_CHECKING:
+    from starlette.requests import Request
+
     from inhouse.api.openai.responses import Turn
     from inhouse.engine.params import TokenLogprob
 
@@ -72,15 +75,20 @@ class Failure:
 Step = Piece | Final | Failure
 
 
-async def respond(outcome: LocalGeneration | NotCovered | Relayed, turn: Turn, store: Store) -> Response:
+async def respond(outcome: LocalGeneration | NotCovered | Relayed, turn: Turn, store: Store,
+                  request: Request) -> Response:
     steps = _steps(outcome)
     headers = _headers(outcome)
     if turn.body.stream:
         return SSEResponse(_events(turn, steps, store), headers=headers)
-    return await _json(turn, steps, store, headers)
+    final = await run_until_disconnect(request, _final(steps))  # raises ClientDisconnect: the engine was aborted
+    body = response_object(turn, final)
+    await store(body, final.text, final.tool_calls)
+    return JSONResponse(body, headers=headers)
 
 
-async def _json(turn: Turn, steps: AsyncIterator[Step], store: Store, headers: dict[str, str] | None) -> Response:
+async def _final(steps: AsyncIterator[Step]) -> Final:
+    """The whole answer, for a JSON body; closing ``steps`` (also when cancelled) aborts a local generation."""
     final: Final | None = None
     try:
         async for step in steps:
@@ -94,9 +102,7 @@ async def _json(turn: Turn, steps: AsyncIterator[Step], store: Store, headers: d
         await steps.aclose()  # type: ignore[attr-defined]
     if final is None:
         raise EngineFailure("The generation ended without a result.")
-    body = response_object(turn, final)
-    await store(body, final.text, final.tool_calls)
-    return JSONResponse(body, headers=headers)
+    return final
 
 
 def usage_object(usage: Any) -> dict[str, Any]:

@@ -116,7 +116,7 @@ def add_openai_routes(router: APIRouter, services: Services, metrics: Metrics) -
             except InhouseError as exc:  # the answer is not lost for it; continuing from it will say not found
                 log.warning("response %s was not stored: %s", turn.id, exc.message)
 
-        return await responses_wire.respond(outcome, turn, store)
+        return await responses_wire.respond(outcome, turn, store, request)
 
     @router.get("/v1/responses/{response_id}")
     async def get_response(response_id: str, actor: Actor = Depends(require("responses:read"))) -> ResponseObject:
