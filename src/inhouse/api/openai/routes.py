@@ -146,7 +146,8 @@ def add_openai_routes(router: APIRouter, services: Services, metrics: Metrics) -
     async def _respond(call: GenerationCall, request: Request, stream_options: StreamOptions | None) -> Response:
         outcome = await serving.start(call, request)
         if isinstance(outcome, NotCovered):
-            return wire.not_covered_response(outcome, stream=call.stream)
+            return wire.not_covered_response(outcome, stream=call.stream, n=int(call.body.get("n") or 1),
+                                             include_usage=bool(stream_options and stream_options.include_usage))
         if isinstance(outcome, Relayed):
             return wire.relayed_response(outcome)
         if call.stream:

@@ -185,25 +185,35 @@ def local_headers(gen: LocalGeneration) -> dict[str, str] | None:
 # -- nothing relevant in the documents ---------------------------------------------------------------------
 
 
-def not_covered_response(answer: NotCovered, *, stream: bool) -> Response:
-    """The fixed answer when retrieval found nothing relevant: nothing generated, nothing invented."""
+def not_covered_response(answer: NotCovered, *, stream: bool, include_usage: bool = False, n: int = 1) -> Response:
+    """The fixed answer when retrieval found nothing relevant: nothing generated, nothing invented. Shaped like a
+    generated answer (``n`` choices, ``logprobs``, the usage chunk when asked) so clients need no special case."""
     rid, created, model = new_request_id(), int(time.time()), answer.model
     text = not_covered_text(answer.question)
+    usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
     if not stream:
         return JSONResponse({
             "id": rid, "object": "chat.completion", "created": created, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
-                         "logprobs": None,
-                         "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}, "citations": [],
+            "choices": [{"index": i, "message": {"role": "assistant", "content": text, "refusal": None},
+                         "logprobs": None, "finish_reason": "stop"} for i in range(n)],
+            "usage": usage, "citations": [],
         })
 
     async def events() -> AsyncIterator[bytes]:
-        base = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model}
-        yield encode_event({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": text},
-                                                 "finish_reason": None}]})
-        yield encode_event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
-                            "citations": []})
+        base: dict[str, Any] = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model}
+        if include_usage:
+            base["usage"] = None  # as on every chunk of a generated answer; the last chunk carries it
+        for i in range(n):
+            yield encode_event({**base, "choices": [{"index": i, "delta": {"role": "assistant", "content": text},
+                                                     "logprobs": None, "finish_reason": None}]})
+        for i in range(n):
+            end: dict[str, Any] = {**base, "choices": [{"index": i, "delta": {}, "logprobs": None,
+                                                        "finish_reason": "stop"}]}
+            if i == n - 1:  # the (empty) citations once, on the last chunk of the answer
+                end["citations"] = []
+            yield encode_event(end)
+        if include_usage:
+            yield encode_event({**base, "choices": [], "usage": usage})
         yield DONE
 
     return SSEResponse(events())
