@@ -14,7 +14,7 @@ times in the caller's zone). ``today`` is the reference day: the meeting's date,
   the week after that;
 * ``next week`` / ``下周`` is the Monday of the next week; ``end of (this) week`` / ``周末前`` / ``本周内`` is this
   week's Friday (next week's once it has passed), ``end of next week`` the next week's Friday; ``周末`` /
-  ``本周末`` is this week's Sunday, ``下周末`` the next week's;
+  ``本周末`` is this week's Sunday, ``下周末`` the next week's; ``下下周`` is the Monday of the week after next;
 * a month and day without a year — ``Dec 4``, ``4 December``, ``12月4日`` — is the first such date on or after
   today; a bare day of the month — ``the 23rd``, ``23号`` — the first month, from this one, that has that day on or
   after today;
@@ -135,6 +135,14 @@ def weekday_on(today: date, weekday: int, qualifier: str) -> date:
     return today + timedelta(days=ahead or 7)
 
 
+def add_exact(value: datetime, delta: timedelta) -> datetime:
+    """``value`` plus ``delta`` of elapsed time, in ``value``'s zone. Aware ``+`` adds wall-clock time, so across a
+    DST change "two hours" would last one or three; through UTC it lasts two. A naive value has no DST."""
+    if value.tzinfo is None:
+        return value + delta
+    return (value.astimezone(UTC) + delta).astimezone(value.tzinfo)
+
+
 def _month_day(today: date | None, month: int, day: int, year: str | None) -> date | None:
     if year:
         return date(int(year), month, day)
@@ -202,9 +210,11 @@ _QUALIFIERS = {"this": "this", "coming": "this", "this coming": "this", "next": 
 
 
 def _en_weekday_pattern(names: dict[str, int]) -> re.Pattern[str]:
-    return re.compile(rf"(?<!last\s)\b(?:(this coming|this|coming|next|following)\s+(?:week\s+)?)?"
-                      rf"({_alternatives(names)})\b\.?(?:\s+(?:of\s+)?(?:(next|this)\s+week|(after next)"
-                      r"(?:\s+week)?))?", re.I)
+    # "last Friday", "last week Friday", "Friday last week" are past days: no match at all (not the coming Friday).
+    return re.compile(r"(?<!last\s)(?<!last\sweek\s)"
+                      r"\b(?:(this coming|this|coming|next|following)\s+(?:week\s+)?)?"
+                      rf"({_alternatives(names)})\b\.?(?!\s+(?:of\s+)?last\s+week\b)"
+                      r"(?:\s+(?:of\s+)?(?:(next|this)\s+week|(after next)(?:\s+week)?))?", re.I)
 
 
 def _en_weekday(m: re.Match[str], today: date) -> date:
@@ -242,15 +252,18 @@ RULES: tuple[_Rule, ...] = (
     # Weekdays.
     _Rule(_en_weekday_pattern(_PROSE_WEEKDAYS), _relative(_en_weekday)),
     _Rule(_en_weekday_pattern(WEEKDAYS), _relative(_en_weekday), prose=False),
-    _Rule(re.compile(r"(?<!上)(下下|下个|下|这个|这|本)?\s*(?:周|星期|礼拜)([一二三四五六日天])"),
+    # 上周五, 上个星期五: a past day, no match (a bare 周五 inside them would be the coming Friday).
+    _Rule(re.compile(r"(?<!上)(?<!上个)(下下|下个|下|这个|这|本)?\s*(?:周|星期|礼拜)([一二三四五六日天])"),
           _relative(_zh_weekday)),
     # Weeks.
     _Rule(re.compile(r"周末前|本周内|\b(?:the\s+)?end\s+of\s+(?:the\s+|this\s+)?week\b", re.I),
           _relative(lambda m, t: weekday_on(t, 4, "this"))),
     _Rule(re.compile(r"\b(?:the\s+)?end\s+of\s+(?:the\s+)?next\s+week\b", re.I),
           _relative(lambda m, t: weekday_on(t, 4, "next"))),
-    _Rule(re.compile(r"下周末"), _relative(lambda m, t: week_start(t) + timedelta(days=13))),
-    _Rule(re.compile(r"(?<!下)(?:本|这)?周末"), _relative(lambda m, t: week_start(t) + timedelta(days=6))),
+    _Rule(re.compile(r"下下个?周末"), _relative(lambda m, t: week_start(t) + timedelta(days=20))),
+    _Rule(re.compile(r"(?<!下)下个?周末"), _relative(lambda m, t: week_start(t) + timedelta(days=13))),
+    _Rule(re.compile(r"(?<![上下])(?<!上个)(?<!下个)(?:本|这个|这)?周末"),  # 上(个)周末 is past: no match
+          _relative(lambda m, t: week_start(t) + timedelta(days=6))),
     # Days.
     _Rule(re.compile("|".join(rf"\b{re.escape(w)}\b" if w.isascii() else re.escape(w)
                               for w in sorted(_DAY_WORDS, key=len, reverse=True)), re.I),
@@ -264,7 +277,8 @@ RULES: tuple[_Rule, ...] = (
           _relative(lambda m, t: add_months(t.replace(day=1), 1))),
     _Rule(re.compile(r"\b(?:the\s+)?end\s+of\s+(?:the\s+|this\s+)?year\b|\byear[- ]end\b|年底|年末", re.I),
           _relative(lambda m, t: date(t.year, 12, 31))),
-    _Rule(re.compile(r"\bnext\s+week\b|下周|下星期|下礼拜", re.I),
+    _Rule(re.compile(r"下下(?:周|星期|礼拜)"), _relative(lambda m, t: week_start(t) + timedelta(days=14))),
+    _Rule(re.compile(r"\bnext\s+week\b|(?<!下)(?:下周|下星期|下礼拜)", re.I),
           _relative(lambda m, t: week_start(t) + timedelta(days=7))),
     # Counts of days, weeks, months.
     _Rule(re.compile(rf"\bin\s+(\d{{1,5}}|{_alternatives(_NUMBER_WORDS)})\s+(day|week|month)s?\b", re.I),
@@ -389,6 +403,16 @@ def extract_time(text: str, *, param: str = "time") -> tuple[time | None, str]:
     return None, text.strip()
 
 
+def is_time_only(text: str) -> bool:
+    """True when ``text`` names a clock time and no day ("4pm", "下午4点", "at 16:00"): an event's end given so is
+    on the start's day."""
+    try:
+        at, rest = extract_time(text)
+    except InvalidRequest:
+        return False
+    return at is not None and not re.sub(r"\b(?:at|on)\b", "", rest).strip(" ,.")
+
+
 def find_time(text: str) -> time | None:
     """The first clock time in prose, else None. Chinese numerals count only after a period word (上午, 下午…):
     "快一点" is "a bit faster", not one o'clock."""
@@ -429,8 +453,10 @@ def resolve_datetime(text: str, now: datetime, *, default_time: time = time(9, 0
     at, rest = extract_time(raw, param=param)
     rest = re.sub(r"\b(at|on)\s*$", "", rest).strip(" ,")
     day = resolve_date(rest, now.date(), param=param) if rest else check_day(now.date(), param)
-    # Through UTC so a wall-clock time skipped by DST becomes a real instant.
-    value = datetime.combine(day, at or default_time).replace(tzinfo=now.tzinfo).astimezone(now.tzinfo)
+    # Through UTC so a wall-clock time skipped by DST becomes a real instant (astimezone to the value's own zone
+    # is a no-op).
+    local = datetime.combine(day, at or default_time).replace(tzinfo=now.tzinfo)
+    value = local.astimezone(UTC).astimezone(now.tzinfo)
     return check_instant(value, param)
 
 

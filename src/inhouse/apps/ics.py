@@ -7,8 +7,10 @@ Writing: CRLF line ends, lines folded at 75 octets on UTF-8 character boundaries
 
 Reading: unfolds lines (CRLF or bare LF), unescapes TEXT, understands ``Z`` (UTC), ``TZID=`` (an IANA zone;
 a zone we do not know is read in ``default_tz`` and reported in ``IcsItem.warnings``), floating times (read in
-``default_tz`` when given, else kept naive), ``VALUE=DATE`` and ``DURATION`` instead of ``DTEND``. Nested
-components (VALARM) are skipped; recurrence rules are kept as text, not expanded.
+``default_tz`` when given, else kept naive), ``VALUE=DATE`` and ``DURATION`` instead of ``DTEND`` (weeks and days
+nominal, hours, minutes and seconds exact, RFC 5545 3.3.6: ``PT2H`` across a DST change lasts two hours). Nested
+components (VALARM) are skipped; recurrence rules are kept as text, not expanded; ``RECURRENCE-ID`` (one changed
+occurrence of a series, sharing its UID) is kept on the item so a caller can tell it from the series.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Literal
+from typing import Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
+from inhouse.apps.dates import add_exact
 from inhouse.errors import InvalidRequest
 
 Kind = Literal["VEVENT", "VTODO"]
@@ -50,6 +53,7 @@ class IcsItem:
     status: str = ""  # CONFIRMED / CANCELLED / TENTATIVE, NEEDS-ACTION / COMPLETED …
     categories: list[str] = field(default_factory=list)
     rrule: str = ""  # kept verbatim, never expanded
+    recurrence_id: When | None = None  # set on an override of one occurrence of a recurring series
     dtstamp: datetime | None = None
     warnings: list[str] = field(default_factory=list)  # reader only: what could not be honoured exactly
 
@@ -128,6 +132,8 @@ def _item_lines(item: IcsItem, dtstamp: datetime) -> Iterator[str]:
         yield _prop("CATEGORIES", ",".join(escape_text(c) for c in item.categories))
     if item.rrule:
         yield _prop("RRULE", item.rrule)
+    if item.recurrence_id is not None:
+        yield _when_prop("RECURRENCE-ID", item.recurrence_id)
     yield f"END:{item.kind}"
 
 
@@ -283,16 +289,32 @@ def _zone(tzid: str) -> ZoneInfo | None:
     return None
 
 
-def parse_duration(value: str) -> timedelta:
+class Duration(NamedTuple):
+    """A DURATION value: ``nominal`` (weeks and days: the same wall-clock time N days later) and ``exact`` (hours,
+    minutes, seconds: elapsed time, whatever DST does), as RFC 5545 3.3.6 adds them."""
+
+    nominal: timedelta
+    exact: timedelta
+
+
+def parse_duration(value: str) -> Duration:
     m = _DURATION_RE.match(value.strip().upper())
     if not m or value.strip().upper() in ("P", "PT", "-P", "+P"):
         raise InvalidRequest(f"Bad DURATION value {value[:40]!r}.", param="file")
     try:
         weeks, days, hours, minutes, seconds = (int(g) if g else 0 for g in m.groups()[1:])
-        delta = timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
+        nominal = timedelta(weeks=weeks, days=days)
+        exact = timedelta(hours=hours, minutes=minutes, seconds=seconds)
     except (ValueError, OverflowError):  # more digits than int() reads, or beyond 999,999,999 days
         raise InvalidRequest(f"DURATION value {value[:40]!r} is too long.", param="file") from None
-    return -delta if m[1] == "-" else delta
+    return Duration(-nominal, -exact) if m[1] == "-" else Duration(nominal, exact)
+
+
+def add_duration(start: When, duration: Duration) -> When:
+    """``start`` plus a DURATION: the days on the wall clock, then the hours as elapsed time."""
+    if not isinstance(start, datetime):
+        return start + (duration.nominal + duration.exact)  # a DATE: only whole days count
+    return add_exact(start + duration.nominal, duration.exact)
 
 
 def _address(line: ContentLine) -> str:
@@ -323,7 +345,7 @@ def read_ics(text: str | bytes, *, default_tz: ZoneInfo | None = None) -> list[I
     items: list[IcsItem] = []
     stack: list[str] = []
     current: IcsItem | None = None
-    duration: timedelta | None = None
+    duration: Duration | None = None
     for raw in lines:
         line = parse_line(raw)
         if line.name == "BEGIN":
@@ -355,7 +377,7 @@ def read_ics(text: str | bytes, *, default_tz: ZoneInfo | None = None) -> list[I
 
 
 def _apply(item: IcsItem, line: ContentLine, default_tz: ZoneInfo | None,
-           duration: timedelta | None) -> timedelta | None:
+           duration: Duration | None) -> Duration | None:
     name = line.name
     if name == "UID":
         item.uid = unescape_text(line.value).strip()
@@ -386,6 +408,8 @@ def _apply(item: IcsItem, line: ContentLine, default_tz: ZoneInfo | None,
         item.categories.extend(c.strip() for c in _split_unescaped(line.value) if c.strip())
     elif name == "RRULE":
         item.rrule = line.value.strip()
+    elif name == "RECURRENCE-ID":
+        item.recurrence_id = parse_when(line, default_tz, item.warnings)
     return duration
 
 
@@ -394,7 +418,7 @@ def _split_unescaped(value: str) -> list[str]:
     return [unescape_text(p) for p in parts]
 
 
-def _finish(item: IcsItem, duration: timedelta | None) -> None:
+def _finish(item: IcsItem, duration: Duration | None) -> None:
     if not item.uid:
         # RFC 5545 requires a UID; derive a stable one so re-importing the same file stays idempotent.
         basis = f"{item.kind}|{item.summary}|{item.start}|{item.end}|{item.due}"
@@ -402,9 +426,9 @@ def _finish(item: IcsItem, duration: timedelta | None) -> None:
     try:
         if duration is not None and item.start is not None:
             if item.kind == "VEVENT" and item.end is None:
-                item.end = item.start + duration
+                item.end = add_duration(item.start, duration)
             elif item.kind == "VTODO" and item.due is None:
-                item.due = item.start + duration
+                item.due = add_duration(item.start, duration)
         if item.kind == "VEVENT" and item.end is None and item.start is not None:
             # RFC 5545 3.6.1: no DTEND/DURATION → a DATE lasts one day, a DATE-TIME is an instant.
             item.end = item.start + timedelta(days=1) if not isinstance(item.start, datetime) else item.start

@@ -111,3 +111,32 @@ def test_dates_that_cannot_be_computed_are_clear_errors(lines: str) -> None:
     with pytest.raises(InvalidRequest) as exc:
         read_ics(text)
     assert exc.value.param == "file"
+
+
+@pytest.mark.parametrize(("start", "end"), [
+    ("20260329T013000", datetime(2026, 3, 29, 4, 30, tzinfo=ZoneInfo("Europe/Berlin"))),  # spring forward
+    ("20261025T013000", datetime(2026, 10, 25, 2, 30, fold=1, tzinfo=ZoneInfo("Europe/Berlin"))),  # fall back
+])
+def test_duration_hours_are_exact_across_dst(start: str, end: datetime) -> None:
+    text = ("BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:m\r\n"
+            f"DTSTART;TZID=Europe/Berlin:{start}\r\nDURATION:PT2H\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
+    item = read_ics(text)[0]
+    assert isinstance(item.start, datetime) and isinstance(item.end, datetime)
+    assert item.end.timestamp() - item.start.timestamp() == 7200  # RFC 5545 3.3.6: hours are elapsed time
+    assert (item.end.timestamp(), item.end.fold) == (end.timestamp(), end.fold)
+
+
+def test_duration_days_are_nominal_across_dst() -> None:
+    text = ("BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:m\r\nDTSTART;TZID=Europe/Berlin:20260328T090000\r\n"
+            "DURATION:P1DT1H\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
+    assert read_ics(text)[0].end == datetime(2026, 3, 29, 10, tzinfo=ZoneInfo("Europe/Berlin"))  # 24h of 25h
+
+
+def test_recurrence_id_is_read_and_written() -> None:
+    text = ("BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:s\r\nRECURRENCE-ID;TZID=Europe/Paris:20260316T090000\r\n"
+            "DTSTART;TZID=Europe/Paris:20260317T140000\r\nSUMMARY:moved\r\nEND:VEVENT\r\n"
+            "BEGIN:VEVENT\r\nUID:s\r\nDTSTART;TZID=Europe/Paris:20260302T090000\r\nSUMMARY:series\r\nEND:VEVENT\r\n"
+            "END:VCALENDAR\r\n")
+    moved, series = read_ics(text)
+    assert moved.recurrence_id == datetime(2026, 3, 16, 9, tzinfo=PARIS) and series.recurrence_id is None
+    assert read_ics(write_ics([moved], dtstamp=STAMP))[0].recurrence_id == moved.recurrence_id

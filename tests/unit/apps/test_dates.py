@@ -17,11 +17,13 @@ import pytest
 from inhouse.apps.dates import (
     FIRST_DAY,
     LAST_DAY,
+    add_exact,
     check_day,
     check_instant,
     extract_time,
     find_date,
     find_time,
+    is_time_only,
     parse_duration_minutes,
     resolve_date,
     resolve_datetime,
@@ -100,6 +102,27 @@ def test_nothing_to_find() -> None:
     assert find_date("we sat down on the sun deck", WED) is None  # no "sat"/"sun" weekday abbreviations in prose
     assert find_date("February 30", WED) is None
     assert find_date("we met last Friday and 上周五", WED) is None  # past weekdays are not due dates
+
+
+@pytest.mark.parametrize("phrase", ["上个周五客户投诉了", "上个星期五", "上周末", "上个周末", "last week Friday",
+                                    "on Friday last week", "last Friday"])
+def test_past_weekdays_name_no_date(phrase: str) -> None:
+    # Not the coming Friday or Sunday: a past day is no due date (docs/dates.md).
+    assert find_date(phrase, WED_JAN_28) is None
+
+
+@pytest.mark.parametrize(("phrase", "expected"), [
+    ("下下周之前", date(2026, 2, 9)),  # the Monday of the week after next
+    ("下下星期", date(2026, 2, 9)),
+    ("下下周五", date(2026, 2, 13)),
+    ("下周", date(2026, 2, 2)),
+    ("下个周末", date(2026, 2, 8)),
+    ("下下周末", date(2026, 2, 15)),
+    ("这个周末", date(2026, 2, 1)),
+])
+def test_weeks_ahead_in_chinese(phrase: str, expected: date) -> None:
+    assert find_date(phrase, WED_JAN_28) == expected
+    assert resolve_date(phrase, WED_JAN_28) == expected
 
 
 def test_find_date_reads_headers() -> None:
@@ -195,6 +218,24 @@ def test_resolve_datetime_in_the_users_zone() -> None:
     assert resolve_datetime("下周五下午3点", now) == datetime(2026, 2, 6, 15, 0, tzinfo=tz)
     with pytest.raises(InvalidRequest):
         resolve_datetime("25:00", now)
+
+
+def test_time_words_in_a_dst_gap_and_exact_lengths() -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    now = datetime(2026, 3, 28, 12, 0, tzinfo=berlin)
+    gap = resolve_datetime("tomorrow 2:30", now)  # 02:30 is skipped that night: the instant reads 03:30 CEST
+    assert gap.isoformat() == "2026-03-29T03:30:00+02:00"
+    start = datetime(2026, 3, 29, 1, 30, tzinfo=berlin)
+    assert add_exact(start, timedelta(hours=2)).isoformat() == "2026-03-29T04:30:00+02:00"  # not 03:30
+    assert add_exact(datetime(2026, 3, 29, 1, 30), timedelta(hours=2)) == datetime(2026, 3, 29, 3, 30)  # floating
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("4pm", True), ("下午4点", True), ("16:00", True), ("at 11:30 am", True), ("tomorrow 4pm", False),
+    ("2026-02-03 16:00", False), ("明天下午4点", False), ("Friday", False), ("25:00", False),
+])
+def test_is_time_only(text: str, expected: bool) -> None:
+    assert is_time_only(text) is expected
 
 
 def test_durations() -> None:

@@ -32,7 +32,9 @@ def _aware(value: datetime, what: str) -> datetime:
 
 @dataclass(frozen=True, order=True)
 class Interval:
-    """``[start, end)``, both aware; compared and sorted by start then end."""
+    """``[start, end)``, both aware; compared and sorted by start then end. Checks, lengths and overlaps are
+    computed in UTC: two times in one zone compare by wall clock, wrong across a DST fold (02:00 CET, after the
+    clocks went back, is later than 02:30 CEST)."""
 
     start: datetime
     end: datetime
@@ -40,18 +42,20 @@ class Interval:
     def __post_init__(self) -> None:
         _aware(self.start, "start")
         _aware(self.end, "end")
-        if self.end <= self.start:
+        if self.end.astimezone(UTC) <= self.start.astimezone(UTC):
             raise InvalidRequest("An interval must end after it starts.", param="end")
 
     @property
     def duration(self) -> timedelta:
-        return self.end - self.start
+        return self.end.astimezone(UTC) - self.start.astimezone(UTC)
 
     def overlaps(self, other: Interval) -> bool:
-        return self.start < other.end and other.start < self.end
+        a, b = self.to_utc(), other.to_utc()
+        return a.start < b.end and b.start < a.end
 
     def contains(self, other: Interval) -> bool:
-        return self.start <= other.start and other.end <= self.end
+        a, b = self.to_utc(), other.to_utc()
+        return a.start <= b.start and b.end <= a.end
 
     def to_utc(self) -> Interval:
         return Interval(self.start.astimezone(UTC), self.end.astimezone(UTC))

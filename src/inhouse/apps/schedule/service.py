@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from inhouse.apps.context import AppContext, parse_tz
-from inhouse.apps.dates import check_day, check_instant, resolve_date, resolve_datetime
+from inhouse.apps.dates import add_exact, check_day, check_instant, is_time_only, resolve_date, resolve_datetime
 from inhouse.apps.ics import IcsItem, read_ics, write_ics
 from inhouse.apps.schedule.calendar import (
     Attendee,
@@ -70,16 +70,18 @@ class ScheduleService:
 
     # -- time words → instants ----------------------------------------------------------------------------
 
-    def when(self, ctx: AppContext, value: str | datetime, param: str = "start") -> datetime:
+    def when(self, ctx: AppContext, value: str | datetime, param: str = "start", *,
+             now: datetime | None = None) -> datetime:
         """An instant from words or a ``datetime``, in the supported range (``apps/dates.py``): everything after
-        this (a week's window, a duration, a zone) stays representable."""
+        this (a week's window, a duration, a zone) stays representable. Words are read against ``now`` (default:
+        the caller's local now)."""
         if isinstance(value, datetime):
             return check_instant(value.replace(tzinfo=ctx.tz) if value.tzinfo is None else value, param)
         if not isinstance(value, str) or not value.strip():
             raise InvalidRequest(f"'{param}' is required (a date and time such as '2026-12-04 15:00' or "
                                  "'next Friday 3pm').", param=param)
         try:
-            return resolve_datetime(value, ctx.local_now())
+            return resolve_datetime(value, now or ctx.local_now())
         except InvalidRequest as exc:
             raise InvalidRequest(f"'{param}': {exc.message}", code=exc.code, param=param) from None
 
@@ -87,15 +89,16 @@ class ScheduleService:
              duration_minutes: int | None = None) -> Interval:
         s = self.when(ctx, start, "start")
         if end is not None and end != "":
-            e = self.when(ctx, end, "end")
-            if e.date() != s.date() and isinstance(end, str) and ":" in end and len(end.strip()) <= 8:
-                e = datetime.combine(s.date(), e.timetz())  # "15:00-16:00": the end is on the start's day
+            # "tomorrow 3pm" to "4pm", 明天下午3点 to 下午4点: a bare time is on the start's day, not today.
+            on_start_day = isinstance(end, str) and is_time_only(end)
+            e = self.when(ctx, end, "end", now=s.astimezone(ctx.tz) if on_start_day else None)
             if e > s:
                 return Interval(s, e)
             if not duration_minutes:
                 raise InvalidRequest("The end must be after the start.", param="end")
             # Small models fill every optional field (end = start beside a duration): the explicit length wins.
-        return Interval(s, s + (timedelta(minutes=duration_minutes) if duration_minutes else DEFAULT_DURATION))
+        # Elapsed time: two hours across a DST change are two hours, not two on the wall clock.
+        return Interval(s, add_exact(s, timedelta(minutes=duration_minutes) if duration_minutes else DEFAULT_DURATION))
 
     # -- events -------------------------------------------------------------------------------------------
 
@@ -228,15 +231,17 @@ class ScheduleService:
 
     def export_ics(self, ctx: AppContext, *, start: datetime | None = None, end: datetime | None = None) -> str:
         events = self.events.list_events(ctx.actor, start=start, end=end, limit=20_000)
-        items = [IcsItem(summary=e.title, start=e.start.date() if e.all_day else e.start,
-                         end=e.end.date() if e.all_day else e.end, uid=e.uid, description=e.description,
+        items = [IcsItem(summary=e.title, start=_day_in_own_zone(e, e.start) if e.all_day else e.start,
+                         end=_day_in_own_zone(e, e.end) if e.all_day else e.end, uid=e.uid, description=e.description,
                          location=e.location, attendees=list(e.attendees), status="CONFIRMED",
                          dtstamp=datetime.fromtimestamp(e.updated_at, ctx.tz)) for e in events]
         return write_ics(items, calendar_name=f"inhouse: {ctx.actor.name}", dtstamp=ctx.now())
 
     def import_ics(self, ctx: AppContext, data: bytes | str) -> dict[str, Any]:
         """Events of an .ics file into the caller's calendar; the same UID again updates instead of duplicating.
-        To-dos and recurring rules are reported, not imported (recurrences are not expanded)."""
+        To-dos and recurring rules are reported, not imported (recurrences are not expanded: only the first
+        occurrence); a changed occurrence of a series (``RECURRENCE-ID``, same UID) is skipped and reported, so it
+        never replaces the series' first occurrence."""
         items = read_ics(data, default_tz=ctx.tz)
         if len(items) > MAX_IMPORT:
             raise InvalidRequest(f"Import at most {MAX_IMPORT} events at a time.", param="file")
@@ -245,6 +250,10 @@ class ScheduleService:
         for item in items:
             if item.kind != "VEVENT" or item.start is None:
                 skipped.append({"uid": item.uid, "reason": "not an event with a start"})
+                continue
+            if item.recurrence_id is not None:
+                skipped.append({"uid": item.uid, "reason": "changed occurrence of a recurring event not imported: "
+                                "only the first occurrence"})
                 continue
             if item.status == "CANCELLED":
                 skipped.append({"uid": item.uid, "reason": "cancelled"})
@@ -292,6 +301,11 @@ class ScheduleService:
         if e <= s:
             e = s + timedelta(minutes=1) if e == s else s  # an instant event: keep it one minute long
         return Interval(s, e), False
+
+
+def _day_in_own_zone(event: Event, value: datetime) -> date:
+    """An all-day event's date: midnight in the zone it was stored in (in UTC it is the day before east of UTC)."""
+    return value.astimezone(ZoneInfo(event.tz)).date()
 
 
 def build_schedule_service(settings: Any, events: EventStore, directory: UserDirectory | None

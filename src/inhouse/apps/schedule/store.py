@@ -70,7 +70,8 @@ def stored_interval(interval: Interval) -> tuple[str, str]:
     for value, param in ((interval.start, "start"), (interval.end, "end")):
         check_instant(value, param)
         text = iso_utc(value)
-        if parse_utc(text) != value:
+        # Compare in UTC: under PEP 495 an aware == across zones is False for a time in a DST fold or gap.
+        if parse_utc(text) != value.astimezone(UTC):
             raise InvalidRequest(f"'{param}' {value.isoformat()} cannot be stored exactly.", param=param)
         out.append(text)
     return out[0], out[1]

@@ -37,18 +37,19 @@ _SAFETY_WORDS = (
 )
 _REFUND_WORDS = ("refund", "reimburse", "money back", "charge back", "chargeback", "退款", "退钱", "返还", "退还")
 _AMOUNT_RE = re.compile(
-    r"(?:(?P<cur1>cny|rmb|usd|eur|¥|￥|\$|€)\s*)?(?P<num>\d{1,3}(?:[,，]\d{3})+|\d+)(?:\.\d+)?\s*"
+    r"(?:(?P<cur1>cny|rmb|usd|eur|¥|￥|\$|€)\s*)?(?P<num>(?P<whole>\d{1,3}(?:[,，]\d{3})+|\d+)(?:\.\d+)?)\s*"
     r"(?P<mult>k|千|万)?\s*(?P<cur2>cny|rmb|usd|eur|yuan|元|块|美元|欧元)?",
     re.IGNORECASE,
 )
 # Threshold sentences in the documents: "refund above 2,000 CNY", "refunds over ¥2000", "2000 元以上退款".
 _RULE_EN_RE = re.compile(
     r"refunds?\s+(?:request\s+)?(?:of\s+|is\s+)?(?:above|over|exceeding|greater\s+than|more\s+than|larger\s+than)"
-    r"\s+(?:¥|￥|\$|€)?\s*(?P<num>\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?\s*(?P<cur>CNY|RMB|USD|EUR|yuan|元)?",
+    r"\s+(?:¥|￥|\$|€)?\s*(?P<num>(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?)\s*(?P<cur>CNY|RMB|USD|EUR|yuan|元)?",
     re.IGNORECASE,
 )
-_RULE_ZH_RE = re.compile(r"(?P<num>\d{1,3}(?:[,，]\d{3})+|\d+)\s*(?P<cur>元|块|美元)?\s*(?:以上|及以上)的?\s*退款|"
-                         r"退款[^。\n]{0,8}?(?:超过|高于|大于)\s*(?P<num2>\d{1,3}(?:[,，]\d{3})+|\d+)\s*(?P<cur2>元|美元)?")
+_RULE_ZH_RE = re.compile(r"(?P<num>(?:\d{1,3}(?:[,，]\d{3})+|\d+)(?:\.\d+)?)\s*(?P<cur>元|块|美元)?\s*"
+                         r"(?:以上|及以上)的?\s*退款|退款[^。\n]{0,8}?(?:超过|高于|大于)\s*"
+                         r"(?P<num2>(?:\d{1,3}(?:[,，]\d{3})+|\d+)(?:\.\d+)?)\s*(?P<cur2>元|美元)?")
 _SAFETY_LIST_RE = re.compile(
     r"safety\s+(?:problem|issue|hazard)s?\s*\(([^)]{1,200})\)|(?:报告|出现)([^。\n]{1,40}?)等安全问题", re.IGNORECASE)
 
@@ -137,12 +138,12 @@ def refund_amounts(text: str) -> list[float]:
     marked: list[float] = []
     bare: list[float] = []
     for m in _AMOUNT_RE.finditer(low):
-        value = _number(m["num"])
+        value = _number(m["num"])  # with its decimals, before the multiplier: "2.5k" is 2,500, "0.8万" 8,000
         mult = (m["mult"] or "").lower()
         value *= {"k": 1000, "千": 1000, "万": 10000}.get(mult, 1)
         if m["cur1"] or m["cur2"] or mult or "," in m["num"]:
             marked.append(value)
-        elif 100 <= value < 1_000_000 and len(m["num"]) <= 6:
+        elif 100 <= value < 1_000_000 and len(m["whole"]) <= 6:
             bare.append(value)
     # Money-marked amounts win; a bare number stands in only when none is marked (a long one is an order number,
     # a small one a quantity or a date).

@@ -37,6 +37,18 @@ def test_half_open_intervals_touching_do_not_conflict() -> None:
     assert conflicts(iv(10, 11), [iv(9, 13)]) == [iv(9, 13)]
 
 
+def test_intervals_in_one_zone_across_a_dst_fold_are_measured_in_utc() -> None:
+    berlin = ZoneInfo("Europe/Berlin")  # clocks go back at 03:00 CEST on 25 October 2026: 02:00-03:00 twice
+    first, second = datetime(2026, 10, 25, 2, 30, tzinfo=berlin), datetime(2026, 10, 25, 2, 0, fold=1, tzinfo=berlin)
+    night = Interval(first, second)  # ends "earlier" on the wall clock, 30 minutes later in fact
+    assert night.duration == timedelta(minutes=30)
+    with pytest.raises(InvalidRequest):
+        Interval(second, first)
+    later = Interval(second, datetime(2026, 10, 25, 2, 45, fold=1, tzinfo=berlin))
+    assert not night.overlaps(later) and not later.overlaps(night)
+    assert Interval(first, datetime(2026, 10, 25, 2, 50, fold=1, tzinfo=berlin)).contains(later)
+
+
 def test_merge_and_subtract() -> None:
     assert merge([iv(3, 4), iv(1, 2), iv(2, 3)]) == [iv(1, 4)]
     assert subtract([iv(0, 10)], [iv(1, 2), iv(5, 6), iv(9, 11)]) == [iv(0, 1), iv(2, 5), iv(6, 9)]

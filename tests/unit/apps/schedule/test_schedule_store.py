@@ -69,3 +69,17 @@ def test_migration_7_repairs_rows_written_with_short_years(db: Database) -> None
     assert moved.start == at(2030, 6, 1, 10)
     store.delete(ANA, "evt_b")
     assert [e.id for e in store.list_events(ANA)] == ["evt_c", "evt_d", "evt_a"]
+
+
+@pytest.mark.parametrize(("wall", "fold"), [
+    ((2026, 10, 25, 2, 30), 0),  # Berlin falls back: 02:30 happens twice
+    ((2026, 10, 25, 2, 30), 1),
+    ((2026, 3, 29, 2, 30), 0),  # Berlin springs forward: 02:30 never happens (read as 03:30 CEST)
+])
+def test_times_in_a_dst_fold_or_gap_are_stored(db: Database, wall: tuple[int, ...], fold: int) -> None:
+    apply_migrations(db, MIGRATIONS)
+    start = at(*wall, tz="Europe/Berlin").replace(fold=fold)
+    end = at(2026, 11, 1, 1, 30, tz="America/New_York")  # also ambiguous (New York falls back that night)
+    event = SqliteEventStore(db).create(ANA, "Night shift", Interval(start, end), tz="Europe/Berlin")
+    # Not ==: under PEP 495 an aware == across zones is False for a time in a fold or gap.
+    assert (event.start.timestamp(), event.end.timestamp()) == (start.timestamp(), end.timestamp())
