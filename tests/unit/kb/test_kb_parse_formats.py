@@ -235,6 +235,75 @@ def test_eml_html_body_and_nested_depth_bound() -> None:
         "fwd.eml > fwd.eml > fwd.eml > fwd.eml: nested deeper than 3 levels (attachments in attachments)")
 
 
+def _mixed(*parts: EmailMessage, subtype: str = "mixed") -> EmailMessage:
+    msg = EmailMessage()
+    msg.set_type(f"multipart/{subtype}")
+    for part in parts:
+        msg.attach(part)
+    return msg
+
+
+def _part(content: str | bytes, filename: str | None = None) -> EmailMessage:
+    part = EmailMessage()
+    if isinstance(content, bytes):
+        part.set_content(content, maintype="application", subtype="pkcs7-signature", filename=filename)
+    else:
+        part.set_content(content)
+        if filename:
+            part.add_header("Content-Disposition", "attachment", filename=filename)
+    return part
+
+
+def test_eml_attachments_inside_nested_multiparts_are_read() -> None:
+    # S/MIME: multipart/signed wraps the multipart/mixed holding the body and the attachment.
+    signed = _mixed(_mixed(_part("The contract is attached."), _part("Penalty: 5% a week.", "contract.txt")),
+                    _part(b"0\x82sig", "smime.p7s"), subtype="signed")
+    signed["Subject"] = "Contract"
+    doc = parse_file(signed.as_bytes(), "signed.eml")
+    assert doc.text.startswith("The contract is attached.") and "Attachment: contract.txt" in doc.text
+    assert "Penalty: 5% a week." in doc.text and "empty attachment" not in doc.metadata["skipped_attachments"]
+    # A body, then a nested multipart/mixed holding its own text part, a forwarded message and a report.
+    forwarded = EmailMessage()
+    forwarded["Subject"] = "Budget"
+    forwarded.set_content("Travel budget approved.")
+    fwd = EmailMessage()
+    fwd.set_content(forwarded)
+    inner = _mixed(_part("A note before the files."), fwd, _part("Q3 report numbers.", "q3.txt"))
+    doc = parse_file(_mixed(_part("See below."), inner).as_bytes(), "fwd.eml")
+    assert doc.blocks[0].text == "See below." and "skipped_attachments" not in doc.metadata
+    assert [b.text for b in doc.blocks if b.kind == "heading" and b.level == 1] == [
+        "Attachment: attachment-1", "Attachment: attachment-2", "Attachment: q3.txt"]
+    assert all(t in doc.text for t in ("A note before the files.", "Travel budget approved.", "Q3 report numbers."))
+    # A hostile mail nesting multiparts hundreds deep: read down to the bound, the rest reported.
+    deep = _part("Deep attachment.", "deep.txt")
+    for _ in range(200):
+        deep = _mixed(deep)
+    doc = parse_file(_mixed(_part("Top body."), _part("Shallow.", "a.txt"), deep).as_bytes(), "deep.eml")
+    assert "Shallow." in doc.text and "Deep attachment." not in doc.text
+    assert doc.metadata["skipped_attachments"] == "attachment-2: MIME parts nested deeper than 8 levels"
+
+
+def test_eml_declared_charsets_gb2312_gbk_and_unknown() -> None:
+    # Chinese mail clients label GBK text "gb2312": 镕 and 堃 are GBK, not GB2312. Headers say so too.
+    body = "朱镕基 会议纪要：请王堃在周五前提交。"
+    def word(text: str, charset: str) -> str:
+        return f"=?{charset}?B?{codecs.encode(text.encode('gbk'), 'base64').decode().strip()}?="
+
+    for charset in ("gb2312", "GBK", "x-unknown"):
+        raw = (f"Subject: {word('王堃的纪要', 'gb2312')}\r\nFrom: {word('王堃经理', charset)} <a@b.c>\r\n"
+               f"MIME-Version: 1.0\r\n"
+               f"Content-Type: text/plain; charset={charset}\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+               ).encode() + body.encode("gbk")
+        doc = parse_file(raw, "m.eml")
+        assert (doc.title, doc.metadata["from"], doc.text) == ("王堃的纪要", "王堃经理 <a@b.c>", body), charset
+    # Bytes no policy can read: the body is reported, the attachment still read.
+    mail = _mixed(_part("x"), _part("The attachment.", "a.txt"))
+    raw = mail.as_bytes().replace(b"charset=\"utf-8\"", b"charset=x-unknown", 1).replace(
+        b"\n\nx\n", b"\n\n\xff\x00\xfe\n", 1)
+    doc = parse_file(raw, "bad.eml")
+    assert doc.text.endswith("The attachment.") and doc.metadata["skipped_attachments"].startswith("body: ")
+
+
 def test_detect_format_by_magic_and_extension() -> None:
     assert detect_format(b"%PDF-1.7 ...", "report.bin") == "pdf"
     assert detect_format(make_docx(), "no-extension") == "docx"

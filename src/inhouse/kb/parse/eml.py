@@ -4,16 +4,25 @@ Subject is the title; From, To and Date (ISO 8601) are metadata. The body is the
 text/html part (main content extracted like any HTML page). Each attachment is parsed by ``parse_nested`` (the
 dispatcher, one level deeper, bounded by ``ParseLimits.max_depth``) and its blocks follow the body under a heading
 "Attachment: <name>" (page numbers of attachments are dropped: they would not be pages of the e-mail). Attachments
-that are rejected are listed in ``metadata["skipped_attachments"]``; they do not reject the e-mail.
+are found inside nested multiparts too (a signed mail wraps its multipart/mixed in multipart/signed), down to
+``_MAX_MULTIPART_DEPTH``. Attachments that are rejected, and a body that cannot be decoded, are listed in
+``metadata["skipped_attachments"]``; they do not reject the e-mail.
+
+Bodies and encoded-word headers are decoded by their declared charset through ``text.decode_declared`` (GB2312 and
+GBK labels read as GB18030; an unknown label falls back to the plain-text detection).
 """
 
 from __future__ import annotations
 
+import base64
 import email
+import email.errors
+import email.header
 import email.policy
 import email.utils
-from collections.abc import Callable
-from email.message import EmailMessage
+import re
+from collections.abc import Callable, Iterator
+from email.message import EmailMessage, MIMEPart
 from typing import Any
 
 from inhouse.errors import DocumentRejected
@@ -21,9 +30,12 @@ from inhouse.kb.document import Block, Marking, ParsedDocument
 from inhouse.kb.parse import markings as labels
 from inhouse.kb.parse.blocks import BlockList, clean_inline, guess_language, meaningful
 from inhouse.kb.parse.safety import ParseLimits, sanitize_filename
+from inhouse.kb.parse.text import decode_declared
 
 NestedParser = Callable[[bytes, str], ParsedDocument]
 _MAX_ATTACHMENTS = 50
+_MAX_MULTIPART_DEPTH = 8  # signed > mixed > mixed > related is 4; a hostile mail may nest hundreds
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")  # RFC 2047
 
 
 def parse(data: bytes, filename: str, limits: ParseLimits, parse_nested: NestedParser) -> ParsedDocument:
@@ -43,18 +55,22 @@ def parse_message(msg: EmailMessage, filename: str, limits: ParseLimits, parse_n
                                   ("subject", subject)) if v}
     markings = _header_markings(msg)
     out = BlockList()
+    skipped: list[str] = []
     body = msg.get_body(preferencelist=("plain", "html"))
     if body is not None:
-        for block in _body_blocks(body, filename, limits):
-            out.blocks.append(block)
+        try:
+            out.blocks += _body_blocks(body, filename, limits)
+        except DocumentRejected as exc:  # the attachments may still be readable
+            skipped.append(f"body: {exc.reason}")
 
-    skipped: list[str] = []
-    for n, part in enumerate(msg.iter_attachments()):
+    for n, part in enumerate(_attachment_parts(msg, body)):
         name = sanitize_filename(part.get_filename() or f"attachment-{n + 1}")
         if n >= _MAX_ATTACHMENTS:
             skipped.append(f"{name}: more than {_MAX_ATTACHMENTS} attachments")
             continue
         try:
+            if part.get_content_maintype() == "multipart":
+                raise DocumentRejected(name, f"MIME parts nested deeper than {_MAX_MULTIPART_DEPTH} levels")
             payload = _payload_bytes(part)
             if not payload:
                 raise DocumentRejected(name, "empty attachment")
@@ -82,6 +98,22 @@ def parse_message(msg: EmailMessage, filename: str, limits: ParseLimits, parse_n
     )
 
 
+def _attachment_parts(part: MIMEPart, body: MIMEPart | None, depth: int = 0) -> Iterator[MIMEPart]:
+    """The leaf parts under ``part`` that are not the body, nested multiparts walked (``iter_attachments`` yields one
+    as a single attachment with an empty payload). A multipart too deep is yielded itself, to be reported."""
+    if body is not None and any(p is body for p in part.walk()):
+        subs = part.iter_attachments()  # leaves out the body, its other versions and its inline images
+    elif part.get_content_type() == "multipart/alternative":  # versions of one text: the best one is enough
+        subs = iter([best] if (best := part.get_body(preferencelist=("plain", "html"))) is not None else [])
+    else:
+        subs = part.iter_parts()
+    for sub in subs:
+        if sub.get_content_maintype() != "multipart" or depth >= _MAX_MULTIPART_DEPTH:
+            yield sub
+        else:
+            yield from _attachment_parts(sub, body, depth + 1)
+
+
 def _header_markings(msg: EmailMessage) -> list[Marking]:
     """Outlook's ``msip_labels`` header (Purview labels) and the RFC 2156 ``Sensitivity`` header."""
     found: list[Marking] = []
@@ -92,18 +124,35 @@ def _header_markings(msg: EmailMessage) -> list[Marking]:
 
 
 def _all_headers(msg: EmailMessage, name: str) -> list[str]:
-    try:
-        return [str(v) for v in msg.get_all(name, [])][:20]
-    except (ValueError, TypeError, IndexError):
-        return []
+    values = []
+    for key, raw in msg.raw_items():
+        if key.lower() != name:
+            continue
+        if isinstance(raw, str) and "=?" in raw:
+            raw = _ENCODED_WORD.sub(_as_utf8_word, raw)
+        try:
+            values.append(str(msg.policy.header_fetch_parse(key, raw)))
+        except (ValueError, TypeError, IndexError):  # malformed headers raise from the policy's parser
+            continue
+        if len(values) == 20:
+            break
+    return values
 
 
 def _header(msg: EmailMessage, name: str) -> str | None:
+    values = _all_headers(msg, name)
+    return clean_inline(values[0]) if values else None
+
+
+def _as_utf8_word(match: re.Match[str]) -> str:
+    """An encoded word decoded by our charset policy, re-encoded as UTF-8 for the stdlib's header parser (which reads
+    a "gb2312" word holding GBK characters, or an unknown charset, as replacement characters)."""
     try:
-        value = msg.get(name)
-    except (ValueError, TypeError, IndexError):  # malformed headers raise from the policy's parser
-        return None
-    return clean_inline(str(value)) if value is not None else None
+        [(data, charset)] = email.header.decode_header(match.group(0))
+        utf8 = decode_declared(data, charset, "header")[0].encode()
+    except (ValueError, email.errors.HeaderParseError, DocumentRejected):
+        return match.group(0)  # left to the stdlib, which records the defect
+    return f"=?utf-8?b?{base64.b64encode(utf8).decode('ascii')}?="
 
 
 def _date(value: str | None) -> str | None:
@@ -118,19 +167,17 @@ def _date(value: str | None) -> str | None:
 def _body_blocks(part: Any, filename: str, limits: ParseLimits) -> list[Block]:
     from inhouse.kb.parse import html, text
 
-    try:
-        content = part.get_content()
-    except (LookupError, ValueError, AssertionError, AttributeError):  # unknown charset, broken encoding, no payload
-        raw = part.get_payload(decode=True)
-        content = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw or "")
-    if not isinstance(content, str):
+    # Not get_content(): it decodes a "gb2312" label holding GBK text with replacement characters.
+    raw = part.get_payload(decode=True)
+    if not isinstance(raw, bytes):
         return []
+    content, _ = decode_declared(raw, part.get_content_charset(), filename)
     if part.get_content_type() == "text/html":
         return list(html.parse_str(content, filename, limits, metadata={}).blocks)
     return list(text.parse_str(content, filename, mime="text/plain", metadata={}).blocks)
 
 
-def _payload_bytes(part: EmailMessage) -> bytes:
+def _payload_bytes(part: MIMEPart) -> bytes:
     if part.get_content_type() == "message/rfc822":
         inner = part.get_payload()
         inner = inner[0] if isinstance(inner, list) and inner else inner

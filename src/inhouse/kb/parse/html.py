@@ -14,6 +14,7 @@ anchors (``a.headerlink``, a trailing ¶) are dropped from headings and terms.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import re
 from typing import Any
 
@@ -28,7 +29,7 @@ from inhouse.kb.parse.blocks import (
     pick_title,
 )
 from inhouse.kb.parse.safety import ParseLimits
-from inhouse.kb.parse.text import decode_text
+from inhouse.kb.parse.text import codec_of, decode_text
 
 # <meta name=...> elements that declare how sensitive a page is (markings, ``kb/markings.py``).
 _CLASSIFICATION_META = ("classification", "sensitivity", "security-classification", "confidentiality")
@@ -59,12 +60,10 @@ def decode_html(data: bytes, filename: str) -> tuple[str, str]:
     if not data.startswith((codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         match = _META_CHARSET.search(data[:4096])
         if match:
-            label = match.group(1).decode("ascii").lower()
-            label = "gb18030" if label in ("gbk", "gb2312", "x-gbk") else label
-            try:
-                return data.decode(label, errors="replace"), label
-            except LookupError:
-                pass
+            codec = codec_of(match.group(1).decode("ascii"))
+            if codec:
+                with contextlib.suppress(LookupError):  # a codec that is not a text encoding ("base64")
+                    return data.decode(codec, errors="replace"), codec
     return decode_text(data, filename)
 
 
