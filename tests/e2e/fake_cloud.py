@@ -35,6 +35,9 @@ class FakeCloud:
             return b"\n".join(self.received)
 
 
+STREAM_USAGE = {"prompt_tokens": 11, "completion_tokens": 13, "total_tokens": 24}  # a streamed answer's usage chunk
+
+
 def answer_for(body: dict[str, Any]) -> str:
     """Echo the placeholders the provider saw (in order, once each), so restoring can be checked."""
     seen: list[str] = []
@@ -81,11 +84,16 @@ def run_fake_cloud(key: str) -> Iterator[FakeCloud]:
             self.end_headers()
             # 3-character chunks: placeholders arrive split across chunk boundaries.
             pieces = [text[i:i + 3] for i in range(0, len(text), 3)]
+            # As OpenAI: with stream_options.include_usage, "usage": null on each chunk, then a usage chunk.
+            with_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             for i, piece in enumerate(pieces):
                 chunk = {**base, "object": "chat.completion.chunk", "choices": [
                     {"index": 0, "delta": {"content": piece}, "finish_reason": "stop" if i == len(pieces) - 1
-                     else None}]}
+                     else None}], **({"usage": None} if with_usage else {})}
                 self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+            if with_usage:
+                last = {**base, "object": "chat.completion.chunk", "choices": [], "usage": STREAM_USAGE}
+                self.wfile.write(b"data: " + json.dumps(last).encode() + b"\n\n")
             self.wfile.write(b"data: [DONE]\n\n")
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

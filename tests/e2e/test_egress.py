@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from fake_cloud import FakeCloud, finance_canaries, key_in_env, provider_toml, run_fake_cloud
+from fake_cloud import STREAM_USAGE, FakeCloud, finance_canaries, key_in_env, provider_toml, run_fake_cloud
 from live_server import LiveServer, run_live_server
 
 from inhouse.engine.backends.fake import DEFAULT_REPLY
@@ -115,6 +115,40 @@ def test_external_models_are_listed_with_their_provider(world: World) -> None:
     assert models[CLOUD_MODEL]["owned_by"] == "fakecloud" and models[CLOUD_MODEL]["external"] is True
     assert models[CLOUD_MODEL]["max_label"] == "public"
     assert models["fake-model"]["owned_by"] == "inhouse"
+
+
+def _sse(r: httpx.Response) -> list[dict[str, Any]]:
+    assert r.status_code == 200, r.text
+    lines = [line[6:] for line in r.text.splitlines() if line.startswith("data: ")]
+    assert lines[-1] == "[DONE]"
+    return [json.loads(x) for x in lines[:-1]]
+
+
+def test_external_answers_are_charged_to_the_key(world: World) -> None:
+    """Answers relayed to a provider were never charged: a key with a daily token budget used the cloud without
+    end. Now the provider's count is charged (a stream is asked for its usage chunk; a client that did not ask for
+    it never sees it) and written into the request's audit record."""
+    key = world.http.post("/v1/admin/keys", json={"name": "capped", "tokens_per_day_limit": 100_000}).json()
+    headers = {"Authorization": f"Bearer {key['secret']}"}
+    body = {"model": CLOUD_MODEL, "messages": [{"role": "user", "content": "What is 2+2?"}]}
+    whole = world.http.post("/v1/chat/completions", json=body, headers=headers)
+    assert whole.status_code == 200 and whole.json()["usage"]["total_tokens"] == 2, whole.text
+    plain = _sse(world.http.post("/v1/chat/completions", json={**body, "stream": True}, headers=headers))
+    assert all(c["choices"] for c in plain) and not any(c.get("usage") for c in plain), plain[-1]
+    asked = _sse(world.http.post("/v1/chat/completions", headers=headers, json={
+        **body, "stream": True, "stream_options": {"include_usage": True}}))
+    assert asked[-1]["choices"] == [] and asked[-1]["usage"] == STREAM_USAGE, asked[-1]
+    quota = world.http.get("/v1/me", headers=headers).json()["quota"]
+    assert quota["tokens_used_today"] == 2 + 2 * STREAM_USAGE["total_tokens"], quota
+    deadline = time.monotonic() + 10
+    while True:  # a stream's final record is written once its last byte is out, just after the client read it
+        records = world.http.get("/v1/admin/audit", params={"actor": key["id"], "kind": "request"}).json()["data"]
+        tokens = sorted(r["details"].get("completion_tokens") for r in records
+                        if r["outcome"] == "success" and r["action"] == "chat:create")
+        if len(tokens) == 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert tokens == [1, 13, 13], records
 
 
 def test_mixed_workload(world: World, eval_corpus: Path) -> None:

@@ -65,7 +65,7 @@ def build_app(services: Services, *, series_exchange: SeriesExchange | None = No
     add_audit_routes(app.router, services)
     add_status_routes(app.router, services)
     add_kb_routes(app.router, services.kb)
-    add_embedding_routes(app.router, services.kb.embedder)
+    add_embedding_routes(app.router, services.kb.embedder, services.quotas)
     add_conversation_routes(app.router, services.conversations)  # the web UI's chat history
     # The assistants; every route declares apps:use, or apps:support for those a widget's scoped key may call.
     add_support_routes(app.router, services)

@@ -27,8 +27,10 @@ from inhouse.api.auth import require
 from inhouse.api.bounds import PositiveCount
 from inhouse.errors import InvalidRequest
 from inhouse.kb.embed import is_query_model
+from inhouse.types import Actor
 
 if TYPE_CHECKING:
+    from inhouse.governance.quotas import QuotaService
     from inhouse.kb.embed import Embedder
 
 MAX_INPUTS = 256
@@ -90,9 +92,10 @@ def _texts(raw: str | list[Any], embedder: Embedder) -> list[str]:
     return texts
 
 
-def add_embedding_routes(router: APIRouter, embedder: Embedder) -> None:
-    @router.post("/v1/embeddings", dependencies=[Depends(require("embeddings:create"))])
-    async def embeddings(body: EmbeddingRequest) -> EmbeddingResponse:
+def add_embedding_routes(router: APIRouter, embedder: Embedder, quotas: QuotaService) -> None:
+    @router.post("/v1/embeddings")
+    async def embeddings(body: EmbeddingRequest,
+                         actor: Actor = Depends(require("embeddings:create"))) -> EmbeddingResponse:
         is_query = is_query_model(embedder, body.model, body.input_type)
         if body.dimensions is not None and body.dimensions != embedder.dim:
             raise InvalidRequest(f"This model makes {embedder.dim}-dimensional vectors.", param="dimensions")
@@ -105,6 +108,8 @@ def add_embedding_routes(router: APIRouter, embedder: Embedder) -> None:
             return vecs, sum(embedder.count_tokens(t) for t in texts)
 
         vectors, n_tokens = await run_in_threadpool(run)
+        # Metered like a generation: the key's daily token quota counts what was embedded.
+        await run_in_threadpool(quotas.record_usage, actor.key_id, n_tokens)
         data = []
         for i, v in enumerate(vectors):
             emb: Any = (base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode()

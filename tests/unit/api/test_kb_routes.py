@@ -242,6 +242,18 @@ def test_embeddings_openai_shape(admin: TestClient) -> None:
     assert admin.post("/v1/embeddings", json={"model": EMBED, "input": []}).status_code == 400
 
 
+def test_embeddings_count_against_the_keys_daily_tokens(kb_services: Any) -> None:
+    """Embeddings are metered, yet were never charged: a key with a token budget embedded without end."""
+    record, secret = kb_services.keys.create_key("capped", tokens_per_day_limit=10)
+    with TestClient(build_app(kb_services), headers={"Authorization": f"Bearer {secret}"}) as c:
+        first = c.post("/v1/embeddings", json={"model": EMBED, "input": "quarterly figures " * 20})
+        assert first.status_code == 200, first.text
+        used = first.json()["usage"]["total_tokens"]
+        assert kb_services.quotas.status(record.id).tokens_used_today == used > 10
+        again = c.post("/v1/embeddings", json={"model": EMBED, "input": "x"})
+        assert again.status_code == 429 and again.json()["error"]["code"] == "quota_exceeded", again.text
+
+
 def test_embedding_models_are_listed_and_others_refused(admin: TestClient) -> None:
     listed = {m["id"]: m for m in admin.get("/v1/models").json()["data"]}
     assert listed[EMBED]["input_type"] == "passage" and listed[EMBED + ":query"]["input_type"] == "query"

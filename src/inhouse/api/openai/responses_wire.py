@@ -336,5 +336,6 @@ async def _relayed_steps(r: Relayed) -> AsyncIterator[Step]:
         finally:
             if rest is not None:
                 await rest.aclose()  # type: ignore[attr-defined]
+            r.settle()
     citations = citations_for(text, r.grounding) if r.grounding is not None else None
     yield Final(text, [calls[i] for i in sorted(calls)], finish, usage_object(usage), None, citations)

@@ -153,7 +153,8 @@ class Serving:
             note_route(request, routed)
             if routed is not None:
                 if routed.goes_out:
-                    return await relay(services.external, routed, request, stream=call.stream, grounding=grounding)
+                    return await relay(services.external, routed, request, stream=call.stream, grounding=grounding,
+                                       on_usage=self._relay_hook(call, request))
                 body = routed.body  # kept local: the request for the local model
         # 4. Wake and prepare (rendering, tokenizing and maybe loading the model block: off the event loop).
         wake = WakeWatch(services.registry, body.get("model"))
@@ -170,6 +171,19 @@ class Serving:
                                      grounding=grounding, wake_s=wake_s)
         await generation.first_token()
         return generation
+
+    def _relay_hook(self, call: GenerationCall, request: Request) -> Callable[[Usage], None]:
+        """An external answer's tokens: its audit record's counts and the key's daily quota, as a local one's."""
+        quotas = self._services.quotas
+
+        def settle(usage: Usage) -> None:  # runs in finally blocks: a failure is logged, as a finish hook's
+            note(request, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens)
+            try:
+                quotas.record_usage(call.actor.key_id, usage.total_tokens)
+            except InhouseError as exc:
+                log.error("the tokens of an external answer were not charged: %s", exc.message)
+
+        return settle
 
     def _finish_hooks(self, call: GenerationCall, timer: GenerationTimer,
                       request: Request) -> Sequence[Callable[[Usage, bool], None]]:

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from inhouse.api.openai.serving import LocalGeneration, NotCovered
     from inhouse.chat.output import CompletionResult, PreparedGeneration
     from inhouse.chat.tool_calls import ToolCall
-    from inhouse.kb.answer import Grounding
 
 log = logging.getLogger(__name__)
 
@@ -230,11 +229,12 @@ def relayed_response(r: Relayed) -> Response:
             add_citations(body, r.grounding)
         return JSONResponse(body, headers=r.routed.headers())
     assert r.rest is not None, "a streamed answer has the rest of its chunks"
-    return SSEResponse(_relayed_chunks(r.first, r.rest, ext, r.grounding), headers=r.routed.headers())
+    return SSEResponse(_relayed_chunks(r, r.rest, ext), headers=r.routed.headers())
 
 
-async def _relayed_chunks(first: dict[str, Any] | None, rest: AsyncIterator[dict[str, Any]], ext: dict[str, Any],
-                          grounding: Grounding | None) -> AsyncIterator[bytes]:
+async def _relayed_chunks(r: Relayed, rest: AsyncIterator[dict[str, Any]], ext: dict[str, Any]
+                          ) -> AsyncIterator[bytes]:
+    first, grounding = r.first, r.grounding
     citations = StreamCitations(grounding) if grounding is not None else None
 
     def emit(payload: dict[str, Any]) -> bytes:
@@ -255,3 +255,4 @@ async def _relayed_chunks(first: dict[str, Any] | None, rest: AsyncIterator[dict
         yield error_event(exc.message, exc.type, exc.code)
     finally:
         await rest.aclose()  # type: ignore[attr-defined]
+        r.settle()  # also when the client left: what the provider sent until then was used

@@ -68,7 +68,8 @@ class ExternalProviderClient:
         restorer = ChunkRestorer(routed.session)
         try:
             async with self._client(timeout) as client, \
-                    client.stream("POST", url, headers=headers, json={**body, "stream": True}) as resp:
+                    client.stream("POST", url, headers=headers, json={**body, "stream": True,
+                                                                      "stream_options": _with_usage(body)}) as resp:
                 if resp.status_code >= 400:
                     raise _unavailable(name, f"HTTP {resp.status_code}")
                 async for line in resp.aiter_lines():
@@ -88,6 +89,13 @@ class ExternalProviderClient:
         tail = restorer.finish()
         if tail is not None:
             yield tail
+
+
+def _with_usage(body: dict[str, Any]) -> dict[str, Any]:
+    """The request's ``stream_options`` asking for the usage chunk: the answer's tokens are charged to the key
+    (``api/openai/relay.py`` passes the chunk on only to a client that asked for it)."""
+    given = body.get("stream_options")
+    return {**(given if isinstance(given, dict) else {}), "include_usage": True}
 
 
 def _unavailable(provider: str, what: str) -> Unavailable:
