@@ -315,3 +315,43 @@ def test_responses_api_takes_the_same_egress_path(world: World) -> None:
     assert world.cloud.calls == before + 2
     received = world.cloud.all_bytes().decode("utf-8", errors="replace")
     assert "alice.wang@qinglan.com.cn" not in received
+
+
+def test_a_continued_response_keeps_the_label_of_the_one_before(world: World, eval_corpus: Path) -> None:
+    """A stored response kept its messages but not its label: a turn kept local as confidential (declared, or
+    grounded on a confidential document) was continued with "make it shorter" and the whole conversation, the
+    confidential answer included, went to the provider."""
+    before = world.cloud.calls
+    first = world.http.post("/v1/responses", json={"model": CLOUD_MODEL, "input": "Draft the Q3 board memo.",
+                                                   "metadata": {"label": "confidential"}})
+    assert first.status_code == 200 and first.headers["x-inhouse-egress"] == "kept_local", first.text
+    follow = world.http.post("/v1/responses", json={"model": CLOUD_MODEL, "input": "Make it shorter.",
+                                                    "previous_response_id": first.json()["id"]})
+    assert follow.status_code == 200 and follow.headers["x-inhouse-egress"] == "kept_local", follow.text
+    # …and the label travels on: a third turn is as sensitive as the first.
+    third = world.http.post("/v1/responses", json={"model": CLOUD_MODEL, "input": "Now in French.",
+                                                   "previous_response_id": follow.json()["id"]})
+    assert third.headers["x-inhouse-egress"] == "kept_local"
+    # Grounded on a confidential document: the passages' label is kept with the answer.
+    canaries, finance_text = finance_canaries(eval_corpus)
+    col = world.http.post("/v1/collections", json={"name": "fin-continued"}).json()["id"]
+    up = world.http.post(f"/v1/collections/{col}/documents", data={"label": "confidential"},
+                         files={"file": ("figures.md", finance_text.encode())})
+    assert up.status_code == 201, up.text
+    grounded = world.http.post("/v1/responses", json={
+        "model": "fake-model", "input": "What was the Q3 2026 revenue and gross margin?",
+        "knowledge": {"collections": [col]}})
+    assert grounded.status_code == 200, grounded.text
+    assert grounded.json()["usage"]["input_tokens"] > 300, grounded.text  # the passages were given: grounded
+    translate = world.http.post("/v1/responses", json={"model": CLOUD_MODEL, "input": "Translate your answer.",
+                                                       "previous_response_id": grounded.json()["id"]})
+    assert translate.headers["x-inhouse-egress"] == "kept_local", translate.text
+    # A public turn still goes out when continued.
+    plain = world.http.post("/v1/responses", json={"model": CLOUD_MODEL, "input": "What is 2+2?"})
+    assert plain.headers["x-inhouse-egress"] == "sent"
+    more = world.http.post("/v1/responses", json={"model": CLOUD_MODEL, "input": "And 3+3?",
+                                                  "previous_response_id": plain.json()["id"]})
+    assert more.headers["x-inhouse-egress"] == "sent", more.text
+    assert world.cloud.calls == before + 2
+    received = world.cloud.all_bytes().decode("utf-8", errors="replace")
+    assert not any(c in received for c in canaries)

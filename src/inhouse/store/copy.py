@@ -36,7 +36,7 @@ _INHOUSE = {
                  "last_used_at", "rpm_limit", "tokens_per_day_limit", "scopes"),
     "key_usage": ("key_id", "day", "tokens", "requests"),
     "conversations": ("id", "owner", "title", "model", "messages", "created_at", "updated_at"),
-    "responses": ("id", "owner", "model", "previous_id", "messages", "input_items", "body", "created_at"),
+    "responses": ("id", "owner", "model", "previous_id", "messages", "input_items", "body", "created_at", "label"),
     "support_sessions": ("id", "owner", "collections", "status", "misses", "handoff", "messages", "created_at",
                          "updated_at"),
     "schedule_events": ("id", "owner", "uid", "title", "start_utc", "end_utc", "tz", "all_day", "location",

@@ -6,6 +6,10 @@ included; never its ``instructions``, which OpenAI does not carry over either) c
 are those of the chat history (``store/conversations.owner_of``): another owner's id is ``NotFound`` like an
 unknown one. The oldest responses of an owner beyond ``MAX_RESPONSES_PER_OWNER`` are dropped, in the transaction
 of the insert (``inhouse.testing.response_contract`` checks every implementation alike).
+
+Each keeps the sensitivity label of what its answer may hold (``label``: the conversation's, the passages' it was
+grounded on, the previous response's…): a continuation counts it in the egress decision, so "translate your
+answer" cannot carry a confidential answer to a provider the first turn was kept from.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from inhouse.errors import InvalidRequest, NotFound
+from inhouse.governance.labels import Label, parse_label
 from inhouse.store.conversations import owner_of
 
 if TYPE_CHECKING:
@@ -36,6 +41,7 @@ class StoredResponse:
     input_items: list[dict[str, Any]]
     body: dict[str, Any]
     created_at: float
+    label: Label | None = None  # what the answer may hold; None: stored before labels were kept
 
 
 class ResponseStore(Protocol):
@@ -44,7 +50,8 @@ class ResponseStore(Protocol):
         ...
 
     def save(self, actor: Actor, *, response_id: str, model: str, previous_id: str | None,
-             messages: Sequence[dict[str, Any]], input_items: Sequence[dict[str, Any]], body: dict[str, Any]) -> None:
+             messages: Sequence[dict[str, Any]], input_items: Sequence[dict[str, Any]], body: dict[str, Any],
+             label: Label | None = None) -> None:
         """``InvalidRequest`` past ``MAX_STORED_BYTES``; keeps the owner's newest ``MAX_RESPONSES_PER_OWNER``."""
         ...
 
@@ -88,16 +95,19 @@ class SqlResponseStore:
         if row is None:
             raise NotFound(f"No response '{response_id}'.", param="response_id")
         return StoredResponse(row["id"], row["model"], row["previous_id"], json.loads(row["messages"]),
-                              json.loads(row["input_items"]), json.loads(row["body"]), row["created_at"])
+                              json.loads(row["input_items"]), json.loads(row["body"]), row["created_at"],
+                              parse_label(row["label"]) if row["label"] else None)
 
     def save(self, actor: Actor, *, response_id: str, model: str, previous_id: str | None,
-             messages: Sequence[dict[str, Any]], input_items: Sequence[dict[str, Any]], body: dict[str, Any]) -> None:
+             messages: Sequence[dict[str, Any]], input_items: Sequence[dict[str, Any]], body: dict[str, Any],
+             label: Label | None = None) -> None:
         blobs = encode_response(messages, input_items, body)
         owner = owner_of(actor)
         with self.owner_transaction(owner) as conn:
             conn.execute(self._sql("INSERT INTO responses (id, owner, model, previous_id, messages, input_items,"
-                                   " body, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
-                         (response_id, owner, model, previous_id, *blobs, self._clock()))
+                                   " body, created_at, label) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+                         (response_id, owner, model, previous_id, *blobs, self._clock(),
+                          label.value if label is not None else None))
             conn.execute(self._sql("DELETE FROM responses WHERE owner = ? AND id NOT IN (SELECT id FROM responses"
                                    " WHERE owner = ? ORDER BY created_at DESC, id DESC LIMIT ?)"),
                          (owner, owner, self._max))

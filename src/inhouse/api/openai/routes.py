@@ -23,6 +23,7 @@ from inhouse.api.openai.responses import (
     ResponseDeleted,
     ResponseObject,
     ResponseRequest,
+    answer_label,
     answer_messages,
     build_turn,
     item_resources,
@@ -104,6 +105,10 @@ def add_openai_routes(router: APIRouter, services: Services, metrics: Metrics) -
                 raise NotFound(exc.message, param="previous_response_id") from None
         turn = build_turn(body, previous)
         outcome = await serving.start(GenerationCall("chat", turn.chat_body, actor, stream=body.stream), request)
+        grounding = outcome.grounding if not isinstance(outcome, NotCovered) else None
+        routed = outcome.routed if not isinstance(outcome, NotCovered) else None
+        label = answer_label(turn.chat_body, grounding.labels if grounding is not None else (),
+                             routed.decision.label if routed is not None else None)
 
         async def store(obj: dict[str, Any], text: str, tool_calls: list[dict[str, Any]]) -> None:
             if not body.store:
@@ -112,7 +117,7 @@ def add_openai_routes(router: APIRouter, services: Services, metrics: Metrics) -
             try:
                 await run_in_threadpool(lambda: services.responses.save(
                     actor, response_id=turn.id, model=body.model, previous_id=body.previous_response_id,
-                    messages=conversation, input_items=turn.input_items, body=obj))
+                    messages=conversation, input_items=turn.input_items, body=obj, label=label))
             except InhouseError as exc:  # the answer is not lost for it; continuing from it will say not found
                 log.warning("response %s was not stored: %s", turn.id, exc.message)
 

@@ -132,6 +132,8 @@ CREATE UNLOGGED TABLE request_windows (
 CREATE INDEX request_windows_key ON request_windows (key_id, at);
 CREATE INDEX request_windows_at ON request_windows (at);
 """),
+    # SQLite's inhouse.db migration 9: the label a stored response's answer carries (store/responses.py).
+    PgMigration(6, "responses_label", "ALTER TABLE responses ADD COLUMN label text NULL"),
 )
 
 AUDIT: tuple[PgMigration, ...] = (

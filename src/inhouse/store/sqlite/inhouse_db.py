@@ -169,6 +169,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX responses_owner ON responses (owner, created_at);
         """,
     ),
+    Migration(
+        9,
+        "responses_label",
+        """
+        -- The label of what a stored response's answer may hold (store/responses.py): a continuation counts it.
+        ALTER TABLE responses ADD COLUMN label TEXT NULL;
+        """,
+    ),
 )
 
 
