@@ -241,7 +241,14 @@ def add_admin_routes(router: APIRouter, services: Services) -> None:
         if _RANK[role] > _RANK[actor.role]:
             # The calling key's role, not the user's: a member key of an admin may not mint an admin key.
             raise PermissionDenied("A new key may not have a higher role than the key creating it.")
-        record, secret = keys.create_key(body.name, role=role, expires_at=body.expires_at, user_id=actor.user_id,
+        # A key made by a key is at most that key: its expiry and limits carry over, or a key an admin limited (an
+        # hour, 10 requests a minute) would mint itself an unlimited one. (A scoped key cannot reach this route.)
+        caller = keys.get(actor.key_id)
+        expires_at = body.expires_at if body.expires_at is not None else caller.expires_at
+        if caller.expires_at is not None and (expires_at is None or expires_at > caller.expires_at):
+            raise PermissionDenied("A new key may not outlive the key creating it.", param="expires_at")
+        record, secret = keys.create_key(body.name, role=role, expires_at=expires_at, user_id=actor.user_id,
+                                         rpm_limit=caller.rpm_limit, tokens_per_day_limit=caller.tokens_per_day_limit,
                                          scopes=body.scopes, by=actor)
         return _key_created(record, secret)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -130,6 +131,23 @@ def test_me_and_own_keys(services: Any) -> None:
         assert [k["name"] for k in c.get("/v1/keys").json()["data"]] == ["member"]
         assert c.post("/v1/keys", json={"name": "x"}).status_code == 403
         assert c.get("/v1/me").json()["user"] is None
+
+
+def test_a_key_made_by_a_key_is_at_most_that_key(services: Any) -> None:
+    """A key an admin limited minted itself an unlimited one through /v1/keys (no limits, no expiry)."""
+    carol = services.directory.create_user("carol")
+    soon = time.time() + 3600
+    _, limited = services.keys.create_key("limited", user_id=carol.id, rpm_limit=50, tokens_per_day_limit=500,
+                                          expires_at=soon)
+    with TestClient(build_app(services), headers=bearer(limited)) as c:
+        r = c.post("/v1/keys", json={"name": "mine"})
+        assert r.status_code == 201, r.text
+        made = r.json()
+        assert (made["rpm_limit"], made["tokens_per_day_limit"], made["expires_at"]) == (50, 500, soon)
+        sooner = c.post("/v1/keys", json={"name": "n", "expires_at": soon - 60})
+        assert sooner.status_code == 201 and sooner.json()["expires_at"] == soon - 60, sooner.text
+        late = c.post("/v1/keys", json={"name": "late", "expires_at": soon + 60})
+        assert late.status_code == 403 and late.json()["error"]["param"] == "expires_at", late.text
 
 
 def test_member_key_of_an_admin_cannot_mint_an_admin_key(services: Any) -> None:
