@@ -173,6 +173,29 @@ def test_openai_sdk_tools_in_chat_and_responses(server: Server) -> None:
     assert "21" in answer.output_text or "sunny" in answer.output_text.lower()
 
 
+def test_openai_sdk_tool_choice_forces_the_call(server: Server) -> None:
+    """tool_choice "required" and a named function were read as "auto": the model could answer in text (LangChain's
+    with_structured_output(method="function_calling") relies on the named choice)."""
+    client = server.openai()
+    clock = {"type": "function", "function": {"name": "get_time", "description": "The time in a time zone.",
+                                              "parameters": {"type": "object", "properties": {
+                                                  "zone": {"type": "string"}}, "required": ["zone"]}}}
+    hello = [{"role": "user", "content": "Say hello to Anna."}]
+    for model, choice, name in ((QWEN, "required", None), (SMOL, "required", None),
+                                (QWEN, {"type": "function", "function": {"name": "get_time"}}, "get_time")):
+        reply = client.chat.completions.create(model=model, messages=hello, tools=[WEATHER, clock],  # type: ignore[arg-type, list-item]
+                                               tool_choice=choice, max_tokens=64, temperature=0)  # type: ignore[arg-type]
+        choice_ = reply.choices[0]
+        assert choice_.finish_reason == "tool_calls" and choice_.message.tool_calls, (model, choice, choice_)
+        call = choice_.message.tool_calls[0].function  # type: ignore[union-attr]
+        assert call.name in ({name} if name else {"get_weather", "get_time"})
+        args = json.loads(call.arguments)
+        assert set(args) == ({"city"} if call.name == "get_weather" else {"zone"}), args
+    with pytest.raises(openai.BadRequestError, match="not among 'tools'"):
+        client.chat.completions.create(model=SMOL, messages=hello, tools=[WEATHER], max_tokens=8,  # type: ignore[arg-type, list-item]
+                                       tool_choice={"type": "function", "function": {"name": "nope"}})
+
+
 def test_openai_sdk_fill_in_the_middle(server: Server) -> None:
     client = server.openai()
     middle = client.completions.create(model=QWEN, prompt="def add(a, b):\n    return ", max_tokens=12,

@@ -83,9 +83,10 @@ class ChatService:
         spec = self._registry.resolve(_model_name(req))
         _refuse_unsupported(req)
         messages = _normalize_messages(req.get("messages"))
-        tools = _normalize_tools(req.get("tools"))
-        tool_choice = req.get("tool_choice")
-        offer_tools = bool(tools) and tool_choice != "none"
+        tools, forced = _chosen_tools(_normalize_tools(req.get("tools")), req.get("tool_choice"))
+        offer_tools = bool(tools)
+        if forced is not None:
+            req = _forcing_a_call(req, forced)
         template = self._template_for(spec)
         prompt = template.render(messages, tools=tools if offer_tools else None, add_generation_prompt=True)
         engine = self._registry.get_engine(spec.name)
@@ -307,6 +308,50 @@ def _normalize_tools(raw: Any) -> list[dict[str, Any]] | None:
                                  param="tools")
         tools.append({"type": "function", "function": dict(fn)})
     return tools or None
+
+
+def _chosen_tools(tools: list[dict[str, Any]] | None, choice: Any,
+                  ) -> tuple[list[dict[str, Any]] | None, list[dict[str, Any]] | None]:
+    """The tools to offer for ``tool_choice``, and those one of which the answer must call (None: the model may
+    answer in text). ``required`` forces a call of any tool, a named function a call of that one (and only it is
+    offered); ``none`` offers none."""
+    if choice is None or choice == "auto":
+        return tools, None
+    if choice == "none":
+        return None, None
+    if choice == "required":
+        if not tools:
+            raise InvalidRequest("tool_choice 'required' needs 'tools'.", param="tool_choice")
+        return tools, tools
+    fn = choice.get("function") if isinstance(choice, Mapping) and choice.get("type") == "function" else None
+    name = fn.get("name") if isinstance(fn, Mapping) else None
+    if not isinstance(name, str):
+        raise InvalidRequest("'tool_choice' must be none, auto, required or {'type': 'function', 'function': "
+                             "{'name': …}}.", param="tool_choice")
+    named = [t for t in tools or () if t["function"]["name"] == name]
+    if not named:
+        raise InvalidRequest(f"tool_choice names the function {name[:100]!r}, which is not among 'tools'.",
+                             param="tool_choice")
+    return named[:1], named[:1]
+
+
+def _forcing_a_call(req: Mapping[str, Any], tools: list[dict[str, Any]]) -> dict[str, Any]:
+    """``req`` with its answer constrained to one call of one of ``tools``: the JSON object the tool-call parser
+    reads, {"name": …, "arguments": {…}}, the arguments following the tool's parameter schema."""
+    fmt = req.get("response_format")
+    if isinstance(fmt, Mapping) and fmt.get("type") not in (None, "text"):
+        raise InvalidRequest("A tool_choice that forces a call cannot be combined with a JSON response_format: the "
+                             "answer is the call.", param="tool_choice")
+    calls = []
+    for t in tools:
+        params = t["function"].get("parameters")
+        calls.append({"type": "object", "required": ["name", "arguments"], "additionalProperties": False,
+                      "properties": {"name": {"const": t["function"]["name"]},
+                                     "arguments": params if isinstance(params, Mapping) and params else
+                                     {"type": "object"}}})
+    schema = calls[0] if len(calls) == 1 else {"anyOf": calls}
+    return {**req, "response_format": {"type": "json_schema", "json_schema": {"name": "tool_call",
+                                                                             "schema": schema}}}
 
 
 def build_sampling_params(req: Mapping[str, Any], *, n_prompt: int, n_ctx: int,

@@ -189,6 +189,40 @@ def test_tool_calls_parsed(engine: Engine) -> None:
         tooled.close()
 
 
+def test_tool_choice_required_or_named_constrains_the_answer_to_a_call() -> None:
+    """"required" and a named function behaved as "auto": every tool offered, nothing forced, plain text allowed."""
+    tooled = build_fake_engine(MODEL, n_ctx=1024)
+    try:
+        _check_tool_choice(ChatService(Registry({MODEL: tooled}), EngineSettings()))
+    finally:
+        tooled.close()
+
+
+def _check_tool_choice(service: ChatService) -> None:
+    weather = {"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+    clock = {"type": "function", "function": {"name": "get_time"}}
+    named = service.prepare_chat(body(tools=[weather, clock], tool_choice={"type": "function",
+                                                                           "function": {"name": "get_weather"}}))
+    prompt = decode_tokens(named.request.prompt_tokens)
+    assert "get_weather" in prompt and "get_time" not in prompt and named.parse_tools  # only the named one
+    schema = json.loads(named.request.params.json_schema or "null")
+    assert schema["properties"]["name"] == {"const": "get_weather"}
+    assert schema["properties"]["arguments"]["required"] == ["city"]
+    result = asyncio.run(service.complete(named))
+    assert result.finish_reason == "tool_calls" and [c.name for c in result.tool_calls] == ["get_weather"]
+    required = service.prepare_chat(body(tools=[weather, clock], tool_choice="required"))
+    branches = json.loads(required.request.params.json_schema or "null")["anyOf"]
+    assert [b["properties"]["name"]["const"] for b in branches] == ["get_weather", "get_time"]
+    assert service.prepare_chat(body(tools=[weather], tool_choice="auto")).request.params.json_schema is None
+    for bad in ({"tools": [weather], "tool_choice": {"type": "function", "function": {"name": "nope"}}},
+                {"tool_choice": "required"}, {"tools": [weather], "tool_choice": "sometimes"},
+                {"tools": [weather], "tool_choice": "required", "response_format": {"type": "json_object"}}):
+        with pytest.raises(InvalidRequest) as e:
+            service.prepare_chat(body(**bad))
+        assert e.value.param == "tool_choice"
+
+
 def test_assistant_tool_call_history_is_accepted(service: ChatService) -> None:
     msgs = [
         {"role": "user", "content": "weather?"},

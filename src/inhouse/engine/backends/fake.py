@@ -114,9 +114,13 @@ def _reply_for(params: SamplingParams, text: str) -> str:
 
 
 def example_for_schema(schema: Any) -> Any:
-    """A small instance of a JSON schema (the subset tests use: type, properties, items, enum, const)."""
+    """A small instance of a JSON schema (the subset tests use: type, properties, items, enum, const, and the
+    first branch of anyOf/oneOf)."""
     if not isinstance(schema, dict):
         return {}
+    for key in ("anyOf", "oneOf"):
+        if schema.get(key):
+            return example_for_schema(schema[key][0])
     if "const" in schema:
         return schema["const"]
     if schema.get("enum"):
