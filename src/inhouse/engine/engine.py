@@ -89,6 +89,11 @@ class Engine:
         # Samplers are freed on the step thread only, after the step that may still use them.
         self._to_end: set[str] = set()
         self._closed = False
+        # Users of the backend besides callers: the step thread until it has ended, and submit() calls building a
+        # sampler. The backend is freed by the last of them to leave after close() (_release_backend).
+        self._step_thread_done = False
+        self._starting = 0
+        self._backend_freed = False
         self._healthy = True
         self._steps = 0
         self._multi_steps = 0
@@ -153,12 +158,23 @@ class Engine:
     def submit(self, request: GenerationRequest, deliver: DeltaSink) -> None:
         """Admit ``request``; its deltas go to ``deliver`` (the last one carries ``finish_reason``). Raises
         before admitting: Unavailable (closing), InvalidRequest (bad grammar), Overloaded, ContextLengthExceeded."""
+        with self._lock:
+            self._refuse_if_closed()
+            self._starting += 1
+        try:
+            self._backend.start_request(request.request_id, request.params)  # a bad grammar raises InvalidRequest
+            self._admit(request, deliver)
+        finally:
+            with self._lock:
+                self._starting -= 1
+            self._release_backend()  # close() may have run meanwhile and left the backend to us
+
+    def _admit(self, request: GenerationRequest, deliver: DeltaSink) -> None:
         rid = request.request_id
-        if self._closed:
-            raise Unavailable(f"The model '{self._model_name}' is unloading; retry.")
-        self._backend.start_request(rid, request.params)  # a bad grammar raises InvalidRequest here
         with self._lock:
             try:
+                # Checked again: close() may have run while the sampler was built, and no step would ever answer.
+                self._refuse_if_closed()
                 now = self._clock()
                 if not self._scheduler.has_work():
                     self._drain.busy(now)
@@ -177,6 +193,10 @@ class Engine:
             self._live[rid] = _Live(request=request, deliver=deliver)
             self._prompt_tokens += len(request.prompt_tokens)
             self._wake.notify()
+
+    def _refuse_if_closed(self) -> None:
+        if self._closed:
+            raise Unavailable(f"The model '{self._model_name}' is unloading; retry.")
 
     def abort(self, request_id: str) -> None:
         with self._lock:
@@ -212,29 +232,54 @@ class Engine:
             )
 
     def close(self, timeout_s: float = 10.0) -> None:
-        """Stop the step thread, fail what is still live, free the backend. Idempotent."""
+        """Stop the step thread, fail what is still live, free the backend. Idempotent.
+
+        A step still running after ``timeout_s`` is not interrupted: the step thread frees the backend when that
+        step ends (freeing it under a running decode would be a use-after-free)."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             self._wake.notify_all()
         self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            log.warning("the step of %s still runs after %g s; its thread frees the backend when it ends",
+                        self._model_name, timeout_s)
         with self._lock:
             for rid, live in list(self._live.items()):
                 self._deliver(live, Delta(rid, finish_reason="error", error="The model was unloaded; retry.",
                                           error_code="model_unloaded"))
             self._live.clear()
+        self._release_backend()
+
+    def _release_backend(self) -> None:
+        """Free the backend once it is closed and unused: each user calls this on its way out, the last one frees."""
+        with self._lock:
+            if not self._closed or self._backend_freed or not self._step_thread_done or self._starting:
+                return
+            self._backend_freed = True
         self._backend.close()
 
     # -- step thread --------------------------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:  # also when the loop died: close() must then still be able to free the backend
+            try:
+                self._end_finished_samplers()
+            finally:
+                with self._lock:
+                    self._step_thread_done = True
+                self._release_backend()
+
+    def _loop(self) -> None:
         while True:
             with self._lock:
                 while not self._closed and not self._scheduler.has_work() and not self._to_end:
                     self._wake.wait()
                 if self._closed:
-                    break
+                    return
                 plan = self._scheduler.schedule()
                 expired = self._expire_waiting()
             if plan.items or plan.kv_ops:
@@ -242,7 +287,6 @@ class Engine:
             if (plan.items or plan.kv_ops or expired) and self.on_step_end is not None:
                 self.on_step_end()
             self._end_finished_samplers()
-        self._end_finished_samplers()
 
     # -- the queue-wait bound (called with the lock held) ----------------------------------------------
 
@@ -333,6 +377,7 @@ class Engine:
         cut = _find_stop(text, params.stop)
         if cut is not None:
             live.pending = ""
+            live.decoder.reset()  # bytes of a partial character after the stop: _finish must not flush them
             self._emit(live, text[:cut], [token], lps)
             self._finish(live, "stop", [])
             return

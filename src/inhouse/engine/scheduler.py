@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from inhouse.engine.pacing import PrefillPacer
 from inhouse.engine.protocol import BatchItem, KvOp, StepPlan
@@ -114,6 +114,9 @@ class _Build:
     budget_left: int
     prefill_used: int = 0
     preempted_any: bool = False
+    # Slots a cp of this plan reads from. Every rm runs before every cp, so these are never cleared, cut back or
+    # reused for the rest of the step: the copy would read an emptied slot.
+    cp_sources: set[int] = field(default_factory=set)
 
     @property
     def planned_tokens(self) -> int:
@@ -273,7 +276,7 @@ class Scheduler:
         self._schedule_running(plan, b)
         if not b.preempted_any:  # re-admitting what was just preempted would only thrash
             self._admit_waiting(b)
-        plan.kv_ops = b.rm_ops + b.cp_ops  # removals first: a cp target must be empty
+        plan.kv_ops = b.rm_ops + b.cp_ops  # removals first: a cp target must be empty (and no rm hits a cp source)
         plan.items = list(b.items.values())
         plan.n_decode_tokens = len(b.decodes)
         assert self._kv_cells() + b.planned_tokens <= self._cfg.n_ctx, "KV accounting broke"
@@ -327,9 +330,10 @@ class Scheduler:
         self._pending_aborts.clear()
 
     def _evict_lru_idle(self, b: _Build) -> bool:
-        if not self._idle:
+        candidates = [s for s in self._idle if s not in b.cp_sources]
+        if not candidates:
             return False
-        slot = min(self._idle, key=lambda s: (self._idle[s].last_used, s))
+        slot = min(candidates, key=lambda s: (self._idle[s].last_used, s))
         del self._idle[slot]
         self._clear_slot(slot, b)
         return True
@@ -440,7 +444,8 @@ class Scheduler:
                    ) -> tuple[int, list[int]] | None:
         """The slot for ``req`` and the idle entries to evict for its room, or None when it does not fit now.
         ``in_place``: reuse the idle entry ``src`` itself (cut back to ``lcp``); otherwise a free slot or the least
-        recently used other idle entry, with ``lcp`` tokens copied from ``src`` when ``lcp`` > 0."""
+        recently used other idle entry, with ``lcp`` tokens copied from ``src`` when ``lcp`` > 0. The sources of
+        the plan's copies are never the target nor evicted."""
         cfg = self._cfg
         cells = self._kv_cells() + b.planned_tokens
         if in_place:
@@ -448,7 +453,7 @@ class Scheduler:
             cells -= len(self._idle[src].tokens) - lcp
         else:
             empty = [s for s in range(cfg.n_slots) if self._slot_owner[s] is None and s not in self._idle]
-            others = [s for s in self._idle if not (lcp > 0 and s == src)]
+            others = [s for s in self._idle if not (lcp > 0 and s == src) and s not in b.cp_sources]
             if empty:
                 target = empty[0]
             elif others:
@@ -461,7 +466,7 @@ class Scheduler:
         # token fit: admitting into the last few cells would only get the request preempted again at once.
         # Dropping prefix-cache entries to make that room is cheap; a copy's source stays for the copy.
         need = len(req.tokens) - lcp + 1
-        keep = {target, src} if lcp > 0 else {target}
+        keep = ({target, src} if lcp > 0 else {target}) | b.cp_sources
         evict: list[int] = []
         for s in sorted((s for s in self._idle if s not in keep), key=lambda s: (self._idle[s].last_used, s)):
             if cfg.n_ctx - cells >= need:
@@ -492,11 +497,13 @@ class Scheduler:
         # template header or a system prompt with it copies that prefix into another slot instead, so that entry
         # (another conversation) stays cached, unless the copy does not fit.
         entry = self._idle[src_idle] if src_idle is not None else None
+        can_cut = entry is not None and src not in b.cp_sources  # a copy planned this step still reads it
         placement = None
-        if entry is not None and len(entry.tokens) - lcp > KEEP_IDLE_TAIL and lcp < entry.n_prompt - 1:
+        if entry is not None and (not can_cut or (len(entry.tokens) - lcp > KEEP_IDLE_TAIL
+                                                  and lcp < entry.n_prompt - 1)):
             placement = self._placement(req, lcp, src, b, in_place=False)
-        if placement is None:
-            placement = self._placement(req, lcp, src, b, in_place=src_idle is not None)
+        if placement is None and (can_cut or entry is None):
+            placement = self._placement(req, lcp, src, b, in_place=can_cut)
         if placement is None:
             return False
         target, evict = placement
@@ -515,6 +522,7 @@ class Scheduler:
             self._clear_slot(target, b)
             if lcp > 0:
                 b.cp_ops.append(KvOp("cp", target, p1=lcp, src=src))
+                b.cp_sources.add(src)
         self._stats.prefix_cache_queries += 1
         if lcp > 0:
             self._stats.prefix_cache_hits += 1

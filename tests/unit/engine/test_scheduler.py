@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from inhouse.engine.protocol import KvOp, StepPlan
-from inhouse.engine.scheduler import Scheduler, SchedulerConfig
+from inhouse.engine.scheduler import KEEP_IDLE_TAIL, Scheduler, SchedulerConfig
 from inhouse.errors import ContextLengthExceeded, InvalidRequest, Overloaded
 
 
@@ -37,6 +37,7 @@ class Harness:
         self.finished: set[str] = set()
         self.preempted: list[str] = []
         self.plans: list[StepPlan] = []
+        self.idle_copies_with_company = 0  # steps copying from an idle entry while admitting another request
 
     # -- driving ---------------------------------------------------------------------------------
 
@@ -102,6 +103,10 @@ class Harness:
             self.computed.pop(rid)
             self.preempted.append(rid)
         assert not set(plan.aborted) & set(plan.preempted)
+        cps = [op for op in plan.kv_ops if op.kind == "cp"]
+        idle_sources = {op.src for op in cps} - {op.slot for op in cps} - set(self.slot_of.values())
+        if idle_sources and len([i for i in plan.items if i.request_id not in self.slot_of]) > 1:
+            self.idle_copies_with_company += 1
         # KV ops: removals before copies; a copy lands in an empty slot and copies cells that exist.
         seen_cp = False
         for op in plan.kv_ops:
@@ -331,6 +336,36 @@ def test_a_shared_header_reuses_the_entry_in_place_when_a_copy_does_not_fit() ->
     assert KvOp("rm", slot_a, p0=7) in plan.kv_ops
 
 
+@pytest.mark.parametrize(
+    ("case", "n_ctx", "n_slots", "second"),
+    [
+        ("lru target", 4096, 3, list(range(300, 330))),  # the only free seat is the LRU entry: the copy's source
+        ("eviction", 100, 4, list(range(300, 330))),  # its room would come from evicting the copy's source
+        ("in place", 100, 4, [*range(10, 15), *range(300, 330)]),  # no room to copy: it would cut the entry back
+    ],
+)
+def test_a_copys_source_survives_the_other_admissions_of_its_step(
+    case: str, n_ctx: int, n_slots: int, second: list[int]
+) -> None:
+    """Every rm of a plan runs before every cp: a slot a planned copy reads from must not be cleared or cut back
+    by a later admission of the same step (the backend refused the whole step, failing every request in it)."""
+    h = Harness(config(n_ctx=n_ctx, n_slots=n_slots, max_running=2))
+    header = list(range(10, 18))
+    h.add("a", [*header, *range(100, 150)], max_new=2)
+    h.drain()
+    slot_a = h.plans[0].items[0].slot
+    if case == "lru target":
+        h.add("b", list(range(200, 240)), max_new=2)  # a newer entry: slot_a is the least recently used
+        h.drain()
+    h.add("x", [*header, *range(60, 70)], max_new=2)  # shares only the header: copied from slot_a
+    h.add("y", second, max_new=2)
+    plan = h.step()  # Harness checks that every cp reads cells that exist
+    assert KvOp("cp", h.slot_of["x"], p1=len(header), src=slot_a) in plan.kv_ops
+    assert not [op for op in plan.kv_ops if op.kind == "rm" and op.slot == slot_a]
+    h.drain()
+    assert h.finished >= {"x", "y"}
+
+
 def test_prefix_cache_copies_from_a_running_slot() -> None:
     h = Harness(config())
     system = list(range(200, 212))
@@ -461,10 +496,12 @@ class SchedulerMachine(RuleBasedStateMachine):
     @initialize(
         n_slots=st.integers(1, 5),
         running_frac=st.floats(0, 1),
-        n_ctx=st.integers(8, 64),
+        # Small sizes chunk and preempt often; large ones admit several long prompts in one step, next to entries
+        # longer than KEEP_IDLE_TAIL (their shared headers are copied, not cut back).
+        n_ctx=st.one_of(st.integers(8, 64), st.integers(128, 256)),
         max_waiting=st.integers(0, 4),
-        budget=st.integers(1, 40),
-        chunk=st.integers(1, 16),
+        budget=st.one_of(st.integers(1, 40), st.integers(64, 200)),
+        chunk=st.one_of(st.integers(1, 16), st.integers(32, 100)),
     )
     def setup(
         self, n_slots: int, running_frac: float, n_ctx: int, max_waiting: int, budget: int, chunk: int
@@ -485,6 +522,11 @@ class SchedulerMachine(RuleBasedStateMachine):
     @rule(prompt=st.lists(st.integers(0, 3), min_size=0, max_size=20), max_new=st.integers(1, 24))
     def add(self, prompt: list[int], max_new: int) -> None:
         self._add(prompt, max_new)
+
+    @rule(header=st.integers(1, 12), tail=st.integers(KEEP_IDLE_TAIL, KEEP_IDLE_TAIL + 8), max_new=st.integers(1, 4))
+    def add_long(self, header: int, tail: int, max_new: int) -> None:
+        """A long prompt that shares only a header with the others: its entry is copied from, not cut back."""
+        self._add([*range(10, 10 + header), 100 + self.n, *range(50, 50 + tail)], max_new)
 
     @rule(data=st.data(), suffix=st.lists(st.integers(0, 3), max_size=5), max_new=st.integers(1, 24))
     def add_follow_up(self, data: st.DataObject, suffix: list[int], max_new: int) -> None:
@@ -539,6 +581,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         event(f"preempted: {bool(stats.preempted)}")
         event(f"prefix cache hit: {bool(stats.prefix_cache_hits)}")
         event(f"copy from running slot: {any(op.kind == 'cp' for p in h.plans for op in p.kv_ops)}")
+        event(f"copy from an idle entry next to another admission: {bool(h.idle_copies_with_company)}")
         event(f"running request aborted: {any(p.aborted for p in h.plans)}")
         assert h.gone == set(h.tokens), "a request neither finished nor was aborted"
         assert h.s.n_waiting == h.s.n_running == 0
