@@ -26,6 +26,7 @@ from inhouse.config import EngineSettings, Settings
 from inhouse.engine.build import build_llama_engine
 from inhouse.engine.process import CrashHook, EngineCrash, EngineRecipe, start_engine
 from inhouse.engine.protocol import EngineClient
+from inhouse.governance.answer_labels import AnswerLabels
 from inhouse.governance.audit import ENGINE_CRASHED, MODEL_LOADED, AuditLog
 from inhouse.governance.directory import UserDirectory
 from inhouse.governance.egress.client import ExternalProviderClient
@@ -302,10 +303,12 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
     chat = ChatService(registry, settings.engine)
     residency = ModelResidency(registry, idle_release_s=ms.idle_release_s, timetable=timetable,
                                prewarm_models=lambda: list(dict.fromkeys([ms.default, *ms.preload])))
+    answers = AnswerLabels(stores.answer_labels)
     egress = build_egress_router(
         gs, settings.data_dir, audit_sink, is_local=lambda name: name in registry.names(),
         local_model=lambda: settings.models.default,
         names=lambda: [u.display_name for u in directory.list_users()],
+        label_sources=[answers],  # an earlier answer from labelled material, back in the history
     )
     # The index opens in milliseconds and the embedder maps its weights lazily, so the CLI can afford it.
     ocr = build_ocr_reader(settings)  # one reader (one loaded model) for ingestion and the outline assistant
@@ -321,7 +324,7 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
     )
     return Services(settings=settings, db=db, audit=audit, keys=keys, directory=directory, quotas=quotas,
                     profiles=profiles, registry=registry, residency=residency, chat=chat, egress=egress,
-                    external=ExternalProviderClient(), kb=kb, conversations=stores.conversations,
+                    answers=answers, external=ExternalProviderClient(), kb=kb, conversations=stores.conversations,
                     responses=stores.responses, probe=probe, weight_choices=weight_choices,
                     default_model=default_model, assistants=assistants, stores=stores)
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from inhouse.apps.support.assistant import SupportAssistant
     from inhouse.chat.service import ChatService
     from inhouse.config import Settings
+    from inhouse.governance.answer_labels import AnswerLabels
     from inhouse.governance.audit import AuditLog, AuditRecord
     from inhouse.governance.directory import UserDirectory
     from inhouse.governance.egress.client import ExternalProviderClient
@@ -74,6 +75,7 @@ class Services:
     residency: ModelResidency  # idle release and the prewarm/release timetable (``serve`` starts it)
     chat: ChatService  # OpenAI request → template → tokens → validated sampling params → engine
     egress: EgressRouter  # where a chat request may run (external providers, PII redaction)
+    answers: AnswerLabels  # labels of local answers given from labelled material, counted when they come back
     external: ExternalProviderClient  # the HTTP client of external providers (used only when the policy sends)
     kb: KnowledgeBase  # <data_dir>/kb.db: collections, documents, retrieval, grounded answers
     conversations: ConversationStore  # the web UI's chat history (inhouse.db)

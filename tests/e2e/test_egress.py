@@ -23,11 +23,14 @@ import pytest
 from fake_cloud import STREAM_USAGE, FakeCloud, finance_canaries, key_in_env, provider_toml, run_fake_cloud
 from live_server import LiveServer, run_live_server
 
-from inhouse.engine.backends.fake import DEFAULT_REPLY
+from inhouse.engine.backends.fake import DEFAULT_REPLY, reply_script
 from inhouse.governance.pii.checksums import luhn_check_digit, prc_id_check_char
+from inhouse.testing.fakes import build_fake_engine
 from inhouse.testing.network_guard import deny_external_connections
 
 CLOUD_MODEL = "cloud-model"
+HEADLINES = "Q3 headline figures"  # the local model's answer to a prompt holding this is HEADLINES_ANSWER
+HEADLINES_ANSWER = "Revenue was 412.6 million CNY and the gross margin 31.2% [1]."
 STRICT_MODEL = "strict-model"
 KEY_ENV = "INHOUSE_TEST_CLOUD_KEY"
 CLOUD_KEY = "sk-test-cloud-0123456789abcdef"
@@ -92,7 +95,8 @@ def world(cloud: FakeCloud, tmp_path_factory: pytest.TempPathFactory, store_url:
     policy = data_dir.parent / f"{data_dir.name}-policy.toml"
     policy.write_text(policy_toml(cloud.url))
     with key_in_env(KEY_ENV, CLOUD_KEY), deny_external_connections() as attempts, \
-            run_live_server(data_dir, settings={"governance": {"policy_file": policy},
+            run_live_server(data_dir, load_engine=lambda spec: build_fake_engine(spec.name, script=reply_script(
+                {HEADLINES: HEADLINES_ANSWER})), settings={"governance": {"policy_file": policy},
                                                   "store": {"url": store_url}}) as server:
         headers = {"Authorization": f"Bearer {server.admin_key}"}
         with httpx.Client(base_url=server.url, headers=headers, timeout=20) as http:
@@ -355,3 +359,31 @@ def test_a_continued_response_keeps_the_label_of_the_one_before(world: World, ev
     assert world.cloud.calls == before + 2
     received = world.cloud.all_bytes().decode("utf-8", errors="replace")
     assert not any(c in received for c in canaries)
+
+
+def test_an_earlier_answer_from_confidential_passages_keeps_its_label_in_the_history(world: World,
+                                                                                     eval_corpus: Path) -> None:
+    """Chat completions are stateless: an answer grounded on a confidential document came back as plain text in
+    the next request's history, and "make it shorter", sent to a cloud model, carried it out."""
+    canaries, finance_text = finance_canaries(eval_corpus)
+    col = world.http.post("/v1/collections", json={"name": "fin-history"}).json()["id"]
+    world.http.post(f"/v1/collections/{col}/documents", data={"label": "confidential"},
+                    files={"file": ("figures.md", finance_text.encode())})
+    question = {"role": "user", "content": f"Give the {HEADLINES}, please."}
+    grounded = chat(world, question["content"], model="fake-model", knowledge={"collections": [col]})
+    assert grounded.status_code == 200 and grounded.json()["usage"]["prompt_tokens"] > 300, grounded.text
+    answer = grounded.json()["choices"][0]["message"]["content"]
+    assert answer == HEADLINES_ANSWER  # an answer no other test gets: it was remembered here
+    before = world.cloud.calls
+    follow = world.http.post("/v1/chat/completions", json={"model": CLOUD_MODEL, "messages": [
+        question, {"role": "assistant", "content": " " + answer + "\n"}, {"role": "user", "content": "Shorter."}]})
+    assert follow.status_code == 200 and follow.headers["x-inhouse-egress"] == "kept_local", follow.text
+    assert follow.json()["inhouse"]["label"] == "confidential"
+    # An answer the server never gave from labelled material goes out as before.
+    other = world.http.post("/v1/chat/completions", json={"model": CLOUD_MODEL, "messages": [
+        {"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "It is four, of course."},
+        {"role": "user", "content": "And 3+3?"}]})
+    assert other.headers["x-inhouse-egress"] == "sent", other.text
+    assert world.cloud.calls == before + 1
+    received = world.cloud.all_bytes().decode("utf-8", errors="replace")
+    assert HEADLINES_ANSWER not in received and not any(c in received for c in canaries)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from inhouse.governance.answer_labels import SqlAnswerLabels
 from inhouse.governance.audit.log import AuditLog
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ class Stores:
     sessions: SessionStore  # the support assistant's sessions
     request_windows: RequestWindows  # requests/minute per key: in memory (SQLite) or shared (PostgreSQL)
     kind: str  # "sqlite" or "postgresql"
+    answer_labels: SqlAnswerLabels  # labels of answers given from labelled material (governance/answer_labels.py)
     # One round trip to the database server, raising StoreUnavailable when it cannot be reached (/ready); None for
     # the embedded files.
     ping: Callable[[], None] | None = None
@@ -75,7 +77,8 @@ def build_stores(settings: Settings, db: Database) -> Stores:
                       # name their process, so the replica that replaces a dead one (or a head run again) closes them.
                       open_sqlite_audit_log(settings.data_dir / "audit.db", key_path=key_path,
                                             node=settings.store.node or None),
-                      SqliteEventStore(db), SqliteSessionStore(db), MemoryRequestWindows(), "sqlite")
+                      SqliteEventStore(db), SqliteSessionStore(db), MemoryRequestWindows(), "sqlite",
+                      SqlAnswerLabels(db))
     from inhouse.store.postgres.assistants import PostgresEventStore, PostgresSessionStore
     from inhouse.store.postgres.audit import PostgresAuditStore
     from inhouse.store.postgres.conversations import PostgresConversationStore
@@ -99,7 +102,7 @@ def build_stores(settings: Settings, db: Database) -> Stores:
         raise
     return Stores(PostgresGovernanceStore(pg), PostgresConversationStore(pg), PostgresResponseStore(pg), audit,
                   PostgresEventStore(pg), PostgresSessionStore(pg), PostgresRequestWindows(pg), "postgresql",
-                  ping=pg.ping, _closers=[pg.close])
+                  SqlAnswerLabels(pg, placeholder="%s"), ping=pg.ping, _closers=[pg.close])
 
 
 def open_audit_log(settings: Settings) -> AuditLog | None:

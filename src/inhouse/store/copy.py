@@ -1,7 +1,8 @@
 """``inhouse store migrate --to postgresql://…``: copy an embedded install into an empty PostgreSQL database.
 
 What is copied, values unchanged (ids, times, JSON text, hashes): users, groups, memberships, API keys (their
-hashes), token usage, conversations, stored responses, support sessions and calendar events from ``inhouse.db``;
+hashes), token usage, conversations, stored responses (and the labels of answers), support sessions and calendar
+events from ``inhouse.db``;
 every audit record and the signed head from ``audit.db``/``audit.head``; collections, access lists, documents with
 their bytes, chunks and vectors from ``kb.db``. All of it in one PostgreSQL transaction: the target gets everything
 or nothing. (The requests/minute windows are not copied: the embedded install keeps them in memory.)
@@ -37,6 +38,7 @@ _INHOUSE = {
     "key_usage": ("key_id", "day", "tokens", "requests"),
     "conversations": ("id", "owner", "title", "model", "messages", "created_at", "updated_at"),
     "responses": ("id", "owner", "model", "previous_id", "messages", "input_items", "body", "created_at", "label"),
+    "answer_labels": ("digest", "label_rank", "created_at"),
     "support_sessions": ("id", "owner", "collections", "status", "misses", "handoff", "messages", "created_at",
                          "updated_at"),
     "schedule_events": ("id", "owner", "uid", "title", "start_utc", "end_utc", "tz", "all_day", "location",

@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +45,8 @@ from inhouse.api.openai.relay import Relayed, relay
 from inhouse.api.streaming import run_until_disconnect
 from inhouse.chat.output import OutputAccumulator, Usage, total_usage
 from inhouse.errors import EngineFailure, InhouseError, InvalidRequest, Overloaded, Unavailable
+from inhouse.governance.egress.router import conversation_label, document_labels
+from inhouse.governance.labels import Label, label_of_item, max_label
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -132,6 +134,7 @@ class Serving:
         services, body = self._services, dict(call.body)
         routed: RoutedRequest | None = None
         grounding: Grounding | None = None
+        remember: Callable[[list[str]], None] | None = None
         if call.kind == "chat":
             # 1. Limits.
             most = services.settings.server.max_messages
@@ -156,6 +159,9 @@ class Serving:
                     return await relay(services.external, routed, request, stream=call.stream, grounding=grounding,
                                        on_usage=self._relay_hook(call, request))
                 body = routed.body  # kept local: the request for the local model
+            # The earlier answers' labels are a database read: off the event loop, and only when there are any.
+            remember = (await run_in_threadpool(self._remembering, body, grounding, routed)
+                        if routed is None and _has_answers(body) else self._remembering(body, grounding, routed))
         # 4. Wake and prepare (rendering, tokenizing and maybe loading the model block: off the event loop).
         wake = WakeWatch(services.registry, body.get("model"))
         prepare = services.chat.prepare_chat if call.kind == "chat" else services.chat.prepare_completion
@@ -168,9 +174,26 @@ class Serving:
         deltas = [services.chat.stream(prepared, i) for i in range(len(prepared.requests))]
         generation = LocalGeneration(prepared, deltas, request, timer=timer,
                                      hooks=self._finish_hooks(call, timer, request), routed=routed,
-                                     grounding=grounding, wake_s=wake_s)
+                                     grounding=grounding, wake_s=wake_s, remember=remember)
         await generation.first_token()
         return generation
+
+    def _remembering(self, body: Mapping[str, Any], grounding: Grounding | None,
+                     routed: RoutedRequest | None) -> Callable[[list[str]], None] | None:
+        """How a local chat answer is remembered with its label (``governance/answer_labels.py``): that of the
+        egress decision when there was one, else the conversation's declared label, the attached documents', the
+        passages' and the earlier answers' in its history; None when the answer would be public."""
+        answers = self._services.answers
+        if routed is not None and routed.decision.label is not None:
+            label = routed.decision.label
+        else:
+            history = answers.of_history(body.get("messages"))
+            label = max_label([conversation_label(body, Label.PUBLIC), *document_labels(body),
+                               *(label_of_item(x) for x in (grounding.labels if grounding is not None else ())),
+                               *([history] if history is not None else [])])
+        if label <= Label.PUBLIC:
+            return None
+        return lambda texts: answers.remember(texts, label)
 
     def _relay_hook(self, call: GenerationCall, request: Request) -> Callable[[Usage], None]:
         """An external answer's tokens: its audit record's counts and the key's daily quota, as a local one's."""
@@ -207,7 +230,8 @@ class LocalGeneration:
 
     def __init__(self, prepared: PreparedGeneration, deltas: list[AsyncIterator[Delta]], request: Request, *,
                  timer: GenerationTimer, hooks: Sequence[Callable[[Usage, bool], None]],
-                 routed: RoutedRequest | None, grounding: Grounding | None, wake_s: float | None) -> None:
+                 routed: RoutedRequest | None, grounding: Grounding | None, wake_s: float | None,
+                 remember: Callable[[list[str]], None] | None = None) -> None:
         self.prepared = prepared
         self.routed = routed  # the egress decision of a request kept local (its headers go out), else None
         self.grounding = grounding
@@ -218,6 +242,7 @@ class LocalGeneration:
         self._hooks = hooks
         self._firsts: list[Delta | None] = []
         self._finished = False
+        self._remember = remember  # the answer's texts, remembered with its label (Serving._remembering)
 
     async def first_token(self) -> None:
         """Step 6: every choice is admitted and has its first delta. Errors raised before that (queue full,
@@ -262,6 +287,11 @@ class LocalGeneration:
             await source.aclose()  # type: ignore[attr-defined]
             for deltas in self._deltas:
                 await deltas.aclose()  # type: ignore[attr-defined]
+            if self._remember is not None:  # also a part the client read before leaving
+                try:
+                    self._remember([a.text for a in accs])
+                except Exception as exc:  # the answer is out; a later cloud request could then miss its label
+                    log.error("the label of answer %s was not remembered: %s", p.request_id, exc)
             self._finish(self._usage(accs), aborted=len(results) < len(accs))
 
     async def result(self) -> Completed:
@@ -387,3 +417,9 @@ class WakeWatch:
         metrics.model_wake.labels(self._model).observe(seconds)
         residency.record_wake(self._model, seconds)
         return seconds
+
+
+def _has_answers(body: Mapping[str, Any]) -> bool:
+    messages = body.get("messages")
+    return isinstance(messages, list) and any(isinstance(m, Mapping) and m.get("role") == "assistant"
+                                              for m in messages)

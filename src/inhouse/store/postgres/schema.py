@@ -134,6 +134,15 @@ CREATE INDEX request_windows_at ON request_windows (at);
 """),
     # SQLite's inhouse.db migration 9: the label a stored response's answer carries (store/responses.py).
     PgMigration(6, "responses_label", "ALTER TABLE responses ADD COLUMN label text NULL"),
+    # SQLite's inhouse.db migration 10 (governance/answer_labels.py).
+    PgMigration(7, "answer_labels", """
+CREATE TABLE answer_labels (
+    digest       text PRIMARY KEY,
+    label_rank   integer NOT NULL,
+    created_at   double precision NOT NULL
+);
+CREATE INDEX answer_labels_created ON answer_labels (created_at);
+"""),
 )
 
 AUDIT: tuple[PgMigration, ...] = (

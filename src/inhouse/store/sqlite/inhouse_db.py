@@ -177,6 +177,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE responses ADD COLUMN label TEXT NULL;
         """,
     ),
+    Migration(
+        10,
+        "answer_labels",
+        """
+        CREATE TABLE answer_labels (               -- labels of answers given from labelled material
+            digest       TEXT PRIMARY KEY,          -- sha256 of the answer's words (governance/answer_labels.py)
+            label_rank   INTEGER NOT NULL,
+            created_at   REAL NOT NULL
+        );
+        CREATE INDEX answer_labels_created ON answer_labels (created_at);
+        """,
+    ),
 )
 
 
