@@ -125,6 +125,21 @@ def test_members_need_access_and_cannot_manage(admin: TestClient, kb_services: A
         assert admin.get(url).json()["access"] is None
 
 
+def test_a_members_pages_count_the_documents_they_may_see(admin: TestClient, kb_services: Any) -> None:
+    """Pages were cut from all documents, then filtered: a member got short or empty pages while theirs followed."""
+    cid = admin.post("/v1/collections", json={"name": "mixed", "access": {"groups": ["all"]}}).json()["id"]
+    member_id = kb_services.keys.authenticate(kb_services.member_key).key_id
+    admin.patch(f"/v1/collections/{cid}", json={"access": {"groups": ["all"], "keys": [member_id]}})
+    for i in range(12):  # every other document is restricted: the member sees a0, a2, … a10
+        admin.post(f"/v1/collections/{cid}/documents", data={"label": "restricted" if i % 2 else "internal"},
+                   files={"file": (f"a{i:02d}.md", f"# Doc {i}\n\ntext {i}\n".encode())})
+    with TestClient(build_app(kb_services), headers=member_headers(kb_services)) as m:
+        pages = [[d["source_path"] for d in m.get(f"/v1/collections/{cid}/documents",
+                                                  params={"limit": 2, "offset": o}).json()["data"]]
+                 for o in (0, 2, 4, 6)]
+    assert pages == [["a00.md", "a02.md"], ["a04.md", "a06.md"], ["a08.md", "a10.md"], []], pages
+
+
 def test_a_members_upload_of_bytes_held_by_a_document_they_cannot_see_is_their_own(admin: TestClient,
                                                                                   kb_services: Any) -> None:
     cid = admin.post("/v1/collections", json={"name": "hr", "access": {"groups": ["all"]}}).json()["id"]
