@@ -31,7 +31,8 @@ def create(
     tokens_per_day: int = typer.Option(None, "--tokens-per-day", help="Tokens per UTC day (0: unlimited).",
                                        show_default=False),
     scope: list[str] = typer.Option(None, "--scope", help="Limit the key to this action (repeatable), e.g. "
-                                    "apps:support for the support widget.", show_default=False),
+                                    "apps:support for the support widget (a scoped key is a member key).",
+                                    show_default=False),
     data_dir: Path = DataDirOption,
 ) -> None:
     """Create a key and print its secret once."""

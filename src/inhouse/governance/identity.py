@@ -129,6 +129,12 @@ class KeyStore:
         now = self._clock()
         if exp is not None and exp <= now:
             raise InvalidRequest("'expires_at' is in the past.", param="expires_at")
+        if key_scopes is not None:
+            # A scoped key is made for places like a public web page (the support widget): with an admin's role it
+            # would answer anonymous visitors with an admin's clearance (restricted documents, every session).
+            if role == "admin":
+                raise InvalidRequest("A key limited to scopes cannot be an admin key.", param="role")
+            role = "member"
         if user_id is not None:
             user = tx.get_user(user_id)
             if user is None:

@@ -176,6 +176,13 @@ def test_scoped_key_reaches_only_the_support_routes(svc: Any) -> None:
         assert widget.get("/v1/keys").status_code == 403
     with pytest.raises(Exception, match="scopes"):
         svc.keys.create_key("bad", scopes=["kb:manage"])
+    # A widget key of an administrator's user is a member key: it would otherwise answer a public page's visitors
+    # with an admin's clearance.
+    boss = svc.directory.create_user("boss", role="admin")
+    made, _ = svc.keys.create_key("boss widget", user_id=boss.id, scopes=["apps:support"])
+    assert made.role == "member"
+    with pytest.raises(Exception, match="cannot be an admin key"):
+        svc.keys.create_key("admin widget", user_id=boss.id, role="admin", scopes=["apps:support"])
 
 
 def test_widget_script_and_cors_allow_list(api: TestClient) -> None:
