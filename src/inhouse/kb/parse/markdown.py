@@ -21,6 +21,7 @@ _FM_LINE = re.compile(r"^([^\W\d][\w-]*)\s*:\s*(.+?)\s*$", re.M)
 CLASSIFICATION_KEYS = frozenset(("classification", "sensitivity", "label", "security-classification",
                                  "confidentiality", "密级"))
 _HTML_TAG = re.compile(r"<[^>]+>")
+_HTML_CODE = re.compile(r"<(script|style)\b[^>]*>.*?(?:</\1\s*>|\Z)", re.I | re.S)
 _QUOTE_MARK = re.compile(r"^[ \t]{0,3}> ?", re.M)
 
 
@@ -87,7 +88,8 @@ def _walk(text: str, out: BlockList, limits: ParseLimits) -> None:
         elif tok.type == "code_block":
             out.add("code", tok.content.rstrip())
         elif tok.type == "html_block":
-            out.add("paragraph", clean_inline(_HTML_TAG.sub(" ", tok.content)))
+            # A <script> or <style> block's body is code for a browser, not text to index (nor to quote).
+            out.add("paragraph", clean_inline(_HTML_TAG.sub(" ", _HTML_CODE.sub(" ", tok.content))))
         i = close + 1
 
 
