@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from inhouse.api.bounds import MAX_INT32, MAX_UINT32, PositiveCount
+from inhouse.api.bounds import MAX_INT32, MAX_INT64, PositiveCount
 from inhouse.engine.params import MAX_LOGIT_BIAS, MAX_LOGPROBS, MAX_STOP_CHARS, MAX_STOP_STRINGS
 
 # Absolute ceiling; the configured `server.max_messages` (usually lower) is checked by the route.
@@ -53,7 +53,8 @@ class _Sampling(_Body):
     repeat_penalty: Annotated[float, Field(ge=0.0, le=10.0)] | None = None
     frequency_penalty: Annotated[float, Field(ge=-2.0, le=2.0)] | None = None
     presence_penalty: Annotated[float, Field(ge=-2.0, le=2.0)] | None = None
-    seed: Annotated[int, Field(ge=0, le=MAX_UINT32)] | None = None
+    # Any 64-bit integer, as OpenAI takes (clients send -1 or large seeds); folded into llama.cpp's 32 bits.
+    seed: Annotated[int, Field(ge=-MAX_INT64 - 1, le=MAX_INT64)] | None = None
     stop: StopString | Annotated[list[StopString], Field(max_length=MAX_STOP_STRINGS)] | None = None
     logit_bias: Annotated[dict[str, Annotated[float, Field(ge=-100.0, le=100.0)]],
                           Field(max_length=MAX_LOGIT_BIAS)] | None = None

@@ -365,9 +365,14 @@ def build_sampling_params(req: Mapping[str, Any], *, n_prompt: int, n_ctx: int,
         max_tokens = max(1, min(settings.default_max_tokens, settings.max_tokens_cap, n_ctx - n_prompt))
     kw["max_tokens"] = max_tokens
     for name in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "frequency_penalty",
-                 "presence_penalty", "seed"):
+                 "presence_penalty"):
         if req.get(name) is not None:
             kw[name] = req[name]
+    seed = req.get("seed")
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        kw["seed"] = seed % 2**32  # OpenAI takes any 64-bit seed; llama.cpp's sampler has 32 bits
+    elif seed is not None:
+        kw["seed"] = seed  # refused by SamplingParams.validate
     stop = req.get("stop")
     if isinstance(stop, str):
         kw["stop"] = (stop,)

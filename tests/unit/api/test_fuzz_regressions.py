@@ -42,7 +42,7 @@ def test_integers_beyond_int64_are_400_not_500(admin: TestClient) -> None:
         ("PATCH", f"/v1/admin/keys/{key_id}", {"tokens_per_day_limit": 10**30}, "tokens_per_day_limit"),
         ("GET", f"/v1/collections/{col}/documents?offset={BIG}", None, "offset"),
         ("POST", "/v1/admin/keys", {"name": "x", "expires_at": 1e300}, "expires_at"),
-        ("POST", "/v1/chat/completions", {"model": "fake-model", "messages": MSG, "seed": 2**40}, "seed"),
+        ("POST", "/v1/chat/completions", {"model": "fake-model", "messages": MSG, "seed": BIG}, "seed"),
         ("POST", "/v1/chat/completions", {"model": "fake-model", "messages": MSG, "top_k": BIG}, "top_k"),
         ("POST", "/v1/chat/completions", {"model": "fake-model", "messages": MSG, "max_tokens": BIG}, "max_tokens"),
         ("POST", "/v1/completions", {"model": "fake-model", "prompt": [BIG]}, "prompt"),

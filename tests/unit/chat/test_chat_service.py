@@ -273,3 +273,9 @@ def test_overloaded_before_first_delta() -> None:
         assert busy.stats().rejected_queue_full == 1
     finally:
         busy.close()
+
+
+def test_any_64_bit_seed_is_folded_into_the_samplers_32_bits(service: ChatService) -> None:
+    """OpenAI takes any 64-bit seed; clients send -1 or large ones, which were a 400."""
+    for seed, folded in ((-1, 2**32 - 1), (2**40 + 7, 7), (2**63 - 1, 2**32 - 1), (5, 5)):
+        assert service.prepare_chat(body(seed=seed)).request.params.seed == folded

@@ -317,8 +317,8 @@ def test_detect_format_by_magic_and_extension() -> None:
 
 def test_markdown_script_and_style_blocks_are_not_text() -> None:
     """Raw HTML blocks in Markdown were indexed with their tags stripped: a <script>'s code became a paragraph."""
-    md = ("# Page\n\nIntro text.\n\n<script>\nvar token = 'abc'; track(token);\n</script>\n\n"
-          "<style>\n.x { color: red }\n</style>\n\n<div>Kept <b>words</b></div>\n\nEnd.\n").encode()
+    md = (b"# Page\n\nIntro text.\n\n<script>\nvar token = 'abc'; track(token);\n</script>\n\n"
+          b"<style>\n.x { color: red }\n</style>\n\n<div>Kept <b>words</b></div>\n\nEnd.\n")
     text = "\n".join(b.text for b in parse_file(md, "page.md").blocks)
     assert "Intro text." in text and "Kept words" in text and "End." in text
     assert "track" not in text and "color" not in text, text

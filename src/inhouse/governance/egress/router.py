@@ -50,7 +50,7 @@ LabelSource = Callable[[Mapping[str, Any]], Iterable[object]]
 # Request fields forwarded to a provider; everything else (metadata, user, our extensions) stays here.
 _FORWARDED = ("messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "seed",
               "frequency_penalty", "presence_penalty", "response_format", "tools", "tool_choice", "stream",
-              "stream_options", "logit_bias", "n")
+              "stream_options", "logit_bias", "n", "logprobs", "top_logprobs")
 # Forwarded fields besides the messages that carry free text (tool and schema descriptions, enum values, stop
 # strings): scanned, labelled and redacted with the messages, or a confidential marker or a password in a tool's
 # description would go out as is.
