@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from inhouse.governance.directory import UserDirectory
 
 DEFAULT_DURATION = timedelta(minutes=60)
+ALL_EVENTS = 20_000  # "every event" of a window or a year: far above any calendar, still a bound
 MAX_IMPORT = 5000
 
 
@@ -139,7 +140,8 @@ class ScheduleService:
         if ref.startswith("evt_"):
             return self.events.get(ctx.actor, ref)
         now = ctx.now()
-        upcoming = self.events.list_events(ctx.actor, start=now - timedelta(days=1), end=now + timedelta(days=366))
+        upcoming = self.events.list_events(ctx.actor, start=now - timedelta(days=1), end=now + timedelta(days=366),
+                                           limit=ALL_EVENTS)
         matches = [e for e in upcoming if ref.lower() in e.title.lower()]
         if not matches:
             raise NotFound(f"No upcoming event titled '{ref[:80]}'.", param="event_id")
@@ -165,7 +167,9 @@ class ScheduleService:
                              self.work_start, end=parse_hhmm(spec.work_end, "work_end") if spec.work_end else
                              self.work_end)
         owner = self._owner_for(ctx, spec.name)
-        busy = [e.interval for e in self.events.list_for_owner(owner, start=window.start, end=window.end)]
+        # Every event of the window: a default page (500) left a busy calendar's later events out, shown as free.
+        busy = [e.interval for e in self.events.list_for_owner(owner, start=window.start, end=window.end,
+                                                               limit=ALL_EVENTS)]
         return Attendee(spec.name, busy, hours)
 
     def _owner_for(self, ctx: AppContext, name: str) -> str:
@@ -230,7 +234,7 @@ class ScheduleService:
     # -- iCalendar ----------------------------------------------------------------------------------------
 
     def export_ics(self, ctx: AppContext, *, start: datetime | None = None, end: datetime | None = None) -> str:
-        events = self.events.list_events(ctx.actor, start=start, end=end, limit=20_000)
+        events = self.events.list_events(ctx.actor, start=start, end=end, limit=ALL_EVENTS)
         items = [IcsItem(summary=e.title, start=_day_in_own_zone(e, e.start) if e.all_day else e.start,
                          end=_day_in_own_zone(e, e.end) if e.all_day else e.end, uid=e.uid, description=e.description,
                          location=e.location, attendees=list(e.attendees), status="CONFIRMED",

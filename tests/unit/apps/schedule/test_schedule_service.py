@@ -90,3 +90,19 @@ def test_moved_occurrence_of_a_series_does_not_replace_it(service: ScheduleServi
         assert any("changed occurrence" in s["reason"] for s in report["skipped"])
         ev = service.events.by_uid(ANA, "standup")
         assert ev is not None and (ev.title, ev.to_dict()["start"]) == ("Standup", "2026-03-02T09:00:00+01:00")
+
+
+def test_free_slots_see_every_event_of_a_busy_calendar(service: ScheduleService) -> None:
+    """Free/busy read one default page (500 events): in a calendar that full, the later events were shown free."""
+    from datetime import timedelta
+
+    from inhouse.apps.schedule.calendar import Interval
+
+    c = ctx("UTC")
+    day = datetime(2026, 2, 2, 0, 0, tzinfo=UTC)  # a Monday
+    for i in range(520):  # ten-minute slots from midnight: 520 of them fill the days until Thursday 14:40
+        start = day + timedelta(minutes=10 * i)
+        service.events.create(ANA, f"slot {i}", Interval(start, start + timedelta(minutes=10)), tz="UTC")
+    free = service.free_slots(c, [], 30, start="2026-02-02 00:00", end="2026-02-06 00:00", limit=50)
+    starts = [s["start"] for s in free["slots"]]
+    assert starts and all(s >= "2026-02-05T14:40" for s in starts), starts[:5]
