@@ -57,6 +57,9 @@ class EventStoreContract:
         assert moved.updated_at > e.updated_at and moved.created_at == e.created_at
         day = events.create(ANA, "Holiday", Interval(at(2030, 3, 6), at(2030, 3, 7)), tz="UTC", all_day=True)
         assert events.get(ANA, day.id).all_day and not events.get(ANA, moved.id).all_day
+        timed = events.update(ANA, day.id, interval=hour(2030, 3, 6, 9), all_day=False, tz="Europe/Berlin")
+        assert (timed.all_day, timed.tz) == (False, "Europe/Berlin")
+        assert events.update(ANA, day.id, all_day=True).all_day
         assert events.cancel(ANA, e.id).status == "cancelled"
         assert [x.id for x in events.list_events(ANA)] == [day.id]
         assert [x.id for x in events.list_events(ANA, include_cancelled=True)] == [e.id, day.id]

@@ -116,7 +116,8 @@ class ScheduleService:
         keep = int((event.end - event.start).total_seconds() // 60)
         interval = self.span(ctx, start, end, duration_minutes or keep)
         clashes = self.clashes(ctx, interval, ignore=event.id)
-        moved = self.events.update(ctx.actor, event.id, interval=interval)
+        # Moved to clock times: no longer an all-day event (its export would otherwise write whole days).
+        moved = self.events.update(ctx.actor, event.id, interval=interval, all_day=False)
         return {"event": moved.to_dict(), "conflicts": clashes}
 
     def cancel_event(self, ctx: AppContext, ref: str) -> dict[str, Any]:
@@ -274,7 +275,8 @@ class ScheduleService:
                 else:
                     self.events.update(ctx.actor, existing.id, title=title, interval=interval,
                                        location=item.location, description=item.description,
-                                       attendees=item.attendees, status="confirmed")
+                                       attendees=item.attendees, status="confirmed", all_day=all_day,
+                                       tz=ctx.tz)
                     updated += 1
             except InvalidRequest as exc:
                 skipped.append({"uid": item.uid, "reason": exc.message})

@@ -174,7 +174,7 @@ class EventStore(Protocol):
     def update(self, actor: Actor, event_id: str, *, title: str | None = None, interval: Interval | None = None,
                location: str | None = None, description: str | None = None,
                attendees: Sequence[str] | None = None, tz: ZoneInfo | str | None = None,
-               status: str | None = None) -> Event: ...
+               status: str | None = None, all_day: bool | None = None) -> Event: ...
 
     def cancel(self, actor: Actor, event_id: str) -> Event: ...
 
@@ -270,8 +270,10 @@ class SqlEventStore:
     def update(self, actor: Actor, event_id: str, *, title: str | None = None, interval: Interval | None = None,
                location: str | None = None, description: str | None = None,
                attendees: Sequence[str] | None = None, tz: ZoneInfo | str | None = None,
-               status: str | None = None) -> Event:
+               status: str | None = None, all_day: bool | None = None) -> Event:
         sets: dict[str, Any] = {}
+        if all_day is not None:
+            sets["all_day"] = bool(all_day)
         if title is not None:
             sets["title"] = _clean_text(title, "title", MAX_TITLE, required=True)
         if location is not None:

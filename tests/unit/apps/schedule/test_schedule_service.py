@@ -106,3 +106,21 @@ def test_free_slots_see_every_event_of_a_busy_calendar(service: ScheduleService)
     free = service.free_slots(c, [], 30, start="2026-02-02 00:00", end="2026-02-06 00:00", limit=50)
     starts = [s["start"] for s in free["slots"]]
     assert starts and all(s >= "2026-02-05T14:40" for s in starts), starts[:5]
+
+
+def test_reimport_and_move_keep_all_day_and_zone_true(service: ScheduleService) -> None:
+    """A re-import never updated all_day or the zone, and an all-day event moved to clock times stayed all-day."""
+    berlin, shanghai = ctx("Europe/Berlin"), ctx("Asia/Shanghai")
+    service.import_ics(berlin, ics("UID:offsite\r\nSUMMARY:Offsite\r\nDTSTART;VALUE=DATE:20260210\r\n"
+                                   "DTEND;VALUE=DATE:20260211\r\n"))
+    assert service.events.by_uid(ANA, "offsite").all_day  # type: ignore[union-attr]
+    service.import_ics(shanghai, ics("UID:offsite\r\nSUMMARY:Offsite\r\nDTSTART:20260210T010000Z\r\n"
+                                     "DTEND:20260210T030000Z\r\n"))
+    again = service.events.by_uid(ANA, "offsite")
+    assert again is not None and not again.all_day and again.tz == "Asia/Shanghai"
+    service.import_ics(berlin, ics("UID:trip\r\nSUMMARY:Trip\r\nDTSTART;VALUE=DATE:20260212\r\n"
+                                   "DTEND;VALUE=DATE:20260213\r\n"))
+    trip = service.events.by_uid(ANA, "trip")
+    assert trip is not None
+    moved = service.move_event(berlin, trip.id, "2026-02-12 10:00", "2026-02-12 12:00")["event"]
+    assert moved["all_day"] is False
