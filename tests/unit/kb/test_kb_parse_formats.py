@@ -322,3 +322,13 @@ def test_markdown_script_and_style_blocks_are_not_text() -> None:
     text = "\n".join(b.text for b in parse_file(md, "page.md").blocks)
     assert "Intro text." in text and "Kept words" in text and "End." in text
     assert "track" not in text and "color" not in text, text
+
+
+def test_declared_big5_reads_as_microsofts_superset() -> None:
+    """Mail labelled "big5" holds cp950 text (characters such as 碁 and 銹 are not in Big5 proper): read under its
+    label, not left to the detection, which can take a short Big5 text for GB18030."""
+    from inhouse.kb.parse.text import codec_of, decode_declared
+
+    assert codec_of("big5") == codec_of("BIG5") == "cp950" and codec_of("gb2312") == "gb18030"
+    assert codec_of("big5-hkscs") == "big5hkscs" and codec_of("x-unknown") is None
+    assert decode_declared("碁銹公司".encode("cp950"), "big5", "m.eml") == ("碁銹公司", "cp950")

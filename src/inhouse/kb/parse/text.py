@@ -82,6 +82,8 @@ def codec_of(label: str | None) -> str | None:
         name = codecs.lookup(label).name if label else None
     except LookupError:
         return None
+    if name == "big5":  # Taiwanese mail labels Microsoft's superset (the one the detection above reads) "big5"
+        return "cp950"
     return "gb18030" if name in _GB_LABELS else name
 
 
