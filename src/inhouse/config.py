@@ -29,7 +29,8 @@ class ServerSettings(BaseModel):
     host: str = Field("127.0.0.1", description="Address to bind. Loopback unless you mean to expose it.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port of the HTTP server.")
     allow_unauthenticated: bool = Field(
-        False, description="Serve without API keys. Refused unless `host` is a loopback address."
+        False, description="Serve without API keys. Refused unless `host` is a loopback address; then only "
+        "requests addressed to localhost, 127.0.0.1 or [::1] and not sent by another site's page are answered (403).",
     )
     max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest accepted request body, in bytes.")
     max_messages: int = Field(512, ge=1, description="Most messages accepted in one chat request.")

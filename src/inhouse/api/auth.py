@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.routing import APIRoute
@@ -50,6 +51,28 @@ def key_from_headers(request: Request) -> str | None:
     return key.strip(_OWS)[: _MAX_HEADER_CHARS + 1] if key else None
 
 
+_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _local_caller(request: Request) -> None:
+    """Without authentication: refuse a request whose Host is not this machine's loopback name (a page whose domain
+    was rebound to 127.0.0.1 would be same-origin with the API, and read every answer) and a state-changing request
+    another site's page sent (a cross-site form needs no CORS preflight: it would upload or create keys). Clients
+    that are not browsers send neither Origin nor Sec-Fetch-Site and pass."""
+    host = urlsplit(f"//{request.headers.get('host', '')}").hostname or ""
+    if host not in _LOOPBACK_NAMES:
+        raise PermissionDenied("Without authentication this server answers only requests addressed to localhost, "
+                               "127.0.0.1 or [::1].", code="host_not_local")
+    if request.method in _SAFE_METHODS:
+        return
+    origin = request.headers.get("origin")
+    cross = request.headers.get("sec-fetch-site") in ("cross-site", "same-site")
+    if cross or (origin is not None and urlsplit(origin).netloc != request.headers.get("host", "")):
+        raise PermissionDenied("Without authentication this server refuses requests sent by another site's page.",
+                               code="cross_site_request")
+
+
 def authenticate_request(request: Request, *, during_outage: bool = False) -> Actor:
     """The caller's actor; cached on ``request.state``. ``during_outage``: when the store that holds the keys cannot
     be asked, a key this process verified recently is taken (``KeyStore.recently_verified``)."""
@@ -59,7 +82,9 @@ def authenticate_request(request: Request, *, during_outage: bool = False) -> Ac
     services = services_of(request)
     if services.settings.server.allow_unauthenticated:
         # Loopback-only mode (enforced by the CLI): every caller is the anonymous admin, whatever key
-        # a client library insists on sending.
+        # a client library insists on sending. A browser on this machine reaches loopback too, so only requests
+        # addressed to it and not sent by another site's page are anyone's (``_local_caller``).
+        _local_caller(request)
         actor = ANONYMOUS_ADMIN
     else:
         secret = key_from_headers(request)

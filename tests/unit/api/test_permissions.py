@@ -74,10 +74,31 @@ def test_unauthenticated_mode_is_anonymous_admin(make_services: Any) -> None:
     async def admin_only() -> dict[str, str]:
         return {"ok": "yes"}
 
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://127.0.0.1:8000") as c:
         assert c.get("/v1/models").status_code == 200
         assert c.get("/v1/models", headers={"Authorization": "Bearer sk-no-key-required"}).status_code == 200
         assert c.get("/admin-only").status_code == 200
+        for host in ("localhost:8000", "[::1]:8000", "127.0.0.1"):
+            assert c.get("/v1/models", headers={"Host": host}).status_code == 200, host
+        # The same origin's page (the web UI) and clients that are no browser may change things.
+        assert c.post("/v1/admin/users", json={"name": "ana"}).status_code == 201
+        assert c.post("/v1/admin/users", json={"name": "ben"}, headers={
+            "Origin": "http://127.0.0.1:8000", "Sec-Fetch-Site": "same-origin"}).status_code == 201
+
+
+def test_unauthenticated_mode_refuses_other_hosts_and_other_sites_pages(make_services: Any) -> None:
+    """Loopback was the only guard: a page whose domain was rebound to 127.0.0.1 created admin keys and read them,
+    and a cross-site form (no CORS preflight) uploaded documents, as the anonymous admin."""
+    s = make_services(server={"allow_unauthenticated": True})
+    with TestClient(build_app(s), base_url="http://127.0.0.1:8000") as c:
+        rebound = c.post("/v1/admin/keys", json={"name": "x"}, headers={"Host": "rebind.evil.example:8000"})
+        assert rebound.status_code == 403 and rebound.json()["error"]["code"] == "host_not_local", rebound.text
+        assert c.get("/v1/admin/keys", headers={"Host": "rebind.evil.example:8000"}).status_code == 403
+        for headers in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"},
+                        {"Origin": "http://localhost:9999"}):
+            r = c.post("/v1/collections", json={"name": "poisoned"}, headers=headers)
+            assert r.status_code == 403 and r.json()["error"]["code"] == "cross_site_request", (headers, r.text)
+        assert c.get("/v1/collections").json()["data"] == []
 
 
 def test_metrics_auth(make_services: Any) -> None:
