@@ -64,6 +64,8 @@ class RequestAudit:
     documents: list[str] = field(default_factory=list)
     redactions: dict[str, int] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    # A route answering a refusal with a page (200, for the browser) says so here: the record's outcome and reason.
+    refused: str | None = None  # the error code; the outcome is then "denied"
     # Run (in a worker thread) once the final record is written; a failure is logged, never the request's.
     then: list[Callable[[], None]] = field(default_factory=list)
 
@@ -211,10 +213,11 @@ class AuditMiddleware:
             actor = scope.get("state", {}).get("actor")
             key_id, user_id = _actor_ids(actor)
             details = {"status": status, **ctx.details}
-            reason = _error_code(body) if status >= 400 else None
+            reason = _error_code(body) if status >= 400 else ctx.refused
+            outcome = "denied" if ctx.refused is not None and status < 400 else outcome_of(status)
             record = audit.record_finished_request if answered else audit.record_request
             await anyio.to_thread.run_sync(lambda: record(
-                action=action, outcome=outcome_of(status), request_id=ctx.request_id, actor_key_id=key_id,
+                action=action, outcome=outcome, request_id=ctx.request_id, actor_key_id=key_id,
                 user_id=user_id, resource=_resource(scope, scope.get("route")), model=ctx.model,
                 location=ctx.location, label=ctx.label, documents=ctx.documents, redactions=ctx.redactions,
                 reason=reason, details=details,

@@ -26,6 +26,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
+from inhouse.api.audit_trail import request_audit
 from inhouse.api.auth import public
 from inhouse.api.openapi import errors, media
 from inhouse.errors import AuthenticationFailed, NotFound
@@ -184,12 +185,14 @@ def add_web_routes(router: APIRouter, services: Services) -> None:
         actor: Actor | None = None
         if not key.strip():
             error = strings["signin.empty"]
+            request_audit(request).refused = "missing_api_key"
         else:
             try:
                 actor = await run_in_threadpool(ui.check_key, key.strip())
                 request.state.actor = actor  # the audit record of this sign-in names the key
             except AuthenticationFailed as exc:
                 error = strings[_SIGNIN_ERRORS.get(exc.code, "signin.invalid")]
+                request_audit(request).refused = exc.code  # a wrong key is "denied" in the log, as on the API
         if wants_json:
             body = {"ok": False, "message": error} if actor is None else {"ok": True, "actor": ui.who(actor)}
             return JSONResponse(body, headers={"Cache-Control": "no-store"})

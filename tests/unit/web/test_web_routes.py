@@ -67,6 +67,13 @@ def test_sign_in_form_without_javascript(web: TestClient, services: Any) -> None
     assert "set-cookie" not in ok.headers  # no cookie auth: nothing to forge
     too_long = web.post("/signin", data={"key": "x" * 600})
     assert too_long.status_code == 400
+    # Refusals answered with the page (200, for the browser) are "denied" in the audit log, as on the API: an
+    # administrator looking for key guessing saw them as successes.
+    signins = services.audit.records(action="web:signin")
+    assert [(r.outcome, r.reason) for r in signins] == [
+        ("denied", "missing_api_key"), ("denied", "invalid_api_key"), ("denied", "revoked_api_key"),
+        ("success", None), ("failure", signins[-1].reason)], [(r.outcome, r.reason) for r in signins]
+    assert signins[3].actor_key_id is not None and signins[1].actor_key_id is None
 
 
 def test_sign_in_for_scripts_answers_json(web: TestClient, services: Any) -> None:
