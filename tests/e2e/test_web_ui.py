@@ -666,6 +666,11 @@ def test_widget_preview_answers_and_shows_the_handoff(ui: UI) -> None:
     ui.page.wait_for_selector("#support-state[data-state='idle']")
     frame = widget_frame(ui, "handbook")
     assert frame.query_selector("#ih-support [data-role=reply]") is None
+    # The snippet is pasted into another site's HTML: a quote in the title must not end its attribute.
+    ui.page.fill("#support-title", 'Help "desk" <b>')
+    ui.page.press("#support-title", "Enter")
+    ui.page.wait_for_function("document.querySelector('#support-snippet').textContent.includes('&quot;desk')")
+    assert 'data-title="Help &quot;desk&quot; &lt;b>"' in ui.page.inner_text("#support-snippet")
 
 
 def share_whisper(site: Site) -> None:

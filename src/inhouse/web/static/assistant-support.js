@@ -69,8 +69,11 @@
       sessionStorage.removeItem(SESSION_KEY); // every preview is a new conversation
       const q = new URLSearchParams({ collections: collection.value, title: title.value.trim() || I.t("support.default_title") });
       frame.src = "/assistants/widget-preview?" + q.toString();
-      snippet.textContent = '<script src="' + location.origin + '/widget.js" data-key="' + I.t("support.snippet_key") +
-        '" data-collections="' + collection.value + '" data-title="' + (title.value.trim() || I.t("support.default_title")) + '" async></script>';
+      // Attribute values escaped: the snippet is pasted into another site's HTML, where a quote in a title or a
+      // collection name would end the attribute.
+      const attr = (v) => String(v).replace(/&/g, "&amp;").replace(/"/g, "&quot;").replace(/</g, "&lt;");
+      snippet.textContent = '<script src="' + attr(location.origin) + '/widget.js" data-key="' + attr(I.t("support.snippet_key")) +
+        '" data-collections="' + attr(collection.value) + '" data-title="' + attr(title.value.trim() || I.t("support.default_title")) + '" async></script>';
       setState("idle");
     }
 
