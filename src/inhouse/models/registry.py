@@ -10,18 +10,21 @@ numbers. Files marked ``inhouse.synthetic`` (benchmark shapes) load only with ``
 
 A file is loaded only after its GGUF header validates and its sha256 matches the pin (the catalog's, or
 the digest recorded when a user added it). User-added models live in ``cache_dir/registry.json``, written
-atomically and re-read when another process (the CLI) changed it.
+atomically and re-read when another process (the CLI) changed it; adds and removes in several processes at
+once are serialized by an ``flock`` on ``cache_dir/registry.lock``, so none is lost.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -52,6 +55,12 @@ log = logging.getLogger(__name__)
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")  # "@": tuned variants, e.g. smollm2-135m@q8_0
 REGISTRY_FILE = "registry.json"
+REGISTRY_LOCK = "registry.lock"
+# Type of each field of a registry.json record ("path" is required): anything else is an unreadable registry.
+_RECORD_FIELDS: dict[str, tuple[type, ...]] = {
+    "path": (str,), "sha256": (str,), "size_bytes": (int,), "quantization": (str,), "context_length": (int,),
+    "architecture": (str,), "parameters": (str,), "description": (str,), "added_at": (int, float),
+}
 Installer = Callable[..., None]  # pip_install's signature: (packages, *, progress=..., extra_args=...)
 Locator = Callable[[str], Path | None]
 FootprintOf = Callable[[ModelSpec], Footprint]
@@ -105,7 +114,7 @@ class ModelRegistry:
         self._load_lock = threading.Lock()  # one load / pull at a time
         self._engines: OrderedDict[str, tuple[EngineClient, int]] = OrderedDict()  # LRU: oldest first
         self._added: dict[str, dict[str, Any]] = {}
-        self._added_stamp: tuple[int, int] | None = None
+        self._added_stamp: tuple[int, ...] | None = None
         self._headers: dict[tuple[str, int, int], GgufInfo] = {}
 
     @property
@@ -243,24 +252,34 @@ class ModelRegistry:
             with self._lock:
                 self._added, self._added_stamp = {}, None
             return {}
-        stamp = (st.st_size, st.st_mtime_ns)
+        # Every write is an atomic rename (a new inode, a new ctime): size and mtime alone miss a same-size
+        # rewrite within one timestamp tick.
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         with self._lock:
             if stamp == self._added_stamp:
                 return self._added
         try:
             data = json.loads(self._registry_path.read_text(encoding="utf-8"))
             models = data["models"]
-            if not isinstance(models, dict) or not all(isinstance(v, dict) and "path" in v
-                                                       for v in models.values()):
-                raise ValueError("'models' must map names to records with a path")
+            _check_records(models)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise Unavailable(f"The model registry {self._registry_path} is unreadable: {exc}.") from None
         with self._lock:
             self._added, self._added_stamp = models, stamp
         return models
 
-    def _write_added(self, models: dict[str, dict[str, Any]]) -> None:
+    @contextlib.contextmanager
+    def _registry_locked(self) -> Iterator[dict[str, dict[str, Any]]]:
+        """The added models, freshly read under an exclusive lock that other processes' add/remove also take:
+        a read-modify-write inside it cannot lose their changes (``_load_lock`` only covers this process)."""
         self._cache_dir.mkdir(parents=True, exist_ok=True)
+        with open(self._cache_dir / REGISTRY_LOCK, "a+") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # released when the file is closed
+            with self._lock:
+                self._added_stamp = None  # never trust the cache for a read we are about to rewrite
+            yield dict(self._read_added())
+
+    def _write_added(self, models: dict[str, dict[str, Any]]) -> None:
         atomic_write_text(self._registry_path, json.dumps({"version": 1, "models": models}, indent=2))
         with self._lock:
             self._added_stamp = None  # re-read (and re-stamp) on next access
@@ -268,7 +287,7 @@ class ModelRegistry:
     def add(self, path: Path | str, name: str, *, description: str = "",
             progress: Progress | None = None) -> ModelSpec:
         """Register a local GGUF file under ``name``: header validated, sha256 computed and pinned."""
-        if not NAME_RE.match(name):
+        if not NAME_RE.fullmatch(name):
             raise InvalidRequest(
                 f"Invalid model name '{name}': use 1-64 letters, digits, '.', '_', ':', '@' or '-'.", param="name"
             )
@@ -290,17 +309,18 @@ class ModelRegistry:
                 "description": description,
                 "added_at": int(time.time()),
             }
-            models = dict(self._read_added())
-            models[name] = record
-            self._write_added(models)
+            with self._registry_locked() as models:
+                if name in models:  # another process added it while we hashed
+                    raise Conflict(f"A model named '{name}' is already registered.")
+                models[name] = record
+                self._write_added(models)
         return self.resolve(name)
 
     def remove(self, name: str) -> None:
         """Unregister a user-added model (its file is left alone); unloads it first."""
         if name in self._catalog:
             raise Conflict(f"'{name}' is a packaged model and cannot be removed.")
-        with self._load_lock:
-            models = dict(self._read_added())
+        with self._load_lock, self._registry_locked() as models:
             if name not in models:
                 raise ModelNotFound(name, self.names())
             self.unload(name)
@@ -514,6 +534,23 @@ class ModelRegistry:
                     close()
                 except Exception:  # one engine failing to close must not keep the others loaded
                     log.exception("closing the engine of %s failed", name)
+
+
+def _check_records(models: object) -> None:
+    """``ValueError`` unless ``models`` maps valid names to records whose fields have their types: a hand-edited
+    registry.json must not crash every listing, nor name a digest sidecar outside the cache (``../x``)."""
+    if not isinstance(models, dict):
+        raise ValueError("'models' must map names to records")
+    for name, rec in models.items():
+        if not NAME_RE.fullmatch(name):
+            raise ValueError(f"invalid model name {name!r}")
+        if not isinstance(rec, dict) or not isinstance(rec.get("path"), str) or not rec["path"]:
+            raise ValueError(f"model {name!r} needs a record with a path")
+        for key, types in _RECORD_FIELDS.items():
+            value = rec.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
+                raise ValueError(f"model {name!r}: {key} must be {' or '.join(t.__name__ for t in types)}, "
+                                 f"not {value!r}")
 
 
 def _absent(spec: ModelSpec) -> Unavailable:

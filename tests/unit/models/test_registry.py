@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -297,6 +300,87 @@ def test_corrupt_registry_file_is_reported(tmp_path: Path, pkgs: FakePackages) -
     reg = make_registry(tmp_path, pkgs, [])
     with pytest.raises(Unavailable, match="unreadable"):
         reg.list_models()
+
+
+@pytest.mark.parametrize("record", [
+    {"path": 5},
+    {"path": ""},
+    {"path": "m.gguf", "size_bytes": "big"},
+    {"path": "m.gguf", "size_bytes": True},
+    {"path": "m.gguf", "description": 7},
+    {"path": "m.gguf", "context_length": "4096"},
+    {"path": "m.gguf", "sha256": ["x"]},
+    "m.gguf",
+])
+def test_registry_records_of_the_wrong_type_are_reported(tmp_path: Path, pkgs: FakePackages, record: Any) -> None:
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "registry.json").write_text(json.dumps({"version": 1, "models": {"m": record}}))
+    reg = make_registry(tmp_path, pkgs, [])
+    with pytest.raises(Unavailable, match="unreadable"):
+        reg.list_models()
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "a/b", "m\n", ""])
+def test_registry_names_outside_the_name_pattern_are_reported(tmp_path: Path, pkgs: FakePackages,
+                                                              name: str) -> None:
+    f = tmp_path / "mine.gguf"
+    f.write_bytes(SMALL)
+    sha = hashlib.sha256(SMALL).hexdigest()
+    cache = tmp_path / "cache" / "models"  # deep enough that ../../ stays inside tmp_path
+    cache.mkdir(parents=True)
+    (cache / "registry.json").write_text(json.dumps({"version": 1, "models": {name: {"path": str(f), "sha256": sha}}}))
+    reg = ModelRegistry(cache, Loader(), 100, catalog=())
+    with pytest.raises(Unavailable, match="unreadable"):
+        reg.verified_path(name, sha)  # would write its digest sidecar to cache/digests/<name>.sha256
+    assert not list(tmp_path.rglob("*.sha256"))
+
+
+def test_same_size_rewrite_in_one_mtime_tick_is_seen(tmp_path: Path, pkgs: FakePackages) -> None:
+    """Another process's rewrite of registry.json may keep its size and (coarse) mtime: still re-read."""
+    reg = make_registry(tmp_path, pkgs, [])
+    for name in ("aa", "bb"):
+        (tmp_path / f"{name}.gguf").write_bytes(SMALL)
+    reg.add(tmp_path / "aa.gguf", "aa")
+    path = tmp_path / "cache" / "registry.json"
+    before = path.stat()
+    assert reg.names() == ["aa"]
+    other = make_registry(tmp_path, pkgs, [])
+    text = path.read_text().replace('"aa"', '"bb"').replace("aa.gguf", "bb.gguf")
+    tmp = path.with_name("registry.json.new")
+    tmp.write_text(text)
+    os.utime(tmp, ns=(before.st_atime_ns, before.st_mtime_ns))
+    os.replace(tmp, path)  # as atomic_write_text does
+    assert path.stat().st_size == before.st_size and path.stat().st_mtime_ns == before.st_mtime_ns
+    assert reg.names() == ["bb"] == other.names()
+
+
+_ADD_IN_A_PROCESS = """
+import sys, time
+from pathlib import Path
+from inhouse.models.registry import ModelRegistry
+cache, model, name, go = sys.argv[1:]
+reg = ModelRegistry(Path(cache), lambda spec: None, 100, catalog=())
+reg.names()  # a cached read before the others write: the stale view a lost update starts from
+while not Path(go).exists():
+    time.sleep(0.001)
+reg.add(model, name)
+"""
+
+
+def test_concurrent_adds_from_several_processes_all_survive(tmp_path: Path) -> None:
+    """`inhouse models add` in several shells at once: each exits 0, so each entry must be in the file."""
+    model = tmp_path / "m.gguf"
+    model.write_bytes(SMALL)
+    cache, go = tmp_path / "cache", tmp_path / "go"
+    names = [f"m{i}" for i in range(6)]
+    procs = [subprocess.Popen([sys.executable, "-c", _ADD_IN_A_PROCESS, str(cache), str(model), n, str(go)],
+                              stderr=subprocess.PIPE, text=True) for n in names]
+    time.sleep(1.0)  # let every process import and read the (absent) registry
+    go.touch()
+    for p in procs:
+        _, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+    assert sorted(json.loads((cache / "registry.json").read_text())["models"]) == names
 
 
 # -- engines -----------------------------------------------------------------------------------------------

@@ -164,3 +164,29 @@ def test_guard_names_what_a_candidate_would_lose() -> None:
     assert guard(Measurement(48, 390, 120, 20, 40, 0.1, 8), default, 30, 0.05) == ""  # within 5 %
     assert guard(Measurement(45, 400, 120, 20, 40, 0.1, 8), default, 30, 0.05).startswith("decode 0.90×")
     assert guard(Measurement(50, 400, 120, 40, 40, 0.1, 8), default, 30, 0.05).startswith("ITL p95")
+
+
+def test_variant_is_reused_only_for_the_same_weights(registry: ModelRegistry, tmp_path: Path) -> None:
+    """After `tiny` is removed and re-added with other weights, its old `tiny@q8_0` (made from the old weights)
+    must not be measured, nor pinned in the new weights' profile: it is made again."""
+    made: list[Path] = []
+
+    def quantize(src: Path, dst: Path, fmt: str) -> None:
+        made.append(src)
+        dst.write_bytes(src.read_bytes() + b"q8")  # a variant that differs with its source
+
+    def fresh() -> Tuner:
+        return Tuner(registry, ProfileStore(tmp_path / "profiles", lambda: CPU.signature), EngineSettings(),
+                     measure=SyntheticMachine(), quantize=quantize)
+
+    old = registry.resolve("tiny")
+    v_old, _ = fresh().variant(old, "q8_0")
+    assert fresh().variant(old, "q8_0")[1] == v_old.path and len(made) == 1  # same weights: reused
+
+    registry.remove("tiny")
+    new = registry.add(write_tiny_model(tmp_path / "new.gguf", context_length=4096), "tiny")
+    assert new.sha256 != old.sha256
+    v_new, path = fresh().variant(new, "q8_0")
+    assert len(made) == 2 and made[-1] == new.path
+    assert path.name == f"{new.sha256}.q8_0.gguf" and v_new.sha256 != v_old.sha256
+    assert registry.resolve("tiny@q8_0").path == path

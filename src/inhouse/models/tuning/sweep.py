@@ -198,19 +198,21 @@ class Tuner:
         self._variants: dict[str, tuple[ModelSpec, Path]] = {}
 
     def variant(self, spec: ModelSpec, fmt: str, progress: Progress = _quiet) -> tuple[ModelSpec, Path]:
-        """The model re-quantized to ``fmt``: a new file in the model cache, registered as ``name@fmt``
-        with its own sha256 (made once, reused by later runs)."""
+        """The model re-quantized to ``fmt``: a new file in the model cache named by the source's sha256,
+        registered as ``name@fmt`` with its own sha256 (made once, reused by later runs of the same weights)."""
         if fmt in self._variants:
             return self._variants[fmt]
         name = f"{spec.name}@{fmt}"
+        assert spec.path is not None
+        dst = (self._registry.cache_dir / "variants" / f"{spec.sha256 or spec.name}.{fmt}.gguf").resolve()
         if name in self._registry.names():
             vspec = self._registry.resolve(name)
-            if vspec.present and vspec.path is not None:
-                self._variants[fmt] = (vspec, vspec.path)
+            # Reused only if made from these weights: after `name` is re-added with other weights, the old
+            # variant (named by the old sha256) would be measured and pinned in the new weights' profile.
+            if vspec.present and vspec.path == dst:
+                self._variants[fmt] = (vspec, dst)
                 return self._variants[fmt]
-            self._registry.remove(name)  # registered but its file is gone: make it again
-        assert spec.path is not None
-        dst = self._registry.cache_dir / "variants" / f"{spec.sha256 or spec.name}.{fmt}.gguf"
+            self._registry.remove(name)  # its file is gone, or made from other weights: make it again
         dst.parent.mkdir(parents=True, exist_ok=True)
         progress(f"re-quantizing {spec.name} to {fmt}", None)
         self._quantize(spec.path, dst, fmt)
