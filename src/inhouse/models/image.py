@@ -17,6 +17,7 @@ copies the model and profiles into the data directory and registers the weights.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -34,7 +35,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
-from inhouse.errors import Conflict, InvalidRequest, Unavailable
+from inhouse.errors import Conflict, InvalidRequest, Unavailable, is_storage_full, storage_full
+from inhouse.models.assemble import assemble_parts, cached_sha256
 from inhouse.models.registry import ModelRegistry
 from inhouse.models.tuning.profile import ProfileStore, dump_toml
 
@@ -281,6 +283,11 @@ def _files(source: Path) -> Iterator[tuple[str, IO[bytes]]]:
 
 def verify_image(source: Path) -> int:
     """Check every file against ``MANIFEST.sha256``; returns the number of files checked."""
+    return len(_verified_manifest(source))
+
+
+def _verified_manifest(source: Path) -> dict[str, str]:
+    """The manifest (relative path -> sha256) of ``source``, every file checked against it."""
     if not source.exists():
         raise InvalidRequest(f"{source} does not exist.", code="image_corrupt")
     manifest: dict[str, str] | None = None
@@ -303,36 +310,116 @@ def verify_image(source: Path) -> int:
         raise InvalidRequest(f"{source}: {extra[0]} is not listed in {MANIFEST}"
                              + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else "")
                              + "; a bundle must hold only what it was built with.", code="image_corrupt")
-    return len(manifest)
+    return manifest
+
+
+def _read_bundle_json(bundle: Path, manifest: dict[str, str]) -> list[dict[str, Any]]:
+    """The model entries of ``bundle.json``, each checked to name a file the manifest lists with the same
+    digest: the manifest is what was verified, so nothing outside it (``../x``) may be installed."""
+    def bad(why: str) -> InvalidRequest:
+        return InvalidRequest(f"{bundle}: {BUNDLE_JSON} {why}; the bundle is damaged or was not made by "
+                              "`inhouse image build`.", code="image_corrupt")
+
+    if BUNDLE_JSON not in manifest:
+        raise bad("is missing")
+    raw = (bundle / BUNDLE_JSON).read_bytes()
+    if hashlib.sha256(raw).hexdigest() != manifest[BUNDLE_JSON]:  # changed since it was verified
+        raise bad(f"does not match {MANIFEST}")
+    try:
+        info = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise bad(f"is not valid JSON ({exc})") from None
+    if not isinstance(info, dict):
+        raise bad("is not a JSON object")
+    if info.get("format") != BUNDLE_FORMAT:
+        raise InvalidRequest(f"{bundle}: bundle format {info.get('format')!r} is not supported.",
+                             code="image_corrupt")
+    models = info.get("models")
+    if not isinstance(models, list) or not models:
+        raise bad("lists no models")
+    for i, m in enumerate(models):
+        if not (isinstance(m, dict) and isinstance(m.get("name"), str) and isinstance(m.get("file"), str)
+                and isinstance(m.get("sha256"), str) and isinstance(m.get("catalog"), bool)):
+            raise bad(f"model #{i + 1} needs a name, file, sha256 and catalog")
+        if m["file"] not in manifest:
+            raise bad(f"names {m['file']!r}, which {MANIFEST} does not list")
+        if m["sha256"] != manifest[m["file"]]:
+            raise bad(f"pins {m['file']} to sha256 {m['sha256']}, but {MANIFEST} has {manifest[m['file']]}")
+    return models
+
+
+def _copy_into(src: Path, dst: Path) -> None:
+    """Copy through a temp file beside ``dst`` then rename, so a full disk never leaves a cut-off file
+    that a later install would take as already there."""
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".partial")
+    try:
+        with os.fdopen(fd, "wb") as out, src.open("rb") as f:
+            shutil.copyfileobj(f, out, _CHUNK)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600
+        os.replace(tmp, dst)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def install_image(bundle: Path, registry: ModelRegistry, profiles_dir: Path, config_path: Path) -> list[str]:
     """Verify ``bundle`` (a directory), copy its weights into the model cache and its profiles into
     ``profiles_dir``, register the weights, write ``config_path`` unless it exists. Returns model names."""
-    verify_image(bundle)
-    info = json.loads((bundle / BUNDLE_JSON).read_text(encoding="utf-8"))
-    if info.get("format") != BUNDLE_FORMAT:
-        raise InvalidRequest(f"{bundle}: bundle format {info.get('format')!r} is not supported.")
+    if bundle.exists() and not bundle.is_dir():
+        raise InvalidRequest(f"{bundle} is not a directory: `image install` takes an unpacked bundle. Unpack it "
+                             f"(mkdir DIR && tar -xf {bundle} -C DIR) and install DIR.")
+    try:
+        return _install(bundle, registry, profiles_dir, config_path)
+    except OSError as exc:
+        if is_storage_full(exc):
+            raise storage_full(f"Installing {bundle}", exc) from exc
+        raise
+
+
+def _install(bundle: Path, registry: ModelRegistry, profiles_dir: Path, config_path: Path) -> list[str]:
+    manifest = _verified_manifest(bundle)
+    models = _read_bundle_json(bundle, manifest)
+    known = set(registry.names())
+    # Every pin is checked before anything is written: a name already here keeps its weights, so other
+    # weights under that name are refused rather than silently left in place.
+    for m in models:
+        if m["name"] in known:
+            spec = registry.resolve(m["name"])
+            if spec.sha256 != m["sha256"] and spec.origin == "catalog":
+                raise InvalidRequest(f"{bundle}: '{m['name']}' has sha256 {m['sha256']}, but this inhouse's "
+                                     f"catalog pins {spec.sha256}; install the bundle's own wheels (install.sh "
+                                     "does).", code="image_corrupt")
+            if spec.sha256 != m["sha256"]:
+                raise Conflict(f"'{m['name']}' is already registered with other weights (sha256 {spec.sha256}; the "
+                               f"bundle's are {m['sha256']}). Remove it (`inhouse models remove {m['name']}`) or "
+                               "install into another data directory.")
+        elif m["catalog"]:
+            raise InvalidRequest(f"{bundle}: '{m['name']}' is a packaged model this inhouse does not know; "
+                                 "install the bundle's own wheels (install.sh does).", code="image_corrupt")
     registry.cache_dir.mkdir(parents=True, exist_ok=True)
     names = []
-    for m in info["models"]:
+    for m in models:
         src = bundle / m["file"]
         dst = registry.cache_dir / src.name
-        if not dst.is_file():
-            shutil.copyfile(src, dst)
-        if m["catalog"]:
-            spec = registry.resolve(m["name"])  # the catalog finds the file in the cache by its name
-            if not spec.present:
-                raise Unavailable(f"{m['name']}: {dst.name} was copied but the catalog does not see it.")
-            registry.verified_path(m["name"], m["sha256"])
-        elif m["name"] not in registry.names():
+        # A file of that name may be another build of the model: only the bundle's bytes are kept.
+        if not dst.is_file() or cached_sha256(dst) != m["sha256"]:
+            owner = next((s.name for s in registry.list_models()
+                          if s.name != m["name"] and s.path is not None and s.path.resolve() == dst.resolve()), None)
+            if owner is not None:
+                raise Conflict(f"{dst} holds the weights of model '{owner}', not the bundle's "
+                               f"'{m['name']}'; it is not overwritten.")
+            assemble_parts([src], dst, src.stat().st_size, m["sha256"])
+        if m["name"] not in known:
             registry.add(dst, m["name"])
-            registry.verified_path(m["name"], m["sha256"])
+        registry.verified_path(m["name"], m["sha256"])
         names.append(m["name"])
     if (bundle / "profiles").is_dir():
         profiles_dir.mkdir(parents=True, exist_ok=True)
         for p in (bundle / "profiles").glob("*.toml"):
-            shutil.copyfile(p, profiles_dir / p.name)
+            _copy_into(p, profiles_dir / p.name)
     if not config_path.exists():
-        shutil.copyfile(bundle / "config.toml", config_path)
+        _copy_into(bundle / "config.toml", config_path)
     return names

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from inhouse.errors import Conflict, InvalidRequest
-from inhouse.models.image import build_image, install_image, verify_image
+from inhouse.errors import Conflict, InvalidRequest, StorageFull
+from inhouse.models.image import build_image, install_image, verify_image, write_manifest
 from inhouse.models.registry import ModelRegistry
 from inhouse.models.tuning.profile import ProfileStore, TunedProfile
 from inhouse.testing.gguf_writer import write_tiny_model
@@ -108,6 +111,94 @@ def test_tar_bundle(source: tuple[ModelRegistry, ProfileStore], tmp_path: Path) 
     (tmp_path / "junk.tar").write_bytes(b"not a tar at all")
     with pytest.raises(InvalidRequest, match="not a bundle directory or a readable tar"):
         verify_image(tmp_path / "junk.tar")
+
+
+def test_a_stale_file_in_the_cache_is_replaced(source: tuple[ModelRegistry, ProfileStore], tmp_path: Path) -> None:
+    reg, profiles = source
+    out = tmp_path / "bundle"
+    build_image(reg, profiles, "tiny", out, wheels=fake_wheels)
+    target = make_registry(tmp_path / "dst")
+    target.cache_dir.mkdir(parents=True)
+    # another build of the model under the bundle's file name, left from earlier
+    write_tiny_model(target.cache_dir / "tiny.gguf", context_length=4096)
+    for _ in range(2):
+        assert install_image(out, target, tmp_path / "p", tmp_path / "c.toml") == ["tiny"]
+        assert target.resolve("tiny").sha256 == reg.resolve("tiny").sha256
+        assert (target.cache_dir / "tiny.gguf").read_bytes() == (out / "model" / "tiny.gguf").read_bytes()
+
+
+def test_a_name_registered_with_other_weights_is_refused(source: tuple[ModelRegistry, ProfileStore],
+                                                         tmp_path: Path) -> None:
+    reg, profiles = source
+    out = tmp_path / "bundle"
+    build_image(reg, profiles, "tiny", out, wheels=fake_wheels)
+    target = make_registry(tmp_path / "dst")
+    target.cache_dir.mkdir(parents=True)
+    other = target.add(write_tiny_model(target.cache_dir / "tiny.gguf", context_length=4096), "tiny")
+    before = (target.cache_dir / "tiny.gguf").read_bytes()
+    with pytest.raises(Conflict, match="already registered with other weights"):
+        install_image(out, target, tmp_path / "p", tmp_path / "c.toml")
+    assert target.resolve("tiny").sha256 == other.sha256
+    assert (target.cache_dir / "tiny.gguf").read_bytes() == before
+    # the file of another registered model is not overwritten either
+    target.remove("tiny")
+    target.add(target.cache_dir / "tiny.gguf", "mine")
+    with pytest.raises(Conflict, match="holds the weights of model 'mine'"):
+        install_image(out, target, tmp_path / "p", tmp_path / "c.toml")
+    assert (target.cache_dir / "tiny.gguf").read_bytes() == before
+
+
+def test_a_full_disk_leaves_nothing_behind(source: tuple[ModelRegistry, ProfileStore], tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    reg, profiles = source
+    out = tmp_path / "bundle"
+    build_image(reg, profiles, "tiny", out, wheels=fake_wheels)
+    target = make_registry(tmp_path / "dst")
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "fsync", full)
+        with pytest.raises(StorageFull, match="disk is full"):
+            install_image(out, target, tmp_path / "p", tmp_path / "c.toml")
+    assert list(target.cache_dir.iterdir()) == []  # no cut-off model for the next install to trust
+    assert install_image(out, target, tmp_path / "p", tmp_path / "c.toml") == ["tiny"]
+    assert target.resolve("tiny").sha256 == reg.resolve("tiny").sha256
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda info: None, "bundle.json is missing"),
+    (lambda info: "{not json", "bundle.json is not valid JSON"),
+    (lambda info: {"format": 1}, "bundle.json lists no models"),
+    (lambda info: {**info, "models": [{"name": "tiny"}]}, "needs a name, file, sha256 and catalog"),
+    (lambda info: {**info, "models": [{**info["models"][0], "file": "../tiny.gguf"}]},
+     r"names '\.\./tiny\.gguf', which MANIFEST\.sha256 does not list"),
+    (lambda info: {**info, "models": [{**info["models"][0], "sha256": "0" * 64}]}, "but MANIFEST.sha256 has"),
+], ids=["missing", "not-json", "no-models", "no-keys", "outside", "other-sha"])
+def test_bundle_json_is_checked_against_the_manifest(source: tuple[ModelRegistry, ProfileStore], tmp_path: Path,
+                                                     change: Any, message: str) -> None:
+    reg, profiles = source
+    out = tmp_path / "bundle"
+    build_image(reg, profiles, "tiny", out, wheels=fake_wheels)
+    new = change(json.loads((out / "bundle.json").read_text()))
+    if new is None:
+        (out / "bundle.json").unlink()
+    else:
+        (out / "bundle.json").write_text(new if isinstance(new, str) else json.dumps(new))
+    write_manifest(out)  # consistent, so only bundle.json itself is wrong
+    target = make_registry(tmp_path / "dst")
+    with pytest.raises(InvalidRequest, match=message) as err:
+        install_image(out, target, tmp_path / "p", tmp_path / "c.toml")
+    assert err.value.code == "image_corrupt"
+    assert not target.cache_dir.exists() and target.names() == []
+
+
+def test_install_refuses_a_tar_with_a_hint(source: tuple[ModelRegistry, ProfileStore], tmp_path: Path) -> None:
+    reg, profiles = source
+    build_image(reg, profiles, "tiny", tmp_path / "bundle.tar", wheels=fake_wheels)
+    with pytest.raises(InvalidRequest, match=r"not a directory.*Unpack it"):
+        install_image(tmp_path / "bundle.tar", make_registry(tmp_path / "dst"), tmp_path / "p", tmp_path / "c.toml")
 
 
 def test_the_patched_llama_wheel_is_found_by_its_build_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
