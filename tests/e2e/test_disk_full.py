@@ -19,6 +19,7 @@ from live_server import FAKE_MODEL, long_reply_engine, run_live_server, stream_l
 from inhouse.errors import StorageFull
 from inhouse.models.assemble import assemble_parts
 from inhouse.testing.crash import inhouse_argv
+from inhouse.testing.gguf_writer import write_tiny_model
 
 FULL_CODES = {"storage_full", "audit_unavailable"}
 
@@ -96,6 +97,29 @@ def test_full_disk_fails_cleanly_and_recovers(small_fs: Path) -> None:
         check = server.services.kb.store.check()
         assert check.ok, check.to_dict()
         assert server.services.audit.verify().ok
+
+
+def test_cli_commands_on_a_full_disk_say_so_in_one_line(small_fs: Path, tmp_path: Path) -> None:
+    # No server: the command opens the databases itself, and SQLite, out of room for its journal, may say only
+    # "disk I/O error" (the CLI then looks at the disk). The documented answer is one line and exit 6.
+    data = small_fs / "data"
+    model = write_tiny_model(tmp_path / "tiny.gguf")
+    env = {**os.environ, "INHOUSE_DATA_DIR": str(data), "INHOUSE_KB__EMBEDDER": "fake", "COLUMNS": "400"}
+
+    def inhouse(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(inhouse_argv(*args), capture_output=True, text=True, timeout=120, env=env)
+
+    assert inhouse("models", "list").returncode == 0  # the databases exist
+    filler = fill(small_fs)
+    try:
+        for args in (("models", "add", str(model), "--name", "tiny"), ("users", "add", "carol")):
+            cli = inhouse(*args)
+            assert cli.returncode == 6, (args, cli.returncode, cli.stderr[-1000:])
+            assert "Traceback" not in cli.stderr and cli.stderr.count("\n") == 1, cli.stderr[-1000:]
+            assert cli.stderr.startswith("error:") and "the disk is full" in cli.stderr
+    finally:
+        filler.unlink()
+    assert inhouse("models", "add", str(model), "--name", "tiny").returncode == 0  # and it works once space is back
 
 
 def test_model_assembly_into_a_full_cache_leaves_nothing(small_fs: Path, tmp_path: Path) -> None:

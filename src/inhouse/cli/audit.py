@@ -40,7 +40,7 @@ def _since(text: str | None) -> str | None:
 @app.command("verify")
 def verify(data_dir: Path = DataDirOption, as_json: bool = typer.Option(False, "--json")) -> None:
     """Recompute the chain and check the signed head. Exit 0 if intact, 1 with the first broken record."""
-    with translate_errors():
+    with translate_errors(data_dir):
         log = _open(data_dir)
         try:
             with err_console.status(f"checking {log.count():,} audit records…"):  # ~5 s per million
@@ -72,7 +72,7 @@ def export(
     data_dir: Path = DataDirOption,
 ) -> None:
     """Write the records as JSON lines, oldest first."""
-    with translate_errors():
+    with translate_errors(data_dir):
         since_ts = _since(since)
         log = _open(data_dir)
         n = 0
@@ -99,7 +99,7 @@ def report(
     """The evidence report: requests by destination, outcomes by action, confidential items sent out."""
     from inhouse.governance.audit.report import build_report
 
-    with translate_errors():
+    with translate_errors(data_dir):
         since_ts = _since(since)
         log = _open(data_dir)
         try:
@@ -139,7 +139,7 @@ def reseal(
 ) -> None:
     """Re-anchor the signed head on the current end of the chain, after investigating a reported break.
     The old head and the reason are recorded; earlier breaks inside the chain stay visible."""
-    with translate_errors():
+    with translate_errors(data_dir):
         log = _open(data_dir)
         try:
             before = log.verify()

@@ -26,7 +26,7 @@ def backup(
     may keep serving), with a manifest of sha256 hashes. Model weights are not copied."""
     from inhouse.store.backup import backup_data_dir, require_embedded
 
-    with translate_errors():
+    with translate_errors(data_dir):
         settings = settings_from(data_dir)
         require_embedded(settings.store.url, "backup")
         result = backup_data_dir(settings.data_dir, directory, policy_file=settings.governance.policy_file)
@@ -45,7 +45,7 @@ def restore(
     knowledge index. Exit 1 if a check fails after the files are in place."""
     from inhouse.store.backup import require_embedded, restore_data_dir
 
-    with translate_errors():
+    with translate_errors(data_dir):
         settings = settings_from(data_dir)
         require_embedded(settings.store.url, "restore")
         manifest = restore_data_dir(directory, settings.data_dir)

@@ -125,7 +125,7 @@ def register(app: typer.Typer) -> None:
             err_console.print("[bold red]error:[/] the prompt is empty.")
             raise typer.Exit(2)
         messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
-        with translate_errors():
+        with translate_errors(data_dir):
             stream = _streamer(url, api_key, data_dir, model, temperature, max_tokens)
             asyncio.run(_print_stream(stream, messages))
 
@@ -135,7 +135,7 @@ def register(app: typer.Typer) -> None:
         max_tokens: int = _MAXT, system: str = _SYSTEM, data_dir: Path = DataDirOption,
     ) -> None:
         """Interactive chat. Empty line or Ctrl-D ends; /reset forgets the conversation."""
-        with translate_errors():
+        with translate_errors(data_dir):
             stream = _streamer(url, api_key, data_dir, model, temperature, max_tokens)
             base = [{"role": "system", "content": system}] if system else []
             messages = list(base)

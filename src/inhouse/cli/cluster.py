@@ -46,7 +46,7 @@ def up(
     from inhouse.cluster.nodes import start_node
 
     settings = settings_from(data_dir)
-    with translate_errors():
+    with translate_errors(settings.data_dir):
         token = _token(settings.data_dir, token_file, create=True)
         if foreground:
             _foreground(settings.data_dir, head=True, port=port, node_ip=node_ip, num_cpus=num_cpus,
@@ -71,7 +71,7 @@ def join(
     from inhouse.cluster.nodes import start_node
 
     settings = settings_from(data_dir)
-    with translate_errors():
+    with translate_errors(settings.data_dir):
         if foreground:
             _foreground(settings.data_dir, head=False, address=address, node_ip=node_ip, num_cpus=num_cpus,
                         token_file=_token(settings.data_dir, token_file))
@@ -86,7 +86,7 @@ def down(data_dir: Path = DataDirOption) -> None:
     from inhouse.cluster.nodes import stop_node
 
     settings = settings_from(data_dir)
-    with translate_errors():
+    with translate_errors(settings.data_dir):
         record = stop_node(settings.data_dir)
     console.print(f"Stopped the {record.role} node (pid {record.pid}).", highlight=False)
 
@@ -103,7 +103,7 @@ def status(
     from inhouse.cluster.status import hit_rate, read_status
 
     settings = settings_from(data_dir)
-    with translate_errors():
+    with translate_errors(settings.data_dir):
         _connect(settings.data_dir, address, node_ip, token_file)
         view = read_status()
     nodes = Table("node", "address", "alive", "role", "CPUs")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -22,7 +24,13 @@ from inhouse.errors import (
     Overloaded,
     PermissionDenied,
     StorageFull,
+    StorageReadOnly,
     Unavailable,
+    is_busy,
+    is_read_only,
+    is_storage_full,
+    storage_read_only,
+    store_busy,
 )
 
 if TYPE_CHECKING:
@@ -32,8 +40,8 @@ if TYPE_CHECKING:
 console = Console()
 err_console = Console(stderr=True)
 
-# Exit codes: 1 generic failure, 2 usage/bad input (typer's own convention), 3 not found, 4 auth, 5 busy/unavailable,
-# 6 disk full.
+# Exit codes (documented in docs/operations.md, "CLI exit codes"): 1 generic failure, 2 usage/bad input (typer's own
+# convention; also an unusable path), 3 not found, 4 auth, 5 busy/unavailable (a read-only disk too), 6 disk full.
 _EXIT_CODES: list[tuple[type[InhouseError], int]] = [
     (StorageFull, 6),
     (NotFound, 3),
@@ -53,16 +61,94 @@ def exit_code_for(exc: InhouseError) -> int:
 
 
 @contextlib.contextmanager
-def translate_errors() -> Iterator[None]:
-    """Turn domain errors into one red line and a non-zero exit, never a traceback."""
+def translate_errors(data_dir: Path | None = None) -> Iterator[None]:
+    """Turn domain errors, and the OS's or SQLite's errors that reach a command (a data directory that is a file, a
+    missing output directory, a full disk), into one red line and a non-zero exit, never a traceback. ``data_dir``:
+    the command's ``--data-dir`` (None: the configured one), whose disk a database error is checked against."""
     try:
         yield
-    except InhouseError as exc:
-        err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
-        raise typer.Exit(exit_code_for(exc)) from None
     except KeyboardInterrupt:
         err_console.print("interrupted")
         raise typer.Exit(130) from None
+    except InhouseError as exc:
+        _report(exc)
+    except Exception as exc:
+        if not isinstance(exc, OSError) and not _is_database_error(exc):
+            raise  # anything else is a bug: its traceback is what gets it fixed
+        _report(domain_error(exc, _resolved(data_dir)))
+
+
+def _report(error: InhouseError) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {error.message}", highlight=False)
+    raise typer.Exit(exit_code_for(error)) from None
+
+
+def _is_database_error(exc: BaseException) -> bool:
+    """An error of the stdlib sqlite3 or of apsw (the knowledge index's SQLite), told by module: neither is imported."""
+    return any(cls.__module__ in ("sqlite3", "apsw") for cls in type(exc).__mro__)
+
+
+def _resolved(data_dir: Path | None) -> Path | None:
+    try:
+        return settings_from(data_dir).data_dir
+    except Exception:  # the settings themselves are wrong: no disk to look at then
+        return None
+
+
+# An OSError for one of these means the path given (or the data directory) is wrong, not the machine: bad input.
+_BAD_PATH_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EEXIST, errno.EISDIR, errno.EACCES, errno.EPERM,
+                              errno.ENAMETOOLONG, errno.ELOOP})
+
+
+def domain_error(exc: BaseException, data_dir: Path | None = None) -> InhouseError:
+    """What an OSError or an SQLite error (stdlib sqlite3 or apsw) escaping a command means, as a domain error whose
+    message names the path or the database. ``data_dir`` is where the databases are: SQLite reports a full or
+    read-only disk as "disk I/O error", so that disk itself is looked at."""
+    if isinstance(exc, OSError):
+        named = _named(exc)
+        if is_storage_full(exc):  # not is_storage_full(exc, data_dir): a bad path on a nearly full disk is a bad path
+            return StorageFull(f"{named}the disk is full; free some space and run the command again.")
+        if is_read_only(exc, data_dir):
+            return StorageReadOnly(f"{named}the file system cannot be written (read-only).")
+        if exc.errno in _BAD_PATH_ERRNOS:
+            return InvalidRequest(_bad_path(exc) or f"{named}{exc.strerror}")
+        return InhouseError(f"{named}{exc.strerror or exc}")
+    where = f"the database in {data_dir}" if data_dir is not None else "the database"
+    if is_storage_full(exc, data_dir):
+        return StorageFull(f"{where} cannot be written: the disk is full ({exc}); free some space and run the command "
+                           "again.")
+    if is_read_only(exc, data_dir):
+        return storage_read_only(where)
+    if is_busy(exc):
+        return store_busy(where)
+    return InhouseError(f"{where} cannot be opened or written: {exc}")
+
+
+def _named(exc: OSError) -> str:
+    """``"PATH: "`` for the start of a message, or nothing when the OS named no path (a write to an open file)."""
+    if exc.filename is None:
+        return ""
+    if exc.filename2 is not None:  # a rename or a link
+        return f"{os.fsdecode(exc.filename)} -> {os.fsdecode(exc.filename2)}: "
+    return f"{os.fsdecode(exc.filename)}: "
+
+
+def _bad_path(exc: OSError) -> str | None:
+    """What is wrong with the path of a "no such file", "not a directory" or "exists" error, named where it goes
+    wrong: the OS names the path asked for (DATA_DIR/hardware), the user needs the one they gave (DATA_DIR, a file)."""
+    if exc.filename is None or exc.filename2 is not None or exc.errno not in (errno.ENOTDIR, errno.EEXIST,
+                                                                              errno.ENOENT):
+        return None
+    path = Path(os.fsdecode(exc.filename)).absolute()
+    try:
+        for part in (*reversed(path.parents), path):
+            if not part.exists():
+                return f"{part}: no such file or directory" if part == path else f"{part}: no such directory"
+            if not part.is_dir():
+                return f"{part} is a file, not a directory"
+    except OSError:  # a parent that cannot be searched: the OS's own words then
+        return None
+    return None
 
 
 @contextlib.contextmanager
@@ -111,7 +197,9 @@ def open_services(settings: Settings) -> Services:
 def services_for(data_dir: Path | None) -> Iterator[Services]:
     """The services of a data directory for one command: errors become one red line, and they are closed."""
     with translate_errors():
-        services = open_services(settings_from(data_dir))
+        settings = settings_from(data_dir)
+    with translate_errors(settings.data_dir):
+        services = open_services(settings)
         try:
             yield services
         finally:

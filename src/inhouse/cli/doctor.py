@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
 
         settings = settings_from(data_dir)
         probe = build_probe(settings)
-        with translate_errors():
+        with translate_errors(settings.data_dir):
             t0 = time.perf_counter()
             was_cached = not refresh and probe.cached() is not None
             report = current_probe(probe, refresh=refresh)

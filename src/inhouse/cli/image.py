@@ -48,7 +48,7 @@ def install(bundle: Path = typer.Argument(..., help="An unpacked bundle director
     from inhouse.models.image import install_image
 
     settings = settings_from(data_dir)
-    with translate_errors():
+    with translate_errors(settings.data_dir):
         services = open_services(settings)
         try:
             names = install_image(bundle, services.registry, settings.data_dir / "profiles",

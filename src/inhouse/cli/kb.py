@@ -303,7 +303,7 @@ def collections_update(
     data_dir: Path = DataDirOption,
 ) -> None:
     """Change a collection's description or whether its questions are sketched (access: the HTTP API)."""
-    with translate_errors():
+    with translate_errors(data_dir):
         if description is None and sketch_questions is None:
             raise InvalidRequest("Nothing to change: give --description or --[no-]sketch-questions.")
     with services_for(data_dir) as services:

@@ -43,7 +43,7 @@ def minutes(
             fail("--date must be YYYY-MM-DD.")
     if not file.is_file():
         fail(f"No such file: {file}", 3)
-    with translate_errors():
+    with translate_errors(data_dir):
         settings = settings_from(data_dir)
         apps = settings.apps
         data = file.read_bytes()

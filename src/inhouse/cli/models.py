@@ -64,14 +64,14 @@ def pull(name: str = typer.Argument(None, help="A catalog model name, see `inhou
     if name == "whisper-base":  # the minutes assistant's speech model: CTranslate2 files, not a served GGUF
         from inhouse.apps.minutes.audio import ensure_whisper
 
-        with translate_errors():
+        with translate_errors(data_dir):
             where = ensure_whisper(settings_from(data_dir).model_cache_dir, install=True)
         console.print(f"whisper-base is ready: {where}")
         return
     if name == "ppocr-v5":  # the OCR model of scanned pages and images: ONNX graphs, not a served GGUF
         from inhouse.models.ocr import ocr_model_files
 
-        with translate_errors():
+        with translate_errors(data_dir):
             files = ocr_model_files(settings_from(data_dir).model_cache_dir, install=True)
         console.print(f"ppocr-v5 is ready: {files.detector.parent.parent}")
         return

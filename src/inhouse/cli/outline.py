@@ -32,7 +32,7 @@ def outline(
         fail("--format must be md or json.")
     if not file.is_file():
         fail(f"No such file: {file}", 3)
-    with translate_errors():
+    with translate_errors(data_dir):
         settings = settings_from(data_dir)
         max_bytes = int(settings.apps.max_upload_mb * 1024 * 1024)
         data = file.read_bytes()

@@ -81,7 +81,7 @@ def register(app: typer.Typer) -> None:
             _serve_on_cluster(settings, cluster, node_ip)
             return
         notifier = Notifier()  # systemd's Type=notify (`inhouse service install`); nothing outside systemd
-        with translate_errors():
+        with translate_errors(settings.data_dir):
             from inhouse.bootstrap import build_probe
 
             notifier.status("probing the hardware")
@@ -242,7 +242,7 @@ def _serve_on_cluster(settings: Settings, address: str, node_ip: str) -> None:
     from inhouse.cli.cluster import connect_from_cli
     from inhouse.cluster.app import ModelDeployment, deploy
 
-    with translate_errors():
+    with translate_errors(settings.data_dir):
         if settings.models.default == "auto":  # chosen from this (the head's) machine; replicas probe their own
             from inhouse.bootstrap import build_probe
 

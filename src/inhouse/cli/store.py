@@ -19,7 +19,7 @@ def migrate(
     """Copy this data directory's users, keys, usage, conversations, audit chain and knowledge index into an empty
     PostgreSQL database, then verify the chain there. Stop the server first. Exit 0 when every table matches and
     the chain verifies, 1 otherwise; a non-empty target is refused."""
-    with translate_errors():
+    with translate_errors(data_dir):
         if not to.startswith(("postgresql://", "postgres://")):
             err_console.print("[bold red]error:[/] --to must be a postgresql:// URL.")
             raise typer.Exit(2)

@@ -58,7 +58,7 @@ def register(app: typer.Typer) -> None:
         bad = [f for f in fmts if f not in QUANT_FTYPES]
         if bad:
             fail(f"Unknown weight format(s) {', '.join(bad)}; use {', '.join(QUANT_FTYPES)}.")
-        with translate_errors():
+        with translate_errors(settings.data_dir):
             services = open_services(settings)
             try:
                 spec = services.registry.resolve(model, require_present=True)

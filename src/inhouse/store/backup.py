@@ -126,6 +126,8 @@ def require_embedded(store_url: str, command: str) -> None:
 def backup_data_dir(data_dir: Path, dest: Path, *, policy_file: Path | None = None) -> BackupResult:
     """Write a backup of ``data_dir`` to ``dest`` (which must not exist yet)."""
     start = time.monotonic()
+    if dest.exists() and not dest.is_dir():
+        raise InvalidRequest(f"{dest} is a file; back up into a new directory.", param="dir")
     if dest.exists() and any(dest.iterdir()):
         raise Conflict(f"{dest} exists and is not empty; back up into a new directory.", param="dir")
     if not (data_dir / "inhouse.db").exists():
