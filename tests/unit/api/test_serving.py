@@ -63,3 +63,23 @@ def test_a_delta_carrying_the_last_tokens_and_an_engine_failure_sends_the_text_t
     lines = [json.loads(line[6:]) for line in resp.text.splitlines() if line.startswith("data: {")]
     assert "".join(e["choices"][0]["delta"].get("content", "") for e in lines[:-1]) == "abc"
     assert lines[-1]["error"]["code"] == "engine_failure"
+
+
+def test_a_local_answer_is_served_when_earlier_answers_labels_are_unreadable(make_services: Any,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The answer-label lookup for a history is a database read: a store outage must not turn a local chat into a
+    503 (nothing leaves the machine; the egress router fails closed on its own for cloud models)."""
+    from inhouse.errors import StoreUnavailable
+    from inhouse.governance.answer_labels import SqlAnswerLabels
+
+    def away(*_: Any, **__: Any) -> None:
+        raise StoreUnavailable("The database is not answering.")
+
+    monkeypatch.setattr(SqlAnswerLabels, "highest", away)
+    s = make_services()
+    history = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello, how can I help you?"},
+               {"role": "user", "content": "Shorter."}]
+    with TestClient(build_app(s), headers={"Authorization": f"Bearer {s.admin_key}"}) as c:
+        resp = c.post("/v1/chat/completions", json={"model": MODEL, "messages": history, "metadata": {
+            "label": "confidential"}})
+    assert resp.status_code == 200, resp.text

@@ -187,7 +187,11 @@ class Serving:
         if routed is not None and routed.decision.label is not None:
             label = routed.decision.label
         else:
-            history = answers.of_history(body.get("messages"))
+            try:
+                history = answers.of_history(body.get("messages"))
+            except InhouseError as exc:  # the store is away: a local answer is still served (nothing leaves)
+                log.warning("the labels of the earlier answers are unknown: %s", exc.message)
+                history = None
             label = max_label([conversation_label(body, Label.PUBLIC), *document_labels(body),
                                *(label_of_item(x) for x in (grounding.labels if grounding is not None else ())),
                                *([history] if history is not None else [])])
