@@ -82,6 +82,8 @@ class ModelResidency:
         now = clock()
         self._next_prewarm = self._timetable.next_prewarm(now)
         self._next_release = self._timetable.next_release(now)
+        # A scheduled release that came while requests ran: done at the first tick with none (not in their middle).
+        self._release_waiting = False
         self.last_release: ReleaseRecord | None = None
         self.last_wake: WakeRecord | None = None
         self.wakes = 0
@@ -138,7 +140,7 @@ class ModelResidency:
         """Observe activity, run due schedule events, release when idle. Returns what it did (for tests)."""
         done: list[str] = []
         with self._lock:
-            self._observe()
+            busy = self._observe()
             now = self._clock()
             due: list[tuple[dt.datetime, str]] = []
             if self._next_prewarm is not None and now >= self._next_prewarm:
@@ -147,10 +149,15 @@ class ModelResidency:
                 due.append((self._next_release, "release"))
             for _, kind in sorted(due):
                 if kind == "prewarm":
+                    self._release_waiting = False  # the day starts again: an evening's release still waiting is moot
                     self.prewarm()
+                    done.append(kind)
                 else:
-                    self.release("schedule")
-                done.append(kind)
+                    self._release_waiting = True
+            if self._release_waiting and not busy:
+                self._release_waiting = False
+                self.release("schedule")
+                done.append("release")
             if due:
                 self._next_prewarm = self._timetable.next_prewarm(now)
                 self._next_release = self._timetable.next_release(now)
@@ -160,7 +167,8 @@ class ModelResidency:
                 done.append("idle-release")
         return done
 
-    def _observe(self) -> None:
+    def _observe(self) -> bool:
+        """Note activity from the engines' counters; whether any request is running or waiting now."""
         snapshot: dict[str, tuple[int, ...]] = {}
         busy = False
         for name, engine in self._registry.loaded_engines():
@@ -172,6 +180,7 @@ class ModelResidency:
         if busy or not vanished_only:
             self._last_activity = self._mono()
         self._snapshot = snapshot
+        return busy
 
     def prewarm(self) -> list[str]:
         loaded = []

@@ -114,3 +114,25 @@ def test_background_thread_starts_and_stops(registry: ModelRegistry) -> None:
     finally:
         r.stop()
     assert registry.loaded() == []
+
+
+def test_a_scheduled_release_waits_for_the_requests_running(registry: ModelRegistry,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 19:00 every model was unloaded in the middle of whatever answer was streaming ("model_unloaded")."""
+    import dataclasses
+
+    clocks = Clocks()
+    r = residency(registry, clocks, timetable=Timetable.parse(["mon-fri 08:30"], ["mon-fri 19:00"]))
+    engine = registry.get_engine("a")
+    real = engine.stats
+    running = {"n": 1}
+    monkeypatch.setattr(engine, "stats", lambda: dataclasses.replace(real(), running=running["n"]))
+    clocks.advance(3601)  # 19:00:01, an answer still streaming
+    assert r.tick() == [] and registry.loaded() == ["a"]
+    clocks.advance(30)
+    assert r.tick() == [] and registry.loaded() == ["a"]
+    running["n"] = 0  # it ended: the release happens at the next tick
+    clocks.advance(1)
+    assert r.tick() == ["release"] and registry.loaded() == []
+    assert r.last_release is not None and r.last_release.reason == "schedule"
+    assert r.status()["next_release"].startswith("2026-11-26T19:00")
