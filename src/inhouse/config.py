@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -350,8 +351,19 @@ class AppsSettings(BaseModel):
     widget_origins: list[str] = Field(
         default_factory=list,
         description="Web origins (e.g. https://www.example.com) allowed to call the support API from the "
-        "embeddable widget (CORS allow-list; empty: same origin only).",
+        "embeddable widget (CORS allow-list; empty: same origin only). Each is http(s)://host[:port]: no path, "
+        "no `*`, no `null` (which sandboxed pages and files send).",
     )
+
+    @field_validator("widget_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            parts = urlsplit(origin.rstrip("/"))
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query or \
+                    parts.fragment or parts.username or "*" in origin:
+                raise ValueError(f"{origin!r} is not a web origin such as https://www.example.com")
+        return value
 
 
 class ClusterSettings(BaseModel):

@@ -17,22 +17,28 @@ class WidgetCorsMiddleware:
         self.app = app
         self.origins = {o.rstrip("/") for o in origins}
 
-    def _applies(self, scope: Scope) -> str | None:
+    def _applies(self, scope: Scope) -> tuple[bool, str | None]:
+        """Whether the answer depends on the Origin (a widget path, with origins listed), and the allowed origin."""
         if scope["type"] != "http" or not self.origins:
-            return None
+            return False, None
         path: str = scope.get("path", "")
         if not (path.startswith(SUPPORT_PREFIX) or path == WIDGET_PATH):
-            return None
+            return False, None
         origin = Headers(scope=scope).get("origin")
-        return origin if origin in self.origins else None
+        return True, origin if origin in self.origins else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        origin = self._applies(scope)
-        if origin is None:
+        varies, origin = self._applies(scope)
+        if not varies:
             await self.app(scope, receive, send)
             return
-        cors = [(b"access-control-allow-origin", origin.encode("latin-1")), (b"vary", b"Origin")]
-        if scope["method"] == "OPTIONS" and Headers(scope=scope).get("access-control-request-method"):
+        # Vary on every answer of these paths, not only the allowed origins': a shared cache (``/widget.js`` is
+        # public for 5 minutes) would otherwise hand an answer without the CORS header to an allowed page.
+        cors = [(b"vary", b"Origin")]
+        if origin is not None:
+            cors.append((b"access-control-allow-origin", origin.encode("latin-1")))
+        if origin is not None and scope["method"] == "OPTIONS" and Headers(scope=scope).get(
+                "access-control-request-method"):
             headers = [*cors, (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
                        (b"access-control-allow-headers", b"authorization, content-type"),
                        (b"access-control-max-age", b"600"), (b"content-length", b"0")]

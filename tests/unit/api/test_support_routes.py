@@ -202,6 +202,20 @@ def test_widget_script_and_cors_allow_list(api: TestClient) -> None:
     assert "access-control-allow-origin" not in evil.headers
     other = api.get("/v1/models", headers={"Origin": ORIGIN})  # only the support routes are cross-origin
     assert "access-control-allow-origin" not in other.headers
+    # The script is public for 5 minutes: every answer says it varies by Origin, or a shared cache would hand the
+    # one without the CORS header (a same-origin fetch, another site's) to an allowed page.
+    for headers in ({}, {"Origin": "https://evil.example"}, {"Origin": ORIGIN}):
+        assert api.get("/widget.js", headers=headers).headers.get("vary") == "Origin", headers
+    assert "vary" not in api.get("/v1/models", headers={"Origin": ORIGIN}).headers
+
+
+def test_widget_origins_must_be_web_origins() -> None:
+    from inhouse.config import AppsSettings
+
+    assert AppsSettings(widget_origins=["https://shop.example", "http://localhost:3000/"]).widget_origins
+    for bad in ("*", "null", "https://shop.example/page", "shop.example", "ftp://shop.example"):
+        with pytest.raises(ValueError, match="not a web origin"):
+            AppsSettings(widget_origins=[bad])
 
 
 def test_rules_read_from_the_real_support_documents(eval_corpus: Path) -> None:
