@@ -8,23 +8,31 @@ confidential answer out. So every local answer whose label is above ``public`` i
 again in a request's history (``AnswerLabels`` is one of its ``LabelSource``). The text itself is never stored.
 
 The digest is global, not per user: a confidential answer pasted by someone else is the same text. Answers shorter
-than ``MIN_CHARS`` non-space characters are not remembered ("Yes." would mark every later "Yes."). Rows older than
-``KEEP_S`` are dropped as new ones are written. A ``StoreUnavailable`` while looking up fails the egress decision
+than ``MIN_CHARS`` non-space characters are not remembered ("Yes." would mark every later "Yes."). The table is
+``store/answer_labels.py``. A ``StoreUnavailable`` while looking up fails the egress decision
 closed (the router's rule for a label source), never open.
 """
 
 from __future__ import annotations
 
 import hashlib
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from inhouse.governance.labels import Label
+from inhouse.governance.egress.router import conversation_label, document_labels
+from inhouse.governance.labels import Label, label_of_item, max_label
+
+if TYPE_CHECKING:
+    from inhouse.store.answer_labels import SqlAnswerLabels
 
 MIN_CHARS = 16
-KEEP_S = 90 * 86_400
-_LABELS = list(Label)
+
+
+def answer_label(body: Mapping[str, Any], passages: Sequence[object], *known: Label | None) -> Label:
+    """What a local answer to chat ``body`` may hold: the conversation's declared label, the attached documents',
+    the passages' it was grounded on and any ``known`` besides (the egress decision's, the earlier answers')."""
+    return max_label([conversation_label(body, Label.PUBLIC), *document_labels(body),
+                      *(label_of_item(x) for x in passages), *(k for k in known if k is not None)])
 
 
 def answer_digest(text: str) -> str | None:
@@ -33,43 +41,6 @@ def answer_digest(text: str) -> str | None:
     if sum(len(w) for w in words) < MIN_CHARS:
         return None
     return hashlib.sha256(" ".join(words).encode()).hexdigest()
-
-
-class SqlAnswerLabels:
-    """Table ``answer_labels`` (digest, label rank, time) in the main database: SQLite and PostgreSQL differ only in
-    the parameter ``placeholder``."""
-
-    def __init__(self, db: Any, *, placeholder: str = "?", clock: Callable[[], float] = time.time,
-                 keep_s: float = KEEP_S) -> None:
-        self._db = db  # query_one / transaction, as both database helpers offer them
-        self._placeholder = placeholder
-        self._clock = clock
-        self._keep_s = keep_s
-
-    def _sql(self, sql: str) -> str:
-        return sql.replace("?", self._placeholder)
-
-    def record(self, digests: Iterable[str], label: Label) -> None:
-        """Remember ``digests`` at ``label`` (a digest already known keeps the higher of the two)."""
-        now = self._clock()
-        with self._db.transaction() as conn:
-            for d in dict.fromkeys(digests):
-                conn.execute(self._sql(
-                    "INSERT INTO answer_labels (digest, label_rank, created_at) VALUES (?, ?, ?)"
-                    " ON CONFLICT (digest) DO UPDATE SET created_at = excluded.created_at, label_rank = CASE"
-                    " WHEN excluded.label_rank > answer_labels.label_rank THEN excluded.label_rank"
-                    " ELSE answer_labels.label_rank END"), (d, label.rank, now))
-            conn.execute(self._sql("DELETE FROM answer_labels WHERE created_at < ?"), (now - self._keep_s,))
-
-    def highest(self, digests: Sequence[str]) -> Label | None:
-        """The highest label among ``digests`` remembered, None when none is."""
-        if not digests:
-            return None
-        marks = ", ".join("?" for _ in digests)
-        row = self._db.query_one(self._sql(f"SELECT MAX(label_rank) AS r FROM answer_labels WHERE digest IN ({marks})"),
-                                 tuple(digests))
-        rank = row["r"] if row is not None else None
-        return _LABELS[int(rank)] if rank is not None else None
 
 
 class AnswerLabels:

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from inhouse.governance.answer_labels import SqlAnswerLabels
 from inhouse.governance.audit.log import AuditLog
+from inhouse.store.answer_labels import SqlAnswerLabels
 
 if TYPE_CHECKING:
     from inhouse.apps.schedule.store import EventStore

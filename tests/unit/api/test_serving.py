@@ -70,7 +70,7 @@ def test_a_local_answer_is_served_when_earlier_answers_labels_are_unreadable(mak
     """The answer-label lookup for a history is a database read: a store outage must not turn a local chat into a
     503 (nothing leaves the machine; the egress router fails closed on its own for cloud models)."""
     from inhouse.errors import StoreUnavailable
-    from inhouse.governance.answer_labels import SqlAnswerLabels
+    from inhouse.store.answer_labels import SqlAnswerLabels
 
     def away(*_: Any, **__: Any) -> None:
         raise StoreUnavailable("The database is not answering.")

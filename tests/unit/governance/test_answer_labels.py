@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from inhouse.governance.answer_labels import MIN_CHARS, AnswerLabels, SqlAnswerLabels, answer_digest
+from inhouse.governance.answer_labels import MIN_CHARS, AnswerLabels, answer_digest
 from inhouse.governance.labels import Label
+from inhouse.store.answer_labels import SqlAnswerLabels
 from inhouse.store.sqlite.database import Database
 from inhouse.store.sqlite.inhouse_db import open_inhouse_db
 

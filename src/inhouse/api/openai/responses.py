@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -27,8 +27,8 @@ from inhouse.api.bounds import PositiveCount
 from inhouse.api.schemas import HARD_MAX_MESSAGES, MAX_TOOLS, KnowledgeOptions
 from inhouse.engine.params import MAX_LOGPROBS
 from inhouse.errors import InvalidRequest
-from inhouse.governance.egress.router import conversation_label, document_labels
-from inhouse.governance.labels import Label, label_of_item, max_label
+from inhouse.governance.egress.router import conversation_label
+from inhouse.governance.labels import Label, max_label
 
 if TYPE_CHECKING:
     from inhouse.store.responses import StoredResponse
@@ -157,15 +157,6 @@ def build_turn(body: ResponseRequest, previous: StoredResponse | None) -> Turn:
         ext["label"] = max_label([conversation_label(chat, Label.PUBLIC), previous.label]).value
         chat["inhouse"] = ext
     return Turn(body, chat, history, new_messages)
-
-
-def answer_label(chat_body: Mapping[str, Any], passages: Sequence[object], decided: Label | None) -> Label:
-    """What a response's answer may hold, kept with it for a continuation: the conversation's declared label (the
-    previous response's included, ``build_turn``), the attached documents', the passages' it was grounded on and
-    the egress decision's (markers, PII)."""
-    labels = [conversation_label(chat_body, Label.PUBLIC), *document_labels(chat_body),
-              *(label_of_item(x) for x in passages)]
-    return max_label([*labels, *([decided] if decided is not None else [])])
 
 
 def input_messages(raw: str | list[dict[str, Any]]) -> list[dict[str, Any]]:

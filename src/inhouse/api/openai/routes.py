@@ -23,7 +23,6 @@ from inhouse.api.openai.responses import (
     ResponseDeleted,
     ResponseObject,
     ResponseRequest,
-    answer_label,
     answer_messages,
     build_turn,
     item_resources,
@@ -33,6 +32,7 @@ from inhouse.api.openapi import errors
 from inhouse.api.responses import ChatCompletion, Completion
 from inhouse.api.schemas import ChatCompletionRequest, CompletionRequest
 from inhouse.errors import InhouseError, ModelNotFound, NotFound
+from inhouse.governance.answer_labels import answer_label
 from inhouse.kb.embed import embedding_model_ids
 from inhouse.types import Actor
 

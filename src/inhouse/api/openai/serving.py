@@ -45,8 +45,8 @@ from inhouse.api.openai.relay import Relayed, relay
 from inhouse.api.streaming import run_until_disconnect
 from inhouse.chat.output import OutputAccumulator, Usage, total_usage
 from inhouse.errors import EngineFailure, InhouseError, InvalidRequest, Overloaded, Unavailable
-from inhouse.governance.egress.router import conversation_label, document_labels
-from inhouse.governance.labels import Label, label_of_item, max_label
+from inhouse.governance.answer_labels import answer_label
+from inhouse.governance.labels import Label
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -192,9 +192,7 @@ class Serving:
             except InhouseError as exc:  # the store is away: a local answer is still served (nothing leaves)
                 log.warning("the labels of the earlier answers are unknown: %s", exc.message)
                 history = None
-            label = max_label([conversation_label(body, Label.PUBLIC), *document_labels(body),
-                               *(label_of_item(x) for x in (grounding.labels if grounding is not None else ())),
-                               *([history] if history is not None else [])])
+            label = answer_label(body, grounding.labels if grounding is not None else (), history)
         if label <= Label.PUBLIC:
             return None
         return lambda texts: answers.remember(texts, label)
