@@ -17,7 +17,6 @@ copies the model and profiles into the data directory and registers the weights.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -36,7 +35,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from inhouse.errors import Conflict, InvalidRequest, Unavailable, is_storage_full, storage_full
-from inhouse.models.assemble import assemble_parts, cached_sha256
+from inhouse.models.assemble import assemble_parts, atomic_write_text, cached_sha256
 from inhouse.models.registry import ModelRegistry
 from inhouse.models.tuning.profile import ProfileStore, dump_toml
 
@@ -348,23 +347,6 @@ def _read_bundle_json(bundle: Path, manifest: dict[str, str]) -> list[dict[str, 
     return models
 
 
-def _copy_into(src: Path, dst: Path) -> None:
-    """Copy through a temp file beside ``dst`` then rename, so a full disk never leaves a cut-off file
-    that a later install would take as already there."""
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "wb") as out, src.open("rb") as f:
-            shutil.copyfileobj(f, out, _CHUNK)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600
-        os.replace(tmp, dst)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def install_image(bundle: Path, registry: ModelRegistry, profiles_dir: Path, config_path: Path) -> list[str]:
     """Verify ``bundle`` (a directory), copy its weights into the model cache and its profiles into
     ``profiles_dir``, register the weights, write ``config_path`` unless it exists. Returns model names."""
@@ -419,7 +401,7 @@ def _install(bundle: Path, registry: ModelRegistry, profiles_dir: Path, config_p
     if (bundle / "profiles").is_dir():
         profiles_dir.mkdir(parents=True, exist_ok=True)
         for p in (bundle / "profiles").glob("*.toml"):
-            _copy_into(p, profiles_dir / p.name)
+            atomic_write_text(profiles_dir / p.name, p.read_text(encoding="utf-8"))
     if not config_path.exists():
-        _copy_into(bundle / "config.toml", config_path)
+        atomic_write_text(config_path, (bundle / "config.toml").read_text(encoding="utf-8"))
     return names
