@@ -96,7 +96,6 @@ def test_a_run_killed_outright_is_closed_as_interrupted_by_the_next_one(env: dic
     proc.communicate(timeout=60)
     (started,) = _runs()
     assert started["outcome"] == "started"
-    in_index = _documents_in_index(tmp_path / "data")
     # The next run closes the killed one (its process is gone), then finishes the job itself.
     again = CliRunner().invoke(app, ["ingest", str(tmp_path / "wiki"), "--collection", "wiki"])
     assert again.exit_code == 0, again.output
@@ -104,11 +103,16 @@ def test_a_run_killed_outright_is_closed_as_interrupted_by_the_next_one(env: dic
     closed, second_started, second = _runs()[1:]
     assert closed["request_id"] == started["request_id"] and closed["outcome"] == "interrupted"
     assert f"({proc.pid})" in closed["reason"] and closed["details"]["started_seq"] == started["seq"]
-    # Named from the run journal, written in each commit's own transaction: exactly what the killed run committed.
+    # Named from the run journal, written in each commit's own transaction: exactly what the killed run committed,
+    # which is every document but those the second run added. (Not what a reader counted right after the kill: CI once
+    # read 92 documents there where the journal named 93, a commit the process had written to the WAL as it died, which
+    # the reader had not yet seen and the next connection did.)
+    everything = _documents_in_index(tmp_path / "data")
+    in_index = everything - set(second["documents"])
+    assert len(everything) == FILES and len(second["documents"]) == second["details"]["added"]
     assert 20 <= len(in_index) < FILES and set(closed["documents"]) == in_index
     assert closed["details"]["added"] == len(in_index) and closed["details"]["documents_not_listed"] == 0
     assert second_started["outcome"] == "started" and second["outcome"] == "success"
-    assert second["details"]["unchanged"] >= 20 and second["details"]["added"] + second["details"][
-        "unchanged"] == FILES
+    assert second["details"]["unchanged"] == len(in_index) and second["details"]["added"] + len(in_index) == FILES
     assert CliRunner().invoke(app, ["audit", "verify"]).exit_code == 0
     assert _journal_entries(tmp_path / "data") == 0  # every run is closed: its journal entries are dropped
