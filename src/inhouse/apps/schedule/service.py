@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from inhouse.governance.directory import UserDirectory
 
 DEFAULT_DURATION = timedelta(minutes=60)
+OVERNIGHT = timedelta(hours=12)  # the longest event a bare end time before its start is read as ending next day
 ALL_EVENTS = 20_000  # "every event" of a window or a year: far above any calendar, still a bound
 MAX_IMPORT = 5000
 
@@ -93,6 +94,12 @@ class ScheduleService:
             # "tomorrow 3pm" to "4pm", 明天下午3点 to 下午4点: a bare time is on the start's day, not today.
             on_start_day = isinstance(end, str) and is_time_only(end)
             e = self.when(ctx, end, "end", now=s.astimezone(ctx.tz) if on_start_day else None)
+            if e <= s and on_start_day:
+                # "22:00" to "01:00": a bare time before the start is the next morning, when that makes an evening
+                # or a night shift (up to OVERNIGHT); "3pm" to "2pm" stays a mistake to report.
+                next_day = self.when(ctx, end, "end", now=(s.astimezone(ctx.tz) + timedelta(days=1)))
+                if next_day - s <= OVERNIGHT:
+                    e = next_day
             if e > s:
                 return Interval(s, e)
             if not duration_minutes:

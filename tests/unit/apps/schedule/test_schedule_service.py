@@ -14,6 +14,7 @@ import pytest
 from inhouse.apps.context import AppContext
 from inhouse.apps.ics import read_ics
 from inhouse.apps.schedule.service import ScheduleService
+from inhouse.errors import InvalidRequest
 from inhouse.store.sqlite.assistants import SqliteEventStore
 from inhouse.store.sqlite.database import Database, apply_migrations
 from inhouse.store.sqlite.inhouse_db import MIGRATIONS
@@ -76,6 +77,24 @@ def test_duration_across_dst_is_elapsed_time(service: ScheduleService, start: st
 def test_end_given_as_a_time_is_on_the_start_day(service: ScheduleService, start: str, end: str,
                                                  expected: str) -> None:
     assert service.span(ctx("Asia/Shanghai"), start, end).end.isoformat() == expected
+
+
+@pytest.mark.parametrize(("start", "end", "expected"), [
+    ("tomorrow 22:00", "01:00", "2026-01-30T01:00:00+08:00"),  # an evening that ends after midnight
+    ("明天晚上10点", "凌晨2点", "2026-01-30T02:00:00+08:00"),
+    ("tomorrow 8pm", "8am", "2026-01-30T08:00:00+08:00"),  # a twelve-hour night shift
+])
+def test_end_given_as_an_earlier_time_is_next_morning(service: ScheduleService, start: str, end: str,
+                                                      expected: str) -> None:
+    assert service.span(ctx("Asia/Shanghai"), start, end).end.isoformat() == expected
+
+
+@pytest.mark.parametrize(("start", "end"), [("tomorrow 3pm", "2pm"), ("tomorrow 8pm", "9am"),
+                                            ("tomorrow 3pm", "2026-01-29 14:00")])  # a day named: as written
+def test_end_before_the_start_is_still_refused_beyond_a_night(service: ScheduleService, start: str,
+                                                              end: str) -> None:
+    with pytest.raises(InvalidRequest, match="end must be after the start"):
+        service.span(ctx("Asia/Shanghai"), start, end)
 
 
 def test_moved_occurrence_of_a_series_does_not_replace_it(service: ScheduleService) -> None:
