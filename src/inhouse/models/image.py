@@ -181,9 +181,12 @@ def build_image(registry: ModelRegistry, profiles: ProfileStore, name: str, out:
     as_tar = out.name.endswith((".tar", ".tar.gz", ".tgz"))
     if out.exists() and (as_tar or any(out.iterdir())):
         raise Conflict(f"{out} already exists; choose a new path.")
-    with tempfile.TemporaryDirectory(prefix="inhouse-image-", dir=out.parent if as_tar else None) as tmp:
-        root = Path(tmp) / "bundle" if as_tar else out
-        root.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Built beside ``out`` and moved there whole at the end: a build that fails (pip cannot reach the index, a full
+    # disk, Ctrl-C) leaves no half-built bundle for someone to copy to a server.
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:
+        root = Path(tmp) / "bundle"
+        root.mkdir()
         pins = wheels(root / "wheels", progress, extra)
         progress(f"copying {spec.path.name}")
         models: list[dict[str, Any]] = [{"name": spec.name, "file": f"model/{spec.path.name}", "sha256": spec.sha256,
@@ -221,10 +224,12 @@ def build_image(registry: ModelRegistry, profiles: ProfileStore, name: str, out:
         if as_tar:
             progress(f"writing {out.name}")
             mode = "w:gz" if out.name.endswith(("gz", "tgz")) else "w"
-            partial = out.with_name(out.name + ".partial")
+            partial = Path(tmp) / out.name
             with tarfile.open(partial, mode) as tar:  # type: ignore[call-overload]
                 tar.add(root, arcname=".")
             os.replace(partial, out)
+        else:
+            os.replace(root, out)  # over an empty directory too (rename(2) replaces one)
     return ImageInfo(path=out, model=spec.name, files=files, bytes=size)
 
 

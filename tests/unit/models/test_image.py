@@ -92,6 +92,24 @@ def test_extra_and_missing_files_are_refused(source: tuple[ModelRegistry, Profil
         build_image(reg, profiles, "tiny", out, wheels=fake_wheels)
 
 
+@pytest.mark.parametrize("name", ["bundle", "bundle.tar.gz"])
+def test_a_failed_build_leaves_nothing_behind(source: tuple[ModelRegistry, ProfileStore], tmp_path: Path,
+                                              name: str) -> None:
+    reg, profiles = source
+    out = tmp_path / "images" / name
+
+    def pip_fails(dest: Path, progress: object, extra: tuple[str, ...]) -> list[str]:
+        fake_wheels(dest, progress, extra)
+        raise StorageFull("No space left on device.")
+
+    with pytest.raises(StorageFull):
+        build_image(reg, profiles, "tiny", out, wheels=pip_fails)
+    assert list((tmp_path / "images").iterdir()) == []  # no half-built bundle to copy to a server
+    out.parent.joinpath("empty").mkdir()  # an empty directory named as the output is filled
+    info = build_image(reg, profiles, "tiny", out.parent / "empty", wheels=fake_wheels)
+    assert verify_image(info.path) == info.files
+
+
 def test_tar_bundle(source: tuple[ModelRegistry, ProfileStore], tmp_path: Path) -> None:
     reg, profiles = source
     out = tmp_path / "bundle.tar"
