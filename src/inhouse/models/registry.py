@@ -53,7 +53,8 @@ from inhouse.models.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")  # "@": tuned variants, e.g. smollm2-135m@q8_0
+MAX_NAME = 64
+NAME_RE = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9._:@-]{{0,{MAX_NAME - 1}}}$")  # "@": tuned variants, smollm2-135m@q8_0
 REGISTRY_FILE = "registry.json"
 REGISTRY_LOCK = "registry.lock"
 # Type of each field of a registry.json record ("path" is required): anything else is an unreadable registry.

@@ -15,7 +15,7 @@ from inhouse.hardware.cpu import Bandwidth, CpuInfo
 from inhouse.models.registry import ModelRegistry
 from inhouse.models.tuning.measure import Measurement, Workload, p95
 from inhouse.models.tuning.profile import ProfileStore
-from inhouse.models.tuning.sweep import TuneOptions, Tuner, guard, roofline_fraction, score
+from inhouse.models.tuning.sweep import TuneOptions, Tuner, guard, roofline_fraction, score, variant_name
 from inhouse.testing.gguf_writer import write_tiny_model
 
 CPU = CpuInfo(model_name="Synthetic", logical_cpus=2, physical_cores=2, smt=False, numa_nodes=1,
@@ -190,3 +190,24 @@ def test_variant_is_reused_only_for_the_same_weights(registry: ModelRegistry, tm
     assert len(made) == 2 and made[-1] == new.path
     assert path.name == f"{new.sha256}.q8_0.gguf" and v_new.sha256 != v_old.sha256
     assert registry.resolve("tiny@q8_0").path == path
+    assert v_old.path is not None and not v_old.path.exists()  # the old weights' variant is not left behind
+
+
+def test_a_variant_file_another_model_uses_is_kept(registry: ModelRegistry, tmp_path: Path) -> None:
+    old = registry.resolve("tiny")
+    v_old, _ = tuner(registry, tmp_path, SyntheticMachine()).variant(old, "q8_0")
+    assert v_old.path is not None
+    registry.add(v_old.path, "tiny-q8-pinned")  # someone registered the variant file itself
+    registry.remove("tiny")
+    registry.add(write_tiny_model(tmp_path / "new.gguf", context_length=1024), "tiny")  # other weights
+    tuner(registry, tmp_path, SyntheticMachine()).variant(registry.resolve("tiny"), "q8_0")
+    assert v_old.path.is_file() and registry.resolve("tiny-q8-pinned").present
+
+
+@pytest.mark.parametrize("length", [58, 60, 64])
+def test_a_long_model_name_still_gets_variants(registry: ModelRegistry, tmp_path: Path, length: int) -> None:
+    long_name = ("finance-assistant-llama2-13b-chat-" * 2)[:length]
+    spec = registry.add(write_tiny_model(tmp_path / "long.gguf"), long_name)
+    vspec, _ = tuner(registry, tmp_path, SyntheticMachine()).variant(spec, "q8_0")
+    assert len(vspec.name) <= 64 and vspec.name.endswith("@q8_0") and vspec.name in registry.names()
+    assert variant_name(long_name, "q8_0") == vspec.name != variant_name(long_name[:-1] + "x", "q8_0")

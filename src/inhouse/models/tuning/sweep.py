@@ -23,7 +23,9 @@ see the same machine state.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import hashlib
 import json
 import math
 import time
@@ -35,7 +37,7 @@ from typing import Any
 from inhouse.config import EngineSettings
 from inhouse.errors import InvalidRequest
 from inhouse.hardware.cpu import Bandwidth, CpuInfo
-from inhouse.models.registry import ModelRegistry
+from inhouse.models.registry import MAX_NAME, ModelRegistry
 from inhouse.models.spec import ModelSpec
 from inhouse.models.tuning.measure import Measure, Measurement, Workload
 from inhouse.models.tuning.profile import ProfileStore, TunedProfile, WeightsVariant
@@ -181,6 +183,16 @@ def roofline_fraction(weight_bytes: int, decode_tok_s: float, bandwidth_gb_s: fl
     return weight_bytes * decode_tok_s / (bandwidth_gb_s * 1e9) if bandwidth_gb_s > 0 else math.nan
 
 
+def variant_name(model: str, fmt: str) -> str:
+    """``model@fmt``: the name a re-quantized variant is registered under. A model name too long for that keeps its
+    first characters and a short digest of the whole name (two long names sharing a prefix stay apart)."""
+    name = f"{model}@{fmt}"
+    if len(name) <= MAX_NAME:
+        return name
+    digest = hashlib.sha256(model.encode()).hexdigest()[:8]
+    return f"{model[:MAX_NAME - len(fmt) - len(digest) - 2]}-{digest}@{fmt}"
+
+
 class Tuner:
     """Runs the sweep for one model. ``measure`` is the seam: tests pass a synthetic machine."""
 
@@ -202,7 +214,7 @@ class Tuner:
         registered as ``name@fmt`` with its own sha256 (made once, reused by later runs of the same weights)."""
         if fmt in self._variants:
             return self._variants[fmt]
-        name = f"{spec.name}@{fmt}"
+        name = variant_name(spec.name, fmt)
         assert spec.path is not None
         dst = (self._registry.cache_dir / "variants" / f"{spec.sha256 or spec.name}.{fmt}.gguf").resolve()
         if name in self._registry.names():
@@ -213,6 +225,7 @@ class Tuner:
                 self._variants[fmt] = (vspec, dst)
                 return self._variants[fmt]
             self._registry.remove(name)  # its file is gone, or made from other weights: make it again
+            self._drop_variant_file(vspec.path, keep=dst)
         dst.parent.mkdir(parents=True, exist_ok=True)
         progress(f"re-quantizing {spec.name} to {fmt}", None)
         self._quantize(spec.path, dst, fmt)
@@ -220,6 +233,16 @@ class Tuner:
         assert vspec.path is not None
         self._variants[fmt] = (vspec, vspec.path)
         return self._variants[fmt]
+
+    def _drop_variant_file(self, path: Path | None, *, keep: Path) -> None:
+        """Delete a variant file this tuner made (under ``variants/``) that no registered model uses any more: the
+        old weights' variant is as large as a model, and nothing would ever delete it."""
+        if path is None or path == keep or path.parent != keep.parent or not path.is_file():
+            return
+        if any(self._registry.resolve(n).path == path for n in self._registry.names()):
+            return  # the old weights are still registered under another name, with this variant
+        with contextlib.suppress(OSError):  # best effort: the new variant matters, not the old file
+            path.unlink()
 
     def _n_ctx(self, spec: ModelSpec) -> int:
         n_ctx = self._settings.n_ctx
