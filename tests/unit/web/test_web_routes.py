@@ -82,6 +82,10 @@ def test_sign_in_for_scripts_answers_json(web: TestClient, services: Any) -> Non
     assert bad == {"ok": False, "message": "This API key is not valid. Check it and try again."}
     good = web.post("/signin", data={"key": services.admin_key}, headers=h).json()
     assert good["ok"] is True and good["actor"]["role"] == "admin" and "secret" not in json.dumps(good)
+    pasted = web.post("/signin", data={"key": f" {services.admin_key}\r\n"}, headers=h).json()
+    assert pasted["ok"] is True  # a key pasted with its line end
+    # Not other control characters: the API refuses a key with \x1f appended (tests/e2e/test_auth_fuzz.py).
+    assert web.post("/signin", data={"key": services.admin_key + "\x1f"}, headers=h).json()["ok"] is False
 
 
 def test_language_from_cookie_then_accept_language(web: TestClient) -> None:
