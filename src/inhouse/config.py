@@ -6,12 +6,13 @@ Every field has a default and a description; ``docs/settings.md`` is generated f
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -81,7 +82,8 @@ class EngineSettings(BaseModel):
         "answered 429 with Retry-After (before any byte of its response; streams too). A request whose estimated "
         "wait (from the recent throughput) already exceeds it is refused at once. 0: wait without limit.",
     )
-    step_token_budget: int = Field(512, ge=16, description="Most tokens fed to llama.cpp in one decode step.")
+    step_token_budget: int = Field(512, ge=16, description="Most tokens fed to llama.cpp in one decode step; at "
+                                   "least `max_running` (each running sequence decodes one token per step).")
     prefill_chunk: int = Field(
         64, ge=8, description="Most prompt tokens prefilled per step while other sequences are decoding."
     )
@@ -132,6 +134,15 @@ class EngineSettings(BaseModel):
         "reports unhealthy until the model is reloaded.",
     )
     crash_window_s: float = Field(600.0, gt=0, description="The window in which `max_crashes` counts crashes.")
+
+    @model_validator(mode="after")
+    def _every_running_sequence_decodes(self) -> EngineSettings:
+        # Each running sequence decodes one token per step: with a smaller budget the oldest took it every step
+        # and the newer streams waited until one of them finished.
+        if self.step_token_budget < self.max_running:
+            raise ValueError(f"step_token_budget ({self.step_token_budget}) must be at least max_running "
+                             f"({self.max_running}): every running sequence decodes one token per step")
+        return self
 
 
 class ModelSettings(BaseModel):
@@ -489,8 +500,29 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Build settings from defaults < TOML file (``INHOUSE_CONFIG``) < environment < ``overrides``."""
+    """Build settings from defaults < TOML file (``INHOUSE_CONFIG``) < environment < ``overrides``. A value that
+    cannot be used raises ``ValidationError`` (``settings_problems`` words it), a settings file that is not TOML
+    ``tomllib.TOMLDecodeError``, one that is missing or unreadable ``OSError`` (the TOML source alone would read a
+    missing file as empty: every setting would silently be a default)."""
+    toml = os.environ.get("INHOUSE_CONFIG")
+    if toml and not Path(toml).is_file():
+        raise FileNotFoundError(errno.ENOENT, "not a file", toml)
     return Settings(**overrides)
+
+
+def settings_problems(exc: ValidationError) -> str:
+    """One line per problem, named as it is set: ``engine.max_running (INHOUSE_ENGINE__MAX_RUNNING)``."""
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(part) for part in err["loc"])
+        env = "INHOUSE_" + "__".join(str(part).upper() for part in err["loc"])
+        message = str(err["msg"]).removeprefix("Value error, ")
+        given = f" (given: {err['input']!r})" if "input" in err else ""
+        if isinstance(err.get("input"), dict):  # a whole section's check: "engine: step_token_budget (16) must…"
+            lines.append(f"{where}: {message}")
+        else:
+            lines.append(f"{where} ({env}): {message}{given}" if where else message)
+    return "Invalid settings: " + "; ".join(lines) + "."
 
 
 def render_settings_doc() -> str:

@@ -77,6 +77,12 @@ class InvalidModelFile(InvalidRequest):
     code = "invalid_model_file"
 
 
+class InvalidSettings(InvalidRequest):
+    """A setting (environment variable or ``INHOUSE_CONFIG`` file) that cannot be used: every command says which."""
+
+    code = "invalid_settings"
+
+
 class DocumentRejected(InvalidRequest):
     """One file refused by a parser (empty, encrypted, too big, zip bomb, unsupported...); the batch goes on."""
 

@@ -8,18 +8,21 @@ import os
 import signal
 import sys
 import threading
+import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
-from inhouse.config import Settings, load_settings
+from inhouse.config import Settings, load_settings, settings_problems
 from inhouse.errors import (
     AuthenticationFailed,
     InhouseError,
     InvalidRequest,
+    InvalidSettings,
     NotFound,
     Overloaded,
     PermissionDenied,
@@ -180,11 +183,25 @@ def settings_from(data_dir: Path | None = None, **server: Any) -> Settings:
     overrides: dict[str, Any] = {}
     if data_dir is not None:
         overrides["data_dir"] = data_dir
-    settings = load_settings(**overrides)
+    try:
+        settings = load_settings(**overrides)
+    except (ValidationError, tomllib.TOMLDecodeError, OSError) as exc:  # one red line and exit 2, never a traceback
+        _report(settings_error(exc))
     for key, value in server.items():
         if value is not None:
             setattr(settings.server, key, value)
     return settings
+
+
+def settings_error(exc: Exception) -> InvalidSettings:
+    """What a failed ``load_settings`` means, naming the setting or the ``INHOUSE_CONFIG`` file."""
+    toml = os.environ.get("INHOUSE_CONFIG")
+    if isinstance(exc, ValidationError):
+        return InvalidSettings(settings_problems(exc))
+    if isinstance(exc, tomllib.TOMLDecodeError):
+        return InvalidSettings(f"{toml} (INHOUSE_CONFIG) is not valid TOML: {exc}.")
+    why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return InvalidSettings(f"INHOUSE_CONFIG names {toml}, which cannot be read ({why}).")
 
 
 def open_services(settings: Settings) -> Services:

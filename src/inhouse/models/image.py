@@ -181,7 +181,8 @@ def build_image(registry: ModelRegistry, profiles: ProfileStore, name: str, out:
     as_tar = out.name.endswith((".tar", ".tar.gz", ".tgz"))
     if out.exists() and (as_tar or any(out.iterdir())):
         raise Conflict(f"{out} already exists; choose a new path.")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if not as_tar:
+        out.parent.mkdir(parents=True, exist_ok=True)  # a bundle directory's parents are made, as mkdir -p would
     # Built beside ``out`` and moved there whole at the end: a build that fails (pip cannot reach the index, a full
     # disk, Ctrl-C) leaves no half-built bundle for someone to copy to a server.
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:

@@ -98,3 +98,26 @@ def test_any_other_error_keeps_its_traceback(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setattr(common, "open_services", fail_opening(ZeroDivisionError("a bug")))
     result = runner.invoke(app, ["models", "list", "--data-dir", str(tmp_path)])
     assert isinstance(result.exception, ZeroDivisionError)
+
+
+@pytest.mark.parametrize(("env", "toml", "expected"), [
+    ({"INHOUSE_ENGINE__MAX_RUNNING": "999"}, None,
+     "engine.max_running (INHOUSE_ENGINE__MAX_RUNNING): Input should be less than or equal to 64 (given: '999')"),
+    ({"INHOUSE_ENGINE__MAX_RUNNING": "32", "INHOUSE_ENGINE__STEP_TOKEN_BUDGET": "16"}, None,
+     "engine: step_token_budget (16) must be at least max_running (32)"),
+    ({}, "[engine]\nmax_running = 'x'\n", "engine.max_running (INHOUSE_ENGINE__MAX_RUNNING): Input should be a valid"),
+    ({}, "engine = [\n", "(INHOUSE_CONFIG) is not valid TOML"),
+    ({"INHOUSE_CONFIG": "missing.toml"}, None, "missing.toml, which cannot be read (not a file)"),  # no silent defaults
+])
+@pytest.mark.parametrize("command", [["status"], ["keys", "list"], ["serve"]])
+def test_settings_that_cannot_be_used_are_named(command: list[str], env: dict[str, str], toml: str | None,
+                                                 expected: str, tmp_path: Path) -> None:
+    env = {**WIDE, "INHOUSE_DATA_DIR": str(tmp_path / "data"), **env}
+    if "INHOUSE_CONFIG" in env:
+        env["INHOUSE_CONFIG"] = str(tmp_path / env["INHOUSE_CONFIG"])
+    if toml is not None:
+        (tmp_path / "config.toml").write_text(toml)
+        env["INHOUSE_CONFIG"] = str(tmp_path / "config.toml")
+    line = one_line_error(runner.invoke(app, command, env=env), 2)
+    assert line.startswith("error: ") and expected in line, line
+    assert not (tmp_path / "data").exists()  # refused before anything was written

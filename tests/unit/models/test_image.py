@@ -102,6 +102,7 @@ def test_a_failed_build_leaves_nothing_behind(source: tuple[ModelRegistry, Profi
         fake_wheels(dest, progress, extra)
         raise StorageFull("No space left on device.")
 
+    out.parent.mkdir()
     with pytest.raises(StorageFull):
         build_image(reg, profiles, "tiny", out, wheels=pip_fails)
     assert list((tmp_path / "images").iterdir()) == []  # no half-built bundle to copy to a server

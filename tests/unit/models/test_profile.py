@@ -116,6 +116,14 @@ def test_variant_weights_are_resolved_or_the_profile_is_dropped(tmp_path: Path) 
     assert path == Path("/orig.gguf") and es == EngineSettings()  # all or nothing
 
 
+def test_a_profile_that_does_not_fit_this_machines_settings_is_dropped(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    s.save(profile(weights=WeightsVariant("m@q8_0", VSHA, "q8_0"), engine={"max_running": 32}))
+    mine = EngineSettings(step_token_budget=16, max_running=4)  # a budget too small for 32 running sequences
+    es, path = tuned_settings(s.match(SHA), mine, Path("/orig.gguf"), lambda name, sha: Path(f"/{name}"))
+    assert path == Path("/orig.gguf") and es == mine  # served untuned, not a failed load
+
+
 def test_dump_toml_nested_tables() -> None:
     text = dump_toml({"a": 1, "b": {"c": True, "d": {"e": 1.5, "f": ["x", "y"]}}})
     assert text == 'a = 1\n\n[b]\nc = true\n\n[b.d]\ne = 1.5\nf = ["x", "y"]\n'

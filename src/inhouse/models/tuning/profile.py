@@ -298,7 +298,7 @@ def tuned_settings(match: ProfileMatch, settings: EngineSettings, path: Path,
         return settings, path
     if not match.applies or match.profile is None:
         return settings, path
-    profile = match.profile
+    profile, original = match.profile, path
     if profile.weights is not None:
         if variant_path is None:
             log.error("tuned profile %s needs weights %s but no registry was given; serving untuned",
@@ -310,5 +310,11 @@ def tuned_settings(match: ProfileMatch, settings: EngineSettings, path: Path,
             log.error("tuned profile %s needs weights %s: %s Serving untuned.", match.path,
                       profile.weights.name, exc.message)
             return settings, path
+    try:
+        tuned = profile.apply(settings)
+    except ValidationError as exc:  # with this machine's other settings (a budget below its max_running)
+        log.error("tuned profile %s does not fit the settings (%s). Serving untuned.", match.path,
+                  "; ".join(str(e["msg"]) for e in exc.errors()))
+        return settings, original
     log.info("applied tuned profile %s (%s)", match.path, profile.describe())
-    return profile.apply(settings), path
+    return tuned, path
