@@ -249,7 +249,7 @@ def add_admin_routes(router: APIRouter, services: Services) -> None:
             raise PermissionDenied("A new key may not outlive the key creating it.", param="expires_at")
         record, secret = keys.create_key(body.name, role=role, expires_at=expires_at, user_id=actor.user_id,
                                          rpm_limit=caller.rpm_limit, tokens_per_day_limit=caller.tokens_per_day_limit,
-                                         scopes=body.scopes, by=actor)
+                                         scopes=body.scopes, by=actor, counting_today=True)
         return _key_created(record, secret)
 
     @router.get("/v1/keys/{key_id}", responses={200: {"model": ApiKey}})

@@ -28,6 +28,7 @@ from inhouse.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFo
 from inhouse.governance import events
 from inhouse.governance.acl import KEY_SCOPES
 from inhouse.governance.events import AuditSink, NullAuditSink, security_event
+from inhouse.governance.quotas import DAY_S
 from inhouse.governance.store import GovernanceStore, KeyRecord
 from inhouse.types import Actor, Role
 
@@ -95,15 +96,19 @@ class KeyStore:
         tokens_per_day_limit: int | None = None,
         scopes: list[str] | tuple[str, ...] | None = None,
         by: Actor | None = None,
+        counting_today: bool = False,
     ) -> tuple[KeyRecord, str]:
         """Create a key; return its record and the secret, which is not stored and cannot be shown again.
+        ``counting_today`` (a key made by a key, ``POST /v1/keys``): the user's keys usable at any time of the quota
+        day (UTC) count toward ``max_keys_per_user``, revoked ones too; else revoking a spent key and minting a fresh
+        one would renew a daily token budget without end.
 
         ``role`` defaults to the user's role (``member`` for a key without a user) and may not exceed it.
         """
         with self._store.transaction() as tx:
             record, secret = self._insert_key(tx, name, role=role, expires_at=expires_at, user_id=user_id,
                                               rpm_limit=rpm_limit, tokens_per_day_limit=tokens_per_day_limit,
-                                              scopes=scopes)
+                                              scopes=scopes, counting_today=counting_today)
             self._record(events.KEY_CREATED, by, record.id, {
                 "name": record.name, "role": record.role, "user_id": record.user_id,
                 "expires_at": record.expires_at, "rpm_limit": rpm_limit,
@@ -115,7 +120,7 @@ class KeyStore:
     def _insert_key(
         self, tx: GovernanceStore, name: str, *, role: Role | None, expires_at: float | datetime | None,
         user_id: str | None, rpm_limit: int | None, tokens_per_day_limit: int | None,
-        scopes: list[str] | tuple[str, ...] | None = None,
+        scopes: list[str] | tuple[str, ...] | None = None, counting_today: bool = False,
     ) -> tuple[KeyRecord, str]:
         name = name.strip()
         if not name or len(name) > 200 or not name.isprintable():
@@ -148,6 +153,11 @@ class KeyStore:
             n_active = tx.count_keys(active_at=now, user_id=user_id)
             if n_active >= self._max_keys_per_user:
                 raise Conflict(f"This user already has {n_active} active keys (the most allowed); revoke one first.")
+            day_start = now // DAY_S * DAY_S
+            n_today = tx.count_keys(active_since=day_start, user_id=user_id) if counting_today else 0
+            if n_today >= self._max_keys_per_user:
+                raise Conflict(f"This user has had {n_today} keys today, the most allowed: a revoked key counts until "
+                               "midnight UTC, as its token budget does. Ask an administrator for a key now.")
         role = role or "member"
         suffix = secrets.token_hex(_SUFFIX_BYTES)
         secret = f"{SECRET_PREFIX}{suffix}_{secrets.token_urlsafe(_RANDOM_BYTES)}"

@@ -94,8 +94,10 @@ class GovernanceStore(Protocol):
     def list_keys(self, *, include_revoked: bool = True, user_id: str | None = None) -> list[KeyRecord]:
         """Ordered by creation time, then id."""
         ...
-    def count_keys(self, *, active_at: float | None = None, user_id: str | None = None) -> int:
-        """All keys, or (``active_at``) those neither revoked nor expired at that time; of one user or of all."""
+    def count_keys(self, *, active_at: float | None = None, user_id: str | None = None,
+                   active_since: float | None = None) -> int:
+        """All keys, or (``active_at``) those neither revoked nor expired at that time, or (``active_since``) those
+        usable at some time since then (revoked or expired later, or not at all); of one user or of all."""
         ...
     def revoke_key(self, key_id: str, at: float) -> bool:
         """Set ``revoked_at`` unless already set; True when this call revoked it."""

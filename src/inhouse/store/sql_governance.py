@@ -120,12 +120,16 @@ class SqlGovernanceStore:
         sql = "SELECT * FROM api_keys" + (" WHERE " + " AND ".join(where) if where else "")
         return [key_from_row(r) for r in self._all(sql + " ORDER BY created_at, id", params)]
 
-    def count_keys(self, *, active_at: float | None = None, user_id: str | None = None) -> int:
+    def count_keys(self, *, active_at: float | None = None, user_id: str | None = None,
+                   active_since: float | None = None) -> int:
         where: list[str] = []
         params: list[Any] = []
         if active_at is not None:
             where.append("revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)")
             params.append(active_at)
+        if active_since is not None:
+            where.append("(revoked_at IS NULL OR revoked_at > ?) AND (expires_at IS NULL OR expires_at > ?)")
+            params += [active_since, active_since]
         if user_id is not None:
             where.append("user_id = ?")
             params.append(user_id)

@@ -65,6 +65,8 @@ class GovernanceStoreContract:
         assert store.count_keys() == 3 and store.count_keys(active_at=4.0) == 3 and store.count_keys(active_at=6.0) == 2
         assert store.count_keys(user_id="usr_a") == 1
         assert store.revoke_key("key_1", 7.0) and not store.revoke_key("key_1", 8.0)
+        # key_1 expired at 5.0 (revoked at 7.0): usable since 4.0, not since 5.0
+        assert store.count_keys(active_since=4.0) == 3 and store.count_keys(active_since=5.0) == 2
         assert store.get_key("key_1").revoked_at == 7.0  # type: ignore[union-attr]
         assert [k.id for k in store.list_keys(include_revoked=False)] == ["key_2", "key_0"]
         store.set_key_limits("key_0", 10, 0)
@@ -73,6 +75,9 @@ class GovernanceStoreContract:
         assert k0 is not None and (k0.rpm_limit, k0.tokens_per_day_limit, k0.last_used_at) == (10, 0, 9.5)
         store.insert_key(key("key_3", user_id="usr_a"), "h3")
         assert store.revoke_user_keys("usr_a", 11.0) == ["key_2", "key_3"]
+        # revoked keys count as usable since any time before their revocation
+        assert store.count_keys(user_id="usr_a", active_since=10.0) == 2 and store.count_keys(user_id="usr_a",
+                                                                                          active_since=11.0) == 0
         assert store.revoke_user_keys("usr_a", 12.0) == []
 
     def test_users_and_names_ignore_ascii_case(self, store: GovernanceStore) -> None:

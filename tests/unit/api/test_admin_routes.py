@@ -150,6 +150,22 @@ def test_a_key_made_by_a_key_is_at_most_that_key(services: Any) -> None:
         assert late.status_code == 403 and late.json()["error"]["param"] == "expires_at", late.text
 
 
+def test_revoking_a_spent_key_and_minting_another_does_not_renew_the_budget(make_services: Any) -> None:
+    """A spent key minted a fresh one and revoked itself, over and over: 366 tokens in a day on a 20-token budget.
+    The keys revoked today still count toward max_keys_per_user, so one user's keys get at most that many budgets."""
+    services = make_services(governance={"max_keys_per_user": 2})
+    carol = services.directory.create_user("carol")
+    first, secret = services.keys.create_key("limited", user_id=carol.id, tokens_per_day_limit=20)
+    with TestClient(build_app(services)) as c:
+        r = c.post("/v1/keys", json={"name": "second"}, headers=bearer(secret))
+        assert r.status_code == 201, r.text
+        assert c.delete(f"/v1/keys/{first.id}", headers=bearer(secret)).status_code == 200
+        third = c.post("/v1/keys", json={"name": "third"}, headers=bearer(r.json()["secret"]))
+        assert third.status_code == 409 and "revoked key counts until midnight UTC" in third.text, third.text
+    # An administrator can still make one (a key lost or leaked), and the count starts again tomorrow.
+    services.keys.create_key("from the admin", user_id=carol.id)
+
+
 def test_member_key_of_an_admin_cannot_mint_an_admin_key(services: Any) -> None:
     boss = services.directory.create_user("boss", role="admin")
     _, narrow = services.keys.create_key("narrow", user_id=boss.id, role="member")
