@@ -23,7 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.routing import APIRoute
 from starlette.responses import Response
 
-from inhouse.api.deps import services_of
+from inhouse.api.deps import refuse_lone_surrogates, services_of
 from inhouse.errors import AuthenticationFailed, NotFound, PermissionDenied, StoreUnavailable
 from inhouse.governance.acl import ACTIONS, METERED_ACTIONS, Need, allowed
 from inhouse.types import ANONYMOUS_ADMIN, Actor
@@ -167,16 +167,20 @@ class AuthFirstRoute(APIRoute):
 
     FastAPI parses a JSON or form body before it solves dependencies, so an unreadable body (invalid UTF-8, a multipart
     request without a boundary) would be answered 400 before the caller was identified. Here the caller without a
-    valid key gets 401, and one who may not use the route gets its 403/404, whatever the body holds.
+    valid key gets 401, and one who may not use the route gets its 403/404, whatever the body holds. Then a JSON body
+    with a lone UTF-16 surrogate is a 400 (``deps.refuse_lone_surrogates``).
     """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         permissions = permissions_of(self.dependant)
+        has_body = self.body_field is not None
 
         async def authenticated_first(request: Request) -> Response:
             for perm in permissions:
                 await perm(request)
+            if has_body:
+                await refuse_lone_surrogates(request)
             return await handler(request)
 
         return authenticated_first

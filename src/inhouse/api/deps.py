@@ -7,6 +7,8 @@ Route modules import this module, never each other and never ``api/app.py`` (the
 
 from __future__ import annotations
 
+import json
+import re
 from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel, ValidationError
@@ -52,9 +54,33 @@ async def read_json(request: Request, model: type[BaseModel]) -> Any:
         raw = await request.json()
     except ValueError:
         raise InvalidRequest("The body is not valid JSON.") from None
+    await refuse_lone_surrogates(request)
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
         # The same message as FastAPI's own validation (api/errors.py), bounded the same way.
         message, param = validation_message(exc.errors())
         raise InvalidRequest(message, param=param) from None
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # only an escape can make one: UTF-8 cannot encode surrogates
+
+
+async def refuse_lone_surrogates(request: Request) -> None:
+    """A JSON body with a lone UTF-16 surrogate (``"\\ud800"`` without its pair) is a 400: ``json.loads`` keeps it,
+    and no tokenizer, store or log can encode it (it was a 500 deep in the engine). Bodies without such an escape,
+    nearly all, cost one regex scan; a pair (an emoji some clients escape) is joined by ``json.loads`` and passes."""
+    if not request.headers.get("content-type", "application/json").lower().startswith("application/json"):
+        return
+    body = await request.body()  # cached: the route reads the same bytes
+    if not _SURROGATE_ESCAPE.search(body):
+        return
+    try:
+        text = json.dumps(json.loads(body), ensure_ascii=False)
+    except ValueError:
+        return  # not JSON: the route says so
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequest("The body holds a lone UTF-16 surrogate (a \\uD800-\\uDFFF escape without its pair): "
+                             "it is not text.") from None

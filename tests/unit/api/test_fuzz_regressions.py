@@ -196,3 +196,25 @@ def test_admin_bodies_refuse_a_number_for_a_boolean_and_a_boolean_for_a_count(ad
     assert admin.patch(f"/v1/admin/users/{user_id}", json={"disabled": True}).json()["disabled"] is True
     assert admin.patch(f"/v1/admin/keys/{key_id}", json={"rpm_limit": 5}).json()["rpm_limit"] == 5
     assert admin.post("/v1/admin/keys", json={"name": "k2", "expires_at": 4102444800}).status_code == 201
+
+
+# -- lone UTF-16 surrogates ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/v1/chat/completions", '{"model": "fake-model", "messages": [{"role": "user", "content": "hi \\ud800 x"}]}'),
+    ("/v1/completions", '{"model": "fake-model", "prompt": "hi \\udfff"}'),
+    ("/v1/responses", '{"model": "fake-model", "input": "\\udc00 hi"}'),
+    ("/v1/search", '{"query": "hi \\ud800"}'),
+    ("/v1/apps/minutes", '{"transcript": "A: hi \\ud800"}'),
+])
+def test_a_lone_surrogate_is_400_not_500(admin: TestClient, path: str, body: str) -> None:
+    """json.loads keeps "\\ud800" as is, and no tokenizer could encode it: a 500 deep in the engine."""
+    r = admin.post(path, content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and "lone UTF-16 surrogate" in r.text, r.text
+    assert_error_shape(r, 400)
+
+
+def test_an_escaped_surrogate_pair_is_text(admin: TestClient) -> None:
+    body = '{"model": "fake-model", "messages": [{"role": "user", "content": "hi \\ud83d\\ude00"}], "max_tokens": 2}'
+    r = admin.post("/v1/chat/completions", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 200, r.text  # an emoji, as clients with ensure_ascii escape it
