@@ -219,14 +219,37 @@ def iter_sources(paths: Iterable[str | os.PathLike[str]]) -> Iterator[FileSource
                 rel = f.relative_to(p)
                 if any(part.startswith(_HIDDEN) for part in rel.parts) or f.is_symlink() or not f.is_file():
                     continue
-                yield FileSource(f"{p.resolve().name}/{rel.as_posix()}", _reader(f), f.name, _size(f))
+                yield FileSource(file_name_text(f"{p.resolve().name}/{rel.as_posix()}"), _reader(f),
+                                 file_name_text(f.name), _size(f))
         else:
-            yield FileSource(p.name, _reader(p), p.name, _size(p))
+            yield FileSource(file_name_text(p.name), _reader(p), file_name_text(p.name), _size(p))
 
 
 def sync_prefix(directory: str | os.PathLike[str]) -> str:
     """The source-path prefix of the files ``iter_sources`` finds under ``directory`` (``"docs/"``)."""
-    return f"{Path(directory).resolve().name}/"
+    return file_name_text(f"{Path(directory).resolve().name}/")
+
+
+# What a file name that is not UTF-8 was most likely written in: GBK/GB18030 (Chinese Windows, Samba shares), else
+# Windows-1252 (Western Windows); cp1252 leaves five bytes undefined, which fall through to backslash escapes.
+_NAME_CODECS = ("gb18030", "cp1252")
+
+
+def file_name_text(name: str) -> str:
+    """A file name as text. Python hands bytes that are not UTF-8 over as lone surrogates (``surrogateescape``),
+    which no database, JSON or log line can hold: ``r\\udce9sum\\udce9.md`` stopped the whole ingest. Decoded
+    the same way every run, so a file keeps its source path (sync, moves)."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        raw = os.fsencode(name)
+    for codec in _NAME_CODECS:
+        try:
+            return raw.decode(codec)
+        except UnicodeDecodeError:
+            continue
+    return raw.decode("utf-8", "backslashreplace")
 
 
 def _size(path: Path) -> int | None:

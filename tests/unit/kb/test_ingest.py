@@ -330,3 +330,19 @@ def test_a_file_rewritten_with_another_files_bytes_gets_them(store: SqliteIndexS
         ("docs/policy-2025.md", "unchanged", store.find_document(col.id, source_path="docs/policy-2025.md").id),
         ("docs/policy-current.md", "replaced", doc.id)}
     assert [c.content for c in store.document_chunks(doc.id)] == ["Employees get 18 days of annual leave."]
+
+
+def test_file_names_that_are_not_utf8_are_read_as_text(store: SqliteIndexStore, tmp_path: Path) -> None:
+    """A name in GBK (a Chinese Windows share) or Windows-1252 reached SQLite as lone surrogates and stopped the
+    whole ingest with a UnicodeEncodeError."""
+    col = store.create_collection("hr", acl=Acl())
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name in ("员工手册.md".encode("gbk"), "résumé.md".encode("cp1252"), b"bad\x81.md"):
+        (docs / os.fsdecode(name)).write_bytes(b"# Handbook\n\nThe staff handbook, " + str(len(name)).encode() + b"\n")
+    ing = Ingestor(store, FakeEmbedder())
+    first = ing.ingest(col.id, list(iter_sources([docs])), remove_missing=["docs/"])
+    assert not first.errors and {o.source_path for o in first.outcomes} == {
+        "docs/员工手册.md", "docs/résumé.md", "docs/bad\\x81.md"}
+    again = ing.ingest(col.id, list(iter_sources([docs])), remove_missing=["docs/"])
+    assert again.count("unchanged") == 3 and again.count("removed") == 0  # the same names every run
