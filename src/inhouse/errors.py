@@ -282,6 +282,7 @@ class EngineCrashed(Unavailable):
     requests end with this; the supervisor restarts the engine, so a retry is the right answer."""
 
     code = "engine_crashed"
+    retry_after_s = 5.0  # a backoff and a model load: about what a small model's restart takes
 
 
 class EngineFailure(InhouseError):

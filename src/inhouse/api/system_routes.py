@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import anyio
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
@@ -20,6 +21,9 @@ if TYPE_CHECKING:
 
 
 def add_system_routes(router: APIRouter, services: Services, metrics: Metrics) -> None:
+    # /ready and /metrics run on threads of their own limiter, not the shared one (anyio's 40): requests that
+    # hold every shared thread (a slow disk, a model loading) must not turn a readiness probe into a timeout.
+    probes = anyio.CapacityLimiter(4)
 
     @router.get("/health", dependencies=[Depends(public("health:read"))])
     async def health() -> dict[str, str]:
@@ -28,7 +32,7 @@ def add_system_routes(router: APIRouter, services: Services, metrics: Metrics) -
     @router.get("/ready", dependencies=[Depends(public("health:read"))], response_model=None)
     async def ready() -> JSONResponse:
         try:
-            body = await run_in_threadpool(_readiness, services)
+            body = await anyio.to_thread.run_sync(_readiness, services, limiter=probes)
         except InhouseError as exc:
             # 503 whatever the cause (an unknown default model is a configuration problem, not a 404).
             wrapped = exc if isinstance(exc, Unavailable) else Unavailable(exc.message)
@@ -40,7 +44,7 @@ def add_system_routes(router: APIRouter, services: Services, metrics: Metrics) -
     @router.get("/metrics", dependencies=[Depends(metrics_dep)], response_model=None,
                 response_class=PlainTextResponse, responses={200: {"description": "Prometheus text format."}})
     async def prometheus_metrics() -> Response:
-        data = await run_in_threadpool(metrics.render)
+        data = await anyio.to_thread.run_sync(metrics.render, limiter=probes)
         return Response(data, media_type=CONTENT_TYPE)
 
     openapi_dep = open_to_all("openapi:read", services.settings.server.openapi_public)

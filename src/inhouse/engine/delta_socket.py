@@ -7,7 +7,10 @@ where every extra runnable thread preempts one of llama.cpp's), the loop of each
 requests (``route``). Design: docs/engine-process.md.
 
 * Several loops may watch one socket (the server runs one; tests and tools run their own): reads are serialised
-  by a lock, and ``route`` sends a delta for a request on another loop through that loop's mailbox.
+  by a lock, and ``route`` sends a delta for a request on another loop through that loop's mailbox. A loop routes
+  what it read before it lets go of the lock: ``retire`` takes it too, so the frames a loop had read are routed
+  before the supervisor routes the last ones and fails the requests (routed after, they found no request: a hole
+  in the stream). Lock order: this lock, then the engine's.
 * A loop that sees the end of the stream (the child exited) removes its reader. The supervisor then ``retire``\\ s
   the socket: it reads what is left and routes it (before it fails the requests in flight, so a stream gets every
   token the child sent), has every watching loop remove its reader on its own thread, and the last one closes the
@@ -54,22 +57,19 @@ class DeltaSocket:
             self._watchers.add(loop)
 
     def _readable(self, loop: asyncio.AbstractEventLoop) -> None:
-        frames: list[Any] = []
-        try:
-            with self._lock:
-                ended = self._done
-                if not ended:
-                    frames, ended = self._reader.read_nowait()
-                if ended:  # the child exited: stop watching (``retire`` closes the socket)
-                    self._unwatch_locked(loop)
-        except Exception:  # a corrupt stream
-            log.exception("the delta stream from an engine child is broken")
-            with self._lock:
+        with self._lock:
+            corrupt = False
+            try:
+                frames, ended = ([], True) if self._done else self._reader.read_nowait()
+            except Exception:
+                log.exception("the delta stream from an engine child is broken")
+                frames, ended, corrupt = [], True, True
+            if frames:  # under the lock: before ``retire`` routes what came after and the requests are failed
+                self._route(frames, loop)
+            if ended:  # the child exited (``retire`` closes the socket) or its stream is corrupt: stop watching
                 self._unwatch_locked(loop)
+        if corrupt:
             self._on_corrupt()
-            return
-        if frames:
-            self._route(frames, loop)
 
     def _unwatch_locked(self, loop: asyncio.AbstractEventLoop) -> None:
         self._done = True

@@ -12,8 +12,10 @@ of every request). In-process that kills the server; here it kills one child, an
 * A supervisor thread per engine starts the child and waits for it. When the child dies unasked, every request in
   flight ends with ``EngineCrashed`` (a final error delta: 503 / an SSE error event), ``healthy()`` turns false
   (``/ready`` answers 503), ``on_crash`` callbacks run (an audit record), ``before_restart`` may return another
-  recipe (the safe fallback the hardware probe knows), and after a backoff a new child starts; requests that
-  arrive meanwhile wait for it (up to ``RestartPolicy.wait_s``). More than ``max_crashes`` deaths within
+  recipe (the safe fallback the hardware probe knows), and after a backoff a new child starts. Meanwhile
+  ``tokenize`` (and every other blocking call) raises ``EngineCrashed`` at once: it runs on the server's shared
+  worker threads, which every other request needs too, so none may be parked for a restart; ``generate`` waits on
+  its event loop, without a thread (up to ``RestartPolicy.wait_s``). At the ``max_crashes``-th death within
   ``window_s``: no more restarts, the engine reports unhealthy until it is unloaded.
 * The child never outlives the server (worker.py: PR_SET_PDEATHSIG, end-of-stream), and ``close()`` (unload,
   idle release, shutdown) asks it to free the model and exit, then kills it if it does not.
@@ -83,9 +85,9 @@ class EngineRecipe:
 class RestartPolicy:
     backoff_s: float = 0.5  # before the first restart; doubled for each further crash in the window
     max_backoff_s: float = 30.0
-    max_crashes: int = 5  # crashes within window_s after which the engine stays down (unhealthy)
+    max_crashes: int = 5  # the engine stays down (unhealthy) after this many crashes within window_s
     window_s: float = 600.0
-    wait_s: float = 60.0  # how long a request waits for a restarting engine before a 503
+    wait_s: float = 60.0  # how long ``generate`` waits for a restarting engine before a 503 (tokenize: not at all)
     start_timeout_s: float = 600.0  # a child that is not ready by then is killed (counted as a crash)
     stop_timeout_s: float = 10.0  # close(): then SIGKILL
 
@@ -164,6 +166,8 @@ class ProcessEngine:
         self._failure: InhouseError | None = None
         self._info: dict[str, Any] = {}
         self._pending: dict[str, _Waiter] = {}
+        # generate() calls waiting on their loops for the restart to end: resolved by _notify_locked.
+        self._restart_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._mailboxes = Mailboxes()
         self._calls: dict[int, tuple[Future[Any], _Child]] = {}
         self._call_ids = itertools.count(1)
@@ -220,9 +224,7 @@ class ProcessEngine:
         rid = request.request_id
         loop = asyncio.get_running_loop()
         inbox = Inbox()
-        child = self._running_child()
-        if child is None:  # restarting: wait off the event loop
-            child = await loop.run_in_executor(None, self._wait_running)
+        child = self._running_child() or await self._wait_running(loop)
         with self._cond:
             if self._child is not child or self._state != "running":  # it died in between
                 raise EngineCrashed(f"The engine of '{self._name}' stopped; retry.")
@@ -261,7 +263,7 @@ class ProcessEngine:
         current: EngineStats | None = None
         if self._state == "running":
             try:
-                current = self._call("stats", {}, timeout_s=5.0, wait=False)
+                current = self._call("stats", {}, timeout_s=5.0)
             except InhouseError:
                 current = None
         with self._cond:
@@ -286,7 +288,7 @@ class ProcessEngine:
                 return
             self._closing = True
             child, state = self._child, self._state
-            self._cond.notify_all()
+            self._notify_locked()
         if child is not None:
             if state == "running":
                 with contextlib.suppress(OSError):
@@ -301,16 +303,17 @@ class ProcessEngine:
         with self._cond:
             self._state = "closed"
             waiters, calls = self._take_waiting()
-            self._cond.notify_all()
+            self._notify_locked()
         self._fail_waiting(waiters, calls, Unavailable(f"The model '{self._name}' was unloaded; retry.",
                                                        code="model_unloaded"))
 
     # -- calls --------------------------------------------------------------------------------------------
 
-    def _call(self, method: str, kwargs: dict[str, Any], *, timeout_s: float, wait: bool = True) -> Any:
-        child = self._running_child() or (self._wait_running() if wait else None)
+    def _call(self, method: str, kwargs: dict[str, Any], *, timeout_s: float) -> Any:
+        """Never waits for a restart: the caller is a worker thread (module doc)."""
+        child = self._running_child()
         if child is None:
-            raise Unavailable(f"The engine of '{self._name}' is {self._state}.")
+            raise self._not_running()
         future: Future[Any] = Future()
         call_id = next(self._call_ids)
         with self._cond:
@@ -330,17 +333,45 @@ class ProcessEngine:
         with self._cond:
             return self._child if self._state == "running" else None
 
-    def _wait_running(self) -> _Child:
-        """Block until the engine runs again (after a crash); Unavailable when it will not (in time)."""
+    async def _wait_running(self, loop: asyncio.AbstractEventLoop) -> _Child:
+        """Wait on ``loop``, holding no thread, until the engine runs again (after a crash); raise what
+        ``_not_running`` says when it will not (in time)."""
+        deadline = loop.time() + self._policy.wait_s
+        while True:
+            with self._cond:
+                if self._state != "restarting":
+                    break
+                changed: asyncio.Future[None] = loop.create_future()
+                self._restart_waiters.append((loop, changed))
+            try:
+                await asyncio.wait_for(changed, max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                break
+            finally:
+                with self._cond, contextlib.suppress(ValueError):
+                    self._restart_waiters.remove((loop, changed))
+        child = self._running_child()
+        if child is None:
+            raise self._not_running()
+        return child
+
+    def _not_running(self) -> InhouseError:
+        """Why no child serves now (restarting: a retry will be served; failed; closed)."""
         with self._cond:
-            self._cond.wait_for(lambda: self._state != "restarting", self._policy.wait_s)
-            if self._state == "running" and self._child is not None:
-                return self._child
-            if self._state == "restarting":
-                raise EngineCrashed(f"The engine of '{self._name}' is restarting after a crash; retry.")
-            if self._state == "failed":
-                raise self._failure or Unavailable(f"The engine of '{self._name}' failed.")
-            raise Unavailable(f"The model '{self._name}' was unloaded; retry.", code="model_unloaded")
+            state, failure = self._state, self._failure
+        if state in ("restarting", "starting"):
+            return EngineCrashed(f"The engine of '{self._name}' is restarting after a crash; retry in a few seconds.")
+        if state == "failed":
+            return failure or Unavailable(f"The engine of '{self._name}' failed.")
+        return Unavailable(f"The model '{self._name}' was unloaded; retry.", code="model_unloaded")
+
+    def _notify_locked(self) -> None:
+        """Called with the lock held after ``_state`` changed: wake the threads and the loops that wait on it."""
+        self._cond.notify_all()
+        for loop, changed in self._restart_waiters:
+            with contextlib.suppress(RuntimeError):  # a closed loop: nothing waits there any more
+                loop.call_soon_threadsafe(_resolve, changed)
+        self._restart_waiters.clear()
 
     # -- the reader thread of one child -------------------------------------------------------------------
 
@@ -444,7 +475,7 @@ class ProcessEngine:
                 with self._cond:
                     self._failure = Unavailable(f"The engine process of '{self._name}' could not start: {exc}")
                     self._state = "failed"
-                    self._cond.notify_all()
+                    self._notify_locked()
                 break
             with self._cond:
                 self._child = child
@@ -461,7 +492,7 @@ class ProcessEngine:
                     self._info = child.info
                     if not self._closing:
                         self._state = "running"
-                        self._cond.notify_all()
+                        self._notify_locked()
                 log.info("engine of %s running in process %d", self._name, child.proc.pid)
             returncode = child.proc.wait()
             if child.reader is not None:
@@ -474,7 +505,7 @@ class ProcessEngine:
                 with self._cond:
                     self._state, self._failure = "failed", child.load_error
                     waiters, calls = self._take_waiting()
-                    self._cond.notify_all()
+                    self._notify_locked()
                 self._fail_waiting(waiters, calls, Unavailable(f"The model '{self._name}' failed to load: "
                                                                f"{child.load_error.message}"))
                 break
@@ -488,7 +519,7 @@ class ProcessEngine:
         with self._cond:
             if self._state in ("starting", "restarting"):
                 self._state = "closed" if self._closing else "failed"
-            self._cond.notify_all()
+            self._notify_locked()
 
     def _after_crash(self, child: _Child, returncode: int, recipe: EngineRecipe) -> EngineRecipe | None:
         """Fail what was in flight, count and report the crash; the recipe of the next child, or None."""
@@ -499,7 +530,7 @@ class ProcessEngine:
             self._crash_times.append(now)
             while self._crash_times and self._crash_times[0] < now - policy.window_s:
                 self._crash_times.popleft()
-            restarting = len(self._crash_times) <= policy.max_crashes
+            restarting = len(self._crash_times) < policy.max_crashes  # the max_crashes-th crash stays down
             self._crashes[reason] += 1
             if self._last is not None:
                 self._base = _add_counters(self._base, self._last)
@@ -511,7 +542,7 @@ class ProcessEngine:
                     f"{policy.window_s:g} s (last: {reason}); it stays down until the model is reloaded.",
                     code="engine_failed")
             waiters, calls = self._take_waiting()
-            self._cond.notify_all()
+            self._notify_locked()
         error = EngineCrashed(f"The inference engine of '{self._name}' stopped ({reason}) while serving this "
                               "request; it is being restarted. Retry the request.")
         self._fail_waiting(waiters, calls, error)
@@ -572,6 +603,11 @@ def start_engine(recipe: EngineRecipe, *, on_crash: Sequence[CrashHook] = (),
         return recipe.build_engine()
     return ProcessEngine(recipe, policy=RestartPolicy(max_crashes=es.max_crashes, window_s=es.crash_window_s),
                          on_crash=on_crash, before_restart=before_restart)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():  # timed out or cancelled meanwhile
+        future.set_result(None)
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:

@@ -6,6 +6,7 @@ counted in ``/metrics`` and recorded in the audit log. The real wiring (``build_
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,3 +112,35 @@ def test_a_stream_ends_with_an_error_event(crashy: TestClient) -> None:
                        for e in (line.removeprefix("data: ") for line in resp.iter_lines() if line.startswith("data: "))
                        if e != "[DONE]")
     assert text == "fine, thanks"
+
+
+def test_requests_during_a_restart_get_503_at_once_and_ready_says_so(tmp_path: Path) -> None:
+    # The restart is held by the before_restart hook until the test releases it. Requests arriving meanwhile used to
+    # wait for it on a worker thread each; enough of them took every thread and /ready hung until the restart ended.
+    release = threading.Event()
+
+    def load(spec: ModelSpec) -> ProcessEngine:
+        return ProcessEngine(EngineRecipe(spec.name, spec.path, EngineSettings(), 2048,
+                                          {"reply": "fine", "crash_marker": "CRASH"}, build=build_fake_engine_in_child),
+                             policy=RestartPolicy(backoff_s=0.05, wait_s=3),
+                             before_restart=lambda crash: release.wait(30) and None)
+
+    services = build_fake_services(tmp_path, load_engine=load)
+    try:
+        _, key = services.keys.create_key("admin", role="admin")
+        with TestClient(build_app(services), headers={"Authorization": f"Bearer {key}"}) as c:
+            assert c.post("/v1/chat/completions", json=chat("CRASH")).status_code == 503
+            t0 = time.monotonic()
+            during = [c.post("/v1/chat/completions", json=chat("retry")) for _ in range(3)]
+            ready = c.get("/ready").status_code
+            elapsed = time.monotonic() - t0
+            release.set()
+            assert [(r.status_code, r.json()["error"]["code"]) for r in during] == [(503, "engine_crashed")] * 3
+            assert all(r.headers["Retry-After"] == "5" for r in during)  # when a retry will likely be served
+            assert ready == 503 and elapsed < 2
+            wait_ready(c, 200)
+            again = c.post("/v1/chat/completions", json=chat("hello again"))
+            assert again.status_code == 200 and again.json()["choices"][0]["message"]["content"] == "fine"
+    finally:
+        release.set()
+        services.close()

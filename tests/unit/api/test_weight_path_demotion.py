@@ -83,7 +83,7 @@ def test_a_native_crash_on_the_auto_path_demotes_it_and_the_next_request_is_serv
 
 
 def test_an_explicit_path_is_never_demoted(tmp_path: Path) -> None:
-    gen = served(tmp_path, engine={"weight_buffers": "repack", "max_crashes": 1})
+    gen = served(tmp_path, engine={"weight_buffers": "repack", "max_crashes": 2})
     client, services = next(gen)
     try:
         assert client.post("/v1/chat/completions", json=chat("hello")).status_code == 503

@@ -11,8 +11,10 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -202,25 +204,110 @@ def test_a_segfault_mid_stream_ends_the_stream_with_a_retryable_error_and_the_en
     assert stats.generated_tokens >= before[-1].n_generated_tokens + 60
 
 
-def test_sigkill_from_outside_fails_waiting_calls_and_streams_and_requests_wait_for_the_restart(
+def test_sigkill_from_outside_fails_the_stream_and_the_next_request_is_served(
         start: Factory) -> None:
     engine = start(reply="slow " * 100, delay_s=0.02)
     pid = engine.pid
     assert pid is not None
 
-    async def go() -> tuple[Delta, list[int]]:
+    async def go() -> Delta:
         request = GenerationRequest("req_k", engine.tokenize("x"), SamplingParams(max_tokens=400, temperature=0))
         stream = engine.generate(request)
         await stream.__anext__()
         os.kill(pid, signal.SIGKILL)
         rest = [d async for d in stream]
-        # Right after the crash: tokenize waits for the new child instead of failing.
-        tokens = await asyncio.get_running_loop().run_in_executor(None, engine.tokenize, "abc")
-        return rest[-1], tokens
+        return rest[-1]
 
-    last, tokens = asyncio.run(asyncio.wait_for(go(), 30))
+    last = asyncio.run(asyncio.wait_for(go(), 30))
     assert last.error_code == EngineCrashed.code and "SIGKILL" in (last.error or "")
-    assert tokens == engine.tokenize("abc") and engine.healthy() and engine.stats().crashes == {"SIGKILL": 1}
+    wait_until(engine.healthy)
+    assert text(run(engine, "hi", max_tokens=5)) == "slow " and engine.stats().crashes == {"SIGKILL": 1}
+
+
+def _held_restart(start: Factory, **kw: Any) -> tuple[ProcessEngine, threading.Event]:
+    """An engine that has crashed and stays "restarting" until the returned event is set (its before_restart hook
+    waits for it): the restart's interleaving is the test's, not the clock's."""
+    release = threading.Event()
+
+    def hold(crash: EngineCrash) -> None:
+        release.wait(30)
+
+    engine = start(reply="ok", crash_marker="CRASH", before_restart=hold, **kw)
+    assert run(engine, "CRASH")[-1].error_code == EngineCrashed.code
+    wait_until(lambda: engine.state == "restarting")
+    return engine, release
+
+
+def test_tokenize_during_a_restart_fails_at_once_instead_of_holding_a_worker_thread(start: Factory) -> None:
+    # tokenize runs on the server's worker threads (ChatService.prepare_*); parked there for the restart, enough
+    # retries took every one and /ready could not answer its 503 (it waited for the restart, then said 200).
+    engine, release = _held_restart(start)
+    outcome: list[BaseException | list[int]] = []
+
+    def call() -> None:
+        try:
+            outcome.append(engine.tokenize("hello"))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    caller.join(5)  # the restart is held: only an answer that does not wait for it comes back
+    finished = not caller.is_alive()
+    release.set()
+    caller.join()
+    assert finished, "tokenize waited for the restart"
+    [error] = outcome
+    assert isinstance(error, EngineCrashed) and "restarting" in error.message
+    wait_until(engine.healthy)
+    assert engine.tokenize("hello")
+
+
+class _RecordingExecutor(ThreadPoolExecutor):
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+        self.submitted: list[object] = []
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        self.submitted.append(fn)
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_generate_during_a_restart_waits_on_its_loop_without_a_thread_and_is_served(start: Factory) -> None:
+    engine, release = _held_restart(start)
+    executor = _RecordingExecutor()
+
+    async def go() -> list[Delta]:
+        asyncio.get_running_loop().set_default_executor(executor)
+        request = GenerationRequest("req_w", [1, 2, 3], SamplingParams(max_tokens=4, temperature=0))
+        waiting = asyncio.ensure_future(_collect(engine.generate(request)))
+        for _ in range(10):  # the generator has reached its wait
+            await asyncio.sleep(0)
+        assert not waiting.done() and engine.state == "restarting"
+        release.set()
+        return await waiting
+
+    try:
+        deltas = asyncio.run(asyncio.wait_for(go(), 30))
+    finally:
+        release.set()
+        executor.shutdown()
+    assert text(deltas) == "ok" and executor.submitted == []
+
+
+def test_generate_waits_for_a_restart_at_most_wait_s(start: Factory) -> None:
+    engine, release = _held_restart(start, policy=dataclasses.replace(FAST, wait_s=0.2))
+    request = GenerationRequest("req_t", [1, 2, 3], SamplingParams(max_tokens=4))
+    try:
+        with pytest.raises(EngineCrashed, match="restarting"):
+            asyncio.run(asyncio.wait_for(_collect(engine.generate(request)), 10))
+    finally:
+        release.set()
+    wait_until(engine.healthy)
+
+
+async def _collect(stream: AsyncIterator[Delta]) -> list[Delta]:
+    return [d async for d in stream]
 
 
 def test_before_restart_may_swap_the_recipe_for_a_safe_fallback(start: Factory) -> None:
@@ -251,6 +338,17 @@ def test_after_max_crashes_the_engine_stays_down_and_says_so(start: Factory) -> 
     wait_until(lambda: bool(crashes))  # the hooks run after the requests in flight are told
     assert [c.restarting for c in crashes] == [False]
     assert engine.stats().crashes == {"SIGSEGV": 1}
+
+
+def test_the_engine_stays_down_at_the_max_crashes_th_crash_not_one_later(start: Factory) -> None:
+    crashes: list[EngineCrash] = []
+    engine = start(reply="x", crash_marker="CRASH", policy=dataclasses.replace(FAST, max_crashes=2),
+                   on_crash=[crashes.append])
+    assert run(engine, "CRASH")[-1].error_code == EngineCrashed.code
+    wait_until(lambda: engine.healthy() and len(crashes) == 1)
+    assert run(engine, "CRASH")[-1].error_code == EngineCrashed.code
+    wait_until(lambda: len(crashes) == 2)
+    assert [c.restarting for c in crashes] == [True, False] and engine.state == "failed" and engine.restarts == 1
 
 
 def test_a_model_that_fails_to_load_raises_its_error_and_leaves_no_child() -> None:
