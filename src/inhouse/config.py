@@ -130,8 +130,9 @@ class EngineSettings(BaseModel):
         "the server process, as before: a crash there stops the server).",
     )
     max_crashes: int = Field(
-        5, ge=0, description="Engine crashes within `crash_window_s` after which it is not restarted again and "
-        "reports unhealthy until the model is reloaded.",
+        5, ge=0, description="The engine is not restarted after its `max_crashes`-th crash within `crash_window_s` "
+        "(so it is restarted `max_crashes` - 1 times; 0 and 1: never) and reports unhealthy until the model is "
+        "reloaded.",
     )
     crash_window_s: float = Field(600.0, gt=0, description="The window in which `max_crashes` counts crashes.")
 
