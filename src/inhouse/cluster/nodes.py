@@ -1,9 +1,15 @@
 """Machines joining and leaving the cluster: ``inhouse cluster up`` / ``join`` / ``down``, and connecting a driver.
 
-A node is one ``ray start --block`` process of ours, started in its own session; its PID (and the address, the
-token file and the log) are kept in ``<data_dir>/cluster/node.json`` and ``down`` stops that process and its
-descendants by PID (``processes.stop_tree``), never with ``ray stop``. ``run_node`` (``--foreground``, what a systemd
-unit runs) keeps ``ray start --block`` as its child instead and records its own PID.
+A node is one ``ray start --block`` process of ours, started in its own session; its PID and the PID's start time
+(and the address, the token file and the log) are kept in ``<data_dir>/cluster/node.json`` and ``down`` stops that
+process and its descendants by PID (``processes.stop_tree``), never with ``ray stop``. ``run_node``
+(``--foreground``, what a systemd unit runs) keeps ``ray start --block`` as its child instead and records its own PID.
+
+node.json outlives its node (a reboot, a SIGKILLed foreground node) and the PID is then reused by another process,
+so a PID counts as our node only while it has the start time recorded with it (``node_running``); ``down`` signals
+nothing else and ``up``/``join`` take such a record as stale. A record written before the start time was kept has
+only the PID: it counts while that process's command line is ``ray start`` or ``inhouse cluster`` (the only two
+processes a record names).
 
 Security defaults: Ray's token authentication is on (``RAY_AUTH_MODE=token``): ``up`` writes a random token to
 ``<data_dir>/cluster/auth_token`` (mode 0600) and every node and driver must present it (``join --token-file``).
@@ -18,6 +24,7 @@ Machine facts baked in: no usage statistics; on one machine a node joins and a d
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -37,6 +44,7 @@ from inhouse.cluster.app import INGRESS_RESOURCE, NODE_RESOURCE
 from inhouse.cluster.local import free_port
 from inhouse.cluster.processes import alive, stop_tree
 from inhouse.errors import Conflict, InvalidRequest, NotFound, Unavailable
+from inhouse.governance.process import started_at
 
 READY_LINE = "Ray runtime started"
 
@@ -51,6 +59,7 @@ class NodeRecord:
     node_ip: str
     token_file: str | None
     log_file: str
+    start: int | None = None  # when ``pid`` started (governance.process.started_at): our node, not a later PID
 
 
 def cluster_dir(data_dir: Path) -> Path:
@@ -93,11 +102,25 @@ def temp_dir_of(data_dir: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"inhouse-ray-{os.getuid()}-{digest}"
 
 
+def node_running(record: NodeRecord) -> bool:
+    """Whether the process ``record`` names is still our node, not a later process that got its PID (module doc)."""
+    if not alive(record.pid):
+        return False
+    if record.start is not None:
+        return started_at(record.pid) == record.start
+    try:  # a record without the start time: trust a command line that can only be a node's
+        argv = Path(f"/proc/{record.pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return False
+    names = [Path(arg).name for arg in argv]
+    return any(pair in (("ray", "start"), ("inhouse", "cluster")) for pair in itertools.pairwise(names))
+
+
 def _ray_start(data_dir: Path, *, head: bool, address: str | None, port: int, node_ip: str, num_cpus: int | None,
                token_file: Path | None) -> tuple[list[str], dict[str, str]]:
     """The ``ray start --block`` command line and environment of this machine's node, after the checks."""
     existing = read_record(data_dir)
-    if existing is not None and alive(existing.pid) and existing.pid != os.getpid():
+    if existing is not None and existing.pid != os.getpid() and node_running(existing):
         raise Conflict(f"A {existing.role} node of this data directory is already running (pid {existing.pid}); "
                        "run `inhouse cluster down` first.")
     if not head and not address:
@@ -127,7 +150,7 @@ def _record(data_dir: Path, pid: int, *, head: bool, address: str | None, port: 
             token_file: Path | None, log_file: str) -> NodeRecord:
     advertised = address or advertised_address(node_ip, port)
     record = NodeRecord("head" if head else "worker", pid, advertised, node_ip,
-                        str(token_file) if token_file else None, log_file)
+                        str(token_file) if token_file else None, log_file, started_at(pid))
     (cluster_dir(data_dir) / "node.json").write_text(json.dumps(asdict(record), indent=2), encoding="utf-8")
     return record
 
@@ -193,12 +216,13 @@ def run_node(data_dir: Path, *, head: bool, address: str | None = None, port: in
 
 
 def stop_node(data_dir: Path) -> NodeRecord:
-    """Stop this data directory's node: our ``ray start`` process and its descendants, by PID; then remove Ray's
-    temporary directory of the node (session logs, sockets)."""
+    """Stop this data directory's node: our ``ray start`` process and its descendants, by PID (only while the PID is
+    still our node's: ``node_running``; a stale record is just removed); then remove Ray's temporary directory of the
+    node (session logs, sockets)."""
     record = read_record(data_dir)
     if record is None:
         raise NotFound(f"No node was started from {data_dir} (no {cluster_dir(data_dir) / 'node.json'}).")
-    if alive(record.pid):
+    if node_running(record):
         stop_tree(record.pid, timeout_s=15.0)
     shutil.rmtree(temp_dir_of(data_dir), ignore_errors=True)
     (cluster_dir(data_dir) / "node.json").unlink(missing_ok=True)  # a foreground node removes it itself

@@ -16,7 +16,7 @@ from typing import Any
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
-def _start(pid: int) -> int | None:
+def started_at(pid: int) -> int | None:
     """When process ``pid`` started, in clock ticks after boot (``/proc/PID/stat`` field 22); None if there is none."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
@@ -29,7 +29,7 @@ def _start(pid: int) -> int | None:
 def this_process() -> dict[str, Any]:
     """This process: ``{"host", "pid", "start"}`` (a ``started`` record's ``details.process``)."""
     pid = os.getpid()
-    return {"host": socket.gethostname(), "pid": pid, "start": _start(pid)}
+    return {"host": socket.gethostname(), "pid": pid, "start": started_at(pid)}
 
 
 def still_running(process: Mapping[str, Any]) -> bool:
@@ -38,7 +38,7 @@ def still_running(process: Mapping[str, Any]) -> bool:
     if process.get("host") != socket.gethostname():
         return True
     pid = process.get("pid")
-    return isinstance(pid, int) and pid > 0 and _start(pid) == process.get("start")
+    return isinstance(pid, int) and pid > 0 and started_at(pid) == process.get("start")
 
 
 def process_tag(process: Mapping[str, Any]) -> str:
@@ -55,4 +55,4 @@ def tag_still_running(tag: str) -> bool:
     host, pid, start = parts[0], int(parts[1]), int(parts[2])
     if host != _UNSAFE.sub("_", socket.gethostname()):
         return True
-    return pid > 0 and (_start(pid) or 0) == start
+    return pid > 0 and (started_at(pid) or 0) == start
