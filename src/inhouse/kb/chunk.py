@@ -114,6 +114,7 @@ class _Packer:
         sections = [b.section for b in doc.blocks if b.kind not in ("heading", "term")]
         self.trunk = len(_common_prefix(sections)) if sections else 0
         self.entries: set[tuple[str, ...]] = set()  # section paths opened by terms
+        self.prefixes: dict[tuple[str, ...], str] = {}  # _prefix is asked for every unit and every packing try
 
     # ---- public flow -------------------------------------------------------------------------------------
     def run(self) -> list[Chunk]:
@@ -287,13 +288,27 @@ class _Packer:
         return (f"{prefix}\n{content}" if prefix else content), content, common
 
     def _prefix(self, section: tuple[str, ...]) -> str:
+        if section not in self.prefixes:
+            self.prefixes[section] = self._shorten(section)
+        return self.prefixes[section]
+
+    def _shorten(self, section: tuple[str, ...]) -> str:
         title = self.doc.title.strip()
         path = section if (not title or (section and title.startswith(section[0]))) else (title, *section)
         limit = self.max_tokens // 3  # a runaway heading path must leave room for content
-        text = SECTION_SEPARATOR.join(path)
-        while len(path) > 2 and self.count(text) > limit:  # the document and the most specific part matter most
-            path = (path[0], *path[2:])
-            text = SECTION_SEPARATOR.join(path)
+
+        def kept(dropped: int) -> str:  # the document and the most specific parts matter most: drop from path[1]
+            return SECTION_SEPARATOR.join((path[0], *path[1 + dropped :])) if path else ""
+
+        # The fewest elements to drop, found by bisection (the count falls as elements go), not one at a time.
+        low, high = 0, max(len(path) - 2, 0)
+        while low < high:
+            mid = (low + high) // 2
+            if self.count(kept(mid)) > limit:
+                low = mid + 1
+            else:
+                high = mid
+        text = kept(low)
         while text and self.count(text) > limit:
             text = text[: int(len(text) * 0.8)]
         return text

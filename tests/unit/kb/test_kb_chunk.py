@@ -157,3 +157,23 @@ def test_property_budget_dense_indexes_determinism(
     assert [c.index for c in chunks] == list(range(len(chunks)))
     assert all(c.token_count <= max_tokens and c.content.strip() for c in chunks)
     assert chunks == chunk_document(doc, max_tokens=max_tokens, overlap_tokens=overlap)
+
+
+def test_a_very_deep_section_path_is_shortened_without_recounting_it_element_by_element() -> None:
+    # 300 blocks, the n-th under a path n deep: shortening each path one element at a time was cubic.
+    blocks = [para(f"Text {n}.", *(f"part{i}" for i in range(n))) for n in range(1, 301)]
+    calls = 0
+
+    def counting(text: str) -> int:
+        nonlocal calls
+        calls += 1
+        return count_tokens_approx(text)
+
+    chunks = chunk_document(doc_of(*blocks), max_tokens=64, count_tokens=counting)
+    assert calls < 40 * len(blocks)  # element by element: over 100 per block and growing with the depth
+    kept = chunks[-1].section.split(" > ")
+    first = int(kept[1].removeprefix("part"))
+    assert kept == ["Handbook", *(f"part{i}" for i in range(first, first + len(kept) - 1))]  # the deepest parts
+    assert count_tokens_approx(chunks[-1].section) <= 64 // 3
+    longer = " > ".join(["Handbook", f"part{first - 1}", *kept[1:]])
+    assert count_tokens_approx(longer) > 64 // 3  # no more than needed was dropped

@@ -164,3 +164,34 @@ def test_a_damaged_tar_never_raises_anything_but_document_rejected(
         data[at % len(data)] = value
     with contextlib.suppress(DocumentRejected):
         parse_file(bytes(data[:cut] if cut else data), "damaged.tar.gz")
+
+
+def _text_file(size: int) -> bytes:
+    line = b"Quarterly figures are confidential and stay on the finance share.\n"
+    return line * (size // len(line))
+
+
+def test_nested_archives_share_one_unzipped_budget() -> None:
+    limits = ParseLimits(max_unzipped_bytes=500_000)
+    inner = archive({f"part{i}.txt": _text_file(60_000) for i in range(4)})  # 240 KB: under the limit alone
+    assert parse_file(archive({"batch0.zip": inner}), "one.zip", limits=limits).metadata["files"] == "1"
+    with pytest.raises(DocumentRejected, match=r"in all, counting the archives.*zip bomb") as err:
+        parse_file(archive({f"batch{i}.zip": inner for i in range(10)}), "bundle.zip", limits=limits)
+    assert err.value.filename == "bundle.zip"
+
+
+def test_office_files_in_an_archive_or_a_mail_count_their_parts_in_the_budget() -> None:
+    from email.message import EmailMessage
+
+    limits = ParseLimits(max_unzipped_bytes=1_000_000)
+    docx = make_docx()
+    assert parse_file(docx, "rules.docx", limits=limits).title == "Travel Rules"  # 830 KB unpacked
+    with pytest.raises(DocumentRejected, match="in all"):
+        parse_file(archive({f"copy{i}.docx": docx for i in range(4)}), "copies.zip", limits=limits)
+    mail = EmailMessage()
+    mail["Subject"] = "Copies"
+    mail.set_content("See attached.")
+    mail.add_attachment(archive({f"copy{i}.docx": docx for i in range(4)}), maintype="application",
+                        subtype="zip", filename="copies.zip")
+    with pytest.raises(DocumentRejected, match="in all"):
+        parse_file(mail.as_bytes(), "copies.eml", limits=limits)

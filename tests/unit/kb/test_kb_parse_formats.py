@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import io
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -71,6 +72,25 @@ def test_xlsx_sheets_become_tables_with_bounded_rows() -> None:
     assert "item-2 | 12" in doc.blocks[1].text and "张三 | 财务部" in doc.text
     assert "author" not in doc.metadata  # "openpyxl" is a placeholder, not an author
     small = parse_file(make_xlsx(rows=10), "prices.xlsx", limits=ParseLimits(max_table_rows=4))
+    assert small.blocks[1].text.count("\n") == 3 and "Prices" in small.metadata["truncated"]
+
+
+def test_xlsx_rows_past_an_understated_dimension_are_read_and_still_bounded() -> None:
+    import re
+    import zipfile
+
+    src = zipfile.ZipFile(io.BytesIO(make_xlsx(rows=10)))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as out:
+        for info in src.infolist():  # the first sheet says it ends at A1 (a streaming writer's guess)
+            data = src.read(info)
+            if info.filename == "xl/worksheets/sheet1.xml":
+                data, n = re.subn(rb'<dimension ref="[^"]*"/>', b'<dimension ref="A1"/>', data)
+                assert n == 1
+            out.writestr(info, data)
+    doc = parse_file(buf.getvalue(), "prices.xlsx")
+    assert doc.blocks[1].text.count("\n") == 10 and "item-9 | 19" in doc.blocks[1].text
+    small = parse_file(buf.getvalue(), "prices.xlsx", limits=ParseLimits(max_table_rows=4))
     assert small.blocks[1].text.count("\n") == 3 and "Prices" in small.metadata["truncated"]
 
 
@@ -183,6 +203,20 @@ def test_big5_and_gbk_files_are_told_apart() -> None:
     assert parse_file("出差三天".encode("gbk") * 3, "a.txt").text == "出差三天" * 3
 
 
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
+def test_utf16_without_a_bom_is_read_not_refused_as_binary(codec: str) -> None:
+    english = "Annual leave: 15 days after 3 years.\n员工手册：年假十五天。\n"
+    doc = parse_file(english.encode(codec), "leave.txt")
+    assert (doc.metadata["encoding"], doc.text) == (codec, english.strip())
+    chinese = "员工手册年假规定工作满三年后每年十五天带薪年假"  # no ASCII: no NULs to tell it by
+    assert parse_file(chinese.encode(codec), "leave.txt").metadata["encoding"] == codec
+    # What is not UTF-16 stays what it was: GBK and Big5 Chinese (even lengths), binary with NULs on both sides.
+    assert parse_file(SIMPLIFIED.encode("gbk"), "a.txt").metadata["encoding"] == "gb18030"
+    assert parse_file(TRADITIONAL.encode("big5"), "a.txt").metadata["encoding"] == "big5"
+    with pytest.raises(DocumentRejected, match="NUL bytes"):
+        parse_file(b"\x00\x01\x00\x00ab\x00\x00" * 20, "data.txt")
+
+
 def test_almost_valid_utf8_is_repaired_and_said_so() -> None:
     data = ("中文内容。" * 400).encode() + b"\xff" + b" end"
     doc = parse_file(data, "notes.txt")
@@ -261,7 +295,7 @@ def test_eml_attachments_inside_nested_multiparts_are_read() -> None:
     signed["Subject"] = "Contract"
     doc = parse_file(signed.as_bytes(), "signed.eml")
     assert doc.text.startswith("The contract is attached.") and "Attachment: contract.txt" in doc.text
-    assert "Penalty: 5% a week." in doc.text and "empty attachment" not in doc.metadata["skipped_attachments"]
+    assert "Penalty: 5% a week." in doc.text and "skipped_attachments" not in doc.metadata  # smime.p7s: a signature
     # A body, then a nested multipart/mixed holding its own text part, a forwarded message and a report.
     forwarded = EmailMessage()
     forwarded["Subject"] = "Budget"
@@ -304,6 +338,52 @@ def test_eml_declared_charsets_gb2312_gbk_and_unknown() -> None:
     assert doc.text.endswith("The attachment.") and doc.metadata["skipped_attachments"].startswith("body: ")
 
 
+def test_a_chinese_character_split_between_two_encoded_words_is_joined() -> None:
+    data = "王堃的纪要".encode("gbk")
+    words = [data[:3], data[3:]]  # 王 and the first byte of 堃, then the rest
+    subject = " ".join(f"=?gbk?B?{codecs.encode(w, 'base64').decode().strip()}?=" for w in words)
+    utf8 = "李四".encode()
+    sender = f"=?utf-8?B?{codecs.encode(utf8[:4], 'base64').decode().strip()}?=\r\n =?utf-8?Q?" + "".join(
+        f"={b:02X}" for b in utf8[4:]) + "?= <li@b.c>"
+    raw = f"Subject: Re: {subject} (1)\r\nFrom: {sender}\r\n\r\nBody.\r\n".encode()
+    doc = parse_file(raw, "m.eml")
+    assert (doc.title, doc.metadata["from"]) == ("Re: 王堃的纪要 (1)", "李四 <li@b.c>")
+
+
+def test_a_signed_mails_signature_is_not_an_attachment() -> None:
+    for subtype in ("pkcs7-signature", "x-pkcs7-signature"):
+        signed = EmailMessage()
+        signed["Subject"] = "Signed"
+        signed.set_content("The signed text.")
+        signed.add_attachment(b"0\x82\x05\x00\x06\t*\x86H", maintype="application", subtype=subtype,
+                              filename="smime.p7s")
+        doc = parse_file(signed.as_bytes(), "signed.eml")
+        assert doc.text == "The signed text." and "skipped_attachments" not in doc.metadata, doc.metadata
+
+
+def test_raw_8bit_gbk_headers_are_decoded_like_the_text() -> None:
+    subject, body = "2026年员工手册修订", "年假天数：工作满3年后每年15天。"
+    for content_type in ("Content-Type: text/plain; charset=gbk\r\n", ""):  # declared, else detected
+        data = (f"From: 张三 <zhang@example.com>\r\nTo: all@example.com\r\nSubject: {subject}\r\n"
+                f"MIME-Version: 1.0\r\n{content_type}Content-Transfer-Encoding: 8bit\r\n\r\n{body}\r\n"
+                ).encode("gb18030")
+        doc = parse_file(data, "mail.eml")
+        assert (doc.title, doc.metadata["from"]) == (subject, "张三 <zhang@example.com>"), content_type
+    utf8 = f"From: 张三 <zhang@example.com>\r\nSubject: {subject}\r\n\r\n{body}\r\n".encode()
+    assert parse_file(utf8, "mail.eml").title == subject
+
+
+@pytest.mark.parametrize("label", ["utf-16", "UTF-16LE", "utf-32"])
+def test_html_meta_saying_utf16_without_a_bom_is_read_as_utf8(label: str) -> None:
+    page = (f'<html><head><meta http-equiv="Content-Type" content="text/html; charset={label}">'
+            "<title>Leave policy</title></head><body><p>15 days after 3 years. 年假十五天。</p></body></html>")
+    doc = parse_file(page.encode(), "leave.html")
+    assert (doc.metadata["encoding"], doc.title) == ("utf-8", "Leave policy")
+    assert doc.text == "15 days after 3 years. 年假十五天。"
+    bom = parse_file(codecs.BOM_UTF16_LE + page.encode("utf-16-le"), "leave.html")  # a real UTF-16 page
+    assert bom.text == doc.text
+
+
 def test_detect_format_by_magic_and_extension() -> None:
     assert detect_format(b"%PDF-1.7 ...", "report.bin") == "pdf"
     assert detect_format(make_docx(), "no-extension") == "docx"
@@ -313,6 +393,15 @@ def test_detect_format_by_magic_and_extension() -> None:
     assert detect_format(b"just words", "README") == "text"
     with pytest.raises(DocumentRejected, match="unsupported file type"):
         detect_format(b"{}", "data.json")
+
+
+def test_text_about_pdf_is_not_sniffed_as_a_pdf() -> None:
+    md = b"# PDF/A checklist\n\nEvery file must start with `%PDF-1.7` and end with `%%EOF`.\n"
+    for name, fmt in (("checklist.md", "markdown"), ("notes.txt", "text"), ("page.html", "html")):
+        assert detect_format(md, name) == fmt
+    assert parse_file(md, "checklist.md").blocks[1].text.startswith("Every file must start with `%PDF-1.7`")
+    assert detect_format(b"junk before the header\n%PDF-1.4 ...", "scan.pdf") == "pdf"  # readers accept it
+    assert detect_format(b"junk before the header\n%PDF-1.4 ...", "scan") == "pdf"
 
 
 def test_markdown_script_and_style_blocks_are_not_text() -> None:

@@ -333,6 +333,12 @@ def test_msg_html_only_body_and_an_ansi_message_in_its_code_page() -> None:
     assert doc.title == "差旅报销" and doc.text == "请在周五前提交。"
 
 
+def test_msg_html_body_declared_gb2312_holding_gbk_reads_as_eml_and_html_do() -> None:
+    html = "<html><head><meta charset='gb2312'></head><body><p>朱镕基 会议纪要：王堃</p></body></html>"
+    doc = parse_file(outlook_message(_message(body=None, html=html.encode("gbk"))), "m.msg")
+    assert doc.text == "朱镕基 会议纪要：王堃"
+
+
 # An HTML mail's body as Outlook keeps it when it stores no HTML or plain body: RTF encapsulating the HTML.
 ENCAPSULATED = (
     b"{\\rtf1\\ansi\\ansicpg936\\fromhtml1 \\deff0{\\fonttbl{\\f0\\fswiss Arial;}}\r\n"
@@ -363,6 +369,13 @@ def test_msg_with_only_a_compressed_rtf_body() -> None:
     at = broken.index(b"LZFu")
     doc = parse_file(broken[:at] + b"XXXX" + broken[at + 4:], "broken.msg")
     assert "Attachment: rules.docx" in doc.text and "Agenda" not in doc.text
+
+
+def test_msg_encapsulated_html_with_an_emoji_written_as_a_surrogate_pair() -> None:
+    emoji = ENCAPSULATED.replace(b"caf\\u233\\'e9", b"caf\\u233\\'e9 \\u-10179?\\u-8694? \\'d2\\'e9")
+    assert emoji != ENCAPSULATED
+    doc = parse_file(outlook_message(_message(body=None, rtf=emoji)), "emoji.msg")
+    assert doc.blocks[1].text == "Budget review, café 😊 议"
 
 
 def test_msg_without_any_content_is_refused() -> None:

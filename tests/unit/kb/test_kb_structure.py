@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from inhouse.kb.chunk import chunk_document
 from inhouse.kb.parse import ParseLimits, parse_file
+from inhouse.kb.parse.blocks import MAX_TERM_DEPTH
 
 PAGE = """<html><head><title>os — Operating system interfaces — Python 3.11 documentation</title></head><body>
 <div role="main"><h1>os — Operating system interfaces<a class="headerlink" href="#os">¶</a></h1>
@@ -61,3 +62,15 @@ def test_a_long_signature_is_shortened_in_the_path_but_kept_whole() -> None:
     (c,) = [c for c in chunks if "Does things." in c.text]
     first_line = c.text.split("\n", 1)[0]
     assert first_line.endswith("…") and len(first_line) < len(sig) and sig in c.text
+
+
+def test_deeply_nested_definition_lists_stop_opening_sections_at_the_cap() -> None:
+    depth = 200
+    html = ("<html><body>" + "".join(f"<dl><dt>term{i}</dt><dd><p>text {i}</p>" for i in range(depth))
+            + "</dd></dl>" * depth + "<p>after</p></body></html>")
+    doc = parse_file(html.encode(), "deep.html", limits=ParseLimits.from_mb(5))
+    assert max(len(b.section) for b in doc.blocks) == MAX_TERM_DEPTH
+    by_text = {b.text: b for b in doc.blocks}
+    assert by_text["text 15"].section[-1] == "term15"  # the last term that opens its own section
+    assert by_text["text 150"].section == by_text["text 15"].section  # deeper ones join it
+    assert by_text["term150"].kind == "term" and by_text["after"].section == ()

@@ -26,7 +26,15 @@ from typing import TYPE_CHECKING
 from inhouse.errors import DocumentRejected
 from inhouse.kb.document import Marking, ParsedDocument
 from inhouse.kb.parse import archive, markings, mbox, odf, ole
-from inhouse.kb.parse.safety import MB, ParseLimits, check_size, open_zip_checked, sanitize_filename
+from inhouse.kb.parse.safety import (
+    MB,
+    ParseLimits,
+    UnpackBudget,
+    check_size,
+    open_zip_checked,
+    sanitize_filename,
+    zip_declared_bytes,
+)
 
 if TYPE_CHECKING:
     from inhouse.kb.parse.ocr import PageReader
@@ -57,6 +65,8 @@ _BINARY_EXTENSIONS = frozenset((".pdf", ".docx", ".docm", ".pptx", ".pptm", ".xl
                                 ".xlt", ".ppt", ".pot", ".pps", ".msg", ".odt", ".ods", ".odp", ".odg", ".ott",
                                 ".ots", ".otp", ".otg", ".zip", ".wps", ".wpt", ".et", ".ett", ".dps", ".dpt", ".tar",
                                 ".tgz"))
+# Extensions of text formats: a "%PDF-" that does not open such a file is text about PDF, not a PDF.
+_TEXT_EXTENSIONS = frozenset(e for e, f in _EXTENSIONS.items() if e not in _BINARY_EXTENSIONS and f != "image")
 _ZIP_MARKERS = (("word/document.xml", "docx"), ("ppt/presentation.xml", "pptx"), ("xl/workbook.xml", "xlsx"))
 _BINARY_MAGIC = (
     (b"\x1f\x8b", "gzip archive"), (b"7z\xbc\xaf", "7z archive"), (b"Rar!", "RAR archive"),
@@ -64,6 +74,8 @@ _BINARY_MAGIC = (
 )
 # Images are read by OCR (kb/parse/image.py). BMP's "BM" is too weak a mark alone: it also needs the extension.
 _IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*")
+# ZIP containers whose parts the format's library unpacks (an archive's files are counted as they are handed on).
+_ZIP_FORMATS = frozenset(("docx", "pptx", "xlsx", "odf"))
 _EMAIL_HEADERS = (b"from:", b"received:", b"return-path:", b"mime-version:", b"message-id:", b"delivered-to:")
 
 
@@ -75,6 +87,7 @@ def parse_file(
     ocr: PageReader | None = None,
     on_page: Callable[[int, int], None] | None = None,
     _depth: int = 0,
+    _budget: UnpackBudget | None = None,
 ) -> ParsedDocument:
     """Parse bytes, or the file at a path, into a document.
 
@@ -94,12 +107,21 @@ def parse_file(
     check_size(data, name, limits)
     if _depth > limits.max_depth:
         raise DocumentRejected(name, f"nested deeper than {limits.max_depth} levels (attachments in attachments)")
+    budget = _budget or UnpackBudget(limits.max_unzipped_bytes)
+    if _depth:  # these bytes were unpacked from the file that holds them
+        budget.spend(len(data), name)
     fmt = detect_format(data, name, limits)
     try:
-        document = _PARSERS[fmt](data, name, _Context(limits, _depth, ocr, on_page))
+        if fmt in _ZIP_FORMATS and data.startswith(b"PK\x03\x04"):  # not a flat OpenDocument XML file
+            budget.spend(zip_declared_bytes(data), name)
+        document = _PARSERS[fmt](data, name, _Context(limits, _depth, ocr, on_page, budget))
+        if budget.exceeded:  # somewhere inside; the container holding it only skipped that file
+            raise DocumentRejected(name, budget.reason())
         labels = _LABELS[fmt](data, name) if fmt in _LABELS else ()
         return replace(document, markings=document.markings + labels) if labels else document
-    except DocumentRejected:
+    except DocumentRejected as exc:
+        if budget.exceeded and exc.reason != budget.reason():
+            raise DocumentRejected(name, budget.reason()) from None
         raise
     except RecursionError:
         raise DocumentRejected(name, f"{fmt} structure nested too deeply to parse") from None
@@ -113,7 +135,8 @@ def detect_format(data: bytes, filename: str, limits: ParseLimits | None = None)
     """The parser for these bytes, or DocumentRejected("unsupported file type ...")."""
     ext = os.path.splitext(filename.lower())[1]
     head = data[:1024]
-    if head.startswith(b"%PDF") or b"%PDF-" in head:
+    # Readers accept junk before the header (up to 1 KB), so a PDF may not start at offset 0
+    if head.startswith(b"%PDF") or (b"%PDF-" in head and ext not in _TEXT_EXTENSIONS):
         return "pdf"
     if head.startswith(b"PK\x03\x04"):
         names = set(open_zip_checked(data, filename, limits or ParseLimits()))
@@ -189,6 +212,7 @@ class _Context:
     depth: int
     ocr: PageReader | None
     on_page: Callable[[int, int], None] | None
+    budget: UnpackBudget  # shared by every file nested in the upload
 
 
 def _pdf(data: bytes, name: str, ctx: _Context) -> ParsedDocument:
@@ -297,7 +321,8 @@ def _nested(ctx: _Context) -> Callable[[bytes, str], ParsedDocument]:
     """The parser of an e-mail's attachments: this dispatcher, one level deeper."""
 
     def nested(payload: bytes, filename: str) -> ParsedDocument:
-        return parse_file(payload, filename, limits=ctx.limits, ocr=ctx.ocr, _depth=ctx.depth + 1)
+        return parse_file(payload, filename, limits=ctx.limits, ocr=ctx.ocr, _depth=ctx.depth + 1,
+                          _budget=ctx.budget)
 
     return nested
 

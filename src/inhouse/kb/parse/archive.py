@@ -15,7 +15,8 @@ A ZIP container was checked before this runs (``safety.open_zip_checked``: entry
 ratio). A tar archive declares each file's size in its header, and is read as a stream: it is refused once its
 entries pass ``max_zip_entries`` or their sizes ``max_unzipped_bytes``, before those bytes are decompressed. Only
 regular files are read (links and devices are listed as skipped; nothing is ever written to disk). Each file is then
-held to the same limits as an uploaded one.
+held to the same limits as an uploaded one, and counted in the upload's ``max_unzipped_bytes`` (nested archives
+too: ``safety.UnpackBudget``).
 """
 
 from __future__ import annotations

@@ -10,6 +10,11 @@ during the trade fair week"). Text boxes (a drawing's ``txbxContent``; the VML c
 skipped) are read after the paragraph they are anchored to. Headers and footers are not content (the same line on
 every page) but are where a document says how sensitive it is: their text, their text boxes and a watermark's words
 are kept as ``markings``. Comments are not read.
+
+python-docx sees only a body's or cell's direct ``w:p``/``w:tbl`` children and a paragraph's direct runs and
+hyperlinks, so we walk the XML ourselves: content controls (``w:sdt``), custom XML, tracked insertions (``w:ins``,
+``w:moveTo``), simple fields and smart tags are read through; tracked deletions (``w:del``, ``w:moveFrom``) stay out.
+A table inside a cell is read into that cell, a row a line (as the .doc and RTF readers do).
 """
 
 from __future__ import annotations
@@ -36,11 +41,18 @@ _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 _MC_FALLBACK = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"
 _VML_TEXTPATH = "{urn:schemas-microsoft-com:vml}textpath"
 _SEPARATORS = ("separator", "continuationSeparator", "continuationNotice")  # the rules above notes, not notes
+_P, _TBL, _R = f"{_W}p", f"{_W}tbl", f"{_W}r"
+# Elements whose children are read as if they stood in their place: around paragraphs and tables (a body, a cell) and
+# around runs (a paragraph). Anything else (w:del, w:moveFrom, w:sdtPr, properties) holds no text a reader sees.
+_BLOCK_WRAPPERS = frozenset(f"{_W}{tag}" for tag in ("sdt", "sdtContent", "customXml"))
+_RUN_WRAPPERS = frozenset(f"{_W}{tag}" for tag in ("hyperlink", "ins", "moveTo", "sdt", "sdtContent", "fldSimple",
+                                                   "smartTag", "customXml", "dir", "bdo"))
 
 
 def parse(data: bytes, filename: str, limits: ParseLimits) -> ParsedDocument:
     open_zip_checked(data, filename, limits)
     import docx  # lazy: only Word files need it
+    from docx.table import Table
     from docx.text.paragraph import Paragraph
 
     document = docx.Document(io.BytesIO(data))
@@ -62,15 +74,16 @@ def parse(data: bytes, filename: str, limits: ParseLimits) -> ParsedDocument:
             out.add("paragraph", aside)
         asides.clear()
 
-    for item in document.iter_inner_content():
-        if not isinstance(item, Paragraph):
+    for element in _block_elements(document.element.body):
+        if element.tag == _TBL:
             flush_list()
             flush_asides()
-            out.add("table", format_table(_table_rows(item, limits)))
-            asides += (_text_boxes(item._tbl) if boxes else []) + notes.referenced_by(item._tbl)  # its cells'
+            out.add("table", format_table(_table_rows(Table(element, document), limits)))
+            asides += (_text_boxes(element) if boxes else []) + notes.referenced_by(element)  # its cells'
             flush_asides()
             continue
-        text = clean_inline(item.text)
+        item = Paragraph(element, document)
+        text = clean_inline(_paragraph_text(element))
         extra = (_text_boxes(item._p) if boxes else []) + notes.referenced_by(item._p)
         if not text:
             if extra:
@@ -159,11 +172,27 @@ def _text_boxes(p: Any) -> list[str]:
     return out
 
 
-def _paragraph_text(p: Any) -> str:
-    """A ``w:p`` element's text, read the way python-docx reads a body paragraph (tabs, breaks, hyperlinks)."""
-    from docx.text.paragraph import Paragraph
+def _block_elements(parent: Any) -> Iterator[Any]:
+    """The ``w:p`` and ``w:tbl`` elements of a body, cell, header or footer in reading order, content controls and
+    custom XML read through."""
+    for child in parent.iterchildren():
+        if child.tag in (_P, _TBL):
+            yield child
+        elif child.tag in _BLOCK_WRAPPERS:
+            yield from _block_elements(child)
 
-    return str(Paragraph(p, None).text)  # type: ignore[arg-type]  # reading its text needs no parent
+
+def _paragraph_text(p: Any) -> str:
+    """A ``w:p`` element's text: its runs' (python-docx's run text: tabs, breaks), wrappers read through."""
+    return "".join(_run_texts(p))
+
+
+def _run_texts(parent: Any) -> Iterator[str]:
+    for child in parent.iterchildren():
+        if child.tag == _R:
+            yield str(child.text)  # python-docx's CT_R: w:t, w:tab, w:br... (w:delText and w:instrText left out)
+        elif child.tag in _RUN_WRAPPERS:
+            yield from _run_texts(child)
 
 
 def _running_text(document: Any, limits: ParseLimits) -> tuple[Marking, ...]:
@@ -180,8 +209,7 @@ def _running_lines(document: Any, limits: ParseLimits) -> Iterator[tuple[Literal
             for part in parts:
                 if part.is_linked_to_previous:  # no definition of its own (reading would add one)
                     continue
-                lines = [p.text for p in part.paragraphs]
-                lines += [" | ".join(row) for row in _all_tables_rows(part.tables, limits)]
+                lines = _block_lines(part._element, limits)
                 lines += _text_boxes(part._element) + _watermarks(part._element)
                 yield from ((source, line) for line in lines)
 
@@ -192,8 +220,17 @@ def _watermarks(element: Any) -> list[str]:
     return [text for path in element.iter(_VML_TEXTPATH) if (text := path.get("string"))]
 
 
-def _all_tables_rows(tables: Any, limits: ParseLimits) -> list[list[str]]:
-    return [row for table in tables for row in _table_rows(table, limits)]
+def _block_lines(parent: Any, limits: ParseLimits, separator: str = " | ") -> list[str]:
+    """The text of a header, footer or cell: a paragraph a line, a table a line per row."""
+    from docx.table import Table
+
+    lines: list[str] = []
+    for element in _block_elements(parent):
+        if element.tag == _P:
+            lines.append(_paragraph_text(element))
+        else:
+            lines += [separator.join(row) for row in _table_rows(Table(element, None), limits)]  # type: ignore[arg-type]
+    return lines
 
 
 def _style_names(document: Any) -> Callable[[Any], str]:
@@ -241,6 +278,6 @@ def _table_rows(table: Any, limits: ParseLimits) -> list[list[str]]:
             if cell._tc is last:  # a horizontally merged cell is repeated once per grid column
                 continue
             last = cell._tc
-            cells.append(cell.text)
+            cells.append("\n".join(_block_lines(cell._tc, limits, " ")))  # a nested table: into this cell
         rows.append(cells[: limits.max_table_cols])
     return rows

@@ -5,11 +5,13 @@ text/html part (main content extracted like any HTML page). Each attachment is p
 dispatcher, one level deeper, bounded by ``ParseLimits.max_depth``) and its blocks follow the body under a heading
 "Attachment: <name>" (page numbers of attachments are dropped: they would not be pages of the e-mail). Attachments
 are found inside nested multiparts too (a signed mail wraps its multipart/mixed in multipart/signed), down to
-``_MAX_MULTIPART_DEPTH``. Attachments that are rejected, and a body that cannot be decoded, are listed in
+``_MAX_MULTIPART_DEPTH``; its signature (``smime.p7s``, an OpenPGP signature) is not content and is passed over in
+silence. Attachments that are rejected, and a body that cannot be decoded, are listed in
 ``metadata["skipped_attachments"]``; they do not reject the e-mail.
 
 Bodies and encoded-word headers are decoded by their declared charset through ``text.decode_declared`` (GB2312 and
-GBK labels read as GB18030; an unknown label falls back to the plain-text detection).
+GBK labels read as GB18030; an unknown label falls back to the plain-text detection). A header sent as raw 8-bit
+bytes that are not UTF-8 is decoded in the charset of the message's text, else by the plain-text detection.
 """
 
 from __future__ import annotations
@@ -35,7 +37,13 @@ from inhouse.kb.parse.text import decode_declared
 NestedParser = Callable[[bytes, str], ParsedDocument]
 _MAX_ATTACHMENTS = 50
 _MAX_MULTIPART_DEPTH = 8  # signed > mixed > mixed > related is 4; a hostile mail may nest hundreds
-_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")  # RFC 2047
+_ENCODED_WORD = r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?="  # RFC 2047
+# Adjacent encoded words (only white space between them) are one text: a mail client may cut a GBK or UTF-8
+# character between two, so their bytes are joined before decoding (RFC 2047 section 6.2 drops the space).
+_ENCODED_RUN = re.compile(rf"{_ENCODED_WORD}(?:\s+{_ENCODED_WORD})*")
+# Signatures of a signed mail (S/MIME, OpenPGP): not content, and not worth reporting as skipped.
+_SIGNATURES = frozenset(("application/pkcs7-signature", "application/x-pkcs7-signature", "application/pgp-signature"))
+_ESCAPED = re.compile("[\udc80-\udcff]")  # a raw 8-bit header byte, as the stdlib's parser keeps it
 
 
 def parse(data: bytes, filename: str, limits: ParseLimits, parse_nested: NestedParser) -> ParsedDocument:
@@ -108,6 +116,8 @@ def _attachment_parts(part: MIMEPart, body: MIMEPart | None, depth: int = 0) -> 
     else:
         subs = part.iter_parts()
     for sub in subs:
+        if sub.get_content_type() in _SIGNATURES:
+            continue
         if sub.get_content_maintype() != "multipart" or depth >= _MAX_MULTIPART_DEPTH:
             yield sub
         else:
@@ -128,8 +138,10 @@ def _all_headers(msg: EmailMessage, name: str) -> list[str]:
     for key, raw in msg.raw_items():
         if key.lower() != name:
             continue
+        if isinstance(raw, str) and _ESCAPED.search(raw):
+            raw = _raw_8bit(raw, msg)
         if isinstance(raw, str) and "=?" in raw:
-            raw = _ENCODED_WORD.sub(_as_utf8_word, raw)
+            raw = _ENCODED_RUN.sub(_as_utf8_word, raw)
         try:
             values.append(str(msg.policy.header_fetch_parse(key, raw)))
         except (ValueError, TypeError, IndexError):  # malformed headers raise from the policy's parser
@@ -144,12 +156,39 @@ def _header(msg: EmailMessage, name: str) -> str | None:
     return clean_inline(values[0]) if values else None
 
 
-def _as_utf8_word(match: re.Match[str]) -> str:
-    """An encoded word decoded by our charset policy, re-encoded as UTF-8 for the stdlib's header parser (which reads
-    a "gb2312" word holding GBK characters, or an unknown charset, as replacement characters)."""
+def _raw_8bit(raw: str, msg: EmailMessage) -> str:
+    """A header holding raw 8-bit bytes (no RFC 2047 encoding: what many Chinese mail tools send) decoded like the
+    message's text. The stdlib reads such bytes as UTF-8 only; GBK became replacement characters."""
+    data = raw.encode("utf-8", "surrogateescape")
     try:
-        [(data, charset)] = email.header.decode_header(match.group(0))
-        utf8 = decode_declared(data, charset, "header")[0].encode()
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    else:
+        return raw  # UTF-8: the stdlib reads it
+    try:
+        return decode_declared(data, _text_charset(msg), "header")[0]
+    except DocumentRejected:
+        return raw  # left to the stdlib's replacement characters
+
+
+def _text_charset(msg: EmailMessage) -> str | None:
+    """The charset the message's first text part declares: its headers' raw bytes are most likely in it."""
+    for part in msg.walk():
+        if part.get_content_maintype() == "text" and (charset := part.get_content_charset()):
+            return str(charset)
+    return None
+
+
+def _as_utf8_word(match: re.Match[str]) -> str:
+    """A run of encoded words decoded by our charset policy (the words of one charset joined: ``decode_header``
+    does that), re-encoded as one UTF-8 word for the stdlib's header parser (which reads a "gb2312" word holding GBK
+    characters, or an unknown charset, as replacement characters, and each word on its own)."""
+    try:
+        parts = email.header.decode_header(match.group(0))
+        text = "".join(decode_declared(data, charset, "header")[0] if isinstance(data, bytes) else data
+                       for data, charset in parts)
+        utf8 = text.encode()
     except (ValueError, email.errors.HeaderParseError, DocumentRejected):
         return match.group(0)  # left to the stdlib, which records the defect
     return f"=?utf-8?b?{base64.b64encode(utf8).decode('ascii')}?="

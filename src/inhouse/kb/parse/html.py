@@ -56,12 +56,16 @@ _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_\-]+
 
 
 def decode_html(data: bytes, filename: str) -> tuple[str, str]:
-    """A declared ``<meta charset>`` wins (with replacement: the web is messy); else the plain-text policy."""
+    """A declared ``<meta charset>`` wins (with replacement: the web is messy); else the plain-text policy.
+
+    A ``<meta>`` that says UTF-16 or UTF-32 was readable as ASCII, so the file is not in it (Word's "Unicode" web
+    page re-saved): as in the HTML standard, it is read as UTF-8 (here: by the plain-text policy, UTF-8 first).
+    """
     if not data.startswith((codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         match = _META_CHARSET.search(data[:4096])
         if match:
             codec = codec_of(match.group(1).decode("ascii"))
-            if codec:
+            if codec and not codec.startswith(("utf-16", "utf-32")):
                 with contextlib.suppress(LookupError):  # a codec that is not a text encoding ("base64")
                     return data.decode(codec, errors="replace"), codec
     return decode_text(data, filename)

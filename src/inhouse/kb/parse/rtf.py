@@ -482,10 +482,15 @@ def encapsulated_html(data: bytes) -> str | None:
     starred = False
     pos, end = 0, len(data)
 
-    def flush() -> None:
+    units: list[int] = []  # \uN UTF-16 units not decoded yet (an emoji is a surrogate pair of two)
+
+    def flush() -> None:  # at most one of the two holds anything: each is flushed before the other grows
         if pending:
             out.append(bytes(pending).decode(codec(ansi), errors="replace"))
             pending.clear()
+        if units:
+            out.append(b"".join(u.to_bytes(2, "little") for u in units).decode("utf-16-le", errors="replace"))
+            units.clear()
 
     while pos < end:
         m = _TOKEN.match(data, pos)
@@ -536,14 +541,17 @@ def encapsulated_html(data: bytes) -> str | None:
                 flush()
                 out.append("\t")
             elif name == "u" and arg is not None:
-                flush()
-                out.append(chr(int(arg) & 0xFFFF))
+                if pending:
+                    flush()
+                units.append(int(arg) & 0xFFFF)
                 pos = _skip_fallback(data, pos)
             continue
         first = False
         if skipped or (rtf_only and not in_tag):
             continue
         if hexbyte is not None:
+            if units:
+                flush()
             pending.append(int(hexbyte, 16))
         elif symbol is not None and symbol in (b"\\", b"{", b"}"):
             flush()

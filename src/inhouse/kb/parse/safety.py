@@ -5,6 +5,9 @@ central directory ourselves (stdlib ``zipfile``, no decompression) and refuse ar
 entry count or per-entry compression ratio is out of bounds. Declared sizes are binding: Python's ``zipfile``
 (used by python-docx, python-pptx and openpyxl) stops at an entry's declared size and fails its CRC check if the
 stream holds more, so a lying header cannot smuggle extra bytes past this check.
+
+Archives in archives and attachments of attachments each pass these checks alone, so ``max_unzipped_bytes`` also
+bounds their sum: an ``UnpackBudget`` follows one upload through every nested parse.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ class ParseLimits:
     """Bounds for one file. ``max_file_bytes`` mirrors the setting ``kb.max_file_mb``."""
 
     max_file_bytes: int = 50 * MB
-    max_unzipped_bytes: int = 200 * MB
+    max_unzipped_bytes: int = 200 * MB  # per ZIP, and in all over the archives and attachments nested in a file
     max_zip_entries: int = 10_000
     max_zip_ratio: float = 100.0  # uncompressed / compressed, for entries above ``zip_ratio_min_bytes``
     zip_ratio_min_bytes: int = 1 * MB
@@ -40,6 +43,32 @@ class ParseLimits:
     @classmethod
     def from_mb(cls, max_file_mb: float, *, max_ocr_pages: int = 500) -> ParseLimits:
         return cls(max_file_bytes=int(max_file_mb * MB), max_ocr_pages=max_ocr_pages)
+
+
+class UnpackBudget:
+    """The bytes unpacked from one uploaded file, counted over every level of archives and attachments in it.
+
+    ``open_zip_checked`` bounds one ZIP; an archive of archives (or a mail of zipped mails) would otherwise expand
+    to copies x ``max_unzipped_bytes``. Once the total passes the limit every later ``spend`` raises, and
+    ``parse_file`` refuses the whole upload (a container only skips the file it could not read).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    @property
+    def exceeded(self) -> bool:
+        return self.used > self.limit
+
+    def spend(self, size: int, filename: str) -> None:
+        self.used += size
+        if self.exceeded:
+            raise DocumentRejected(filename, self.reason())
+
+    def reason(self) -> str:
+        return (f"expands to more than {self.limit / MB:.0f} MB in all, counting the archives and attachments inside "
+                "it (possible zip bomb)")
 
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
@@ -96,6 +125,12 @@ def open_zip_checked(data: bytes, filename: str, limits: ParseLimits) -> list[st
                     f"above {limits.max_zip_ratio:.0f}:1 (possible zip bomb)",
                 )
     return [info.filename for info in infos]
+
+
+def zip_declared_bytes(data: bytes) -> int:
+    """The total size the entries of a ZIP already checked by ``open_zip_checked`` declare."""
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        return sum(info.file_size for info in zf.infolist())
 
 
 def safe_xml(data: bytes) -> Any | None:

@@ -14,6 +14,8 @@ Decoding policy, in order:
 5. otherwise the file is rejected as "not valid UTF-8, GB18030 or Big5 text". We never guess further (Latin-1
    accepts any bytes and would turn binary or mis-encoded files into plausible garbage in the index).
 
+UTF-16 without a byte-order mark is read when its ASCII characters show it (a NUL in every other byte, always the
+same one: before step 2), or, with no ASCII at all, when one byte order gives everyday Chinese (before step 4).
 Text containing NUL bytes after decoding is binary and rejected.
 
 Text whose charset is declared (an e-mail part, an HTML ``<meta charset>``) is read in the codec ``codec_of`` gives
@@ -25,6 +27,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import re
+import unicodedata
 
 from inhouse.errors import DocumentRejected
 from inhouse.kb.document import ParsedDocument
@@ -52,6 +55,9 @@ def decode_text(data: bytes, filename: str) -> tuple[str, str]:
                 reason = f"invalid {codec} text after its byte-order mark ({exc.reason})"
                 raise DocumentRejected(filename, reason) from None
             return _check_binary(text, filename), codec
+    utf16 = _utf16_by_nuls(data)  # before UTF-8, which reads NULs too
+    if utf16 is not None:
+        return utf16
     try:
         return _check_binary(data.decode("utf-8"), filename), "utf-8"
     except UnicodeDecodeError:
@@ -61,6 +67,9 @@ def decode_text(data: bytes, filename: str) -> tuple[str, str]:
     multibyte = len(data) - len(text)  # > 0 only when real multi-byte sequences were decoded
     if bad <= max(1, len(data) * _MAX_BAD_UTF8_SHARE) and multibyte > bad * 2:
         return _check_binary(text, filename), f"utf-8 ({bad} invalid byte sequences replaced)"
+    utf16 = _utf16_han(data)
+    if utf16 is not None:
+        return utf16
     decoded = {}
     for codec in ("gb18030", "cp950"):
         with contextlib.suppress(UnicodeDecodeError):
@@ -71,6 +80,47 @@ def decode_text(data: bytes, filename: str) -> tuple[str, str]:
     for codec, text in decoded.items():
         return _check_binary(text, filename), "big5" if codec == "cp950" else codec
     raise DocumentRejected(filename, "not valid UTF-8, GB18030 or Big5 text (invalid byte sequences)")
+
+
+def _utf16_by_nuls(data: bytes) -> tuple[str, str] | None:
+    """UTF-16 without a byte-order mark, told by its ASCII characters: a NUL in every other byte, on one side only
+    (a Han character such as 一 U+4E00 rarely puts one on the other). None when it is not that."""
+    sample = data[: min(len(data), 4096) // 2 * 2]
+    pairs = len(sample) // 2
+    if pairs < 4 or len(data) % 2:  # a few bytes say nothing
+        return None
+    high, low = sample[1::2].count(0), sample[0::2].count(0)  # the NUL halves of little- and big-endian units
+    if high >= pairs * 0.3 and low <= pairs * 0.02:
+        return _utf16_text(data, "utf-16-le")
+    if low >= pairs * 0.3 and high <= pairs * 0.02:
+        return _utf16_text(data, "utf-16-be")
+    return None
+
+
+def _utf16_han(data: bytes) -> tuple[str, str] | None:
+    """UTF-16 without a byte-order mark nor ASCII (no NULs to tell it): read when one byte order gives Chinese,
+    nearly all everyday characters. GB18030 or UTF-8 bytes read as UTF-16 give Hangul, Yi, private-use characters,
+    surrogates, and Han characters picked at random (about 1 in 5 of them everyday ones)."""
+    if len(data) % 2 or len(data) < 8 or b"\x00" in data:
+        return None
+    for codec in ("utf-16-le", "utf-16-be"):
+        sample = data[: _SAMPLE_CHARS * 2].decode(codec, errors="replace")  # the whole file only if it passes
+        han = sum(1 for c in sample if "\u3400" <= c <= "\u9fff" or "\u3000" <= c <= "\u303f" or "\uff00" <= c
+                  <= "\uffef" or c in "\n\r\t ")
+        if han >= len(sample) * 0.9 and _everyday_share(sample, "gb18030") >= 0.6:
+            return _utf16_text(data, codec)
+    return None
+
+
+def _utf16_text(data: bytes, codec: str) -> tuple[str, str] | None:
+    try:
+        text = data.decode(codec)
+    except UnicodeDecodeError:  # a lone surrogate: not UTF-16 text
+        return None
+    # binary read as UTF-16 gives control and unassigned characters
+    sample = text[:2048]
+    bad = sum(1 for c in sample if (c < " " and c not in "\t\n\r\f") or unicodedata.category(c) == "Cn")
+    return (text, codec) if bad <= len(sample) // 100 else None
 
 
 def codec_of(label: str | None) -> str | None:

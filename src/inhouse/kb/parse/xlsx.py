@@ -2,7 +2,7 @@
 
 Values are the cached results of formulas (``data_only``). Rows beyond ``max_table_rows`` per sheet are dropped
 (the document says so in ``metadata["truncated"]``); empty rows and trailing empty columns are skipped. The sheet
-index is the block's ``page``.
+index is the block's ``page``. The sheet's declared size (``<dimension>``) is not trusted: every row it holds is read.
 
 A sheet's page header and footer (``headerFooter``: odd, even and first-page ones, each in a left, centre and right
 section) are not content but where a finance sheet says "Confidential": their lines are kept as ``markings``, Excel's
@@ -49,6 +49,9 @@ def parse(data: bytes, filename: str, limits: ParseLimits) -> ParsedDocument:
             out.reset_sections()
             out.heading(str(sheet.title), 1)
             rows: list[list[object]] = []
+            # read-only mode stops at the last row the sheet's <dimension> declares, which some writers understate
+            # ("A1"): read every row the sheet holds (max_table_rows still bounds what is kept)
+            sheet.reset_dimensions()
             for row in sheet.iter_rows(values_only=True, max_col=limits.max_table_cols):
                 if not any(v is not None and str(v).strip() for v in row):
                     continue
