@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from inhouse.chat.tool_calls import ToolCall, parse_tool_calls
+from inhouse.chat.tool_calls import ToolCall, drop_cut_call, parse_tool_calls
 from inhouse.errors import EngineFailure, Unavailable
 
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ class PreparedGeneration:
     engine: EngineClient
     requests: list[GenerationRequest]  # one per choice, in choice order
     parse_tools: bool = False
+    tool_names: frozenset[str] | None = None  # the functions offered: a bare JSON answer must name one (None: any)
     created: int = field(default_factory=lambda: int(time.time()))
     n: int = 1  # choices per prompt
     # Per prompt, the text a completions request with ``echo`` puts before the generated text (None: no echo; the
@@ -146,8 +147,10 @@ class OutputAccumulator:
         reason: FinishReason = self.finish_reason or "abort"
         text, calls = self.text, list[ToolCall]()
         if self.prepared.parse_tools:
-            text, calls = parse_tool_calls(text)
-            if calls:
+            text, calls = parse_tool_calls(text, tool_names=self.prepared.tool_names)
+            if reason == "length":  # kept: the answer was cut (Responses: "incomplete"), maybe mid-call
+                text = drop_cut_call(text)
+            elif calls and reason == "stop":
                 reason = "tool_calls"
         p = self.prepared
         return CompletionResult(p.request_id, p.model, text, reason, self.usage(), calls, index=self.index,

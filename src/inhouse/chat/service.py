@@ -94,8 +94,10 @@ class ChatService:
         # A template that already writes BOS must not get a second one from the tokenizer.
         add_special = not (bos and prompt.startswith(bos))
         tokens = engine.tokenize(prompt, add_special=add_special, parse_special=True)
-        return self._prepared("chat", spec.name, engine, [tokens], req, parse_tools=offer_tools,
-                              affinity=chat_affinity_key(spec.name, messages))
+        prepared = self._prepared("chat", spec.name, engine, [tokens], req, parse_tools=offer_tools,
+                                  affinity=chat_affinity_key(spec.name, messages))
+        # A bare JSON answer is a call only when it names an offered function (else it is an answer).
+        return dataclasses.replace(prepared, tool_names=frozenset(t["function"]["name"] for t in tools or ()))
 
     def prepare_completion(self, body: Any) -> PreparedGeneration:
         req = _as_mapping(body)

@@ -5,9 +5,11 @@
     </tool_call>
 
 Several calls may follow one another; a last ``<tool_call>`` cut off before its closing tag (the model hit
-its stop token or max_tokens right after the JSON) is still read. Small models given tools sometimes answer
-with the bare JSON object (or a ```json fence around it): that is read too, when the whole answer is just
-that. Anything that does not parse stays in the content, untouched: a wrong guess must never eat text.
+its stop token or max_tokens right after the JSON) is still read. The JSON is read by a JSON decoder, not
+up to the next closing tag: an argument may itself contain the text ``</tool_call>``. Small models given
+tools sometimes answer with the bare JSON object (or a ```json fence around it): that is read too, when the
+whole answer is just that, its keys are only name and arguments (or parameters), and it names an offered
+tool. Anything that does not parse stays in the content, untouched: a wrong guess must never eat text.
 """
 
 from __future__ import annotations
@@ -15,12 +17,16 @@ from __future__ import annotations
 import json
 import re
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-_BLOCK = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
 _OPEN, _CLOSE = "<tool_call>", "</tool_call>"
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
+_SPACE = re.compile(r"\s*")
+_DECODER = json.JSONDecoder()
+# The keys a bare JSON answer may have to be read as a call: anything else (a "role", an "age") is an answer.
+_BARE_KEYS = ({"name", "arguments"}, {"name", "parameters"})
 
 
 @dataclass(frozen=True)
@@ -39,12 +45,15 @@ def new_call_id() -> str:
     return f"call_{secrets.token_hex(12)}"
 
 
-def _call_from(obj: Any) -> ToolCall | None:
-    """A ToolCall from a decoded {"name": …, "arguments": {…}} object; None if it is not one."""
+def _call_from(obj: Any, names: Collection[str] | None) -> ToolCall | None:
+    """A ToolCall from a decoded {"name": …, "arguments": {…}} object; None if it is not one, or names a
+    function not in ``names`` (None: any name)."""
     if not isinstance(obj, dict):
         return None
     name = obj.get("name")
     if not isinstance(name, str) or not name.strip():
+        return None
+    if names is not None and name.strip() not in names:
         return None
     # "parameters" is what some fine-tunes write instead of "arguments".
     args: Any = obj.get("arguments", obj.get("parameters", {}))
@@ -58,47 +67,63 @@ def _call_from(obj: Any) -> ToolCall | None:
     return ToolCall(new_call_id(), name.strip(), json.dumps(args, ensure_ascii=False))
 
 
-def _decode(text: str) -> Any:
-    """The one JSON value that ``text`` is (surrounding whitespace allowed); None if it is not one."""
-    text = text.strip()
-    try:
-        value, end = json.JSONDecoder().raw_decode(text)
-    except (json.JSONDecodeError, RecursionError):
-        return None
-    return value if not text[end:].strip() else None
-
-
-def _calls_in(block: str) -> list[ToolCall] | None:
-    value = _decode(block)
+def _calls_in(value: Any, names: Collection[str] | None, *, bare: bool = False) -> list[ToolCall] | None:
+    """The calls a decoded value is (one object or a list of them); None unless every item is a call."""
     items = value if isinstance(value, list) else [value]
-    calls = [_call_from(v) for v in items]
+    if bare and not all(isinstance(v, dict) and set(v) in _BARE_KEYS for v in items):
+        return None
+    calls = [_call_from(v, names) for v in items]
     if not calls or any(c is None for c in calls):
         return None
     return [c for c in calls if c is not None]
 
 
-def parse_tool_calls(text: str, *, allow_bare: bool = True) -> tuple[str, list[ToolCall]]:
+def _skip_space(text: str, pos: int) -> int:
+    m = _SPACE.match(text, pos)
+    return m.end() if m else pos
+
+
+def _block_at(text: str, start: int) -> tuple[list[ToolCall], int] | None:
+    """The calls of the ``<tool_call>`` block at ``start`` and where it ends: one JSON value, then optional
+    whitespace and the closing tag or the end of the text. None if it is not such a block."""
+    pos = _skip_space(text, start + len(_OPEN))
+    try:
+        value, pos = _DECODER.raw_decode(text, pos)
+    except (json.JSONDecodeError, RecursionError):
+        return None
+    pos = _skip_space(text, pos)
+    if text.startswith(_CLOSE, pos):
+        pos += len(_CLOSE)
+    elif pos != len(text):
+        return None
+    calls = _calls_in(value, None)
+    return None if calls is None else (calls, pos)
+
+
+def parse_tool_calls(text: str, *, tool_names: Collection[str] | None = None,
+                     allow_bare: bool = True) -> tuple[str, list[ToolCall]]:
     """Split generated ``text`` into (content, tool calls). Content keeps everything that was not a
-    well-formed call, stripped of surrounding whitespace when calls were found."""
+    well-formed call, stripped of surrounding whitespace when calls were found.
+
+    ``tool_names`` are the functions offered (None: any). A bare JSON answer is read as a call only when it
+    names one of them: without the tags it is as likely an answer. A tagged call is read whatever its name: the
+    markup says the model meant a call, and an agent loop answers an unknown name with an error the model can
+    correct (apps/schedule does), where the same markup as content would reach the user."""
     calls: list[ToolCall] = []
     kept: list[str] = []
     pos = 0
-    for m in _BLOCK.finditer(text):
-        found = _calls_in(m.group(1))
-        if found is None:
-            continue  # left in the content, as generated
-        kept.append(text[pos : m.start()])
+    start = text.find(_OPEN)
+    while start >= 0:
+        block = _block_at(text, start)
+        if block is None:  # left in the content, as generated
+            start = text.find(_OPEN, start + len(_OPEN))
+            continue
+        found, end = block
+        kept.append(text[pos:start])
         calls.extend(found)
-        pos = m.end()
-    rest = text[pos:]
-    start = rest.rfind(_OPEN)
-    if start >= 0 and _CLOSE not in rest[start:]:
-        found = _calls_in(rest[start + len(_OPEN) :])
-        if found is not None:
-            kept.append(rest[:start])
-            calls.extend(found)
-            rest = ""
-    kept.append(rest)
+        pos = end
+        start = text.find(_OPEN, pos)
+    kept.append(text[pos:])
     if calls:
         return "".join(kept).strip(), calls
 
@@ -107,7 +132,20 @@ def parse_tool_calls(text: str, *, allow_bare: bool = True) -> tuple[str, list[T
         fenced = _FENCE.match(stripped)
         candidate = fenced.group(1) if fenced else stripped
         if candidate.startswith(("{", "[")):
-            found = _calls_in(candidate)
-            if found:
-                return "", found
+            try:
+                value, end = _DECODER.raw_decode(candidate)
+            except (json.JSONDecodeError, RecursionError):
+                return text, []
+            bare = _calls_in(value, tool_names, bare=True) if not candidate[end:].strip() else None
+            if bare is not None:
+                return "", bare
     return text, []
+
+
+def drop_cut_call(content: str) -> str:
+    """``content`` without a last ``<tool_call>`` that max_tokens cut before its closing tag: half a call is
+    neither a call nor an answer."""
+    start = content.rfind(_OPEN)
+    if start < 0 or _CLOSE in content[start:]:
+        return content
+    return content[:start].rstrip()

@@ -4,7 +4,8 @@
   "refusal": null}``;
 * the Responses API: the same token objects, as ``output_text.logprobs``;
 * legacy completions: parallel lists ``tokens`` / ``token_logprobs`` / ``top_logprobs`` (``{token: logprob}``) /
-  ``text_offset`` (where each token starts in the choice's text, ``echo`` prefix included).
+  ``text_offset`` (where each token starts in the choice's text, ``echo`` prefix included; a token holding part of
+  a character starts where that character does).
 
 A token's text is its bytes decoded as UTF-8 with replacement (a token may hold part of a character; ``bytes`` has
 the exact ones). The numbers are the model's own distribution at that position (log-softmax of the logits, before
@@ -13,6 +14,7 @@ temperature, top-p, penalties or grammar); the first prompt token has none (null
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,6 +42,9 @@ class CompletionLogprobs:
 
     def __init__(self, offset: int = 0) -> None:
         self.offset = offset
+        # The offset counts the characters the pieces so far complete: a piece's own replacement-decoded text
+        # counts a "\ufffd" per partial character, running past the choice's text.
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     def build(self, entries: Sequence[TokenLogprob], *, first_is_prompt_start: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
@@ -50,5 +55,5 @@ class CompletionLogprobs:
             out["token_logprobs"].append(None if unscored else e.logprob)
             out["top_logprobs"].append(None if unscored else {_token(p): lp for _, p, lp in e.top})
             out["text_offset"].append(self.offset)
-            self.offset += len(text)
+            self.offset += len(self._utf8.decode(e.piece))
         return out

@@ -160,7 +160,7 @@ def build_turn(body: ResponseRequest, previous: StoredResponse | None) -> Turn:
 
 
 def input_messages(raw: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Input items → chat messages (consecutive function calls become one assistant message with tool calls)."""
+    """Input items → chat messages (function calls join the assistant message before them, or start one)."""
     if isinstance(raw, str):
         return [{"role": "user", "content": raw}]
     out: list[dict[str, Any]] = []
@@ -176,8 +176,10 @@ def input_messages(raw: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
             call = {"id": _str(item, "call_id", where), "type": "function",
                     "function": {"name": _str(item, "name", where), "arguments": _str(item, "arguments", where)}}
             last = out[-1] if out else None
-            if last is not None and last["role"] == "assistant" and last.get("tool_calls") is not None:
-                last["tool_calls"].append(call)
+            # A response's output (its text, then its calls) sent back as input is one assistant turn, as the
+            # stored conversation of previous_response_id has it.
+            if last is not None and last["role"] == "assistant":
+                last.setdefault("tool_calls", []).append(call)
             else:
                 out.append({"role": "assistant", "content": "", "tool_calls": [call]})
         elif kind == "function_call_output":
