@@ -49,8 +49,8 @@ def restore(
         settings = settings_from(data_dir)
         require_embedded(settings.store.url, "restore")
         manifest = restore_data_dir(directory, settings.data_dir)
-    console.print(f"Restored {len(manifest['files'])} files from {directory} (taken {manifest['created_at']}) into "
-                  f"{settings.data_dir}.", highlight=False)
+    console.print(f"Restored {len(manifest['files'])} files from {directory} (taken "
+                  f"{manifest.get('created_at', '?')}) into {settings.data_dir}.", highlight=False)
     if manifest.get("policy_source") and settings.governance.policy_file is not None:
         err_console.print(f"The policy was restored to {settings.data_dir / 'policy.toml'}; governance.policy_file "
                           f"points at {settings.governance.policy_file}.", highlight=False)

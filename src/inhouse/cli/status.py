@@ -29,6 +29,9 @@ def register(app: typer.Typer) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         try:
             resp = httpx.get(url.rstrip("/") + "/v1/status", headers=headers, timeout=10)
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:  # InvalidURL is no HTTPError: bad input
+            fail(f"--url {url!r} is not a server's URL (http://host:port): {exc}", code=2)
+            return
         except httpx.HTTPError as exc:
             fail(f"Cannot reach {url}: {exc}.", code=5)
             return
@@ -38,7 +41,14 @@ def register(app: typer.Typer) -> None:
             except (ValueError, KeyError, TypeError):
                 message = resp.text[:200]
             fail(f"{url} answered {resp.status_code}: {message}", code=4 if resp.status_code in (401, 403) else 1)
-        print_status(resp.json())
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            fail(f"{url} answered 200 but not with inhouse's status (is it an inhouse server?).", code=1)
+            return
+        print_status(body)
 
 
 def _mb(n: Any) -> str:

@@ -33,16 +33,17 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from inhouse.errors import Conflict, InvalidRequest
+from inhouse.errors import Conflict, InvalidRequest, shown
 
 FORMAT = "inhouse-backup-1"
 MANIFEST = "MANIFEST.json"
 DATABASES = ("kb.db", "inhouse.db")  # copied first; audit.db last, under its write lock
 AUDIT_FILES = ("audit.db", "audit.head", "audit.key")
 _SECRET_FILES = frozenset({"audit.key"})
+_STAGING = ".restore-staging"  # in the data directory, while a restore copies
 
 
 @dataclass
@@ -184,14 +185,30 @@ def backup_data_dir(data_dir: Path, dest: Path, *, policy_file: Path | None = No
 
 
 def read_manifest(backup: Path) -> dict[str, Any]:
-    """The manifest, with every file's size and sha256 checked; raises InvalidRequest naming the first bad one."""
+    """The manifest, with its shape and every file's size and sha256 checked; raises InvalidRequest naming the first
+    bad one."""
     try:
         manifest = json.loads((backup / MANIFEST).read_text())
     except (OSError, ValueError) as exc:
         raise InvalidRequest(f"{backup} is not an inhouse backup (no readable {MANIFEST}: {exc}).") from None
+    if not isinstance(manifest, dict):
+        raise InvalidRequest(f"{backup}: {MANIFEST} is not a JSON object; the backup is damaged.")
     if manifest.get("format") != FORMAT:
-        raise InvalidRequest(f"{backup}: unknown backup format {manifest.get('format')!r}.")
-    for entry in manifest.get("files", []):
+        raise InvalidRequest(f"{backup}: unknown backup format {shown(manifest.get('format'))}.")
+    files = manifest.get("files")
+    if not isinstance(files, list):
+        raise InvalidRequest(f"{backup}: {MANIFEST} has no list of files; the backup is damaged.")
+    seen: set[str] = set()
+    for n, entry in enumerate(files, 1):
+        if not (isinstance(entry, dict) and isinstance(entry.get("path"), str) and isinstance(entry.get("sha256"), str)
+                and type(entry.get("bytes")) is int and entry["bytes"] >= 0):
+            raise InvalidRequest(f"{backup}: file {n} of {MANIFEST} is not {{path, sha256, bytes}} "
+                                 f"({shown(entry)}); the backup is damaged.")
+        _check_path(backup, entry["path"])
+        if entry["path"] in seen:
+            raise InvalidRequest(f"{backup}: {MANIFEST} lists {shown(entry['path'])} twice; the backup is damaged.")
+        seen.add(entry["path"])
+    for entry in files:
         path = backup / entry["path"]
         if not path.is_file() or path.stat().st_size != entry["bytes"] or sha256_file(path) != entry["sha256"]:
             raise InvalidRequest(f"{backup}: {entry['path']} is missing or does not match its hash; "
@@ -199,15 +216,32 @@ def read_manifest(backup: Path) -> dict[str, Any]:
     return manifest
 
 
+def _check_path(backup: Path, path: str) -> None:
+    """A manifest path names a file inside the backup, and the same one inside the data directory: relative, with no
+    ``..`` (``../x`` would be read from outside the backup and written outside the data directory)."""
+    parts = PurePosixPath(path).parts
+    if (not parts or path.startswith("/") or ".." in parts or "\x00" in path or "\\" in path
+            or parts[0] == _STAGING):
+        raise InvalidRequest(f"{backup}: {MANIFEST} names {shown(path)}, which is not a path inside the backup; "
+                             "the backup is damaged or was altered.")
+
+
 def restore_data_dir(backup: Path, data_dir: Path) -> dict[str, Any]:
-    """Bring ``backup`` back into ``data_dir``, which must hold no inhouse data yet. Returns the manifest."""
+    """Bring ``backup`` back into ``data_dir``, which must hold no inhouse data yet, nor any file the backup holds
+    (a restore never overwrites). Returns the manifest."""
     manifest = read_manifest(backup)
     present = [n for n in (*DATABASES, *AUDIT_FILES, "policy.toml") if (data_dir / n).exists()]
     if present:
         raise Conflict(f"{data_dir} already holds inhouse data ({', '.join(present)}); restore into a new, empty "
                        "data directory (move the current one aside first).", param="data_dir")
+    # Registered models, tuned profiles: files a new install may have made already (`models add` before the restore).
+    taken = [e["path"] for e in manifest["files"] if os.path.lexists(data_dir / e["path"])]
+    if taken:
+        listed = ", ".join(taken[:5]) + (f" and {len(taken) - 5} more" if len(taken) > 5 else "")
+        raise Conflict(f"{data_dir} already holds {listed}, which the backup would replace; a restore never "
+                       "overwrites: move them aside, or restore into a new, empty data directory.", param="data_dir")
     data_dir.mkdir(parents=True, exist_ok=True)
-    staging = data_dir / ".restore-staging"
+    staging = data_dir / _STAGING
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:

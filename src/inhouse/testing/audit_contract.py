@@ -9,16 +9,18 @@ chain, the signed head, ``verify`` against tampering, concurrent writers). Subcl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from inhouse.errors import AuditUnavailable, InvalidRequest
-from inhouse.governance.audit.chain import GENESIS, RESEALED, canonical_json, record_hash
+from inhouse.governance.audit.chain import FIELDS, GENESIS, RESEALED, Head, canonical_json, record_hash
+from inhouse.governance.audit.head import HeadSigner
 from inhouse.governance.audit.log import INTERRUPTED, STARTED, AuditLog, AuditRecord
 from inhouse.governance.audit.report import build_report, is_sent_out_sensitive
 from inhouse.governance.events import SecurityEvent
@@ -39,6 +41,40 @@ def fill(log: AuditLog, n: int, start: int = 0) -> None:
                                model="fake-model", location="local", label="internal",
                                documents=[f"doc_{i}", f"chk_{i}_0"], redactions={"email": i % 2},
                                details={"status": 200, "prompt_tokens": i, "ratio": i / 7}, at=1_700_000_000 + i)
+
+
+def append_in_flight(log: AuditLog) -> contextlib.ExitStack:
+    """Start an append on ``log``'s store and stop it between its head write and its commit (the window where the
+    SQLite store's head file is ahead of its rows): the chain's write lock is held until the stack is closed, which
+    commits it. What another process's append looks like to a reader in that window, without a thread."""
+    stack = contextlib.ExitStack()
+    tx = stack.enter_context(log.store.appending())
+    tail = tx.tail()
+    row: dict[str, Any] = {name: None for name in FIELDS}
+    row.update(seq=tail.seq + 1 if tail else 1, prev_hash=tail.hash if tail else GENESIS, kind="request",
+               ts="2023-11-14T22:13:20.000000Z", action="chat:create", outcome="success", documents="[]",
+               redactions="{}", details="{}")
+    row["hash"] = record_hash(row)
+    tx.insert(row)
+    tx.write_head(HeadSigner(log.key_path).sign(Head(row["seq"], row["hash"]), row))
+    return stack
+
+
+class _Snapshots:
+    """``store`` as it is, except that ``opened`` is set once a snapshot is open (the seam a test waits on)."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.opened = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    @contextlib.contextmanager
+    def snapshot(self, **kwargs: Any) -> Iterator[Any]:
+        with self._store.snapshot(**kwargs) as snap:
+            self.opened.set()
+            yield snap
 
 
 _COUNTED = ("period", "records", "records_by_kind", "requests", "by_action", "confidential_sent_out")
@@ -158,6 +194,28 @@ class AuditStoreContract:
         finally:
             a.close()
             b.close()
+
+    def test_verify_during_an_append_in_flight_finds_the_chain_intact(self, open_log: OpenLog) -> None:
+        """Another process's append is between its head write and its commit when verify takes its snapshot: the
+        chain is intact, never reported cut (the SQLite store's head file is ahead then; PostgreSQL's is not)."""
+        reader, writer = open_log(), open_log()
+        try:
+            fill(writer, 3)
+            seam = _Snapshots(reader.store)
+            reader.store = seam
+            results: list[Any] = []
+            with append_in_flight(writer) as in_flight:
+                verifier = threading.Thread(target=lambda: results.append(reader.verify()))
+                verifier.start()
+                assert seam.opened.wait(10)  # its first snapshot is taken with the append in flight
+                in_flight.close()  # the commit
+            verifier.join(30)
+            assert len(results) == 1 and results[0].ok, results
+            assert results[0].records in (3, 4)
+            assert reader.verify().records == 4
+        finally:
+            reader.close()
+            writer.close()
 
     @pytest.mark.parametrize(("tamper", "kind", "seq"), [
         ("set_column", "modified", 4), ("set_details", "modified", 7), ("delete_one", "deleted", 5),

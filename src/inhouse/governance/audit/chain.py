@@ -37,7 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from json.encoder import encode_basestring
 from typing import Any, Literal
@@ -116,24 +116,63 @@ class AuditRecord:
     details: dict[str, Any]
     prev_hash: str
     hash: str
+    # A damaged record (written behind the log's back: a JSON column that is not JSON of its shape, a BLOB in a
+    # text column): each such column's stored value as text. Its typed field holds an empty stand-in.
+    damaged: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """One line of an export: the JSON fields as values (re-serialise them canonically to hash)."""
+        """One line of an export: the JSON fields as values (re-serialise them canonically to hash). A damaged
+        record's line carries its damaged columns as stored (text) and ``damaged``, their names: its hash fails."""
         out = {name: getattr(self, name) for name in FIELDS}
         out["documents"] = list(self.documents)
         out["hash"] = self.hash
+        if self.damaged:
+            out.update(self.damaged)
+            out["damaged"] = sorted(self.damaged)
         return out
 
 
+_TEXT_FIELDS = ("ts", "kind", "action", "request_id", "actor_key_id", "user_id", "resource", "model", "location",
+                "label", "outcome", "reason", "prev_hash", "hash")
+_NULLABLE = frozenset({"request_id", "actor_key_id", "user_id", "resource", "model", "location", "label", "reason"})
+
+
+def as_text(value: Any) -> str:
+    """A stored value that is not what the column holds, as an export may show it (bytes as an SQL blob literal)."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "x'" + bytes(value).hex() + "'"
+    return str(value)
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
 def record_from_row(row: Mapping[str, Any]) -> AuditRecord:
-    """A record from its stored column values."""
-    return AuditRecord(
-        seq=row["seq"], ts=row["ts"], kind=row["kind"], action=row["action"], request_id=row["request_id"],
-        actor_key_id=row["actor_key_id"], user_id=row["user_id"], resource=row["resource"], model=row["model"],
-        location=row["location"], label=row["label"], documents=tuple(json.loads(row["documents"])),
-        redactions=json.loads(row["redactions"]), outcome=row["outcome"], reason=row["reason"],
-        details=json.loads(row["details"]), prev_hash=row["prev_hash"], hash=row["hash"],
-    )
+    """A record from its stored column values. Never raises on what the columns hold: whoever can write the database
+    can put anything there, and the tools that must report it (verify, export, the report) must not crash on it; a
+    column that does not hold what the log writes is listed in ``damaged``."""
+    values: dict[str, Any] = {"seq": row["seq"]}
+    damaged: dict[str, str] = {}
+    for name in _TEXT_FIELDS:
+        value = row[name]
+        if value is None or isinstance(value, str):
+            values[name] = value
+        else:
+            values[name], damaged[name] = None if name in _NULLABLE else "", as_text(value)
+    for name in JSON_FIELDS:
+        stored = row[name]
+        try:  # NaN and the infinities are not JSON (canonical_json refuses them): damage too
+            value = json.loads(stored, parse_constant=_not_json) if isinstance(stored, str) else None
+        except ValueError:  # JSONDecodeError, _not_json
+            value = None
+        if name == "documents" and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            values[name] = tuple(value)
+        elif name != "documents" and isinstance(value, dict):
+            values[name] = value
+        else:
+            values[name], damaged[name] = () if name == "documents" else {}, as_text(stored)
+    return AuditRecord(**values, damaged=damaged)
 
 
 @dataclass(frozen=True)
@@ -155,13 +194,22 @@ class VerifyReport:
                 "reseals": self.reseals}
 
 
+def _hash_of(row: Mapping[str, Any]) -> str | None:
+    """``record_hash``, or None for a row holding a value no record holds (a BLOB written behind the log's back):
+    such a row matches no hash, it was modified."""
+    try:
+        return record_hash(row)
+    except (TypeError, ValueError):
+        return None
+
+
 def _origin_of(row: Mapping[str, Any], upper: int) -> int | None:
     """The position ``s`` at which this (intact) record was written, if it now sits elsewhere."""
     probe = dict(row)
     for s in range(1, upper + 1):
         if s != row["seq"]:
             probe["seq"] = s
-            if record_hash(probe) == row["hash"]:
+            if _hash_of(probe) == row["hash"]:
                 return s
     return None
 
@@ -197,7 +245,7 @@ def check_chain(rows: Iterable[Mapping[str, Any]], *, total: int, head: Head | N
         seq = row["seq"]
         if seq != expected:
             return broken(expected, "deleted", f"record {expected} is missing (the next one is {seq})")
-        if record_hash(row) != row["hash"]:
+        if _hash_of(row) != row["hash"]:
             origin = _origin_of(row, upper)
             if origin is None:
                 return broken(seq, "modified", f"record {seq} does not match its hash")

@@ -22,9 +22,9 @@ elsewhere): ``record_finished_request`` keeps it in memory, with its own time, a
 record that can be, so it lands in the chain in order once the store is back. At most ``MAX_KEPT`` wait. The
 server also appends each to a local file (``take_over_kept``: ``audit.waiting.jsonl`` in the data directory,
 fsynced; one file a process, named by it, for a cluster's ingress replicas), so a process that dies before the store
-is back loses none: the next ``serve`` (the next ingress replica to start on the host) writes those whose request is
-still unfinished in the chain (a crash half-way through writing them duplicates nothing), before it closes the rest
-as interrupted.
+is back loses none: the next ``serve`` (the next ingress replica to start on the host) writes those not in the chain
+yet (a crash half-way through writing them duplicates nothing), before it closes the requests left
+unfinished as interrupted.
 
 A command's run (``inhouse ingest``) is a request too, but not the server's: its ``started`` record names the process
 that writes it (``this_process()``: host, pid and the pid's start time), so ``close_interrupted`` leaves a run
@@ -90,6 +90,9 @@ MAX_KEPT = 10_000
 # The columns of a kept record (``AuditLog._fields``): what a line of the spool must hold.
 _KEPT_FIELDS = frozenset({"ts", "kind", "action", "request_id", "actor_key_id", "user_id", "resource", "model",
                           "location", "label", "documents", "redactions", "outcome", "reason", "details"})
+# ``verify``'s pauses between looks that found the head ahead of the rows (an append in flight), before the settled
+# look: most such windows end within the first few milliseconds; the lock is needed only under steady appends.
+_VERIFY_PAUSES_S = (0.002, 0.005, 0.01, 0.02, 0.05)
 
 # Keys of ``SecurityEvent.details`` that have a column of their own: lifted out of ``details`` into it
 # (``destination`` is the egress policy's word for ``location``).
@@ -235,28 +238,48 @@ class AuditLog:
     def take_over_kept(self, spool: Path, *, per_process: bool = False) -> int:
         """From now on, also append kept records to ``spool`` (one JSON object a line, fsynced; ``inhouse serve``
         calls this with ``audit.waiting.jsonl`` in its data directory), and take over those a previous process left
-        there: each whose request is still unfinished in the chain is kept, to be written before anything else; the
-        others were written already. ``per_process``: processes share the data directory (a cluster's ingress
-        replicas), so this one's file is named by its process, and those of processes that are gone are taken over.
-        How many records were taken over. Raises ``AuditUnavailable`` when the store cannot say which requests are
-        open (nothing is taken over then; the spool is used all the same)."""
+        there: each is kept, to be written before anything else, unless it is in the chain already
+        (``_written_already``: a crash while they were being written, or another process closed the request).
+        ``per_process``: processes share the data directory (a cluster's ingress replicas), so this one's file is
+        named by its process, and those of processes that are gone are taken over. How many records were taken
+        over. Raises ``AuditUnavailable`` when the store cannot say which are written (nothing is taken over then;
+        the spool is used all the same)."""
         self._spool = Spool.of_this_process(spool, "audit records") if per_process else Spool(spool, "audit records")
         orphans = self._spool.orphans(spool)
         if not self._spool.path.exists() and not orphans:
             return 0
-        open_requests = {rec.request_id for rec in self.unfinished()}
         self._spool.claim_orphans(spool, orphans)
+        # Every well-formed final record: not only those of requests with a `started` record (a relayed external
+        # request has no id, a client gone from a route that is not a generation wrote no `started` record).
+        kept = [fields for fields in self._spool.read()
+                if set(fields) == _KEPT_FIELDS and all(v is None or isinstance(v, str) for v in fields.values())
+                and fields["kind"] == "request" and fields["outcome"] != STARTED and fields["ts"]]
+        written = self._written_already(kept)
         taken: list[dict[str, Any]] = []
-        for fields in self._spool.read():
-            if (set(fields) == _KEPT_FIELDS and fields["kind"] == "request"
-                    and fields["outcome"] != STARTED and fields["request_id"] in open_requests):
-                open_requests.discard(fields["request_id"])  # once
+        for fields in kept:
+            key = _request_key(fields)
+            if key not in written:
+                written.add(key)  # once
                 taken.append(fields)
         self._kept.take_over(taken, then=lambda kept: self._spool_write(kept, append=False))
         if taken:
             log.warning("%d audit records kept by a previous process are taken over from %s", len(taken),
                         spool.parent)
         return len(taken)
+
+    def _written_already(self, kept: Sequence[Mapping[str, Any]]) -> set[Any]:
+        """The ``_request_key`` of each kept record the chain holds already: a request with an id that has a final
+        record (its own, or ``interrupted`` by another process); one without an id, by a record with exactly its
+        fields (its time is to the microsecond)."""
+        found: set[Any] = set()
+        for rid in {fields["request_id"] for fields in kept} - {None}:
+            if any(row["outcome"] != STARTED for row in self.store.rows(RecordQuery(kind="request", request_id=rid))):
+                found.add(rid)
+        anonymous = [fields["ts"] for fields in kept if fields["request_id"] is None]
+        if anonymous:
+            found.update(_request_key(row) for row in self.store.rows(RecordQuery(since=min(anonymous), kind="request"))
+                         if row["request_id"] is None)
+        return found
 
     def _spool_write(self, records: list[dict[str, Any]], *, append: bool) -> None:
         """Add ``records`` to the spool, or make it hold exactly them (none: no file)."""
@@ -495,16 +518,21 @@ class AuditLog:
             yield rec.to_dict()
 
     def verify(self) -> VerifyReport:
-        """Recompute the chain from genesis and compare its end with the signed head."""
-        for attempt in range(2):
+        """Recompute the chain from genesis and compare its end with the signed head.
+
+        A writer may sign the head just before it commits (the SQLite store's head file): a head ahead of the
+        snapshot may be a commit in flight, not a cut. So such a look is not walked: after a pause (the commit ends)
+        verify looks again; under steady appends the next one may be in flight by then, so after ``_VERIFY_PAUSES_S``
+        the last look is a settled snapshot, taken with no append in flight (the write lock, held for a moment)."""
+        for pause in _VERIFY_PAUSES_S:
             with self.store.snapshot() as snap:
                 state = self._head_state(snap.read_head)
-                # A writer may sign the head just before it commits: a head ahead of our snapshot may be a
-                # commit in flight. Wait for any writer, then look again (once).
-                if state.head is None or state.head.seq <= snap.last_seq or attempt == 1:
+                if state.head is None or state.head.seq <= snap.last_seq:
                     return check_chain(snap.rows(), total=snap.total, head=state.head, head_problem=state.problem)
-            self.store.wait_for_writers()
-        raise AssertionError("unreachable")
+            time.sleep(pause)
+        with self.store.snapshot(settled=True) as snap:
+            state = self._head_state(snap.read_head)
+            return check_chain(snap.rows(), total=snap.total, head=state.head, head_problem=state.problem)
 
     def close(self) -> None:
         if self._kept and not self._closed:
@@ -517,6 +545,12 @@ class AuditLog:
             if not self._closed:
                 self._closed = True
                 self.store.close()
+
+
+def _request_key(fields: Mapping[str, Any]) -> Any:
+    """What names a final record's request: its id; without one (a relayed external request), all its columns."""
+    rid = fields["request_id"]
+    return rid if rid is not None else tuple(fields[name] for name in sorted(_KEPT_FIELDS))
 
 
 def changed_documents(changes: Sequence[tuple[str, str]], listed: int) -> dict[str, int]:

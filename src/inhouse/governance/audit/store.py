@@ -10,7 +10,8 @@ knows nothing of hashing or keys. What it must guarantee:
   for a commit that then failed is put back).
 * ``snapshot()`` shows the rows and their count as of one moment. Where the head is written apart from the rows
   (a file), a head read inside the snapshot may already name a record that is being committed: ``verify`` then
-  calls ``wait_for_writers()`` and looks again.
+  looks again with ``snapshot(settled=True)``, whose rows and head are read with no append in flight (under the
+  chain's write lock, let go before the rows are walked), so steady appends cannot make an intact chain look cut.
 
 ``inhouse.testing.audit_contract`` is the conformance suite.
 """
@@ -148,10 +149,9 @@ class ChainSnapshot(Protocol):
 class AuditStore(Protocol):
     def appending(self) -> AbstractContextManager[AuditAppend]: ...
 
-    def snapshot(self) -> AbstractContextManager[ChainSnapshot]: ...
-
-    def wait_for_writers(self) -> None:
-        """Return once every append in flight when called has committed or rolled back."""
+    def snapshot(self, *, settled: bool = False) -> AbstractContextManager[ChainSnapshot]:
+        """``settled``: taken while no append is in flight, its head read then too (``StoreUnavailable`` when the
+        appends in flight do not end within the store's wait)."""
         ...
 
     def read_head(self) -> str | None:

@@ -89,16 +89,14 @@ class PostgresAuditStore:
                        "commit": "The audit record could not be committed"}[stage]
             raise append_failed(message, exc) from exc
 
-    def wait_for_writers(self) -> None:
-        with self._db.transaction(lock=AUDIT_LOCK):  # granted once the appends in flight have ended
-            pass
-
     def read_head(self) -> str | None:
         with self._db.connection() as conn:
             return _head(conn)
 
     @contextmanager
-    def snapshot(self) -> Iterator[_Snapshot]:
+    def snapshot(self, *, settled: bool = False) -> Iterator[_Snapshot]:
+        # ``settled`` needs nothing more here: the head is a row committed with its record, and a REPEATABLE READ
+        # snapshot sees both or neither, so no append is ever half-seen.
         with self._db.transaction(isolation="REPEATABLE READ READ ONLY") as conn:
             yield _Snapshot(conn)
 

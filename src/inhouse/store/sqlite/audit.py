@@ -3,7 +3,8 @@
 Writes go through one connection with ``synchronous=FULL`` (a committed record survives a power cut); SQLite's
 write lock serialises appends across processes (a lock in the process, too). The head file is replaced atomically
 inside the write transaction, before the commit; if the commit then fails, the previous head text is put back.
-Readers (verify, export, reports) use read-only connections of their own, so a long verify never holds up writers.
+Readers (verify, export, reports) use read-only connections of their own, so a long verify never holds up writers
+(a settled snapshot takes the write lock only while it reads the row count and the head).
 
 Migrations: version 1 is the table as the first release wrote it (files from before this scheme have
 ``audit_records`` and no ``schema_migrations``: they are at version 1).
@@ -21,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from inhouse.errors import AuditUnavailable
+from inhouse.errors import AuditUnavailable, StoreUnavailable, is_busy
 from inhouse.governance.audit.chain import FIELDS, Head
 from inhouse.governance.audit.log import AuditLog
 from inhouse.governance.audit.store import GroupCount, RecordQuery, Row, append_failed
@@ -75,6 +76,7 @@ MIGRATIONS = (
 )
 _INSERT = (f"INSERT INTO audit_records ({', '.join((*FIELDS, 'hash'))})"
            f" VALUES ({', '.join('?' * (len(FIELDS) + 1))})")
+_LOCK_POLL_S = 0.0002
 _FAILED = {"begin": "The audit log cannot be written", "write": "The audit record could not be written",
            "commit": "The audit record could not be committed"}
 
@@ -117,14 +119,25 @@ class _Append:
 
 
 class _Snapshot:
-    def __init__(self, conn: sqlite3.Connection, store: SqliteAuditStore) -> None:
+    def __init__(self, conn: sqlite3.Connection, store: SqliteAuditStore, *, settled: bool = False) -> None:
         self._conn = conn
         self._store = store
         total, last = conn.execute("SELECT count(*), coalesce(max(seq), 0) FROM audit_records").fetchone()
         self.total, self.last_seq = int(total), int(last)
+        self._head: tuple[str | None, OSError | None] | None = None  # settled: the head as read with the rows
+        if settled:
+            try:
+                self._head = (store.read_head(), None)
+            except OSError as exc:
+                self._head = (None, exc)
 
     def read_head(self) -> str | None:
-        return self._store.read_head()
+        if self._head is None:
+            return self._store.read_head()
+        text, error = self._head
+        if error is not None:
+            raise error
+        return text
 
     def rows(self) -> Iterator[Row]:
         return _dicts(self._conn.execute("SELECT * FROM audit_records ORDER BY seq"))
@@ -165,12 +178,6 @@ class SqliteAuditStore:
                 if stage == "commit" and tx.head_written:
                     self._restore_head(tx.previous_head)
                 raise append_failed(_FAILED[stage], exc, self.path.parent) from exc
-
-    def wait_for_writers(self) -> None:
-        with self._db.lock, contextlib.suppress(sqlite3.Error):
-            if not self._db.closed:
-                with write_transaction(self._db.connection):  # blocks (busy_timeout) while another writer commits
-                    pass
 
     # -- the head file ----------------------------------------------------------------------------------------
 
@@ -214,9 +221,44 @@ class SqliteAuditStore:
             conn.close()
 
     @contextmanager
-    def snapshot(self) -> Iterator[_Snapshot]:
+    def snapshot(self, *, settled: bool = False) -> Iterator[_Snapshot]:
+        """``settled``: the rows and the head are read holding the write lock (this process's and SQLite's), so no
+        append is between its head write and its commit; the lock is let go before the rows are walked."""
         with self._reader() as conn, read_transaction(conn):
-            yield _Snapshot(conn, self)
+            if not settled:
+                yield _Snapshot(conn, self)
+                return
+            with self._db.lock, self._write_lock():
+                snap = _Snapshot(conn, self, settled=True)
+            yield snap
+
+    @contextmanager
+    def _write_lock(self) -> Iterator[None]:
+        """Hold SQLite's write lock for a moment (nothing is written). Polled every ``_LOCK_POLL_S``, not left to
+        the busy timeout: SQLite's busy handler sleeps up to 100 ms between tries, and a writer appending without
+        pause takes the lock again within microseconds of its commit, so it would win every time."""
+        deadline = time.monotonic() + self._busy_timeout_ms / 1000
+        conn = connect(self.path, busy_timeout_ms=self._busy_timeout_ms)
+        try:
+            conn.execute("PRAGMA busy_timeout = 0")  # the polls below wait instead
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    break
+                except sqlite3.Error as exc:
+                    if not is_busy(exc):
+                        raise
+                    if time.monotonic() >= deadline:
+                        raise StoreUnavailable(
+                            "The audit log cannot be checked now: another process held its write lock for longer "
+                            f"than {self._busy_timeout_ms / 1000:g} s; retry shortly.", code="store_busy") from exc
+                    time.sleep(_LOCK_POLL_S)
+            try:
+                yield
+            finally:
+                conn.execute("ROLLBACK")
+        finally:
+            conn.close()
 
     def count(self) -> int:
         with self._reader() as conn:
