@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -112,6 +112,11 @@ class KnowledgeBase:
                                             sketch_questions=sketch_questions)
 
     def collection(self, actor: Actor, ref: str) -> Collection:
+        col = self._visible_collection(actor, ref)
+        return self._counted(AccessScope.of(actor), [col])[0]
+
+    def _visible_collection(self, actor: Actor, ref: str) -> Collection:
+        """The collection, NotFound when ``actor`` may not see it; its ``document_count`` counts every document."""
         try:
             col = self.store.get_collection(ref)
         except NotFound:
@@ -122,12 +127,20 @@ class KnowledgeBase:
 
     def list_collections(self, actor: Actor) -> list[Collection]:
         scope = AccessScope.of(actor)
-        return [c for c in self.store.list_collections() if may_access_collection(scope, c.acl)]
+        return self._counted(scope, [c for c in self.store.list_collections() if may_access_collection(scope, c.acl)])
+
+    def _counted(self, scope: AccessScope, cols: list[Collection]) -> list[Collection]:
+        """``cols`` with a member's ``document_count``: the documents they may see (restricted documents and those
+        whose own list leaves them out are not theirs to count, as they are not theirs to list)."""
+        if scope.is_admin or not cols:
+            return cols
+        counts = self.store.visible_document_counts(scope, [c.id for c in cols])
+        return [replace(c, document_count=counts.get(c.id, 0)) for c in cols]
 
     def update_collection(self, actor: Actor, ref: str, *, groups: Iterable[str] | None = None,
                           keys: Iterable[str] | None = None, description: str | None = None,
                           sketch_questions: bool | None = None) -> Collection:
-        col = self.collection(actor, ref)
+        col = self._visible_collection(actor, ref)
         _admin(actor, "change collections")
         acl = None
         if groups is not None or keys is not None:
@@ -136,7 +149,7 @@ class KnowledgeBase:
                                             sketch_questions=sketch_questions)
 
     def delete_collection(self, actor: Actor, ref: str, *, run: str | None = None) -> None:
-        col = self.collection(actor, ref)
+        col = self._visible_collection(actor, ref)
         _admin(actor, "delete collections")
         self.store.delete_collection(col.id, run=run)
 
@@ -161,7 +174,7 @@ class KnowledgeBase:
 
     def list_documents(self, actor: Actor, collection: str, *, limit: int = 100,
                        offset: int = 0) -> list[DocumentRecord]:
-        col = self.collection(actor, collection)
+        col = self._visible_collection(actor, collection)
         scope = AccessScope.of(actor)
         if scope.is_admin:
             return self.store.list_documents(col.id, limit=limit, offset=offset)
@@ -189,7 +202,7 @@ class KnowledgeBase:
                      run: str | None = None) -> FileOutcome:
         """Add or replace one file (an upload); ``run``: its audit request id, under which the change is noted in
         the run journal (here and in ``relabel``, ``delete_document``, ``delete_collection``)."""
-        col = self.collection(actor, collection)
+        col = self._visible_collection(actor, collection)
         acl = acl_from(groups, keys) if (groups or keys) else None
         own_copy = False
         if not actor.is_admin:
@@ -225,7 +238,7 @@ class KnowledgeBase:
         there are deleted. ``report``: filled as files are committed (``Ingestor.ingest``)."""
         from pathlib import Path
 
-        col = self.collection(actor, collection)
+        col = self._visible_collection(actor, collection)
         acl = acl_from(groups) if groups else None
         if sync and not all(Path(p).is_dir() for p in paths):
             raise InvalidRequest("--sync takes directories: a single file has nothing to remove.", param="paths")
@@ -276,7 +289,7 @@ class KnowledgeBase:
         ``apply``: raise them, and record every document's marking (the label members may not relabel below), as
         ingestion does now. Admins only; never lowers a label."""
         _admin(actor, "review the markings of documents")
-        col = self.collection(actor, collection)
+        col = self._visible_collection(actor, collection)
         reader = MarkingReader(self.settings.label_names)
         derived = self.derived
         if derived is not None:

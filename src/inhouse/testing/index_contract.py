@@ -178,6 +178,47 @@ class IndexStoreContract:
         assert contents("加班")[0].startswith("工作日")  # 2 characters: below the trigram size
         assert contents("P3")[0].startswith("P3")
 
+    def test_keyword_search_of_codes_glued_to_chinese(self, store: IndexStore) -> None:
+        """Chinese right after Latin letters or digits ("X200路由器…") is searched like any Chinese, and the code itself
+        is found too, short ("P3级…") or long: text runs them together, and one token of both found neither."""
+        hr, _ = self._cols(store)
+        router = "X200路由器的默认密码是admin。忘记密码时按住复位键十秒恢复出厂设置。"
+        store.put_document(make_doc(hr, "router.txt", [router]))
+        store.put_document(make_doc(hr, "oncall.txt", ["P3级故障需要在4小时内响应，P1级故障需要立即响应。"]))
+        store.put_document(make_doc(hr, "other.txt", ["报销规则：出差住宿每晚不超过500元。", "The WireGuard gateway."]))
+        store.put_document(make_doc(hr, "manual.txt", ["The X200 manual: P3 tickets first."]))  # the codes as words
+
+        def found(q: str) -> list[str]:
+            hits = store.keyword_search(HR, q, SearchFilters(), 5)
+            return [c.source_path for c in store.get_chunks(HR, [s.chunk_id for s in hits])]
+
+        for q in ("X200路由器的默认密码是什么？", "路由器的默认密码", "x200 默认密码"):
+            assert found(q)[:1] == ["router.txt"], q
+        for q in ("P3级故障要多久响应", "级故障"):
+            assert found(q)[:1] == ["oncall.txt"], q
+        assert set(found("X200")) == {"router.txt", "manual.txt"}
+        assert set(found("P3")) == {"oncall.txt", "manual.txt"}
+        assert found("500元")[:1] == ["other.txt"]
+
+    def test_a_query_word_found_nowhere_leaves_the_others_their_matches(self, store: IndexStore) -> None:
+        """An OR query with one more word (a typo, a word of the question only) finds what the others find, even
+        when they are in most chunks: the word found nowhere must not be the one kept."""
+        hr, _ = self._cols(store)
+        store.put_document(make_doc(hr, "vpn.txt", [f"WireGuard tunnel note {i}: port 5182{i}." for i in range(4)]))
+        store.put_document(make_doc(hr, "travel.txt", [f"Travel expense rule number {i}." for i in range(6)]))
+        assert len(store.keyword_search(HR, "wireguard", SearchFilters(), 10)) == 4
+        assert len(store.keyword_search(HR, "wireguard handshakes", SearchFilters(), 10)) == 4
+        assert store.keyword_search(HR, "handshakes", SearchFilters(), 10) == []
+
+    def test_keyword_search_of_accented_words(self, store: IndexStore) -> None:
+        hr, _ = self._cols(store)
+        text = "Contact Jürgen Müller at the Zürich office for café vouchers."
+        store.put_document(make_doc(hr, "contacts.txt", [text]))
+        store.put_document(make_doc(hr, "other.txt", ["Unrelated text about routers and ports."]))
+        for q in ("Müller", "Zürich office", "café", "JÜRGEN"):
+            hits = store.keyword_search(HR, q, SearchFilters(), 5)
+            assert [c.source_path for c in store.get_chunks(HR, [s.chunk_id for s in hits])] == ["contacts.txt"], q
+
     def test_keyword_title_and_section_outweigh_the_text(self, store: IndexStore) -> None:
         """A question naming a page's subject or an entry's name finds the page titled so, or the entry headed so,
         before chunks that only mention the word in their text (even several times); a dotted name (``os.chmod``)
@@ -254,6 +295,30 @@ class IndexStoreContract:
         assert {c.source_path for c in store.get_chunks(ADMIN, [s.chunk_id for s in pub])} == {"y/b.txt"}
         pre = store.keyword_search(ADMIN, "alpha", SearchFilters(source_prefix="x/"), 10)
         assert {c.source_path for c in store.get_chunks(ADMIN, [s.chunk_id for s in pre])} == {"x/a.txt"}
+
+    def test_source_prefix_is_case_sensitive_and_literal(self, store: IndexStore) -> None:
+        """As paths are; LIKE's wildcards in a prefix are plain characters."""
+        hr, _ = self._cols(store)
+        for path in ("HR/a.txt", "hr/b.txt", "h%/c.txt", "hrx/d.txt", "h_/e.txt"):
+            store.put_document(make_doc(hr, path, [f"alpha policy {path}"]))
+        q = EMBED.embed_query("alpha policy")
+        for prefix, paths in (("hr/", {"hr/b.txt"}), ("HR/", {"HR/a.txt"}), ("h%", {"h%/c.txt"}),
+                              ("h_/", {"h_/e.txt"}), ("Hr", set())):
+            f = SearchFilters(source_prefix=prefix)
+            hits = store.vector_search(HR, q, f, 10) + store.keyword_search(HR, "alpha", f, 10)
+            assert {c.source_path for c in store.get_chunks(HR, [s.chunk_id for s in hits])} == paths, prefix
+
+    def test_visible_document_counts(self, store: IndexStore) -> None:
+        """What a member's ``document_count`` is: the documents they may see, not every document."""
+        hr, fin = self._cols(store)
+        store.put_document(make_doc(hr, "a.txt", ["open"]))
+        store.put_document(make_doc(hr, "r.txt", ["restricted"], label=Label.RESTRICTED))
+        store.put_document(make_doc(hr, "n.txt", ["narrowed"], acl=Acl(groups=frozenset({"hr-leads"}))))
+        store.put_document(make_doc(fin, "f.txt", ["finance"]))
+        assert store.visible_document_counts(HR, [hr, fin]) == {hr: 1}
+        assert store.visible_document_counts(ADMIN, [hr, fin]) == {hr: 3, fin: 1}
+        assert store.visible_document_counts(ADMIN, [fin]) == {fin: 1}
+        assert store.visible_document_counts(NOBODY, [hr, fin]) == {}
 
     def test_same_bytes_elsewhere_in_collection_is_unchanged(self, store: IndexStore) -> None:
         hr, fin = self._cols(store)

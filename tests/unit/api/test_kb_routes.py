@@ -367,3 +367,30 @@ def test_upload_limit_is_larger_than_the_body_limit_only_for_uploads(admin: Test
     assert admin.post(f"/v1/collections/{cid}/documents", files={"file": ("big.md", text)}).status_code == 201
     assert admin.post("/v1/search", content=b"{" + b" " * 1_100_000 + b"}",
                       headers={"content-type": "application/json"}).status_code == 413
+
+
+@pytest.mark.parametrize("filters", [{"document_ids": 5}, {"labels": 5}, {"labels": True}, {"document_ids": "doc_x"},
+                                     {"labels": "internal"}, {"document_ids": [1, 2]}])
+def test_a_search_filter_that_is_not_a_list_of_strings_is_a_400(admin: TestClient, filters: dict[str, Any]) -> None:
+    """A number was iterated (500), a string taken apart into its characters (silently nothing found)."""
+    r = admin.post("/v1/search", json={"query": "annual leave", "filters": filters})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "invalid_request" and r.json()["error"]["param"] == "filters"
+    assert admin.post("/v1/search", json={"query": "leave", "filters": {"labels": ["internal"]}}).status_code == 200
+
+
+def test_a_members_document_count_counts_the_documents_they_may_see(admin: TestClient, kb_services: Any) -> None:
+    """Restricted documents and those whose own list leaves the member out are not theirs to count either."""
+    cid = admin.post("/v1/collections", json={"name": "hr", "access": {"groups": ["all"]}}).json()["id"]
+    member_id = kb_services.keys.authenticate(kb_services.member_key).key_id
+    admin.patch(f"/v1/collections/{cid}", json={"access": {"groups": ["all"], "keys": [member_id]}})
+    admin.post(f"/v1/collections/{cid}/documents", files={"file": ("leave.md", b"# Leave\n\n18 days.\n")})
+    admin.post(f"/v1/collections/{cid}/documents", data={"label": "restricted"},
+               files={"file": ("layoffs.md", b"# Layoffs\n\nBerlin closes.\n")})
+    admin.post(f"/v1/collections/{cid}/documents", data={"keys": "key_someone_else"},
+               files={"file": ("salaries.md", b"# Salaries\n\nBands.\n")})
+    assert admin.get(f"/v1/collections/{cid}").json()["document_count"] == 3
+    with TestClient(build_app(kb_services), headers=member_headers(kb_services)) as m:
+        assert len(m.get(f"/v1/collections/{cid}/documents").json()["data"]) == 1
+        assert m.get(f"/v1/collections/{cid}").json()["document_count"] == 1
+        assert [c["document_count"] for c in m.get("/v1/collections").json()["data"]] == [1]

@@ -163,3 +163,56 @@ def test_keyword_terms_of_a_version_1_database_are_reweighed(postgres_url: str) 
         assert s.get_chunks(ADMIN, [top[0].chunk_id])[0].document_id == doc.document.id
     finally:
         s.close()
+
+
+def test_keyword_terms_of_a_version_5_database_split_latin_from_cjk(postgres_url: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Migration 6 rewrites every chunk's terms: before it, CJK text right after Latin letters or digits
+    ("X200路由器…") was one Latin term, and none of its CJK windows was indexed."""
+    import re
+
+    from inhouse.kb.index import keywords
+
+    s = PostgresIndexStore(postgres_url, dim=DIM)
+    try:
+        col = s.create_collection("docs", acl=Acl()).id
+        doc = s.put_document(make_doc(col, "router.txt", ["X200路由器的默认密码是admin。"]))
+        s.put_document(make_doc(col, "other.txt", ["报销规则：出差住宿每晚不超过500元。"]))
+        # The terms as version 5 wrote them: the Latin branch of the token went on through CJK characters.
+        monkeypatch.setattr(keywords, "_TOKEN_RE", re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+"
+                                                              r"|[^\W_][\w.\-]*"))
+        with s._db.transaction() as c:
+            for r in c.execute("SELECT pk, text, section FROM kb_chunks").fetchall():
+                c.execute("UPDATE kb_chunks SET tsv = %s::tsvector WHERE pk = %s",
+                          (tsvector_literal(r["text"], r["section"]), r["pk"]))
+            c.execute("DELETE FROM schema_migrations WHERE scope = 'kb' AND version = 6")
+        monkeypatch.undo()
+        assert s.keyword_search(ADMIN, "路由器的默认密码", SearchFilters(), 5) == []
+        assert s.check().fts_integrity != "ok"
+    finally:
+        s.close()
+    s = PostgresIndexStore(postgres_url, dim=DIM)
+    try:
+        assert s.check().ok, s.check().to_dict()
+        top = s.keyword_search(ADMIN, "路由器的默认密码", SearchFilters(), 5)
+        assert [c.document_id for c in s.get_chunks(ADMIN, [h.chunk_id for h in top])] == [doc.document.id]
+    finally:
+        s.close()
+
+
+def test_a_term_found_nowhere_does_not_leave_the_frequent_one_out(postgres_url: str) -> None:
+    """Past ``keyword_match_rows`` the frequent terms leave the query; when the rarer terms kept (here a word in no
+    chunk, unknown to the statistics) match nothing, the rarest term left out answers instead of nothing."""
+    s = PostgresIndexStore(postgres_url, dim=DIM, keyword_match_rows=10)
+    try:
+        col = s.create_collection("hr", acl=Acl()).id
+        s.put_document(make_doc(col, "vpn.txt", [f"wireguard tunnel note {i}" for i in range(20)]))
+        s.put_document(make_doc(col, "travel.txt", [f"travel expense rule {i}" for i in range(10)]))
+        s._db.execute("ANALYZE kb_chunks")
+        s.term_shares.refresh()
+        assert s.term_shares.share("wireguard") == pytest.approx(2 / 3)
+        assert s.term_shares.share("handshakes") is None
+        assert len(s.keyword_search(ADMIN, "wireguard handshakes", SearchFilters(), 30)) == 20
+        assert s.keyword_search(ADMIN, "handshakes", SearchFilters(), 30) == []
+    finally:
+        s.close()

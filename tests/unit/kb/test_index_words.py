@@ -55,3 +55,23 @@ def test_a_mixed_query_searches_both_indexes() -> None:
         assert found == {zh[0], en[0]}
     finally:
         store.close()
+
+
+def test_query_words_fold_as_the_word_index_stores_them() -> None:
+    """``keywords.word_terms`` makes of each word what ``unicode61 remove_diacritics 2`` stores: an accented word
+    (``Müller``, stored ``muller``) was asked for as ``ller`` and never found."""
+    import apsw
+
+    from inhouse.kb.index.keywords import fold_word, word_terms
+
+    words = ["Müller", "Zürich", "café", "Straße", "ﬁle", "Ｘ２００", "ÆSIR", "Øre", "Ǆ", "İstanbul", "ŁÓDŹ", "naïve",
+             "Ångström", "ΣΊΣΥΦΟΣ", "Привет", "résumé", "Ĳssel", "Ǻ", "Ḁ", "Ṩ", "Ỳ", "Ėlė", "Ğ", "Ş", "Ț", "Ő",
+             "Ű", "ǅ", "Ⅻ", "ǘ", "ĸ", "ŉ", "Ðe", "Þorn", "Đ", "ħ", "cafe\u0301"]
+    conn = apsw.Connection(":memory:")
+    conn.execute("CREATE VIRTUAL TABLE w USING fts5 (b, tokenize = 'unicode61 remove_diacritics 2');"
+                 "CREATE VIRTUAL TABLE v USING fts5vocab (w, 'row')")
+    for word in words:
+        conn.execute("DELETE FROM w")
+        conn.execute("INSERT INTO w VALUES (?)", (word,))
+        assert [t for (t,) in conn.execute("SELECT term FROM v")] == [fold_word(word)], word
+    assert word_terms("Müller") == ["muller"]

@@ -51,5 +51,30 @@ def test_tsvector_weighs_title_and_section_path() -> None:
 
 def test_word_terms() -> None:
     assert word_terms("How do I use os.chmod in the subprocess module?") == ["use", "os chmod", "subprocess", "module"]
-    assert word_terms("X200 保修多久") == ["x200"]
+    assert word_terms("X200 保修多久 for ipv6") == []  # codes: the trigram index's
     assert word_terms('"quoted" OR NEAR(') == ["quoted", "near"]
+
+
+def test_a_latin_term_ends_where_cjk_begins() -> None:
+    """"X200路由器…" is a code and Chinese: one Latin token of both held the Chinese no CJK window could find."""
+    long, _ = keyword_terms("X200路由器的默认密码是什么？")
+    assert long[:3] == ["x200", "路由器", "由器的"]
+    assert index_terms("X200路由器的默认密码是admin") == ["x200", "路由器", "由器的", "器的默", "的默认", "默认密",
+                                                      "认密码", "密码是", "admin"]
+    assert keyword_terms("P3级故障") == (["级故障"], ["p3"])
+    assert word_terms("X200路由器 admin密码") == ["admin"]
+
+
+def test_word_terms_leave_codes_to_the_trigram_index_and_the_substring_scan() -> None:
+    """The word index holds "P3级故障需要" and "X200路由器" as one token: a word query of ``p3`` or ``x200`` finds
+    nothing there."""
+    assert word_terms("P3 incident on os, X200 51820") == ["incident", "os"]
+    assert keyword_terms("P3 incident on os, X200 51820") == (["incident", "x200", "51820"], ["p3"])
+
+
+def test_word_terms_fold_as_the_word_index_does() -> None:
+    """What ``unicode61 remove_diacritics 2`` stores for each word (checked against SQLite in test_index_words)."""
+    assert word_terms("Jürgen Müller, Zürich café; İstanbul ŁÓDŹ") == ["jurgen", "muller", "zurich", "cafe",
+                                                                     "istanbul", "łodz"]
+    assert word_terms("Straße ΣΊΣΥΦΟΣ Привет") == ["straße", "σίσυφοσ", "привет"]
+    assert word_terms("cafe\u0301-bar") == ["cafe bar"]  # decomposed accent

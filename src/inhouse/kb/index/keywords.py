@@ -10,14 +10,21 @@ substring scan. ``like_escape`` escapes a term for ``LIKE … ESCAPE '\\'`` (SQL
 A store whose keyword index holds words rather than every 3-character window (PostgreSQL's ``tsvector``) indexes
 ``index_terms`` of each chunk: the same Latin words and CJK windows the query side makes, in text order.
 
+A Latin term ends where a CJK character begins (``X200路由器`` is ``x200`` and ``路由器``): text runs them together
+("X200路由器的默认密码是admin"), and one token of both would hold the CJK text no CJK window could find.
+
 ``word_terms`` is the query of a word index that tokenizes the text itself (SQLite's FTS5 ``unicode61`` table
-``kb_words``): runs of ASCII letters and digits of 2+ characters minus stop words, and a term joined by ``.``,
-``_`` or ``-`` (``os.chmod``, ``file_range``) as a phrase of its parts, which is how such a tokenizer splits it.
+``kb_words``): runs of letters and digits of 2+ characters minus stop words, folded as that tokenizer folds them
+(``Müller`` is ``muller``), and a term joined by ``.``, ``_`` or ``-`` (``os.chmod``, ``file_range``) as a phrase of
+its parts, which is how such a tokenizer splits it. Words with digits (``X200``, ``P3``, ``51820``) are left to the
+trigram index or, of 1-2 characters, the substring scan (``keyword_terms``): the tokenizer keeps letters, digits and
+CJK in one token ("X200路由器", "P3级故障"), which a word query of ``x200`` cannot find.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable
 
 _STOP = frozenset({
@@ -28,8 +35,10 @@ _STOP = frozenset({
     "being", "been", "than", "then", "them", "they", "she", "his", "her", "him", "also", "some", "such", "only",
     "own", "same", "very", "just", "one", "two", "company",
 })
-_TOKEN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+|[^\W_][\w.\-]*", re.UNICODE)
-_CJK_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+# A CJK run, or a Latin term: a letter or digit, then letters, digits, ``_``, ``.`` and ``-``, none of them CJK.
+_TOKEN_RE = re.compile(rf"[{_CJK}]+|[^\W_{_CJK}](?:[^\W{_CJK}]|[.\-])*")
+_CJK_RE = re.compile(f"[{_CJK}]")
 _MAX_TERMS = 48
 _WORD_RE = re.compile(r"[^\W_]+", re.ASCII)
 
@@ -97,16 +106,37 @@ _STOP_SHORT = frozenset({
 
 
 def word_terms(query: str) -> list[str]:
-    """Latin-script words of a query for a word index (see the module docstring); a phrase's parts are joined by
+    """The non-CJK words of a query for a word index (see the module docstring); a phrase's parts are joined by
     one space."""
     out: list[str] = []
-    for tok in re.findall(r"[A-Za-z0-9][A-Za-z0-9._\-]*", query.lower()):
-        parts = _WORD_RE.findall(tok)
+    for tok in _TOKEN_RE.findall(unicodedata.normalize("NFC", query)):
+        if _CJK_RE.match(tok):
+            continue
+        parts = re.findall(r"[^\W_]+", fold_word(tok))
         if len(parts) > 1:
             out.append(" ".join(parts))
-        elif parts and len(parts[0]) >= 2 and parts[0] not in _STOP and parts[0] not in _STOP_SHORT:
+        elif (parts and len(parts[0]) >= 2 and parts[0] not in _STOP and parts[0] not in _STOP_SHORT
+              and not any(ch.isdigit() for ch in parts[0])):  # codes: the trigram index's (keyword_terms)
             out.append(parts[0])
     return list(dict.fromkeys(out))[:_MAX_TERMS]
+
+
+def fold_word(text: str) -> str:
+    """``text`` as FTS5's ``unicode61 remove_diacritics 2`` folds it: a Latin letter loses its marks (``ü`` is
+    ``u``, ``İ`` is ``i``), other marks go, and case folds one character to one (``ß``, ``ﬁ``, Greek accents and
+    full-width forms stay, as the tokenizer keeps them; NFKD or ``casefold`` alone would not match them)."""
+    out = []
+    for ch in unicodedata.normalize("NFC", text):
+        if unicodedata.category(ch) == "Mn":
+            continue
+        base = unicodedata.normalize("NFD", ch)[0]
+        if base != ch and (ord(base) < 0x250 or 0x1E00 <= ord(base) <= 0x1EFF):  # the Latin blocks
+            ch = base
+        folded = ch.casefold()
+        if len(folded) != 1:
+            folded = ch.lower() if len(ch.lower()) == 1 else ch
+        out.append(folded)
+    return "".join(out)
 
 
 def like_escape(term: str) -> str:

@@ -58,7 +58,7 @@ class Collection:
     description: str
     acl: Acl
     created_at: float
-    document_count: int = 0
+    document_count: int = 0  # all of them; ``KnowledgeBase`` gives a member the count of those they may see
     # Questions searched in it also get the local model's code sketch (``kb/sketch.py``): for technical manuals,
     # whose entries are named by the feature rather than the goal. Off for company documents, where a coder model's
     # "code" is invented plumbing (docs/knowledge.md).
@@ -159,8 +159,12 @@ class SearchFilters:
         prefix = raw.get("source_prefix")
         if prefix is not None and not isinstance(prefix, str):
             raise InvalidRequest("'source_prefix' must be a string.", param="filters")
+        # Lists only: a string would be taken apart into its characters (and match nothing), a number not at all.
+        for name, value, kinds in (("document_ids", docs, str), ("labels", labels, str | Label)):
+            if value is not None and not (isinstance(value, list | tuple) and all(isinstance(v, kinds) for v in value)):
+                raise InvalidRequest(f"'{name}' must be a list of strings.", param="filters")
         return cls(
-            document_ids=frozenset(str(d) for d in docs) if docs is not None else None,
+            document_ids=frozenset(docs) if docs is not None else None,
             labels=frozenset(parse_label(x, param="filters") for x in labels) if labels is not None else None,
             source_prefix=prefix,
         )
@@ -250,6 +254,10 @@ class IndexStore(Protocol):
         """Chunks by id, in the given order, silently dropping those ``scope`` may not see."""
         ...
     def visible_document(self, scope: AccessScope, document_id: str) -> bool: ...
+    def visible_document_counts(self, scope: AccessScope, collection_ids: Iterable[str]) -> dict[str, int]:
+        """Collection id (of ``collection_ids``) -> how many of its documents ``scope`` may see (collections with
+        none left out): a member's ``Collection.document_count``, which must not count what they may not see."""
+        ...
 
     # -- housekeeping --------------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:

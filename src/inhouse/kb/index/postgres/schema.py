@@ -64,7 +64,9 @@ SEARCH_INDEXES = (
 
 def reweigh_keyword_terms(conn: Any) -> None:
     """2: every chunk's ``tsv`` rewritten with weights (title ``A``, section path ``B``, text ``D``) from the row's
-    own ``text`` and ``section``, as ``terms.tsvector_literal`` now writes it; the GIN index follows the updates."""
+    own ``text`` and ``section``, as ``terms.tsvector_literal`` now writes it; the GIN index follows the updates.
+    6: the same rewrite, for the terms of CJK text right after Latin letters or digits ("X200路由器"), which version 5
+    and earlier kept in one Latin term and so never indexed as CJK windows."""
     last = 0
     while True:
         rows = conn.execute("SELECT pk, text, section FROM kb_chunks WHERE pk > %s ORDER BY pk LIMIT %s",
@@ -160,7 +162,8 @@ CREATE INDEX kb_chunks_doc ON kb_chunks (document_pk, ordinal)""")
             PgMigration(3, "vector_change_log", vector_change_log),
             PgMigration(4, "collection_sketch_questions",
                         "ALTER TABLE kb_collections ADD COLUMN sketch_questions boolean NOT NULL DEFAULT false"),
-            PgMigration(5, "run_journal", _V5))
+            PgMigration(5, "run_journal", _V5),
+            PgMigration(6, "keyword_terms_split_latin_from_cjk", reweigh_keyword_terms))
 
 
 def migrate_index(db: PostgresDatabase, dim: int) -> None:

@@ -20,7 +20,8 @@ Keyword search: ``tsv @@ query`` over the terms of ``kb.index.keywords`` (Latin 
 windows), ranked by ``ts_rank`` normalised by length, with the terms of the document title and of the section path
 weighted 3 and 2 against the text's 1 (schema 2; SQLite's word index weighs its columns alike). ``ts_rank`` is not
 BM25: it has no inverse document frequency, so a rare term does not outweigh a common one as it does on SQLite
-(the most frequent terms leave the query, ``keywords.rarest_terms``); fused with the vector ranks (RRF) the
+(the most frequent terms leave the query, ``keywords.rarest_terms``; when what is left matches nothing, the rarest
+term left out is asked instead); fused with the vector ranks (RRF) the
 difference is small. Queries of only 1-2 character terms fall back to ``ILIKE`` over the allowed chunks, ranked by
 how many terms each contains, as on SQLite.
 
@@ -416,9 +417,11 @@ class PostgresIndexStore:
 
     def keyword_search(self, scope: AccessScope, query: str, filters: SearchFilters, limit: int) -> list[Scored]:
         long, short = keyword_terms(query)
+        left_out: list[str] = []
         if long:
             shares = self.term_shares.current()
-            long = rarest_terms(long, shares.share, max(_MATCH_SHARE, self._match_rows / max(shares.rows, 1.0)))
+            kept = rarest_terms(long, shares.share, max(_MATCH_SHARE, self._match_rows / max(shares.rows, 1.0)))
+            left_out, long = [t for t in long if t not in kept], kept
         # Word matches go through the GIN index and the access condition filters them (hidden from the btree on
         # document_pk, which the planner would otherwise walk for every allowed chunk); the short-term scan goes
         # through the allowed chunks.
@@ -438,7 +441,13 @@ class PostgresIndexStore:
                    f" WHERE ({' OR '.join(hits)}) AND {where} ORDER BY score DESC, k.pk LIMIT %(limit)s")
         else:
             return []
-        return [Scored(r["id"], float(r["score"])) for r in self._db.query(sql, params)]
+        rows = self._db.query(sql, params)
+        if not rows and left_out:
+            # The terms kept may be found nowhere (a typo; a term rarer than the statistics know may have no chunk):
+            # the rarest term left out then answers, as on SQLite, rather than nothing.
+            params["q"] = tsquery_literal([min(left_out, key=lambda t: shares.share(t) or 0.0)])
+            rows = self._db.query(sql, params)
+        return [Scored(r["id"], float(r["score"])) for r in rows]
 
     def vector_search(self, scope: AccessScope, vector: np.ndarray, filters: SearchFilters,
                       limit: int) -> list[Scored]:
@@ -501,6 +510,11 @@ class PostgresIndexStore:
     def visible_document(self, scope: AccessScope, document_id: str) -> bool:
         docs, params = allowed_docs(scope, SearchFilters(document_ids=frozenset({document_id})))
         return bool(self._db.query(docs + " LIMIT 1", params))
+
+    def visible_document_counts(self, scope: AccessScope, collection_ids: Iterable[str]) -> dict[str, int]:
+        docs, params = allowed_docs(scope, SearchFilters(collection_ids=frozenset(collection_ids)),
+                                    columns="c.id, count(*) AS n")
+        return {r["id"]: int(r["n"]) for r in self._db.query(docs + " GROUP BY c.id", params)}
 
     # -- housekeeping --------------------------------------------------------------------------------
 

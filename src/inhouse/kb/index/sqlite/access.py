@@ -12,7 +12,6 @@ import json
 from typing import Any
 
 from inhouse.kb.access import AccessScope
-from inhouse.kb.index.keywords import like_escape
 from inhouse.kb.index.protocol import SearchFilters
 
 
@@ -43,8 +42,9 @@ def allowed_docs(scope: AccessScope, filters: SearchFilters, columns: str = "d.p
         params["labels"] = json.dumps(sorted(label.rank for label in filters.labels))
         sql += " AND d.label_rank IN (SELECT value FROM json_each(:labels))"
     if filters.source_prefix:
-        params["prefix"] = like_escape(filters.source_prefix) + "%"
-        sql += " AND d.source_path LIKE :prefix ESCAPE '\\'"
+        # Case-sensitive, as paths are (and as on PostgreSQL): SQLite's LIKE ignores the case of ASCII letters.
+        params["prefix"] = filters.source_prefix
+        sql += " AND substr(d.source_path, 1, length(:prefix)) = :prefix"
     return sql, params
 
 

@@ -4,13 +4,15 @@
   path and the text as three columns. Latin-script query words (``keywords.word_terms``) are matched here as whole
   words and ranked by ``bm25(kb_words, 3, 2, 1)``: a question naming a page's subject or an entry's name finds it in
   the title or the heading before the pages that mention it in passing. Words in more than ``FREQUENT`` of all chunks
-  are left out of the query (document frequencies from the ``fts5vocab`` table, one indexed lookup; when all are that
-  common the rarest one stays): their BM25 weight is ~0 and their posting lists are the longest. A trigram phrase of a
-  common word (``function``: six trigrams, ``ion`` in most chunks) made FTS5 walk the longest posting lists of the
-  index: that was the slow tail of keyword search on a real manual.
+  are left out of the query (document frequencies from the ``fts5vocab`` table, one indexed lookup; when all that are
+  found at all are that common the rarest one stays): their BM25 weight is ~0 and their posting lists are the
+  longest. A trigram phrase of a common word (``function``: six trigrams, ``ion`` in most chunks) made FTS5 walk the
+  longest posting lists of the index: that was the slow tail of keyword search on a real manual.
 * ``kb_fts`` (``trigram``): every 3-character window of "title, section path, text". Chinese needs no word
   splitting there, and part numbers match as substrings. CJK query runs (``keywords.keyword_terms``) are searched
-  here, and so are Latin terms when none of them is a word the word index can take.
+  here, and so are Latin terms with digits (``X200``, which the word index holds glued to the CJK text after it as
+  ``x200路由器``; ``word_terms`` leaves them out), and all Latin terms when none of them is a word the word index
+  can take (or finds).
 
 A query with both (``wireguard 工作日加班``) searches both indexes and fuses the two lists by rank. A query of only
 1-2 character terms (``加班``, ``P3``) falls back to a ``LIKE`` scan over the chunks the caller may see.
@@ -60,14 +62,16 @@ def keyword_matches(r: Any, query: str, scope: AccessScope, filters: SearchFilte
     """``(chunk pk, score)`` of the best keyword matches the caller may see, best first, read through ``r`` (a
     connection inside a read transaction). ``chunk_count`` is the number of chunks (0: counted here)."""
     long, short = keyword_terms(query)
-    cjk = [t for t in long if _CJK_RE.match(t)]
+    # CJK windows, and codes with digits (not among the words): the word index holds "X200路由器" as one token, in
+    # which "x200" is a substring.
+    substrings = [t for t in long if _CJK_RE.match(t) or any(ch.isdigit() for ch in t)]
     words = frequent_words_dropped(r, word_terms(query), chunk_count)
     lists: list[list[tuple[int, float]]] = []
     if words:
         lists.append(fts_matches(r, "kb_words", f"bm25(kb_words, {WEIGHTS})", fts_expr(words), scope, filters,
                                  limit))
-    if cjk or (long and not words):
-        lists.append(fts_matches(r, "kb_fts", "bm25(kb_fts)", fts_expr(cjk or long), scope, filters, limit))
+    if substrings or (long and not words):
+        lists.append(fts_matches(r, "kb_fts", "bm25(kb_fts)", fts_expr(substrings or long), scope, filters, limit))
     if not lists and short:
         lists.append(like_matches(r, short, scope, filters, limit))
     if not lists:
@@ -76,18 +80,20 @@ def keyword_matches(r: Any, query: str, scope: AccessScope, filters: SearchFilte
 
 
 def frequent_words_dropped(r: Any, words: list[str], chunk_count: int) -> list[str]:
-    """``words`` without those in more than ``FREQUENT`` of all chunks; the rarest one is kept when all are
-    frequent. Phrases (``os chmod``) stay."""
+    """``words`` without those in more than ``FREQUENT`` of all chunks and those in none; when no word is left (nor
+    a phrase), the rarest word found in some chunk. Phrases (``os chmod``) stay. A word found nowhere (a typo, a
+    word of the question only) must not count as kept: the frequent word that does match would go for it."""
     single = [w for w in words if " " not in w]
     if not single:
         return words
     df = dict(r.execute("SELECT term, doc FROM kb_words_vocab WHERE term IN (SELECT value FROM json_each(?))",
                         (json.dumps(single),)).fetchall())
     n = chunk_count or int(r.execute("SELECT count(*) FROM kb_chunks").fetchone()[0])
-    kept = [w for w in words if " " in w or df.get(w, 0) <= FREQUENT * n]
-    if kept:
+    kept = [w for w in words if " " in w or 0 < df.get(w, 0) <= FREQUENT * n]
+    found = [w for w in single if df.get(w, 0) > 0]
+    if kept or not found:
         return kept
-    return [min(single, key=lambda w: df.get(w, 0))]
+    return [min(found, key=lambda w: df[w])]
 
 
 def fts_matches(r: Any, table: str, rank: str, match: str, scope: AccessScope, filters: SearchFilters,

@@ -572,6 +572,11 @@ class SqliteIndexStore:
         docs, params = allowed_docs(scope, SearchFilters(document_ids=frozenset({document_id})))
         return bool(self._read(docs + " LIMIT 1", params))
 
+    def visible_document_counts(self, scope: AccessScope, collection_ids: Iterable[str]) -> dict[str, int]:
+        docs, params = allowed_docs(scope, SearchFilters(collection_ids=frozenset(collection_ids)),
+                                    columns="c.id, count(*)")
+        return {str(cid): int(n) for cid, n in self._read(docs + " GROUP BY c.id", params)}
+
     # -- housekeeping --------------------------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:
