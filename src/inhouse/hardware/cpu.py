@@ -9,6 +9,7 @@ profile was measured on: the same signature means the profile's numbers still de
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import time
 from collections.abc import Callable
@@ -82,8 +83,39 @@ def _cpuinfo_fields(text: str) -> tuple[str, set[str]]:
     return model, flags
 
 
+def cgroup_dirs(root: Path = Path("/")) -> list[Path]:
+    """This process's own cgroup v2 directory and its ancestors up to the mount point, innermost first.
+
+    A limit can sit on any level (``docker run -m``/``--cpus`` on the container's root, systemd's ``MemoryMax=``/
+    ``CPUQuota=`` on the service's own cgroup), so callers take the tightest. Without a cgroup namespace the
+    path in ``/proc/self/cgroup`` may not exist under the mount: reading a missing file there costs nothing, and
+    the mount point itself is always last (the root fallback)."""
+    mount = root / "sys/fs/cgroup"
+    own = ""
+    for line in (_read(root / "proc/self/cgroup") or "").splitlines():
+        if line.startswith("0::"):  # the unified (v2) hierarchy
+            own = line[3:].strip()
+            break
+    parts = [p for p in own.split("/") if p and p not in (".", "..")]
+    return [mount.joinpath(*parts[:i]) for i in range(len(parts), 0, -1)] + [mount]
+
+
+def cpu_quota(root: Path = Path("/")) -> int | None:
+    """CPUs' worth of time the cgroup v2 quota (``cpu.max``: "QUOTA PERIOD") allows, rounded up; None when
+    unlimited. A thread per host core under ``--cpus=2`` only makes llama.cpp's threads wait for each other at
+    every layer's barrier while the quota throttles them."""
+    best: int | None = None
+    for directory in cgroup_dirs(root):
+        fields = (_read(directory / "cpu.max") or "").split()
+        if len(fields) == 2 and fields[0].isdigit() and fields[1].isdigit() and int(fields[1]) > 0:
+            cpus = max(1, math.ceil(int(fields[0]) / int(fields[1])))
+            best = cpus if best is None else min(best, cpus)
+    return best
+
+
 def detect_cpu(root: Path = Path("/")) -> CpuInfo:
-    """Read the CPU description; ``root`` lets tests point at a fake ``/proc`` + ``/sys`` tree."""
+    """Read the CPU description; ``root`` lets tests point at a fake ``/proc`` + ``/sys`` tree. Core counts
+    are capped by the cgroup CPU quota (``cpu_quota``)."""
     model, all_flags = _cpuinfo_fields(_read(root / "proc/cpuinfo") or "")
     cpu_dir = root / "sys/devices/system/cpu"
     cpus = sorted(os.sched_getaffinity(0)) if root == Path("/") else _online_cpus(cpu_dir)
@@ -107,10 +139,11 @@ def detect_cpu(root: Path = Path("/")) -> CpuInfo:
         if not level or size is None or kind == "Instruction":
             continue
         caches[f"L{level}d" if kind == "Data" else f"L{level}"] = size
+    quota = cpu_quota(root) or len(cpus)
     return CpuInfo(
         model_name=model,
-        logical_cpus=max(1, len(cpus)),
-        physical_cores=max(1, len(cores)),
+        logical_cpus=max(1, min(len(cpus), quota)),
+        physical_cores=max(1, min(len(cores), quota)),
         smt=smt,
         numa_nodes=max(1, len(nodes)),
         cache_bytes=caches,
@@ -118,21 +151,21 @@ def detect_cpu(root: Path = Path("/")) -> CpuInfo:
     )
 
 
-def physical_cores() -> int:
-    """Physical cores this process may run on (SMT siblings count once).
+def physical_cores(root: Path = Path("/")) -> int:
+    """Physical cores this process may run on (SMT siblings count once), at most the cgroup CPU quota.
 
     llama.cpp's matrix kernels saturate a core's SIMD units with one thread; a second hyper-thread on the
     same core only adds contention, so thread counts default to physical cores.
     """
-    cpus = os.sched_getaffinity(0)
+    cpus = os.sched_getaffinity(0) if root == Path("/") else set(_online_cpus(root / "sys/devices/system/cpu"))
+    quota = cpu_quota(root) or len(cpus)
     cores: set[str] = set()
     for cpu in cpus:
-        try:
-            siblings = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list").read_text()
-        except OSError:  # no sysfs topology (containers on some kernels): assume no SMT
-            return max(1, len(cpus))
+        siblings = _read(root / f"sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list")
+        if siblings is None:  # no sysfs topology (containers on some kernels): assume no SMT
+            return max(1, min(len(cpus), quota))
         cores.add(siblings.strip())
-    return max(1, len(cores))
+    return max(1, min(len(cores), quota))
 
 
 def _online_cpus(cpu_dir: Path) -> list[int]:

@@ -34,6 +34,12 @@ class Int8Check:
     detail: str  # the worst cosine, or how the child failed
     ort_version: str
     seconds: float
+    refuted: bool = False  # not ok for a lasting reason: wrong results, or the child crashed in native code
+
+    @property
+    def settled(self) -> bool:
+        """Worth recording: a timeout, a kill or an exit failure may not happen next time, so it is not."""
+        return self.ok or self.refuted
 
 
 def _ort_version() -> str:
@@ -54,30 +60,37 @@ def run_check(run: Callable[[list[str]], ChildOutcome] = run_child,
     outcome = run(command or [sys.executable, "-m", _CHILD_MODULE])
     result, data = interpret("onnx-int8", outcome)
     if data is None:
-        return Int8Check(False, f"the int8 kernels {result.status}: {result.detail}", ort_version, outcome.seconds)
+        return Int8Check(False, f"the int8 kernels {result.status}: {result.detail}", ort_version, outcome.seconds,
+                         refuted=result.status == "crashed")
     try:
         worst = float(data["min_cosine"])
     except (KeyError, TypeError, ValueError):
         return Int8Check(False, f"the self-test printed no cosine: {outcome.stdout.strip()[-200:]}", ort_version,
                          outcome.seconds)
     if worst < MIN_COSINE:
-        return Int8Check(False, f"wrong results (cosine {worst:.4f} to the reference)", ort_version, outcome.seconds)
+        return Int8Check(False, f"wrong results (cosine {worst:.4f} to the reference)", ort_version, outcome.seconds,
+                         refuted=True)
     return Int8Check(True, f"cosine {worst:.4f} to the reference", ort_version, outcome.seconds)
 
 
 def check_int8(cache_dir: Path, machine: str, *, graph_version: int = 0,
                run: Callable[[], Int8Check] = run_check) -> Int8Check:
     """The answer for this machine (``machine``: the CPU signature), this ONNX Runtime version and this version of
-    the int8 graph: read from ``cache_dir``, or found by ``run`` (~1 s) and recorded there."""
+    the int8 graph: read from ``cache_dir``, or found by ``run`` (~1 s) and recorded there when it is settled (a
+    pass, or a refutation: a timeout on a busy machine is tried again at the next start)."""
     path = Path(cache_dir) / f"ort-int8-check-{machine}-{_ort_version() or 'none'}-g{graph_version}.json"
     try:
-        return Int8Check(**json.loads(path.read_text(encoding="utf-8")))
+        recorded = Int8Check(**json.loads(path.read_text(encoding="utf-8")))
+        if recorded.settled:  # older versions recorded timeouts too: those are checked again
+            return recorded
     except (OSError, ValueError, TypeError):
         pass
     result = run()
     if not result.ok:
         log.warning("ONNX Runtime's int8 kernels are not used for embeddings here: %s. Using llama.cpp.",
                     result.detail)
+    if not result.settled:
+        return result
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -11,14 +11,17 @@ only the ways it proved (``hardware/weights.py``). It finds:
 * whether each weight path **executes**: three short-lived child processes, one per weight-buffer choice
   (``amx``: every extra buffer type, ``repack``: the CPU repack without AMX, ``plain``: none), each running
   llama.cpp's own prefill + one-token decode on a generated model (``engine/backends/llama_cpp/selftest.py``).
-  A child that dies by a signal is an answer ("AMX advertised but unusable here: general protection fault
-  or invalid memory access (SIGSEGV, signal 11) during prefill"); a child whose logits differ from the plain
-  path by more than ``REL_TOLERANCE`` is refuted too ("runs but computes wrong results").
+  A child that dies of a fault it raised itself is an answer ("AMX advertised but unusable here: general
+  protection fault or invalid memory access (SIGSEGV, signal 11) during prefill"); a child whose logits differ
+  from the plain path by more than ``REL_TOLERANCE`` (or are not finite) is refuted too ("runs but computes
+  wrong results"). A kill from outside, a timeout or an exit failure is ``failed``: no answer.
 
 The answer is cached per machine (``CpuInfo.signature``) and per llama.cpp build (``BuildIdentity.id``: the
 hash of the shared libraries and the llama-cpp-python version) in ``<data_dir>/hardware/``: a rebuilt
 library or another CPU is probed again, and ``inhouse doctor --refresh`` (``current(force=True)``) re-runs
-it. Reading the cache takes milliseconds; a probe takes a few seconds (docs/hardware.md has the figures).
+it. What the key does not cover is checked on reading: memory is read again, and a changed AMX tile permission
+(on an AMX CPU) means probing again. An answer with a ``failed`` path is not written. Reading the cache takes
+milliseconds; a probe takes a few seconds (docs/hardware.md has the figures).
 """
 
 from __future__ import annotations
@@ -35,12 +38,12 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from inhouse.hardware.amx import TilePermission, tile_permission
-from inhouse.hardware.cpu import Bandwidth, detect_cpu, measure_bandwidth
+from inhouse.hardware.cpu import Bandwidth, cgroup_dirs, detect_cpu, measure_bandwidth
 
 log = logging.getLogger(__name__)
 
@@ -179,12 +182,23 @@ class ProbeReport:
         }
 
     @classmethod
-    def from_dict(cls, doc: dict[str, Any]) -> ProbeReport:
+    def from_dict(cls, doc: Any) -> ProbeReport:
+        """The report ``to_dict`` wrote; ValueError for anything else (a hand-edited file, another tool's)."""
+        if not isinstance(doc, dict) or not isinstance(doc.get("amx_os"), dict) \
+                or not isinstance(doc.get("paths"), dict) \
+                or not all(isinstance(v, dict) for v in doc["paths"].values()):
+            raise ValueError("not a hardware probe report")
         doc = dict(doc)
         doc.pop("amx_verdict", None)
         doc["amx_os"] = TilePermission(**doc["amx_os"])
         doc["paths"] = {k: PathResult(**v) for k, v in doc["paths"].items()}
         return cls(**doc)
+
+    @property
+    def settled(self) -> bool:
+        """Every path gave an answer about itself (no ``failed``: a timeout, a kill, a missing reference);
+        only a settled report is worth keeping across restarts."""
+        return all(r.status != "failed" for r in self.paths.values())
 
 
 # -- the child processes ---------------------------------------------------------------------------------
@@ -209,6 +223,7 @@ _SIGNAL_MEANING: dict[int, str] = {
     signal.SIGABRT: "abort (a failed assertion in llama.cpp)",
     signal.SIGKILL: "killed (out of memory?)",
 }
+_SELF_INFLICTED = frozenset({signal.SIGSEGV, signal.SIGILL, signal.SIGBUS, signal.SIGFPE, signal.SIGABRT})
 
 
 def run_child(argv: list[str]) -> ChildOutcome:
@@ -251,7 +266,10 @@ def interpret(name: str, outcome: ChildOutcome) -> tuple[PathResult, dict[str, A
         except ValueError:
             sig_name = f"signal {sig}"
         meaning = _SIGNAL_MEANING.get(sig, "killed by a signal")
-        return PathResult(name, "crashed", f"{meaning} ({sig_name}, signal {sig}) during {phase}", signal=sig,
+        # Only a fault the child raised itself refutes the path; a signal sent from outside (the OOM killer's
+        # SIGKILL, an operator's SIGTERM) says nothing about it, like WeightDemotions' NATIVE_CRASHES.
+        status = "crashed" if sig in _SELF_INFLICTED else "failed"
+        return PathResult(name, status, f"{meaning} ({sig_name}, signal {sig}) during {phase}", signal=sig,
                           phase=phase, seconds=outcome.seconds), None
     tail = " ".join(outcome.stderr.strip().splitlines()[-3:])[-300:]
     if outcome.returncode != 0:
@@ -268,7 +286,8 @@ def interpret(name: str, outcome: ChildOutcome) -> tuple[PathResult, dict[str, A
 
 
 def relative_error(logits: list[list[float]], reference: list[list[float]]) -> float:
-    """Largest over the steps of RMS(logits − reference) ÷ std(reference); inf for NaN or a shape mismatch."""
+    """Largest over the steps of RMS(logits − reference) ÷ std(reference); inf for NaN on either side or a
+    shape mismatch (NaN would compare as within any tolerance)."""
     import numpy as np
 
     worst = 0.0
@@ -276,11 +295,17 @@ def relative_error(logits: list[list[float]], reference: list[list[float]]) -> f
         return math.inf
     for a, b in zip(logits, reference, strict=True):
         x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-        if x.shape != y.shape or not np.all(np.isfinite(x)):
+        if x.shape != y.shape or not np.all(np.isfinite(x)) or not np.all(np.isfinite(y)):
             return math.inf
         spread = float(y.std()) or 1.0
         worst = max(worst, float(np.sqrt(np.mean((x - y) ** 2))) / spread)
     return worst
+
+
+def _finite(logits: list[list[float]]) -> bool:
+    import numpy as np
+
+    return all(bool(np.all(np.isfinite(np.asarray(step, dtype=np.float64)))) for step in logits)
 
 
 def check_paths(outcomes: dict[str, ChildOutcome]) -> dict[str, PathResult]:
@@ -292,6 +317,10 @@ def check_paths(outcomes: dict[str, ChildOutcome]) -> dict[str, PathResult]:
         if parsed is not None:
             data[name] = parsed
     ref = data.get("plain")
+    if ref is not None and not _finite(ref["logits"]):
+        results["plain"] = _replace(results["plain"], status="wrong",
+                                    detail="runs but computes wrong results (its logits are not finite)")
+        ref = None
     for name, r in list(results.items()):
         if not r.ok or name == "plain":
             if name == "plain" and r.ok:
@@ -318,9 +347,13 @@ def _replace(r: PathResult, **changes: Any) -> PathResult:
 # -- facts ----------------------------------------------------------------------------------------------
 
 
-def read_memory(meminfo: Path = Path("/proc/meminfo"),
-                cgroup_max: Path = Path("/sys/fs/cgroup/memory.max")) -> tuple[int, int]:
-    """(total, available) bytes; a cgroup v2 limit below the machine's memory caps both."""
+def read_memory(meminfo: Path = Path("/proc/meminfo"), cgroup_max: Path | None = None, *,
+                root: Path = Path("/")) -> tuple[int, int]:
+    """(total, available) bytes, read now. A cgroup v2 limit below the machine's memory caps the total, and
+    what the cgroup has left (``memory.max`` − ``memory.current``) caps what is available: a container's host
+    may have plenty free while the container has almost used its own. Every level from this process's own
+    cgroup up counts (``cpu.cgroup_dirs``: systemd's ``MemoryMax=`` sits on the service's cgroup, not the root);
+    ``cgroup_max`` names one cgroup's ``memory.max`` instead (tests)."""
     values: dict[str, int] = {}
     try:
         for line in meminfo.read_text().splitlines():
@@ -332,13 +365,24 @@ def read_memory(meminfo: Path = Path("/proc/meminfo"),
         pass
     total = values.get("MemTotal", 0)
     available = values.get("MemAvailable", values.get("MemFree", 0))
-    try:
-        limit_text = cgroup_max.read_text().strip()
-        if limit_text.isdigit() and 0 < int(limit_text) < total:
-            total, available = int(limit_text), min(available, int(limit_text))
-    except OSError:
-        pass
+    limits = [cgroup_max] if cgroup_max is not None else [d / "memory.max" for d in cgroup_dirs(root)]
+    for limit_file in limits:
+        limit = _read_int(limit_file)  # "max" (no limit) and a missing file read as None
+        if limit is None or limit <= 0:
+            continue
+        used = _read_int(limit_file.with_name("memory.current")) or 0
+        if limit < total:
+            total = limit
+        available = min(available, max(0, limit - used))
     return total, available
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
 
 
 def read_isa(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, dict[str, bool]]:
@@ -361,15 +405,18 @@ def read_isa(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, dict[str, bool
 
 
 class HardwareProbe:
-    """Runs the probe or reads its cached answer. ``run_child`` and ``bandwidth`` are seams for tests."""
+    """Runs the probe or reads its cached answer. ``run_child``, ``bandwidth`` and ``memory`` are seams for
+    tests."""
 
     def __init__(self, cache_dir: Path, *, run_child: ChildRunner = run_selftest_child,
                  bandwidth: Callable[[], Bandwidth] = measure_bandwidth,
                  build_id: Callable[[], tuple[str, str]] | None = None,
-                 cpu_signature: Callable[[], str] | None = None) -> None:
+                 cpu_signature: Callable[[], str] | None = None,
+                 memory: Callable[[], tuple[int, int]] | None = None) -> None:
         self._dir = Path(cache_dir)
         self._run_child = run_child
         self._bandwidth = bandwidth
+        self._memory = memory or read_memory
         self._build_id = build_id or _installed_build
         self._cpu_signature = cpu_signature or (lambda: detect_cpu().signature)
         self._lock = threading.Lock()
@@ -393,21 +440,37 @@ class HardwareProbe:
         return self._dir / f"probe-{cpu}-{build}.json"
 
     def cached(self) -> ProbeReport | None:
-        """The answer for this machine and this llama.cpp build, if one was recorded (never probes)."""
+        """The answer for this machine and this llama.cpp build, if one was recorded (never probes), with the
+        memory figures read now: a container's limit is not part of the cache key and may have changed."""
         path = self.cache_path()
         if self._memo is not None and self._memo[0] == path:
-            return self._memo[1]
+            return self._with_live_memory(self._memo[1])
         try:
             report = ProbeReport.from_dict(json.loads(path.read_text(encoding="utf-8")))
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, TypeError, KeyError) as exc:
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
             log.warning("ignoring the unreadable hardware probe cache %s (%s); probing again", path, exc)
             return None
         if report.format != PROBE_FORMAT:
             return None
+        # The OS's AMX grant is outside the key (a kernel upgrade, a hypervisor or seccomp change): asking again
+        # is a few syscalls, and a changed answer means the AMX path may run differently now. It matters only
+        # where the CPU advertises AMX (elsewhere llama.cpp has no AMX buffer type to offer).
+        if read_isa()[1].get("amx_tile"):
+            permission = tile_permission()
+            if permission.status != report.amx_os.status:
+                log.info("AMX tile permission changed (%s, was %s); probing again", permission.status,
+                         report.amx_os.status)
+                return None
         self._memo = (path, report)
-        return report
+        return self._with_live_memory(report)
+
+    def _with_live_memory(self, report: ProbeReport) -> ProbeReport:
+        total, available = self._memory()
+        if total <= 0:  # no /proc/meminfo: keep what the probe saw
+            return report
+        return replace(report, memory_total_bytes=total, memory_available_bytes=available)
 
     def current(self, force: bool = False) -> ProbeReport:
         """The cached answer, or a fresh probe (``force``: always probe). Thread-safe; never raises for what
@@ -421,9 +484,16 @@ class HardwareProbe:
             report = self.run()
             path = self.cache_path()
             self._dir.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(report.to_dict(), indent=1), encoding="utf-8")
-            os.replace(tmp, path)
+            if report.settled:
+                tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+                tmp.write_text(json.dumps(report.to_dict(), indent=1), encoding="utf-8")
+                os.replace(tmp, path)
+            else:
+                # A timeout or a kill says nothing lasting: this process keeps the answer, the next start
+                # probes again (and an older answer this one replaced must not come back then).
+                log.warning("hardware probe not cached (a path failed without an answer): %s",
+                            {k: v.detail for k, v in report.paths.items() if v.status == "failed"})
+                path.unlink(missing_ok=True)
             self._memo = (path, report)
             return report
 
@@ -431,7 +501,7 @@ class HardwareProbe:
         t0 = time.perf_counter()
         cpu = detect_cpu()
         vendor, isa = read_isa()
-        total, available = read_memory()
+        total, available = self._memory()
         permission = tile_permission()
         _, build, version = self._identity()
         model = self._dir / f"selftest-{build}.gguf"

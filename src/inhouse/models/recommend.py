@@ -5,7 +5,8 @@ answers first, are tried in turn; the first that fits both tests is served:
 
 * **memory**: the machine's memory (or its cgroup limit) holds the weights 1.5 times over (extra-buffer
   copies, KV cache and compute buffers grow with the model) plus 2 GiB for the server, the embedding model
-  and the OS;
+  and the OS. The report's figure is the one read now: ``HardwareProbe.cached`` reads memory again, because a
+  container's limit is not part of the probe's cache key;
 * **speed**: the predicted single-stream decode is at least ``MIN_DECODE_TOK_S``. Decoding reads every
   weight once per token, so it is bounded by read bandwidth ÷ weight bytes; inhouse reaches 0.81 of that
   bound on Qwen 1.5B here (docs/performance.md), 0.7 is used to stay on the safe side.

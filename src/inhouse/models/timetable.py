@@ -6,7 +6,7 @@ Grammar, parsed strictly (anything else is an ``InvalidRequest`` that quotes the
     DAYS  := "daily" | DAY | DAY "-" DAY | DAY ("," DAY)+      (a range may wrap: "fri-mon")
     DAY   := mon | tue | wed | thu | fri | sat | sun
 
-Times are the server's local wall-clock time.
+Times are the server's local wall-clock time (its zone's DST rules included).
 """
 
 from __future__ import annotations
@@ -30,11 +30,23 @@ class WeeklyTime:
     minute: int
 
     def next_after(self, now: dt.datetime) -> dt.datetime:
-        """The first occurrence strictly after ``now`` (same tzinfo as ``now``)."""
-        base = now.replace(hour=self.hour, minute=self.minute, second=0, microsecond=0)
+        """The first occurrence strictly after ``now`` (aware, any zone), as an aware datetime in the server's
+        local zone.
+
+        The days are counted on the local wall clock and each candidate gets the UTC offset in force on its
+        own day, so "19:00" stays 19:00 across a DST change (adding days to a fixed-offset datetime would keep
+        the old offset and fire an hour off). A time the change skips (02:30 on the spring-forward night) maps
+        to one instant after the gap, a time it repeats to its first occurrence: one event either way."""
+        wall = now.astimezone().replace(tzinfo=None)
         for days in range(8):
-            candidate = base + dt.timedelta(days=days)
-            if candidate > now and candidate.weekday() in self.weekdays:
+            day = wall.date() + dt.timedelta(days=days)
+            if day.weekday() not in self.weekdays:
+                continue
+            # Through the timestamp: naive .timestamp() follows PEP 495 in a gap (naive .astimezone() lands an
+            # hour before it).
+            wall_time = dt.datetime.combine(day, dt.time(self.hour, self.minute))
+            candidate = dt.datetime.fromtimestamp(wall_time.timestamp(), dt.UTC).astimezone()
+            if candidate > now:
                 return candidate
         raise AssertionError("a weekly time recurs within 8 days")
 

@@ -33,7 +33,7 @@ def test_the_answer_is_recorded_per_machine(tmp_path: Path) -> None:
 
     def fake() -> Int8Check:
         calls.append(1)
-        return Int8Check(False, "the int8 kernels crashed (SIGILL)", "1.31.1", 0.5)
+        return Int8Check(False, "the int8 kernels crashed (SIGILL)", "1.31.1", 0.5, refuted=True)
 
     first = check_int8(tmp_path, "cpu-a", run=fake)
     assert check_int8(tmp_path, "cpu-a", run=fake) == first and len(calls) == 1  # read back, not run again

@@ -76,7 +76,8 @@ def test_relative_error_refuses_nan_and_shape_changes() -> None:
 
 def probe(tmp_path: Path, children: ScriptedChildren, build: str = "b1") -> HardwareProbe:
     return HardwareProbe(tmp_path / "hw", run_child=children, build_id=lambda: (build, "0.3.36"),
-                         bandwidth=lambda: Bandwidth(42.0, 1, 2, 1), cpu_signature=lambda: "cpu1")
+                         bandwidth=lambda: Bandwidth(42.0, 1, 2, 1), cpu_signature=lambda: "cpu1",
+                         memory=lambda: (16 * 2**30, 12 * 2**30))  # memory is read live: fixed here
 
 
 def test_the_answer_is_cached_per_machine_and_build_and_refresh_reprobes(tmp_path: Path) -> None:
