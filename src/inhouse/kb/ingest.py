@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -230,26 +231,48 @@ def sync_prefix(directory: str | os.PathLike[str]) -> str:
     return file_name_text(f"{Path(directory).resolve().name}/")
 
 
-# What a file name that is not UTF-8 was most likely written in: GBK/GB18030 (Chinese Windows, Samba shares), else
-# Windows-1252 (Western Windows); cp1252 leaves five bytes undefined, which fall through to backslash escapes.
-_NAME_CODECS = ("gb18030", "cp1252")
+# What a file name that is not UTF-8 was most likely written in: GBK/GB18030 (Chinese Windows, Samba shares) when that
+# reads as Chinese, else Windows-1252 (Western Windows); cp1252 leaves five bytes undefined, which fall through to
+# backslash escapes. GB18030 alone decodes almost any bytes ("Müller" in cp1252 reads as "M黮ler"), hence the check.
+_CJK_CHAR = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]")
 
 
 def file_name_text(name: str) -> str:
-    """A file name as text. Python hands bytes that are not UTF-8 over as lone surrogates (``surrogateescape``),
-    which no database, JSON or log line can hold: ``r\\udce9sum\\udce9.md`` stopped the whole ingest. Decoded
-    the same way every run, so a file keeps its source path (sync, moves)."""
+    """A file name (or a relative path) as text. Python hands bytes that are not UTF-8 over as lone surrogates
+    (``surrogateescape``), which no database, JSON or log line can hold: ``r\\udce9sum\\udce9.md`` stopped the whole
+    ingest. Each path component is decoded alone (a GBK file in a UTF-8 folder keeps its folder's name), the same
+    way every run, so a file keeps its source path (sync, moves)."""
     try:
         name.encode("utf-8")
         return name
     except UnicodeEncodeError:
-        raw = os.fsencode(name)
-    for codec in _NAME_CODECS:
-        try:
-            return raw.decode(codec)
-        except UnicodeDecodeError:
-            continue
-    return raw.decode("utf-8", "backslashreplace")
+        return "/".join(_component_text(part) for part in name.split("/"))
+
+
+def _component_text(part: str) -> str:
+    try:
+        part.encode("utf-8")
+        return part
+    except UnicodeEncodeError:
+        raw = os.fsencode(part)
+    try:
+        text = raw.decode("gb18030")
+        # Every non-ASCII character Chinese: a cp1252 name's accented letters decode as stray CJK one by one.
+        if all(ord(ch) < 0x80 or _CJK_CHAR.match(ch) for ch in text) and not _looks_western(raw):
+            return text
+    except UnicodeDecodeError:
+        pass
+    try:
+        return raw.decode("cp1252")
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "backslashreplace")
+
+
+def _looks_western(raw: bytes) -> bool:
+    """Whether the non-ASCII bytes of ``raw`` stand alone between ASCII letters, as a Western name's accented letters
+    do ("M\\xfcller"); GBK writes a Chinese character as two high bytes in a row."""
+    high = [i for i, b in enumerate(raw) if b >= 0x80]
+    return bool(high) and all((i - 1 not in high) and (i + 1 not in high) for i in high)
 
 
 def _size(path: Path) -> int | None:

@@ -20,7 +20,7 @@ from inhouse.errors import StorageFull, StoreUnavailable
 from inhouse.governance.labels import Label
 from inhouse.kb.access import Acl
 from inhouse.kb.index.sqlite import SqliteIndexStore
-from inhouse.kb.ingest import Ingestor, IngestProgress, iter_sources
+from inhouse.kb.ingest import Ingestor, IngestProgress, iter_sources, sync_prefix
 from inhouse.testing.fake_embedder import FakeEmbedder
 
 
@@ -336,13 +336,14 @@ def test_file_names_that_are_not_utf8_are_read_as_text(store: SqliteIndexStore, 
     """A name in GBK (a Chinese Windows share) or Windows-1252 reached SQLite as lone surrogates and stopped the
     whole ingest with a UnicodeEncodeError."""
     col = store.create_collection("hr", acl=Acl())
-    docs = tmp_path / "docs"
+    docs = tmp_path / "文档"  # a folder made on Linux (UTF-8) holding files copied from Windows shares
     docs.mkdir()
-    for name in ("员工手册.md".encode("gbk"), "résumé.md".encode("cp1252"), b"bad\x81.md"):
-        (docs / os.fsdecode(name)).write_bytes(b"# Handbook\n\nThe staff handbook, " + str(len(name)).encode() + b"\n")
+    names = ("员工手册.md".encode("gbk"), "résumé.md".encode("cp1252"), "Müller.md".encode("cp1252"), b"bad\x81.md")
+    for i, name in enumerate(names):
+        (docs / os.fsdecode(name)).write_bytes(b"# Handbook\n\nThe staff handbook, part " + str(i).encode() + b"\n")
     ing = Ingestor(store, FakeEmbedder())
-    first = ing.ingest(col.id, list(iter_sources([docs])), remove_missing=["docs/"])
+    first = ing.ingest(col.id, list(iter_sources([docs])), remove_missing=[sync_prefix(docs)])
     assert not first.errors and {o.source_path for o in first.outcomes} == {
-        "docs/员工手册.md", "docs/résumé.md", "docs/bad\\x81.md"}
-    again = ing.ingest(col.id, list(iter_sources([docs])), remove_missing=["docs/"])
-    assert again.count("unchanged") == 3 and again.count("removed") == 0  # the same names every run
+        "文档/员工手册.md", "文档/résumé.md", "文档/Müller.md", "文档/bad\\x81.md"}
+    again = ing.ingest(col.id, list(iter_sources([docs])), remove_missing=[sync_prefix(docs)])
+    assert again.count("unchanged") == 4 and again.count("removed") == 0  # the same names every run
