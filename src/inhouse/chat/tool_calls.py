@@ -143,9 +143,14 @@ def parse_tool_calls(text: str, *, tool_names: Collection[str] | None = None,
 
 
 def drop_cut_call(content: str) -> str:
-    """``content`` without a last ``<tool_call>`` that max_tokens cut before its closing tag: half a call is
-    neither a call nor an answer."""
+    """``content`` (what ``parse_tool_calls`` left: complete calls are gone) without a last ``<tool_call>`` whose
+    JSON max_tokens cut: half a call is neither a call nor an answer. Told by the JSON decoder, as the parser does:
+    a cut argument may itself hold the text ``</tool_call>``."""
     start = content.rfind(_OPEN)
-    if start < 0 or _CLOSE in content[start:]:
+    if start < 0:
         return content
-    return content[:start].rstrip()
+    try:
+        _DECODER.raw_decode(content, _skip_space(content, start + len(_OPEN)))
+    except (json.JSONDecodeError, RecursionError):
+        return content[:start].rstrip()
+    return content  # whole JSON that is not a call: text, as generated

@@ -66,6 +66,8 @@ def test_drop_cut_call() -> None:
     assert drop_cut_call("<tool_call>") == ""
     kept = 'a <tool_call>{"name": "x"}</tool_call>'
     assert drop_cut_call(kept) == kept and drop_cut_call("plain") == "plain"
+    # Cut inside an argument that itself holds the closing tag: still half a call.
+    assert drop_cut_call('Ok <tool_call>\n{"name": "w", "arguments": {"text": "close with </tool_call> and') == "Ok"
 
 
 # -- the finish reason of a cut answer (bug: "length" became "tool_calls", half a call stayed in the content) ------
