@@ -197,7 +197,12 @@ class ProbeReport:
     @property
     def settled(self) -> bool:
         """Every path gave an answer about itself (no ``failed``: a timeout, a kill, a missing reference);
-        only a settled report is worth keeping across restarts."""
+        only a settled report is worth keeping across restarts. A plain path refuted for good (it crashed or
+        computed wrong results) settles it too: the others then have no reference, and probing again at every
+        start would only say so again."""
+        plain = self.paths.get("plain")
+        if plain is not None and plain.status in ("crashed", "wrong"):
+            return True
         return all(r.status != "failed" for r in self.paths.values())
 
 

@@ -71,6 +71,16 @@ def test_an_answer_with_a_failed_path_is_used_but_not_kept(tmp_path: Path, permi
     assert len(children.calls) == 6
 
 
+@pytest.mark.parametrize("plain", [answered(NAN), killed(signal.SIGSEGV)], ids=["plain NaN", "plain SIGSEGV"])
+def test_a_plain_path_refuted_for_good_is_kept(tmp_path: Path, permission: object, plain: ChildOutcome) -> None:
+    """The others then fail for lack of a reference, which asking again at every start would only repeat."""
+    children = ScriptedChildren({"plain": plain, "repack": answered(), "amx": answered()})
+    report = probe(tmp_path, children).current()
+    assert report.paths["plain"].status in ("wrong", "crashed") and report.paths["repack"].status == "failed"
+    probe(tmp_path, children).current()  # the next start
+    assert len(children.calls) == 3
+
+
 def test_a_refresh_that_fails_does_not_leave_the_older_answer_behind(tmp_path: Path, permission: object) -> None:
     good = ScriptedChildren({"plain": answered(), "repack": answered(), "amx": answered()})
     probe(tmp_path, good).current()
