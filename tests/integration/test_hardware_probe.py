@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -52,7 +53,11 @@ def test_the_real_probe_answers_here_within_its_targets(probed: tuple[HardwarePr
     assert seconds <= 10.0, f"the probe took {seconds:.1f} s (target 10 s)"
     t0 = time.perf_counter()
     cached = HardwareProbe(probe.directory).cached()  # another process's view: read from disk
-    assert cached == report and time.perf_counter() - t0 <= 0.2
+    elapsed = time.perf_counter() - t0
+    assert cached is not None and elapsed <= 0.2
+    # Memory is read live on every look (a container's limit may change), so it may differ by a page or two.
+    live = {"memory_total_bytes": report.memory_total_bytes, "memory_available_bytes": report.memory_available_bytes}
+    assert replace(cached, **live) == report
 
 
 def test_a_native_crash_in_a_child_is_an_answer(tmp_path: Path) -> None:
