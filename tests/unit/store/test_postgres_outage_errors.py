@@ -53,6 +53,7 @@ def test_a_warm_pool_serves_at_once_after_the_server_restarts() -> None:
     them one checkout at a time, backing off 0, 1, 2, 4 ... s between them: the first request after the restart
     waited 10 s and got 429 "busy" (seen under a cluster's ingress replica that had not noticed the outage). Now the
     first dead one found has the pool check the rest."""
+    import threading
     import time
     from concurrent.futures import ThreadPoolExecutor
 
@@ -62,8 +63,17 @@ def test_a_warm_pool_serves_at_once_after_the_server_restarts() -> None:
     with local_postgres() as server:  # its own: it is restarted
         db = PostgresDatabase(server.create_database(), max_size=8)
         try:
+            together = threading.Barrier(8)
+
+            def busy(_: int) -> object:
+                together.wait(10)  # all eight at once (on a loaded machine the threads may otherwise take turns)
+                return db.scalar("SELECT pg_sleep(0.2), 1")
+
             with ThreadPoolExecutor(8) as workers:  # eight connections open and idle in the pool
-                list(workers.map(lambda _: db.scalar("SELECT pg_sleep(0.05), 1"), range(8)))
+                list(workers.map(busy, range(8)))
+            deadline = time.monotonic() + 10  # the pool grows from background threads
+            while db._pool.get_stats()["pool_available"] < 8 and time.monotonic() < deadline:
+                time.sleep(0.05)
             assert db._pool.get_stats()["pool_available"] == 8
             server.stop()
             server.start()
