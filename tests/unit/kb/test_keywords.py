@@ -51,7 +51,7 @@ def test_tsvector_weighs_title_and_section_path() -> None:
 
 def test_word_terms() -> None:
     assert word_terms("How do I use os.chmod in the subprocess module?") == ["use", "os chmod", "subprocess", "module"]
-    assert word_terms("X200 保修多久 for ipv6") == []  # codes: the trigram index's
+    assert word_terms("X200 保修多久 for ipv6") == ["x200", "ipv6"]  # codes are words too (and substrings)
     assert word_terms('"quoted" OR NEAR(') == ["quoted", "near"]
 
 
@@ -62,13 +62,13 @@ def test_a_latin_term_ends_where_cjk_begins() -> None:
     assert index_terms("X200路由器的默认密码是admin") == ["x200", "路由器", "由器的", "器的默", "的默认", "默认密",
                                                       "认密码", "密码是", "admin"]
     assert keyword_terms("P3级故障") == (["级故障"], ["p3"])
-    assert word_terms("X200路由器 admin密码") == ["admin"]
+    assert word_terms("X200路由器 admin密码") == ["x200", "admin"]
 
 
-def test_word_terms_leave_codes_to_the_trigram_index_and_the_substring_scan() -> None:
-    """The word index holds "P3级故障需要" and "X200路由器" as one token: a word query of ``p3`` or ``x200`` finds
-    nothing there."""
-    assert word_terms("P3 incident on os, X200 51820") == ["incident", "os"]
+def test_codes_are_words_and_substrings() -> None:
+    """The word index holds "P3级故障需要" and "X200路由器" as one token (a word query of ``p3`` or ``x200`` finds
+    nothing there), but an English page's "P3 engineer" only as a word: codes are both (sqlite/keyword.py)."""
+    assert word_terms("P3 incident on os, X200 51820") == ["p3", "incident", "os", "x200", "51820"]
     assert keyword_terms("P3 incident on os, X200 51820") == (["incident", "x200", "51820"], ["p3"])
 
 

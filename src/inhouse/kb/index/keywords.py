@@ -16,9 +16,10 @@ A Latin term ends where a CJK character begins (``X200路由器`` is ``x200`` an
 ``word_terms`` is the query of a word index that tokenizes the text itself (SQLite's FTS5 ``unicode61`` table
 ``kb_words``): runs of letters and digits of 2+ characters minus stop words, folded as that tokenizer folds them
 (``Müller`` is ``muller``), and a term joined by ``.``, ``_`` or ``-`` (``os.chmod``, ``file_range``) as a phrase of
-its parts, which is how such a tokenizer splits it. Words with digits (``X200``, ``P3``, ``51820``) are left to the
-trigram index or, of 1-2 characters, the substring scan (``keyword_terms``): the tokenizer keeps letters, digits and
-CJK in one token ("X200路由器", "P3级故障"), which a word query of ``x200`` cannot find.
+its parts, which is how such a tokenizer splits it. Words with digits (``X200``, ``P3``, ``51820``) are words too
+(an English page's "P3 engineer"), and the SQLite store also searches them as substrings (the trigram index, or for
+1-2 characters the substring scan): the tokenizer keeps letters, digits and CJK in one token ("X200路由器", "P3级故障"),
+which a word query of ``x200`` cannot find.
 """
 
 from __future__ import annotations
@@ -115,8 +116,7 @@ def word_terms(query: str) -> list[str]:
         parts = re.findall(r"[^\W_]+", fold_word(tok))
         if len(parts) > 1:
             out.append(" ".join(parts))
-        elif (parts and len(parts[0]) >= 2 and parts[0] not in _STOP and parts[0] not in _STOP_SHORT
-              and not any(ch.isdigit() for ch in parts[0])):  # codes: the trigram index's (keyword_terms)
+        elif parts and len(parts[0]) >= 2 and parts[0] not in _STOP and parts[0] not in _STOP_SHORT:
             out.append(parts[0])
     return list(dict.fromkeys(out))[:_MAX_TERMS]
 

@@ -10,12 +10,14 @@
   longest posting lists of the index: that was the slow tail of keyword search on a real manual.
 * ``kb_fts`` (``trigram``): every 3-character window of "title, section path, text". Chinese needs no word
   splitting there, and part numbers match as substrings. CJK query runs (``keywords.keyword_terms``) are searched
-  here, and so are Latin terms with digits (``X200``, which the word index holds glued to the CJK text after it as
-  ``x200路由器``; ``word_terms`` leaves them out), and all Latin terms when none of them is a word the word index
-  can take (or finds).
+  here; in a query without CJK, so are Latin terms with digits (``X200``, which the word index holds glued to the
+  CJK text after it as ``x200路由器``; they are searched as words too), and all Latin terms when none of them is a
+  word the word index can take (or finds).
 
-A query with both (``wireguard 工作日加班``) searches both indexes and fuses the two lists by rank. A query of only
-1-2 character terms (``加班``, ``P3``) falls back to a ``LIKE`` scan over the chunks the caller may see.
+A query with both (``wireguard 工作日加班``) searches both indexes and fuses the two lists by rank, the trigram list
+first: on a tie, a code glued to the Chinese the question asks about ("X200路由器…") comes before a page naming the
+code alone. A query of only 1-2 character terms (``加班``, ``P3``) falls back to a ``LIKE`` scan over the chunks the
+caller may see; one with a short code (``P3``) scans for it beside its word search, which misses "P3级故障".
 
 The FTS match is materialized and then filtered by the access rule before ``ORDER BY … LIMIT``, so the limit is
 filled from allowed rows only (``rowid IN`` inside the MATCH made FTS5 re-run the match per allowed row: 800 ms
@@ -62,18 +64,19 @@ def keyword_matches(r: Any, query: str, scope: AccessScope, filters: SearchFilte
     """``(chunk pk, score)`` of the best keyword matches the caller may see, best first, read through ``r`` (a
     connection inside a read transaction). ``chunk_count`` is the number of chunks (0: counted here)."""
     long, short = keyword_terms(query)
-    # CJK windows, and codes with digits (not among the words): the word index holds "X200路由器" as one token, in
-    # which "x200" is a substring.
-    substrings = [t for t in long if _CJK_RE.match(t) or any(ch.isdigit() for ch in t)]
+    # CJK windows; else codes with digits (words too): the word index holds "X200路由器" as one token, in which
+    # "x200" is a substring. Not both: with the Chinese the code would count twice for a page naming it alone.
+    substrings = [t for t in long if _CJK_RE.match(t)] or [t for t in long if any(ch.isdigit() for ch in t)]
     words = frequent_words_dropped(r, word_terms(query), chunk_count)
+    short_codes = [t for t in short if any(ch.isdigit() for ch in t)]
     lists: list[list[tuple[int, float]]] = []
+    if substrings or (long and not words):
+        lists.append(fts_matches(r, "kb_fts", "bm25(kb_fts)", fts_expr(substrings or long), scope, filters, limit))
     if words:
         lists.append(fts_matches(r, "kb_words", f"bm25(kb_words, {WEIGHTS})", fts_expr(words), scope, filters,
                                  limit))
-    if substrings or (long and not words):
-        lists.append(fts_matches(r, "kb_fts", "bm25(kb_fts)", fts_expr(substrings or long), scope, filters, limit))
-    if not lists and short:
-        lists.append(like_matches(r, short, scope, filters, limit))
+    if short and (not lists or (short_codes and not long)):
+        lists.append(like_matches(r, short if not lists else short_codes, scope, filters, limit))
     if not lists:
         return []
     return lists[0] if len(lists) == 1 else fuse(lists, limit)
