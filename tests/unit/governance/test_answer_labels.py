@@ -37,7 +37,8 @@ def test_an_answer_comes_back_with_its_label_whatever_the_spacing(db: Database) 
     assert answers(history("  " + ANSWER.replace(" ", "\n  ") + "\n")) == [Label.CONFIDENTIAL]  # trimmed, rewrapped
     assert answers(history([{"type": "text", "text": ANSWER}])) == [Label.CONFIDENTIAL]  # content parts
     assert answers(history("Something else entirely, said by the model.")) == []
-    assert answers({"messages": [{"role": "user", "content": ANSWER}]}) == []  # only earlier answers count
+    # pasted by the user: the same text (tests/unit/governance/test_answer_paste.py has the other places)
+    assert answers({"messages": [{"role": "user", "content": ANSWER}]}) == [Label.CONFIDENTIAL]
 
 
 def test_the_highest_label_wins_and_public_or_short_answers_are_not_kept(db: Database) -> None:

@@ -11,8 +11,8 @@ The effective label is the maximum of:
   ``conversation_label``;
 * the labels of attached documents (``inhouse.documents[].label``; a document without one counts as
   confidential) and of retrieved chunks (``extra_labels``, passed in by the knowledge pipeline);
-* the policy's content markers matching the messages (and the text of ``tools``, ``response_format`` and
-  ``stop``, which are redacted with them), and any ``LabelSource`` given at construction;
+* the policy's content markers matching the messages (and the text of ``tools``, ``response_format``,
+  ``tool_choice`` and ``stop``, which are redacted with them), and any ``LabelSource`` given at construction;
 * ``pii_label`` when the PII scan finds anything.
 
 Secrets (passwords, keys, tokens, private keys, connection strings: ``pii/credentials.py``) are never sent
@@ -35,7 +35,14 @@ from typing import TYPE_CHECKING, Any
 from inhouse.errors import InvalidRequest, PermissionDenied, Unavailable
 from inhouse.governance.events import AuditSink, SecurityEvent
 from inhouse.governance.labels import Label, label_of_item, max_label, parse_label
-from inhouse.governance.pii.redact import RedactionSession, Redactor, ScanResult, message_texts
+from inhouse.governance.pii.redact import (
+    RedactionSession,
+    Redactor,
+    ScanResult,
+    field_texts,
+    message_texts,
+    scan_forms,
+)
 from inhouse.governance.policy import Decision, Policy, PolicyStore, decide, decide_secrets, failure_decision
 from inhouse.types import Actor
 
@@ -52,9 +59,10 @@ _FORWARDED = ("messages", "max_tokens", "max_completion_tokens", "temperature", 
               "frequency_penalty", "presence_penalty", "response_format", "tools", "tool_choice", "stream",
               "stream_options", "logit_bias", "n", "logprobs", "top_logprobs")
 # Forwarded fields besides the messages that carry free text (tool and schema descriptions, enum values, stop
-# strings): scanned, labelled and redacted with the messages, or a confidential marker or a password in a tool's
-# description would go out as is.
-_TEXT_FIELDS = ("tools", "response_format", "stop")
+# strings, the function tool_choice names): scanned, labelled and redacted with the messages, or a confidential
+# marker or a password in a tool's description would go out as is.
+_TEXT_FIELDS = ("tools", "response_format", "stop", "tool_choice")
+_TOOL_CHOICES = ("none", "auto", "required")
 
 
 @dataclass
@@ -134,10 +142,10 @@ class EgressRouter:
             else:
                 decision = decide(provider, label)
             outgoing = messages
-            others = {k: body[k] for k in _TEXT_FIELDS if k in body}
+            others = _text_fields(body)
             if decision.redact:
                 outgoing = self._redactor.redact_messages(messages, session)
-                others = {k: self._redactor.redact_value(v, session) for k, v in others.items()}
+                others = {k: self._redactor.redact_field(k, v, session) for k, v in others.items()}
         except InvalidRequest:
             raise  # the caller's own bad input (an unknown label name): a 400, nothing sent
         except Exception as exc:
@@ -155,7 +163,10 @@ class EgressRouter:
         labels = [conversation_label(body, policy.conversation_label)]
         labels += document_labels(body)
         labels += [label_of_item(x, param="labels") for x in extra_labels]
-        texts = message_texts([messages, *(body[k] for k in _TEXT_FIELDS if k in body)])
+        texts = message_texts(messages)
+        for name, value in _text_fields(body).items():
+            texts += field_texts(name, value)
+        texts = scan_forms(texts)  # a JSON-escaped tool result is read as the provider's model reads it
         labels += policy.marker_labels(texts)
         for source in self._label_sources:
             labels += [label_of_item(x) for x in source(body)]
@@ -215,6 +226,22 @@ def conversation_label(body: Mapping[str, Any], default: Label) -> Label:
     if isinstance(ext, Mapping) and ext.get("label") is not None:
         found.append(parse_label(ext["label"], param="inhouse.label"))
     return max_label(found, default=default)
+
+
+def _text_fields(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The forwarded fields besides the messages that carry text, ``tool_choice`` reduced to the shapes the API
+    defines (a mode, or the function to call by name): anything else in it would go out unread."""
+    out = {k: body[k] for k in _TEXT_FIELDS if k in body}
+    choice = out.get("tool_choice")
+    if choice is None or choice in _TOOL_CHOICES:
+        return out
+    function = choice.get("function") if isinstance(choice, Mapping) else None
+    if not (isinstance(choice, Mapping) and choice.get("type") == "function" and isinstance(function, Mapping)
+            and isinstance(function.get("name"), str)):
+        raise InvalidRequest("'tool_choice' must be 'none', 'auto', 'required' or "
+                             "{'type': 'function', 'function': {'name': …}}.", param="tool_choice")
+    out["tool_choice"] = {"type": "function", "function": {"name": function["name"]}}
+    return out
 
 
 def document_labels(body: Mapping[str, Any]) -> list[Label]:

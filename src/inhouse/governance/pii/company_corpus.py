@@ -214,6 +214,8 @@ TEMPLATES: tuple[str, ...] = (
     "用完改掉\n[{~TIME}] {PERSON_ZH:a}: 好的，我在 {IP} 上操作",
     "[{~TIME}] {PERSON_EN:a}: can you summarise this thread for the customer?\n[{~TIME}] {PERSON_EN:b}: sure, "
     "the staging box is {HOST}, ping {EMAIL} if {~PUBLIC_HOST} rate-limits us again. {~SETTING}",
+    "[{~TIME}] {PERSON_ZH:a}: 测试环境 账号 admin 密码 {SECRET_PASSWORD}，登录报错 500\n[{~TIME}] {PERSON_ZH:b}: "
+    "用 curl -u admin:{SECRET_PASSWORD} {URL} 试试，手机 {PHONE} 找我，版本 {~VERSION}",
     "Summarise: our partner contact is {PUBLIC_EMAIL}, the SFTP is sftp://{HOST}/upload and the shared folder "
     "{URL}. Do not mention {~FILE}.",
 )

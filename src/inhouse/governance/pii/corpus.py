@@ -50,10 +50,21 @@ def _alnum(rng: random.Random, n: int, alphabet: str = string.ascii_letters + st
             return s
 
 
+# Full-width digits and letters, as a Chinese input method types them.
+FULL_WIDTH = str.maketrans("0123456789Xx@", "０１２３４５６７８９Ｘｘ＠")
+
+
 def gen_email(rng: random.Random) -> str:
     user = rng.choice(["alice", "bob.li", "j.smith", "wang_fang", "ops-team", "x9", "li.na+hr"])
     domain = rng.choice(["example.com", "qinglan.com.cn", "mail.example.co.uk", "163.com", "outlook.de",
                          "corp.io"])
+    style = rng.random()
+    if style < 0.1:
+        return f"{rng.choice(['josé.garcía', 'zoë.müller', 'françois'])}@{domain}"  # accented local parts
+    if style < 0.2:
+        return f"{rng.choice(['张三', '王小明', '财务部'])}@{domain}"  # a Chinese mailbox name
+    if style < 0.3:
+        return f"{user}{rng.randint(1, 999)}＠{domain}"  # a full-width at sign
     return f"{user}{rng.randint(1, 999)}@{domain}"
 
 
@@ -62,13 +73,24 @@ def gen_phone(rng: random.Random) -> str:
 
     if rng.random() < 0.6:
         body = rng.choice("3456789") + _digits(rng, 9)
-        style = rng.randrange(4)
+        style = rng.randrange(10)
         if style == 0:
             return "1" + body
         if style == 1:
             return f"1{body[:2]}-{body[2:6]}-{body[6:]}"
         if style == 2:
             return f"+86 1{body[:2]} {body[2:6]} {body[6:]}"
+        if style == 3:
+            return ("1" + body).translate(FULL_WIDTH)
+        if style == 4:
+            return f"1{body[:2]} {body[2:]}"  # 3-8
+        if style == 5:
+            return f"1{body[:3]} {body[3:6]} {body[6:]}"  # 4-3-4
+        if style == 6:
+            return f"1{body[:2]}.{body[2:6]}.{body[6:]}"
+        if style == 7:
+            sep = rng.choice(["\u00a0", "\u3000", "\u200b"])  # no-break, ideographic, zero-width
+            return f"1{body[:2]}{sep}{body[2:6]}{sep}{body[6:]}"
         return f"1{body[:2]} {body[2:6]} {body[6:]}"
     region = rng.choice(["GB", "US", "DE", "FR", "JP", "SG", "AU"])
     example = phonenumbers.example_number_for_type(region, phonenumbers.PhoneNumberType.MOBILE)
@@ -87,8 +109,13 @@ def gen_cn_id(rng: random.Random, *, valid: bool = True) -> str:
     body = f"{region}{rng.randint(1950, 2005)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}{_digits(rng, 3)}"
     check = prc_id_check_char(body)
     if not valid:
-        check = rng.choice([c for c in "0123456789X" if c != check])
-    return body + check
+        return body + rng.choice([c for c in "0123456789X" if c != check])
+    number, style = body + check, rng.random()
+    if style < 0.15:
+        return f"{number[:6]} {number[6:14]} {number[14:]}"  # 6-8-4, as on forms
+    if style < 0.3:
+        return number.translate(FULL_WIDTH)
+    return number
 
 
 def gen_card(rng: random.Random, *, valid: bool = True) -> str:
@@ -101,6 +128,8 @@ def gen_card(rng: random.Random, *, valid: bool = True) -> str:
     if length == 16 and rng.random() < 0.5:
         sep = rng.choice([" ", "-"])
         return sep.join(number[i:i + 4] for i in range(0, 16, 4))
+    if valid and rng.random() < 0.2:
+        return f"{number[:6]} {number[6:]}" if length == 19 else number.translate(FULL_WIDTH)
     return number
 
 
@@ -142,6 +171,19 @@ def gen_secret(rng: random.Random) -> str:
     if kind == 4:
         return "sk-proj-" + _alnum(rng, 40)
     return _alnum(rng, 32)
+
+
+def gen_password(rng: random.Random) -> str:
+    word = rng.choice(["Hengtai", "Winter", "Qinglan", "Dragon"])
+    return word + rng.choice(["#", "!", "@", ""]) + str(rng.randint(2015, 2027)) + rng.choice(["x9", "!", "Ab"])
+
+
+# Passwords written the way people write them in chat (the value after the keyword is labelled).
+PASSWORD_TEMPLATES_EN = ("VPN login fails. user: bob PW: {v} - what should I check?", "password {v}",
+                         "Why does `curl -u admin:{v} https://api.example.com/v1/x` return 401?",
+                         "mysql --password {v} -h db01 fails", "password＝{v}.")
+PASSWORD_TEMPLATES_ZH = ("测试环境 账号 admin 密码 {v}，登录报错 500。", "数据库密碼：{v}，帮我写一封通知邮件",
+                         "初始口令 {v} 请尽快修改。", "密码＝{v}。")
 
 
 def gen_person(rng: random.Random) -> str:
@@ -201,6 +243,17 @@ def _negatives(rng: random.Random) -> list[tuple[str, str]]:
         (f"Order no. 1{rng.choice('3456789')}{_digits(rng, 9)} was paid.",
          f"订单号1{rng.choice('3456789')}{_digits(rng, 9)}已付款。"),
         (f"Ticket {_digits(rng, 18)} closed.", f"工单{_digits(rng, 18)}已关闭。"),
+        # look-alikes of the wider groupings and the spaced password form
+        (f"ISBN 978-7-{_digits(rng, 3)}-{_digits(rng, 5)}-{rng.randint(0, 9)}.",
+         f"书号ISBN 978-7-{_digits(rng, 3)}-{_digits(rng, 5)}-{rng.randint(0, 9)}。"),
+        (f"Site at lng 1{rng.choice('3456789')}{rng.randint(0, 9)}.{_digits(rng, 8)}.",
+         f"经度1{rng.choice('3456789')}{rng.randint(0, 9)}.{_digits(rng, 8)}。"),
+        (f"Meeting at {rng.randint(10, 12)}:30 in room 1{rng.choice('3456789')}{rng.randint(0, 9)}.",
+         f"会议{rng.randint(10, 12)}:30在1{rng.choice('3456789')}{rng.randint(0, 9)}会议室。"),
+        (f"Order {_digits(rng, 4)} {_digits(rng, 8)} shipped on 2026.{rng.randint(1, 12):02d}.01.",
+         f"订单 {_digits(rng, 4)} {_digits(rng, 8)} 于2026.{rng.randint(1, 12):02d}.01发货。"),
+        ("The password reset link expired.", "密码 错误，请重试。"),
+        (f"Use password {rng.choice(['manager', 'policy2024', 'settings'])} page.", "密码 已过期 请修改"),
     ]
 
 
@@ -221,6 +274,9 @@ def generate_corpus(n: int, *, seed: int = 0) -> list[Sample]:
         for kind in rng.sample(kinds, rng.randint(1, 3)):
             template = rng.choice(templates[kind])
             value = GENERATORS[kind](rng)
+            if kind == "SECRET" and rng.random() < 0.3:
+                template = rng.choice(PASSWORD_TEMPLATES_EN if lang == "en" else PASSWORD_TEMPLATES_ZH)
+                value = gen_password(rng)
             before, _, after = template.partition("{v}")
             if text:
                 text += joiner

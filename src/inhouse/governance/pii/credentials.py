@@ -88,9 +88,9 @@ _JWT = _NOT_TOKEN_BEFORE + r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z
 _CONNECTION = (r"(?<![A-Za-z0-9+.-])(?i:[a-z][a-z0-9+.-]{1,30})://[^\s:/@'\"<>]*:[^\s@/'\"<>]+@"
                r"[^\s/'\"<>?#]+(?:[/?#][^\s'\"<>]*)?")
 # key = value / key: value / "key": "value" / 密码是…: the value is the secret.
-_PASSWORD_WORDS = r"pass(?:word|wd|phrase)?|pwd|密码|口令"
+_PASSWORD_WORDS = r"pass(?:word|wd|phrase)?|pwd|(?<![A-Za-z])pw(?![A-Za-z])|密码|密碼|口令|口令码"
 _KEY_WORDS = (r"secret|token|api[_-]?key|apikey|access[_-]?key|account[_-]?key|shared[_-]?access[_-]?key|"
-              r"private[_-]?key|credentials?|auth|密钥|秘钥|令牌")
+              r"private[_-]?key|credentials?|auth|密钥|秘钥|密鑰|秘鑰|令牌")
 
 
 def _assigned(words: str) -> str:
@@ -98,6 +98,12 @@ def _assigned(words: str) -> str:
             r"[\"']?\s*(?P<s>[:=：]|=>|\s+(?:is|was)\s+|是|为)\s*[\"']?(?P<v>[^\s,;，。；'\"&<>`)\]}]{6,})")
 
 
+# "密码 Hengtai#2025x9", "password Winter2026!": a keyword, a space, and a value only a credential looks like.
+_SPACED = (r"(?i:(?<![A-Za-z])(?:password|passwd|pwd|pw)(?![A-Za-z])|密码|密碼|口令)[ \t]+"
+           r"(?P<v>[^\s,;，。；'\"&<>`)\]}]{8,})")
+# curl -u user:password (curl's only way to take a password on the command line), --password value
+_CLI = (r"(?i:\bcurl\b)[^\n]*?\s(?:-u|--user)(?:\s+|=)['\"]?[^\s:'\"]*:(?P<v>[^\s'\"]+)",
+        r"(?<![A-Za-z0-9_-])--pass(?:word)?(?:\s+|=)['\"]?(?P<v>[^\s'\"]+)")
 _BEARER = r"(?i:\b(?:bearer|token)\s+)(?P<v>[A-Za-z0-9._~+/-]{16,}=*)"
 _BASIC = r"(?i:\bbasic\s+)(?P<v>[A-Za-z0-9+/]{12,}={0,2})"
 _SAS = r"[?&](?i:sig|signature|x-amz-signature|access_token|api_key|apikey|key|token)=(?P<v>[A-Za-z0-9%+/=._-]{16,})"
@@ -142,6 +148,24 @@ def _basic_ok(m: re.Match[str]) -> bool:
     return b":" in decoded
 
 
+def credential_shaped(value: str) -> bool:
+    """Letters and digits and three of: upper case, lower case, digits, symbols; 8 characters or more. What a
+    password after a bare space must look like ("password reset", "密码 错误" are prose)."""
+    if len(value) < 8 or _NOT_A_VALUE.fullmatch(value):
+        return False
+    classes = (any(c.isupper() for c in value), any(c.islower() for c in value), any(c.isdigit() for c in value),
+               any(not c.isalnum() for c in value))
+    return any(c.isalpha() for c in value) and classes[2] and sum(classes) >= 3
+
+
+def _password_ok(m: re.Match[str]) -> bool:
+    if "k" in m.re.groupindex:
+        return _assigned_ok(m)
+    if m.re.pattern == _SPACED:
+        return credential_shaped(_value(m))
+    return not _NOT_A_VALUE.fullmatch(_value(m))  # curl -u, --password: a password whatever it looks like
+
+
 def _bearer_ok(m: re.Match[str]) -> bool:
     value = _value(m)
     return any(c.isdigit() for c in value) or (any(c.isupper() for c in value) and any(c.islower() for c in value))
@@ -156,7 +180,8 @@ DETECTORS: tuple[SecretDetector, ...] = (
     SecretDetector("cloud_key", ((_token(*_CLOUD_KEYS), 0.96),)),
     SecretDetector("api_token", ((_token(*_PROVIDER_KEYS), 0.95),)),
     SecretDetector("jwt", ((_JWT, 0.95),)),
-    SecretDetector("password", ((_assigned(_PASSWORD_WORDS), 0.3),), validate=_assigned_ok),
+    SecretDetector("password", ((_assigned(_PASSWORD_WORDS), 0.3), (_SPACED, 0.3), *((p, 0.3) for p in _CLI)),
+                   validate=_password_ok),
     SecretDetector("assigned_key", ((_assigned(_KEY_WORDS), 0.3),), validate=_assigned_ok),
     SecretDetector("bearer_token", ((_BEARER, 0.3),), validate=_bearer_ok),
     SecretDetector("basic_auth", ((_BASIC, 0.3),), validate=_basic_ok),

@@ -122,15 +122,21 @@ class RegexRecognizer(LocalRecognizer):
         return base
 
 
+# Local parts: Latin letters with their accents (``josé.garcía@``), or a name in CJK characters (``张三@``), at most
+# eight of them: a CJK run glued before an address is mostly prose (``请发到张三@…``), and names are short.
+_LOCAL = "A-Za-z0-9._%+\\-\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f"
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff"
+
+
 class OfflineEmailRecognizer(EmailRecognizer):
-    """Presidio's e-mail recogniser with an ASCII-bounded pattern and an offline domain check that accepts
-    internal domains too (``li.na@hr.qinglan.local``): see ``addresses.email_domain_ok``."""
+    """Presidio's e-mail recogniser with a bounded pattern and an offline domain check that accepts internal
+    domains too (``li.na@hr.qinglan.local``): see ``addresses.email_domain_ok``. Latin local parts are bounded by
+    what cannot be part of one (``邮箱alice@…`` is ``alice@…``)."""
 
     def __init__(self, extractor: tldextract.TLDExtract) -> None:
         self._extract = extractor
-        pattern = _pattern("Email (ASCII-bounded)",
-                           r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
-                           r"(?![A-Za-z0-9-])", 0.5)
+        pattern = _pattern("Email (bounded)", rf"(?:[{_CJK}]{{1,8}}|(?<![{_LOCAL}])[{_LOCAL}]+)"
+                           r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+(?![A-Za-z0-9-])", 0.5)
         super().__init__(patterns=[pattern], supported_entity="EMAIL", name="inhouse_email")
         self.global_regex_flags = _FLAGS
 
@@ -226,11 +232,15 @@ def valid_card(value: str) -> bool:
     if len(groups) > 1 and not (
         len({c for c in value if c in " -"}) == 1  # one kind of separator
         and ((all(len(g) == 4 for g in groups[:-1]) and 1 <= len(groups[-1]) <= 4)
-             or [len(g) for g in groups] == [4, 6, 5])  # 4-4-4-4(-3), or Amex 4-6-5
+             or [len(g) for g in groups] in ([4, 6, 5], [6, 13]))  # 4-4-4-4(-3), Amex 4-6-5, UnionPay 6-13
     ):
         return False
     # An 18-digit PRC ID that happens to pass Luhn is an ID, not a card.
     return luhn_valid(digits) and not prc_id_valid(digits)
+
+
+def valid_cn_id(value: str) -> bool:
+    return prc_id_valid(re.sub(r"[ -]", "", value))
 
 
 def valid_ipv6(value: str) -> bool:
@@ -260,12 +270,18 @@ def build_recognizers(names: Callable[[], Iterable[str]], internal_domains: Iter
         RegexRecognizer("PHONE", [
             (r"(?<![\d+])(?:(?:\+|00)86[ -]?)?1[3-9]\d{9}(?!\d)", 0.45),
             (r"(?<![\d+])(?:(?:\+|00)86[ -]?)?1[3-9]\d[ -]\d{4}[ -]\d{4}(?!\d)", 0.45),
+            # 138 12345678, 1381 234 5678, 138.1234.5678 (one kind of separator; not 139.12345678, a longitude)
+            (r"(?<![\d+.])(?:(?:\+|00)86[ -]?)?1[3-9]\d(?:[ -]\d{8}|\d(?P<t>[ .-])\d{3}(?P=t)\d{4}"
+             r"|(?P<u>\.)\d{4}(?P=u)\d{4})(?![\d.]\d|\d)", 0.45),
         ], context=_PHONE_CONTEXT, negative_context=_PHONE_NEGATIVE, name="inhouse_phone_cn"),
         InternationalPhoneRecognizer(),
         RegexRecognizer("CN_ID", [
             (_NOT_ALNUM_BEFORE + r"[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]"
              + _NOT_ALNUM_AFTER, 0.3),
-        ], validate=prc_id_valid),
+            # grouped 6-8-4, as printed on forms
+            (_NOT_ALNUM_BEFORE + r"[1-9]\d{5}(?P<s>[ -])(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])"
+             r"(?P=s)\d{3}[\dXx]" + _NOT_ALNUM_AFTER, 0.3),
+        ], validate=valid_cn_id),
         RegexRecognizer("BANK_CARD", [(r"(?<![0-9A-Za-z+-])\d(?:[ -]?\d){12,18}(?![\d])", 0.3)],
                         validate=valid_card, validated_score=0.95),
         RegexRecognizer("IBAN", [

@@ -18,8 +18,10 @@ import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+from inhouse.governance.pii.normalise import normalise
 
 KINDS = ("EMAIL", "PHONE", "CN_ID", "BANK_CARD", "IBAN", "IP", "HOST", "URL", "SECRET", "PERSON")
 # Everything but PERSON has a fixed format; the ≥ 0.99 recall target is about these.
@@ -30,8 +32,6 @@ _SECRET_PREFIX = "inhouse_secret_"
 _PLACEHOLDER = re.compile(r"<([A-Z][A-Z_]*)_(\d+)>")
 # The longest placeholder we mint ("<BANK_CARD_99999>"); a held-back stream tail is never longer.
 MAX_PLACEHOLDER_CHARS = 24
-# Keys of a chat message that are structure, not content: never scanned, never rewritten.
-_STRUCTURAL_KEYS = frozenset({"role", "type", "id", "tool_call_id"})
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,10 @@ class Redactor:
             return []
         from inhouse.governance.pii.recognizers import analyze
 
-        raw = analyze(self._analyzer(), text, threshold=self._threshold)
+        # The recognisers read the plain form (full-width digits, odd spaces, zero-width characters: normalise.py);
+        # findings are mapped back to the original, which is what gets replaced.
+        plain = normalise(text)
+        raw = analyze(self._analyzer(), plain.text if plain else text, threshold=self._threshold)
         ranked = sorted(raw, key=lambda r: (-r.score, -(r.end - r.start), r.start))
         kept: list[Finding] = []
         for r in ranked:
@@ -175,6 +178,8 @@ class Redactor:
                 name = str((r.recognition_metadata or {}).get("recognizer_name", ""))
                 detail = name[len(_SECRET_PREFIX):] if name.startswith(_SECRET_PREFIX) else None
                 kept.append(Finding(r.entity_type, r.start, r.end, r.score, detail))
+        if plain:
+            kept = [replace(f, start=s, end=e) for f in kept for s, e in [plain.span(f.start, f.end)]]
         return sorted(kept, key=lambda f: f.start)
 
     def inspect(self, texts: Iterable[str]) -> ScanResult:
@@ -193,6 +198,15 @@ class Redactor:
         return self.inspect(texts).kinds
 
     def redact(self, text: str, session: RedactionSession) -> str:
+        """``text`` with its values replaced. A text whose JSON escapes (``\\u5bc6``) still hide a value after
+        that is replaced in its decoded form, which then goes instead: the provider reads the same characters."""
+        out = self._redact(text, session)
+        hidden = unescaped(out)
+        if hidden is not None and self.analyze(hidden):
+            out = self._redact(hidden, session)
+        return out
+
+    def _redact(self, text: str, session: RedactionSession) -> str:
         findings = self.analyze(text)
         if not findings:
             return text
@@ -207,35 +221,107 @@ class Redactor:
     def redact_messages(self, messages: Iterable[Mapping[str, Any]], session: RedactionSession,
                         ) -> list[dict[str, Any]]:
         """Chat messages with every content string (text parts, names, tool-call arguments) redacted."""
-        return [self.redact_value(dict(m), session) for m in messages]
+        return [_rewrite(dict(m), "message", lambda t: self.redact(t, session)) for m in messages]
 
-    def redact_value(self, value: Any, session: RedactionSession) -> Any:
-        """A JSON value with every string but the structural ones redacted (keys are kept)."""
-        if isinstance(value, str):
-            return self.redact(value, session)
-        if isinstance(value, Mapping):
-            return {k: v if k in _STRUCTURAL_KEYS else self.redact_value(v, session) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [self.redact_value(v, session) for v in value]
+    def redact_field(self, name: str, value: Any, session: RedactionSession) -> Any:
+        """A forwarded request field (``tools``, ``response_format``, ``stop``, ``tool_choice``) with its free
+        text redacted; its structure is kept (see ``field_texts``)."""
+        return _rewrite(value, _FIELD_PLACES.get(name, "value"), lambda t: self.redact(t, session))
+
+
+# Where a key is structure rather than content, by the place of the object that holds it. Only there: the same
+# names elsewhere (a tool parameter called "id", a schema property called "type") are content and are scanned.
+_STRUCTURE_AT = {
+    "message": frozenset({"role", "tool_call_id"}),
+    "part": frozenset({"type"}),  # a content part's {"type": "text"}
+    "tool_call": frozenset({"id", "type"}),
+    "tool": frozenset({"type"}),  # {"type": "function", "function": …}
+    "response_format": frozenset({"type"}),  # {"type": "json_schema", …}
+    "tool_choice": frozenset({"type"}),
+}
+# The values JSON Schema's "type" keyword takes: kept as structure wherever they appear under "type".
+_SCHEMA_TYPES = frozenset({"string", "number", "integer", "boolean", "object", "array", "null"})
+_FIELD_PLACES = {"tools": "tools", "response_format": "response_format", "tool_choice": "tool_choice"}
+
+
+def _schema_type(value: Any) -> bool:
+    if isinstance(value, list):
+        return bool(value) and all(isinstance(v, str) and v in _SCHEMA_TYPES for v in value)
+    return isinstance(value, str) and value in _SCHEMA_TYPES
+
+
+def _rewrite(value: Any, place: str, text: Callable[[str], str]) -> Any:
+    """``value`` with ``text`` applied to every content string; ``place`` says which object ``value`` is."""
+    if isinstance(value, str):
+        return text(value)
+    if isinstance(value, list | tuple):
+        inner = {"messages": "message", "tools": "tool", "content": "part", "tool_calls": "tool_call"}.get(place)
+        return [_rewrite(v, inner if inner and isinstance(v, Mapping) else "value", text) for v in value]
+    if not isinstance(value, Mapping):
         return value
+    keep = _STRUCTURE_AT.get(place, frozenset())
+    out: dict[Any, Any] = {}
+    for k, v in value.items():
+        if (k in keep and isinstance(v, str)) or (k == "type" and _schema_type(v)):
+            out[k] = v
+        elif place == "message" and k in ("content", "tool_calls"):
+            out[k] = _rewrite(v, k, text)
+        else:
+            out[k] = _rewrite(v, "value", text)
+    return out
+
+
+def _collect(value: Any, place: str) -> list[str]:
+    out: list[str] = []
+
+    def keep(t: str) -> str:
+        out.append(t)
+        return t
+
+    _rewrite(value, place, keep)
+    return out
 
 
 def message_texts(messages: Iterable[Any]) -> list[str]:
-    """Every content string of chat messages, or of other JSON values (what ``redact_messages`` and
-    ``redact_value`` would rewrite)."""
-    out: list[str] = []
+    """Every content string of chat messages (what ``redact_messages`` would rewrite)."""
+    return _collect(list(messages), "messages")
 
-    def walk(value: Any) -> None:
-        if isinstance(value, str):
-            out.append(value)
-        elif isinstance(value, Mapping):
-            for k, v in value.items():
-                if k not in _STRUCTURAL_KEYS:
-                    walk(v)
-        elif isinstance(value, list | tuple):
-            for v in value:
-                walk(v)
 
-    for m in messages:
-        walk(m)
-    return out
+def field_texts(name: str, value: Any) -> list[str]:
+    """Every free-text string of a forwarded request field (what ``redact_field`` would rewrite)."""
+    return _collect(value, _FIELD_PLACES.get(name, "value"))
+
+
+# JSON string escapes. A tool result written by json.dumps (ensure_ascii: every Chinese character as \uXXXX) is
+# read as Chinese by the provider's model, and as ASCII noise by the patterns and the markers.
+_ESCAPE = re.compile(r'\\(?:u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|["\\/bfnrt])')
+_UNICODE_ESCAPE = re.compile(r"\\u[0-9a-fA-F]{4}")
+_SIMPLE = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+
+
+def _unescape_one(m: re.Match[str]) -> str:
+    s = m.group(0)
+    if s[1] != "u":
+        return _SIMPLE[s[1]]
+    units = [int(s[i + 2:i + 6], 16) for i in range(0, len(s), 6)]
+    if len(units) == 2:
+        return chr(0x10000 + ((units[0] - 0xD800) << 10) + (units[1] - 0xDC00))
+    return chr(units[0]) if not 0xD800 <= units[0] <= 0xDFFF else s
+
+
+def unescaped(text: str) -> str | None:
+    """``text`` with its JSON escapes decoded in place (twice-encoded JSON too), when it holds a ``\\uXXXX``
+    escape; else None. For scanning: what the provider's model reads."""
+    if "\\u" not in text or not _UNICODE_ESCAPE.search(text):
+        return None
+    out = text
+    for _ in range(3):  # JSON inside a JSON string inside …: each level doubles the backslashes
+        out = _ESCAPE.sub(_unescape_one, out)
+        if not _UNICODE_ESCAPE.search(out):
+            break
+    return out if out != text else None
+
+
+def scan_forms(texts: Iterable[str]) -> list[str]:
+    """What the scans read for ``texts``: each text, or its decoded form when JSON escapes hide characters."""
+    return [unescaped(t) or t for t in texts]
