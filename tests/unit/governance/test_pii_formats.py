@@ -79,3 +79,14 @@ def test_the_plain_copy_maps_back_to_the_original() -> None:
     assert plain is not None and plain.text == "手机138 密码=x"
     start = plain.text.index("138")
     assert plain.span(start, start + 3) == (text.index("１"), text.index("８") + 1)
+
+
+def test_the_normalised_copy_is_made_only_when_a_character_would_change() -> None:
+    from inhouse.governance.pii.normalise import normalise
+
+    assert normalise("请在周五前回复，谢谢：张三") is None  # Chinese prose and its kept punctuation: no copy
+    assert normalise("plain ascii") is None
+    for typed, plain in (("手机 １３８１２３４５６７８", "手机 13812345678"), ("138\u200b1234", "1381234"),
+                         ("a\u00a0b", "a b"), ("ｐａｓｓｗｏｒｄ＝x", "password=x")):
+        copy = normalise(typed)
+        assert copy is not None and copy.text == plain
