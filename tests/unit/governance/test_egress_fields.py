@@ -15,7 +15,7 @@ from inhouse.governance.egress.router import EgressRouter
 from inhouse.governance.events import MemoryAuditSink
 from inhouse.governance.pii.redact import RedactionSession, Redactor, field_texts, message_texts, unescaped
 from inhouse.governance.policy import PolicyStore
-from inhouse.testing.network_guard import deny_external_connections
+from inhouse.testing.redaction import offline_redactor
 from inhouse.types import Actor
 
 ACTOR = Actor(key_id="key_1", name="tester", user_id="usr_1")
@@ -43,11 +43,8 @@ on_refusal = "local"
 
 @pytest.fixture(scope="module")
 def redactor() -> Iterator[Redactor]:
-    with deny_external_connections() as attempts:
-        r = Redactor(names=["王小明"])
-        r.warm_up()
+    with offline_redactor(["王小明"]) as r:
         yield r
-    assert attempts == []
 
 
 @pytest.fixture

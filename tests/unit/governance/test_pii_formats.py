@@ -10,7 +10,7 @@ import pytest
 from inhouse.governance.pii.checksums import luhn_check_digit, prc_id_check_char
 from inhouse.governance.pii.normalise import normalise
 from inhouse.governance.pii.redact import RedactionSession, Redactor
-from inhouse.testing.network_guard import deny_external_connections
+from inhouse.testing.redaction import offline_redactor
 
 FW = str.maketrans("0123456789", "０１２３４５６７８９")
 ID_X = next(b + "X" for b in (f"11010519800101{p:03d}" for p in range(100, 999)) if prc_id_check_char(b) == "X")
@@ -20,11 +20,8 @@ CARD19 = "622848001234567890" + luhn_check_digit("622848001234567890")
 
 @pytest.fixture(scope="module")
 def redactor() -> Iterator[Redactor]:
-    with deny_external_connections() as attempts:
-        r = Redactor(names=["王小明"])
-        r.warm_up()
+    with offline_redactor(["王小明"]) as r:
         yield r
-    assert attempts == []
 
 
 @pytest.mark.parametrize(("text", "value", "kind"), [

@@ -15,7 +15,7 @@ from inhouse.governance.egress.router import EGRESS_DECISION, EgressRouter, Labe
 from inhouse.governance.events import MemoryAuditSink
 from inhouse.governance.pii.redact import RedactionSession, Redactor, ScanResult
 from inhouse.governance.policy import PolicyStore
-from inhouse.testing.network_guard import deny_external_connections
+from inhouse.testing.redaction import offline_redactor
 from inhouse.types import Actor
 
 LOCAL = "local-model"
@@ -60,11 +60,8 @@ class ExplodingRedactor(Redactor):
 
 @pytest.fixture(scope="module")
 def redactor() -> Iterator[Redactor]:
-    with deny_external_connections() as attempts:
-        r = Redactor(names=["Alice Wang"])
-        r.warm_up()
+    with offline_redactor(["Alice Wang"]) as r:
         yield r
-    assert attempts == []
 
 
 @pytest.fixture
