@@ -29,7 +29,7 @@ from inhouse.kb.parse.blocks import (
     pick_title,
 )
 from inhouse.kb.parse.safety import ParseLimits
-from inhouse.kb.parse.text import codec_of, decode_text
+from inhouse.kb.parse.text import codec_declared_in_ascii, decode_text
 
 # <meta name=...> elements that declare how sensitive a page is (markings, ``kb/markings.py``).
 _CLASSIFICATION_META = ("classification", "sensitivity", "security-classification", "confidentiality")
@@ -64,8 +64,8 @@ def decode_html(data: bytes, filename: str) -> tuple[str, str]:
     if not data.startswith((codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         match = _META_CHARSET.search(data[:4096])
         if match:
-            codec = codec_of(match.group(1).decode("ascii"))
-            if codec and not codec.startswith(("utf-16", "utf-32")):
+            codec = codec_declared_in_ascii(match.group(1).decode("ascii"))
+            if codec:
                 with contextlib.suppress(LookupError):  # a codec that is not a text encoding ("base64")
                     return data.decode(codec, errors="replace"), codec
     return decode_text(data, filename)

@@ -28,7 +28,7 @@ from inhouse.kb.parse import eml
 from inhouse.kb.parse.blocks import clean_inline
 from inhouse.kb.parse.ole import codec, open_ole, read_stream
 from inhouse.kb.parse.safety import ParseLimits, sanitize_filename
-from inhouse.kb.parse.text import codec_of
+from inhouse.kb.parse.text import codec_declared_in_ascii
 
 # MAPI property ids ([MS-OXPROPS]).
 _SUBJECT, _BODY, _HTML = 0x0037, 0x1000, 0x1013
@@ -192,10 +192,8 @@ class _Storage:
             return self.string(_HTML)
         declared = _CHARSET.search(raw[:4096])
         stated = self._fixed.get(_INTERNET_CPID) or self._fixed.get(_MESSAGE_CODEPAGE)
-        # The declared label read as eml and html read it ("gb2312" holding GBK text: GB18030); a UTF-16 one found in
-        # ASCII bytes is wrong (html.decode_html).
-        label = codec_of(declared.group(1).decode("ascii")) if declared else None
-        label = None if label and label.startswith(("utf-16", "utf-32")) else label
+        # The declared label read as eml and html read it ("gb2312" holding GBK text: GB18030).
+        label = codec_declared_in_ascii(declared.group(1).decode("ascii")) if declared else None
         candidates = [label, codec(stated) if stated else None]
         for name in [c for c in candidates if c] + ["utf-8", "cp1252"]:
             try:

@@ -137,6 +137,14 @@ def codec_of(label: str | None) -> str | None:
     return "gb18030" if name in _GB_LABELS else name
 
 
+def codec_declared_in_ascii(label: str | None) -> str | None:
+    """``codec_of`` for a label found in the file's own ASCII bytes (an HTML ``<meta charset>``): a UTF-16 or UTF-32
+    label there is wrong (the bytes it was read from are not UTF-16; Word's "Unicode" web page re-saved), so None, and
+    the plain-text policy (UTF-8 first) reads the file, as the HTML standard says."""
+    codec = codec_of(label)
+    return None if codec and codec.startswith(("utf-16", "utf-32")) else codec
+
+
 def decode_declared(data: bytes, label: str | None, filename: str) -> tuple[str, str]:
     """Bytes with a declared charset → (text, encoding label): that charset strictly, else the policy above, else
     that charset with replacement characters. A label Python does not know is no better than none."""
