@@ -83,30 +83,43 @@ def _cpuinfo_fields(text: str) -> tuple[str, set[str]]:
     return model, flags
 
 
-def cgroup_dirs(root: Path = Path("/")) -> list[Path]:
-    """This process's own cgroup v2 directory and its ancestors up to the mount point, innermost first.
+def cgroup_dirs(root: Path = Path("/"), controller: str | None = None) -> list[Path]:
+    """This process's own cgroup v2 directory and its ancestors up to the mount point, innermost first; with
+    ``controller`` ("memory", "cpu"), the same in that controller's cgroup v1 hierarchy (RHEL 7 and 8, older
+    Docker and Kubernetes hosts: mounted at ``/sys/fs/cgroup/<controllers>``), or none without one.
 
     A limit can sit on any level (``docker run -m``/``--cpus`` on the container's root, systemd's ``MemoryMax=``/
     ``CPUQuota=`` on the service's own cgroup), so callers take the tightest. Without a cgroup namespace the
     path in ``/proc/self/cgroup`` may not exist under the mount: reading a missing file there costs nothing, and
     the mount point itself is always last (the root fallback)."""
     mount = root / "sys/fs/cgroup"
-    own = ""
+    own: str | None = "" if controller is None else None
     for line in (_read(root / "proc/self/cgroup") or "").splitlines():
-        if line.startswith("0::"):  # the unified (v2) hierarchy
-            own = line[3:].strip()
+        number, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if controller is None and number == "0" and not controllers:  # the unified (v2) hierarchy
+            own = path.strip()
             break
+        if controller is not None and controller in controllers.split(","):
+            own = path.strip()
+            mount = mount / controllers if (mount / controllers).is_dir() else mount / controller
+            break
+    if own is None:
+        return []
     parts = [p for p in own.split("/") if p and p not in (".", "..")]
     return [mount.joinpath(*parts[:i]) for i in range(len(parts), 0, -1)] + [mount]
 
 
 def cpu_quota(root: Path = Path("/")) -> int | None:
-    """CPUs' worth of time the cgroup v2 quota (``cpu.max``: "QUOTA PERIOD") allows, rounded up; None when
-    unlimited. A thread per host core under ``--cpus=2`` only makes llama.cpp's threads wait for each other at
-    every layer's barrier while the quota throttles them."""
+    """CPUs' worth of time the cgroup quota allows (v2 ``cpu.max``: "QUOTA PERIOD"; v1 ``cpu.cfs_quota_us`` over
+    ``cpu.cfs_period_us``, -1 when unlimited), rounded up; None when unlimited. A thread per host core under
+    ``--cpus=2`` only makes llama.cpp's threads wait for each other at every layer's barrier while the quota
+    throttles them."""
+    quotas: list[list[str]] = [(_read(d / "cpu.max") or "").split() for d in cgroup_dirs(root)]
+    quotas += [[(_read(d / name) or "").strip() for name in ("cpu.cfs_quota_us", "cpu.cfs_period_us")]
+               for d in cgroup_dirs(root, "cpu")]
     best: int | None = None
-    for directory in cgroup_dirs(root):
-        fields = (_read(directory / "cpu.max") or "").split()
+    for fields in quotas:
         if len(fields) == 2 and fields[0].isdigit() and fields[1].isdigit() and int(fields[1]) > 0:
             cpus = max(1, math.ceil(int(fields[0]) / int(fields[1])))
             best = cpus if best is None else min(best, cpus)

@@ -354,11 +354,11 @@ def _replace(r: PathResult, **changes: Any) -> PathResult:
 
 def read_memory(meminfo: Path = Path("/proc/meminfo"), cgroup_max: Path | None = None, *,
                 root: Path = Path("/")) -> tuple[int, int]:
-    """(total, available) bytes, read now. A cgroup v2 limit below the machine's memory caps the total, and
-    what the cgroup has left (``memory.max`` − ``memory.current``) caps what is available: a container's host
-    may have plenty free while the container has almost used its own. Every level from this process's own
-    cgroup up counts (``cpu.cgroup_dirs``: systemd's ``MemoryMax=`` sits on the service's cgroup, not the root);
-    ``cgroup_max`` names one cgroup's ``memory.max`` instead (tests)."""
+    """(total, available) bytes, read now. A cgroup limit (v2 ``memory.max``, v1 ``memory.limit_in_bytes``) below
+    the machine's memory caps the total, and what the cgroup has left (``memory.max`` − ``memory.current``) caps
+    what is available: a container's host may have plenty free while the container has almost used its own.
+    Every level from this process's own cgroup up counts (``cpu.cgroup_dirs``: systemd's ``MemoryMax=`` sits on
+    the service's cgroup, not the root); ``cgroup_max`` names one cgroup's ``memory.max`` instead (tests)."""
     values: dict[str, int] = {}
     try:
         for line in meminfo.read_text().splitlines():
@@ -370,12 +370,16 @@ def read_memory(meminfo: Path = Path("/proc/meminfo"), cgroup_max: Path | None =
         pass
     total = values.get("MemTotal", 0)
     available = values.get("MemAvailable", values.get("MemFree", 0))
-    limits = [cgroup_max] if cgroup_max is not None else [d / "memory.max" for d in cgroup_dirs(root)]
-    for limit_file in limits:
+    if cgroup_max is not None:
+        limits = [(cgroup_max, cgroup_max.with_name("memory.current"))]
+    else:  # v2, then v1 (whose "no limit" is a number far above any machine's memory)
+        limits = [(d / "memory.max", d / "memory.current") for d in cgroup_dirs(root)]
+        limits += [(d / "memory.limit_in_bytes", d / "memory.usage_in_bytes") for d in cgroup_dirs(root, "memory")]
+    for limit_file, used_file in limits:
         limit = _read_int(limit_file)  # "max" (no limit) and a missing file read as None
         if limit is None or limit <= 0:
             continue
-        used = _read_int(limit_file.with_name("memory.current")) or 0
+        used = _read_int(used_file) or 0
         if limit < total:
             total = limit
         available = min(available, max(0, limit - used))

@@ -1,5 +1,5 @@
-"""cgroup v2 limits on a fake /proc + /sys tree: memory (``memory.max`` − ``memory.current``, on this process's own
-cgroup or any ancestor) and the CPU quota (``cpu.max``) that caps the cores thread counts default to."""
+"""cgroup v2 (and v1) limits on a fake /proc + /sys tree: memory (``memory.max`` − ``memory.current``, on this
+process's own cgroup or any ancestor) and the CPU quota (``cpu.max``) that caps the cores thread counts default to."""
 
 from __future__ import annotations
 
@@ -87,3 +87,36 @@ def test_a_quota_above_the_cores_changes_nothing(tmp_path: Path) -> None:
     mount = machine(tmp_path, cores=4)
     (mount / "cpu.max").write_text("800000 100000\n")
     assert detect_cpu(tmp_path).physical_cores == 4 and physical_cores(tmp_path) == 4
+
+
+def v1_host(root: Path, own: str = "/system.slice/inhouse.service") -> Path:
+    """A cgroup v1 host (RHEL 7/8): one hierarchy per controller, cpu mounted as "cpu,cpuacct"."""
+    mount = machine(root, own_cgroup=None)
+    (root / "proc/self/cgroup").write_text(f"11:memory:{own}\n4:cpu,cpuacct:{own}\n1:name=systemd:{own}\n")
+    (mount / "memory").mkdir()
+    (mount / "cpu,cpuacct").mkdir()
+    (mount / "memory/memory.limit_in_bytes").write_text("9223372036854771712\n")  # v1's "no limit"
+    (mount / "cpu,cpuacct/cpu.cfs_quota_us").write_text("-1\n")
+    (mount / "cpu,cpuacct/cpu.cfs_period_us").write_text("100000\n")
+    return mount
+
+
+def test_cgroup_v1_limits_count_too(tmp_path: Path) -> None:
+    mount = v1_host(tmp_path)
+    assert cgroup_dirs(tmp_path, "memory")[-1] == mount / "memory" and cgroup_dirs(tmp_path, "blkio") == []
+    assert read_memory(tmp_path / "proc/meminfo", root=tmp_path) == (64 * GiB, 60 * GiB)
+    assert cpu_quota(tmp_path) is None and physical_cores(tmp_path) == 16
+    service = mount / "memory" / SERVICE
+    service.mkdir(parents=True)
+    (service / "memory.limit_in_bytes").write_text(f"{4 * GiB}\n")
+    (service / "memory.usage_in_bytes").write_text(f"{GiB}\n")
+    assert read_memory(tmp_path / "proc/meminfo", root=tmp_path) == (4 * GiB, 3 * GiB)
+    (mount / "cpu,cpuacct/cpu.cfs_quota_us").write_text("250000\n")  # docker run --cpus=2.5
+    assert cpu_quota(tmp_path) == 3 and detect_cpu(tmp_path).physical_cores == 3
+
+
+def test_cgroup_v1_in_a_container_without_a_namespace_reads_the_mount(tmp_path: Path) -> None:
+    mount = v1_host(tmp_path, own="/docker/0123abcd")
+    (mount / "memory/memory.limit_in_bytes").write_text(f"{8 * GiB}\n")
+    (mount / "memory/memory.usage_in_bytes").write_text(f"{2 * GiB}\n")
+    assert read_memory(tmp_path / "proc/meminfo", root=tmp_path) == (8 * GiB, 6 * GiB)
