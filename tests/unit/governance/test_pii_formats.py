@@ -15,6 +15,7 @@ from inhouse.testing.redaction import offline_redactor
 FW = str.maketrans("0123456789", "０１２３４５６７８９")
 ID_X = next(b + "X" for b in (f"11010519800101{p:03d}" for p in range(100, 999)) if prc_id_check_char(b) == "X")
 CARD = "622202123456789" + luhn_check_digit("622202123456789")
+CARD16 = "411111111111111" + luhn_check_digit("411111111111111")
 CARD19 = "622848001234567890" + luhn_check_digit("622848001234567890")
 
 
@@ -49,6 +50,17 @@ def redactor() -> Iterator[Redactor]:
     ("数据库密碼：Hengtai#2025x9，帮我写通知", "Hengtai#2025x9", "SECRET"),
     ("数据库 password＝Hengtai2025x9 ，帮我写通知", "Hengtai2025x9", "SECRET"),
     ("password Winter2026!", "Winter2026!", "SECRET"),
+    # percent-encoded, as in a query string or a log line copied from a browser
+    ("mail me at zhang.wei%40qinglan.com please", "zhang.wei%40qinglan.com", "EMAIL"),
+    ("GET /login?user=bob&password%3DHengtai2025x9 HTTP/1.1", "Hengtai2025x9", "SECRET"),
+    (f"card {CARD16[:4]}.{CARD16[4:8]}.{CARD16[8:12]}.{CARD16[12:]} thanks",
+     f"{CARD16[:4]}.{CARD16[4:8]}.{CARD16[8:12]}.{CARD16[12:]}", "BANK_CARD"),
+    ("身份证号 110105800101123 请核对", "110105800101123", "CN_ID"),  # a first-generation, 15-digit ID
+    ("ID card no. 110105800101123", "110105800101123", "CN_ID"),
+    ("password=ab12 fails", "ab12", "SECRET"),
+    ("pwd: 4821", "4821", "SECRET"),
+    ("API key 9f86d081884c7d659a2feaa0c55ad015 is not accepted", "9f86d081884c7d659a2feaa0c55ad015", "SECRET"),
+    ("密钥 Qx7vT2mB9kLp4wZr8sYd3FhN", "Qx7vT2mB9kLp4wZr8sYd3FhN", "SECRET"),
 ])
 def test_other_forms_are_found_and_replaced_whole(redactor: Redactor, text: str, value: str, kind: str) -> None:
     assert any(f.kind == kind for f in redactor.analyze(text)), text
@@ -63,6 +75,9 @@ def test_other_forms_are_found_and_replaced_whole(redactor: Redactor, text: str,
     "Order 1381 12345678 shipped", "The password reset link expired.", "密码 错误，请重试", "password policy2024 page",
     "docker run -u 1000:1000 app", "curl -u admin:$API_PASSWORD https://api.example.com", "IP 10.1.2.3 is down",
     "张三说@所有人 明天开会", "icon@2x.png", "lodash@4.17.21", "时间 １２:３０，数量 １３８",
+    "订单 110105800101123", "发票号 110105800101123", "the value 0.4111111111111111 is small", "password: reset",
+    "token: 1h", "pwd is 1234", "access key rotation is due", "commit 9f86d081884c7d659a2feaa0c55ad015",
+    "growth was 50%3D and 20%", "身份证号 110105801301123",  # month 13
 ])
 def test_look_alikes_stay(redactor: Redactor, text: str) -> None:
     kinds = {f.kind for f in redactor.analyze(text)}
@@ -82,8 +97,9 @@ def test_the_normalised_copy_is_made_only_when_a_character_would_change() -> Non
     from inhouse.governance.pii.normalise import normalise
 
     assert normalise("请在周五前回复，谢谢：张三") is None  # Chinese prose and its kept punctuation: no copy
-    assert normalise("plain ascii") is None
+    assert normalise("plain ascii") is None and normalise("100% of the url %20 and %4") is None
     for typed, plain in (("手机 １３８１２３４５６７８", "手机 13812345678"), ("138\u200b1234", "1381234"),
-                         ("a\u00a0b", "a b"), ("ｐａｓｓｗｏｒｄ＝x", "password=x")):
+                         ("a\u00a0b", "a b"), ("ｐａｓｓｗｏｒｄ＝x", "password=x"),
+                         ("a%40b.com%3a%3D%22", 'a@b.com:="'), ("一%40二", "一@二")):
         copy = normalise(typed)
         assert copy is not None and copy.text == plain

@@ -37,6 +37,19 @@ def prc_id_valid(value: str) -> bool:
     return prc_id_check_char(value[:17]) == value[17].upper()
 
 
+def prc_id15_plausible(value: str) -> bool:
+    """A first-generation PRC ID (15 digits, issued until 2004, void since 2013 but still in old records): a region
+    code and a birth date YYMMDD in the 1900s at 6..12. It has no check character, so only context tells it from
+    any other 15-digit number."""
+    if len(value) != 15 or not value.isascii() or not value.isdigit() or value[0] == "0":
+        return False
+    try:
+        dt.date(1900 + int(value[6:8]), int(value[8:10]), int(value[10:12]))
+    except ValueError:
+        return False
+    return True
+
+
 def luhn_check_digit(partial: str) -> str:
     """The digit that makes ``partial + digit`` pass the Luhn check."""
     total = 0

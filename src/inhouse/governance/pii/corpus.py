@@ -65,6 +65,8 @@ def gen_email(rng: random.Random) -> str:
         return f"{rng.choice(['张三', '王小明', '财务部'])}@{domain}"  # a Chinese mailbox name
     if style < 0.3:
         return f"{user}{rng.randint(1, 999)}＠{domain}"  # a full-width at sign
+    if style < 0.35:
+        return f"{user}{rng.randint(1, 999)}%40{domain}"  # percent-encoded, from a query string
     return f"{user}{rng.randint(1, 999)}@{domain}"
 
 
@@ -115,7 +117,15 @@ def gen_cn_id(rng: random.Random, *, valid: bool = True) -> str:
         return f"{number[:6]} {number[6:14]} {number[14:]}"  # 6-8-4, as on forms
     if style < 0.3:
         return number.translate(FULL_WIDTH)
+    if style < 0.4:
+        return gen_cn_id15(rng)
     return number
+
+
+def gen_cn_id15(rng: random.Random) -> str:
+    """A first-generation ID: region, YYMMDD, a 3-digit sequence; no check character."""
+    region = rng.choice(["110105", "310104", "440305", "320506"])
+    return f"{region}{rng.randint(50, 99)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}{_digits(rng, 3)}"
 
 
 def gen_card(rng: random.Random, *, valid: bool = True) -> str:
@@ -126,7 +136,7 @@ def gen_card(rng: random.Random, *, valid: bool = True) -> str:
         check = str((int(check) + rng.randint(1, 9)) % 10)
     number = partial + check
     if length == 16 and rng.random() < 0.5:
-        sep = rng.choice([" ", "-"])
+        sep = rng.choice([" ", "-", "."])
         return sep.join(number[i:i + 4] for i in range(0, 16, 4))
     if valid and rng.random() < 0.2:
         return f"{number[:6]} {number[6:]}" if length == 19 else number.translate(FULL_WIDTH)
@@ -184,6 +194,15 @@ PASSWORD_TEMPLATES_EN = ("VPN login fails. user: bob PW: {v} - what should I che
                          "mysql --password {v} -h db01 fails", "password＝{v}.")
 PASSWORD_TEMPLATES_ZH = ("测试环境 账号 admin 密码 {v}，登录报错 500。", "数据库密碼：{v}，帮我写一封通知邮件",
                          "初始口令 {v} 请尽快修改。", "密码＝{v}。")
+# A bare digest-length hex key after its name, and 4-5 character passwords after `=` or `:`.
+KEY_TEMPLATES_EN = ("API key {v} was rejected.", "Use access key {v} for the test bucket.")
+KEY_TEMPLATES_ZH = ("密钥 {v} 已失效。", "测试环境 API key {v} 调不通")
+SHORT_PASSWORD_TEMPLATES_EN = ("The kiosk login is admin, password={v}.", "pwd: {v}")
+SHORT_PASSWORD_TEMPLATES_ZH = ("打印机密码：{v}", "门禁 pwd={v}，别外传")
+
+
+def gen_short_password(rng: random.Random) -> str:
+    return rng.choice([_digits(rng, 4), _digits(rng, 6)[:5], "ab" + _digits(rng, 2), "Qx" + _digits(rng, 3)])
 
 
 def gen_person(rng: random.Random) -> str:
@@ -224,6 +243,8 @@ def _negatives(rng: random.Random) -> list[tuple[str, str]]:
     order = "20" + _digits(rng, 14)
     bad_id = gen_cn_id(rng, valid=False)
     bad_card = gen_card(rng, valid=False).replace(" ", "").replace("-", "")
+    visa = "4" + _digits(rng, 14)
+    visa += luhn_check_digit(visa)
     uuid = f"{_hex(rng, 8)}-{_hex(rng, 4)}-4{_hex(rng, 3)}-a{_hex(rng, 3)}-{_hex(rng, 12)}"
     return [
         (f"Order {order} has shipped.", f"订单号{order}已发货。"),
@@ -253,6 +274,9 @@ def _negatives(rng: random.Random) -> list[tuple[str, str]]:
         (f"Order {_digits(rng, 4)} {_digits(rng, 8)} shipped on 2026.{rng.randint(1, 12):02d}.01.",
          f"订单 {_digits(rng, 4)} {_digits(rng, 8)} 于2026.{rng.randint(1, 12):02d}.01发货。"),
         ("The password reset link expired.", "密码 错误，请重试。"),
+        (f"Shipment {gen_cn_id15(rng)} left the depot.", f"订单号{gen_cn_id15(rng)}已发货。"),
+        ("Access key rotation is due on Friday; pwd: reset.", "密钥 轮换 周五到期，token: 1h。"),
+        (f"The ratio was 0.{visa}.", f"比例为0.{visa}。"),  # a card's digits as decimals
         (f"Use password {rng.choice(['manager', 'policy2024', 'settings'])} page.", "密码 已过期 请修改"),
     ]
 
@@ -274,9 +298,16 @@ def generate_corpus(n: int, *, seed: int = 0) -> list[Sample]:
         for kind in rng.sample(kinds, rng.randint(1, 3)):
             template = rng.choice(templates[kind])
             value = GENERATORS[kind](rng)
-            if kind == "SECRET" and rng.random() < 0.3:
+            form = rng.random() if kind == "SECRET" else 1.0
+            if form < 0.3:
                 template = rng.choice(PASSWORD_TEMPLATES_EN if lang == "en" else PASSWORD_TEMPLATES_ZH)
                 value = gen_password(rng)
+            elif form < 0.4:
+                template = rng.choice(KEY_TEMPLATES_EN if lang == "en" else KEY_TEMPLATES_ZH)
+                value = _hex(rng, 32)
+            elif form < 0.45:
+                template = rng.choice(SHORT_PASSWORD_TEMPLATES_EN if lang == "en" else SHORT_PASSWORD_TEMPLATES_ZH)
+                value = gen_short_password(rng)
             before, _, after = template.partition("{v}")
             if text:
                 text += joiner

@@ -95,12 +95,16 @@ _KEY_WORDS = (r"secret|token|api[_-]?key|apikey|access[_-]?key|account[_-]?key|s
 
 def _assigned(words: str) -> str:
     return (r"(?i:(?P<k>[A-Za-z0-9_.-]*?(?:" + words + r")(?!s\b)[A-Za-z0-9_.-]*))"
-            r"[\"']?\s*(?P<s>[:=：]|=>|\s+(?:is|was)\s+|是|为)\s*[\"']?(?P<v>[^\s,;，。；'\"&<>`)\]}]{6,})")
+            r"[\"']?\s*(?P<s>[:=：]|=>|\s+(?:is|was)\s+|是|为)\s*[\"']?(?P<v>[^\s,;，。；'\"&<>`)\]}\u3400-\u9fff]{4,})")
 
 
 # "密码 Hengtai#2025x9", "password Winter2026!": a keyword, a space, and a value only a credential looks like.
 _SPACED = (r"(?i:(?<![A-Za-z])(?:password|passwd|pwd|pw)(?![A-Za-z])|密码|密碼|口令)[ \t]+"
            r"(?P<v>[^\s,;，。；'\"&<>`)\]}]{8,})")
+# "API key 9f86d081884c7d659a2feaa0c55ad015": a key word, a space and a value no word looks like (hex of a digest's
+# length, or random letters and digits); "access key rotation" is prose.
+_SPACED_KEY = (r"(?i:(?<![A-Za-z])(?:api|access|secret|private|app)[ _-]?key(?![A-Za-z])|client[ _-]?secret|"
+               r"密钥|秘钥|密鑰|秘鑰)[ \t]+(?P<v>[A-Za-z0-9_+/=-]{20,})(?![A-Za-z0-9_+/=-])")
 # curl -u user:password (curl's only way to take a password on the command line), --password value
 _CLI = (r"(?i:\bcurl\b)[^\n]*?\s(?:-u|--user)(?:\s+|=)['\"]?[^\s:'\"]*:(?P<v>[^\s'\"]+)",
         r"(?<![A-Za-z0-9_-])--pass(?:word)?(?:\s+|=)['\"]?(?P<v>[^\s'\"]+)")
@@ -120,9 +124,14 @@ _PASSWORD_KEY = re.compile(_PASSWORD_WORDS, re.IGNORECASE)
 
 def assigned_value_ok(key: str, value: str, separator: str = "=") -> bool:
     """A value assigned to a secret-sounding key is a secret unless it is a placeholder or a plain word."""
-    value = value.strip("\"'")
-    if len(value) < 6 or _NOT_A_VALUE.fullmatch(value):
+    value = value.strip("\"'").rstrip(".")  # "pwd: reset." ends a sentence
+    if len(value) < 4 or _NOT_A_VALUE.fullmatch(value):
         return False
+    if len(value) < 6:
+        # A short password or PIN (`password=ab12`, `pwd: 4821`) after an explicit `=` or `:`; a value without a digit
+        # (`password: reset.`) and any short value of another key (`token: 1h`) are not credentials.
+        return (bool(_PASSWORD_KEY.search(key)) and separator.strip() in ("=", ":", "：", "=>")
+                and any(c.isdigit() for c in value))
     if separator.strip() not in ("=", ":", "：", "=>") and (value.isalpha() and (value.islower() or value.istitle())):
         return False  # prose: "the password is incorrect", "密码是 错误" — a credential has digits, symbols or CaSe
     if value.isdigit():
@@ -166,6 +175,14 @@ def _password_ok(m: re.Match[str]) -> bool:
     return not _NOT_A_VALUE.fullmatch(_value(m))  # curl -u, --password: a password whatever it looks like
 
 
+def _key_ok(m: re.Match[str]) -> bool:
+    if "k" in m.re.groupindex:
+        return _assigned_ok(m)
+    value = _value(m)
+    is_hex = len(value) in (32, 40, 64) and all(c in "0123456789abcdefABCDEF" for c in value)
+    return (is_hex and any(c.isdigit() for c in value) and any(c.isalpha() for c in value)) or looks_random(value)
+
+
 def _bearer_ok(m: re.Match[str]) -> bool:
     value = _value(m)
     return any(c.isdigit() for c in value) or (any(c.isupper() for c in value) and any(c.islower() for c in value))
@@ -182,7 +199,7 @@ DETECTORS: tuple[SecretDetector, ...] = (
     SecretDetector("jwt", ((_JWT, 0.95),)),
     SecretDetector("password", ((_assigned(_PASSWORD_WORDS), 0.3), (_SPACED, 0.3), *((p, 0.3) for p in _CLI)),
                    validate=_password_ok),
-    SecretDetector("assigned_key", ((_assigned(_KEY_WORDS), 0.3),), validate=_assigned_ok),
+    SecretDetector("assigned_key", ((_assigned(_KEY_WORDS), 0.3), (_SPACED_KEY, 0.3)), validate=_key_ok),
     SecretDetector("bearer_token", ((_BEARER, 0.3),), validate=_bearer_ok),
     SecretDetector("basic_auth", ((_BASIC, 0.3),), validate=_basic_ok),
     SecretDetector("url_credential", ((_SAS, 0.85),)),

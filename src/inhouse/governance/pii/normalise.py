@@ -8,6 +8,10 @@ of the original text it came from: the original is what gets replaced.
 
 Full-width CJK punctuation (``，：；（）`` …) is kept as it is: the patterns already treat it as the end of a value
 (a URL stops at ``，`` but not at ``,``), and NFKC would turn it into ASCII punctuation they read as part of one.
+
+Percent-encoded ``@``, ``=``, ``:`` and ``"`` (``zhang.wei%40qinglan.com``, ``password%3DHengtai2025``, a query
+string or a log line copied from a browser) are read decoded: these four are what separate a mailbox or a
+credential from the text around it. Other escapes stay as they are (a URL's ``%20`` is part of the URL).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ _KEEP = frozenset("，：；！？（）［］｛｝＜＞＂＇｀～｜＼／"
 # spaces, zero-width and other format characters, combining accents. A text without any (most Chinese prose: its
 # punctuation is kept) is its own copy, found by one regex scan instead of a loop over its characters.
 _FULL_WIDTH = "".join(chr(c) for c in range(0xFF01, 0xFF5F) if chr(c) not in _KEEP)
+_PERCENT = re.compile(r"%(?:40|3[AaDd]|22)")
 _MAY_CHANGE = re.compile("[\u00a0\u00ad\u0300-\u036f\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064"
                          "\u3000\ufeff" + re.escape(_FULL_WIDTH) + "]")
 
@@ -49,8 +54,8 @@ def _form(cluster: str) -> str:
 
 
 def normalise(text: str) -> Normalised | None:
-    """The recognisers' copy of ``text``, or None when it is the text itself (always for ASCII)."""
-    if text.isascii() or not _MAY_CHANGE.search(text):
+    """The recognisers' copy of ``text``, or None when it is the text itself (ASCII without those escapes)."""
+    if (text.isascii() or not _MAY_CHANGE.search(text)) and not ("%" in text and _PERCENT.search(text)):
         return None
     out: list[str] = []
     starts: list[int] = []
@@ -58,11 +63,15 @@ def normalise(text: str) -> Normalised | None:
     changed = False
     i, n = 0, len(text)
     while i < n:
-        j = i + 1
-        while j < n and unicodedata.combining(text[j]):  # a letter and its accents compose together
-            j += 1
-        cluster = text[i:j]
-        form = _form(cluster)
+        if text[i] == "%" and _PERCENT.match(text, i):
+            j = i + 3
+            cluster, form = text[i:j], chr(int(text[i + 1:j], 16))
+        else:
+            j = i + 1
+            while j < n and unicodedata.combining(text[j]):  # a letter and its accents compose together
+                j += 1
+            cluster = text[i:j]
+            form = _form(cluster)
         changed = changed or form != cluster
         out.append(form)
         starts += [i] * len(form)

@@ -33,7 +33,7 @@ from presidio_anonymizer.entities import OperatorConfig
 from presidio_anonymizer.entities import RecognizerResult as AnonymizerResult
 
 from inhouse.governance.pii.addresses import InternalNames, email_domain_ok, host_pattern, url_pattern
-from inhouse.governance.pii.checksums import iban_valid, luhn_valid, prc_id_valid
+from inhouse.governance.pii.checksums import iban_valid, luhn_valid, prc_id15_plausible, prc_id_valid
 from inhouse.governance.pii.credentials import DETECTORS, MatchValidator
 
 LANGUAGE = "en"
@@ -225,12 +225,12 @@ _CARD_RANGES = ((re.compile(r"4"), {16, 19}), (re.compile(r"5[1-5]|2[2-7]"), {16
 
 
 def valid_card(value: str) -> bool:
-    digits = re.sub(r"[ -]", "", value)
+    digits = re.sub(r"[ .-]", "", value)
     if not any(rx.match(digits) and len(digits) in lengths for rx, lengths in _CARD_RANGES):
         return False
-    groups = re.split(r"[ -]", value)
+    groups = re.split(r"[ .-]", value)
     if len(groups) > 1 and not (
-        len({c for c in value if c in " -"}) == 1  # one kind of separator
+        len({c for c in value if c in " .-"}) == 1  # one kind of separator
         and ((all(len(g) == 4 for g in groups[:-1]) and 1 <= len(groups[-1]) <= 4)
              or [len(g) for g in groups] in ([4, 6, 5], [6, 13]))  # 4-4-4-4(-3), Amex 4-6-5, UnionPay 6-13
     ):
@@ -239,8 +239,11 @@ def valid_card(value: str) -> bool:
     return luhn_valid(digits) and not prc_id_valid(digits)
 
 
-def valid_cn_id(value: str) -> bool:
-    return prc_id_valid(re.sub(r"[ -]", "", value))
+def valid_cn_id(value: str) -> bool | None:
+    digits = re.sub(r"[ -]", "", value)
+    if len(digits) == 15:  # no check character: a context word (身份证, ID card) decides
+        return None if prc_id15_plausible(digits) else False
+    return prc_id_valid(digits)
 
 
 def valid_ipv6(value: str) -> bool:
@@ -260,6 +263,10 @@ _NOT_ALNUM_AFTER = r"(?![0-9A-Za-z])"
 _PHONE_CONTEXT = ("手机", "电话", "联系", "致电", "号码", "微信", "phone", "mobile", "tel", "call", "cell",
                   "whatsapp", "contact")
 _PHONE_NEGATIVE = ("订单", "单号", "发票", "编号", "运单", "order", "invoice", "tracking", "ref")
+_ID_CONTEXT = ("身份证", "身份證", "证件", "證件", "证号", "id card", "identity", "id no", "id number", "id:", "id：",
+               "resident id")
+
+
 def build_recognizers(names: Callable[[], Iterable[str]], internal_domains: Iterable[str] = (),
                       ) -> list[EntityRecognizer]:
     internal = InternalNames(internal_domains)
@@ -281,8 +288,10 @@ def build_recognizers(names: Callable[[], Iterable[str]], internal_domains: Iter
             # grouped 6-8-4, as printed on forms
             (_NOT_ALNUM_BEFORE + r"[1-9]\d{5}(?P<s>[ -])(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])"
              r"(?P=s)\d{3}[\dXx]" + _NOT_ALNUM_AFTER, 0.3),
-        ], validate=valid_cn_id),
-        RegexRecognizer("BANK_CARD", [(r"(?<![0-9A-Za-z+-])\d(?:[ -]?\d){12,18}(?![\d])", 0.3)],
+            (_NOT_ALNUM_BEFORE + r"[1-9]\d{7}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}" + _NOT_ALNUM_AFTER, 0.3),
+        ], validate=valid_cn_id, context=_ID_CONTEXT),
+        # 4111 1111 1111 1111, 4111-…, 4111.1111.1111.1111 (not the decimals of a number: 0.4111…)
+        RegexRecognizer("BANK_CARD", [(r"(?<![0-9A-Za-z+-])(?<!\d\.)\d(?:[ .-]?\d){12,18}(?!\.?\d)", 0.3)],
                         validate=valid_card, validated_score=0.95),
         RegexRecognizer("IBAN", [
             (_NOT_ALNUM_BEFORE + r"[A-Z]{2}\d{2}[A-Z0-9]{11,30}" + _NOT_ALNUM_AFTER, 0.3),
