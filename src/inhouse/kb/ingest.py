@@ -26,7 +26,10 @@
 - **Unchanged chunks.** A new version's chunks whose text the stored version embedded keep that vector.
 
 Source paths: a file given directly is known by its base name; a file found under a directory ``D`` by
-``D.name/relative/path``. Re-ingesting the same tree therefore finds the same documents.
+``D.name/relative/path``. Re-ingesting the same tree therefore finds the same documents. Two folders of one name
+(``hr/docs``, ``finance/docs``) would share those paths: each document keeps which folder it came from
+(``source_folder``), and a file or a sync of another folder of that name is refused instead of replacing or
+deleting the first one's documents.
 """
 
 from __future__ import annotations
@@ -177,6 +180,30 @@ class FileSource:
     read: Callable[[], bytes]
     filename: str
     size: int | None = None  # bytes, when known without reading (progress and ETA)
+    folder: str | None = None  # ``folder_id`` of the directory it was found under
+
+
+SOURCE_FOLDER = "source_folder"  # the metadata key of ``folder_id``
+
+
+@dataclass(frozen=True)
+class SyncRoot:
+    """A directory a sync mirrors: its documents' source-path prefix (``"docs/"``) and ``folder_id``."""
+
+    prefix: str
+    folder: str
+
+
+def folder_id(directory: str | os.PathLike[str]) -> str:
+    """Which folder a document came from, kept in its metadata (``source_folder``): a digest of the folder's
+    absolute path, not the path (document metadata is shown to everyone who may read the document)."""
+    return hashlib.sha256(os.fsencode(Path(directory).resolve())).hexdigest()[:16]
+
+
+def _other_folder(doc: DocumentRecord, folder: str | None) -> bool:
+    """``doc`` came from another folder of the same name (documents from before the stamp count as this one's)."""
+    stamp = doc.metadata.get(SOURCE_FOLDER)
+    return folder is not None and stamp is not None and stamp != folder
 
 
 @dataclass
@@ -216,19 +243,21 @@ def iter_sources(paths: Iterable[str | os.PathLike[str]]) -> Iterator[FileSource
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
+            folder = folder_id(p)
             for f in sorted(p.rglob("*")):
                 rel = f.relative_to(p)
                 if any(part.startswith(_HIDDEN) for part in rel.parts) or f.is_symlink() or not f.is_file():
                     continue
                 yield FileSource(file_name_text(f"{p.resolve().name}/{rel.as_posix()}"), _reader(f),
-                                 file_name_text(f.name), _size(f))
+                                 file_name_text(f.name), _size(f), folder)
         else:
             yield FileSource(file_name_text(p.name), _reader(p), file_name_text(p.name), _size(p))
 
 
-def sync_prefix(directory: str | os.PathLike[str]) -> str:
-    """The source-path prefix of the files ``iter_sources`` finds under ``directory`` (``"docs/"``)."""
-    return file_name_text(f"{Path(directory).resolve().name}/")
+def sync_prefix(directory: str | os.PathLike[str]) -> SyncRoot:
+    """What a sync of ``directory`` mirrors: the source-path prefix of the files ``iter_sources`` finds under it
+    (``"docs/"``) and which folder that is."""
+    return SyncRoot(file_name_text(f"{Path(directory).resolve().name}/"), folder_id(directory))
 
 
 # What a file name that is not UTF-8 was most likely written in: GBK/GB18030 (Chinese Windows, Samba shares) when that
@@ -334,10 +363,11 @@ class Ingestor:
     def ingest(self, collection_id: str, sources: Sequence[FileSource], *, label: Label | str | None = None,
                acl: Acl | None = None, metadata: Mapping[str, str] | None = None,
                progress: Callable[[IngestProgress], None] | None = None,
-               remove_missing: Sequence[str] = (), report: IngestReport | None = None,
+               remove_missing: Sequence[SyncRoot | str] = (), report: IngestReport | None = None,
                own_copy: bool = False) -> IngestReport:
-        """Add or replace ``sources``. ``remove_missing``: source-path prefixes (``"docs/"``) under which documents
-        of the collection that are not among ``sources`` are deleted first (a sync of those folders). ``report``:
+        """Add or replace ``sources``. ``remove_missing``: the synced folders (``sync_prefix``; a bare source-path
+        prefix such as ``"docs/"`` does not check which folder its documents came from), under which documents of
+        the collection that are not among ``sources`` are deleted (a sync of those folders). ``report``:
         filled as files are committed, so a caller whose run is interrupted knows what was done."""
         # An unknown collection or label fails the whole batch at once, before any file is read.
         collection = self.store.get_collection(collection_id)
@@ -445,17 +475,27 @@ class Ingestor:
         return report
 
     def _missing(self, collection_id: str, sources: Sequence[FileSource],
-                 prefixes: Sequence[str]) -> tuple[dict[str, DocumentRecord], set[str]]:
-        """The collection's documents under ``prefixes`` whose source path is not among ``sources``, by id; and the
-        source paths of all the collection's documents."""
+                 roots: Sequence[SyncRoot | str]) -> tuple[dict[str, DocumentRecord], set[str]]:
+        """The collection's documents under the synced ``roots`` whose source path is not among ``sources``, by id;
+        and the source paths of all the collection's documents. ``Conflict`` before anything is changed when a
+        root's prefix holds documents of another folder of the same name: mirroring this one would delete them."""
         present = {s.source_path for s in sources}
+        synced = [SyncRoot(r, "") if isinstance(r, str) else r for r in roots]
+        prefixes = tuple(r.prefix for r in synced)
         gone: dict[str, DocumentRecord] = {}
         known: set[str] = set()
         offset, page = 0, 500
         while True:
             docs = self.store.list_documents(collection_id, limit=page, offset=offset)
-            gone.update((d.id, d) for d in docs
-                        if d.source_path.startswith(tuple(prefixes)) and d.source_path not in present)
+            for d in docs:
+                root = next((r for r in synced if d.source_path.startswith(r.prefix)), None)
+                if root is not None and _other_folder(d, root.folder or None):
+                    raise Conflict(
+                        f"The collection already holds '{root.prefix}…' from another folder named "
+                        f"'{root.prefix.rstrip('/')}' ({d.source_path}); syncing this one would delete or replace "
+                        "those documents. Sync it into another collection, or sync the folder above it so that the "
+                        "paths differ (…/finance gives 'finance/docs/…').", param="paths")
+            gone.update((d.id, d) for d in docs if d.source_path.startswith(prefixes) and d.source_path not in present)
             known.update(d.source_path for d in docs)
             if len(docs) < page:
                 break
@@ -506,6 +546,11 @@ class Ingestor:
             return FileOutcome(src.source_path, "error", error=f"cannot read: {exc.strerror or exc}"), None
         sha = hashlib.sha256(data).hexdigest()
         own = self.store.find_document(collection_id, source_path=src.source_path)
+        if own is not None and _other_folder(own, src.folder):
+            return FileOutcome(src.source_path, "error", error=(
+                f"{src.source_path} in this collection came from another folder of the same name; this file would "
+                "replace it. Ingest it into another collection, or the folder above it so that the paths differ.")
+            ), None
         if own is not None and own.sha256 == sha:
             return FileOutcome(src.source_path, "unchanged", own.id, own.chunk_count), None
         existing = self.store.find_document(collection_id, sha256=sha)
@@ -549,6 +594,8 @@ class Ingestor:
         if acl is None and previous is not None:
             acl = previous.acl
         meta = {**p.parsed.metadata, **(metadata or {})}
+        if p.source.folder is not None:
+            meta[SOURCE_FOLDER] = p.source.folder
         marking = None
         if p.marked is not None:  # kept even when not raised: members may not relabel below it
             meta["marking"], meta["marking_label"] = p.marked.reason, p.marked.label.value

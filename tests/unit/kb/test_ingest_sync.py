@@ -245,3 +245,42 @@ def test_progress_carries_bytes_and_an_eta(store: SqliteIndexStore, tmp_path: Pa
     mid = next(p for p in seen if 0 < p.bytes_done < total)
     assert mid.eta_s == pytest.approx(mid.elapsed_s * (total - mid.bytes_done) / mid.bytes_done)
     assert IngestProgress(1, 4, 0, 10.0).eta_s == pytest.approx(30.0)  # sizes unknown: by files
+
+
+def test_a_folder_of_the_same_name_neither_deletes_nor_replaces_the_first_ones_documents(
+        store: SqliteIndexStore, tmp_path: Path) -> None:
+    from inhouse.errors import Conflict
+
+    col = store.create_collection("shared", acl=Acl()).id
+    hr, finance = tmp_path / "hr/docs", tmp_path / "finance/docs"
+    write(hr, "leave.md", "# Leave\n\nEmployees get 15 days of annual leave.\n")
+    write(hr, "x.md", "# X\n\nThe HR version of x.\n")
+    write(finance, "x.md", "# X\n\nThe finance version of x.\n")
+    ing = Ingestor(store, FakeEmbedder())
+    assert sorted(sync(ing, col, hr)["added"]) == ["docs/leave.md", "docs/x.md"]
+    before = {d.source_path: d.sha256 for d in store.list_documents(col)}
+    with pytest.raises(Conflict, match="another folder named 'docs'"):
+        sync(ing, col, finance)  # before the fix: 'removed docs/leave.md', docs/x.md replaced by finance's
+    (finance / "x.md").unlink()
+    with pytest.raises(Conflict):
+        sync(ing, col, finance)  # an empty folder of that name would have deleted everything under docs/
+    report = ing.ingest(col, list(iter_sources([tmp_path / "finance"])))  # plain ingest of another folder
+    assert [o.status for o in report.outcomes] == []  # finance/ is empty now; nothing happens
+    write(finance, "x.md", "# X\n\nThe finance version of x.\n")
+    plain = ing.ingest(col, list(iter_sources([finance])))
+    assert [(o.status, o.source_path) for o in plain.outcomes] == [("error", "docs/x.md")]
+    assert "another folder of the same name" in (plain.outcomes[0].error or "")
+    assert {d.source_path: d.sha256 for d in store.list_documents(col)} == before
+    # the folder above gives other paths, and the same folder again is the same documents
+    assert sync(ing, col, tmp_path / "finance") == {"added": ["finance/docs/x.md"]}
+    assert sync(ing, col, hr) == {"unchanged": ["docs/leave.md", "docs/x.md"]}
+
+
+def test_documents_from_before_the_folder_was_kept_count_as_the_synced_folders(
+        store: SqliteIndexStore, tmp_path: Path) -> None:
+    col = store.create_collection("legacy", acl=Acl()).id
+    d = tmp_path / "docs"
+    ing = Ingestor(store, FakeEmbedder())
+    ing.ingest_bytes(col, b"# Old\n\nIngested before source_folder existed.\n", "old.md", source_path="docs/old.md")
+    write(d, "new.md", "# New\n\nThe new file.\n")
+    assert sync(ing, col, d) == {"added": ["docs/new.md"], "removed": ["docs/old.md"]}
