@@ -9,7 +9,7 @@ paragraphs ``Footnote 1: …`` / ``Endnote 1: …`` numbered in reading order, s
 during the trade fair week"). Text boxes (a drawing's ``txbxContent``; the VML copy Word writes as a fallback is
 skipped) are read after the paragraph they are anchored to. Headers and footers are not content (the same line on
 every page) but are where a document says how sensitive it is: their text, their text boxes and a watermark's words
-are kept as ``markings``. Comments are not read.
+are kept as ``markings``. Comments are not read, nor is text formatted Hidden (``w:vanish``): a reader never sees it.
 
 python-docx sees only a body's or cell's direct ``w:p``/``w:tbl`` children and a paragraph's direct runs and
 hyperlinks, so we walk the XML ourselves: content controls (``w:sdt``), custom XML, tracked insertions (``w:ins``,
@@ -42,6 +42,8 @@ _MC_FALLBACK = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fal
 _VML_TEXTPATH = "{urn:schemas-microsoft-com:vml}textpath"
 _SEPARATORS = ("separator", "continuationSeparator", "continuationNotice")  # the rules above notes, not notes
 _P, _TBL, _R = f"{_W}p", f"{_W}tbl", f"{_W}r"
+_RPR, _VANISH, _SPEC_VANISH = f"{_W}rPr", f"{_W}vanish", f"{_W}specVanish"
+_OFF = ("0", "false", "off")  # an on/off property's values that turn it off
 # Elements whose children are read as if they stood in their place: around paragraphs and tables (a body, a cell) and
 # around runs (a paragraph). Anything else (w:del, w:moveFrom, w:sdtPr, properties) holds no text a reader sees.
 _BLOCK_WRAPPERS = frozenset(f"{_W}{tag}" for tag in ("sdt", "sdtContent", "customXml"))
@@ -190,9 +192,24 @@ def _paragraph_text(p: Any) -> str:
 def _run_texts(parent: Any) -> Iterator[str]:
     for child in parent.iterchildren():
         if child.tag == _R:
-            yield str(child.text)  # python-docx's CT_R: w:t, w:tab, w:br... (w:delText and w:instrText left out)
+            if not _hidden(child):
+                yield str(child.text)  # python-docx's CT_R: w:t, w:tab, w:br... (w:delText, w:instrText left out)
         elif child.tag in _RUN_WRAPPERS:
             yield from _run_texts(child)
+
+
+def _hidden(run: Any) -> bool:
+    """A run formatted Hidden (``w:vanish``): Word neither shows nor prints it, so it is not what a reader sees.
+
+    Kept when ``w:specVanish`` is set too: that pair is Word's style separator (the hidden mark that joins a run-in
+    heading to the paragraph after it), whose text a reader does see. ``w:val="0"``/``"false"`` turns Hidden off.
+    """
+    rpr = run.find(_RPR)
+    if rpr is None:
+        return False
+    vanish = rpr.find(_VANISH)
+    return (vanish is not None and vanish.get(f"{_W}val", "true").lower() not in _OFF
+            and rpr.find(_SPEC_VANISH) is None)
 
 
 def _running_text(document: Any, limits: ParseLimits) -> tuple[Marking, ...]:

@@ -1,13 +1,15 @@
 """E-mail (.eml, RFC 5322/MIME) via the stdlib ``email`` package, attachments parsed with the same dispatcher.
 
 Subject is the title; From, To and Date (ISO 8601) are metadata. The body is the text/plain part, else the
-text/html part (main content extracted like any HTML page). Each attachment is parsed by ``parse_nested`` (the
-dispatcher, one level deeper, bounded by ``ParseLimits.max_depth``) and its blocks follow the body under a heading
-"Attachment: <name>" (page numbers of attachments are dropped: they would not be pages of the e-mail). Attachments
-are found inside nested multiparts too (a signed mail wraps its multipart/mixed in multipart/signed), down to
-``_MAX_MULTIPART_DEPTH``; its signature (``smime.p7s``, an OpenPGP signature) is not content and is passed over in
-silence. Attachments that are rejected, and a body that cannot be decoded, are listed in
-``metadata["skipped_attachments"]``; they do not reject the e-mail.
+text/html part (main content extracted like any HTML page); the HTML part too when the plain one is empty,
+unreadable, or a stub ("view this message in a browser": under ``_STUB_CHARS`` characters, and the HTML part holds
+more than twice as much text). Each attachment is parsed by ``parse_nested`` (the dispatcher, one level deeper,
+bounded by ``ParseLimits.max_depth``) and its blocks follow the body under a heading "Attachment: <name>" (page
+numbers of attachments are dropped: they would not be pages of the e-mail). Attachments are found inside nested
+multiparts too (a signed mail wraps its multipart/mixed in multipart/signed), down to ``_MAX_MULTIPART_DEPTH``; its
+signature (``smime.p7s``, an OpenPGP signature) is not content and is passed over in silence. Attachments that are
+rejected, and a body that cannot be decoded, are listed in ``metadata["skipped_attachments"]``; they do not reject
+the e-mail.
 
 Bodies and encoded-word headers are decoded by their declared charset through ``text.decode_declared`` (GB2312 and
 GBK labels read as GB18030; an unknown label falls back to the plain-text detection). A header sent as raw 8-bit
@@ -44,6 +46,8 @@ _ENCODED_RUN = re.compile(rf"{_ENCODED_WORD}(?:\s+{_ENCODED_WORD})*")
 # Signatures of a signed mail (S/MIME, OpenPGP): not content, and not worth reporting as skipped.
 _SIGNATURES = frozenset(("application/pkcs7-signature", "application/x-pkcs7-signature", "application/pgp-signature"))
 _ESCAPED = re.compile("[\udc80-\udcff]")  # a raw 8-bit header byte, as the stdlib's parser keeps it
+# A plain body shorter than this may be a stub ("This is an HTML message"): the HTML body is read when it says more.
+_STUB_CHARS = 300
 
 
 def parse(data: bytes, filename: str, limits: ParseLimits, parse_nested: NestedParser) -> ParsedDocument:
@@ -64,12 +68,10 @@ def parse_message(msg: EmailMessage, filename: str, limits: ParseLimits, parse_n
     markings = _header_markings(msg)
     out = BlockList()
     skipped: list[str] = []
-    body = msg.get_body(preferencelist=("plain", "html"))
-    if body is not None:
-        try:
-            out.blocks += _body_blocks(body, filename, limits)
-        except DocumentRejected as exc:  # the attachments may still be readable
-            skipped.append(f"body: {exc.reason}")
+    body, blocks, reason = _read_body(msg, filename, limits)
+    out.blocks += blocks
+    if reason:  # the attachments may still be readable
+        skipped.append(f"body: {reason}")
 
     for n, part in enumerate(_attachment_parts(msg, body)):
         name = sanitize_filename(part.get_filename() or f"attachment-{n + 1}")
@@ -201,6 +203,38 @@ def _date(value: str | None) -> str | None:
         return email.utils.parsedate_to_datetime(value).isoformat()
     except (TypeError, ValueError, IndexError):
         return None
+
+
+def _read_body(msg: EmailMessage, filename: str, limits: ParseLimits) -> tuple[MIMEPart | None, list[Block], str]:
+    """The body part, its blocks, and why it could not be read ("" when it was).
+
+    The text/plain part is the body unless it is empty, unreadable, or a stub much shorter than the HTML part
+    ("View this message in a browser"): notification and ticketing systems send an empty plain part beside the
+    real message in HTML, and the message was rejected as having no body.
+    """
+    body = msg.get_body(preferencelist=("plain", "html"))
+    if body is None:
+        return None, [], ""
+    try:
+        blocks, reason = _body_blocks(body, filename, limits), ""
+    except DocumentRejected as exc:
+        blocks, reason = [], exc.reason
+    if body.get_content_type() != "text/plain" or _length(blocks) >= _STUB_CHARS:
+        return body, blocks, reason
+    html = msg.get_body(preferencelist=("html",))
+    if html is None:
+        return body, blocks, reason
+    try:
+        html_blocks = _body_blocks(html, filename, limits)
+    except DocumentRejected:
+        return body, blocks, reason
+    if _length(html_blocks) > 2 * _length(blocks):
+        return html, html_blocks, ""
+    return body, blocks, reason
+
+
+def _length(blocks: list[Block]) -> int:
+    return sum(len(b.text) for b in blocks)
 
 
 def _body_blocks(part: Any, filename: str, limits: ParseLimits) -> list[Block]:

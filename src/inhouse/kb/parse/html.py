@@ -1,9 +1,19 @@
 """HTML main content via selectolax (Lexbor): navigation, headers, footers, asides, scripts and styles removed.
 
-A small readability-style pass: drop the elements that are never content (by tag, ARIA role and the usual
-class/id names of menus, sidebars, breadcrumbs and cookie banners), then take ``<main>`` (or ``[role=main]``, or
-the single ``<article>``) as the root when the page has one, else ``<body>``. Headings, paragraphs, lists,
-tables, ``<pre>`` and ``<blockquote>`` become blocks in document order; loose inline text becomes paragraphs.
+A small readability-style pass: drop the elements that are never content (by tag and ARIA role) and those a
+reader does not see (the ``hidden`` attribute, an inline ``display:none`` or ``visibility:hidden``), then take
+``<main>`` (or ``[role=main]``, or the single ``<article>``) as the root when the page has one. A page with none has
+its menus, sidebars, breadcrumbs and cookie banners told by class or id (a whole token such as ``menu`` or
+``cookie-banner``; ``menu-card`` or ``social-insurance`` is content) and removed, and its single ``<article>`` or else
+its ``<body>`` is the root. Inside the root class and id names decide nothing: a ``<section id="social-insurance">``
+of ``<main>`` is content. Headings, paragraphs, lists, tables, ``<pre>`` and ``<blockquote>`` become blocks in
+document order; loose inline text becomes paragraphs.
+
+Text keeps the breaks a browser shows: a table cell's, list item's or heading's ``<br>``, ``<p>`` and ``<div>``
+become a space, a quote's a line break (selectolax's ``text()`` glued "Shanghai<br>Building A" into
+"ShanghaiBuilding A"). A layout table (``role=presentation``, or one holding a heading or another table: old intranet
+pages lay out their columns so) is walked as content, its cells read like ``<div>``s; only a data table becomes a
+``table`` block.
 
 Reference pages keep their entries apart: each ``<dt>`` of a definition list (a function's signature in Sphinx or
 javadoc output, a configuration parameter, a glossary term) becomes a ``term`` block and its ``<dd>`` is walked
@@ -36,19 +46,36 @@ _CLASSIFICATION_META = ("classification", "sensitivity", "security-classificatio
 _NEVER_CONTENT = (
     "script, style, noscript, template, nav, aside, footer, form, iframe, svg, canvas, button, select, "
     "[role=navigation], [role=banner], [role=contentinfo], [role=complementary], [role=search], "
-    "[aria-hidden=true], [hidden]"
+    # hidden="until-found" is collapsed content the browser's find-in-page opens: a reader can see it
+    "[aria-hidden=true], [hidden]:not([hidden=until-found i])"
 )
-_BOILERPLATE = re.compile(
-    r"\b(nav|navbar|navigation|menu|sidebar|breadcrumbs?|footer|cookies?|consent|banner|advert|ads|social|share|"
-    r"related|skip-link)\b",
-    re.I,
-)
+# An inline style that hides the element (a mail's preheader, a page's internal note): not what a reader sees.
+_HIDDEN_STYLE = re.compile(r"(?:^|;)\s*(?:display\s*:\s*none|visibility\s*:\s*hidden)\s*(?:!important\s*)?(?:;|$)",
+                           re.I)
+# Class and id names of page furniture, matched against whole tokens: a regex over the attribute matched "share" in
+# "employee-share-plan" and "social" in "social-insurance" and dropped those sections of <main>.
+_BOILERPLATE = frozenset((
+    "nav", "navbar", "nav-bar", "navigation", "site-nav", "main-nav", "top-nav", "menu", "main-menu", "sidebar",
+    "breadcrumb", "breadcrumbs", "footer", "site-footer", "page-footer", "cookie", "cookies", "cookie-banner",
+    "cookie-consent", "cookie-notice", "consent", "banner", "advert", "ads", "social", "social-links", "share",
+    "share-buttons", "related", "related-links", "related-posts", "skip-link",
+))
 _KEEP = {"html", "body", "main", "article"}
 _HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 _BLOCK_CONTAINERS = {
     "body", "main", "article", "section", "div", "header", "figure", "figcaption", "details", "summary", "center",
     "address", "fieldset", "dd", "dt", "li", "td", "th", "hgroup", "font",
 }
+# Elements a browser shows on a line of their own: their text is kept apart from the text around them. Inside a table
+# cell every break is a space, so a table in a list item or quote reads a row a line.
+_CELLS = frozenset(("td", "th"))
+_CELL_END = object()
+_BREAKS = frozenset(_BLOCK_CONTAINERS - _CELLS | _HEADINGS.keys() | {
+    "p", "br", "ul", "ol", "dl", "table", "caption", "tr", "blockquote", "hr",
+})
+# One of them in a node's markup (text has its "<" escaped; a comment may hold one: then the slow path, still right).
+_BREAK_TAG = re.compile(rf"<(?:{'|'.join(sorted(_BREAKS | _CELLS | {'pre'}))})[\s/>]", re.I)
+_LAYOUT = "table, h1, h2, h3, h4, h5, h6"  # a table holding one of these lays out a page: it is not data
 _PERMALINK = "a.headerlink, a.anchorjs-link, a.hash-link, a.header-anchor"
 _PILCROW = re.compile(r"\s*[¶§#]\s*$")
 _MAX_TERM_CHARS = 300  # a longer <dt> is not a label: its text is kept as a paragraph
@@ -102,17 +129,19 @@ def parse_str(html: str, filename: str, limits: ParseLimits, *, metadata: dict[s
 
     for node in tree.css(f"{_NEVER_CONTENT}, {_PERMALINK}"):
         node.decompose()
+    for node in tree.css("[style]"):
+        if _HIDDEN_STYLE.search(node.attributes.get("style") or ""):
+            node.decompose()
     for node in tree.css("header"):
         if not _inside(node, ("article", "main")):
             node.decompose()
-    for node in tree.css("[class], [id]"):
-        if node.tag not in _KEEP and _BOILERPLATE.search(f"{node.attributes.get('class') or ''} "
-                                                          f"{node.attributes.get('id') or ''}"):
-            node.decompose()
 
-    articles = tree.css("article")
-    root = tree.css_first("main") or tree.css_first("[role=main]") or (articles[0] if len(articles) == 1 else None)
-    root = root or tree.body or tree.root
+    root = tree.css_first("main") or tree.css_first("[role=main]") or _single(tree.css("article"))
+    if root is None:  # no marked content: page furniture is told by its class or id
+        for node in tree.css("[class], [id]"):
+            if node.tag not in _KEEP and _boilerplate(node):
+                node.decompose()
+        root = _single(tree.css("article")) or tree.body or tree.root
     out = BlockList()
     if root is not None:
         _Walker(out, limits).walk(root)
@@ -136,8 +165,63 @@ def _inside(node: Any, tags: tuple[str, ...]) -> bool:
     return False
 
 
+def _single(nodes: list[Any]) -> Any:
+    return nodes[0] if len(nodes) == 1 else None
+
+
+def _boilerplate(node: Any) -> bool:
+    names = f"{node.attributes.get('class') or ''} {node.attributes.get('id') or ''}"
+    return any(name in _BOILERPLATE for name in names.lower().split())
+
+
+def _lines(node: Any) -> list[str]:
+    """``node``'s text a line per line a browser shows: a break at ``<br>`` and around every block (``<p>``, ``<div>``,
+    ``<li>``, a row), inline elements joined as written, the source's own line breaks white space (but in ``<pre>``).
+    Iterative, like the walker."""
+    if not _BREAK_TAG.search(node.html or "", 1):  # no break inside, past its own tag (most cells and items)
+        text = clean_inline(node.text(deep=True, separator=""))
+        return [text] if text else []
+    parts: list[str] = []
+    stack: list[Any] = [node]  # nodes, and what to do once a node's children are done
+    cells = 0  # the table cells open: inside one, a break is a space (a row a line)
+    while stack:
+        item = stack.pop()
+        if item is _CELL_END:
+            cells -= 1
+            parts.append(" ")
+            continue
+        if isinstance(item, str):
+            parts.append(item)
+            continue
+        tag = item.tag
+        if tag == "-text":
+            parts.append(item.text(deep=False).replace("\n", " "))
+            continue
+        if tag == "pre":
+            text = item.text(deep=True)
+            parts += ("\n", text.replace("\n", " ") if cells else text, "\n")
+            continue
+        if tag in _CELLS:
+            cells += 1
+            parts.append(" ")
+            stack.append(_CELL_END)
+        elif tag in _BREAKS:
+            separator = " " if cells else "\n"
+            parts.append(separator)
+            stack.append(separator)
+        stack.extend(reversed(list(item.iter(include_text=True))))
+    return [line for raw in "".join(parts).split("\n") if (line := clean_inline(raw))]
+
+
 def _text(node: Any) -> str:
-    return clean_inline(node.text(deep=True, separator=""))
+    """One line: the lines of ``node`` joined with a space."""
+    return " ".join(_lines(node))
+
+
+def _is_layout(table: Any) -> bool:
+    """A table that lays out a page rather than holding data (Readability's test, and headings): walked as content."""
+    return (str(table.attributes.get("role") or "").lower() in ("presentation", "none")
+            or any(part.css_first(_LAYOUT) is not None for part in table.iter()))  # a node's css() matches itself
 
 
 def _label(node: Any) -> str:
@@ -212,6 +296,9 @@ class _Walker:
         elif tag in ("ul", "ol"):
             self._flush()
             self.out.add("list", self._list(node, ordered=tag == "ol"))
+        elif tag == "table" and _is_layout(node):
+            self._flush()
+            self._children(node, flush_after=True)
         elif tag == "table":
             self._flush()
             self.out.add("table", self._table(node))
@@ -220,7 +307,7 @@ class _Walker:
             self.out.add("code", node.text(deep=True).strip("\n"))
         elif tag == "blockquote":
             self._flush()
-            self.out.add("quote", _text(node))
+            self.out.add("quote", "\n".join(_lines(node)))
         elif tag == "hr":
             self._flush()
         elif tag not in ("img", "input", "link", "meta", "head", "title", "-comment"):
@@ -259,6 +346,7 @@ class _Walker:
         return "\n".join(lines)
 
     def _table(self, node: Any) -> str:
+        """A data table's rows (it holds no other table: ``_is_layout``), a cell's lines joined with a space."""
         rows: list[list[str]] = []
         for tr in node.css("tr"):
             if len(rows) >= self.limits.max_table_rows:

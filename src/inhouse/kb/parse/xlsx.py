@@ -3,6 +3,8 @@
 Values are the cached results of formulas (``data_only``). Rows beyond ``max_table_rows`` per sheet are dropped
 (the document says so in ``metadata["truncated"]``); empty rows and trailing empty columns are skipped. The sheet
 index is the block's ``page``. The sheet's declared size (``<dimension>``) is not trusted: every row it holds is read.
+Hidden and very hidden sheets are not read (a reader of the workbook does not see them); their page headers still
+give markings (the file is downloaded whole).
 
 A sheet's page header and footer (``headerFooter``: odd, even and first-page ones, each in a left, centre and right
 section) are not content but where a finance sheet says "Confidential": their lines are kept as ``markings``, Excel's
@@ -34,6 +36,7 @@ _HEADER_FOOTER_TEXT = re.compile(
     rb"<(?:[A-Za-z_][\w.-]*:)?(odd|even|first)(Header|Footer)(?:\s[^>]*)?>([^<]*)</(?:[A-Za-z_][\w.-]*:)?\1\2\s*>")
 _MAX_HEADER_FOOTER = 64 * 1024  # six strings of at most 255 characters each, escaped: a few KB in a real file
 _CHUNK = 1 << 20
+_HIDDEN = ("hidden", "veryHidden")  # sheet states Excel does not show (veryHidden: not even in Unhide)
 
 
 def parse(data: bytes, filename: str, limits: ParseLimits) -> ParsedDocument:
@@ -45,6 +48,8 @@ def parse(data: bytes, filename: str, limits: ParseLimits) -> ParsedDocument:
     truncated: list[str] = []
     try:
         for number, sheet in enumerate(wb.worksheets, 1):
+            if sheet.sheet_state in _HIDDEN:
+                continue
             out.page = number
             out.reset_sections()
             out.heading(str(sheet.title), 1)
@@ -66,6 +71,7 @@ def parse(data: bytes, filename: str, limits: ParseLimits) -> ParsedDocument:
                                       ("date", props.created.isoformat() if props.created else None)) if v}
         title = props.title
         sheets = len(wb.worksheets)
+        # every sheet's part, hidden ones too: the file is downloadable whole, and a marking raises its label
         parts = [str(sheet._worksheet_path) for sheet in wb.worksheets]  # openpyxl's name of the sheet's part
     finally:
         wb.close()
