@@ -315,6 +315,7 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
     parser = parser or build_parser(settings)  # worker processes that parse uploads: ingestion's and the outline's
     kb = build_knowledge_base(settings, embedder or build_embedder_for(settings), chat=chat, ocr=ocr,
                               parser=parser)
+    directory.grants.append(kb)  # a deleted group's name leaves every access list
     assistants = Assistants(
         contexts=AppContexts(settings, chat, kb, record_usage=quotas.record_usage),
         support=build_support_assistant(settings, stores.sessions),

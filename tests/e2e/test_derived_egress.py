@@ -63,6 +63,7 @@ pii_label = "internal"
                              headers={"Authorization": f"Bearer {server.admin_key}"}) as http:
             ids = {}
             for name in ("finance", "wiki"):
+                http.post("/v1/admin/groups", json={"name": name}).raise_for_status()  # lists name existing groups
                 r = http.post("/v1/collections", json={"name": name, "access": {"groups": [name]}})
                 assert r.status_code == 201, r.text
                 ids[name] = r.json()["id"]

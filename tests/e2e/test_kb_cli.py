@@ -25,6 +25,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_ingest_search_and_collections(env: Path) -> None:
+    assert CliRunner().invoke(app, ["groups", "add", "hr"]).exit_code == 0  # access lists name existing groups
     r = CliRunner().invoke(app, ["ingest", str(env), "--collection", "hr", "--label", "internal", "--group", "hr"])
     assert r.exit_code == 0, r.output
     assert "Created collection 'hr'" in r.output and "2 files (1 added" in r.output and "chunks/s" in r.output

@@ -67,6 +67,7 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             collections, uploads = {}, {}
             for folder, paths in (("finance", sorted((eval_corpus / "finance").glob("*.md"))),
                                   ("hr", [eval_corpus / "hr" / "leave-policy.md"])):
+                http.post("/v1/admin/groups", json={"name": folder}).raise_for_status()  # lists name existing groups
                 r = http.post("/v1/collections", json={"name": folder, "access": {"groups": [folder]}})
                 assert r.status_code == 201, r.text
                 collections[folder] = r.json()["id"]

@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from inhouse.api.audit_trail import note, write_ahead
 from inhouse.api.auth import require
 from inhouse.api.bounds import MAX_INT64
+from inhouse.api.deps import services_of
 from inhouse.api.openapi import errors, media
 from inhouse.api.responses import (
     Collection,
@@ -31,6 +32,7 @@ from inhouse.api.responses import (
     UploadedDocument,
 )
 from inhouse.errors import InvalidRequest, NotFound
+from inhouse.governance.audit.log import MAX_RECORD_DOCUMENTS, changed_documents
 from inhouse.governance.labels import max_label
 from inhouse.types import Actor
 
@@ -82,6 +84,19 @@ def _split(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+def _note_changes(request: Request, changes: list[tuple[str, str]]) -> None:
+    """Name in the request's audit record the documents a run changed ((document id, action) from its journal), with
+    their counts by action; as the record of a CLI run or of a run closed as interrupted does."""
+    documents = list(dict.fromkeys(doc_id for doc_id, _ in changes))
+    counts: dict[str, Any] = changed_documents(changes, len(documents))
+    note(request, documents=documents[:MAX_RECORD_DOCUMENTS], **counts)
+
+
+def _access(doc: DocumentRecord) -> dict[str, list[str]] | None:
+    """A document's own access list for the audit record; None: the collection's list applies unchanged."""
+    return doc.acl.to_dict() if doc.acl is not None else None
+
+
 def add_kb_routes(router: APIRouter, kb: KnowledgeBase) -> None:
     run = run_in_threadpool
 
@@ -90,9 +105,20 @@ def add_kb_routes(router: APIRouter, kb: KnowledgeBase) -> None:
         cols = await run(kb.list_collections, actor)
         return {"object": "list", "data": [c.to_dict() for c in cols]}
 
+    async def known_groups(request: Request, actor: Actor, groups: list[str] | None, *,
+                           param: str = "access") -> list[str] | None:
+        """``groups`` as the directory spells them; 400 ``unknown_group`` for a name that is no group (it would admit
+        nobody now, and whoever joins a group made later under it). Only an admin's list: the core refuses a
+        member's."""
+        if groups is None or not actor.is_admin:
+            return groups
+        return await run(lambda: services_of(request).directory.check_groups(groups, param=param))
+
     @router.post("/v1/collections", status_code=201, responses={201: {"model": Collection}, **errors(409)})
-    async def create_collection(body: CollectionCreate, actor: Actor = Depends(require("kb:manage"))) -> Any:
-        col = await run(lambda: kb.create_collection(actor, body.name, groups=body.access.groups or (),
+    async def create_collection(body: CollectionCreate, request: Request,
+                                actor: Actor = Depends(require("kb:manage"))) -> Any:
+        groups = await known_groups(request, actor, body.access.groups)
+        col = await run(lambda: kb.create_collection(actor, body.name, groups=groups or (),
                                                      keys=body.access.keys or (), description=body.description,
                                                      sketch_questions=body.sketch_questions))
         return JSONResponse(col.to_dict(), status_code=201)
@@ -102,12 +128,16 @@ def add_kb_routes(router: APIRouter, kb: KnowledgeBase) -> None:
         return (await run(kb.collection, actor, collection_id)).to_dict()
 
     @router.patch("/v1/collections/{collection_id}", responses={200: {"model": Collection}})
-    async def update_collection(collection_id: str, body: CollectionUpdate,
+    async def update_collection(collection_id: str, body: CollectionUpdate, request: Request,
                                 actor: Actor = Depends(require("kb:manage"))) -> dict[str, Any]:
         acc = body.access
-        col = await run(lambda: kb.update_collection(actor, collection_id, groups=acc.groups if acc else None,
+        before = await run(kb.collection, actor, collection_id)
+        groups = await known_groups(request, actor, acc.groups if acc else None)
+        col = await run(lambda: kb.update_collection(actor, collection_id, groups=groups,
                                                      keys=acc.keys if acc else None, description=body.description,
                                                      sketch_questions=body.sketch_questions))
+        if acc is not None:  # who could read the collection before and after: the change an auditor asks about
+            note(request, access_before=before.acl.to_dict(), access_after=col.acl.to_dict())
         return col.to_dict()
 
     @router.delete("/v1/collections/{collection_id}", responses={200: {"model": Deleted}})
@@ -115,6 +145,9 @@ def add_kb_routes(router: APIRouter, kb: KnowledgeBase) -> None:
                                 actor: Actor = Depends(require("kb:manage"))) -> dict[str, Any]:
         rid = await write_ahead(request, kb.store.forget_run)
         await run(lambda: kb.delete_collection(actor, collection_id, run=rid))
+        # Its documents went with it: the record names each one (the run journal holds exactly what was deleted),
+        # so ``?document=doc_…`` finds who deleted it, as for a document deleted on its own.
+        _note_changes(request, await run(kb.store.run_changes, rid))
         return {"id": collection_id, "object": "collection", "deleted": True}
 
     @router.post("/v1/collections/{collection_id}/documents", status_code=201, responses={
@@ -128,14 +161,20 @@ def add_kb_routes(router: APIRouter, kb: KnowledgeBase) -> None:
                               actor: Actor = Depends(require("kb:write"))) -> Any:
         data = await file.read()
         name = file.filename or "upload"
+        group_list, key_list = await known_groups(request, actor, _split(groups), param="groups"), _split(keys)
+        # The version a new one with its own access list replaces: its list is the "before" of the change.
+        new_list = group_list is not None or key_list is not None
+        previous = await run(kb.existing_document, actor, collection_id, name) if new_list else None
         rid = await write_ahead(request, kb.store.forget_run)
         outcome = await run(lambda: kb.add_document(actor, collection_id, data, name, label=label,
-                                                    groups=_split(groups), keys=_split(keys), run=rid))
+                                                    groups=group_list, keys=key_list, run=rid))
         if outcome.status == "error":
             raise InvalidRequest(outcome.error or "The file was rejected.", code="document_rejected", param="file")
         doc = await run(kb.uploaded_document, actor, outcome)
         note(request, label=doc.label.value, documents=[doc.id], document_status=outcome.status,
              marking=outcome.marking, derived_from=outcome.derived_from)  # None: the label given stood
+        if previous is not None and outcome.status == "replaced" and previous.acl != doc.acl:
+            note(request, access_before=_access(previous), access_after=_access(doc))
         status = 201 if outcome.status in ("added", "replaced") else 200
         return JSONResponse({**doc.to_dict(), "status": outcome.status}, status_code=status)
 
@@ -180,11 +219,14 @@ def add_kb_routes(router: APIRouter, kb: KnowledgeBase) -> None:
                                actor: Actor = Depends(require("kb:write"))) -> dict[str, Any]:
         before = _noted(request, await run(_doc_in, actor, collection_id, document_id))
         acc = body.access
+        groups = await known_groups(request, actor, acc.groups if acc else None)
         rid = await write_ahead(request, kb.store.forget_run)
         done = await run(lambda: kb.relabel(actor, document_id, label=body.label,
-                                            groups=acc.groups if acc else None, keys=acc.keys if acc else None,
+                                            groups=groups, keys=acc.keys if acc else None,
                                             clear_access=body.clear_access, run=rid))
         doc, copies = done.document, done.raised_copies
+        if acc is not None or body.clear_access:  # None: the collection's list applies
+            note(request, access_before=_access(before), access_after=_access(doc))
         raised = [{"id": c.document.id, "collection_id": c.document.collection_id, "label": c.marked.label.value,
                    "label_before": c.document.label.value, "derived_from": c.derived_from or doc.id,
                    "reason": c.marked.reason} for c in copies]

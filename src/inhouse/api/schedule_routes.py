@@ -18,11 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from inhouse.api.audit_trail import note
 from inhouse.api.auth import require
 from inhouse.api.openapi import errors, media, request_body
 from inhouse.apps.dates import parse_duration_minutes
 from inhouse.apps.schedule.assistant import chat
 from inhouse.apps.schedule.service import AttendeeSpec
+from inhouse.apps.schedule.trip import policy_read
 from inhouse.errors import InvalidRequest
 from inhouse.types import Actor
 
@@ -166,16 +168,27 @@ def add_schedule_routes(router: APIRouter, services: Services) -> None:
         return schedule.free_slots(ctx_for(actor, body.timezone), people, body.duration_minutes,  # type: ignore[arg-type]
                                    start=body.start, end=body.end, limit=body.limit, step_minutes=body.step_minutes)
 
+    def note_policy(request: Request, trips: list[dict[str, Any]]) -> None:
+        """The travel policy's documents whose passages the caller (and the chat's model) was given."""
+        documents, label = policy_read(trips)
+        if documents:
+            note(request, documents=documents, label=label)
+
     @router.post("/v1/apps/schedule/trips")
-    async def plan_trip(body: TripRequest, actor: Actor = Depends(require("apps:use"))) -> dict[str, Any]:
-        return await schedule.plan_trip(ctx_for(actor, body.timezone), body.destination, body.depart_date,
+    async def plan_trip(body: TripRequest, request: Request,
+                        actor: Actor = Depends(require("apps:use"))) -> dict[str, Any]:
+        trip = await schedule.plan_trip(ctx_for(actor, body.timezone), body.destination, body.depart_date,
                                         body.return_date, purpose=body.purpose, international=body.international)
+        note_policy(request, [trip])
+        return trip
 
     @router.post("/v1/apps/schedule/chat", responses=errors(404, why={404: "No such model."}))
-    async def schedule_chat(body: ChatRequest, actor: Actor = Depends(require("apps:use"))) -> dict[str, Any]:
+    async def schedule_chat(body: ChatRequest, request: Request,
+                            actor: Actor = Depends(require("apps:use"))) -> dict[str, Any]:
         ctx = ctx_for(actor, body.timezone, body.model)
         reply = await chat(schedule, ctx, body.message, history=[m.model_dump() for m in body.history],
                            max_rounds=rounds)
+        note_policy(request, [a["result"] for a in reply.actions if a["tool"] == "plan_trip"])
         return reply.to_dict()
 
     @router.get("/v1/apps/schedule/export.ics", response_class=Response, responses={200: media("text/calendar")})

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,7 +29,7 @@ from inhouse.errors import AuditUnavailable, InhouseError, InvalidRequest, NotFo
 from inhouse.types import Actor
 
 if TYPE_CHECKING:
-    from inhouse.kb.ingest import IngestReport
+    from inhouse.kb.index.protocol import Collection
     from inhouse.kb.service import KnowledgeBase
     from inhouse.services import Services
 
@@ -70,10 +70,11 @@ def ingest(
     with services_for(data_dir) as services:
         kb = _kb(services)
         created = False
+        group = services.directory.check_groups(group)
         try:
             col = kb.collection(CLI_ACTOR, collection)
         except NotFound:
-            col = kb.create_collection(CLI_ACTOR, collection, groups=group)
+            col = _create_collection(services, collection, groups=group)
             created = True
             console.print(f"Created collection {collection!r} for groups {group or '(admins only)'}.")
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[files]} files"),
@@ -101,7 +102,8 @@ def ingest(
                 err_console.print("stopping after the file being read (again to stop at once)…")
 
             run = _IngestRun(services, col.id, paths, sync)
-            with run.recorded() as report, stop_signals(stop):
+            report = run.report
+            with run.recorded(), stop_signals(stop):
                 kb.ingest_paths(CLI_ACTOR, collection, paths, label=label, groups=None if created else (group or None),
                                 progress=on_progress, sync=sync, report=report)
     for e in report.errors:
@@ -142,37 +144,42 @@ def ingest(
         raise typer.Exit(1)
 
 
-class _IngestRun:
-    """A CLI run in the audit log, as an upload or a delete over HTTP is recorded, and a generation's write-ahead:
-    a ``started`` record before any file is read (if it cannot be written, nothing is ingested), then one final
-    record naming the documents the run added, replaced, moved or removed, with the counts: ``success``, or
-    ``interrupted`` (Ctrl-C, SIGTERM) or ``error`` with the documents done until then. A run killed outright keeps
-    its ``started`` record, closed as interrupted by the next ``inhouse serve`` or ``inhouse ingest`` (its record
-    names its process, so a run still going is left alone)."""
+class _CommandRun:
+    """A command that changes the knowledge index, in the audit log as the same change over HTTP is recorded
+    (actor ``key_cli``): a ``started`` record before anything changes (if it cannot be written, nothing is changed),
+    then one final record naming the documents the command changed, from the run journal the store fills in each
+    change's own transaction (so a document a command deleted or relabelled is found by ``inhouse audit export
+    --document``): ``success``, or ``interrupted`` (Ctrl-C, SIGTERM) or ``error`` with the documents changed until
+    then. A command killed outright keeps its ``started`` record, closed as interrupted by the next ``inhouse serve``
+    or command (its record names its process, so a command still going is left alone)."""
 
-    def __init__(self, services: Services, collection_id: str, paths: list[Path], sync: bool) -> None:
+    def __init__(self, services: Services, *, action: str, resource: str,
+                 details: dict[str, object] | None = None) -> None:
         from inhouse.chat.service import new_request_id
 
         self.services = services
         self.audit = services.audit
-        self.request_id = new_request_id()
-        self.resource = f"inhouse ingest{' --sync' if sync else ''} {collection_id}"
-        self.details = {"via": "cli", "paths": [p.name for p in paths][:20]}
+        self.request_id = new_request_id()  # the ``run=`` of every change the command makes
+        self.action = action
+        self.resource = resource
+        self.details: dict[str, object] = {"via": "cli", **(details or {})}
+
+    def note(self, **details: object) -> None:
+        """Add to the final record's ``details`` (what changed: before and after)."""
+        self.details.update(details)
 
     @contextlib.contextmanager
-    def recorded(self) -> Iterator[IngestReport]:
+    def recorded(self) -> Iterator[None]:
         from inhouse.governance.audit.log import INTERRUPTED, STARTED
         from inhouse.governance.process import this_process
-        from inhouse.kb.ingest import IngestReport
 
         closed = self.services.close_interrupted(processes_only=True)
         if closed:
             err_console.print(f"{len(closed)} earlier command run(s) stopped before they finished; recorded as "
                               "interrupted in the audit log.", highlight=False)
-        self._write(STARTED, details={**self.details, "process": this_process()})
-        report = IngestReport(run=self.request_id)
+        self._record(STARTED, [], {**self.details, "process": this_process()})
         try:
-            yield report
+            yield
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):
                 outcome, reason = INTERRUPTED, "stopped by Ctrl-C or SIGTERM"
@@ -181,44 +188,72 @@ class _IngestRun:
             else:
                 outcome, reason = "error", type(exc).__name__
             try:
-                self._write(outcome, report, reason=reason)
+                self._finish(outcome, reason=reason)
             except AuditUnavailable as failed:  # the run's own error is the one to report
                 err_console.print(f"the run's final audit record could not be written ({failed.message}); its "
                                   "started record is closed as interrupted by the next serve or ingest",
                                   highlight=False)
             raise
-        self._write("success", report)
+        self._finish("success")
 
-    def _write(self, outcome: str, report: IngestReport | None = None, *, reason: str | None = None,
-               details: dict[str, object] | None = None) -> None:
+    def _finish(self, outcome: str, *, reason: str | None = None) -> None:
         from inhouse.governance.audit.log import MAX_RECORD_DOCUMENTS
 
-        changed = [] if report is None else self._changed(report)
-        if report is not None:
-            counts = {status: report.count(status) for status in ("added", "replaced", "unchanged", "moved",
-                                                                  "removed")}
-            details = {**self.details, **counts, "errors": len(report.errors),
-                       "documents_not_listed": max(0, len(changed) - MAX_RECORD_DOCUMENTS)}
-        self.audit.record_request(action="kb:write", outcome=outcome, request_id=self.request_id,
-                                  actor_key_id=CLI_ACTOR.key_id, resource=self.resource,
-                                  documents=changed[:MAX_RECORD_DOCUMENTS], reason=reason, details=details)
-        if report is not None:  # the final record names the run's documents: its journal entries are done with
-            try:
-                self.services.kb.store.forget_run(self.request_id)
-            except InhouseError as exc:  # the next serve or ingest drops them (``Services.close_interrupted``)
-                err_console.print(f"the run's journal entries stay until the next run: {exc.message}",
-                                  highlight=False)
+        changed = self._changed()
+        self._record(outcome, changed[:MAX_RECORD_DOCUMENTS], self._final_details(len(changed)), reason=reason)
+        try:  # the final record names the run's documents: its journal entries are done with
+            self.services.kb.store.forget_run(self.request_id)
+        except InhouseError as exc:  # the next serve or ingest drops them (``Services.close_interrupted``)
+            err_console.print(f"the run's journal entries stay until the next run: {exc.message}", highlight=False)
 
-    def _changed(self, report: IngestReport) -> list[str]:
-        """The documents the run added, replaced, moved or removed: its outcomes, and the run journal, which also
-        holds a commit the run stopped (a second Ctrl-C) before noting."""
-        noted = [o.document_id for o in report.outcomes
-                 if o.document_id and o.status in ("added", "replaced", "moved", "removed")]
+    def _record(self, outcome: str, documents: list[str], details: dict[str, object], *,
+                reason: str | None = None) -> None:
+        self.audit.record_request(action=self.action, outcome=outcome, request_id=self.request_id,
+                                  actor_key_id=CLI_ACTOR.key_id, resource=self.resource, documents=documents,
+                                  reason=reason, details=details)
+
+    def _journal(self) -> list[tuple[str, str]]:
         try:
-            journal = [doc_id for doc_id, _ in self.services.kb.store.run_changes(self.request_id)]
+            return self.services.kb.store.run_changes(self.request_id)
         except InhouseError:  # the store is away (the run's error, likely): its outcomes are what is known
-            journal = []
-        return list(dict.fromkeys(noted + journal))
+            return []
+
+    def _changed(self) -> list[str]:
+        """The documents the run changed, in order."""
+        return list(dict.fromkeys(doc_id for doc_id, _ in self._journal()))
+
+    def _final_details(self, listed: int) -> dict[str, object]:
+        from inhouse.governance.audit.log import changed_documents
+
+        return {**self.details, **changed_documents(self._journal(), listed)}
+
+
+class _IngestRun(_CommandRun):
+    """``inhouse ingest`` as a ``_CommandRun`` (action ``kb:write``, as an upload): its final record names the
+    documents the run added, replaced, moved or removed, with the counts of its report."""
+
+    def __init__(self, services: Services, collection_id: str, paths: list[Path], sync: bool) -> None:
+        from inhouse.kb.ingest import IngestReport
+
+        super().__init__(services, action="kb:write",
+                         resource=f"inhouse ingest{' --sync' if sync else ''} {collection_id}",
+                         details={"paths": [p.name for p in paths][:20]})
+        self.report = IngestReport(run=self.request_id)
+
+    def _changed(self) -> list[str]:
+        """Its outcomes, and the run journal, which also holds a commit the run stopped (a second Ctrl-C) before
+        noting."""
+        noted = [o.document_id for o in self.report.outcomes
+                 if o.document_id and o.status in ("added", "replaced", "moved", "removed")]
+        return list(dict.fromkeys(noted + super()._changed()))
+
+    def _final_details(self, listed: int) -> dict[str, object]:
+        from inhouse.governance.audit.log import MAX_RECORD_DOCUMENTS
+
+        report = self.report
+        counts = {status: report.count(status) for status in ("added", "replaced", "unchanged", "moved", "removed")}
+        return {**self.details, **counts, "errors": len(report.errors),
+                "documents_not_listed": max(0, listed - MAX_RECORD_DOCUMENTS)}
 
 
 def format_eta(seconds: float | None) -> str:
@@ -289,9 +324,21 @@ def collections_create(
 ) -> None:
     """Create a collection (admins always have access)."""
     with services_for(data_dir) as services:
-        col = _kb(services).create_collection(CLI_ACTOR, name, groups=group, keys=key, description=description,
-                                              sketch_questions=sketch_questions)
+        col = _create_collection(services, name, groups=group, keys=key, description=description,
+                                 sketch_questions=sketch_questions)
     console.print(f"Created {col.id} ({col.name}).")
+
+
+def _create_collection(services: Services, name: str, *, groups: Sequence[str], keys: Sequence[str] = (),
+                       description: str = "", sketch_questions: bool = False) -> Collection:
+    """A new collection, recorded (its access list: who may read it from now on)."""
+    groups = services.directory.check_groups(groups)  # a name that is no group admits nobody, until one is made
+    run = _CommandRun(services, action="kb:manage", resource=f"inhouse collections create {name}")
+    with run.recorded():
+        col = _kb(services).create_collection(CLI_ACTOR, name, groups=groups, keys=keys, description=description,
+                                              sketch_questions=sketch_questions)
+        run.note(collection_id=col.id, access_after=col.acl.to_dict())
+    return col
 
 
 @collections_app.command("update")
@@ -307,8 +354,14 @@ def collections_update(
         if description is None and sketch_questions is None:
             raise InvalidRequest("Nothing to change: give --description or --[no-]sketch-questions.")
     with services_for(data_dir) as services:
-        col = _kb(services).update_collection(CLI_ACTOR, name, description=description,
-                                              sketch_questions=sketch_questions)
+        kb = _kb(services)
+        before = kb.collection(CLI_ACTOR, name)
+        run = _CommandRun(services, action="kb:manage", resource=f"inhouse collections update {before.id}")
+        with run.recorded():
+            col = kb.update_collection(CLI_ACTOR, before.id, description=description,
+                                       sketch_questions=sketch_questions)
+            run.note(changes={k: {"before": getattr(before, k), "after": getattr(col, k)}
+                              for k in ("description", "sketch_questions") if getattr(before, k) != getattr(col, k)})
     console.print(f"Updated {col.id} ({col.name}): sketch questions {'on' if col.sketch_questions else 'off'}.")
 
 
@@ -334,7 +387,19 @@ def collections_markings(
     sensitive document their text was taken from, call for a more sensitive label than they have: ingested before
     markings were read or their source was labelled, or under other kb.label_names."""
     with services_for(data_dir) as services:
-        found = _kb(services).review_markings(CLI_ACTOR, name, apply=apply)
+        kb = _kb(services)
+        if not apply:  # a listing changes nothing
+            found = kb.review_markings(CLI_ACTOR, name)
+        else:
+            col = kb.collection(CLI_ACTOR, name)
+            run = _CommandRun(services, action="kb:manage", resource=f"inhouse collections markings --apply {col.id}")
+            with run.recorded():
+                found = kb.review_markings(CLI_ACTOR, col.id, apply=True, run=run.request_id)
+                # Each raise with its label before (the record's ``documents`` also names those whose marking was
+                # only noted, the label members may not relabel below).
+                run.note(raised=[{"id": r.document.id, "label": r.marked.label.value,
+                                  "label_before": r.document.label.value, "derived_from": r.derived_from}
+                                 for r in found[:50]], raised_count=len(found))
     for review in found:
         doc = review.document
         verb = "labelled" if apply else "would label"
@@ -350,7 +415,12 @@ def collections_markings(
 def collections_delete(name: str = typer.Argument(...), data_dir: Path = DataDirOption) -> None:
     """Delete a collection and every trace of its documents."""
     with services_for(data_dir) as services:
-        _kb(services).delete_collection(CLI_ACTOR, name)
+        kb = _kb(services)
+        col = kb.collection(CLI_ACTOR, name)
+        run = _CommandRun(services, action="kb:manage", resource=f"inhouse collections delete {col.id}",
+                          details={"name": col.name})
+        with run.recorded():  # names every document deleted with it
+            kb.delete_collection(CLI_ACTOR, col.id, run=run.request_id)
     console.print(f"Deleted {name}.")
 
 

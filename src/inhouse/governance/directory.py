@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from inhouse.errors import Conflict, InvalidRequest, NotFound
 from inhouse.governance import events
@@ -50,13 +50,27 @@ def _check_display(display_name: str) -> str:
     return display_name
 
 
-class UserDirectory:
-    """Create, change and remove users and groups, over a ``GovernanceStore``. Thread-safe."""
+class GroupGrants(Protocol):
+    """What else names groups (the knowledge base's access lists, by name): a deleted group's name is taken off
+    them, so that a group created later under the same name does not inherit what was shared with this one."""
 
-    def __init__(self, store: GovernanceStore, *, audit: AuditSink, clock: Callable[[], float] = time.time) -> None:
+    def forget_group(self, name: str) -> Mapping[str, Sequence[str]]:
+        """Take ``name`` off every access list; what named it (e.g. ``{"collections": [...], "documents": [...]}``)."""
+        ...
+
+
+class UserDirectory:
+    """Create, change and remove users and groups, over a ``GovernanceStore``. Thread-safe.
+
+    ``grants``: what names groups on access lists, told when a group is deleted (the composition root adds the
+    knowledge base)."""
+
+    def __init__(self, store: GovernanceStore, *, audit: AuditSink, clock: Callable[[], float] = time.time,
+                 grants: Sequence[GroupGrants] = ()) -> None:
         self._store = store
         self._audit = audit
         self._clock = clock
+        self.grants: list[GroupGrants] = list(grants)
 
     # -- users ---------------------------------------------------------------------------------------
 
@@ -146,12 +160,37 @@ class UserDirectory:
     def list_groups(self) -> list[GroupRecord]:
         return self._store.list_groups()
 
+    def check_groups(self, names: Iterable[str], *, param: str = "access") -> list[str]:
+        """The groups an access list is to name, as the directory spells them (by name or id); ``InvalidRequest``
+        naming those that are no group: such a name admits nobody now, and whoever joins a group created later
+        under it."""
+        found, unknown = [], []
+        for name in names:
+            group = self._store.find_group(name) if isinstance(name, str) else None
+            if group is None:
+                unknown.append(str(name))
+            else:
+                found.append(group.name)
+        if unknown:
+            listed = ", ".join(repr(n[:64]) for n in unknown[:10])
+            raise InvalidRequest(f"No group {listed}: an access list names existing groups (create the group first).",
+                                 code="unknown_group", param=param)
+        return list(dict.fromkeys(found))
+
     def delete_group(self, group_id: str, *, by: Actor | None = None) -> GroupRecord:
+        """Delete the group and take its name off every access list (``grants``), naming them in the record. Those
+        lists are changed first: if that fails the group stays, still named on them; if the record then fails, the
+        group stays and the lists no longer name it (less access, never more)."""
         with self._store.transaction() as tx:
             group = _group(tx, group_id)
             members = sorted(u.id for u in tx.members(group_id))
             tx.delete_group(group_id)
-            self._record(events.GROUP_DELETED, by, group_id, {"name": group.name, "members": members})
+            named: dict[str, list[str]] = {}
+            for grants in self.grants:
+                for kind, ids in grants.forget_group(group.name).items():
+                    named.setdefault(kind, []).extend(ids)
+            self._record(events.GROUP_DELETED, by, group_id, {"name": group.name, "members": members,
+                                                              "access_lists": _listed(named)})
         return group
 
     def add_member(self, group_id: str, user_id: str, *, by: Actor | None = None) -> bool:
@@ -185,6 +224,16 @@ class UserDirectory:
         self._audit.record(security_event(action, by, resource, details, at=self._clock()))
 
 
+# Ids of the access lists a deleted group was taken off, named in its record; the rest are counted.
+_MAX_LISTED = 500
+
+
+def _listed(named: Mapping[str, list[str]]) -> dict[str, Any]:
+    out: dict[str, Any] = {kind: ids[:_MAX_LISTED] for kind, ids in named.items()}
+    out.update({f"{kind}_not_listed": len(ids) - _MAX_LISTED for kind, ids in named.items() if len(ids) > _MAX_LISTED})
+    return out
+
+
 def _user(store: GovernanceStore, user_id: str) -> UserRecord:
     user = store.get_user(user_id)
     if user is None:
@@ -199,4 +248,4 @@ def _group(store: GovernanceStore, group_id: str) -> GroupRecord:
     return group
 
 
-__all__ = ["ROLES", "GroupRecord", "UserDirectory", "UserRecord", "check_name", "check_role"]
+__all__ = ["ROLES", "GroupGrants", "GroupRecord", "UserDirectory", "UserRecord", "check_name", "check_role"]

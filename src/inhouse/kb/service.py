@@ -153,6 +153,13 @@ class KnowledgeBase:
         _admin(actor, "delete collections")
         self.store.delete_collection(col.id, run=run)
 
+    def forget_group(self, name: str) -> dict[str, list[str]]:
+        """``GroupGrants`` (``governance.directory``): a deleted group's name taken off every collection's and
+        document's access list, so a group created later under that name does not inherit their documents. A
+        document whose own list named only that group is then for admins only."""
+        collections, documents = self.store.forget_group(name)
+        return {"collections": collections, "documents": documents}
+
     # -- documents --------------------------------------------------------------------------------------
 
     def document(self, actor: Actor, document_id: str) -> DocumentRecord:
@@ -222,6 +229,15 @@ class KnowledgeBase:
         return self.ingestor.ingest_bytes(col.id, data, filename, label=_label(label), acl=acl, metadata=metadata,
                                           run=run, own_copy=own_copy)
 
+    def existing_document(self, actor: Actor, collection: str, filename: str) -> DocumentRecord | None:
+        """The document an upload named ``filename`` would replace, when ``actor`` may see it (for the audit
+        record of what the upload changed); None otherwise."""
+        col = self._visible_collection(actor, collection)
+        doc = self.store.find_document(col.id, source_path=filename)
+        if doc is None or not self.store.visible_document(AccessScope.of(actor), doc.id):
+            return None
+        return doc
+
     def uploaded_document(self, actor: Actor, outcome: FileOutcome) -> DocumentRecord:
         """The record of a document ``actor`` just added or replaced, shown even when its own marking raised it
         beyond what ``actor`` may see (they sent its bytes); bytes that were already there only when visible."""
@@ -281,13 +297,15 @@ class KnowledgeBase:
             raised.append(MarkingReview(doc, Marked(found.label, found.reason), found.document_id))
         return raised
 
-    def review_markings(self, actor: Actor, collection: str, *, apply: bool = False) -> list[MarkingReview]:
+    def review_markings(self, actor: Actor, collection: str, *, apply: bool = False,
+                        run: str | None = None) -> list[MarkingReview]:
         """The documents of ``collection`` whose own markings call for a more sensitive label than they have,
         read again from their stored bytes (documents ingested before markings were read, or under other
         ``kb.label_names``), and, with ``kb.derived_labels``, those whose text was taken from a more sensitive
         document of any collection (ingested before the comparison existed, or before their source was labelled).
         ``apply``: raise them, and record every document's marking (the label members may not relabel below), as
-        ingestion does now. Admins only; never lowers a label."""
+        ingestion does now. Admins only; never lowers a label. ``run``: the audit request id the changes are noted
+        under in the run journal (as in ``relabel``)."""
         _admin(actor, "review the markings of documents")
         col = self._visible_collection(actor, collection)
         reader = MarkingReader(self.settings.label_names)
@@ -308,7 +326,7 @@ class KnowledgeBase:
                     raise_it = marked.label > label
                     if apply and (raise_it or doc.metadata.get("marking_label") != marked.label.value):
                         relabelled = self.store.relabel(doc.id, label=marked.label if raise_it else None, metadata={
-                            "marking": marked.reason, "marking_label": marked.label.value})
+                            "marking": marked.reason, "marking_label": marked.label.value}, run=run)
                         if derived is not None:
                             derived.add(relabelled)  # a source for the documents after it, if raised to one
                     if raise_it:
@@ -322,7 +340,7 @@ class KnowledgeBase:
                 if source is not None:
                     if apply:
                         derived.add(self.store.relabel(doc.id, label=source.label, metadata={
-                            "derived_from": source.document_id, "derived_label": source.label.value}))
+                            "derived_from": source.document_id, "derived_label": source.label.value}, run=run))
                     found.append(MarkingReview(doc, Marked(source.label, source.reason), source.document_id))
         return found
 

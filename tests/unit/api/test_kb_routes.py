@@ -21,7 +21,10 @@ LEAVE = b"# Leave policy\n\nEmployees with 3 years of service get 18 days of ann
 
 @pytest.fixture
 def kb_services(make_services: Any) -> Any:
-    return make_services(kb={"min_similarity": 0.3})
+    services = make_services(kb={"min_similarity": 0.3})
+    for group in ("hr", "leads", "finance", "all"):  # access lists name existing groups
+        services.directory.create_group(group)
+    return services
 
 
 @pytest.fixture

@@ -9,11 +9,13 @@ and a note saying so). Limits are read from the retrieved text deterministically
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 from inhouse.errors import InvalidRequest
+from inhouse.governance.labels import max_label, parse_label
 
 if TYPE_CHECKING:
     from inhouse.kb.retrieve import Hit
@@ -96,8 +98,18 @@ def parse_policy(hits: list[Hit]) -> TravelPolicy:
             used = True
         if used:
             policy.sources.append({"document_id": h.chunk.document_id, "title": h.chunk.title,
-                                   "section": h.chunk.section or None, "chunk_id": h.chunk.id})
+                                   "section": h.chunk.section or None, "chunk_id": h.chunk.id,
+                                   "label": h.chunk.label.value})
     return policy
+
+
+def policy_read(trips: Iterable[Mapping[str, Any]]) -> tuple[list[str], str | None]:
+    """The documents whose passages these itineraries applied (their ``policy_sources``), and the most sensitive
+    of their labels: what the request's audit record names, as for a search returning those passages."""
+    sources = [s for trip in trips for s in trip.get("policy_sources") or ()]
+    documents = list(dict.fromkeys(str(s["document_id"]) for s in sources))
+    labels = [parse_label(s["label"]) for s in sources if s.get("label")]
+    return documents, max_label(labels).value if labels else None
 
 
 def _currency(value: str) -> str:

@@ -191,6 +191,11 @@ class IndexStore(Protocol):
     def update_collection(self, collection_id: str, *, acl: Acl | None = None, description: str | None = None,
                           sketch_questions: bool | None = None) -> Collection: ...
     def delete_collection(self, collection_id: str, *, run: str | None = None) -> None: ...
+    def forget_group(self, name: str, *, run: str | None = None) -> tuple[list[str], list[str]]:
+        """Take group ``name`` (in any ASCII case) off every access list, in one transaction: (the ids of the
+        collections, the ids of the documents whose own list named it), sorted. A document's own list left naming
+        nobody still narrows: only admins see the document then."""
+        ...
 
     # -- documents ----------------------------------------------------------------------------------
     def find_document(self, collection_id: str, *, source_path: str | None = None,

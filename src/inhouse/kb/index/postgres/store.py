@@ -184,7 +184,17 @@ class PostgresIndexStore:
             c.execute("DELETE FROM kb_acl WHERE owner = %s", (col.id,))
             c.execute("DELETE FROM kb_collections WHERE id = %s", (col.id,))
 
-    # -- documents --------------------------------------------------------------------------------------
+    def forget_group(self, name: str, *, run: str | None = None) -> tuple[list[str], list[str]]:
+        # Group names are ASCII (``check_name``): lower() compares them as the directory does.
+        named = (" FROM kb_acl a JOIN {} t ON t.id = a.owner WHERE a.kind = 'group'"
+                 " AND lower(a.principal) = lower(%s)")
+        with self._db.transaction() as c:
+            cols = sorted({r["id"] for r in c.execute("SELECT t.id" + named.format("kb_collections"), (name,))})
+            docs = sorted({r["id"] for r in c.execute("SELECT t.id" + named.format("kb_documents"), (name,))})
+            c.execute("DELETE FROM kb_acl WHERE kind = 'group' AND lower(principal) = lower(%s)", (name,))
+            _journal(c, run, docs, "relabelled")
+        return cols, docs
+
 
     _DOC_SQL = ("SELECT d.id, c.id AS collection_id, d.source_path, d.sha256, d.label_rank, d.has_acl, d.title,"
                 " d.filename, d.mime, d.metadata, d.version, d.created_at, d.size_bytes, d.chunk_count"

@@ -195,6 +195,16 @@ class SqliteIndexStore:
             c.execute("DELETE FROM kb_acl WHERE owner = ?", (col.id,))
             c.execute("DELETE FROM kb_collections WHERE id = ?", (col.id,))
 
+    def forget_group(self, name: str, *, run: str | None = None) -> tuple[list[str], list[str]]:
+        # Group names are ASCII (``check_name``): lower() compares them as the directory does.
+        named = " FROM kb_acl a JOIN {} t ON t.id = a.owner WHERE a.kind = 'group' AND lower(a.principal) = lower(?)"
+        with self._tx() as c:
+            cols = sorted({r[0] for r in c.execute("SELECT t.id" + named.format("kb_collections"), (name,))})
+            docs = sorted({r[0] for r in c.execute("SELECT t.id" + named.format("kb_documents"), (name,))})
+            c.execute("DELETE FROM kb_acl WHERE kind = 'group' AND lower(principal) = lower(?)", (name,))
+            _journal(c, run, docs, "relabelled")
+        return cols, docs
+
     # -- documents --------------------------------------------------------------------------------------
 
     _DOC_COLS = ("d.id, c.id, d.source_path, d.sha256, d.label_rank, d.has_acl, d.title, d.filename, d.mime,"
