@@ -440,6 +440,26 @@ def test_a_page_pasted_from_a_confidential_one_is_labelled_and_says_why(ui: UI, 
               " && r.textContent.includes('its text was taken from a restricted document'))")
 
 
+def test_a_member_relabels_their_upload_without_touching_its_access_list(ui: UI, tmp_path: Path) -> None:
+    notes = tmp_path / "fiona-notes.md"
+    notes.write_text("# Budget notes\n\nThe offsite budget is 40,000 CNY.\n")
+    ui.sign_in(ui.site.finance)
+    ui.go("/documents")
+    ui.page.click("button[data-collection='handbook']")
+    ui.page.wait_for_selector("#doc-rows tr")
+    ui.page.select_option("#upload-label", "internal")
+    ui.page.set_input_files("#file-input", [str(notes)])
+    until(ui, "document.querySelectorAll('.upload.is-done').length === 1")
+    ui.page.wait_for_selector("#doc-rows tr:has-text('fiona-notes.md')")
+    ui.page.locator("#doc-rows tr", has_text="fiona-notes.md").get_by_role("button", name="Edit").click()
+    ui.page.select_option("#doc-label", "confidential")
+    ui.page.click("#doc-save")  # sent clear_access along, and a member may not change access lists: refused
+    ui.page.wait_for_selector(".toast:has-text('Saved')")
+    until(ui, "[...document.querySelectorAll('#doc-rows tr')].some(r => r.textContent.includes('fiona-notes.md')"
+              " && r.textContent.includes('confidential'))")
+    assert not ui.page.locator(".toast.error").count()
+
+
 def test_non_finance_user_sees_no_finance_collection(ui: UI) -> None:
     ui.sign_in(ui.site.outsider)
     ui.page.wait_for_selector("label[for^='col-']:has-text('handbook')", state="attached")

@@ -136,8 +136,13 @@
     const d = state.editing;
     const groups = groupsOf($("doc-groups").value);
     const body = { label: $("doc-label").value };
-    if (groups.length) body.access = { groups: groups };
-    else body.clear_access = true;
+    // The access list only when it was changed: only admins may change it, and a member relabelling a document
+    // sent an unchanged (or empty) list along and was refused.
+    const before = d.access ? d.access.groups : [];
+    if (groups.join("\n") !== before.join("\n")) {
+      if (groups.length) body.access = { groups: groups };
+      else body.clear_access = true;
+    }
     try {
       const saved = await I.api(colPath("/documents/" + encodeURIComponent(d.id)), { method: "PATCH", json: body });
       $("doc-dialog").close();
