@@ -96,6 +96,18 @@ def test_where_a_banner_may_stand() -> None:
     assert read(doc(markings=(prop,)))[0] == Label.CONFIDENTIAL  # type: ignore[index]
 
 
+@pytest.mark.parametrize(("text", "label"), [
+    ("Acme Robotics Ltd - HR\nCONFIDENTIAL", Label.CONFIDENTIAL),  # a header and a footer read as one paragraph
+    ("CONFIDENTIAL   Page 1", Label.CONFIDENTIAL),  # two texts on one line, far apart (kb/parse/pdf.py)
+    ("ACME ROBOTICS LTD\tINTERNAL USE ONLY", Label.INTERNAL),
+    ("INTERNAL  AUDIT", None),  # two spaces: a slip inside a name, not a gap between two texts
+    ("Internal\nAudit", None),  # on a line of its own, but not in capitals
+])
+def test_a_line_break_or_a_wide_gap_sets_a_banner_apart(text: str, label: Label | None) -> None:
+    found = read(doc(Block("paragraph", text)))
+    assert (found[0] if found else None) == label, found
+
+
 def test_the_most_sensitive_marking_wins() -> None:
     found = read(doc(Block("heading", "Annex: INTERNAL", level=2), title="Plan: CONFIDENTIAL",
                      markings=(Marking("footer", "Highly Confidential"),)))

@@ -5,7 +5,17 @@ pypdf (0.23 s vs 1.47 s on 2 cores), keeps Chinese intact, keeps table rows on o
 Headings are the lines set in a larger font than the body text (the most common size, weighted by characters);
 distinct heading sizes, largest first, give levels 1, 2, 3... Wrapped lines are re-joined: without a space between
 two Han characters, with a space otherwise; a line ending in sentence punctuation ends its paragraph; a line much
-shorter than the page's longest keeps its line break (table rows, lists, addresses).
+shorter than the page's longest keeps its line break (table rows, lists, addresses). A paragraph whose last line on
+a page is a full one goes on over the page break, and is cited on the page it starts on.
+
+Running headers and footers are not content (as in Word, ODF and RTF): a line among the top or bottom three of a
+page whose text and size recur there on at least three pages and on half of them is left out of the blocks and
+passed on as a header or footer marking (``kb/markings.py``), its pieces set apart by wide gaps ("CONFIDENTIAL"
+centred, "Page 3" on the right) as separate lines. Digits count, except in the top or bottom line when a wide gap
+sets it apart from the rest of the page, where page numbers are ("CONFIDENTIAL - Page 3"): "Section 1", "Section 2"...
+opening each page are headings, and table rows differing in their numbers are text. A document of one or two pages
+has no running text to tell apart; a line set apart in a page's margin is a paragraph of its own there, so a
+footer is read as a short paragraph and never spliced into the text next to it.
 
 Scanned pages (a page whose text layer holds fewer than ``_OCR_BELOW`` characters) are rendered at about 2,000
 pixels on the longer side and read by OCR (``kb/parse/ocr.py``) when a reader is given: each row becomes a line
@@ -18,16 +28,19 @@ Encrypted PDFs that need a password are rejected.
 
 from __future__ import annotations
 
+import ctypes
 import re
 import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from itertools import pairwise
+from typing import TYPE_CHECKING, Any, Literal
 
 from inhouse.errors import DocumentRejected, InhouseError
 from inhouse.kb.document import ParsedDocument
 from inhouse.kb.parse.blocks import BlockList, clean_inline, guess_language, meaningful, pick_title
+from inhouse.kb.parse.markings import running_markings
 from inhouse.kb.parse.safety import ParseLimits
 
 if TYPE_CHECKING:
@@ -52,15 +65,29 @@ _OCR_LONG_SIDE_PX = 2000  # rendering size of a scanned page (A4 at ~180 dpi)
 _OCR_MAX_SCALE = 4.0
 _OCR_BODY_PT = 10.0  # the font size given to an OCR page's ordinary rows
 _OCR_HEADING_RATIO = 1.2  # a row this much wider per character than the body text (and no lower in ink) is a heading
+_RUNNING_BAND = 3  # lines at the top and at the bottom of a page that may be running text
+_RUNNING_PAGES = 3  # ...when they recur on at least this many pages (and on half of them): never in 1-2 pages
+_GAP_EM = 2.0  # a gap this many font sizes wide between two words sets apart two pieces of a line
+_GAP_TEXT = "   "  # ...and stays in the text between them: kb/markings.py reads a run of spaces as a delimiter
+_MARGIN_GAP = 2.5  # a top or bottom line this many of its font sizes away from the next line stands in the margin
+_DIGITS = re.compile(r"\d+")
+
+Source = Literal["header", "footer"]
 
 
 @dataclass
 class Line:
-    """A line of a page: its text, its font size (points; for OCR rows a stand-in) and its page (None: unpaged)."""
+    """A line of a page: its text, its font size (points; for OCR rows a stand-in) and its page (None: unpaged).
+    ``y``: how high it stands on the page (its baseline in points; for OCR rows minus the row's number), None when
+    unknown; ``runs``: its pieces set apart by wide gaps, for the lines at the top and bottom of a page (empty: one);
+    ``margin``: "header" or "footer" for a line standing apart in the page's top or bottom margin."""
 
     text: str
     size: float
     page: int | None
+    y: float | None = None
+    runs: tuple[str, ...] = ()
+    margin: Source | None = None
 
 
 def parse(data: bytes, filename: str, limits: ParseLimits, ocr: PageReader | None = None,
@@ -74,6 +101,7 @@ def parse(data: bytes, filename: str, limits: ParseLimits, ocr: PageReader | Non
             raise DocumentRejected(filename, "PDF has no text layer (scanned or image-only?) and OCR is off or not "
                                              "installed here (kb.ocr; `inhouse models pull ppocr-v5`)")
         raise DocumentRejected(filename, "PDF has no text layer, and OCR found no text on its pages")
+    pages, running = strip_running(pages)
     blocks = lines_to_blocks(pages)
     metadata = {k: v for k, v in (("author", meaningful(info.get("Author"))),
                                   ("subject", meaningful(info.get("Subject"))),
@@ -89,6 +117,7 @@ def parse(data: bytes, filename: str, limits: ParseLimits, ocr: PageReader | Non
         mime="application/pdf",
         metadata=metadata,
         page_count=len(pages),
+        markings=running_markings(running),
     )
 
 
@@ -141,15 +170,24 @@ def _page(doc: Any, index: int, *, render: bool) -> tuple[list[Line], Any]:
     page = doc[index]
     textpage = page.get_textpage()
     try:
-        text = textpage.get_text_range()
+        raws = textpage.get_text_range().split("\r\n")
         lines: list[Line] = []
+        starts: list[int] = []
         pos = 0
+        x, y = ctypes.c_double(), ctypes.c_double()
         # get_text_range yields one character per PDFium char index, generated "\r\n" included.
-        for raw in text.split("\r\n"):
-            stripped = raw.lstrip()
-            size = pdfium_c.FPDFText_GetFontSize(textpage.raw, pos + len(raw) - len(stripped)) if raw else 0
-            lines.append(Line(clean_inline(raw), float(size), index + 1))
+        for raw in raws:
+            first = pos + len(raw) - len(raw.lstrip())
+            size = pdfium_c.FPDFText_GetFontSize(textpage.raw, first) if raw else 0
+            line = Line(clean_inline(raw), float(size), index + 1)
+            if line.text and pdfium_c.FPDFText_GetCharOrigin(textpage.raw, first, x, y):
+                line.y = y.value
+            lines.append(line)
+            starts.append(pos)
             pos += len(raw) + 2
+        for _, i in _bands(lines):  # only these may be running text: the rest need no runs
+            lines[i].runs = _runs(textpage, raws[i], starts[i], lines[i].size)
+        _mark_margins(lines)
         if not render or sum(len(line.text.replace(" ", "")) for line in lines) >= _OCR_BELOW:
             return lines, None
         width, height = page.get_size()
@@ -158,6 +196,26 @@ def _page(doc: Any, index: int, *, render: bool) -> tuple[list[Line], Any]:
     finally:
         textpage.close()
         page.close()
+
+
+def _runs(textpage: Any, raw: str, start: int, size: float) -> tuple[str, ...]:
+    """The pieces of the line ``raw`` (its first character PDFium's ``start``) set apart by gaps of ``_GAP_EM`` font
+    sizes or more: PDFium joins the texts of one baseline with a single space however far apart they stand.
+    Empty when the line is one piece."""
+    words = [(m.start(), m.end()) for m in re.finditer(r"\S+", raw)]
+    if len(words) < 2 or size <= 0:
+        return ()
+    # A line spans about the width of its characters unless some stand apart: only then look at each gap.
+    span = textpage.get_charbox(start + words[-1][1] - 1)[2] - textpage.get_charbox(start + words[0][0])[0]
+    if span < len(raw.strip()) * size * 0.6 + _GAP_EM * size:
+        return ()
+    pieces, at = [], words[0][0]
+    for (_, end), (begin, _) in pairwise(words):
+        if textpage.get_charbox(start + begin)[0] - textpage.get_charbox(start + end - 1)[2] >= _GAP_EM * size:
+            pieces.append(clean_inline(raw[at:end]))
+            at = begin
+    pieces.append(clean_inline(raw[at:]))
+    return tuple(pieces) if len(pieces) > 1 else ()
 
 
 def render_pages(data: bytes, dpi: int) -> list[tuple[Any, str]]:
@@ -201,13 +259,13 @@ def ocr_lines(rows: list[OcrRow], page: int | None) -> list[Line]:
         return []
     ink, em = _body(rows, lambda r: r.height), _body(rows, lambda r: r.em)
     out = []
-    for r in rows:
+    for n, r in enumerate(rows):
         wide = r.em / em
         heading = wide >= _OCR_HEADING_RATIO and r.height >= ink and "|" not in r.text  # (cells: a table row)
         # In half steps (1.5x, 2x, 2.5x the body): the width per character varies by a few percent with the letters,
         # which must not make two headings of one size two levels.
         size = _OCR_BODY_PT * max(1.5, round(wide * 2) / 2) if heading else _OCR_BODY_PT
-        out.append(Line(clean_inline(r.text), float(size), page))
+        out.append(Line(clean_inline(r.text), float(size), page, y=-float(n)))  # rows come top to bottom
     return out
 
 
@@ -223,19 +281,104 @@ def _body(rows: list[OcrRow], value: Callable[[OcrRow], float]) -> float:
     return value(rows[-1]) or 1.0
 
 
-def lines_to_blocks(pages: list[list[Line]]) -> BlockList:
+def strip_running(pages: list[list[Line]]) -> tuple[list[list[Line]], list[tuple[Source, str]]]:
+    """The pages without their running headers and footers (module doc), and those as ``(source, text)``: each
+    recurring line once, as it reads where first seen, a line in pieces (``runs``) piece by piece."""
+    level_of = _heading_levels(pages)
+    bands = [_bands(page) for page in pages]
+    on_pages: dict[tuple[Source, str, float], set[int]] = {}
+    for n, (page, band) in enumerate(zip(pages, bands, strict=True)):
+        for source, i in band:
+            on_pages.setdefault(_running_key(source, page[i], level_of), set()).add(n)
+    needed = max(_RUNNING_PAGES, len(pages) // 2)
+    running = {key for key, seen in on_pages.items() if len(seen) >= needed}
+    if not running:
+        return pages, []
+    found: dict[tuple[Source, str, float], Line] = {}
+    out = []
+    for page, band in zip(pages, bands, strict=True):
+        drop = set()
+        for source, i in band:
+            key = _running_key(source, page[i], level_of)
+            if key in running:
+                drop.add(i)
+                found.setdefault(key, page[i])
+        out.append([line for i, line in enumerate(page) if i not in drop])
+    if not any(line.text for page in out for line in page):
+        return pages, []  # nothing but the same lines on every page: they are the content
+    return out, [(key[0], text) for key, line in found.items() for text in (line.runs or (line.text,))]
+
+
+def _bands(lines: list[Line]) -> list[tuple[Source, int]]:
+    """The page's lines that may be running text, by index: its top lines ("header") and bottom lines ("footer") by
+    height, ``_RUNNING_BAND`` each at most and no more than half the page's lines each (of a page of three lines,
+    the middle one is content)."""
+    placed = _placed(lines)
+    k = min(_RUNNING_BAND, len(placed) // 2)
+    return [("header", i) for i in placed[:k]] + [("footer", i) for i in placed[len(placed) - k:]]
+
+
+def _placed(lines: list[Line]) -> list[int]:
+    """The indices of the page's lines with text and a height, top to bottom (lines of one height in text order)."""
+    return sorted((i for i, line in enumerate(lines) if line.text and line.y is not None),
+                  key=lambda i: -(lines[i].y or 0.0))
+
+
+def _mark_margins(lines: list[Line]) -> None:
+    """Sets ``margin`` on a page's top line and its bottom line when a gap of ``_MARGIN_GAP`` times its font size
+    sets it apart from the rest: a header or footer, recurring or not (a document of one page has one too), which
+    must not be spliced into the paragraph it comes next to in the text layer. One line only: two lines apart are as
+    often the end of a paragraph or a short one. (On a page of two lines, the header and the footer, both.)"""
+    placed = _placed(lines)
+    if len(placed) < 2:
+        return
+    sides: tuple[tuple[Source, int, int], ...] = (("header", placed[0], placed[1]), ("footer", placed[-1], placed[-2]))
+    for source, outer, inner in sides:
+        if abs((lines[outer].y or 0.0) - (lines[inner].y or 0.0)) >= _MARGIN_GAP * lines[outer].size:
+            lines[outer].margin = source
+
+
+def _running_key(source: Source, line: Line, level_of: dict[float, int]) -> tuple[Source, str, float]:
+    """What a running line has alike on every page: its text and size; in a line standing in the margin (where page
+    numbers are), its text with any number. Not elsewhere: "Section 1", "Section 2"... each opening a page are
+    headings, and lines of a text or a table that differ in their numbers only are text, not one running line."""
+    size = round(line.size, 1)
+    return source, _DIGITS.sub("#", line.text) if line.margin and size not in level_of else line.text, size
+
+
+def _heading_levels(pages: list[list[Line]]) -> dict[float, int]:
+    """Font size → heading level: the sizes larger than the body text's (the most common, weighted by characters),
+    largest first."""
     sizes: Counter[float] = Counter()
     for line in (line for page in pages for line in page):
         sizes[round(line.size, 1)] += len(line.text)
     body = sizes.most_common(1)[0][0] if sizes else 0.0
     heading_sizes = sorted({s for s in sizes if body and s >= body * _HEADING_RATIO}, reverse=True)
-    level_of = {s: min(i + 1, 6) for i, s in enumerate(heading_sizes)}
+    return {s: min(i + 1, 6) for i, s in enumerate(heading_sizes)}
 
+
+def lines_to_blocks(pages: list[list[Line]]) -> BlockList:
+    level_of = _heading_levels(pages)
     out = BlockList()
+    para = ""
+    para_page: int | None = None  # the page ``para`` starts on: its citation when it goes on over a page break
+    margins: list[tuple[str, int | None]] = []  # margin lines met inside ``para``: they follow it
+
+    def add_paragraph(text: str, page: int | None) -> None:
+        here, out.page = out.page, page
+        out.add("paragraph", text)
+        out.page = here
+
+    def end_paragraph() -> None:
+        nonlocal para
+        for text, page in [(para, para_page), *margins]:
+            add_paragraph(text, page)
+        para = ""
+        margins.clear()
+
     for page in pages:
         out.page = page[0].page if page else None
         widest = max((len(line.text) for line in page), default=0)
-        para = ""
         after_heading = False  # whether the previous line was (part of) a heading
         for line in page:
             if not line.text:
@@ -246,19 +389,28 @@ def lines_to_blocks(pages: list[list[Line]]) -> BlockList:
                 if after_heading and _wrapped(out.blocks[-1].text, line.text):
                     out.continue_heading(_join(out.blocks[-1].text, line.text))
                     continue
-                out.add("paragraph", para)
-                para = ""
+                end_paragraph()
                 out.heading(line.text, level_of[size])
                 after_heading = True
                 continue
             after_heading = False
-            para = _join(para, line.text) if para else line.text
+            text = _GAP_TEXT.join(line.runs) or line.text
+            if line.margin:  # a paragraph of its own: the text around it may go on past it
+                if para:
+                    margins.append((text, line.page))
+                else:
+                    add_paragraph(text, line.page)
+                continue
+            if not para:
+                para_page = line.page
+            para = _join(para, text) if para else text
             if line.text.endswith(_SENTENCE_END):
-                out.add("paragraph", para)
-                para = ""
+                end_paragraph()
             elif len(line.text) < widest * _SHORT_LINE:
                 para += "\n"
-        out.add("paragraph", para)
+        if para.endswith("\n"):
+            end_paragraph()  # a short last line ends its paragraph; after a full one, it goes on on the next page
+    end_paragraph()
     return out
 
 
