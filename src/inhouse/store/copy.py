@@ -11,6 +11,12 @@ Refusals, before anything is written: a target that already holds inhouse data (
 source audit chain that does not verify (its break would be carried over silently). Afterwards the chain is
 verified again, read back from PostgreSQL with the same key (``audit.key``, which every node needs), and every
 table's row count is compared with the source.
+
+One value is not copied unchanged: U+0000 in text, which SQLite holds (a conversation titled through the API) and
+PostgreSQL's ``text`` cannot. It is copied as U+FFFD, and the number of values changed is said per table: refusing
+would leave such an install no way to move but editing its database by hand. An audit record is the exception: its
+hash covers its text, so one holding U+0000 is refused, naming it (inhouse writes none: JSON escapes the character,
+and paths holding it are refused at the edge).
 """
 
 from __future__ import annotations
@@ -47,6 +53,9 @@ _INHOUSE = {
 _BOOLEAN = {"disabled", "all_day"}  # 0/1 in SQLite, boolean in PostgreSQL
 _AUDIT_COLUMNS = (*FIELDS, "hash")
 _TARGET_TABLES = (*_INHOUSE, "audit_records", "kb_collections", "kb_documents")
+_NUL, _REPLACEMENT = "\x00", "\ufffd"
+
+Row = tuple[Any, ...]
 
 
 @dataclass
@@ -54,6 +63,21 @@ class CopyReport:
     copied: dict[str, int] = field(default_factory=dict)
     target_counts: dict[str, int] = field(default_factory=dict)
     audit: VerifyReport | None = None
+    nul_replaced: dict[str, int] = field(default_factory=dict)  # per table: text values copied with U+FFFD for U+0000
+
+    def replace_nul(self, table: str, row: Row) -> Row:
+        """``row`` with U+0000 in its text as U+FFFD (PostgreSQL's text cannot hold it), counted."""
+        changed = sum(isinstance(v, str) and _NUL in v for v in row)
+        if not changed:
+            return row
+        self.nul_replaced[table] = self.nul_replaced.get(table, 0) + changed
+        return tuple(v.replace(_NUL, _REPLACEMENT) if isinstance(v, str) else v for v in row)
+
+    def copied_line(self, table: str) -> str:
+        """What the migrate command says of ``table``."""
+        n = self.nul_replaced.get(table, 0)
+        return f"{table}: {self.copied[table]}" + (
+            f" ({n} text value{'s' if n != 1 else ''} held U+0000, copied with U+FFFD in its place)" if n else "")
 
     @property
     def ok(self) -> bool:
@@ -116,10 +140,10 @@ def _copy(settings: Settings, pg: Any, source_log: Any, say: Callable[[str], Non
             src = connect(settings.db_path, readonly=True)
             try:
                 for table, cols in _INHOUSE.items():
-                    rows = (tuple(bool(r[c]) if c in _BOOLEAN else r[c] for c in cols)
+                    rows = (report.replace_nul(table, tuple(bool(r[c]) if c in _BOOLEAN else r[c] for c in cols))
                             for r in src.execute(f"SELECT {', '.join(cols)} FROM {table}"))
                     report.copied[table] = _insert(conn, table, cols, rows)
-                    say(f"{table}: {report.copied[table]}")
+                    say(report.copied_line(table))
             finally:
                 src.close()
             if source_log is not None:
@@ -130,9 +154,9 @@ def _copy(settings: Settings, pg: Any, source_log: Any, say: Callable[[str], Non
                 from inhouse.kb.index.sqlite.export import export_index
 
                 with export_index(kb) as export:
-                    for table, n in load_index(conn, export).items():
+                    for table, n in load_index(conn, export, report.replace_nul).items():
                         report.copied[table] = n
-                        say(f"{table}: {n}")
+                        say(report.copied_line(table))
     finally:
         if kb is not None:
             kb.close()
@@ -181,11 +205,20 @@ def _insert(conn: Any, table: str, cols: tuple[str, ...], rows: Iterable[tuple[A
 
 def _copy_audit(conn: Any, source_log: Any, report: CopyReport) -> None:
     """Records verbatim (the hashes cover their stored text), then the signed head as it was."""
-    rows = (tuple(r[c] for c in _AUDIT_COLUMNS) for r in source_log.store.rows(_all_records()))
+    rows = (_without_nul(tuple(r[c] for c in _AUDIT_COLUMNS)) for r in source_log.store.rows(_all_records()))
     report.copied["audit_records"] = _insert(conn, "audit_records", _AUDIT_COLUMNS, rows)
     head = source_log.store.read_head()
     if head is not None:
         conn.execute("INSERT INTO audit_head (id, head) VALUES (1, %s)", (head,))
+
+
+def _without_nul(row: Row) -> Row:
+    """An audit record as it is, or refused: its hash covers its text, so U+0000 cannot be replaced in it."""
+    if any(isinstance(v, str) and _NUL in v for v in row):
+        seq = row[_AUDIT_COLUMNS.index("seq")]
+        raise Conflict(f"Audit record {seq} holds a NUL character (U+0000), which PostgreSQL cannot store, and "
+                       "changing it would break the chain: this install cannot be moved (nothing was copied).")
+    return row
 
 
 def _all_records() -> Any:

@@ -6,15 +6,22 @@ the record and the head commit together; unlike the SQLite store's head file the
 failed commit. A snapshot is a ``REPEATABLE READ`` transaction: rows, count and head from one moment. The HMAC key
 stays a file on each node (``<data_dir>/audit.key``): every node writing the chain needs the same key, and the
 database alone cannot forge a head.
+
+Appends run on a small pool of their own (``APPEND_POOL_SIZE`` connections, opened with the first append), never on
+the pool of the other stores: a governance change appends its record while it holds a connection of that pool and
+the governance lock, and the changes queued behind the lock may hold every other connection of it. From the same
+pool, the record waited the pool's whole timeout (10 s) and the change failed though nothing was wrong. Reads stay
+on the shared pool (a long ``verify`` must not keep appends waiting).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from inhouse.errors import AuditUnavailable, StorageFull, StoreUnavailable
+from inhouse.errors import AuditStoreUnavailable, AuditUnavailable, Overloaded, StorageFull, StoreUnavailable
 from inhouse.governance.audit.chain import FIELDS, Head
 from inhouse.governance.audit.store import GroupCount, RecordQuery, Row, append_failed
 from inhouse.store.postgres.database import PostgresDatabase, lock_id
@@ -23,6 +30,8 @@ AUDIT_LOCK = lock_id("audit-chain")
 _INSERT = (f"INSERT INTO audit_records ({', '.join((*FIELDS, 'hash'))})"
            f" VALUES ({', '.join(['%s'] * (len(FIELDS) + 1))})")
 _BATCH = 2000
+# Appends wait for one another on the chain's lock anyway: one connection appends, the next is ready.
+APPEND_POOL_SIZE = 2
 
 
 def _head(conn: Any) -> str | None:
@@ -67,12 +76,22 @@ class _Snapshot:
 
 
 class PostgresAuditStore:
-    """``owns_db``: closing the store closes the pool too (a CLI command that opened it for the log alone)."""
+    """``owns_db``: closing the store closes the pool too (a CLI command that opened it for the log alone).
+    ``appends``: the pool appends use (closed with the store); by default one of ``APPEND_POOL_SIZE`` connections to
+    ``db``'s database, opened at the first append."""
 
-    def __init__(self, db: PostgresDatabase, *, owns_db: bool = False) -> None:
+    def __init__(self, db: PostgresDatabase, *, owns_db: bool = False, appends: PostgresDatabase | None = None) -> None:
         self._db = db
         self._owns_db = owns_db
+        self._appends = appends
+        self._appends_lock = threading.Lock()
         self._closed = False
+
+    def _append_db(self) -> PostgresDatabase:
+        with self._appends_lock:
+            if self._appends is None:
+                self._appends = PostgresDatabase(self._db.url, max_size=APPEND_POOL_SIZE)
+            return self._appends
 
     @contextmanager
     def appending(self) -> Iterator[_Append]:
@@ -80,13 +99,19 @@ class PostgresAuditStore:
             raise AuditUnavailable("The audit log is closed.")
         stage = "begin"
         try:
-            with self._db.transaction(lock=AUDIT_LOCK) as conn:
+            with self._append_db().transaction(lock=AUDIT_LOCK) as conn:
                 stage = "write"
                 yield _Append(conn)
                 stage = "commit"
-        except (self._db.errors, StorageFull, StoreUnavailable) as exc:
+        except (self._db.errors, StorageFull, StoreUnavailable, Overloaded) as exc:
             message = {"begin": "The audit log cannot be written", "write": "The audit record could not be written",
                        "commit": "The audit record could not be committed"}[stage]
+            if isinstance(exc, Overloaded):
+                # Every connection busy: nothing was written, as when the server is away. So a finished request's
+                # final record is kept for later (``record_finished_request``), not a 500 after its answer.
+                raise AuditStoreUnavailable(f"{message}: every connection to the audit database is busy (nothing "
+                                            "was recorded, so nothing was done; retry shortly).",
+                                            code="store_busy") from exc
             raise append_failed(message, exc) from exc
 
     def read_head(self) -> str | None:
@@ -120,6 +145,10 @@ class PostgresAuditStore:
                 for row in rows]
 
     def close(self) -> None:
-        if not self._closed and self._owns_db:
-            self._db.close()
+        if not self._closed:
+            with self._appends_lock:
+                if self._appends is not None:
+                    self._appends.close()
+            if self._owns_db:
+                self._db.close()
         self._closed = True

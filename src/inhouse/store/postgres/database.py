@@ -46,6 +46,9 @@ OUTAGE_WAIT_S = 1.0
 # server shutting down, crashed, or not accepting connections yet). A client-side failure has no SQLSTATE.
 _GONE_CLASSES = ("08",)
 _GONE_STATES = frozenset({"57P01", "57P02", "57P03"})
+# A value past one of the server's limits (class 54: program_limit_exceeded), a number past its column's range.
+_LIMIT_CLASS = "54"
+_OUT_OF_RANGE = "22003"
 
 
 def lock_id(name: str) -> int:
@@ -171,7 +174,10 @@ class PostgresDatabase:
         """The driver's errors a caller can act on, as ours: the server's ``disk_full`` (SQLSTATE 53100) becomes
         ``StorageFull`` (HTTP 507, CLI exit 6; PostgreSQL has rolled the statement's transaction back); a server
         gone away ``StoreUnavailable`` (503); text with a NUL character, which PostgreSQL cannot hold (the driver
-        refuses it before sending), ``InvalidRequest``: a 400, not a server error."""
+        refuses it before sending), ``InvalidRequest``: a 400, not a server error. So are a value past one of the
+        server's limits (SQLSTATE class 54: a word over 2,046 bytes in a ``tsvector``, a key over 2,704 bytes in a
+        btree index) and a number out of its column's range (22003): the callers bound what they can, this is the
+        safety net for what they miss, and the request is what is wrong."""
         try:
             yield
         except self._errors as exc:
@@ -185,6 +191,16 @@ class PostgresDatabase:
             if isinstance(exc, self._data_error) and "NUL" in str(exc):
                 raise InvalidRequest("Text with a NUL character (\\u0000) cannot be stored or looked up.",
                                      code="nul_character") from None
+            state = getattr(exc, "sqlstate", None) or ""
+            if state.startswith(_LIMIT_CLASS) or state == _OUT_OF_RANGE:
+                # The server's text names tables and indexes: the log has it, the caller a plain sentence.
+                log.warning("PostgreSQL refused a value (SQLSTATE %s): %s", state, str(exc).strip()[:300])
+                if state == _OUT_OF_RANGE:
+                    raise InvalidRequest("A number is out of the range the database can store; nothing was changed.",
+                                         code="value_out_of_range") from None
+                raise InvalidRequest("A value is too long for the database to store or index (a word, a name or an "
+                                     "identifier of thousands of characters); nothing was changed.",
+                                     code="value_too_long") from None
             raise
         if self._outage_since is not None:
             self._back()

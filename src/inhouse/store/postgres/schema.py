@@ -143,6 +143,12 @@ CREATE TABLE answer_labels (
 );
 CREATE INDEX answer_labels_created ON answer_labels (created_at);
 """),
+    # A key's limits take any count up to 2^63-1 (api/bounds.py; SQLite's INTEGER holds them): as integer, a limit
+    # of 5,000,000,000 tokens a day was refused, and an embedded install holding one could not be migrated. The
+    # other integer columns hold values inhouse counts itself (a day number, a label rank, misses).
+    PgMigration(8, "key_limits_bigint", """
+ALTER TABLE api_keys ALTER COLUMN rpm_limit TYPE bigint, ALTER COLUMN tokens_per_day_limit TYPE bigint;
+"""),
 )
 
 AUDIT: tuple[PgMigration, ...] = (

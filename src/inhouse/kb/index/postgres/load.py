@@ -2,11 +2,13 @@
 labels, access lists, bytes and vectors copied unchanged, the keyword terms computed from the indexed text as
 ``PostgresIndexStore`` computes them, the ``bigserial`` sequences moved past the copied keys. The keyword and
 vector indexes are dropped for the load and built once at the end (an HNSW graph built in one pass is built
-several times faster than row by row)."""
+several times faster than row by row). ``clean``: what the caller makes of each row's values before it is written
+(the copy puts U+FFFD in place of U+0000, which PostgreSQL's text cannot hold); the keyword terms are computed from
+the cleaned text."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from typing import Any
 
@@ -23,6 +25,10 @@ _COLUMNS = {
     "kb_files": ("document_pk", "data"),
 }
 _BOOLEANS = ("has_acl", "sketch_questions")  # 0/1 in SQLite
+_CHUNK_COLUMNS = ("pk", "id", "document_pk", "ordinal", "content", "section", "page_start", "page_end", "token_count",
+                  "text")
+
+Row = tuple[Any, ...]
 
 
 def _batches(rows: Iterable[tuple[Any, ...]]) -> Iterator[list[tuple[Any, ...]]]:
@@ -31,19 +37,25 @@ def _batches(rows: Iterable[tuple[Any, ...]]) -> Iterator[list[tuple[Any, ...]]]
         yield batch
 
 
-def load_index(conn: Any, export: IndexExport) -> dict[str, int]:
+def load_index(conn: Any, export: IndexExport,
+               clean: Callable[[str, Row], Row] = lambda _table, row: row) -> dict[str, int]:
     """Insert every row of ``export`` on ``conn`` (inside the caller's transaction); the rows copied per table."""
     copied: dict[str, int] = {}
     for table, cols in _COLUMNS.items():
         sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})"
-        rows = (tuple(bool(r[c]) if c in _BOOLEANS else r[c] for c in cols) for r in export.rows(table))
+        rows = (clean(table, tuple(bool(r[c]) if c in _BOOLEANS else r[c] for c in cols))
+                for r in export.rows(table))
         copied[table] = 0
         for batch in _batches(rows):
             conn.cursor().executemany(sql, batch)
             copied[table] += len(batch)
-    chunk_rows = ((r["pk"], r["id"], r["document_pk"], r["ordinal"], r["content"], r["section"], r["page_start"],
-                   r["page_end"], r["token_count"], r["text"], tsvector_literal(r["text"], r["section"]),
-                   vector_literal(r["embedding"])) for r in export.rows("kb_chunks"))
+
+    def chunk_row(r: Any) -> Row:
+        row = clean("kb_chunks", tuple(r[c] for c in _CHUNK_COLUMNS))
+        c = dict(zip(_CHUNK_COLUMNS, row, strict=True))
+        return (*row, tsvector_literal(c["text"], c["section"]), vector_literal(r["embedding"]))
+
+    chunk_rows = map(chunk_row, export.rows("kb_chunks"))
     copied["kb_chunks"] = 0
     conn.execute("DROP INDEX kb_chunks_tsv, kb_chunks_embedding")
     for batch in _batches(chunk_rows):

@@ -8,6 +8,7 @@ import numpy as np
 from inhouse.kb.index.keywords import index_terms
 
 _MAX_POSITION = 16383  # tsvector positions stop here
+_MAX_LEXEME_BYTES = 2046  # a longer tsvector or tsquery word is an error ("word is too long")
 # ts_rank's weights of D, C, B, A (each at most 1): text 1, section path 2, title 3 (SQLite's word index: 3, 2, 1).
 RANK_WEIGHTS = "{0.2, 0.2, 0.4, 0.6}"
 
@@ -18,6 +19,16 @@ def vector_literal(v: np.ndarray) -> str:
 
 def _quote(term: str) -> str:
     return "'" + term.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _fit(term: str) -> str:
+    """``term`` cut to PostgreSQL's longest word (2,046 UTF-8 bytes, at a character boundary). Such a "word" is a
+    hex dump or text that lost its spaces: indexed and queried cut alike, a query of it still finds it (the query's
+    Latin terms match as prefixes), and a chunk or a question holding one is no longer an error."""
+    raw = term.encode()
+    if len(raw) <= _MAX_LEXEME_BYTES:
+        return term
+    return raw[:_MAX_LEXEME_BYTES].decode(errors="ignore")
 
 
 def _parts(text: str, section: str) -> list[tuple[str, str]]:
@@ -40,7 +51,7 @@ def tsvector_literal(text: str, section: str = "") -> str:
     positions: dict[str, list[str]] = {}
     i = 0
     for part, weight in _parts(text, section):
-        for term in index_terms(part):
+        for term in map(_fit, index_terms(part)):
             i += 1
             if i > _MAX_POSITION:
                 break
@@ -51,4 +62,4 @@ def tsvector_literal(text: str, section: str = "") -> str:
 def tsquery_literal(terms: list[str]) -> str:
     """Any of ``terms``; Latin words also match as prefixes (``leave`` finds ``leaves``, as a substring index
     would), CJK windows exactly."""
-    return " | ".join(_quote(t) + ("" if "\u3400" <= t[0] <= "\ufaff" else ":*") for t in terms)
+    return " | ".join(_quote(_fit(t)) + ("" if "\u3400" <= t[0] <= "\ufaff" else ":*") for t in terms)
