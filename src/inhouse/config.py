@@ -428,7 +428,8 @@ class StoreSettings(BaseModel):
         "(`postgresql://inhouse@db.internal:5432/inhouse?sslmode=verify-full`). Keep the password out of it: "
         "libpq reads `PGPASSWORD` or `~/.pgpass`. `inhouse store migrate --to URL` copies an embedded install there.",
     )
-    pool_size: int = Field(8, ge=1, le=100, description="Connections each inhouse process keeps per PostgreSQL store.")
+    pool_size: int = Field(8, ge=1, le=100, description="Connections each inhouse process keeps per PostgreSQL store "
+                           "(the audit log opens 2 more of its own for appends).")
     connect_wait_s: float = Field(
         300.0, ge=0,
         description="`inhouse serve` waits this long for a PostgreSQL server that cannot be reached when it starts "

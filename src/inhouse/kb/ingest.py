@@ -183,6 +183,9 @@ class FileSource:
     folder: str | None = None  # ``folder_id`` of the directory it was found under
 
 
+# A document's path within its collection, at most: PostgreSQL's unique index on it refuses entries over ~2.7 KB, and
+# both stores refuse alike (a real path is far shorter; Windows' own limit is 260 characters).
+MAX_SOURCE_PATH_BYTES = 1024
 SOURCE_FOLDER = "source_folder"  # the metadata key of ``folder_id``
 
 
@@ -540,6 +543,9 @@ class Ingestor:
         """What to do with ``src``: an outcome already (unchanged, moved, an error), or the file parsed and chunked
         to be embedded and committed. (None, None): a file at a path outside ``defer`` whose bytes match nothing,
         left for later."""
+        if len(src.source_path.encode("utf-8", "replace")) > MAX_SOURCE_PATH_BYTES:
+            return FileOutcome(src.source_path[:200] + "…", "error", error=(
+                f"the path is longer than {MAX_SOURCE_PATH_BYTES} bytes; ingest a folder nearer to the file")), None
         try:
             data = src.read()
         except OSError as exc:

@@ -284,3 +284,17 @@ def test_documents_from_before_the_folder_was_kept_count_as_the_synced_folders(
     ing.ingest_bytes(col, b"# Old\n\nIngested before source_folder existed.\n", "old.md", source_path="docs/old.md")
     write(d, "new.md", "# New\n\nThe new file.\n")
     assert sync(ing, col, d) == {"added": ["docs/new.md"], "removed": ["docs/old.md"]}
+
+
+def test_a_path_too_long_for_an_index_is_that_files_error_on_every_store(
+        store: SqliteIndexStore, tmp_path: Path) -> None:
+    from inhouse.kb.ingest import MAX_SOURCE_PATH_BYTES
+
+    col = store.create_collection("deep", acl=Acl()).id
+    d = tmp_path / "docs"
+    deep = "/".join(["a" * 200] * 6)  # 1,200 bytes of folders: PostgreSQL's index refused it with a 500
+    write(d, f"{deep}/x.md", "# Deep\n\nA file far down.\n")
+    write(d, "near.md", "# Near\n\nA file near the top.\n")
+    report = Ingestor(store, FakeEmbedder()).ingest(col, list(iter_sources([d])))
+    assert [o.status for o in report.outcomes] == ["error", "added"]
+    assert f"longer than {MAX_SOURCE_PATH_BYTES} bytes" in (report.outcomes[0].error or "")

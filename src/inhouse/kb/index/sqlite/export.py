@@ -35,8 +35,10 @@ class IndexExport:
         """Rows of ``kb_collections``, ``kb_acl``, ``kb_documents``, ``kb_files`` or ``kb_chunks``."""
         sql = _CHUNKS if table == "kb_chunks" else _TABLES[table]
         cur = self._conn.execute(sql)
-        names = [d[0] for d in cur.getdescription()]
+        names: list[str] | None = None
         for values in cur:
+            if names is None:  # apsw describes a statement only while it has a row: an empty table raised here
+                names = [d[0] for d in cur.getdescription()]
             row = dict(zip(names, values, strict=True))
             if table == "kb_chunks":
                 row["embedding"] = np.frombuffer(row["embedding"], dtype=np.float32)
