@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from inhouse.api.auth import require
 from inhouse.api.deps import is_multipart, read_json, read_upload
 from inhouse.api.openapi import BINARY, media, request_body
+from inhouse.api.streaming import run_until_disconnect
 from inhouse.apps.minutes import MinutesInput
 from inhouse.apps.minutes.export import MEDIA_TYPES, render
 from inhouse.errors import InvalidRequest
@@ -65,7 +66,8 @@ def add_minutes_routes(router: APIRouter, services: Services) -> None:
                                meeting_date=body.meeting_date, attendees=body.attendees)
             tz = body.timezone
         ctx = contexts.for_actor(actor, timezone=tz)
-        minutes = await minutes_assistant.run(ctx, inp)
+        # A client that goes away cancels the work: the transcript windows still queued would hold engine slots.
+        minutes = await run_until_disconnect(request, minutes_assistant.run(ctx, inp))
         if fmt == "json":
             return JSONResponse(minutes.to_dict())
         headers = {}

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from inhouse.api.auth import require
 from inhouse.api.deps import is_multipart, read_json, read_upload
 from inhouse.api.openapi import BINARY, media, request_body
+from inhouse.api.streaming import run_until_disconnect
 from inhouse.apps.outline import OutlineInput, to_markdown
 from inhouse.types import Actor
 
@@ -47,7 +48,7 @@ def add_outline_routes(router: APIRouter, services: Services) -> None:
         else:
             body: OutlineRequest = await read_json(request, OutlineRequest)
             inp = OutlineInput(data=body.text.encode("utf-8"), filename=body.filename, key_points=body.key_points)
-        outline = await outline_assistant.run(contexts.for_actor(actor), inp)
+        outline = await run_until_disconnect(request, outline_assistant.run(contexts.for_actor(actor), inp))
         if format == "md":
             return Response(to_markdown(outline), media_type="text/markdown; charset=utf-8")
         return JSONResponse(outline.to_dict())

@@ -89,3 +89,17 @@ def test_a_client_that_leaves_is_audited_as_aborted_not_as_a_server_error(
     metrics = TestClient(app, headers={"Authorization": f"Bearer {s.admin_key}"}).get("/metrics").text
     assert f'inhouse_requests_aborted_total{{model="{MODEL}"}} 1.0' in metrics
 
+
+
+def test_the_minutes_assistant_stops_when_its_client_leaves(make_services: Any) -> None:
+    s = make_services(fake=SLOW, settings={"apps": {"model": MODEL}})
+    app = build_app(s)
+    transcript = "\n".join(f"Alice: item {i}, I will send the report by Friday." for i in range(40))
+    with TestClient(app):
+        took, sent = call_and_leave(app, s.member_key, "/v1/apps/minutes",
+                                    {"text": transcript, "meeting_date": "2026-10-14"})
+        # The transcript's windows were all generated for nobody (minutes of engine time on a CPU)
+        assert took < 1.5, took
+        assert not sent
+        assert final_record(s, "apps:use").outcome == "aborted"
+        assert s.registry.get_engine(MODEL).stats().running == 0
