@@ -24,6 +24,7 @@ codes. Each class names the OpenAI-style ``type`` and a stable machine ``code`` 
      │    ├── StoreUnavailable       the database cannot be written for now: PostgreSQL down or restarting, or an
      │    │                          SQLite write lock held by another process (code ``store_busy``)
      │    ├── AuditStoreUnavailable  (audit + store) the audit record could not be written: database away
+     │    ├── ParserUnavailable      the parse workers were killed from outside (OOM killer); retry
      │    └── EngineCrashed          the engine's process died; it is being restarted
      └── EngineFailure              llama.cpp returned an error we could not recover from
 
@@ -187,6 +188,14 @@ class AuditStoreUnavailable(AuditUnavailable, StoreUnavailable):
     happen: 503 with Retry-After)."""
 
     code = "store_unavailable"
+
+
+class ParserUnavailable(Unavailable):
+    """A file's parse worker was killed from outside twice (SIGKILL or SIGTERM: the kernel's OOM killer, an operator),
+    not by the file: the file is not at fault and nothing was stored; the same request may succeed later."""
+
+    code = "parser_unavailable"
+    retry_after_s = 5.0
 
 
 def shown(value: object, limit: int = 60) -> str:

@@ -73,7 +73,7 @@ def status_of(exc: errors.InhouseError) -> int:
 
 def retry_after(exc: errors.InhouseError) -> int | None:
     """The seconds to send as Retry-After, for the errors that know when a retry may succeed."""
-    if isinstance(exc, (errors.Overloaded, errors.StoreUnavailable, errors.EngineCrashed)):
+    if isinstance(exc, (errors.Overloaded, errors.StoreUnavailable, errors.EngineCrashed, errors.ParserUnavailable)):
         return max(1, math.ceil(exc.retry_after_s))
     return None
 
@@ -84,7 +84,7 @@ def inhouse_error_response(exc: errors.InhouseError) -> JSONResponse:
     message = exc.message
     if isinstance(exc, errors.AuthenticationFailed):
         headers["WWW-Authenticate"] = 'Bearer realm="inhouse"'
-    elif isinstance(exc, (errors.StoreUnavailable, errors.EngineCrashed)):
+    elif isinstance(exc, (errors.StoreUnavailable, errors.EngineCrashed, errors.ParserUnavailable)):
         headers["Retry-After"] = str(retry_after(exc))
     elif isinstance(exc, errors.Overloaded):
         headers["Retry-After"] = str(retry_after(exc))

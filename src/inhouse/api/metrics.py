@@ -184,8 +184,9 @@ class ParseStopsCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         family = CounterMetricFamily("inhouse_parse_worker_stops", "Files that stopped a parse worker: a crash (by "
-                                     "signal), 'timeout' (no progress) or 'memory' (over kb.parse_memory_mb). Each "
-                                     "file was refused; the server went on.", labels=["reason"])
+                                     "signal), 'timeout' (no progress) or 'memory' (over kb.parse_memory_mb); each "
+                                     "file was refused, the server went on. 'lost': a worker killed from outside "
+                                     "(OOM killer), the file not blamed.", labels=["reason"])
         for reason, n in sorted(self._stops().items()):
             family.add_metric([reason], float(n))
         yield family

@@ -46,7 +46,15 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from inhouse.errors import Conflict, DocumentRejected, InhouseError, NotFound, StorageFull, StoreUnavailable
+from inhouse.errors import (
+    Conflict,
+    DocumentRejected,
+    InhouseError,
+    NotFound,
+    ParserUnavailable,
+    StorageFull,
+    StoreUnavailable,
+)
 from inhouse.governance.labels import UNLABELLED, Label, label_of_item
 from inhouse.kb.access import Acl
 from inhouse.kb.index.protocol import DocumentRecord, IndexStore, NewDocument
@@ -81,6 +89,7 @@ class FileOutcome:
     moved_from: str | None = None  # a moved document's previous source path
     same_text: float | None = None  # moved *and* edited: the share of the text that is the same (new version written)
     derived_from: str | None = None  # the more sensitive document its text was taken from (``marking`` says how)
+    unavailable: bool = False  # an error that is not the file's (its parser was killed from outside): retry later
 
     @property
     def edited(self) -> bool:
@@ -577,6 +586,8 @@ class Ingestor:
             parsed = (self._custom_parse(data, src.filename) if self._custom_parse is not None
                       else self._parse(data, src.filename, on_page))
             chunks = [c for c in self._chunk(parsed) if c.text.strip()]
+        except ParserUnavailable as exc:
+            return FileOutcome(src.source_path, "error", error=exc.message, unavailable=True), None
         except InhouseError as exc:
             return FileOutcome(src.source_path, "error", error=exc.message), None
         if not chunks:

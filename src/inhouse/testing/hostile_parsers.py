@@ -21,6 +21,13 @@ def hostile_parse(data: bytes, filename: str, *, limits: ParseLimits, ocr: Any, 
         os.kill(os.getpid(), signal.SIGSEGV)
     if stem == "abort":
         os.abort()
+    if stem == "oomkilled":  # the kernel's OOM killer (or an operator) kills every worker that takes it
+        os.kill(os.getpid(), signal.SIGKILL)
+    if stem == "killedonce":  # killed from outside the first time (``data`` names a marker file), parsed the next
+        marker = data.decode()
+        if not os.path.exists(marker):
+            open(marker, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
     if stem == "hang":
         time.sleep(3600)
     if stem == "balloon":  # grows until the address-space limit stops it
@@ -32,7 +39,7 @@ def hostile_parse(data: bytes, filename: str, *, limits: ParseLimits, ocr: Any, 
         for page in range(1, pages + 1):
             time.sleep(0.3)
             on_page(page, pages)
-    if stem in ("pid", "pages"):
+    if stem in ("pid", "pages", "killedonce"):
         return ParsedDocument(title=stem, blocks=(Block("paragraph", str(os.getpid())),), language="en",
                               filename=filename, mime="text/plain")
     from inhouse.kb.parse import parse_file

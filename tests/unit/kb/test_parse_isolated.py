@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from docfactory import make_docx
 
-from inhouse.errors import DocumentRejected
+from inhouse.errors import DocumentRejected, ParserUnavailable
 from inhouse.kb.access import Acl
 from inhouse.kb.index.sqlite import SqliteIndexStore
 from inhouse.kb.ingest import Ingestor
@@ -50,6 +50,20 @@ def test_a_crashing_parser_costs_the_file_not_the_caller(parser: IsolatedParser,
     assert parser.crashes == 1
     after = pid_of(parser)  # the next file: a new worker
     assert after != before
+
+
+def test_a_worker_killed_from_outside_parses_the_file_again_and_twice_is_unavailable(
+        parser: IsolatedParser, tmp_path: Path) -> None:
+    # SIGKILL comes from the OOM killer or an operator, not from the file (a file that needs too much memory is a
+    # MemoryError under the worker's limit): the file was a 400 "the parser stopped on this file" and not retried
+    marker = tmp_path / "killed"
+    doc = parser(str(marker).encode(), "killedonce.pdf")
+    assert marker.exists() and doc.blocks[0].text.isdigit()
+    assert parser.crashes == 0 and parser.stops["lost"] == 1
+    with pytest.raises(ParserUnavailable, match="killed by SIGKILL twice, from outside"):
+        parser(b"", "oomkilled.pdf")
+    assert parser.crashes == 0 and parser.stops["lost"] == 3
+    assert pid_of(parser) > 0  # and the next file parses
 
 
 def test_a_hanging_parser_is_stopped_and_the_next_file_parses(parser: IsolatedParser) -> None:
@@ -124,5 +138,10 @@ def test_over_http_a_crashing_upload_is_a_400_counted_in_metrics_and_the_next_up
             r = http.post(f"/v1/collections/{col}/documents", files={"file": ("notes.md", b"# Notes\n\nKeep it.")})
             assert r.status_code == 201, r.text
             assert http.get("/ready").status_code == 200
+            # killed from outside twice: not the file's fault, so not a 400 that tells the client never to retry
+            r = http.post(f"/v1/collections/{col}/documents", files={"file": ("oomkilled.pdf", b"%PDF-1.4")})
+            assert r.status_code == 503 and r.headers["Retry-After"] == "5", r.text
+            assert r.json()["error"]["code"] == "parser_unavailable"
+            assert 'inhouse_parse_worker_stops_total{reason="lost"} 2.0' in http.get("/metrics").text
     finally:
         services.close()

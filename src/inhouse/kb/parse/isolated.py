@@ -9,7 +9,10 @@ would take every user's requests down with it. So ingestion parses in a small po
 - under an address-space limit (``kb.parse_memory_mb``): a Python parser gets ``MemoryError``, which rejects the
   file; native code that cannot allocate aborts, which is the next case;
 - watched: a worker that dies (a signal, an abort) ends that file with "the parser stopped on this file", and the
-  next file gets a new worker. Nothing of the file was stored: parsing comes before any write;
+  next file gets a new worker. Nothing of the file was stored: parsing comes before any write. A worker killed
+  from outside (SIGKILL, SIGTERM: the kernel's OOM killer, an operator) says nothing about the file: the file is
+  parsed again in a new worker, and if that one is killed too the caller gets ``ParserUnavailable`` (503, retry);
+  counted as ``lost``, not as a file that stopped a worker;
 - timed: a file that makes no progress for ``kb.parse_timeout_s`` (OCR reports each page, so a long scan keeps
   going) is stopped, and its worker killed;
 - released when idle: a worker exits after ``kb.parse_idle_s`` without work, with the OCR model it loaded.
@@ -32,7 +35,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from inhouse.errors import DocumentRejected
+from inhouse.errors import DocumentRejected, ParserUnavailable
 from inhouse.kb.document import ParsedDocument
 from inhouse.kb.parse.safety import ParseLimits
 
@@ -80,17 +83,27 @@ class IsolatedParser:
     @property
     def crashes(self) -> int:
         """Workers that died under a file."""
-        return sum(n for why, n in self.stops.items() if why not in ("timeout", "memory"))
+        return sum(n for why, n in self.stops.items() if why not in ("timeout", "memory", "lost"))
 
     def __call__(self, data: bytes, filename: str, on_page: PageProgress | None = None, *,
                  limits: ParseLimits | None = None) -> ParsedDocument:
         """Parse in a worker, under ``limits`` (default: the pool's, from the knowledge-base settings)."""
         with self._slots:
-            worker = self._take()
-            try:
-                return self._run(worker, data, filename, on_page, limits or self._config.limits)
-            finally:
-                self._give_back(worker)
+            for attempt in (1, 2):
+                worker = self._take()
+                try:
+                    return self._run(worker, data, filename, on_page, limits or self._config.limits)
+                except _Lost as lost:
+                    self.stops["lost"] += 1
+                    if attempt == 2:
+                        raise ParserUnavailable(f"{filename}: the parser process was {lost.how} twice, from outside "
+                                                "(out of memory on the machine?); nothing was stored, retry "
+                                                "later") from None
+                    log.warning("the parser process was %s while parsing %s, from outside: parsing it again in a "
+                                "new process", lost.how, filename)
+                finally:
+                    self._give_back(worker)
+            raise AssertionError("unreachable")
 
     def close(self) -> None:
         with self._lock:
@@ -162,14 +175,31 @@ class IsolatedParser:
                     self.stops["memory"] += 1
                 raise DocumentRejected(filename, message[1])
 
-    def _stopped(self, worker: _Worker, filename: str) -> DocumentRejected:
+    def _stopped(self, worker: _Worker, filename: str) -> Exception:
+        """Why the worker's pipe closed: the file stopped it (``DocumentRejected``), or something outside killed it
+        (``_Lost``, when it had exited by SIGKILL or SIGTERM before we kill it ourselves)."""
+        worker.process.join(timeout=1.0)  # its pipe closed as it died: its exit status follows
+        outside = worker.exitcode() in _KILLED_FROM_OUTSIDE
         worker.kill()
         code = worker.exitcode()
         how = _describe_exit(code)
+        if outside:
+            return _Lost(how)
         self.stops[_exit_label(code)] += 1
         log.error("the parser process stopped on %s (%s); the file was rejected and the next file gets a new "
                   "process", filename, how)
         return DocumentRejected(filename, f"the parser stopped on this file ({how}); nothing was stored")
+
+
+_KILLED_FROM_OUTSIDE = (-signal.SIGKILL, -signal.SIGTERM)
+
+
+class _Lost(Exception):
+    """The worker was killed from outside while it parsed (``how``: "killed by SIGKILL")."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__(how)
+        self.how = how
 
 
 def _exit_label(code: int | None) -> str:
