@@ -36,7 +36,9 @@ Text = Annotated[str, StringConstraints(max_length=300)]
 When = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 Zone = Annotated[str, StringConstraints(max_length=64)]
 # Minutes as a number or as text ('45 min', '1.5 hours', '半小时'); parse_duration_minutes checks 1..1440 either way.
-Minutes = Annotated[int, Field(ge=1, le=24 * 60)] | Annotated[str, StringConstraints(min_length=1, max_length=40)]
+# Numbers are strict ints: pydantic's lax int turns JSON true into 1 (a one-minute event) before any check of ours.
+Minutes = (Annotated[int, Field(strict=True, ge=1, le=24 * 60)]
+           | Annotated[str, StringConstraints(min_length=1, max_length=40)])
 
 
 class _Body(BaseModel):
@@ -83,8 +85,8 @@ class FreeSlotsRequest(_Body):
     duration_minutes: Minutes = 60
     start: When | None = None
     end: When | None = None
-    limit: int = Field(5, ge=1, le=200)
-    step_minutes: int = Field(15, ge=5, le=240)
+    limit: int = Field(5, ge=1, le=200, strict=True)
+    step_minutes: int = Field(15, ge=5, le=240, strict=True)
 
     @field_validator("duration_minutes")
     @classmethod
@@ -151,9 +153,11 @@ def add_schedule_routes(router: APIRouter, services: Services) -> None:
             start = body.start or event.start
             interval = schedule.span(ctx, start, body.end, None if body.end else minutes)
             conflicts = schedule.clashes(ctx, interval, ignore=event.id)
+        # New clock times end an all-day event (as move_event does): its export would otherwise write whole days.
         updated = schedule.events.update(actor, event.id, title=body.title, interval=interval,
                                          location=body.location, description=body.description,
-                                         attendees=body.attendees, status=body.status)
+                                         attendees=body.attendees, status=body.status,
+                                         all_day=False if interval is not None else None)
         return {"event": updated.to_dict(), "conflicts": conflicts}
 
     @router.delete("/v1/apps/schedule/events/{event_id}")

@@ -4,7 +4,8 @@ Routes (action ``apps:support``, the one a widget's scoped key carries):
 
 * ``POST /v1/apps/support/sessions`` ``{"collections": ["support"]}`` → 201 the new session
 * ``POST /v1/apps/support/sessions/{session_id}/messages`` ``{"content": "…"}`` → the reply (``handoff``, ``reason``,
-  ``summary``, ``citations``)
+  ``summary``, ``citations``); a message sent while an earlier one is answered waits for it, 409 when several
+  already wait
 * ``GET /v1/apps/support/sessions/{session_id}`` → the session with its messages
 * ``GET /widget.js`` (public: a static script, no data) → the widget
 
@@ -63,7 +64,8 @@ def add_support_routes(router: APIRouter, services: Services) -> None:
     async def get_session(session_id: str, actor: Actor = Depends(require("apps:support"))) -> dict[str, Any]:
         return (await run_in_threadpool(support.session, actor, session_id)).to_dict()
 
-    @router.post("/v1/apps/support/sessions/{session_id}/messages")
+    @router.post("/v1/apps/support/sessions/{session_id}/messages", responses=errors(409, why={
+        409: "Several messages of this session are already waiting for the one being answered."}))
     async def post_message(session_id: str, body: MessageCreate, request: Request,
                            actor: Actor = Depends(require("apps:support"))) -> dict[str, Any]:
         reply = await support.send(contexts.for_actor(actor), session_id, body.content)

@@ -73,17 +73,17 @@ class ScheduleService:
     # -- time words → instants ----------------------------------------------------------------------------
 
     def when(self, ctx: AppContext, value: str | datetime, param: str = "start", *,
-             now: datetime | None = None) -> datetime:
+             now: datetime | None = None, default_time: time = time(9, 0)) -> datetime:
         """An instant from words or a ``datetime``, in the supported range (``apps/dates.py``): everything after
         this (a week's window, a duration, a zone) stays representable. Words are read against ``now`` (default:
-        the caller's local now)."""
+        the caller's local now); a day without a time is at ``default_time`` (an event: 09:00)."""
         if isinstance(value, datetime):
             return check_instant(value.replace(tzinfo=ctx.tz) if value.tzinfo is None else value, param)
         if not isinstance(value, str) or not value.strip():
             raise InvalidRequest(f"'{param}' is required (a date and time such as '2026-12-04 15:00' or "
                                  "'next Friday 3pm').", param=param)
         try:
-            return resolve_datetime(value, now or ctx.local_now())
+            return resolve_datetime(value, now or ctx.local_now(), default_time=default_time)
         except InvalidRequest as exc:
             raise InvalidRequest(f"'{param}': {exc.message}", code=exc.code, param=param) from None
 
@@ -133,8 +133,10 @@ class ScheduleService:
 
     def list_events(self, ctx: AppContext, start: str | datetime | None = None,
                     end: str | datetime | None = None) -> dict[str, Any]:
-        s = self.when(ctx, start, "start") if start else datetime.combine(ctx.local_now().date(), time(0), ctx.tz)
-        e = self.when(ctx, end, "end") if end else s + timedelta(days=7)
+        # A window given as days is whole days: 2027-03-03 to 2027-03-04 is midnight to midnight, not 09:00 to 09:00.
+        s = (self.when(ctx, start, "start", default_time=time(0)) if start
+             else datetime.combine(ctx.local_now().date(), time(0), ctx.tz))
+        e = self.when(ctx, end, "end", default_time=time(0)) if end else s + timedelta(days=7)
         if e <= s:
             raise InvalidRequest("The end must be after the start.", param="end")
         found = self.events.list_events(ctx.actor, start=s, end=e)
@@ -253,12 +255,14 @@ class ScheduleService:
         """Events of an .ics file into the caller's calendar; the same UID again updates instead of duplicating.
         To-dos and recurring rules are reported, not imported (recurrences are not expanded: only the first
         occurrence); a changed occurrence of a series (``RECURRENCE-ID``, same UID) is skipped and reported, so it
-        never replaces the series' first occurrence."""
+        never replaces the series' first occurrence. What could not be read exactly (a time zone the file neither
+        names in IANA terms nor defines) is listed per event in ``warnings``: such an event may be at the wrong time."""
         items = read_ics(data, default_tz=ctx.tz)
         if len(items) > MAX_IMPORT:
             raise InvalidRequest(f"Import at most {MAX_IMPORT} events at a time.", param="file")
         created = updated = 0
         skipped: list[dict[str, str]] = []
+        warnings: list[dict[str, Any]] = []
         for item in items:
             if item.kind != "VEVENT" or item.start is None:
                 skipped.append({"uid": item.uid, "reason": "not an event with a start"})
@@ -288,9 +292,11 @@ class ScheduleService:
             except InvalidRequest as exc:
                 skipped.append({"uid": item.uid, "reason": exc.message})
                 continue
+            if item.warnings:
+                warnings.append({"uid": item.uid, "title": item.summary.strip()[:300], "warnings": item.warnings})
             if item.rrule:
                 skipped.append({"uid": item.uid, "reason": "recurrence not expanded: only the first occurrence"})
-        return {"created": created, "updated": updated, "skipped": skipped}
+        return {"created": created, "updated": updated, "skipped": skipped, "warnings": warnings}
 
     @staticmethod
     def _item_interval(tz: ZoneInfo, item: IcsItem) -> tuple[Interval, bool]:

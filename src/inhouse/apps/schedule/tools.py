@@ -3,7 +3,7 @@
 Each tool is an OpenAI function definition plus a pydantic model of its arguments (``extra="forbid"``: an
 argument the model made up is an error, not silently dropped). ``run_tool`` never raises for a bad call: invalid
 arguments, unknown tools, unknown events and refused dates come back as ``{"error": "…"}`` so the model can be
-told and try again, and the HTTP edge never answers 500 for them.
+told and try again, and the HTTP edge never answers 500 for them. Whole numbers are strict ints (``true`` is not 1).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
 from inhouse.apps.context import AppContext
 from inhouse.apps.dates import parse_duration_minutes
@@ -32,8 +32,8 @@ class CreateEvent(_Args):
     start: str = Field(min_length=1, max_length=100, description=_WHEN)
     end: str | None = Field(None, max_length=100, description="When it ends; omit it when the user gave none. "
                             + _WHEN)
-    duration_minutes: int | str | None = Field(None, description="Length in minutes when no end is given "
-                                               "(default 60).")
+    duration_minutes: StrictInt | str | None = Field(None, description="Length in minutes when no end is given "
+                                                     "(default 60).")
     attendees: list[str] = Field(default_factory=list, max_length=200,
                                  description="Names or e-mail addresses the user named; omit it otherwise.")
     location: str = Field("", max_length=300, description="Only if the user named a place.")
@@ -63,10 +63,10 @@ class ListEvents(_Args):
 class FindFreeSlots(_Args):
     attendees: list[str] = Field(default_factory=list, max_length=50,
                                  description="User names of the people who must attend (the user is included).")
-    duration_minutes: int | str = Field(60, description="Meeting length in minutes.")
+    duration_minutes: StrictInt | str = Field(60, description="Meeting length in minutes.")
     start: str | None = Field(None, max_length=100, description="Search from (default: now). " + _WHEN)
     end: str | None = Field(None, max_length=100, description="Search until (default: 7 days later). " + _WHEN)
-    limit: int = Field(5, ge=1, le=50, description="How many slots to propose.")
+    limit: StrictInt = Field(5, ge=1, le=50, description="How many slots to propose.")
 
     @field_validator("duration_minutes")
     @classmethod

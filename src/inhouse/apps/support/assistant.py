@@ -10,7 +10,13 @@ Each customer message goes through, in order:
 4. "no answer" bookkeeping: two misses in a row → handoff.
 
 A handoff returns ``handoff: true`` with a reason and a summary for the agent, built from the conversation itself
-(no model: the agent must be able to trust it). Tools: the assistant's only tool is knowledge retrieval, which is
+(no model: the agent must be able to trust it).
+
+One message of a session is answered at a time. In this process a second message waits for the first one's reply
+(then it is answered with that turn in its history); a session with ``MAX_WAITING`` messages already waiting answers
+``Conflict``. Across processes (several nodes on one PostgreSQL) the store's save is a compare-and-set: a turn that
+finds the session changed re-reads it and adds its own messages to it, and never moves it back out of
+``handed_over``: no message and no hand-over is lost. Tools: the assistant's only tool is knowledge retrieval, which is
 read-only; tools that change something run only when the operator lists them (``apps.support_write_tools``).
 """
 
@@ -19,14 +25,15 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from inhouse.apps.context import AppContext
 from inhouse.apps.support.rules import NO_ANSWER, Handoff, HandoffRules, check_message, parse_rules
 from inhouse.apps.support.store import Session, SessionStore
-from inhouse.errors import InvalidRequest, PermissionDenied, Unavailable
+from inhouse.errors import Conflict, InvalidRequest, PermissionDenied, Unavailable
 from inhouse.kb.answer import is_not_covered
 
 if TYPE_CHECKING:
@@ -39,6 +46,8 @@ MAX_COLLECTIONS = 8
 MISSES_BEFORE_HANDOFF = 2
 HISTORY_TURNS = 4  # earlier messages given to the model with a new question
 RULES_TTL_S = 60.0
+MAX_WAITING = 4  # messages of one session waiting behind the one being answered; one more is refused (Conflict)
+SAVE_ATTEMPTS = 5  # re-read and merge this often when another node saved the session meanwhile
 RULES_QUERY = ("when to talk to a person human agent hand over refund above threshold safety problem smoke fire "
                "electric shock 转人工 人工客服 退款 以上 安全问题 冒烟 起火 触电")
 _CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -126,6 +135,21 @@ def agent_summary(session: Session, handoff: Handoff) -> str:
     return " ".join(lines)
 
 
+@dataclass
+class _Turn:
+    lock: asyncio.Lock
+    users: int = 0  # the message being answered and those waiting
+
+
+def merge_turn(fresh: Session, mine: Session, new_from: int) -> Session:
+    """``fresh`` (the session as stored now) with the messages ``mine`` added from index ``new_from`` on. A
+    handed-over or closed session stays so: a turn that read it while open cannot take it back from the agent."""
+    fresh.messages.extend(mine.messages[new_from:])
+    if fresh.status == "open":
+        fresh.status, fresh.handoff, fresh.misses = mine.status, mine.handoff, mine.misses
+    return fresh
+
+
 class SupportAssistant:
     def __init__(self, store: SessionStore, *, default_collections: Sequence[str] = ("support",),
                  write_tools: Sequence[str] = (), clock: Callable[[], float] = time.monotonic) -> None:
@@ -135,6 +159,7 @@ class SupportAssistant:
         self._clock = clock
         # Rules per (key, collections): read as the caller, so the cache is per key, never shared across keys.
         self._rules: dict[tuple[str, tuple[str, ...]], tuple[float, HandoffRules]] = {}
+        self._turns: dict[str, _Turn] = {}  # session id → its lock, while a message of it is being answered
 
     def open_session(self, ctx: AppContext, collections: Sequence[str] | None = None) -> Session:
         cols = [c.strip() for c in (collections if collections else self.default_collections)]
@@ -168,12 +193,34 @@ class SupportAssistant:
         self._rules[key] = (now + RULES_TTL_S, rules)
         return rules
 
+    @asynccontextmanager
+    async def _turn(self, session_id: str) -> AsyncIterator[None]:
+        """Hold the session's turn: messages of one session are answered one after the other, each reading the
+        session as the previous one left it."""
+        turn = self._turns.get(session_id)
+        if turn is None:
+            turn = self._turns[session_id] = _Turn(asyncio.Lock())
+        if turn.users > MAX_WAITING:
+            raise Conflict("Messages of this support session are still being answered; wait for their replies.",
+                           param="session_id")
+        turn.users += 1
+        try:
+            async with turn.lock:
+                yield
+        finally:
+            turn.users -= 1
+            if turn.users == 0:
+                self._turns.pop(session_id, None)
+
     async def send(self, ctx: AppContext, session_id: str, text: str) -> SupportReply:
         if not isinstance(text, str) or not text.strip():
             raise InvalidRequest("'content' must not be empty.", param="content")
         if len(text) > MAX_MESSAGE_CHARS:
             raise InvalidRequest(f"'content' is longer than {MAX_MESSAGE_CHARS} characters.", param="content")
-        text = text.strip()
+        async with self._turn(str(session_id)):
+            return await self._answer(ctx, session_id, text.strip())
+
+    async def _answer(self, ctx: AppContext, session_id: str, text: str) -> SupportReply:
         session = self.store.get(ctx.actor, session_id, for_update=True)
         history = [{"role": m["role"], "content": m["content"]} for m in session.messages[-2 * HISTORY_TURNS:]]
         session.messages.append({"role": "user", "content": text, "at": time.time()})
@@ -181,11 +228,11 @@ class SupportAssistant:
         if session.handed_over:
             # The human agent has the conversation: record the message for them, no model answer.
             reply = "您的消息已转给人工客服。" if zh else "Your message has been passed to the human agent."
-            return self._finish(session, reply, handoff=session.handoff)
+            return self._finish(ctx.actor, session, reply, handoff=session.handoff)
         rules = await self.rules(ctx, session.collections)
         triggered = check_message(text, rules)
         if triggered is not None:
-            return self._hand_over(session, triggered, zh)
+            return self._hand_over(ctx.actor, session, triggered, zh)
         grounding: Grounding = await self._kb(ctx).answerer.ground_async(
             ctx.actor, text, session.collections, model=ctx.model, history=history)
         answer_text, citations, documents = "", [], []
@@ -197,19 +244,19 @@ class SupportAssistant:
         if not grounding.covered or is_not_covered(answer_text):
             session.misses += 1
             if session.misses >= MISSES_BEFORE_HANDOFF:
-                return self._hand_over(session, Handoff(NO_ANSWER, f"the documents had no answer "
+                return self._hand_over(ctx.actor, session, Handoff(NO_ANSWER, f"the documents had no answer "
                                                         f"{session.misses} times in a row"), zh)
-            return self._finish(session, _miss_text(zh), documents=documents)
+            return self._finish(ctx.actor, session, _miss_text(zh), documents=documents)
         session.misses = 0
-        return self._finish(session, answer_text, citations=citations, documents=documents)
+        return self._finish(ctx.actor, session, answer_text, citations=citations, documents=documents)
 
-    def _hand_over(self, session: Session, handoff: Handoff, zh: bool) -> SupportReply:
+    def _hand_over(self, actor: Actor, session: Session, handoff: Handoff, zh: bool) -> SupportReply:
         session.status = "handed_over"
         session.handoff = {"reason": handoff.reason, "detail": handoff.detail,
                            "summary": agent_summary(session, handoff), "at": time.time()}
-        return self._finish(session, _handoff_text(zh, handoff.reason), handoff=session.handoff)
+        return self._finish(actor, session, _handoff_text(zh, handoff.reason), handoff=session.handoff)
 
-    def _finish(self, session: Session, text: str, *, citations: list[dict[str, Any]] | None = None,
+    def _finish(self, actor: Actor, session: Session, text: str, *, citations: list[dict[str, Any]] | None = None,
                 handoff: dict[str, Any] | None = None, documents: list[str] | None = None) -> SupportReply:
         msg: dict[str, Any] = {"role": "assistant", "content": text, "at": time.time()}
         if citations:
@@ -217,10 +264,24 @@ class SupportAssistant:
         if handoff is not None:
             msg["handoff"] = True
         session.messages.append(msg)
-        self.store.save(session)
+        session = self._commit(actor, session)
+        # After a merge the session may have been handed over by a message answered meanwhile: say so.
+        handoff = handoff or (session.handoff if session.handed_over else None)
         return SupportReply(session.id, text, citations or [], handoff is not None,
                             handoff["reason"] if handoff else None, handoff["summary"] if handoff else None,
                             session.status, documents or [])
+
+    def _commit(self, actor: Actor, session: Session) -> Session:
+        """Save this turn; when another node saved the session since it was read, merge into what is stored now."""
+        new_from = session.base[0] if session.base is not None else len(session.messages)
+        for _ in range(SAVE_ATTEMPTS - 1):
+            try:
+                return self.store.save(session)
+            except Conflict:
+                fresh = self.store.get(actor, session.id, for_update=True)
+                stored = len(fresh.messages)
+                session, new_from = merge_turn(fresh, session, new_from), stored
+        return self.store.save(session)
 
 
 def build_support_assistant(settings: Any, sessions: SessionStore) -> SupportAssistant:

@@ -5,6 +5,11 @@ customer reports a safety problem (smoke, fire, electric shock, burning smell, �
 the threshold. The threshold is not a constant: ``parse_rules`` reads it from the support documents (sentences such
 as "a refund above 2,000 CNY" or "申请 2000 元以上退款"), and safety words listed there are added to the built-in
 ones. The fourth trigger (retrieval found nothing twice in a row) is kept by the session.
+
+Amounts in a message are read in digits ("3000 元", "2.5k", "1,200 USD", "0.8万") and in Chinese numerals ("五千元",
+"两万", "一万二千块", "三千五", "1万2千"). An amount in another currency than the threshold's (1,200 USD against a
+limit in CNY) is handed over whatever its size: there are no exchange rates offline, and a person is the safe
+answer. An amount without a currency is taken to be in the threshold's.
 """
 
 from __future__ import annotations
@@ -36,15 +41,29 @@ _SAFETY_WORDS = (
     "melted", "melting", "overheating", "冒烟", "起火", "着火", "火灾", "触电", "漏电", "电击", "烧焦", "爆炸", "火花",
 )
 _REFUND_WORDS = ("refund", "reimburse", "money back", "charge back", "chargeback", "退款", "退钱", "返还", "退还")
+_CUR_PREFIX = r"cny|rmb|usd|eur|gbp|hkd|jpy|us\$|hk\$|¥|￥|\$|€|£"
+_CUR_SUFFIX = (r"cny|rmb|usd|eur|gbp|hkd|jpy|yuan|dollars?|euros?|pounds?|美元|美金|欧元|英镑|港币|港元|日元|人民币|"
+               r"元|块|圆")
 _AMOUNT_RE = re.compile(
-    r"(?:(?P<cur1>cny|rmb|usd|eur|¥|￥|\$|€)\s*)?(?P<num>(?P<whole>\d{1,3}(?:[,，]\d{3})+|\d+)(?:\.\d+)?)\s*"
-    r"(?P<mult>k|千|万)?\s*(?P<cur2>cny|rmb|usd|eur|yuan|元|块|美元|欧元)?",
+    rf"(?:(?P<cur1>{_CUR_PREFIX})\s*)?(?P<num>(?P<whole>\d{{1,3}}(?:[,，]\d{{3}})+|\d+)(?:\.\d+)?)\s*"
+    rf"(?P<mult>k|千|万)?\s*(?P<cur2>{_CUR_SUFFIX})?(?![a-z])",
+    re.IGNORECASE,
+)
+# Chinese numerals, alone or mixed with digits: 五千, 两万, 一万二千, 三千五, 1万2千. A run starts with a number (not a
+# unit: 万一 is "in case", 千万 "by all means") and needs a numeral character or a unit after digits; digits with one
+# trailing multiplier (3千, 1.2万) are _AMOUNT_RE's.
+_ZH_DIGIT = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+_ZH_UNIT = {"十": 10, "百": 100, "千": 1000}
+_ZH_BIG = {"万": 10_000, "亿": 100_000_000}
+_ZH_AMOUNT_RE = re.compile(
+    r"(?P<num>(?:\d+(?:\.\d+)?|[零〇一二两三四五六七八九十])(?:\d+(?:\.\d+)?|[零〇一二两三四五六七八九十百千万亿])*)"
+    rf"\s*(?P<cur>{_CUR_SUFFIX})?",
     re.IGNORECASE,
 )
 # Threshold sentences in the documents: "refund above 2,000 CNY", "refunds over ¥2000", "2000 元以上退款".
 _RULE_EN_RE = re.compile(
     r"refunds?\s+(?:request\s+)?(?:of\s+|is\s+)?(?:above|over|exceeding|greater\s+than|more\s+than|larger\s+than)"
-    r"\s+(?:¥|￥|\$|€)?\s*(?P<num>(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?)\s*(?P<cur>CNY|RMB|USD|EUR|yuan|元)?",
+    r"\s+(?P<sym>¥|￥|\$|€)?\s*(?P<num>(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?)\s*(?P<cur>CNY|RMB|USD|EUR|yuan|元)?",
     re.IGNORECASE,
 )
 _RULE_ZH_RE = re.compile(r"(?P<num>(?:\d{1,3}(?:[,，]\d{3})+|\d+)(?:\.\d+)?)\s*(?P<cur>元|块|美元)?\s*"
@@ -64,6 +83,12 @@ class HandoffRules:
     def to_dict(self) -> dict[str, object]:
         return {"refund_threshold": self.refund_threshold, "currency": self.currency,
                 "safety_words": list(self.safety_words), "sources": list(self.sources)}
+
+
+@dataclass(frozen=True)
+class Amount:
+    value: float
+    currency: str  # "" when the message names none
 
 
 @dataclass(frozen=True)
@@ -87,8 +112,10 @@ def _currency(value: str | None) -> str:
     if not value:
         return ""
     v = value.lower()
-    return {"rmb": "CNY", "yuan": "CNY", "元": "CNY", "块": "CNY", "¥": "CNY", "￥": "CNY", "$": "USD",
-            "美元": "USD", "€": "EUR", "欧元": "EUR"}.get(v, v.upper())
+    return {"rmb": "CNY", "yuan": "CNY", "元": "CNY", "块": "CNY", "圆": "CNY", "人民币": "CNY", "¥": "CNY",
+            "￥": "CNY", "$": "USD", "us$": "USD", "dollar": "USD", "dollars": "USD", "美元": "USD", "美金": "USD",
+            "€": "EUR", "euro": "EUR", "euros": "EUR", "欧元": "EUR", "£": "GBP", "pound": "GBP", "pounds": "GBP",
+            "英镑": "GBP", "hk$": "HKD", "港币": "HKD", "港元": "HKD", "日元": "JPY"}.get(v, v.upper())
 
 
 def parse_rules(passages: Iterable[tuple[str, str]]) -> HandoffRules:
@@ -98,7 +125,7 @@ def parse_rules(passages: Iterable[tuple[str, str]]) -> HandoffRules:
     for chunk_id, text in passages:
         hit = False
         for m in _RULE_EN_RE.finditer(text):
-            found.thresholds.append((_number(m["num"]), _currency(m["cur"])))
+            found.thresholds.append((_number(m["num"]), _currency(m["cur"] or m["sym"])))
             hit = True
         for m in _RULE_ZH_RE.finditer(text):
             num, cur = (m["num"], m["cur"]) if m["num"] else (m["num2"], m["cur2"])
@@ -130,24 +157,76 @@ def safety_problem(text: str, rules: HandoffRules) -> str | None:
     return None
 
 
-def refund_amounts(text: str) -> list[float]:
-    """Amounts named in a message that talks about a refund (empty when it does not)."""
+def zh_number(text: str) -> float | None:
+    """The value of Chinese numerals, digits allowed among them: 五千 5000, 一万二千 12000, 一万二 12000 (the spoken
+    short form: a last digit right after a unit counts in the next lower place), 一万零五 10005, 十五 15, 1万2千
+    12000. None when it is not a number (二三)."""
+    total = section = 0.0
+    number: float | None = None
+    last_unit, zero = 0, False  # zero: a 零 since the last unit, so 一万零五 is 10,005 and not 15,000
+    for token in re.findall(r"\d+(?:\.\d+)?|.", text):
+        if token[0].isdigit() or token in _ZH_DIGIT:
+            if number:  # two digits in a row; only 零 may come before another one
+                return None
+            number = float(token) if token[0].isdigit() else float(_ZH_DIGIT[token])
+            zero = zero or token in "零〇"
+        elif token in _ZH_UNIT:
+            section += (1.0 if number is None else number) * _ZH_UNIT[token]
+            number, last_unit, zero = None, _ZH_UNIT[token], False
+        elif token == "万":
+            total += (section + (number or 0.0)) * 10_000
+            section, number, last_unit, zero = 0.0, None, 10_000, False
+        elif token == "亿":
+            total = (total + section + (number or 0.0)) * 100_000_000
+            section, number, last_unit, zero = 0.0, None, 100_000_000, False
+        else:
+            return None
+    if number is not None:
+        short = last_unit >= 100 and not zero and number == int(number) and number < 10
+        section += number * (last_unit // 10 if short else 1)
+    return total + section
+
+
+def refund_requests(text: str) -> list[Amount]:
+    """Amounts, with their currency when named, in a message that talks about a refund (empty when it does not)."""
     low = text.lower()
     if not any(w in low for w in _REFUND_WORDS):
         return []
-    marked: list[float] = []
-    bare: list[float] = []
+    marked: list[Amount] = []
+    bare: list[Amount] = []
+    taken: list[tuple[int, int]] = []
+    for m in _ZH_AMOUNT_RE.finditer(low):
+        num = m["num"]
+        if not re.search(r"[零〇一二两三四五六七八九十百]", num) and not re.search(r"[千万亿]\d", num):
+            continue  # digits only, or digits with one multiplier (3千): read below
+        value = zh_number(num)
+        if value is None:
+            continue
+        taken.append(m.span())
+        amount = Amount(value, _currency(m["cur"]))
+        if m["cur"] or re.search(r"[千万亿]", num):
+            marked.append(amount)
+        elif 100 <= value < 1_000_000:
+            bare.append(amount)
     for m in _AMOUNT_RE.finditer(low):
+        if any(a < m.end() and m.start() < b for a, b in taken):
+            continue
         value = _number(m["num"])  # with its decimals, before the multiplier: "2.5k" is 2,500, "0.8万" 8,000
         mult = (m["mult"] or "").lower()
         value *= {"k": 1000, "千": 1000, "万": 10000}.get(mult, 1)
+        amount = Amount(value, _currency(m["cur1"] or m["cur2"]))
         if m["cur1"] or m["cur2"] or mult or "," in m["num"]:
-            marked.append(value)
+            marked.append(amount)
         elif 100 <= value < 1_000_000 and len(m["whole"]) <= 6:
-            bare.append(value)
+            bare.append(amount)
     # Money-marked amounts win; a bare number stands in only when none is marked (a long one is an order number,
     # a small one a quantity or a date).
     return marked or bare
+
+
+def refund_amounts(text: str) -> list[float]:
+    """The values of ``refund_requests``, whatever their currency."""
+    return [a.value for a in refund_requests(text)]
 
 
 def check_message(text: str, rules: HandoffRules) -> Handoff | None:
@@ -158,7 +237,14 @@ def check_message(text: str, rules: HandoffRules) -> Handoff | None:
     if wants_human(text):
         return Handoff(HUMAN, "the customer asked for a person")
     if rules.refund_threshold is not None:
-        over = [a for a in refund_amounts(text) if a > rules.refund_threshold]
+        amounts = refund_requests(text)
+        # No exchange rates offline: an amount in another currency than the limit's goes to a person, whatever it is.
+        foreign = [a for a in amounts if rules.currency and a.currency and a.currency != rules.currency]
+        if foreign:
+            a = max(foreign, key=lambda x: x.value)
+            return Handoff(REFUND, f"a refund of {a.value:,.2f} {a.currency}, not in the {rules.currency} of the "
+                           f"{rules.refund_threshold:,.2f} {rules.currency} limit in the support rules")
+        over = [a.value for a in amounts if a.value > rules.refund_threshold]
         if over:
             cur = f" {rules.currency}" if rules.currency else ""
             return Handoff(REFUND, f"a refund of {max(over):,.2f}{cur} is above the {rules.refund_threshold:,.2f}{cur}"

@@ -3,6 +3,11 @@ one SQL implementation SQLite (``inhouse.db``) and PostgreSQL (``store.url``) sh
 (``store/sqlite/assistants.py``, ``store/postgres/assistants.py``) supply the placeholder and the transaction that
 serialises an owner's creates (the per-owner cap).
 
+A save is conditional: it writes only when the stored session still has the messages (count) and status it had when
+this copy was read (``Session.base``); otherwise it raises ``Conflict`` and writes nothing, and the caller re-reads
+and merges (``SupportAssistant``). Messages are only ever appended, so their count is the session's version: two
+nodes answering one session at the same time cannot overwrite each other's messages or a hand-over.
+
 A session belongs to the owner of the key that opened it (``owner_of``: the user, or the key itself). Another
 owner's session id is indistinguishable from an unknown one (``NotFound``). Ids are 96-bit random (``ses_…``):
 a widget's scoped key is shared by every visitor of a web page, so the id is what keeps one visitor's
@@ -42,6 +47,9 @@ class Session:
     messages: list[dict[str, Any]] = field(default_factory=list)
     created_at: float = 0.0
     updated_at: float = 0.0
+    # (message count, status) as stored when this copy was read: what ``save`` requires to be unchanged. None: the
+    # copy was not read from the store, its save is unconditional.
+    base: tuple[int, str] | None = field(default=None, compare=False, repr=False)
 
     @property
     def handed_over(self) -> bool:
@@ -54,9 +62,10 @@ class Session:
 
 
 def _row(row: Any) -> Session:
+    messages = json.loads(row["messages"])
     return Session(row["id"], row["owner"], json.loads(row["collections"]), row["status"], row["misses"],
-                   json.loads(row["handoff"]) if row["handoff"] else None, json.loads(row["messages"]),
-                   row["created_at"], row["updated_at"])
+                   json.loads(row["handoff"]) if row["handoff"] else None, messages, row["created_at"],
+                   row["updated_at"], base=(len(messages), row["status"]))
 
 
 class SessionStore(Protocol):
@@ -69,7 +78,8 @@ class SessionStore(Protocol):
         ...
 
     def save(self, session: Session) -> Session:
-        """Store status, misses, handoff and messages; ``InvalidRequest`` past ``MAX_MESSAGES``."""
+        """Store status, misses, handoff and messages; ``InvalidRequest`` past ``MAX_MESSAGES``; ``Conflict`` (and
+        nothing written) when the stored session changed since this copy was read (``Session.base``)."""
         ...
 
     def handed_over(self, *, limit: int = 100) -> list[Session]:
@@ -81,6 +91,7 @@ class SqlSessionStore:
     """The ``SessionStore`` over a SQL database."""
 
     placeholder = "?"
+    message_count = "json_array_length(messages)"  # the dialect's count of a JSON text array
 
     def __init__(self, db: Any, *, clock: Callable[[], float] = time.time) -> None:
         self._db = db  # query / query_one / execute / transaction, as both database helpers offer them
@@ -95,7 +106,8 @@ class SqlSessionStore:
 
     def create(self, actor: Actor, collections: Sequence[str]) -> Session:
         owner, now = owner_of(actor), self._clock()
-        session = Session(new_session_id(), owner, list(collections), "open", 0, None, [], now, now)
+        session = Session(new_session_id(), owner, list(collections), "open", 0, None, [], now, now,
+                          base=(0, "open"))
         with self.owner_transaction(owner) as conn:
             n = conn.execute(self._sql("SELECT count(*) AS n FROM support_sessions WHERE owner = ?"),
                              (owner,)).fetchone()["n"]
@@ -117,13 +129,24 @@ class SqlSessionStore:
         if len(session.messages) > MAX_MESSAGES:
             raise InvalidRequest(f"This session has reached {MAX_MESSAGES} messages; start a new one.",
                                  param="session_id")
-        session.updated_at = self._clock()
-        self._db.execute(self._sql(
-            "UPDATE support_sessions SET status = ?, misses = ?, handoff = ?, messages = ?, updated_at = ?"
-            " WHERE id = ? AND owner = ?"),
-            (session.status, session.misses, json.dumps(session.handoff, ensure_ascii=False) if session.handoff
-             else None, json.dumps(session.messages, ensure_ascii=False), session.updated_at, session.id,
-             session.owner))
+        updated_at = self._clock()
+        sql = ("UPDATE support_sessions SET status = ?, misses = ?, handoff = ?, messages = ?, updated_at = ?"
+               " WHERE id = ? AND owner = ?")
+        params: tuple[Any, ...] = (
+            session.status, session.misses, json.dumps(session.handoff, ensure_ascii=False) if session.handoff
+            else None, json.dumps(session.messages, ensure_ascii=False), updated_at, session.id, session.owner)
+        if session.base is not None:
+            # Compare and set in one statement: another request (this node or another) that saved since this copy
+            # was read has added a message, so the count differs and nothing is overwritten.
+            sql += f" AND {self.message_count} = ? AND status = ?"
+            params += session.base
+        if self._db.execute(self._sql(sql), params) == 0:
+            if session.base is None:
+                raise NotFound("No such support session, or not yours.", param="session_id")
+            raise Conflict("A message of this support session is still being answered; send it again.",
+                           param="session_id")
+        session.updated_at = updated_at
+        session.base = (len(session.messages), session.status)
         return session
 
     def handed_over(self, *, limit: int = 100) -> list[Session]:

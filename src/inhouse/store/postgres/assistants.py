@@ -1,6 +1,7 @@
 """The assistants' stores shared by several inhouse nodes (tables ``schedule_events`` and ``support_sessions``). A
 create counts the owner's rows and inserts under an advisory lock of that owner, so two nodes cannot both pass the
-cap; a calendar's updates hold the same lock."""
+cap; a calendar's updates hold the same lock. A support session's save is a compare-and-set on its message count
+(``apps/support/store.py``)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ class PostgresEventStore(SqlEventStore):
 
 class PostgresSessionStore(SqlSessionStore):
     placeholder = "%s"
+    message_count = "json_array_length(messages::json)"  # the column is text
 
     def owner_transaction(self, owner: str) -> AbstractContextManager[Any]:
         return self._db.transaction(lock=lock_id(f"support:{owner}"))  # type: ignore[no-any-return]
