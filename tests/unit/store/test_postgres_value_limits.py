@@ -85,8 +85,11 @@ def test_a_value_past_a_server_limit_is_a_bad_request(pg: PostgresDatabase) -> N
     events = PostgresEventStore(pg)
     day = Interval(datetime(2027, 1, 5, 2, tzinfo=UTC), datetime(2027, 1, 5, 3, tzinfo=UTC))
     uid = secrets.token_hex(2500) + "@example.com"  # random: a repeated text would be compressed to fit
-    with pytest.raises(InvalidRequest) as err:
+    with pytest.raises(InvalidRequest, match="'uid' is longer than 1000"):  # bounded before it is written
         events.create(ANN, "Quarterly review", day, tz="UTC", uid=uid)
+    with pytest.raises(InvalidRequest) as err:  # the safety net, had it not been
+        pg.execute("INSERT INTO schedule_events (id, owner, uid, title, start_utc, end_utc, tz, status, created_at, "
+                   "updated_at) VALUES ('evt_x', 'o', %s, 't', 's', 'e', 'UTC', 'confirmed', 0, 0)", (uid,))
     assert err.value.code == "value_too_long"
     with pytest.raises(InvalidRequest) as err:
         pg.scalar("SELECT %s::tsvector", ("x" * 3000,))

@@ -40,6 +40,7 @@ MAX_EVENTS_PER_OWNER = 20_000
 MAX_TITLE = 300
 MAX_TEXT = 8000
 MAX_ATTENDEES = 200
+MAX_UID = 1000  # an iCalendar UID (RFC 7986 suggests a UUID); PostgreSQL's unique index refused ~2.7 KB with a 500
 
 
 def new_event_id() -> str:
@@ -205,6 +206,8 @@ class SqlEventStore:
                all_day: bool = False) -> Event:
         owner, now = owner_of(actor), self._clock()
         event_id = new_event_id()
+        if uid is not None:
+            _clean_text(uid, "uid", MAX_UID)
         clean = (_clean_text(title, "title", MAX_TITLE, required=True), _clean_text(location, "location", MAX_TITLE),
                  _clean_text(description, "description", MAX_TEXT),
                  json.dumps(_clean_attendees(attendees), ensure_ascii=False))
