@@ -7,6 +7,7 @@ import ipaddress
 import logging
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from inhouse.config import Settings
     from inhouse.deploy.systemd import Notifier
     from inhouse.services import Services
+
+log = logging.getLogger(__name__)
 
 
 def is_loopback(host: str) -> bool:
@@ -145,7 +148,7 @@ def register(app: typer.Typer) -> None:
                                 http=http_protocol(settings.server),
                                 ssl_certfile=str(tls[0]) if tls else None, ssl_keyfile=str(tls[1]) if tls else None)
         try:
-            _notifying_server(config, notifier, f"serving {name} at {url}").run()
+            _notifying_server(config, notifier, f"serving {name} at {url}", drain=services.registry.close).run()
         finally:
             notifier.stopping()
             services.close()
@@ -171,6 +174,10 @@ def tls_files(settings: Settings) -> tuple[Path, Path] | None:
         fail(f"TLS: {cert} and {key} do not load as a certificate and its key ({exc}).")
     return cert, key
 
+
+# Seconds before uvicorn's graceful stop (5 s) cancels what still runs, when those requests' generations are failed
+# so that they end with an error and their audit record (a stream's final event, a 503).
+DRAIN_BEFORE_S = 2.0
 
 # Seconds between two attempts to reach a PostgreSQL store that is not up yet.
 STORE_RETRY_S = 5.0
@@ -204,10 +211,12 @@ def _notifying_server_class() -> type:
         """uvicorn's server, telling systemd when it listens (``READY=1``) and that its event loop still turns
         (``WATCHDOG=1``, from a task on that loop: a stuck loop stops saying it)."""
 
-        def __init__(self, config: uvicorn.Config, notifier: Notifier, status: str) -> None:
+        def __init__(self, config: uvicorn.Config, notifier: Notifier, status: str,
+                     drain: Callable[[], None] | None = None) -> None:
             super().__init__(config)
             self._notifier = notifier
             self._status = status
+            self._drain = drain
             self._pinger: asyncio.Task[None] | None = None
 
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -227,14 +236,31 @@ def _notifying_server_class() -> type:
             self._notifier.stopping()
             if self._pinger is not None:
                 self._pinger.cancel()
-            await super().shutdown(sockets)
+            drainer = asyncio.create_task(self._drain_late()) if self._drain is not None else None
+            try:
+                await super().shutdown(sockets)
+            finally:
+                if drainer is not None:
+                    drainer.cancel()
+
+        async def _drain_late(self) -> None:
+            """What is still running shortly before uvicorn's grace period ends: its generations are failed (the
+            engines closed: ``model_unloaded``), so each request ends as a crash would end it (a final SSE error
+            event, a 503) and writes its final audit record, instead of being cancelled with neither."""
+            await asyncio.sleep(max(0.0, (self.config.timeout_graceful_shutdown or 0) - DRAIN_BEFORE_S))
+            if self.server_state.tasks and self._drain is not None:
+                log.warning("stopping: %d request(s) still running; failing their generations",
+                            len(self.server_state.tasks))
+                await asyncio.to_thread(self._drain)
 
     return NotifyingServer
 
 
-def _notifying_server(config: Any, notifier: Notifier, status: str) -> Any:
-    """A ``NotifyingServer`` (its class is built on first use: uvicorn is imported lazily, so `--help` is fast)."""
-    return _notifying_server_class()(config, notifier, status)
+def _notifying_server(config: Any, notifier: Notifier, status: str, *,
+                      drain: Callable[[], None] | None = None) -> Any:
+    """A ``NotifyingServer`` (its class is built on first use: uvicorn is imported lazily, so `--help` is fast).
+    ``drain``: called when requests are still running ``DRAIN_BEFORE_S`` before the graceful stop ends."""
+    return _notifying_server_class()(config, notifier, status, drain)
 
 
 def _serve_on_cluster(settings: Settings, address: str, node_ip: str) -> None:

@@ -114,6 +114,7 @@ class ModelRegistry:
         self._lock = threading.Lock()  # guards the dicts below
         self._load_lock = threading.Lock()  # one load / pull at a time
         self._engines: OrderedDict[str, tuple[EngineClient, int]] = OrderedDict()  # LRU: oldest first
+        self._closed = False  # closed for good (the server is stopping): nothing is loaded any more
         self._added: dict[str, dict[str, Any]] = {}
         self._added_stamp: tuple[int, ...] | None = None
         self._headers: dict[tuple[str, int, int], GgufInfo] = {}
@@ -412,6 +413,8 @@ class ModelRegistry:
     def get_engine(self, name: str) -> EngineClient:
         """The loaded engine of ``name``, loading it (verified) on first use."""
         with self._lock:
+            if self._closed:
+                raise Unavailable("The server is stopping; retry.", code="shutting_down")
             hit = self._engines.get(name)
             if hit is not None:
                 self._engines.move_to_end(name)
@@ -441,7 +444,12 @@ class ModelRegistry:
                     raise
                 raise Unavailable(f"Model '{name}' failed to load: {exc}.", code="model_load_failed") from exc
             with self._lock:
-                self._engines[name] = (engine, size)
+                closed = self._closed
+                if not closed:
+                    self._engines[name] = (engine, size)
+            if closed:  # closed while it loaded: it is not kept
+                self._close_all([(name, engine)])
+                raise Unavailable("The server is stopping; retry.", code="shutting_down")
             return engine
 
     def _estimate(self, spec: ModelSpec) -> Footprint:
@@ -521,7 +529,9 @@ class ModelRegistry:
         return True
 
     def close(self) -> None:
+        """Close every engine, failing what they generate (``model_unloaded``), and load nothing any more."""
         with self._lock:
+            self._closed = True
             victims = [(n, e) for n, (e, _) in self._engines.items()]
             self._engines.clear()
         self._close_all(victims)
