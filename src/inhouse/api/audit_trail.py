@@ -35,7 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inhouse.api.auth import route_actions
 from inhouse.api.deps import services_of
-from inhouse.api.errors import retry_after
+from inhouse.api.errors import retry_after, status_of
 from inhouse.api.middleware import send_json_error
 from inhouse.errors import AuditUnavailable
 from inhouse.governance.audit import STARTED
@@ -243,8 +243,9 @@ class AuditMiddleware:
                         await write(status, message.get("body", b""))
                     except AuditUnavailable as exc:
                         replaced = True
-                        log.error("audit record not written, answering 503 instead: %s", exc.message)
-                        await send_json_error(send, 503, f"The request was not completed: {exc.message}",
+                        # 503, or 507 storage_full for a full disk: the status the same error has everywhere else
+                        log.error("audit record not written, answering %d instead: %s", status_of(exc), exc.message)
+                        await send_json_error(send, status_of(exc), f"The request was not completed: {exc.message}",
                                               exc.type, exc.code, retry_after_s=retry_after(exc))
                         return
                 await send(start)
