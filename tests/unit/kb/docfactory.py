@@ -46,6 +46,12 @@ def make_pdf(pages: list[list[tuple[float, str]]], *, encrypt: bool = False, inf
     if encrypt:  # a standard security handler whose user password is not empty: PDFium must refuse it
         enc = add(b"<< /Filter /Standard /V 1 /R 2 /O <" + b"11" * 32 + b"> /U <" + b"22" * 32 + b"> /P -44 >>")
         encrypt_ref = b" /Encrypt %d 0 R" % enc
+    return pdf_file(objects, b"/Root %d 0 R /Info %d 0 R /ID [<00112233445566778899aabbccddeeff> "
+                             b"<00112233445566778899aabbccddeeff>]%s" % (catalog, info, encrypt_ref))
+
+
+def pdf_file(objects: list[bytes], trailer: bytes) -> bytes:
+    """A PDF of ``objects`` (numbered from 1), its cross-reference table and a trailer holding ``trailer``."""
     out = io.BytesIO()
     out.write(b"%PDF-1.4\n")
     offsets = []
@@ -56,11 +62,7 @@ def make_pdf(pages: list[list[tuple[float, str]]], *, encrypt: bool = False, inf
     out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
     for off in offsets:
         out.write(b"%010d 00000 n \n" % off)
-    out.write(
-        b"trailer\n<< /Size %d /Root %d 0 R /Info %d 0 R /ID [<00112233445566778899aabbccddeeff> "
-        b"<00112233445566778899aabbccddeeff>]%s >>\nstartxref\n%d\n%%%%EOF\n"
-        % (len(objects) + 1, catalog, info, encrypt_ref, xref)
-    )
+    out.write(b"trailer\n<< /Size %d %s >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, trailer, xref))
     return out.getvalue()
 
 
