@@ -15,7 +15,6 @@ from inhouse.api.app import build_app
 @pytest.fixture
 def svc(make_services: Any) -> Any:
     services = make_services()
-    services.directory.grants.append(services.kb)  # as the composition root wires them
     return services
 
 
