@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 from pathlib import Path
 
 import typer
@@ -43,6 +44,8 @@ def minutes(
             fail("--date must be YYYY-MM-DD.")
     if not file.is_file():
         fail(f"No such file: {file}", 3)
+    if output is not None:
+        _check_output(output)  # before minutes of model work, not after
     with translate_errors(data_dir):
         settings = settings_from(data_dir)
         apps = settings.apps
@@ -60,8 +63,20 @@ def minutes(
         finally:
             services.close()
     if output is not None:
-        output.write_text(text, encoding="utf-8", newline="")
+        with translate_errors(data_dir):
+            output.write_text(text, encoding="utf-8", newline="")
         err_console.print(f"Wrote {output} ({len(result.action_items)} action items, "
                           f"{len(result.decisions)} decisions).")
     else:
         console.out(text, end="", highlight=False)
+
+
+def _check_output(output: Path) -> None:
+    """Refuse an output path that cannot be written (exit 2), so that no minutes are computed to be lost."""
+    folder = output.absolute().parent
+    if output.is_dir():
+        fail(f"--output {output} is a directory; name a file.")
+    if not folder.is_dir():
+        fail(f"--output: the directory {folder} does not exist.")
+    if not os.access(folder, os.W_OK) or (output.exists() and not os.access(output, os.W_OK)):
+        fail(f"--output {output} cannot be written (no permission).")

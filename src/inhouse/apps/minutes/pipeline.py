@@ -17,7 +17,7 @@ from datetime import date
 from typing import Any, Protocol, TypeVar
 
 from inhouse.apps.context import AppContext
-from inhouse.apps.dates import find_date, find_time
+from inhouse.apps.dates import RULES, find_date, find_time
 from inhouse.apps.minutes.extract import (
     MAX_LOOKS_PER_WINDOW,
     Proposals,
@@ -39,7 +39,7 @@ from inhouse.apps.minutes.schema import (
     Rejected,
 )
 from inhouse.apps.minutes.transcript import Transcript, TranscriptLine, parse_transcript, transcript_from_segments
-from inhouse.apps.minutes.verify import addressed_attendee, evidence_text, find_evidence, map_owner, terms
+from inhouse.apps.minutes.verify import addressed_attendee, find_evidence, map_owner, terms
 from inhouse.errors import EngineFailure, InvalidRequest, Unavailable
 
 log = logging.getLogger(__name__)
@@ -203,13 +203,33 @@ def _similar(a: str, b: str, threshold: float = 0.75) -> bool:
 
 
 def _dates_in(text: str, ref: date) -> list[date]:
-    """Distinct dates named in the clauses of a line ("Friday, October 16" names one date)."""
-    found: dict[date, None] = {}
-    for clause in re.split(r"[;；。!?！？]|,\s+(?:and|but|so)\b|\bbut\b", text):
-        d = find_date(clause, ref)
-        if d is not None:
-            found.setdefault(d, None)
-    return list(found)
+    """Every distinct date a line names, in order: "by Friday and the final copy on December 4" names two. Words
+    side by side name one date, the explicit one winning as in ``find_date`` ("Friday, October 16", "周五 10 月
+    23 日前")."""
+    spans: list[tuple[int, int, int, date]] = []  # start, end, rule rank (explicit dates first), date
+    for rank, rule in enumerate(RULES):
+        if not rule.prose:
+            continue
+        for m in rule.pattern.finditer(text):
+            if any(m.start() < end and start < m.end() for start, end, _, _ in spans):
+                continue  # "下周" inside "下周五": the earlier, more specific rule has the words
+            found = find_date(m[0], ref)
+            if found is not None:
+                spans.append((m.start(), m.end(), rank, found))
+    spans.sort()
+    groups: list[list[tuple[int, int, int, date]]] = []
+    for span in spans:
+        if groups and _ADJACENT_RE.fullmatch(text, groups[-1][-1][1], span[0]):
+            groups[-1].append(span)
+        else:
+            groups.append([span])
+    found_dates: dict[date, None] = {}
+    for group in groups:
+        found_dates.setdefault(min(group, key=lambda s: s[2])[3], None)
+    return list(found_dates)
+
+
+_ADJACENT_RE = re.compile(r"[\s,，、(（)）]*")
 
 
 def _add_supported(raws: Sequence[dict[str, Any]], field: str, make: type[_Stated], into: list[_Stated],
@@ -293,7 +313,7 @@ def _action(raw: dict[str, Any], tr: Transcript, window: list[int], ref: date,
         return None
     flags: list[str] = []
     owner = map_owner(owner_text, tr.attendees, line.speaker) if owner_text else None
-    addressed = addressed_attendee(line, tr.attendees, tr)
+    addressed = addressed_attendee(line, tr.attendees, tr, task)
     if addressed is not None and (owner is None or (line.speaker and owner == map_owner(line.speaker, tr.attendees))):
         owner = addressed  # "Sofia, please …" said by Mei Lin: the task is Sofia's
     if owner is None and line.speaker and not owner_text:
@@ -302,27 +322,32 @@ def _action(raw: dict[str, Any], tr: Transcript, window: list[int], ref: date,
         flags.append("owner_not_attendee")
         if owner_text:
             flags.append(f"owner_text:{owner_text[:80]}")
-    due, due_text = _ground_due(due_text, line, tr, ref)
+    due, due_text, ambiguous = _ground_due(due_text, line, tr, ref)
+    if ambiguous:
+        flags.append("due_ambiguous")
     if due is None and due_text:
         flags.append("due_unresolved")
     return ActionItem(owner=owner, task=task, due=due, due_text=due_text, evidence=[_evidence(line)], flags=flags)
 
 
-def _ground_due(due_text: str, line: TranscriptLine, tr: Transcript, ref: date) -> tuple[date | None, str]:
-    """The due date, only when the transcript says it: the quoted words must name a date that the evidence line
-    (or a neighbour) names too; otherwise the one date the evidence line names; otherwise none."""
+def _ground_due(due_text: str, line: TranscriptLine, tr: Transcript, ref: date) -> tuple[date | None, str, bool]:
+    """The due date, only when the transcript says it: the quoted words must name one of the dates of the evidence
+    line; else the line's only date. Neighbouring lines count only when the evidence line names no date (a
+    request answered "by Friday" on the next line). Also whether the line names several dates and the quoted
+    words pick none: then there is no due date, and the item is flagged."""
     quoted = find_date(due_text, ref) if due_text else None
-    in_line = _dates_in(evidence_text(line), ref)
-    nearby = set(in_line)
-    for n in (line.number - 1, line.number + 1):
-        other = tr.line(n)
-        if other is not None:
-            nearby.update(_dates_in(other.text, ref))
+    in_line = _dates_in(line.text, ref)
+    if in_line:
+        if quoted is not None and quoted in in_line:
+            return quoted, due_text, False
+        if len(in_line) == 1:
+            return in_line[0], "(from the evidence line)", False
+        return None, due_text, True
+    nearby = {d for n in (line.number - 1, line.number + 1) if (other := tr.line(n)) is not None
+              for d in _dates_in(other.text, ref)}
     if quoted is not None and quoted in nearby:
-        return quoted, due_text
-    if len(in_line) == 1:
-        return in_line[0], due_text if quoted == in_line[0] else "(from the evidence line)"
-    return None, due_text
+        return quoted, due_text, False
+    return None, due_text, False
 
 
 def _same_action(a: ActionItem, b: ActionItem) -> bool:
@@ -340,18 +365,44 @@ def _enrich(kept: ActionItem, dup: ActionItem) -> None:
         kept.flags = [f for f in kept.flags if f != "due_unresolved"]
 
 
+# Words that make a line about a meeting: the next meeting is only taken from such a line.
+_MEETING_RE = re.compile(r"\b(?:meet(?:s|ing|ings)?|sync(?:-up)?|call|catch[- ]up|check[- ]in|stand-?up|session|"
+                         r"reconvene|regroup|get together)\b|会议|开会|开个会|例会|周会|晨会|站会|碰头|碰个头|见面",
+                         re.I)
+
+
 def _next_meeting(raw: dict[str, Any], tr: Transcript, ref: date, rejected: list[Rejected]) -> NextMeeting | None:
+    """The next meeting, only from the cited line when it talks about a meeting and names the date the model
+    quotes (or, when the model quotes none, one date). Its date and time are read from that line, not from the
+    model's words."""
     when = str(raw.get("when") or "").strip()
     cited = _int(raw.get("line"))
     if not when:
         return None
     line = tr.line(cited)
-    if line is None or not (terms(when) & terms(line.text) or find_date(line.text, ref)):
-        rejected.append(Rejected(kind="next_meeting", text=when, line=cited or None,
-                                 reason="the cited line does not exist or does not mention it"))
+    reason = _next_meeting_unsupported(when, line, ref)
+    if reason or line is None:
+        rejected.append(Rejected(kind="next_meeting", text=when, line=cited or None, reason=reason))
         return None
-    day = find_date(when, ref) or find_date(line.text, ref)
-    if day is not None and day <= ref:
-        day = None  # the next meeting comes after this one: a date before it was misread
-    at = find_time(when) or find_time(line.text)
+    in_line = [d for d in _dates_in(line.text, ref) if d > ref]  # a date before this meeting was misread
+    quoted = find_date(when, ref)
+    day = quoted if quoted in in_line else in_line[0] if len(in_line) == 1 else None
+    at = find_time(line.text)
     return NextMeeting(text=when, date=day, time=at.strftime("%H:%M") if at else None, evidence=[_evidence(line)])
+
+
+def _next_meeting_unsupported(when: str, line: TranscriptLine | None, ref: date) -> str:
+    """Why the cited line does not support the proposed next meeting ("" when it does)."""
+    if line is None:
+        return "the cited line does not exist"
+    if not _MEETING_RE.search(line.text):
+        return "the cited line does not talk about a meeting"
+    quoted, in_line = find_date(when, ref), _dates_in(line.text, ref)
+    if quoted is not None and quoted not in in_line:
+        return "the cited line does not name that date"
+    quoted_time, line_time = find_time(when), find_time(line.text)
+    if quoted_time is not None and quoted_time != line_time:
+        return "the cited line does not name that time"
+    if quoted is None and quoted_time is None and not terms(when) & terms(line.text):
+        return "the cited line does not mention it"
+    return ""

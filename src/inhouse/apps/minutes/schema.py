@@ -40,7 +40,7 @@ class ActionItem(BaseModel):
     due: dt.date | None = None
     due_text: str = ""  # the words that gave the date ("by Friday", "下周五")
     evidence: list[Evidence]
-    flags: list[str] = Field(default_factory=list)  # owner_not_attendee, owner_text:<…>, due_unresolved
+    flags: list[str] = Field(default_factory=list)  # owner_not_attendee, owner_text:<…>, due_unresolved, due_ambiguous
 
 
 class OpenQuestion(BaseModel):

@@ -77,10 +77,19 @@ _SPEAKER_RE = re.compile(
     r"^(?P<name>[\u4e00-\u9fff·]{1,8}|[A-Z][\w.'’-]*(?:\s+[A-Za-z][\w.'’-]*){0,3}(?:\s+\d{1,2})?)" + _COLON
     + r"(?P<text>.*)$"
 )
-# Words that look like a label but open a sentence ("Decision: …", "Note: …") rather than name a speaker.
-_NOT_SPEAKERS = frozenset({"note", "notes", "decision", "decisions", "action", "action item", "todo", "agenda",
-                           "question", "update", "summary", "re", "fyi", "ps", "http", "https", "next",
-                           *(k for keys in _HEADER_KEYS.values() for k in keys)})
+# Words that look like a label but open a sentence or a section ("Decision: …", "Risks: …", "下一步：…") rather than
+# name a speaker.
+_NOT_SPEAKERS = frozenset({
+    "note", "notes", "decision", "decisions", "action", "actions", "action item", "action items", "todo", "todos",
+    "to do", "to-do", "agenda", "question", "questions", "open questions", "update", "updates", "summary", "re",
+    "fyi", "ps", "http", "https", "next", "next step", "next steps", "risk", "risks", "issue", "issues", "blocker",
+    "blockers", "problem", "problems", "outcome", "outcomes", "result", "results", "conclusion", "conclusions",
+    "status", "background", "context", "goal", "goals", "objective", "objectives", "follow up", "follow-up",
+    "follow-ups", "takeaways", "key points", "highlights", "deadline", "owner", "owners", "reminder", "important",
+    "q1", "q2", "q3", "q4", "h1", "h2",
+    "风险", "下一步", "下一步计划", "待办", "待办事项", "行动项", "决定", "决议", "结论", "问题", "议题",
+    "备注", "注意", "总结", "背景", "进展", "目标", "计划", "更新", "议程", "纪要",
+    *(k for keys in _HEADER_KEYS.values() for k in keys)})
 
 _SPEAKER_ONLY_RE = re.compile(_SPEAKER_RE.pattern.replace("(?P<text>.*)$", "$"))
 
@@ -103,9 +112,42 @@ def parse_transcript(text: str, *, filename: str | None = None, meeting_date: da
     if not tr.lines:
         raise InvalidRequest("The transcript is empty: no spoken lines were found.", param="file")
     apply_filename(tr, filename, meeting_date)
+    if tr.attendees and tr.format == "text":  # a WebVTT voice tag is markup for a speaker, not a label
+        _unlabel_one_off(tr, [*tr.attendees, *(attendees or [])])
     names = list(tr.attendees) + list(attendees or []) + tr.speakers
     tr.attendees = _unique(n for n in names if n)
     return tr
+
+
+def _unlabel_one_off(tr: Transcript, attendees: list[str]) -> None:
+    """With an attendee list, a label used once ("Scope: …", "Pricing:" over a paragraph) that names no attendee is
+    a section heading, not a speaker: its lines keep the label as text and have no speaker."""
+    runs: dict[str, int] = {}
+    for i, ln in enumerate(tr.lines):
+        if ln.speaker and (i == 0 or tr.lines[i - 1].speaker != ln.speaker):
+            runs[ln.speaker] = runs.get(ln.speaker, 0) + 1
+    labels = {s for s, n in runs.items() if n == 1 and not _names_one_of(s, attendees)}
+    for i, ln in enumerate(tr.lines):
+        if ln.speaker in labels:
+            first = i == 0 or tr.lines[i - 1].speaker != ln.speaker
+            text = f"{ln.speaker}: {ln.text}" if first else ln.text
+            tr.lines[i] = TranscriptLine(ln.number, text, None, ln.timestamp, ln.source_line)
+
+
+def _names_one_of(label: str, names: list[str]) -> bool:
+    """Whether a speaker label names one of ``names``: the whole name, a part of it ("Alice" for "Alice Moreau"), or
+    for a Chinese name its surname with a prefix or title ("小李", "李经理" for "李娜")."""
+    low = label.casefold()
+    words = set(low.split())
+    for name in (n.casefold() for n in names):
+        if low == name or words <= set(name.split()) or set(name.split()) <= words:
+            return True
+        if re.fullmatch(r"[\u4e00-\u9fff·]+", name) and (name in low or (len(low) >= 2 and low in name)):
+            return True
+        surname = re.fullmatch(r"[小老]?([\u4e00-\u9fff])(?:总|经理|工|老师|主管|总监)?", low)
+        if surname and re.fullmatch(r"[\u4e00-\u9fff·]+", name) and name.startswith(surname[1]):
+            return True
+    return False
 
 
 def apply_filename(tr: Transcript, filename: str | None, meeting_date: date | None = None) -> None:

@@ -31,8 +31,13 @@ _CJK_RE = re.compile(r"[\u3400-\u9fff]+")
 _CJK_STOP = frozenset("的了是在我和有就这也要把给一那都不吧呢啊吗")
 _PRONOUNS_SELF = frozenset({"i", "me", "myself", "speaker", "我", "本人", "我自己"})
 _TITLES_RE = re.compile(r"^(?:mr|mrs|ms|dr|prof)\.?\s+", re.I)
-_REQUEST_RE = re.compile(r"\b(?:please|can you|could you|would you|will you|you'll|you will)\b|请|麻烦|你来|你负责",
-                         re.I)
+# A request to someone else. Not "you'll"/"you will": "you'll have a copy" is a promise to the listener. 请 only on its
+# own: inside 申请 (apply for), 邀请 (invite), 请假 (take leave), 请求, 请示, 请教 … it asks nobody to do anything.
+_REQUEST_RE = re.compile(r"\b(?:please|can you|could you|would you|will you)\b"
+                         r"|(?<![申邀聘宴提报呈])请(?![假求示教客柬帖愿款])|麻烦|你来|你负责", re.I)
+_SENTENCE_RE = re.compile(r"(?<=[.?!;。？！；])\s*")
+# A capitalised name followed by a pronoun is a modal verb: "Will you …", "May I …".
+_MODAL_AFTER = re.compile(r"\s+(?:you|we|i|they|he|she|it)\b", re.I)
 
 
 def _stem(word: str) -> str:
@@ -134,13 +139,17 @@ def map_owner(owner: str, attendees: Sequence[str], speaker: str | None = None) 
     return None
 
 
-def addressed_attendee(line: TranscriptLine, attendees: Sequence[str], tr: Transcript | None = None) -> str | None:
+def addressed_attendee(line: TranscriptLine, attendees: Sequence[str], tr: Transcript | None = None,
+                       task: str | None = None) -> str | None:
     """The one attendee (not the speaker) a request on this line is addressed to: "Sofia, please …",
     "请李娜在 …"; a request naming nobody goes to the other person of the exchange (the previous speaker, else
-    the next one). None when the line is no request or names several people."""
-    if not _REQUEST_RE.search(line.text):
+    the next one). With ``task``, only the sentence of the line that says the task counts: in "Could you book the
+    venue? I will pay the deposit." the deposit stays the speaker's. None when that is no request or names several
+    people."""
+    sentence = _sentence_of(line.text, task) if task else line.text
+    if not _REQUEST_RE.search(sentence):
         return None
-    named = _named(line, attendees)
+    named = _named(sentence, line.speaker, attendees) or _named(line.text, line.speaker, attendees)
     if len(named) == 1:
         return named[0]
     if named or tr is None or not line.speaker:
@@ -152,13 +161,27 @@ def addressed_attendee(line: TranscriptLine, attendees: Sequence[str], tr: Trans
     return None
 
 
-def _named(line: TranscriptLine, attendees: Sequence[str]) -> list[str]:
+def _sentence_of(text: str, task: str) -> str:
+    """The sentence of ``text`` that shares most terms with ``task`` (the whole text when none shares any)."""
+    sentences = [s for s in _SENTENCE_RE.split(text) if s.strip()]
+    best = max(sentences, key=lambda s: support(task, s), default=text)
+    return best if support(task, best) > 0 else text
+
+
+def _named(text: str, speaker: str | None, attendees: Sequence[str]) -> list[str]:
+    """Attendees other than the speaker that ``text`` names: the first name as a capitalised word ("Will" is named
+    in "Will, please …", not in "I will send" nor in "Will you …"), a Chinese name anywhere."""
     named = []
     for a in attendees:
-        if line.speaker and _norm(a) == _norm(line.speaker):
+        if speaker and _norm(a) == _norm(speaker):
+            continue
+        if _CJK_RE.fullmatch(a):
+            if a in text:
+                named.append(a)
             continue
         first = a.split()[0] if " " in a else a
-        by_name = re.search(rf"(?<![\w]){re.escape(first)}(?![\w])", line.text, re.I)
-        if by_name or (_CJK_RE.fullmatch(a) and a in line.text):
-            named.append(a)
+        for m in re.finditer(rf"(?<![\w]){re.escape(first)}(?![\w])", text, re.I):
+            if m[0][0].isupper() and not _MODAL_AFTER.match(text, m.end()):
+                named.append(a)
+                break
     return named
