@@ -28,8 +28,8 @@
 Source paths: a file given directly is known by its base name; a file found under a directory ``D`` by
 ``D.name/relative/path``. Re-ingesting the same tree therefore finds the same documents. Two folders of one name
 (``hr/docs``, ``finance/docs``) would share those paths: each document keeps which folder it came from
-(``source_folder``), and a file or a sync of another folder of that name is refused instead of replacing or
-deleting the first one's documents.
+(``source_folder``), and a run with another folder of that name (or with two of them) is refused before anything
+changes, instead of replacing or deleting the first one's documents (``Ingestor._check_folders``).
 """
 
 from __future__ import annotations
@@ -212,10 +212,20 @@ def folder_id(directory: str | os.PathLike[str]) -> str:
     return hashlib.sha256(os.fsencode(Path(directory).resolve())).hexdigest()[:16]
 
 
-def _other_folder(doc: DocumentRecord, folder: str | None) -> bool:
-    """``doc`` came from another folder of the same name (documents from before the stamp count as this one's)."""
-    stamp = doc.metadata.get(SOURCE_FOLDER)
-    return folder is not None and stamp is not None and stamp != folder
+def _same_file(src: FileSource | None, doc: DocumentRecord) -> bool:
+    """``src`` holds ``doc``'s bytes (read only when its size matches)."""
+    if src is None or (src.size is not None and src.size != doc.size_bytes):
+        return False
+    try:
+        return hashlib.sha256(src.read()).hexdigest() == doc.sha256
+    except OSError:
+        return False
+
+
+def _top(source_path: str) -> str | None:
+    """The folder prefix of a source path found under a directory (``"docs/"``); None for a file given alone."""
+    head, sep, _ = source_path.partition("/")
+    return head + sep if sep else None
 
 
 @dataclass
@@ -409,6 +419,7 @@ class Ingestor:
 
         # Documents whose files are gone from the synced folders: moved with their file when its bytes (or, edited,
         # most of its text) turn up under another path, else deleted at the end.
+        self._check_folders(collection.id, sources, remove_missing)
         missing, known = self._missing(collection.id, sources, remove_missing) if remove_missing else ({}, set())
         resembling = _Resembling(self.store, missing)
 
@@ -489,30 +500,59 @@ class Ingestor:
     def _missing(self, collection_id: str, sources: Sequence[FileSource],
                  roots: Sequence[SyncRoot | str]) -> tuple[dict[str, DocumentRecord], set[str]]:
         """The collection's documents under the synced ``roots`` whose source path is not among ``sources``, by id;
-        and the source paths of all the collection's documents. ``Conflict`` before anything is changed when a
-        root's prefix holds documents of another folder of the same name: mirroring this one would delete them."""
+        and the source paths of all the collection's documents."""
         present = {s.source_path for s in sources}
-        synced = [SyncRoot(r, "") if isinstance(r, str) else r for r in roots]
-        prefixes = tuple(r.prefix for r in synced)
+        prefixes = tuple(r if isinstance(r, str) else r.prefix for r in roots)
         gone: dict[str, DocumentRecord] = {}
         known: set[str] = set()
         offset, page = 0, 500
         while True:
             docs = self.store.list_documents(collection_id, limit=page, offset=offset)
-            for d in docs:
-                root = next((r for r in synced if d.source_path.startswith(r.prefix)), None)
-                if root is not None and _other_folder(d, root.folder or None):
-                    raise Conflict(
-                        f"The collection already holds '{root.prefix}…' from another folder named "
-                        f"'{root.prefix.rstrip('/')}' ({d.source_path}); syncing this one would delete or replace "
-                        "those documents. Sync it into another collection, or sync the folder above it so that the "
-                        "paths differ (…/finance gives 'finance/docs/…').", param="paths")
             gone.update((d.id, d) for d in docs if d.source_path.startswith(prefixes) and d.source_path not in present)
             known.update(d.source_path for d in docs)
             if len(docs) < page:
                 break
             offset += page
         return gone, known
+
+    def _check_folders(self, collection_id: str, sources: Sequence[FileSource],
+                       roots: Sequence[SyncRoot | str]) -> None:
+        """``Conflict``, before anything is changed, when a folder of this run shares its name (its documents' path
+        prefix, ``docs/``) with another folder: another one of this run, or the one the collection's documents under
+        that prefix came from. Mirroring or ingesting it would delete or replace that folder's documents. The same
+        folder moved or remounted elsewhere is not another one: at least half of those documents' files are found at
+        the same paths with the same bytes, and it carries on as the folder of those documents."""
+        folders: dict[str, str] = {}  # prefix -> folder_id
+        for prefix, folder in [(r.prefix, r.folder) for r in roots if isinstance(r, SyncRoot)] + [
+                (_top(src.source_path), src.folder) for src in sources if src.folder is not None]:
+            if prefix is None:
+                continue
+            if folders.setdefault(prefix, folder) != folder:
+                raise Conflict(f"Two folders named '{prefix.rstrip('/')}' in one run: their files would share the "
+                               f"paths '{prefix}…' and one would replace or delete the other's. Ingest the folders "
+                               "above them, or each into its own collection.", param="paths")
+        if not folders:
+            return
+        by_path = {src.source_path: src for src in sources}
+        others: dict[tuple[str, str], list[DocumentRecord]] = {}  # (prefix, the folder they came from) -> documents
+        offset, page = 0, 500
+        while True:
+            docs = self.store.list_documents(collection_id, limit=page, offset=offset)
+            for d in docs:
+                prefix, stamp = _top(d.source_path), d.metadata.get(SOURCE_FOLDER)
+                if prefix in folders and stamp is not None and stamp != folders[prefix]:
+                    others.setdefault((prefix, stamp), []).append(d)
+            if len(docs) < page:
+                break
+            offset += page
+        for (prefix, _), docs in others.items():
+            same = sum(_same_file(by_path.get(d.source_path), d) for d in docs)
+            if 2 * same < len(docs):  # documents still stamped with the old folder are checked so again next time
+                raise Conflict(
+                    f"The collection already holds '{prefix}…' from another folder named '{prefix.rstrip('/')}' "
+                    f"({docs[0].source_path}); this one would delete or replace those documents. Ingest it into "
+                    f"another collection, or the folder above it so that the paths differ (…/finance gives "
+                    f"'finance/{prefix}…').", param="paths")
 
     def _move(self, src: FileSource, doc: DocumentRecord, missing: dict[str, DocumentRecord],
               report: IngestReport) -> FileOutcome | None:
@@ -561,11 +601,6 @@ class Ingestor:
             return FileOutcome(src.source_path, "error", error=f"cannot read: {exc.strerror or exc}"), None
         sha = hashlib.sha256(data).hexdigest()
         own = self.store.find_document(collection_id, source_path=src.source_path)
-        if own is not None and _other_folder(own, src.folder):
-            return FileOutcome(src.source_path, "error", error=(
-                f"{src.source_path} in this collection came from another folder of the same name; this file would "
-                "replace it. Ingest it into another collection, or the folder above it so that the paths differ.")
-            ), None
         if own is not None and own.sha256 == sha:
             return FileOutcome(src.source_path, "unchanged", own.id, own.chunk_count), None
         existing = self.store.find_document(collection_id, sha256=sha)

@@ -267,13 +267,28 @@ def test_a_folder_of_the_same_name_neither_deletes_nor_replaces_the_first_ones_d
     report = ing.ingest(col, list(iter_sources([tmp_path / "finance"])))  # plain ingest of another folder
     assert [o.status for o in report.outcomes] == []  # finance/ is empty now; nothing happens
     write(finance, "x.md", "# X\n\nThe finance version of x.\n")
-    plain = ing.ingest(col, list(iter_sources([finance])))
-    assert [(o.status, o.source_path) for o in plain.outcomes] == [("error", "docs/x.md")]
-    assert "another folder of the same name" in (plain.outcomes[0].error or "")
+    with pytest.raises(Conflict, match="another folder named 'docs'"):
+        ing.ingest(col, list(iter_sources([finance])))  # a plain ingest would have replaced HR's x.md
+    with pytest.raises(Conflict, match="Two folders named 'docs' in one run"):
+        ing.ingest(col, list(iter_sources([hr, finance])), remove_missing=[sync_prefix(hr), sync_prefix(finance)])
     assert {d.source_path: d.sha256 for d in store.list_documents(col)} == before
     # the folder above gives other paths, and the same folder again is the same documents
     assert sync(ing, col, tmp_path / "finance") == {"added": ["finance/docs/x.md"]}
     assert sync(ing, col, hr) == {"unchanged": ["docs/leave.md", "docs/x.md"]}
+
+
+def test_the_same_folder_moved_or_remounted_syncs_on(store: SqliteIndexStore, tmp_path: Path) -> None:
+    col = store.create_collection("moved", acl=Acl()).id
+    old, new = tmp_path / "old/docs", tmp_path / "new/docs"
+    for name in ("a", "b", "c"):
+        write(old, f"{name}.md", f"# {name}\n\nThe text of {name}.\n")
+    ing = Ingestor(store, FakeEmbedder())
+    assert len(sync(ing, col, old)["added"]) == 3
+    (tmp_path / "old").rename(tmp_path / "new")  # the share is mounted elsewhere now
+    write(new, "b.md", "# b\n\nEdited after the move.\n")
+    assert sync(ing, col, new) == {"replaced": ["docs/b.md"], "unchanged": ["docs/a.md", "docs/c.md"]}
+    (new / "c.md").unlink()
+    assert sync(ing, col, new) == {"removed": ["docs/c.md"], "unchanged": ["docs/a.md", "docs/b.md"]}
 
 
 def test_documents_from_before_the_folder_was_kept_count_as_the_synced_folders(
