@@ -1,5 +1,5 @@
 """An event's iCalendar UID is bounded alike on both stores (PostgreSQL's unique index refused ~2.7 KB with a 500;
-SQLite stored it): 1,000 characters, then a 400 naming the field, and an import skips that event with the reason."""
+SQLite stored it): 1,000 bytes, then a 400 naming the field, and an import skips that event with the reason."""
 
 from __future__ import annotations
 
@@ -27,5 +27,7 @@ def test_a_uid_over_the_bound_is_refused_on_sqlite_too(tmp_path: Path) -> None:
         with pytest.raises(InvalidRequest, match=f"'uid' is longer than {MAX_UID} characters"):
             events.create(ANA, "Review", day, tz="UTC", uid="u" * (MAX_UID + 1))
         assert events.create(ANA, "Review", day, tz="UTC", uid="u" * MAX_UID).uid == "u" * MAX_UID
+        with pytest.raises(InvalidRequest, match=f"'uid' is longer than {MAX_UID} bytes"):  # the index counts bytes
+            events.create(ANA, "Review", day, tz="UTC", uid="会" * 400)
     finally:
         db.close()
