@@ -66,6 +66,9 @@ class RequestAudit:
     details: dict[str, Any] = field(default_factory=dict)
     # A route answering a refusal with a page (200, for the browser) says so here: the record's outcome and reason.
     refused: str | None = None  # the error code; the outcome is then "denied"
+    # A response that had started (a stream's 200) and then failed (the engine crashed or was unloaded, the server
+    # stopping): the error code of its final event; the outcome is then "error", not the 200's "success".
+    failed: str | None = None
     # Run (in a worker thread) once the final record is written; a failure is logged, never the request's.
     then: list[Callable[[], None]] = field(default_factory=list)
 
@@ -93,6 +96,11 @@ def note(request: Request, *, request_id: str | None = None, model: str | None =
     ctx.documents.extend(documents)
     ctx.redactions.update(redactions or {})
     ctx.details.update(details)
+
+
+def note_failure(request: Request, code: str) -> None:
+    """The response started but ended with an error event (``RequestAudit.failed``)."""
+    request_audit(request).failed = code
 
 
 def note_route(request: Request, routed: RoutedRequest | None) -> None:
@@ -213,8 +221,12 @@ class AuditMiddleware:
             actor = scope.get("state", {}).get("actor")
             key_id, user_id = _actor_ids(actor)
             details = {"status": status, **ctx.details}
-            reason = _error_code(body) if status >= 400 else ctx.refused
-            outcome = "denied" if ctx.refused is not None and status < 400 else outcome_of(status)
+            reason = _error_code(body) if status >= 400 else (ctx.refused or ctx.failed)
+            outcome = outcome_of(status)
+            if status < 400 and ctx.refused is not None:
+                outcome = "denied"
+            elif status < 400 and ctx.failed is not None:
+                outcome = "error"
             record = audit.record_finished_request if answered else audit.record_request
             await anyio.to_thread.run_sync(lambda: record(
                 action=action, outcome=outcome, request_id=ctx.request_id, actor_key_id=key_id,

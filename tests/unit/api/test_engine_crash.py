@@ -99,13 +99,17 @@ def test_the_crash_is_audited_and_the_log_still_verifies(wired: tuple[TestClient
     assert services.audit.verify().ok
 
 
-def test_a_stream_ends_with_an_error_event(crashy: TestClient) -> None:
+def test_a_stream_ends_with_an_error_event(wired: tuple[TestClient, Any]) -> None:
+    crashy, services = wired
     with crashy.stream("POST", "/v1/chat/completions", json=chat("CRASH me", stream=True)) as resp:
         assert resp.status_code == 200
         events = [line.removeprefix("data: ") for line in resp.iter_lines() if line.startswith("data: ")]
     last = json.loads(events[-1])
     assert last["error"]["code"] == "engine_crashed" and "Retry" in last["error"]["message"]
     assert "[DONE]" not in events
+    # its 200 went out before it failed: the record says it failed all the same (it said "success")
+    final = [r for r in services.audit.records(kind="request") if r.action == "chat:create" and r.outcome != "started"]
+    assert [(r.outcome, r.reason) for r in final] == [("error", "engine_crashed")]
     wait_ready(crashy, 200)
     with crashy.stream("POST", "/v1/chat/completions", json=chat("and now", stream=True)) as resp:
         text = "".join(json.loads(e)["choices"][0]["delta"].get("content", "")

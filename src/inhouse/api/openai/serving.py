@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
 
-from inhouse.api.audit_trail import note, note_route, write_started
+from inhouse.api.audit_trail import note, note_failure, note_route, write_started
 from inhouse.api.openai.knowledge import ground_chat
 from inhouse.api.openai.relay import Relayed, relay
 from inhouse.api.streaming import run_until_disconnect
@@ -278,6 +278,7 @@ class LocalGeneration:
                     yield Text(delta.text, i, delta.logprobs, delta.prompt_logprobs)
                 if delta.finish_reason == "error":
                     log.error("request %s failed mid-stream: %s", p.request_id, delta.error)
+                    note_failure(self._request, delta.error_code or EngineFailure.code)  # a 200 already sent
                     yield Failed(delta.error, delta.error_code)
                     return
                 if delta.finish_reason is not None and i not in results:
