@@ -247,3 +247,15 @@ def fail(message: str, code: int = 2) -> None:
 
 def is_tty() -> bool:
     return sys.stdout.isatty()
+
+
+def check_output_path(output: Path) -> None:
+    """Refuse an output path that cannot be written (exit 2), before the work whose result it is to hold (minutes
+    of model work were computed and then lost to a traceback)."""
+    folder = output.absolute().parent
+    if output.is_dir():
+        fail(f"--output {output} is a directory; name a file.")
+    if not folder.is_dir():
+        fail(f"--output: the directory {folder} does not exist.")
+    if not os.access(folder, os.W_OK) or (output.exists() and not os.access(output, os.W_OK)):
+        fail(f"--output {output} cannot be written (no permission).")

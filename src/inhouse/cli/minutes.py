@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 from pathlib import Path
 
 import typer
 
-from inhouse.cli.common import DataDirOption, console, err_console, fail, open_services, settings_from, translate_errors
+from inhouse.cli.common import (
+    DataDirOption,
+    check_output_path,
+    console,
+    err_console,
+    fail,
+    open_services,
+    settings_from,
+    translate_errors,
+)
 from inhouse.types import Actor
 
 CLI_ACTOR = Actor(key_id="key_cli", name="command line (local admin)", role="admin")
@@ -45,7 +53,7 @@ def minutes(
     if not file.is_file():
         fail(f"No such file: {file}", 3)
     if output is not None:
-        _check_output(output)  # before minutes of model work, not after
+        check_output_path(output)  # before minutes of model work, not after
     with translate_errors(data_dir):
         settings = settings_from(data_dir)
         apps = settings.apps
@@ -69,14 +77,3 @@ def minutes(
                           f"{len(result.decisions)} decisions).")
     else:
         console.out(text, end="", highlight=False)
-
-
-def _check_output(output: Path) -> None:
-    """Refuse an output path that cannot be written (exit 2), so that no minutes are computed to be lost."""
-    folder = output.absolute().parent
-    if output.is_dir():
-        fail(f"--output {output} is a directory; name a file.")
-    if not folder.is_dir():
-        fail(f"--output: the directory {folder} does not exist.")
-    if not os.access(folder, os.W_OK) or (output.exists() and not os.access(output, os.W_OK)):
-        fail(f"--output {output} cannot be written (no permission).")

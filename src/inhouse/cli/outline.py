@@ -7,7 +7,16 @@ from pathlib import Path
 
 import typer
 
-from inhouse.cli.common import DataDirOption, console, err_console, fail, open_services, settings_from, translate_errors
+from inhouse.cli.common import (
+    DataDirOption,
+    check_output_path,
+    console,
+    err_console,
+    fail,
+    open_services,
+    settings_from,
+    translate_errors,
+)
 from inhouse.cli.minutes import CLI_ACTOR
 
 
@@ -32,6 +41,8 @@ def outline(
         fail("--format must be md or json.")
     if not file.is_file():
         fail(f"No such file: {file}", 3)
+    if output is not None:
+        check_output_path(output)  # before the model's work, not after
     with translate_errors(data_dir):
         settings = settings_from(data_dir)
         max_bytes = int(settings.apps.max_upload_mb * 1024 * 1024)
@@ -48,7 +59,8 @@ def outline(
             services.close()
     text = to_markdown(result) if fmt == "md" else json.dumps(result.to_dict(), ensure_ascii=False, indent=2) + "\n"
     if output is not None:
-        output.write_text(text, encoding="utf-8")
+        with translate_errors(data_dir):
+            output.write_text(text, encoding="utf-8")
         err_console.print(f"Wrote {output}.")
     else:
         console.out(text, end="", highlight=False)
