@@ -61,6 +61,11 @@ def redactor() -> Iterator[Redactor]:
     ("pwd: 4821", "4821", "SECRET"),
     ("API key 9f86d081884c7d659a2feaa0c55ad015 is not accepted", "9f86d081884c7d659a2feaa0c55ad015", "SECRET"),
     ("密钥 Qx7vT2mB9kLp4wZr8sYd3FhN", "Qx7vT2mB9kLp4wZr8sYd3FhN", "SECRET"),
+    # passwords with Chinese in them, and a short one glued to the prose after it
+    ("密码：张三丰@1988", "张三丰@1988", "SECRET"),
+    ("WiFi密码：我爱北京2025", "我爱北京2025", "SECRET"),
+    ("password: Hengtai中2025x#9", "Hengtai中2025x#9", "SECRET"),
+    ("打印机密码：ab20申请人已核验", "ab20", "SECRET"),
 ])
 def test_other_forms_are_found_and_replaced_whole(redactor: Redactor, text: str, value: str, kind: str) -> None:
     assert any(f.kind == kind for f in redactor.analyze(text)), text

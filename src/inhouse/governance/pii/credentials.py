@@ -93,9 +93,16 @@ _KEY_WORDS = (r"secret|token|api[_-]?key|apikey|access[_-]?key|account[_-]?key|s
               r"private[_-]?key|credentials?|auth|密钥|秘钥|密鑰|秘鑰|令牌")
 
 
+_VALUE = r"[^\s,;，。；'\"&<>`)\]}]"  # a value's characters: up to a space or punctuation that ends it
+_VALUE_LATIN = r"[^\s,;，。；'\"&<>`)\]}\u3400-\u9fff]"  # the same without CJK
+
+
 def _assigned(words: str) -> str:
+    # The value: a run of Latin letters, digits and symbols with a digit in it, directly followed by Chinese, ends
+    # there ("打印机密码：ab20申请人…": the prose goes on); any other value may hold Chinese ("密码：张三丰@1988").
     return (r"(?i:(?P<k>[A-Za-z0-9_.-]*?(?:" + words + r")(?!s\b)[A-Za-z0-9_.-]*))"
-            r"[\"']?\s*(?P<s>[:=：]|=>|\s+(?:is|was)\s+|是|为)\s*[\"']?(?P<v>[^\s,;，。；'\"&<>`)\]}\u3400-\u9fff]{4,})")
+            r"[\"']?\s*(?P<s>[:=：]|=>|\s+(?:is|was)\s+|是|为)\s*[\"']?"
+            rf"(?P<v>(?={_VALUE_LATIN}*\d){_VALUE_LATIN}{{4,}}(?=[\u3400-\u9fff])|{_VALUE}{{4,}})")
 
 
 # "密码 Hengtai#2025x9", "password Winter2026!": a keyword, a space, and a value only a credential looks like.
