@@ -97,15 +97,23 @@ def test_where_a_banner_may_stand() -> None:
 
 
 @pytest.mark.parametrize(("text", "label"), [
-    ("Acme Robotics Ltd - HR\nCONFIDENTIAL", Label.CONFIDENTIAL),  # a header and a footer read as one paragraph
-    ("CONFIDENTIAL   Page 1", Label.CONFIDENTIAL),  # two texts on one line, far apart (kb/parse/pdf.py)
-    ("ACME ROBOTICS LTD\tINTERNAL USE ONLY", Label.INTERNAL),
-    ("INTERNAL  AUDIT", None),  # two spaces: a slip inside a name, not a gap between two texts
-    ("Internal\nAudit", None),  # on a line of its own, but not in capitals
+    ("INTERNAL\nAUDIT CHARTER 2027", None),  # a name wrapped over two lines is still the name ("Internal Audit")
+    ("CONFIDENTIAL\nINFORMATION", None),  # a contract's heading
+    ("STRICTLY\nCONFIDENTIAL", Label.RESTRICTED),  # one phrase, not "CONFIDENTIAL" alone
+    ("INTERNAL  AUDIT", None),
+    ("Salary bands 2027:\nCONFIDENTIAL", Label.CONFIDENTIAL),  # a delimiter still sets it apart
 ])
-def test_a_line_break_or_a_wide_gap_sets_a_banner_apart(text: str, label: Label | None) -> None:
+def test_a_line_break_does_not_set_a_banner_apart(text: str, label: Label | None) -> None:
     found = read(doc(Block("paragraph", text)))
     assert (found[0] if found else None) == label, found
+
+
+def test_a_banner_word_wrapped_by_a_line_break_in_html_is_not_a_marking() -> None:
+    page = (b"<html><head><title>Charter</title></head><body><p>INTERNAL<br>AUDIT CHARTER 2027</p>"
+            b"<p>The audit function reports to the board and reviews every department once a year.</p></body></html>")
+    parsed = parse_file(page, "charter.html")
+    assert parsed.blocks[0].text == "INTERNAL\nAUDIT CHARTER 2027"
+    assert read(parsed) is None
 
 
 def test_the_most_sensitive_marking_wins() -> None:

@@ -169,10 +169,11 @@ def test_confidential_in_the_footer_of_every_page_marks_the_pdf() -> None:
 
 
 def test_confidential_in_the_footer_of_a_single_page_marks_the_pdf() -> None:
-    """One page: nothing recurs, so the footer stays content, but a paragraph of its own, its texts set apart."""
+    """One page: nothing recurs, so the footer stays content, but paragraphs of its own, one for each of its texts
+    set apart (kb/markings.py does not split a text at a line break or spaces)."""
     doc = parse_file(bands_pdf(1), "bands.pdf")
     assert doc.markings == ()
-    assert [b.text for b in doc.blocks[:2]] == ["Acme Robotics Ltd - HR", "CONFIDENTIAL   Page 1"]
+    assert [b.text for b in doc.blocks[:3]] == ["Acme Robotics Ltd - HR", "CONFIDENTIAL", "Page 1"]
     marked = MarkingReader().read(doc)
     assert marked is not None and (marked.label, marked.reason) == (Label.CONFIDENTIAL,
                                                                      '"CONFIDENTIAL" in the paragraph')
@@ -193,3 +194,71 @@ def test_ingesting_a_pdf_with_a_confidential_footer_as_internal_stores_it_confid
         col.id, [FileSource("bands.pdf", lambda: data, "bands.pdf")], label="internal").outcomes[0]
     assert (outcome.label, outcome.marking) == (Label.CONFIDENTIAL, '"CONFIDENTIAL" in the footer')
     assert store.get_document(outcome.document_id or "").label == Label.CONFIDENTIAL
+
+
+# --- a table over several pages repeats its column header row: content on every page --------------------------------
+
+def table_row(y: float, cells: list[str]) -> list[Text]:
+    return [(x, y, 10.0, cell) for x, cell in zip((72.0, 200.0, 330.0, 460.0), cells, strict=True)]
+
+
+def salary_table_pdf(pages: int) -> bytes:
+    """A salary table of three rows a page under its column header row, which Word, Excel and report writers repeat
+    on each page, flush with the rows (20 points above the first, rows 16 apart); a company header and "Page N"."""
+    out = []
+    for p in range(pages):
+        texts = [(72.0, 810.0, 9.0, "Acme Robotics Ltd - Salary review 2026"), (280.0, 30.0, 9.0, f"Page {p + 1}"),
+                 *table_row(780.0, ["Employee", "Base salary", "Bonus", "Stock units"])]
+        for i in range(3):
+            n = p * 3 + i
+            texts += table_row(760.0 - 16 * i, [f"Employee {n}", f"{9000 + 500 * n}", f"{1000 + 100 * n}", f"{10 * n}"])
+        out.append(texts)
+    return positioned_pdf(out)
+
+
+def test_a_tables_repeated_column_header_row_stays_with_the_rows_of_each_page() -> None:
+    doc = parse_file(salary_table_pdf(4), "salaries.pdf")
+
+    assert doc.markings == (Marking("header", "Acme Robotics Ltd - Salary review 2026"), Marking("footer", "Page 1"))
+    # One paragraph a page, cited on its page: the column row, then the rows a line each (not glued to the next page).
+    rows = [f"Employee {n} {9000 + 500 * n} {1000 + 100 * n} {10 * n}" for n in range(12)]
+    assert [(b.page, b.text) for b in doc.blocks] == [
+        (p + 1, "\n".join(["Employee Base salary Bonus Stock units", *rows[p * 3:p * 3 + 3]])) for p in range(4)]
+
+
+def test_strip_running_keeps_a_recurring_line_flush_with_the_body() -> None:
+    """A line recurring at the top of every page is running text only when a gap of 1.5 line spacings sets it apart
+    from the body on half its pages at least: a header may come close to the body now and then, a table's column
+    header row (one line spacing above its rows here) never leaves it."""
+    from inhouse.kb.parse.pdf import Line, strip_running
+
+    def page(n: int, header_y: float) -> list[Line]:
+        return [Line("Shared MIME-info Database", 10.0, n, y=header_y), Line("Name Type Size", 10.0, n, y=700.0),
+                Line(f"row {n}a", 10.0, n, y=686.0), Line(f"row {n}b", 10.0, n, y=672.0),
+                Line(f"row {n}c", 10.0, n, y=658.0), Line(f"row {n}d", 10.0, n, y=644.0)]
+
+    # 24.5 points above the body (DocBook's header: 1.75 line spacings of 14, under 2.5 font sizes) or 30 on three
+    # pages of four, one line spacing on one: running text, on all four.
+    kept, found = strip_running([page(1, 724.5), page(2, 714.0), page(3, 730.0), page(4, 730.0)])
+    assert found == [("header", "Shared MIME-info Database")]
+    assert [line.text for line in kept[1]] == ["Name Type Size", "row 2a", "row 2b", "row 2c", "row 2d"]
+    # Close to the body on three pages of four: content, as "Name Type Size" is everywhere.
+    kept, found = strip_running([page(1, 730.0), page(2, 714.0), page(3, 714.0), page(4, 714.0)])
+    assert found == []
+    assert all(page[0].text == "Shared MIME-info Database" for page in kept)
+
+
+def test_a_tables_rows_do_not_go_on_over_a_page_break_into_the_next_pages_text() -> None:
+    from inhouse.kb.parse.pdf import Line, lines_to_blocks
+
+    text = "Employees keep every receipt and submit it within thirty days of their return from the"
+    pages = [[Line("Li Wei 9000 1000 0", 10.0, 1, runs=("Li Wei", "9000", "1000", "0")),  # a table's rows (cells
+              Line("Wang Fang 10000 1200 20", 10.0, 1, runs=("Wang Fang", "10000", "1200", "20"))],  # set apart)
+             [Line("trip and the hotel.", 10.0, 2)],
+             [Line(text, 10.0, 3)],  # a full line of text at the end of the page...
+             [Line("Zhao Lei 11500 1500 50", 10.0, 4, runs=("Zhao Lei", "11500", "1500", "50")),  # ...a row next
+              Line("Zhou Tao 12500 1700 70", 10.0, 4, runs=("Zhou Tao", "12500", "1700", "70"))]]
+    blocks = lines_to_blocks(pages).blocks
+    assert [(b.text, b.page) for b in blocks] == [
+        ("Li Wei 9000 1000 0\nWang Fang 10000 1200 20", 1), ("trip and the hotel.", 2), (text, 3),
+        ("Zhao Lei 11500 1500 50\nZhou Tao 12500 1700 70", 4)]

@@ -5,17 +5,21 @@ pypdf (0.23 s vs 1.47 s on 2 cores), keeps Chinese intact, keeps table rows on o
 Headings are the lines set in a larger font than the body text (the most common size, weighted by characters);
 distinct heading sizes, largest first, give levels 1, 2, 3... Wrapped lines are re-joined: without a space between
 two Han characters, with a space otherwise; a line ending in sentence punctuation ends its paragraph; a line much
-shorter than the page's longest keeps its line break (table rows, lists, addresses). A paragraph whose last line on
-a page is a full one goes on over the page break, and is cited on the page it starts on.
+shorter than the page's longest keeps its line break (table rows, lists, addresses), and so does a table's row
+whose cells stand apart by wide gaps (measured in the four lines at the top and at the bottom of a page, where a
+page break falls). A paragraph whose last line on a page is a full one goes on over the page break, and is cited on
+the page it starts on; rows of a table do not, nor does a paragraph run into a row opening the next page.
 
 Running headers and footers are not content (as in Word, ODF and RTF): a line among the top or bottom three of a
-page whose text and size recur there on at least three pages and on half of them is left out of the blocks and
-passed on as a header or footer marking (``kb/markings.py``), its pieces set apart by wide gaps ("CONFIDENTIAL"
-centred, "Page 3" on the right) as separate lines. Digits count, except in the top or bottom line when a wide gap
-sets it apart from the rest of the page, where page numbers are ("CONFIDENTIAL - Page 3"): "Section 1", "Section 2"...
-opening each page are headings, and table rows differing in their numbers are text. A document of one or two pages
-has no running text to tell apart; a line set apart in a page's margin is a paragraph of its own there, so a
-footer is read as a short paragraph and never spliced into the text next to it.
+page whose text and size recur there on at least three pages and on half of them, set apart from the body by a
+wide gap on at least half of those, is left out of the blocks and passed on as a header or footer marking
+(``kb/markings.py``), its pieces set apart by wide gaps ("CONFIDENTIAL" centred, "Page 3" on the right) as
+separate lines. A table's column header row, repeated on each page flush with the rows, is content on every page.
+Digits count, except in the top or bottom line when a wide gap sets it apart from the rest of the page, where page
+numbers are ("CONFIDENTIAL - Page 3"): "Section 1", "Section 2"... opening each page are headings, and table rows
+differing in their numbers are text. A document of one or two pages has no running text to tell apart; a line set
+apart in a page's margin is a paragraph of its own there, each of its pieces one, so a footer is read as short
+paragraphs and never spliced into the text next to it.
 
 Scanned pages (a page whose text layer holds fewer than ``_OCR_BELOW`` characters) are rendered at about 2,000
 pixels on the longer side and read by OCR (``kb/parse/ocr.py``) when a reader is given: each row becomes a line
@@ -68,8 +72,10 @@ _OCR_HEADING_RATIO = 1.2  # a row this much wider per character than the body te
 _RUNNING_BAND = 3  # lines at the top and at the bottom of a page that may be running text
 _RUNNING_PAGES = 3  # ...when they recur on at least this many pages (and on half of them): never in 1-2 pages
 _GAP_EM = 2.0  # a gap this many font sizes wide between two words sets apart two pieces of a line
-_GAP_TEXT = "   "  # ...and stays in the text between them: kb/markings.py reads a run of spaces as a delimiter
 _MARGIN_GAP = 2.5  # a top or bottom line this many of its font sizes away from the next line stands in the margin
+# A running header or footer stands this many of the page's line spacings away from the body; a table's column header
+# row repeated on each page stands about one away from its rows (20 points above rows 16 apart).
+_BAND_GAP = 1.5
 _DIGITS = re.compile(r"\d+")
 
 Source = Literal["header", "footer"]
@@ -79,8 +85,9 @@ Source = Literal["header", "footer"]
 class Line:
     """A line of a page: its text, its font size (points; for OCR rows a stand-in) and its page (None: unpaged).
     ``y``: how high it stands on the page (its baseline in points; for OCR rows minus the row's number), None when
-    unknown; ``runs``: its pieces set apart by wide gaps, for the lines at the top and bottom of a page (empty: one);
-    ``margin``: "header" or "footer" for a line standing apart in the page's top or bottom margin."""
+    unknown; ``runs``: its pieces set apart by wide gaps (a table's cells, a footer's texts), for the four lines at
+    the top and at the bottom of a page (empty: one piece, or not measured); ``margin``: "header" or "footer" for a
+    line standing apart in the page's top or bottom margin."""
 
     text: str
     size: float
@@ -185,7 +192,9 @@ def _page(doc: Any, index: int, *, render: bool) -> tuple[list[Line], Any]:
             lines.append(line)
             starts.append(pos)
             pos += len(raw) + 2
-        for _, i in _bands(lines):  # only these may be running text: the rest need no runs
+        placed = _placed(lines)
+        # Only these may be running text, or the row a page break falls after or before: the rest need no runs.
+        for i in {*placed[:_RUNNING_BAND + 1], *placed[-_RUNNING_BAND - 1:]}:
             lines[i].runs = _runs(textpage, raws[i], starts[i], lines[i].size)
         _mark_margins(lines)
         if not render or sum(len(line.text.replace(" ", "")) for line in lines) >= _OCR_BELOW:
@@ -287,18 +296,25 @@ def strip_running(pages: list[list[Line]]) -> tuple[list[list[Line]], list[tuple
     level_of = _heading_levels(pages)
     bands = [_bands(page) for page in pages]
     on_pages: dict[tuple[Source, str, float], set[int]] = {}
+    apart_on: dict[tuple[Source, str, float], set[int]] = {}
     for n, (page, band) in enumerate(zip(pages, bands, strict=True)):
-        for source, i in band:
-            on_pages.setdefault(_running_key(source, page[i], level_of), set()).add(n)
+        for source, i, apart in band:
+            key = _running_key(source, page[i], level_of)
+            on_pages.setdefault(key, set()).add(n)
+            if apart:
+                apart_on.setdefault(key, set()).add(n)
     needed = max(_RUNNING_PAGES, len(pages) // 2)
-    running = {key for key, seen in on_pages.items() if len(seen) >= needed}
+    # Set apart on half its pages at least: a header may come close to a page's first line now and then (a code
+    # block's smaller font), but a table's column header row repeated on each page is flush with its rows on all.
+    running = {key for key, seen in on_pages.items()
+               if len(seen) >= needed and 2 * len(apart_on.get(key, ())) >= len(seen)}
     if not running:
         return pages, []
     found: dict[tuple[Source, str, float], Line] = {}
     out = []
     for page, band in zip(pages, bands, strict=True):
         drop = set()
-        for source, i in band:
+        for source, i, _ in band:
             key = _running_key(source, page[i], level_of)
             if key in running:
                 drop.add(i)
@@ -309,13 +325,32 @@ def strip_running(pages: list[list[Line]]) -> tuple[list[list[Line]], list[tuple
     return out, [(key[0], text) for key, line in found.items() for text in (line.runs or (line.text,))]
 
 
-def _bands(lines: list[Line]) -> list[tuple[Source, int]]:
+def _bands(lines: list[Line]) -> list[tuple[Source, int, bool]]:
     """The page's lines that may be running text, by index: its top lines ("header") and bottom lines ("footer") by
     height, ``_RUNNING_BAND`` each at most and no more than half the page's lines each (of a page of three lines,
-    the middle one is content)."""
+    the middle one is content); each with whether it is set apart from the body, as a header or footer is: above
+    the first gap of ``_BAND_GAP`` line spacings from the top (below the last one from the bottom)."""
     placed = _placed(lines)
     k = min(_RUNNING_BAND, len(placed) // 2)
-    return [("header", i) for i in placed[:k]] + [("footer", i) for i in placed[len(placed) - k:]]
+    spacing = _line_spacing([lines[i] for i in placed])
+    sides: tuple[tuple[Source, list[int]], ...] = (("header", placed), ("footer", placed[::-1]))
+    out: list[tuple[Source, int, bool]] = []
+    for source, edge in sides:  # each from the page's edge inwards
+        gap = next((n for n in range(k)
+                    if abs((lines[edge[n]].y or 0.0) - (lines[edge[n + 1]].y or 0.0)) >= _BAND_GAP * spacing), -1)
+        band = [(source, i, n <= gap) for n, i in enumerate(edge[:k])]
+        out += band if source == "header" else band[::-1]
+    return out
+
+
+def _line_spacing(placed: list[Line]) -> float:
+    """The distance between the baselines of two lines of the page's body: the most common (to half a point; of two
+    as common, the smaller), from 3 distances at least; else 1.2 font sizes of the page's first line."""
+    gaps = Counter(round(2 * ((a.y or 0.0) - (b.y or 0.0))) / 2 for a, b in pairwise(placed))
+    gaps = Counter({gap: n for gap, n in gaps.items() if gap >= 1.0})  # (not a superscript beside its line)
+    if gaps.total() < 3:
+        return 1.2 * (placed[0].size if placed else 0.0)
+    return min(gaps, key=lambda gap: (-gaps[gap], gap))
 
 
 def _placed(lines: list[Line]) -> list[int]:
@@ -380,6 +415,7 @@ def lines_to_blocks(pages: list[list[Line]]) -> BlockList:
         out.page = page[0].page if page else None
         widest = max((len(line.text) for line in page), default=0)
         after_heading = False  # whether the previous line was (part of) a heading
+        began = False  # whether a line of this page went into a paragraph yet
         for line in page:
             if not line.text:
                 continue
@@ -394,22 +430,27 @@ def lines_to_blocks(pages: list[list[Line]]) -> BlockList:
                 after_heading = True
                 continue
             after_heading = False
-            text = _GAP_TEXT.join(line.runs) or line.text
-            if line.margin:  # a paragraph of its own: the text around it may go on past it
-                if para:
-                    margins.append((text, line.page))
-                else:
-                    add_paragraph(text, line.page)
+            if line.margin:  # a paragraph of its own, each piece one: the text around it may go on past it
+                for piece in line.runs or (line.text,):
+                    if para:
+                        margins.append((piece, line.page))
+                    else:
+                        add_paragraph(piece, line.page)
                 continue
+            if para and not began and line.runs:
+                end_paragraph()  # a table's row opening the page does not go on from the page before
+            began = True
             if not para:
                 para_page = line.page
-            para = _join(para, text) if para else text
+            para = _join(para, line.text) if para else line.text
             if line.text.endswith(_SENTENCE_END):
                 end_paragraph()
-            elif len(line.text) < widest * _SHORT_LINE:
+            elif len(line.text) < widest * _SHORT_LINE or line.runs:  # (runs: a table's row)
                 para += "\n"
         if para.endswith("\n"):
-            end_paragraph()  # a short last line ends its paragraph; after a full one, it goes on on the next page
+            # A short last line ends its paragraph, and so does a table's row: rows of two pages are not one
+            # paragraph. After a full line of text, it goes on on the next page.
+            end_paragraph()
     end_paragraph()
     return out
 
