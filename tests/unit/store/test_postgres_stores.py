@@ -22,7 +22,7 @@ from inhouse.store.postgres.database import PostgresDatabase, migrate
 from inhouse.store.postgres.governance import PostgresGovernanceStore
 from inhouse.store.postgres.rates import PostgresRequestWindows
 from inhouse.store.postgres.responses import PostgresResponseStore
-from inhouse.store.postgres.schema import AUDIT, INHOUSE
+from inhouse.store.postgres.schema import INHOUSE
 from inhouse.testing.assistant_contract import EventStoreContract, SessionStoreContract
 from inhouse.testing.audit_contract import AuditStoreContract, OpenLog
 from inhouse.testing.conversation_contract import ConversationStoreContract, ticking_clock
@@ -32,15 +32,6 @@ from inhouse.testing.response_contract import ResponseStoreContract
 
 pytestmark = pytest.mark.integration
 SRC = str(Path(__file__).resolve().parents[3] / "src")
-
-
-@pytest.fixture
-def pg(postgres_url: str) -> Iterator[PostgresDatabase]:
-    db = PostgresDatabase(postgres_url)
-    migrate(db, "inhouse", INHOUSE)
-    migrate(db, "audit", AUDIT)
-    yield db
-    db.close()
 
 
 class TestPostgresGovernanceStore(GovernanceStoreContract):

@@ -18,21 +18,12 @@ from inhouse.governance.store import GovernanceStore
 from inhouse.store.postgres.assistants import PostgresEventStore
 from inhouse.store.postgres.database import PostgresDatabase, migrate
 from inhouse.store.postgres.governance import PostgresGovernanceStore
-from inhouse.store.postgres.schema import AUDIT, INHOUSE
+from inhouse.store.postgres.schema import INHOUSE
 from inhouse.store.sqlite.governance import SqliteGovernanceStore
 from inhouse.store.sqlite.inhouse_db import open_inhouse_db
 from inhouse.testing.conversation_contract import ANN
 
 BIG = 5_000_000_000  # tokens a day: past int4, well inside the API's bound
-
-
-@pytest.fixture
-def pg(postgres_url: str) -> Iterator[PostgresDatabase]:
-    db = PostgresDatabase(postgres_url)
-    migrate(db, "inhouse", INHOUSE)
-    migrate(db, "audit", AUDIT)
-    yield db
-    db.close()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
