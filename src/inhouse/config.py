@@ -433,8 +433,8 @@ class StoreSettings(BaseModel):
     connect_wait_s: float = Field(
         300.0, ge=0,
         description="`inhouse serve` waits this long for a PostgreSQL server that cannot be reached when it starts "
-        "(both machines rebooting), retrying every few seconds, before it gives up (exit 5). Other commands fail at "
-        "once.",
+        "(both machines rebooting), retrying every few seconds, before it gives up (exit 5). Other commands try "
+        "once (the connection pool waits up to 10 s) and fail.",
     )
     resident_vectors_max_chunks: int = Field(
         500_000, ge=0,
