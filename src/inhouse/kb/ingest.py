@@ -419,8 +419,11 @@ class Ingestor:
 
         # Documents whose files are gone from the synced folders: moved with their file when its bytes (or, edited,
         # most of its text) turn up under another path, else deleted at the end.
-        self._check_folders(collection.id, sources, remove_missing)
-        missing, known = self._missing(collection.id, sources, remove_missing) if remove_missing else ({}, set())
+        # The collection's documents, read once: for the folder check of a directory run and for a sync.
+        stored = (self._stored(collection.id) if remove_missing or any(src.folder is not None for src in sources)
+                  else [])
+        self._check_folders(stored, sources, remove_missing)
+        missing, known = self._missing(stored, sources, remove_missing) if remove_missing else ({}, set())
         resembling = _Resembling(self.store, missing)
 
         def stop_here() -> None:
@@ -497,25 +500,28 @@ class Ingestor:
         report.seconds = self._clock() - start
         return report
 
-    def _missing(self, collection_id: str, sources: Sequence[FileSource],
-                 roots: Sequence[SyncRoot | str]) -> tuple[dict[str, DocumentRecord], set[str]]:
-        """The collection's documents under the synced ``roots`` whose source path is not among ``sources``, by id;
-        and the source paths of all the collection's documents."""
-        present = {s.source_path for s in sources}
-        prefixes = tuple(r if isinstance(r, str) else r.prefix for r in roots)
-        gone: dict[str, DocumentRecord] = {}
-        known: set[str] = set()
+    def _stored(self, collection_id: str) -> list[DocumentRecord]:
+        out: list[DocumentRecord] = []
         offset, page = 0, 500
-        while True:
-            docs = self.store.list_documents(collection_id, limit=page, offset=offset)
-            gone.update((d.id, d) for d in docs if d.source_path.startswith(prefixes) and d.source_path not in present)
-            known.update(d.source_path for d in docs)
+        while docs := self.store.list_documents(collection_id, limit=page, offset=offset):
+            out += docs
             if len(docs) < page:
                 break
             offset += page
-        return gone, known
+        return out
 
-    def _check_folders(self, collection_id: str, sources: Sequence[FileSource],
+    @staticmethod
+    def _missing(stored: Sequence[DocumentRecord], sources: Sequence[FileSource],
+                 roots: Sequence[SyncRoot | str]) -> tuple[dict[str, DocumentRecord], set[str]]:
+        """The ``stored`` documents under the synced ``roots`` whose source path is not among ``sources``, by id; and
+        the source paths of all of them."""
+        present = {s.source_path for s in sources}
+        prefixes = tuple(r if isinstance(r, str) else r.prefix for r in roots)
+        gone = {d.id: d for d in stored if d.source_path.startswith(prefixes) and d.source_path not in present}
+        return gone, {d.source_path for d in stored}
+
+    @staticmethod
+    def _check_folders(stored: Sequence[DocumentRecord], sources: Sequence[FileSource],
                        roots: Sequence[SyncRoot | str]) -> None:
         """``Conflict``, before anything is changed, when a folder of this run shares its name (its documents' path
         prefix, ``docs/``) with another folder: another one of this run, or the one the collection's documents under
@@ -535,16 +541,10 @@ class Ingestor:
             return
         by_path = {src.source_path: src for src in sources}
         others: dict[tuple[str, str], list[DocumentRecord]] = {}  # (prefix, the folder they came from) -> documents
-        offset, page = 0, 500
-        while True:
-            docs = self.store.list_documents(collection_id, limit=page, offset=offset)
-            for d in docs:
-                prefix, stamp = _top(d.source_path), d.metadata.get(SOURCE_FOLDER)
-                if prefix in folders and stamp is not None and stamp != folders[prefix]:
-                    others.setdefault((prefix, stamp), []).append(d)
-            if len(docs) < page:
-                break
-            offset += page
+        for d in stored:
+            prefix, stamp = _top(d.source_path), d.metadata.get(SOURCE_FOLDER)
+            if prefix in folders and stamp is not None and stamp != folders[prefix]:
+                others.setdefault((prefix, stamp), []).append(d)
         for (prefix, _), docs in others.items():
             same = sum(_same_file(by_path.get(d.source_path), d) for d in docs)
             if 2 * same < len(docs):  # documents still stamped with the old folder are checked so again next time
