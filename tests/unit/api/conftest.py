@@ -29,3 +29,9 @@ def app(services: Any) -> FastAPI:
 def client(app: FastAPI, services: Any) -> Iterator[TestClient]:
     with TestClient(app, headers={"Authorization": f"Bearer {services.member_key}"}) as c:
         yield c
+
+
+@pytest.fixture
+def admin(app: FastAPI, services: Any) -> Iterator[TestClient]:
+    with TestClient(app, headers={"Authorization": f"Bearer {services.admin_key}"}) as c:
+        yield c

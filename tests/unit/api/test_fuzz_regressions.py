@@ -23,12 +23,6 @@ def bearer(secret: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
 
 
-@pytest.fixture
-def admin(services: Any) -> Any:
-    with TestClient(build_app(services), headers=bearer(services.admin_key)) as c:
-        yield c
-
-
 # -- 1: integers beyond the storage's range ------------------------------------------------------------------
 
 def test_integers_beyond_int64_are_400_not_500(admin: TestClient) -> None:

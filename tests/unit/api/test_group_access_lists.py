@@ -3,28 +3,14 @@ deleted group's name leaves every access list, so a group created later under th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 
 from inhouse.api.app import build_app
 
 
-@pytest.fixture
-def svc(make_services: Any) -> Any:
-    services = make_services()
-    return services
-
-
-@pytest.fixture
-def admin(svc: Any) -> Iterator[TestClient]:
-    with TestClient(build_app(svc), headers={"Authorization": f"Bearer {svc.admin_key}"}) as c:
-        yield c
-
-
-def test_an_access_list_naming_no_group_is_refused(admin: TestClient, svc: Any) -> None:
+def test_an_access_list_naming_no_group_is_refused(admin: TestClient, services: Any) -> None:
     admin.post("/v1/admin/groups", json={"name": "contractors"}).raise_for_status()
     r = admin.post("/v1/collections", json={"name": "payroll", "access": {"groups": ["contractors", "typo1"]}})
     assert r.status_code == 400 and r.json()["error"]["code"] == "unknown_group", r.text
@@ -41,7 +27,7 @@ def test_an_access_list_naming_no_group_is_refused(admin: TestClient, svc: Any) 
 
 
 def test_a_deleted_groups_name_leaves_the_access_lists_and_a_new_group_of_that_name_reads_nothing(
-        admin: TestClient, svc: Any) -> None:
+        admin: TestClient, services: Any) -> None:
     gid = admin.post("/v1/admin/groups", json={"name": "contractors"}).json()["id"]
     admin.post("/v1/collections", json={"name": "payroll", "access": {"groups": ["contractors"]}}).raise_for_status()
     admin.post("/v1/collections", json={"name": "wiki"}).raise_for_status()
@@ -50,14 +36,14 @@ def test_a_deleted_groups_name_leaves_the_access_lists_and_a_new_group_of_that_n
     assert admin.delete(f"/v1/admin/groups/{gid}").status_code == 200
     assert admin.get("/v1/collections/payroll").json()["access"]["groups"] == []
     assert admin.get(f"/v1/collections/wiki/documents/{doc}").json()["access"] == {"groups": [], "keys": []}
-    deleted = [r for r in svc.audit.records(kind="security") if r.action == "group.deleted"][-1]
+    deleted = [r for r in services.audit.records(kind="security") if r.action == "group.deleted"][-1]
     payroll = admin.get("/v1/collections/payroll").json()["id"]
     assert deleted.details["access_lists"] == {"collections": [payroll], "documents": [doc]}
     # Months later: a new team under the same name.
     gid2 = admin.post("/v1/admin/groups", json={"name": "contractors"}).json()["id"]
-    carol = svc.directory.create_user("carol")
+    carol = services.directory.create_user("carol")
     admin.put(f"/v1/admin/groups/{gid2}/members/{carol.id}").raise_for_status()
-    key = svc.keys.create_key("carol", user_id=carol.id)[1]
-    with TestClient(build_app(svc), headers={"Authorization": f"Bearer {key}"}) as c:
+    key = services.keys.create_key("carol", user_id=carol.id)[1]
+    with TestClient(build_app(services), headers={"Authorization": f"Bearer {key}"}) as c:
         assert c.get("/v1/collections").json()["data"] == []
         assert c.get("/v1/collections/payroll/documents").status_code == 404

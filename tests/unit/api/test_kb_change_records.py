@@ -3,27 +3,18 @@ it, and the access lists before and after a collection's or a document's list ch
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from inhouse.api.app import build_app
-
 
 @pytest.fixture
-def kb_services(make_services: Any) -> Any:
+def services(make_services: Any) -> Any:
     services = make_services()
     for name in ("ga", "gb"):
         services.directory.create_group(name)
     return services
-
-
-@pytest.fixture
-def admin(kb_services: Any) -> Iterator[TestClient]:
-    with TestClient(build_app(kb_services), headers={"Authorization": f"Bearer {kb_services.admin_key}"}) as c:
-        yield c
 
 
 def _final(services: Any, resource: str) -> Any:
@@ -31,57 +22,57 @@ def _final(services: Any, resource: str) -> Any:
     return [r for r in services.audit.records() if r.resource == resource and r.outcome != "started"][-1]
 
 
-def test_deleting_a_collection_names_every_document_it_deleted(admin: TestClient, kb_services: Any) -> None:
+def test_deleting_a_collection_names_every_document_it_deleted(admin: TestClient, services: Any) -> None:
     col = admin.post("/v1/collections", json={"name": "board"}).json()["id"]
     docs = [admin.post(f"/v1/collections/{col}/documents", files={"file": (f"m{i}.md", f"# Memo {i}\n\nmemo {i}")},
                        data={"label": "internal"}).json()["id"] for i in range(3)]
     assert admin.delete(f"/v1/collections/{col}/documents/{docs[0]}").status_code == 200
     assert admin.delete(f"/v1/collections/{col}").status_code == 200
-    final = _final(kb_services, f"DELETE /v1/collections/{col}")
+    final = _final(services, f"DELETE /v1/collections/{col}")
     assert final.outcome == "success" and sorted(final.documents) == sorted(docs[1:])
     assert final.details["removed"] == 2 and final.details["documents_not_listed"] == 0
     for doc in docs[1:]:  # who deleted it: found by the document, like a document deleted on its own
-        named = kb_services.audit.records(document=doc)
+        named = services.audit.records(document=doc)
         assert [(r.resource, r.outcome) for r in named][-1] == (f"DELETE /v1/collections/{col}", "success")
 
 
-def test_a_collections_access_change_records_the_list_before_and_after(admin: TestClient, kb_services: Any) -> None:
+def test_a_collections_access_change_records_the_list_before_and_after(admin: TestClient, services: Any) -> None:
     col = admin.post("/v1/collections", json={"name": "acl", "access": {"groups": ["ga"]}}).json()["id"]
-    member = kb_services.keys.authenticate(kb_services.member_key).key_id
+    member = services.keys.authenticate(services.member_key).key_id
     r = admin.patch(f"/v1/collections/{col}", json={"access": {"groups": ["ga", "gb"], "keys": [member]}})
     assert r.status_code == 200, r.text
-    details = _final(kb_services, f"PATCH /v1/collections/{col}").details
+    details = _final(services, f"PATCH /v1/collections/{col}").details
     assert details["access_before"] == {"groups": ["ga"], "keys": []}
     assert details["access_after"] == {"groups": ["ga", "gb"], "keys": [member]}
     admin.patch(f"/v1/collections/{col}", json={"description": "board papers"})  # no list given: none recorded
-    assert "access_before" not in _final(kb_services, f"PATCH /v1/collections/{col}").details
+    assert "access_before" not in _final(services, f"PATCH /v1/collections/{col}").details
 
 
-def test_a_documents_access_change_records_the_list_before_and_after(admin: TestClient, kb_services: Any) -> None:
+def test_a_documents_access_change_records_the_list_before_and_after(admin: TestClient, services: Any) -> None:
     col = admin.post("/v1/collections", json={"name": "acl", "access": {"groups": ["ga", "gb"]}}).json()["id"]
     base = f"/v1/collections/{col}/documents"
     doc = admin.post(base, files={"file": ("board.md", b"# Board\n\nboard minutes")},
                      data={"label": "restricted", "groups": "ga"}).json()["id"]
     assert admin.patch(f"{base}/{doc}", json={"access": {"groups": ["ga", "gb"]}}).status_code == 200
-    details = _final(kb_services, f"PATCH {base}/{doc}").details
+    details = _final(services, f"PATCH {base}/{doc}").details
     assert details["label_before"] == "restricted"
     assert details["access_before"] == {"groups": ["ga"], "keys": []}
     assert details["access_after"] == {"groups": ["ga", "gb"], "keys": []}
     assert admin.patch(f"{base}/{doc}", json={"clear_access": True}).status_code == 200
-    details = _final(kb_services, f"PATCH {base}/{doc}").details
+    details = _final(services, f"PATCH {base}/{doc}").details
     assert details["access_before"] == {"groups": ["ga", "gb"], "keys": []} and details["access_after"] is None
     assert admin.patch(f"{base}/{doc}", json={"label": "confidential"}).status_code == 200  # the label only
-    assert "access_before" not in _final(kb_services, f"PATCH {base}/{doc}").details
+    assert "access_before" not in _final(services, f"PATCH {base}/{doc}").details
 
 
 def test_a_new_version_with_another_access_list_records_the_list_it_replaced(admin: TestClient,
-                                                                             kb_services: Any) -> None:
+                                                                             services: Any) -> None:
     col = admin.post("/v1/collections", json={"name": "acl", "access": {"groups": ["ga", "gb"]}}).json()["id"]
     base = f"/v1/collections/{col}/documents"
     first = admin.post(base, files={"file": ("board.md", b"# Board\n\nversion one")}, data={"groups": "ga"})
-    assert first.status_code == 201 and "access_before" not in _final(kb_services, f"POST {base}").details
+    assert first.status_code == 201 and "access_before" not in _final(services, f"POST {base}").details
     second = admin.post(base, files={"file": ("board.md", b"# Board\n\nversion two")}, data={"groups": "ga,gb"})
     assert second.json()["status"] == "replaced"
-    details = _final(kb_services, f"POST {base}").details
+    details = _final(services, f"POST {base}").details
     assert details["access_before"] == {"groups": ["ga"], "keys": []}
     assert details["access_after"] == {"groups": ["ga", "gb"], "keys": []}
