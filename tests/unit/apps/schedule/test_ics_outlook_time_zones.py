@@ -5,9 +5,7 @@ here as Outlook and older exporters write them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -15,9 +13,6 @@ import pytest
 from inhouse.apps.context import AppContext
 from inhouse.apps.ics import WINDOWS_ZONES, VTimezone, read_ics
 from inhouse.apps.schedule.service import ScheduleService
-from inhouse.store.sqlite.assistants import SqliteEventStore
-from inhouse.store.sqlite.database import Database, apply_migrations
-from inhouse.store.sqlite.inhouse_db import MIGRATIONS
 from inhouse.types import Actor
 
 ANA = Actor("key_ana", "ana", role="member")
@@ -36,14 +31,6 @@ def outlook(start: str, *, tzid: str = "W. Europe Standard Time", vtimezone: str
             f"{vtimezone}BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20261201T080000Z\r\n"
             f"DTSTART;TZID={tzid}:{start}\r\nDURATION:PT1H\r\nSUMMARY:Supplier call\r\nEND:VEVENT\r\n"
             "END:VCALENDAR\r\n").encode()
-
-
-@pytest.fixture
-def service(tmp_path: Path) -> Iterator[ScheduleService]:
-    db = Database(tmp_path / "inhouse.db")
-    apply_migrations(db, MIGRATIONS)
-    yield ScheduleService(SqliteEventStore(db))
-    db.close()
 
 
 def shanghai() -> AppContext:

@@ -4,9 +4,7 @@ HTTP and through the model's tool calls: tests/unit/api/test_schedule_routes.py.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -15,21 +13,10 @@ from inhouse.apps.context import AppContext
 from inhouse.apps.ics import read_ics
 from inhouse.apps.schedule.service import ScheduleService
 from inhouse.errors import InvalidRequest
-from inhouse.store.sqlite.assistants import SqliteEventStore
-from inhouse.store.sqlite.database import Database, apply_migrations
-from inhouse.store.sqlite.inhouse_db import MIGRATIONS
 from inhouse.types import Actor
 
 ANA = Actor("key_ana", "ana", role="member")
 NOW = datetime(2026, 1, 28, 2, 0, tzinfo=UTC)  # Wednesday 28 January, 10:00 in Shanghai
-
-
-@pytest.fixture
-def service(tmp_path: Path) -> Iterator[ScheduleService]:
-    db = Database(tmp_path / "inhouse.db")
-    apply_migrations(db, MIGRATIONS)
-    yield ScheduleService(SqliteEventStore(db))
-    db.close()
 
 
 def ctx(tz: str) -> AppContext:
