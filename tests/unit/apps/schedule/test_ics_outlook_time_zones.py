@@ -11,8 +11,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from inhouse.apps.context import AppContext
-from inhouse.apps.ics import WINDOWS_ZONES, VTimezone, read_ics
+from inhouse.apps.ics import read_ics
 from inhouse.apps.schedule.service import ScheduleService
+from inhouse.apps.timezones import WINDOWS_ZONES, VTimezone
 from inhouse.types import Actor
 
 ANA = Actor("key_ana", "ana", role="member")
