@@ -31,7 +31,7 @@ from inhouse.api.responses import (
     SearchResults,
     UploadedDocument,
 )
-from inhouse.errors import InvalidRequest, NotFound, ParserUnavailable
+from inhouse.errors import InvalidRequest, NotFound
 from inhouse.governance.audit.log import MAX_RECORD_DOCUMENTS, changed_documents
 from inhouse.governance.labels import max_label
 from inhouse.types import Actor
@@ -168,8 +168,6 @@ def add_kb_routes(router: APIRouter, kb: KnowledgeBase) -> None:
         rid = await write_ahead(request, kb.store.forget_run)
         outcome = await run(lambda: kb.add_document(actor, collection_id, data, name, label=label,
                                                     groups=group_list, keys=key_list, run=rid))
-        if outcome.status == "error" and outcome.unavailable:  # not the file's fault: 503, retry
-            raise ParserUnavailable(outcome.error or "The file could not be parsed now; retry.")
         if outcome.status == "error":
             raise InvalidRequest(outcome.error or "The file was rejected.", code="document_rejected", param="file")
         doc = await run(kb.uploaded_document, actor, outcome)

@@ -366,13 +366,17 @@ class Ingestor:
                      label: Label | str | None = None, acl: Acl | None = None,
                      metadata: Mapping[str, str] | None = None, run: str | None = None,
                      own_copy: bool = False) -> FileOutcome:
-        """One file (an upload). Rejections are returned as an ``error`` outcome, like in a batch. ``run``: the
-        upload's audit request id (``IngestReport.run``). ``own_copy``: a document of its own even when another
-        document of the collection has these bytes (``IndexStore.put_document``)."""
+        """One file (an upload). Rejections are returned as an ``error`` outcome, like in a batch; an error that is
+        not the file's (its parser killed from outside) is raised, ``ParserUnavailable``: the uploader may retry.
+        ``run``: the upload's audit request id (``IngestReport.run``). ``own_copy``: a document of its own even when
+        another document of the collection has these bytes (``IndexStore.put_document``)."""
         src = FileSource(source_path or filename, lambda: data, filename)
         report = self.ingest(collection_id, [src], label=label, acl=acl, metadata=metadata,
                              report=IngestReport(run=run), own_copy=own_copy)
-        return report.outcomes[0]
+        outcome = report.outcomes[0]
+        if outcome.unavailable:
+            raise ParserUnavailable(outcome.error or f"{filename}: the file could not be parsed now; retry.")
+        return outcome
 
     def parse(self, data: bytes, filename: str) -> ParsedDocument:
         """``data`` parsed as ingestion parses it (a document's stored bytes, read again)."""
