@@ -47,6 +47,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
+from inhouse.apps.numerals import zh_number
 from inhouse.errors import InvalidRequest
 
 FIRST_DAY = date(1900, 1, 1)
@@ -62,7 +63,6 @@ WEEKDAYS.update({"mon": 0, "tue": 1, "tues": 1, "wed": 2, "weds": 2, "thu": 3, "
 # In prose, "sat" and "sun" are English words far more often than weekdays ("we sat down on the sun deck").
 _PROSE_WEEKDAYS = {k: v for k, v in WEEKDAYS.items() if k not in ("sat", "sun")}
 _ZH_WEEKDAYS = {"一": 0, "二": 1, "三": 2, "四": 3, "五": 4, "六": 5, "日": 6, "天": 6}
-_ZH_DIGITS = {"零": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
 _NUMBER_WORDS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
                  "eight": 8, "nine": 9, "ten": 10, "fourteen": 14, "a couple of": 2, "a few": 3}
 
@@ -171,12 +171,10 @@ def _count(word: str) -> int:
         return int(word)
     if word in _NUMBER_WORDS:
         return _NUMBER_WORDS[word]
-    if "十" in word:
-        tens, _, ones = word.partition("十")
-        return (_ZH_DIGITS[tens] if tens else 1) * 10 + (_ZH_DIGITS[ones] if ones else 0)
-    if len(word) == 1:
-        return _ZH_DIGITS[word]
-    raise ValueError(f"not a count: {word!r}")
+    value = zh_number(word)
+    if value is None or value != int(value):
+        raise ValueError(f"not a count: {word!r}")
+    return int(value)
 
 
 # -- the grammar: one rule per phrase shape --------------------------------------------------------------------

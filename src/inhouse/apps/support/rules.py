@@ -18,6 +18,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from inhouse.apps.numerals import zh_number
+
 HUMAN = "human_requested"
 SAFETY = "safety"
 REFUND = "refund_threshold"
@@ -52,8 +54,6 @@ _AMOUNT_RE = re.compile(
 # Chinese numerals, alone or mixed with digits: 五千, 两万, 一万二千, 三千五, 1万2千. A run starts with a number (not a
 # unit: 万一 is "in case", 千万 "by all means") and needs a numeral character or a unit after digits; digits with one
 # trailing multiplier (3千, 1.2万) are _AMOUNT_RE's.
-_ZH_DIGIT = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
-_ZH_UNIT = {"十": 10, "百": 100, "千": 1000}
 _ZH_BIG = {"万": 10_000, "亿": 100_000_000}
 _ZH_AMOUNT_RE = re.compile(
     r"(?P<num>(?:\d+(?:\.\d+)?|[零〇一二两三四五六七八九十])(?:\d+(?:\.\d+)?|[零〇一二两三四五六七八九十百千万亿])*)"
@@ -155,36 +155,6 @@ def safety_problem(text: str, rules: HandoffRules) -> str | None:
         elif word in low:
             return word
     return None
-
-
-def zh_number(text: str) -> float | None:
-    """The value of Chinese numerals, digits allowed among them: 五千 5000, 一万二千 12000, 一万二 12000 (the spoken
-    short form: a last digit right after a unit counts in the next lower place), 一万零五 10005, 十五 15, 1万2千
-    12000. None when it is not a number (二三)."""
-    total = section = 0.0
-    number: float | None = None
-    last_unit, zero = 0, False  # zero: a 零 since the last unit, so 一万零五 is 10,005 and not 15,000
-    for token in re.findall(r"\d+(?:\.\d+)?|.", text):
-        if token[0].isdigit() or token in _ZH_DIGIT:
-            if number:  # two digits in a row; only 零 may come before another one
-                return None
-            number = float(token) if token[0].isdigit() else float(_ZH_DIGIT[token])
-            zero = zero or token in "零〇"
-        elif token in _ZH_UNIT:
-            section += (1.0 if number is None else number) * _ZH_UNIT[token]
-            number, last_unit, zero = None, _ZH_UNIT[token], False
-        elif token == "万":
-            total += (section + (number or 0.0)) * 10_000
-            section, number, last_unit, zero = 0.0, None, 10_000, False
-        elif token == "亿":
-            total = (total + section + (number or 0.0)) * 100_000_000
-            section, number, last_unit, zero = 0.0, None, 100_000_000, False
-        else:
-            return None
-    if number is not None:
-        short = last_unit >= 100 and not zero and number == int(number) and number < 10
-        section += number * (last_unit // 10 if short else 1)
-    return total + section
 
 
 def refund_requests(text: str) -> list[Amount]:

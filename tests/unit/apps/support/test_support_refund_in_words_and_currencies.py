@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from inhouse.apps.support.rules import REFUND, Amount, check_message, parse_rules, refund_requests, zh_number
+from inhouse.apps.numerals import zh_number
+from inhouse.apps.support.rules import REFUND, Amount, check_message, parse_rules, refund_requests
 
 RULES = parse_rules([("faq", "The assistant hands the conversation to a human agent when a refund above\n"
                               "2,000 CNY is requested.")])
