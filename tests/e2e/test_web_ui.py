@@ -175,6 +175,24 @@ class UI:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         self.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
 
+    def open_collection(self, name: str) -> None:
+        """The documents page, showing collection ``name``."""
+        self.go("/documents")
+        self.page.click(f"button[data-collection='{name}']")
+        self.page.wait_for_selector("#doc-rows tr")
+
+    def upload(self, files: list[Path], label: str, *, done: int) -> None:
+        """Upload ``files`` labelled ``label``; wait until ``done`` uploads of the page have finished."""
+        self.page.select_option("#upload-label", label)
+        self.page.set_input_files("#file-input", [str(f) for f in files])
+        until(self, f"document.querySelectorAll('.upload.is-done').length === {done}")
+
+    def relabel(self, filename: str, label: str) -> None:
+        """Open a document's dialog from its row, choose ``label`` and save."""
+        self.page.locator("#doc-rows tr", has_text=filename).get_by_role("button", name="Edit").click()
+        self.page.select_option("#doc-label", label)
+        self.page.click("#doc-save")
+
 
 @pytest.fixture()
 def ui_factory(browser: Any, site: Site) -> Iterator[Callable[..., UI]]:
@@ -369,12 +387,8 @@ def test_upload_documents_and_find_them_by_search(ui: UI, tmp_path: Path) -> Non
     visitors = tmp_path / "visitors.md"  # marked by its own title: stored above the label chosen for the upload
     visitors.write_text("# Visitor rules: INTERNAL\n\nVisitors sign in at reception and wear a badge.\n")
     ui.sign_in(ui.site.admin)
-    ui.go("/documents")
-    ui.page.click("button[data-collection='handbook']")
-    ui.page.wait_for_selector("#doc-rows tr")
-    ui.page.select_option("#upload-label", "public")
-    ui.page.set_input_files("#file-input", [str(parking), str(canteen), str(visitors)])
-    until(ui, "document.querySelectorAll('.upload.is-done').length === 3")
+    ui.open_collection("handbook")
+    ui.upload([parking, canteen, visitors], "public", done=3)
     assert "added" in ui.page.inner_text("#uploads")
     ui.page.wait_for_selector("#doc-rows tr:has-text('parking.md')")
     row = ui.page.locator("#doc-rows tr", has_text="parking.md")
@@ -388,9 +402,7 @@ def test_upload_documents_and_find_them_by_search(ui: UI, tmp_path: Path) -> Non
     assert "PARKING-7731" in ui.page.inner_text("#search-results")
     ui.shot("documents")
     # Relabel, then delete.
-    row.get_by_role("button", name="Edit").click()
-    ui.page.select_option("#doc-label", "confidential")
-    ui.page.click("#doc-save")
+    ui.relabel("parking.md", "confidential")
     ui.page.wait_for_selector("#doc-rows tr:has-text('canteen.txt')")
     until(ui, "[...document.querySelectorAll('#doc-rows tr')].some(r => r.textContent.includes('parking.md')"
               " && r.textContent.includes('confidential'))")
@@ -416,24 +428,16 @@ def test_a_page_pasted_from_a_confidential_one_is_labelled_and_says_why(ui: UI, 
     source.write_text(policy)
     notes.write_text("# Team notes\n\nFrom the finance call:\n\n" + policy.split("\n\n", 1)[1])
     ui.sign_in(ui.site.admin)
-    ui.go("/documents")
-    ui.page.click("button[data-collection='handbook']")
-    ui.page.wait_for_selector("#doc-rows tr")
-    ui.page.select_option("#upload-label", "confidential")
-    ui.page.set_input_files("#file-input", [str(source)])
-    until(ui, "document.querySelectorAll('.upload.is-done').length === 1")
-    ui.page.select_option("#upload-label", "public")
-    ui.page.set_input_files("#file-input", [str(notes)])
-    until(ui, "document.querySelectorAll('.upload.is-done').length === 2")
+    ui.open_collection("handbook")
+    ui.upload([source], "confidential", done=1)
+    ui.upload([notes], "public", done=2)
     status = ui.page.locator(".upload", has_text="team-notes.md").inner_text()
     assert "its text was taken from a confidential document" in status, status
     ui.page.wait_for_selector("#doc-rows tr:has-text('team-notes.md')")
     row = ui.page.locator("#doc-rows tr", has_text="team-notes.md").inner_text()
     assert "confidential" in row and "its text was taken from a confidential document" in row, row
     # The approvals become restricted: the page pasted from them follows, and the admin is told.
-    ui.page.locator("#doc-rows tr", has_text="travel-approvals.md").get_by_role("button", name="Edit").click()
-    ui.page.select_option("#doc-label", "restricted")
-    ui.page.click("#doc-save")
+    ui.relabel("travel-approvals.md", "restricted")
     toast = ui.page.wait_for_selector(".toast:has-text('taken from it')").inner_text()
     assert "1 document(s) whose text was taken from it are labelled restricted too" in toast, toast
     until(ui, "[...document.querySelectorAll('#doc-rows tr')].some(r => r.textContent.includes('team-notes.md')"
@@ -444,16 +448,10 @@ def test_a_member_relabels_their_upload_without_touching_its_access_list(ui: UI,
     notes = tmp_path / "fiona-notes.md"
     notes.write_text("# Budget notes\n\nThe offsite budget is 40,000 CNY.\n")
     ui.sign_in(ui.site.finance)
-    ui.go("/documents")
-    ui.page.click("button[data-collection='handbook']")
-    ui.page.wait_for_selector("#doc-rows tr")
-    ui.page.select_option("#upload-label", "internal")
-    ui.page.set_input_files("#file-input", [str(notes)])
-    until(ui, "document.querySelectorAll('.upload.is-done').length === 1")
+    ui.open_collection("handbook")
+    ui.upload([notes], "internal", done=1)
     ui.page.wait_for_selector("#doc-rows tr:has-text('fiona-notes.md')")
-    ui.page.locator("#doc-rows tr", has_text="fiona-notes.md").get_by_role("button", name="Edit").click()
-    ui.page.select_option("#doc-label", "confidential")
-    ui.page.click("#doc-save")  # sent clear_access along, and a member may not change access lists: refused
+    ui.relabel("fiona-notes.md", "confidential")  # sent clear_access along, which a member may not: refused
     ui.page.wait_for_selector(".toast:has-text('Saved')")
     until(ui, "[...document.querySelectorAll('#doc-rows tr')].some(r => r.textContent.includes('fiona-notes.md')"
               " && r.textContent.includes('confidential'))")
