@@ -9,11 +9,19 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
-from typing import TYPE_CHECKING
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
-if TYPE_CHECKING:
-    from inhouse.apps.ics import ContentLine
+
+class ContentLine(Protocol):
+    """A calendar line as ``ics.parse_line`` reads it (its name upper-cased; its value unescaped)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def value(self) -> str: ...
+
 
 # An iCalendar DATE-TIME value: YYYYMMDDTHHMMSS, Z for UTC (ics.py reads them with it too).
 DATETIME_RE = re.compile(r"^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(Z?)$")
