@@ -6,15 +6,19 @@ Every field has a default and a description; ``docs/settings.md`` is generated f
 
 from __future__ import annotations
 
+import difflib
 import errno
+import json
 import os
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -27,7 +31,14 @@ def default_data_dir() -> Path:
     return base / "inhouse"
 
 
-class ServerSettings(BaseModel):
+class Section(BaseModel):
+    """A section of settings: a field it does not have is refused (a typo such as `n_ctxx` must not leave the
+    default in place silently). Maps of arbitrary keys are `dict` fields of a section, not sections."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerSettings(Section):
     host: str = Field("127.0.0.1", description="Address to bind. Loopback unless you mean to expose it.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port of the HTTP server.")
     allow_unauthenticated: bool = Field(
@@ -70,7 +81,7 @@ class ServerSettings(BaseModel):
     tls_keyfile: Path | None = Field(None, description="The private key of `tls_certfile` (PEM, unencrypted).")
 
 
-class EngineSettings(BaseModel):
+class EngineSettings(Section):
     n_ctx: int = Field(8192, ge=256, description="KV-cache cells shared by all sequences of a loaded model.")
     max_running: int = Field(16, ge=1, le=64, description="Sequences decoded together in one batch.")
     n_cache_slots: int = Field(
@@ -146,7 +157,7 @@ class EngineSettings(BaseModel):
         return self
 
 
-class ModelSettings(BaseModel):
+class ModelSettings(Section):
     default: str = Field(
         "auto", description="Model served when `inhouse serve` is given no --model. `auto`: the best packaged model "
         "this machine runs well, chosen from the hardware probe (memory, bandwidth); see docs/hardware.md.",
@@ -180,7 +191,7 @@ class ModelSettings(BaseModel):
     )
 
 
-class GovernanceSettings(BaseModel):
+class GovernanceSettings(Section):
     default_rpm: int = Field(
         0, ge=0, description="Requests per minute per API key for model use, unless the key sets its own (0: none)."
     )
@@ -208,12 +219,12 @@ class GovernanceSettings(BaseModel):
     )
     internal_domains: list[str] = Field(
         default_factory=list,
-        description="The company's own DNS domains (e.g. qinglan.com.cn): host names and URLs under them are "
+        description="The company's own DNS domains, e.g. [\"qinglan.com.cn\"]: host names and URLs under them are "
         "redacted before egress like those under .internal, .corp, .local, .lan or private IP addresses.",
     )
 
 
-class KbSettings(BaseModel):
+class KbSettings(Section):
     embedder: str = Field("e5", pattern="^(e5|fake)$",
                           description="Embedding model: `e5` (multilingual-e5-small, 4-bit) or `fake` (tests).")
     embed_engine: str = Field(
@@ -329,7 +340,7 @@ class KbSettings(BaseModel):
     )
 
 
-class AppsSettings(BaseModel):
+class AppsSettings(Section):
     model: str = Field("qwen2.5-coder-1.5b", description="Model the assistants (minutes, outline, …) run on.")
     minutes_window_tokens: int = Field(
         1500, ge=100, le=100_000,
@@ -378,7 +389,7 @@ class AppsSettings(BaseModel):
         return value
 
 
-class ClusterSettings(BaseModel):
+class ClusterSettings(Section):
     min_replicas: int = Field(
         0, ge=0, description="Fewest replicas of each model in a cluster; 0 lets an idle model's machines go back "
         "to other work.")
@@ -419,7 +430,7 @@ class ClusterSettings(BaseModel):
         "of a cold start (e5 is about 100 MB and idles without CPU); 0 lets its machine go back to other work.")
 
 
-class StoreSettings(BaseModel):
+class StoreSettings(Section):
     url: str = Field(
         "", pattern=r"^$|^postgres(ql)?://",
         description="Where users, keys, quotas, conversations, the assistants' data, the audit chain and the "
@@ -450,6 +461,18 @@ class StoreSettings(BaseModel):
         "those another node is serving. Empty: the host name (PostgreSQL), none (the embedded SQLite files). Give "
         "each node a name that survives its restarts. A cluster's ingress replicas set their own.",
     )
+
+
+class EnvSource(EnvSettingsSource):
+    """The ``INHOUSE_*`` variables. A list, map or section given as a value that is not JSON is passed on as the
+    string it is, so validation names the variable (``settings_problems``); the stock source raises a
+    ``SettingsError`` naming only the section, which escaped every command as a traceback."""
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
+        try:
+            return super().decode_complex_value(field_name, field, value)
+        except ValueError:
+            return value
 
 
 class Settings(BaseSettings):
@@ -494,7 +517,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [init_settings, EnvSource(settings_cls)]
         toml = os.environ.get("INHOUSE_CONFIG")
         if toml:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml)))
@@ -516,15 +539,44 @@ def settings_problems(exc: ValidationError) -> str:
     """One line per problem, named as it is set: ``engine.max_running (INHOUSE_ENGINE__MAX_RUNNING)``."""
     lines = []
     for err in exc.errors():
-        where = ".".join(str(part) for part in err["loc"])
-        env = "INHOUSE_" + "__".join(str(part).upper() for part in err["loc"])
-        message = str(err["msg"]).removeprefix("Value error, ")
-        given = f" (given: {err['input']!r})" if "input" in err else ""
+        loc = [str(part) for part in err["loc"]]
+        where = ".".join(loc)
+        # Named by the setting, not by a list item or map key below it (no INHOUSE_MODELS__PRELOAD__0 exists).
+        env = "INHOUSE_" + "__".join(part.upper() for part in loc[:2])
+        message = _problem(err["type"], loc, err.get("input"), str(err["msg"]).removeprefix("Value error, "))
+        # An unknown name is wrong whatever its value.
+        given = f" (given: {err['input']!r})" if "input" in err and err["type"] != "extra_forbidden" else ""
         if isinstance(err.get("input"), dict):  # a whole section's check: "engine: step_token_budget (16) must…"
             lines.append(f"{where}: {message}")
         else:
             lines.append(f"{where} ({env}): {message}{given}" if where else message)
     return "Invalid settings: " + "; ".join(lines) + "."
+
+
+def _problem(kind: str, loc: list[str], given: Any, message: str) -> str:
+    """Pydantic's message, reworded where the operator needs more to fix it."""
+    if kind == "extra_forbidden":
+        close = difflib.get_close_matches(loc[-1], _field_names(loc[:-1]), n=1)
+        return "no such setting" + (f"; the closest is {'.'.join([*loc[:-1], close[0]])}" if close else "")
+    if kind == "list_type" and isinstance(given, (str, int, float)):  # a variable holds a string: lists are JSON
+        items = [given if isinstance(given, str) else json.dumps(given)] if given != "" else []
+        return f"a list is written as JSON, e.g. {json.dumps(items, ensure_ascii=False)!r}"
+    if isinstance(given, str) and kind == "dict_type":
+        return "a map is written as JSON, e.g. '{\"NAME\": \"VALUE\"}'"
+    if isinstance(given, str) and kind == "model_type":
+        return f"a section is set field by field, e.g. INHOUSE_{loc[0].upper()}__<FIELD>"
+    return message
+
+
+def _field_names(loc: list[str]) -> list[str]:
+    """The fields of the settings model at ``loc`` (``[]``: the top level), for a did-you-mean."""
+    model: type[BaseModel] = Settings
+    for part in loc:
+        ann = model.model_fields[part].annotation if part in model.model_fields else None
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return []
+        model = ann
+    return list(model.model_fields)
 
 
 def render_settings_doc() -> str:
@@ -534,7 +586,9 @@ def render_settings_doc() -> str:
         "",
         "Generated by `python -m inhouse.config`; do not edit by hand (a test compares).",
         "Set them in a TOML file named by `INHOUSE_CONFIG`, or as environment variables",
-        "`INHOUSE_<SECTION>__<FIELD>` (e.g. `INHOUSE_ENGINE__N_CTX=4096`).",
+        "`INHOUSE_<SECTION>__<FIELD>` (e.g. `INHOUSE_ENGINE__N_CTX=4096`); in a variable, a list or map is",
+        "written as JSON (`INHOUSE_GOVERNANCE__INTERNAL_DOMAINS='[\"qinglan.com.cn\"]'`). A name that is not a setting",
+        "or a value that cannot be used stops every command with one line naming it (exit 2).",
         "",
         "| setting | environment | default | description |",
         "|---|---|---|---|",
