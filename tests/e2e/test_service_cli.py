@@ -4,12 +4,16 @@ asked), the first admin key shown once at install and never again, clear refusal
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from inhouse.deploy.systemd import systemd_running
+from inhouse.deploy.systemd import Account, first_blocked, systemd_running
 from inhouse.testing.crash import inhouse_argv
 
 
@@ -49,16 +53,40 @@ def test_refusals_are_one_clear_line(tmp_path: Path, args: list[str], says: str)
     assert not (tmp_path / "units").exists()
 
 
-def test_a_system_unit_for_a_named_account_passes_systemds_own_check(tmp_path: Path) -> None:
-    env = {"INHOUSE_DATA_DIR": str(tmp_path / "data")}
-    done = run("install", "--system", "--run-as", "daemon", "--unit-dir", str(tmp_path / "units"), env=env)
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A directory every account can enter (pytest's tmp_path is under a 0700 directory of root's)."""
+    path = Path(tempfile.mkdtemp(prefix="inhouse-svc-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+def test_a_system_unit_for_a_named_account_passes_systemds_own_check(open_dir: Path) -> None:
+    env = {"INHOUSE_DATA_DIR": str(open_dir / "data")}
+    done = run("install", "--system", "--run-as", "daemon", "--unit-dir", str(open_dir / "units"), env=env)
+    # An interpreter the account cannot run (a pyenv in root's home, as on the development machine) is refused.
+    interpreter = Path(os.path.realpath(sys.executable))
+    blocked = first_blocked(Account.named("daemon"), interpreter)
+    if blocked is not None:
+        assert done.returncode == 2 and f"stopped at {blocked}" in " ".join(done.stderr.split()), done.stderr
+        assert not (open_dir / "units").exists() and not (open_dir / "data").exists()
+        return
     assert done.returncode == 0, done.stderr
-    text = (tmp_path / "units" / "inhouse.service").read_text()
+    text = (open_dir / "units" / "inhouse.service").read_text()
     assert "User=daemon" in text and "WantedBy=multi-user.target" in text
     if os.geteuid() == 0:  # the data directory now belongs to the account the service runs as
         import pwd
 
-        assert (tmp_path / "data").stat().st_uid == pwd.getpwnam("daemon").pw_uid
+        assert (open_dir / "data").stat().st_uid == pwd.getpwnam("daemon").pw_uid
+
+
+def test_a_system_unit_whose_data_directory_is_out_of_its_accounts_reach_is_refused(tmp_path: Path) -> None:
+    tmp_path.chmod(0o700)  # as root's home is
+    env = {"INHOUSE_DATA_DIR": str(tmp_path / "data")}
+    done = run("install", "--system", "--run-as", "daemon", "--unit-dir", str(tmp_path / "units"), env=env)
+    assert done.returncode == 2 and "cannot reach its data directory" in " ".join(done.stderr.split()), done.stderr
+    assert not (tmp_path / "units").exists() and not (tmp_path / "data").exists()
 
 
 def test_the_machines_of_a_cluster_install_their_node_and_the_head_the_app(tmp_path: Path) -> None:

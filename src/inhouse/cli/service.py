@@ -3,17 +3,30 @@ The unit and the notify protocol: ``deploy/systemd.py``; the decisions: docs/ope
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
 
 from inhouse.cli.common import DataDirOption, console, err_console, fail, services_for, settings_from
-from inhouse.deploy.systemd import UNIT_NAMES, ClusterNode, Scope, ServiceUnit, systemd_running, unit_dir
+from inhouse.config import Settings
+from inhouse.deploy.systemd import (
+    SYSTEM_DATA_DIR,
+    UNIT_NAMES,
+    Account,
+    ClusterNode,
+    Scope,
+    ServiceUnit,
+    first_blocked,
+    systemd_running,
+    unit_dir,
+)
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -79,17 +92,84 @@ def _cluster(head: bool, join: str | None, node_ip: str, port: int, num_cpus: in
                        node_ip=node_ip, port=port, num_cpus=num_cpus, token_file=token)
 
 
+@contextlib.contextmanager
+def _settings_file(config: Path | None) -> Iterator[Path | None]:
+    """The settings file of the command (--config, else $INHOUSE_CONFIG), absolute, named in $INHOUSE_CONFIG while
+    the command runs: the unit is sized from it and the admin key made in its store, so the unit must name it too."""
+    given = os.environ.get("INHOUSE_CONFIG")
+    path = config if config is not None else Path(given) if given else None
+    if path is None:
+        yield None
+        return
+    if not path.is_file():
+        fail(f"No settings file {path}{'' if config is not None else ' (INHOUSE_CONFIG)'}.")
+    os.environ["INHOUSE_CONFIG"] = str(path.absolute())
+    try:
+        yield path.absolute()
+    finally:
+        if given is None:
+            del os.environ["INHOUSE_CONFIG"]
+        else:
+            os.environ["INHOUSE_CONFIG"] = given
+
+
+def _carried() -> tuple[tuple[str, str], ...]:
+    """The ``INHOUSE_*`` settings variables this command runs with (but the data directory, which the unit names
+    itself), for the service to run with the same settings. Other ``INHOUSE_*`` variables (a client's
+    ``INHOUSE_API_KEY``) are no settings of the server and stay behind."""
+    sections = {name.upper() for name in Settings.model_fields} - {"DATA_DIR"}
+    carried = []
+    for name, value in sorted(os.environ.items()):
+        head, _, _ = name.upper().removeprefix("INHOUSE_").partition("__")
+        if name.upper().startswith("INHOUSE_") and head in sections:
+            if any(c in value for c in "\n\r\0"):
+                fail(f"{name} holds a line break, which a service's environment cannot carry.")
+            carried.append((name, value))
+    return tuple(carried)
+
+
+def _unreachable(account: str, data: Path, executable: Path, config: Path | None) -> str | None:
+    """Why the service's account could not start it: a directory on the way to its data directory, to the
+    interpreter or to the settings file that it may not enter, judged from its uid, its groups and the modes."""
+    who = Account.named(account)
+    interpreter = Path(os.path.realpath(sys.executable))
+    elsewhere = ("install inhouse where it can (a virtualenv under /opt, not in a 0700 home) and "
+                 "run this command from there")
+    checks = [(data.parent, os.X_OK, f"its data directory {data}",
+               f"name a data directory it can reach with --data-dir (a system unit's default: {SYSTEM_DATA_DIR})"),
+              (executable, os.R_OK | os.X_OK, f"the inhouse script {executable}", elsewhere),
+              (interpreter, os.X_OK, f"the Python interpreter {interpreter}", elsewhere)]
+    if config is not None:
+        checks.append((config, os.R_OK, f"the settings file {config}",
+                       f"let it read the file (chgrp {account} FILE; chmod 0640 FILE) in a directory it can enter"))
+    for path, want, what, fix in checks:
+        blocked = first_blocked(who, path, want)
+        if blocked is not None:
+            return f"The account {account} cannot reach {what}: it is stopped at {blocked}; {fix}."
+    return None
+
+
 def _unit(system: bool, run_as: str | None, data_dir: Path | None, config: Path | None, *, head: bool = False,
           join: str | None = None, node_ip: str = "127.0.0.1", port: int = 6379, num_cpus: int | None = None,
           token_file: Path | None = None, installing: bool = False) -> ServiceUnit:
     settings = settings_from(data_dir)
-    if config is not None and not config.is_file():
-        fail(f"No settings file {config}.")
     data = settings.data_dir.absolute()
-    return ServiceUnit(executable=_executable(), data_dir=data,
-                       scope="system" if system else "user", run_as=_account(system, run_as),
-                       config=config.absolute() if config else None,
-                       open_files=max(2048, settings.server.max_connections + 1024),
+    if system and "data_dir" not in settings.model_fields_set:  # named nowhere: not root's home (0700)
+        data = SYSTEM_DATA_DIR
+    executable, account = _executable(), _account(system, run_as)
+    if account is not None:
+        problem = _unreachable(account, data, executable, config)
+        if problem is not None and installing:
+            fail(f"{problem} Nothing was written.")  # the service would fail every start
+        if problem is not None:
+            err_console.print(f"[bold yellow]warning:[/] {problem}", highlight=False)
+    environment = _carried()
+    if environment:
+        err_console.print(f"The service runs with {', '.join(name for name, _ in environment)} as set here, from "
+                          f"{data / 'service.env'} (0600).", highlight=False)
+    return ServiceUnit(executable=executable, data_dir=data, scope="system" if system else "user", run_as=account,
+                       config=config, open_files=max(2048, settings.server.max_connections + 1024),
+                       environment=environment,
                        cluster=_cluster(head, join, node_ip, port, num_cpus, token_file, data,
                                         installing=installing))
 
@@ -109,8 +189,9 @@ def show(system: bool = SystemOption,
          port: int = PortOption, num_cpus: int = CpusOption, token_file: Path = TokenOption,
          data_dir: Path = DataDirOption) -> None:
     """Print the unit(s) `install` would write."""
-    units = _unit(system, run_as, data_dir, config, head=cluster_head, join=cluster_join, node_ip=node_ip, port=port,
-                  num_cpus=num_cpus, token_file=token_file).units()
+    with _settings_file(config) as config_file:
+        units = _unit(system, run_as, data_dir, config_file, head=cluster_head, join=cluster_join, node_ip=node_ip,
+                      port=port, num_cpus=num_cpus, token_file=token_file).units()
     for name, text in units.items():
         typer.echo(f"# --- {name}\n{text}" if len(units) > 1 else text, nl=False)
 
@@ -128,16 +209,30 @@ def install(system: bool = SystemOption,
             data_dir: Path = DataDirOption) -> None:
     """Write the unit(s), create the first admin key (shown here once, so it never lands in the journal; not on a
     worker of a cluster), then enable and start the service (restarted after a crash, started at boot)."""
-    unit = _unit(system, run_as, data_dir, config, head=cluster_head, join=cluster_join, node_ip=node_ip, port=port,
-                 num_cpus=num_cpus, token_file=token_file, installing=True)
-    directory = target or unit_dir(unit.scope)
     if system and target is None and os.geteuid() != 0:
         fail("A system unit is written to /etc/systemd/system: run this with sudo.", code=4)
+    with _settings_file(config) as config_file:
+        unit = _unit(system, run_as, data_dir, config_file, head=cluster_head, join=cluster_join, node_ip=node_ip,
+                     port=port, num_cpus=num_cpus, token_file=token_file, installing=True)
+        _install(unit, target, no_start)
+
+
+def _install(unit: ServiceUnit, target: Path | None, no_start: bool) -> None:
+    directory = target or unit_dir(unit.scope)
     unit.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     secret = None
     if unit.cluster is None or unit.cluster.head:  # a worker serves no API: its data directory holds models only
         with services_for(unit.data_dir) as services:  # migrates the databases now, as the service's account will
             secret = services.keys.ensure_admin_key()
+    if unit.environment_file is not None:
+        staged = unit.environment_file.with_suffix(".tmp")
+        with contextlib.suppress(FileNotFoundError):
+            staged.unlink()
+        fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(unit.render_environment())
+        staged.replace(unit.environment_file)
+        console.print(f"Wrote {unit.environment_file} (0600).", highlight=False)
     if unit.run_as is not None and os.geteuid() == 0:
         account = pwd.getpwnam(unit.run_as)
         for path in [unit.data_dir, *unit.data_dir.rglob("*")]:

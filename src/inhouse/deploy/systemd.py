@@ -21,18 +21,25 @@ without the variable (not under systemd) every call does nothing. No library: th
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import re
 import socket
+import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 Scope = Literal["system", "user"]
 UNIT_NAME = "inhouse.service"
 NODE_UNIT = "inhouse-node.service"
 APP_UNIT = "inhouse-app.service"
 UNIT_NAMES = (UNIT_NAME, NODE_UNIT, APP_UNIT)
+# A system unit's data directory when none is named: systemd's place for a service's state (StateDirectory=), not
+# the home of root that runs `sudo inhouse service install` (0700: out of the service account's reach).
+SYSTEM_DATA_DIR = Path("/var/lib/inhouse")
+ENVIRONMENT_FILE = "service.env"  # in the data directory, 0600: the settings variables the unit carries
 NODE_RESTART_S = 10  # a worker retries its head this often while the head is away
 _PLAIN = re.compile(r"[A-Za-z0-9_./:,+-]+")  # a word of a command line that needs no quotes
 # Seconds: a 13B model loads in minutes on a 2-core machine; beyond that the start has failed.
@@ -75,6 +82,23 @@ class ServiceUnit:
     config: Path | None = None  # INHOUSE_CONFIG, when the settings live in a TOML file
     open_files: int = 2048  # LimitNOFILE: above server.max_connections plus the databases, models and sockets
     cluster: ClusterNode | None = None
+    # INHOUSE_* settings variables install ran with, for the service to run with the same: in a 0600 file, since
+    # any of them may hold a secret (a store URL with a password) and the unit file is world-readable.
+    environment: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def environment_file(self) -> Path | None:
+        return self.data_dir / ENVIRONMENT_FILE if self.environment else None
+
+    def render_environment(self) -> str:
+        """The ``EnvironmentFile=``: ``NAME="VALUE"`` lines, read the same by systemd and by a POSIX shell."""
+        lines = ["# Written by `inhouse service install`: the settings variables it ran with. Mode 0600."]
+        for name, value in self.environment:
+            if any(c in value for c in "\n\r\0"):
+                raise ValueError(f"{name} holds a line break, which an environment file cannot carry")
+            escaped = re.sub(r'(["\\`$])', r"\\\1", value)
+            lines.append(f'{name}="{escaped}"')
+        return "\n".join(lines) + "\n"
 
     def units(self) -> dict[str, str]:
         """The unit files to install, by name."""
@@ -90,12 +114,16 @@ class ServiceUnit:
                  f"Environment={q(f'INHOUSE_DATA_DIR={self.data_dir}')}"]
         if self.config is not None:
             lines.append(f"Environment={q(f'INHOUSE_CONFIG={self.config}')}")
+        if self.environment_file is not None:  # the rest of the line is the path, quotes and all: only % escaped
+            lines.append(f"EnvironmentFile={str(self.environment_file).replace('%', '%%')}")
         if self.scope == "system":
             if not self.run_as or self.run_as in ("root", "nobody"):
                 # nobody: its files would be everybody's who runs as nobody (systemd warns the same).
                 raise ValueError("a system unit runs inhouse as a named account of its own, never root or nobody")
             lines += [f"User={self.run_as}", "NoNewPrivileges=yes", "ProtectSystem=full",
                       f"ReadWritePaths={q(self.data_dir)}"]
+            if self.data_dir.parent == SYSTEM_DATA_DIR.parent:  # systemd keeps it there, owned by User=, 0700
+                lines += [f"StateDirectory={self.data_dir.name}", "StateDirectoryMode=0700"]
         return lines
 
     def _file(self, description: str, unit: list[str], service: list[str], wanted_by: str | None = None) -> str:
@@ -153,6 +181,74 @@ class ServiceUnit:
              # Restart for ever, but not in a tight loop: 10 failed starts in 5 minutes stop it (a broken install).
              "StartLimitIntervalSec=300", "StartLimitBurst=10"],
             service)
+
+
+class Account(NamedTuple):
+    """The account a system unit runs as, as the kernel checks its access to a file: its uid and every group."""
+
+    name: str
+    uid: int
+    gids: frozenset[int]
+
+    @classmethod
+    def named(cls, name: str) -> Account:
+        entry = pwd.getpwnam(name)
+        return cls(name, entry.pw_uid, frozenset(os.getgrouplist(name, entry.pw_gid)))
+
+
+class _Mode(NamedTuple):
+    st_mode: int
+    st_uid: int
+    st_gid: int
+
+
+def _may(account: Account, mode: _Mode, want: int) -> bool:
+    """The permission check of the mode bits (no ACLs): the owner's bits for the owner, else the group's for a
+    member, else the others'; ``want`` of R_OK, W_OK, X_OK."""
+    if account.uid == 0:
+        return True
+    shift = 6 if mode.st_uid == account.uid else 3 if mode.st_gid in account.gids else 0
+    return (mode.st_mode >> shift) & want == want
+
+
+def _described(path: Path, mode: _Mode) -> str:
+    try:
+        user = pwd.getpwuid(mode.st_uid).pw_name
+    except KeyError:
+        user = str(mode.st_uid)
+    try:
+        group = grp.getgrgid(mode.st_gid).gr_name
+    except KeyError:
+        group = str(mode.st_gid)
+    return f"{path} ({stat.filemode(mode.st_mode)} {user}:{group})"
+
+
+def first_blocked(account: Account, path: Path, want: int = os.X_OK) -> str | None:
+    """Where ``account`` is stopped on its way to ``path``: the first directory above it that it may not search
+    (as written, and as symbolic links resolve), or ``path`` itself when it lacks ``want``; described with its mode
+    and owner, None when nothing stops it. Directories not there yet are judged as this process will make them
+    (``mkdir -p``: its user and group, 0777 less its umask)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    made = _Mode(stat.S_IFDIR | (0o777 & ~umask), os.geteuid(), os.getegid())
+    absolute = path.absolute()
+    steps: list[tuple[Path, int]] = []
+    for chain in (absolute, absolute.resolve()):
+        for step in (*reversed(chain.parents), chain):
+            entry = (step, want if step == chain else os.X_OK)
+            if entry not in steps:
+                steps.append(entry)
+    for step, bits in steps:
+        try:
+            st = step.stat()
+            mode = _Mode(st.st_mode, st.st_uid, st.st_gid)
+        except FileNotFoundError:
+            mode = made
+        except OSError:  # this process may not look (not root): the service will find out itself
+            continue
+        if not _may(account, mode, bits):
+            return _described(step, mode)
+    return None
 
 
 def quote(value: object, *, command: bool = False) -> str:

@@ -17,9 +17,11 @@ data directory alone would miss them, and one of them taken apart from the other
 backup`` and ``restore`` refuse there (``require_embedded``), and docs/operations.md says what to keep instead.
 
 **Nothing half-written.** The backup is written to ``DIR.partial`` and renamed to ``DIR`` when complete; restore
-stages its files in the data directory and renames each into place, after every hash has been checked. Model
-weights are not copied (they come from packages or files you still have): the manifest lists the registered
-models, and ``inhouse models pull`` / ``add`` bring them back.
+stages its files in the data directory and renames each into place, after every hash has been checked; it refuses
+a directory holding a database's leftover ``-wal``, ``-shm`` or ``-journal`` (SQLite would replay them into the
+restored file), and runs ``PRAGMA quick_check`` on each database once in place, taking the files out again if one
+fails. Model weights are not copied (they come from packages or files you still have): the manifest lists the
+registered models, and ``inhouse models pull`` / ``add`` bring them back.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from inhouse.errors import Conflict, InvalidRequest, shown
+from inhouse.errors import Conflict, InhouseError, InvalidRequest, shown
 
 FORMAT = "inhouse-backup-1"
 MANIFEST = "MANIFEST.json"
@@ -44,6 +46,8 @@ DATABASES = ("kb.db", "inhouse.db")  # copied first; audit.db last, under its wr
 AUDIT_FILES = ("audit.db", "audit.head", "audit.key")
 _SECRET_FILES = frozenset({"audit.key"})
 _STAGING = ".restore-staging"  # in the data directory, while a restore copies
+_SQLITE_FILES = (*DATABASES, "audit.db")
+_SIDECARS = ("-wal", "-shm", "-journal")  # SQLite's files beside a database, read back into it when it opens
 
 
 @dataclass
@@ -234,6 +238,14 @@ def restore_data_dir(backup: Path, data_dir: Path) -> dict[str, Any]:
     if present:
         raise Conflict(f"{data_dir} already holds inhouse data ({', '.join(present)}); restore into a new, empty "
                        "data directory (move the current one aside first).", param="data_dir")
+    # A -wal left by a killed server is replayed into whatever database of that name opens next: the restored one
+    # would silently become the old one's pages (or malformed). A -journal is rolled back into it the same way.
+    leftovers = [f"{db}{suffix}" for db in _SQLITE_FILES for suffix in _SIDECARS
+                 if os.path.lexists(data_dir / f"{db}{suffix}")]
+    if leftovers:
+        raise Conflict(f"{data_dir} holds {', '.join(leftovers)}: SQLite's files of a database that is no longer "
+                       "there, which SQLite would read into the restored database and damage it. Move them aside with "
+                       "the database they belong to (or delete them), then restore.", param="data_dir")
     # Registered models, tuned profiles: files a new install may have made already (`models add` before the restore).
     taken = [e["path"] for e in manifest["files"] if os.path.lexists(data_dir / e["path"])]
     if taken:
@@ -262,4 +274,34 @@ def restore_data_dir(backup: Path, data_dir: Path) -> dict[str, Any]:
         _fsync(data_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    damaged = _check_databases(data_dir, [e["path"] for e in manifest["files"] if e["path"] in _SQLITE_FILES])
+    if damaged:
+        # Every file placed was absent before (checked above): taking them back leaves the directory as it was.
+        for entry in manifest["files"]:
+            suffixes = ("", *_SIDECARS) if entry["path"] in _SQLITE_FILES else ("",)
+            for suffix in suffixes:
+                with contextlib.suppress(FileNotFoundError):
+                    (data_dir / f"{entry['path']}{suffix}").unlink()
+        raise InhouseError(f"The restored {'; '.join(damaged)}. The restored files were taken out of {data_dir} "
+                           "again; check the backup's copy (sqlite3 FILE 'PRAGMA integrity_check') and restore an "
+                           "older backup if it is damaged.")
     return manifest
+
+
+def _check_databases(data_dir: Path, names: list[str]) -> list[str]:
+    """``PRAGMA quick_check`` of each restored database as the server will open it (a -wal beside it would be
+    replayed first); what fails, as "NAME fails its integrity check: …". kb.db through the stdlib's SQLite too:
+    nothing else has it open yet, so the two libraries' locks cannot clash (``backup_index``)."""
+    damaged = []
+    for name in names:
+        try:
+            conn = sqlite3.connect(data_dir / name)
+            try:
+                rows = [str(r[0]) for r in conn.execute("PRAGMA quick_check")]
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError as exc:  # not a database at all, or a header SQLite cannot read
+            rows = [str(exc)]
+        if rows != ["ok"]:
+            damaged.append(f"{name} fails its integrity check: {'; '.join(rows[:3])}")
+    return damaged

@@ -100,3 +100,12 @@ def test_a_sound_backup_restores(backup: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, ["restore", str(backup), "--data-dir", str(target)])
     assert result.exit_code == 0, result.output
     assert (target / "models" / "registry.json").read_text() == '{"models": {"from-backup": {}}}'
+
+
+def test_a_leftover_wal_in_the_target_is_refused_and_named(backup: Path, tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "inhouse.db-wal").write_bytes(b"left by a killed server")  # its inhouse.db moved aside, not the -wal
+    line = one_line_error(runner.invoke(app, ["restore", str(backup), "--data-dir", str(target)], env=WIDE), 1)
+    assert "inhouse.db-wal" in line
+    assert sorted(p.name for p in target.iterdir()) == ["inhouse.db-wal"]

@@ -59,6 +59,39 @@ def test_quoting_keeps_specifiers_variables_and_quotes_literal() -> None:
         quote("two\nlines")
 
 
+TRICKY = 'postgresql://inhouse:pa ss"$HOME`id`\\x\'%i@db.internal/inhouse'
+
+
+def test_settings_variables_go_to_a_file_the_shell_and_systemd_read_the_same(tmp_path: Path) -> None:
+    service = unit(data_dir=tmp_path / "data 100%", environment=(("INHOUSE_STORE__URL", TRICKY),
+                                                                 ("INHOUSE_SERVER__PORT", "8001")))
+    text = service.render()
+    assert "pa ss" not in text and "INHOUSE_STORE__URL" not in text  # the unit file is world-readable
+    assert directives(text)["EnvironmentFile"] == [f"{tmp_path}/data 100%%/service.env"]  # no quotes: a path
+    assert service.environment_file == tmp_path / "data 100%" / "service.env"
+    env_file = tmp_path / "service.env"
+    env_file.write_text(service.render_environment())
+    # systemd's EnvironmentFile= parser follows the shell's double quotes (\\, \", \`, \$ escaped; no expansion)
+    done = subprocess.run(["sh", "-c", f'. "{env_file}"; printf "%s|%s" "$INHOUSE_STORE__URL" "$INHOUSE_SERVER__PORT"'],
+                          capture_output=True, text=True, env={"PATH": os.environ["PATH"], "HOME": "/nowhere"},
+                          timeout=30)
+    assert done.stdout == f"{TRICKY}|8001", done.stderr
+    with pytest.raises(ValueError, match="line break"):
+        unit(environment=(("INHOUSE_SERVER__HOST", "a\nb"),)).render_environment()
+
+
+def test_without_settings_variables_there_is_no_environment_file() -> None:
+    service = unit()
+    assert service.environment_file is None and "EnvironmentFile" not in service.render()
+
+
+def test_a_system_unit_in_var_lib_lets_systemd_keep_its_state_directory() -> None:
+    assert directives(unit().render())["StateDirectory"] == ["inhouse"]
+    assert directives(unit().render())["StateDirectoryMode"] == ["0700"]
+    assert "StateDirectory" not in unit(data_dir=Path("/var/local/inhouse")).render()
+    assert "StateDirectory" not in unit(scope="user", run_as=None).render()
+
+
 HEAD = ClusterNode(head=True, address="10.0.0.1:6379", node_ip="10.0.0.1", num_cpus=2,
                    token_file=Path("/var/lib/inhouse/cluster/auth_token"))
 WORKER = ClusterNode(head=False, address="10.0.0.1:6379", node_ip="10.0.0.2",
@@ -108,7 +141,9 @@ def test_systemd_accepts_the_unit(tmp_path: Path, scope: str) -> None:
     data = tmp_path / "data dir with 100% spaces"
     data.mkdir()
     path = tmp_path / "inhouse.service"
-    path.write_text(unit(scope=scope, run_as="daemon" if scope == "system" else None, data_dir=data).render())
+    path.write_text(unit(scope=scope, run_as="daemon" if scope == "system" else None, data_dir=data,
+                         environment=(("INHOUSE_SERVER__PORT", "8001"),)).render())
+    assert "EnvironmentFile=" in path.read_text()
     runtime = tmp_path / "run"  # a user manager needs its runtime directory, which a test session has not
     runtime.mkdir(mode=0o700)
     done = subprocess.run(["systemd-analyze", "verify", *(["--user"] if scope == "user" else []), str(path)],
