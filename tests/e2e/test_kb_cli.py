@@ -140,7 +140,7 @@ def test_ingest_sync_reports_what_changed(env: Path) -> None:
     assert "moved and edited hr/leave.md → hr/policies/leave.md (" in said and "of the text the same" in said, said
     assert "1 files (0 added, 0 replaced, 0 unchanged, 0 errors, 1 moved, 0 removed)" in said
     assert "22 from 2027" in CliRunner().invoke(app, ["search", "annual leave 2027", "--collection", "hr"]).output
-    a_file = CliRunner().invoke(app, ["ingest", "--sync", str(env / "leave.md"), "--collection", "hr"])
+    a_file = CliRunner().invoke(app, ["ingest", "--sync", str(env / "policies" / "leave.md"), "--collection", "hr"])
     assert a_file.exit_code == 2 and "directories" in a_file.output
 
 

@@ -15,7 +15,15 @@ from typing import Any
 
 import typer
 
-from inhouse.cli.common import DataDirOption, console, err_console, open_services, settings_from, translate_errors
+from inhouse.cli.common import (
+    DataDirOption,
+    console,
+    err_console,
+    open_services,
+    server_error,
+    settings_from,
+    translate_errors,
+)
 from inhouse.errors import AuthenticationFailed, InhouseError, InvalidRequest, NotFound, Overloaded, Unavailable
 
 Streamer = Callable[[list[dict[str, Any]]], AsyncIterator[str]]
@@ -29,25 +37,28 @@ def _remote_streamer(url: str, api_key: str | None, model: str | None, options: 
         if not model:
             body.pop("model")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        async with httpx.AsyncClient(base_url=url.rstrip("/"), timeout=httpx.Timeout(600, connect=5)) as client:
-            if not model:
-                listing = await client.get("/v1/models", headers=headers)
-                _raise_for(listing)
-                body["model"] = listing.json()["data"][0]["id"]
-            async with client.stream("POST", "/v1/chat/completions", json=body, headers=headers) as resp:
-                if resp.status_code >= 400:
-                    await resp.aread()
-                    _raise_for(resp)
-                async for line in resp.aiter_lines():
-                    if not line.startswith("data: ") or line == "data: [DONE]":
-                        continue
-                    chunk = json.loads(line[6:])
-                    if "error" in chunk:
-                        raise InhouseError(chunk["error"].get("message", "the server failed"))
-                    for choice in chunk.get("choices", []):
-                        text = (choice.get("delta") or {}).get("content")
-                        if text:
-                            yield text
+        try:
+            async with httpx.AsyncClient(base_url=url.rstrip("/"), timeout=httpx.Timeout(600, connect=5)) as client:
+                if not model:
+                    listing = await client.get("/v1/models", headers=headers)
+                    _raise_for(listing)
+                    body["model"] = listing.json()["data"][0]["id"]
+                async with client.stream("POST", "/v1/chat/completions", json=body, headers=headers) as resp:
+                    if resp.status_code >= 400:
+                        await resp.aread()
+                        _raise_for(resp)
+                    async for line in resp.aiter_lines():
+                        if not line.startswith("data: ") or line == "data: [DONE]":
+                            continue
+                        chunk = json.loads(line[6:])
+                        if "error" in chunk:
+                            raise InhouseError(chunk["error"].get("message", "the server failed"))
+                        for choice in chunk.get("choices", []):
+                            text = (choice.get("delta") or {}).get("content")
+                            if text:
+                                yield text
+        except (httpx.InvalidURL, httpx.HTTPError) as exc:  # no server there, a URL without http://, TLS vs HTTP
+            raise server_error(url, exc) from None
 
     return stream
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import signal
 import sys
@@ -243,6 +244,25 @@ DataDirOption = typer.Option(
 def fail(message: str, code: int = 2) -> None:
     err_console.print(f"[bold red]error:[/] {message}", highlight=False)
     raise typer.Exit(code)
+
+
+def server_error(url: str, exc: Exception) -> InhouseError:
+    """What an httpx error on the way to ``--url`` means, in the words every client command uses: a URL that is no
+    server's (exit 2), or a server that cannot be reached or stopped answering (exit 5)."""
+    import httpx
+
+    why = str(exc) or type(exc).__name__  # a timeout's message is empty
+    if isinstance(exc, (httpx.InvalidURL, httpx.UnsupportedProtocol)):  # InvalidURL is no HTTPError: bad input
+        return InvalidRequest(f"--url {url!r} is not a server's URL (http://host:port): {why}")
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):  # also TLS spoken to a plain HTTP port
+        return Unavailable(f"Cannot reach {url}: {why}.")
+    return Unavailable(f"The connection to {url} failed: {why}.")
+
+
+def quiet_library_logs() -> None:
+    """Outside `inhouse serve` (which configures its own log) nothing configures logging, so a library's warnings
+    reach stderr raw: psycopg's pool logs every failed connection attempt before the command's one red line."""
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 
 def is_tty() -> bool:

@@ -30,6 +30,7 @@ from inhouse.types import Actor
 
 if TYPE_CHECKING:
     from inhouse.kb.index.protocol import Collection
+    from inhouse.kb.retrieve import Hit
     from inhouse.kb.service import KnowledgeBase
     from inhouse.services import Services
 
@@ -67,6 +68,8 @@ def ingest(
     data_dir: Path = DataDirOption,
 ) -> None:
     """Ingest files into a collection: parse, chunk, embed, index. Unchanged files are skipped."""
+    with translate_errors(data_dir):  # a typo creates no collection and no audit record
+        _check_paths(paths, sync=sync)
     with services_for(data_dir) as services:
         kb = _kb(services)
         created = False
@@ -144,17 +147,29 @@ def ingest(
         raise typer.Exit(1)
 
 
+def _check_paths(paths: Sequence[Path], *, sync: bool) -> None:
+    """Every path is there (and with ``sync`` a directory): checked before the command changes anything."""
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        raise InvalidRequest("; ".join(f"{p}: no such file or directory" for p in missing), param="paths")
+    files = [p for p in paths if not p.is_dir()] if sync else []
+    if files:
+        raise InvalidRequest(f"--sync takes directories: {files[0]} is a file, and a single file has nothing to "
+                             "remove.", param="paths")
+
+
 class _CommandRun:
     """A command that changes the knowledge index, in the audit log as the same change over HTTP is recorded
-    (actor ``key_cli``): a ``started`` record before anything changes (if it cannot be written, nothing is changed),
-    then one final record naming the documents the command changed, from the run journal the store fills in each
-    change's own transaction (so a document a command deleted or relabelled is found by ``inhouse audit export
-    --document``): ``success``, or ``interrupted`` (Ctrl-C, SIGTERM) or ``error`` with the documents changed until
-    then. A command killed outright keeps its ``started`` record, closed as interrupted by the next ``inhouse serve``
-    or command (its record names its process, so a command still going is left alone)."""
+    (actor ``key_cli``; ``_ReadRun``: a read, whose actor may be a ``--key``): a ``started`` record before anything
+    changes (if it cannot be written, nothing is changed), then one final record naming the documents the command
+    changed, from the run journal the store fills in each change's own transaction (so a document a command deleted
+    or relabelled is found by ``inhouse audit export --document``): ``success``, or ``interrupted`` (Ctrl-C, SIGTERM)
+    or ``error`` with the documents changed until then. A command killed outright keeps its ``started`` record,
+    closed as interrupted by the next ``inhouse serve`` or command (its record names its process, so a command still
+    going is left alone)."""
 
     def __init__(self, services: Services, *, action: str, resource: str,
-                 details: dict[str, object] | None = None) -> None:
+                 details: dict[str, object] | None = None, actor: Actor = CLI_ACTOR, ahead: bool = True) -> None:
         from inhouse.chat.service import new_request_id
 
         self.services = services
@@ -163,6 +178,10 @@ class _CommandRun:
         self.action = action
         self.resource = resource
         self.details: dict[str, object] = {"via": "cli", **(details or {})}
+        self.actor = actor
+        self.ahead = ahead  # False: no ``started`` record, only the final one (a search: quick, changes nothing)
+        self.model: str | None = None
+        self.label: str | None = None
 
     def note(self, **details: object) -> None:
         """Add to the final record's ``details`` (what changed: before and after)."""
@@ -173,18 +192,20 @@ class _CommandRun:
         from inhouse.governance.audit.log import INTERRUPTED, STARTED
         from inhouse.governance.process import this_process
 
-        closed = self.services.close_interrupted(processes_only=True)
-        if closed:
-            err_console.print(f"{len(closed)} earlier command run(s) stopped before they finished; recorded as "
-                              "interrupted in the audit log.", highlight=False)
-        self._record(STARTED, [], {**self.details, "process": this_process()})
+        if self.ahead:
+            closed = self.services.close_interrupted(processes_only=True)
+            if closed:
+                err_console.print(f"{len(closed)} earlier command run(s) stopped before they finished; recorded as "
+                                  "interrupted in the audit log.", highlight=False)
+            self._record(STARTED, [], {**self.details, "process": this_process()})
         try:
             yield
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):
                 outcome, reason = INTERRUPTED, "stopped by Ctrl-C or SIGTERM"
             elif isinstance(exc, InhouseError):
-                outcome, reason = "failure" if exc.type == "invalid_request_error" else "error", exc.message
+                outcome = {"invalid_request_error": "failure", "permission_error": "denied"}.get(exc.type, "error")
+                reason = exc.message
             else:
                 outcome, reason = "error", type(exc).__name__
             try:
@@ -201,6 +222,9 @@ class _CommandRun:
 
         changed = self._changed()
         self._record(outcome, changed[:MAX_RECORD_DOCUMENTS], self._final_details(len(changed)), reason=reason)
+        self._forget()
+
+    def _forget(self) -> None:
         try:  # the final record names the run's documents: its journal entries are done with
             self.services.kb.store.forget_run(self.request_id)
         except InhouseError as exc:  # the next serve or ingest drops them (``Services.close_interrupted``)
@@ -209,8 +233,9 @@ class _CommandRun:
     def _record(self, outcome: str, documents: list[str], details: dict[str, object], *,
                 reason: str | None = None) -> None:
         self.audit.record_request(action=self.action, outcome=outcome, request_id=self.request_id,
-                                  actor_key_id=CLI_ACTOR.key_id, resource=self.resource, documents=documents,
-                                  reason=reason, details=details)
+                                  actor_key_id=self.actor.key_id, user_id=self.actor.user_id, resource=self.resource,
+                                  model=self.model, label=self.label, documents=documents, reason=reason,
+                                  details=details)
 
     def _journal(self) -> list[tuple[str, str]]:
         try:
@@ -256,6 +281,39 @@ class _IngestRun(_CommandRun):
                 "documents_not_listed": max(0, listed - MAX_RECORD_DOCUMENTS)}
 
 
+class _ReadRun(_CommandRun):
+    """``inhouse search`` and ``ask`` recorded as the same reads over HTTP (``POST /v1/search``, a chat completion
+    with ``knowledge``): by the acting key (``key_cli``, or the ``--key`` given, with its user), ``documents`` those
+    whose snippets the search returned or whose passages the answer gave the model (so ``inhouse audit export
+    --document`` finds who read a document from the command line too), ``label`` the most sensitive of them. A
+    search is one record, written before its results are shown (no record, nothing shown: exit 5); an answer is a
+    generation, written ahead (``ahead``) like one over HTTP. A read changes nothing: no run journal."""
+
+    def __init__(self, services: Services, actor: Actor, *, action: str, resource: str, ahead: bool,
+                 details: dict[str, object] | None = None, model: str | None = None) -> None:
+        super().__init__(services, action=action, resource=resource, details=details, actor=actor, ahead=ahead)
+        self.model = model
+        self.documents: list[str] = []
+
+    def read(self, hits: Sequence[Hit]) -> None:
+        """The passages returned or given to the model: their documents and the most sensitive label."""
+        from inhouse.governance.labels import max_label
+
+        self.documents = list(dict.fromkeys(h.chunk.document_id for h in hits))
+        self.label = max_label(h.chunk.label for h in hits).value if hits else None
+
+    def _changed(self) -> list[str]:
+        return self.documents
+
+    def _final_details(self, listed: int) -> dict[str, object]:
+        from inhouse.governance.audit.log import MAX_RECORD_DOCUMENTS
+
+        return {**self.details, "documents_not_listed": max(0, listed - MAX_RECORD_DOCUMENTS)}
+
+    def _forget(self) -> None:
+        pass
+
+
 def format_eta(seconds: float | None) -> str:
     if seconds is None:
         return "…"
@@ -274,7 +332,15 @@ def ask(
     with services_for(data_dir) as services:
         kb = _kb(services)
         name = model or services.settings.kb.answer_model or services.settings.models.default
-        answer = asyncio.run(kb.answerer.answer(_actor(services, key), question, collection or None, model=name))
+        actor = _actor(services, key)
+        run = _ReadRun(services, actor, action="chat:create", resource="inhouse ask", ahead=True,
+                       details={"collections": collection}, model=name)
+        with run.recorded():
+            answer = asyncio.run(kb.answerer.answer(actor, question, collection or None, model=name))
+            if answer.grounding.covered:  # not covered: the model was given no passage
+                run.read(answer.grounding.hits)
+            if answer.usage is not None:
+                run.note(prompt_tokens=answer.usage.prompt_tokens, completion_tokens=answer.usage.completion_tokens)
     console.print(answer.text, highlight=False)
     for c in answer.citations:
         where = c.title + (f" > {c.section}" if c.section else "") + (f", page {c.page_start}" if c.page_start else "")
@@ -290,7 +356,12 @@ def search(
 ) -> None:
     """Show the best matching chunks (hybrid keyword + vector search)."""
     with services_for(data_dir) as services:
-        hits = _kb(services).search(_actor(services, key), query, collections=collection or None, top_k=top_k)
+        actor = _actor(services, key)
+        run = _ReadRun(services, actor, action="kb:read", resource="inhouse search", ahead=False,
+                       details={"collections": collection, "top_k": top_k})
+        with run.recorded():
+            hits = _kb(services).search(actor, query, collections=collection or None, top_k=top_k)
+            run.read(hits)  # recorded before anything is shown
     for i, h in enumerate(hits, start=1):
         c = h.chunk
         console.print(f"[bold]{i}. {c.title}[/] [dim]{c.source_path} {c.section} score={h.score:.4f}[/]",
@@ -466,6 +537,10 @@ def kb_eval(
     sketch: bool = typer.Option(False, "--sketch", help="Search also the names in the model's code sketch of each "
                                 "question (kb.sketch_questions)."),
     no_sketch: bool = typer.Option(False, "--no-sketch", help="No code sketch (kb.sketch_questions off)."),
+    data_dir: Path = typer.Option(
+        None, "--data-dir", envvar="INHOUSE_DATA_DIR", show_default=False,
+        help="Data directory whose models (and tuned profiles) are used; the evaluation itself runs in a temporary "
+        "one, so the corpus is never ingested here."),
 ) -> None:
     """Recall@5, answer accuracy and not-covered rate on <corpus>/qa.jsonl (in a temporary data directory)."""
     from inhouse.eval_corpus import find_eval_corpus
@@ -473,6 +548,8 @@ def kb_eval(
 
     with translate_errors():
         found = find_eval_corpus(corpus)
+        if data_dir is not None and not data_dir.is_dir():
+            raise InvalidRequest(f"--data-dir {data_dir}: no such directory (its models are what is evaluated).")
     argv = ["--corpus", str(found)] + (["--model", model] if model else [])
     argv += ["--limit", str(limit)] if limit else []
     for path in qa:
@@ -482,4 +559,5 @@ def kb_eval(
     argv += ["--no-translate"] if no_translate else []
     argv += ["--sketch"] if sketch else []
     argv += ["--no-sketch"] if no_sketch else []
+    argv += ["--models-from", str(data_dir)] if data_dir else []
     raise typer.Exit(evaluate_main(argv, open_services=open_services))

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from inhouse.cli.common import (
     DataDirOption,
@@ -63,15 +63,29 @@ def list_(
         user_id = services.directory.find_user(user).id if user else None
         records = services.keys.list_keys(user_id=user_id)
         names = {u.id: u.name for u in services.directory.list_users()}
-    table = Table("id", "name", "user", "role", "prefix", "created", "expires", "revoked")
+    # "last used" (to the minute: it is written at most once a minute) shows a key still in use before a revoke.
+    table = Table("name", "user", "role", "prefix", "created", "expires", "revoked", "last used", "limits")
+    table.columns.insert(0, Column("id", no_wrap=True))  # what revoke and set-limits take: whole on a narrow terminal
     for r in records:
         table.add_row(r.id, r.name, names.get(r.user_id or "", r.user_id or ""), r.role, r.prefix,
-                      _when(r.created_at), _when(r.expires_at), _when(r.revoked_at))
+                      _when(r.created_at), _when(r.expires_at), _when(r.revoked_at), _when(r.last_used_at) or "never",
+                      _limits(r.rpm_limit, r.tokens_per_day_limit))
     console.print(table)
 
 
 def _when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M") if ts else ""
+
+
+def _limits(rpm: int | None, tokens_per_day: int | None) -> str:
+    """A key's own quotas; "default" for the governance settings' (None), "unlimited" for 0."""
+    if rpm is None and tokens_per_day is None:
+        return "default"
+
+    def one(n: int | None) -> str:
+        return "default" if n is None else "unlimited" if n == 0 else f"{n:,}"
+
+    return f"{one(rpm)} rpm, {one(tokens_per_day)} tokens/day"
 
 
 @app.command("set-limits")

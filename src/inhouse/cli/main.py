@@ -22,6 +22,7 @@ from inhouse.cli import store as store_cli
 from inhouse.cli import support as support_cli
 from inhouse.cli import tune as tune_cli
 from inhouse.cli import users as users_cli
+from inhouse.cli.common import quiet_library_logs
 
 app = typer.Typer(
     name="inhouse",
@@ -54,6 +55,7 @@ app.add_typer(store_cli.app, name="store", help="Where data is kept: copy an emb
 
 
 def main() -> None:
+    quiet_library_logs()
     app()
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from inhouse.cli.common import DataDirOption, console, services_for
+from inhouse.cli.common import DataDirOption, check_output_path, console, services_for
 from inhouse.types import Actor
 
 if TYPE_CHECKING:
@@ -118,6 +118,8 @@ def chat(message: str = typer.Argument(..., help="e.g. 'Book a review with Li ne
 def export(output: Path = typer.Option(None, "--output", "-o", help="Write here (default: stdout)."),
            key: str = KeyOption, tz: str = TzOption, data_dir: Path = DataDirOption) -> None:
     """Export your calendar as .ics."""
+    if output:
+        check_output_path(output)  # before the calendar is read: one red line, not a traceback after it
     with _session(data_dir, key, tz) as (svc, ctx):
         text = svc.export_ics(ctx)
     if output:

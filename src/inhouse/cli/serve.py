@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import logging
 import socket
@@ -23,7 +24,7 @@ from inhouse.cli.common import (
     settings_from,
     translate_errors,
 )
-from inhouse.errors import StoreUnavailable
+from inhouse.errors import InvalidRequest, StoreUnavailable, Unavailable
 
 if TYPE_CHECKING:
     from inhouse.config import Settings
@@ -70,6 +71,7 @@ def register(app: typer.Typer) -> None:
         from inhouse.deploy.systemd import Notifier
 
         logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("psycopg.pool").setLevel(logging.NOTSET)  # the server's log keeps the pool's retries
         settings = settings_from(data_dir, host=host, port=port)
         if allow_unauthenticated:
             settings.server.allow_unauthenticated = True
@@ -83,6 +85,11 @@ def register(app: typer.Typer) -> None:
         if cluster is not None:
             _serve_on_cluster(settings, cluster, node_ip)
             return
+        # Bound before anything loads: a port in use fails in a second, not after the model; uvicorn is then given
+        # this socket (listening starts when it serves).
+        with translate_errors(settings.data_dir):
+            sock = bind_port(settings.server.host, settings.server.port)
+        settings.server.port = sock.getsockname()[1]  # --port 0: the one the system chose, in "Serving … at"
         notifier = Notifier()  # systemd's Type=notify (`inhouse service install`); nothing outside systemd
         with translate_errors(settings.data_dir):
             from inhouse.bootstrap import build_probe
@@ -148,11 +155,35 @@ def register(app: typer.Typer) -> None:
                                 http=http_protocol(settings.server),
                                 ssl_certfile=str(tls[0]) if tls else None, ssl_keyfile=str(tls[1]) if tls else None)
         try:
-            _notifying_server(config, notifier, f"serving {name} at {url}", drain=services.registry.close).run()
+            _notifying_server(config, notifier, f"serving {name} at {url}",
+                              drain=services.registry.close).run(sockets=[sock])
         finally:
             notifier.stopping()
+            sock.close()
             services.close()
             err_console.print("stopped")
+
+
+def bind_port(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` (not listening yet), as uvicorn binds one; a port in use is ``Unavailable``
+    (exit 5), an address that is not this machine's or a port it may not use is bad input (exit 2)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: a restart need not wait for TIME_WAIT
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        where = f"{host}:{port}"
+        if exc.errno == errno.EADDRINUSE:
+            raise Unavailable(f"Port {port} on {host} is in use (another `inhouse serve`?): stop it, or choose "
+                              "another with --port or server.port.") from None
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise InvalidRequest(f"Cannot listen on {where}: ports below 1024 need privileges; choose another "
+                                 "with --port or server.port.") from None
+        raise InvalidRequest(f"Cannot listen on {where}: {exc.strerror or exc} (--host, server.host: an address "
+                             "of this machine).") from None
+    return sock
 
 
 def tls_files(settings: Settings) -> tuple[Path, Path] | None:

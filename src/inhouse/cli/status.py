@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from inhouse.cli.common import DataDirOption, console, fail, settings_from
+from inhouse.cli.common import DataDirOption, console, fail, server_error, settings_from, translate_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -27,14 +27,11 @@ def register(app: typer.Typer) -> None:
             settings = settings_from(data_dir)
             url = f"http://127.0.0.1:{settings.server.port}"
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        try:
-            resp = httpx.get(url.rstrip("/") + "/v1/status", headers=headers, timeout=10)
-        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:  # InvalidURL is no HTTPError: bad input
-            fail(f"--url {url!r} is not a server's URL (http://host:port): {exc}", code=2)
-            return
-        except httpx.HTTPError as exc:
-            fail(f"Cannot reach {url}: {exc}.", code=5)
-            return
+        with translate_errors():
+            try:
+                resp = httpx.get(url.rstrip("/") + "/v1/status", headers=headers, timeout=10)
+            except (httpx.InvalidURL, httpx.HTTPError) as exc:
+                raise server_error(url, exc) from None
         if resp.status_code != 200:
             try:
                 message = resp.json()["error"]["message"]

@@ -205,26 +205,44 @@ def ingest_corpus(kb: KnowledgeBase, corpus: Path) -> dict[str, Any]:
             "chunks_per_s": round(chunks / seconds, 1) if seconds else 0.0, "errors": errors}
 
 
-def link_default_models(data_dir: Path) -> None:
-    """Let a fresh data directory use the models (and tuned profiles) already pulled into the default one."""
+def link_default_models(data_dir: Path, source: Path | None = None) -> None:
+    """Let a fresh data directory use the models (and tuned profiles) already pulled into ``source`` (default: the
+    configured data directory)."""
     from inhouse.config import load_settings
 
-    default = load_settings()
+    default = load_settings(**({"data_dir": source} if source is not None else {}))
     for sub in (default.model_cache_dir, default.data_dir / "profiles"):
         if sub.is_dir() and not (data_dir / sub.name).exists():
             (data_dir / sub.name).symlink_to(sub, target_is_directory=True)
 
 
 def load_questions(paths: Path | Sequence[Path], limit: int | None = None) -> list[dict[str, Any]]:
-    """The questions of one or more QA files, in order; ids must be unique across them."""
+    """The questions of one or more QA files, in order; ids must be unique across them. A file that is missing or
+    not a QA set is an ``InvalidRequest`` naming it (and the line), read before any evaluation work starts."""
     rows: list[dict[str, Any]] = []
-    for path in [paths] if isinstance(paths, Path) else paths:
-        rows += [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     seen: set[str] = set()
-    for row in rows:
-        if row["id"] in seen:
-            raise ValueError(f"question id {row['id']!r} appears twice")
-        seen.add(row["id"])
+    for path in [paths] if isinstance(paths, Path) else paths:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise InvalidRequest(f"{path}: no such QA file (one JSON question a line; --qa FILE names another).",
+                                 param="qa") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidRequest(f"{path}: cannot be read as a QA file: {exc}", param="qa") from None
+        for n, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as exc:
+                raise InvalidRequest(f"{path}, line {n}: not valid JSON ({exc})", param="qa") from None
+            if not isinstance(row, dict) or not all(k in row for k in ("id", "question", "answerable")):
+                raise InvalidRequest(f"{path}, line {n}: a question is a JSON object with \"id\", \"question\" and "
+                                     "\"answerable\"", param="qa")
+            if row["id"] in seen:
+                raise InvalidRequest(f"{path}, line {n}: question id {row['id']!r} appears twice", param="qa")
+            seen.add(row["id"])
+            rows.append(row)
     return rows[:limit] if limit else rows
 
 
@@ -279,6 +297,9 @@ def main(argv: list[str] | None = None, *, open_services: Callable[[Settings], E
                     help="Search also the names in the model's code sketch of each question (kb.sketch_questions)")
     ap.add_argument("--no-sketch", action="store_true", help="No code sketch (kb.sketch_questions off)")
     ap.add_argument("--data-dir", type=Path, default=None, help="Data directory (default: a temporary one)")
+    ap.add_argument("--models-from", type=Path, default=None, metavar="DIR",
+                    help="Data directory whose models and tuned profiles the temporary one uses (default: the "
+                    "configured one, $INHOUSE_DATA_DIR)")
     ap.add_argument("--limit", type=int, default=None, help="Only the first N questions")
     ap.add_argument("--embedder", default="e5", choices=["e5", "fake"])
     ap.add_argument("--rerank", action="store_true", help="Judge passages with the model before answering")
@@ -287,8 +308,9 @@ def main(argv: list[str] | None = None, *, open_services: Callable[[Settings], E
     ap.add_argument("--details", type=Path, default=None,
                     help="Write every question's result (retrieved sources, answer, verdict) here as JSON lines")
     args = ap.parse_args(argv)
-    try:
+    try:  # the corpus and its questions before any work: a typo is one line, not a traceback after the ingest
         corpus = find_eval_corpus(args.corpus)
+        questions = load_questions(args.qa or [corpus / "qa.jsonl"], args.limit)
     except InvalidRequest as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
@@ -297,7 +319,7 @@ def main(argv: list[str] | None = None, *, open_services: Callable[[Settings], E
     with tempfile.TemporaryDirectory(prefix="inhouse-eval-") as tmp:
         settings = load_settings(data_dir=args.data_dir or Path(tmp))
         if args.data_dir is None:
-            link_default_models(Path(tmp))
+            link_default_models(Path(tmp), args.models_from)
         settings.kb.embedder = args.embedder
         settings.kb.rerank = args.rerank
         settings.kb.coverage_check = not args.no_coverage_check
@@ -309,7 +331,6 @@ def main(argv: list[str] | None = None, *, open_services: Callable[[Settings], E
         try:
             kb = services.kb
             ingest = ingest_corpus(kb, corpus)
-            questions = load_questions(args.qa or [corpus / "qa.jsonl"], args.limit)
 
             def show(r: QuestionResult) -> None:
                 if not args.json:

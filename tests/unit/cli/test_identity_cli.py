@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -70,3 +71,20 @@ def test_errors_exit_non_zero_with_one_line(run: Callable[..., tuple[int, str]])
         got, out = run(*args)
         assert got == code, (args, got, out)
         assert out.startswith("error:") and "Traceback" not in out
+
+
+def test_keys_list_shows_when_each_key_was_last_used_and_its_limits(
+        run: Callable[..., tuple[int, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "300")  # one row a line
+    code, out = run("keys", "create", "--name", "used", "--rpm", "5", "--tokens-per-day", "0")
+    secret = next(w for w in out.split() if w.startswith("ih_") and w.count("_") >= 2)
+    assert run("keys", "create", "--name", "idle")[0] == 0
+    assert run("search", "anything", "--key", secret)[0] == 0  # a use of the key: last_used_at is written
+
+    code, out = run("keys", "list")
+    assert code == 0 and "last used" in out and "limits" in out, out
+    used = next(line for line in out.splitlines() if "│ used │" in line)
+    idle = next(line for line in out.splitlines() if "│ idle │" in line)
+    assert len(re.findall(r"\d{4}-\d\d-\d\d \d\d:\d\d", used)) == 2, used  # created, and last used
+    assert "5 rpm, unlimited tokens/day" in used, used
+    assert "never" in idle and "default" in idle, idle
