@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import ipaddress
 import logging
+import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -262,6 +264,18 @@ def _notifying_server_class() -> type:
             while True:
                 self._notifier.watchdog()
                 await asyncio.sleep(every_s)
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            """uvicorn raises a SIGTERM again once it has stopped, and with Python's default handler the process
+            died there: `serve`'s own shutdown (kept audit records written, parse workers and databases closed,
+            "stopped") never ran, and it exited -15. A SIGTERM is an ordinary stop: exit 0 after it. (Ctrl-C is
+            raised again: KeyboardInterrupt, the shutdown, exit 130.)"""
+            with super().capture_signals():
+                try:
+                    yield
+                finally:
+                    self._captured_signals[:] = [s for s in self._captured_signals if s != signal.SIGTERM]
 
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             self._notifier.stopping()
