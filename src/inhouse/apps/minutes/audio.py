@@ -7,17 +7,20 @@ are joined into ``<model cache>/whisper-base/`` and the pinned sha256 is checked
 is ever downloaded at transcription time: faster-whisper is given a local directory.
 
 Bad input is refused before the model runs: bytes that no decoder reads (``DocumentRejected``), audio longer than
-the limit, and silence (``InvalidRequest``: no speech).
+the limit, and silence (``InvalidRequest``: no speech). The limit is checked before decoding when the container
+states an exact length, and while decoding in any case: a few MB of compressed silence can hold days of samples, so
+decoding stops as soon as the limit is passed and memory stays bounded by the limit, not by what the file claims.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import logging
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,11 @@ MODEL_BIN_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0
 MODEL_BIN_SIZE = 145_217_532
 SAMPLE_RATE = 16_000
 SILENCE_RMS = 1e-3  # below this (on [-1, 1] samples) the recording holds nothing to transcribe
+_GROUP_SAMPLES = 500_000  # input samples resampled at once (as faster-whisper does): per-frame calls are slow
+# Containers whose stated length is a count from the file itself (FLAC STREAMINFO, an MP4 track header, Ogg's last
+# granule position), not a guess from the bitrate as for MP3, ADTS or a WAV without a usable size: only those are
+# trusted to refuse a file before decoding, so no recording that decodes within the limit is refused.
+_EXACT_LENGTH_FORMATS = frozenset({"flac", "ogg", "mov", "mp4", "m4a"})
 
 
 def whisper_dir(cache_dir: Path) -> Path:
@@ -103,11 +111,8 @@ class WhisperTranscriber:
             return self._model
 
     def transcribe(self, data: bytes, filename: str, language: str | None = None) -> list[tuple[float, str]]:
-        audio = decode_audio(data, filename)
+        audio = decode_audio(data, filename, max_s=self._max_audio_s)
         seconds = len(audio) / SAMPLE_RATE
-        if seconds > self._max_audio_s:
-            raise InvalidRequest(f"{filename}: the recording is {seconds / 60:.0f} minutes long; at most "
-                                 f"{self._max_audio_s / 60:.0f} minutes are accepted.", param="file")
         if seconds < 0.2 or rms(audio) < SILENCE_RMS:
             raise InvalidRequest(f"{filename}: the recording is silent; there is no speech to transcribe.",
                                  param="file", code="no_speech")
@@ -121,20 +126,84 @@ class WhisperTranscriber:
         return out
 
 
-def decode_audio(data: bytes, filename: str) -> Any:
-    """Mono 16 kHz float32 samples (via PyAV, bundled with faster-whisper). Unreadable → DocumentRejected."""
+def decode_audio(data: bytes, filename: str, *, max_s: float | None = None) -> Any:
+    """Mono 16 kHz float32 samples (via PyAV, bundled with faster-whisper). Unreadable → DocumentRejected; longer
+    than ``max_s`` → InvalidRequest, before decoding when the container states its length, else as soon as the
+    decoded samples pass it (never more than ``max_s`` plus one group of samples is held)."""
     if not data:
         raise DocumentRejected(filename, "the file is empty")
     try:
-        from faster_whisper.audio import decode_audio as fw_decode
-    except ImportError:  # pragma: no cover - faster-whisper is a dependency
+        import av
+        import numpy as np
+    except ImportError:  # pragma: no cover - PyAV comes with faster-whisper, a dependency
         raise Unavailable("Audio support needs the faster-whisper package.") from None
+    limit = None if max_s is None else int(max_s * SAMPLE_RATE)
+    chunks: list[Any] = []  # int16 pieces: half the memory of float32 until the end
+    total = 0
     try:
-        with contextlib.redirect_stderr(io.StringIO()):
-            return fw_decode(io.BytesIO(data), sampling_rate=SAMPLE_RATE)
-    except Exception as exc:  # PyAV raises many types (InvalidDataError, ValueError, …) for bad input
+        with contextlib.redirect_stderr(io.StringIO()), \
+                av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as container:
+            stream = container.streams.audio[0]
+            stated = _stated_seconds(container, stream)
+            if max_s is not None and stated is not None and stated > max_s:
+                raise _too_long(filename, max_s, stated)
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+            for group in itertools.chain(_groups(container.decode(stream)), [None]):
+                for out in resampler.resample(group):
+                    chunk = out.to_ndarray().reshape(-1)
+                    chunks.append(chunk)
+                    total += len(chunk)
+                    if limit is not None and total > limit:
+                        raise _too_long(filename, limit / SAMPLE_RATE, None)
+    except InvalidRequest:
+        raise
+    except Exception as exc:  # PyAV raises many types (InvalidDataError, ValueError, IndexError, …) for bad input
         log.info("audio decode failed for %s: %s", filename, exc)
         raise DocumentRejected(filename, "not an audio file that can be read (WAV, MP3, M4A, OGG, FLAC)") from None
+    audio = np.empty(total, dtype=np.float32)
+    at = 0
+    for chunk in chunks:
+        audio[at:at + len(chunk)] = chunk
+        at += len(chunk)
+    chunks.clear()
+    audio /= 32768.0
+    return audio
+
+
+def _stated_seconds(container: Any, stream: Any) -> float | None:
+    """The audio stream's length as the container states it, when that is a count rather than a bitrate guess."""
+    if not _EXACT_LENGTH_FORMATS & set(container.format.name.split(",")):
+        return None
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    return None
+
+
+def _groups(frames: Any) -> Iterator[Any]:
+    """Decoded frames joined into groups of about ``_GROUP_SAMPLES``; frames that fail to decode are skipped."""
+    import av
+
+    fifo = av.AudioFifo()
+    frames = iter(frames)
+    while True:
+        try:
+            frame = next(frames)
+        except StopIteration:
+            break
+        except av.error.InvalidDataError:
+            continue
+        frame.pts = None  # the fifo checks timestamps for continuity; a damaged file need not have it
+        fifo.write(frame)
+        if fifo.samples >= _GROUP_SAMPLES:
+            yield fifo.read()
+    if fifo.samples > 0:
+        yield fifo.read()
+
+
+def _too_long(filename: str, max_s: float, seconds: float | None) -> InvalidRequest:
+    length = f"{seconds / 60:.0f} minutes" if seconds is not None else f"more than {max_s / 60:.0f} minutes"
+    return InvalidRequest(f"{filename}: the recording is {length} long; at most {max_s / 60:.0f} minutes are "
+                          "accepted.", param="file")
 
 
 def rms(samples: Any) -> float:

@@ -124,6 +124,36 @@ def build_windows(lines: list[TranscriptLine], budget_tokens: int, *, overlap: f
     return windows
 
 
+class WindowBudget:
+    """Refuses a transcript that cannot fit in ``max_windows`` windows while it is still being parsed (give ``count``
+    to ``parse_transcript(on_line=…)``), so a huge upload costs about as much work as the limit allows, not its size.
+
+    Why no transcript that ``build_windows`` would accept is refused: a window of two or more lines costs at most
+    ``window_tokens`` and a window of one line holds one line, so with ``c`` a line's cost, every window's
+    ``sum(min(c, window_tokens))`` is at most ``window_tokens``; every line is in some window, hence windows ≥
+    ``sum(min(c, window_tokens)) / window_tokens``. Each line is counted here at its cost rendered without its
+    speaker, never more than its final cost: dropping characters never raises ``estimate_tokens``, and a one-off
+    label turned into text afterwards keeps the line's other characters. A sum above ``max_windows ×
+    window_tokens`` therefore means more than ``max_windows`` windows. Bytes alone give no such bound: blank
+    lines, headers and cue timings take bytes and no window."""
+
+    def __init__(self, window_tokens: int, max_windows: int) -> None:
+        self.window_tokens, self.max_windows = window_tokens, max_windows
+        self._left = window_tokens * max_windows
+
+    def count(self, line: TranscriptLine) -> None:
+        bare = TranscriptLine(line.number, line.text, None, line.timestamp).render()
+        self._left -= min(estimate_tokens(bare) + 1, self.window_tokens)
+        if self._left < 0:
+            raise too_many_windows(None, self.max_windows)
+
+
+def too_many_windows(needed: int | None, max_windows: int) -> InvalidRequest:
+    count = f"{needed} windows" if needed is not None else f"more than {max_windows} windows"
+    return InvalidRequest(f"The transcript is too long: it needs {count}, at most {max_windows} are allowed "
+                          "(apps.minutes_max_windows).", param="file")
+
+
 def _header(tr: Transcript, today_note: str) -> str:
     parts = []
     if tr.title:

@@ -21,12 +21,14 @@ from inhouse.apps.dates import RULES, find_date, find_time
 from inhouse.apps.minutes.extract import (
     MAX_LOOKS_PER_WINDOW,
     Proposals,
+    WindowBudget,
     build_windows,
     dated_lines,
     extract_window,
     is_chinese,
     reduce_summaries,
     second_look,
+    too_many_windows,
 )
 from inhouse.apps.minutes.schema import (
     ActionItem,
@@ -81,8 +83,13 @@ def decode_text(data: bytes, filename: str) -> str:
     raise InvalidRequest(f"{filename}: the transcript is not valid UTF-8 text.", param="file")
 
 
-async def read_transcript(ctx: AppContext, inp: MinutesInput, transcriber: Transcriber | None) -> Transcript:
-    if not inp.data.strip():
+async def read_transcript(ctx: AppContext, inp: MinutesInput, transcriber: Transcriber | None,
+                          options: MinutesOptions | None = None) -> Transcript:
+    """Audio is transcribed, text parsed, both in a worker thread: a long input must not stall the event loop (and
+    every other request with it). A text too long for ``options.max_windows`` is refused as soon as the parse has
+    read that much of it."""
+    options = options or MinutesOptions()
+    if not inp.data or inp.data.isspace():  # no copy of a large upload, as strip() would make
         raise InvalidRequest("The transcript is empty.", param="file")
     if is_audio(inp.data, inp.filename):
         if transcriber is None:
@@ -90,14 +97,19 @@ async def read_transcript(ctx: AppContext, inp: MinutesInput, transcriber: Trans
         segments = await asyncio.to_thread(transcriber.transcribe, inp.data, inp.filename, inp.language)
         return transcript_from_segments(segments, meeting_date=inp.meeting_date, filename=inp.filename,
                                         attendees=inp.attendees)
+    return await asyncio.to_thread(_parse_text, inp, WindowBudget(options.window_tokens, options.max_windows))
+
+
+def _parse_text(inp: MinutesInput, budget: WindowBudget) -> Transcript:
     text = decode_text(inp.data, inp.filename)
-    return parse_transcript(text, filename=inp.filename, meeting_date=inp.meeting_date, attendees=inp.attendees)
+    return parse_transcript(text, filename=inp.filename, meeting_date=inp.meeting_date, attendees=inp.attendees,
+                            on_line=budget.count)
 
 
 async def run(ctx: AppContext, inp: MinutesInput, *, options: MinutesOptions | None = None,
               transcriber: Transcriber | None = None) -> Minutes:
     options = options or MinutesOptions()
-    tr = await read_transcript(ctx, inp, transcriber)
+    tr = await read_transcript(ctx, inp, transcriber, options)
     return await run_transcript(ctx, tr, options)
 
 
@@ -106,10 +118,9 @@ async def run_transcript(ctx: AppContext, tr: Transcript, options: MinutesOption
     if tr.meeting_date is None:
         # Relative deadlines need a day to count from; a transcript without one is taken to be today's meeting.
         tr.meeting_date, tr.date_source = ctx.local_now().date(), "today"
-    windows = build_windows(tr.lines, options.window_tokens)
+    windows = await asyncio.to_thread(build_windows, tr.lines, options.window_tokens)
     if len(windows) > options.max_windows:
-        raise InvalidRequest(f"The transcript is too long: it needs {len(windows)} windows, at most "
-                             f"{options.max_windows} are allowed (apps.minutes_max_windows).", param="file")
+        raise too_many_windows(len(windows), options.max_windows)
     proposals, failed = await _extract(ctx, tr, windows, options)
     minutes = assemble(tr, proposals)
     if options.second_look:

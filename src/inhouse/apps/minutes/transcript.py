@@ -5,11 +5,16 @@ Every utterance becomes one ``TranscriptLine`` numbered from 1; the model cites 
 ``Attendees:``, ``会议:``, ``日期:``, ``参会人:`` …) are read as metadata and are not numbered. The meeting date comes
 from an explicit parameter, else the header, else a ``YYYY-MM-DD`` in the filename; attendees are the header's
 names plus everyone who speaks.
+
+The text is read one line at a time and ``on_line`` sees every utterance as it is made, so a caller can refuse a
+transcript that is too long after reading only as much as its limit allows (``extract.WindowBudget``).
 """
 
 from __future__ import annotations
 
+import itertools
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -17,6 +22,8 @@ from inhouse.apps.dates import find_date
 from inhouse.errors import InvalidRequest
 
 MAX_LINE_CHARS = 5000  # a longer "line" is split: one evidence line must stay quotable
+_PIECE_CHARS = 1 << 18
+OnLine = Callable[["TranscriptLine"], None]  # told of each utterance as it is made; may raise to stop the parse
 
 
 @dataclass(frozen=True)
@@ -93,22 +100,26 @@ _NOT_SPEAKERS = frozenset({
 
 _SPEAKER_ONLY_RE = re.compile(_SPEAKER_RE.pattern.replace("(?P<text>.*)$", "$"))
 
+_SPACE_RE = re.compile(r"\s*")
 _CUE_TIME_RE = re.compile(rf"^\s*(?P<start>{_TS})\s*-->\s*(?P<end>{_TS})")
 _VOICE_RE = re.compile(r"<v(?:\.[\w.-]+)?\s+(?P<name>[^>]+)>")
 _TAG_RE = re.compile(r"</?[a-zA-Z][^>]*>")
 
 
 def parse_transcript(text: str, *, filename: str | None = None, meeting_date: date | None = None,
-                     attendees: list[str] | None = None) -> Transcript:
-    """Parse a transcript in any supported text format. Raises InvalidRequest when it holds no utterance."""
+                     attendees: list[str] | None = None, on_line: OnLine | None = None) -> Transcript:
+    """Parse a transcript in any supported text format. Raises InvalidRequest when it holds no utterance, and
+    whatever ``on_line`` raises."""
     text = text.replace("\r\n", "\n").replace("\r", "\n").lstrip("\ufeff")
-    head = text.lstrip()[:10].upper()
+    leading = _SPACE_RE.match(text)
+    start = leading.end() if leading else 0
+    head = text[start:start + 10].upper()
     if head.startswith("WEBVTT"):
-        tr = _parse_cues(text, "webvtt")
-    elif _looks_like_srt(text):
-        tr = _parse_cues(text, "srt")
+        tr = _parse_cues(text, "webvtt", on_line)
+    elif _looks_like_srt(text[start:start + 4096]):  # its first two lines are a number and a timing
+        tr = _parse_cues(text, "srt", on_line)
     else:
-        tr = _parse_plain(text)
+        tr = _parse_plain(text, on_line)
     if not tr.lines:
         raise InvalidRequest("The transcript is empty: no spoken lines were found.", param="file")
     apply_filename(tr, filename, meeting_date)
@@ -203,11 +214,24 @@ def _speaker(rest: str) -> tuple[str | None, str]:
     return name, m["text"].strip()
 
 
-def _parse_plain(text: str) -> Transcript:
+def _lines(text: str) -> Iterator[str]:
+    """``text.split("\\n")`` a piece at a time: split at once, a huge file would be all its lines in memory before
+    the first one is looked at."""
+    start = 0
+    while len(text) - start > _PIECE_CHARS:
+        cut = text.find("\n", start + _PIECE_CHARS)  # pieces of whole lines
+        if cut < 0:
+            break
+        yield from text[start:cut].split("\n")
+        start = cut + 1
+    yield from text[start:].split("\n")
+
+
+def _parse_plain(text: str, on_line: OnLine | None) -> Transcript:
     tr = Transcript(lines=[])
     in_header = True
     last_speaker: str | None = None
-    for i, raw in enumerate(text.split("\n"), 1):
+    for i, raw in enumerate(_lines(text), 1):
         line = raw.strip()
         if not line:
             last_speaker = None  # a blank line ends a speaker's paragraph
@@ -236,7 +260,7 @@ def _parse_plain(text: str) -> Transcript:
         last_speaker = speaker
         if not body.strip():
             continue
-        _add(tr, body, speaker, stamp, i)
+        _add(tr, body, speaker, stamp, i, on_line)
     return tr
 
 
@@ -255,34 +279,37 @@ def _apply_header(tr: Transcript, kind: str, value: str) -> None:
         tr.attendees.extend(split_attendees(value))
 
 
-def _add(tr: Transcript, text: str, speaker: str | None, stamp: str | None, source_line: int | None) -> None:
+def _add(tr: Transcript, text: str, speaker: str | None, stamp: str | None, source_line: int | None,
+         on_line: OnLine | None = None) -> None:
     text = re.sub(r"\s+", " ", text).strip()
     while text:
         piece, text = text[:MAX_LINE_CHARS], text[MAX_LINE_CHARS:]
-        tr.lines.append(TranscriptLine(len(tr.lines) + 1, piece, speaker, stamp, source_line))
+        line = TranscriptLine(len(tr.lines) + 1, piece, speaker, stamp, source_line)
+        if on_line is not None:
+            on_line(line)
+        tr.lines.append(line)
 
 
 def _looks_like_srt(text: str) -> bool:
-    first = [ln.strip() for ln in text.strip().split("\n")[:3]]
+    first = [ln.strip() for ln in text.strip().split("\n", 3)[:3]]
     return len(first) >= 2 and first[0].isdigit() and bool(_CUE_TIME_RE.match(first[1]))
 
 
-def _parse_cues(text: str, fmt: str) -> Transcript:
+def _parse_cues(text: str, fmt: str, on_line: OnLine | None) -> Transcript:
     """WebVTT or SRT: blocks separated by blank lines; a block with a ``-->`` timing line is a cue."""
     tr = Transcript(lines=[], format=fmt)
-    raw_lines = text.split("\n")
     block: list[tuple[int, str]] = []
-    for i, raw in enumerate([*raw_lines, ""], 1):
+    for i, raw in enumerate(itertools.chain(_lines(text), [""]), 1):
         if raw.strip():
             block.append((i, raw.strip()))
             continue
         if block:
-            _cue(tr, block, fmt)
+            _cue(tr, block, fmt, on_line)
             block = []
     return tr
 
 
-def _cue(tr: Transcript, block: list[tuple[int, str]], fmt: str) -> None:
+def _cue(tr: Transcript, block: list[tuple[int, str]], fmt: str, on_line: OnLine | None) -> None:
     first = block[0][1]
     if fmt == "webvtt" and (first.startswith("WEBVTT") or first.startswith(("NOTE", "STYLE", "REGION"))):
         for _, ln in block[1:]:  # "NOTE Date: 2026-10-14" style metadata is honoured, other notes ignored
@@ -310,7 +337,7 @@ def _cue(tr: Transcript, block: list[tuple[int, str]], fmt: str) -> None:
     elif body.startswith(f"{speaker}:"):
         body = body[len(speaker) + 1:].strip()
     if body:
-        _add(tr, body, speaker, stamp, body_lines[0][0])
+        _add(tr, body, speaker, stamp, body_lines[0][0], on_line)
 
 
 def _short_stamp(stamp: str) -> str:
