@@ -10,7 +10,16 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.table import Table
 
-from inhouse.cli.common import DataDirOption, console, err_console, fail, settings_from, translate_errors
+from inhouse.cli.common import (
+    DataDirOption,
+    cells,
+    console,
+    err_console,
+    esc,
+    fail,
+    settings_from,
+    translate_errors,
+)
 
 if TYPE_CHECKING:
     from inhouse.governance.audit import AuditLog
@@ -52,11 +61,11 @@ def verify(data_dir: Path = DataDirOption, as_json: bool = typer.Option(False, "
     if as_json:
         console.print_json(json.dumps({**report.to_dict(), "record": broken[0].to_dict() if broken else None}))
     elif report.ok:
-        console.print(f"[green]ok[/]: {report.records} records, {report.message}"
+        console.print(f"[green]ok[/]: {report.records} records, {esc(report.message)}"
                       + (f" ({report.reseals} reseal(s) recorded)" if report.reseals else ""))
     else:
-        err_console.print(f"[bold red]BROKEN[/] ({report.kind}) at record {report.first_broken_seq}: "
-                          f"{report.message}", highlight=False)
+        err_console.print(f"[bold red]BROKEN[/] ({esc(report.kind)}) at record {report.first_broken_seq}: "
+                          f"{esc(report.message)}", highlight=False)
         if broken:
             err_console.print_json(json.dumps(broken[0].to_dict()))
     if not report.ok:
@@ -88,7 +97,7 @@ def export(
         finally:
             log.close()
     if output:
-        err_console.print(f"Wrote {n} records to {output}.")
+        err_console.print(f"Wrote {n} records to {esc(output)}.")
 
 
 @app.command("report")
@@ -115,18 +124,19 @@ def report(
 
 def print_report(data: dict[str, Any]) -> None:
     integrity = data["integrity"]
-    console.print(f"Audit report since {data['since'] or 'the beginning'} "
-                  f"({data['records']} records, {data['period']['first'] or '-'} .. {data['period']['last'] or '-'})")
-    state = "[green]intact[/]" if integrity["ok"] else f"[bold red]BROKEN ({integrity['kind']})[/]"
-    console.print(f"Chain: {state} - {integrity['message']}")
+    period = data["period"]
+    console.print(f"Audit report since {esc(data['since'] or 'the beginning')} "
+                  f"({data['records']} records, {esc(period['first'] or '-')} .. {esc(period['last'] or '-')})")
+    state = "[green]intact[/]" if integrity["ok"] else f"[bold red]BROKEN ({esc(integrity['kind'])})[/]"
+    console.print(f"Chain: {state} - {esc(integrity['message'])}")
     dest = Table("destination", "requests", title="Requests by destination")
     for name, count in data["requests"]["by_destination"].items():
-        dest.add_row(name, str(count))
+        dest.add_row(*cells(name, count))
     dest.add_row("(no model)", str(data["requests"]["without_model"]))
     console.print(dest)
     actions = Table("action", "outcomes", title="Records by action")
     for action, outcomes in data["by_action"].items():
-        actions.add_row(action, ", ".join(f"{k}: {v}" for k, v in outcomes.items()))
+        actions.add_row(*cells(action, ", ".join(f"{k}: {v}" for k, v in outcomes.items())))
     console.print(actions)
     sent = data["confidential_sent_out"]["count"]
     colour = "green" if sent == 0 else "bold red"
@@ -146,4 +156,4 @@ def reseal(
             record = log.reseal(reason)
         finally:
             log.close()
-    console.print(f"Resealed at record {record.seq} (before: {before.kind or 'ok'} - {before.message}).")
+    console.print(f"Resealed at record {record.seq} (before: {esc(before.kind or 'ok')} - {esc(before.message)}).")

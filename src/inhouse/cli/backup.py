@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from inhouse.cli.common import DataDirOption, console, err_console, settings_from, translate_errors
+from inhouse.cli.common import DataDirOption, console, err_console, esc, settings_from, translate_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -31,7 +31,7 @@ def backup(
         require_embedded(settings.store.url, "backup")
         result = backup_data_dir(settings.data_dir, directory, policy_file=settings.governance.policy_file)
     head = result.audit_head
-    console.print(f"Backed up {settings.data_dir} to {result.path}: {len(result.files)} files, "
+    console.print(f"Backed up {esc(settings.data_dir)} to {esc(result.path)}: {len(result.files)} files, "
                   f"{result.bytes / 1e6:.1f} MB in {result.seconds:.1f} s"
                   + (f"; audit log up to record {head['seq']}" if head else "") + ".", highlight=False)
     err_console.print("The backup holds audit.key: keep it as safe as the data directory itself.")
@@ -49,17 +49,17 @@ def restore(
         settings = settings_from(data_dir)
         require_embedded(settings.store.url, "restore")
         manifest = restore_data_dir(directory, settings.data_dir)
-    console.print(f"Restored {len(manifest['files'])} files from {directory} (taken "
-                  f"{manifest.get('created_at', '?')}) into {settings.data_dir}.", highlight=False)
+    console.print(f"Restored {len(manifest['files'])} files from {esc(directory)} (taken "
+                  f"{esc(manifest.get('created_at', '?'))}) into {esc(settings.data_dir)}.", highlight=False)
     if manifest.get("policy_source") and settings.governance.policy_file is not None:
-        err_console.print(f"The policy was restored to {settings.data_dir / 'policy.toml'}; governance.policy_file "
-                          f"points at {settings.governance.policy_file}.", highlight=False)
+        err_console.print(f"The policy was restored to {esc(settings.data_dir / 'policy.toml')}; "
+                          f"governance.policy_file points at {esc(settings.governance.policy_file)}.", highlight=False)
     from inhouse.cli.common import services_for
 
     with services_for(settings.data_dir) as services:
         verdict = services.audit.verify()
         check = services.kb.store.check() if services.kb is not None else None
-    console.print(f"audit verify: {'ok' if verdict.ok else verdict.message} ({verdict.records} records); "
-                  f"kb check: {'consistent' if check is None or check.ok else check.problems}", highlight=False)
+    console.print(f"audit verify: {esc('ok' if verdict.ok else verdict.message)} ({verdict.records} records); "
+                  f"kb check: {esc('consistent' if check is None or check.ok else check.problems)}", highlight=False)
     if not verdict.ok or (check is not None and not check.ok):
         raise typer.Exit(1)

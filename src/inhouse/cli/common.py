@@ -6,6 +6,7 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -17,6 +18,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
 
 from inhouse.config import Settings, load_settings, settings_problems
 from inhouse.errors import (
@@ -41,8 +44,27 @@ if TYPE_CHECKING:
     from inhouse.hardware.probe import HardwareProbe, ProbeReport
     from inhouse.services import Services
 
-console = Console()
-err_console = Console(stderr=True)
+# No emoji codes: a name holding ":warning:" is shown as typed, not as the symbol (nothing here prints one on purpose).
+console = Console(emoji=False)
+err_console = Console(stderr=True, emoji=False)
+
+
+# Control characters but tab and line feed: ESC would let a name drive the admin's terminal (colours, titles,
+# hyperlinks, cursor moves); they are shown as U+FFFD instead.
+_TERMINAL_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def esc(value: object) -> str:
+    """``value`` (a name, title, path, snippet, answer or message: anything from the store, a user, a model or a
+    server) inside a Rich markup string. Rich reads every ``[…]`` of a printed string as a tag: a member's key named
+    ``[/] laptop`` would crash the admin's listing (MarkupError), one named ``[link=…]`` would be styled."""
+    return escape(_TERMINAL_CONTROLS.sub("\ufffd", str(value)))
+
+
+def cells(*values: object) -> list[Text]:
+    """A table row's values as cells shown as written (a cell's string is read as markup too); a ``Text`` given
+    (a styled status) is kept."""
+    return [v if isinstance(v, Text) else Text(_TERMINAL_CONTROLS.sub("\ufffd", str(v))) for v in values]
 
 # Exit codes (documented in docs/operations.md, "CLI exit codes"): 1 generic failure, 2 usage/bad input (typer's own
 # convention; also an unusable path), 3 not found, 4 auth, 5 busy/unavailable (a read-only disk too), 6 disk full.
@@ -83,7 +105,7 @@ def translate_errors(data_dir: Path | None = None) -> Iterator[None]:
 
 
 def _report(error: InhouseError) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {error.message}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {esc(error.message)}", highlight=False)  # it may quote a name or path
     raise typer.Exit(exit_code_for(error)) from None
 
 
@@ -242,7 +264,7 @@ DataDirOption = typer.Option(
 
 
 def fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {esc(message)}", highlight=False)  # it may quote a name or path
     raise typer.Exit(code)
 
 

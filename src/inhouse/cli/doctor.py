@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING
 import typer
 from rich import box
 from rich.table import Table
+from rich.text import Text
 
-from inhouse.cli.common import DataDirOption, console, current_probe, settings_from, translate_errors
+from inhouse.cli.common import DataDirOption, cells, console, current_probe, esc, settings_from, translate_errors
 
 if TYPE_CHECKING:
     from inhouse.config import Settings
@@ -46,17 +47,17 @@ def register(app: typer.Typer) -> None:
                 _print(report)
                 es = settings.engine
                 choice = resolve_weight_buffers(es.weight_buffers, report, force=es.force_weight_buffers)
-                console.print(f"[bold]Weight buffers[/] (engine.weight_buffers={es.weight_buffers}): "
-                              f"[bold]{choice.value}[/] — {choice.reason}", highlight=False)
+                console.print(f"[bold]Weight buffers[/] (engine.weight_buffers={esc(es.weight_buffers)}): "
+                              f"[bold]{choice.value}[/] — {esc(choice.reason)}", highlight=False)
                 if settings.models.default == "auto":
                     rec = recommend_model(report)
-                    console.print(f"[bold]Default model[/] {rec.name} — {rec.reason}", highlight=False)
-                console.print("[bold]Capacity[/] " + capacity_line(report), highlight=False)
-                console.print("[bold]Embeddings[/] " + embeddings_line(settings), highlight=False)
+                    console.print(f"[bold]Default model[/] {esc(rec.name)} — {esc(rec.reason)}", highlight=False)
+                console.print("[bold]Capacity[/] " + esc(capacity_line(report)), highlight=False)
+                console.print("[bold]Embeddings[/] " + esc(embeddings_line(settings)), highlight=False)
         if timing:
             what = ("read the cached answer" if was_cached
                     else f"probed (children + bandwidth: {report.probe_seconds:.1f} s)")
-            console.print(f"doctor: {what} in {elapsed:.3f} s; cache {probe.cache_path()}", highlight=False)
+            console.print(f"doctor: {what} in {elapsed:.3f} s; cache {esc(probe.cache_path())}", highlight=False)
         if not report.works("plain"):
             raise typer.Exit(1)
 
@@ -87,15 +88,15 @@ def _gb(n: int) -> str:
 
 
 def _print(r: ProbeReport) -> None:
-    console.print(f"[bold]CPU[/] {r.cpu_vendor} {r.cpu_model}: {r.physical_cores} cores / {r.logical_cpus} CPUs "
-                  f"(signature {r.cpu_signature})", highlight=False)
+    console.print(f"[bold]CPU[/] {esc(r.cpu_vendor)} {esc(r.cpu_model)}: {r.physical_cores} cores / "
+                  f"{r.logical_cpus} CPUs (signature {esc(r.cpu_signature)})", highlight=False)
     console.print(f"[bold]Memory[/] {_gb(r.memory_total_bytes)} total, {_gb(r.memory_available_bytes)} available; "
                   f"read bandwidth {r.bandwidth_gb_s:.1f} GB/s (measured)", highlight=False)
-    flags = "  ".join(f"{k} {'[green]yes[/]' if v else '[dim]no[/]'}" for k, v in r.isa.items())
+    flags = "  ".join(f"{esc(k)} {'[green]yes[/]' if v else '[dim]no[/]'}" for k, v in r.isa.items())
     console.print(f"[bold]ISA[/] {flags}")
-    console.print(f"[bold]AMX tile state[/] {r.amx_os.status}: {r.amx_os.detail}", highlight=False)
-    console.print(f"[bold]llama.cpp[/] llama-cpp-python {r.build_version} (build {r.build_id}); compiled with: "
-                  f"{r.system_info.removeprefix('CPU : ') or 'unknown'}", highlight=False)
+    console.print(f"[bold]AMX tile state[/] {esc(r.amx_os.status)}: {esc(r.amx_os.detail)}", highlight=False)
+    console.print(f"[bold]llama.cpp[/] llama-cpp-python {esc(r.build_version)} (build {esc(r.build_id)}); compiled "
+                  f"with: {esc(r.system_info.removeprefix('CPU : ') or 'unknown')}", highlight=False)
     table = Table(box=box.SIMPLE_HEAD, title="weight paths (each run in a child process)", title_justify="left")
     for col in ("path", "result", "weights placed in", "vs plain", "detail"):
         table.add_column(col, overflow="fold")
@@ -103,6 +104,6 @@ def _print(r: ProbeReport) -> None:
         colour = "green" if p.ok else "red"
         placed = ", ".join(f"{k} {v:.1f} MiB" for k, v in p.placed.items()) or "-"
         err = f"{p.rel_error:.1%}" if p.rel_error is not None else "-"
-        table.add_row(name, f"[{colour}]{p.status}[/]", placed, err, p.detail or f"{p.seconds:.2f} s")
+        table.add_row(*cells(name, Text(p.status, style=colour), placed, err, p.detail or f"{p.seconds:.2f} s"))
     console.print(table)
-    console.print(f"[bold]AMX[/] {r.amx_verdict()}", highlight=False)
+    console.print(f"[bold]AMX[/] {esc(r.amx_verdict())}", highlight=False)

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from inhouse.cli.common import DataDirOption, console, services_for
+from inhouse.cli.common import DataDirOption, cells, console, esc, services_for
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -17,7 +17,7 @@ def add(name: str = typer.Argument(..., help="Group name, e.g. finance."), data_
     """Create a group."""
     with services_for(data_dir) as services:
         group = services.directory.create_group(name)
-    console.print(f"Created group {group.id} {group.name!r}.", highlight=False)
+    console.print(f"Created group {group.id} {esc(repr(group.name))}.", highlight=False)
 
 
 @app.command("list")
@@ -27,7 +27,7 @@ def list_(data_dir: Path = DataDirOption) -> None:
         rows = [(g, [u.name for u in services.directory.members(g.id)]) for g in services.directory.list_groups()]
     table = Table("id", "name", "members")
     for g, members in rows:
-        table.add_row(g.id, g.name, ", ".join(members))
+        table.add_row(*cells(g.id, g.name, ", ".join(members)))
     console.print(table)
 
 
@@ -37,7 +37,7 @@ def remove(group: str = typer.Argument(..., help="Group name or id."), data_dir:
     with services_for(data_dir) as services:
         record = services.directory.find_group(group)
         services.directory.delete_group(record.id)
-    console.print(f"Removed group {record.name}.", highlight=False)
+    console.print(f"Removed group {esc(record.name)}.", highlight=False)
 
 
 @app.command("add-member")
@@ -50,7 +50,7 @@ def add_member(
     with services_for(data_dir) as services:
         g, u = services.directory.find_group(group), services.directory.find_user(user)
         added = services.directory.add_member(g.id, u.id)
-    console.print(f"{u.name} {'added to' if added else 'is already in'} {g.name}.", highlight=False)
+    console.print(f"{esc(u.name)} {'added to' if added else 'is already in'} {esc(g.name)}.", highlight=False)
 
 
 @app.command("remove-member")
@@ -63,4 +63,4 @@ def remove_member(
     with services_for(data_dir) as services:
         g, u = services.directory.find_group(group), services.directory.find_user(user)
         services.directory.remove_member(g.id, u.id)
-    console.print(f"{u.name} removed from {g.name}.", highlight=False)
+    console.print(f"{esc(u.name)} removed from {esc(g.name)}.", highlight=False)

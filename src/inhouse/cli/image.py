@@ -6,7 +6,15 @@ from pathlib import Path
 
 import typer
 
-from inhouse.cli.common import DataDirOption, console, open_services, services_for, settings_from, translate_errors
+from inhouse.cli.common import (
+    DataDirOption,
+    console,
+    esc,
+    open_services,
+    services_for,
+    settings_from,
+    translate_errors,
+)
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -25,9 +33,9 @@ def build(model: str = typer.Argument(..., help="The model to bundle."),
         assert services.profiles is not None
         with console.status("building") as status:
             info = build_image(services.registry, services.profiles, model, out.resolve(),
-                               progress=lambda m: status.update(m), extra=tuple(extra))
-    console.print(f"Wrote {info.path}: {info.model}, {info.files} files, {info.bytes / 1e6:,.0f} MB.\n"
-                  f"Check it with `inhouse image verify {info.path}`; install with `sh install.sh` inside it.")
+                               progress=lambda m: status.update(esc(m)), extra=tuple(extra))
+    console.print(f"Wrote {esc(info.path)}: {esc(info.model)}, {info.files} files, {info.bytes / 1e6:,.0f} MB.\n"
+                  f"Check it with `inhouse image verify {esc(info.path)}`; install with `sh install.sh` inside it.")
 
 
 @app.command("verify")
@@ -37,7 +45,7 @@ def verify(source: Path = typer.Argument(..., help="A bundle directory or tar.")
 
     with translate_errors():
         n = verify_image(source)
-    console.print(f"{source}: all {n} files match the manifest.")
+    console.print(f"{esc(source)}: all {n} files match the manifest.")
 
 
 @app.command("install")
@@ -55,4 +63,4 @@ def install(bundle: Path = typer.Argument(..., help="An unpacked bundle director
                                   settings.data_dir / "config.toml")
         finally:
             services.close()
-    console.print(f"Installed {', '.join(names)} into {settings.data_dir}.")
+    console.print(f"Installed {esc(', '.join(names))} into {esc(settings.data_dir)}.")

@@ -18,8 +18,10 @@ from rich.table import Table
 
 from inhouse.cli.common import (
     DataDirOption,
+    cells,
     console,
     err_console,
+    esc,
     open_services,
     services_for,
     stop_signals,
@@ -79,7 +81,7 @@ def ingest(
         except NotFound:
             col = _create_collection(services, collection, groups=group)
             created = True
-            console.print(f"Created collection {collection!r} for groups {group or '(admins only)'}.")
+            console.print(f"Created collection {esc(repr(collection))} for groups {esc(group or '(admins only)')}.")
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[files]} files"),
                       TextColumn("· {task.fields[chunks]} chunks · {task.fields[rate]:.1f} chunks/s"),
                       TimeElapsedColumn(), TextColumn("· ETA {task.fields[eta]}"), console=err_console,
@@ -96,7 +98,7 @@ def ingest(
                 bar.update(task, total=total, completed=done, files=f"{p.files_done}/{p.files_total}",
                            chunks=p.chunks_done, rate=p.chunks_per_s, eta=format_eta(p.eta_s))
                 if "OCR page" in p.current:  # a scan is read page by page: say which page (a few seconds each)
-                    bar.update(task, description=p.current.rsplit(": ", 1)[-1])
+                    bar.update(task, description=esc(p.current.rsplit(": ", 1)[-1]))
                 elif p.current:
                     bar.update(task, description="syncing" if sync else "ingesting")
 
@@ -110,23 +112,23 @@ def ingest(
                 kb.ingest_paths(CLI_ACTOR, collection, paths, label=label, groups=None if created else (group or None),
                                 progress=on_progress, sync=sync, report=report)
     for e in report.errors:
-        err_console.print(f"[yellow]skipped[/] {e.source_path}: {e.error}", highlight=False)
+        err_console.print(f"[yellow]skipped[/] {esc(e.source_path)}: {esc(e.error)}", highlight=False)
     for o in report.raised:  # every one: an administrator must see each file that said it is more sensitive
         why = o.marking if o.derived_from is not None else f"its marking, {o.marking}"
-        console.print(f"labelled {o.label} {o.source_path}: {why}", highlight=False)
+        console.print(f"labelled {o.label} {esc(o.source_path)}: {esc(why)}", highlight=False)
     moved = [o for o in report.outcomes if o.status == "moved"]
     for o in moved[:20]:
         if o.same_text is not None:
-            console.print(f"moved and edited {o.moved_from} → {o.source_path} ({o.same_text:.0%} of the text the "
-                          "same: its new version, label and access list kept)", highlight=False)
+            console.print(f"moved and edited {esc(o.moved_from)} → {esc(o.source_path)} ({o.same_text:.0%} of the "
+                          "text the same: its new version, label and access list kept)", highlight=False)
         else:
-            console.print(f"moved {o.moved_from} → {o.source_path} (its document, label and access list kept)",
-                          highlight=False)
+            console.print(f"moved {esc(o.moved_from)} → {esc(o.source_path)} (its document, label and access list "
+                          "kept)", highlight=False)
     if len(moved) > 20:
         console.print(f"… and {len(moved) - 20} more moved", highlight=False)
     removed = [o for o in report.outcomes if o.status == "removed"]
     for o in removed[:20]:
-        console.print(f"removed {o.source_path} ({o.chunks} chunks)", highlight=False)
+        console.print(f"removed {esc(o.source_path)} ({o.chunks} chunks)", highlight=False)
     if len(removed) > 20:
         console.print(f"… and {len(removed) - 20} more removed", highlight=False)
     console.print(
@@ -211,7 +213,7 @@ class _CommandRun:
             try:
                 self._finish(outcome, reason=reason)
             except AuditUnavailable as failed:  # the run's own error is the one to report
-                err_console.print(f"the run's final audit record could not be written ({failed.message}); its "
+                err_console.print(f"the run's final audit record could not be written ({esc(failed.message)}); its "
                                   "started record is closed as interrupted by the next serve or ingest",
                                   highlight=False)
             raise
@@ -228,7 +230,8 @@ class _CommandRun:
         try:  # the final record names the run's documents: its journal entries are done with
             self.services.kb.store.forget_run(self.request_id)
         except InhouseError as exc:  # the next serve or ingest drops them (``Services.close_interrupted``)
-            err_console.print(f"the run's journal entries stay until the next run: {exc.message}", highlight=False)
+            err_console.print(f"the run's journal entries stay until the next run: {esc(exc.message)}",
+                              highlight=False)
 
     def _record(self, outcome: str, documents: list[str], details: dict[str, object], *,
                 reason: str | None = None) -> None:
@@ -341,10 +344,10 @@ def ask(
                 run.read(answer.grounding.hits)
             if answer.usage is not None:
                 run.note(prompt_tokens=answer.usage.prompt_tokens, completion_tokens=answer.usage.completion_tokens)
-    console.print(answer.text, highlight=False)
+    console.print(answer.text, highlight=False, markup=False)
     for c in answer.citations:
         where = c.title + (f" > {c.section}" if c.section else "") + (f", page {c.page_start}" if c.page_start else "")
-        console.print(f"[dim][{c.n}] {where} ({c.document_id})[/]", highlight=False)
+        console.print(f"[dim][{c.n}] {esc(where)} ({esc(c.document_id)})[/]", highlight=False)
 
 
 def search(
@@ -364,9 +367,9 @@ def search(
             run.read(hits)  # recorded before anything is shown
     for i, h in enumerate(hits, start=1):
         c = h.chunk
-        console.print(f"[bold]{i}. {c.title}[/] [dim]{c.source_path} {c.section} score={h.score:.4f}[/]",
-                      highlight=False)
-        console.print("   " + c.content[:300].replace("\n", " "), highlight=False)
+        console.print(f"[bold]{i}. {esc(c.title)}[/] [dim]{esc(c.source_path)} {esc(c.section)} "
+                      f"score={h.score:.4f}[/]", highlight=False)
+        console.print("   " + c.content[:300].replace("\n", " "), highlight=False, markup=False)
 
 
 @collections_app.command("list")
@@ -376,8 +379,8 @@ def collections_list(data_dir: Path = DataDirOption) -> None:
         cols = _kb(services).list_collections(CLI_ACTOR)
     table = Table("id", "name", "documents", "groups", "keys", "sketch", "description")
     for c in cols:
-        table.add_row(c.id, c.name, str(c.document_count), ", ".join(sorted(c.acl.groups)),
-                      ", ".join(sorted(c.acl.keys)), "yes" if c.sketch_questions else "", c.description[:60])
+        table.add_row(*cells(c.id, c.name, c.document_count, ", ".join(sorted(c.acl.groups)),
+                             ", ".join(sorted(c.acl.keys)), "yes" if c.sketch_questions else "", c.description[:60]))
     console.print(table)
 
 
@@ -397,7 +400,7 @@ def collections_create(
     with services_for(data_dir) as services:
         col = _create_collection(services, name, groups=group, keys=key, description=description,
                                  sketch_questions=sketch_questions)
-    console.print(f"Created {col.id} ({col.name}).")
+    console.print(f"Created {col.id} ({esc(col.name)}).")
 
 
 def _create_collection(services: Services, name: str, *, groups: Sequence[str], keys: Sequence[str] = (),
@@ -433,7 +436,7 @@ def collections_update(
                                        sketch_questions=sketch_questions)
             run.note(changes={k: {"before": getattr(before, k), "after": getattr(col, k)}
                               for k in ("description", "sketch_questions") if getattr(before, k) != getattr(col, k)})
-    console.print(f"Updated {col.id} ({col.name}): sketch questions {'on' if col.sketch_questions else 'off'}.")
+    console.print(f"Updated {col.id} ({esc(col.name)}): sketch questions {'on' if col.sketch_questions else 'off'}.")
 
 
 @collections_app.command("show")
@@ -444,7 +447,7 @@ def collections_show(name: str = typer.Argument(...), data_dir: Path = DataDirOp
         docs = kb.list_documents(CLI_ACTOR, name, limit=1000)
     table = Table("id", "source", "label", "chunks", "version", "title")
     for d in docs:
-        table.add_row(d.id, d.source_path, d.label.value, str(d.chunk_count), str(d.version), d.title[:60])
+        table.add_row(*cells(d.id, d.source_path, d.label.value, d.chunk_count, d.version, d.title[:60]))
     console.print(table)
 
 
@@ -475,9 +478,10 @@ def collections_markings(
         doc = review.document
         verb = "labelled" if apply else "would label"
         why = review.marked.reason if review.derived_from else f"its marking, {review.marked.reason}"
-        console.print(f"{verb} {review.marked.label} {doc.source_path} (was {doc.label}): {why}", highlight=False)
+        console.print(f"{verb} {review.marked.label} {esc(doc.source_path)} (was {doc.label}): {esc(why)}",
+                      highlight=False)
     if not found:
-        console.print(f"No document of {name} is labelled below its markings.")
+        console.print(f"No document of {esc(name)} is labelled below its markings.")
     elif not apply:
         console.print(f"{len(found)} documents; run again with --apply to raise their labels.")
 
@@ -492,7 +496,7 @@ def collections_delete(name: str = typer.Argument(...), data_dir: Path = DataDir
                           details={"name": col.name})
         with run.recorded():  # names every document deleted with it
             kb.delete_collection(CLI_ACTOR, col.id, run=run.request_id)
-    console.print(f"Deleted {name}.")
+    console.print(f"Deleted {esc(name)}.")
 
 
 @kb_app.command("check")
@@ -512,9 +516,9 @@ def kb_check(
         c = result.counts
         console.print(f"{c['documents']} documents, {c['chunks']} chunks, {c['fts_rows']} keyword rows, "
                       f"{c['vectors']} vectors; integrity: {'; '.join(result.integrity)[:500]}; keyword index: "
-                      f"{result.fts_integrity[:200]}", highlight=False)
+                      f"{result.fts_integrity[:200]}", highlight=False, markup=False)
         for name, n in result.problems.items():
-            err_console.print(f"[bold red]problem:[/] {name} = {n}", highlight=False)
+            err_console.print(f"[bold red]problem:[/] {esc(name)} = {esc(n)}", highlight=False)
         console.print("[green]consistent[/]" if result.ok else "[bold red]NOT consistent[/]")
     if not result.ok:
         raise typer.Exit(1)

@@ -10,7 +10,9 @@ from rich.table import Column, Table
 
 from inhouse.cli.common import (
     DataDirOption,
+    cells,
     console,
+    esc,
     fail,
     services_for,
 )
@@ -48,8 +50,8 @@ def create(
             rpm_limit=rpm, tokens_per_day_limit=tokens_per_day, scopes=scope or None,
         )
     owner = f" of user {user}" if user else ""
-    console.print(f"Created {record.id} ({record.role}) for {record.name!r}{owner}. Secret (shown only now):",
-                  highlight=False)
+    console.print(f"Created {record.id} ({record.role}) for {esc(repr(record.name))}{esc(owner)}. "
+                  "Secret (shown only now):", highlight=False)
     console.print(secret, highlight=False, soft_wrap=True)
 
 
@@ -67,9 +69,9 @@ def list_(
     table = Table("name", "user", "role", "prefix", "created", "expires", "revoked", "last used", "limits")
     table.columns.insert(0, Column("id", no_wrap=True))  # what revoke and set-limits take: whole on a narrow terminal
     for r in records:
-        table.add_row(r.id, r.name, names.get(r.user_id or "", r.user_id or ""), r.role, r.prefix,
-                      _when(r.created_at), _when(r.expires_at), _when(r.revoked_at), _when(r.last_used_at) or "never",
-                      _limits(r.rpm_limit, r.tokens_per_day_limit))
+        table.add_row(*cells(r.id, r.name, names.get(r.user_id or "", r.user_id or ""), r.role, r.prefix,
+                             _when(r.created_at), _when(r.expires_at), _when(r.revoked_at),
+                             _when(r.last_used_at) or "never", _limits(r.rpm_limit, r.tokens_per_day_limit)))
     console.print(table)
 
 
@@ -104,7 +106,7 @@ def set_limits(
         new_tpd = None if default else (tokens_per_day if tokens_per_day is not None
                                         else current.tokens_per_day_limit)
         record = services.keys.set_limits(key_id, rpm_limit=new_rpm, tokens_per_day_limit=new_tpd)
-    console.print(f"{record.id}: rpm={record.rpm_limit if record.rpm_limit is not None else 'default'}, "
+    console.print(f"{esc(record.id)}: rpm={record.rpm_limit if record.rpm_limit is not None else 'default'}, "
                   f"tokens/day={record.tokens_per_day_limit if record.tokens_per_day_limit is not None else 'default'}",
                   highlight=False)
 
@@ -114,4 +116,4 @@ def revoke(key_id: str = typer.Argument(..., help="The key id (key_…)."), data
     """Revoke a key; it stops working on the next request."""
     with services_for(data_dir) as services:
         services.keys.revoke(key_id)
-    console.print(f"Revoked {key_id}.")
+    console.print(f"Revoked {esc(key_id)}.")

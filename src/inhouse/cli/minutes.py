@@ -13,6 +13,7 @@ from inhouse.cli.common import (
     check_output_path,
     console,
     err_console,
+    esc,
     fail,
     open_services,
     settings_from,
@@ -65,7 +66,7 @@ def minutes(
             ctx = services.assistants.contexts.for_actor(CLI_ACTOR, timezone=timezone, model=model, metered=False)
             inp = MinutesInput(data=data, filename=file.name, meeting_date=meeting_date, language=language,
                                attendees=[a.strip() for a in attendees.split(",") if a.strip()])
-            with err_console.status(f"Writing minutes of {file.name} with {ctx.model}…"):
+            with err_console.status(f"Writing minutes of {esc(file.name)} with {esc(ctx.model)}…"):
                 result = asyncio.run(services.assistants.minutes.run(ctx, inp))
             text = render(result, fmt, tz=ctx.tz)
         finally:
@@ -73,7 +74,7 @@ def minutes(
     if output is not None:
         with translate_errors(data_dir):
             output.write_text(text, encoding="utf-8", newline="")
-        err_console.print(f"Wrote {output} ({len(result.action_items)} action items, "
+        err_console.print(f"Wrote {esc(output)} ({len(result.action_items)} action items, "
                           f"{len(result.decisions)} decisions).")
     else:
         console.out(text, end="", highlight=False)

@@ -9,7 +9,7 @@ from rich import box
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from inhouse.cli.common import DataDirOption, console, services_for, settings_from, translate_errors
+from inhouse.cli.common import DataDirOption, cells, console, esc, services_for, settings_from, translate_errors
 
 app = typer.Typer(no_args_is_help=True)
 # How `inhouse serve` treats each model's tuned profile (see models/tuning/profile.py).
@@ -34,11 +34,12 @@ def list_(data_dir: Path = DataDirOption) -> None:
         table.add_column(col, no_wrap=col != "source", overflow="fold", min_width=10 if col == "source" else None)
     for s in specs:
         size = f"{s.size_bytes / 1e6:,.0f} MB" if s.size_bytes else "?"
-        table.add_row(s.name, size, s.quantization or "?", str(s.context_length or "?"),
-                      "yes" if s.present else "no", _TUNED_LABELS[tuned[s.name]],
-                      f"{s.source} (SYNTHETIC weights: benchmark only)" if s.synthetic else s.source)
+        table.add_row(*cells(s.name, size, s.quantization or "?", s.context_length or "?",
+                             "yes" if s.present else "no", _TUNED_LABELS[tuned[s.name]],
+                             f"{s.source} (SYNTHETIC weights: benchmark only)" if s.synthetic else s.source))
     console.print(table)
-    console.print(f"Default model: {default}" + (f" ({how.reason})" if how else " (models.default)"), highlight=False)
+    console.print(f"Default model: {esc(default)}" + (f" ({esc(how.reason)})" if how else " (models.default)"),
+                  highlight=False)
     from inhouse.models.ocr import OCR_NAME, ocr_model_present
 
     console.print(f"OCR (scanned PDFs, images): {OCR_NAME} "
@@ -51,7 +52,7 @@ def list_(data_dir: Path = DataDirOption) -> None:
     else:
         with translate_errors():
             choice = resolve_weight_buffers(es.weight_buffers, report, force=es.force_weight_buffers)
-        console.print(f"Weight buffers: {choice.value} ({choice.reason}) A tuned profile may choose another.",
+        console.print(f"Weight buffers: {choice.value} ({esc(choice.reason)}) A tuned profile may choose another.",
                       highlight=False)
 
 
@@ -66,30 +67,31 @@ def pull(name: str = typer.Argument(None, help="A catalog model name, see `inhou
 
         with translate_errors(data_dir):
             where = ensure_whisper(settings_from(data_dir).model_cache_dir, install=True)
-        console.print(f"whisper-base is ready: {where}")
+        console.print(f"whisper-base is ready: {esc(where)}")
         return
     if name == "ppocr-v5":  # the OCR model of scanned pages and images: ONNX graphs, not a served GGUF
         from inhouse.models.ocr import ocr_model_files
 
         with translate_errors(data_dir):
             files = ocr_model_files(settings_from(data_dir).model_cache_dir, install=True)
-        console.print(f"ppocr-v5 is ready: {files.detector.parent.parent}")
+        console.print(f"ppocr-v5 is ready: {esc(files.detector.parent.parent)}")
         return
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
     with services_for(data_dir) as services, Progress(*columns, console=console, transient=False) as bar:
         if not name:
             name = services.settings.models.default
             how = services.default_model
-            bar.console.print(f"Pulling {name}, the model `inhouse serve` will serve"
-                              + (f" ({how.reason})." if how else "."), highlight=False)
-        task = bar.add_task(f"pull {name}", total=None)
+            bar.console.print(f"Pulling {esc(name)}, the model `inhouse serve` will serve"
+                              + (f" ({esc(how.reason)})." if how else "."), highlight=False)
+        task = bar.add_task(f"pull {esc(name)}", total=None)
 
         def progress(done: int, total: int, message: str = "") -> None:
             bar.update(task, completed=done, total=total or None,
-                       description=f"{name}: {message}" if message else name)
+                       description=esc(f"{name}: {message}" if message else name))
 
         spec = services.registry.pull(name, progress=progress)
-    console.print(f"{spec.name} is ready: {spec.path} ({spec.size_bytes / 1e6:,.0f} MB, sha256 {spec.sha256}).")
+    console.print(f"{esc(spec.name)} is ready: {esc(spec.path)} ({spec.size_bytes / 1e6:,.0f} MB, "
+                  f"sha256 {spec.sha256}).")
 
 
 @app.command("add")
@@ -99,8 +101,8 @@ def add(path: Path = typer.Argument(..., help="A local .gguf file."),
     """Register any GGUF file (its header is validated and its sha256 pinned)."""
     with services_for(data_dir) as services:
         spec = services.registry.add(path, name)
-    console.print(f"Registered {spec.name}: {spec.architecture} {spec.quantization}, context {spec.context_length}, "
-                  f"sha256 {spec.sha256}.")
+    console.print(f"Registered {esc(spec.name)}: {esc(spec.architecture)} {esc(spec.quantization)}, context "
+                  f"{spec.context_length}, sha256 {spec.sha256}.")
 
 
 @app.command("remove")
@@ -108,4 +110,4 @@ def remove(name: str = typer.Argument(...), data_dir: Path = DataDirOption) -> N
     """Unregister a user-added model (the file itself is left alone)."""
     with services_for(data_dir) as services:
         services.registry.remove(name)
-    console.print(f"Removed {name}.")
+    console.print(f"Removed {esc(name)}.")

@@ -12,6 +12,7 @@ from inhouse.cli.common import (
     check_output_path,
     console,
     err_console,
+    esc,
     fail,
     open_services,
     settings_from,
@@ -53,7 +54,7 @@ def outline(
         try:
             ctx = services.assistants.contexts.for_actor(CLI_ACTOR, model=model, metered=False)
             inp = OutlineInput(data=data, filename=file.name, key_points=key_points)
-            with err_console.status(f"Outlining {file.name}…"):
+            with err_console.status(f"Outlining {esc(file.name)}…"):
                 result = asyncio.run(services.assistants.outline.run(ctx, inp))
         finally:
             services.close()
@@ -61,6 +62,6 @@ def outline(
     if output is not None:
         with translate_errors(data_dir):
             output.write_text(text, encoding="utf-8")
-        err_console.print(f"Wrote {output}.")
+        err_console.print(f"Wrote {esc(output)}.")
     else:
         console.out(text, end="", highlight=False)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from inhouse.cli.common import DataDirOption, check_output_path, console, services_for
+from inhouse.cli.common import DataDirOption, check_output_path, console, esc, services_for
 from inhouse.types import Actor
 
 if TYPE_CHECKING:
@@ -124,7 +124,7 @@ def export(output: Path = typer.Option(None, "--output", "-o", help="Write here 
         text = svc.export_ics(ctx)
     if output:
         output.write_text(text, encoding="utf-8", newline="")
-        console.print(f"wrote {output}", highlight=False)
+        console.print(f"wrote {esc(output)}", highlight=False)
     else:
         typer.echo(text, nl=False)
 

@@ -21,6 +21,7 @@ from inhouse.cli.common import (
     console,
     current_probe,
     err_console,
+    esc,
     fail,
     open_services,
     settings_from,
@@ -99,9 +100,9 @@ def register(app: typer.Typer) -> None:
             notifier.status("probing the hardware")
             # Before the services: the default model ("auto") and the weight path are chosen from its answer.
             report = current_probe(build_probe(settings))
-            console.print(f"Hardware: {report.cpu_model}, {report.physical_cores} cores, "
+            console.print(f"Hardware: {esc(report.cpu_model)}, {report.physical_cores} cores, "
                           f"{report.memory_total_bytes / 1e9:.0f} GB, {report.bandwidth_gb_s:.0f} GB/s. "
-                          f"{report.amx_verdict()}", highlight=False)
+                          f"{esc(report.amx_verdict())}", highlight=False)
             services = _open_waiting_for_store(settings, notifier)
             # What an earlier process kept while its store was away, then its requests that never ended (a crash,
             # a kill): their final record says so.
@@ -125,27 +126,29 @@ def register(app: typer.Typer) -> None:
                 )
             name = settings.models.default
             if services.default_model is not None:
-                console.print(f"Default model: {name} ({services.default_model.reason}).", highlight=False)
+                console.print(f"Default model: {esc(name)} ({esc(services.default_model.reason)}).", highlight=False)
             spec = services.registry.resolve(name)
             t0 = time.perf_counter()
             notifier.status(f"loading {spec.name}")
-            with console.status(f"Loading {spec.name} ({spec.size_bytes / 1e6:.0f} MB, {spec.quantization})…"):
+            with console.status(f"Loading {esc(spec.name)} ({spec.size_bytes / 1e6:.0f} MB, "
+                                f"{esc(spec.quantization)})…"):
                 services.registry.get_engine(name)
                 for extra in settings.models.preload:
                     services.registry.get_engine(extra)
-            console.print(f"Loaded {spec.name} in {time.perf_counter() - t0:.1f} s.")
+            console.print(f"Loaded {esc(spec.name)} in {time.perf_counter() - t0:.1f} s.")
             choice = services.weight_choices.get(spec.name)
             if choice is not None:
-                console.print(f"Weight buffers: {choice.value} ({choice.reason})", highlight=False)
+                console.print(f"Weight buffers: {choice.value} ({esc(choice.reason)})", highlight=False)
             _print_tuning(services, spec.sha256)
         auth = "OFF (loopback only)" if settings.server.allow_unauthenticated else "API key required"
         url = f"{'https' if tls else 'http'}://{settings.server.host}:{settings.server.port}"
         if tls is None and not is_loopback(settings.server.host):
             err_console.print(
-                f"[bold yellow]warning:[/] plain HTTP on {settings.server.host}: API keys, prompts and answers cross "
-                "the network unencrypted. Set server.tls_certfile and server.tls_keyfile, or bind 127.0.0.1 behind "
-                "a TLS proxy.", highlight=False)
-        console.print(f"Serving OpenAI-compatible API at {url}/v1 (auth: {auth}); data in {settings.data_dir}")
+                f"[bold yellow]warning:[/] plain HTTP on {esc(settings.server.host)}: API keys, prompts and answers "
+                "cross the network unencrypted. Set server.tls_certfile and server.tls_keyfile, or bind 127.0.0.1 "
+                "behind a TLS proxy.", highlight=False)
+        console.print(f"Serving OpenAI-compatible API at {esc(url)}/v1 (auth: {auth}); data in "
+                      f"{esc(settings.data_dir)}")
         app_ = build_app(services)
         services.residency.start()
         if settings.models.idle_release_s:
@@ -232,7 +235,7 @@ def _open_waiting_for_store(settings: Settings, notifier: Notifier) -> Services:
             if left <= 0:
                 raise
             if attempt == 1 or attempt % 6 == 0:
-                err_console.print(f"waiting for the database ({left:.0f} s more): {exc.message}", highlight=False)
+                err_console.print(f"waiting for the database ({left:.0f} s more): {esc(exc.message)}", highlight=False)
             notifier.status(f"waiting for the database (attempt {attempt})")
             time.sleep(min(STORE_RETRY_S, left))
 
@@ -330,16 +333,16 @@ def _serve_on_cluster(settings: Settings, address: str, node_ip: str) -> None:
                           highlight=False)
         connect_from_cli(settings.data_dir, address, node_ip)
         models = [ModelDeployment(m) for m in dict.fromkeys([settings.models.default, *settings.models.preload])]
-        with console.status(f"Deploying {', '.join(m.model for m in models)} to {address}…"):
+        with console.status(f"Deploying {esc(', '.join(m.model for m in models))} to {esc(address)}…"):
             deploy(settings, models)
-    console.print(f"Serving at http://{settings.server.host}:{settings.server.port}/v1 through the cluster at "
-                  f"{address}; `inhouse cluster status` shows the replicas.", highlight=False)
+    console.print(f"Serving at http://{esc(settings.server.host)}:{settings.server.port}/v1 through the cluster at "
+                  f"{esc(address)}; `inhouse cluster status` shows the replicas.", highlight=False)
 
 
 def _print_tuning(services: Services, sha256: str | None) -> None:
     """Say whether a tuned profile is in effect (the log has the details: see models/tuning/profile.py)."""
     match = services.profiles.match(sha256)
     if match.applies:
-        console.print(f"Applied {match.message}.", highlight=False)
+        console.print(f"Applied {esc(match.message)}.", highlight=False)
     elif match.status != "none":
-        err_console.print(f"[bold yellow]warning:[/] {match.message}", highlight=False)
+        err_console.print(f"[bold yellow]warning:[/] {esc(match.message)}", highlight=False)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import typer
 
-from inhouse.cli.common import DataDirOption, console, err_console, fail, services_for, settings_from
+from inhouse.cli.common import DataDirOption, console, err_console, esc, fail, services_for, settings_from
 from inhouse.config import Settings
 from inhouse.deploy.systemd import (
     SYSTEM_DATA_DIR,
@@ -162,11 +162,11 @@ def _unit(system: bool, run_as: str | None, data_dir: Path | None, config: Path 
         if problem is not None and installing:
             fail(f"{problem} Nothing was written.")  # the service would fail every start
         if problem is not None:
-            err_console.print(f"[bold yellow]warning:[/] {problem}", highlight=False)
+            err_console.print(f"[bold yellow]warning:[/] {esc(problem)}", highlight=False)
     environment = _carried()
     if environment:
-        err_console.print(f"The service runs with {', '.join(name for name, _ in environment)} as set here, from "
-                          f"{data / 'service.env'} (0600).", highlight=False)
+        err_console.print(f"The service runs with {esc(', '.join(name for name, _ in environment))} as set here, "
+                          f"from {esc(data / 'service.env')} (0600).", highlight=False)
     return ServiceUnit(executable=executable, data_dir=data, scope="system" if system else "user", run_as=account,
                        config=config, open_files=max(2048, settings.server.max_connections + 1024),
                        environment=environment,
@@ -232,7 +232,7 @@ def _install(unit: ServiceUnit, target: Path | None, no_start: bool) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(unit.render_environment())
         staged.replace(unit.environment_file)
-        console.print(f"Wrote {unit.environment_file} (0600).", highlight=False)
+        console.print(f"Wrote {esc(unit.environment_file)} (0600).", highlight=False)
     if unit.run_as is not None and os.geteuid() == 0:
         account = pwd.getpwnam(unit.run_as)
         for path in [unit.data_dir, *unit.data_dir.rglob("*")]:
@@ -244,14 +244,14 @@ def _install(unit: ServiceUnit, target: Path | None, no_start: bool) -> None:
         staged = path.with_suffix(".tmp")
         staged.write_text(text, encoding="utf-8")
         staged.replace(path)
-        console.print(f"Wrote {path}.", highlight=False)
+        console.print(f"Wrote {esc(path)}.", highlight=False)
     if secret:
         console.print("[bold]Created the first admin API key. It is shown only this once; store it now:[/]\n"
                       f"  {secret}", highlight=False)
     names = " ".join(units)
     if target is not None or no_start:
         how = "systemctl --user" if unit.scope == "user" else "systemctl"
-        console.print(f"Not started. Start it with `{how} daemon-reload && {how} enable --now {names}`.",
+        console.print(f"Not started. Start it with `{how} daemon-reload && {how} enable --now {esc(names)}`.",
                       highlight=False)
         return
     if not systemd_running() or shutil.which("systemctl") is None:
@@ -260,12 +260,12 @@ def _install(unit: ServiceUnit, target: Path | None, no_start: bool) -> None:
              "supervisor instead.", code=5)
     _systemctl(unit.scope, "daemon-reload")
     _systemctl(unit.scope, "enable", "--now", *units)
-    console.print(f"Started {names}; restarted after a crash and started at boot. Follow with "
-                  f"`journalctl {'--user ' if unit.scope == 'user' else ''}-u {next(iter(units))} -f`.",
+    console.print(f"Started {esc(names)}; restarted after a crash and started at boot. Follow with "
+                  f"`journalctl {'--user ' if unit.scope == 'user' else ''}-u {esc(next(iter(units)))} -f`.",
                   highlight=False)
     if unit.scope == "user":
         err_console.print(f"A user unit runs while you are logged in; to start it at boot: "
-                          f"`sudo loginctl enable-linger {pwd.getpwuid(os.getuid()).pw_name}`.", highlight=False)
+                          f"`sudo loginctl enable-linger {esc(pwd.getpwuid(os.getuid()).pw_name)}`.", highlight=False)
 
 
 @app.command("uninstall")
@@ -281,6 +281,6 @@ def uninstall(system: bool = SystemOption, target: Path = UnitDirOption) -> None
         _systemctl(scope, "disable", "--now", *(p.name for p in paths))
     for path in paths:
         path.unlink()
-        console.print(f"Removed {path}; the data directory is kept.", highlight=False)
+        console.print(f"Removed {esc(path)}; the data directory is kept.", highlight=False)
     if managed:
         _systemctl(scope, "daemon-reload")

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from inhouse.cli.common import DataDirOption, console, fail, server_error, settings_from, translate_errors
+from inhouse.cli.common import DataDirOption, cells, console, esc, fail, server_error, settings_from, translate_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -53,12 +53,13 @@ def _mb(n: Any) -> str:
 
 
 def print_status(body: dict[str, Any]) -> None:
+    """The server's answer: its values (model names, reasons) are shown as written, never read as markup."""
     table = Table(title="loaded models")
     for col in ("model", "weights", "running", "waiting", "engine", "crashes"):
         table.add_column(col)
     for m in body.get("loaded", []):
-        table.add_row(m.get("model", "?"), _mb(m.get("weights_bytes")), str(m.get("running", "")),
-                      str(m.get("waiting", "")), str(m.get("engine", "")), str(m.get("crashes", "")))
+        table.add_row(*cells(m.get("model", "?"), _mb(m.get("weights_bytes")), m.get("running", ""),
+                             m.get("waiting", ""), m.get("engine", ""), m.get("crashes", "")))
     if body.get("loaded"):
         console.print(table)
     else:
@@ -71,20 +72,23 @@ def print_status(body: dict[str, Any]) -> None:
         console.print(f"Idle release after {idle:g} s: idle for {body.get('idle_for_s', 0):g} s, {when}.")
     else:
         console.print("Idle release: off.")
-    console.print(f"Next prewarm: {body.get('next_prewarm') or '-'}   next release: {body.get('next_release') or '-'}")
+    console.print(f"Next prewarm: {esc(body.get('next_prewarm') or '-')}   next release: "
+                  f"{esc(body.get('next_release') or '-')}")
     last = body.get("last_release")
     if last:
-        console.print(f"Last release: {last['at']} ({last['reason']}): RSS {_mb(last['rss_before_bytes'])} → "
+        console.print(f"Last release: {esc(last['at'])} ({esc(last['reason'])}): RSS {_mb(last['rss_before_bytes'])} → "
                       f"{_mb(last['rss_after_bytes'])}")
     hw = body.get("hardware") or {}
     if hw.get("probed"):
-        console.print(f"Hardware: {hw.get('cpu')}, {hw.get('cores')} cores, {hw.get('bandwidth_gb_s')} GB/s; "
-                      f"{hw.get('amx')}", highlight=False)
+        console.print(f"Hardware: {esc(hw.get('cpu'))}, {esc(hw.get('cores'))} cores, {esc(hw.get('bandwidth_gb_s'))} "
+                      f"GB/s; {esc(hw.get('amx'))}", highlight=False)
     for model, choice in (hw.get("weight_buffers") or {}).items():
-        console.print(f"Weight buffers of {model}: {choice.get('value')} ({choice.get('reason')})", highlight=False)
+        console.print(f"Weight buffers of {esc(model)}: {esc(choice.get('value'))} ({esc(choice.get('reason'))})",
+                      highlight=False)
     if hw.get("default_model_reason"):
-        console.print(f"Default model {body.get('default_model')}: {hw['default_model_reason']}", highlight=False)
+        console.print(f"Default model {esc(body.get('default_model'))}: {esc(hw['default_model_reason'])}",
+                      highlight=False)
     wake = body.get("last_wake")
     if wake:
-        console.print(f"Last wake-up: {wake['at']}, {wake['model']} in {wake['seconds'] * 1000:.0f} ms "
+        console.print(f"Last wake-up: {esc(wake['at'])}, {esc(wake['model'])} in {wake['seconds'] * 1000:.0f} ms "
                       f"({body.get('wakes', 0)} in all)")

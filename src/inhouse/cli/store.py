@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from inhouse.cli.common import DataDirOption, console, err_console, settings_from, translate_errors
+from inhouse.cli.common import DataDirOption, console, err_console, esc, settings_from, translate_errors
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -25,17 +25,17 @@ def migrate(
             raise typer.Exit(2)
         from inhouse.store.copy import copy_to_postgres
 
-        report = copy_to_postgres(settings_from(data_dir), to, say=console.print)
+        report = copy_to_postgres(settings_from(data_dir), to, say=lambda line: console.print(esc(line)))
     for table, n in report.copied.items():
         there = report.target_counts.get(table)
         mark = "[green]ok[/]" if there == n else f"[bold red]{there} in the target[/]"
-        console.print(f"  {table}: {n} copied, {mark}")
+        console.print(f"  {esc(table)}: {n} copied, {mark}")
     if report.audit is not None:
         colour = "green" if report.audit.ok else "bold red"
         console.print(f"audit chain in PostgreSQL: [{colour}]{'ok' if report.audit.ok else 'BROKEN'}[/]"
-                      f" ({report.audit.records} records, {report.audit.message})")
+                      f" ({report.audit.records} records, {esc(report.audit.message)})")
     if report.ok:
         console.print(f"done: set store.url (INHOUSE_STORE__URL) to this URL on every node, and copy "
-                      f"{settings_from(data_dir).data_dir / 'audit.key'} to each of them.")
+                      f"{esc(settings_from(data_dir).data_dir / 'audit.key')} to each of them.")
     else:
         raise typer.Exit(1)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from inhouse.cli.common import DataDirOption, console, services_for
+from inhouse.cli.common import DataDirOption, console, esc, services_for
 from inhouse.types import Actor
 
 CLI_ACTOR = Actor(key_id="key_cli", name="command line (local admin)", role="admin")
@@ -30,7 +30,7 @@ def support(
         ctx = services.assistants.contexts.for_actor(actor, model=model, metered=False)
         assistant = services.assistants.support
         session = assistant.open_session(ctx, collection or None)
-        console.print(f"[dim]session {session.id} · collections {', '.join(session.collections)}[/]",
+        console.print(f"[dim]session {esc(session.id)} · collections {esc(', '.join(session.collections))}[/]",
                       highlight=False)
         while True:
             try:
@@ -42,6 +42,6 @@ def support(
             reply = asyncio.run(assistant.send(ctx, session.id, text))
             console.print(reply.text, highlight=False, markup=False)
             for c in reply.citations:
-                console.print(f"[dim][{c['index']}] {c['title']}[/]", highlight=False)
+                console.print(f"[dim][{c['index']}] {esc(c['title'])}[/]", highlight=False)
             if reply.handoff:
-                console.print(f"[yellow]handed over ({reply.reason}): {reply.summary}[/]", highlight=False)
+                console.print(f"[yellow]handed over ({esc(reply.reason)}): {esc(reply.summary)}[/]", highlight=False)

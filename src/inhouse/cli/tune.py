@@ -13,6 +13,7 @@ from inhouse.cli.common import (
     console,
     current_probe,
     err_console,
+    esc,
     fail,
     open_services,
     settings_from,
@@ -65,17 +66,18 @@ def register(app: typer.Typer) -> None:
                 report = current_probe(services.probe)
                 engine_settings, choice = resolve_engine_settings(settings.engine, report)
                 paths = proven_paths(report)
-                console.print(f"[bold]Weight buffers[/] {choice.value} ({choice.reason}); candidates: "
-                              f"{', '.join(paths)}", highlight=False)
+                console.print(f"[bold]Weight buffers[/] {choice.value} ({esc(choice.reason)}); candidates: "
+                              f"{esc(', '.join(paths))}", highlight=False)
                 options = TuneOptions(concurrency=concurrency, budget_s=budget_s,
                                       itl_p95_bound_ms=itl_p95_bound_ms, formats=fmts, repeats=repeats,
                                       weight_paths=paths)
                 cpu = detect_cpu()
-                console.print(f"[bold]CPU[/] {cpu.summary()}  (signature {cpu.signature})", highlight=False)
+                console.print(f"[bold]CPU[/] {esc(cpu.summary())}  (signature {esc(cpu.signature)})",
+                              highlight=False)
                 with console.status("Measuring memory read bandwidth (512 MB, best of 5)…"):
                     bandwidth = measure_bandwidth()
                 console.print(f"[bold]Memory read bandwidth[/] {bandwidth.gb_s:.1f} GB/s")
-                console.print(f"Tuning {spec.name} ({spec.size_bytes / 1e6:.0f} MB {spec.quantization}) for "
+                console.print(f"Tuning {esc(spec.name)} ({spec.size_bytes / 1e6:.0f} MB {esc(spec.quantization)}) for "
                               f"{concurrency} concurrent streams, budget {budget_s:.0f} s.")
                 assert services.profiles is not None
                 tuner = Tuner(services.registry, services.profiles, engine_settings, measure=measure_engine,
@@ -87,19 +89,19 @@ def register(app: typer.Typer) -> None:
 
                     def progress(message: str, trial: Trial | None) -> None:
                         if trial is None:
-                            bar.update(task, description=message)
+                            bar.update(task, description=esc(message))
                             return
                         m = trial.measurement
-                        mark = "[green]kept[/]" if trial.kept else (f"[red]refused: {trial.refused}[/]"
+                        mark = "[green]kept[/]" if trial.kept else (f"[red]refused: {esc(trial.refused)}[/]"
                                                                      if trial.refused else "")
                         bar.console.print(
-                            f"  {trial.axis:>20}: {trial.candidate.label()}\n{'':>24}aggregate "
+                            f"  {esc(f'{trial.axis:>20}')}: {esc(trial.candidate.label())}\n{'':>24}aggregate "
                             f"{m.aggregate_tok_s:6.1f} tok/s  decode {m.decode_tok_s:6.1f}  prefill "
                             f"{m.prefill_tok_s:7.1f}  ITL p95 {m.itl_p95_ms:5.1f} ms  other load "
                             f"{m.foreign_load_cores:.2f} cores  {mark}", highlight=False)
                         measured.append(trial)
                         bar.update(task, completed=min(trial.elapsed_s, budget_s),
-                                   description=f"{trial.axis}: {len(measured)} settings measured")
+                                   description=f"{esc(trial.axis)}: {len(measured)} settings measured")
 
                     measured: list[Trial] = []
                     result = tuner.tune(spec.name, cpu, bandwidth, options, progress)
@@ -114,7 +116,7 @@ def _print_report(result: object) -> None:
 
     assert isinstance(result, TuneResult)
     d, t = result.default, result.tuned
-    table = Table(title=f"{result.spec.name}: default vs tuned")
+    table = Table(title=esc(f"{result.spec.name}: default vs tuned"))
     for col in ("", "default", "tuned", "tuned ÷ default"):
         table.add_column(col, justify="right" if col else "left")
     rows = [("decode tok/s (1 stream)", d.decode_tok_s, t.decode_tok_s),
@@ -124,9 +126,9 @@ def _print_report(result: object) -> None:
     for label, a, b in rows:
         table.add_row(label, f"{a:.1f}", f"{b:.1f}", f"{b / a:.2f}×" if a else "")
     console.print(table)
-    console.print(f"Chosen: {result.chosen.label()}", highlight=False)
-    console.print(f"Why: {result.profile.reason}", highlight=False)
-    console.print(f"Profile: {result.profile_path}\nReport: {', '.join(str(p) for p in result.report_paths)}")
+    console.print(f"Chosen: {esc(result.chosen.label())}", highlight=False)
+    console.print(f"Why: {esc(result.profile.reason)}", highlight=False)
+    console.print(f"Profile: {esc(result.profile_path)}\nReport: {esc(', '.join(str(p) for p in result.report_paths))}")
     if result.budget_exhausted:
         err_console.print("note: the time budget ran out before every setting was tried.")
 
@@ -138,14 +140,14 @@ def _check(data_dir: Path) -> None:
     store = ProfileStore(data_dir / "profiles", lambda: detect_cpu().signature)
     results = store.check_all()
     if not results:
-        console.print(f"No tuned profiles in {store.directory}.")
+        console.print(f"No tuned profiles in {esc(store.directory)}.")
         return
     bad = 0
     for path, problem in results:
         if problem is None:
-            console.print(f"[green]ok[/]   {path}", highlight=False)
+            console.print(f"[green]ok[/]   {esc(path)}", highlight=False)
         else:
             bad += 1
-            console.print(f"[red]bad[/]  {path}: {problem}", highlight=False)
+            console.print(f"[red]bad[/]  {esc(path)}: {esc(problem)}", highlight=False)
     if bad:
         raise typer.Exit(2)

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from inhouse.cli.common import DataDirOption, console, services_for
+from inhouse.cli.common import DataDirOption, cells, console, esc, services_for
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -27,7 +27,7 @@ def add(
     """Create a user. Then: `inhouse keys create --user NAME`."""
     with services_for(data_dir) as services:
         user = services.directory.create_user(name, display_name=display_name, role=role)
-    console.print(f"Created user {user.id} {user.name!r} ({user.role}).", highlight=False)
+    console.print(f"Created user {user.id} {esc(repr(user.name))} ({user.role}).", highlight=False)
 
 
 @app.command("list")
@@ -38,8 +38,8 @@ def list_(data_dir: Path = DataDirOption) -> None:
                 for u in services.directory.list_users()]
     table = Table("id", "name", "display name", "role", "disabled", "groups", "created")
     for u, groups in rows:
-        table.add_row(u.id, u.name, u.display_name, u.role, "yes" if u.disabled else "", ", ".join(groups),
-                      _when(u.created_at))
+        table.add_row(*cells(u.id, u.name, u.display_name, u.role, "yes" if u.disabled else "", ", ".join(groups),
+                             _when(u.created_at)))
     console.print(table)
 
 
@@ -53,7 +53,7 @@ def set_role(
     with services_for(data_dir) as services:
         record = services.directory.find_user(user)
         updated = services.directory.update_user(record.id, role=role)
-    console.print(f"{updated.name} is now {updated.role}.", highlight=False)
+    console.print(f"{esc(updated.name)} is now {esc(updated.role)}.", highlight=False)
 
 
 @app.command("disable")
@@ -66,7 +66,7 @@ def disable(
     with services_for(data_dir) as services:
         record = services.directory.find_user(user)
         updated = services.directory.update_user(record.id, disabled=not enable)
-    console.print(f"{updated.name} is {'disabled' if updated.disabled else 'enabled'}.", highlight=False)
+    console.print(f"{esc(updated.name)} is {'disabled' if updated.disabled else 'enabled'}.", highlight=False)
 
 
 @app.command("remove")
@@ -81,4 +81,4 @@ def remove(
         if not yes and not typer.confirm(f"Delete {record.name} ({record.id}) and revoke their keys?"):
             raise typer.Exit(1)
         services.directory.delete_user(record.id)
-    console.print(f"Removed {record.name}; their keys are revoked.", highlight=False)
+    console.print(f"Removed {esc(record.name)}; their keys are revoked.", highlight=False)
