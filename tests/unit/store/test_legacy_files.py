@@ -103,11 +103,11 @@ def test_kb_db_opens_searches_and_takes_new_documents(old: tuple[Path, dict[str,
     d, facts = old
     hr = AccessScope.of(Actor("key_x", "hr member", groups=frozenset({"hr"})))
     # The first open adopts the old marker (2), adds the word index (3), the collections' sketch switch (4), FTS5
-    # secure-delete (5) and the run journal (6); the second changes nothing.
+    # secure-delete (5), the run journal (6) and the access rule's indexes (7); the second changes nothing.
     for _ in range(2):
         s = SqliteIndexStore(d / "kb.db", dim=8)
         try:
-            assert s.schema_version() == 6
+            assert s.schema_version() == 7
             assert not any(c.sketch_questions for c in s.list_collections())
             found = s.get_chunks(hr, [h.chunk_id for h in s.keyword_search(hr, "annual leave", SearchFilters(), 5)])
             assert found[0].content == "annual leave is 18 days" and found[0].document_id == facts["document_id"]

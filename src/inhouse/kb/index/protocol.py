@@ -259,6 +259,11 @@ class IndexStore(Protocol):
         """Chunks by id, in the given order, silently dropping those ``scope`` may not see."""
         ...
     def visible_document(self, scope: AccessScope, document_id: str) -> bool: ...
+    def visible_documents(self, scope: AccessScope, collection_id: str, *, limit: int = 100,
+                          offset: int = 0) -> list[DocumentRecord]:
+        """The documents of the collection that ``scope`` may see, in the order of ``list_documents``, in one query:
+        ``limit`` and ``offset`` count those documents only (a member's page)."""
+        ...
     def visible_document_counts(self, scope: AccessScope, collection_ids: Iterable[str]) -> dict[str, int]:
         """Collection id (of ``collection_ids``) -> how many of its documents ``scope`` may see (collections with
         none left out): a member's ``Collection.document_count``, which must not count what they may not see."""

@@ -134,6 +134,13 @@ CREATE TABLE kb_run_journal (
 CREATE INDEX kb_run_journal_run ON kb_run_journal (run)"""
 
 
+# 7: indexes for the access rule (``access.py``), as SQLite's step 7: a member's allowed documents are reached from
+# what names them instead of testing every document of the collection.
+_V7 = """
+CREATE INDEX IF NOT EXISTS kb_documents_access ON kb_documents (collection_pk, has_acl, label_rank);
+CREATE INDEX IF NOT EXISTS kb_acl_principal ON kb_acl (kind, principal, owner)"""
+
+
 def migrations(dim: int) -> tuple[PgMigration, ...]:
     def v1(conn: Any) -> None:
         conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
@@ -163,7 +170,8 @@ CREATE INDEX kb_chunks_doc ON kb_chunks (document_pk, ordinal)""")
             PgMigration(4, "collection_sketch_questions",
                         "ALTER TABLE kb_collections ADD COLUMN sketch_questions boolean NOT NULL DEFAULT false"),
             PgMigration(5, "run_journal", _V5),
-            PgMigration(6, "keyword_terms_split_latin_from_cjk", reweigh_keyword_terms))
+            PgMigration(6, "keyword_terms_split_latin_from_cjk", reweigh_keyword_terms),
+            PgMigration(7, "access_rule_indexes", _V7))
 
 
 def migrate_index(db: PostgresDatabase, dim: int) -> None:

@@ -239,6 +239,17 @@ class PostgresIndexStore:
             self._DOC_SQL + ' WHERE c.id = %s ORDER BY d.source_path COLLATE "C" LIMIT %s OFFSET %s',
             (collection_id, int(limit), int(offset))))
 
+    def visible_documents(self, scope: AccessScope, collection_id: str, *, limit: int = 100,
+                          offset: int = 0) -> list[DocumentRecord]:
+        # The rule per row of the collection (the planner hashes the document lists naming the caller once), as on
+        # SQLite: most members see most of a collection, and listing every allowed document first to sort them cost
+        # 3 times as much there (46 ms instead of 15 ms at 20k documents, 99 % visible; 7 ms instead of 3 at 1 %).
+        visible, params = document_condition(scope, SearchFilters())
+        params.update(col=collection_id, limit=int(limit), offset=int(offset))
+        return self._documents(self._db.query(
+            self._DOC_SQL + f' WHERE c.id = %(col)s AND {visible} ORDER BY d.source_path COLLATE "C"'
+            " LIMIT %(limit)s OFFSET %(offset)s", params))
+
     def document_labels(self, at_least: Label) -> dict[str, tuple[Label, int]]:
         rows = self._db.query("SELECT id, label_rank, version FROM kb_documents WHERE label_rank >= %s",
                               (at_least.rank,))
@@ -518,13 +529,15 @@ class PostgresIndexStore:
         return [by_id[i] for i in chunk_ids if i in by_id]
 
     def visible_document(self, scope: AccessScope, document_id: str) -> bool:
-        docs, params = allowed_docs(scope, SearchFilters(document_ids=frozenset({document_id})))
-        return bool(self._db.query(docs + " LIMIT 1", params))
+        visible, params = document_condition(scope, SearchFilters())
+        params["id"] = document_id
+        return bool(self._db.query("SELECT 1 FROM kb_documents d JOIN kb_collections c ON c.pk = d.collection_pk"
+                                   f" WHERE d.id = %(id)s AND {visible}", params))
 
     def visible_document_counts(self, scope: AccessScope, collection_ids: Iterable[str]) -> dict[str, int]:
-        docs, params = allowed_docs(scope, SearchFilters(collection_ids=frozenset(collection_ids)),
-                                    columns="c.id, count(*) AS n")
-        return {r["id"]: int(r["n"]) for r in self._db.query(docs + " GROUP BY c.id", params)}
+        docs, params = allowed_docs(scope, SearchFilters(collection_ids=frozenset(collection_ids)), columns="c.id")
+        return {r["id"]: int(r["n"]) for r in self._db.query(f"SELECT id, count(*) AS n FROM ({docs}) v GROUP BY id",
+                                                             params)}
 
     # -- housekeeping --------------------------------------------------------------------------------
 

@@ -148,6 +148,15 @@ CREATE INDEX kb_run_journal_run ON kb_run_journal (run);
 """
 
 
+# 7: indexes for the access rule (``access.py``): a member's allowed documents are reached from what names them, the
+# documents without a list of their own of each collection within a clearance, and the entries of document lists
+# naming a group or key, instead of testing every document of the collection (2.5 µs each).
+_V7 = """
+CREATE INDEX IF NOT EXISTS kb_documents_access ON kb_documents (collection_pk, has_acl, label_rank);
+CREATE INDEX IF NOT EXISTS kb_acl_principal ON kb_acl (kind, principal, owner);
+"""
+
+
 def migrations(dim: int) -> tuple[Migration, ...]:
     def v1(conn: Any) -> None:
         run_step(conn, _SCHEMA)
@@ -156,7 +165,8 @@ def migrations(dim: int) -> tuple[Migration, ...]:
 
     return (Migration(1, "collections_documents_chunks_fts_vec", v1), Migration(2, "vec_log_and_chunk_doc_index", _V2),
             Migration(3, "word_index", _V3), Migration(4, "collection_sketch_questions", _V4),
-            Migration(5, "fts_secure_delete", _V5), Migration(6, "run_journal", _V6))
+            Migration(5, "fts_secure_delete", _V5), Migration(6, "run_journal", _V6),
+            Migration(7, "access_rule_indexes", _V7))
 
 
 def _legacy_version(conn: Any) -> int:

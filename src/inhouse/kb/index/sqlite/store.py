@@ -62,7 +62,7 @@ from inhouse.kb.index.protocol import (
     unrestricted,
 )
 from inhouse.kb.index.resident import DocRows, ResidentVectors
-from inhouse.kb.index.sqlite.access import allowed_chunks, allowed_docs
+from inhouse.kb.index.sqlite.access import allowed_chunks, allowed_docs, document_condition
 from inhouse.kb.index.sqlite.keyword import keyword_matches
 from inhouse.kb.index.sqlite.schema import migrate_index
 from inhouse.kb.index.sqlite.schema import schema_version as recorded_version
@@ -211,13 +211,26 @@ class SqliteIndexStore:
                  " d.metadata, d.version, d.created_at, d.size_bytes, d.chunk_count")
     _DOC_FROM = " FROM kb_documents d JOIN kb_collections c ON c.pk = d.collection_pk"
 
-    def _document(self, row: tuple[Any, ...]) -> DocumentRecord:
+    def _document(self, row: tuple[Any, ...], acl: Acl | None = None) -> DocumentRecord:
+        if row[5] and acl is None:
+            acl = self._acl_of(row[0])
         return DocumentRecord(
             id=row[0], collection_id=row[1], source_path=row[2], sha256=row[3], label=list(Label)[row[4]],
-            acl=self._acl_of(row[0]) if row[5] else None, title=row[6], filename=row[7], mime=row[8],
+            acl=acl if row[5] else None, title=row[6], filename=row[7], mime=row[8],
             metadata=json.loads(row[9]), version=row[10], created_at=row[11], size_bytes=row[12],
             chunk_count=row[13],
         )
+
+    def _documents(self, rows: list[tuple[Any, ...]]) -> list[DocumentRecord]:
+        """A page of documents, with the own lists of all of them read in one query."""
+        owners = [r[0] for r in rows if r[5]]
+        found: dict[str, tuple[set[str], set[str]]] = {o: (set(), set()) for o in owners}
+        if owners:
+            for owner, kind, principal in self._read("SELECT owner, kind, principal FROM kb_acl WHERE owner IN"
+                                                     " (SELECT value FROM json_each(?))", (json.dumps(owners),)):
+                found[owner][0 if kind == "group" else 1].add(principal)
+        acls = {o: Acl(groups=frozenset(g), keys=frozenset(k)) for o, (g, k) in found.items()}
+        return [self._document(r, acls.get(r[0])) for r in rows]
 
     def find_document(self, collection_id: str, *, source_path: str | None = None,
                       sha256: str | None = None) -> DocumentRecord | None:
@@ -248,7 +261,19 @@ class SqliteIndexStore:
     def list_documents(self, collection_id: str, *, limit: int = 100, offset: int = 0) -> list[DocumentRecord]:
         rows = self._read("SELECT " + self._DOC_COLS + self._DOC_FROM + " WHERE c.id = ? ORDER BY d.source_path"
                           " LIMIT ? OFFSET ?", (collection_id, int(limit), int(offset)))
-        return [self._document(r) for r in rows]
+        return self._documents(rows)
+
+    def visible_documents(self, scope: AccessScope, collection_id: str, *, limit: int = 100,
+                          offset: int = 0) -> list[DocumentRecord]:
+        # The collection's documents in path order (its unique index), each tested, until the page is full: most
+        # members see most of a collection, and their first page reads about ``limit`` rows; listing every allowed
+        # document to sort them read them all (25 ms instead of 0.1 ms at 20k visible). A member who sees a sliver
+        # reads more rows before a page is full, at ~0.6 µs a row (12 ms for a page at the end of 20k documents).
+        visible, params = document_condition(scope, SearchFilters())
+        params.update(col=collection_id, limit=int(limit), offset=int(offset))
+        rows = self._read("SELECT " + self._DOC_COLS + self._DOC_FROM + f" WHERE c.id = :col AND {visible}"
+                          " ORDER BY d.source_path LIMIT :limit OFFSET :offset", params)
+        return self._documents(rows)
 
     def document_labels(self, at_least: Label) -> dict[str, tuple[Label, int]]:
         rows = self._read("SELECT id, label_rank, version FROM kb_documents WHERE label_rank >= ?", (at_least.rank,))
@@ -571,21 +596,22 @@ class SqliteIndexStore:
     def get_chunks(self, scope: AccessScope, chunk_ids: Sequence[str]) -> list[StoredChunk]:
         if not chunk_ids:
             return []
-        docs, params = allowed_docs(scope, SearchFilters())
+        # The rule per row of the few chunks asked for, not as the list of every allowed document.
+        visible, params = document_condition(scope, SearchFilters())
         params["ids"] = json.dumps(list(chunk_ids))
         rows = self._read("SELECT " + self._CHUNK_COLS + self._CHUNK_FROM
-                          + f" WHERE k.id IN (SELECT value FROM json_each(:ids)) AND d.pk IN ({docs})", params)
+                          + f" WHERE k.id IN (SELECT value FROM json_each(:ids)) AND {visible}", params)
         by_id = {r[0]: self._chunk(r) for r in rows}
         return [by_id[i] for i in chunk_ids if i in by_id]
 
     def visible_document(self, scope: AccessScope, document_id: str) -> bool:
-        docs, params = allowed_docs(scope, SearchFilters(document_ids=frozenset({document_id})))
-        return bool(self._read(docs + " LIMIT 1", params))
+        visible, params = document_condition(scope, SearchFilters())
+        params["id"] = document_id
+        return bool(self._read("SELECT 1" + self._DOC_FROM + f" WHERE d.id = :id AND {visible}", params))
 
     def visible_document_counts(self, scope: AccessScope, collection_ids: Iterable[str]) -> dict[str, int]:
-        docs, params = allowed_docs(scope, SearchFilters(collection_ids=frozenset(collection_ids)),
-                                    columns="c.id, count(*)")
-        return {str(cid): int(n) for cid, n in self._read(docs + " GROUP BY c.id", params)}
+        docs, params = allowed_docs(scope, SearchFilters(collection_ids=frozenset(collection_ids)), columns="c.id")
+        return {str(cid): int(n) for cid, n in self._read(f"SELECT id, count(*) FROM ({docs}) GROUP BY id", params)}
 
     # -- housekeeping --------------------------------------------------------------------------------
 
