@@ -13,7 +13,9 @@ are the archive's: a confidential file makes a confidential archive.
 
 A ZIP container was checked before this runs (``safety.open_zip_checked``: entry count, total size, compression
 ratio). A tar archive declares each file's size in its header, and is read as a stream: it is refused once its
-entries pass ``max_zip_entries`` or their sizes ``max_unzipped_bytes``, before those bytes are decompressed. Only
+entries pass ``max_zip_entries`` or their sizes ``max_unzipped_bytes``, before those bytes are decompressed. The
+records ``tarfile`` reads into memory to make one entry (pax and GNU long-name headers, sparse maps) are refused past
+1 MB before they are read (``_MeteredReads``; a 1.4 MB .tar.gz declaring a 1.5 GB pax header took 1.5 GB). Only
 regular files are read (links and devices are listed as skipped; nothing is ever written to disk). Each file is then
 held to the same limits as an uploaded one, and counted in the upload's ``max_unzipped_bytes`` (nested archives
 too: ``safety.UnpackBudget``).
@@ -21,11 +23,15 @@ too: ``safety.UnpackBudget``).
 
 from __future__ import annotations
 
+import bz2
 import io
+import lzma
 import posixpath
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from inhouse.errors import DocumentRejected
 from inhouse.kb.document import Marking, ParsedDocument
@@ -37,6 +43,10 @@ _MAX_FILES = 200  # files read from one archive; the rest are listed as skipped
 _NOT_WRITTEN = frozenset((".ds_store", "thumbs.db", "desktop.ini"))
 _UTF8_FLAG = 0x800
 _ENCRYPTED_FLAG = 0x1
+# The headers of one tar entry (pax records, a GNU long name, a sparse map): a real one holds a path and a few
+# attributes, a few KB at most; tarfile reads each into memory whole.
+_MAX_TAR_HEADER_BYTES = 1 * MB
+_COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
 
 
 # A file of the archive: its path, and how to read its bytes (DocumentRejected when they cannot be).
@@ -52,24 +62,113 @@ def parse(data: bytes, filename: str, limits: ParseLimits, parse_nested: NestedP
 def parse_tar(data: bytes, filename: str, limits: ParseLimits, parse_nested: NestedParser) -> ParsedDocument:
     """A tar archive, compressed or not."""
     try:
-        tf = tarfile.open(fileobj=io.BytesIO(data), mode="r:*")  # noqa: SIM115 (closed below; opening may fail)
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise DocumentRejected(filename, f"corrupt tar archive ({exc})"[:300]) from None
+        tf = _open_tar(data)
+    except _HeaderTooLarge:
+        raise DocumentRejected(filename, _HEADER_TOO_LARGE) from None
+    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:  # includes zlib, bz2 and lzma errors
+        raise DocumentRejected(filename, _damaged(exc)) from None
     with tf:
         return _document(_tar_members(tf, filename, limits), filename, parse_nested, mime="application/x-tar")
 
 
 def is_tar(data: bytes) -> bool:
-    """Whether ``data`` is a tar archive, or a gzip, bzip2 or xz stream holding one (its first header read)."""
+    """Whether ``data`` is a tar archive, or a gzip, bzip2 or xz stream holding one (its first header read), even a
+    damaged one (``parse_tar`` then says it is damaged, not of an unsupported type)."""
     if data[257:262] == b"ustar":
         return True
-    if not data.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")):
+    if not data.startswith(_COMPRESSED_MAGIC):
         return False
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tf:
+        with _open_tar(data) as tf:
             return tf.next() is not None
-    except Exception:  # any failure of the codecs or tarfile: not a tar we can read
+    except _HeaderTooLarge:  # a tar, with a hostile header: parse_tar refuses it
+        return True
+    except MemoryError:
+        raise
+    except Exception:  # any failure of the codecs or tarfile
+        return _starts_with_tar_header(data)
+
+
+def _open_tar(data: bytes) -> tarfile.TarFile:
+    return tarfile.open(fileobj=io.BytesIO(data), mode="r:*", tarinfo=_CheckedTarInfo)
+
+
+class _HeaderTooLarge(Exception):
+    """One tar entry's headers hold more than ``_MAX_TAR_HEADER_BYTES``."""
+
+
+_HEADER_TOO_LARGE = (f"a tar entry's header records (pax, GNU long name or sparse map) hold more than "
+                     f"{_MAX_TAR_HEADER_BYTES // MB} MB (possible tar bomb)")
+
+
+class _MeteredReads:
+    """The archive's stream while tarfile reads one entry's headers: a read past ``_MAX_TAR_HEADER_BYTES`` in all
+    raises ``_HeaderTooLarge`` before it is made (tarfile asks for a pax record's declared size in one read)."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.used = 0
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0 or self.used + size > _MAX_TAR_HEADER_BYTES:
+            raise _HeaderTooLarge
+        self.used += size
+        data: bytes = self.stream.read(size)
+        return data
+
+    def tell(self) -> int:
+        position: int = self.stream.tell()
+        return position
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        position: int = self.stream.seek(offset, whence)
+        return position
+
+
+class _CheckedTarInfo(tarfile.TarInfo):
+    """tarfile's entry, its headers read through ``_MeteredReads``.
+
+    ``fromtarfile`` (public API) reads one entry: its header block and every record before the next (a pax header
+    reads the entry after it through ``fromtarfile`` again: metered by the outer call, so a chain of records counts
+    in one budget). Metering here, rather than walking the headers ahead of tarfile, follows tarfile's own reading
+    (base-256 sizes, global pax sizes, sparse maps) and decompresses the archive once.
+    """
+
+    @classmethod
+    def fromtarfile(cls, tf: tarfile.TarFile) -> _CheckedTarInfo:
+        stream = tf.fileobj
+        if isinstance(stream, _MeteredReads):
+            return super().fromtarfile(tf)
+        tf.fileobj = _MeteredReads(stream)  # type: ignore[assignment]
+        try:
+            return super().fromtarfile(tf)
+        finally:
+            tf.fileobj = stream
+
+
+def _damaged(exc: BaseException) -> str:
+    if isinstance(exc, tarfile.ReadError) and "\n" in str(exc):  # mode "r:*" lists every method it tried
+        detail = "not a tar, nor a gzip, bzip2 or xz stream holding one"
+    else:
+        detail = str(exc) or type(exc).__name__
+    return f"damaged archive, cut short or corrupted ({detail})"[:300]
+
+
+def _starts_with_tar_header(data: bytes) -> bool:
+    """Whether a compressed stream tarfile could not read starts with a tar header all the same: damaged after it."""
+    decompressor: Any = (zlib.decompressobj(wbits=31) if data.startswith(b"\x1f\x8b")
+                         else bz2.BZ2Decompressor() if data.startswith(b"BZh") else lzma.LZMADecompressor())
+    try:
+        head = decompressor.decompress(data, tarfile.BLOCKSIZE)
+    except (zlib.error, OSError, EOFError, ValueError, lzma.LZMAError):
         return False
+    if head[257:262] == b"ustar":
+        return True
+    try:
+        tarfile.TarInfo.frombuf(head, "utf-8", "surrogateescape")  # an old tar without the magic: its checksum
+    except tarfile.HeaderError:
+        return False
+    return True
 
 
 def _document(members: Iterator[Member], filename: str, parse_nested: NestedParser, *, mime: str) -> ParsedDocument:
@@ -120,8 +219,10 @@ def _tar_members(tf: tarfile.TarFile, filename: str, limits: ParseLimits) -> Ite
     while True:
         try:
             info = tf.next()
+        except _HeaderTooLarge:
+            raise DocumentRejected(filename, _HEADER_TOO_LARGE) from None
         except (tarfile.TarError, EOFError, OSError, ValueError) as exc:  # includes zlib, bz2 and lzma errors
-            raise DocumentRejected(filename, f"corrupt tar archive ({exc})"[:300]) from None
+            raise DocumentRejected(filename, _damaged(exc)) from None
         if info is None:
             return
         entries += 1

@@ -19,6 +19,10 @@ Reference pages keep their entries apart: each ``<dt>`` of a definition list (a 
 javadoc output, a configuration parameter, a glossary term) becomes a ``term`` block and its ``<dd>`` is walked
 under it, so the entry's blocks carry the term in their section path and the chunker cuts at entries. Permalink
 anchors (``a.headerlink``, a trailing ¶) are dropped from headings and terms.
+
+Before Lexbor sees a page, a linear scan (``html_nesting``) counts how deep a browser would nest its elements and how
+many it would open again that the page closed; a page past ``ParseLimits.max_html_depth`` (or a million reopened
+elements) is refused: Lexbor's time grows with the square of the depth, its memory with the reopened elements.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import contextlib
 import re
 from typing import Any
 
+from inhouse.errors import DocumentRejected
 from inhouse.kb.document import Marking, ParsedDocument
 from inhouse.kb.parse.blocks import (
     BlockList,
@@ -38,6 +43,7 @@ from inhouse.kb.parse.blocks import (
     meaningful,
     pick_title,
 )
+from inhouse.kb.parse.html_nesting import MAX_REOPENED, html_nesting
 from inhouse.kb.parse.safety import ParseLimits
 from inhouse.kb.parse.text import codec_declared_in_ascii, decode_text
 
@@ -106,6 +112,13 @@ def parse(data: bytes, filename: str, limits: ParseLimits) -> ParsedDocument:
 def parse_str(html: str, filename: str, limits: ParseLimits, *, metadata: dict[str, str]) -> ParsedDocument:
     from selectolax.lexbor import LexborHTMLParser  # lazy: only HTML needs it
 
+    depth, reopened = html_nesting(html, limits.max_html_depth)
+    if depth > limits.max_html_depth:
+        raise DocumentRejected(filename, f"HTML elements nested more than {limits.max_html_depth} deep (browsers show "
+                                         "no deeper; no page a person wrote nests so deep)")
+    if reopened > MAX_REOPENED:
+        raise DocumentRejected(filename, f"HTML whose unclosed formatting tags (<font>, <b>...) a browser would open "
+                                         f"again more than {MAX_REOPENED:,} times (possible HTML bomb)")
     tree = LexborHTMLParser(html)
     title_node = tree.css_first("title")
     page_title = title_node.text() if title_node else None
@@ -354,3 +367,4 @@ class _Walker:
             cells = [_text(c) for c in tr.iter() if c.tag in ("td", "th")]
             rows.append(cells[: self.limits.max_table_cols])
         return format_table(rows)
+

@@ -39,6 +39,9 @@ class ParseLimits:
     max_ocr_pages: int = 500  # scanned pages read by OCR per file (~1-3 s each on 2 cores); mirrors kb.ocr_max_pages
     max_image_pixels: int = 60_000_000  # an image file (or TIFF page) larger than this is refused before decoding
     max_depth: int = 3  # e-mail attachments inside e-mail attachments...
+    # HTML elements inside elements: a browser shows 512 levels, Word's HTML nests a few dozen; Lexbor's time grows
+    # with the square of the depth (200,000 nested <div>s: minutes)
+    max_html_depth: int = 512
 
     @classmethod
     def from_mb(cls, max_file_mb: float, *, max_ocr_pages: int = 500) -> ParseLimits:
