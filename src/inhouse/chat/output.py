@@ -35,6 +35,7 @@ class PreparedGeneration:
     requests: list[GenerationRequest]  # one per choice, in choice order
     parse_tools: bool = False
     tool_names: frozenset[str] | None = None  # the functions offered: a bare JSON answer must name one (None: any)
+    forced_call: bool = False  # tool_choice forces a call: a grammar admits only the call's JSON, nothing else
     created: int = field(default_factory=lambda: int(time.time()))
     n: int = 1  # choices per prompt
     # Per prompt, the text a completions request with ``echo`` puts before the generated text (None: no echo; the
@@ -149,7 +150,8 @@ class OutputAccumulator:
         if self.prepared.parse_tools:
             text, calls = parse_tool_calls(text, tool_names=self.prepared.tool_names)
             if reason == "length":  # kept: the answer was cut (Responses: "incomplete"), maybe mid-call
-                text = drop_cut_call(text)
+                # Half a call is neither a call nor an answer; under a forcing grammar all the text is the call.
+                text = "" if self.prepared.forced_call else drop_cut_call(text, tool_names=self.prepared.tool_names)
             elif calls and reason == "stop":
                 reason = "tool_calls"
         p = self.prepared

@@ -97,7 +97,8 @@ class ChatService:
         prepared = self._prepared("chat", spec.name, engine, [tokens], req, parse_tools=offer_tools,
                                   affinity=chat_affinity_key(spec.name, messages))
         # A bare JSON answer is a call only when it names an offered function (else it is an answer).
-        return dataclasses.replace(prepared, tool_names=frozenset(t["function"]["name"] for t in tools or ()))
+        return dataclasses.replace(prepared, tool_names=frozenset(t["function"]["name"] for t in tools or ()),
+                                   forced_call=forced is not None)
 
     def prepare_completion(self, body: Any) -> PreparedGeneration:
         req = _as_mapping(body)

@@ -9,7 +9,9 @@ its stop token or max_tokens right after the JSON) is still read. The JSON is re
 up to the next closing tag: an argument may itself contain the text ``</tool_call>``. Small models given
 tools sometimes answer with the bare JSON object (or a ```json fence around it): that is read too, when the
 whole answer is just that, its keys are only name and arguments (or parameters), and it names an offered
-tool. Anything that does not parse stays in the content, untouched: a wrong guess must never eat text.
+tool. Anything that does not parse stays in the content, untouched: a wrong guess must never eat text. The one
+exception is an answer max_tokens cut inside a call, tagged or bare and naming an offered tool (``drop_cut_call``):
+half a call is neither a call nor an answer.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 _OPEN, _CLOSE = "<tool_call>", "</tool_call>"
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
+_FENCE_OPEN = re.compile(r"```(?:json)?\s*")
 _SPACE = re.compile(r"\s*")
 _DECODER = json.JSONDecoder()
 # The keys a bare JSON answer may have to be read as a call: anything else (a "role", an "age") is an answer.
@@ -142,15 +145,47 @@ def parse_tool_calls(text: str, *, tool_names: Collection[str] | None = None,
     return text, []
 
 
-def drop_cut_call(content: str) -> str:
+def drop_cut_call(content: str, *, tool_names: Collection[str] | None = None) -> str:
     """``content`` (what ``parse_tool_calls`` left: complete calls are gone) without a last ``<tool_call>`` whose
-    JSON max_tokens cut: half a call is neither a call nor an answer. Told by the JSON decoder, as the parser does:
-    a cut argument may itself hold the text ``</tool_call>``."""
+    JSON max_tokens cut, or empty when the whole of it is a cut bare call (``is_cut_bare_call``): half a call is
+    neither a call nor an answer. Told by the JSON decoder, as the parser does: a cut argument may itself hold the
+    text ``</tool_call>``."""
     start = content.rfind(_OPEN)
     if start < 0:
-        return content
+        return "" if is_cut_bare_call(content, tool_names) else content
     try:
         _DECODER.raw_decode(content, _skip_space(content, start + len(_OPEN)))
     except (json.JSONDecodeError, RecursionError):
         return content[:start].rstrip()
     return content  # whole JSON that is not a call: text, as generated
+
+
+def is_cut_bare_call(text: str, tool_names: Collection[str] | None = None) -> bool:
+    """Whether ``text``, a whole answer that max_tokens cut, is the start of a bare JSON call (Qwen writes them
+    without tags): unfinished JSON that begins ``{"name": "`` and an offered function's name, or a part of that
+    (``{"na``, ``{"name": "get_w``), maybe in a ```json fence or a list. Unfinished JSON naming anything else is
+    an answer: it stays. ``tool_names`` None: any name."""
+    stripped = text.strip()
+    fence = _FENCE_OPEN.match(stripped)
+    candidate = stripped[fence.end():] if fence else stripped
+    if not candidate.startswith(("{", "[")):
+        return False
+    try:
+        _DECODER.raw_decode(candidate)
+        return False  # whole JSON: parse_tool_calls already read it as a call or left it as an answer
+    except (json.JSONDecodeError, RecursionError):
+        pass
+    pos = _skip_space(candidate, 1) if candidate.startswith("[") else 0
+    for piece in ("{", '"name"', ":", '"'):
+        pos = _skip_space(candidate, pos)
+        rest = candidate[pos:]
+        if piece.startswith(rest):  # the text ends here, within or before what a call writes next
+            return True
+        if not rest.startswith(piece):
+            return False
+        pos += len(piece)
+    end = candidate.find('"', pos)
+    name = candidate[pos:] if end < 0 else candidate[pos:end]
+    if tool_names is None:
+        return True
+    return any(n.startswith(name) for n in tool_names) if end < 0 else name in tool_names

@@ -92,3 +92,23 @@ def test_bare_json_naming_an_unoffered_function_is_content(make_services: Any) -
         choice = c.post("/v1/chat/completions", json=ASK).json()["choices"][0]
         assert choice["finish_reason"] == "stop" and choice["message"]["content"] == reply
         assert streamed(c, ASK) == (reply, [], "stop")
+
+
+def test_a_call_cut_by_max_tokens_is_not_the_answer(make_services: Any) -> None:
+    # Qwen writes bare JSON calls with tool_choice auto, and a forced call is bare JSON by grammar: cut by max_tokens,
+    # half a call is neither content nor a call, whole or streamed (the fake model writes a token per character).
+    reply = '{"name": "write_file", "arguments": {"text": "a long text"}}'
+    choices = [("auto", "auto"), ("required", "required"),
+               ({"type": "function", "function": {"name": "write_file"}}, {"type": "function", "name": "write_file"})]
+    with answering(make_services, reply) as c:
+        for chat_choice, responses_choice in choices:
+            body = {**ASK, "tool_choice": chat_choice, "max_tokens": 20}
+            r = c.post("/v1/chat/completions", json=body).json()
+            choice = r["choices"][0]
+            assert choice["finish_reason"] == "length" and choice["message"]["content"] == "", chat_choice
+            assert not choice["message"].get("tool_calls") and r["usage"]["completion_tokens"] == 20
+            assert streamed(c, body) == ("", [], "length"), chat_choice
+            r = c.post("/v1/responses", json={"model": MODEL, "input": "hi", "tools": RESPONSES_TOOLS,
+                                              "tool_choice": responses_choice, "max_output_tokens": 20}).json()
+            texts = [p["text"] for o in r["output"] if o["type"] == "message" for p in o["content"]]
+            assert r["status"] == "incomplete" and texts == [""] and len(r["output"]) == 1, r["output"]

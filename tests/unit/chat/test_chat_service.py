@@ -214,7 +214,10 @@ def _check_tool_choice(service: ChatService) -> None:
     required = service.prepare_chat(body(tools=[weather, clock], tool_choice="required"))
     branches = json.loads(required.request.params.json_schema or "null")["anyOf"]
     assert [b["properties"]["name"]["const"] for b in branches] == ["get_weather", "get_time"]
-    assert service.prepare_chat(body(tools=[weather], tool_choice="auto")).request.params.json_schema is None
+    auto = service.prepare_chat(body(tools=[weather], tool_choice="auto"))
+    assert auto.request.params.json_schema is None
+    # A cut forced call is dropped whole (OutputAccumulator): the flag says all the text is the call.
+    assert named.forced_call and required.forced_call and not auto.forced_call
     for bad in ({"tools": [weather], "tool_choice": {"type": "function", "function": {"name": "nope"}}},
                 {"tool_choice": "required"}, {"tools": [weather], "tool_choice": "sometimes"},
                 {"tools": [weather], "tool_choice": "required", "response_format": {"type": "json_object"}}):

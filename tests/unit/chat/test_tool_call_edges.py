@@ -98,3 +98,32 @@ def test_stop_with_calls_is_tool_calls_and_other_reasons_are_kept() -> None:
     assert _result(CALL, "abort").finish_reason == "abort"
     r = _result('{"name": "Alice", "arguments": {}}', "stop")
     assert r.finish_reason == "stop" and not r.tool_calls
+
+
+# -- a bare call cut by max_tokens (bug: Qwen's untagged '{"name": "get_weather' came back as the answer) ---------
+
+
+def test_a_cut_bare_call_of_an_offered_tool_is_dropped() -> None:
+    for text in ('{"name": "write_file", "arguments": {"text": "a', '{"name": "write_f', '{"name": "', '{"na', "{",
+                 '  {"name":"write_file",', '```json\n{"name": "write_file", "arg',
+                 '[{"name": "f", "arguments": {}}, {'):
+        r = _result(text, "length")
+        assert (r.text, r.tool_calls, r.finish_reason) == ("", [], "length"), text
+
+
+def test_cut_json_that_is_no_call_stays_the_answer() -> None:
+    for text in ('{"name": "Alice", "age": 3', '{"name": "Ali', '{"city": "Oslo", "na', '[1, 2,', "```python\nx = {",
+                 'Sure: {"name": "write_file", "arg', '{"name": "write_file"}'):  # the last is whole JSON, no call
+        assert _result(text, "length").text == text, text
+    assert _result('{"name": "write_file", "arg', "stop").text == '{"name": "write_file", "arg'  # not cut
+
+
+def test_a_forced_call_cut_by_max_tokens_is_neither_answer_nor_call() -> None:
+    req = GenerationRequest("req_1", [1, 2], SamplingParams())
+    prepared = PreparedGeneration("chat", "m", engine=None, requests=[req],  # type: ignore[arg-type]
+                                  parse_tools=True, tool_names=OFFERED, forced_call=True)
+    for text in ('{"name": "f", "arguments": {"a": "', '{', '{"name": "f", "arguments": {"a": 1}} x'):
+        acc = OutputAccumulator(prepared)
+        acc.add(Delta("req_1", text=text, token_ids=[5] * 6, finish_reason="length"))
+        r = acc.result()
+        assert (r.text, r.tool_calls, r.finish_reason, r.usage.completion_tokens) == ("", [], "length", 6), text
