@@ -406,7 +406,10 @@ class Engine:
 
     def _finish(self, live: _Live, reason: FinishReason, tokens: list[int]) -> None:
         rid = live.request.request_id
-        tail = live.pending + live.decoder.decode(b"", final=True)
+        # Bytes of a character the generation ended inside (max_tokens, EOS) are dropped, not flushed as U+FFFD;
+        # their tokens still count in the usage.
+        tail = live.pending
+        live.decoder.reset()
         if reason == "stop" and live.request.params.stop:
             cut = _find_stop(tail, live.request.params.stop)
             if cut is not None:

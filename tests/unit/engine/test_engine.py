@@ -42,7 +42,7 @@ def generate_text(engine: Engine, rid: str, params: SamplingParams) -> tuple[str
     [
         (("好",), "你"),
         (("你好",), ""),
-        ((), "你好\ufffd"),  # EOS: the partial character was generated before it, so it is flushed
+        ((), "你好"),  # EOS after a partial character: its bytes are dropped, as after a stop string
     ],
 )
 def test_bytes_of_a_partial_character_after_a_stop_string_are_dropped(stop: tuple[str, ...], expected: str) -> None:
