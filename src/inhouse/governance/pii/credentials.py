@@ -82,26 +82,36 @@ _WEBHOOKS = (
 )
 _PEM = (r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"
         r".*?(?:-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|\Z)")  # a key pasted without its end goes too
-_PUTTY = r"PuTTY-User-Key-File-\d: .*?Private-MAC: [0-9a-f]+"
+# Up to the MAC, but not past the next file's header: each header scanning to the end made the scan quadratic.
+_PUTTY = r"PuTTY-User-Key-File-\d: (?:(?!PuTTY-User-Key-File-).)*?Private-MAC: [0-9a-f]+"
 _JWT = _NOT_TOKEN_BEFORE + r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}" + _NOT_TOKEN_AFTER
 # scheme://user:password@host… — the whole string goes (the host is as telling as the password).
 _CONNECTION = (r"(?<![A-Za-z0-9+.-])(?i:[a-z][a-z0-9+.-]{1,30})://[^\s:/@'\"<>]*:[^\s@/'\"<>]+@"
                r"[^\s/'\"<>?#]+(?:[/?#][^\s'\"<>]*)?")
 # key = value / key: value / "key": "value" / 密码是…: the value is the secret.
-_PASSWORD_WORDS = r"pass(?:word|wd|phrase)?|pwd|(?<![A-Za-z])pw(?![A-Za-z])|密码|密碼|口令|口令码"
+# Each as (Latin words, Chinese words): a Latin word is part of a key's run of letters, a Chinese one follows it.
+_PASSWORD_WORDS = (r"pass(?:word|wd|phrase)?|pwd|(?<![A-Za-z])pw(?![A-Za-z])", r"密码|密碼|口令|口令码")
 _KEY_WORDS = (r"secret|token|api[_-]?key|apikey|access[_-]?key|account[_-]?key|shared[_-]?access[_-]?key|"
-              r"private[_-]?key|credentials?|auth|密钥|秘钥|密鑰|秘鑰|令牌")
+              r"private[_-]?key|credentials?|auth", r"密钥|秘钥|密鑰|秘鑰|令牌")
 
 
 _VALUE = r"[^\s,;，。；'\"&<>`)\]}]"  # a value's characters: up to a space or punctuation that ends it
 _VALUE_LATIN = r"[^\s,;，。；'\"&<>`)\]}\u3400-\u9fff]"  # the same without CJK
 
 
-def _assigned(words: str) -> str:
+def _assigned(words: tuple[str, str]) -> str:
+    # The key: a whole run of key characters holding a Latin word (`db_password`), or a Chinese word with the run
+    # before it (if a value did not end it: `ab12密码`) and after it (`db密码`). No separator can follow a key
+    # character, so a key ends where its run does: it starts only where a run starts, and the first word found in
+    # the run decides (`(?>…)`, `*+`). Trying every start and every word of a run again made the scan quadratic
+    # (a 20 KB run of "_" took 29 s).
     # The value: a run of Latin letters, digits and symbols with a digit in it, directly followed by Chinese, ends
     # there ("打印机密码：ab20申请人…": the prose goes on); any other value may hold Chinese ("密码：张三丰@1988").
-    return (r"(?i:(?P<k>[A-Za-z0-9_.-]*?(?:" + words + r")(?!s\b)[A-Za-z0-9_.-]*))"
-            r"[\"']?\s*(?P<s>[:=：]|=>|\s+(?:is|was)\s+|是|为)\s*[\"']?"
+    # `is`/`was` take their spaces from the `\s*` around them: `\s*\s+` in a row is quadratic on a run of spaces.
+    latin, chinese = words
+    return (r"(?i:(?P<k>(?<![A-Za-z0-9_.-])(?>[A-Za-z0-9_.-]*?(?:" + latin + r")(?!s\b))[A-Za-z0-9_.-]*+"
+            r"|(?:(?<![A-Za-z0-9_.-])[A-Za-z0-9_.-]*+)?(?:" + chinese + r")(?!s\b)[A-Za-z0-9_.-]*+))"
+            r"[\"']?\s*(?P<s>[:=：]|=>|(?<=\s)(?:is|was)(?=\s)|是|为)\s*[\"']?"
             rf"(?P<v>(?={_VALUE_LATIN}*\d){_VALUE_LATIN}{{4,}}(?=[\u3400-\u9fff])|{_VALUE}{{4,}})")
 
 
@@ -112,8 +122,9 @@ _SPACED = (r"(?i:(?<![A-Za-z])(?:password|passwd|pwd|pw)(?![A-Za-z])|密码|密�
 # length, or random letters and digits); "access key rotation" is prose.
 _SPACED_KEY = (r"(?i:(?<![A-Za-z])(?:api|access|secret|private|app)[ _-]?key(?![A-Za-z])|client[ _-]?secret|"
                r"密钥|秘钥|密鑰|秘鑰)[ \t]+(?P<v>[A-Za-z0-9_+/=-]{20,})(?![A-Za-z0-9_+/=-])")
-# curl -u user:password (curl's only way to take a password on the command line), --password value
-_CLI = (r"(?i:\bcurl\b)[^\n]*?\s(?:-u|--user)(?:\s+|=)['\"]?[^\s:'\"]*:(?P<v>[^\s'\"]+)",
+# curl -u user:password (curl's only way to take a password on the command line), --password value. From the last
+# `curl` before the `-u`: each `curl` of a line scanning to its end made the scan quadratic.
+_CLI = (r"(?i:\bcurl\b(?:(?!\bcurl\b)[^\n])*?)\s(?:-u|--user)(?:\s+|=)['\"]?[^\s:'\"]*:(?P<v>[^\s'\"]+)",
         r"(?<![A-Za-z0-9_-])--pass(?:word)?(?:\s+|=)['\"]?(?P<v>[^\s'\"]+)")
 _BEARER = r"(?i:\b(?:bearer|token)\s+)(?P<v>[A-Za-z0-9._~+/-]{16,}=*)"
 _BASIC = r"(?i:\bbasic\s+)(?P<v>[A-Za-z0-9+/]{12,}={0,2})"
@@ -126,7 +137,7 @@ _NOT_A_VALUE = re.compile(
     r"redacted|hidden|masked|unset|empty|undefined|\*+|x{3,}|\.{3,}|-+|<[^>]*>?|\$\{?[A-Za-z_][\w.]*\}?.*|"
     r"\{\{.*|%\(.*|env\(.*|os\.environ.*|process\.env.*|vault:.*|secret(?:s)?manager.*)"
 )
-_PASSWORD_KEY = re.compile(_PASSWORD_WORDS, re.IGNORECASE)
+_PASSWORD_KEY = re.compile("|".join(_PASSWORD_WORDS), re.IGNORECASE)
 
 
 def assigned_value_ok(key: str, value: str, separator: str = "=") -> bool:

@@ -14,6 +14,7 @@ Presidio is imported on first use, so importing this module is cheap.
 
 from __future__ import annotations
 
+import bisect
 import re
 import threading
 from collections import Counter
@@ -172,12 +173,17 @@ class Redactor:
         plain = normalise(text)
         raw = analyze(self._analyzer(), plain.text if plain else text, threshold=self._threshold)
         ranked = sorted(raw, key=lambda r: (-r.score, -(r.end - r.start), r.start))
+        # Kept findings in text order never overlap, so only the two next to a finding's start can overlap it
+        # (comparing each with all the kept ones was quadratic on a prompt of thousands of values).
         kept: list[Finding] = []
+        starts: list[int] = []
         for r in ranked:
-            if all(r.end <= k.start or r.start >= k.end for k in kept):
+            i = bisect.bisect_right(starts, r.start)
+            if all(r.end <= k.start or r.start >= k.end for k in kept[max(0, i - 1):i + 1]):
                 name = str((r.recognition_metadata or {}).get("recognizer_name", ""))
                 detail = name[len(_SECRET_PREFIX):] if name.startswith(_SECRET_PREFIX) else None
-                kept.append(Finding(r.entity_type, r.start, r.end, r.score, detail))
+                kept.insert(i, Finding(r.entity_type, r.start, r.end, r.score, detail))
+                starts.insert(i, r.start)
         if plain:
             kept = [replace(f, start=s, end=e) for f in kept for s, e in [plain.span(f.start, f.end)]]
         return sorted(kept, key=lambda f: f.start)
