@@ -58,7 +58,10 @@ def esc(value: object) -> str:
     """``value`` (a name, title, path, snippet, answer or message: anything from the store, a user, a model or a
     server) inside a Rich markup string. Rich reads every ``[…]`` of a printed string as a tag: a member's key named
     ``[/] laptop`` would crash the admin's listing (MarkupError), one named ``[link=…]`` would be styled."""
-    return escape(_TERMINAL_CONTROLS.sub("\ufffd", str(value)))
+    text = _TERMINAL_CONTROLS.sub("\ufffd", str(value))
+    # escape() doubles a trailing backslash (so a tag after it still opens); before plain text Rich would print both:
+    # an empty tag after it makes the pair one backslash wherever the value stands (\\fileserver\share\).
+    return escape(text) + ("[dim][/dim]" if text.endswith("\\") else "")
 
 
 def cells(*values: object) -> list[Text]:

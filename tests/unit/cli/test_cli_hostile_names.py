@@ -126,3 +126,11 @@ def test_a_value_holding_terminal_escapes_cannot_drive_the_terminal(capsys: pyte
     out = capsys.readouterr().out
     assert "\x1b[31m" not in out and "\x1b]8" not in out and "\x07" not in out
     assert "m\ufffd[31mred\ufffd" in out and "\ufffd]8;;https://evil.example\ufffd\\soon" in out
+
+
+def test_a_value_ending_in_a_backslash_is_shown_once_whatever_follows(capsys: pytest.CaptureFixture[str]) -> None:
+    from inhouse.cli.common import console, esc
+
+    share = "\\\\fileserver\\share\\"
+    console.print(f"[bold]1.[/] {esc(share)} Setup [dim]{esc(share)}[/]", highlight=False)
+    assert capsys.readouterr().out.strip() == f"1. {share} Setup {share}"
