@@ -23,6 +23,7 @@ neither are paths that match no route.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -265,10 +266,14 @@ class AuditMiddleware:
 
         try:
             await self.app(scope, receive, audit_send)
-        except (ClientDisconnect, OSError):
-            # The client went away (EdgeMiddleware counts it 499): aborted, not a server error.
+        except (ClientDisconnect, OSError, asyncio.CancelledError):
+            # The client went away (EdgeMiddleware counts it 499): aborted, not a server error. Ray Serve's proxy
+            # reports a client that left by cancelling the ingress's request task. A stopping server does not get
+            # here for a generation: it fails them first (their final event, ``model_unloaded``), and a cluster
+            # ingress past its grace is killed with no Python left to run (the next one records ``interrupted``).
             if not written:
-                await self._write_quietly(write, 499)
+                with anyio.CancelScope(shield=True):  # the record is written even though the task is cancelled
+                    await self._write_quietly(write, 499)
             raise
         except BaseException:
             if not written:

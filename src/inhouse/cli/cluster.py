@@ -8,12 +8,15 @@ replicas. The app itself is deployed by `inhouse serve --cluster ADDRESS`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.table import Table
 
-from inhouse.cli.common import DataDirOption, console, err_console, settings_from, translate_errors
+from inhouse.cli.common import DataDirOption, cells, console, err_console, esc, settings_from, translate_errors
+
+if TYPE_CHECKING:
+    from inhouse.cluster.status import ModelView
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -53,9 +56,10 @@ def up(
                         token_file=token)
         record = start_node(settings.data_dir, head=True, port=port, node_ip=node_ip, num_cpus=num_cpus,
                             token_file=token)
-    console.print(f"Head started (pid {record.pid}) at {record.address}; token in {token} (mode 0600).\n"
-                  f"  Other machines: copy the token, then `inhouse cluster join {record.address} --token-file FILE`\n"
-                  f"  Deploy the app: `inhouse serve --cluster {record.address}`", highlight=False)
+    where = esc(record.address)
+    console.print(f"Head started (pid {record.pid}) at {where}; token in {esc(token)} (mode 0600).\n"
+                  f"  Other machines: copy the token, then `inhouse cluster join {where} --token-file FILE`\n"
+                  f"  Deploy the app: `inhouse serve --cluster {where}`", highlight=False)
 
 
 @app.command()
@@ -77,7 +81,7 @@ def join(
                         token_file=_token(settings.data_dir, token_file))
         record = start_node(settings.data_dir, head=False, address=address, node_ip=node_ip, num_cpus=num_cpus,
                             token_file=_token(settings.data_dir, token_file))
-    console.print(f"Joined {address} (pid {record.pid}).", highlight=False)
+    console.print(f"Joined {esc(address)} (pid {record.pid}).", highlight=False)
 
 
 @app.command()
@@ -108,27 +112,33 @@ def status(
         view = read_status()
     nodes = Table("node", "address", "alive", "role", "CPUs")
     for n in view.nodes:
-        nodes.add_row(n.node_id[:12], n.address, "yes" if n.alive else "no", "head" if n.head else "worker",
-                      f"{n.cpus:g}")
+        nodes.add_row(*cells(n.node_id[:12], n.address, "yes" if n.alive else "no", "head" if n.head else "worker",
+                             f"{n.cpus:g}"))
     console.print(nodes)
-    console.print(f"app: {view.app_status}")
+    console.print(f"app: {esc(view.app_status)}", highlight=False)
     replicas = Table("model", "replica", "node", "running", "waiting", "served", "prefix hits", "profile")
     for m in view.models:
         states = ", ".join(f"{k.lower()} {v}" for k, v in sorted(m.replicas.items())) or "0 replicas"
-        console.print(f"{m.model}: {m.status}, {states}, queue depth {m.queue_depth}", highlight=False)
+        console.print(f"{esc(m.model)}: {esc(m.status)}, {esc(states)}, queue depth {m.queue_depth}"
+                      f"{_waiting(m, view.machines)}", highlight=False)
         for r in m.per_replica:
-            replicas.add_row(m.model, str(r["replica"]), str(r["node_id"])[:12], str(r["running"]), str(r["waiting"]),
-                             str(r["served"]), f"{hit_rate(r):.0%}", str(r["profile"])[:40])
+            replicas.add_row(*cells(m.model, r["replica"], str(r["node_id"])[:12], r["running"], r["waiting"],
+                                    r["served"], f"{hit_rate(r):.0%}", str(r["profile"])[:40]))
     console.print(replicas)
     if view.embedder is not None:
         e = view.embedder
         states = ", ".join(f"{k.lower()} {v}" for k, v in sorted(e.replicas.items())) or "0 replicas"
-        console.print(f"embedder: {e.status}, {states}", highlight=False)
+        console.print(f"embedder: {esc(e.status)}, {esc(states)}{_waiting(e, view.machines)}", highlight=False)
         embedders = Table("embedder", "replica", "node", "calls", "passages", "queries")
         for r in e.per_replica:
-            embedders.add_row(str(r["name"]), str(r["replica"]), str(r["node_id"])[:12], str(r["calls"]),
-                              str(r["passages"]), str(r["queries"]))
+            embedders.add_row(*cells(r["name"], r["replica"], str(r["node_id"])[:12], r["calls"], r["passages"],
+                                     r["queries"]))
         console.print(embedders)
+
+
+def _waiting(m: ModelView, machines: int) -> str:
+    n = m.waiting_for_machines(machines)
+    return (f" ({n} waiting for a machine to join: one replica per machine, {machines} up)" if n else "")
 
 
 def _foreground(data_dir: Path, **node: Any) -> NoReturn:
@@ -139,15 +149,15 @@ def _foreground(data_dir: Path, **node: Any) -> NoReturn:
     notifier = Notifier()
 
     def ready(record: NodeRecord) -> None:
-        err_console.print(f"The {record.role} node is up (pid {record.pid}) at {record.address}.", highlight=False)
+        err_console.print(f"The {record.role} node is up (pid {record.pid}) at {esc(record.address)}.", highlight=False)
         notifier.ready(f"{record.role} node at {record.address}")
 
     raise typer.Exit(run_node(data_dir, on_ready=ready, **node))
 
 
-def _connect(data_dir: Path, address: str | None, node_ip: str, token_file: Path | None) -> None:
-    """Connect to ``address`` or to the cluster of this data directory's node, with its token."""
-    from inhouse.cluster.nodes import connect, read_record
+def _target(data_dir: Path, address: str | None, token_file: Path | None) -> tuple[str, Path]:
+    """The cluster to reach (``address`` or that of this data directory's node) and the token file to present."""
+    from inhouse.cluster.nodes import read_record
     from inhouse.errors import NotFound
 
     record = read_record(data_dir)
@@ -156,7 +166,25 @@ def _connect(data_dir: Path, address: str | None, node_ip: str, token_file: Path
             raise NotFound("No cluster address given and no node was started from this data directory.")
         address = record.address
     token = token_file or (Path(record.token_file) if record and record.token_file else _token(data_dir, None))
+    return address, token
+
+
+def _connect(data_dir: Path, address: str | None, node_ip: str, token_file: Path | None) -> None:
+    """Connect to ``address`` or to the cluster of this data directory's node, with its token."""
+    from inhouse.cluster.nodes import connect
+
+    address, token = _target(data_dir, address, token_file)
     connect(address, node_ip=node_ip, token_file=token)
+
+
+def check_cluster_from_cli(data_dir: Path, address: str, token_file: Path | None = None) -> None:
+    """For `inhouse serve --cluster`, before it changes anything: the token file can be read (``NotFound``) and the
+    head's port answers (``Unavailable``)."""
+    from inhouse.cluster.nodes import check_reachable, check_token_file
+
+    address, token = _target(data_dir, address, token_file)
+    check_token_file(token)
+    check_reachable(address)
 
 
 def connect_from_cli(data_dir: Path, address: str, node_ip: str = "127.0.0.1", token_file: Path | None = None

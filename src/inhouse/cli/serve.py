@@ -313,10 +313,11 @@ def _notifying_server(config: Any, notifier: Notifier, status: str, *,
 
 def _serve_on_cluster(settings: Settings, address: str, node_ip: str) -> None:
     """Deploy the ingress and the model replicas to a cluster; the app keeps running there after this returns."""
-    from inhouse.cli.cluster import connect_from_cli
+    from inhouse.cli.cluster import check_cluster_from_cli, connect_from_cli
     from inhouse.cluster.app import ModelDeployment, deploy
 
     with translate_errors(settings.data_dir):
+        check_cluster_from_cli(settings.data_dir, address)  # a readable token and a head that answers, first
         if settings.models.default == "auto":  # chosen from this (the head's) machine; replicas probe their own
             from inhouse.bootstrap import build_probe
 
@@ -334,9 +335,13 @@ def _serve_on_cluster(settings: Settings, address: str, node_ip: str) -> None:
         connect_from_cli(settings.data_dir, address, node_ip)
         models = [ModelDeployment(m) for m in dict.fromkeys([settings.models.default, *settings.models.preload])]
         with console.status(f"Deploying {esc(', '.join(m.model for m in models))} to {esc(address)}…"):
-            deploy(settings, models)
-    console.print(f"Serving at http://{esc(settings.server.host)}:{settings.server.port}/v1 through the cluster at "
-                  f"{esc(address)}; `inhouse cluster status` shows the replicas.", highlight=False)
+            host, port = deploy(settings, models)
+    if (host, port) != (settings.server.host, settings.server.port):
+        err_console.print(f"[bold yellow]warning:[/] the cluster's HTTP proxy already serves {esc(host)}:{port}, and "
+                          "keeps that address while Serve runs on the head: "
+                          f"{esc(settings.server.host)}:{settings.server.port} was not taken.", highlight=False)
+    console.print(f"Serving at http://{esc(host)}:{port}/v1 through the cluster at {esc(address)}; "
+                  "`inhouse cluster status` shows the replicas.", highlight=False)
 
 
 def _print_tuning(services: Services, sha256: str | None) -> None:

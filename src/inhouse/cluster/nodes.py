@@ -31,6 +31,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -43,10 +44,13 @@ from pathlib import Path
 from inhouse.cluster.app import INGRESS_RESOURCE, NODE_RESOURCE
 from inhouse.cluster.local import free_port
 from inhouse.cluster.processes import alive, stop_tree
-from inhouse.errors import Conflict, InvalidRequest, NotFound, Unavailable
+from inhouse.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound, Unavailable
 from inhouse.governance.process import started_at
 
 READY_LINE = "Ray runtime started"
+# Seconds to wait for the head's port to accept a TCP connection before ``connect`` gives up: Ray itself retries an
+# unreachable GCS about 20 times 40 s (14 minutes) before it says so.
+REACH_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -149,8 +153,9 @@ def advertised_address(node_ip: str, port: int) -> str:
 def _record(data_dir: Path, pid: int, *, head: bool, address: str | None, port: int, node_ip: str,
             token_file: Path | None, log_file: str) -> NodeRecord:
     advertised = address or advertised_address(node_ip, port)
+    # Absolute: status and serve --cluster may run from another directory than the one `join --token-file` was typed in.
     record = NodeRecord("head" if head else "worker", pid, advertised, node_ip,
-                        str(token_file) if token_file else None, log_file, started_at(pid))
+                        str(token_file.resolve()) if token_file else None, log_file, started_at(pid))
     (cluster_dir(data_dir) / "node.json").write_text(json.dumps(asdict(record), indent=2), encoding="utf-8")
     return record
 
@@ -229,12 +234,46 @@ def stop_node(data_dir: Path) -> NodeRecord:
     return record
 
 
+def check_token_file(token_file: Path | None) -> None:
+    """``NotFound`` naming ``token_file`` unless it can be read (Ray would fail later with a traceback of its own)."""
+    if token_file is None:
+        return
+    try:
+        with open(token_file, "rb"):
+            pass
+    except OSError as exc:
+        raise NotFound(f"Cannot read the cluster's token file {token_file} ({exc.strerror}): copy the head's "
+                       f"<data-dir>/cluster/auth_token here and pass it with --token-file.") from exc
+
+
+def check_reachable(address: str, *, timeout_s: float = REACH_TIMEOUT_S) -> None:
+    """``Unavailable`` at once when nothing accepts a TCP connection at ``address`` (host:port) within ``timeout_s``.
+    Other address forms (``auto``, ``ray://``) are left to Ray."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or "/" in address or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        why = f"no answer within {timeout_s:g} s" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise Unavailable(f"Cannot reach the cluster at {address} ({why}). Is the head up (`inhouse cluster up`), "
+                          "and are the address and port right?") from exc
+
+
 def connect(address: str, *, node_ip: str = "127.0.0.1", token_file: Path | None = None) -> None:
-    """Connect this process to the cluster as a driver (``serve --cluster``, ``cluster status``)."""
-    os.environ.update(ray_env(token_file))  # before Ray is imported: it reads them once, at import
+    """Connect this process to the cluster as a driver (``serve --cluster``, ``cluster status``): the token file is
+    checked first (``NotFound``), then that the head's port answers (``Unavailable`` within seconds), then Ray
+    connects; a token the cluster refuses is ``AuthenticationFailed``."""
+    check_token_file(token_file)
+    check_reachable(address)
+    os.environ.update(ray_env(token_file.resolve() if token_file else None))  # before Ray is imported: read once
     import ray
+    from ray.exceptions import AuthenticationError
 
     try:
         ray.init(address=address, _node_ip_address=node_ip, logging_level=logging.WARNING, log_to_driver=False)
+    except AuthenticationError as exc:
+        raise AuthenticationFailed(f"The cluster at {address} refused this driver's token ({token_file}): use the "
+                                   f"head's auth_token. Ray said: {exc}") from exc
     except (ConnectionError, RuntimeError) as exc:
         raise Unavailable(f"Cannot reach the cluster at {address}: {exc}") from exc

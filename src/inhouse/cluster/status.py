@@ -35,6 +35,11 @@ class ModelView:
     def running(self) -> int:
         return sum(int(r.get("running", 0)) for r in self.per_replica)
 
+    def waiting_for_machines(self, machines: int) -> int:
+        """Replicas wanted beyond one per machine up (``machines``): Serve keeps them STARTING until machines join."""
+        wanted = sum(n for state, n in self.replicas.items() if state in ("RUNNING", "STARTING"))
+        return max(0, wanted - machines)
+
 
 @dataclass(frozen=True)
 class ClusterView:
@@ -43,6 +48,11 @@ class ClusterView:
     models: list[ModelView]
     # The Embedder deployment (cluster.embedder = "deployment"): per replica its calls, passages and queries.
     embedder: ModelView | None = None
+
+    @property
+    def machines(self) -> int:
+        """Machines up that take replicas (one per model each)."""
+        return sum(1 for n in self.nodes if n.alive)
 
 
 def hit_rate(stats: dict[str, Any]) -> float:
