@@ -12,6 +12,7 @@ import re
 from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import HTTPConnection, Request
 
@@ -49,12 +50,28 @@ async def read_upload(request: Request, max_bytes: int) -> tuple[bytes, dict[str
 
 
 async def read_json(request: Request, model: type[BaseModel]) -> Any:
-    """The body validated as ``model``; bad JSON or a bad field → InvalidRequest naming the field."""
+    """The body validated as ``model``; bad JSON or a bad field → InvalidRequest naming the field. These routes take
+    up to ``apps.max_upload_mb`` (100 MB): above ``_INLINE_BYTES`` a body is decoded and validated in a worker thread,
+    and refused unread when it holds more than ``_MAX_VALUES`` values, which no worker thread makes cheap."""
+    body = await request.body()
+    if len(body) <= _INLINE_BYTES:
+        return _decode_json(body, model)
+    return await run_in_threadpool(_decode_json, body, model)
+
+
+# Below it a body decodes in well under a millisecond, less than a worker thread's hand-over costs.
+_INLINE_BYTES = 64 * 1024
+
+
+def _decode_json(body: bytes, model: type[BaseModel]) -> Any:
+    if len(body) > _INLINE_BYTES and _values_over(body, _MAX_VALUES):
+        raise InvalidRequest(f"The body holds more than {_MAX_VALUES:,} JSON values.")
     try:
-        raw = await request.json()
-    except ValueError:
+        raw = json.loads(body)
+    except ValueError:  # UnicodeDecodeError (not UTF-8) is one too
         raise InvalidRequest("The body is not valid JSON.") from None
-    await refuse_lone_surrogates(request)
+    if _SURROGATE_ESCAPE.search(body):
+        _refuse_lone_surrogate(raw)
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
@@ -63,24 +80,62 @@ async def read_json(request: Request, model: type[BaseModel]) -> Any:
         raise InvalidRequest(message, param=param) from None
 
 
+# json.loads holds the GIL for the whole call, in a worker thread too, so the event loop waits for it all the same:
+# 30 ns a value (100 MB of "0," is 1.5 s), but a few long strings, what these bodies hold, are 0.15 s for 100 MB.
+# These routes take a few fields (at most 500 attendees): 100,000 values (3 ms of decoding) is far above any.
+_MAX_VALUES = 100_000
+_STRUCTURE = (b",", b":", b"[", b"{")  # every JSON value but the whole body's follows one of them
+
+
+def _values_over(body: bytes, most: int) -> bool:
+    """Whether the JSON ``body`` holds more than about ``most`` values, told without holding the GIL long: an upper
+    bound from C-speed counts first; only when it is over (text with many commas) are the strings left out."""
+    if sum(body.count(c) for c in _STRUCTURE) <= most:
+        return False
+    # Without its escaped backslashes and quotes (paired from the left, as JSON does), a body's every quote opens or
+    # closes a string; one step a string, and strings count as values: at most ``most`` steps.
+    plain = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    values, pos = 0, 0
+    while values <= most:
+        start = plain.find(b'"', pos)
+        values += sum(plain.count(c, pos, len(plain) if start < 0 else start) for c in _STRUCTURE) + 1
+        end = plain.find(b'"', start + 1) if start >= 0 else -1
+        if end < 0:
+            return values > most  # the end, or a string never closed: json.loads says it is not JSON
+        pos = end + 1
+    return True
+
+
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # only an escape can make one: UTF-8 cannot encode surrogates
 
 
 async def refuse_lone_surrogates(request: Request) -> None:
     """A JSON body with a lone UTF-16 surrogate (``"\\ud800"`` without its pair) is a 400: ``json.loads`` keeps it,
     and no tokenizer, store or log can encode it (it was a 500 deep in the engine). Bodies without such an escape,
-    nearly all, cost one regex scan; a pair (an emoji some clients escape) is joined by ``json.loads`` and passes."""
+    nearly all, cost one regex scan; a pair (an emoji some clients escape) is joined by ``json.loads`` and passes.
+    Above ``_INLINE_BYTES`` the scan, and the decoding a body with such an escape needs, run in a worker thread."""
     if not request.headers.get("content-type", "application/json").lower().startswith("application/json"):
         return
     body = await request.body()  # cached: the route reads the same bytes
+    if len(body) <= _INLINE_BYTES:
+        _check_surrogates(body)
+    else:
+        await run_in_threadpool(_check_surrogates, body)
+
+
+def _check_surrogates(body: bytes) -> None:
     if not _SURROGATE_ESCAPE.search(body):
         return
     try:
-        text = json.dumps(json.loads(body), ensure_ascii=False)
+        raw = json.loads(body)
     except ValueError:
         return  # not JSON: the route says so
+    _refuse_lone_surrogate(raw)
+
+
+def _refuse_lone_surrogate(raw: object) -> None:
     try:
-        text.encode("utf-8")
+        json.dumps(raw, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidRequest("The body holds a lone UTF-16 surrogate (a \\uD800-\\uDFFF escape without its pair): "
                              "it is not text.") from None

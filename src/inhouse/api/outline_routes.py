@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, StringConstraints
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
 from inhouse.api.auth import require
@@ -49,6 +50,8 @@ def add_outline_routes(router: APIRouter, services: Services) -> None:
             body: OutlineRequest = await read_json(request, OutlineRequest)
             inp = OutlineInput(data=body.text.encode("utf-8"), filename=body.filename, key_points=body.key_points)
         outline = await run_until_disconnect(request, outline_assistant.run(contexts.for_actor(actor), inp))
+        # Serialised in a worker thread: an outline of 100,000 sections takes a good part of a second to dump.
         if format == "md":
-            return Response(to_markdown(outline), media_type="text/markdown; charset=utf-8")
-        return JSONResponse(outline.to_dict())
+            markdown = await run_in_threadpool(to_markdown, outline)
+            return Response(markdown, media_type="text/markdown; charset=utf-8")
+        return await run_in_threadpool(lambda: JSONResponse(outline.to_dict()))

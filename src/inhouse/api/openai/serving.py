@@ -159,9 +159,9 @@ class Serving:
                     return await relay(services.external, routed, request, stream=call.stream, grounding=grounding,
                                        on_usage=self._relay_hook(call, request))
                 body = routed.body  # kept local: the request for the local model
-            # The earlier answers' labels are a database read: off the event loop, and only when there are any.
-            remember = (await run_in_threadpool(self._remembering, body, grounding, routed)
-                        if routed is None and _has_answers(body) else self._remembering(body, grounding, routed))
+            # Off the event loop, whatever the roles: the earlier answers' labels are looked up in every message
+            # (an answer may be pasted anywhere), by a digest per window of 16 tokens and a database read per 500.
+            remember = await run_in_threadpool(self._remembering, body, grounding, routed)
         # 4. Wake and prepare (rendering, tokenizing and maybe loading the model block: off the event loop).
         wake = WakeWatch(services.registry, body.get("model"))
         prepare = services.chat.prepare_chat if call.kind == "chat" else services.chat.prepare_completion
@@ -422,7 +422,3 @@ class WakeWatch:
         return seconds
 
 
-def _has_answers(body: Mapping[str, Any]) -> bool:
-    messages = body.get("messages")
-    return isinstance(messages, list) and any(isinstance(m, Mapping) and m.get("role") == "assistant"
-                                              for m in messages)

@@ -106,15 +106,18 @@ def _first_page(blocks: tuple[Block, ...]) -> int | None:
 def _parts(blocks: tuple[Block, ...], part_chars: int) -> list[_Node]:
     """No headings: one part per page when pages exist, else parts of about ``part_chars`` characters."""
     parts: list[_Node] = []
+    size = 0  # characters in the last part so far: re-summing them for every block was quadratic
     for b in blocks:
         if not b.text.strip():
             continue
         new_page = b.page is not None and (not parts or parts[-1].page != b.page)
-        too_big = parts and b.page is None and sum(len(t) for t in parts[-1].text) + len(b.text) > part_chars
+        too_big = parts and b.page is None and size + len(b.text) > part_chars
         if not parts or new_page or too_big:
             title = f"Page {b.page}" if b.page is not None else f"Part {len(parts) + 1}"
             parts.append(_Node(title, 1, b.page, []))
+            size = 0
         parts[-1].text.append(b.text)
+        size += len(b.text)
     return parts
 
 
@@ -178,14 +181,21 @@ def parse_document(inp: OutlineInput, options: OutlineOptions, ocr: PageReader |
     return parse_file(inp.data, inp.filename, limits=limits, ocr=ocr)
 
 
-async def run(ctx: AppContext, inp: OutlineInput, options: OutlineOptions | None = None,
-              ocr: PageReader | None = None, parser: IsolatedParser | None = None) -> Outline:
-    options = options or OutlineOptions()
-    doc = await asyncio.to_thread(parse_document, inp, options, ocr, parser)
+def _structure(inp: OutlineInput, options: OutlineOptions, ocr: PageReader | None,
+               parser: IsolatedParser | None) -> tuple[ParsedDocument, list[_Node], list[Section]]:
+    """The parsed document, its sections' text and their tree: all of it in one worker thread, since a document of
+    100,000 headings or paragraphs makes as many nodes and pydantic sections (seconds, not for the event loop)."""
+    doc = parse_document(inp, options, ocr, parser)
     nodes = _nodes(doc, options.part_chars)
     if not nodes:
         raise InvalidRequest(f"{doc.filename}: the document has no text to outline.", param="file")
-    sections = _tree(nodes)
+    return doc, nodes, _tree(nodes)
+
+
+async def run(ctx: AppContext, inp: OutlineInput, options: OutlineOptions | None = None,
+              ocr: PageReader | None = None, parser: IsolatedParser | None = None) -> Outline:
+    options = options or OutlineOptions()
+    doc, nodes, sections = await asyncio.to_thread(_structure, inp, options, ocr, parser)
     failed = 0
     if inp.key_points:
         gate = asyncio.Semaphore(max(1, options.concurrency))
