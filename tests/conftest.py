@@ -12,9 +12,11 @@ a corpus that should be there and is not must not pass as a skip.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -80,3 +82,13 @@ def seed_pulled_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str
             os.link(source, dest)
 
     return seed
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A directory every account can enter (pytest's tmp_path is under a 0700 directory of root's): for what a
+    service's account must reach (tests of `inhouse service install --system --run-as`)."""
+    path = Path(tempfile.mkdtemp(prefix="inhouse-open-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)

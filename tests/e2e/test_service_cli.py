@@ -4,11 +4,8 @@ asked), the first admin key shown once at install and never again, clear refusal
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -51,15 +48,6 @@ def test_refusals_are_one_clear_line(tmp_path: Path, args: list[str], says: str)
     done = run("install", *[str(tmp_path / "units") if a == "UNITS" else a for a in args], env=env)
     assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert not (tmp_path / "units").exists()
-
-
-@pytest.fixture
-def open_dir() -> Iterator[Path]:
-    """A directory every account can enter (pytest's tmp_path is under a 0700 directory of root's)."""
-    path = Path(tempfile.mkdtemp(prefix="inhouse-svc-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path)
 
 
 def test_a_system_unit_for_a_named_account_passes_systemds_own_check(open_dir: Path) -> None:

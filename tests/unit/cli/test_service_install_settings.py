@@ -9,13 +9,11 @@ handed a data directory under a 0700 directory to the account, whose service the
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.unit.deploy.test_systemd import directives
 from typer.testing import CliRunner, Result
 
 from inhouse.cli.main import app
@@ -24,15 +22,6 @@ from inhouse.config import load_settings
 runner = CliRunner()
 WIDE = {"COLUMNS": "400"}
 TOML = "[server]\nport = 18399\nmax_connections = 5000\n"
-
-
-def directives(text: str) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for line in text.splitlines():
-        if "=" in line and not line.startswith("#"):
-            key, _, value = line.partition("=")
-            out.setdefault(key, []).append(value)
-    return out
 
 
 def invoke(*args: str, **env: str | None) -> Result:
@@ -102,15 +91,6 @@ def test_a_system_unit_without_a_data_directory_keeps_its_state_in_var_lib() -> 
     assert d["ExecStart"][0].endswith('serve --data-dir "/var/lib/inhouse"') and d["StateDirectory"] == ["inhouse"]
 
 
-@pytest.fixture
-def base() -> Iterator[Path]:
-    """A directory every account can enter (pytest's tmp_path is under a 0700 directory of root's)."""
-    path = Path(tempfile.mkdtemp(prefix="inhouse-svc-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path)
-
-
 def _interpreter(directory: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """This process's interpreter, as service install sees it, in ``directory`` with an ``inhouse`` script beside."""
     (directory / "bin").mkdir(parents=True)
@@ -125,37 +105,37 @@ root_only = pytest.mark.skipif(os.geteuid() != 0, reason="a system unit's data d
 
 @root_only
 def test_a_data_directory_the_account_cannot_reach_is_refused_before_anything_is_written(
-        base: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _interpreter(base / "venv", monkeypatch)
-    closed = base / "home"
+        open_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _interpreter(open_dir / "venv", monkeypatch)
+    closed = open_dir / "home"
     closed.mkdir(mode=0o700)
-    done = invoke("install", "--system", "--run-as", "daemon", "--unit-dir", str(base / "units"),
+    done = invoke("install", "--system", "--run-as", "daemon", "--unit-dir", str(open_dir / "units"),
                   "--data-dir", str(closed / "inhouse"))
     assert done.exit_code == 2, done.output
     errors = [line for line in done.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and f"stopped at {closed} (drwx------" in errors[0] and "data directory" in errors[0]
-    assert not (base / "units").exists() and not (closed / "inhouse").exists()
+    assert not (open_dir / "units").exists() and not (closed / "inhouse").exists()
 
 
 @root_only
-def test_an_interpreter_the_account_cannot_run_is_refused(base: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    closed = base / "root-home"
+def test_an_interpreter_the_account_cannot_run_is_refused(open_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    closed = open_dir / "root-home"
     closed.mkdir(mode=0o700)
     _interpreter(closed / "venv", monkeypatch)
-    done = invoke("install", "--system", "--run-as", "daemon", "--unit-dir", str(base / "units"),
-                  "--data-dir", str(base / "data"))
+    done = invoke("install", "--system", "--run-as", "daemon", "--unit-dir", str(open_dir / "units"),
+                  "--data-dir", str(open_dir / "data"))
     assert done.exit_code == 2 and f"stopped at {closed} (drwx------" in done.output, done.output
-    assert not (base / "units").exists() and not (base / "data").exists()
+    assert not (open_dir / "units").exists() and not (open_dir / "data").exists()
 
 
 @root_only
-def test_a_reachable_system_unit_is_installed_and_its_data_handed_over(base: Path,
+def test_a_reachable_system_unit_is_installed_and_its_data_handed_over(open_dir: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     import pwd
 
-    _interpreter(base / "venv", monkeypatch)
-    done = invoke("install", "--system", "--run-as", "daemon", "--unit-dir", str(base / "units"),
-                  "--data-dir", str(base / "data"))
+    _interpreter(open_dir / "venv", monkeypatch)
+    done = invoke("install", "--system", "--run-as", "daemon", "--unit-dir", str(open_dir / "units"),
+                  "--data-dir", str(open_dir / "data"))
     assert done.exit_code == 0, done.output
-    assert (base / "data" / "inhouse.db").stat().st_uid == pwd.getpwnam("daemon").pw_uid
-    assert "User=daemon" in (base / "units" / "inhouse.service").read_text()
+    assert (open_dir / "data" / "inhouse.db").stat().st_uid == pwd.getpwnam("daemon").pw_uid
+    assert "User=daemon" in (open_dir / "units" / "inhouse.service").read_text()
