@@ -1,5 +1,7 @@
 """A client that goes away mid-generation: the generation stops (the engine aborts it) and the request's final
-audit record says ``aborted`` / 499, as the edge metrics count it, whatever the route and whether it streamed."""
+audit record says ``aborted`` / 499, as the edge metrics count it, whatever the route and whether it streamed. So
+does a request whose task is cancelled (how Ray Serve's proxy tells a cluster ingress that the client left); the
+cancellation still propagates."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ MODEL = "fake-model"
 # 20 ms per step, a 200-word answer: 150 tokens take ~3 s, the client leaves after 0.2 s.
 SLOW = {"delay_s": 0.02, "script": {"hi": "word " * 200}}
 LEAVE_AFTER_S = 0.2
+CANCEL_AFTER_S = 0.3
 
 
 @pytest.fixture
@@ -29,8 +32,10 @@ def slow(make_services: Any) -> Iterator[tuple[Any, Any]]:
         yield s, app
 
 
-def call_and_leave(app: Any, key: str, path: str, body: dict[str, Any]) -> tuple[float, list[Message]]:
-    """POST ``body`` with a client that disconnects after ``LEAVE_AFTER_S``; how long the app took, what it sent."""
+def call_and_leave(app: Any, key: str, path: str, body: dict[str, Any], *,
+                   cancel: bool = False) -> tuple[float, list[Message]]:
+    """POST ``body`` with a client that disconnects after ``LEAVE_AFTER_S``; how long the app took, what it sent.
+    ``cancel``: the client never disconnects; the request's task is cancelled after ``CANCEL_AFTER_S`` instead."""
     raw = json.dumps(body).encode()
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
              "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
@@ -45,14 +50,21 @@ def call_and_leave(app: Any, key: str, path: str, body: dict[str, Any]) -> tuple
         if not body_sent:
             body_sent = True
             return {"type": "http.request", "body": raw, "more_body": False}
-        await asyncio.sleep(LEAVE_AFTER_S)
+        await asyncio.sleep(3600 if cancel else LEAVE_AFTER_S)  # cancelled: the proxy, not the client, ends it
         return {"type": "http.disconnect"}
 
     async def send(message: Message) -> None:
         sent.append(message)
 
+    async def cancelled() -> None:
+        task = asyncio.create_task(app(scope, receive, send))
+        await asyncio.sleep(CANCEL_AFTER_S)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
     t0 = time.perf_counter()
-    asyncio.run(app(scope, receive, send))
+    asyncio.run(cancelled() if cancel else app(scope, receive, send))
     return time.perf_counter() - t0, sent
 
 
@@ -103,3 +115,15 @@ def test_the_minutes_assistant_stops_when_its_client_leaves(make_services: Any) 
         assert not sent
         assert final_record(s, "apps:use").outcome == "aborted"
         assert s.registry.get_engine(MODEL).stats().running == 0
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole-answer", "stream"])
+def test_a_cancelled_request_is_audited_as_aborted(slow: tuple[Any, Any], stream: bool) -> None:
+    s, app = slow
+    call_and_leave(app, s.member_key, "/v1/chat/completions",
+                   {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 150,
+                    "stream": stream}, cancel=True)
+    final = [r for r in s.audit.records(kind="request") if r.action == "chat:create" and r.outcome != "started"]
+    assert len(final) == 1
+    assert final[0].outcome == "aborted" and final[0].details["status"] == 499
+    assert final[0].details["completion_tokens"] < 50
