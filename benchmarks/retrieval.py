@@ -26,6 +26,7 @@ import json
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,15 @@ def vocabulary(rng: np.random.Generator, n: int = 8000) -> list[str]:
     han = [chr(c) for c in range(0x4E00, 0x4E00 + 600)]
     words |= {"".join(rng.choice(han, size=int(rng.integers(2, 5)))) for _ in range(n // 4)}
     return sorted(words)
+
+
+def open_or_build(path: Path, build: Callable[[], tuple[SqliteIndexStore, list[str]]]
+                  ) -> tuple[SqliteIndexStore, list[str], bool]:
+    """The synthetic index kept at ``path`` by an earlier run (``--data-dir``; its words are the seeded vocabulary's),
+    or ``build()`` it; and whether it was reused."""
+    if path.exists():
+        return SqliteIndexStore(path, dim=DIM), vocabulary(np.random.default_rng(7)), True
+    return (*build(), False)
 
 
 def build_index(path: Path, n_chunks: int, *, per_doc: int = 100, seed: int = 7) -> tuple[SqliteIndexStore, list[str]]:
@@ -129,10 +139,8 @@ def bench_retrieval(n_chunks: int, n_queries: int, data_dir: Path | None) -> dic
     (the baseline, measured in the same run)."""
     tmp = tempfile.TemporaryDirectory(prefix="inhouse-bench-kb-")
     path = (data_dir or Path(tmp.name)) / "kb.db"
-    reuse = path.exists()
     t0 = time.perf_counter()
-    store, vocab = (SqliteIndexStore(path, dim=DIM), vocabulary(np.random.default_rng(7))) if reuse \
-        else build_index(path, n_chunks)
+    store, vocab, reuse = open_or_build(path, lambda: build_index(path, n_chunks))
     build_s = time.perf_counter() - t0
     n_indexed = store.counts()["chunks"]
     rng = np.random.default_rng(11)
@@ -278,10 +286,8 @@ def bench_own_lists(n_docs: int, n_queries: int, data_dir: Path | None) -> dict[
 
     tmp = tempfile.TemporaryDirectory(prefix="inhouse-bench-kb-")
     path = (data_dir or Path(tmp.name)) / "own-lists.db"
-    reuse = path.exists()
     t0 = time.perf_counter()
-    store, vocab = (SqliteIndexStore(path, dim=DIM), vocabulary(np.random.default_rng(7))) if reuse \
-        else build_own_lists_index(path, n_docs)
+    store, vocab, reuse = open_or_build(path, lambda: build_own_lists_index(path, n_docs))
     out: dict[str, Any] = {"documents": store.counts()["documents"], "build_s": round(time.perf_counter() - t0, 1),
                            "reused_index": reuse}
     rng = np.random.default_rng(11)
