@@ -39,6 +39,7 @@ from inhouse.errors import (
     storage_read_only,
     store_busy,
 )
+from inhouse.types import Actor
 
 if TYPE_CHECKING:
     from inhouse.hardware.probe import HardwareProbe, ProbeReport
@@ -47,6 +48,9 @@ if TYPE_CHECKING:
 # No emoji codes: a name holding ":warning:" is shown as typed, not as the symbol (nothing here prints one on purpose).
 console = Console(emoji=False)
 err_console = Console(stderr=True, emoji=False)
+
+# Who a command acts as without ``--key``: whoever may open the data directory administers it.
+CLI_ACTOR = Actor(key_id="key_cli", name="command line (local admin)", role="admin")
 
 
 # Control characters but tab and line feed: ESC would let a name drive the admin's terminal (colours, titles,

@@ -7,8 +7,7 @@ The CLI works on the local data directory directly, as the local administrator (
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +16,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from inhouse.cli.common import (
+    CLI_ACTOR,
     DataDirOption,
     cells,
     console,
@@ -27,16 +27,13 @@ from inhouse.cli.common import (
     stop_signals,
     translate_errors,
 )
-from inhouse.errors import AuditUnavailable, InhouseError, InvalidRequest, NotFound
-from inhouse.types import Actor
+from inhouse.cli.runs import CommandRun, ReadRun, acting_as
+from inhouse.errors import InvalidRequest, NotFound
 
 if TYPE_CHECKING:
     from inhouse.kb.index.protocol import Collection
-    from inhouse.kb.retrieve import Hit
     from inhouse.kb.service import KnowledgeBase
     from inhouse.services import Services
-
-CLI_ACTOR = Actor(key_id="key_cli", name="command line (local admin)", role="admin")
 
 collections_app = typer.Typer(no_args_is_help=True)
 kb_app = typer.Typer(no_args_is_help=True)
@@ -44,10 +41,6 @@ kb_app = typer.Typer(no_args_is_help=True)
 
 def _kb(services: Services) -> KnowledgeBase:
     return services.kb
-
-
-def _actor(services: Services, key: str | None) -> Actor:
-    return services.keys.authenticate(key) if key else CLI_ACTOR
 
 
 def register(app: typer.Typer) -> None:
@@ -160,104 +153,8 @@ def _check_paths(paths: Sequence[Path], *, sync: bool) -> None:
                              "remove.", param="paths")
 
 
-class _CommandRun:
-    """A command that changes the knowledge index, in the audit log as the same change over HTTP is recorded
-    (actor ``key_cli``; ``_ReadRun``: a read, whose actor may be a ``--key``): a ``started`` record before anything
-    changes (if it cannot be written, nothing is changed), then one final record naming the documents the command
-    changed, from the run journal the store fills in each change's own transaction (so a document a command deleted
-    or relabelled is found by ``inhouse audit export --document``): ``success``, or ``interrupted`` (Ctrl-C, SIGTERM)
-    or ``error`` with the documents changed until then. A command killed outright keeps its ``started`` record,
-    closed as interrupted by the next ``inhouse serve`` or command (its record names its process, so a command still
-    going is left alone)."""
-
-    def __init__(self, services: Services, *, action: str, resource: str,
-                 details: dict[str, object] | None = None, actor: Actor = CLI_ACTOR, ahead: bool = True) -> None:
-        from inhouse.chat.service import new_request_id
-
-        self.services = services
-        self.audit = services.audit
-        self.request_id = new_request_id()  # the ``run=`` of every change the command makes
-        self.action = action
-        self.resource = resource
-        self.details: dict[str, object] = {"via": "cli", **(details or {})}
-        self.actor = actor
-        self.ahead = ahead  # False: no ``started`` record, only the final one (a search: quick, changes nothing)
-        self.model: str | None = None
-        self.label: str | None = None
-
-    def note(self, **details: object) -> None:
-        """Add to the final record's ``details`` (what changed: before and after)."""
-        self.details.update(details)
-
-    @contextlib.contextmanager
-    def recorded(self) -> Iterator[None]:
-        from inhouse.governance.audit.log import INTERRUPTED, STARTED
-        from inhouse.governance.process import this_process
-
-        if self.ahead:
-            closed = self.services.close_interrupted(processes_only=True)
-            if closed:
-                err_console.print(f"{len(closed)} earlier command run(s) stopped before they finished; recorded as "
-                                  "interrupted in the audit log.", highlight=False)
-            self._record(STARTED, [], {**self.details, "process": this_process()})
-        try:
-            yield
-        except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt):
-                outcome, reason = INTERRUPTED, "stopped by Ctrl-C or SIGTERM"
-            elif isinstance(exc, InhouseError):
-                outcome = {"invalid_request_error": "failure", "permission_error": "denied"}.get(exc.type, "error")
-                reason = exc.message
-            else:
-                outcome, reason = "error", type(exc).__name__
-            try:
-                self._finish(outcome, reason=reason)
-            except AuditUnavailable as failed:  # the run's own error is the one to report
-                err_console.print(f"the run's final audit record could not be written ({esc(failed.message)}); its "
-                                  "started record is closed as interrupted by the next serve or ingest",
-                                  highlight=False)
-            raise
-        self._finish("success")
-
-    def _finish(self, outcome: str, *, reason: str | None = None) -> None:
-        from inhouse.governance.audit.log import MAX_RECORD_DOCUMENTS
-
-        changed = self._changed()
-        self._record(outcome, changed[:MAX_RECORD_DOCUMENTS], self._final_details(len(changed)), reason=reason)
-        self._forget()
-
-    def _forget(self) -> None:
-        try:  # the final record names the run's documents: its journal entries are done with
-            self.services.kb.store.forget_run(self.request_id)
-        except InhouseError as exc:  # the next serve or ingest drops them (``Services.close_interrupted``)
-            err_console.print(f"the run's journal entries stay until the next run: {esc(exc.message)}",
-                              highlight=False)
-
-    def _record(self, outcome: str, documents: list[str], details: dict[str, object], *,
-                reason: str | None = None) -> None:
-        self.audit.record_request(action=self.action, outcome=outcome, request_id=self.request_id,
-                                  actor_key_id=self.actor.key_id, user_id=self.actor.user_id, resource=self.resource,
-                                  model=self.model, label=self.label, documents=documents, reason=reason,
-                                  details=details)
-
-    def _journal(self) -> list[tuple[str, str]]:
-        try:
-            return self.services.kb.store.run_changes(self.request_id)
-        except InhouseError:  # the store is away (the run's error, likely): its outcomes are what is known
-            return []
-
-    def _changed(self) -> list[str]:
-        """The documents the run changed, in order."""
-        return list(dict.fromkeys(doc_id for doc_id, _ in self._journal()))
-
-    def _final_details(self, listed: int) -> dict[str, object]:
-        from inhouse.governance.audit.log import changed_documents
-
-        return {**self.details, **changed_documents(self._journal(), listed)}
-
-
-class _IngestRun(_CommandRun):
-    """``inhouse ingest`` as a ``_CommandRun`` (action ``kb:write``, as an upload): its final record names the
+class _IngestRun(CommandRun):
+    """``inhouse ingest`` as a ``CommandRun`` (action ``kb:write``, as an upload): its final record names the
     documents the run added, replaced, moved or removed, with the counts of its report."""
 
     def __init__(self, services: Services, collection_id: str, paths: list[Path], sync: bool) -> None:
@@ -284,39 +181,6 @@ class _IngestRun(_CommandRun):
                 "documents_not_listed": max(0, listed - MAX_RECORD_DOCUMENTS)}
 
 
-class _ReadRun(_CommandRun):
-    """``inhouse search`` and ``ask`` recorded as the same reads over HTTP (``POST /v1/search``, a chat completion
-    with ``knowledge``): by the acting key (``key_cli``, or the ``--key`` given, with its user), ``documents`` those
-    whose snippets the search returned or whose passages the answer gave the model (so ``inhouse audit export
-    --document`` finds who read a document from the command line too), ``label`` the most sensitive of them. A
-    search is one record, written before its results are shown (no record, nothing shown: exit 5); an answer is a
-    generation, written ahead (``ahead``) like one over HTTP. A read changes nothing: no run journal."""
-
-    def __init__(self, services: Services, actor: Actor, *, action: str, resource: str, ahead: bool,
-                 details: dict[str, object] | None = None, model: str | None = None) -> None:
-        super().__init__(services, action=action, resource=resource, details=details, actor=actor, ahead=ahead)
-        self.model = model
-        self.documents: list[str] = []
-
-    def read(self, hits: Sequence[Hit]) -> None:
-        """The passages returned or given to the model: their documents and the most sensitive label."""
-        from inhouse.governance.labels import max_label
-
-        self.documents = list(dict.fromkeys(h.chunk.document_id for h in hits))
-        self.label = max_label(h.chunk.label for h in hits).value if hits else None
-
-    def _changed(self) -> list[str]:
-        return self.documents
-
-    def _final_details(self, listed: int) -> dict[str, object]:
-        from inhouse.governance.audit.log import MAX_RECORD_DOCUMENTS
-
-        return {**self.details, "documents_not_listed": max(0, listed - MAX_RECORD_DOCUMENTS)}
-
-    def _forget(self) -> None:
-        pass
-
-
 def format_eta(seconds: float | None) -> str:
     if seconds is None:
         return "…"
@@ -335,8 +199,8 @@ def ask(
     with services_for(data_dir) as services:
         kb = _kb(services)
         name = model or services.settings.kb.answer_model or services.settings.models.default
-        actor = _actor(services, key)
-        run = _ReadRun(services, actor, action="chat:create", resource="inhouse ask", ahead=True,
+        actor = acting_as(services, key, "chat:create", "inhouse ask")
+        run = ReadRun(services, actor, action="chat:create", resource="inhouse ask", ahead=True,
                        details={"collections": collection}, model=name)
         with run.recorded():
             answer = asyncio.run(kb.answerer.answer(actor, question, collection or None, model=name))
@@ -359,8 +223,8 @@ def search(
 ) -> None:
     """Show the best matching chunks (hybrid keyword + vector search)."""
     with services_for(data_dir) as services:
-        actor = _actor(services, key)
-        run = _ReadRun(services, actor, action="kb:read", resource="inhouse search", ahead=False,
+        actor = acting_as(services, key, "kb:read", "inhouse search")
+        run = ReadRun(services, actor, action="kb:read", resource="inhouse search", ahead=False,
                        details={"collections": collection, "top_k": top_k})
         with run.recorded():
             hits = _kb(services).search(actor, query, collections=collection or None, top_k=top_k)
@@ -407,7 +271,7 @@ def _create_collection(services: Services, name: str, *, groups: Sequence[str], 
                        description: str = "", sketch_questions: bool = False) -> Collection:
     """A new collection, recorded (its access list: who may read it from now on)."""
     groups = services.directory.check_groups(groups)  # a name that is no group admits nobody, until one is made
-    run = _CommandRun(services, action="kb:manage", resource=f"inhouse collections create {name}")
+    run = CommandRun(services, action="kb:manage", resource=f"inhouse collections create {name}")
     with run.recorded():
         col = _kb(services).create_collection(CLI_ACTOR, name, groups=groups, keys=keys, description=description,
                                               sketch_questions=sketch_questions)
@@ -430,7 +294,7 @@ def collections_update(
     with services_for(data_dir) as services:
         kb = _kb(services)
         before = kb.collection(CLI_ACTOR, name)
-        run = _CommandRun(services, action="kb:manage", resource=f"inhouse collections update {before.id}")
+        run = CommandRun(services, action="kb:manage", resource=f"inhouse collections update {before.id}")
         with run.recorded():
             col = kb.update_collection(CLI_ACTOR, before.id, description=description,
                                        sketch_questions=sketch_questions)
@@ -466,7 +330,7 @@ def collections_markings(
             found = kb.review_markings(CLI_ACTOR, name)
         else:
             col = kb.collection(CLI_ACTOR, name)
-            run = _CommandRun(services, action="kb:manage", resource=f"inhouse collections markings --apply {col.id}")
+            run = CommandRun(services, action="kb:manage", resource=f"inhouse collections markings --apply {col.id}")
             with run.recorded():
                 found = kb.review_markings(CLI_ACTOR, col.id, apply=True, run=run.request_id)
                 # Each raise with its label before (the record's ``documents`` also names those whose marking was
@@ -492,7 +356,7 @@ def collections_delete(name: str = typer.Argument(...), data_dir: Path = DataDir
     with services_for(data_dir) as services:
         kb = _kb(services)
         col = kb.collection(CLI_ACTOR, name)
-        run = _CommandRun(services, action="kb:manage", resource=f"inhouse collections delete {col.id}",
+        run = CommandRun(services, action="kb:manage", resource=f"inhouse collections delete {col.id}",
                           details={"name": col.name})
         with run.recorded():  # names every document deleted with it
             kb.delete_collection(CLI_ACTOR, col.id, run=run.request_id)

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from inhouse.cli.common import (
+    CLI_ACTOR,
     DataDirOption,
     check_output_path,
     console,
@@ -19,9 +20,6 @@ from inhouse.cli.common import (
     settings_from,
     translate_errors,
 )
-from inhouse.types import Actor
-
-CLI_ACTOR = Actor(key_id="key_cli", name="command line (local admin)", role="admin")
 
 
 def register(app: typer.Typer) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from inhouse.cli.common import (
+    CLI_ACTOR,
     DataDirOption,
     check_output_path,
     console,
@@ -18,7 +19,6 @@ from inhouse.cli.common import (
     settings_from,
     translate_errors,
 )
-from inhouse.cli.minutes import CLI_ACTOR
 
 
 def register(app: typer.Typer) -> None:

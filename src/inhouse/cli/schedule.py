@@ -12,46 +12,60 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from inhouse.cli.common import DataDirOption, check_output_path, console, esc, services_for
-from inhouse.types import Actor
+from inhouse.cli.runs import ReadRun, acting_as
 
 if TYPE_CHECKING:
     from inhouse.apps.context import AppContext
     from inhouse.apps.schedule.service import ScheduleService
 
 app = typer.Typer(no_args_is_help=True)
-CLI_ACTOR = Actor(key_id="key_cli", name="command line (local admin)", role="admin")
 KeyOption = typer.Option(None, "--key", envvar="INHOUSE_API_KEY", help="Act as this API key.")
 TzOption = typer.Option(None, "--tz", help="Your IANA time zone (default: apps.timezone).")
 
 
 @contextmanager
-def _session(data_dir: Path | None, key: str | None, tz: str | None,
-             model: str | None = None) -> Iterator[tuple[ScheduleService, AppContext]]:
+def _session(data_dir: Path | None, key: str | None, tz: str | None, command: str, model: str | None = None,
+             trips: Callable[[Any], list[dict[str, Any]]] | None = None,
+             ) -> Iterator[tuple[ScheduleService, AppContext, list[Any]]]:
+    """The assistant and the caller's context; the command is one audit record (action ``apps:use``, as the same
+    route over HTTP), written before anything is shown. The caller appends its result to the yielded list, and
+    ``trips`` says which itineraries in it applied the travel policy (the record names those documents)."""
+    from inhouse.apps.schedule.trip import policy_read
+
     with services_for(data_dir) as services:
-        actor = services.keys.authenticate(key) if key else CLI_ACTOR
+        resource = f"inhouse schedule {command}"
+        actor = acting_as(services, key, "apps:use", resource)
         assistants = services.assistants
-        yield assistants.schedule, assistants.contexts.for_actor(actor, timezone=tz, model=model, metered=False)
+        run = ReadRun(services, actor, action="apps:use", resource=resource, ahead=False)
+        result: list[Any] = []
+        with run.recorded():
+            yield assistants.schedule, assistants.contexts.for_actor(actor, timezone=tz, model=model,
+                                                                     metered=False), result
+            if trips is not None and result:
+                run.read_documents(*policy_read(trips(result[0])))
 
 
 def _show(out: dict[str, Any]) -> None:
     console.print_json(json.dumps(out, ensure_ascii=False, default=str))
 
 
-def _run(data_dir: Path | None, key: str | None, tz: str | None,
-         fn: Callable[[ScheduleService, AppContext], Any], model: str | None = None) -> None:
-    with _session(data_dir, key, tz, model) as (svc, ctx):
+def _run(data_dir: Path | None, key: str | None, tz: str | None, command: str,
+         fn: Callable[[ScheduleService, AppContext], Any], model: str | None = None,
+         trips: Callable[[Any], list[dict[str, Any]]] | None = None) -> None:
+    with _session(data_dir, key, tz, command, model, trips) as (svc, ctx, result):
         out = fn(svc, ctx)
         if asyncio.iscoroutine(out):
             out = asyncio.run(out)
-        if out is not None:
-            _show(out)
+        result.append(out)
+    if out is not None:
+        _show(out)
 
 
 @app.command("list")
 def list_(start: str = typer.Option(None, "--from"), end: str = typer.Option(None, "--to"),
           key: str = KeyOption, tz: str = TzOption, data_dir: Path = DataDirOption) -> None:
     """List your events (default: the next 7 days)."""
-    _run(data_dir, key, tz, lambda s, c: s.list_events(c, start, end))
+    _run(data_dir, key, tz, "list", lambda s, c: s.list_events(c, start, end))
 
 
 @app.command("add")
@@ -60,7 +74,7 @@ def add(title: str = typer.Argument(...), start: str = typer.Option(..., "--star
         attendee: list[str] = typer.Option([], "--attendee", "-a"), location: str = typer.Option("", "--location"),
         key: str = KeyOption, tz: str = TzOption, data_dir: Path = DataDirOption) -> None:
     """Create an event (conflicts with your other events are reported)."""
-    _run(data_dir, key, tz, lambda s, c: s.create_event(c, title, s.span(c, start, end, duration),
+    _run(data_dir, key, tz, "add", lambda s, c: s.create_event(c, title, s.span(c, start, end, duration),
                                                         location=location, attendees=attendee))
 
 
@@ -69,14 +83,14 @@ def move(event: str = typer.Argument(..., help="Event id or title."), start: str
          end: str = typer.Option(None, "--end"), key: str = KeyOption, tz: str = TzOption,
          data_dir: Path = DataDirOption) -> None:
     """Move an event."""
-    _run(data_dir, key, tz, lambda s, c: s.move_event(c, event, start, end))
+    _run(data_dir, key, tz, "move", lambda s, c: s.move_event(c, event, start, end))
 
 
 @app.command("cancel")
 def cancel(event: str = typer.Argument(..., help="Event id or title."), key: str = KeyOption, tz: str = TzOption,
            data_dir: Path = DataDirOption) -> None:
     """Cancel an event."""
-    _run(data_dir, key, tz, lambda s, c: s.cancel_event(c, event))
+    _run(data_dir, key, tz, "cancel", lambda s, c: s.cancel_event(c, event))
 
 
 @app.command("free")
@@ -87,7 +101,7 @@ def free(attendee: list[str] = typer.Option([], "--attendee", "-a", help="User n
     """Propose slots when every attendee is free within working hours."""
     from inhouse.apps.schedule.service import AttendeeSpec
 
-    _run(data_dir, key, tz, lambda s, c: s.free_slots(c, [AttendeeSpec(a) for a in attendee], duration,
+    _run(data_dir, key, tz, "free", lambda s, c: s.free_slots(c, [AttendeeSpec(a) for a in attendee], duration,
                                                       start=start, end=end, limit=limit))
 
 
@@ -96,7 +110,8 @@ def trip(destination: str = typer.Argument(...), depart: str = typer.Option(...,
          back: str = typer.Option(..., "--return"), purpose: str = typer.Option("", "--purpose"),
          key: str = KeyOption, tz: str = TzOption, data_dir: Path = DataDirOption) -> None:
     """Plan a business trip applying the travel policy you may read."""
-    _run(data_dir, key, tz, lambda s, c: s.plan_trip(c, destination, depart, back, purpose=purpose))
+    _run(data_dir, key, tz, "trip", lambda s, c: s.plan_trip(c, destination, depart, back, purpose=purpose),
+         trips=lambda trip: [trip])
 
 
 @app.command("chat")
@@ -111,7 +126,8 @@ def chat(message: str = typer.Argument(..., help="e.g. 'Book a review with Li ne
             return (await run_chat(s, c, message, max_rounds=4)).to_dict()
         return inner()
 
-    _run(data_dir, key, tz, go, model)
+    _run(data_dir, key, tz, "chat", go, model,
+         trips=lambda reply: [a["result"] for a in reply["actions"] if a["tool"] == "plan_trip"])
 
 
 @app.command("export")
@@ -120,7 +136,7 @@ def export(output: Path = typer.Option(None, "--output", "-o", help="Write here 
     """Export your calendar as .ics."""
     if output:
         check_output_path(output)  # before the calendar is read: one red line, not a traceback after it
-    with _session(data_dir, key, tz) as (svc, ctx):
+    with _session(data_dir, key, tz, "export") as (svc, ctx, _):
         text = svc.export_ics(ctx)
     if output:
         output.write_text(text, encoding="utf-8", newline="")
@@ -133,4 +149,4 @@ def export(output: Path = typer.Option(None, "--output", "-o", help="Write here 
 def import_(path: Path = typer.Argument(..., exists=True, dir_okay=False), key: str = KeyOption, tz: str = TzOption,
             data_dir: Path = DataDirOption) -> None:
     """Import events from an .ics file (the same UID again updates the event)."""
-    _run(data_dir, key, tz, lambda s, c: s.import_ics(c, path.read_bytes()))
+    _run(data_dir, key, tz, "import", lambda s, c: s.import_ics(c, path.read_bytes()))

@@ -8,9 +8,7 @@ from pathlib import Path
 import typer
 
 from inhouse.cli.common import DataDirOption, console, esc, services_for
-from inhouse.types import Actor
-
-CLI_ACTOR = Actor(key_id="key_cli", name="command line (local admin)", role="admin")
+from inhouse.cli.runs import ReadRun, acting_as
 
 
 def register(app: typer.Typer) -> None:
@@ -26,7 +24,7 @@ def support(
 ) -> None:
     """Chat with the customer-service assistant; an empty line or Ctrl-D ends the session."""
     with services_for(data_dir) as services:
-        actor = services.keys.authenticate(key) if key else CLI_ACTOR
+        actor = acting_as(services, key, "apps:support", "inhouse support")
         ctx = services.assistants.contexts.for_actor(actor, model=model, metered=False)
         assistant = services.assistants.support
         session = assistant.open_session(ctx, collection or None)
@@ -39,7 +37,12 @@ def support(
                 break
             if not text:
                 break
-            reply = asyncio.run(assistant.send(ctx, session.id, text))
+            # Each turn is one record, as a message over HTTP is: naming the documents the model was given.
+            run = ReadRun(services, actor, action="apps:support", resource=f"inhouse support {session.id}",
+                          ahead=False)
+            with run.recorded():
+                reply = asyncio.run(assistant.send(ctx, session.id, text))
+                run.read_documents(reply.documents)
             console.print(reply.text, highlight=False, markup=False)
             for c in reply.citations:
                 console.print(f"[dim][{c['index']}] {esc(c['title'])}[/]", highlight=False)

@@ -1,8 +1,9 @@
 """`inhouse search` and `inhouse ask` read documents from the command line and are in the audit log like the same
 reads over HTTP: by the acting key (`--key`'s, with its user, or `key_cli`), naming the documents whose snippets were
-returned or whose passages the model was given, so `inhouse audit export --document doc_…` finds who read it. A search
-whose record cannot be written shows nothing. Paths given to `inhouse ingest` that are not there are refused before
-anything is created."""
+returned or whose passages the model was given, so `inhouse audit export --document doc_…` finds who read it; so are
+`inhouse support` turns and `inhouse schedule` commands. A `--key` is checked as over HTTP (a key scoped to the support
+widget cannot search) and a refused one is recorded `denied`. A search whose record cannot be written shows nothing.
+Paths given to `inhouse ingest` that are not there are refused before anything is created."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from inhouse.governance.audit.log import AuditLog
 from inhouse.kb.answer import Answerer, GroundedAnswer, Grounding
 
 LEAVE = "# Annual leave\n\nAfter 3 years of service an employee has 15 days of annual leave a year.\n"
+POLICY = ("# Travel policy\n\n## Hotel limits per night\n\nCity tier | Limit per night\n"
+          "Tier 1 (Shanghai, Beijing) | 1,200 CNY\nOther cities | 500 CNY\n")
 
 
 @pytest.fixture
@@ -29,6 +32,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("INHOUSE_KB__MIN_SIMILARITY", "0")  # the fake embedder's similarities are not e5's
     monkeypatch.setenv("COLUMNS", "400")
     (tmp_path / "leave.md").write_text(LEAVE)
+    (tmp_path / "travel-policy.md").write_text(POLICY)
     return tmp_path
 
 
@@ -58,6 +62,17 @@ def key_of(secret: str) -> str:
     return "key_" + secret.split("_")[1]
 
 
+def refused(*args: str, code: int = 4) -> Result:
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == code, (result.output, result.exception)
+    return result
+
+
+async def fake_answer(self: Answerer, g: Grounding, *, model: str, **sampling: Any) -> GroundedAnswer:
+    assert g.covered and g.hits  # the real grounding: only the model is left out
+    return GroundedAnswer("15 days [1].", [], g, model)
+
+
 def test_a_search_is_recorded_naming_the_documents_it_returned(member: tuple[str, str]) -> None:
     doc, secret = member
     found = cli("search", "annual leave after 3 years", "--collection", "hr", "--key", secret)
@@ -75,12 +90,7 @@ def test_a_search_is_recorded_naming_the_documents_it_returned(member: tuple[str
 def test_a_grounded_answer_is_recorded_naming_the_documents_the_model_was_given(
         member: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     doc, secret = member
-
-    async def complete(self: Answerer, g: Grounding, *, model: str, **sampling: Any) -> GroundedAnswer:
-        assert g.covered and g.hits  # the real grounding: only the model is left out
-        return GroundedAnswer("15 days [1].", [], g, model)
-
-    monkeypatch.setattr(Answerer, "complete", complete)
+    monkeypatch.setattr(Answerer, "complete", fake_answer)
     answered = cli("ask", "How many annual leave days after 3 years?", "--model", "m", "--key", secret)
     assert "15 days" in answered.output
 
@@ -101,6 +111,56 @@ def test_a_search_whose_record_cannot_be_written_shows_nothing(member: tuple[str
     result = CliRunner().invoke(app, ["search", "annual leave", "--collection", "hr", "--key", member[1]])
     assert result.exit_code == 5, result.output
     assert "Annual leave" not in result.output and "audit log cannot be written" in result.output
+
+
+def test_a_key_scoped_to_the_support_widget_may_not_search_or_ask_from_the_command_line(
+        member: tuple[str, str]) -> None:
+    widget = re.findall(r"ih_[A-Za-z0-9_-]+", cli("keys", "create", "--name", "widget", "--user", "erin",
+                                                  "--scope", "apps:support").output)[-1]
+    search = refused("search", "annual leave", "--collection", "hr", "--key", widget)
+    assert "Annual leave" not in search.output and "may not perform 'kb:read'" in search.output
+    ask = refused("ask", "How many annual leave days?", "--model", "m", "--key", widget)
+    assert "may not perform 'chat:create'" in ask.output
+    denied = [r for r in records("--since", "1h") if r["outcome"] == "denied"]
+    assert [(r["action"], r["actor_key_id"], r["reason"], r["documents"]) for r in denied] == [
+        ("kb:read", key_of(widget), "permission_denied", []),
+        ("chat:create", key_of(widget), "permission_denied", [])]
+
+
+@pytest.mark.parametrize("secret", ["ih_notakey", "ih_0123456789abcdef_" + "x" * 32])
+def test_a_wrong_key_is_refused_and_recorded_denied_by_no_key(member: tuple[str, str], secret: str) -> None:
+    result = refused("search", "annual leave", "--key", secret)
+    assert "Invalid API key" in result.output and "Annual leave" not in result.output
+    (record,) = [r for r in records("--since", "1h") if r["outcome"] == "denied"]
+    assert (record["action"], record["actor_key_id"], record["reason"]) == ("kb:read", None, "invalid_api_key")
+
+
+def test_a_support_turn_is_recorded_naming_the_documents_the_model_was_given(
+        member: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    doc, secret = member
+    monkeypatch.setattr(Answerer, "complete", fake_answer)
+    result = CliRunner().invoke(app, ["support", "--collection", "hr", "--model", "m", "--key", secret],
+                                input="How many annual leave days after 3 years?\n\n")
+    assert result.exit_code == 0 and "15 days" in result.output, (result.output, result.exception)
+    (turn,) = [r for r in records("--since", "1h") if r["action"] == "apps:support"]
+    assert (turn["outcome"], turn["actor_key_id"], turn["documents"]) == ("success", key_of(secret), [doc])
+    assert turn["resource"].startswith("inhouse support ") and turn["details"]["via"] == "cli"
+
+
+def test_a_trip_planned_from_the_command_line_names_the_policy_it_applied(
+        member: tuple[str, str], env: Path) -> None:
+    leave, secret = member
+    cli("ingest", str(env / "travel-policy.md"), "--collection", "hr", "--label", "confidential")
+    policy = [d for d in re.findall(r"doc_[0-9a-f]+", cli("collections", "show", "hr").output) if d != leave]
+    trip = cli("schedule", "trip", "Shanghai", "--depart", "2030-03-01", "--return", "2030-03-03", "--key", secret)
+    assert "1200" in trip.output
+    cli("schedule", "list", "--key", secret)
+    (planned, listed) = [r for r in records("--since", "1h") if r["action"] == "apps:use"]
+    assert (planned["resource"], planned["actor_key_id"], planned["documents"], planned["label"]) == (
+        "inhouse schedule trip", key_of(secret), policy, "confidential")
+    assert (listed["resource"], listed["documents"], listed["outcome"]) == ("inhouse schedule list", [], "success")
+    refused("schedule", "list", "--key", re.findall(r"ih_[A-Za-z0-9_-]+", cli(
+        "keys", "create", "--name", "w", "--user", "erin", "--scope", "apps:support").output)[-1])
 
 
 @pytest.mark.parametrize("sync", [False, True])
