@@ -17,6 +17,7 @@ import typer
 from inhouse.cli.common import DataDirOption, console, err_console, esc, fail, services_for, settings_from
 from inhouse.config import Settings
 from inhouse.deploy.systemd import (
+    ENVIRONMENT_FILE,
     SYSTEM_DATA_DIR,
     UNIT_NAMES,
     Account,
@@ -268,6 +269,19 @@ def _install(unit: ServiceUnit, target: Path | None, no_start: bool) -> None:
                           f"`sudo loginctl enable-linger {esc(pwd.getpwuid(os.getuid()).pw_name)}`.", highlight=False)
 
 
+def _environment_file(unit: Path) -> Path | None:
+    """The ``service.env`` an installed unit carries its settings in (``EnvironmentFile=``), if any."""
+    try:
+        lines = unit.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    for line in lines:
+        if line.startswith("EnvironmentFile="):
+            path = Path(line.removeprefix("EnvironmentFile=").replace("%%", "%"))
+            return path if path.name == ENVIRONMENT_FILE else None  # never a file the unit did not write
+    return None
+
+
 @app.command("uninstall")
 def uninstall(system: bool = SystemOption, target: Path = UnitDirOption) -> None:
     """Stop and disable the service and remove its unit(s) (the data directory is kept)."""
@@ -280,7 +294,11 @@ def uninstall(system: bool = SystemOption, target: Path = UnitDirOption) -> None
     if managed:
         _systemctl(scope, "disable", "--now", *(p.name for p in paths))
     for path in paths:
+        carried = _environment_file(path)
         path.unlink()
         console.print(f"Removed {esc(path)}; the data directory is kept.", highlight=False)
+        if carried is not None and carried.exists():  # it holds settings (a database URL, maybe a password)
+            carried.unlink()
+            console.print(f"Removed {esc(carried)}.", highlight=False)
     if managed:
         _systemctl(scope, "daemon-reload")

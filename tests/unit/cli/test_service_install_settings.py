@@ -4,7 +4,8 @@ anything is written, when its account could not reach its data directory or its 
 
 Before 2026-12-07 the unit was sized from INHOUSE_CONFIG (LimitNOFILE) and the first admin key made in the store it
 names, but the unit did not carry it: the service served port 8000 from an empty SQLite. And `--system --run-as`
-handed a data directory under a 0700 directory to the account, whose service then failed every start."""
+handed a data directory under a 0700 directory to the account, whose service then failed every start; and until the
+fifth session of that day `uninstall` left the settings file behind."""
 
 from __future__ import annotations
 
@@ -60,6 +61,12 @@ def test_install_carries_the_settings_it_ran_with(tmp_path: Path, monkeypatch: p
     settings = load_settings()
     assert (settings.server.port, settings.server.max_connections, settings.engine.max_running) == (18399, 5000, 8)
     assert settings.data_dir == tmp_path / "data"
+
+    # Uninstalled, the unit takes its settings file along (it may hold a database password); the data stays.
+    (tmp_path / "data" / "kept").write_text("")
+    removed = invoke("uninstall", "--unit-dir", str(tmp_path / "units"))
+    assert removed.exit_code == 0 and f"Removed {env_file}." in removed.output, removed.output
+    assert not env_file.exists() and (tmp_path / "data" / "kept").exists()
 
 
 def test_the_config_option_sizes_the_unit_and_is_named_in_it(tmp_path: Path) -> None:
