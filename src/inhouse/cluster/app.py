@@ -82,6 +82,12 @@ class ModelDeployment:
     autoscaling: dict[str, Any] = field(default_factory=dict)  # over ``autoscaling_config`` (e.g. min_replicas)
     routing: str | None = None  # over ``cluster.routing`` (the benchmark compares both on one cluster)
 
+    def __post_init__(self) -> None:
+        # Checked here, where the caller is: a misspelt engine setting would otherwise be dropped in each replica.
+        from inhouse.config import EngineSettings
+
+        EngineSettings.model_validate(self.engine_overrides)
+
 
 def deployment_name(model: str) -> str:
     return f"model-{model}"

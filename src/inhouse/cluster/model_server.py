@@ -47,7 +47,8 @@ class ModelServer:
         uncap_threads()
         settings = Settings()  # this machine's: its INHOUSE_DATA_DIR, INHOUSE_CONFIG, INHOUSE_* variables
         if engine_overrides:
-            settings.engine = settings.engine.model_copy(update=engine_overrides)
+            settings.engine = type(settings.engine).model_validate(
+                {**settings.engine.model_dump(exclude_unset=True), **engine_overrides})
         self._closers: list[Callable[[], None]] = []
         get_engine: Callable[[], EngineClient]  # loads the model when idle release unloaded it (blocking)
         loaded: Callable[[], EngineClient | None]  # the engine if it is loaded, never loading it

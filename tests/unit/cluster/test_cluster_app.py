@@ -1,7 +1,7 @@
 """What ``build_application`` binds (nothing is deployed: Serve's ``bind`` needs no cluster): the Embedder
 deployment and its autoscaling, or embedding left in the ingress; the metrics board only with several ingress
 replicas; replica bounds that do not depend on the machines up at deploy time; versions that change only with what
-a deployment's replicas are built from; when ``deploy`` counts the app as serving."""
+a deployment's replicas are built from; when ``deploy`` counts the app as serving; engine overrides checked."""
 
 from __future__ import annotations
 
@@ -117,3 +117,11 @@ def test_deploy_returns_once_each_machine_up_runs_its_replicas() -> None:
 def test_status_counts_the_replicas_waiting_for_a_machine() -> None:
     view = ModelView("m", "model-m", "UPDATING", {"RUNNING": 1, "STARTING": 2})
     assert view.waiting_for_machines(1) == 2 and view.waiting_for_machines(3) == 0
+
+
+def test_a_misspelt_engine_override_is_refused_where_the_deployment_is_named() -> None:
+    from pydantic import ValidationError
+
+    assert ModelDeployment("m", engine_overrides={"max_running": 2}).engine_overrides == {"max_running": 2}
+    with pytest.raises(ValidationError, match="max_runing"):  # dropped in every replica before 2026-12-07
+        ModelDeployment("m", engine_overrides={"max_runing": 2})
