@@ -3,6 +3,7 @@ PostgreSQL-specific guarantees: k rows always (past the HNSW scan limit), and th
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import numpy as np
@@ -214,5 +215,40 @@ def test_a_term_found_nowhere_does_not_leave_the_frequent_one_out(postgres_url: 
         assert s.term_shares.share("handshakes") is None
         assert len(s.keyword_search(ADMIN, "wireguard handshakes", SearchFilters(), 30)) == 20
         assert s.keyword_search(ADMIN, "handshakes", SearchFilters(), 30) == []
+    finally:
+        s.close()
+
+
+def test_keyword_terms_of_a_version_7_database_are_read_from_folded_text(postgres_url: str,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Migration 8 rewrites every chunk's terms again: before it, an amount with thousands separators was indexed as
+    its groups only, and a soft hyphen split a word in two."""
+    from inhouse.kb.index import keywords
+
+    s = PostgresIndexStore(postgres_url, dim=DIM)
+    try:
+        col = s.create_collection("docs", acl=Acl()).id
+        doc = s.put_document(make_doc(col, "budget.txt", ["Approved budget: 1,250,000 CNY for Reise\u00adkosten."]))
+        s.put_document(make_doc(col, "other.txt", ["Approved budget: 250 CNY, 000 pending."]))
+        # The terms as version 7 wrote them: no folding, no grouped numbers.
+        monkeypatch.setattr(keywords, "fold_text", lambda text: text)
+        monkeypatch.setattr(keywords, "_TOKEN_RE", re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+"
+                                                              r"|[^\W_\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"
+                                                              r"(?:[^\W\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[.\-])*"))
+        with s._db.transaction() as c:
+            for r in c.execute("SELECT pk, text, section FROM kb_chunks").fetchall():
+                c.execute("UPDATE kb_chunks SET tsv = %s::tsvector WHERE pk = %s",
+                          (tsvector_literal(r["text"], r["section"]), r["pk"]))
+            c.execute("DELETE FROM schema_migrations WHERE scope = 'kb' AND version = 8")
+        monkeypatch.undo()
+        assert s.check().fts_integrity != "ok"
+    finally:
+        s.close()
+    s = PostgresIndexStore(postgres_url, dim=DIM)
+    try:
+        assert s.check().ok, s.check().to_dict()
+        for query in ("1,250,000", "Reisekosten"):
+            top = s.keyword_search(ADMIN, query, SearchFilters(), 5)
+            assert [c.document_id for c in s.get_chunks(ADMIN, [top[0].chunk_id])] == [doc.document.id], query
     finally:
         s.close()

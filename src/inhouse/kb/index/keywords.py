@@ -13,6 +13,13 @@ A store whose keyword index holds words rather than every 3-character window (Po
 A Latin term ends where a CJK character begins (``X200路由器`` is ``x200`` and ``路由器``): text runs them together
 ("X200路由器的默认密码是admin"), and one token of both would hold the CJK text no CJK window could find.
 
+Text is read as NFC with full-width letters, digits and code joiners half-width (``ＳＫＵ－４８２１７``, typed in a
+Chinese IME's full-width mode, is ``sku-48217``; the parsers store full-width letters and digits half-width,
+``kb/parse/blocks.py``) and without soft hyphens and zero-width characters (pasted from a web page inside a word).
+A number with thousands separators (``1,250,000``) is one term, searched as a whole, not as its groups (``250`` or
+``000``, in most amounts); the index side adds the number its lower groups make (``250,000``) beside the groups, so
+a question naming the lower digits finds it on a word index as a substring index would.
+
 ``word_terms`` is the query of a word index that tokenizes the text itself (SQLite's FTS5 ``unicode61`` table
 ``kb_words``): runs of letters and digits of 2+ characters minus stop words, folded as that tokenizer folds them
 (``Müller`` is ``muller``), and a term joined by ``.``, ``_`` or ``-`` (``os.chmod``, ``file_range``) as a phrase of
@@ -37,17 +44,36 @@ _STOP = frozenset({
     "own", "same", "very", "just", "one", "two", "company",
 })
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+# A number with thousands separators: one term, before the Latin term (which would end at the first comma).
+_GROUPED = r"\d{1,3}(?:,\d{3})+(?!\d)"
 # A CJK run, or a Latin term: a letter or digit, then letters, digits, ``_``, ``.`` and ``-``, none of them CJK.
-_TOKEN_RE = re.compile(rf"[{_CJK}]+|[^\W_{_CJK}](?:[^\W{_CJK}]|[.\-])*")
+_TOKEN_RE = re.compile(rf"[{_CJK}]+|{_GROUPED}|[^\W_{_CJK}](?:[^\W{_CJK}]|[.\-])*")
+# Full-width letters and digits (U+FF10-FF19, FF21-FF3A, FF41-FF5A) and the joiners of a code (－ ． ＿) half-width;
+# soft hyphens and zero-width characters removed. Full-width punctuation that ends a term (，。：) needs no folding.
+_FOLD: dict[int, int | None] = {
+    **{c: c - 0xFEE0 for c in (*range(0xFF10, 0xFF1A), *range(0xFF21, 0xFF3B), *range(0xFF41, 0xFF5B), 0xFF0D, 0xFF0E,
+                               0xFF3F)},
+    **dict.fromkeys((0xAD, 0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF)),
+}
+# Runs of those characters: only they are translated (``translate`` visits every character of a chunk, 5x slower).
+_FOLD_RE = re.compile(r"[\xad\u200b-\u200d\u2060\ufeff\uff0d\uff0e\uff10-\uff19\uff21-\uff3a\uff3f\uff41-\uff5a]+")
 _CJK_RE = re.compile(f"[{_CJK}]")
 _MAX_TERMS = 48
 _WORD_RE = re.compile(r"[^\W_]+", re.ASCII)
 
 
+def fold_text(text: str) -> str:
+    """``text`` as terms are read from it (see the module docstring): full-width letters, digits and code joiners
+    half-width, soft hyphens and zero-width characters gone, NFC."""
+    if text.isascii():  # most English chunks: nothing to fold, and already NFC
+        return text
+    return unicodedata.normalize("NFC", _FOLD_RE.sub(lambda m: m.group().translate(_FOLD), text))
+
+
 def _terms(text: str) -> tuple[list[str], list[str]]:
     long: list[str] = []
     short: list[str] = []
-    for tok in _TOKEN_RE.findall(text.lower()):
+    for tok in _TOKEN_RE.findall(fold_text(text).lower()):
         tok = tok.strip(".-")
         if not tok:
             continue
@@ -71,6 +97,8 @@ def index_terms(text: str) -> list[str]:
     out: list[str] = []
     for term in _terms(text)[0]:
         out.append(term)
+        if "," in term:  # only a grouped number has one; 1,250,000: 250,000 (its groups follow, as other parts do)
+            out += [term[i + 1:] for i, ch in enumerate(term) if ch == "," and "," in term[i + 1:]]
         if not _CJK_RE.match(term):
             out += [p for p in _WORD_RE.findall(term) if len(p) >= 3 and p != term and p not in _STOP]
     return out
@@ -110,7 +138,7 @@ def word_terms(query: str) -> list[str]:
     """The non-CJK words of a query for a word index (see the module docstring); a phrase's parts are joined by
     one space."""
     out: list[str] = []
-    for tok in _TOKEN_RE.findall(unicodedata.normalize("NFC", query)):
+    for tok in _TOKEN_RE.findall(fold_text(query)):
         if _CJK_RE.match(tok):
             continue
         parts = re.findall(r"[^\W_]+", fold_word(tok))

@@ -14,8 +14,14 @@ _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fff
 _LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z'\-]*")
 _SPACES = re.compile(r"[ \t\u00a0\u3000]+")
 _TRAILING = re.compile(r" *\n")
-# C0/C1 controls except tab and newline, zero-width characters, BOMs and bidi overrides (regex: fast on 50 MB).
-_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff\ufffe]")
+# C0/C1 controls except tab and newline, soft hyphens (HTML's ``&shy;``, a hyphenation hint inside a word),
+# zero-width characters, BOMs and bidi overrides (regex: fast on 50 MB).
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\xad\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff\ufffe]")
+# Full-width ASCII letters and digits (``ＩＳＯ９００１``, typed in a Chinese IME's full-width mode), which the keyword
+# indexes hold half-width so that a question typed either way finds them (``keywords.py`` folds the query alike).
+# Full-width punctuation (，。：（）) stays: it is the text's own, quoted to users in citations.
+_FULL_WIDTH = re.compile(r"[\uff10-\uff19\uff21-\uff3a\uff41-\uff5a]+")
+_HALF_WIDTH = {c: c - 0xFEE0 for c in (*range(0xFF10, 0xFF1A), *range(0xFF21, 0xFF3B), *range(0xFF41, 0xFF5B))}
 # Producers that write placeholders instead of leaving a field out (ReportLab, Word templates...).
 _PLACEHOLDERS = {
     "", "(anonymous)", "(unspecified)", "anonymous", "unspecified", "untitled", "unknown", "none",
@@ -104,16 +110,30 @@ def _short_label(text: str, limit: int = 90) -> str:
 
 
 def clean_inline(text: str) -> str:
-    """One line of text: NFC, whitespace runs collapsed, control characters dropped."""
-    text = _CONTROLS.sub("", unicodedata.normalize("NFC", text))
+    """One line of text: NFC, whitespace runs collapsed, control characters dropped, full-width letters and digits
+    half-width."""
+    text = _half_width(_CONTROLS.sub("", unicodedata.normalize("NFC", text)))
     return _SPACES.sub(" ", text.replace("\n", " ")).strip()
 
 
 def clean_text(text: str) -> str:
-    """Multi-line text: NFC, newlines normalised, trailing spaces and control characters dropped."""
+    """Multi-line text: NFC, newlines normalised, trailing spaces and control characters dropped, full-width letters
+    and digits half-width."""
     text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
-    text = _CONTROLS.sub("", text.replace("\u2028", "\n").replace("\u2029", "\n\n"))
+    text = _half_width(_CONTROLS.sub("", text.replace("\u2028", "\n").replace("\u2029", "\n\n")))
     return _TRAILING.sub("\n", _SPACES.sub(" ", text)).strip("\n").rstrip(" ")
+
+
+def clean_code(text: str) -> str:
+    """Code as written (spaces, indentation and full-width characters kept): NFC, newlines normalised, control
+    characters dropped."""
+    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
+    return _CONTROLS.sub("", text)
+
+
+def _half_width(text: str) -> str:
+    # Only the runs found are translated: ``translate`` of the whole text would visit every character of 50 MB.
+    return _FULL_WIDTH.sub(lambda m: m.group().translate(_HALF_WIDTH), text)
 
 
 def format_table(rows: Iterable[Sequence[object]]) -> str:

@@ -1,7 +1,10 @@
 """Markdown via markdown-it-py (CommonMark + tables): headings, paragraphs, lists, code fences, tables, quotes.
 
 Block text is the Markdown source of the block (inline markup kept: it reads fine and embeds fine), except tables,
-which are re-rendered in the shared ``a | b`` row format, and code, which keeps its fence and language tag.
+which are re-rendered in the shared ``a | b`` row format, and code, which keeps its fence and language tag. Text is
+cleaned as every parser cleans it (``blocks.clean_text``: NFC, control and zero-width characters and soft hyphens
+dropped, full-width letters and digits half-width), list and quote lines keeping their indentation; code only loses
+control characters (``blocks.clean_code``).
 A leading YAML front matter block supplies ``title``/``author``/``date``/``subject`` when present, and a declared
 ``classification``/``sensitivity``/``label`` (also ``密级``) becomes a marking (``kb/markings.py``).
 """
@@ -12,7 +15,16 @@ import re
 from typing import Any
 
 from inhouse.kb.document import Marking, ParsedDocument
-from inhouse.kb.parse.blocks import BlockList, clean_inline, format_table, guess_language, meaningful, pick_title
+from inhouse.kb.parse.blocks import (
+    BlockList,
+    clean_code,
+    clean_inline,
+    clean_text,
+    format_table,
+    guess_language,
+    meaningful,
+    pick_title,
+)
 from inhouse.kb.parse.safety import ParseLimits
 from inhouse.kb.parse.text import decode_text
 
@@ -76,21 +88,30 @@ def _walk(text: str, out: BlockList, limits: ParseLimits) -> None:
         if tok.type == "heading_open":
             out.heading(tokens[i + 1].content, int(tok.tag[1:]))
         elif tok.type == "paragraph_open":
-            out.add("paragraph", tokens[i + 1].content)
+            out.add("paragraph", clean_text(tokens[i + 1].content))
         elif tok.type in ("bullet_list_open", "ordered_list_open"):
-            out.add("list", source(tok))
+            out.add("list", _clean_lines(source(tok)))
         elif tok.type == "blockquote_open":
-            out.add("quote", _QUOTE_MARK.sub("", source(tok)))
+            out.add("quote", _clean_lines(_QUOTE_MARK.sub("", source(tok))))
         elif tok.type == "table_open":
-            out.add("table", format_table(_table_rows(tokens[i:close], limits)))
+            out.add("table", format_table(_table_rows(tokens[i:close], limits)))  # cells cleaned there
         elif tok.type == "fence":
-            out.add("code", f"```{tok.info.strip()}\n{tok.content.rstrip()}\n```")
+            out.add("code", f"```{clean_inline(tok.info)}\n{clean_code(tok.content.rstrip())}\n```")
         elif tok.type == "code_block":
-            out.add("code", tok.content.rstrip())
+            out.add("code", clean_code(tok.content.rstrip()))
         elif tok.type == "html_block":
             # A <script> or <style> block's body is code for a browser, not text to index (nor to quote).
             out.add("paragraph", clean_inline(_HTML_TAG.sub(" ", _HTML_CODE.sub(" ", tok.content))))
         i = close + 1
+
+
+def _clean_lines(text: str) -> str:
+    """Markdown source lines, each cleaned (``clean_inline``) after its indentation, which nests list items."""
+    lines = []
+    for line in text.split("\n"):
+        body = line.lstrip(" \t")
+        lines.append(line[:len(line) - len(body)] + cleaned if (cleaned := clean_inline(body)) else "")
+    return "\n".join(lines)
 
 
 def _matching_close(tokens: list[Any], i: int) -> int:

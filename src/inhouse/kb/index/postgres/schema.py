@@ -66,7 +66,9 @@ def reweigh_keyword_terms(conn: Any) -> None:
     """2: every chunk's ``tsv`` rewritten with weights (title ``A``, section path ``B``, text ``D``) from the row's
     own ``text`` and ``section``, as ``terms.tsvector_literal`` now writes it; the GIN index follows the updates.
     6: the same rewrite, for the terms of CJK text right after Latin letters or digits ("X200路由器"), which version 5
-    and earlier kept in one Latin term and so never indexed as CJK windows."""
+    and earlier kept in one Latin term and so never indexed as CJK windows.
+    8: again, for terms read from folded text (full-width letters and digits half-width, soft hyphens and zero-width
+    characters dropped, NFC: ``keywords.fold_text``) and amounts with thousands separators kept whole."""
     last = 0
     while True:
         rows = conn.execute("SELECT pk, text, section FROM kb_chunks WHERE pk > %s ORDER BY pk LIMIT %s",
@@ -171,7 +173,8 @@ CREATE INDEX kb_chunks_doc ON kb_chunks (document_pk, ordinal)""")
                         "ALTER TABLE kb_collections ADD COLUMN sketch_questions boolean NOT NULL DEFAULT false"),
             PgMigration(5, "run_journal", _V5),
             PgMigration(6, "keyword_terms_split_latin_from_cjk", reweigh_keyword_terms),
-            PgMigration(7, "access_rule_indexes", _V7))
+            PgMigration(7, "access_rule_indexes", _V7),
+            PgMigration(8, "keyword_terms_fold_width_and_group_numbers", reweigh_keyword_terms))
 
 
 def migrate_index(db: PostgresDatabase, dim: int) -> None:
