@@ -22,6 +22,8 @@ from inhouse.kb.index.postgres import access as pg_access
 from inhouse.kb.index.protocol import IndexStore, NewDocument, SearchFilters
 from inhouse.kb.index.sqlite import SqliteIndexStore
 from inhouse.kb.index.sqlite import access as sqlite_access
+from inhouse.kb.index.sqlite import keyword as sqlite_keyword
+from inhouse.kb.index.sqlite.keyword import PER_MATCH_MAX
 from inhouse.kb.service import KnowledgeBase
 from inhouse.testing.fake_embedder import FakeEmbedder
 from inhouse.types import Actor
@@ -175,6 +177,18 @@ def test_both_forms_of_the_rule_and_the_reads_on_them_are_may_see(stores: Stores
     chunk_ids = [c.id for _, doc, _, _, _ in docs for c in store.document_chunks(doc)]
     seen_chunks = {c.id for _, doc, _, _, seen in docs if seen for c in store.document_chunks(doc)}
     assert {c.id for c in store.get_chunks(scope, chunk_ids)} == seen_chunks
+    # A keyword search (every chunk holds "text"): on SQLite either way of filtering the matches (each match's
+    # document tested, or the matches against the list of allowed documents) finds the allowed chunks only.
+    allowed_chunks = {c.id for col, doc, path, label, seen in docs if seen and passes(col, doc, path, label)
+                      for c in store.document_chunks(doc)}
+    for per_match_max in ((0, 10**6) if kind == "sqlite" else (None,)):
+        if per_match_max is not None:
+            sqlite_keyword.PER_MATCH_MAX = per_match_max
+        try:
+            found = {h.chunk_id for h in store.keyword_search(scope, "text", filters, 1000)}
+        finally:
+            sqlite_keyword.PER_MATCH_MAX = PER_MATCH_MAX
+        assert found == allowed_chunks, per_match_max
 
 
 class CountingStore:

@@ -76,6 +76,14 @@ def allowed_docs(scope: AccessScope, filters: SearchFilters, columns: str = "d.p
             f" UNION ALL SELECT {columns}{_FROM} WHERE {' AND '.join(listed)}"), params
 
 
+def collection_documents(scope: AccessScope) -> tuple[str, dict[str, Any]]:
+    """SQL selecting the documents of the collections whose list names ``scope`` (every document for an admin): what
+    it may see at most, read from an index range per collection, so a ``LIMIT`` bounds its cost."""
+    if scope.is_admin:
+        return "SELECT d.pk FROM kb_documents d", {}
+    return f"SELECT d.pk FROM kb_documents d WHERE d.collection_pk IN ({_COLLECTIONS})", _scope_params(scope)
+
+
 def document_condition(scope: AccessScope, filters: SearchFilters) -> tuple[str, dict[str, Any]]:
     """A condition on a document ``d`` of collection ``c``: ``scope`` may see it and it passes ``filters``; its
     parameters. For reads of a few known rows."""
