@@ -9,6 +9,7 @@ import typer
 from inhouse.cli.common import (
     DataDirOption,
     console,
+    err_console,
     esc,
     open_services,
     services_for,
@@ -59,8 +60,9 @@ def install(bundle: Path = typer.Argument(..., help="An unpacked bundle director
     with translate_errors(settings.data_dir):
         services = open_services(settings)
         try:
-            names = install_image(bundle, services.registry, settings.data_dir / "profiles",
-                                  settings.data_dir / "config.toml")
+            done = install_image(bundle, services.registry, services.profiles, settings.data_dir / "config.toml")
         finally:
             services.close()
-    console.print(f"Installed {esc(', '.join(names))} into {esc(settings.data_dir)}.")
+    for note in done.notes:
+        err_console.print(f"[bold yellow]warning:[/] {esc(note)}", highlight=False)
+    console.print(f"Installed {esc(', '.join(done.names))} into {esc(settings.data_dir)}.")

@@ -10,10 +10,12 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 
 from inhouse.cli.common import DataDirOption, cells, console, esc, services_for, settings_from, translate_errors
+from inhouse.models.tuning.status import tuned_status
 
 app = typer.Typer(no_args_is_help=True)
-# How `inhouse serve` treats each model's tuned profile (see models/tuning/profile.py).
-_TUNED_LABELS = {"none": "", "applied": "yes", "other_cpu": "other CPU (ignored)", "invalid": "INVALID (ignored)"}
+# How `inhouse serve` treats each model's tuned profile (models/tuning/status.py).
+_TUNED_LABELS = {"none": "", "applied": "yes", "other_cpu": "other CPU (ignored)", "invalid": "INVALID (ignored)",
+                 "variant_missing": "variant missing", "does_not_fit": "does not fit"}
 
 
 @app.command("list")
@@ -22,7 +24,8 @@ def list_(data_dir: Path = DataDirOption) -> None:
     with services_for(data_dir) as services:
         specs = services.registry.list_models()
         profiles = services.profiles
-        tuned = {s.name: profiles.match(s.sha256).status if profiles else "none" for s in specs}
+        tuned = {s.name: tuned_status(profiles.match(s.sha256), services.registry, services.settings.engine)
+                 for s in specs}
         report = services.probe.cached()
         es = services.settings.engine
         default, how = services.settings.models.default, services.default_model
@@ -35,9 +38,12 @@ def list_(data_dir: Path = DataDirOption) -> None:
     for s in specs:
         size = f"{s.size_bytes / 1e6:,.0f} MB" if s.size_bytes else "?"
         table.add_row(*cells(s.name, size, s.quantization or "?", s.context_length or "?",
-                             "yes" if s.present else "no", _TUNED_LABELS[tuned[s.name]],
+                             "yes" if s.present else "no", _TUNED_LABELS[tuned[s.name][0]],
                              f"{s.source} (SYNTHETIC weights: benchmark only)" if s.synthetic else s.source))
     console.print(table)
+    for name, (status, message) in tuned.items():
+        if status in ("variant_missing", "does_not_fit"):  # not obvious from the label: say why
+            console.print(f"{esc(name)}: {esc(message)}", highlight=False)
     console.print(f"Default model: {esc(default)}" + (f" ({esc(how.reason)})" if how else " (models.default)"),
                   highlight=False)
     from inhouse.models.ocr import OCR_NAME, ocr_model_present

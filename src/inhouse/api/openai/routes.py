@@ -34,6 +34,7 @@ from inhouse.api.schemas import ChatCompletionRequest, CompletionRequest
 from inhouse.errors import InhouseError, ModelNotFound, NotFound
 from inhouse.governance.answer_labels import answer_label
 from inhouse.kb.embed import embedding_model_ids
+from inhouse.models.tuning.status import tuned_status
 from inhouse.types import Actor
 
 log = logging.getLogger(__name__)
@@ -60,11 +61,17 @@ def add_openai_routes(router: APIRouter, services: Services, metrics: Metrics) -
     serving = Serving(services, metrics)
     registry, profiles = services.registry, services.profiles
 
+    def tuned_profile(spec: ModelSpec) -> dict[str, Any] | None:
+        """The profile's entry, its status what serve does with it (``variant_missing``, ``does_not_fit``)."""
+        match = profiles.match(spec.sha256)
+        entry = match.to_dict()
+        return entry if entry is None else {**entry, "status": tuned_status(match, registry,
+                                                                             services.settings.engine)[0]}
+
     def model_entries() -> list[dict[str, Any]]:
         """Local models (with their tuned profile), the embedding model's ids, then external providers' models."""
         specs, loaded = registry.list_models(), set(registry.loaded())
-        local = [{**_model_entry(s, s.name in loaded), "tuned_profile": profiles.match(s.sha256).to_dict()}
-                 for s in specs]
+        local = [{**_model_entry(s, s.name in loaded), "tuned_profile": tuned_profile(s)} for s in specs]
         return local + _embedding_entries(services.kb.embedder) + external_model_entries(services.egress)
 
     @router.get("/v1/models", dependencies=[Depends(require("models:read"))])
