@@ -317,7 +317,7 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
                               parser=parser)
     directory.grants.append(kb)  # a deleted group's name leaves every access list
     assistants = Assistants(
-        contexts=AppContexts(settings, chat, kb, record_usage=quotas.record_usage),
+        contexts=AppContexts(settings, chat, kb, record_usage=quotas.record_usage, answers=answers),
         support=build_support_assistant(settings, stores.sessions),
         schedule=build_schedule_service(settings, stores.events, directory),
         minutes=build_minutes_assistant(settings),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC as _UTC_TZ
 from datetime import datetime
@@ -24,6 +24,7 @@ from inhouse.types import Actor
 if TYPE_CHECKING:
     from inhouse.chat.service import ChatService, CompletionResult, Usage
     from inhouse.config import Settings
+    from inhouse.governance.answer_labels import AnswerLabels
     from inhouse.governance.events import AuditSink
     from inhouse.kb.service import KnowledgeBase
 
@@ -63,10 +64,23 @@ class AppContext:
     # Called with the tokens (prompt + generated) of every model call made for this caller: the server charges
     # them to the key's daily quota, like a chat completion. None (CLI, evaluation): not metered.
     record_usage: Callable[[int], None] | None = None
+    # The labels of answers given from labelled material (governance/answer_labels.py): text an assistant returns
+    # from KB passages is remembered with their label, so that pasted into a chat for a cloud model it counts at
+    # that label, as a chat completion's answer does. None (tests, evaluation): nothing is remembered.
+    answers: AnswerLabels | None = None
 
     def charge(self, usage: Usage | None) -> None:
         if usage is not None and self.record_usage is not None:
             self.record_usage(usage.total_tokens)
+
+    async def remember_answer(self, texts: Iterable[str], sources: Iterable[object],
+                              messages: Sequence[Mapping[str, Any]] = ()) -> None:
+        """Remember ``texts``, made from passages labelled ``sources`` after the model read ``messages``, before
+        they are returned (``AnswerLabels.remember_derived``; a database read and write: off the event loop). A store
+        that cannot keep the label raises, and the text is not handed out."""
+        if self.answers is not None:
+            answers, texts, sources = self.answers, list(texts), list(sources)
+            await asyncio.to_thread(answers.remember_derived, texts, sources, [dict(m) for m in messages])
 
     def local_now(self) -> datetime:
         return self.now().astimezone(self.tz)
@@ -77,11 +91,13 @@ class AppContexts:
     model, default model and time zone are whatever the settings say then (built once in ``bootstrap.py``)."""
 
     def __init__(self, settings: Settings, chat: ChatService, kb: KnowledgeBase | None = None, *,
-                 record_usage: Callable[[str, int], None] | None = None) -> None:
+                 record_usage: Callable[[str, int], None] | None = None, answers: AnswerLabels | None = None
+                 ) -> None:
         self._settings = settings
         self._chat = chat
         self._kb = kb
         self._record_usage = record_usage  # (key id, tokens): the daily token quota
+        self._answers = answers  # where answers from labelled passages are remembered
 
     def for_actor(self, actor: Actor, *, timezone: str | None = None, model: str | None = None,
                   metered: bool = True) -> AppContext:
@@ -92,7 +108,8 @@ class AppContexts:
         record = self._record_usage if metered else None
         charge = None if record is None else (lambda n: record(actor.key_id, n))
         return AppContext(actor=actor, chat=self._chat, model=model or s.apps.model or s.models.default,
-                          tz=parse_tz(timezone or s.apps.timezone), kb=self._kb, record_usage=charge)
+                          tz=parse_tz(timezone or s.apps.timezone), kb=self._kb, record_usage=charge,
+                          answers=self._answers)
 
 
 async def complete_text(ctx: AppContext, messages: Sequence[Mapping[str, Any]], **body: Any) -> CompletionResult:

@@ -85,6 +85,16 @@ class AnswerLabels:
         if digests:
             self._store.record(digests, label)
 
+    def remember_derived(self, texts: Iterable[str], sources: Iterable[object], messages: object = None) -> Label:
+        """Remember text an assistant returns outside chat completions (a support answer, a trip plan, the schedule
+        chat's reply) at the highest of ``sources`` (the labels of the passages it was made from; missing is
+        confidential) and of the earlier answers found in ``messages`` (what the model read besides). Returns that
+        label. Raises as the store does: the caller must not hand out text whose label was not kept."""
+        earlier = self.of_history(messages)
+        label = max_label([*(label_of_item(s) for s in sources), *([earlier] if earlier is not None else [])])
+        self.remember(texts, label)
+        return label
+
     def of_history(self, messages: object) -> Label | None:
         """The highest label of the remembered answers found in ``messages``, whatever their role."""
         if not isinstance(messages, list):

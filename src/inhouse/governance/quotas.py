@@ -4,7 +4,10 @@
   in memory (``MemoryRequestWindows``, a deque per key: no database write) in the embedded install, where one
   process serves; in PostgreSQL (``store/postgres/rates.py``) when ``store.url`` names one, so several ingress
   processes share each key's window and together admit at most its limit. A restart forgets the in-memory
-  window, which at worst lets a key make one extra minute's worth of requests.
+  window, which at worst lets a key make one extra minute's worth of requests. Times are the wall clock's (the
+  same as the day's, and PostgreSQL's must agree across nodes); when it steps back (NTP at boot, a restored VM),
+  the in-memory window counts the requests it holds from "the future" as made now, so a key waits at most one
+  window, never as long as the step.
 * **Tokens per day** is counted in the governance store (``key_usage``: key, UTC day, tokens, requests) after each
   request completes, so a restart does not reset the daily budget. Because the count is known only at
   the end, a request admitted under the budget may finish over it; the next one is refused. A charge the store
@@ -87,6 +90,14 @@ class MemoryRequestWindows:
     def admit(self, key_id: str, limit: int, now: float) -> float | None:
         with self._lock:
             window = self._windows.setdefault(key_id, deque())
+            # The clock stepped back: admissions "later" than now were made at most now (how long ago is unknown),
+            # so they leave the window within a minute. Not a reset: threads read the clock before taking the lock,
+            # so a ``now`` slightly before the last admission is ordinary, and must not free the window.
+            later = 0
+            while window and window[-1] > now:
+                window.pop()
+                later += 1
+            window.extend([now] * later)
             while window and window[0] <= now - WINDOW_S:
                 window.popleft()
             if len(window) >= limit:

@@ -36,3 +36,11 @@ def test_metered_calls_charge_the_callers_key(tmp_path: Path) -> None:
     contexts.for_actor(ANA).record_usage(7)  # type: ignore[misc]
     assert contexts.for_actor(ANA, metered=False).record_usage is None  # the command line is not metered
     assert charged == [("key_ana", 7)]
+
+
+def test_each_context_remembers_in_the_answer_labels_it_was_given(tmp_path: Path) -> None:
+    answers = object()  # the server's AnswerLabels (bootstrap.py); None: nothing is remembered
+    contexts = AppContexts(Settings(data_dir=tmp_path), build_fake_chat(build_fake_engine()),
+                           answers=answers)  # type: ignore[arg-type]
+    assert contexts.for_actor(ANA).answers is answers and contexts.for_actor(ANA, metered=False).answers is answers
+    assert AppContexts(Settings(data_dir=tmp_path), build_fake_chat(build_fake_engine())).for_actor(ANA).answers is None

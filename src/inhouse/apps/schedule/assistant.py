@@ -7,6 +7,10 @@ template) → the tool calls it made, executed with validated arguments as the c
 
 The system prompt states today's date, weekday and the user's time zone; dates in tool arguments may be words
 ("next Friday 3pm") and are resolved in Python, not by the model.
+
+The model's answer may repeat a trip plan's limits, read from the travel policy, or text pasted into the history: it
+is remembered with the label of the policy passages applied and of the earlier answers in the history
+(``governance/answer_labels.py``), so that pasted into a chat for a cloud model it counts at that label.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 from inhouse.apps.context import AppContext, complete_text
 from inhouse.apps.schedule.service import ScheduleService
 from inhouse.apps.schedule.tools import run_tool, tool_definitions
+from inhouse.apps.schedule.trip import policy_read
 from inhouse.errors import InhouseError, InvalidRequest
 
 MAX_MESSAGE_CHARS = 4000
@@ -93,8 +98,8 @@ async def chat(service: ScheduleService, ctx: AppContext, message: str, *,
         raise InvalidRequest("'message' must not be empty.", param="message")
     if len(message) > MAX_MESSAGE_CHARS:
         raise InvalidRequest(f"'message' is longer than {MAX_MESSAGE_CHARS} characters.", param="message")
-    messages: list[dict[str, Any]] = [{"role": "system", "content": system_prompt(ctx)},
-                                      *_clean_history(history), {"role": "user", "content": message.strip()}]
+    said = [*_clean_history(history), {"role": "user", "content": message.strip()}]
+    messages: list[dict[str, Any]] = [{"role": "system", "content": system_prompt(ctx)}, *said]
     tools = tool_definitions()
     actions: list[dict[str, Any]] = []
     done: dict[str, dict[str, Any]] = {}  # what already succeeded in this message (small models repeat calls)
@@ -106,6 +111,9 @@ async def chat(service: ScheduleService, ctx: AppContext, message: str, *,
             text = result.text.strip()
             if not text or text.startswith(("{\"name\"", "<tool_call>")):
                 text = _summary(actions)  # unparsed call markup is no answer for a person
+            else:
+                _, policy_label = policy_read(a["result"] for a in actions if a["tool"] == "plan_trip")
+                await ctx.remember_answer([text], [policy_label] if policy_label else [], said)
             return ScheduleReply(text, actions, model, round_no)
         messages.append({"role": "assistant", "content": result.text,
                          "tool_calls": [c.to_dict() for c in result.tool_calls]})

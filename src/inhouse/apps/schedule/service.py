@@ -12,6 +12,7 @@ reported as unknown, exactly like names that do not exist.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -232,7 +233,13 @@ class ScheduleService:
         if ctx.kb is not None:
             # As the caller: a policy they may not read is not applied (and not revealed).
             hits = await asyncio.to_thread(ctx.kb.search, ctx.actor, f"{POLICY_QUERY} {destination}", top_k=8)
-        return plan_itinerary(destination, d1, d2, parse_policy(hits), purpose=purpose, international=international)
+        trip = plan_itinerary(destination, d1, d2, parse_policy(hits), purpose=purpose, international=international)
+        if trip["policy_sources"]:
+            # The plan quotes the policy's limits: its JSON (as returned, and as the chat's model reads it) is
+            # remembered with the label of the passages applied (governance/answer_labels.py).
+            await ctx.remember_answer([json.dumps(trip, ensure_ascii=False)],
+                                      [source["label"] for source in trip["policy_sources"]])
+        return trip
 
     @staticmethod
     def _day(value: str, today: date, param: str) -> date:

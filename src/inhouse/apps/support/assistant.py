@@ -6,11 +6,13 @@ Each customer message goes through, in order:
 2. the deterministic rules (``rules.py``): safety problem, asks for a person, refund above the threshold read from
    the support documents → handoff,
 3. retrieval in the session's collections AS the caller (never more rights than the key the customer uses) and a
-   grounded answer with numbered citations (``kb.answer``),
+   grounded answer with numbered citations (``kb.answer``), remembered with the label of its passages before it is
+   returned (``governance/answer_labels.py``: pasted into a chat for a cloud model, it counts at that label),
 4. "no answer" bookkeeping: two misses in a row → handoff.
 
 A handoff returns ``handoff: true`` with a reason and a summary for the agent, built from the conversation itself
-(no model: the agent must be able to trust it).
+(no model: the agent must be able to trust it). The summary quotes the last answer, so it is remembered with the
+label of the session's earlier answers.
 
 One message of a session is answered at a time. In this process a second message waits for the first one's reply
 (then it is answered with that turn in its history); a session with ``MAX_WAITING`` messages already waiting answers
@@ -232,29 +234,36 @@ class SupportAssistant:
         rules = await self.rules(ctx, session.collections)
         triggered = check_message(text, rules)
         if triggered is not None:
-            return self._hand_over(ctx.actor, session, triggered, zh)
+            return await self._hand_over(ctx, session, triggered, zh)
         grounding: Grounding = await self._kb(ctx).answerer.ground_async(
             ctx.actor, text, session.collections, model=ctx.model, history=history)
-        answer_text, citations, documents = "", [], []
+        answer_text, citations, documents, labels = "", [], grounding.document_ids, grounding.labels
         if grounding.covered:
-            documents = grounding.document_ids
             answer = await self._kb(ctx).answerer.complete(grounding, model=ctx.model)
             ctx.charge(answer.usage)
             answer_text, citations = answer.text, [c.to_dict() for c in answer.citations]
+            # The judge may answer from other passages (the translation's): those the answer was written from too.
+            documents = list(dict.fromkeys([*documents, *answer.grounding.document_ids]))
+            labels = [*labels, *answer.grounding.labels]
         if not grounding.covered or is_not_covered(answer_text):
             session.misses += 1
             if session.misses >= MISSES_BEFORE_HANDOFF:
-                return self._hand_over(ctx.actor, session, Handoff(NO_ANSWER, f"the documents had no answer "
-                                                        f"{session.misses} times in a row"), zh)
+                return await self._hand_over(ctx, session, Handoff(NO_ANSWER, f"the documents had no answer "
+                                                      f"{session.misses} times in a row"), zh)
             return self._finish(ctx.actor, session, _miss_text(zh), documents=documents)
         session.misses = 0
+        # Before it is returned or saved: an answer whose label could not be kept is not given (fails closed).
+        await ctx.remember_answer([answer_text], labels, [*history, {"role": "user", "content": text}])
         return self._finish(ctx.actor, session, answer_text, citations=citations, documents=documents)
 
-    def _hand_over(self, actor: Actor, session: Session, handoff: Handoff, zh: bool) -> SupportReply:
+    async def _hand_over(self, ctx: AppContext, session: Session, handoff: Handoff, zh: bool) -> SupportReply:
         session.status = "handed_over"
-        session.handoff = {"reason": handoff.reason, "detail": handoff.detail,
-                           "summary": agent_summary(session, handoff), "at": time.time()}
-        return self._finish(actor, session, _handoff_text(zh, handoff.reason), handoff=session.handoff)
+        summary = agent_summary(session, handoff)
+        # The summary quotes the last answer: it takes the label of the answers it was remembered with.
+        await ctx.remember_answer([summary], [], [m for m in session.messages if m["role"] == "assistant"])
+        session.handoff = {"reason": handoff.reason, "detail": handoff.detail, "summary": summary,
+                           "at": time.time()}
+        return self._finish(ctx.actor, session, _handoff_text(zh, handoff.reason), handoff=session.handoff)
 
     def _finish(self, actor: Actor, session: Session, text: str, *, citations: list[dict[str, Any]] | None = None,
                 handoff: dict[str, Any] | None = None, documents: list[str] | None = None) -> SupportReply:

@@ -40,12 +40,12 @@ class HeldModel:
         self.started = asyncio.Event()
 
     async def ground_async(self, actor: Actor, text: str, collections: Any, **kw: Any) -> Any:
-        return SimpleNamespace(covered=True, document_ids=["doc_faq"])
+        return SimpleNamespace(covered=True, document_ids=["doc_faq"], labels=["internal"])
 
     async def complete(self, grounding: Any, **kw: Any) -> Any:
         self.started.set()
         await self.release.wait()
-        return SimpleNamespace(text=ANSWER, citations=[], usage=None)
+        return SimpleNamespace(text=ANSWER, citations=[], usage=None, grounding=grounding)
 
 
 class FakeKnowledge:
