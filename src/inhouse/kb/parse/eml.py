@@ -96,7 +96,9 @@ def parse_message(msg: EmailMessage, filename: str, limits: ParseLimits, parse_n
     if skipped:
         metadata["skipped_attachments"] = "; ".join(skipped)
     if not out.blocks:
-        raise DocumentRejected(filename, "e-mail has no readable text body or attachment")
+        # What was skipped says why (a body refused as nested too deep reads as that, not as "no body").
+        why = f" ({'; '.join(skipped)})" if skipped else ""
+        raise DocumentRejected(filename, f"e-mail has no readable text body or attachment{why}"[:500])
     return ParsedDocument(
         title=subject or filename,
         blocks=tuple(out.blocks),
