@@ -10,6 +10,7 @@ import difflib
 import errno
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -532,7 +533,30 @@ def load_settings(**overrides: Any) -> Settings:
     toml = os.environ.get("INHOUSE_CONFIG")
     if toml and not Path(toml).is_file():
         raise FileNotFoundError(errno.ENOENT, "not a file", toml)
+    misspelt = _misspelt_variables(os.environ)
+    if misspelt:
+        raise ValidationError.from_exception_data("Settings", [
+            {"type": "extra_forbidden", "loc": (name,), "input": None} for name in misspelt])
     return Settings(**overrides)
+
+
+def _misspelt_variables(environ: Mapping[str, str]) -> list[str]:
+    """``INHOUSE_*`` variables meant as settings that name none: a section that does not exist
+    (``INHOUSE_ENGIN__N_CTX``), or a name close to a top-level one (``INHOUSE_DATA_DIRR``). Pydantic ignores both,
+    so the setting would silently keep its default. Other ``INHOUSE_*`` variables (``INHOUSE_API_KEY``, a
+    client's) are not settings and are left alone."""
+    names = list(Settings.model_fields)
+    out = []
+    for variable in environ:
+        if not variable.upper().startswith("INHOUSE_") or variable.upper() == "INHOUSE_CONFIG":
+            continue
+        rest = variable[len("INHOUSE_"):].lower()
+        head = rest.split("__", 1)[0]
+        if head in names:
+            continue
+        if "__" in rest or difflib.get_close_matches(rest, names, n=1, cutoff=0.8):
+            out.append(head)
+    return out
 
 
 def settings_problems(exc: ValidationError) -> str:
@@ -588,7 +612,9 @@ def render_settings_doc() -> str:
         "Set them in a TOML file named by `INHOUSE_CONFIG`, or as environment variables",
         "`INHOUSE_<SECTION>__<FIELD>` (e.g. `INHOUSE_ENGINE__N_CTX=4096`); in a variable, a list or map is",
         "written as JSON (`INHOUSE_GOVERNANCE__INTERNAL_DOMAINS='[\"qinglan.com.cn\"]'`). A name that is not a setting",
-        "or a value that cannot be used stops every command with one line naming it (exit 2).",
+        "or a value that cannot be used stops every command with one line naming it (exit 2): so does a variable",
+        "of a section that does not exist (`INHOUSE_ENGIN__N_CTX`) or close to a top-level name",
+        "(`INHOUSE_DATA_DIRR`); other `INHOUSE_*` variables (a client's `INHOUSE_API_KEY`) are not settings.",
         "",
         "| setting | environment | default | description |",
         "|---|---|---|---|",

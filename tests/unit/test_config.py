@@ -50,6 +50,22 @@ def test_a_variable_that_is_not_json_where_json_is_needed_is_named(
     assert expected in problems()
 
 
+@pytest.mark.parametrize(("name", "expected"), [
+    ("INHOUSE_DATA_DIRR", "data_dirr (INHOUSE_DATA_DIRR): no such setting; the closest is data_dir"),
+    ("INHOUSE_ENGIN__N_CTX", "engin (INHOUSE_ENGIN): no such setting; the closest is engine"),
+    ("INHOUSE_MODEL", "model (INHOUSE_MODEL): no such setting; the closest is models"),
+])
+def test_a_misspelt_variable_is_named_not_ignored(monkeypatch: pytest.MonkeyPatch, name: str, expected: str) -> None:
+    monkeypatch.setenv(name, "4096")  # before 2026-12-07 (fifth session): ignored, the setting kept its default
+    assert problems() == f"Invalid settings: {expected}."
+
+
+def test_other_inhouse_variables_are_not_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("INHOUSE_API_KEY", "INHOUSE_URL", "INHOUSE_BASE_URL", "INHOUSE_SETUP_MODEL", "INHOUSE_TEST_KEY"):
+        monkeypatch.setenv(name, "x")
+    load_settings()
+
+
 def test_a_list_written_as_json_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INHOUSE_GOVERNANCE__INTERNAL_DOMAINS", '["qinglan.com.cn", "qinglan.cn"]')
     monkeypatch.setenv("INHOUSE_MODELS__PREWARM", '["sat,sun 10:00"]')  # a comma inside an entry is not a split
