@@ -81,18 +81,23 @@ def engine_settings_for(spec: ModelSpec, settings: Settings, probe: HardwareProb
     ``demotions``: weight paths this model's served engine crashed on count as refuted by the probe."""
     assert spec.path is not None, "the registry only loads present models"
     es, path = settings.engine, spec.path
-    from_profile = False
     if profiles is not None:
-        match = profiles.match(spec.sha256)
-        es, path = tuned_settings(match, es, path, variant_path)
-        from_profile = (es is not settings.engine and match.profile is not None
-                        and "weight_buffers" in match.profile.engine)
+        es, path = tuned_settings(profiles.match(spec.sha256), es, path, variant_path)
+    # An operator's own weight_buffers wins over the profile's (TunedProfile.apply), so a value other than auto
+    # here with auto in the settings is the profile's: an automatic choice, demotable after a native crash.
+    from_profile = settings.engine.weight_buffers == "auto" and es.weight_buffers != "auto"
     report = probe.current()
     if demotions is not None:
         report = demotions.apply(spec.name, report)
     es, choice = resolve_engine_settings(es, report, from_profile=from_profile)
     n_ctx = es.n_ctx if not spec.context_length else min(es.n_ctx, spec.context_length)
     return EffectiveLoad(es, path, n_ctx, choice)
+
+
+def build_profile_store(settings: Settings) -> ProfileStore:
+    """The tuned profiles of this data directory, matched against this machine's CPU (read once, when first asked)."""
+    cpu = functools.cache(detect_cpu)
+    return ProfileStore(settings.data_dir / "profiles", lambda: cpu().signature, lambda: cpu().summary())
 
 
 def build_probe(settings: Settings) -> HardwareProbe:
@@ -129,14 +134,19 @@ def build_llama_engine_factory(settings: Settings, profiles: ProfileStore | None
                  "child process" if es.isolation == "process" else "in-process", eff.weights.value,
                  eff.weights.reason)
 
+        in_effect = eff.weights  # the choice the running child was started with
+
         def restart_recipe(crash: EngineCrash) -> EngineRecipe | None:
+            nonlocal in_effect
             ran = crash.recipe.settings.weight_buffers
-            chosen = settings.engine.weight_buffers == "auto" and not settings.engine.force_weight_buffers
+            # Where the value came from, not what the setting says: a tuned profile's path is as automatic as
+            # auto's, an operator's own (or a forced one) is never demoted.
+            chosen = in_effect.automatic and not settings.engine.force_weight_buffers
             if chosen and crash.reason in NATIVE_CRASHES and demotions.demote(
                     spec.name, ran, f"the served engine of {spec.name} crashed ({crash.reason}) on this path"):
                 log.warning("demoting weight path %s of %s after a native crash (%s)", ran, spec.name, crash.reason)
             again = engine_settings_for(spec, settings, probe, profiles, variant_path, demotions=demotions)
-            choices[spec.name] = again.weights
+            choices[spec.name] = in_effect = again.weights
             if again.settings == crash.recipe.settings and again.path == crash.recipe.path:
                 return None
             log.warning("restarting %s with weight buffers %s: %s", spec.name, again.weights.value,
@@ -289,7 +299,7 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
     directory = UserDirectory(governance, audit=audit_sink)
     quotas = QuotaService(governance, default_rpm=gs.default_rpm, default_tokens_per_day=gs.default_tokens_per_day,
                           windows=stores.request_windows)
-    profiles = ProfileStore(settings.data_dir / "profiles", lambda: detect_cpu().signature)
+    profiles = build_profile_store(settings)
     probe = build_probe(settings)
     default_model: ModelRecommendation | None = None
     if ms.default == "auto":  # resolved once, here, from the cached probe answer (serve probes before this)
@@ -335,7 +345,7 @@ def build_model_host(settings: Settings, *, catalog: Sequence[CatalogEntry] = CA
     """What a cluster's model replica (``inhouse.cluster``) needs on its machine: the registry of this machine's
     model cache, loading through llama.cpp with the tuned profile matching this machine's CPU, and no database (the
     requests are authenticated, metered and audited at the ingress). Model loads are logged by the replica."""
-    profiles = ProfileStore(settings.data_dir / "profiles", lambda: detect_cpu().signature)
+    profiles = build_profile_store(settings)
     probe = build_probe(settings)  # this machine's: its weight paths are its own
     settings.model_cache_dir.mkdir(parents=True, exist_ok=True)
     return build_model_registry(settings, profiles, probe, catalog=catalog), profiles

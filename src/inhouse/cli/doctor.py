@@ -58,7 +58,8 @@ def register(app: typer.Typer) -> None:
             what = ("read the cached answer" if was_cached
                     else f"probed (children + bandwidth: {report.probe_seconds:.1f} s)")
             console.print(f"doctor: {what} in {elapsed:.3f} s; cache {esc(probe.cache_path())}", highlight=False)
-        if not report.works("plain"):
+        plain = report.paths.get("plain")
+        if plain is not None and plain.status in ("crashed", "wrong"):  # llama.cpp does not run here
             raise typer.Exit(1)
 
 
@@ -90,8 +91,11 @@ def _gb(n: int) -> str:
 def _print(r: ProbeReport) -> None:
     console.print(f"[bold]CPU[/] {esc(r.cpu_vendor)} {esc(r.cpu_model)}: {r.physical_cores} cores / "
                   f"{r.logical_cpus} CPUs (signature {esc(r.cpu_signature)})", highlight=False)
+    measured = ("measured" if not r.bandwidth_under_load else
+                f"measured while other processes used {r.bandwidth_foreign_cores:.1f} cores: likely too low, "
+                "`inhouse doctor --refresh` on a quiet machine measures it again")
     console.print(f"[bold]Memory[/] {_gb(r.memory_total_bytes)} total, {_gb(r.memory_available_bytes)} available; "
-                  f"read bandwidth {r.bandwidth_gb_s:.1f} GB/s (measured)", highlight=False)
+                  f"read bandwidth {r.bandwidth_gb_s:.1f} GB/s ({esc(measured)})", highlight=False)
     flags = "  ".join(f"{esc(k)} {'[green]yes[/]' if v else '[dim]no[/]'}" for k, v in r.isa.items())
     console.print(f"[bold]ISA[/] {flags}")
     console.print(f"[bold]AMX tile state[/] {esc(r.amx_os.status)}: {esc(r.amx_os.detail)}", highlight=False)

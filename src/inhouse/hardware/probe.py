@@ -4,7 +4,8 @@
 only the ways it proved (``hardware/weights.py``). It finds:
 
 * the CPU (vendor, model, cores), memory (total, available, a cgroup limit) and the measured memory read
-  bandwidth (``cpu.measure_bandwidth``: decoding reads every weight once per token);
+  bandwidth (``cpu.measure_bandwidth_quietly``: decoding reads every weight once per token), with the load other
+  processes put on the machine meanwhile; a figure measured under load never replaces a better one;
 * the instruction sets llama.cpp's kernels dispatch on (AVX2, AVX-512 F/BW/VNNI/BF16/FP16, AMX
   tile/int8/bf16), as the CPU advertises them;
 * whether the OS grants this process AMX tile state (``amx.tile_permission``);
@@ -20,13 +21,18 @@ The answer is cached per machine (``CpuInfo.signature``) and per llama.cpp build
 hash of the shared libraries and the llama-cpp-python version) in ``<data_dir>/hardware/``: a rebuilt
 library or another CPU is probed again, and ``inhouse doctor --refresh`` (``current(force=True)``) re-runs
 it. What the key does not cover is checked on reading: memory is read again, and a changed AMX tile permission
-(on an AMX CPU) means probing again. An answer with a ``failed`` path is not written. Reading the cache takes
-milliseconds; a probe takes a few seconds (docs/hardware.md has the figures).
+(on an AMX CPU) means probing again. An answer with a ``failed`` path is not written. One probe runs at a time
+per cache directory (``probe.lock``), and the generated self-test model is checked against its recorded digest.
+Reading the cache takes milliseconds; a probe takes a few seconds (docs/hardware.md has the figures).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime as dt
+import fcntl
+import hashlib
 import json
 import logging
 import math
@@ -36,14 +42,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+import types
+import typing
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from inhouse.hardware.amx import TilePermission, tile_permission
-from inhouse.hardware.cpu import Bandwidth, cgroup_dirs, detect_cpu, measure_bandwidth
+from inhouse.hardware.cpu import QUIET_CORES, Bandwidth, cgroup_dirs, detect_cpu, measure_bandwidth_quietly
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +112,12 @@ class ProbeReport:
     paths: dict[str, PathResult]
     probe_seconds: float = 0.0
     format: int = PROBE_FORMAT
+    bandwidth_foreign_cores: float = 0.0  # cores other processes used while the bandwidth was measured
+
+    @property
+    def bandwidth_under_load(self) -> bool:
+        """The bandwidth was measured while other processes kept the machine busy: it is likely too low."""
+        return self.bandwidth_foreign_cores >= QUIET_CORES
 
     # -- what it means ----------------------------------------------------------------------------------
 
@@ -183,15 +197,16 @@ class ProbeReport:
 
     @classmethod
     def from_dict(cls, doc: Any) -> ProbeReport:
-        """The report ``to_dict`` wrote; ValueError for anything else (a hand-edited file, another tool's)."""
-        if not isinstance(doc, dict) or not isinstance(doc.get("amx_os"), dict) \
-                or not isinstance(doc.get("paths"), dict) \
-                or not all(isinstance(v, dict) for v in doc["paths"].values()):
+        """The report ``to_dict`` wrote; ValueError for anything else (a hand-edited file, another tool's): every
+        field is checked against its declared type, so a wrong-typed one (``"isa": null``) is refused here instead
+        of failing later in whatever reads it."""
+        if not isinstance(doc, dict):
             raise ValueError("not a hardware probe report")
         doc = dict(doc)
         doc.pop("amx_verdict", None)
-        doc["amx_os"] = TilePermission(**doc["amx_os"])
-        doc["paths"] = {k: PathResult(**v) for k, v in doc["paths"].items()}
+        _check_fields(cls, doc, "report")
+        doc["amx_os"] = TilePermission(**_check_fields(TilePermission, doc["amx_os"], "amx_os"))
+        doc["paths"] = {k: PathResult(**_check_fields(PathResult, v, f"paths.{k}")) for k, v in doc["paths"].items()}
         return cls(**doc)
 
     @property
@@ -204,6 +219,48 @@ class ProbeReport:
         if plain is not None and plain.status in ("crashed", "wrong"):
             return True
         return all(r.status != "failed" for r in self.paths.values())
+
+
+def _check_fields(cls: type, doc: Any, where: str) -> dict[str, Any]:
+    """``doc`` when it holds exactly ``cls``'s fields (those with defaults may be missing), each of its declared
+    type (a nested dataclass: a dict, checked by its own call); ValueError naming the first that is not."""
+    if not isinstance(doc, dict):
+        raise ValueError(f"{where}: not an object")
+    hints = typing.get_type_hints(cls)
+    declared = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(doc) - set(declared))
+    missing = sorted(name for name, f in declared.items() if name not in doc
+                     and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+    if unknown or missing:
+        raise ValueError(f"{where}: unknown field(s) {unknown}, missing field(s) {missing}")
+    for name, value in doc.items():
+        if not _has_type(value, hints[name]):
+            raise ValueError(f"{where}.{name}: expected {hints[name]}, got {type(value).__name__}")
+    return doc
+
+
+def _has_type(value: Any, tp: Any) -> bool:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (types.UnionType, typing.Union):
+        return any(_has_type(value, a) for a in args)
+    if origin is dict:
+        return isinstance(value, dict) and all(_has_type(k, args[0]) and _has_type(v, args[1])
+                                               for k, v in value.items())
+    if origin is list:
+        return isinstance(value, list) and all(_has_type(v, args[0]) for v in value)
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:  # JSON writes 2.0 as 2.0 but a hand edit may write 2
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    if dataclasses.is_dataclass(tp):
+        return isinstance(value, dict)
+    return False
 
 
 # -- the child processes ---------------------------------------------------------------------------------
@@ -418,7 +475,7 @@ class HardwareProbe:
     tests."""
 
     def __init__(self, cache_dir: Path, *, run_child: ChildRunner = run_selftest_child,
-                 bandwidth: Callable[[], Bandwidth] = measure_bandwidth,
+                 bandwidth: Callable[[], Bandwidth] = measure_bandwidth_quietly,
                  build_id: Callable[[], tuple[str, str]] | None = None,
                  cpu_signature: Callable[[], str] | None = None,
                  memory: Callable[[], tuple[int, int]] | None = None) -> None:
@@ -482,16 +539,17 @@ class HardwareProbe:
         return replace(report, memory_total_bytes=total, memory_available_bytes=available)
 
     def current(self, force: bool = False) -> ProbeReport:
-        """The cached answer, or a fresh probe (``force``: always probe). Thread-safe; never raises for what
-        the children do — a crash is part of the answer."""
-        with self._lock:
+        """The cached answer, or a fresh probe (``force``: always probe). Thread-safe, and one probe at a time
+        per cache directory across processes; never raises for what the children do — a crash is part of the
+        answer."""
+        with self._lock, self._exclusive():
             if not force:
-                report = self.cached()
+                report = self.cached()  # again: another process may have probed while this one waited
                 if report is not None:
                     return report
             self._key = None  # a refresh also re-reads which build is installed
-            report = self.run()
             path = self.cache_path()
+            report = _better_bandwidth(self.run(), _read_report(path))
             self._dir.mkdir(parents=True, exist_ok=True)
             if report.settled:
                 tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
@@ -506,6 +564,25 @@ class HardwareProbe:
             self._memo = (path, report)
             return report
 
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Hold ``probe.lock`` in the cache directory: two commands started together (two ``inhouse doctor``, a
+        doctor during serve's start) would run their children at once and each measure the other's load as the
+        memory bandwidth; the second waits for the first and reads its answer. The lock goes with the process."""
+        fd = None
+        try:
+            self._dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self._dir / "probe.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # a read-only data directory: probe without the lock
+            log.warning("hardware probe: cannot take %s (%s); probing without it", self._dir / "probe.lock", exc)
+        try:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            if fd is not None:
+                os.close(fd)
+
     def run(self) -> ProbeReport:
         t0 = time.perf_counter()
         cpu = detect_cpu()
@@ -515,6 +592,7 @@ class HardwareProbe:
         _, build, version = self._identity()
         model = self._dir / f"selftest-{build}.gguf"
         self._dir.mkdir(parents=True, exist_ok=True)
+        discard_damaged_selftest_model(model)
         # The plain path first: it also writes the self-test model the others load; then the two others at
         # once (each child's own crash is its own answer).
         outcomes = {"plain": self._run_child("plain", model)}
@@ -530,11 +608,76 @@ class HardwareProbe:
             logical_cpus=cpu.logical_cpus, memory_total_bytes=total, memory_available_bytes=available,
             bandwidth_gb_s=bandwidth.gb_s, isa=isa, amx_os=permission, build_id=build, build_version=version,
             system_info=plain_data, paths={name: paths[name] for name in PATHS if name in paths},
-            probe_seconds=time.perf_counter() - t0,
+            probe_seconds=time.perf_counter() - t0, bandwidth_foreign_cores=bandwidth.foreign_cores,
         )
         log.info("hardware probe: %s; paths %s (%.1f s)", report.amx_verdict(),
                  {k: v.status for k, v in report.paths.items()}, report.probe_seconds)
         return report
+
+
+def _selftest_digest_path(model: Path) -> Path:
+    return model.with_name(f"{model.name}.sha256")
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def record_selftest_model(model: Path) -> None:
+    """Record the sha256 of the self-test model just written (the child writing it calls this)."""
+    digest = _selftest_digest_path(model)
+    tmp = digest.with_name(f"{digest.name}.{os.getpid()}.tmp")
+    tmp.write_text(_file_sha256(model) + "\n", encoding="ascii")
+    os.replace(tmp, digest)
+
+
+def discard_damaged_selftest_model(model: Path) -> bool:
+    """Remove the self-test model when it is not the file its writer recorded (cut short by a copy between
+    machines, damaged on disk, or written before digests were recorded): the first child writes it again, where a
+    damaged copy would fail every child at load, probe after probe. True when it was removed."""
+    digest = _selftest_digest_path(model)
+    try:
+        if digest.read_text(encoding="ascii").strip() == _file_sha256(model):
+            return False
+    except FileNotFoundError:
+        if not model.exists():
+            return False
+    except (OSError, UnicodeDecodeError):
+        pass
+    log.warning("hardware probe: the self-test model %s does not match its recorded sha256; writing it again", model)
+    model.unlink(missing_ok=True)
+    digest.unlink(missing_ok=True)
+    return True
+
+
+def _read_report(path: Path) -> ProbeReport | None:
+    """The answer stored at ``path`` as it was written (no AMX grant asked, no live memory), None when there is
+    none to read."""
+    try:
+        return ProbeReport.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _better_bandwidth(report: ProbeReport, earlier: ProbeReport | None) -> ProbeReport:
+    """``report``, with the earlier answer's bandwidth when this one was measured under load and is lower: the
+    figure picks the default model, and a busy moment must not replace a good measurement of the same machine
+    (a quiet measurement replaces it, higher or lower)."""
+    if not report.bandwidth_under_load:
+        return report
+    if earlier is None or earlier.bandwidth_gb_s <= report.bandwidth_gb_s:
+        log.warning("memory bandwidth measured while other processes used %.1f cores: %.1f GB/s is likely too low "
+                    "(`inhouse doctor --refresh` on a quiet machine measures it again)",
+                    report.bandwidth_foreign_cores, report.bandwidth_gb_s)
+        return report
+    log.warning("memory bandwidth measured under load (%.1f cores busy elsewhere): %.1f GB/s; keeping the %.1f GB/s "
+                "measured before", report.bandwidth_foreign_cores, report.bandwidth_gb_s, earlier.bandwidth_gb_s)
+    return replace(report, bandwidth_gb_s=earlier.bandwidth_gb_s,
+                   bandwidth_foreign_cores=earlier.bandwidth_foreign_cores)
 
 
 def _system_info(outcomes: dict[str, ChildOutcome]) -> str:

@@ -76,8 +76,13 @@ class TunedProfile:
         return f"{self.model_sha256[:12]}@{self.cpu_signature}"
 
     def apply(self, settings: EngineSettings) -> EngineSettings:
-        """``settings`` with this profile's engine values on top (validated as a whole)."""
-        return EngineSettings.model_validate({**settings.model_dump(), **self.engine})
+        """``settings`` with this profile's engine values on top (validated as a whole), except the weight path
+        when the operator set one (``engine.weight_buffers`` other than ``auto``, docs/hardware.md "Forcing a
+        choice"): that is a decision about this machine the profile's measurement cannot overrule."""
+        engine = dict(self.engine)
+        if settings.weight_buffers != "auto":
+            engine.pop("weight_buffers", None)
+        return EngineSettings.model_validate({**settings.model_dump(), **engine})
 
     def describe(self) -> str:
         parts = [f"{k}={v}" for k, v in sorted(self.engine.items())]
@@ -183,9 +188,11 @@ class ProfileMatch:
 class ProfileStore:
     """The profiles directory. ``cpu_signature`` is called lazily (reading /proc once is cheap, but not free)."""
 
-    def __init__(self, directory: Path, cpu_signature: Callable[[], str]) -> None:
+    def __init__(self, directory: Path, cpu_signature: Callable[[], str],
+                 cpu_summary: Callable[[], str] | None = None) -> None:
         self._dir = Path(directory)
         self._cpu_signature = cpu_signature
+        self._cpu_summary = cpu_summary  # this CPU in words (``CpuInfo.summary``), for the other-CPU warning
         self._signature: str | None = None
 
     @property
@@ -221,10 +228,13 @@ class ProfileStore:
         except InvalidRequest as exc:
             return ProfileMatch("invalid", path, message=exc.message)
         if profile.cpu_signature != self.cpu_signature:
+            here = f"signature {self.cpu_signature}"
+            if self._cpu_summary is not None:
+                here = f"{self._cpu_summary()} ({here})"
             return ProfileMatch("other_cpu", path, profile,
-                                f"The tuned profile {path} was measured on another CPU "
-                                f"({profile.cpu_signature}, this one is {self.cpu_signature}: "
-                                f"{profile.cpu or 'unknown'}); ignored. Run `inhouse tune` here.")
+                                f"The tuned profile {path} was measured on another CPU: "
+                                f"{profile.cpu or 'not recorded'} (signature {profile.cpu_signature}); this machine: "
+                                f"{here}. Ignored: run `inhouse tune` here.")
         return ProfileMatch("applied", path, profile, f"tuned profile {profile.id}: {profile.describe()}")
 
     def save(self, profile: TunedProfile) -> Path:

@@ -12,10 +12,12 @@ passes such a test), so none is used.
 **The model** is generated, not downloaded: a 5-layer llama of random weights (seed fixed), one layer per
 weight format the packaged models and ``inhouse tune`` use — Q4_0, Q4_K, Q8_0, Q6_K, Q4_1 — quantized by
 ggml's own ``ggml_quantize_chunk``, with every matrix shaped so that both the AMX and the CPU-repack buffer
-types accept it (rows a multiple of 32, a 256-wide embedding for the K-quants). It is ~1.5 MB and written
-once per build next to the probe's cache. Loading it takes milliseconds where SmolLM2 (98 MB) takes ~0.3 s
-per child, and the probe then needs no model pulled. No tokenizer (``tokenizer.ggml.model = "none"``):
-token ids are fed directly.
+types accept it (rows a multiple of 32, a 256-wide embedding for the K-quants). It is ~2.6 MB and written
+once per build next to the probe's cache, with its sha256 beside it (``<model>.sha256``): the probe checks the
+file against it before the first child and discards a copy that differs (cut short, damaged on disk), which the
+first child then writes again — a damaged copy would otherwise fail every probe at load, for good. Loading it
+takes milliseconds where SmolLM2 (98 MB) takes ~0.3 s per child, and the probe then needs no model pulled. No
+tokenizer (``tokenizer.ggml.model = "none"``): token ids are fed directly.
 
 The child prints one JSON line on stdout (the logits of both steps, the greedy tokens, where the weights
 went, the build's features) and its progress (``phase=load`` …) on stderr, so the parent can say at which
@@ -75,7 +77,9 @@ def _quantize(base: Any, rows: np.ndarray, type_name: str) -> bytes:
 
 
 def write_tiny_model(path: Path) -> Path:
-    """Write the self-test model at ``path`` (atomically; the same bytes every time for one build)."""
+    """Write the self-test model at ``path`` (atomically; the same bytes every time for one build), and its sha256
+    next to it for the probe's check (``hardware.probe.record_selftest_model``)."""
+    from inhouse.hardware.probe import record_selftest_model
     from inhouse.models.gguf import read as g
     from inhouse.models.gguf.write import Typed, write_gguf
 
@@ -126,6 +130,7 @@ def write_tiny_model(path: Path) -> Path:
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     write_gguf(tmp, kv, tensors)
     os.replace(tmp, path)
+    record_selftest_model(path)
     return path
 
 
