@@ -273,11 +273,12 @@ def build_parser(settings: Settings) -> IsolatedParser | None:
 
 def build_services(settings: Settings, *, load_engine: EngineFactory | None = None,
                    catalog: Sequence[CatalogEntry] = CATALOG, embedder: Embedder | None = None,
-                   parser: IsolatedParser | None = None) -> Services:
+                   parser: IsolatedParser | None = None, probe: HardwareProbe | None = None) -> Services:
     """Open (and migrate) the databases and build every service. ``load_engine`` replaces llama.cpp (tests:
     FakeBackend engines); ``catalog`` is the set of packaged models the registry knows; ``embedder`` replaces the
     configured one (cluster mode: the Embedder deployment's replicas, ``cluster/remote_embedder.py``); ``parser``
-    replaces the configured parse workers (tests: workers whose parser crashes)."""
+    replaces the configured parse workers (tests: workers whose parser crashes); ``probe``: the one the caller
+    already asked (its answer is kept in it, also one that could not be cached)."""
     ms = settings.models
     timetable = Timetable.parse(ms.prewarm, ms.release)  # a bad entry fails here, before anything is opened
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -300,7 +301,7 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
     quotas = QuotaService(governance, default_rpm=gs.default_rpm, default_tokens_per_day=gs.default_tokens_per_day,
                           windows=stores.request_windows)
     profiles = build_profile_store(settings)
-    probe = build_probe(settings)
+    probe = probe or build_probe(settings)
     default_model: ModelRecommendation | None = None
     if ms.default == "auto":  # resolved once, here, from the cached probe answer (serve probes before this)
         default_model = recommend_model(probe.cached(), tuple(catalog))

@@ -234,10 +234,12 @@ def settings_error(exc: Exception) -> InvalidSettings:
     return InvalidSettings(f"INHOUSE_CONFIG names {toml}, which cannot be read ({why}).")
 
 
-def open_services(settings: Settings) -> Services:
+def open_services(settings: Settings, probe: HardwareProbe | None = None) -> Services:
+    """``probe``: the one already asked (serve asks before the services: an answer that could not be cached,
+    a probe child that gave none, is then not probed for again)."""
     from inhouse.bootstrap import build_services
 
-    return build_services(settings)
+    return build_services(settings, probe=probe)
 
 
 @contextlib.contextmanager

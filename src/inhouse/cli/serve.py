@@ -32,6 +32,7 @@ from inhouse.errors import InvalidRequest, StoreUnavailable, Unavailable
 if TYPE_CHECKING:
     from inhouse.config import Settings
     from inhouse.deploy.systemd import Notifier
+    from inhouse.hardware.probe import HardwareProbe
     from inhouse.services import Services
 
 log = logging.getLogger(__name__)
@@ -99,11 +100,12 @@ def register(app: typer.Typer) -> None:
 
             notifier.status("probing the hardware")
             # Before the services: the default model ("auto") and the weight path are chosen from its answer.
-            report = current_probe(build_probe(settings))
+            probe = build_probe(settings)
+            report = current_probe(probe)
             console.print(f"Hardware: {esc(report.cpu_model)}, {report.physical_cores} cores, "
                           f"{report.memory_total_bytes / 1e9:.0f} GB, {report.bandwidth_gb_s:.0f} GB/s. "
                           f"{esc(report.amx_verdict())}", highlight=False)
-            services = _open_waiting_for_store(settings, notifier)
+            services = _open_waiting_for_store(settings, notifier, probe)
             # What an earlier process kept while its store was away, then its requests that never ended (a crash,
             # a kill): their final record says so.
             taken = services.take_over_previous_runs()
@@ -219,7 +221,7 @@ DRAIN_BEFORE_S = 2.0
 STORE_RETRY_S = 5.0
 
 
-def _open_waiting_for_store(settings: Settings, notifier: Notifier) -> Services:
+def _open_waiting_for_store(settings: Settings, notifier: Notifier, probe: HardwareProbe | None = None) -> Services:
     """The services, waiting up to ``store.connect_wait_s`` for a PostgreSQL server that cannot be reached yet (after
     a power cut both machines boot, and the database may come up last). Failing at once would have systemd restart
     the server every few seconds until its start limit stops it for good: an operator step after an ordinary
@@ -228,7 +230,7 @@ def _open_waiting_for_store(settings: Settings, notifier: Notifier) -> Services:
     attempt = 0
     while True:
         try:
-            return open_services(settings)
+            return open_services(settings, probe)
         except StoreUnavailable as exc:
             attempt += 1
             left = deadline - time.monotonic()
