@@ -58,8 +58,9 @@ def list_(data_dir: Path = DataDirOption) -> None:
     else:
         with translate_errors():
             choice = resolve_weight_buffers(es.weight_buffers, report, force=es.force_weight_buffers)
-        console.print(f"Weight buffers: {choice.value} ({esc(choice.reason)}) A tuned profile may choose another.",
-                      highlight=False)
+        # A profile's path counts only where the operator left the choice to inhouse (TunedProfile.apply).
+        later = " A tuned profile may choose another." if es.weight_buffers == "auto" else ""
+        console.print(f"Weight buffers: {choice.value} ({esc(choice.reason)}){later}", highlight=False)
 
 
 @app.command("pull")
