@@ -37,6 +37,7 @@ from inhouse.governance.labels import max_label
 from inhouse.types import Actor
 
 if TYPE_CHECKING:
+    from inhouse.governance.store import GroupRecord
     from inhouse.kb.index.protocol import DocumentRecord
     from inhouse.kb.service import KnowledgeBase
 
@@ -106,21 +107,36 @@ def add_kb_routes(router: APIRouter, kb: KnowledgeBase) -> None:
         return {"object": "list", "data": [c.to_dict() for c in cols]}
 
     async def known_groups(request: Request, actor: Actor, groups: list[str] | None, *,
-                           param: str = "access") -> list[str] | None:
-        """``groups`` as the directory spells them; 400 ``unknown_group`` for a name that is no group (it would admit
-        nobody now, and whoever joins a group made later under it). Only an admin's list: the core refuses a
-        member's."""
+                           param: str = "access") -> tuple[list[str] | None, list[GroupRecord]]:
+        """``groups`` as the directory spells them, and those groups (for ``recheck``); 400 ``unknown_group`` for a
+        name that is no group (it would admit nobody now, and whoever joins a group made later under it). Only an
+        admin's list: the core refuses a member's."""
         if groups is None or not actor.is_admin:
-            return groups
-        return await run(lambda: services_of(request).directory.check_groups(groups, param=param))
+            return groups, []
+        found = await run(lambda: services_of(request).directory.resolve_groups(groups, param=param))
+        return [g.name for g in found], found
+
+    async def recheck(request: Request, groups: list[GroupRecord], owner: str, rid: str | None = None) -> bool:
+        """Whether any of ``groups`` (``known_groups``) was deleted while the access list of ``owner`` (a collection
+        or document id) was written naming it; such names are taken off that list again and named in the request's
+        record (``UserDirectory.recheck_groups``: the deletion could not take off a name written after it)."""
+        if not groups:
+            return False
+        gone = await run(lambda: services_of(request).directory.recheck_groups(
+            groups, lambda names: kb.forget_groups_on(owner, names, run=rid)))
+        if gone:
+            note(request, groups_deleted_meanwhile=gone)
+        return bool(gone)
 
     @router.post("/v1/collections", status_code=201, responses={201: {"model": Collection}, **errors(409)})
     async def create_collection(body: CollectionCreate, request: Request,
                                 actor: Actor = Depends(require("kb:manage"))) -> Any:
-        groups = await known_groups(request, actor, body.access.groups)
+        groups, checked = await known_groups(request, actor, body.access.groups)
         col = await run(lambda: kb.create_collection(actor, body.name, groups=groups or (),
                                                      keys=body.access.keys or (), description=body.description,
                                                      sketch_questions=body.sketch_questions))
+        if await recheck(request, checked, col.id):
+            col = await run(kb.collection, actor, col.id)
         return JSONResponse(col.to_dict(), status_code=201)
 
     @router.get("/v1/collections/{collection_id}", responses={200: {"model": Collection}})
@@ -132,10 +148,12 @@ def add_kb_routes(router: APIRouter, kb: KnowledgeBase) -> None:
                                 actor: Actor = Depends(require("kb:manage"))) -> dict[str, Any]:
         acc = body.access
         before = await run(kb.collection, actor, collection_id)
-        groups = await known_groups(request, actor, acc.groups if acc else None)
+        groups, checked = await known_groups(request, actor, acc.groups if acc else None)
         col = await run(lambda: kb.update_collection(actor, collection_id, groups=groups,
                                                      keys=acc.keys if acc else None, description=body.description,
                                                      sketch_questions=body.sketch_questions))
+        if await recheck(request, checked, col.id):
+            col = await run(kb.collection, actor, col.id)
         if acc is not None:  # who could read the collection before and after: the change an auditor asks about
             note(request, access_before=before.acl.to_dict(), access_after=col.acl.to_dict())
         return col.to_dict()
@@ -161,7 +179,8 @@ def add_kb_routes(router: APIRouter, kb: KnowledgeBase) -> None:
                               actor: Actor = Depends(require("kb:write"))) -> Any:
         data = await file.read()
         name = file.filename or "upload"
-        group_list, key_list = await known_groups(request, actor, _split(groups), param="groups"), _split(keys)
+        group_list, checked = await known_groups(request, actor, _split(groups), param="groups")
+        key_list = _split(keys)
         # The version a new one with its own access list replaces: its list is the "before" of the change.
         new_list = group_list is not None or key_list is not None
         previous = await run(kb.existing_document, actor, collection_id, name) if new_list else None
@@ -170,6 +189,8 @@ def add_kb_routes(router: APIRouter, kb: KnowledgeBase) -> None:
                                                     groups=group_list, keys=key_list, run=rid))
         if outcome.status == "error":
             raise InvalidRequest(outcome.error or "The file was rejected.", code="document_rejected", param="file")
+        if outcome.status in ("added", "replaced") and outcome.document_id:
+            await recheck(request, checked, outcome.document_id, rid)
         doc = await run(kb.uploaded_document, actor, outcome)
         note(request, label=doc.label.value, documents=[doc.id], document_status=outcome.status,
              marking=outcome.marking, derived_from=outcome.derived_from)  # None: the label given stood
@@ -219,12 +240,14 @@ def add_kb_routes(router: APIRouter, kb: KnowledgeBase) -> None:
                                actor: Actor = Depends(require("kb:write"))) -> dict[str, Any]:
         before = _noted(request, await run(_doc_in, actor, collection_id, document_id))
         acc = body.access
-        groups = await known_groups(request, actor, acc.groups if acc else None)
+        groups, checked = await known_groups(request, actor, acc.groups if acc else None)
         rid = await write_ahead(request, kb.store.forget_run)
         done = await run(lambda: kb.relabel(actor, document_id, label=body.label,
                                             groups=groups, keys=acc.keys if acc else None,
                                             clear_access=body.clear_access, run=rid))
         doc, copies = done.document, done.raised_copies
+        if await recheck(request, checked, doc.id, rid):
+            doc = await run(kb.document, actor, doc.id)
         if acc is not None or body.clear_access:  # None: the collection's list applies
             note(request, access_before=_access(before), access_after=_access(doc))
         raised = [{"id": c.document.id, "collection_id": c.document.collection_id, "label": c.marked.label.value,

@@ -164,18 +164,38 @@ class UserDirectory:
         """The groups an access list is to name, as the directory spells them (by name or id); ``InvalidRequest``
         naming those that are no group: such a name admits nobody now, and whoever joins a group created later
         under it."""
-        found, unknown = [], []
+        return [g.name for g in self.resolve_groups(names, param=param)]
+
+    def resolve_groups(self, names: Iterable[str], *, param: str = "access") -> list[GroupRecord]:
+        """``check_groups``, as the groups themselves (each once): for ``recheck_groups`` once the list is written."""
+        found: dict[str, GroupRecord] = {}
+        unknown = []
         for name in names:
             group = self._store.find_group(name) if isinstance(name, str) else None
             if group is None:
                 unknown.append(str(name))
             else:
-                found.append(group.name)
+                found.setdefault(group.id, group)
         if unknown:
             listed = ", ".join(repr(n[:64]) for n in unknown[:10])
             raise InvalidRequest(f"No group {listed}: an access list names existing groups (create the group first).",
                                  code="unknown_group", param=param)
-        return list(dict.fromkeys(found))
+        return list(found.values())
+
+    def recheck_groups(self, groups: Sequence[GroupRecord], take_off: Callable[[list[str]], object]) -> list[str]:
+        """After an access list naming ``groups`` (``resolve_groups``) was written: the names of those deleted since
+        they were checked, handed to ``take_off`` to take them off that list. The list and the directory may be in
+        two databases, so the check before the write cannot hold the deletion off: the groups are read again here,
+        in a transaction serialised with ``delete_group``'s (which takes the name off every list before it
+        commits). A deletion after this one finds the list written and takes the name off; one before it is seen
+        here. A group created meanwhile under the same name is another group: the name goes all the same."""
+        if not groups:
+            return []
+        with self._store.transaction() as tx:
+            gone = [g.name for g in groups if tx.get_group(g.id) is None]
+            if gone:
+                take_off(gone)  # in the transaction, as in delete_group: a group of that name made next waits
+        return gone
 
     def delete_group(self, group_id: str, *, by: Actor | None = None) -> GroupRecord:
         """Delete the group and take its name off every access list (``grants``), naming them in the record. Those

@@ -3,7 +3,8 @@
 - **Idempotent.** A file whose sha256 is already in the collection is skipped before it is parsed or embedded.
 - **Replacement.** Changed bytes under the same source path replace the old version inside one transaction
   (``IndexStore.put_document``): a reader sees the old version or the new one, never both or neither. The new
-  version keeps the old one's label and access list unless new ones are given (then raised by its markings).
+  version keeps the old one's label and access list unless new ones are given (then raised by its markings): those
+  the old one has when the new one is written (a relabel while the file was parsed stands).
 - **Crash-safe.** Nothing is written until a document is complete; a process killed mid-batch leaves every
   document either fully committed or absent, and re-running finishes the rest (the committed ones are skipped).
 - **Markings.** A document whose own markings (a Purview sensitivity label, "CONFIDENTIAL" in its title or footer,
@@ -56,12 +57,12 @@ from inhouse.errors import (
     StoreUnavailable,
 )
 from inhouse.governance.labels import UNLABELLED, Label, label_of_item
-from inhouse.kb.access import Acl
-from inhouse.kb.index.protocol import DocumentRecord, IndexStore, NewDocument
+from inhouse.kb.access import AccessScope, Acl
+from inhouse.kb.index.protocol import ChangedMeanwhile, DocumentRecord, Expected, IndexStore, NewDocument
 from inhouse.kb.resemblance import resemblance, sketch
 
 if TYPE_CHECKING:
-    from inhouse.kb.derived import DerivedLabels
+    from inhouse.kb.derived import Derived, DerivedLabels
     from inhouse.kb.document import Chunk, ParsedDocument
     from inhouse.kb.embed import Embedder
     from inhouse.kb.markings import Marked, MarkingReader
@@ -75,6 +76,8 @@ PageProgress = Callable[[int, int], None]  # (pages read by OCR so far, pages of
 PagedParseFn = Callable[[bytes, str, "PageProgress | None"], "ParsedDocument"]
 ChunkFn = Callable[["ParsedDocument"], "Sequence[Chunk]"]
 _HIDDEN = (".", "~$")
+# Times a new version is decided and written when the document it replaces keeps changing meanwhile (``_commit``).
+_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -365,14 +368,15 @@ class Ingestor:
     def ingest_bytes(self, collection_id: str, data: bytes, filename: str, *, source_path: str | None = None,
                      label: Label | str | None = None, acl: Acl | None = None,
                      metadata: Mapping[str, str] | None = None, run: str | None = None,
-                     own_copy: bool = False) -> FileOutcome:
+                     own_copy: bool = False, scope: AccessScope | None = None) -> FileOutcome:
         """One file (an upload). Rejections are returned as an ``error`` outcome, like in a batch; an error that is
         not the file's (its parser killed from outside) is raised, ``ParserUnavailable``: the uploader may retry.
         ``run``: the upload's audit request id (``IngestReport.run``). ``own_copy``: a document of its own even when
-        another document of the collection has these bytes (``IndexStore.put_document``)."""
+        another document of the collection has these bytes; ``scope``: the member uploading, who may replace only a
+        document they see (both ``IndexStore.put_document``)."""
         src = FileSource(source_path or filename, lambda: data, filename)
         report = self.ingest(collection_id, [src], label=label, acl=acl, metadata=metadata,
-                             report=IngestReport(run=run), own_copy=own_copy)
+                             report=IngestReport(run=run), own_copy=own_copy, scope=scope)
         outcome = report.outcomes[0]
         if outcome.unavailable:
             raise ParserUnavailable(outcome.error or f"{filename}: the file could not be parsed now; retry.")
@@ -390,11 +394,12 @@ class Ingestor:
                acl: Acl | None = None, metadata: Mapping[str, str] | None = None,
                progress: Callable[[IngestProgress], None] | None = None,
                remove_missing: Sequence[SyncRoot | str] = (), report: IngestReport | None = None,
-               own_copy: bool = False) -> IngestReport:
+               own_copy: bool = False, scope: AccessScope | None = None) -> IngestReport:
         """Add or replace ``sources``. ``remove_missing``: the synced folders (``sync_prefix``; a bare source-path
         prefix such as ``"docs/"`` does not check which folder its documents came from), under which documents of
         the collection that are not among ``sources`` are deleted (a sync of those folders). ``report``:
-        filled as files are committed, so a caller whose run is interrupted knows what was done."""
+        filled as files are committed, so a caller whose run is interrupted knows what was done. ``scope``: the
+        member whose upload this is (``ingest_bytes``)."""
         # An unknown collection or label fails the whole batch at once, before any file is read.
         collection = self.store.get_collection(collection_id)
         given = None if label is None or (isinstance(label, str) and not label.strip()) else label_of_item(label)
@@ -458,7 +463,7 @@ class Ingestor:
                 vectors = np.array([k[c.text] if c.text in k else next(fresh) for c in p.chunks], dtype=np.float32)
                 if p.moved_from is not None:
                     self._move_edited(p, report)
-                outcome = self._commit(collection.id, p, vectors, given, acl, metadata, report.run, own_copy)
+                outcome = self._commit(collection.id, p, vectors, given, acl, metadata, report.run, own_copy, scope)
                 if outcome.status == "replaced" or outcome.edited:
                     report.reused_chunks += sum(c.text in k for c in p.chunks)
                 report.outcomes.append(outcome)
@@ -641,10 +646,49 @@ class Ingestor:
         return np.vstack(parts)
 
     def _commit(self, collection_id: str, p: _Pending, vectors: np.ndarray, label: Label | None, acl: Acl | None,
-                metadata: Mapping[str, str] | None, run: str | None, own_copy: bool = False) -> FileOutcome:
+                metadata: Mapping[str, str] | None, run: str | None, own_copy: bool = False,
+                scope: AccessScope | None = None) -> FileOutcome:
         # A new version keeps the label and the access list of the one it replaces unless new ones are given: a
         # changed file must not lose the need-to-know its document was given (nor become visible to the collection).
-        previous = self.store.find_document(collection_id, source_path=p.source.source_path)
+        # They are those of the row the write replaces: put_document checks that it is still the one read here
+        # (``Expected``), and the version is decided again when it is not (a relabel or a new list committed while
+        # the file was parsed and embedded was undone by the label read before).
+        for attempt in range(_ATTEMPTS):
+            previous = self.store.find_document(collection_id, source_path=p.source.source_path)
+            doc, marking, derived = self._version(collection_id, p, vectors, previous, label, acl, metadata)
+            try:
+                result = self.store.put_document(doc, run=run, own_copy=own_copy, expect=Expected.of(previous),
+                                                 scope=scope)
+                break
+            except ChangedMeanwhile:
+                if attempt == _ATTEMPTS - 1:
+                    raise
+            except (StorageFull, StoreUnavailable, NotFound, Conflict):
+                # Not this file's fault: the whole batch stops (what is committed stays; a re-run resumes). NotFound:
+                # the collection was deleted meanwhile; Conflict: a member's upload of a document they may no
+                # longer see.
+                raise
+            except InhouseError as exc:
+                return FileOutcome(p.source.source_path, "error", error=exc.message)
+        if result.status == "unchanged":
+            return FileOutcome(p.source.source_path, "unchanged", result.document.id, 0, label=result.document.label)
+        if self._derived is not None:  # a later file of this run may be taken from this one
+            self._derived.add(result.document)
+        chunks = result.document.chunk_count
+        source = derived.document_id if derived is not None else None
+        if p.moved_from is not None and result.status == "replaced":
+            return FileOutcome(p.source.source_path, "moved", result.document.id, chunks, label=result.document.label,
+                               marking=marking, moved_from=p.moved_from.source_path, same_text=p.same_text,
+                               derived_from=source)
+        return FileOutcome(p.source.source_path, result.status, result.document.id, chunks, label=result.document.label,
+                           marking=marking, derived_from=source)
+
+    def _version(self, collection_id: str, p: _Pending, vectors: np.ndarray, previous: DocumentRecord | None,
+                 label: Label | None, acl: Acl | None,
+                 metadata: Mapping[str, str] | None) -> tuple[NewDocument, str | None, Derived | None]:
+        """The document ``p`` is stored as over ``previous`` (the document at its path): its label (the one given,
+        else ``previous``'s, raised by its markings and by a more sensitive document its text was taken from), its
+        list, its metadata; and why the label is above the one it had (marking, source)."""
         if label is None:
             label = previous.label if previous is not None else UNLABELLED
         if acl is None and previous is not None:
@@ -669,24 +713,7 @@ class Ingestor:
             title=p.parsed.title or p.source.filename, filename=p.parsed.filename or p.source.filename,
             mime=p.parsed.mime, data=p.data, chunks=p.chunks, vectors=vectors, metadata=meta,
         )
-        try:
-            result = self.store.put_document(doc, run=run, own_copy=own_copy)
-        except (StorageFull, StoreUnavailable):
-            raise  # not this file's fault: the whole batch stops (what is committed stays; a re-run resumes)
-        except InhouseError as exc:
-            return FileOutcome(p.source.source_path, "error", error=exc.message)
-        if result.status == "unchanged":
-            return FileOutcome(p.source.source_path, "unchanged", result.document.id, 0, label=result.document.label)
-        if self._derived is not None:  # a later file of this run may be taken from this one
-            self._derived.add(result.document)
-        chunks = result.document.chunk_count
-        source = derived.document_id if derived is not None else None
-        if p.moved_from is not None and result.status == "replaced":
-            return FileOutcome(p.source.source_path, "moved", result.document.id, chunks, label=result.document.label,
-                               marking=marking, moved_from=p.moved_from.source_path, same_text=p.same_text,
-                               derived_from=source)
-        return FileOutcome(p.source.source_path, result.status, result.document.id, chunks, label=result.document.label,
-                           marking=marking, derived_from=source)
+        return doc, marking, derived
 
     def delete(self, document_id: str, *, run: str | None = None) -> None:
         self.store.delete_document(document_id, run=run)

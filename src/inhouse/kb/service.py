@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from inhouse.errors import Conflict, DocumentRejected, InvalidRequest, NotFound, PermissionDenied, shown
+from inhouse.errors import DocumentRejected, InvalidRequest, NotFound, PermissionDenied
 from inhouse.governance.labels import Label, label_of_item, parse_label
 from inhouse.kb.access import AccessScope, Acl, may_access_collection
 from inhouse.kb.answer import Answerer
 from inhouse.kb.derived import DerivedLabels
-from inhouse.kb.index.protocol import Collection, DocumentRecord, IndexStore, StoredChunk
+from inhouse.kb.index.protocol import Collection, DocumentRecord, IndexStore, StoredChunk, not_replaceable
 from inhouse.kb.ingest import (
     FileOutcome,
     FileSource,
@@ -142,11 +142,12 @@ class KnowledgeBase:
                           sketch_questions: bool | None = None) -> Collection:
         col = self._visible_collection(actor, ref)
         _admin(actor, "change collections")
-        acl = None
-        if groups is not None or keys is not None:
-            acl = acl_from(col.acl.groups if groups is None else groups, col.acl.keys if keys is None else keys)
-        return self.store.update_collection(col.id, acl=acl, description=description,
-                                            sketch_questions=sketch_questions)
+        # The half of the list not given is kept by the store, inside its write transaction: merged here, from a
+        # read before it, a concurrent change of that half (another admin's) was undone.
+        given = acl_from(groups, keys)
+        return self.store.update_collection(col.id, groups=given.groups if groups is not None else None,
+                                            keys=given.keys if keys is not None else None,
+                                            description=description, sketch_questions=sketch_questions)
 
     def delete_collection(self, actor: Actor, ref: str, *, run: str | None = None) -> None:
         col = self._visible_collection(actor, ref)
@@ -159,6 +160,13 @@ class KnowledgeBase:
         document whose own list named only that group is then for admins only."""
         collections, documents = self.store.forget_group(name)
         return {"collections": collections, "documents": documents}
+
+    def forget_groups_on(self, owner: str, names: Iterable[str], *, run: str | None = None) -> None:
+        """``names`` taken off the access list of one collection or document (``owner``, its id): groups deleted
+        while that list was being written (``UserDirectory.recheck_groups``), which their deletion could not take
+        off."""
+        for name in names:
+            self.store.forget_group(name, run=run, owners=[owner])
 
     # -- documents --------------------------------------------------------------------------------------
 
@@ -206,14 +214,16 @@ class KnowledgeBase:
             scope = AccessScope.of(actor)
             existing = self.store.find_document(col.id, source_path=filename)
             if existing is not None and not self.store.visible_document(scope, existing.id):
-                raise Conflict(f"A document named {shown(filename)} is in this collection already and you may not "
-                               "replace it; upload the file under another name.", param="file")
+                raise not_replaceable(filename)
             # The same bytes held by a document the member may not see do not stand for their upload: the answer
             # would name that document, and their file would not be there.
             same = self.store.find_document(col.id, sha256=hashlib.sha256(data).hexdigest())
             own_copy = same is not None and not self.store.visible_document(scope, same.id)
+        # Checked again when the version is written (``scope``): the document may be relabelled, or its list
+        # changed, while the file is parsed and embedded.
         return self.ingestor.ingest_bytes(col.id, data, filename, label=_label(label), acl=acl, metadata=metadata,
-                                          run=run, own_copy=own_copy)
+                                          run=run, own_copy=own_copy,
+                                          scope=None if actor.is_admin else AccessScope.of(actor))
 
     def existing_document(self, actor: Actor, collection: str, filename: str) -> DocumentRecord | None:
         """The document an upload named ``filename`` would replace, when ``actor`` may see it (for the audit

@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from inhouse.errors import InvalidRequest
+from inhouse.errors import Conflict, InvalidRequest, shown
 from inhouse.governance.labels import Label
 from inhouse.kb.access import AccessScope, Acl
 from inhouse.kb.document import Chunk
@@ -114,6 +114,45 @@ class NewDocument:
 
 
 @dataclass(frozen=True)
+class Expected:
+    """What the writer of a new version read at its path when it chose the version's label and access list: the
+    document there (its id, label and list), or none (``Expected.of``). ``put_document`` compares it with the row its
+    write transaction finds (``ChangedMeanwhile``): a relabel, a new list or a deleted group's name taken off in the
+    meantime would otherwise be undone by the label and list read before it."""
+
+    document_id: str | None
+    label: Label | None = None
+    acl: Acl | None = None
+
+    @classmethod
+    def of(cls, doc: DocumentRecord | None) -> Expected:
+        return cls(None) if doc is None else cls(doc.id, doc.label, doc.acl)
+
+    def matches(self, document_id: str | None, label: Label | None, acl: Acl | None) -> bool:
+        if document_id is None or self.document_id is None:
+            return document_id == self.document_id
+        return (document_id, label, acl) == (self.document_id, self.label, self.acl)
+
+
+class ChangedMeanwhile(Conflict):
+    """The document at a new version's path is no longer the one ``Expected`` names: the writer reads it again and
+    decides the label and list anew (``Ingestor``); a ``Conflict`` (409) if that keeps happening."""
+
+    code = "changed_meanwhile"
+
+    def __init__(self, source_path: str) -> None:
+        super().__init__(f"The document {shown(source_path)} changed while this version of it was prepared; "
+                         "upload it again.", param="file")
+
+
+def not_replaceable(filename: str) -> Conflict:
+    """A member's upload under the name of a document they may not see (restricted, or a list that does not name
+    them): not theirs to overwrite. Like a file share, say the name is taken."""
+    return Conflict(f"A document named {shown(filename)} is in this collection already and you may not replace it; "
+                    "upload the file under another name.", param="file")
+
+
+@dataclass(frozen=True)
 class PutResult:
     status: PutStatus
     document: DocumentRecord
@@ -188,23 +227,34 @@ class IndexStore(Protocol):
         """By id or name; NotFound when absent."""
         ...
     def list_collections(self) -> list[Collection]: ...
-    def update_collection(self, collection_id: str, *, acl: Acl | None = None, description: str | None = None,
-                          sketch_questions: bool | None = None) -> Collection: ...
+    def update_collection(self, collection_id: str, *, acl: Acl | None = None,
+                          groups: Iterable[str] | None = None, keys: Iterable[str] | None = None,
+                          description: str | None = None, sketch_questions: bool | None = None) -> Collection:
+        """``acl``: the whole access list; ``groups`` / ``keys``: that half of it, the other half kept as the write
+        transaction reads it (two admins changing one half each both stand)."""
+        ...
     def delete_collection(self, collection_id: str, *, run: str | None = None) -> None: ...
-    def forget_group(self, name: str, *, run: str | None = None) -> tuple[list[str], list[str]]:
+    def forget_group(self, name: str, *, run: str | None = None,
+                     owners: Iterable[str] | None = None) -> tuple[list[str], list[str]]:
         """Take group ``name`` (in any ASCII case) off every access list, in one transaction: (the ids of the
         collections, the ids of the documents whose own list named it), sorted. A document's own list left naming
-        nobody still narrows: only admins see the document then."""
+        nobody still narrows: only admins see the document then. ``owners``: only the lists of these collections
+        and documents (a list written while the group was being deleted)."""
         ...
 
     # -- documents ----------------------------------------------------------------------------------
     def find_document(self, collection_id: str, *, source_path: str | None = None,
                       sha256: str | None = None) -> DocumentRecord | None: ...
-    def put_document(self, doc: NewDocument, *, run: str | None = None, own_copy: bool = False) -> PutResult:
+    def put_document(self, doc: NewDocument, *, run: str | None = None, own_copy: bool = False,
+                     expect: Expected | None = None, scope: AccessScope | None = None) -> PutResult:
         """Add, or replace the document at the same source path, or do nothing when it has these bytes already or,
         for a path with no document, when another document of the collection has them (unless ``own_copy``: a
         member's upload of bytes held by a document they may not see). One transaction: readers see the old
         version or the new one, never both.
+
+        Checked inside that transaction: ``expect``, what the label and list were chosen from (``ChangedMeanwhile``
+        when a new version would replace something else); ``scope``, the member uploading (``not_replaceable`` when
+        the document at the path is not theirs to see).
 
         ``run`` (here and in every write below): the audit request id of the run making the change; the change is
         noted in the run journal in the same transaction (``run_changes``)."""

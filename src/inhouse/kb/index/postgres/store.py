@@ -49,8 +49,10 @@ from inhouse.kb.index.postgres.schema import migrate_index
 from inhouse.kb.index.postgres.stats import TermShares
 from inhouse.kb.index.postgres.terms import RANK_WEIGHTS, tsquery_literal, tsvector_literal, vector_literal
 from inhouse.kb.index.protocol import (
+    ChangedMeanwhile,
     Collection,
     DocumentRecord,
+    Expected,
     IndexCheck,
     NewDocument,
     PutResult,
@@ -59,6 +61,7 @@ from inhouse.kb.index.protocol import (
     StoredChunk,
     check_collection_name,
     new_id,
+    not_replaceable,
     prepared_vectors,
     unchanged_chunks,
     unrestricted,
@@ -132,9 +135,10 @@ class PostgresIndexStore:
         if rows:
             c.cursor().executemany("INSERT INTO kb_acl (owner, kind, principal) VALUES (%s, %s, %s)", rows)
 
-    def _acls(self, owners: Sequence[str]) -> dict[str, Acl]:
-        rows = self._db.query("SELECT owner, kind, principal FROM kb_acl WHERE owner = ANY(%s::text[])",
-                              (list(owners),))
+    def _acls(self, owners: Sequence[str], c: Any = None) -> dict[str, Acl]:
+        """The lists of ``owners``; ``c``: as the transaction ``c`` reads them."""
+        sql, params = "SELECT owner, kind, principal FROM kb_acl WHERE owner = ANY(%s::text[])", (list(owners),)
+        rows = c.execute(sql, params).fetchall() if c is not None else self._db.query(sql, params)
         found: dict[str, tuple[set[str], set[str]]] = {o: (set(), set()) for o in owners}
         for r in rows:
             found[r["owner"]][0 if r["kind"] == "group" else 1].add(r["principal"])
@@ -158,10 +162,13 @@ class PostgresIndexStore:
     def list_collections(self) -> list[Collection]:
         return self._collections(self._db.query(self._COL_SQL + ' ORDER BY lower(c.name) COLLATE "C"'))
 
-    def update_collection(self, collection_id: str, *, acl: Acl | None = None, description: str | None = None,
-                          sketch_questions: bool | None = None) -> Collection:
+    def update_collection(self, collection_id: str, *, acl: Acl | None = None,
+                          groups: Iterable[str] | None = None, keys: Iterable[str] | None = None,
+                          description: str | None = None, sketch_questions: bool | None = None) -> Collection:
         with self._db.transaction() as c:
-            if not c.execute("SELECT 1 FROM kb_collections WHERE id = %s", (collection_id,)).fetchone():
+            # The row locked: another change of the list (or forget_group) waits for this one, then reads its result.
+            if not c.execute("SELECT 1 FROM kb_collections WHERE id = %s FOR NO KEY UPDATE",
+                             (collection_id,)).fetchone():
                 raise NotFound(f"No collection '{collection_id}'.", param="collection")
             if description is not None:
                 c.execute("UPDATE kb_collections SET description = %s WHERE id = %s",
@@ -169,8 +176,13 @@ class PostgresIndexStore:
             if sketch_questions is not None:
                 c.execute("UPDATE kb_collections SET sketch_questions = %s WHERE id = %s",
                           (sketch_questions, collection_id))
+            if acl is None and (groups is not None or keys is not None):
+                # The half not given is kept as this transaction reads it: read before, a concurrent change of it
+                # (another admin's, a deleted group's name taken off) was written back.
+                acl = self._acls([collection_id], c)[collection_id]
             if acl is not None:
-                self._write_acl(c, collection_id, acl)
+                self._write_acl(c, collection_id, Acl(groups=acl.groups if groups is None else frozenset(groups),
+                                                      keys=acl.keys if keys is None else frozenset(keys)))
         return self.get_collection(collection_id)
 
     def delete_collection(self, collection_id: str, *, run: str | None = None) -> None:
@@ -184,14 +196,24 @@ class PostgresIndexStore:
             c.execute("DELETE FROM kb_acl WHERE owner = %s", (col.id,))
             c.execute("DELETE FROM kb_collections WHERE id = %s", (col.id,))
 
-    def forget_group(self, name: str, *, run: str | None = None) -> tuple[list[str], list[str]]:
+    def forget_group(self, name: str, *, run: str | None = None,
+                     owners: Iterable[str] | None = None) -> tuple[list[str], list[str]]:
         # Group names are ASCII (``check_name``): lower() compares them as the directory does.
-        named = (" FROM kb_acl a JOIN {} t ON t.id = a.owner WHERE a.kind = 'group'"
-                 " AND lower(a.principal) = lower(%s)")
+        where = "a.kind = 'group' AND lower(a.principal) = lower(%(name)s)"
+        params: dict[str, Any] = {"name": name}
+        if owners is not None:
+            where += " AND a.owner = ANY(%(owners)s::text[])"
+            params["owners"] = sorted(set(owners))
+        named = " FROM {} t WHERE EXISTS (SELECT 1 FROM kb_acl a WHERE a.owner = t.id AND " + where + ")"
         with self._db.transaction() as c:
-            cols = sorted({r["id"] for r in c.execute("SELECT t.id" + named.format("kb_collections"), (name,))})
-            docs = sorted({r["id"] for r in c.execute("SELECT t.id" + named.format("kb_documents"), (name,))})
-            c.execute("DELETE FROM kb_acl WHERE kind = 'group' AND lower(principal) = lower(%s)", (name,))
+            # The rows of the lists named, locked (in pk order) as their writers lock them: a writer that read a list
+            # before the name was taken off (a new version inheriting it, another half of a collection's list
+            # changed) has the row, and this waits for its commit and then takes the name off what it wrote.
+            cols = sorted({r["id"] for r in c.execute("SELECT t.id" + named.format("kb_collections")
+                                                      + " ORDER BY t.pk FOR NO KEY UPDATE", params)})
+            docs = sorted({r["id"] for r in c.execute("SELECT t.id" + named.format("kb_documents")
+                                                      + " ORDER BY t.pk FOR NO KEY UPDATE", params)})
+            c.execute("DELETE FROM kb_acl a WHERE " + where, params)
             _journal(c, run, docs, "relabelled")
         return cols, docs
 
@@ -255,20 +277,36 @@ class PostgresIndexStore:
                               (at_least.rank,))
         return {r["id"]: (_LABELS[r["label_rank"]], int(r["version"])) for r in rows}
 
-    def put_document(self, doc: NewDocument, *, run: str | None = None, own_copy: bool = False) -> PutResult:
+    def put_document(self, doc: NewDocument, *, run: str | None = None, own_copy: bool = False,
+                     expect: Expected | None = None, scope: AccessScope | None = None) -> PutResult:
         vectors = prepared_vectors(doc, self.dim)
         now = self._clock()
         with self._db.transaction(lock=lock_id(f"kb:{doc.collection_id}")) as c:
             col = c.execute("SELECT pk FROM kb_collections WHERE id = %s", (doc.collection_id,)).fetchone()
             if col is None:
                 raise NotFound(f"No collection '{doc.collection_id}'.", param="collection")
-            old = c.execute("SELECT pk, id, sha256 FROM kb_documents WHERE collection_pk = %s AND source_path = %s",
-                            (col["pk"], doc.source_path)).fetchone()
+            # The row being replaced, locked: a relabel (or forget_group) either committed before and is read here,
+            # or waits for this version and applies to it.
+            old = c.execute("SELECT pk, id, sha256, label_rank, has_acl FROM kb_documents WHERE collection_pk = %s"
+                            " AND source_path = %s FOR NO KEY UPDATE", (col["pk"], doc.source_path)).fetchone()
+            if old is not None and scope is not None:
+                # Where it counts: relabelled restricted (or its list changed) while the member's file was parsed.
+                visible, params = document_condition(scope, SearchFilters())
+                params["pk"] = old["pk"]
+                if not c.execute("SELECT 1 FROM kb_documents d JOIN kb_collections c ON c.pk = d.collection_pk"
+                                 f" WHERE d.pk = %(pk)s AND {visible}", params).fetchone():
+                    raise not_replaceable(doc.source_path)
             # Checked under the collection's lock: two ingestions of the same bytes cannot both add them.
             same = old if old is not None and old["sha256"] == doc.sha256 else None
             if same is None and old is None and not own_copy:
                 same = c.execute("SELECT id FROM kb_documents WHERE collection_pk = %s AND sha256 = %s LIMIT 1",
                                  (col["pk"], doc.sha256)).fetchone()
+            if same is None and expect is not None:
+                found = (None, None, None) if old is None else (
+                    old["id"], _LABELS[old["label_rank"]], self._acls([old["id"]], c)[old["id"]] if old["has_acl"]
+                    else None)
+                if not expect.matches(*found):
+                    raise ChangedMeanwhile(doc.source_path)
             if same is not None:
                 status, doc_id = "unchanged", same["id"]
             else:
@@ -341,7 +379,9 @@ class PostgresIndexStore:
                 clear_acl: bool = False, metadata: Mapping[str, str] | None = None,
                 run: str | None = None) -> DocumentRecord:
         with self._db.transaction() as c:
-            row = c.execute("SELECT metadata FROM kb_documents WHERE id = %s", (document_id,)).fetchone()
+            # Locked before its list is touched, as put_document and forget_group lock it (no deadlock between them).
+            row = c.execute("SELECT metadata FROM kb_documents WHERE id = %s FOR NO KEY UPDATE",
+                            (document_id,)).fetchone()
             if row is None:
                 raise NotFound(f"No document '{document_id}'.", param="document_id")
             if metadata:

@@ -47,8 +47,10 @@ from inhouse.governance.labels import Label
 from inhouse.kb.access import AccessScope, Acl
 from inhouse.kb.document import Chunk
 from inhouse.kb.index.protocol import (
+    ChangedMeanwhile,
     Collection,
     DocumentRecord,
+    Expected,
     IndexCheck,
     NewDocument,
     PutResult,
@@ -57,6 +59,7 @@ from inhouse.kb.index.protocol import (
     StoredChunk,
     check_collection_name,
     new_id,
+    not_replaceable,
     prepared_vectors,
     unchanged_chunks,
     unrestricted,
@@ -152,8 +155,10 @@ class SqliteIndexStore:
         rows = [(owner, "group", g) for g in acl.groups] + [(owner, "key", k) for k in acl.keys]
         c.executemany("INSERT INTO kb_acl (owner, kind, principal) VALUES (?, ?, ?)", rows)
 
-    def _acl_of(self, owner: str) -> Acl:
-        rows = self._read("SELECT kind, principal FROM kb_acl WHERE owner = ?", (owner,))
+    def _acl_of(self, owner: str, c: Any = None) -> Acl:
+        """``owner``'s list; ``c``: as the write transaction ``c`` reads it."""
+        sql, params = "SELECT kind, principal FROM kb_acl WHERE owner = ?", (owner,)
+        rows = list(c.execute(sql, params)) if c is not None else self._read(sql, params)
         return Acl(groups=frozenset(p for k, p in rows if k == "group"),
                    keys=frozenset(p for k, p in rows if k == "key"))
 
@@ -174,8 +179,9 @@ class SqliteIndexStore:
     def list_collections(self) -> list[Collection]:
         return [self._collection(r) for r in self._read(self._COL_SQL + " ORDER BY c.name")]
 
-    def update_collection(self, collection_id: str, *, acl: Acl | None = None, description: str | None = None,
-                          sketch_questions: bool | None = None) -> Collection:
+    def update_collection(self, collection_id: str, *, acl: Acl | None = None,
+                          groups: Iterable[str] | None = None, keys: Iterable[str] | None = None,
+                          description: str | None = None, sketch_questions: bool | None = None) -> Collection:
         with self._tx() as c:
             if not c.execute("SELECT 1 FROM kb_collections WHERE id = ?", (collection_id,)).fetchone():
                 raise NotFound(f"No collection '{collection_id}'.", param="collection")
@@ -184,8 +190,13 @@ class SqliteIndexStore:
             if sketch_questions is not None:
                 c.execute("UPDATE kb_collections SET sketch_questions = ? WHERE id = ?",
                           (int(sketch_questions), collection_id))
+            if acl is None and (groups is not None or keys is not None):
+                # The half not given is kept as this transaction reads it: read before, a concurrent change of it
+                # (another admin's, a deleted group's name taken off) was written back.
+                acl = self._acl_of(collection_id, c)
             if acl is not None:
-                self._write_acl(c, collection_id, acl)
+                self._write_acl(c, collection_id, Acl(groups=acl.groups if groups is None else frozenset(groups),
+                                                      keys=acl.keys if keys is None else frozenset(keys)))
         return self.get_collection(collection_id)
 
     def delete_collection(self, collection_id: str, *, run: str | None = None) -> None:
@@ -195,13 +206,19 @@ class SqliteIndexStore:
             c.execute("DELETE FROM kb_acl WHERE owner = ?", (col.id,))
             c.execute("DELETE FROM kb_collections WHERE id = ?", (col.id,))
 
-    def forget_group(self, name: str, *, run: str | None = None) -> tuple[list[str], list[str]]:
+    def forget_group(self, name: str, *, run: str | None = None,
+                     owners: Iterable[str] | None = None) -> tuple[list[str], list[str]]:
         # Group names are ASCII (``check_name``): lower() compares them as the directory does.
-        named = " FROM kb_acl a JOIN {} t ON t.id = a.owner WHERE a.kind = 'group' AND lower(a.principal) = lower(?)"
+        where = "a.kind = 'group' AND lower(a.principal) = lower(?)"
+        params: tuple[Any, ...] = (name,)
+        if owners is not None:
+            where += " AND a.owner IN (SELECT value FROM json_each(?))"
+            params += (json.dumps(sorted(set(owners))),)
+        named = " FROM kb_acl a JOIN {} t ON t.id = a.owner WHERE " + where
         with self._tx() as c:
-            cols = sorted({r[0] for r in c.execute("SELECT t.id" + named.format("kb_collections"), (name,))})
-            docs = sorted({r[0] for r in c.execute("SELECT t.id" + named.format("kb_documents"), (name,))})
-            c.execute("DELETE FROM kb_acl WHERE kind = 'group' AND lower(principal) = lower(?)", (name,))
+            cols = sorted({r[0] for r in c.execute("SELECT t.id" + named.format("kb_collections"), params)})
+            docs = sorted({r[0] for r in c.execute("SELECT t.id" + named.format("kb_documents"), params)})
+            c.execute("DELETE FROM kb_acl AS a WHERE " + where, params)
             _journal(c, run, docs, "relabelled")
         return cols, docs
 
@@ -279,7 +296,8 @@ class SqliteIndexStore:
         rows = self._read("SELECT id, label_rank, version FROM kb_documents WHERE label_rank >= ?", (at_least.rank,))
         return {str(i): (list(Label)[rank], int(version)) for i, rank, version in rows}
 
-    def put_document(self, doc: NewDocument, *, run: str | None = None, own_copy: bool = False) -> PutResult:
+    def put_document(self, doc: NewDocument, *, run: str | None = None, own_copy: bool = False,
+                     expect: Expected | None = None, scope: AccessScope | None = None) -> PutResult:
         vectors = prepared_vectors(doc, self.dim)
         now = self._clock()
         with self._tx() as c:
@@ -287,13 +305,24 @@ class SqliteIndexStore:
             if col is None:
                 raise NotFound(f"No collection '{doc.collection_id}'.", param="collection")
             col_pk = col[0]
-            old = c.execute("SELECT pk, id, sha256 FROM kb_documents WHERE collection_pk = ? AND source_path = ?",
-                            (col_pk, doc.source_path)).fetchone()
+            old = c.execute("SELECT pk, id, sha256, label_rank, has_acl FROM kb_documents WHERE collection_pk = ?"
+                            " AND source_path = ?", (col_pk, doc.source_path)).fetchone()
+            if old is not None and scope is not None:
+                # Where it counts: relabelled restricted (or its list changed) while the member's file was parsed.
+                visible, params = document_condition(scope, SearchFilters())
+                params["pk"] = old[0]
+                if not c.execute("SELECT 1" + self._DOC_FROM + f" WHERE d.pk = :pk AND {visible}", params).fetchone():
+                    raise not_replaceable(doc.source_path)
             # Checked inside the write transaction: two ingestions of the same bytes cannot both add them.
             same = old if old is not None and old[2] == doc.sha256 else None
             if same is None and old is None and not own_copy:
                 same = c.execute("SELECT pk, id FROM kb_documents WHERE collection_pk = ? AND sha256 = ? LIMIT 1",
                                  (col_pk, doc.sha256)).fetchone()
+            if same is None and expect is not None:
+                found = (None, None, None) if old is None else (
+                    old[1], list(Label)[old[3]], self._acl_of(old[1], c) if old[4] else None)
+                if not expect.matches(*found):
+                    raise ChangedMeanwhile(doc.source_path)
             if same is not None:
                 status, doc_id = "unchanged", same[1]
             else:
