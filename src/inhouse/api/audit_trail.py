@@ -7,7 +7,9 @@ documents, redactions, token counts). When the request ends the middleware write
 "If the audit write fails, the action fails":
 
 * A non-streaming response is held back until its record is written; if the write fails the caller gets
-  503 ``audit_unavailable`` instead of the answer.
+  503 ``audit_unavailable`` (507 ``storage_full`` for a full disk) instead of the answer: nothing was done, only
+  read. Not so once the request has written its ``started`` record (below): its action has happened, so its final
+  record is kept like a stream's and the caller gets the real answer.
 * A generation (chat / completion) first writes a ``started`` record (``write_started``): if that
   fails the request is refused with 503 before a token is generated. A stream's final record is written
   after its last byte; when the store cannot take it for now it is kept and written later
@@ -70,8 +72,12 @@ class RequestAudit:
     # A response that had started (a stream's 200) and then failed (the engine crashed or was unloaded, the server
     # stopping): the error code of its final event; the outcome is then "error", not the 200's "success".
     failed: str | None = None
-    # Run (in a worker thread) once the final record is written; a failure is logged, never the request's.
+    # Run (in a worker thread) once the final record is written; a failure is logged, never the request's. Not for a
+    # record kept for later: the run journal then still names what it did (the next start prunes it).
     then: list[Callable[[], None]] = field(default_factory=list)
+    # Its ``started`` record is in the chain: what it does from then on can no longer be refused by a failed final
+    # record (an upload committed, tokens generated), so that record is kept rather than the answer replaced.
+    started: bool = False
 
 
 def audit_log_of(conn: HTTPConnection) -> AuditLog:
@@ -149,6 +155,7 @@ async def _write_started(request: Request) -> None:
         actor_key_id=key_id, user_id=user_id, resource=_resource(request.scope, route), model=ctx.model,
         location=ctx.location, label=ctx.label, documents=ctx.documents, redactions=ctx.redactions,
     ))
+    ctx.started = True
 
 
 def _resource(scope: Scope, route: Any) -> str:
@@ -228,14 +235,18 @@ class AuditMiddleware:
                 outcome = "denied"
             elif status < 400 and ctx.failed is not None:
                 outcome = "error"
-            record = audit.record_finished_request if answered else audit.record_request
-            await anyio.to_thread.run_sync(lambda: record(
-                action=action, outcome=outcome, request_id=ctx.request_id, actor_key_id=key_id,
-                user_id=user_id, resource=_resource(scope, scope.get("route")), model=ctx.model,
-                location=ctx.location, label=ctx.label, documents=ctx.documents, redactions=ctx.redactions,
-                reason=reason, details=details,
-            ))
-            if ctx.then:
+            fields: dict[str, Any] = {
+                "action": action, "outcome": outcome, "request_id": ctx.request_id, "actor_key_id": key_id,
+                "user_id": user_id, "resource": _resource(scope, scope.get("route")), "model": ctx.model,
+                "location": ctx.location, "label": ctx.label, "documents": ctx.documents,
+                "redactions": ctx.redactions, "reason": reason, "details": details,
+            }
+            if answered:
+                stored = await anyio.to_thread.run_sync(lambda: audit.record_finished_request(**fields))
+            else:
+                await anyio.to_thread.run_sync(lambda: audit.record_request(**fields))
+                stored = True
+            if ctx.then and stored:  # a kept record is not written yet: the run journal still names what it did
                 await anyio.to_thread.run_sync(_run_quietly, ctx.then)
 
         async def audit_send(message: Message) -> None:
@@ -253,8 +264,17 @@ class AuditMiddleware:
                 start, held = held, None
                 if not message.get("more_body", False):  # a complete response: record it first
                     try:
-                        await write(status, message.get("body", b""))
+                        await write(status, message.get("body", b""), answered=ctx.started)
                     except AuditUnavailable as exc:
+                        if ctx.started:
+                            # Its action has happened (its `started` record says so): answering "nothing was done"
+                            # would be false. The `started` record and the run journal remain; the next start
+                            # closes the request naming what it committed.
+                            log.critical("the final audit record of request %s could not be written or kept: %s",
+                                         ctx.request_id, exc.message)
+                            await send(start)
+                            await send(message)
+                            return
                         replaced = True
                         # 503, or 507 storage_full for a full disk: the status the same error has everywhere else
                         log.error("audit record not written, answering %d instead: %s", status_of(exc), exc.message)

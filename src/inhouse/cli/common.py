@@ -7,6 +7,7 @@ import errno
 import logging
 import os
 import re
+import shutil
 import signal
 import sys
 import threading
@@ -128,6 +129,7 @@ def _resolved(data_dir: Path | None) -> Path | None:
         return None
 
 
+_NEARLY_FULL_BYTES = 1 << 20
 # An OSError for one of these means the path given (or the data directory) is wrong, not the machine: bad input.
 _BAD_PATH_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EEXIST, errno.EISDIR, errno.EACCES, errno.EPERM,
                               errno.ENAMETOOLONG, errno.ELOOP})
@@ -148,13 +150,24 @@ def domain_error(exc: BaseException, data_dir: Path | None = None) -> InhouseErr
         return InhouseError(f"{named}{exc.strerror or exc}")
     where = f"the database in {data_dir}" if data_dir is not None else "the database"
     if is_storage_full(exc, data_dir):
-        return StorageFull(f"{where} cannot be written: the disk is full ({exc}); free some space and run the command "
-                           "again.")
+        # A command may write a database elsewhere (a copy, an export): the data directory is named only when its
+        # own disk is the full one.
+        full_here = data_dir is not None and _nearly_full(data_dir)
+        return StorageFull(f"{where if full_here else 'a database'} cannot be written: the disk is full ({exc}); free "
+                           "some space and run the command again.")
     if is_read_only(exc, data_dir):
         return storage_read_only(where)
     if is_busy(exc):
         return store_busy(where)
     return InhouseError(f"{where} cannot be opened or written: {exc}")
+
+
+def _nearly_full(directory: Path) -> bool:
+    """Whether the disk holding ``directory`` has less than 1 MB free (``is_storage_full``'s own measure)."""
+    try:
+        return shutil.disk_usage(directory).free < _NEARLY_FULL_BYTES
+    except OSError:
+        return False
 
 
 def _named(exc: OSError) -> str:

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from inhouse.errors import Conflict, InhouseError, InvalidRequest, shown
+from inhouse.errors import Conflict, InhouseError, InvalidRequest, StorageFull, is_storage_full, shown
 
 FORMAT = "inhouse-backup-1"
 MANIFEST = "MANIFEST.json"
@@ -139,6 +139,27 @@ def backup_data_dir(data_dir: Path, dest: Path, *, policy_file: Path | None = No
         raise InvalidRequest(f"{data_dir} holds no inhouse data (no inhouse.db).", param="data_dir")
     partial = dest.with_name(dest.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
+    try:
+        result = _write_backup(data_dir, partial, dest, policy_file)
+    except BaseException as exc:
+        # Only the destination is written, so a full disk here is the destination's (its free space is looked at
+        # before the partial copy goes: SQLite may only say "disk I/O error").
+        full = isinstance(exc, OSError | sqlite3.Error) or _is_apsw_error(exc)
+        full = full and is_storage_full(exc, partial.parent if partial.parent.exists() else None)
+        shutil.rmtree(partial, ignore_errors=True)  # nothing half-written is left on the backup disk
+        if full:
+            raise StorageFull(f"The backup could not be written to {dest}: the disk holding it is full (the data "
+                              f"directory's databases take {_database_bytes(data_dir) / 1e6:.1f} MB); nothing was "
+                              "kept there. Free space on that disk or back up to another one.") from exc
+        raise
+    os.replace(partial, dest)
+    _fsync(dest.parent)
+    result.seconds = time.monotonic() - start
+    return result
+
+
+def _write_backup(data_dir: Path, partial: Path, dest: Path, policy_file: Path | None) -> BackupResult:
+    """Every file of the backup into ``partial``, the manifest last; ``dest`` is made ready for the rename."""
     partial.mkdir(parents=True)
     result = BackupResult(dest)
     if (data_dir / "kb.db").exists():
@@ -182,10 +203,16 @@ def backup_data_dir(data_dir: Path, dest: Path, *, policy_file: Path | None = No
     _fsync(partial / MANIFEST)
     if dest.exists():
         dest.rmdir()
-    os.replace(partial, dest)
-    _fsync(dest.parent)
-    result.seconds = time.monotonic() - start
     return result
+
+
+def _is_apsw_error(exc: BaseException) -> bool:
+    """An error of apsw (the knowledge index's SQLite), told by module: it is not imported here."""
+    return any(cls.__module__ == "apsw" for cls in type(exc).__mro__)
+
+
+def _database_bytes(data_dir: Path) -> int:
+    return sum((data_dir / name).stat().st_size for name in _SQLITE_FILES if (data_dir / name).is_file())
 
 
 def read_manifest(backup: Path) -> dict[str, Any]:

@@ -14,17 +14,20 @@ when the disk is full), so the caller's action fails. Before appending, the curr
 signed head; if they differ (truncation, forged appends) every further append is refused until an operator runs
 ``reseal`` (which is itself recorded). The one ordinary mismatch, a process killed between the head write and the
 commit (possible where the head is a file), needs no operator: the head carries its record, and ``recover`` (run
-when the log is opened and before every append) finishes the append. See docs/governance.md.
+when the log is opened and before every append) finishes the append. An append this process was told failed is
+never finished that way (``_refused``): its caller was answered that nothing was recorded. The store puts the
+previous head back when a commit fails; should that fail too, the next append takes the refused record's place.
+See docs/governance.md.
 
 A record that can no longer refuse its action (the final record of a finished stream or a disconnect: the answer is
-out) is not dropped when the store cannot be written for now (the database away, the disk full, a lock held
-elsewhere): ``record_finished_request`` keeps it in memory, with its own time, and it is written before the next
-record that can be, so it lands in the chain in order once the store is back. At most ``MAX_KEPT`` wait. The
-server also appends each to a local file (``take_over_kept``: ``audit.waiting.jsonl`` in the data directory,
-fsynced; one file a process, named by it, for a cluster's ingress replicas), so a process that dies before the store
-is back loses none: the next ``serve`` (the next ingress replica to start on the host) writes those not in the chain
-yet (a crash half-way through writing them duplicates nothing), before it closes the requests left
-unfinished as interrupted.
+out; of a request whose ``started`` record is written: its change is committed) is not dropped when the store cannot
+be written for now (the database away, the disk full, a lock held elsewhere): ``record_finished_request`` keeps it
+in memory, with its own time, and it is written before the next record that can be, so it lands in the chain in
+order once the store is back. At most ``MAX_KEPT`` wait. The server also appends each to a local file
+(``take_over_kept``: ``audit.waiting.jsonl`` in the data directory, fsynced; one file a process, named by it, for a
+cluster's ingress replicas), so a process that dies before the store is back loses none: the next ``serve`` (the
+next ingress replica to start on the host) writes those not in the chain yet (a crash half-way through writing them
+duplicates nothing), before it closes the requests left unfinished as interrupted.
 
 A command's run (``inhouse ingest``) is a request too, but not the server's: its ``started`` record names the process
 that writes it (``this_process()``: host, pid and the pid's start time), so ``close_interrupted`` leaves a run
@@ -49,6 +52,7 @@ import logging
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -93,6 +97,8 @@ _KEPT_FIELDS = frozenset({"ts", "kind", "action", "request_id", "actor_key_id", 
 # ``verify``'s pauses between looks that found the head ahead of the rows (an append in flight), before the settled
 # look: most such windows end within the first few milliseconds; the lock is needed only under steady appends.
 _VERIFY_PAUSES_S = (0.002, 0.005, 0.01, 0.02, 0.05)
+# Refused appends remembered (``AuditLog._refused``): a head left behind is the last one or close to it.
+_MAX_REFUSED = 64
 
 # Keys of ``SecurityEvent.details`` that have a column of their own: lifted out of ``details`` into it
 # (``destination`` is the egress policy's word for ``location``).
@@ -180,6 +186,9 @@ class AuditLog:
         self._closed = False
         self._kept: Backlog[dict[str, Any]] = Backlog(MAX_KEPT)  # final records' fields waiting for the store
         self._spool: Spool | None = None  # where kept records are also written (take_over_kept)
+        # The heads of appends this process was told failed: never rolled forward (``_roll_forward``), even where
+        # the store could not put its previous head back (a head file on a disk that filled up meanwhile).
+        self._refused: deque[Head] = deque(maxlen=_MAX_REFUSED)
         try:
             self.recover()
         except AuditUnavailable as exc:
@@ -215,10 +224,11 @@ class AuditLog:
             documents=documents, redactions=redactions, reason=reason, details=details, at=at,
         )
 
-    def record_finished_request(self, **request: Any) -> None:
-        """``record_request`` for a record whose action has happened already (a finished stream, a disconnect).
-        When the store cannot be written for now, the record is kept with its time and written before the next
-        one; ``AuditUnavailable`` only when ``MAX_KEPT`` are waiting already or the failure is of another kind."""
+    def record_finished_request(self, **request: Any) -> bool:
+        """``record_request`` for a record whose action has happened already (a finished stream, a disconnect, a
+        change committed). When the store cannot be written for now, the record is kept with its time and written
+        before the next one. True: written; False: kept. ``AuditUnavailable`` only when ``MAX_KEPT`` are waiting
+        already or the failure is of another kind."""
         if request.get("outcome") == STARTED:
             raise ValueError("a started record must be written before its action, never kept")
         fields = self._fields(kind="request", **{"at": self._clock(), **request})
@@ -229,6 +239,8 @@ class AuditLog:
                 raise
             log.error("the audit record of request %s is kept until the audit store can be written (%d waiting)",
                       request.get("request_id"), len(self._kept))
+            return False
+        return True
 
     @property
     def waiting(self) -> int:
@@ -377,15 +389,22 @@ class AuditLog:
             return self._roll_forward(tx, self._head_state(tx.read_head), tx.tail())
 
     @staticmethod
-    def _roll_forward(tx: AuditAppend, state: HeadState, tail: Head | None) -> bool:
-        """Insert the head's own record when it is exactly the one missing after ``tail`` (inside the append
-        ``tx``). False, changing nothing, in every other case."""
+    def _next_after(state: HeadState, tail: Head | None) -> bool:
+        """Whether the signed head holds exactly the record that would follow ``tail``, signed but not in the rows."""
         rec, head = state.record, state.head
         if state.problem or rec is None or head is None or head == tail:
             return False
-        if (head.seq != (tail.seq if tail else 0) + 1 or rec.get("seq") != head.seq
-                or rec.get("prev_hash") != (tail.hash if tail else GENESIS) or record_hash(rec) != head.hash):
+        return (head.seq == (tail.seq if tail else 0) + 1 and rec.get("seq") == head.seq
+                and rec.get("prev_hash") == (tail.hash if tail else GENESIS) and record_hash(rec) == head.hash)
+
+    def _roll_forward(self, tx: AuditAppend, state: HeadState, tail: Head | None) -> bool:
+        """Insert the head's own record when it is exactly the one missing after ``tail`` (inside the append
+        ``tx``), unless this process was told that append failed (``_refused``: its caller was answered "nothing was
+        recorded"). False, changing nothing, in every other case."""
+        if not self._next_after(state, tail) or state.head in self._refused:
             return False
+        rec, head = state.record, state.head
+        assert rec is not None and head is not None
         tx.insert({**{name: rec[name] for name in FIELDS}, "hash": head.hash})
         log.warning("audit record %d was signed but not committed (the process stopped in between); "
                     "restored from the signed head", head.seq)
@@ -396,24 +415,34 @@ class AuditLog:
         """``unless``: checked under the chain's lock, before anything is written; True: write nothing (None)."""
         if self._closed:
             raise AuditUnavailable("The audit log is closed.")
-        with self.store.appending() as tx:
-            if unless is not None and unless():
-                return None
-            tail = tx.tail()
-            if check_head:
-                state = self._head_state(tx.read_head)
-                if self._roll_forward(tx, state, tail):
-                    tail = state.head
-                if state.problem or state.head != tail:
-                    raise AuditUnavailable(
-                        "The audit log does not match its signed head "
-                        f"({state.problem or 'head ' + show(state.head) + ', tail ' + show(tail)}). "
-                        "Nothing can be recorded, so nothing is allowed: run `inhouse audit verify`, "
-                        "then `inhouse audit reseal` once the cause is understood.")
-            row = {"seq": tail.seq + 1 if tail else 1, "prev_hash": tail.hash if tail else GENESIS, **fields}
-            row["hash"] = record_hash(row)
-            tx.insert(row)
-            tx.write_head(self._signer.sign(Head(row["seq"], row["hash"]), row))
+        row: dict[str, Any] | None = None
+        try:
+            with self.store.appending() as tx:
+                if unless is not None and unless():
+                    return None
+                tail = tx.tail()
+                if check_head:
+                    state = self._head_state(tx.read_head)
+                    if self._roll_forward(tx, state, tail):
+                        tail = state.head
+                    # A head still holding a refused append (its store could not put the previous one back) is
+                    # one past the tail: this record takes that place, and its head replaces that one.
+                    refused_head = state.head in self._refused and self._next_after(state, tail)
+                    if (state.problem or state.head != tail) and not refused_head:
+                        raise AuditUnavailable(
+                            "The audit log does not match its signed head "
+                            f"({state.problem or 'head ' + show(state.head) + ', tail ' + show(tail)}). "
+                            "Nothing can be recorded, so nothing is allowed: run `inhouse audit verify`, "
+                            "then `inhouse audit reseal` once the cause is understood.")
+                row = {"seq": tail.seq + 1 if tail else 1, "prev_hash": tail.hash if tail else GENESIS, **fields}
+                row["hash"] = record_hash(row)
+                tx.insert(row)
+                tx.write_head(self._signer.sign(Head(row["seq"], row["hash"]), row))
+        except AuditUnavailable:
+            if row is not None:  # its head may have been written: never to be rolled forward
+                self._refused.append(Head(row["seq"], row["hash"]))
+            raise
+        assert row is not None
         return record_from_row(row)
 
     # -- the head ---------------------------------------------------------------------------------------

@@ -46,6 +46,11 @@ OUTAGE_WAIT_S = 1.0
 # server shutting down, crashed, or not accepting connections yet). A client-side failure has no SQLSTATE.
 _GONE_CLASSES = ("08",)
 _GONE_STATES = frozenset({"57P01", "57P02", "57P03"})
+# A statement the server gave up on because of other sessions, not because of what it asked: cancelled (57014:
+# statement_timeout, e.g. while VACUUM FULL or ALTER TABLE holds a lock, or an administrator's pg_cancel_backend), a
+# lock not granted (55P03: lock_timeout, NOWAIT), a deadlock broken (40P01), a serialization failure (40001). The
+# statement (and its transaction) was rolled back: ``store_busy``, as SQLite's write lock held past the busy timeout.
+_BUSY_STATES = frozenset({"57014", "55P03", "40P01", "40001"})
 # A value past one of the server's limits (class 54: program_limit_exceeded), a number past its column's range.
 _LIMIT_CLASS = "54"
 _OUT_OF_RANGE = "22003"
@@ -177,12 +182,22 @@ class PostgresDatabase:
         refuses it before sending), ``InvalidRequest``: a 400, not a server error. So are a value past one of the
         server's limits (SQLSTATE class 54: a word over 2,046 bytes in a ``tsvector``, a key over 2,704 bytes in a
         btree index) and a number out of its column's range (22003): the callers bound what they can, this is the
-        safety net for what they miss, and the request is what is wrong."""
+        safety net for what they miss, and the request is what is wrong. A statement cancelled or rolled back because
+        of other sessions (``_BUSY_STATES``) is ``StoreUnavailable`` with code ``store_busy`` (503 with Retry-After,
+        CLI exit 5)."""
         try:
             yield
         except self._errors as exc:
             if is_storage_full(exc):
                 raise storage_full("Could not write to the PostgreSQL database", exc) from exc
+            state = getattr(exc, "sqlstate", None) or ""
+            if state in _BUSY_STATES:
+                # The server's text names tables and the setting that fired: the log has it.
+                log.warning("PostgreSQL gave up on a statement (SQLSTATE %s): %s", state, str(exc).strip()[:300])
+                raise StoreUnavailable(
+                    "The database is busy: a statement waited too long for a lock or was cancelled by the server "
+                    "(maintenance such as VACUUM FULL or ALTER TABLE may hold a table; a statement_timeout or "
+                    "lock_timeout ended the wait); it was rolled back. Retry shortly.", code="store_busy") from exc
             if _gone(exc):
                 if self._outage_since is None and self._busy(exc):
                     raise Overloaded("Every database connection of this process is busy; retry shortly.",
@@ -191,7 +206,6 @@ class PostgresDatabase:
             if isinstance(exc, self._data_error) and "NUL" in str(exc):
                 raise InvalidRequest("Text with a NUL character (\\u0000) cannot be stored or looked up.",
                                      code="nul_character") from None
-            state = getattr(exc, "sqlstate", None) or ""
             if state.startswith(_LIMIT_CLASS) or state == _OUT_OF_RANGE:
                 # The server's text names tables and indexes: the log has it, the caller a plain sentence.
                 log.warning("PostgreSQL refused a value (SQLSTATE %s): %s", state, str(exc).strip()[:300])

@@ -2,7 +2,10 @@
 
 Writes go through one connection with ``synchronous=FULL`` (a committed record survives a power cut); SQLite's
 write lock serialises appends across processes (a lock in the process, too). The head file is replaced atomically
-inside the write transaction, before the commit; if the commit then fails, the previous head text is put back.
+inside the write transaction, before the commit; if the commit then fails, the previous head is put back. It is
+kept under a second name (a hard link, ``.audit.head.previous``) before the new one is written, so putting it back is a
+rename, which needs no free disk block: a commit refused because the disk filled up leaves the previous head in
+place, never the refused record (which the next append would otherwise finish as a crashed one).
 Readers (verify, export, reports) use read-only connections of their own, so a long verify never holds up writers
 (a settled snapshot takes the write lock only while it reads the row count and the head).
 
@@ -13,6 +16,7 @@ Migrations: version 1 is the table as the first release wrote it (files from bef
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 import sqlite3
@@ -34,6 +38,8 @@ from inhouse.store.sqlite.database import (
     read_transaction,
     write_transaction,
 )
+
+log = logging.getLogger(__name__)
 
 _V1 = """
 CREATE TABLE IF NOT EXISTS audit_records (
@@ -81,6 +87,14 @@ _FAILED = {"begin": "The audit log cannot be written", "write": "The audit recor
            "commit": "The audit record could not be committed"}
 
 
+def _fsync_dir(path: Path) -> None:
+    dir_fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
 def _legacy_version(conn: Any) -> int:
     found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_records'").fetchone()
     return 1 if found else 0
@@ -98,8 +112,8 @@ class _Append:
     def __init__(self, conn: sqlite3.Connection, store: SqliteAuditStore) -> None:
         self._conn = conn
         self._store = store
-        self.previous_head: str | None = None
-        self.head_written = False
+        self.had_head = False  # a head existed before this append (kept by ``keep_previous_head``)
+        self.head_written = False  # the head may have been replaced: put the previous one back if the append fails
 
     def tail(self) -> Head | None:
         row = self._conn.execute("SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1").fetchone()
@@ -112,10 +126,9 @@ class _Append:
         self._conn.execute(_INSERT, [row[name] for name in (*FIELDS, "hash")])
 
     def write_head(self, text: str) -> None:
-        with contextlib.suppress(OSError):
-            self.previous_head = self._store.read_head()
-        self._store.replace_head(text)
+        self.had_head = self._store.keep_previous_head()  # OSError: the head is untouched, the append refused
         self.head_written = True
+        self._store.replace_head(text)
 
 
 class _Snapshot:
@@ -174,10 +187,15 @@ class SqliteAuditStore:
                     stage = "write"
                     yield tx
                     stage = "commit"
-            except (sqlite3.Error, OSError) as exc:
-                if stage == "commit" and tx.head_written:
-                    self._restore_head(tx.previous_head)
-                raise append_failed(_FAILED[stage], exc, self.path.parent) from exc
+            except BaseException as exc:
+                if tx.head_written:
+                    self._restore_head(tx.had_head)
+                if isinstance(exc, sqlite3.Error | OSError):
+                    raise append_failed(_FAILED[stage], exc, self.path.parent) from exc
+                raise
+            if tx.head_written:
+                with contextlib.suppress(OSError):
+                    self._previous_head_path.unlink(missing_ok=True)
 
     # -- the head file ----------------------------------------------------------------------------------------
 
@@ -197,18 +215,45 @@ class SqliteAuditStore:
             os.replace(tmp, self.head_path)  # atomic: a reader sees the old head or the new one
         finally:
             tmp.unlink(missing_ok=True)
-        dir_fd = os.open(self.head_path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # the rename itself must survive a power cut
-        finally:
-            os.close(dir_fd)
+        _fsync_dir(self.head_path.parent)  # the rename itself must survive a power cut
 
-    def _restore_head(self, previous: str | None) -> None:
-        with contextlib.suppress(OSError):
-            if previous is None:
-                self.head_path.unlink(missing_ok=True)
+    @property
+    def _previous_head_path(self) -> Path:
+        return self.head_path.with_name(f".{self.head_path.name}.previous")
+
+    def keep_previous_head(self) -> bool:
+        """Link the current head under a second name before it is replaced (no new data block); False if there is
+        none. Appends are serialised by the write lock, so one such name is enough (a stale one is replaced)."""
+        previous = self._previous_head_path
+        previous.unlink(missing_ok=True)
+        try:
+            os.link(self.head_path, previous)
+        except FileNotFoundError:
+            return False
+        except OSError:
+            # A file system without hard links: a copy, made while the append can still be refused.
+            text = self.read_head()
+            if text is None:
+                return False
+            with open(previous, "w") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+        return True
+
+    def _restore_head(self, had_head: bool) -> None:
+        """Put back the head kept by ``keep_previous_head`` (a rename: it needs no free space)."""
+        try:
+            if had_head:
+                os.replace(self._previous_head_path, self.head_path)
             else:
-                self.replace_head(previous)
+                self.head_path.unlink(missing_ok=True)
+        except OSError:
+            # The refused record's head stays; this process never rolls it forward (``AuditLog._refused``).
+            log.error("the audit head of a refused append could not be put back", exc_info=True)
+            return
+        with contextlib.suppress(OSError):
+            _fsync_dir(self.head_path.parent)
 
     # -- reading ----------------------------------------------------------------------------------------------
 
