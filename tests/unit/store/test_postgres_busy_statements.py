@@ -88,6 +88,7 @@ def test_an_audit_append_behind_maintenance_is_retryable_and_a_final_record_kept
             with pytest.raises(AuditStoreUnavailable) as refused:
                 log.append(kind="security", action="key.created", resource="key_2", outcome="success")
             assert status_of(refused.value) == 503 and retry_after(refused.value) == 5
+            assert refused.value.code == "store_busy" and "busy" in refused.value.message  # not "cannot be reached"
             assert "statement timeout" not in refused.value.message
             # A finished request's record waits for the table instead of being lost.
             assert log.record_finished_request(action="chat:create", outcome="success", request_id="req_x") is False

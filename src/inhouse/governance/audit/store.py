@@ -179,10 +179,12 @@ def append_failed(what: str, exc: BaseException, directory: Path | None = None) 
     if isinstance(exc, StorageReadOnly) or is_read_only(exc, directory):
         return AuditStorageReadOnly(f"{what}: the data disk is read-only (a disk is turned read-only after an I/O "
                                     "error; nothing was recorded, so nothing was done; the disk needs repairing)")
+    # Busy first: PostgreSQL's cancelled statements (a lock, a timeout, a deadlock) arrive as a StoreUnavailable
+    # of code store_busy, and are no outage.
+    if is_busy(exc) or (isinstance(exc, StoreUnavailable) and exc.code == "store_busy"):
+        return AuditStoreUnavailable(f"{what}: the audit database is busy (another process holds its write lock; "
+                                     "nothing was recorded, so nothing was done; retry shortly).", code="store_busy")
     if isinstance(exc, StoreUnavailable):
         return AuditStoreUnavailable(f"{what}: the database cannot be reached right now (nothing was recorded, so "
                                      "nothing was done; retry shortly).")
-    if is_busy(exc):
-        return AuditStoreUnavailable(f"{what}: the audit database is busy (another process holds its write lock; "
-                                     "nothing was recorded, so nothing was done; retry shortly).", code="store_busy")
     return AuditUnavailable(f"{what}: {exc}")
