@@ -68,7 +68,8 @@ def ingest(
     with services_for(data_dir) as services:
         kb = _kb(services)
         created = False
-        group = services.directory.check_groups(group)
+        named = services.directory.resolve_groups(group)
+        group = [g.name for g in named]
         try:
             col = kb.collection(CLI_ACTOR, collection)
         except NotFound:
@@ -104,6 +105,16 @@ def ingest(
             with run.recorded(), stop_signals(stop):
                 kb.ingest_paths(CLI_ACTOR, collection, paths, label=label, groups=None if created else (group or None),
                                 progress=on_progress, sync=sync, report=report)
+                if not created:  # a group deleted meanwhile (over HTTP) leaves the lists this run wrote
+                    written = [o.document_id for o in report.outcomes
+                               if o.document_id and o.status in ("added", "replaced", "moved")]
+                    def take_off(names: list[str]) -> None:
+                        for doc in written:
+                            kb.forget_groups_on(doc, names, run=run.request_id)
+
+                    gone = services.directory.recheck_groups(named, take_off)
+                    if gone:
+                        run.note(groups_deleted_meanwhile=gone)
     for e in report.errors:
         err_console.print(f"[yellow]skipped[/] {esc(e.source_path)}: {esc(e.error)}", highlight=False)
     for o in report.raised:  # every one: an administrator must see each file that said it is more sensitive
@@ -270,11 +281,18 @@ def collections_create(
 def _create_collection(services: Services, name: str, *, groups: Sequence[str], keys: Sequence[str] = (),
                        description: str = "", sketch_questions: bool = False) -> Collection:
     """A new collection, recorded (its access list: who may read it from now on)."""
-    groups = services.directory.check_groups(groups)  # a name that is no group admits nobody, until one is made
+    named = services.directory.resolve_groups(groups)  # a name that is no group admits nobody, until one is made
+    kb = _kb(services)
     run = CommandRun(services, action="kb:manage", resource=f"inhouse collections create {name}")
     with run.recorded():
-        col = _kb(services).create_collection(CLI_ACTOR, name, groups=groups, keys=keys, description=description,
-                                              sketch_questions=sketch_questions)
+        col = kb.create_collection(CLI_ACTOR, name, groups=[g.name for g in named], keys=keys,
+                                   description=description, sketch_questions=sketch_questions)
+        # A group deleted while the list was written (over HTTP) leaves it (UserDirectory.recheck_groups).
+        gone = services.directory.recheck_groups(named, lambda names: kb.forget_groups_on(col.id, names,
+                                                                                          run=run.request_id))
+        if gone:
+            col = kb.collection(CLI_ACTOR, col.id)
+            run.note(groups_deleted_meanwhile=gone)
         run.note(collection_id=col.id, access_after=col.acl.to_dict())
     return col
 
