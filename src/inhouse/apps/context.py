@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from inhouse.chat.affinity import cache_owner_of
 from inhouse.errors import EngineFailure, InvalidRequest
 from inhouse.types import Actor
 
@@ -116,7 +117,7 @@ async def complete_text(ctx: AppContext, messages: Sequence[Mapping[str, Any]], 
     """One chat completion on ``ctx.model`` (preparation may load a model: it runs off the event loop)."""
     request: dict[str, Any] = {"model": ctx.model, "messages": [dict(m) for m in messages],
                                "temperature": 0.0, "max_tokens": ctx.max_tokens, **body}
-    prepared = await asyncio.to_thread(ctx.chat.prepare_chat, request)
+    prepared = await asyncio.to_thread(ctx.chat.prepare_chat, request, cache_owner=cache_owner_of(ctx.actor))
     result = await ctx.chat.complete(prepared)
     ctx.charge(result.usage)
     return result

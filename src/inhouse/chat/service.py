@@ -4,6 +4,10 @@
 ``GenerationRequest`` for the right engine: resolve the model, render its chat template, tokenize, check
 the context, build validated ``SamplingParams``. ``stream`` yields engine deltas; ``complete`` collects
 them into text + usage, and parses tool calls when tools were offered.
+
+Every caller passes the ``cache_owner`` of the actor it serves (``chat.affinity.cache_owner_of``): the engine
+reuses a prompt prefix only between requests of the same owner. Without one a request shares the prefix cache
+only with other owner-less requests (library use: a benchmark, a test).
 """
 
 from __future__ import annotations
@@ -78,7 +82,7 @@ class ChatService:
 
     # -- preparation (blocking: may load a model; call it off the event loop) ------------------------
 
-    def prepare_chat(self, body: Any) -> PreparedGeneration:
+    def prepare_chat(self, body: Any, *, cache_owner: str | None = None) -> PreparedGeneration:
         req = _as_mapping(body)
         spec = self._registry.resolve(_model_name(req))
         _refuse_unsupported(req)
@@ -95,12 +99,13 @@ class ChatService:
         add_special = not (bos and prompt.startswith(bos))
         tokens = engine.tokenize(prompt, add_special=add_special, parse_special=True)
         prepared = self._prepared("chat", spec.name, engine, [tokens], req, parse_tools=offer_tools,
-                                  affinity=chat_affinity_key(spec.name, messages))
+                                  cache_owner=cache_owner,
+                                  affinity=chat_affinity_key(spec.name, messages, owner=cache_owner))
         # A bare JSON answer is a call only when it names an offered function (else it is an answer).
         return dataclasses.replace(prepared, tool_names=frozenset(t["function"]["name"] for t in tools or ()),
                                    forced_call=forced is not None)
 
-    def prepare_completion(self, body: Any) -> PreparedGeneration:
+    def prepare_completion(self, body: Any, *, cache_owner: str | None = None) -> PreparedGeneration:
         req = _as_mapping(body)
         spec = self._registry.resolve(_model_name(req))
         _refuse_unsupported(req)
@@ -108,11 +113,11 @@ class ChatService:
         prompts = completion_prompts(req, engine, spec.name)
         echo = [p.text for p in prompts] if req.get("echo") else None
         return self._prepared("completion", spec.name, engine, [p.tokens for p in prompts], req, parse_tools=False,
-                              echo=echo)
+                              echo=echo, cache_owner=cache_owner)
 
     def _prepared(self, kind: Kind, model: str, engine: EngineClient, prompts: list[list[int]],
                   req: Mapping[str, Any], *, parse_tools: bool, echo: list[str | None] | None = None,
-                  affinity: str | None = None) -> PreparedGeneration:
+                  affinity: str | None = None, cache_owner: str | None = None) -> PreparedGeneration:
         """One engine request per choice: ``n`` per prompt, sharing its tokens (the scheduler shares its KV)."""
         n_ctx = engine.n_ctx
         n = _choices(req, len(prompts), self._settings.max_choices)
@@ -120,7 +125,7 @@ class ChatService:
         rid, now = new_request_id(), time.monotonic()
         requests: list[GenerationRequest] = []
         for p, tokens in enumerate(prompts):
-            key = affinity or completion_affinity_key(model, tokens)
+            key = affinity or completion_affinity_key(model, tokens, owner=cache_owner)
             if len(tokens) + 1 > n_ctx:
                 raise _context_error(len(tokens), n_ctx)
             params = build_sampling_params(req, n_prompt=len(tokens), n_ctx=n_ctx, settings=self._settings)
@@ -134,7 +139,7 @@ class ChatService:
                 seed = params.seed if params.seed is None else (params.seed + i) % 2**32  # choices differ
                 requests.append(GenerationRequest(rid if i == 0 else f"{rid}-{i}", tokens,
                                                   dataclasses.replace(params, seed=seed), arrival_s=now,
-                                                  affinity_key=key))
+                                                  affinity_key=key, cache_owner=cache_owner))
         return PreparedGeneration(kind, model, engine, requests, parse_tools=parse_tools, n=n, echo=echo,
                                   logprobs=logprobs)
 

@@ -179,10 +179,12 @@ class Engine:
                 if not self._scheduler.has_work():
                     self._drain.busy(now)
                 self._refuse_on_estimate(now)
-                # Prompt log-probabilities need the logits of every prompt position: no prefix from the cache.
+                # Prompt log-probabilities need the logits of every prompt position: no prefix from the cache. A
+                # prefix is reused only from requests of the same cache owner (scheduler.py).
                 try:
                     self._scheduler.add(rid, request.prompt_tokens, request.params.max_tokens,
-                                        reuse_prefix=request.params.prompt_logprobs is None, now=now)
+                                        reuse_prefix=request.params.prompt_logprobs is None, now=now,
+                                        cache_owner=request.cache_owner)
                 except Overloaded as full:  # the queue is full: retry when it has drained
                     full.retry_after_s = self._retry_after_s(now)
                     raise

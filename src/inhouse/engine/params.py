@@ -105,6 +105,10 @@ class GenerationRequest:
     # Which conversation this continues (a digest of model | system prompt | first user turn, chat/affinity.py):
     # a cluster routes equal keys to the same replica so its prefix cache is reused. A local engine ignores it.
     affinity_key: str | None = None
+    # Whose prompts this request's KV may be reused with (``chat.affinity.cache_owner_of``: the authenticated user, else
+    # the API key): a sequence's KV is a prefix only for requests of the same owner, since cached tokens and time to
+    # first token would reveal another user's prompt. None (library use) shares only with other owner-less requests.
+    cache_owner: str | None = None
 
 
 class TokenLogprob(NamedTuple):

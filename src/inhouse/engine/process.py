@@ -231,7 +231,8 @@ class ProcessEngine:
             self._pending[rid] = _Waiter(rid, self._mailboxes.of(loop), inbox, child)
         child.deltas.watch(loop)
         with contextlib.suppress(OSError):  # a dead child: its supervisor fails the waiter
-            child.send(("submit", rid, request.prompt_tokens, request.params, request.arrival_s))
+            child.send(("submit", rid, request.prompt_tokens, request.params, request.arrival_s,
+                        request.cache_owner))
         finished = False
         try:
             while True:

@@ -17,7 +17,9 @@ One ``schedule()`` builds one ``StepPlan`` (one ``llama_decode``):
    the KV of idle slots, kept after a request finishes, or of running slots, shared by ``cp``); a request whose
    prompt shares a prefix that a running request is still prefilling waits for it (its whole prompt, as for
    the ``n`` choices of one request, or at least ``SHARE_MIN_TOKENS``), then takes it by ``cp`` instead of
-   computing it a second time; the requests behind it are not held up;
+   computing it a second time; the requests behind it are not held up. Only KV of the same ``cache_owner``
+   counts (an idle entry keeps its request's owner): a request never reuses, nor waits for, another owner's
+   prefix, so neither its cached tokens nor its time to first token tell anything about another user's prompt;
 4. KV cells are counted conservatively (a cell shared by two sequences counts twice), so the plan always
    fits in ``n_ctx``; room is made by evicting idle slots (least recently used first), then by shortening
    a prefill chunk, and only when not one token fits by preempting running requests (newest admission
@@ -91,6 +93,7 @@ class _Request:
     reuse_prefix: bool = True  # False: every position is computed (prompt log-probabilities need their logits)
     queued_s: float = 0.0  # when add() queued it (the caller's clock), for the queue-wait bound
     n_prompt: int = 0  # prompt tokens as added (the rest of ``tokens`` was generated)
+    cache_owner: str | None = None  # its KV is a prefix only for requests of the same owner (None: owner-less ones)
 
 
 @dataclass
@@ -100,6 +103,7 @@ class _Idle:
     tokens: list[int]  # never mutated once idle
     last_used: int  # step counter, for LRU eviction
     n_prompt: int = 0  # how many of ``tokens`` were its prompt (the rest, its answer)
+    cache_owner: str | None = None  # the finished request's: only requests of this owner reuse the entry
 
 
 @dataclass
@@ -155,7 +159,7 @@ class Scheduler:
     # -- requests ------------------------------------------------------------------------------------
 
     def add(self, request_id: str, prompt_tokens: Sequence[int], max_new_tokens: int, *,
-            reuse_prefix: bool = True, now: float = 0.0) -> None:
+            reuse_prefix: bool = True, now: float = 0.0, cache_owner: str | None = None) -> None:
         cfg = self._cfg
         if not prompt_tokens:
             raise InvalidRequest("The prompt is empty.", param="messages")
@@ -175,7 +179,7 @@ class Scheduler:
                 retry_after_s=cfg.retry_after_s,
             )
         req = _Request(request_id, list(prompt_tokens), max_new_tokens, reuse_prefix=reuse_prefix, queued_s=now,
-                       n_prompt=len(prompt_tokens))
+                       n_prompt=len(prompt_tokens), cache_owner=cache_owner)
         self._waiting.append(req)
         self._by_id[request_id] = req
 
@@ -214,7 +218,8 @@ class Scheduler:
         self._slot_owner[req.slot] = None
         if req.n_computed > 0:
             # The last sampled token was never fed back, so the KV holds tokens[:n_computed] only.
-            self._idle[req.slot] = _Idle(req.tokens[: req.n_computed], self._step, min(req.n_prompt, req.n_computed))
+            self._idle[req.slot] = _Idle(req.tokens[: req.n_computed], self._step, min(req.n_prompt, req.n_computed),
+                                         req.cache_owner)
 
     def at_context_limit(self, request_id: str) -> bool:
         """True when the request cannot grow any more: the engine must finish it with "length"."""
@@ -433,7 +438,7 @@ class Scheduler:
             return False
         cap = len(req.tokens) - 1
         for r in self._running.values():
-            if r.request_id in self._pending_aborts or r.n_computed >= cap:
+            if r.request_id in self._pending_aborts or r.n_computed >= cap or r.cache_owner != req.cache_owner:
                 continue
             shared = _lcp(r.tokens, req.tokens, cap)
             if shared > r.n_computed and (shared == cap or shared - r.n_computed >= SHARE_MIN_TOKENS):
@@ -482,14 +487,18 @@ class Scheduler:
         if desired <= 0:
             return False
         cap = len(req.tokens) - 1  # at least one token must be fed to get logits
-        # Prefix cache: the longest common prefix with any slot's KV. Ties prefer an idle slot (no copy, and
-        # its cells are reused rather than duplicated), then the most recently used one, then the lowest slot.
+        # Prefix cache: the longest common prefix with the KV of any slot of the same owner. Ties prefer an idle slot
+        # (no copy, and its cells are reused rather than duplicated), then the most recently used one, then the
+        # lowest slot.
         best: tuple[int, int, int, int] = (0, 0, 0, 0)  # (lcp, is_idle, recency, -slot)
         if req.reuse_prefix:
+            owner = req.cache_owner
             for slot, idle in self._idle.items():
-                best = max(best, (_lcp(idle.tokens, req.tokens, cap), 1, idle.last_used, -slot))
+                if idle.cache_owner == owner:
+                    best = max(best, (_lcp(idle.tokens, req.tokens, cap), 1, idle.last_used, -slot))
             for r in self._running.values():
-                best = max(best, (_lcp(r.tokens, req.tokens, min(cap, r.n_computed)), 0, 0, -r.slot))
+                if r.cache_owner == owner:
+                    best = max(best, (_lcp(r.tokens, req.tokens, min(cap, r.n_computed)), 0, 0, -r.slot))
         lcp, from_idle, src = best[0], best[1] == 1, -best[3]
         src_idle = src if from_idle and lcp > 0 else None
         # An idle entry is cut back in place when little of it is lost (the same conversation's next turn) or

@@ -11,7 +11,7 @@ engine step whatever the number of streams in it.
 Parent → child::
 
     ("start", recipe)                      first frame: build the engine (EngineRecipe, pickled whole)
-    ("submit", request_id, prompt_tokens, params, arrival_s)
+    ("submit", request_id, prompt_tokens, params, arrival_s, cache_owner)   cache_owner: whose KV it may reuse
     ("abort", request_id)
     ("call", call_id, method, kwargs)      tokenize / stats
     ("close",)                             unload: fail what is live, free the model, exit 0

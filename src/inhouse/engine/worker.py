@@ -102,9 +102,10 @@ class WorkerServer:
     def _handle(self, frame: tuple[Any, ...]) -> None:
         kind = frame[0]
         if kind == "submit":
-            _, rid, tokens, params, arrival_s = frame
+            _, rid, tokens, params, arrival_s, cache_owner = frame
             try:
-                self._engine.submit(GenerationRequest(rid, tokens, params, arrival_s=arrival_s), self.deliver)
+                request = GenerationRequest(rid, tokens, params, arrival_s=arrival_s, cache_owner=cache_owner)
+                self._engine.submit(request, self.deliver)
             except Exception as exc:
                 self.send(("refused", rid, error_to_wire(exc)))
         elif kind == "abort":

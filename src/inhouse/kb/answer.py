@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from inhouse.chat.affinity import cache_owner_of
 from inhouse.kb.retrieve import Hit, Retriever, SketchScope
 from inhouse.kb.sketch import CodeSketcher, sketch_names, sketch_wordings
 from inhouse.kb.translate import QueryTranslator
@@ -112,6 +113,9 @@ class Grounding:
     # what the answer reads once the question's own passages passed their check (see ``Answerer.check_coverage``).
     alternate: Grounding | None = None
     mixed: list[Hit] = field(default_factory=list)
+    # Whose prefix cache the coverage check and the answer share (``chat.affinity.cache_owner_of`` of the actor who
+    # asked): the check's prompt is the answer's prefix, and no other user may reuse either.
+    cache_owner: str | None = None
 
     @property
     def labels(self) -> list[str]:
@@ -239,11 +243,12 @@ class Answerer:
                                               boost_names=sketch_names(sketch) if sketch else (),
                                               expansion_collections=sketch_collections, apart=bool(translation))
         g = self._grounding(question, *(found[1] if translation else found[0]), history)
-        g.sketch = sketch
+        g.sketch, g.cache_owner = sketch, cache_owner_of(actor)
         if translation and len(found) == 3:  # (a translation equal to the question is no second wording)
             g.translation = translation
             g.mixed = g.retrieved = found[0][0]
             g.alternate = self._grounding(translation, *found[2], history)
+            g.alternate.cache_owner = g.cache_owner
         return g
 
     def _grounding(self, question: str, hits: list[Hit], similarity: float,
@@ -260,6 +265,7 @@ class Answerer:
         """``g``'s question answered from ``hits`` (gated by ``similarity``)."""
         out = self._grounding(g.question, hits, similarity, g.history)
         out.translation, out.sketch, out.retrieved = g.translation, g.sketch, g.retrieved
+        out.cache_owner = g.cache_owner
         return out
 
     async def ground_async(self, actor: Actor, question: str, collections: Sequence[str] | None = None, *,
@@ -288,11 +294,11 @@ class Answerer:
         g = await self.ground_async(actor, question, collections, model=model, top_k=top_k)
         return await self.complete(g, model=model, **sampling)
 
-    async def _verdict(self, model: str, messages: list[dict[str, Any]]) -> str:
+    async def _verdict(self, model: str, messages: list[dict[str, Any]], cache_owner: str | None) -> str:
         if self.chat is None:
             raise RuntimeError("no chat service: the relevance judge needs a model")
         body = {"model": model, "temperature": 0.0, "max_tokens": 2, "messages": messages}
-        prepared = await asyncio.to_thread(self.chat.prepare_chat, body)
+        prepared = await asyncio.to_thread(self.chat.prepare_chat, body, cache_owner=cache_owner)
         return (await self.chat.complete(prepared)).text
 
     async def judge(self, g: Grounding, *, model: str) -> Grounding:
@@ -330,7 +336,7 @@ class Answerer:
         """The coverage check on ``g``'s answer prompt: anything but a clear "no" passes."""
         last = g.messages[-1]
         check = {**last, "content": last["content"] + COVERAGE_QUESTION}
-        return not is_negative(await self._verdict(model, [*g.messages[:-1], check]))
+        return not is_negative(await self._verdict(model, [*g.messages[:-1], check], g.cache_owner))
 
     async def rerank_passages(self, g: Grounding, *, model: str) -> Grounding:
         """The optional rerank: ask the model, passage by passage (the top ``rerank_top``), whether it answers the
@@ -342,7 +348,7 @@ class Answerer:
             user = (f"Passage:\n{h.chunk.content[: self.snippet_chars]}\n\nQuestion: {g.question}\n\n"
                     "Does the passage answer this exact question (the same product, person or topic)? yes or no")
             verdict = await self._verdict(model, [{"role": "system", "content": JUDGE_INSTRUCTIONS},
-                                                  {"role": "user", "content": user}])
+                                                  {"role": "user", "content": user}], g.cache_owner)
             if verdict.strip().lower().startswith(("yes", "是")):
                 kept.append(h)
         return self._answer_from(g, kept, g.similarity)
@@ -355,7 +361,7 @@ class Answerer:
             raise RuntimeError("no chat service: grounded answers need a model")
         body = {"model": model, "messages": g.messages, "temperature": 0.0,
                 "max_tokens": self.max_tokens, **sampling}
-        prepared = await asyncio.to_thread(self.chat.prepare_chat, body)
+        prepared = await asyncio.to_thread(self.chat.prepare_chat, body, cache_owner=g.cache_owner)
         result = await self.chat.complete(prepared)
         text = result.text.strip()
         citations = [] if is_not_covered(text) else cited(text, g.hits)

@@ -38,11 +38,14 @@ class Harness:
         self.preempted: list[str] = []
         self.plans: list[StepPlan] = []
         self.idle_copies_with_company = 0  # steps copying from an idle entry while admitting another request
+        self.owner: dict[str, str | None] = {}  # each request's cache owner
+        self.kv_owner: list[str | None] = [None] * cfg.n_slots  # whose prompt the tokens of each slot came from
 
     # -- driving ---------------------------------------------------------------------------------
 
-    def add(self, rid: str, prompt: Sequence[int], max_new: int = 8) -> None:
-        self.s.add(rid, prompt, max_new)
+    def add(self, rid: str, prompt: Sequence[int], max_new: int = 8, owner: str | None = None) -> None:
+        self.s.add(rid, prompt, max_new, cache_owner=owner)
+        self.owner[rid] = owner
         self.tokens[rid] = list(prompt)
         self.max_new[rid] = max_new
         self.n_generated[rid] = 0
@@ -114,12 +117,15 @@ class Harness:
             if op.kind == "rm":
                 assert not seen_cp, "rm after cp"
                 del self.kv[op.slot][op.p0 :]
+                if not self.kv[op.slot]:
+                    self.kv_owner[op.slot] = None
             else:
                 seen_cp = True
                 assert 0 <= op.src < cfg.n_slots and op.src != op.slot
                 assert self.kv[op.slot] == [], "cp into a slot that holds tokens"
                 assert 0 < op.p1 <= len(self.kv[op.src])
                 self.kv[op.slot] = list(self.kv[op.src][: op.p1])
+                self.kv_owner[op.slot] = self.kv_owner[op.src]
         # Running requests that stay (with or without an item) still have their KV intact.
         for rid, slot in self.slot_of.items():
             assert self.kv[slot] == self.tokens[rid][: self.computed[rid]], f"KV of {rid} damaged"
@@ -140,6 +146,8 @@ class Harness:
                     decode_ids.add(rid)
             else:
                 assert item.slot not in running_before.values(), "slot shared by two requests"
+                if item.pos0 > 0:
+                    assert self.kv_owner[item.slot] == self.owner.get(rid), "KV reused across cache owners"
                 self.slot_of[rid] = item.slot
             # The slot holds exactly the request's tokens before pos0 (prefix cache included).
             assert self.kv[item.slot] == self.tokens[rid][: item.pos0]
@@ -153,6 +161,7 @@ class Harness:
         assert sum(len(k) for k in self.kv) + plan.n_tokens <= cfg.n_ctx, "KV overflow"
         for item in plan.items:
             self.kv[item.slot].extend(item.tokens)
+            self.kv_owner[item.slot] = self.owner.get(item.request_id)
             self.computed[item.request_id] = item.pos0  # advanced after update()
 
 
@@ -485,6 +494,9 @@ def test_only_running_request_is_never_preempted() -> None:
 # -- hypothesis: random workloads --------------------------------------------------------------------
 
 
+OWNERS = st.sampled_from(["user:a", "user:a", "user:a", "user:b", None])
+
+
 class SchedulerMachine(RuleBasedStateMachine):
     h: Harness
 
@@ -519,28 +531,30 @@ class SchedulerMachine(RuleBasedStateMachine):
         )
 
     # A small vocabulary makes shared prefixes (and so prefix-cache hits) common.
-    @rule(prompt=st.lists(st.integers(0, 3), min_size=0, max_size=20), max_new=st.integers(1, 24))
-    def add(self, prompt: list[int], max_new: int) -> None:
-        self._add(prompt, max_new)
+    # Most requests have one owner (shared prefixes stay common); the others copy them (the prefix-cache probe).
+    @rule(prompt=st.lists(st.integers(0, 3), min_size=0, max_size=20), max_new=st.integers(1, 24), owner=OWNERS)
+    def add(self, prompt: list[int], max_new: int, owner: str | None) -> None:
+        self._add(prompt, max_new, owner)
 
-    @rule(header=st.integers(1, 12), tail=st.integers(KEEP_IDLE_TAIL, KEEP_IDLE_TAIL + 8), max_new=st.integers(1, 4))
-    def add_long(self, header: int, tail: int, max_new: int) -> None:
+    @rule(header=st.integers(1, 12), tail=st.integers(KEEP_IDLE_TAIL, KEEP_IDLE_TAIL + 8), max_new=st.integers(1, 4),
+          owner=OWNERS)
+    def add_long(self, header: int, tail: int, max_new: int, owner: str | None) -> None:
         """A long prompt that shares only a header with the others: its entry is copied from, not cut back."""
-        self._add([*range(10, 10 + header), 100 + self.n, *range(50, 50 + tail)], max_new)
+        self._add([*range(10, 10 + header), 100 + self.n, *range(50, 50 + tail)], max_new, owner)
 
-    @rule(data=st.data(), suffix=st.lists(st.integers(0, 3), max_size=5), max_new=st.integers(1, 24))
-    def add_follow_up(self, data: st.DataObject, suffix: list[int], max_new: int) -> None:
-        """A next turn: an earlier request's tokens (finished or not) plus a few more."""
+    @rule(data=st.data(), suffix=st.lists(st.integers(0, 3), max_size=5), max_new=st.integers(1, 24), owner=OWNERS)
+    def add_follow_up(self, data: st.DataObject, suffix: list[int], max_new: int, owner: str | None) -> None:
+        """A next turn: an earlier request's tokens (finished or not) plus a few more, maybe by another owner."""
         base = data.draw(st.sampled_from(sorted(self.h.tokens) or [""]))
-        self._add(self.h.tokens.get(base, []) + suffix, max_new)
+        self._add(self.h.tokens.get(base, []) + suffix, max_new, owner)
 
-    def _add(self, prompt: list[int], max_new: int) -> None:
+    def _add(self, prompt: list[int], max_new: int, owner: str | None = None) -> None:
         h = self.h
         rid = f"r{self.n}"
         self.n += 1
         free_seats = max(0, h.cfg.max_running - len(h.slot_of))  # seats held by pending aborts count
         try:
-            h.add(rid, prompt, max_new)
+            h.add(rid, prompt, max_new, owner)
         except ContextLengthExceeded:
             assert len(prompt) + 1 > h.cfg.n_ctx
             self.rejected.add(rid)

@@ -13,7 +13,7 @@ class ReplyChat:
     def serves(self, model: str) -> bool:
         return self.local
 
-    def prepare_chat(self, body: dict) -> dict:  # type: ignore[type-arg]
+    def prepare_chat(self, body: dict, *, cache_owner: str | None = None) -> dict:  # type: ignore[type-arg]
         self.bodies.append(body)
         return body
 

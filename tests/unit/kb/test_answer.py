@@ -41,7 +41,7 @@ class ScriptedChat:
     def judges_coverage(self, model: str) -> bool:
         return self.judges
 
-    def prepare_chat(self, body: dict) -> dict:  # type: ignore[type-arg]
+    def prepare_chat(self, body: dict, *, cache_owner: str | None = None) -> dict:  # type: ignore[type-arg]
         self.prompts.append(body["messages"][-1]["content"])
         return body
 

@@ -43,6 +43,7 @@ from inhouse.api.audit_trail import note, note_failure, note_route, write_starte
 from inhouse.api.openai.knowledge import ground_chat
 from inhouse.api.openai.relay import Relayed, relay
 from inhouse.api.streaming import run_until_disconnect
+from inhouse.chat.affinity import cache_owner_of
 from inhouse.chat.output import OutputAccumulator, Usage, total_usage
 from inhouse.errors import EngineFailure, InhouseError, InvalidRequest, Overloaded, Unavailable
 from inhouse.governance.answer_labels import answer_label
@@ -165,7 +166,9 @@ class Serving:
         # 4. Wake and prepare (rendering, tokenizing and maybe loading the model block: off the event loop).
         wake = WakeWatch(services.registry, body.get("model"))
         prepare = services.chat.prepare_chat if call.kind == "chat" else services.chat.prepare_completion
-        prepared = await run_in_threadpool(prepare, body)
+        # The prefix cache is shared only among the actor's own requests (chat/affinity.py: cached tokens and time to
+        # first token would reveal another user's prompt).
+        prepared = await run_in_threadpool(prepare, body, cache_owner=cache_owner_of(call.actor))
         wake_s = wake.done(self._metrics, services.residency)
         # 5. Write-ahead audit record.
         await write_started(request, prepared)
