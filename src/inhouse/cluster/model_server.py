@@ -63,11 +63,12 @@ class ModelServer:
         elif engine == "llama":
             from inhouse.bootstrap import build_model_host
             from inhouse.models.residency import ModelResidency
+            from inhouse.models.tuning.status import tuned_status
 
             registry, profiles = build_model_host(settings)
             spec = registry.resolve(model, require_present=True)
-            match = profiles.match(spec.sha256)
-            profile = match.message or match.status
+            status, message = tuned_status(profiles.match(spec.sha256), registry, settings.engine)
+            profile = message or status  # what the replica does with it, as `inhouse models list` says
             registry.get_engine(model)  # loaded now: the replica is ready once its model is
             get_engine = lambda: registry.get_engine(model)  # noqa: E731
             loaded = lambda: dict(registry.loaded_engines()).get(model)  # noqa: E731
