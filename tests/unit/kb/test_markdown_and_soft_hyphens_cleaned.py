@@ -40,6 +40,11 @@ def test_markdown_code_keeps_its_spaces_and_characters() -> None:
     ]
 
 
+def test_html_code_is_cleaned_as_markdown_code() -> None:
+    page = "<html><body><pre>def f():\n    s = \"ＳＫＵ  x\"\u200b  # Ko\u0308hler\x07</pre></body></html>"
+    assert _blocks(page, "code.html") == [("code", "def f():\n    s = \"ＳＫＵ  x\"  # Köhler")]
+
+
 def test_soft_hyphens_go_in_every_format() -> None:
     html = "<html><body><p>Formular F-1: Reise&shy;kosten&shy;abrechnung, Vorlage.</p></body></html>"
     assert _blocks(html, "forms.html") == [("paragraph", "Formular F-1: Reisekostenabrechnung, Vorlage.")]

@@ -36,6 +36,7 @@ from inhouse.errors import DocumentRejected
 from inhouse.kb.document import Marking, ParsedDocument
 from inhouse.kb.parse.blocks import (
     BlockList,
+    clean_code,
     clean_inline,
     clean_text,
     format_table,
@@ -317,7 +318,7 @@ class _Walker:
             self.out.add("table", self._table(node))
         elif tag == "pre":
             self._flush()
-            self.out.add("code", node.text(deep=True).strip("\n"))
+            self.out.add("code", clean_code(node.text(deep=True)).strip("\n"))  # as Markdown's code: spaces kept
         elif tag == "blockquote":
             self._flush()
             self.out.add("quote", "\n".join(_lines(node)))
