@@ -217,6 +217,9 @@ def ask(
             answer = asyncio.run(kb.answerer.answer(actor, question, collection or None, model=name))
             if answer.grounding.covered:  # not covered: the model was given no passage
                 run.read(answer.grounding.hits)
+                # Remembered before it is shown, as a grounded chat completion's: pasted into a chat for a cloud
+                # model it counts at its passages' label (raises, and nothing is shown, if it cannot be kept).
+                services.answers.remember_derived([answer.text], answer.grounding.labels)
             if answer.usage is not None:
                 run.note(prompt_tokens=answer.usage.prompt_tokens, completion_tokens=answer.usage.completion_tokens)
     console.print(answer.text, highlight=False, markup=False)

@@ -277,14 +277,15 @@ class Answerer:
         ``sketch_questions`` on (and searched there only), or for every question with ``kb.sketch_questions``."""
         translation = sketch = None
         where: SketchScope | None = None
+        owner = cache_owner_of(actor)  # the rewrites' prefix cache is the asker's, as the answer's
         if self.translator is not None and model:
-            translation = await self.translator.translate(question, model=model)
+            translation = await self.translator.translate(question, model=model, cache_owner=owner)
         # Only a model this server runs sketches: for another one the collections are not even read.
         if self.sketcher is not None and model and self.sketcher.chat.serves(model):
             where = await asyncio.to_thread(self.retriever.sketch_scope, actor, collections,
                                             everywhere=self.sketch_everywhere)
             if where is not None:
-                sketch = await self.sketcher.sketch(question, model=model, subject=where.subject)
+                sketch = await self.sketcher.sketch(question, model=model, subject=where.subject, cache_owner=owner)
         return await asyncio.to_thread(self.ground, actor, question, collections, top_k=top_k, history=history,
                                        translation=translation, sketch=sketch,
                                        sketch_collections=where.collection_ids if where and sketch else None)

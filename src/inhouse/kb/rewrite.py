@@ -35,9 +35,11 @@ class QuestionRewriter:
     def clean(self, question: str, text: str) -> str | None:
         raise NotImplementedError
 
-    async def rewrite(self, question: str, *, model: str, context: str = "") -> str | None:
+    async def rewrite(self, question: str, *, model: str, context: str = "",
+                      cache_owner: str | None = None) -> str | None:
         """The usable rewrite of ``question`` by ``model``, or None when it cannot be had here. ``context``: what
-        the rewrite may need to know besides the question (the code sketch: what the documents are about)."""
+        the rewrite may need to know besides the question (the code sketch: what the documents are about);
+        ``cache_owner``: whose prefix cache the generation may use (``chat.affinity.cache_owner_of`` of the asker)."""
         question = question.strip()
         if not question or not self.chat.serves(model):
             return None
@@ -47,7 +49,7 @@ class QuestionRewriter:
             return self._cache[key]
         body = {"model": model, "temperature": 0.0, "max_tokens": self.max_tokens,
                 "messages": self.request(question, context), **({"stop": list(self.stop)} if self.stop else {})}
-        prepared = await asyncio.to_thread(self.chat.prepare_chat, body)
+        prepared = await asyncio.to_thread(self.chat.prepare_chat, body, cache_owner=cache_owner)
         result = await self.chat.complete(prepared)
         self.last_reply = result.text
         out = self.clean(question, result.text)

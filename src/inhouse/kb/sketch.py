@@ -168,6 +168,7 @@ class CodeSketcher(QuestionRewriter):
     def clean(self, question: str, text: str) -> str | None:
         return clean_sketch(question, text)
 
-    async def sketch(self, question: str, *, model: str, subject: str = "") -> str | None:
+    async def sketch(self, question: str, *, model: str, subject: str = "",
+                     cache_owner: str | None = None) -> str | None:
         """The code sketch of ``question`` for a system described by ``subject`` (see ``sketch_request``)."""
-        return await self.rewrite(question, model=model, context=subject)
+        return await self.rewrite(question, model=model, context=subject, cache_owner=cache_owner)

@@ -60,6 +60,6 @@ class QueryTranslator(QuestionRewriter):
     def clean(self, question: str, text: str) -> str | None:
         return clean_translation(question, text)
 
-    async def translate(self, question: str, *, model: str) -> str | None:
+    async def translate(self, question: str, *, model: str, cache_owner: str | None = None) -> str | None:
         """The question in the other language (Chinese ↔ English), or None when it cannot be had here."""
-        return await self.rewrite(question, model=model)
+        return await self.rewrite(question, model=model, cache_owner=cache_owner)

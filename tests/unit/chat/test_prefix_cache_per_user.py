@@ -73,3 +73,32 @@ def test_a_member_copying_another_users_prompt_gets_no_cached_tokens(make_servic
         assert services.registry.get_engine(MODEL).stats().prefix_cache_hit_tokens == hits, "the metric moved too"
         again = _ask(alice, secret)  # alice's own next request still reuses her prefix
         assert _cached(again) == again["prompt_tokens"] - 1
+
+
+def test_the_question_rewrites_use_the_askers_prefix_cache_only() -> None:
+    """The translation and code sketch of a question (``kb/rewrite.py``) run before retrieval for a grounded chat, a
+    support answer or ``inhouse ask``: owner-less, one user's question fed another's time to first token."""
+    import asyncio
+
+    from inhouse.kb.translate import QueryTranslator
+
+    engine = build_fake_engine()
+    try:
+        chat = build_fake_chat(engine)
+        owners: list[str | None] = []
+        prepare = chat.prepare_chat
+
+        def spy(body: dict[str, Any], **kwargs: Any) -> Any:
+            prepared = prepare(body, **kwargs)
+            owners.extend(r.cache_owner for r in prepared.requests)
+            return prepared
+
+        chat.prepare_chat = spy  # type: ignore[method-assign]
+        translator = QueryTranslator(chat)
+        secret = "Is the Dingo acquisition of Kestrel Labs for 55 million CNY still signing on 14 May"
+        asyncio.run(translator.translate(secret + ", alice asks?", model=MODEL, cache_owner="user:alice"))
+        before = engine.stats().prefix_cache_hit_tokens
+        asyncio.run(translator.translate(secret + ", bob guesses?", model=MODEL, cache_owner="user:bob"))
+        assert engine.stats().prefix_cache_hit_tokens == before and owners == ["user:alice", "user:bob"]
+    finally:
+        engine.close()

@@ -15,9 +15,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+from inhouse.cli.common import services_for
 from inhouse.cli.main import app
 from inhouse.errors import AuditUnavailable
 from inhouse.governance.audit.log import AuditLog
+from inhouse.governance.labels import Label
 from inhouse.kb.answer import Answerer, GroundedAnswer, Grounding
 
 LEAVE = "# Annual leave\n\nAfter 3 years of service an employee has 15 days of annual leave a year.\n"
@@ -70,7 +72,7 @@ def refused(*args: str, code: int = 4) -> Result:
 
 async def fake_answer(self: Answerer, g: Grounding, *, model: str, **sampling: Any) -> GroundedAnswer:
     assert g.covered and g.hits  # the real grounding: only the model is left out
-    return GroundedAnswer("15 days [1].", [], g, model)
+    return GroundedAnswer("After 3 years of service: 15 days of annual leave a year [1].", [], g, model)
 
 
 def test_a_search_is_recorded_naming_the_documents_it_returned(member: tuple[str, str]) -> None:
@@ -100,6 +102,10 @@ def test_a_grounded_answer_is_recorded_naming_the_documents_the_model_was_given(
     assert {r["actor_key_id"] for r in (started, final)} == {key_of(secret)}
     assert final["documents"] == [doc] and final["label"] == "internal" and final["model"] == "m"
     assert [r["action"] for r in records("--document", doc)] == ["kb:write", "chat:create"]
+    # Remembered at its passages' label, as a grounded chat completion's answer: pasted back, it counts as internal.
+    with services_for(None) as services:
+        pasted = "After 3 years of service: 15 days of annual leave a year [1]."
+        assert services.answers.of_history([{"role": "user", "content": pasted}]) == Label.INTERNAL
 
 
 def test_a_search_whose_record_cannot_be_written_shows_nothing(member: tuple[str, str],

@@ -45,9 +45,9 @@ def test_a_number_with_thousands_separators_is_one_term() -> None:
     # The index side: the number, the number of its lower groups, the groups (what a substring index finds).
     assert index_terms("amount 1,250,000.") == ["amount", "1,250,000", "250,000", "250", "000"]
     assert tsquery_literal(keyword_terms("1,250,000")[0]) == "'1,250,000':*"
-    # Not a grouped number: a fourth digit, or a group of two.
+    # Not a grouped number: a fourth digit, a group of two, or an item of a longer comma list.
     assert keyword_terms("12345,678 and 1,2345 or 1,25")[0] == ["12345", "678", "2345"]
-    assert keyword_terms("ports 80,443,8080")[0] == ["ports", "80,443", "8080"]
+    assert keyword_terms("ports 80,443,8080")[0] == ["ports", "443", "8080"]
 
 
 def put(store: IndexStore, col: str, name: str, text: str) -> str:
@@ -84,3 +84,16 @@ def test_an_amount_is_searched_as_one_number(index_store: IndexStore) -> None:
         assert found(index_store, query, docs) == ["budget-05"], query
     # The lower groups name the amounts that end in them, as a substring would.
     assert sorted(found(index_store, "250,000", docs)) == ["budget-02", "budget-05", "budget-09"]
+
+
+def test_a_comma_list_of_codes_is_no_amount_and_its_terms_stay_small() -> None:
+    """A run of 3-digit codes joined by commas (a JSON array, a row of codes) read as one amount had every comma
+    suffix indexed beside it: 1,500 codes made a 2.4 MB tsvector, which PostgreSQL refuses (1 MB), so the file could
+    not be stored and migration 8 failed on a database holding one."""
+    from inhouse.kb.index.postgres.terms import tsvector_literal
+
+    codes = ",".join(str(100 + i % 900) for i in range(1500))
+    assert "100,101" not in index_terms(codes)
+    assert len(tsvector_literal(f"Allowed region codes: {codes}", "").encode()) < 100_000
+    assert "1,250,000,000,000,000,000" in index_terms("a fund of 1,250,000,000,000,000,000 CNY")  # seven groups
+    assert "12,345" in index_terms("12,345 CNY, 678 USD")  # an amount before a comma and a space stays one

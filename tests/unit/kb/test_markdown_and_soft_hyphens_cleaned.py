@@ -40,6 +40,15 @@ def test_markdown_code_keeps_its_spaces_and_characters() -> None:
     ]
 
 
+def test_code_inside_a_markdown_list_or_quote_keeps_its_spaces_and_characters() -> None:
+    page = ("1. Edit the config:\n\n   ```python\n   x    = 1      # aligned\n   name = \"ＩＳＯ\"\n   ```\n\n"
+            "2. Then  run\u200b it.\n\n> Quoted code:\n>\n>     if a:\n>         b  =  2\n")
+    blocks = dict(_blocks(page, "setup.md"))
+    assert blocks["list"] == ("1. Edit the config:\n\n   ```python\n   x    = 1      # aligned\n   name = \"ＩＳＯ\"\n"
+                              "   ```\n\n2. Then run it.")  # the prose around it cleaned as before
+    assert blocks["quote"] == "Quoted code:\n\n    if a:\n        b  =  2"
+
+
 def test_html_code_is_cleaned_as_markdown_code() -> None:
     page = "<html><body><pre>def f():\n    s = \"ＳＫＵ  x\"\u200b  # Ko\u0308hler\x07</pre></body></html>"
     assert _blocks(page, "code.html") == [("code", "def f():\n    s = \"ＳＫＵ  x\"  # Köhler")]

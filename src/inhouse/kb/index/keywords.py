@@ -44,8 +44,10 @@ _STOP = frozenset({
     "own", "same", "very", "just", "one", "two", "company",
 })
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-# A number with thousands separators: one term, before the Latin term (which would end at the first comma).
-_GROUPED = r"\d{1,3}(?:,\d{3})+(?!\d)"
+# A number with thousands separators: one term, before the Latin term (which would end at the first comma). At most
+# seven groups (a quintillion), and not an item of a longer comma list ("100,101,102,…", a row of codes: as one term
+# with every suffix it grew with the square of its length, past what a PostgreSQL tsvector holds).
+_GROUPED = r"\d{1,3}(?:,\d{3}){1,6}(?!,?\d)"
 # A CJK run, or a Latin term: a letter or digit, then letters, digits, ``_``, ``.`` and ``-``, none of them CJK.
 _TOKEN_RE = re.compile(rf"[{_CJK}]+|{_GROUPED}|[^\W_{_CJK}](?:[^\W{_CJK}]|[.\-])*")
 # Full-width letters and digits (U+FF10-FF19, FF21-FF3A, FF41-FF5A) and the joiners of a code (－ ． ＿) half-width;

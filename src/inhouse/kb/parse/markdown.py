@@ -90,9 +90,9 @@ def _walk(text: str, out: BlockList, limits: ParseLimits) -> None:
         elif tok.type == "paragraph_open":
             out.add("paragraph", clean_text(tokens[i + 1].content))
         elif tok.type in ("bullet_list_open", "ordered_list_open"):
-            out.add("list", _clean_lines(source(tok)))
+            out.add("list", _clean_lines(source(tok), _code_lines(tokens[i + 1:close], tok.map)))
         elif tok.type == "blockquote_open":
-            out.add("quote", _clean_lines(_QUOTE_MARK.sub("", source(tok))))
+            out.add("quote", _clean_lines(_QUOTE_MARK.sub("", source(tok)), _code_lines(tokens[i + 1:close], tok.map)))
         elif tok.type == "table_open":
             out.add("table", format_table(_table_rows(tokens[i:close], limits)))  # cells cleaned there
         elif tok.type == "fence":
@@ -105,10 +105,22 @@ def _walk(text: str, out: BlockList, limits: ParseLimits) -> None:
         i = close + 1
 
 
-def _clean_lines(text: str) -> str:
-    """Markdown source lines, each cleaned (``clean_inline``) after its indentation, which nests list items."""
+def _code_lines(inner: list[Any], block: list[int] | None) -> frozenset[int]:
+    """The lines (counted from the block's first) of the code fences and indented code inside a list or quote."""
+    if not block:
+        return frozenset()
+    return frozenset(n - block[0] for t in inner if t.type in ("fence", "code_block") and t.map
+                     for n in range(t.map[0], t.map[1]))
+
+
+def _clean_lines(text: str, code: frozenset[int] = frozenset()) -> str:
+    """Markdown source lines, each cleaned (``clean_inline``) after its indentation, which nests list items; the
+    lines of code inside (``code``) keep their spaces and characters (``clean_code``), as code outside does."""
     lines = []
-    for line in text.split("\n"):
+    for n, line in enumerate(text.split("\n")):
+        if n in code:
+            lines.append(clean_code(line))
+            continue
         body = line.lstrip(" \t")
         lines.append(line[:len(line) - len(body)] + cleaned if (cleaned := clean_inline(body)) else "")
     return "\n".join(lines)
