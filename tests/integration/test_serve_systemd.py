@@ -38,6 +38,7 @@ def test_serve_tells_systemd_it_is_ready_alive_and_stopping(tmp_path: Path) -> N
         drain(1.5)
         assert httpx.get(server.url + "/health", timeout=5).status_code == 200
     finally:
+        stopping_at = time.monotonic()
         server.stop()
     drain(1.0)
     listener.close()
@@ -45,6 +46,8 @@ def test_serve_tells_systemd_it_is_ready_alive_and_stopping(tmp_path: Path) -> N
     assert any(t.startswith("STATUS=loading smollm2-135m") for t in texts), texts
     ready = [i for i, t in enumerate(texts) if t.startswith("READY=1")]
     assert len(ready) == 1 and "STATUS=serving smollm2-135m" in texts[ready[0]], texts
-    pings = [at for at, t in messages if t == "WATCHDOG=1"]
+    # At the asked pace while it serves; once stopping, systemd's stop timeout applies instead (it stops the watchdog
+    # when the unit leaves the running state), and the shutdown's last steps may keep the loop a second.
+    pings = [at for at, t in messages if t == "WATCHDOG=1" and at < stopping_at]
     assert len(pings) >= 3 and max(b - a for a, b in itertools.pairwise(pings)) < 0.9, texts
     assert texts[-1].startswith("STOPPING=1") and ready[0] < len(texts) - 1, texts
