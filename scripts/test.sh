@@ -30,4 +30,5 @@ if [ "$free_kb" -lt $((6 * 1024 * 1024)) ]; then
   echo "warning: less than 6 GB free in $tmp_dir; the tests that serve models may fail with 'No space left'" >&2
 fi
 echo "==> pytest"
-.venv/bin/python -m pytest -q "$@"
+# The slowest tests are listed at the end: CI must stay under 30 minutes on the 2-core box.
+.venv/bin/python -m pytest -q --durations=15 "$@"
