@@ -25,7 +25,7 @@ from starlette.responses import Response
 
 from inhouse.api.deps import refuse_lone_surrogates, services_of
 from inhouse.errors import AuthenticationFailed, NotFound, PermissionDenied, StoreUnavailable
-from inhouse.governance.acl import ACTIONS, METERED_ACTIONS, Need, allowed
+from inhouse.governance.acl import ACTIONS, METERED_ACTIONS, Need, allowed, refusal
 from inhouse.types import ANONYMOUS_ADMIN, Actor
 
 if TYPE_CHECKING:
@@ -131,7 +131,7 @@ def require(action: str) -> Any:
         if not allowed(actor, action):
             if request.path_params:
                 raise NotFound("Not found, or not yours.")
-            raise PermissionDenied(f"Your key may not perform '{action}' (needs role {need}).")
+            raise PermissionDenied(refusal(actor, action))
         if action in METERED_ACTIONS:
             services_of(request).quotas.check(actor.key_id)
         return actor

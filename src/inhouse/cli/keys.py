@@ -66,13 +66,28 @@ def list_(
         records = services.keys.list_keys(user_id=user_id)
         names = {u.id: u.name for u in services.directory.list_users()}
     # "last used" (to the minute: it is written at most once a minute) shows a key still in use before a revoke.
-    table = Table("name", "user", "role", "prefix", "created", "expires", "revoked", "last used", "limits")
-    table.columns.insert(0, Column("id", no_wrap=True))  # what revoke and set-limits take: whole on a narrow terminal
-    for r in records:
-        table.add_row(*cells(r.id, r.name, names.get(r.user_id or "", r.user_id or ""), r.role, r.prefix,
-                             _when(r.created_at), _when(r.expires_at), _when(r.revoked_at),
-                             _when(r.last_used_at) or "never", _limits(r.rpm_limit, r.tokens_per_day_limit)))
+    headers = ("id", "name", "user", "role", "prefix", "created", "expires", "revoked", "last used", "limits")
+    rows = [(r.id, r.name, names.get(r.user_id or "", r.user_id or ""),
+             r.role + (f" ({', '.join(r.scopes)} only)" if r.scopes is not None else ""), r.prefix,
+             _when(r.created_at), _when(r.expires_at), _when(r.revoked_at), _when(r.last_used_at) or "never",
+             _limits(r.rpm_limit, r.tokens_per_day_limit)) for r in records]
+    if console.width < _TABLE_WIDTH:
+        # Ten columns squeezed into a narrow terminal cut every value to "na…": one key a paragraph instead.
+        for row in rows:
+            console.print(f"[bold]{esc(row[0])}[/] {esc(row[1])}", highlight=False)
+            for header, value in zip(headers[2:], row[2:], strict=True):
+                if value:
+                    console.print(f"  {header}: {esc(value)}", highlight=False)
+        return
+    table = Table(*headers[1:])
+    table.columns.insert(0, Column("id", no_wrap=True))  # what revoke and set-limits take
+    for row in rows:
+        table.add_row(*cells(*row))
     console.print(table)
+
+
+# Columns a terminal needs for the key table to show its values whole (narrower: one key a paragraph).
+_TABLE_WIDTH = 150
 
 
 def _when(ts: float | None) -> str:

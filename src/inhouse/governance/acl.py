@@ -117,6 +117,13 @@ def allowed(actor: Actor | None, action: str, resource: Resource | None = None) 
     return may_access(actor, resource)
 
 
+def refusal(actor: Actor | None, action: str) -> str:
+    """Why ``actor`` may not perform ``action`` at all: its scopes (a widget's key), or its role."""
+    if actor is not None and actor.scopes is not None and action not in actor.scopes:
+        return (f"Your key is limited to {', '.join(sorted(actor.scopes))}: it may not perform '{action}'.")
+    return f"Your key may not perform '{action}' (needs role {ACTIONS.get(action)})."
+
+
 def require_allowed(actor: Actor | None, action: str, resource: Resource | None = None) -> None:
     """``allowed`` or raise PermissionDenied (callers hiding ids translate it to NotFound)."""
     if not allowed(actor, action, resource):
@@ -124,6 +131,6 @@ def require_allowed(actor: Actor | None, action: str, resource: Resource | None 
         if need is None:
             raise PermissionDenied(f"Unknown action '{action}'.")
         if not role_allows(actor, action):
-            raise PermissionDenied(f"Your key may not perform '{action}' (needs role {need}).")
+            raise PermissionDenied(refusal(actor, action))
         kind = resource.kind if resource is not None else "resource"
         raise PermissionDenied(f"Your key may not perform '{action}' on this {kind}.")

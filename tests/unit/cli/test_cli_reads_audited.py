@@ -124,7 +124,8 @@ def test_a_key_scoped_to_the_support_widget_may_not_search_or_ask_from_the_comma
     widget = re.findall(r"ih_[A-Za-z0-9_-]+", cli("keys", "create", "--name", "widget", "--user", "erin",
                                                   "--scope", "apps:support").output)[-1]
     search = refused("search", "annual leave", "--collection", "hr", "--key", widget)
-    assert "Annual leave" not in search.output and "may not perform 'kb:read'" in search.output
+    assert "Annual leave" not in search.output
+    assert "Your key is limited to apps:support: it may not perform 'kb:read'." in " ".join(search.output.split())
     ask = refused("ask", "How many annual leave days?", "--model", "m", "--key", widget)
     assert "may not perform 'chat:create'" in ask.output
     denied = [r for r in records("--since", "1h") if r["outcome"] == "denied"]
@@ -187,3 +188,14 @@ def test_sync_of_a_file_is_refused_before_anything_is_created(env: Path) -> None
     result = CliRunner().invoke(app, ["ingest", "--sync", str(env / "leave.md"), "--collection", "typo"])
     assert result.exit_code == 2 and "--sync takes directories" in result.output, result.output
     assert "typo" not in cli("collections", "list").output
+
+
+def test_keys_list_on_a_narrow_terminal_shows_each_value_whole(member: tuple[str, str],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    cli("keys", "create", "--name", "support widget", "--user", "erin", "--scope", "apps:support")
+    monkeypatch.setenv("COLUMNS", "80")  # ten columns at 80 were "na…", "ro…", "20…"
+    listed = cli("keys", "list").output
+    assert "support widget" in listed and "role: member (apps:support only)" in listed
+    assert "last used: never" in listed and "limits: default" in listed and "…" not in listed
+    monkeypatch.setenv("COLUMNS", "400")
+    assert "member (apps:support only)" in cli("keys", "list").output  # the table, on a wide one
