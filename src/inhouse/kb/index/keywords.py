@@ -35,6 +35,8 @@ import re
 import unicodedata
 from collections.abc import Callable
 
+from inhouse.kb.parse.blocks import HALF_WIDTH
+
 _STOP = frozenset({
     "the", "and", "for", "are", "was", "were", "what", "which", "who", "whom", "whose", "when", "where", "why",
     "how", "many", "much", "does", "did", "done", "with", "that", "this", "these", "those", "from", "into", "onto",
@@ -52,9 +54,10 @@ _GROUPED = r"\d{1,3}(?:,\d{3}){1,6}(?!,?\d)"
 _TOKEN_RE = re.compile(rf"[{_CJK}]+|{_GROUPED}|[^\W_{_CJK}](?:[^\W{_CJK}]|[.\-])*")
 # Full-width letters and digits (U+FF10-FF19, FF21-FF3A, FF41-FF5A) and the joiners of a code (－ ． ＿) half-width;
 # soft hyphens and zero-width characters removed. Full-width punctuation that ends a term (，。：) needs no folding.
+# The letters and digits are the parsers' own map (``blocks.HALF_WIDTH``), which stores documents the same way.
 _FOLD: dict[int, int | None] = {
-    **{c: c - 0xFEE0 for c in (*range(0xFF10, 0xFF1A), *range(0xFF21, 0xFF3B), *range(0xFF41, 0xFF5B), 0xFF0D, 0xFF0E,
-                               0xFF3F)},
+    **HALF_WIDTH,
+    **{c: c - 0xFEE0 for c in (0xFF0D, 0xFF0E, 0xFF3F)},
     **dict.fromkeys((0xAD, 0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF)),
 }
 # Runs of those characters: only they are translated (``translate`` visits every character of a chunk, 5x slower).

@@ -21,7 +21,8 @@ _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\xad\u200b-\u200f\u202a-\u2
 # indexes hold half-width so that a question typed either way finds them (``keywords.py`` folds the query alike).
 # Full-width punctuation (，。：（）) stays: it is the text's own, quoted to users in citations.
 _FULL_WIDTH = re.compile(r"[\uff10-\uff19\uff21-\uff3a\uff41-\uff5a]+")
-_HALF_WIDTH = {c: c - 0xFEE0 for c in (*range(0xFF10, 0xFF1A), *range(0xFF21, 0xFF3B), *range(0xFF41, 0xFF5B))}
+HALF_WIDTH: dict[int, int | None] = {c: c - 0xFEE0 for c in (*range(0xFF10, 0xFF1A), *range(0xFF21, 0xFF3B),
+                                                             *range(0xFF41, 0xFF5B))}
 # Producers that write placeholders instead of leaving a field out (ReportLab, Word templates...).
 _PLACEHOLDERS = {
     "", "(anonymous)", "(unspecified)", "anonymous", "unspecified", "untitled", "unknown", "none",
@@ -133,7 +134,7 @@ def clean_code(text: str) -> str:
 
 def _half_width(text: str) -> str:
     # Only the runs found are translated: ``translate`` of the whole text would visit every character of 50 MB.
-    return _FULL_WIDTH.sub(lambda m: m.group().translate(_HALF_WIDTH), text)
+    return _FULL_WIDTH.sub(lambda m: m.group().translate(HALF_WIDTH), text)
 
 
 def format_table(rows: Iterable[Sequence[object]]) -> str:
