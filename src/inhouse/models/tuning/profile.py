@@ -295,36 +295,57 @@ def dump_toml(doc: dict[str, Any], prefix: str = "") -> str:
     return out
 
 
+@dataclass(frozen=True)
+class TunedOutcome:
+    """What a model's profile match comes to when its model loads: ``status`` is the match's, or
+    ``variant_missing`` / ``does_not_fit`` when a valid profile of this CPU cannot be applied as a whole; the
+    engine settings and weight file to load (untuned unless ``applied``)."""
+
+    status: str
+    message: str
+    settings: EngineSettings
+    path: Path
+
+
+def tuned_outcome(match: ProfileMatch, settings: EngineSettings, path: Path,
+                  variant_path: Callable[[str, str], Path] | None) -> TunedOutcome:
+    """The one rule of what serve does with a profile (``tuned_settings`` logs it, ``models/tuning/status.py``
+    reports it): applied as a whole, or not at all. ``variant_path``: the verified path of the profile's weights."""
+    untuned = lambda status, message: TunedOutcome(status, message, settings, path)  # noqa: E731
+    if not match.applies or match.profile is None:
+        return untuned(match.status, match.message)
+    profile, where, tuned_path = match.profile, f"The tuned profile {match.path}", path
+    if profile.weights is not None:
+        w = profile.weights
+        if variant_path is None:
+            return untuned("variant_missing", f"{where} needs weights {w.name} but no registry was given; not "
+                                              "applied, the model runs untuned.")
+        try:
+            tuned_path = variant_path(w.name, w.sha256)
+        except InhouseError as exc:
+            return untuned("variant_missing", f"{where} needs weights {w.name}: {exc.message} Not applied, the "
+                                              f"model runs untuned; re-run `inhouse tune {profile.model}`.")
+    try:
+        tuned = profile.apply(settings)
+    except ValidationError as exc:  # with this machine's other settings (a budget below its max_running)
+        return untuned("does_not_fit", f"{where} does not fit the settings ("
+                                       + "; ".join(str(e["msg"]) for e in exc.errors())
+                                       + "); not applied, the model runs untuned.")
+    return TunedOutcome(match.status, match.message, tuned, tuned_path)
+
+
 def tuned_settings(match: ProfileMatch, settings: EngineSettings, path: Path,
                    variant_path: Callable[[str, str], Path] | None) -> tuple[EngineSettings, Path]:
     """The engine settings and weight file to load, given a model's profile match. Never raises: a profile
     that cannot be applied as a whole (corrupt, another CPU, its variant missing) is reported loudly and the
     model runs untuned."""
-    if match.status == "other_cpu":
-        log.warning("%s", match.message)
-        return settings, path
-    if match.status == "invalid":
-        log.error("%s Serving untuned.", match.message)
-        return settings, path
-    if not match.applies or match.profile is None:
-        return settings, path
-    profile, original = match.profile, path
-    if profile.weights is not None:
-        if variant_path is None:
-            log.error("tuned profile %s needs weights %s but no registry was given; serving untuned",
-                      match.path, profile.weights.name)
-            return settings, path
-        try:
-            path = variant_path(profile.weights.name, profile.weights.sha256)
-        except InhouseError as exc:
-            log.error("tuned profile %s needs weights %s: %s Serving untuned.", match.path,
-                      profile.weights.name, exc.message)
-            return settings, path
-    try:
-        tuned = profile.apply(settings)
-    except ValidationError as exc:  # with this machine's other settings (a budget below its max_running)
-        log.error("tuned profile %s does not fit the settings (%s). Serving untuned.", match.path,
-                  "; ".join(str(e["msg"]) for e in exc.errors()))
-        return settings, original
-    log.info("applied tuned profile %s (%s)", match.path, profile.describe())
-    return tuned, path
+    outcome = tuned_outcome(match, settings, path, variant_path)
+    if outcome.status == "other_cpu":
+        log.warning("%s", outcome.message)
+    elif outcome.status == "invalid":
+        log.error("%s Serving untuned.", outcome.message)
+    elif outcome.status in ("variant_missing", "does_not_fit"):
+        log.error("%s", outcome.message)
+    elif outcome.status == "applied" and match.profile is not None:
+        log.info("applied tuned profile %s (%s)", match.path, match.profile.describe())
+    return outcome.settings, outcome.path

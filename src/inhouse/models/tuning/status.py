@@ -3,11 +3,11 @@ report it: ``ProfileStore.match`` judges the file (valid, this CPU), ``tuned_sta
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
-
-from inhouse.errors import InhouseError
+from inhouse.errors import Conflict
+from inhouse.models.tuning.profile import tuned_outcome
 
 if TYPE_CHECKING:
     from inhouse.config import EngineSettings
@@ -17,29 +17,15 @@ if TYPE_CHECKING:
 
 def tuned_status(match: ProfileMatch, registry: ModelRegistry, engine: EngineSettings, *,
                  verify: bool = False) -> tuple[str, str]:
-    """(status, message) of what serve does with a model's profile. ``ProfileStore.match`` says "applied" when
-    the file is valid and for this CPU, but serve (``tuning.profile.tuned_settings``) refuses it as a whole, and
-    runs the model untuned, when its re-quantized weights are not registered and present with the pinned
-    digest (``variant_missing``) or its values do not validate with these settings (``does_not_fit``).
-    ``verify``: re-check the variant file's digest as serve does (cheap once it was loaded: the digest is cached)."""
-    if not match.applies or match.profile is None:
-        return match.status, match.message
-    profile, where = match.profile, f"The tuned profile {match.path}"
-    w = profile.weights
-    if w is not None:
-        try:
-            if verify:
-                registry.verified_path(w.name, w.sha256)
-            elif (pinned := registry.resolve(w.name, require_present=True).sha256) != w.sha256:
-                return "variant_missing", (f"{where} needs weights {w.name} with sha256 {w.sha256}, but they are "
-                                           f"pinned to {pinned}; not applied, the model runs untuned.")
-        except InhouseError as exc:
-            return "variant_missing", (f"{where} needs weights {w.name}: {exc.message} Not applied, the model runs "
-                                       f"untuned; re-run `inhouse tune {profile.model}`.")
-    try:
-        profile.apply(engine)
-    except ValidationError as exc:
-        return "does_not_fit", (f"{where} does not fit the settings ("
-                                + "; ".join(str(e["msg"]) for e in exc.errors())
-                                + "); not applied, the model runs untuned.")
-    return match.status, match.message
+    """(status, message) of what serve does with a model's profile: ``tuning.profile.tuned_outcome``'s rule, with
+    the variant's weights looked up in ``registry``. ``verify``: re-check the variant file's digest as serve does
+    (cheap once it was loaded: the digest is cached); else only that the name is present and pinned to it."""
+
+    def pinned(name: str, sha256: str) -> Path:
+        spec = registry.resolve(name, require_present=True)
+        if spec.sha256 != sha256 or spec.path is None:
+            raise Conflict(f"its sha256 is {sha256}, but '{name}' is pinned to {spec.sha256}.")
+        return spec.path
+
+    outcome = tuned_outcome(match, engine, Path(), registry.verified_path if verify else pinned)
+    return outcome.status, outcome.message
