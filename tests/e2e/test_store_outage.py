@@ -15,7 +15,7 @@ import pytest
 from live_server import FAKE_MODEL, LiveServer, long_reply_engine, run_live_server, stream_long_reply
 
 from inhouse.store.postgres.local import LocalPostgres
-from inhouse.testing.postgres import local_postgres
+from inhouse.testing.postgres import local_postgres, skip_without_postgres
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 @pytest.fixture
 def own_postgres() -> Iterator[LocalPostgres]:
     """A PostgreSQL of this test's own, so stopping it disturbs no other test."""
-    pytest.importorskip("pgserver")
+    skip_without_postgres()
     with local_postgres() as server:
         yield server
 

