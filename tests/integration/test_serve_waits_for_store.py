@@ -16,7 +16,7 @@ import pytest
 
 from inhouse.store.postgres.local import LocalPostgres
 from inhouse.testing.crash import inhouse_argv
-from inhouse.testing.postgres import local_postgres
+from inhouse.testing.postgres import local_postgres, skip_without_postgres
 from inhouse.testing.server_process import ServerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -26,7 +26,7 @@ SMOL = "smollm2-135m"
 @pytest.fixture
 def stopped_postgres() -> Iterator[tuple[LocalPostgres, str]]:
     """A PostgreSQL of this test's own with an empty database, stopped."""
-    pytest.importorskip("pgserver")
+    skip_without_postgres()
     with local_postgres() as server:
         url = server.create_database()
         server.stop()
@@ -35,17 +35,31 @@ def stopped_postgres() -> Iterator[tuple[LocalPostgres, str]]:
 
 def test_serve_waits_for_its_database_then_serves(tmp_path: Path, stopped_postgres: tuple[LocalPostgres, str]) -> None:
     pg, url = stopped_postgres
-    starter = threading.Timer(14.0, pg.start)  # up 14 s after the server started: past its first 10 s attempt
     env = {"INHOUSE_STORE__URL": url, "INHOUSE_STORE__CONNECT_WAIT_S": "120"}
     server = ServerProcess(tmp_path, SMOL, env=env)
+    said_so = threading.Event()
+    done = threading.Event()
+
+    def start_postgres_once_it_waits() -> None:
+        # The database comes up only once the server has said it waits: a fixed delay raced the server's own
+        # start-up (its hardware probe takes a minute on a loaded box) and started PostgreSQL before it was missed.
+        while not done.is_set():
+            if "waiting for the database" in server.log_tail(20000):
+                said_so.set()
+                pg.start()
+                return
+            time.sleep(0.2)
+
+    starter = threading.Thread(target=start_postgres_once_it_waits, daemon=True)
     starter.start()
     try:
         server.start(ready_timeout_s=300)
         assert httpx.get(server.url + "/ready", timeout=10).status_code == 200
     finally:
-        starter.cancel()
+        done.set()
+        starter.join(timeout=60)
         server.stop()
-    assert "waiting for the database" in server.log_tail(20000)
+    assert said_so.is_set()
 
 
 def test_serve_gives_up_after_connect_wait_s_with_one_line(tmp_path: Path,
