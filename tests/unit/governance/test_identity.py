@@ -195,3 +195,13 @@ def test_fuzzed_secrets_for_a_real_key_id_fail(keys: KeyStore, tail: str) -> Non
     prefix = keys.list_keys()[0].prefix
     with pytest.raises(AuthenticationFailed):
         keys.authenticate(f"{prefix}_{tail}")
+
+
+def test_a_scoped_key_an_old_release_made_for_an_admin_authenticates_as_a_member(keys: KeyStore, db: Database) -> None:
+    """Releases before cbdadec let an admin key be limited to apps:support; such a row must not keep an admin's
+    clearance (another owner's support sessions, every collection) after an upgrade."""
+    record, secret = keys.create_key("site-widget", scopes=["apps:support"])
+    db.execute("UPDATE api_keys SET role = 'admin' WHERE id = ?", (record.id,))  # as the old release stored it
+    actor = keys.authenticate(secret)
+    assert actor.role == "member" and not actor.is_admin
+    assert actor.scopes == frozenset({"apps:support"})

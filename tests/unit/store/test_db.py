@@ -148,3 +148,13 @@ def test_a_write_refused_by_a_read_only_disk_is_storage_read_only(tmp_path: Path
     with pytest.raises(StorageReadOnly, match="read-only") as raised, guard:
         raise io_error
     assert raised.value.code == "storage_read_only" and str(tmp_path) not in raised.value.message
+
+
+def test_migration_11_makes_an_old_scoped_admin_key_a_member_key(db: Database) -> None:
+    apply_migrations(db, MIGRATIONS[:10])
+    row = "INSERT INTO api_keys (id, name, prefix, secret_hash, role, created_at, scopes) VALUES (?, ?, ?, ?, ?, 0, ?)"
+    db.execute(row, ("key_a", "site-widget", "ih_a", "0" * 64, "admin", '["apps:support"]'))
+    db.execute(row, ("key_b", "admin laptop", "ih_b", "0" * 64, "admin", None))
+    assert migrate(db) == [11]
+    assert {r["id"]: r["role"] for r in db.query("SELECT id, role FROM api_keys")} == {"key_a": "member",
+                                                                                      "key_b": "admin"}

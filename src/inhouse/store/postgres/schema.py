@@ -149,6 +149,9 @@ CREATE INDEX answer_labels_created ON answer_labels (created_at);
     PgMigration(8, "key_limits_bigint", """
 ALTER TABLE api_keys ALTER COLUMN rpm_limit TYPE bigint, ALTER COLUMN tokens_per_day_limit TYPE bigint;
 """),
+    # SQLite's inhouse.db migration 11: a key limited to scopes is a member key (governance/identity.py).
+    PgMigration(9, "scoped_keys_are_members",
+                "UPDATE api_keys SET role = 'member' WHERE scopes IS NOT NULL AND role = 'admin'"),
 )
 
 AUDIT: tuple[PgMigration, ...] = (

@@ -189,6 +189,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX answer_labels_created ON answer_labels (created_at);
         """,
     ),
+    Migration(
+        11,
+        "scoped_keys_are_members",
+        """
+        -- Releases before cbdadec let an admin's key be limited to scopes (the support widget's): such a key is a
+        -- member key (governance/identity.py checks it at every request too); its row says so from now on.
+        UPDATE api_keys SET role = 'member' WHERE scopes IS NOT NULL AND role = 'admin';
+        """,
+    ),
 )
 
 
