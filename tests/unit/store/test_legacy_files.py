@@ -23,6 +23,7 @@ from inhouse.kb.access import AccessScope
 from inhouse.kb.document import Chunk
 from inhouse.kb.index.protocol import NewDocument, SearchFilters
 from inhouse.kb.index.sqlite import SqliteIndexStore
+from inhouse.kb.index.sqlite.schema import LEGACY_FENCE
 from inhouse.store.sqlite.audit import MIGRATIONS as AUDIT_MIGRATIONS
 from inhouse.store.sqlite.audit import open_sqlite_audit_log
 from inhouse.store.sqlite.conversations import SqliteConversationStore
@@ -116,6 +117,12 @@ def test_kb_db_opens_searches_and_takes_new_documents(old: tuple[Path, dict[str,
             assert all(n == 0 for k, n in s.counts().items() if k.startswith("orphan"))
         finally:
             s.close()
+    kb = Database(d / "kb.db")
+    try:
+        # The old release refuses a kb_meta schema above its own 2: it must not write into the migrated file.
+        assert kb.scalar("SELECT value FROM kb_meta WHERE key = 'schema'") == str(LEGACY_FENCE)
+    finally:
+        kb.close()
     s = SqliteIndexStore(d / "kb.db", dim=8)
     try:
         new = s.put_document(make_doc(facts["collection_id"], "vpn.txt", ["vpn profiles last 180 days"])).document

@@ -4,8 +4,9 @@ Version 1 is ``_SCHEMA`` plus the ``vec0`` table, whose dimension comes from the
 of the connection, not a script). Append only: never edit a step that has shipped.
 
 Files from before ``schema_migrations`` recorded their version in ``kb_meta`` (key ``schema``); ``_legacy_version``
-reads it once, the steps up to it are recorded as applied, and the ``kb_meta`` row is left as it was (nothing reads
-it any more).
+reads it once and the steps up to it are recorded as applied. Those releases refuse a file whose ``kb_meta`` schema
+is above theirs, and nothing else stops them: so every file this code opens gets ``LEGACY_FENCE`` there, and a
+release from before the migrations refuses it instead of writing into an index it does not understand.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from typing import Any
 
 from inhouse.errors import InvalidRequest
 from inhouse.store.sqlite.database import Database, Migration, apply_migrations, run_step
+
+# kb_meta's 'schema' for releases before schema_migrations (which knew versions up to 3): far above any of them.
+LEGACY_FENCE = 1000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kb_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -181,6 +185,11 @@ def migrate_index(db: Database, dim: int) -> None:
     """Bring ``kb.db`` to the newest schema, then check (or record) the dimension of its vectors."""
     apply_migrations(db, migrations(dim), what="index", legacy_version=_legacy_version)
     with db.transaction() as c:
+        fence = c.execute("SELECT value FROM kb_meta WHERE key = 'schema'").fetchone()
+        if fence is None or fence[0] != str(LEGACY_FENCE):
+            # An old release opening this file (a downgrade) wrote chunks without their words and left the
+            # keyword index malformed; with the fence it says the file is newer and touches nothing.
+            c.execute("INSERT OR REPLACE INTO kb_meta (key, value) VALUES ('schema', ?)", (str(LEGACY_FENCE),))
         row = c.execute("SELECT value FROM kb_meta WHERE key = 'dim'").fetchone()
         if row is None:
             c.execute("INSERT INTO kb_meta (key, value) VALUES ('dim', ?)", (str(dim),))
