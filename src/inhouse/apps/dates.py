@@ -458,6 +458,18 @@ def resolve_datetime(text: str, now: datetime, *, default_time: time = time(9, 0
     return check_instant(value, param)
 
 
+def is_day_only(text: str) -> bool:
+    """True when ``text`` names a day and no clock time ("2027-03-04", "Friday", "3月4日"): a listing window that
+    ends on a day so named includes that day."""
+    raw = text.strip() if isinstance(text, str) else ""
+    if not raw or _ISO_DAY_TIME.fullmatch(raw):
+        return False
+    try:
+        return extract_time(raw)[0] is None
+    except InvalidRequest:
+        return False
+
+
 def parse_duration_minutes(value: object, *, param: str = "duration_minutes") -> int:
     """A positive whole number of minutes, from an int or text like '30', '45 min', '1h', '1.5 hours', '半小时'."""
     if isinstance(value, bool):

@@ -23,6 +23,7 @@ from inhouse.apps.dates import (
     extract_time,
     find_date,
     find_time,
+    is_day_only,
     is_time_only,
     parse_duration_minutes,
     resolve_date,
@@ -236,6 +237,17 @@ def test_time_words_in_a_dst_gap_and_exact_lengths() -> None:
 ])
 def test_is_time_only(text: str, expected: bool) -> None:
     assert is_time_only(text) is expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("2027-03-04", True), ("2027/03/04", True), ("2027年3月4日", True), ("March 4, 2027", True), ("Friday", True),
+    ("下周五", True), ("tomorrow", True), ("in 3 days", True), ("2027-03-04 00:00", False),
+    ("2027-03-04T10:00:00Z", False), ("tomorrow midnight", False), ("下周五下午3点", False), ("4pm", False),
+    ("25:00", False), ("", False),
+])
+def test_is_day_only(text: str, expected: bool) -> None:
+    # A listing window ending on a day so named includes that day (docs/dates.md).
+    assert is_day_only(text) is expected
 
 
 def test_durations() -> None:

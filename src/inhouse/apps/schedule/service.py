@@ -15,12 +15,20 @@ import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from inhouse.apps.context import AppContext, parse_tz
-from inhouse.apps.dates import add_exact, check_day, check_instant, is_time_only, resolve_date, resolve_datetime
+from inhouse.apps.dates import (
+    add_exact,
+    check_day,
+    check_instant,
+    is_day_only,
+    is_time_only,
+    resolve_date,
+    resolve_datetime,
+)
 from inhouse.apps.ics import IcsItem, read_ics, write_ics
 from inhouse.apps.schedule.calendar import (
     Attendee,
@@ -134,10 +142,14 @@ class ScheduleService:
 
     def list_events(self, ctx: AppContext, start: str | datetime | None = None,
                     end: str | datetime | None = None) -> dict[str, Any]:
-        # A window given as days is whole days: 2027-03-03 to 2027-03-04 is midnight to midnight, not 09:00 to 09:00.
+        # A window given as days is whole days, both included: 2027-03-03 to 2027-03-04 runs from the midnight that
+        # starts the 3rd to the one that ends the 4th (not 09:00 to 09:00, an event's default time), and 2027-03-03
+        # to 2027-03-03 is that one day. A time given is kept.
         s = (self.when(ctx, start, "start", default_time=time(0)) if start
              else datetime.combine(ctx.local_now().date(), time(0), ctx.tz))
         e = self.when(ctx, end, "end", default_time=time(0)) if end else s + timedelta(days=7)
+        if isinstance(end, str) and is_day_only(end):
+            e = _first_instant(e.astimezone(ctx.tz).date() + timedelta(days=1), ctx.tz)
         if e <= s:
             raise InvalidRequest("The end must be after the start.", param="end")
         found = self.events.list_events(ctx.actor, start=s, end=e)
@@ -327,6 +339,12 @@ class ScheduleService:
         if e <= s:
             e = s + timedelta(minutes=1) if e == s else s  # an instant event: keep it one minute long
         return Interval(s, e), False
+
+
+def _first_instant(day: date, tz: ZoneInfo) -> datetime:
+    """The midnight that starts ``day`` in ``tz``, or the first instant after it where a DST change skips it (through
+    UTC, as ``resolve_datetime``). Not range-checked: the day after a day in the range is within its margin."""
+    return datetime.combine(day, time(0), tz).astimezone(UTC).astimezone(tz)
 
 
 def _day_in_own_zone(event: Event, value: datetime) -> date:
