@@ -10,6 +10,7 @@ import difflib
 import errno
 import json
 import os
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -559,14 +560,22 @@ def _misspelt_variables(environ: Mapping[str, str]) -> list[str]:
     return out
 
 
-def settings_problems(exc: ValidationError) -> str:
-    """One line per problem, named as it is set: ``engine.max_running (INHOUSE_ENGINE__MAX_RUNNING)``."""
+def settings_problems(exc: ValidationError, environ: Mapping[str, str] | None = None) -> str:
+    """One line per problem, named where it is set: ``engine.max_running (INHOUSE_ENGINE__MAX_RUNNING)`` for a
+    variable, ``engine.max_running (in /etc/inhouse/settings.toml)`` for a key of the ``INHOUSE_CONFIG`` file.
+    ``environ``: the variables the settings were read from (default: this process's)."""
+    environ = os.environ if environ is None else environ
+    variables = {name.upper() for name in environ}  # the environment source ignores case
+    file = environ.get("INHOUSE_CONFIG")
+    in_file = _toml_table(file)
     lines = []
     for err in exc.errors():
         loc = [str(part) for part in err["loc"]]
         where = ".".join(loc)
         # Named by the setting, not by a list item or map key below it (no INHOUSE_MODELS__PRELOAD__0 exists).
         env = "INHOUSE_" + "__".join(part.upper() for part in loc[:2])
+        if env not in variables and _holds(in_file, loc[:2]):  # a variable set too would be the value read
+            env = f"in {file}"
         message = _problem(err["type"], loc, err.get("input"), str(err["msg"]).removeprefix("Value error, "))
         # An unknown name is wrong whatever its value.
         given = f" (given: {err['input']!r})" if "input" in err and err["type"] != "extra_forbidden" else ""
@@ -575,6 +584,26 @@ def settings_problems(exc: ValidationError) -> str:
         else:
             lines.append(f"{where} ({env}): {message}{given}" if where else message)
     return "Invalid settings: " + "; ".join(lines) + "."
+
+
+def _toml_table(path: str | None) -> dict[str, Any]:
+    """The ``INHOUSE_CONFIG`` file's keys, to tell a problem in it from one in a variable (``{}``: none, or it
+    cannot be read now; the problem is then named by its variable, as before)."""
+    if not path:
+        return {}
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError):
+        return {}
+
+
+def _holds(table: Mapping[str, Any], loc: list[str]) -> bool:
+    for part in loc:
+        if not isinstance(table, Mapping) or part not in table:
+            return False
+        table = table[part]
+    return True
 
 
 def _problem(kind: str, loc: list[str], given: Any, message: str) -> str:

@@ -77,8 +77,29 @@ def test_a_list_written_as_json_is_read(monkeypatch: pytest.MonkeyPatch) -> None
 def test_a_misspelt_field_in_the_file_is_refused_with_the_closest_name(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     with_file(monkeypatch, tmp_path, "[engine]\nn_ctxx = 4096\n")
-    assert problems() == ("Invalid settings: engine.n_ctxx (INHOUSE_ENGINE__N_CTXX): no such setting; "
+    assert problems() == (f"Invalid settings: engine.n_ctxx (in {tmp_path / 'config.toml'}): no such setting; "
                           "the closest is engine.n_ctx.")
+
+
+def test_a_problem_in_the_file_names_the_file_not_a_variable_nobody_set(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Before 2026-12-07: "engine.bogus (INHOUSE_ENGINE__BOGUS)", though no such variable was set.
+    with_file(monkeypatch, tmp_path, "data_dirr = 'x'\n[engine]\nn_ctx = 'many'\nbogus = 1\n[kb.label_names]\n")
+    monkeypatch.setenv("INHOUSE_SERVER__PORTT", "1")
+    found = problems()
+    path = tmp_path / "config.toml"
+    assert f"engine.bogus (in {path}): no such setting;" in found
+    assert f"engine.n_ctx (in {path}): Input should be a valid integer" in found
+    assert f"data_dirr (in {path}): no such setting; the closest is data_dir" in found
+    assert "server.portt (INHOUSE_SERVER__PORTT): no such setting; the closest is server.port" in found
+    assert "INHOUSE_ENGINE__BOGUS" not in found and "INHOUSE_ENGINE__N_CTX" not in found
+
+
+def test_a_variable_overriding_a_bad_file_value_is_the_one_named(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    with_file(monkeypatch, tmp_path, "[engine]\nn_ctx = 'many'\n")
+    monkeypatch.setenv("INHOUSE_ENGINE__N_CTX", "lots")  # the environment wins over the file: its value is read
+    assert problems().startswith("Invalid settings: engine.n_ctx (INHOUSE_ENGINE__N_CTX): ")
 
 
 def test_a_misspelt_field_in_the_environment_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -123,7 +144,7 @@ def test_variables_that_are_not_settings_are_left_alone(monkeypatch: pytest.Monk
      "(INHOUSE_GOVERNANCE__INTERNAL_DOMAINS): a list is written as JSON, e.g. '[\"qinglan.com.cn\"]'"),
     ({"INHOUSE_MODELS__PREWARM": "mon-fri 08:30"}, None, "(INHOUSE_MODELS__PREWARM): a list is written as JSON"),
     ({"INHOUSE_ENGINE__N_CTXX": "4096"}, None, "engine.n_ctxx (INHOUSE_ENGINE__N_CTXX): no such setting"),
-    ({}, "[engine]\nn_ctxx = 4096\n", "engine.n_ctxx (INHOUSE_ENGINE__N_CTXX): no such setting"),
+    ({}, "[engine]\nn_ctxx = 4096\n", "engine.n_ctxx (in {file}): no such setting"),
 ])
 def test_every_command_stops_with_one_line_and_exit_2(env: dict[str, str], toml: str | None, expected: str,
                                                        tmp_path: Path) -> None:
@@ -135,6 +156,7 @@ def test_every_command_stops_with_one_line_and_exit_2(env: dict[str, str], toml:
     assert result.exit_code == 2, result.output
     assert isinstance(result.exception, SystemExit), repr(result.exception)
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    expected = expected.format(file=tmp_path / "config.toml")
     assert len(errors) == 1 and expected in errors[0], result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "data").exists()  # refused before anything was written

@@ -105,7 +105,7 @@ def test_any_other_error_keeps_its_traceback(tmp_path: Path, monkeypatch: pytest
      "engine.max_running (INHOUSE_ENGINE__MAX_RUNNING): Input should be less than or equal to 64 (given: '999')"),
     ({"INHOUSE_ENGINE__MAX_RUNNING": "32", "INHOUSE_ENGINE__STEP_TOKEN_BUDGET": "16"}, None,
      "engine: step_token_budget (16) must be at least max_running (32)"),
-    ({}, "[engine]\nmax_running = 'x'\n", "engine.max_running (INHOUSE_ENGINE__MAX_RUNNING): Input should be a valid"),
+    ({}, "[engine]\nmax_running = 'x'\n", "engine.max_running (in {file}): Input should be a valid"),  # not a variable
     ({}, "engine = [\n", "(INHOUSE_CONFIG) is not valid TOML"),
     ({"INHOUSE_CONFIG": "missing.toml"}, None, "missing.toml, which cannot be read (not a file)"),  # no silent defaults
 ])
@@ -119,5 +119,6 @@ def test_settings_that_cannot_be_used_are_named(command: list[str], env: dict[st
         (tmp_path / "config.toml").write_text(toml)
         env["INHOUSE_CONFIG"] = str(tmp_path / "config.toml")
     line = one_line_error(runner.invoke(app, command, env=env), 2)
+    expected = expected.replace("{file}", str(tmp_path / "config.toml"))
     assert line.startswith("error: ") and expected in line, line
     assert not (tmp_path / "data").exists()  # refused before anything was written
