@@ -16,6 +16,7 @@ from inhouse.cli.common import (
     fail,
     services_for,
 )
+from inhouse.governance.acl import KEY_SCOPES
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -42,6 +43,9 @@ def create(
         fail(f"--role must be admin or member, not {role!r}.")
     if expires_days < 0:
         fail("--expires-days must be 0 or more.")
+    unknown = [s for s in scope or () if s not in KEY_SCOPES]
+    if unknown:  # named as the option, not as the API's 'scopes' field the same check would name
+        fail(f"--scope must be one of: {', '.join(sorted(KEY_SCOPES))} (not {unknown[0]!r}).")
     with services_for(data_dir) as services:
         user_id = services.directory.find_user(user).id if user else None
         expires = datetime.now(UTC) + timedelta(days=expires_days) if expires_days else None

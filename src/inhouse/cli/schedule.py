@@ -62,9 +62,12 @@ def _run(data_dir: Path | None, key: str | None, tz: str | None, command: str,
 
 
 @app.command("list")
-def list_(start: str = typer.Option(None, "--from"), end: str = typer.Option(None, "--to"),
+def list_(start: str = typer.Option(None, "--from", help="First day ('2026-12-01', 'tomorrow'), from its midnight, "
+                                    "or a time ('2026-12-01 14:00'). Default: today."),
+          end: str = typer.Option(None, "--to", help="Last day, included ('2026-12-31': to the midnight ending it), "
+                                  "or a time, up to it. Default: 7 days after --from."),
           key: str = KeyOption, tz: str = TzOption, data_dir: Path = DataDirOption) -> None:
-    """List your events (default: the next 7 days)."""
+    """List your events (default: the next 7 days). Days and times are read in your time zone (--tz)."""
     _run(data_dir, key, tz, "list", lambda s, c: s.list_events(c, start, end))
 
 

@@ -35,6 +35,9 @@ SystemOption = typer.Option(False, "--system", help="A system unit in /etc/syste
                             "--run-as; default: a user unit in ~/.config/systemd/user.")
 UnitDirOption = typer.Option(None, "--unit-dir", help="Write the unit here instead of systemd's directory (for "
                              "configuration management); nothing is started.", show_default=False)
+UninstallDirOption = typer.Option(None, "--unit-dir", help="Remove the unit(s) from here instead of systemd's "
+                                  "directory (where `install --unit-dir` wrote them); nothing is stopped or "
+                                  "disabled.", show_default=False)
 
 
 def _executable() -> Path:
@@ -283,7 +286,7 @@ def _environment_file(unit: Path) -> Path | None:
 
 
 @app.command("uninstall")
-def uninstall(system: bool = SystemOption, target: Path = UnitDirOption) -> None:
+def uninstall(system: bool = SystemOption, target: Path = UninstallDirOption) -> None:
     """Stop and disable the service and remove its unit(s) (the data directory is kept)."""
     scope: Scope = "system" if system else "user"
     directory = target or unit_dir(scope)
