@@ -10,11 +10,12 @@ or query parameter (an IANA name), else ``apps.timezone``.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
@@ -32,7 +33,29 @@ if TYPE_CHECKING:
     from inhouse.apps.context import AppContext
     from inhouse.services import Services
 
-Text = Annotated[str, StringConstraints(max_length=300)]
+# A line break in an attendee went verbatim into export.ics, as lines of its own: an event the caller never made.
+# The writer (apps/ics.py) now keeps every value on its line whatever it holds; here the API refuses what a user never
+# means: control characters (C0, DEL, C1) in one-line fields, all but tab and line breaks in a description.
+_NOT_ONE_LINE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+_NOT_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def _one_line(value: str) -> str:
+    if _NOT_ONE_LINE.search(value.strip()):  # the store strips surrounding whitespace, as before
+        raise ValueError("must be one line, without control characters")
+    return value
+
+
+def _text_block(value: str) -> str:
+    if _NOT_TEXT.search(value):
+        raise ValueError("must not hold control characters other than tab and line breaks")
+    return value
+
+
+OneLine = AfterValidator(_one_line)
+Text = Annotated[str, StringConstraints(max_length=300), OneLine]
+Title = Annotated[str, StringConstraints(min_length=1, max_length=300), OneLine]
+Description = Annotated[str, StringConstraints(max_length=8000), AfterValidator(_text_block)]
 When = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 Zone = Annotated[str, StringConstraints(max_length=64)]
 # Minutes as a number or as text ('45 min', '1.5 hours', '半小时'); parse_duration_minutes checks 1..1440 either way.
@@ -47,13 +70,13 @@ class _Body(BaseModel):
 
 
 class EventCreate(_Body):
-    title: Annotated[str, StringConstraints(min_length=1, max_length=300)]
+    title: Title
     start: When
     end: When | None = None
     duration_minutes: Minutes | None = None
     attendees: Annotated[list[Text], Field(max_length=200)] = Field(default_factory=list)
     location: Text = ""
-    description: Annotated[str, StringConstraints(max_length=8000)] = ""
+    description: Description = ""
 
     @field_validator("duration_minutes")
     @classmethod
@@ -62,11 +85,11 @@ class EventCreate(_Body):
 
 
 class EventPatch(_Body):
-    title: Annotated[str, StringConstraints(min_length=1, max_length=300)] | None = None
+    title: Title | None = None
     start: When | None = None
     end: When | None = None
     location: Text | None = None
-    description: Annotated[str, StringConstraints(max_length=8000)] | None = None
+    description: Description | None = None
     attendees: Annotated[list[Text], Field(max_length=200)] | None = None
     status: Literal["confirmed", "cancelled"] | None = None
 

@@ -1,11 +1,13 @@
 """iCalendar (RFC 5545) writer and reader for events (VEVENT) and to-dos (VTODO).
 
 Writing: CRLF line ends, lines folded at 75 octets on UTF-8 character boundaries, TEXT values escaped
-(``\\ ; , newline``), one ``UID`` and ``DTSTAMP`` per component. A person given by name only gets a placeholder
-address (``mailto:mei.lin@invalid``; a name that is not plain ASCII letters, such as 张伟, gets ``u-`` and a hash of
-the name, so two people never share one address) and the name in ``CN``. Aware date-times are written in UTC with a
-``Z`` (so no VTIMEZONE blocks are needed and every client agrees on the instant); naive date-times are
-"floating" (local wherever the calendar is opened); ``date`` values are all-day (``VALUE=DATE``).
+(``\\ ; , newline``), one ``UID`` and ``DTSTAMP`` per component; no value, whatever it holds, adds a line of its own
+(other control characters are dropped from TEXT, and a name or address becomes one line). A person given by name
+only gets a placeholder address (``mailto:mei.lin@invalid``; a name that is not plain ASCII letters, such as 张伟,
+gets ``u-`` and a hash of the name, so two people never share one address) and the name in ``CN``. Aware
+date-times are written in UTC with a ``Z`` (so no VTIMEZONE blocks are needed and every client agrees on the
+instant); naive date-times are "floating" (local wherever the calendar is opened); ``date`` values are all-day
+(``VALUE=DATE``).
 
 Reading: unfolds lines (CRLF or bare LF), unescapes TEXT, understands ``Z`` (UTC), ``TZID=`` (an IANA zone; else
 the file's own VTIMEZONE of that name, its STANDARD/DAYLIGHT offsets and yearly rules; else a Windows zone name as
@@ -67,9 +69,26 @@ class IcsItem:
 # -- writing --------------------------------------------------------------------------------------------
 
 
+# Whatever the caller gave, the writer puts no line break or other control character into a content line: one
+# there ends the line, and an attendee "x@corp.com<CR><LF>END:VEVENT<CR><LF>BEGIN:VEVENT…" added an event of its
+# own (a phishing call link) to the exported calendar. U+0085, U+2028 and U+2029 count as line breaks too: some
+# readers split lines on them (Python's str.splitlines does).
+_LINE_BREAK = re.compile(r"\r\n|[\r\n\x85\u2028\u2029]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 but tab and line breaks, DEL, C1
+_NOT_ONE_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
 def escape_text(value: str) -> str:
-    return (value.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,")
-            .replace("\r\n", "\\n").replace("\r", "\\n").replace("\n", "\\n"))
+    """A TEXT value (RFC 5545 3.3.11): ``\\ ; ,`` escaped, a line break as ``\\n``, other control characters
+    dropped (TEXT has no place for them; a tab stays)."""
+    value = value.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,")
+    return _CONTROL.sub("", _LINE_BREAK.sub(r"\\n", value))
+
+
+def _one_line(value: str) -> str:
+    """``value`` with each run of control characters and line breaks (tab too) as one space, for a parameter value
+    or a URI, where no escape exists for them."""
+    return _NOT_ONE_LINE.sub(" ", value).strip()
 
 
 def fold_line(line: str) -> str:
@@ -137,14 +156,14 @@ def _item_lines(item: IcsItem, dtstamp: datetime) -> Iterator[str]:
     if item.categories:
         yield _prop("CATEGORIES", ",".join(escape_text(c) for c in item.categories))
     if item.rrule:
-        yield _prop("RRULE", item.rrule)
+        yield _prop("RRULE", _one_line(item.rrule))
     if item.recurrence_id is not None:
         yield _when_prop("RECURRENCE-ID", item.recurrence_id)
     yield f"END:{item.kind}"
 
 
 def _cal_address(who: str) -> str:
-    who = who.strip()
+    who = _one_line(who)
     if who.lower().startswith("mailto:"):
         return who
     if "@" in who and " " not in who:
@@ -159,10 +178,10 @@ def _cal_address(who: str) -> str:
 
 
 def _cn(who: str) -> str:
-    who = who.strip()
+    who = _one_line(who)
     if "@" in who and " " not in who:
         return ""
-    name = who.replace('"', "'")
+    name = who.replace('"', "'")  # a quoted parameter value holds no DQUOTE (and, by _one_line, no control)
     return f';CN="{name}"'
 
 

@@ -163,3 +163,42 @@ def test_outline_from_markdown(api: tuple[TestClient, Any]) -> None:
     assert client.post("/v1/apps/outline", json={"text": " "}).status_code == 400
     bad = client.post("/v1/apps/outline", files={"file": ("x.png", b"\x89PNG\r\n\x1a\n" + b"0" * 50, "image/png")})
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "document_rejected"
+
+
+def test_uploaded_file_names_are_decoded_and_one_file_per_request(api: tuple[TestClient, Any]) -> None:
+    """The name a browser sends for 'Q3 "draft".md' is 'Q3 %22draft%22.md' (WHATWG multipart/form-data): the outline
+    and the minutes' messages name the file as the user knows it. Two files in one request are a 400, never one
+    silently dropped."""
+    client, _ = api
+    r = client.post("/v1/apps/outline", files={"file": ('Q3 "draft".md', b"# Q3 draft\n\nShip it.\n", "text/markdown")},
+                    data={"key_points": "false"})
+    assert r.status_code == 200 and r.json()["filename"] == 'Q3 "draft".md', r.text
+    r = client.post("/v1/apps/minutes", files={"file": ('Q3 "sync" 100%25.txt', b"\xff\xfe not UTF-8", "text/plain")})
+    assert r.status_code == 400 and r.json()["error"]["message"].startswith('Q3 "sync" 100%25.txt:'), r.text
+    two = [("file", ("a.txt", b"A: one", "text/plain")), ("file", ("b.txt", b"B: two", "text/plain"))]
+    for path in ("/v1/apps/minutes", "/v1/apps/outline"):
+        r = client.post(path, files=two)
+        assert r.status_code == 400, (path, r.text)
+        assert set(r.json()["error"]) == {"message", "type", "code", "param"}
+        assert "Maximum number of files is 1" in r.json()["error"]["message"]
+
+
+
+def test_an_attendee_with_line_breaks_adds_nothing_to_the_ics_export(make_services: Any) -> None:
+    """Minutes' attendees (a comma-separated form field, or JSON) reach the .ics writer unchecked, on the next
+    meeting's event: the writer keeps a name on one line, so the file holds what the meeting said and nothing more."""
+    window = {**WINDOW, "next_meeting": {"line": 4, "when": "2026-11-04 10:00"}}
+    s = make_services(fake={"n_ctx": 16384, "script": canned(
+        lambda prompt: json.dumps(window) if "Transcript lines" in prompt else minutes_reply(prompt))})
+    s.settings.apps.model = MODEL
+    client = TestClient(build_app(s), headers={"Authorization": f"Bearer {s.member_key}"})
+    text = TRANSCRIPT + "[00:40] Mei Lin: Next meeting on 2026-11-04 at 10:00.\n"
+    evil = "Bob Lee\r\nEND:VEVENT\r\nBEGIN:VEVENT\r\nUID:evil-1\r\nSUMMARY:Wire transfer\r\nDTSTART:20261105T090000Z"
+    for body in ({"json": {"text": text, "attendees": ["Mei Lin", "Sofia Reyes", evil]}},
+                 {"files": {"file": ("sync.txt", text.encode(), "text/plain")},
+                  "data": {"attendees": f"Mei Lin, Sofia Reyes, {evil}"}}):
+        r = client.post("/v1/apps/minutes?format=ics", **body)  # type: ignore[arg-type]
+        assert r.status_code == 200, r.text
+        assert sorted(i.kind for i in read_ics(r.text)) == ["VEVENT", "VTODO"], r.text
+        (event,) = [i for i in read_ics(r.text) if i.kind == "VEVENT"]
+        assert event.attendees[-1] == evil.replace("\r\n", " ") and "\r\nUID:evil-1\r\n" not in r.text

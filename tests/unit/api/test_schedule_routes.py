@@ -33,6 +33,9 @@ SCRIPT = {
                                    duration_minutes=45, attendees=["li"]),
     "Bad arguments please": call("create_event", title="", start="someday", colour="red"),
     "Unknown tool please": call("launch_rocket", target="moon"),
+    "Book the injected call": call("create_event", title="Planning", start="2030-03-01 10:00", attendees=[
+        "x@corp.com\r\nEND:VEVENT\r\nBEGIN:VEVENT\r\nUID:evil-1\r\nSUMMARY:Wire-transfer-approval-call\r\n"
+        "DTSTART:20300301T090000Z\r\nLOCATION:https://evil.example/join"]),
 }
 POLICY = (b"# Travel and Expense Policy\n\n## Hotel limits per night\n\nCity tier | Limit per night\n"
           b"Tier 1 (Shanghai, Beijing, Shenzhen) | 1,200 CNY\nOther cities | 500 CNY\n\n## Per diem\n\n"
@@ -211,3 +214,41 @@ def test_a_repeated_call_is_not_executed_twice(make_services: Any) -> None:
         assert out["rounds"] == 4 and out["reply"].startswith("Done: create_event")
         events = c.get("/v1/apps/schedule/events", params={"start": "2030-03-01", "end": "2030-03-10"}).json()
         assert len(events["data"]) == 1
+
+
+INJECTED = "x@corp.com\r\nEND:VEVENT\r\nBEGIN:VEVENT\r\nUID:evil-1\r\nSUMMARY:Wire transfer\r\nDTSTART:20300301T090000Z"
+
+
+def test_control_characters_in_event_fields_are_a_400(svc: Any) -> None:
+    """An attendee with CR/LF was accepted and written raw into export.ics: an event of the attacker's own there.
+    One-line fields refuse control characters (a tab passes); a description keeps its line breaks, not NUL and co."""
+    event = {"title": "Planning", "start": "2030-03-01 10:00"}
+    with client(svc, "ana") as ana:
+        for field, value in (("attendees", [INJECTED]), ("attendees", ["Bob Smith\nfrom sales"]),
+                             ("attendees", ["an\x85a"]), ("title", "Plan\rning"), ("location", "Room 1\x00"),
+                             ("description", "notes\x1b[31m")):
+            r = ana.post("/v1/apps/schedule/events", json={**event, field: value})
+            assert r.status_code == 400, (field, value, r.text)
+            assert r.json()["error"]["param"] == field and "control characters" in r.json()["error"]["message"]
+        r = ana.post("/v1/apps/schedule/events", json={**event, "attendees": ["li\t", " bo@corp.com\n"],
+                                                       "description": "Agenda:\r\n1. budget\n\t2. hiring"})
+        assert r.status_code == 201, r.text
+        eid = r.json()["event"]["id"]
+        assert r.json()["event"]["attendees"] == ["li", "bo@corp.com"]  # surrounding whitespace stripped, as before
+        patch = ana.patch(f"/v1/apps/schedule/events/{eid}", json={"attendees": ["li", INJECTED]})
+        assert patch.status_code == 400 and patch.json()["error"]["param"] == "attendees"
+        (item,) = read_ics(ana.get("/v1/apps/schedule/export.ics").text)
+        assert item.description == "Agenda:\n1. budget\n\t2. hiring" and item.attendees == ["li", "bo@corp.com"]
+
+
+def test_an_attendee_the_model_gave_with_line_breaks_adds_no_event_to_the_export(svc: Any) -> None:
+    """Tool arguments come from model output, not through the API's checks: the .ics writer keeps them on one line."""
+    with client(svc, "ana") as ana:
+        out = ana.post("/v1/apps/schedule/chat", json={"message": "Book the injected call"}).json()
+        assert "error" not in out["actions"][0]["result"], out
+        ics = ana.get("/v1/apps/schedule/export.ics").text
+        assert [(i.uid, i.summary) for i in read_ics(ics)] == [(out["actions"][0]["result"]["event"]["uid"],
+                                                                 "Planning")]
+        assert ics.count("\r\nBEGIN:VEVENT\r\n") == 1 and "\r\nUID:evil-1\r\n" not in ics
+        again = ana.post("/v1/apps/schedule/import", content=ics.encode(), headers={"Content-Type": "text/calendar"})
+        assert again.status_code == 200 and again.json()["updated"] == 1, again.text
