@@ -43,10 +43,22 @@ async def read_upload(request: Request, max_bytes: int) -> tuple[bytes, dict[str
         if len(data) > max_bytes:
             raise InvalidRequest(f"The file is larger than {max_bytes // (1024 * 1024)} MB.", param="file")
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
-        fields["filename"] = fields.get("filename") or upload.filename or "upload"
+        fields["filename"] = fields.get("filename") or upload_filename(upload) or "upload"
         return data, fields
     finally:
         await form.close()
+
+
+# WHATWG multipart/form-data: browsers (and httpx) write '"', CR and LF in a part's filename as %22, %0D and %0A.
+_FORM_ESCAPES = re.compile(r"%(22|0D|0A)")
+
+
+def upload_filename(upload: UploadFile) -> str | None:
+    """The name of the uploaded file as the user's disk has it: ``Q3 "draft".txt`` arrives as ``Q3 %22draft%22.txt``
+    and was stored so (a second document when the CLI ingested the same file). Exactly the three escapes browsers
+    write are decoded, never any other: ``100%25.txt`` is a name of its own."""
+    name = upload.filename
+    return _FORM_ESCAPES.sub(lambda m: chr(int(m[1], 16)), name) if name else name
 
 
 async def read_json(request: Request, model: type[BaseModel]) -> Any:

@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from inhouse.api.audit_trail import note, write_ahead
 from inhouse.api.auth import require
 from inhouse.api.bounds import MAX_INT64
-from inhouse.api.deps import services_of
+from inhouse.api.deps import services_of, upload_filename
 from inhouse.api.openapi import errors, media
 from inhouse.api.responses import (
     Collection,
@@ -177,8 +177,10 @@ def add_kb_routes(router: APIRouter, kb: KnowledgeBase) -> None:
                               label: str | None = Form(None), groups: str | None = Form(None),
                               keys: str | None = Form(None), *, request: Request,
                               actor: Actor = Depends(require("kb:write"))) -> Any:
+        if len((await request.form()).getlist("file")) > 1:  # the form FastAPI parsed; it kept the last file only
+            raise InvalidRequest("Send one file per request: this one has more than one 'file' part.", param="file")
         data = await file.read()
-        name = file.filename or "upload"
+        name = upload_filename(file) or "upload"
         group_list, checked = await known_groups(request, actor, _split(groups), param="groups")
         key_list = _split(keys)
         # The version a new one with its own access list replaces: its list is the "before" of the change.

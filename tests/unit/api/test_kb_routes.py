@@ -397,3 +397,44 @@ def test_a_members_document_count_counts_the_documents_they_may_see(admin: TestC
         assert len(m.get(f"/v1/collections/{cid}/documents").json()["data"]) == 1
         assert m.get(f"/v1/collections/{cid}").json()["document_count"] == 1
         assert [c["document_count"] for c in m.get("/v1/collections").json()["data"]] == [1]
+
+
+def multipart(filename: str, data: bytes) -> dict[str, Any]:
+    """A one-file body as a browser writes it (the file name given as it goes on the wire)."""
+    body = (b'--b0undary\r\nContent-Disposition: form-data; name="file"; filename="' + filename.encode() +
+            b'"\r\nContent-Type: text/plain\r\n\r\n' + data + b"\r\n--b0undary--\r\n")
+    return {"content": body, "headers": {"content-type": "multipart/form-data; boundary=b0undary"}}
+
+
+def test_a_file_name_keeps_its_quotes_as_browsers_send_them(admin: TestClient) -> None:
+    """Browsers and httpx write '"', CR and LF in a part's filename as %22, %0D and %0A (WHATWG multipart/form-data);
+    'Q3 "draft" notes.txt' was stored, listed and downloaded as 'Q3 %22draft%22 notes.txt' (and the CLI's ingest of
+    the same file made a second document). Those three escapes are decoded, no other: '100%25.txt' is a name."""
+    cid = admin.post("/v1/collections", json={"name": "names"}).json()["id"]
+    base = f"/v1/collections/{cid}/documents"
+    stored = {}
+    for wire, expected in (('Q3 %22draft%22 notes.txt', 'Q3 "draft" notes.txt'), ("100%25.txt", "100%25.txt"),
+                           ("line%0D%0Abreak%0a.txt", "linebreak%0a.txt"), ("caf%C3%A9.txt", "caf%C3%A9.txt")):
+        r = admin.post(base, **multipart(wire, f"The file sent as {wire}, its own text.".encode()))
+        assert r.status_code == 201 and r.json()["filename"] == expected, (wire, r.text)
+        stored[expected] = r.json()
+    doc = stored['Q3 "draft" notes.txt']
+    assert doc["source_path"] == 'Q3 "draft" notes.txt'
+    cd = admin.get(f"{base}/{doc['id']}/content").headers["content-disposition"]
+    assert cd == "attachment; filename*=UTF-8''Q3%20%22draft%22%20notes.txt"
+    # httpx (the test client) encodes the same way; the same bytes under the same name are the same document.
+    again = admin.post(base, files={"file": ('Q3 "draft" notes.txt', b'The file sent as Q3 %22draft%22 notes.txt, '
+                                                                    b"its own text.")})
+    assert again.status_code == 200 and again.json()["id"] == doc["id"] and again.json()["status"] == "unchanged"
+
+
+def test_two_files_in_one_upload_are_a_400(admin: TestClient) -> None:
+    """The first of two 'file' parts was dropped without a word (201, only the second stored)."""
+    cid = admin.post("/v1/collections", json={"name": "two"}).json()["id"]
+    base = f"/v1/collections/{cid}/documents"
+    r = admin.post(base, files=[("file", ("first.txt", b"First file: walrus budget.", "text/plain")),
+                                ("file", ("second.txt", b"Second file: heron budget.", "text/plain"))])
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["param"] == "file" and err["code"] == "invalid_request" and "one file per request" in err["message"]
+    assert admin.get(base).json()["data"] == []

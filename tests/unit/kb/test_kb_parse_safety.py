@@ -124,6 +124,8 @@ def test_fifty_megabyte_text_file_at_the_default_limit_is_fast(tmp_path: Path) -
         ("/etc/shadow.txt", "shadow.txt"),
         ("..\\..\\windows\\win.ini", "win.ini"),
         ("evil\x00.txt", "evil.txt"),
+        ("Q3\r\n\x85notes\u0080\x9f\x7f.txt", "Q3notes.txt"),  # C1 too: U+0085 (NEL) breaks lines for some readers
+        ('Q3 "draft" 100%25.txt', 'Q3 "draft" 100%25.txt'),
         ("..", "unnamed"),
         ("", "unnamed"),
         ("dir/", "dir"),

@@ -74,11 +74,11 @@ class UnpackBudget:
                 "it (possible zip bomb)")
 
 
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0 (NUL too), DEL and C1: U+0085 (NEL) breaks lines for some readers
 
 
 def sanitize_filename(name: object) -> str:
-    """A display-only base name: no directories, no control characters or NUL, at most 200 characters.
+    """A display-only base name: no directories, no control characters, at most 200 characters.
 
     The result is metadata. Nothing in parsing ever opens or writes a path built from it.
     """
