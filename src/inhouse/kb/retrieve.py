@@ -17,7 +17,8 @@ the fused top 20 whose heading names one of them (``promote_named``).
 slots (``ceil(top_k × share)``, 2 of 5 by default) and a chunk whose text nearly repeats a chosen one (character
 5-gram Jaccard ≥ 0.8: the same passage in two files or two versions) is left out. Slots that stay empty are filled
 from what was passed over (documents over their share first, duplicates last), so ``top_k`` is filled whenever
-enough chunks exist. Hits are the stored chunks themselves: citations point at the exact passage.
+enough chunks exist. The fused list is read until ``top_k`` chunks pass both tests or it ends, so copies of one file
+cannot crowd out the rest of the list. Hits are the stored chunks themselves: citations point at the exact passage.
 
 **Concurrency.** Each wording's keyword query runs on a small thread pool while this thread embeds the wording and
 runs the vector query: the latency is the longer of the two, not their sum. Both stores release the GIL while they
@@ -135,32 +136,55 @@ def near_duplicate(a: frozenset[int], b: frozenset[int], threshold: float = NEAR
     return inter / (len(a) + len(b) - inter) >= threshold
 
 
-def diversify(chunks: Sequence[StoredChunk], top_k: int, per_document: int) -> list[int]:
-    """Indices into ``chunks`` (in fused order) of the ``top_k`` to keep: at most ``per_document`` of one document
-    and no near-duplicate of a kept chunk; then, if slots remain, the passed-over chunks in order (documents over
-    their share first, near-duplicates last), so that ``top_k`` is filled whenever ``chunks`` has that many."""
-    kept: list[int] = []
-    kept_shingles: list[frozenset[int]] = []
-    per_doc: dict[str, int] = {}
-    over_share: list[int] = []
-    duplicates: list[int] = []
-    for i, c in enumerate(chunks):
-        if len(kept) >= top_k:
-            break
-        sh = shingles(c.content)
-        if any(near_duplicate(sh, k) for k in kept_shingles):
-            duplicates.append(i)
-        elif per_doc.get(c.document_id, 0) >= per_document:
-            over_share.append(i)
+class Diversity:
+    """The diversity rule, offered chunks one at a time in fused order: a chunk is kept unless it nearly repeats a
+    kept one or its document already holds ``per_document`` of them. ``full`` once ``top_k`` are kept that way:
+    later chunks can change nothing, so the caller stops reading there. ``chosen`` then fills the slots that stay
+    empty from the passed-over chunks (documents over their share first, near-duplicates last)."""
+
+    def __init__(self, top_k: int, per_document: int) -> None:
+        self.top_k = top_k
+        self.per_document = per_document
+        self._offered = 0
+        self._kept: list[int] = []
+        self._kept_shingles: list[frozenset[int]] = []
+        self._per_doc: dict[str, int] = {}
+        self._over_share: list[int] = []
+        self._duplicates: list[int] = []
+        self._shingled: dict[str, frozenset[int]] = {}  # by text: copies of a file repeat their chunks verbatim
+
+    @property
+    def full(self) -> bool:
+        return len(self._kept) >= self.top_k
+
+    def offer(self, chunk: StoredChunk) -> None:
+        i, self._offered = self._offered, self._offered + 1
+        sh = self._shingled.get(chunk.content)
+        if sh is None:
+            sh = self._shingled[chunk.content] = shingles(chunk.content)
+        if any(near_duplicate(sh, k) for k in self._kept_shingles):
+            self._duplicates.append(i)
+        elif self._per_doc.get(chunk.document_id, 0) >= self.per_document:
+            self._over_share.append(i)
         else:
-            kept.append(i)
-            kept_shingles.append(sh)
-            per_doc[c.document_id] = per_doc.get(c.document_id, 0) + 1
-    for i in over_share + duplicates:
-        if len(kept) >= top_k:
+            self._kept.append(i)
+            self._kept_shingles.append(sh)
+            self._per_doc[chunk.document_id] = self._per_doc.get(chunk.document_id, 0) + 1
+
+    def chosen(self) -> list[int]:
+        """Indices, in the order offered, of the ``top_k`` to return (fewer only if fewer were offered)."""
+        return self._kept + (self._over_share + self._duplicates)[:max(0, self.top_k - len(self._kept))]
+
+
+def diversify(chunks: Sequence[StoredChunk], top_k: int, per_document: int) -> list[int]:
+    """Indices into ``chunks`` (in fused order) of the ``top_k`` to keep by the ``Diversity`` rule, so that
+    ``top_k`` is filled whenever ``chunks`` has that many."""
+    rule = Diversity(top_k, per_document)
+    for c in chunks:
+        if rule.full:
             break
-        kept.append(i)
-    return kept
+        rule.offer(c)
+    return rule.chosen()
 
 
 @dataclass(frozen=True)
@@ -339,29 +363,29 @@ class Retriever:
 
     def _select(self, scope: AccessScope, fused: list[tuple[str, float, list[int | None]]], top_k: int,
                 sims: Mapping[str, float], share: float | None = None) -> list[Hit]:
-        """The top ``top_k`` of the fused list after the diversity rule. Chunks are read in windows of the fused
-        list until the rule has enough to choose from (usually the first ``3 × top_k``)."""
+        """The top ``top_k`` of the fused list after the diversity rule. Chunks are read (through the caller's
+        scope, like the searches) in windows of the fused list and offered to the rule until it has kept ``top_k``
+        within their document's share and no two alike, or the list ends. Counting documents is not enough: eight
+        branch copies of one policy are eight documents and one passage. The first window is ``3 × top_k``, usually
+        all it takes; each later one is as long as all read before, so a fused list full of copies costs a few reads
+        (top_k 5: 4 for one wording's 80 candidates, 5 for three wordings), not one per window."""
         window = 3 * top_k
-        cap = self.per_document(top_k, share)
-        chunks: list[StoredChunk] = []
-        ranks: list[tuple[float, list[int | None]]] = []
+        rule = Diversity(top_k, self.per_document(top_k, share))
+        offered: list[tuple[StoredChunk, float, list[int | None]]] = []
         at = 0
-        while at < len(fused):
+        while at < len(fused) and not rule.full:
             part = fused[at:at + window]
             at += len(part)
+            window = at
             found = {c.id: c for c in self.store.get_chunks(scope, [cid for cid, _, _ in part])}
             for cid, score, rank in part:
+                if rule.full:
+                    break
                 if cid in found:  # a chunk deleted between the searches and this read is dropped
-                    chunks.append(found[cid])
-                    ranks.append((score, rank))
-            per_doc: dict[str, int] = {}
-            for c in chunks:
-                per_doc[c.document_id] = per_doc.get(c.document_id, 0) + 1
-            if sum(min(n, cap) for n in per_doc.values()) >= top_k:
-                break
-        chosen = diversify(chunks, top_k, cap)
+                    offered.append((found[cid], score, rank))
+                    rule.offer(found[cid])
         hits = []
-        for i in chosen:
-            score, rank = ranks[i]
-            hits.append(Hit(chunks[i], score, rank[0], rank[1], sims.get(chunks[i].id)))
+        for i in rule.chosen():
+            chunk, score, rank = offered[i]
+            hits.append(Hit(chunk, score, rank[0], rank[1], sims.get(chunk.id)))
         return hits

@@ -5,7 +5,7 @@ from __future__ import annotations
 from tinyindex import put_texts
 
 from inhouse.governance.labels import Label
-from inhouse.kb.access import Acl
+from inhouse.kb.access import AccessScope, Acl
 from inhouse.kb.index.protocol import StoredChunk
 from inhouse.kb.index.sqlite import SqliteIndexStore
 from inhouse.kb.retrieve import Retriever, diversify, near_duplicate, shingles
@@ -92,3 +92,62 @@ def test_each_wording_has_the_same_say() -> None:
     assert [cid for cid, _, _ in fused] == ["en1", "zh1", "en2", "shared", "zh2"]  # interleaved, best rank counts
     assert fused[3][1] == 1.0 / 62 and fused[3][2] == [None, 2]
     assert fuse_wordings([question]) == question
+
+
+ANNUAL = ("Annual leave depends on length of service: 15 days under 2 years, 18 days from 2 to 5 years, 22 days "
+          "after 5 years of service.")
+REQUESTS = "Annual leave requests of 3 or more days go through the HR portal 10 working days ahead of the leave."
+
+
+def test_copies_of_one_policy_do_not_fill_the_top_k() -> None:
+    """Eight branch copies of the leave policy (the same two passages and a line of their own) rank above the other
+    leave documents (16 copies first in the fused list): the top 5 holds each passage once, then the other
+    documents, not copies of the two passages."""
+    store = SqliteIndexStore(":memory:", dim=EMB.dim)
+    try:
+        col = store.create_collection("c", acl=Acl()).id
+        for i in range(1, 9):
+            _put(store, col, f"branch{i}/leave.md", [ANNUAL, REQUESTS, f"Branch office {i} keeps this copy."])
+        _put(store, col, "carry-over.md", ["Unused annual leave: at most 5 days carry over, they expire in March."])
+        _put(store, col, "sick.md", ["Sick leave is 10 paid days a year, with a certificate from the third day."])
+        hits = Retriever(store, EMB).retrieve(ADMIN, "annual leave days for 3 years of service", top_k=5)
+        texts = [h.chunk.content for h in hits]
+        assert len(hits) == 5 and texts.count(ANNUAL) == 1 and texts.count(REQUESTS) == 1
+        assert {"carry-over.md", "sick.md"} <= {h.chunk.source_path for h in hits}
+    finally:
+        store.close()
+
+
+class _ReadCounter:
+    """The one store call ``_select`` makes, recorded: which ids were read, and through which scope."""
+
+    def __init__(self, chunks: list[StoredChunk]) -> None:
+        self.by_id = {c.id: c for c in chunks}
+        self.reads: list[tuple[object, list[str]]] = []
+
+    def get_chunks(self, scope: object, ids: list[str]) -> list[StoredChunk]:
+        self.reads.append((scope, list(ids)))
+        return [self.by_id[i] for i in ids if i in self.by_id]
+
+
+def _fused(chunks: list[StoredChunk]) -> list[tuple[str, float, list[int | None]]]:
+    return [(c.id, 1.0 / (61 + r), [r + 1, r + 1]) for r, c in enumerate(chunks)]
+
+
+def test_reading_past_copies_is_bounded_and_goes_through_the_callers_scope() -> None:
+    """70 near-duplicates (one passage, a few words of each copy's own) head the fused list: the rule reads on to
+    the distinct passages behind them, in reads that double, every one through the caller's scope."""
+    copies = [chunk(i, f"copy{i}", ANNUAL + f" Copy {i}.") for i in range(70)]
+    others = [chunk(100 + i, f"other{i}", text) for i, text in enumerate(
+        ["Sick leave is 10 paid days.", "Parental leave is 20 weeks.", "Bereavement leave is 5 days.",
+         "Marriage leave is 3 days.", "Volunteering: 1 paid day a year.", "Holidays on a Sunday move to Monday."])]
+    store = _ReadCounter(copies + others)
+    scope = AccessScope.of(ADMIN)
+    hits = Retriever(store, EMB)._select(scope, _fused(copies + others), 5, {})  # type: ignore[arg-type]
+    assert [h.chunk.id for h in hits] == ["chk_0", "chk_100", "chk_101", "chk_102", "chk_103"]
+    assert [len(ids) for _, ids in store.reads] == [15, 15, 30, 16]  # each read as long as all before it
+    assert all(s is scope for s, _ in store.reads)
+
+    store = _ReadCounter(others + copies)  # nothing alike in the first window: one read, as before
+    hits = Retriever(store, EMB)._select(scope, _fused(others + copies), 5, {})  # type: ignore[arg-type]
+    assert [h.chunk.id for h in hits] == [f"chk_10{i}" for i in range(5)] and len(store.reads) == 1
