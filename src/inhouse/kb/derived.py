@@ -26,7 +26,20 @@ A sample cannot see a passage that is a small part of a long source: one page of
 a mail shares a few hundred phrases with it, a handful of the 256 sampled. So a text is also compared **exactly**
 with the sources its chunk vectors lead to: each of its chunk vectors (up to ``NEAR_PROBES``) is searched among the
 chunks labelled above it, and the documents found are compared with all of their phrases (read from their chunks,
-``FULL_CACHE`` of them kept). The same rule decides; the vectors only choose what to read.
+``FULL_CACHE`` documents kept). The same rule decides; the vectors only choose what to read.
+
+Text that was readable at the new text's label already is not taken from the source: a binder that holds the whole
+share (the salary bands, and the public FAQ beside them) is confidential, but an edited copy of the FAQ was not
+taken from the binder, the binder took the FAQ. So once a source passes the rule (and only then: nothing more is
+read for a text no source matches), phrases the text shares with it that a document labelled at or below the text's
+label holds too are not counted, and the rule decides again, exactly, on what is left (the texts keep their size).
+Those documents are found as the sources are: the text's chunk vectors (``HELD_PROBES`` of them) searched among the
+chunks labelled at or below its label, ``HELD_PER_PROBE`` nearest each, their phrases read from their chunks. A
+document's own earlier version counts among them (the FAQ edited in place stays public). One that was stored after
+the source and holds most of it (``SHARE`` of its phrases) does not: that is a copy of the source not raised yet
+(pasted before the source was labelled), and its text is the source's. Only a new text is judged so
+(``discount_below``): a review and a raise judge the copies already in the index, where the ones not raised yet
+would hide one another.
 
 A source raised later (an admin labels the salary bands ``restricted``) takes its copies along: the copies compared
 as they were ingested, while it was still ``confidential``, and those never compared (ingested at its label) are
@@ -144,11 +157,13 @@ class DerivedLabels:
             return any(lab > label for lab, _ in self._labels.values())
 
     def match(self, contents: Sequence[str], label: Label, *, exclude: Iterable[str] = (),
-              only: str | None = None, vectors: np.ndarray | None = None) -> Derived | None:
+              only: str | None = None, vectors: np.ndarray | None = None,
+              discount_below: bool = True) -> Derived | None:
         """The label the text ``contents`` (a document's chunks) calls for because it was taken from a document
         labelled above ``label``; None if none. ``exclude``: documents not to compare with (its own versions);
         ``only``: compare with this document alone, exactly as well; ``vectors``: the chunks' vectors, to compare
-        exactly with the sources they are near (module doc)."""
+        exactly with the sources they are near, and (``discount_below``: a text new to the index) to find the
+        documents labelled at or below ``label`` whose phrases do not count as taken (module doc)."""
         if label == _TOP:
             return None  # nothing can be above it: no query, no phrase
         self._list_sources()
@@ -167,12 +182,15 @@ class DerivedLabels:
             samples, owner, ids = self._stack()
         hits_all = np.bincount(owner[np.isin(samples, mine)], minlength=len(ids))
         best: tuple[Label, float, str, str] | None = None
+        passed: dict[str, None] = {}  # the sources this text passes the rule with, in the order judged
         for doc_id, p in prints.items():
             if not len(p.sample):
                 continue
             hits = int(hits_all[ids[doc_id]])
             of_source = hits / len(p.sample)  # the share of the source's phrases in this text
-            if hits >= self.MIN_HITS:  # fewer sampled phrases stand for too many to estimate from
+            # fewer than MIN_HITS sampled phrases stand for too many to estimate from
+            if hits >= self.MIN_HITS and self._passes(of_source * p.count, p.count, len(mine)):
+                passed[doc_id] = None
                 best = self._better(best, above[doc_id], doc_id, of_source * p.count, p.count, len(mine))
         # Sources the sample may be blind to at this text's size: a share the rule counts (MIN_SHARED phrases and SHARE
         # of this text) would give them fewer than BLIND_MARGIN times MIN_HITS sampled phrases on average (a sample
@@ -185,27 +203,57 @@ class DerivedLabels:
             full = self._full_phrases(doc_id)
             if full is not None and len(full):
                 shared = len(np.intersect1d(mine, full, assume_unique=True))
-                best = self._better(best, above[doc_id], doc_id, shared, len(full), len(mine))
+                if self._passes(shared, len(full), len(mine)):
+                    passed[doc_id] = None
+                    best = self._better(best, above[doc_id], doc_id, shared, len(full), len(mine))
+        if best is not None and discount_below and vectors is not None:
+            # Only now, a source having matched: what the text shares with it that is readable at its label already
+            # was not taken from it. The rule decides again, exactly, on what is left (fewer phrases, the same texts).
+            holders = self._held_below(vectors, label, mine)
+            rejudged, discounted = None, False
+            for doc_id in passed if holders else ():
+                full = self._full_phrases(doc_id)
+                stored = self._stored_at(doc_id)
+                if full is None or not len(full) or stored is None:
+                    continue
+                taken = np.intersect1d(mine, full, assume_unique=True)
+                for held, held_since in holders:
+                    on_source = np.intersect1d(held, full, assume_unique=True)
+                    # One stored after the source and holding most of it is a copy of it not raised yet (made before
+                    # the source was labelled): the source's text is not readable below because of it.
+                    if held_since >= stored and len(on_source) >= self.SHARE * len(full):
+                        continue
+                    left = np.setdiff1d(taken, on_source, assume_unique=True)
+                    discounted, taken = discounted or len(left) < len(taken), left
+                rejudged = self._better(rejudged, above[doc_id], doc_id, len(taken), len(full), len(mine))
+            if discounted:  # else the decision stands as made (a tie between sources is not judged again)
+                best = rejudged
         return Derived(best[0], best[2], best[3]) if best is not None else None
 
     def _better(self, best: tuple[Label, float, str, str] | None, source_label: Label, doc_id: str, shared: float,
                 source_count: int, count: int) -> tuple[Label, float, str, str] | None:
         """``best``, or the source ``doc_id`` if the text shares enough with it (``shared`` phrases of its
         ``source_count``; the text has ``count``) and it is more sensitive, or as sensitive with a larger share."""
+        if not self._passes(shared, source_count, count):
+            return best
         of_source, of_this = shared / source_count, shared / count
         share = max(of_source, of_this)
-        if shared < self.MIN_SHARED or share < self.SHARE:
-            return best
         how = (f"its text repeats {min(of_source, 1.0):.0%} of a {source_label} document" if of_source >= of_this
                else f"{min(of_this, 1.0):.0%} of its text is taken from a {source_label} document")
         if best is None or (source_label, share) > (best[0], best[1]):
             return (source_label, share, doc_id, how)
         return best
 
+    def _passes(self, shared: float, source_count: int, count: int) -> bool:
+        """Whether ``shared`` phrases of a source of ``source_count`` in a text of ``count`` are a copy (the rule)."""
+        return shared >= self.MIN_SHARED and max(shared / source_count, shared / count) >= self.SHARE
+
     NEAR_PROBES = 8  # a text's chunks searched for the sources they are near (spread over the text)
     BLIND_MARGIN = 4
     NEAR_PER_PROBE = 4
-    FULL_CACHE = 64  # sources whose whole phrase set is kept for exact comparisons
+    FULL_CACHE = 128  # documents (sources, and those holding text below them) whose whole phrase set is kept
+    HELD_PROBES = 16  # a text's chunks searched for the documents at or below its label that hold its text already
+    HELD_PER_PROBE = 4
 
     def _near(self, vectors: np.ndarray, sources: set[str]) -> set[str]:
         """The documents among ``sources`` that chunks of a text with these ``vectors`` are nearest to."""
@@ -214,11 +262,40 @@ class DerivedLabels:
         return _nearest(self._store, vectors, SearchFilters(document_ids=frozenset(sources)), self.NEAR_PROBES,
                         self.NEAR_PER_PROBE) & sources
 
-    def _full_phrases(self, doc_id: str) -> np.ndarray | None:
-        """All the phrase hashes of source ``doc_id`` (sorted), from its stored chunks; kept for the last
-        ``FULL_CACHE`` sources read (for the version listed). None if it is gone."""
+    def _held_below(self, vectors: np.ndarray, label: Label, mine: np.ndarray) -> list[tuple[np.ndarray, float]]:
+        """The phrase sets, and when their versions were stored, of the documents labelled ``label`` or below that
+        chunks with these ``vectors`` (a text labelled ``label`` whose phrases are ``mine``) are nearest to, those
+        holding any of ``mine`` (module doc)."""
+        store = self._store
+        if store is None or not len(vectors):
+            return []
+        below = SearchFilters(labels=frozenset(lab for lab in Label if lab <= label))
+        held = []
+        for doc_id in sorted(_nearest(store, vectors, below, self.HELD_PROBES, self.HELD_PER_PROBE)):
+            try:
+                doc = store.get_document(doc_id)
+            except NotFound:  # deleted meanwhile
+                continue
+            full = self._full_phrases(doc_id, doc.version)
+            if full is not None and np.isin(mine, full, assume_unique=True).any():
+                held.append((full, doc.created_at))
+        return held
+
+    def _stored_at(self, doc_id: str) -> float | None:
+        """When the version of ``doc_id`` in the store was stored; None if it is gone."""
+        assert self._store is not None, "refresh() first"
+        try:
+            return self._store.get_document(doc_id).created_at
+        except NotFound:
+            return None
+
+    def _full_phrases(self, doc_id: str, version: int | None = None) -> np.ndarray | None:
+        """All the phrase hashes of document ``doc_id`` (sorted), from its stored chunks; kept for the last
+        ``FULL_CACHE`` documents read, for ``version`` (by default: the version listed of a source). None if it is
+        gone."""
         with self._lock:
-            version = self._labels.get(doc_id, (None, -1))[1]
+            if version is None:
+                version = self._labels.get(doc_id, (None, -1))[1]
             cached = self._full.get(doc_id)
             if cached is not None and cached[0] == version:
                 self._full.move_to_end(doc_id)
@@ -257,7 +334,8 @@ class DerivedLabels:
                 contents = [c.content for c in store.document_chunks(doc_id)]
             except NotFound:  # deleted meanwhile
                 continue
-            derived = self.match(contents, doc.label, exclude=[doc_id], only=source.id)
+            # Not discounted by text readable below: the copies not raised yet are all readable below.
+            derived = self.match(contents, doc.label, exclude=[doc_id], only=source.id, discount_below=False)
             if derived is not None:
                 found.append((doc, derived))
         return found

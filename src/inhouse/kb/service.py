@@ -331,8 +331,9 @@ class KnowledgeBase:
                 if derived is None or not derived.any_above(label):
                     continue
                 vectors = np.array(list(self.store.embedded_chunks(col.id, doc.source_path).values()))
+                # Judged as stored, not as a new text: copies not raised yet would hide one another (kb/derived.py).
                 source = derived.match([c.content for c in self.store.document_chunks(doc.id)], label,
-                                       exclude=[doc.id], vectors=vectors)
+                                       exclude=[doc.id], vectors=vectors, discount_below=False)
                 if source is not None:
                     if apply:
                         derived.add(self.store.relabel(doc.id, label=source.label, metadata={

@@ -1,7 +1,8 @@
 """Text taken from a confidential or restricted document keeps its label (kb/derived.py): a copy in another
 collection, a draft with additions, an excerpt, in English and Chinese; a shared sentence of boilerplate or a
-document of a lower label is not a source; relabelling the source counts from the next ingestion, and raising it
-raises its copies at once; members may not label a derived document below its source."""
+document of a lower label is not a source; text readable at the document's label already (a binder copied it) is
+not taken; relabelling the source counts from the next ingestion, and raising it raises its copies at once; members
+may not label a derived document below its source."""
 
 from __future__ import annotations
 
@@ -297,3 +298,100 @@ def test_the_sources_are_listed_only_when_a_comparison_needs_them(tmp_path: Path
         assert calls == [Label.CONFIDENTIAL]
     finally:
         store.close()
+
+
+FAQ = """# Customer Support FAQ
+
+## Orders and delivery
+
+How long does delivery take? Standard delivery within mainland China takes 3 to 5 working days. Express delivery
+(1 to 2 working days) costs an extra 45 CNY. International orders ship within 7 working days.
+
+## Returns and refunds
+
+Products can be returned within 30 days of delivery if they are unused and in the original packaging. Refunds are
+issued to the original payment method within 7 working days after the returned goods arrive at our warehouse.
+
+## Support hours
+
+Phone support is available Monday to Friday, 08:30 to 18:00 China Standard Time. Email support answers within 1
+working day, and the assistant hands the conversation to a human agent when the customer asks for one.
+"""
+
+LEAVE = """# Leave policy
+
+Every employee has 15 working days of paid annual leave, plus one day for each full year of service up to 20 days.
+Leave is requested in the HR portal at least two weeks ahead and approved by the line manager within three days.
+Unused leave may be carried over to the next year up to 5 days and expires at the end of March.
+Sick leave needs a doctor's note from the third day on, and parental leave follows the local regulations.
+"""
+
+BANDS = "\n".join(
+    f"Band P{i}: the {role} band pays an annual base salary from {180 + 60 * i},000 to {240 + 70 * i},000 CNY, "
+    f"with a merit budget of {3 + i * 0.5}% and a bonus target of {5 + 2 * i}% of the base."
+    for i, role in enumerate(("junior engineer", "engineer", "senior engineer", "staff engineer", "principal")))
+
+
+def test_text_readable_at_its_label_already_is_not_taken_from_a_compilation(
+        index_store: IndexStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A binder holding the public FAQ, the internal leave and security policies and the salary bands is
+    confidential, and so is the FAQ annotated with the agents' notes (mostly the FAQ). Edited copies of the FAQ and
+    of the leave policy, and the FAQ and the policy edited in place, were not taken from them: their text was
+    readable at their label before. The bands, which are nowhere below, still raise a wiki page that pastes them,
+    and a page mixing a section of the FAQ with the bands. Only a text a source matched looks for what is readable
+    below."""
+    store = index_store
+    support, hr, archive, branch, wiki = (store.create_collection(n, acl=Acl()).id
+                                          for n in ("support", "hr", "archive", "branch", "wiki"))
+    ing = Ingestor(store, FakeEmbedder(), derived=DerivedLabels())
+    put(ing, support, "faq.md", FAQ, Label.PUBLIC)
+    put(ing, hr, "leave.md", LEAVE, Label.INTERNAL)
+    put(ing, hr, "security.md", LONG_POLICY, Label.INTERNAL)
+    everything = f"# Everything\n\n{FAQ}\n\n{LEAVE}\n\n{LONG_POLICY}\n\n# Pay\n\n{BANDS}"
+    _, _, binder = put(ing, archive, "binder.md", everything, Label.CONFIDENTIAL)
+    notes = ("\n\n## Agents only\n\nGoodwill refunds up to 300 CNY need no approval; above that the team lead "
+             "decides. Customers who threaten to go to the press are passed to the PR desk at once.")
+    put(ing, support, "faq-annotated.md", FAQ + notes, Label.CONFIDENTIAL)
+    searched_below: list[object] = []
+    search = store.vector_search
+    monkeypatch.setattr(store, "vector_search", lambda scope, vector, filters, limit: (
+        searched_below.append(filters) if filters.labels is not None else None) or search(scope, vector, filters,
+                                                                                         limit))
+    # Nothing a source matches: nothing readable below is looked for.
+    assert put(ing, wiki, "menu.md", "# Canteen\n\nSoup on Fridays, noodles on Mondays.")[:2] == (Label.INTERNAL, None)
+    assert searched_below == []
+
+    branch_faq = "# FAQ for the Shenzhen branch\n\nNote: call desk 1004 for local questions.\n\n" + FAQ
+    assert put(ing, branch, "faq.md", branch_faq, Label.PUBLIC)[:2] == (Label.PUBLIC, None)
+    assert searched_below
+    branch_leave = LEAVE + "\nLocal addendum: the branch office keeps its own copy of this policy."
+    assert put(ing, branch, "leave.md", branch_leave, Label.INTERNAL)[:2] == (Label.INTERNAL, None)
+    edited = FAQ.replace("3 to 5 working days", "2 to 4 working days") + "\nUpdated for the 2027 season."
+    assert put(ing, support, "faq.md", edited, Label.PUBLIC)[:2] == (Label.PUBLIC, None)
+    for year in (2027, 2028):  # edited again and again: each version stored after the binder holds a small part of it
+        edited = LEAVE.replace("15 working days", f"{year - 2011} working days") + f"\nValid from {year}."
+        assert put(ing, hr, "leave.md", edited, Label.INTERNAL)[:2] == (Label.INTERNAL, None)
+
+    label, why, page = put(ing, wiki, "team-notes.md", f"# Team notes, week 49\n\nFrom the HR call:\n\n{BANDS}")
+    assert (label, store.get_document(page).metadata["derived_from"]) == (Label.CONFIDENTIAL, binder), why
+    hours = FAQ.split("## ")[-1]
+    mixed = f"# Welcome pack\n\n## {hours}\n## What you earn\n\n{BANDS}"
+    assert put(ing, branch, "welcome.md", mixed, Label.PUBLIC)[0] is Label.CONFIDENTIAL
+
+
+def test_a_review_judges_copies_where_they_stand(index_store: IndexStore) -> None:
+    """Two wiki pages that forwarded the same three sections of the security policy while it was internal, the
+    policy labelled confidential since (not by a relabel that raises its copies): the review lists both, though
+    each holds the other's excerpt (and its own text) at their label."""
+    kb = KnowledgeBase(index_store, FakeEmbedder())
+    admin = Actor("key_admin", "admin", role="admin")
+    for name in ("it", "wiki"):
+        kb.create_collection(admin, name)
+    policy = kb.add_document(admin, "it", LONG_POLICY.encode(), "security.md", label="internal").document_id or ""
+    excerpt = "\n\n".join(LONG_POLICY.split("\n\n")[10:13])
+    pages = [kb.add_document(admin, "wiki", f"Forwarded by team {i}:\n\n{excerpt}".encode(), f"fwd{i}.md",
+                             label="internal") for i in range(2)]
+    index_store.relabel(policy, label=Label.CONFIDENTIAL)
+    listed = kb.review_markings(admin, "wiki")
+    assert sorted((r.document.id, r.marked.label, r.derived_from) for r in listed) == sorted(
+        (p.document_id, Label.CONFIDENTIAL, policy) for p in pages)
