@@ -4,8 +4,10 @@ inhouse keeps three SQLite files in its data directory: ``inhouse.db`` (governan
 tables), ``kb.db`` (the knowledge index, opened through ``apsw`` because it loads ``sqlite-vec``) and ``audit.db``
 (the hash-chained audit log). All three go through this module:
 
-* ``configure`` sets the pragmas (WAL, busy timeout, synchronous, foreign keys) on a connection of either driver;
-  ``connect`` opens a stdlib ``sqlite3`` connection with them.
+* ``configure`` sets the pragmas (WAL, busy timeout, synchronous, foreign keys, and ``secure_delete`` on the files
+  that keep user text) on a connection of either driver; ``connect`` opens a stdlib ``sqlite3`` connection with them.
+* ``Database.purge_after_commit`` / ``purge_wal``: after a delete that users rely on, the WAL is emptied, so the
+  deleted rows' pages leave the disk with the commit and not at the next clean stop (below).
 * ``write_transaction`` / ``read_transaction`` are the one copy of ``BEGIN IMMEDIATE`` / ``COMMIT`` / ``ROLLBACK``.
   ``Database`` wraps a connection with a lock, so it is usable from any thread.
 * ``Migration`` + ``apply_migrations``: numbered steps per database, recorded in ``schema_migrations``
@@ -21,10 +23,21 @@ upload's 201, a key shown once, a token charge) survives a power cut too, as the
 ``NORMAL`` would survive a killed process but could lose the last commits at a power cut, leaving the audit log (which
 always asked for ``FULL``) naming a document the index no longer has; the fsync costs about 0.3 ms a request here
 (docs/storage.md).
+
+Deletion in WAL mode: ``secure_delete`` zeroes a deleted row's bytes in the page it rewrites, but that page goes to the
+``-wal`` file, and the frames written earlier (the insert, every later version of the page) stay there until a
+checkpoint has copied them and later writes happen to overwrite them: a deleted document or conversation stayed
+readable in ``kb.db-wal`` for as long as the server ran. ``purge_wal`` runs ``wal_checkpoint(TRUNCATE)``: the zeroed
+pages reach the database file and the WAL is cut to zero bytes. A reader still using the old frames (a search in
+flight; a backup's long read) blocks it: it waits ``_PURGE_WAIT_MS`` for them, then is tried again on a timer.
+On those files ``journal_size_limit`` is ``_WAL_KEEP_BYTES``: a WAL that grew past it (a large document's transaction,
+checkpoints held off by a reader) is cut back when SQLite restarts it, rather than kept at its largest size with stale
+frames past its end.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import sys
 import threading
@@ -45,9 +58,21 @@ from inhouse.errors import (
     store_busy,
 )
 
+log = logging.getLogger(__name__)
+
 Params = Sequence[Any] | dict[str, Any]
 Synchronous = Literal["OFF", "NORMAL", "FULL"]
 _SYNC_LEVEL = {"OFF": 0, "NORMAL": 1, "FULL": 2}
+# How long a purge of the WAL waits for readers of the frames it removes (a search takes milliseconds; a backup's read
+# can take minutes: that one is waited out by retries, not by the writer that deleted).
+_PURGE_WAIT_MS = 500
+# A purge readers blocked is tried again after purge_retry_s, the delay doubling up to this, until it succeeds or the
+# file is closed.
+_PURGE_RETRY_MAX_S = 60.0
+# The WAL size kept across SQLite's own checkpoints: one autocheckpoint's worth (1000 pages of 4 KiB), whose frames the
+# next cycle overwrites. 0 (cut to nothing at every restart) made each cycle grow the file again: small commits in a
+# loop took 1.3-2x as long (4 MiB: as without a limit).
+_WAL_KEEP_BYTES = 4 * 1024 * 1024
 
 
 def configure(conn: Any, *, busy_timeout_ms: int = 5000, synchronous: Synchronous = "FULL",
@@ -59,13 +84,15 @@ def configure(conn: Any, *, busy_timeout_ms: int = 5000, synchronous: Synchronou
     if foreign_keys:
         pragmas.append("foreign_keys = ON")
     if secure_delete:
-        pragmas.append("secure_delete = ON")
+        # Where deleted text must leave the disk: freed bytes zeroed, and the WAL cut back after it restarts.
+        pragmas += ["secure_delete = ON", f"journal_size_limit = {_WAL_KEEP_BYTES}"]
     for pragma in pragmas:
         conn.execute(f"PRAGMA {pragma}").fetchall()
 
 
 def connect(path: Path | str, *, readonly: bool = False, busy_timeout_ms: int = 5000,
-            synchronous: Synchronous = "FULL", foreign_keys: bool = True) -> sqlite3.Connection:
+            synchronous: Synchronous = "FULL", foreign_keys: bool = True,
+            secure_delete: bool = False) -> sqlite3.Connection:
     """A stdlib connection with rows as ``sqlite3.Row``, autocommit (transactions are ours), usable by any thread
     (callers serialise: ``Database`` holds a lock)."""
     if str(path) != ":memory:" and not readonly:
@@ -76,7 +103,7 @@ def connect(path: Path | str, *, readonly: bool = False, busy_timeout_ms: int = 
         conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     configure(conn, busy_timeout_ms=busy_timeout_ms, synchronous=synchronous, readonly=readonly,
-              foreign_keys=foreign_keys)
+              foreign_keys=foreign_keys, secure_delete=secure_delete)
     return conn
 
 
@@ -141,16 +168,22 @@ class Database:
 
     Calls made by the thread inside ``transaction()`` join that transaction (the lock is re-entrant and a nested
     ``transaction()`` does not begin a second one). A write that fails because the disk is full raises
-    ``StorageFull`` (``what`` names the file in its message)."""
+    ``StorageFull`` (``what`` names the file in its message). ``secure_delete``: for a connection it opens (a file
+    that keeps user text); ``purge_retry_s``: the first delay before a blocked ``purge_wal`` is tried again."""
 
     def __init__(self, path: Path | str, *, conn: Any = None, busy_timeout_ms: int = 5000,
-                 synchronous: Synchronous = "FULL", what: str | None = None) -> None:
+                 synchronous: Synchronous = "FULL", what: str | None = None, secure_delete: bool = False,
+                 purge_retry_s: float = 1.0) -> None:
         self.path = str(path)
         self._conn: Any = conn if conn is not None else connect(path, busy_timeout_ms=busy_timeout_ms,
-                                                                synchronous=synchronous)
+                                                                synchronous=synchronous, secure_delete=secure_delete)
         self._lock = threading.RLock()
         self._depth = 0
         self._closed = False
+        self._purge_requested = False  # by the transaction in progress
+        self._purge_pending = False  # a purge readers blocked, waiting for its retry
+        self._purge_first_s = self._purge_delay_s = float(purge_retry_s)
+        self._purge_timer: threading.Timer | None = None
         self._what = f"Could not write to {what or Path(self.path).name}"
         self._errors = driver_errors(self._conn)
 
@@ -207,12 +240,75 @@ class Database:
                     yield conn
                 finally:
                     self._depth = 0
+                    purge, self._purge_requested = self._purge_requested, False
+            if purge:  # committed
+                self._purge()
 
     @contextmanager
     def snapshot(self) -> Iterator[Any]:
         """Hold the lock and a read transaction (one consistent view for several statements)."""
         with self._lock, read_transaction(self._conn) as conn:
             yield conn
+
+    def purge_after_commit(self) -> None:
+        """Inside ``transaction()`` that deletes or replaces what a user wants gone (a document, a conversation):
+        once it commits, ``purge_wal`` runs. A rollback drops the request with the changes."""
+        with self._lock:
+            if not self._depth:
+                raise RuntimeError("purge_after_commit outside a transaction")
+            self._purge_requested = True
+
+    def purge_wal(self) -> bool:
+        """Copy the WAL into the database file and cut it to zero bytes (``wal_checkpoint(TRUNCATE)``), so pages
+        that held deleted rows are on disk nowhere but as ``secure_delete`` zeroed them. Waits ``_PURGE_WAIT_MS``
+        for readers of the old frames; if they still hold them, returns False and tries again on a timer (the
+        delete itself stands either way). A no-op on a file not in WAL mode."""
+        with self._lock:
+            if self._depth:
+                raise RuntimeError("purge_wal inside a transaction: use purge_after_commit")
+            return self._purge()
+
+    def _purge(self, *, retry: bool = True) -> bool:
+        """``purge_wal`` under the lock; a failure (even of the driver: the commit stands) leaves a retry."""
+        if self._closed:
+            return False
+        try:
+            wait = int(self._conn.execute("PRAGMA busy_timeout").fetchone()[0])
+            self._conn.execute(f"PRAGMA busy_timeout = {min(wait, _PURGE_WAIT_MS)}").fetchall()
+            try:
+                # (busy, frames in the WAL, frames copied): busy=1 when a reader kept it from finishing.
+                busy = int(self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0])
+            finally:
+                self._conn.execute(f"PRAGMA busy_timeout = {wait}").fetchall()
+        except self._errors as exc:
+            log.warning("could not empty the WAL of %s after a delete (tried again later): %s", self.path, exc)
+            busy = 1
+        if not busy:
+            self._purge_pending = False
+            self._purge_delay_s = self._purge_first_s
+            if self._purge_timer is not None:
+                self._purge_timer.cancel()
+                self._purge_timer = None
+            return True
+        self._purge_pending = True
+        if retry and self._purge_timer is None:
+            # One timer at a time, its delay doubling: a reader that stays (a backup) costs one attempt a minute.
+            self._purge_timer = threading.Timer(self._purge_delay_s, self._retry_purge)
+            self._purge_timer.daemon = True
+            self._purge_delay_s = min(self._purge_delay_s * 2, _PURGE_RETRY_MAX_S)
+            self._purge_timer.start()
+        return False
+
+    def _retry_purge(self) -> None:
+        with self._lock:
+            self._purge_timer = None
+            if self._purge_pending and not self._closed:
+                self._purge()
+
+    @property
+    def purge_pending(self) -> bool:
+        """A purge readers blocked is still to be retried."""
+        return self._purge_pending
 
     def pragma(self, name: str) -> Any:
         if not name.replace("_", "").isalnum():
@@ -226,6 +322,11 @@ class Database:
     def close(self) -> None:
         with self._lock:
             if not self._closed:
+                if self._purge_timer is not None:
+                    self._purge_timer.cancel()
+                    self._purge_timer = None
+                if self._purge_pending:
+                    self._purge(retry=False)  # a last try (the last connection to close checkpoints on its own)
                 self._closed = True
                 self._conn.close()
 

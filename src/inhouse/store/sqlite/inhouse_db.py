@@ -208,7 +208,8 @@ def migrate(db: Database) -> list[int]:
 
 def open_inhouse_db(path: Path | str, *, busy_timeout_ms: int = 5000) -> Database:
     """Open (creating if needed) and migrate ``inhouse.db``."""
-    db = Database(path, busy_timeout_ms=busy_timeout_ms)
+    # secure_delete: a deleted conversation's or stored response's text must leave the file (database.py).
+    db = Database(path, busy_timeout_ms=busy_timeout_ms, secure_delete=True)
     try:
         migrate(db)
     except BaseException:

@@ -181,9 +181,10 @@ def _legacy_version(conn: Any) -> int:
     return int(row[0]) if row else 0
 
 
-def migrate_index(db: Database, dim: int) -> None:
-    """Bring ``kb.db`` to the newest schema, then check (or record) the dimension of its vectors."""
-    apply_migrations(db, migrations(dim), what="index", legacy_version=_legacy_version)
+def migrate_index(db: Database, dim: int) -> list[int]:
+    """Bring ``kb.db`` to the newest schema, then check (or record) the dimension of its vectors; return the versions
+    applied now."""
+    applied = apply_migrations(db, migrations(dim), what="index", legacy_version=_legacy_version)
     with db.transaction() as c:
         fence = c.execute("SELECT value FROM kb_meta WHERE key = 'schema'").fetchone()
         if fence is None or fence[0] != str(LEGACY_FENCE):
@@ -198,6 +199,7 @@ def migrate_index(db: Database, dim: int) -> None:
                 f"The index at {db.path} holds {row[0]}-d vectors but the embedder makes {dim}-d ones; "
                 "use the embedder it was built with or re-ingest into a new data directory."
             )
+    return applied
 
 
 def schema_version(db: Database) -> int:

@@ -28,7 +28,9 @@ with zeros before their row is deleted (vec0 reuses its blocks rather than freei
 with their ``secure-delete`` option (schema version 5), so a deleted row's postings leave with it (a deletion of a
 large share of the index deletes plainly and merges the indexes once instead). The word index reads a row's text back
 from ``kb_words_src`` (chunk and document rows) to delete it: its row goes before theirs, and what it indexes is
-exactly what that view shows (the title as stored, cut at 500).
+exactly what that view shows (the title as stored, cut at 500). Once such a transaction commits, the WAL is copied into
+the file and cut to zero bytes (``Database.purge_after_commit``): until then ``kb.db-wal`` held the deleted text in the
+frames of its earlier writes. Opening the file does the same after a migration (version 5 dropped old postings).
 """
 
 from __future__ import annotations
@@ -95,7 +97,8 @@ class SqliteIndexStore:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._w = Database(self.path, conn=self._open(busy_timeout_ms), what="the knowledge index")
-        migrate_index(self._w, self.dim)
+        if migrate_index(self._w, self.dim):
+            self._w.purge_wal()
         # :memory: databases are private to their connection, so tests on :memory: share the writer.
         self._r = self._w if self.path == ":memory:" else Database(self.path, conn=self._open(busy_timeout_ms))
         if self._r is not self._w:
@@ -202,6 +205,7 @@ class SqliteIndexStore:
     def delete_collection(self, collection_id: str, *, run: str | None = None) -> None:
         col = self.get_collection(collection_id)
         with self._tx() as c:
+            self._w.purge_after_commit()  # its name and description, if it had no documents
             self.delete_documents([doc.id for doc in self.list_documents(col.id, limit=1_000_000)], run=run)
             c.execute("DELETE FROM kb_acl WHERE owner = ?", (col.id,))
             c.execute("DELETE FROM kb_collections WHERE id = ?", (col.id,))
@@ -342,6 +346,7 @@ class SqliteIndexStore:
                     doc_pk = old[0]
                     kept = self._unchanged_chunks(c, doc_pk, doc)
                     self._purge_content(c, [doc_pk], keep=frozenset(kept.values()))
+                    self._w.purge_after_commit()
                     c.execute("UPDATE kb_documents SET sha256 = ?, label_rank = ?, has_acl = ?, title = ?,"
                               " filename = ?, mime = ?, metadata = ?, size_bytes = ?, chunk_count = ?,"
                               " created_at = ?, version = version + 1 WHERE pk = ?", (*values, now, doc_pk))
@@ -470,6 +475,8 @@ class SqliteIndexStore:
             found = [(pk, doc_id) for doc_id in dict.fromkeys(document_ids)
                      for (pk,) in c.execute("SELECT pk FROM kb_documents WHERE id = ?", (doc_id,))]
             self._purge_content(c, [pk for pk, _ in found])
+            if found:
+                self._w.purge_after_commit()
             for pk, doc_id in found:
                 c.execute("DELETE FROM kb_acl WHERE owner = ?", (doc_id,))
                 c.execute("DELETE FROM kb_documents WHERE pk = ?", (pk,))
@@ -694,10 +701,10 @@ class SqliteIndexStore:
         return IndexCheck(integrity, fts, self.counts())
 
     def raw_dump(self) -> bytes:
-        """Every byte of the database file and its WAL (tests look for traces of deleted content)."""
-        self._w.query("PRAGMA wal_checkpoint(TRUNCATE)")
+        """Every byte of the database file, its WAL and its shared-memory index as they are on disk now, with the
+        store open (tests look for traces of deleted content; nothing is checkpointed first)."""
         out = b""
-        for suffix in ("", "-wal"):
+        for suffix in ("", "-wal", "-shm"):
             p = Path(self.path + suffix)
             if p.exists():
                 out += p.read_bytes()
