@@ -86,6 +86,19 @@ def test_spoken_meeting_becomes_minutes(transcriber: WhisperTranscriber, tmp_pat
     assert item.evidence[0].timestamp is not None and "pricing" in item.evidence[0].text.lower()
 
 
+def test_a_recording_cut_into_windows_is_heard_whole(tmp_path: Path) -> None:
+    """Windows of a few seconds (two minutes in service) end in pauses between words: nothing is lost at the cuts
+    and the times run on from one window to the next."""
+    audio = speak(SPEECH, tmp_path / "meeting.wav")
+    default = load_settings().model_cache_dir
+    cache = default if whisper_present(default) else tmp_path / "models"
+    segments = WhisperTranscriber(lambda: ensure_whisper(cache), threads=2, window_s=4).transcribe(audio, "m.wav")
+    heard = " ".join(t for _, t in segments).lower()
+    assert "launch" in heard and "december" in heard and "pricing" in heard and "friday" in heard
+    starts = [start for start, _ in segments]
+    assert len(segments) >= 3 and starts == sorted(starts) and starts[-1] > 4
+
+
 def test_silence_and_noise_are_clear_errors(transcriber: WhisperTranscriber, tmp_path: Path) -> None:
     subprocess.run(["espeak-ng", "-w", str(tmp_path / "quiet.wav"), " "], check=True, capture_output=True)
     with pytest.raises(InvalidRequest):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from inhouse.apps.minutes.audio import WhisperTranscriber, decode_audio, ensure_whisper, rms
+from inhouse.apps.minutes.audio import WhisperTranscriber, decode_windows, ensure_whisper, measure_audio
 from inhouse.errors import DocumentRejected, InvalidRequest, Unavailable
 
 
@@ -52,11 +52,12 @@ def test_too_long_is_refused() -> None:
 
 def test_decode_and_level() -> None:
     tone = [0.5 * math.sin(2 * math.pi * 440 * i / 8000) for i in range(8000)]
-    samples = decode_audio(wav(tone, rate=8000), "tone.wav")  # resampled to 16 kHz mono
-    assert abs(len(samples) - 16000) < 200
-    assert 0.3 < rms(samples) < 0.4
+    ((start, samples),) = decode_windows(wav(tone, rate=8000), "tone.wav")  # resampled to 16 kHz mono
+    assert start == 0 and abs(len(samples) - 16000) < 200
+    level = measure_audio(wav(tone, rate=8000), "tone.wav")
+    assert abs(level.seconds - 1) < 0.02 and 0.3 < level.rms < 0.4
     with pytest.raises(DocumentRejected):
-        decode_audio(b"", "empty.wav")
+        measure_audio(b"", "empty.wav")
 
 
 def test_missing_model_packages_say_what_to_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

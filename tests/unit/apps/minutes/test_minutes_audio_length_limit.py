@@ -12,7 +12,7 @@ import av
 import numpy as np
 import pytest
 
-from inhouse.apps.minutes.audio import WhisperTranscriber, decode_audio
+from inhouse.apps.minutes.audio import WhisperTranscriber, decode_windows
 from inhouse.errors import InvalidRequest
 
 RATE = 8000
@@ -90,7 +90,7 @@ def test_decoding_stops_at_the_limit_when_no_length_is_stated(monkeypatch: pytes
 
 def test_a_recording_within_the_limit_decodes_whole() -> None:
     data = flac(90, tone=True)
-    samples = decode_audio(data, "tone.flac", max_s=90)
-    assert len(samples) == 90 * 16000 and samples.dtype == np.float32
+    ((start, samples),) = decode_windows(data, "tone.flac", window_s=120, max_s=90)
+    assert start == 0 and len(samples) == 90 * 16000 and samples.dtype == np.float32
     assert 0.1 < float(np.sqrt(np.mean(np.square(samples)))) < 0.2  # 8000/32768 peak, sine RMS ≈ 0.17
-    assert len(decode_audio(state_length(data, 0), "tone.flac", max_s=90)) == 90 * 16000
+    assert sum(len(w) for _, w in decode_windows(state_length(data, 0), "tone.flac", max_s=90)) == 90 * 16000
