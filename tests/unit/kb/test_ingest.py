@@ -20,7 +20,7 @@ from inhouse.errors import StorageFull, StoreUnavailable
 from inhouse.governance.labels import Label
 from inhouse.kb.access import Acl
 from inhouse.kb.index.sqlite import SqliteIndexStore
-from inhouse.kb.ingest import Ingestor, IngestProgress, iter_sources, sync_prefix
+from inhouse.kb.ingest import FileSource, Ingestor, IngestProgress, iter_sources, sync_prefix
 from inhouse.testing.fake_embedder import FakeEmbedder
 
 
@@ -349,3 +349,88 @@ def test_file_names_that_are_not_utf8_are_read_as_text(store: SqliteIndexStore, 
         "文档/员工手册.md", "文档/résumé.md", "文档/Müller.md", "文档/bad\\x81.md"}
     again = ing.ingest(col.id, list(iter_sources([docs])), remove_missing=[sync_prefix(docs)])
     assert again.count("unchanged") == 4 and again.count("removed") == 0  # the same names every run
+
+
+POLICY = "# Leave\n\n" + "\n\n".join(f"## Rule {i}\n\nRule {i}: " + f"annual leave detail {i} " * 30 for i in range(5))
+
+
+def counting_parse(calls: list[str]):  # type: ignore[no-untyped-def]
+    from inhouse.kb.parse import parse_file
+
+    def parse(data: bytes, filename: str):  # type: ignore[no-untyped-def]
+        calls.append(filename)
+        return parse_file(data, filename)
+
+    return parse
+
+
+def test_copies_of_a_new_file_in_one_run_are_parsed_and_embedded_once(store: SqliteIndexStore,
+                                                                      tmp_path: Path) -> None:
+    """Twelve byte-identical copies of a new file (one per department folder) were each parsed and embedded, then
+    all but one dropped as unchanged when written: 72 chunks embedded for one document of 6, and the report's
+    embedding rate divided those 6 by the time of all 72 (0.5 chunks/s instead of 11)."""
+    col = store.create_collection("hr", acl=Acl())
+    many = tmp_path / "many"
+    for i in range(12):
+        write(many, f"dept{i:02}/policy.md", POLICY)
+    write(many, "dept05/other.md", "# Travel\n\nHotel limit in Shanghai is 1,200 CNY per night.\n")
+    now, parsed, seen = [0.0], [], []
+    emb = LazyEmbedder(now)
+    report = Ingestor(store, emb, parse=counting_parse(parsed), embed_batch=256, clock=lambda: now[0]).ingest_paths(
+        col.id, [many], progress=seen.append)
+    assert report.count("added") == 2 and report.count("unchanged") == 11 and not report.errors
+    policy = store.find_document(col.id, source_path="many/dept00/policy.md")
+    assert policy is not None and policy.chunk_count >= 5
+    assert {o.document_id for o in report.outcomes if o.source_path.endswith("policy.md")} == {policy.id}
+    assert sorted(parsed) == ["other.md", "policy.md"]  # one copy parsed
+    assert emb.passages_embedded == report.embedded_chunks == report.chunks == policy.chunk_count + 1
+    assert report.embed_chunks_per_s == pytest.approx(100.0)  # the scripted embedder's 0.01 s a chunk
+    assert seen[-1].files_done == 13 and seen[-1].chunks_done == report.chunks
+    assert store.counts()["documents"] == 2
+    again = Ingestor(store, emb).ingest_paths(col.id, [many])  # and a second run finds them all unchanged
+    assert again.count("unchanged") == 13 and emb.passages_embedded == report.embedded_chunks
+
+
+def test_a_copy_is_indexed_when_the_file_it_copies_fails_to_be_written(
+        store: SqliteIndexStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Skipped only where the store would drop it: the copy of a file whose write failed is a document."""
+    from inhouse.errors import DocumentRejected
+
+    col = store.create_collection("hr", acl=Acl())
+    for d in ("a", "b", "c"):
+        write(tmp_path / "docs", f"{d}/policy.md", POLICY)
+    put = store.put_document
+
+    def refuse_a(doc, **kw):  # type: ignore[no-untyped-def]
+        if doc.source_path == "docs/a/policy.md":
+            raise DocumentRejected(doc.filename, "refused for the test")
+        return put(doc, **kw)
+
+    monkeypatch.setattr(store, "put_document", refuse_a)
+    emb = FakeEmbedder()
+    report = Ingestor(store, emb).ingest_paths(col.id, [tmp_path / "docs"])
+    status = {o.source_path: o.status for o in report.outcomes}
+    assert status == {"docs/a/policy.md": "error", "docs/b/policy.md": "added", "docs/c/policy.md": "unchanged"}
+    doc = store.find_document(col.id, source_path="docs/b/policy.md")
+    assert doc is not None and store.counts()["documents"] == 1
+    # a's chunks and b's were embedded (c waited for b); the rate counts both, not only the stored ones
+    assert emb.passages_embedded == report.embedded_chunks == 2 * doc.chunk_count == 2 * report.chunks
+
+
+def test_copies_in_one_run_are_skipped_only_where_the_store_would_drop_them(store: SqliteIndexStore,
+                                                                            tmp_path: Path) -> None:
+    """A path with a document of its own gets its new version even when another file of the run has the same bytes,
+    and an upload with ``own_copy`` is a document of its own."""
+    col = store.create_collection("hr", acl=Acl())
+    docs = tmp_path / "docs"
+    write(docs, "z-current.md", "# Leave\n\nEmployees get 15 days.\n")
+    ing = Ingestor(store, FakeEmbedder())
+    ing.ingest_paths(col.id, [docs])
+    write(docs, "a-new.md", POLICY)
+    write(docs, "z-current.md", POLICY)  # rewritten with the new file's bytes, after it in the run
+    report = ing.ingest_paths(col.id, [docs])
+    assert {(o.source_path, o.status) for o in report.outcomes} == {
+        ("docs/a-new.md", "added"), ("docs/z-current.md", "replaced")}
+    own = Ingestor(store, FakeEmbedder()).ingest(
+        col.id, [FileSource(f"up/{n}.md", lambda: POLICY.encode(), f"{n}.md") for n in ("x", "y")], own_copy=True)
+    assert [o.status for o in own.outcomes] == ["added", "added"]
