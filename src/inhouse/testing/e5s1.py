@@ -151,3 +151,17 @@ def reference_forward(m: E5S1Model, ids: Sequence[int]) -> np.ndarray:
         x = _layer_norm(x + out, f32(p + "oln.w"), f32(p + "oln.b"), m.eps)
     result: np.ndarray = x.mean(axis=0)
     return result
+
+
+def skip_unless_onnx_int8_is_used_here() -> None:
+    """Skip a test of ONNX Runtime's int8 accuracy on a CPU where inhouse never runs it: without int8 dot-product
+    instructions (VNNI, AMX) ORT's AVX2 kernels saturate int16 sums (cosine 0.998 against the reference instead of
+    0.99999; measured on an AMD EPYC Zen 3), and ``kb.embed_engine = auto`` picks llama.cpp there
+    (``kb.embed.engine_choice``)."""
+    import pytest
+
+    from inhouse.hardware.cpu import detect_cpu
+    from inhouse.kb.embed import int8_dot_product
+
+    if not int8_dot_product(detect_cpu().flags):
+        pytest.skip("this CPU has no int8 dot-product instructions: inhouse embeds with llama.cpp here")

