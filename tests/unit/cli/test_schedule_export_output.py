@@ -12,11 +12,8 @@ from inhouse.cli.main import app
 
 
 @pytest.fixture(autouse=True)
-def data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("INHOUSE_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("INHOUSE_KB__EMBEDDER", "fake")
-    monkeypatch.setenv("COLUMNS", "400")
-    return tmp_path / "data"
+def data(cli_data_dir: Path) -> Path:
+    return cli_data_dir
 
 
 @pytest.mark.parametrize(("where", "says"), [("missing_dir/x.ics", "does not exist"), (".", "is a directory")])
