@@ -6,13 +6,21 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from inhouse.hardware.cpu import detect_cpu
 from inhouse.hardware.int8 import Int8Check, check_int8, run_check
+from inhouse.kb.embed import int8_dot_product
 
 
-def test_the_int8_kernels_pass_on_this_machine() -> None:
+def test_the_int8_kernels_give_a_settled_answer_on_this_machine() -> None:
+    """With int8 dot products (VNNI, AMX) the kernels must pass; without them ORT's AVX2 kernels saturate int16 sums
+    (cosine 0.92 on the tiny random model, measured on an AMD EPYC Zen 3), and the check must say so rather than
+    let ``kb.embed_engine = auto`` pick them."""
     result = run_check()
-    assert result.ok, result.detail
-    assert result.ort_version and "cosine 0.99" in result.detail
+    assert result.ort_version and result.settled, result.detail
+    if int8_dot_product(detect_cpu().flags):
+        assert result.ok and "cosine 0.99" in result.detail, result.detail
+    else:
+        assert result.ok or (result.refuted and result.detail.startswith("wrong results (cosine")), result.detail
 
 
 def test_a_crashing_child_is_an_answer_not_a_crash() -> None:
