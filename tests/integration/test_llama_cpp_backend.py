@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -49,8 +49,9 @@ class TestLlamaCppBackendContract(BackendContract):
     def make_backend(self) -> Backend:
         return make()
 
-    def chat(self, backend: Backend, text: str) -> list[int]:
-        return backend.tokenize(chatml(text))
+    def chat(self, backend: Backend, text: str, history: Sequence[tuple[str, str]] = ()) -> list[int]:
+        earlier = "".join(f"{chatml(user)}{assistant}<|im_end|>\n" for user, assistant in history)
+        return backend.tokenize(earlier + chatml(text))
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,15 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from inhouse.engine.params import SamplingParams
+from inhouse.engine.params import SamplingParams, TokenLogprob
 from inhouse.engine.protocol import Backend, BatchItem, KvOp, StepPlan
 from inhouse.errors import EngineFailure, InvalidRequest
 
 GREEDY = SamplingParams(temperature=0.0, top_k=0, top_p=1.0, min_p=0.0)
+
+
+def _text(backend: Backend, tokens: Sequence[int]) -> str:
+    return b"".join(backend.token_piece(t) for t in tokens).decode("utf-8")
 
 
 def clear_slot(backend: Backend, slot: int) -> None:
@@ -50,23 +54,41 @@ def generate(
     slot: int = 0,
     max_new: int = 8,
     rid: str = "req_contract",
+    picks: list[TokenLogprob] | None = None,
 ) -> list[int]:
-    """Generate alone in ``slot`` (cleared first) until EOG or ``max_new`` tokens; EOG is not returned."""
+    """Generate alone in ``slot`` (cleared first) until EOG or ``max_new`` tokens; EOG is not returned.
+    ``picks``, when given, receives the log-probability entry of every sampled token, EOG included
+    (``params.logprobs`` must be set)."""
+
+    def step(tokens: Sequence[int], pos0: int) -> int | None:
+        token = feed(backend, rid, slot, tokens, pos0)
+        if picks is not None and token is not None:
+            sampled = backend.logprobs()[rid].sampled
+            assert sampled is not None and sampled.token == token
+            picks.append(sampled)
+        return token
+
     clear_slot(backend, slot)
     backend.start_request(rid, params)
     try:
         out: list[int] = []
-        token = feed(backend, rid, slot, prompt, 0)
+        token = step(prompt, 0)
         pos = len(prompt)
         while token is not None and not backend.is_eog(token) and len(out) < max_new:
             out.append(token)
             if len(out) == max_new:
                 break
-            token = feed(backend, rid, slot, [token], pos)
+            token = step([token], pos)
             pos += 1
         return out
     finally:
         backend.end_request(rid)
+
+
+def margin(pick: TokenLogprob) -> float:
+    """By how many nats the model preferred the picked token to its runner-up, before any grammar (negative when a
+    grammar or a bias overruled it). Needs ``pick.top`` from ``logprobs=2``."""
+    return pick.logprob - max(v for t, _, v in pick.top if t != pick.token)
 
 
 def generate_together(
@@ -102,14 +124,22 @@ class BackendContract:
     prompt_a = "The capital of France is"
     prompt_b = "One, two, three, four,"
     json_prompt = 'Reply with a JSON object with one key "ok" set to true.'
+    # Earlier exchanges that answered the same request with a short object, so that the model closes its object by
+    # itself whatever CPU computes it. Asked cold, SmolLM2-135M opened a second key by a margin of 0.1 nats on an
+    # AVX2 CPU and wrote prose until the bound; after two examples it copies one, each token by 1.5 nats or more.
+    json_history: tuple[tuple[str, str], ...] = ((json_prompt, '{"ok": true}'),) * 2
     max_json_tokens = 64
+    # A greedy decision closer than this could go the other way on another CPU: logits from different kernels
+    # (batched vs one token at a time) differ by up to 0.12 nats on SmolLM2-135M, and SIMD widths differ the same way.
+    min_json_margin = 1.0
 
     def make_backend(self) -> Backend:
         raise NotImplementedError
 
-    def chat(self, backend: Backend, text: str) -> list[int]:
-        """Turn a user message into prompt tokens; backends with a chat format override this."""
-        return backend.tokenize(text)
+    def chat(self, backend: Backend, text: str, history: Sequence[tuple[str, str]] = ()) -> list[int]:
+        """Turn a user message, after earlier ``(user, assistant)`` exchanges, into prompt tokens; backends with a
+        chat format override this."""
+        return backend.tokenize("".join(f"{user}\n{assistant}\n" for user, assistant in history) + text)
 
     @pytest.fixture
     def backend(self) -> Iterator[Backend]:
@@ -220,13 +250,26 @@ class BackendContract:
     def _generate_text(self, backend: Backend, prompt: str, params: SamplingParams) -> tuple[str, bool]:
         tokens = generate(backend, self.chat(backend, prompt), params, max_new=self.max_json_tokens)
         ended = len(tokens) < self.max_json_tokens
-        return b"".join(backend.token_piece(t) for t in tokens).decode("utf-8"), ended
+        return _text(backend, tokens), ended
 
     def test_json_object_output_parses(self, backend: Backend) -> None:
         params = SamplingParams(temperature=0.0, json_object=True)
-        text, ended = self._generate_text(backend, self.json_prompt, params)
-        assert ended, f"no end of generation within {self.max_json_tokens} tokens: {text!r}"
+        # The constraint is in force: where the model would answer in prose, its first token opens an object.
+        prose = _text(backend, generate(backend, self.chat(backend, self.prompt_a), max_new=1))
+        opening = _text(backend, generate(backend, self.chat(backend, self.prompt_a), params, max_new=1))
+        assert not prose.startswith("{") and opening.startswith("{"), (prose, opening)
+        # A whole object, which the model closes by itself; then generation must end, and the text parse.
+        picks: list[TokenLogprob] = []
+        tokens = generate(backend, self.chat(backend, self.json_prompt, self.json_history),
+                          dataclasses.replace(params, logprobs=2), max_new=self.max_json_tokens, picks=picks)
+        text = _text(backend, tokens)
+        narrow = [(p.piece, round(margin(p), 3)) for p in picks if margin(p) < self.min_json_margin]
+        assert len(tokens) < self.max_json_tokens, (
+            f"no end of generation within {self.max_json_tokens} tokens: {text!r}; decisions closer than "
+            f"{self.min_json_margin} nats (another CPU may go another way): {narrow}")
         assert isinstance(json.loads(text), dict)
+        # The premise, checked on every CPU: no decision on the way was close enough to go another way elsewhere.
+        assert not narrow, f"{text!r} passed by luck: decisions closer than {self.min_json_margin} nats: {narrow}"
 
     def test_json_schema_output_validates(self, backend: Backend) -> None:
         schema = {
