@@ -25,7 +25,6 @@ neither are paths that match no route.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -33,13 +32,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from starlette.requests import ClientDisconnect, HTTPConnection, Request
+from starlette.requests import HTTPConnection, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inhouse.api.auth import route_actions
 from inhouse.api.deps import services_of
 from inhouse.api.errors import retry_after, status_of
-from inhouse.api.middleware import send_json_error
+from inhouse.api.middleware import client_left, send_json_error
 from inhouse.errors import AuditUnavailable
 from inhouse.governance.audit import STARTED
 
@@ -286,17 +285,18 @@ class AuditMiddleware:
 
         try:
             await self.app(scope, receive, audit_send)
-        except (ClientDisconnect, OSError, asyncio.CancelledError):
-            # The client went away (EdgeMiddleware counts it 499): aborted, not a server error. Ray Serve's proxy
-            # reports a client that left by cancelling the ingress's request task. A stopping server does not get
-            # here for a generation: it fails them first (their final event, ``model_unloaded``), and a cluster
-            # ingress past its grace is killed with no Python left to run (the next one records ``interrupted``).
-            if not written:
+        except BaseException as exc:
+            if written:
+                raise
+            if client_left(exc):
+                # The client went away (EdgeMiddleware counts it 499): aborted, not a server error. Ray Serve's proxy
+                # reports a client that left by cancelling the ingress's request task (and the calls it waits on:
+                # ``cluster/ingress.DisconnectOnCancel``). A stopping server does not get here for a generation: it
+                # fails them first (their final event, ``model_unloaded``), and a cluster ingress past its grace is
+                # killed with no Python left to run (the next one records ``interrupted``).
                 with anyio.CancelScope(shield=True):  # the record is written even though the task is cancelled
                     await self._write_quietly(write, 499)
-            raise
-        except BaseException:
-            if not written:
+            else:
                 await self._write_quietly(write, 500)
             raise
         if held is not None:  # a start without a body (should not happen): send it anyway

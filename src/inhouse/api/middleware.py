@@ -151,6 +151,16 @@ def repeated_query_parameter(query_string: bytes) -> str | None:
     return None
 
 
+def client_left(exc: BaseException) -> bool:
+    """Whether ``exc`` says the client went away rather than that the server failed: the connection gone under a read
+    (``ClientDisconnect``) or a write (``OSError``), the request's task cancelled (how Ray Serve's proxy reports a
+    client that left), or an anyio task group's ``ExceptionGroup`` (``SSEResponse``'s disconnect watcher) holding
+    only those."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(client_left(e) for e in exc.exceptions)
+    return isinstance(exc, (ClientDisconnect, OSError, asyncio.CancelledError))
+
+
 class EdgeMiddleware:
     """Counts requests by route template and status; turns any escaped exception into a 500 in the one
     error shape (logged once here, not re-raised to the server); a path with a NUL character is a 404, a query
@@ -187,10 +197,10 @@ class EdgeMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except (ClientDisconnect, OSError):
-            # The client went away; nothing to answer and nothing wrong on our side.
-            log.debug("client disconnected on %s %s", scope.get("method"), scope.get("path"))
-        except Exception:
+        except Exception as exc:
+            if client_left(exc):  # nothing to answer and nothing wrong on our side
+                log.debug("client disconnected on %s %s", scope.get("method"), scope.get("path"))
+                return
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             if status == 0:
                 status = 500

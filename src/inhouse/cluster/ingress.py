@@ -20,6 +20,10 @@ Two more seams in cluster mode, both wired here: with an ``embedder`` handle (``
 the knowledge base embeds through ``RemoteEmbedder`` (the Embedder deployment) instead of loading e5 in this process;
 with a ``metrics_board`` handle (several ingress replicas) /metrics sums the HTTP series of all of them
 (``BoardExchange``).
+
+A client that leaves: Serve's proxy cancels the request, and Ray with it the call ``receive()`` waits on, which then
+raises instead of returning ``http.disconnect``; ``DisconnectOnCancel`` turns that back into the disconnect, so the
+request is recorded ``aborted`` (499) as anywhere else, not as a server error.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from inhouse.cluster.remote import remote_engine_factory
@@ -39,6 +43,7 @@ from inhouse.errors import Unavailable
 if TYPE_CHECKING:
     from ray.serve.handle import DeploymentHandle
 
+    from inhouse.api.metrics import SeriesExchange
     from inhouse.engine.params import GenerationRequest
     from inhouse.engine.protocol import EngineClient, EngineStats
     from inhouse.models.spec import ModelSpec
@@ -51,6 +56,12 @@ log = logging.getLogger(__name__)
 STOP_POLL_S = 1.0
 DRAIN_BEFORE_S = 2.5
 SHUTTING_DOWN = "shutting_down"
+
+# ASGI's shapes, spelled out: Starlette, whose ``starlette.types`` names them, is imported only in api/ and web/.
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
 
 
 class Drain:
@@ -145,6 +156,51 @@ def drained(load: Callable[[ModelSpec], EngineClient], drain: Drain) -> Callable
     return lambda spec: DrainedEngine(load(spec), drain)
 
 
+class DisconnectOnCancel:
+    """The ingress app's outermost ASGI layer: ``receive()`` says ``http.disconnect`` when Serve cancelled the request.
+
+    Serve's proxy reports a client that left by cancelling the replica's call (``ray.cancel``), and Ray cancels the
+    calls that request has in flight with it, among them the one ``receive()`` waits on for the client's next message
+    (``receive_asgi_messages`` on the proxy). Serve's receive then raises that ``TaskCancelledError`` (Serve's
+    ``RequestCancelledError`` is one) instead of the disconnect it means, and hangs on every later call. Whichever
+    came first decided the audit record: the request task's cancel (``aborted``, 499), or this error, which
+    ``SSEResponse``'s disconnect watcher raised inside its task group (an ``ExceptionGroup``: ``error``, 500). Here it
+    is the message ASGI has for a client that left, returned again on every later call, as Serve's receive does after
+    a disconnect, and which the app handles everywhere (``ClientDisconnect`` while a body is read, ``SSEResponse``
+    and ``run_until_disconnect`` stop the work). Other errors of ``receive()`` pass: they are the server's."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        from ray.exceptions import TaskCancelledError
+
+        gone = False
+
+        async def receive_or_disconnect() -> Message:
+            nonlocal gone
+            if not gone:
+                try:
+                    return await receive()
+                except TaskCancelledError:
+                    gone = True
+            return {"type": "http.disconnect"}
+
+        await self.app(scope, receive_or_disconnect, send)
+
+
+def build_ingress_app(services: Services, *, series_exchange: SeriesExchange | None = None) -> Any:
+    """``api.app.build_app`` as a Serve replica runs it (``DisconnectOnCancel`` outermost)."""
+    from inhouse.api.app import build_app
+
+    app = build_app(services, series_exchange=series_exchange)
+    app.add_middleware(DisconnectOnCancel)
+    return app
+
+
 class Ingress:
     """A Serve deployment class (wrapped with ``serve.ingress()`` by ``cluster/app.py``)."""
 
@@ -216,9 +272,7 @@ class Ingress:
             self.services.registry.close()  # and nothing is loaded any more (503 shutting_down)
 
     def __serve_build_asgi_app__(self) -> Any:
-        from inhouse.api.app import build_app
-
-        return build_app(self.services, series_exchange=self._exchange)
+        return build_ingress_app(self.services, series_exchange=self._exchange)
 
     def __del__(self) -> None:
         gone = getattr(self, "_gone", None)

@@ -12,11 +12,14 @@ Failures at the boundary:
 * a replica that dies (its machine, its process) before the first delta is ``EngineCrashed`` (503, retry); after
   it, the stream ends with an ``error`` delta coded ``engine_crashed``, which ``serving.py`` turns into the SSE error
   event. Nothing waits forever:
-  Ray reports the dead actor to the waiting stream, and the router stops choosing it.
+  Ray reports the dead actor to the waiting stream, and the router stops choosing it;
+* a stream Serve cancelled (it cancels the calls of an ingress request whose client left) ends with
+  ``asyncio.CancelledError``, as the request's own task does: the request is recorded aborted, not failed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -47,6 +50,15 @@ def _lost(exc: BaseException) -> bool:
     from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 
     return isinstance(exc, (RayActorError, ActorDiedError, ActorUnavailableError))
+
+
+def _cancelled(exc: BaseException) -> bool:
+    """Whether ``exc`` says Serve cancelled the call: it cancels the calls of a request it cancelled (the ingress's,
+    whose client left), which then raise ``RequestCancelledError`` (a ``TaskCancelledError``) instead of the
+    ``CancelledError`` the request's own task gets."""
+    from ray.exceptions import TaskCancelledError
+
+    return isinstance(exc, TaskCancelledError) or isinstance(_unwrapped(exc), TaskCancelledError)
 
 
 def _unwrapped(exc: BaseException) -> BaseException:
@@ -125,6 +137,8 @@ class RemoteEngine:
         except InhouseError:
             raise
         except Exception as exc:
+            if _cancelled(exc):  # the request was cancelled (its client left): not a failure of the replica
+                raise asyncio.CancelledError from exc
             lost = _lost(exc)
             what = "went away" if lost else f"failed ({type(_unwrapped(exc)).__name__})"
             log.error("request %s: the replica of %s %s: %s", request.request_id, self._model, what, exc)

@@ -33,9 +33,10 @@ def slow(make_services: Any) -> Iterator[tuple[Any, Any]]:
 
 
 def call_and_leave(app: Any, key: str, path: str, body: dict[str, Any], *,
-                   cancel: bool = False) -> tuple[float, list[Message]]:
+                   cancel: bool = False, fail: BaseException | None = None) -> tuple[float, list[Message]]:
     """POST ``body`` with a client that disconnects after ``LEAVE_AFTER_S``; how long the app took, what it sent.
-    ``cancel``: the client never disconnects; the request's task is cancelled after ``CANCEL_AFTER_S`` instead."""
+    ``cancel``: the client never disconnects; the request's task is cancelled after ``CANCEL_AFTER_S`` instead.
+    ``fail``: ``receive()`` raises it then instead of returning the disconnect."""
     raw = json.dumps(body).encode()
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
              "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
@@ -51,6 +52,8 @@ def call_and_leave(app: Any, key: str, path: str, body: dict[str, Any], *,
             body_sent = True
             return {"type": "http.request", "body": raw, "more_body": False}
         await asyncio.sleep(3600 if cancel else LEAVE_AFTER_S)  # cancelled: the proxy, not the client, ends it
+        if fail is not None:
+            raise fail
         return {"type": "http.disconnect"}
 
     async def send(message: Message) -> None:
@@ -101,6 +104,21 @@ def test_a_client_that_leaves_is_audited_as_aborted_not_as_a_server_error(
     metrics = TestClient(app, headers={"Authorization": f"Bearer {s.admin_key}"}).get("/metrics").text
     assert f'inhouse_requests_aborted_total{{model="{MODEL}"}} 1.0' in metrics
 
+
+@pytest.mark.parametrize(("fail", "outcome"), [
+    (ConnectionResetError(104, "Connection reset by peer"), ("aborted", 499)),
+    (RuntimeError("a bug of the server's"), ("error", 500)),
+], ids=["connection-reset", "server-bug"])
+def test_a_read_that_fails_under_a_stream_is_aborted_only_when_the_connection_broke(
+        slow: tuple[Any, Any], fail: BaseException, outcome: tuple[str, int]) -> None:
+    # SSEResponse's disconnect watcher reads in a task group, which hands its error on in an ExceptionGroup.
+    s, app = slow
+    took, _ = call_and_leave(app, s.member_key, "/v1/chat/completions",
+                             {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 150,
+                              "stream": True}, fail=fail)
+    assert took < 1.5  # the stream stopped either way
+    final = final_record(s, "chat:create")
+    assert (final.outcome, final.details["status"]) == outcome
 
 
 def test_the_minutes_assistant_stops_when_its_client_leaves(make_services: Any) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from ray.exceptions import ActorDiedError
+from ray.serve.exceptions import RequestCancelledError
 
 from inhouse import errors
 from inhouse.api.errors import status_of
@@ -113,6 +114,24 @@ def test_a_replica_lost_mid_stream_ends_the_stream_with_an_error_delta() -> None
     got = asyncio.run(_collect(engine))
     assert [d.text for d in got] == ["Hel", ""]
     assert got[-1].finish_reason == "error" and got[-1].error and got[-1].error_code == "engine_crashed"
+    assert handle.streams[0].cancelled
+
+
+@pytest.mark.parametrize("before_first", [True, False], ids=["before-the-first-delta", "mid-stream"])
+def test_a_stream_serve_cancelled_is_a_cancellation_not_a_failure(before_first: bool) -> None:
+    # Serve cancels the calls of an ingress request it cancelled (its client left): not an engine failure (500 or
+    # an error event), the request's cancellation, recorded aborted.
+    handle = FakeHandle([] if before_first else [Delta("req_1", "Hel")], RequestCancelledError("req_1"))
+    engine = RemoteEngine("m", handle, app_name="a", call_timeout_s=5)  # type: ignore[arg-type]
+    got: list[Delta] = []
+
+    async def collect() -> None:
+        async for d in engine.generate(_request()):
+            got.append(d)
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(collect())
+    assert [d.text for d in got] == ([] if before_first else ["Hel"])
     assert handle.streams[0].cancelled
 
 
