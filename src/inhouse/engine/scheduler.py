@@ -13,11 +13,18 @@ One ``schedule()`` builds one ``StepPlan`` (one ``llama_decode``):
    whenever somebody decodes (chunked prefill keeps other streams flowing), fewer when the steps are slow:
    ``prefill_step_s`` caps such a step by time too, from the per-token cost of the steps executed so far
    (engine/pacing.py; the engine reports each step with ``observe_step``);
+   the prompt tokens of a step are split between the prompts being prefilled, running or being admitted
+   (``split_prefill``): the one that arrived first is sure of half of them, the rest go to the short prompts
+   (at most ``step_token_budget`` tokens left), shortest first, then to the long ones in arrival order. So a
+   short prompt is admitted and prefilled at once next to a long one instead of waiting for its whole
+   prefill (a minute on a 7B: past the queue-wait bound, the server answered "busy" with its seats free); a
+   lone prompt still takes the whole room; a long prompt waits for the long one before it; nothing starves;
 3. waiting requests are admitted FIFO into a slot chosen by the prefix cache (longest common prefix with
    the KV of idle slots, kept after a request finishes, or of running slots, shared by ``cp``); a request whose
    prompt shares a prefix that a running request is still prefilling waits for it (its whole prompt, as for
    the ``n`` choices of one request, or at least ``SHARE_MIN_TOKENS``), then takes it by ``cp`` instead of
-   computing it a second time; the requests behind it are not held up. Only KV of the same ``cache_owner``
+   computing it a second time; the requests behind it are not held up, nor by a prompt that gets no room in
+   this step (shorter or older ones took it). Only KV of the same ``cache_owner``
    counts (an idle entry keeps its request's owner): a request never reuses, nor waits for, another owner's
    prefix, so neither its cached tokens nor its time to first token tell anything about another user's prompt;
 4. KV cells are counted conservatively (a cell shared by two sequences counts twice), so the plan always
@@ -34,9 +41,10 @@ thread (the engine's lock guards them).
 
 from __future__ import annotations
 
+import enum
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from inhouse.engine.pacing import PrefillPacer
 from inhouse.engine.protocol import BatchItem, KvOp, StepPlan
@@ -93,6 +101,7 @@ class _Request:
     reuse_prefix: bool = True  # False: every position is computed (prompt log-probabilities need their logits)
     queued_s: float = 0.0  # when add() queued it (the caller's clock), for the queue-wait bound
     n_prompt: int = 0  # prompt tokens as added (the rest of ``tokens`` was generated)
+    arrival: int = 0  # add() order: the prompt room's split (split_prefill) favours the earliest
     cache_owner: str | None = None  # its KV is a prefix only for requests of the same owner (None: owner-less ones)
 
 
@@ -104,6 +113,12 @@ class _Idle:
     last_used: int  # step counter, for LRU eviction
     n_prompt: int = 0  # how many of ``tokens`` were its prompt (the rest, its answer)
     cache_owner: str | None = None  # the finished request's: only requests of this owner reuse the entry
+
+
+class _Admission(enum.Enum):
+    ADMITTED = "admitted"
+    BLOCKED = "blocked"  # no seat, no KV room, or the decodes took the whole step: the requests behind it wait too
+    LATER = "later"  # no prompt room for it (older or shorter prompts took it): a shorter one behind it may go
 
 
 @dataclass
@@ -121,10 +136,36 @@ class _Build:
     # Slots a cp of this plan reads from. Every rm runs before every cp, so these are never cleared, cut back or
     # reused for the rest of the step: the copy would read an emptied slot.
     cp_sources: set[int] = field(default_factory=set)
+    admitted: set[str] = field(default_factory=set)  # requests admitted by this plan: each keeps its item
 
     @property
     def planned_tokens(self) -> int:
         return sum(len(i.tokens) for i in self.items.values())
+
+
+def split_prefill(room: int, demands: Sequence[int], long_from: int) -> list[int]:
+    """How many of a step's ``room`` prompt tokens each prompt being prefilled gets; ``demands`` (the tokens each
+    still needs) are in arrival order, and a prompt needing more than ``long_from`` tokens is long.
+
+    The prompt that arrived first is sure of half the room (all of it when alone), whatever else arrives: it
+    finishes at worst twice as slowly as alone, so nothing starves (each prompt becomes the first in time). The
+    rest goes to the short prompts, shortest first (the earlier between equals), then to the long ones in arrival
+    order. So a short prompt next to a long one is prefilled at once; equal prompts go one after the other
+    (sharing would answer all of them as late as the last); and a long prompt waits for the long one before it
+    (sharing would delay the first answer as much as it brings the second one closer).
+    """
+    shares = [0] * len(demands)
+    if not demands:
+        return shares
+    left = max(0, room)
+    shares[0] = min(demands[0], (left + 1) // 2)
+    left -= shares[0]
+    short = sorted((i for i, d in enumerate(demands) if d <= long_from), key=lambda i: (demands[i], i))
+    for i in short + [i for i, d in enumerate(demands) if d > long_from]:
+        give = min(demands[i] - shares[i], left)
+        shares[i] += give
+        left -= give
+    return shares
 
 
 def _lcp(a: list[int], b: list[int], limit: int) -> int:
@@ -153,6 +194,7 @@ class Scheduler:
         self._inflight: list[BatchItem] = []  # items of the last plan, until update()
         self._step = 0
         self._admissions = 0
+        self._arrivals = 0
         self._stats = SchedulerStats()
         self._pacer = PrefillPacer(config.prefill_step_s)
 
@@ -178,8 +220,9 @@ class Scheduler:
                 f"The server is busy: {len(self._waiting)} requests are waiting. Retry shortly.",
                 retry_after_s=cfg.retry_after_s,
             )
+        self._arrivals += 1
         req = _Request(request_id, list(prompt_tokens), max_new_tokens, reuse_prefix=reuse_prefix, queued_s=now,
-                       n_prompt=len(prompt_tokens), cache_owner=cache_owner)
+                       n_prompt=len(prompt_tokens), cache_owner=cache_owner, arrival=self._arrivals)
         self._waiting.append(req)
         self._by_id[request_id] = req
 
@@ -400,37 +443,93 @@ class Scheduler:
                 req.n_computed = len(req.tokens) - 1
                 b.rm_ops.append(KvOp("rm", req.slot, p0=req.n_computed))
         order = list(self._running.values())
-        for decoding in (True, False):
-            for req in order:
-                if req.request_id not in self._running or req.request_id in b.items:
-                    continue  # preempted meanwhile, or already served
-                left = len(req.tokens) - req.n_computed
-                if (left == 1) != decoding:
-                    continue
-                want = min(1, b.budget_left) if decoding else min(left, self._prefill_room(b))
-                if want <= 0:
-                    continue
-                n = self._make_room(req, want, plan, b)
-                if n >= 1:
-                    self._add_item(req, n, b, decode=decoding)
-                elif len(self._running) > 1:
-                    # Nothing newer is left to preempt: this request is the newest, so it yields.
-                    self._preempt(req, plan, b)
-                # else: the only running request cannot fit at all; add() and at_context_limit() keep
-                # this from happening when the engine honours them.
+        for req in order:
+            if req.request_id in self._running and len(req.tokens) - req.n_computed == 1:  # not preempted meanwhile
+                self._serve_running(req, min(1, b.budget_left), plan, b, decode=True)
+        # Prompt chunks, once the decodes are in: the room left split between the prefilling requests.
+        prefilling = [r for r in order if r.request_id in self._running and len(r.tokens) - r.n_computed > 1]
+        shares = self._split(self._prefill_room(b), prefilling)
+        for req in prefilling:  # admission order: an older request may preempt a newer one for room
+            if req.request_id in self._running:
+                self._serve_running(req, min(shares[req.request_id], self._prefill_room(b)), plan, b, decode=False)
+
+    def _split(self, room: int, prefilling: list[_Request], demand: dict[str, int] | None = None) -> dict[str, int]:
+        """``split_prefill`` of ``room`` between ``prefilling`` requests (by arrival), each needing the rest of its
+        tokens unless ``demand`` says otherwise."""
+        by_arrival = sorted(prefilling, key=lambda r: r.arrival)
+        needs = [(demand or {}).get(r.request_id, len(r.tokens) - r.n_computed) for r in by_arrival]
+        shares = split_prefill(room, needs, self._cfg.step_token_budget)
+        return {r.request_id: n for r, n in zip(by_arrival, shares, strict=True)}
+
+    def _serve_running(self, req: _Request, want: int, plan: StepPlan, b: _Build, *, decode: bool) -> None:
+        if want <= 0:
+            return
+        n = self._make_room(req, want, plan, b)
+        if n >= 1:
+            self._add_item(req, n, b, decode=decode)
+        elif len(self._running) > 1:
+            # Nothing newer is left to preempt: this request is the newest, so it yields.
+            self._preempt(req, plan, b)
+        # else: the only running request cannot fit at all; add() and at_context_limit() keep
+        # this from happening when the engine honours them.
 
     def _admit_waiting(self, b: _Build) -> None:
-        """Admit FIFO until one does not fit; requests waiting for a shared prefix are stepped over."""
+        """Admit FIFO until one does not fit; requests waiting for a shared prefix, or getting no prompt room in
+        this step, are stepped over (they keep their place in the queue)."""
         deferred: list[_Request] = []
+        long_waits = False  # a long prompt got no room: the long ones behind it get none either
         while self._waiting:
             req = self._waiting[0]
-            if self._prefix_in_progress(req):
+            if (long_waits and self._surely_long(req)) or self._prefix_in_progress(req):
                 deferred.append(self._waiting.popleft())
                 continue
-            if not self._try_admit(req, b):
+            outcome = self._try_admit(req, b)
+            if outcome is _Admission.LATER:
+                long_waits = long_waits or self._surely_long(req)
+                deferred.append(self._waiting.popleft())
+                continue
+            if outcome is _Admission.BLOCKED:
                 break
             self._waiting.popleft()
         self._waiting.extendleft(reversed(deferred))
+
+    def _surely_long(self, req: _Request) -> bool:
+        """Whether ``req``'s prompt is long for ``split_prefill`` whatever prefix of it the cache holds: lengths only,
+        so a queue of long prompts is not matched against every slot at every step while they wait."""
+        owner = req.cache_owner
+        cached = max([len(i.tokens) for i in self._idle.values() if i.cache_owner == owner and req.reuse_prefix]
+                     + [r.n_computed for r in self._running.values() if r.cache_owner == owner and req.reuse_prefix]
+                     + [0])
+        return len(req.tokens) - cached > self._cfg.step_token_budget
+
+    def _admission_room(self, req: _Request, demand: int, b: _Build) -> tuple[int, dict[str, int]]:
+        """The prompt tokens ``req`` gets if admitted now with ``demand`` still to compute — its part of the step's
+        prompt room split anew with the prefilling requests (``split_prefill``) — and the chunks already planned
+        that must shrink for it: request id -> tokens it keeps (0: no chunk this step; a request admitted by this
+        plan keeps at least one token, its item is what places it)."""
+        prefilling = [r for r in self._running.values() if r.request_id not in b.decodes
+                      and (r.request_id in b.items or len(r.tokens) - r.n_computed > 1)]
+        shares = self._split(b.prefill_used + self._prefill_room(b), [*prefilling, req], {req.request_id: demand})
+        keep: dict[str, int] = {}
+        for r in prefilling:
+            item = b.items.get(r.request_id)
+            k = max(1, shares[r.request_id]) if r.request_id in b.admitted else shares[r.request_id]
+            if item is not None and len(item.tokens) > k:
+                keep[r.request_id] = k
+        freed = sum(len(b.items[rid].tokens) - k for rid, k in keep.items())
+        return min(shares[req.request_id], self._prefill_room(b) + freed), keep
+
+    def _cut_back(self, keep: Mapping[str, int], b: _Build) -> None:
+        for rid, k in keep.items():
+            item = b.items[rid]
+            # A shorter chunk only frees cells: the KV room checked for the longer one still holds.
+            if k > 0:
+                sample = item.pos0 + k == len(self._running[rid].tokens)
+                b.items[rid] = replace(item, tokens=item.tokens[:k], sample=sample)
+            else:
+                del b.items[rid]  # a running request: its KV stays, it continues next step
+            b.budget_left += len(item.tokens) - k
+            b.prefill_used -= len(item.tokens) - k
 
     def _prefix_in_progress(self, req: _Request) -> bool:
         """Whether a running request is still prefilling a prefix of ``req``'s prompt worth waiting for."""
@@ -480,12 +579,11 @@ class Scheduler:
             cells -= len(self._idle[s].tokens)
         return (target, evict) if cfg.n_ctx - cells >= need else None
 
-    def _try_admit(self, req: _Request, b: _Build) -> bool:
+    def _try_admit(self, req: _Request, b: _Build) -> _Admission:
         if len(self._running) >= self._cfg.max_running:
-            return False
-        desired = min(len(req.tokens), self._prefill_room(b))
-        if desired <= 0:
-            return False
+            return _Admission.BLOCKED
+        if b.prefill_used + self._prefill_room(b) <= 0:  # the decodes took the whole step
+            return _Admission.BLOCKED
         cap = len(req.tokens) - 1  # at least one token must be fed to get logits
         # Prefix cache: the longest common prefix with the KV of any slot of the same owner. Ties prefer an idle slot
         # (no copy, and its cells are reused rather than duplicated), then the most recently used one, then the
@@ -500,6 +598,9 @@ class Scheduler:
                 if r.cache_owner == owner:
                     best = max(best, (_lcp(r.tokens, req.tokens, min(cap, r.n_computed)), 0, 0, -r.slot))
         lcp, from_idle, src = best[0], best[1] == 1, -best[3]
+        n, keep = self._admission_room(req, len(req.tokens) - lcp, b)
+        if n <= 0:
+            return _Admission.LATER
         src_idle = src if from_idle and lcp > 0 else None
         # An idle entry is cut back in place when little of it is lost (the same conversation's next turn) or
         # only its answer is (the same prompt again: a regenerated answer replaces it); a request that shares just a
@@ -514,11 +615,11 @@ class Scheduler:
         if placement is None and (can_cut or entry is None):
             placement = self._placement(req, lcp, src, b, in_place=can_cut)
         if placement is None:
-            return False
+            return _Admission.BLOCKED
         target, evict = placement
         in_place = target == src_idle
-        n = min(desired, len(req.tokens) - lcp)
         # Commit.
+        self._cut_back(keep, b)
         for s in evict:
             del self._idle[s]
             self._clear_slot(s, b)
@@ -545,4 +646,5 @@ class Scheduler:
         self._slot_owner[target] = req.request_id
         self._running[req.request_id] = req
         self._add_item(req, n, b, decode=False)
-        return True
+        b.admitted.add(req.request_id)
+        return _Admission.ADMITTED
