@@ -46,7 +46,7 @@ from inhouse.models.footprint import Footprint, estimate_footprint, model_shape
 from inhouse.models.gguf.read import read_gguf_header
 from inhouse.models.recommend import ModelRecommendation, recommend_model
 from inhouse.models.registry import ModelRegistry
-from inhouse.models.residency import ModelResidency
+from inhouse.models.residency import ModelResidency, ResidentEmbedder
 from inhouse.models.spec import ModelSpec
 from inhouse.models.timetable import Timetable
 from inhouse.models.tuning.profile import ProfileStore, tuned_settings
@@ -312,8 +312,6 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
                                     wrap_loads=lambda load: audited_loads(load, audit),
                                     weight_choices=weight_choices, on_crash=[audit_crashes(audit)])
     chat = ChatService(registry, settings.engine)
-    residency = ModelResidency(registry, idle_release_s=ms.idle_release_s, timetable=timetable,
-                               prewarm_models=lambda: list(dict.fromkeys([ms.default, *ms.preload])))
     answers = AnswerLabels(stores.answer_labels)
     egress = build_egress_router(
         gs, settings.data_dir, audit_sink, is_local=lambda name: name in registry.names(),
@@ -326,6 +324,10 @@ def build_services(settings: Settings, *, load_engine: EngineFactory | None = No
     parser = parser or build_parser(settings)  # worker processes that parse uploads: ingestion's and the outline's
     kb = build_knowledge_base(settings, embedder or build_embedder_for(settings), chat=chat, ocr=ocr,
                               parser=parser)
+    # Idle release frees the embedder too when it runs here (e5; not the fake, not a cluster's Embedder deployment).
+    residency = ModelResidency(registry, idle_release_s=ms.idle_release_s, timetable=timetable,
+                               prewarm_models=lambda: list(dict.fromkeys([ms.default, *ms.preload])),
+                               embedder=kb.embedder if isinstance(kb.embedder, ResidentEmbedder) else None)
     directory.grants.append(kb)  # a deleted group's name leaves every access list
     assistants = Assistants(
         contexts=AppContexts(settings, chat, kb, record_usage=quotas.record_usage, answers=answers),

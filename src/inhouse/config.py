@@ -182,14 +182,16 @@ class ModelSettings(Section):
     )
     idle_release_s: float = Field(
         0.0, ge=0, description="Unload every model after this many seconds without work, giving memory and "
-        "cores back; the next request reloads it (0: never). `inhouse serve --idle-release-s`."
+        "cores back, and the knowledge base's embedder after as long without a search or an upload; the next "
+        "request reloads what it needs (0: never). `inhouse serve --idle-release-s`."
     )
     prewarm: list[str] = Field(
         default_factory=list, description="Weekly times to load the default and preloaded models, e.g. "
         "[\"mon-fri 08:30\"] (DAYS HH:MM, server local time; days: mon..sun, a range, a list or daily)."
     )
     release: list[str] = Field(
-        default_factory=list, description="Weekly times to unload every model, e.g. [\"mon-fri 19:00\"]."
+        default_factory=list,
+        description="Weekly times to unload every model and the embedder, e.g. [\"mon-fri 19:00\"]."
     )
 
 

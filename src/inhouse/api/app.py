@@ -58,6 +58,8 @@ def build_app(services: Services, *, series_exchange: SeriesExchange | None = No
     metrics = Metrics(lambda: list(loaded_engines(services.registry)), exchange=series_exchange,
                       parse_stops=lambda: dict(parser.stops) if parser is not None else {},
                       waiting=lambda: {"audit": services.audit.waiting, "usage": services.quotas.waiting})
+    # The embedder's wakes happen inside the knowledge base, not where a chat request waits (openai/serving.py).
+    services.residency.on_embedder_wake = lambda name, seconds: metrics.model_wake.labels(name).observe(seconds)
     install_error_handlers(app)
     add_system_routes(app.router, services, metrics)
     add_openai_routes(app.router, services, metrics)

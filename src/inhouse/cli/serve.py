@@ -60,7 +60,8 @@ def register(app: typer.Typer) -> None:
         log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
         idle_release_s: float = typer.Option(
             None, "--idle-release-s", min=0,
-            help="Unload models after this many idle seconds (memory and cores back); reload on the next request."),
+            help="Unload models (and the embedder) after this many idle seconds (memory and cores back); reload on "
+            "the next request."),
         cluster: str = typer.Option(
             None, "--cluster", metavar="ADDRESS",
             help="Deploy the app to the Ray cluster at ADDRESS (`inhouse cluster up`) instead of serving here: the "

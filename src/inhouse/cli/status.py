@@ -64,11 +64,19 @@ def print_status(body: dict[str, Any]) -> None:
         console.print(table)
     else:
         console.print("No model is loaded (the next request loads it).")
+    embedder = body.get("embedder")
+    if isinstance(embedder, dict):
+        left = embedder.get("idle_release_in_s")
+        state = (("in use" if embedder.get("busy") else "loaded")
+                 + (f", release in {left:g} s" if isinstance(left, (int, float)) else "")
+                 if embedder.get("loaded") else "not loaded (the next search or upload loads it)")
+        console.print(f"Embedder {esc(embedder.get('model', '?'))} ({esc(embedder.get('engine', '?'))}): {state}.",
+                      highlight=False)
     console.print(f"Server memory (RSS): {_mb(body.get('rss_bytes'))}")
     idle = body.get("idle_release_s")
     if idle:
         left = body.get("idle_release_in_s")
-        when = f"release in {left:g} s" if left is not None else "nothing loaded"
+        when = f"release in {left:g} s" if left is not None else "no model loaded"
         console.print(f"Idle release after {idle:g} s: idle for {body.get('idle_for_s', 0):g} s, {when}.")
     else:
         console.print("Idle release: off.")

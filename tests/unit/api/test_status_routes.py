@@ -1,4 +1,5 @@
-"""/v1/status, the wake-up header and metric after an idle release, and tuned_profile in /v1/models."""
+"""/v1/status, the wake-up header and metric after an idle release (of a model, of the embedder), and tuned_profile
+in /v1/models."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
+from tests.unit.kb.standin_e5 import standin_e5
 
 from inhouse.api.app import build_app
 from inhouse.models.tuning.profile import TunedProfile
@@ -13,6 +15,7 @@ from inhouse.models.tuning.profile import TunedProfile
 ServicesFactory = Any
 
 TEMPLATE = "{% for m in messages %}{{ m.content }}\n{% endfor %}"
+LEAVE = b"# Leave policy\n\nEmployees with 3 years of service get 18 days of annual leave.\n"
 
 
 def test_status_wake_and_tuned_profile(make_services: ServicesFactory) -> None:
@@ -71,3 +74,39 @@ def test_status_reports_the_probe_and_each_model_s_weight_path(services: Any, tm
 def test_status_without_a_probe_says_so(services: Any) -> None:
     with TestClient(build_app(services), headers={"Authorization": f"Bearer {services.member_key}"}) as client:
         assert client.get("/v1/status").json()["hardware"] == {"probed": False, "weight_buffers": {}}
+
+
+def test_idle_release_frees_the_embedder_and_a_search_wakes_it(tmp_path: Path) -> None:
+    """After idle release the e5 embedder stayed loaded in the server while /v1/status said nothing was: now the
+    release frees it, the status says so, and the next search loads it again, counted as a wake."""
+    from inhouse.bootstrap import build_services
+    from inhouse.testing.fakes import build_fake_engine
+    from inhouse.testing.services import fake_settings
+
+    emb, encoders = standin_e5(tmp_path)
+    services = build_services(fake_settings(tmp_path / "data", {"models": {"idle_release_s": 300}}), embedder=emb,
+                              load_engine=lambda spec: build_fake_engine(spec.name), catalog=())
+    try:
+        _, admin = services.keys.create_key("admin", role="admin")
+        with TestClient(build_app(services), headers={"Authorization": f"Bearer {admin}"}) as client:
+            col = client.post("/v1/collections", json={"name": "hr"}).json()
+            up = client.post(f"/v1/collections/{col['id']}/documents",
+                             files={"file": ("leave.md", LEAVE, "text/markdown")})
+            assert up.status_code == 201, up.text
+            assert client.get("/v1/status").json()["embedder"] == {
+                "model": "multilingual-e5-small", "engine": "llama", "loaded": True, "busy": False,
+                "idle_for_s": 0.0, "idle_release_in_s": 300.0}
+
+            record = services.residency.release("idle")
+            assert record is not None and record.models == ["multilingual-e5-small"] and encoders[0].closed
+            status = client.get("/v1/status").json()
+            assert status["loaded"] == [] and status["embedder"]["loaded"] is False
+
+            hits = client.post("/v1/search", json={"query": "annual leave days"}).json()["data"]
+            assert hits and "18 days" in hits[0]["text"]  # the search loaded it again
+            status = client.get("/v1/status").json()
+            assert status["embedder"]["loaded"] is True and len(encoders) == 2
+            assert status["wakes"] == 2 and status["last_wake"]["model"] == "multilingual-e5-small"
+            assert 'inhouse_model_wake_seconds_count{model="multilingual-e5-small"} 2.0' in client.get("/metrics").text
+    finally:
+        services.close()

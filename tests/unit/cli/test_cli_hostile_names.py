@@ -106,9 +106,11 @@ def test_the_status_and_audit_report_printers_show_a_server_s_values_as_written(
     print_status({"loaded": [{"model": f"[/]m {LINK}", "weights_bytes": 2**20, "running": 1}], "rss_bytes": 2**30,
                   "next_prewarm": "[/bold]soon", "hardware": {"probed": True, "cpu": "[reverse]cpu", "cores": 4,
                                                              "weight_buffers": {"[/]m": {"value": "repack",
-                                                                                         "reason": LINK}}}})
+                                                                                         "reason": LINK}}},
+                  "embedder": {"model": "[/]e5", "engine": "[reverse]", "loaded": True, "idle_release_in_s": 3.5}})
     out = capsys.readouterr().out
     assert f"[/]m {LINK}" in out and "[/bold]soon" in out and "[reverse]cpu" in out and f"({LINK})" in out
+    assert "Embedder [/]e5 ([reverse]): loaded, release in 3.5 s." in out
     print_report({"since": "[/]", "records": 3, "period": {"first": "[/bold]", "last": None},
                   "integrity": {"ok": False, "kind": "[/]", "message": LINK},
                   "requests": {"by_destination": {f"[/] {LINK}": 2}, "without_model": 1},

