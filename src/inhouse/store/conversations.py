@@ -166,6 +166,6 @@ class SqlConversationStore:
         return self.get(actor, conversation_id)
 
     def delete(self, actor: Actor, conversation_id: str) -> None:
-        if not self._db.execute(self._sql("DELETE FROM conversations WHERE id = ? AND owner = ?"),
-                                (conversation_id, owner_of(actor))):
+        if not self._db.erase(self._sql("DELETE FROM conversations WHERE id = ? AND owner = ?"),
+                              (conversation_id, owner_of(actor))):
             raise NotFound(f"No conversation '{conversation_id}'.", param="conversation_id")

@@ -113,6 +113,6 @@ class SqlResponseStore:
                          (owner, owner, self._max))
 
     def delete(self, actor: Actor, response_id: str) -> None:
-        if not self._db.execute(self._sql("DELETE FROM responses WHERE id = ? AND owner = ?"),
-                                (response_id, owner_of(actor))):
+        if not self._db.erase(self._sql("DELETE FROM responses WHERE id = ? AND owner = ?"),
+                              (response_id, owner_of(actor))):
             raise NotFound(f"No response '{response_id}'.", param="response_id")

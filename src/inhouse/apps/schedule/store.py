@@ -188,7 +188,7 @@ class SqlEventStore:
     placeholder = "?"
 
     def __init__(self, db: Any, *, clock: Callable[[], float] = time.time) -> None:
-        self._db = db  # query / query_one / execute / transaction, as both database helpers offer them
+        self._db = db  # query / query_one / execute / erase / transaction, as both database helpers offer them
         self._clock = clock
 
     def owner_transaction(self, owner: str) -> AbstractContextManager[Any]:
@@ -307,6 +307,6 @@ class SqlEventStore:
         return self.update(actor, event_id, status="cancelled")
 
     def delete(self, actor: Actor, event_id: str) -> None:
-        if not self._db.execute(self._sql("DELETE FROM schedule_events WHERE id = ? AND owner = ?"),
-                                (str(event_id)[:100], owner_of(actor))):
+        if not self._db.erase(self._sql("DELETE FROM schedule_events WHERE id = ? AND owner = ?"),
+                              (str(event_id)[:100], owner_of(actor))):
             raise NotFound("No such event, or not yours.", param="event_id")

@@ -345,6 +345,11 @@ class PostgresDatabase:
         with self.connection() as conn:
             return int(conn.execute(sql, params).rowcount)
 
+    def erase(self, sql: str, params: Params = None) -> int:
+        """SQLite's ``Database.erase`` here: PostgreSQL keeps no WAL of ours to purge (its own is the operator's,
+        and a deleted row's space is reclaimed by autovacuum), so it is ``execute``."""
+        return self.execute(sql, params)
+
     def ping(self) -> None:
         """One round trip; ``StoreUnavailable`` when the server cannot be reached."""
         with self.connection() as conn:

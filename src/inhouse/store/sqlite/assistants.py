@@ -1,18 +1,15 @@
 """The assistants' stores of the embedded install (tables ``schedule_events`` and ``support_sessions`` of
 ``inhouse.db``): a create's count and insert run in one SQLite write transaction. Deleting an event empties the WAL
-once it commits, so its text is gone from the disk (``Database.purge_after_commit``)."""
+once it commits, so its text is gone from the disk (``Database.erase``)."""
 
 from __future__ import annotations
 
 import sqlite3
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from inhouse.apps.schedule.store import SqlEventStore
 from inhouse.apps.support.store import SqlSessionStore
-
-if TYPE_CHECKING:
-    from inhouse.types import Actor
 
 
 class SqliteEventStore(SqlEventStore):
@@ -23,11 +20,6 @@ class SqliteEventStore(SqlEventStore):
 
     def is_unique_violation(self, exc: Exception) -> bool:
         return isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc)
-
-    def delete(self, actor: Actor, event_id: str) -> None:
-        with self._db.transaction():
-            self._db.purge_after_commit()
-            super().delete(actor, event_id)
 
 
 class SqliteSessionStore(SqlSessionStore):

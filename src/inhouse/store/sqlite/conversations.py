@@ -1,16 +1,13 @@
 """``SqliteConversationStore``: the ``ConversationStore`` of the embedded install (table ``conversations`` of
 ``inhouse.db``); a create's count and insert run in one SQLite write transaction. A delete empties the WAL once it
-commits, so the conversation's text is gone from the disk (``Database.purge_after_commit``)."""
+commits, so the conversation's text is gone from the disk (``Database.erase``)."""
 
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from inhouse.store.conversations import SqlConversationStore
-
-if TYPE_CHECKING:
-    from inhouse.types import Actor
 
 
 class SqliteConversationStore(SqlConversationStore):
@@ -18,8 +15,3 @@ class SqliteConversationStore(SqlConversationStore):
 
     def owner_transaction(self, owner: str) -> AbstractContextManager[Any]:
         return self._db.transaction()  # type: ignore[no-any-return]
-
-    def delete(self, actor: Actor, conversation_id: str) -> None:
-        with self._db.transaction():
-            self._db.purge_after_commit()
-            super().delete(actor, conversation_id)

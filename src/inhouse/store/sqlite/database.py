@@ -210,6 +210,13 @@ class Database:
             rowcount = getattr(cur, "rowcount", None)
             return int(rowcount if rowcount is not None else self._conn.changes())
 
+    def erase(self, sql: str, params: Params = ()) -> int:
+        """``execute`` a statement that deletes what a user wants gone (a conversation, a stored response, an event):
+        the WAL is purged once it commits (``purge_after_commit``), so the text leaves the disk with the commit."""
+        with self.transaction():
+            self.purge_after_commit()
+            return self.execute(sql, params)
+
     def query(self, sql: str, params: Params = ()) -> list[Any]:
         with self._lock:
             return list(self._conn.execute(sql, params).fetchall())
