@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
-from tests.unit.kb.standin_e5 import standin_e5
 
 from inhouse.api.app import build_app
 from inhouse.models.tuning.profile import TunedProfile
+from inhouse.testing.standin_e5 import standin_e5
 
 ServicesFactory = Any
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.unit.kb.standin_e5 import standin_e5
 
 from inhouse.engine.params import GenerationRequest, SamplingParams
 from inhouse.models.registry import ModelRegistry
@@ -17,6 +16,7 @@ from inhouse.models.residency import ModelResidency, ResidentEmbedder
 from inhouse.models.timetable import Timetable
 from inhouse.testing.fakes import build_fake_engine
 from inhouse.testing.gguf_writer import write_tiny_model
+from inhouse.testing.standin_e5 import standin_e5
 
 
 class Clocks:

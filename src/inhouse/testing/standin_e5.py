@@ -39,5 +39,5 @@ def standin_e5(tmp_path: Path) -> tuple[LlamaCppE5Embedder, list[StandInEncoder]
 
     emb = LlamaCppE5Embedder(cache_dir=tmp_path / "cache", source=write_e5s1(tmp_path / "e5.bin", max_positions=32),
                              notice=lambda _: None)
-    emb._load_encoder = load  # type: ignore[method-assign]
+    emb._load_encoder = load  # type: ignore[method-assign,assignment]
     return emb, encoders
